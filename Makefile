@@ -1,0 +1,55 @@
+# destor — PostgreSQL extension (PGXS).
+#
+#   make              build
+#   make install      install into the PostgreSQL found by pg_config
+#   make demo         the README's first command: a demo on local file providers
+#   make test         the README's second command: every test suite
+#   make unitcheck    C unit tests only (codec, S3 signer)
+#   make installcheck pg_regress suite against a running server (used by make test)
+#   make bench        benchmarks (not part of make test)
+
+EXTENSION  = destor
+MODULE_big = destor
+DATA       = sql/destor--0.1.0.sql
+
+OBJS = \
+	src/destor.o \
+	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o \
+	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
+	src/provider/s3_sign.o src/provider/provider_check.o \
+	src/object/pool.o src/object/keys.o src/object/object_layout.o \
+	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
+	src/catalog/catalog.o \
+	src/blob/blob.o \
+	src/maintenance/orphans.o
+
+PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/object -Isrc/catalog
+PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
+SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd
+
+# pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
+# destor preloaded and a generated master key (see test/regress/).
+REGRESS      = blob_basic provider_options blob_errors blob_xact blob_degraded
+REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
+               --load-extension=destor
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: demo test unitcheck tapcheck bench
+
+unitcheck:
+	$(MAKE) -C test/unit check
+
+tapcheck:
+	PG_CONFIG=$(PG_CONFIG) prove -I test/tap -I $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/perl -v test/tap/t/
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+bench:
+	bash test/bench/blob_bench.sh

@@ -1,0 +1,42 @@
+#!/bin/bash
+# make test: build, install, and run every suite (unit, pg_regress, TAP).
+# As root (CI), the PostgreSQL clusters run as an unprivileged user in a
+# copy of the tree, since initdb refuses to run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+bash scripts/deps.sh --test
+. scripts/pgenv.sh
+
+echo "== build"
+make -s PG_CONFIG="$PG_CONFIG" all 2>&1 | (grep -E 'warning|error' || true)
+if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
+  make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+else
+  sudo make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+fi
+
+echo "== unit tests"
+make -s unitcheck
+
+if [ "$(id -u)" = 0 ]; then
+  user=destor_test
+  id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
+  work=$(mktemp -d /tmp/destor-test.XXXXXX)
+  tar -C "$top" --exclude=.git --exclude='tmp_*' --exclude=results -cf - . | tar -C "$work" -xf -
+  chown -R "$user" "$work"
+  chmod 755 "$work"
+  rc=0
+  runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" bash "$work/scripts/test_suites.sh" || rc=$?
+  # keep logs of a failed run where the checkout is
+  if [ $rc != 0 ]; then
+    rm -rf "$top/test-logs"; mkdir -p "$top/test-logs"
+    cp -r "$work"/regression.* "$work"/results "$work"/tmp_check/log "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
+    echo "logs of the failed run: $top/test-logs"
+  fi
+  rm -rf "$work"
+  exit $rc
+else
+  exec bash scripts/test_suites.sh
+fi

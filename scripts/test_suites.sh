@@ -1,0 +1,28 @@
+#!/bin/bash
+# The suites that need a PostgreSQL cluster; run as an unprivileged user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+. scripts/pgenv.sh
+
+# A fresh master key and a temp-instance configuration for pg_regress.
+mkdir -p tmp_keys
+umask 077
+openssl rand -hex 32 > tmp_keys/master.key
+umask 022
+mkdir -p test/regress
+cat > test/regress/destor.conf <<CONF
+shared_preload_libraries = 'destor'
+destor.master_key_file = '$top/tmp_keys/master.key'
+CONF
+
+# file providers for the regression suite
+rm -rf tmp_providers
+mkdir -p tmp_providers
+export DESTOR_REGRESS_DIR="$top/tmp_providers"
+
+echo "== pg_regress"
+make -s PG_CONFIG="$PG_CONFIG" installcheck || { cat regression.diffs 2>/dev/null | head -200; exit 1; }
+
+echo "== TAP"
+make -s PG_CONFIG="$PG_CONFIG" tapcheck

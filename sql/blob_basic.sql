@@ -1,0 +1,105 @@
+-- Blobs on six file providers in a 4+2 pool: round trips of many sizes,
+-- random ranges, where shards go, and that providers never see plaintext.
+\getenv dir DESTOR_REGRESS_DIR
+\set p1 :dir '/p1'
+\set p2 :dir '/p2'
+\set p3 :dir '/p3'
+\set p4 :dir '/p4'
+\set p5 :dir '/p5'
+\set p6 :dir '/p6'
+\set mk 'mkdir -p ' :dir '/p1 ' :dir '/p2 ' :dir '/p3 ' :dir '/p4 ' :dir '/p5 ' :dir '/p6'
+COPY (SELECT 1) TO PROGRAM :'mk';
+
+CREATE SERVER p1 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p1', geo 'EU');
+CREATE SERVER p2 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p2', geo 'EU');
+CREATE SERVER p3 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p3');
+CREATE SERVER p4 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p4');
+CREATE SERVER p5 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p5', cost_per_gb_month '0.004');
+CREATE SERVER p6 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p6');
+CREATE SERVER archive FOREIGN DATA WRAPPER destor
+  OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');
+CREATE SERVER mirror FOREIGN DATA WRAPPER destor
+  OPTIONS (providers 'p1, p2, p3', data_shards '1', parity_shards '2');
+
+SELECT ok, latency_ms >= 0 AS timed, detail FROM destor.check_provider('p1');
+
+-- Pseudo-random (incompressible) and repetitive (compressible) payloads.
+CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
+  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
+                   FROM 1 FOR n)
+    FROM generate_series(0, n / 16) i $$;
+
+CREATE TABLE src (name text PRIMARY KEY, data bytea);
+INSERT INTO src VALUES
+  ('empty', ''::bytea),
+  ('one', '\x2a'::bytea),
+  ('block-1', noise(65535, 1)),
+  ('block', noise(65536, 2)),
+  ('block+1', noise(65537, 3)),
+  ('stripe-ish', noise(4 * 65552 + 3, 4)),
+  ('text', convert_to(repeat('destor keeps data safe. ', 100000), 'UTF8')),
+  ('big', noise(3 * 1024 * 1024 + 17, 5)),
+  ('marker', convert_to('PLAINTEXT-MARKER-91e4 ' || repeat('x', 5000), 'UTF8'));
+
+CREATE TABLE stored AS
+  SELECT name, destor.blob_put(CASE WHEN name = 'one' THEN 'mirror' ELSE 'archive' END, data) AS b
+    FROM src;
+
+SELECT s.name, destor.blob_size(b) AS size, destor.blob_get(b) = s.data AS same
+  FROM src s JOIN stored USING (name) ORDER BY length(s.data), s.name;
+
+-- 200 random ranges, including ones that run past the end (substring semantics).
+SELECT setseed(0.42);
+CREATE TABLE ranges AS
+  SELECT name, (random() * (length(data) + 10))::bigint AS off, (random() * 200000)::int AS len
+    FROM src, generate_series(1, 25) WHERE name <> 'empty';
+SELECT count(*) AS ranges,
+       count(*) FILTER (WHERE destor.blob_read(b, off, len) = substring(data FROM off::int + 1 FOR len))
+         AS matching
+  FROM ranges JOIN src USING (name) JOIN stored USING (name);
+SELECT destor.blob_read(b, 0, 0) = ''::bytea AS empty_read,
+       destor.blob_read(b, 1000000000, 5) = ''::bytea AS past_end
+  FROM stored WHERE name = 'big';
+
+-- Placement: n shards on n distinct providers; parity counted.
+SELECT count(*) AS shards, count(DISTINCT provider) AS providers,
+       count(*) FILTER (WHERE kind = 'parity') AS parity, bool_and(state = 'ok') AS all_ok
+  FROM destor.blob_shards JOIN stored ON blob_id = b::uuid WHERE name = 'big';
+SELECT count(*) AS replicas FROM destor.blob_shards JOIN stored ON blob_id = b::uuid
+ WHERE name = 'one';
+-- Stored size of an incompressible blob is about (k+m)/k times its size.
+SELECT round(sum(size)::numeric / (3 * 1024 * 1024 + 17), 1) AS overhead
+  FROM destor.blob_shards JOIN stored ON blob_id = b::uuid WHERE name = 'big';
+-- Compressible data is stored compressed.
+SELECT sum(size) < 2400000 / 10 AS compressed
+  FROM destor.blob_shards JOIN stored ON blob_id = b::uuid WHERE name = 'text';
+
+-- No provider file contains the plaintext marker or the repetitive text.
+\set grep 'grep -rl -e PLAINTEXT-MARKER -e "keeps data safe" ' :dir ' | wc -l'
+CREATE TEMP TABLE found (n int);
+COPY found FROM PROGRAM :'grep';
+SELECT n AS files_with_plaintext FROM found;
+
+-- Handles are values: text form, equality, cast to uuid.
+SELECT b::text = b::uuid::text AS text_is_uuid,
+       b::text::destor.blob::uuid = b::uuid AS roundtrip
+  FROM stored WHERE name = 'one';
+
+-- blob_import / blob_export stream server-side files.
+\set f :dir '/import.bin'
+\set g :dir '/export.bin'
+COPY (SELECT 1) TO PROGRAM :'mk';
+COPY (SELECT encode(data, 'base64') FROM src WHERE name = 'big') TO :'f';
+CREATE TABLE imported AS SELECT destor.blob_import('archive', :'f') AS b;
+SELECT destor.blob_size(b) = length(pg_read_binary_file(:'f')) AS same_size,
+       destor.blob_get(b) = pg_read_binary_file(:'f') AS same_bytes
+  FROM imported;
+SELECT destor.blob_export(b, :'g') = length(pg_read_binary_file(:'f')) AS exported FROM imported;
+SELECT pg_read_binary_file(:'g') = pg_read_binary_file(:'f') AS export_matches;
+
+-- blob_delete removes the blob; its shards go at commit.
+SELECT destor.blob_delete(b) FROM stored WHERE name = 'block';
+SELECT count(*) AS left_in_catalog FROM stored s JOIN destor.objects o ON o.object_id = s.b::uuid
+ WHERE name = 'block';
+-- reading a deleted (or never existing) blob is an error
+SELECT destor.blob_size('00000000-0000-4000-8000-000000000000');

@@ -1,0 +1,77 @@
+-- Losing and corrupting shards: reads reconstruct from any k good shards,
+-- corrupt chunks are identified by checksum, and too many losses give a
+-- clear error that names the providers.  This test destroys providers: it
+-- runs last.
+\getenv dir DESTOR_REGRESS_DIR
+CREATE FUNCTION show_error(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE msg text; det text;
+BEGIN
+  EXECUTE q;
+  RETURN 'no error';
+EXCEPTION WHEN others THEN
+  GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+  RETURN regexp_replace(msg, '[0-9a-f]{8}-[0-9a-f-]{27}', '<id>') || E'\n' || split_part(det, '. ', 1);
+END $$;
+
+-- the file holding shard i of a blob
+CREATE FUNCTION shard_path(b destor.blob, i int) RETURNS text LANGUAGE sql AS $$
+  SELECT current_setting('destor_test.dir') || '/' || s.provider || '/ds/' ||
+         left(replace(b::text, '-', ''), 2) || '/' || replace(b::text, '-', '') || '.' || i
+    FROM destor.shards s WHERE s.object_id = b::uuid AND s.shard_index = i $$;
+SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
+
+-- overwrite 8 bytes of a shard file at an offset, in place
+CREATE FUNCTION corrupt(path text, off bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+    format('printf XXXXXXXX | dd of=%s bs=1 seek=%s conv=notrunc status=none', path, off));
+END $$;
+
+CREATE TABLE victims AS
+  SELECT name, data, destor.blob_put('archive', data) AS b FROM src WHERE name IN ('big', 'block+1', 'marker');
+
+-- one corrupt data shard: read around it
+SELECT corrupt(shard_path(b, 0), 100) FROM victims WHERE name = 'big';
+SELECT destor.blob_get(b) = data AS intact FROM victims WHERE name = 'big';
+-- three corrupt shards, each in a different stripe: every stripe still has 5 good chunks
+SELECT corrupt(shard_path(b, 1), 65536 + 10), corrupt(shard_path(b, 4), 2 * 65536 + 10)
+  FROM victims WHERE name = 'big';
+SELECT destor.blob_get(b) = data AS intact FROM victims WHERE name = 'big';
+SELECT destor.blob_read(b, 70000, 300000) = substring(data FROM 70001 FOR 300000) AS range_intact
+  FROM victims WHERE name = 'big';
+-- three corrupt shards in the same stripe: beyond repair, and said so
+SELECT corrupt(shard_path(b, 0), 5), corrupt(shard_path(b, 2), 5), corrupt(shard_path(b, 5), 5)
+  FROM victims WHERE name = 'marker';
+SELECT split_part(e, E'\n', 1) AS error,
+       split_part(e, E'\n', 2) = 'Unavailable or corrupt: ' ||
+         (SELECT string_agg(provider, ', ' ORDER BY provider) FROM destor.shards
+           WHERE object_id = b::uuid AND shard_index IN (0, 2, 5)) AS names_the_corrupt_providers
+  FROM (SELECT b, show_error(format('SELECT destor.blob_get(%L)', b)) AS e
+          FROM victims WHERE name = 'marker') x;
+
+-- lose two whole providers
+\set rm 'rm -rf ' :dir '/p2 ' :dir '/p5'
+COPY (SELECT 1) TO PROGRAM :'rm';
+SELECT name, destor.blob_get(b) = data AS intact FROM stored JOIN src USING (name)
+ WHERE name NOT IN ('block', 'one') ORDER BY name;
+SELECT name, destor.blob_get(b) = data AS intact FROM victims WHERE name = 'block+1';
+SELECT count(*) AS ranges,
+       count(*) FILTER (WHERE destor.blob_read(b, off, len) = substring(data FROM off::int + 1 FOR len))
+         AS matching
+  FROM ranges JOIN src USING (name) JOIN stored USING (name) WHERE name NOT IN ('block', 'one');
+
+-- writes go on while write_quorum (5 of 6 here) is met... it is not, with two providers gone
+\set VERBOSITY terse
+SELECT destor.blob_put('archive', 'needs five providers');
+\set mk 'mkdir -p ' :dir '/p2'
+COPY (SELECT 1) TO PROGRAM :'mk';
+CREATE TABLE partial AS SELECT destor.blob_put('archive', 'five of six') AS b;
+\set VERBOSITY default
+SELECT provider, state FROM destor.blob_shards JOIN partial ON blob_id = b::uuid
+ WHERE state <> 'ok';
+SELECT convert_from(destor.blob_get(b), 'UTF8') AS readable FROM partial;
+
+-- lose a third provider: more than m = 2 are gone; the error names them
+\set rm 'rm -rf ' :dir '/p3'
+COPY (SELECT 1) TO PROGRAM :'rm';
+SELECT show_error(format('SELECT destor.blob_get(%L)', b)) FROM victims WHERE name = 'block+1';

@@ -1,0 +1,128 @@
+/* destor — install script, version 0.1.0 */
+\echo Use "CREATE EXTENSION destor" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Foreign-data wrappers: providers (where shards go) and pools (how objects
+-- are spread over providers).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION destor_provider_validator(text[], oid)
+RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER destor_provider
+  VALIDATOR destor_provider_validator;
+COMMENT ON FOREIGN DATA WRAPPER destor_provider IS
+  'storage providers of destor: OPTIONS (type ''file'', path ...) or (type ''s3'', endpoint ..., bucket ...)';
+
+CREATE FUNCTION destor_pool_validator(text[], oid)
+RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER destor
+  VALIDATOR destor_pool_validator;
+COMMENT ON FOREIGN DATA WRAPPER destor IS
+  'pools of destor providers: OPTIONS (providers ''p1,p2,...'', data_shards ''k'', parity_shards ''m'')';
+
+-- ---------------------------------------------------------------------------
+-- Catalog.  Ordinary tables: WAL-logged, replicated, dumped.  Objects are
+-- immutable; a row appears when the transaction that wrote the object
+-- commits.  Providers and pools are referenced by server name, which
+-- survives dump and restore (OIDs do not).
+-- ---------------------------------------------------------------------------
+CREATE TABLE objects (
+    object_id      uuid PRIMARY KEY,
+    pool           name NOT NULL,
+    size           bigint NOT NULL CHECK (size >= 0),        -- plaintext bytes
+    stream_size    bigint NOT NULL CHECK (stream_size >= 0), -- ciphertext bytes
+    block_size     integer NOT NULL,
+    chunk_size     integer NOT NULL,
+    data_shards    integer NOT NULL,
+    parity_shards  integer NOT NULL,
+    compressed     boolean NOT NULL,
+    block_ends     bytea,           -- ciphertext end of each block, when sizes vary
+    key_version    integer NOT NULL,
+    key_id         bytea NOT NULL,  -- fingerprint of the master key (not secret)
+    wrapped_key    bytea NOT NULL,  -- data key wrapped by the master key
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE shards (
+    object_id    uuid NOT NULL REFERENCES objects ON DELETE CASCADE,
+    shard_index  integer NOT NULL,
+    provider     name NOT NULL,
+    state        text NOT NULL CHECK (state IN ('ok', 'missing', 'corrupt')),
+    size         bigint NOT NULL,
+    PRIMARY KEY (object_id, shard_index)
+);
+CREATE INDEX shards_provider_idx ON shards (provider);
+
+-- ---------------------------------------------------------------------------
+-- Blobs
+-- ---------------------------------------------------------------------------
+CREATE TYPE blob;
+CREATE FUNCTION blob_in(cstring) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_out(blob) RETURNS cstring
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_recv(internal) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_send(blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE blob (
+  INPUT = blob_in, OUTPUT = blob_out, RECEIVE = blob_recv, SEND = blob_send,
+  INTERNALLENGTH = 16, ALIGNMENT = char, STORAGE = plain
+);
+COMMENT ON TYPE blob IS 'handle of a blob stored on destor providers';
+
+CREATE FUNCTION blob_id(blob) RETURNS uuid
+  AS 'MODULE_PATHNAME', 'blob_to_uuid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (blob AS uuid) WITH FUNCTION blob_id(blob);
+
+CREATE TABLE blobs (
+    blob_id     uuid PRIMARY KEY REFERENCES objects,
+    owner       oid NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION blob_put(pool name, data bytea) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_get(b blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_read(b blob, "offset" bigint, length integer) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_size(b blob) RETURNS bigint
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_delete(b blob) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_import(pool name, path text) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_export(b blob, path text) RETURNS bigint
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+-- Where each blob's shards live (what a DBA asks first).
+CREATE VIEW blob_shards AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = b.blob_id
+    JOIN shards s ON s.object_id = b.blob_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE');
+
+-- ---------------------------------------------------------------------------
+-- Operations
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION check_provider(server name,
+    OUT ok boolean, OUT latency_ms float8, OUT detail text)
+  RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
+  RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+-- Catalog rows are user data of the extension: pg_dump must keep them.
+SELECT pg_catalog.pg_extension_config_dump('objects', '');
+SELECT pg_catalog.pg_extension_config_dump('shards', '');
+SELECT pg_catalog.pg_extension_config_dump('blobs', '');
+
+-- The catalog is written only through destor's functions.
+GRANT USAGE ON SCHEMA destor TO PUBLIC;
+REVOKE ALL ON objects, shards, blobs FROM PUBLIC;
+GRANT SELECT ON blob_shards TO PUBLIC;
+REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;

@@ -1,0 +1,378 @@
+/*
+ * blob.c — blobs: large binary values stored as destor objects behind SQL
+ * functions, with a small handle (type destor.blob) kept in user rows.
+ *
+ * Blobs have owners: only the owner (or a member of the owning role, or a
+ * superuser) reads or deletes a blob.  Server-side import/export follow
+ * lo_import/lo_export: they need pg_read_server_files / pg_write_server_files
+ * and stream with bounded memory, whatever the size.
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog/pg_authid.h"
+#include "fmgr.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "catalog.h"
+#include "object.h"
+
+#define BLOB_IO_CHUNK	(4 * 1024 * 1024)
+
+typedef struct BlobHandle
+{
+	uint8		id[CODEC_OBJID_LEN];
+} BlobHandle;
+
+#define DatumGetBlobP(d)	((BlobHandle *) DatumGetPointer(d))
+#define PG_GETARG_BLOB(n)	DatumGetBlobP(PG_GETARG_DATUM(n))
+
+PG_FUNCTION_INFO_V1(blob_in);
+PG_FUNCTION_INFO_V1(blob_out);
+PG_FUNCTION_INFO_V1(blob_recv);
+PG_FUNCTION_INFO_V1(blob_send);
+PG_FUNCTION_INFO_V1(blob_to_uuid);
+PG_FUNCTION_INFO_V1(blob_put);
+PG_FUNCTION_INFO_V1(blob_get);
+PG_FUNCTION_INFO_V1(blob_read);
+PG_FUNCTION_INFO_V1(blob_size);
+PG_FUNCTION_INFO_V1(blob_delete);
+PG_FUNCTION_INFO_V1(blob_import);
+PG_FUNCTION_INFO_V1(blob_export);
+
+/* ---------------------------------------------------------------------------
+ * The handle type: a blob id, shown as a UUID
+ * ------------------------------------------------------------------------- */
+Datum
+blob_in(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, PG_GETARG_DATUM(0)));
+	BlobHandle *b = palloc(sizeof(BlobHandle));
+
+	memcpy(b->id, u->data, CODEC_OBJID_LEN);
+	PG_RETURN_POINTER(b);
+}
+
+Datum
+blob_out(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	pg_uuid_t	u;
+
+	memcpy(u.data, b->id, UUID_LEN);
+	PG_RETURN_DATUM(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&u)));
+}
+
+Datum
+blob_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	BlobHandle *b = palloc(sizeof(BlobHandle));
+
+	memcpy(b->id, pq_getmsgbytes(buf, CODEC_OBJID_LEN), CODEC_OBJID_LEN);
+	PG_RETURN_POINTER(b);
+}
+
+Datum
+blob_send(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, (char *) b->id, CODEC_OBJID_LEN);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+Datum
+blob_to_uuid(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	memcpy(u->data, b->id, UUID_LEN);
+	PG_RETURN_UUID_P(u);
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+static BlobHandle *
+blob_handle_make(const uint8 id[CODEC_OBJID_LEN])
+{
+	BlobHandle *b = palloc(sizeof(BlobHandle));
+
+	memcpy(b->id, id, CODEC_OBJID_LEN);
+	return b;
+}
+
+/* The blob's object, after checking that it exists and the user may use it. */
+static ObjectMeta *
+blob_open_meta(BlobHandle *b, const char *action)
+{
+	Oid			owner;
+
+	if (!catalog_get_blob(b->id, &owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("blob %s does not exist", object_id_text(b->id)),
+				 errhint("It may have been deleted, or created by a transaction that did not commit.")));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s blob", action),
+				 errdetail("Blob %s belongs to another role; only its owner, members of the owning role and superusers may %s it.",
+						   object_id_text(b->id), action)));
+	return catalog_get_object(b->id, false);
+}
+
+static ObjectMeta *
+blob_store(ObjectWriter *w)
+{
+	ObjectMeta *meta = object_writer_finish(w);
+
+	catalog_insert_object(meta);
+	catalog_insert_blob(meta->id, GetUserId());
+	return meta;
+}
+
+/* ---------------------------------------------------------------------------
+ * SQL functions
+ * ------------------------------------------------------------------------- */
+Datum
+blob_put(PG_FUNCTION_ARGS)
+{
+	Name		poolname = PG_GETARG_NAME(0);
+	bytea	   *data = PG_GETARG_BYTEA_PP(1);
+	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
+	ObjectWriter *w = object_writer_create(pool, true);
+	ObjectMeta *meta;
+
+	object_writer_write(w, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+	meta = blob_store(w);
+	PG_RETURN_POINTER(blob_handle_make(meta->id));
+}
+
+Datum
+blob_get(PG_FUNCTION_ARGS)
+{
+	ObjectMeta *meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+	ObjectReader *r;
+	bytea	   *result;
+
+	if (meta->size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("blob %s is too large to return as bytea (%llu bytes)",
+						object_id_text(meta->id), (unsigned long long) meta->size),
+				 errhint("Use destor.blob_read() for parts of it, or destor.blob_export() to write it to a file.")));
+	result = palloc(VARHDRSZ + meta->size);
+	SET_VARSIZE(result, VARHDRSZ + meta->size);
+	r = object_reader_open(meta);
+	object_reader_read(r, 0, meta->size, VARDATA(result));
+	object_reader_close(r);
+	PG_RETURN_BYTEA_P(result);
+}
+
+Datum
+blob_read(PG_FUNCTION_ARGS)
+{
+	int64		offset = PG_GETARG_INT64(1);
+	int32		length = PG_GETARG_INT32(2);
+	ObjectMeta *meta;
+	ObjectReader *r;
+	bytea	   *result;
+	uint64		n;
+
+	if (offset < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("blob offset must not be negative"),
+				 errdetail("The offset given was " INT64_FORMAT ".", offset)));
+	if (length < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("blob read length must not be negative"),
+				 errdetail("The length given was %d.", length)));
+	if (length > (int32) (MaxAllocSize - VARHDRSZ))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("blob read length %d is too large", length),
+				 errhint("Read at most 1 GB at a time.")));
+
+	meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+	/* like substring(): reading past the end returns what is there */
+	n = (uint64) offset >= meta->size ? 0 : Min((uint64) length, meta->size - offset);
+	result = palloc(VARHDRSZ + n);
+	SET_VARSIZE(result, VARHDRSZ + n);
+	if (n > 0)
+	{
+		r = object_reader_open(meta);
+		object_reader_read(r, offset, n, VARDATA(result));
+		object_reader_close(r);
+	}
+	PG_RETURN_BYTEA_P(result);
+}
+
+Datum
+blob_size(PG_FUNCTION_ARGS)
+{
+	ObjectMeta *meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+
+	PG_RETURN_INT64((int64) meta->size);
+}
+
+Datum
+blob_delete(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	ObjectMeta *meta = blob_open_meta(b, "delete");
+
+	catalog_delete_blob(b->id);
+	/* shards go only once the deletion has committed */
+	object_delete_at_commit(meta);
+	PG_RETURN_VOID();
+}
+
+Datum
+blob_import(PG_FUNCTION_ARGS)
+{
+	Name		poolname = PG_GETARG_NAME(0);
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Pool	   *pool;
+	ObjectWriter *w;
+	ObjectMeta *meta;
+	char	   *buf;
+	int			fd;
+
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import a server-side file into a blob"),
+				 errdetail("Only superusers and members of pg_read_server_files may read server files."),
+				 errhint("Use destor.blob_put() to store data sent by the client.")));
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relative path not allowed for blob_import"),
+				 errhint("Give the absolute path of the file on the database server.")));
+
+	pool = pool_lookup(NameStr(*poolname), true);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open server file \"%s\": %m", path)));
+
+	w = object_writer_create(pool, true);
+	buf = palloc(BLOB_IO_CHUNK);
+	for (;;)
+	{
+		ssize_t		n;
+
+		CHECK_FOR_INTERRUPTS();
+		n = read(fd, buf, BLOB_IO_CHUNK);
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read server file \"%s\": %m", path)));
+		}
+		if (n == 0)
+			break;
+		object_writer_write(w, buf, n);
+	}
+	CloseTransientFile(fd);
+	pfree(buf);
+	meta = blob_store(w);
+	PG_RETURN_POINTER(blob_handle_make(meta->id));
+}
+
+Datum
+blob_export(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ObjectMeta *meta;
+	ObjectReader *r;
+	char	   *buf;
+	uint64		off = 0;
+	int			fd;
+	mode_t		oumask;
+
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_WRITE_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to export a blob to a server-side file"),
+				 errdetail("Only superusers and members of pg_write_server_files may write server files."),
+				 errhint("Use destor.blob_get() or destor.blob_read() to fetch the data from the client.")));
+	if (!is_absolute_path(path))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relative path not allowed for blob_export"),
+				 errhint("Give the absolute path of the file on the database server.")));
+
+	meta = blob_open_meta(b, "read");
+	r = object_reader_open(meta);
+
+	oumask = umask(S_IWGRP | S_IWOTH);
+	PG_TRY();
+	{
+		fd = OpenTransientFilePerm(path, O_CREAT | O_WRONLY | O_TRUNC | PG_BINARY,
+								   S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH);
+	}
+	PG_FINALLY();
+	{
+		umask(oumask);
+	}
+	PG_END_TRY();
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create server file \"%s\": %m", path)));
+
+	buf = palloc(BLOB_IO_CHUNK * 4);
+	while (off < meta->size)
+	{
+		uint64		n = Min((uint64) BLOB_IO_CHUNK * 4, meta->size - off);
+		char	   *p = buf;
+		uint64		left = n;
+
+		object_reader_read(r, off, n, buf);
+		while (left > 0)
+		{
+			ssize_t		w = write(fd, p, left);
+
+			if (w < 0)
+			{
+				if (errno == EINTR)
+					continue;
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not write server file \"%s\": %m", path)));
+			}
+			p += w;
+			left -= w;
+		}
+		off += n;
+	}
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close server file \"%s\": %m", path)));
+	object_reader_close(r);
+	pfree(buf);
+	PG_RETURN_INT64((int64) meta->size);
+}

@@ -1,0 +1,339 @@
+/*
+ * catalog.c — reading and writing destor's catalog tables through SPI.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
+
+#include "catalog.h"
+
+typedef struct CatalogUser
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} CatalogUser;
+
+/* Run catalog statements as the bootstrap superuser; restored on exit, and
+ * by transaction abort if an ERROR intervenes. */
+static void
+catalog_enter(CatalogUser *cu)
+{
+	GetUserIdAndSecContext(&cu->saved_userid, &cu->saved_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   cu->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+catalog_leave(CatalogUser *cu)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(cu->saved_userid, cu->saved_sec_context);
+}
+
+static Datum
+uuid_datum(const uint8 id[CODEC_OBJID_LEN])
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	memcpy(u->data, id, UUID_LEN);
+	return UUIDPGetDatum(u);
+}
+
+static Datum
+bytea_datum(const void *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return PointerGetDatum(b);
+}
+
+static void
+catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
+}
+
+void
+catalog_insert_object(ObjectMeta *meta)
+{
+	CatalogUser cu;
+	Oid			types[13] = {UUIDOID, NAMEOID, INT8OID, INT8OID, INT4OID, INT4OID, INT4OID,
+	INT4OID, BOOLOID, BYTEAOID, INT4OID, BYTEAOID, BYTEAOID};
+	Datum		values[13];
+	char		nulls[13];
+	int			n = meta->data_shards + meta->parity_shards;
+
+	memset(nulls, ' ', sizeof(nulls));
+	catalog_enter(&cu);
+	values[0] = uuid_datum(meta->id);
+	values[1] = CStringGetDatum(meta->pool);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(meta->pool));
+	values[2] = Int64GetDatum(meta->size);
+	values[3] = Int64GetDatum(meta->stream_size);
+	values[4] = Int32GetDatum(meta->block_size);
+	values[5] = Int32GetDatum(meta->chunk_size);
+	values[6] = Int32GetDatum(meta->data_shards);
+	values[7] = Int32GetDatum(meta->parity_shards);
+	values[8] = BoolGetDatum(meta->compressed);
+	if (meta->block_ends)
+	{
+		/* little-endian uint64 per block */
+		size_t		len = sizeof(uint64) * meta->nblocks;
+		bytea	   *b = palloc_extended(VARHDRSZ + len, MCXT_ALLOC_HUGE);
+		uint8	   *p = (uint8 *) VARDATA(b);
+
+		SET_VARSIZE(b, VARHDRSZ + len);
+		for (int i = 0; i < meta->nblocks; i++)
+			for (int k = 0; k < 8; k++)
+				*p++ = (uint8) (meta->block_ends[i] >> (8 * k));
+		values[9] = PointerGetDatum(b);
+	}
+	else
+		nulls[9] = 'n';
+	values[10] = Int32GetDatum(meta->key_version);
+	values[11] = bytea_datum(meta->key_id, CODEC_KEY_FINGERPRINT_LEN);
+	values[12] = bytea_datum(meta->wrapped_key, CODEC_WRAPPED_KEY_LEN);
+	catalog_exec("INSERT INTO destor.objects (object_id, pool, size, stream_size, block_size, "
+				 "chunk_size, data_shards, parity_shards, compressed, block_ends, key_version, "
+				 "key_id, wrapped_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+				 13, types, values, nulls, SPI_OK_INSERT);
+
+	for (int i = 0; i < n; i++)
+	{
+		Oid			stypes[5] = {UUIDOID, INT4OID, NAMEOID, TEXTOID, INT8OID};
+		Datum		svalues[5];
+
+		svalues[0] = values[0];
+		svalues[1] = Int32GetDatum(i);
+		svalues[2] = DirectFunctionCall1(namein, CStringGetDatum(meta->shards[i].provider));
+		svalues[3] = CStringGetTextDatum(meta->shards[i].ok ? "ok" : "missing");
+		svalues[4] = Int64GetDatum(meta->shards[i].size);
+		catalog_exec("INSERT INTO destor.shards (object_id, shard_index, provider, state, size) "
+					 "VALUES ($1,$2,$3,$4,$5)", 5, stypes, svalues, NULL, SPI_OK_INSERT);
+	}
+	catalog_leave(&cu);
+}
+
+static int64
+get_int8(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+static int32
+get_int4(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+static bytea *
+get_bytea(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : DatumGetByteaPP(d);
+}
+
+ObjectMeta *
+catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	ObjectMeta *meta;
+	MemoryContext caller = CurrentMemoryContext;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bytea	   *b;
+	int			n;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("SELECT pool::text, size, stream_size, block_size, chunk_size, data_shards, "
+				 "parity_shards, compressed, block_ends, key_version, key_id, wrapped_key "
+				 "FROM destor.objects WHERE object_id = $1", 1, types, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		catalog_leave(&cu);
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("object %s does not exist", object_id_text(id))));
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	meta = MemoryContextAllocZero(caller, sizeof(ObjectMeta));
+	memcpy(meta->id, id, CODEC_OBJID_LEN);
+	meta->pool = MemoryContextStrdup(caller, SPI_getvalue(tup, desc, 1));
+	meta->size = get_int8(tup, desc, 2);
+	meta->stream_size = get_int8(tup, desc, 3);
+	meta->block_size = get_int4(tup, desc, 4);
+	meta->chunk_size = get_int4(tup, desc, 5);
+	meta->data_shards = get_int4(tup, desc, 6);
+	meta->parity_shards = get_int4(tup, desc, 7);
+	meta->compressed = strcmp(SPI_getvalue(tup, desc, 8), "t") == 0;
+	meta->nblocks = meta->size == 0 ? 1 : (int) ((meta->size + meta->block_size - 1) / meta->block_size);
+	b = get_bytea(tup, desc, 9);
+	if (b)
+	{
+		const uint8 *p = (const uint8 *) VARDATA_ANY(b);
+
+		if (VARSIZE_ANY_EXHDR(b) != sizeof(uint64) * (size_t) meta->nblocks)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("catalog entry of object %s has a malformed block index", object_id_text(id))));
+		meta->block_ends = MemoryContextAllocHuge(caller, sizeof(uint64) * meta->nblocks);
+		for (int i = 0; i < meta->nblocks; i++)
+		{
+			uint64		v = 0;
+
+			for (int k = 0; k < 8; k++)
+				v |= (uint64) p[8 * i + k] << (8 * k);
+			meta->block_ends[i] = v;
+		}
+	}
+	meta->key_version = get_int4(tup, desc, 10);
+	b = get_bytea(tup, desc, 11);
+	if (b == NULL || VARSIZE_ANY_EXHDR(b) != CODEC_KEY_FINGERPRINT_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("catalog entry of object %s has a malformed key id", object_id_text(id))));
+	memcpy(meta->key_id, VARDATA_ANY(b), CODEC_KEY_FINGERPRINT_LEN);
+	b = get_bytea(tup, desc, 12);
+	if (b == NULL || VARSIZE_ANY_EXHDR(b) != CODEC_WRAPPED_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("catalog entry of object %s has a malformed wrapped key", object_id_text(id))));
+	memcpy(meta->wrapped_key, VARDATA_ANY(b), CODEC_WRAPPED_KEY_LEN);
+
+	n = meta->data_shards + meta->parity_shards;
+	meta->shards = MemoryContextAllocZero(caller, sizeof(ObjectShard) * n);
+	catalog_exec("SELECT shard_index, provider::text, state, size FROM destor.shards "
+				 "WHERE object_id = $1 ORDER BY shard_index", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	st = SPI_tuptable->vals[r];
+		TupleDesc	sd = SPI_tuptable->tupdesc;
+		int			idx = get_int4(st, sd, 1);
+
+		if (idx < 0 || idx >= n)
+			continue;
+		meta->shards[idx].provider = MemoryContextStrdup(caller, SPI_getvalue(st, sd, 2));
+		meta->shards[idx].ok = strcmp(SPI_getvalue(st, sd, 3), "ok") == 0;
+		meta->shards[idx].size = get_int8(st, sd, 4);
+	}
+	for (int i = 0; i < n; i++)
+		if (meta->shards[i].provider == NULL)
+		{
+			meta->shards[i].provider = MemoryContextStrdup(caller, "(unknown)");
+			meta->shards[i].ok = false;
+		}
+	catalog_leave(&cu);
+	return meta;
+}
+
+void
+catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
+				 SPI_OK_DELETE);
+	catalog_leave(&cu);
+}
+
+bool
+catalog_object_exists(const uint8 id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("SELECT 1 FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	catalog_leave(&cu);
+	return found;
+}
+
+void
+catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner)
+{
+	CatalogUser cu;
+	Oid			types[2] = {UUIDOID, OIDOID};
+	Datum		values[2];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	values[1] = ObjectIdGetDatum(owner);
+	catalog_exec("INSERT INTO destor.blobs (blob_id, owner) VALUES ($1, $2)", 2, types, values,
+				 NULL, SPI_OK_INSERT);
+	catalog_leave(&cu);
+}
+
+bool
+catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner)
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("SELECT owner FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (found)
+	{
+		bool		isnull;
+
+		*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	catalog_leave(&cu);
+	return found;
+}
+
+void
+catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("DELETE FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
+				 SPI_OK_DELETE);
+	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
+				 SPI_OK_DELETE);
+	catalog_leave(&cu);
+}

@@ -1,0 +1,50 @@
+/*
+ * destor.c — module entry: GUCs, callbacks, and the FDW validators.
+ *
+ * Each layer defines its own settings and hooks; this file only wires them
+ * up when the library is loaded.
+ */
+#include "postgres.h"
+
+#include "access/reloptions.h"
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "object.h"
+#include "provider.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(destor_provider_validator);
+PG_FUNCTION_INFO_V1(destor_pool_validator);
+
+void
+_PG_init(void)
+{
+	provider_define_gucs();
+	keys_define_gucs();
+	MarkGUCPrefixReserved("destor");
+	object_xact_init();
+}
+
+Datum
+destor_provider_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+
+	provider_validate_options(options, catalog);
+	PG_RETURN_VOID();
+}
+
+Datum
+destor_pool_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+
+	pool_validate_options(options, catalog);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,73 @@
+/*
+ * keys.c — the master key.
+ *
+ * The master key wraps every object's data key and never leaves the
+ * database server: it is read from the file named by destor.master_key_file
+ * (superuser-only, reloadable), 64 hex digits as `openssl rand -hex 32`
+ * writes them.  There is no default key: without one, every operation that
+ * needs a key fails and says how to create one.  Key bytes are wiped after
+ * use and never appear in messages.
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/fd.h"
+#include "utils/guc.h"
+
+#include "object.h"
+
+static char *destor_master_key_file = NULL;
+
+void
+keys_define_gucs(void)
+{
+	DefineCustomStringVariable("destor.master_key_file",
+							   "File holding the master key (64 hex digits) that wraps data keys.",
+							   "Create one with: openssl rand -hex 32 > FILE; chmod 600 FILE.",
+							   &destor_master_key_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+}
+
+void
+keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN])
+{
+	char		buf[256];
+	int			fd;
+	ssize_t		n;
+
+	if (destor_master_key_file == NULL || destor_master_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("destor.master_key_file is not set"),
+				 errdetail("destor encrypts every object with keys wrapped by a master key, and there is no default key."),
+				 errhint("Create a key with \"openssl rand -hex 32 > /path/key; chmod 600 /path/key\", set destor.master_key_file = '/path/key' in postgresql.conf and reload.")));
+
+	fd = OpenTransientFile(destor_master_key_file, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open master key file \"%s\": %m", destor_master_key_file),
+				 errhint("Check destor.master_key_file and that the server can read the file.")));
+	n = read(fd, buf, sizeof(buf) - 1);
+	CloseTransientFile(fd);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read master key file \"%s\": %m", destor_master_key_file)));
+
+	if (codec_parse_hex_key(buf, n, key) != 0)
+	{
+		codec_secure_zero(buf, sizeof(buf));
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" does not hold a 256-bit key", destor_master_key_file),
+				 errdetail("The file must contain exactly 64 hexadecimal digits."),
+				 errhint("Create one with \"openssl rand -hex 32\".")));
+	}
+	codec_secure_zero(buf, sizeof(buf));
+	codec_key_fingerprint(key, key_id);
+}

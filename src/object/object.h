@@ -1,0 +1,123 @@
+/*
+ * object.h — immutable, encrypted, erasure-coded objects.
+ *
+ * An object is a byte string with a random 128-bit id and its own data key.
+ * Plaintext is cut into blocks (optionally zstd-compressed), each sealed
+ * with AES-256-GCM; the ciphertext stream is cut into stripes of k chunks
+ * and Reed–Solomon-encoded into k data + m parity chunks.  Shard i is chunk
+ * i of every stripe, stored as one provider object, followed by a trailer of
+ * per-chunk CRC-64s (to identify a corrupt shard) and a small footer.
+ *
+ * Healthy reads fetch only the needed ranges of the data shards and decode
+ * nothing; degraded reads fetch the same stripes from any k good shards.
+ *
+ * This layer knows providers, not tables or blobs; it does not touch the
+ * catalog (callers persist ObjectMeta).  It does own the transactional
+ * fate of shards: objects written by a transaction that aborts are deleted,
+ * and deletions requested by a transaction happen only after it commits.
+ */
+#ifndef DESTOR_OBJECT_H
+#define DESTOR_OBJECT_H
+
+#include "postgres.h"
+
+#include "codec.h"
+#include "provider.h"
+
+#define OBJECT_BLOCK_SIZE		(64 * 1024)
+#define OBJECT_CHUNK_SIZE		(64 * 1024)
+#define OBJECT_PART_SIZE		(8 * 1024 * 1024)	/* per-shard upload unit */
+#define OBJECT_FOOTER_SIZE		64
+#define OBJECT_KEY_VERSION		1
+
+/* A pool: a foreign server of the destor wrapper. */
+typedef struct Pool
+{
+	Oid			serverid;
+	char	   *name;
+	int			data_shards;	/* k */
+	int			parity_shards;	/* m */
+	int			write_quorum;
+	int			nproviders;
+	char	  **provider_names;
+} Pool;
+
+extern Pool *pool_lookup(const char *name, bool check_usage);
+extern void pool_validate_options(List *options, Oid catalog);
+
+typedef struct ObjectShard
+{
+	char	   *provider;		/* server name */
+	bool		ok;				/* false: missing (never written or lost) */
+	uint64		size;			/* bytes of the provider object */
+} ObjectShard;
+
+/* Everything needed to read an object back; persisted by the catalog. */
+typedef struct ObjectMeta
+{
+	uint8		id[CODEC_OBJID_LEN];
+	char	   *pool;
+	uint64		size;			/* plaintext bytes */
+	uint64		stream_size;	/* ciphertext bytes */
+	int			block_size;
+	int			chunk_size;
+	int			data_shards;
+	int			parity_shards;
+	bool		compressed;
+	uint64	   *block_ends;		/* NULL when every block has the same size */
+	int			nblocks;
+	int			key_version;
+	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
+	uint8		wrapped_key[CODEC_WRAPPED_KEY_LEN];
+	ObjectShard *shards;		/* data_shards + parity_shards entries */
+} ObjectMeta;
+
+/* Counters of what reads did, for EXPLAIN and tests. */
+typedef struct ObjectReadStats
+{
+	uint64		requests;
+	uint64		bytes_fetched;
+	uint64		degraded_reads;	/* windows read by reconstruction */
+	uint64		corrupt_chunks; /* chunks found corrupt by checksum */
+} ObjectReadStats;
+
+extern ObjectReadStats object_read_stats;	/* backend-wide, cumulative */
+
+/* keys.c */
+extern void keys_define_gucs(void);
+extern void keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+
+/* object_write.c */
+typedef struct ObjectWriter ObjectWriter;
+
+extern ObjectWriter *object_writer_create(Pool *pool, bool compress);
+extern void object_writer_write(ObjectWriter *w, const char *data, size_t len);
+extern ObjectMeta *object_writer_finish(ObjectWriter *w);
+
+/* object_read.c */
+typedef struct ObjectReader ObjectReader;
+
+extern ObjectReader *object_reader_open(ObjectMeta *meta);
+extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
+extern void object_reader_close(ObjectReader *r);
+
+/* object_layout.c: shared arithmetic of the format */
+extern char *object_shard_key(const uint8 id[CODEC_OBJID_LEN], int shard);
+extern bool object_parse_shard_key(const char *key, uint8 id[CODEC_OBJID_LEN], int *shard);
+extern char *object_id_text(const uint8 id[CODEC_OBJID_LEN]);
+extern char *object_id_hex(const uint8 id[CODEC_OBJID_LEN]);
+extern const codec_rs *object_rs(int k, int m);
+extern char *object_name_list(char **names, int n);
+extern void object_choose_providers(const uint8 id[CODEC_OBJID_LEN], Pool *pool, char **out);
+
+#define OBJECT_KEY_PREFIX "ds/"
+
+/* object_xact.c: transactional fate of shards */
+extern void object_xact_init(void);
+extern void object_track_upload(ProviderUpload *u);
+extern void object_untrack_upload(ProviderUpload *u);
+extern void object_track_written(ObjectMeta *meta);
+extern void object_delete_at_commit(ObjectMeta *meta);
+extern void object_delete_shards_now(ObjectMeta *meta, bool quiet);
+
+#endif							/* DESTOR_OBJECT_H */

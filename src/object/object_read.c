@@ -1,0 +1,566 @@
+/*
+ * object_read.c — random-access reads of objects, healthy or degraded.
+ *
+ * A read of a plaintext range is done in windows of whole blocks.  For
+ * each window, the healthy path fetches, from each data shard, the single
+ * contiguous byte range that holds the window's ciphertext, assembles the
+ * stream and opens the GCM blocks: no decoding at all.  If a shard cannot
+ * be fetched, or a block fails authentication, the window is read again by
+ * the repair path: whole chunks of the window's stripes plus their CRCs
+ * from every reachable shard; chunks whose CRC does not match are treated
+ * as missing (so a corrupt shard is identified, not just detected), and
+ * missing data chunks are rebuilt from any k good ones.
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "object.h"
+
+#define READ_WINDOW_BLOCKS 256		/* 16 MiB of plaintext per window */
+
+ObjectReadStats object_read_stats;
+
+typedef enum ShardHealth
+{
+	SHARD_USABLE,
+	SHARD_SUSPECT,				/* failed or corrupt once: use only for repair */
+	SHARD_UNREACHABLE			/* no provider, or fetching it failed */
+} ShardHealth;
+
+struct ObjectReader
+{
+	MemoryContext cxt;
+	ObjectMeta *meta;
+	int			k;
+	int			m;
+	int			n;
+	const codec_rs *rs;
+	codec_cipher *cipher;
+	Provider  **providers;
+	char	  **keys;
+	ShardHealth *health;
+	char	  **errors;
+
+	uint64		stripe_size;	/* k * chunk_size */
+	uint64		nstripes;
+	uint64		last_chunk;		/* chunk length of the last stripe */
+	uint64		shard_data_len;
+	size_t		block_overhead; /* ciphertext bytes a block adds */
+	uint8	   *scratch;		/* one opened block */
+	uint8	   *plain;			/* one decompressed block */
+	uint8	   *cbuf;			/* assembled ciphertext of a window */
+	size_t		cbufcap;
+};
+
+static void
+reader_free_cipher(void *arg)
+{
+	ObjectReader *r = (ObjectReader *) arg;
+
+	if (r->cipher)
+		codec_cipher_free(r->cipher);
+	r->cipher = NULL;
+}
+
+static inline uint64
+chunk_len(ObjectReader *r, uint64 stripe)
+{
+	return stripe == r->nstripes - 1 ? r->last_chunk : (uint64) r->meta->chunk_size;
+}
+
+static inline uint64
+block_cstart(ObjectReader *r, uint64 b)
+{
+	if (b == 0)
+		return 0;
+	if (r->meta->block_ends)
+		return r->meta->block_ends[b - 1];
+	return b * (r->meta->block_size + r->block_overhead);
+}
+
+static inline uint64
+block_cend(ObjectReader *r, uint64 b)
+{
+	if (r->meta->block_ends)
+		return r->meta->block_ends[b];
+	if (b == (uint64) r->meta->nblocks - 1)
+		return r->meta->stream_size;
+	return (b + 1) * (r->meta->block_size + r->block_overhead);
+}
+
+ObjectReader *
+object_reader_open(ObjectMeta *meta)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "destor object reader",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ObjectReader *r = palloc0(sizeof(ObjectReader));
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+	uint8		master[CODEC_KEY_LEN];
+	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
+	uint8		dek[CODEC_KEY_LEN];
+	uint8		aad[CODEC_OBJID_LEN + 4];
+	uint64		rem;
+
+	r->cxt = cxt;
+	r->meta = meta;
+	r->k = meta->data_shards;
+	r->m = meta->parity_shards;
+	r->n = r->k + r->m;
+	r->rs = object_rs(r->k, r->m);
+
+	keys_load_master(master, key_id);
+	if (memcmp(key_id, meta->key_id, CODEC_KEY_FINGERPRINT_LEN) != 0)
+	{
+		codec_secure_zero(master, sizeof(master));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PASSWORD),
+				 errmsg("object %s was written with a different master key", object_id_text(meta->id)),
+				 errdetail("The key in destor.master_key_file does not match the key that wrapped this object's data key."),
+				 errhint("Set destor.master_key_file to the key this database was created with.")));
+	}
+	memcpy(aad, meta->id, CODEC_OBJID_LEN);
+	aad[CODEC_OBJID_LEN] = (uint8) (meta->key_version >> 24);
+	aad[CODEC_OBJID_LEN + 1] = (uint8) (meta->key_version >> 16);
+	aad[CODEC_OBJID_LEN + 2] = (uint8) (meta->key_version >> 8);
+	aad[CODEC_OBJID_LEN + 3] = (uint8) meta->key_version;
+	if (codec_key_unwrap(master, aad, sizeof(aad), meta->wrapped_key, dek) != 0)
+	{
+		codec_secure_zero(master, sizeof(master));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not unwrap the data key of object %s", object_id_text(meta->id)),
+				 errdetail("The wrapped key in the catalog does not authenticate under the master key."),
+				 errhint("The catalog row may have been altered; restore it from a backup.")));
+	}
+	codec_secure_zero(master, sizeof(master));
+
+	cb->func = reader_free_cipher;
+	cb->arg = r;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	r->cipher = codec_cipher_create(dek, meta->id);
+	codec_secure_zero(dek, sizeof(dek));
+	if (r->cipher == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	r->stripe_size = (uint64) r->k * meta->chunk_size;
+	r->nstripes = (meta->stream_size + r->stripe_size - 1) / r->stripe_size;
+	if (r->nstripes == 0)
+		r->nstripes = 1;
+	rem = meta->stream_size - (r->nstripes - 1) * r->stripe_size;
+	r->last_chunk = (rem + r->k - 1) / r->k;
+	r->shard_data_len = (r->nstripes - 1) * meta->chunk_size + r->last_chunk;
+	r->block_overhead = CODEC_TAG_LEN + (meta->compressed ? 1 : 0);
+
+	r->providers = palloc0(sizeof(Provider *) * r->n);
+	r->keys = palloc(sizeof(char *) * r->n);
+	r->health = palloc0(sizeof(ShardHealth) * r->n);
+	r->errors = palloc0(sizeof(char *) * r->n);
+	for (int i = 0; i < r->n; i++)
+	{
+		r->keys[i] = object_shard_key(meta->id, i);
+		r->providers[i] = provider_lookup_by_name(meta->shards[i].provider, true);
+		if (r->providers[i] == NULL)
+		{
+			r->health[i] = SHARD_UNREACHABLE;
+			r->errors[i] = psprintf("provider \"%s\" does not exist", meta->shards[i].provider);
+		}
+		else if (!meta->shards[i].ok)
+		{
+			r->health[i] = SHARD_UNREACHABLE;
+			r->errors[i] = psprintf("shard %d was never written to provider \"%s\"", i,
+									meta->shards[i].provider);
+		}
+	}
+	r->scratch = palloc(meta->block_size + r->block_overhead + 64);
+	r->plain = palloc(meta->block_size);
+
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+void
+object_reader_close(ObjectReader *r)
+{
+	MemoryContextDelete(r->cxt);
+}
+
+/* Ensure the window buffer holds len bytes. */
+static uint8 *
+reader_cbuf(ObjectReader *r, size_t len)
+{
+	if (r->cbufcap < len)
+	{
+		if (r->cbuf)
+			pfree(r->cbuf);
+		r->cbuf = MemoryContextAllocHuge(r->cxt, len);
+		r->cbufcap = len;
+	}
+	return r->cbuf;
+}
+
+/*
+ * Range of shard d (in shard offsets) holding the stream bytes [cs, ce);
+ * false if shard d holds none of them.  Every chunk of d between the first
+ * and the last touched one is entirely inside [cs, ce), so the range is
+ * contiguous.
+ */
+static bool
+shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo, uint64 *hi)
+{
+	uint64		s0 = cs / r->stripe_size;
+	uint64		s1 = (ce - 1) / r->stripe_size;
+	bool		found = false;
+
+	for (uint64 s = s0; s <= s1; s++)
+	{
+		uint64		cl = chunk_len(r, s);
+		uint64		a = s * r->stripe_size + d * cl;
+		uint64		b = a + cl;
+
+		a = Max(a, cs);
+		b = Min(b, ce);
+		if (a >= b)
+			continue;
+		if (!found)
+			*lo = s * r->meta->chunk_size + (a - (s * r->stripe_size + d * cl));
+		*hi = s * r->meta->chunk_size + (b - (s * r->stripe_size + d * cl));
+		found = true;
+	}
+	return found;
+}
+
+/* Copy the stream bytes [cs, ce) out of per-data-shard buffers. */
+static void
+assemble(ObjectReader *r, uint64 cs, uint64 ce, uint8 **buf, uint64 *buf_lo, uint8 *out)
+{
+	uint64		s0 = cs / r->stripe_size;
+	uint64		s1 = (ce - 1) / r->stripe_size;
+
+	for (uint64 s = s0; s <= s1; s++)
+	{
+		uint64		cl = chunk_len(r, s);
+
+		for (int d = 0; d < r->k; d++)
+		{
+			uint64		a = s * r->stripe_size + d * cl;
+			uint64		b = a + cl;
+			uint64		shard_off;
+
+			a = Max(a, cs);
+			b = Min(b, ce);
+			if (a >= b)
+				continue;
+			shard_off = s * r->meta->chunk_size + (a - (s * r->stripe_size + d * cl));
+			memcpy(out + (a - cs), buf[d] + (shard_off - buf_lo[d]), b - a);
+		}
+	}
+}
+
+static void
+note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
+{
+	r->health[i] = Max(r->health[i], h);
+	if (r->errors[i])
+		pfree(r->errors[i]);
+	r->errors[i] = MemoryContextStrdup(r->cxt, req && req->error ? req->error :
+									   req ? psprintf("short read (%llu of %llu bytes)",
+													  (unsigned long long) req->result_size,
+													  (unsigned long long) req->length) :
+									   "shard failed its checksum");
+}
+
+/* Healthy path: data shards only.  False if any needed shard failed. */
+static bool
+fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
+{
+	ProviderRequest reqs[CODEC_RS_MAX_DATA];
+	int			shard_of[CODEC_RS_MAX_DATA];
+	uint8	   *buf[CODEC_RS_MAX_DATA] = {0};
+	uint64		lo[CODEC_RS_MAX_DATA] = {0};
+	int			nreqs = 0;
+	bool		ok = true;
+
+	for (int d = 0; d < r->k; d++)
+	{
+		uint64		a,
+					b;
+
+		if (!shard_range(r, d, cs, ce, &a, &b))
+			continue;
+		if (r->health[d] != SHARD_USABLE)
+			return false;
+		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
+		buf[d] = palloc(b - a);
+		lo[d] = a;
+		reqs[nreqs].provider = r->providers[d];
+		reqs[nreqs].op = POP_GET;
+		reqs[nreqs].key = r->keys[d];
+		reqs[nreqs].offset = a;
+		reqs[nreqs].length = b - a;
+		reqs[nreqs].buf = (char *) buf[d];
+		shard_of[nreqs++] = d;
+	}
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	for (int q = 0; q < nreqs; q++)
+	{
+		object_read_stats.bytes_fetched += reqs[q].result_size;
+		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+		{
+			note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
+			ok = false;
+		}
+	}
+	if (ok)
+		assemble(r, cs, ce, buf, lo, out);
+	for (int d = 0; d < r->k; d++)
+		if (buf[d])
+			pfree(buf[d]);
+	return ok;
+}
+
+static void
+raise_unreadable(ObjectReader *r, uint64 stripe, int good)
+{
+	StringInfoData detail;
+	char	  **names = palloc(sizeof(char *) * r->n);
+	int			nbad = 0;
+
+	initStringInfo(&detail);
+	for (int i = 0; i < r->n; i++)
+	{
+		if (r->health[i] == SHARD_USABLE)
+			continue;
+		names[nbad++] = r->meta->shards[i].provider;
+		appendStringInfo(&detail, "%sshard %d on \"%s\": %s", detail.len ? "; " : "", i,
+						 r->meta->shards[i].provider, r->errors[i] ? r->errors[i] : "unavailable");
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("could not read object %s: %d of %d shards of stripe %llu are usable, %d are needed",
+					object_id_text(r->meta->id), good, r->n, (unsigned long long) stripe, r->k),
+			 errdetail("Unavailable or corrupt: %s. %s.", object_name_list(names, nbad), detail.data),
+			 errhint("Bring the failed providers back (check them with destor.check_provider()); data is readable again once %d shards are.",
+					 r->k)));
+}
+
+/*
+ * Repair path: whole chunks of stripes [s0, s1] and their CRCs from every
+ * reachable shard; bad chunks are rebuilt.  Fills out with stream [cs, ce).
+ */
+static void
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
+{
+	uint64		s0 = cs / r->stripe_size;
+	uint64		s1 = (ce - 1) / r->stripe_size;
+	uint64		nstr = s1 - s0 + 1;
+	uint64		lo = s0 * r->meta->chunk_size;
+	uint64		hi = s1 * r->meta->chunk_size + chunk_len(r, s1);
+	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * 2 * r->n);
+	int		   *shard_of = palloc(sizeof(int) * 2 * r->n);
+	uint8	   *buf[CODEC_RS_MAX_SHARDS];
+	uint8	   *crcbuf[CODEC_RS_MAX_SHARDS];
+	bool		fetched[CODEC_RS_MAX_SHARDS];
+	uint64		lov[CODEC_RS_MAX_SHARDS];
+	int			nreqs = 0;
+
+	object_read_stats.degraded_reads++;
+	for (int i = 0; i < r->n; i++)
+	{
+		buf[i] = palloc(hi - lo);
+		crcbuf[i] = palloc(nstr * sizeof(uint64));
+		lov[i] = lo;
+		fetched[i] = false;
+		if (r->health[i] == SHARD_UNREACHABLE)
+			continue;
+		reqs[nreqs].provider = r->providers[i];
+		reqs[nreqs].op = POP_GET;
+		reqs[nreqs].key = r->keys[i];
+		reqs[nreqs].offset = lo;
+		reqs[nreqs].length = hi - lo;
+		reqs[nreqs].buf = (char *) buf[i];
+		shard_of[nreqs++] = i;
+		reqs[nreqs].provider = r->providers[i];
+		reqs[nreqs].op = POP_GET;
+		reqs[nreqs].key = r->keys[i];
+		reqs[nreqs].offset = r->shard_data_len + s0 * sizeof(uint64);
+		reqs[nreqs].length = nstr * sizeof(uint64);
+		reqs[nreqs].buf = (char *) crcbuf[i];
+		shard_of[nreqs++] = i;
+	}
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	for (int q = 0; q < nreqs; q += 2)
+	{
+		int			i = shard_of[q];
+
+		object_read_stats.bytes_fetched += reqs[q].result_size + reqs[q + 1].result_size;
+		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+			note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
+		else if (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length)
+			note_failure(r, i, &reqs[q + 1], SHARD_UNREACHABLE);
+		else
+			fetched[i] = true;
+	}
+
+	for (uint64 s = s0; s <= s1; s++)
+	{
+		uint64		cl = chunk_len(r, s);
+		uint64		off = (s - s0) * r->meta->chunk_size;
+		uint8	   *chunks[CODEC_RS_MAX_SHARDS];
+		bool		present[CODEC_RS_MAX_SHARDS];
+		int			good = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = 0; i < r->n; i++)
+		{
+			chunks[i] = buf[i] + off;
+			present[i] = false;
+			if (!fetched[i])
+				continue;
+			{
+				const uint8 *c = crcbuf[i] + (s - s0) * sizeof(uint64);
+				uint64		want = 0;
+
+				for (int b = 0; b < 8; b++)
+					want |= (uint64) c[b] << (8 * b);
+				if (codec_crc64(0, chunks[i], cl) == want)
+				{
+					present[i] = true;
+					good++;
+				}
+				else
+				{
+					object_read_stats.corrupt_chunks++;
+					note_failure(r, i, NULL, SHARD_SUSPECT);
+					ereport(LOG,
+							(errmsg("destor: shard %d of object %s on provider \"%s\" is corrupt at stripe %llu",
+									i, object_id_text(r->meta->id), r->meta->shards[i].provider,
+									(unsigned long long) s)));
+				}
+			}
+		}
+		if (good < r->k)
+			raise_unreadable(r, s, good);
+		if (good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
+			raise_unreadable(r, s, good);
+	}
+	assemble(r, cs, ce, buf, lov, out);
+
+	for (int i = 0; i < r->n; i++)
+	{
+		pfree(buf[i]);
+		pfree(crcbuf[i]);
+	}
+	pfree(reqs);
+	pfree(shard_of);
+}
+
+/* Open blocks [b0, b1] from the window's ciphertext; false on auth failure. */
+static bool
+open_blocks(ObjectReader *r, uint64 b0, uint64 b1, uint64 cs, uint64 offset,
+			uint64 len, char *dst, bool raise)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+
+	for (uint64 b = b0; b <= b1; b++)
+	{
+		uint64		a = block_cstart(r, b);
+		uint64		e = block_cend(r, b);
+		bool		last = (b == (uint64) meta->nblocks - 1);
+		uint64		plen = last ? meta->size - b * bs : bs;
+		uint64		from = Max(offset, b * bs);
+		uint64		to = Min(offset + len, b * bs + plen);
+		const uint8 *plain;
+
+		if (e < a + CODEC_TAG_LEN || e - a > bs + r->block_overhead ||
+			codec_cipher_decrypt_block(r->cipher, b, last, r->cbuf + (a - cs), e - a, r->scratch) != 0)
+		{
+			if (!raise)
+				return false;
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("block %llu of object %s failed authentication",
+							(unsigned long long) b, object_id_text(meta->id)),
+					 errdetail("The shards reassemble into ciphertext that does not verify, although every chunk matches its checksum."),
+					 errhint("The object cannot be recovered from the remaining shards; restore it from a backup.")));
+		}
+		plain = r->scratch;
+		if (meta->compressed)
+		{
+			size_t		outlen = e - a - CODEC_TAG_LEN - 1;
+
+			if (r->scratch[0] == 1)
+			{
+				if (codec_decompress(r->scratch + 1, outlen, r->plain, bs, &outlen) != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("block %llu of object %s does not decompress",
+									(unsigned long long) b, object_id_text(meta->id))));
+				plain = r->plain;
+			}
+			else
+				plain = r->scratch + 1;
+			if (outlen != plen)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("block %llu of object %s has %zu bytes, expected %llu",
+								(unsigned long long) b, object_id_text(meta->id), outlen,
+								(unsigned long long) plen)));
+		}
+		else if (e - a - CODEC_TAG_LEN != plen)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("block %llu of object %s has the wrong length",
+							(unsigned long long) b, object_id_text(meta->id))));
+		if (from < to)
+			memcpy(dst + (from - offset), plain + (from - b * bs), to - from);
+	}
+	return true;
+}
+
+void
+object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+	uint64		b0;
+	uint64		blast;
+	MemoryContext old;
+
+	if (len == 0)
+		return;
+	if (offset + len > meta->size || offset + len < offset)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("read of %llu bytes at offset %llu is beyond the end of object %s (%llu bytes)",
+						(unsigned long long) len, (unsigned long long) offset,
+						object_id_text(meta->id), (unsigned long long) meta->size)));
+
+	old = MemoryContextSwitchTo(r->cxt);
+	b0 = offset / bs;
+	blast = (offset + len - 1) / bs;
+	while (b0 <= blast)
+	{
+		uint64		b1 = Min(blast, b0 + READ_WINDOW_BLOCKS - 1);
+		uint64		cs = block_cstart(r, b0);
+		uint64		ce = block_cend(r, b1);
+		uint8	   *cbuf = reader_cbuf(r, ce - cs);
+
+		CHECK_FOR_INTERRUPTS();
+		if (!fetch_healthy(r, cs, ce, cbuf) ||
+			!open_blocks(r, b0, b1, cs, offset, len, dst, false))
+		{
+			/* a shard failed or the ciphertext did not verify: repair */
+			fetch_repair(r, cs, ce, cbuf);
+			open_blocks(r, b0, b1, cs, offset, len, dst, true);
+		}
+		b0 = b1 + 1;
+	}
+	MemoryContextSwitchTo(old);
+}

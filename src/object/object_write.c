@@ -1,0 +1,526 @@
+/*
+ * object_write.c — writing an object from a stream with bounded memory.
+ *
+ * Data flows: plaintext block (64 KiB) -> optional zstd -> AES-GCM seal ->
+ * stripe buffer (k chunks) -> Reed–Solomon parity -> per-shard part
+ * buffers -> provider uploads, all n shards of a part in one parallel batch.
+ * Memory is bounded by n part buffers plus one stripe, whatever the object
+ * size.  A shard that fails is dropped; the write fails (and cleans up) when
+ * fewer than write_quorum shards survive.
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "object.h"
+
+struct ObjectWriter
+{
+	MemoryContext cxt;
+	ObjectMeta *meta;
+	int			k;
+	int			m;
+	int			n;
+	int			write_quorum;
+	const codec_rs *rs;
+	codec_cipher *cipher;
+	bool		compress;
+
+	/* plaintext block being filled */
+	uint8	   *block;
+	size_t		blocklen;
+	uint64		blockno;
+	uint8	   *sealed;			/* scratch: payload then ciphertext of one block */
+	uint8	   *payload;
+
+	/* ciphertext stripe being filled: k chunks of chunk_size */
+	uint8	   *stripe;
+	size_t		stripelen;
+
+	/* per-shard part buffers; every shard grows by the same amount */
+	Provider  **providers;
+	uint8	  **part;
+	size_t		partlen;
+	ProviderUpload **uploads;
+	bool		started;		/* uploads begun (object larger than a part) */
+	bool	   *failed;
+	char	  **errors;
+
+	/* per-shard chunk checksums, one per stripe */
+	uint64	  **crcs;
+	uint64		nstripes;
+	uint64		crccap;
+	uint64		shard_data_len;
+
+	/* ciphertext end of each block (needed only when sizes vary) */
+	uint64	   *block_ends;
+	uint64		block_ends_cap;
+	bool		varied;
+};
+
+static void
+writer_free_cipher(void *arg)
+{
+	ObjectWriter *w = (ObjectWriter *) arg;
+
+	if (w->cipher)
+		codec_cipher_free(w->cipher);
+	w->cipher = NULL;
+}
+
+static int
+writer_alive(ObjectWriter *w)
+{
+	int			alive = 0;
+
+	for (int i = 0; i < w->n; i++)
+		if (!w->failed[i])
+			alive++;
+	return alive;
+}
+
+/* Abort everything written so far, then raise the quorum error. */
+static void
+writer_fail_quorum(ObjectWriter *w)
+{
+	StringInfoData detail;
+	char	  **names = palloc(sizeof(char *) * w->n);
+	int			nbad = 0;
+	int			alive = writer_alive(w);
+
+	initStringInfo(&detail);
+	for (int i = 0; i < w->n; i++)
+	{
+		if (!w->failed[i])
+			continue;
+		names[nbad++] = w->providers[i]->name;
+		appendStringInfo(&detail, "%s%s", detail.len ? " " : "", w->errors[i]);
+	}
+	/* Shards already written are deleted by the abort of this transaction. */
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("could not write enough shards to pool \"%s\": %d of %d written, write_quorum is %d",
+					w->meta->pool, alive, w->n, w->write_quorum),
+			 errdetail("Failed providers: %s. %s", object_name_list(names, nbad), detail.data),
+			 errhint("Check the failed providers with destor.check_provider(), or lower the pool's write_quorum.")));
+}
+
+/* Mark failed shards of a finished batch; raise if quorum is lost. */
+static void
+writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
+{
+	for (int r = 0; r < nreqs; r++)
+	{
+		int			i = shard_of[r];
+
+		if (!reqs[r].ok && !w->failed[i])
+		{
+			w->failed[i] = true;
+			w->errors[i] = MemoryContextStrdup(w->cxt, reqs[r].error ? reqs[r].error : "unknown error");
+			if (w->uploads[i] && w->uploads[i]->active)
+			{
+				/* stop using it; the abort callback or the cleanup below discards it */
+				ProviderRequest ab = {0};
+
+				ab.provider = w->providers[i];
+				ab.op = POP_UPLOAD_ABORT;
+				ab.upload = w->uploads[i];
+				provider_execute(&ab, 1);
+				object_untrack_upload(w->uploads[i]);
+			}
+		}
+	}
+	if (writer_alive(w) < w->write_quorum)
+		writer_fail_quorum(w);
+}
+
+/* Run one request per live shard, built by the caller-provided op. */
+static void
+writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
+{
+	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * w->n);
+	int		   *shard_of = palloc(sizeof(int) * w->n);
+	int			nreqs = 0;
+
+	for (int i = 0; i < w->n; i++)
+	{
+		ProviderRequest *r;
+
+		if (w->failed[i])
+			continue;
+		r = &reqs[nreqs];
+		shard_of[nreqs++] = i;
+		r->provider = w->providers[i];
+		r->op = op;
+		r->upload = w->uploads[i];
+		r->key = w->meta->shards[i].provider ? object_shard_key(w->meta->id, i) : NULL;
+		if (data)
+		{
+			r->data = (const char *) data[i];
+			r->datalen = len[i];
+		}
+	}
+	provider_execute(reqs, nreqs);
+	writer_collect(w, reqs, shard_of, nreqs);
+	pfree(reqs);
+	pfree(shard_of);
+}
+
+static void
+writer_flush_parts(ObjectWriter *w)
+{
+	size_t	   *lens = palloc(sizeof(size_t) * w->n);
+
+	if (!w->started)
+	{
+		for (int i = 0; i < w->n; i++)
+		{
+			w->uploads[i] = provider_upload_create(w->providers[i], object_shard_key(w->meta->id, i));
+			object_track_upload(w->uploads[i]);
+		}
+		writer_batch(w, POP_UPLOAD_BEGIN, NULL, NULL);
+		w->started = true;
+	}
+	for (int i = 0; i < w->n; i++)
+		lens[i] = w->partlen;
+	writer_batch(w, POP_UPLOAD_PART, w->part, lens);
+	w->partlen = 0;
+	pfree(lens);
+}
+
+/* Encode the stripe in w->stripe with chunks of chunklen bytes. */
+static void
+writer_encode_stripe(ObjectWriter *w, size_t chunklen)
+{
+	uint8	   *data[CODEC_RS_MAX_DATA];
+	uint8	   *parity[CODEC_RS_MAX_PARITY];
+
+	if (w->partlen + chunklen > OBJECT_PART_SIZE)
+		writer_flush_parts(w);
+
+	/* zero padding of a short last stripe */
+	if (w->stripelen < (size_t) w->k * chunklen)
+		memset(w->stripe + w->stripelen, 0, w->k * chunklen - w->stripelen);
+
+	for (int i = 0; i < w->k; i++)
+		data[i] = w->stripe + i * chunklen;
+	for (int j = 0; j < w->m; j++)
+		parity[j] = w->part[w->k + j] + w->partlen;
+	codec_rs_encode(w->rs, chunklen, data, parity);
+	for (int i = 0; i < w->k; i++)
+		memcpy(w->part[i] + w->partlen, data[i], chunklen);
+
+	if (w->nstripes == w->crccap)
+	{
+		w->crccap *= 2;
+		for (int i = 0; i < w->n; i++)
+			w->crcs[i] = repalloc_huge(w->crcs[i], sizeof(uint64) * w->crccap);
+	}
+	for (int i = 0; i < w->n; i++)
+		w->crcs[i][w->nstripes] = codec_crc64(0, w->part[i] + w->partlen, chunklen);
+
+	w->nstripes++;
+	w->partlen += chunklen;
+	w->shard_data_len += chunklen;
+	w->stripelen = 0;
+}
+
+static void
+writer_append_stream(ObjectWriter *w, const uint8 *data, size_t len)
+{
+	size_t		stripe_size = (size_t) w->k * OBJECT_CHUNK_SIZE;
+
+	while (len > 0)
+	{
+		size_t		take = Min(len, stripe_size - w->stripelen);
+
+		memcpy(w->stripe + w->stripelen, data, take);
+		w->stripelen += take;
+		data += take;
+		len -= take;
+		w->meta->stream_size += take;
+		if (w->stripelen == stripe_size)
+			writer_encode_stripe(w, OBJECT_CHUNK_SIZE);
+	}
+}
+
+static void
+writer_seal_block(ObjectWriter *w, bool last)
+{
+	const uint8 *payload = w->block;
+	size_t		payloadlen = w->blocklen;
+	size_t		expected = OBJECT_BLOCK_SIZE + CODEC_TAG_LEN;
+
+	if (w->compress)
+	{
+		/* first payload byte says how the block is stored: 0 raw, 1 zstd */
+		size_t		clen = w->blocklen > 0 ?
+			codec_compress(w->block, w->blocklen, w->payload + 1,
+						   codec_compress_bound(OBJECT_BLOCK_SIZE), 1) : 0;
+
+		if (clen > 0)
+			w->payload[0] = 1;
+		else
+		{
+			w->payload[0] = 0;
+			memcpy(w->payload + 1, w->block, w->blocklen);
+			clen = w->blocklen;
+		}
+		payload = w->payload;
+		payloadlen = clen + 1;
+		expected += 1;
+	}
+
+	if (codec_cipher_encrypt_block(w->cipher, w->blockno, last, payload, payloadlen, w->sealed) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not encrypt block %llu", (unsigned long long) w->blockno)));
+	writer_append_stream(w, w->sealed, payloadlen + CODEC_TAG_LEN);
+
+	if (!last && payloadlen + CODEC_TAG_LEN != expected)
+		w->varied = true;
+	if (w->blockno == w->block_ends_cap)
+	{
+		w->block_ends_cap *= 2;
+		w->block_ends = repalloc_huge(w->block_ends, sizeof(uint64) * w->block_ends_cap);
+	}
+	w->block_ends[w->blockno] = w->meta->stream_size;
+	w->blockno++;
+	w->blocklen = 0;
+}
+
+ObjectWriter *
+object_writer_create(Pool *pool, bool compress)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "destor object writer",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ObjectWriter *w = palloc0(sizeof(ObjectWriter));
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+	ObjectMeta *meta = palloc0(sizeof(ObjectMeta));
+	uint8		master[CODEC_KEY_LEN];
+	uint8		dek[CODEC_KEY_LEN];
+	uint8		aad[CODEC_OBJID_LEN + 4];
+	char	  **names;
+
+	w->cxt = cxt;
+	w->meta = meta;
+	w->k = pool->data_shards;
+	w->m = pool->parity_shards;
+	w->n = w->k + w->m;
+	w->write_quorum = pool->write_quorum;
+	w->compress = compress;
+	w->rs = object_rs(w->k, w->m);
+
+	/* identity and keys */
+	if (codec_random_bytes(meta->id, CODEC_OBJID_LEN) != 0 ||
+		codec_random_bytes(dek, CODEC_KEY_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes for a new object")));
+	meta->id[6] = (meta->id[6] & 0x0f) | 0x40;	/* a version-4 UUID */
+	meta->id[8] = (meta->id[8] & 0x3f) | 0x80;
+
+	keys_load_master(master, meta->key_id);
+	meta->key_version = OBJECT_KEY_VERSION;
+	memcpy(aad, meta->id, CODEC_OBJID_LEN);
+	aad[CODEC_OBJID_LEN] = 0;
+	aad[CODEC_OBJID_LEN + 1] = 0;
+	aad[CODEC_OBJID_LEN + 2] = 0;
+	aad[CODEC_OBJID_LEN + 3] = OBJECT_KEY_VERSION;
+	if (codec_key_wrap(master, aad, sizeof(aad), dek, meta->wrapped_key) != 0)
+	{
+		codec_secure_zero(master, sizeof(master));
+		codec_secure_zero(dek, sizeof(dek));
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not wrap the data key of a new object")));
+	}
+	codec_secure_zero(master, sizeof(master));
+
+	cb->func = writer_free_cipher;
+	cb->arg = w;
+	MemoryContextRegisterResetCallback(cxt, cb);
+	w->cipher = codec_cipher_create(dek, meta->id);
+	codec_secure_zero(dek, sizeof(dek));
+	if (w->cipher == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	meta->pool = pstrdup(pool->name);
+	meta->block_size = OBJECT_BLOCK_SIZE;
+	meta->chunk_size = OBJECT_CHUNK_SIZE;
+	meta->data_shards = w->k;
+	meta->parity_shards = w->m;
+	meta->compressed = compress;
+	meta->shards = palloc0(sizeof(ObjectShard) * w->n);
+
+	/* placement: n distinct providers */
+	names = palloc(sizeof(char *) * w->n);
+	object_choose_providers(meta->id, pool, names);
+	w->providers = palloc(sizeof(Provider *) * w->n);
+	for (int i = 0; i < w->n; i++)
+	{
+		meta->shards[i].provider = pstrdup(names[i]);
+		w->providers[i] = provider_lookup_by_name(names[i], false);
+	}
+
+	/* From here on, an abort of this transaction deletes whatever was written. */
+	object_track_written(meta);
+
+	w->block = palloc(OBJECT_BLOCK_SIZE);
+	w->payload = palloc(codec_compress_bound(OBJECT_BLOCK_SIZE) + 1);
+	w->sealed = palloc(codec_compress_bound(OBJECT_BLOCK_SIZE) + 1 + CODEC_TAG_LEN);
+	w->stripe = palloc((size_t) w->k * OBJECT_CHUNK_SIZE);
+	w->part = palloc(sizeof(uint8 *) * w->n);
+	w->uploads = palloc0(sizeof(ProviderUpload *) * w->n);
+	w->failed = palloc0(sizeof(bool) * w->n);
+	w->errors = palloc0(sizeof(char *) * w->n);
+	w->crcs = palloc(sizeof(uint64 *) * w->n);
+	w->crccap = 64;
+	for (int i = 0; i < w->n; i++)
+	{
+		w->part[i] = palloc(OBJECT_PART_SIZE);
+		w->crcs[i] = palloc(sizeof(uint64) * w->crccap);
+	}
+	w->block_ends_cap = 64;
+	w->block_ends = palloc(sizeof(uint64) * w->block_ends_cap);
+
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+void
+object_writer_write(ObjectWriter *w, const char *data, size_t len)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+	while (len > 0)
+	{
+		size_t		take;
+
+		/* a full block is sealed only once we know it is not the last */
+		if (w->blocklen == OBJECT_BLOCK_SIZE)
+		{
+			CHECK_FOR_INTERRUPTS();
+			writer_seal_block(w, false);
+		}
+		take = Min(len, OBJECT_BLOCK_SIZE - w->blocklen);
+		memcpy(w->block + w->blocklen, data, take);
+		w->blocklen += take;
+		w->meta->size += take;
+		data += take;
+		len -= take;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Shard trailer: one CRC-64 per chunk, then a self-describing footer. */
+static size_t
+writer_build_trailer(ObjectWriter *w, int shard, uint8 *out)
+{
+	uint8	   *p = out;
+	uint64		crc;
+
+	for (uint64 s = 0; s < w->nstripes; s++)
+	{
+		uint64		v = w->crcs[shard][s];
+
+		for (int b = 0; b < 8; b++)
+			*p++ = (uint8) (v >> (8 * b));
+	}
+	/* footer: magic, id, shard, k, m, chunk size, stripes, stream, shard data */
+	memcpy(p, "DESTOR01", 8);
+	memcpy(p + 8, w->meta->id, CODEC_OBJID_LEN);
+	p[24] = (uint8) shard;
+	p[25] = 0;
+	p[26] = (uint8) w->k;
+	p[27] = (uint8) w->m;
+	for (int b = 0; b < 4; b++)
+		p[28 + b] = (uint8) ((uint32) OBJECT_CHUNK_SIZE >> (8 * b));
+	for (int b = 0; b < 8; b++)
+	{
+		p[32 + b] = (uint8) (w->nstripes >> (8 * b));
+		p[40 + b] = (uint8) (w->meta->stream_size >> (8 * b));
+		p[48 + b] = (uint8) (w->shard_data_len >> (8 * b));
+	}
+	crc = codec_crc64(0, p, 56);
+	for (int b = 0; b < 8; b++)
+		p[56 + b] = (uint8) (crc >> (8 * b));
+	p += OBJECT_FOOTER_SIZE;
+	return p - out;
+}
+
+ObjectMeta *
+object_writer_finish(ObjectWriter *w)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	size_t		trailer_len;
+	size_t	   *lens = palloc(sizeof(size_t) * w->n);
+	ObjectMeta *meta = w->meta;
+	ObjectMeta *result;
+
+	writer_seal_block(w, true);
+	if (w->stripelen > 0)
+		writer_encode_stripe(w, (w->stripelen + w->k - 1) / w->k);
+
+	/* append each shard's trailer to its last part */
+	trailer_len = w->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
+	for (int i = 0; i < w->n; i++)
+	{
+		w->part[i] = repalloc_huge(w->part[i], w->partlen + trailer_len);
+		writer_build_trailer(w, i, w->part[i] + w->partlen);
+		lens[i] = w->partlen + trailer_len;
+	}
+
+	if (!w->started)
+		writer_batch(w, POP_PUT, w->part, lens);	/* small object: one PUT a shard */
+	else
+	{
+		writer_batch(w, POP_UPLOAD_PART, w->part, lens);
+		writer_batch(w, POP_UPLOAD_COMPLETE, NULL, NULL);
+		for (int i = 0; i < w->n; i++)
+			if (w->uploads[i])
+				object_untrack_upload(w->uploads[i]);
+	}
+
+	meta->nblocks = (int) w->blockno;
+	if (w->varied)
+	{
+		meta->block_ends = w->block_ends;
+	}
+	for (int i = 0; i < w->n; i++)
+	{
+		meta->shards[i].ok = !w->failed[i];
+		meta->shards[i].size = w->shard_data_len + trailer_len;
+		if (w->failed[i])
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("a shard of a new object could not be written to provider \"%s\"",
+							meta->shards[i].provider),
+					 errdetail("%s", w->errors[i]),
+					 errhint("The object is readable; the missing shard is recorded for repair.")));
+	}
+
+	/* hand a copy to the caller's context; the writer's memory goes away */
+	MemoryContextSwitchTo(old);
+	result = palloc(sizeof(ObjectMeta));
+	*result = *meta;
+	result->pool = pstrdup(meta->pool);
+	result->shards = palloc(sizeof(ObjectShard) * w->n);
+	for (int i = 0; i < w->n; i++)
+	{
+		result->shards[i] = meta->shards[i];
+		result->shards[i].provider = pstrdup(meta->shards[i].provider);
+	}
+	if (meta->block_ends)
+	{
+		result->block_ends = palloc_extended(sizeof(uint64) * meta->nblocks, MCXT_ALLOC_HUGE);
+		memcpy(result->block_ends, meta->block_ends, sizeof(uint64) * meta->nblocks);
+	}
+	MemoryContextDelete(w->cxt);
+	return result;
+}

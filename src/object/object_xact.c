@@ -1,0 +1,323 @@
+/*
+ * object_xact.c — the transactional fate of shards.
+ *
+ * Provider objects are not transactional, the catalog is.  This file keeps
+ * the two in step:
+ *   - objects written by a (sub)transaction that aborts are deleted from
+ *     their providers at abort (best effort; leftovers of a crash are found
+ *     later by destor.cleanup_orphans(), which compares providers with the
+ *     catalog);
+ *   - objects deleted by a transaction are removed from providers only after
+ *     it commits, never before and never on rollback;
+ *   - streamed uploads still open at abort are discarded.
+ * Everything needed at end of transaction (provider settings included) is
+ * copied into a long-lived context up front, because the catalog cannot be
+ * read while a transaction aborts.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "object.h"
+
+typedef struct TrackedObject
+{
+	uint8		id[CODEC_OBJID_LEN];
+	int			nshards;
+	Provider  **providers;		/* NULL entry: provider no longer exists */
+	SubTransactionId subid;
+} TrackedObject;
+
+typedef struct TrackedUpload
+{
+	ProviderUpload *upload;		/* lives in the writer's context */
+	SubTransactionId subid;
+} TrackedUpload;
+
+static MemoryContext xact_cxt = NULL;
+static List *written_objects = NIL;	/* delete at abort */
+static List *deleted_objects = NIL;	/* delete at commit */
+static List *open_uploads = NIL;	/* discard at abort */
+
+static void object_xact_callback(XactEvent event, void *arg);
+static void object_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
+
+void
+object_xact_init(void)
+{
+	RegisterXactCallback(object_xact_callback, NULL);
+	RegisterSubXactCallback(object_subxact_callback, NULL);
+}
+
+static MemoryContext
+object_xact_cxt(void)
+{
+	if (xact_cxt == NULL)
+		xact_cxt = AllocSetContextCreate(TopMemoryContext, "destor end-of-transaction work",
+										 ALLOCSET_SMALL_SIZES);
+	return xact_cxt;
+}
+
+static TrackedObject *
+tracked_object_make(ObjectMeta *meta, bool lookup_missing_ok)
+{
+	MemoryContext cxt = object_xact_cxt();
+	int			n = meta->data_shards + meta->parity_shards;
+	TrackedObject *t = MemoryContextAllocZero(cxt, sizeof(TrackedObject));
+
+	memcpy(t->id, meta->id, CODEC_OBJID_LEN);
+	t->nshards = n;
+	t->providers = MemoryContextAllocZero(cxt, sizeof(Provider *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		Provider   *p = provider_lookup_by_name(meta->shards[i].provider, lookup_missing_ok);
+
+		if (p)
+			t->providers[i] = provider_copy(p, cxt);
+	}
+	t->subid = GetCurrentSubTransactionId();
+	return t;
+}
+
+void
+object_track_written(ObjectMeta *meta)
+{
+	TrackedObject *t = tracked_object_make(meta, false);
+	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+
+	written_objects = lappend(written_objects, t);
+	MemoryContextSwitchTo(old);
+}
+
+void
+object_delete_at_commit(ObjectMeta *meta)
+{
+	TrackedObject *t = tracked_object_make(meta, true);
+	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+
+	deleted_objects = lappend(deleted_objects, t);
+	MemoryContextSwitchTo(old);
+}
+
+void
+object_track_upload(ProviderUpload *u)
+{
+	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+	TrackedUpload *t = palloc(sizeof(TrackedUpload));
+
+	t->upload = u;
+	t->subid = GetCurrentSubTransactionId();
+	open_uploads = lappend(open_uploads, t);
+	MemoryContextSwitchTo(old);
+}
+
+void
+object_untrack_upload(ProviderUpload *u)
+{
+	ListCell   *lc;
+
+	foreach(lc, open_uploads)
+	{
+		TrackedUpload *t = lfirst(lc);
+
+		if (t->upload == u)
+		{
+			open_uploads = foreach_delete_current(open_uploads, lc);
+			pfree(t);
+			return;
+		}
+	}
+}
+
+/*
+ * Delete every shard of the tracked objects, all in one parallel batch.
+ * Runs at end of transaction: it must not throw, so failures are reported
+ * as WARNINGs and left to destor.cleanup_orphans().
+ */
+static void
+delete_tracked(List *objects, const char *why)
+{
+	MemoryContext work;
+	MemoryContext old;
+	ProviderRequest *reqs;
+	int			nreqs = 0;
+	int			total = 0;
+	ListCell   *lc;
+
+	if (objects == NIL)
+		return;
+	work = AllocSetContextCreate(object_xact_cxt(), "destor shard deletion", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+
+	foreach(lc, objects)
+		total += ((TrackedObject *) lfirst(lc))->nshards;
+	reqs = palloc0(sizeof(ProviderRequest) * total);
+	foreach(lc, objects)
+	{
+		TrackedObject *t = lfirst(lc);
+
+		for (int i = 0; i < t->nshards; i++)
+		{
+			if (t->providers[i] == NULL)
+				continue;
+			reqs[nreqs].provider = t->providers[i];
+			reqs[nreqs].op = POP_DELETE;
+			reqs[nreqs].key = object_shard_key(t->id, i);
+			nreqs++;
+		}
+	}
+
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		provider_execute(reqs, nreqs);
+		for (int r = 0; r < nreqs; r++)
+			if (!reqs[r].ok)
+				ereport(WARNING,
+						(errcode(ERRCODE_WARNING),
+						 errmsg("could not delete shard \"%s\" from provider \"%s\" %s",
+								reqs[r].key, reqs[r].provider->name, why),
+						 errdetail("%s", reqs[r].error ? reqs[r].error : "unknown error"),
+						 errhint("destor.cleanup_orphans() removes it later.")));
+	}
+	PG_CATCH();
+	{
+		/* best effort: leftovers are orphans that cleanup_orphans() finds */
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+}
+
+static void
+abort_uploads(List *uploads)
+{
+	ListCell   *lc;
+
+	HOLD_INTERRUPTS();
+	foreach(lc, uploads)
+	{
+		TrackedUpload *t = lfirst(lc);
+		ProviderRequest r = {0};
+
+		if (!t->upload->active)
+			continue;
+		r.provider = t->upload->provider;
+		r.op = POP_UPLOAD_ABORT;
+		r.upload = t->upload;
+		PG_TRY();
+		{
+			provider_execute(&r, 1);
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+	RESUME_INTERRUPTS();
+}
+
+static void
+reset_tracking(void)
+{
+	written_objects = NIL;
+	deleted_objects = NIL;
+	open_uploads = NIL;
+	if (xact_cxt)
+		MemoryContextReset(xact_cxt);
+}
+
+static void
+object_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (written_objects != NIL || deleted_objects != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that wrote or deleted destor objects"),
+						 errhint("Commit the transaction instead of using two-phase commit.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			delete_tracked(deleted_objects, "after commit");
+			reset_tracking();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			abort_uploads(open_uploads);
+			delete_tracked(written_objects, "at abort");
+			reset_tracking();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+object_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, written_objects)
+			if (((TrackedObject *) lfirst(lc))->subid == mySubid)
+				((TrackedObject *) lfirst(lc))->subid = parentSubid;
+		foreach(lc, deleted_objects)
+			if (((TrackedObject *) lfirst(lc))->subid == mySubid)
+				((TrackedObject *) lfirst(lc))->subid = parentSubid;
+		foreach(lc, open_uploads)
+			if (((TrackedUpload *) lfirst(lc))->subid == mySubid)
+				((TrackedUpload *) lfirst(lc))->subid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		List	   *doomed = NIL;
+		List	   *doomed_uploads = NIL;
+		MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+
+		foreach(lc, open_uploads)
+		{
+			if (((TrackedUpload *) lfirst(lc))->subid == mySubid)
+			{
+				doomed_uploads = lappend(doomed_uploads, lfirst(lc));
+				open_uploads = foreach_delete_current(open_uploads, lc);
+			}
+		}
+		foreach(lc, written_objects)
+		{
+			if (((TrackedObject *) lfirst(lc))->subid == mySubid)
+			{
+				doomed = lappend(doomed, lfirst(lc));
+				written_objects = foreach_delete_current(written_objects, lc);
+			}
+		}
+		/* deletions requested inside the aborted subtransaction are void */
+		foreach(lc, deleted_objects)
+			if (((TrackedObject *) lfirst(lc))->subid == mySubid)
+				deleted_objects = foreach_delete_current(deleted_objects, lc);
+		MemoryContextSwitchTo(old);
+
+		abort_uploads(doomed_uploads);
+		delete_tracked(doomed, "at rollback to savepoint");
+	}
+}
+
+/* Delete all shards of an object at once (cleanup tools). */
+void
+object_delete_shards_now(ObjectMeta *meta, bool quiet)
+{
+	TrackedObject *t = tracked_object_make(meta, true);
+
+	delete_tracked(list_make1(t), quiet ? "" : "now");
+}

@@ -1,0 +1,208 @@
+/*
+ * pool.c — pools: which providers an object's shards go to, and how many
+ * data and parity shards it has.  A pool is a foreign server of the destor
+ * wrapper; its options are validated here against a static table.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "object.h"
+
+#define POOL_DEFAULT_DATA_SHARDS	4
+#define POOL_DEFAULT_PARITY_SHARDS	2
+
+typedef struct PoolOption
+{
+	const char *name;
+	Oid			context;
+} PoolOption;
+
+static const PoolOption pool_options[] = {
+	{"providers", ForeignServerRelationId},
+	{"data_shards", ForeignServerRelationId},
+	{"parity_shards", ForeignServerRelationId},
+	{"write_quorum", ForeignServerRelationId},
+	{NULL, InvalidOid}
+};
+
+static char *
+pool_valid_option_list(Oid context)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const PoolOption *o = pool_options; o->name; o++)
+		if (o->context == context)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", o->name);
+	return buf.len > 0 ? buf.data : "(none)";
+}
+
+static int
+pool_parse_int(DefElem *def, int min, int max)
+{
+	char	   *val = defGetString(def);
+	int			result;
+
+	if (!parse_int(val, &result, 0, NULL) || result < min || result > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", def->defname, val),
+				 errhint("Give an integer between %d and %d.", min, max)));
+	return result;
+}
+
+/* Split "p1, p2,p3" into names; ERROR on an empty entry or a duplicate. */
+static List *
+pool_parse_providers(const char *val)
+{
+	char	   *copy = pstrdup(val);
+	List	   *names = NIL;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (!SplitIdentifierString(copy, ',', &names) || names == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid provider list \"%s\"", val),
+				 errhint("List provider server names separated by commas, such as 'p1,p2,p3'.")));
+	foreach(lc, names)
+	{
+		for_each_cell(lc2, names, lnext(names, lc))
+		{
+			if (strcmp(lfirst(lc), lfirst(lc2)) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("provider \"%s\" is named twice in the provider list",
+								(char *) lfirst(lc)),
+						 errdetail("Each shard of an object must go to a different provider."),
+						 errhint("Name every provider once.")));
+		}
+	}
+	return names;
+}
+
+/* Parse and check a pool's options; also used by the validator. */
+static void
+pool_apply_options(Pool *pool, List *options, Oid catalog)
+{
+	ListCell   *lc;
+	List	   *names = NIL;
+	bool		have_quorum = false;
+
+	pool->data_shards = POOL_DEFAULT_DATA_SHARDS;
+	pool->parity_shards = POOL_DEFAULT_PARITY_SHARDS;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		bool		known = false;
+
+		for (const PoolOption *o = pool_options; o->name; o++)
+			if (o->context == catalog && strcmp(o->name, def->defname) == 0)
+				known = true;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" for a destor pool", def->defname),
+					 errhint("Valid options in this context are: %s.",
+							 pool_valid_option_list(catalog))));
+
+		if (strcmp(def->defname, "providers") == 0)
+			names = pool_parse_providers(defGetString(def));
+		else if (strcmp(def->defname, "data_shards") == 0)
+			pool->data_shards = pool_parse_int(def, 1, CODEC_RS_MAX_DATA);
+		else if (strcmp(def->defname, "parity_shards") == 0)
+			pool->parity_shards = pool_parse_int(def, 0, CODEC_RS_MAX_PARITY);
+		else if (strcmp(def->defname, "write_quorum") == 0)
+		{
+			pool->write_quorum = pool_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
+			have_quorum = true;
+		}
+	}
+
+	if (catalog != ForeignServerRelationId)
+		return;
+
+	if (names == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a destor pool needs the option \"providers\""),
+				 errhint("For example: OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2').")));
+
+	if (pool->data_shards + pool->parity_shards > list_length(names))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("a pool with %d data and %d parity shards needs at least %d providers",
+						pool->data_shards, pool->parity_shards,
+						pool->data_shards + pool->parity_shards),
+				 errdetail("The provider list names %d.", list_length(names)),
+				 errhint("Name more providers, or lower data_shards or parity_shards.")));
+
+	if (!have_quorum)
+		pool->write_quorum = pool->data_shards + (pool->parity_shards + 1) / 2;
+	else if (pool->write_quorum < pool->data_shards ||
+			 pool->write_quorum > pool->data_shards + pool->parity_shards)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("write_quorum %d is outside the range %d to %d",
+						pool->write_quorum, pool->data_shards,
+						pool->data_shards + pool->parity_shards),
+				 errdetail("An object is readable only if at least data_shards shards were written."),
+				 errhint("Choose a write_quorum between data_shards and data_shards + parity_shards.")));
+
+	pool->nproviders = list_length(names);
+	pool->provider_names = palloc(sizeof(char *) * pool->nproviders);
+	for (int i = 0; i < pool->nproviders; i++)
+		pool->provider_names[i] = pstrdup(list_nth(names, i));
+}
+
+void
+pool_validate_options(List *options, Oid catalog)
+{
+	Pool		pool = {0};
+
+	pool_apply_options(&pool, options, catalog);
+}
+
+Pool *
+pool_lookup(const char *name, bool check_usage)
+{
+	ForeignServer *server = GetForeignServerByName(name, true);
+	ForeignDataWrapper *fdw;
+	Pool	   *pool;
+
+	if (server == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pool \"%s\" does not exist", name),
+				 errhint("Declare it with CREATE SERVER %s FOREIGN DATA WRAPPER destor OPTIONS (providers '...').",
+						 quote_identifier(name))));
+	fdw = GetForeignDataWrapper(server->fdwid);
+	if (strcmp(fdw->fdwname, "destor") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not a destor pool", name),
+				 errhint("Pools are servers of the foreign-data wrapper destor.")));
+	if (check_usage)
+	{
+		AclResult	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+	}
+
+	pool = palloc0(sizeof(Pool));
+	pool->serverid = server->serverid;
+	pool->name = pstrdup(server->servername);
+	pool_apply_options(pool, server->options, ForeignServerRelationId);
+	return pool;
+}

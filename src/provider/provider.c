@@ -1,0 +1,506 @@
+/*
+ * provider.c — provider lookup, option validation and batch dispatch.
+ *
+ * A provider is a foreign server of the destor_provider wrapper.  Its
+ * options are validated here, in one place, against a static table (as
+ * postgres_fdw's option.c does).  Credentials live in user mappings and are
+ * read only at use time; they never appear in messages.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "provider.h"
+
+int			destor_connect_timeout_ms = 5000;
+int			destor_request_timeout_ms = 60000;
+int			destor_max_retries = 4;
+int			destor_max_concurrent_requests = 32;
+
+void
+provider_define_gucs(void)
+{
+	DefineCustomIntVariable("destor.connect_timeout",
+							"Time allowed to connect to a provider.",
+							NULL, &destor_connect_timeout_ms, 5000, 100, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.request_timeout",
+							"Time without progress after which a provider request is abandoned.",
+							NULL, &destor_request_timeout_ms, 60000, 100, 3600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.max_retries",
+							"Retries of a provider request after a transient failure.",
+							NULL, &destor_max_retries, 4, 0, 100,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.max_concurrent_requests",
+							"Provider transfers a backend runs at the same time.",
+							NULL, &destor_max_concurrent_requests, 32, 1, 1024,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Options
+ * ------------------------------------------------------------------------- */
+typedef struct ProviderOption
+{
+	const char *name;
+	Oid			context;		/* ForeignServerRelationId or UserMappingRelationId */
+} ProviderOption;
+
+static const ProviderOption provider_options[] = {
+	{"type", ForeignServerRelationId},
+	{"path", ForeignServerRelationId},
+	{"endpoint", ForeignServerRelationId},
+	{"bucket", ForeignServerRelationId},
+	{"region", ForeignServerRelationId},
+	{"addressing", ForeignServerRelationId},
+	{"prefix", ForeignServerRelationId},
+	{"geo", ForeignServerRelationId},
+	{"cost_per_gb_month", ForeignServerRelationId},
+	{"access_key_id", UserMappingRelationId},
+	{"secret_access_key", UserMappingRelationId},
+	{"session_token", UserMappingRelationId},
+	{NULL, InvalidOid}
+};
+
+static bool
+provider_option_is_valid(const char *name, Oid context)
+{
+	for (const ProviderOption *o = provider_options; o->name; o++)
+		if (o->context == context && strcmp(o->name, name) == 0)
+			return true;
+	return false;
+}
+
+static char *
+provider_valid_option_list(Oid context)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (const ProviderOption *o = provider_options; o->name; o++)
+		if (o->context == context)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "", o->name);
+	return buf.data;
+}
+
+void
+provider_validate_options(List *options, Oid catalog)
+{
+	ListCell   *lc;
+	char	   *type = NULL;
+	char	   *path = NULL;
+	char	   *endpoint = NULL;
+	char	   *bucket = NULL;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *val = defGetString(def);
+
+		if (!provider_option_is_valid(def->defname, catalog))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" for a destor provider", def->defname),
+					 errhint("Valid options in this context are: %s.",
+							 provider_valid_option_list(catalog))));
+
+		if (strcmp(def->defname, "type") == 0)
+		{
+			if (strcmp(val, "file") != 0 && strcmp(val, "s3") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid provider type \"%s\"", val),
+						 errhint("Valid provider types are: file, s3.")));
+			type = val;
+		}
+		else if (strcmp(def->defname, "path") == 0)
+		{
+			if (!is_absolute_path(val))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("provider path \"%s\" is not an absolute path", val),
+						 errhint("Give the full path of a directory the server can write to.")));
+			path = val;
+		}
+		else if (strcmp(def->defname, "endpoint") == 0)
+		{
+			if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid endpoint \"%s\"", val),
+						 errdetail("An endpoint is a URL such as https://s3.example.com or http://127.0.0.1:9000."),
+						 errhint("Start the endpoint with http:// or https://.")));
+			endpoint = val;
+		}
+		else if (strcmp(def->defname, "bucket") == 0)
+		{
+			if (val[0] == '\0' || strchr(val, '/') != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid bucket name \"%s\"", val),
+						 errhint("A bucket name is not empty and contains no \"/\".")));
+			bucket = val;
+		}
+		else if (strcmp(def->defname, "addressing") == 0)
+		{
+			if (strcmp(val, "path") != 0 && strcmp(val, "virtual") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid addressing \"%s\"", val),
+						 errhint("Valid values are: path, virtual.")));
+		}
+		else if (strcmp(def->defname, "prefix") == 0)
+		{
+			if (val[0] == '/' || strstr(val, "..") != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid prefix \"%s\"", val),
+						 errhint("A prefix does not start with \"/\" and contains no \"..\".")));
+		}
+		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
+		{
+			double		cost;
+
+			if (!parse_real(val, &cost, 0, NULL) || cost < 0 || isnan(cost) || isinf(cost))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"cost_per_gb_month\": \"%s\"", val),
+						 errhint("Give a non-negative number, such as 0.004.")));
+		}
+	}
+
+	if (catalog != ForeignServerRelationId)
+		return;
+
+	if (type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("a destor provider needs the option \"type\""),
+				 errhint("Use OPTIONS (type 'file', path '...') or OPTIONS (type 's3', endpoint '...', bucket '...').")));
+
+	if (strcmp(type, "file") == 0)
+	{
+		if (path == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("a file provider needs the option \"path\""),
+					 errhint("Give the absolute path of the directory that holds the provider's objects.")));
+		if (endpoint || bucket)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("options \"endpoint\" and \"bucket\" are for s3 providers"),
+					 errhint("Remove them, or use type 's3'.")));
+
+		/* A file provider writes server-side files, as COPY TO a file does. */
+		if (!has_privs_of_role(GetUserId(), ROLE_PG_WRITE_SERVER_FILES))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to create a file provider"),
+					 errdetail("File providers write files on the database server."),
+					 errhint("Only superusers and members of pg_write_server_files may declare file providers.")));
+	}
+	else
+	{
+		if (endpoint == NULL || bucket == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("an s3 provider needs the options \"endpoint\" and \"bucket\""),
+					 errhint("For example: OPTIONS (type 's3', endpoint 'https://gateway.example.com', bucket 'backup').")));
+		if (path)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("option \"path\" is for file providers"),
+					 errhint("Remove it, or use type 'file'.")));
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Lookup
+ * ------------------------------------------------------------------------- */
+static void
+provider_apply_options(Provider *p, List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *val = defGetString(def);
+
+		if (strcmp(def->defname, "type") == 0)
+			p->type = strcmp(val, "s3") == 0 ? PROVIDER_S3 : PROVIDER_FILE;
+		else if (strcmp(def->defname, "path") == 0)
+			p->path = pstrdup(val);
+		else if (strcmp(def->defname, "endpoint") == 0)
+		{
+			int			len = strlen(val);
+
+			while (len > 0 && val[len - 1] == '/')
+				len--;
+			p->endpoint = pnstrdup(val, len);
+		}
+		else if (strcmp(def->defname, "bucket") == 0)
+			p->bucket = pstrdup(val);
+		else if (strcmp(def->defname, "region") == 0)
+			p->region = pstrdup(val);
+		else if (strcmp(def->defname, "addressing") == 0)
+			p->virtual_host = strcmp(val, "virtual") == 0;
+		else if (strcmp(def->defname, "prefix") == 0)
+		{
+			int			len = strlen(val);
+
+			p->prefix = (len > 0 && val[len - 1] != '/') ? psprintf("%s/", val) : pstrdup(val);
+		}
+		else if (strcmp(def->defname, "geo") == 0)
+			p->geo = pstrdup(val);
+		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
+			(void) parse_real(val, &p->cost_per_gb_month, 0, NULL);
+		else if (strcmp(def->defname, "access_key_id") == 0)
+			p->access_key_id = pstrdup(val);
+		else if (strcmp(def->defname, "secret_access_key") == 0)
+			p->secret_access_key = pstrdup(val);
+		else if (strcmp(def->defname, "session_token") == 0)
+			p->session_token = pstrdup(val);
+	}
+}
+
+static bool
+server_is_provider(ForeignServer *server)
+{
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+
+	return strcmp(fdw->fdwname, "destor_provider") == 0;
+}
+
+Provider *
+provider_lookup(Oid serverid)
+{
+	ForeignServer *server = GetForeignServer(serverid);
+	Provider   *p;
+	UserMapping *um;
+
+	if (!server_is_provider(server))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not a destor provider", server->servername),
+				 errhint("Providers are servers of the foreign-data wrapper destor_provider.")));
+
+	p = palloc0(sizeof(Provider));
+	p->serverid = serverid;
+	p->name = pstrdup(server->servername);
+	p->region = NULL;
+	p->prefix = pstrdup("");
+	provider_apply_options(p, server->options);
+	if (p->region == NULL)
+		p->region = pstrdup("us-east-1");
+
+	/* Credentials: the current user's mapping, or the PUBLIC one. */
+	if (p->type == PROVIDER_S3)
+	{
+		PG_TRY();
+		{
+			um = GetUserMapping(GetUserId(), serverid);
+			provider_apply_options(p, um->options);
+		}
+		PG_CATCH();
+		{
+			/* No mapping: anonymous access. */
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+	return p;
+}
+
+Provider *
+provider_lookup_by_name(const char *servername, bool missing_ok)
+{
+	ForeignServer *server = GetForeignServerByName(servername, true);
+
+	if (server == NULL)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("provider \"%s\" does not exist", servername),
+				 errhint("Declare it with CREATE SERVER %s FOREIGN DATA WRAPPER destor_provider OPTIONS (...).",
+						 quote_identifier(servername))));
+	}
+	return provider_lookup(server->serverid);
+}
+
+Provider *
+provider_copy(Provider *p, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Provider   *c = palloc(sizeof(Provider));
+
+#define COPY_STR(f) c->f = p->f ? pstrdup(p->f) : NULL
+	*c = *p;
+	COPY_STR(name);
+	COPY_STR(geo);
+	COPY_STR(path);
+	COPY_STR(endpoint);
+	COPY_STR(bucket);
+	COPY_STR(region);
+	COPY_STR(prefix);
+	COPY_STR(access_key_id);
+	COPY_STR(secret_access_key);
+	COPY_STR(session_token);
+#undef COPY_STR
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+ProviderUpload *
+provider_upload_create(Provider *p, const char *key)
+{
+	ProviderUpload *u = palloc0(sizeof(ProviderUpload));
+
+	u->provider = p;
+	u->key = pstrdup(key);
+	u->fd = -1;
+	return u;
+}
+
+/* ---------------------------------------------------------------------------
+ * Execution
+ * ------------------------------------------------------------------------- */
+void
+provider_execute(ProviderRequest *reqs, int nreqs)
+{
+	ProviderRequest **s3reqs = NULL;
+	int			ns3 = 0;
+
+	for (int i = 0; i < nreqs; i++)
+	{
+		ProviderRequest *r = &reqs[i];
+
+		r->ok = false;
+		r->not_found = false;
+		r->http_status = 0;
+		r->result_size = 0;
+		r->error = NULL;
+		if (r->provider->type == PROVIDER_S3)
+		{
+			if (s3reqs == NULL)
+				s3reqs = palloc(sizeof(ProviderRequest *) * nreqs);
+			s3reqs[ns3++] = r;
+		}
+	}
+
+	/* Network transfers first start in parallel; local files meanwhile. */
+	if (ns3 > 0)
+		provider_s3_execute_batch(s3reqs, ns3);
+	for (int i = 0; i < nreqs; i++)
+	{
+		if (reqs[i].provider->type == PROVIDER_FILE)
+		{
+			CHECK_FOR_INTERRUPTS();
+			provider_file_execute(&reqs[i]);
+		}
+	}
+	if (s3reqs)
+		pfree(s3reqs);
+}
+
+static const char *
+provider_op_name(ProviderOp op)
+{
+	switch (op)
+	{
+		case POP_PUT:
+			return "put";
+		case POP_GET:
+			return "get";
+		case POP_HEAD:
+			return "head";
+		case POP_DELETE:
+			return "delete";
+		case POP_UPLOAD_BEGIN:
+		case POP_UPLOAD_PART:
+		case POP_UPLOAD_COMPLETE:
+			return "upload";
+		case POP_UPLOAD_ABORT:
+			return "abort upload";
+	}
+	return "request";
+}
+
+static void
+provider_raise(ProviderRequest *r)
+{
+	ereport(ERROR,
+			(errcode(r->not_found ? ERRCODE_FDW_ERROR : ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("provider \"%s\" failed to %s an object", r->provider->name,
+					provider_op_name(r->op)),
+			 errdetail("%s", r->error ? r->error : "unknown error"),
+			 errhint("Check the provider with SELECT * FROM destor.check_provider('%s').",
+					 r->provider->name)));
+}
+
+void
+provider_put(Provider *p, const char *key, const char *data, size_t len)
+{
+	ProviderRequest r = {0};
+
+	r.provider = p;
+	r.op = POP_PUT;
+	r.key = key;
+	r.data = data;
+	r.datalen = len;
+	provider_execute(&r, 1);
+	if (!r.ok)
+		provider_raise(&r);
+}
+
+uint64
+provider_get(Provider *p, const char *key, uint64 offset, uint64 length, char *buf)
+{
+	ProviderRequest r = {0};
+
+	r.provider = p;
+	r.op = POP_GET;
+	r.key = key;
+	r.offset = offset;
+	r.length = length;
+	r.buf = buf;
+	provider_execute(&r, 1);
+	if (!r.ok)
+		provider_raise(&r);
+	return r.result_size;
+}
+
+void
+provider_delete(Provider *p, const char *key)
+{
+	ProviderRequest r = {0};
+
+	r.provider = p;
+	r.op = POP_DELETE;
+	r.key = key;
+	provider_execute(&r, 1);
+	if (!r.ok)
+		provider_raise(&r);
+}
+
+List *
+provider_list(Provider *p, const char *prefix)
+{
+	if (p->type == PROVIDER_S3)
+		return provider_s3_list(p, prefix);
+	return provider_file_list(p, prefix);
+}

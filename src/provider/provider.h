@@ -1,0 +1,157 @@
+/*
+ * provider.h — one interface to every storage provider.
+ *
+ * A provider stores opaque objects under keys: put, ranged get, head,
+ * delete, list by prefix, and streamed (multipart) uploads.  Backends:
+ *   file — a local directory (the embedded default and the test default);
+ *   s3   — any S3-compatible endpoint (AWS Signature V4 over libcurl).
+ *
+ * Requests are issued in batches: provider_execute() runs every request of
+ * a batch concurrently (all S3 transfers of a batch share one libcurl multi
+ * loop) and returns when all have finished.  Per-request failures are
+ * reported in the request (ok = false, error text without secrets); only
+ * interrupts (query cancel, statement_timeout) and out-of-memory throw.
+ * The caller (the object layer) decides what a failure means: quorum,
+ * degraded read, or an ERROR that names the provider.
+ *
+ * This layer knows nothing of objects, tables or blobs.
+ */
+#ifndef DESTOR_PROVIDER_H
+#define DESTOR_PROVIDER_H
+
+#include "postgres.h"
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+typedef enum ProviderType
+{
+	PROVIDER_FILE,
+	PROVIDER_S3
+} ProviderType;
+
+/* A provider as declared by CREATE SERVER ... FOREIGN DATA WRAPPER destor_provider. */
+typedef struct Provider
+{
+	Oid			serverid;
+	char	   *name;			/* server name: used in messages */
+	ProviderType type;
+	char	   *geo;			/* jurisdiction tag, may be NULL */
+	double		cost_per_gb_month;
+
+	/* file */
+	char	   *path;			/* absolute directory */
+
+	/* s3 */
+	char	   *endpoint;		/* scheme://host[:port], no trailing slash */
+	char	   *bucket;
+	char	   *region;
+	bool		virtual_host;	/* virtual-hosted addressing, else path-style */
+	char	   *prefix;			/* key prefix inside the bucket, "" or ends in '/' */
+	char	   *access_key_id;	/* from the user mapping; NULL = anonymous */
+	char	   *secret_access_key;
+	char	   *session_token;
+} Provider;
+
+typedef enum ProviderOp
+{
+	POP_PUT,					/* store data/datalen under key (whole object) */
+	POP_GET,					/* read [offset, offset+length) into buf */
+	POP_HEAD,					/* size of key into result_size */
+	POP_DELETE,					/* remove key; a missing key is success */
+	POP_UPLOAD_BEGIN,			/* start a streamed upload (upload must be set) */
+	POP_UPLOAD_PART,			/* append data/datalen to the upload */
+	POP_UPLOAD_COMPLETE,		/* make the upload visible under its key */
+	POP_UPLOAD_ABORT			/* discard the upload */
+} ProviderOp;
+
+/*
+ * State of one streamed upload.  Allocate with provider_upload_create();
+ * parts are appended in order.  The file backend writes to a temp file and
+ * renames at completion; the s3 backend uses multipart upload.
+ */
+typedef struct ProviderUpload
+{
+	Provider   *provider;
+	char	   *key;
+	int			nparts;			/* parts appended so far */
+	uint64		size;			/* bytes appended so far */
+	bool		active;			/* begun and neither completed nor aborted */
+	/* file backend */
+	int			fd;
+	char	   *tmppath;
+	/* s3 backend */
+	char	   *upload_id;
+	List	   *etags;			/* char * per part, in order */
+} ProviderUpload;
+
+typedef struct ProviderRequest
+{
+	/* input */
+	Provider   *provider;
+	ProviderOp	op;
+	const char *key;			/* object key (not for upload ops) */
+	uint64		offset;			/* POP_GET */
+	uint64		length;			/* POP_GET: bytes wanted; buf holds length bytes */
+	char	   *buf;			/* POP_GET destination */
+	const char *data;			/* POP_PUT, POP_UPLOAD_PART */
+	size_t		datalen;
+	ProviderUpload *upload;		/* upload ops */
+
+	/* output */
+	bool		ok;
+	bool		not_found;		/* key (or bucket/directory) does not exist */
+	int			http_status;	/* s3 only; 0 otherwise */
+	uint64		result_size;	/* POP_GET: bytes read; POP_HEAD: object size */
+	double		latency_ms;
+	char	   *error;			/* palloc'd, NULL when ok; never contains secrets */
+} ProviderRequest;
+
+typedef struct ProviderListEntry
+{
+	char	   *key;			/* full key as passed to the other calls */
+	uint64		size;
+	TimestampTz last_modified;
+} ProviderListEntry;
+
+/* GUC-backed knobs shared by the backends (defined in provider.c). */
+extern int	destor_connect_timeout_ms;
+extern int	destor_request_timeout_ms;
+extern int	destor_max_retries;
+extern int	destor_max_concurrent_requests;
+
+extern void provider_define_gucs(void);
+
+/* Build a Provider from a destor_provider server (options + user mapping of
+ * the current user, if any).  Result allocated in CurrentMemoryContext. */
+extern Provider *provider_lookup(Oid serverid);
+extern Provider *provider_lookup_by_name(const char *servername, bool missing_ok);
+
+/* Validator for CREATE/ALTER SERVER and USER MAPPING of destor_provider. */
+extern void provider_validate_options(List *options, Oid catalog);
+
+extern ProviderUpload *provider_upload_create(Provider *p, const char *key);
+
+/* Deep copy into cxt (used to keep providers for end-of-transaction work,
+ * when the catalog can no longer be read). */
+extern Provider *provider_copy(Provider *p, MemoryContext cxt);
+
+/* Run a batch of requests concurrently; see the file comment. */
+extern void provider_execute(ProviderRequest *reqs, int nreqs);
+
+/* Convenience wrappers: one request, ERROR on failure (message names the provider). */
+extern void provider_put(Provider *p, const char *key, const char *data, size_t len);
+extern uint64 provider_get(Provider *p, const char *key, uint64 offset, uint64 length, char *buf);
+extern void provider_delete(Provider *p, const char *key);
+
+/* Every key under prefix (paginated internally); ERROR on failure. */
+extern List *provider_list(Provider *p, const char *prefix);
+
+/* Backend entry points used by provider_execute / provider_list. */
+extern void provider_file_execute(ProviderRequest *req);
+extern List *provider_file_list(Provider *p, const char *prefix);
+extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
+extern List *provider_s3_list(Provider *p, const char *prefix);
+/* Drop cached curl state (called at backend exit and after errors). */
+extern void provider_s3_reset(void);
+
+#endif							/* DESTOR_PROVIDER_H */
