@@ -42,8 +42,12 @@ include $(PGXS)
 unitcheck:
 	$(MAKE) -C test/unit check
 
+# TAP suites: PostgreSQL::Test::Cluster from PGXS, real s3rver servers.
 tapcheck:
-	PG_CONFIG=$(PG_CONFIG) prove -I test/tap -I $(shell $(PG_CONFIG) --pkglibdir)/pgxs/src/test/perl -v test/tap/t/
+	rm -rf test/tap/tmp_check
+	cd test/tap && TESTDIR='$(CURDIR)/test/tap' PATH="$(bindir):$$PATH" \
+	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' DESTOR_TAP_LIB='$(CURDIR)/test/tap' \
+	  $(PROVE) -I '$(pgxsdir)/src/test/perl' -I . $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
 
 demo:
 	bash scripts/demo.sh
@@ -53,3 +57,6 @@ test:
 
 bench:
 	bash test/bench/blob_bench.sh
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes.
+$(OBJS): $(wildcard src/*/*.h)

@@ -22,8 +22,10 @@ GRANT USAGE ON FOREIGN SERVER archive TO regress_destor_user;
 SET ROLE regress_destor_user;
 CREATE TEMP TABLE theirs AS SELECT destor.blob_put('archive', 'their own data') AS b;
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS own FROM theirs;
+\set VERBOSITY terse
 SELECT destor.blob_get(b) FROM mine;
 SELECT destor.blob_delete(b) FROM mine;
+\set VERBOSITY default
 SELECT destor.blob_import('archive', '/etc/hostname');
 SELECT destor.blob_export(b, '/tmp/destor_should_not_exist') FROM theirs;
 SELECT count(*) AS visible_placements FROM destor.blob_shards;

@@ -53,6 +53,10 @@ struct ObjectReader
 	uint8	   *plain;			/* one decompressed block */
 	uint8	   *cbuf;			/* assembled ciphertext of a window */
 	size_t		cbufcap;
+	/* per-data-shard fetch buffers, kept across windows: fresh 16 MiB
+	 * allocations per window would be page-faulted in every time */
+	uint8	   *shardbuf[CODEC_RS_MAX_DATA];
+	size_t		shardbufcap[CODEC_RS_MAX_DATA];
 };
 
 static void
@@ -202,6 +206,19 @@ reader_cbuf(ObjectReader *r, size_t len)
 	return r->cbuf;
 }
 
+static uint8 *
+reader_shardbuf(ObjectReader *r, int d, size_t len)
+{
+	if (r->shardbufcap[d] < len)
+	{
+		if (r->shardbuf[d])
+			pfree(r->shardbuf[d]);
+		r->shardbuf[d] = MemoryContextAllocHuge(r->cxt, len);
+		r->shardbufcap[d] = len;
+	}
+	return r->shardbuf[d];
+}
+
 /*
  * Range of shard d (in shard offsets) holding the stream bytes [cs, ce);
  * false if shard d holds none of them.  Every chunk of d between the first
@@ -293,8 +310,11 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 			continue;
 		if (r->health[d] != SHARD_USABLE)
 			return false;
+		/* with parity to fall back on, do not wait for a provider known down */
+		if (r->m > 0 && provider_is_down(r->providers[d]))
+			return false;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
-		buf[d] = palloc(b - a);
+		buf[d] = reader_shardbuf(r, d, b - a);
 		lo[d] = a;
 		reqs[nreqs].provider = r->providers[d];
 		reqs[nreqs].op = POP_GET;
@@ -302,6 +322,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 		reqs[nreqs].offset = a;
 		reqs[nreqs].length = b - a;
 		reqs[nreqs].buf = (char *) buf[d];
+		reqs[nreqs].no_retry = (r->m > 0);
 		shard_of[nreqs++] = d;
 	}
 	provider_execute(reqs, nreqs);
@@ -317,9 +338,6 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 	}
 	if (ok)
 		assemble(r, cs, ce, buf, lo, out);
-	for (int d = 0; d < r->k; d++)
-		if (buf[d])
-			pfree(buf[d]);
 	return ok;
 }
 
@@ -353,7 +371,7 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * reachable shard; bad chunks are rebuilt.  Fills out with stream [cs, ce).
  */
 static void
-fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out, bool include_down)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
@@ -367,6 +385,33 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 	bool		fetched[CODEC_RS_MAX_SHARDS];
 	uint64		lov[CODEC_RS_MAX_SHARDS];
 	int			nreqs = 0;
+	int			candidates = 0;
+	bool		skipped_down = false;
+	bool		skip[CODEC_RS_MAX_SHARDS];
+
+	/*
+	 * Providers known to be down are left out while enough others remain;
+	 * if the others turn out not to be enough, the window is read again
+	 * with them included.
+	 */
+	for (int i = 0; i < r->n; i++)
+	{
+		skip[i] = (r->health[i] == SHARD_UNREACHABLE);
+		if (!skip[i])
+			candidates++;
+	}
+	if (!include_down)
+	{
+		for (int i = 0; i < r->n && candidates > r->k; i++)
+		{
+			if (!skip[i] && provider_is_down(r->providers[i]))
+			{
+				skip[i] = true;
+				skipped_down = true;
+				candidates--;
+			}
+		}
+	}
 
 	object_read_stats.degraded_reads++;
 	for (int i = 0; i < r->n; i++)
@@ -375,7 +420,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 		crcbuf[i] = palloc(nstr * sizeof(uint64));
 		lov[i] = lo;
 		fetched[i] = false;
-		if (r->health[i] == SHARD_UNREACHABLE)
+		if (skip[i])
 			continue;
 		reqs[nreqs].provider = r->providers[i];
 		reqs[nreqs].op = POP_GET;
@@ -443,6 +488,17 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 									(unsigned long long) s)));
 				}
 			}
+		}
+		if (good < r->k && skipped_down)
+		{
+			/* not enough without the providers known down: try them too */
+			for (int i = 0; i < r->n; i++)
+			{
+				pfree(buf[i]);
+				pfree(crcbuf[i]);
+			}
+			fetch_repair(r, cs, ce, out, true);
+			return;
 		}
 		if (good < r->k)
 			raise_unreadable(r, s, good);
@@ -557,7 +613,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			!open_blocks(r, b0, b1, cs, offset, len, dst, false))
 		{
 			/* a shard failed or the ciphertext did not verify: repair */
-			fetch_repair(r, cs, ce, cbuf);
+			fetch_repair(r, cs, ce, cbuf, false);
 			open_blocks(r, b0, b1, cs, offset, len, dst, true);
 		}
 		b0 = b1 + 1;

@@ -54,6 +54,10 @@ struct ObjectWriter
 	uint64		crccap;
 	uint64		shard_data_len;
 
+	/* blocks that did not compress in a row: after a few, most blocks are
+	 * stored raw without trying (random or already-compressed data) */
+	int			incompressible_run;
+
 	/* ciphertext end of each block (needed only when sizes vary) */
 	uint64	   *block_ends;
 	uint64		block_ends_cap;
@@ -256,10 +260,14 @@ writer_seal_block(ObjectWriter *w, bool last)
 	if (w->compress)
 	{
 		/* first payload byte says how the block is stored: 0 raw, 1 zstd */
-		size_t		clen = w->blocklen > 0 ?
+		bool		try = w->blocklen > 0 &&
+			(w->incompressible_run < 4 || w->blockno % 32 == 0);
+		size_t		clen = try ?
 			codec_compress(w->block, w->blocklen, w->payload + 1,
 						   codec_compress_bound(OBJECT_BLOCK_SIZE), 1) : 0;
 
+		if (try)
+			w->incompressible_run = clen > 0 ? 0 : w->incompressible_run + 1;
 		if (clen > 0)
 			w->payload[0] = 1;
 		else

@@ -96,6 +96,7 @@ typedef struct ProviderRequest
 	const char *data;			/* POP_PUT, POP_UPLOAD_PART */
 	size_t		datalen;
 	ProviderUpload *upload;		/* upload ops */
+	bool		no_retry;		/* fail fast: the caller has alternatives (parity) */
 
 	/* output */
 	bool		ok;
@@ -119,7 +120,15 @@ extern int	destor_request_timeout_ms;
 extern int	destor_max_retries;
 extern int	destor_max_concurrent_requests;
 
+extern int	destor_provider_down_ms;
+
 extern void provider_define_gucs(void);
+
+/* Backend-local provider health: a provider whose last request failed at
+ * the transport level (refused, timed out, 5xx) is "down" for
+ * destor.provider_down_interval, so reads do not wait on it when other
+ * shards can serve them. */
+extern bool provider_is_down(Provider *p);
 
 /* Build a Provider from a destor_provider server (options + user mapping of
  * the current user, if any).  Result allocated in CurrentMemoryContext. */

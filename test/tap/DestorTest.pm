@@ -1,0 +1,176 @@
+# DestorTest — shared helpers of destor's TAP suites.
+#
+# Starts real S3-protocol servers (s3rver from test/tap/node_modules, pinned
+# by package-lock.json) on loopback ports as independent providers, and a
+# PostgreSQL cluster with destor preloaded and a generated master key.
+package DestorTest;
+
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Find;
+use File::Path qw(make_path remove_tree);
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use IO::Socket::INET;
+
+our $TAPDIR = abs_path(dirname(__FILE__));
+our $S3RVER = "$TAPDIR/node_modules/.bin/s3rver";
+# s3rver's built-in credentials.  s3rver checks that the access key exists,
+# not the signature: the signer is verified against botocore in test/unit.
+our $ACCESS_KEY = 'S3RVER';
+our $SECRET_KEY = 'S3RVER';
+
+sub new_master_key
+{
+	my ($path) = @_;
+	my $hex = join('', map { sprintf('%02x', int(rand(256))) } 1 .. 32);
+	open(my $fh, '>', $path) or die "cannot write $path: $!";
+	print $fh "$hex\n";
+	close $fh;
+	chmod 0600, $path;
+	return $hex;
+}
+
+# A started cluster with destor preloaded; returns ($node, $keyfile).
+sub start_cluster
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $keyfile = $node->basedir . '/master.key';
+	new_master_key($keyfile);
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'destor'
+destor.master_key_file = '$keyfile'
+log_min_messages = debug1
+log_statement = 'none'
+} . ($opts{conf} // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION destor');
+	return ($node, $keyfile);
+}
+
+sub port_open
+{
+	my ($port) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+	return 0 unless $s;
+	close $s;
+	return 1;
+}
+
+# One s3rver instance: { port, dir, bucket, handle }.
+sub start_s3
+{
+	my ($s3) = @_;
+	make_path($s3->{dir});
+	my @cmd = ($S3RVER, '-d', $s3->{dir}, '-a', '127.0.0.1', '-p', $s3->{port}, '-s',
+		'--configure-bucket', $s3->{bucket});
+	# s3rver's continuation tokens use DES, which Node's OpenSSL 3 only
+	# allows with the legacy provider (else listings beyond a page fail)
+	local $ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
+	$s3->{handle} = IPC::Run::start(\@cmd, '<', \undef, '>', "$s3->{dir}.log", '2>&1');
+	for (1 .. 200)
+	{
+		return $s3 if port_open($s3->{port});
+		usleep(50_000);
+	}
+	die "s3rver on port $s3->{port} did not start";
+}
+
+sub stop_s3
+{
+	my ($s3) = @_;
+	return unless $s3->{handle};
+	$s3->{handle}->signal('TERM');
+	$s3->{handle}->finish;
+	$s3->{handle} = undef;
+	for (1 .. 100)
+	{
+		last unless port_open($s3->{port});
+		usleep(50_000);
+	}
+}
+
+# Start n servers, each its own provider with its own data directory.
+sub start_s3_servers
+{
+	my ($n, $base) = @_;
+	my @servers;
+	for my $i (1 .. $n)
+	{
+		my $s3 = {
+			port => PostgreSQL::Test::Cluster::get_free_port(),
+			dir => "$base/s3_$i",
+			bucket => 'destor',
+			name => "s$i",
+		};
+		start_s3($s3);
+		push @servers, $s3;
+	}
+	return @servers;
+}
+
+# SQL declaring the servers as providers (with credentials) and a pool.
+sub providers_sql
+{
+	my ($pool, $k, $m, @servers) = @_;
+	my $sql = '';
+	for my $s3 (@servers)
+	{
+		$sql .= "CREATE SERVER $s3->{name} FOREIGN DATA WRAPPER destor_provider OPTIONS "
+		  . "(type 's3', endpoint 'http://127.0.0.1:$s3->{port}', bucket '$s3->{bucket}', region 'us-east-1');\n"
+		  . "CREATE USER MAPPING FOR PUBLIC SERVER $s3->{name} OPTIONS "
+		  . "(access_key_id '$ACCESS_KEY', secret_access_key '$SECRET_KEY');\n";
+	}
+	my $list = join(',', map { $_->{name} } @servers);
+	$sql .= "CREATE SERVER $pool FOREIGN DATA WRAPPER destor OPTIONS "
+	  . "(providers '$list', data_shards '$k', parity_shards '$m');\n";
+	return $sql;
+}
+
+# Every regular file under a directory.
+sub files_under
+{
+	my ($dir) = @_;
+	my @files;
+	return () unless -d $dir;
+	find({ wanted => sub { push @files, $File::Find::name if -f $_ }, no_chdir => 1 }, $dir);
+	return @files;
+}
+
+# Files under dir whose contents contain the byte string.
+sub files_containing
+{
+	my ($dir, $needle) = @_;
+	my @hits;
+	for my $f (files_under($dir))
+	{
+		open(my $fh, '<:raw', $f) or next;
+		local $/;
+		my $c = <$fh>;
+		close $fh;
+		push @hits, $f if index($c, $needle) >= 0;
+	}
+	return @hits;
+}
+
+sub write_random_file
+{
+	my ($path, $bytes) = @_;
+	system("head -c $bytes /dev/urandom > '$path'") == 0 or die "cannot write $path";
+}
+
+sub sha256_file
+{
+	my ($path) = @_;
+	my $out = `sha256sum '$path'`;
+	return (split(/\s+/, $out))[0];
+}
+
+1;
