@@ -14,7 +14,7 @@ DATA       = sql/destor--0.1.0.sql
 
 OBJS = \
 	src/destor.o \
-	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o \
+	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
 	src/provider/s3_sign.o src/provider/provider_check.o \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
@@ -25,7 +25,7 @@ OBJS = \
 
 PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/object -Isrc/catalog
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
-SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd
+SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
 # pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
 # destor preloaded and a generated master key (see test/regress/).

@@ -116,6 +116,17 @@ extern size_t codec_compress(const void *in, size_t len, void *out, size_t outca
 extern int	codec_decompress(const void *in, size_t len, void *out, size_t outcap,
 							 size_t *outlen);
 
+/* ---------- parallel work ---------- */
+#define CODEC_MAX_THREADS 8
+
+/*
+ * Run fn(args[i]) for every i: args[0] in the calling thread, the others in
+ * helper threads (signals blocked), and return when all are done.  fn must
+ * be pure C and thread-safe: no database server calls, no shared scratch
+ * (note that codec_compress/codec_decompress use per-process contexts).
+ */
+extern void codec_run_parallel(void (*fn) (void *), void **args, int nargs);
+
 /* ---------- checksums ---------- */
 /* CRC-64 (ISA-L crc64_ecma_refl); chainable: pass the previous result as seed. */
 extern uint64_t codec_crc64(uint64_t seed, const void *data, size_t len);

@@ -4,7 +4,9 @@
  * An object is a byte string with a random 128-bit id and its own data key.
  * Plaintext is cut into blocks (optionally zstd-compressed), each sealed
  * with AES-256-GCM; the ciphertext stream is cut into stripes of k chunks
- * and Reed–Solomon-encoded into k data + m parity chunks.  Shard i is chunk
+ * and Reed–Solomon-encoded into k data + m parity chunks.  A chunk is as
+ * long as one sealed full block, so a block that was not compressed lies in
+ * exactly one chunk of one shard and is opened where it was fetched.  Shard i is chunk
  * i of every stripe, stored as one provider object, followed by a trailer of
  * per-chunk CRC-64s (to identify a corrupt shard) and a small footer.
  *
@@ -25,7 +27,6 @@
 #include "provider.h"
 
 #define OBJECT_BLOCK_SIZE		(64 * 1024)
-#define OBJECT_CHUNK_SIZE		(64 * 1024)
 #define OBJECT_PART_SIZE		(8 * 1024 * 1024)	/* per-shard upload unit */
 #define OBJECT_FOOTER_SIZE		64
 #define OBJECT_KEY_VERSION		1

@@ -3,8 +3,9 @@
  *
  * A read of a plaintext range is done in windows of whole blocks.  For
  * each window, the healthy path fetches, from each data shard, the single
- * contiguous byte range that holds the window's ciphertext, assembles the
- * stream and opens the GCM blocks: no decoding at all.  If a shard cannot
+ * contiguous byte range that holds the window's ciphertext, and opens the
+ * GCM blocks where they lie: no decoding, and for blocks that fill their
+ * chunk (every block not compressed) no copying either.  If a shard cannot
  * be fetched, or a block fails authentication, the window is read again by
  * the repair path: whole chunks of the window's stripes plus their CRCs
  * from every reachable shard; chunks whose CRC does not match are treated
@@ -30,6 +31,15 @@ typedef enum ShardHealth
 	SHARD_UNREACHABLE			/* no provider, or fetching it failed */
 } ShardHealth;
 
+/* Where a window's ciphertext is: per shard, a buffer holding shard bytes
+ * from offset lo on.  Data shards are complete; parity shards may be absent. */
+typedef struct WindowSource
+{
+	uint8	   *buf[CODEC_RS_MAX_SHARDS];
+	uint64		lo[CODEC_RS_MAX_SHARDS];
+	bool		owned;			/* buffers to pfree after use */
+} WindowSource;
+
 struct ObjectReader
 {
 	MemoryContext cxt;
@@ -39,6 +49,7 @@ struct ObjectReader
 	int			n;
 	const codec_rs *rs;
 	codec_cipher *cipher;
+	codec_cipher *cipher2;		/* for the helper thread of open_blocks */
 	Provider  **providers;
 	char	  **keys;
 	ShardHealth *health;
@@ -50,9 +61,8 @@ struct ObjectReader
 	uint64		shard_data_len;
 	size_t		block_overhead; /* ciphertext bytes a block adds */
 	uint8	   *scratch;		/* one opened block */
+	uint8	   *sealed;			/* one sealed block that spans chunks */
 	uint8	   *plain;			/* one decompressed block */
-	uint8	   *cbuf;			/* assembled ciphertext of a window */
-	size_t		cbufcap;
 	/* per-data-shard fetch buffers, kept across windows: fresh 16 MiB
 	 * allocations per window would be page-faulted in every time */
 	uint8	   *shardbuf[CODEC_RS_MAX_DATA];
@@ -66,7 +76,10 @@ reader_free_cipher(void *arg)
 
 	if (r->cipher)
 		codec_cipher_free(r->cipher);
+	if (r->cipher2)
+		codec_cipher_free(r->cipher2);
 	r->cipher = NULL;
+	r->cipher2 = NULL;
 }
 
 static inline uint64
@@ -146,8 +159,9 @@ object_reader_open(ObjectMeta *meta)
 	cb->arg = r;
 	MemoryContextRegisterResetCallback(cxt, cb);
 	r->cipher = codec_cipher_create(dek, meta->id);
+	r->cipher2 = codec_cipher_create(dek, meta->id);
 	codec_secure_zero(dek, sizeof(dek));
-	if (r->cipher == NULL)
+	if (r->cipher == NULL || r->cipher2 == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
 	r->stripe_size = (uint64) r->k * meta->chunk_size;
@@ -180,6 +194,7 @@ object_reader_open(ObjectMeta *meta)
 		}
 	}
 	r->scratch = palloc(meta->block_size + r->block_overhead + 64);
+	r->sealed = palloc(meta->block_size + r->block_overhead + 64);
 	r->plain = palloc(meta->block_size);
 
 	MemoryContextSwitchTo(old);
@@ -192,31 +207,29 @@ object_reader_close(ObjectReader *r)
 	MemoryContextDelete(r->cxt);
 }
 
-/* Ensure the window buffer holds len bytes. */
-static uint8 *
-reader_cbuf(ObjectReader *r, size_t len)
-{
-	if (r->cbufcap < len)
-	{
-		if (r->cbuf)
-			pfree(r->cbuf);
-		r->cbuf = MemoryContextAllocHuge(r->cxt, len);
-		r->cbufcap = len;
-	}
-	return r->cbuf;
-}
 
+/*
+ * A buffer for len bytes of shard d fetched from shard offset off, placed
+ * so that providers may read straight into it with direct I/O (see
+ * ProviderRequest.buf_aligned_io).
+ */
 static uint8 *
-reader_shardbuf(ObjectReader *r, int d, size_t len)
+reader_shardbuf(ObjectReader *r, int d, size_t len, uint64 off)
 {
-	if (r->shardbufcap[d] < len)
+	/*
+	 * Layout: [up to ALIGN-1 to reach alignment][off % ALIGN][len][up to
+	 * ALIGN-1 to the next aligned end]: len + 3 * ALIGN bytes always do.
+	 */
+	size_t		need = len + 3 * PROVIDER_IO_ALIGN;
+
+	if (r->shardbufcap[d] < need)
 	{
 		if (r->shardbuf[d])
 			pfree(r->shardbuf[d]);
-		r->shardbuf[d] = MemoryContextAllocHuge(r->cxt, len);
-		r->shardbufcap[d] = len;
+		r->shardbuf[d] = MemoryContextAllocHuge(r->cxt, need);
+		r->shardbufcap[d] = need;
 	}
-	return r->shardbuf[d];
+	return (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, r->shardbuf[d]) + off % PROVIDER_IO_ALIGN;
 }
 
 /*
@@ -292,14 +305,16 @@ note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 
 /* Healthy path: data shards only.  False if any needed shard failed. */
 static bool
-fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
+fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 {
 	ProviderRequest reqs[CODEC_RS_MAX_DATA];
 	int			shard_of[CODEC_RS_MAX_DATA];
-	uint8	   *buf[CODEC_RS_MAX_DATA] = {0};
-	uint64		lo[CODEC_RS_MAX_DATA] = {0};
+	uint8	  **buf = src->buf;
+	uint64	   *lo = src->lo;
 	int			nreqs = 0;
 	bool		ok = true;
+
+	memset(src, 0, sizeof(WindowSource));
 
 	for (int d = 0; d < r->k; d++)
 	{
@@ -314,7 +329,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 		if (r->m > 0 && provider_is_down(r->providers[d]))
 			return false;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
-		buf[d] = reader_shardbuf(r, d, b - a);
+		buf[d] = reader_shardbuf(r, d, b - a, a);
 		lo[d] = a;
 		reqs[nreqs].provider = r->providers[d];
 		reqs[nreqs].op = POP_GET;
@@ -323,6 +338,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 		reqs[nreqs].length = b - a;
 		reqs[nreqs].buf = (char *) buf[d];
 		reqs[nreqs].no_retry = (r->m > 0);
+		reqs[nreqs].buf_aligned_io = true;
 		shard_of[nreqs++] = d;
 	}
 	provider_execute(reqs, nreqs);
@@ -336,8 +352,6 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out)
 			ok = false;
 		}
 	}
-	if (ok)
-		assemble(r, cs, ce, buf, lo, out);
 	return ok;
 }
 
@@ -371,7 +385,7 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * reachable shard; bad chunks are rebuilt.  Fills out with stream [cs, ce).
  */
 static void
-fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out, bool include_down)
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
@@ -497,7 +511,9 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out, bool include_dow
 				pfree(buf[i]);
 				pfree(crcbuf[i]);
 			}
-			fetch_repair(r, cs, ce, out, true);
+			pfree(reqs);
+			pfree(shard_of);
+			fetch_repair(r, cs, ce, src, true);
 			return;
 		}
 		if (good < r->k)
@@ -505,24 +521,159 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, uint8 *out, bool include_dow
 		if (good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
 			raise_unreadable(r, s, good);
 	}
-	assemble(r, cs, ce, buf, lov, out);
-
+	memset(src, 0, sizeof(WindowSource));
 	for (int i = 0; i < r->n; i++)
 	{
-		pfree(buf[i]);
+		src->buf[i] = buf[i];
+		src->lo[i] = lov[i];
 		pfree(crcbuf[i]);
 	}
+	src->owned = true;
 	pfree(reqs);
 	pfree(shard_of);
 }
 
-/* Open blocks [b0, b1] from the window's ciphertext; false on auth failure. */
+static void
+window_source_release(ObjectReader *r, WindowSource *src)
+{
+	if (src->owned)
+		for (int i = 0; i < r->n; i++)
+			if (src->buf[i])
+				pfree(src->buf[i]);
+	src->owned = false;
+}
+
+/*
+ * The sealed bytes [a, e) of the stream: in place when they lie in one
+ * chunk, else gathered into r->sealed.
+ */
+static const uint8 *
+sealed_bytes(ObjectReader *r, WindowSource *src, uint64 a, uint64 e)
+{
+	uint64		s = a / r->stripe_size;
+	uint64		cl = chunk_len(r, s);
+	uint64		inner = a - s * r->stripe_size;
+	int			d = (int) (inner / cl);
+	uint64		off = inner % cl;
+
+	if (off + (e - a) <= cl)
+		return src->buf[d] + (s * r->meta->chunk_size + off - src->lo[d]);
+	assemble(r, a, e, src->buf, src->lo, r->sealed);
+	return r->sealed;
+}
+
+/*
+ * Opening blocks in parallel.  The bulk of a large read is blocks that are
+ * wanted whole, stored raw and lying in one chunk: they open straight from
+ * the shard buffer into dst.  Two threads take one contiguous half each;
+ * every other block (window edges, compressed or chunk-spanning blocks) is
+ * left to the sequential pass.  Tasks are pure C: no palloc, no ereport.
+ */
+#define PARALLEL_OPEN_MIN_BLOCKS 16
+
+typedef struct OpenTask
+{
+	ObjectReader *r;
+	codec_cipher *cipher;
+	WindowSource *src;
+	uint64		b0;				/* first block of the window */
+	uint64		from_block;		/* this task's blocks, inclusive */
+	uint64		to_block;
+	bool		last_excluded;	/* its last block's flag would hit the next task */
+	uint64		offset;
+	uint64		len;
+	char	   *dst;
+	bool	   *done;			/* per window block: opened by a task */
+	bool		failed;
+} OpenTask;
+
+static void
+open_task_run(void *arg)
+{
+	OpenTask   *t = (OpenTask *) arg;
+	ObjectReader *r = t->r;
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+
+	for (uint64 b = t->from_block; b <= t->to_block; b++)
+	{
+		uint64		a = block_cstart(r, b);
+		uint64		e = block_cend(r, b);
+		bool		last = (b == (uint64) meta->nblocks - 1);
+		uint64		plen = last ? meta->size - b * bs : bs;
+		uint64		s = a / r->stripe_size;
+		uint64		cl = chunk_len(r, s);
+		uint64		inner = a - s * r->stripe_size;
+		int			d = (int) (inner / cl);
+		uint64		off = inner % cl;
+		char	   *out = t->dst + (b * bs - t->offset);
+
+		if (b == t->to_block && t->last_excluded && meta->compressed)
+			break;
+		if (e - a != plen + r->block_overhead || b * bs < t->offset ||
+			b * bs + plen > t->offset + t->len ||
+			(meta->compressed && b * bs + plen >= t->offset + t->len) ||
+			off + (e - a) > cl)
+			continue;
+		if (codec_cipher_decrypt_block(t->cipher, b, last,
+									   t->src->buf[d] + (s * meta->chunk_size + off - t->src->lo[d]),
+									   e - a, (uint8 *) out) != 0 ||
+			(meta->compressed && out[plen] != 0))
+		{
+			t->failed = true;
+			return;
+		}
+		t->done[b - t->b0] = true;
+	}
+}
+
+/* Returns the per-block "done" flags, or NULL when nothing was done. */
+static bool *
+open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src,
+					 uint64 offset, uint64 len, char *dst)
+{
+	uint64		nb = b1 - b0 + 1;
+	uint64		mid = b0 + nb / 2;
+	bool	   *done;
+	OpenTask	tasks[2];
+	void	   *args[2] = {&tasks[0], &tasks[1]};
+
+	if (nb < PARALLEL_OPEN_MIN_BLOCKS)
+		return NULL;
+	done = palloc0(sizeof(bool) * nb);
+	for (int i = 0; i < 2; i++)
+	{
+		tasks[i].r = r;
+		tasks[i].cipher = i == 0 ? r->cipher : r->cipher2;
+		tasks[i].src = src;
+		tasks[i].b0 = b0;
+		tasks[i].from_block = i == 0 ? b0 : mid;
+		tasks[i].to_block = i == 0 ? mid - 1 : b1;
+		tasks[i].last_excluded = (i == 0);
+		tasks[i].offset = offset;
+		tasks[i].len = len;
+		tasks[i].dst = dst;
+		tasks[i].done = done;
+		tasks[i].failed = false;
+	}
+	codec_run_parallel(open_task_run, args, 2);
+	if (tasks[0].failed || tasks[1].failed)
+	{
+		/* let the sequential pass find and report what is wrong */
+		pfree(done);
+		return NULL;
+	}
+	return done;
+}
+
+/* Open blocks [b0, b1] from the window's shards; false on auth failure. */
 static bool
-open_blocks(ObjectReader *r, uint64 b0, uint64 b1, uint64 cs, uint64 offset,
+open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 offset,
 			uint64 len, char *dst, bool raise)
 {
 	ObjectMeta *meta = r->meta;
 	uint64		bs = meta->block_size;
+	bool	   *done = open_blocks_parallel(r, b0, b1, src, offset, len, dst);
 
 	for (uint64 b = b0; b <= b1; b++)
 	{
@@ -533,10 +684,31 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, uint64 cs, uint64 offset,
 		uint64		from = Max(offset, b * bs);
 		uint64		to = Min(offset + len, b * bs + plen);
 		const uint8 *plain;
+		uint8	   *out = r->scratch;
+		bool		in_place;
 
-		if (e < a + CODEC_TAG_LEN || e - a > bs + r->block_overhead ||
-			codec_cipher_decrypt_block(r->cipher, b, last, r->cbuf + (a - cs), e - a, r->scratch) != 0)
+		if (done && done[b - b0])
+			continue;
+
+		if (e < a + CODEC_TAG_LEN || e - a > bs + r->block_overhead)
+			goto corrupt;
+
+		/*
+		 * A block stored raw and wanted whole opens straight into dst.  For
+		 * compressed objects the flag byte then lands on the first byte of
+		 * the next block, which is opened afterwards; so only when that byte
+		 * is inside dst.
+		 */
+		in_place = (e - a == plen + r->block_overhead) && from == b * bs &&
+			to == b * bs + plen &&
+			(!meta->compressed ||
+			 (to < offset + len && !(done && b < b1 && done[b + 1 - b0])));
+		if (in_place)
+			out = (uint8 *) dst + (from - offset);
+
+		if (codec_cipher_decrypt_block(r->cipher, b, last, sealed_bytes(r, src, a, e), e - a, out) != 0)
 		{
+	corrupt:
 			if (!raise)
 				return false;
 			ereport(ERROR,
@@ -546,22 +718,25 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, uint64 cs, uint64 offset,
 					 errdetail("The shards reassemble into ciphertext that does not verify, although every chunk matches its checksum."),
 					 errhint("The object cannot be recovered from the remaining shards; restore it from a backup.")));
 		}
-		plain = r->scratch;
+		plain = out;
 		if (meta->compressed)
 		{
 			size_t		outlen = e - a - CODEC_TAG_LEN - 1;
 
-			if (r->scratch[0] == 1)
+			if (out[outlen] == 1)
 			{
-				if (codec_decompress(r->scratch + 1, outlen, r->plain, bs, &outlen) != 0)
+				if (in_place)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("block %llu of object %s is marked compressed but is not smaller",
+									(unsigned long long) b, object_id_text(meta->id))));
+				if (codec_decompress(out, outlen, r->plain, bs, &outlen) != 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_DATA_CORRUPTED),
 							 errmsg("block %llu of object %s does not decompress",
 									(unsigned long long) b, object_id_text(meta->id))));
 				plain = r->plain;
 			}
-			else
-				plain = r->scratch + 1;
 			if (outlen != plen)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
@@ -574,9 +749,11 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, uint64 cs, uint64 offset,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("block %llu of object %s has the wrong length",
 							(unsigned long long) b, object_id_text(meta->id))));
-		if (from < to)
+		if (from < to && !in_place)
 			memcpy(dst + (from - offset), plain + (from - b * bs), to - from);
 	}
+	if (done)
+		pfree(done);
 	return true;
 }
 
@@ -606,15 +783,16 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		uint64		b1 = Min(blast, b0 + READ_WINDOW_BLOCKS - 1);
 		uint64		cs = block_cstart(r, b0);
 		uint64		ce = block_cend(r, b1);
-		uint8	   *cbuf = reader_cbuf(r, ce - cs);
+		WindowSource src;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!fetch_healthy(r, cs, ce, cbuf) ||
-			!open_blocks(r, b0, b1, cs, offset, len, dst, false))
+		if (!fetch_healthy(r, cs, ce, &src) ||
+			!open_blocks(r, b0, b1, &src, offset, len, dst, false))
 		{
 			/* a shard failed or the ciphertext did not verify: repair */
-			fetch_repair(r, cs, ce, cbuf, false);
-			open_blocks(r, b0, b1, cs, offset, len, dst, true);
+			fetch_repair(r, cs, ce, &src, false);
+			open_blocks(r, b0, b1, &src, offset, len, dst, true);
+			window_source_release(r, &src);
 		}
 		b0 = b1 + 1;
 	}

@@ -16,6 +16,9 @@
 
 #include "object.h"
 
+/* room after a part for the shard trailer of objects up to a few GiB */
+#define PART_SLACK (256 * 1024)
+
 struct ObjectWriter
 {
 	MemoryContext cxt;
@@ -24,6 +27,7 @@ struct ObjectWriter
 	int			m;
 	int			n;
 	int			write_quorum;
+	int			chunk_size;		/* one sealed full block: see object.h */
 	const codec_rs *rs;
 	codec_cipher *cipher;
 	bool		compress;
@@ -187,10 +191,14 @@ writer_flush_parts(ObjectWriter *w)
 		writer_batch(w, POP_UPLOAD_BEGIN, NULL, NULL);
 		w->started = true;
 	}
+	/* parts are exactly OBJECT_PART_SIZE (aligned for direct I/O); the
+	 * chunk bytes beyond it start the next part */
 	for (int i = 0; i < w->n; i++)
-		lens[i] = w->partlen;
+		lens[i] = OBJECT_PART_SIZE;
 	writer_batch(w, POP_UPLOAD_PART, w->part, lens);
-	w->partlen = 0;
+	for (int i = 0; i < w->n; i++)
+		memmove(w->part[i], w->part[i] + OBJECT_PART_SIZE, w->partlen - OBJECT_PART_SIZE);
+	w->partlen -= OBJECT_PART_SIZE;
 	pfree(lens);
 }
 
@@ -201,8 +209,6 @@ writer_encode_stripe(ObjectWriter *w, size_t chunklen)
 	uint8	   *data[CODEC_RS_MAX_DATA];
 	uint8	   *parity[CODEC_RS_MAX_PARITY];
 
-	if (w->partlen + chunklen > OBJECT_PART_SIZE)
-		writer_flush_parts(w);
 
 	/* zero padding of a short last stripe */
 	if (w->stripelen < (size_t) w->k * chunklen)
@@ -227,6 +233,8 @@ writer_encode_stripe(ObjectWriter *w, size_t chunklen)
 
 	w->nstripes++;
 	w->partlen += chunklen;
+	if (w->partlen >= OBJECT_PART_SIZE)
+		writer_flush_parts(w);
 	w->shard_data_len += chunklen;
 	w->stripelen = 0;
 }
@@ -234,7 +242,7 @@ writer_encode_stripe(ObjectWriter *w, size_t chunklen)
 static void
 writer_append_stream(ObjectWriter *w, const uint8 *data, size_t len)
 {
-	size_t		stripe_size = (size_t) w->k * OBJECT_CHUNK_SIZE;
+	size_t		stripe_size = (size_t) w->k * w->chunk_size;
 
 	while (len > 0)
 	{
@@ -246,7 +254,7 @@ writer_append_stream(ObjectWriter *w, const uint8 *data, size_t len)
 		len -= take;
 		w->meta->stream_size += take;
 		if (w->stripelen == stripe_size)
-			writer_encode_stripe(w, OBJECT_CHUNK_SIZE);
+			writer_encode_stripe(w, w->chunk_size);
 	}
 }
 
@@ -259,22 +267,23 @@ writer_seal_block(ObjectWriter *w, bool last)
 
 	if (w->compress)
 	{
-		/* first payload byte says how the block is stored: 0 raw, 1 zstd */
+		/* the last payload byte says how the block is stored: 0 raw, 1 zstd
+		 * (last, so a raw block opens straight into the reader's buffer) */
 		bool		try = w->blocklen > 0 &&
 			(w->incompressible_run < 4 || w->blockno % 32 == 0);
 		size_t		clen = try ?
-			codec_compress(w->block, w->blocklen, w->payload + 1,
+			codec_compress(w->block, w->blocklen, w->payload,
 						   codec_compress_bound(OBJECT_BLOCK_SIZE), 1) : 0;
 
 		if (try)
 			w->incompressible_run = clen > 0 ? 0 : w->incompressible_run + 1;
 		if (clen > 0)
-			w->payload[0] = 1;
+			w->payload[clen] = 1;
 		else
 		{
-			w->payload[0] = 0;
-			memcpy(w->payload + 1, w->block, w->blocklen);
+			memcpy(w->payload, w->block, w->blocklen);
 			clen = w->blocklen;
+			w->payload[clen] = 0;
 		}
 		payload = w->payload;
 		payloadlen = clen + 1;
@@ -320,6 +329,7 @@ object_writer_create(Pool *pool, bool compress)
 	w->n = w->k + w->m;
 	w->write_quorum = pool->write_quorum;
 	w->compress = compress;
+	w->chunk_size = OBJECT_BLOCK_SIZE + CODEC_TAG_LEN + (compress ? 1 : 0);
 	w->rs = object_rs(w->k, w->m);
 
 	/* identity and keys */
@@ -360,7 +370,7 @@ object_writer_create(Pool *pool, bool compress)
 
 	meta->pool = pstrdup(pool->name);
 	meta->block_size = OBJECT_BLOCK_SIZE;
-	meta->chunk_size = OBJECT_CHUNK_SIZE;
+	meta->chunk_size = w->chunk_size;
 	meta->data_shards = w->k;
 	meta->parity_shards = w->m;
 	meta->compressed = compress;
@@ -382,7 +392,7 @@ object_writer_create(Pool *pool, bool compress)
 	w->block = palloc(OBJECT_BLOCK_SIZE);
 	w->payload = palloc(codec_compress_bound(OBJECT_BLOCK_SIZE) + 1);
 	w->sealed = palloc(codec_compress_bound(OBJECT_BLOCK_SIZE) + 1 + CODEC_TAG_LEN);
-	w->stripe = palloc((size_t) w->k * OBJECT_CHUNK_SIZE);
+	w->stripe = palloc((size_t) w->k * w->chunk_size);
 	w->part = palloc(sizeof(uint8 *) * w->n);
 	w->uploads = palloc0(sizeof(ProviderUpload *) * w->n);
 	w->failed = palloc0(sizeof(bool) * w->n);
@@ -391,7 +401,7 @@ object_writer_create(Pool *pool, bool compress)
 	w->crccap = 64;
 	for (int i = 0; i < w->n; i++)
 	{
-		w->part[i] = palloc(OBJECT_PART_SIZE);
+		w->part[i] = provider_alloc_aligned(cxt, OBJECT_PART_SIZE + w->chunk_size + PART_SLACK);
 		w->crcs[i] = palloc(sizeof(uint64) * w->crccap);
 	}
 	w->block_ends_cap = 64;
@@ -448,7 +458,7 @@ writer_build_trailer(ObjectWriter *w, int shard, uint8 *out)
 	p[26] = (uint8) w->k;
 	p[27] = (uint8) w->m;
 	for (int b = 0; b < 4; b++)
-		p[28 + b] = (uint8) ((uint32) OBJECT_CHUNK_SIZE >> (8 * b));
+		p[28 + b] = (uint8) ((uint32) w->chunk_size >> (8 * b));
 	for (int b = 0; b < 8; b++)
 	{
 		p[32 + b] = (uint8) (w->nstripes >> (8 * b));
@@ -479,7 +489,13 @@ object_writer_finish(ObjectWriter *w)
 	trailer_len = w->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
 	for (int i = 0; i < w->n; i++)
 	{
-		w->part[i] = repalloc_huge(w->part[i], w->partlen + trailer_len);
+		if (w->partlen + trailer_len > OBJECT_PART_SIZE + w->chunk_size + PART_SLACK)
+		{
+			uint8	   *bigger = provider_alloc_aligned(w->cxt, w->partlen + trailer_len);
+
+			memcpy(bigger, w->part[i], w->partlen);
+			w->part[i] = bigger;
+		}
 		writer_build_trailer(w, i, w->part[i] + w->partlen);
 		lens[i] = w->partlen + trailer_len;
 	}

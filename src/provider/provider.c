@@ -426,6 +426,14 @@ provider_copy(Provider *p, MemoryContext cxt)
 	return c;
 }
 
+void *
+provider_alloc_aligned(MemoryContext cxt, size_t size)
+{
+	char	   *p = MemoryContextAllocHuge(cxt, size + PROVIDER_IO_ALIGN);
+
+	return (void *) TYPEALIGN(PROVIDER_IO_ALIGN, p);
+}
+
 ProviderUpload *
 provider_upload_create(Provider *p, const char *key)
 {
@@ -444,7 +452,9 @@ void
 provider_execute(ProviderRequest *reqs, int nreqs)
 {
 	ProviderRequest **s3reqs = NULL;
+	ProviderRequest **filereqs = NULL;
 	int			ns3 = 0;
+	int			nfile = 0;
 
 	for (int i = 0; i < nreqs; i++)
 	{
@@ -461,21 +471,22 @@ provider_execute(ProviderRequest *reqs, int nreqs)
 				s3reqs = palloc(sizeof(ProviderRequest *) * nreqs);
 			s3reqs[ns3++] = r;
 		}
-	}
-
-	/* Network transfers first start in parallel; local files meanwhile. */
-	if (ns3 > 0)
-		provider_s3_execute_batch(s3reqs, ns3);
-	for (int i = 0; i < nreqs; i++)
-	{
-		if (reqs[i].provider->type == PROVIDER_FILE)
+		else
 		{
-			CHECK_FOR_INTERRUPTS();
-			provider_file_execute(&reqs[i]);
+			if (filereqs == NULL)
+				filereqs = palloc(sizeof(ProviderRequest *) * nreqs);
+			filereqs[nfile++] = r;
 		}
 	}
+
+	if (ns3 > 0)
+		provider_s3_execute_batch(s3reqs, ns3);
+	if (nfile > 0)
+		provider_file_execute_batch(filereqs, nfile);
 	if (s3reqs)
 		pfree(s3reqs);
+	if (filereqs)
+		pfree(filereqs);
 	for (int i = 0; i < nreqs; i++)
 		provider_note_result(&reqs[i]);
 }

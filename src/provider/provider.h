@@ -79,6 +79,7 @@ typedef struct ProviderUpload
 	/* file backend */
 	int			fd;
 	char	   *tmppath;
+	bool		direct;			/* fd is open with O_DIRECT */
 	/* s3 backend */
 	char	   *upload_id;
 	List	   *etags;			/* char * per part, in order */
@@ -97,6 +98,10 @@ typedef struct ProviderRequest
 	size_t		datalen;
 	ProviderUpload *upload;		/* upload ops */
 	bool		no_retry;		/* fail fast: the caller has alternatives (parity) */
+	/* POP_GET: buf - offset % PROVIDER_IO_ALIGN is aligned, and bytes from
+	 * there up to the next aligned end after buf + length may be
+	 * overwritten: the file backend then reads straight into buf */
+	bool		buf_aligned_io;
 
 	/* output */
 	bool		ok;
@@ -140,6 +145,14 @@ extern void provider_validate_options(List *options, Oid catalog);
 
 extern ProviderUpload *provider_upload_create(Provider *p, const char *key);
 
+/*
+ * Buffers handed to POP_UPLOAD_PART are best aligned to PROVIDER_IO_ALIGN
+ * (and sized in multiples of it): the file backend then writes them with
+ * direct I/O, without copying and without filling the page cache.
+ */
+#define PROVIDER_IO_ALIGN 4096
+extern void *provider_alloc_aligned(MemoryContext cxt, size_t size);
+
 /* Deep copy into cxt (used to keep providers for end-of-transaction work,
  * when the catalog can no longer be read). */
 extern Provider *provider_copy(Provider *p, MemoryContext cxt);
@@ -157,6 +170,7 @@ extern List *provider_list(Provider *p, const char *prefix);
 
 /* Backend entry points used by provider_execute / provider_list. */
 extern void provider_file_execute(ProviderRequest *req);
+extern void provider_file_execute_batch(ProviderRequest **reqs, int nreqs);
 extern List *provider_file_list(Provider *p, const char *prefix);
 extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
 extern List *provider_s3_list(Provider *p, const char *prefix);

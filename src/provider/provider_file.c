@@ -7,9 +7,15 @@
  * key can name a file outside the provider's directory.  Files are opened as
  * transient files, which PostgreSQL closes at transaction end, so no file
  * descriptor survives an ERROR.
+ *
+ * Bulk transfers (streamed uploads, large ranged reads) use direct I/O where
+ * the filesystem allows it: shards are written once and read rarely, so
+ * copying them through the page cache only costs memory bandwidth and
+ * evicts what the database itself caches.  Small objects stay buffered.
  */
 #include "postgres.h"
 
+#include <aio.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -120,12 +126,14 @@ file_fsync_parent_dir(const char *path)
 	return rc;
 }
 
+/* Write all of data at offset (pwrite: uploads never use the file position,
+ * since parts may also be written by asynchronous I/O). */
 static int
-file_write_all(int fd, const char *data, size_t len)
+file_write_all(int fd, const char *data, size_t len, off_t offset)
 {
 	while (len > 0)
 	{
-		ssize_t		n = write(fd, data, Min(len, (size_t) 64 * 1024 * 1024));
+		ssize_t		n = pwrite(fd, data, Min(len, (size_t) 64 * 1024 * 1024), offset);
 
 		if (n < 0)
 		{
@@ -140,8 +148,105 @@ file_write_all(int fd, const char *data, size_t len)
 		}
 		data += n;
 		len -= n;
+		offset += n;
 	}
 	return 0;
+}
+
+/* Reads at least this long use direct I/O. */
+#define FILE_DIRECT_READ_MIN (256 * 1024)
+/* Bounce buffers up to this size are kept for the next read. */
+#define FILE_BOUNCE_KEEP (64 * 1024 * 1024)
+
+/*
+ * Aligned bounce buffers for direct reads, one per concurrent read slot,
+ * kept in TopMemoryContext: fresh multi-megabyte allocations for every
+ * read would be page-faulted in again each time.
+ */
+#define FILE_MAX_SLOTS 32
+
+typedef struct BounceBuffer
+{
+	char	   *raw;
+	char	   *buf;
+	size_t		cap;
+} BounceBuffer;
+
+/* slots 0..FILE_MAX_SLOTS-1 serve batches; the last one synchronous reads */
+#define FILE_SYNC_SLOT FILE_MAX_SLOTS
+static BounceBuffer bounces[FILE_MAX_SLOTS + 1];
+
+static char *
+file_bounce(int slot, size_t len, bool *temporary)
+{
+	BounceBuffer *b = &bounces[slot];
+
+	*temporary = false;
+	if (len <= b->cap)
+		return b->buf;
+	if (len > FILE_BOUNCE_KEEP)
+	{
+		*temporary = true;
+		return provider_alloc_aligned(CurrentMemoryContext, len);
+	}
+	if (b->raw)
+		pfree(b->raw);
+	b->raw = NULL;
+	b->cap = 0;
+	b->raw = MemoryContextAllocHuge(TopMemoryContext, len + PROVIDER_IO_ALIGN);
+	b->buf = (char *) TYPEALIGN(PROVIDER_IO_ALIGN, b->raw);
+	b->cap = len;
+	return b->buf;
+}
+
+/* Open for direct I/O, or buffered where the filesystem refuses it. */
+static int
+file_open_maybe_direct(const char *path, int flags, bool *direct)
+{
+	int			fd = OpenTransientFile(path, flags | O_DIRECT);
+
+	*direct = true;
+	if (fd < 0 && errno == EINVAL)
+	{
+		if (flags & O_CREAT)
+			unlink(path);
+		*direct = false;
+		fd = OpenTransientFile(path, flags);
+	}
+	return fd;
+}
+
+/*
+ * Write the aligned head of data directly; anything unaligned (the tail
+ * of the last part) switches the descriptor to buffered writes.
+ */
+static int
+file_write_part(ProviderUpload *u, const char *data, size_t len, off_t offset)
+{
+	if (u->direct)
+	{
+		size_t		aligned = 0;
+
+		if ((uintptr_t) data % PROVIDER_IO_ALIGN == 0 && offset % PROVIDER_IO_ALIGN == 0)
+			aligned = len & ~((size_t) PROVIDER_IO_ALIGN - 1);
+		if (aligned > 0 && file_write_all(u->fd, data, aligned, offset) == 0)
+		{
+			data += aligned;
+			len -= aligned;
+			offset += aligned;
+		}
+		else if (aligned > 0 && errno != EINVAL)
+			return -1;
+		if (len > 0)
+		{
+			int			flags = fcntl(u->fd, F_GETFL);
+
+			if (flags < 0 || fcntl(u->fd, F_SETFL, flags & ~O_DIRECT) < 0)
+				return -1;
+			u->direct = false;
+		}
+	}
+	return file_write_all(u->fd, data, len, offset);
 }
 
 static char *
@@ -202,7 +307,7 @@ file_put(ProviderRequest *req, const char *key)
 		file_set_error(req, "create", key);
 		return;
 	}
-	if (file_write_all(fd, req->data, req->datalen) != 0)
+	if (file_write_all(fd, req->data, req->datalen, 0) != 0)
 	{
 		file_set_error(req, "write", key);
 		CloseTransientFile(fd);
@@ -212,16 +317,63 @@ file_put(ProviderRequest *req, const char *key)
 	req->ok = file_commit_temp(req, fd, tmppath, path, key);
 }
 
+/* A large ranged read through an aligned bounce buffer, with direct I/O. */
+static bool
+file_get_direct(ProviderRequest *req, const char *key, int fd)
+{
+	uint64		a0 = req->offset & ~((uint64) PROVIDER_IO_ALIGN - 1);
+	uint64		a1 = TYPEALIGN(PROVIDER_IO_ALIGN, req->offset + req->length);
+	uint64		want = a1 - a0;
+	uint64		done = 0;
+	uint64		skip = req->offset - a0;
+	bool		temporary;
+	char	   *buf = file_bounce(FILE_SYNC_SLOT, want, &temporary);
+
+	while (done < want)
+	{
+		ssize_t		n = pread(fd, buf + done, want - done, a0 + done);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			file_set_error(req, "read", key);
+			CloseTransientFile(fd);
+			return false;
+		}
+		done += n;
+		if ((uint64) n < want - (done - n))
+			break;				/* end of file */
+	}
+	CloseTransientFile(fd);
+	req->result_size = done > skip ? Min(req->length, done - skip) : 0;
+	memcpy(req->buf, buf + skip, req->result_size);
+	if (temporary)
+		pfree((void *) buf);
+	req->ok = true;
+	return true;
+}
+
 static void
 file_get(ProviderRequest *req, const char *key)
 {
 	char	   *path = file_full_path(req->provider, key);
-	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	bool		direct = false;
+	int			fd;
 	uint64		done = 0;
 
+	if (req->length >= FILE_DIRECT_READ_MIN)
+		fd = file_open_maybe_direct(path, O_RDONLY | PG_BINARY, &direct);
+	else
+		fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 	{
 		file_set_error(req, "open", key);
+		return;
+	}
+	if (direct)
+	{
+		file_get_direct(req, key, fd);
 		return;
 	}
 	while (done < req->length)
@@ -290,7 +442,8 @@ file_upload(ProviderRequest *req)
 				return;
 			}
 			u->tmppath = MemoryContextStrdup(GetMemoryChunkContext(u), file_temp_path(path));
-			u->fd = OpenTransientFile(u->tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);
+			u->fd = file_open_maybe_direct(u->tmppath, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY,
+										   &u->direct);
 			if (u->fd < 0)
 			{
 				file_set_error(req, "create", u->key);
@@ -299,7 +452,7 @@ file_upload(ProviderRequest *req)
 			u->active = true;
 			break;
 		case POP_UPLOAD_PART:
-			if (file_write_all(u->fd, req->data, req->datalen) != 0)
+			if (file_write_part(u, req->data, req->datalen, u->size) != 0)
 			{
 				file_set_error(req, "write", u->key);
 				return;
@@ -366,6 +519,273 @@ provider_file_execute(ProviderRequest *req)
 	INSTR_TIME_SET_CURRENT(end);
 	INSTR_TIME_SUBTRACT(end, start);
 	req->latency_ms = INSTR_TIME_GET_MILLISEC(end);
+}
+
+/* ---------------------------------------------------------------------------
+ * Batches: large reads and upload parts run concurrently
+ *
+ * Shards of one request live in different files (often on different
+ * disks), so their transfers are issued together with POSIX AIO (glibc
+ * runs them on its own I/O threads, with every signal blocked, and they
+ * never call into PostgreSQL).  Everything else runs one by one.
+ * ------------------------------------------------------------------------- */
+typedef struct FileAsync
+{
+	ProviderRequest *req;
+	struct aiocb cb;
+	int			fd;				/* reads: our descriptor; parts: the upload's */
+	bool		direct;
+	char	   *bounce;			/* direct reads */
+	bool		bounce_temporary;
+	uint64		skip;			/* bytes of bounce before the wanted range */
+	size_t		tail;			/* parts: unaligned bytes left for a buffered write */
+	bool		submitted;
+	bool		done;
+	instr_time	start;
+} FileAsync;
+
+static bool
+file_async_candidate(ProviderRequest *req)
+{
+	if (req->op == POP_GET)
+		return req->length >= FILE_DIRECT_READ_MIN;
+	if (req->op == POP_UPLOAD_PART)
+		return req->upload != NULL && req->upload->direct && req->upload->fd >= 0 &&
+			(uintptr_t) req->data % PROVIDER_IO_ALIGN == 0 &&
+			req->upload->size % PROVIDER_IO_ALIGN == 0 &&
+			req->datalen >= PROVIDER_IO_ALIGN;
+	return false;
+}
+
+/* Prepare one transfer; false if it must run synchronously instead. */
+static bool
+file_async_prepare(FileAsync *a, int slot)
+{
+	ProviderRequest *req = a->req;
+	const char *key = req->upload ? req->upload->key : req->key;
+
+	memset(&a->cb, 0, sizeof(a->cb));
+	a->fd = -1;
+	INSTR_TIME_SET_CURRENT(a->start);
+	if (!file_key_is_safe(key))
+		return false;
+	if (req->op == POP_GET)
+	{
+		char	   *path = file_full_path(req->provider, key);
+		uint64		a0 = req->offset & ~((uint64) PROVIDER_IO_ALIGN - 1);
+		uint64		a1 = TYPEALIGN(PROVIDER_IO_ALIGN, req->offset + req->length);
+
+		a->fd = file_open_maybe_direct(path, O_RDONLY | PG_BINARY, &a->direct);
+		if (a->fd < 0)
+			return false;		/* the synchronous path reports the error */
+		a->cb.aio_fildes = a->fd;
+		if (a->direct)
+		{
+			a->skip = req->offset - a0;
+			if (req->buf_aligned_io)
+				a->bounce = req->buf - a->skip;	/* no copy: the caller allowed it */
+			else
+				a->bounce = file_bounce(slot, a1 - a0, &a->bounce_temporary);
+			a->cb.aio_buf = a->bounce;
+			a->cb.aio_nbytes = a1 - a0;
+			a->cb.aio_offset = a0;
+		}
+		else
+		{
+			a->cb.aio_buf = req->buf;
+			a->cb.aio_nbytes = req->length;
+			a->cb.aio_offset = req->offset;
+		}
+		a->cb.aio_lio_opcode = LIO_READ;
+	}
+	else
+	{
+		ProviderUpload *u = req->upload;
+		size_t		aligned = req->datalen & ~((size_t) PROVIDER_IO_ALIGN - 1);
+
+		a->cb.aio_fildes = u->fd;
+		a->cb.aio_buf = (void *) req->data;
+		a->cb.aio_nbytes = aligned;
+		a->cb.aio_offset = u->size;
+		a->cb.aio_lio_opcode = LIO_WRITE;
+		a->tail = req->datalen - aligned;
+	}
+	a->cb.aio_sigevent.sigev_notify = SIGEV_NONE;
+	return true;
+}
+
+/* Wait for every submitted transfer; with interrupts held, only waits. */
+static void
+file_async_wait(FileAsync *as, int n, bool interruptible)
+{
+	for (;;)
+	{
+		const struct aiocb *pending[FILE_MAX_SLOTS];
+		int			npending = 0;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+
+		for (int i = 0; i < n; i++)
+		{
+			if (!as[i].submitted || as[i].done)
+				continue;
+			if (aio_error(&as[i].cb) == EINPROGRESS)
+				pending[npending++] = &as[i].cb;
+			else
+				as[i].done = true;
+		}
+		if (npending == 0)
+			return;
+		(void) aio_suspend(pending, npending, &ts);
+		if (interruptible)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+file_async_complete(FileAsync *a)
+{
+	ProviderRequest *req = a->req;
+	const char *key = req->upload ? req->upload->key : req->key;
+	int			err = aio_error(&a->cb);
+	ssize_t		n = aio_return(&a->cb);
+	instr_time	end;
+
+	if (err != 0)
+	{
+		errno = err;
+		file_set_error(req, req->op == POP_GET ? "read" : "write", key);
+	}
+	else if (req->op == POP_GET)
+	{
+		if (a->direct)
+		{
+			req->result_size = (uint64) n > a->skip ? Min(req->length, n - a->skip) : 0;
+			if (!req->buf_aligned_io)
+				memcpy(req->buf, a->bounce + a->skip, req->result_size);
+		}
+		else
+		{
+			uint64		done = n;
+
+			/* a buffered read may come back short before end of file */
+			while (done < req->length)
+			{
+				ssize_t		m = pread(a->fd, req->buf + done, req->length - done,
+									  req->offset + done);
+
+				if (m < 0 && errno == EINTR)
+					continue;
+				if (m <= 0)
+					break;
+				done += m;
+			}
+			req->result_size = done;
+		}
+		req->ok = true;
+	}
+	else
+	{
+		ProviderUpload *u = req->upload;
+
+		if ((size_t) n != a->cb.aio_nbytes)
+		{
+			errno = ENOSPC;
+			file_set_error(req, "write", key);
+		}
+		else
+		{
+			u->size += n;
+			/* the unaligned tail of a last part goes through the page cache */
+			if (a->tail > 0 && file_write_part(u, req->data + n, a->tail, u->size) != 0)
+				file_set_error(req, "write", key);
+			else
+			{
+				u->size += a->tail;
+				u->nparts++;
+				req->ok = true;
+			}
+		}
+	}
+	if (req->op == POP_GET && a->fd >= 0)
+		CloseTransientFile(a->fd);
+	if (a->bounce_temporary)
+		pfree(a->bounce);
+	INSTR_TIME_SET_CURRENT(end);
+	INSTR_TIME_SUBTRACT(end, a->start);
+	req->latency_ms = INSTR_TIME_GET_MILLISEC(end);
+}
+
+void
+provider_file_execute_batch(ProviderRequest **reqs, int nreqs)
+{
+	FileAsync  *as = palloc0(sizeof(FileAsync) * FILE_MAX_SLOTS);
+	int			nas = 0;
+
+	for (int i = 0; i < nreqs; i++)
+	{
+		ProviderRequest *req = reqs[i];
+
+		CHECK_FOR_INTERRUPTS();
+		if (nas < FILE_MAX_SLOTS && file_async_candidate(req))
+		{
+			FileAsync  *a = &as[nas];
+
+			/* parts of one upload are appended in order: never two at once */
+			for (int j = 0; j < nas; j++)
+				if (req->upload && as[j].req->upload == req->upload)
+					elog(ERROR, "destor: two parts of one upload in one batch");
+
+			a->req = req;
+			if (file_async_prepare(a, nas))
+			{
+				nas++;
+				continue;
+			}
+			if (a->fd >= 0 && req->op == POP_GET)
+				CloseTransientFile(a->fd);
+		}
+		provider_file_execute(req);
+	}
+	if (nas == 0)
+	{
+		pfree(as);
+		return;
+	}
+
+	PG_TRY();
+	{
+		for (int i = 0; i < nas; i++)
+		{
+			int			rc = as[i].cb.aio_lio_opcode == LIO_READ ?
+				aio_read(&as[i].cb) : aio_write(&as[i].cb);
+
+			as[i].submitted = (rc == 0);
+		}
+		file_async_wait(as, nas, true);
+	}
+	PG_CATCH();
+	{
+		/* the kernel may still be writing into our buffers: let it finish */
+		file_async_wait(as, nas, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	for (int i = 0; i < nas; i++)
+	{
+		if (as[i].submitted)
+			file_async_complete(&as[i]);
+		else
+		{
+			/* could not queue it: do it here */
+			if (as[i].req->op == POP_GET && as[i].fd >= 0)
+				CloseTransientFile(as[i].fd);
+			if (as[i].bounce_temporary)
+				pfree(as[i].bounce);
+			provider_file_execute(as[i].req);
+		}
+	}
+	pfree(as);
 }
 
 static void

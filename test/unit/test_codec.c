@@ -949,6 +949,77 @@ test_crc64(void)
 	free(buf);
 }
 
+/* ---------- parallel ---------- */
+#include <pthread.h>
+#include <signal.h>
+
+typedef struct par_task
+{
+	codec_cipher *c;
+	uint64_t	first;
+	int			nblocks;
+	uint8_t    *in;
+	uint8_t    *out;
+	int			failures;
+	pthread_t	thread;
+	int			sigint_blocked;
+} par_task;
+
+static void
+par_run(void *arg)
+{
+	par_task   *t = arg;
+	sigset_t	cur;
+
+	t->thread = pthread_self();
+	pthread_sigmask(SIG_SETMASK, NULL, &cur);
+	t->sigint_blocked = sigismember(&cur, SIGINT);
+	for (int i = 0; i < t->nblocks; i++)
+		if (codec_cipher_decrypt_block(t->c, t->first + i, false, t->in + (size_t) i * 1040,
+									   1040, t->out + (size_t) i * 1024) != 0)
+			t->failures++;
+}
+
+static void
+test_parallel(void)
+{
+	uint8_t		key[CODEC_KEY_LEN] = {9};
+	uint8_t		id[CODEC_OBJID_LEN] = {3};
+	uint8_t    *plain = malloc(64 * 1024);
+	uint8_t    *sealed = malloc(64 * 1040);
+	uint8_t    *opened = calloc(64, 1024);
+	codec_cipher *enc = codec_cipher_create(key, id);
+	par_task	tasks[2];
+	void	   *args[2] = {&tasks[0], &tasks[1]};
+
+	for (int i = 0; i < 64 * 1024; i++)
+		plain[i] = (uint8_t) (i * 7 + 1);
+	for (int b = 0; b < 64; b++)
+		codec_cipher_encrypt_block(enc, b, false, plain + b * 1024, 1024, sealed + b * 1040);
+	for (int i = 0; i < 2; i++)
+	{
+		memset(&tasks[i], 0, sizeof(par_task));
+		tasks[i].c = codec_cipher_create(key, id);
+		tasks[i].first = i * 32;
+		tasks[i].nblocks = 32;
+		tasks[i].in = sealed + (size_t) i * 32 * 1040;
+		tasks[i].out = opened + (size_t) i * 32 * 1024;
+	}
+	codec_run_parallel(par_run, args, 2);
+	check(tasks[0].failures + tasks[1].failures == 0 && memcmp(plain, opened, 64 * 1024) == 0,
+		  "parallel: two tasks open their halves of 64 blocks correctly");
+	check(pthread_equal(tasks[0].thread, pthread_self()) && !pthread_equal(tasks[1].thread, pthread_self()),
+		  "parallel: task 0 runs in the caller, task 1 in a helper thread");
+	check(tasks[1].sigint_blocked == 1, "parallel: the helper thread has signals blocked");
+	check(tasks[0].sigint_blocked == 0, "parallel: the caller's signal mask is restored");
+	for (int i = 0; i < 2; i++)
+		codec_cipher_free(tasks[i].c);
+	codec_cipher_free(enc);
+	free(plain);
+	free(sealed);
+	free(opened);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -967,6 +1038,7 @@ main(int argc, char **argv)
 	test_zstd();
 	test_crypt();
 	test_rs();
+	test_parallel();
 
 	printf("1..%d\n", ntests);
 	if (nfailed)
