@@ -55,6 +55,11 @@ COPY (SELECT 1) TO PROGRAM :'rm';
 SELECT name, destor.blob_get(b) = data AS intact FROM stored JOIN src USING (name)
  WHERE name NOT IN ('block', 'one') ORDER BY name;
 SELECT name, destor.blob_get(b) = data AS intact FROM victims WHERE name = 'block+1';
+-- a multi-window streamed export (with read-ahead) goes degraded too
+\set f2 :dir '/import2.bin'
+\set g3 :dir '/export3.bin'
+SELECT destor.blob_export(b, :'g3') AS exported_bytes FROM imported2;
+SELECT md5(pg_read_binary_file(:'g3')) = md5(pg_read_binary_file(:'f2')) AS degraded_export_matches;
 SELECT count(*) AS ranges,
        count(*) FILTER (WHERE destor.blob_read(b, off, len) = substring(data FROM off::int + 1 FOR len))
          AS matching

@@ -65,14 +65,32 @@ struct ObjectReader
 	uint8	   *plain;			/* one decompressed block */
 	/* per-data-shard fetch buffers, kept across windows: fresh 16 MiB
 	 * allocations per window would be page-faulted in every time */
-	uint8	   *shardbuf[CODEC_RS_MAX_DATA];
-	size_t		shardbufcap[CODEC_RS_MAX_DATA];
+	uint8	   *shardbuf[2][CODEC_RS_MAX_DATA];
+	size_t		shardbufcap[2][CODEC_RS_MAX_DATA];
+	int			cur_set;		/* buffer set holding the window being opened */
+
+	/* read-ahead: the next window's healthy fetch, started early */
+	ProviderBatch *ahead;
+	ProviderRequest ahead_reqs[CODEC_RS_MAX_DATA];
+	int			ahead_shard_of[CODEC_RS_MAX_DATA];
+	int			ahead_nreqs;
+	uint64		ahead_cs;
+	uint64		ahead_ce;
+	WindowSource ahead_src;
+	uint64		last_read_end;	/* plaintext offset after the previous read */
 };
+
+static void ahead_discard(ObjectReader *r);
 
 static void
 reader_free_cipher(void *arg)
 {
 	ObjectReader *r = (ObjectReader *) arg;
+
+	/* error cleanup: transfers may still be writing into our buffers */
+	if (r->ahead)
+		provider_abandon(r->ahead);
+	r->ahead = NULL;
 
 	if (r->cipher)
 		codec_cipher_free(r->cipher);
@@ -204,6 +222,7 @@ object_reader_open(ObjectMeta *meta)
 void
 object_reader_close(ObjectReader *r)
 {
+	ahead_discard(r);
 	MemoryContextDelete(r->cxt);
 }
 
@@ -214,7 +233,7 @@ object_reader_close(ObjectReader *r)
  * ProviderRequest.buf_aligned_io).
  */
 static uint8 *
-reader_shardbuf(ObjectReader *r, int d, size_t len, uint64 off)
+reader_shardbuf(ObjectReader *r, int set, int d, size_t len, uint64 off)
 {
 	/*
 	 * Layout: [up to ALIGN-1 to reach alignment][off % ALIGN][len][up to
@@ -222,14 +241,14 @@ reader_shardbuf(ObjectReader *r, int d, size_t len, uint64 off)
 	 */
 	size_t		need = len + 3 * PROVIDER_IO_ALIGN;
 
-	if (r->shardbufcap[d] < need)
+	if (r->shardbufcap[set][d] < need)
 	{
-		if (r->shardbuf[d])
-			pfree(r->shardbuf[d]);
-		r->shardbuf[d] = MemoryContextAllocHuge(r->cxt, need);
-		r->shardbufcap[d] = need;
+		if (r->shardbuf[set][d])
+			pfree(r->shardbuf[set][d]);
+		r->shardbuf[set][d] = MemoryContextAllocHuge(r->cxt, need);
+		r->shardbufcap[set][d] = need;
 	}
-	return (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, r->shardbuf[d]) + off % PROVIDER_IO_ALIGN;
+	return (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, r->shardbuf[set][d]) + off % PROVIDER_IO_ALIGN;
 }
 
 /*
@@ -304,18 +323,19 @@ note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 }
 
 /* Healthy path: data shards only.  False if any needed shard failed. */
-static bool
-fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
+/*
+ * The healthy-path requests for stream bytes [cs, ce) into buffer set
+ * "set"; -1 if a needed data shard is unusable or its provider is down.
+ */
+static int
+healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest *reqs,
+				 int *shard_of, WindowSource *src)
 {
-	ProviderRequest reqs[CODEC_RS_MAX_DATA];
-	int			shard_of[CODEC_RS_MAX_DATA];
 	uint8	  **buf = src->buf;
 	uint64	   *lo = src->lo;
 	int			nreqs = 0;
-	bool		ok = true;
 
 	memset(src, 0, sizeof(WindowSource));
-
 	for (int d = 0; d < r->k; d++)
 	{
 		uint64		a,
@@ -324,12 +344,12 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 		if (!shard_range(r, d, cs, ce, &a, &b))
 			continue;
 		if (r->health[d] != SHARD_USABLE)
-			return false;
+			return -1;
 		/* with parity to fall back on, do not wait for a provider known down */
 		if (r->m > 0 && provider_is_down(r->providers[d]))
-			return false;
+			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
-		buf[d] = reader_shardbuf(r, d, b - a, a);
+		buf[d] = reader_shardbuf(r, set, d, b - a, a);
 		lo[d] = a;
 		reqs[nreqs].provider = r->providers[d];
 		reqs[nreqs].op = POP_GET;
@@ -341,7 +361,66 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 		reqs[nreqs].buf_aligned_io = true;
 		shard_of[nreqs++] = d;
 	}
-	provider_execute(reqs, nreqs);
+	return nreqs;
+}
+
+/* Collect a read-ahead that was started but is not wanted. */
+static void
+ahead_discard(ObjectReader *r)
+{
+	if (r->ahead == NULL)
+		return;
+	provider_finish(r->ahead);
+	r->ahead = NULL;
+	object_read_stats.requests += r->ahead_nreqs;
+}
+
+/* Start fetching stream bytes [cs, ce) into the buffer set not in use. */
+static void
+ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
+{
+	int			n;
+
+	Assert(r->ahead == NULL);
+	n = healthy_requests(r, cs, ce, r->cur_set ^ 1, r->ahead_reqs, r->ahead_shard_of,
+						 &r->ahead_src);
+	if (n <= 0)
+		return;
+	r->ahead_nreqs = n;
+	r->ahead_cs = cs;
+	r->ahead_ce = ce;
+	r->ahead = provider_start(r->ahead_reqs, n);
+}
+
+static bool
+fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
+{
+	ProviderRequest local_reqs[CODEC_RS_MAX_DATA];
+	int			local_shard_of[CODEC_RS_MAX_DATA];
+	ProviderRequest *reqs = local_reqs;
+	int		   *shard_of = local_shard_of;
+	int			nreqs;
+	bool		ok = true;
+
+	if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
+	{
+		/* read ahead: it has been coming in while the last window opened */
+		provider_finish(r->ahead);
+		r->ahead = NULL;
+		reqs = r->ahead_reqs;
+		shard_of = r->ahead_shard_of;
+		nreqs = r->ahead_nreqs;
+		*src = r->ahead_src;
+		r->cur_set ^= 1;
+	}
+	else
+	{
+		ahead_discard(r);
+		nreqs = healthy_requests(r, cs, ce, r->cur_set, reqs, shard_of, src);
+		if (nreqs < 0)
+			return false;
+		provider_execute(reqs, nreqs);
+	}
 	object_read_stats.requests += nreqs;
 	for (int q = 0; q < nreqs; q++)
 	{
@@ -785,9 +864,25 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		uint64		ce = block_cend(r, b1);
 		WindowSource src;
 
+		bool		healthy;
+
 		CHECK_FOR_INTERRUPTS();
-		if (!fetch_healthy(r, cs, ce, &src) ||
-			!open_blocks(r, b0, b1, &src, offset, len, dst, false))
+		healthy = fetch_healthy(r, cs, ce, &src);
+
+		/*
+		 * Sequential reading (more windows in this read, or this read
+		 * continuing the previous one): fetch the next window while this
+		 * one is opened.
+		 */
+		if (healthy && b1 + 1 < (uint64) meta->nblocks &&
+			(b1 < blast || offset == r->last_read_end) && r->ahead == NULL)
+		{
+			uint64		nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
+
+			ahead_start(r, block_cstart(r, b1 + 1), block_cend(r, nb1));
+		}
+
+		if (!healthy || !open_blocks(r, b0, b1, &src, offset, len, dst, false))
 		{
 			/* a shard failed or the ciphertext did not verify: repair */
 			fetch_repair(r, cs, ce, &src, false);
@@ -796,5 +891,6 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		}
 		b0 = b1 + 1;
 	}
+	r->last_read_end = offset + len;
 	MemoryContextSwitchTo(old);
 }

@@ -448,14 +448,24 @@ provider_upload_create(Provider *p, const char *key)
 /* ---------------------------------------------------------------------------
  * Execution
  * ------------------------------------------------------------------------- */
-void
-provider_execute(ProviderRequest *reqs, int nreqs)
+struct ProviderBatch
 {
-	ProviderRequest **s3reqs = NULL;
-	ProviderRequest **filereqs = NULL;
+	ProviderRequest *reqs;
+	int			nreqs;
+	FileBatch  *file;
+};
+
+ProviderBatch *
+provider_start(ProviderRequest *reqs, int nreqs)
+{
+	ProviderBatch *b = palloc0(sizeof(ProviderBatch));
+	ProviderRequest **s3reqs = palloc(sizeof(ProviderRequest *) * Max(nreqs, 1));
+	ProviderRequest **filereqs = palloc(sizeof(ProviderRequest *) * Max(nreqs, 1));
 	int			ns3 = 0;
 	int			nfile = 0;
 
+	b->reqs = reqs;
+	b->nreqs = nreqs;
 	for (int i = 0; i < nreqs; i++)
 	{
 		ProviderRequest *r = &reqs[i];
@@ -466,30 +476,54 @@ provider_execute(ProviderRequest *reqs, int nreqs)
 		r->result_size = 0;
 		r->error = NULL;
 		if (r->provider->type == PROVIDER_S3)
-		{
-			if (s3reqs == NULL)
-				s3reqs = palloc(sizeof(ProviderRequest *) * nreqs);
 			s3reqs[ns3++] = r;
-		}
 		else
-		{
-			if (filereqs == NULL)
-				filereqs = palloc(sizeof(ProviderRequest *) * nreqs);
 			filereqs[nfile++] = r;
-		}
 	}
-
-	if (ns3 > 0)
-		provider_s3_execute_batch(s3reqs, ns3);
 	if (nfile > 0)
-		provider_file_execute_batch(filereqs, nfile);
-	if (s3reqs)
-		pfree(s3reqs);
-	if (filereqs)
-		pfree(filereqs);
-	for (int i = 0; i < nreqs; i++)
-		provider_note_result(&reqs[i]);
+		b->file = provider_file_start(filereqs, nfile);
+	if (ns3 > 0)
+	{
+		PG_TRY();
+		{
+			provider_s3_execute_batch(s3reqs, ns3);
+		}
+		PG_CATCH();
+		{
+			if (b->file)
+				provider_file_abandon(b->file);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	pfree(s3reqs);
+	pfree(filereqs);
+	return b;
 }
+
+void
+provider_finish(ProviderBatch *b)
+{
+	if (b->file)
+		provider_file_finish(b->file);
+	for (int i = 0; i < b->nreqs; i++)
+		provider_note_result(&b->reqs[i]);
+	pfree(b);
+}
+
+void
+provider_abandon(ProviderBatch *b)
+{
+	if (b->file)
+		provider_file_abandon(b->file);
+}
+
+void
+provider_execute(ProviderRequest *reqs, int nreqs)
+{
+	provider_finish(provider_start(reqs, nreqs));
+}
+
 
 static const char *
 provider_op_name(ProviderOp op)

@@ -160,6 +160,19 @@ extern Provider *provider_copy(Provider *p, MemoryContext cxt);
 /* Run a batch of requests concurrently; see the file comment. */
 extern void provider_execute(ProviderRequest *reqs, int nreqs);
 
+/*
+ * Read-ahead: start a batch and collect it later, so that transfers run
+ * while the caller works.  File transfers proceed in the background; other
+ * backends complete their transfers inside provider_start.  Every started
+ * batch must be finished, or abandoned in error cleanup (which only waits
+ * for transfers still writing into the caller's buffers).
+ */
+typedef struct ProviderBatch ProviderBatch;
+
+extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
+extern void provider_finish(ProviderBatch *b);
+extern void provider_abandon(ProviderBatch *b);
+
 /* Convenience wrappers: one request, ERROR on failure (message names the provider). */
 extern void provider_put(Provider *p, const char *key, const char *data, size_t len);
 extern uint64 provider_get(Provider *p, const char *key, uint64 offset, uint64 length, char *buf);
@@ -171,6 +184,10 @@ extern List *provider_list(Provider *p, const char *prefix);
 /* Backend entry points used by provider_execute / provider_list. */
 extern void provider_file_execute(ProviderRequest *req);
 extern void provider_file_execute_batch(ProviderRequest **reqs, int nreqs);
+typedef struct FileBatch FileBatch;
+extern FileBatch *provider_file_start(ProviderRequest **reqs, int nreqs);
+extern void provider_file_finish(FileBatch *b);
+extern void provider_file_abandon(FileBatch *b);
 extern List *provider_file_list(Provider *p, const char *prefix);
 extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
 extern List *provider_s3_list(Provider *p, const char *prefix);

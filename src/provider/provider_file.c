@@ -584,6 +584,12 @@ file_async_prepare(FileAsync *a, int slot)
 			a->skip = req->offset - a0;
 			if (req->buf_aligned_io)
 				a->bounce = req->buf - a->skip;	/* no copy: the caller allowed it */
+			else if (slot < 0)
+			{
+				/* slots belong to a batch still in flight */
+				a->bounce = provider_alloc_aligned(CurrentMemoryContext, a1 - a0);
+				a->bounce_temporary = true;
+			}
 			else
 				a->bounce = file_bounce(slot, a1 - a0, &a->bounce_temporary);
 			a->cb.aio_buf = a->bounce;
@@ -715,12 +721,24 @@ file_async_complete(FileAsync *a)
 	req->latency_ms = INSTR_TIME_GET_MILLISEC(end);
 }
 
-void
-provider_file_execute_batch(ProviderRequest **reqs, int nreqs)
+struct FileBatch
 {
+	FileAsync  *as;
+	int			nas;
+};
+
+/* Batches started and not yet finished (their bounce slots are taken). */
+static int	file_batches_in_flight = 0;
+
+/* Run what must run here, submit the rest; results come at finish. */
+FileBatch *
+provider_file_start(ProviderRequest **reqs, int nreqs)
+{
+	FileBatch  *b = palloc0(sizeof(FileBatch));
 	FileAsync  *as = palloc0(sizeof(FileAsync) * FILE_MAX_SLOTS);
 	int			nas = 0;
 
+	b->as = as;
 	for (int i = 0; i < nreqs; i++)
 	{
 		ProviderRequest *req = reqs[i];
@@ -736,7 +754,7 @@ provider_file_execute_batch(ProviderRequest **reqs, int nreqs)
 					elog(ERROR, "destor: two parts of one upload in one batch");
 
 			a->req = req;
-			if (file_async_prepare(a, nas))
+			if (file_async_prepare(a, file_batches_in_flight > 0 ? -1 : nas))
 			{
 				nas++;
 				continue;
@@ -746,46 +764,76 @@ provider_file_execute_batch(ProviderRequest **reqs, int nreqs)
 		}
 		provider_file_execute(req);
 	}
-	if (nas == 0)
-	{
-		pfree(as);
-		return;
-	}
-
-	PG_TRY();
-	{
-		for (int i = 0; i < nas; i++)
-		{
-			int			rc = as[i].cb.aio_lio_opcode == LIO_READ ?
-				aio_read(&as[i].cb) : aio_write(&as[i].cb);
-
-			as[i].submitted = (rc == 0);
-		}
-		file_async_wait(as, nas, true);
-	}
-	PG_CATCH();
-	{
-		/* the kernel may still be writing into our buffers: let it finish */
-		file_async_wait(as, nas, false);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	b->nas = nas;
 
 	for (int i = 0; i < nas; i++)
 	{
-		if (as[i].submitted)
-			file_async_complete(&as[i]);
+		int			rc = as[i].cb.aio_lio_opcode == LIO_READ ?
+			aio_read(&as[i].cb) : aio_write(&as[i].cb);
+
+		as[i].submitted = (rc == 0);
+	}
+	file_batches_in_flight++;
+	return b;
+}
+
+/*
+ * Wait for a started batch and fill in its requests.  With interrupts
+ * allowed, an ERROR while waiting first lets the I/O threads finish (they
+ * may be writing into the caller's buffers).
+ */
+void
+provider_file_finish(FileBatch *b)
+{
+	PG_TRY();
+	{
+		file_async_wait(b->as, b->nas, true);
+	}
+	PG_CATCH();
+	{
+		file_async_wait(b->as, b->nas, false);
+		file_batches_in_flight--;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	file_batches_in_flight--;
+
+	for (int i = 0; i < b->nas; i++)
+	{
+		FileAsync  *a = &b->as[i];
+
+		if (a->submitted)
+			file_async_complete(a);
 		else
 		{
 			/* could not queue it: do it here */
-			if (as[i].req->op == POP_GET && as[i].fd >= 0)
-				CloseTransientFile(as[i].fd);
-			if (as[i].bounce_temporary)
-				pfree(as[i].bounce);
-			provider_file_execute(as[i].req);
+			if (a->req->op == POP_GET && a->fd >= 0)
+				CloseTransientFile(a->fd);
+			if (a->bounce_temporary)
+				pfree(a->bounce);
+			provider_file_execute(a->req);
 		}
 	}
-	pfree(as);
+	pfree(b->as);
+	pfree(b);
+}
+
+/*
+ * Forget a started batch during error cleanup: only wait for the I/O
+ * threads.  Descriptors are transient files, which transaction abort
+ * closes; memory belongs to contexts being reset.
+ */
+void
+provider_file_abandon(FileBatch *b)
+{
+	file_async_wait(b->as, b->nas, false);
+	file_batches_in_flight--;
+}
+
+void
+provider_file_execute_batch(ProviderRequest **reqs, int nreqs)
+{
+	provider_file_finish(provider_file_start(reqs, nreqs));
 }
 
 static void
