@@ -21,15 +21,17 @@ OBJS = \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
-	src/maintenance/orphans.o
+	src/maintenance/orphans.o \
+	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
+	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 
-PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/object -Isrc/catalog
+PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/object -Isrc/catalog -Isrc/table
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
 # pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
 # destor preloaded and a generated master key (see test/regress/).
-REGRESS      = blob_basic provider_options blob_errors blob_xact blob_degraded
+REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_degraded
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
                --load-extension=destor
 

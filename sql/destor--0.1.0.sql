@@ -15,8 +15,11 @@ COMMENT ON FOREIGN DATA WRAPPER destor_provider IS
 
 CREATE FUNCTION destor_pool_validator(text[], oid)
 RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+CREATE FUNCTION destor_fdw_handler()
+RETURNS fdw_handler AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 CREATE FOREIGN DATA WRAPPER destor
+  HANDLER destor_fdw_handler
   VALIDATOR destor_pool_validator;
 COMMENT ON FOREIGN DATA WRAPPER destor IS
   'pools of destor providers: OPTIONS (providers ''p1,p2,...'', data_shards ''k'', parity_shards ''m'')';
@@ -107,6 +110,72 @@ CREATE VIEW blob_shards AS
    WHERE pg_catalog.pg_has_role(b.owner, 'USAGE');
 
 -- ---------------------------------------------------------------------------
+-- Foreign tables: columnar segments.  A table's identity is its table_id
+-- option (added at CREATE FOREIGN TABLE), which survives renames and
+-- dump/restore; destor.tables maps it to the local relation for DROP.
+-- ---------------------------------------------------------------------------
+CREATE SEQUENCE segment_no_seq;
+
+CREATE TABLE segments (
+    table_id    uuid NOT NULL,
+    segment_no  bigint NOT NULL,
+    object_id   uuid NOT NULL REFERENCES objects,
+    row_count   bigint NOT NULL,
+    directory   bytea NOT NULL,   -- chunk offsets, encodings, min/max/null statistics
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_id, segment_no)
+);
+
+CREATE TABLE tables (
+    table_id  uuid PRIMARY KEY,
+    relid     oid NOT NULL UNIQUE
+);
+
+CREATE FUNCTION forget_table(table_id uuid) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_forget_table' LANGUAGE C STRICT;
+
+CREATE FUNCTION on_create_foreign_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+  cmd record;
+  id text;
+BEGIN
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+             WHERE object_type = 'foreign table' LOOP
+    CONTINUE WHEN NOT EXISTS (
+      SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+        JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+       WHERE ft.ftrelid = cmd.objid AND w.fdwname = 'destor');
+    SELECT substr(o, 10) INTO id FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+     WHERE ft.ftrelid = cmd.objid AND o LIKE 'table_id=%';
+    IF id IS NULL THEN
+      id := gen_random_uuid()::text;
+      EXECUTE format('ALTER FOREIGN TABLE %s OPTIONS (ADD table_id %L)', cmd.objid::regclass, id);
+    END IF;
+    DELETE FROM destor.tables WHERE relid = cmd.objid OR table_id = id::uuid;
+    INSERT INTO destor.tables VALUES (id::uuid, cmd.objid);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_create_foreign_table ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE')
+  EXECUTE FUNCTION on_create_foreign_table();
+
+CREATE FUNCTION on_drop_foreign_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT dt.table_id FROM pg_event_trigger_dropped_objects() d
+             JOIN destor.tables dt ON dt.relid = d.objid
+            WHERE d.object_type = 'foreign table' LOOP
+    PERFORM destor.forget_table(t.table_id);
+    DELETE FROM destor.tables WHERE table_id = t.table_id;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_drop_foreign_table ON sql_drop
+  EXECUTE FUNCTION on_drop_foreign_table();
+
+-- ---------------------------------------------------------------------------
 -- Operations
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION check_provider(server name,
@@ -120,9 +189,12 @@ CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
 SELECT pg_catalog.pg_extension_config_dump('objects', '');
 SELECT pg_catalog.pg_extension_config_dump('shards', '');
 SELECT pg_catalog.pg_extension_config_dump('blobs', '');
+SELECT pg_catalog.pg_extension_config_dump('segments', '');
+SELECT pg_catalog.pg_extension_config_dump('segment_no_seq', '');
 
 -- The catalog is written only through destor's functions.
 GRANT USAGE ON SCHEMA destor TO PUBLIC;
-REVOKE ALL ON objects, shards, blobs FROM PUBLIC;
+REVOKE ALL ON objects, shards, blobs, segments, tables FROM PUBLIC;
+REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;

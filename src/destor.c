@@ -10,7 +10,10 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "catalog/pg_foreign_table.h"
+
 #include "object.h"
+#include "table.h"
 #include "provider.h"
 
 PG_MODULE_MAGIC;
@@ -27,6 +30,7 @@ _PG_init(void)
 	keys_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
+	table_fdw_init();
 }
 
 Datum
@@ -45,6 +49,9 @@ destor_pool_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	Oid			catalog = PG_GETARG_OID(1);
 
-	pool_validate_options(options, catalog);
+	if (catalog == ForeignTableRelationId)
+		table_validate_options(options);
+	else
+		pool_validate_options(options, catalog);
 	PG_RETURN_VOID();
 }

@@ -12,15 +12,9 @@
 
 #include "catalog.h"
 
-typedef struct CatalogUser
-{
-	Oid			saved_userid;
-	int			saved_sec_context;
-} CatalogUser;
-
 /* Run catalog statements as the bootstrap superuser; restored on exit, and
  * by transaction abort if an ERROR intervenes. */
-static void
+void
 catalog_enter(CatalogUser *cu)
 {
 	GetUserIdAndSecContext(&cu->saved_userid, &cu->saved_sec_context);
@@ -30,7 +24,7 @@ catalog_enter(CatalogUser *cu)
 		elog(ERROR, "SPI_connect failed");
 }
 
-static void
+void
 catalog_leave(CatalogUser *cu)
 {
 	SPI_finish();
@@ -56,7 +50,7 @@ bytea_datum(const void *data, size_t len)
 	return PointerGetDatum(b);
 }
 
-static void
+void
 catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);

@@ -11,6 +11,18 @@
 
 #include "object.h"
 
+/* Statements on the catalog: enter (switch user, connect SPI), exec, leave. */
+typedef struct CatalogUser
+{
+	Oid			saved_userid;
+	int			saved_sec_context;
+} CatalogUser;
+
+extern void catalog_enter(CatalogUser *cu);
+extern void catalog_leave(CatalogUser *cu);
+extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+						 const char *nulls, int expect);
+
 extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);
 extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);

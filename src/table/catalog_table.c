@@ -1,0 +1,143 @@
+/*
+ * catalog_table.c — segments of destor tables in destor.segments.
+ *
+ * Kept with the table layer (not in src/catalog) because it needs the
+ * table's own types; it uses the same run-as-bootstrap-superuser SPI
+ * access as the rest of the catalog.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "catalog.h"
+#include "table_internal.h"
+
+static Datum
+uuid_datum(const uint8 id[CODEC_OBJID_LEN])
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	memcpy(u->data, id, UUID_LEN);
+	return UUIDPGetDatum(u);
+}
+
+void
+catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+					   const uint8 object_id[CODEC_OBJID_LEN], int64 rows, bytea *directory)
+{
+	CatalogUser cu;
+	Oid			types[5] = {UUIDOID, INT8OID, UUIDOID, INT8OID, BYTEAOID};
+	Datum		values[5];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	values[1] = Int64GetDatum(segment_no);
+	values[2] = uuid_datum(object_id);
+	values[3] = Int64GetDatum(rows);
+	values[4] = PointerGetDatum(directory);
+	catalog_exec("INSERT INTO destor.segments (table_id, segment_no, object_id, row_count, directory) "
+				 "VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL, SPI_OK_INSERT);
+	catalog_leave(&cu);
+}
+
+int64
+catalog_next_segment_no(void)
+{
+	CatalogUser cu;
+	int64		result;
+	bool		isnull;
+
+	catalog_enter(&cu);
+	catalog_exec("SELECT nextval('destor.segment_no_seq')", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_leave(&cu);
+	return result;
+}
+
+/* Every segment of a table, in segment order, with its directory parsed. */
+List *
+catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *result = NIL;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	catalog_exec("SELECT segment_no, object_id, directory FROM destor.segments "
+				 "WHERE table_id = $1 ORDER BY segment_no", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		segno = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		pg_uuid_t  *oid = DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		bytea	   *raw = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		SegmentDirectory *dir = segment_directory_parse(raw);
+
+		dir->segment_no = segno;
+		memcpy(dir->object_id, oid->data, CODEC_OBJID_LEN);
+		result = lappend(result, dir);
+		MemoryContextSwitchTo(old);
+	}
+	catalog_leave(&cu);
+	return result;
+}
+
+int64
+catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	int64		result;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	catalog_exec("SELECT coalesce(sum(row_count), 0)::bigint FROM destor.segments WHERE table_id = $1",
+				 1, types, values, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = isnull ? 0 : DatumGetInt64(d);
+	catalog_leave(&cu);
+	return result;
+}
+
+/* Remove a table's segment rows (and their objects' rows); returns the
+ * object ids so that the caller schedules their shards for deletion. */
+List *
+catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *result = NIL;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 RETURNING object_id",
+				 1, types, values, NULL, SPI_OK_DELETE_RETURNING);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		uint8	   *id = palloc(CODEC_OBJID_LEN);
+
+		memcpy(id, u->data, CODEC_OBJID_LEN);
+		result = lappend(result, id);	/* in the caller's context: SPI's goes away */
+		MemoryContextSwitchTo(old);
+	}
+	catalog_leave(&cu);
+	return result;
+}

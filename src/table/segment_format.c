@@ -1,0 +1,282 @@
+/*
+ * segment_format.c — how values and segment directories are laid out.
+ *
+ * Values are stored in a form that stays valid across dump/restore and
+ * pg_upgrade: built-in types as their raw bytes (their OIDs and on-disk
+ * formats are fixed), every other type (enums, composites, user types,
+ * OID-valued reg* types) as its text form.  A domain is stored as its base
+ * type.
+ *
+ * Directory layout (little-endian):
+ *   "DDIR1" | rows u64 | nrowgroups u32 | ncols u32
+ *   per column: typid u32, kind u8
+ *   per row group: rows u32
+ *   per row group, per column: offset u64, length u32, raw_length u32,
+ *       null_count u32, kind u8, has_minmax u8, [min: u32 len + bytes,
+ *       max: u32 len + bytes]
+ *   per column (segment summary): null_count u64, has_minmax u8, [min, max]
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/lsyscache.h"
+
+#include "table.h"
+#include "table_internal.h"
+
+ValueKind
+value_kind_for_type(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+	int16		typlen;
+	bool		byval;
+	char		typtype = get_typtype(base);
+
+	if (base >= FirstNormalObjectId || typtype == TYPTYPE_ENUM ||
+		typtype == TYPTYPE_COMPOSITE || typtype == TYPTYPE_PSEUDO)
+		return VALUE_TEXT;
+	switch (base)
+	{
+			/* these hold OIDs of objects that a restore renumbers */
+		case REGCLASSOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGTYPEOID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGNAMESPACEOID:
+		case REGROLEOID:
+		case REGCOLLATIONOID:
+			return VALUE_TEXT;
+		default:
+			break;
+	}
+	/* arrays of non-built-in or OID-valued elements: text as well */
+	{
+		Oid			elem = get_element_type(base);
+
+		if (OidIsValid(elem) && value_kind_for_type(elem) == VALUE_TEXT)
+			return VALUE_TEXT;
+	}
+	get_typlenbyval(base, &typlen, &byval);
+	if (typlen > 0)
+		return VALUE_FIXED;
+	if (typlen == -1)
+		return VALUE_VARLENA;
+	return VALUE_TEXT;
+}
+
+static void
+put_u32(StringInfo buf, uint32 v)
+{
+	uint8		b[4];
+
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8) (v >> (8 * i));
+	appendBinaryStringInfo(buf, (char *) b, 4);
+}
+
+static void
+put_u64(StringInfo buf, uint64 v)
+{
+	uint8		b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8) (v >> (8 * i));
+	appendBinaryStringInfo(buf, (char *) b, 8);
+}
+
+static void
+put_str(StringInfo buf, const char *s)
+{
+	uint32		len = strlen(s);
+
+	put_u32(buf, len);
+	appendBinaryStringInfo(buf, s, len);
+}
+
+typedef struct Cursor
+{
+	const uint8 *p;
+	const uint8 *end;
+} Cursor;
+
+static void
+need(Cursor *c, size_t n)
+{
+	if ((size_t) (c->end - c->p) < n)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("destor segment directory is truncated")));
+}
+
+static uint32
+get_u32(Cursor *c)
+{
+	uint32		v = 0;
+
+	need(c, 4);
+	for (int i = 0; i < 4; i++)
+		v |= (uint32) c->p[i] << (8 * i);
+	c->p += 4;
+	return v;
+}
+
+static uint64
+get_u64(Cursor *c)
+{
+	uint64		v = 0;
+
+	need(c, 8);
+	for (int i = 0; i < 8; i++)
+		v |= (uint64) c->p[i] << (8 * i);
+	c->p += 8;
+	return v;
+}
+
+static uint8
+get_u8(Cursor *c)
+{
+	need(c, 1);
+	return *c->p++;
+}
+
+static char *
+get_str(Cursor *c)
+{
+	uint32		len = get_u32(c);
+
+	need(c, len);
+	c->p += len;
+	return pnstrdup((const char *) c->p - len, len);
+}
+
+static void
+put_minmax(StringInfo buf, char *min, char *max)
+{
+	if (min && max)
+	{
+		appendStringInfoChar(buf, 1);
+		put_str(buf, min);
+		put_str(buf, max);
+	}
+	else
+		appendStringInfoChar(buf, 0);
+}
+
+bytea *
+segment_directory_serialize(SegmentDirectory *dir)
+{
+	StringInfoData buf;
+	bytea	   *result;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, "DDIR1", 5);
+	put_u64(&buf, dir->row_count);
+	put_u32(&buf, dir->nrowgroups);
+	put_u32(&buf, dir->ncols);
+	for (int c = 0; c < dir->ncols; c++)
+	{
+		put_u32(&buf, dir->typids[c]);
+		appendStringInfoChar(&buf, (char) dir->kinds[c]);
+	}
+	for (int g = 0; g < dir->nrowgroups; g++)
+		put_u32(&buf, dir->rg_rows[g]);
+	for (int i = 0; i < dir->nrowgroups * dir->ncols; i++)
+	{
+		ChunkEntry *e = &dir->chunks[i];
+
+		put_u64(&buf, e->offset);
+		put_u32(&buf, e->length);
+		put_u32(&buf, e->raw_length);
+		put_u32(&buf, e->null_count);
+		appendStringInfoChar(&buf, (char) e->kind);
+		put_minmax(&buf, dir->rg_min[i], dir->rg_max[i]);
+	}
+	for (int c = 0; c < dir->ncols; c++)
+	{
+		put_u64(&buf, dir->seg_nulls[c]);
+		put_minmax(&buf, dir->seg_min[c], dir->seg_max[c]);
+	}
+
+	result = palloc(VARHDRSZ + buf.len);
+	SET_VARSIZE(result, VARHDRSZ + buf.len);
+	memcpy(VARDATA(result), buf.data, buf.len);
+	pfree(buf.data);
+	return result;
+}
+
+static void
+get_minmax(Cursor *c, char **min, char **max)
+{
+	if (get_u8(c))
+	{
+		*min = get_str(c);
+		*max = get_str(c);
+	}
+	else
+		*min = *max = NULL;
+}
+
+SegmentDirectory *
+segment_directory_parse(bytea *raw)
+{
+	SegmentDirectory *dir = palloc0(sizeof(SegmentDirectory));
+	Cursor		c;
+	int			n;
+
+	c.p = (const uint8 *) VARDATA_ANY(raw);
+	c.end = c.p + VARSIZE_ANY_EXHDR(raw);
+	need(&c, 5);
+	if (memcmp(c.p, "DDIR1", 5) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("destor segment directory has an unknown format")));
+	c.p += 5;
+	dir->row_count = get_u64(&c);
+	dir->nrowgroups = get_u32(&c);
+	dir->ncols = get_u32(&c);
+	if (dir->nrowgroups > 100000000 || dir->ncols > MaxHeapAttributeNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("destor segment directory is malformed")));
+	dir->typids = palloc(sizeof(Oid) * Max(dir->ncols, 1));
+	dir->kinds = palloc(sizeof(uint8) * Max(dir->ncols, 1));
+	for (int i = 0; i < dir->ncols; i++)
+	{
+		dir->typids[i] = get_u32(&c);
+		dir->kinds[i] = get_u8(&c);
+	}
+	dir->rg_rows = palloc(sizeof(uint32) * Max(dir->nrowgroups, 1));
+	for (int g = 0; g < dir->nrowgroups; g++)
+		dir->rg_rows[g] = get_u32(&c);
+	n = dir->nrowgroups * dir->ncols;
+	dir->chunks = palloc0(sizeof(ChunkEntry) * Max(n, 1));
+	dir->rg_min = palloc0(sizeof(char *) * Max(n, 1));
+	dir->rg_max = palloc0(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		ChunkEntry *e = &dir->chunks[i];
+
+		e->offset = get_u64(&c);
+		e->length = get_u32(&c);
+		e->raw_length = get_u32(&c);
+		e->null_count = get_u32(&c);
+		e->kind = get_u8(&c);
+		get_minmax(&c, &dir->rg_min[i], &dir->rg_max[i]);
+	}
+	dir->seg_nulls = palloc0(sizeof(uint64) * Max(dir->ncols, 1));
+	dir->seg_min = palloc0(sizeof(char *) * Max(dir->ncols, 1));
+	dir->seg_max = palloc0(sizeof(char *) * Max(dir->ncols, 1));
+	for (int col = 0; col < dir->ncols; col++)
+	{
+		dir->seg_nulls[col] = get_u64(&c);
+		get_minmax(&c, &dir->seg_min[col], &dir->seg_max[col]);
+	}
+	return dir;
+}

@@ -1,0 +1,627 @@
+/*
+ * table_fdw.c — the foreign-data wrapper callbacks of destor tables.
+ *
+ * Scans read only the columns a query references, and only the segments
+ * and row groups whose min/max/null statistics (in the catalog) do not
+ * refute the query's conditions; the proof is the planner's own
+ * predicate_refuted_by, as in Citus columnar.  Remaining conditions are
+ * checked locally.  Inserts (INSERT, COPY, INSERT ... SELECT) are
+ * buffered into segments.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "foreign/fdwapi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+#include "catalog.h"
+#include "table_internal.h"
+
+PG_FUNCTION_INFO_V1(destor_fdw_handler);
+PG_FUNCTION_INFO_V1(destor_forget_table);
+
+/* ---------------------------------------------------------------------------
+ * Planning
+ * ------------------------------------------------------------------------- */
+typedef struct PlanInfo
+{
+	TableOptions *opts;
+	int64		rows;
+	Bitmapset  *attrs;			/* referenced columns, offset by FirstLowInvalidHeapAttributeNumber */
+} PlanInfo;
+
+static void
+destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	PlanInfo   *pi = palloc0(sizeof(PlanInfo));
+	ListCell   *lc;
+	double		sel;
+
+	pi->opts = table_get_options(foreigntableid);
+	pi->rows = catalog_table_row_count(pi->opts->table_id);
+
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &pi->attrs);
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *ri = lfirst(lc);
+
+		pull_varattnos((Node *) ri->clause, baserel->relid, &pi->attrs);
+	}
+	baserel->fdw_private = pi;
+	baserel->tuples = pi->rows;
+	sel = clauselist_selectivity(root, baserel->baserestrictinfo, 0, JOIN_INNER, NULL);
+	baserel->rows = clamp_row_est(pi->rows * sel);
+}
+
+static void
+destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	PlanInfo   *pi = baserel->fdw_private;
+	int			ncols = Max(bms_num_members(pi->attrs), 1);
+	Cost		startup = 10;
+	/* reading is columnar: cost grows with the columns fetched */
+	Cost		total = startup + pi->rows * (cpu_tuple_cost + 0.002 * ncols) +
+		baserel->rows * cpu_tuple_cost;
+
+	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
+													   startup, total, NIL, NULL, NULL, NIL));
+}
+
+static ForeignScan *
+destorGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+					 ForeignPath *best_path, List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	PlanInfo   *pi = baserel->fdw_private;
+	List	   *attnums = NIL;
+	List	   *quals = extract_actual_clauses(scan_clauses, false);
+	int			x = -1;
+	bool		wholerow = false;
+
+	while ((x = bms_next_member(pi->attrs, x)) >= 0)
+	{
+		AttrNumber	a = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (a == 0)
+			wholerow = true;
+		else if (a > 0)
+			attnums = lappend_int(attnums, a);
+	}
+	/* fdw_private: (attnums, wholerow); the quals go to fdw_exprs for pruning */
+	return make_foreignscan(tlist, quals, baserel->relid, quals,
+							list_make2(attnums, makeBoolean(wholerow)), NIL, NIL, outer_plan);
+}
+
+/* ---------------------------------------------------------------------------
+ * Scanning
+ * ------------------------------------------------------------------------- */
+typedef struct DestorScanUnit
+{
+	SegmentDirectory *dir;
+	int			rg;
+} DestorScanUnit;
+
+typedef struct DestorScan
+{
+	TableOptions *opts;
+	Relation	rel;
+	int			natts;
+	ColumnCodec *codecs;
+	bool	   *needed;			/* per attribute, 0-based */
+	Index		scanrelid;
+
+	DestorScanUnit   *units;
+	int			nunits;
+	int			unit;
+	int64		segs_total;
+	int64		segs_pruned;
+	int64		rgs_total;
+	int64		rgs_pruned;
+
+	SegmentDirectory *cur_dir;
+	ObjectReader *reader;
+	MemoryContext segcxt;		/* the open segment: its object and reader */
+	MemoryContext rgcxt;		/* the decoded row group */
+	Datum	  **values;			/* per needed attribute: the row group's values */
+	bool	  **nulls;
+	uint32		rg_rows;
+	uint32		row;
+
+	ObjectReadStats stats_at_start;
+	int64		rgs_read;
+} DestorScan;
+
+/* The constraint "stats allow col's values" as an expression, or NULL. */
+static Node *
+column_constraint(DestorScan *st, AttrNumber attnum, const char *min, const char *max,
+				  uint64 nulls, uint64 rows)
+{
+	ColumnCodec *cc = &st->codecs[attnum - 1];
+	TypeCacheEntry *tce;
+	Var		   *var;
+	Expr	   *arg;
+	NullTest   *nt;
+	Node	   *range = NULL;
+
+	if (cc->dropped || !cc->has_cmp || cc->typid != cc->basetype)
+		return NULL;
+	var = makeVar(st->scanrelid, attnum, cc->typid, cc->typmod, cc->collation, 0);
+	arg = (Expr *) var;
+	if (min && max)
+	{
+		Oid			opintype;
+		Oid			ge;
+		Oid			le;
+		Const	   *cmin;
+		Const	   *cmax;
+
+		tce = lookup_type_cache(cc->typid, TYPECACHE_BTREE_OPFAMILY);
+		if (!OidIsValid(tce->btree_opf))
+			return NULL;
+
+		/*
+		 * A type compared through a binary-compatible opclass (varchar via
+		 * text) appears in quals relabeled to the opclass type: match that.
+		 */
+		opintype = OidIsValid(tce->btree_opintype) ? tce->btree_opintype : cc->typid;
+		if (opintype != cc->typid)
+			arg = (Expr *) makeRelabelType((Expr *) var, opintype, -1, cc->collation,
+										   COERCE_IMPLICIT_CAST);
+		ge = get_opfamily_member(tce->btree_opf, opintype, opintype, BTGreaterEqualStrategyNumber);
+		le = get_opfamily_member(tce->btree_opf, opintype, opintype, BTLessEqualStrategyNumber);
+		if (!OidIsValid(ge) || !OidIsValid(le))
+			return NULL;
+		cmin = makeConst(opintype, opintype == cc->typid ? cc->typmod : -1, cc->collation, cc->typlen,
+						 InputFunctionCall(&cc->in, (char *) min, cc->ioparam, cc->typmod),
+						 false, cc->typbyval);
+		cmax = makeConst(opintype, opintype == cc->typid ? cc->typmod : -1, cc->collation, cc->typlen,
+						 InputFunctionCall(&cc->in, (char *) max, cc->ioparam, cc->typmod),
+						 false, cc->typbyval);
+		range = (Node *) make_andclause(list_make2(
+			make_opclause(ge, BOOLOID, false, arg, (Expr *) cmin, InvalidOid, cc->collation),
+			make_opclause(le, BOOLOID, false, (Expr *) copyObject(arg), (Expr *) cmax, InvalidOid,
+						  cc->collation)));
+	}
+	nt = makeNode(NullTest);
+	nt->arg = (Expr *) copyObject(var);
+	nt->argisrow = false;
+	nt->location = -1;
+	if (nulls == 0)
+	{
+		nt->nulltesttype = IS_NOT_NULL;
+		return range ? (Node *) make_andclause(list_make2(range, nt)) : (Node *) nt;
+	}
+	if (nulls >= rows)
+	{
+		nt->nulltesttype = IS_NULL;
+		return (Node *) nt;
+	}
+	if (range == NULL)
+		return NULL;
+	nt->nulltesttype = IS_NULL;
+	return (Node *) make_orclause(list_make2(range, nt));
+}
+
+/* True if the quals prove no row of this segment (rg < 0) or row group matches. */
+static bool
+stats_refute(DestorScan *st, List *quals, Bitmapset *qual_attrs, SegmentDirectory *dir, int rg)
+{
+	List	   *constraints = NIL;
+	int			x = -1;
+
+	if (quals == NIL)
+		return false;
+	while ((x = bms_next_member(qual_attrs, x)) >= 0)
+	{
+		AttrNumber	a = x + FirstLowInvalidHeapAttributeNumber;
+		Node	   *c;
+
+		if (a <= 0 || a > dir->ncols || a > st->natts)
+			continue;
+		if (dir->typids[a - 1] != st->codecs[a - 1].typid)
+			continue;
+		if (rg < 0)
+			c = column_constraint(st, a, dir->seg_min[a - 1], dir->seg_max[a - 1],
+								  dir->seg_nulls[a - 1], dir->row_count);
+		else
+		{
+			int			idx = rg * dir->ncols + (a - 1);
+
+			c = column_constraint(st, a, dir->rg_min[idx], dir->rg_max[idx],
+								  dir->chunks[idx].null_count, dir->rg_rows[rg]);
+		}
+		if (c)
+			constraints = lappend(constraints, c);
+	}
+	return constraints != NIL && predicate_refuted_by(constraints, quals, false);
+}
+
+static void
+destorBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	DestorScan  *st = palloc0(sizeof(DestorScan));
+	Relation	rel = node->ss.ss_currentRelation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *attnums = linitial(plan->fdw_private);
+	bool		wholerow = boolVal(lsecond(plan->fdw_private));
+	List	   *quals = plan->fdw_exprs;
+	Bitmapset  *qual_attrs = NULL;
+	List	   *segments;
+	ListCell   *lc;
+	int			cap = 0;
+
+	node->fdw_state = st;
+	st->rel = rel;
+	st->opts = table_get_options(RelationGetRelid(rel));
+	st->natts = desc->natts;
+	st->scanrelid = plan->scan.scanrelid;
+	st->codecs = palloc0(sizeof(ColumnCodec) * Max(st->natts, 1));
+	st->needed = palloc0(sizeof(bool) * Max(st->natts, 1));
+	for (int i = 0; i < st->natts; i++)
+	{
+		column_codec_init(&st->codecs[i], TupleDescAttr(desc, i));
+		st->needed[i] = wholerow && !st->codecs[i].dropped;
+	}
+	foreach(lc, attnums)
+		if (lfirst_int(lc) <= st->natts)
+			st->needed[lfirst_int(lc) - 1] = true;
+	/* scan callbacks run in a per-tuple context: keep state in longer ones */
+	st->segcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt, "destor scan segment",
+									   ALLOCSET_DEFAULT_SIZES);
+	st->rgcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt, "destor scan row group",
+									  ALLOCSET_DEFAULT_SIZES);
+	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
+	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
+	pull_varattnos((Node *) quals, st->scanrelid, &qual_attrs);
+
+	/* plan the reads: which segments and row groups survive the statistics */
+	segments = catalog_table_segments(st->opts->table_id);
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		st->segs_total++;
+		st->rgs_total += dir->nrowgroups;
+		if (stats_refute(st, quals, qual_attrs, dir, -1))
+		{
+			st->segs_pruned++;
+			st->rgs_pruned += dir->nrowgroups;
+			continue;
+		}
+		for (int g = 0; g < dir->nrowgroups; g++)
+		{
+			if (dir->nrowgroups > 1 && stats_refute(st, quals, qual_attrs, dir, g))
+			{
+				st->rgs_pruned++;
+				continue;
+			}
+			if (st->nunits == cap)
+			{
+				cap = Max(16, cap * 2);
+				st->units = st->units ? repalloc(st->units, sizeof(DestorScanUnit) * cap) :
+					palloc(sizeof(DestorScanUnit) * cap);
+			}
+			st->units[st->nunits].dir = dir;
+			st->units[st->nunits].rg = g;
+			st->nunits++;
+		}
+	}
+	st->stats_at_start = object_read_stats;
+}
+
+/* Decode one column chunk of the current row group. */
+static void
+load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att)
+{
+	ChunkEntry *e = &dir->chunks[rg * dir->ncols + att];
+	uint32		n = dir->rg_rows[rg];
+	char	   *stored = palloc(Max(e->length, 1));
+	char	   *raw = stored;
+	const uint8 *p;
+	const uint8 *end;
+	uint32		bitmap_len = (n + 7) / 8;
+
+	object_reader_read(st->reader, e->offset, e->length, stored);
+	if (e->length != e->raw_length)
+	{
+		size_t		outlen;
+
+		raw = palloc(Max(e->raw_length, 1));
+		if (codec_decompress(stored, e->length, raw, e->raw_length, &outlen) != 0 ||
+			outlen != e->raw_length)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a column chunk of destor table \"%s\" does not decompress",
+							RelationGetRelationName(st->rel))));
+	}
+	if (e->raw_length < bitmap_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a column chunk of destor table \"%s\" is truncated",
+						RelationGetRelationName(st->rel))));
+	st->values[att] = palloc(sizeof(Datum) * Max(n, 1));
+	st->nulls[att] = palloc(sizeof(bool) * Max(n, 1));
+	p = (const uint8 *) raw + bitmap_len;
+	end = (const uint8 *) raw + e->raw_length;
+	for (uint32 r = 0; r < n; r++)
+	{
+		bool		isnull = (raw[r / 8] >> (r % 8)) & 1;
+
+		st->nulls[att][r] = isnull;
+		st->values[att][r] = isnull ? (Datum) 0 :
+			value_decode(&st->codecs[att], (ValueKind) e->kind, &p, end);
+	}
+}
+
+static bool
+next_rowgroup(DestorScan *st)
+{
+	DestorScanUnit   *u;
+	MemoryContext old;
+
+	if (st->unit >= st->nunits)
+		return false;
+	u = &st->units[st->unit++];
+	MemoryContextReset(st->rgcxt);
+	memset(st->values, 0, sizeof(Datum *) * st->natts);
+	memset(st->nulls, 0, sizeof(bool *) * st->natts);
+	if (u->dir != st->cur_dir)
+	{
+		ObjectMeta *meta;
+
+		if (st->reader)
+			object_reader_close(st->reader);
+		st->reader = NULL;
+		st->cur_dir = NULL;
+		MemoryContextReset(st->segcxt);
+		old = MemoryContextSwitchTo(st->segcxt);
+		meta = catalog_get_object(u->dir->object_id, false);
+		st->reader = object_reader_open(meta);
+		st->cur_dir = u->dir;
+		MemoryContextSwitchTo(old);
+	}
+	old = MemoryContextSwitchTo(st->rgcxt);
+	for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+	{
+		if (!st->needed[a] || st->codecs[a].dropped || u->dir->kinds[a] == 0)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		load_column(st, u->dir, u->rg, a);
+	}
+	MemoryContextSwitchTo(old);
+	st->rg_rows = u->dir->rg_rows[u->rg];
+	st->row = 0;
+	st->rgs_read++;
+	return true;
+}
+
+static TupleTableSlot *
+destorIterateForeignScan(ForeignScanState *node)
+{
+	DestorScan  *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	while (st->row >= st->rg_rows)
+	{
+		if (!next_rowgroup(st))
+			return slot;
+	}
+	for (int a = 0; a < st->natts; a++)
+	{
+		if (st->values[a] == NULL)
+		{
+			/* not needed, dropped, or added after this segment was written */
+			slot->tts_isnull[a] = true;
+			slot->tts_values[a] = (Datum) 0;
+		}
+		else
+		{
+			slot->tts_isnull[a] = st->nulls[a][st->row];
+			slot->tts_values[a] = st->values[a][st->row];
+		}
+	}
+	st->row++;
+	return ExecStoreVirtualTuple(slot);
+}
+
+static void
+destorReScanForeignScan(ForeignScanState *node)
+{
+	DestorScan  *st = node->fdw_state;
+
+	st->unit = 0;
+	st->row = st->rg_rows = 0;
+}
+
+static void
+destorEndForeignScan(ForeignScanState *node)
+{
+	DestorScan  *st = node->fdw_state;
+
+	if (st && st->reader)
+		object_reader_close(st->reader);
+	if (st)
+		st->reader = NULL;
+}
+
+static void
+destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	DestorScan  *st = node->fdw_state;
+	StringInfoData cols;
+
+	ExplainPropertyInteger("Segments", NULL, st->segs_total, es);
+	ExplainPropertyInteger("Segments Pruned", NULL, st->segs_pruned, es);
+	ExplainPropertyInteger("Row Groups", NULL, st->rgs_total, es);
+	ExplainPropertyInteger("Row Groups Pruned", NULL, st->rgs_pruned, es);
+	initStringInfo(&cols);
+	for (int a = 0; a < st->natts; a++)
+		if (st->needed[a] && !st->codecs[a].dropped)
+			appendStringInfo(&cols, "%s%s", cols.len ? ", " : "",
+							 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(st->rel), a)->attname)));
+	ExplainPropertyText("Columns Fetched", cols.len ? cols.data : "(none)", es);
+	if (es->analyze)
+	{
+		ExplainPropertyInteger("Row Groups Read", NULL, st->rgs_read, es);
+		ExplainPropertyInteger("Provider Requests", NULL,
+							   object_read_stats.requests - st->stats_at_start.requests, es);
+		ExplainPropertyInteger("Bytes Fetched", "bytes",
+							   object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched, es);
+		ExplainPropertyInteger("Degraded Reads", NULL,
+							   object_read_stats.degraded_reads - st->stats_at_start.degraded_reads, es);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Inserting
+ * ------------------------------------------------------------------------- */
+static int
+destorIsForeignRelUpdatable(Relation rel)
+{
+	return (1 << CMD_INSERT);
+}
+
+static SegmentWriter *
+begin_insert(Relation rel)
+{
+	return segment_writer_create(rel, table_get_options(RelationGetRelid(rel)));
+}
+
+static void
+destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private,
+						 int subplan_index, int eflags)
+{
+	CmdType		op = mtstate->operation;
+
+	if (op != CMD_INSERT)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("destor tables do not support %s yet", op == CMD_UPDATE ? "UPDATE" : "DELETE"),
+				 errhint("Write the new rows into a new table, or TRUNCATE and reload.")));
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
+}
+
+static TupleTableSlot *
+destorExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
+						TupleTableSlot *planSlot)
+{
+	SegmentWriter *w = rinfo->ri_FdwState;
+
+	slot_getallattrs(slot);
+	segment_writer_add(w, slot->tts_values, slot->tts_isnull);
+	return slot;
+}
+
+static void
+destorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
+{
+	if (rinfo->ri_FdwState)
+		segment_writer_finish(rinfo->ri_FdwState);
+	rinfo->ri_FdwState = NULL;
+}
+
+static void
+destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
+}
+
+static void
+destorEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
+{
+	destorEndForeignModify(estate, rinfo);
+}
+
+/* ---------------------------------------------------------------------------
+ * TRUNCATE and DROP: objects go when the transaction commits
+ * ------------------------------------------------------------------------- */
+static void
+forget_table_data(const uint8 table_id[CODEC_OBJID_LEN])
+{
+	List	   *objects = catalog_delete_table_segments(table_id);
+	ListCell   *lc;
+
+	foreach(lc, objects)
+	{
+		uint8	   *id = lfirst(lc);
+		ObjectMeta *meta = catalog_get_object(id, true);
+
+		if (meta == NULL)
+			continue;
+		catalog_delete_object(id);
+		object_delete_at_commit(meta);
+	}
+}
+
+static void
+destorExecForeignTruncate(List *rels, DropBehavior behavior, bool restart_seqs)
+{
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Relation	rel = lfirst(lc);
+		TableOptions *opts = table_get_options(RelationGetRelid(rel));
+
+		forget_table_data(opts->table_id);
+	}
+}
+
+/* destor.forget_table(table_id uuid): called by the sql_drop event trigger. */
+Datum
+destor_forget_table(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *u = PG_GETARG_UUID_P(0);
+
+	forget_table_data(u->data);
+	PG_RETURN_VOID();
+}
+
+Datum
+destor_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *r = makeNode(FdwRoutine);
+
+	r->GetForeignRelSize = destorGetForeignRelSize;
+	r->GetForeignPaths = destorGetForeignPaths;
+	r->GetForeignPlan = destorGetForeignPlan;
+	r->BeginForeignScan = destorBeginForeignScan;
+	r->IterateForeignScan = destorIterateForeignScan;
+	r->ReScanForeignScan = destorReScanForeignScan;
+	r->EndForeignScan = destorEndForeignScan;
+	r->ExplainForeignScan = destorExplainForeignScan;
+	r->IsForeignRelUpdatable = destorIsForeignRelUpdatable;
+	r->BeginForeignModify = destorBeginForeignModify;
+	r->ExecForeignInsert = destorExecForeignInsert;
+	r->EndForeignModify = destorEndForeignModify;
+	r->BeginForeignInsert = destorBeginForeignInsert;
+	r->EndForeignInsert = destorEndForeignInsert;
+	r->ExecForeignTruncate = destorExecForeignTruncate;
+	PG_RETURN_POINTER(r);
+}
+
+void
+table_fdw_init(void)
+{
+}

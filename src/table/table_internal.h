@@ -1,0 +1,46 @@
+/*
+ * table_internal.h — what the table layer's files share: per-column codecs
+ * and catalog access for segments.
+ */
+#ifndef DESTOR_TABLE_INTERNAL_H
+#define DESTOR_TABLE_INTERNAL_H
+
+#include "access/attnum.h"
+#include "catalog/pg_attribute.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+#include "table.h"
+
+typedef struct ColumnCodec
+{
+	AttrNumber	attnum;
+	bool		dropped;
+	Oid			typid;			/* the column's type (maybe a domain) */
+	Oid			basetype;
+	int16		typlen;			/* of the base type */
+	bool		typbyval;
+	ValueKind	kind;
+	FmgrInfo	out;			/* text form: output and input functions */
+	FmgrInfo	in;
+	Oid			ioparam;
+	int32		typmod;
+	Oid			collation;
+	bool		has_cmp;		/* a btree comparison exists: keep min/max */
+	FmgrInfo	cmp;
+} ColumnCodec;
+
+extern void column_codec_init(ColumnCodec *cc, Form_pg_attribute att);
+extern void value_encode(ColumnCodec *cc, Datum d, StringInfo buf);
+extern Datum value_decode(ColumnCodec *cc, ValueKind kind, const uint8 **p, const uint8 *end);
+
+/* catalog_table.c */
+extern void catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+								   const uint8 object_id[CODEC_OBJID_LEN], int64 rows,
+								   bytea *directory);
+extern int64 catalog_next_segment_no(void);
+extern List *catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN]);	/* of SegmentDirectory* */
+extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]); /* object ids (uint8 *) */
+extern int64 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN]);
+
+#endif							/* DESTOR_TABLE_INTERNAL_H */

@@ -1,0 +1,172 @@
+/*
+ * value_codec.c — encoding one column's values (see segment_format.c for
+ * why built-in types are raw and the rest are text).
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "table_internal.h"
+
+void
+column_codec_init(ColumnCodec *cc, Form_pg_attribute att)
+{
+	Oid			outfn;
+	Oid			infn;
+	bool		isvarlena;
+	TypeCacheEntry *tce;
+
+	memset(cc, 0, sizeof(ColumnCodec));
+	cc->attnum = att->attnum;
+	cc->dropped = att->attisdropped;
+	if (cc->dropped)
+		return;
+	cc->typid = att->atttypid;
+	cc->basetype = getBaseType(att->atttypid);
+	get_typlenbyval(cc->basetype, &cc->typlen, &cc->typbyval);
+	cc->kind = value_kind_for_type(att->atttypid);
+	cc->typmod = att->atttypmod;
+	cc->collation = att->attcollation;
+	getTypeOutputInfo(att->atttypid, &outfn, &isvarlena);
+	fmgr_info(outfn, &cc->out);
+	getTypeInputInfo(att->atttypid, &infn, &cc->ioparam);
+	fmgr_info(infn, &cc->in);
+
+	tce = lookup_type_cache(att->atttypid, TYPECACHE_CMP_PROC_FINFO);
+	if (OidIsValid(tce->cmp_proc_finfo.fn_oid))
+	{
+		cc->has_cmp = true;
+		fmgr_info_copy(&cc->cmp, &tce->cmp_proc_finfo, CurrentMemoryContext);
+	}
+}
+
+static void
+put_len(StringInfo buf, uint32 len)
+{
+	uint8		b[4];
+
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8) (len >> (8 * i));
+	appendBinaryStringInfo(buf, (char *) b, 4);
+}
+
+void
+value_encode(ColumnCodec *cc, Datum d, StringInfo buf)
+{
+	switch (cc->kind)
+	{
+		case VALUE_FIXED:
+			if (cc->typbyval)
+			{
+				char		tmp[8];
+
+				store_att_byval(tmp, d, cc->typlen);
+				appendBinaryStringInfo(buf, tmp, cc->typlen);
+			}
+			else
+				appendBinaryStringInfo(buf, DatumGetPointer(d), cc->typlen);
+			break;
+		case VALUE_VARLENA:
+			{
+				struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
+				uint32		len = VARSIZE_ANY_EXHDR(v);
+
+				put_len(buf, len);
+				appendBinaryStringInfo(buf, VARDATA_ANY(v), len);
+				if ((Pointer) v != DatumGetPointer(d))
+					pfree(v);
+				break;
+			}
+		case VALUE_TEXT:
+			{
+				char	   *s = OutputFunctionCall(&cc->out, d);
+				uint32		len = strlen(s);
+
+				put_len(buf, len);
+				appendBinaryStringInfo(buf, s, len);
+				pfree(s);
+				break;
+			}
+	}
+}
+
+static void
+need(const uint8 *p, const uint8 *end, size_t n)
+{
+	if ((size_t) (end - p) < n)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("destor column chunk is truncated")));
+}
+
+static uint32
+get_len(const uint8 **p, const uint8 *end)
+{
+	uint32		v = 0;
+
+	need(*p, end, 4);
+	for (int i = 0; i < 4; i++)
+		v |= (uint32) (*p)[i] << (8 * i);
+	*p += 4;
+	return v;
+}
+
+Datum
+value_decode(ColumnCodec *cc, ValueKind kind, const uint8 **p, const uint8 *end)
+{
+	Datum		d;
+
+	if (kind != cc->kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column %d of a destor segment is stored in another form than its current type needs",
+						cc->attnum),
+				 errhint("The column's type may have been changed with ALTER FOREIGN TABLE; change it back.")));
+	switch (kind)
+	{
+		case VALUE_FIXED:
+			need(*p, end, cc->typlen);
+			if (cc->typbyval)
+			{
+				Datum		aligned = 0;	/* fetch_att wants an aligned source */
+
+				memcpy(&aligned, *p, cc->typlen);
+				d = fetch_att(&aligned, true, cc->typlen);
+			}
+			else
+			{
+				char	   *v = palloc(cc->typlen);
+
+				memcpy(v, *p, cc->typlen);
+				d = PointerGetDatum(v);
+			}
+			*p += cc->typlen;
+			return d;
+		case VALUE_VARLENA:
+			{
+				uint32		len = get_len(p, end);
+				struct varlena *v;
+
+				need(*p, end, len);
+				v = palloc(VARHDRSZ + len);
+				SET_VARSIZE(v, VARHDRSZ + len);
+				memcpy(VARDATA(v), *p, len);
+				*p += len;
+				return PointerGetDatum(v);
+			}
+		case VALUE_TEXT:
+			{
+				uint32		len = get_len(p, end);
+				char	   *s;
+
+				need(*p, end, len);
+				s = pnstrdup((const char *) *p, len);
+				*p += len;
+				return InputFunctionCall(&cc->in, s, cc->ioparam, cc->typmod);
+			}
+	}
+	return (Datum) 0;
+}
