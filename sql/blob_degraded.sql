@@ -30,6 +30,11 @@ END $$;
 CREATE TABLE victims AS
   SELECT name, data, destor.blob_put('archive', data) AS b FROM src WHERE name IN ('big', 'block+1', 'marker');
 
+CREATE FOREIGN TABLE readings (id int, v float8, tag text) SERVER archive
+  OPTIONS (segment_rows '5000', row_group_rows '1000');
+INSERT INTO readings SELECT i, i * 0.25, 'tag' || (i % 17) FROM generate_series(1, 12000) i;
+CREATE TABLE readings_heap AS SELECT * FROM readings;
+
 -- one corrupt data shard: read around it
 SELECT corrupt(shard_path(b, 0), 100) FROM victims WHERE name = 'big';
 SELECT destor.blob_get(b) = data AS intact FROM victims WHERE name = 'big';
@@ -55,6 +60,10 @@ COPY (SELECT 1) TO PROGRAM :'rm';
 SELECT name, destor.blob_get(b) = data AS intact FROM stored JOIN src USING (name)
  WHERE name NOT IN ('block', 'one') ORDER BY name;
 SELECT name, destor.blob_get(b) = data AS intact FROM victims WHERE name = 'block+1';
+-- tables read degraded too
+SELECT count(*), sum(v), count(DISTINCT tag) FROM readings;
+SELECT count(*) AS differing FROM (SELECT * FROM readings EXCEPT ALL SELECT * FROM readings_heap) x;
+SELECT tag, v FROM readings WHERE id = 7777;
 -- a multi-window streamed export (with read-ahead) goes degraded too
 \set f2 :dir '/import2.bin'
 \set g3 :dir '/export3.bin'

@@ -100,6 +100,8 @@ typedef struct ObjectReader ObjectReader;
 
 extern ObjectReader *object_reader_open(ObjectMeta *meta);
 extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
+extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
+									const uint64 *lens, char **dsts);
 extern void object_reader_close(ObjectReader *r);
 
 /* object_layout.c: shared arithmetic of the format */

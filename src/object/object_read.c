@@ -349,7 +349,15 @@ healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest
 		if (r->m > 0 && provider_is_down(r->providers[d]))
 			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
-		buf[d] = reader_shardbuf(r, set, d, b - a, a);
+		if (set >= 0)
+			buf[d] = reader_shardbuf(r, set, d, b - a, a);
+		else
+		{
+			/* a private buffer in the current context, laid out as above */
+			char	   *raw = palloc(b - a + 3 * PROVIDER_IO_ALIGN);
+
+			buf[d] = (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, raw) + a % PROVIDER_IO_ALIGN;
+		}
 		lo[d] = a;
 		reqs[nreqs].provider = r->providers[d];
 		reqs[nreqs].op = POP_GET;
@@ -893,4 +901,106 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 	}
 	r->last_read_end = offset + len;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Read several small ranges (say, the column chunks of a row group) with
+ * one parallel batch of provider requests instead of one round trip each.
+ * Ranges longer than a read window go through object_reader_read.
+ */
+void
+object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+						 char **dsts)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+	MemoryContext tmp;
+	MemoryContext old;
+	ProviderRequest *reqs;
+	int		   *shard_of;
+	int		   *first;
+	int		   *count;
+	WindowSource *srcs;
+	int			nreqs = 0;
+
+	if (n == 0)
+		return;
+	ahead_discard(r);
+	tmp = AllocSetContextCreate(r->cxt, "destor multi-range read", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	reqs = palloc0(sizeof(ProviderRequest) * n * r->k);
+	shard_of = palloc(sizeof(int) * n * r->k);
+	first = palloc(sizeof(int) * n);
+	count = palloc0(sizeof(int) * n);
+	srcs = palloc0(sizeof(WindowSource) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		uint64		b0,
+					b1;
+
+		first[i] = nreqs;
+		count[i] = -1;			/* -1: read it on its own afterwards */
+		if (lens[i] == 0)
+		{
+			count[i] = 0;
+			continue;
+		}
+		if (offsets[i] + lens[i] > meta->size || offsets[i] + lens[i] < offsets[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("read of %llu bytes at offset %llu is beyond the end of object %s (%llu bytes)",
+							(unsigned long long) lens[i], (unsigned long long) offsets[i],
+							object_id_text(meta->id), (unsigned long long) meta->size)));
+		b0 = offsets[i] / bs;
+		b1 = (offsets[i] + lens[i] - 1) / bs;
+		if (b1 - b0 + 1 > READ_WINDOW_BLOCKS)
+			continue;
+		count[i] = healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
+									reqs + nreqs, shard_of + nreqs, &srcs[i]);
+		if (count[i] > 0)
+			nreqs += count[i];
+	}
+
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+
+	for (int i = 0; i < n; i++)
+	{
+		uint64		b0,
+					b1;
+		bool		ok = count[i] >= 0;
+
+		if (count[i] == 0 && lens[i] == 0)
+			continue;
+		if (count[i] < 0 && lens[i] > 0 &&
+			(offsets[i] + lens[i] - 1) / bs - offsets[i] / bs + 1 > READ_WINDOW_BLOCKS)
+		{
+			MemoryContextSwitchTo(r->cxt);
+			object_reader_read(r, offsets[i], lens[i], dsts[i]);
+			MemoryContextSwitchTo(tmp);
+			continue;
+		}
+		for (int q = first[i]; q < first[i] + Max(count[i], 0); q++)
+		{
+			object_read_stats.bytes_fetched += reqs[q].result_size;
+			if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+			{
+				note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
+				ok = false;
+			}
+		}
+		b0 = offsets[i] / bs;
+		b1 = (offsets[i] + lens[i] - 1) / bs;
+		if (!ok || !open_blocks(r, b0, b1, &srcs[i], offsets[i], lens[i], dsts[i], false))
+		{
+			WindowSource src;
+
+			fetch_repair(r, block_cstart(r, b0), block_cend(r, b1), &src, false);
+			open_blocks(r, b0, b1, &src, offsets[i], lens[i], dsts[i], true);
+			window_source_release(r, &src);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
 }

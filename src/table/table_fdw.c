@@ -327,19 +327,17 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	st->stats_at_start = object_read_stats;
 }
 
-/* Decode one column chunk of the current row group. */
+/* Decode one column chunk (already fetched into stored) of a row group. */
 static void
-load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att)
+load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *stored)
 {
 	ChunkEntry *e = &dir->chunks[rg * dir->ncols + att];
 	uint32		n = dir->rg_rows[rg];
-	char	   *stored = palloc(Max(e->length, 1));
 	char	   *raw = stored;
 	const uint8 *p;
 	const uint8 *end;
 	uint32		bitmap_len = (n + 7) / 8;
 
-	object_reader_read(st->reader, e->offset, e->length, stored);
 	if (e->length != e->raw_length)
 	{
 		size_t		outlen;
@@ -399,12 +397,32 @@ next_rowgroup(DestorScan *st)
 		MemoryContextSwitchTo(old);
 	}
 	old = MemoryContextSwitchTo(st->rgcxt);
-	for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
 	{
-		if (!st->needed[a] || st->codecs[a].dropped || u->dir->kinds[a] == 0)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		load_column(st, u->dir, u->rg, a);
+		/* every needed chunk of the row group in one batch of requests */
+		int			n = 0;
+		int		   *atts = palloc(sizeof(int) * Max(st->natts, 1));
+		uint64	   *offs = palloc(sizeof(uint64) * Max(st->natts, 1));
+		uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
+		char	  **bufs = palloc(sizeof(char *) * Max(st->natts, 1));
+
+		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+		{
+			ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+
+			if (!st->needed[a] || st->codecs[a].dropped || u->dir->kinds[a] == 0)
+				continue;
+			atts[n] = a;
+			offs[n] = e->offset;
+			lens[n] = e->length;
+			bufs[n] = palloc(Max(e->length, 1));
+			n++;
+		}
+		object_reader_read_multi(st->reader, n, offs, lens, bufs);
+		for (int i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			load_column(st, u->dir, u->rg, atts[i], bufs[i]);
+		}
 	}
 	MemoryContextSwitchTo(old);
 	st->rg_rows = u->dir->rg_rows[u->rg];
