@@ -126,6 +126,18 @@ CREATE TABLE segments (
     PRIMARY KEY (table_id, segment_no)
 );
 
+-- Rows deleted from segments: one bitmap (bit i = row i of the segment) per
+-- DELETE/UPDATE statement and segment; a row is deleted if any visible
+-- bitmap has its bit.  Plain MVCC rows, so deletions commit and roll back
+-- with their transaction.
+CREATE TABLE deletions (
+    table_id    uuid NOT NULL,
+    segment_no  bigint NOT NULL,
+    rows        bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deletions_segment_idx ON deletions (table_id, segment_no);
+
 CREATE TABLE tables (
     table_id  uuid PRIMARY KEY,
     relid     oid NOT NULL UNIQUE
@@ -191,10 +203,11 @@ SELECT pg_catalog.pg_extension_config_dump('shards', '');
 SELECT pg_catalog.pg_extension_config_dump('blobs', '');
 SELECT pg_catalog.pg_extension_config_dump('segments', '');
 SELECT pg_catalog.pg_extension_config_dump('segment_no_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deletions', '');
 
 -- The catalog is written only through destor's functions.
 GRANT USAGE ON SCHEMA destor TO PUBLIC;
-REVOKE ALL ON objects, shards, blobs, segments, tables FROM PUBLIC;
+REVOKE ALL ON objects, shards, blobs, segments, deletions, tables FROM PUBLIC;
 REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;

@@ -58,20 +58,45 @@ catalog_next_segment_no(void)
 	return result;
 }
 
-/* Every segment of a table, in segment order, with its directory parsed. */
+/* Run a read-only query under the given snapshot (or a fresh one). */
+static void
+catalog_query(const char *sql, int nargs, Oid *types, Datum *values, Snapshot snapshot)
+{
+	SPIPlanPtr	plan;
+	int			rc;
+
+	if (snapshot == NULL)
+	{
+		catalog_exec(sql, nargs, types, values, NULL, SPI_OK_SELECT);
+		return;
+	}
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "destor catalog query failed to prepare: %s", SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot, true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "destor catalog query failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Every segment of a table, in segment order, with its directory parsed
+ * and its deleted rows merged, all as one snapshot sees them: a scan and
+ * the DELETE or UPDATE it feeds must agree on the list.
+ */
 List *
-catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
+catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot)
 {
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *result = NIL;
+	ListCell   *lc;
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(table_id);
-	catalog_exec("SELECT segment_no, object_id, directory FROM destor.segments "
-				 "WHERE table_id = $1 ORDER BY segment_no", 1, types, values, NULL, SPI_OK_SELECT);
+	catalog_query("SELECT segment_no, object_id, directory FROM destor.segments "
+				  "WHERE table_id = $1 ORDER BY segment_no", 1, types, values, snapshot);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -88,8 +113,84 @@ catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
 		result = lappend(result, dir);
 		MemoryContextSwitchTo(old);
 	}
+
+	/* deleted rows: OR of every visible bitmap of each segment */
+	catalog_query("SELECT segment_no, rows FROM destor.deletions WHERE table_id = $1 "
+				  "ORDER BY segment_no", 1, types, values, snapshot);
+	lc = list_head(result);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		segno = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		bytea	   *bits = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+		SegmentDirectory *dir = NULL;
+		size_t		need;
+		size_t		len = VARSIZE_ANY_EXHDR(bits);
+		const uint8 *p = (const uint8 *) VARDATA_ANY(bits);
+
+		while (lc && ((SegmentDirectory *) lfirst(lc))->segment_no < segno)
+			lc = lnext(result, lc);
+		if (lc == NULL)
+			break;
+		dir = lfirst(lc);
+		if (dir->segment_no != segno)
+			continue;			/* deletions of a segment this snapshot lacks */
+		need = (dir->row_count + 7) / 8;
+		if (dir->deleted == NULL)
+			dir->deleted = MemoryContextAllocZero(caller, Max(need, 1));
+		for (size_t i = 0; i < Min(len, need); i++)
+			dir->deleted[i] |= p[i];
+	}
+	foreach(lc, result)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		if (dir->deleted)
+			for (int64 i = 0; i < dir->row_count; i++)
+				dir->deleted_count += (dir->deleted[i / 8] >> (i % 8)) & 1;
+	}
 	catalog_leave(&cu);
 	return result;
+}
+
+void
+catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+						 const uint8 *bitmap, size_t len)
+{
+	CatalogUser cu;
+	Oid			types[3] = {UUIDOID, INT8OID, BYTEAOID};
+	Datum		values[3];
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), bitmap, len);
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	values[1] = Int64GetDatum(segment_no);
+	values[2] = PointerGetDatum(b);
+	catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows) VALUES ($1, $2, $3)",
+				 3, types, values, NULL, SPI_OK_INSERT);
+	catalog_leave(&cu);
+}
+
+int64
+catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot)
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		isnull;
+	int64		n;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	catalog_query("SELECT count(*) FROM destor.deletions WHERE table_id = $1", 1, types, values,
+				  snapshot);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_leave(&cu);
+	return n;
 }
 
 int64
@@ -104,7 +205,10 @@ catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(table_id);
-	catalog_exec("SELECT coalesce(sum(row_count), 0)::bigint FROM destor.segments WHERE table_id = $1",
+	catalog_exec("SELECT coalesce(sum(row_count), 0)::bigint - "
+				 "(SELECT coalesce(sum(bit_count(rows)), 0) "
+				 "   FROM destor.deletions WHERE table_id = $1) "
+				 "FROM destor.segments WHERE table_id = $1",
 				 1, types, values, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = isnull ? 0 : DatumGetInt64(d);
@@ -125,6 +229,8 @@ catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(table_id);
+	catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1", 1, types, values, NULL,
+				 SPI_OK_DELETE);
 	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 RETURNING object_id",
 				 1, types, values, NULL, SPI_OK_DELETE_RETURNING);
 	for (uint64 r = 0; r < SPI_processed; r++)

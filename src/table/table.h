@@ -78,7 +78,16 @@ typedef struct SegmentDirectory
 	uint64	   *seg_nulls;		/* per column, whole segment */
 	char	  **seg_min;
 	char	  **seg_max;
+	/* deleted rows (visible to the reading snapshot); NULL when none */
+	uint8	   *deleted;
+	int64		deleted_count;
 } SegmentDirectory;
+
+/* Row identity of a table row, carried in a tid: the segment's position in
+ * the snapshot's segment list (21 bits) and the row in the segment (26 bits). */
+#define TABLE_ROW_BITS		26
+#define TABLE_MAX_SEGMENT_ROWS	(1 << TABLE_ROW_BITS)
+#define TABLE_MAX_SEGMENTS	(1 << 21)
 
 extern bytea *segment_directory_serialize(SegmentDirectory *dir);
 extern SegmentDirectory *segment_directory_parse(bytea *raw);

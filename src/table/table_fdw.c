@@ -31,6 +31,10 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "optimizer/appendinfo.h"
+#include "storage/lmgr.h"
+#include "executor/executor.h"
+#include "access/sysattr.h"
 
 #include "catalog.h"
 #include "table_internal.h"
@@ -110,12 +114,36 @@ destorGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 }
 
 /* ---------------------------------------------------------------------------
+ * Row identity: (segment position, row) packed into a tid; the offset keeps
+ * its top bit set so that it is never the invalid offset 0.
+ * ------------------------------------------------------------------------- */
+static void
+table_row_to_tid(uint32 seg_index, int64 row, ItemPointer tid)
+{
+	uint64		raw = ((uint64) seg_index << TABLE_ROW_BITS) | (uint64) row;
+
+	ItemPointerSet(tid, (BlockNumber) (raw >> 15), (OffsetNumber) ((raw & 0x7FFF) | 0x8000));
+}
+
+static void
+table_tid_to_row(ItemPointer tid, uint32 *seg_index, int64 *row)
+{
+	uint64		raw = ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 15) |
+		(ItemPointerGetOffsetNumberNoCheck(tid) & 0x7FFF);
+
+	*seg_index = (uint32) (raw >> TABLE_ROW_BITS);
+	*row = (int64) (raw & (TABLE_MAX_SEGMENT_ROWS - 1));
+}
+
+/* ---------------------------------------------------------------------------
  * Scanning
  * ------------------------------------------------------------------------- */
 typedef struct DestorScanUnit
 {
 	SegmentDirectory *dir;
 	int			rg;
+	uint32		seg_index;		/* position in the snapshot's segment list */
+	int64		first_row;		/* the row group's first row in its segment */
 } DestorScanUnit;
 
 typedef struct DestorScan
@@ -143,6 +171,9 @@ typedef struct DestorScan
 	bool	  **nulls;
 	uint32		rg_rows;
 	uint32		row;
+	uint32		cur_seg_index;
+	int64		cur_first_row;
+	uint8	   *cur_deleted;	/* the segment's deleted rows, or NULL */
 
 	ObjectReadStats stats_at_start;
 	int64		rgs_read;
@@ -293,10 +324,18 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	pull_varattnos((Node *) quals, st->scanrelid, &qual_attrs);
 
 	/* plan the reads: which segments and row groups survive the statistics */
-	segments = catalog_table_segments(st->opts->table_id);
+	/* the query's snapshot: an UPDATE or DELETE reads the same list */
+	segments = catalog_table_segments(st->opts->table_id, node->ss.ps.state->es_snapshot);
+	if (list_length(segments) >= TABLE_MAX_SEGMENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("destor table \"%s\" has too many segments (%d)",
+						RelationGetRelationName(rel), list_length(segments)),
+				 errhint("Merge small segments with destor.compact().")));
 	foreach(lc, segments)
 	{
 		SegmentDirectory *dir = lfirst(lc);
+		int64		first_row = 0;
 
 		st->segs_total++;
 		st->rgs_total += dir->nrowgroups;
@@ -306,7 +345,7 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 			st->rgs_pruned += dir->nrowgroups;
 			continue;
 		}
-		for (int g = 0; g < dir->nrowgroups; g++)
+		for (int g = 0; g < dir->nrowgroups; first_row += dir->rg_rows[g], g++)
 		{
 			if (dir->nrowgroups > 1 && stats_refute(st, quals, qual_attrs, dir, g))
 			{
@@ -321,6 +360,8 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 			}
 			st->units[st->nunits].dir = dir;
 			st->units[st->nunits].rg = g;
+			st->units[st->nunits].seg_index = foreach_current_index(lc);
+			st->units[st->nunits].first_row = first_row;
 			st->nunits++;
 		}
 	}
@@ -427,6 +468,9 @@ next_rowgroup(DestorScan *st)
 	MemoryContextSwitchTo(old);
 	st->rg_rows = u->dir->rg_rows[u->rg];
 	st->row = 0;
+	st->cur_seg_index = u->seg_index;
+	st->cur_first_row = u->first_row;
+	st->cur_deleted = u->dir->deleted;
 	st->rgs_read++;
 	return true;
 }
@@ -438,11 +482,21 @@ destorIterateForeignScan(ForeignScanState *node)
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
 	ExecClearTuple(slot);
-	while (st->row >= st->rg_rows)
+	for (;;)
 	{
-		if (!next_rowgroup(st))
-			return slot;
+		int64		pos;
+
+		while (st->row >= st->rg_rows)
+		{
+			if (!next_rowgroup(st))
+				return slot;
+		}
+		pos = st->cur_first_row + st->row;
+		if (st->cur_deleted == NULL || !((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+			break;
+		st->row++;				/* deleted */
 	}
+	table_row_to_tid(st->cur_seg_index, st->cur_first_row + st->row, &slot->tts_tid);
 	for (int a = 0; a < st->natts; a++)
 	{
 		if (st->values[a] == NULL)
@@ -510,18 +564,61 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 }
 
 /* ---------------------------------------------------------------------------
- * Inserting
+ * Modifying: INSERT buffers rows into new segments; DELETE marks rows in
+ * per-segment bitmaps, recorded at the end of the statement; UPDATE is a
+ * DELETE of the old row and an INSERT of the new one.
  * ------------------------------------------------------------------------- */
+typedef struct ModifyState
+{
+	TableOptions *opts;
+	SegmentWriter *writer;		/* INSERT, UPDATE */
+	List	   *segments;		/* DELETE, UPDATE: the snapshot's segment list */
+	SegmentDirectory **segarr;
+	int			nsegs;
+	uint8	  **deleting;		/* per segment: rows deleted by this statement */
+	AttrNumber	ctid_attno;
+	AttrNumber	wholerow_attno;
+} ModifyState;
+
 static int
 destorIsForeignRelUpdatable(Relation rel)
 {
-	return (1 << CMD_INSERT);
+	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
+}
+
+static void
+destorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex, RangeTblEntry *target_rte,
+							  Relation target_relation)
+{
+	Var		   *var = makeVar(rtindex, SelfItemPointerAttributeNumber, TIDOID, -1, InvalidOid, 0);
+
+	add_row_identity_var(root, var, rtindex, "ctid");
+	/* DELETE ... RETURNING returns the old row: fetch it whole */
+	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
+		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false), rtindex,
+							 "wholerow");
+}
+
+/*
+ * DELETE and UPDATE of one table run one at a time (inserts are not held
+ * up): the lock is taken while planning, before the statement's snapshot,
+ * so a statement that waited sees what the one before it did.
+ */
+static List *
+destorPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
+						int subplan_index)
+{
+	RangeTblEntry *rte = planner_rt_fetch(resultRelation, root);
+
+	if (plan->operation == CMD_UPDATE || plan->operation == CMD_DELETE)
+		LockRelationOid(rte->relid, ShareUpdateExclusiveLock);
+	return NIL;
 }
 
 static SegmentWriter *
-begin_insert(Relation rel)
+begin_insert(Relation rel, TableOptions *opts)
 {
-	return segment_writer_create(rel, table_get_options(RelationGetRelid(rel)));
+	return segment_writer_create(rel, opts);
 }
 
 static void
@@ -529,40 +626,151 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 						 int subplan_index, int eflags)
 {
 	CmdType		op = mtstate->operation;
+	Relation	rel = rinfo->ri_RelationDesc;
+	ModifyState *ms;
 
-	if (op != CMD_INSERT)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("destor tables do not support %s yet", op == CMD_UPDATE ? "UPDATE" : "DELETE"),
-				 errhint("Write the new rows into a new table, or TRUNCATE and reload.")));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
+	ms = palloc0(sizeof(ModifyState));
+	ms->opts = table_get_options(RelationGetRelid(rel));
+	if (op == CMD_INSERT || op == CMD_UPDATE)
+		ms->writer = begin_insert(rel, ms->opts);
+	if (op == CMD_UPDATE || op == CMD_DELETE)
+	{
+		EState	   *estate = mtstate->ps.state;
+		Plan	   *subplan = outerPlanState(mtstate)->plan;
+		ListCell   *lc;
+
+		/* a cached plan did not lock while planning: lock now, and if a
+		 * change committed since our snapshot, ask for a retry */
+		LockRelationOid(RelationGetRelid(rel), ShareUpdateExclusiveLock);
+		if (catalog_count_deletions(ms->opts->table_id, NULL) !=
+			catalog_count_deletions(ms->opts->table_id, estate->es_snapshot))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update of destor table \"%s\"",
+							RelationGetRelationName(rel)),
+					 errhint("Retry the statement.")));
+
+		ms->segments = catalog_table_segments(ms->opts->table_id, estate->es_snapshot);
+		ms->nsegs = list_length(ms->segments);
+		ms->segarr = palloc(sizeof(SegmentDirectory *) * Max(ms->nsegs, 1));
+		ms->deleting = palloc0(sizeof(uint8 *) * Max(ms->nsegs, 1));
+		foreach(lc, ms->segments)
+			ms->segarr[foreach_current_index(lc)] = lfirst(lc);
+		ms->ctid_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "ctid");
+		if (!AttributeNumberIsValid(ms->ctid_attno))
+			elog(ERROR, "destor: could not find the row identity of \"%s\"", RelationGetRelationName(rel));
+		ms->wholerow_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "wholerow");
+	}
+	rinfo->ri_FdwState = ms;
 }
 
 static TupleTableSlot *
 destorExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 						TupleTableSlot *planSlot)
 {
-	SegmentWriter *w = rinfo->ri_FdwState;
+	ModifyState *ms = rinfo->ri_FdwState;
 
 	slot_getallattrs(slot);
-	segment_writer_add(w, slot->tts_values, slot->tts_isnull);
+	segment_writer_add(ms->writer, slot->tts_values, slot->tts_isnull);
+	return slot;
+}
+
+/* Mark the row identified by planSlot's ctid; false if this statement
+ * already deleted it (a join can produce a row twice). */
+static bool
+mark_deleted(ModifyState *ms, TupleTableSlot *planSlot)
+{
+	bool		isnull;
+	Datum		d = ExecGetJunkAttribute(planSlot, ms->ctid_attno, &isnull);
+	uint32		seg;
+	int64		row;
+	SegmentDirectory *dir;
+
+	if (isnull)
+		elog(ERROR, "destor: row identity is null");
+	table_tid_to_row((ItemPointer) DatumGetPointer(d), &seg, &row);
+	if (seg >= (uint32) ms->nsegs || row >= ms->segarr[seg]->row_count)
+		elog(ERROR, "destor: row identity (%u, " INT64_FORMAT ") is out of range", seg, row);
+	dir = ms->segarr[seg];
+	if (ms->deleting[seg] == NULL)
+		ms->deleting[seg] = MemoryContextAllocZero(GetMemoryChunkContext(ms),
+												   Max((dir->row_count + 7) / 8, 1));
+	if ((ms->deleting[seg][row / 8] >> (row % 8)) & 1)
+		return false;
+	ms->deleting[seg][row / 8] |= (1 << (row % 8));
+	return true;
+}
+
+static TupleTableSlot *
+destorExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
+						TupleTableSlot *planSlot)
+{
+	ModifyState *ms = rinfo->ri_FdwState;
+
+	if (!mark_deleted(ms, planSlot))
+		return NULL;
+	if (AttributeNumberIsValid(ms->wholerow_attno))
+	{
+		/* RETURNING: the old row */
+		bool		isnull;
+		Datum		d = ExecGetJunkAttribute(planSlot, ms->wholerow_attno, &isnull);
+
+		ExecClearTuple(slot);
+		if (!isnull)
+		{
+			HeapTupleHeader hdr = DatumGetHeapTupleHeader(d);
+			HeapTupleData tup;
+
+			tup.t_len = HeapTupleHeaderGetDatumLength(hdr);
+			ItemPointerSetInvalid(&tup.t_self);
+			tup.t_tableOid = RelationGetRelid(rinfo->ri_RelationDesc);
+			tup.t_data = hdr;
+			heap_deform_tuple(&tup, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
+			ExecStoreVirtualTuple(slot);
+		}
+	}
+	return slot;
+}
+
+static TupleTableSlot *
+destorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
+						TupleTableSlot *planSlot)
+{
+	ModifyState *ms = rinfo->ri_FdwState;
+
+	if (!mark_deleted(ms, planSlot))
+		return NULL;
+	slot_getallattrs(slot);
+	segment_writer_add(ms->writer, slot->tts_values, slot->tts_isnull);
 	return slot;
 }
 
 static void
 destorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
-	if (rinfo->ri_FdwState)
-		segment_writer_finish(rinfo->ri_FdwState);
+	ModifyState *ms = rinfo->ri_FdwState;
+
+	if (ms == NULL)
+		return;
+	for (int i = 0; i < ms->nsegs; i++)
+		if (ms->deleting[i])
+			catalog_insert_deletions(ms->opts->table_id, ms->segarr[i]->segment_no,
+									 ms->deleting[i], (ms->segarr[i]->row_count + 7) / 8);
+	if (ms->writer)
+		segment_writer_finish(ms->writer);
 	rinfo->ri_FdwState = NULL;
 }
 
 static void
 destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	rinfo->ri_FdwState = begin_insert(rinfo->ri_RelationDesc);
+	ModifyState *ms = palloc0(sizeof(ModifyState));
+
+	ms->opts = table_get_options(RelationGetRelid(rinfo->ri_RelationDesc));
+	ms->writer = begin_insert(rinfo->ri_RelationDesc, ms->opts);
+	rinfo->ri_FdwState = ms;
 }
 
 static void
@@ -632,6 +840,10 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 	r->IsForeignRelUpdatable = destorIsForeignRelUpdatable;
 	r->BeginForeignModify = destorBeginForeignModify;
 	r->ExecForeignInsert = destorExecForeignInsert;
+	r->ExecForeignUpdate = destorExecForeignUpdate;
+	r->ExecForeignDelete = destorExecForeignDelete;
+	r->AddForeignUpdateTargets = destorAddForeignUpdateTargets;
+	r->PlanForeignModify = destorPlanForeignModify;
 	r->EndForeignModify = destorEndForeignModify;
 	r->BeginForeignInsert = destorBeginForeignInsert;
 	r->EndForeignInsert = destorEndForeignInsert;

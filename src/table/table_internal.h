@@ -9,6 +9,7 @@
 #include "catalog/pg_attribute.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/snapshot.h"
 
 #include "table.h"
 
@@ -39,7 +40,11 @@ extern void catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 
 								   const uint8 object_id[CODEC_OBJID_LEN], int64 rows,
 								   bytea *directory);
 extern int64 catalog_next_segment_no(void);
-extern List *catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN]);	/* of SegmentDirectory* */
+/* of SegmentDirectory*, as the snapshot sees them (NULL: a fresh one) */
+extern List *catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
+extern void catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+									 const uint8 *bitmap, size_t len);
+extern int64 catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
 extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]); /* object ids (uint8 *) */
 extern int64 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN]);
 

@@ -55,7 +55,7 @@ table_apply_options(TableOptions *o, List *options)
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "segment_rows") == 0)
-			o->segment_rows = table_parse_int(def, 1000, 100000000);
+			o->segment_rows = table_parse_int(def, 1000, TABLE_MAX_SEGMENT_ROWS);
 		else if (strcmp(def->defname, "row_group_rows") == 0)
 			o->row_group_rows = table_parse_int(def, 100, 1000000);
 		else if (strcmp(def->defname, "compression_level") == 0)
