@@ -205,9 +205,9 @@ catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(table_id);
-	catalog_exec("SELECT coalesce(sum(row_count), 0)::bigint - "
+	catalog_exec("SELECT (coalesce(sum(row_count), 0) - "
 				 "(SELECT coalesce(sum(bit_count(rows)), 0) "
-				 "   FROM destor.deletions WHERE table_id = $1) "
+				 "   FROM destor.deletions WHERE table_id = $1))::bigint "
 				 "FROM destor.segments WHERE table_id = $1",
 				 1, types, values, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -31,6 +31,9 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "common/pg_prng.h"
+#include "commands/vacuum.h"
+#include "utils/snapmgr.h"
 #include "optimizer/appendinfo.h"
 #include "storage/lmgr.h"
 #include "executor/executor.h"
@@ -564,6 +567,135 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 }
 
 /* ---------------------------------------------------------------------------
+ * ANALYZE: a sample of whole row groups, picked at random, then reservoir
+ * sampling over their rows; the table is not read in full unless it is
+ * small.
+ * ------------------------------------------------------------------------- */
+static int
+destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
+					  double *totalrows, double *totaldeadrows)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	DestorScan *st = palloc0(sizeof(DestorScan));
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *segments;
+	ListCell   *lc;
+	int			nunits = 0;
+	double		live = 0;
+	double		seen = 0;
+	int			numrows = 0;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+	st->rel = rel;
+	st->opts = table_get_options(RelationGetRelid(rel));
+	st->natts = desc->natts;
+	st->codecs = palloc0(sizeof(ColumnCodec) * Max(st->natts, 1));
+	st->needed = palloc0(sizeof(bool) * Max(st->natts, 1));
+	for (int i = 0; i < st->natts; i++)
+	{
+		column_codec_init(&st->codecs[i], TupleDescAttr(desc, i));
+		st->needed[i] = !st->codecs[i].dropped;
+	}
+	st->segcxt = AllocSetContextCreate(caller, "destor analyze segment", ALLOCSET_DEFAULT_SIZES);
+	st->rgcxt = AllocSetContextCreate(caller, "destor analyze row group", ALLOCSET_DEFAULT_SIZES);
+	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
+	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
+
+	segments = catalog_table_segments(st->opts->table_id, GetActiveSnapshot());
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		nunits += dir->nrowgroups;
+		live += dir->row_count - dir->deleted_count;
+	}
+	st->units = palloc(sizeof(DestorScanUnit) * Max(nunits, 1));
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		int64		first_row = 0;
+
+		for (int g = 0; g < dir->nrowgroups; first_row += dir->rg_rows[g], g++)
+		{
+			DestorScanUnit *u = &st->units[st->nunits++];
+
+			u->dir = dir;
+			u->rg = g;
+			u->seg_index = foreach_current_index(lc);
+			u->first_row = first_row;
+		}
+	}
+	/* random order of row groups (Fisher-Yates) */
+	for (int i = st->nunits - 1; i > 0; i--)
+	{
+		int			j = (int) pg_prng_uint64_range(&pg_global_prng_state, 0, i);
+		DestorScanUnit tmp = st->units[i];
+
+		st->units[i] = st->units[j];
+		st->units[j] = tmp;
+	}
+
+	/* read row groups until we have seen three times the sample size */
+	while (seen < 3.0 * targrows && next_rowgroup(st))
+	{
+		for (st->row = 0; st->row < st->rg_rows; st->row++)
+		{
+			int64		pos = st->cur_first_row + st->row;
+			MemoryContext old;
+
+			if (st->cur_deleted && ((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+				continue;
+			vacuum_delay_point();
+			for (int a = 0; a < st->natts; a++)
+			{
+				nulls[a] = st->values[a] == NULL || st->nulls[a][st->row];
+				values[a] = nulls[a] ? (Datum) 0 : st->values[a][st->row];
+			}
+			seen++;
+			if (numrows < targrows)
+			{
+				old = MemoryContextSwitchTo(caller);
+				rows[numrows++] = heap_form_tuple(desc, values, nulls);
+				MemoryContextSwitchTo(old);
+			}
+			else
+			{
+				/* reservoir: replace a random earlier pick */
+				int64		k = (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, (uint64) seen - 1);
+
+				if (k < targrows)
+				{
+					heap_freetuple(rows[k]);
+					old = MemoryContextSwitchTo(caller);
+					rows[k] = heap_form_tuple(desc, values, nulls);
+					MemoryContextSwitchTo(old);
+				}
+			}
+		}
+	}
+	if (st->reader)
+		object_reader_close(st->reader);
+	MemoryContextDelete(st->rgcxt);
+	MemoryContextDelete(st->segcxt);
+
+	*totalrows = live;
+	*totaldeadrows = 0;
+	ereport(elevel,
+			(errmsg("\"%s\": sampled %d rows from %d of %d row groups; %.0f live rows",
+					RelationGetRelationName(rel), numrows, st->unit, st->nunits, live)));
+	return numrows;
+}
+
+static bool
+destorAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func, BlockNumber *totalpages)
+{
+	*func = destor_acquire_sample;
+	*totalpages = 1;
+	return true;
+}
+
+/* ---------------------------------------------------------------------------
  * Modifying: INSERT buffers rows into new segments; DELETE marks rows in
  * per-segment bitmaps, recorded at the end of the statement; UPDATE is a
  * DELETE of the old row and an INSERT of the new one.
@@ -848,6 +980,7 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 	r->BeginForeignInsert = destorBeginForeignInsert;
 	r->EndForeignInsert = destorEndForeignInsert;
 	r->ExecForeignTruncate = destorExecForeignTruncate;
+	r->AnalyzeForeignTable = destorAnalyzeForeignTable;
 	PG_RETURN_POINTER(r);
 }
 

@@ -1,0 +1,578 @@
+#!/bin/bash
+# destor tables against heap tables on time-series data.
+#
+# Starts a throwaway cluster with six `file` providers and a 4+2 pool in a
+# temporary folder, writes BENCH_ROWS rows of sensor readings (default
+# 10,000,000: a year of timestamps in order) into one text file, loads that
+# file with COPY into a heap table and into a destor foreign table, and
+# compares ingest, a full-scan aggregate, a one-day query, the bytes stored
+# and the backend's peak memory during COPY.  Every query's result must be
+# the same on both tables.
+#
+#   BENCH_ROWS=1000000  rows to load (default 10000000)
+#   BENCH_QUICK=1       one run per measurement instead of best of two
+#   BENCH_PERF=0|1|auto profile destor with perf: never, always, or only the
+#                       stages whose target was missed (default auto)
+#   BENCH_SHARED_BUFFERS_MB=n  shared_buffers of the cluster (default: room
+#                       for the whole heap table, so its scans run warm)
+#   BENCH_USER=name     unprivileged user to run as when started by root
+#                       (default destor_bench, created if missing)
+#   BENCH_PORT=n        port of the throwaway cluster (default 54339)
+#   TMPDIR              where the temporary folder goes (needs about
+#                       250 bytes a row: input file, heap, WAL, providers)
+#
+# It is a benchmark, not a test: a missed target is printed as MISSED and the
+# exit status stays 0.  It fails only when something breaks, e.g. a query
+# whose result on the destor table differs from the heap table's.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+
+# ---------------------------------------------------------------------------
+# Outer part: find PostgreSQL, make the temporary folder, and - as root -
+# hand the run to an unprivileged user, because initdb refuses root.
+# ---------------------------------------------------------------------------
+if [ -z "${BENCH_WORKER_DIR:-}" ]; then
+	if [ -f "$here/../../scripts/pgenv.sh" ]; then
+		. "$here/../../scripts/pgenv.sh"
+	else
+		PG_CONFIG=${PG_CONFIG:-$(command -v pg_config)}
+		export PG_CONFIG PATH="$("$PG_CONFIG" --bindir):$PATH"
+	fi
+	top=$(cd "$here/../.." && pwd)
+	# a stale install would benchmark old code; say so rather than rebuild
+	# behind the user's back
+	installed="$("$PG_CONFIG" --pkglibdir)/destor.so"
+	if [ ! -f "$installed" ]; then
+		echo "table_bench: destor is not installed ($installed missing); run make install" >&2
+		exit 1
+	fi
+	if [ -f "$top/destor.so" ] && ! cmp -s "$top/destor.so" "$installed"; then
+		echo "table_bench: WARNING: $installed differs from $top/destor.so (run make install?)" >&2
+	fi
+	BENCH_REV=$(git -c safe.directory="$top" -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
+	export BENCH_REV
+
+	case ${BENCH_ROWS:-10000000} in *[!0-9]* | "" | 0) echo "table_bench: BENCH_ROWS must be a positive number" >&2; exit 1 ;; esac
+	case ${BENCH_SHARED_BUFFERS_MB:-1} in *[!0-9]* | "" | 0) echo "table_bench: BENCH_SHARED_BUFFERS_MB must be a positive number" >&2; exit 1 ;; esac
+	case ${BENCH_PERF:-auto} in 0 | 1 | auto) ;; *) echo "table_bench: BENCH_PERF must be 0, 1 or auto" >&2; exit 1 ;; esac
+
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/destor-bench.XXXXXX")
+	if [ "$(id -u)" != 0 ]; then
+		BENCH_WORKER_DIR=$dir exec bash "$0"
+	fi
+
+	user=${BENCH_USER:-destor_bench}
+	id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
+	# the worker is a copy inside its own folder, so the checkout's parent
+	# folders need not be opened up to the bench user
+	cp "$0" "$dir/table_bench.sh"
+	chown -R "$user" "$dir"
+	cleanup_root() {
+		# the worker cleans up after itself; this is for a worker that died hard
+		if [ -f "$dir/pgdata/postmaster.pid" ]; then
+			runuser -u "$user" -- env PATH="$PATH" pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
+		fi
+		rm -rf "$dir"
+	}
+	trap cleanup_root EXIT
+	trap 'exit 130' INT TERM HUP
+	rc=0
+	runuser -u "$user" -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" BENCH_REV="$BENCH_REV" \
+		BENCH_WORKER_DIR="$dir" BENCH_ROWS="${BENCH_ROWS:-}" BENCH_QUICK="${BENCH_QUICK:-}" \
+		BENCH_PERF="${BENCH_PERF:-}" BENCH_SHARED_BUFFERS_MB="${BENCH_SHARED_BUFFERS_MB:-}" \
+		BENCH_PORT="${BENCH_PORT:-}" bash "$dir/table_bench.sh" || rc=$?
+	exit "$rc"
+fi
+
+# ---------------------------------------------------------------------------
+# Worker: everything below runs as the cluster's owner.
+# ---------------------------------------------------------------------------
+dir=$BENCH_WORKER_DIR
+rows=${BENCH_ROWS:-10000000}
+runs=2
+[ "${BENCH_QUICK:-0}" = 1 ] && runs=1
+perf_mode=${BENCH_PERF:-auto}
+port=${BENCH_PORT:-54339}
+# room for the heap table (about 80 bytes a row) and some more: the heap's
+# queries then read shared_buffers only
+sb_mb=${BENCH_SHARED_BUFFERS_MB:-$((rows / 10000 + 256))}
+PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
+
+cleanup() {
+	if [ -f "$dir/pgdata/postmaster.pid" ]; then
+		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+# a SQL string literal (the paths come from mktemp, but be safe anyway)
+lit() { printf "'%s'" "${1//\'/\'\'}"; }
+now() { date +%s.%N; }
+fail() { echo "table_bench: FAILED: $*" >&2; exit 1; }
+
+in=$dir/input.txt
+
+echo "== destor table benchmark: $rows rows, best of $runs, destor $BENCH_REV"
+echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1), shared_buffers ${sb_mb}MB"
+
+# --- cluster, providers, pool, tables -------------------------------------------
+mkdir -p "$dir/providers"
+umask 077
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
+umask 022
+initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
+cat >> "$dir/pgdata/postgresql.conf" <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_buffers = ${sb_mb}MB
+fsync = on
+timezone = 'UTC'
+max_wal_size = 4GB
+shared_preload_libraries = 'destor'
+destor.master_key_file = '$dir/key'
+CONF
+pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
+	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
+
+sql="CREATE EXTENSION destor; CREATE EXTENSION pg_prewarm;"
+for i in 1 2 3 4 5 6; do
+	mkdir -p "$dir/providers/p$i"
+	sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path $(lit "$dir/providers/p$i"));"
+done
+sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
+        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
+cols="ts timestamptz, device_id int, temperature float8, humidity float8, status text, note text"
+# destor's defaults, spelled out so the output says what was measured
+topts="segment_rows '1000000', row_group_rows '10000', compression_level '3'"
+sql+="CREATE TABLE heap_ts ($cols);
+      CREATE FOREIGN TABLE destor_ts ($cols) SERVER archive OPTIONS ($topts);"
+# EXPLAIN (ANALYZE) as JSON, for the figures of a scan
+sql+="CREATE FUNCTION explain_json(q text) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+      DECLARE r json;
+      BEGIN EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || q INTO r; RETURN r::jsonb; END \$\$;"
+psql_q -c "$sql"
+echo "   destor table: 4+2 pool of six file providers, $topts"
+
+# --- the data ---------------------------------------------------------------------
+# A year (2024, 366 days) of readings in time order, round robin over 200
+# devices: temperature with two decimals (a daily and a yearly cycle plus
+# noise), humidity with one decimal, a status of four values (mostly 'ok'),
+# and a free-text note on about 3% of the rows.  Seeded, so every run loads
+# the same rows.
+echo -n "   writing the input file ($rows rows) ..."
+t0=$(now)
+psql_q <<SQL
+SELECT setseed(0.5) \g /dev/null
+COPY (
+  SELECT ts, device_id, temperature, humidity,
+         CASE WHEN r3 < 0.95 THEN 'ok' WHEN r3 < 0.99 THEN 'warning'
+              WHEN r3 < 0.998 THEN 'error' ELSE 'offline' END AS status,
+         CASE WHEN r3 >= 0.99 THEN 'device ' || device_id || ': ' ||
+                   (ARRAY['sensor not responding', 'battery low', 'restarted after power loss',
+                          'reading out of range', 'firmware update failed'])[1 + (i % 5)]
+              WHEN r3 < 0.02 THEN 'maintenance round ' || (i / 100000) || ', checked by tech ' || (1 + i % 17)
+         END AS note
+    FROM (SELECT i,
+                 '2024-01-01 00:00:00+00'::timestamptz
+                   + (i * (31622400.0 / $rows)) * interval '1 second' AS ts,
+                 1 + i % 200 AS device_id,
+                 round((12 + 10 * sin(2 * pi() * (i::float8 / $rows - 0.3))
+                          + 4 * sin(2 * pi() * (i * 366.0 / $rows - 0.35))
+                          + 3 * random()) * 100) / 100 AS temperature,
+                 round((45 + 35 * random()) * 10) / 10 AS humidity,
+                 random() AS r3
+            FROM generate_series(0, $rows - 1) i) g
+) TO $(lit "$in");
+SQL
+t1=$(now)
+in_bytes=$(stat -c %s "$in")
+awk -v a="$t0" -v b="$t1" -v s="$in_bytes" 'BEGIN { printf " %.1fs, %.1f MiB\n", b - a, s / 1048576 }'
+
+# --- measuring ----------------------------------------------------------------
+
+# measure SQL: runs one statement in a fresh connection (so VmHWM covers only
+# this statement) and sets
+#   m_secs    wall time of the statement, commit included
+#   m_result  rows it processed (psql's ROW_COUNT)
+#   m_hwm     VmHWM of the backend after it, in kB (peak RSS, shared memory
+#             pages the backend touched included)
+#   m_anon    the peak of RssAnon (private memory) sampled from outside every
+#             50 ms while it ran, in kB
+measure() {
+	local stmt=$1 pidfile=$dir/backend.pid resfile=$dir/measure.out
+	local psql_pid bpid="" k v _ rc=0
+	rm -f "$pidfile" "$resfile"
+	psql_q > "$resfile" <<SQL &
+SELECT pg_backend_pid() \g '$pidfile'
+-- give the sampler time to find the backend
+SELECT pg_sleep(0.2) \g /dev/null
+SELECT clock_timestamp() AS t0 \gset
+$stmt;
+\set result :ROW_COUNT
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) || '|' || :'result' || '|' ||
+       (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1];
+SQL
+	psql_pid=$!
+	m_anon=0
+	while kill -0 "$psql_pid" 2>/dev/null; do
+		if [ -z "$bpid" ] && [ -s "$pidfile" ]; then bpid=$(< "$pidfile"); fi
+		if [ -n "$bpid" ]; then
+			while read -r k v _; do
+				if [ "$k" = RssAnon: ] && [ "$v" -gt "$m_anon" ]; then m_anon=$v; fi
+			done < "/proc/$bpid/status" 2>/dev/null || true
+		fi
+		sleep 0.05
+	done
+	wait "$psql_pid" || rc=$?
+	[ "$rc" = 0 ] || fail "statement failed: $stmt"
+	IFS='|' read -r m_secs m_result m_hwm < "$resfile"
+}
+
+# time_query SETUP QUERY: runs QUERY $runs times in one connection (after
+# SETUP, e.g. a SET), prints each wall time and sets
+#   q_secs    the fastest
+#   q_result  the result row as text; every run must return the same
+time_query() {
+	local setup=$1 query=$2 script="" secs res
+	q_secs=""; q_result=""
+	script+="$setup"$'\n'
+	for ((r = 1; r <= runs; r++)); do
+		script+="SELECT clock_timestamp() AS t0 \\gset
+SELECT q::text AS result FROM ($query) q \\gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) || '|' || :'result';
+"
+	done
+	while IFS='|' read -r secs res; do
+		printf " %7.3fs" "$secs"
+		if [ -z "$q_secs" ] || awk -v a="$secs" -v b="$q_secs" 'BEGIN { exit !(a < b) }'; then
+			q_secs=$secs
+		fi
+		if [ -n "$q_result" ] && [ "$res" != "$q_result" ]; then
+			fail "two runs of the same query returned different results: $q_result and $res: $query"
+		fi
+		q_result=$res
+	done < <(psql_q <<< "$script" || echo "ERROR|")
+	[ -n "$q_result" ] && [ "$q_result" != "" ] || fail "query failed: $query"
+	return 0
+}
+
+# checkpoint between measurements: no run pays for the dirty buffers of the one
+# before it
+settle() { psql_q -c "CHECKPOINT" >/dev/null; }
+
+# best SECS: keeps the fastest time of the runs (best_secs), and the largest
+# memory figures over all runs (best_hwm, best_anon)
+best_reset() { best_secs=""; best_hwm=0; best_anon=0; }
+best_add() {
+	if [ -z "$best_secs" ] || awk -v a="$1" -v b="$best_secs" 'BEGIN { exit !(a < b) }'; then
+		best_secs=$1
+	fi
+	printf " %7.2fs" "$1"
+	[ "${2:-0}" -gt "$best_hwm" ] && best_hwm=$2
+	[ "${3:-0}" -gt "$best_anon" ] && best_anon=$3
+	return 0
+}
+# same results: exactly, or - for a parallel plan, whose sums add up in
+# another order - numbers equal to 12 significant digits
+same_exact() { [ "$1" = "$2" ]; }
+same_close() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		gsub(/[()]/, "", a); gsub(/[()]/, "", b)
+		n = split(a, x, ","); if (n != split(b, y, ",")) exit 1
+		num = "^-?[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?$"
+		for (i = 1; i <= n; i++) {
+			if (x[i] == y[i]) continue
+			if (x[i] !~ num || y[i] !~ num) exit 1
+			d = x[i] - y[i]; if (d < 0) d = -d
+			s = x[i] < 0 ? -x[i] : x[i]
+			if (d > 1e-12 * s) exit 1
+		}
+	}'
+}
+declare -A secs hwm anon result rowsdone
+
+# an idle fresh backend, to read the memory figures against
+measure "SELECT 1"
+hwm[idle]=$m_hwm; anon[idle]=$m_anon
+
+# --- COPY FROM ------------------------------------------------------------------
+copy_runs() { # key table
+	printf "   %-34s" "COPY FROM into $2"
+	best_reset
+	for ((r = 1; r <= runs; r++)); do
+		# each run starts from an empty table
+		if [ "$r" -gt 1 ]; then psql_q -c "TRUNCATE $2" >/dev/null; fi
+		settle
+		measure "COPY $2 FROM $(lit "$in")"
+		[ "$m_result" = "$rows" ] || fail "COPY into $2 loaded $m_result rows, expected $rows"
+		best_add "$m_secs" "$m_hwm" "$m_anon"
+	done
+	echo
+	secs[$1]=$best_secs; hwm[$1]=$best_hwm; anon[$1]=$best_anon
+}
+copy_runs copy_heap heap_ts
+copy_runs copy_destor destor_ts
+settle
+
+# every row arrived, the same in both (an order-independent hash of each
+# row's text; not timed)
+echo -n "   checking the tables hold the same rows ..."
+content_heap=$(psql_q -c "SELECT count(*) || '/' || sum(hashtext(t::text)) FROM heap_ts t")
+content_destor=$(psql_q -c "SELECT count(*) || '/' || sum(hashtext(t::text)) FROM destor_ts t")
+[ "$content_heap" = "$content_destor" ] ||
+	fail "the tables differ after COPY: heap count/hash $content_heap, destor $content_destor"
+echo " yes ($content_heap)"
+
+# the heap as a loaded table would be: vacuumed (hint bits, visibility map),
+# analyzed, and read into shared_buffers
+psql_q -c "VACUUM (ANALYZE) heap_ts" -c "CHECKPOINT" >/dev/null
+heap_blocks=$(psql_q -c "SELECT pg_relation_size('heap_ts') / current_setting('block_size')::int")
+prewarmed=$(psql_q -c "SELECT pg_prewarm('heap_ts')")
+sb_blocks=$(psql_q -c "SELECT setting FROM pg_settings WHERE name = 'shared_buffers'")
+echo "   heap_ts: $heap_blocks blocks, $prewarmed prewarmed into shared_buffers ($sb_blocks buffers)"
+
+# --- queries --------------------------------------------------------------------
+q_scan="SELECT avg(temperature) AS avg_temperature, max(humidity) AS max_humidity FROM %s"
+day_lo="2024-06-15 00:00:00+00"
+day_hi="2024-06-16 00:00:00+00"
+q_day="SELECT count(*) AS n, avg(temperature) AS avg_temperature, max(humidity) AS max_humidity
+         FROM %s WHERE ts >= '$day_lo' AND ts < '$day_hi'"
+serial="SET max_parallel_workers_per_gather = 0; SET synchronize_seqscans = off;"
+
+query_runs() { # key label query-format
+	local q
+	printf "   %-34s" "$2: heap"
+	q=$(printf "$3" heap_ts)
+	time_query "" "$q"
+	echo " (default plan)"
+	secs[$1_heap]=$q_secs; result[$1_heap]=$q_result
+	printf "   %-34s" "$2: heap"
+	time_query "$serial" "$q"
+	echo " (no parallel workers)"
+	secs[$1_heap1]=$q_secs; result[$1_heap1]=$q_result
+	printf "   %-34s" "$2: destor"
+	q=$(printf "$3" destor_ts)
+	time_query "" "$q"
+	echo
+	secs[$1_destor]=$q_secs; result[$1_destor]=$q_result
+	# fail loudly when the answers differ: destor reads the rows in the order
+	# they were loaded, as a serial heap scan does, so even float sums agree
+	# to the last bit; a parallel plan sums in another order
+	same_exact "${result[$1_heap1]}" "${result[$1_destor]}" ||
+		fail "$2: destor returned ${result[$1_destor]}, heap ${result[$1_heap1]}"
+	same_close "${result[$1_heap]}" "${result[$1_heap1]}" ||
+		fail "$2: heap returned ${result[$1_heap]} with its default plan, ${result[$1_heap1]} without parallel workers"
+}
+query_runs scan "avg+max, full scan" "$q_scan"
+query_runs day "one day of the year" "$q_day"
+
+# the scans' own figures
+explain_fields() { # query-format table -> exec_ms|...scan fields...
+	local q
+	q=$(printf "$1" "$2")
+	psql_q -c "WITH e AS (SELECT explain_json($(lit "$q")) AS j),
+	  s AS (SELECT j, jsonb_path_query_first(j, 'strict \$.** ? (exists (@.\"Bytes Fetched\"))') AS n FROM e)
+	SELECT concat_ws('|', round((j->0->>'Execution Time')::numeric, 1),
+	       j->0->'Plan'->>'Shared Hit Blocks', j->0->'Plan'->>'Shared Read Blocks',
+	       n->>'Segments', n->>'Segments Pruned', n->>'Row Groups', n->>'Row Groups Pruned',
+	       n->>'Row Groups Read', n->>'Provider Requests', n->>'Bytes Fetched', n->>'Columns Fetched')
+	  FROM s"
+}
+declare -A ex
+for k in scan day; do
+	f=q_$k
+	ex[${k}_heap]=$(explain_fields "${!f}" heap_ts)
+	ex[${k}_destor]=$(explain_fields "${!f}" destor_ts)
+done
+
+# --- storage ----------------------------------------------------------------------
+IFS='|' read -r stored stored_data nobjects nshards dir_bytes < <(psql_q -c "
+  SELECT sum(sh.size) || '|' || coalesce(sum(sh.size) FILTER (WHERE sh.shard_index < o.data_shards), 0) || '|' ||
+         count(DISTINCT o.object_id) || '|' || count(*) || '|' ||
+         (SELECT sum(pg_column_size(s2.directory)) FROM destor.segments s2 JOIN destor.tables t2 USING (table_id)
+           WHERE t2.relid = 'destor_ts'::regclass)
+    FROM destor.segments s JOIN destor.tables t USING (table_id)
+    JOIN destor.objects o USING (object_id) JOIN destor.shards sh USING (object_id)
+   WHERE t.relid = 'destor_ts'::regclass")
+heap_stored=$(psql_q -c "SELECT pg_total_relation_size('heap_ts')")
+du_total=$(du -sb "$dir/providers" | cut -f1)
+
+# --- report ---------------------------------------------------------------------
+mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+krows() { awk -v s="$1" -v n="$rows" 'BEGIN { printf "%.0f", n / s / 1000 }'; }
+# speed ratio: how many times faster the first time is than the second
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+field() { echo "$1" | cut -d'|' -f"$2"; }
+
+echo
+echo "== results: $rows rows, best of $runs (wall time; COPY with its commit)"
+printf "  %-40s %9s %10s %13s %14s\n" operation seconds "krows/s" "peak RSS MiB" "peak anon MiB"
+printf "  %-40s %9s %10s %13s %14s\n" "(idle fresh backend)" - - "$(mb "${hwm[idle]}")" "$(mb "${anon[idle]}")"
+for k in copy_heap copy_destor; do
+	printf "  %-40s %9.2f %10s %13s %14s\n" "COPY FROM: ${k#copy_}" "${secs[$k]}" "$(krows "${secs[$k]}")" \
+		"$(mb "${hwm[$k]}")" "$(mb "${anon[$k]}")"
+done
+for k in scan day; do
+	label="avg(temperature), max(humidity)"; [ "$k" = day ] && label="one day: count, avg, max"
+	printf "  %-40s %9.3f %10s\n" "$label: heap" "${secs[${k}_heap]}" "$(krows "${secs[${k}_heap]}")"
+	printf "  %-40s %9.3f %10s\n" "$label: heap, no parallel" "${secs[${k}_heap1]}" "$(krows "${secs[${k}_heap1]}")"
+	printf "  %-40s %9.3f %10s\n" "$label: destor" "${secs[${k}_destor]}" "$(krows "${secs[${k}_destor]}")"
+done
+
+echo
+echo "== results of the queries (identical on both tables)"
+printf "  %-14s %s\n" "full scan" "${result[scan_destor]}"
+printf "  %-14s %s   (ts in [$day_lo, $day_hi))\n" "one day" "${result[day_destor]}"
+printf "  %-14s %s   (count/sum of hashtext(row::text))\n" "every row" "$content_destor"
+
+echo
+echo "== destor scans (EXPLAIN ANALYZE)"
+printf "  %-10s %9s %9s %11s %9s %9s %9s %14s %9s\n" query "exec ms" segments "seg pruned" "row groups" "rg pruned" \
+	"rg read" "bytes fetched" requests
+for k in scan day; do
+	e=${ex[${k}_destor]}
+	printf "  %-10s %9s %9s %11s %9s %9s %9s %14s %9s\n" "$k" "$(field "$e" 1)" "$(field "$e" 4)" "$(field "$e" 5)" \
+		"$(field "$e" 6)" "$(field "$e" 7)" "$(field "$e" 8)" "$(field "$e" 10)" "$(field "$e" 9)"
+done
+printf "  columns fetched: full scan %s; one day %s\n" "$(field "${ex[scan_destor]}" 11)" "$(field "${ex[day_destor]}" 11)"
+printf "  heap under EXPLAIN ANALYZE: full scan %s ms, one day %s ms; shared buffers hit %s, read %s (warm)\n" \
+	"$(field "${ex[scan_heap]}" 1)" "$(field "${ex[day_heap]}" 1)" "$(field "${ex[scan_heap]}" 2)" \
+	"$(field "${ex[scan_heap]}" 3)"
+
+echo
+echo "== storage"
+printf "  %-44s %14d bytes  %8s MiB\n" "heap: pg_total_relation_size" "$heap_stored" "$(mib "$heap_stored")"
+printf "  %-44s %14d bytes  %8s MiB\n" "destor: shards on providers, parity included" "$stored" "$(mib "$stored")"
+printf "  %-44s %14d bytes  %8s MiB\n" "  of which data shards" "$stored_data" "$(mib "$stored_data")"
+printf "  %-44s %14d bytes  %8s MiB\n" "  provider folders (du, with file overhead)" "$du_total" "$(mib "$du_total")"
+printf "  %-44s %14d bytes  %8s MiB\n" "destor: segment directories in the catalog" "$dir_bytes" "$(mib "$dir_bytes")"
+printf "  %-44s %14d bytes  %8s MiB\n" "input text file" "$in_bytes" "$(mib "$in_bytes")"
+printf "  destor: %d segments (objects), %d shard files\n" "$nobjects" "$nshards"
+
+r_copy=$(ratio "${secs[copy_destor]}" "${secs[copy_heap]}")
+r_scan=$(ratio "${secs[scan_destor]}" "${secs[scan_heap]}")
+r_scan1=$(ratio "${secs[scan_destor]}" "${secs[scan_heap1]}")
+r_day=$(ratio "${secs[day_destor]}" "${secs[day_heap]}")
+r_day1=$(ratio "${secs[day_destor]}" "${secs[day_heap1]}")
+day_fetched=$(field "${ex[day_destor]}" 10)
+p_day=$(awk -v a="$day_fetched" -v b="$stored" 'BEGIN { printf "%.3f", 100 * a / b }')
+r_store=$(awk -v a="$stored" -v b="$heap_stored" 'BEGIN { printf "%.3f", a / b }')
+
+verdict() { if awk "BEGIN { exit !($1) }"; then echo met; else echo MISSED; fi; }
+v_copy=$(verdict "$r_copy >= 1")
+v_scan=$(verdict "$r_scan >= 1")
+v_day=$(verdict "$r_day >= 10")
+v_bytes=$(verdict "$p_day < 2")
+v_store=$(verdict "$r_store <= 0.5")
+echo
+echo "== ratios (> 1: destor is faster) and targets"
+printf "  %-66s %s\n" "COPY FROM throughput destor/heap >= 1.0x (${r_copy}x)" "$v_copy"
+printf "  %-66s %s\n" "full-scan aggregate destor/heap >= 1.0x (${r_scan}x; no parallel: ${r_scan1}x)" "$v_scan"
+printf "  %-66s %s\n" "one-day query destor/heap >= 10x (${r_day}x; no parallel: ${r_day1}x)" "$v_day"
+printf "  %-66s %s\n" "one-day query fetches < 2% of destor's stored bytes (${p_day}%)" "$v_bytes"
+printf "  %-66s %s\n" "stored bytes destor/heap <= 0.5x (${r_store}x)" "$v_store"
+printf "  %-66s %s\n" "peak backend memory in COPY: heap $(mb "${hwm[copy_heap]}") MiB, destor $(mb "${hwm[copy_destor]}") MiB" "(no target)"
+
+# --- where destor's time goes -------------------------------------------------------
+# perf record of the backend (and the codec's helper threads) in one more run
+# of a statement; user space only when perf_event_paranoid is 2.
+perf_ok() {
+	command -v perf >/dev/null 2>&1 && perf record -q -o "$dir/perf.check" -- true >/dev/null 2>&1
+}
+# which stage a shared object stands for
+stage_of() {
+	case $1 in
+		*libzstd*) echo "zstd (compress/decompress)" ;;
+		*libcrypto*) echo "OpenSSL (encrypt/decrypt, checksums)" ;;
+		*libisal*) echo "ISA-L (erasure coding)" ;;
+		destor.so) echo "destor (value encoding, segments)" ;;
+		postgres) echo "PostgreSQL (COPY parsing, executor, catalog)" ;;
+		libc.so*) echo "libc (memcpy, malloc, string)" ;;
+		llvmjit*|*LLVM*) echo "JIT" ;;
+		'[kernel.kallsyms]') echo "kernel" ;;
+		*) echo "other ($1)" ;;
+	esac
+}
+profile() { # label setup statement
+	local label=$1 setup=$2 stmt=$3 pidfile=$dir/profile.pid data=$dir/perf.$1.data psql_pid perf_pid bpid rc=0
+	rm -f "$pidfile"
+	psql_q > /dev/null <<SQL &
+SELECT pg_backend_pid() \g '$pidfile'
+SELECT pg_sleep(1) \g /dev/null
+$setup
+$stmt;
+SQL
+	psql_pid=$!
+	while [ ! -s "$pidfile" ] && kill -0 "$psql_pid" 2>/dev/null; do sleep 0.05; done
+	bpid=$(< "$pidfile")
+	perf record -q -F 499 -g -o "$data" -p "$bpid" >/dev/null 2>&1 &
+	perf_pid=$!
+	wait "$psql_pid" || rc=$?
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	[ "$rc" = 0 ] || fail "statement failed under perf: $stmt"
+	echo
+	echo "  -- $label: time by stage (self time, by shared object)"
+	perf report -i "$data" --no-children -g none --sort dso --stdio 2>/dev/null |
+		awk '/^ *[0-9.]+%/ { print $1 "\t" $2 }' | head -12 |
+		while IFS=$'\t' read -r pct so; do printf "  %8s  %s\n" "$pct" "$(stage_of "$so")"; done
+	echo "  -- $label: top functions (self time)"
+	perf report -i "$data" --no-children -g none --sort dso,sym --stdio 2>/dev/null |
+		awk '/^ *[0-9.]+%/ { pct = $1; so = $2; $1 = $2 = $3 = ""; sub(/^ +/, ""); printf "  %8s  %-22s %s\n", pct, so, $0 }' |
+		head -15
+}
+
+want_perf() { # verdict
+	[ "$perf_mode" = 1 ] || { [ "$perf_mode" = auto ] && [ "$1" = MISSED ]; }
+}
+if want_perf "$v_copy" || want_perf "$v_scan" || want_perf "$v_day"; then
+	echo
+	if perf_ok; then
+		echo "== profiles of destor (perf, one more run each; user space only unless perf_event_paranoid < 2)"
+		if want_perf "$v_copy"; then
+			psql_q -c "TRUNCATE destor_ts" >/dev/null
+			settle
+			profile "COPY FROM into destor" "" "COPY destor_ts FROM $(lit "$in")"
+		fi
+		if want_perf "$v_scan"; then
+			profile "full-scan aggregate on destor" "" "$(printf "$q_scan" destor_ts)"
+		fi
+		if want_perf "$v_day"; then
+			profile "one-day query on destor" "" "$(printf "$q_day" destor_ts)"
+		fi
+	else
+		echo "== no profile: perf is missing or may not profile this user's processes"
+	fi
+fi
+
+cat <<NOTE
+
+== notes
+  - Same input for both: one text-format COPY file of $rows rows (a year of
+    readings in time order), read from the page cache.  COPY into the heap
+    is WAL-logged and its commit waits for the WAL flush (fsync = on), but
+    its data pages are written later, by checkpoints (one runs between
+    measurements, not timed); COPY into destor fsyncs every shard file
+    before it commits.
+  - The heap was VACUUMed and ANALYZEd after loading and pg_prewarm read it
+    into shared_buffers, so its queries run warm (see "shared buffers hit /
+    read" above).  destor has no ANALYZE yet.  destor's shard files are read
+    from the page cache (they were just written; the cache is not dropped).
+  - "heap" is PostgreSQL's default plan (parallel seq scan on this machine);
+    "heap, no parallel" is one backend, like a destor scan.  The targets
+    compare with the default plan.  Neither table has an index.
+  - Query times are the best of $runs runs in one connection; COPY times are
+    fresh connections, best of $runs, with the table emptied before each.
+  - Stored bytes for destor are what the providers hold (data and parity
+    shards, sum of destor.shards.size); the segment directories kept in the
+    catalog are listed apart.  The heap figure has no index and no WAL.
+  - Peak RSS is VmHWM of the backend (fresh connection per COPY, maximum
+    over the runs), shared memory pages it touched included.  Peak anon is
+    RssAnon (private memory) sampled every 50 ms from outside.
+NOTE
