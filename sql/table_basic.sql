@@ -144,6 +144,27 @@ SELECT estimated_rows('SELECT * FROM events WHERE kind = ''bulk''') /
        estimated_rows('SELECT * FROM events WHERE id < 5000') /
        (SELECT count(*) FROM events WHERE id < 5000) BETWEEN 0.5 AND 2 AS range_estimate_ok;
 
+-- parallel scans: workers share the row groups, each read once
+CREATE FOREIGN TABLE par (id int, g int, s text) SERVER archive
+  OPTIONS (segment_rows '5000', row_group_rows '1000');
+INSERT INTO par SELECT i, i % 97, md5(i::text) FROM generate_series(1, 30000) i;
+CREATE TABLE par_heap AS SELECT * FROM par;
+ANALYZE par;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT g, count(*), sum(id), max(s) FROM par GROUP BY g;
+SELECT count(*) AS differing FROM (
+  (SELECT g, count(*), sum(id), max(s) FROM par GROUP BY g
+   EXCEPT ALL SELECT g, count(*), sum(id), max(s) FROM par_heap GROUP BY g)
+  UNION ALL
+  (SELECT g, count(*), sum(id), max(s) FROM par_heap GROUP BY g
+   EXCEPT ALL SELECT g, count(*), sum(id), max(s) FROM par GROUP BY g)) x;
+SELECT count(*), count(DISTINCT id) FROM par WHERE g < 50;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET max_parallel_workers_per_gather;
+
 -- the table's identity survives a rename; new columns read as NULL in old segments
 ALTER FOREIGN TABLE events RENAME TO events_renamed;
 SELECT count(*) FROM events_renamed;

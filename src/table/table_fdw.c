@@ -31,6 +31,10 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "access/parallel.h"
+#include "optimizer/paths.h"
+#include "optimizer/cost.h"
+#include "port/atomics.h"
 #include "common/pg_prng.h"
 #include "commands/vacuum.h"
 #include "utils/snapmgr.h"
@@ -90,6 +94,33 @@ destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 													   startup, total, NIL, NULL, NULL, NIL));
+
+	/*
+	 * A parallel scan: workers take row groups from a shared counter, so
+	 * each is read once.  Worth it for tables of several row groups.
+	 */
+	if (baserel->consider_parallel && pi->rows > 2 * pi->opts->row_group_rows)
+	{
+		int			workers = compute_parallel_worker(baserel, -1, -1,
+													  max_parallel_workers_per_gather);
+		ForeignPath *pp;
+
+		if (workers <= 0)
+			workers = Min(max_parallel_workers_per_gather,
+						  (int) Min(pi->rows / pi->opts->row_group_rows, 8));
+		if (workers > 0)
+		{
+			double		share = workers + (parallel_leader_participation ? 1 : 0);
+
+			pp = create_foreignscan_path(root, baserel, NULL, baserel->rows / share,
+										 startup, startup + (total - startup) / share,
+										 NIL, NULL, NULL, NIL);
+			pp->path.parallel_aware = true;
+			pp->path.parallel_safe = true;
+			pp->path.parallel_workers = workers;
+			add_partial_path(baserel, (Path *) pp);
+		}
+	}
 }
 
 static ForeignScan *
@@ -180,6 +211,8 @@ typedef struct DestorScan
 
 	ObjectReadStats stats_at_start;
 	int64		rgs_read;
+
+	pg_atomic_uint32 *next_unit;	/* parallel scans: shared position */
 } DestorScan;
 
 /* The constraint "stats allow col's values" as an expression, or NULL. */
@@ -419,9 +452,22 @@ next_rowgroup(DestorScan *st)
 	DestorScanUnit   *u;
 	MemoryContext old;
 
-	if (st->unit >= st->nunits)
-		return false;
-	u = &st->units[st->unit++];
+	if (st->next_unit)
+	{
+		/* every participant built the same list from the same snapshot */
+		uint32		mine = pg_atomic_fetch_add_u32(st->next_unit, 1);
+
+		if (mine >= (uint32) st->nunits)
+			return false;
+		st->unit = mine + 1;
+		u = &st->units[mine];
+	}
+	else
+	{
+		if (st->unit >= st->nunits)
+			return false;
+		u = &st->units[st->unit++];
+	}
 	MemoryContextReset(st->rgcxt);
 	memset(st->values, 0, sizeof(Datum *) * st->natts);
 	memset(st->nulls, 0, sizeof(bool *) * st->natts);
@@ -525,6 +571,41 @@ destorReScanForeignScan(ForeignScanState *node)
 
 	st->unit = 0;
 	st->row = st->rg_rows = 0;
+}
+
+static bool
+destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntry *rte)
+{
+	return true;
+}
+
+static Size
+destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
+{
+	return sizeof(pg_atomic_uint32);
+}
+
+static void
+destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	DestorScan *st = node->fdw_state;
+
+	pg_atomic_init_u32((pg_atomic_uint32 *) coordinate, 0);
+	st->next_unit = (pg_atomic_uint32 *) coordinate;
+}
+
+static void
+destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	pg_atomic_write_u32((pg_atomic_uint32 *) coordinate, 0);
+}
+
+static void
+destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coordinate)
+{
+	DestorScan *st = node->fdw_state;
+
+	st->next_unit = (pg_atomic_uint32 *) coordinate;
 }
 
 static void
@@ -969,6 +1050,11 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 	r->ReScanForeignScan = destorReScanForeignScan;
 	r->EndForeignScan = destorEndForeignScan;
 	r->ExplainForeignScan = destorExplainForeignScan;
+	r->IsForeignScanParallelSafe = destorIsForeignScanParallelSafe;
+	r->EstimateDSMForeignScan = destorEstimateDSMForeignScan;
+	r->InitializeDSMForeignScan = destorInitializeDSMForeignScan;
+	r->ReInitializeDSMForeignScan = destorReInitializeDSMForeignScan;
+	r->InitializeWorkerForeignScan = destorInitializeWorkerForeignScan;
 	r->IsForeignRelUpdatable = destorIsForeignRelUpdatable;
 	r->BeginForeignModify = destorBeginForeignModify;
 	r->ExecForeignInsert = destorExecForeignInsert;

@@ -233,12 +233,13 @@ SQL
 	IFS='|' read -r m_secs m_result m_hwm < "$resfile"
 }
 
-# time_query SETUP QUERY: runs QUERY $runs times in one connection (after
-# SETUP, e.g. a SET), prints each wall time and sets
+# time_query SETUP QUERY SAME: runs QUERY $runs times in one connection
+# (after SETUP, e.g. a SET), prints each wall time and sets
 #   q_secs    the fastest
-#   q_result  the result row as text; every run must return the same
+#   q_result  the result row as text; every run must return the same as
+#             the function SAME (same_exact or same_close) tells
 time_query() {
-	local setup=$1 query=$2 script="" secs res
+	local setup=$1 query=$2 same=$3 script="" secs res
 	q_secs=""; q_result=""
 	script+="$setup"$'\n'
 	for ((r = 1; r <= runs; r++)); do
@@ -248,16 +249,17 @@ SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) || '|' || :'re
 "
 	done
 	while IFS='|' read -r secs res; do
+		[ "$secs" != ERROR ] || fail "query failed: $query"
 		printf " %7.3fs" "$secs"
 		if [ -z "$q_secs" ] || awk -v a="$secs" -v b="$q_secs" 'BEGIN { exit !(a < b) }'; then
 			q_secs=$secs
 		fi
-		if [ -n "$q_result" ] && [ "$res" != "$q_result" ]; then
+		if [ -n "$q_result" ] && ! "$same" "$res" "$q_result"; then
 			fail "two runs of the same query returned different results: $q_result and $res: $query"
 		fi
 		q_result=$res
 	done < <(psql_q <<< "$script" || echo "ERROR|")
-	[ -n "$q_result" ] && [ "$q_result" != "" ] || fail "query failed: $query"
+	[ -n "$q_result" ] || fail "query returned nothing: $query"
 	return 0
 }
 
@@ -348,16 +350,16 @@ query_runs() { # key label query-format
 	local q
 	printf "   %-34s" "$2: heap"
 	q=$(printf "$3" heap_ts)
-	time_query "" "$q"
+	time_query "" "$q" same_close
 	echo " (default plan)"
 	secs[$1_heap]=$q_secs; result[$1_heap]=$q_result
 	printf "   %-34s" "$2: heap"
-	time_query "$serial" "$q"
+	time_query "$serial" "$q" same_exact
 	echo " (no parallel workers)"
 	secs[$1_heap1]=$q_secs; result[$1_heap1]=$q_result
 	printf "   %-34s" "$2: destor"
 	q=$(printf "$3" destor_ts)
-	time_query "" "$q"
+	time_query "" "$q" same_exact
 	echo
 	secs[$1_destor]=$q_secs; result[$1_destor]=$q_result
 	# fail loudly when the answers differ: destor reads the rows in the order
@@ -377,10 +379,10 @@ explain_fields() { # query-format table -> exec_ms|...scan fields...
 	q=$(printf "$1" "$2")
 	psql_q -c "WITH e AS (SELECT explain_json($(lit "$q")) AS j),
 	  s AS (SELECT j, jsonb_path_query_first(j, 'strict \$.** ? (exists (@.\"Bytes Fetched\"))') AS n FROM e)
-	SELECT concat_ws('|', round((j->0->>'Execution Time')::numeric, 1),
+	SELECT array_to_string(ARRAY[round((j->0->>'Execution Time')::numeric, 1)::text,
 	       j->0->'Plan'->>'Shared Hit Blocks', j->0->'Plan'->>'Shared Read Blocks',
 	       n->>'Segments', n->>'Segments Pruned', n->>'Row Groups', n->>'Row Groups Pruned',
-	       n->>'Row Groups Read', n->>'Provider Requests', n->>'Bytes Fetched', n->>'Columns Fetched')
+	       n->>'Row Groups Read', n->>'Provider Requests', n->>'Bytes Fetched', n->>'Columns Fetched'], '|', '')
 	  FROM s"
 }
 declare -A ex
@@ -420,9 +422,10 @@ for k in copy_heap copy_destor; do
 done
 for k in scan day; do
 	label="avg(temperature), max(humidity)"; [ "$k" = day ] && label="one day: count, avg, max"
-	printf "  %-40s %9.3f %10s\n" "$label: heap" "${secs[${k}_heap]}" "$(krows "${secs[${k}_heap]}")"
-	printf "  %-40s %9.3f %10s\n" "$label: heap, no parallel" "${secs[${k}_heap1]}" "$(krows "${secs[${k}_heap1]}")"
-	printf "  %-40s %9.3f %10s\n" "$label: destor" "${secs[${k}_destor]}" "$(krows "${secs[${k}_destor]}")"
+	for t in heap "heap1|heap, no parallel" destor; do
+		kr=-; [ "$k" = scan ] && kr=$(krows "${secs[${k}_${t%%|*}]}")
+		printf "  %-40s %9.3f %10s\n" "$label: ${t##*|}" "${secs[${k}_${t%%|*}]}" "$kr"
+	done
 done
 
 echo

@@ -66,7 +66,7 @@ sub run_batch
 		my @body = @lines;
 		my @errs = grep { /^\@\@ERROR/ } @body;
 		@body = grep { !/^\@\@ERROR/ } @body;
-		$res[$cur]{out} = join("\n", @body);
+		$res[$cur]{out} = join('', map { "$_\n" } @body);
 		$res[$cur]{err} = join("; ", map { s/^\@\@ERROR\s*//r } @errs) if @errs;
 	};
 	for my $line (split /\n/, $out, -1)
@@ -96,7 +96,9 @@ sub canonical
 {
 	my ($text, $ordered) = @_;
 	return $text if $ordered;
-	return join("\n", sort split(/\n/, $text, -1));
+	my @rows = split(/\n/, $text, -1);
+	pop @rows if @rows && $rows[-1] eq '';
+	return join('', sort map { "$_\n" } @rows);
 }
 
 sub shorten
