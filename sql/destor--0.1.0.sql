@@ -138,6 +138,18 @@ CREATE TABLE deletions (
 );
 CREATE INDEX deletions_segment_idx ON deletions (table_id, segment_no);
 
+-- Objects taken out of use by compaction: readers with older snapshots may
+-- still read them, so their shards stay until cleanup_orphans' grace period
+-- has passed.
+CREATE TABLE retired (
+    object_id   uuid PRIMARY KEY,
+    retired_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION compact(tbl regclass, OUT segments_before int, OUT segments_after int,
+                        OUT rows_kept bigint, OUT rows_dropped bigint)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_compact' LANGUAGE C STRICT;
+
 CREATE TABLE tables (
     table_id  uuid PRIMARY KEY,
     relid     oid NOT NULL UNIQUE
@@ -207,7 +219,7 @@ SELECT pg_catalog.pg_extension_config_dump('deletions', '');
 
 -- The catalog is written only through destor's functions.
 GRANT USAGE ON SCHEMA destor TO PUBLIC;
-REVOKE ALL ON objects, shards, blobs, segments, deletions, tables FROM PUBLIC;
+REVOKE ALL ON objects, shards, blobs, segments, deletions, retired, tables FROM PUBLIC;
 REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;

@@ -126,6 +126,27 @@ ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT kind FROM events WHERE id = 8;
 
+-- compaction merges small segments and drops deleted rows, same rows after
+INSERT INTO events SELECT i, 'small', NULL, NULL FROM generate_series(40001, 40010) i;
+INSERT INTO events SELECT i, 'small', NULL, NULL FROM generate_series(40011, 40020) i;
+INSERT INTO events_heap SELECT i, 'small', NULL, NULL FROM generate_series(40001, 40020) i;
+DELETE FROM events WHERE id BETWEEN 10000 AND 16000;
+DELETE FROM events_heap WHERE id BETWEEN 10000 AND 16000;
+SELECT segments_before > segments_after AS fewer_segments, rows_kept, rows_dropped
+  FROM destor.compact('events');
+SELECT count(*) AS only_in_destor FROM (SELECT * FROM events EXCEPT ALL SELECT * FROM events_heap) x;
+SELECT count(*) AS only_in_heap FROM (SELECT * FROM events_heap EXCEPT ALL SELECT * FROM events) x;
+SELECT count(*) AS deletion_bitmaps_left FROM destor.deletions d JOIN destor.tables t USING (table_id)
+ WHERE t.relid = 'events'::regclass;
+SELECT * FROM destor.compact('events');   -- nothing left to do
+-- retired objects' shards stay for the grace period, then go
+SELECT count(*) > 0 AS retired FROM destor.retired;
+SELECT destor.cleanup_orphans('archive', '1 hour') AS removed_too_early;
+SELECT destor.cleanup_orphans('archive', '0') > 0 AS removed_after_grace;
+SELECT count(*) AS retired_left FROM destor.retired;
+SELECT count(*) AS only_in_destor FROM (SELECT * FROM events EXCEPT ALL SELECT * FROM events_heap) x;
+SELECT destor.compact('pg_class');
+
 -- count(*) needs no column: zero provider requests
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM events;
 

@@ -8,6 +8,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "catalog.h"
@@ -328,6 +329,39 @@ catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN])
 	catalog_exec("DELETE FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
+				 SPI_OK_DELETE);
+	catalog_leave(&cu);
+}
+
+/* Retired (by compaction) after cutoff: its shards must stay a while. */
+bool
+catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff)
+{
+	CatalogUser cu;
+	Oid			types[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	values[1] = TimestampTzGetDatum(cutoff);
+	catalog_exec("SELECT 1 FROM destor.retired WHERE object_id = $1 AND retired_at > $2",
+				 2, types, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	catalog_leave(&cu);
+	return found;
+}
+
+void
+catalog_forget_retired(TimestampTz cutoff)
+{
+	CatalogUser cu;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1];
+
+	catalog_enter(&cu);
+	values[0] = TimestampTzGetDatum(cutoff);
+	catalog_exec("DELETE FROM destor.retired WHERE retired_at <= $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_leave(&cu);
 }

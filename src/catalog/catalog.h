@@ -27,6 +27,8 @@ extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);
 extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_exists(const uint8 id[CODEC_OBJID_LEN]);
+extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
+extern void catalog_forget_retired(TimestampTz cutoff);
 
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);
 extern bool catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner);

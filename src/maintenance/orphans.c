@@ -49,7 +49,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			if (e->last_modified > cutoff)
 				continue;
 			if (object_parse_shard_key(e->key, id, &shard))
-				orphan = !catalog_object_exists(id);
+				orphan = !catalog_object_exists(id) && !catalog_object_retired_after(id, cutoff);
 			else
 				orphan = strstr(e->key, ".tmp.") != NULL;	/* abandoned upload */
 			if (orphan)
@@ -59,5 +59,6 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			}
 		}
 	}
+	catalog_forget_retired(cutoff);
 	PG_RETURN_INT64(removed);
 }

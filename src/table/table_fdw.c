@@ -31,6 +31,10 @@
 #include "utils/rel.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
+#include "funcapi.h"
+#include "utils/acl.h"
+#include "access/relation.h"
+#include "catalog/pg_class.h"
 #include "access/parallel.h"
 #include "optimizer/paths.h"
 #include "optimizer/cost.h"
@@ -652,24 +656,21 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
  * sampling over their rows; the table is not read in full unless it is
  * small.
  * ------------------------------------------------------------------------- */
-static int
-destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
-					  double *totalrows, double *totaldeadrows)
+/*
+ * A scan of whole rows of the given segments, outside the executor (for
+ * ANALYZE and compaction).  Row groups come from next_rowgroup().
+ */
+static DestorScan *
+whole_row_scan(Relation rel, TableOptions *opts, List *segments)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	DestorScan *st = palloc0(sizeof(DestorScan));
 	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *segments;
 	ListCell   *lc;
 	int			nunits = 0;
-	double		live = 0;
-	double		seen = 0;
-	int			numrows = 0;
-	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
 
 	st->rel = rel;
-	st->opts = table_get_options(RelationGetRelid(rel));
+	st->opts = opts;
 	st->natts = desc->natts;
 	st->codecs = palloc0(sizeof(ColumnCodec) * Max(st->natts, 1));
 	st->needed = palloc0(sizeof(bool) * Max(st->natts, 1));
@@ -678,19 +679,12 @@ destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
 		column_codec_init(&st->codecs[i], TupleDescAttr(desc, i));
 		st->needed[i] = !st->codecs[i].dropped;
 	}
-	st->segcxt = AllocSetContextCreate(caller, "destor analyze segment", ALLOCSET_DEFAULT_SIZES);
-	st->rgcxt = AllocSetContextCreate(caller, "destor analyze row group", ALLOCSET_DEFAULT_SIZES);
+	st->segcxt = AllocSetContextCreate(caller, "destor whole-row scan segment", ALLOCSET_DEFAULT_SIZES);
+	st->rgcxt = AllocSetContextCreate(caller, "destor whole-row scan row group", ALLOCSET_DEFAULT_SIZES);
 	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
 	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
-
-	segments = catalog_table_segments(st->opts->table_id, GetActiveSnapshot());
 	foreach(lc, segments)
-	{
-		SegmentDirectory *dir = lfirst(lc);
-
-		nunits += dir->nrowgroups;
-		live += dir->row_count - dir->deleted_count;
-	}
+		nunits += ((SegmentDirectory *) lfirst(lc))->nrowgroups;
 	st->units = palloc(sizeof(DestorScanUnit) * Max(nunits, 1));
 	foreach(lc, segments)
 	{
@@ -707,6 +701,60 @@ destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
 			u->first_row = first_row;
 		}
 	}
+	return st;
+}
+
+/* The current row of a whole-row scan, or false if it is deleted. */
+static bool
+whole_row_current(DestorScan *st, Datum *values, bool *nulls)
+{
+	int64		pos = st->cur_first_row + st->row;
+
+	if (st->cur_deleted && ((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+		return false;
+	for (int a = 0; a < st->natts; a++)
+	{
+		nulls[a] = st->values[a] == NULL || st->nulls[a][st->row];
+		values[a] = nulls[a] ? (Datum) 0 : st->values[a][st->row];
+	}
+	return true;
+}
+
+static void
+whole_row_scan_end(DestorScan *st)
+{
+	if (st->reader)
+		object_reader_close(st->reader);
+	st->reader = NULL;
+	MemoryContextDelete(st->rgcxt);
+	MemoryContextDelete(st->segcxt);
+}
+
+static int
+destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
+					  double *totalrows, double *totaldeadrows)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	DestorScan *st;
+	TupleDesc	desc = RelationGetDescr(rel);
+	TableOptions *opts = table_get_options(RelationGetRelid(rel));
+	List	   *segments;
+	ListCell   *lc;
+	double		live = 0;
+	double		seen = 0;
+	int			numrows = 0;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+
+	segments = catalog_table_segments(opts->table_id, GetActiveSnapshot());
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		live += dir->row_count - dir->deleted_count;
+	}
+	st = whole_row_scan(rel, opts, segments);
+
 	/* random order of row groups (Fisher-Yates) */
 	for (int i = st->nunits - 1; i > 0; i--)
 	{
@@ -722,17 +770,11 @@ destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
 	{
 		for (st->row = 0; st->row < st->rg_rows; st->row++)
 		{
-			int64		pos = st->cur_first_row + st->row;
 			MemoryContext old;
 
-			if (st->cur_deleted && ((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+			if (!whole_row_current(st, values, nulls))
 				continue;
 			vacuum_delay_point();
-			for (int a = 0; a < st->natts; a++)
-			{
-				nulls[a] = st->values[a] == NULL || st->nulls[a][st->row];
-				values[a] = nulls[a] ? (Datum) 0 : st->values[a][st->row];
-			}
 			seen++;
 			if (numrows < targrows)
 			{
@@ -755,10 +797,7 @@ destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
 			}
 		}
 	}
-	if (st->reader)
-		object_reader_close(st->reader);
-	MemoryContextDelete(st->rgcxt);
-	MemoryContextDelete(st->segcxt);
+	whole_row_scan_end(st);
 
 	*totalrows = live;
 	*totaldeadrows = 0;
@@ -1035,6 +1074,102 @@ destor_forget_table(PG_FUNCTION_ARGS)
 
 	forget_table_data(u->data);
 	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------------
+ * Compaction: rewrite small segments and segments with many deleted rows
+ * into full ones.  Readers are not blocked (they keep reading the old
+ * segments under their snapshots); the old objects are retired, not
+ * deleted, and destor.cleanup_orphans() removes their shards once the
+ * grace period has passed.  DELETE/UPDATE wait (same lock as theirs).
+ * ------------------------------------------------------------------------- */
+PG_FUNCTION_INFO_V1(destor_compact);
+
+Datum
+destor_compact(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	TableOptions *opts;
+	List	   *segments;
+	List	   *chosen = NIL;
+	List	   *small = NIL;
+	ListCell   *lc;
+	int64		kept = 0;
+	int64		dropped = 0;
+	int			written_before;
+	int			written_after;
+	TupleDesc	tupdesc;
+	Datum		result[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	rel = relation_open(relid, ShareUpdateExclusiveLock);
+	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE ||
+		strcmp(GetForeignDataWrapper(GetForeignServer(GetForeignTable(relid)->serverid)->fdwid)->fdwname,
+			   "destor") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a destor table", RelationGetRelationName(rel))));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_FOREIGN_TABLE, RelationGetRelationName(rel));
+	opts = table_get_options(relid);
+
+	/* after the lock: a fresh look at the segments */
+	segments = catalog_table_segments(opts->table_id, NULL);
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		int64		live = dir->row_count - dir->deleted_count;
+
+		if (dir->deleted_count * 5 > dir->row_count)
+			chosen = lappend(chosen, dir);		/* more than 20% deleted */
+		else if (live < opts->segment_rows / 2)
+			small = lappend(small, dir);
+	}
+	if (list_length(small) >= 2)
+		chosen = list_concat(chosen, small);
+
+	written_before = list_length(segments);
+	if (chosen != NIL)
+	{
+		SegmentWriter *w = segment_writer_create(rel, opts);
+		DestorScan *st = whole_row_scan(rel, opts, chosen);
+		Datum	   *values = palloc(sizeof(Datum) * Max(st->natts, 1));
+		bool	   *isnull = palloc(sizeof(bool) * Max(st->natts, 1));
+
+		while (next_rowgroup(st))
+		{
+			for (st->row = 0; st->row < st->rg_rows; st->row++)
+			{
+				if (whole_row_current(st, values, isnull))
+				{
+					segment_writer_add(w, values, isnull);
+					kept++;
+				}
+				else
+					dropped++;
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+		whole_row_scan_end(st);
+		segment_writer_finish(w);
+		foreach(lc, chosen)
+		{
+			SegmentDirectory *dir = lfirst(lc);
+
+			catalog_retire_segment(opts->table_id, dir->segment_no, dir->object_id);
+		}
+	}
+	written_after = list_length(catalog_table_segments(opts->table_id, NULL));
+	relation_close(rel, NoLock);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	result[0] = Int32GetDatum(written_before);
+	result[1] = Int32GetDatum(written_after);
+	result[2] = Int64GetDatum(kept);
+	result[3] = Int64GetDatum(dropped);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, nulls)));
 }
 
 Datum

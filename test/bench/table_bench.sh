@@ -94,7 +94,7 @@ runs=2
 [ "${BENCH_QUICK:-0}" = 1 ] && runs=1
 perf_mode=${BENCH_PERF:-auto}
 port=${BENCH_PORT:-54339}
-# room for the heap table (about 80 bytes a row) and some more: the heap's
+# room for the heap table (about 70 bytes a row) and some more: the heap's
 # queries then read shared_buffers only
 sb_mb=${BENCH_SHARED_BUFFERS_MB:-$((rows / 10000 + 256))}
 PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
@@ -330,54 +330,62 @@ content_destor=$(psql_q -c "SELECT count(*) || '/' || sum(hashtext(t::text)) FRO
 	fail "the tables differ after COPY: heap count/hash $content_heap, destor $content_destor"
 echo " yes ($content_heap)"
 
-# the heap as a loaded table would be: vacuumed (hint bits, visibility map),
-# analyzed, and read into shared_buffers
+# both tables as loaded tables would be: analyzed (and the heap vacuumed: hint
+# bits, visibility map), and the heap read into shared_buffers
 psql_q -c "VACUUM (ANALYZE) heap_ts" -c "CHECKPOINT" >/dev/null
+if psql_q -c "ANALYZE destor_ts" >/dev/null 2>"$dir/analyze.err"; then
+	destor_analyzed=yes
+else
+	destor_analyzed="no ($(head -1 "$dir/analyze.err"))"
+fi
 heap_blocks=$(psql_q -c "SELECT pg_relation_size('heap_ts') / current_setting('block_size')::int")
 prewarmed=$(psql_q -c "SELECT pg_prewarm('heap_ts')")
 sb_blocks=$(psql_q -c "SELECT setting FROM pg_settings WHERE name = 'shared_buffers'")
 echo "   heap_ts: $heap_blocks blocks, $prewarmed prewarmed into shared_buffers ($sb_blocks buffers)"
+echo "   ANALYZE destor_ts: $destor_analyzed"
 
 # --- queries --------------------------------------------------------------------
 q_scan="SELECT avg(temperature) AS avg_temperature, max(humidity) AS max_humidity FROM %s"
 day_lo="2024-06-15 00:00:00+00"
 day_hi="2024-06-16 00:00:00+00"
-q_day="SELECT count(*) AS n, avg(temperature) AS avg_temperature, max(humidity) AS max_humidity
+q_day="SELECT count(*) AS n, avg(temperature) AS avg_temperature
          FROM %s WHERE ts >= '$day_lo' AND ts < '$day_hi'"
 serial="SET max_parallel_workers_per_gather = 0; SET synchronize_seqscans = off;"
 
+# Each query on each table twice: with PostgreSQL's default plan (parallel
+# workers if the planner wants them) and in one backend.  The answers must
+# agree: in one backend both tables are read in the order the rows were
+# loaded, so even float sums agree to the last bit; a parallel plan adds up
+# in another order, so there numbers must agree to 12 significant digits.
 query_runs() { # key label query-format
-	local q
-	printf "   %-34s" "$2: heap"
-	q=$(printf "$3" heap_ts)
-	time_query "" "$q" same_close
-	echo " (default plan)"
-	secs[$1_heap]=$q_secs; result[$1_heap]=$q_result
-	printf "   %-34s" "$2: heap"
-	time_query "$serial" "$q" same_exact
-	echo " (no parallel workers)"
-	secs[$1_heap1]=$q_secs; result[$1_heap1]=$q_result
-	printf "   %-34s" "$2: destor"
-	q=$(printf "$3" destor_ts)
-	time_query "" "$q" same_exact
-	echo
-	secs[$1_destor]=$q_secs; result[$1_destor]=$q_result
-	# fail loudly when the answers differ: destor reads the rows in the order
-	# they were loaded, as a serial heap scan does, so even float sums agree
-	# to the last bit; a parallel plan sums in another order
-	same_exact "${result[$1_heap1]}" "${result[$1_destor]}" ||
-		fail "$2: destor returned ${result[$1_destor]}, heap ${result[$1_heap1]}"
-	same_close "${result[$1_heap]}" "${result[$1_heap1]}" ||
-		fail "$2: heap returned ${result[$1_heap]} with its default plan, ${result[$1_heap1]} without parallel workers"
+	local q t
+	for t in heap destor; do
+		q=$(printf "$3" "${t}_ts")
+		printf "   %-34s" "$2: $t"
+		time_query "" "$q" same_close
+		echo " (default plan)"
+		secs[$1_$t]=$q_secs; result[$1_$t]=$q_result
+		printf "   %-34s" "$2: $t"
+		time_query "$serial" "$q" same_exact
+		echo " (no parallel workers)"
+		secs[$1_${t}1]=$q_secs; result[$1_${t}1]=$q_result
+		same_close "${result[$1_$t]}" "${result[$1_${t}1]}" ||
+			fail "$2: $t returned ${result[$1_$t]} with its default plan, ${result[$1_${t}1]} without parallel workers"
+	done
+	same_exact "${result[$1_heap1]}" "${result[$1_destor1]}" ||
+		fail "$2: destor returned ${result[$1_destor1]}, heap ${result[$1_heap1]} (no parallel workers)"
+	same_close "${result[$1_heap]}" "${result[$1_destor]}" ||
+		fail "$2: destor returned ${result[$1_destor]}, heap ${result[$1_heap]} (default plans)"
 }
 query_runs scan "avg+max, full scan" "$q_scan"
 query_runs day "one day of the year" "$q_day"
 
-# the scans' own figures
+# the scans' own figures, in one backend: a parallel worker's reads would not
+# be in the leader's EXPLAIN figures
 explain_fields() { # query-format table -> exec_ms|...scan fields...
 	local q
 	q=$(printf "$1" "$2")
-	psql_q -c "WITH e AS (SELECT explain_json($(lit "$q")) AS j),
+	psql_q -c "$serial" -c "WITH e AS (SELECT explain_json($(lit "$q")) AS j),
 	  s AS (SELECT j, jsonb_path_query_first(j, 'strict \$.** ? (exists (@.\"Bytes Fetched\"))') AS n FROM e)
 	SELECT array_to_string(ARRAY[round((j->0->>'Execution Time')::numeric, 1)::text,
 	       j->0->'Plan'->>'Shared Hit Blocks', j->0->'Plan'->>'Shared Read Blocks',
@@ -385,11 +393,26 @@ explain_fields() { # query-format table -> exec_ms|...scan fields...
 	       n->>'Row Groups Read', n->>'Provider Requests', n->>'Bytes Fetched', n->>'Columns Fetched'], '|', '')
 	  FROM s"
 }
-declare -A ex
+# the plan of a query with default settings, in short: "Parallel Foreign
+# Scan, 2 workers" or "Seq Scan"
+plan_of() { # query-format table
+	local q
+	q=$(printf "$1" "$2")
+	psql_q -c "WITH e AS (SELECT explain_json($(lit "$q")) AS j)
+	SELECT concat_ws(', ', (SELECT string_agg(DISTINCT CASE WHEN (n->>'Parallel Aware')::bool THEN 'Parallel ' ELSE '' END
+	                                          || (n->>'Node Type'), ', ')
+	                          FROM jsonb_path_query(j, 'strict \$.** ? (exists (@.\"Relation Name\"))') n),
+	                  (SELECT (n->>'Workers Launched') || ' workers'
+	                     FROM jsonb_path_query(j, 'strict \$.** ? (exists (@.\"Workers Launched\"))') n LIMIT 1))
+	  FROM e"
+}
+declare -A ex plan
 for k in scan day; do
 	f=q_$k
-	ex[${k}_heap]=$(explain_fields "${!f}" heap_ts)
-	ex[${k}_destor]=$(explain_fields "${!f}" destor_ts)
+	for t in heap destor; do
+		ex[${k}_$t]=$(explain_fields "${!f}" "${t}_ts")
+		plan[${k}_$t]=$(plan_of "${!f}" "${t}_ts")
+	done
 done
 
 # --- storage ----------------------------------------------------------------------
@@ -414,17 +437,17 @@ field() { echo "$1" | cut -d'|' -f"$2"; }
 
 echo
 echo "== results: $rows rows, best of $runs (wall time; COPY with its commit)"
-printf "  %-40s %9s %10s %13s %14s\n" operation seconds "krows/s" "peak RSS MiB" "peak anon MiB"
-printf "  %-40s %9s %10s %13s %14s\n" "(idle fresh backend)" - - "$(mb "${hwm[idle]}")" "$(mb "${anon[idle]}")"
+printf "  %-50s %9s %10s %13s %14s\n" operation seconds "krows/s" "peak RSS MiB" "peak anon MiB"
+printf "  %-50s %9s %10s %13s %14s\n" "(idle fresh backend)" - - "$(mb "${hwm[idle]}")" "$(mb "${anon[idle]}")"
 for k in copy_heap copy_destor; do
-	printf "  %-40s %9.2f %10s %13s %14s\n" "COPY FROM: ${k#copy_}" "${secs[$k]}" "$(krows "${secs[$k]}")" \
+	printf "  %-50s %9.2f %10s %13s %14s\n" "COPY FROM: ${k#copy_}" "${secs[$k]}" "$(krows "${secs[$k]}")" \
 		"$(mb "${hwm[$k]}")" "$(mb "${anon[$k]}")"
 done
 for k in scan day; do
-	label="avg(temperature), max(humidity)"; [ "$k" = day ] && label="one day: count, avg, max"
-	for t in heap "heap1|heap, no parallel" destor; do
+	label="avg(temperature), max(humidity)"; [ "$k" = day ] && label="one day: count(*), avg(temperature)"
+	for t in heap "heap1|heap, no parallel" destor "destor1|destor, no parallel"; do
 		kr=-; [ "$k" = scan ] && kr=$(krows "${secs[${k}_${t%%|*}]}")
-		printf "  %-40s %9.3f %10s\n" "$label: ${t##*|}" "${secs[${k}_${t%%|*}]}" "$kr"
+		printf "  %-50s %9.3f %10s\n" "$label: ${t##*|}" "${secs[${k}_${t%%|*}]}" "$kr"
 	done
 done
 
@@ -435,7 +458,7 @@ printf "  %-14s %s   (ts in [$day_lo, $day_hi))\n" "one day" "${result[day_desto
 printf "  %-14s %s   (count/sum of hashtext(row::text))\n" "every row" "$content_destor"
 
 echo
-echo "== destor scans (EXPLAIN ANALYZE)"
+echo "== destor scans (EXPLAIN ANALYZE, no parallel workers)"
 printf "  %-10s %9s %9s %11s %9s %9s %9s %14s %9s\n" query "exec ms" segments "seg pruned" "row groups" "rg pruned" \
 	"rg read" "bytes fetched" requests
 for k in scan day; do
@@ -444,6 +467,9 @@ for k in scan day; do
 		"$(field "$e" 6)" "$(field "$e" 7)" "$(field "$e" 8)" "$(field "$e" 10)" "$(field "$e" 9)"
 done
 printf "  columns fetched: full scan %s; one day %s\n" "$(field "${ex[scan_destor]}" 11)" "$(field "${ex[day_destor]}" 11)"
+for k in scan day; do
+	printf "  default plans, %-9s heap: %s; destor: %s\n" "$k:" "${plan[${k}_heap]}" "${plan[${k}_destor]}"
+done
 printf "  heap under EXPLAIN ANALYZE: full scan %s ms, one day %s ms; shared buffers hit %s, read %s (warm)\n" \
 	"$(field "${ex[scan_heap]}" 1)" "$(field "${ex[day_heap]}" 1)" "$(field "${ex[scan_heap]}" 2)" \
 	"$(field "${ex[scan_heap]}" 3)"
@@ -460,9 +486,9 @@ printf "  destor: %d segments (objects), %d shard files\n" "$nobjects" "$nshards
 
 r_copy=$(ratio "${secs[copy_destor]}" "${secs[copy_heap]}")
 r_scan=$(ratio "${secs[scan_destor]}" "${secs[scan_heap]}")
-r_scan1=$(ratio "${secs[scan_destor]}" "${secs[scan_heap1]}")
+r_scan1=$(ratio "${secs[scan_destor1]}" "${secs[scan_heap1]}")
 r_day=$(ratio "${secs[day_destor]}" "${secs[day_heap]}")
-r_day1=$(ratio "${secs[day_destor]}" "${secs[day_heap1]}")
+r_day1=$(ratio "${secs[day_destor1]}" "${secs[day_heap1]}")
 day_fetched=$(field "${ex[day_destor]}" 10)
 p_day=$(awk -v a="$day_fetched" -v b="$stored" 'BEGIN { printf "%.3f", 100 * a / b }')
 r_store=$(awk -v a="$stored" -v b="$heap_stored" 'BEGIN { printf "%.3f", a / b }')
@@ -476,10 +502,11 @@ v_store=$(verdict "$r_store <= 0.5")
 echo
 echo "== ratios (> 1: destor is faster) and targets"
 printf "  %-66s %s\n" "COPY FROM throughput destor/heap >= 1.0x (${r_copy}x)" "$v_copy"
-printf "  %-66s %s\n" "full-scan aggregate destor/heap >= 1.0x (${r_scan}x; no parallel: ${r_scan1}x)" "$v_scan"
-printf "  %-66s %s\n" "one-day query destor/heap >= 10x (${r_day}x; no parallel: ${r_day1}x)" "$v_day"
+printf "  %-66s %s\n" "full-scan aggregate destor/heap >= 1.0x (${r_scan}x)" "$v_scan"
+printf "  %-66s %s\n" "one-day query destor/heap >= 10x (${r_day}x)" "$v_day"
 printf "  %-66s %s\n" "one-day query fetches < 2% of destor's stored bytes (${p_day}%)" "$v_bytes"
 printf "  %-66s %s\n" "stored bytes destor/heap <= 0.5x (${r_store}x)" "$v_store"
+printf "  %-66s %s\n" "(both in one backend: full scan ${r_scan1}x, one day ${r_day1}x)" "(no target)"
 printf "  %-66s %s\n" "peak backend memory in COPY: heap $(mb "${hwm[copy_heap]}") MiB, destor $(mb "${hwm[copy_destor]}") MiB" "(no target)"
 
 # --- where destor's time goes -------------------------------------------------------
@@ -495,7 +522,7 @@ stage_of() {
 		*libcrypto*) echo "OpenSSL (encrypt/decrypt, checksums)" ;;
 		*libisal*) echo "ISA-L (erasure coding)" ;;
 		destor.so) echo "destor (value encoding, segments)" ;;
-		postgres) echo "PostgreSQL (COPY parsing, executor, catalog)" ;;
+		postgres) echo "PostgreSQL (input functions, executor, aggregates)" ;;
 		libc.so*) echo "libc (memcpy, malloc, string)" ;;
 		llvmjit*|*LLVM*) echo "JIT" ;;
 		'[kernel.kallsyms]') echo "kernel" ;;
@@ -514,7 +541,9 @@ SQL
 	psql_pid=$!
 	while [ ! -s "$pidfile" ] && kill -0 "$psql_pid" 2>/dev/null; do sleep 0.05; done
 	bpid=$(< "$pidfile")
-	perf record -q -F 499 -g -o "$data" -p "$bpid" >/dev/null 2>&1 &
+	# the build-id cache goes into the temporary folder: symbols resolve even
+	# if destor.so is reinstalled meanwhile
+	HOME=$dir perf record -q -F 499 -g -o "$data" -p "$bpid" >/dev/null 2>&1 &
 	perf_pid=$!
 	wait "$psql_pid" || rc=$?
 	kill -INT "$perf_pid" 2>/dev/null || true
@@ -522,13 +551,13 @@ SQL
 	[ "$rc" = 0 ] || fail "statement failed under perf: $stmt"
 	echo
 	echo "  -- $label: time by stage (self time, by shared object)"
-	perf report -i "$data" --no-children -g none --sort dso --stdio 2>/dev/null |
-		awk '/^ *[0-9.]+%/ { print $1 "\t" $2 }' | head -12 |
+	HOME=$dir perf report -i "$data" --no-children -g none --sort dso --stdio 2>/dev/null |
+		awk 'n < 12 && /^ *[0-9.]+%/ { print $1 "\t" $2; n++ }' |
 		while IFS=$'\t' read -r pct so; do printf "  %8s  %s\n" "$pct" "$(stage_of "$so")"; done
 	echo "  -- $label: top functions (self time)"
-	perf report -i "$data" --no-children -g none --sort dso,sym --stdio 2>/dev/null |
-		awk '/^ *[0-9.]+%/ { pct = $1; so = $2; $1 = $2 = $3 = ""; sub(/^ +/, ""); printf "  %8s  %-22s %s\n", pct, so, $0 }' |
-		head -15
+	HOME=$dir perf report -i "$data" --no-children -g none --sort dso,sym --stdio 2>/dev/null |
+		awk 'n < 15 && /^ *[0-9.]+%/ { pct = $1; so = $2; $1 = $2 = $3 = ""; sub(/^ +/, "")
+			printf "  %8s  %-22s %s\n", pct, so, $0; n++ }'
 }
 
 want_perf() { # verdict
@@ -544,10 +573,10 @@ if want_perf "$v_copy" || want_perf "$v_scan" || want_perf "$v_day"; then
 			profile "COPY FROM into destor" "" "COPY destor_ts FROM $(lit "$in")"
 		fi
 		if want_perf "$v_scan"; then
-			profile "full-scan aggregate on destor" "" "$(printf "$q_scan" destor_ts)"
+			profile "full-scan aggregate on destor, no parallel workers" "$serial" "$(printf "$q_scan" destor_ts)"
 		fi
 		if want_perf "$v_day"; then
-			profile "one-day query on destor" "" "$(printf "$q_day" destor_ts)"
+			profile "one-day query on destor, no parallel workers" "$serial" "$(printf "$q_day" destor_ts)"
 		fi
 	else
 		echo "== no profile: perf is missing or may not profile this user's processes"
@@ -565,11 +594,12 @@ cat <<NOTE
     before it commits.
   - The heap was VACUUMed and ANALYZEd after loading and pg_prewarm read it
     into shared_buffers, so its queries run warm (see "shared buffers hit /
-    read" above).  destor has no ANALYZE yet.  destor's shard files are read
-    from the page cache (they were just written; the cache is not dropped).
-  - "heap" is PostgreSQL's default plan (parallel seq scan on this machine);
-    "heap, no parallel" is one backend, like a destor scan.  The targets
-    compare with the default plan.  Neither table has an index.
+    read" above).  ANALYZE destor_ts: $destor_analyzed.  destor's shard files
+    are read from the page cache (just written; the cache is not dropped).
+  - Queries run with PostgreSQL's default plan (parallel workers when the
+    planner picks them; the plans are listed above) and again in one
+    backend (max_parallel_workers_per_gather = 0).  The targets compare the
+    default plans.  Neither table has an index.
   - Query times are the best of $runs runs in one connection; COPY times are
     fresh connections, best of $runs, with the table emptied before each.
   - Stored bytes for destor are what the providers hold (data and parity
