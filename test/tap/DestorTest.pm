@@ -41,7 +41,7 @@ sub start_cluster
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(allows_streaming => 1);
 	my $keyfile = $node->basedir . '/master.key';
 	new_master_key($keyfile);
 	$node->append_conf('postgresql.conf', qq{
