@@ -77,6 +77,14 @@ SELECT id FROM all_types WHERE i2 IS NULL;
 EXPLAIN (COSTS OFF) SELECT id FROM all_types WHERE id > 1000000;
 SELECT count(*) FROM all_types WHERE id > 1000000;
 
+-- values far larger than a page round-trip exactly
+CREATE FOREIGN TABLE docs (id int, body text, raw bytea) SERVER archive;
+INSERT INTO docs SELECT 1, string_agg(md5(i::text), ' '), NULL FROM generate_series(1, 600000) i;
+INSERT INTO docs SELECT 2, NULL, decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 400000) i;
+SELECT id, length(body), md5(body) = (SELECT md5(string_agg(md5(i::text), ' ')) FROM generate_series(1, 600000) i) AS body_ok,
+       length(raw), md5(raw) = (SELECT md5(decode(string_agg(md5(i::text), ''), 'hex')) FROM generate_series(1, 400000) i) AS raw_ok
+  FROM docs ORDER BY id;
+
 -- inserts: multi-row with RETURNING, COPY, INSERT ... SELECT; NULLs
 CREATE FOREIGN TABLE events (id bigint, kind text, at timestamptz, payload jsonb)
   SERVER archive;

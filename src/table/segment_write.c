@@ -35,6 +35,9 @@ typedef struct ColumnBuffer
 	bool		seg_has_minmax;
 } ColumnBuffer;
 
+/* A row group is closed early once one column holds this many bytes. */
+#define ROW_GROUP_BYTE_BUDGET (256 * 1024 * 1024)
+
 struct SegmentWriter
 {
 	MemoryContext cxt;			/* lives for the statement */
@@ -119,6 +122,7 @@ void
 segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->rgcxt);
+	bool		full = false;
 
 	for (int i = 0; i < w->ncols; i++)
 	{
@@ -154,7 +158,11 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 	w->rg_rowcount++;
 	MemoryContextSwitchTo(old);
 
-	if (w->rg_rowcount >= (uint32) w->opts->row_group_rows)
+	/* large values: close the row group early to keep memory bounded */
+	for (int i = 0; i < w->ncols; i++)
+		if (w->cols[i].values.len > ROW_GROUP_BYTE_BUDGET)
+			full = true;
+	if (full || w->rg_rowcount >= (uint32) w->opts->row_group_rows)
 	{
 		segment_writer_flush_rowgroup(w);
 		if (w->seg_rows >= w->opts->segment_rows)

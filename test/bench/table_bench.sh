@@ -19,7 +19,7 @@
 #                       (default destor_bench, created if missing)
 #   BENCH_PORT=n        port of the throwaway cluster (default 54339)
 #   TMPDIR              where the temporary folder goes (needs about
-#                       250 bytes a row: input file, heap, WAL, providers)
+#                       300 bytes a row: input file, heap, WAL, providers)
 #
 # It is a benchmark, not a test: a missed target is printed as MISSED and the
 # exit status stays 0.  It fails only when something breaks, e.g. a query
@@ -116,8 +116,14 @@ fail() { echo "table_bench: FAILED: $*" >&2; exit 1; }
 
 in=$dir/input.txt
 
+# the library the server loads; a reinstall during the run is reported
+lib=$("${PG_CONFIG:-pg_config}" --pkglibdir)/destor.so
+lib_sum=$(md5sum < "$lib")
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
 echo "== destor table benchmark: $rows rows, best of $runs, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1), shared_buffers ${sb_mb}MB"
+echo "   load average at start: $load_start"
 
 # --- cluster, providers, pool, tables -------------------------------------------
 mkdir -p "$dir/providers"
@@ -203,6 +209,12 @@ awk -v a="$t0" -v b="$t1" -v s="$in_bytes" 'BEGIN { printf " %.1fs, %.1f MiB\n",
 #             pages the backend touched included)
 #   m_anon    the peak of RssAnon (private memory) sampled from outside every
 #             50 ms while it ran, in kB
+#   m_user, m_sys  CPU seconds the backend (its helper threads included)
+#             spent in user space and in the kernel while it ran
+# utime and stime of the backend, in clock ticks: fields 14 and 15 of
+# /proc/self/stat, counted after the ")" that closes the command name
+cpu_sql="(SELECT string_to_array(substring(pg_read_file('/proc/self/stat') FROM '\\) (.*)\$'), ' ') AS f) c"
+clk_tck=$(getconf CLK_TCK)
 measure() {
 	local stmt=$1 pidfile=$dir/backend.pid resfile=$dir/measure.out
 	local psql_pid bpid="" k v _ rc=0
@@ -211,11 +223,13 @@ measure() {
 SELECT pg_backend_pid() \g '$pidfile'
 -- give the sampler time to find the backend
 SELECT pg_sleep(0.2) \g /dev/null
-SELECT clock_timestamp() AS t0 \gset
+SELECT clock_timestamp() AS t0, f[12] AS u0, f[13] AS s0 FROM $cpu_sql \gset
 $stmt;
 \set result :ROW_COUNT
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) || '|' || :'result' || '|' ||
-       (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1];
+       (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1] || '|' ||
+       round((f[12]::bigint - :u0) / $clk_tck::numeric, 2) || '|' || round((f[13]::bigint - :s0) / $clk_tck::numeric, 2)
+  FROM $cpu_sql;
 SQL
 	psql_pid=$!
 	m_anon=0
@@ -230,7 +244,7 @@ SQL
 	done
 	wait "$psql_pid" || rc=$?
 	[ "$rc" = 0 ] || fail "statement failed: $stmt"
-	IFS='|' read -r m_secs m_result m_hwm < "$resfile"
+	IFS='|' read -r m_secs m_result m_hwm m_user m_sys < "$resfile"
 }
 
 # time_query SETUP QUERY SAME: runs QUERY $runs times in one connection
@@ -268,11 +282,13 @@ SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) || '|' || :'re
 settle() { psql_q -c "CHECKPOINT" >/dev/null; }
 
 # best SECS: keeps the fastest time of the runs (best_secs), and the largest
-# memory figures over all runs (best_hwm, best_anon)
-best_reset() { best_secs=""; best_hwm=0; best_anon=0; }
-best_add() {
+# memory figures over all runs (best_hwm, best_anon), and the CPU seconds of
+# the fastest run (best_cpu: "user sys")
+best_reset() { best_secs=""; best_hwm=0; best_anon=0; best_cpu="- -"; }
+best_add() { # secs hwm anon user sys
 	if [ -z "$best_secs" ] || awk -v a="$1" -v b="$best_secs" 'BEGIN { exit !(a < b) }'; then
 		best_secs=$1
+		best_cpu="${4:--} ${5:--}"
 	fi
 	printf " %7.2fs" "$1"
 	[ "${2:-0}" -gt "$best_hwm" ] && best_hwm=$2
@@ -296,7 +312,7 @@ same_close() {
 		}
 	}'
 }
-declare -A secs hwm anon result rowsdone
+declare -A secs hwm anon cpu result
 
 # an idle fresh backend, to read the memory figures against
 measure "SELECT 1"
@@ -312,10 +328,10 @@ copy_runs() { # key table
 		settle
 		measure "COPY $2 FROM $(lit "$in")"
 		[ "$m_result" = "$rows" ] || fail "COPY into $2 loaded $m_result rows, expected $rows"
-		best_add "$m_secs" "$m_hwm" "$m_anon"
+		best_add "$m_secs" "$m_hwm" "$m_anon" "$m_user" "$m_sys"
 	done
 	echo
-	secs[$1]=$best_secs; hwm[$1]=$best_hwm; anon[$1]=$best_anon
+	secs[$1]=$best_secs; hwm[$1]=$best_hwm; anon[$1]=$best_anon; cpu[$1]=$best_cpu
 }
 copy_runs copy_heap heap_ts
 copy_runs copy_destor destor_ts
@@ -437,17 +453,18 @@ field() { echo "$1" | cut -d'|' -f"$2"; }
 
 echo
 echo "== results: $rows rows, best of $runs (wall time; COPY with its commit)"
-printf "  %-50s %9s %10s %13s %14s\n" operation seconds "krows/s" "peak RSS MiB" "peak anon MiB"
-printf "  %-50s %9s %10s %13s %14s\n" "(idle fresh backend)" - - "$(mb "${hwm[idle]}")" "$(mb "${anon[idle]}")"
+printf "  %-54s %8s %8s %13s %9s %9s\n" operation seconds "krows/s" "CPU user+sys" "RSS MiB" "anon MiB"
+printf "  %-54s %8s %8s %13s %9s %9s\n" "(idle fresh backend)" - - - "$(mb "${hwm[idle]}")" "$(mb "${anon[idle]}")"
 for k in copy_heap copy_destor; do
-	printf "  %-50s %9.2f %10s %13s %14s\n" "COPY FROM: ${k#copy_}" "${secs[$k]}" "$(krows "${secs[$k]}")" \
-		"$(mb "${hwm[$k]}")" "$(mb "${anon[$k]}")"
+	read -r u sy <<< "${cpu[$k]}"
+	printf "  %-54s %8.2f %8s %13s %9s %9s\n" "COPY FROM: ${k#copy_}" "${secs[$k]}" "$(krows "${secs[$k]}")" \
+		"$u+$sy" "$(mb "${hwm[$k]}")" "$(mb "${anon[$k]}")"
 done
 for k in scan day; do
 	label="avg(temperature), max(humidity)"; [ "$k" = day ] && label="one day: count(*), avg(temperature)"
 	for t in heap "heap1|heap, no parallel" destor "destor1|destor, no parallel"; do
 		kr=-; [ "$k" = scan ] && kr=$(krows "${secs[${k}_${t%%|*}]}")
-		printf "  %-50s %9.3f %10s\n" "$label: ${t##*|}" "${secs[${k}_${t%%|*}]}" "$kr"
+		printf "  %-54s %8.3f %8s\n" "$label: ${t##*|}" "${secs[${k}_${t%%|*}]}" "$kr"
 	done
 done
 
@@ -543,7 +560,7 @@ SQL
 	bpid=$(< "$pidfile")
 	# the build-id cache goes into the temporary folder: symbols resolve even
 	# if destor.so is reinstalled meanwhile
-	HOME=$dir perf record -q -F 499 -g -o "$data" -p "$bpid" >/dev/null 2>&1 &
+	HOME=$dir perf record -q -F 1999 -g -o "$data" -p "$bpid" >/dev/null 2>&1 &
 	perf_pid=$!
 	wait "$psql_pid" || rc=$?
 	kill -INT "$perf_pid" 2>/dev/null || true
@@ -568,9 +585,12 @@ if want_perf "$v_copy" || want_perf "$v_scan" || want_perf "$v_day"; then
 	if perf_ok; then
 		echo "== profiles of destor (perf, one more run each; user space only unless perf_event_paranoid < 2)"
 		if want_perf "$v_copy"; then
-			psql_q -c "TRUNCATE destor_ts" >/dev/null
-			settle
-			profile "COPY FROM into destor" "" "COPY destor_ts FROM $(lit "$in")"
+			# the heap's, to tell what destor adds
+			for t in heap destor; do
+				psql_q -c "TRUNCATE ${t}_ts" >/dev/null
+				settle
+				profile "COPY FROM into $t" "" "COPY ${t}_ts FROM $(lit "$in")"
+			done
 		fi
 		if want_perf "$v_scan"; then
 			profile "full-scan aggregate on destor, no parallel workers" "$serial" "$(printf "$q_scan" destor_ts)"
@@ -581,6 +601,17 @@ if want_perf "$v_copy" || want_perf "$v_scan" || want_perf "$v_day"; then
 	else
 		echo "== no profile: perf is missing or may not profile this user's processes"
 	fi
+fi
+
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+echo
+echo "== machine: load average $load_start at start, $load_end at the end ($(nproc) CPUs)"
+if awk -v a="${load_start%% *}" -v b="${load_end%% *}" -v n="$(nproc)" 'BEGIN { exit !(a > n / 2 || b > n / 2) }'; then
+	echo "   WARNING: other work was running; the times are noisy (CPU seconds less so)"
+fi
+if [ "$(md5sum < "$lib")" != "$lib_sum" ]; then
+	echo "   WARNING: $lib was reinstalled during the run; the server kept the one it"
+	echo "   loaded at start, and perf may not name destor's functions"
 fi
 
 cat <<NOTE
@@ -605,7 +636,10 @@ cat <<NOTE
   - Stored bytes for destor are what the providers hold (data and parity
     shards, sum of destor.shards.size); the segment directories kept in the
     catalog are listed apart.  The heap figure has no index and no WAL.
-  - Peak RSS is VmHWM of the backend (fresh connection per COPY, maximum
-    over the runs), shared memory pages it touched included.  Peak anon is
-    RssAnon (private memory) sampled every 50 ms from outside.
+  - RSS is the peak: VmHWM of the backend (fresh connection per COPY,
+    maximum over the runs), shared memory pages it touched included; anon
+    is the peak of RssAnon (private memory) sampled every 50 ms from
+    outside.  CPU is the backend's user and kernel seconds in the fastest
+    run (destor's codec threads included; the WAL writer and checkpointer,
+    which work for the heap, are not).
 NOTE

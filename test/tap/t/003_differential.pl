@@ -194,6 +194,7 @@ for my $t (sort keys %TAB)
 		{
 			my $vals = $node->safe_psql('postgres',
 				"SELECT string_agg(v, E'\\t' ORDER BY v COLLATE \"C\") FROM (SELECT DISTINCT ${name}::text AS v FROM ${t}_heap WHERE $name IS NOT NULL) s");
+			utf8::decode($vals);	# generate with characters, not bytes
 			$TAB{$t}{pool}{$name} = [ split /\t/, $vals ];
 		}
 	}
@@ -717,21 +718,32 @@ for my $i (1 .. $nqueries)
 {
 	my $q = gen_query($i);
 	$q->{ordered} //= 0;
-	# some queries run with other plan shapes: merge joins, sorted aggregation
-	if (!$q->{pre} && chance(0.15))
+	# some queries run with other plan shapes: merge joins, sorted
+	# aggregation, parallel scans
+	if (!$q->{pre} && chance(0.25))
 	{
-		my $knob = pick('enable_hashjoin', 'enable_hashagg');
-		$q->{pre} = "SET $knob = off;";
-		$q->{post} = "RESET $knob;";
+		my @knobs = @{ pick([ 'enable_hashjoin = off' ], [ 'enable_hashagg = off' ],
+			[ 'max_parallel_workers_per_gather = 2', 'parallel_setup_cost = 0', 'parallel_tuple_cost = 0',
+				'min_parallel_table_scan_size = 0' ]) };
+		$q->{pre} = join("\n", map { "SET $_;" } @knobs);
+		$q->{post} = join("\n", map { 'RESET ' . (split / /)[0] . ';' } @knobs);
+		$q->{kind} .= '+knobs';
 	}
+	utf8::encode($q->{$_}) for grep { defined $q->{$_} } qw(sql pre post);
 	push @queries, $q;
 }
-my %kinds;
-$kinds{ $_->{kind} }++ for @queries;
-note('query kinds: ' . join(', ', map { "$_ $kinds{$_}" } sort keys %kinds));
+my (%kinds, $knobbed);
+for my $q (@queries)
+{
+	my $kind = $q->{kind};
+	$knobbed++ if $kind =~ s/\+knobs$//;
+	$kinds{$kind}++;
+}
+note('query kinds: ' . join(', ', map { "$_ $kinds{$_}" } sort keys %kinds)
+	  . '; ' . ($knobbed // 0) . ' of them with other planner settings');
 
 # ---------------------------------------------------------------------------
-# Run them: one psql session per variant
+# Running them: one psql session per variant
 # ---------------------------------------------------------------------------
 my %VARIANTS = (
 	heap => { tenk => 'tenk_heap', onek => 'onek_heap', mix => 'mix_heap' },
@@ -751,54 +763,82 @@ sub instantiate
 	return \%r;
 }
 
-my $setup = "SET statement_timeout = '60s';\nSET extra_float_digits = 0;";
-my %results;
-for my $v (qw(heap destor destor_ordered))
+my $setup = "SET statement_timeout = '60s';";
+
+sub run_variant
 {
+	my ($v, $round) = @_;
 	my $t0 = time();
-	$results{$v} = Differential::run_batch($node, 'postgres', $setup, [ map { instantiate($_, $v) } @queries ],
+	my $res = Differential::run_batch($node, 'postgres', $setup, [ map { instantiate($_, $v) } @queries ],
 		timeout => 600);
-	note(sprintf('%s: %d queries in %.1f s', $v, scalar @queries, time() - $t0));
+	note(sprintf('%s, %s: %d queries in %.1f s', $round, $v, scalar @queries, time() - $t0));
+	return $res;
 }
 
-if ($ENV{DESTOR_DIFF_SHOW})
+# Compare one round: every destor variant against the heap results.
+sub compare_round
 {
-	for my $i (0 .. $#queries)
+	my ($round, %results) = @_;
+	my $heap = $results{heap};
+	my @heap_errors = grep { defined $heap->[$_]{err} } 0 .. $#queries;
+	# the generator makes only valid queries: none fails on heap tables
+	is(scalar @heap_errors, 0, "$round: every generated query runs on the heap tables")
+	  or diag(join("\n", map { "#$_: $queries[$_]{sql}\n  -> $heap->[$_]{err}" }
+			  @heap_errors[ 0 .. ($#heap_errors < 9 ? $#heap_errors : 9) ]));
+	my $nonempty = grep { $heap->[$_]{out} =~ /\S/ && $heap->[$_]{out} !~ /^0?\n$/ } 0 .. $#queries;
+	note("$round: $nonempty of " . scalar(@queries) . ' queries have a non-empty, non-zero result on the heap tables');
+
+	for my $v (qw(destor destor_ordered))
 	{
-		diag("#$i [$queries[$i]{kind}] $queries[$i]{sql}");
+		next unless $results{$v};
+		my @bad;
+		for my $i (0 .. $#queries)
+		{
+			my $h = $heap->[$i];
+			my $d = $results{$v}[$i];
+			my $hs = defined $h->{err} ? "ERROR: $h->{err}" : Differential::canonical($h->{out}, $queries[$i]{ordered});
+			my $ds = defined $d->{err} ? "ERROR: $d->{err}" : Differential::canonical($d->{out}, $queries[$i]{ordered});
+			push @bad, [ $i, $ds, $hs ] if $hs ne $ds;
+		}
+		my $shown = 0;
+		for my $b (@bad)
+		{
+			last if $shown++ >= 5;
+			my ($i, $ds, $hs) = @$b;
+			my $q = instantiate($queries[$i], $v);
+			is(Differential::shorten($ds), Differential::shorten($hs),
+				"$round: query #$i on $v gives the heap result: " . ($q->{pre} ? "$q->{pre} " : '') . $q->{sql});
+		}
+		is(scalar @bad, 0, "$round, $v tables: all " . scalar(@queries) . ' queries give the same results as heap tables')
+		  or diag("$round: mismatching queries on $v: " . join(', ', map { "#$_->[0]" } @bad));
+	}
+	if ($ENV{DESTOR_DIFF_SHOW})
+	{
+		diag("#$_ [$queries[$_]{kind}] " . ($queries[$_]{pre} // '') . " $queries[$_]{sql}") for 0 .. $#queries;
 	}
 }
 
-# the generator makes only valid queries: none fails on heap tables
-my @heap_errors = grep { defined $results{heap}[$_]{err} } 0 .. $#queries;
-is(scalar @heap_errors, 0, 'every generated query runs on the heap tables')
-  or diag(join("\n", map { "#$_: $queries[$_]{sql}\n  -> $results{heap}[$_]{err}" } @heap_errors[ 0 .. ($#heap_errors < 9 ? $#heap_errors : 9) ]));
-my $nonempty = grep { $results{heap}[$_]{out} =~ /\S/ && $results{heap}[$_]{out} !~ /^0?\n$/ } 0 .. $#queries;
-note("$nonempty of " . scalar(@queries) . ' queries have a non-empty, non-zero result on the heap tables');
-
-for my $v (qw(destor destor_ordered))
+# Every destor copy holds exactly the rows of its heap table.
+sub same_rows
 {
-	my @bad;
-	for my $i (0 .. $#queries)
+	my ($round) = @_;
+	for my $t (qw(tenk onek mix))
 	{
-		my $h = $results{heap}[$i];
-		my $d = $results{$v}[$i];
-		my $hs = defined $h->{err} ? "ERROR: $h->{err}" : Differential::canonical($h->{out}, $queries[$i]{ordered});
-		my $ds = defined $d->{err} ? "ERROR: $d->{err}" : Differential::canonical($d->{out}, $queries[$i]{ordered});
-		push @bad, [ $i, $ds, $hs ] if $hs ne $ds;
+		for my $v (qw(d o))
+		{
+			is($node->safe_psql('postgres',
+					"SELECT (SELECT count(*) FROM (SELECT x::text FROM ${t}_heap x EXCEPT ALL SELECT y::text FROM ${t}_$v y) s)"
+					  . " || '/' || (SELECT count(*) FROM (SELECT y::text FROM ${t}_$v y EXCEPT ALL SELECT x::text FROM ${t}_heap x) s)"),
+				'0/0', "$round: ${t}_$v holds exactly the rows of ${t}_heap");
+		}
 	}
-	my $shown = 0;
-	for my $b (@bad)
-	{
-		last if $shown++ >= 5;
-		my ($i, $ds, $hs) = @$b;
-		my $q = instantiate($queries[$i], $v);
-		is(Differential::shorten($ds), Differential::shorten($hs),
-			"query #$i on $v gives the heap result: " . ($q->{pre} ? "$q->{pre} " : '') . $q->{sql});
-	}
-	is(scalar @bad, 0, "$v tables: all " . scalar(@queries) . ' queries give the same results as heap tables')
-	  or diag("mismatching queries on $v: " . join(', ', map { "#$_->[0]" } @bad));
 }
+
+# ANALYZE gives one destor copy statistics, so plans differ between the two
+$node->safe_psql('postgres', 'ANALYZE tenk_o; ANALYZE onek_o; ANALYZE mix_o;');
+
+my %round1 = map { $_ => run_variant($_, 'as loaded') } qw(heap destor destor_ordered);
+compare_round('as loaded', %round1);
 
 # ---------------------------------------------------------------------------
 # Pruning and projection are at work
@@ -873,6 +913,53 @@ is(explain_field($plan, 'Columns Fetched'), 'id, t', 'a filter column is fetched
 $plan = explain_plan('SELECT count(*) FROM tenk_o WHERE thousand BETWEEN 10 AND 20 AND unique1 < 5000');
 cmp_ok(explain_field($plan, 'Row Groups Pruned'), '>', 0, 'a condition on a column correlated with the load order prunes row groups')
   or diag($plan);
+
+
+$plan = $node->safe_psql('postgres', 'SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; '
+	  . 'SET parallel_tuple_cost = 0; EXPLAIN (COSTS OFF) SELECT count(*) FROM tenk_d WHERE four = 2');
+like($plan, qr/Parallel Foreign Scan on tenk_d/, 'the parallel planner settings give parallel scans of destor tables')
+  or diag($plan);
+
+# ---------------------------------------------------------------------------
+# The same DELETEs, UPDATEs and INSERTs on every copy, then the queries
+# again; then destor.compact() and the queries once more
+# ---------------------------------------------------------------------------
+my ($dml_rc, $dml_out, $dml_err) = $node->psql('postgres', 'DELETE FROM tenk_d WHERE false');
+if ($dml_rc != 0)
+{
+	note("no DML on destor tables in this build ($dml_err): DML rounds skipped");
+}
+else
+{
+	my @dml = (
+		'DELETE FROM {tenk} WHERE unique1 % 7 = 3',
+		'DELETE FROM {tenk} WHERE unique1 BETWEEN 500 AND 900',
+		"UPDATE {tenk} SET hundred = NULL, stringu1 = 'UPD' || (unique1 % 10) WHERE unique2 BETWEEN 2000 AND 2600",
+		'UPDATE {tenk} SET unique2 = unique2 + 20000 WHERE four = 1 AND unique1 < 3000',
+		'DELETE FROM {tenk} WHERE unique2 >= 10000 AND unique2 < 10100',
+		'DELETE FROM {onek} WHERE ten = 3 OR unique1 > 1040',
+		'UPDATE {onek} SET string4 = NULL WHERE unique1 % 5 = 0',
+		'DELETE FROM {mix} WHERE t IS NULL OR id BETWEEN 1200 AND 1300',
+		'UPDATE {mix} SET a = coalesce(a, 0) + 1, flag = NOT flag WHERE id % 4 = 0',
+		'INSERT INTO {mix} SELECT id + 10000, a, b, n, t, flag, d, f FROM {mix} WHERE id < 700',
+		'DELETE FROM {mix} WHERE id > 10000 AND id % 3 = 0',
+	);
+	for my $v (qw(heap destor destor_ordered))
+	{
+		$node->safe_psql('postgres', join(";\n", map { instantiate({ sql => $_ }, $v)->{sql} } @dml) . ';');
+	}
+	same_rows('after DML');
+	my %round2 = map { $_ => run_variant($_, 'after DML') } qw(heap destor destor_ordered);
+	compare_round('after DML', %round2);
+
+	my $compacted = $node->safe_psql('postgres', q{
+SELECT string_agg(t || ': ' || c.segments_before || ' -> ' || c.segments_after, ', ')
+  FROM unnest(ARRAY['tenk_d', 'onek_d', 'mix_d', 'tenk_o', 'onek_o', 'mix_o']) t, destor.compact(t::regclass) c});
+	note("compaction: $compacted");
+	same_rows('after compaction');
+	my %round3 = (heap => $round2{heap}, map { $_ => run_variant($_, 'after compaction') } qw(destor destor_ordered));
+	compare_round('after compaction', %round3);
+}
 
 note(sprintf('total runtime %.1f s', time() - $t_start));
 done_testing();

@@ -47,7 +47,16 @@ like($plan, qr/Columns Fetched: ts, temp/, 'and fetches only the columns it need
 DestorTest::stop_s3($s3[0]);
 DestorTest::stop_s3($s3[3]);
 is($node->safe_psql('postgres', $same), '0', 'with 2 of 6 providers stopped the table reads back exactly');
-DestorTest::start_s3($_) for @s3[0, 3];
+# three down: an INSERT fails cleanly, naming them, and leaves nothing behind
+DestorTest::stop_s3($s3[1]);
+my $count = $node->safe_psql('postgres', 'SELECT count(*) FROM metrics_heap');
+my ($ret, $out, $err) = $node->psql('postgres',
+	"INSERT INTO metrics SELECT * FROM metrics_heap LIMIT 5000");
+isnt($ret, 0, 'an INSERT with 3 of 6 providers down fails');
+like($err, qr/could not write enough shards to pool "archive".*\n.*Failed providers: s1, s2, s4/,
+	'the error names the unreachable providers');
+DestorTest::start_s3($_) for @s3[0, 1, 3];
+is($node->safe_psql('postgres', $same), '0', 'nothing of the failed INSERT is visible');
 
 # --- concurrent writers -----------------------------------------------------------
 $node->safe_psql('postgres', q{
