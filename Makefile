@@ -16,7 +16,7 @@ OBJS = \
 	src/destor.o \
 	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
-	src/provider/s3_sign.o src/provider/provider_check.o \
+	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/catalog/catalog.o \

@@ -7,7 +7,7 @@
 \set p4 :dir '/p4'
 \set p5 :dir '/p5'
 \set p6 :dir '/p6'
-\set mk 'mkdir -p ' :dir '/p1 ' :dir '/p2 ' :dir '/p3 ' :dir '/p4 ' :dir '/p5 ' :dir '/p6'
+\set mk 'cat > /dev/null; mkdir -p ' :dir '/p1 ' :dir '/p2 ' :dir '/p3 ' :dir '/p4 ' :dir '/p5 ' :dir '/p6'
 COPY (SELECT 1) TO PROGRAM :'mk';
 
 CREATE SERVER p1 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p1', geo 'EU');
@@ -101,7 +101,7 @@ SELECT pg_read_binary_file(:'g') = pg_read_binary_file(:'f') AS export_matches;
 -- file over 4 data shards, and a 9 MB blob replicated (k = 1) on 3 providers.
 \set f2 :dir '/import2.bin'
 \set g2 :dir '/export2.bin'
-\set mkbig 'head -c 41000003 /dev/urandom > ' :f2
+\set mkbig 'cat > /dev/null; head -c 41000003 /dev/urandom > ' :f2
 COPY (SELECT 1) TO PROGRAM :'mkbig';
 CREATE TABLE imported2 AS SELECT destor.blob_import('archive', :'f2') AS b;
 SELECT destor.blob_export(b, :'g2') AS exported_bytes FROM imported2;

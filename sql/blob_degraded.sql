@@ -24,7 +24,7 @@ SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
 CREATE FUNCTION corrupt(path text, off bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
-    format('printf XXXXXXXX | dd of=%s bs=1 seek=%s conv=notrunc status=none', path, off));
+    format('cat > /dev/null; printf XXXXXXXX | dd of=%s bs=1 seek=%s conv=notrunc status=none', path, off));
 END $$;
 
 CREATE TABLE victims AS
@@ -55,7 +55,7 @@ SELECT split_part(e, E'\n', 1) AS error,
           FROM victims WHERE name = 'marker') x;
 
 -- lose two whole providers
-\set rm 'rm -rf ' :dir '/p2 ' :dir '/p5'
+\set rm 'cat > /dev/null; rm -rf ' :dir '/p2 ' :dir '/p5'
 COPY (SELECT 1) TO PROGRAM :'rm';
 SELECT name, destor.blob_get(b) = data AS intact FROM stored JOIN src USING (name)
  WHERE name NOT IN ('block', 'one') ORDER BY name;
@@ -77,7 +77,7 @@ SELECT count(*) AS ranges,
 -- writes go on while write_quorum (5 of 6 here) is met... it is not, with two providers gone
 \set VERBOSITY terse
 SELECT destor.blob_put('archive', 'needs five providers');
-\set mk 'mkdir -p ' :dir '/p2'
+\set mk 'cat > /dev/null; mkdir -p ' :dir '/p2'
 COPY (SELECT 1) TO PROGRAM :'mk';
 CREATE TABLE partial AS SELECT destor.blob_put('archive', 'five of six') AS b;
 \set VERBOSITY default
@@ -86,6 +86,6 @@ SELECT provider, state FROM destor.blob_shards JOIN partial ON blob_id = b::uuid
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS readable FROM partial;
 
 -- lose a third provider: more than m = 2 are gone; the error names them
-\set rm 'rm -rf ' :dir '/p3'
+\set rm 'cat > /dev/null; rm -rf ' :dir '/p3'
 COPY (SELECT 1) TO PROGRAM :'rm';
 SELECT show_error(format('SELECT destor.blob_get(%L)', b)) FROM victims WHERE name = 'block+1';

@@ -206,6 +206,57 @@ CREATE FUNCTION check_provider(server name,
     OUT ok boolean, OUT latency_ms float8, OUT detail text)
   RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
+-- What the providers do (shared by all backends when destor is preloaded).
+CREATE FUNCTION provider_stats(OUT serverid oid, OUT state text, OUT last_error text,
+    OUT requests bigint, OUT errors bigint, OUT bytes_read bigint, OUT bytes_written bigint,
+    OUT latency_p50_ms float8, OUT latency_p99_ms float8, OUT last_success timestamptz)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_stats' LANGUAGE C STRICT;
+CREATE FUNCTION provider_stats_reset() RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_provider_stats_reset' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION provider_stats_reset() FROM PUBLIC;
+
+CREATE VIEW provider_status AS
+  SELECT s.srvname AS provider,
+         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
+         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
+         coalesce(st.state, 'unknown') AS state, st.last_error,
+         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
+         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
+         st.latency_p50_ms, st.latency_p99_ms, st.last_success
+    FROM pg_foreign_server s
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
+    LEFT JOIN provider_stats() st ON st.serverid = s.oid;
+GRANT SELECT ON provider_status TO PUBLIC;
+
+-- Where the bytes are and what they cost: per pool and per table or blob
+-- set, per provider (parity included).
+CREATE VIEW storage_report AS
+  WITH owners AS (
+    SELECT o.object_id, o.pool, 'table'::text AS kind,
+           coalesce(t.relid::regclass::text, s.table_id::text) AS name, o.size
+      FROM objects o JOIN segments s ON s.object_id = o.object_id
+      LEFT JOIN tables t ON t.table_id = s.table_id
+    UNION ALL
+    SELECT o.object_id, o.pool, 'blobs', 'blobs', o.size
+      FROM objects o JOIN blobs b ON b.blob_id = o.object_id
+  ), per_provider AS (
+    SELECT ow.pool, ow.kind, ow.name, sh.provider, count(DISTINCT ow.object_id) AS objects,
+           sum(sh.size) AS stored_bytes
+      FROM owners ow JOIN shards sh ON sh.object_id = ow.object_id
+     GROUP BY 1, 2, 3, 4
+  ), logical AS (
+    SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
+      FROM owners GROUP BY 1, 2, 3
+  )
+  SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
+         round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
+               / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
+         round(p.stored_bytes / 1e9 * coalesce(
+           (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+             WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
+           AS monthly_cost
+    FROM per_provider p JOIN logical l USING (pool, kind, name);
+
 CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
   RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 

@@ -8,6 +8,8 @@
 
 #include "access/reloptions.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 
 #include "catalog/pg_foreign_table.h"
@@ -23,6 +25,25 @@ void		_PG_init(void);
 PG_FUNCTION_INFO_V1(destor_provider_validator);
 PG_FUNCTION_INFO_V1(destor_pool_validator);
 
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+destor_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	provider_stats_shmem_request();
+}
+
+static void
+destor_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	provider_stats_shmem_startup();
+}
+
 void
 _PG_init(void)
 {
@@ -31,6 +52,15 @@ _PG_init(void)
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	table_fdw_init();
+
+	/* shared state needs the library preloaded; without, per backend */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = destor_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = destor_shmem_startup;
+	}
 }
 
 Datum

@@ -30,61 +30,6 @@ int			destor_max_retries = 4;
 int			destor_max_concurrent_requests = 32;
 int			destor_provider_down_ms = 10000;
 
-/* Backend-local health of providers, by server OID. */
-typedef struct ProviderHealth
-{
-	Oid			serverid;
-	TimestampTz down_since;		/* 0 when up */
-} ProviderHealth;
-
-#define MAX_TRACKED_PROVIDERS 256
-static ProviderHealth provider_health[MAX_TRACKED_PROVIDERS];
-static int	nprovider_health = 0;
-
-static ProviderHealth *
-provider_health_entry(Oid serverid, bool create)
-{
-	for (int i = 0; i < nprovider_health; i++)
-		if (provider_health[i].serverid == serverid)
-			return &provider_health[i];
-	if (!create || nprovider_health == MAX_TRACKED_PROVIDERS)
-		return NULL;
-	provider_health[nprovider_health].serverid = serverid;
-	provider_health[nprovider_health].down_since = 0;
-	return &provider_health[nprovider_health++];
-}
-
-bool
-provider_is_down(Provider *p)
-{
-	ProviderHealth *h = provider_health_entry(p->serverid, false);
-
-	if (h == NULL || h->down_since == 0)
-		return false;
-	return !TimestampDifferenceExceeds(h->down_since, GetCurrentTimestamp(),
-									   destor_provider_down_ms);
-}
-
-/* A transport failure or a server error means down; any answer that shows
- * the provider works (success, or a 4xx such as not found) means up. */
-static void
-provider_note_result(ProviderRequest *r)
-{
-	ProviderHealth *h = provider_health_entry(r->provider->serverid, true);
-	bool		transport_failure = !r->ok && !r->not_found &&
-		(r->http_status == 0 || r->http_status >= 500);
-
-	if (h == NULL)
-		return;
-	if (transport_failure)
-	{
-		if (h->down_since == 0)
-			h->down_since = GetCurrentTimestamp();
-	}
-	else
-		h->down_since = 0;
-}
-
 void
 provider_define_gucs(void)
 {
@@ -506,8 +451,7 @@ provider_finish(ProviderBatch *b)
 {
 	if (b->file)
 		provider_file_finish(b->file);
-	for (int i = 0; i < b->nreqs; i++)
-		provider_note_result(&b->reqs[i]);
+	provider_stats_note(b->reqs, b->nreqs);
 	pfree(b);
 }
 

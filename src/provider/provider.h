@@ -129,11 +129,14 @@ extern int	destor_provider_down_ms;
 
 extern void provider_define_gucs(void);
 
-/* Backend-local provider health: a provider whose last request failed at
- * the transport level (refused, timed out, 5xx) is "down" for
+/* Provider health (provider_stats.c): a provider whose last request failed
+ * at the transport level (refused, timed out, 5xx) is "down" for
  * destor.provider_down_interval, so reads do not wait on it when other
- * shards can serve them. */
+ * shards can serve them.  Shared by all backends when destor is preloaded. */
 extern bool provider_is_down(Provider *p);
+extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
+extern void provider_stats_shmem_request(void);
+extern void provider_stats_shmem_startup(void);
 
 /* Build a Provider from a destor_provider server (options + user mapping of
  * the current user, if any).  Result allocated in CurrentMemoryContext. */

@@ -47,7 +47,12 @@ $node->safe_psql('postgres', join("\n",
 my $TENK_COLS = 'unique1 int4, unique2 int4, two int4, four int4, ten int4, twenty int4, '
   . 'hundred int4, thousand int4, twothousand int4, fivethous int4, tenthous int4, odd int4, '
   . 'even int4, stringu1 name, stringu2 name, string4 name';
-my $MIX_COLS = 'id int4, a int4, b int8, n numeric(12,3), t text, flag bool, d date, f float8';
+# "u" has a linguistic collation (ICU where there is one): its min/max and
+# comparisons in other collations must not be mixed up
+my $ucoll = $node->safe_psql('postgres', q{SELECT coalesce((SELECT quote_ident(collname) FROM pg_collation
+  WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8') ORDER BY collname LIMIT 1), 'default')});
+note("collation of mix.u: $ucoll");
+my $MIX_COLS = "id int4, a int4, b int8, n numeric(12,3), t text, flag bool, d date, f float8, u text COLLATE $ucoll";
 my $DOPTS = "SERVER pool OPTIONS (segment_rows '3000', row_group_rows '500')";
 
 my $datadir = Differential::find_testdata(__FILE__, 'tenk.data', 'onek.data');
@@ -112,7 +117,10 @@ SELECT id,
        CASE WHEN id % 29 = 0 THEN NULL ELSE id % 3 = 0 END,
        CASE WHEN id > 3500 THEN NULL ELSE '2020-01-01'::date + (id * 13) % 1500 END,
        CASE WHEN id % 31 = 0 THEN NULL WHEN id % 97 = 0 THEN 'NaN' WHEN id % 101 = 0 THEN 'Infinity'
-            WHEN id % 103 = 0 THEN '-Infinity' ELSE ((id * 7) % 1000) / 8.0 - 60 END
+            WHEN id % 103 = 0 THEN '-Infinity' ELSE ((id * 7) % 1000) / 8.0 - 60 END,
+       CASE WHEN id % 37 = 0 THEN NULL
+            ELSE (ARRAY['apple', 'Apple', 'APPLE', 'éclair', 'Eclair', 'eclair', 'zebra', 'Zebra', 'ábaco',
+                        'abaco', 'b', 'B', 'Ölkanne', 'olive', 'ß', 'ss'])[(id * 7) % 16 + 1] || (id % 40) END
   FROM generate_series(1, 4000) id;
 ANALYZE tenk_heap; ANALYZE onek_heap; ANALYZE mix_heap;
 };
@@ -175,8 +183,8 @@ my %TAB = (
 		groups => [qw(two four ten twenty hundred string4)] },
 	mix => { key => 'id',
 		cols => [ [ 'id', 'int' ], [ 'a', 'int' ], [ 'b', 'int8' ], [ 'n', 'numeric' ], [ 't', 'text' ],
-			[ 'flag', 'bool' ], [ 'd', 'date' ], [ 'f', 'float' ] ],
-		groups => [ 'flag', 'a % 5', 'extract(year FROM d)', '(n > 0)', 'left(t, 1)' ] },
+			[ 'flag', 'bool' ], [ 'd', 'date' ], [ 'f', 'float' ], [ 'u', 'text' ] ],
+		groups => [ 'flag', 'a % 5', 'extract(year FROM d)', '(n > 0)', 'left(t, 1)', 'left(u, 1)' ] },
 );
 for my $t (sort keys %TAB)
 {
@@ -941,7 +949,7 @@ else
 		'UPDATE {onek} SET string4 = NULL WHERE unique1 % 5 = 0',
 		'DELETE FROM {mix} WHERE t IS NULL OR id BETWEEN 1200 AND 1300',
 		'UPDATE {mix} SET a = coalesce(a, 0) + 1, flag = NOT flag WHERE id % 4 = 0',
-		'INSERT INTO {mix} SELECT id + 10000, a, b, n, t, flag, d, f FROM {mix} WHERE id < 700',
+		'INSERT INTO {mix} SELECT id + 10000, a, b, n, t, flag, d, f, upper(u) FROM {mix} WHERE id < 700',
 		'DELETE FROM {mix} WHERE id > 10000 AND id % 3 = 0',
 	);
 	for my $v (qw(heap destor destor_ordered))
@@ -959,6 +967,43 @@ SELECT string_agg(t || ': ' || c.segments_before || ' -> ' || c.segments_after, 
 	same_rows('after compaction');
 	my %round3 = (heap => $round2{heap}, map { $_ => run_variant($_, 'after compaction') } qw(destor destor_ordered));
 	compare_round('after compaction', %round3);
+}
+
+# ---------------------------------------------------------------------------
+# Rows written in a session with other date, interval and float output
+# settings read back the same in a default session.  Known bug: destor keeps
+# min/max statistics (and whole values of non-built-in types) as text in the
+# writer's DateStyle/IntervalStyle/extra_float_digits, so pruning and values
+# go wrong when the reader's settings differ.
+# ---------------------------------------------------------------------------
+TODO:
+{
+	local $TODO = 'min/max statistics and text-encoded values depend on the writer\'s output settings';
+	$node->safe_psql('postgres', q{
+CREATE TYPE dpair AS (d date, x float8);
+CREATE TABLE gucs_heap (id int, d date, iv interval, f float8, c dpair);
+CREATE FOREIGN TABLE gucs_d (id int, d date, iv interval, f float8, c dpair) SERVER pool;
+SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = 'sql_standard';
+SET extra_float_digits = 0;
+INSERT INTO gucs_heap
+SELECT i, '2020-01-05'::date + i, make_interval(days => -1, hours => -2 - i), 0.1::float8 * 3 - i,
+       ROW('2020-01-05'::date + i, 0.1::float8 * 3 - i)::dpair
+  FROM generate_series(0, 5) i;
+INSERT INTO gucs_d SELECT * FROM gucs_heap;
+});
+	for my $q ("SELECT count(*) FROM {t} WHERE d = '2020-01-07'",
+		"SELECT count(*) FROM {t} WHERE iv < '-23 hours'",
+		'SELECT count(*) FROM {t} WHERE f > 0.3',
+		'SELECT c::text FROM {t} ORDER BY id')
+	{
+		my ($h, $d) = map {
+			my $sql = $q =~ s/\{t\}/$_/r;
+			my ($rc, $out, $err) = $node->psql('postgres', $sql);
+			$rc ? "ERROR: $err" : $out;
+		} qw(gucs_heap gucs_d);
+		is($d, $h, "written with DateStyle 'SQL, DMY', IntervalStyle sql_standard, extra_float_digits 0: $q");
+	}
 }
 
 note(sprintf('total runtime %.1f s', time() - $t_start));

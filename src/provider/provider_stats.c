@@ -1,0 +1,291 @@
+/*
+ * provider_stats.c — what the providers do, seen by every backend.
+ *
+ * Per provider (database, server): requests, errors, bytes moved, a moving
+ * window of latencies, the last error (already free of secrets: request
+ * errors never contain any), and since when it has been failing.  Kept in
+ * shared memory when destor is preloaded, so a provider that one backend
+ * found down is skipped by all of them without waiting for a timeout;
+ * otherwise kept per backend (and the NOTICE of the cache says so).
+ * Exposed as the view destor.provider_status.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_foreign_server.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "provider.h"
+
+#define MAX_PROVIDER_STATS	256
+#define LATENCY_WINDOW		256
+#define LAST_ERROR_LEN		256
+
+typedef struct ProviderStatsEntry
+{
+	Oid			dbid;
+	Oid			serverid;
+	uint64		requests;
+	uint64		errors;
+	uint64		bytes_read;
+	uint64		bytes_written;
+	TimestampTz last_success;
+	TimestampTz last_failure;
+	TimestampTz down_since;		/* 0 when not failing */
+	char		last_error[LAST_ERROR_LEN];
+	float4		latencies[LATENCY_WINDOW];
+	uint32		nlatencies;
+	uint32		latency_pos;
+} ProviderStatsEntry;
+
+typedef struct ProviderStatsShared
+{
+	LWLock	   *lock;
+	int			n;
+	ProviderStatsEntry entries[MAX_PROVIDER_STATS];
+} ProviderStatsShared;
+
+static ProviderStatsShared *shared = NULL;
+static ProviderStatsShared *local = NULL;	/* when not preloaded */
+
+void
+provider_stats_shmem_request(void)
+{
+	RequestAddinShmemSpace(sizeof(ProviderStatsShared));
+	RequestNamedLWLockTranche("destor_provider_stats", 1);
+}
+
+void
+provider_stats_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("destor provider stats", sizeof(ProviderStatsShared), &found);
+	if (!found)
+	{
+		memset(shared, 0, sizeof(ProviderStatsShared));
+		shared->lock = &(GetNamedLWLockTranche("destor_provider_stats"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static ProviderStatsShared *
+stats_area(void)
+{
+	if (shared)
+		return shared;
+	if (local == NULL)
+		local = MemoryContextAllocZero(TopMemoryContext, sizeof(ProviderStatsShared));
+	return local;
+}
+
+static void
+stats_lock(ProviderStatsShared *s, LWLockMode mode)
+{
+	if (s == shared)
+		LWLockAcquire(s->lock, mode);
+}
+
+static void
+stats_unlock(ProviderStatsShared *s)
+{
+	if (s == shared)
+		LWLockRelease(s->lock);
+}
+
+/* Caller holds the lock (exclusively when create). */
+static ProviderStatsEntry *
+stats_entry(ProviderStatsShared *s, Oid serverid, bool create)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->entries[i].dbid == MyDatabaseId && s->entries[i].serverid == serverid)
+			return &s->entries[i];
+	if (!create)
+		return NULL;
+	if (s->n == MAX_PROVIDER_STATS)
+	{
+		/* full: reuse the entry unused for longest */
+		int			oldest = 0;
+
+		for (int i = 1; i < s->n; i++)
+			if (Max(s->entries[i].last_success, s->entries[i].last_failure) <
+				Max(s->entries[oldest].last_success, s->entries[oldest].last_failure))
+				oldest = i;
+		memset(&s->entries[oldest], 0, sizeof(ProviderStatsEntry));
+		s->entries[oldest].dbid = MyDatabaseId;
+		s->entries[oldest].serverid = serverid;
+		return &s->entries[oldest];
+	}
+	memset(&s->entries[s->n], 0, sizeof(ProviderStatsEntry));
+	s->entries[s->n].dbid = MyDatabaseId;
+	s->entries[s->n].serverid = serverid;
+	return &s->entries[s->n++];
+}
+
+void
+provider_stats_note(ProviderRequest *reqs, int nreqs)
+{
+	ProviderStatsShared *s = stats_area();
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (nreqs == 0)
+		return;
+	stats_lock(s, LW_EXCLUSIVE);
+	for (int i = 0; i < nreqs; i++)
+	{
+		ProviderRequest *r = &reqs[i];
+		ProviderStatsEntry *e = stats_entry(s, r->provider->serverid, true);
+		bool		transport_failure = !r->ok && !r->not_found &&
+			(r->http_status == 0 || r->http_status >= 500);
+
+		e->requests++;
+		if (r->op == POP_GET && r->ok)
+			e->bytes_read += r->result_size;
+		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
+			e->bytes_written += r->datalen;
+		e->latencies[e->latency_pos] = (float4) r->latency_ms;
+		e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
+		if (e->nlatencies < LATENCY_WINDOW)
+			e->nlatencies++;
+		if (r->ok || r->not_found)
+		{
+			e->last_success = now;
+			e->down_since = 0;
+		}
+		else
+		{
+			e->errors++;
+			e->last_failure = now;
+			if (r->error)
+				strlcpy(e->last_error, r->error, LAST_ERROR_LEN);
+			if (transport_failure && e->down_since == 0)
+				e->down_since = now;
+			else if (!transport_failure)
+				e->down_since = 0;
+		}
+	}
+	stats_unlock(s);
+}
+
+bool
+provider_is_down(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	TimestampTz down_since = 0;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e)
+		down_since = e->down_since;
+	stats_unlock(s);
+	return down_since != 0 &&
+		!TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), destor_provider_down_ms);
+}
+
+static int
+cmp_float4(const void *a, const void *b)
+{
+	float4		x = *(const float4 *) a;
+	float4		y = *(const float4 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+PG_FUNCTION_INFO_V1(destor_provider_stats);
+
+/*
+ * (serverid, state, last_error, requests, errors, bytes_read, bytes_written,
+ *  latency_p50_ms, latency_p99_ms, last_success) for this database's
+ * providers that have been used.
+ */
+Datum
+destor_provider_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *copy;
+	int			n = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	InitMaterializedSRF(fcinfo, 0);
+	copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
+	stats_lock(s, LW_SHARED);
+	for (int i = 0; i < s->n; i++)
+		if (s->entries[i].dbid == MyDatabaseId)
+			copy[n++] = s->entries[i];
+	stats_unlock(s);
+
+	for (int i = 0; i < n; i++)
+	{
+		ProviderStatsEntry *e = &copy[i];
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		const char *state;
+
+		if (e->down_since != 0 &&
+			!TimestampDifferenceExceeds(e->down_since, now, destor_provider_down_ms))
+			state = "down";
+		else if (e->last_failure != 0 &&
+				 !TimestampDifferenceExceeds(e->last_failure, now, 60 * 1000))
+			state = "degraded";
+		else
+			state = "up";
+		values[0] = ObjectIdGetDatum(e->serverid);
+		values[1] = CStringGetTextDatum(state);
+		if (e->last_error[0])
+			values[2] = CStringGetTextDatum(e->last_error);
+		else
+			nulls[2] = true;
+		values[3] = Int64GetDatum((int64) e->requests);
+		values[4] = Int64GetDatum((int64) e->errors);
+		values[5] = Int64GetDatum((int64) e->bytes_read);
+		values[6] = Int64GetDatum((int64) e->bytes_written);
+		if (e->nlatencies > 0)
+		{
+			float4		sorted[LATENCY_WINDOW];
+
+			memcpy(sorted, e->latencies, sizeof(float4) * e->nlatencies);
+			qsort(sorted, e->nlatencies, sizeof(float4), cmp_float4);
+			values[7] = Float8GetDatum(sorted[(e->nlatencies - 1) / 2]);
+			values[8] = Float8GetDatum(sorted[(int) ((e->nlatencies - 1) * 0.99)]);
+		}
+		else
+			nulls[7] = nulls[8] = true;
+		if (e->last_success)
+			values[9] = TimestampTzGetDatum(e->last_success);
+		else
+			nulls[9] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(destor_provider_stats_reset);
+
+Datum
+destor_provider_stats_reset(PG_FUNCTION_ARGS)
+{
+	ProviderStatsShared *s = stats_area();
+
+	stats_lock(s, LW_EXCLUSIVE);
+	for (int i = 0; i < s->n; i++)
+		if (s->entries[i].dbid == MyDatabaseId)
+		{
+			Oid			sid = s->entries[i].serverid;
+
+			memset(&s->entries[i], 0, sizeof(ProviderStatsEntry));
+			s->entries[i].dbid = MyDatabaseId;
+			s->entries[i].serverid = sid;
+		}
+	stats_unlock(s);
+	PG_RETURN_VOID();
+}
