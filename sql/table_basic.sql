@@ -190,6 +190,16 @@ SELECT count(*) AS differing FROM (
   (SELECT g, count(*), sum(id), max(s) FROM par_heap GROUP BY g
    EXCEPT ALL SELECT g, count(*), sum(id), max(s) FROM par GROUP BY g)) x;
 SELECT count(*), count(DISTINCT id) FROM par WHERE g < 50;
+-- EXPLAIN ANALYZE counts the workers' reads too
+CREATE FUNCTION explain_line(q text, pat text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE l text;
+BEGIN
+  FOR l IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+    IF l ~ pat THEN RETURN trim(l); END IF;
+  END LOOP;
+  RETURN NULL;
+END $$;
+SELECT explain_line('SELECT g, count(*), max(s) FROM par GROUP BY g', 'Row Groups Read');
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET max_parallel_workers_per_gather;

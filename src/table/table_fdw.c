@@ -60,8 +60,11 @@ typedef struct PlanInfo
 {
 	TableOptions *opts;
 	int64		rows;
+	double		read_rows;		/* rows of the row groups pruning keeps */
 	Bitmapset  *attrs;			/* referenced columns, offset by FirstLowInvalidHeapAttributeNumber */
 } PlanInfo;
+
+static double estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals);
 
 static void
 destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
@@ -82,6 +85,8 @@ destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 	}
 	baserel->fdw_private = pi;
 	baserel->tuples = pi->rows;
+	pi->read_rows = estimate_read_rows(foreigntableid, baserel->relid, pi->opts,
+									   extract_actual_clauses(baserel->baserestrictinfo, false));
 	sel = clauselist_selectivity(root, baserel->baserestrictinfo, 0, JOIN_INNER, NULL);
 	baserel->rows = clamp_row_est(pi->rows * sel);
 }
@@ -92,8 +97,9 @@ destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	PlanInfo   *pi = baserel->fdw_private;
 	int			ncols = Max(bms_num_members(pi->attrs), 1);
 	Cost		startup = 10;
+	double		read_rows = pi->read_rows;
 	/* reading is columnar: cost grows with the columns fetched */
-	Cost		total = startup + pi->rows * (cpu_tuple_cost + 0.002 * ncols) +
+	Cost		total = startup + read_rows * (cpu_tuple_cost + 0.002 * ncols) +
 		baserel->rows * cpu_tuple_cost;
 
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
@@ -103,7 +109,7 @@ destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	 * A parallel scan: workers take row groups from a shared counter, so
 	 * each is read once.  Worth it for tables of several row groups.
 	 */
-	if (baserel->consider_parallel && pi->rows > 2 * pi->opts->row_group_rows)
+	if (baserel->consider_parallel && read_rows > 2 * pi->opts->row_group_rows)
 	{
 		int			workers = compute_parallel_worker(baserel, -1, -1,
 													  max_parallel_workers_per_gather);
@@ -111,7 +117,7 @@ destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 
 		if (workers <= 0)
 			workers = Min(max_parallel_workers_per_gather,
-						  (int) Min(pi->rows / pi->opts->row_group_rows, 8));
+						  (int) Min(read_rows / pi->opts->row_group_rows, 8));
 		if (workers > 0)
 		{
 			double		share = workers + (parallel_leader_participation ? 1 : 0);
@@ -216,8 +222,24 @@ typedef struct DestorScan
 	ObjectReadStats stats_at_start;
 	int64		rgs_read;
 
+	struct SharedScan *shared;	/* parallel scans, while the DSM is there */
+	int64		worker_rgs;		/* the workers' counters, saved at shutdown */
+	int64		worker_requests;
+	int64		worker_bytes;
+	int64		worker_degraded;
 	pg_atomic_uint32 *next_unit;	/* parallel scans: shared position */
 } DestorScan;
+
+/* Shared by the participants of a parallel scan: the next row group, and
+ * the workers' counters for EXPLAIN ANALYZE. */
+typedef struct SharedScan
+{
+	pg_atomic_uint32 next_unit;
+	pg_atomic_uint64 rgs_read;
+	pg_atomic_uint64 requests;
+	pg_atomic_uint64 bytes;
+	pg_atomic_uint64 degraded;
+} SharedScan;
 
 /* The constraint "stats allow col's values" as an expression, or NULL. */
 static Node *
@@ -322,6 +344,43 @@ stats_refute(DestorScan *st, List *quals, Bitmapset *qual_attrs, SegmentDirector
 			constraints = lappend(constraints, c);
 	}
 	return constraints != NIL && predicate_refuted_by(constraints, quals, false);
+}
+
+/*
+ * Planning: how many rows the scan will read, after the same pruning the
+ * executor does (statistics from the catalog, no provider requests).
+ */
+static double
+estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	TupleDesc	desc = RelationGetDescr(rel);
+	DestorScan	st = {0};
+	Bitmapset  *qual_attrs = NULL;
+	List	   *segments;
+	ListCell   *lc;
+	double		rows = 0;
+
+	st.rel = rel;
+	st.natts = desc->natts;
+	st.scanrelid = relno;
+	st.codecs = palloc0(sizeof(ColumnCodec) * Max(st.natts, 1));
+	for (int i = 0; i < st.natts; i++)
+		column_codec_init(&st.codecs[i], TupleDescAttr(desc, i));
+	pull_varattnos((Node *) quals, relno, &qual_attrs);
+	segments = catalog_table_segments(opts->table_id, NULL);
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		if (stats_refute(&st, quals, qual_attrs, dir, -1))
+			continue;
+		for (int g = 0; g < dir->nrowgroups; g++)
+			if (dir->nrowgroups == 1 || !stats_refute(&st, quals, qual_attrs, dir, g))
+				rows += dir->rg_rows[g];
+	}
+	RelationClose(rel);
+	return rows;
 }
 
 static void
@@ -440,9 +499,37 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *stored
 	st->nulls[att] = palloc(sizeof(bool) * Max(n, 1));
 	p = (const uint8 *) raw + bitmap_len;
 	end = (const uint8 *) raw + e->raw_length;
+	if (e->kind == VALUE_FIXED && st->codecs[att].kind == VALUE_FIXED && st->codecs[att].typbyval)
+	{
+		/* the common case (integers, floats, timestamps): a tight loop */
+		int16		len = st->codecs[att].typlen;
+		Datum	   *vals = st->values[att];
+		bool	   *isnull = st->nulls[att];
+
+		if ((uint64) (end - p) < (uint64) (n - e->null_count) * len)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a column chunk of destor table \"%s\" is truncated",
+							RelationGetRelationName(st->rel))));
+		for (uint32 r = 0; r < n; r++)
+		{
+			Datum		aligned = 0;
+
+			isnull[r] = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
+			if (isnull[r])
+			{
+				vals[r] = (Datum) 0;
+				continue;
+			}
+			memcpy(&aligned, p, len);
+			vals[r] = fetch_att(&aligned, true, len);
+			p += len;
+		}
+		return;
+	}
 	for (uint32 r = 0; r < n; r++)
 	{
-		bool		isnull = (raw[r / 8] >> (r % 8)) & 1;
+		bool		isnull = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
 
 		st->nulls[att][r] = isnull;
 		st->values[att][r] = isnull ? (Datum) 0 :
@@ -497,7 +584,12 @@ next_rowgroup(DestorScan *st)
 		int		   *atts = palloc(sizeof(int) * Max(st->natts, 1));
 		uint64	   *offs = palloc(sizeof(uint64) * Max(st->natts, 1));
 		uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
-		char	  **bufs = palloc(sizeof(char *) * Max(st->natts, 1));
+
+		int			nranges = 0;
+		uint64	   *roffs = palloc(sizeof(uint64) * Max(st->natts, 1));
+		uint64	   *rlens = palloc(sizeof(uint64) * Max(st->natts, 1));
+		char	  **rbufs = palloc(sizeof(char *) * Max(st->natts, 1));
+		int		   *range_of = palloc(sizeof(int) * Max(st->natts, 1));
 
 		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
 		{
@@ -508,14 +600,36 @@ next_rowgroup(DestorScan *st)
 			atts[n] = a;
 			offs[n] = e->offset;
 			lens[n] = e->length;
-			bufs[n] = palloc(Max(e->length, 1));
 			n++;
 		}
-		object_reader_read_multi(st->reader, n, offs, lens, bufs);
+
+		/*
+		 * Chunks are laid out in column order; ranges closer than a block
+		 * would fetch and open the same block twice, so read them as one.
+		 */
 		for (int i = 0; i < n; i++)
 		{
+			if (nranges > 0 &&
+				offs[i] <= roffs[nranges - 1] + rlens[nranges - 1] + OBJECT_BLOCK_SIZE &&
+				offs[i] >= roffs[nranges - 1])
+				rlens[nranges - 1] = Max(rlens[nranges - 1], offs[i] + lens[i] - roffs[nranges - 1]);
+			else
+			{
+				roffs[nranges] = offs[i];
+				rlens[nranges] = lens[i];
+				nranges++;
+			}
+			range_of[i] = nranges - 1;
+		}
+		for (int r = 0; r < nranges; r++)
+			rbufs[r] = palloc(Max(rlens[r], 1));
+		object_reader_read_multi(st->reader, nranges, roffs, rlens, rbufs);
+		for (int i = 0; i < n; i++)
+		{
+			int			r = range_of[i];
+
 			CHECK_FOR_INTERRUPTS();
-			load_column(st, u->dir, u->rg, atts[i], bufs[i]);
+			load_column(st, u->dir, u->rg, atts[i], rbufs[r] + (offs[i] - roffs[r]));
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -586,22 +700,32 @@ destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntr
 static Size
 destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
 {
-	return sizeof(pg_atomic_uint32);
+	return sizeof(SharedScan);
 }
 
 static void
 destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
 {
 	DestorScan *st = node->fdw_state;
+	SharedScan *sh = (SharedScan *) coordinate;
 
-	pg_atomic_init_u32((pg_atomic_uint32 *) coordinate, 0);
-	st->next_unit = (pg_atomic_uint32 *) coordinate;
+	pg_atomic_init_u32(&sh->next_unit, 0);
+	pg_atomic_init_u64(&sh->rgs_read, 0);
+	pg_atomic_init_u64(&sh->requests, 0);
+	pg_atomic_init_u64(&sh->bytes, 0);
+	pg_atomic_init_u64(&sh->degraded, 0);
+	st->shared = sh;
+	st->next_unit = &sh->next_unit;
 }
 
 static void
 destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
 {
-	pg_atomic_write_u32((pg_atomic_uint32 *) coordinate, 0);
+	DestorScan *st = node->fdw_state;
+
+	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, 0);
+	st->shared = (SharedScan *) coordinate;
+	st->next_unit = &st->shared->next_unit;
 }
 
 static void
@@ -609,18 +733,47 @@ destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *co
 {
 	DestorScan *st = node->fdw_state;
 
-	st->next_unit = (pg_atomic_uint32 *) coordinate;
+	st->shared = (SharedScan *) coordinate;
+	st->next_unit = &st->shared->next_unit;
+}
+
+/* Before the parallel DSM goes away: keep the workers' counters. */
+static void
+destorShutdownForeignScan(ForeignScanState *node)
+{
+	DestorScan *st = node->fdw_state;
+
+	if (st && st->shared && !IsParallelWorker())
+	{
+		st->worker_rgs += pg_atomic_read_u64(&st->shared->rgs_read);
+		st->worker_requests += pg_atomic_read_u64(&st->shared->requests);
+		st->worker_bytes += pg_atomic_read_u64(&st->shared->bytes);
+		st->worker_degraded += pg_atomic_read_u64(&st->shared->degraded);
+		st->shared = NULL;
+		st->next_unit = NULL;
+	}
 }
 
 static void
 destorEndForeignScan(ForeignScanState *node)
 {
-	DestorScan  *st = node->fdw_state;
+	DestorScan *st = node->fdw_state;
 
 	if (st && st->reader)
 		object_reader_close(st->reader);
 	if (st)
 		st->reader = NULL;
+	if (st && st->shared && IsParallelWorker())
+	{
+		/* hand this worker's share of the work to the leader's EXPLAIN */
+		pg_atomic_fetch_add_u64(&st->shared->rgs_read, st->rgs_read);
+		pg_atomic_fetch_add_u64(&st->shared->requests,
+								object_read_stats.requests - st->stats_at_start.requests);
+		pg_atomic_fetch_add_u64(&st->shared->bytes,
+								object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched);
+		pg_atomic_fetch_add_u64(&st->shared->degraded,
+								object_read_stats.degraded_reads - st->stats_at_start.degraded_reads);
+	}
 }
 
 static void
@@ -641,13 +794,19 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	ExplainPropertyText("Columns Fetched", cols.len ? cols.data : "(none)", es);
 	if (es->analyze)
 	{
-		ExplainPropertyInteger("Row Groups Read", NULL, st->rgs_read, es);
-		ExplainPropertyInteger("Provider Requests", NULL,
-							   object_read_stats.requests - st->stats_at_start.requests, es);
-		ExplainPropertyInteger("Bytes Fetched", "bytes",
-							   object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched, es);
-		ExplainPropertyInteger("Degraded Reads", NULL,
-							   object_read_stats.degraded_reads - st->stats_at_start.degraded_reads, es);
+		int64		rgs = st->rgs_read;
+		int64		requests = object_read_stats.requests - st->stats_at_start.requests;
+		int64		bytes = object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched;
+		int64		degraded = object_read_stats.degraded_reads - st->stats_at_start.degraded_reads;
+
+		rgs += st->worker_rgs;
+		requests += st->worker_requests;
+		bytes += st->worker_bytes;
+		degraded += st->worker_degraded;
+		ExplainPropertyInteger("Row Groups Read", NULL, rgs, es);
+		ExplainPropertyInteger("Provider Requests", NULL, requests, es);
+		ExplainPropertyInteger("Bytes Fetched", "bytes", bytes, es);
+		ExplainPropertyInteger("Degraded Reads", NULL, degraded, es);
 	}
 }
 
@@ -1190,6 +1349,7 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 	r->InitializeDSMForeignScan = destorInitializeDSMForeignScan;
 	r->ReInitializeDSMForeignScan = destorReInitializeDSMForeignScan;
 	r->InitializeWorkerForeignScan = destorInitializeWorkerForeignScan;
+	r->ShutdownForeignScan = destorShutdownForeignScan;
 	r->IsForeignRelUpdatable = destorIsForeignRelUpdatable;
 	r->BeginForeignModify = destorBeginForeignModify;
 	r->ExecForeignInsert = destorExecForeignInsert;

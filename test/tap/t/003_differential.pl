@@ -4,8 +4,11 @@
 # different sizes, one copy in load order, one ordered by the key so that
 # pruning has much to do), and a few hundred queries made by a seeded
 # random generator run against each.  Every destor result must equal the
-# heap result.  A few EXPLAIN checks make sure pruning and projection are
-# actually at work on selective queries.
+# heap result.  EXPLAIN checks make sure pruning and projection are at
+# work on selective queries.  Then the same DELETEs, UPDATEs and INSERTs go
+# to every copy and the queries run again, and once more after
+# destor.compact().  A last TODO section holds a known bug (rows written
+# under other date/interval/float output settings).
 #
 # Environment: DESTOR_DIFF_SEED (the generator's seed), DESTOR_DIFF_QUERIES
 # (how many queries), DESTOR_TESTDATA (the shared testdata folder; else
@@ -50,7 +53,7 @@ my $TENK_COLS = 'unique1 int4, unique2 int4, two int4, four int4, ten int4, twen
 # "u" has a linguistic collation (ICU where there is one): its min/max and
 # comparisons in other collations must not be mixed up
 my $ucoll = $node->safe_psql('postgres', q{SELECT coalesce((SELECT quote_ident(collname) FROM pg_collation
-  WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8') ORDER BY collname LIMIT 1), 'default')});
+  WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8') ORDER BY collname LIMIT 1), '"default"')});
 note("collation of mix.u: $ucoll");
 my $MIX_COLS = "id int4, a int4, b int8, n numeric(12,3), t text, flag bool, d date, f float8, u text COLLATE $ucoll";
 my $DOPTS = "SERVER pool OPTIONS (segment_rows '3000', row_group_rows '500')";
@@ -150,17 +153,7 @@ INSERT INTO mix_o SELECT * FROM mix_heap ORDER BY id;
 $node->safe_psql('postgres', $sql);
 
 # Every copy holds the same rows.
-for my $t (qw(tenk onek mix))
-{
-	my $h = $node->safe_psql('postgres', "SELECT count(*) FROM ${t}_heap");
-	for my $v (qw(d o))
-	{
-		is($node->safe_psql('postgres', "SELECT count(*) FROM ${t}_$v"), $h, "${t}_$v has the rows of ${t}_heap");
-		is($node->safe_psql('postgres',
-				"SELECT count(*) FROM (SELECT x::text FROM ${t}_heap x EXCEPT ALL SELECT y::text FROM ${t}_$v y) s"),
-			'0', "${t}_$v: every row of ${t}_heap, value by value");
-	}
-}
+same_rows('as loaded');
 my $segs = $node->safe_psql('postgres', q{
 SELECT string_agg(c.relname || ':' || s.n || ' segments (' || s.rows || ' rows)', ', ' ORDER BY c.relname)
   FROM (SELECT table_id, count(*) AS n, string_agg(row_count::text, '+' ORDER BY segment_no) AS rows
@@ -1004,6 +997,19 @@ INSERT INTO gucs_d SELECT * FROM gucs_heap;
 		} qw(gucs_heap gucs_d);
 		is($d, $h, "written with DateStyle 'SQL, DMY', IntervalStyle sql_standard, extra_float_digits 0: $q");
 	}
+
+	# even with the same settings for writer and reader: the Postgres
+	# DateStyle prints a zone abbreviation that loses seconds of the offset
+	my $tz = "SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'Postgres, MDY';";
+	$node->safe_psql('postgres', qq{$tz
+CREATE TABLE tz_heap (t timestamptz);
+CREATE FOREIGN TABLE tz_d (t timestamptz) SERVER pool OPTIONS (row_group_rows '100');
+INSERT INTO tz_heap SELECT '1890-01-01 00:00+00'::timestamptz + i * interval '1 hour' FROM generate_series(0, 999) i;
+INSERT INTO tz_d SELECT * FROM tz_heap;
+});
+	my ($h, $d) = map { scalar $node->safe_psql('postgres', "$tz SELECT count(*) FROM $_ WHERE t >= '1890-01-05 03:00+00'") }
+	  qw(tz_heap tz_d);
+	is($d, $h, "written and read with TimeZone Asia/Kolkata and DateStyle Postgres: t >= '1890-01-05 03:00+00'");
 }
 
 note(sprintf('total runtime %.1f s', time() - $t_start));
