@@ -31,7 +31,22 @@ SELECT destor.blob_export(b, '/tmp/destor_should_not_exist') FROM theirs;
 SELECT count(*) AS visible_placements FROM destor.blob_shards;
 SELECT count(*) FROM destor.objects;
 SELECT destor.cleanup_orphans('archive', '0');
+-- the catalog's statements cannot be hijacked through search_path: an
+-- operator of the caller's own would otherwise run as superuser
+RESET ROLE;
+CREATE SCHEMA evil AUTHORIZATION regress_destor_user;
+SET ROLE regress_destor_user;
+CREATE FUNCTION evil.uuid_eq(uuid, uuid) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'evil operator ran as %', current_user;
+  RETURN $1::text = $2::text;
+END $$;
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, PROCEDURE = evil.uuid_eq);
+SET search_path = evil, pg_catalog, public;
+SELECT convert_from(destor.blob_get(b), 'UTF8') AS read_safely FROM theirs;
+RESET search_path;
 SELECT destor.blob_delete(b) FROM theirs;
 RESET ROLE;
+DROP SCHEMA evil CASCADE;
 -- the owner's blob is untouched
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS still_there FROM mine;

@@ -8,6 +8,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -15,12 +16,23 @@
 
 /* Run catalog statements as the bootstrap superuser; restored on exit, and
  * by transaction abort if an ERROR intervenes. */
+/*
+ * Catalog statements run as the bootstrap superuser with search_path
+ * pinned to pg_catalog (pg_temp last): otherwise a user could put an
+ * operator or function of his own in the path and have it run with
+ * superuser rights.  All of it is undone on exit, or by the abort of the
+ * (sub)transaction if an ERROR intervenes.
+ */
 void
 catalog_enter(CatalogUser *cu)
 {
 	GetUserIdAndSecContext(&cu->saved_userid, &cu->saved_sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   cu->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+						   cu->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	cu->guc_nest_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -29,6 +41,7 @@ void
 catalog_leave(CatalogUser *cu)
 {
 	SPI_finish();
+	AtEOXact_GUC(true, cu->guc_nest_level);
 	SetUserIdAndSecContext(cu->saved_userid, cu->saved_sec_context);
 }
 

@@ -16,6 +16,7 @@ typedef struct CatalogUser
 {
 	Oid			saved_userid;
 	int			saved_sec_context;
+	int			guc_nest_level;
 } CatalogUser;
 
 extern void catalog_enter(CatalogUser *cu);

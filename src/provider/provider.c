@@ -371,12 +371,24 @@ provider_copy(Provider *p, MemoryContext cxt)
 	return c;
 }
 
+/*
+ * An aligned buffer; the allocation it lies in is remembered just before
+ * it, so that provider_free_aligned() can give it back.
+ */
 void *
 provider_alloc_aligned(MemoryContext cxt, size_t size)
 {
-	char	   *p = MemoryContextAllocHuge(cxt, size + PROVIDER_IO_ALIGN);
+	char	   *raw = MemoryContextAllocHuge(cxt, size + PROVIDER_IO_ALIGN + sizeof(void *));
+	char	   *aligned = (char *) TYPEALIGN(PROVIDER_IO_ALIGN, raw + sizeof(void *));
 
-	return (void *) TYPEALIGN(PROVIDER_IO_ALIGN, p);
+	((void **) aligned)[-1] = raw;
+	return aligned;
+}
+
+void
+provider_free_aligned(void *p)
+{
+	pfree(((void **) p)[-1]);
 }
 
 ProviderUpload *

@@ -155,6 +155,7 @@ extern ProviderUpload *provider_upload_create(Provider *p, const char *key);
  */
 #define PROVIDER_IO_ALIGN 4096
 extern void *provider_alloc_aligned(MemoryContext cxt, size_t size);
+extern void provider_free_aligned(void *p);
 
 /* Deep copy into cxt (used to keep providers for end-of-transaction work,
  * when the catalog can no longer be read). */

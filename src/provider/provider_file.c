@@ -349,7 +349,7 @@ file_get_direct(ProviderRequest *req, const char *key, int fd)
 	req->result_size = done > skip ? Min(req->length, done - skip) : 0;
 	memcpy(req->buf, buf + skip, req->result_size);
 	if (temporary)
-		pfree((void *) buf);
+		provider_free_aligned(buf);
 	req->ok = true;
 	return true;
 }
@@ -715,7 +715,7 @@ file_async_complete(FileAsync *a)
 	if (req->op == POP_GET && a->fd >= 0)
 		CloseTransientFile(a->fd);
 	if (a->bounce_temporary)
-		pfree(a->bounce);
+		provider_free_aligned(a->bounce);
 	INSTR_TIME_SET_CURRENT(end);
 	INSTR_TIME_SUBTRACT(end, a->start);
 	req->latency_ms = INSTR_TIME_GET_MILLISEC(end);
@@ -810,7 +810,7 @@ provider_file_finish(FileBatch *b)
 			if (a->req->op == POP_GET && a->fd >= 0)
 				CloseTransientFile(a->fd);
 			if (a->bounce_temporary)
-				pfree(a->bounce);
+				provider_free_aligned(a->bounce);
 			provider_file_execute(a->req);
 		}
 	}

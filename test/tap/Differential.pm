@@ -11,13 +11,13 @@ use strict;
 use warnings;
 use Cwd qw(abs_path);
 use File::Basename qw(dirname);
-use Test::More;
+use PostgreSQL::Test::Utils;
 
-# The folder holding the shared test data (the one with pgregress/ in it):
-# $ENV{DESTOR_TESTDATA} if set (either that folder or its pgregress/), else
-# ../shared/testdata beside the repository root, where the root is found
-# from the given test file's location (test/tap/t/NAME.pl).  Returns the
-# folder that holds the named files, or undef when none has them all.
+# The folder holding the shared test data files: $ENV{DESTOR_TESTDATA} if
+# set (the testdata folder or its pgregress/), else ../shared/testdata
+# beside the repository root, the root found from the given test file's
+# location (test/tap/t/NAME.pl).  Returns the folder that holds all the
+# named files, or undef when there is none.
 sub find_testdata
 {
 	my ($testfile, @files) = @_;
@@ -39,7 +39,8 @@ sub find_testdata
 
 # Run queries in one psql session.  $queries: array of { sql, pre, post }
 # where pre/post are optional commands run (silently) around the query.
-# Returns an array of { out => text, err => message or undef }.
+# Returns an array of { out => rows, each ending in "\n"; err => message or
+# undef }.  NULL shows as "(null)", so it differs from an empty string.
 sub run_batch
 {
 	my ($node, $db, $setup, $queries, %opts) = @_;
@@ -63,11 +64,10 @@ sub run_batch
 	my @lines;
 	my $flush = sub {
 		return unless defined $cur;
-		my @body = @lines;
-		my @errs = grep { /^\@\@ERROR/ } @body;
-		@body = grep { !/^\@\@ERROR/ } @body;
+		my @errs = grep { /^\@\@ERROR/ } @lines;
+		my @body = grep { !/^\@\@ERROR/ } @lines;
 		$res[$cur]{out} = join('', map { "$_\n" } @body);
-		$res[$cur]{err} = join("; ", map { s/^\@\@ERROR\s*//r } @errs) if @errs;
+		$res[$cur]{err} = join('; ', map { s/^\@\@ERROR\s*//r } @errs) if @errs;
 	};
 	for my $line (split /\n/, $out, -1)
 	{
@@ -91,22 +91,41 @@ sub run_batch
 	return \@res;
 }
 
+sub rows
+{
+	my ($text) = @_;
+	my @rows = split(/\n/, $text, -1);
+	pop @rows if @rows && $rows[-1] eq '' && $text =~ /\n\z/;
+	return @rows;
+}
+
 # The result text as compared: rows sorted unless the query's order is total.
 sub canonical
 {
 	my ($text, $ordered) = @_;
 	return $text if $ordered;
-	my @rows = split(/\n/, $text, -1);
-	pop @rows if @rows && $rows[-1] eq '';
-	return join('', sort map { "$_\n" } @rows);
+	return join('', sort map { "$_\n" } rows($text));
 }
 
-sub shorten
+# Excerpts of two different results around their first differing row, so
+# that a long result shows where it goes wrong: (got, expected).
+sub excerpts
 {
-	my ($text, $max) = @_;
-	$max //= 2000;
-	return $text if length($text) <= $max;
-	return substr($text, 0, $max) . sprintf("\n... (%d more characters)", length($text) - $max);
+	my ($got, $expected, $context) = @_;
+	$context //= 3;
+	my @g = rows($got);
+	my @e = rows($expected);
+	my $i = 0;
+	$i++ while $i < @g && $i < @e && $g[$i] eq $e[$i];
+	my $from = $i > $context ? $i - $context : 0;
+	my $cut = sub {
+		my @l = @_;
+		my $to = $i + $context < $#l ? $i + $context : $#l;
+		my @out = map { "row $_: " . (length($l[$_]) > 300 ? substr($l[$_], 0, 300) . '...' : $l[$_]) } $from .. $to;
+		push @out, '(end of result)' if $i >= @l;
+		return sprintf("%d rows; first difference at row %d\n", scalar @l, $i) . join("\n", @out);
+	};
+	return ($cut->(@g), $cut->(@e));
 }
 
 1;
