@@ -54,6 +54,15 @@ SELECT split_part(e, E'\n', 1) AS error,
   FROM (SELECT b, show_error(format('SELECT destor.blob_get(%L)', b)) AS e
           FROM victims WHERE name = 'marker') x;
 
+-- corruption met while a read-ahead is in flight (regression: the repair
+-- path freed a buffer it had not allocated)
+\set f2 :dir '/import2.bin'
+\set g4 :dir '/export4.bin'
+CREATE TABLE big41 AS SELECT destor.blob_import('archive', :'f2') AS b;
+SELECT corrupt(shard_path(b, 0), 0), corrupt(shard_path(b, 1), 20 * 65553) FROM big41;
+SELECT destor.blob_export(b, :'g4') AS exported_bytes FROM big41;
+SELECT md5(pg_read_binary_file(:'g4')) = md5(pg_read_binary_file(:'f2')) AS corrupt_export_matches;
+
 -- lose two whole providers
 \set rm 'cat > /dev/null; rm -rf ' :dir '/p2 ' :dir '/p5'
 COPY (SELECT 1) TO PROGRAM :'rm';
