@@ -85,6 +85,36 @@ SELECT id, length(body), md5(body) = (SELECT md5(string_agg(md5(i::text), ' ')) 
        length(raw), md5(raw) = (SELECT md5(decode(string_agg(md5(i::text), ''), 'hex')) FROM generate_series(1, 400000) i) AS raw_ok
   FROM docs ORDER BY id;
 
+-- statistics and text-form values do not depend on the session's settings
+SET datestyle = 'SQL, DMY';
+SET intervalstyle = 'sql_standard';
+SET extra_float_digits = 0;
+SET timezone = 'Asia/Kolkata';
+CREATE FOREIGN TABLE settings_t (d date, i interval, x float8, t timestamptz, e mood, c pair)
+  SERVER archive OPTIONS (row_group_rows '100', segment_rows '1000');
+INSERT INTO settings_t
+  SELECT '2020-01-05'::date + g, make_interval(days => -1, hours => -g), 0.1::float8 * 3 + g,
+         '1890-01-01 00:00+00'::timestamptz + g * interval '1 hour',
+         (ARRAY['sad', 'ok', 'happy'])[g % 3 + 1]::mood, ROW(g, 'x')::pair
+    FROM generate_series(0, 999) g;
+CREATE TABLE settings_h AS SELECT * FROM settings_t;
+RESET datestyle;
+RESET intervalstyle;
+RESET extra_float_digits;
+RESET timezone;
+SELECT count(*) AS one_day FROM settings_t WHERE d = '2020-01-07';
+SELECT count(*) AS from_hour_99 FROM settings_t WHERE t >= '1890-01-05 03:00+00';
+SELECT count(*) AS above FROM settings_t WHERE x > 0.3;
+SELECT count(*) AS under FROM settings_t WHERE i < '-1 day -998 hours';
+SELECT count(*) AS differing FROM (SELECT * FROM settings_t EXCEPT ALL SELECT * FROM settings_h) x;
+-- a changed column type is detected, not misread
+CREATE FOREIGN TABLE retyped (id int, a int4) SERVER archive;
+INSERT INTO retyped SELECT g, g FROM generate_series(1, 5) g;
+ALTER FOREIGN TABLE retyped ALTER COLUMN a TYPE float4;
+SELECT a FROM retyped;
+ALTER FOREIGN TABLE retyped ALTER COLUMN a TYPE int4;
+SELECT sum(a) FROM retyped;
+
 -- inserts: multi-row with RETURNING, COPY, INSERT ... SELECT; NULLs
 CREATE FOREIGN TABLE events (id bigint, kind text, at timestamptz, payload jsonb)
   SERVER archive;

@@ -61,6 +61,7 @@ struct SegmentWriter
 	char	  **rg_min;
 	char	  **rg_max;
 
+	bool		has_text;		/* a column stored in text form */
 	int64		total_rows;
 	char	   *chunkbuf;
 	size_t		chunkcap;
@@ -89,6 +90,8 @@ segment_writer_create(Relation rel, TableOptions *opts)
 	for (int i = 0; i < w->ncols; i++)
 	{
 		column_codec_init(&w->codecs[i], TupleDescAttr(desc, i));
+		if (!w->codecs[i].dropped && w->codecs[i].kind == VALUE_TEXT)
+			w->has_text = true;
 		initStringInfo(&w->cols[i].values);
 		initStringInfo(&w->cols[i].nulls);
 	}
@@ -123,6 +126,7 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->rgcxt);
 	bool		full = false;
+	int			guclevel = w->has_text ? text_io_enter() : -1;
 
 	for (int i = 0; i < w->ncols; i++)
 	{
@@ -156,6 +160,8 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 		}
 	}
 	w->rg_rowcount++;
+	if (guclevel >= 0)
+		text_io_leave(guclevel);
 	MemoryContextSwitchTo(old);
 
 	/* large values: close the row group early to keep memory bounded */
@@ -176,10 +182,12 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 {
 	MemoryContext old;
 	int			rg = w->nrowgroups;
+	int			guclevel;
 
 	if (w->rg_rowcount == 0)
 		return;
 	old = MemoryContextSwitchTo(w->cxt);
+	guclevel = text_io_enter();	/* min/max text forms */
 	if (w->ow == NULL)
 	{
 		w->ow = object_writer_create(w->pool, false);
@@ -274,6 +282,7 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		cb->null_count = 0;
 		cb->has_minmax = false;
 	}
+	text_io_leave(guclevel);
 	w->rg_rows[rg] = w->rg_rowcount;
 	w->nrowgroups++;
 	w->seg_rows += w->rg_rowcount;

@@ -360,6 +360,7 @@ estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
 	List	   *segments;
 	ListCell   *lc;
 	double		rows = 0;
+	int			guclevel;
 
 	st.rel = rel;
 	st.natts = desc->natts;
@@ -369,6 +370,7 @@ estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
 		column_codec_init(&st.codecs[i], TupleDescAttr(desc, i));
 	pull_varattnos((Node *) quals, relno, &qual_attrs);
 	segments = catalog_table_segments(opts->table_id, NULL);
+	guclevel = text_io_enter();
 	foreach(lc, segments)
 	{
 		SegmentDirectory *dir = lfirst(lc);
@@ -379,6 +381,7 @@ estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
 			if (dir->nrowgroups == 1 || !stats_refute(&st, quals, qual_attrs, dir, g))
 				rows += dir->rg_rows[g];
 	}
+	text_io_leave(guclevel);
 	RelationClose(rel);
 	return rows;
 }
@@ -397,6 +400,7 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	List	   *segments;
 	ListCell   *lc;
 	int			cap = 0;
+	int			guclevel;
 
 	node->fdw_state = st;
 	st->rel = rel;
@@ -422,7 +426,9 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
 	pull_varattnos((Node *) quals, st->scanrelid, &qual_attrs);
 
-	/* plan the reads: which segments and row groups survive the statistics */
+	/* plan the reads: which segments and row groups survive the statistics
+	 * (their text forms read under the settings they were written with) */
+	guclevel = text_io_enter();
 	/* the query's snapshot: an UPDATE or DELETE reads the same list */
 	segments = catalog_table_segments(st->opts->table_id, node->ss.ps.state->es_snapshot);
 	if (list_length(segments) >= TABLE_MAX_SEGMENTS)
@@ -464,6 +470,7 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 			st->nunits++;
 		}
 	}
+	text_io_leave(guclevel);
 	st->stats_at_start = object_read_stats;
 }
 
@@ -627,9 +634,25 @@ next_rowgroup(DestorScan *st)
 		for (int i = 0; i < n; i++)
 		{
 			int			r = range_of[i];
+			int			a = atts[i];
+			int			guclevel = -1;
 
 			CHECK_FOR_INTERRUPTS();
-			load_column(st, u->dir, u->rg, atts[i], rbufs[r] + (offs[i] - roffs[r]));
+			if (u->dir->typids[a] != st->codecs[a].typid)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("column \"%s\" of destor table \"%s\" was stored as type %s and is now %s",
+								NameStr(TupleDescAttr(RelationGetDescr(st->rel), a)->attname),
+								RelationGetRelationName(st->rel),
+								format_type_be(u->dir->typids[a]),
+								format_type_be(st->codecs[a].typid)),
+						 errdetail("ALTER FOREIGN TABLE ... ALTER COLUMN ... TYPE does not rewrite the stored values."),
+						 errhint("Change the column's type back, or copy the rows into a new table with INSERT ... SELECT and a cast.")));
+			if (u->dir->chunks[u->rg * u->dir->ncols + a].kind == VALUE_TEXT)
+				guclevel = text_io_enter();
+			load_column(st, u->dir, u->rg, a, rbufs[r] + (offs[i] - roffs[r]));
+			if (guclevel >= 0)
+				text_io_leave(guclevel);
 		}
 	}
 	MemoryContextSwitchTo(old);

@@ -32,6 +32,8 @@ typedef struct ColumnCodec
 } ColumnCodec;
 
 extern void column_codec_init(ColumnCodec *cc, Form_pg_attribute att);
+extern int	text_io_enter(void);
+extern void text_io_leave(int level);
 extern void value_encode(ColumnCodec *cc, Datum d, StringInfo buf);
 extern Datum value_decode(ColumnCodec *cc, ValueKind kind, const uint8 **p, const uint8 *end);
 

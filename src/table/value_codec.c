@@ -6,10 +6,42 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
 #include "table_internal.h"
+
+/*
+ * Text forms (statistics, and values of non-built-in types) are written and
+ * read under fixed settings, as pg_dump does, so that they mean the same
+ * thing whatever the session's DateStyle, IntervalStyle, TimeZone,
+ * extra_float_digits or search_path.  Undone by text_io_leave, or by the
+ * abort of the transaction if an ERROR intervenes.
+ */
+int
+text_io_enter(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("timezone", "UTC", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+text_io_leave(int level)
+{
+	AtEOXact_GUC(true, level);
+}
 
 void
 column_codec_init(ColumnCodec *cc, Form_pg_attribute att)
