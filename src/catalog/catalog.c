@@ -261,6 +261,8 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 	return meta;
 }
 
+/* Remove an object's rows; its shards stay "retired" until deleted after
+ * commit or, failing that, by cleanup_orphans after its grace period. */
 void
 catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 {
@@ -272,6 +274,8 @@ catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 	values[0] = uuid_datum(id);
 	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
+	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
+				 1, types, values, NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 
@@ -341,6 +345,8 @@ catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN])
 	values[0] = uuid_datum(id);
 	catalog_exec("DELETE FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
+	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
+				 1, types, values, NULL, SPI_OK_INSERT);
 	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_leave(&cu);

@@ -211,6 +211,7 @@ object_reader_open(ObjectMeta *meta)
 									meta->shards[i].provider);
 		}
 	}
+	r->last_read_end = PG_UINT64_MAX;	/* the first read is not "sequential" */
 	r->scratch = palloc(meta->block_size + r->block_overhead + 64);
 	r->sealed = palloc(meta->block_size + r->block_overhead + 64);
 	r->plain = palloc(meta->block_size);
@@ -376,10 +377,12 @@ healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest
 static void
 ahead_discard(ObjectReader *r)
 {
-	if (r->ahead == NULL)
+	ProviderBatch *b = r->ahead;
+
+	if (b == NULL)
 		return;
-	provider_finish(r->ahead);
-	r->ahead = NULL;
+	r->ahead = NULL;			/* finish cleans up itself if it fails */
+	provider_finish(b);
 	object_read_stats.requests += r->ahead_nreqs;
 }
 

@@ -311,7 +311,9 @@ writer_seal_block(ObjectWriter *w, bool last)
 ObjectWriter *
 object_writer_create(Pool *pool, bool compress)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "destor object writer",
+	/* in the (sub)transaction's context: a failed write in a savepoint or an
+	 * exception block gives its memory back when that one aborts */
+	MemoryContext cxt = AllocSetContextCreate(CurTransactionContext, "destor object writer",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ObjectWriter *w = palloc0(sizeof(ObjectWriter));

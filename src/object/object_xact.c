@@ -16,7 +16,9 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
+#include "storage/procarray.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -234,6 +236,16 @@ reset_tracking(void)
 		MemoryContextReset(xact_cxt);
 }
 
+static bool
+no_snapshot_sees_us(void)
+{
+	TransactionId xid = GetTopTransactionIdIfAny();
+
+	if (!TransactionIdIsValid(xid))
+		return true;
+	return TransactionIdPrecedes(xid, GetOldestNonRemovableTransactionId(NULL));
+}
+
 static void
 object_xact_callback(XactEvent event, void *arg)
 {
@@ -248,7 +260,17 @@ object_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			delete_tracked(deleted_objects, "after commit");
+
+			/*
+			 * Snapshots taken before this commit (REPEATABLE READ readers,
+			 * pg_dump, standbys with feedback) may still see the deleted
+			 * objects.  Delete their shards now only if no such snapshot
+			 * remains; otherwise they stay retired (the deleting
+			 * transaction recorded that) and cleanup_orphans removes them
+			 * after its grace period.
+			 */
+			if (deleted_objects != NIL && no_snapshot_sees_us())
+				delete_tracked(deleted_objects, "after commit");
 			reset_tracking();
 			break;
 		case XACT_EVENT_ABORT:

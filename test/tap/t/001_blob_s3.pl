@@ -153,6 +153,20 @@ $s1->query_safe("SELECT destor.blob_put('archive', (SELECT data FROM src WHERE n
 $s1->query_safe('ROLLBACK');
 my $objects_after = scalar(map { DestorTest::files_under($_->{dir}) } @s3);
 is($objects_after, $objects_before, 'a rolled-back blob leaves no objects on the s3 providers');
+# a snapshot that still sees a deleted blob can still read it: its shards
+# stay until no such snapshot remains, then cleanup_orphans takes them
+my $reader = $node->background_psql('postgres');
+$reader->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$reader->query_safe("SELECT destor.blob_size('$handle')");
+$s1->query_safe("SELECT destor.blob_delete('$handle')");
+is($reader->query_safe("SELECT convert_from(destor.blob_get('$handle'), 'UTF8')"), 'uncommitted',
+	'a repeatable-read reader still reads a blob deleted after its snapshot');
+$reader->query_safe('COMMIT');
+$reader->quit;
+($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_get('$handle')");
+like($err, qr/does not exist/, 'new snapshots do not see the deleted blob');
+cmp_ok($node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '0')"), '>=', 6,
+	'cleanup_orphans removes the shards the deletion had to leave');
 $s1->quit;
 
 # --- bad credentials, missing bucket, refused connections -----------------------------------------
