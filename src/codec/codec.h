@@ -111,6 +111,15 @@ extern size_t codec_compress_bound(size_t len);
 extern size_t codec_compress(const void *in, size_t len, void *out, size_t outcap,
 							 int level);
 
+/* The same with an explicit context: one per thread for parallel work.
+ * codec_compress itself uses a per-process context. */
+typedef struct codec_zctx codec_zctx;
+
+extern codec_zctx *codec_zctx_create(void);
+extern void codec_zctx_free(codec_zctx *z);
+extern size_t codec_compress_ctx(codec_zctx *z, const void *in, size_t len, void *out,
+								 size_t outcap, int level);
+
 /* 0 on success with *outlen set, -1 on corrupt input or if the result does
  * not fit in outcap. */
 extern int	codec_decompress(const void *in, size_t len, void *out, size_t outcap,

@@ -12,6 +12,8 @@
 
 #include "access/htup_details.h"
 #include "utils/datum.h"
+#include "utils/sortsupport.h"
+#include "utils/typcache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -62,12 +64,26 @@ struct SegmentWriter
 	char	  **rg_max;
 
 	bool		has_text;		/* a column stored in text form */
+	codec_zctx *zctx[2];		/* compression contexts of the two threads */
+	SortSupportData *ssup;		/* per column: comparator for min/max */
 	int64		total_rows;
 	char	   *chunkbuf;
 	size_t		chunkcap;
 };
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
+
+static void
+writer_free_zctx(void *arg)
+{
+	SegmentWriter *w = (SegmentWriter *) arg;
+
+	for (int i = 0; i < 2; i++)
+	{
+		codec_zctx_free(w->zctx[i]);
+		w->zctx[i] = NULL;
+	}
+}
 static void segment_writer_finish_segment(SegmentWriter *w);
 
 SegmentWriter *
@@ -87,9 +103,33 @@ segment_writer_create(Relation rel, TableOptions *opts)
 	w->ncols = desc->natts;
 	w->codecs = palloc0(sizeof(ColumnCodec) * Max(w->ncols, 1));
 	w->cols = palloc0(sizeof(ColumnBuffer) * Max(w->ncols, 1));
+	w->ssup = palloc0(sizeof(SortSupportData) * Max(w->ncols, 1));
+	{
+		MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+
+		w->zctx[0] = codec_zctx_create();
+		w->zctx[1] = codec_zctx_create();
+		cb->func = writer_free_zctx;
+		cb->arg = w;
+		MemoryContextRegisterResetCallback(cxt, cb);
+		if (w->zctx[0] == NULL || w->zctx[1] == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
 	for (int i = 0; i < w->ncols; i++)
 	{
 		column_codec_init(&w->codecs[i], TupleDescAttr(desc, i));
+		if (!w->codecs[i].dropped && w->codecs[i].has_cmp)
+		{
+			/* SortSupport: a cheap comparator for the running min/max */
+			TypeCacheEntry *tce = lookup_type_cache(w->codecs[i].typid, TYPECACHE_LT_OPR);
+
+			w->ssup[i].ssup_cxt = cxt;
+			w->ssup[i].ssup_collation = w->codecs[i].collation;
+			if (OidIsValid(tce->lt_opr))
+				PrepareSortSupportFromOrderingOp(tce->lt_opr, &w->ssup[i]);
+			else
+				w->codecs[i].has_cmp = false;
+		}
 		if (!w->codecs[i].dropped && w->codecs[i].kind == VALUE_TEXT)
 			w->has_text = true;
 		initStringInfo(&w->cols[i].values);
@@ -105,11 +145,7 @@ segment_writer_rows(SegmentWriter *w)
 	return w->total_rows;
 }
 
-static int
-compare_datums(ColumnCodec *cc, Datum a, Datum b)
-{
-	return DatumGetInt32(FunctionCall2Coll(&cc->cmp, cc->collation, a, b));
-}
+#define compare_datums(w, i, a, b) ApplySortComparator((a), false, (b), false, &(w)->ssup[(i)])
 
 static char *
 text_form(ColumnCodec *cc, Datum d, MemoryContext cxt)
@@ -144,7 +180,44 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 			cb->null_count++;
 			continue;
 		}
-		value_encode(cc, values[i], &cb->values);
+		if (cc->kind == VALUE_FIXED && cc->typbyval)
+		{
+			/* integers, floats, dates, timestamps: the raw bytes, inline */
+			StringInfo	sb = &cb->values;
+
+			if (sb->len + 8 >= sb->maxlen)
+				enlargeStringInfo(sb, 8);
+			switch (cc->typlen)
+			{
+				case 8:
+					{
+						int64		v = DatumGetInt64(values[i]);
+
+						memcpy(sb->data + sb->len, &v, 8);
+						break;
+					}
+				case 4:
+					{
+						int32		v = DatumGetInt32(values[i]);
+
+						memcpy(sb->data + sb->len, &v, 4);
+						break;
+					}
+				case 2:
+					{
+						int16		v = DatumGetInt16(values[i]);
+
+						memcpy(sb->data + sb->len, &v, 2);
+						break;
+					}
+				default:
+					sb->data[sb->len] = DatumGetChar(values[i]);
+					break;
+			}
+			sb->len += cc->typlen;
+		}
+		else
+			value_encode(cc, values[i], &cb->values);
 		if (cc->has_cmp)
 		{
 			if (!cb->has_minmax)
@@ -153,9 +226,9 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 				cb->max = datumCopy(values[i], cc->typbyval, cc->typlen);
 				cb->has_minmax = true;
 			}
-			else if (compare_datums(cc, values[i], cb->min) < 0)
+			else if (compare_datums(w, i, values[i], cb->min) < 0)
 				cb->min = datumCopy(values[i], cc->typbyval, cc->typlen);
-			else if (compare_datums(cc, values[i], cb->max) > 0)
+			else if (compare_datums(w, i, values[i], cb->max) > 0)
 				cb->max = datumCopy(values[i], cc->typbyval, cc->typlen);
 		}
 	}
@@ -176,6 +249,36 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 	}
 }
 
+/* Row groups up to this many bytes are compressed on two threads. */
+#define PARALLEL_COMPRESS_MAX (64 * 1024 * 1024)
+
+/* One thread's share of a row group's columns (pure C: no palloc, no ereport). */
+typedef struct CompressTask
+{
+	codec_zctx *z;
+	int			level;
+	int			n;
+	int		   *cols;
+	size_t	   *rawlens;
+	char	  **raw;
+	char	  **out;
+	size_t	   *clens;
+} CompressTask;
+
+static void
+compress_task_run(void *arg)
+{
+	CompressTask *t = (CompressTask *) arg;
+
+	for (int j = 0; j < t->n; j++)
+	{
+		int			i = t->cols[j];
+
+		t->clens[i] = codec_compress_ctx(t->z, t->raw[i], t->rawlens[j], t->out[i],
+										 codec_compress_bound(t->rawlens[j]), t->level);
+	}
+}
+
 /* Compress each column of the buffered row group into the segment object. */
 static void
 segment_writer_flush_rowgroup(SegmentWriter *w)
@@ -183,6 +286,10 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 	MemoryContext old;
 	int			rg = w->nrowgroups;
 	int			guclevel;
+	bool		parallel;
+	char	  **raw = NULL;
+	char	  **out = NULL;
+	size_t	   *clens = NULL;
 
 	if (w->rg_rowcount == 0)
 		return;
@@ -207,6 +314,60 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		w->rgcap = newcap;
 	}
 
+	/*
+	 * Compress the columns on two threads (zstd is the costly part of
+	 * writing); each chunk is its null bitmap followed by its values.
+	 * Very large row groups go one column at a time to bound memory.
+	 */
+	{
+		size_t		total = 0;
+		CompressTask tasks[2];
+		void	   *args[2] = {&tasks[0], &tasks[1]};
+		size_t		load[2] = {0, 0};
+
+		memset(tasks, 0, sizeof(tasks));
+		for (int i = 0; i < w->ncols; i++)
+			total += w->cols[i].nulls.len + w->cols[i].values.len;
+		parallel = total <= PARALLEL_COMPRESS_MAX;
+		if (parallel)
+		{
+			/* scratch of this flush: the row group context is reset after it */
+			MemoryContext prev = MemoryContextSwitchTo(w->rgcxt);
+
+			raw = palloc0(sizeof(char *) * w->ncols);
+			out = palloc0(sizeof(char *) * w->ncols);
+			clens = palloc0(sizeof(size_t) * w->ncols);
+			for (int t = 0; t < 2; t++)
+			{
+				tasks[t].z = w->zctx[t];
+				tasks[t].level = w->opts->compression_level;
+				tasks[t].cols = palloc(sizeof(int) * w->ncols);
+				tasks[t].raw = raw;
+				tasks[t].out = out;
+				tasks[t].clens = clens;
+				tasks[t].rawlens = palloc(sizeof(size_t) * w->ncols);
+			}
+			for (int i = 0; i < w->ncols; i++)
+			{
+				ColumnBuffer *cb = &w->cols[i];
+				size_t		rawlen = cb->nulls.len + cb->values.len;
+				int			t = load[0] <= load[1] ? 0 : 1;
+
+				if (w->codecs[i].dropped)
+					continue;
+				raw[i] = palloc(Max(rawlen, 1));
+				memcpy(raw[i], cb->nulls.data, cb->nulls.len);
+				memcpy(raw[i] + cb->nulls.len, cb->values.data, cb->values.len);
+				out[i] = palloc(codec_compress_bound(rawlen));
+				tasks[t].rawlens[tasks[t].n] = rawlen;
+				tasks[t].cols[tasks[t].n++] = i;
+				load[t] += rawlen;
+			}
+			MemoryContextSwitchTo(prev);
+			codec_run_parallel(compress_task_run, args, 2);
+		}
+	}
+
 	for (int i = 0; i < w->ncols; i++)
 	{
 		ColumnCodec *cc = &w->codecs[i];
@@ -224,27 +385,28 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		if (cc->dropped)
 			continue;
 
-		/* one raw buffer: null bitmap, then values; compressed after it */
-		if (w->chunkcap < rawlen + bound)
+		if (parallel)
 		{
-			if (w->chunkbuf)
-				pfree(w->chunkbuf);
-			w->chunkcap = rawlen + bound;
-			w->chunkbuf = MemoryContextAllocHuge(w->cxt, w->chunkcap);
-		}
-		memcpy(w->chunkbuf, cb->nulls.data, cb->nulls.len);
-		memcpy(w->chunkbuf + cb->nulls.len, cb->values.data, cb->values.len);
-		clen = codec_compress(w->chunkbuf, rawlen, w->chunkbuf + rawlen, bound,
-							  w->opts->compression_level);
-		if (clen > 0)
-		{
-			data = w->chunkbuf + rawlen;
-			len = clen;
+			clen = clens[i];
+			data = clen > 0 ? out[i] : raw[i];
+			len = clen > 0 ? clen : rawlen;
 		}
 		else
 		{
-			data = w->chunkbuf;
-			len = rawlen;
+			/* one raw buffer: null bitmap, then values; compressed after it */
+			if (w->chunkcap < rawlen + bound)
+			{
+				if (w->chunkbuf)
+					pfree(w->chunkbuf);
+				w->chunkcap = rawlen + bound;
+				w->chunkbuf = MemoryContextAllocHuge(w->cxt, w->chunkcap);
+			}
+			memcpy(w->chunkbuf, cb->nulls.data, cb->nulls.len);
+			memcpy(w->chunkbuf + cb->nulls.len, cb->values.data, cb->values.len);
+			clen = codec_compress(w->chunkbuf, rawlen, w->chunkbuf + rawlen, bound,
+								  w->opts->compression_level);
+			data = clen > 0 ? w->chunkbuf + rawlen : w->chunkbuf;
+			len = clen > 0 ? clen : rawlen;
 		}
 		if (rawlen > PG_UINT32_MAX || len > PG_UINT32_MAX)
 			ereport(ERROR,
@@ -265,12 +427,12 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		{
 			w->rg_min[idx] = text_form(cc, cb->min, w->cxt);
 			w->rg_max[idx] = text_form(cc, cb->max, w->cxt);
-			if (!cb->seg_has_minmax || compare_datums(cc, cb->min, cb->seg_min_d) < 0)
+			if (!cb->seg_has_minmax || compare_datums(w, i, cb->min, cb->seg_min_d) < 0)
 			{
 				cb->seg_min_d = datumCopy(cb->min, cc->typbyval, cc->typlen);
 				cb->seg_min = w->rg_min[idx];
 			}
-			if (!cb->seg_has_minmax || compare_datums(cc, cb->max, cb->seg_max_d) > 0)
+			if (!cb->seg_has_minmax || compare_datums(w, i, cb->max, cb->seg_max_d) > 0)
 			{
 				cb->seg_max_d = datumCopy(cb->max, cc->typbyval, cc->typlen);
 				cb->seg_max = w->rg_max[idx];
