@@ -25,10 +25,17 @@ if [ "$(id -u)" = 0 ]; then
   id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
   work=$(mktemp -d /tmp/destor-test.XXXXXX)
   tar -C "$top" --exclude=.git --exclude='tmp_*' --exclude=results -cf - . | tar -C "$work" -xf -
+  # the shared test data sets (../shared/testdata beside the checkout) go along
+  if [ -d "$top/../shared/testdata" ]; then
+    cp -r "$top/../shared/testdata" "$work/testdata"
+  fi
   chown -R "$user" "$work"
   chmod 755 "$work"
   rc=0
-  runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" bash "$work/scripts/test_suites.sh" || rc=$?
+  testdata=""
+  [ -d "$work/testdata" ] && testdata="$work/testdata"
+  runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" DESTOR_TESTDATA="$testdata" \
+    bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then
     rm -rf "$top/test-logs"; mkdir -p "$top/test-logs"
