@@ -102,6 +102,9 @@ extern ObjectReader *object_reader_open(ObjectMeta *meta);
 extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
 extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
 									const uint64 *lens, char **dsts);
+extern void object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets,
+										  const uint64 *lens, char **dsts, int next_n,
+										  const uint64 *next_offsets, const uint64 *next_lens);
 extern void object_reader_close(ObjectReader *r);
 
 /* object_layout.c: shared arithmetic of the format */

@@ -78,9 +78,13 @@ struct ObjectReader
 	uint64		ahead_ce;
 	WindowSource ahead_src;
 	uint64		last_read_end;	/* plaintext offset after the previous read */
+	struct MultiFetch *prefetch;	/* multi-range read-ahead in flight */
 };
 
 static void ahead_discard(ObjectReader *r);
+static void prefetch_discard(ObjectReader *r);
+static void prefetch_abandon(ObjectReader *r);
+struct MultiFetch;
 
 static void
 reader_free_cipher(void *arg)
@@ -91,6 +95,7 @@ reader_free_cipher(void *arg)
 	if (r->ahead)
 		provider_abandon(r->ahead);
 	r->ahead = NULL;
+	prefetch_abandon(r);
 
 	if (r->cipher)
 		codec_cipher_free(r->cipher);
@@ -224,6 +229,7 @@ void
 object_reader_close(ObjectReader *r)
 {
 	ahead_discard(r);
+	prefetch_discard(r);
 	MemoryContextDelete(r->cxt);
 }
 
@@ -907,46 +913,57 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 }
 
 /*
- * Read several small ranges (say, the column chunks of a row group) with
- * one parallel batch of provider requests instead of one round trip each.
- * Ranges longer than a read window go through object_reader_read.
+ * Several small ranges at once (say, the column chunks of a row group):
+ * one parallel batch of provider requests instead of a round trip each.
+ * A MultiFetch can also be started ahead of need (read-ahead of the next
+ * row group while this one is decoded) and collected by the next call.
  */
-void
-object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
-						 char **dsts)
+typedef struct MultiFetch
 {
-	ObjectMeta *meta = r->meta;
-	uint64		bs = meta->block_size;
-	MemoryContext tmp;
-	MemoryContext old;
+	MemoryContext cxt;
+	int			n;
+	uint64	   *offsets;
+	uint64	   *lens;
 	ProviderRequest *reqs;
 	int		   *shard_of;
 	int		   *first;
-	int		   *count;
+	int		   *count;			/* requests per range; -1: read it on its own */
 	WindowSource *srcs;
-	int			nreqs = 0;
+	int			nreqs;
+	ProviderBatch *batch;		/* started, not yet finished */
+} MultiFetch;
 
-	if (n == 0)
-		return;
-	ahead_discard(r);
-	tmp = AllocSetContextCreate(r->cxt, "destor multi-range read", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(tmp);
-	reqs = palloc0(sizeof(ProviderRequest) * n * r->k);
-	shard_of = palloc(sizeof(int) * n * r->k);
-	first = palloc(sizeof(int) * n);
-	count = palloc0(sizeof(int) * n);
-	srcs = palloc0(sizeof(WindowSource) * n);
+static MultiFetch *
+multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor multi-range read", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MultiFetch *mf = palloc0(sizeof(MultiFetch));
+
+	mf->cxt = cxt;
+	mf->n = n;
+	mf->offsets = palloc(sizeof(uint64) * n);
+	mf->lens = palloc(sizeof(uint64) * n);
+	memcpy(mf->offsets, offsets, sizeof(uint64) * n);
+	memcpy(mf->lens, lens, sizeof(uint64) * n);
+	mf->reqs = palloc0(sizeof(ProviderRequest) * n * r->k);
+	mf->shard_of = palloc(sizeof(int) * n * r->k);
+	mf->first = palloc(sizeof(int) * n);
+	mf->count = palloc0(sizeof(int) * n);
+	mf->srcs = palloc0(sizeof(WindowSource) * n);
 
 	for (int i = 0; i < n; i++)
 	{
 		uint64		b0,
 					b1;
 
-		first[i] = nreqs;
-		count[i] = -1;			/* -1: read it on its own afterwards */
+		mf->first[i] = mf->nreqs;
+		mf->count[i] = -1;
 		if (lens[i] == 0)
 		{
-			count[i] = 0;
+			mf->count[i] = 0;
 			continue;
 		}
 		if (offsets[i] + lens[i] > meta->size || offsets[i] + lens[i] < offsets[i])
@@ -959,51 +976,155 @@ object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const ui
 		b1 = (offsets[i] + lens[i] - 1) / bs;
 		if (b1 - b0 + 1 > READ_WINDOW_BLOCKS)
 			continue;
-		count[i] = healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
-									reqs + nreqs, shard_of + nreqs, &srcs[i]);
-		if (count[i] > 0)
-			nreqs += count[i];
+		mf->count[i] = healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
+										mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
+										&mf->srcs[i]);
+		if (mf->count[i] > 0)
+			mf->nreqs += mf->count[i];
 	}
+	MemoryContextSwitchTo(old);
+	return mf;
+}
 
-	provider_execute(reqs, nreqs);
-	object_read_stats.requests += nreqs;
+static void
+multi_start(ObjectReader *r, MultiFetch *mf)
+{
+	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
 
-	for (int i = 0; i < n; i++)
+	mf->batch = provider_start(mf->reqs, mf->nreqs);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+multi_finish(ObjectReader *r, MultiFetch *mf)
+{
+	ProviderBatch *b = mf->batch;
+
+	if (b == NULL)
+		return;
+	mf->batch = NULL;			/* finish cleans up itself if it fails */
+	provider_finish(b);
+	object_read_stats.requests += mf->nreqs;
+}
+
+/* Open every range of a finished MultiFetch into dsts (repairing as needed). */
+static void
+multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
+{
+	uint64		bs = r->meta->block_size;
+	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
+
+	for (int i = 0; i < mf->n; i++)
 	{
+		uint64		off = mf->offsets[i];
+		uint64		len = mf->lens[i];
 		uint64		b0,
 					b1;
-		bool		ok = count[i] >= 0;
+		bool		ok = mf->count[i] >= 0;
 
-		if (count[i] == 0 && lens[i] == 0)
+		if (len == 0)
 			continue;
-		if (count[i] < 0 && lens[i] > 0 &&
-			(offsets[i] + lens[i] - 1) / bs - offsets[i] / bs + 1 > READ_WINDOW_BLOCKS)
+		b0 = off / bs;
+		b1 = (off + len - 1) / bs;
+		if (mf->count[i] < 0 && b1 - b0 + 1 > READ_WINDOW_BLOCKS)
 		{
 			MemoryContextSwitchTo(r->cxt);
-			object_reader_read(r, offsets[i], lens[i], dsts[i]);
-			MemoryContextSwitchTo(tmp);
+			object_reader_read(r, off, len, dsts[i]);
+			MemoryContextSwitchTo(mf->cxt);
 			continue;
 		}
-		for (int q = first[i]; q < first[i] + Max(count[i], 0); q++)
+		for (int q = mf->first[i]; q < mf->first[i] + Max(mf->count[i], 0); q++)
 		{
-			object_read_stats.bytes_fetched += reqs[q].result_size;
-			if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+			object_read_stats.bytes_fetched += mf->reqs[q].result_size;
+			if (!mf->reqs[q].ok || mf->reqs[q].result_size != mf->reqs[q].length)
 			{
-				note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
+				note_failure(r, mf->shard_of[q], &mf->reqs[q], SHARD_SUSPECT);
 				ok = false;
 			}
 		}
-		b0 = offsets[i] / bs;
-		b1 = (offsets[i] + lens[i] - 1) / bs;
-		if (!ok || !open_blocks(r, b0, b1, &srcs[i], offsets[i], lens[i], dsts[i], false))
+		if (!ok || !open_blocks(r, b0, b1, &mf->srcs[i], off, len, dsts[i], false))
 		{
 			WindowSource src;
 
 			fetch_repair(r, block_cstart(r, b0), block_cend(r, b1), &src, false);
-			open_blocks(r, b0, b1, &src, offsets[i], lens[i], dsts[i], true);
+			open_blocks(r, b0, b1, &src, off, len, dsts[i], true);
 			window_source_release(r, &src);
 		}
 	}
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tmp);
+}
+
+static bool
+multi_matches(MultiFetch *mf, int n, const uint64 *offsets, const uint64 *lens)
+{
+	return mf->n == n &&
+		memcmp(mf->offsets, offsets, sizeof(uint64) * n) == 0 &&
+		memcmp(mf->lens, lens, sizeof(uint64) * n) == 0;
+}
+
+/* Error cleanup: only wait for transfers still writing into our buffers. */
+static void
+prefetch_abandon(ObjectReader *r)
+{
+	if (r->prefetch && r->prefetch->batch)
+		provider_abandon(r->prefetch->batch);
+	r->prefetch = NULL;
+}
+
+/* Drop a read-ahead that is not wanted (collecting its transfers first). */
+static void
+prefetch_discard(ObjectReader *r)
+{
+	MultiFetch *mf = r->prefetch;
+
+	if (mf == NULL)
+		return;
+	r->prefetch = NULL;
+	multi_finish(r, mf);
+	MemoryContextDelete(mf->cxt);
+}
+
+void
+object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+						 char **dsts)
+{
+	object_reader_read_multi_ahead(r, n, offsets, lens, dsts, 0, NULL, NULL);
+}
+
+/*
+ * As object_reader_read_multi, and then start fetching the ranges the
+ * caller will ask for next, so that they come in while it works on these.
+ */
+void
+object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+							   char **dsts, int next_n, const uint64 *next_offsets,
+							   const uint64 *next_lens)
+{
+	MultiFetch *mf;
+
+	if (n == 0 && next_n == 0)
+		return;
+	ahead_discard(r);
+	if (r->prefetch && multi_matches(r->prefetch, n, offsets, lens))
+	{
+		mf = r->prefetch;
+		r->prefetch = NULL;
+		multi_finish(r, mf);
+	}
+	else
+	{
+		prefetch_discard(r);
+		mf = multi_prepare(r, n, offsets, lens);
+		multi_start(r, mf);
+		multi_finish(r, mf);
+	}
+	if (next_n > 0)
+	{
+		MultiFetch *next = multi_prepare(r, next_n, next_offsets, next_lens);
+
+		multi_start(r, next);
+		r->prefetch = next;
+	}
+	multi_open(r, mf, dsts);
+	MemoryContextDelete(mf->cxt);
 }

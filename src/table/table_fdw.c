@@ -544,6 +544,64 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *stored
 	}
 }
 
+/* The byte ranges of a row group's needed chunks, merged where they
+ * share blocks. */
+typedef struct RangePlan
+{
+	int			n;				/* chunks */
+	int		   *atts;
+	uint64	   *offs;
+	int			nranges;		/* merged ranges */
+	uint64	   *roffs;
+	uint64	   *rlens;
+	int		   *range_of;		/* per chunk */
+} RangePlan;
+
+static void
+unit_ranges(DestorScan *st, DestorScanUnit *u, RangePlan *rp)
+{
+	uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
+
+	rp->n = 0;
+	rp->nranges = 0;
+	rp->atts = palloc(sizeof(int) * Max(st->natts, 1));
+	rp->offs = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->roffs = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->rlens = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->range_of = palloc(sizeof(int) * Max(st->natts, 1));
+	for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+	{
+		ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+
+		if (!st->needed[a] || st->codecs[a].dropped || u->dir->kinds[a] == 0)
+			continue;
+		rp->atts[rp->n] = a;
+		rp->offs[rp->n] = e->offset;
+		lens[rp->n] = e->length;
+		rp->n++;
+	}
+
+	/*
+	 * Chunks are laid out in column order; ranges closer than a block would
+	 * fetch and open the same block twice, so read them as one.
+	 */
+	for (int i = 0; i < rp->n; i++)
+	{
+		int			last = rp->nranges - 1;
+
+		if (last >= 0 && rp->offs[i] >= rp->roffs[last] &&
+			rp->offs[i] <= rp->roffs[last] + rp->rlens[last] + OBJECT_BLOCK_SIZE)
+			rp->rlens[last] = Max(rp->rlens[last], rp->offs[i] + lens[i] - rp->roffs[last]);
+		else
+		{
+			rp->roffs[rp->nranges] = rp->offs[i];
+			rp->rlens[rp->nranges] = lens[i];
+			rp->nranges++;
+		}
+		rp->range_of[i] = rp->nranges - 1;
+	}
+}
+
 static bool
 next_rowgroup(DestorScan *st)
 {
@@ -586,51 +644,36 @@ next_rowgroup(DestorScan *st)
 	}
 	old = MemoryContextSwitchTo(st->rgcxt);
 	{
-		/* every needed chunk of the row group in one batch of requests */
-		int			n = 0;
-		int		   *atts = palloc(sizeof(int) * Max(st->natts, 1));
-		uint64	   *offs = palloc(sizeof(uint64) * Max(st->natts, 1));
-		uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
+		/* every needed chunk of the row group in one batch of requests,
+		 * and the next row group's on their way while this one decodes */
+		RangePlan	cur;
+		RangePlan	next = {0};
+		DestorScanUnit *nu = (st->next_unit == NULL && st->unit < st->nunits) ?
+			&st->units[st->unit] : NULL;
+		int			n;
+		int		   *atts;
+		uint64	   *offs;
+		int			nranges;
+		uint64	   *roffs;
+		uint64	   *rlens;
+		char	  **rbufs;
+		int		   *range_of;
 
-		int			nranges = 0;
-		uint64	   *roffs = palloc(sizeof(uint64) * Max(st->natts, 1));
-		uint64	   *rlens = palloc(sizeof(uint64) * Max(st->natts, 1));
-		char	  **rbufs = palloc(sizeof(char *) * Max(st->natts, 1));
-		int		   *range_of = palloc(sizeof(int) * Max(st->natts, 1));
-
-		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
-		{
-			ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
-
-			if (!st->needed[a] || st->codecs[a].dropped || u->dir->kinds[a] == 0)
-				continue;
-			atts[n] = a;
-			offs[n] = e->offset;
-			lens[n] = e->length;
-			n++;
-		}
-
-		/*
-		 * Chunks are laid out in column order; ranges closer than a block
-		 * would fetch and open the same block twice, so read them as one.
-		 */
-		for (int i = 0; i < n; i++)
-		{
-			if (nranges > 0 &&
-				offs[i] <= roffs[nranges - 1] + rlens[nranges - 1] + OBJECT_BLOCK_SIZE &&
-				offs[i] >= roffs[nranges - 1])
-				rlens[nranges - 1] = Max(rlens[nranges - 1], offs[i] + lens[i] - roffs[nranges - 1]);
-			else
-			{
-				roffs[nranges] = offs[i];
-				rlens[nranges] = lens[i];
-				nranges++;
-			}
-			range_of[i] = nranges - 1;
-		}
+		unit_ranges(st, u, &cur);
+		if (nu && nu->dir == u->dir)
+			unit_ranges(st, nu, &next);
+		n = cur.n;
+		atts = cur.atts;
+		offs = cur.offs;
+		nranges = cur.nranges;
+		roffs = cur.roffs;
+		rlens = cur.rlens;
+		range_of = cur.range_of;
+		rbufs = palloc(sizeof(char *) * Max(nranges, 1));
 		for (int r = 0; r < nranges; r++)
 			rbufs[r] = palloc(Max(rlens[r], 1));
-		object_reader_read_multi(st->reader, nranges, roffs, rlens, rbufs);
+		object_reader_read_multi_ahead(st->reader, nranges, roffs, rlens, rbufs,
+									   next.nranges, next.roffs, next.rlens);
 		for (int i = 0; i < n; i++)
 		{
 			int			r = range_of[i];
