@@ -83,6 +83,13 @@ DestorTest::stop_s3($s3[4]);
 $rows = $node->safe_psql('postgres',
 	"SELECT bool_and(destor.blob_get(b) = data) FROM src JOIN stored USING (name)");
 is($rows, 't', 'with 2 of 6 providers stopped every blob reads back correctly');
+is($node->safe_psql('postgres',
+	"SELECT string_agg(provider || '=' || state, ',' ORDER BY provider) FROM destor.provider_status WHERE provider IN ('s2', 's5', 's1')"),
+	's1=up,s2=down,s5=down', 'destor.provider_status shows the stopped providers as down');
+like($node->safe_psql('postgres', "SELECT last_error FROM destor.provider_status WHERE provider = 's2'"),
+	qr/s2/, 'and the last error names the provider');
+is($node->safe_psql('postgres', "SELECT bool_and(requests > 0 AND bytes_written > 0 AND latency_p50_ms >= 0 AND last_success IS NOT NULL) FROM destor.provider_status WHERE provider LIKE 's_'"),
+	't', 'provider_status counts requests, bytes and latencies');
 is($node->safe_psql('postgres', q{
 SELECT count(*) FILTER (WHERE destor.blob_read(b, off, len) = substring(data FROM off::int + 1 FOR len))
   FROM ranges, src JOIN stored USING (name) WHERE name = '10 MB'}),
