@@ -98,3 +98,10 @@ SELECT convert_from(destor.blob_get(b), 'UTF8') AS readable FROM partial;
 \set rm 'cat > /dev/null; rm -rf ' :dir '/p3'
 COPY (SELECT 1) TO PROGRAM :'rm';
 SELECT show_error(format('SELECT destor.blob_get(%L)', b)) FROM victims WHERE name = 'block+1';
+-- even an empty blob is authenticated: with its shards gone it is unreadable
+SELECT show_error(format('SELECT destor.blob_get(%L)', b)) FROM stored WHERE name = 'empty';
+-- an unreadable blob does not clobber the file it was to be exported to
+\set keep :dir '/keep.txt'
+COPY (SELECT 'precious') TO :'keep';
+SELECT show_error(format('SELECT destor.blob_export(%L, %L)', b, :'keep')) FROM victims WHERE name = 'block+1';
+SELECT pg_read_file(:'keep') AS still_there;

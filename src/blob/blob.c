@@ -404,6 +404,13 @@ blob_export(PG_FUNCTION_ARGS)
 	meta = blob_open_meta(b, "read");
 	r = object_reader_open(meta);
 
+	/* read (and authenticate) the first part before touching the target, so
+	 * an unreadable blob does not destroy an existing file */
+	memset(w, 0, sizeof(w));
+	w[0].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
+	w[1].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
+	object_reader_read(r, 0, Min((uint64) EXPORT_CHUNK, meta->size), w[0].buf);
+
 	oumask = umask(S_IWGRP | S_IWOTH);
 	PG_TRY();
 	{
@@ -428,9 +435,6 @@ blob_export(PG_FUNCTION_ARGS)
 	if (direct && meta->size > 0)
 		(void) fallocate(fd, 0, 0, (off_t) meta->size);
 
-	memset(w, 0, sizeof(w));
-	w[0].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
-	w[1].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
 	PG_TRY();
 	{
 		int			cur = 0;
@@ -441,7 +445,8 @@ blob_export(PG_FUNCTION_ARGS)
 			ExportWrite *cw = &w[cur];
 
 			export_finish(cw, path);
-			object_reader_read(r, off, n, cw->buf);
+			if (off > 0)		/* the first part was read above */
+				object_reader_read(r, off, n, cw->buf);
 			if (direct && n % PROVIDER_IO_ALIGN != 0)
 			{
 				/* the unaligned end of the file: write it through the page cache */

@@ -193,14 +193,32 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 
 	meta = MemoryContextAllocZero(caller, sizeof(ObjectMeta));
 	memcpy(meta->id, id, CODEC_OBJID_LEN);
-	meta->pool = MemoryContextStrdup(caller, SPI_getvalue(tup, desc, 1));
+	{
+		char	   *pool = SPI_getvalue(tup, desc, 1);
+
+		meta->pool = MemoryContextStrdup(caller, pool ? pool : "");
+	}
 	meta->size = get_int8(tup, desc, 2);
 	meta->stream_size = get_int8(tup, desc, 3);
 	meta->block_size = get_int4(tup, desc, 4);
 	meta->chunk_size = get_int4(tup, desc, 5);
 	meta->data_shards = get_int4(tup, desc, 6);
 	meta->parity_shards = get_int4(tup, desc, 7);
-	meta->compressed = strcmp(SPI_getvalue(tup, desc, 8), "t") == 0;
+	{
+		char	   *c = SPI_getvalue(tup, desc, 8);
+
+		meta->compressed = c != NULL && strcmp(c, "t") == 0;
+	}
+	/* the catalog is trusted but checked: a damaged row gives an ERROR */
+	if (meta->block_size <= 0 || meta->chunk_size <= 0 ||
+		meta->data_shards < 1 || meta->data_shards > CODEC_RS_MAX_DATA ||
+		meta->parity_shards < 0 || meta->parity_shards > CODEC_RS_MAX_PARITY ||
+		meta->pool[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("catalog entry of object %s is malformed", object_id_text(id)),
+				 errdetail("block size %d, chunk size %d, %d+%d shards.", meta->block_size,
+						   meta->chunk_size, meta->data_shards, meta->parity_shards)));
 	meta->nblocks = meta->size == 0 ? 1 : (int) ((meta->size + meta->block_size - 1) / meta->block_size);
 	b = get_bytea(tup, desc, 9);
 	if (b)

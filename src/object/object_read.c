@@ -862,7 +862,8 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 	uint64		blast;
 	MemoryContext old;
 
-	if (len == 0)
+	/* an empty object is still one sealed (empty) block: authenticate it */
+	if (len == 0 && !(meta->size == 0 && offset == 0))
 		return;
 	if (offset + len > meta->size || offset + len < offset)
 		ereport(ERROR,
@@ -873,7 +874,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 
 	old = MemoryContextSwitchTo(r->cxt);
 	b0 = offset / bs;
-	blast = (offset + len - 1) / bs;
+	blast = len == 0 ? 0 : (offset + len - 1) / bs;
 	while (b0 <= blast)
 	{
 		uint64		b1 = Min(blast, b0 + READ_WINDOW_BLOCKS - 1);

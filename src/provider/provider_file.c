@@ -80,10 +80,14 @@ file_make_parents(Provider *p, const char *path)
 	size_t		rootlen = strlen(p->path);
 	struct stat st;
 
-	if (stat(p->path, &st) != 0 || !S_ISDIR(st.st_mode))
+	if (stat(p->path, &st) != 0)
 	{
-		if (errno == 0)
-			errno = ENOTDIR;
+		pfree(copy);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode))
+	{
+		errno = ENOTDIR;
 		pfree(copy);
 		return -1;
 	}
@@ -156,7 +160,7 @@ file_write_all(int fd, const char *data, size_t len, off_t offset)
 /* Reads at least this long use direct I/O. */
 #define FILE_DIRECT_READ_MIN (256 * 1024)
 /* Bounce buffers up to this size are kept for the next read. */
-#define FILE_BOUNCE_KEEP (64 * 1024 * 1024)
+#define FILE_BOUNCE_KEEP (16 * 1024 * 1024)
 
 /*
  * Aligned bounce buffers for direct reads, one per concurrent read slot,
