@@ -17,6 +17,7 @@ OBJS = \
 	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
 	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
+	src/cache/cache.o \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/catalog/catalog.o \
@@ -25,7 +26,7 @@ OBJS = \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 
-PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/object -Isrc/catalog -Isrc/table
+PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/object -Isrc/catalog -Isrc/table
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 

@@ -70,7 +70,8 @@ n=$( (grep -rl "TOP-SECRET-MARKER" "$dir/providers" || true) | wc -l)
 echo "   $n files"
 echo "4. destroying providers p2 and p5 (rm -rf their folders)"
 rm -rf "$dir/providers/p2" "$dir/providers/p5"
-echo "5. reading everything back:"
+echo "5. reading everything back (cache emptied first, so every page comes from the shards):"
+psql_q -c "SELECT destor.cache_reset()" >/dev/null
 psql_q -c "SELECT name, sha256(destor.blob_get(blob)) = sha256 AS intact FROM documents ORDER BY name"
 psql_q -v dir="$dir" -c "SELECT destor.blob_export(blob, '$dir/report.out.bin') AS exported_bytes
                            FROM documents WHERE name = 'report.bin'"
@@ -81,6 +82,7 @@ else
 fi
 echo "6. a third provider lost is one too many for a 4+2 pool:"
 rm -rf "$dir/providers/p3"
+psql_q -c "SELECT destor.cache_reset()" >/dev/null
 psql_q -c "SELECT length(destor.blob_get(blob)) FROM documents WHERE name = 'report.bin'" 2>&1 | sed 's/^/   /' || true
 echo
 echo "demo done: data survived the loss of 2 of 6 providers, and no provider saw plaintext."

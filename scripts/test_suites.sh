@@ -16,6 +16,8 @@ mkdir -p test/regress
 cat > test/regress/destor.conf <<CONF
 shared_preload_libraries = 'destor'
 autovacuum = off
+# the failure-model tests must reach the providers; test/tap/t/005_cache.pl tests the cache
+destor.cache_size = 0
 destor.master_key_file = '$top/tmp_keys/master.key'
 CONF
 

@@ -206,6 +206,17 @@ CREATE FUNCTION check_provider(server name,
     OUT ok boolean, OUT latency_ms float8, OUT detail text)
   RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
+-- The shared cache of decrypted pages (when destor is preloaded).
+CREATE FUNCTION cache_stats_raw(OUT size_bytes bigint, OUT used_bytes bigint, OUT hits bigint,
+    OUT misses bigint, OUT evictions bigint, OUT bytes_from_cache bigint,
+    OUT bytes_from_providers bigint, OUT pinned_pages bigint)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_cache_stats' LANGUAGE C STRICT;
+CREATE VIEW cache_stats AS SELECT * FROM cache_stats_raw();
+GRANT SELECT ON cache_stats TO PUBLIC;
+CREATE FUNCTION cache_reset() RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_cache_reset' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION cache_reset() FROM PUBLIC;
+
 -- What the providers do (shared by all backends when destor is preloaded).
 CREATE FUNCTION provider_stats(OUT serverid oid, OUT state text, OUT last_error text,
     OUT requests bigint, OUT errors bigint, OUT bytes_read bigint, OUT bytes_written bigint,

@@ -14,6 +14,7 @@
 
 #include "catalog/pg_foreign_table.h"
 
+#include "cache.h"
 #include "object.h"
 #include "table.h"
 #include "provider.h"
@@ -34,6 +35,7 @@ destor_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	provider_stats_shmem_request();
+	cache_shmem_request();
 }
 
 static void
@@ -42,6 +44,7 @@ destor_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	provider_stats_shmem_startup();
+	cache_shmem_startup();
 }
 
 void
@@ -49,6 +52,7 @@ _PG_init(void)
 {
 	provider_define_gucs();
 	keys_define_gucs();
+	cache_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	table_fdw_init();

@@ -18,11 +18,23 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "cache.h"
 #include "object.h"
 
 #define READ_WINDOW_BLOCKS 256		/* 16 MiB of plaintext per window */
 
 ObjectReadStats object_read_stats;
+
+/* Reads of at least this many blocks in one go are bulk reads: they do
+ * not fill the shared cache (they would only push hot pages out). */
+#define CACHE_BULK_BLOCKS 64
+
+static inline void
+note_fetched(uint64 bytes)
+{
+	object_read_stats.bytes_fetched += bytes;
+	cache_count_provider_bytes(bytes);
+}
 
 typedef enum ShardHealth
 {
@@ -78,6 +90,8 @@ struct ObjectReader
 	uint64		ahead_ce;
 	WindowSource ahead_src;
 	uint64		last_read_end;	/* plaintext offset after the previous read */
+	bool		use_cache;		/* the shared cache exists */
+	bool		cache_fill;		/* this read may fill it */
 	struct MultiFetch *prefetch;	/* multi-range read-ahead in flight */
 };
 
@@ -217,6 +231,7 @@ object_reader_open(ObjectMeta *meta)
 		}
 	}
 	r->last_read_end = PG_UINT64_MAX;	/* the first read is not "sequential" */
+	r->use_cache = cache_enabled();
 	r->scratch = palloc(meta->block_size + r->block_overhead + 64);
 	r->sealed = palloc(meta->block_size + r->block_overhead + 64);
 	r->plain = palloc(meta->block_size);
@@ -441,7 +456,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 	object_read_stats.requests += nreqs;
 	for (int q = 0; q < nreqs; q++)
 	{
-		object_read_stats.bytes_fetched += reqs[q].result_size;
+		note_fetched(reqs[q].result_size);
 		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
 		{
 			note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
@@ -553,7 +568,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	{
 		int			i = shard_of[q];
 
-		object_read_stats.bytes_fetched += reqs[q].result_size + reqs[q + 1].result_size;
+		note_fetched(reqs[q].result_size + reqs[q + 1].result_size);
 		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
 			note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
 		else if (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length)
@@ -771,6 +786,15 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 off
 	uint64		bs = meta->block_size;
 	bool	   *done = open_blocks_parallel(r, b0, b1, src, offset, len, dst);
 
+	if (done && r->use_cache && r->cache_fill)
+	{
+		/* the helper threads opened these in place: whole blocks in dst */
+		for (uint64 b = b0; b <= b1; b++)
+			if (done[b - b0])
+				cache_insert(meta->id, b, dst + (b * bs - offset),
+							 (uint32) (b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs));
+	}
+
 	for (uint64 b = b0; b <= b1; b++)
 	{
 		uint64		a = block_cstart(r, b);
@@ -847,6 +871,8 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 off
 							(unsigned long long) b, object_id_text(meta->id))));
 		if (from < to && !in_place)
 			memcpy(dst + (from - offset), plain + (from - b * bs), to - from);
+		if (r->use_cache && r->cache_fill)
+			cache_insert(meta->id, b, (const char *) plain, (uint32) plen);
 	}
 	if (done)
 		pfree(done);
@@ -881,10 +907,41 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		uint64		cs = block_cstart(r, b0);
 		uint64		ce = block_cend(r, b1);
 		WindowSource src;
-
 		bool		healthy;
+		uint64		wb0 = b0;
+		uint64		wb1 = b1;
 
 		CHECK_FOR_INTERRUPTS();
+		r->cache_fill = (b1 - b0 + 1) < CACHE_BULK_BLOCKS;
+		if (r->use_cache && len > 0)
+		{
+			/* pages in the shared cache need no provider: fetch the rest */
+			uint64		first_miss = PG_UINT64_MAX;
+			uint64		last_miss = 0;
+
+			for (uint64 b = b0; b <= b1; b++)
+			{
+				uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
+				uint64		from = Max(offset, b * bs);
+				uint64		to = Min(offset + len, b * bs + plen);
+
+				if (!cache_lookup(meta->id, b, (uint32) (from - b * bs), (uint32) (to - b * bs),
+								  dst + (from - offset)))
+				{
+					first_miss = Min(first_miss, b);
+					last_miss = b;
+				}
+			}
+			if (first_miss == PG_UINT64_MAX)
+			{
+				b0 = b1 + 1;
+				continue;
+			}
+			wb0 = first_miss;
+			wb1 = last_miss;
+			cs = block_cstart(r, wb0);
+			ce = block_cend(r, wb1);
+		}
 		healthy = fetch_healthy(r, cs, ce, &src);
 
 		/*
@@ -900,11 +957,11 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			ahead_start(r, block_cstart(r, b1 + 1), block_cend(r, nb1));
 		}
 
-		if (!healthy || !open_blocks(r, b0, b1, &src, offset, len, dst, false))
+		if (!healthy || !open_blocks(r, wb0, wb1, &src, offset, len, dst, false))
 		{
 			/* a shard failed or the ciphertext did not verify: repair */
 			fetch_repair(r, cs, ce, &src, false);
-			open_blocks(r, b0, b1, &src, offset, len, dst, true);
+			open_blocks(r, wb0, wb1, &src, offset, len, dst, true);
 			window_source_release(r, &src);
 		}
 		b0 = b1 + 1;
@@ -977,6 +1034,18 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 		b1 = (offsets[i] + lens[i] - 1) / bs;
 		if (b1 - b0 + 1 > READ_WINDOW_BLOCKS)
 			continue;
+		if (r->use_cache)
+		{
+			bool		all = true;
+
+			for (uint64 b = b0; b <= b1 && all; b++)
+				all = cache_contains(meta->id, b);
+			if (all)
+			{
+				mf->count[i] = -2;	/* served from the cache when opened */
+				continue;
+			}
+		}
 		mf->count[i] = healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
 										mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
 										&mf->srcs[i]);
@@ -1027,6 +1096,29 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 			continue;
 		b0 = off / bs;
 		b1 = (off + len - 1) / bs;
+		r->cache_fill = true;
+		if (mf->count[i] == -2)
+		{
+			bool		all = true;
+
+			for (uint64 b = b0; b <= b1 && all; b++)
+			{
+				uint64		plen = b == (uint64) r->meta->nblocks - 1 ? r->meta->size - b * bs : bs;
+				uint64		from = Max(off, b * bs);
+				uint64		to = Min(off + len, b * bs + plen);
+
+				all = cache_lookup(r->meta->id, b, (uint32) (from - b * bs),
+								   (uint32) (to - b * bs), dsts[i] + (from - off));
+			}
+			if (!all)
+			{
+				/* evicted meanwhile: read it the ordinary way */
+				MemoryContextSwitchTo(r->cxt);
+				object_reader_read(r, off, len, dsts[i]);
+				MemoryContextSwitchTo(mf->cxt);
+			}
+			continue;
+		}
 		if (mf->count[i] < 0 && b1 - b0 + 1 > READ_WINDOW_BLOCKS)
 		{
 			MemoryContextSwitchTo(r->cxt);
@@ -1036,7 +1128,7 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 		}
 		for (int q = mf->first[i]; q < mf->first[i] + Max(mf->count[i], 0); q++)
 		{
-			object_read_stats.bytes_fetched += mf->reqs[q].result_size;
+			note_fetched(mf->reqs[q].result_size);
 			if (!mf->reqs[q].ok || mf->reqs[q].result_size != mf->reqs[q].length)
 			{
 				note_failure(r, mf->shard_of[q], &mf->reqs[q], SHARD_SUSPECT);

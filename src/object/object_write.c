@@ -14,7 +14,11 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "cache.h"
 #include "object.h"
+
+/* blocks of a new object copied into the shared cache as they are written */
+#define WRITE_THROUGH_BLOCKS 1024
 
 /* room after a part for the shard trailer of objects up to a few GiB */
 #define PART_SLACK (256 * 1024)
@@ -264,6 +268,10 @@ writer_seal_block(ObjectWriter *w, bool last)
 	const uint8 *payload = w->block;
 	size_t		payloadlen = w->blocklen;
 	size_t		expected = OBJECT_BLOCK_SIZE + CODEC_TAG_LEN;
+
+	/* write-through: fresh data reads local; not for bulk (first 64 MiB) */
+	if (w->blockno < WRITE_THROUGH_BLOCKS && w->blocklen > 0)
+		cache_insert(w->meta->id, w->blockno, (const char *) w->block, (uint32) w->blocklen);
 
 	if (w->compress)
 	{

@@ -49,6 +49,7 @@ shared_preload_libraries = 'destor'
 destor.master_key_file = '$keyfile'
 log_min_messages = debug1
 log_statement = 'none'
+destor.cache_size = '} . ($opts{cache_size} // '0') . qq{'
 } . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION destor');

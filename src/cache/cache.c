@@ -1,0 +1,406 @@
+/*
+ * cache.c — the shared-memory cache of decrypted blocks.
+ *
+ * Allocated at startup when destor is in shared_preload_libraries, sized by
+ * destor.cache_size (0 turns it off).  A partitioned hash table maps
+ * (object id, block) to a slot; each partition has its own LWLock, so
+ * backends do not queue on one lock.  Slots are recycled by clock sweep.
+ * A reader pins a slot while it holds the partition lock and copies the
+ * page out right after (nothing in between can fail, so a pin can never be
+ * left behind); an evictor claims a slot only when nobody pins it and
+ * unmaps it under the exclusive partition lock, so a page is never
+ * overwritten while it is being read.  Plaintext stays in shared memory,
+ * which is never written to disk by PostgreSQL.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+
+#include "cache.h"
+
+#define CACHE_PAGE_SIZE		(64 * 1024)
+#define CACHE_PARTITIONS	16
+#define CACHE_MAX_USAGE		5
+
+int			destor_cache_size_kb = 128 * 1024;
+
+typedef struct CacheKey
+{
+	uint8		id[CODEC_OBJID_LEN];
+	uint64		blockno;
+} CacheKey;
+
+typedef struct CacheEntry
+{
+	CacheKey	key;
+	int			slot;
+} CacheEntry;
+
+typedef struct CacheSlot
+{
+	CacheKey	key;			/* valid only when "valid" */
+	pg_atomic_uint32 pins;
+	pg_atomic_uint32 usage;
+	uint32		len;
+	bool		valid;			/* changed under the key's partition lock */
+} CacheSlot;
+
+typedef struct CacheCtl
+{
+	int			nslots;
+	LWLockPadded *locks;
+	pg_atomic_uint64 hand;
+	pg_atomic_uint64 hits;
+	pg_atomic_uint64 misses;
+	pg_atomic_uint64 evictions;
+	pg_atomic_uint64 bytes_from_cache;
+	pg_atomic_uint64 bytes_from_providers;
+	pg_atomic_uint64 used;
+} CacheCtl;
+
+static CacheCtl *ctl = NULL;
+static CacheSlot *slots = NULL;
+static char *pages = NULL;
+static HTAB *map = NULL;
+static bool notice_given = false;
+
+static int
+cache_nslots(void)
+{
+	return (int) Min((int64) destor_cache_size_kb * 1024 / CACHE_PAGE_SIZE, INT_MAX / 2);
+}
+
+void
+cache_define_gucs(void)
+{
+	DefineCustomIntVariable("destor.cache_size",
+							"Shared memory for destor's cache of decrypted pages (0 turns it off).",
+							"Takes effect at server start; destor must be in shared_preload_libraries.",
+							&destor_cache_size_kb, 128 * 1024, 0, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_KB, NULL, NULL, NULL);
+}
+
+static Size
+cache_shmem_size(void)
+{
+	int			n = cache_nslots();
+	Size		size;
+
+	size = MAXALIGN(sizeof(CacheCtl));
+	size = add_size(size, MAXALIGN(mul_size(n, sizeof(CacheSlot))));
+	size = add_size(size, mul_size(n, CACHE_PAGE_SIZE));
+	size = add_size(size, PG_CACHE_LINE_SIZE);
+	size = add_size(size, hash_estimate_size(n + CACHE_PARTITIONS, sizeof(CacheEntry)));
+	return size;
+}
+
+void
+cache_shmem_request(void)
+{
+	if (cache_nslots() == 0)
+		return;
+	RequestAddinShmemSpace(cache_shmem_size());
+	RequestNamedLWLockTranche("destor_cache", CACHE_PARTITIONS);
+}
+
+void
+cache_shmem_startup(void)
+{
+	int			n = cache_nslots();
+	bool		found;
+	HASHCTL		info;
+	char	   *p;
+
+	if (n == 0)
+		return;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	p = ShmemInitStruct("destor cache",
+						MAXALIGN(sizeof(CacheCtl)) + MAXALIGN(mul_size(n, sizeof(CacheSlot))) +
+						mul_size(n, CACHE_PAGE_SIZE) + PG_CACHE_LINE_SIZE, &found);
+	ctl = (CacheCtl *) p;
+	slots = (CacheSlot *) (p + MAXALIGN(sizeof(CacheCtl)));
+	pages = (char *) TYPEALIGN(PG_CACHE_LINE_SIZE,
+							   p + MAXALIGN(sizeof(CacheCtl)) + MAXALIGN(mul_size(n, sizeof(CacheSlot))));
+	if (!found)
+	{
+		ctl->nslots = n;
+		ctl->locks = GetNamedLWLockTranche("destor_cache");
+		pg_atomic_init_u64(&ctl->hand, 0);
+		pg_atomic_init_u64(&ctl->hits, 0);
+		pg_atomic_init_u64(&ctl->misses, 0);
+		pg_atomic_init_u64(&ctl->evictions, 0);
+		pg_atomic_init_u64(&ctl->bytes_from_cache, 0);
+		pg_atomic_init_u64(&ctl->bytes_from_providers, 0);
+		pg_atomic_init_u64(&ctl->used, 0);
+		for (int i = 0; i < n; i++)
+		{
+			memset(&slots[i].key, 0, sizeof(CacheKey));
+			pg_atomic_init_u32(&slots[i].pins, 0);
+			pg_atomic_init_u32(&slots[i].usage, 0);
+			slots[i].len = 0;
+			slots[i].valid = false;
+		}
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(CacheKey);
+	info.entrysize = sizeof(CacheEntry);
+	info.num_partitions = CACHE_PARTITIONS;
+	map = ShmemInitHash("destor cache map", n + CACHE_PARTITIONS, n + CACHE_PARTITIONS, &info,
+						HASH_ELEM | HASH_BLOBS | HASH_PARTITION);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+bool
+cache_enabled(void)
+{
+	if (ctl != NULL)
+		return true;
+	if (!notice_given && destor_cache_size_kb > 0)
+	{
+		notice_given = true;
+		ereport(NOTICE,
+				(errmsg("destor has no shared cache in this server"),
+				 errhint("Add destor to shared_preload_libraries and restart to cache hot pages in shared memory.")));
+	}
+	return false;
+}
+
+static LWLock *
+partition_lock(uint32 hash)
+{
+	return &ctl->locks[hash % CACHE_PARTITIONS].lock;
+}
+
+static void
+make_key(CacheKey *key, const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
+{
+	memset(key, 0, sizeof(CacheKey));
+	memcpy(key->id, id, CODEC_OBJID_LEN);
+	key->blockno = blockno;
+}
+
+bool
+cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to, char *dst)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	CacheEntry *e;
+	CacheSlot  *s = NULL;
+	int			slot = -1;
+
+	if (ctl == NULL)
+		return false;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_SHARED);
+	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
+	if (e && slots[e->slot].valid && slots[e->slot].len >= to)
+	{
+		slot = e->slot;
+		s = &slots[slot];
+		pg_atomic_fetch_add_u32(&s->pins, 1);
+	}
+	LWLockRelease(lock);
+	if (s == NULL)
+	{
+		pg_atomic_fetch_add_u64(&ctl->misses, 1);
+		return false;
+	}
+	/* pinned: no evictor can take the slot; nothing here can fail */
+	memcpy(dst, pages + (Size) slot * CACHE_PAGE_SIZE + from, to - from);
+	if (pg_atomic_read_u32(&s->usage) < CACHE_MAX_USAGE)
+		pg_atomic_fetch_add_u32(&s->usage, 1);
+	pg_atomic_fetch_sub_u32(&s->pins, 1);
+	pg_atomic_fetch_add_u64(&ctl->hits, 1);
+	pg_atomic_fetch_add_u64(&ctl->bytes_from_cache, to - from);
+	return true;
+}
+
+bool
+cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	bool		found;
+
+	if (ctl == NULL)
+		return false;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_SHARED);
+	found = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL) != NULL;
+	LWLockRelease(lock);
+	return found;
+}
+
+/* Claim a slot nobody uses, unmapping its old page; -1 if none found. */
+static int
+claim_slot(void)
+{
+	for (int tries = 0; tries < 2 * ctl->nslots; tries++)
+	{
+		int			idx = (int) (pg_atomic_fetch_add_u64(&ctl->hand, 1) % ctl->nslots);
+		CacheSlot  *s = &slots[idx];
+		uint32		usage = pg_atomic_read_u32(&s->usage);
+		uint32		expected = 0;
+
+		if (pg_atomic_read_u32(&s->pins) != 0)
+			continue;
+		if (usage > 0)
+		{
+			/* second chance */
+			pg_atomic_compare_exchange_u32(&s->usage, &usage, usage - 1);
+			continue;
+		}
+		if (!pg_atomic_compare_exchange_u32(&s->pins, &expected, 1))
+			continue;
+		/* claimed: pins == 1 is ours; only a reader under the old key's lock can add to it */
+		if (s->valid)
+		{
+			uint32		oldhash = get_hash_value(map, &s->key);
+			LWLock	   *oldlock = partition_lock(oldhash);
+
+			LWLockAcquire(oldlock, LW_EXCLUSIVE);
+			if (pg_atomic_read_u32(&s->pins) != 1)
+			{
+				/* a reader got to it first: leave it */
+				LWLockRelease(oldlock);
+				pg_atomic_fetch_sub_u32(&s->pins, 1);
+				continue;
+			}
+			hash_search_with_hash_value(map, &s->key, oldhash, HASH_REMOVE, NULL);
+			s->valid = false;
+			pg_atomic_fetch_sub_u64(&ctl->used, s->len);
+			pg_atomic_fetch_add_u64(&ctl->evictions, 1);
+			LWLockRelease(oldlock);
+		}
+		return idx;
+	}
+	return -1;
+}
+
+void
+cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, uint32 len)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	CacheEntry *e;
+	bool		found;
+	int			idx;
+
+	if (ctl == NULL || len > CACHE_PAGE_SIZE)
+		return;
+	if (cache_contains(id, blockno))
+		return;
+	idx = claim_slot();
+	if (idx < 0)
+		return;					/* everything pinned right now: skip */
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	e = hash_search_with_hash_value(map, &key, hash, HASH_ENTER_NULL, &found);
+	if (e == NULL || found)
+	{
+		/* someone cached it meanwhile (or the map is full): give the slot back */
+		LWLockRelease(lock);
+		pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+		return;
+	}
+	e->slot = idx;
+	slots[idx].key = key;
+	memcpy(pages + (Size) idx * CACHE_PAGE_SIZE, data, len);
+	slots[idx].len = len;
+	slots[idx].valid = true;
+	pg_atomic_write_u32(&slots[idx].usage, 1);
+	pg_atomic_fetch_add_u64(&ctl->used, len);
+	LWLockRelease(lock);
+	pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+}
+
+void
+cache_count_provider_bytes(uint64 bytes)
+{
+	if (ctl != NULL)
+		pg_atomic_fetch_add_u64(&ctl->bytes_from_providers, bytes);
+}
+
+PG_FUNCTION_INFO_V1(destor_cache_stats);
+
+Datum
+destor_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	int64		pinned = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (ctl == NULL)
+	{
+		for (int i = 0; i < 8; i++)
+			values[i] = Int64GetDatum(0);
+	}
+	else
+	{
+		for (int i = 0; i < ctl->nslots; i++)
+			pinned += pg_atomic_read_u32(&slots[i].pins) > 0;
+		values[0] = Int64GetDatum((int64) ctl->nslots * CACHE_PAGE_SIZE);
+		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->used));
+		values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->hits));
+		values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->misses));
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->evictions));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->bytes_from_cache));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&ctl->bytes_from_providers));
+		values[7] = Int64GetDatum(pinned);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(destor_cache_reset);
+
+/* Empty the cache and zero its counters (superuser; see the install script). */
+Datum
+destor_cache_reset(PG_FUNCTION_ARGS)
+{
+	if (ctl == NULL)
+		PG_RETURN_VOID();
+	for (int p = 0; p < CACHE_PARTITIONS; p++)
+		LWLockAcquire(&ctl->locks[p].lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ctl->nslots; i++)
+	{
+		CacheSlot  *s = &slots[i];
+
+		/* a reader holding a pin still copies valid bytes: they are not reused until unpinned */
+		if (s->valid)
+		{
+			hash_search(map, &s->key, HASH_REMOVE, NULL);
+			s->valid = false;
+		}
+		pg_atomic_write_u32(&s->usage, 0);
+	}
+	pg_atomic_write_u64(&ctl->used, 0);
+	pg_atomic_write_u64(&ctl->hits, 0);
+	pg_atomic_write_u64(&ctl->misses, 0);
+	pg_atomic_write_u64(&ctl->evictions, 0);
+	pg_atomic_write_u64(&ctl->bytes_from_cache, 0);
+	pg_atomic_write_u64(&ctl->bytes_from_providers, 0);
+	for (int p = CACHE_PARTITIONS - 1; p >= 0; p--)
+		LWLockRelease(&ctl->locks[p].lock);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,37 @@
+/*
+ * cache.h — a shared-memory cache of decrypted blocks.
+ *
+ * Pages are the plaintext blocks of objects, keyed by (object id, block
+ * number).  Objects are immutable and their ids are never reused, so a
+ * cached page can never be stale: deleting or rewriting data creates or
+ * retires objects, it never changes one.  The cache sits below tables and
+ * blobs, inside the object reader and writer.
+ */
+#ifndef DESTOR_CACHE_H
+#define DESTOR_CACHE_H
+
+#include "postgres.h"
+
+#include "codec.h"
+
+extern int	destor_cache_size_kb;
+
+extern void cache_define_gucs(void);
+extern void cache_shmem_request(void);
+extern void cache_shmem_startup(void);
+extern bool cache_enabled(void);
+
+/* Copy [from, to) of block (id, blockno) into dst if cached; true on a hit. */
+extern bool cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from,
+						 uint32 to, char *dst);
+
+extern bool cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
+
+/* Put a block (its whole plaintext, len bytes) into the cache. */
+extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data,
+						 uint32 len);
+
+/* Count bytes that came from providers (for destor.cache_stats). */
+extern void cache_count_provider_bytes(uint64 bytes);
+
+#endif							/* DESTOR_CACHE_H */
