@@ -18,12 +18,14 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/wait_event.h"
 
 #include "cache.h"
 
@@ -47,11 +49,14 @@ typedef struct CacheEntry
 
 typedef struct CacheSlot
 {
-	CacheKey	key;			/* valid only when "valid" */
+	CacheKey	key;			/* meaningful when valid or busy */
 	pg_atomic_uint32 pins;
 	pg_atomic_uint32 usage;
 	uint32		len;
 	bool		valid;			/* changed under the key's partition lock */
+	bool		busy;			/* being fetched by owner: others wait */
+	int			owner;			/* pid of the fetching backend */
+	ConditionVariable cv;		/* broadcast when busy ends */
 } CacheSlot;
 
 typedef struct CacheCtl
@@ -68,6 +73,15 @@ typedef struct CacheCtl
 } CacheCtl;
 
 static CacheCtl *ctl = NULL;
+
+/* this backend's reservations of pages it is fetching (see below) */
+#define MAX_RESERVED 1024
+static int	reserved[MAX_RESERVED];
+static int	nreserved = 0;
+static bool exit_hook_set = false;
+
+static bool cache_fill_reserved(struct CacheKey *key, uint32 hash, LWLock *lock,
+								const char *data, uint32 len);
 static CacheSlot *slots = NULL;
 static char *pages = NULL;
 static HTAB *map = NULL;
@@ -148,6 +162,9 @@ cache_shmem_startup(void)
 			pg_atomic_init_u32(&slots[i].usage, 0);
 			slots[i].len = 0;
 			slots[i].valid = false;
+			slots[i].busy = false;
+			slots[i].owner = 0;
+			ConditionVariableInit(&slots[i].cv);
 		}
 	}
 	memset(&info, 0, sizeof(info));
@@ -304,14 +321,16 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 
 	if (ctl == NULL || len > CACHE_PAGE_SIZE)
 		return;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	if (nreserved > 0 && cache_fill_reserved(&key, hash, lock, data, len))
+		return;
 	if (cache_contains(id, blockno))
 		return;
 	idx = claim_slot();
 	if (idx < 0)
 		return;					/* everything pinned right now: skip */
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search_with_hash_value(map, &key, hash, HASH_ENTER_NULL, &found);
 	if (e == NULL || found)
@@ -330,6 +349,178 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 	pg_atomic_fetch_add_u64(&ctl->used, len);
 	LWLockRelease(lock);
 	pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * In-flight pages: a backend about to fetch a missing page reserves it;
+ * others that want the same page wait for it instead of fetching it too.
+ * A reservation ends when the page is inserted, or is given up (after an
+ * ERROR: by the transaction callbacks; at exit: by a shmem exit hook).
+ * A backend never waits while it holds reservations, so two cannot wait
+ * for each other.
+ * ------------------------------------------------------------------------- */
+
+static void
+cache_exit_hook(int code, Datum arg)
+{
+	cache_release_reservations();
+}
+
+CacheProbe
+cache_read(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to, char *dst)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	CacheEntry *e;
+	bool		busy = false;
+
+	if (ctl == NULL)
+		return CACHE_MISS;
+	if (cache_lookup(id, blockno, from, to, dst))
+		return CACHE_HIT;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_SHARED);
+	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
+	if (e && slots[e->slot].busy && slots[e->slot].owner != MyProcPid)
+		busy = true;
+	LWLockRelease(lock);
+	return busy ? CACHE_BUSY : CACHE_MISS;
+}
+
+/* Wait (interruptibly, at most a few seconds) until nobody fetches the page. */
+void
+cache_wait(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+
+	if (ctl == NULL)
+		return;
+	Assert(nreserved == 0);
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	for (int rounds = 0; rounds < 100; rounds++)
+	{
+		CacheEntry *e;
+		CacheSlot  *s = NULL;
+
+		LWLockAcquire(lock, LW_SHARED);
+		e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
+		if (e && slots[e->slot].busy)
+			s = &slots[e->slot];
+		LWLockRelease(lock);
+		if (s == NULL)
+			return;
+		ConditionVariablePrepareToSleep(&s->cv);
+		(void) ConditionVariableTimedSleep(&s->cv, 100, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+	}
+}
+
+/* Reserve a missing page for this backend to fetch; false if someone has it. */
+bool
+cache_reserve(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	CacheEntry *e;
+	bool		found;
+	int			idx;
+
+	if (ctl == NULL || nreserved == MAX_RESERVED)
+		return false;
+	if (!exit_hook_set)
+	{
+		before_shmem_exit(cache_exit_hook, (Datum) 0);
+		exit_hook_set = true;
+	}
+	if (cache_contains(id, blockno))
+		return false;
+	idx = claim_slot();
+	if (idx < 0)
+		return false;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	e = hash_search_with_hash_value(map, &key, hash, HASH_ENTER_NULL, &found);
+	if (e == NULL || found)
+	{
+		LWLockRelease(lock);
+		pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+		return false;
+	}
+	e->slot = idx;
+	slots[idx].key = key;
+	slots[idx].valid = false;
+	slots[idx].busy = true;
+	slots[idx].owner = MyProcPid;
+	reserved[nreserved++] = idx;	/* the claim's pin stays until the end */
+	LWLockRelease(lock);
+	return true;
+}
+
+/* Fill a page this backend reserved; false if it holds no such reservation. */
+static bool
+cache_fill_reserved(CacheKey *key, uint32 hash, LWLock *lock, const char *data, uint32 len)
+{
+	CacheEntry *e;
+	int			idx = -1;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	e = hash_search_with_hash_value(map, key, hash, HASH_FIND, NULL);
+	if (e && slots[e->slot].busy && slots[e->slot].owner == MyProcPid)
+	{
+		idx = e->slot;
+		memcpy(pages + (Size) idx * CACHE_PAGE_SIZE, data, len);
+		slots[idx].len = len;
+		slots[idx].valid = true;
+		slots[idx].busy = false;
+		pg_atomic_write_u32(&slots[idx].usage, 1);
+		pg_atomic_fetch_add_u64(&ctl->used, len);
+	}
+	LWLockRelease(lock);
+	if (idx < 0)
+		return false;
+	for (int i = 0; i < nreserved; i++)
+		if (reserved[i] == idx)
+		{
+			reserved[i] = reserved[--nreserved];
+			break;
+		}
+	pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+	ConditionVariableBroadcast(&slots[idx].cv);
+	return true;
+}
+
+/* Give up every reservation still held (not fetched after all, or ERROR). */
+void
+cache_release_reservations(void)
+{
+	while (nreserved > 0)
+	{
+		int			idx = reserved[--nreserved];
+		CacheSlot  *s = &slots[idx];
+		uint32		hash = get_hash_value(map, &s->key);
+		LWLock	   *lock = partition_lock(hash);
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		if (s->busy && s->owner == MyProcPid)
+		{
+			hash_search_with_hash_value(map, &s->key, hash, HASH_REMOVE, NULL);
+			s->busy = false;
+			s->valid = false;
+		}
+		LWLockRelease(lock);
+		pg_atomic_fetch_sub_u32(&s->pins, 1);
+		ConditionVariableBroadcast(&s->cv);
+	}
 }
 
 void
@@ -386,8 +577,9 @@ destor_cache_reset(PG_FUNCTION_ARGS)
 	{
 		CacheSlot  *s = &slots[i];
 
-		/* a reader holding a pin still copies valid bytes: they are not reused until unpinned */
-		if (s->valid)
+		/* a reader holding a pin still copies valid bytes: they are not reused until unpinned;
+		 * pages being fetched stay (their owner fills or releases them) */
+		if (s->valid && !s->busy)
 		{
 			hash_search(map, &s->key, HASH_REMOVE, NULL);
 			s->valid = false;

@@ -31,6 +31,20 @@ extern bool cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
 extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data,
 						 uint32 len);
 
+/* In-flight pages (see cache.c). */
+typedef enum CacheProbe
+{
+	CACHE_HIT,
+	CACHE_MISS,
+	CACHE_BUSY					/* another backend is fetching it */
+} CacheProbe;
+
+extern CacheProbe cache_read(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from,
+							 uint32 to, char *dst);
+extern void cache_wait(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
+extern bool cache_reserve(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
+extern void cache_release_reservations(void);
+
 /* Count bytes that came from providers (for destor.cache_stats). */
 extern void cache_count_provider_bytes(uint64 bytes);
 

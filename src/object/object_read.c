@@ -915,28 +915,52 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		r->cache_fill = (b1 - b0 + 1) < CACHE_BULK_BLOCKS;
 		if (r->use_cache && len > 0)
 		{
-			/* pages in the shared cache need no provider: fetch the rest */
+			/*
+			 * Pages in the shared cache need no provider.  Pages another
+			 * backend is fetching right now are waited for (once, holding
+			 * no reservation of our own); the pages still missing are
+			 * reserved, so that others wait for us in turn, and fetched.
+			 */
 			uint64		first_miss = PG_UINT64_MAX;
 			uint64		last_miss = 0;
+			bool		waited = false;
 
-			for (uint64 b = b0; b <= b1; b++)
+			for (;;)
 			{
-				uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
-				uint64		from = Max(offset, b * bs);
-				uint64		to = Min(offset + len, b * bs + plen);
+				bool		busy = false;
 
-				if (!cache_lookup(meta->id, b, (uint32) (from - b * bs), (uint32) (to - b * bs),
-								  dst + (from - offset)))
+				first_miss = PG_UINT64_MAX;
+				last_miss = 0;
+				for (uint64 b = b0; b <= b1; b++)
 				{
+					uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
+					uint64		from = Max(offset, b * bs);
+					uint64		to = Min(offset + len, b * bs + plen);
+					CacheProbe	rc = cache_read(meta->id, b, (uint32) (from - b * bs),
+												(uint32) (to - b * bs), dst + (from - offset));
+
+					if (rc == CACHE_HIT)
+						continue;
+					if (rc == CACHE_BUSY && !waited)
+					{
+						cache_wait(meta->id, b);
+						busy = true;
+					}
 					first_miss = Min(first_miss, b);
 					last_miss = b;
 				}
+				if (!busy)
+					break;
+				waited = true;	/* look again once what we waited for is in */
 			}
 			if (first_miss == PG_UINT64_MAX)
 			{
 				b0 = b1 + 1;
 				continue;
 			}
+			if (r->cache_fill)
+				for (uint64 b = first_miss; b <= last_miss; b++)
+					(void) cache_reserve(meta->id, b);
 			wb0 = first_miss;
 			wb1 = last_miss;
 			cs = block_cstart(r, wb0);
@@ -964,6 +988,9 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			open_blocks(r, wb0, wb1, &src, offset, len, dst, true);
 			window_source_release(r, &src);
 		}
+		/* opened pages filled their reservations; give up any other */
+		if (r->use_cache)
+			cache_release_reservations();
 		b0 = b1 + 1;
 	}
 	r->last_read_end = offset + len;

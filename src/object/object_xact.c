@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "cache.h"
 #include "object.h"
 
 typedef struct TrackedObject
@@ -275,6 +276,7 @@ object_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			cache_release_reservations();	/* pages an ERROR kept us from fetching */
 			abort_uploads(open_uploads);
 			delete_tracked(written_objects, "at abort");
 			reset_tracking();
@@ -306,7 +308,10 @@ object_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		List	   *doomed = NIL;
 		List	   *doomed_uploads = NIL;
-		MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+		MemoryContext old;
+
+		cache_release_reservations();
+		old = MemoryContextSwitchTo(object_xact_cxt());
 
 		foreach(lc, open_uploads)
 		{

@@ -122,5 +122,31 @@ is($node->safe_psql('postgres', 'SELECT pinned_pages FROM destor.cache_stats'), 
 cmp_ok($node->safe_psql('postgres', 'SELECT used_bytes FROM destor.cache_stats'), '<=', 4 * 1024 * 1024,
 	'the cache stays within its size');
 
+# --- one fetch for a page wanted by several backends at once ----------------------------
+my $shared_blob = $node->safe_psql('postgres',
+	"SELECT destor.blob_put('archive', (SELECT string_agg(md5(i::text), '')::bytea FROM generate_series(1, 100000) i))");
+$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+my $bytes_read = q{SELECT sum(bytes_read) FROM destor.provider_status WHERE provider LIKE 's_'};
+my $b0 = $node->safe_psql('postgres', $bytes_read);
+my @readers;
+my @rout;
+for my $i (0 .. 3)
+{
+	$rout[$i] = '';
+	push @readers, IPC::Run::start(
+		[ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
+		  "SELECT md5(destor.blob_read('$shared_blob', 0, 3000000))" ],
+		'>', \$rout[$i], '2>&1', IPC::Run::timeout(300));
+}
+$_->finish for @readers;
+my %digests = map { $_ => 1 } @rout;
+is(scalar(keys %digests), 1, '4 backends reading the same range at once get the same bytes');
+my $fetched = $node->safe_psql('postgres', $bytes_read) - $b0;
+cmp_ok($fetched, '<', 2 * 3000000,
+	'the range is fetched from the providers about once, not once per backend');
+note("bytes fetched for 4 concurrent readers of 3 MB: $fetched");
+is($node->safe_psql('postgres', 'SELECT pinned_pages FROM destor.cache_stats'), '0',
+	'no page is left pinned or reserved');
+
 DestorTest::stop_s3($_) for @s3;
 done_testing();
