@@ -258,7 +258,11 @@ cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	hash = get_hash_value(map, &key);
 	lock = partition_lock(hash);
 	LWLockAcquire(lock, LW_SHARED);
-	found = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL) != NULL;
+	{
+		CacheEntry *e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
+
+		found = e != NULL && slots[e->slot].valid;	/* pages being fetched are not in yet */
+	}
 	LWLockRelease(lock);
 	return found;
 }
@@ -388,6 +392,28 @@ cache_read(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 
 		busy = true;
 	LWLockRelease(lock);
 	return busy ? CACHE_BUSY : CACHE_MISS;
+}
+
+/* Is another backend fetching this page right now? */
+bool
+cache_busy(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
+{
+	CacheKey	key;
+	uint32		hash;
+	LWLock	   *lock;
+	CacheEntry *e;
+	bool		busy;
+
+	if (ctl == NULL)
+		return false;
+	make_key(&key, id, blockno);
+	hash = get_hash_value(map, &key);
+	lock = partition_lock(hash);
+	LWLockAcquire(lock, LW_SHARED);
+	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
+	busy = e && slots[e->slot].busy && slots[e->slot].owner != MyProcPid;
+	LWLockRelease(lock);
+	return busy;
 }
 
 /* Wait (interruptibly, at most a few seconds) until nobody fetches the page. */

@@ -42,6 +42,7 @@ typedef enum CacheProbe
 extern CacheProbe cache_read(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from,
 							 uint32 to, char *dst);
 extern void cache_wait(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
+extern bool cache_busy(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
 extern bool cache_reserve(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
 extern void cache_release_reservations(void);
 

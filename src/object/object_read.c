@@ -1234,6 +1234,23 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 	else
 	{
 		prefetch_discard(r);
+		if (r->use_cache)
+		{
+			/*
+			 * As for single reads: wait for pages others are fetching, then
+			 * reserve what is still missing so that others wait for us.
+			 */
+			uint64		bs = r->meta->block_size;
+
+			for (int i = 0; i < n; i++)
+				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
+					if (cache_busy(r->meta->id, b))
+						cache_wait(r->meta->id, b);
+			for (int i = 0; i < n; i++)
+				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
+					if (!cache_contains(r->meta->id, b))
+						(void) cache_reserve(r->meta->id, b);
+		}
 		mf = multi_prepare(r, n, offsets, lens);
 		multi_start(r, mf);
 		multi_finish(r, mf);
@@ -1246,5 +1263,7 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		r->prefetch = next;
 	}
 	multi_open(r, mf, dsts);
+	if (r->use_cache)
+		cache_release_reservations();
 	MemoryContextDelete(mf->cxt);
 }
