@@ -61,6 +61,7 @@ test:
 bench:
 	bash test/bench/blob_bench.sh
 	bash test/bench/table_bench.sh
+	bash test/bench/cache_bench.sh
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*/*.h)
