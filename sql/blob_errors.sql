@@ -50,3 +50,5 @@ RESET ROLE;
 DROP SCHEMA evil CASCADE;
 -- the owner's blob is untouched
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS still_there FROM mine;
+-- a blob written and read back in one statement
+SELECT convert_from(destor.blob_get(destor.blob_put('archive', 'nested')), 'UTF8') AS nested;

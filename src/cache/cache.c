@@ -550,6 +550,13 @@ cache_release_reservations(void)
 }
 
 void
+cache_count_misses(uint64 n)
+{
+	if (ctl != NULL)
+		pg_atomic_fetch_add_u64(&ctl->misses, n);
+}
+
+void
 cache_count_provider_bytes(uint64 bytes)
 {
 	if (ctl != NULL)

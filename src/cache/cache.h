@@ -48,5 +48,6 @@ extern void cache_release_reservations(void);
 
 /* Count bytes that came from providers (for destor.cache_stats). */
 extern void cache_count_provider_bytes(uint64 bytes);
+extern void cache_count_misses(uint64 n);
 
 #endif							/* DESTOR_CACHE_H */

@@ -64,6 +64,36 @@ bytea_datum(const void *data, size_t len)
 	return PointerGetDatum(b);
 }
 
+/*
+ * The statements of the hot read path, prepared once per backend and kept
+ * (parsing and planning them on every blob_read cost more than the read).
+ */
+static void
+catalog_exec_saved(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
+				   int expect)
+{
+	int			rc;
+
+	if (*saved == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "destor catalog statement failed to prepare: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "destor catalog statement could not be kept");
+		*saved = plan;
+	}
+	rc = SPI_execute_plan(*saved, values, NULL, false, 0);
+	if (rc != expect)
+		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
+}
+
+static SPIPlanPtr plan_get_object = NULL;
+static SPIPlanPtr plan_get_shards = NULL;
+static SPIPlanPtr plan_get_blob = NULL;
+
 void
 catalog_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
 {
@@ -176,9 +206,10 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(id);
-	catalog_exec("SELECT pool::text, size, stream_size, block_size, chunk_size, data_shards, "
-				 "parity_shards, compressed, block_ends, key_version, key_id, wrapped_key "
-				 "FROM destor.objects WHERE object_id = $1", 1, types, values, NULL, SPI_OK_SELECT);
+	catalog_exec_saved(&plan_get_object,
+					   "SELECT pool::text, size, stream_size, block_size, chunk_size, data_shards, "
+					   "parity_shards, compressed, block_ends, key_version, key_id, wrapped_key "
+					   "FROM destor.objects WHERE object_id = $1", 1, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		catalog_leave(&cu);
@@ -255,8 +286,9 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 
 	n = meta->data_shards + meta->parity_shards;
 	meta->shards = MemoryContextAllocZero(caller, sizeof(ObjectShard) * n);
-	catalog_exec("SELECT shard_index, provider::text, state, size FROM destor.shards "
-				 "WHERE object_id = $1 ORDER BY shard_index", 1, types, values, NULL, SPI_OK_SELECT);
+	catalog_exec_saved(&plan_get_shards,
+					   "SELECT shard_index, provider::text, state, size FROM destor.shards "
+					   "WHERE object_id = $1 ORDER BY shard_index", 1, types, values, SPI_OK_SELECT);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	st = SPI_tuptable->vals[r];
@@ -339,8 +371,8 @@ catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner)
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(id);
-	catalog_exec("SELECT owner FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
-				 SPI_OK_SELECT);
+	catalog_exec_saved(&plan_get_blob, "SELECT owner FROM destor.blobs WHERE blob_id = $1",
+					   1, types, values, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	if (found)
 	{

@@ -32,12 +32,23 @@ keys_define_gucs(void)
 							   NULL, NULL, NULL);
 }
 
+/*
+ * The key read last, kept for the session while its file is unchanged
+ * (same path, size and modification time), so that a read of a small blob
+ * does not reread the file every time.  Wiped when the file changes.
+ */
+static bool cached_valid = false;
+static char cached_path[MAXPGPATH];
+static struct stat cached_st;
+static uint8 cached_key[CODEC_KEY_LEN];
+
 void
 keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN])
 {
 	char		buf[256];
 	int			fd;
 	ssize_t		n;
+	struct stat st;
 
 	if (destor_master_key_file == NULL || destor_master_key_file[0] == '\0')
 		ereport(ERROR,
@@ -45,6 +56,19 @@ keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LE
 				 errmsg("destor.master_key_file is not set"),
 				 errdetail("destor encrypts every object with keys wrapped by a master key, and there is no default key."),
 				 errhint("Create a key with \"openssl rand -hex 32 > /path/key; chmod 600 /path/key\", set destor.master_key_file = '/path/key' in postgresql.conf and reload.")));
+
+	if (cached_valid && strcmp(cached_path, destor_master_key_file) == 0 &&
+		stat(destor_master_key_file, &st) == 0 && st.st_size == cached_st.st_size &&
+		st.st_mtim.tv_sec == cached_st.st_mtim.tv_sec &&
+		st.st_mtim.tv_nsec == cached_st.st_mtim.tv_nsec && st.st_ino == cached_st.st_ino)
+	{
+		memcpy(key, cached_key, CODEC_KEY_LEN);
+		codec_key_fingerprint(key, key_id);
+		return;
+	}
+	if (cached_valid)
+		codec_secure_zero(cached_key, sizeof(cached_key));
+	cached_valid = false;
 
 	fd = OpenTransientFile(destor_master_key_file, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -70,4 +94,11 @@ keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LE
 	}
 	codec_secure_zero(buf, sizeof(buf));
 	codec_key_fingerprint(key, key_id);
+	if (stat(destor_master_key_file, &cached_st) == 0 &&
+		strlen(destor_master_key_file) < MAXPGPATH)
+	{
+		strlcpy(cached_path, destor_master_key_file, MAXPGPATH);
+		memcpy(cached_key, key, CODEC_KEY_LEN);
+		cached_valid = true;
+	}
 }

@@ -1063,15 +1063,16 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 			continue;
 		if (r->use_cache)
 		{
-			bool		all = true;
+			uint64		missing = 0;
 
-			for (uint64 b = b0; b <= b1 && all; b++)
-				all = cache_contains(meta->id, b);
-			if (all)
+			for (uint64 b = b0; b <= b1; b++)
+				missing += !cache_contains(meta->id, b);
+			if (missing == 0)
 			{
 				mf->count[i] = -2;	/* served from the cache when opened */
 				continue;
 			}
+			cache_count_misses(missing);
 		}
 		mf->count[i] = healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
 										mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
