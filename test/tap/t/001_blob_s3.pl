@@ -83,6 +83,7 @@ DestorTest::stop_s3($s3[4]);
 $rows = $node->safe_psql('postgres',
 	"SELECT bool_and(destor.blob_get(b) = data) FROM src JOIN stored USING (name)");
 is($rows, 't', 'with 2 of 6 providers stopped every blob reads back correctly');
+$node->safe_psql('postgres', "SELECT destor.check_provider(p) FROM unnest(ARRAY['s1', 's2', 's5']::name[]) p");
 is($node->safe_psql('postgres',
 	"SELECT string_agg(provider || '=' || state, ',' ORDER BY provider) FROM destor.provider_status WHERE provider IN ('s2', 's5', 's1')"),
 	's1=up,s2=down,s5=down', 'destor.provider_status shows the stopped providers as down');
