@@ -122,6 +122,16 @@ is($node->safe_psql('postgres', 'SELECT pinned_pages FROM destor.cache_stats'), 
 cmp_ok($node->safe_psql('postgres', 'SELECT used_bytes FROM destor.cache_stats'), '<=', 4 * 1024 * 1024,
 	'the cache stays within its size');
 
+# --- storage report: bytes per pool, table and provider, with costs
+$node->safe_psql('postgres', "ALTER SERVER s1 OPTIONS (ADD cost_per_gb_month '4.5')");
+is($node->safe_psql('postgres', q{
+SELECT count(DISTINCT provider), bool_and(overhead_ratio > 1.4),
+       sum(stored_bytes) = (SELECT sum(sh.size) FROM destor.shards sh JOIN destor.segments sg USING (object_id)
+                             JOIN destor.tables t USING (table_id) WHERE t.relid = 'big'::regclass),
+       bool_or(monthly_cost > 0 AND provider = 's1'), bool_and(monthly_cost = 0 OR provider = 's1')
+  FROM destor.storage_report WHERE kind = 'table' AND name = 'big'}),
+	'6|t|t|t|t', 'destor.storage_report: six providers, parity overhead, stored bytes and cost per provider');
+
 # --- one fetch for a page wanted by several backends at once ----------------------------
 my $shared_blob = $node->safe_psql('postgres',
 	"SELECT destor.blob_put('archive', (SELECT string_agg(md5(i::text), '')::bytea FROM generate_series(1, 100000) i))");
