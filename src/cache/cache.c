@@ -424,9 +424,9 @@ cache_wait(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	uint32		hash;
 	LWLock	   *lock;
 
-	if (ctl == NULL)
+	/* never wait while holding reservations: two backends could wait for each other */
+	if (ctl == NULL || nreserved > 0)
 		return;
-	Assert(nreserved == 0);
 	make_key(&key, id, blockno);
 	hash = get_hash_value(map, &key);
 	lock = partition_lock(hash);
