@@ -534,6 +534,44 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *stored
 		}
 		return;
 	}
+	if (e->kind == VALUE_VARLENA && st->codecs[att].kind == VALUE_VARLENA)
+	{
+		/*
+		 * Text, numeric, bytea, jsonb...: each value is a 4-byte length and
+		 * its bytes, so the length can be turned into a varlena header in
+		 * place and the value used where it lies (the chunk's buffer lives as
+		 * long as the row group) — no copy per value.
+		 */
+		Datum	   *vals = st->values[att];
+		bool	   *isnull = st->nulls[att];
+
+		for (uint32 r = 0; r < n; r++)
+		{
+			uint32		vlen;
+
+			isnull[r] = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
+			if (isnull[r])
+			{
+				vals[r] = (Datum) 0;
+				continue;
+			}
+			if (end - p < 4)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("a column chunk of destor table \"%s\" is truncated",
+								RelationGetRelationName(st->rel))));
+			vlen = (uint32) p[0] | ((uint32) p[1] << 8) | ((uint32) p[2] << 16) | ((uint32) p[3] << 24);
+			if ((uint64) (end - p - 4) < vlen || vlen > MaxAllocSize - VARHDRSZ)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("a column chunk of destor table \"%s\" is truncated",
+								RelationGetRelationName(st->rel))));
+			SET_VARSIZE((void *) p, vlen + VARHDRSZ);
+			vals[r] = PointerGetDatum(p);
+			p += 4 + vlen;
+		}
+		return;
+	}
 	for (uint32 r = 0; r < n; r++)
 	{
 		bool		isnull = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
