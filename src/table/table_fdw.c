@@ -217,6 +217,8 @@ typedef struct DestorScan
 	uint32		row;
 	uint32		cur_seg_index;
 	int64		cur_first_row;
+	int		   *loaded;			/* attributes with values in this row group */
+	int			nloaded;
 	uint8	   *cur_deleted;	/* the segment's deleted rows, or NULL */
 
 	ObjectReadStats stats_at_start;
@@ -424,6 +426,7 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 									  ALLOCSET_DEFAULT_SIZES);
 	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
 	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
+	st->loaded = palloc0(sizeof(int) * Max(st->natts, 1));
 	pull_varattnos((Node *) quals, st->scanrelid, &qual_attrs);
 
 	/* plan the reads: which segments and row groups survive the statistics
@@ -761,6 +764,23 @@ destorIterateForeignScan(ForeignScanState *node)
 		{
 			if (!next_rowgroup(st))
 				return slot;
+
+			/*
+			 * Columns without values in this row group (not needed,
+			 * dropped, or added after it was written) are NULL for all
+			 * its rows: set them once, and copy only the others per row.
+			 */
+			st->nloaded = 0;
+			for (int a = 0; a < st->natts; a++)
+			{
+				if (st->values[a] == NULL)
+				{
+					slot->tts_isnull[a] = true;
+					slot->tts_values[a] = (Datum) 0;
+				}
+				else
+					st->loaded[st->nloaded++] = a;
+			}
 		}
 		pos = st->cur_first_row + st->row;
 		if (st->cur_deleted == NULL || !((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
@@ -768,19 +788,12 @@ destorIterateForeignScan(ForeignScanState *node)
 		st->row++;				/* deleted */
 	}
 	table_row_to_tid(st->cur_seg_index, st->cur_first_row + st->row, &slot->tts_tid);
-	for (int a = 0; a < st->natts; a++)
+	for (int i = 0; i < st->nloaded; i++)
 	{
-		if (st->values[a] == NULL)
-		{
-			/* not needed, dropped, or added after this segment was written */
-			slot->tts_isnull[a] = true;
-			slot->tts_values[a] = (Datum) 0;
-		}
-		else
-		{
-			slot->tts_isnull[a] = st->nulls[a][st->row];
-			slot->tts_values[a] = st->values[a][st->row];
-		}
+		int			a = st->loaded[i];
+
+		slot->tts_isnull[a] = st->nulls[a][st->row];
+		slot->tts_values[a] = st->values[a][st->row];
 	}
 	st->row++;
 	return ExecStoreVirtualTuple(slot);
