@@ -136,6 +136,39 @@ object_untrack_upload(ProviderUpload *u)
 }
 
 /*
+ * End-of-transaction provider work runs with interrupts held, so it must be
+ * short: one try, short timeouts.  What does not get done is left to
+ * destor.cleanup_orphans().
+ */
+typedef struct QuickSettings
+{
+	int			connect_ms;
+	int			request_ms;
+	int			retries;
+} QuickSettings;
+
+#define END_OF_XACT_TIMEOUT_MS 2000
+
+static void
+quick_settings_enter(QuickSettings *saved)
+{
+	saved->connect_ms = destor_connect_timeout_ms;
+	saved->request_ms = destor_request_timeout_ms;
+	saved->retries = destor_max_retries;
+	destor_connect_timeout_ms = Min(destor_connect_timeout_ms, END_OF_XACT_TIMEOUT_MS);
+	destor_request_timeout_ms = Min(destor_request_timeout_ms, END_OF_XACT_TIMEOUT_MS);
+	destor_max_retries = 0;
+}
+
+static void
+quick_settings_leave(QuickSettings *saved)
+{
+	destor_connect_timeout_ms = saved->connect_ms;
+	destor_request_timeout_ms = saved->request_ms;
+	destor_max_retries = saved->retries;
+}
+
+/*
  * Delete every shard of the tracked objects, all in one parallel batch.
  * Runs at end of transaction: it must not throw, so failures are reported
  * as WARNINGs and left to destor.cleanup_orphans().
@@ -145,6 +178,7 @@ delete_tracked(List *objects, const char *why)
 {
 	MemoryContext work;
 	MemoryContext old;
+	QuickSettings quick;
 	ProviderRequest *reqs;
 	int			nreqs = 0;
 	int			total = 0;
@@ -164,7 +198,8 @@ delete_tracked(List *objects, const char *why)
 
 		for (int i = 0; i < t->nshards; i++)
 		{
-			if (t->providers[i] == NULL)
+			/* a provider known down would only make us wait: cleanup_orphans later */
+			if (t->providers[i] == NULL || provider_is_down(t->providers[i]))
 				continue;
 			reqs[nreqs].provider = t->providers[i];
 			reqs[nreqs].op = POP_DELETE;
@@ -174,6 +209,7 @@ delete_tracked(List *objects, const char *why)
 	}
 
 	HOLD_INTERRUPTS();
+	quick_settings_enter(&quick);
 	PG_TRY();
 	{
 		provider_execute(reqs, nreqs);
@@ -192,6 +228,7 @@ delete_tracked(List *objects, const char *why)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+	quick_settings_leave(&quick);
 	RESUME_INTERRUPTS();
 
 	MemoryContextSwitchTo(old);
@@ -202,8 +239,10 @@ static void
 abort_uploads(List *uploads)
 {
 	ListCell   *lc;
+	QuickSettings quick;
 
 	HOLD_INTERRUPTS();
+	quick_settings_enter(&quick);
 	foreach(lc, uploads)
 	{
 		TrackedUpload *t = lfirst(lc);
@@ -224,6 +263,7 @@ abort_uploads(List *uploads)
 		}
 		PG_END_TRY();
 	}
+	quick_settings_leave(&quick);
 	RESUME_INTERRUPTS();
 }
 

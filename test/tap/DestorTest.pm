@@ -72,6 +72,8 @@ sub start_s3
 	make_path($s3->{dir});
 	my @cmd = ($S3RVER, '-d', $s3->{dir}, '-a', '127.0.0.1', '-p', $s3->{port}, '-s',
 		'--configure-bucket', $s3->{bucket});
+	# virtual-hosted addressing: bucket.s3.localhost (curl resolves *.localhost itself)
+	push @cmd, '--service-endpoint', 'localhost' if $s3->{vhost};
 	# s3rver's continuation tokens use DES, which Node's OpenSSL 3 only
 	# allows with the legacy provider (else listings beyond a page fail)
 	local $ENV{NODE_OPTIONS} = '--openssl-legacy-provider';

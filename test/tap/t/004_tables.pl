@@ -117,6 +117,18 @@ is($node->safe_psql('restored', $same), '0', 'the restored destor table has the 
 is($node->safe_psql('restored', 'SELECT count(*) FROM log'), $node->safe_psql('postgres', 'SELECT count(*) FROM log'),
 	'every restored table has its rows');
 
+# a fresh cluster with the same master key and provider credentials, via pg_restore
+my $dumpc = "$base/tables.dump";
+command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('postgres'), '-f', $dumpc ], 'pg_dump -Fc');
+my ($fresh, $fresh_key) = DestorTest::start_cluster('fresh');
+system("cp '$keyfile' '$fresh_key'") == 0 or die;
+$fresh->restart;
+$fresh->safe_psql('postgres', 'CREATE DATABASE restored');
+command_ok([ 'pg_restore', '-d', $fresh->connstr('restored'), $dumpc ],
+	'pg_restore into a fresh cluster with the same master key');
+is($fresh->safe_psql('restored', $same), '0', 'the fresh cluster reads the same rows from the providers');
+$fresh->stop;
+
 # --- a physical replica reads the table -----------------------------------------------
 $node->backup('b1');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
