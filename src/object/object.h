@@ -23,6 +23,8 @@
 
 #include "postgres.h"
 
+#include "nodes/parsenodes.h"
+
 #include "codec.h"
 #include "provider.h"
 
@@ -45,6 +47,7 @@ typedef struct Pool
 
 extern Pool *pool_lookup(const char *name, bool check_usage);
 extern void pool_validate_options(List *options, Oid catalog);
+extern int	option_parse_int(DefElem *def, int min, int max);
 
 typedef struct ObjectShard
 {

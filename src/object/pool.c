@@ -46,8 +46,10 @@ pool_valid_option_list(Oid context)
 	return buf.len > 0 ? buf.data : "(none)";
 }
 
-static int
-pool_parse_int(DefElem *def, int min, int max)
+/* An integer option in [min, max], or an ERROR that says the range
+ * (shared by pool and table options). */
+int
+option_parse_int(DefElem *def, int min, int max)
 {
 	char	   *val = defGetString(def);
 	int			result;
@@ -119,12 +121,12 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 		if (strcmp(def->defname, "providers") == 0)
 			names = pool_parse_providers(defGetString(def));
 		else if (strcmp(def->defname, "data_shards") == 0)
-			pool->data_shards = pool_parse_int(def, 1, CODEC_RS_MAX_DATA);
+			pool->data_shards = option_parse_int(def, 1, CODEC_RS_MAX_DATA);
 		else if (strcmp(def->defname, "parity_shards") == 0)
-			pool->parity_shards = pool_parse_int(def, 0, CODEC_RS_MAX_PARITY);
+			pool->parity_shards = option_parse_int(def, 0, CODEC_RS_MAX_PARITY);
 		else if (strcmp(def->defname, "write_quorum") == 0)
 		{
-			pool->write_quorum = pool_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
+			pool->write_quorum = option_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
 			have_quorum = true;
 		}
 	}

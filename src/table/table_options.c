@@ -14,20 +14,6 @@
 
 #include "table.h"
 
-static int
-table_parse_int(DefElem *def, int min, int max)
-{
-	char	   *val = defGetString(def);
-	int			result;
-
-	if (!parse_int(val, &result, 0, NULL) || result < min || result > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"%s\": \"%s\"", def->defname, val),
-				 errhint("Give an integer between %d and %d.", min, max)));
-	return result;
-}
-
 static void
 table_parse_uuid(DefElem *def, uint8 out[CODEC_OBJID_LEN])
 {
@@ -55,11 +41,11 @@ table_apply_options(TableOptions *o, List *options)
 		DefElem    *def = (DefElem *) lfirst(lc);
 
 		if (strcmp(def->defname, "segment_rows") == 0)
-			o->segment_rows = table_parse_int(def, 1000, TABLE_MAX_SEGMENT_ROWS);
+			o->segment_rows = option_parse_int(def, 1000, TABLE_MAX_SEGMENT_ROWS);
 		else if (strcmp(def->defname, "row_group_rows") == 0)
-			o->row_group_rows = table_parse_int(def, 100, 1000000);
+			o->row_group_rows = option_parse_int(def, 100, 1000000);
 		else if (strcmp(def->defname, "compression_level") == 0)
-			o->compression_level = table_parse_int(def, 1, 19);
+			o->compression_level = option_parse_int(def, 1, 19);
 		else if (strcmp(def->defname, "table_id") == 0)
 		{
 			table_parse_uuid(def, o->table_id);
