@@ -205,6 +205,15 @@ make_key(CacheKey *key, const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	key->blockno = blockno;
 }
 
+/* The key of a page, its hash, and the lock of its partition. */
+static LWLock *
+locate(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, CacheKey *key, uint32 *hash)
+{
+	make_key(key, id, blockno);
+	*hash = get_hash_value(map, key);
+	return partition_lock(*hash);
+}
+
 bool
 cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to, char *dst)
 {
@@ -217,9 +226,7 @@ cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint3
 
 	if (ctl == NULL)
 		return false;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	LWLockAcquire(lock, LW_SHARED);
 	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
 	if (e && slots[e->slot].valid && slots[e->slot].len >= to)
@@ -254,9 +261,7 @@ cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 
 	if (ctl == NULL)
 		return false;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	LWLockAcquire(lock, LW_SHARED);
 	{
 		CacheEntry *e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
@@ -325,9 +330,7 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 
 	if (ctl == NULL || len > CACHE_PAGE_SIZE)
 		return;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	if (nreserved > 0 && cache_fill_reserved(&key, hash, lock, data, len))
 		return;
 	if (cache_contains(id, blockno))
@@ -383,9 +386,7 @@ cache_read(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 
 		return CACHE_MISS;
 	if (cache_lookup(id, blockno, from, to, dst))
 		return CACHE_HIT;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	LWLockAcquire(lock, LW_SHARED);
 	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
 	if (e && slots[e->slot].busy && slots[e->slot].owner != MyProcPid)
@@ -406,9 +407,7 @@ cache_busy(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 
 	if (ctl == NULL)
 		return false;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	LWLockAcquire(lock, LW_SHARED);
 	e = hash_search_with_hash_value(map, &key, hash, HASH_FIND, NULL);
 	busy = e && slots[e->slot].busy && slots[e->slot].owner != MyProcPid;
@@ -427,9 +426,7 @@ cache_wait(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	/* never wait while holding reservations: two backends could wait for each other */
 	if (ctl == NULL || nreserved > 0)
 		return;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	for (int rounds = 0; rounds < 100; rounds++)
 	{
 		CacheEntry *e;
@@ -471,9 +468,7 @@ cache_reserve(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	idx = claim_slot();
 	if (idx < 0)
 		return false;
-	make_key(&key, id, blockno);
-	hash = get_hash_value(map, &key);
-	lock = partition_lock(hash);
+	lock = locate(id, blockno, &key, &hash);
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search_with_hash_value(map, &key, hash, HASH_ENTER_NULL, &found);
 	if (e == NULL || found)
