@@ -29,7 +29,6 @@
 
 #include "cache.h"
 
-#define CACHE_PAGE_SIZE		(64 * 1024)
 #define CACHE_PARTITIONS	16
 #define CACHE_MAX_USAGE		5
 
@@ -356,6 +355,74 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 	pg_atomic_fetch_add_u64(&ctl->used, len);
 	LWLockRelease(lock);
 	pg_atomic_fetch_sub_u32(&slots[idx].pins, 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * Derived entries (see cache.h): page i of the entry tagged t of an object
+ * is cached as block  2^63 | t << 12 | i,  a range no real block reaches.
+ * ------------------------------------------------------------------------- */
+#define SPAN_BIT			(UINT64CONST(1) << 63)
+#define SPAN_PAGE_BITS		12
+
+static uint64
+span_block(uint64 tag, uint32 page)
+{
+	Assert(tag <= CACHE_SPAN_MAX_TAG && page < (1 << SPAN_PAGE_BITS));
+	return SPAN_BIT | (tag << SPAN_PAGE_BITS) | page;
+}
+
+/*
+ * The largest entry worth caching: at most 1/8 of the cache, so that one
+ * huge chunk does not push out everything else.
+ */
+uint32
+cache_span_max_bytes(void)
+{
+	uint64		limit;
+
+	if (ctl == NULL)
+		return 0;
+	limit = Min((uint64) ctl->nslots / 8, (uint64) (1 << SPAN_PAGE_BITS)) * CACHE_PAGE_SIZE;
+	return (uint32) Min(limit, (uint64) PG_UINT32_MAX);
+}
+
+bool
+cache_lookup_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, char *dst, uint32 len)
+{
+	if (ctl == NULL || len < CACHE_SPAN_MIN_BYTES || len > cache_span_max_bytes() ||
+		tag > CACHE_SPAN_MAX_TAG)
+		return false;
+	for (uint32 off = 0, page = 0; off < len; off += CACHE_PAGE_SIZE, page++)
+	{
+		uint32		n = Min(len - off, CACHE_PAGE_SIZE);
+
+		if (!cache_lookup(id, span_block(tag, page), 0, n, dst + off))
+			return false;
+	}
+	return true;
+}
+
+bool
+cache_contains_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag)
+{
+	if (ctl == NULL || tag > CACHE_SPAN_MAX_TAG)
+		return false;
+	return cache_contains(id, span_block(tag, 0));
+}
+
+void
+cache_insert_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, const char *data, uint32 len)
+{
+	if (ctl == NULL || len < CACHE_SPAN_MIN_BYTES || len > cache_span_max_bytes() ||
+		tag > CACHE_SPAN_MAX_TAG)
+		return;
+	/* last page first: a reader that finds page 0 then usually finds the rest */
+	for (int64 page = (len - 1) / CACHE_PAGE_SIZE; page >= 0; page--)
+	{
+		uint32		off = (uint32) page * CACHE_PAGE_SIZE;
+
+		cache_insert(id, span_block(tag, (uint32) page), data + off, Min(len - off, CACHE_PAGE_SIZE));
+	}
 }
 
 /* ---------------------------------------------------------------------------

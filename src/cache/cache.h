@@ -14,6 +14,8 @@
 
 #include "codec.h"
 
+#define CACHE_PAGE_SIZE		(64 * 1024)
+
 extern int	destor_cache_size_kb;
 
 extern void cache_define_gucs(void);
@@ -30,6 +32,22 @@ extern bool cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
 /* Put a block (its whole plaintext, len bytes) into the cache. */
 extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data,
 						 uint32 len);
+
+/*
+ * Derived entries: bytes computed from an object's plaintext (a column chunk
+ * after decompression), cached under the object's id and a tag (e.g. the
+ * chunk's offset), so they are as immutable as the object.  An entry spans
+ * as many pages as it needs; it is found only if all of them still are.
+ */
+#define CACHE_SPAN_MAX_TAG		((UINT64CONST(1) << 51) - 1)
+/* every page takes a whole slot: smaller entries would waste most of it */
+#define CACHE_SPAN_MIN_BYTES	(CACHE_PAGE_SIZE / 2)
+
+extern uint32 cache_span_max_bytes(void);
+extern bool cache_lookup_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, char *dst, uint32 len);
+extern bool cache_contains_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag);
+extern void cache_insert_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, const char *data,
+							  uint32 len);
 
 /* In-flight pages (see cache.c). */
 typedef enum CacheProbe

@@ -39,6 +39,32 @@ is($node->safe_psql('postgres', sprintf($agg, 't')), $expected, 'second scan is 
 is($node->safe_psql('postgres', $requests), $before,
 	'the second scan sends no request to any provider: it is served from the cache');
 cmp_ok($node->safe_psql('postgres', 'SELECT hits FROM destor.cache_stats'), '>', 0, 'cache hits are counted');
+
+# compressed column chunks of half a cache page or more are cached
+# decompressed too: a warm scan neither fetches nor decompresses them
+# (EXPLAIN ANALYZE counts both); smaller ones come from cached pages
+$node->safe_psql('postgres', q{
+CREATE FOREIGN TABLE c (id bigint, s text) SERVER archive OPTIONS (row_group_rows '8192');
+INSERT INTO c SELECT i, md5(i::text) FROM generate_series(1, 16384) i;
+});
+my $c_agg = 'SELECT count(*), sum(id), max(s), min(s) FROM c';
+my $c_expected = $node->safe_psql('postgres',
+	q{SELECT count(*), sum(i), max(md5(i::text)), min(md5(i::text)) FROM generate_series(1, 16384) i});
+my $chunks = sub {
+	my $plan = $node->safe_psql('postgres', "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, FORMAT JSON) $c_agg");
+	my ($read) = $plan =~ /"Column Chunks Read": (\d+)/;
+	my ($cached) = $plan =~ /"Column Chunks From Cache": (\d+)/;
+	return ($read, $cached);
+};
+$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+my ($read, $cached) = $chunks->();
+is("$read/$cached", '4/0', 'a cold scan reads 2 columns of 2 row groups, none decompressed from the cache');
+$before = $node->safe_psql('postgres', $requests);
+($read, $cached) = $chunks->();
+is("$read/$cached", '4/4', 'a warm scan finds every chunk decompressed in the cache');
+is($node->safe_psql('postgres', $requests), $before, 'and sends no request');
+is($node->safe_psql('postgres', $c_agg), $c_expected, 'from decompressed chunks the rows are right');
+$node->safe_psql('postgres', 'DROP FOREIGN TABLE c');
 cmp_ok($node->safe_psql('postgres', 'SELECT bytes_from_cache FROM destor.cache_stats'), '>', 0,
 	'bytes from the cache are counted');
 
