@@ -467,7 +467,8 @@ trow "range reads: destor.blob_read, cold" "${cold[blob]}" "$(mbps "${cold[blob]
 trow "range reads: destor.blob_read, warm" "${secs[blob]}" "$(mbps "${secs[blob]}")MiB/s" "${req[blob]}" \
 	"${rd[blob]}" "${hits[blob]}" "${miss[blob]}"
 echo "  (requests, MiB read: provider requests and the bytes they returned during the run; cache hit/miss:"
-echo "   pages found and not found in the cache; all counted over every backend)"
+echo "   pages found and not found in the cache, decompressed column chunks included (a warm scan"
+echo "   copies those instead of the pages they came from); all counted over every backend)"
 
 echo
 echo "== details"
