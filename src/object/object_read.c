@@ -17,6 +17,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "cache.h"
 #include "object.h"
@@ -66,6 +67,8 @@ struct ObjectReader
 	char	  **keys;
 	ShardHealth *health;
 	char	  **errors;
+	bool	   *slow;			/* provider much slower than the pool's others */
+	TimestampTz slow_checked;	/* when slow[] was last worked out */
 
 	uint64		stripe_size;	/* k * chunk_size */
 	uint64		nstripes;
@@ -213,6 +216,7 @@ object_reader_open(ObjectMeta *meta)
 	r->providers = palloc0(sizeof(Provider *) * r->n);
 	r->keys = palloc(sizeof(char *) * r->n);
 	r->health = palloc0(sizeof(ShardHealth) * r->n);
+	r->slow = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
 	{
@@ -344,7 +348,58 @@ note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 									   "shard failed its checksum");
 }
 
-/* Healthy path: data shards only.  False if any needed shard failed. */
+/*
+ * Which providers to avoid as slow: those whose recent reads took more
+ * than SLOW_FACTOR times, and SLOW_MARGIN_MS more than, the k-th fastest of
+ * the object's providers (a provider not measured lately counts as fast,
+ * so it is tried and measured).  There are always k providers at least as
+ * fast as the k-th, so avoiding the slow ones never leaves too few.
+ * Worked out again every SLOW_RECHECK_MS of a reader's life.
+ */
+#define SLOW_FACTOR			3.0
+#define SLOW_MARGIN_MS		50.0
+#define SLOW_RECHECK_MS		100
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+check_slow_providers(ObjectReader *r)
+{
+	double		ms[CODEC_RS_MAX_SHARDS];
+	double		sorted[CODEC_RS_MAX_SHARDS];
+	double		kth;
+	TimestampTz now;
+
+	if (r->m == 0)
+		return;					/* nothing to read instead */
+	now = GetCurrentTimestamp();
+	if (r->slow_checked != 0 && !TimestampDifferenceExceeds(r->slow_checked, now, SLOW_RECHECK_MS))
+		return;
+	r->slow_checked = now;
+	for (int i = 0; i < r->n; i++)
+	{
+		ms[i] = r->providers[i] ? Max(provider_recent_read_ms(r->providers[i]), 0) : 0;
+		sorted[i] = ms[i];
+	}
+	qsort(sorted, r->n, sizeof(double), cmp_double);
+	kth = sorted[r->k - 1];
+	for (int i = 0; i < r->n; i++)
+	{
+		bool		slow = ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
+
+		if (slow && !r->slow[i])
+			provider_mark_slow(r->providers[i]);
+		r->slow[i] = slow;
+	}
+}
+
 /*
  * The healthy-path requests for stream bytes [cs, ce) into buffer set
  * "set"; -1 if a needed data shard is unusable or its provider is down.
@@ -367,8 +422,9 @@ healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest
 			continue;
 		if (r->health[d] != SHARD_USABLE)
 			return -1;
-		/* with parity to fall back on, do not wait for a provider known down */
-		if (r->m > 0 && provider_is_down(r->providers[d]))
+		/* with parity to fall back on, do not wait for a provider known down or slow */
+		check_slow_providers(r);
+		if (r->m > 0 && (r->slow[d] || provider_is_down(r->providers[d])))
 			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
 		if (set >= 0)
@@ -511,13 +567,13 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	uint64		lov[CODEC_RS_MAX_SHARDS];
 	int			nreqs = 0;
 	int			candidates = 0;
-	bool		skipped_down = false;
+	bool		skipped_some = false;
 	bool		skip[CODEC_RS_MAX_SHARDS];
 
 	/*
-	 * Providers known to be down are left out while enough others remain;
-	 * if the others turn out not to be enough, the window is read again
-	 * with them included.
+	 * Providers known to be down, then those found slow, are left out while
+	 * enough others remain; if the others turn out not to be enough, the
+	 * window is read again with them included.
 	 */
 	for (int i = 0; i < r->n; i++)
 	{
@@ -527,12 +583,22 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	}
 	if (!include_down)
 	{
+		check_slow_providers(r);
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
 			if (!skip[i] && provider_is_down(r->providers[i]))
 			{
 				skip[i] = true;
-				skipped_down = true;
+				skipped_some = true;
+				candidates--;
+			}
+		}
+		for (int i = 0; i < r->n && candidates > r->k; i++)
+		{
+			if (!skip[i] && r->slow[i])
+			{
+				skip[i] = true;
+				skipped_some = true;
 				candidates--;
 			}
 		}
@@ -614,7 +680,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 				}
 			}
 		}
-		if (good < r->k && skipped_down)
+		if (good < r->k && skipped_some)
 		{
 			/* not enough without the providers known down: try them too */
 			for (int i = 0; i < r->n; i++)

@@ -50,7 +50,7 @@ provider_define_gucs(void)
 							NULL, &destor_max_concurrent_requests, 32, 1, 1024,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("destor.provider_down_interval",
-							"How long a provider that failed is avoided by reads that have other shards to use.",
+							"How long a provider that failed or was found slow is avoided by reads that have other shards to use.",
 							NULL, &destor_provider_down_ms, 10000, 0, 3600000,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 }

@@ -134,6 +134,15 @@ extern void provider_define_gucs(void);
  * destor.provider_down_interval, so reads do not wait on it when other
  * shards can serve them.  Shared by all backends when destor is preloaded. */
 extern bool provider_is_down(Provider *p);
+
+/* How long this provider's recent reads took (the fastest of its last few
+ * successful GETs, in ms), or -1 when it has not read within
+ * destor.provider_down_interval: then nothing is known, and the next read
+ * that asks it measures it again.  provider_mark_slow() records that a
+ * reader found it much slower than its pool's other providers and avoided
+ * it (destor.provider_status shows it as degraded meanwhile). */
+extern double provider_recent_read_ms(Provider *p);
+extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_shmem_request(void);
 extern void provider_stats_shmem_startup(void);

@@ -27,6 +27,7 @@
 #define MAX_PROVIDER_STATS	256
 #define LATENCY_WINDOW		256
 #define LAST_ERROR_LEN		256
+#define RECENT_READS		4		/* the fastest of these is a provider's read speed */
 
 typedef struct ProviderStatsEntry
 {
@@ -43,6 +44,12 @@ typedef struct ProviderStatsEntry
 	float4		latencies[LATENCY_WINDOW];
 	uint32		nlatencies;
 	uint32		latency_pos;
+	/* successful GETs: the last few latencies, and when the last one ended */
+	float4		recent_reads[RECENT_READS];
+	uint32		nrecent;
+	uint32		recent_pos;
+	TimestampTz last_read;
+	TimestampTz slow_since;		/* a reader avoided it as slow; 0 if not */
 } ProviderStatsEntry;
 
 typedef struct ProviderStatsShared
@@ -148,7 +155,14 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 
 		e->requests++;
 		if (r->op == POP_GET && r->ok)
+		{
 			e->bytes_read += r->result_size;
+			e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
+			e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
+			if (e->nrecent < RECENT_READS)
+				e->nrecent++;
+			e->last_read = now;
+		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;
 		e->latencies[e->latency_pos] = (float4) r->latency_ms;
@@ -189,6 +203,40 @@ provider_is_down(Provider *p)
 	stats_unlock(s);
 	return down_since != 0 &&
 		!TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), destor_provider_down_ms);
+}
+
+double
+provider_recent_read_ms(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	double		ms = -1;
+	TimestampTz now = GetCurrentTimestamp();
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e && e->nrecent > 0 &&
+		!TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
+	{
+		/* the fastest, so that one hiccup does not make a provider slow */
+		ms = e->recent_reads[0];
+		for (uint32 i = 1; i < e->nrecent; i++)
+			ms = Min(ms, e->recent_reads[i]);
+	}
+	stats_unlock(s);
+	return ms;
+}
+
+void
+provider_mark_slow(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+
+	stats_lock(s, LW_EXCLUSIVE);
+	e = stats_entry(s, p->serverid, true);
+	e->slow_since = GetCurrentTimestamp();
+	stats_unlock(s);
 }
 
 static int
@@ -234,8 +282,10 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 		if (e->down_since != 0 &&
 			!TimestampDifferenceExceeds(e->down_since, now, destor_provider_down_ms))
 			state = "down";
-		else if (e->last_failure != 0 &&
-				 !TimestampDifferenceExceeds(e->last_failure, now, 60 * 1000))
+		else if ((e->last_failure != 0 &&
+				  !TimestampDifferenceExceeds(e->last_failure, now, 60 * 1000)) ||
+				 (e->slow_since != 0 &&
+				  !TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms)))
 			state = "degraded";
 		else
 			state = "up";

@@ -16,7 +16,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
+use IO::Select;
 use IO::Socket::INET;
+use POSIX ();
 
 our $TAPDIR = abs_path(dirname(__FILE__));
 our $S3RVER = "$TAPDIR/node_modules/.bin/s3rver";
@@ -98,6 +100,74 @@ sub stop_s3
 		last unless port_open($s3->{port});
 		usleep(50_000);
 	}
+}
+
+# A TCP proxy in front of 127.0.0.1:$target that holds every chunk a client
+# sends for as many milliseconds as $delay_file says (missing or 0: none), so
+# each request of a provider behind it waits that long: a slow provider.
+# Returns { port, pid }; stop_delay_proxy() ends it and its connections.
+sub start_delay_proxy
+{
+	my ($target, $delay_file) = @_;
+	my $listener = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', ReuseAddr => 1) or die "cannot listen: $!";
+	my $port = $listener->sockport;
+	my $pid = fork() // die "cannot fork: $!";
+	if ($pid == 0)
+	{
+		setpgrp(0, 0);
+		$SIG{CHLD} = 'IGNORE';
+		while (1)
+		{
+			my $client = $listener->accept or next;
+			my $child = fork();
+			if (defined $child && $child == 0)
+			{
+				close $listener;
+				proxy_connection($client, $target, $delay_file);
+				POSIX::_exit(0);
+			}
+			close $client;
+		}
+	}
+	close $listener;
+	return { port => $port, pid => $pid };
+}
+
+sub proxy_connection
+{
+	my ($client, $target, $delay_file) = @_;
+	my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $target, Proto => 'tcp')
+	  or return;
+	my $select = IO::Select->new($client, $server);
+	while (1)
+	{
+		for my $from ($select->can_read)
+		{
+			my $n = sysread($from, my $buf, 65536);
+			return unless $n;
+			my $to = $from == $client ? $server : $client;
+			if ($from == $client && open(my $fh, '<', $delay_file))
+			{
+				my $ms = <$fh> // 0;
+				close $fh;
+				select(undef, undef, undef, $ms / 1000) if $ms > 0;
+			}
+			for (my $off = 0; $off < $n;)
+			{
+				my $w = syswrite($to, $buf, $n - $off, $off);
+				return unless defined $w;
+				$off += $w;
+			}
+		}
+	}
+}
+
+sub stop_delay_proxy
+{
+	my ($proxy) = @_;
+	kill 'TERM', -$proxy->{pid};
+	waitpid($proxy->{pid}, 0);
 }
 
 # Start n servers, each its own provider with its own data directory.

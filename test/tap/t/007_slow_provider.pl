@@ -1,0 +1,95 @@
+# Reads do not wait for one slow provider: a provider much slower than the
+# others of its pool is avoided (its shards are rebuilt from parity instead)
+# while it stays slow, shown as degraded in destor.provider_status, and used
+# again once it is fast.  Six real s3rver processes; the slow one sits
+# behind a TCP proxy that holds every request for a while.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use Digest::MD5 qw(md5_hex);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# no cache: every read goes to the providers
+my ($node, $keyfile) = DestorTest::start_cluster('slow', cache_size => '0',
+	conf => "destor.provider_down_interval = '5s'\n");
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+my $delay_file = "$base/delay_ms";
+my $proxy = DestorTest::start_delay_proxy($s3[0]->{port}, $delay_file);
+my @providers = ({ %{ $s3[0] }, port => $proxy->{port} }, @s3[1 .. 5]);
+$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @providers));
+
+# a blob with one of its four data shards on s1 (placement depends on the id)
+my $file = "$base/input.bin";
+DestorTest::write_random_file($file, 8 * 1024 * 1024);
+my $blob;
+for (1 .. 30)
+{
+	my $b = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$file')");
+	if ($node->safe_psql('postgres',
+			"SELECT kind FROM destor.blob_shards WHERE blob_id = destor.blob_id('$b') AND provider = 's1'")
+		eq 'data')
+	{
+		$blob = $b;
+		last;
+	}
+}
+ok(defined $blob, 'a blob with a data shard on s1');
+
+open(my $fh, '<', $file) or die;
+binmode $fh;
+my $content = do { local $/; <$fh> };
+close $fh;
+
+# one read of 256 KiB = one stripe: a block from each data shard
+my $range = 256 * 1024;
+my $reads = sub {
+	my ($first, $count) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT md5(string_agg(destor.blob_read('$blob', i * $range, $range), ''::bytea ORDER BY i))
+		  FROM generate_series($first, $first + $count - 1) i});
+};
+my $expect = sub {
+	my ($first, $count) = @_;
+	return md5_hex(substr($content, $first * $range, $count * $range));
+};
+my $requests = sub {
+	my ($p) = @_;
+	return $node->safe_psql('postgres', "SELECT requests FROM destor.provider_status WHERE provider = '$p'");
+};
+my $state = sub {
+	return $node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 's1'");
+};
+
+is($reads->(0, 4), $expect->(0, 4), 'reads are right while every provider is fast');
+
+# s1 turns slow: the reads that measure it wait for it
+open($fh, '>', $delay_file) or die;
+print $fh "400\n";
+close $fh;
+is($reads->(4, 4), $expect->(4, 4), 'reads are right while s1 is slow and not yet known to be');
+
+# now it is known to be slow: reads go around it
+my $s1_before = $requests->('s1');
+my $others_before = $requests->('s5') + $requests->('s6');
+is($reads->(8, 20), $expect->(8, 20), 'reads around the slow provider are right');
+is($requests->('s1'), $s1_before, 'no request went to the slow provider');
+cmp_ok($requests->('s5') + $requests->('s6'), '>', $others_before, 'parity shards were read instead');
+is($state->(), 'degraded', 'destor.provider_status shows the slow provider as degraded');
+
+# fast again: once destor.provider_down_interval has passed, a read measures
+# it again and the reads after it use it
+unlink $delay_file;
+sleep 6;
+is($state->(), 'up', 'the provider shows as up once the interval has passed');
+$s1_before = $requests->('s1');
+is($reads->(0, 10), $expect->(0, 10), 'reads are right once it is fast again');
+cmp_ok($requests->('s1') - $s1_before, '>=', 10, 'and every one of them used it');
+
+DestorTest::stop_delay_proxy($proxy);
+DestorTest::stop_s3($_) for @s3;
+$node->stop;
+done_testing();
