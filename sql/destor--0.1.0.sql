@@ -99,6 +99,12 @@ CREATE FUNCTION blob_import(pool name, path text) RETURNS blob
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION blob_export(b blob, path text) RETURNS bigint
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+-- Large objects to blobs and back, under the large objects' own privileges;
+-- with unlink/delete the source goes away in the same transaction (a move).
+CREATE FUNCTION blob_from_lo(pool name, lo oid, unlink boolean DEFAULT false) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_to_lo(b blob, lo oid DEFAULT 0, delete boolean DEFAULT false) RETURNS oid
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
 -- Where each blob's shards live (what a DBA asks first).
 CREATE VIEW blob_shards AS

@@ -5,7 +5,9 @@
  * Blobs have owners: only the owner (or a member of the owning role, or a
  * superuser) reads or deletes a blob.  Server-side import/export follow
  * lo_import/lo_export: they need pg_read_server_files / pg_write_server_files
- * and stream with bounded memory, whatever the size.
+ * and stream with bounded memory, whatever the size.  Large objects move to
+ * blobs and back (blob_from_lo, blob_to_lo) under the large objects' own
+ * privileges, also with bounded memory.
  */
 #include "postgres.h"
 
@@ -14,11 +16,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_largeobject.h"
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "libpq/libpq-fs.h"
+#include "storage/large_object.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -49,6 +55,8 @@ PG_FUNCTION_INFO_V1(blob_size);
 PG_FUNCTION_INFO_V1(blob_delete);
 PG_FUNCTION_INFO_V1(blob_import);
 PG_FUNCTION_INFO_V1(blob_export);
+PG_FUNCTION_INFO_V1(blob_from_lo);
+PG_FUNCTION_INFO_V1(blob_to_lo);
 
 /* ---------------------------------------------------------------------------
  * The handle type: a blob id, shown as a UUID
@@ -491,4 +499,144 @@ blob_export(PG_FUNCTION_ARGS)
 				 errmsg("could not close server file \"%s\": %m", path)));
 	object_reader_close(r);
 	PG_RETURN_INT64((int64) meta->size);
+}
+
+/* ---------------------------------------------------------------------------
+ * Large objects to blobs and back.  inv_open() applies the large object's
+ * privileges (SELECT to read, UPDATE to write) as lo_open() does; unlinking
+ * needs ownership, as lo_unlink() does.  Everything is transactional: an
+ * abort keeps the large object and forgets the blob, or the reverse.
+ * ------------------------------------------------------------------------- */
+#define LO_IO_CHUNK		(1024 * 1024)
+
+/*
+ * inv_api keeps pg_largeobject and its index open until the end of the
+ * transaction, and only lo_open() and friends arrange for them to be closed
+ * then; a transaction that used inv_api only through these functions closes
+ * them itself (else: relcache leak warnings, and errors in the next use).
+ */
+static bool lo_used = false;
+static bool lo_callback_set = false;
+
+static void
+lo_xact_callback(XactEvent event, void *arg)
+{
+	if (!lo_used)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			close_lo_relation(true);
+			lo_used = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			close_lo_relation(false);
+			lo_used = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+lo_note_use(void)
+{
+	if (!lo_callback_set)
+	{
+		RegisterXactCallback(lo_xact_callback, NULL);
+		lo_callback_set = true;
+	}
+	lo_used = true;
+}
+
+static void
+check_lo_owner(Oid lo, const char *action)
+{
+	if (!lo_compat_privileges && !pg_largeobject_ownercheck(lo, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of large object %u to %s it", lo, action),
+				 errhint("Leave the large object in place (unlink => false), or ask its owner.")));
+}
+
+Datum
+blob_from_lo(PG_FUNCTION_ARGS)
+{
+	Name		poolname = PG_GETARG_NAME(0);
+	Oid			lo = PG_GETARG_OID(1);
+	bool		unlink_lo = PG_GETARG_BOOL(2);
+	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
+	LargeObjectDesc *desc;
+	ObjectWriter *w;
+	ObjectMeta *meta;
+	char	   *buf;
+
+	/* checks existence and SELECT privilege */
+	lo_note_use();
+	desc = inv_open(lo, INV_READ, CurrentMemoryContext);
+	if (unlink_lo)
+		check_lo_owner(lo, "unlink");
+	w = object_writer_create(pool, true);
+	buf = palloc(LO_IO_CHUNK);
+	for (;;)
+	{
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		n = inv_read(desc, buf, LO_IO_CHUNK);
+		if (n <= 0)
+			break;
+		object_writer_write(w, buf, n);
+	}
+	inv_close(desc);
+	pfree(buf);
+	meta = blob_store(w);
+	if (unlink_lo)
+		inv_drop(lo);
+	PG_RETURN_POINTER(blob_handle_make(meta->id));
+}
+
+Datum
+blob_to_lo(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	Oid			lo = PG_GETARG_OID(1);
+	bool		delete_blob = PG_GETARG_BOOL(2);
+	ObjectMeta *meta = blob_open_meta(b, delete_blob ? "delete" : "read");
+	ObjectReader *r = object_reader_open(meta);
+	LargeObjectDesc *desc;
+	char	   *buf = palloc(LO_IO_CHUNK);
+
+	if (OidIsValid(lo) && LargeObjectExists(lo))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("large object %u already exists", lo),
+				 errhint("Pass 0 (the default) to have a new oid chosen, or unlink the existing large object first.")));
+	lo_note_use();
+	lo = inv_create(lo);
+	desc = inv_open(lo, INV_WRITE, CurrentMemoryContext);
+	for (uint64 off = 0; off < meta->size;)
+	{
+		int			n = (int) Min((uint64) LO_IO_CHUNK, meta->size - off);
+
+		CHECK_FOR_INTERRUPTS();
+		object_reader_read(r, off, n, buf);
+		if (inv_write(desc, buf, n) != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not write large object %u", lo)));
+		off += n;
+	}
+	inv_close(desc);
+	object_reader_close(r);
+	pfree(buf);
+	if (delete_blob)
+	{
+		catalog_delete_blob(b->id);
+		object_delete_at_commit(meta);
+	}
+	PG_RETURN_OID(lo);
 }
