@@ -206,6 +206,35 @@ CREATE EVENT TRIGGER destor_drop_foreign_table ON sql_drop
   EXECUTE FUNCTION on_drop_foreign_table();
 
 -- ---------------------------------------------------------------------------
+-- Tiering: partitions moved offsite (a destor foreign table attached in the
+-- same place) and back, with the caller's privileges (owner of the
+-- partition and of its parent).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tier_partition(partition regclass, pool name) RETURNS regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partition' LANGUAGE C STRICT;
+CREATE FUNCTION recall_partition(partition regclass) RETURNS regclass
+  AS 'MODULE_PATHNAME', 'destor_recall_partition' LANGUAGE C STRICT;
+-- every plain partition of a range-partitioned table but the newest keep_local
+CREATE FUNCTION tier_partitions(parent regclass, pool name, keep_local integer)
+  RETURNS SETOF regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partitions' LANGUAGE C STRICT;
+
+-- Partitions that live in destor tables, where they belong, and their size
+-- (stored_rows counts rows deleted since the last compaction too).
+CREATE VIEW tiered_partitions AS
+  SELECT i.inhparent::regclass AS parent, c.oid::regclass AS partition,
+         pg_get_expr(c.relpartbound, c.oid) AS bound, s.srvname AS pool,
+         (SELECT count(*) FROM destor.segments g WHERE g.table_id = t.table_id) AS segments,
+         (SELECT coalesce(sum(g.row_count), 0) FROM destor.segments g
+           WHERE g.table_id = t.table_id)::bigint AS stored_rows
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition
+    JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
+    JOIN pg_foreign_server s ON s.oid = ft.ftserver
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor'
+    LEFT JOIN destor.tables t ON t.relid = c.oid;
+
+-- ---------------------------------------------------------------------------
 -- Operations
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION check_provider(server name,
@@ -290,4 +319,5 @@ GRANT USAGE ON SCHEMA destor TO PUBLIC;
 REVOKE ALL ON objects, shards, blobs, segments, deletions, retired, tables FROM PUBLIC;
 REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
+GRANT SELECT ON tiered_partitions TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;

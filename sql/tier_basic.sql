@@ -1,0 +1,129 @@
+-- Partitions tiered offsite and recalled: queries on the parent keep their
+-- results, pruning keeps recent queries local, writes through the parent
+-- reach tiered partitions, the partition keeps its name, bounds, owner,
+-- privileges and comment, and every bad call is refused before anything
+-- is copied.
+\set VERBOSITY default
+CREATE TABLE metrics (ts timestamptz NOT NULL, device int, reading float8, note text,
+                      CHECK (reading >= 0))
+  PARTITION BY RANGE (ts);
+CREATE INDEX ON metrics (ts);
+CREATE TABLE m2023_01 PARTITION OF metrics FOR VALUES FROM ('2023-01-01') TO ('2023-02-01');
+CREATE TABLE m2023_02 PARTITION OF metrics FOR VALUES FROM ('2023-02-01') TO ('2023-03-01');
+CREATE TABLE m2023_03 PARTITION OF metrics FOR VALUES FROM ('2023-03-01') TO ('2023-04-01');
+CREATE TABLE m2023_04 PARTITION OF metrics FOR VALUES FROM ('2023-04-01') TO ('2023-05-01');
+CREATE TABLE m_other PARTITION OF metrics DEFAULT;
+INSERT INTO metrics
+  SELECT timestamptz '2023-01-01 00:00+00' + i * interval '7 minutes', i % 17, (i % 1000) / 10.0,
+         CASE WHEN i % 5 = 0 THEN NULL ELSE 'n' || (i % 97) END
+    FROM generate_series(0, 24000) i;
+COMMENT ON TABLE m2023_01 IS 'January, archived';
+GRANT SELECT ON m2023_01 TO regress_destor_user;
+CREATE TABLE metrics_expected AS SELECT * FROM metrics;
+CREATE VIEW totals AS
+  SELECT tableoid::regclass AS part, count(*), sum(device) AS devices, round(sum(reading)::numeric, 6) AS readings,
+         count(note) AS notes, min(ts), max(ts)
+    FROM metrics GROUP BY 1 ORDER BY tableoid::regclass::text COLLATE "C";
+SELECT * FROM totals;
+
+-- tier one partition
+SELECT destor.tier_partition('m2023_01', 'archive');
+SELECT relname, relkind, relispartition, pg_get_expr(relpartbound, oid) AS bound,
+       pg_get_userbyid(relowner) = current_user AS same_owner,
+       obj_description(oid, 'pg_class') AS comment
+  FROM pg_class WHERE relname = 'm2023_01';
+SELECT parent, partition, bound, pool, segments > 0 AS has_segments, stored_rows
+  FROM destor.tiered_partitions;
+SELECT * FROM totals;
+-- the same rows, row for row
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM metrics EXCEPT ALL SELECT * FROM metrics_expected)
+  UNION ALL
+  (SELECT * FROM metrics_expected EXCEPT ALL SELECT * FROM metrics)) d;
+-- recent queries stay local; old ones read only what they need
+EXPLAIN (COSTS OFF) SELECT count(*) FROM metrics WHERE ts >= '2023-04-01' AND ts < '2023-05-01';
+EXPLAIN (COSTS OFF) SELECT avg(reading) FROM metrics WHERE ts < '2023-01-15';
+SELECT count(*), round(avg(reading)::numeric, 6) FROM metrics WHERE ts < '2023-01-15';
+SELECT count(*), round(avg(reading)::numeric, 6) FROM metrics_expected WHERE ts < '2023-01-15';
+-- the privileges came along
+SET ROLE regress_destor_user;
+SELECT count(*) AS granted_read FROM m2023_01;
+RESET ROLE;
+
+-- writes through the parent reach the tiered partition
+INSERT INTO metrics VALUES ('2023-01-31 23:59+00', 99, 1.5, 'late');
+UPDATE metrics SET reading = reading + 1 WHERE ts < '2023-01-02' AND device = 3;
+DELETE FROM metrics WHERE ts < '2023-01-03' AND device = 4;
+INSERT INTO metrics_expected VALUES ('2023-01-31 23:59+00', 99, 1.5, 'late');
+UPDATE metrics_expected SET reading = reading + 1 WHERE ts < '2023-01-02' AND device = 3;
+DELETE FROM metrics_expected WHERE ts < '2023-01-03' AND device = 4;
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM metrics EXCEPT ALL SELECT * FROM metrics_expected)
+  UNION ALL
+  (SELECT * FROM metrics_expected EXCEPT ALL SELECT * FROM metrics)) d;
+-- the parent's CHECK constraint came along (as a declaration)
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'm2023_01'::regclass ORDER BY 1;
+
+-- a rollback leaves the partition as it was
+BEGIN;
+SELECT destor.tier_partition('m2023_04', 'archive');
+ROLLBACK;
+SELECT relkind FROM pg_class WHERE relname = 'm2023_04';
+SELECT count(*) FROM m2023_04;
+
+-- policy: all but the newest one, the default partition stays
+SELECT * FROM destor.tier_partitions('metrics', 'archive', keep_local => 1);
+SELECT relname, relkind FROM pg_class
+ WHERE oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'metrics'::regclass) ORDER BY 1;
+-- nothing more to do the second time
+SELECT * FROM destor.tier_partitions('metrics', 'archive', keep_local => 1);
+SELECT * FROM totals;
+
+-- recall: a heap table again, with the parent's indexes
+SELECT destor.recall_partition('m2023_02');
+SELECT relname, relkind FROM pg_class WHERE relname = 'm2023_02';
+SELECT indexdef FROM pg_indexes WHERE tablename = 'm2023_02';
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM metrics EXCEPT ALL SELECT * FROM metrics_expected)
+  UNION ALL
+  (SELECT * FROM metrics_expected EXCEPT ALL SELECT * FROM metrics)) d;
+SELECT destor.recall_partition('m2023_01');
+SELECT obj_description('m2023_01'::regclass, 'pg_class') AS comment_kept,
+       has_table_privilege('regress_destor_user', 'm2023_01', 'SELECT') AS grant_kept;
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM metrics EXCEPT ALL SELECT * FROM metrics_expected)
+  UNION ALL
+  (SELECT * FROM metrics_expected EXCEPT ALL SELECT * FROM metrics)) d;
+SELECT partition FROM destor.tiered_partitions ORDER BY partition::text COLLATE "C";
+
+-- list partitions tier too (one at a time)
+CREATE TABLE regions (region text, amount numeric) PARTITION BY LIST (region);
+CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('eu', 'uk');
+CREATE TABLE regions_us PARTITION OF regions FOR VALUES IN ('us');
+INSERT INTO regions SELECT (ARRAY['eu', 'uk', 'us'])[1 + i % 3], i FROM generate_series(1, 300) i;
+SELECT destor.tier_partition('regions_eu', 'archive');
+SELECT region, count(*), sum(amount) FROM regions GROUP BY 1 ORDER BY 1;
+
+-- refused, before anything is copied
+SELECT destor.tier_partition('metrics_expected', 'archive');
+SELECT destor.tier_partition('m2023_03', 'archive');
+SELECT destor.recall_partition('m2023_04');
+SELECT destor.tier_partition('m2023_04', 'nopool');
+SELECT destor.tier_partition('m2023_04', 'p1');
+SELECT * FROM destor.tier_partitions('regions', 'archive', 0);
+SELECT * FROM destor.tier_partitions('metrics', 'archive', -1);
+SELECT * FROM destor.tier_partitions('m2023_04', 'archive', 0);
+CREATE TABLE keyed (id int PRIMARY KEY) PARTITION BY RANGE (id);
+CREATE TABLE keyed_1 PARTITION OF keyed FOR VALUES FROM (0) TO (100);
+SELECT destor.tier_partition('keyed_1', 'archive');
+GRANT SELECT ON m2023_04 TO regress_destor_user;
+SET ROLE regress_destor_user;
+SELECT destor.tier_partition('m2023_04', 'archive');
+RESET ROLE;
+
+DROP TABLE metrics, metrics_expected, regions, keyed CASCADE;
+SELECT count(*) AS tiered_left FROM destor.tiered_partitions;
+-- the dropped partitions' segments went with them
+SELECT count(*) AS orphan_segments FROM destor.segments s
+ WHERE NOT EXISTS (SELECT FROM destor.tables t WHERE t.table_id = s.table_id);

@@ -1,0 +1,427 @@
+/*
+ * tier.c — partitions moved offsite and back.
+ *
+ * destor.tier_partition() turns a plain-table partition into a destor
+ * foreign table attached in the same place (same bounds, name, owner,
+ * privileges, comment); destor.recall_partition() does the reverse.  Queries
+ * on the parent keep working throughout, and partition pruning keeps
+ * queries on recent data away from the providers.  destor.tier_partitions()
+ * is the policy form: every plain partition of a range-partitioned table
+ * but the newest few.
+ *
+ * The rows are copied first, into a new table outside the partition tree,
+ * while the old partition is only locked against writes (SHARE): readers
+ * of the parent are not blocked during the copy.  Only the swap — DETACH,
+ * ATTACH, DROP, RENAME, quick catalog work — takes the parent's ACCESS
+ * EXCLUSIVE lock, until the transaction ends.  Everything runs in the
+ * caller's transaction with the caller's privileges: an error or a
+ * ROLLBACK leaves the old partition as it was, and the objects written
+ * for the new one are deleted by the object layer's abort handling.
+ *
+ * The DDL runs through SPI with search_path set to pg_catalog, pg_temp,
+ * so every name in the generated statements is schema-qualified and no
+ * object of the caller's search_path can step in.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_partitioned_table.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/partcache.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(destor_tier_partition);
+PG_FUNCTION_INFO_V1(destor_recall_partition);
+PG_FUNCTION_INFO_V1(destor_tier_partitions);
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+/* schema.name of a relation, quoted for SQL */
+static char *
+qualified_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* Is this a foreign table of the destor table wrapper? */
+static bool
+is_destor_table(Oid relid)
+{
+	ForeignTable *ft;
+	ForeignServer *srv;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+		return false;
+	ft = GetForeignTable(relid);
+	srv = GetForeignServer(ft->serverid);
+	return strcmp(GetForeignDataWrapper(srv->fdwid)->fdwname, "destor") == 0;
+}
+
+static void
+run_sql(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "destor: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+/* One text value from a query returning one row (NULL for SQL NULL). */
+static char *
+query_text(const char *sql)
+{
+	bool		isnull;
+	Datum		d;
+
+	run_sql(sql, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "destor: expected one row from: %s", sql);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * The partition's checks, common to both directions: it exists, is a leaf
+ * partition, and the user owns it and its parent (DETACH and ATTACH need
+ * both).  Returns the parent's oid.
+ */
+static Oid
+check_partition(Oid relid, const char *action)
+{
+	Oid			parent;
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (!get_rel_relispartition(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a partition", name),
+				 errdetail("Only partitions of a partitioned table can be %s.", action),
+				 errhint("Move the rows of a standalone table with INSERT INTO a destor foreign table SELECT ... instead.")));
+	parent = get_partition_parent(relid, false);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)), name);
+	if (!pg_class_ownercheck(parent, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(parent));
+	return parent;
+}
+
+/*
+ * Swap the old partition for the new table: same bounds, privileges,
+ * owner and comment, then the old one is dropped and the new one takes its
+ * name.  Both are in the same schema.
+ */
+static void
+swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
+{
+	char	   *oldname = pstrdup(get_rel_name(oldrel));
+	char	   *old_q = qualified_name(oldrel);
+	char	   *new_q = qualified_name(newrel);
+	char	   *parent_q = qualified_name(parent);
+	char	   *bound;
+	char	   *acl;
+	char	   *comment;
+	char	   *owner;
+	char	   *scratch_rel = pstrdup(get_rel_name(newrel));
+	char	   *renames;
+
+	bound = query_text(psprintf("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %u",
+								oldrel));
+	/* table privileges, as GRANT statements (the owner's own come with ownership) */
+	acl = query_text(psprintf(
+		"SELECT string_agg(format('GRANT %%s ON TABLE %%s TO %%s%%s;', a.privilege_type, %s,"
+		"         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
+		"         CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ' ')"
+		"  FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+		" WHERE c.oid = %u AND a.grantee <> c.relowner",
+		quote_literal_cstr(new_q), oldrel));
+	comment = query_text(psprintf("SELECT format('COMMENT ON %s %s IS %%L', d)"
+								  "  FROM obj_description(%u, 'pg_class') d",
+								  newkind, new_q, oldrel));
+	owner = query_text(psprintf("SELECT quote_ident(r.rolname) FROM pg_class c JOIN pg_roles r"
+								"  ON r.oid = c.relowner WHERE c.oid = %u", oldrel));
+
+	run_sql(psprintf("ALTER TABLE %s DETACH PARTITION %s", parent_q, old_q), SPI_OK_UTILITY);
+	run_sql(psprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent_q, new_q, bound), SPI_OK_UTILITY);
+	if (acl)
+		run_sql(acl, SPI_OK_UTILITY);
+	if (comment)
+		run_sql(comment, SPI_OK_UTILITY);
+	run_sql(psprintf("ALTER %s %s OWNER TO %s", newkind, new_q, owner), SPI_OK_UTILITY);
+	run_sql(psprintf("DROP %s %s", strcmp(newkind, "TABLE") == 0 ? "FOREIGN TABLE" : "TABLE", old_q),
+			SPI_OK_UTILITY);
+	run_sql(psprintf("ALTER %s %s RENAME TO %s", newkind, new_q, quote_identifier(oldname)),
+			SPI_OK_UTILITY);
+
+	/*
+	 * Indexes that ATTACH made for a heap partition are named after the
+	 * scratch name: give them the names they would have had (where free).
+	 */
+	renames = query_text(psprintf(
+		"SELECT string_agg(format('ALTER INDEX %%I.%%I RENAME TO %%I;', n.nspname, c.relname,"
+		"                         %s || substr(c.relname, %d)), ' ')"
+		"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+		"  JOIN pg_namespace n ON n.oid = c.relnamespace"
+		" WHERE i.indrelid = %u AND starts_with(c.relname, %s)"
+		"   AND octet_length(%s || substr(c.relname, %d)) < %d"
+		"   AND NOT EXISTS (SELECT FROM pg_class o WHERE o.relnamespace = c.relnamespace"
+		"                   AND o.relname = %s || substr(c.relname, %d))",
+		quote_literal_cstr(oldname), (int) strlen(scratch_rel) + 1, newrel,
+		quote_literal_cstr(scratch_rel), quote_literal_cstr(oldname), (int) strlen(scratch_rel) + 1,
+		NAMEDATALEN, quote_literal_cstr(oldname), (int) strlen(scratch_rel) + 1));
+	if (renames)
+		run_sql(renames, SPI_OK_UTILITY);
+}
+
+/* A free name for the new table while both exist, in the old one's schema. */
+static char *
+scratch_name(Oid relid)
+{
+	Oid			nsp = get_rel_namespace(relid);
+	char	   *name;
+
+	for (int i = 0;; i++)
+	{
+		name = psprintf("destor_swap_%u%s", relid, i ? psprintf("_%d", i) : "");
+		if (!OidIsValid(get_relname_relid(name, nsp)))
+			return quote_qualified_identifier(get_namespace_name(nsp), name);
+	}
+}
+
+/*
+ * Run fn with SPI connected and search_path = pg_catalog, pg_temp; the
+ * setting goes back at the end (or with the transaction on ERROR).
+ */
+static Oid
+with_safe_path(Oid (*fn) (Oid, Name), Oid relid, Name pool)
+{
+	int			save_nestlevel;
+	Oid			result;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "destor: SPI_connect failed");
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	result = fn(relid, pool);
+	AtEOXact_GUC(true, save_nestlevel);
+	SPI_finish();
+	return result;
+}
+
+/* ---------------------------------------------------------------------------
+ * Tiering out
+ * ------------------------------------------------------------------------- */
+static Oid
+tier_one(Oid relid, Name poolname)
+{
+	Oid			parent;
+	ForeignServer *pool;
+	char	   *name;
+	char	   *columns;
+	char	   *checks;
+	char	   *scratch;
+	char	   *old_q;
+	Oid			newrel;
+
+	parent = check_partition(relid, "tiered");
+	name = get_rel_name(relid);
+	if (is_destor_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition \"%s\" is already tiered", name),
+				 errhint("destor.recall_partition() brings it back.")));
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("partition \"%s\" is not a plain table", name),
+				 errdetail("Only leaf partitions stored in heap tables can be tiered."),
+				 errhint("Tier the partitions of a partitioned partition one by one.")));
+	pool = GetForeignServerByName(NameStr(*poolname), false);
+	if (strcmp(GetForeignDataWrapper(pool->fdwid)->fdwname, "destor") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not a destor pool", NameStr(*poolname)),
+				 errhint("Give a server of the destor foreign-data wrapper.")));
+
+	/* before copying anything: ATTACH would refuse a foreign table here */
+	if (query_text(psprintf("SELECT string_agg(quote_ident(c.relname), ', ')"
+							"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+							" WHERE i.indrelid = %u AND i.indisunique", parent)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot tier partition \"%s\": table \"%s\" has unique indexes",
+						name, get_rel_name(parent)),
+				 errdetail("Foreign tables cannot be partitions of a table with a unique index or primary key."),
+				 errhint("Drop the unique index or primary key of the partitioned table, or keep the partition local.")));
+
+	/* no writes to the partition from here on; reads go on */
+	LockRelationOid(relid, ShareLock);
+
+	columns = query_text(psprintf(
+		"SELECT string_agg(format('%%I %%s%%s%%s', a.attname, format_type(a.atttypid, a.atttypmod),"
+		"         CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
+		"              THEN format(' COLLATE %%I.%%I', cn.nspname, co.collname) ELSE '' END,"
+		"         CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum)"
+		"  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+		"  LEFT JOIN pg_collation co ON co.oid = a.attcollation"
+		"  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace"
+		" WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped", relid));
+	/* ATTACH wants the parent's CHECK constraints on the new partition too */
+	checks = query_text(psprintf(
+		"SELECT string_agg(format(', CONSTRAINT %%I %%s', conname, pg_get_constraintdef(oid)), '')"
+		"  FROM pg_constraint WHERE conrelid = %u AND contype = 'c'", relid));
+	scratch = scratch_name(relid);
+	old_q = qualified_name(relid);
+
+	run_sql(psprintf("CREATE FOREIGN TABLE %s (%s%s) SERVER %s", scratch, columns ? columns : "",
+					 checks ? checks : "", quote_identifier(NameStr(*poolname))), SPI_OK_UTILITY);
+	run_sql(psprintf("INSERT INTO %s SELECT * FROM %s", scratch, old_q), SPI_OK_INSERT);
+	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
+	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
+							  NoLock, false);
+	swap_partition(relid, newrel, parent, "FOREIGN TABLE");
+	return newrel;
+}
+
+Datum
+destor_tier_partition(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(with_safe_path(tier_one, PG_GETARG_OID(0), PG_GETARG_NAME(1)));
+}
+
+/* ---------------------------------------------------------------------------
+ * Recalling
+ * ------------------------------------------------------------------------- */
+static Oid
+recall_one(Oid relid, Name unused)
+{
+	Oid			parent;
+	char	   *scratch;
+	char	   *old_q;
+	Oid			newrel;
+
+	parent = check_partition(relid, "recalled");
+	if (!is_destor_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition \"%s\" is not tiered", get_rel_name(relid)),
+				 errdetail("It is not a destor foreign table."),
+				 errhint("destor.tier_partition() moves a partition offsite.")));
+
+	/* no writes to the partition from here on; reads go on */
+	LockRelationOid(relid, ShareLock);
+	scratch = scratch_name(relid);
+	old_q = qualified_name(relid);
+	/* columns, NOT NULL and CHECK constraints; ATTACH adds the parent's indexes */
+	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS)", scratch, old_q), SPI_OK_UTILITY);
+	run_sql(psprintf("INSERT INTO %s SELECT * FROM %s", scratch, old_q), SPI_OK_INSERT);
+	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
+	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
+							  NoLock, false);
+	swap_partition(relid, newrel, parent, "TABLE");
+	return newrel;
+}
+
+Datum
+destor_recall_partition(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(with_safe_path(recall_one, PG_GETARG_OID(0), NULL));
+}
+
+/* ---------------------------------------------------------------------------
+ * Policy: every plain partition of a range-partitioned table but the
+ * newest keep_local (by bounds; the default partition always stays).
+ * ------------------------------------------------------------------------- */
+Datum
+destor_tier_partitions(PG_FUNCTION_ARGS)
+{
+	Oid			parent = PG_GETARG_OID(0);
+	Name		pool = PG_GETARG_NAME(1);
+	int32		keep_local = PG_GETARG_INT32(2);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	rel;
+	PartitionDesc pd;
+	Oid		   *plain;
+	int			nplain = 0;
+	int			nranges = 0;	/* partitions other than the default one */
+	int			cut;
+	char	   *parent_name = get_rel_name(parent);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (keep_local < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keep_local must not be negative"),
+				 errdetail("The value given was %d.", keep_local)));
+	if (parent_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", parent)));
+	if (get_rel_relkind(parent) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a partitioned table", parent_name)));
+
+	/* the partition list cannot change while we work through it */
+	rel = table_open(parent, ShareUpdateExclusiveLock);
+	if (get_partition_strategy(RelationGetPartitionKey(rel)) != PARTITION_STRATEGY_RANGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is not partitioned by range", parent_name),
+				 errdetail("Only range partitions have an order from old to new."),
+				 errhint("Tier its partitions one by one with destor.tier_partition().")));
+	pd = RelationGetPartitionDesc(rel, true);
+	plain = palloc(sizeof(Oid) * Max(pd->nparts, 1));
+
+	/*
+	 * Range partitions come in bound order, the default partition among
+	 * them; the newest keep_local stay, tiered or not, and of the others
+	 * the plain ones go.
+	 */
+	for (int i = 0; i < pd->nparts; i++)
+		if (!(pd->boundinfo && i == pd->boundinfo->default_index))
+			nranges++;
+	cut = nranges - keep_local;
+	for (int i = 0, pos = 0; i < pd->nparts && pos < cut; i++)
+	{
+		if (pd->boundinfo && i == pd->boundinfo->default_index)
+			continue;
+		pos++;
+		if (get_rel_relkind(pd->oids[i]) == RELKIND_RELATION)
+			plain[nplain++] = pd->oids[i];
+	}
+	table_close(rel, NoLock);
+
+	for (int i = 0; i < nplain; i++)
+	{
+		Datum		value = ObjectIdGetDatum(with_safe_path(tier_one, plain[i], pool));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}

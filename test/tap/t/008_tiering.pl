@@ -1,0 +1,87 @@
+# Partitions tiered to six real s3rver providers while another session keeps
+# querying the parent: every one of its queries returns the full, right
+# answer (the copy does not block readers; the swap only makes them wait).
+# Then a provider stops and the tiered partitions still read; a partition is
+# recalled with that provider down; and pg_dump/pg_restore of the database
+# brings back a parent with tiered partitions that read the same rows.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my ($node, $keyfile) = DestorTest::start_cluster('tiering', cache_size => '16MB');
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @s3));
+
+$node->safe_psql('postgres', q{
+CREATE TABLE events (at date NOT NULL, kind text, amount numeric(10,2)) PARTITION BY RANGE (at);
+CREATE INDEX ON events (at);
+CREATE TABLE events_q1 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2024-04-01');
+CREATE TABLE events_q2 PARTITION OF events FOR VALUES FROM ('2024-04-01') TO ('2024-07-01');
+CREATE TABLE events_q3 PARTITION OF events FOR VALUES FROM ('2024-07-01') TO ('2024-10-01');
+CREATE TABLE events_q4 PARTITION OF events FOR VALUES FROM ('2024-10-01') TO ('2025-01-01');
+INSERT INTO events
+  SELECT date '2024-01-01' + (i % 366), (ARRAY['sale', 'refund', 'fee'])[1 + i % 3], (i % 10000) / 100.0
+    FROM generate_series(1, 200000) i;
+});
+my $agg = q{SELECT count(*), sum(amount), count(DISTINCT kind), min(at), max(at) FROM events};
+my $expected = $node->safe_psql('postgres', $agg);
+
+# a reader querying the parent over and over while the partitions move
+my $reader_sql = "$base/reader.sql";
+open(my $fh, '>', $reader_sql) or die;
+print $fh "$agg;\n" x 40;
+close $fh;
+my $reader_out = '';
+my $reader = IPC::Run::start(
+	[ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-f', $reader_sql ],
+	'>', \$reader_out, '2>&1', IPC::Run::timeout(600));
+
+is($node->safe_psql('postgres', q{SELECT string_agg(p::text, ',' ORDER BY p::text)
+	FROM destor.tier_partitions('events', 'archive', keep_local => 1) p}),
+	'events_q1,events_q2,events_q3', 'three quarters tiered, the newest kept local');
+ok($reader->finish, 'the concurrent reader finished without error');
+my @answers = grep { length } split /\n/, $reader_out;
+is(scalar(@answers), 40, 'it got 40 answers');
+is(scalar(grep { $_ eq $expected } @answers), 40, 'every one of them complete and right')
+  or diag($reader_out);
+
+is($node->safe_psql('postgres', $agg), $expected, 'the parent reads the same rows after tiering');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM destor.tiered_partitions WHERE parent = 'events'::regclass}),
+	'3', 'destor.tiered_partitions lists them');
+like($node->safe_psql('postgres', q{EXPLAIN (COSTS OFF) SELECT count(*) FROM events WHERE at >= '2024-11-01'}),
+	qr/^(?!.*Foreign Scan).*events_q4/s, 'a query on recent days does not touch the tiered partitions');
+
+# the objects are on the providers, none of them holds plaintext
+my @shards = grep { /\._S3rver_object$/ } map { DestorTest::files_under($_->{dir}) } @s3;
+cmp_ok(scalar(@shards), '>=', 3 * 6, 'every tiered partition has shards on all six providers');
+is(scalar(map { DestorTest::files_containing($_->{dir}, 'refund') } @s3), 0,
+	'no file of any provider contains a plaintext value');
+
+# a provider stops: tiered data still reads (4 + 2), and a recall works
+DestorTest::stop_s3($s3[1]);
+$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+is($node->safe_psql('postgres', $agg), $expected, 'with a provider down the parent reads the same rows');
+is($node->safe_psql('postgres', q{SELECT destor.recall_partition('events_q3')}), 'events_q3',
+	'a partition is recalled with a provider down');
+is($node->safe_psql('postgres', q{SELECT relkind FROM pg_class WHERE relname = 'events_q3'}), 'r',
+	'it is a heap table again');
+DestorTest::start_s3($s3[1]);
+
+# dump and restore into a fresh database of the same cluster (same key)
+my $dump = "$base/events.dump";
+command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump of the database');
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore into a fresh database');
+is($node->safe_psql('restored', $agg), $expected, 'the restored parent reads the same rows');
+is($node->safe_psql('restored', q{SELECT string_agg(partition::text, ',' ORDER BY partition::text)
+	FROM destor.tiered_partitions}), 'events_q1,events_q2', 'with the same partitions tiered');
+
+DestorTest::stop_s3($_) for @s3;
+$node->stop;
+done_testing();
