@@ -97,6 +97,19 @@ SELECT count(*) AS differing FROM (
   (SELECT * FROM metrics_expected EXCEPT ALL SELECT * FROM metrics)) d;
 SELECT partition FROM destor.tiered_partitions ORDER BY partition::text COLLATE "C";
 
+-- generated columns: declared again, computed again
+CREATE TABLE orders (at date, net numeric, gross numeric GENERATED ALWAYS AS (net * 1.2) STORED)
+  PARTITION BY RANGE (at);
+CREATE TABLE orders_old PARTITION OF orders FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+CREATE TABLE orders_new PARTITION OF orders FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');
+INSERT INTO orders (at, net) SELECT date '2020-01-01' + i, i FROM generate_series(0, 700) i;
+SELECT destor.tier_partition('orders_old', 'archive');
+SELECT count(*), sum(net), sum(gross), bool_and(gross = net * 1.2) FROM orders;
+INSERT INTO orders (at, net) VALUES ('2020-06-01', 10);
+SELECT gross FROM orders WHERE at = '2020-06-01' ORDER BY gross;
+SELECT destor.recall_partition('orders_old');
+SELECT count(*), sum(net), sum(gross), bool_and(gross = net * 1.2) FROM orders;
+
 -- list partitions tier too (one at a time)
 CREATE TABLE regions (region text, amount numeric) PARTITION BY LIST (region);
 CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('eu', 'uk');
@@ -122,7 +135,7 @@ SET ROLE regress_destor_user;
 SELECT destor.tier_partition('m2023_04', 'archive');
 RESET ROLE;
 
-DROP TABLE metrics, metrics_expected, regions, keyed CASCADE;
+DROP TABLE metrics, metrics_expected, regions, keyed, orders CASCADE;
 SELECT count(*) AS tiered_left FROM destor.tiered_partitions;
 -- the dropped partitions' segments went with them
 SELECT count(*) AS orphan_segments FROM destor.segments s

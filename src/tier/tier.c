@@ -196,6 +196,17 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 		run_sql(renames, SPI_OK_UTILITY);
 }
 
+/* Copy the rows; generated columns are computed again by the insert. */
+static void
+copy_rows(Oid relid, const char *to, const char *from)
+{
+	char	   *cols = query_text(psprintf(
+		"SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute"
+		" WHERE attrelid = %u AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", relid));
+
+	run_sql(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s", to, cols, cols, from), SPI_OK_INSERT);
+}
+
 /* A free name for the new table while both exist, in the old one's schema. */
 static char *
 scratch_name(Oid relid)
@@ -285,10 +296,14 @@ tier_one(Oid relid, Name poolname)
 		"SELECT string_agg(format('%%I %%s%%s%%s', a.attname, format_type(a.atttypid, a.atttypmod),"
 		"         CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation"
 		"              THEN format(' COLLATE %%I.%%I', cn.nspname, co.collname) ELSE '' END,"
-		"         CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END), ', ' ORDER BY a.attnum)"
+		"         CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END)"
+		"       || CASE WHEN a.attgenerated = 's'"
+		"               THEN format(' GENERATED ALWAYS AS (%%s) STORED', pg_get_expr(d.adbin, d.adrelid))"
+		"               ELSE '' END, ', ' ORDER BY a.attnum)"
 		"  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
 		"  LEFT JOIN pg_collation co ON co.oid = a.attcollation"
 		"  LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace"
+		"  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
 		" WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped", relid));
 	/* ATTACH wants the parent's CHECK constraints on the new partition too */
 	checks = query_text(psprintf(
@@ -299,7 +314,7 @@ tier_one(Oid relid, Name poolname)
 
 	run_sql(psprintf("CREATE FOREIGN TABLE %s (%s%s) SERVER %s", scratch, columns ? columns : "",
 					 checks ? checks : "", quote_identifier(NameStr(*poolname))), SPI_OK_UTILITY);
-	run_sql(psprintf("INSERT INTO %s SELECT * FROM %s", scratch, old_q), SPI_OK_INSERT);
+	copy_rows(relid, scratch, old_q);
 	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
 	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
 							  NoLock, false);
@@ -337,8 +352,9 @@ recall_one(Oid relid, Name unused)
 	scratch = scratch_name(relid);
 	old_q = qualified_name(relid);
 	/* columns, NOT NULL and CHECK constraints; ATTACH adds the parent's indexes */
-	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS)", scratch, old_q), SPI_OK_UTILITY);
-	run_sql(psprintf("INSERT INTO %s SELECT * FROM %s", scratch, old_q), SPI_OK_INSERT);
+	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING GENERATED)", scratch, old_q),
+			SPI_OK_UTILITY);
+	copy_rows(relid, scratch, old_q);
 	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
 	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
 							  NoLock, false);
