@@ -20,9 +20,10 @@ OBJS = \
 	src/cache/cache.o \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
+	src/object/object_repair.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
-	src/maintenance/orphans.o \
+	src/maintenance/orphans.o src/maintenance/repair.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
@@ -33,7 +34,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
 # pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
 # destor preloaded and a generated master key (see test/regress/).
-REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic blob_degraded
+REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic blob_degraded
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
                --load-extension=destor
 

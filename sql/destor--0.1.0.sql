@@ -303,6 +303,15 @@ CREATE VIEW storage_report AS
            AS monthly_cost
     FROM per_provider p JOIN logical l USING (pool, kind, name);
 
+-- Check every object's shards (with verify: every chunk against its CRC),
+-- rebuild missing and corrupt ones from the others, record each shard's
+-- state; one row per shard that was not fine.  pool NULL: every pool.
+CREATE FUNCTION repair(pool name DEFAULT NULL, verify boolean DEFAULT false,
+                       dry_run boolean DEFAULT false)
+  RETURNS TABLE (object_id uuid, shard_index integer, provider name, problem text,
+                 repaired boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_repair' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
   RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
@@ -321,3 +330,4 @@ REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
 GRANT SELECT ON tiered_partitions TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;

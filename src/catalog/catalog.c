@@ -434,3 +434,54 @@ catalog_forget_retired(TimestampTz cutoff)
 				 SPI_OK_DELETE);
 	catalog_leave(&cu);
 }
+
+/* The ids of a pool's objects (every pool's with pool NULL), oldest first. */
+List *
+catalog_list_objects(const char *pool)
+{
+	CatalogUser cu;
+	Oid			types[1] = {NAMEOID};
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	List	   *ids = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+
+	catalog_enter(&cu);
+	if (pool)
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(pool));
+	else
+		nulls[0] = 'n';
+	catalog_exec("SELECT object_id FROM destor.objects WHERE $1 IS NULL OR pool = $1 "
+				 "ORDER BY created_at, object_id", 1, types, values, nulls, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   1, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(caller);	/* the list outlives SPI */
+		uint8	   *id = palloc(CODEC_OBJID_LEN);
+
+		memcpy(id, u->data, CODEC_OBJID_LEN);
+		ids = lappend(ids, id);
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_leave(&cu);
+	return ids;
+}
+
+/* Record what a check found of a shard: 'ok', 'missing' or 'corrupt'. */
+void
+catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *state)
+{
+	CatalogUser cu;
+	Oid			types[3] = {UUIDOID, INT4OID, TEXTOID};
+	Datum		values[3];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	values[1] = Int32GetDatum(shard);
+	values[2] = CStringGetTextDatum(state);
+	catalog_exec("UPDATE destor.shards SET state = $3 WHERE object_id = $1 AND shard_index = $2 "
+				 "AND state IS DISTINCT FROM $3", 3, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&cu);
+}

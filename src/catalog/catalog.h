@@ -30,6 +30,8 @@ extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_exists(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
 extern void catalog_forget_retired(TimestampTz cutoff);
+extern List *catalog_list_objects(const char *pool);
+extern void catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *state);
 
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);
 extern bool catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner);

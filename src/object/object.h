@@ -110,6 +110,31 @@ extern void object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 
 										  const uint64 *next_offsets, const uint64 *next_lens);
 extern void object_reader_close(ObjectReader *r);
 
+/* object_repair.c: what a check found in each shard, and what was done */
+typedef enum ShardFound
+{
+	SHARD_FOUND_OK,
+	SHARD_FOUND_MISSING,		/* not on its provider */
+	SHARD_FOUND_CORRUPT,		/* short, a foreign footer, or a chunk failing its CRC */
+	SHARD_FOUND_UNREACHABLE		/* its provider could not be asked */
+} ShardFound;
+
+typedef struct ShardCheck
+{
+	ShardFound	found;
+	bool		rebuilt;		/* written again, whole and good */
+	char	   *detail;			/* why it is not OK (no secrets) */
+} ShardCheck;
+
+/*
+ * Check every shard of an object (trailers; with verify, every chunk too)
+ * and, with repair, rebuild the missing and corrupt ones on their
+ * providers.  One ShardCheck per shard; *unreadable when fewer than k good
+ * shards are left (then nothing can be rebuilt).
+ */
+extern ShardCheck *object_check_and_repair(ObjectMeta *meta, bool verify, bool repair,
+										   bool *unreadable);
+
 /* object_layout.c: shared arithmetic of the format */
 extern char *object_shard_key(const uint8 id[CODEC_OBJID_LEN], int shard);
 extern bool object_parse_shard_key(const char *key, uint8 id[CODEC_OBJID_LEN], int *shard);
@@ -118,6 +143,22 @@ extern char *object_id_hex(const uint8 id[CODEC_OBJID_LEN]);
 extern const codec_rs *object_rs(int k, int m);
 extern char *object_name_list(char **names, int n);
 extern void object_choose_providers(const uint8 id[CODEC_OBJID_LEN], Pool *pool, char **out);
+
+/* Where things are in the shards of an object. */
+typedef struct ObjectGeometry
+{
+	uint64		stripe_size;	/* k * chunk_size */
+	uint64		nstripes;
+	uint64		last_chunk;		/* chunk length of the last stripe */
+	uint64		shard_data_len; /* chunk bytes of each shard, before its trailer */
+	uint64		trailer_len;	/* CRCs and footer */
+} ObjectGeometry;
+
+extern void object_geometry(const ObjectMeta *meta, ObjectGeometry *g);
+extern void object_build_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
+								 const uint64 *crcs, uint8 *out);
+extern bool object_parse_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
+								 const uint8 *trailer, uint64 *crcs);
 
 #define OBJECT_KEY_PREFIX "ds/"
 

@@ -143,3 +143,87 @@ object_choose_providers(const uint8 id[CODEC_OBJID_LEN], Pool *pool, char **out)
 	for (int i = 0; i < n; i++)
 		out[i] = pool->provider_names[(start + i) % pool->nproviders];
 }
+
+/* Stripe arithmetic of an object, from what its metadata records. */
+void
+object_geometry(const ObjectMeta *meta, ObjectGeometry *g)
+{
+	int			k = meta->data_shards;
+	uint64		rem;
+
+	g->stripe_size = (uint64) k * meta->chunk_size;
+	g->nstripes = (meta->stream_size + g->stripe_size - 1) / g->stripe_size;
+	if (g->nstripes == 0)
+		g->nstripes = 1;
+	rem = meta->stream_size - (g->nstripes - 1) * g->stripe_size;
+	g->last_chunk = (rem + k - 1) / k;
+	g->shard_data_len = (g->nstripes - 1) * meta->chunk_size + g->last_chunk;
+	g->trailer_len = g->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
+}
+
+static void
+put_le(uint8 *p, uint64 v, int bytes)
+{
+	for (int b = 0; b < bytes; b++)
+		p[b] = (uint8) (v >> (8 * b));
+}
+
+static uint64
+get_le(const uint8 *p, int bytes)
+{
+	uint64		v = 0;
+
+	for (int b = 0; b < bytes; b++)
+		v |= (uint64) p[b] << (8 * b);
+	return v;
+}
+
+/*
+ * Shard trailer: one CRC-64 per chunk, then a self-describing footer —
+ * magic, id, shard, k, m, chunk size, stripes, stream and shard data
+ * lengths, and the footer's own CRC.  out needs g->trailer_len bytes.
+ */
+void
+object_build_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
+					 const uint64 *crcs, uint8 *out)
+{
+	uint8	   *p = out;
+
+	for (uint64 s = 0; s < g->nstripes; s++, p += 8)
+		put_le(p, crcs[s], 8);
+	memcpy(p, "DESTOR01", 8);
+	memcpy(p + 8, meta->id, CODEC_OBJID_LEN);
+	p[24] = (uint8) shard;
+	p[25] = 0;
+	p[26] = (uint8) meta->data_shards;
+	p[27] = (uint8) meta->parity_shards;
+	put_le(p + 28, (uint32) meta->chunk_size, 4);
+	put_le(p + 32, g->nstripes, 8);
+	put_le(p + 40, meta->stream_size, 8);
+	put_le(p + 48, g->shard_data_len, 8);
+	put_le(p + 56, codec_crc64(0, p, 56), 8);
+}
+
+/*
+ * Does a trailer belong to this shard of this object?  If so, its CRCs go
+ * to crcs (g->nstripes entries).
+ */
+bool
+object_parse_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
+					 const uint8 *trailer, uint64 *crcs)
+{
+	const uint8 *f = trailer + g->nstripes * sizeof(uint64);
+
+	if (memcmp(f, "DESTOR01", 8) != 0 ||
+		memcmp(f + 8, meta->id, CODEC_OBJID_LEN) != 0 ||
+		f[24] != shard || f[26] != meta->data_shards || f[27] != meta->parity_shards ||
+		get_le(f + 28, 4) != (uint64) meta->chunk_size ||
+		get_le(f + 32, 8) != g->nstripes ||
+		get_le(f + 40, 8) != meta->stream_size ||
+		get_le(f + 48, 8) != g->shard_data_len ||
+		get_le(f + 56, 8) != codec_crc64(0, f, 56))
+		return false;
+	for (uint64 s = 0; s < g->nstripes; s++)
+		crcs[s] = get_le(trailer + s * 8, 8);
+	return true;
+}

@@ -160,7 +160,7 @@ object_reader_open(ObjectMeta *meta)
 	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
 	uint8		dek[CODEC_KEY_LEN];
 	uint8		aad[CODEC_OBJID_LEN + 4];
-	uint64		rem;
+	ObjectGeometry g;
 
 	r->cxt = cxt;
 	r->meta = meta;
@@ -204,13 +204,11 @@ object_reader_open(ObjectMeta *meta)
 	if (r->cipher == NULL || r->cipher2 == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
-	r->stripe_size = (uint64) r->k * meta->chunk_size;
-	r->nstripes = (meta->stream_size + r->stripe_size - 1) / r->stripe_size;
-	if (r->nstripes == 0)
-		r->nstripes = 1;
-	rem = meta->stream_size - (r->nstripes - 1) * r->stripe_size;
-	r->last_chunk = (rem + r->k - 1) / r->k;
-	r->shard_data_len = (r->nstripes - 1) * meta->chunk_size + r->last_chunk;
+	object_geometry(meta, &g);
+	r->stripe_size = g.stripe_size;
+	r->nstripes = g.nstripes;
+	r->last_chunk = g.last_chunk;
+	r->shard_data_len = g.shard_data_len;
 	r->block_overhead = CODEC_TAG_LEN + (meta->compressed ? 1 : 0);
 
 	r->providers = palloc0(sizeof(Provider *) * r->n);

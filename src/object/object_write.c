@@ -446,42 +446,6 @@ object_writer_write(ObjectWriter *w, const char *data, size_t len)
 	MemoryContextSwitchTo(old);
 }
 
-/* Shard trailer: one CRC-64 per chunk, then a self-describing footer. */
-static size_t
-writer_build_trailer(ObjectWriter *w, int shard, uint8 *out)
-{
-	uint8	   *p = out;
-	uint64		crc;
-
-	for (uint64 s = 0; s < w->nstripes; s++)
-	{
-		uint64		v = w->crcs[shard][s];
-
-		for (int b = 0; b < 8; b++)
-			*p++ = (uint8) (v >> (8 * b));
-	}
-	/* footer: magic, id, shard, k, m, chunk size, stripes, stream, shard data */
-	memcpy(p, "DESTOR01", 8);
-	memcpy(p + 8, w->meta->id, CODEC_OBJID_LEN);
-	p[24] = (uint8) shard;
-	p[25] = 0;
-	p[26] = (uint8) w->k;
-	p[27] = (uint8) w->m;
-	for (int b = 0; b < 4; b++)
-		p[28 + b] = (uint8) ((uint32) w->chunk_size >> (8 * b));
-	for (int b = 0; b < 8; b++)
-	{
-		p[32 + b] = (uint8) (w->nstripes >> (8 * b));
-		p[40 + b] = (uint8) (w->meta->stream_size >> (8 * b));
-		p[48 + b] = (uint8) (w->shard_data_len >> (8 * b));
-	}
-	crc = codec_crc64(0, p, 56);
-	for (int b = 0; b < 8; b++)
-		p[56 + b] = (uint8) (crc >> (8 * b));
-	p += OBJECT_FOOTER_SIZE;
-	return p - out;
-}
-
 ObjectMeta *
 object_writer_finish(ObjectWriter *w)
 {
@@ -490,6 +454,7 @@ object_writer_finish(ObjectWriter *w)
 	size_t	   *lens = palloc(sizeof(size_t) * w->n);
 	ObjectMeta *meta = w->meta;
 	ObjectMeta *result;
+	ObjectGeometry g = {0};
 
 	writer_seal_block(w, true);
 	if (w->stripelen > 0)
@@ -497,6 +462,10 @@ object_writer_finish(ObjectWriter *w)
 
 	/* append each shard's trailer to its last part */
 	trailer_len = w->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
+	g.stripe_size = (uint64) w->k * w->chunk_size;
+	g.nstripes = w->nstripes;
+	g.shard_data_len = w->shard_data_len;
+	g.trailer_len = trailer_len;
 	for (int i = 0; i < w->n; i++)
 	{
 		if (w->partlen + trailer_len > OBJECT_PART_SIZE + w->chunk_size + PART_SLACK)
@@ -506,7 +475,7 @@ object_writer_finish(ObjectWriter *w)
 			memcpy(bigger, w->part[i], w->partlen);
 			w->part[i] = bigger;
 		}
-		writer_build_trailer(w, i, w->part[i] + w->partlen);
+		object_build_trailer(w->meta, &g, i, w->crcs[i], w->part[i] + w->partlen);
 		lens[i] = w->partlen + trailer_len;
 	}
 

@@ -1,0 +1,387 @@
+/*
+ * object_repair.c — checking the shards of an object and rebuilding bad ones.
+ *
+ * Works on ciphertext only: no key is needed and no plaintext exists here.
+ * A shard is checked by fetching its trailer (CRCs and footer): if it is
+ * missing, short, or its footer does not describe it, it is bad; with
+ * verify, every chunk is also read and compared with its CRC.  A bad shard
+ * is rebuilt from k good ones, a window of stripes at a time, and uploaded
+ * under its own key to its own provider.  Reed–Solomon is deterministic, so
+ * a rebuilt shard is byte for byte the shard that was lost: writing it is
+ * safe whatever becomes of the transaction (an unfinished upload is
+ * discarded at abort like any other).
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "object.h"
+
+#define REPAIR_WINDOW_STRIPES	64	/* 4 MiB of each shard at a time */
+
+typedef struct Rebuild
+{
+	int			shard;
+	ProviderUpload *upload;		/* once the shard outgrows one part */
+	uint8	   *part;			/* aligned; bytes not yet uploaded */
+	size_t		partlen;
+	uint64	   *crcs;			/* of the rebuilt chunks */
+	char	   *error;
+} Rebuild;
+
+typedef struct Repair
+{
+	ObjectMeta *meta;
+	ObjectGeometry g;
+	int			k;
+	int			n;
+	Provider  **providers;
+	char	  **keys;
+	uint64	  **crcs;			/* per good shard: the CRCs of its trailer */
+	ShardCheck *result;
+} Repair;
+
+static void
+mark_bad(Repair *rp, int i, ShardFound found, char *detail)
+{
+	rp->result[i].found = found;
+	rp->result[i].detail = detail;
+}
+
+/* Chunk bytes of stripes [s0, s1] in a shard: offset and length. */
+static void
+window_range(Repair *rp, uint64 s0, uint64 s1, uint64 *off, uint64 *len)
+{
+	*off = s0 * rp->meta->chunk_size;
+	*len = (s1 == rp->g.nstripes - 1 ? rp->g.shard_data_len : (s1 + 1) * rp->meta->chunk_size) - *off;
+}
+
+static uint64
+stripe_chunk_len(Repair *rp, uint64 s)
+{
+	return s == rp->g.nstripes - 1 ? rp->g.last_chunk : (uint64) rp->meta->chunk_size;
+}
+
+/*
+ * Fetch stripes [s0, s1] of the shards in "which" and compare each chunk
+ * with its CRC; a shard that fails either is marked bad.  Returns false if
+ * any did.  bufs[i] receives shard i's bytes.
+ */
+static bool
+fetch_window(Repair *rp, const bool *which, uint64 s0, uint64 s1, uint8 **bufs)
+{
+	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * rp->n);
+	int		   *shard_of = palloc(sizeof(int) * rp->n);
+	int			nreqs = 0;
+	uint64		off;
+	uint64		len;
+	bool		all_ok = true;
+
+	window_range(rp, s0, s1, &off, &len);
+	for (int i = 0; i < rp->n; i++)
+	{
+		if (!which[i])
+			continue;
+		reqs[nreqs].provider = rp->providers[i];
+		reqs[nreqs].op = POP_GET;
+		reqs[nreqs].key = rp->keys[i];
+		reqs[nreqs].offset = off;
+		reqs[nreqs].length = len;
+		reqs[nreqs].buf = (char *) bufs[i];
+		shard_of[nreqs++] = i;
+	}
+	provider_execute(reqs, nreqs);
+	for (int q = 0; q < nreqs; q++)
+	{
+		int			i = shard_of[q];
+		uint64		pos = 0;
+
+		if (!reqs[q].ok || reqs[q].result_size != len)
+		{
+			mark_bad(rp, i, reqs[q].ok || reqs[q].not_found ? SHARD_FOUND_CORRUPT : SHARD_FOUND_UNREACHABLE,
+					 reqs[q].error ? pstrdup(reqs[q].error) :
+					 psprintf("short read at offset %llu", (unsigned long long) off));
+			all_ok = false;
+			continue;
+		}
+		for (uint64 s = s0; s <= s1; s++)
+		{
+			uint64		cl = stripe_chunk_len(rp, s);
+
+			if (codec_crc64(0, bufs[i] + pos, cl) != rp->crcs[i][s])
+			{
+				mark_bad(rp, i, SHARD_FOUND_CORRUPT,
+						 psprintf("chunk of stripe %llu does not match its checksum", (unsigned long long) s));
+				all_ok = false;
+				break;
+			}
+			pos += cl;
+		}
+	}
+	pfree(reqs);
+	pfree(shard_of);
+	return all_ok;
+}
+
+/* Run one upload request for a rebuilt shard; false (and error set) if it failed. */
+static bool
+rebuild_request(Repair *rp, Rebuild *rb, ProviderOp op, const uint8 *data, size_t len)
+{
+	ProviderRequest req = {0};
+
+	req.provider = rp->providers[rb->shard];
+	req.op = op;
+	req.key = rp->keys[rb->shard];
+	req.upload = rb->upload;
+	req.data = (const char *) data;
+	req.datalen = len;
+	provider_execute(&req, 1);
+	if (!req.ok)
+		rb->error = req.error ? pstrdup(req.error) : pstrdup("upload failed");
+	return req.ok;
+}
+
+static void
+rebuild_abandon(Repair *rp, Rebuild *rb)
+{
+	char	   *error = rb->error;
+
+	if (rb->upload == NULL)
+		return;
+	if (rb->upload->active)
+		(void) rebuild_request(rp, rb, POP_UPLOAD_ABORT, NULL, 0);
+	object_untrack_upload(rb->upload);
+	rb->upload = NULL;
+	rb->error = error;
+}
+
+/* Upload the first OBJECT_PART_SIZE bytes of the part buffer. */
+static bool
+rebuild_flush(Repair *rp, Rebuild *rb)
+{
+	if (rb->upload == NULL)
+	{
+		rb->upload = provider_upload_create(rp->providers[rb->shard], rp->keys[rb->shard]);
+		object_track_upload(rb->upload);
+		if (!rebuild_request(rp, rb, POP_UPLOAD_BEGIN, NULL, 0))
+			return false;
+	}
+	if (!rebuild_request(rp, rb, POP_UPLOAD_PART, rb->part, OBJECT_PART_SIZE))
+		return false;
+	memmove(rb->part, rb->part + OBJECT_PART_SIZE, rb->partlen - OBJECT_PART_SIZE);
+	rb->partlen -= OBJECT_PART_SIZE;
+	return true;
+}
+
+/*
+ * Rebuild the shards in "targets" from k good sources.  Returns false if a
+ * source turned out bad on the way (the caller tries again without it).
+ */
+static bool
+rebuild(Repair *rp, int *targets, int ntargets)
+{
+	const codec_rs *rs = object_rs(rp->k, rp->meta->parity_shards);
+	bool	   *source = palloc0(sizeof(bool) * rp->n);
+	uint8	  **bufs = palloc0(sizeof(uint8 *) * rp->n);
+	uint8	  **chunks = palloc(sizeof(uint8 *) * rp->n);
+	bool	   *present = palloc(sizeof(bool) * rp->n);
+	Rebuild    *rbs = palloc0(sizeof(Rebuild) * ntargets);
+	size_t		window_bytes = (size_t) REPAIR_WINDOW_STRIPES * rp->meta->chunk_size;
+	int			nsources = 0;
+
+	/* data shards first: they come first in the numbering */
+	for (int i = 0; i < rp->n && nsources < rp->k; i++)
+		if (rp->result[i].found == SHARD_FOUND_OK)
+		{
+			source[i] = true;
+			nsources++;
+		}
+	Assert(nsources == rp->k);
+	for (int i = 0; i < rp->n; i++)
+		bufs[i] = palloc(window_bytes);
+	for (int t = 0; t < ntargets; t++)
+	{
+		rbs[t].shard = targets[t];
+		rbs[t].part = provider_alloc_aligned(CurrentMemoryContext,
+											 OBJECT_PART_SIZE + window_bytes + rp->g.trailer_len);
+		rbs[t].crcs = palloc_extended(sizeof(uint64) * rp->g.nstripes, MCXT_ALLOC_HUGE);
+	}
+
+	for (uint64 s0 = 0; s0 < rp->g.nstripes; s0 += REPAIR_WINDOW_STRIPES)
+	{
+		uint64		s1 = Min(s0 + REPAIR_WINDOW_STRIPES, rp->g.nstripes) - 1;
+		uint64		pos = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!fetch_window(rp, source, s0, s1, bufs))
+		{
+			for (int t = 0; t < ntargets; t++)
+				rebuild_abandon(rp, &rbs[t]);
+			return false;
+		}
+		for (uint64 s = s0; s <= s1; s++)
+		{
+			uint64		cl = stripe_chunk_len(rp, s);
+
+			for (int i = 0; i < rp->n; i++)
+			{
+				chunks[i] = bufs[i] + pos;
+				present[i] = source[i];
+			}
+			if (codec_rs_reconstruct(rs, cl, chunks, present) != 0)
+				elog(ERROR, "destor: reconstruction failed with %d sources", rp->k);
+			for (int t = 0; t < ntargets; t++)
+			{
+				Rebuild    *rb = &rbs[t];
+
+				if (rb->error)
+					continue;
+				rb->crcs[s] = codec_crc64(0, chunks[rb->shard], cl);
+				memcpy(rb->part + rb->partlen, chunks[rb->shard], cl);
+				rb->partlen += cl;
+			}
+			pos += cl;
+		}
+		for (int t = 0; t < ntargets; t++)
+			if (!rbs[t].error && rbs[t].partlen >= OBJECT_PART_SIZE && !rebuild_flush(rp, &rbs[t]))
+				rebuild_abandon(rp, &rbs[t]);
+	}
+
+	for (int t = 0; t < ntargets; t++)
+	{
+		Rebuild    *rb = &rbs[t];
+		ShardCheck *res = &rp->result[rb->shard];
+
+		if (!rb->error)
+		{
+			object_build_trailer(rp->meta, &rp->g, rb->shard, rb->crcs, rb->part + rb->partlen);
+			rb->partlen += rp->g.trailer_len;
+			if (rb->upload == NULL)
+				(void) rebuild_request(rp, rb, POP_PUT, rb->part, rb->partlen);
+			else if (rebuild_request(rp, rb, POP_UPLOAD_PART, rb->part, rb->partlen) &&
+					 rebuild_request(rp, rb, POP_UPLOAD_COMPLETE, NULL, 0))
+				object_untrack_upload(rb->upload);
+		}
+		if (rb->error)
+		{
+			rebuild_abandon(rp, rb);
+			res->detail = psprintf("%s; rebuilding it failed: %s", res->detail, rb->error);
+		}
+		else
+			res->rebuilt = true;
+	}
+	return true;
+}
+
+ShardCheck *
+object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unreadable)
+{
+	Repair		rp;
+	ProviderRequest *reqs;
+	uint8	  **trailers;
+	int		   *shard_of;
+	int			nreqs = 0;
+	int			good;
+
+	memset(&rp, 0, sizeof(rp));
+	rp.meta = meta;
+	rp.k = meta->data_shards;
+	rp.n = meta->data_shards + meta->parity_shards;
+	object_geometry(meta, &rp.g);
+	rp.providers = palloc0(sizeof(Provider *) * rp.n);
+	rp.keys = palloc(sizeof(char *) * rp.n);
+	rp.crcs = palloc0(sizeof(uint64 *) * rp.n);
+	rp.result = palloc0(sizeof(ShardCheck) * rp.n);
+	reqs = palloc0(sizeof(ProviderRequest) * rp.n);
+	trailers = palloc0(sizeof(uint8 *) * rp.n);
+	shard_of = palloc(sizeof(int) * rp.n);
+
+	/* 1. every shard's trailer: it exists, has the right length, describes itself */
+	for (int i = 0; i < rp.n; i++)
+	{
+		rp.keys[i] = object_shard_key(meta->id, i);
+		rp.providers[i] = provider_lookup_by_name(meta->shards[i].provider, true);
+		rp.result[i].found = SHARD_FOUND_OK;
+		if (rp.providers[i] == NULL)
+		{
+			mark_bad(&rp, i, SHARD_FOUND_UNREACHABLE,
+					 psprintf("provider \"%s\" does not exist", meta->shards[i].provider));
+			continue;
+		}
+		trailers[i] = palloc(rp.g.trailer_len);
+		reqs[nreqs].provider = rp.providers[i];
+		reqs[nreqs].op = POP_GET;
+		reqs[nreqs].key = rp.keys[i];
+		reqs[nreqs].offset = rp.g.shard_data_len;
+		reqs[nreqs].length = rp.g.trailer_len;
+		reqs[nreqs].buf = (char *) trailers[i];
+		shard_of[nreqs++] = i;
+	}
+	provider_execute(reqs, nreqs);
+	for (int q = 0; q < nreqs; q++)
+	{
+		int			i = shard_of[q];
+		ProviderRequest *r = &reqs[q];
+
+		if (r->not_found)
+			mark_bad(&rp, i, SHARD_FOUND_MISSING, pstrdup("not found on the provider"));
+		else if (!r->ok && r->http_status == 416)
+			mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
+		else if (!r->ok)
+			mark_bad(&rp, i, SHARD_FOUND_UNREACHABLE, r->error ? pstrdup(r->error) : pstrdup("request failed"));
+		else if (r->result_size != rp.g.trailer_len)
+			mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
+		else
+		{
+			rp.crcs[i] = palloc_extended(sizeof(uint64) * rp.g.nstripes, MCXT_ALLOC_HUGE);
+			if (!object_parse_trailer(meta, &rp.g, i, trailers[i], rp.crcs[i]))
+				mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("its footer does not describe this shard"));
+		}
+	}
+
+	/* 2. with verify: every chunk of every good shard against its CRC */
+	if (verify)
+	{
+		bool	   *which = palloc(sizeof(bool) * rp.n);
+		uint8	  **bufs = palloc0(sizeof(uint8 *) * rp.n);
+
+		for (int i = 0; i < rp.n; i++)
+			bufs[i] = palloc((size_t) REPAIR_WINDOW_STRIPES * meta->chunk_size);
+		for (uint64 s0 = 0; s0 < rp.g.nstripes; s0 += REPAIR_WINDOW_STRIPES)
+		{
+			CHECK_FOR_INTERRUPTS();
+			for (int i = 0; i < rp.n; i++)
+				which[i] = rp.result[i].found == SHARD_FOUND_OK;
+			(void) fetch_window(&rp, which, s0, Min(s0 + REPAIR_WINDOW_STRIPES, rp.g.nstripes) - 1, bufs);
+		}
+		for (int i = 0; i < rp.n; i++)
+			pfree(bufs[i]);
+	}
+
+	/* 3. rebuild what is bad, where its provider can take it */
+	for (int attempt = 0; repair && attempt <= meta->parity_shards; attempt++)
+	{
+		int		   *targets = palloc(sizeof(int) * rp.n);
+		int			ntargets = 0;
+
+		good = 0;
+		for (int i = 0; i < rp.n; i++)
+		{
+			if (rp.result[i].found == SHARD_FOUND_OK)
+				good++;
+			else if (rp.result[i].found != SHARD_FOUND_UNREACHABLE && !rp.result[i].rebuilt)
+				targets[ntargets++] = i;
+		}
+		if (good < rp.k || ntargets == 0)
+			break;
+		if (rebuild(&rp, targets, ntargets))
+			break;
+		/* a source went bad on the way: it is a target now, try again */
+	}
+
+	good = 0;
+	for (int i = 0; i < rp.n; i++)
+		good += rp.result[i].found == SHARD_FOUND_OK;
+	*unreadable = good < rp.k;
+	return rp.result;
+}
