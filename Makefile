@@ -23,12 +23,13 @@ OBJS = \
 	src/object/object_repair.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
-	src/maintenance/orphans.o src/maintenance/repair.o \
+	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 
-PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/object -Isrc/catalog -Isrc/table
+PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/object -Isrc/catalog -Isrc/table \
+              -Isrc/maintenance
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 

@@ -15,6 +15,7 @@
 #include "catalog/pg_foreign_table.h"
 
 #include "cache.h"
+#include "maintenance.h"
 #include "object.h"
 #include "table.h"
 #include "provider.h"
@@ -53,6 +54,7 @@ _PG_init(void)
 	provider_define_gucs();
 	keys_define_gucs();
 	cache_define_gucs();
+	maintenance_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	table_fdw_init();
@@ -64,6 +66,7 @@ _PG_init(void)
 		shmem_request_hook = destor_shmem_request;
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = destor_shmem_startup;
+		maintenance_register_worker();
 	}
 }
 

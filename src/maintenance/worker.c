@@ -1,0 +1,184 @@
+/*
+ * worker.c — the maintenance background worker.
+ *
+ * With destor in shared_preload_libraries, one worker wakes every
+ * destor.maintenance_naptime (0, the default, keeps it asleep: repairs move
+ * data and providers may charge for it) and, in destor.maintenance_database
+ * as destor.maintenance_role, runs a round:
+ *   - destor.repair() over every pool (with destor.maintenance_verify, a
+ *     scrub that reads every chunk), so shards lost with a provider's disk
+ *     are rebuilt without anyone asking;
+ *   - destor.cleanup_orphans() on every pool for shards older than
+ *     destor.maintenance_orphan_age that no catalog row names.
+ * Each round is one transaction of ordinary SQL calls; what it did goes to
+ * the server log.  An error ends the round (the worker exits and the
+ * postmaster starts it again after a short delay).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+
+#include "maintenance.h"
+
+static int	maintenance_naptime_s = 0;
+static char *maintenance_database = NULL;
+static char *maintenance_role = NULL;
+static bool maintenance_verify = false;
+static int	maintenance_orphan_age_s = 86400;
+
+PGDLLEXPORT void destor_maintenance_main(Datum arg);
+
+void
+maintenance_define_gucs(void)
+{
+	DefineCustomIntVariable("destor.maintenance_naptime",
+							"Time between rounds of the maintenance worker (repair, orphan cleanup); 0 turns it off.",
+							NULL, &maintenance_naptime_s, 0, 0, INT_MAX / 1000,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("destor.maintenance_database",
+							   "Database in which the maintenance worker runs.",
+							   NULL, &maintenance_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("destor.maintenance_role",
+							   "Role the maintenance worker runs as (its user mappings are used); empty: the bootstrap superuser.",
+							   NULL, &maintenance_role, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("destor.maintenance_verify",
+							 "Whether maintenance rounds read every chunk of every shard to find corruption (a scrub).",
+							 NULL, &maintenance_verify, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.maintenance_orphan_age",
+							"Age after which provider objects that no catalog row names are removed by maintenance rounds.",
+							NULL, &maintenance_orphan_age_s, 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+void
+maintenance_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "destor");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "destor_maintenance_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "destor maintenance");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "destor maintenance");
+	RegisterBackgroundWorker(&worker);
+}
+
+static int64 result_int8(int col);
+
+/* Run a query returning one row of int8s; its first column. */
+static int64
+query_int8(const char *sql)
+{
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "destor maintenance: query failed: %s", sql);
+	return result_int8(1);
+}
+
+/* Column col (1-based, int8) of the row the last query returned. */
+static int64
+result_int8(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+static void
+maintenance_round(void)
+{
+	int64		problems = 0;
+	int64		rebuilt = 0;
+	int64		orphans = 0;
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "destor maintenance: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "destor maintenance round");
+
+	installed = query_int8("SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'destor'") > 0;
+	if (installed)
+	{
+		char	   *sql;
+
+		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
+					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
+		problems = query_int8(sql);
+		rebuilt = result_int8(2);
+		sql = psprintf("SELECT coalesce(sum(destor.cleanup_orphans(s.srvname, make_interval(secs => %d))), 0)::int8"
+					   "  FROM pg_catalog.pg_foreign_server s"
+					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					   " WHERE w.fdwname = 'destor'", maintenance_orphan_age_s);
+		orphans = query_int8(sql);
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (!installed)
+		ereport(LOG,
+				(errmsg("destor maintenance: extension destor is not installed in database \"%s\"",
+						maintenance_database)));
+	else if (problems > 0 || orphans > 0)
+		ereport(LOG,
+				(errmsg("destor maintenance: %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed",
+						(long long) problems, (long long) rebuilt, (long long) orphans)));
+}
+
+void
+destor_maintenance_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	for (bool connected = false;;)
+	{
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
+		int			rc;
+
+		if (maintenance_naptime_s > 0)
+			events |= WL_TIMEOUT;
+		rc = WaitLatch(MyLatch, events, (long) maintenance_naptime_s * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!(rc & WL_TIMEOUT) || maintenance_naptime_s <= 0)
+			continue;
+		/* connect only once there is work: a worker that is off holds no connection */
+		if (!connected)
+		{
+			BackgroundWorkerInitializeConnection(maintenance_database,
+												 maintenance_role[0] ? maintenance_role : NULL, 0);
+			connected = true;
+		}
+		maintenance_round();
+	}
+}

@@ -1,0 +1,76 @@
+# The maintenance worker: off by default; turned on with a reload, it
+# rebuilds a shard lost from a provider and removes an orphaned provider
+# object without anyone calling a function, and says so in the server log.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use File::Path qw(make_path);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my ($node, $keyfile) = DestorTest::start_cluster('maint', conf => "destor.maintenance_orphan_age = 0\n");
+my $base = $node->basedir;
+my $sql = '';
+for my $i (1 .. 6)
+{
+	make_path("$base/p$i");
+	$sql .= "CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$base/p$i');\n";
+}
+$sql .= "CREATE SERVER archive FOREIGN DATA WRAPPER destor OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');\n";
+$node->safe_psql('postgres', $sql);
+
+my $blob = $node->safe_psql('postgres', "SELECT destor.blob_put('archive', convert_to(repeat('keep me ', 50000), 'UTF8'))");
+my ($provider, $index) = split /\|/, $node->safe_psql('postgres',
+	"SELECT provider, shard_index FROM destor.blob_shards WHERE blob_id = '$blob' AND kind = 'data' LIMIT 1");
+(my $hex = $blob) =~ s/-//g;
+my $shard = "$base/$provider/ds/" . substr($hex, 0, 2) . "/$hex.$index";
+ok(-f $shard, 'the shard file is where it should be');
+my $size = -s $shard;
+unlink $shard or die;
+
+# an orphan: a shard-like object no catalog row names
+my $orphan_hex = 'ab' x 16;
+my $orphan = "$base/p1/ds/ab/$orphan_hex.0";
+make_path("$base/p1/ds/ab");
+open(my $fh, '>', $orphan) or die;
+print $fh 'left behind by a crash';
+close $fh;
+utime(time - 60, time - 60, $orphan);
+
+sleep 2;
+ok(!-f $shard && -f $orphan, 'with destor.maintenance_naptime = 0 (the default) nothing happens');
+
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_naptime = '1s'; SELECT pg_reload_conf()");
+my $done = 0;
+for (1 .. 600)
+{
+	if (-f $shard && !-f $orphan)
+	{
+		$done = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($done, 'after a reload the worker rebuilt the lost shard and removed the orphan');
+is(-s $shard, $size, 'the rebuilt shard has its size');
+is($node->safe_psql('postgres', "SELECT convert_from(destor.blob_get('$blob'), 'UTF8') = repeat('keep me ', 50000)"),
+	't', 'the blob reads');
+my $found = 0;
+for (1 .. 100)
+{
+	if (slurp_file($node->logfile) =~ /destor maintenance: 1 shard problems found, 1 shards rebuilt, 1 orphaned provider objects removed/)
+	{
+		$found = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($found, 'the round is reported in the server log');
+like(slurp_file($node->logfile), qr/destor: rebuilt shard $index of object $blob on provider "$provider" \(it was missing\)/,
+	'and the shard it rebuilt');
+
+$node->stop;
+done_testing();
