@@ -207,6 +207,23 @@ copy_rows(Oid relid, const char *to, const char *from)
 	run_sql(psprintf("INSERT INTO %s (%s) SELECT %s FROM %s", to, cols, cols, from), SPI_OK_INSERT);
 }
 
+/*
+ * The new table (just created under the scratch name) gets the rows and
+ * statistics, then takes the old partition's place.  Returns its oid.
+ */
+static Oid
+fill_and_swap(Oid relid, const char *scratch, Oid parent, const char *newkind)
+{
+	Oid			newrel;
+
+	copy_rows(relid, scratch, qualified_name(relid));
+	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
+	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
+							  NoLock, false);
+	swap_partition(relid, newrel, parent, newkind);
+	return newrel;
+}
+
 /* A free name for the new table while both exist, in the old one's schema. */
 static char *
 scratch_name(Oid relid)
@@ -255,8 +272,6 @@ tier_one(Oid relid, Name poolname)
 	char	   *columns;
 	char	   *checks;
 	char	   *scratch;
-	char	   *old_q;
-	Oid			newrel;
 
 	parent = check_partition(relid, "tiered");
 	name = get_rel_name(relid);
@@ -310,16 +325,9 @@ tier_one(Oid relid, Name poolname)
 		"SELECT string_agg(format(', CONSTRAINT %%I %%s', conname, pg_get_constraintdef(oid)), '')"
 		"  FROM pg_constraint WHERE conrelid = %u AND contype = 'c'", relid));
 	scratch = scratch_name(relid);
-	old_q = qualified_name(relid);
-
 	run_sql(psprintf("CREATE FOREIGN TABLE %s (%s%s) SERVER %s", scratch, columns ? columns : "",
 					 checks ? checks : "", quote_identifier(NameStr(*poolname))), SPI_OK_UTILITY);
-	copy_rows(relid, scratch, old_q);
-	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
-	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
-							  NoLock, false);
-	swap_partition(relid, newrel, parent, "FOREIGN TABLE");
-	return newrel;
+	return fill_and_swap(relid, scratch, parent, "FOREIGN TABLE");
 }
 
 Datum
@@ -337,7 +345,6 @@ recall_one(Oid relid, Name unused)
 	Oid			parent;
 	char	   *scratch;
 	char	   *old_q;
-	Oid			newrel;
 
 	parent = check_partition(relid, "recalled");
 	if (!is_destor_table(relid))
@@ -354,12 +361,7 @@ recall_one(Oid relid, Name unused)
 	/* columns, NOT NULL and CHECK constraints; ATTACH adds the parent's indexes */
 	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING GENERATED)", scratch, old_q),
 			SPI_OK_UTILITY);
-	copy_rows(relid, scratch, old_q);
-	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
-	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
-							  NoLock, false);
-	swap_partition(relid, newrel, parent, "TABLE");
-	return newrel;
+	return fill_and_swap(relid, scratch, parent, "TABLE");
 }
 
 Datum
