@@ -30,6 +30,11 @@
 #include "cache.h"
 
 #define CACHE_PARTITIONS	16
+/* derived entries (see cache.h) live at block numbers with this bit set */
+#define SPAN_BIT			(UINT64CONST(1) << 63)
+#define SPAN_PAGE_BITS		12
+/* how far an insert of derived data looks for room before giving up */
+#define DERIVED_SWEEP		256
 #define CACHE_MAX_USAGE		5
 
 int			destor_cache_size_kb = 128 * 1024;
@@ -69,6 +74,8 @@ typedef struct CacheCtl
 	pg_atomic_uint64 bytes_from_cache;
 	pg_atomic_uint64 bytes_from_providers;
 	pg_atomic_uint64 used;
+	pg_atomic_uint32 valid_slots;	/* slots holding a page */
+	pg_atomic_uint32 derived_slots; /* of them, pages of derived entries */
 } CacheCtl;
 
 static CacheCtl *ctl = NULL;
@@ -154,6 +161,8 @@ cache_shmem_startup(void)
 		pg_atomic_init_u64(&ctl->bytes_from_cache, 0);
 		pg_atomic_init_u64(&ctl->bytes_from_providers, 0);
 		pg_atomic_init_u64(&ctl->used, 0);
+		pg_atomic_init_u32(&ctl->valid_slots, 0);
+		pg_atomic_init_u32(&ctl->derived_slots, 0);
 		for (int i = 0; i < n; i++)
 		{
 			memset(&slots[i].key, 0, sizeof(CacheKey));
@@ -271,11 +280,49 @@ cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	return found;
 }
 
-/* Claim a slot nobody uses, unmapping its old page; -1 if none found. */
-static int
-claim_slot(void)
+static inline bool
+is_derived(const CacheKey *key)
 {
-	for (int tries = 0; tries < 2 * ctl->nslots; tries++)
+	return (key->blockno & SPAN_BIT) != 0;
+}
+
+/* A slot now holds a page (the caller holds its partition lock). */
+static void
+slot_filled(CacheSlot *s)
+{
+	s->valid = true;
+	pg_atomic_fetch_add_u32(&ctl->valid_slots, 1);
+	if (is_derived(&s->key))
+		pg_atomic_fetch_add_u32(&ctl->derived_slots, 1);
+}
+
+/* A slot's page is gone (the caller holds its partition lock). */
+static void
+slot_emptied(CacheSlot *s)
+{
+	s->valid = false;
+	pg_atomic_fetch_sub_u32(&ctl->valid_slots, 1);
+	if (is_derived(&s->key))
+		pg_atomic_fetch_sub_u32(&ctl->derived_slots, 1);
+}
+
+/*
+ * Claim a slot nobody uses, unmapping its old page; -1 if none found.
+ *
+ * Derived entries (decompressed chunks) only save CPU: they may take free
+ * slots and each other's, never a real page, so they can never make a scan
+ * go back to the providers — when the cache is too small for both, the
+ * pages win.  Their search is short, and it ages only derived slots.
+ */
+static int
+claim_slot(bool derived)
+{
+	int			limit = derived ? Min(DERIVED_SWEEP, ctl->nslots) : 2 * ctl->nslots;
+
+	if (derived && pg_atomic_read_u32(&ctl->valid_slots) >= (uint32) ctl->nslots &&
+		pg_atomic_read_u32(&ctl->derived_slots) == 0)
+		return -1;				/* full of real pages: no room */
+	for (int tries = 0; tries < limit; tries++)
 	{
 		int			idx = (int) (pg_atomic_fetch_add_u64(&ctl->hand, 1) % ctl->nslots);
 		CacheSlot  *s = &slots[idx];
@@ -283,6 +330,9 @@ claim_slot(void)
 		uint32		expected = 0;
 
 		if (pg_atomic_read_u32(&s->pins) != 0)
+			continue;
+		/* unlocked look at the key: only decides whom to age; checked again below */
+		if (derived && s->valid && !is_derived(&s->key))
 			continue;
 		if (usage > 0)
 		{
@@ -299,15 +349,15 @@ claim_slot(void)
 			LWLock	   *oldlock = partition_lock(oldhash);
 
 			LWLockAcquire(oldlock, LW_EXCLUSIVE);
-			if (pg_atomic_read_u32(&s->pins) != 1)
+			if (pg_atomic_read_u32(&s->pins) != 1 || (derived && s->valid && !is_derived(&s->key)))
 			{
-				/* a reader got to it first: leave it */
+				/* a reader got to it first, or it holds a real page now: leave it */
 				LWLockRelease(oldlock);
 				pg_atomic_fetch_sub_u32(&s->pins, 1);
 				continue;
 			}
 			hash_search_with_hash_value(map, &s->key, oldhash, HASH_REMOVE, NULL);
-			s->valid = false;
+			slot_emptied(s);
 			pg_atomic_fetch_sub_u64(&ctl->used, s->len);
 			pg_atomic_fetch_add_u64(&ctl->evictions, 1);
 			LWLockRelease(oldlock);
@@ -334,7 +384,7 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 		return;
 	if (cache_contains(id, blockno))
 		return;
-	idx = claim_slot();
+	idx = claim_slot(is_derived(&key));
 	if (idx < 0)
 		return;					/* everything pinned right now: skip */
 	LWLockAcquire(lock, LW_EXCLUSIVE);
@@ -350,7 +400,7 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
 	slots[idx].key = key;
 	memcpy(pages + (Size) idx * CACHE_PAGE_SIZE, data, len);
 	slots[idx].len = len;
-	slots[idx].valid = true;
+	slot_filled(&slots[idx]);
 	pg_atomic_write_u32(&slots[idx].usage, 1);
 	pg_atomic_fetch_add_u64(&ctl->used, len);
 	LWLockRelease(lock);
@@ -361,8 +411,6 @@ cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data, 
  * Derived entries (see cache.h): page i of the entry tagged t of an object
  * is cached as block  2^63 | t << 12 | i,  a range no real block reaches.
  * ------------------------------------------------------------------------- */
-#define SPAN_BIT			(UINT64CONST(1) << 63)
-#define SPAN_PAGE_BITS		12
 
 static uint64
 span_block(uint64 tag, uint32 page)
@@ -532,7 +580,7 @@ cache_reserve(const uint8 id[CODEC_OBJID_LEN], uint64 blockno)
 	}
 	if (cache_contains(id, blockno))
 		return false;
-	idx = claim_slot();
+	idx = claim_slot(false);
 	if (idx < 0)
 		return false;
 	lock = locate(id, blockno, &key, &hash);
@@ -568,7 +616,7 @@ cache_fill_reserved(CacheKey *key, uint32 hash, LWLock *lock, const char *data, 
 		idx = e->slot;
 		memcpy(pages + (Size) idx * CACHE_PAGE_SIZE, data, len);
 		slots[idx].len = len;
-		slots[idx].valid = true;
+		slot_filled(&slots[idx]);
 		slots[idx].busy = false;
 		pg_atomic_write_u32(&slots[idx].usage, 1);
 		pg_atomic_fetch_add_u64(&ctl->used, len);
@@ -677,7 +725,7 @@ destor_cache_reset(PG_FUNCTION_ARGS)
 		if (s->valid && !s->busy)
 		{
 			hash_search(map, &s->key, HASH_REMOVE, NULL);
-			s->valid = false;
+			slot_emptied(s);
 		}
 		pg_atomic_write_u32(&s->usage, 0);
 	}

@@ -65,6 +65,25 @@ is("$read/$cached", '4/4', 'a warm scan finds every chunk decompressed in the ca
 is($node->safe_psql('postgres', $requests), $before, 'and sends no request');
 is($node->safe_psql('postgres', $c_agg), $c_expected, 'from decompressed chunks the rows are right');
 $node->safe_psql('postgres', 'DROP FOREIGN TABLE c');
+
+# decompressed chunks never push real pages out: a table whose pages fit in
+# the 4 MB cache but whose decompressed chunks (about 4 MB) do not is read
+# three times; after the first, no read goes to the providers
+$node->safe_psql('postgres', q{
+CREATE FOREIGN TABLE wide (id int, pad text) SERVER archive OPTIONS (row_group_rows '2000');
+INSERT INTO wide SELECT i, repeat('x', 200) || i FROM generate_series(1, 20000) i;
+SELECT destor.cache_reset();
+});
+my $wide_agg = q{SELECT count(*), sum(length(pad)), max(pad) FROM wide};
+my $wide_expected = $node->safe_psql('postgres',
+	q{SELECT count(*), sum(length(repeat('x', 200) || i)), max(repeat('x', 200) || i) FROM generate_series(1, 20000) i});
+is($node->safe_psql('postgres', $wide_agg), $wide_expected, 'the wide table reads right (cold)');
+$before = $node->safe_psql('postgres', $requests);
+is($node->safe_psql('postgres', $wide_agg), $wide_expected, 'and again');
+is($node->safe_psql('postgres', $wide_agg), $wide_expected, 'and a third time');
+is($node->safe_psql('postgres', $requests), $before,
+	'the second and third reads send no request: decompressed chunks did not evict its pages');
+$node->safe_psql('postgres', 'DROP FOREIGN TABLE wide');
 cmp_ok($node->safe_psql('postgres', 'SELECT bytes_from_cache FROM destor.cache_stats'), '>', 0,
 	'bytes from the cache are counted');
 
