@@ -312,6 +312,14 @@ CREATE FUNCTION repair(pool name DEFAULT NULL, verify boolean DEFAULT false,
                  repaired boolean, detail text)
   AS 'MODULE_PATHNAME', 'destor_repair' LANGUAGE C VOLATILE;
 
+-- Put every shard a provider holds on another one (to_provider, or the
+-- least-loaded provider of the object's pool that holds none of its
+-- shards): copied, or rebuilt if the provider cannot serve it any more.
+CREATE FUNCTION move_shards(from_provider name, to_provider name DEFAULT NULL)
+  RETURNS TABLE (object_id uuid, shard_index integer, to_provider name, moved boolean,
+                 detail text)
+  AS 'MODULE_PATHNAME', 'destor_move_shards' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
   RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
@@ -331,3 +339,4 @@ GRANT SELECT ON blob_shards TO PUBLIC;
 GRANT SELECT ON tiered_partitions TO PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;

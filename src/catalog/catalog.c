@@ -485,3 +485,75 @@ catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *
 				 "AND state IS DISTINCT FROM $3", 3, types, values, NULL, SPI_OK_UPDATE);
 	catalog_leave(&cu);
 }
+
+/* Is shard "shard" of the object placed on this provider by the catalog? */
+bool
+catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider)
+{
+	CatalogUser cu;
+	Oid			types[3] = {UUIDOID, INT4OID, NAMEOID};
+	Datum		values[3];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	values[1] = Int32GetDatum(shard);
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(provider));
+	catalog_exec("SELECT 1 FROM destor.shards WHERE object_id = $1 AND shard_index = $2 AND provider = $3",
+				 3, types, values, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	catalog_leave(&cu);
+	return found;
+}
+
+/* A shard now lives on another provider, whole. */
+void
+catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider)
+{
+	CatalogUser cu;
+	Oid			types[3] = {UUIDOID, INT4OID, NAMEOID};
+	Datum		values[3];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	values[1] = Int32GetDatum(shard);
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(provider));
+	catalog_exec("UPDATE destor.shards SET provider = $3, state = 'ok' "
+				 "WHERE object_id = $1 AND shard_index = $2", 3, types, values, NULL, SPI_OK_UPDATE);
+	catalog_leave(&cu);
+}
+
+/*
+ * The shards a provider holds, as (object id, shard index) pairs: ids in
+ * *ids (CODEC_OBJID_LEN bytes each), indexes in *shards.  Returns how many.
+ */
+int
+catalog_shards_on(const char *provider, uint8 **ids, int **shards)
+{
+	CatalogUser cu;
+	Oid			types[1] = {NAMEOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	int			n;
+
+	catalog_enter(&cu);
+	values[0] = DirectFunctionCall1(namein, CStringGetDatum(provider));
+	catalog_exec("SELECT s.object_id, s.shard_index FROM destor.shards s "
+				 "JOIN destor.objects o USING (object_id) WHERE s.provider = $1 "
+				 "ORDER BY o.created_at, s.object_id", 1, types, values, NULL, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*ids = MemoryContextAlloc(caller, (Size) CODEC_OBJID_LEN * Max(n, 1));
+	*shards = MemoryContextAlloc(caller, sizeof(int) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   1, &isnull));
+
+		memcpy(*ids + (Size) i * CODEC_OBJID_LEN, u->data, CODEC_OBJID_LEN);
+		(*shards)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   2, &isnull));
+	}
+	catalog_leave(&cu);
+	return n;
+}

@@ -32,6 +32,9 @@ extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], Timest
 extern void catalog_forget_retired(TimestampTz cutoff);
 extern List *catalog_list_objects(const char *pool);
 extern void catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *state);
+extern bool catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider);
+extern void catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider);
+extern int	catalog_shards_on(const char *provider, uint8 **ids, int **shards);
 
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);
 extern bool catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner);

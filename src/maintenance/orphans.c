@@ -1,6 +1,6 @@
 /*
  * orphans.c — destor.cleanup_orphans(): remove provider objects that no
- * catalog row refers to.
+ * catalog row places where they are.
  *
  * Shards are written before the catalog rows that name them commit.  If the
  * server crashes in between (or a best-effort delete at abort or after
@@ -48,8 +48,10 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 			if (e->last_modified > cutoff)
 				continue;
+			/* a shard is kept where the catalog places it (a moved shard's old copy goes) */
 			if (object_parse_shard_key(e->key, id, &shard))
-				orphan = !catalog_object_exists(id) && !catalog_object_retired_after(id, cutoff);
+				orphan = !catalog_shard_placed(id, shard, prov->name) &&
+					!catalog_object_retired_after(id, cutoff);
 			else
 				orphan = strstr(e->key, ".tmp.") != NULL;	/* abandoned upload */
 			if (orphan)

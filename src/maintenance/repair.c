@@ -118,3 +118,163 @@ destor_repair(PG_FUNCTION_ARGS)
 	}
 	return (Datum) 0;
 }
+
+/*
+ * destor.move_shards(from_provider, to_provider): every shard that
+ * from_provider holds is put on another provider — to_provider, or (NULL)
+ * the provider of the object's pool that holds no shard of the object and
+ * the fewest shards overall — copied when from_provider can still serve it,
+ * rebuilt from the other shards when it cannot.  The catalog then places
+ * the shard there; the old copy is deleted after commit.  For a provider
+ * leaving (shut down, too dear): take it out of the pools' provider lists,
+ * move its shards, drop its server.  One row per shard.
+ */
+PG_FUNCTION_INFO_V1(destor_move_shards);
+
+/* Shards per provider, counted once and kept up to date as shards move. */
+typedef struct Load
+{
+	char	   *name;
+	int64		shards;
+} Load;
+
+static Load *
+load_of(List **loads, const char *name)
+{
+	ListCell   *lc;
+	Load	   *l;
+	uint8	   *ids;
+	int		   *shards;
+
+	foreach(lc, *loads)
+		if (strcmp(((Load *) lfirst(lc))->name, name) == 0)
+			return lfirst(lc);
+	l = palloc(sizeof(Load));
+	l->name = pstrdup(name);
+	l->shards = catalog_shards_on(name, &ids, &shards);
+	pfree(ids);
+	pfree(shards);
+	*loads = lappend(*loads, l);
+	return l;
+}
+
+/* The least-loaded provider of the object's pool that holds none of its shards. */
+static char *
+choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext keep)
+{
+	Pool	   *pool = pool_lookup(meta->pool, false);
+	Load	   *best = NULL;
+	MemoryContext old;
+
+	for (int p = 0; p < pool->nproviders; p++)
+	{
+		const char *name = pool->provider_names[p];
+		bool		used = strcmp(name, from) == 0;
+		Load	   *l;
+
+		for (int i = 0; i < meta->data_shards + meta->parity_shards && !used; i++)
+			used = strcmp(meta->shards[i].provider, name) == 0;
+		if (used || provider_lookup_by_name(name, true) == NULL)
+			continue;
+		old = MemoryContextSwitchTo(keep);
+		l = load_of(loads, name);
+		MemoryContextSwitchTo(old);
+		if (best == NULL || l->shards < best->shards)
+			best = l;
+	}
+	if (best == NULL)
+		return NULL;
+	best->shards++;				/* it is about to get one */
+	return pstrdup(best->name);
+}
+
+Datum
+destor_move_shards(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *from;
+	char	   *to = PG_ARGISNULL(1) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(1)));
+	MemoryContext percxt;
+	uint8	   *ids;
+	int		   *shard_of;
+	int			n;
+	List	   *loads = NIL;
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the provider to move shards from must be given")));
+	from = pstrdup(NameStr(*PG_GETARG_NAME(0)));
+	InitMaterializedSRF(fcinfo, 0);
+	if (to && strcmp(from, to) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot move shards from provider \"%s\" to itself", from)));
+	if (to)
+		(void) provider_lookup_by_name(to, false);	/* says clearly if there is none */
+	n = catalog_shards_on(from, &ids, &shard_of);
+	percxt = AllocSetContextCreate(CurrentMemoryContext, "destor move shard", ALLOCSET_DEFAULT_SIZES);
+	for (int s = 0; s < n; s++)
+	{
+		uint8	   *id = ids + (Size) s * CODEC_OBJID_LEN;
+		int			shard = shard_of[s];
+		MemoryContext old;
+		ObjectMeta *meta;
+		char	   *target = to;
+		char	   *why = NULL;
+		Datum		values[5];
+		bool		nulls[5] = {0};
+		pg_uuid_t  *u;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(percxt);
+		meta = catalog_get_object(id, true);
+		if (meta == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(percxt);
+			continue;
+		}
+		if (target == NULL)
+		{
+			target = choose_target(meta, from, &loads, callcxt);
+			if (target == NULL)
+				why = psprintf("no provider of pool \"%s\" is free for it; add one to the pool or name one",
+							   meta->pool);
+		}
+		else
+		{
+			for (int i = 0; i < meta->data_shards + meta->parity_shards && !why; i++)
+				if (strcmp(meta->shards[i].provider, target) == 0)
+					why = psprintf("provider \"%s\" already holds shard %d of this object", target, i);
+		}
+		if (why == NULL)
+			why = object_move_shard(meta, shard, provider_lookup_by_name(target, false));
+		if (why == NULL)
+		{
+			Provider   *old_provider = provider_lookup_by_name(from, true);
+
+			catalog_move_shard(meta->id, shard, target);
+			if (old_provider)
+				object_delete_shard_at_commit(meta->id, shard, old_provider);
+		}
+		u = palloc(sizeof(pg_uuid_t));
+		memcpy(u->data, meta->id, CODEC_OBJID_LEN);
+		values[0] = UUIDPGetDatum(u);
+		values[1] = Int32GetDatum(shard);
+		if (target)
+			values[2] = DirectFunctionCall1(namein, CStringGetDatum(target));
+		else
+			nulls[2] = true;
+		values[3] = BoolGetDatum(why == NULL);
+		if (why)
+			values[4] = CStringGetTextDatum(why);
+		else
+			nulls[4] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(percxt);
+	}
+	return (Datum) 0;
+}

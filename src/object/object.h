@@ -134,6 +134,7 @@ typedef struct ShardCheck
  */
 extern ShardCheck *object_check_and_repair(ObjectMeta *meta, bool verify, bool repair,
 										   bool *unreadable);
+extern char *object_move_shard(ObjectMeta *meta, int shard, Provider *to);
 
 /* object_layout.c: shared arithmetic of the format */
 extern char *object_shard_key(const uint8 id[CODEC_OBJID_LEN], int shard);
@@ -169,5 +170,7 @@ extern void object_untrack_upload(ProviderUpload *u);
 extern void object_track_written(ObjectMeta *meta);
 extern void object_delete_at_commit(ObjectMeta *meta);
 extern void object_delete_shards_now(ObjectMeta *meta, bool quiet);
+extern void object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p);
+extern void object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p);
 
 #endif							/* DESTOR_OBJECT_H */

@@ -22,6 +22,7 @@
 typedef struct Rebuild
 {
 	int			shard;
+	Provider   *dest;			/* where it goes: its own provider, or a new one */
 	ProviderUpload *upload;		/* once the shard outgrows one part */
 	uint8	   *part;			/* aligned; bytes not yet uploaded */
 	size_t		partlen;
@@ -129,7 +130,7 @@ rebuild_request(Repair *rp, Rebuild *rb, ProviderOp op, const uint8 *data, size_
 {
 	ProviderRequest req = {0};
 
-	req.provider = rp->providers[rb->shard];
+	req.provider = rb->dest;
 	req.op = op;
 	req.key = rp->keys[rb->shard];
 	req.upload = rb->upload;
@@ -161,7 +162,7 @@ rebuild_flush(Repair *rp, Rebuild *rb)
 {
 	if (rb->upload == NULL)
 	{
-		rb->upload = provider_upload_create(rp->providers[rb->shard], rp->keys[rb->shard]);
+		rb->upload = provider_upload_create(rb->dest, rp->keys[rb->shard]);
 		object_track_upload(rb->upload);
 		if (!rebuild_request(rp, rb, POP_UPLOAD_BEGIN, NULL, 0))
 			return false;
@@ -174,11 +175,13 @@ rebuild_flush(Repair *rp, Rebuild *rb)
 }
 
 /*
- * Rebuild the shards in "targets" from k good sources.  Returns false if a
- * source turned out bad on the way (the caller tries again without it).
+ * Write the shards in "targets" to dest[t] (NULL: their own provider),
+ * rebuilt from k good sources — or, with copy, copied from themselves (they
+ * must be good).  Returns false if a source turned out bad on the way (the
+ * caller tries again without it).
  */
 static bool
-rebuild(Repair *rp, int *targets, int ntargets)
+rebuild(Repair *rp, int *targets, int ntargets, Provider **dest, bool copy)
 {
 	const codec_rs *rs = object_rs(rp->k, rp->meta->parity_shards);
 	bool	   *source = palloc0(sizeof(bool) * rp->n);
@@ -189,19 +192,28 @@ rebuild(Repair *rp, int *targets, int ntargets)
 	size_t		window_bytes = (size_t) REPAIR_WINDOW_STRIPES * rp->meta->chunk_size;
 	int			nsources = 0;
 
-	/* data shards first: they come first in the numbering */
-	for (int i = 0; i < rp->n && nsources < rp->k; i++)
-		if (rp->result[i].found == SHARD_FOUND_OK)
-		{
-			source[i] = true;
-			nsources++;
-		}
-	Assert(nsources == rp->k);
+	if (copy)
+	{
+		for (int t = 0; t < ntargets; t++)
+			source[targets[t]] = true;
+	}
+	else
+	{
+		/* data shards first: they come first in the numbering */
+		for (int i = 0; i < rp->n && nsources < rp->k; i++)
+			if (rp->result[i].found == SHARD_FOUND_OK)
+			{
+				source[i] = true;
+				nsources++;
+			}
+		Assert(nsources == rp->k);
+	}
 	for (int i = 0; i < rp->n; i++)
 		bufs[i] = palloc(window_bytes);
 	for (int t = 0; t < ntargets; t++)
 	{
 		rbs[t].shard = targets[t];
+		rbs[t].dest = dest && dest[t] ? dest[t] : rp->providers[targets[t]];
 		rbs[t].part = provider_alloc_aligned(CurrentMemoryContext,
 											 OBJECT_PART_SIZE + window_bytes + rp->g.trailer_len);
 		rbs[t].crcs = palloc_extended(sizeof(uint64) * rp->g.nstripes, MCXT_ALLOC_HUGE);
@@ -228,7 +240,7 @@ rebuild(Repair *rp, int *targets, int ntargets)
 				chunks[i] = bufs[i] + pos;
 				present[i] = source[i];
 			}
-			if (codec_rs_reconstruct(rs, cl, chunks, present) != 0)
+			if (!copy && codec_rs_reconstruct(rs, cl, chunks, present) != 0)
 				elog(ERROR, "destor: reconstruction failed with %d sources", rp->k);
 			for (int t = 0; t < ntargets; t++)
 			{
@@ -273,47 +285,46 @@ rebuild(Repair *rp, int *targets, int ntargets)
 	return true;
 }
 
-ShardCheck *
-object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unreadable)
+/* Set up for an object and fetch every shard's trailer (step 1 of a check). */
+static Repair *
+repair_check(ObjectMeta *meta)
 {
-	Repair		rp;
+	Repair	   *rp = palloc0(sizeof(Repair));
 	ProviderRequest *reqs;
 	uint8	  **trailers;
 	int		   *shard_of;
 	int			nreqs = 0;
-	int			good;
 
-	memset(&rp, 0, sizeof(rp));
-	rp.meta = meta;
-	rp.k = meta->data_shards;
-	rp.n = meta->data_shards + meta->parity_shards;
-	object_geometry(meta, &rp.g);
-	rp.providers = palloc0(sizeof(Provider *) * rp.n);
-	rp.keys = palloc(sizeof(char *) * rp.n);
-	rp.crcs = palloc0(sizeof(uint64 *) * rp.n);
-	rp.result = palloc0(sizeof(ShardCheck) * rp.n);
-	reqs = palloc0(sizeof(ProviderRequest) * rp.n);
-	trailers = palloc0(sizeof(uint8 *) * rp.n);
-	shard_of = palloc(sizeof(int) * rp.n);
+	rp->meta = meta;
+	rp->k = meta->data_shards;
+	rp->n = meta->data_shards + meta->parity_shards;
+	object_geometry(meta, &rp->g);
+	rp->providers = palloc0(sizeof(Provider *) * rp->n);
+	rp->keys = palloc(sizeof(char *) * rp->n);
+	rp->crcs = palloc0(sizeof(uint64 *) * rp->n);
+	rp->result = palloc0(sizeof(ShardCheck) * rp->n);
+	reqs = palloc0(sizeof(ProviderRequest) * rp->n);
+	trailers = palloc0(sizeof(uint8 *) * rp->n);
+	shard_of = palloc(sizeof(int) * rp->n);
 
-	/* 1. every shard's trailer: it exists, has the right length, describes itself */
-	for (int i = 0; i < rp.n; i++)
+	/* every shard's trailer: it exists, has the right length, describes itself */
+	for (int i = 0; i < rp->n; i++)
 	{
-		rp.keys[i] = object_shard_key(meta->id, i);
-		rp.providers[i] = provider_lookup_by_name(meta->shards[i].provider, true);
-		rp.result[i].found = SHARD_FOUND_OK;
-		if (rp.providers[i] == NULL)
+		rp->keys[i] = object_shard_key(meta->id, i);
+		rp->providers[i] = provider_lookup_by_name(meta->shards[i].provider, true);
+		rp->result[i].found = SHARD_FOUND_OK;
+		if (rp->providers[i] == NULL)
 		{
-			mark_bad(&rp, i, SHARD_FOUND_UNREACHABLE,
+			mark_bad(rp, i, SHARD_FOUND_UNREACHABLE,
 					 psprintf("provider \"%s\" does not exist", meta->shards[i].provider));
 			continue;
 		}
-		trailers[i] = palloc(rp.g.trailer_len);
-		reqs[nreqs].provider = rp.providers[i];
+		trailers[i] = palloc(rp->g.trailer_len);
+		reqs[nreqs].provider = rp->providers[i];
 		reqs[nreqs].op = POP_GET;
-		reqs[nreqs].key = rp.keys[i];
-		reqs[nreqs].offset = rp.g.shard_data_len;
-		reqs[nreqs].length = rp.g.trailer_len;
+		reqs[nreqs].key = rp->keys[i];
+		reqs[nreqs].offset = rp->g.shard_data_len;
+		reqs[nreqs].length = rp->g.trailer_len;
 		reqs[nreqs].buf = (char *) trailers[i];
 		shard_of[nreqs++] = i;
 	}
@@ -324,64 +335,101 @@ object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unread
 		ProviderRequest *r = &reqs[q];
 
 		if (r->not_found)
-			mark_bad(&rp, i, SHARD_FOUND_MISSING, pstrdup("not found on the provider"));
+			mark_bad(rp, i, SHARD_FOUND_MISSING, pstrdup("not found on the provider"));
 		else if (!r->ok && r->http_status == 416)
-			mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
+			mark_bad(rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
 		else if (!r->ok)
-			mark_bad(&rp, i, SHARD_FOUND_UNREACHABLE, r->error ? pstrdup(r->error) : pstrdup("request failed"));
-		else if (r->result_size != rp.g.trailer_len)
-			mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
+			mark_bad(rp, i, SHARD_FOUND_UNREACHABLE, r->error ? pstrdup(r->error) : pstrdup("request failed"));
+		else if (r->result_size != rp->g.trailer_len)
+			mark_bad(rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
 		else
 		{
-			rp.crcs[i] = palloc_extended(sizeof(uint64) * rp.g.nstripes, MCXT_ALLOC_HUGE);
-			if (!object_parse_trailer(meta, &rp.g, i, trailers[i], rp.crcs[i]))
-				mark_bad(&rp, i, SHARD_FOUND_CORRUPT, pstrdup("its footer does not describe this shard"));
+			rp->crcs[i] = palloc_extended(sizeof(uint64) * rp->g.nstripes, MCXT_ALLOC_HUGE);
+			if (!object_parse_trailer(meta, &rp->g, i, trailers[i], rp->crcs[i]))
+				mark_bad(rp, i, SHARD_FOUND_CORRUPT, pstrdup("its footer does not describe this shard"));
 		}
 	}
+	return rp;
+}
 
-	/* 2. with verify: every chunk of every good shard against its CRC */
+static int
+count_good(Repair *rp)
+{
+	int			good = 0;
+
+	for (int i = 0; i < rp->n; i++)
+		good += rp->result[i].found == SHARD_FOUND_OK;
+	return good;
+}
+
+ShardCheck *
+object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unreadable)
+{
+	Repair	   *rp = repair_check(meta);
+
+	/* with verify: every chunk of every good shard against its CRC */
 	if (verify)
 	{
-		bool	   *which = palloc(sizeof(bool) * rp.n);
-		uint8	  **bufs = palloc0(sizeof(uint8 *) * rp.n);
+		bool	   *which = palloc(sizeof(bool) * rp->n);
+		uint8	  **bufs = palloc0(sizeof(uint8 *) * rp->n);
 
-		for (int i = 0; i < rp.n; i++)
+		for (int i = 0; i < rp->n; i++)
 			bufs[i] = palloc((size_t) REPAIR_WINDOW_STRIPES * meta->chunk_size);
-		for (uint64 s0 = 0; s0 < rp.g.nstripes; s0 += REPAIR_WINDOW_STRIPES)
+		for (uint64 s0 = 0; s0 < rp->g.nstripes; s0 += REPAIR_WINDOW_STRIPES)
 		{
 			CHECK_FOR_INTERRUPTS();
-			for (int i = 0; i < rp.n; i++)
-				which[i] = rp.result[i].found == SHARD_FOUND_OK;
-			(void) fetch_window(&rp, which, s0, Min(s0 + REPAIR_WINDOW_STRIPES, rp.g.nstripes) - 1, bufs);
+			for (int i = 0; i < rp->n; i++)
+				which[i] = rp->result[i].found == SHARD_FOUND_OK;
+			(void) fetch_window(rp, which, s0, Min(s0 + REPAIR_WINDOW_STRIPES, rp->g.nstripes) - 1, bufs);
 		}
-		for (int i = 0; i < rp.n; i++)
+		for (int i = 0; i < rp->n; i++)
 			pfree(bufs[i]);
 	}
 
-	/* 3. rebuild what is bad, where its provider can take it */
+	/* rebuild what is bad, where its provider can take it */
 	for (int attempt = 0; repair && attempt <= meta->parity_shards; attempt++)
 	{
-		int		   *targets = palloc(sizeof(int) * rp.n);
+		int		   *targets = palloc(sizeof(int) * rp->n);
 		int			ntargets = 0;
 
-		good = 0;
-		for (int i = 0; i < rp.n; i++)
-		{
-			if (rp.result[i].found == SHARD_FOUND_OK)
-				good++;
-			else if (rp.result[i].found != SHARD_FOUND_UNREACHABLE && !rp.result[i].rebuilt)
+		for (int i = 0; i < rp->n; i++)
+			if (rp->result[i].found != SHARD_FOUND_OK && rp->result[i].found != SHARD_FOUND_UNREACHABLE)
 				targets[ntargets++] = i;
-		}
-		if (good < rp.k || ntargets == 0)
+		if (count_good(rp) < rp->k || ntargets == 0)
 			break;
-		if (rebuild(&rp, targets, ntargets))
+		if (rebuild(rp, targets, ntargets, NULL, false))
 			break;
 		/* a source went bad on the way: it is a target now, try again */
 	}
+	*unreadable = count_good(rp) < rp->k;
+	return rp->result;
+}
 
-	good = 0;
-	for (int i = 0; i < rp.n; i++)
-		good += rp.result[i].found == SHARD_FOUND_OK;
-	*unreadable = good < rp.k;
-	return rp.result;
+/*
+ * Put shard "shard" of an object on provider "to" (under the same key):
+ * copied from where it is if it is good there, else rebuilt from the
+ * others.  The copy is deleted from "to" if the transaction aborts; the
+ * caller records the new place in the catalog and has the old copy deleted
+ * (object_delete_shard_at_commit).  Returns NULL on success, else why not.
+ */
+char *
+object_move_shard(ObjectMeta *meta, int shard, Provider *to)
+{
+	Repair	   *rp = repair_check(meta);
+	int			targets[1] = {shard};
+	Provider   *dest[1] = {to};
+
+	object_track_written_shard(meta->id, shard, to);
+	for (int attempt = 0; attempt <= meta->parity_shards + 1; attempt++)
+	{
+		bool		copy = rp->result[shard].found == SHARD_FOUND_OK;
+
+		if (!copy && count_good(rp) < rp->k)
+			return psprintf("fewer than %d good shards are left to rebuild it from", rp->k);
+		rp->result[shard].detail = psprintf("writing it to provider \"%s\"", to->name);
+		if (rebuild(rp, targets, 1, dest, copy))
+			return rp->result[shard].rebuilt ? NULL : rp->result[shard].detail;
+		/* the shard itself or a source went bad on the way: try again without it */
+	}
+	return pstrdup("its sources kept failing");
 }

@@ -95,6 +95,43 @@ object_track_written(ObjectMeta *meta)
 	MemoryContextSwitchTo(old);
 }
 
+/* A tracked "object" of one shard: the others are left alone. */
+static TrackedObject *
+tracked_shard_make(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
+{
+	MemoryContext cxt = object_xact_cxt();
+	TrackedObject *t = MemoryContextAllocZero(cxt, sizeof(TrackedObject));
+
+	memcpy(t->id, id, CODEC_OBJID_LEN);
+	t->nshards = shard + 1;
+	t->providers = MemoryContextAllocZero(cxt, sizeof(Provider *) * (shard + 1));
+	t->providers[shard] = provider_copy(p, cxt);
+	t->subid = GetCurrentSubTransactionId();
+	return t;
+}
+
+/* One shard written to p by this transaction: deleted if it aborts. */
+void
+object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
+{
+	TrackedObject *t = tracked_shard_make(id, shard, p);
+	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+
+	written_objects = lappend(written_objects, t);
+	MemoryContextSwitchTo(old);
+}
+
+/* One shard on p no longer used once this transaction commits. */
+void
+object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
+{
+	TrackedObject *t = tracked_shard_make(id, shard, p);
+	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+
+	deleted_objects = lappend(deleted_objects, t);
+	MemoryContextSwitchTo(old);
+}
+
 void
 object_delete_at_commit(ObjectMeta *meta)
 {
