@@ -214,10 +214,30 @@ CREATE FUNCTION tier_partition(partition regclass, pool name) RETURNS regclass
   AS 'MODULE_PATHNAME', 'destor_tier_partition' LANGUAGE C STRICT;
 CREATE FUNCTION recall_partition(partition regclass) RETURNS regclass
   AS 'MODULE_PATHNAME', 'destor_recall_partition' LANGUAGE C STRICT;
--- every plain partition of a range-partitioned table but the newest keep_local
+-- every plain partition of a range-partitioned table but the newest keep_local,
+-- or every one whose upper bound is older_than in the past
 CREATE FUNCTION tier_partitions(parent regclass, pool name, keep_local integer)
   RETURNS SETOF regclass
   AS 'MODULE_PATHNAME', 'destor_tier_partitions' LANGUAGE C STRICT;
+CREATE FUNCTION tier_partitions(parent regclass, pool name, older_than interval)
+  RETURNS SETOF regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partitions_older' LANGUAGE C STRICT;
+
+-- Tiering policies: for each partitioned table, keep the newest keep_local
+-- partitions local, or those whose upper bound is less than older_than old;
+-- destor.apply_tiering_policies() (and the maintenance worker, every round)
+-- tiers the others.
+CREATE TABLE tiering_policies (
+    parent      regclass PRIMARY KEY,
+    pool        name NOT NULL,
+    keep_local  integer CHECK (keep_local >= 0),
+    older_than  interval CHECK (older_than >= interval '0'),
+    CHECK ((keep_local IS NULL) <> (older_than IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('tiering_policies', '');
+CREATE FUNCTION apply_tiering_policies(OUT parent regclass, OUT partition regclass)
+  RETURNS SETOF record
+  AS 'MODULE_PATHNAME', 'destor_apply_tiering_policies' LANGUAGE C;
 
 -- Partitions that live in destor tables, where they belong, and their size
 -- (stored_rows counts rows deleted since the last compaction too).
@@ -337,6 +357,9 @@ REVOKE ALL ON objects, shards, blobs, segments, deletions, retired, tables FROM 
 REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
 GRANT SELECT ON blob_shards TO PUBLIC;
 GRANT SELECT ON tiered_partitions TO PUBLIC;
+REVOKE ALL ON tiering_policies FROM PUBLIC;
+GRANT SELECT ON tiering_policies TO PUBLIC;
+REVOKE ALL ON FUNCTION apply_tiering_policies() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;

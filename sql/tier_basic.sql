@@ -110,6 +110,44 @@ SELECT gross FROM orders WHERE at = '2020-06-01' ORDER BY gross;
 SELECT destor.recall_partition('orders_old');
 SELECT count(*), sum(net), sum(gross), bool_and(gross = net * 1.2) FROM orders;
 
+-- policy by age: every partition whose upper bound is at least that old
+CREATE TABLE ledger (day date NOT NULL, amount int) PARTITION BY RANGE (day);
+CREATE TABLE ledger_2020 PARTITION OF ledger FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+CREATE TABLE ledger_2021 PARTITION OF ledger FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');
+CREATE TABLE ledger_future PARTITION OF ledger FOR VALUES FROM ('2021-01-01'::date + 1000000) TO (MAXVALUE);
+CREATE TABLE ledger_rest PARTITION OF ledger DEFAULT;
+INSERT INTO ledger SELECT date '2020-01-01' + i, i FROM generate_series(0, 800) i;
+INSERT INTO ledger VALUES ('2021-01-01'::date + 1000001, 1), ('2019-05-05', 2);
+SELECT * FROM destor.tier_partitions('ledger', 'archive', older_than => '1 year');
+SELECT relname, relkind FROM pg_class
+ WHERE oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'ledger'::regclass) ORDER BY 1;
+SELECT count(*), sum(amount) FROM ledger;
+SELECT * FROM destor.tier_partitions('ledger', 'archive', older_than => '1 year');
+SELECT * FROM destor.tier_partitions('ledger', 'archive', older_than => '-1 day');
+
+-- declared policies, applied together; one that fails does not stop the others
+CREATE TABLE sales (at date NOT NULL, amount int) PARTITION BY RANGE (at);
+CREATE TABLE sales_q1 PARTITION OF sales FOR VALUES FROM ('2022-01-01') TO ('2022-04-01');
+CREATE TABLE sales_q2 PARTITION OF sales FOR VALUES FROM ('2022-04-01') TO ('2022-07-01');
+CREATE TABLE sales_q3 PARTITION OF sales FOR VALUES FROM ('2022-07-01') TO ('2022-10-01');
+INSERT INTO sales SELECT date '2022-01-01' + i, i FROM generate_series(0, 272) i;
+CREATE TABLE pk_parent (id int PRIMARY KEY, at date) PARTITION BY RANGE (id);
+CREATE TABLE pk_parent_1 PARTITION OF pk_parent FOR VALUES FROM (0) TO (10);
+CREATE TABLE pk_parent_2 PARTITION OF pk_parent FOR VALUES FROM (10) TO (20);
+INSERT INTO destor.tiering_policies VALUES ('sales', 'archive', 1, NULL), ('pk_parent', 'archive', 1, NULL);
+INSERT INTO destor.tiering_policies VALUES ('ledger', 'archive', 1, '1 day');
+INSERT INTO destor.tiering_policies VALUES ('ledger', 'archive', -1, NULL);
+SELECT * FROM destor.apply_tiering_policies() ORDER BY partition::text COLLATE "C";
+SELECT * FROM destor.apply_tiering_policies();
+SELECT count(*), sum(amount) FROM sales;
+SELECT partition FROM destor.tiered_partitions WHERE parent = 'sales'::regclass ORDER BY partition::text COLLATE "C";
+SET ROLE regress_destor_user;
+SELECT * FROM destor.apply_tiering_policies();
+INSERT INTO destor.tiering_policies VALUES ('sales', 'archive', 0, NULL);
+RESET ROLE;
+DELETE FROM destor.tiering_policies;
+DROP TABLE sales, pk_parent;
+
 -- list partitions tier too (one at a time)
 CREATE TABLE regions (region text, amount numeric) PARTITION BY LIST (region);
 CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('eu', 'uk');
@@ -130,12 +168,13 @@ SELECT * FROM destor.tier_partitions('m2023_04', 'archive', 0);
 CREATE TABLE keyed (id int PRIMARY KEY) PARTITION BY RANGE (id);
 CREATE TABLE keyed_1 PARTITION OF keyed FOR VALUES FROM (0) TO (100);
 SELECT destor.tier_partition('keyed_1', 'archive');
+SELECT * FROM destor.tier_partitions('keyed', 'archive', older_than => '1 day');
 GRANT SELECT ON m2023_04 TO regress_destor_user;
 SET ROLE regress_destor_user;
 SELECT destor.tier_partition('m2023_04', 'archive');
 RESET ROLE;
 
-DROP TABLE metrics, metrics_expected, regions, keyed, orders CASCADE;
+DROP TABLE metrics, metrics_expected, regions, keyed, orders, ledger CASCADE;
 SELECT count(*) AS tiered_left FROM destor.tiered_partitions;
 -- the dropped partitions' segments went with them
 SELECT count(*) AS orphan_segments FROM destor.segments s

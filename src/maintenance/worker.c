@@ -9,7 +9,9 @@
  *     scrub that reads every chunk), so shards lost with a provider's disk
  *     are rebuilt without anyone asking;
  *   - destor.cleanup_orphans() on every pool for shards older than
- *     destor.maintenance_orphan_age that no catalog row names.
+ *     destor.maintenance_orphan_age that no catalog row names;
+ *   - destor.apply_tiering_policies(): the partitions that the declared
+ *     policies (destor.tiering_policies) say should be offsite go there.
  * Each round is one transaction of ordinary SQL calls; what it did goes to
  * the server log.  An error ends the round (the worker exits and the
  * postmaster starts it again after a short delay).
@@ -109,6 +111,7 @@ maintenance_round(void)
 	int64		problems = 0;
 	int64		rebuilt = 0;
 	int64		orphans = 0;
+	int64		tiered = 0;
 	bool		installed;
 
 	SetCurrentStatementStartTimestamp();
@@ -132,6 +135,7 @@ maintenance_round(void)
 					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
 					   " WHERE w.fdwname = 'destor'", maintenance_orphan_age_s);
 		orphans = query_int8(sql);
+		tiered = query_int8("SELECT pg_catalog.count(*) FROM destor.apply_tiering_policies()");
 	}
 
 	SPI_finish();
@@ -142,10 +146,10 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("destor maintenance: extension destor is not installed in database \"%s\"",
 						maintenance_database)));
-	else if (problems > 0 || orphans > 0)
+	else if (problems > 0 || orphans > 0 || tiered > 0)
 		ereport(LOG,
-				(errmsg("destor maintenance: %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed",
-						(long long) problems, (long long) rebuilt, (long long) orphans)));
+				(errmsg("destor maintenance: %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
+						(long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
 }
 
 void

@@ -25,6 +25,8 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
+#include "utils/resowner.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/partition.h"
@@ -35,6 +37,7 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "storage/lmgr.h"
@@ -45,11 +48,14 @@
 #include "utils/partcache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/date.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(destor_tier_partition);
 PG_FUNCTION_INFO_V1(destor_recall_partition);
 PG_FUNCTION_INFO_V1(destor_tier_partitions);
+PG_FUNCTION_INFO_V1(destor_tier_partitions_older);
 
 /* ---------------------------------------------------------------------------
  * Helpers
@@ -371,30 +377,68 @@ destor_recall_partition(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------------
- * Policy: every plain partition of a range-partitioned table but the
- * newest keep_local (by bounds; the default partition always stays).
+ * Policies: every plain partition of a range-partitioned table but the
+ * newest keep_local (by bounds), or every one whose upper bound is at least
+ * older_than in the past (a single date or timestamp key).  The default
+ * partition always stays.
  * ------------------------------------------------------------------------- */
-Datum
-destor_tier_partitions(PG_FUNCTION_ARGS)
+
+/* The upper bound of a range partition as a timestamptz; false if none. */
+static bool
+partition_upper_time(Oid relid, TimestampTz *upper)
 {
-	Oid			parent = PG_GETARG_OID(0);
-	Name		pool = PG_GETARG_NAME(1);
-	int32		keep_local = PG_GETARG_INT32(2);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	PartitionBoundSpec *spec;
+	PartitionRangeDatum *prd;
+	Const	   *c;
+	Datum		d;
+	bool		isnull;
+	int			overflow = 0;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	d = SysCacheGetAttr(RELOID, tup, Anum_pg_class_relpartbound, &isnull);
+	spec = isnull ? NULL : castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(d)));
+	ReleaseSysCache(tup);
+	if (spec == NULL || spec->is_default || spec->strategy != PARTITION_STRATEGY_RANGE ||
+		list_length(spec->upperdatums) != 1)
+		return false;
+	prd = linitial_node(PartitionRangeDatum, spec->upperdatums);
+	if (prd->kind != PARTITION_RANGE_DATUM_VALUE)
+		return false;			/* MAXVALUE: never old */
+	c = castNode(Const, prd->value);
+	switch (c->consttype)
+	{
+		case TIMESTAMPTZOID:
+			*upper = DatumGetTimestampTz(c->constvalue);
+			return true;
+		case TIMESTAMPOID:
+			*upper = timestamp2timestamptz_opt_overflow(DatumGetTimestamp(c->constvalue), &overflow);
+			return overflow <= 0;
+		case DATEOID:
+			*upper = date2timestamptz_opt_overflow(DatumGetDateADT(c->constvalue), &overflow);
+			return overflow <= 0;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The plain partitions a policy tiers, oldest first.  keep_local >= 0
+ * keeps the newest that many; else older_than (an interval) applies.
+ */
+static List *
+policy_partitions(Oid parent, int32 keep_local, Interval *older_than)
+{
 	Relation	rel;
+	PartitionKey key;
 	PartitionDesc pd;
-	Oid		   *plain;
-	int			nplain = 0;
+	List	   *result = NIL;
 	int			nranges = 0;	/* partitions other than the default one */
-	int			cut;
+	int			cut = 0;
+	TimestampTz cutoff = 0;
 	char	   *parent_name = get_rel_name(parent);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (keep_local < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("keep_local must not be negative"),
-				 errdetail("The value given was %d.", keep_local)));
 	if (parent_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -406,40 +450,215 @@ destor_tier_partitions(PG_FUNCTION_ARGS)
 
 	/* the partition list cannot change while we work through it */
 	rel = table_open(parent, ShareUpdateExclusiveLock);
-	if (get_partition_strategy(RelationGetPartitionKey(rel)) != PARTITION_STRATEGY_RANGE)
+	key = RelationGetPartitionKey(rel);
+	if (get_partition_strategy(key) != PARTITION_STRATEGY_RANGE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("\"%s\" is not partitioned by range", parent_name),
 				 errdetail("Only range partitions have an order from old to new."),
 				 errhint("Tier its partitions one by one with destor.tier_partition().")));
+	if (older_than != NULL &&
+		(get_partition_natts(key) != 1 ||
+		 (get_partition_col_typid(key, 0) != DATEOID &&
+		  get_partition_col_typid(key, 0) != TIMESTAMPOID &&
+		  get_partition_col_typid(key, 0) != TIMESTAMPTZOID)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("\"%s\" is not partitioned by one date or timestamp column", parent_name),
+				 errdetail("older_than compares partition bounds with the current time."),
+				 errhint("Use keep_local => n to keep the newest n partitions local.")));
 	pd = RelationGetPartitionDesc(rel, true);
-	plain = palloc(sizeof(Oid) * Max(pd->nparts, 1));
 
-	/*
-	 * Range partitions come in bound order, the default partition among
-	 * them; the newest keep_local stay, tiered or not, and of the others
-	 * the plain ones go.
-	 */
+	/* range partitions come in bound order, the default partition among them */
 	for (int i = 0; i < pd->nparts; i++)
 		if (!(pd->boundinfo && i == pd->boundinfo->default_index))
 			nranges++;
-	cut = nranges - keep_local;
-	for (int i = 0, pos = 0; i < pd->nparts && pos < cut; i++)
+	if (older_than == NULL)
+		cut = nranges - keep_local;
+	else
+		cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+														 IntervalPGetDatum(older_than)));
+	for (int i = 0, pos = 0; i < pd->nparts; i++)
 	{
+		TimestampTz upper;
+
 		if (pd->boundinfo && i == pd->boundinfo->default_index)
 			continue;
 		pos++;
+		if (older_than == NULL ? pos > cut :
+			!(partition_upper_time(pd->oids[i], &upper) && upper <= cutoff))
+			continue;
 		if (get_rel_relkind(pd->oids[i]) == RELKIND_RELATION)
-			plain[nplain++] = pd->oids[i];
+			result = lappend_oid(result, pd->oids[i]);
 	}
 	table_close(rel, NoLock);
+	return result;
+}
 
-	for (int i = 0; i < nplain; i++)
+/* Tier the given partitions, one result row each. */
+static void
+tier_each(FunctionCallInfo fcinfo, List *parts, Name pool)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	foreach(lc, parts)
 	{
-		Datum		value = ObjectIdGetDatum(with_safe_path(tier_one, plain[i], pool));
+		Datum		value = ObjectIdGetDatum(with_safe_path(tier_one, lfirst_oid(lc), pool));
 		bool		isnull = false;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+}
+
+Datum
+destor_tier_partitions(PG_FUNCTION_ARGS)
+{
+	int32		keep_local = PG_GETARG_INT32(2);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (keep_local < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keep_local must not be negative"),
+				 errdetail("The value given was %d.", keep_local)));
+	tier_each(fcinfo, policy_partitions(PG_GETARG_OID(0), keep_local, NULL), PG_GETARG_NAME(1));
+	return (Datum) 0;
+}
+
+Datum
+destor_tier_partitions_older(PG_FUNCTION_ARGS)
+{
+	Interval   *older_than = PG_GETARG_INTERVAL_P(2);
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(older_than),
+										 IntervalPGetDatum(palloc0(sizeof(Interval))))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("older_than must not be negative"),
+				 errdetail("The value given was %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(older_than))))));
+	tier_each(fcinfo, policy_partitions(PG_GETARG_OID(0), -1, older_than), PG_GETARG_NAME(1));
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Declared policies (destor.tiering_policies), applied by
+ * destor.apply_tiering_policies() — which the maintenance worker calls every
+ * round.  Each policy runs in a subtransaction: one that fails (a parent
+ * with a primary key, a pool that is gone) is reported and rolled back, and
+ * the others still run.
+ * ------------------------------------------------------------------------- */
+PG_FUNCTION_INFO_V1(destor_apply_tiering_policies);
+
+typedef struct Policy
+{
+	Oid			parent;
+	NameData	pool;
+	int32		keep_local;		/* -1: older_than applies */
+	Interval   *older_than;
+} Policy;
+
+static List *
+read_policies(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *policies = NIL;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "destor: SPI_connect failed");
+	run_sql("SELECT parent::oid, pool, keep_local, older_than FROM destor.tiering_policies "
+			"ORDER BY parent::regclass::text", SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		Policy	   *p = palloc0(sizeof(Policy));
+		bool		isnull;
+		Datum		d;
+
+		p->parent = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		namestrcpy(&p->pool, NameStr(*DatumGetName(SPI_getbinval(tup, desc, 2, &isnull))));
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		p->keep_local = isnull ? -1 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		if (!isnull)
+		{
+			p->older_than = palloc(sizeof(Interval));
+			memcpy(p->older_than, DatumGetIntervalP(d), sizeof(Interval));
+		}
+		policies = lappend(policies, p);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return policies;
+}
+
+Datum
+destor_apply_tiering_policies(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	foreach(lc, read_policies())
+	{
+		Policy	   *p = lfirst(lc);
+		List	   *done = NIL;
+		ListCell   *dc;
+		char	   *name = get_rel_name(p->parent);
+
+		CHECK_FOR_INTERRUPTS();
+		if (name == NULL)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("a tiering policy names a table that no longer exists (OID %u)", p->parent),
+					 errhint("DELETE FROM destor.tiering_policies WHERE parent = %u;", p->parent)));
+			continue;
+		}
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			ListCell   *pc;
+
+			foreach(pc, policy_partitions(p->parent, p->keep_local, p->older_than))
+				done = lappend_oid(done, with_safe_path(tier_one, lfirst_oid(pc), &p->pool));
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("tiering policy of table \"%s\" failed: %s", name, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+			done = NIL;
+		}
+		PG_END_TRY();
+		foreach(dc, done)
+		{
+			Datum		values[2] = {ObjectIdGetDatum(p->parent), ObjectIdGetDatum(lfirst_oid(dc))};
+			bool		nulls[2] = {false, false};
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
 	return (Datum) 0;
 }

@@ -1,6 +1,7 @@
 # The maintenance worker: off by default; turned on with a reload, it
-# rebuilds a shard lost from a provider and removes an orphaned provider
-# object without anyone calling a function, and says so in the server log.
+# rebuilds a shard lost from a provider, removes an orphaned provider object
+# and applies a tiering policy without anyone calling a function, and says
+# so in the server log.
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -43,6 +44,17 @@ utime(time - 60, time - 60, $orphan);
 sleep 2;
 ok(!-f $shard && -f $orphan, 'with destor.maintenance_naptime = 0 (the default) nothing happens');
 
+# a tiering policy: keep the newest month local
+$node->safe_psql('postgres', q{
+CREATE TABLE m (at date NOT NULL, v int) PARTITION BY RANGE (at);
+CREATE TABLE m_01 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE m_02 PARTITION OF m FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE m_03 PARTITION OF m FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+INSERT INTO m SELECT date '2024-01-01' + i % 91, i FROM generate_series(1, 9100) i;
+INSERT INTO destor.tiering_policies (parent, pool, keep_local) VALUES ('m', 'archive', 1);
+});
+my $m_sum = $node->safe_psql('postgres', 'SELECT count(*), sum(v) FROM m');
+
 $node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_naptime = '1s'; SELECT pg_reload_conf()");
 my $done = 0;
 for (1 .. 600)
@@ -61,7 +73,7 @@ is($node->safe_psql('postgres', "SELECT convert_from(destor.blob_get('$blob'), '
 my $found = 0;
 for (1 .. 100)
 {
-	if (slurp_file($node->logfile) =~ /destor maintenance: 1 shard problems found, 1 shards rebuilt, 1 orphaned provider objects removed/)
+	if (slurp_file($node->logfile) =~ /destor maintenance: 1 shard problems found, 1 shards rebuilt, 1 orphaned provider objects removed, 2 partitions tiered/)
 	{
 		$found = 1;
 		last;
@@ -69,6 +81,9 @@ for (1 .. 100)
 	usleep(100_000);
 }
 ok($found, 'the round is reported in the server log');
+is($node->safe_psql('postgres', q{SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname)
+	FROM pg_class WHERE relname LIKE 'm\_0_'}), 'm_01:f,m_02:f,m_03:r', 'and it applied the tiering policy');
+is($node->safe_psql('postgres', 'SELECT count(*), sum(v) FROM m'), $m_sum, 'the partitioned table reads the same rows');
 like(slurp_file($node->logfile), qr/destor: rebuilt shard $index of object $blob on provider "$provider" \(it was missing\)/,
 	'and the shard it rebuilt');
 
