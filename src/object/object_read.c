@@ -68,6 +68,7 @@ struct ObjectReader
 	ShardHealth *health;
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
+	bool	   *avoid;			/* a request to it was abandoned as too slow */
 	TimestampTz slow_checked;	/* when slow[] was last worked out */
 
 	uint64		stripe_size;	/* k * chunk_size */
@@ -215,6 +216,7 @@ object_reader_open(ObjectMeta *meta)
 	r->keys = palloc(sizeof(char *) * r->n);
 	r->health = palloc0(sizeof(ShardHealth) * r->n);
 	r->slow = palloc0(sizeof(bool) * r->n);
+	r->avoid = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
 	{
@@ -336,6 +338,12 @@ assemble(ObjectReader *r, uint64 cs, uint64 ce, uint8 **buf, uint64 *buf_lo, uin
 static void
 note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 {
+	if (req && req->abandoned)
+	{
+		/* not broken, just slow: read around it for the rest of this reader */
+		r->avoid[i] = true;
+		return;
+	}
 	r->health[i] = Max(r->health[i], h);
 	if (r->errors[i])
 		pfree(r->errors[i]);
@@ -422,7 +430,7 @@ healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest
 			return -1;
 		/* with parity to fall back on, do not wait for a provider known down or slow */
 		check_slow_providers(r);
-		if (r->m > 0 && (r->slow[d] || provider_is_down(r->providers[d])))
+		if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
 			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
 		if (set >= 0)
@@ -442,6 +450,7 @@ healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, ProviderRequest
 		reqs[nreqs].length = b - a;
 		reqs[nreqs].buf = (char *) buf[d];
 		reqs[nreqs].no_retry = (r->m > 0);
+		reqs[nreqs].hedge = (r->m > 0);
 		reqs[nreqs].buf_aligned_io = true;
 		shard_of[nreqs++] = d;
 	}
@@ -593,7 +602,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		}
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
-			if (!skip[i] && r->slow[i])
+			if (!skip[i] && (r->slow[i] || r->avoid[i]))
 			{
 				skip[i] = true;
 				skipped_some = true;

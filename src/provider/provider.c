@@ -431,6 +431,7 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->not_found = false;
 		r->http_status = 0;
 		r->result_size = 0;
+		r->abandoned = false;
 		r->error = NULL;
 		if (r->provider->type == PROVIDER_S3)
 			s3reqs[ns3++] = r;

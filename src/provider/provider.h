@@ -98,6 +98,9 @@ typedef struct ProviderRequest
 	size_t		datalen;
 	ProviderUpload *upload;		/* upload ops */
 	bool		no_retry;		/* fail fast: the caller has alternatives (parity) */
+	/* may be abandoned when it lags far behind the rest of its batch, all of
+	 * which succeeded: the caller can do without it (s3 only) */
+	bool		hedge;
 	/* POP_GET: buf - offset % PROVIDER_IO_ALIGN is aligned, and bytes from
 	 * there up to the next aligned end after buf + length may be
 	 * overwritten: the file backend then reads straight into buf */
@@ -109,6 +112,7 @@ typedef struct ProviderRequest
 	int			http_status;	/* s3 only; 0 otherwise */
 	uint64		result_size;	/* POP_GET: bytes read; POP_HEAD: object size */
 	double		latency_ms;
+	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
 	char	   *error;			/* palloc'd, NULL when ok; never contains secrets */
 } ProviderRequest;
 

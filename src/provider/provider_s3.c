@@ -1401,6 +1401,40 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * the multi loop
  * --------------------------------------------------------------------- */
 
+/*
+ * Hedging: when every request still running may be abandoned (ProviderRequest
+ * .hedge) and the others all succeeded, the stragglers get
+ * HEDGE_FACTOR times the slowest finished one's time (at least HEDGE_MIN_MS)
+ * after the last one finished; then they are given up, and the caller reads
+ * around them (parity) instead of waiting for one slow provider.
+ */
+#define HEDGE_MIN_MS	100
+#define HEDGE_FACTOR	3
+
+/* How long the stragglers may still take (ms); -1 if hedging does not apply. */
+static long
+s3_hedge_remaining(S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms)
+{
+	int			ok = 0;
+	long		grace;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (ts[i]->state == TS_DONE)
+		{
+			if (!ts[i]->req->ok)
+				return -1;		/* a failure: the caller reads around it anyway */
+			ok++;
+		}
+		else if (!ts[i]->req->hedge)
+			return -1;
+	}
+	if (ok == 0 || ok == n)
+		return -1;
+	grace = Max((long) HEDGE_MIN_MS, (long) (HEDGE_FACTOR * slowest_ms));
+	return Max(grace - TimestampDifferenceMilliseconds(last_done, GetCurrentTimestamp()), 0);
+}
+
 static void
 s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 {
@@ -1408,6 +1442,8 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 	int			maxrun = Max(destor_max_concurrent_requests, 1);
 	int			ndone = 0;
 	int			i;
+	TimestampTz last_done = 0;
+	double		slowest_ms = 0;
 
 	for (i = 0; i < n; i++)
 		if (ts[i]->state == TS_DONE)
@@ -1468,11 +1504,38 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 						continue;
 					s3_transfer_finish(t, msg->data.result, resultcxt);
 					if (t->state == TS_DONE)
+					{
 						ndone++;
+						last_done = GetCurrentTimestamp();
+						slowest_ms = Max(slowest_ms, t->req->latency_ms);
+					}
 				}
 			}
 			if (ndone >= n)
 				break;
+			if (s3_hedge_remaining(ts, n, last_done, slowest_ms) == 0)
+			{
+				/* the stragglers are too slow: give them up */
+				now = GetCurrentTimestamp();
+				for (i = 0; i < n; i++)
+				{
+					S3Transfer *t = ts[i];
+
+					if (t->state == TS_DONE)
+						continue;
+					s3_transfer_release(t);
+					t->state = TS_DONE;
+					t->req->ok = false;
+					t->req->abandoned = true;
+					t->req->latency_ms = t->first_start ?
+						(double) (now - t->first_start) / 1000.0 : 0;
+					t->req->error = MemoryContextStrdup(resultcxt,
+														psprintf("provider \"%s\": abandoned after %.0f ms, far slower than the others",
+																 t->provider->name, t->req->latency_ms));
+					ndone++;
+				}
+				break;
+			}
 
 			/*
 			 * Sleep until there is network activity, a retry is due or the
@@ -1480,6 +1543,12 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 			 */
 			now = GetCurrentTimestamp();
 			wait_ms = S3_POLL_INTERVAL_MS;
+			{
+				long		hedge = s3_hedge_remaining(ts, n, last_done, slowest_ms);
+
+				if (hedge >= 0)
+					wait_ms = Min(wait_ms, Max(hedge, 1));
+			}
 			nrunning = 0;
 			for (i = 0; i < n; i++)
 				if (ts[i]->state == TS_RUNNING)

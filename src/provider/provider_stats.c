@@ -28,6 +28,7 @@
 #define LATENCY_WINDOW		256
 #define LAST_ERROR_LEN		256
 #define RECENT_READS		4		/* the fastest of these is a provider's read speed */
+#define PROVIDER_KNOWN_SLOW_MS	1e9	/* the read time of a provider found slow lately */
 
 typedef struct ProviderStatsEntry
 {
@@ -154,6 +155,18 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			(r->http_status == 0 || r->http_status >= 500);
 
 		e->requests++;
+		if (r->abandoned)
+		{
+			/* given up by a hedge: slow, not failing */
+			if (e->slow_since == 0 ||
+				TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
+				e->slow_since = now;
+			e->latencies[e->latency_pos] = (float4) r->latency_ms;
+			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
+			if (e->nlatencies < LATENCY_WINDOW)
+				e->nlatencies++;
+			continue;
+		}
 		if (r->op == POP_GET && r->ok)
 		{
 			e->bytes_read += r->result_size;
@@ -215,8 +228,11 @@ provider_recent_read_ms(Provider *p)
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	if (e && e->nrecent > 0 &&
-		!TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
+	if (e && e->slow_since != 0 &&
+		!TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
+		ms = PROVIDER_KNOWN_SLOW_MS;	/* found slow lately: avoided until the interval ends */
+	else if (e && e->nrecent > 0 &&
+			 !TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
 	{
 		/* the fastest, so that one hiccup does not make a provider slow */
 		ms = e->recent_reads[0];
@@ -232,10 +248,13 @@ provider_mark_slow(Provider *p)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
+	TimestampTz now = GetCurrentTimestamp();
 
 	stats_lock(s, LW_EXCLUSIVE);
 	e = stats_entry(s, p->serverid, true);
-	e->slow_since = GetCurrentTimestamp();
+	/* not renewed while it lasts: when it ends, a read measures the provider again */
+	if (e->slow_since == 0 || TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
+		e->slow_since = now;
 	stats_unlock(s);
 }
 

@@ -1,7 +1,8 @@
 # Reads do not wait for one slow provider: a provider much slower than the
 # others of its pool is avoided (its shards are rebuilt from parity instead)
 # while it stays slow, shown as degraded in destor.provider_status, and used
-# again once it is fast.  Six real s3rver processes; the slow one sits
+# again once it is fast; a request to a provider that turns slow mid-way is
+# given up (hedged) instead of waited for.  Six real s3rver processes; the slow one sits
 # behind a TCP proxy that holds every request for a while.
 use strict;
 use warnings;
@@ -88,6 +89,23 @@ is($state->(), 'up', 'the provider shows as up once the interval has passed');
 $s1_before = $requests->('s1');
 is($reads->(0, 10), $expect->(0, 10), 'reads are right once it is fast again');
 cmp_ok($requests->('s1') - $s1_before, '>=', 10, 'and every one of them used it');
+
+# a provider that turns slow in the middle of things: the read that meets it
+# does not wait for it (the request is given up and the stripe read from the
+# others), and the provider is then avoided — a 5 s delay under a 2.5 s
+# statement_timeout
+open($fh, '>', $delay_file) or die;
+print $fh "5000\n";
+close $fh;
+$s1_before = $requests->('s1');
+my ($rc, $out, $err) = $node->psql('postgres', "SET statement_timeout = '2500ms';
+	SELECT md5(string_agg(destor.blob_read('$blob', i * $range, $range), ''::bytea ORDER BY i))
+	  FROM generate_series(10, 13) i");
+is($rc, 0, 'the first read after the provider turned slow finishes well within the timeout') or diag($err);
+is($out, $expect->(10, 4), 'and is right');
+is($state->(), 'degraded', 'the provider it gave up on shows as degraded');
+cmp_ok($requests->('s1') - $s1_before, '<=', 1, 'one request went to it, and none after');
+unlink $delay_file;
 
 DestorTest::stop_delay_proxy($proxy);
 DestorTest::stop_s3($_) for @s3;
