@@ -78,6 +78,25 @@ SELECT m.moved, m.to_provider FROM destor.move_shards('p3', 'p2') m JOIN mv ON m
 SELECT md5(destor.blob_get(b)) = h AS intact FROM mv JOIN mv_expected e USING (i) WHERE i = 1;
 SELECT count(*) AS problems FROM destor.repair('seven');
 
+-- away and back in one transaction: the shards stay where they were, whole,
+-- whether it commits or rolls back
+BEGIN;
+SELECT count(*) FILTER (WHERE moved) > 0 AS some_moved
+  FROM destor.move_shards('p4', 'p3') m JOIN mv ON m.object_id = mv.b::uuid;
+SELECT count(*) FILTER (WHERE moved) > 0 AS some_back
+  FROM destor.move_shards('p3', 'p4') m JOIN mv ON m.object_id = mv.b::uuid AND m.to_provider = 'p4';
+ROLLBACK;
+SELECT count(*) AS problems_after_rollback FROM destor.repair('seven');
+BEGIN;
+CREATE TEMP TABLE went AS SELECT m.object_id, m.shard_index
+  FROM destor.move_shards('p4', 'p3') m JOIN mv ON m.object_id = mv.b::uuid WHERE m.moved;
+SELECT count(*) > 0 AS some_went FROM went;
+SELECT count(*) FILTER (WHERE moved) = (SELECT count(*) FROM went) AS all_back
+  FROM destor.move_shards('p3', 'p4') m JOIN went USING (object_id, shard_index);
+COMMIT;
+SELECT count(*) AS problems_after_commit FROM destor.repair('seven');
+SELECT bool_and(md5(destor.blob_get(mv.b)) = e.h) AS intact FROM mv JOIN mv_expected e USING (i);
+
 -- refused
 SELECT * FROM destor.move_shards('p4', 'p4');
 SELECT * FROM destor.move_shards('p4', 'nosuch');

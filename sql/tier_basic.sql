@@ -148,6 +148,53 @@ RESET ROLE;
 DELETE FROM destor.tiering_policies;
 DROP TABLE sales, pk_parent;
 
+-- names that need quoting, with quotes and percent signs in them
+CREATE SCHEMA "it's 100%";
+CREATE TABLE "it's 100%"."odd ""parent""" (at date NOT NULL, v int) PARTITION BY RANGE (at);
+CREATE TABLE "it's 100%"."odd 'part'" PARTITION OF "it's 100%"."odd ""parent"""
+  FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+INSERT INTO "it's 100%"."odd ""parent""" VALUES ('2020-02-02', 7);
+COMMENT ON TABLE "it's 100%"."odd 'part'" IS 'a comment with ''quotes'' and 50%';
+SELECT destor.tier_partition('"it''s 100%"."odd ''part''"', 'archive');
+SELECT obj_description('"it''s 100%"."odd ''part''"'::regclass, 'pg_class') AS comment,
+       (SELECT v FROM "it's 100%"."odd ""parent""") AS v;
+SELECT destor.recall_partition('"it''s 100%"."odd ''part''"');
+DROP SCHEMA "it's 100%" CASCADE;
+
+-- column privileges come along; row-level security is refused
+CREATE TABLE secured (at date NOT NULL, owner_name text, secret text) PARTITION BY RANGE (at);
+CREATE TABLE secured_1 PARTITION OF secured FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+GRANT SELECT (at, owner_name) ON secured_1 TO regress_destor_user;
+SELECT destor.tier_partition('secured_1', 'archive');
+SELECT has_column_privilege('regress_destor_user', 'secured_1', 'owner_name', 'SELECT') AS col_granted,
+       has_column_privilege('regress_destor_user', 'secured_1', 'secret', 'SELECT') AS secret_granted;
+SELECT destor.recall_partition('secured_1');
+ALTER TABLE secured_1 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_rows ON secured_1 USING (owner_name = current_user);
+SELECT destor.tier_partition('secured_1', 'archive');
+DROP TABLE secured;
+
+-- policies run as the table's owner, not as the superuser who applies them
+CREATE SCHEMA user_space AUTHORIZATION regress_destor_user;
+CREATE FUNCTION user_space.who(int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  RAISE NOTICE 'generated column computed as %', current_user;
+  RETURN 'g' || $1;
+END $$;
+ALTER FUNCTION user_space.who(int) OWNER TO regress_destor_user;
+SET ROLE regress_destor_user;
+CREATE TABLE user_space.owned (at date NOT NULL, v int, g text GENERATED ALWAYS AS (user_space.who(v)) STORED)
+  PARTITION BY RANGE (at);
+CREATE TABLE user_space.owned_1 PARTITION OF user_space.owned FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+CREATE TABLE user_space.owned_2 PARTITION OF user_space.owned FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');
+INSERT INTO user_space.owned (at, v) VALUES ('2020-05-05', 1);
+RESET ROLE;
+INSERT INTO destor.tiering_policies VALUES ('user_space.owned', 'archive', 1, NULL);
+SELECT * FROM destor.apply_tiering_policies();
+SELECT current_user = 'regress_destor_user' AS still_me, g FROM user_space.owned;
+DELETE FROM destor.tiering_policies;
+DROP SCHEMA user_space CASCADE;
+
 -- list partitions tier too (one at a time)
 CREATE TABLE regions (region text, amount numeric) PARTITION BY LIST (region);
 CREATE TABLE regions_eu PARTITION OF regions FOR VALUES IN ('eu', 'uk');

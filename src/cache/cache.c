@@ -349,7 +349,13 @@ claim_slot(bool derived)
 			LWLock	   *oldlock = partition_lock(oldhash);
 
 			LWLockAcquire(oldlock, LW_EXCLUSIVE);
-			if (pg_atomic_read_u32(&s->pins) != 1 || (derived && s->valid && !is_derived(&s->key)))
+			if (!s->valid)
+			{
+				/* emptied meanwhile (destor.cache_reset()): free, and ours */
+				LWLockRelease(oldlock);
+				return idx;
+			}
+			if (pg_atomic_read_u32(&s->pins) != 1 || (derived && !is_derived(&s->key)))
 			{
 				/* a reader got to it first, or it holds a real page now: leave it */
 				LWLockRelease(oldlock);

@@ -469,20 +469,25 @@ catalog_list_objects(const char *pool)
 	return ids;
 }
 
-/* Record what a check found of a shard: 'ok', 'missing' or 'corrupt'. */
+/*
+ * Record what a check found of a shard on a provider: 'ok', 'missing' or
+ * 'corrupt' (nothing if the shard has moved elsewhere meanwhile).
+ */
 void
-catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *state)
+catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider,
+						const char *state)
 {
 	CatalogUser cu;
-	Oid			types[3] = {UUIDOID, INT4OID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {UUIDOID, INT4OID, TEXTOID, NAMEOID};
+	Datum		values[4];
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(id);
 	values[1] = Int32GetDatum(shard);
 	values[2] = CStringGetTextDatum(state);
+	values[3] = DirectFunctionCall1(namein, CStringGetDatum(provider));
 	catalog_exec("UPDATE destor.shards SET state = $3 WHERE object_id = $1 AND shard_index = $2 "
-				 "AND state IS DISTINCT FROM $3", 3, types, values, NULL, SPI_OK_UPDATE);
+				 "AND provider = $4 AND state IS DISTINCT FROM $3", 4, types, values, NULL, SPI_OK_UPDATE);
 	catalog_leave(&cu);
 }
 
@@ -506,21 +511,29 @@ catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *pro
 	return found;
 }
 
-/* A shard now lives on another provider, whole. */
-void
-catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider)
+/*
+ * A shard now lives on another provider, whole.  False if it was not on
+ * "from" any more (moved by someone else meanwhile): nothing changes then.
+ */
+bool
+catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *from, const char *to)
 {
 	CatalogUser cu;
-	Oid			types[3] = {UUIDOID, INT4OID, NAMEOID};
-	Datum		values[3];
+	Oid			types[4] = {UUIDOID, INT4OID, NAMEOID, NAMEOID};
+	Datum		values[4];
+	bool		moved;
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(id);
 	values[1] = Int32GetDatum(shard);
-	values[2] = DirectFunctionCall1(namein, CStringGetDatum(provider));
+	values[2] = DirectFunctionCall1(namein, CStringGetDatum(to));
+	values[3] = DirectFunctionCall1(namein, CStringGetDatum(from));
 	catalog_exec("UPDATE destor.shards SET provider = $3, state = 'ok' "
-				 "WHERE object_id = $1 AND shard_index = $2", 3, types, values, NULL, SPI_OK_UPDATE);
+				 "WHERE object_id = $1 AND shard_index = $2 AND provider = $4",
+				 4, types, values, NULL, SPI_OK_UPDATE);
+	moved = SPI_processed == 1;
 	catalog_leave(&cu);
+	return moved;
 }
 
 /*

@@ -31,9 +31,11 @@ extern bool catalog_object_exists(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
 extern void catalog_forget_retired(TimestampTz cutoff);
 extern List *catalog_list_objects(const char *pool);
-extern void catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *state);
+extern void catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider,
+									const char *state);
 extern bool catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider);
-extern void catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider);
+extern bool catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *from,
+							   const char *to);
 extern int	catalog_shards_on(const char *provider, uint8 **ids, int **shards);
 
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);

@@ -85,7 +85,8 @@ destor_repair(PG_FUNCTION_ARGS)
 
 			/* unreachable says nothing about the shard itself: leave its state */
 			if (!dry_run && (c->rebuilt || c->found != SHARD_FOUND_UNREACHABLE))
-				catalog_set_shard_state(meta->id, i, c->rebuilt ? "ok" : found_name(c->found));
+				catalog_set_shard_state(meta->id, i, meta->shards[i].provider,
+										c->rebuilt ? "ok" : found_name(c->found));
 			if (c->found == SHARD_FOUND_OK)
 				continue;
 			if (c->rebuilt)
@@ -251,11 +252,12 @@ destor_move_shards(PG_FUNCTION_ARGS)
 		}
 		if (why == NULL)
 			why = object_move_shard(meta, shard, provider_lookup_by_name(target, false));
-		if (why == NULL)
+		if (why == NULL && !catalog_move_shard(meta->id, shard, from, target))
+			why = pstrdup("the shard was moved by another session meanwhile");	/* the copy is an orphan */
+		else if (why == NULL)
 		{
 			Provider   *old_provider = provider_lookup_by_name(from, true);
 
-			catalog_move_shard(meta->id, shard, target);
 			if (old_provider)
 				object_delete_shard_at_commit(meta->id, shard, old_provider);
 		}

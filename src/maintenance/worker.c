@@ -113,9 +113,14 @@ maintenance_round(void)
 	int64		orphans = 0;
 	int64		tiered = 0;
 	bool		installed;
+	int			save_nestlevel;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* nothing in anybody's schema may stand in for what the round calls */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "destor maintenance: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -130,7 +135,8 @@ maintenance_round(void)
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		problems = query_int8(sql);
 		rebuilt = result_int8(2);
-		sql = psprintf("SELECT coalesce(sum(destor.cleanup_orphans(s.srvname, make_interval(secs => %d))), 0)::int8"
+		sql = psprintf("SELECT COALESCE(pg_catalog.sum(destor.cleanup_orphans(s.srvname,"
+					   "         pg_catalog.make_interval(secs => %d::pg_catalog.float8))), 0)::pg_catalog.int8"
 					   "  FROM pg_catalog.pg_foreign_server s"
 					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
 					   " WHERE w.fdwname = 'destor'", maintenance_orphan_age_s);
@@ -139,6 +145,7 @@ maintenance_round(void)
 	}
 
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

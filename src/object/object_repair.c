@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "utils/memutils.h"
 
 #include "object.h"
 
@@ -162,7 +163,12 @@ rebuild_flush(Repair *rp, Rebuild *rb)
 {
 	if (rb->upload == NULL)
 	{
-		rb->upload = provider_upload_create(rb->dest, rp->keys[rb->shard]);
+		/* tracked until the transaction ends: it must outlive this statement's memory */
+		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
+
+		rb->upload = provider_upload_create(provider_copy(rb->dest, CurTransactionContext),
+											rp->keys[rb->shard]);
+		MemoryContextSwitchTo(old);
 		object_track_upload(rb->upload);
 		if (!rebuild_request(rp, rb, POP_UPLOAD_BEGIN, NULL, 0))
 			return false;

@@ -110,13 +110,37 @@ tracked_shard_make(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
 	return t;
 }
 
-/* One shard written to p by this transaction: deleted if it aborts. */
+/*
+ * One shard written to p by this transaction: deleted if it aborts.  If
+ * this transaction was to delete that very shard from p at commit (a shard
+ * moved away and back), the copy there is the original: it is kept either
+ * way, so the pending deletion is dropped and the write not tracked.
+ */
 void
 object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
 {
-	TrackedObject *t = tracked_shard_make(id, shard, p);
-	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+	TrackedObject *t;
+	MemoryContext old;
+	ListCell   *lc;
 
+	foreach(lc, deleted_objects)
+	{
+		TrackedObject *d = lfirst(lc);
+
+		bool		same = memcmp(d->id, id, CODEC_OBJID_LEN) == 0 && d->nshards == shard + 1 &&
+			d->providers[shard] != NULL && d->providers[shard]->serverid == p->serverid;
+
+		/* only a one-shard entry (from a move), not a whole object's */
+		for (int j = 0; same && j < shard; j++)
+			same = d->providers[j] == NULL;
+		if (same)
+		{
+			deleted_objects = foreach_delete_current(deleted_objects, lc);
+			return;
+		}
+	}
+	t = tracked_shard_make(id, shard, p);
+	old = MemoryContextSwitchTo(object_xact_cxt());
 	written_objects = lappend(written_objects, t);
 	MemoryContextSwitchTo(old);
 }

@@ -27,6 +27,8 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "utils/resowner.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/partition.h"
@@ -67,6 +69,19 @@ qualified_name(Oid relid)
 {
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
+}
+
+static Oid
+rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /* Is this a foreign table of the destor table wrapper? */
@@ -136,9 +151,34 @@ check_partition(Oid relid, const char *action)
 }
 
 /*
- * Swap the old partition for the new table: same bounds, privileges,
- * owner and comment, then the old one is dropped and the new one takes its
- * name.  Both are in the same schema.
+ * The parent's ACCESS EXCLUSIVE lock for DETACH and ATTACH.  We hold the
+ * partition's SHARE lock since the copy; a session that holds the parent
+ * and waits for the partition (an UPDATE through the parent) would form a
+ * deadlock with a plain wait, and the deadlock detector would likely kill
+ * that session, not us.  So the lock is first tried without waiting for a
+ * while (we are in nobody's way then); only after that do we queue for it,
+ * and if a deadlock is found then it is ours to lose.
+ */
+#define SWAP_LOCK_POLL_MS	5000
+
+static void
+lock_parent_for_swap(Oid parent)
+{
+	for (int waited = 0; waited < SWAP_LOCK_POLL_MS; waited += 20)
+	{
+		if (ConditionalLockRelationOid(parent, AccessExclusiveLock))
+			return;
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	LockRelationOid(parent, AccessExclusiveLock);
+}
+
+/*
+ * Swap the old partition for the new table: same bounds, privileges
+ * (table and column), owner and comment, then the old one is dropped and
+ * the new one takes its name.  Both are in the same schema.
  */
 static void
 swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
@@ -149,6 +189,7 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 	char	   *parent_q = qualified_name(parent);
 	char	   *bound;
 	char	   *acl;
+	char	   *colacl;
 	char	   *comment;
 	char	   *owner;
 	char	   *scratch_rel = pstrdup(get_rel_name(newrel));
@@ -164,18 +205,29 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 		"  FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
 		" WHERE c.oid = %u AND a.grantee <> c.relowner",
 		quote_literal_cstr(new_q), oldrel));
-	comment = query_text(psprintf("SELECT format('COMMENT ON %s %s IS %%L', d)"
-								  "  FROM obj_description(%u, 'pg_class') d",
-								  newkind, new_q, oldrel));
+	/* column privileges too */
+	colacl = query_text(psprintf(
+		"SELECT string_agg(format('GRANT %%s (%%I) ON TABLE %%s TO %%s%%s;', a.privilege_type, att.attname, %s,"
+		"         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
+		"         CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), ' ')"
+		"  FROM pg_class c JOIN pg_attribute att ON att.attrelid = c.oid, aclexplode(att.attacl) a"
+		"  LEFT JOIN pg_roles r ON r.oid = a.grantee"
+		" WHERE c.oid = %u AND att.attnum > 0 AND NOT att.attisdropped AND a.grantee <> c.relowner",
+		quote_literal_cstr(new_q), oldrel));
+	comment = query_text(psprintf("SELECT obj_description(%u, 'pg_class')", oldrel));
 	owner = query_text(psprintf("SELECT quote_ident(r.rolname) FROM pg_class c JOIN pg_roles r"
 								"  ON r.oid = c.relowner WHERE c.oid = %u", oldrel));
 
+	lock_parent_for_swap(parent);
 	run_sql(psprintf("ALTER TABLE %s DETACH PARTITION %s", parent_q, old_q), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent_q, new_q, bound), SPI_OK_UTILITY);
 	if (acl)
 		run_sql(acl, SPI_OK_UTILITY);
+	if (colacl)
+		run_sql(colacl, SPI_OK_UTILITY);
 	if (comment)
-		run_sql(comment, SPI_OK_UTILITY);
+		run_sql(psprintf("COMMENT ON %s %s IS %s", newkind, new_q, quote_literal_cstr(comment)),
+				SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER %s %s OWNER TO %s", newkind, new_q, owner), SPI_OK_UTILITY);
 	run_sql(psprintf("DROP %s %s", strcmp(newkind, "TABLE") == 0 ? "FOREIGN TABLE" : "TABLE", old_q),
 			SPI_OK_UTILITY);
@@ -298,6 +350,16 @@ tier_one(Oid relid, Name poolname)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a destor pool", NameStr(*poolname)),
 				 errhint("Give a server of the destor foreign-data wrapper.")));
+
+	/* foreign tables have no row-level security: the grants would expose every row */
+	if (query_text(psprintf("SELECT CASE WHEN c.relrowsecurity OR EXISTS (SELECT FROM pg_policy p"
+							"  WHERE p.polrelid = c.oid) THEN 'yes' END FROM pg_class c WHERE c.oid = %u",
+							relid)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot tier partition \"%s\": it has row-level security", name),
+				 errdetail("Foreign tables cannot have row-level security policies."),
+				 errhint("Keep the partition local, or disable row-level security and drop its policies first.")));
 
 	/* before copying anything: ATTACH would refuse a foreign table here */
 	if (query_text(psprintf("SELECT string_agg(quote_ident(c.relname), ', ')"
@@ -627,9 +689,20 @@ destor_apply_tiering_policies(PG_FUNCTION_ARGS)
 		PG_TRY();
 		{
 			ListCell   *pc;
+			Oid			save_userid;
+			int			save_sec;
 
+			/*
+			 * As the table's owner, in a restricted operation (as ANALYZE
+			 * does): the copy runs the owner's code (generated columns,
+			 * defaults), which must not run with our privileges.
+			 */
+			GetUserIdAndSecContext(&save_userid, &save_sec);
+			SetUserIdAndSecContext(rel_owner(p->parent),
+								   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 			foreach(pc, policy_partitions(p->parent, p->keep_local, p->older_than))
 				done = lappend_oid(done, with_safe_path(tier_one, lfirst_oid(pc), &p->pool));
+			SetUserIdAndSecContext(save_userid, save_sec);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -644,6 +717,10 @@ destor_apply_tiering_policies(PG_FUNCTION_ARGS)
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
+			/* a cancel or a shutdown stops everything, not just this policy */
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+				ReThrowError(edata);
 			ereport(WARNING,
 					(errcode(edata->sqlerrcode),
 					 errmsg("tiering policy of table \"%s\" failed: %s", name, edata->message),
