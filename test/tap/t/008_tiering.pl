@@ -63,6 +63,55 @@ cmp_ok(scalar(@shards), '>=', 3 * 6, 'every tiered partition has shards on all s
 is(scalar(map { DestorTest::files_containing($_->{dir}, 'refund') } @s3), 0,
 	'no file of any provider contains a plaintext value');
 
+# an UPDATE through the parent that waits for the partition being tiered
+# (it holds the parent) is not the one a deadlock kills: the tiering gives
+# way (it fails and can be tried again), the UPDATE goes through.  A
+# generated column waits on an advisory lock, so the copy can be held in
+# the middle while the UPDATE comes in.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION gate(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM pg_advisory_lock_shared(42);
+  PERFORM pg_advisory_unlock_shared(42);
+  RETURN $1;
+END $$;
+CREATE TABLE busy (at date NOT NULL, n int, g int GENERATED ALWAYS AS (gate(n)) STORED)
+  PARTITION BY RANGE (at);
+CREATE TABLE busy_old PARTITION OF busy FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+CREATE TABLE busy_new PARTITION OF busy FOR VALUES FROM ('2021-01-01') TO ('2022-01-01');
+INSERT INTO busy (at, n) SELECT date '2020-01-01' + i % 366, i FROM generate_series(1, 2000) i;
+});
+my $gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(42)');
+my ($tier_out, $tier_err, $upd_out, $upd_err) = ('', '', '', '');
+my $tierer = IPC::Run::start(
+	[ 'psql', '-X', '-A', '-t', '-d', $node->connstr('postgres'), '-c',
+	  "SELECT destor.tier_partition('busy_old', 'archive')" ],
+	'>', \$tier_out, '2>', \$tier_err, IPC::Run::timeout(300));
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted})
+  or die 'the tiering did not reach its copy';
+my $updater = IPC::Run::start(
+	[ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
+	  "UPDATE busy SET n = -n WHERE n = 7" ],
+	'>', \$upd_out, '2>', \$upd_err, IPC::Run::timeout(300));
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+	WHERE c.relname = 'busy_old' AND NOT l.granted})
+  or die 'the UPDATE did not come to wait for the partition';
+$gate->query_safe('SELECT pg_advisory_unlock(42)');
+ok($updater->finish, 'the UPDATE through the parent went through') or diag($upd_err);
+$tierer->finish;
+$gate->quit;
+like($upd_out, qr/UPDATE 1/, 'it updated its row');
+like($tier_err, qr/deadlock detected/, 'the tiering gave way with a deadlock error');
+is($node->safe_psql('postgres', q{SELECT relkind FROM pg_class WHERE relname = 'busy_old'}), 'r',
+	'and left the partition as it was');
+is($node->safe_psql('postgres', 'SELECT count(*), sum(n) FROM busy'),
+	$node->safe_psql('postgres', 'SELECT 2000, sum(i) - 14 FROM generate_series(1, 2000) i'),
+	'the table holds every row, with the update');
+is($node->safe_psql('postgres', q{SELECT destor.tier_partition('busy_old', 'archive')}), 'busy_old',
+	'tried again, the tiering succeeds');
+$node->safe_psql('postgres', 'DROP TABLE busy; DROP FUNCTION gate(int)');
+
 # a provider stops: tiered data still reads (4 + 2), and a recall works
 DestorTest::stop_s3($s3[1]);
 $node->safe_psql('postgres', 'SELECT destor.cache_reset()');
