@@ -220,6 +220,23 @@ GRANT SELECT ON m2023_04 TO regress_destor_user;
 SET ROLE regress_destor_user;
 SELECT destor.tier_partition('m2023_04', 'archive');
 RESET ROLE;
+-- a partition that is itself partitioned: its leaves are tiered one by one
+CREATE TABLE nested (at date NOT NULL, region text) PARTITION BY RANGE (at);
+CREATE TABLE nested_2020 PARTITION OF nested FOR VALUES FROM ('2020-01-01') TO ('2021-01-01')
+  PARTITION BY LIST (region);
+CREATE TABLE nested_2020_eu PARTITION OF nested_2020 FOR VALUES IN ('eu');
+SELECT destor.tier_partition('nested_2020', 'archive');
+SELECT destor.tier_partition('nested_2020_eu', 'archive');
+DROP TABLE nested;
+-- a policy whose table was dropped is reported and skipped
+CREATE TABLE gone (at date NOT NULL) PARTITION BY RANGE (at);
+INSERT INTO destor.tiering_policies VALUES ('gone', 'archive', 1, NULL);
+CREATE TEMP TABLE gone_oid AS SELECT 'gone'::regclass::oid AS oid;
+DROP TABLE gone;
+SET client_min_messages = error;  -- the warning names the (varying) OID
+SELECT count(*) AS tiered FROM destor.apply_tiering_policies();
+RESET client_min_messages;
+DELETE FROM destor.tiering_policies WHERE parent::oid = (SELECT oid FROM gone_oid);
 
 DROP TABLE metrics, metrics_expected, regions, keyed, orders, ledger CASCADE;
 SELECT count(*) AS tiered_left FROM destor.tiered_partitions;

@@ -329,23 +329,6 @@ catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 	catalog_leave(&cu);
 }
 
-bool
-catalog_object_exists(const uint8 id[CODEC_OBJID_LEN])
-{
-	CatalogUser cu;
-	Oid			types[1] = {UUIDOID};
-	Datum		values[1];
-	bool		found;
-
-	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
-	catalog_exec("SELECT 1 FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
-				 SPI_OK_SELECT);
-	found = SPI_processed > 0;
-	catalog_leave(&cu);
-	return found;
-}
-
 void
 catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner)
 {

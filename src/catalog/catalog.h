@@ -27,7 +27,6 @@ extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);
 extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);
-extern bool catalog_object_exists(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
 extern void catalog_forget_retired(TimestampTz cutoff);
 extern List *catalog_list_objects(const char *pool);

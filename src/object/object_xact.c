@@ -441,11 +441,3 @@ object_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* Delete all shards of an object at once (cleanup tools). */
-void
-object_delete_shards_now(ObjectMeta *meta, bool quiet)
-{
-	TrackedObject *t = tracked_object_make(meta, true);
-
-	delete_tracked(list_make1(t), quiet ? "" : "now");
-}
