@@ -340,6 +340,13 @@ CREATE FUNCTION move_shards(from_provider name, to_provider name DEFAULT NULL)
                  detail text)
   AS 'MODULE_PATHNAME', 'destor_move_shards' LANGUAGE C VOLATILE;
 
+-- Spread a pool's shards evenly over the providers it lists now (shards on
+-- providers no longer listed move first); one row per shard moved.
+CREATE FUNCTION rebalance(pool name)
+  RETURNS TABLE (object_id uuid, shard_index integer, from_provider name, to_provider name,
+                 moved boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE STRICT;
+
 CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
   RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
@@ -363,3 +370,4 @@ REVOKE ALL ON FUNCTION apply_tiering_policies() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;

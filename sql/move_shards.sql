@@ -97,6 +97,28 @@ COMMIT;
 SELECT count(*) AS problems_after_commit FROM destor.repair('seven');
 SELECT bool_and(md5(destor.blob_get(mv.b)) = e.h) AS intact FROM mv JOIN mv_expected e USING (i);
 
+-- rebalance: p2 is still listed nowhere but holds shards (moved there
+-- above); the pool's shards go back to the listed providers, evenly
+SELECT count(*) > 0 AS on_p2_before FROM destor.shards s JOIN mv ON s.object_id = mv.b::uuid
+ WHERE s.provider = 'p2';
+SELECT count(*) FILTER (WHERE moved) > 0 AS moved_some, count(*) FILTER (WHERE NOT moved) AS refused
+  FROM destor.rebalance('seven');
+SELECT count(*) AS on_p2_after FROM destor.shards s JOIN mv ON s.object_id = mv.b::uuid
+ WHERE s.provider = 'p2';
+-- p2 joins the pool again: it gets its share
+ALTER SERVER seven OPTIONS (SET providers 'p1,p2,p3,p4,p5,p6,p7');
+SELECT count(*) FILTER (WHERE moved) > 0 AS moved_some, count(*) FILTER (WHERE to_provider = 'p2') > 0 AS p2_got_some
+  FROM destor.rebalance('seven');
+SELECT max(n) - min(n) <= 1 AS even, count(*) AS providers FROM (
+  SELECT s.provider, count(*) AS n FROM destor.shards s JOIN mv ON s.object_id = mv.b::uuid GROUP BY 1) x;
+SELECT bool_and(n = 6 AND d = 6) AS spread FROM (
+  SELECT count(*) AS n, count(DISTINCT provider) AS d FROM destor.shards s JOIN mv ON s.object_id = mv.b::uuid
+   GROUP BY s.object_id) x;
+SELECT count(*) AS moves_when_even FROM destor.rebalance('seven');
+SELECT bool_and(md5(destor.blob_get(mv.b)) = e.h) AS intact FROM mv JOIN mv_expected e USING (i);
+SELECT count(*) AS problems FROM destor.repair('seven');
+SELECT * FROM destor.rebalance('nopool');
+
 -- refused
 SELECT * FROM destor.move_shards('p4', 'p4');
 SELECT * FROM destor.move_shards('p4', 'nosuch');

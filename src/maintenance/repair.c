@@ -189,6 +189,32 @@ choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext ke
 	return pstrdup(best->name);
 }
 
+/*
+ * Move shard "shard" of an object from provider "from" to "to": the bytes,
+ * then the catalog; the old copy goes after commit.  NULL on success, else
+ * why not.
+ */
+static char *
+move_one(ObjectMeta *meta, int shard, const char *from, const char *to)
+{
+	Provider   *old_provider;
+	char	   *why;
+
+	for (int i = 0; i < meta->data_shards + meta->parity_shards; i++)
+		if (strcmp(meta->shards[i].provider, to) == 0)
+			return psprintf("provider \"%s\" already holds shard %d of this object", to, i);
+	why = object_move_shard(meta, shard, provider_lookup_by_name(to, false));
+	if (why != NULL)
+		return why;
+	if (!catalog_move_shard(meta->id, shard, from, to))
+		return pstrdup("the shard was moved by another session meanwhile");	/* the copy is an orphan */
+	old_provider = provider_lookup_by_name(from, true);
+	if (old_provider)
+		object_delete_shard_at_commit(meta->id, shard, old_provider);
+	meta->shards[shard].provider = pstrdup(to);
+	return NULL;
+}
+
 Datum
 destor_move_shards(PG_FUNCTION_ARGS)
 {
@@ -244,23 +270,8 @@ destor_move_shards(PG_FUNCTION_ARGS)
 				why = psprintf("no provider of pool \"%s\" is free for it; add one to the pool or name one",
 							   meta->pool);
 		}
-		else
-		{
-			for (int i = 0; i < meta->data_shards + meta->parity_shards && !why; i++)
-				if (strcmp(meta->shards[i].provider, target) == 0)
-					why = psprintf("provider \"%s\" already holds shard %d of this object", target, i);
-		}
 		if (why == NULL)
-			why = object_move_shard(meta, shard, provider_lookup_by_name(target, false));
-		if (why == NULL && !catalog_move_shard(meta->id, shard, from, target))
-			why = pstrdup("the shard was moved by another session meanwhile");	/* the copy is an orphan */
-		else if (why == NULL)
-		{
-			Provider   *old_provider = provider_lookup_by_name(from, true);
-
-			if (old_provider)
-				object_delete_shard_at_commit(meta->id, shard, old_provider);
-		}
+			why = move_one(meta, shard, from, target);
 		u = palloc(sizeof(pg_uuid_t));
 		memcpy(u->data, meta->id, CODEC_OBJID_LEN);
 		values[0] = UUIDPGetDatum(u);
@@ -275,6 +286,131 @@ destor_move_shards(PG_FUNCTION_ARGS)
 		else
 			nulls[4] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(percxt);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * destor.rebalance(pool): spread the pool's shards evenly over the
+ * providers it lists now — shards on providers no longer listed go first,
+ * then shards on providers holding more than their share go to the ones
+ * holding fewest (a provider added to the pool fills up this way).  Two
+ * shards of one object never share a provider.  One row per shard moved
+ * or that could not be.
+ */
+PG_FUNCTION_INFO_V1(destor_rebalance);
+
+typedef struct PoolLoad
+{
+	int			n;
+	char	  **names;			/* the pool's providers, as listed now */
+	int64	   *shards;			/* of the pool's objects, per provider */
+} PoolLoad;
+
+static int
+pool_load_index(PoolLoad *pl, const char *name)
+{
+	for (int i = 0; i < pl->n; i++)
+		if (strcmp(pl->names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+Datum
+destor_rebalance(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Pool	   *pool = pool_lookup(NameStr(*PG_GETARG_NAME(0)), false);
+	MemoryContext percxt;
+	PoolLoad	pl;
+	List	   *ids;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	pl.n = pool->nproviders;
+	pl.names = pool->provider_names;
+	pl.shards = palloc0(sizeof(int64) * pl.n);
+	ids = catalog_list_objects(pool->name);
+	percxt = AllocSetContextCreate(CurrentMemoryContext, "destor rebalance", ALLOCSET_DEFAULT_SIZES);
+
+	/* the load now */
+	foreach(lc, ids)
+	{
+		MemoryContext old = MemoryContextSwitchTo(percxt);
+		ObjectMeta *meta = catalog_get_object(lfirst(lc), true);
+
+		for (int i = 0; meta && i < meta->data_shards + meta->parity_shards; i++)
+		{
+			int			p = pool_load_index(&pl, meta->shards[i].provider);
+
+			if (p >= 0)
+				pl.shards[p]++;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(percxt);
+	}
+
+	foreach(lc, ids)
+	{
+		MemoryContext old;
+		ObjectMeta *meta;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(percxt);
+		meta = catalog_get_object(lfirst(lc), true);
+		for (int i = 0; meta && i < meta->data_shards + meta->parity_shards; i++)
+		{
+			char	   *from = pstrdup(meta->shards[i].provider);
+			int			src = pool_load_index(&pl, from);
+			int			dst = -1;
+			char	   *why;
+			Datum		values[6];
+			bool		nulls[6] = {0};
+			pg_uuid_t  *u;
+
+			for (int p = 0; p < pl.n; p++)
+			{
+				bool		used = false;
+
+				for (int j = 0; j < meta->data_shards + meta->parity_shards && !used; j++)
+					used = strcmp(meta->shards[j].provider, pl.names[p]) == 0;
+				if (!used && provider_lookup_by_name(pl.names[p], true) != NULL &&
+					(dst < 0 || pl.shards[p] < pl.shards[dst]))
+					dst = p;
+			}
+			/* moving must make things more even (or leave an unlisted provider) */
+			if (dst < 0 || (src >= 0 && pl.shards[dst] + 1 >= pl.shards[src]))
+			{
+				if (src >= 0)
+					continue;
+				why = psprintf("no provider of pool \"%s\" is free for it", pool->name);
+			}
+			else
+				why = move_one(meta, i, from, pl.names[dst]);
+			if (why == NULL)
+			{
+				if (src >= 0)
+					pl.shards[src]--;
+				pl.shards[dst]++;
+			}
+			u = palloc(sizeof(pg_uuid_t));
+			memcpy(u->data, meta->id, CODEC_OBJID_LEN);
+			values[0] = UUIDPGetDatum(u);
+			values[1] = Int32GetDatum(i);
+			values[2] = DirectFunctionCall1(namein, CStringGetDatum(from));
+			if (why == NULL)
+				values[3] = DirectFunctionCall1(namein, CStringGetDatum(pl.names[dst]));
+			else
+				nulls[3] = true;
+			values[4] = BoolGetDatum(why == NULL);
+			if (why)
+				values[5] = CStringGetTextDatum(why);
+			else
+				nulls[5] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);
 	}
