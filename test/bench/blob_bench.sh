@@ -26,25 +26,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # hand the run to an unprivileged user, because initdb refuses root.
 # ---------------------------------------------------------------------------
 if [ -z "${BENCH_WORKER_DIR:-}" ]; then
-	if [ -f "$here/../../scripts/pgenv.sh" ]; then
-		. "$here/../../scripts/pgenv.sh"
-	else
-		PG_CONFIG=${PG_CONFIG:-$(command -v pg_config)}
-		export PG_CONFIG PATH="$("$PG_CONFIG" --bindir):$PATH"
-	fi
-	top=$(cd "$here/../.." && pwd)
-	# a stale install would benchmark old code; say so rather than rebuild
-	# behind the user's back
-	installed="$("$PG_CONFIG" --pkglibdir)/destor.so"
-	if [ ! -f "$installed" ]; then
-		echo "blob_bench: destor is not installed ($installed missing); run make install" >&2
-		exit 1
-	fi
-	if [ -f "$top/destor.so" ] && ! cmp -s "$top/destor.so" "$installed"; then
-		echo "blob_bench: WARNING: $installed differs from $top/destor.so (run make install?)" >&2
-	fi
-	BENCH_REV=$(git -c safe.directory="$top" -C "$top" describe --always --dirty 2>/dev/null || echo unknown)
-	export BENCH_REV
+	. "$here/common.sh"
+	bench_find_postgres blob_bench
 
 	case ${BENCH_SIZE_MB:-1024} in *[!0-9]* | 0) echo "blob_bench: BENCH_SIZE_MB must be a positive number" >&2; exit 1 ;; esac
 
