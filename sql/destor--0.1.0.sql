@@ -347,6 +347,15 @@ CREATE FUNCTION rebalance(pool name)
                  moved boolean, detail text)
   AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE STRICT;
 
+-- What the maintenance worker did last (when destor is preloaded).
+CREATE FUNCTION maintenance_status_raw(OUT enabled boolean, OUT naptime_s integer, OUT database text,
+    OUT last_round_start timestamptz, OUT last_round_end timestamptz, OUT rounds bigint,
+    OUT failed_rounds bigint, OUT shard_problems bigint, OUT shards_rebuilt bigint,
+    OUT orphans_removed bigint, OUT partitions_tiered bigint, OUT last_error text)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_maintenance_status' LANGUAGE C;
+CREATE VIEW maintenance_status AS SELECT * FROM maintenance_status_raw();
+GRANT SELECT ON maintenance_status TO PUBLIC;
+
 CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
   RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 

@@ -37,6 +37,7 @@ destor_shmem_request(void)
 		prev_shmem_request_hook();
 	provider_stats_shmem_request();
 	cache_shmem_request();
+	maintenance_shmem_request();
 }
 
 static void
@@ -46,6 +47,7 @@ destor_shmem_startup(void)
 		prev_shmem_startup_hook();
 	provider_stats_shmem_startup();
 	cache_shmem_startup();
+	maintenance_shmem_startup();
 }
 
 void

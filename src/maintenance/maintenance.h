@@ -7,5 +7,7 @@
 
 extern void maintenance_define_gucs(void);
 extern void maintenance_register_worker(void);
+extern void maintenance_shmem_request(void);
+extern void maintenance_shmem_startup(void);
 
 #endif							/* DESTOR_MAINTENANCE_H */

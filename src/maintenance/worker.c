@@ -18,7 +18,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "funcapi.h"
+#include "storage/shmem.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -42,6 +48,46 @@ static bool maintenance_verify = false;
 static int	maintenance_orphan_age_s = 86400;
 
 PGDLLEXPORT void destor_maintenance_main(Datum arg);
+
+/* What the worker did last, for destor.maintenance_status (shared memory). */
+#define STATUS_ERROR_LEN	256
+
+typedef struct MaintenanceStatus
+{
+	slock_t		mutex;
+	TimestampTz round_start;
+	TimestampTz round_end;		/* of the last round that ended, well or not */
+	int64		rounds;
+	int64		failed_rounds;
+	int64		problems;		/* totals since the server started */
+	int64		rebuilt;
+	int64		orphans;
+	int64		tiered;
+	char		last_error[STATUS_ERROR_LEN];	/* of the last failed round */
+} MaintenanceStatus;
+
+static MaintenanceStatus *status = NULL;
+
+void
+maintenance_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(MaintenanceStatus)));
+}
+
+void
+maintenance_shmem_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	status = ShmemInitStruct("destor maintenance status", sizeof(MaintenanceStatus), &found);
+	if (!found)
+	{
+		memset(status, 0, sizeof(MaintenanceStatus));
+		SpinLockInit(&status->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
 
 void
 maintenance_define_gucs(void)
@@ -105,6 +151,11 @@ result_int8(int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
+/*
+ * One round.  An ERROR in it is reported and recorded, and the round's
+ * transaction rolled back (maintenance_round_guarded); the worker goes on
+ * with the next round.
+ */
 static void
 maintenance_round(void)
 {
@@ -157,6 +208,98 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("destor maintenance: %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
 						(long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
+	if (status)
+	{
+		SpinLockAcquire(&status->mutex);
+		status->round_end = GetCurrentTimestamp();
+		status->rounds++;
+		status->problems += problems;
+		status->rebuilt += rebuilt;
+		status->orphans += orphans;
+		status->tiered += tiered;
+		SpinLockRelease(&status->mutex);
+	}
+}
+
+static void
+maintenance_round_guarded(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (status)
+	{
+		SpinLockAcquire(&status->mutex);
+		status->round_start = GetCurrentTimestamp();
+		SpinLockRelease(&status->mutex);
+	}
+	PG_TRY();
+	{
+		maintenance_round();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (status)
+		{
+			SpinLockAcquire(&status->mutex);
+			status->round_end = GetCurrentTimestamp();
+			status->rounds++;
+			status->failed_rounds++;
+			strlcpy(status->last_error, edata->message ? edata->message : "unknown error",
+					STATUS_ERROR_LEN);
+			SpinLockRelease(&status->mutex);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(destor_maintenance_status);
+
+/* (enabled, naptime_s, database, round_start, round_end, rounds, failed_rounds,
+ *  problems, rebuilt, orphans, tiered, last_error) */
+Datum
+destor_maintenance_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[12];
+	bool		nulls[12] = {0};
+	MaintenanceStatus copy;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(&copy, 0, sizeof(copy));
+	if (status)
+	{
+		SpinLockAcquire(&status->mutex);
+		copy = *status;
+		SpinLockRelease(&status->mutex);
+	}
+	values[0] = BoolGetDatum(status != NULL && maintenance_naptime_s > 0);
+	values[1] = Int32GetDatum(maintenance_naptime_s);
+	values[2] = CStringGetTextDatum(maintenance_database);
+	values[3] = TimestampTzGetDatum(copy.round_start);
+	nulls[3] = copy.round_start == 0;
+	values[4] = TimestampTzGetDatum(copy.round_end);
+	nulls[4] = copy.round_end == 0;
+	values[5] = Int64GetDatum(copy.rounds);
+	values[6] = Int64GetDatum(copy.failed_rounds);
+	values[7] = Int64GetDatum(copy.problems);
+	values[8] = Int64GetDatum(copy.rebuilt);
+	values[9] = Int64GetDatum(copy.orphans);
+	values[10] = Int64GetDatum(copy.tiered);
+	if (copy.last_error[0])
+		values[11] = CStringGetTextDatum(copy.last_error);
+	else
+		nulls[11] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 void
@@ -190,6 +333,6 @@ destor_maintenance_main(Datum arg)
 												 maintenance_role[0] ? maintenance_role : NULL, 0);
 			connected = true;
 		}
-		maintenance_round();
+		maintenance_round_guarded();
 	}
 }

@@ -87,5 +87,21 @@ is($node->safe_psql('postgres', 'SELECT count(*), sum(v) FROM m'), $m_sum, 'the 
 like(slurp_file($node->logfile), qr/destor: rebuilt shard $index of object $blob on provider "$provider" \(it was missing\)/,
 	'and the shard it rebuilt');
 
+is($node->safe_psql('postgres', q{SELECT enabled, naptime_s, rounds > 0, shards_rebuilt, orphans_removed,
+	partitions_tiered, failed_rounds, last_error IS NULL FROM destor.maintenance_status}),
+	't|1|t|1|1|2|0|t', 'destor.maintenance_status shows the rounds and what they did');
+
+# a round that fails is recorded, and the worker goes on: run it as a role
+# that may not call destor.repair()
+$node->safe_psql('postgres', "CREATE ROLE maint_nobody LOGIN");
+$node->append_conf('postgresql.conf', "destor.maintenance_role = 'maint_nobody'\n");
+$node->restart;
+ok($node->poll_query_until('postgres', 'SELECT failed_rounds >= 2 FROM destor.maintenance_status'),
+	'rounds fail as the role without privileges, one after the other');
+like($node->safe_psql('postgres', 'SELECT last_error FROM destor.maintenance_status'),
+	qr/permission denied for function repair/, 'and the status says why');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'destor maintenance'}),
+	'1', 'the worker is still there');
+
 $node->stop;
 done_testing();
