@@ -512,7 +512,8 @@ catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *from,
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(to));
 	values[3] = DirectFunctionCall1(namein, CStringGetDatum(from));
 	catalog_exec("UPDATE destor.shards SET provider = $3, state = 'ok' "
-				 "WHERE object_id = $1 AND shard_index = $2 AND provider = $4",
+				 "WHERE object_id = $1 AND shard_index = $2 AND provider = $4 "
+				 "AND NOT EXISTS (SELECT FROM destor.shards o WHERE o.object_id = $1 AND o.provider = $3)",
 				 4, types, values, NULL, SPI_OK_UPDATE);
 	moved = SPI_processed == 1;
 	catalog_leave(&cu);
@@ -552,4 +553,26 @@ catalog_shards_on(const char *provider, uint8 **ids, int **shards)
 	}
 	catalog_leave(&cu);
 	return n;
+}
+
+/*
+ * Lock an object's row until the end of the transaction, so that two
+ * sessions moving its shards take turns; false if it does not exist (any
+ * more).  Callers read the object's placement again after this.
+ */
+bool
+catalog_lock_object(const uint8 id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(id);
+	catalog_exec("SELECT 1 FROM destor.objects WHERE object_id = $1 FOR UPDATE", 1, types, values,
+				 NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	catalog_leave(&cu);
+	return found;
 }

@@ -36,6 +36,7 @@ extern bool catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, con
 extern bool catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *from,
 							   const char *to);
 extern int	catalog_shards_on(const char *provider, uint8 **ids, int **shards);
+extern bool catalog_lock_object(const uint8 id[CODEC_OBJID_LEN]);
 
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);
 extern bool catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner);

@@ -256,14 +256,17 @@ destor_move_shards(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(percxt);
-		meta = catalog_get_object(id, true);
+		/* one mover at a time per object; then its placement as it is now */
+		meta = catalog_lock_object(id) ? catalog_get_object(id, true) : NULL;
 		if (meta == NULL)
 		{
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(percxt);
 			continue;
 		}
-		if (target == NULL)
+		if (strcmp(meta->shards[shard].provider, from) != 0)
+			why = pstrdup("the shard was moved by another session meanwhile");
+		else if (target == NULL)
 		{
 			target = choose_target(meta, from, &loads, callcxt);
 			if (target == NULL)
@@ -359,7 +362,8 @@ destor_rebalance(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(percxt);
-		meta = catalog_get_object(lfirst(lc), true);
+		/* one mover at a time per object; then its placement as it is now */
+		meta = catalog_lock_object(lfirst(lc)) ? catalog_get_object(lfirst(lc), true) : NULL;
 		for (int i = 0; meta && i < meta->data_shards + meta->parity_shards; i++)
 		{
 			char	   *from = pstrdup(meta->shards[i].provider);

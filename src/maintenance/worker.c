@@ -318,6 +318,8 @@ destor_maintenance_main(Datum arg)
 			events |= WL_TIMEOUT;
 		rc = WaitLatch(MyLatch, events, (long) maintenance_naptime_s * 1000L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* a cancel between rounds has nothing to cancel (outside a round it would end the worker) */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -357,14 +357,16 @@ note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 /*
  * Which providers to avoid as slow: those whose recent reads took more
  * than SLOW_FACTOR times, and SLOW_MARGIN_MS more than, the k-th fastest of
- * the object's providers (a provider not measured lately counts as fast,
- * so it is tried and measured).  There are always k providers at least as
- * fast as the k-th, so avoiding the slow ones never leaves too few.
+ * the object's providers (a provider not measured lately counts as fast as
+ * the fastest measured one, so it is tried and measured).  There are always
+ * k providers at least as fast as the k-th, so avoiding the slow ones never
+ * leaves too few.
  * Worked out again every SLOW_RECHECK_MS of a reader's life.
  */
 #define SLOW_FACTOR			3.0
 #define SLOW_MARGIN_MS		50.0
 #define SLOW_RECHECK_MS		100
+#define SLOW_UNUSABLE_MS	1e12	/* a provider that does not exist */
 
 static int
 cmp_double(const void *a, const void *b)
@@ -381,6 +383,7 @@ check_slow_providers(ObjectReader *r)
 	double		ms[CODEC_RS_MAX_SHARDS];
 	double		sorted[CODEC_RS_MAX_SHARDS];
 	double		kth;
+	double		fastest = -1;
 	TimestampTz now;
 
 	if (r->m == 0)
@@ -389,16 +392,36 @@ check_slow_providers(ObjectReader *r)
 	if (r->slow_checked != 0 && !TimestampDifferenceExceeds(r->slow_checked, now, SLOW_RECHECK_MS))
 		return;
 	r->slow_checked = now;
+
+	/*
+	 * A provider not measured lately is presumed as fast as the fastest
+	 * measured one (it is worth trying, and it gets measured then) — not
+	 * 0 ms, which with m >= k would make every measured provider look slow.
+	 * A provider that does not exist can serve nothing: it ranks last.
+	 */
 	for (int i = 0; i < r->n; i++)
 	{
-		ms[i] = r->providers[i] ? Max(provider_recent_read_ms(r->providers[i]), 0) : 0;
+		ms[i] = r->providers[i] ? provider_recent_read_ms(r->providers[i]) : SLOW_UNUSABLE_MS;
+		if (ms[i] >= 0 && (fastest < 0 || ms[i] < fastest))
+			fastest = ms[i];
+	}
+	if (fastest < 0)
+	{
+		memset(r->slow, 0, sizeof(bool) * r->n);
+		return;					/* nothing measured: nothing to compare */
+	}
+	for (int i = 0; i < r->n; i++)
+	{
+		if (ms[i] < 0)
+			ms[i] = fastest;
 		sorted[i] = ms[i];
 	}
 	qsort(sorted, r->n, sizeof(double), cmp_double);
 	kth = sorted[r->k - 1];
 	for (int i = 0; i < r->n; i++)
 	{
-		bool		slow = ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
+		bool		slow = r->providers[i] != NULL &&
+			ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
 
 		if (slow && !r->slow[i])
 			provider_mark_slow(r->providers[i]);

@@ -1418,6 +1418,8 @@ s3_hedge_remaining(S3Transfer **ts, int n, TimestampTz last_done, double slowest
 	int			ok = 0;
 	long		grace;
 
+	if (last_done == 0)
+		return -1;				/* nothing has come back during this batch yet */
 	for (int i = 0; i < n; i++)
 	{
 		if (ts[i]->state == TS_DONE)
@@ -1426,8 +1428,8 @@ s3_hedge_remaining(S3Transfer **ts, int n, TimestampTz last_done, double slowest
 				return -1;		/* a failure: the caller reads around it anyway */
 			ok++;
 		}
-		else if (!ts[i]->req->hedge)
-			return -1;
+		else if (!ts[i]->req->hedge || ts[i]->state != TS_RUNNING)
+			return -1;			/* one that has not even started is not slow */
 	}
 	if (ok == 0 || ok == n)
 		return -1;

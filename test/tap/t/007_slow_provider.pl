@@ -107,6 +107,28 @@ is($state->(), 'degraded', 'the provider it gave up on shows as degraded');
 cmp_ok($requests->('s1') - $s1_before, '<=', 1, 'one request went to it, and none after');
 unlink $delay_file;
 
+# all providers equally far away (100 ms each), parity never measured, m >= k:
+# that is not "slow", and the data shard's provider is used for every read
+my $far_file = "$base/far_ms";
+open($fh, '>', $far_file) or die;
+print $fh "100\n";
+close $fh;
+my @far = map { DestorTest::start_delay_proxy($s3[$_]->{port}, $far_file) } (3, 4, 5);
+my @far_providers = map { { %{ $s3[$_ + 3] }, port => $far[$_]->{port}, name => "far$_" } } (0, 1, 2);
+$node->safe_psql('postgres', DestorTest::providers_sql('farpool', 1, 2, @far_providers));
+my $far_blob = $node->safe_psql('postgres', "SELECT destor.blob_put('farpool', convert_to(repeat('far away ', 10000), 'UTF8'))");
+my $far_data = $node->safe_psql('postgres',
+	"SELECT provider FROM destor.blob_shards WHERE blob_id = '$far_blob' AND kind = 'data'");
+my $far_before = $requests->($far_data);
+for (1 .. 6)
+{
+	$node->safe_psql('postgres', "SELECT length(destor.blob_get('$far_blob'))");
+}
+cmp_ok($requests->($far_data) - $far_before, '>=', 6, 'a data provider as slow as all the others is not avoided');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM destor.provider_status WHERE provider LIKE 'far%' AND state <> 'up'}),
+	'0', 'and no provider of that pool shows as degraded');
+DestorTest::stop_delay_proxy($_) for @far;
+
 DestorTest::stop_delay_proxy($proxy);
 DestorTest::stop_s3($_) for @s3;
 $node->stop;
