@@ -91,6 +91,33 @@ is($node->safe_psql('postgres', q{SELECT enabled, naptime_s, rounds > 0, shards_
 	partitions_tiered, failed_rounds, last_error IS NULL FROM destor.maintenance_status}),
 	't|1|t|1|1|2|0|t', 'destor.maintenance_status shows the rounds and what they did');
 
+# scrubbing: with destor.maintenance_verify on, a chunk corrupted in place
+# (the trailer intact, so only reading every chunk finds it) is rewritten
+open(my $sf, '<:raw', $shard) or die;
+my $good = do { local $/; <$sf> };
+close $sf;
+cmp_ok(length($good), '>', 100 + 8 + 72, 'byte 100 of the shard is chunk data, not its trailer');
+open($sf, '+<:raw', $shard) or die;
+seek($sf, 100, 0);
+print $sf 'XXXXXXXX';
+close $sf;
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_verify = on; SELECT pg_reload_conf()");
+my $scrubbed = 0;
+for (1 .. 600)
+{
+	open($sf, '<:raw', $shard) or die;
+	my $now = do { local $/; <$sf> };
+	close $sf;
+	if ($now eq $good)
+	{
+		$scrubbed = 1;
+		last;
+	}
+	usleep(100_000);
+}
+ok($scrubbed, 'with destor.maintenance_verify the worker found the corrupt chunk and rewrote the shard');
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_verify = off; SELECT pg_reload_conf()");
+
 # a round that fails is recorded, and the worker goes on: run it as a role
 # that may not call destor.repair()
 $node->safe_psql('postgres', "CREATE ROLE maint_nobody LOGIN");
