@@ -67,6 +67,8 @@ for (1 .. 600)
 	usleep(100_000);
 }
 ok($done, 'after a reload the worker rebuilt the lost shard and removed the orphan');
+# from here on, writes happen while the worker runs: give them the default grace
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_orphan_age = '1d'; SELECT pg_reload_conf()");
 is(-s $shard, $size, 'the rebuilt shard has its size');
 is($node->safe_psql('postgres', "SELECT convert_from(destor.blob_get('$blob'), 'UTF8') = repeat('keep me ', 50000)"),
 	't', 'the blob reads');
@@ -93,19 +95,28 @@ is($node->safe_psql('postgres', q{SELECT enabled, naptime_s, rounds > 0, shards_
 
 # scrubbing: with destor.maintenance_verify on, a chunk corrupted in place
 # (the trailer intact, so only reading every chunk finds it) is rewritten
-open(my $sf, '<:raw', $shard) or die;
+my $noisy = $node->safe_psql('postgres', q{SELECT destor.blob_put('archive',
+	(SELECT decode(string_agg(md5(i::text), '' ORDER BY i), 'hex') FROM generate_series(1, 20000) i))});
+my ($nprov, $nindex) = split /\|/, $node->safe_psql('postgres',
+	"SELECT provider, shard_index FROM destor.blob_shards WHERE blob_id = '$noisy' AND kind = 'data' LIMIT 1");
+(my $nhex = $noisy) =~ s/-//g;
+my $nshard = "$base/$nprov/ds/" . substr($nhex, 0, 2) . "/$nhex.$nindex";
+open(my $sf, '<:raw', $nshard) or die;
 my $good = do { local $/; <$sf> };
 close $sf;
-cmp_ok(length($good), '>', 100 + 8 + 72, 'byte 100 of the shard is chunk data, not its trailer');
-open($sf, '+<:raw', $shard) or die;
-seek($sf, 100, 0);
+cmp_ok(length($good), '>', 50000, 'the shard holds a chunk of incompressible data');
+open($sf, '+<:raw', $nshard) or die;
+seek($sf, 1000, 0);
 print $sf 'XXXXXXXX';
 close $sf;
+sleep 3;
+my $still_bad = do { open(my $f, '<:raw', $nshard) or die; local $/; my $c = <$f>; close $f; $c ne $good };
+ok($still_bad, 'without verify the rounds do not notice it (its trailer is intact)');
 $node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_verify = on; SELECT pg_reload_conf()");
 my $scrubbed = 0;
 for (1 .. 600)
 {
-	open($sf, '<:raw', $shard) or die;
+	open($sf, '<:raw', $nshard) or die;
 	my $now = do { local $/; <$sf> };
 	close $sf;
 	if ($now eq $good)
