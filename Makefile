@@ -65,6 +65,7 @@ bench:
 	bash test/bench/blob_bench.sh
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
+	bash test/bench/tier_bench.sh
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*/*.h)
