@@ -31,28 +31,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 
 	case ${BENCH_ROWS:-4000000} in *[!0-9]* | "" | 0) echo "tier_bench: BENCH_ROWS must be a positive number" >&2; exit 1 ;; esac
 
-	dir=$(mktemp -d "${TMPDIR:-/tmp}/destor-bench.XXXXXX")
-	if [ "$(id -u)" != 0 ]; then
-		BENCH_WORKER_DIR=$dir exec bash "$0"
-	fi
-
-	user=${BENCH_USER:-destor_bench}
-	id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
-	cp "$0" "$dir/tier_bench.sh"
-	chown -R "$user" "$dir"
-	cleanup_root() {
-		if [ -f "$dir/pgdata/postmaster.pid" ]; then
-			runuser -u "$user" -- env PATH="$PATH" pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-		fi
-		rm -rf "$dir"
-	}
-	trap cleanup_root EXIT
-	trap 'exit 130' INT TERM HUP
-	rc=0
-	runuser -u "$user" -- env PATH="$PATH" PG_CONFIG="$PG_CONFIG" BENCH_REV="$BENCH_REV" \
-		BENCH_WORKER_DIR="$dir" BENCH_ROWS="${BENCH_ROWS:-}" BENCH_PORT="${BENCH_PORT:-}" \
-		bash "$dir/tier_bench.sh" || rc=$?
-	exit "$rc"
+	bench_hand_off tier_bench
 fi
 
 # ---------------------------------------------------------------------------
