@@ -17,8 +17,11 @@ else
   sudo make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 fi
 
-echo "== unit tests"
-make -s unitcheck
+suites=" ${DESTOR_SUITES:-unit regress tap} "
+if [[ $suites == *" unit "* ]]; then
+  echo "== unit tests"
+  make -s unitcheck
+fi
 
 if [ "$(id -u)" = 0 ]; then
   user=destor_test
@@ -35,6 +38,8 @@ if [ "$(id -u)" = 0 ]; then
   testdata=""
   [ -d "$work/testdata" ] && testdata="$work/testdata"
   runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" DESTOR_TESTDATA="$testdata" \
+    ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
+    ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then

@@ -26,8 +26,17 @@ rm -rf tmp_providers
 mkdir -p tmp_providers
 export DESTOR_REGRESS_DIR="$top/tmp_providers"
 
-echo "== pg_regress"
-make -s PG_CONFIG="$PG_CONFIG" installcheck || { cat regression.diffs 2>/dev/null | head -200; exit 1; }
+# DESTOR_SUITES (default "regress tap") picks suites; REGRESS and
+# PROVE_TESTS pick files within them, for a quicker run while developing.
+suites=" ${DESTOR_SUITES:-regress tap} "
 
-echo "== TAP"
-make -s PG_CONFIG="$PG_CONFIG" tapcheck
+if [[ $suites == *" regress "* ]]; then
+  echo "== pg_regress"
+  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} installcheck ||
+    { cat regression.diffs 2>/dev/null | head -200; exit 1; }
+fi
+
+if [[ $suites == *" tap "* ]]; then
+  echo "== TAP"
+  make -s PG_CONFIG="$PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} tapcheck
+fi
