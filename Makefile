@@ -7,10 +7,11 @@
 #   make unitcheck    C unit tests only (codec, S3 signer)
 #   make installcheck pg_regress suite against a running server (used by make test)
 #   make bench        benchmarks (not part of make test)
+#   make deb          the Debian package postgresql-15-destor, into dist/
 
 EXTENSION  = destor
 MODULE_big = destor
-DATA       = sql/destor--0.1.0.sql
+DATA       = sql/destor--0.1.0.sql sql/destor--0.1.0--0.2.0.sql
 
 OBJS = \
 	src/destor.o \
@@ -43,7 +44,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: demo test unitcheck tapcheck bench
+.PHONY: demo test unitcheck tapcheck bench deb
 
 unitcheck:
 	$(MAKE) -C test/unit check
@@ -57,6 +58,9 @@ tapcheck:
 
 demo:
 	bash scripts/demo.sh
+
+deb:
+	bash scripts/deb_build.sh
 
 test:
 	bash scripts/test.sh

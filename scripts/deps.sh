@@ -1,11 +1,15 @@
 #!/bin/bash
 # Install what destor needs to build and test, on Debian 12, if it is missing.
-# Usage: scripts/deps.sh [--test]   (--test adds the test-only tools)
+# Usage: scripts/deps.sh [--test|--deb]   (--test adds the test-only tools,
+# --deb what building the Debian package needs; tests build it too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libssl-dev
       libisal-dev libzstd-dev openssl)
+if [ "${1:-}" = "--deb" ] || [ "${1:-}" = "--test" ]; then
+  pkgs+=(dpkg-dev debhelper postgresql-server-dev-all fakeroot)
+fi
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(libipc-run-perl python3 python3-botocore procps)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

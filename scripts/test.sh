@@ -17,7 +17,7 @@ else
   sudo make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 fi
 
-suites=" ${DESTOR_SUITES:-unit regress tap} "
+suites=" ${DESTOR_SUITES:-unit deb regress tap} "
 if [[ $suites == *" unit "* ]]; then
   echo "== unit tests"
   make -s unitcheck
@@ -26,6 +26,10 @@ fi
 if [ "$(id -u)" = 0 ]; then
   user=destor_test
   id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
+  if [[ $suites == *" deb "* ]]; then
+    echo "== Debian package"
+    DESTOR_TEST_USER=$user bash scripts/deb_test.sh
+  fi
   work=$(mktemp -d /tmp/destor-test.XXXXXX)
   tar -C "$top" --exclude=.git --exclude='tmp_*' --exclude=results -cf - . | tar -C "$work" -xf -
   # the shared test data sets (../shared/testdata beside the checkout) go along

@@ -54,7 +54,8 @@ log_statement = 'none'
 destor.cache_size = '} . ($opts{cache_size} // '0') . qq{'
 } . ($opts{conf} // ''));
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION destor');
+	$node->safe_psql('postgres', 'CREATE EXTENSION destor')
+	  unless defined $opts{create_extension} && !$opts{create_extension};
 	return ($node, $keyfile);
 }
 
