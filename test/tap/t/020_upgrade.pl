@@ -29,13 +29,13 @@ members AS (
   SELECT d.classid, d.objid FROM pg_depend d, ext
   WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e')
 SELECT 'function ' || p.oid::regprocedure || ' returns ' || pg_get_function_result(p.oid)
-       || ' ' || p.provolatile || p.proparallel || p.proisstrict::text || p.prosecdef::text
+       || ' ' || p.provolatile::text || p.proparallel::text || p.proisstrict::text || p.prosecdef::text
        || ' src=' || p.prosrc || ' bin=' || coalesce(p.probin, '') || ' acl=' || coalesce(p.proacl::text, '')
        || ' config=' || coalesce(p.proconfig::text, '')
        || ' args=' || pg_get_function_arguments(p.oid)
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
 UNION ALL
-SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind || ' acl=' || coalesce(c.relacl::text, '')
+SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '')
        || ' options=' || coalesce(c.reloptions::text, '')
        || coalesce(' view=' || pg_get_viewdef(c.oid), '')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
