@@ -16,6 +16,7 @@
 
 #include "cache.h"
 #include "maintenance.h"
+#include "progress.h"
 #include "object.h"
 #include "table.h"
 #include "provider.h"
@@ -38,6 +39,7 @@ destor_shmem_request(void)
 	provider_stats_shmem_request();
 	cache_shmem_request();
 	maintenance_shmem_request();
+	progress_shmem_request();
 }
 
 static void
@@ -48,6 +50,7 @@ destor_shmem_startup(void)
 	provider_stats_shmem_startup();
 	cache_shmem_startup();
 	maintenance_shmem_startup();
+	progress_shmem_startup();
 }
 
 void
@@ -59,6 +62,7 @@ _PG_init(void)
 	maintenance_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
+	progress_init();
 	table_fdw_init();
 
 	/* shared state needs the library preloaded; without, per backend */
