@@ -69,8 +69,26 @@ bytea_datum(const void *data, size_t len)
  * (parsing and planning them on every blob_read cost more than the read).
  */
 static void
+catalog_exec_saved_at(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
+					  int expect, Snapshot snapshot);
+
+static void
 catalog_exec_saved(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
 				   int expect)
+{
+	catalog_exec_saved_at(saved, sql, nargs, types, values, expect, InvalidSnapshot);
+}
+
+/*
+ * The same, under the given snapshot when there is one: read-only, so no
+ * CommandCounterIncrement and no fresh snapshot, which is what a scan
+ * needs — it may run in parallel mode (a CTAS or matview over a parallel
+ * plan), and must see the catalog as its own snapshot does (a cursor
+ * fetching after a concurrent compaction committed).
+ */
+static void
+catalog_exec_saved_at(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
+					  int expect, Snapshot snapshot)
 {
 	int			rc;
 
@@ -85,7 +103,10 @@ catalog_exec_saved(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Da
 			elog(ERROR, "destor catalog statement could not be kept");
 		*saved = plan;
 	}
-	rc = SPI_execute_plan(*saved, values, NULL, false, 0);
+	if (snapshot != InvalidSnapshot)
+		rc = SPI_execute_snapshot(*saved, values, NULL, snapshot, InvalidSnapshot, true, false, 0);
+	else
+		rc = SPI_execute_plan(*saved, values, NULL, false, 0);
 	if (rc != expect)
 		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
 }
@@ -194,6 +215,13 @@ get_bytea(HeapTuple tup, TupleDesc desc, int col)
 ObjectMeta *
 catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 {
+	return catalog_get_object_at(id, missing_ok, InvalidSnapshot);
+}
+
+/* An object's metadata as the snapshot sees it (InvalidSnapshot: a fresh one). */
+ObjectMeta *
+catalog_get_object_at(const uint8 id[CODEC_OBJID_LEN], bool missing_ok, Snapshot snapshot)
+{
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
@@ -206,10 +234,11 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 
 	catalog_enter(&cu);
 	values[0] = uuid_datum(id);
-	catalog_exec_saved(&plan_get_object,
+	catalog_exec_saved_at(&plan_get_object,
 					   "SELECT pool::text, size, stream_size, block_size, chunk_size, data_shards, "
 					   "parity_shards, compressed, block_ends, key_version, key_id, wrapped_key "
-					   "FROM destor.objects WHERE object_id = $1", 1, types, values, SPI_OK_SELECT);
+					   "FROM destor.objects WHERE object_id = $1", 1, types, values, SPI_OK_SELECT,
+						  snapshot);
 	if (SPI_processed == 0)
 	{
 		catalog_leave(&cu);
@@ -286,9 +315,10 @@ catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok)
 
 	n = meta->data_shards + meta->parity_shards;
 	meta->shards = MemoryContextAllocZero(caller, sizeof(ObjectShard) * n);
-	catalog_exec_saved(&plan_get_shards,
+	catalog_exec_saved_at(&plan_get_shards,
 					   "SELECT shard_index, provider::text, state, size FROM destor.shards "
-					   "WHERE object_id = $1 ORDER BY shard_index", 1, types, values, SPI_OK_SELECT);
+					   "WHERE object_id = $1 ORDER BY shard_index", 1, types, values, SPI_OK_SELECT,
+						  snapshot);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	st = SPI_tuptable->vals[r];

@@ -9,6 +9,8 @@
 #ifndef DESTOR_CATALOG_H
 #define DESTOR_CATALOG_H
 
+#include "utils/snapshot.h"
+
 #include "object.h"
 
 /* Statements on the catalog: enter (switch user, connect SPI), exec, leave. */
@@ -26,6 +28,8 @@ extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 
 extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);
+extern ObjectMeta *catalog_get_object_at(const uint8 id[CODEC_OBJID_LEN], bool missing_ok,
+										Snapshot snapshot);
 extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
 extern void catalog_forget_retired(TimestampTz cutoff);

@@ -69,6 +69,8 @@ struct SegmentWriter
 	int64		total_rows;
 	char	   *chunkbuf;
 	size_t		chunkcap;
+	List	   *written;		/* SegmentDirectory of each segment this writer
+								 * recorded, with its ObjectMeta (in cxt) */
 };
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
@@ -501,8 +503,17 @@ segment_writer_finish_segment(SegmentWriter *w)
 	w->ow = NULL;
 
 	catalog_insert_object(meta);
-	catalog_insert_segment(w->opts->table_id, catalog_next_segment_no(), meta->id,
-						   w->seg_rows, dirb);
+	{
+		int64		segno = catalog_next_segment_no();
+		SegmentDirectory *written;
+
+		catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
+		written = segment_directory_parse(dirb);
+		written->segment_no = segno;
+		memcpy(written->object_id, meta->id, CODEC_OBJID_LEN);
+		written->meta = meta;
+		w->written = lappend(w->written, written);
+	}
 
 	/* start afresh */
 	w->seg_rows = 0;
@@ -514,6 +525,69 @@ segment_writer_finish_segment(SegmentWriter *w)
 		w->cols[i].seg_has_minmax = false;
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * segment_writer_pending: the rows this writer holds so far, as segment
+ * directories a scan can read, for a function called by the statement that
+ * writes them (it must see them, as with heap, though they are not in the
+ * catalog under its snapshot).  The segments recorded so far come with their
+ * object's metadata (they are in the catalog under later command ids only).
+ * A segment under way is finished first if row groups of it are in its
+ * object already; the row group being buffered is handed over in memory
+ * (mem_chunks: the null bitmap and values, as a chunk holds them, copied into
+ * the caller's context).  The recorded directories belong to the writer and
+ * live until segment_writer_finish.
+ */
+List *
+segment_writer_pending(SegmentWriter *w)
+{
+	List	   *result;
+	SegmentDirectory *mem;
+
+	if (w->nrowgroups > 0)
+	{
+		segment_writer_flush_rowgroup(w);
+		segment_writer_finish_segment(w);
+	}
+	result = list_copy(w->written);
+	if (w->rg_rowcount == 0)
+		return result;
+
+	mem = palloc0(sizeof(SegmentDirectory));
+	mem->segment_no = -1;
+	mem->row_count = w->rg_rowcount;
+	mem->nrowgroups = 1;
+	mem->ncols = w->ncols;
+	mem->typids = palloc0(sizeof(Oid) * Max(w->ncols, 1));
+	mem->kinds = palloc0(sizeof(uint8) * Max(w->ncols, 1));
+	mem->rg_rows = palloc(sizeof(uint32));
+	mem->rg_rows[0] = w->rg_rowcount;
+	mem->chunks = palloc0(sizeof(ChunkEntry) * Max(w->ncols, 1));
+	mem->rg_min = palloc0(sizeof(char *) * Max(w->ncols, 1));
+	mem->rg_max = palloc0(sizeof(char *) * Max(w->ncols, 1));
+	mem->seg_nulls = palloc0(sizeof(uint64) * Max(w->ncols, 1));
+	mem->seg_min = palloc0(sizeof(char *) * Max(w->ncols, 1));
+	mem->seg_max = palloc0(sizeof(char *) * Max(w->ncols, 1));
+	mem->mem_chunks = palloc0(sizeof(char *) * Max(w->ncols, 1));
+	for (int i = 0; i < w->ncols; i++)
+	{
+		ColumnBuffer *cb = &w->cols[i];
+		size_t		rawlen = cb->nulls.len + cb->values.len;
+
+		if (w->codecs[i].dropped)
+			continue;
+		mem->typids[i] = w->codecs[i].typid;
+		mem->kinds[i] = (uint8) w->codecs[i].kind;
+		mem->chunks[i].length = mem->chunks[i].raw_length = (uint32) rawlen;
+		mem->chunks[i].null_count = cb->null_count;
+		mem->chunks[i].kind = (uint8) w->codecs[i].kind;
+		mem->seg_nulls[i] = cb->null_count;
+		mem->mem_chunks[i] = MemoryContextAllocHuge(CurrentMemoryContext, Max(rawlen, 1));
+		memcpy(mem->mem_chunks[i], cb->nulls.data, cb->nulls.len);
+		memcpy(mem->mem_chunks[i] + cb->nulls.len, cb->values.data, cb->values.len);
+	}
+	return lappend(result, mem);
 }
 
 void

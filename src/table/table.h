@@ -81,6 +81,12 @@ typedef struct SegmentDirectory
 	/* deleted rows (visible to the reading snapshot); NULL when none */
 	uint8	   *deleted;
 	int64		deleted_count;
+	/* the statement reading it wrote it (segment_writer_pending): its
+	 * object's metadata, not read from the catalog; or NULL */
+	struct ObjectMeta *meta;
+	/* rows still buffered by a writer: one row group, each column's raw
+	 * chunk in memory (no object); or NULL */
+	char	  **mem_chunks;
 } SegmentDirectory;
 
 /* Row identity of a table row, carried in a tid: the segment's position in
@@ -99,6 +105,7 @@ extern SegmentWriter *segment_writer_create(Relation rel, TableOptions *opts);
 extern void segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls);
 extern void segment_writer_finish(SegmentWriter *w);
 extern int64 segment_writer_rows(SegmentWriter *w);
+extern List *segment_writer_pending(SegmentWriter *w);
 
 /* table_fdw.c */
 extern void table_fdw_init(void);

@@ -16,6 +16,7 @@
 #include "access/reloptions.h"
 #include "access/sysattr.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
@@ -65,7 +66,10 @@ typedef struct PlanInfo
 	Bitmapset  *attrs;			/* referenced columns, offset by FirstLowInvalidHeapAttributeNumber */
 } PlanInfo;
 
-static double estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals);
+static double estimate_read_rows(Oid relid, Index relno, List *segments, List *quals);
+static bool modify_in_progress(Oid relid);
+static List *add_pending_changes(Relation rel, Snapshot snapshot, List *segments);
+static List *planning_segments(TableOptions *opts);
 
 static void
 destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
@@ -73,9 +77,16 @@ destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 	PlanInfo   *pi = palloc0(sizeof(PlanInfo));
 	ListCell   *lc;
 	double		sel;
+	List	   *segments;
 
 	pi->opts = table_get_options(foreigntableid);
-	pi->rows = catalog_table_row_count(pi->opts->table_id);
+	segments = planning_segments(pi->opts);
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		pi->rows += dir->row_count - dir->deleted_count;
+	}
 
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &pi->attrs);
 	foreach(lc, baserel->baserestrictinfo)
@@ -86,7 +97,7 @@ destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 	}
 	baserel->fdw_private = pi;
 	baserel->tuples = pi->rows;
-	pi->read_rows = estimate_read_rows(foreigntableid, baserel->relid, pi->opts,
+	pi->read_rows = estimate_read_rows(foreigntableid, baserel->relid, segments,
 									   extract_actual_clauses(baserel->baserestrictinfo, false));
 	sel = clauselist_selectivity(root, baserel->baserestrictinfo, 0, JOIN_INNER, NULL);
 	baserel->rows = clamp_row_est(pi->rows * sel);
@@ -103,14 +114,68 @@ destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	Cost		total = startup + read_rows * (cpu_tuple_cost + 0.002 * ncols) +
 		baserel->rows * cpu_tuple_cost;
 
+	/*
+	 * A rel that references other rels laterally (an outer column in the
+	 * target list or quals of a LATERAL subquery pulled up into the join,
+	 * kept in a PlaceHolderVar) can only be scanned once those rels' values
+	 * are known: its one path must be parameterized by lateral_relids, as
+	 * set_plain_rel_pathlist does for heap tables.  Otherwise the planner
+	 * evaluates the outer references where they are not available (NULLs,
+	 * "variable not found in subplan target lists").
+	 */
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
-													   startup, total, NIL, NULL, NULL, NIL));
+													   startup, total, NIL,
+													   baserel->lateral_relids, NULL, NIL));
+
+	/*
+	 * Parameterized paths for join clauses: the scan reads the same row
+	 * groups whatever the parameter's value (pruning needs constants), but
+	 * with a nested loop the join clause filters at the scan, as a heap
+	 * table's parameterized paths do.  Offered for every outer rel that a
+	 * movable join clause links this one to.
+	 */
+	{
+		List	   *ppi_list = NIL;
+		ListCell   *lc;
+
+		foreach(lc, baserel->joininfo)
+		{
+			RestrictInfo *rinfo = lfirst(lc);
+			Relids		required_outer;
+			ParamPathInfo *param_info;
+
+			if (!join_clause_is_movable_to(rinfo, baserel))
+				continue;
+			required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
+			required_outer = bms_del_members(required_outer, baserel->relids);
+			if (bms_is_empty(required_outer))
+				continue;
+			param_info = get_baserel_parampathinfo(root, baserel, required_outer);
+			ppi_list = list_append_unique_ptr(ppi_list, param_info);
+		}
+		foreach(lc, ppi_list)
+		{
+			ParamPathInfo *param_info = lfirst(lc);
+			double		rows = param_info->ppi_rows;
+
+			add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, rows, startup,
+															   startup + read_rows * (cpu_tuple_cost + 0.002 * ncols) +
+															   rows * cpu_tuple_cost,
+															   NIL, param_info->ppi_req_outer,
+															   NULL, NIL));
+		}
+	}
 
 	/*
 	 * A parallel scan: workers take row groups from a shared counter, so
 	 * each is read once.  Worth it for tables of several row groups.
+	 * Partial paths cannot be parameterized: none for a lateral rel (as
+	 * for heap), nor while this backend is modifying the table (a function
+	 * called by that statement must see its pending changes, which only
+	 * this backend has).
 	 */
-	if (baserel->consider_parallel && read_rows > 2 * pi->opts->row_group_rows)
+	if (baserel->consider_parallel && baserel->lateral_relids == NULL &&
+		read_rows > 2 * pi->opts->row_group_rows && !modify_in_progress(foreigntableid))
 	{
 		int			workers = compute_parallel_worker(baserel, -1, -1,
 													  max_parallel_workers_per_gather);
@@ -199,6 +264,8 @@ typedef struct DestorScan
 	ColumnCodec *codecs;
 	bool	   *needed;			/* per attribute, 0-based */
 	Index		scanrelid;
+	Snapshot	snapshot;		/* what the scan sees, its catalog reads included;
+								 * InvalidSnapshot: a fresh one (compaction) */
 
 	DestorScanUnit   *units;
 	int			nunits;
@@ -359,14 +426,26 @@ stats_refute(DestorScan *st, List *quals, Bitmapset *qual_attrs, SegmentDirector
  * Planning: how many rows the scan will read, after the same pruning the
  * executor does (statistics from the catalog, no provider requests).
  */
+/*
+ * planning_segments: the table's segments, for estimates.  Read-only under
+ * the active snapshot (the one the planner's caller set), never with a
+ * CommandCounterIncrement: planning can happen inside a query that runs in
+ * parallel mode (a function called by a CTAS over a parallel plan).
+ */
+static List *
+planning_segments(TableOptions *opts)
+{
+	return catalog_table_segments(opts->table_id,
+								  ActiveSnapshotSet() ? GetActiveSnapshot() : NULL);
+}
+
 static double
-estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
+estimate_read_rows(Oid relid, Index relno, List *segments, List *quals)
 {
 	Relation	rel = RelationIdGetRelation(relid);
 	TupleDesc	desc = RelationGetDescr(rel);
 	DestorScan	st = {0};
 	Bitmapset  *qual_attrs = NULL;
-	List	   *segments;
 	ListCell   *lc;
 	double		rows = 0;
 	int			guclevel;
@@ -378,7 +457,6 @@ estimate_read_rows(Oid relid, Index relno, TableOptions *opts, List *quals)
 	for (int i = 0; i < st.natts; i++)
 		column_codec_init(&st.codecs[i], TupleDescAttr(desc, i));
 	pull_varattnos((Node *) quals, relno, &qual_attrs);
-	segments = catalog_table_segments(opts->table_id, NULL);
 	guclevel = text_io_enter();
 	foreach(lc, segments)
 	{
@@ -440,7 +518,20 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	 * (their text forms read under the settings they were written with) */
 	guclevel = text_io_enter();
 	/* the query's snapshot: an UPDATE or DELETE reads the same list */
-	segments = catalog_table_segments(st->opts->table_id, node->ss.ps.state->es_snapshot);
+	st->snapshot = node->ss.ps.state->es_snapshot;
+	segments = catalog_table_segments(st->opts->table_id, st->snapshot);
+	if (modify_in_progress(RelationGetRelid(rel)))
+	{
+		List	   *before = segments;
+
+		segments = add_pending_changes(rel, st->snapshot, segments);
+		if (segments != before && plan->scan.plan.parallel_aware)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot scan destor table \"%s\" in parallel while a statement that calls the scan modifies it",
+							RelationGetRelationName(rel)),
+					 errhint("Set max_parallel_workers_per_gather to 0 for this statement.")));
+	}
 	if (list_length(segments) >= TABLE_MAX_SEGMENTS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -514,13 +605,12 @@ chunk_plain(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, char *stored)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("a column chunk of destor table \"%s\" does not decompress",
 						RelationGetRelationName(st->rel))));
-	/* before load_column, which rewrites length words in place */
 	if (chunk_cacheable(e))
 		cache_insert_span(dir->object_id, e->offset, raw, e->raw_length);
 	return raw;
 }
 
-/* Decode a row group's column from its decompressed chunk (changed in place). */
+/* Decode a row group's column from its decompressed chunk (left as it is). */
 static void
 load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
 {
@@ -570,13 +660,20 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
 	if (e->kind == VALUE_VARLENA && st->codecs[att].kind == VALUE_VARLENA)
 	{
 		/*
-		 * Text, numeric, bytea, jsonb...: each value is a 4-byte length and
-		 * its bytes, so the length can be turned into a varlena header in
-		 * place and the value used where it lies (the chunk's buffer lives as
-		 * long as the row group) — no copy per value.
+		 * Text, numeric, bytea, arrays, ranges, jsonb...: each value is a
+		 * 4-byte length and its bytes.  The values are copied into one
+		 * buffer (of the row group's context), each at a MAXALIGN'ed
+		 * offset: PostgreSQL reads a varlena through its struct (arrays
+		 * align their elements, ranges their bounds, numerics their
+		 * digits relative to the value's start), so a value used where it
+		 * lies in the chunk, at whatever offset the values before it left,
+		 * reads back wrong or crashes the server.
 		 */
 		Datum	   *vals = st->values[att];
 		bool	   *isnull = st->nulls[att];
+		Size		cap = (Size) (end - p) + (Size) n * MAXIMUM_ALIGNOF;
+		char	   *out = MemoryContextAllocHuge(CurrentMemoryContext, Max(cap, 1));
+		char	   *o = (char *) MAXALIGN(out);
 
 		for (uint32 r = 0; r < n; r++)
 		{
@@ -599,8 +696,11 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("a column chunk of destor table \"%s\" is truncated",
 								RelationGetRelationName(st->rel))));
-			SET_VARSIZE((void *) p, vlen + VARHDRSZ);
-			vals[r] = PointerGetDatum(p);
+			Assert(o + VARHDRSZ + vlen <= out + cap);
+			SET_VARSIZE(o, vlen + VARHDRSZ);
+			memcpy(VARDATA(o), p + 4, vlen);
+			vals[r] = PointerGetDatum(o);
+			o += MAXALIGN(VARHDRSZ + vlen);
 			p += 4 + vlen;
 		}
 		return;
@@ -728,6 +828,40 @@ next_rowgroup(DestorScan *st)
 	MemoryContextReset(st->rgcxt);
 	memset(st->values, 0, sizeof(Datum *) * st->natts);
 	memset(st->nulls, 0, sizeof(bool *) * st->natts);
+	if (u->dir->mem_chunks)
+	{
+		/* rows the statement that called us still buffers: in memory */
+		old = MemoryContextSwitchTo(st->rgcxt);
+		for (int a = 0; a < st->natts; a++)
+		{
+			ChunkEntry *e;
+			char	   *raw;
+
+			if (!chunk_needed(st, u->dir, a))
+				continue;
+			check_column_type(st, u->dir, a);
+			e = &u->dir->chunks[a];
+			raw = palloc(Max(e->raw_length, 1));
+			memcpy(raw, u->dir->mem_chunks[a], e->raw_length);
+			if (e->kind == VALUE_TEXT)
+			{
+				int			guclevel = text_io_enter();
+
+				load_column(st, u->dir, 0, a, raw);
+				text_io_leave(guclevel);
+			}
+			else
+				load_column(st, u->dir, 0, a, raw);
+		}
+		MemoryContextSwitchTo(old);
+		st->rg_rows = u->dir->rg_rows[0];
+		st->row = 0;
+		st->cur_seg_index = u->seg_index;
+		st->cur_first_row = 0;
+		st->cur_deleted = NULL;
+		st->rgs_read++;
+		return true;
+	}
 	if (u->dir != st->cur_dir)
 	{
 		ObjectMeta *meta;
@@ -738,7 +872,11 @@ next_rowgroup(DestorScan *st)
 		st->cur_dir = NULL;
 		MemoryContextReset(st->segcxt);
 		old = MemoryContextSwitchTo(st->segcxt);
-		meta = catalog_get_object(u->dir->object_id, false);
+		/* read-only and under the scan's snapshot: a cursor reads on
+		 * after a compaction retired the object, and the scan may run
+		 * in parallel mode */
+		meta = u->dir->meta ? u->dir->meta :
+			catalog_get_object_at(u->dir->object_id, false, st->snapshot);
 		st->reader = object_reader_open(meta);
 		st->cur_dir = u->dir;
 		MemoryContextSwitchTo(old);
@@ -1108,6 +1246,7 @@ destor_acquire_sample(Relation rel, int elevel, HeapTuple *rows, int targrows,
 		live += dir->row_count - dir->deleted_count;
 	}
 	st = whole_row_scan(rel, opts, segments);
+	st->snapshot = GetActiveSnapshot();
 
 	/* random order of row groups (Fisher-Yates) */
 	for (int i = st->nunits - 1; i > 0; i--)
@@ -1185,6 +1324,169 @@ typedef struct ModifyState
 	AttrNumber	ctid_attno;
 	AttrNumber	wholerow_attno;
 } ModifyState;
+
+/*
+ * The modifications under way in this backend.  A function called by an
+ * INSERT, UPDATE or DELETE of a destor table (or by its triggers) must see
+ * the rows that statement changed so far, as with heap: its queries run
+ * under snapshots with a later command id.  The statement's deletions are
+ * only recorded in the catalog at its end, and its new rows partly only in
+ * its writer's memory, so a scan under such a snapshot asks the statement
+ * for them (add_pending_changes).  Entries are removed at the end of the
+ * statement, or by the abort of the (sub)transaction that made them.
+ */
+typedef struct PendingModify
+{
+	Oid			relid;
+	CommandId	cid;			/* the statement's command id */
+	int			nestlevel;		/* transaction nesting level */
+	ModifyState *ms;
+} PendingModify;
+
+static List *pending_modifies = NIL;	/* of PendingModify, in TopMemoryContext */
+
+static void
+pending_modify_register(Oid relid, CommandId cid, ModifyState *ms)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	PendingModify *pm = palloc(sizeof(PendingModify));
+
+	pm->relid = relid;
+	pm->cid = cid;
+	pm->nestlevel = GetCurrentTransactionNestLevel();
+	pm->ms = ms;
+	pending_modifies = lappend(pending_modifies, pm);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+pending_modify_forget(ModifyState *ms)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_modifies)
+	{
+		PendingModify *pm = lfirst(lc);
+
+		if (pm->ms == ms)
+		{
+			pending_modifies = foreach_delete_current(pending_modifies, lc);
+			pfree(pm);
+		}
+	}
+}
+
+static void
+pending_modify_xact_callback(XactEvent event, void *arg)
+{
+	list_free_deep(pending_modifies);
+	pending_modifies = NIL;
+}
+
+static void
+pending_modify_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	foreach(lc, pending_modifies)
+	{
+		PendingModify *pm = lfirst(lc);
+
+		if (pm->nestlevel >= GetCurrentTransactionNestLevel())
+		{
+			pending_modifies = foreach_delete_current(pending_modifies, lc);
+			pfree(pm);
+		}
+	}
+}
+
+static bool
+modify_in_progress(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_modifies)
+		if (((PendingModify *) lfirst(lc))->relid == relid)
+			return true;
+	return false;
+}
+
+/*
+ * add_pending_changes: the segments a scan under this snapshot reads, with
+ * the changes of statements under way that it must see (those with an
+ * earlier command id than the snapshot's): their deletions so far marked
+ * in the directories, and the segments and buffered rows they wrote added.
+ * Returns the list unchanged when no such change applies.
+ */
+static List *
+add_pending_changes(Relation rel, Snapshot snapshot, List *segments)
+{
+	ListCell   *lc;
+
+	if (snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot))
+		return segments;
+	foreach(lc, pending_modifies)
+	{
+		PendingModify *pm = lfirst(lc);
+		ModifyState *ms = pm->ms;
+		ListCell   *lc2;
+		bool		changed = false;
+
+		if (pm->relid != RelationGetRelid(rel) || snapshot->curcid <= pm->cid)
+			continue;
+		/* deletions so far */
+		for (int i = 0; i < ms->nsegs; i++)
+		{
+			SegmentDirectory *from = ms->segarr[i];
+
+			if (ms->deleting[i] == NULL)
+				continue;
+			foreach(lc2, segments)
+			{
+				SegmentDirectory *dir = lfirst(lc2);
+				int64		bytes = (dir->row_count + 7) / 8;
+
+				if (dir->segment_no != from->segment_no || dir->mem_chunks)
+					continue;
+				if (dir->deleted == NULL)
+					dir->deleted = palloc0(Max(bytes, 1));
+				for (int64 b = 0; b < bytes; b++)
+					dir->deleted[b] |= ms->deleting[i][b];
+				dir->deleted_count = 0;
+				for (int64 r = 0; r < dir->row_count; r++)
+					dir->deleted_count += (dir->deleted[r / 8] >> (r % 8)) & 1;
+				changed = true;
+			}
+		}
+		/* rows written so far: segments not yet visible, buffered rows */
+		if (ms->writer)
+		{
+			List	   *pending = segment_writer_pending(ms->writer);
+
+			foreach(lc2, pending)
+			{
+				SegmentDirectory *p = lfirst(lc2);
+				ListCell   *lc3;
+				bool		seen = false;
+
+				foreach(lc3, segments)
+					if (!p->mem_chunks && ((SegmentDirectory *) lfirst(lc3))->segment_no == p->segment_no)
+						seen = true;
+				if (!seen)
+				{
+					segments = lappend(segments, p);
+					changed = true;
+				}
+			}
+		}
+		if (changed)
+			segments = list_copy(segments); /* a new list: the caller sees the change */
+	}
+	return segments;
+}
 
 static int
 destorIsForeignRelUpdatable(Relation rel)
@@ -1270,6 +1572,7 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 		ms->wholerow_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "wholerow");
 	}
 	rinfo->ri_FdwState = ms;
+	pending_modify_register(RelationGetRelid(rel), mtstate->ps.state->es_output_cid, ms);
 }
 
 static TupleTableSlot *
@@ -1360,6 +1663,7 @@ destorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 
 	if (ms == NULL)
 		return;
+	pending_modify_forget(ms);
 	for (int i = 0; i < ms->nsegs; i++)
 		if (ms->deleting[i])
 			catalog_insert_deletions(ms->opts->table_id, ms->segarr[i]->segment_no,
@@ -1377,6 +1681,8 @@ destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	ms->opts = table_get_options(RelationGetRelid(rinfo->ri_RelationDesc));
 	ms->writer = begin_insert(rinfo->ri_RelationDesc, ms->opts);
 	rinfo->ri_FdwState = ms;
+	pending_modify_register(RelationGetRelid(rinfo->ri_RelationDesc),
+							mtstate->ps.state->es_output_cid, ms);
 }
 
 static void
@@ -1563,4 +1869,6 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 void
 table_fdw_init(void)
 {
+	RegisterXactCallback(pending_modify_xact_callback, NULL);
+	RegisterSubXactCallback(pending_modify_subxact_callback, NULL);
 }
