@@ -42,6 +42,55 @@ static char cached_path[MAXPGPATH];
 static struct stat cached_st;
 static uint8 cached_key[CODEC_KEY_LEN];
 
+/*
+ * The key file must be the server's own and private, as PostgreSQL demands
+ * of its SSL server key (be-secure-common.c): owned by the database user
+ * (or root, then readable by the group at most) and not readable by others.
+ * Checked on the open file, so the file checked is the file read.
+ */
+static void
+keys_check_file(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+	{
+		int			save_errno = errno;
+
+		CloseTransientFile(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat master key file \"%s\": %m", destor_master_key_file)));
+	}
+	if (!S_ISREG(st.st_mode))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" is not a regular file", destor_master_key_file)));
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" must be owned by the database user or root",
+						destor_master_key_file)));
+	}
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+	{
+		CloseTransientFile(fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" has group or world access", destor_master_key_file),
+				 errdetail("The file has mode %04o; it must be u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
+						   (unsigned int) (st.st_mode & 07777)),
+				 errhint("chmod 600 \"%s\"", destor_master_key_file)));
+	}
+}
+
 void
 keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN])
 {
@@ -60,7 +109,8 @@ keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LE
 	if (cached_valid && strcmp(cached_path, destor_master_key_file) == 0 &&
 		stat(destor_master_key_file, &st) == 0 && st.st_size == cached_st.st_size &&
 		st.st_mtim.tv_sec == cached_st.st_mtim.tv_sec &&
-		st.st_mtim.tv_nsec == cached_st.st_mtim.tv_nsec && st.st_ino == cached_st.st_ino)
+		st.st_mtim.tv_nsec == cached_st.st_mtim.tv_nsec && st.st_ino == cached_st.st_ino &&
+		st.st_mode == cached_st.st_mode && st.st_uid == cached_st.st_uid)
 	{
 		memcpy(key, cached_key, CODEC_KEY_LEN);
 		codec_key_fingerprint(key, key_id);
@@ -76,6 +126,7 @@ keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LE
 				(errcode_for_file_access(),
 				 errmsg("could not open master key file \"%s\": %m", destor_master_key_file),
 				 errhint("Check destor.master_key_file and that the server can read the file.")));
+	keys_check_file(fd);
 	n = read(fd, buf, sizeof(buf) - 1);
 	CloseTransientFile(fd);
 	if (n < 0)

@@ -20,6 +20,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "provider.h"
@@ -290,12 +291,40 @@ server_is_provider(ForeignServer *server)
 	return strcmp(fdw->fdwname, "destor_provider") == 0;
 }
 
+/*
+ * The options of the user's mapping for a server, or of the PUBLIC one;
+ * NIL when there is neither (anonymous access).  Looked up directly rather
+ * than through GetUserMapping(), whose "not found" is an ERROR: catching
+ * that would leave the memory context and resource owner of the failed
+ * call behind.
+ */
+static List *
+provider_user_mapping_options(Oid userid, Oid serverid)
+{
+	HeapTuple	tup;
+	List	   *options = NIL;
+	Datum		d;
+	bool		isnull;
+
+	tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+		tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+		return NIL;
+	d = SysCacheGetAttr(USERMAPPINGUSERSERVER, tup, Anum_pg_user_mapping_umoptions, &isnull);
+	if (!isnull)
+		options = untransformRelOptions(d);
+	ReleaseSysCache(tup);
+	return options;
+}
+
 Provider *
 provider_lookup(Oid serverid)
 {
 	ForeignServer *server = GetForeignServer(serverid);
 	Provider   *p;
-	UserMapping *um;
 
 	if (!server_is_provider(server))
 		ereport(ERROR,
@@ -314,19 +343,7 @@ provider_lookup(Oid serverid)
 
 	/* Credentials: the current user's mapping, or the PUBLIC one. */
 	if (p->type == PROVIDER_S3)
-	{
-		PG_TRY();
-		{
-			um = GetUserMapping(GetUserId(), serverid);
-			provider_apply_options(p, um->options);
-		}
-		PG_CATCH();
-		{
-			/* No mapping: anonymous access. */
-			FlushErrorState();
-		}
-		PG_END_TRY();
-	}
+		provider_apply_options(p, provider_user_mapping_options(GetUserId(), serverid));
 	return p;
 }
 
