@@ -75,6 +75,13 @@ extern int	codec_cipher_encrypt_block(codec_cipher *c, uint64_t blockno, bool la
 extern int	codec_cipher_decrypt_block(codec_cipher *c, uint64_t blockno, bool last,
 									   const uint8_t *in, size_t len, uint8_t *out);
 
+/* The same, the plaintext split: its first head bytes to out, the rest
+ * (len - CODEC_TAG_LEN - head bytes) to tail.  0 ok, -1 authentication
+ * failure (then out and tail are zeroed). */
+extern int	codec_cipher_decrypt_block_split(codec_cipher *c, uint64_t blockno, bool last,
+											 const uint8_t *in, size_t len, uint8_t *out,
+											 size_t head, uint8_t *tail);
+
 /*
  * Data-key wrapping with the master key (AES-256-GCM, random nonce).  aad
  * binds the wrapped key to its object (object id and key version), so a

@@ -204,6 +204,47 @@ fail:
 	return -1;
 }
 
+/*
+ * As codec_cipher_decrypt_block, with the plaintext split in two: its first
+ * head bytes go to out, the rest (ptlen - head bytes) to tail.  A reader
+ * opens a block straight into its place in the caller's buffer this way and
+ * a trailing flag byte lands in a variable of its own, so opening a block
+ * never writes a byte of a neighbouring one.  GCM is a stream mode: the
+ * split changes nothing of the result.
+ */
+int
+codec_cipher_decrypt_block_split(codec_cipher *c, uint64_t blockno, bool last,
+								 const uint8_t *in, size_t len, uint8_t *out,
+								 size_t head, uint8_t *tail)
+{
+	uint8_t		tag[CODEC_TAG_LEN];
+	size_t		ptlen;
+	int			outl;
+
+	if (len < CODEC_TAG_LEN || head > len - CODEC_TAG_LEN)
+		return -1;
+	ptlen = len - CODEC_TAG_LEN;
+	memcpy(tag, in + ptlen, CODEC_TAG_LEN);
+
+	if (cipher_begin(c, blockno, last, 0) != 0)
+		goto fail;
+	if (cipher_stream(c->ctx, in, head, out) != 0)
+		goto fail;
+	if (ptlen > head && cipher_stream(c->ctx, in + head, ptlen - head, tail) != 0)
+		goto fail;
+	if (EVP_CIPHER_CTX_ctrl(c->ctx, EVP_CTRL_GCM_SET_TAG, CODEC_TAG_LEN, tag) != 1)
+		goto fail;
+	if (EVP_CipherFinal_ex(c->ctx, tail, &outl) != 1 || outl != 0)
+		goto fail;
+	return 0;
+
+fail:
+	/* never hand out unauthenticated plaintext */
+	codec_secure_zero(out, head);
+	codec_secure_zero(tail, ptlen - (head < ptlen ? head : ptlen));
+	return -1;
+}
+
 /* ---------------------------------------------------------------- key wrap */
 
 int

@@ -774,7 +774,11 @@ sealed_bytes(ObjectReader *r, WindowSource *src, uint64 a, uint64 e)
  * wanted whole, stored raw and lying in one chunk: they open straight from
  * the shard buffer into dst.  Two threads take one contiguous half each;
  * every other block (window edges, compressed or chunk-spanning blocks) is
- * left to the sequential pass.  Tasks are pure C: no palloc, no ereport.
+ * left to the sequential pass.  Like the sequential pass, a task writes
+ * only the bytes of dst that belong to the blocks it opens (a compressed
+ * object's flag byte goes to a variable), so the two halves, the cached
+ * blocks and the window's neighbours never touch each other's bytes.
+ * Tasks are pure C: no palloc, no ereport.
  */
 #define PARALLEL_OPEN_MIN_BLOCKS 16
 
@@ -786,7 +790,7 @@ typedef struct OpenTask
 	uint64		b0;				/* first block of the window */
 	uint64		from_block;		/* this task's blocks, inclusive */
 	uint64		to_block;
-	bool		last_excluded;	/* its last block's flag would hit the next task */
+	const bool *skip;			/* per window block: supplied by the cache */
 	uint64		offset;
 	uint64		len;
 	char	   *dst;
@@ -814,18 +818,16 @@ open_task_run(void *arg)
 		int			d = (int) (inner / cl);
 		uint64		off = inner % cl;
 		char	   *out = t->dst + (b * bs - t->offset);
+		uint8		flag = 0;
 
-		if (b == t->to_block && t->last_excluded && meta->compressed)
-			break;
-		if (e - a != plen + r->block_overhead || b * bs < t->offset ||
-			b * bs + plen > t->offset + t->len ||
-			(meta->compressed && b * bs + plen >= t->offset + t->len) ||
-			off + (e - a) > cl)
+		if ((t->skip && t->skip[b - t->b0]) ||
+			e - a != plen + r->block_overhead || b * bs < t->offset ||
+			b * bs + plen > t->offset + t->len || off + (e - a) > cl)
 			continue;
-		if (codec_cipher_decrypt_block(t->cipher, b, last,
-									   t->src->buf[d] + (s * meta->chunk_size + off - t->src->lo[d]),
-									   e - a, (uint8 *) out) != 0 ||
-			(meta->compressed && out[plen] != 0))
+		if (codec_cipher_decrypt_block_split(t->cipher, b, last,
+											 t->src->buf[d] + (s * meta->chunk_size + off - t->src->lo[d]),
+											 e - a, (uint8 *) out, plen, &flag) != 0 ||
+			flag != 0)
 		{
 			t->failed = true;
 			return;
@@ -836,7 +838,7 @@ open_task_run(void *arg)
 
 /* Returns the per-block "done" flags, or NULL when nothing was done. */
 static bool *
-open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src,
+open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, WindowSource *src,
 					 uint64 offset, uint64 len, char *dst)
 {
 	uint64		nb = b1 - b0 + 1;
@@ -856,7 +858,7 @@ open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src,
 		tasks[i].b0 = b0;
 		tasks[i].from_block = i == 0 ? b0 : mid;
 		tasks[i].to_block = i == 0 ? mid - 1 : b1;
-		tasks[i].last_excluded = (i == 0);
+		tasks[i].skip = skip;
 		tasks[i].offset = offset;
 		tasks[i].len = len;
 		tasks[i].dst = dst;
@@ -873,14 +875,23 @@ open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src,
 	return done;
 }
 
-/* Open blocks [b0, b1] from the window's shards; false on auth failure. */
+/*
+ * The decode stage of a window: open every block of [b0, b1] that the cache
+ * did not supply (skip: per window block, NULL for none) from the window's
+ * fetched shards, and put its wanted bytes in dst.  A block wanted whole and
+ * stored raw opens straight into its place in dst; any other block opens
+ * into scratch and its wanted part is copied.  Either way, opening block b
+ * writes only b's bytes of dst: never a cached block's, never a neighbour's
+ * (the flag byte of a compressed object's block goes to a variable).
+ * False on an authentication failure when !raise.
+ */
 static bool
-open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 offset,
-			uint64 len, char *dst, bool raise)
+open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, WindowSource *src,
+			uint64 offset, uint64 len, char *dst, bool raise)
 {
 	ObjectMeta *meta = r->meta;
 	uint64		bs = meta->block_size;
-	bool	   *done = open_blocks_parallel(r, b0, b1, src, offset, len, dst);
+	bool	   *done = open_blocks_parallel(r, b0, b1, skip, src, offset, len, dst);
 
 	if (done && r->use_cache && r->cache_fill)
 	{
@@ -901,28 +912,27 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 off
 		uint64		to = Min(offset + len, b * bs + plen);
 		const uint8 *plain;
 		uint8	   *out = r->scratch;
+		uint8		flag = 0;
+		size_t		outlen;
 		bool		in_place;
 
-		if (done && done[b - b0])
+		if ((done && done[b - b0]) || (skip && skip[b - b0]))
 			continue;
 
-		if (e < a + CODEC_TAG_LEN || e - a > bs + r->block_overhead)
+		if (e < a + CODEC_TAG_LEN + (meta->compressed ? 1 : 0) ||
+			e - a > bs + r->block_overhead)
 			goto corrupt;
 
-		/*
-		 * A block stored raw and wanted whole opens straight into dst.  For
-		 * compressed objects the flag byte then lands on the first byte of
-		 * the next block, which is opened afterwards; so only when that byte
-		 * is inside dst.
-		 */
+		/* a block stored raw and wanted whole opens straight into dst */
 		in_place = (e - a == plen + r->block_overhead) && from == b * bs &&
-			to == b * bs + plen &&
-			(!meta->compressed ||
-			 (to < offset + len && !(done && b < b1 && done[b + 1 - b0])));
+			to == b * bs + plen;
 		if (in_place)
 			out = (uint8 *) dst + (from - offset);
 
-		if (codec_cipher_decrypt_block(r->cipher, b, last, sealed_bytes(r, src, a, e), e - a, out) != 0)
+		/* the payload without its flag byte into out, the flag apart */
+		outlen = e - a - r->block_overhead;
+		if (codec_cipher_decrypt_block_split(r->cipher, b, last, sealed_bytes(r, src, a, e),
+											 e - a, out, outlen, &flag) != 0)
 		{
 	corrupt:
 			if (!raise)
@@ -935,36 +945,31 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 off
 					 errhint("The object cannot be recovered from the remaining shards; restore it from a backup.")));
 		}
 		plain = out;
-		if (meta->compressed)
+		if (meta->compressed && flag == 1)
 		{
-			size_t		outlen = e - a - CODEC_TAG_LEN - 1;
-
-			if (out[outlen] == 1)
-			{
-				if (in_place)
-					ereport(ERROR,
-							(errcode(ERRCODE_DATA_CORRUPTED),
-							 errmsg("block %llu of object %s is marked compressed but is not smaller",
-									(unsigned long long) b, object_id_text(meta->id))));
-				if (codec_decompress(out, outlen, r->plain, bs, &outlen) != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_DATA_CORRUPTED),
-							 errmsg("block %llu of object %s does not decompress",
-									(unsigned long long) b, object_id_text(meta->id))));
-				plain = r->plain;
-			}
-			if (outlen != plen)
+			if (in_place)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("block %llu of object %s has %zu bytes, expected %llu",
-								(unsigned long long) b, object_id_text(meta->id), outlen,
-								(unsigned long long) plen)));
+						 errmsg("block %llu of object %s is marked compressed but is not smaller",
+								(unsigned long long) b, object_id_text(meta->id))));
+			if (codec_decompress(out, outlen, r->plain, bs, &outlen) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("block %llu of object %s does not decompress",
+								(unsigned long long) b, object_id_text(meta->id))));
+			plain = r->plain;
 		}
-		else if (e - a - CODEC_TAG_LEN != plen)
+		else if (flag != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("block %llu of object %s has the wrong length",
-							(unsigned long long) b, object_id_text(meta->id))));
+					 errmsg("block %llu of object %s has an unknown payload flag %d",
+							(unsigned long long) b, object_id_text(meta->id), flag)));
+		if (outlen != plen)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("block %llu of object %s has %zu bytes, expected %llu",
+							(unsigned long long) b, object_id_text(meta->id), outlen,
+							(unsigned long long) plen)));
 		if (from < to && !in_place)
 			memcpy(dst + (from - offset), plain + (from - b * bs), to - from);
 		if (r->use_cache && r->cache_fill)
@@ -975,6 +980,84 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, WindowSource *src, uint64 off
 	return true;
 }
 
+/*
+ * Stage 1 of a window: which of blocks [b0, b1] the shared cache has.
+ * Their wanted bytes are copied to dst as they are found (a page may be
+ * evicted right after) and hit[] marks them, so that no later stage writes
+ * them again.  Pages another backend is fetching right now are waited for
+ * (once, holding no reservation of our own); the pages still missing are
+ * reserved when this read fills the cache, so that others wait for us in
+ * turn.  Returns false when every block was found; else the first and last
+ * missing blocks.
+ */
+static bool
+window_cache_stage(ObjectReader *r, uint64 b0, uint64 b1, uint64 offset, uint64 len, char *dst,
+				   bool *hit, uint64 *first_miss, uint64 *last_miss)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+	bool		waited = false;
+
+	for (;;)
+	{
+		bool		busy = false;
+
+		*first_miss = PG_UINT64_MAX;
+		*last_miss = 0;
+		for (uint64 b = b0; b <= b1; b++)
+		{
+			uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
+			uint64		from = Max(offset, b * bs);
+			uint64		to = Min(offset + len, b * bs + plen);
+			CacheProbe	rc;
+
+			if (hit[b - b0])
+				continue;
+			rc = cache_read(meta->id, b, (uint32) (from - b * bs), (uint32) (to - b * bs),
+							dst + (from - offset));
+			if (rc == CACHE_HIT)
+			{
+				hit[b - b0] = true;
+				continue;
+			}
+			if (rc == CACHE_BUSY && !waited)
+			{
+				cache_wait(meta->id, b);
+				busy = true;
+			}
+			*first_miss = Min(*first_miss, b);
+			*last_miss = b;
+		}
+		if (!busy)
+			break;
+		waited = true;			/* look again once what we waited for is in */
+	}
+	if (*first_miss == PG_UINT64_MAX)
+		return false;
+	if (r->cache_fill)
+		for (uint64 b = *first_miss; b <= *last_miss; b++)
+			if (!hit[b - b0])
+				(void) cache_reserve(meta->id, b);
+	return true;
+}
+
+/*
+ * object_reader_read — plaintext [offset, offset + len) into dst.
+ *
+ * Each window of up to READ_WINDOW_BLOCKS blocks goes through four stages,
+ * in this order and each writing only what it owns:
+ *   1. cache: the blocks the shared cache has are copied out and marked
+ *      (window_cache_stage);
+ *   2. fetch: the ciphertext of the span of missing blocks, from the data
+ *      shards (fetch_healthy), or, when a shard fails, from any k good
+ *      shards with bad chunks rebuilt (fetch_repair);
+ *   3. decode: every missing block is authenticated and opened, and its
+ *      wanted bytes put in dst (open_blocks) — cached blocks inside the
+ *      span are skipped, and opening a block writes no byte outside it;
+ *      a block that fails authentication after a healthy fetch sends the
+ *      window back to stage 2, degraded;
+ *   4. done: reservations of pages not filled are given up.
+ */
 void
 object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 {
@@ -1000,68 +1083,34 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 	while (b0 <= blast)
 	{
 		uint64		b1 = Min(blast, b0 + READ_WINDOW_BLOCKS - 1);
-		uint64		cs = block_cstart(r, b0);
-		uint64		ce = block_cend(r, b1);
-		WindowSource src;
-		bool		healthy;
+		bool		hit[READ_WINDOW_BLOCKS];
+		bool		any_hit = false;
 		uint64		wb0 = b0;
 		uint64		wb1 = b1;
+		uint64		cs,
+					ce;
+		WindowSource src;
+		bool		healthy;
 
 		CHECK_FOR_INTERRUPTS();
 		r->cache_fill = (b1 - b0 + 1) < CACHE_BULK_BLOCKS;
+
+		/* stage 1: the cache */
+		memset(hit, 0, sizeof(hit));
 		if (r->use_cache && len > 0)
 		{
-			/*
-			 * Pages in the shared cache need no provider.  Pages another
-			 * backend is fetching right now are waited for (once, holding
-			 * no reservation of our own); the pages still missing are
-			 * reserved, so that others wait for us in turn, and fetched.
-			 */
-			uint64		first_miss = PG_UINT64_MAX;
-			uint64		last_miss = 0;
-			bool		waited = false;
-
-			for (;;)
-			{
-				bool		busy = false;
-
-				first_miss = PG_UINT64_MAX;
-				last_miss = 0;
-				for (uint64 b = b0; b <= b1; b++)
-				{
-					uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
-					uint64		from = Max(offset, b * bs);
-					uint64		to = Min(offset + len, b * bs + plen);
-					CacheProbe	rc = cache_read(meta->id, b, (uint32) (from - b * bs),
-												(uint32) (to - b * bs), dst + (from - offset));
-
-					if (rc == CACHE_HIT)
-						continue;
-					if (rc == CACHE_BUSY && !waited)
-					{
-						cache_wait(meta->id, b);
-						busy = true;
-					}
-					first_miss = Min(first_miss, b);
-					last_miss = b;
-				}
-				if (!busy)
-					break;
-				waited = true;	/* look again once what we waited for is in */
-			}
-			if (first_miss == PG_UINT64_MAX)
+			if (!window_cache_stage(r, b0, b1, offset, len, dst, hit, &wb0, &wb1))
 			{
 				b0 = b1 + 1;
 				continue;
 			}
-			if (r->cache_fill)
-				for (uint64 b = first_miss; b <= last_miss; b++)
-					(void) cache_reserve(meta->id, b);
-			wb0 = first_miss;
-			wb1 = last_miss;
-			cs = block_cstart(r, wb0);
-			ce = block_cend(r, wb1);
+			for (uint64 b = wb0; b <= wb1 && !any_hit; b++)
+				any_hit = hit[b - b0];
 		}
+
+		/* stage 2: fetch the span of missing blocks */
+		cs = block_cstart(r, wb0);
+		ce = block_cend(r, wb1);
 		healthy = fetch_healthy(r, cs, ce, &src);
 
 		/*
@@ -1077,14 +1126,16 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			ahead_start(r, block_cstart(r, b1 + 1), block_cend(r, nb1));
 		}
 
-		if (!healthy || !open_blocks(r, wb0, wb1, &src, offset, len, dst, false))
+		/* stage 3: decode the missing blocks, degraded if need be */
+		if (!healthy ||
+			!open_blocks(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, &src, offset, len, dst, false))
 		{
-			/* a shard failed or the ciphertext did not verify: repair */
 			fetch_repair(r, cs, ce, &src, false);
-			open_blocks(r, wb0, wb1, &src, offset, len, dst, true);
+			open_blocks(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, &src, offset, len, dst, true);
 			window_source_release(r, &src);
 		}
-		/* opened pages filled their reservations; give up any other */
+
+		/* stage 4: opened pages filled their reservations; give up any other */
 		if (r->use_cache)
 			cache_release_reservations();
 		b0 = b1 + 1;
@@ -1259,12 +1310,12 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 				ok = false;
 			}
 		}
-		if (!ok || !open_blocks(r, b0, b1, &mf->srcs[i], off, len, dsts[i], false))
+		if (!ok || !open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
 		{
 			WindowSource src;
 
 			fetch_repair(r, block_cstart(r, b0), block_cend(r, b1), &src, false);
-			open_blocks(r, b0, b1, &src, off, len, dsts[i], true);
+			open_blocks(r, b0, b1, NULL, &src, off, len, dsts[i], true);
 			window_source_release(r, &src);
 		}
 	}

@@ -587,6 +587,43 @@ test_crypt(void)
 		}
 	}
 
+	/*
+	 * --- split decryption: the head goes to out and not one byte further
+	 * (the reader opens raw blocks straight into the caller's buffer; the
+	 * trailing flag byte must never land on the next block's first byte)
+	 */
+	{
+		const size_t len = 65537;
+		uint8_t    *pt = xmalloc(len);
+		uint8_t    *ct = xmalloc(len + CODEC_TAG_LEN);
+		uint8_t    *out = xmalloc(len + 8);
+		uint8_t		tail[8];
+		bool		ok1 = true;
+
+		fill_random(pt, len);
+		codec_cipher_encrypt_block(c, 3, false, pt, len, ct);
+		for (size_t head = len - 2; head <= len; head++)
+		{
+			memset(out, 0xA5, len + 8);
+			memset(tail, 0x5A, sizeof(tail));
+			ok1 = ok1 &&
+				codec_cipher_decrypt_block_split(c, 3, false, ct, len + CODEC_TAG_LEN, out, head, tail) == 0 &&
+				memcmp(out, pt, head) == 0 && memcmp(tail, pt + head, len - head) == 0 &&
+				out[head] == 0xA5 && tail[len - head] == 0x5A;
+		}
+		check(ok1, "aes-gcm split: head into out, rest into tail, nothing written beyond either");
+		ct[100] ^= 1;
+		memset(tail, 0x5A, sizeof(tail));
+		check(codec_cipher_decrypt_block_split(c, 3, false, ct, len + CODEC_TAG_LEN, out, len - 1, tail) == -1 &&
+			  all_zero(out, len - 1) && tail[0] == 0 && tail[1] == 0x5A,
+			  "aes-gcm split: tampered block -> -1, both parts wiped");
+		check(codec_cipher_decrypt_block_split(c, 3, false, ct, len + CODEC_TAG_LEN, out, len + 1, tail) == -1,
+			  "aes-gcm split: head longer than the plaintext -> -1");
+		free(pt);
+		free(ct);
+		free(out);
+	}
+
 	/* --- tampering; base block: 65536 bytes, blockno 7, not last */
 	{
 		const size_t len = 65536;
