@@ -5,12 +5,21 @@
  * Shards are written before the catalog rows that name them commit.  If the
  * server crashes in between (or a best-effort delete at abort or after
  * commit fails), the shards stay on the providers with no row.  Listing each
- * provider and comparing with the catalog finds them; a grace period keeps
- * writes that are still in progress safe.
+ * provider and comparing with the catalog finds them.
+ *
+ * A transaction still running has written shards whose rows nobody else can
+ * see yet, however long ago it wrote them: age alone cannot tell them from
+ * orphans.  Every transaction that stores objects is registered while it
+ * runs (provider_writing_begins), so after listing a provider we leave alone
+ * everything dated after the oldest running writer began (less a margin for
+ * the provider's clock and its rounding of dates).  A writer that is gone by
+ * then has ended: committed, its rows are visible to the catalog look-ups
+ * that follow, which take fresh snapshots (hence READ COMMITTED only).
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -18,7 +27,26 @@
 #include "catalog.h"
 #include "object.h"
 
+/* provider dates may lag ours (clock skew, dates rounded to the second) */
+#define WRITER_MARGIN_MS	(60 * 1000)
+
 PG_FUNCTION_INFO_V1(cleanup_orphans);
+
+/*
+ * orphan_cutoff — what may go: dated no later than the grace period's
+ * cutoff and before the oldest writer still running began.  Called after a
+ * provider was listed: a writer that begins later cannot have written
+ * anything in that listing.
+ */
+static TimestampTz
+orphan_cutoff(TimestampTz cutoff)
+{
+	TimestampTz oldest = provider_oldest_writer();
+
+	if (oldest != 0)
+		cutoff = Min(cutoff, TimestampTzPlusMilliseconds(oldest, -WRITER_MARGIN_MS));
+	return cutoff;
+}
 
 Datum
 cleanup_orphans(PG_FUNCTION_ARGS)
@@ -29,6 +57,11 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	TimestampTz cutoff;
 	int64		removed = 0;
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("destor.cleanup_orphans() must run in a READ COMMITTED transaction"),
+				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans.")));
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
@@ -36,6 +69,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	{
 		Provider   *prov = provider_lookup_by_name(pool->provider_names[p], false);
 		List	   *keys = provider_list(prov, OBJECT_KEY_PREFIX);
+		TimestampTz keep_after = orphan_cutoff(cutoff);
 		ListCell   *lc;
 
 		foreach(lc, keys)
@@ -46,7 +80,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			bool		orphan;
 
 			CHECK_FOR_INTERRUPTS();
-			if (e->last_modified > cutoff)
+			if (e->last_modified > keep_after)
 				continue;
 			/* a shard is kept where the catalog places it (a moved shard's old copy goes) */
 			if (object_parse_shard_key(e->key, id, &shard))

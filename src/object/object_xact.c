@@ -374,6 +374,10 @@ object_xact_callback(XactEvent event, void *arg)
 			if (deleted_objects != NIL && no_snapshot_sees_us())
 				delete_tracked(deleted_objects, "after commit");
 			reset_tracking();
+			provider_writing_done();	/* our catalog rows are visible now */
+			break;
+		case XACT_EVENT_PREPARE:
+			provider_writing_done();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -381,6 +385,7 @@ object_xact_callback(XactEvent event, void *arg)
 			abort_uploads(open_uploads);
 			delete_tracked(written_objects, "at abort");
 			reset_tracking();
+			provider_writing_done();
 			break;
 		default:
 			break;

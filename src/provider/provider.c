@@ -450,6 +450,8 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->result_size = 0;
 		r->abandoned = false;
 		r->error = NULL;
+		if (r->op == POP_PUT || r->op == POP_UPLOAD_BEGIN || r->op == POP_UPLOAD_PART)
+			provider_writing_begins();
 		if (r->provider->type == PROVIDER_S3)
 			s3reqs[ns3++] = r;
 		else

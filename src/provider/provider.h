@@ -149,6 +149,14 @@ extern double provider_recent_read_ms(Provider *p);
 extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_shmem_request(void);
+
+/* Transactions storing objects (provider_stats.c): provider_start() notes
+ * the first PUT or upload of a transaction, the end-of-transaction callback
+ * clears it, and destor.cleanup_orphans() leaves alone everything written
+ * since the oldest writer still running began. */
+extern void provider_writing_begins(void);
+extern void provider_writing_done(void);
+extern TimestampTz provider_oldest_writer(void);
 extern void provider_stats_shmem_startup(void);
 
 /* Build a Provider from a destor_provider server (options + user mapping of

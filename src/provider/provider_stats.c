@@ -16,9 +16,12 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -63,10 +66,35 @@ typedef struct ProviderStatsShared
 static ProviderStatsShared *shared = NULL;
 static ProviderStatsShared *local = NULL;	/* when not preloaded */
 
+/*
+ * Writers: per backend (indexed by backend id), when its current
+ * transaction first began to store objects on a provider, 0 when it has not.
+ * destor.cleanup_orphans() must not take what a transaction still running
+ * wrote (its catalog rows are not visible yet): it leaves everything written
+ * since the oldest of these alone.
+ */
+typedef struct ProviderWriters
+{
+	slock_t		mutex;
+	int			n;
+	TimestampTz since[FLEXIBLE_ARRAY_MEMBER];
+} ProviderWriters;
+
+static ProviderWriters *writers = NULL;
+static bool writing = false;	/* this backend's slot is set */
+
+static Size
+writers_size(void)
+{
+	return add_size(offsetof(ProviderWriters, since),
+					mul_size(sizeof(TimestampTz), MaxBackends + 1));
+}
+
 void
 provider_stats_shmem_request(void)
 {
 	RequestAddinShmemSpace(sizeof(ProviderStatsShared));
+	RequestAddinShmemSpace(writers_size());
 	RequestNamedLWLockTranche("destor_provider_stats", 1);
 }
 
@@ -82,7 +110,106 @@ provider_stats_shmem_startup(void)
 		memset(shared, 0, sizeof(ProviderStatsShared));
 		shared->lock = &(GetNamedLWLockTranche("destor_provider_stats"))->lock;
 	}
+	writers = ShmemInitStruct("destor provider writers", writers_size(), &found);
+	if (!found)
+	{
+		memset(writers, 0, writers_size());
+		SpinLockInit(&writers->mutex);
+		writers->n = MaxBackends + 1;
+	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+writers_clear_at_exit(int code, Datum arg)
+{
+	provider_writing_done();
+}
+
+/*
+ * provider_writing_begins — this transaction is about to store something on
+ * a provider (a PUT or a streamed upload).  Recorded before the first byte
+ * leaves, so that anything the provider dates is at or after it.
+ */
+void
+provider_writing_begins(void)
+{
+	static bool exit_hook = false;
+	TimestampTz now;
+
+	if (writing || writers == NULL || MyBackendId <= 0 || MyBackendId >= writers->n)
+		return;
+	if (!exit_hook)
+	{
+		before_shmem_exit(writers_clear_at_exit, (Datum) 0);
+		exit_hook = true;
+	}
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&writers->mutex);
+	writers->since[MyBackendId] = now;
+	SpinLockRelease(&writers->mutex);
+	writing = true;
+}
+
+/*
+ * provider_writing_done — the transaction has ended: called from the
+ * end-of-transaction callback, which runs after the commit became visible
+ * to new snapshots, so a cleanup that no longer sees the slot sees the
+ * catalog rows instead.
+ */
+void
+provider_writing_done(void)
+{
+	if (!writing)
+		return;
+	writing = false;
+	if (writers == NULL || MyBackendId <= 0 || MyBackendId >= writers->n)
+		return;
+	SpinLockAcquire(&writers->mutex);
+	writers->since[MyBackendId] = 0;
+	SpinLockRelease(&writers->mutex);
+}
+
+/*
+ * provider_oldest_writer — when the oldest transaction still running that
+ * stores objects began to (0: none).  Without shared memory (destor not
+ * preloaded) the start of the oldest open transaction of any backend stands
+ * in for it, which needs track_activities.
+ */
+TimestampTz
+provider_oldest_writer(void)
+{
+	TimestampTz oldest = 0;
+
+	if (writers != NULL)
+	{
+		SpinLockAcquire(&writers->mutex);
+		for (int i = 0; i < writers->n; i++)
+			if (writers->since[i] != 0 && (oldest == 0 || writers->since[i] < oldest))
+				oldest = writers->since[i];
+		SpinLockRelease(&writers->mutex);
+		return oldest;
+	}
+	if (!pgstat_track_activities)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot tell which transactions are writing to providers"),
+				 errdetail("destor is not in shared_preload_libraries and track_activities is off."),
+				 errhint("Add destor to shared_preload_libraries, or turn track_activities on.")));
+	pgstat_clear_backend_activity_snapshot();
+	for (int i = 1; i <= pgstat_fetch_stat_numbackends(); i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+		TimestampTz t;
+
+		if (l == NULL)
+			continue;
+		t = l->backendStatus.st_xact_start_timestamp;
+		if (t != 0 && (oldest == 0 || t < oldest))
+			oldest = t;
+	}
+	pgstat_clear_backend_activity_snapshot();
+	return oldest;
 }
 
 static ProviderStatsShared *
