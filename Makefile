@@ -7,6 +7,8 @@
 #   make unitcheck    C unit tests only (codec, S3 signer)
 #   make installcheck pg_regress suite against a running server (used by make test)
 #   make bench        benchmarks (not part of make test)
+#   make check-pgregress  PostgreSQL's own regression SQL, heap vs destor tables, every file
+#                     (make test runs a subset: test/pgregress/subset.txt)
 
 EXTENSION  = destor
 MODULE_big = destor
@@ -43,7 +45,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: demo test unitcheck tapcheck bench
+.PHONY: demo test unitcheck tapcheck bench check-pgregress
 
 unitcheck:
 	$(MAKE) -C test/unit check
@@ -69,3 +71,7 @@ bench:
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*/*.h)
+
+# PostgreSQL's regression SQL against heap and destor tables (test/pgregress/).
+check-pgregress:
+	DESTOR_SUITES=pgregress PGREGRESS_LIST=full.txt bash scripts/test.sh
