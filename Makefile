@@ -8,6 +8,8 @@
 #   make installcheck pg_regress suite against a running server (used by make test)
 #   make bench        benchmarks (not part of make test)
 #   make deb          the Debian package postgresql-15-destor, into dist/
+#   make check-pgregress  PostgreSQL's own regression SQL, heap vs destor tables, every file
+#                     (make test runs a subset: test/pgregress/subset.txt)
 
 EXTENSION  = destor
 MODULE_big = destor
@@ -45,7 +47,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: demo test unitcheck tapcheck bench deb
+.PHONY: demo test unitcheck tapcheck bench deb check-pgregress
 
 unitcheck:
 	$(MAKE) -C test/unit check
@@ -74,3 +76,7 @@ bench:
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*/*.h)
+
+# PostgreSQL's regression SQL against heap and destor tables (test/pgregress/).
+check-pgregress:
+	DESTOR_SUITES=pgregress PGREGRESS_LIST=full.txt bash scripts/test.sh

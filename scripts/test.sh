@@ -17,7 +17,7 @@ else
   sudo make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 fi
 
-suites=" ${DESTOR_SUITES:-unit deb regress tap} "
+suites=" ${DESTOR_SUITES:-unit deb regress tap pgregress} "
 if [[ $suites == *" unit "* ]]; then
   echo "== unit tests"
   make -s unitcheck
@@ -41,7 +41,13 @@ if [ "$(id -u)" = 0 ]; then
   rc=0
   testdata=""
   [ -d "$work/testdata" ] && testdata="$work/testdata"
+  # PostgreSQL's regression SQL (Debian source package), fetched as root once
+  pgregress_src=""
+  if [[ $suites == *" pgregress "* ]]; then
+    pgregress_src=$(bash "$top/test/pgregress/fetch_sources.sh")
+  fi
   runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" DESTOR_TESTDATA="$testdata" \
+    ${pgregress_src:+DESTOR_PGREGRESS_SRC="$pgregress_src"} ${PGREGRESS_LIST:+PGREGRESS_LIST="$PGREGRESS_LIST"} \
     ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
     ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
@@ -49,6 +55,7 @@ if [ "$(id -u)" = 0 ]; then
   if [ $rc != 0 ]; then
     rm -rf "$top/test-logs"; mkdir -p "$top/test-logs"
     cp -r "$work"/regression.* "$work"/results "$work"/tmp_check/log "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
+    cp -r "$work"/pgregress.* "$work"/tmp_pgregress/postgres.log "$top/test-logs/" 2>/dev/null || true
     echo "logs of the failed run: $top/test-logs"
   fi
   rm -rf "$work"

@@ -26,9 +26,9 @@ rm -rf tmp_providers
 mkdir -p tmp_providers
 export DESTOR_REGRESS_DIR="$top/tmp_providers"
 
-# DESTOR_SUITES (default "regress tap") picks suites; REGRESS and
+# DESTOR_SUITES (default "regress tap pgregress") picks suites; REGRESS and
 # PROVE_TESTS pick files within them, for a quicker run while developing.
-suites=" ${DESTOR_SUITES:-regress tap} "
+suites=" ${DESTOR_SUITES:-regress tap pgregress} "
 
 if [[ $suites == *" regress "* ]]; then
   echo "== pg_regress"
@@ -39,4 +39,11 @@ fi
 if [[ $suites == *" tap "* ]]; then
   echo "== TAP"
   make -s PG_CONFIG="$PG_CONFIG" ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} tapcheck
+fi
+
+if [[ $suites == *" pgregress "* ]]; then
+  # PostgreSQL's own regression SQL, heap vs destor tables (PGREGRESS_LIST:
+  # subset.txt in make test, full.txt in make check-pgregress)
+  echo "== PostgreSQL regression SQL, heap vs destor (${PGREGRESS_LIST:-subset.txt})"
+  bash test/pgregress/run.sh "${PGREGRESS_LIST:-subset.txt}"
 fi
