@@ -32,6 +32,7 @@
 
 #include "catalog.h"
 #include "object.h"
+#include "progress.h"
 
 #define BLOB_IO_CHUNK	(4 * 1024 * 1024)
 
@@ -283,6 +284,14 @@ blob_import(PG_FUNCTION_ARGS)
 				(errcode_for_file_access(),
 				 errmsg("could not open server file \"%s\": %m", path)));
 
+	progress_start("blob_import", InvalidOid, NameStr(*poolname));
+	{
+		struct stat st;
+
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			progress_set_totals((int64) st.st_size, 1);
+	}
+	progress_set_phase("writing");
 	w = object_writer_create(pool, true);
 	buf = palloc(BLOB_IO_CHUNK);
 	for (;;)
@@ -302,10 +311,13 @@ blob_import(PG_FUNCTION_ARGS)
 		if (n == 0)
 			break;
 		object_writer_write(w, buf, n);
+		progress_add(n, 0);
 	}
 	CloseTransientFile(fd);
 	pfree(buf);
 	meta = blob_store(w);
+	progress_add(0, 1);
+	progress_end();
 	PG_RETURN_POINTER(blob_handle_make(meta->id));
 }
 
@@ -411,6 +423,9 @@ blob_export(PG_FUNCTION_ARGS)
 
 	meta = blob_open_meta(b, "read");
 	r = object_reader_open(meta);
+	progress_start("blob_export", InvalidOid, object_id_text(meta->id));
+	progress_set_totals((int64) meta->size, 1);
+	progress_set_phase("reading");
 
 	/* read (and authenticate) the first part before touching the target, so
 	 * an unreadable blob does not destroy an existing file */
@@ -480,6 +495,7 @@ blob_export(PG_FUNCTION_ARGS)
 				export_pwrite(fd, cw->buf, n, off, path);
 			off += n;
 			cur ^= 1;
+			progress_add(n, 0);
 		}
 		export_finish(&w[0], path);
 		export_finish(&w[1], path);
@@ -498,6 +514,8 @@ blob_export(PG_FUNCTION_ARGS)
 				(errcode_for_file_access(),
 				 errmsg("could not close server file \"%s\": %m", path)));
 	object_reader_close(r);
+	progress_add(0, 1);
+	progress_end();
 	PG_RETURN_INT64((int64) meta->size);
 }
 

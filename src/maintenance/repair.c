@@ -18,6 +18,7 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+#include "progress.h"
 #include "catalog.h"
 #include "object.h"
 
@@ -57,6 +58,9 @@ destor_repair(PG_FUNCTION_ARGS)
 	ids = catalog_list_objects(pool);
 	percxt = AllocSetContextCreate(CurrentMemoryContext, "destor repair object",
 								   ALLOCSET_DEFAULT_SIZES);
+	progress_start("repair", InvalidOid, pool);
+	progress_set_totals(-1, list_length(ids));
+	progress_set_phase(dry_run ? "checking shards" : "checking and rebuilding shards");
 	foreach(lc, ids)
 	{
 		uint8	   *id = lfirst(lc);
@@ -116,7 +120,9 @@ destor_repair(PG_FUNCTION_ARGS)
 					 errhint("Bring back the providers that hold its other shards; destor.repair() rebuilds it then.")));
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);
+		progress_add(0, 1);
 	}
+	progress_end();
 	return (Datum) 0;
 }
 
@@ -242,6 +248,9 @@ destor_move_shards(PG_FUNCTION_ARGS)
 		(void) provider_lookup_by_name(to, false);	/* says clearly if there is none */
 	n = catalog_shards_on(from, &ids, &shard_of);
 	percxt = AllocSetContextCreate(CurrentMemoryContext, "destor move shard", ALLOCSET_DEFAULT_SIZES);
+	progress_start("move_shards", InvalidOid, from);
+	progress_set_totals(-1, n);
+	progress_set_phase("moving shards");
 	for (int s = 0; s < n; s++)
 	{
 		uint8	   *id = ids + (Size) s * CODEC_OBJID_LEN;
@@ -291,7 +300,9 @@ destor_move_shards(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);
+		progress_add(0, 1);
 	}
+	progress_end();
 	return (Datum) 0;
 }
 
@@ -337,6 +348,9 @@ destor_rebalance(PG_FUNCTION_ARGS)
 	pl.shards = palloc0(sizeof(int64) * pl.n);
 	ids = catalog_list_objects(pool->name);
 	percxt = AllocSetContextCreate(CurrentMemoryContext, "destor rebalance", ALLOCSET_DEFAULT_SIZES);
+	progress_start("rebalance", InvalidOid, pool->name);
+	progress_set_totals(-1, list_length(ids));
+	progress_set_phase("counting shards");
 
 	/* the load now */
 	foreach(lc, ids)
@@ -355,12 +369,14 @@ destor_rebalance(PG_FUNCTION_ARGS)
 		MemoryContextReset(percxt);
 	}
 
+	progress_set_phase("moving shards");
 	foreach(lc, ids)
 	{
 		MemoryContext old;
 		ObjectMeta *meta;
 
 		CHECK_FOR_INTERRUPTS();
+		progress_add(0, 1);
 		old = MemoryContextSwitchTo(percxt);
 		/* one mover at a time per object; then its placement as it is now */
 		meta = catalog_lock_object(lfirst(lc)) ? catalog_get_object(lfirst(lc), true) : NULL;
@@ -418,5 +434,6 @@ destor_rebalance(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);
 	}
+	progress_end();
 	return (Datum) 0;
 }

@@ -50,6 +50,7 @@
 
 #include "cache.h"
 #include "catalog.h"
+#include "progress.h"
 #include "table_internal.h"
 
 PG_FUNCTION_INFO_V1(destor_fdw_handler);
@@ -1323,6 +1324,7 @@ typedef struct ModifyState
 	uint8	  **deleting;		/* per segment: rows deleted by this statement */
 	AttrNumber	ctid_attno;
 	AttrNumber	wholerow_attno;
+	bool		copy_progress;	/* a COPY FROM: reported in destor.progress */
 } ModifyState;
 
 /*
@@ -1583,6 +1585,7 @@ destorExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 
 	slot_getallattrs(slot);
 	segment_writer_add(ms->writer, slot->tts_values, slot->tts_isnull);
+	progress_add(0, 1);
 	return slot;
 }
 
@@ -1683,12 +1686,24 @@ destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	rinfo->ri_FdwState = ms;
 	pending_modify_register(RelationGetRelid(rinfo->ri_RelationDesc),
 							mtstate->ps.state->es_output_cid, ms);
+	/* COPY FROM builds a ModifyTableState without a plan; tuple routing has one */
+	if (mtstate->ps.plan == NULL)
+	{
+		progress_start("copy", RelationGetRelid(rinfo->ri_RelationDesc), NULL);
+		progress_set_phase("writing");
+		ms->copy_progress = true;
+	}
 }
 
 static void
 destorEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
 {
+	ModifyState *ms = rinfo->ri_FdwState;
+	bool		copy_progress = ms && ms->copy_progress;
+
 	destorEndForeignModify(estate, rinfo);
+	if (copy_progress)
+		progress_end();
 }
 
 /* ---------------------------------------------------------------------------
@@ -1792,10 +1807,21 @@ destor_compact(PG_FUNCTION_ARGS)
 	written_before = list_length(segments);
 	if (chosen != NIL)
 	{
-		SegmentWriter *w = segment_writer_create(rel, opts);
-		DestorScan *st = whole_row_scan(rel, opts, chosen);
-		Datum	   *values = palloc(sizeof(Datum) * Max(st->natts, 1));
-		bool	   *isnull = palloc(sizeof(bool) * Max(st->natts, 1));
+		SegmentWriter *w;
+		DestorScan *st;
+		Datum	   *values;
+		bool	   *isnull;
+		int64		rows_total = 0;
+
+		foreach(lc, chosen)
+			rows_total += ((SegmentDirectory *) lfirst(lc))->row_count;
+		progress_start("compact", relid, NULL);
+		progress_set_totals(-1, rows_total);
+		progress_set_phase("rewriting segments");
+		w = segment_writer_create(rel, opts);
+		st = whole_row_scan(rel, opts, chosen);
+		values = palloc(sizeof(Datum) * Max(st->natts, 1));
+		isnull = palloc(sizeof(bool) * Max(st->natts, 1));
 
 		while (next_rowgroup(st))
 		{
@@ -1809,9 +1835,11 @@ destor_compact(PG_FUNCTION_ARGS)
 				else
 					dropped++;
 			}
+			progress_add(0, st->rg_rows);
 			CHECK_FOR_INTERRUPTS();
 		}
 		whole_row_scan_end(st);
+		progress_set_phase("writing the last segment");
 		segment_writer_finish(w);
 		foreach(lc, chosen)
 		{
@@ -1819,6 +1847,7 @@ destor_compact(PG_FUNCTION_ARGS)
 
 			catalog_retire_segment(opts->table_id, dir->segment_no, dir->object_id);
 		}
+		progress_end();
 	}
 	written_after = list_length(catalog_table_segments(opts->table_id, NULL));
 	relation_close(rel, NoLock);

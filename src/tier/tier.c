@@ -54,6 +54,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "progress.h"
+
 PG_FUNCTION_INFO_V1(destor_tier_partition);
 PG_FUNCTION_INFO_V1(destor_recall_partition);
 PG_FUNCTION_INFO_V1(destor_tier_partitions);
@@ -254,6 +256,21 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 		run_sql(renames, SPI_OK_UTILITY);
 }
 
+/* pg_class.reltuples: the planner's row count, -1 if never analyzed */
+static float4
+rel_reltuples(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	float4		n = -1;
+
+	if (HeapTupleIsValid(tup))
+	{
+		n = ((Form_pg_class) GETSTRUCT(tup))->reltuples;
+		ReleaseSysCache(tup);
+	}
+	return n;
+}
+
 /* Copy the rows; generated columns are computed again by the insert. */
 static void
 copy_rows(Oid relid, const char *to, const char *from)
@@ -273,12 +290,19 @@ static Oid
 fill_and_swap(Oid relid, const char *scratch, Oid parent, const char *newkind)
 {
 	Oid			newrel;
+	float4		reltuples = rel_reltuples(relid);
 
+	progress_start(strcmp(newkind, "TABLE") == 0 ? "recall_partition" : "tier_partition", relid, NULL);
+	progress_set_totals(-1, reltuples >= 0 ? (int64) reltuples : -1);
+	progress_set_phase("copying rows");
 	copy_rows(relid, scratch, qualified_name(relid));
+	progress_set_phase("analyzing");
 	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
 	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
 							  NoLock, false);
+	progress_set_phase("swapping partitions");
 	swap_partition(relid, newrel, parent, newkind);
+	progress_end();
 	return newrel;
 }
 
