@@ -14,6 +14,7 @@
 
 #include "catalog/pg_foreign_table.h"
 
+#include "blob/blob.h"
 #include "cache.h"
 #include "maintenance.h"
 #include "object.h"
@@ -60,6 +61,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	table_fdw_init();
+	blob_init();
 
 	/* shared state needs the library preloaded; without, per backend */
 	if (process_shared_preload_libraries_in_progress)
