@@ -39,7 +39,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
 # pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
 # destor preloaded and a generated master key (see test/regress/).
-REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded
+REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
                --load-extension=destor
 

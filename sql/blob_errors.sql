@@ -19,6 +19,11 @@ SET ROLE regress_destor_user;
 SELECT destor.blob_put('archive', 'x');
 RESET ROLE;
 GRANT USAGE ON FOREIGN SERVER archive TO regress_destor_user;
+-- and on each of the pool's providers
+SET ROLE regress_destor_user;
+SELECT destor.blob_put('archive', 'x');
+RESET ROLE;
+GRANT USAGE ON FOREIGN SERVER p1, p2, p3, p4, p5, p6 TO regress_destor_user;
 SET ROLE regress_destor_user;
 CREATE TEMP TABLE theirs AS SELECT destor.blob_put('archive', 'their own data') AS b;
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS own FROM theirs;

@@ -14,6 +14,7 @@
 
 #include "catalog/pg_foreign_table.h"
 
+#include "blob/blob.h"
 #include "cache.h"
 #include "maintenance.h"
 #include "progress.h"
@@ -64,6 +65,7 @@ _PG_init(void)
 	object_xact_init();
 	progress_init();
 	table_fdw_init();
+	blob_init();
 
 	/* shared state needs the library preloaded; without, per backend */
 	if (process_shared_preload_libraries_in_progress)

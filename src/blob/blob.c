@@ -19,6 +19,9 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_largeobject.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "tcop/utility.h"
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
@@ -30,6 +33,7 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+#include "blob.h"
 #include "catalog.h"
 #include "object.h"
 #include "progress.h"
@@ -126,23 +130,30 @@ blob_handle_make(const uint8 id[CODEC_OBJID_LEN])
 	return b;
 }
 
-/* The blob's object, after checking that it exists and the user may use it. */
+/*
+ * The blob's object, after checking that it exists and the user may use it.
+ * A role that may not use a blob learns nothing of it, not even whether it
+ * exists: both cases give the same error (superusers, who may use every
+ * blob, are told which).
+ */
 static ObjectMeta *
 blob_open_meta(BlobHandle *b, const char *action)
 {
 	Oid			owner;
+	bool		found = catalog_get_blob(b->id, &owner);
 
-	if (!catalog_get_blob(b->id, &owner))
+	if (!found && superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("blob %s does not exist", object_id_text(b->id)),
 				 errhint("It may have been deleted, or created by a transaction that did not commit.")));
-	if (!has_privs_of_role(GetUserId(), owner))
+	if (!found || !has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s blob", action),
-				 errdetail("Blob %s belongs to another role; only its owner, members of the owning role and superusers may %s it.",
-						   object_id_text(b->id), action)));
+				 errmsg("blob does not exist or you may not %s it", action),
+				 errdetail("Blob %s: only its owner, members of the owning role and superusers may %s it, and others are not told whether it exists.",
+						   object_id_text(b->id), action),
+				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 	return catalog_get_object(b->id, false);
 }
 
@@ -657,4 +668,105 @@ blob_to_lo(PG_FUNCTION_ARGS)
 		object_delete_at_commit(meta);
 	}
 	PG_RETURN_OID(lo);
+}
+
+/* ---------------------------------------------------------------------------
+ * Blob owners and roles.  Blobs are rows of destor.blobs, not catalog
+ * objects, so pg_shdepend knows nothing of them; a utility hook gives them
+ * the behaviour of large objects in the database where the command runs:
+ * DROP ROLE is refused while the role owns blobs here, REASSIGN OWNED gives
+ * them to the new role, DROP OWNED deletes them (their shards go after
+ * commit).  Blobs in other databases are not seen (documented).
+ * ------------------------------------------------------------------------- */
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Is destor installed in this database (so destor.blobs exists)? */
+static bool
+blob_catalog_present(void)
+{
+	return IsTransactionState() && OidIsValid(get_extension_oid("destor", true));
+}
+
+static void
+blob_check_drop_role(DropRoleStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->roles)
+	{
+		RoleSpec   *spec = lfirst(lc);
+		Oid			role = get_rolespec_oid(spec, true);
+		int64		n;
+
+		if (!OidIsValid(role))
+			continue;			/* DROP ROLE itself says what is wrong */
+		n = catalog_count_blobs_of(role);
+		if (n > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
+							get_rolespec_name(spec)),
+					 errdetail_plural("It owns %lld destor blob in database \"%s\".",
+									  "It owns %lld destor blobs in database \"%s\".",
+									  n, (long long) n, get_database_name(MyDatabaseId)),
+					 errhint("Give them to another role with REASSIGN OWNED BY %s TO ..., or delete them with DROP OWNED BY %s or destor.blob_delete().",
+							 quote_identifier(get_rolespec_name(spec)),
+							 quote_identifier(get_rolespec_name(spec)))));
+	}
+}
+
+static void
+blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, DropRoleStmt) && blob_catalog_present())
+		blob_check_drop_role((DropRoleStmt *) parsetree);
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+
+	/* the command has checked the caller's rights over the roles */
+	if (IsA(parsetree, ReassignOwnedStmt) && blob_catalog_present())
+	{
+		ReassignOwnedStmt *stmt = (ReassignOwnedStmt *) parsetree;
+		Oid			to = get_rolespec_oid(stmt->newrole, false);
+		ListCell   *lc;
+
+		foreach(lc, stmt->roles)
+			catalog_reassign_blobs(get_rolespec_oid(lfirst(lc), false), to);
+	}
+	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
+	{
+		DropOwnedStmt *stmt = (DropOwnedStmt *) parsetree;
+		ListCell   *lc;
+
+		foreach(lc, stmt->roles)
+		{
+			ListCell   *bc;
+
+			foreach(bc, catalog_blobs_of(get_rolespec_oid(lfirst(lc), false)))
+			{
+				uint8	   *id = lfirst(bc);
+				ObjectMeta *meta = catalog_get_object(id, true);
+
+				catalog_delete_blob(id);
+				if (meta)
+					object_delete_at_commit(meta);
+			}
+		}
+	}
+}
+
+void
+blob_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = blob_process_utility;
 }

@@ -606,3 +606,75 @@ catalog_lock_object(const uint8 id[CODEC_OBJID_LEN])
 	catalog_leave(&cu);
 	return found;
 }
+
+/* ---------------------------------------------------------------------------
+ * Blob owners, for DROP ROLE, REASSIGN OWNED and DROP OWNED
+ * ------------------------------------------------------------------------- */
+
+/* How many blobs a role owns (in this database). */
+int64
+catalog_count_blobs_of(Oid role)
+{
+	CatalogUser cu;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	bool		isnull;
+	int64		n;
+
+	catalog_enter(&cu);
+	values[0] = ObjectIdGetDatum(role);
+	catalog_exec("SELECT count(*) FROM destor.blobs WHERE owner::oid = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_leave(&cu);
+	return n;
+}
+
+/* The ids of a role's blobs (CODEC_OBJID_LEN bytes each). */
+List *
+catalog_blobs_of(Oid role)
+{
+	CatalogUser cu;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *ids = NIL;
+
+	catalog_enter(&cu);
+	values[0] = ObjectIdGetDatum(role);
+	catalog_exec("SELECT blob_id FROM destor.blobs WHERE owner::oid = $1 ORDER BY blob_id", 1, types,
+				 values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   1, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		uint8	   *id = palloc(CODEC_OBJID_LEN);
+
+		memcpy(id, u->data, CODEC_OBJID_LEN);
+		ids = lappend(ids, id);
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_leave(&cu);
+	return ids;
+}
+
+/* Give a role's blobs to another role; returns how many. */
+int64
+catalog_reassign_blobs(Oid from, Oid to)
+{
+	CatalogUser cu;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+	int64		n;
+
+	catalog_enter(&cu);
+	values[0] = ObjectIdGetDatum(from);
+	values[1] = ObjectIdGetDatum(to);
+	catalog_exec("UPDATE destor.blobs SET owner = $2::regrole WHERE owner::oid = $1", 2, types,
+				 values, NULL, SPI_OK_UPDATE);
+	n = (int64) SPI_processed;
+	catalog_leave(&cu);
+	return n;
+}

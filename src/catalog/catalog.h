@@ -45,5 +45,8 @@ extern bool catalog_lock_object(const uint8 id[CODEC_OBJID_LEN]);
 extern void catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner);
 extern bool catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner);
 extern void catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN]);
+extern int64 catalog_count_blobs_of(Oid role);
+extern List *catalog_blobs_of(Oid role);
+extern int64 catalog_reassign_blobs(Oid from, Oid to);
 
 #endif							/* DESTOR_CATALOG_H */

@@ -20,6 +20,8 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
 #include "funcapi.h"
 #include "storage/shmem.h"
 #include "storage/lwlock.h"
@@ -295,7 +297,8 @@ destor_maintenance_status(PG_FUNCTION_ARGS)
 	values[8] = Int64GetDatum(copy.rebuilt);
 	values[9] = Int64GetDatum(copy.orphans);
 	values[10] = Int64GetDatum(copy.tiered);
-	if (copy.last_error[0])
+	/* it may name other roles' objects: pg_read_all_stats only */
+	if (copy.last_error[0] && has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS))
 		values[11] = CStringGetTextDatum(copy.last_error);
 	else
 		nulls[11] = true;

@@ -286,6 +286,7 @@ delete_tracked(List *objects, const char *why)
 	PG_CATCH();
 	{
 		/* best effort: leftovers are orphans that cleanup_orphans() finds */
+		MemoryContextSwitchTo(work);
 		FlushErrorState();
 	}
 	PG_END_TRY();
@@ -301,6 +302,7 @@ abort_uploads(List *uploads)
 {
 	ListCell   *lc;
 	QuickSettings quick;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	HOLD_INTERRUPTS();
 	quick_settings_enter(&quick);
@@ -320,6 +322,8 @@ abort_uploads(List *uploads)
 		}
 		PG_CATCH();
 		{
+			/* the next uploads, and our caller, allocate where we did */
+			MemoryContextSwitchTo(cxt);
 			FlushErrorState();
 		}
 		PG_END_TRY();

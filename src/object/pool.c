@@ -167,12 +167,47 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 		pool->provider_names[i] = pstrdup(list_nth(names, i));
 }
 
+/*
+ * A pool writes through its providers' credentials (the user's mapping, or
+ * the PUBLIC one): whoever declares or uses a pool must have USAGE on each
+ * of its providers, as on any foreign server he reaches.  Providers not
+ * declared (yet) are passed over: a restore may create the pool first, and
+ * using it fails on them anyway.
+ */
+static void
+pool_check_provider_usage(Pool *pool)
+{
+	for (int i = 0; i < pool->nproviders; i++)
+	{
+		ForeignServer *server = GetForeignServerByName(pool->provider_names[i], true);
+		AclResult	aclresult;
+
+		if (server == NULL)
+			continue;
+		aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+		if (aclresult != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for foreign server %s", server->servername),
+					 pool->name ?
+					 errdetail("Pool \"%s\" stores shards on provider \"%s\"; using a pool needs USAGE on each of its providers.",
+							   pool->name, server->servername) :
+					 errdetail("The pool stores shards on provider \"%s\"; declaring a pool needs USAGE on each of its providers.",
+							   server->servername),
+					 errhint("Ask the provider's owner: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
+							 quote_identifier(server->servername),
+							 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	}
+}
+
 void
 pool_validate_options(List *options, Oid catalog)
 {
 	Pool		pool = {0};
 
 	pool_apply_options(&pool, options, catalog);
+	if (catalog == ForeignServerRelationId)
+		pool_check_provider_usage(&pool);
 }
 
 Pool *
@@ -206,5 +241,7 @@ pool_lookup(const char *name, bool check_usage)
 	pool->serverid = server->serverid;
 	pool->name = pstrdup(server->servername);
 	pool_apply_options(pool, server->options, ForeignServerRelationId);
+	if (check_usage)
+		pool_check_provider_usage(pool);
 	return pool;
 }

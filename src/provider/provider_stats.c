@@ -12,6 +12,8 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
 #include "catalog/pg_foreign_server.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -409,6 +411,7 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 	ProviderStatsEntry *copy;
 	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	bool		may_see_errors = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 
 	InitMaterializedSRF(fcinfo, 0);
 	copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
@@ -437,7 +440,8 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 			state = "up";
 		values[0] = ObjectIdGetDatum(e->serverid);
 		values[1] = CStringGetTextDatum(state);
-		if (e->last_error[0])
+		/* it names the object of another session: pg_read_all_stats only */
+		if (e->last_error[0] && may_see_errors)
 			values[2] = CStringGetTextDatum(e->last_error);
 		else
 			nulls[2] = true;

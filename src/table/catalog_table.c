@@ -272,3 +272,79 @@ catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 				 1, types + 2, values + 2, NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
+
+/* ---------------------------------------------------------------------------
+ * Table identity: destor.tables binds each table_id to the one relation
+ * that owns its data (see table_options.c for the rules).
+ * ------------------------------------------------------------------------- */
+
+/* The table_id bound to a relation; false if none is. */
+bool
+catalog_table_id_of_rel(Oid relid, uint8 table_id[CODEC_OBJID_LEN])
+{
+	CatalogUser cu;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	bool		found;
+
+	catalog_enter(&cu);
+	values[0] = ObjectIdGetDatum(relid);
+	catalog_exec("SELECT table_id FROM destor.tables WHERE relid = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (found)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												   1, &isnull));
+
+		memcpy(table_id, u->data, CODEC_OBJID_LEN);
+	}
+	catalog_leave(&cu);
+	return found;
+}
+
+/* The relation a table_id is bound to; false if none.  *has_data: does the
+ * id have segments or deletions? */
+bool
+catalog_rel_of_table_id(const uint8 table_id[CODEC_OBJID_LEN], Oid *relid, bool *has_data)
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		found;
+	bool		isnull;
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	catalog_exec("SELECT relid FROM destor.tables WHERE table_id = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	if (found)
+		*relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+	catalog_exec("SELECT EXISTS (SELECT FROM destor.segments WHERE table_id = $1) "
+				 "OR EXISTS (SELECT FROM destor.deletions WHERE table_id = $1)",
+				 1, types, values, NULL, SPI_OK_SELECT);
+	*has_data = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_leave(&cu);
+	return found;
+}
+
+/* Bind table_id to relid, replacing whatever either was bound to. */
+void
+catalog_bind_table(const uint8 table_id[CODEC_OBJID_LEN], Oid relid)
+{
+	CatalogUser cu;
+	Oid			types[2] = {UUIDOID, OIDOID};
+	Datum		values[2];
+
+	catalog_enter(&cu);
+	values[0] = uuid_datum(table_id);
+	values[1] = ObjectIdGetDatum(relid);
+	catalog_exec("DELETE FROM destor.tables WHERE table_id = $1 OR relid = $2", 2, types, values,
+				 NULL, SPI_OK_DELETE);
+	catalog_exec("INSERT INTO destor.tables (table_id, relid) VALUES ($1, $2)", 2, types, values,
+				 NULL, SPI_OK_INSERT);
+	catalog_leave(&cu);
+}

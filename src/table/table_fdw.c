@@ -1778,6 +1778,10 @@ destor_compact(PG_FUNCTION_ARGS)
 	Datum		result[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	/* ownership first: a role that may not compact must not queue for the lock */
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
 	rel = relation_open(relid, ShareUpdateExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE ||
 		strcmp(GetForeignDataWrapper(GetForeignServer(GetForeignTable(relid)->serverid)->fdwid)->fdwname,

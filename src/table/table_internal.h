@@ -51,5 +51,10 @@ extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]
 extern void catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 								   const uint8 object_id[CODEC_OBJID_LEN]);
 extern int64 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN]);
+/* table identity (destor.tables) */
+extern bool catalog_table_id_of_rel(Oid relid, uint8 table_id[CODEC_OBJID_LEN]);
+extern bool catalog_rel_of_table_id(const uint8 table_id[CODEC_OBJID_LEN], Oid *relid,
+									bool *has_data);
+extern void catalog_bind_table(const uint8 table_id[CODEC_OBJID_LEN], Oid relid);
 
 #endif							/* DESTOR_TABLE_INTERNAL_H */

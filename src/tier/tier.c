@@ -533,6 +533,12 @@ policy_partitions(Oid parent, int32 keep_local, Interval *older_than)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a partitioned table", parent_name)));
+	/*
+	 * Ownership before the lock (as RangeVarCallbackOwnsTable does): a role
+	 * that may not tier the table must not hold up its VACUUM or DDL.
+	 */
+	if (!pg_class_ownercheck(parent, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, parent_name);
 
 	/* the partition list cannot change while we work through it */
 	rel = table_open(parent, ShareUpdateExclusiveLock);
