@@ -61,17 +61,29 @@ is(wait_progress("SELECT count(*) FROM destor.progress", qr/^0$/), '0',
 	'the finished tier_partition is gone from destor.progress');
 is($node->safe_psql('postgres', "SELECT count(*) FROM readings"), '50000', 'and its rows are all there');
 
-# --- COPY into a destor table, rows counted as they arrive -------------------
+# --- COPY into a destor table, rows counted as they are written -------------
+# A row trigger holds the COPY at row 15000 on an advisory lock the test owns.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.a = 15000 THEN PERFORM pg_advisory_lock(42); PERFORM pg_advisory_unlock(42); END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER hold BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION hold();});
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('SELECT pg_advisory_lock(42)');
 my $copy = $node->background_psql('postgres');
 $copy->query_until(qr/started/, "\\echo started\nCOPY t FROM STDIN;\n"
-	  . join('', map { "$_\trow $_\n" } 1 .. 20000));
-$row = wait_progress("SELECT command || ' ' || relid::regclass || ' ' || phase || ' ' || (objects_done >= 20000)"
-	  . " FROM destor.progress", qr/true/);
-is($row, 'copy t writing true', 'a COPY FROM into a destor table shows the rows written so far');
-$copy->query_safe("\\.");
+	  . join('', map { "$_\trow $_\n" } 1 .. 20000) . "\\.\n");
+$row = wait_progress("SELECT command || ' ' || relid::regclass || ' ' || phase || ' ' || objects_done"
+	  . " FROM destor.progress WHERE command = 'copy'", qr/14999/);
+is($row, 'copy t writing 14999', 'a COPY FROM into a destor table shows the rows written so far');
+$locker->query_safe('SELECT pg_advisory_unlock(42)');
+$locker->quit;
 $copy->quit;
 is($node->safe_psql('postgres', "SELECT count(*), sum(a) FROM t"), '20000|200010000', 'the COPY completed');
 is(wait_progress("SELECT count(*) FROM destor.progress", qr/^0$/), '0', 'and left destor.progress');
+$node->safe_psql('postgres', 'DROP TRIGGER hold ON t');
 
 # --- an ERROR, and a rolled-back savepoint, leave nothing behind -------------
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_import('pool', '$base')");
