@@ -39,9 +39,15 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
 # pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
 # destor preloaded and a generated master key (see test/regress/).
-REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles
+REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
                --load-extension=destor
+
+# isolation tests (specs/*.spec against expected/*.out), run by installcheck
+# after pg_regress, on their own temporary instance.
+ISOLATION      = table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers
+ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress/destor.conf \
+                 --load-extension=destor
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

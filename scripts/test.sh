@@ -50,12 +50,14 @@ if [ "$(id -u)" = 0 ]; then
     ${pgregress_src:+DESTOR_PGREGRESS_SRC="$pgregress_src"} ${PGREGRESS_LIST:+PGREGRESS_LIST="$PGREGRESS_LIST"} \
     ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
     ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+    ${ISOLATION+ISOLATION="$ISOLATION"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then
     rm -rf "$top/test-logs"; mkdir -p "$top/test-logs"
     cp -r "$work"/regression.* "$work"/results "$work"/tmp_check/log "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
     cp -r "$work"/pgregress.* "$work"/tmp_pgregress/postgres.log "$top/test-logs/" 2>/dev/null || true
+    cp -r "$work"/output_iso "$top/test-logs/" 2>/dev/null || true
     echo "logs of the failed run: $top/test-logs"
   fi
   rm -rf "$work"

@@ -1490,6 +1490,32 @@ add_pending_changes(Relation rel, Snapshot snapshot, List *segments)
 	return segments;
 }
 
+/*
+ * segments_changed_since: whether a segment of "mine" is gone from "latest"
+ * or has rows deleted there that it has not (both lists in segment order).
+ */
+static bool
+segments_changed_since(List *mine, List *latest)
+{
+	ListCell   *lc;
+	ListCell   *lc2 = list_head(latest);
+
+	foreach(lc, mine)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		SegmentDirectory *now = NULL;
+
+		while (lc2 && ((SegmentDirectory *) lfirst(lc2))->segment_no < dir->segment_no)
+			lc2 = lnext(latest, lc2);
+		if (lc2)
+			now = lfirst(lc2);
+		if (now == NULL || now->segment_no != dir->segment_no ||
+			now->deleted_count != dir->deleted_count)
+			return true;
+	}
+	return false;
+}
+
 static int
 destorIsForeignRelUpdatable(Relation rel)
 {
@@ -1551,18 +1577,25 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 		Plan	   *subplan = outerPlanState(mtstate)->plan;
 		ListCell   *lc;
 
-		/* a cached plan did not lock while planning: lock now, and if a
-		 * change committed since our snapshot, ask for a retry */
+		/*
+		 * A cached plan did not lock while planning, and a REPEATABLE READ
+		 * snapshot predates the lock: lock now, and if a DELETE, UPDATE or
+		 * compaction committed since our snapshot changed a segment we
+		 * read, fail as heap does (our deletions would miss the rows it
+		 * wrote: a lost update).  The comparison is with the latest
+		 * snapshot, not the transaction's (which in REPEATABLE READ is our
+		 * own).  Segments added since (inserts) change nothing we delete.
+		 */
 		LockRelationOid(RelationGetRelid(rel), ShareUpdateExclusiveLock);
-		if (catalog_count_deletions(ms->opts->table_id, NULL) !=
-			catalog_count_deletions(ms->opts->table_id, estate->es_snapshot))
+		ms->segments = catalog_table_segments(ms->opts->table_id, estate->es_snapshot);
+		if (segments_changed_since(ms->segments,
+								   catalog_table_segments(ms->opts->table_id, GetLatestSnapshot())))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent update of destor table \"%s\"",
 							RelationGetRelationName(rel)),
 					 errhint("Retry the statement.")));
 
-		ms->segments = catalog_table_segments(ms->opts->table_id, estate->es_snapshot);
 		ms->nsegs = list_length(ms->segments);
 		ms->segarr = palloc(sizeof(SegmentDirectory *) * Max(ms->nsegs, 1));
 		ms->deleting = palloc0(sizeof(uint8 *) * Max(ms->nsegs, 1));
