@@ -295,6 +295,9 @@ CREATE FUNCTION provider_stats(OUT serverid oid, OUT state text, OUT last_error 
 CREATE FUNCTION provider_stats_reset() RETURNS void
   AS 'MODULE_PATHNAME', 'destor_provider_stats_reset' LANGUAGE C STRICT;
 REVOKE ALL ON FUNCTION provider_stats_reset() FROM PUBLIC;
+
+-- last_error is shown only to members of pg_read_all_stats (provider_stats()
+-- hides it from others: it names other sessions' objects).
 CREATE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
          (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
