@@ -7,6 +7,9 @@
  * commit fails), the shards stay on the providers with no row.  Listing each
  * provider and comparing with the catalog finds them.
  *
+ * Unfinished multipart uploads (s3) under the same prefix are aborted by the
+ * same rule.
+ *
  * A transaction still running has written shards whose rows nobody else can
  * see yet, however long ago it wrote them: age alone cannot tell them from
  * orphans.  Every transaction that stores objects is registered while it
@@ -92,6 +95,28 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			{
 				provider_delete(prov, e->key);
 				removed++;
+			}
+		}
+
+		/*
+		 * Multipart uploads that were never completed nor aborted (a
+		 * backend killed mid-upload, an abort that failed) are invisible
+		 * to listings but billed: abort those begun before the cutoff.  A
+		 * running writer's upload is newer than its registration.
+		 */
+		{
+			List	   *uploads = provider_list_uploads(prov, OBJECT_KEY_PREFIX);
+
+			keep_after = orphan_cutoff(cutoff);
+			foreach(lc, uploads)
+			{
+				ProviderUploadEntry *u = lfirst(lc);
+
+				CHECK_FOR_INTERRUPTS();
+				if (u->initiated == 0 || u->initiated > keep_after)
+					continue;
+				if (provider_abort_upload(prov, u))
+					removed++;
 			}
 		}
 	}

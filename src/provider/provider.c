@@ -432,6 +432,9 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->http_status = 0;
 		r->result_size = 0;
 		r->abandoned = false;
+		r->retries = 0;
+		r->short_bodies = 0;
+		r->unreachable = false;
 		r->error = NULL;
 		if (r->op == POP_PUT || r->op == POP_UPLOAD_BEGIN || r->op == POP_UPLOAD_PART)
 			provider_writing_begins();
@@ -571,3 +574,33 @@ provider_list(Provider *p, const char *prefix)
 		return provider_s3_list(p, prefix);
 	return provider_file_list(p, prefix);
 }
+
+List *
+provider_list_uploads(Provider *p, const char *prefix)
+{
+	if (p->type == PROVIDER_S3)
+		return provider_s3_list_uploads(p, prefix);
+	return NIL;
+}
+
+bool
+provider_abort_upload(Provider *p, ProviderUploadEntry *e)
+{
+	ProviderRequest r = {0};
+	ProviderUpload *u = provider_upload_create(p, e->key);
+
+	u->upload_id = pstrdup(e->upload_id);
+	u->active = true;
+	r.provider = p;
+	r.op = POP_UPLOAD_ABORT;
+	r.upload = u;
+	provider_execute(&r, 1);
+	if (!r.ok)
+		ereport(WARNING,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not abort an unfinished upload of \"%s\" on provider \"%s\"",
+						e->key, p->name),
+				 errdetail("%s", r.error ? r.error : "unknown error")));
+	return r.ok;
+}
+
