@@ -400,3 +400,14 @@ CREATE OR REPLACE VIEW provider_status AS
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
     LEFT JOIN provider_health() h ON h.serverid = s.oid;
+
+-- This database's identity on the providers (issue 10): new objects' ids,
+-- and so their shard keys, start with it; deletions and cleanup_orphans
+-- touch only objects under it.  An option of an extension member is not
+-- dumped, so a restored copy gets an identity of its own and treats the
+-- original's objects as borrowed; pg_upgrade and physical replicas keep it.
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('ALTER FOREIGN DATA WRAPPER destor_provider OPTIONS (ADD instance %L)',
+                            pg_catalog.gen_random_uuid());
+END $$;

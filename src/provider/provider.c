@@ -12,6 +12,7 @@
 
 #include "access/reloptions.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_data_wrapper.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
@@ -19,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/uuid.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -77,6 +79,7 @@ static const ProviderOption provider_options[] = {
 	{"access_key_id", UserMappingRelationId},
 	{"secret_access_key", UserMappingRelationId},
 	{"session_token", UserMappingRelationId},
+	{"instance", ForeignDataWrapperRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -122,7 +125,9 @@ provider_validate_options(List *options, Oid catalog)
 					 errhint("Valid options in this context are: %s.",
 							 provider_valid_option_list(catalog))));
 
-		if (strcmp(def->defname, "type") == 0)
+		if (strcmp(def->defname, "instance") == 0)
+			(void) DirectFunctionCall1(uuid_in, CStringGetDatum(val));	/* a uuid */
+		else if (strcmp(def->defname, "type") == 0)
 		{
 			if (strcmp(val, "file") != 0 && strcmp(val, "s3") != 0)
 				ereport(ERROR,
@@ -604,3 +609,34 @@ provider_abort_upload(Provider *p, ProviderUploadEntry *e)
 	return r.ok;
 }
 
+/*
+ * provider_instance_namespace — this database's namespace on providers: the
+ * first PROVIDER_NS_LEN bytes of the instance id that CREATE EXTENSION gave
+ * the destor_provider wrapper (option "instance").  Extension members'
+ * options are not dumped, so a restored copy gets an id of its own, while
+ * pg_upgrade and physical replicas keep it.  False when there is none
+ * (installed before instance ids existed): then everything counts as ours.
+ */
+bool
+provider_instance_namespace(uint8 ns[PROVIDER_NS_LEN])
+{
+	ForeignDataWrapper *fdw = GetForeignDataWrapperByName("destor_provider", true);
+	ListCell   *lc;
+
+	if (fdw == NULL)
+		return false;
+	foreach(lc, fdw->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "instance") == 0)
+		{
+			pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in,
+														  CStringGetDatum(defGetString(def))));
+
+			memcpy(ns, u->data, PROVIDER_NS_LEN);
+			return true;
+		}
+	}
+	return false;
+}

@@ -145,6 +145,11 @@ extern int	destor_provider_down_ms;
 
 extern void provider_define_gucs(void);
 
+/* This database's namespace on the providers (see provider.c); false when
+ * the installation has no instance id. */
+#define PROVIDER_NS_LEN 6
+extern bool provider_instance_namespace(uint8 ns[PROVIDER_NS_LEN]);
+
 /* Provider health (provider_stats.c): a provider whose last request failed
  * at the transport level (refused, timed out, 5xx) is "down" for
  * destor.provider_down_interval, so reads do not wait on it when other
