@@ -397,3 +397,34 @@ REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;
+
+-- Provider health beyond provider_stats(): tries retried, answers cut short,
+-- and the last check_provider() (issue 10).  provider_status shows them.
+CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
+    OUT last_check timestamptz, OUT last_check_ok boolean)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
+CREATE OR REPLACE VIEW provider_status AS
+  SELECT s.srvname AS provider,
+         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
+         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
+         coalesce(st.state, 'unknown') AS state, st.last_error,
+         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
+         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
+         st.latency_p50_ms, st.latency_p99_ms, st.last_success,
+         coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
+         h.last_check, h.last_check_ok
+    FROM pg_foreign_server s
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
+    LEFT JOIN provider_stats() st ON st.serverid = s.oid
+    LEFT JOIN provider_health() h ON h.serverid = s.oid;
+
+-- This database's identity on the providers (issue 10): new objects' ids,
+-- and so their shard keys, start with it; deletions and cleanup_orphans
+-- touch only objects under it.  An option of an extension member is not
+-- dumped, so a restored copy gets an identity of its own and treats the
+-- original's objects as borrowed; pg_upgrade and physical replicas keep it.
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('ALTER FOREIGN DATA WRAPPER destor_provider OPTIONS (ADD instance %L)',
+                            pg_catalog.gen_random_uuid());
+END $$;

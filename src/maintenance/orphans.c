@@ -7,6 +7,13 @@
  * commit fails), the shards stay on the providers with no row.  Listing each
  * provider and comparing with the catalog finds them.
  *
+ * Only this database's namespace is listed: shards another database wrote
+ * (the original of a restored copy, say) are never candidates, even where
+ * both share providers and this catalog names some of them.
+ *
+ * Unfinished multipart uploads (s3) under the same prefix are aborted by the
+ * same rule.
+ *
  * A transaction still running has written shards whose rows nobody else can
  * see yet, however long ago it wrote them: age alone cannot tell them from
  * orphans.  Every transaction that stores objects is registered while it
@@ -56,6 +63,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
 	TimestampTz cutoff;
 	int64		removed = 0;
+	char	   *ns_prefix = object_key_namespace();	/* only what we wrote */
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -68,7 +76,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	for (int p = 0; p < pool->nproviders; p++)
 	{
 		Provider   *prov = provider_lookup_by_name(pool->provider_names[p], false);
-		List	   *keys = provider_list(prov, OBJECT_KEY_PREFIX);
+		List	   *keys = provider_list(prov, ns_prefix);
 		TimestampTz keep_after = orphan_cutoff(cutoff);
 		ListCell   *lc;
 
@@ -92,6 +100,28 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			{
 				provider_delete(prov, e->key);
 				removed++;
+			}
+		}
+
+		/*
+		 * Multipart uploads that were never completed nor aborted (a
+		 * backend killed mid-upload, an abort that failed) are invisible
+		 * to listings but billed: abort those begun before the cutoff.  A
+		 * running writer's upload is newer than its registration.
+		 */
+		{
+			List	   *uploads = provider_list_uploads(prov, ns_prefix);
+
+			keep_after = orphan_cutoff(cutoff);
+			foreach(lc, uploads)
+			{
+				ProviderUploadEntry *u = lfirst(lc);
+
+				CHECK_FOR_INTERRUPTS();
+				if (u->initiated == 0 || u->initiated > keep_after)
+					continue;
+				if (provider_abort_upload(prov, u))
+					removed++;
 			}
 		}
 	}

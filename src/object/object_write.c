@@ -350,6 +350,7 @@ object_writer_create(Pool *pool, bool compress)
 				 errmsg("could not generate random bytes for a new object")));
 	meta->id[6] = (meta->id[6] & 0x0f) | 0x40;	/* a version-4 UUID */
 	meta->id[8] = (meta->id[8] & 0x3f) | 0x80;
+	object_id_claim(meta->id);	/* under this database's namespace */
 
 	keys_load_master(master, meta->key_id);
 	meta->key_version = OBJECT_KEY_VERSION;

@@ -9,7 +9,9 @@
  *     catalog);
  *   - objects deleted by a transaction are removed from providers only after
  *     it commits, never before and never on rollback;
- *   - streamed uploads still open at abort are discarded.
+ *   - streamed uploads still open at abort are discarded;
+ *   - objects another database wrote (borrowed by a restored copy) are never
+ *     deleted from providers here: only the reference to them goes.
  * Everything needed at end of transaction (provider settings included) is
  * copied into a long-lived context up front, because the catalog cannot be
  * read while a transaction aborts.
@@ -149,8 +151,13 @@ object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shard, Provider 
 void
 object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)
 {
-	TrackedObject *t = tracked_shard_make(id, shard, p);
-	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+	TrackedObject *t;
+	MemoryContext old;
+
+	if (!object_is_ours(id))
+		return;					/* borrowed: its writer's catalog may still place it there */
+	t = tracked_shard_make(id, shard, p);
+	old = MemoryContextSwitchTo(object_xact_cxt());
 
 	deleted_objects = lappend(deleted_objects, t);
 	MemoryContextSwitchTo(old);
@@ -159,11 +166,59 @@ object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provid
 void
 object_delete_at_commit(ObjectMeta *meta)
 {
-	TrackedObject *t = tracked_object_make(meta, true);
-	MemoryContext old = MemoryContextSwitchTo(object_xact_cxt());
+	TrackedObject *t;
+	MemoryContext old;
+
+	if (!object_is_ours(meta->id))
+		return;					/* borrowed: its writer owns its shards */
+	t = tracked_object_make(meta, true);
+	old = MemoryContextSwitchTo(object_xact_cxt());
 
 	deleted_objects = lappend(deleted_objects, t);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * object_id_claim — put a new object's id under this database's namespace:
+ * its first bytes are the namespace (the version and variant bits of the
+ * v4 UUID, in bytes 6 and 8, stay as they are; 80 random bits remain).
+ */
+void
+object_id_claim(uint8 id[CODEC_OBJID_LEN])
+{
+	uint8		ns[PROVIDER_NS_LEN];
+
+	if (provider_instance_namespace(ns))
+		memcpy(id, ns, PROVIDER_NS_LEN);
+}
+
+/* object_is_ours — did this database write the object (or cannot it tell)? */
+bool
+object_is_ours(const uint8 id[CODEC_OBJID_LEN])
+{
+	uint8		ns[PROVIDER_NS_LEN];
+
+	if (!provider_instance_namespace(ns))
+		return true;
+	return memcmp(id, ns, PROVIDER_NS_LEN) == 0;
+}
+
+/*
+ * object_key_namespace — the prefix of every shard key this database
+ * writes: object_shard_key() names a shard after the hex id, itself
+ * starting with the namespace.  Without one, every shard key's prefix.
+ */
+char *
+object_key_namespace(void)
+{
+	uint8		ns[PROVIDER_NS_LEN];
+	char		hex[2 * PROVIDER_NS_LEN + 1];
+
+	if (!provider_instance_namespace(ns))
+		return pstrdup(OBJECT_KEY_PREFIX);
+	for (int i = 0; i < PROVIDER_NS_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", ns[i]);
+	return psprintf(OBJECT_KEY_PREFIX "%.2s/%s", hex, hex);
 }
 
 void

@@ -12,6 +12,7 @@
 
 #include "access/reloptions.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_data_wrapper.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
@@ -19,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/uuid.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -78,6 +80,7 @@ static const ProviderOption provider_options[] = {
 	{"access_key_id", UserMappingRelationId},
 	{"secret_access_key", UserMappingRelationId},
 	{"session_token", UserMappingRelationId},
+	{"instance", ForeignDataWrapperRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -123,7 +126,9 @@ provider_validate_options(List *options, Oid catalog)
 					 errhint("Valid options in this context are: %s.",
 							 provider_valid_option_list(catalog))));
 
-		if (strcmp(def->defname, "type") == 0)
+		if (strcmp(def->defname, "instance") == 0)
+			(void) DirectFunctionCall1(uuid_in, CStringGetDatum(val));	/* a uuid */
+		else if (strcmp(def->defname, "type") == 0)
 		{
 			if (strcmp(val, "file") != 0 && strcmp(val, "s3") != 0)
 				ereport(ERROR,
@@ -449,6 +454,9 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->http_status = 0;
 		r->result_size = 0;
 		r->abandoned = false;
+		r->retries = 0;
+		r->short_bodies = 0;
+		r->unreachable = false;
 		r->error = NULL;
 		if (r->op == POP_PUT || r->op == POP_UPLOAD_BEGIN || r->op == POP_UPLOAD_PART)
 			provider_writing_begins();
@@ -587,4 +595,65 @@ provider_list(Provider *p, const char *prefix)
 	if (p->type == PROVIDER_S3)
 		return provider_s3_list(p, prefix);
 	return provider_file_list(p, prefix);
+}
+
+List *
+provider_list_uploads(Provider *p, const char *prefix)
+{
+	if (p->type == PROVIDER_S3)
+		return provider_s3_list_uploads(p, prefix);
+	return NIL;
+}
+
+bool
+provider_abort_upload(Provider *p, ProviderUploadEntry *e)
+{
+	ProviderRequest r = {0};
+	ProviderUpload *u = provider_upload_create(p, e->key);
+
+	u->upload_id = pstrdup(e->upload_id);
+	u->active = true;
+	r.provider = p;
+	r.op = POP_UPLOAD_ABORT;
+	r.upload = u;
+	provider_execute(&r, 1);
+	if (!r.ok)
+		ereport(WARNING,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("could not abort an unfinished upload of \"%s\" on provider \"%s\"",
+						e->key, p->name),
+				 errdetail("%s", r.error ? r.error : "unknown error")));
+	return r.ok;
+}
+
+/*
+ * provider_instance_namespace — this database's namespace on providers: the
+ * first PROVIDER_NS_LEN bytes of the instance id that CREATE EXTENSION gave
+ * the destor_provider wrapper (option "instance").  Extension members'
+ * options are not dumped, so a restored copy gets an id of its own, while
+ * pg_upgrade and physical replicas keep it.  False when there is none
+ * (installed before instance ids existed): then everything counts as ours.
+ */
+bool
+provider_instance_namespace(uint8 ns[PROVIDER_NS_LEN])
+{
+	ForeignDataWrapper *fdw = GetForeignDataWrapperByName("destor_provider", true);
+	ListCell   *lc;
+
+	if (fdw == NULL)
+		return false;
+	foreach(lc, fdw->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "instance") == 0)
+		{
+			pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in,
+														  CStringGetDatum(defGetString(def))));
+
+			memcpy(ns, u->data, PROVIDER_NS_LEN);
+			return true;
+		}
+	}
+	return false;
 }

@@ -113,6 +113,10 @@ typedef struct ProviderRequest
 	uint64		result_size;	/* POP_GET: bytes read; POP_HEAD: object size */
 	double		latency_ms;
 	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
+	int			retries;		/* tries after the first (s3) */
+	int			short_bodies;	/* answers that ended before their length (s3) */
+	bool		unreachable;	/* the provider itself failed: no connection, timed
+								 * out, its bucket or directory is missing */
 	char	   *error;			/* palloc'd, NULL when ok; never contains secrets */
 } ProviderRequest;
 
@@ -123,6 +127,14 @@ typedef struct ProviderListEntry
 	TimestampTz last_modified;
 } ProviderListEntry;
 
+/* A streamed upload begun and neither completed nor aborted (s3 multipart). */
+typedef struct ProviderUploadEntry
+{
+	char	   *key;
+	char	   *upload_id;
+	TimestampTz initiated;
+} ProviderUploadEntry;
+
 /* GUC-backed knobs shared by the backends (defined in provider.c). */
 extern int	destor_connect_timeout_ms;
 extern int	destor_request_timeout_ms;
@@ -132,6 +144,11 @@ extern int	destor_max_concurrent_requests;
 extern int	destor_provider_down_ms;
 
 extern void provider_define_gucs(void);
+
+/* This database's namespace on the providers (see provider.c); false when
+ * the installation has no instance id. */
+#define PROVIDER_NS_LEN 6
+extern bool provider_instance_namespace(uint8 ns[PROVIDER_NS_LEN]);
 
 /* Provider health (provider_stats.c): a provider whose last request failed
  * at the transport level (refused, timed out, 5xx) is "down" for
@@ -148,6 +165,7 @@ extern bool provider_is_down(Provider *p);
 extern double provider_recent_read_ms(Provider *p);
 extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
+extern void provider_stats_note_check(Provider *p, bool ok);
 extern void provider_stats_shmem_request(void);
 
 /* Transactions storing objects (provider_stats.c): provider_start() notes
@@ -206,6 +224,13 @@ extern void provider_delete(Provider *p, const char *key);
 /* Every key under prefix (paginated internally); ERROR on failure. */
 extern List *provider_list(Provider *p, const char *prefix);
 
+/* Unfinished streamed uploads under prefix (s3 multipart uploads; NIL for
+ * file providers, whose temp files provider_list shows, and for servers
+ * that cannot list them); ERROR on failure.  provider_abort_upload discards
+ * one (best effort: false and a WARNING when it fails). */
+extern List *provider_list_uploads(Provider *p, const char *prefix);
+extern bool provider_abort_upload(Provider *p, ProviderUploadEntry *u);
+
 /* Backend entry points used by provider_execute / provider_list. */
 extern void provider_file_execute(ProviderRequest *req);
 extern void provider_file_execute_batch(ProviderRequest **reqs, int nreqs);
@@ -216,6 +241,7 @@ extern void provider_file_abandon(FileBatch *b);
 extern List *provider_file_list(Provider *p, const char *prefix);
 extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
 extern List *provider_s3_list(Provider *p, const char *prefix);
+extern List *provider_s3_list_uploads(Provider *p, const char *prefix);
 /* Drop cached curl state (called at backend exit and after errors). */
 extern void provider_s3_reset(void);
 

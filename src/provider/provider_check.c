@@ -96,6 +96,7 @@ check_provider(PG_FUNCTION_ARGS)
 		}
 	}
 
+	provider_stats_note_check(p, failed_step == NULL);
 	values[0] = BoolGetDatum(failed_step == NULL);
 	values[1] = Float8GetDatum(latency);
 	if (failed_step == NULL)

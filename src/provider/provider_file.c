@@ -66,8 +66,19 @@ file_set_error(ProviderRequest *req, const char *what, const char *key)
 {
 	int			save_errno = errno;
 
+	struct stat st;
+
 	req->ok = false;
 	req->not_found = (save_errno == ENOENT);
+	/* the provider's own directory gone is an outage, not a missing object */
+	if (save_errno == ENOENT && stat(req->provider->path, &st) != 0)
+	{
+		req->not_found = false;
+		req->unreachable = true;
+		req->error = psprintf("could not %s \"%s\": the provider's directory \"%s\" does not exist",
+							  what, key, req->provider->path);
+		return;
+	}
 	req->error = psprintf("could not %s \"%s\" in directory \"%s\": %s",
 						  what, key, req->provider->path, strerror(save_errno));
 }

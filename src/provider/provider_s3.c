@@ -135,6 +135,8 @@ typedef struct S3Transfer
 	char		payload_hash[S3_SHA256_HEX_LEN + 1];	/* of body_data, once */
 	const char *list_prefix;	/* S3OP_LIST: full prefix */
 	const char *list_token;		/* S3OP_LIST: continuation token or NULL */
+	bool		list_uploads;	/* S3OP_LIST: ListMultipartUploads instead */
+	const char *list_upload_marker; /* ... its upload-id-marker (token: key-marker) */
 	char	   *complete_xml;	/* UPLOAD_COMPLETE: the part list */
 	bool		complete_empty; /* UPLOAD_COMPLETE with no part: PUT "" then abort */
 	int			phase;			/* complete_empty: 0 = PUT, 1 = abort */
@@ -151,12 +153,17 @@ typedef struct S3Transfer
 	uint64		content_length;
 	bool		have_content_range;
 	uint64		range_start;	/* from Content-Range */
+	bool		have_range_end; /* Content-Range named its last byte ... */
+	uint64		range_end;
+	bool		have_range_total;	/* ... and the object's size */
+	uint64		range_total;
 	uint64		skip;			/* GET: body bytes to drop before the range */
 	uint64		received;		/* GET: bytes copied into req->buf */
 	bool		body_started;	/* GET: first body bytes of this response seen */
 	bool		stopped_early;	/* GET: we aborted a 200 once we had enough */
 	bool		unexpected_range;
 	S3Body		body;			/* XML answers and error documents */
+	int			short_bodies;	/* GET answers that ended before their length */
 
 	/* last failure, for provider_s3_list's ereport (palloc'd in resultcxt) */
 	CURLcode	last_curl_rc;
@@ -283,6 +290,10 @@ s3_response_reset(S3Transfer *t)
 	t->content_length = 0;
 	t->have_content_range = false;
 	t->range_start = 0;
+	t->have_range_end = false;
+	t->range_end = 0;
+	t->have_range_total = false;
+	t->range_total = 0;
 	t->skip = 0;
 	t->received = 0;
 	t->body_started = false;
@@ -363,13 +374,25 @@ s3_header_cb(char *data, size_t size, size_t nmemb, void *userdata)
 	}
 	else if (header_is(data, len, "content-range", &v, &vlen))
 	{
-		/* "bytes START-END/TOTAL" */
+		/* "bytes START-END/TOTAL" (TOTAL may be "*") */
 		const char *dash;
 
 		if (vlen > 6 && pg_strncasecmp(v, "bytes ", 6) == 0 &&
 			(dash = memchr(v + 6, '-', vlen - 6)) != NULL)
+		{
+			const char *end = v + vlen;
+			const char *slash = memchr(dash, '/', (size_t) (end - dash));
+
 			t->have_content_range = parse_uint64(v + 6, (size_t) (dash - (v + 6)),
 												 &t->range_start);
+			if (slash != NULL)
+			{
+				t->have_range_end = parse_uint64(dash + 1, (size_t) (slash - (dash + 1)),
+												 &t->range_end);
+				t->have_range_total = parse_uint64(slash + 1, (size_t) (end - (slash + 1)),
+												   &t->range_total);
+			}
+		}
 	}
 	return len;
 }
@@ -876,6 +899,25 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 			break;
 		case S3OP_LIST:
 			t->method = "GET";
+			if (t->list_uploads)
+			{
+				query[nquery].name = "uploads";
+				query[nquery].value = "";
+				nquery++;
+				query[nquery].name = "prefix";
+				query[nquery].value = t->list_prefix;
+				nquery++;
+				if (t->list_token != NULL)
+				{
+					query[nquery].name = "key-marker";
+					query[nquery].value = t->list_token;
+					nquery++;
+					query[nquery].name = "upload-id-marker";
+					query[nquery].value = t->list_upload_marker ? t->list_upload_marker : "";
+					nquery++;
+				}
+				break;
+			}
 			query[nquery].name = "list-type";
 			query[nquery].value = "2";
 			nquery++;
@@ -1189,6 +1231,35 @@ s3_http_detail(S3Transfer *t, char **code_out)
 	return psprintf("HTTP %ld", t->status);
 }
 
+/*
+ * s3_get_expected — how many bytes of the range asked for a successful GET
+ * must have delivered: the whole range, unless the headers say the object
+ * ends before it (Content-Range's total, or a 200's Content-Length).
+ */
+static uint64
+s3_get_expected(S3Transfer *t)
+{
+	ProviderRequest *req = t->req;
+	uint64		want = req->length;
+	uint64		size;
+
+	if (t->stopped_early)
+		return want;			/* we stopped a whole-object answer ourselves */
+	if (t->status == 206 && t->have_range_total)
+		size = t->range_total;
+	else if (t->status == 206 && t->have_range_end)
+		size = t->range_end + 1;
+	else if (t->status == 200 && t->have_content_length)
+		size = t->content_length;
+	else if (t->status == 206 && !t->have_content_range && t->have_content_length)
+		return Min(want, t->content_length);	/* taken as starting at offset */
+	else
+		return want;			/* nothing says it is shorter: all of it */
+	if (size <= req->offset)
+		return 0;
+	return Min(want, size - req->offset);
+}
+
 /* Outcome of a finished try. */
 typedef enum S3Outcome
 {
@@ -1228,6 +1299,8 @@ s3_transfer_outcome(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 			return S3_FAILED;
 		}
 		t->last_curl_rc = rc;
+		if (rc == CURLE_PARTIAL_FILE)
+			t->short_bodies++;	/* fewer bytes than Content-Length said */
 		detail = psprintf("%s%s%s%s", curl_easy_strerror(rc),
 						  t->curl_error[0] ? " (" : "", t->curl_error,
 						  t->curl_error[0] ? ")" : "");
@@ -1285,7 +1358,27 @@ s3_transfer_outcome(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	switch (t->op)
 	{
 		case S3OP_GET:
-			req->result_size = t->received;
+			{
+				uint64		expected = s3_get_expected(t);
+
+				/*
+				 * A body cut short with no Content-Length to tell (a closed
+				 * connection ends it) looks like a success to libcurl:
+				 * compare with what the headers and the request promise.
+				 */
+				if (t->received < expected)
+				{
+					t->short_bodies++;
+					t->last_curl_rc = CURLE_OK;
+					t->last_code = NULL;
+					s3_set_error(t, resultcxt,
+								 psprintf("the response body ended after %llu of %llu bytes",
+										  (unsigned long long) t->received,
+										  (unsigned long long) expected));
+					return S3_RETRY;
+				}
+				req->result_size = t->received;
+			}
 			break;
 		case S3OP_HEAD:
 			if (!t->have_content_length)
@@ -1382,6 +1475,12 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 
 	t->state = TS_DONE;
 	req->latency_ms = (double) (GetCurrentTimestamp() - t->first_start) / 1000.0;
+	req->retries = Max(t->attempt - 1, 0);
+	req->short_bodies = t->short_bodies;
+	req->unreachable = outcome != S3_OK &&
+		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
+		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||
+		 (t->last_code != NULL && strcmp(t->last_code, "NoSuchBucket") == 0));
 	if (outcome == S3_OK)
 	{
 		req->ok = true;
@@ -2006,5 +2105,110 @@ provider_s3_list(Provider *p, const char *prefix)
 	if (token)
 		pfree(token);
 	pfree(full_prefix);
+	return result;
+}
+
+/*
+ * provider_s3_list_uploads — the multipart uploads begun under prefix and
+ * neither completed nor aborted (ListMultipartUploads, paginated).  A
+ * server that does not implement the call (501 NotImplemented, 405) has
+ * none to list: NIL.  Other failures are ERRORs, as for listings.
+ */
+List *
+provider_s3_list_uploads(Provider *p, const char *prefix)
+{
+	List	   *result = NIL;
+	MemoryContext resultcxt = CurrentMemoryContext;
+	MemoryContext pagecxt;
+	const char *pprefix = p->prefix ? p->prefix : "";
+	size_t		pplen = strlen(pprefix);
+	char	   *full_prefix = psprintf("%s%s", pprefix, prefix ? prefix : "");
+	char	   *key_marker = NULL;
+	char	   *id_marker = NULL;
+	int			npages = 0;
+
+	if (p->bucket == NULL || p->endpoint == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("provider \"%s\" has no endpoint or bucket", p->name)));
+
+	pagecxt = AllocSetContextCreate(CurrentMemoryContext, "destor s3 upload list page",
+									ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		ProviderRequest *req;
+		S3Transfer *t;
+		S3Transfer *ts[1];
+		const char *body,
+				   *end,
+				   *pos,
+				   *upload;
+		char	   *truncated;
+		char	   *next_key;
+		char	   *next_id;
+		size_t		ulen;
+
+		MemoryContextReset(pagecxt);
+		MemoryContextSwitchTo(pagecxt);
+		req = palloc0(sizeof(ProviderRequest));
+		req->provider = p;
+		t = s3_transfer_new(req, p, S3OP_LIST, NULL);
+		t->list_prefix = full_prefix;
+		t->list_uploads = true;
+		t->list_token = key_marker;
+		t->list_upload_marker = id_marker;
+		ts[0] = t;
+		s3_run_transfers(ts, 1, pagecxt);
+		if (!req->ok && (req->http_status == 501 || req->http_status == 405))
+			break;				/* not implemented: nothing we can list */
+		if (!req->ok)
+			s3_list_error(p, t);
+
+		body = t->list_body;
+		end = body + t->list_len;
+		if (xml_element(body, end, "ListMultipartUploadsResult", &ulen, NULL) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_REPLY_HANDLE),
+					 errmsg("could not list multipart uploads on provider \"%s\"", p->name),
+					 errdetail("The answer to ListMultipartUploads is not a ListMultipartUploadsResult document.")));
+
+		pos = body;
+		while ((upload = xml_element(pos, end, "Upload", &ulen, &pos)) != NULL)
+		{
+			const char *uend = upload + ulen;
+			char	   *key = xml_get(upload, uend, "Key");
+			char	   *id = xml_get(upload, uend, "UploadId");
+			char	   *initiated = xml_get(upload, uend, "Initiated");
+			ProviderUploadEntry *e;
+
+			if (key == NULL || id == NULL || id[0] == '\0' || strncmp(key, pprefix, pplen) != 0)
+				continue;
+			MemoryContextSwitchTo(resultcxt);
+			e = palloc(sizeof(ProviderUploadEntry));
+			e->key = pstrdup(key + pplen);
+			e->upload_id = pstrdup(id);
+			e->initiated = s3_parse_time(initiated);
+			result = lappend(result, e);
+			MemoryContextSwitchTo(pagecxt);
+		}
+
+		truncated = xml_get(body, end, "IsTruncated");
+		next_key = xml_get(body, end, "NextKeyMarker");
+		next_id = xml_get(body, end, "NextUploadIdMarker");
+		MemoryContextSwitchTo(resultcxt);
+		if (truncated == NULL || pg_strcasecmp(truncated, "true") != 0)
+			break;
+		if (next_key == NULL || next_key[0] == '\0' || ++npages > 1000000 ||
+			(key_marker && strcmp(next_key, key_marker) == 0 &&
+			 (next_id == NULL || (id_marker && strcmp(next_id, id_marker) == 0))))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_REPLY_HANDLE),
+					 errmsg("could not list multipart uploads on provider \"%s\"", p->name),
+					 errdetail("A truncated ListMultipartUploads page has no usable NextKeyMarker.")));
+		key_marker = pstrdup(next_key);
+		id_marker = next_id ? pstrdup(next_id) : NULL;
+	}
+	MemoryContextSwitchTo(resultcxt);
+	MemoryContextDelete(pagecxt);
 	return result;
 }

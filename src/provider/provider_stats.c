@@ -56,6 +56,11 @@ typedef struct ProviderStatsEntry
 	uint32		recent_pos;
 	TimestampTz last_read;
 	TimestampTz slow_since;		/* a reader avoided it as slow; 0 if not */
+	uint64		retries;		/* tries after the first, successful or not */
+	uint64		short_bodies;	/* answers that ended before their length */
+	uint32		failures_in_row;	/* failed tries since the last success */
+	TimestampTz last_check;		/* check_provider() or repair() asked it */
+	bool		last_check_ok;
 } ProviderStatsEntry;
 
 typedef struct ProviderStatsShared
@@ -280,10 +285,12 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 	{
 		ProviderRequest *r = &reqs[i];
 		ProviderStatsEntry *e = stats_entry(s, r->provider->serverid, true);
-		bool		transport_failure = !r->ok && !r->not_found &&
-			(r->http_status == 0 || r->http_status >= 500);
+		bool		transport_failure = r->unreachable || (!r->ok && !r->not_found &&
+															(r->http_status == 0 || r->http_status >= 500));
 
 		e->requests++;
+		e->retries += r->retries;
+		e->short_bodies += r->short_bodies;
 		if (r->abandoned)
 		{
 			/* given up by a hedge: slow, not failing */
@@ -311,10 +318,11 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
 		if (e->nlatencies < LATENCY_WINDOW)
 			e->nlatencies++;
-		if (r->ok || r->not_found)
+		if ((r->ok || r->not_found) && !r->unreachable)
 		{
 			e->last_success = now;
 			e->down_since = 0;
+			e->failures_in_row = 0;
 		}
 		else
 		{
@@ -322,7 +330,17 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			e->last_failure = now;
 			if (r->error)
 				strlcpy(e->last_error, r->error, LAST_ERROR_LEN);
-			if (transport_failure && e->down_since == 0)
+
+			/*
+			 * Down means "do not wait for it": a provider that cannot be
+			 * reached at all is down at once; one that answered with a 5xx
+			 * or dropped a connection only after a second failed try in a
+			 * row (a request retried counts each try), so that a single
+			 * hiccup of a request that was not retried is no outage.
+			 */
+			e->failures_in_row += 1 + r->retries;
+			if (transport_failure && e->down_since == 0 &&
+				(r->unreachable || e->failures_in_row >= 2))
 				e->down_since = now;
 			else if (!transport_failure)
 				e->down_since = 0;
@@ -464,6 +482,77 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 			values[9] = TimestampTzGetDatum(e->last_success);
 		else
 			nulls[9] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * provider_stats_note_check — check_provider() or repair() asked this
+ * provider: what they found is the provider's state too.  A failed check
+ * marks it down at once (its requests were recorded already; this covers
+ * failures they did not count as outages), a passed one clears that.
+ */
+void
+provider_stats_note_check(Provider *p, bool ok)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	TimestampTz now = GetCurrentTimestamp();
+
+	stats_lock(s, LW_EXCLUSIVE);
+	e = stats_entry(s, p->serverid, true);
+	e->last_check = now;
+	e->last_check_ok = ok;
+	if (!ok && e->down_since == 0)
+		e->down_since = now;
+	else if (ok)
+	{
+		e->down_since = 0;
+		e->failures_in_row = 0;
+	}
+	stats_unlock(s);
+}
+
+PG_FUNCTION_INFO_V1(destor_provider_health);
+
+/*
+ * (serverid, retries, short_bodies, last_check, last_check_ok) for this
+ * database's providers that have been used: the columns provider_status
+ * gained after provider_stats() was declared.
+ */
+Datum
+destor_provider_health(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *copy;
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
+	stats_lock(s, LW_SHARED);
+	for (int i = 0; i < s->n; i++)
+		if (s->entries[i].dbid == MyDatabaseId)
+			copy[n++] = s->entries[i];
+	stats_unlock(s);
+
+	for (int i = 0; i < n; i++)
+	{
+		ProviderStatsEntry *e = &copy[i];
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		values[0] = ObjectIdGetDatum(e->serverid);
+		values[1] = Int64GetDatum((int64) e->retries);
+		values[2] = Int64GetDatum((int64) e->short_bodies);
+		if (e->last_check != 0)
+		{
+			values[3] = TimestampTzGetDatum(e->last_check);
+			values[4] = BoolGetDatum(e->last_check_ok);
+		}
+		else
+			nulls[3] = nulls[4] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

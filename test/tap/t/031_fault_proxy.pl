@@ -1,0 +1,152 @@
+# Provider faults injected by an HTTP proxy in front of each s3rver
+# (FaultProxy.pm): bodies cut short without Content-Length, connection
+# resets, 503s, slow bodies.  Reads stay exact, the faults are counted in
+# destor.provider_status (retries, short bodies), a single 503 is no outage,
+# check_provider() feeds the provider's state, and cleanup_orphans aborts the
+# multipart uploads of a killed blob_import.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use FaultProxy;
+use File::Path qw(make_path remove_tree);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep);
+
+# the server restarts after a backend is killed (the test framework turns that off)
+my ($node, $keyfile) = DestorTest::start_cluster('faults', conf => "restart_after_crash = on\n");
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(3, $base);
+my @proxies;
+for my $i (0 .. $#s3)
+{
+	my $proxy = FaultProxy::start($s3[$i]{port}, "$base/faults_$i", $s3[$i]{dir});
+	push @proxies, $proxy;
+	# destor talks to the proxy, the proxy to s3rver
+	$s3[$i] = { %{ $s3[$i] }, port => $proxy->{port} };
+}
+$node->safe_psql('postgres', DestorTest::providers_sql('archive', 2, 1, @s3));
+$node->safe_psql('postgres', q{
+CREATE TABLE src AS SELECT decode(string_agg(md5(i::text || random()::text), ''), 'hex') AS data
+  FROM generate_series(1, 200000) i;                     -- 3.2 MB, incompressible
+CREATE TABLE stored AS SELECT destor.blob_put('archive', data) AS b FROM src;
+});
+
+sub faults
+{
+	my ($spec) = @_;
+	FaultProxy::set_faults($_->{control}, $spec) for @proxies;
+}
+
+sub injected
+{
+	my ($kind) = @_;
+	my $n = 0;
+	$n += FaultProxy::injected($_->{control}, $kind) for @proxies;
+	return $n;
+}
+
+sub status
+{
+	my ($expr) = @_;
+	return $node->safe_psql('postgres', "SELECT $expr FROM destor.provider_status WHERE provider LIKE 's_'");
+}
+
+my $intact = 'SELECT destor.blob_get(b) = data FROM stored, src';
+
+# --- bodies cut short without Content-Length -------------------------------
+# the healthy path reads the two data shards without retries (parity is
+# there); both are cut, then every shard read by the repair path is cut once
+# more: only a length check and a retry save the read
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+faults("truncate 2 GET\n");
+is($node->safe_psql('postgres', $intact), 't',
+	'a blob reads back exactly although its shards\' bodies are cut short (no Content-Length)');
+my $cut = injected('truncate');
+cmp_ok($cut, '>=', 4, "the proxies cut $cut bodies");
+is(status('sum(short_bodies)'), $cut, 'provider_status counts every short body');
+cmp_ok(status('sum(retries)'), '>=', 2, 'short bodies were retried');
+
+# --- connection resets and 503s while writing and reading ------------------
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+faults("reset 1 PUT\n503 1 PUT\n");
+is($node->safe_psql('postgres', q{SELECT destor.blob_get(destor.blob_put('archive', data)) = data FROM src}), 't',
+	'a blob written through resets and 503s reads back exactly');
+is(injected(), 6, 'each proxy reset one upload and answered 503 to another');
+cmp_ok(status('sum(retries)'), '>=', 6, 'provider_status shows the retries');
+is(status("string_agg(DISTINCT state, ',')"), 'up', 'retries that succeed are no outage');
+
+# --- a single 503 on a first read is no outage ------------------------------
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+FaultProxy::set_faults($proxies[0]{control}, "503 1 GET\n");
+FaultProxy::set_faults($proxies[$_]{control}, '') for 1 .. $#proxies;
+is($node->safe_psql('postgres', $intact), 't', 'a read with one 503 answer is exact');
+is(FaultProxy::injected($proxies[0]{control}), 1, 'the proxy answered 503 once');
+is($node->safe_psql('postgres', "SELECT state <> 'down' FROM destor.provider_status WHERE provider = 's1'"),
+	't', 'a single 503 does not mark the provider down');
+is($node->safe_psql('postgres', "SELECT errors FROM destor.provider_status WHERE provider = 's1'"),
+	'1', 'but the failed try is counted');
+
+# --- slow bodies --------------------------------------------------------------
+faults("slow 1 GET\n");
+is($node->safe_psql('postgres', $intact), 't', 'a read with slow bodies is exact');
+
+# --- multipart uploads of a killed blob_import ----------------------------
+my $big = "$base/big.bin";
+DestorTest::write_random_file($big, 48 * 1024 * 1024);
+faults('');
+sub uploads
+{
+	return scalar(map { glob("$_->{dir}/destor/._S3rver_uploads/*") } @s3);
+}
+my ($iout, $ierr) = ('', '');
+my $importer = IPC::Run::start(
+	[ 'psql', '-XAtq', '-d', $node->connstr('postgres') . ' application_name=importer',
+	  '-c', "SELECT destor.blob_import('archive', '$big')" ],
+	'>', \$iout, '2>', \$ierr, IPC::Run::timeout(300));
+for (1 .. 600)
+{
+	last if uploads() >= 3;
+	usleep(50_000);
+}
+cmp_ok(uploads(), '>=', 3, 'the import has begun a multipart upload on each provider');
+my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE application_name = 'importer'");
+kill 'KILL', $pid;
+eval { $importer->finish };
+$node->poll_query_until('postgres', 'SELECT true') or die 'the server did not come back';
+my $left = uploads();
+cmp_ok($left, '>=', 3, "the killed import left $left unfinished uploads behind");
+is($node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '1 hour')"), '0',
+	'uploads younger than the grace period stay');
+is(uploads(), $left, 'all of them');
+cmp_ok($node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '0')"), '>=', $left,
+	'cleanup_orphans aborts stale multipart uploads');
+is(uploads(), 0, 'no unfinished upload is left on the providers');
+is($node->safe_psql('postgres', $intact), 't', 'committed blobs are untouched');
+
+# --- check_provider() feeds the provider's state --------------------------------
+my $dir = "$base/fileprov";
+make_path($dir);
+$node->safe_psql('postgres', "CREATE SERVER f1 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dir')");
+is($node->safe_psql('postgres', "SELECT ok FROM destor.check_provider('f1')"), 't', 'a file provider passes its check');
+is($node->safe_psql('postgres', "SELECT state || ' ' || last_check_ok FROM destor.provider_status WHERE provider = 'f1'"),
+	'up true', 'provider_status shows it up, with the check');
+remove_tree($dir);
+is($node->safe_psql('postgres', "SELECT ok FROM destor.check_provider('f1')"), 'f',
+	'check_provider reports a provider whose directory was removed');
+is($node->safe_psql('postgres', "SELECT state || ' ' || last_check_ok || ' ' || (last_check IS NOT NULL) FROM destor.provider_status WHERE provider = 'f1'"),
+	'down false true', 'and provider_status shows it down, with the failed check');
+like($node->safe_psql('postgres', "SELECT last_error FROM destor.provider_status WHERE provider = 'f1'"),
+	qr/directory .* does not exist/, 'the last error says the directory is gone');
+make_path($dir);
+is($node->safe_psql('postgres', "SELECT ok FROM destor.check_provider('f1')"), 't', 'the directory is back');
+is($node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 'f1'"),
+	'degraded', 'the provider is no longer down (degraded while its failure is recent)');
+
+FaultProxy::stop($_) for @proxies;
+DestorTest::stop_s3($_) for @s3;
+$node->stop;
+done_testing();
