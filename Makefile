@@ -5,7 +5,8 @@
 #   make demo         the README's first command: a demo on local file providers
 #   make test         the README's second command: every test suite
 #   make unitcheck    C unit tests only (codec, S3 signer)
-#   make installcheck pg_regress suite against a running server (used by make test)
+#   make check        unit tests, pg_regress and isolation specs on temporary instances
+#   make installcheck pg_regress and isolation specs against a running server
 #   make bench        benchmarks (not part of make test)
 #   make deb          the Debian package postgresql-15-destor, into dist/
 #   make check-pgregress  PostgreSQL's own regression SQL, heap vs destor tables, every file
@@ -37,23 +38,36 @@ PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/progress -Isrc/
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 
-# pg_regress: sql/*.sql against expected/*.out, on a temporary instance with
-# destor preloaded and a generated master key (see test/regress/).
+# pg_regress: sql/*.sql against expected/*.out.  `make installcheck` runs
+# them against the running server (see the README for its settings);
+# `make check` and `make test` on temporary instances with destor preloaded
+# and a generated master key (scripts/test_suites.sh passes --temp-instance).
 REGRESS      = blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements
-REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress/destor.conf \
-               --load-extension=destor
+REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
-# after pg_regress, on their own temporary instance.
+# after pg_regress.
 ISOLATION      = table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers
-ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress/destor.conf \
-                 --load-extension=destor
+ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
+ifneq ($(MAKECMDGOALS),check)
 include $(PGXS)
+else
+# PGXS has no `make check` (it cannot install into a temporary tree): this
+# one builds, installs, and runs the unit tests, pg_regress and the
+# isolation specs on temporary instances with their own key.
+check:
+	DESTOR_SUITES="unit regress" bash scripts/test.sh
+endif
 
-.PHONY: demo test unitcheck tapcheck bench deb check-pgregress
+# pg_regress needs a folder the server can write for its file providers
+installcheck: installcheck-env
+installcheck-env:
+	@test -n "$$DESTOR_REGRESS_DIR" || { echo 'set DESTOR_REGRESS_DIR to a folder the server can write (see README: Tests)'; exit 1; }
+
+.PHONY: demo test unitcheck tapcheck bench deb check-pgregress installcheck-env
 
 unitcheck:
 	$(MAKE) -C test/unit check

@@ -33,7 +33,8 @@ suites=" ${DESTOR_SUITES:-regress tap pgregress} "
 if [[ $suites == *" regress "* ]]; then
   echo "== pg_regress"
   # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
-  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} installcheck ||
+  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
+    EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
     { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; exit 1; }
 fi
 
