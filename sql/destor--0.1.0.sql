@@ -403,7 +403,7 @@ REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;
 CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
     OUT last_check timestamptz, OUT last_check_ok boolean)
   RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
-CREATE OR REPLACE VIEW provider_status AS
+CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
          (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
          (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
