@@ -267,6 +267,7 @@ typedef struct DestorScan
 	Index		scanrelid;
 	Snapshot	snapshot;		/* what the scan sees, its catalog reads included;
 								 * InvalidSnapshot: a fresh one (compaction) */
+	bool		leader_only;	/* reads changes only this backend knows of */
 
 	DestorScanUnit   *units;
 	int			nunits;
@@ -526,12 +527,23 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 		List	   *before = segments;
 
 		segments = add_pending_changes(rel, st->snapshot, segments);
+
+		/*
+		 * Only this backend knows the changes: a parallel plan (one cached
+		 * before the statement began; planning offers none meanwhile) is
+		 * read by the leader alone, workers get no row group.  That needs
+		 * a leader that runs the scan.
+		 */
 		if (segments != before && plan->scan.plan.parallel_aware)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot scan destor table \"%s\" in parallel while a statement that calls the scan modifies it",
-							RelationGetRelationName(rel)),
-					 errhint("Set max_parallel_workers_per_gather to 0 for this statement.")));
+		{
+			if (!parallel_leader_participation || force_parallel_mode != FORCE_PARALLEL_OFF)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot scan destor table \"%s\" in parallel while a statement that calls the scan modifies it",
+								RelationGetRelationName(rel)),
+						 errhint("Set max_parallel_workers_per_gather to 0 for this statement.")));
+			st->leader_only = true;
+		}
 	}
 	if (list_length(segments) >= TABLE_MAX_SEGMENTS)
 		ereport(ERROR,
@@ -1034,7 +1046,8 @@ destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, vo
 	DestorScan *st = node->fdw_state;
 	SharedScan *sh = (SharedScan *) coordinate;
 
-	pg_atomic_init_u32(&sh->next_unit, 0);
+	/* leader_only: the counter starts past every worker's list */
+	pg_atomic_init_u32(&sh->next_unit, st->leader_only ? PG_INT32_MAX : 0);
 	pg_atomic_init_u64(&sh->rgs_read, 0);
 	pg_atomic_init_u64(&sh->requests, 0);
 	pg_atomic_init_u64(&sh->bytes, 0);
@@ -1042,7 +1055,7 @@ destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, vo
 	pg_atomic_init_u64(&sh->chunks_read, 0);
 	pg_atomic_init_u64(&sh->chunks_cached, 0);
 	st->shared = sh;
-	st->next_unit = &sh->next_unit;
+	st->next_unit = st->leader_only ? NULL : &sh->next_unit;
 }
 
 static void
@@ -1050,9 +1063,9 @@ destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, 
 {
 	DestorScan *st = node->fdw_state;
 
-	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, 0);
+	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, st->leader_only ? PG_INT32_MAX : 0);
 	st->shared = (SharedScan *) coordinate;
-	st->next_unit = &st->shared->next_unit;
+	st->next_unit = st->leader_only ? NULL : &st->shared->next_unit;
 }
 
 static void
