@@ -32,6 +32,7 @@ OBJS = \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
+OBJS += src/codec/mac.o
 
 PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/progress -Isrc/object -Isrc/catalog -Isrc/table \
               -Isrc/maintenance

@@ -59,6 +59,7 @@ _PG_init(void)
 {
 	provider_define_gucs();
 	keys_define_gucs();
+	object_define_gucs();
 	cache_define_gucs();
 	maintenance_define_gucs();
 	MarkGUCPrefixReserved("destor");

@@ -143,6 +143,27 @@ extern int	codec_decompress(const void *in, size_t len, void *out, size_t outcap
  */
 extern void codec_run_parallel(void (*fn) (void *), void **args, int nargs);
 
+/* ---------- chunk authentication (see mac.c) ---------- */
+#define CODEC_CHUNK_TAG_LEN	16
+
+typedef struct codec_chunk_mac codec_chunk_mac;
+
+/* Keyed from an object's data key and bound to its id; NULL on failure. */
+extern codec_chunk_mac *codec_chunk_mac_create(const uint8_t dek[CODEC_KEY_LEN],
+											   const uint8_t objid[CODEC_OBJID_LEN]);
+extern void codec_chunk_mac_free(codec_chunk_mac *m);
+
+/* The tag of the chunk of shard "shard" in stripe "stripe".  0 ok, -1 error.
+ * Thread-safe for one codec_chunk_mac (each call works on its own copy). */
+extern int	codec_chunk_mac_compute(codec_chunk_mac *m, int shard, uint64_t stripe,
+									const uint8_t *chunk, size_t len,
+									uint8_t tag[CODEC_CHUNK_TAG_LEN]);
+
+/* 0 when tag is the chunk's tag (compared in constant time), else -1. */
+extern int	codec_chunk_mac_verify(codec_chunk_mac *m, int shard, uint64_t stripe,
+								   const uint8_t *chunk, size_t len,
+								   const uint8_t tag[CODEC_CHUNK_TAG_LEN]);
+
 /* ---------- checksums ---------- */
 /* CRC-64 (ISA-L crc64_ecma_refl); chainable: pass the previous result as seed. */
 extern uint64_t codec_crc64(uint64_t seed, const void *data, size_t len);

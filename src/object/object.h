@@ -31,7 +31,20 @@
 #define OBJECT_BLOCK_SIZE		(64 * 1024)
 #define OBJECT_PART_SIZE		(8 * 1024 * 1024)	/* per-shard upload unit */
 #define OBJECT_FOOTER_SIZE		64
-#define OBJECT_KEY_VERSION		1
+/*
+ * Object formats.  The format is the key_version of the object's catalog
+ * row, which is bound into the wrapped data key's associated data: it
+ * cannot be changed without the master key.
+ *   1: the shard trailer holds a CRC-64 per chunk (footer magic DESTOR01);
+ *      finds bit rot, but a provider can recompute it.
+ *   2: the shard trailer holds a 16-byte HMAC-SHA256 tag per chunk under a
+ *      key derived from the object's data key (footer magic DESTOR02): no
+ *      provider can forge, move or replay a chunk (see codec/mac.c).
+ * New objects are written in OBJECT_KEY_VERSION; both are read.
+ */
+#define OBJECT_FORMAT_CRC		1
+#define OBJECT_FORMAT_MAC		2
+#define OBJECT_KEY_VERSION		OBJECT_FORMAT_MAC
 
 /* A pool: a foreign server of the destor wrapper. */
 typedef struct Pool
@@ -94,6 +107,7 @@ extern void keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FI
 /* object_write.c */
 typedef struct ObjectWriter ObjectWriter;
 
+extern void object_define_gucs(void);
 extern ObjectWriter *object_writer_create(Pool *pool, bool compress);
 extern void object_writer_write(ObjectWriter *w, const char *data, size_t len);
 extern ObjectMeta *object_writer_finish(ObjectWriter *w);
@@ -152,14 +166,31 @@ typedef struct ObjectGeometry
 	uint64		nstripes;
 	uint64		last_chunk;		/* chunk length of the last stripe */
 	uint64		shard_data_len; /* chunk bytes of each shard, before its trailer */
-	uint64		trailer_len;	/* CRCs and footer */
+	uint64		trailer_len;	/* chunk tags and footer */
+	int			tag_len;		/* bytes of one chunk's tag in the trailer */
 } ObjectGeometry;
 
 extern void object_geometry(const ObjectMeta *meta, ObjectGeometry *g);
 extern void object_build_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
-								 const uint64 *crcs, uint8 *out);
+								 const uint8 *tags, uint8 *out);
 extern bool object_parse_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
-								 const uint8 *trailer, uint64 *crcs);
+								 const uint8 *trailer, uint8 *tags);
+
+/*
+ * Checking chunks against the tags of their shard's trailer: CRC-64 for
+ * format 1, a keyed tag for format 2 (then the object's data key is
+ * unwrapped with the master key; freed with the memory context).
+ */
+typedef struct ObjectChunkAuth ObjectChunkAuth;
+
+extern void object_unwrap_key(const ObjectMeta *meta, uint8 dek[CODEC_KEY_LEN]);
+extern ObjectChunkAuth *object_chunk_auth_create(const ObjectMeta *meta);
+extern ObjectChunkAuth *object_chunk_auth_from_key(const ObjectMeta *meta,
+												   const uint8 dek[CODEC_KEY_LEN]);
+extern void object_chunk_tag(ObjectChunkAuth *a, int shard, uint64 stripe, const uint8 *chunk,
+							 size_t len, uint8 *tag);
+extern bool object_chunk_verify(ObjectChunkAuth *a, int shard, uint64 stripe, const uint8 *chunk,
+								size_t len, const uint8 *tag);
 
 #define OBJECT_KEY_PREFIX "ds/"
 

@@ -158,7 +158,8 @@ object_geometry(const ObjectMeta *meta, ObjectGeometry *g)
 	rem = meta->stream_size - (g->nstripes - 1) * g->stripe_size;
 	g->last_chunk = (rem + k - 1) / k;
 	g->shard_data_len = (g->nstripes - 1) * meta->chunk_size + g->last_chunk;
-	g->trailer_len = g->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
+	g->tag_len = meta->key_version == OBJECT_FORMAT_CRC ? (int) sizeof(uint64) : CODEC_CHUNK_TAG_LEN;
+	g->trailer_len = g->nstripes * g->tag_len + OBJECT_FOOTER_SIZE;
 }
 
 static void
@@ -178,20 +179,26 @@ get_le(const uint8 *p, int bytes)
 	return v;
 }
 
+static const char *
+footer_magic(const ObjectMeta *meta)
+{
+	return meta->key_version == OBJECT_FORMAT_CRC ? "DESTOR01" : "DESTOR02";
+}
+
 /*
- * Shard trailer: one CRC-64 per chunk, then a self-describing footer —
- * magic, id, shard, k, m, chunk size, stripes, stream and shard data
- * lengths, and the footer's own CRC.  out needs g->trailer_len bytes.
+ * Shard trailer: one tag per chunk (format 1: its CRC-64, little-endian;
+ * format 2: its 16-byte keyed tag), then a self-describing footer — magic,
+ * id, shard, k, m, chunk size, stripes, stream and shard data lengths, and
+ * the footer's own CRC.  out needs g->trailer_len bytes.
  */
 void
 object_build_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
-					 const uint64 *crcs, uint8 *out)
+					 const uint8 *tags, uint8 *out)
 {
-	uint8	   *p = out;
+	uint8	   *p = out + g->nstripes * g->tag_len;
 
-	for (uint64 s = 0; s < g->nstripes; s++, p += 8)
-		put_le(p, crcs[s], 8);
-	memcpy(p, "DESTOR01", 8);
+	memcpy(out, tags, g->nstripes * g->tag_len);
+	memcpy(p, footer_magic(meta), 8);
 	memcpy(p + 8, meta->id, CODEC_OBJID_LEN);
 	p[24] = (uint8) shard;
 	p[25] = 0;
@@ -205,16 +212,18 @@ object_build_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
 }
 
 /*
- * Does a trailer belong to this shard of this object?  If so, its CRCs go
- * to crcs (g->nstripes entries).
+ * Does a trailer belong to this shard of this object?  If so, its tags go
+ * to tags (g->nstripes * g->tag_len bytes).  The footer only says which
+ * shard the provider meant to serve; that the chunks are the right ones is
+ * for object_chunk_verify to say.
  */
 bool
 object_parse_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
-					 const uint8 *trailer, uint64 *crcs)
+					 const uint8 *trailer, uint8 *tags)
 {
-	const uint8 *f = trailer + g->nstripes * sizeof(uint64);
+	const uint8 *f = trailer + g->nstripes * g->tag_len;
 
-	if (memcmp(f, "DESTOR01", 8) != 0 ||
+	if (memcmp(f, footer_magic(meta), 8) != 0 ||
 		memcmp(f + 8, meta->id, CODEC_OBJID_LEN) != 0 ||
 		f[24] != shard || f[26] != meta->data_shards || f[27] != meta->parity_shards ||
 		get_le(f + 28, 4) != (uint64) meta->chunk_size ||
@@ -223,7 +232,134 @@ object_parse_trailer(const ObjectMeta *meta, const ObjectGeometry *g, int shard,
 		get_le(f + 48, 8) != g->shard_data_len ||
 		get_le(f + 56, 8) != codec_crc64(0, f, 56))
 		return false;
-	for (uint64 s = 0; s < g->nstripes; s++)
-		crcs[s] = get_le(trailer + s * 8, 8);
+	memcpy(tags, trailer, g->nstripes * g->tag_len);
 	return true;
+}
+
+static void
+check_format(const ObjectMeta *meta)
+{
+	if (meta->key_version != OBJECT_FORMAT_CRC && meta->key_version != OBJECT_FORMAT_MAC)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("object %s has an unknown format %d", object_id_text(meta->id),
+						meta->key_version)));
+}
+
+/*
+ * The object's data key, unwrapped with the master key (the wrapped key's
+ * associated data binds object id and key version, i.e. the format).
+ */
+void
+object_unwrap_key(const ObjectMeta *meta, uint8 dek[CODEC_KEY_LEN])
+{
+	uint8		master[CODEC_KEY_LEN];
+	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
+	uint8		aad[CODEC_OBJID_LEN + 4];
+
+	check_format(meta);
+	keys_load_master(master, key_id);
+	if (memcmp(key_id, meta->key_id, CODEC_KEY_FINGERPRINT_LEN) != 0)
+	{
+		codec_secure_zero(master, sizeof(master));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PASSWORD),
+				 errmsg("object %s was written with a different master key", object_id_text(meta->id)),
+				 errdetail("The key in destor.master_key_file does not match the key that wrapped this object's data key."),
+				 errhint("Set destor.master_key_file to the key this database was created with.")));
+	}
+	memcpy(aad, meta->id, CODEC_OBJID_LEN);
+	aad[CODEC_OBJID_LEN] = (uint8) (meta->key_version >> 24);
+	aad[CODEC_OBJID_LEN + 1] = (uint8) (meta->key_version >> 16);
+	aad[CODEC_OBJID_LEN + 2] = (uint8) (meta->key_version >> 8);
+	aad[CODEC_OBJID_LEN + 3] = (uint8) meta->key_version;
+	if (codec_key_unwrap(master, aad, sizeof(aad), meta->wrapped_key, dek) != 0)
+	{
+		codec_secure_zero(master, sizeof(master));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not unwrap the data key of object %s", object_id_text(meta->id)),
+				 errdetail("The wrapped key in the catalog does not authenticate under the master key."),
+				 errhint("The catalog row may have been altered; restore it from a backup.")));
+	}
+	codec_secure_zero(master, sizeof(master));
+}
+
+struct ObjectChunkAuth
+{
+	int			format;
+	codec_chunk_mac *mac;		/* format 2; freed by a reset callback */
+};
+
+static void
+chunk_auth_free(void *arg)
+{
+	ObjectChunkAuth *a = (ObjectChunkAuth *) arg;
+
+	codec_chunk_mac_free(a->mac);
+	a->mac = NULL;
+}
+
+/*
+ * Chunk checking for an object whose data key the caller holds (the
+ * writer).  Nothing here raises an error between the key's arrival and
+ * the caller wiping it but for a bad format, checked first.
+ */
+ObjectChunkAuth *
+object_chunk_auth_from_key(const ObjectMeta *meta, const uint8 dek[CODEC_KEY_LEN])
+{
+	ObjectChunkAuth *a = palloc0(sizeof(ObjectChunkAuth));
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+
+	a->format = meta->key_version;
+	if (a->format == OBJECT_FORMAT_MAC)
+	{
+		a->mac = codec_chunk_mac_create(dek, meta->id);
+		if (a->mac == NULL)
+			return NULL;
+		cb->func = chunk_auth_free;
+		cb->arg = a;
+		MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	}
+	return a;
+}
+
+/* Chunk checking for an object read back (its data key is unwrapped here). */
+ObjectChunkAuth *
+object_chunk_auth_create(const ObjectMeta *meta)
+{
+	uint8		dek[CODEC_KEY_LEN];
+	ObjectChunkAuth *a;
+
+	if (meta->key_version == OBJECT_FORMAT_CRC)
+		return object_chunk_auth_from_key(meta, NULL);
+	object_unwrap_key(meta, dek);
+	a = object_chunk_auth_from_key(meta, dek);
+	codec_secure_zero(dek, sizeof(dek));
+	if (a == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return a;
+}
+
+/* The tag of a chunk, as its shard's trailer holds it. */
+void
+object_chunk_tag(ObjectChunkAuth *a, int shard, uint64 stripe, const uint8 *chunk, size_t len,
+				 uint8 *tag)
+{
+	if (a->format == OBJECT_FORMAT_CRC)
+		put_le(tag, codec_crc64(0, chunk, len), 8);
+	else if (codec_chunk_mac_compute(a->mac, shard, stripe, chunk, len, tag) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the tag of a chunk")));
+}
+
+/* Is this the chunk the object's writer put there? */
+bool
+object_chunk_verify(ObjectChunkAuth *a, int shard, uint64 stripe, const uint8 *chunk, size_t len,
+					const uint8 *tag)
+{
+	if (a->format == OBJECT_FORMAT_CRC)
+		return codec_crc64(0, chunk, len) == get_le(tag, 8);
+	return codec_chunk_mac_verify(a->mac, shard, stripe, chunk, len, tag) == 0;
 }

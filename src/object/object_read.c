@@ -37,9 +37,18 @@ note_fetched(uint64 bytes)
 	cache_count_provider_bytes(bytes);
 }
 
+/*
+ * What a reader thinks of each shard.  Ordered: a shard only gets worse
+ * (note_failure takes the maximum), except that a HINTED shard whose chunks
+ * turn out good becomes USABLE again.
+ */
 typedef enum ShardHealth
 {
 	SHARD_USABLE,
+	SHARD_HINTED,				/* recorded missing or corrupt in destor.shards (a
+								 * hint from an earlier repair or write, perhaps
+								 * stale): not on the healthy path, tried in the
+								 * repair path when the others are not enough */
 	SHARD_SUSPECT,				/* failed or corrupt once: use only for repair */
 	SHARD_UNREACHABLE			/* no provider, or fetching it failed */
 } ShardHealth;
@@ -63,9 +72,13 @@ struct ObjectReader
 	const codec_rs *rs;
 	codec_cipher *cipher;
 	codec_cipher *cipher2;		/* for the helper thread of open_blocks */
+	ObjectChunkAuth *auth;		/* chunks against their trailer's tags */
+	int			tag_len;
 	Provider  **providers;
 	char	  **keys;
 	ShardHealth *health;
+	bool	   *liar;			/* served a chunk that matched its CRC but not the
+								 * ciphertext (format 1): left out from then on */
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
 	bool	   *avoid;			/* a request to it was abandoned as too slow */
@@ -157,10 +170,7 @@ object_reader_open(ObjectMeta *meta)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ObjectReader *r = palloc0(sizeof(ObjectReader));
 	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
-	uint8		master[CODEC_KEY_LEN];
-	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
 	uint8		dek[CODEC_KEY_LEN];
-	uint8		aad[CODEC_OBJID_LEN + 4];
 	ObjectGeometry g;
 
 	r->cxt = cxt;
@@ -170,39 +180,16 @@ object_reader_open(ObjectMeta *meta)
 	r->n = r->k + r->m;
 	r->rs = object_rs(r->k, r->m);
 
-	keys_load_master(master, key_id);
-	if (memcmp(key_id, meta->key_id, CODEC_KEY_FINGERPRINT_LEN) != 0)
-	{
-		codec_secure_zero(master, sizeof(master));
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PASSWORD),
-				 errmsg("object %s was written with a different master key", object_id_text(meta->id)),
-				 errdetail("The key in destor.master_key_file does not match the key that wrapped this object's data key."),
-				 errhint("Set destor.master_key_file to the key this database was created with.")));
-	}
-	memcpy(aad, meta->id, CODEC_OBJID_LEN);
-	aad[CODEC_OBJID_LEN] = (uint8) (meta->key_version >> 24);
-	aad[CODEC_OBJID_LEN + 1] = (uint8) (meta->key_version >> 16);
-	aad[CODEC_OBJID_LEN + 2] = (uint8) (meta->key_version >> 8);
-	aad[CODEC_OBJID_LEN + 3] = (uint8) meta->key_version;
-	if (codec_key_unwrap(master, aad, sizeof(aad), meta->wrapped_key, dek) != 0)
-	{
-		codec_secure_zero(master, sizeof(master));
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("could not unwrap the data key of object %s", object_id_text(meta->id)),
-				 errdetail("The wrapped key in the catalog does not authenticate under the master key."),
-				 errhint("The catalog row may have been altered; restore it from a backup.")));
-	}
-	codec_secure_zero(master, sizeof(master));
+	object_unwrap_key(meta, dek);
 
 	cb->func = reader_free_cipher;
 	cb->arg = r;
 	MemoryContextRegisterResetCallback(cxt, cb);
 	r->cipher = codec_cipher_create(dek, meta->id);
 	r->cipher2 = codec_cipher_create(dek, meta->id);
+	r->auth = object_chunk_auth_from_key(meta, dek);
 	codec_secure_zero(dek, sizeof(dek));
-	if (r->cipher == NULL || r->cipher2 == NULL)
+	if (r->cipher == NULL || r->cipher2 == NULL || r->auth == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
 	object_geometry(meta, &g);
@@ -210,6 +197,7 @@ object_reader_open(ObjectMeta *meta)
 	r->nstripes = g.nstripes;
 	r->last_chunk = g.last_chunk;
 	r->shard_data_len = g.shard_data_len;
+	r->tag_len = g.tag_len;
 	r->block_overhead = CODEC_TAG_LEN + (meta->compressed ? 1 : 0);
 
 	r->providers = palloc0(sizeof(Provider *) * r->n);
@@ -217,6 +205,7 @@ object_reader_open(ObjectMeta *meta)
 	r->health = palloc0(sizeof(ShardHealth) * r->n);
 	r->slow = palloc0(sizeof(bool) * r->n);
 	r->avoid = palloc0(sizeof(bool) * r->n);
+	r->liar = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
 	{
@@ -229,9 +218,13 @@ object_reader_open(ObjectMeta *meta)
 		}
 		else if (!meta->shards[i].ok)
 		{
-			r->health[i] = SHARD_UNREACHABLE;
-			r->errors[i] = psprintf("shard %d was never written to provider \"%s\"", i,
-									meta->shards[i].provider);
+			/*
+			 * Recorded missing or corrupt: perhaps during an outage that is
+			 * over.  A hint, not a verdict — tried when needed, and what is
+			 * read from it is checked like anything else.
+			 */
+			r->health[i] = SHARD_HINTED;
+			r->errors[i] = psprintf("recorded as missing or corrupt in destor.shards");
 		}
 	}
 	r->last_read_end = PG_UINT64_MAX;	/* the first read is not "sequential" */
@@ -352,6 +345,31 @@ note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 													  (unsigned long long) req->result_size,
 													  (unsigned long long) req->length) :
 									   "shard failed its checksum");
+}
+
+/*
+ * A chunk fetched from shard i does not match its tag: the shard is not
+ * used again by this reader, and the provider is named — in the server log
+ * and in the message of an error, should the read fail.  For objects of
+ * format 2 the tag is keyed, so the provider served bytes the writer did
+ * not write (bit rot, or a provider that lies); format 1 has only a CRC.
+ */
+static void
+note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
+{
+	const char *what = r->meta->key_version == OBJECT_FORMAT_CRC ?
+		"does not match its checksum" : "failed authentication";
+
+	r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+	if (r->errors[i])
+		pfree(r->errors[i]);
+	r->errors[i] = MemoryContextStrdup(r->cxt,
+									   psprintf("its chunk of stripe %llu %s",
+												(unsigned long long) stripe, what));
+	ereport(LOG,
+			(errmsg("destor: shard %d of object %s on provider \"%s\": chunk of stripe %llu %s",
+					i, object_id_text(r->meta->id), r->meta->shards[i].provider,
+					(unsigned long long) stripe, what)));
 }
 
 /*
@@ -578,11 +596,14 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 }
 
 /*
- * Repair path: whole chunks of stripes [s0, s1] and their CRCs from every
- * reachable shard; bad chunks are rebuilt.  Fills out with stream [cs, ce).
+ * Repair path: whole chunks of stripes [s0, s1] and their tags from every
+ * reachable shard not excluded; chunks that do not match their tags are
+ * treated as missing and rebuilt from any k good ones.  Fills src with the
+ * stream [cs, ce).
  */
 static void
-fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down)
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
+			 const bool *exclude)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
@@ -592,7 +613,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * 2 * r->n);
 	int		   *shard_of = palloc(sizeof(int) * 2 * r->n);
 	uint8	   *buf[CODEC_RS_MAX_SHARDS];
-	uint8	   *crcbuf[CODEC_RS_MAX_SHARDS];
+	uint8	   *tagbuf[CODEC_RS_MAX_SHARDS];
 	bool		fetched[CODEC_RS_MAX_SHARDS];
 	uint64		lov[CODEC_RS_MAX_SHARDS];
 	int			nreqs = 0;
@@ -601,18 +622,27 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	bool		skip[CODEC_RS_MAX_SHARDS];
 
 	/*
-	 * Providers known to be down, then those found slow, are left out while
-	 * enough others remain; if the others turn out not to be enough, the
-	 * window is read again with them included.
+	 * Shards recorded bad, providers known to be down, then those found
+	 * slow, are left out while enough others remain; if the others turn out
+	 * not to be enough, the window is read again with them included.
 	 */
 	for (int i = 0; i < r->n; i++)
 	{
-		skip[i] = (r->health[i] == SHARD_UNREACHABLE);
+		skip[i] = (r->health[i] == SHARD_UNREACHABLE) || (exclude && exclude[i]);
 		if (!skip[i])
 			candidates++;
 	}
 	if (!include_down)
 	{
+		for (int i = 0; i < r->n && candidates > r->k; i++)
+		{
+			if (!skip[i] && r->health[i] == SHARD_HINTED)
+			{
+				skip[i] = true;
+				skipped_some = true;
+				candidates--;
+			}
+		}
 		check_slow_providers(r);
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
@@ -638,7 +668,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	for (int i = 0; i < r->n; i++)
 	{
 		buf[i] = palloc(hi - lo);
-		crcbuf[i] = palloc(nstr * sizeof(uint64));
+		tagbuf[i] = palloc(nstr * r->tag_len);
 		lov[i] = lo;
 		fetched[i] = false;
 		if (skip[i])
@@ -653,9 +683,9 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		reqs[nreqs].provider = r->providers[i];
 		reqs[nreqs].op = POP_GET;
 		reqs[nreqs].key = r->keys[i];
-		reqs[nreqs].offset = r->shard_data_len + s0 * sizeof(uint64);
-		reqs[nreqs].length = nstr * sizeof(uint64);
-		reqs[nreqs].buf = (char *) crcbuf[i];
+		reqs[nreqs].offset = r->shard_data_len + s0 * r->tag_len;
+		reqs[nreqs].length = nstr * r->tag_len;
+		reqs[nreqs].buf = (char *) tagbuf[i];
 		shard_of[nreqs++] = i;
 	}
 	provider_execute(reqs, nreqs);
@@ -688,26 +718,17 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 			present[i] = false;
 			if (!fetched[i])
 				continue;
+			if (object_chunk_verify(r->auth, i, s, chunks[i], cl,
+									tagbuf[i] + (s - s0) * r->tag_len))
 			{
-				const uint8 *c = crcbuf[i] + (s - s0) * sizeof(uint64);
-				uint64		want = 0;
-
-				for (int b = 0; b < 8; b++)
-					want |= (uint64) c[b] << (8 * b);
-				if (codec_crc64(0, chunks[i], cl) == want)
-				{
-					present[i] = true;
-					good++;
-				}
-				else
-				{
-					object_read_stats.corrupt_chunks++;
-					note_failure(r, i, NULL, SHARD_SUSPECT);
-					ereport(LOG,
-							(errmsg("destor: shard %d of object %s on provider \"%s\" is corrupt at stripe %llu",
-									i, object_id_text(r->meta->id), r->meta->shards[i].provider,
-									(unsigned long long) s)));
-				}
+				present[i] = true;
+				good++;
+			}
+			else
+			{
+				/* this provider served a chunk its writer did not write */
+				object_read_stats.corrupt_chunks++;
+				note_corrupt_chunk(r, i, s);
 			}
 		}
 		if (good < r->k && skipped_some)
@@ -716,11 +737,11 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 			for (int i = 0; i < r->n; i++)
 			{
 				pfree(buf[i]);
-				pfree(crcbuf[i]);
+				pfree(tagbuf[i]);
 			}
 			pfree(reqs);
 			pfree(shard_of);
-			fetch_repair(r, cs, ce, src, true);
+			fetch_repair(r, cs, ce, src, true, exclude);
 			return;
 		}
 		if (good < r->k)
@@ -728,12 +749,23 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		if (good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
 			raise_unreadable(r, s, good);
 	}
+	/* a shard recorded bad whose chunks all matched their tags is good */
+	for (int i = 0; i < r->n; i++)
+	{
+		if (fetched[i] && r->health[i] == SHARD_HINTED)
+		{
+			r->health[i] = SHARD_USABLE;
+			if (r->errors[i])
+				pfree(r->errors[i]);
+			r->errors[i] = NULL;
+		}
+	}
 	memset(src, 0, sizeof(WindowSource));
 	for (int i = 0; i < r->n; i++)
 	{
 		src->buf[i] = buf[i];
 		src->lo[i] = lov[i];
-		pfree(crcbuf[i]);
+		pfree(tagbuf[i]);
 	}
 	src->owned = true;
 	pfree(reqs);
@@ -941,7 +973,7 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, WindowSourc
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("block %llu of object %s failed authentication",
 							(unsigned long long) b, object_id_text(meta->id)),
-					 errdetail("The shards reassemble into ciphertext that does not verify, although every chunk matches its checksum."),
+					 errdetail("Every chunk read matches its tag, yet the ciphertext they make up does not verify, whichever shards are left out."),
 					 errhint("The object cannot be recovered from the remaining shards; restore it from a backup.")));
 		}
 		plain = out;
@@ -978,6 +1010,109 @@ open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, WindowSourc
 	if (done)
 		pfree(done);
 	return true;
+}
+
+/*
+ * Format 1 objects only carry CRCs, which a provider can recompute: a chunk
+ * changed together with its CRC passes as good, and the block it is part of
+ * fails authentication.  Then every set of up to m of the shards read is
+ * left out in turn (fewest first, at most ELIMINATION_TRIES sets) until the
+ * window opens; the shards left out are the liars, named in the log and
+ * left out for the rest of this reader.  (Format 2 tags are keyed: a chunk
+ * that passes is the one written, so this never finds anything to do.)
+ */
+#define ELIMINATION_TRIES 64
+
+static bool
+open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uint64 offset,
+					uint64 len, char *dst)
+{
+	uint64		cs = block_cstart(r, b0);
+	uint64		ce = block_cend(r, b1);
+	int			tries = 0;
+	int			cand[CODEC_RS_MAX_SHARDS];
+	int			ncand = 0;
+
+	for (int i = 0; i < r->n; i++)
+		if (r->health[i] != SHARD_UNREACHABLE && !r->liar[i])
+			cand[ncand++] = i;
+	for (int size = 1; size <= r->m && ncand - size >= r->k; size++)
+	{
+		int			pick[CODEC_RS_MAX_PARITY];
+
+		/* every size-element subset of cand, in lexicographic order */
+		for (int j = 0; j < size; j++)
+			pick[j] = j;
+		for (;;)
+		{
+			bool		exclude[CODEC_RS_MAX_SHARDS];
+			WindowSource src;
+			bool		ok;
+			int			j;
+
+			CHECK_FOR_INTERRUPTS();
+			if (++tries > ELIMINATION_TRIES)
+				return false;
+			memcpy(exclude, r->liar, sizeof(bool) * r->n);
+			for (j = 0; j < size; j++)
+				exclude[cand[pick[j]]] = true;
+			fetch_repair(r, cs, ce, &src, true, exclude);
+			ok = open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
+			window_source_release(r, &src);
+			if (ok)
+			{
+				for (j = 0; j < size; j++)
+				{
+					int			i = cand[pick[j]];
+
+					r->liar[i] = true;
+					r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+					if (r->errors[i])
+						pfree(r->errors[i]);
+					r->errors[i] = MemoryContextStrdup(r->cxt,
+													   "it served a chunk that matches its checksum but not the data written");
+					ereport(LOG,
+							(errmsg("destor: shard %d of object %s on provider \"%s\" served a chunk that matches its checksum but not the data written",
+									i, object_id_text(r->meta->id), r->meta->shards[i].provider)));
+				}
+				return true;
+			}
+			/* next subset */
+			for (j = size - 1; j >= 0 && pick[j] == ncand - size + j; j--)
+				;
+			if (j < 0)
+				break;
+			pick[j]++;
+			for (j++; j < size; j++)
+				pick[j] = pick[j - 1] + 1;
+		}
+	}
+	return false;
+}
+
+/*
+ * Stage 3 of a window when the healthy path did not do: read every shard's
+ * chunks and tags, rebuild the bad chunks, open the blocks; failing that
+ * (format 1: a chunk forged with its CRC), leave shards out in turn; failing
+ * that too, report the authentication failure.
+ */
+static void
+open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uint64 offset,
+					 uint64 len, char *dst)
+{
+	uint64		cs = block_cstart(r, b0);
+	uint64		ce = block_cend(r, b1);
+	WindowSource src;
+	bool		ok;
+
+	fetch_repair(r, cs, ce, &src, false, r->liar);
+	ok = open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
+	window_source_release(r, &src);
+	if (ok || open_by_elimination(r, b0, b1, skip, offset, len, dst))
+		return;
+	fetch_repair(r, cs, ce, &src, true, r->liar);
+	open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
+	window_source_release(r, &src);
 }
 
 /*
@@ -1129,11 +1264,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		/* stage 3: decode the missing blocks, degraded if need be */
 		if (!healthy ||
 			!open_blocks(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, &src, offset, len, dst, false))
-		{
-			fetch_repair(r, cs, ce, &src, false);
-			open_blocks(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, &src, offset, len, dst, true);
-			window_source_release(r, &src);
-		}
+			open_window_degraded(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
 
 		/* stage 4: opened pages filled their reservations; give up any other */
 		if (r->use_cache)
@@ -1311,13 +1442,7 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 			}
 		}
 		if (!ok || !open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
-		{
-			WindowSource src;
-
-			fetch_repair(r, block_cstart(r, b0), block_cend(r, b1), &src, false);
-			open_blocks(r, b0, b1, NULL, &src, off, len, dsts[i], true);
-			window_source_release(r, &src);
-		}
+			open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
 	}
 	MemoryContextSwitchTo(old);
 }

@@ -1,11 +1,14 @@
 /*
  * object_repair.c — checking the shards of an object and rebuilding bad ones.
  *
- * Works on ciphertext only: no key is needed and no plaintext exists here.
- * A shard is checked by fetching its trailer (CRCs and footer): if it is
- * missing, short, or its footer does not describe it, it is bad; with
- * verify, every chunk is also read and compared with its CRC.  A bad shard
- * is rebuilt from k good ones, a window of stripes at a time, and uploaded
+ * Works on ciphertext only: no plaintext exists here.  A shard is checked
+ * by fetching its trailer (chunk tags and footer): if it is missing, short,
+ * or its footer does not describe it, it is bad; with verify, every chunk
+ * is also read and checked against its tag (format 2: a tag keyed from the
+ * object's data key, so the data key is unwrapped to check it; format 1: a
+ * CRC-64).  A bad shard is rebuilt from k good ones, a window of stripes at
+ * a time — every source chunk checked against its tag first, so nothing is
+ * ever rebuilt from a chunk its provider could have forged — and uploaded
  * under its own key to its own provider.  Reed–Solomon is deterministic, so
  * a rebuilt shard is byte for byte the shard that was lost: writing it is
  * safe whatever becomes of the transaction (an unfinished upload is
@@ -27,7 +30,7 @@ typedef struct Rebuild
 	ProviderUpload *upload;		/* once the shard outgrows one part */
 	uint8	   *part;			/* aligned; bytes not yet uploaded */
 	size_t		partlen;
-	uint64	   *crcs;			/* of the rebuilt chunks */
+	uint8	   *tags;			/* of the rebuilt chunks */
 	char	   *error;
 } Rebuild;
 
@@ -39,7 +42,8 @@ typedef struct Repair
 	int			n;
 	Provider  **providers;
 	char	  **keys;
-	uint64	  **crcs;			/* per good shard: the CRCs of its trailer */
+	ObjectChunkAuth *auth;		/* checks chunks against their tags */
+	uint8	  **tags;			/* per good shard: the chunk tags of its trailer */
 	ShardCheck *result;
 } Repair;
 
@@ -110,10 +114,13 @@ fetch_window(Repair *rp, const bool *which, uint64 s0, uint64 s1, uint8 **bufs)
 		{
 			uint64		cl = stripe_chunk_len(rp, s);
 
-			if (codec_crc64(0, bufs[i] + pos, cl) != rp->crcs[i][s])
+			if (!object_chunk_verify(rp->auth, i, s, bufs[i] + pos, cl,
+									 rp->tags[i] + s * rp->g.tag_len))
 			{
 				mark_bad(rp, i, SHARD_FOUND_CORRUPT,
-						 psprintf("chunk of stripe %llu does not match its checksum", (unsigned long long) s));
+						 psprintf("chunk of stripe %llu %s", (unsigned long long) s,
+								  rp->meta->key_version == OBJECT_FORMAT_CRC ?
+								  "does not match its checksum" : "failed authentication"));
 				all_ok = false;
 				break;
 			}
@@ -222,7 +229,7 @@ rebuild(Repair *rp, int *targets, int ntargets, Provider **dest, bool copy)
 		rbs[t].dest = dest && dest[t] ? dest[t] : rp->providers[targets[t]];
 		rbs[t].part = provider_alloc_aligned(CurrentMemoryContext,
 											 OBJECT_PART_SIZE + window_bytes + rp->g.trailer_len);
-		rbs[t].crcs = palloc_extended(sizeof(uint64) * rp->g.nstripes, MCXT_ALLOC_HUGE);
+		rbs[t].tags = palloc_extended((size_t) rp->g.tag_len * rp->g.nstripes, MCXT_ALLOC_HUGE);
 	}
 
 	for (uint64 s0 = 0; s0 < rp->g.nstripes; s0 += REPAIR_WINDOW_STRIPES)
@@ -254,7 +261,8 @@ rebuild(Repair *rp, int *targets, int ntargets, Provider **dest, bool copy)
 
 				if (rb->error)
 					continue;
-				rb->crcs[s] = codec_crc64(0, chunks[rb->shard], cl);
+				object_chunk_tag(rp->auth, rb->shard, s, chunks[rb->shard], cl,
+								 rb->tags + s * rp->g.tag_len);
 				memcpy(rb->part + rb->partlen, chunks[rb->shard], cl);
 				rb->partlen += cl;
 			}
@@ -272,7 +280,7 @@ rebuild(Repair *rp, int *targets, int ntargets, Provider **dest, bool copy)
 
 		if (!rb->error)
 		{
-			object_build_trailer(rp->meta, &rp->g, rb->shard, rb->crcs, rb->part + rb->partlen);
+			object_build_trailer(rp->meta, &rp->g, rb->shard, rb->tags, rb->part + rb->partlen);
 			rb->partlen += rp->g.trailer_len;
 			if (rb->upload == NULL)
 				(void) rebuild_request(rp, rb, POP_PUT, rb->part, rb->partlen);
@@ -307,7 +315,8 @@ repair_check(ObjectMeta *meta)
 	object_geometry(meta, &rp->g);
 	rp->providers = palloc0(sizeof(Provider *) * rp->n);
 	rp->keys = palloc(sizeof(char *) * rp->n);
-	rp->crcs = palloc0(sizeof(uint64 *) * rp->n);
+	rp->auth = object_chunk_auth_create(meta);
+	rp->tags = palloc0(sizeof(uint8 *) * rp->n);
 	rp->result = palloc0(sizeof(ShardCheck) * rp->n);
 	reqs = palloc0(sizeof(ProviderRequest) * rp->n);
 	trailers = palloc0(sizeof(uint8 *) * rp->n);
@@ -350,8 +359,8 @@ repair_check(ObjectMeta *meta)
 			mark_bad(rp, i, SHARD_FOUND_CORRUPT, pstrdup("shorter than it should be"));
 		else
 		{
-			rp->crcs[i] = palloc_extended(sizeof(uint64) * rp->g.nstripes, MCXT_ALLOC_HUGE);
-			if (!object_parse_trailer(meta, &rp->g, i, trailers[i], rp->crcs[i]))
+			rp->tags[i] = palloc_extended((size_t) rp->g.tag_len * rp->g.nstripes, MCXT_ALLOC_HUGE);
+			if (!object_parse_trailer(meta, &rp->g, i, trailers[i], rp->tags[i]))
 				mark_bad(rp, i, SHARD_FOUND_CORRUPT, pstrdup("its footer does not describe this shard"));
 		}
 	}

@@ -12,6 +12,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "cache.h"
@@ -19,6 +20,25 @@
 
 /* blocks of a new object copied into the shared cache as they are written */
 #define WRITE_THROUGH_BLOCKS 1024
+
+/*
+ * The format new objects are written in (see object.h).  Only tests set it:
+ * format 1 is kept writable so that the reading of objects written before
+ * format 2 stays tested.
+ */
+static int	object_write_format = OBJECT_KEY_VERSION;
+
+void
+object_define_gucs(void)
+{
+	DefineCustomIntVariable("destor.object_format",
+							"Format of new objects (2: keyed chunk tags; 1: CRC-64, for tests only).",
+							NULL,
+							&object_write_format, OBJECT_KEY_VERSION,
+							OBJECT_FORMAT_CRC, OBJECT_FORMAT_MAC,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+}
 
 /* room after a part for the shard trailer of objects up to a few GiB */
 #define PART_SLACK (256 * 1024)
@@ -56,10 +76,12 @@ struct ObjectWriter
 	bool	   *failed;
 	char	  **errors;
 
-	/* per-shard chunk checksums, one per stripe */
-	uint64	  **crcs;
+	/* per-shard chunk tags (see object.h: formats), one per stripe */
+	ObjectChunkAuth *auth;
+	int			tag_len;
+	uint8	  **tags;
 	uint64		nstripes;
-	uint64		crccap;
+	uint64		tagcap;
 	uint64		shard_data_len;
 
 	/* blocks that did not compress in a row: after a few, most blocks are
@@ -226,14 +248,15 @@ writer_encode_stripe(ObjectWriter *w, size_t chunklen)
 	for (int i = 0; i < w->k; i++)
 		memcpy(w->part[i] + w->partlen, data[i], chunklen);
 
-	if (w->nstripes == w->crccap)
+	if (w->nstripes == w->tagcap)
 	{
-		w->crccap *= 2;
+		w->tagcap *= 2;
 		for (int i = 0; i < w->n; i++)
-			w->crcs[i] = repalloc_huge(w->crcs[i], sizeof(uint64) * w->crccap);
+			w->tags[i] = repalloc_huge(w->tags[i], (size_t) w->tag_len * w->tagcap);
 	}
 	for (int i = 0; i < w->n; i++)
-		w->crcs[i][w->nstripes] = codec_crc64(0, w->part[i] + w->partlen, chunklen);
+		object_chunk_tag(w->auth, i, w->nstripes, w->part[i] + w->partlen, chunklen,
+						 w->tags[i] + (size_t) w->tag_len * w->nstripes);
 
 	w->nstripes++;
 	w->partlen += chunklen;
@@ -353,12 +376,12 @@ object_writer_create(Pool *pool, bool compress)
 	object_id_claim(meta->id);	/* under this database's namespace */
 
 	keys_load_master(master, meta->key_id);
-	meta->key_version = OBJECT_KEY_VERSION;
+	meta->key_version = object_write_format;
 	memcpy(aad, meta->id, CODEC_OBJID_LEN);
 	aad[CODEC_OBJID_LEN] = 0;
 	aad[CODEC_OBJID_LEN + 1] = 0;
 	aad[CODEC_OBJID_LEN + 2] = 0;
-	aad[CODEC_OBJID_LEN + 3] = OBJECT_KEY_VERSION;
+	aad[CODEC_OBJID_LEN + 3] = (uint8) object_write_format;
 	if (codec_key_wrap(master, aad, sizeof(aad), dek, meta->wrapped_key) != 0)
 	{
 		codec_secure_zero(master, sizeof(master));
@@ -373,8 +396,9 @@ object_writer_create(Pool *pool, bool compress)
 	cb->arg = w;
 	MemoryContextRegisterResetCallback(cxt, cb);
 	w->cipher = codec_cipher_create(dek, meta->id);
+	w->auth = object_chunk_auth_from_key(meta, dek);
 	codec_secure_zero(dek, sizeof(dek));
-	if (w->cipher == NULL)
+	if (w->cipher == NULL || w->auth == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
@@ -408,12 +432,13 @@ object_writer_create(Pool *pool, bool compress)
 	w->uploads = palloc0(sizeof(ProviderUpload *) * w->n);
 	w->failed = palloc0(sizeof(bool) * w->n);
 	w->errors = palloc0(sizeof(char *) * w->n);
-	w->crcs = palloc(sizeof(uint64 *) * w->n);
-	w->crccap = 64;
+	w->tag_len = meta->key_version == OBJECT_FORMAT_CRC ? (int) sizeof(uint64) : CODEC_CHUNK_TAG_LEN;
+	w->tags = palloc(sizeof(uint8 *) * w->n);
+	w->tagcap = 64;
 	for (int i = 0; i < w->n; i++)
 	{
 		w->part[i] = provider_alloc_aligned(cxt, OBJECT_PART_SIZE + w->chunk_size + PART_SLACK);
-		w->crcs[i] = palloc(sizeof(uint64) * w->crccap);
+		w->tags[i] = palloc((size_t) w->tag_len * w->tagcap);
 	}
 	w->block_ends_cap = 64;
 	w->block_ends = palloc(sizeof(uint64) * w->block_ends_cap);
@@ -462,11 +487,12 @@ object_writer_finish(ObjectWriter *w)
 		writer_encode_stripe(w, (w->stripelen + w->k - 1) / w->k);
 
 	/* append each shard's trailer to its last part */
-	trailer_len = w->nstripes * sizeof(uint64) + OBJECT_FOOTER_SIZE;
+	trailer_len = w->nstripes * w->tag_len + OBJECT_FOOTER_SIZE;
 	g.stripe_size = (uint64) w->k * w->chunk_size;
 	g.nstripes = w->nstripes;
 	g.shard_data_len = w->shard_data_len;
 	g.trailer_len = trailer_len;
+	g.tag_len = w->tag_len;
 	for (int i = 0; i < w->n; i++)
 	{
 		if (w->partlen + trailer_len > OBJECT_PART_SIZE + w->chunk_size + PART_SLACK)
@@ -476,7 +502,7 @@ object_writer_finish(ObjectWriter *w)
 			memcpy(bigger, w->part[i], w->partlen);
 			w->part[i] = bigger;
 		}
-		object_build_trailer(w->meta, &g, i, w->crcs[i], w->part[i] + w->partlen);
+		object_build_trailer(w->meta, &g, i, w->tags[i], w->part[i] + w->partlen);
 		lens[i] = w->partlen + trailer_len;
 	}
 
