@@ -19,11 +19,11 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -59,7 +59,7 @@ typedef struct ProviderStatsEntry
 	uint64		retries;		/* tries after the first, successful or not */
 	uint64		short_bodies;	/* answers that ended before their length */
 	uint32		failures_in_row;	/* failed tries since the last success */
-	TimestampTz last_check;		/* check_provider() or repair() asked it */
+	TimestampTz last_check;		/* check_provider() asked it */
 	bool		last_check_ok;
 } ProviderStatsEntry;
 
@@ -82,9 +82,8 @@ static ProviderStatsShared *local = NULL;	/* when not preloaded */
  */
 typedef struct ProviderWriters
 {
-	slock_t		mutex;
 	int			n;
-	TimestampTz since[FLEXIBLE_ARRAY_MEMBER];
+	pg_atomic_uint64 since[FLEXIBLE_ARRAY_MEMBER];	/* TimestampTz, 0: none */
 } ProviderWriters;
 
 static ProviderWriters *writers = NULL;
@@ -94,7 +93,7 @@ static Size
 writers_size(void)
 {
 	return add_size(offsetof(ProviderWriters, since),
-					mul_size(sizeof(TimestampTz), MaxBackends + 1));
+					mul_size(sizeof(pg_atomic_uint64), MaxBackends + 1));
 }
 
 void
@@ -120,9 +119,9 @@ provider_stats_shmem_startup(void)
 	writers = ShmemInitStruct("destor provider writers", writers_size(), &found);
 	if (!found)
 	{
-		memset(writers, 0, writers_size());
-		SpinLockInit(&writers->mutex);
 		writers->n = MaxBackends + 1;
+		for (int i = 0; i < writers->n; i++)
+			pg_atomic_init_u64(&writers->since[i], 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -152,9 +151,8 @@ provider_writing_begins(void)
 		exit_hook = true;
 	}
 	now = GetCurrentTimestamp();
-	SpinLockAcquire(&writers->mutex);
-	writers->since[MyBackendId] = now;
-	SpinLockRelease(&writers->mutex);
+	pg_atomic_write_u64(&writers->since[MyBackendId], (uint64) now);
+	pg_memory_barrier();		/* visible before anything is sent */
 	writing = true;
 }
 
@@ -172,9 +170,8 @@ provider_writing_done(void)
 	writing = false;
 	if (writers == NULL || MyBackendId <= 0 || MyBackendId >= writers->n)
 		return;
-	SpinLockAcquire(&writers->mutex);
-	writers->since[MyBackendId] = 0;
-	SpinLockRelease(&writers->mutex);
+	pg_memory_barrier();
+	pg_atomic_write_u64(&writers->since[MyBackendId], 0);
 }
 
 /*
@@ -190,11 +187,15 @@ provider_oldest_writer(void)
 
 	if (writers != NULL)
 	{
-		SpinLockAcquire(&writers->mutex);
+		pg_memory_barrier();	/* after the listing that we judge */
 		for (int i = 0; i < writers->n; i++)
-			if (writers->since[i] != 0 && (oldest == 0 || writers->since[i] < oldest))
-				oldest = writers->since[i];
-		SpinLockRelease(&writers->mutex);
+		{
+			TimestampTz t = (TimestampTz) pg_atomic_read_u64(&writers->since[i]);
+
+			if (t != 0 && (oldest == 0 || t < oldest))
+				oldest = t;
+		}
+		pg_memory_barrier();	/* before the catalog look-ups */
 		return oldest;
 	}
 	if (!pgstat_track_activities)
