@@ -208,6 +208,21 @@ sub providers_sql
 	return $sql;
 }
 
+# SQL for $n file providers f1..fn in folders made under $base, and a
+# pool over them with k data and m parity shards; returns (sql, dirs).
+sub file_pool_sql
+{
+	my ($base, $pool, $n, $k, $m) = @_;
+	my @dirs = map { "$base/prov$_" } 1 .. $n;
+	make_path($_) for @dirs;
+	my $sql = join('', map {
+		"CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');\n"
+	} 1 .. $n);
+	$sql .= "CREATE SERVER $pool FOREIGN DATA WRAPPER destor OPTIONS (providers '"
+	  . join(',', map { "f$_" } 1 .. $n) . "', data_shards '$k', parity_shards '$m');\n";
+	return ($sql, @dirs);
+}
+
 # Every regular file under a directory.
 sub files_under
 {

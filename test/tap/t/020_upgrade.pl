@@ -75,8 +75,6 @@ $node->safe_psql('fresh', 'CREATE EXTENSION destor');
 my $fresh = $node->safe_psql('fresh', $describe);
 
 # The first release, with data written under it, then updated.
-my @dirs = map { "$base/prov$_" } 1 .. 3;
-mkdir $_ for @dirs;
 $node->safe_psql('postgres', 'CREATE DATABASE old');
 $node->safe_psql('old', "CREATE EXTENSION destor VERSION '0.1.0'");
 is($node->safe_psql('old', "SELECT extversion FROM pg_extension WHERE extname = 'destor'"), '0.1.0',
@@ -95,9 +93,8 @@ if ($updated ne $fresh)
 }
 
 # The updated database works: blobs and a table round-trip.
-$node->safe_psql('old', join("\n",
-	(map { "CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');" } 1 .. 3),
-	"CREATE SERVER pool FOREIGN DATA WRAPPER destor OPTIONS (providers 'f1,f2,f3', data_shards '2', parity_shards '1');",
+my ($pool_sql) = DestorTest::file_pool_sql($base, 'pool', 3, 2, 1);
+$node->safe_psql('old', join("\n", $pool_sql,
 	"CREATE TABLE docs (id int, body bytea, b destor.blob);",
 	"INSERT INTO docs SELECT i, convert_to(repeat(md5(i::text), i * 50), 'UTF8') FROM generate_series(1, 10) i;",
 	"UPDATE docs SET b = destor.blob_put('pool', body);",

@@ -13,11 +13,8 @@ use Time::HiRes qw(usleep);
 
 my ($node) = DestorTest::start_cluster('progress');
 my $base = $node->basedir;
-my @dirs = map { "$base/prov$_" } 1 .. 3;
-mkdir $_ for @dirs;
-$node->safe_psql('postgres', join("\n",
-	(map { "CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');" } 1 .. 3),
-	"CREATE SERVER pool FOREIGN DATA WRAPPER destor OPTIONS (providers 'f1,f2,f3', data_shards '2', parity_shards '1');",
+my ($pool_sql) = DestorTest::file_pool_sql($base, 'pool', 3, 2, 1);
+$node->safe_psql('postgres', join("\n", $pool_sql,
 	"CREATE TABLE readings (day date, v int) PARTITION BY RANGE (day);",
 	"CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');",
 	"INSERT INTO readings SELECT '2024-01-01'::date + g % 300, g FROM generate_series(1, 50000) g;",
