@@ -139,6 +139,16 @@ BEGIN
   RAISE NOTICE 'loop read % rows', n;
 END $$;
 SELECT count(*) FROM big_side;
+-- a function whose query has a parallel plan cached before the UPDATE
+-- that calls it: the leader reads the statement's changes alone
+CREATE FUNCTION bigcount() RETURNS bigint LANGUAGE plpgsql VOLATILE AS
+  $$ DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM big WHERE b LIKE 'c%'; RETURN n; END $$;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM big WHERE b LIKE 'c%';
+SELECT bigcount();
+BEGIN;
+UPDATE big SET b = 'c' || bigcount() WHERE a <= 4;
+SELECT array_agg(b ORDER BY b) FROM big WHERE a <= 4;
+ROLLBACK;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
@@ -148,6 +158,6 @@ DROP MATERIALIZED VIEW big_mv;
 DROP TABLE big_ctas, big_rows, big_into, big_side, wlog, wside, vh, wh;
 DROP FOREIGN TABLE vd, wd, big;
 DROP FUNCTION maxvh(), maxvd(), cntvd_plpgsql(int), cntvh_plpgsql(int), cntvd_stable(int),
-  cntvh_stable(int), cntwh(int), cntwd(int), allwh(), allwd(), wlog_row(), wside_add(int);
+  cntvh_stable(int), cntwh(int), cntwd(int), allwh(), allwd(), wlog_row(), wside_add(int), bigcount();
 DROP SERVER ts_pool;
 DROP SERVER ts1, ts2, ts3;
