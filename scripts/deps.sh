@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 pkgs=(make gcc postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libssl-dev
       libisal-dev libzstd-dev openssl)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libipc-run-perl python3 python3-botocore procps)
+  pkgs+=(libipc-run-perl python3 python3-botocore procps bzip2)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
