@@ -478,7 +478,9 @@ def rewrite_drop(text):
     if not DROP_RE.match(code) or "$pgr$" in code:
         return text
     stmt = code.strip().rstrip(";")
-    return ("\\set pgr_stmt 'SELECT ''pgr_rewrite_drop failed'';'\n"
+    # the original lines, as comments: what psql's ECHO all shows (normalise)
+    orig = "".join("--pgr " + l + "\n" for l in text.split("\n"))
+    return orig + ("\\set pgr_stmt 'SELECT ''pgr_rewrite_drop failed'';'\n"
             "SELECT pgr_rewrite_drop($pgr$" + stmt + "$pgr$) AS pgr_stmt \\gset\n:pgr_stmt\n")
 
 
@@ -535,6 +537,9 @@ def normalise(out, mode="heap"):
     if mode == "created":
         # the harness's DROP FOREIGN TABLE for a DROP TABLE (rewrite_drop)
         out = out.replace("DROP FOREIGN TABLE", "DROP TABLE")
+        # echoed (\set ECHO all) lines of rewrite_drop's statements
+        out = re.sub(r"(?m)^\\set pgr_stmt '.*\n|^SELECT pgr_rewrite_drop\(.*\n|^:pgr_stmt\n", "", out)
+        out = re.sub(r"(?m)^--pgr ", "", out)
         out = re.sub(r"(drop cascades to )foreign table ", r"\1table ", out)
     return out.rstrip("\n")
 
