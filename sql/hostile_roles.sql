@@ -201,7 +201,7 @@ INSERT INTO hostile.stmts VALUES
   (13, $$TRUNCATE hostile.secret$$),
   (14, $$ANALYZE hostile.secret$$),
   (15, $$SELECT destor.compact('hostile.secret')$$),
-  (16, $$ALTER FOREIGN TABLE hostile.secret OPTIONS (ADD segment_rows '5000')$$),
+  (16, $$ALTER FOREIGN TABLE hostile.secret OPTIONS (ADD segment_rows '50000')$$),
   (17, $$SELECT destor.bind_table('hostile.secret')$$),
   (18, $$SELECT destor.tier_partition('hostile.events_2021', 'hpool')$$),
   (19, $$SELECT destor.recall_partition('hostile.events_2020')$$),
