@@ -40,6 +40,9 @@ if [ "$(id -u)" = 0 ]; then
   runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" DESTOR_TESTDATA="$testdata" \
     ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
     ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+    ${DESTOR_PROPERTY_SEED:+DESTOR_PROPERTY_SEED="$DESTOR_PROPERTY_SEED"} \
+    ${DESTOR_PROPERTY_ITERATIONS:+DESTOR_PROPERTY_ITERATIONS="$DESTOR_PROPERTY_ITERATIONS"} \
+    ${DESTOR_PROPERTY_SECONDS:+DESTOR_PROPERTY_SECONDS="$DESTOR_PROPERTY_SECONDS"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then
