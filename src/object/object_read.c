@@ -367,7 +367,7 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 									   psprintf("its chunk of stripe %llu %s",
 												(unsigned long long) stripe, what));
 	ereport(LOG,
-			(errmsg("destor: shard %d of object %s on provider \"%s\": chunk of stripe %llu %s",
+			(errmsg("destor: shard %d of object %s on provider \"%s\" is corrupt at stripe %llu: its chunk %s",
 					i, object_id_text(r->meta->id), r->meta->shards[i].provider,
 					(unsigned long long) stripe, what)));
 }

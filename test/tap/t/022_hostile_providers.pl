@@ -70,7 +70,7 @@ my $l = HostileProvider::forge_chunk($path, 2);
 is($l->{magic}, 'DESTOR02', 'new objects are written in format 2 (keyed chunk tags)');
 ($ok, $err) = read_back('victim');
 ok($ok, 'a chunk forged with a recomputed CRC by one provider: the blob reads back exactly') or diag($err);
-like(slurp_file($node->logfile, $log_pos), qr/shard 0 of object \S+ on provider "$prov": chunk of stripe 2 failed authentication/,
+like(slurp_file($node->logfile, $log_pos), qr/shard 0 of object \S+ on provider "$prov" is corrupt at stripe 2: its chunk failed authentication/,
 	'the read names the lying provider in the log');
 
 # --- two liars at once (m = 2): another object's shard under the right
