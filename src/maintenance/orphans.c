@@ -25,8 +25,8 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "access/xact.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -66,9 +66,10 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("destor.cleanup_orphans() must run in a READ COMMITTED transaction"),
-				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans.")));
+				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans."),
+				 errhint("Run it at the default isolation level, READ COMMITTED.")));
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
