@@ -419,7 +419,7 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
     LEFT JOIN provider_health() h ON h.serverid = s.oid;
 
 -- This database's identity on the providers (issue 10): new objects' ids,
--- and so their shard keys, start with it; deletions and cleanup_orphans
+-- and so their shard keys, end with it; deletions and cleanup_orphans
 -- touch only objects under it.  An option of an extension member is not
 -- dumped, so a restored copy gets an identity of its own and treats the
 -- original's objects as borrowed; pg_upgrade and physical replicas keep it.

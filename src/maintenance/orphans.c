@@ -7,9 +7,9 @@
  * commit fails), the shards stay on the providers with no row.  Listing each
  * provider and comparing with the catalog finds them.
  *
- * Only this database's namespace is listed: shards another database wrote
- * (the original of a restored copy, say) are never candidates, even where
- * both share providers and this catalog names some of them.
+ * Only keys of this database's namespace are candidates: shards another
+ * database wrote (the original of a restored copy, say) never are, even
+ * where both share providers and this catalog names some of them.
  *
  * Unfinished multipart uploads (s3) under the same prefix are aborted by the
  * same rule.
@@ -25,8 +25,8 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "access/xact.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -63,20 +63,20 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
 	TimestampTz cutoff;
 	int64		removed = 0;
-	char	   *ns_prefix = object_key_namespace();	/* only what we wrote */
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("destor.cleanup_orphans() must run in a READ COMMITTED transaction"),
-				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans.")));
+				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans."),
+				 errhint("Run it at the default isolation level, READ COMMITTED.")));
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));
 	for (int p = 0; p < pool->nproviders; p++)
 	{
 		Provider   *prov = provider_lookup_by_name(pool->provider_names[p], false);
-		List	   *keys = provider_list(prov, ns_prefix);
+		List	   *keys = provider_list(prov, OBJECT_KEY_PREFIX);
 		TimestampTz keep_after = orphan_cutoff(cutoff);
 		ListCell   *lc;
 
@@ -88,7 +88,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 			bool		orphan;
 
 			CHECK_FOR_INTERRUPTS();
-			if (e->last_modified > keep_after)
+			if (e->last_modified > keep_after || !object_key_is_ours(e->key))
 				continue;
 			/* a shard is kept where the catalog places it (a moved shard's old copy goes) */
 			if (object_parse_shard_key(e->key, id, &shard))
@@ -110,7 +110,7 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 		 * running writer's upload is newer than its registration.
 		 */
 		{
-			List	   *uploads = provider_list_uploads(prov, ns_prefix);
+			List	   *uploads = provider_list_uploads(prov, OBJECT_KEY_PREFIX);
 
 			keep_after = orphan_cutoff(cutoff);
 			foreach(lc, uploads)
@@ -118,7 +118,8 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 				ProviderUploadEntry *u = lfirst(lc);
 
 				CHECK_FOR_INTERRUPTS();
-				if (u->initiated == 0 || u->initiated > keep_after)
+				if (u->initiated == 0 || u->initiated > keep_after ||
+					!object_key_is_ours(u->key))
 					continue;
 				if (provider_abort_upload(prov, u))
 					removed++;

@@ -204,15 +204,15 @@ extern void object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shar
 extern void object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p);
 
 /*
- * Writers (object_xact.c): the ids of new objects start with this
- * database's namespace (provider_instance_namespace), so their shard keys
- * do too.  Objects of another writer (a restored copy reading the
+ * Writers (object_xact.c): the ids of new objects end with this database's
+ * namespace (provider_instance_namespace), and so do their shard keys'
+ * names.  Objects of another writer (a restored copy reading the
  * original's objects) are borrowed: their shards are never deleted here,
- * only references to them.  object_key_namespace is the key prefix under
- * which this database's shards lie, for listings.
+ * only references to them.  object_key_is_ours tells a provider key of
+ * this database's from any other, for listings.
  */
 extern void object_id_claim(uint8 id[CODEC_OBJID_LEN]);
 extern bool object_is_ours(const uint8 id[CODEC_OBJID_LEN]);
-extern char *object_key_namespace(void);
+extern bool object_key_is_ours(const char *key);
 
 #endif							/* DESTOR_OBJECT_H */

@@ -57,6 +57,16 @@ object_xact_init(void)
 	RegisterSubXactCallback(object_subxact_callback, NULL);
 }
 
+static int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 static MemoryContext
 object_xact_cxt(void)
 {
@@ -180,8 +190,10 @@ object_delete_at_commit(ObjectMeta *meta)
 
 /*
  * object_id_claim — put a new object's id under this database's namespace:
- * its first bytes are the namespace (the version and variant bits of the
- * v4 UUID, in bytes 6 and 8, stay as they are; 80 random bits remain).
+ * its last PROVIDER_NS_LEN bytes are the namespace.  The first bytes stay
+ * random, since placement and the shard keys' folders derive from them, and
+ * so do the v4 version and variant bits (bytes 6 and 8): 74 random bits
+ * remain, which two objects of one database never share in practice.
  */
 void
 object_id_claim(uint8 id[CODEC_OBJID_LEN])
@@ -189,7 +201,7 @@ object_id_claim(uint8 id[CODEC_OBJID_LEN])
 	uint8		ns[PROVIDER_NS_LEN];
 
 	if (provider_instance_namespace(ns))
-		memcpy(id, ns, PROVIDER_NS_LEN);
+		memcpy(id + CODEC_OBJID_LEN - PROVIDER_NS_LEN, ns, PROVIDER_NS_LEN);
 }
 
 /* object_is_ours — did this database write the object (or cannot it tell)? */
@@ -200,25 +212,36 @@ object_is_ours(const uint8 id[CODEC_OBJID_LEN])
 
 	if (!provider_instance_namespace(ns))
 		return true;
-	return memcmp(id, ns, PROVIDER_NS_LEN) == 0;
+	return memcmp(id + CODEC_OBJID_LEN - PROVIDER_NS_LEN, ns, PROVIDER_NS_LEN) == 0;
 }
 
 /*
- * object_key_namespace — the prefix of every shard key this database
- * writes: object_shard_key() names a shard after the hex id, itself
- * starting with the namespace.  Without one, every shard key's prefix.
+ * object_key_is_ours — a provider key of this database's: a shard key, or
+ * a temp file of one ("ds/<2 hex>/<32 hex>..."), of an object it wrote.
+ * Keys of any other form are nobody's we know, and so not ours.
  */
-char *
-object_key_namespace(void)
+bool
+object_key_is_ours(const char *key)
 {
-	uint8		ns[PROVIDER_NS_LEN];
-	char		hex[2 * PROVIDER_NS_LEN + 1];
+	const char *p = key;
+	uint8		id[CODEC_OBJID_LEN];
 
-	if (!provider_instance_namespace(ns))
-		return pstrdup(OBJECT_KEY_PREFIX);
-	for (int i = 0; i < PROVIDER_NS_LEN; i++)
-		snprintf(hex + 2 * i, 3, "%02x", ns[i]);
-	return psprintf(OBJECT_KEY_PREFIX "%.2s/%s", hex, hex);
+	if (strncmp(p, OBJECT_KEY_PREFIX, strlen(OBJECT_KEY_PREFIX)) != 0)
+		return false;
+	p += strlen(OBJECT_KEY_PREFIX);
+	if (strlen(p) < 3 + CODEC_OBJID_LEN * 2 || p[2] != '/')
+		return false;
+	p += 3;
+	for (int i = 0; i < CODEC_OBJID_LEN; i++)
+	{
+		int			hi = hex_digit(p[2 * i]);
+		int			lo = hex_digit(p[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		id[i] = (uint8) (hi << 4 | lo);
+	}
+	return object_is_ours(id);
 }
 
 void

@@ -33,10 +33,10 @@ my $size = -s $shard;
 unlink $shard or die;
 
 # an orphan: a shard-like object no catalog row names, in this database's
-# namespace (the first 6 bytes of its instance id start every id it writes)
-my $orphan_hex = substr($hex, 0, 12) . ('ab' x 10);
-my $orphan = "$base/p1/ds/" . substr($hex, 0, 2) . "/$orphan_hex.0";
-make_path("$base/p1/ds/" . substr($hex, 0, 2));
+# namespace (every id it writes ends with the same 6 bytes)
+my $orphan_hex = ('ab' x 10) . substr($hex, 20, 12);
+my $orphan = "$base/p1/ds/ab/$orphan_hex.0";
+make_path("$base/p1/ds/ab");
 open(my $fh, '>', $orphan) or die;
 print $fh 'left behind by a crash';
 close $fh;
