@@ -50,6 +50,7 @@ if [ "$(id -u)" = 0 ]; then
     ${pgregress_src:+DESTOR_PGREGRESS_SRC="$pgregress_src"} ${PGREGRESS_LIST:+PGREGRESS_LIST="$PGREGRESS_LIST"} \
     ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
     ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
+    ${DESTOR_CRASH_SEED:+DESTOR_CRASH_SEED="$DESTOR_CRASH_SEED"} ${DESTOR_CRASH_POINTS:+DESTOR_CRASH_POINTS="$DESTOR_CRASH_POINTS"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then
