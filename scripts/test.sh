@@ -46,14 +46,12 @@ if [ "$(id -u)" = 0 ]; then
   if [[ $suites == *" pgregress "* ]]; then
     pgregress_src=$(bash "$top/test/pgregress/fetch_sources.sh")
   fi
-  runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" DESTOR_TESTDATA="$testdata" \
-    ${pgregress_src:+DESTOR_PGREGRESS_SRC="$pgregress_src"} ${PGREGRESS_LIST:+PGREGRESS_LIST="$PGREGRESS_LIST"} \
-    ${DESTOR_SUITES:+DESTOR_SUITES="$DESTOR_SUITES"} ${REGRESS:+REGRESS="$REGRESS"} \
-    ${PROVE_TESTS:+PROVE_TESTS="$PROVE_TESTS"} \
-    ${ISOLATION+ISOLATION="$ISOLATION"} \
-    ${DESTOR_PROPERTY_SEED:+DESTOR_PROPERTY_SEED="$DESTOR_PROPERTY_SEED"} \
-    ${DESTOR_PROPERTY_ITERATIONS:+DESTOR_PROPERTY_ITERATIONS="$DESTOR_PROPERTY_ITERATIONS"} \
-    ${DESTOR_PROPERTY_SECONDS:+DESTOR_PROPERTY_SECONDS="$DESTOR_PROPERTY_SECONDS"} \
+  # the suites' settings go along: DESTOR_* (seeds, sizes, suites) and the file pickers
+  passed=()
+  while IFS= read -r -d '' kv; do passed+=("$kv"); done < <(
+    env -0 | grep -zE '^(DESTOR_[A-Z_]+|REGRESS|ISOLATION|PROVE_TESTS|PGREGRESS_LIST)=' || true)
+  runuser -u "$user" -- env PG_CONFIG="$PG_CONFIG" PATH="$PATH" "${passed[@]}" DESTOR_TESTDATA="$testdata" \
+    ${pgregress_src:+DESTOR_PGREGRESS_SRC="$pgregress_src"} \
     bash "$work/scripts/test_suites.sh" || rc=$?
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then

@@ -1,0 +1,309 @@
+# Crash points: kill -9 the backend (and sometimes the whole cluster) at
+# random points of every kind of write destor does — COPY, INSERT,
+# UPDATE/DELETE into a destor table, blob_put, blob_import, blob_delete,
+# tier_partition/recall_partition, compact, move_shards, repair — and check
+# after each restart that
+#   - every committed row and blob is intact and nothing uncommitted shows:
+#     each workload writes a heap mirror in the same transaction (rows), or
+#     records the md5 of each blob in the row that holds it;
+#   - the catalog holds no object that nothing references;
+#   - cleanup_orphans(pool, '0') leaves exactly the shard files the catalog
+#     places (and no temp file);
+#   - repair(dry_run) finds nothing wrong.
+# The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
+# replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
+# workload runs (default 24).
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use CrashPoints;
+use Digest::MD5;
+use File::Path qw(make_path remove_tree);
+use List::Util qw(shuffle max);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+my $seed = $ENV{DESTOR_CRASH_SEED} // (time() ^ $$) % 1_000_000;
+my $points = $ENV{DESTOR_CRASH_POINTS} // 24;
+srand($seed);
+diag("crash points: seed $seed (replay with DESTOR_CRASH_SEED=$seed), $points points");
+
+# the maintenance worker stays off (its rounds would race the checks)
+my ($node, $keyfile) = DestorTest::start_cluster('crash', conf => "autovacuum = off\nrestart_after_crash = on\n");
+my $base = $node->basedir;
+my $work = "$base/work";
+make_path($work);
+
+# seven file providers, objects of 4+2 shards: one is free for each object
+my %dirs = map { ("p$_" => "$base/prov/p$_") } 1 .. 7;
+make_path(values %dirs);
+$node->safe_psql('postgres', join('', map {
+	"CREATE SERVER $_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs{$_}');\n"
+} sort keys %dirs) . q{
+CREATE SERVER archive FOREIGN DATA WRAPPER destor
+  OPTIONS (providers 'p1,p2,p3,p4,p5,p6,p7', data_shards '4', parity_shards '2');
+
+CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
+  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
+    FROM generate_series(0, n / 16) i $$;
+
+-- a destor table and its heap mirror, written in the same transactions
+CREATE FOREIGN TABLE ft (id bigint, grp int, val float8, note text)
+  SERVER archive OPTIONS (segment_rows '4000', row_group_rows '1000');
+CREATE TABLE ft_heap (id bigint, grp int, val float8, note text);
+
+-- blobs with the md5 of what was stored, recorded in the same row
+CREATE TABLE docs (name text, b destor.blob, h text);
+
+-- a partitioned table whose partitions go offsite and come back
+CREATE TABLE readings (ts timestamptz NOT NULL, device int, reading float8, note text)
+  PARTITION BY RANGE (ts);
+CREATE TABLE r2024_01 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE r2024_02 PARTITION OF readings FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE r2024_03 PARTITION OF readings FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+CREATE TABLE r2024_04 PARTITION OF readings FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
+INSERT INTO readings
+  SELECT timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', i % 23, (i % 1000) / 10.0,
+         CASE WHEN i % 5 = 0 THEN NULL ELSE 'n' || (i % 97) END
+    FROM generate_series(0, 4 * 30 * 1440 - 1) i;
+CREATE TABLE readings_heap AS SELECT * FROM readings;
+
+-- one row per workload transaction that committed
+CREATE TABLE committed (point int PRIMARY KEY, workload text);
+});
+
+my $sql_ft_same = q{SELECT (SELECT count(*) FROM (SELECT * FROM ft EXCEPT ALL SELECT * FROM ft_heap) a)
+  + (SELECT count(*) FROM (SELECT * FROM ft_heap EXCEPT ALL SELECT * FROM ft) b)};
+my $sql_readings_same = q{SELECT (SELECT count(*) FROM (SELECT * FROM readings EXCEPT ALL SELECT * FROM readings_heap) a)
+  + (SELECT count(*) FROM (SELECT * FROM readings_heap EXCEPT ALL SELECT * FROM readings) b)};
+# the catalog places shard s of object o on provider p as p:ds/<hex 2>/<hex>.<s>
+my $sql_placed = q{SELECT s.provider || ':ds/' || left(h, 2) || '/' || h || '.' || s.shard_index
+  FROM destor.shards s JOIN destor.objects o USING (object_id),
+       LATERAL replace(s.object_id::text, '-', '') h
+ WHERE o.pool = 'archive' ORDER BY 1};
+
+# --- workloads -------------------------------------------------------------------
+# Each returns the SQL of one transaction for crash point $n (and may prepare
+# files); the transaction records itself in "committed".
+sub wrap
+{
+	my ($n, $name, $body) = @_;
+	return "BEGIN;\nINSERT INTO committed VALUES ($n, '$name');\n$body\nCOMMIT;\n";
+}
+
+my %workloads = (
+	copy => sub {
+		my ($n) = @_;
+		my $csv = "$work/copy_$n.csv";
+		open(my $fh, '>', $csv) or die;
+		my $first = $n * 1_000_000;
+		for my $i (0 .. 29_999)
+		{
+			my $id = $first + $i;
+			printf $fh "%d,%d,%.3f,%s\n", $id, $id % 13, ($id % 9973) / 7.0, ($i % 3 ? "copy $n/$i" : '');
+		}
+		close $fh;
+		return wrap($n, 'copy', "COPY ft FROM '$csv' (FORMAT csv);\nCOPY ft_heap FROM '$csv' (FORMAT csv);");
+	},
+	insert => sub {
+		my ($n) = @_;
+		my $rows = qq{SELECT $n * 1000000 + g, g % 13, g / 3.0, CASE WHEN g % 4 > 0 THEN 'ins $n ' || g END
+  FROM generate_series(1, 24000) g};
+		return wrap($n, 'insert', "INSERT INTO ft $rows;\nINSERT INTO ft_heap $rows;");
+	},
+	update_delete => sub {
+		my ($n) = @_;
+		my ($g, $d) = (int(rand(13)), 2 + int(rand(5)));
+		return wrap($n, 'update_delete', join("\n",
+			map { ($_, s/\bft\b/ft_heap/r) } (
+				"UPDATE ft SET val = val + $n, note = 'upd $n' WHERE grp = $g;",
+				"DELETE FROM ft WHERE id % 17 = $d AND grp <> $g;")));
+	},
+	blob_put => sub {
+		my ($n) = @_;
+		return wrap($n, 'blob_put', qq{INSERT INTO docs
+  SELECT 'put $n/' || g, destor.blob_put('archive', d), md5(d)
+    FROM (SELECT g, CASE WHEN g % 2 = 0 THEN noise(100000 + g * 37000, $n * 100 + g)
+                         ELSE convert_to(repeat('compressible $n ', 20000 + g * 999), 'UTF8') END AS d
+            FROM generate_series(1, 8) g) s;});
+	},
+	blob_import => sub {
+		my ($n) = @_;
+		my $path = "$work/import_$n.bin";
+		DestorTest::write_random_file($path, (4 + int(rand(20))) * 1024 * 1024);
+		open(my $fh, '<:raw', $path) or die;
+		my $md5 = Digest::MD5->new->addfile($fh)->hexdigest;
+		close $fh;
+		return wrap($n, 'blob_import', "INSERT INTO docs VALUES ('import $n', destor.blob_import('archive', '$path'), '$md5');");
+	},
+	blob_delete => sub {
+		my ($n) = @_;
+		my $cond = sprintf("abs(hashtext(name || '%d')) %% 3 = 0", $n);
+		return wrap($n, 'blob_delete', "SELECT count(destor.blob_delete(b)) FROM docs WHERE $cond;\nDELETE FROM docs WHERE $cond;");
+	},
+	tier => sub {
+		my ($n) = @_;
+		my $part = sprintf('r2024_%02d', 1 + int(rand(4)));
+		my $foreign = $node->safe_psql('postgres', "SELECT relkind = 'f' FROM pg_class WHERE relname = '$part'");
+		return wrap($n, 'tier', $foreign eq 't'
+			? "SELECT destor.recall_partition('$part');"
+			: "SELECT destor.tier_partition('$part', 'archive');");
+	},
+	compact => sub {
+		my ($n) = @_;
+		return wrap($n, 'compact', "SELECT * FROM destor.compact('ft');");
+	},
+	move_shards => sub {
+		my ($n) = @_;
+		my $from = 'p' . (1 + int(rand(7)));
+		return wrap($n, 'move_shards', "SELECT count(*) FROM destor.move_shards('$from');");
+	},
+	repair => sub {
+		my ($n) = @_;
+		# a provider loses every shard it held; repair rebuilds them
+		my $lost = 'p' . (1 + int(rand(7)));
+		remove_tree("$dirs{$lost}/ds");
+		return wrap($n, 'repair', "SELECT count(*) FROM destor.repair('archive');");
+	},
+);
+my @names = sort keys %workloads;
+
+# the workload running now: no psql outlives the test, even when it dies
+my $current;
+END { CrashPoints::stop_workload($current) if $current; }
+
+# --- the checks after each point ---------------------------------------------------
+sub check_state
+{
+	my ($label, $workload) = @_;
+	is($node->safe_psql('postgres', $sql_ft_same), '0',
+		"$label: the destor table holds exactly the committed rows of its heap mirror");
+	is($node->safe_psql('postgres', $sql_readings_same), '0',
+		"$label: the partitioned table holds exactly its rows");
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass"), '4',
+		"$label: the partitioned table still has its four partitions");
+	is($node->safe_psql('postgres',
+		'SELECT count(*) FROM docs WHERE md5(destor.blob_get(b)) IS DISTINCT FROM h'), '0',
+		"$label: every committed blob reads back whole");
+	is($node->safe_psql('postgres', q{
+SELECT (SELECT count(*) FROM destor.blobs WHERE blob_id NOT IN (SELECT b::uuid FROM docs))
+     + (SELECT count(*) FROM destor.objects o
+         WHERE NOT EXISTS (SELECT 1 FROM destor.blobs b WHERE b.blob_id = o.object_id)
+           AND NOT EXISTS (SELECT 1 FROM destor.segments s WHERE s.object_id = o.object_id))}), '0',
+		"$label: the catalog holds no blob or object that nothing committed references");
+
+	# a killed repair is finished by the next one
+	$node->safe_psql('postgres', "SELECT count(*) FROM destor.repair('archive')")
+	  if $workload eq 'repair';
+
+	my $removed = $node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '0')");
+	my @files = CrashPoints::provider_files(%dirs);
+	my @tmp = grep { /\.tmp\./ } @files;
+	my @shards = grep { !/\.tmp\./ } @files;
+	my @placed = split /\n/, $node->safe_psql('postgres', $sql_placed);
+	my %on_disk = map { $_ => 1 } @shards;
+	my %in_catalog = map { $_ => 1 } @placed;
+	my @extra = grep { !$in_catalog{$_} } @shards;
+	my @missing = grep { !$on_disk{$_} } @placed;
+	ok(!@extra && !@missing && !@tmp,
+		"$label: after cleanup_orphans (removed $removed) the providers hold exactly the "
+		  . scalar(@placed) . ' shards the catalog places')
+	  or diag('not in the catalog: ' . join(' ', @extra[0 .. min(9, $#extra)]) . "\n"
+		  . 'missing on disk: ' . join(' ', @missing[0 .. min(9, $#missing)]) . "\n"
+		  . 'temp files: ' . join(' ', @tmp[0 .. min(9, $#tmp)]));
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM destor.repair('archive', dry_run => true)"), '0',
+		"$label: repair(dry_run) finds nothing wrong");
+}
+
+sub min { return $_[0] < $_[1] ? $_[0] : $_[1] }
+
+# --- calibration: every workload once, to completion ------------------------------
+my (%duration, %delta);
+my $n = 0;
+for my $name (@names)
+{
+	$n++;
+	my $before = CrashPoints::file_count(%dirs);
+	my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
+	my $peak = 0;
+	while (CrashPoints::workload_running($w))
+	{
+		$peak = max($peak, abs(CrashPoints::file_count(%dirs) - $before));
+		usleep(20_000);
+	}
+	my ($rc, $out, $secs) = CrashPoints::finish_workload($w);
+	is($rc, 0, "calibration: $name runs to completion ($secs s)") or diag($out);
+	$duration{$name} = $secs;
+	$delta{$name} = max(1, $peak, abs(CrashPoints::file_count(%dirs) - $before));
+}
+check_state('calibration', 'repair');
+
+# --- the crash points ----------------------------------------------------------------
+# every workload at least twice, the rest drawn at random
+my @plan = shuffle((@names) x 2, map { $names[int(rand(@names))] } 1 .. max(0, $points - 2 * @names));
+my ($landed, $attempts) = (0, 0);
+my (%landed_by, %outcome);
+while ($landed < $points && $attempts < 3 * $points)
+{
+	my $name = $plan[$attempts % @plan];
+	$attempts++;
+	$n++;
+	my $whole = rand() < 0.3;
+	my $by_files = rand() < 0.5;
+	my $before = CrashPoints::file_count(%dirs);
+	my $target = 1 + int(rand($delta{$name}));
+	my $delay = rand($duration{$name});
+	my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
+	my $pid = CrashPoints::backend_pid($node, $w);
+	my $t0 = time();
+	# the point: a random delay, or a random number of shard files written or
+	# removed (with a cap, should the workload stall)
+	while (CrashPoints::workload_running($w))
+	{
+		if ($by_files)
+		{
+			last if abs(CrashPoints::file_count(%dirs) - $before) >= $target;
+			last if time() - $t0 > 2 * $duration{$name} + 1;
+		}
+		else
+		{
+			last if time() - $t0 >= $delay;
+		}
+		usleep(2_000);
+	}
+	my $mid = CrashPoints::workload_running($w);
+	my $point = sprintf('point %d (%s, %s, kill -9 %s%s)', $n, $name,
+		$by_files ? "after $target files" : sprintf('after %.0f ms', 1000 * $delay),
+		$whole ? 'cluster' : 'backend', $mid ? '' : ', it had ended');
+	my $hit = defined $pid && CrashPoints::crash($node, $pid, $whole);
+	my ($rc, $out) = CrashPoints::finish_workload($w);
+	my $committed = $node->safe_psql('postgres', "SELECT count(*) FROM committed WHERE point = $n");
+	note("$point: psql exit $rc, " . ($committed ? 'committed' : 'rolled back'));
+	# a workload that ended by itself must have committed: errors are bugs
+	if (!$hit)
+	{
+		is($rc, 0, "$point: the workload ran to completion") or diag($out);
+	}
+	if ($mid && $hit)
+	{
+		$landed++;
+		$landed_by{$name}++;
+		$outcome{$committed ? 'committed' : 'rolled back'}++;
+		$outcome{'cluster kills'}++ if $whole;
+	}
+	check_state($point, $name);
+	# a rolled-back workload's temp files (imports) are not needed any more
+	unlink(glob("$work/copy_$n.csv"), glob("$work/import_$n.bin"));
+}
+diag(sprintf('crash points landed mid-workload: %s; %s',
+	join(', ', map { "$_ $landed_by{$_}" } sort keys %landed_by),
+	join(', ', map { "$_ $outcome{$_}" } sort keys %outcome)));
+cmp_ok($landed, '>=', $points, "$landed kills landed while a workload was running ($attempts tried)");
+
+$node->stop;
+done_testing();
