@@ -14,7 +14,7 @@
 
 EXTENSION  = destor
 MODULE_big = destor
-DATA       = sql/destor--0.1.0.sql sql/destor--0.1.0--0.2.0.sql
+DATA       = sql/destor--0.1.0.sql sql/destor--0.2.0.sql sql/destor--0.1.0--0.2.0.sql
 
 OBJS = \
 	src/destor.o \

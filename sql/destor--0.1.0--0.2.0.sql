@@ -1,7 +1,88 @@
--- destor 0.1.0 -> 0.2.0 (ALTER EXTENSION destor UPDATE).
--- A fresh CREATE EXTENSION runs destor--0.1.0.sql and then this script, so
--- every change of this release lives here and nowhere else.
+-- destor 0.1.0 -> 0.2.0 (ALTER EXTENSION destor UPDATE).  A fresh install
+-- runs destor--0.2.0.sql instead; TAP 050 checks that both give the same
+-- catalog.
 \echo Use "ALTER EXTENSION destor UPDATE TO '0.2.0'" to load this file. \quit
+
+-- Blob owners by role: a regrole is an oid in the table and a name in a dump.
+DROP VIEW blob_shards;
+ALTER TABLE blobs ALTER COLUMN owner TYPE regrole USING owner::regrole;
+CREATE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = b.blob_id
+    JOIN shards s ON s.object_id = b.blob_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE');
+GRANT SELECT ON blob_shards TO PUBLIC;
+
+-- Table identity bound to relations (see src/table/table_options.c).
+CREATE FUNCTION bind_table(tbl regclass) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_bind_table' LANGUAGE C STRICT;
+DROP EVENT TRIGGER destor_create_foreign_table;
+CREATE OR REPLACE FUNCTION on_create_foreign_table() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  cmd record;
+  id text;
+BEGIN
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+             WHERE object_type = 'foreign table' LOOP
+    CONTINUE WHEN NOT EXISTS (
+      SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+        JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+       WHERE ft.ftrelid = cmd.objid AND w.fdwname = 'destor');
+    IF cmd.command_tag = 'CREATE FOREIGN TABLE' THEN
+      SELECT substr(o, 10) INTO id FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+       WHERE ft.ftrelid = cmd.objid AND o LIKE 'table_id=%';
+      IF id IS NULL THEN
+        EXECUTE format('ALTER FOREIGN TABLE %s OPTIONS (ADD table_id %L)', cmd.objid::regclass,
+                       gen_random_uuid());
+      END IF;
+    END IF;
+    PERFORM destor.bind_table(cmd.objid::regclass);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_create_foreign_table ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE')
+  EXECUTE FUNCTION on_create_foreign_table();
+
+-- Views granted to PUBLIC show only what the caller may see.
+CREATE OR REPLACE VIEW tiered_partitions WITH (security_barrier) AS
+  SELECT i.inhparent::regclass AS parent, c.oid::regclass AS partition,
+         pg_get_expr(c.relpartbound, c.oid) AS bound, s.srvname AS pool,
+         (SELECT count(*) FROM destor.segments g WHERE g.table_id = t.table_id) AS segments,
+         (SELECT coalesce(sum(g.row_count), 0) FROM destor.segments g
+           WHERE g.table_id = t.table_id)::bigint AS stored_rows
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition
+    JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
+    JOIN pg_foreign_server s ON s.oid = ft.ftserver
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor'
+    LEFT JOIN destor.tables t ON t.relid = c.oid
+   WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+
+-- Provider health: retries, answers cut short, the last check_provider().
+CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
+    OUT last_check timestamptz, OUT last_check_ok boolean)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
+CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
+  SELECT s.srvname AS provider,
+         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
+         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
+         coalesce(st.state, 'unknown') AS state, st.last_error,
+         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
+         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
+         st.latency_p50_ms, st.latency_p99_ms, st.last_success,
+         coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
+         h.last_check, h.last_check_ok
+    FROM pg_foreign_server s
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
+    LEFT JOIN provider_stats() st ON st.serverid = s.oid
+    LEFT JOIN provider_health() h ON h.serverid = s.oid;
+
+-- No identity on the providers is given here: objects written under 0.1.0
+-- are not under any namespace, and a database upgraded from it keeps
+-- counting every object as its own (see README, Guarantees).
 
 -- Progress of long commands, like pg_stat_progress_copy (src/progress/).
 CREATE FUNCTION progress_report(OUT pid int, OUT datid oid, OUT command text, OUT relid oid,

@@ -79,12 +79,9 @@ CREATE FUNCTION blob_id(blob) RETURNS uuid
   AS 'MODULE_PATHNAME', 'blob_to_uuid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE CAST (blob AS uuid) WITH FUNCTION blob_id(blob);
 
--- The owner is a regrole: an oid in the table (a role renamed keeps its
--- blobs), its name in a dump (a restore into another cluster gives the blobs
--- to the role of that name, as ALTER LARGE OBJECT ... OWNER TO does).
 CREATE TABLE blobs (
     blob_id     uuid PRIMARY KEY REFERENCES objects,
-    owner       regrole NOT NULL,
+    owner       oid NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
@@ -109,10 +106,8 @@ CREATE FUNCTION blob_from_lo(pool name, lo oid, unlink boolean DEFAULT false) RE
 CREATE FUNCTION blob_to_lo(b blob, lo oid DEFAULT 0, delete boolean DEFAULT false) RETURNS oid
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 
--- Where each blob's shards live (what a DBA asks first); only the caller's
--- blobs (security_barrier: a caller's function in a WHERE clause sees only
--- rows the view lets through).
-CREATE VIEW blob_shards WITH (security_barrier) AS
+-- Where each blob's shards live (what a DBA asks first).
+CREATE VIEW blob_shards AS
   SELECT b.blob_id, s.shard_index,
          CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
          s.provider, s.state, s.size
@@ -169,15 +164,8 @@ CREATE TABLE tables (
 CREATE FUNCTION forget_table(table_id uuid) RETURNS void
   AS 'MODULE_PATHNAME', 'destor_forget_table' LANGUAGE C STRICT;
 
--- A table's table_id is bound to its relation in destor.tables by
--- bind_table(), run as the role that creates or alters the table (see
--- src/table/table_options.c for the rules): naming another table's
--- table_id gives no access to its data.
-CREATE FUNCTION bind_table(tbl regclass) RETURNS void
-  AS 'MODULE_PATHNAME', 'destor_bind_table' LANGUAGE C STRICT;
-
 CREATE FUNCTION on_create_foreign_table() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
   cmd record;
   id text;
@@ -188,19 +176,18 @@ BEGIN
       SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
         JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
        WHERE ft.ftrelid = cmd.objid AND w.fdwname = 'destor');
-    IF cmd.command_tag = 'CREATE FOREIGN TABLE' THEN
-      SELECT substr(o, 10) INTO id FROM pg_foreign_table ft, unnest(ft.ftoptions) o
-       WHERE ft.ftrelid = cmd.objid AND o LIKE 'table_id=%';
-      IF id IS NULL THEN
-        EXECUTE format('ALTER FOREIGN TABLE %s OPTIONS (ADD table_id %L)', cmd.objid::regclass,
-                       gen_random_uuid());
-      END IF;
+    SELECT substr(o, 10) INTO id FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+     WHERE ft.ftrelid = cmd.objid AND o LIKE 'table_id=%';
+    IF id IS NULL THEN
+      id := gen_random_uuid()::text;
+      EXECUTE format('ALTER FOREIGN TABLE %s OPTIONS (ADD table_id %L)', cmd.objid::regclass, id);
     END IF;
-    PERFORM destor.bind_table(cmd.objid::regclass);
+    DELETE FROM destor.tables WHERE relid = cmd.objid OR table_id = id::uuid;
+    INSERT INTO destor.tables VALUES (id::uuid, cmd.objid);
   END LOOP;
 END $$;
 CREATE EVENT TRIGGER destor_create_foreign_table ON ddl_command_end
-  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE')
+  WHEN TAG IN ('CREATE FOREIGN TABLE')
   EXECUTE FUNCTION on_create_foreign_table();
 
 CREATE FUNCTION on_drop_foreign_table() RETURNS event_trigger
@@ -253,9 +240,8 @@ CREATE FUNCTION apply_tiering_policies(OUT parent regclass, OUT partition regcla
   AS 'MODULE_PATHNAME', 'destor_apply_tiering_policies' LANGUAGE C;
 
 -- Partitions that live in destor tables, where they belong, and their size
--- (stored_rows counts rows deleted since the last compaction too); only
--- partitions the caller may read.
-CREATE VIEW tiered_partitions WITH (security_barrier) AS
+-- (stored_rows counts rows deleted since the last compaction too).
+CREATE VIEW tiered_partitions AS
   SELECT i.inhparent::regclass AS parent, c.oid::regclass AS partition,
          pg_get_expr(c.relpartbound, c.oid) AS bound, s.srvname AS pool,
          (SELECT count(*) FROM destor.segments g WHERE g.table_id = t.table_id) AS segments,
@@ -266,8 +252,7 @@ CREATE VIEW tiered_partitions WITH (security_barrier) AS
     JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
     JOIN pg_foreign_server s ON s.oid = ft.ftserver
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor'
-    LEFT JOIN destor.tables t ON t.relid = c.oid
-   WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+    LEFT JOIN destor.tables t ON t.relid = c.oid;
 
 -- ---------------------------------------------------------------------------
 -- Operations
@@ -296,9 +281,7 @@ CREATE FUNCTION provider_stats_reset() RETURNS void
   AS 'MODULE_PATHNAME', 'destor_provider_stats_reset' LANGUAGE C STRICT;
 REVOKE ALL ON FUNCTION provider_stats_reset() FROM PUBLIC;
 
--- last_error is shown only to members of pg_read_all_stats (provider_stats()
--- hides it from others: it names other sessions' objects).
-CREATE VIEW provider_status WITH (security_barrier) AS
+CREATE VIEW provider_status AS
   SELECT s.srvname AS provider,
          (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
          (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
@@ -397,34 +380,3 @@ REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;
-
--- Provider health beyond provider_stats(): tries retried, answers cut short,
--- and the last check_provider() (issue 10).  provider_status shows them.
-CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
-    OUT last_check timestamptz, OUT last_check_ok boolean)
-  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
-CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
-  SELECT s.srvname AS provider,
-         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
-         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
-         coalesce(st.state, 'unknown') AS state, st.last_error,
-         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
-         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
-         st.latency_p50_ms, st.latency_p99_ms, st.last_success,
-         coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
-         h.last_check, h.last_check_ok
-    FROM pg_foreign_server s
-    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
-    LEFT JOIN provider_stats() st ON st.serverid = s.oid
-    LEFT JOIN provider_health() h ON h.serverid = s.oid;
-
--- This database's identity on the providers (issue 10): new objects' ids,
--- and so their shard keys, end with it; deletions and cleanup_orphans
--- touch only objects under it.  An option of an extension member is not
--- dumped, so a restored copy gets an identity of its own and treats the
--- original's objects as borrowed; pg_upgrade and physical replicas keep it.
-DO $$
-BEGIN
-  EXECUTE pg_catalog.format('ALTER FOREIGN DATA WRAPPER destor_provider OPTIONS (ADD instance %L)',
-                            pg_catalog.gen_random_uuid());
-END $$;

@@ -74,11 +74,21 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION destor');
 my $fresh = $node->safe_psql('fresh', $describe);
 
-# The first release, with data written under it, then updated.
+# The first release, with data written under it (by the new library, as
+# happens between installing the new package and ALTER EXTENSION UPDATE),
+# then updated.
 $node->safe_psql('postgres', 'CREATE DATABASE old');
 $node->safe_psql('old', "CREATE EXTENSION destor VERSION '0.1.0'");
 is($node->safe_psql('old', "SELECT extversion FROM pg_extension WHERE extname = 'destor'"), '0.1.0',
 	'installed as 0.1.0');
+my ($pool_sql) = DestorTest::file_pool_sql($base, 'pool', 3, 2, 1);
+$node->safe_psql('old', join("\n", $pool_sql,
+	"CREATE TABLE docs (id int, body bytea, b destor.blob);",
+	"INSERT INTO docs SELECT i, convert_to(repeat(md5(i::text), i * 50), 'UTF8') FROM generate_series(1, 10) i;",
+	"UPDATE docs SET b = destor.blob_put('pool', body) WHERE id <= 5;",
+	"CREATE FOREIGN TABLE t (a int, s text) SERVER pool;",
+	"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g;"));
+
 $node->safe_psql('old', 'ALTER EXTENSION destor UPDATE');
 is($node->safe_psql('old', "SELECT extversion FROM pg_extension WHERE extname = 'destor'"), $current,
 	"ALTER EXTENSION destor UPDATE brings it to $current");
@@ -92,18 +102,21 @@ if ($updated ne $fresh)
 	diag("only after the update: $_") for grep { !$f{$_} } sort keys %u;
 }
 
-# The updated database works: blobs and a table round-trip.
-my ($pool_sql) = DestorTest::file_pool_sql($base, 'pool', 3, 2, 1);
-$node->safe_psql('old', join("\n", $pool_sql,
-	"CREATE TABLE docs (id int, body bytea, b destor.blob);",
-	"INSERT INTO docs SELECT i, convert_to(repeat(md5(i::text), i * 50), 'UTF8') FROM generate_series(1, 10) i;",
-	"UPDATE docs SET b = destor.blob_put('pool', body);",
-	"CREATE FOREIGN TABLE t (a int, s text) SERVER pool;",
-	"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;"));
-is($node->safe_psql('old', 'SELECT bool_and(destor.blob_get(b) = body) FROM docs'), 't',
+# What was stored before the update reads back, and the updated database
+# goes on storing.
+is($node->safe_psql('old', 'SELECT count(*), bool_and(destor.blob_get(b) = body) FROM docs WHERE b IS NOT NULL'),
+	'5|t', 'blobs written before the update read back after it');
+is($node->safe_psql('old', 'SELECT count(*), sum(a), bool_and(s = md5(a::text)) FROM t'), '500|125250|t',
+	'a table written before the update reads back after it');
+$node->safe_psql('old', join("\n",
+	"UPDATE docs SET b = destor.blob_put('pool', body) WHERE id > 5;",
+	"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(501, 1000) g;"));
+is($node->safe_psql('old', 'SELECT count(*), bool_and(destor.blob_get(b) = body) FROM docs'), '10|t',
 	'blobs round-trip after the update');
 is($node->safe_psql('old', 'SELECT count(*), sum(a), bool_and(s = md5(a::text)) FROM t'), '1000|500500|t',
-	'a destor table round-trips after the update');
+	'the table takes rows after the update');
+is($node->safe_psql('old', "SELECT pg_typeof(owner)::text FROM destor.blobs LIMIT 1"), 'regrole',
+	'blob owners became roles');
 
 $node->stop;
 done_testing();

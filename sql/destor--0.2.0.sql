@@ -1,0 +1,430 @@
+/* destor — install script, version 0.2.0 */
+\echo Use "CREATE EXTENSION destor" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Foreign-data wrappers: providers (where shards go) and pools (how objects
+-- are spread over providers).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION destor_provider_validator(text[], oid)
+RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER destor_provider
+  VALIDATOR destor_provider_validator;
+COMMENT ON FOREIGN DATA WRAPPER destor_provider IS
+  'storage providers of destor: OPTIONS (type ''file'', path ...) or (type ''s3'', endpoint ..., bucket ...)';
+
+CREATE FUNCTION destor_pool_validator(text[], oid)
+RETURNS void AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+CREATE FUNCTION destor_fdw_handler()
+RETURNS fdw_handler AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER destor
+  HANDLER destor_fdw_handler
+  VALIDATOR destor_pool_validator;
+COMMENT ON FOREIGN DATA WRAPPER destor IS
+  'pools of destor providers: OPTIONS (providers ''p1,p2,...'', data_shards ''k'', parity_shards ''m'')';
+
+-- ---------------------------------------------------------------------------
+-- Catalog.  Ordinary tables: WAL-logged, replicated, dumped.  Objects are
+-- immutable; a row appears when the transaction that wrote the object
+-- commits.  Providers and pools are referenced by server name, which
+-- survives dump and restore (OIDs do not).
+-- ---------------------------------------------------------------------------
+CREATE TABLE objects (
+    object_id      uuid PRIMARY KEY,
+    pool           name NOT NULL,
+    size           bigint NOT NULL CHECK (size >= 0),        -- plaintext bytes
+    stream_size    bigint NOT NULL CHECK (stream_size >= 0), -- ciphertext bytes
+    block_size     integer NOT NULL,
+    chunk_size     integer NOT NULL,
+    data_shards    integer NOT NULL,
+    parity_shards  integer NOT NULL,
+    compressed     boolean NOT NULL,
+    block_ends     bytea,           -- ciphertext end of each block, when sizes vary
+    key_version    integer NOT NULL,
+    key_id         bytea NOT NULL,  -- fingerprint of the master key (not secret)
+    wrapped_key    bytea NOT NULL,  -- data key wrapped by the master key
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE shards (
+    object_id    uuid NOT NULL REFERENCES objects ON DELETE CASCADE,
+    shard_index  integer NOT NULL,
+    provider     name NOT NULL,
+    state        text NOT NULL CHECK (state IN ('ok', 'missing', 'corrupt')),
+    size         bigint NOT NULL,
+    PRIMARY KEY (object_id, shard_index)
+);
+CREATE INDEX shards_provider_idx ON shards (provider);
+
+-- ---------------------------------------------------------------------------
+-- Blobs
+-- ---------------------------------------------------------------------------
+CREATE TYPE blob;
+CREATE FUNCTION blob_in(cstring) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_out(blob) RETURNS cstring
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_recv(internal) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION blob_send(blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE blob (
+  INPUT = blob_in, OUTPUT = blob_out, RECEIVE = blob_recv, SEND = blob_send,
+  INTERNALLENGTH = 16, ALIGNMENT = char, STORAGE = plain
+);
+COMMENT ON TYPE blob IS 'handle of a blob stored on destor providers';
+
+CREATE FUNCTION blob_id(blob) RETURNS uuid
+  AS 'MODULE_PATHNAME', 'blob_to_uuid' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (blob AS uuid) WITH FUNCTION blob_id(blob);
+
+-- The owner is a regrole: an oid in the table (a role renamed keeps its
+-- blobs), its name in a dump (a restore into another cluster gives the blobs
+-- to the role of that name, as ALTER LARGE OBJECT ... OWNER TO does).
+CREATE TABLE blobs (
+    blob_id     uuid PRIMARY KEY REFERENCES objects,
+    owner       regrole NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION blob_put(pool name, data bytea) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_get(b blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_read(b blob, "offset" bigint, length integer) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_size(b blob) RETURNS bigint
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_delete(b blob) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_import(pool name, path text) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_export(b blob, path text) RETURNS bigint
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+-- Large objects to blobs and back, under the large objects' own privileges;
+-- with unlink/delete the source goes away in the same transaction (a move).
+CREATE FUNCTION blob_from_lo(pool name, lo oid, unlink boolean DEFAULT false) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_to_lo(b blob, lo oid DEFAULT 0, delete boolean DEFAULT false) RETURNS oid
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+-- Where each blob's shards live (what a DBA asks first); only the caller's
+-- blobs (security_barrier: a caller's function in a WHERE clause sees only
+-- rows the view lets through).
+CREATE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = b.blob_id
+    JOIN shards s ON s.object_id = b.blob_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE');
+
+-- ---------------------------------------------------------------------------
+-- Foreign tables: columnar segments.  A table's identity is its table_id
+-- option (added at CREATE FOREIGN TABLE), which survives renames and
+-- dump/restore; destor.tables maps it to the local relation for DROP.
+-- ---------------------------------------------------------------------------
+CREATE SEQUENCE segment_no_seq;
+
+CREATE TABLE segments (
+    table_id    uuid NOT NULL,
+    segment_no  bigint NOT NULL,
+    object_id   uuid NOT NULL REFERENCES objects,
+    row_count   bigint NOT NULL,
+    directory   bytea NOT NULL,   -- chunk offsets, encodings, min/max/null statistics
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_id, segment_no)
+);
+
+-- Rows deleted from segments: one bitmap (bit i = row i of the segment) per
+-- DELETE/UPDATE statement and segment; a row is deleted if any visible
+-- bitmap has its bit.  Plain MVCC rows, so deletions commit and roll back
+-- with their transaction.
+CREATE TABLE deletions (
+    table_id    uuid NOT NULL,
+    segment_no  bigint NOT NULL,
+    rows        bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deletions_segment_idx ON deletions (table_id, segment_no);
+
+-- Objects taken out of use by compaction: readers with older snapshots may
+-- still read them, so their shards stay until cleanup_orphans' grace period
+-- has passed.
+CREATE TABLE retired (
+    object_id   uuid PRIMARY KEY,
+    retired_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION compact(tbl regclass, OUT segments_before int, OUT segments_after int,
+                        OUT rows_kept bigint, OUT rows_dropped bigint)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_compact' LANGUAGE C STRICT;
+
+CREATE TABLE tables (
+    table_id  uuid PRIMARY KEY,
+    relid     oid NOT NULL UNIQUE
+);
+
+CREATE FUNCTION forget_table(table_id uuid) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_forget_table' LANGUAGE C STRICT;
+
+-- A table's table_id is bound to its relation in destor.tables by
+-- bind_table(), run as the role that creates or alters the table (see
+-- src/table/table_options.c for the rules): naming another table's
+-- table_id gives no access to its data.
+CREATE FUNCTION bind_table(tbl regclass) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_bind_table' LANGUAGE C STRICT;
+
+CREATE FUNCTION on_create_foreign_table() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  cmd record;
+  id text;
+BEGIN
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+             WHERE object_type = 'foreign table' LOOP
+    CONTINUE WHEN NOT EXISTS (
+      SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+        JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+       WHERE ft.ftrelid = cmd.objid AND w.fdwname = 'destor');
+    IF cmd.command_tag = 'CREATE FOREIGN TABLE' THEN
+      SELECT substr(o, 10) INTO id FROM pg_foreign_table ft, unnest(ft.ftoptions) o
+       WHERE ft.ftrelid = cmd.objid AND o LIKE 'table_id=%';
+      IF id IS NULL THEN
+        EXECUTE format('ALTER FOREIGN TABLE %s OPTIONS (ADD table_id %L)', cmd.objid::regclass,
+                       gen_random_uuid());
+      END IF;
+    END IF;
+    PERFORM destor.bind_table(cmd.objid::regclass);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_create_foreign_table ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE')
+  EXECUTE FUNCTION on_create_foreign_table();
+
+CREATE FUNCTION on_drop_foreign_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT dt.table_id FROM pg_event_trigger_dropped_objects() d
+             JOIN destor.tables dt ON dt.relid = d.objid
+            WHERE d.object_type = 'foreign table' LOOP
+    PERFORM destor.forget_table(t.table_id);
+    DELETE FROM destor.tables WHERE table_id = t.table_id;
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_drop_foreign_table ON sql_drop
+  EXECUTE FUNCTION on_drop_foreign_table();
+
+-- ---------------------------------------------------------------------------
+-- Tiering: partitions moved offsite (a destor foreign table attached in the
+-- same place) and back, with the caller's privileges (owner of the
+-- partition and of its parent).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION tier_partition(partition regclass, pool name) RETURNS regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partition' LANGUAGE C STRICT;
+CREATE FUNCTION recall_partition(partition regclass) RETURNS regclass
+  AS 'MODULE_PATHNAME', 'destor_recall_partition' LANGUAGE C STRICT;
+-- every plain partition of a range-partitioned table but the newest keep_local,
+-- or every one whose upper bound is older_than in the past
+CREATE FUNCTION tier_partitions(parent regclass, pool name, keep_local integer)
+  RETURNS SETOF regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partitions' LANGUAGE C STRICT;
+CREATE FUNCTION tier_partitions(parent regclass, pool name, older_than interval)
+  RETURNS SETOF regclass
+  AS 'MODULE_PATHNAME', 'destor_tier_partitions_older' LANGUAGE C STRICT;
+
+-- Tiering policies: for each partitioned table, keep the newest keep_local
+-- partitions local, or those whose upper bound is less than older_than old;
+-- destor.apply_tiering_policies() (and the maintenance worker, every round)
+-- tiers the others.
+CREATE TABLE tiering_policies (
+    parent      regclass PRIMARY KEY,
+    pool        name NOT NULL,
+    keep_local  integer CHECK (keep_local >= 0),
+    older_than  interval CHECK (older_than >= interval '0'),
+    CHECK ((keep_local IS NULL) <> (older_than IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('tiering_policies', '');
+CREATE FUNCTION apply_tiering_policies(OUT parent regclass, OUT partition regclass)
+  RETURNS SETOF record
+  AS 'MODULE_PATHNAME', 'destor_apply_tiering_policies' LANGUAGE C;
+
+-- Partitions that live in destor tables, where they belong, and their size
+-- (stored_rows counts rows deleted since the last compaction too); only
+-- partitions the caller may read.
+CREATE VIEW tiered_partitions WITH (security_barrier) AS
+  SELECT i.inhparent::regclass AS parent, c.oid::regclass AS partition,
+         pg_get_expr(c.relpartbound, c.oid) AS bound, s.srvname AS pool,
+         (SELECT count(*) FROM destor.segments g WHERE g.table_id = t.table_id) AS segments,
+         (SELECT coalesce(sum(g.row_count), 0) FROM destor.segments g
+           WHERE g.table_id = t.table_id)::bigint AS stored_rows
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition
+    JOIN pg_foreign_table ft ON ft.ftrelid = c.oid
+    JOIN pg_foreign_server s ON s.oid = ft.ftserver
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor'
+    LEFT JOIN destor.tables t ON t.relid = c.oid
+   WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+
+-- ---------------------------------------------------------------------------
+-- Operations
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION check_provider(server name,
+    OUT ok boolean, OUT latency_ms float8, OUT detail text)
+  RETURNS record AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+-- The shared cache of decrypted pages (when destor is preloaded).
+CREATE FUNCTION cache_stats_raw(OUT size_bytes bigint, OUT used_bytes bigint, OUT hits bigint,
+    OUT misses bigint, OUT evictions bigint, OUT bytes_from_cache bigint,
+    OUT bytes_from_providers bigint, OUT pinned_pages bigint)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_cache_stats' LANGUAGE C STRICT;
+CREATE VIEW cache_stats AS SELECT * FROM cache_stats_raw();
+GRANT SELECT ON cache_stats TO PUBLIC;
+CREATE FUNCTION cache_reset() RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_cache_reset' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION cache_reset() FROM PUBLIC;
+
+-- What the providers do (shared by all backends when destor is preloaded).
+CREATE FUNCTION provider_stats(OUT serverid oid, OUT state text, OUT last_error text,
+    OUT requests bigint, OUT errors bigint, OUT bytes_read bigint, OUT bytes_written bigint,
+    OUT latency_p50_ms float8, OUT latency_p99_ms float8, OUT last_success timestamptz)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_stats' LANGUAGE C STRICT;
+CREATE FUNCTION provider_stats_reset() RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_provider_stats_reset' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION provider_stats_reset() FROM PUBLIC;
+
+-- last_error is shown only to members of pg_read_all_stats (provider_stats()
+-- hides it from others: it names other sessions' objects).
+-- Provider health beyond provider_stats(): tries retried, answers cut short,
+-- and the last check_provider() (issue 10).  provider_status shows them.
+CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
+    OUT last_check timestamptz, OUT last_check_ok boolean)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
+CREATE VIEW provider_status WITH (security_barrier) AS
+  SELECT s.srvname AS provider,
+         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
+         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
+         coalesce(st.state, 'unknown') AS state, st.last_error,
+         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
+         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
+         st.latency_p50_ms, st.latency_p99_ms, st.last_success,
+         coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
+         h.last_check, h.last_check_ok
+    FROM pg_foreign_server s
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
+    LEFT JOIN provider_stats() st ON st.serverid = s.oid
+    LEFT JOIN provider_health() h ON h.serverid = s.oid;
+GRANT SELECT ON provider_status TO PUBLIC;
+
+-- Where the bytes are and what they cost: per pool and per table or blob
+-- set, per provider (parity included).
+CREATE VIEW storage_report AS
+  WITH owners AS (
+    SELECT o.object_id, o.pool, 'table'::text AS kind,
+           coalesce(t.relid::regclass::text, s.table_id::text) AS name, o.size
+      FROM objects o JOIN segments s ON s.object_id = o.object_id
+      LEFT JOIN tables t ON t.table_id = s.table_id
+    UNION ALL
+    SELECT o.object_id, o.pool, 'blobs', 'blobs', o.size
+      FROM objects o JOIN blobs b ON b.blob_id = o.object_id
+  ), per_provider AS (
+    SELECT ow.pool, ow.kind, ow.name, sh.provider, count(DISTINCT ow.object_id) AS objects,
+           sum(sh.size) AS stored_bytes
+      FROM owners ow JOIN shards sh ON sh.object_id = ow.object_id
+     GROUP BY 1, 2, 3, 4
+  ), logical AS (
+    SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
+      FROM owners GROUP BY 1, 2, 3
+  )
+  SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
+         round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
+               / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
+         round(p.stored_bytes / 1e9 * coalesce(
+           (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+             WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
+           AS monthly_cost
+    FROM per_provider p JOIN logical l USING (pool, kind, name);
+
+-- Check every object's shards (with verify: every chunk against its CRC),
+-- rebuild missing and corrupt ones from the others, record each shard's
+-- state; one row per shard that was not fine.  pool NULL: every pool.
+CREATE FUNCTION repair(pool name DEFAULT NULL, verify boolean DEFAULT false,
+                       dry_run boolean DEFAULT false)
+  RETURNS TABLE (object_id uuid, shard_index integer, provider name, problem text,
+                 repaired boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_repair' LANGUAGE C VOLATILE;
+
+-- Put every shard a provider holds on another one (to_provider, or the
+-- least-loaded provider of the object's pool that holds none of its
+-- shards): copied, or rebuilt if the provider cannot serve it any more.
+CREATE FUNCTION move_shards(from_provider name, to_provider name DEFAULT NULL)
+  RETURNS TABLE (object_id uuid, shard_index integer, to_provider name, moved boolean,
+                 detail text)
+  AS 'MODULE_PATHNAME', 'destor_move_shards' LANGUAGE C VOLATILE;
+
+-- Spread a pool's shards evenly over the providers it lists now (shards on
+-- providers no longer listed move first); one row per shard moved.
+CREATE FUNCTION rebalance(pool name)
+  RETURNS TABLE (object_id uuid, shard_index integer, from_provider name, to_provider name,
+                 moved boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE STRICT;
+
+-- What the maintenance worker did last (when destor is preloaded).
+CREATE FUNCTION maintenance_status_raw(OUT enabled boolean, OUT naptime_s integer, OUT database text,
+    OUT last_round_start timestamptz, OUT last_round_end timestamptz, OUT rounds bigint,
+    OUT failed_rounds bigint, OUT shard_problems bigint, OUT shards_rebuilt bigint,
+    OUT orphans_removed bigint, OUT partitions_tiered bigint, OUT last_error text)
+  RETURNS record AS 'MODULE_PATHNAME', 'destor_maintenance_status' LANGUAGE C;
+CREATE VIEW maintenance_status AS SELECT * FROM maintenance_status_raw();
+GRANT SELECT ON maintenance_status TO PUBLIC;
+
+CREATE FUNCTION cleanup_orphans(pool name, older_than interval DEFAULT '1 day')
+  RETURNS bigint AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+
+-- Catalog rows are user data of the extension: pg_dump must keep them.
+SELECT pg_catalog.pg_extension_config_dump('objects', '');
+SELECT pg_catalog.pg_extension_config_dump('shards', '');
+SELECT pg_catalog.pg_extension_config_dump('blobs', '');
+SELECT pg_catalog.pg_extension_config_dump('segments', '');
+SELECT pg_catalog.pg_extension_config_dump('segment_no_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deletions', '');
+
+-- The catalog is written only through destor's functions.
+GRANT USAGE ON SCHEMA destor TO PUBLIC;
+REVOKE ALL ON objects, shards, blobs, segments, deletions, retired, tables FROM PUBLIC;
+REVOKE ALL ON FUNCTION forget_table(uuid) FROM PUBLIC;
+GRANT SELECT ON blob_shards TO PUBLIC;
+GRANT SELECT ON tiered_partitions TO PUBLIC;
+REVOKE ALL ON tiering_policies FROM PUBLIC;
+GRANT SELECT ON tiering_policies TO PUBLIC;
+REVOKE ALL ON FUNCTION apply_tiering_policies() FROM PUBLIC;
+REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;
+
+-- This database's identity on the providers (issue 10): new objects' ids,
+-- and so their shard keys, end with it; deletions and cleanup_orphans
+-- touch only objects under it.  An option of an extension member is not
+-- dumped, so a restored copy gets an identity of its own and treats the
+-- original's objects as borrowed; pg_upgrade and physical replicas keep it.
+DO $$
+BEGIN
+  EXECUTE pg_catalog.format('ALTER FOREIGN DATA WRAPPER destor_provider OPTIONS (ADD instance %L)',
+                            pg_catalog.gen_random_uuid());
+END $$;
+
+-- Progress of long commands, like pg_stat_progress_copy (src/progress/).
+CREATE FUNCTION progress_report(OUT pid int, OUT datid oid, OUT command text, OUT relid oid,
+    OUT target text, OUT phase text, OUT bytes_done bigint, OUT bytes_total bigint,
+    OUT objects_done bigint, OUT objects_total bigint, OUT started timestamptz, OUT userid oid)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_progress_report' LANGUAGE C STRICT VOLATILE;
+CREATE VIEW progress AS
+  SELECT p.pid, p.datid, d.datname, p.command, p.relid, p.target, p.phase,
+         p.bytes_done, p.bytes_total, p.objects_done, p.objects_total, p.started,
+         p.userid::regrole AS usename
+    FROM progress_report() p LEFT JOIN pg_database d ON d.oid = p.datid;
+GRANT SELECT ON progress TO PUBLIC;
