@@ -301,7 +301,8 @@ REVOKE ALL ON FUNCTION provider_stats_reset() FROM PUBLIC;
 -- Provider health beyond provider_stats(): tries retried, answers cut short,
 -- and the last check_provider() (issue 10).  provider_status shows them.
 CREATE FUNCTION provider_health(OUT serverid oid, OUT retries bigint, OUT short_bodies bigint,
-    OUT last_check timestamptz, OUT last_check_ok boolean)
+    OUT last_check timestamptz, OUT last_check_ok boolean, OUT bad_chunks bigint,
+    OUT last_bad_chunk timestamptz)
   RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_health' LANGUAGE C STRICT;
 CREATE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
@@ -312,7 +313,8 @@ CREATE VIEW provider_status WITH (security_barrier) AS
          coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
          st.latency_p50_ms, st.latency_p99_ms, st.last_success,
          coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
-         h.last_check, h.last_check_ok
+         h.last_check, h.last_check_ok,
+         coalesce(h.bad_chunks, 0) AS bad_chunks, h.last_bad_chunk
     FROM pg_foreign_server s
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
     LEFT JOIN provider_stats() st ON st.serverid = s.oid

@@ -370,6 +370,7 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 			(errmsg("destor: shard %d of object %s on provider \"%s\" is corrupt at stripe %llu: its chunk %s",
 					i, object_id_text(r->meta->id), r->meta->shards[i].provider,
 					(unsigned long long) stripe, what)));
+	provider_stats_note_bad_chunk(r->meta->shards[i].provider);
 }
 
 /*
@@ -1067,6 +1068,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 
 					r->liar[i] = true;
 					r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+					provider_stats_note_bad_chunk(r->meta->shards[i].provider);
 					if (r->errors[i])
 						pfree(r->errors[i]);
 					r->errors[i] = MemoryContextStrdup(r->cxt,

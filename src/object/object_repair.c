@@ -121,6 +121,7 @@ fetch_window(Repair *rp, const bool *which, uint64 s0, uint64 s1, uint8 **bufs)
 						 psprintf("chunk of stripe %llu %s", (unsigned long long) s,
 								  rp->meta->key_version == OBJECT_FORMAT_CRC ?
 								  "does not match its checksum" : "failed authentication"));
+				provider_stats_note_bad_chunk(rp->meta->shards[i].provider);
 				all_ok = false;
 				break;
 			}

@@ -166,6 +166,7 @@ extern double provider_recent_read_ms(Provider *p);
 extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_note_check(Provider *p, bool ok);
+extern void provider_stats_note_bad_chunk(const char *provider);
 extern void provider_stats_shmem_request(void);
 
 /* Transactions storing objects (provider_stats.c): provider_start() notes

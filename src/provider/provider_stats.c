@@ -61,6 +61,8 @@ typedef struct ProviderStatsEntry
 	uint32		failures_in_row;	/* failed tries since the last success */
 	TimestampTz last_check;		/* check_provider() asked it */
 	bool		last_check_ok;
+	uint64		bad_chunks;		/* chunks it served that failed their tag or CRC */
+	TimestampTz last_bad_chunk;
 } ProviderStatsEntry;
 
 typedef struct ProviderStatsShared
@@ -515,10 +517,33 @@ provider_stats_note_check(Provider *p, bool ok)
 	stats_unlock(s);
 }
 
+/*
+ * provider_stats_note_bad_chunk — a reader or repair found a chunk this
+ * provider served that does not match its tag (or, for old objects, its
+ * CRC): bytes the writer did not write.  Counted per provider so a DBA sees
+ * which provider rots or lies, not only the log line of each read.
+ */
+void
+provider_stats_note_bad_chunk(const char *provider)
+{
+	ForeignServer *server = GetForeignServerByName(provider, true);
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+
+	if (server == NULL)
+		return;
+	stats_lock(s, LW_EXCLUSIVE);
+	e = stats_entry(s, server->serverid, true);
+	e->bad_chunks++;
+	e->last_bad_chunk = GetCurrentTimestamp();
+	stats_unlock(s);
+}
+
 PG_FUNCTION_INFO_V1(destor_provider_health);
 
 /*
- * (serverid, retries, short_bodies, last_check, last_check_ok) for this
+ * (serverid, retries, short_bodies, last_check, last_check_ok, bad_chunks,
+ * last_bad_chunk) for this
  * database's providers that have been used: the columns provider_status
  * gained after provider_stats() was declared.
  */
@@ -541,8 +566,8 @@ destor_provider_health(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		ProviderStatsEntry *e = &copy[i];
-		Datum		values[5];
-		bool		nulls[5] = {0};
+		Datum		values[7];
+		bool		nulls[7] = {0};
 
 		values[0] = ObjectIdGetDatum(e->serverid);
 		values[1] = Int64GetDatum((int64) e->retries);
@@ -554,6 +579,9 @@ destor_provider_health(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[3] = nulls[4] = true;
+		values[5] = Int64GetDatum((int64) e->bad_chunks);
+		values[6] = TimestampTzGetDatum(e->last_bad_chunk);
+		nulls[6] = e->last_bad_chunk == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

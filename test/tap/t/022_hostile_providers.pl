@@ -72,6 +72,10 @@ is($l->{magic}, 'DESTOR02', 'new objects are written in format 2 (keyed chunk ta
 ok($ok, 'a chunk forged with a recomputed CRC by one provider: the blob reads back exactly') or diag($err);
 like(slurp_file($node->logfile, $log_pos), qr/shard 0 of object \S+ on provider "$prov" is corrupt at stripe 2: its chunk failed authentication/,
 	'the read names the lying provider in the log');
+# read in a fresh session: the providers' counts are shared, not per backend
+is($node->safe_psql('postgres', qq{SELECT string_agg(provider || '=' || bad_chunks, ' ' ORDER BY provider)
+	FROM destor.provider_status WHERE bad_chunks > 0}), "$prov=1",
+	'provider_status counts the bad chunk against the lying provider, and only against it');
 
 # --- two liars at once (m = 2): another object's shard under the right
 # name, and another shard of the same object replayed
@@ -106,6 +110,9 @@ ok(!$ok && $err =~ /could not read object/, 'three liars: the read fails rather 
   or diag($err);
 like($err, qr/Unavailable or corrupt: \Q@{[join(', ', sort @liars)]}\E\./, 'and the error names the three lying providers');
 like($err, qr/failed authentication/, 'and says their chunks failed authentication');
+my $counted = $node->safe_psql('postgres', qq{SELECT count(*) FROM destor.provider_status
+	WHERE provider IN (@{[join(', ', map { "'$_'" } @liars)]}) AND bad_chunks > 0});
+is($counted, scalar(@liars), 'provider_status shows bad chunks for each of the three liars');
 
 # --- scrub: repair(verify) finds a forged chunk whose trailer is intact
 ($path, $prov) = shard('scrub', 2);
