@@ -11,6 +11,9 @@
 #   reset     the connection is reset (RST) before any answer
 #   503       the server's answer is replaced by 503 SlowDown
 #   slow      the body is sent in 16 KiB pieces, 50 ms apart
+#   flip      a GET answer (200/206) arrives whole, with its byte in the
+#             middle of the body inverted: a provider that lies (or rots),
+#             which no length or transport check can notice
 # Every fault injected is appended to "<control>.log" (one line each), so a
 # test can compare what was injected with what destor counted.
 #
@@ -222,6 +225,7 @@ sub handle
 	my $resp = '';
 	my $state = 'headers';
 	my ($remaining, $fault, $until_close) = (0, '', 0);
+	my ($flip_at, $sent) = (-1, 0);		# 'flip': body offset of the byte to invert
 
 	while (1)
 	{
@@ -273,6 +277,8 @@ sub handle
 						return $m eq 'GET' && ($status == 200 || $status == 206)
 						  && defined $len && $len > 1 if $kind eq 'truncate';
 						return !$bodyless && defined $len && $len > 0 if $kind eq 'slow';
+						return $m eq 'GET' && ($status == 200 || $status == 206)
+						  && defined $len && $len > 0 if $kind eq 'flip';
 						return 1;
 					});
 					if ($fault eq 'reset')
@@ -300,6 +306,7 @@ sub handle
 						$remaining = $bodyless ? 0 : ($len // 0);
 						$until_close = !$bodyless && !defined $len;
 					}
+					$flip_at = $fault eq 'flip' ? int($len / 2) : -1;
 					$head =~ s/\r\n\r\n$/\r\nConnection: close\r\n\r\n/;
 					write_all($client, $head) or return;
 					$state = 'body';
@@ -309,6 +316,12 @@ sub handle
 				# body
 				my $take = $until_close ? length($resp) : ($remaining < length($resp) ? $remaining : length($resp));
 				my $piece = substr($resp, 0, $take, '');
+				if ($flip_at >= $sent && $flip_at < $sent + length($piece))
+				{
+					my $i = $flip_at - $sent;
+					substr($piece, $i, 1) = chr(ord(substr($piece, $i, 1)) ^ 0xff);
+				}
+				$sent += length($piece);
 				if ($fault eq 'slow')
 				{
 					for (my $off = 0; $off < length($piece); $off += 16384)
