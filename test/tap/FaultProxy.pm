@@ -71,8 +71,9 @@ sub start
 sub stop
 {
 	my ($proxy) = @_;
-	kill 'TERM', -$proxy->{pid};
-	waitpid($proxy->{pid}, 0);
+	my $pid = delete $proxy->{pid} or return;
+	kill 'TERM', -$pid;
+	waitpid($pid, 0);
 }
 
 # Replace the fault list ("truncate 3 GET\n503 1 *\n"); clears the log.

@@ -20,7 +20,14 @@ use Time::HiRes qw(usleep);
 my ($node, $keyfile) = DestorTest::start_cluster('faults', conf => "restart_after_crash = on\n");
 my $base = $node->basedir;
 my @s3 = DestorTest::start_s3_servers(3, $base);
+my @servers = @s3;    # the s3rvers themselves (@s3 is rewritten to point at the proxies)
 my @proxies;
+# no server or proxy outlives the test, also when it fails
+END
+{
+	FaultProxy::stop($_) for @proxies;
+	DestorTest::stop_s3($_) for @servers;
+}
 for my $i (0 .. $#s3)
 {
 	my $proxy = FaultProxy::start($s3[$i]{port}, "$base/faults_$i", $s3[$i]{dir});
@@ -147,6 +154,6 @@ is($node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE 
 	'degraded', 'the provider is no longer down (degraded while its failure is recent)');
 
 FaultProxy::stop($_) for @proxies;
-DestorTest::stop_s3($_) for @s3;
+DestorTest::stop_s3($_) for @servers;
 $node->stop;
 done_testing();

@@ -13,6 +13,8 @@ use Test::More;
 my ($node, $keyfile) = DestorTest::start_cluster('shared');
 my $base = $node->basedir;
 my @s3 = DestorTest::start_s3_servers(3, $base);
+# no server outlives the test, also when it fails
+END { DestorTest::stop_s3($_) for @s3 }
 $node->safe_psql('postgres', 'CREATE DATABASE orig');
 $node->safe_psql('orig', 'CREATE EXTENSION destor');
 $node->safe_psql('orig', DestorTest::providers_sql('archive', 2, 1, @s3));
