@@ -12,7 +12,8 @@
 #   - repair(dry_run) finds nothing wrong.
 # The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
 # replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
-# workload runs (default 24).
+# workload runs on file providers (default 20), DESTOR_CRASH_S3_POINTS on
+# S3 providers (default 4).
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -27,7 +28,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $seed = $ENV{DESTOR_CRASH_SEED} // (time() ^ $$) % 1_000_000;
-my $points = $ENV{DESTOR_CRASH_POINTS} // 24;
+my $points = $ENV{DESTOR_CRASH_POINTS} // 20;
 srand($seed);
 diag("crash points: seed $seed (replay with DESTOR_CRASH_SEED=$seed), $points points");
 
@@ -47,7 +48,7 @@ CREATE SERVER archive FOREIGN DATA WRAPPER destor
   OPTIONS (providers 'p1,p2,p3,p4,p5,p6,p7', data_shards '4', parity_shards '2');
 
 CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
+  SELECT substring(decode(string_agg(md5((i + seed::bigint * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
     FROM generate_series(0, n / 16) i $$;
 
 -- a destor table and its heap mirror, written in the same transactions
@@ -66,9 +67,9 @@ CREATE TABLE r2024_02 PARTITION OF readings FOR VALUES FROM ('2024-02-01') TO ('
 CREATE TABLE r2024_03 PARTITION OF readings FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
 CREATE TABLE r2024_04 PARTITION OF readings FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
 INSERT INTO readings
-  SELECT timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', i % 23, (i % 1000) / 10.0,
+  SELECT timestamptz '2024-01-01 00:00+00' + i * interval '5 minutes', i % 23, (i % 1000) / 10.0,
          CASE WHEN i % 5 = 0 THEN NULL ELSE 'n' || (i % 97) END
-    FROM generate_series(0, 4 * 30 * 1440 - 1) i;
+    FROM generate_series(0, 4 * 30 * 288 - 1) i;
 CREATE TABLE readings_heap AS SELECT * FROM readings;
 
 -- one row per workload transaction that committed
@@ -100,7 +101,7 @@ my %workloads = (
 		my $csv = "$work/copy_$n.csv";
 		open(my $fh, '>', $csv) or die;
 		my $first = $n * 1_000_000;
-		for my $i (0 .. 29_999)
+		for my $i (0 .. 14_999)
 		{
 			my $id = $first + $i;
 			printf $fh "%d,%d,%.3f,%s\n", $id, $id % 13, ($id % 9973) / 7.0, ($i % 3 ? "copy $n/$i" : '');
@@ -111,7 +112,7 @@ my %workloads = (
 	insert => sub {
 		my ($n) = @_;
 		my $rows = qq{SELECT $n * 1000000 + g, g % 13, g / 3.0, CASE WHEN g % 4 > 0 THEN 'ins $n ' || g END
-  FROM generate_series(1, 24000) g};
+  FROM generate_series(1, 12000) g};
 		return wrap($n, 'insert', "INSERT INTO ft $rows;\nINSERT INTO ft_heap $rows;");
 	},
 	update_delete => sub {
@@ -313,7 +314,8 @@ sub run_points
 		my $by_files = rand() < 0.5;
 		my $before = $count_files->();
 		my $target = 1 + int(rand($delta{$name}));
-		my $delay = rand($duration{$name});
+		# kills after the workload ended teach nothing: aim inside it
+		my $delay = rand(0.8 * $duration{$name});
 		my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
 		my $pid = CrashPoints::backend_pid($node, $w);
 		my $t0 = time();
@@ -364,7 +366,7 @@ sub run_points
 run_points('file providers', $points, sub { CrashPoints::file_count(%dirs) }, @names);
 
 # --- the same on S3 providers (s3rver): multipart uploads, deletes over HTTP -------
-my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // 6;
+my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // 4;
 if ($s3_points > 0)
 {
 	@s3 = DestorTest::start_s3_servers(3, "$base/s3");
