@@ -13,6 +13,7 @@ package CrashPoints;
 use strict;
 use warnings;
 use File::Find;
+use PostgreSQL::Test::Utils ();
 use POSIX ();
 use Time::HiRes qw(usleep time);
 
@@ -171,12 +172,22 @@ sub crash
 		$node->start;
 		return $hit;
 	}
-	my $hit = kill('KILL', $pid);
-	if ($hit)
+	kill('KILL', $pid);
+	# a backend that had just exited may still be a zombie, which a signal
+	# "reaches": it crashed only if the postmaster says it was killed
+	my $hit = 0;
+	for (1 .. 1000)
 	{
-		$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
-		$node->wait_for_log(qr/database system is ready to accept connections/, $offset);
+		my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+		if ($log =~ /\(PID $pid\) was terminated by signal 9/)
+		{
+			$hit = 1;
+			last;
+		}
+		last if !kill(0, $pid) && $_ > 20;
+		usleep(10_000);
 	}
+	$node->wait_for_log(qr/database system is ready to accept connections/, $offset) if $hit;
 	# the postmaster may not have answered yet; make sure it does now
 	$node->poll_query_until('postgres', 'SELECT 1', '1');
 	return $hit;

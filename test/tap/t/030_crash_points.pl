@@ -12,7 +12,8 @@
 #   - repair(dry_run) finds nothing wrong.
 # The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
 # replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
-# workload runs (default 24).
+# workload runs on file providers (default 20), DESTOR_CRASH_S3_POINTS on
+# S3 providers (default 4).
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -27,7 +28,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $seed = $ENV{DESTOR_CRASH_SEED} // (time() ^ $$) % 1_000_000;
-my $points = $ENV{DESTOR_CRASH_POINTS} // 24;
+my $points = $ENV{DESTOR_CRASH_POINTS} // 20;
 srand($seed);
 diag("crash points: seed $seed (replay with DESTOR_CRASH_SEED=$seed), $points points");
 
@@ -47,7 +48,7 @@ CREATE SERVER archive FOREIGN DATA WRAPPER destor
   OPTIONS (providers 'p1,p2,p3,p4,p5,p6,p7', data_shards '4', parity_shards '2');
 
 CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
+  SELECT substring(decode(string_agg(md5((i + seed::bigint * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
     FROM generate_series(0, n / 16) i $$;
 
 -- a destor table and its heap mirror, written in the same transactions
@@ -66,9 +67,9 @@ CREATE TABLE r2024_02 PARTITION OF readings FOR VALUES FROM ('2024-02-01') TO ('
 CREATE TABLE r2024_03 PARTITION OF readings FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
 CREATE TABLE r2024_04 PARTITION OF readings FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
 INSERT INTO readings
-  SELECT timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', i % 23, (i % 1000) / 10.0,
+  SELECT timestamptz '2024-01-01 00:00+00' + i * interval '5 minutes', i % 23, (i % 1000) / 10.0,
          CASE WHEN i % 5 = 0 THEN NULL ELSE 'n' || (i % 97) END
-    FROM generate_series(0, 4 * 30 * 1440 - 1) i;
+    FROM generate_series(0, 4 * 30 * 288 - 1) i;
 CREATE TABLE readings_heap AS SELECT * FROM readings;
 
 -- one row per workload transaction that committed
@@ -83,7 +84,7 @@ my $sql_readings_same = q{SELECT (SELECT count(*) FROM (SELECT * FROM readings E
 my $sql_placed = q{SELECT s.provider || ':ds/' || left(h, 2) || '/' || h || '.' || s.shard_index
   FROM destor.shards s JOIN destor.objects o USING (object_id),
        LATERAL replace(s.object_id::text, '-', '') h
- WHERE o.pool = 'archive' ORDER BY 1};
+ WHERE o.pool = $1 ORDER BY 1};
 
 # --- workloads -------------------------------------------------------------------
 # Each returns the SQL of one transaction for crash point $n (and may prepare
@@ -100,7 +101,7 @@ my %workloads = (
 		my $csv = "$work/copy_$n.csv";
 		open(my $fh, '>', $csv) or die;
 		my $first = $n * 1_000_000;
-		for my $i (0 .. 29_999)
+		for my $i (0 .. 14_999)
 		{
 			my $id = $first + $i;
 			printf $fh "%d,%d,%.3f,%s\n", $id, $id % 13, ($id % 9973) / 7.0, ($i % 3 ? "copy $n/$i" : '');
@@ -111,7 +112,7 @@ my %workloads = (
 	insert => sub {
 		my ($n) = @_;
 		my $rows = qq{SELECT $n * 1000000 + g, g % 13, g / 3.0, CASE WHEN g % 4 > 0 THEN 'ins $n ' || g END
-  FROM generate_series(1, 24000) g};
+  FROM generate_series(1, 12000) g};
 		return wrap($n, 'insert', "INSERT INTO ft $rows;\nINSERT INTO ft_heap $rows;");
 	},
 	update_delete => sub {
@@ -171,9 +172,44 @@ my %workloads = (
 );
 my @names = sort keys %workloads;
 
+# on the S3 pool: small blobs, an import large enough for multipart uploads
+# (shards of 16-24 MiB), deletes
+$workloads{s3_put} = sub {
+	my ($n) = @_;
+	return wrap($n, 's3_put', qq{INSERT INTO docs
+  SELECT 's3 put $n/' || g, destor.blob_put('s3pool', noise(50000 + g * 20000, $n * 100 + g)), md5(noise(50000 + g * 20000, $n * 100 + g))
+    FROM generate_series(1, 6) g;});
+};
+$workloads{s3_import} = sub {
+	my ($n) = @_;
+	my $path = "$work/import_$n.bin";
+	DestorTest::write_random_file($path, (32 + int(rand(16))) * 1024 * 1024);
+	open(my $fh, '<:raw', $path) or die;
+	my $md5 = Digest::MD5->new->addfile($fh)->hexdigest;
+	close $fh;
+	return wrap($n, 's3_import', "INSERT INTO docs VALUES ('s3 import $n', destor.blob_import('s3pool', '$path'), '$md5');");
+};
+$workloads{s3_delete} = sub {
+	my ($n) = @_;
+	my $cond = sprintf("name LIKE 's3 %%' AND abs(hashtext(name || '%d')) %% 2 = 0", $n);
+	return wrap($n, 's3_delete', "SELECT count(destor.blob_delete(b)) FROM docs WHERE $cond;\nDELETE FROM docs WHERE $cond;");
+};
+
 # the workload running now: no psql outlives the test, even when it dies
-my $current;
-END { CrashPoints::stop_workload($current) if $current; }
+my ($current, @s3);
+END
+{
+	CrashPoints::stop_workload($current) if $current;
+	DestorTest::stop_s3($_) for @s3;
+}
+
+# the pools checked after each point, and how to list their providers' files:
+# (shard keys as "provider:key", temp files, multipart uploads or undef)
+my @pools = ('archive');
+my %pool_files = (archive => sub {
+	my @files = CrashPoints::provider_files(%dirs);
+	return ([ grep { !/\.tmp\./ } @files ], [ grep { /\.tmp\./ } @files ], undef);
+});
 
 # --- the checks after each point ---------------------------------------------------
 sub check_state
@@ -199,111 +235,158 @@ SELECT (SELECT count(*) FROM destor.blobs WHERE blob_id NOT IN (SELECT b::uuid F
 	# a killed repair is finished by the next one
 	$node->safe_psql('postgres', "SELECT count(*) FROM destor.repair('archive')")
 	  if $workload eq 'repair';
+	check_pool($label, $_) for @pools;
+}
 
-	my $removed = $node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '0')");
-	my @files = CrashPoints::provider_files(%dirs);
-	my @tmp = grep { /\.tmp\./ } @files;
-	my @shards = grep { !/\.tmp\./ } @files;
-	my @placed = split /\n/, $node->safe_psql('postgres', $sql_placed);
-	my %on_disk = map { $_ => 1 } @shards;
+# check_pool — after cleanup_orphans(pool, '0') the pool's providers hold
+# exactly the shards the catalog places there, and nothing else of ours.
+sub check_pool
+{
+	my ($label, $pool) = @_;
+	my $removed = $node->safe_psql('postgres', "SELECT destor.cleanup_orphans('$pool', '0')");
+	my ($shards, $tmp, $uploads) = $pool_files{$pool}->();
+	(my $sql = $sql_placed) =~ s/\$1/'$pool'/;
+	my @placed = split /\n/, $node->safe_psql('postgres', $sql);
+	my %on_disk = map { $_ => 1 } @$shards;
 	my %in_catalog = map { $_ => 1 } @placed;
-	my @extra = grep { !$in_catalog{$_} } @shards;
+	my @extra = grep { !$in_catalog{$_} } @$shards;
 	my @missing = grep { !$on_disk{$_} } @placed;
-	ok(!@extra && !@missing && !@tmp,
-		"$label: after cleanup_orphans (removed $removed) the providers hold exactly the "
+	ok(!@extra && !@missing && !@$tmp,
+		"$label: after cleanup_orphans (removed $removed) the providers of $pool hold exactly the "
 		  . scalar(@placed) . ' shards the catalog places')
 	  or diag('not in the catalog: ' . join(' ', @extra[0 .. min(9, $#extra)]) . "\n"
 		  . 'missing on disk: ' . join(' ', @missing[0 .. min(9, $#missing)]) . "\n"
-		  . 'temp files: ' . join(' ', @tmp[0 .. min(9, $#tmp)]));
+		  . 'temp files: ' . join(' ', @$tmp[0 .. min(9, $#$tmp)]));
+	if ($uploads)
+	{
+	  TODO:
+		{
+			local $TODO = 'crash-findings.md: multipart uploads of a killed blob_import stay on S3 providers'
+			  if @$uploads;
+			is(scalar(@$uploads), 0, "$label: no multipart upload is left on the providers of $pool")
+			  or diag('uploads: ' . join(' ', @$uploads[0 .. min(9, $#$uploads)]));
+		}
+	}
 	is($node->safe_psql('postgres',
-		"SELECT count(*) FROM destor.repair('archive', dry_run => true)"), '0',
-		"$label: repair(dry_run) finds nothing wrong");
+		"SELECT count(*) FROM destor.repair('$pool', dry_run => true)"), '0',
+		"$label: repair(dry_run) finds nothing wrong in $pool");
 }
 
 sub min { return $_[0] < $_[1] ? $_[0] : $_[1] }
 
-# --- calibration: every workload once, to completion ------------------------------
-my (%duration, %delta);
 my $n = 0;
-for my $name (@names)
-{
-	$n++;
-	my $before = CrashPoints::file_count(%dirs);
-	my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
-	my $peak = 0;
-	while (CrashPoints::workload_running($w))
-	{
-		$peak = max($peak, abs(CrashPoints::file_count(%dirs) - $before));
-		usleep(20_000);
-	}
-	my ($rc, $out, $secs) = CrashPoints::finish_workload($w);
-	is($rc, 0, "calibration: $name runs to completion ($secs s)") or diag($out);
-	$duration{$name} = $secs;
-	$delta{$name} = max(1, $peak, abs(CrashPoints::file_count(%dirs) - $before));
-}
-check_state('calibration', 'repair');
+my (%duration, %delta);
 
-# --- the crash points ----------------------------------------------------------------
-# every workload at least twice, the rest drawn at random
-my @plan = shuffle((@names) x 2, map { $names[int(rand(@names))] } 1 .. max(0, $points - 2 * @names));
-my ($landed, $attempts) = (0, 0);
-my (%landed_by, %outcome);
-while ($landed < $points && $attempts < 3 * $points)
+# run_points — calibrate the workloads (each once, to completion), then kill
+# them at random points until $points kills landed while one was running.
+# $count_files counts the files of the providers they write to.
+sub run_points
 {
-	my $name = $plan[$attempts % @plan];
-	$attempts++;
-	$n++;
-	my $whole = rand() < 0.3;
-	my $by_files = rand() < 0.5;
-	my $before = CrashPoints::file_count(%dirs);
-	my $target = 1 + int(rand($delta{$name}));
-	my $delay = rand($duration{$name});
-	my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
-	my $pid = CrashPoints::backend_pid($node, $w);
-	my $t0 = time();
-	# the point: a random delay, or a random number of shard files written or
-	# removed (with a cap, should the workload stall)
-	while (CrashPoints::workload_running($w))
+	my ($phase, $points, $count_files, @names) = @_;
+	for my $name (@names)
 	{
-		if ($by_files)
+		$n++;
+		my $before = $count_files->();
+		my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
+		my $peak = 0;
+		while (CrashPoints::workload_running($w))
 		{
-			last if abs(CrashPoints::file_count(%dirs) - $before) >= $target;
-			last if time() - $t0 > 2 * $duration{$name} + 1;
+			$peak = max($peak, abs($count_files->() - $before));
+			usleep(20_000);
 		}
-		else
+		my ($rc, $out, $secs) = CrashPoints::finish_workload($w);
+		is($rc, 0, sprintf('calibration: %s runs to completion (%.2f s)', $name, $secs)) or diag($out);
+		$duration{$name} = $secs;
+		$delta{$name} = max(1, $peak, abs($count_files->() - $before));
+	}
+	check_state("$phase calibration", 'repair');
+
+	# every workload at least twice, the rest drawn at random
+	my @plan = shuffle((@names) x 2, map { $names[int(rand(@names))] } 1 .. max(0, $points - 2 * @names));
+	my ($landed, $attempts) = (0, 0);
+	my (%landed_by, %outcome);
+	while ($landed < $points && $attempts < 3 * $points)
+	{
+		my $name = $plan[$attempts % @plan];
+		$attempts++;
+		$n++;
+		my $whole = rand() < 0.3;
+		my $by_files = rand() < 0.5;
+		my $before = $count_files->();
+		my $target = 1 + int(rand($delta{$name}));
+		# kills after the workload ended teach nothing: aim inside it
+		my $delay = rand(0.8 * $duration{$name});
+		my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{$name}->($n), $work);
+		my $pid = CrashPoints::backend_pid($node, $w);
+		my $t0 = time();
+		# the point: a random delay, or a random number of shard files written
+		# or removed (with a cap, should the workload stall)
+		while (CrashPoints::workload_running($w))
 		{
-			last if time() - $t0 >= $delay;
+			if ($by_files)
+			{
+				last if abs($count_files->() - $before) >= $target;
+				last if time() - $t0 > 2 * $duration{$name} + 1;
+			}
+			else
+			{
+				last if time() - $t0 >= $delay;
+			}
+			usleep(2_000);
 		}
-		usleep(2_000);
+		my $mid = CrashPoints::workload_running($w);
+		my $point = sprintf('point %d (%s, %s, kill -9 %s%s)', $n, $name,
+			$by_files ? "after $target files" : sprintf('after %.0f ms', 1000 * $delay),
+			$whole ? 'cluster' : 'backend', $mid ? '' : ', it had ended');
+		my $hit = defined $pid && CrashPoints::crash($node, $pid, $whole);
+		my ($rc, $out) = CrashPoints::finish_workload($w);
+		my $committed = $node->safe_psql('postgres', "SELECT count(*) FROM committed WHERE point = $n");
+		note("$point: psql exit $rc, " . ($committed ? 'committed' : 'rolled back'));
+		# a workload that was not killed must have committed: errors are bugs
+		if (!$hit)
+		{
+			is($rc, 0, "$point: the workload ran to completion") or diag($out);
+		}
+		if ($mid && $hit)
+		{
+			$landed++;
+			$landed_by{$name}++;
+			$outcome{$committed ? 'committed' : 'rolled back'}++;
+			$outcome{'cluster kills'}++ if $whole;
+		}
+		check_state($point, $name);
+		unlink(glob("$work/copy_$n.csv"), glob("$work/import_$n.bin"));
 	}
-	my $mid = CrashPoints::workload_running($w);
-	my $point = sprintf('point %d (%s, %s, kill -9 %s%s)', $n, $name,
-		$by_files ? "after $target files" : sprintf('after %.0f ms', 1000 * $delay),
-		$whole ? 'cluster' : 'backend', $mid ? '' : ', it had ended');
-	my $hit = defined $pid && CrashPoints::crash($node, $pid, $whole);
-	my ($rc, $out) = CrashPoints::finish_workload($w);
-	my $committed = $node->safe_psql('postgres', "SELECT count(*) FROM committed WHERE point = $n");
-	note("$point: psql exit $rc, " . ($committed ? 'committed' : 'rolled back'));
-	# a workload that ended by itself must have committed: errors are bugs
-	if (!$hit)
-	{
-		is($rc, 0, "$point: the workload ran to completion") or diag($out);
-	}
-	if ($mid && $hit)
-	{
-		$landed++;
-		$landed_by{$name}++;
-		$outcome{$committed ? 'committed' : 'rolled back'}++;
-		$outcome{'cluster kills'}++ if $whole;
-	}
-	check_state($point, $name);
-	# a rolled-back workload's temp files (imports) are not needed any more
-	unlink(glob("$work/copy_$n.csv"), glob("$work/import_$n.bin"));
+	diag(sprintf('%s: crash points landed mid-workload: %s; %s', $phase,
+		join(', ', map { "$_ $landed_by{$_}" } sort keys %landed_by),
+		join(', ', map { "$_ $outcome{$_}" } sort keys %outcome)));
+	cmp_ok($landed, '>=', $points, "$phase: $landed kills landed while a workload was running ($attempts tried)");
 }
-diag(sprintf('crash points landed mid-workload: %s; %s',
-	join(', ', map { "$_ $landed_by{$_}" } sort keys %landed_by),
-	join(', ', map { "$_ $outcome{$_}" } sort keys %outcome)));
-cmp_ok($landed, '>=', $points, "$landed kills landed while a workload was running ($attempts tried)");
+
+run_points('file providers', $points, sub { CrashPoints::file_count(%dirs) }, @names);
+
+# --- the same on S3 providers (s3rver): multipart uploads, deletes over HTTP -------
+my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // 4;
+if ($s3_points > 0)
+{
+	@s3 = DestorTest::start_s3_servers(3, "$base/s3");
+	my $sql = DestorTest::providers_sql('s3pool', 2, 1, @s3);
+	$node->safe_psql('postgres', $sql);
+	push @pools, 's3pool';
+	# s3rver keeps object k as <bucket>/<k>._S3rver_object, and a multipart
+	# upload's parts under <bucket>/._S3rver_uploads/<upload id>/
+	my $s3_files = sub {
+		my %s3dirs = map { ($_->{name} => "$_->{dir}/$_->{bucket}") } @s3;
+		my @files = CrashPoints::provider_files(%s3dirs);
+		my @uploads = grep { /_S3rver_uploads/ } @files;
+		my @objects = map { s/\._S3rver_object$//r } grep { /\._S3rver_object$/ && !/_S3rver_uploads/ } @files;
+		return (\@objects, [], \@uploads);
+	};
+	$pool_files{s3pool} = $s3_files;
+	run_points('s3 providers', $s3_points, sub { scalar(@{ ($s3_files->())[0] }) + scalar(@{ ($s3_files->())[2] }) },
+		qw(s3_put s3_import s3_delete));
+	DestorTest::stop_s3($_) for @s3;
+}
 
 $node->stop;
 done_testing();
