@@ -48,7 +48,7 @@ CREATE SERVER archive FOREIGN DATA WRAPPER destor
   OPTIONS (providers 'p1,p2,p3,p4,p5,p6,p7', data_shards '4', parity_shards '2');
 
 CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed::bigint * 1000003)::text), '' ORDER BY i), 'hex') FROM 1 FOR n)
+  SELECT substring(decode(string_agg(md5(seed || ':' || i), '' ORDER BY i), 'hex') FROM 1 FOR n)
     FROM generate_series(0, n / 16) i $$;
 
 -- a destor table and its heap mirror, written in the same transactions
