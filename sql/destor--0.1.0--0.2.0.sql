@@ -86,6 +86,12 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
 -- are not under any namespace, and a database upgraded from it keeps
 -- counting every object as its own (see README, Guarantees).
 
+-- Policies name tables and pools: a role sees only those of tables it may
+-- read (superusers, who write them, see all).
+ALTER TABLE tiering_policies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable_parents ON tiering_policies FOR SELECT
+  USING (pg_catalog.has_table_privilege(parent, 'SELECT'));
+
 -- Progress of long commands, like pg_stat_progress_copy (src/progress/).
 CREATE FUNCTION progress_report(OUT pid int, OUT datid oid, OUT command text, OUT relid oid,
     OUT target text, OUT phase text, OUT bytes_done bigint, OUT bytes_total bigint,

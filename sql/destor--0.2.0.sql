@@ -402,6 +402,12 @@ GRANT SELECT ON blob_shards TO PUBLIC;
 GRANT SELECT ON tiered_partitions TO PUBLIC;
 REVOKE ALL ON tiering_policies FROM PUBLIC;
 GRANT SELECT ON tiering_policies TO PUBLIC;
+
+-- Policies name tables and pools: a role sees only those of tables it may
+-- read (superusers, who write them, see all).
+ALTER TABLE tiering_policies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable_parents ON tiering_policies FOR SELECT
+  USING (pg_catalog.has_table_privilege(parent, 'SELECT'));
 REVOKE ALL ON FUNCTION apply_tiering_policies() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;

@@ -292,6 +292,19 @@ ROLLBACK;
 SELECT count(*) AS heir_blobs FROM destor.blobs WHERE owner = 'regress_hostile_heir'::regrole;
 SELECT destor.blob_delete(b) FROM hostile.blobber_blobs;
 
+-- tiering policies name tables and pools: each role sees only the
+-- policies of tables it may read (row-level security on the table)
+SET ROLE regress_hostile_owner;
+CREATE TABLE hostile.owner_events (at date) PARTITION BY RANGE (at);
+RESET ROLE;
+INSERT INTO destor.tiering_policies (parent, pool, keep_local) VALUES ('hostile.owner_events', 'hpool', 1);
+SET ROLE regress_hostile_owner;
+SELECT parent, pool FROM destor.tiering_policies;
+SET ROLE regress_hostile_user;
+SELECT count(*) AS others_policies_seen FROM destor.tiering_policies;
+RESET ROLE;
+DELETE FROM destor.tiering_policies WHERE parent = 'hostile.owner_events'::regclass;
+
 -- clean up
 SELECT destor.blob_delete(b) FROM hostile.owner_blob;
 DROP SCHEMA hostile CASCADE;
