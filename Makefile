@@ -34,8 +34,7 @@ OBJS = \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 OBJS += src/codec/mac.o
 
-PG_CPPFLAGS = -Isrc -Isrc/codec -Isrc/provider -Isrc/cache -Isrc/progress -Isrc/object -Isrc/catalog -Isrc/table \
-              -Isrc/maintenance
+PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
 SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 

@@ -14,13 +14,13 @@
 
 #include "catalog/pg_foreign_table.h"
 
-#include "blob/blob.h"
-#include "cache.h"
-#include "maintenance.h"
-#include "progress.h"
-#include "object.h"
-#include "table.h"
-#include "provider.h"
+#include "destor/blob.h"
+#include "destor/cache.h"
+#include "destor/maintenance.h"
+#include "destor/progress.h"
+#include "destor/object.h"
+#include "destor/table.h"
+#include "destor/provider.h"
 
 PG_MODULE_MAGIC;
 

@@ -33,10 +33,10 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
-#include "blob.h"
-#include "catalog.h"
-#include "object.h"
-#include "progress.h"
+#include "destor/blob.h"
+#include "destor/catalog.h"
+#include "destor/object.h"
+#include "destor/progress.h"
 
 #define BLOB_IO_CHUNK	(4 * 1024 * 1024)
 

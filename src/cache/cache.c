@@ -27,7 +27,7 @@
 #include "utils/hsearch.h"
 #include "utils/wait_event.h"
 
-#include "cache.h"
+#include "destor/cache.h"
 
 #define CACHE_PARTITIONS	16
 /* derived entries (see cache.h) live at block numbers with this bit set */

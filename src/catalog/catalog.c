@@ -12,7 +12,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "catalog.h"
+#include "destor/catalog.h"
 
 /* Run catalog statements as the bootstrap superuser; restored on exit, and
  * by transaction abort if an ERROR intervenes. */

@@ -5,7 +5,7 @@
  * codec_crc64(0, "123456789", 9) is the CRC-64/XZ check value
  * 0x995dc9bbdf1939fa and results chain: crc(crc(0, a), b) == crc(0, a || b).
  */
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <isa-l/crc64.h>
 

@@ -9,7 +9,7 @@
  */
 #include <stdlib.h>
 
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <zstd.h>
 

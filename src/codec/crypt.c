@@ -16,7 +16,7 @@
  * IV (and direction), so the AES key schedule and GHASH tables are reused and
  * nothing is allocated per block.
  */
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <limits.h>
 #include <stdlib.h>

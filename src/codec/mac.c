@@ -16,7 +16,7 @@
  * (or an old shard replayed under the right name) fails too.  The length
  * is bound as well, so a truncated last chunk does not verify.
  */
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <stdlib.h>
 #include <string.h>

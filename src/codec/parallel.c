@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "codec.h"
+#include "destor/codec.h"
 
 typedef struct helper_arg
 {

@@ -12,7 +12,7 @@
  * Encode tables are computed once per codec_rs; reconstruct builds its
  * decode tables per call on the stack (no allocation).
  */
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <limits.h>
 #include <stdlib.h>

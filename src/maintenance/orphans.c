@@ -31,8 +31,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "catalog.h"
-#include "object.h"
+#include "destor/catalog.h"
+#include "destor/object.h"
 
 /* provider dates may lag ours (clock skew, dates rounded to the second) */
 #define WRITER_MARGIN_MS	(60 * 1000)

@@ -18,9 +18,9 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
-#include "progress.h"
-#include "catalog.h"
-#include "object.h"
+#include "destor/progress.h"
+#include "destor/catalog.h"
+#include "destor/object.h"
 
 PG_FUNCTION_INFO_V1(destor_repair);
 

@@ -41,7 +41,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
-#include "maintenance.h"
+#include "destor/maintenance.h"
 
 static int	maintenance_naptime_s = 0;
 static char *maintenance_database = NULL;

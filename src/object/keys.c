@@ -17,7 +17,7 @@
 #include "storage/fd.h"
 #include "utils/guc.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 static char *destor_master_key_file = NULL;
 

@@ -8,7 +8,7 @@
 
 #include "lib/stringinfo.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 /* The object id in UUID form, for messages. */
 char *

@@ -19,8 +19,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "cache.h"
-#include "object.h"
+#include "destor/cache.h"
+#include "destor/object.h"
 
 #define READ_WINDOW_BLOCKS 256		/* 16 MiB of plaintext per window */
 

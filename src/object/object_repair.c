@@ -19,7 +19,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 #define REPAIR_WINDOW_STRIPES	64	/* 4 MiB of each shard at a time */
 

@@ -15,8 +15,8 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "cache.h"
-#include "object.h"
+#include "destor/cache.h"
+#include "destor/object.h"
 
 /* blocks of a new object copied into the shared cache as they are written */
 #define WRITE_THROUGH_BLOCKS 1024

@@ -24,8 +24,8 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "cache.h"
-#include "object.h"
+#include "destor/cache.h"
+#include "destor/object.h"
 
 typedef struct TrackedObject
 {

@@ -15,7 +15,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 #define POOL_DEFAULT_DATA_SHARDS	4
 #define POOL_DEFAULT_PARITY_SHARDS	2

@@ -23,7 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "progress.h"
+#include "destor/progress.h"
 
 #define PROGRESS_NAME_LEN	32
 #define PROGRESS_TARGET_LEN	64

@@ -25,7 +25,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "provider.h"
+#include "destor/provider.h"
 
 int			destor_connect_timeout_ms = 5000;
 int			destor_request_timeout_ms = 60000;

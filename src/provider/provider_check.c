@@ -12,8 +12,8 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
-#include "codec.h"
-#include "provider.h"
+#include "destor/codec.h"
+#include "destor/provider.h"
 
 #define PROBE_SIZE 4096
 

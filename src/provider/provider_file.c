@@ -27,7 +27,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "provider.h"
+#include "destor/provider.h"
 
 /* Keys are relative paths made of safe segments: no "", ".", ".." segment,
  * no absolute path, no backslash or NUL. */

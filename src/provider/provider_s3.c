@@ -43,8 +43,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "provider.h"
-#include "s3_sign.h"
+#include "destor/provider.h"
+#include "destor/s3_sign.h"
 
 /* How long one turn of the multi loop may sleep before checking interrupts. */
 #define S3_POLL_INTERVAL_MS		100

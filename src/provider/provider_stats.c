@@ -27,7 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "provider.h"
+#include "destor/provider.h"
 
 #define MAX_PROVIDER_STATS	256
 #define LATENCY_WINDOW		256

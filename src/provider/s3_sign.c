@@ -6,7 +6,7 @@
  * rather than abort, because the caller runs inside a PostgreSQL backend.
  * Intermediate keys are wiped before returning.
  */
-#include "s3_sign.h"
+#include "destor/s3_sign.h"
 
 #include <ctype.h>
 #include <stdarg.h>

@@ -13,7 +13,7 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
-#include "catalog.h"
+#include "destor/catalog.h"
 #include "table_internal.h"
 
 static Datum

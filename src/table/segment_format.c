@@ -24,7 +24,7 @@
 #include "lib/stringinfo.h"
 #include "utils/lsyscache.h"
 
-#include "table.h"
+#include "destor/table.h"
 #include "table_internal.h"
 
 ValueKind

@@ -17,7 +17,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "catalog.h"
+#include "destor/catalog.h"
 #include "table_internal.h"
 
 typedef struct ColumnBuffer

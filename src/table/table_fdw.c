@@ -48,9 +48,9 @@
 #include "utils/typcache.h"
 #include "utils/uuid.h"
 
-#include "cache.h"
-#include "catalog.h"
-#include "progress.h"
+#include "destor/cache.h"
+#include "destor/catalog.h"
+#include "destor/progress.h"
 #include "table_internal.h"
 
 PG_FUNCTION_INFO_V1(destor_fdw_handler);

@@ -11,7 +11,7 @@
 #include "lib/stringinfo.h"
 #include "utils/snapshot.h"
 
-#include "table.h"
+#include "destor/table.h"
 
 typedef struct ColumnCodec
 {

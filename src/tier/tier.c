@@ -54,7 +54,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "progress.h"
+#include "destor/progress.h"
 
 PG_FUNCTION_INFO_V1(destor_tier_partition);
 PG_FUNCTION_INFO_V1(destor_recall_partition);

@@ -13,7 +13,7 @@
  * Known-answer values (AES-GCM block, key wrap, fingerprint) were computed
  * independently with Python's `cryptography` / hashlib, see kat_* below.
  */
-#include "codec.h"
+#include "destor/codec.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

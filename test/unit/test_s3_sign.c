@@ -21,7 +21,7 @@
  * or
  *   ERR <TAB> message
  */
-#include "s3_sign.h"
+#include "destor/s3_sign.h"
 
 #include <stdio.h>
 #include <stdlib.h>

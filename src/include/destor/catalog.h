@@ -11,7 +11,7 @@
 
 #include "utils/snapshot.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 /* Statements on the catalog: enter (switch user, connect SPI), exec, leave. */
 typedef struct CatalogUser

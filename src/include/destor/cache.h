@@ -12,7 +12,7 @@
 
 #include "postgres.h"
 
-#include "codec.h"
+#include "destor/codec.h"
 
 #define CACHE_PAGE_SIZE		(64 * 1024)
 

@@ -25,8 +25,8 @@
 
 #include "nodes/parsenodes.h"
 
-#include "codec.h"
-#include "provider.h"
+#include "destor/codec.h"
+#include "destor/provider.h"
 
 #define OBJECT_BLOCK_SIZE		(64 * 1024)
 #define OBJECT_PART_SIZE		(8 * 1024 * 1024)	/* per-shard upload unit */

@@ -21,7 +21,7 @@
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 
-#include "object.h"
+#include "destor/object.h"
 
 #define TABLE_DEFAULT_SEGMENT_ROWS		1000000
 #define TABLE_DEFAULT_ROW_GROUP_ROWS	10000
