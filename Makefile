@@ -23,16 +23,18 @@ OBJS = \
 	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
 	src/cache/cache.o \
 	src/progress/progress.o \
-	src/object/pool.o src/object/keys.o src/object/object_layout.o \
+	src/object/pool.o src/object/placement.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/object/object_repair.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
-	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o \
+	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 OBJS += src/codec/mac.o
+# PGXS tracks no header dependencies: a changed struct must rebuild every user
+$(OBJS): $(wildcard src/include/destor/*.h src/table/*.h)
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -42,7 +44,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # them against the running server (see the README for its settings);
 # `make check` and `make test` on temporary instances with destor preloaded
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
