@@ -33,6 +33,8 @@ OBJS = \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 OBJS += src/codec/mac.o
+OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
+	src/table/table_analyze.o src/table/table_compact.o
 # PGXS tracks no header dependencies: a changed struct must rebuild every user
 $(OBJS): $(wildcard src/include/destor/*.h src/table/*.h)
 
