@@ -21,6 +21,7 @@ OBJS = \
 	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
 	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
+	src/provider/s3_transfer.o src/provider/s3_request.o src/provider/s3_xml.o \
 	src/cache/cache.o \
 	src/progress/progress.o \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
