@@ -27,6 +27,7 @@ OBJS = \
 	src/object/pool.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/object/object_repair.o \
+	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
 	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o \
