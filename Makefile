@@ -21,11 +21,13 @@ OBJS = \
 	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
 	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
+	src/provider/s3_transfer.o src/provider/s3_request.o src/provider/s3_xml.o \
 	src/cache/cache.o \
 	src/progress/progress.o \
 	src/object/pool.o src/object/placement.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/object/object_repair.o \
+	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
 	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \
