@@ -37,8 +37,6 @@ OBJS = \
 OBJS += src/codec/mac.o
 OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 	src/table/table_analyze.o src/table/table_compact.o
-# PGXS tracks no header dependencies: a changed struct must rebuild every user
-$(OBJS): $(wildcard src/include/destor/*.h src/table/*.h)
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -60,6 +58,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 ifneq ($(MAKECMDGOALS),check)
 include $(PGXS)
+# PGXS tracks no header dependencies: a changed struct must rebuild every user
+$(OBJS): $(wildcard src/include/destor/*.h src/table/*.h)
 else
 # PGXS has no `make check` (it cannot install into a temporary tree): this
 # one builds, installs, and runs the unit tests, pg_regress and the
