@@ -96,7 +96,8 @@ SELECT s.object_id AS op_obj, s2.provider AS op_from, CASE s.provider WHEN 'e1' 
   JOIN destor.shards s2 ON s2.object_id = s.object_id AND s2.provider IN ('e3', 'e4')
  WHERE o.pool = 'europe' AND s.provider IN ('e1', 'e2')
  ORDER BY 1, 2 LIMIT 1 \gset
-SELECT m.moved, m.detail FROM destor.move_shards(:'op_from', :'op_to') m WHERE m.object_id = :'op_obj'::uuid;
+SELECT m.moved, replace(m.detail, :'op_to', 'eX') AS detail
+  FROM destor.move_shards(:'op_from', :'op_to') m WHERE m.object_id = :'op_obj'::uuid;
 SELECT bool_and(compliant) AS compliant_after_moves
   FROM destor.placement_report WHERE pool = 'europe';
 

@@ -153,6 +153,10 @@ typedef struct DestorScan
 	int64		worker_chunks;
 	int64		worker_chunks_cached;
 	pg_atomic_uint32 *next_unit;	/* parallel scans: shared position */
+
+	/* row groups fetched together (table_scan.c: batches) */
+	struct ScanBatch *batch;	/* the units fetched last, or NULL */
+	MemoryContext batchcxt;		/* its plan and fetched bytes */
 } DestorScan;
 
 /* table_plan.c */

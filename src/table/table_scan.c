@@ -419,11 +419,10 @@ chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
 	return st->needed[a] && !st->codecs[a].dropped && a < dir->ncols && dir->kinds[a] != 0;
 }
 
-/* The byte ranges of a row group's needed chunks, merged where they
- * share blocks. */
+/* The byte ranges of needed chunks, merged where they share blocks. */
 typedef struct RangePlan
 {
-	int			n;				/* chunks */
+	int			n;				/* chunks, in unit and column order */
 	int		   *atts;
 	uint64	   *offs;
 	int			nranges;		/* merged ranges */
@@ -433,39 +432,75 @@ typedef struct RangePlan
 } RangePlan;
 
 /*
- * Chunks in "have" (per attribute; NULL: those whose decompressed bytes
- * the cache holds right now) are left out.
+ * A batch: consecutive row groups of one segment whose chunks are fetched
+ * in one set of requests, so that a scan moves a few MiB per provider
+ * request instead of one row group's chunks (tens of KiB) — across a WAN a
+ * round trip per row group, not bandwidth, bounded the scan.  The next
+ * batch is fetched while this one is decoded.
+ */
+typedef struct ScanBatch
+{
+	int			first;			/* units [first, first + n) */
+	int			n;
+	int		   *chunk0;			/* per unit (and one past): its first chunk in plan */
+	RangePlan	plan;
+	char	  **rbufs;			/* per range: the fetched bytes */
+} ScanBatch;
+
+/*
+ * Bytes of needed chunks a batch gathers: with k data shards each provider
+ * serves about this / k per request, enough to keep a far provider's pipe
+ * full (bandwidth x round trip), while a batch and the one fetched ahead
+ * stay well under the memory a backend may use.
+ */
+#define SCAN_BATCH_BYTES	(8 * 1024 * 1024)
+#define SCAN_BATCH_MAX_UNITS 1024
+
+/*
+ * The needed chunks of units [first, first + n) that the cache does not
+ * hold decompressed, as merged ranges; chunk0[j] is unit first + j's first
+ * chunk (NULL: not wanted).
  */
 static void
-unit_ranges(DestorScan *st, DestorScanUnit *u, RangePlan *rp, char **have)
+batch_ranges(DestorScan *st, int first, int n, RangePlan *rp, int *chunk0)
 {
-	uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
+	int			cap = Max(st->natts, 1) * n;
+	uint64	   *lens = palloc(sizeof(uint64) * cap);
 
 	rp->n = 0;
 	rp->nranges = 0;
-	rp->atts = palloc(sizeof(int) * Max(st->natts, 1));
-	rp->offs = palloc(sizeof(uint64) * Max(st->natts, 1));
-	rp->roffs = palloc(sizeof(uint64) * Max(st->natts, 1));
-	rp->rlens = palloc(sizeof(uint64) * Max(st->natts, 1));
-	rp->range_of = palloc(sizeof(int) * Max(st->natts, 1));
-	for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+	rp->atts = palloc(sizeof(int) * cap);
+	rp->offs = palloc(sizeof(uint64) * cap);
+	rp->roffs = palloc(sizeof(uint64) * cap);
+	rp->rlens = palloc(sizeof(uint64) * cap);
+	rp->range_of = palloc(sizeof(int) * cap);
+	for (int j = 0; j < n; j++)
 	{
-		ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+		DestorScanUnit *u = &st->units[first + j];
 
-		if (!chunk_needed(st, u->dir, a))
-			continue;
-		if (have ? have[a] != NULL :
-			chunk_cacheable(e) && cache_contains_span(u->dir->object_id, e->offset))
-			continue;
-		rp->atts[rp->n] = a;
-		rp->offs[rp->n] = e->offset;
-		lens[rp->n] = e->length;
-		rp->n++;
+		if (chunk0)
+			chunk0[j] = rp->n;
+		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+		{
+			ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+
+			if (!chunk_needed(st, u->dir, a))
+				continue;
+			if (chunk_cacheable(e) && cache_contains_span(u->dir->object_id, e->offset))
+				continue;
+			rp->atts[rp->n] = a;
+			rp->offs[rp->n] = e->offset;
+			lens[rp->n] = e->length;
+			rp->n++;
+		}
 	}
+	if (chunk0)
+		chunk0[n] = rp->n;
 
 	/*
-	 * Chunks are laid out in column order; ranges closer than a block would
-	 * fetch and open the same block twice, so read them as one.
+	 * Chunks are laid out in row group and column order; ranges closer than
+	 * a block would fetch and open the same block twice, so read them as
+	 * one.
 	 */
 	for (int i = 0; i < rp->n; i++)
 	{
@@ -482,6 +517,72 @@ unit_ranges(DestorScan *st, DestorScanUnit *u, RangePlan *rp, char **have)
 		}
 		rp->range_of[i] = rp->nranges - 1;
 	}
+}
+
+/*
+ * How many units from "first" one batch takes: row groups of one segment
+ * (read from its object), until SCAN_BATCH_BYTES of needed chunks.  A
+ * parallel scan claims units one at a time, so its batches are one unit.
+ */
+static int
+batch_extent(DestorScan *st, int first)
+{
+	SegmentDirectory *dir = st->units[first].dir;
+	uint64		bytes = 0;
+	int			n = 0;
+
+	if (st->next_unit)
+		return 1;
+	while (first + n < st->nunits && n < SCAN_BATCH_MAX_UNITS && bytes < SCAN_BATCH_BYTES)
+	{
+		DestorScanUnit *u = &st->units[first + n];
+
+		if (u->dir != dir || u->dir->mem_chunks)
+			break;
+		for (int a = 0; a < st->natts && a < dir->ncols; a++)
+			if (chunk_needed(st, dir, a))
+				bytes += dir->chunks[u->rg * dir->ncols + a].length;
+		n++;
+	}
+	return Max(n, 1);
+}
+
+/*
+ * Fetch the batch that starts at unit "first" (its needed chunks the cache
+ * does not hold), and start fetching the batch after it if that one reads
+ * the same segment.
+ */
+static ScanBatch *
+batch_fetch(DestorScan *st, int first)
+{
+	MemoryContext old;
+	ScanBatch  *b;
+	RangePlan	next = {0};
+	int			after;
+
+	if (st->batchcxt == NULL)
+		st->batchcxt = AllocSetContextCreate(MemoryContextGetParent(st->rgcxt),
+											 "destor scan batch", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(st->batchcxt);
+	st->batch = NULL;
+	old = MemoryContextSwitchTo(st->batchcxt);
+	b = palloc0(sizeof(ScanBatch));
+	b->first = first;
+	b->n = batch_extent(st, first);
+	b->chunk0 = palloc(sizeof(int) * (b->n + 1));
+	batch_ranges(st, first, b->n, &b->plan, b->chunk0);
+	after = first + b->n;
+	if (st->next_unit == NULL && after < st->nunits &&
+		st->units[after].dir == st->units[first].dir)
+		batch_ranges(st, after, batch_extent(st, after), &next, NULL);
+	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
+	for (int r = 0; r < b->plan.nranges; r++)
+		b->rbufs[r] = palloc(Max(b->plan.rlens[r], 1));
+	MemoryContextSwitchTo(old);
+	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
+								   b->rbufs, next.nranges, next.roffs, next.rlens);
+	st->batch = b;
+	return b;
 }
 
 /* A column whose type changed since the segment was written cannot be read. */
@@ -574,6 +675,7 @@ next_rowgroup(DestorScan *st)
 			object_reader_close(st->reader);
 		st->reader = NULL;
 		st->cur_dir = NULL;
+		st->batch = NULL;		/* its bytes came from the old reader */
 		MemoryContextReset(st->segcxt);
 		old = MemoryContextSwitchTo(st->segcxt);
 		/* read-only and under the scan's snapshot: a cursor reads on
@@ -585,21 +687,31 @@ next_rowgroup(DestorScan *st)
 		st->cur_dir = u->dir;
 		MemoryContextSwitchTo(old);
 	}
-	old = MemoryContextSwitchTo(st->rgcxt);
 	{
 		/*
-		 * Chunks the cache holds decompressed are copied from it; every
-		 * other needed chunk of the row group is fetched in one batch of
-		 * requests, and the next row group's are on their way while this
-		 * one decodes.
+		 * The unit's chunks come from its batch (fetched with it, or
+		 * fetched now); chunks the cache held decompressed when the batch
+		 * was planned are copied from it (read on their own if evicted
+		 * since).
 		 */
-		RangePlan	cur;
-		RangePlan	next = {0};
-		DestorScanUnit *nu = (st->next_unit == NULL && st->unit < st->nunits) ?
-			&st->units[st->unit] : NULL;
-		char	  **plain = palloc0(sizeof(char *) * Max(st->natts, 1));
-		char	  **rbufs;
+		int			idx = (int) (u - st->units);
+		ScanBatch  *b = st->batch;
+		char	  **plain;
+		int			j;
 
+		if (b == NULL || idx < b->first || idx >= b->first + b->n)
+			b = batch_fetch(st, idx);
+		j = idx - b->first;
+		old = MemoryContextSwitchTo(st->rgcxt);
+		plain = palloc0(sizeof(char *) * Max(st->natts, 1));
+		for (int i = b->chunk0[j]; i < b->chunk0[j + 1]; i++)
+		{
+			int			a = b->plan.atts[i];
+			int			r = b->plan.range_of[i];
+
+			plain[a] = chunk_plain(st, u->dir, &u->dir->chunks[u->rg * u->dir->ncols + a],
+								   b->rbufs[r] + (b->plan.offs[i] - b->plan.roffs[r]));
+		}
 		for (int a = 0; a < st->natts; a++)
 		{
 			ChunkEntry *e;
@@ -608,33 +720,19 @@ next_rowgroup(DestorScan *st)
 				continue;
 			check_column_type(st, u->dir, a);
 			st->chunks_read++;
-			e = &u->dir->chunks[u->rg * u->dir->ncols + a];
-			if (!chunk_cacheable(e))
+			if (plain[a] != NULL)
 				continue;
-			plain[a] = palloc(e->raw_length);
+			e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+			plain[a] = palloc(Max(e->raw_length, 1));
 			if (cache_lookup_span(u->dir->object_id, e->offset, plain[a], e->raw_length))
 				st->chunks_cached++;
 			else
 			{
-				pfree(plain[a]);
-				plain[a] = NULL;
-			}
-		}
-		unit_ranges(st, u, &cur, plain);
-		if (nu && nu->dir == u->dir)
-			unit_ranges(st, nu, &next, NULL);
-		rbufs = palloc(sizeof(char *) * Max(cur.nranges, 1));
-		for (int r = 0; r < cur.nranges; r++)
-			rbufs[r] = palloc(Max(cur.rlens[r], 1));
-		object_reader_read_multi_ahead(st->reader, cur.nranges, cur.roffs, cur.rlens, rbufs,
-									   next.nranges, next.roffs, next.rlens);
-		for (int i = 0; i < cur.n; i++)
-		{
-			int			a = cur.atts[i];
-			int			r = cur.range_of[i];
+				char	   *stored = palloc(Max(e->length, 1));
 
-			plain[a] = chunk_plain(st, u->dir, &u->dir->chunks[u->rg * u->dir->ncols + a],
-								   rbufs[r] + (cur.offs[i] - cur.roffs[r]));
+				object_reader_read(st->reader, e->offset, e->length, stored);
+				plain[a] = chunk_plain(st, u->dir, e, stored);
+			}
 		}
 		for (int a = 0; a < st->natts; a++)
 		{
@@ -721,6 +819,7 @@ destorReScanForeignScan(ForeignScanState *node)
 
 	st->unit = 0;
 	st->row = st->rg_rows = 0;
+	st->batch = NULL;
 }
 
 bool
@@ -888,6 +987,9 @@ whole_row_scan_end(DestorScan *st)
 	if (st->reader)
 		object_reader_close(st->reader);
 	st->reader = NULL;
+	st->batch = NULL;
+	if (st->batchcxt)
+		MemoryContextDelete(st->batchcxt);
 	MemoryContextDelete(st->rgcxt);
 	MemoryContextDelete(st->segcxt);
 }
