@@ -3,13 +3,31 @@
 -- or rolled-back blob or bypasses the owner check.  Every case reads the
 -- blob first (filling the cache) and then again after the change.
 \set VERBOSITY terse
+-- a pool of its own: earlier files leave 'archive' with providers lost
+\getenv dir DESTOR_REGRESS_DIR
+\set mk 'cat > /dev/null; cd ' :dir ' && mkdir -p mc/1 mc/2 mc/3 mc/4 mc/5 mc/6'
+COPY (SELECT 1) TO PROGRAM :'mk';
+\set m1 :dir '/mc/1'
+CREATE SERVER mc1 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m1');
+\set m2 :dir '/mc/2'
+CREATE SERVER mc2 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m2');
+\set m3 :dir '/mc/3'
+CREATE SERVER mc3 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m3');
+\set m4 :dir '/mc/4'
+CREATE SERVER mc4 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m4');
+\set m5 :dir '/mc/5'
+CREATE SERVER mc5 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m5');
+\set m6 :dir '/mc/6'
+CREATE SERVER mc6 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'m6');
+CREATE SERVER mc_pool FOREIGN DATA WRAPPER destor
+  OPTIONS (providers 'mc1,mc2,mc3,mc4,mc5,mc6', data_shards '4', parity_shards '2');
 CREATE ROLE regress_cache_owner;
 CREATE ROLE regress_cache_heir;
 CREATE ROLE regress_cache_member;
 CREATE TEMP TABLE cb (name text, b destor.blob);
 GRANT SELECT ON cb TO PUBLIC;
-INSERT INTO cb VALUES ('deleted', destor.blob_put('archive', 'deleted bytes')),
-                      ('owned', destor.blob_put('archive', 'owned bytes'));
+INSERT INTO cb VALUES ('deleted', destor.blob_put('mc_pool', 'deleted bytes')),
+                      ('owned', destor.blob_put('mc_pool', 'owned bytes'));
 -- the bytes, or the error's SQLSTATE (the messages name random ids)
 CREATE FUNCTION try_read(x destor.blob) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -34,7 +52,7 @@ SELECT try_size(b) AS size_after_delete FROM cb WHERE name = 'deleted';
 
 -- 2. a blob written and read in a transaction that rolls back is gone
 BEGIN;
-INSERT INTO cb VALUES ('rolled back', destor.blob_put('archive', 'never committed'));
+INSERT INTO cb VALUES ('rolled back', destor.blob_put('mc_pool', 'never committed'));
 SELECT cb_read('rolled back') AS inside;
 SELECT b::text AS rb_id FROM cb WHERE name = 'rolled back' \gset
 ROLLBACK;
@@ -42,7 +60,7 @@ SELECT try_read(:'rb_id') AS after_rollback;
 -- the same in a subtransaction
 BEGIN;
 SAVEPOINT s;
-INSERT INTO cb VALUES ('sub', destor.blob_put('archive', 'undone'));
+INSERT INTO cb VALUES ('sub', destor.blob_put('mc_pool', 'undone'));
 SELECT b::text AS sub_id FROM cb WHERE name = 'sub' \gset
 SELECT cb_read('sub') AS inside_savepoint;
 ROLLBACK TO SAVEPOINT s;
@@ -86,7 +104,7 @@ DELETE FROM destor.blobs WHERE blob_id = (SELECT b::uuid FROM cb WHERE name = 'o
 SELECT cb_read('owned') AS after_catalog_delete;
 
 -- many reads in one statement and one transaction reuse one reader
-INSERT INTO cb VALUES ('many', destor.blob_put('archive', decode(repeat('0123456789abcdef', 16384), 'escape')));
+INSERT INTO cb VALUES ('many', destor.blob_put('mc_pool', decode(repeat('0123456789abcdef', 16384), 'escape')));
 SELECT count(*) AS reads, sum(length(destor.blob_read(b, i * 1000, 1000))) AS bytes,
        bool_and(destor.blob_read(b, i * 1000, 16) = substring(decode(repeat('0123456789abcdef', 16384), 'escape') from i * 1000 + 1 for 16)) AS same
   FROM cb, generate_series(0, 299) i WHERE name = 'many';
