@@ -281,6 +281,15 @@ row() { # label seconds ideal compare-label compare-seconds traffic
 	[ "$5" != - ] && c="$(ratio "$2" "$5")x $4"
 	report+=("$(printf "  %-40s %8.2f %8s %8s  %-22s %s" "$1" "$2" "$3" "$r" "$c" "$6")")
 }
+# MiB down and up per provider between two proxy_stats outputs
+per_provider() {
+	paste -d' ' <(echo "$1") <(echo "$2") |
+		awk '{ printf "%s%s %.1f/%.1f", (NR > 1 ? ", " : ""), $1, ($9 - $4) / 1048576, ($10 - $5) / 1048576 }'
+}
+declare -a details
+detail() { # label before after
+	details+=("$(printf "  %-40s %s" "$1" "$(per_provider "$2" "$3")")")
+}
 traffic() { # "requests late down up"
 	local r l d u
 	read -r r l d u <<< "$1"
@@ -309,6 +318,7 @@ table_objs="SELECT object_id FROM destor.segments JOIN destor.tables USING (tabl
 tb=$(shard_bytes "$table_objs")
 i_copy=$(ideal up "$wq / $n" "$tb")
 row "COPY destor_t ($rows rows)" "$t_copy" "$i_copy" "heap COPY" "$t_hcopy" "$(traffic "$(stats_diff "$s0" "$s1")")"
+detail "COPY destor_t" "$s0" "$s1"
 echo "${report[-1]}"
 echo "   shard bytes per provider: $tb; destor backend peak RSS $((rss_copy / 1024)) MiB"
 
@@ -325,6 +335,7 @@ s1=$(proxy_stats)
 i_scan=$(ideal down "$k / $n" "$tb")
 scan_traffic=$(stats_diff "$s0" "$s1")
 row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_heap" "$(traffic "$scan_traffic")"
+detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
 
 # --- 3. blob import and cold export -------------------------------------------------------
@@ -340,6 +351,7 @@ lo=${lo//[()]/}
 bb=$(shard_bytes "SELECT $(lit "$blob")::uuid")
 i_imp=$(ideal up "$wq / $n" "$bb")
 row "blob_import $blob_mb MiB" "$t_imp" "$i_imp" "lo_import" "$t_loimp" "$(traffic "$(stats_diff "$s0" "$s1")")"
+detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
 IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
@@ -349,6 +361,7 @@ s1=$(proxy_stats)
 IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/lo.out"))")"
 i_exp=$(ideal down "$k / $n" "$bb")
 row "cold blob_export $blob_mb MiB" "$t_exp" "$i_exp" "lo_export" "$t_loexp" "$(traffic "$(stats_diff "$s0" "$s1")")"
+detail "cold blob_export" "$s0" "$s1"
 echo "${report[-1]}"
 
 # --- 4. random 8 KiB reads ------------------------------------------------------------------
@@ -389,6 +402,7 @@ awk -v a="$t_rwarm2" -v b="$t_rwarm" 'BEGIN { exit !(a < b) }' && t_rwarm=$t_rwa
 awk -v a="$t_lo2" -v b="$t_lo" 'BEGIN { exit !(a < b) }' && t_lo=$t_lo2
 [ "$(psql_q -c "$q_reads")" = "$(psql_q -c "$q_lo")" ] || fail "blob_read returned other bytes than lo_get"
 row "$nreads x 8 KiB blob_read, cold" "$t_rcold" "$i_reads" "lo_get" "$t_lo" "$(traffic "$(stats_diff "$s0" "$s1")")"
+detail "blob_read, cold" "$s0" "$s1"
 echo "${report[-1]}"
 row "$nreads x 8 KiB blob_read, warm" "$t_rwarm" - "lo_get" "$t_lo" "$(traffic "$(stats_diff "$s1" "$s2")")"
 echo "${report[-1]}"
@@ -403,6 +417,7 @@ if [ "$late_pct" -gt 0 ]; then
 	echo "0 0" > "$dir/late"
 	[ "$r_late" = "$r_heap" ] || fail "full scan with late requests: destor returned $r_late, heap $r_heap"
 	row "cold full scan, $late_pct% ${late_ms}ms late" "$t_late" "$i_scan" "healthy scan" "$t_scan" "$(traffic "$(stats_diff "$s0" "$s1")")"
+	detail "cold full scan, late requests" "$s0" "$s1"
 	echo "${report[-1]}"
 fi
 
@@ -412,6 +427,9 @@ echo "== results (seconds; ideal as in the header of test/bench/wan_bench.sh; ra
 echo "   compared = time / the other's time in this run; traffic through the proxy)"
 printf "  %-40s %8s %8s %8s  %-22s %s\n" work time ideal ratio compared traffic
 printf '%s\n' "${report[@]}"
+echo
+echo "== MiB down/up per provider (p5: far, p6: slow; the ideal reader leans on the fast ones)"
+printf '%s\n' "${details[@]}"
 echo
 echo "   peak backend RSS (shared pages touched included): COPY $((rss_copy / 1024)) MiB, cold scan $((rss_scan / 1024)) MiB,"
 echo "   blob_import $((rss_imp / 1024)) MiB, blob_export $((rss_exp / 1024)) MiB, warm reads $((rss_rwarm / 1024)) MiB"
