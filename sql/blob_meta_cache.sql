@@ -109,6 +109,15 @@ SELECT count(*) AS reads, sum(length(destor.blob_read(b, i * 1000, 1000))) AS by
        bool_and(destor.blob_read(b, i * 1000, 16) = substring(decode(repeat('0123456789abcdef', 16384), 'escape') from i * 1000 + 1 for 16)) AS same
   FROM cb, generate_series(0, 299) i WHERE name = 'many';
 
+-- more blobs in turn than the backend keeps readers open: each read right
+INSERT INTO cb SELECT 'turn ' || i, destor.blob_put('mc_pool', convert_to(repeat('blob ' || i || ';', 1000), 'UTF8'))
+  FROM generate_series(1, 7) i;
+SELECT count(*) AS reads,
+       count(*) FILTER (WHERE convert_from(destor.blob_read(b, (j * 37) % 4000, 20), 'UTF8') =
+                              substring(repeat('blob ' || substring(name from 6) || ';', 1000)
+                                        from (j * 37) % 4000 + 1 for 20)) AS right
+  FROM generate_series(1, 10) j, cb WHERE name LIKE 'turn %';
+
 DROP FUNCTION cb_read(text);
 DROP FUNCTION try_read(destor.blob);
 DROP FUNCTION try_size(destor.blob);

@@ -207,27 +207,44 @@ blob_open_meta(BlobHandle *b, const char *action)
  *    an owner change (an UPDATE of destor.blobs) empties the cache.
  *  - Only reads use the cache: blob_delete and the conversions read the
  *    catalog afresh.
- * Readers are kept for one transaction only (their memory, cipher
- * contexts and in-flight transfers belong to it, in CurTransactionContext,
- * as they would in a statement's memory), and are forgotten on any
- * invalidation.
+ * Open readers are kept apart from the metadata, a few per backend
+ * (BLOB_READERS, about 200 KiB each, whatever the number of blobs a
+ * transaction reads), each with its own copy of the metadata, for one
+ * transaction at most: their memory, cipher contexts and in-flight
+ * transfers belong to the (sub)transaction that opened them, in its
+ * CurTransactionContext, as they would in a statement's memory.  An
+ * invalidation only marks them stale (a callback must not wait for
+ * transfers); the next blob_read closes them.  The transaction's end, or
+ * the abort of the subtransaction that opened one, frees them with its
+ * memory.
  * ------------------------------------------------------------------------- */
 #define BLOB_CACHE_MAX		1024	/* entries; when full, start over */
+
+#define BLOB_READERS		4		/* open readers kept per backend */
 
 typedef struct BlobCacheEntry
 {
 	uint8		id[CODEC_OBJID_LEN];	/* hash key */
 	Oid			owner;
 	ObjectMeta *meta;			/* in BlobCacheContext */
-	ObjectReader *reader;		/* valid while reader_gen == blob_reader_gen */
-	uint64		reader_gen;
 	bool		transient;		/* not in the cache: the caller's memory */
+	ObjectReader *reader;		/* of a transient entry only */
 } BlobCacheEntry;
+
+typedef struct BlobOpenReader
+{
+	uint8		id[CODEC_OBJID_LEN];
+	ObjectReader *reader;		/* NULL: a free slot */
+	uint64		gen;			/* stale unless == blob_reader_gen */
+	SubTransactionId subid;		/* opened in this subtransaction */
+} BlobOpenReader;
 
 static HTAB *blob_cache = NULL;
 static MemoryContext BlobCacheContext = NULL;
-/* bumped at every transaction end and every flush: older readers are gone,
- * and an entry pointer taken before may be freed */
+static BlobOpenReader blob_readers[BLOB_READERS];
+static int	blob_readers_next = 0;
+/* bumped at every flush: open readers are stale, and an entry pointer
+ * taken before may be freed */
 static uint64 blob_reader_gen = 1;
 /* the catalog tables whose invalidation empties the cache (0: unknown) */
 static Oid	blob_cache_rels[3];
@@ -264,10 +281,18 @@ blob_cache_xact_cb(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			blob_cache_flush();
 			break;
+		default:
+			break;
+	}
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			blob_reader_gen++;	/* the readers went with the transaction */
+			/* the readers go with the transaction's memory */
+			memset(blob_readers, 0, sizeof(blob_readers));
 			break;
 		default:
 			break;
@@ -279,7 +304,13 @@ blob_cache_subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransacti
 					  void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		blob_cache_flush();
+		/* readers it (or a subtransaction of it) opened go with its memory */
+		for (int i = 0; i < BLOB_READERS; i++)
+			if (blob_readers[i].reader != NULL && blob_readers[i].subid >= mySubid)
+				blob_readers[i].reader = NULL;
+	}
 }
 
 /* A deep copy of meta in cxt. */
@@ -387,26 +418,27 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	e = hash_search(blob_cache, b->id, HASH_ENTER, &found);
 	e->owner = owner;
 	e->meta = blob_meta_copy(BlobCacheContext, meta);
-	e->reader = NULL;
-	e->reader_gen = 0;
 	e->transient = false;
+	e->reader = NULL;
 	return e;
 }
 
 /*
  * blob_cache_reader — an open reader of the entry's blob for this
- * transaction.  It reads its own copy of the metadata, in the transaction's
- * memory: a flush of the cache while the reader lives frees nothing it
- * uses.  Opening it may take invalidations (provider look-ups): then the
- * entry may be gone, and the reader is not remembered.  A transient entry
- * gets a reader in the caller's memory, as before the cache.
+ * transaction: one of the backend's few, or a new one in place of the
+ * oldest.  It reads its own copy of the metadata: a flush of the cache
+ * while it lives frees nothing it uses.  A transient entry gets a reader in
+ * the caller's memory, as before the cache (blob_read closes it).
  */
 static ObjectReader *
 blob_cache_reader(BlobCacheEntry *e)
 {
 	uint64		gen = blob_reader_gen;
 	MemoryContext old;
+	BlobOpenReader *slot;
 	ObjectReader *r;
+	ObjectMeta *meta;
+	uint8		id[CODEC_OBJID_LEN];
 
 	if (e->transient)
 	{
@@ -414,16 +446,48 @@ blob_cache_reader(BlobCacheEntry *e)
 			e->reader = object_reader_open(e->meta);
 		return e->reader;
 	}
-	if (e->reader != NULL && e->reader_gen == gen)
-		return e->reader;
-	old = MemoryContextSwitchTo(CurTransactionContext);
-	r = object_reader_open(blob_meta_copy(CurTransactionContext, e->meta));
-	MemoryContextSwitchTo(old);
-	if (gen == blob_reader_gen)
+	for (int i = 0; i < BLOB_READERS; i++)
 	{
-		e->reader = r;
-		e->reader_gen = gen;
+		slot = &blob_readers[i];
+		if (slot->reader != NULL && slot->gen == gen &&
+			memcmp(slot->id, e->id, CODEC_OBJID_LEN) == 0)
+			return slot->reader;
 	}
+
+	/* a new one; copy what it needs first: closing readers might take
+	 * invalidations, which free e */
+	memcpy(id, e->id, CODEC_OBJID_LEN);
+	meta = blob_meta_copy(CurTransactionContext, e->meta);
+	/* stale readers (of metadata since invalidated) are closed here */
+	for (int i = 0; i < BLOB_READERS; i++)
+	{
+		slot = &blob_readers[i];
+		if (slot->reader != NULL && slot->gen != gen)
+		{
+			r = slot->reader;
+			slot->reader = NULL;
+			object_reader_close(r);
+		}
+	}
+	slot = NULL;
+	for (int i = 0; i < BLOB_READERS && slot == NULL; i++)
+		if (blob_readers[i].reader == NULL)
+			slot = &blob_readers[i];
+	if (slot == NULL)
+	{
+		slot = &blob_readers[blob_readers_next];
+		blob_readers_next = (blob_readers_next + 1) % BLOB_READERS;
+		r = slot->reader;
+		slot->reader = NULL;
+		object_reader_close(r);
+	}
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	r = object_reader_open(meta);
+	MemoryContextSwitchTo(old);
+	memcpy(slot->id, id, CODEC_OBJID_LEN);
+	slot->reader = r;
+	slot->gen = gen;
+	slot->subid = GetCurrentSubTransactionId();
 	return r;
 }
 
