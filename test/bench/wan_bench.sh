@@ -48,7 +48,7 @@
 #                       default four at 40 ms / 25 MB/s, one far one at
 #                       150 ms / 25 MB/s, one slow one at 40 ms / 5 MB/s:
 #                       "40:25:25,40:25:25,40:25:25,40:25:25,150:25:25,40:5:5"
-#   BENCH_CACHE_MB=n    destor.cache_size (default 128, destor's default)
+#   BENCH_CACHE_MB=n    destor.cache_size (default 128: the size the issue measured)
 #   BENCH_QUICK=1       a run of a few minutes: 200,000 rows, a 16 MiB blob,
 #                       200 reads (explicit BENCH_* values still win)
 #   BENCH_PORT=n        base port: the cluster on n, the servers on n+1..n+6,
