@@ -46,12 +46,12 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # them against the running server (see the README for its settings);
 # `make check` and `make test` on temporary instances with destor preloaded
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
 # after pg_regress.
-ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers
+ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions
 ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config
@@ -100,6 +100,7 @@ bench:
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh
 	bash test/bench/soak.sh
+	bash test/bench/wan_bench.sh
 	DESTOR_PROPERTY_SECONDS=1800 DESTOR_PROPERTY_ITERATIONS=100000 DESTOR_SUITES=tap \
 	  PROVE_TESTS=t/021_read_property.pl bash scripts/test.sh
 

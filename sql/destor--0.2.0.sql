@@ -499,3 +499,14 @@ CREATE VIEW placement_summary AS
     FROM (SELECT pool, count(*) AS objects, count(*) FILTER (WHERE compliant) AS compliant_objects
             FROM r GROUP BY pool) c;
 GRANT SELECT ON placement_summary TO PUBLIC;
+-- Each backend caches blob metadata (owner, key, geometry, placement) for
+-- small reads (issue 11, src/blob/blob.c); any change of these tables
+-- empties every backend's cache, transactionally, like a catalog change.
+CREATE FUNCTION blob_meta_invalidate() RETURNS trigger
+  AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON blobs
+  FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
+CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON objects
+  FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
+CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shards
+  FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();

@@ -28,8 +28,14 @@
 #include "storage/fd.h"
 #include "libpq/libpq-fs.h"
 #include "storage/large_object.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
@@ -62,6 +68,7 @@ PG_FUNCTION_INFO_V1(blob_import);
 PG_FUNCTION_INFO_V1(blob_export);
 PG_FUNCTION_INFO_V1(blob_from_lo);
 PG_FUNCTION_INFO_V1(blob_to_lo);
+PG_FUNCTION_INFO_V1(blob_meta_invalidate);
 
 /* ---------------------------------------------------------------------------
  * The handle type: a blob id, shown as a UUID
@@ -136,12 +143,9 @@ blob_handle_make(const uint8 id[CODEC_OBJID_LEN])
  * exists: both cases give the same error (superusers, who may use every
  * blob, are told which).
  */
-static ObjectMeta *
-blob_open_meta(BlobHandle *b, const char *action)
+static void
+blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 {
-	Oid			owner;
-	bool		found = catalog_get_blob(b->id, &owner);
-
 	if (!found && superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -154,7 +158,355 @@ blob_open_meta(BlobHandle *b, const char *action)
 				 errdetail("Blob %s: only its owner, members of the owning role and superusers may %s it, and others are not told whether it exists.",
 						   object_id_text(b->id), action),
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
+}
+
+static ObjectMeta *
+blob_open_meta(BlobHandle *b, const char *action)
+{
+	Oid			owner = InvalidOid;
+	bool		found = catalog_get_blob(b->id, &owner);
+
+	blob_check_access(b, found, owner, action);
 	return catalog_get_object(b->id, false);
+}
+
+/* ---------------------------------------------------------------------------
+ * The backend's cache of blob metadata, for small reads
+ *
+ * A blob_read of 8 KiB that the shared cache serves costs little, but
+ * finding the blob did cost three catalog statements (blobs, objects,
+ * shards, each through SPI as the bootstrap superuser) and opening a reader
+ * (unwrapping the data key, two cipher contexts, three block-sized
+ * buffers): several times the read itself.  So each backend keeps, per
+ * blob it read, the blob's owner and object metadata (key, geometry,
+ * placement), and, for the current transaction, an open reader.
+ *
+ * Why an entry is never stale:
+ *  - Every change of destor.blobs, destor.objects or destor.shards (by
+ *    destor: blob_put/delete, REASSIGN/DROP OWNED, repair, move_shards,
+ *    compaction; or by a superuser's own SQL, TRUNCATE included) fires a
+ *    statement trigger (blob_meta_invalidate) that sends a relcache
+ *    invalidation of the changed table.  PostgreSQL delivers it like a
+ *    system catalog's: to this backend at the changing statement's end
+ *    (CommandCounterIncrement), to every other backend when the changing
+ *    transaction commits, and not at all to others if it aborts.  Our
+ *    relcache callback empties the whole cache on any of the three tables
+ *    (or on a cache reset).  Coarse, but blobs are read far more often than
+ *    written, and correctness needs no reasoning per change.
+ *  - Invalidations are accepted (AcceptInvalidationMessages) before every
+ *    lookup, not only at the next lock: a statement sees the blob as a
+ *    fresh catalog read would, except for the instant between another
+ *    transaction's commit becoming visible and its invalidation being
+ *    queued, when the read is ordered just before that commit — as
+ *    PostgreSQL's own catalog caches are.
+ *  - A transaction that aborts (or a subtransaction) empties the cache: an
+ *    entry filled from rows that never committed (a blob created and read
+ *    in a transaction that rolled back) cannot survive it.
+ *  - What is cached is the owner, not the verdict: has_privs_of_role() runs
+ *    on every call, so a revoked role membership takes effect at once, and
+ *    an owner change (an UPDATE of destor.blobs) empties the cache.
+ *  - Only reads use the cache: blob_delete and the conversions read the
+ *    catalog afresh.
+ * Open readers are kept apart from the metadata, a few per backend
+ * (BLOB_READERS, about 200 KiB each, whatever the number of blobs a
+ * transaction reads), each with its own copy of the metadata, for one
+ * transaction at most: their memory, cipher contexts and in-flight
+ * transfers belong to the (sub)transaction that opened them, in its
+ * CurTransactionContext, as they would in a statement's memory.  An
+ * invalidation only marks them stale (a callback must not wait for
+ * transfers); the next blob_read closes them.  The transaction's end, or
+ * the abort of the subtransaction that opened one, frees them with its
+ * memory.
+ * ------------------------------------------------------------------------- */
+#define BLOB_CACHE_MAX		1024	/* entries; when full, start over */
+
+#define BLOB_READERS		4		/* open readers kept per backend */
+
+typedef struct BlobCacheEntry
+{
+	uint8		id[CODEC_OBJID_LEN];	/* hash key */
+	Oid			owner;
+	ObjectMeta *meta;			/* in BlobCacheContext */
+	bool		transient;		/* not in the cache: the caller's memory */
+	ObjectReader *reader;		/* of a transient entry only */
+} BlobCacheEntry;
+
+typedef struct BlobOpenReader
+{
+	uint8		id[CODEC_OBJID_LEN];
+	ObjectReader *reader;		/* NULL: a free slot */
+	uint64		gen;			/* stale unless == blob_reader_gen */
+	SubTransactionId subid;		/* opened in this subtransaction */
+} BlobOpenReader;
+
+static HTAB *blob_cache = NULL;
+static MemoryContext BlobCacheContext = NULL;
+static BlobOpenReader blob_readers[BLOB_READERS];
+static int	blob_readers_next = 0;
+/* bumped at every flush: open readers are stale, and an entry pointer
+ * taken before may be freed */
+static uint64 blob_reader_gen = 1;
+/* the catalog tables whose invalidation empties the cache (0: unknown) */
+static Oid	blob_cache_rels[3];
+static bool blob_cache_callbacks = false;
+
+static void
+blob_cache_flush(void)
+{
+	blob_reader_gen++;
+	if (blob_cache == NULL)
+		return;
+	/* the hash and every entry's metadata live in BlobCacheContext */
+	MemoryContextReset(BlobCacheContext);
+	blob_cache = NULL;
+	memset(blob_cache_rels, 0, sizeof(blob_cache_rels));
+}
+
+static void
+blob_cache_relcache_cb(Datum arg, Oid relid)
+{
+	if (blob_cache == NULL)
+		return;
+	if (relid == InvalidOid || relid == blob_cache_rels[0] || relid == blob_cache_rels[1] ||
+		relid == blob_cache_rels[2])
+		blob_cache_flush();
+}
+
+static void
+blob_cache_xact_cb(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			blob_cache_flush();
+			break;
+		default:
+			break;
+	}
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			/* the readers go with the transaction's memory */
+			memset(blob_readers, 0, sizeof(blob_readers));
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+blob_cache_subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+					  void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		blob_cache_flush();
+		/* readers it (or a subtransaction of it) opened go with its memory */
+		for (int i = 0; i < BLOB_READERS; i++)
+			if (blob_readers[i].reader != NULL && blob_readers[i].subid >= mySubid)
+				blob_readers[i].reader = NULL;
+	}
+}
+
+/* A deep copy of meta in cxt. */
+static ObjectMeta *
+blob_meta_copy(MemoryContext cxt, const ObjectMeta *meta)
+{
+	ObjectMeta *c = MemoryContextAlloc(cxt, sizeof(ObjectMeta));
+	int			n = meta->data_shards + meta->parity_shards;
+
+	memcpy(c, meta, sizeof(ObjectMeta));
+	c->pool = MemoryContextStrdup(cxt, meta->pool);
+	if (meta->block_ends)
+	{
+		c->block_ends = MemoryContextAllocHuge(cxt, sizeof(uint64) * meta->nblocks);
+		memcpy(c->block_ends, meta->block_ends, sizeof(uint64) * meta->nblocks);
+	}
+	c->shards = MemoryContextAlloc(cxt, sizeof(ObjectShard) * n);
+	for (int i = 0; i < n; i++)
+	{
+		c->shards[i] = meta->shards[i];
+		c->shards[i].provider = MemoryContextStrdup(cxt, meta->shards[i].provider);
+	}
+	return c;
+}
+
+/*
+ * blob_cache_lookup — the cache entry of a blob the user may read, filled
+ * from the catalog if need be; the same errors as blob_open_meta.  Any
+ * catalog access (the privilege check too) may take invalidations that
+ * empty the cache, so an entry is returned only if none came in between.
+ * When the catalog's answer cannot be cached (an invalidation arrived
+ * while reading it: the rows may already be stale), a transient entry in
+ * the caller's memory is returned instead.
+ */
+static BlobCacheEntry *
+blob_cache_lookup(BlobHandle *b, const char *action)
+{
+	BlobCacheEntry *e;
+	bool		found;
+	Oid			owner = InvalidOid;
+	ObjectMeta *meta;
+	uint64		gen;
+
+	if (!blob_cache_callbacks)
+	{
+		CacheRegisterRelcacheCallback(blob_cache_relcache_cb, (Datum) 0);
+		RegisterXactCallback(blob_cache_xact_cb, NULL);
+		RegisterSubXactCallback(blob_cache_subxact_cb, NULL);
+		blob_cache_callbacks = true;
+	}
+	/* what other transactions committed so far (see above) */
+	AcceptInvalidationMessages();
+
+	gen = blob_reader_gen;
+	if (blob_cache != NULL)
+	{
+		e = hash_search(blob_cache, b->id, HASH_FIND, NULL);
+		if (e != NULL)
+		{
+			blob_check_access(b, true, e->owner, action);
+			if (gen == blob_reader_gen)
+				return e;
+			/* emptied meanwhile: ask the catalog */
+			gen = blob_reader_gen;
+		}
+	}
+
+	/* not cached: the catalog, as always */
+	found = catalog_get_blob(b->id, &owner);
+	blob_check_access(b, found, owner, action);
+	meta = catalog_get_object(b->id, false);
+
+	if (gen != blob_reader_gen)
+	{
+		e = palloc0(sizeof(BlobCacheEntry));
+		memcpy(e->id, b->id, CODEC_OBJID_LEN);
+		e->owner = owner;
+		e->meta = meta;
+		e->transient = true;
+		return e;
+	}
+	if (blob_cache == NULL || hash_get_num_entries(blob_cache) >= BLOB_CACHE_MAX)
+	{
+		HASHCTL		ctl;
+		Oid			nsp;
+		Oid			rels[3];
+
+		/* syscache look-ups first: they may take invalidations too */
+		nsp = get_namespace_oid("destor", false);
+		rels[0] = get_relname_relid("blobs", nsp);
+		rels[1] = get_relname_relid("objects", nsp);
+		rels[2] = get_relname_relid("shards", nsp);
+		blob_cache_flush();
+		if (BlobCacheContext == NULL)
+			BlobCacheContext = AllocSetContextCreate(TopMemoryContext, "destor blob cache",
+													 ALLOCSET_DEFAULT_SIZES);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = CODEC_OBJID_LEN;
+		ctl.entrysize = sizeof(BlobCacheEntry);
+		ctl.hcxt = BlobCacheContext;
+		blob_cache = hash_create("destor blob cache", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		memcpy(blob_cache_rels, rels, sizeof(rels));
+		gen = blob_reader_gen;
+	}
+	e = hash_search(blob_cache, b->id, HASH_ENTER, &found);
+	e->owner = owner;
+	e->meta = blob_meta_copy(BlobCacheContext, meta);
+	e->transient = false;
+	e->reader = NULL;
+	return e;
+}
+
+/*
+ * blob_cache_reader — an open reader of the entry's blob for this
+ * transaction: one of the backend's few, or a new one in place of the
+ * oldest.  It reads its own copy of the metadata: a flush of the cache
+ * while it lives frees nothing it uses.  A transient entry gets a reader in
+ * the caller's memory, as before the cache (blob_read closes it).
+ */
+static ObjectReader *
+blob_cache_reader(BlobCacheEntry *e)
+{
+	uint64		gen = blob_reader_gen;
+	MemoryContext old;
+	BlobOpenReader *slot;
+	ObjectReader *r;
+	ObjectMeta *meta;
+	uint8		id[CODEC_OBJID_LEN];
+
+	if (e->transient)
+	{
+		if (e->reader == NULL)
+			e->reader = object_reader_open(e->meta);
+		return e->reader;
+	}
+	for (int i = 0; i < BLOB_READERS; i++)
+	{
+		slot = &blob_readers[i];
+		if (slot->reader != NULL && slot->gen == gen &&
+			memcmp(slot->id, e->id, CODEC_OBJID_LEN) == 0)
+			return slot->reader;
+	}
+
+	/* a new one; copy what it needs first: closing readers might take
+	 * invalidations, which free e */
+	memcpy(id, e->id, CODEC_OBJID_LEN);
+	meta = blob_meta_copy(CurTransactionContext, e->meta);
+	/* stale readers (of metadata since invalidated) are closed here */
+	for (int i = 0; i < BLOB_READERS; i++)
+	{
+		slot = &blob_readers[i];
+		if (slot->reader != NULL && slot->gen != gen)
+		{
+			r = slot->reader;
+			slot->reader = NULL;
+			object_reader_close(r);
+		}
+	}
+	slot = NULL;
+	for (int i = 0; i < BLOB_READERS && slot == NULL; i++)
+		if (blob_readers[i].reader == NULL)
+			slot = &blob_readers[i];
+	if (slot == NULL)
+	{
+		slot = &blob_readers[blob_readers_next];
+		blob_readers_next = (blob_readers_next + 1) % BLOB_READERS;
+		r = slot->reader;
+		slot->reader = NULL;
+		object_reader_close(r);
+	}
+	old = MemoryContextSwitchTo(CurTransactionContext);
+	r = object_reader_open(meta);
+	MemoryContextSwitchTo(old);
+	memcpy(slot->id, id, CODEC_OBJID_LEN);
+	slot->reader = r;
+	slot->gen = gen;
+	slot->subid = GetCurrentSubTransactionId();
+	return r;
+}
+
+/*
+ * blob_meta_invalidate — statement trigger on destor.blobs, destor.objects
+ * and destor.shards: every backend's blob cache forgets what it knew (see
+ * above).  The invalidation is transactional, like a catalog change's.
+ */
+Datum
+blob_meta_invalidate(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("destor.blob_meta_invalidate() must be called as a trigger")));
+	CacheInvalidateRelcache(td->tg_relation);
+	PG_RETURN_POINTER(NULL);
 }
 
 static ObjectMeta *
@@ -210,6 +562,7 @@ blob_read(PG_FUNCTION_ARGS)
 {
 	int64		offset = PG_GETARG_INT64(1);
 	int32		length = PG_GETARG_INT32(2);
+	BlobCacheEntry *e;
 	ObjectMeta *meta;
 	ObjectReader *r;
 	bytea	   *result;
@@ -231,16 +584,19 @@ blob_read(PG_FUNCTION_ARGS)
 				 errmsg("blob read length %d is too large", length),
 				 errhint("Read at most 1 GB at a time.")));
 
-	meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+	e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
+	meta = e->meta;
 	/* like substring(): reading past the end returns what is there */
 	n = (uint64) offset >= meta->size ? 0 : Min((uint64) length, meta->size - offset);
 	result = palloc(VARHDRSZ + n);
 	SET_VARSIZE(result, VARHDRSZ + n);
 	if (n > 0)
 	{
-		r = object_reader_open(meta);
+		/* the transaction's reader of this blob: opened once, not per call */
+		r = blob_cache_reader(e);
 		object_reader_read(r, offset, n, VARDATA(result));
-		object_reader_close(r);
+		if (e->transient)
+			object_reader_close(r);
 	}
 	PG_RETURN_BYTEA_P(result);
 }
@@ -248,9 +604,9 @@ blob_read(PG_FUNCTION_ARGS)
 Datum
 blob_size(PG_FUNCTION_ARGS)
 {
-	ObjectMeta *meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+	BlobCacheEntry *e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
 
-	PG_RETURN_INT64((int64) meta->size);
+	PG_RETURN_INT64((int64) e->meta->size);
 }
 
 Datum

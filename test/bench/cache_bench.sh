@@ -27,7 +27,9 @@
 #                       1024; below 4096, since reads of 64 blocks (4 MiB) or
 #                       more are bulk reads, which do not fill the cache; at
 #                       most 3968 if not a multiple of the 64 KiB block)
-#   BENCH_CACHE_MB=n    destor.cache_size (default 1024)
+#   BENCH_CACHE_MB=n    destor.cache_size (default 1024); "default" leaves it
+#                       unset: destor's own default (-1, sized like
+#                       shared_buffers)
 #   BENCH_QUICK=1       one warm run instead of two
 #   BENCH_PERF=0|1|auto profile the warm destor reads with perf: never,
 #                       always, or only those whose target was missed
@@ -62,7 +64,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	positive BENCH_ROWS "${BENCH_ROWS:-3000000}"
 	positive BENCH_BLOB_MB "${BENCH_BLOB_MB:-64}"
 	positive BENCH_RANGE_KB "${BENCH_RANGE_KB:-1024}"
-	positive BENCH_CACHE_MB "${BENCH_CACHE_MB:-1024}"
+	[ "${BENCH_CACHE_MB:-}" = default ] || positive BENCH_CACHE_MB "${BENCH_CACHE_MB:-1024}"
 	positive BENCH_SHARED_BUFFERS_MB "${BENCH_SHARED_BUFFERS_MB:-1}"
 	positive BENCH_PORT "${BENCH_PORT:-54340}"
 	# reads of 64 blocks (4 MiB) or more do not fill the cache: a range must
@@ -122,7 +124,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== destor cache benchmark: $rows rows, a $blob_mb MiB blob in $range_kb KiB ranges, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1)"
-echo "   destor.cache_size ${cache_mb}MB, shared_buffers ${sb_mb}MB; cold: 1 run after destor.cache_reset(), warm: $warm_runs more"
+echo "   destor.cache_size $([ "$cache_mb" = default ] && echo "unset (destor's default)" || echo "${cache_mb}MB"), shared_buffers ${sb_mb}MB; cold: 1 run after destor.cache_reset(), warm: $warm_runs more"
 echo "   load average at start: $load_start"
 
 # --- cluster, providers, pool, tables -------------------------------------------
@@ -141,8 +143,8 @@ timezone = 'UTC'
 max_wal_size = 4GB
 shared_preload_libraries = 'destor'
 destor.master_key_file = '$dir/key'
-destor.cache_size = '${cache_mb}MB'
 CONF
+[ "$cache_mb" = default ] || echo "destor.cache_size = '${cache_mb}MB'" >> "$dir/pgdata/postgresql.conf"
 pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
 	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
 
