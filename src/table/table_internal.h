@@ -156,6 +156,8 @@ typedef struct DestorScan
 
 	/* row groups fetched together (table_scan.c: batches) */
 	struct ScanBatch *batch;	/* the units fetched last, or NULL */
+	int			claim_end;		/* parallel: units [unit, claim_end) are ours */
+	int			claim_size;		/* parallel: units claimed at a time (0: not known yet) */
 	MemoryContext batchcxt;		/* its plan and fetched bytes */
 } DestorScan;
 

@@ -519,10 +519,16 @@ batch_ranges(DestorScan *st, int first, int n, RangePlan *rp, int *chunk0)
 	}
 }
 
+/* The end of the units this participant may batch: all, or (parallel) its claim. */
+static int
+batch_limit(DestorScan *st)
+{
+	return st->next_unit ? st->claim_end : st->nunits;
+}
+
 /*
  * How many units from "first" one batch takes: row groups of one segment
- * (read from its object), until SCAN_BATCH_BYTES of needed chunks.  A
- * parallel scan claims units one at a time, so its batches are one unit.
+ * (read from its object), until SCAN_BATCH_BYTES of needed chunks.
  */
 static int
 batch_extent(DestorScan *st, int first)
@@ -530,10 +536,9 @@ batch_extent(DestorScan *st, int first)
 	SegmentDirectory *dir = st->units[first].dir;
 	uint64		bytes = 0;
 	int			n = 0;
+	int			limit = batch_limit(st);
 
-	if (st->next_unit)
-		return 1;
-	while (first + n < st->nunits && n < SCAN_BATCH_MAX_UNITS && bytes < SCAN_BATCH_BYTES)
+	while (first + n < limit && n < SCAN_BATCH_MAX_UNITS && bytes < SCAN_BATCH_BYTES)
 	{
 		DestorScanUnit *u = &st->units[first + n];
 
@@ -545,6 +550,25 @@ batch_extent(DestorScan *st, int first)
 		n++;
 	}
 	return Max(n, 1);
+}
+
+/* Units a parallel participant claims at a time: one batch's worth on average. */
+static int
+parallel_claim_size(DestorScan *st)
+{
+	uint64		bytes = 0;
+
+	for (int i = 0; i < st->nunits; i++)
+	{
+		DestorScanUnit *u = &st->units[i];
+
+		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+			if (chunk_needed(st, u->dir, a))
+				bytes += u->dir->chunks[u->rg * u->dir->ncols + a].length;
+	}
+	if (st->nunits == 0 || bytes == 0)
+		return 1;
+	return (int) Max(1, Min(SCAN_BATCH_MAX_UNITS, SCAN_BATCH_BYTES / Max(bytes / st->nunits, 1)));
 }
 
 /*
@@ -572,8 +596,7 @@ batch_fetch(DestorScan *st, int first)
 	b->chunk0 = palloc(sizeof(int) * (b->n + 1));
 	batch_ranges(st, first, b->n, &b->plan, b->chunk0);
 	after = first + b->n;
-	if (st->next_unit == NULL && after < st->nunits &&
-		st->units[after].dir == st->units[first].dir)
+	if (after < batch_limit(st) && st->units[after].dir == st->units[first].dir)
 		batch_ranges(st, after, batch_extent(st, after), &next, NULL);
 	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
 	for (int r = 0; r < b->plan.nranges; r++)
@@ -616,13 +639,25 @@ next_rowgroup(DestorScan *st)
 
 	if (st->next_unit)
 	{
-		/* every participant built the same list from the same snapshot */
-		uint32		mine = pg_atomic_fetch_add_u32(st->next_unit, 1);
+		/*
+		 * Every participant built the same list from the same snapshot and
+		 * claims the same number of units at a time from the shared
+		 * counter, enough for one batch on average, so that a worker's
+		 * requests are as large as a serial scan's.
+		 */
+		if (st->unit >= st->claim_end)
+		{
+			uint32		mine;
 
-		if (mine >= (uint32) st->nunits)
-			return false;
-		st->unit = mine + 1;
-		u = &st->units[mine];
+			if (st->claim_size == 0)
+				st->claim_size = parallel_claim_size(st);
+			mine = pg_atomic_fetch_add_u32(st->next_unit, st->claim_size);
+			if (mine >= (uint32) st->nunits)
+				return false;
+			st->unit = mine;
+			st->claim_end = Min(st->nunits, (int) mine + st->claim_size);
+		}
+		u = &st->units[st->unit++];
 	}
 	else
 	{
@@ -818,6 +853,7 @@ destorReScanForeignScan(ForeignScanState *node)
 	DestorScan  *st = node->fdw_state;
 
 	st->unit = 0;
+	st->claim_end = 0;
 	st->row = st->rg_rows = 0;
 	st->batch = NULL;
 }
