@@ -36,7 +36,7 @@ OBJS = \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 OBJS += src/codec/mac.o
 OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
-	src/table/table_analyze.o src/table/table_compact.o
+	src/table/table_analyze.o src/table/table_compact.o src/table/table_fetch.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration

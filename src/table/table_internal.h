@@ -161,6 +161,17 @@ typedef struct DestorScan
 	MemoryContext batchcxt;		/* its plan and fetched bytes */
 } DestorScan;
 
+/* Is column a (0-based) read by the scan and stored in this segment? */
+static inline bool
+chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
+{
+	return st->needed[a] && !st->codecs[a].dropped && a < dir->ncols && dir->kinds[a] != 0;
+}
+
+/* table_fetch.c */
+extern int	scan_claim_size(DestorScan *st);
+extern char **scan_unit_chunks(DestorScan *st, DestorScanUnit *u);
+
 /* table_plan.c */
 extern void destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
 extern void destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);

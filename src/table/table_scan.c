@@ -7,10 +7,11 @@
  * refute the query's conditions; the proof is the planner's own
  * predicate_refuted_by, as in Citus columnar.  Remaining conditions are
  * checked by the executor.  The row groups that survive are the scan's
- * units; a parallel scan hands them out from a shared counter.  Each row
- * group's column chunks come from the cache (decompressed) or are fetched
- * in one batch of requests, the next row group's on their way meanwhile,
- * then decoded into per-column arrays that rows are assembled from.
+ * units; a parallel scan hands them out from a shared counter, a batch's
+ * worth at a time.  Each row group's column chunks come from the cache
+ * (decompressed) or are fetched with the other row groups of their batch
+ * (table_fetch.c), then decoded into per-column arrays that rows are
+ * assembled from.
  */
 #include "postgres.h"
 
@@ -267,40 +268,6 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	st->stats_at_start = object_read_stats;
 }
 
-/*
- * Compressed chunks are cached decompressed as well (keyed by their offset
- * in the segment object), so that a warm scan skips zstd: it costs about a
- * quarter of a warm scan's time.  Chunks stored uncompressed gain nothing,
- * and chunks under half a cache page would waste most of the page they take.
- */
-static bool
-chunk_cacheable(ChunkEntry *e)
-{
-	return e->length != e->raw_length && e->raw_length >= CACHE_SPAN_MIN_BYTES &&
-		e->raw_length <= cache_span_max_bytes() && e->offset <= CACHE_SPAN_MAX_TAG;
-}
-
-/* A chunk's decompressed bytes, from its stored ones (cached when worth it). */
-static char *
-chunk_plain(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, char *stored)
-{
-	char	   *raw;
-	size_t		outlen;
-
-	if (e->length == e->raw_length)
-		return stored;
-	raw = palloc(Max(e->raw_length, 1));
-	if (codec_decompress(stored, e->length, raw, e->raw_length, &outlen) != 0 ||
-		outlen != e->raw_length)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("a column chunk of destor table \"%s\" does not decompress",
-						RelationGetRelationName(st->rel))));
-	if (chunk_cacheable(e))
-		cache_insert_span(dir->object_id, e->offset, raw, e->raw_length);
-	return raw;
-}
-
 /* Decode a row group's column from its decompressed chunk (left as it is). */
 /*
  * load_column: the row group's values and nulls of one column, into
@@ -413,201 +380,6 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
 }
 
 /* Does the scan load this column's chunks from this segment? */
-static inline bool
-chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
-{
-	return st->needed[a] && !st->codecs[a].dropped && a < dir->ncols && dir->kinds[a] != 0;
-}
-
-/* The byte ranges of needed chunks, merged where they share blocks. */
-typedef struct RangePlan
-{
-	int			n;				/* chunks, in unit and column order */
-	int		   *atts;
-	uint64	   *offs;
-	int			nranges;		/* merged ranges */
-	uint64	   *roffs;
-	uint64	   *rlens;
-	int		   *range_of;		/* per chunk */
-} RangePlan;
-
-/*
- * A batch: consecutive row groups of one segment whose chunks are fetched
- * in one set of requests, so that a scan moves a few MiB per provider
- * request instead of one row group's chunks (tens of KiB) — across a WAN a
- * round trip per row group, not bandwidth, bounded the scan.  The next
- * batch is fetched while this one is decoded.
- */
-typedef struct ScanBatch
-{
-	int			first;			/* units [first, first + n) */
-	int			n;
-	int		   *chunk0;			/* per unit (and one past): its first chunk in plan */
-	RangePlan	plan;
-	char	  **rbufs;			/* per range: the fetched bytes */
-} ScanBatch;
-
-/*
- * Bytes of needed chunks a batch gathers: with k data shards each provider
- * serves about this / k per request, enough to keep a far provider's pipe
- * full (bandwidth x round trip), while a batch and the one fetched ahead
- * stay well under the memory a backend may use.
- */
-#define SCAN_BATCH_BYTES	(8 * 1024 * 1024)
-#define SCAN_BATCH_MAX_UNITS 1024
-
-/*
- * The needed chunks of units [first, first + n) that the cache does not
- * hold decompressed, as merged ranges; chunk0[j] is unit first + j's first
- * chunk (NULL: not wanted).
- */
-static void
-batch_ranges(DestorScan *st, int first, int n, RangePlan *rp, int *chunk0)
-{
-	int			cap = Max(st->natts, 1) * n;
-	uint64	   *lens = palloc(sizeof(uint64) * cap);
-
-	rp->n = 0;
-	rp->nranges = 0;
-	rp->atts = palloc(sizeof(int) * cap);
-	rp->offs = palloc(sizeof(uint64) * cap);
-	rp->roffs = palloc(sizeof(uint64) * cap);
-	rp->rlens = palloc(sizeof(uint64) * cap);
-	rp->range_of = palloc(sizeof(int) * cap);
-	for (int j = 0; j < n; j++)
-	{
-		DestorScanUnit *u = &st->units[first + j];
-
-		if (chunk0)
-			chunk0[j] = rp->n;
-		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
-		{
-			ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
-
-			if (!chunk_needed(st, u->dir, a))
-				continue;
-			if (chunk_cacheable(e) && cache_contains_span(u->dir->object_id, e->offset))
-				continue;
-			rp->atts[rp->n] = a;
-			rp->offs[rp->n] = e->offset;
-			lens[rp->n] = e->length;
-			rp->n++;
-		}
-	}
-	if (chunk0)
-		chunk0[n] = rp->n;
-
-	/*
-	 * Chunks are laid out in row group and column order; ranges closer than
-	 * a block would fetch and open the same block twice, so read them as
-	 * one.
-	 */
-	for (int i = 0; i < rp->n; i++)
-	{
-		int			last = rp->nranges - 1;
-
-		if (last >= 0 && rp->offs[i] >= rp->roffs[last] &&
-			rp->offs[i] <= rp->roffs[last] + rp->rlens[last] + OBJECT_BLOCK_SIZE)
-			rp->rlens[last] = Max(rp->rlens[last], rp->offs[i] + lens[i] - rp->roffs[last]);
-		else
-		{
-			rp->roffs[rp->nranges] = rp->offs[i];
-			rp->rlens[rp->nranges] = lens[i];
-			rp->nranges++;
-		}
-		rp->range_of[i] = rp->nranges - 1;
-	}
-}
-
-/* The end of the units this participant may batch: all, or (parallel) its claim. */
-static int
-batch_limit(DestorScan *st)
-{
-	return st->next_unit ? st->claim_end : st->nunits;
-}
-
-/*
- * How many units from "first" one batch takes: row groups of one segment
- * (read from its object), until SCAN_BATCH_BYTES of needed chunks.
- */
-static int
-batch_extent(DestorScan *st, int first)
-{
-	SegmentDirectory *dir = st->units[first].dir;
-	uint64		bytes = 0;
-	int			n = 0;
-	int			limit = batch_limit(st);
-
-	while (first + n < limit && n < SCAN_BATCH_MAX_UNITS && bytes < SCAN_BATCH_BYTES)
-	{
-		DestorScanUnit *u = &st->units[first + n];
-
-		if (u->dir != dir || u->dir->mem_chunks)
-			break;
-		for (int a = 0; a < st->natts && a < dir->ncols; a++)
-			if (chunk_needed(st, dir, a))
-				bytes += dir->chunks[u->rg * dir->ncols + a].length;
-		n++;
-	}
-	return Max(n, 1);
-}
-
-/* Units a parallel participant claims at a time: one batch's worth on average. */
-static int
-parallel_claim_size(DestorScan *st)
-{
-	uint64		bytes = 0;
-
-	for (int i = 0; i < st->nunits; i++)
-	{
-		DestorScanUnit *u = &st->units[i];
-
-		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
-			if (chunk_needed(st, u->dir, a))
-				bytes += u->dir->chunks[u->rg * u->dir->ncols + a].length;
-	}
-	if (st->nunits == 0 || bytes == 0)
-		return 1;
-	return (int) Max(1, Min(SCAN_BATCH_MAX_UNITS, SCAN_BATCH_BYTES / Max(bytes / st->nunits, 1)));
-}
-
-/*
- * Fetch the batch that starts at unit "first" (its needed chunks the cache
- * does not hold), and start fetching the batch after it if that one reads
- * the same segment.
- */
-static ScanBatch *
-batch_fetch(DestorScan *st, int first)
-{
-	MemoryContext old;
-	ScanBatch  *b;
-	RangePlan	next = {0};
-	int			after;
-
-	if (st->batchcxt == NULL)
-		st->batchcxt = AllocSetContextCreate(MemoryContextGetParent(st->rgcxt),
-											 "destor scan batch", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextReset(st->batchcxt);
-	st->batch = NULL;
-	old = MemoryContextSwitchTo(st->batchcxt);
-	b = palloc0(sizeof(ScanBatch));
-	b->first = first;
-	b->n = batch_extent(st, first);
-	b->chunk0 = palloc(sizeof(int) * (b->n + 1));
-	batch_ranges(st, first, b->n, &b->plan, b->chunk0);
-	after = first + b->n;
-	if (after < batch_limit(st) && st->units[after].dir == st->units[first].dir)
-		batch_ranges(st, after, batch_extent(st, after), &next, NULL);
-	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
-	for (int r = 0; r < b->plan.nranges; r++)
-		b->rbufs[r] = palloc(Max(b->plan.rlens[r], 1));
-	MemoryContextSwitchTo(old);
-	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
-								   b->rbufs, next.nranges, next.roffs, next.rlens);
-	st->batch = b;
-	return b;
-}
-
 /* A column whose type changed since the segment was written cannot be read. */
 static void
 check_column_type(DestorScan *st, SegmentDirectory *dir, int a)
@@ -650,7 +422,7 @@ next_rowgroup(DestorScan *st)
 			uint32		mine;
 
 			if (st->claim_size == 0)
-				st->claim_size = parallel_claim_size(st);
+				st->claim_size = scan_claim_size(st);
 			mine = pg_atomic_fetch_add_u32(st->next_unit, st->claim_size);
 			if (mine >= (uint32) st->nunits)
 				return false;
@@ -722,53 +494,14 @@ next_rowgroup(DestorScan *st)
 		st->cur_dir = u->dir;
 		MemoryContextSwitchTo(old);
 	}
+	old = MemoryContextSwitchTo(st->rgcxt);
 	{
-		/*
-		 * The unit's chunks come from its batch (fetched with it, or
-		 * fetched now); chunks the cache held decompressed when the batch
-		 * was planned are copied from it (read on their own if evicted
-		 * since).
-		 */
-		int			idx = (int) (u - st->units);
-		ScanBatch  *b = st->batch;
 		char	  **plain;
-		int			j;
 
-		if (b == NULL || idx < b->first || idx >= b->first + b->n)
-			b = batch_fetch(st, idx);
-		j = idx - b->first;
-		old = MemoryContextSwitchTo(st->rgcxt);
-		plain = palloc0(sizeof(char *) * Max(st->natts, 1));
-		for (int i = b->chunk0[j]; i < b->chunk0[j + 1]; i++)
-		{
-			int			a = b->plan.atts[i];
-			int			r = b->plan.range_of[i];
-
-			plain[a] = chunk_plain(st, u->dir, &u->dir->chunks[u->rg * u->dir->ncols + a],
-								   b->rbufs[r] + (b->plan.offs[i] - b->plan.roffs[r]));
-		}
 		for (int a = 0; a < st->natts; a++)
-		{
-			ChunkEntry *e;
-
-			if (!chunk_needed(st, u->dir, a))
-				continue;
-			check_column_type(st, u->dir, a);
-			st->chunks_read++;
-			if (plain[a] != NULL)
-				continue;
-			e = &u->dir->chunks[u->rg * u->dir->ncols + a];
-			plain[a] = palloc(Max(e->raw_length, 1));
-			if (cache_lookup_span(u->dir->object_id, e->offset, plain[a], e->raw_length))
-				st->chunks_cached++;
-			else
-			{
-				char	   *stored = palloc(Max(e->length, 1));
-
-				object_reader_read(st->reader, e->offset, e->length, stored);
-				plain[a] = chunk_plain(st, u->dir, e, stored);
-			}
-		}
+			if (chunk_needed(st, u->dir, a))
+				check_column_type(st, u->dir, a);
+		plain = scan_unit_chunks(st, u);
 		for (int a = 0; a < st->natts; a++)
 		{
 			int			guclevel = -1;
