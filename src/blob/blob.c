@@ -76,10 +76,9 @@ PG_FUNCTION_INFO_V1(blob_meta_invalidate);
 Datum
 blob_in(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, PG_GETARG_DATUM(0)));
 	BlobHandle *b = palloc(sizeof(BlobHandle));
 
-	memcpy(b->id, u->data, CODEC_OBJID_LEN);
+	object_id_parse(PG_GETARG_CSTRING(0), b->id);
 	PG_RETURN_POINTER(b);
 }
 
@@ -87,10 +86,8 @@ Datum
 blob_out(PG_FUNCTION_ARGS)
 {
 	BlobHandle *b = PG_GETARG_BLOB(0);
-	pg_uuid_t	u;
 
-	memcpy(u.data, b->id, UUID_LEN);
-	PG_RETURN_DATUM(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&u)));
+	PG_RETURN_DATUM(DirectFunctionCall1(uuid_out, object_id_datum(b->id)));
 }
 
 Datum
@@ -118,10 +115,8 @@ Datum
 blob_to_uuid(PG_FUNCTION_ARGS)
 {
 	BlobHandle *b = PG_GETARG_BLOB(0);
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 
-	memcpy(u->data, b->id, UUID_LEN);
-	PG_RETURN_UUID_P(u);
+	PG_RETURN_DATUM(object_id_datum(b->id));
 }
 
 

@@ -10,12 +10,35 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
-#include "utils/uuid.h"
 
 #include "destor/catalog.h"
 
-/* Run catalog statements as the bootstrap superuser; restored on exit, and
- * by transaction abort if an ERROR intervenes. */
+/*
+ * catalog_spi_connect: connect SPI with search_path pinned to pg_catalog
+ * (pg_temp last), so that nothing a user put in the path (an operator, a
+ * function, a table) can stand in for what the statements name.  Returns
+ * the GUC nest level that catalog_spi_finish restores; an ERROR in between
+ * restores the setting with the (sub)transaction's abort.
+ */
+int
+catalog_spi_connect(void)
+{
+	int			guc_nest_level = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "destor: SPI_connect failed");
+	return guc_nest_level;
+}
+
+void
+catalog_spi_finish(int guc_nest_level)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, guc_nest_level);
+}
+
 /*
  * Catalog statements run as the bootstrap superuser with search_path
  * pinned to pg_catalog (pg_temp last): otherwise a user could put an
@@ -30,28 +53,14 @@ catalog_enter(CatalogUser *cu)
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   cu->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	cu->guc_nest_level = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	cu->guc_nest_level = catalog_spi_connect();
 }
 
 void
 catalog_leave(CatalogUser *cu)
 {
-	SPI_finish();
-	AtEOXact_GUC(true, cu->guc_nest_level);
+	catalog_spi_finish(cu->guc_nest_level);
 	SetUserIdAndSecContext(cu->saved_userid, cu->saved_sec_context);
-}
-
-static Datum
-uuid_datum(const uint8 id[CODEC_OBJID_LEN])
-{
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-	memcpy(u->data, id, UUID_LEN);
-	return UUIDPGetDatum(u);
 }
 
 static Datum
@@ -136,7 +145,7 @@ catalog_insert_object(ObjectMeta *meta)
 
 	memset(nulls, ' ', sizeof(nulls));
 	catalog_enter(&cu);
-	values[0] = uuid_datum(meta->id);
+	values[0] = object_id_datum(meta->id);
 	values[1] = CStringGetDatum(meta->pool);
 	values[1] = DirectFunctionCall1(namein, CStringGetDatum(meta->pool));
 	values[2] = Int64GetDatum(meta->size);
@@ -233,7 +242,7 @@ catalog_get_object_at(const uint8 id[CODEC_OBJID_LEN], bool missing_ok, Snapshot
 	int			n;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	catalog_exec_saved_at(&plan_get_object,
 					   "SELECT pool::text, size, stream_size, block_size, chunk_size, data_shards, "
 					   "parity_shards, compressed, block_ends, key_version, key_id, wrapped_key "
@@ -351,7 +360,7 @@ catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 	Datum		values[1];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -367,7 +376,7 @@ catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner)
 	Datum		values[2];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	values[1] = ObjectIdGetDatum(owner);
 	catalog_exec("INSERT INTO destor.blobs (blob_id, owner) VALUES ($1, $2)", 2, types, values,
 				 NULL, SPI_OK_INSERT);
@@ -383,7 +392,7 @@ catalog_get_blob(const uint8 id[CODEC_OBJID_LEN], Oid *owner)
 	bool		found;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	catalog_exec_saved(&plan_get_blob, "SELECT owner FROM destor.blobs WHERE blob_id = $1",
 					   1, types, values, SPI_OK_SELECT);
 	found = SPI_processed > 0;
@@ -405,7 +414,7 @@ catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN])
 	Datum		values[1];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	catalog_exec("DELETE FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -425,7 +434,7 @@ catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff
 	bool		found;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	values[1] = TimestampTzGetDatum(cutoff);
 	catalog_exec("SELECT 1 FROM destor.retired WHERE object_id = $1 AND retired_at > $2",
 				 2, types, values, NULL, SPI_OK_SELECT);
@@ -469,12 +478,11 @@ catalog_list_objects(const char *pool)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												   1, &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		MemoryContext spi = MemoryContextSwitchTo(caller);	/* the list outlives SPI */
 		uint8	   *id = palloc(CODEC_OBJID_LEN);
 
-		memcpy(id, u->data, CODEC_OBJID_LEN);
+		object_id_from_datum(d, id);
 		ids = lappend(ids, id);
 		MemoryContextSwitchTo(spi);
 	}
@@ -495,7 +503,7 @@ catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *
 	Datum		values[4];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	values[1] = Int32GetDatum(shard);
 	values[2] = CStringGetTextDatum(state);
 	values[3] = DirectFunctionCall1(namein, CStringGetDatum(provider));
@@ -514,7 +522,7 @@ catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *pro
 	bool		found;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	values[1] = Int32GetDatum(shard);
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(provider));
 	catalog_exec("SELECT 1 FROM destor.shards WHERE object_id = $1 AND shard_index = $2 AND provider = $3",
@@ -537,7 +545,7 @@ catalog_move_shard(const uint8 id[CODEC_OBJID_LEN], int shard, const char *from,
 	bool		moved;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	values[1] = Int32GetDatum(shard);
 	values[2] = DirectFunctionCall1(namein, CStringGetDatum(to));
 	values[3] = DirectFunctionCall1(namein, CStringGetDatum(from));
@@ -574,10 +582,9 @@ catalog_shards_on(const char *provider, uint8 **ids, int **shards)
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
-		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												   1, &isnull));
 
-		memcpy(*ids + (Size) i * CODEC_OBJID_LEN, u->data, CODEC_OBJID_LEN);
+		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull),
+							 *ids + (Size) i * CODEC_OBJID_LEN);
 		(*shards)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 												   2, &isnull));
 	}
@@ -599,7 +606,7 @@ catalog_lock_object(const uint8 id[CODEC_OBJID_LEN])
 	bool		found;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(id);
+	values[0] = object_id_datum(id);
 	catalog_exec("SELECT 1 FROM destor.objects WHERE object_id = $1 FOR UPDATE", 1, types, values,
 				 NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
@@ -647,12 +654,11 @@ catalog_blobs_of(Oid role)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												   1, &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 		uint8	   *id = palloc(CODEC_OBJID_LEN);
 
-		memcpy(id, u->data, CODEC_OBJID_LEN);
+		object_id_from_datum(d, id);
 		ids = lappend(ids, id);
 		MemoryContextSwitchTo(spi);
 	}

@@ -16,7 +16,6 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/uuid.h"
 
 #include "destor/progress.h"
 #include "destor/catalog.h"
@@ -85,7 +84,6 @@ destor_repair(PG_FUNCTION_ARGS)
 			ShardCheck *c = &checks[i];
 			Datum		values[6];
 			bool		nulls[6] = {0};
-			pg_uuid_t  *u;
 
 			/* unreachable says nothing about the shard itself: leave its state */
 			if (!dry_run && (c->rebuilt || c->found != SHARD_FOUND_UNREACHABLE))
@@ -98,9 +96,7 @@ destor_repair(PG_FUNCTION_ARGS)
 						(errmsg("destor: rebuilt shard %d of object %s on provider \"%s\" (it was %s)",
 								i, object_id_text(meta->id), meta->shards[i].provider,
 								found_name(c->found))));
-			u = palloc(sizeof(pg_uuid_t));
-			memcpy(u->data, meta->id, CODEC_OBJID_LEN);
-			values[0] = UUIDPGetDatum(u);
+			values[0] = object_id_datum(meta->id);
 			values[1] = Int32GetDatum(i);
 			values[2] = CStringGetDatum(meta->shards[i].provider);
 			values[2] = DirectFunctionCall1(namein, values[2]);
@@ -311,7 +307,6 @@ destor_move_shards(PG_FUNCTION_ARGS)
 		char	   *why = NULL;
 		Datum		values[5];
 		bool		nulls[5] = {0};
-		pg_uuid_t  *u;
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(percxt);
@@ -336,9 +331,7 @@ destor_move_shards(PG_FUNCTION_ARGS)
 			why = move_breaks_policy(pool_lookup(meta->pool, false), meta, from, target, false);
 		if (why == NULL)
 			why = move_one(meta, shard, from, target);
-		u = palloc(sizeof(pg_uuid_t));
-		memcpy(u->data, meta->id, CODEC_OBJID_LEN);
-		values[0] = UUIDPGetDatum(u);
+		values[0] = object_id_datum(meta->id);
 		values[1] = Int32GetDatum(shard);
 		if (target)
 			values[2] = DirectFunctionCall1(namein, CStringGetDatum(target));
@@ -404,10 +397,8 @@ rebalance_row(ReturnSetInfo *rsinfo, ObjectMeta *meta, int shard, const char *fr
 {
 	Datum		values[6];
 	bool		nulls[6] = {0};
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 
-	memcpy(u->data, meta->id, CODEC_OBJID_LEN);
-	values[0] = UUIDPGetDatum(u);
+	values[0] = object_id_datum(meta->id);
 	values[1] = Int32GetDatum(shard);
 	nulls[1] = shard < 0;
 	if (from)

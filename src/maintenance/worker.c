@@ -41,6 +41,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "destor/catalog.h"
 #include "destor/maintenance.h"
 
 static int	maintenance_naptime_s = 0;
@@ -171,11 +172,7 @@ maintenance_round(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	/* nothing in anybody's schema may stand in for what the round calls */
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor maintenance: SPI_connect failed");
+	save_nestlevel = catalog_spi_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "destor maintenance round");
 
@@ -197,8 +194,7 @@ maintenance_round(void)
 		tiered = query_int8("SELECT pg_catalog.count(*) FROM destor.apply_tiering_policies()");
 	}
 
-	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
+	catalog_spi_finish(save_nestlevel);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);

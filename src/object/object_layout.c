@@ -7,6 +7,8 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
 
 #include "destor/object.h"
 
@@ -17,6 +19,32 @@ object_id_text(const uint8 id[CODEC_OBJID_LEN])
 	char	   *h = object_id_hex(id);
 
 	return psprintf("%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}
+
+/*
+ * Ids (of objects, blobs and tables) are 16 bytes that SQL sees as uuid
+ * values: these are the one place that converts between the two.
+ */
+Datum
+object_id_datum(const uint8 id[CODEC_OBJID_LEN])
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	StaticAssertStmt(UUID_LEN == CODEC_OBJID_LEN, "an id is a uuid");
+	memcpy(u->data, id, UUID_LEN);
+	return UUIDPGetDatum(u);
+}
+
+void
+object_id_from_datum(Datum d, uint8 id[CODEC_OBJID_LEN])
+{
+	memcpy(id, DatumGetUUIDP(d)->data, CODEC_OBJID_LEN);
+}
+
+void
+object_id_parse(const char *text, uint8 id[CODEC_OBJID_LEN])
+{
+	object_id_from_datum(DirectFunctionCall1(uuid_in, CStringGetDatum(text)), id);
 }
 
 /* The object id as 32 hex digits, for provider keys. */

@@ -269,11 +269,22 @@ pool_validate_options(List *options, Oid catalog)
 	}
 }
 
+/*
+ * pool_is_destor_server: whether the server belongs to the destor wrapper,
+ * that is, is a pool (servers of destor_provider are providers).
+ */
+bool
+pool_is_destor_server(Oid serverid)
+{
+	ForeignServer *server = GetForeignServer(serverid);
+
+	return strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "destor") == 0;
+}
+
 Pool *
 pool_lookup(const char *name, bool check_usage)
 {
 	ForeignServer *server = GetForeignServerByName(name, true);
-	ForeignDataWrapper *fdw;
 	Pool	   *pool;
 
 	if (server == NULL)
@@ -282,8 +293,7 @@ pool_lookup(const char *name, bool check_usage)
 				 errmsg("pool \"%s\" does not exist", name),
 				 errhint("Declare it with CREATE SERVER %s FOREIGN DATA WRAPPER destor OPTIONS (providers '...').",
 						 quote_identifier(name))));
-	fdw = GetForeignDataWrapper(server->fdwid);
-	if (strcmp(fdw->fdwname, "destor") != 0)
+	if (!pool_is_destor_server(server->serverid))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a destor pool", name),

@@ -11,19 +11,9 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/uuid.h"
 
 #include "destor/catalog.h"
 #include "table_internal.h"
-
-static Datum
-uuid_datum(const uint8 id[CODEC_OBJID_LEN])
-{
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-	memcpy(u->data, id, UUID_LEN);
-	return UUIDPGetDatum(u);
-}
 
 void
 catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
@@ -34,9 +24,9 @@ catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 	Datum		values[5];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	values[1] = Int64GetDatum(segment_no);
-	values[2] = uuid_datum(object_id);
+	values[2] = object_id_datum(object_id);
 	values[3] = Int64GetDatum(rows);
 	values[4] = PointerGetDatum(directory);
 	catalog_exec("INSERT INTO destor.segments (table_id, segment_no, object_id, row_count, directory) "
@@ -94,7 +84,7 @@ catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot)
 	ListCell   *lc;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	catalog_query("SELECT segment_no, object_id, directory FROM destor.segments "
 				  "WHERE table_id = $1 ORDER BY segment_no", 1, types, values, snapshot);
 	for (uint64 r = 0; r < SPI_processed; r++)
@@ -103,13 +93,13 @@ catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		int64		segno = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		pg_uuid_t  *oid = DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		Datum		oid = SPI_getbinval(tup, desc, 2, &isnull);
 		bytea	   *raw = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
 		MemoryContext old = MemoryContextSwitchTo(caller);
 		SegmentDirectory *dir = segment_directory_parse(raw);
 
 		dir->segment_no = segno;
-		memcpy(dir->object_id, oid->data, CODEC_OBJID_LEN);
+		object_id_from_datum(oid, dir->object_id);
 		result = lappend(result, dir);
 		MemoryContextSwitchTo(old);
 	}
@@ -167,7 +157,7 @@ catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no
 	SET_VARSIZE(b, VARHDRSZ + len);
 	memcpy(VARDATA(b), bitmap, len);
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	values[1] = Int64GetDatum(segment_no);
 	values[2] = PointerGetDatum(b);
 	catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows) VALUES ($1, $2, $3)",
@@ -185,7 +175,7 @@ catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot
 	int64		n;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	catalog_query("SELECT count(*) FROM destor.deletions WHERE table_id = $1", 1, types, values,
 				  snapshot);
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -204,7 +194,7 @@ catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
 	int64		result;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	catalog_exec("SELECT (coalesce(sum(row_count), 0) - "
 				 "(SELECT coalesce(sum(bit_count(rows)), 0) "
 				 "   FROM destor.deletions WHERE table_id = $1))::bigint "
@@ -228,7 +218,7 @@ catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
 	List	   *result = NIL;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1", 1, types, values, NULL,
 				 SPI_OK_DELETE);
 	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 RETURNING object_id",
@@ -236,11 +226,11 @@ catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
-		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
 		MemoryContext old = MemoryContextSwitchTo(caller);
 		uint8	   *id = palloc(CODEC_OBJID_LEN);
 
-		memcpy(id, u->data, CODEC_OBJID_LEN);
+		object_id_from_datum(d, id);
 		result = lappend(result, id);	/* in the caller's context: SPI's goes away */
 		MemoryContextSwitchTo(old);
 	}
@@ -259,9 +249,9 @@ catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 	Datum		values[3];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	values[1] = Int64GetDatum(segment_no);
-	values[2] = uuid_datum(object_id);
+	values[2] = object_id_datum(object_id);
 	catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1 AND segment_no = $2",
 				 2, types, values, NULL, SPI_OK_DELETE);
 	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 AND segment_no = $2",
@@ -295,10 +285,9 @@ catalog_table_id_of_rel(Oid relid, uint8 table_id[CODEC_OBJID_LEN])
 	if (found)
 	{
 		bool		isnull;
-		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												   1, &isnull));
 
-		memcpy(table_id, u->data, CODEC_OBJID_LEN);
+		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							 table_id);
 	}
 	catalog_leave(&cu);
 	return found;
@@ -316,7 +305,7 @@ catalog_rel_of_table_id(const uint8 table_id[CODEC_OBJID_LEN], Oid *relid, bool 
 	bool		isnull;
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	catalog_exec("SELECT relid FROM destor.tables WHERE table_id = $1", 1, types, values, NULL,
 				 SPI_OK_SELECT);
 	found = SPI_processed > 0;
@@ -340,7 +329,7 @@ catalog_bind_table(const uint8 table_id[CODEC_OBJID_LEN], Oid relid)
 	Datum		values[2];
 
 	catalog_enter(&cu);
-	values[0] = uuid_datum(table_id);
+	values[0] = object_id_datum(table_id);
 	values[1] = ObjectIdGetDatum(relid);
 	catalog_exec("DELETE FROM destor.tables WHERE table_id = $1 OR relid = $2", 2, types, values,
 				 NULL, SPI_OK_DELETE);

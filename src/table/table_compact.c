@@ -52,8 +52,7 @@ destor_compact(PG_FUNCTION_ARGS)
 					   get_rel_name(relid));
 	rel = relation_open(relid, ShareUpdateExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE ||
-		strcmp(GetForeignDataWrapper(GetForeignServer(GetForeignTable(relid)->serverid)->fdwid)->fdwname,
-			   "destor") != 0)
+		!pool_is_destor_server(GetForeignTable(relid)->serverid))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a destor table", RelationGetRelationName(rel))));

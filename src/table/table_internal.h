@@ -171,6 +171,21 @@ chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
 /* table_fetch.c */
 extern int	scan_claim_size(DestorScan *st);
 extern char **scan_unit_chunks(DestorScan *st, DestorScanUnit *u);
+/*
+ * The positions of a ForeignScan's fdw_private list, as postgres_fdw's
+ * FdwScanPrivateIndex: built by destorGetForeignPlan, read by
+ * destorBeginForeignScan.  (The quals used for pruning go to fdw_exprs,
+ * so that setrefs.c fixes up their Vars.)
+ */
+enum FdwScanPrivateIndex
+{
+	/* Integer list of the referenced columns' attnums (> 0) */
+	FdwScanPrivateAttnums,
+	/* Boolean node: the whole row is referenced (all columns are read) */
+	FdwScanPrivateWholeRow,
+	/* the number of positions: not an index */
+	FdwScanPrivateCount
+};
 
 /* table_plan.c */
 extern void destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);

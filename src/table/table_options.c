@@ -32,7 +32,6 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/uuid.h"
 
 #include "table_internal.h"
 
@@ -42,14 +41,13 @@ static void
 table_parse_uuid(DefElem *def, uint8 out[CODEC_OBJID_LEN])
 {
 	char	   *val = defGetString(def);
-	pg_uuid_t  *u;
+
 	if (strlen(val) != 36)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"table_id\": \"%s\"", val),
 				 errhint("table_id is set by destor when the table is created; leave it alone.")));
-	u = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(val)));
-	memcpy(out, u->data, CODEC_OBJID_LEN);
+	object_id_parse(val, out);
 }
 
 static void
@@ -138,7 +136,7 @@ rel_holds_table_id(Oid relid, const uint8 table_id[CODEC_OBJID_LEN])
 	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		return false;
 	ft = GetForeignTable(relid);
-	if (strcmp(GetForeignDataWrapper(GetForeignServer(ft->serverid)->fdwid)->fdwname, "destor") != 0)
+	if (!pool_is_destor_server(ft->serverid))
 		return false;
 	table_apply_options(&o, ft->options);
 	return o.has_table_id && memcmp(o.table_id, table_id, CODEC_OBJID_LEN) == 0;
@@ -164,7 +162,7 @@ destor_bind_table(PG_FUNCTION_ARGS)
 	if (name == NULL || get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		PG_RETURN_VOID();
 	ft = GetForeignTable(relid);
-	if (strcmp(GetForeignDataWrapper(GetForeignServer(ft->serverid)->fdwid)->fdwname, "destor") != 0)
+	if (!pool_is_destor_server(ft->serverid))
 		PG_RETURN_VOID();
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_FOREIGN_TABLE, name);

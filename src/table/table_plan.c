@@ -227,6 +227,7 @@ destorGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 {
 	PlanInfo   *pi = baserel->fdw_private;
 	List	   *attnums = NIL;
+	List	   *fdw_private;
 	List	   *quals = extract_actual_clauses(scan_clauses, false);
 	int			x = -1;
 	bool		wholerow = false;
@@ -240,9 +241,11 @@ destorGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 		else if (a > 0)
 			attnums = lappend_int(attnums, a);
 	}
-	/* fdw_private: (attnums, wholerow); the quals go to fdw_exprs for pruning */
-	return make_foreignscan(tlist, quals, baserel->relid, quals,
-							list_make2(attnums, makeBoolean(wholerow)), NIL, NIL, outer_plan);
+	/* fdw_private: see FdwScanPrivateIndex; the quals go to fdw_exprs for pruning */
+	fdw_private = list_make2(attnums, makeBoolean(wholerow));
+	Assert(list_length(fdw_private) == FdwScanPrivateCount);
+	return make_foreignscan(tlist, quals, baserel->relid, quals, fdw_private, NIL, NIL,
+							outer_plan);
 }
 
 /*

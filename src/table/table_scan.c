@@ -162,8 +162,8 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	DestorScan  *st = palloc0(sizeof(DestorScan));
 	Relation	rel = node->ss.ss_currentRelation;
 	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *attnums = linitial(plan->fdw_private);
-	bool		wholerow = boolVal(lsecond(plan->fdw_private));
+	List	   *attnums = list_nth(plan->fdw_private, FdwScanPrivateAttnums);
+	bool		wholerow = boolVal(list_nth(plan->fdw_private, FdwScanPrivateWholeRow));
 	List	   *quals = plan->fdw_exprs;
 	Bitmapset  *qual_attrs = NULL;
 	List	   *segments;

@@ -54,6 +54,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "destor/catalog.h"
 #include "destor/progress.h"
 
 PG_FUNCTION_INFO_V1(destor_tier_partition);
@@ -90,14 +91,9 @@ rel_owner(Oid relid)
 static bool
 is_destor_table(Oid relid)
 {
-	ForeignTable *ft;
-	ForeignServer *srv;
-
 	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		return false;
-	ft = GetForeignTable(relid);
-	srv = GetForeignServer(ft->serverid);
-	return strcmp(GetForeignDataWrapper(srv->fdwid)->fdwname, "destor") == 0;
+	return pool_is_destor_server(GetForeignTable(relid)->serverid);
 }
 
 static void
@@ -331,14 +327,9 @@ with_safe_path(Oid (*fn) (Oid, Name), Oid relid, Name pool)
 	int			save_nestlevel;
 	Oid			result;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor: SPI_connect failed");
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save_nestlevel = catalog_spi_connect();
 	result = fn(relid, pool);
-	AtEOXact_GUC(true, save_nestlevel);
-	SPI_finish();
+	catalog_spi_finish(save_nestlevel);
 	return result;
 }
 
@@ -369,7 +360,7 @@ tier_one(Oid relid, Name poolname)
 				 errdetail("Only leaf partitions stored in heap tables can be tiered."),
 				 errhint("Tier the partitions of a partitioned partition one by one.")));
 	pool = GetForeignServerByName(NameStr(*poolname), false);
-	if (strcmp(GetForeignDataWrapper(pool->fdwid)->fdwname, "destor") != 0)
+	if (!pool_is_destor_server(pool->serverid))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a destor pool", NameStr(*poolname)),

@@ -25,6 +25,10 @@ extern void catalog_enter(CatalogUser *cu);
 extern void catalog_leave(CatalogUser *cu);
 extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, int expect);
+/* SPI connected with search_path pinned to pg_catalog, pg_temp (no user
+ * switch); catalog_spi_finish takes what catalog_spi_connect returned */
+extern int	catalog_spi_connect(void);
+extern void catalog_spi_finish(int guc_nest_level);
 
 extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);

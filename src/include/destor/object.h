@@ -82,6 +82,8 @@ extern int	placement_excess(Pool *pool, char **providers, int n, bool count_unli
 extern void placement_check_feasible(Pool *pool);
 extern void pool_validate_options(List *options, Oid catalog);
 extern int	option_parse_int(DefElem *def, int min, int max);
+/* Is this foreign server a destor pool (a server of the destor wrapper)? */
+extern bool pool_is_destor_server(Oid serverid);
 
 typedef struct ObjectShard
 {
@@ -176,6 +178,11 @@ extern char *object_shard_key(const uint8 id[CODEC_OBJID_LEN], int shard);
 extern bool object_parse_shard_key(const char *key, uint8 id[CODEC_OBJID_LEN], int *shard);
 extern char *object_id_text(const uint8 id[CODEC_OBJID_LEN]);
 extern char *object_id_hex(const uint8 id[CODEC_OBJID_LEN]);
+/* ids as SQL uuid values: a palloc'd uuid Datum, a uuid Datum's id, and an
+ * id from its text form (ERROR as uuid_in for a malformed one) */
+extern Datum object_id_datum(const uint8 id[CODEC_OBJID_LEN]);
+extern void object_id_from_datum(Datum d, uint8 id[CODEC_OBJID_LEN]);
+extern void object_id_parse(const char *text, uint8 id[CODEC_OBJID_LEN]);
 extern const codec_rs *object_rs(int k, int m);
 extern char *object_name_list(char **names, int n);
 
