@@ -123,12 +123,15 @@ object_reader_open(ObjectMeta *meta)
 			r->health[i] = SHARD_UNREACHABLE;
 			r->errors[i] = psprintf("provider \"%s\" does not exist", meta->shards[i].provider);
 		}
-		else if (!meta->shards[i].ok)
+		else if (!meta->shards[i].ok &&
+				 !provider_shard_verified(r->providers[i], r->keys[i]))
 		{
 			/*
 			 * Recorded missing or corrupt: perhaps during an outage that is
 			 * over.  A hint, not a verdict — tried when needed, and what is
-			 * read from it is checked like anything else.
+			 * read from it is checked like anything else.  A record that a
+			 * reader has found wrong since (provider_shard_verified) is no
+			 * hint at all: that shard is read like any other.
 			 */
 			r->health[i] = SHARD_HINTED;
 			r->errors[i] = psprintf("recorded as missing or corrupt in destor.shards");
@@ -217,6 +220,7 @@ reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 		return;
 	}
 	r->health[i] = Max(r->health[i], h);
+	reader_shard_failed(r, i);
 	if (r->errors[i])
 		pfree(r->errors[i]);
 	r->errors[i] = MemoryContextStrdup(r->cxt, req && req->error ? req->error :
@@ -224,6 +228,19 @@ reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 													  (unsigned long long) req->result_size,
 													  (unsigned long long) req->length) :
 									   "shard failed its checksum");
+}
+
+/*
+ * reader_shard_failed — shard i failed this reader (a request, or a chunk
+ * against its tag).  Should it be recorded bad in destor.shards, a note
+ * that some reader found it good since is no longer true: forget it, so
+ * that the record is a hint again for every reader.
+ */
+void
+reader_shard_failed(ObjectReader *r, int i)
+{
+	if (!r->meta->shards[i].ok && r->providers[i] != NULL)
+		provider_forget_shard_verified(r->providers[i], r->keys[i]);
 }
 
 /*

@@ -32,6 +32,7 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 		"does not match its checksum" : "failed authentication";
 
 	r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+	reader_shard_failed(r, i);
 	if (r->errors[i])
 		pfree(r->errors[i]);
 	r->errors[i] = MemoryContextStrdup(r->cxt,
@@ -96,9 +97,14 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	bool		skip[CODEC_RS_MAX_SHARDS];
 
 	/*
-	 * Shards recorded bad, providers known to be down, then those found
-	 * slow, are left out while enough others remain; if the others turn out
-	 * not to be enough, the window is read again with them included.
+	 * Providers known to be down, then those found slow, are left out while
+	 * enough others remain; if the others turn out not to be enough, the
+	 * window is read again with them included.  A shard recorded bad in
+	 * destor.shards is not left out for its record alone: only a read of
+	 * it can find the record stale (a provider back after an outage), and
+	 * then every reader uses it again (provider_note_shard_verified below).
+	 * It costs one request per reader while the record is true, and such
+	 * records last only until a repair rebuilds the shard.
 	 */
 	for (int i = 0; i < r->n; i++)
 	{
@@ -108,15 +114,6 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	}
 	if (!include_down)
 	{
-		for (int i = 0; i < r->n && candidates > r->k; i++)
-		{
-			if (!skip[i] && r->health[i] == SHARD_HINTED)
-			{
-				skip[i] = true;
-				skipped_some = true;
-				candidates--;
-			}
-		}
 		reader_check_slow_providers(r);
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
@@ -223,11 +220,16 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		if (good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
 			raise_unreadable(r, s, good);
 	}
-	/* a shard recorded bad whose chunks all matched their tags is good */
+	/*
+	 * A shard recorded bad whose chunks all matched their tags is good: for
+	 * this reader, and (noted in shared memory, since a reader may not
+	 * write the catalog) for every reader from now on.
+	 */
 	for (int i = 0; i < r->n; i++)
 	{
 		if (fetched[i] && r->health[i] == SHARD_HINTED)
 		{
+			provider_note_shard_verified(r->providers[i], r->keys[i]);
 			r->health[i] = SHARD_USABLE;
 			if (r->errors[i])
 				pfree(r->errors[i]);
@@ -311,6 +313,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 
 					r->liar[i] = true;
 					r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+					reader_shard_failed(r, i);
 					provider_stats_note_bad_chunk(r->meta->shards[i].provider);
 					if (r->errors[i])
 						pfree(r->errors[i]);

@@ -37,7 +37,8 @@ typedef enum ShardHealth
 	SHARD_HINTED,				/* recorded missing or corrupt in destor.shards (a
 								 * hint from an earlier repair or write, perhaps
 								 * stale): not on the healthy path, tried in the
-								 * repair path when the others are not enough */
+								 * repair path unless its provider is down or
+								 * slow, so that a read can find it good */
 	SHARD_SUSPECT,				/* failed or corrupt once: use only for repair */
 	SHARD_UNREACHABLE			/* no provider, or fetching it failed */
 } ShardHealth;
@@ -130,6 +131,7 @@ block_cend(ObjectReader *r, uint64 b)
 /* object_read.c: the driver and the healthy path */
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
 extern void reader_check_slow_providers(ObjectReader *r);
+extern void reader_shard_failed(ObjectReader *r, int i);
 extern int	reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set,
 									ProviderRequest *reqs, int *shard_of, WindowSource *src);
 

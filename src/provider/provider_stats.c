@@ -91,6 +91,41 @@ typedef struct ProviderWriters
 static ProviderWriters *writers = NULL;
 static bool writing = false;	/* this backend's slot is set */
 
+/*
+ * Shards verified good: a reader that fetched a shard recorded 'missing' or
+ * 'corrupt' in destor.shards and found every chunk it read matching its tag
+ * notes (database, provider, key) here, and readers in every backend —
+ * read-only transactions, hot standbys and parallel workers included —
+ * then treat the record as cleared.  The note is only shared memory:
+ * readers may not write the catalog.  The record itself is rewritten by the
+ * next destor.repair() (by hand, or a round of the maintenance worker),
+ * which checks the shard again and records 'ok'; those run in read-write
+ * transactions of their own by design, whereas clearing it from someone
+ * else's commit would make an unrelated COMMIT wait on row locks or fail
+ * on a serialization conflict for housekeeping it did not ask for.  A
+ * reader that later finds the shard failing forgets the note.  When the
+ * table is full the oldest note is dropped: the record is then a hint
+ * again, which costs a degraded read, never a wrong one.
+ */
+#define MAX_SHARD_NOTES		1024
+#define SHARD_NOTE_KEY_LEN	96
+
+typedef struct ShardNote
+{
+	Oid			dbid;			/* InvalidOid: a free slot */
+	Oid			serverid;
+	TimestampTz noted;
+	char		key[SHARD_NOTE_KEY_LEN];
+} ShardNote;
+
+typedef struct ShardNotes
+{
+	ShardNote	notes[MAX_SHARD_NOTES];
+} ShardNotes;
+
+static ShardNotes *shard_notes = NULL;	/* in shared memory when preloaded */
+static ShardNotes *local_notes = NULL;
+
 static Size
 writers_size(void)
 {
@@ -103,6 +138,7 @@ provider_stats_shmem_request(void)
 {
 	RequestAddinShmemSpace(sizeof(ProviderStatsShared));
 	RequestAddinShmemSpace(writers_size());
+	RequestAddinShmemSpace(sizeof(ShardNotes));
 	RequestNamedLWLockTranche("destor_provider_stats", 1);
 }
 
@@ -125,6 +161,9 @@ provider_stats_shmem_startup(void)
 		for (int i = 0; i < writers->n; i++)
 			pg_atomic_init_u64(&writers->since[i], 0);
 	}
+	shard_notes = ShmemInitStruct("destor shard notes", sizeof(ShardNotes), &found);
+	if (!found)
+		memset(shard_notes, 0, sizeof(ShardNotes));
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -366,6 +405,101 @@ provider_is_down(Provider *p)
 	stats_unlock(s);
 	return down_since != 0 &&
 		!TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), destor_provider_down_ms);
+}
+
+/*
+ * The notes, locked (the shared ones are under the stats lock), and their
+ * release; without shared memory, this backend's own.
+ */
+static ShardNotes *
+notes_acquire(LWLockMode mode)
+{
+	if (shard_notes != NULL && shared != NULL)
+	{
+		LWLockAcquire(shared->lock, mode);
+		return shard_notes;
+	}
+	if (local_notes == NULL)
+		local_notes = MemoryContextAllocZero(TopMemoryContext, sizeof(ShardNotes));
+	return local_notes;
+}
+
+static void
+notes_release(ShardNotes *ns)
+{
+	if (ns == shard_notes)
+		LWLockRelease(shared->lock);
+}
+
+/* Caller holds the lock. */
+static ShardNote *
+notes_find(ShardNotes *ns, Oid serverid, const char *key)
+{
+	for (int i = 0; i < MAX_SHARD_NOTES; i++)
+	{
+		ShardNote  *n = &ns->notes[i];
+
+		if (n->dbid == MyDatabaseId && n->serverid == serverid &&
+			strcmp(n->key, key) == 0)
+			return n;
+	}
+	return NULL;
+}
+
+/*
+ * provider_note_shard_verified — a reader fetched what p serves under key,
+ * a shard recorded bad in destor.shards, and every chunk of it that it read
+ * matched its tag: from now on readers of every backend treat the record
+ * as cleared (provider_shard_verified), until one finds the shard failing
+ * (provider_forget_shard_verified) or the next repair records it anew.
+ * Shared memory only, never the catalog: see ShardNote.
+ */
+void
+provider_note_shard_verified(Provider *p, const char *key)
+{
+	ShardNotes *ns;
+	ShardNote  *n;
+
+	if (strlen(key) >= SHARD_NOTE_KEY_LEN)
+		return;					/* not a shard key of ours: nothing to note */
+	ns = notes_acquire(LW_EXCLUSIVE);
+	n = notes_find(ns, p->serverid, key);
+	if (n == NULL)
+	{
+		/* a free slot, else the oldest note */
+		n = &ns->notes[0];
+		for (int i = 0; i < MAX_SHARD_NOTES && n->dbid != InvalidOid; i++)
+			if (ns->notes[i].dbid == InvalidOid || ns->notes[i].noted < n->noted)
+				n = &ns->notes[i];
+		n->dbid = MyDatabaseId;
+		n->serverid = p->serverid;
+		strlcpy(n->key, key, SHARD_NOTE_KEY_LEN);
+	}
+	n->noted = GetCurrentTimestamp();
+	notes_release(ns);
+}
+
+/* provider_shard_verified — whether a reader noted key on p verified good. */
+bool
+provider_shard_verified(Provider *p, const char *key)
+{
+	ShardNotes *ns = notes_acquire(LW_SHARED);
+	bool		found = notes_find(ns, p->serverid, key) != NULL;
+
+	notes_release(ns);
+	return found;
+}
+
+/* provider_forget_shard_verified — key on p failed a reader after all. */
+void
+provider_forget_shard_verified(Provider *p, const char *key)
+{
+	ShardNotes *ns = notes_acquire(LW_EXCLUSIVE);
+	ShardNote  *n = notes_find(ns, p->serverid, key);
+
+	if (n != NULL)
+		memset(n, 0, sizeof(ShardNote));
+	notes_release(ns);
 }
 
 double

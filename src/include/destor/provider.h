@@ -179,6 +179,14 @@ extern void provider_writing_done(void);
 extern TimestampTz provider_oldest_writer(void);
 extern void provider_stats_shmem_startup(void);
 
+/* Shards verified good (provider_stats.c): a reader that read a shard
+ * recorded bad in destor.shards and found it good notes it in shared
+ * memory, and readers treat the record as cleared; the next repair()
+ * rewrites the record itself.  Keyed by provider and shard key. */
+extern void provider_note_shard_verified(Provider *p, const char *key);
+extern bool provider_shard_verified(Provider *p, const char *key);
+extern void provider_forget_shard_verified(Provider *p, const char *key);
+
 /* Build a Provider from a destor_provider server (options + user mapping of
  * the current user, if any).  Result allocated in CurrentMemoryContext. */
 extern Provider *provider_lookup(Oid serverid);
