@@ -457,6 +457,110 @@ catalog_forget_retired(TimestampTz cutoff)
 	catalog_leave(&cu);
 }
 
+/*
+ * catalog_collect_lost_tables — forget the tables whose relation is gone
+ * without the DROP trigger: a temporary destor table dropped at the end of
+ * its session or by DISCARD TEMP (no event trigger fires for those), or any
+ * table dropped while the event triggers were disabled.  Such a binding
+ * (destor.tables) names a table_id that no destor foreign table carries any
+ * more; nobody can reach its segments again, yet they would stay forever.
+ *
+ * A table is taken when no destor foreign table has its table_id option
+ * (a table carrying it but not bound may still be bound by a superuser, so
+ * its data stays), and nothing of it (segment, deletion) is dated after
+ * keep_after.  A transaction still running cannot be affected: the
+ * relation it creates, or drops, is visible to us as it was before (and no
+ * relation is dropped while a transaction writes to it: DROP waits for its
+ * lock, a temporary table has one session); its binding row, if it is
+ * rebinding a lost table_id, is locked by it (we skip locked rows).  Data bound to no table at all (a restore that failed
+ * to create its table) is left alone: a superuser can still give it to one.
+ *
+ * Only segments whose objects are in this pool go (a table may have moved
+ * between pools); the binding goes with the last of them.  The rows are
+ * deleted here, and the ids of the segments' objects returned in the
+ * caller's context: the caller removes the objects (their shards go after
+ * commit).  *ntables is set to the number of tables touched.
+ */
+List *
+catalog_collect_lost_tables(const char *pool, TimestampTz keep_after, int64 *ntables)
+{
+	CatalogUser cu;
+	Oid			types[2] = {TIMESTAMPTZOID, NAMEOID};
+	Datum		values[2];
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *objects = NIL;
+	List	   *tables = NIL;
+	ListCell   *lc;
+
+	*ntables = 0;
+	catalog_enter(&cu);
+	values[0] = TimestampTzGetDatum(keep_after);
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(pool));
+	catalog_exec("SELECT t.table_id FROM destor.tables t "
+				 "WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_foreign_table ft "
+				 "    JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver "
+				 "    JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw "
+				 "   WHERE w.fdwname = 'destor' AND EXISTS (SELECT FROM pg_catalog.unnest(ft.ftoptions) o "
+				 "     WHERE pg_catalog.lower(o) = 'table_id=' OPERATOR(pg_catalog.||) t.table_id::text)) "
+				 "  AND NOT EXISTS (SELECT FROM destor.segments g "
+				 "   WHERE g.table_id = t.table_id AND g.created_at > $1) "
+				 "  AND NOT EXISTS (SELECT FROM destor.deletions d "
+				 "   WHERE d.table_id = t.table_id AND d.created_at > $1) "
+				 "  AND (NOT EXISTS (SELECT FROM destor.segments g WHERE g.table_id = t.table_id) "
+				 "       OR EXISTS (SELECT FROM destor.segments g JOIN destor.objects ob USING (object_id) "
+				 "                   WHERE g.table_id = t.table_id AND ob.pool = $2)) "
+				 "ORDER BY t.table_id FOR UPDATE OF t SKIP LOCKED",
+				 2, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												   1, &isnull));
+		pg_uuid_t  *copy = palloc(sizeof(pg_uuid_t));	/* SPI's context: freed at leave */
+
+		memcpy(copy, u, sizeof(pg_uuid_t));
+		tables = lappend(tables, copy);
+	}
+	foreach(lc, tables)
+	{
+		Oid			ttypes[2] = {UUIDOID, NAMEOID};
+		Datum		tvalues[2];
+
+		CHECK_FOR_INTERRUPTS();
+		tvalues[0] = UUIDPGetDatum((pg_uuid_t *) lfirst(lc));
+		tvalues[1] = values[1];
+		catalog_exec("WITH seg AS (DELETE FROM destor.segments g USING destor.objects ob "
+					 "  WHERE g.table_id = $1 AND ob.object_id = g.object_id AND ob.pool = $2 "
+					 "  RETURNING g.segment_no, g.object_id), "
+					 "del AS (DELETE FROM destor.deletions d USING seg "
+					 "  WHERE d.table_id = $1 AND d.segment_no = seg.segment_no) "
+					 "SELECT object_id FROM seg",
+					 2, ttypes, tvalues, NULL, SPI_OK_SELECT);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			pg_uuid_t  *u = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+													   1, &isnull));
+			MemoryContext spi = MemoryContextSwitchTo(caller);	/* the list outlives SPI */
+			uint8	   *id = palloc(CODEC_OBJID_LEN);
+
+			memcpy(id, u->data, CODEC_OBJID_LEN);
+			objects = lappend(objects, id);
+			MemoryContextSwitchTo(spi);
+		}
+		/* the binding (and any stray deletion) goes with the table's last segment, of any pool */
+		catalog_exec("DELETE FROM destor.tables t WHERE t.table_id = $1 "
+					 "AND NOT EXISTS (SELECT FROM destor.segments g WHERE g.table_id = $1)",
+					 1, ttypes, tvalues, NULL, SPI_OK_DELETE);
+		if (SPI_processed > 0)
+			catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1", 1, ttypes, tvalues,
+						 NULL, SPI_OK_DELETE);
+		(*ntables)++;
+	}
+	catalog_leave(&cu);
+	return objects;
+}
+
 /* The ids of a pool's objects (every pool's with pool NULL), oldest first. */
 List *
 catalog_list_objects(const char *pool)

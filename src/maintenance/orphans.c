@@ -14,6 +14,11 @@
  * Unfinished multipart uploads (s3) under the same prefix are aborted by the
  * same rule.
  *
+ * Tables leave orphans of another kind: a temporary destor table dropped at
+ * session end or by DISCARD TEMP fires no event trigger, so its binding,
+ * segments and objects keep their catalog rows with no relation to reach
+ * them.  Those tables are forgotten too, and their objects removed.
+ *
  * A transaction still running has written shards whose rows nobody else can
  * see yet, however long ago it wrote them: age alone cannot tell them from
  * orphans.  Every transaction that stores objects is registered while it
@@ -53,6 +58,44 @@ orphan_cutoff(TimestampTz cutoff)
 	if (oldest != 0)
 		cutoff = Min(cutoff, TimestampTzPlusMilliseconds(oldest, -WRITER_MARGIN_MS));
 	return cutoff;
+}
+
+/*
+ * cleanup_lost_tables — forget the destor tables whose relation is gone
+ * with no DROP trigger having run (temporary tables at session end or
+ * DISCARD TEMP; see catalog_collect_lost_tables) and remove their segments'
+ * objects of this pool.  Runs after the providers were listed, so that the
+ * listing does not take their shards before this transaction commits: they
+ * go after commit, as a dropped table's do, or stay retired (and the next
+ * cleanup_orphans removes them) while an older snapshot remains.  Returns
+ * how many shards are to go (borrowed objects lose only their rows).
+ */
+static int64
+cleanup_lost_tables(Pool *pool, TimestampTz keep_after)
+{
+	int64		ntables;
+	int64		shards = 0;
+	List	   *objects = catalog_collect_lost_tables(pool->name, keep_after, &ntables);
+	ListCell   *lc;
+
+	foreach(lc, objects)
+	{
+		uint8	   *id = lfirst(lc);
+		ObjectMeta *meta = catalog_get_object(id, true);
+
+		CHECK_FOR_INTERRUPTS();
+		if (meta == NULL)
+			continue;
+		catalog_delete_object(id);
+		object_delete_at_commit(meta);
+		if (object_is_ours(id))
+			shards += meta->data_shards + meta->parity_shards;
+	}
+	if (ntables > 0)
+		ereport(LOG,
+				(errmsg("destor: forgot %lld table(s) of pool \"%s\" whose relation no longer exists, with %d object(s)",
+						(long long) ntables, pool->name, list_length(objects))));
+	return shards;
 }
 
 Datum
@@ -127,5 +170,12 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 		}
 	}
 	catalog_forget_retired(cutoff);
+	/*
+	 * The writer registry is not needed for tables: a relation cannot be
+	 * dropped while a transaction writes to it (DROP waits for its lock; a
+	 * temporary table has only its own session), and a drop or a rebinding
+	 * in progress leaves the relation, or the locked binding, as it was.
+	 */
+	removed += cleanup_lost_tables(pool, cutoff);
 	PG_RETURN_INT64(removed);
 }

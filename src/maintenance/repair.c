@@ -8,6 +8,12 @@
  * catalog then records each shard's state ('ok', 'missing', 'corrupt'),
  * which readers use to skip bad shards up front.  Returns one row per shard
  * that was not fine, and what became of it; no row means all is well.
+ *
+ * Checking a shard asks its provider, so repair (dry run or not) is a check
+ * of every provider it reaches, as check_provider() is: each one's answer
+ * is recorded as the provider's last check (destor.provider_status), and a
+ * provider that could not be reached is marked down at once, one that
+ * answered is up again.
  */
 #include "postgres.h"
 
@@ -38,6 +44,23 @@ found_name(ShardFound f)
 			return "unreachable";
 	}
 	return "unknown";
+}
+
+/*
+ * note_provider_checks — what checking an object's shards found of their
+ * providers: reached (whatever the shard's state) or not.  A shard whose
+ * provider no longer exists says nothing about any provider.
+ */
+static void
+note_provider_checks(ObjectMeta *meta, ShardCheck *checks)
+{
+	for (int i = 0; i < meta->data_shards + meta->parity_shards; i++)
+	{
+		Provider   *p = provider_lookup_by_name(meta->shards[i].provider, true);
+
+		if (p != NULL)
+			provider_stats_note_check(p, checks[i].found != SHARD_FOUND_UNREACHABLE);
+	}
 }
 
 Datum
@@ -79,6 +102,7 @@ destor_repair(PG_FUNCTION_ARGS)
 			continue;
 		}
 		checks = object_check_and_repair(meta, verify, !dry_run, &unreadable);
+		note_provider_checks(meta, checks);
 		for (int i = 0; i < meta->data_shards + meta->parity_shards; i++)
 		{
 			ShardCheck *c = &checks[i];

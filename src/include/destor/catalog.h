@@ -38,6 +38,8 @@ extern void catalog_delete_object(const uint8 id[CODEC_OBJID_LEN]);
 extern bool catalog_object_retired_after(const uint8 id[CODEC_OBJID_LEN], TimestampTz cutoff);
 extern void catalog_forget_retired(TimestampTz cutoff);
 extern List *catalog_list_objects(const char *pool);
+extern List *catalog_collect_lost_tables(const char *pool, TimestampTz keep_after,
+										 int64 *ntables);
 extern void catalog_set_shard_state(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider,
 									const char *state);
 extern bool catalog_shard_placed(const uint8 id[CODEC_OBJID_LEN], int shard, const char *provider);

@@ -8,7 +8,10 @@
 #     records the md5 of each blob in the row that holds it;
 #   - the catalog holds no object that nothing references;
 #   - cleanup_orphans(pool, '0') leaves exactly the shard files the catalog
-#     places (and no temp file);
+#     places (and no temp file), and on S3 no multipart upload: the S3
+#     providers sit behind FaultProxy, which answers ListMultipartUploads and
+#     AbortMultipartUpload (s3rver has neither), and one point of the S3 phase
+#     always kills a blob_import while its multipart uploads are open;
 #   - repair(dry_run) finds nothing wrong.
 # The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
 # replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
@@ -19,6 +22,7 @@ use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
 use DestorTest;
 use CrashPoints;
+use FaultProxy;
 use Digest::MD5;
 use File::Path qw(make_path remove_tree);
 use List::Util qw(shuffle max);
@@ -196,10 +200,12 @@ $workloads{s3_delete} = sub {
 };
 
 # the workload running now: no psql outlives the test, even when it dies
-my ($current, @s3);
+my ($current, @s3, @proxies);
 END
 {
+	local $?;    # waiting for them must not change the test's exit status
 	CrashPoints::stop_workload($current) if $current;
+	FaultProxy::stop($_) for @proxies;
 	DestorTest::stop_s3($_) for @s3;
 }
 
@@ -259,13 +265,8 @@ sub check_pool
 		  . 'temp files: ' . join(' ', @$tmp[0 .. min(9, $#$tmp)]));
 	if ($uploads)
 	{
-	  TODO:
-		{
-			local $TODO = 'crash-findings.md: multipart uploads of a killed blob_import stay on S3 providers'
-			  if @$uploads;
-			is(scalar(@$uploads), 0, "$label: no multipart upload is left on the providers of $pool")
-			  or diag('uploads: ' . join(' ', @$uploads[0 .. min(9, $#$uploads)]));
-		}
+		is(scalar(@$uploads), 0, "$label: no multipart upload is left on the providers of $pool")
+		  or diag('uploads: ' . join(' ', @$uploads[0 .. min(9, $#$uploads)]));
 	}
 	is($node->safe_psql('postgres',
 		"SELECT count(*) FROM destor.repair('$pool', dry_run => true)"), '0',
@@ -370,7 +371,16 @@ my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // 4;
 if ($s3_points > 0)
 {
 	@s3 = DestorTest::start_s3_servers(3, "$base/s3");
-	my $sql = DestorTest::providers_sql('s3pool', 2, 1, @s3);
+	# destor talks to a FaultProxy (no faults injected), the proxy to
+	# s3rver, answering the multipart listing and aborts itself
+	my @behind;
+	for my $s3 (@s3)
+	{
+		my $proxy = FaultProxy::start($s3->{port}, "$s3->{dir}.faults", $s3->{dir});
+		push @proxies, $proxy;
+		push @behind, { %$s3, port => $proxy->{port} };
+	}
+	my $sql = DestorTest::providers_sql('s3pool', 2, 1, @behind);
 	$node->safe_psql('postgres', $sql);
 	push @pools, 's3pool';
 	# s3rver keeps object k as <bucket>/<k>._S3rver_object, and a multipart
@@ -385,6 +395,27 @@ if ($s3_points > 0)
 	$pool_files{s3pool} = $s3_files;
 	run_points('s3 providers', $s3_points, sub { scalar(@{ ($s3_files->())[0] }) + scalar(@{ ($s3_files->())[2] }) },
 		qw(s3_put s3_import s3_delete));
+
+	# one kill that always lands while a blob_import's multipart uploads are
+	# open (a part stored, the upload not completed): they must not survive
+	# cleanup_orphans
+	$n++;
+	my $w = $current = CrashPoints::start_workload($node, "crash_$n", $workloads{s3_import}->($n), $work);
+	my $pid = CrashPoints::backend_pid($node, $w);
+	my $t0 = time();
+	my $open = sub { scalar(grep { m{/\d+$} } @{ ($s3_files->())[2] }) };
+	usleep(5_000) while CrashPoints::workload_running($w) && $open->() == 0 && time() - $t0 < 60;
+	my $parts = $open->();
+	my $hit = defined $pid && CrashPoints::crash($node, $pid, 0);
+	my ($rc) = CrashPoints::finish_workload($w);
+	ok($hit && $parts > 0, "point $n (s3_import, kill -9 backend with $parts parts uploaded): it landed mid-upload");
+	cmp_ok(scalar(@{ ($s3_files->())[2] }), '>', 0, "point $n: the killed import left its multipart uploads behind");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM committed WHERE point = $n"), '0',
+		"point $n: the killed import did not commit");
+	check_state("point $n (s3_import killed mid-upload)", 's3_import');
+	unlink(glob("$work/import_$n.bin"));
+
+	FaultProxy::stop($_) for @proxies;
 	DestorTest::stop_s3($_) for @s3;
 }
 
