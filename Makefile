@@ -21,18 +21,24 @@ OBJS = \
 	src/codec/rs.o src/codec/crypt.o src/codec/compress.o src/codec/checksum.o src/codec/parallel.o \
 	src/provider/provider.o src/provider/provider_file.o src/provider/provider_s3.o \
 	src/provider/s3_sign.o src/provider/provider_check.o src/provider/provider_stats.o \
+	src/provider/s3_transfer.o src/provider/s3_request.o src/provider/s3_xml.o \
 	src/cache/cache.o \
 	src/progress/progress.o \
-	src/object/pool.o src/object/keys.o src/object/object_layout.o \
+	src/object/pool.o src/object/placement.o src/object/keys.o src/object/object_layout.o \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/object/object_repair.o \
+	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o \
-	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o \
+	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
 	src/table/segment_format.o src/table/value_codec.o src/table/catalog_table.o
 OBJS += src/codec/mac.o
+OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
+	src/table/table_analyze.o src/table/table_compact.o
+# PGXS tracks no header dependencies: a changed struct must rebuild every user
+$(OBJS): $(wildcard src/include/destor/*.h src/table/*.h)
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -42,7 +48,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # them against the running server (see the README for its settings);
 # `make check` and `make test` on temporary instances with destor preloaded
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck

@@ -436,3 +436,66 @@ CREATE VIEW progress AS
          p.userid::regrole AS usename
     FROM progress_report() p LEFT JOIN pg_database d ON d.oid = p.datid;
 GRANT SELECT ON progress TO PUBLIC;
+
+-- Placement you can prove (src/object/placement.c): the rule an object's
+-- shards break, judged by the code that places new objects; NULL when the
+-- object keeps every rule of its pool.
+CREATE FUNCTION placement_violation(pool name, providers name[]) RETURNS text
+  AS 'MODULE_PATHNAME', 'destor_placement_violation' LANGUAGE C STABLE STRICT;
+
+-- A provider's tag (option geo, operator, ...), NULL when not set.
+CREATE FUNCTION provider_tag(provider name, tag text) RETURNS text
+  LANGUAGE sql STABLE STRICT
+  AS $$ SELECT pg_catalog.substr(o, pg_catalog.length(tag) + 2)
+          FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) o
+         WHERE fs.srvname = provider AND o OPERATOR(pg_catalog.~~) (tag OPERATOR(pg_catalog.||) '=%') $$;
+
+-- One row per object a role may see (its tables' segments, its blobs; all
+-- for pg_read_all_stats): compliant or the rule broken, shards per geo
+-- and per operator.
+CREATE VIEW placement_report WITH (security_barrier) AS
+  WITH owned AS (
+    SELECT o.object_id, o.pool, 'table'::text AS kind,
+           coalesce(t.relid::regclass::text, s.table_id::text) AS name
+      FROM objects o JOIN segments s ON s.object_id = o.object_id
+      LEFT JOIN tables t ON t.table_id = s.table_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+        OR (t.relid IS NOT NULL
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid)
+            AND pg_catalog.has_table_privilege(t.relid, 'SELECT'))
+    UNION ALL
+    SELECT o.object_id, o.pool, 'blob', b.blob_id::text
+      FROM objects o JOIN blobs b ON b.blob_id = o.object_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+        OR pg_catalog.pg_has_role(b.owner, 'USAGE')
+  ), placed AS (
+    SELECT ow.object_id, ow.pool, ow.kind, ow.name,
+           pg_catalog.array_agg(sh.provider ORDER BY sh.shard_index) AS providers
+      FROM owned ow JOIN shards sh ON sh.object_id = ow.object_id
+     GROUP BY 1, 2, 3, 4
+  )
+  SELECT p.pool, p.kind, p.name, p.object_id, p.providers,
+         v.rule IS NULL AS compliant, v.rule AS broken_rule,
+         (SELECT pg_catalog.jsonb_object_agg(g, n) FROM (
+            SELECT coalesce(provider_tag(x, 'geo'), '(untagged)') AS g, count(*) AS n
+              FROM pg_catalog.unnest(p.providers) x GROUP BY 1) q) AS shards_per_geo,
+         (SELECT pg_catalog.jsonb_object_agg(g, n) FROM (
+            SELECT coalesce(provider_tag(x, 'operator'), '(untagged)') AS g, count(*) AS n
+              FROM pg_catalog.unnest(p.providers) x GROUP BY 1) q) AS shards_per_operator
+    FROM placed p, LATERAL (SELECT placement_violation(p.pool, p.providers) AS rule) v;
+GRANT SELECT ON placement_report TO PUBLIC;
+
+-- Per pool: how many of the objects placement_report shows keep the rules,
+-- and where their shards are.
+CREATE VIEW placement_summary AS
+  WITH r AS (SELECT * FROM placement_report),
+  g AS (SELECT r.pool, e.key, sum(e.value::bigint) AS n
+          FROM r, pg_catalog.jsonb_each_text(r.shards_per_geo) e GROUP BY 1, 2),
+  op AS (SELECT r.pool, e.key, sum(e.value::bigint) AS n
+           FROM r, pg_catalog.jsonb_each_text(r.shards_per_operator) e GROUP BY 1, 2)
+  SELECT c.pool, c.objects, c.compliant_objects, c.objects - c.compliant_objects AS noncompliant_objects,
+         (SELECT pg_catalog.jsonb_object_agg(g.key, g.n) FROM g WHERE g.pool = c.pool) AS shards_per_geo,
+         (SELECT pg_catalog.jsonb_object_agg(op.key, op.n) FROM op WHERE op.pool = c.pool) AS shards_per_operator
+    FROM (SELECT pool, count(*) AS objects, count(*) FILTER (WHERE compliant) AS compliant_objects
+            FROM r GROUP BY pool) c;
+GRANT SELECT ON placement_summary TO PUBLIC;

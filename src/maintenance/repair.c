@@ -165,7 +165,56 @@ load_of(List **loads, const char *name)
 	return l;
 }
 
-/* The least-loaded provider of the object's pool that holds none of its shards. */
+static bool
+shard_on(ObjectMeta *meta, const char *provider)
+{
+	for (int j = 0; j < meta->data_shards + meta->parity_shards; j++)
+		if (strcmp(meta->shards[j].provider, provider) == 0)
+			return true;
+	return false;
+}
+
+/* The providers of an object's shards, with shard "shard" on "to" if to is not NULL. */
+static char **
+shard_providers(ObjectMeta *meta, int shard, const char *to)
+{
+	int			n = meta->data_shards + meta->parity_shards;
+	char	  **prov = palloc(sizeof(char *) * n);
+
+	for (int i = 0; i < n; i++)
+		prov[i] = (i == shard && to) ? (char *) to : meta->shards[i].provider;
+	return prov;
+}
+
+/*
+ * NULL if moving the shard on provider "from" to "to" keeps the object as
+ * close to its pool's placement rules as it is (placement_excess does not
+ * rise), else why not.
+ */
+static char *
+move_breaks_policy(Pool *pool, ObjectMeta *meta, const char *from, const char *to,
+				   bool count_unlisted)
+{
+	int			n = meta->data_shards + meta->parity_shards;
+	int			shard = -1;
+	char	  **after;
+
+	for (int i = 0; i < n && shard < 0; i++)
+		if (strcmp(meta->shards[i].provider, from) == 0)
+			shard = i;
+	/* a target holding a shard already is refused by move_one, saying so */
+	if (shard < 0 || shard_on(meta, to))
+		return NULL;
+	after = shard_providers(meta, shard, to);
+	if (placement_excess(pool, after, n, count_unlisted) <=
+		placement_excess(pool, shard_providers(meta, -1, NULL), n, count_unlisted))
+		return NULL;
+	return psprintf("moving it to \"%s\" would break the placement rules of pool \"%s\": %s",
+					to, pool->name, placement_violation(pool, after, n));
+}
+
+/* The least-loaded provider of the object's pool that holds none of its
+ * shards and keeps its placement rules. */
 static char *
 choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext keep)
 {
@@ -181,7 +230,8 @@ choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext ke
 
 		for (int i = 0; i < meta->data_shards + meta->parity_shards && !used; i++)
 			used = strcmp(meta->shards[i].provider, name) == 0;
-		if (used || provider_lookup_by_name(name, true) == NULL)
+		if (used || provider_lookup_by_name(name, true) == NULL ||
+			move_breaks_policy(pool, meta, from, name, true) != NULL)
 			continue;
 		old = MemoryContextSwitchTo(keep);
 		l = load_of(loads, name);
@@ -282,6 +332,8 @@ destor_move_shards(PG_FUNCTION_ARGS)
 				why = psprintf("no provider of pool \"%s\" is free for it; add one to the pool or name one",
 							   meta->pool);
 		}
+		if (why == NULL && to != NULL)
+			why = move_breaks_policy(pool_lookup(meta->pool, false), meta, from, target, false);
 		if (why == NULL)
 			why = move_one(meta, shard, from, target);
 		u = palloc(sizeof(pg_uuid_t));
@@ -332,6 +384,48 @@ pool_load_index(PoolLoad *pl, const char *name)
 	return -1;
 }
 
+static void
+rebalance_count(PoolLoad *pl, const char *from, const char *to)
+{
+	int			src = pool_load_index(pl, from);
+	int			dst = pool_load_index(pl, to);
+
+	if (src >= 0)
+		pl->shards[src]--;
+	if (dst >= 0)
+		pl->shards[dst]++;
+}
+
+/* One row of rebalance's result: a shard moved (why NULL) or not, or (shard
+ * -1) an object that cannot be brought under the placement rules. */
+static void
+rebalance_row(ReturnSetInfo *rsinfo, ObjectMeta *meta, int shard, const char *from,
+			  const char *to, const char *why)
+{
+	Datum		values[6];
+	bool		nulls[6] = {0};
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	memcpy(u->data, meta->id, CODEC_OBJID_LEN);
+	values[0] = UUIDPGetDatum(u);
+	values[1] = Int32GetDatum(shard);
+	nulls[1] = shard < 0;
+	if (from)
+		values[2] = DirectFunctionCall1(namein, CStringGetDatum(from));
+	else
+		nulls[2] = true;
+	if (to)
+		values[3] = DirectFunctionCall1(namein, CStringGetDatum(to));
+	else
+		nulls[3] = true;
+	values[4] = BoolGetDatum(why == NULL);
+	if (why)
+		values[5] = CStringGetTextDatum(why);
+	else
+		nulls[5] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 Datum
 destor_rebalance(PG_FUNCTION_ARGS)
 {
@@ -374,62 +468,92 @@ destor_rebalance(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old;
 		ObjectMeta *meta;
+		int			n;
+		int			excess;
 
 		CHECK_FOR_INTERRUPTS();
 		progress_add(0, 1);
 		old = MemoryContextSwitchTo(percxt);
 		/* one mover at a time per object; then its placement as it is now */
 		meta = catalog_lock_object(lfirst(lc)) ? catalog_get_object(lfirst(lc), true) : NULL;
-		for (int i = 0; meta && i < meta->data_shards + meta->parity_shards; i++)
+		if (meta == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(percxt);
+			continue;
+		}
+		n = meta->data_shards + meta->parity_shards;
+
+		/*
+		 * First the pool's placement rules: while the object breaks them,
+		 * make the move that brings it closest (ties: to the provider
+		 * holding fewest shards).
+		 */
+		excess = placement_excess(pool, shard_providers(meta, -1, NULL), n, true);
+		while (excess > 0)
+		{
+			int			best_i = -1;
+			int			best_p = -1;
+			int			best_excess = excess;
+			char	   *from;
+			char	   *why;
+
+			CHECK_FOR_INTERRUPTS();
+			for (int i = 0; i < n; i++)
+				for (int p = 0; p < pl.n; p++)
+				{
+					int			e;
+
+					if (shard_on(meta, pl.names[p]) || provider_lookup_by_name(pl.names[p], true) == NULL)
+						continue;
+					e = placement_excess(pool, shard_providers(meta, i, pl.names[p]), n, true);
+					if (e < best_excess ||
+						(e == best_excess && best_p >= 0 && e < excess && pl.shards[p] < pl.shards[best_p]))
+					{
+						best_excess = e;
+						best_i = i;
+						best_p = p;
+					}
+				}
+			if (best_i < 0)
+			{
+				rebalance_row(rsinfo, meta, -1, NULL, NULL,
+							  psprintf("no move brings it closer to the placement rules of pool \"%s\": %s",
+									   pool->name,
+									   placement_violation(pool, shard_providers(meta, -1, NULL), n)));
+				break;
+			}
+			from = pstrdup(meta->shards[best_i].provider);
+			why = move_one(meta, best_i, from, pl.names[best_p]);
+			rebalance_row(rsinfo, meta, best_i, from, why ? NULL : pl.names[best_p], why);
+			if (why != NULL)
+				break;
+			rebalance_count(&pl, from, pl.names[best_p]);
+			excess = best_excess;
+		}
+
+		/* Then even shares, by moves that keep the rules. */
+		for (int i = 0; excess == 0 && i < n; i++)
 		{
 			char	   *from = pstrdup(meta->shards[i].provider);
 			int			src = pool_load_index(&pl, from);
 			int			dst = -1;
 			char	   *why;
-			Datum		values[6];
-			bool		nulls[6] = {0};
-			pg_uuid_t  *u;
 
 			for (int p = 0; p < pl.n; p++)
 			{
-				bool		used = false;
-
-				for (int j = 0; j < meta->data_shards + meta->parity_shards && !used; j++)
-					used = strcmp(meta->shards[j].provider, pl.names[p]) == 0;
-				if (!used && provider_lookup_by_name(pl.names[p], true) != NULL &&
-					(dst < 0 || pl.shards[p] < pl.shards[dst]))
+				if (!shard_on(meta, pl.names[p]) && provider_lookup_by_name(pl.names[p], true) != NULL &&
+					(dst < 0 || pl.shards[p] < pl.shards[dst]) &&
+					placement_excess(pool, shard_providers(meta, i, pl.names[p]), n, true) == 0)
 					dst = p;
 			}
-			/* moving must make things more even (or leave an unlisted provider) */
-			if (dst < 0 || (src >= 0 && pl.shards[dst] + 1 >= pl.shards[src]))
-			{
-				if (src >= 0)
-					continue;
-				why = psprintf("no provider of pool \"%s\" is free for it", pool->name);
-			}
-			else
-				why = move_one(meta, i, from, pl.names[dst]);
+			/* moving must make things more even */
+			if (dst < 0 || src < 0 || pl.shards[dst] + 1 >= pl.shards[src])
+				continue;
+			why = move_one(meta, i, from, pl.names[dst]);
+			rebalance_row(rsinfo, meta, i, from, why ? NULL : pl.names[dst], why);
 			if (why == NULL)
-			{
-				if (src >= 0)
-					pl.shards[src]--;
-				pl.shards[dst]++;
-			}
-			u = palloc(sizeof(pg_uuid_t));
-			memcpy(u->data, meta->id, CODEC_OBJID_LEN);
-			values[0] = UUIDPGetDatum(u);
-			values[1] = Int32GetDatum(i);
-			values[2] = DirectFunctionCall1(namein, CStringGetDatum(from));
-			if (why == NULL)
-				values[3] = DirectFunctionCall1(namein, CStringGetDatum(pl.names[dst]));
-			else
-				nulls[3] = true;
-			values[4] = BoolGetDatum(why == NULL);
-			if (why)
-				values[5] = CStringGetTextDatum(why);
-			else
-				nulls[5] = true;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				rebalance_count(&pl, from, pl.names[dst]);
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);

@@ -128,22 +128,6 @@ object_rs(int k, int m)
 	return cache[k][m];
 }
 
-/*
- * Shards go to n distinct providers of the pool.  The starting provider is
- * taken from the (random) object id, so load spreads when a pool has more
- * providers than shards.
- */
-void
-object_choose_providers(const uint8 id[CODEC_OBJID_LEN], Pool *pool, char **out)
-{
-	int			n = pool->data_shards + pool->parity_shards;
-	int			start = ((id[0] << 8) | id[1]) % pool->nproviders;
-
-	Assert(n <= pool->nproviders);
-	for (int i = 0; i < n; i++)
-		out[i] = pool->provider_names[(start + i) % pool->nproviders];
-}
-
 /* Stripe arithmetic of an object, from what its metadata records. */
 void
 object_geometry(const ObjectMeta *meta, ObjectGeometry *g)

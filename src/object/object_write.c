@@ -411,9 +411,9 @@ object_writer_create(Pool *pool, bool compress)
 	meta->compressed = compress;
 	meta->shards = palloc0(sizeof(ObjectShard) * w->n);
 
-	/* placement: n distinct providers */
+	/* placement: n distinct providers the pool's policy allows */
 	names = palloc(sizeof(char *) * w->n);
-	object_choose_providers(meta->id, pool, names);
+	placement_choose(meta->id, pool, names);
 	w->providers = palloc(sizeof(Provider *) * w->n);
 	for (int i = 0; i < w->n; i++)
 	{

@@ -31,6 +31,10 @@ static const PoolOption pool_options[] = {
 	{"data_shards", ForeignServerRelationId},
 	{"parity_shards", ForeignServerRelationId},
 	{"write_quorum", ForeignServerRelationId},
+	{"allowed_geo", ForeignServerRelationId},
+	{"max_shards_per_geo", ForeignServerRelationId},
+	{"max_shards_per_operator", ForeignServerRelationId},
+	{"placement", ForeignServerRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -92,16 +96,42 @@ pool_parse_providers(const char *val)
 	return names;
 }
 
+/* "EU, CH" into tags; ERROR on an empty entry. */
+static List *
+pool_parse_geo_list(const char *val)
+{
+	char	   *copy = pstrdup(val);
+	List	   *tags = NIL;
+	ListCell   *lc;
+
+	/* tags are compared as written (geo 'EU' matches 'EU', not 'eu') */
+	if (!SplitGUCList(copy, ',', &tags) || tags == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"allowed_geo\": \"%s\"", val),
+				 errhint("List geo tags separated by commas, such as 'EU,CH'.")));
+	foreach(lc, tags)
+		if (((char *) lfirst(lc))[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"allowed_geo\": \"%s\"", val),
+					 errdetail("The list has an empty entry."),
+					 errhint("List geo tags separated by commas, such as 'EU,CH'.")));
+	return tags;
+}
+
 /* Parse and check a pool's options; also used by the validator. */
 static void
 pool_apply_options(Pool *pool, List *options, Oid catalog)
 {
 	ListCell   *lc;
 	List	   *names = NIL;
+	List	   *geos = NIL;
 	bool		have_quorum = false;
 
 	pool->data_shards = POOL_DEFAULT_DATA_SHARDS;
 	pool->parity_shards = POOL_DEFAULT_PARITY_SHARDS;
+	pool->placement = PLACEMENT_SPREAD;
 
 	foreach(lc, options)
 	{
@@ -128,6 +158,28 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 		{
 			pool->write_quorum = option_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
 			have_quorum = true;
+		}
+		else if (strcmp(def->defname, "allowed_geo") == 0)
+			geos = pool_parse_geo_list(defGetString(def));
+		else if (strcmp(def->defname, "max_shards_per_geo") == 0)
+			pool->max_shards_per_geo = option_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
+		else if (strcmp(def->defname, "max_shards_per_operator") == 0)
+			pool->max_shards_per_operator = option_parse_int(def, 1, CODEC_RS_MAX_SHARDS);
+		else if (strcmp(def->defname, "placement") == 0)
+		{
+			char	   *val = defGetString(def);
+
+			if (strcmp(val, "spread") == 0)
+				pool->placement = PLACEMENT_SPREAD;
+			else if (strcmp(val, "cheapest") == 0)
+				pool->placement = PLACEMENT_CHEAPEST;
+			else if (strcmp(val, "fastest") == 0)
+				pool->placement = PLACEMENT_FASTEST;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"placement\": \"%s\"", val),
+						 errhint("Valid values are: spread, cheapest, fastest.")));
 		}
 	}
 
@@ -165,6 +217,10 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 	pool->provider_names = palloc(sizeof(char *) * pool->nproviders);
 	for (int i = 0; i < pool->nproviders; i++)
 		pool->provider_names[i] = pstrdup(list_nth(names, i));
+	pool->nallowed_geo = list_length(geos);
+	pool->allowed_geo = palloc(sizeof(char *) * Max(pool->nallowed_geo, 1));
+	for (int i = 0; i < pool->nallowed_geo; i++)
+		pool->allowed_geo[i] = pstrdup(list_nth(geos, i));
 }
 
 /*
@@ -207,7 +263,10 @@ pool_validate_options(List *options, Oid catalog)
 
 	pool_apply_options(&pool, options, catalog);
 	if (catalog == ForeignServerRelationId)
+	{
 		pool_check_provider_usage(&pool);
+		placement_check_feasible(&pool);
+	}
 }
 
 Pool *

@@ -76,6 +76,7 @@ static const ProviderOption provider_options[] = {
 	{"addressing", ForeignServerRelationId},
 	{"prefix", ForeignServerRelationId},
 	{"geo", ForeignServerRelationId},
+	{"operator", ForeignServerRelationId},
 	{"cost_per_gb_month", ForeignServerRelationId},
 	{"access_key_id", UserMappingRelationId},
 	{"secret_access_key", UserMappingRelationId},
@@ -181,6 +182,16 @@ provider_validate_options(List *options, Oid catalog)
 						 errmsg("invalid prefix \"%s\"", val),
 						 errhint("A prefix does not start with \"/\" and contains no \"..\".")));
 		}
+		else if (strcmp(def->defname, "geo") == 0 || strcmp(def->defname, "operator") == 0)
+		{
+			/* placement rules compare these tags; a comma would split them */
+			if (val[0] == '\0' || strchr(val, ',') != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"", def->defname, val),
+						 errdetail("Pools' placement rules compare these tags as whole words."),
+						 errhint("Give one non-empty tag without commas, such as 'EU' or 'acme'.")));
+		}
 		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
 		{
 			double		cost;
@@ -277,6 +288,8 @@ provider_apply_options(Provider *p, List *options)
 		}
 		else if (strcmp(def->defname, "geo") == 0)
 			p->geo = pstrdup(val);
+		else if (strcmp(def->defname, "operator") == 0)
+			p->operator_name = pstrdup(val);
 		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
 			(void) parse_real(val, &p->cost_per_gb_month, 0, NULL);
 		else if (strcmp(def->defname, "access_key_id") == 0)
@@ -380,6 +393,7 @@ provider_copy(Provider *p, MemoryContext cxt)
 	*c = *p;
 	COPY_STR(name);
 	COPY_STR(geo);
+	COPY_STR(operator_name);
 	COPY_STR(path);
 	COPY_STR(endpoint);
 	COPY_STR(bucket);

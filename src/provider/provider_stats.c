@@ -417,6 +417,28 @@ cmp_float4(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/*
+ * stats_srf_begin — what both statistics functions start with: a
+ * materialized result set, and a copy of this database's entries taken
+ * under the shared lock, so that rows are built (palloc, which may ERROR)
+ * without holding it.  Returns the number of entries copied into *copy.
+ */
+static int
+stats_srf_begin(FunctionCallInfo fcinfo, ProviderStatsEntry **copy)
+{
+	ProviderStatsShared *s = stats_area();
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	*copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
+	stats_lock(s, LW_SHARED);
+	for (int i = 0; i < s->n; i++)
+		if (s->entries[i].dbid == MyDatabaseId)
+			(*copy)[n++] = s->entries[i];
+	stats_unlock(s);
+	return n;
+}
+
 PG_FUNCTION_INFO_V1(destor_provider_stats);
 
 /*
@@ -428,19 +450,10 @@ Datum
 destor_provider_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *copy;
-	int			n = 0;
+	int			n = stats_srf_begin(fcinfo, &copy);
 	TimestampTz now = GetCurrentTimestamp();
 	bool		may_see_errors = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-
-	InitMaterializedSRF(fcinfo, 0);
-	copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
-	stats_lock(s, LW_SHARED);
-	for (int i = 0; i < s->n; i++)
-		if (s->entries[i].dbid == MyDatabaseId)
-			copy[n++] = s->entries[i];
-	stats_unlock(s);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -551,17 +564,8 @@ Datum
 destor_provider_health(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *copy;
-	int			n = 0;
-
-	InitMaterializedSRF(fcinfo, 0);
-	copy = palloc(sizeof(ProviderStatsEntry) * MAX_PROVIDER_STATS);
-	stats_lock(s, LW_SHARED);
-	for (int i = 0; i < s->n; i++)
-		if (s->entries[i].dbid == MyDatabaseId)
-			copy[n++] = s->entries[i];
-	stats_unlock(s);
+	int			n = stats_srf_begin(fcinfo, &copy);
 
 	for (int i = 0; i < n; i++)
 	{

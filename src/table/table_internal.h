@@ -1,14 +1,19 @@
 /*
- * table_internal.h — what the table layer's files share: per-column codecs
- * and catalog access for segments.
+ * table_internal.h — what the table layer's files share: per-column codecs,
+ * catalog access for segments, and the foreign-data wrapper's scan state and
+ * callbacks (defined in the files named below, wired in table_fdw.c).
  */
 #ifndef DESTOR_TABLE_INTERNAL_H
 #define DESTOR_TABLE_INTERNAL_H
 
 #include "access/attnum.h"
 #include "catalog/pg_attribute.h"
+#include "commands/explain.h"
 #include "fmgr.h"
+#include "foreign/fdwapi.h"
 #include "lib/stringinfo.h"
+#include "port/atomics.h"
+#include "storage/itemptr.h"
 #include "utils/snapshot.h"
 
 #include "destor/table.h"
@@ -56,5 +61,154 @@ extern bool catalog_table_id_of_rel(Oid relid, uint8 table_id[CODEC_OBJID_LEN]);
 extern bool catalog_rel_of_table_id(const uint8 table_id[CODEC_OBJID_LEN], Oid *relid,
 									bool *has_data);
 extern void catalog_bind_table(const uint8 table_id[CODEC_OBJID_LEN], Oid relid);
+
+/* ---------------------------------------------------------------------------
+ * The foreign-data wrapper, split by phase as postgres_fdw and Citus columnar
+ * are: table_plan.c (sizes, paths, plans, EXPLAIN), table_scan.c (serial and
+ * parallel scans, pruning, row assembly, whole-row scans), table_modify.c
+ * (INSERT/UPDATE/DELETE, TRUNCATE, the pending-modify registry),
+ * table_analyze.c, table_compact.c; table_fdw.c wires the callbacks.
+ * ------------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------------
+ * Row identity: (segment position, row) packed into a tid; the offset keeps
+ * its top bit set so that it is never the invalid offset 0.
+ * ------------------------------------------------------------------------- */
+static inline void
+table_row_to_tid(uint32 seg_index, int64 row, ItemPointer tid)
+{
+	uint64		raw = ((uint64) seg_index << TABLE_ROW_BITS) | (uint64) row;
+
+	ItemPointerSet(tid, (BlockNumber) (raw >> 15), (OffsetNumber) ((raw & 0x7FFF) | 0x8000));
+}
+
+static inline void
+table_tid_to_row(ItemPointer tid, uint32 *seg_index, int64 *row)
+{
+	uint64		raw = ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 15) |
+		(ItemPointerGetOffsetNumberNoCheck(tid) & 0x7FFF);
+
+	*seg_index = (uint32) (raw >> TABLE_ROW_BITS);
+	*row = (int64) (raw & (TABLE_MAX_SEGMENT_ROWS - 1));
+}
+
+/* One row group a scan reads (it survived pruning). */
+typedef struct DestorScanUnit
+{
+	SegmentDirectory *dir;
+	int			rg;
+	uint32		seg_index;		/* position in the snapshot's segment list */
+	int64		first_row;		/* the row group's first row in its segment */
+} DestorScanUnit;
+
+/*
+ * The state of a scan: an executor scan (destorBeginForeignScan) or a
+ * whole-row scan outside the executor (whole_row_scan, for ANALYZE and
+ * compaction).  Both read their row groups with next_rowgroup().
+ */
+typedef struct DestorScan
+{
+	TableOptions *opts;
+	Relation	rel;
+	int			natts;
+	ColumnCodec *codecs;
+	bool	   *needed;			/* per attribute, 0-based */
+	Index		scanrelid;
+	Snapshot	snapshot;		/* what the scan sees, its catalog reads included;
+								 * InvalidSnapshot: a fresh one (compaction) */
+	bool		leader_only;	/* reads changes only this backend knows of */
+
+	DestorScanUnit   *units;
+	int			nunits;
+	int			unit;
+	int64		segs_total;
+	int64		segs_pruned;
+	int64		rgs_total;
+	int64		rgs_pruned;
+
+	SegmentDirectory *cur_dir;
+	ObjectReader *reader;
+	MemoryContext segcxt;		/* the open segment: its object and reader */
+	MemoryContext rgcxt;		/* the decoded row group */
+	Datum	  **values;			/* per needed attribute: the row group's values */
+	bool	  **nulls;
+	uint32		rg_rows;
+	uint32		row;
+	uint32		cur_seg_index;
+	int64		cur_first_row;
+	int		   *loaded;			/* attributes with values in this row group */
+	int			nloaded;
+	uint8	   *cur_deleted;	/* the segment's deleted rows, or NULL */
+
+	ObjectReadStats stats_at_start;
+	int64		rgs_read;
+	int64		chunks_read;	/* column chunks loaded */
+	int64		chunks_cached;	/* of them, found decompressed in the cache */
+
+	struct SharedScan *shared;	/* parallel scans, while the DSM is there */
+	int64		worker_rgs;		/* the workers' counters, saved at shutdown */
+	int64		worker_requests;
+	int64		worker_bytes;
+	int64		worker_degraded;
+	int64		worker_chunks;
+	int64		worker_chunks_cached;
+	pg_atomic_uint32 *next_unit;	/* parallel scans: shared position */
+} DestorScan;
+
+/* table_plan.c */
+extern void destorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+extern void destorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+extern ForeignScan *destorGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+										 Oid foreigntableid, ForeignPath *best_path, List *tlist,
+										 List *scan_clauses, Plan *outer_plan);
+extern void destorExplainForeignScan(ForeignScanState *node, ExplainState *es);
+
+/* table_scan.c */
+extern bool stats_refute(DestorScan *st, List *quals, Bitmapset *qual_attrs,
+						 SegmentDirectory *dir, int rg);
+extern bool next_rowgroup(DestorScan *st);
+extern DestorScan *whole_row_scan(Relation rel, TableOptions *opts, List *segments);
+extern bool whole_row_current(DestorScan *st, Datum *values, bool *nulls);
+extern void whole_row_scan_end(DestorScan *st);
+extern void destorBeginForeignScan(ForeignScanState *node, int eflags);
+extern TupleTableSlot *destorIterateForeignScan(ForeignScanState *node);
+extern void destorReScanForeignScan(ForeignScanState *node);
+extern void destorEndForeignScan(ForeignScanState *node);
+extern bool destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel,
+											RangeTblEntry *rte);
+extern Size destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt);
+extern void destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt,
+										   void *coordinate);
+extern void destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt,
+											 void *coordinate);
+extern void destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc,
+											  void *coordinate);
+extern void destorShutdownForeignScan(ForeignScanState *node);
+
+/* table_modify.c */
+extern bool modify_in_progress(Oid relid);
+extern List *add_pending_changes(Relation rel, Snapshot snapshot, List *segments);
+extern void table_modify_init(void);
+extern int	destorIsForeignRelUpdatable(Relation rel);
+extern void destorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
+										  RangeTblEntry *target_rte, Relation target_relation);
+extern List *destorPlanForeignModify(PlannerInfo *root, ModifyTable *plan,
+									 Index resultRelation, int subplan_index);
+extern void destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+									 List *fdw_private, int subplan_index, int eflags);
+extern TupleTableSlot *destorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+											   TupleTableSlot *slot, TupleTableSlot *planSlot);
+extern TupleTableSlot *destorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
+											   TupleTableSlot *slot, TupleTableSlot *planSlot);
+extern TupleTableSlot *destorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
+											   TupleTableSlot *slot, TupleTableSlot *planSlot);
+extern void destorEndForeignModify(EState *estate, ResultRelInfo *rinfo);
+extern void destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo);
+extern void destorEndForeignInsert(EState *estate, ResultRelInfo *rinfo);
+extern void destorExecForeignTruncate(List *rels, DropBehavior behavior, bool restart_seqs);
+
+/* table_analyze.c */
+extern bool destorAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
+									  BlockNumber *totalpages);
 
 #endif							/* DESTOR_TABLE_INTERNAL_H */

@@ -47,6 +47,14 @@
 #define OBJECT_KEY_VERSION		OBJECT_FORMAT_MAC
 
 /* A pool: a foreign server of the destor wrapper. */
+/* How a pool orders its eligible providers for a new object (option "placement"). */
+typedef enum PlacementMode
+{
+	PLACEMENT_SPREAD,			/* rotate by object id: even shares */
+	PLACEMENT_CHEAPEST,			/* lowest cost_per_gb_month first */
+	PLACEMENT_FASTEST			/* lowest recent read latency first */
+} PlacementMode;
+
 typedef struct Pool
 {
 	Oid			serverid;
@@ -56,9 +64,22 @@ typedef struct Pool
 	int			write_quorum;
 	int			nproviders;
 	char	  **provider_names;
+
+	/* placement policy (placement.c) */
+	int			nallowed_geo;	/* 0: any geo */
+	char	  **allowed_geo;
+	int			max_shards_per_geo; /* 0: no limit */
+	int			max_shards_per_operator;	/* 0: no limit */
+	PlacementMode placement;
 } Pool;
 
 extern Pool *pool_lookup(const char *name, bool check_usage);
+
+/* placement.c: which providers may hold an object's shards */
+extern void placement_choose(const uint8 *id, Pool *pool, char **out);
+extern char *placement_violation(Pool *pool, char **providers, int n);
+extern int	placement_excess(Pool *pool, char **providers, int n, bool count_unlisted);
+extern void placement_check_feasible(Pool *pool);
 extern void pool_validate_options(List *options, Oid catalog);
 extern int	option_parse_int(DefElem *def, int min, int max);
 
@@ -157,7 +178,6 @@ extern char *object_id_text(const uint8 id[CODEC_OBJID_LEN]);
 extern char *object_id_hex(const uint8 id[CODEC_OBJID_LEN]);
 extern const codec_rs *object_rs(int k, int m);
 extern char *object_name_list(char **names, int n);
-extern void object_choose_providers(const uint8 id[CODEC_OBJID_LEN], Pool *pool, char **out);
 
 /* Where things are in the shards of an object. */
 typedef struct ObjectGeometry

@@ -36,6 +36,7 @@ typedef struct Provider
 	char	   *name;			/* server name: used in messages */
 	ProviderType type;
 	char	   *geo;			/* jurisdiction tag, may be NULL */
+	char	   *operator_name;	/* who runs it (option "operator"), may be NULL */
 	double		cost_per_gb_month;
 
 	/* file */

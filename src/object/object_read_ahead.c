@@ -1,0 +1,319 @@
+/*
+ * object_read_ahead.c — fetching before it is asked for.  A sequential
+ * read starts the healthy fetch of its next window while the current one
+ * is opened (into the reader's second buffer set).  Multi-range reads (a
+ * row group's column chunks) fetch all their ranges in one batch of
+ * provider requests, and can start the next call's batch early; ranges the
+ * cache has, or too large to batch, are read the ordinary way.  A
+ * read-ahead not wanted is collected (its transfers write into our
+ * buffers) before its memory goes.
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "destor/cache.h"
+#include "destor/object.h"
+#include "object_read_internal.h"
+
+/* Collect a read-ahead that was started but is not wanted. */
+void
+reader_ahead_discard(ObjectReader *r)
+{
+	ProviderBatch *b = r->ahead;
+
+	if (b == NULL)
+		return;
+	r->ahead = NULL;			/* finish cleans up itself if it fails */
+	provider_finish(b);
+	object_read_stats.requests += r->ahead_nreqs;
+}
+
+/* Start fetching stream bytes [cs, ce) into the buffer set not in use. */
+void
+reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
+{
+	int			n;
+
+	Assert(r->ahead == NULL);
+	n = reader_healthy_requests(r, cs, ce, r->cur_set ^ 1, r->ahead_reqs, r->ahead_shard_of,
+						 &r->ahead_src);
+	if (n <= 0)
+		return;
+	r->ahead_nreqs = n;
+	r->ahead_cs = cs;
+	r->ahead_ce = ce;
+	r->ahead = provider_start(r->ahead_reqs, n);
+}
+
+/*
+ * Several small ranges at once (say, the column chunks of a row group):
+ * one parallel batch of provider requests instead of a round trip each.
+ * A MultiFetch can also be started ahead of need (read-ahead of the next
+ * row group while this one is decoded) and collected by the next call.
+ */
+typedef struct MultiFetch
+{
+	MemoryContext cxt;
+	int			n;
+	uint64	   *offsets;
+	uint64	   *lens;
+	ProviderRequest *reqs;
+	int		   *shard_of;
+	int		   *first;
+	int		   *count;			/* requests per range; -1: read it on its own */
+	WindowSource *srcs;
+	int			nreqs;
+	ProviderBatch *batch;		/* started, not yet finished */
+} MultiFetch;
+
+/*
+ * multi_prepare — the healthy-path requests of every range of a multi-range
+ * read, in one array for one batch.  A range the cache holds entirely is
+ * marked to be served from it (-2); one larger than a window, or whose
+ * data shards are not all usable, is read on its own later (-1).
+ */
+static MultiFetch *
+multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
+{
+	ObjectMeta *meta = r->meta;
+	uint64		bs = meta->block_size;
+	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor multi-range read", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MultiFetch *mf = palloc0(sizeof(MultiFetch));
+
+	mf->cxt = cxt;
+	mf->n = n;
+	mf->offsets = palloc(sizeof(uint64) * n);
+	mf->lens = palloc(sizeof(uint64) * n);
+	memcpy(mf->offsets, offsets, sizeof(uint64) * n);
+	memcpy(mf->lens, lens, sizeof(uint64) * n);
+	mf->reqs = palloc0(sizeof(ProviderRequest) * n * r->k);
+	mf->shard_of = palloc(sizeof(int) * n * r->k);
+	mf->first = palloc(sizeof(int) * n);
+	mf->count = palloc0(sizeof(int) * n);
+	mf->srcs = palloc0(sizeof(WindowSource) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		uint64		b0,
+					b1;
+
+		mf->first[i] = mf->nreqs;
+		mf->count[i] = -1;
+		if (lens[i] == 0)
+		{
+			mf->count[i] = 0;
+			continue;
+		}
+		if (offsets[i] + lens[i] > meta->size || offsets[i] + lens[i] < offsets[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("read of %llu bytes at offset %llu is beyond the end of object %s (%llu bytes)",
+							(unsigned long long) lens[i], (unsigned long long) offsets[i],
+							object_id_text(meta->id), (unsigned long long) meta->size)));
+		b0 = offsets[i] / bs;
+		b1 = (offsets[i] + lens[i] - 1) / bs;
+		if (b1 - b0 + 1 > READ_WINDOW_BLOCKS)
+			continue;
+		if (r->use_cache)
+		{
+			uint64		missing = 0;
+
+			for (uint64 b = b0; b <= b1; b++)
+				missing += !cache_contains(meta->id, b);
+			if (missing == 0)
+			{
+				mf->count[i] = -2;	/* served from the cache when opened */
+				continue;
+			}
+			cache_count_misses(missing);
+		}
+		mf->count[i] = reader_healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
+										mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
+										&mf->srcs[i]);
+		if (mf->count[i] > 0)
+			mf->nreqs += mf->count[i];
+	}
+	MemoryContextSwitchTo(old);
+	return mf;
+}
+
+static void
+multi_start(ObjectReader *r, MultiFetch *mf)
+{
+	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
+
+	mf->batch = provider_start(mf->reqs, mf->nreqs);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+multi_finish(ObjectReader *r, MultiFetch *mf)
+{
+	ProviderBatch *b = mf->batch;
+
+	if (b == NULL)
+		return;
+	mf->batch = NULL;			/* finish cleans up itself if it fails */
+	provider_finish(b);
+	object_read_stats.requests += mf->nreqs;
+}
+
+/* Open every range of a finished MultiFetch into dsts (repairing as needed). */
+static void
+multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
+{
+	uint64		bs = r->meta->block_size;
+	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
+
+	for (int i = 0; i < mf->n; i++)
+	{
+		uint64		off = mf->offsets[i];
+		uint64		len = mf->lens[i];
+		uint64		b0,
+					b1;
+		bool		ok = mf->count[i] >= 0;
+
+		if (len == 0)
+			continue;
+		b0 = off / bs;
+		b1 = (off + len - 1) / bs;
+		r->cache_fill = true;
+		if (mf->count[i] == -2)
+		{
+			bool		all = true;
+
+			for (uint64 b = b0; b <= b1 && all; b++)
+			{
+				uint64		plen = b == (uint64) r->meta->nblocks - 1 ? r->meta->size - b * bs : bs;
+				uint64		from = Max(off, b * bs);
+				uint64		to = Min(off + len, b * bs + plen);
+
+				all = cache_lookup(r->meta->id, b, (uint32) (from - b * bs),
+								   (uint32) (to - b * bs), dsts[i] + (from - off));
+			}
+			if (!all)
+			{
+				/* evicted meanwhile: read it the ordinary way */
+				MemoryContextSwitchTo(r->cxt);
+				object_reader_read(r, off, len, dsts[i]);
+				MemoryContextSwitchTo(mf->cxt);
+			}
+			continue;
+		}
+		if (mf->count[i] < 0 && b1 - b0 + 1 > READ_WINDOW_BLOCKS)
+		{
+			MemoryContextSwitchTo(r->cxt);
+			object_reader_read(r, off, len, dsts[i]);
+			MemoryContextSwitchTo(mf->cxt);
+			continue;
+		}
+		for (int q = mf->first[i]; q < mf->first[i] + Max(mf->count[i], 0); q++)
+		{
+			note_fetched(mf->reqs[q].result_size);
+			if (!mf->reqs[q].ok || mf->reqs[q].result_size != mf->reqs[q].length)
+			{
+				reader_note_failure(r, mf->shard_of[q], &mf->reqs[q], SHARD_SUSPECT);
+				ok = false;
+			}
+		}
+		if (!ok || !reader_open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
+			reader_open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static bool
+multi_matches(MultiFetch *mf, int n, const uint64 *offsets, const uint64 *lens)
+{
+	return mf->n == n &&
+		memcmp(mf->offsets, offsets, sizeof(uint64) * n) == 0 &&
+		memcmp(mf->lens, lens, sizeof(uint64) * n) == 0;
+}
+
+/* Error cleanup: only wait for transfers still writing into our buffers. */
+void
+reader_prefetch_abandon(ObjectReader *r)
+{
+	if (r->prefetch && r->prefetch->batch)
+		provider_abandon(r->prefetch->batch);
+	r->prefetch = NULL;
+}
+
+/* Drop a read-ahead that is not wanted (collecting its transfers first). */
+void
+reader_prefetch_discard(ObjectReader *r)
+{
+	MultiFetch *mf = r->prefetch;
+
+	if (mf == NULL)
+		return;
+	r->prefetch = NULL;
+	multi_finish(r, mf);
+	MemoryContextDelete(mf->cxt);
+}
+
+void
+object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+						 char **dsts)
+{
+	object_reader_read_multi_ahead(r, n, offsets, lens, dsts, 0, NULL, NULL);
+}
+
+/*
+ * As object_reader_read_multi, and then start fetching the ranges the
+ * caller will ask for next, so that they come in while it works on these.
+ */
+void
+object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+							   char **dsts, int next_n, const uint64 *next_offsets,
+							   const uint64 *next_lens)
+{
+	MultiFetch *mf;
+
+	if (n == 0 && next_n == 0)
+		return;
+	reader_ahead_discard(r);
+	if (r->prefetch && multi_matches(r->prefetch, n, offsets, lens))
+	{
+		mf = r->prefetch;
+		r->prefetch = NULL;
+		multi_finish(r, mf);
+	}
+	else
+	{
+		reader_prefetch_discard(r);
+		if (r->use_cache)
+		{
+			/*
+			 * As for single reads: wait for pages others are fetching, then
+			 * reserve what is still missing so that others wait for us.
+			 */
+			uint64		bs = r->meta->block_size;
+
+			for (int i = 0; i < n; i++)
+				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
+					if (cache_busy(r->meta->id, b))
+						cache_wait(r->meta->id, b);
+			for (int i = 0; i < n; i++)
+				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
+					if (!cache_contains(r->meta->id, b))
+						(void) cache_reserve(r->meta->id, b);
+		}
+		mf = multi_prepare(r, n, offsets, lens);
+		multi_start(r, mf);
+		multi_finish(r, mf);
+	}
+	if (next_n > 0)
+	{
+		MultiFetch *next = multi_prepare(r, next_n, next_offsets, next_lens);
+
+		multi_start(r, next);
+		r->prefetch = next;
+	}
+	multi_open(r, mf, dsts);
+	if (r->use_cache)
+		cache_release_reservations();
+	MemoryContextDelete(mf->cxt);
+}

@@ -1,0 +1,152 @@
+/*
+ * object_read_internal.h — what the files of the object reader share: the
+ * reader's state, the shard health it keeps, where a window's ciphertext
+ * lies, the stream arithmetic, and the functions one stage file calls in
+ * another.  Only src/object/object_read*.c include it; see object_read.c
+ * for the stages and which file holds each.
+ */
+#ifndef DESTOR_OBJECT_READ_INTERNAL_H
+#define DESTOR_OBJECT_READ_INTERNAL_H
+
+#include "utils/timestamp.h"
+
+#include "destor/cache.h"
+#include "destor/object.h"
+
+#define READ_WINDOW_BLOCKS 256		/* 16 MiB of plaintext per window */
+
+/* Reads of at least this many blocks in one go are bulk reads: they do
+ * not fill the shared cache (they would only push hot pages out). */
+#define CACHE_BULK_BLOCKS 64
+
+static inline void
+note_fetched(uint64 bytes)
+{
+	object_read_stats.bytes_fetched += bytes;
+	cache_count_provider_bytes(bytes);
+}
+
+/*
+ * What a reader thinks of each shard.  Ordered: a shard only gets worse
+ * (note_failure takes the maximum), except that a HINTED shard whose chunks
+ * turn out good becomes USABLE again.
+ */
+typedef enum ShardHealth
+{
+	SHARD_USABLE,
+	SHARD_HINTED,				/* recorded missing or corrupt in destor.shards (a
+								 * hint from an earlier repair or write, perhaps
+								 * stale): not on the healthy path, tried in the
+								 * repair path when the others are not enough */
+	SHARD_SUSPECT,				/* failed or corrupt once: use only for repair */
+	SHARD_UNREACHABLE			/* no provider, or fetching it failed */
+} ShardHealth;
+
+/* Where a window's ciphertext is: per shard, a buffer holding shard bytes
+ * from offset lo on.  Data shards are complete; parity shards may be absent. */
+typedef struct WindowSource
+{
+	uint8	   *buf[CODEC_RS_MAX_SHARDS];
+	uint64		lo[CODEC_RS_MAX_SHARDS];
+	bool		owned;			/* buffers to pfree after use */
+} WindowSource;
+
+struct ObjectReader
+{
+	MemoryContext cxt;
+	ObjectMeta *meta;
+	int			k;
+	int			m;
+	int			n;
+	const codec_rs *rs;
+	codec_cipher *cipher;
+	codec_cipher *cipher2;		/* for the helper thread of open_blocks */
+	ObjectChunkAuth *auth;		/* chunks against their trailer's tags */
+	int			tag_len;
+	Provider  **providers;
+	char	  **keys;
+	ShardHealth *health;
+	bool	   *liar;			/* served a chunk that matched its CRC but not the
+								 * ciphertext (format 1): left out from then on */
+	char	  **errors;
+	bool	   *slow;			/* provider much slower than the pool's others */
+	bool	   *avoid;			/* a request to it was abandoned as too slow */
+	TimestampTz slow_checked;	/* when slow[] was last worked out */
+
+	uint64		stripe_size;	/* k * chunk_size */
+	uint64		nstripes;
+	uint64		last_chunk;		/* chunk length of the last stripe */
+	uint64		shard_data_len;
+	size_t		block_overhead; /* ciphertext bytes a block adds */
+	uint8	   *scratch;		/* one opened block */
+	uint8	   *sealed;			/* one sealed block that spans chunks */
+	uint8	   *plain;			/* one decompressed block */
+	/* per-data-shard fetch buffers, kept across windows: fresh 16 MiB
+	 * allocations per window would be page-faulted in every time */
+	uint8	   *shardbuf[2][CODEC_RS_MAX_DATA];
+	size_t		shardbufcap[2][CODEC_RS_MAX_DATA];
+	int			cur_set;		/* buffer set holding the window being opened */
+
+	/* read-ahead: the next window's healthy fetch, started early */
+	ProviderBatch *ahead;
+	ProviderRequest ahead_reqs[CODEC_RS_MAX_DATA];
+	int			ahead_shard_of[CODEC_RS_MAX_DATA];
+	int			ahead_nreqs;
+	uint64		ahead_cs;
+	uint64		ahead_ce;
+	WindowSource ahead_src;
+	uint64		last_read_end;	/* plaintext offset after the previous read */
+	bool		use_cache;		/* the shared cache exists */
+	bool		cache_fill;		/* this read may fill it */
+	struct MultiFetch *prefetch;	/* multi-range read-ahead in flight */
+};
+
+static inline uint64
+chunk_len(ObjectReader *r, uint64 stripe)
+{
+	return stripe == r->nstripes - 1 ? r->last_chunk : (uint64) r->meta->chunk_size;
+}
+
+static inline uint64
+block_cstart(ObjectReader *r, uint64 b)
+{
+	if (b == 0)
+		return 0;
+	if (r->meta->block_ends)
+		return r->meta->block_ends[b - 1];
+	return b * (r->meta->block_size + r->block_overhead);
+}
+
+static inline uint64
+block_cend(ObjectReader *r, uint64 b)
+{
+	if (r->meta->block_ends)
+		return r->meta->block_ends[b];
+	if (b == (uint64) r->meta->nblocks - 1)
+		return r->meta->stream_size;
+	return (b + 1) * (r->meta->block_size + r->block_overhead);
+}
+
+/* object_read.c: the driver and the healthy path */
+extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
+extern void reader_check_slow_providers(ObjectReader *r);
+extern int	reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set,
+									ProviderRequest *reqs, int *shard_of, WindowSource *src);
+
+/* object_read_decode.c: opening blocks into the caller's buffer */
+extern bool reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip,
+							   WindowSource *src, uint64 offset, uint64 len, char *dst,
+							   bool raise);
+
+/* object_read_degraded.c: reading around bad shards */
+extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,
+										const bool *skip, uint64 offset, uint64 len,
+										char *dst);
+
+/* object_read_ahead.c: read-ahead and multi-range reads */
+extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);
+extern void reader_ahead_discard(ObjectReader *r);
+extern void reader_prefetch_discard(ObjectReader *r);
+extern void reader_prefetch_abandon(ObjectReader *r);
+
+#endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

@@ -1,0 +1,915 @@
+/*
+ * s3_transfer.c — the transfer loop of the s3 backend: runs the tries of a
+ * batch's requests on one libcurl multi handle and decides what each try's
+ * end means.
+ *
+ * The multi handle lives as long as the backend, so connections (and TLS
+ * sessions, DNS entries) are reused across batches.  At most
+ * destor_max_concurrent_requests transfers run at once; the others wait
+ * their turn.  The loop polls with a short timeout and calls
+ * CHECK_FOR_INTERRUPTS() on every turn, so query cancel and
+ * statement_timeout stop a batch promptly; a PG_FINALLY block then detaches
+ * and frees every easy handle, header list and malloc'd buffer.
+ *
+ * libcurl callbacks never palloc or ereport (an ERROR thrown through libcurl
+ * frames would corrupt its state): they copy into the caller's buffer or
+ * into malloc'd buffers and report problems through flags that the loop
+ * looks at.
+ *
+ * Transient failures (connection refused or reset, timeouts, HTTP 5xx, 429,
+ * S3 RequestTimeout) are retried up to destor_max_retries times with
+ * exponential backoff and jitter; the wait between tries is a timeout of
+ * the same loop (or a latch wait) and so is interruptible too.  Other 4xx
+ * answers are final.  A GET whose body ends before the length the headers
+ * and the request promise is retried and counted (short_bodies).  Requests
+ * that may be abandoned (hedge) are given up when they lag far behind the
+ * rest of their batch.
+ *
+ * Building a try's request is s3_request.c's job; XML answers are read by
+ * s3_xml.c.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "destor/provider.h"
+#include "s3_internal.h"
+
+const char *const s3_op_names[] = {
+	"PutObject",
+	"GetObject",
+	"HeadObject",
+	"DeleteObject",
+	"CreateMultipartUpload",
+	"UploadPart",
+	"CompleteMultipartUpload",
+	"AbortMultipartUpload",
+	"ListObjectsV2"
+};
+
+StaticAssertDecl(lengthof(s3_op_names) == S3OP_LIST + 1,
+				 "one name per S3Op");
+
+static CURLM *s3_multi = NULL;
+static bool s3_curl_initialized = false;
+
+/* ---------------------------------------------------------------------
+ * libcurl setup
+ * --------------------------------------------------------------------- */
+
+CURLM *
+s3_get_multi(void)
+{
+	if (!s3_curl_initialized)
+	{
+		CURLcode	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+		if (rc != CURLE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("could not initialize libcurl"),
+					 errdetail("%s", curl_easy_strerror(rc))));
+		s3_curl_initialized = true;
+	}
+	if (s3_multi == NULL)
+	{
+		s3_multi = curl_multi_init();
+		if (s3_multi == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Could not create a libcurl multi handle.")));
+		/* keep enough idle connections for a full batch to every provider */
+		curl_multi_setopt(s3_multi, CURLMOPT_MAXCONNECTS,
+						  (long) Max(destor_max_concurrent_requests * 2, 16));
+	}
+	return s3_multi;
+}
+
+void
+provider_s3_reset(void)
+{
+	/* The batch loop always detaches its handles, so none is attached here. */
+	if (s3_multi != NULL)
+	{
+		curl_multi_cleanup(s3_multi);
+		s3_multi = NULL;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * libcurl callbacks: no palloc, no ereport
+ * --------------------------------------------------------------------- */
+
+static void
+s3_body_reset(S3Body *b, size_t limit)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->limit = limit;
+	b->overflow = false;
+	b->nomem = false;
+}
+
+static void
+s3_body_append(S3Body *b, const char *p, size_t n)
+{
+	if (b->len + n > b->limit)
+	{
+		b->overflow = true;
+		n = b->limit > b->len ? b->limit - b->len : 0;
+	}
+	if (n == 0)
+		return;
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 4096;
+		char	   *d;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		d = realloc(b->data, cap);
+		if (d == NULL)
+		{
+			b->nomem = true;
+			return;
+		}
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static bool
+s3_status_is_success(long status)
+{
+	return status >= 200 && status < 300;
+}
+
+/* Reset what we know of the response: a new status line starts one. */
+void
+s3_response_reset(S3Transfer *t)
+{
+	t->status = 0;
+	t->etag[0] = '\0';
+	t->have_content_length = false;
+	t->content_length = 0;
+	t->have_content_range = false;
+	t->range_start = 0;
+	t->have_range_end = false;
+	t->range_end = 0;
+	t->have_range_total = false;
+	t->range_total = 0;
+	t->skip = 0;
+	t->received = 0;
+	t->body_started = false;
+	t->stopped_early = false;
+	t->unexpected_range = false;
+	s3_body_reset(&t->body, t->op == S3OP_LIST ? S3_MAX_LIST_BODY : S3_MAX_SMALL_BODY);
+}
+
+static bool
+header_is(const char *line, size_t len, const char *name, const char **value, size_t *vlen)
+{
+	size_t		nl = strlen(name);
+	const char *v;
+	const char *e;
+
+	if (len <= nl || pg_strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+		return false;
+	v = line + nl + 1;
+	e = line + len;
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*value = v;
+	*vlen = (size_t) (e - v);
+	return true;
+}
+
+/*
+ * s3_header_cb — libcurl's header callback: remembers the status, ETag,
+ * Content-Length and Content-Range of the current response.
+ */
+size_t
+s3_header_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	S3Transfer *t = (S3Transfer *) userdata;
+	size_t		len = size * nmemb;
+	const char *v;
+	size_t		vlen;
+
+	if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
+	{
+		/* a new response (after 100 Continue, say): forget the old one */
+		const char *sp = memchr(data, ' ', len);
+
+		s3_response_reset(t);
+		if (sp != NULL)
+			t->status = strtol(sp + 1, NULL, 10);
+		return len;
+	}
+	if (header_is(data, len, "etag", &v, &vlen))
+	{
+		if (vlen < sizeof(t->etag))
+		{
+			memcpy(t->etag, v, vlen);
+			t->etag[vlen] = '\0';
+		}
+	}
+	else if (header_is(data, len, "content-length", &v, &vlen))
+	{
+		t->have_content_length = s3_parse_uint64(v, vlen, &t->content_length);
+	}
+	else if (header_is(data, len, "content-range", &v, &vlen))
+	{
+		/* "bytes START-END/TOTAL" (TOTAL may be "*") */
+		const char *dash;
+
+		if (vlen > 6 && pg_strncasecmp(v, "bytes ", 6) == 0 &&
+			(dash = memchr(v + 6, '-', vlen - 6)) != NULL)
+		{
+			const char *end = v + vlen;
+			const char *slash = memchr(dash, '/', (size_t) (end - dash));
+
+			t->have_content_range = s3_parse_uint64(v + 6, (size_t) (dash - (v + 6)),
+												 &t->range_start);
+			if (slash != NULL)
+			{
+				t->have_range_end = s3_parse_uint64(dash + 1, (size_t) (slash - (dash + 1)),
+												 &t->range_end);
+				t->have_range_total = s3_parse_uint64(slash + 1, (size_t) (end - (slash + 1)),
+												   &t->range_total);
+			}
+		}
+	}
+	return len;
+}
+
+/*
+ * s3_write_cb — libcurl's body callback: a GET's bytes go straight into
+ * the caller's buffer, from the offset asked (a server that ignores Range
+ * sends the whole object: the bytes before it are dropped and the transfer
+ * stopped once the range is in); other answers are kept for the XML reader.
+ */
+size_t
+s3_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	S3Transfer *t = (S3Transfer *) userdata;
+	size_t		len = size * nmemb;
+	ProviderRequest *req = t->req;
+
+	if (t->op == S3OP_GET && (t->status == 200 || t->status == 206))
+	{
+		const char *p = data;
+		size_t		n = len;
+
+		if (!t->body_started)
+		{
+			t->body_started = true;
+			if (t->status == 200)
+				t->skip = req->offset;	/* Range ignored: the whole object */
+			else if (t->have_content_range)
+			{
+				if (t->range_start > req->offset)
+				{
+					t->unexpected_range = true;
+					return 0;	/* abort the transfer */
+				}
+				t->skip = req->offset - t->range_start;
+			}
+		}
+		if (t->skip > 0)
+		{
+			size_t		drop = (size_t) Min((uint64) n, t->skip);
+
+			t->skip -= drop;
+			p += drop;
+			n -= drop;
+		}
+		if (n > 0 && t->received < req->length)
+		{
+			size_t		take = (size_t) Min((uint64) n, req->length - t->received);
+
+			memcpy(req->buf + t->received, p, take);
+			t->received += take;
+			n -= take;
+		}
+		if (n > 0 && t->status == 200)
+		{
+			/* the whole object is coming and we have our range: stop */
+			t->stopped_early = true;
+			return 0;
+		}
+		/* bytes beyond the range of a 206 are dropped */
+		return len;
+	}
+
+	/* success XML and error documents */
+	s3_body_append(&t->body, data, len);
+	return len;
+}
+
+/* Drop the easy handle and header list of the current try. */
+void
+s3_transfer_detach(S3Transfer *t)
+{
+	if (t->easy != NULL)
+	{
+		if (t->state == TS_RUNNING && s3_multi != NULL)
+			curl_multi_remove_handle(s3_multi, t->easy);
+		curl_easy_cleanup(t->easy);
+		t->easy = NULL;
+	}
+	if (t->headers != NULL)
+	{
+		curl_slist_free_all(t->headers);
+		t->headers = NULL;
+	}
+}
+
+static void
+s3_transfer_release(S3Transfer *t)
+{
+	s3_transfer_detach(t);
+	s3_body_reset(&t->body, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * finishing a try: success, final failure, or retry
+ * --------------------------------------------------------------------- */
+
+static bool
+s3_curl_error_is_transient(CURLcode rc)
+{
+	switch (rc)
+	{
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_WEIRD_SERVER_REPLY:
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+s3_status_is_transient(long status, const char *code)
+{
+	if (status >= 500 || status == 429 || status == 408)
+		return true;
+	if (status == 400 && code != NULL && strcmp(code, "RequestTimeout") == 0)
+		return true;			/* S3: the body came too slowly; try again */
+	return false;
+}
+
+/* Backoff before try number "attempt + 1": exponential, capped, jittered. */
+static long
+s3_backoff_ms(int attempt)
+{
+	double		ms = S3_BACKOFF_BASE_MS;
+	int			i;
+
+	for (i = 1; i < attempt && ms < S3_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	ms = Min(ms, (double) S3_BACKOFF_MAX_MS);
+	/* "equal jitter": between half and all of the step */
+	return (long) (ms / 2 + pg_prng_double(&pg_global_prng_state) * ms / 2);
+}
+
+/* The key as a user knows it, for messages. */
+const char *
+s3_transfer_what(S3Transfer *t)
+{
+	if (t->op == S3OP_LIST)
+		return t->list_prefix;
+	return t->key ? t->key : "";
+}
+
+/*
+ * Set req->error (in the caller's context) for a failed try.
+ * Never includes credentials or request headers.
+ */
+void
+s3_set_error(S3Transfer *t, MemoryContext resultcxt, const char *detail)
+{
+	ProviderRequest *req = t->req;
+	const char *keyprefix = "";
+	char		attempts[64] = "";
+	MemoryContext old;
+
+	if (t->op != S3OP_LIST && t->provider->prefix)
+		keyprefix = t->provider->prefix;
+	if (t->attempt > 1)
+		snprintf(attempts, sizeof(attempts), " (after %d attempts)", t->attempt);
+	old = MemoryContextSwitchTo(resultcxt);
+	if (req->error)
+		pfree(req->error);
+	req->error = psprintf("provider \"%s\": %s of \"%s%s\" failed: %s%s",
+						  t->provider->name, s3_op_names[t->op], keyprefix,
+						  s3_transfer_what(t), detail, attempts);
+	t->last_detail = psprintf("%s%s", detail, attempts);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * s3_get_expected — how many bytes of the range asked for a successful GET
+ * must have delivered: the whole range, unless the headers say the object
+ * ends before it (Content-Range's total, or a 200's Content-Length).
+ */
+static uint64
+s3_get_expected(S3Transfer *t)
+{
+	ProviderRequest *req = t->req;
+	uint64		want = req->length;
+	uint64		size;
+
+	if (t->stopped_early)
+		return want;			/* we stopped a whole-object answer ourselves */
+	if (t->status == 206 && t->have_range_total)
+		size = t->range_total;
+	else if (t->status == 206 && t->have_range_end)
+		size = t->range_end + 1;
+	else if (t->status == 200 && t->have_content_length)
+		size = t->content_length;
+	else if (t->status == 206 && !t->have_content_range && t->have_content_length)
+		return Min(want, t->content_length);	/* taken as starting at offset */
+	else
+		return want;			/* nothing says it is shorter: all of it */
+	if (size <= req->offset)
+		return 0;
+	return Min(want, size - req->offset);
+}
+
+/* Outcome of a finished try. */
+typedef enum S3Outcome
+{
+	S3_OK,
+	S3_FAILED,
+	S3_RETRY
+} S3Outcome;
+
+/*
+ * s3_transfer_outcome — what a finished try means: a transport failure, an
+ * HTTP error (some of which are success for the operation: a 404 on
+ * DELETE, a 416 on a ranged GET past the end), or a success that still has
+ * to pass the operation's checks (a GET must have delivered every byte the
+ * headers and the request promise; an upload must name its id or ETag).
+ * Sets the request's error text for failures; retrying is the caller's.
+ */
+static S3Outcome
+s3_transfer_outcome(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
+{
+	ProviderRequest *req = t->req;
+	char	   *code = NULL;
+	char	   *detail;
+	long		status = 0;
+	size_t		errlen;
+
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 0)
+		t->status = status;
+	if (!(t->complete_empty && t->phase == 1))
+		req->http_status = (int) t->status;
+
+	if (t->body.nomem)
+	{
+		s3_set_error(t, resultcxt, "out of memory while receiving the response");
+		return S3_FAILED;
+	}
+
+	/* transport failures */
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t->stopped_early))
+	{
+		if (t->unexpected_range)
+		{
+			s3_set_error(t, resultcxt,
+						 "the server answered with a byte range that does not cover the one asked for");
+			return S3_FAILED;
+		}
+		t->last_curl_rc = rc;
+		if (rc == CURLE_PARTIAL_FILE)
+			t->short_bodies++;	/* fewer bytes than Content-Length said */
+		detail = psprintf("%s%s%s%s", curl_easy_strerror(rc),
+						  t->curl_error[0] ? " (" : "", t->curl_error,
+						  t->curl_error[0] ? ")" : "");
+		s3_set_error(t, resultcxt, detail);
+		return s3_curl_error_is_transient(rc) ? S3_RETRY : S3_FAILED;
+	}
+
+	/* HTTP errors */
+	if (!s3_status_is_success(t->status))
+	{
+		detail = s3_http_detail(t, &code);
+		t->last_curl_rc = CURLE_OK;
+		t->last_code = code ? MemoryContextStrdup(resultcxt, code) : NULL;
+
+		if (t->status == 404)
+		{
+			bool		no_bucket = code && strcmp(code, "NoSuchBucket") == 0;
+
+			req->not_found = true;
+			if (!no_bucket &&
+				(t->op == S3OP_DELETE || t->op == S3OP_UPLOAD_ABORT ||
+				 (t->op == S3OP_UPLOAD_COMPLETE && t->complete_empty && t->phase == 1)))
+				return S3_OK;
+		}
+		if (t->op == S3OP_UPLOAD_ABORT && (t->status == 405 || t->status == 501))
+		{
+			/*
+			 * The server cannot abort uploads (s3rver answers 405): there
+			 * is nothing more we can do, and the upload is over for us.
+			 */
+			return S3_OK;
+		}
+		if (t->status == 416 && t->op == S3OP_GET)
+		{
+			/* range starts at or past the end: nothing to read there */
+			req->result_size = 0;
+			return S3_OK;
+		}
+		if (t->op == S3OP_UPLOAD_COMPLETE && t->complete_empty && t->phase == 1)
+			return S3_OK;		/* the object is stored; a stray upload is harmless */
+		if (t->status == 301 || t->status == 307 || t->status == 400)
+		{
+			char	   *region = NULL;
+
+			if (t->body.data)
+				region = s3_xml_get(t->body.data, t->body.data + t->body.len, "Region");
+			if (region)
+				detail = psprintf("%s (the bucket is in region %s)", detail, region);
+		}
+		s3_set_error(t, resultcxt, detail);
+		return s3_status_is_transient(t->status, code) ? S3_RETRY : S3_FAILED;
+	}
+
+	/* success: operation-specific checks */
+	switch (t->op)
+	{
+		case S3OP_GET:
+			{
+				uint64		expected = s3_get_expected(t);
+
+				/*
+				 * A body cut short with no Content-Length to tell (a closed
+				 * connection ends it) looks like a success to libcurl:
+				 * compare with what the headers and the request promise.
+				 */
+				if (t->received < expected)
+				{
+					t->short_bodies++;
+					t->last_curl_rc = CURLE_OK;
+					t->last_code = NULL;
+					s3_set_error(t, resultcxt,
+								 psprintf("the response body ended after %llu of %llu bytes",
+										  (unsigned long long) t->received,
+										  (unsigned long long) expected));
+					return S3_RETRY;
+				}
+				req->result_size = t->received;
+			}
+			break;
+		case S3OP_HEAD:
+			if (!t->have_content_length)
+			{
+				s3_set_error(t, resultcxt, "the response has no Content-Length");
+				return S3_FAILED;
+			}
+			req->result_size = t->content_length;
+			break;
+		case S3OP_UPLOAD_BEGIN:
+			{
+				char	   *id = t->body.data ?
+					s3_xml_get(t->body.data, t->body.data + t->body.len, "UploadId") : NULL;
+
+				if (id == NULL || id[0] == '\0')
+				{
+					s3_set_error(t, resultcxt, "the response has no UploadId");
+					return S3_FAILED;
+				}
+				req->upload->upload_id =
+					MemoryContextStrdup(GetMemoryChunkContext(req->upload), id);
+				req->upload->active = true;
+				req->upload->nparts = 0;
+				req->upload->size = 0;
+				req->upload->etags = NIL;
+			}
+			break;
+		case S3OP_UPLOAD_PART:
+			if (t->etag[0] == '\0')
+			{
+				s3_set_error(t, resultcxt, "the response has no ETag");
+				return S3_FAILED;
+			}
+			t->etag_final = pstrdup(t->etag);
+			break;
+		case S3OP_UPLOAD_COMPLETE:
+			if (!t->complete_empty && t->body.data &&
+				s3_xml_element(t->body.data, t->body.data + t->body.len, "Error",
+							&errlen, NULL) != NULL)
+			{
+				/* S3 may report a failed completion inside a 200 answer */
+				detail = s3_http_detail(t, &code);
+				s3_set_error(t, resultcxt, detail);
+				return (code && strcmp(code, "InternalError") == 0) ? S3_RETRY : S3_FAILED;
+			}
+			break;
+		case S3OP_LIST:
+			if (t->body.overflow)
+			{
+				s3_set_error(t, resultcxt, "the listing page is too large");
+				return S3_FAILED;
+			}
+			/* keep the page past the loop's cleanup of libcurl buffers */
+			t->list_len = t->body.len;
+			t->list_body = palloc(t->list_len + 1);
+			if (t->list_len > 0)
+				memcpy(t->list_body, t->body.data, t->list_len);
+			t->list_body[t->list_len] = '\0';
+			break;
+		default:
+			break;
+	}
+	return S3_OK;
+}
+
+/* A try has ended: decide, record, and maybe queue the next try. */
+static void
+s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
+{
+	ProviderRequest *req = t->req;
+	S3Outcome	outcome = s3_transfer_outcome(t, rc, resultcxt);
+
+	s3_transfer_detach(t);
+	s3_body_reset(&t->body, 0);
+
+	if (outcome == S3_OK && t->op == S3OP_UPLOAD_COMPLETE && t->complete_empty &&
+		t->phase == 0)
+	{
+		/* the empty object is stored; now discard the multipart upload */
+		t->phase = 1;
+		t->attempt = 0;
+		t->state = TS_QUEUED;
+		t->not_before = 0;
+		return;
+	}
+
+	if (outcome == S3_RETRY && t->attempt <= (req->no_retry ? 0 : destor_max_retries))
+	{
+		t->state = TS_QUEUED;
+		t->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													s3_backoff_ms(t->attempt));
+		return;
+	}
+
+	t->state = TS_DONE;
+	req->latency_ms = (double) (GetCurrentTimestamp() - t->first_start) / 1000.0;
+	req->retries = Max(t->attempt - 1, 0);
+	req->short_bodies = t->short_bodies;
+	req->unreachable = outcome != S3_OK &&
+		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
+		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||
+		 (t->last_code != NULL && strcmp(t->last_code, "NoSuchBucket") == 0));
+	if (outcome == S3_OK)
+	{
+		req->ok = true;
+		if (req->error)
+		{
+			pfree(req->error);
+			req->error = NULL;
+		}
+		if (t->op == S3OP_UPLOAD_COMPLETE || t->op == S3OP_UPLOAD_ABORT)
+			req->upload->active = false;
+	}
+	else
+		req->ok = false;
+}
+
+/* ---------------------------------------------------------------------
+ * the multi loop
+ * --------------------------------------------------------------------- */
+
+/*
+ * Hedging: when every request still running may be abandoned (ProviderRequest
+ * .hedge) and the others all succeeded, the stragglers get
+ * HEDGE_FACTOR times the slowest finished one's time (at least HEDGE_MIN_MS)
+ * after the last one finished; then they are given up, and the caller reads
+ * around them (parity) instead of waiting for one slow provider.
+ */
+#define HEDGE_MIN_MS	100
+#define HEDGE_FACTOR	3
+
+/* How long the stragglers may still take (ms); -1 if hedging does not apply. */
+static long
+s3_hedge_remaining(S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms)
+{
+	int			ok = 0;
+	long		grace;
+
+	if (last_done == 0)
+		return -1;				/* nothing has come back during this batch yet */
+	for (int i = 0; i < n; i++)
+	{
+		if (ts[i]->state == TS_DONE)
+		{
+			if (!ts[i]->req->ok)
+				return -1;		/* a failure: the caller reads around it anyway */
+			ok++;
+		}
+		else if (!ts[i]->req->hedge || ts[i]->state != TS_RUNNING)
+			return -1;			/* one that has not even started is not slow */
+	}
+	if (ok == 0 || ok == n)
+		return -1;
+	grace = Max((long) HEDGE_MIN_MS, (long) (HEDGE_FACTOR * slowest_ms));
+	return Max(grace - TimestampDifferenceMilliseconds(last_done, GetCurrentTimestamp()), 0);
+}
+
+/*
+ * s3_run_transfers — run every transfer of ts to its end on the multi
+ * handle: start queued tries while slots are free (and their backoff is
+ * over), collect finished ones, give up hedged stragglers, and sleep on the
+ * multi handle (or the latch, when only backoff waits remain) in between.
+ * Interruptible on every turn; whatever happens, no easy handle, header
+ * list or malloc'd buffer survives it.
+ */
+void
+s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
+{
+	CURLM	   *multi = s3_get_multi();
+	int			maxrun = Max(destor_max_concurrent_requests, 1);
+	int			ndone = 0;
+	int			i;
+	TimestampTz last_done = 0;
+	double		slowest_ms = 0;
+
+	for (i = 0; i < n; i++)
+		if (ts[i]->state == TS_DONE)
+			ndone++;
+
+	PG_TRY();
+	{
+		while (ndone < n)
+		{
+			TimestampTz now;
+			int			nrunning = 0;
+			int			still_running;
+			int			msgs_left;
+			CURLMsg    *msg;
+			long		wait_ms;
+
+			CHECK_FOR_INTERRUPTS();
+
+			/* start queued tries, in request order, while slots are free */
+			now = GetCurrentTimestamp();
+			for (i = 0; i < n; i++)
+				if (ts[i]->state == TS_RUNNING)
+					nrunning++;
+			for (i = 0; i < n && nrunning < maxrun; i++)
+			{
+				S3Transfer *t = ts[i];
+
+				if (t->state != TS_QUEUED)
+					continue;
+				if (t->not_before > now)
+					continue;
+				if (s3_transfer_start(t, resultcxt))
+					nrunning++;
+				else
+				{
+					t->state = TS_DONE;
+					t->req->ok = false;
+					t->req->latency_ms = 0;
+					ndone++;
+				}
+			}
+
+			if (nrunning > 0)
+			{
+				CURLMcode	mrc = curl_multi_perform(multi, &still_running);
+
+				if (mrc != CURLM_OK)
+					elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mrc));
+
+				while ((msg = curl_multi_info_read(multi, &msgs_left)) != NULL)
+				{
+					S3Transfer *t = NULL;
+
+					if (msg->msg != CURLMSG_DONE)
+						continue;
+					curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+					if (t == NULL || t->easy != msg->easy_handle)
+						continue;
+					s3_transfer_finish(t, msg->data.result, resultcxt);
+					if (t->state == TS_DONE)
+					{
+						ndone++;
+						last_done = GetCurrentTimestamp();
+						slowest_ms = Max(slowest_ms, t->req->latency_ms);
+					}
+				}
+			}
+			if (ndone >= n)
+				break;
+			if (s3_hedge_remaining(ts, n, last_done, slowest_ms) == 0)
+			{
+				/* the stragglers are too slow: give them up */
+				now = GetCurrentTimestamp();
+				for (i = 0; i < n; i++)
+				{
+					S3Transfer *t = ts[i];
+
+					if (t->state == TS_DONE)
+						continue;
+					s3_transfer_release(t);
+					t->state = TS_DONE;
+					t->req->ok = false;
+					t->req->abandoned = true;
+					t->req->latency_ms = t->first_start ?
+						(double) (now - t->first_start) / 1000.0 : 0;
+					t->req->error = MemoryContextStrdup(resultcxt,
+														psprintf("provider \"%s\": abandoned after %.0f ms, far slower than the others",
+																 t->provider->name, t->req->latency_ms));
+					ndone++;
+				}
+				break;
+			}
+
+			/*
+			 * Sleep until there is network activity, a retry is due or the
+			 * poll interval is over; not at all when a try can start now.
+			 */
+			now = GetCurrentTimestamp();
+			wait_ms = S3_POLL_INTERVAL_MS;
+			{
+				long		hedge = s3_hedge_remaining(ts, n, last_done, slowest_ms);
+
+				if (hedge >= 0)
+					wait_ms = Min(wait_ms, Max(hedge, 1));
+			}
+			nrunning = 0;
+			for (i = 0; i < n; i++)
+				if (ts[i]->state == TS_RUNNING)
+					nrunning++;
+			for (i = 0; i < n; i++)
+			{
+				S3Transfer *t = ts[i];
+
+				if (t->state != TS_QUEUED)
+					continue;
+				if (t->not_before <= now)
+				{
+					if (nrunning < maxrun)
+						wait_ms = 0;
+				}
+				else
+					wait_ms = Min(wait_ms,
+								  Max(TimestampDifferenceMilliseconds(now, t->not_before), 1));
+			}
+			if (wait_ms == 0)
+				continue;
+			if (nrunning > 0)
+			{
+				CURLMcode	mrc = curl_multi_poll(multi, NULL, 0, (int) wait_ms, NULL);
+
+				if (mrc != CURLM_OK)
+					elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mrc));
+			}
+			else
+			{
+				/* only backoff waits left: sleep on the latch */
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 wait_ms, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		/* never leave a handle, header list or buffer behind */
+		for (i = 0; i < n; i++)
+			s3_transfer_release(ts[i]);
+	}
+	PG_END_TRY();
+}

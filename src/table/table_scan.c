@@ -1,0 +1,893 @@
+/*
+ * table_scan.c — reading destor tables: executor scans (serial and parallel)
+ * and whole-row scans outside the executor (ANALYZE, compaction).
+ *
+ * A scan reads only the columns a query references, and only the segments
+ * and row groups whose min/max/null statistics (in the catalog) do not
+ * refute the query's conditions; the proof is the planner's own
+ * predicate_refuted_by, as in Citus columnar.  Remaining conditions are
+ * checked by the executor.  The row groups that survive are the scan's
+ * units; a parallel scan hands them out from a shared counter.  Each row
+ * group's column chunks come from the cache (decompressed) or are fetched
+ * in one batch of requests, the next row group's on their way meanwhile,
+ * then decoded into per-column arrays that rows are assembled from.
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/sysattr.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/typcache.h"
+
+#include "destor/cache.h"
+#include "destor/catalog.h"
+#include "table_internal.h"
+
+/* Shared by the participants of a parallel scan: the next row group, and
+ * the workers' counters for EXPLAIN ANALYZE. */
+typedef struct SharedScan
+{
+	pg_atomic_uint32 next_unit;
+	pg_atomic_uint64 rgs_read;
+	pg_atomic_uint64 requests;
+	pg_atomic_uint64 bytes;
+	pg_atomic_uint64 degraded;
+	pg_atomic_uint64 chunks_read;
+	pg_atomic_uint64 chunks_cached;
+} SharedScan;
+
+/* The constraint "stats allow col's values" as an expression, or NULL. */
+static Node *
+column_constraint(DestorScan *st, AttrNumber attnum, const char *min, const char *max,
+				  uint64 nulls, uint64 rows)
+{
+	ColumnCodec *cc = &st->codecs[attnum - 1];
+	TypeCacheEntry *tce;
+	Var		   *var;
+	Expr	   *arg;
+	NullTest   *nt;
+	Node	   *range = NULL;
+
+	if (cc->dropped || !cc->has_cmp || cc->typid != cc->basetype)
+		return NULL;
+	var = makeVar(st->scanrelid, attnum, cc->typid, cc->typmod, cc->collation, 0);
+	arg = (Expr *) var;
+	if (min && max)
+	{
+		Oid			opintype;
+		Oid			ge;
+		Oid			le;
+		Const	   *cmin;
+		Const	   *cmax;
+
+		tce = lookup_type_cache(cc->typid, TYPECACHE_BTREE_OPFAMILY);
+		if (!OidIsValid(tce->btree_opf))
+			return NULL;
+
+		/*
+		 * A type compared through a binary-compatible opclass (varchar via
+		 * text) appears in quals relabeled to the opclass type: match that.
+		 */
+		opintype = OidIsValid(tce->btree_opintype) ? tce->btree_opintype : cc->typid;
+		if (opintype != cc->typid)
+			arg = (Expr *) makeRelabelType((Expr *) var, opintype, -1, cc->collation,
+										   COERCE_IMPLICIT_CAST);
+		ge = get_opfamily_member(tce->btree_opf, opintype, opintype, BTGreaterEqualStrategyNumber);
+		le = get_opfamily_member(tce->btree_opf, opintype, opintype, BTLessEqualStrategyNumber);
+		if (!OidIsValid(ge) || !OidIsValid(le))
+			return NULL;
+		cmin = makeConst(opintype, opintype == cc->typid ? cc->typmod : -1, cc->collation, cc->typlen,
+						 InputFunctionCall(&cc->in, (char *) min, cc->ioparam, cc->typmod),
+						 false, cc->typbyval);
+		cmax = makeConst(opintype, opintype == cc->typid ? cc->typmod : -1, cc->collation, cc->typlen,
+						 InputFunctionCall(&cc->in, (char *) max, cc->ioparam, cc->typmod),
+						 false, cc->typbyval);
+		range = (Node *) make_andclause(list_make2(
+			make_opclause(ge, BOOLOID, false, arg, (Expr *) cmin, InvalidOid, cc->collation),
+			make_opclause(le, BOOLOID, false, (Expr *) copyObject(arg), (Expr *) cmax, InvalidOid,
+						  cc->collation)));
+	}
+	nt = makeNode(NullTest);
+	nt->arg = (Expr *) copyObject(var);
+	nt->argisrow = false;
+	nt->location = -1;
+	if (nulls == 0)
+	{
+		nt->nulltesttype = IS_NOT_NULL;
+		return range ? (Node *) make_andclause(list_make2(range, nt)) : (Node *) nt;
+	}
+	if (nulls >= rows)
+	{
+		nt->nulltesttype = IS_NULL;
+		return (Node *) nt;
+	}
+	if (range == NULL)
+		return NULL;
+	nt->nulltesttype = IS_NULL;
+	return (Node *) make_orclause(list_make2(range, nt));
+}
+
+/* True if the quals prove no row of this segment (rg < 0) or row group matches. */
+bool
+stats_refute(DestorScan *st, List *quals, Bitmapset *qual_attrs, SegmentDirectory *dir, int rg)
+{
+	List	   *constraints = NIL;
+	int			x = -1;
+
+	if (quals == NIL)
+		return false;
+	while ((x = bms_next_member(qual_attrs, x)) >= 0)
+	{
+		AttrNumber	a = x + FirstLowInvalidHeapAttributeNumber;
+		Node	   *c;
+
+		if (a <= 0 || a > dir->ncols || a > st->natts)
+			continue;
+		if (dir->typids[a - 1] != st->codecs[a - 1].typid)
+			continue;
+		if (rg < 0)
+			c = column_constraint(st, a, dir->seg_min[a - 1], dir->seg_max[a - 1],
+								  dir->seg_nulls[a - 1], dir->row_count);
+		else
+		{
+			int			idx = rg * dir->ncols + (a - 1);
+
+			c = column_constraint(st, a, dir->rg_min[idx], dir->rg_max[idx],
+								  dir->chunks[idx].null_count, dir->rg_rows[rg]);
+		}
+		if (c)
+			constraints = lappend(constraints, c);
+	}
+	return constraints != NIL && predicate_refuted_by(constraints, quals, false);
+}
+
+/*
+ * destorBeginForeignScan: set up the column codecs and contexts, and plan the
+ * reads: the segments the query's snapshot sees (with the pending changes of
+ * a statement of this backend that the snapshot must see), minus those and
+ * the row groups that the statistics prove hold no matching row.
+ */
+void
+destorBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	DestorScan  *st = palloc0(sizeof(DestorScan));
+	Relation	rel = node->ss.ss_currentRelation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *attnums = linitial(plan->fdw_private);
+	bool		wholerow = boolVal(lsecond(plan->fdw_private));
+	List	   *quals = plan->fdw_exprs;
+	Bitmapset  *qual_attrs = NULL;
+	List	   *segments;
+	ListCell   *lc;
+	int			cap = 0;
+	int			guclevel;
+
+	node->fdw_state = st;
+	st->rel = rel;
+	st->opts = table_get_options(RelationGetRelid(rel));
+	st->natts = desc->natts;
+	st->scanrelid = plan->scan.scanrelid;
+	st->codecs = palloc0(sizeof(ColumnCodec) * Max(st->natts, 1));
+	st->needed = palloc0(sizeof(bool) * Max(st->natts, 1));
+	for (int i = 0; i < st->natts; i++)
+	{
+		column_codec_init(&st->codecs[i], TupleDescAttr(desc, i));
+		st->needed[i] = wholerow && !st->codecs[i].dropped;
+	}
+	foreach(lc, attnums)
+		if (lfirst_int(lc) <= st->natts)
+			st->needed[lfirst_int(lc) - 1] = true;
+	/* scan callbacks run in a per-tuple context: keep state in longer ones */
+	st->segcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt, "destor scan segment",
+									   ALLOCSET_DEFAULT_SIZES);
+	st->rgcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt, "destor scan row group",
+									  ALLOCSET_DEFAULT_SIZES);
+	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
+	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
+	st->loaded = palloc0(sizeof(int) * Max(st->natts, 1));
+	pull_varattnos((Node *) quals, st->scanrelid, &qual_attrs);
+
+	/* plan the reads: which segments and row groups survive the statistics
+	 * (their text forms read under the settings they were written with) */
+	guclevel = text_io_enter();
+	/* the query's snapshot: an UPDATE or DELETE reads the same list */
+	st->snapshot = node->ss.ps.state->es_snapshot;
+	segments = catalog_table_segments(st->opts->table_id, st->snapshot);
+	if (modify_in_progress(RelationGetRelid(rel)))
+	{
+		List	   *before = segments;
+
+		segments = add_pending_changes(rel, st->snapshot, segments);
+
+		/*
+		 * Only this backend knows the changes: a parallel plan (one cached
+		 * before the statement began; planning offers none meanwhile) is
+		 * read by the leader alone, workers get no row group.  That needs
+		 * a leader that runs the scan.
+		 */
+		if (segments != before && plan->scan.plan.parallel_aware)
+		{
+			if (!parallel_leader_participation || force_parallel_mode != FORCE_PARALLEL_OFF)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot scan destor table \"%s\" in parallel while a statement that calls the scan modifies it",
+								RelationGetRelationName(rel)),
+						 errhint("Set max_parallel_workers_per_gather to 0 for this statement.")));
+			st->leader_only = true;
+		}
+	}
+	if (list_length(segments) >= TABLE_MAX_SEGMENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("destor table \"%s\" has too many segments (%d)",
+						RelationGetRelationName(rel), list_length(segments)),
+				 errhint("Merge small segments with destor.compact().")));
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		int64		first_row = 0;
+
+		st->segs_total++;
+		st->rgs_total += dir->nrowgroups;
+		if (stats_refute(st, quals, qual_attrs, dir, -1))
+		{
+			st->segs_pruned++;
+			st->rgs_pruned += dir->nrowgroups;
+			continue;
+		}
+		for (int g = 0; g < dir->nrowgroups; first_row += dir->rg_rows[g], g++)
+		{
+			if (dir->nrowgroups > 1 && stats_refute(st, quals, qual_attrs, dir, g))
+			{
+				st->rgs_pruned++;
+				continue;
+			}
+			if (st->nunits == cap)
+			{
+				cap = Max(16, cap * 2);
+				st->units = st->units ? repalloc(st->units, sizeof(DestorScanUnit) * cap) :
+					palloc(sizeof(DestorScanUnit) * cap);
+			}
+			st->units[st->nunits].dir = dir;
+			st->units[st->nunits].rg = g;
+			st->units[st->nunits].seg_index = foreach_current_index(lc);
+			st->units[st->nunits].first_row = first_row;
+			st->nunits++;
+		}
+	}
+	text_io_leave(guclevel);
+	st->stats_at_start = object_read_stats;
+}
+
+/*
+ * Compressed chunks are cached decompressed as well (keyed by their offset
+ * in the segment object), so that a warm scan skips zstd: it costs about a
+ * quarter of a warm scan's time.  Chunks stored uncompressed gain nothing,
+ * and chunks under half a cache page would waste most of the page they take.
+ */
+static bool
+chunk_cacheable(ChunkEntry *e)
+{
+	return e->length != e->raw_length && e->raw_length >= CACHE_SPAN_MIN_BYTES &&
+		e->raw_length <= cache_span_max_bytes() && e->offset <= CACHE_SPAN_MAX_TAG;
+}
+
+/* A chunk's decompressed bytes, from its stored ones (cached when worth it). */
+static char *
+chunk_plain(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, char *stored)
+{
+	char	   *raw;
+	size_t		outlen;
+
+	if (e->length == e->raw_length)
+		return stored;
+	raw = palloc(Max(e->raw_length, 1));
+	if (codec_decompress(stored, e->length, raw, e->raw_length, &outlen) != 0 ||
+		outlen != e->raw_length)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a column chunk of destor table \"%s\" does not decompress",
+						RelationGetRelationName(st->rel))));
+	if (chunk_cacheable(e))
+		cache_insert_span(dir->object_id, e->offset, raw, e->raw_length);
+	return raw;
+}
+
+/* Decode a row group's column from its decompressed chunk (left as it is). */
+/*
+ * load_column: the row group's values and nulls of one column, into
+ * st->values[att] and st->nulls[att] (allocated in the current context).
+ * Fixed-width by-value and raw varlena chunks decode in tight loops; other
+ * types go through their text form.
+ */
+static void
+load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
+{
+	ChunkEntry *e = &dir->chunks[rg * dir->ncols + att];
+	uint32		n = dir->rg_rows[rg];
+	const uint8 *p;
+	const uint8 *end;
+	uint32		bitmap_len = (n + 7) / 8;
+
+	if (e->raw_length < bitmap_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a column chunk of destor table \"%s\" is truncated",
+						RelationGetRelationName(st->rel))));
+	st->values[att] = palloc(sizeof(Datum) * Max(n, 1));
+	st->nulls[att] = palloc(sizeof(bool) * Max(n, 1));
+	p = (const uint8 *) raw + bitmap_len;
+	end = (const uint8 *) raw + e->raw_length;
+	if (e->kind == VALUE_FIXED && st->codecs[att].kind == VALUE_FIXED && st->codecs[att].typbyval)
+	{
+		/* the common case (integers, floats, timestamps): a tight loop */
+		int16		len = st->codecs[att].typlen;
+		Datum	   *vals = st->values[att];
+		bool	   *isnull = st->nulls[att];
+
+		if ((uint64) (end - p) < (uint64) (n - e->null_count) * len)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a column chunk of destor table \"%s\" is truncated",
+							RelationGetRelationName(st->rel))));
+		for (uint32 r = 0; r < n; r++)
+		{
+			Datum		aligned = 0;
+
+			isnull[r] = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
+			if (isnull[r])
+			{
+				vals[r] = (Datum) 0;
+				continue;
+			}
+			memcpy(&aligned, p, len);
+			vals[r] = fetch_att(&aligned, true, len);
+			p += len;
+		}
+		return;
+	}
+	if (e->kind == VALUE_VARLENA && st->codecs[att].kind == VALUE_VARLENA)
+	{
+		/*
+		 * Text, numeric, bytea, arrays, ranges, jsonb...: each value is a
+		 * 4-byte length and its bytes.  The values are copied into one
+		 * buffer (of the row group's context), each at a MAXALIGN'ed
+		 * offset: PostgreSQL reads a varlena through its struct (arrays
+		 * align their elements, ranges their bounds, numerics their
+		 * digits relative to the value's start), so a value used where it
+		 * lies in the chunk, at whatever offset the values before it left,
+		 * reads back wrong or crashes the server.
+		 */
+		Datum	   *vals = st->values[att];
+		bool	   *isnull = st->nulls[att];
+		Size		cap = (Size) (end - p) + (Size) n * MAXIMUM_ALIGNOF;
+		char	   *out = MemoryContextAllocHuge(CurrentMemoryContext, Max(cap, 1));
+		char	   *o = (char *) MAXALIGN(out);
+
+		for (uint32 r = 0; r < n; r++)
+		{
+			uint32		vlen;
+
+			isnull[r] = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
+			if (isnull[r])
+			{
+				vals[r] = (Datum) 0;
+				continue;
+			}
+			if (end - p < 4)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("a column chunk of destor table \"%s\" is truncated",
+								RelationGetRelationName(st->rel))));
+			vlen = (uint32) p[0] | ((uint32) p[1] << 8) | ((uint32) p[2] << 16) | ((uint32) p[3] << 24);
+			if ((uint64) (end - p - 4) < vlen || vlen > MaxAllocSize - VARHDRSZ)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("a column chunk of destor table \"%s\" is truncated",
+								RelationGetRelationName(st->rel))));
+			Assert(o + VARHDRSZ + vlen <= out + cap);
+			SET_VARSIZE(o, vlen + VARHDRSZ);
+			memcpy(VARDATA(o), p + 4, vlen);
+			vals[r] = PointerGetDatum(o);
+			o += MAXALIGN(VARHDRSZ + vlen);
+			p += 4 + vlen;
+		}
+		return;
+	}
+	for (uint32 r = 0; r < n; r++)
+	{
+		bool		isnull = e->null_count > 0 && ((raw[r / 8] >> (r % 8)) & 1);
+
+		st->nulls[att][r] = isnull;
+		st->values[att][r] = isnull ? (Datum) 0 :
+			value_decode(&st->codecs[att], (ValueKind) e->kind, &p, end);
+	}
+}
+
+/* Does the scan load this column's chunks from this segment? */
+static inline bool
+chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
+{
+	return st->needed[a] && !st->codecs[a].dropped && a < dir->ncols && dir->kinds[a] != 0;
+}
+
+/* The byte ranges of a row group's needed chunks, merged where they
+ * share blocks. */
+typedef struct RangePlan
+{
+	int			n;				/* chunks */
+	int		   *atts;
+	uint64	   *offs;
+	int			nranges;		/* merged ranges */
+	uint64	   *roffs;
+	uint64	   *rlens;
+	int		   *range_of;		/* per chunk */
+} RangePlan;
+
+/*
+ * Chunks in "have" (per attribute; NULL: those whose decompressed bytes
+ * the cache holds right now) are left out.
+ */
+static void
+unit_ranges(DestorScan *st, DestorScanUnit *u, RangePlan *rp, char **have)
+{
+	uint64	   *lens = palloc(sizeof(uint64) * Max(st->natts, 1));
+
+	rp->n = 0;
+	rp->nranges = 0;
+	rp->atts = palloc(sizeof(int) * Max(st->natts, 1));
+	rp->offs = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->roffs = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->rlens = palloc(sizeof(uint64) * Max(st->natts, 1));
+	rp->range_of = palloc(sizeof(int) * Max(st->natts, 1));
+	for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+	{
+		ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+
+		if (!chunk_needed(st, u->dir, a))
+			continue;
+		if (have ? have[a] != NULL :
+			chunk_cacheable(e) && cache_contains_span(u->dir->object_id, e->offset))
+			continue;
+		rp->atts[rp->n] = a;
+		rp->offs[rp->n] = e->offset;
+		lens[rp->n] = e->length;
+		rp->n++;
+	}
+
+	/*
+	 * Chunks are laid out in column order; ranges closer than a block would
+	 * fetch and open the same block twice, so read them as one.
+	 */
+	for (int i = 0; i < rp->n; i++)
+	{
+		int			last = rp->nranges - 1;
+
+		if (last >= 0 && rp->offs[i] >= rp->roffs[last] &&
+			rp->offs[i] <= rp->roffs[last] + rp->rlens[last] + OBJECT_BLOCK_SIZE)
+			rp->rlens[last] = Max(rp->rlens[last], rp->offs[i] + lens[i] - rp->roffs[last]);
+		else
+		{
+			rp->roffs[rp->nranges] = rp->offs[i];
+			rp->rlens[rp->nranges] = lens[i];
+			rp->nranges++;
+		}
+		rp->range_of[i] = rp->nranges - 1;
+	}
+}
+
+/* A column whose type changed since the segment was written cannot be read. */
+static void
+check_column_type(DestorScan *st, SegmentDirectory *dir, int a)
+{
+	if (dir->typids[a] != st->codecs[a].typid)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of destor table \"%s\" was stored as type %s and is now %s",
+						NameStr(TupleDescAttr(RelationGetDescr(st->rel), a)->attname),
+						RelationGetRelationName(st->rel),
+						format_type_be(dir->typids[a]),
+						format_type_be(st->codecs[a].typid)),
+				 errdetail("ALTER FOREIGN TABLE ... ALTER COLUMN ... TYPE does not rewrite the stored values."),
+				 errhint("Change the column's type back, or copy the rows into a new table with INSERT ... SELECT and a cast.")));
+}
+
+/*
+ * next_rowgroup: load the scan's next unit (its needed columns) into the
+ * row group context; false when there is none left.  A parallel scan takes
+ * its units from the shared counter.  Rows a statement of this backend still
+ * buffers are decoded from memory; others from the cache or the segment's
+ * object, opened once per segment.
+ */
+bool
+next_rowgroup(DestorScan *st)
+{
+	DestorScanUnit   *u;
+	MemoryContext old;
+
+	if (st->next_unit)
+	{
+		/* every participant built the same list from the same snapshot */
+		uint32		mine = pg_atomic_fetch_add_u32(st->next_unit, 1);
+
+		if (mine >= (uint32) st->nunits)
+			return false;
+		st->unit = mine + 1;
+		u = &st->units[mine];
+	}
+	else
+	{
+		if (st->unit >= st->nunits)
+			return false;
+		u = &st->units[st->unit++];
+	}
+	MemoryContextReset(st->rgcxt);
+	memset(st->values, 0, sizeof(Datum *) * st->natts);
+	memset(st->nulls, 0, sizeof(bool *) * st->natts);
+	if (u->dir->mem_chunks)
+	{
+		/* rows the statement that called us still buffers: in memory */
+		old = MemoryContextSwitchTo(st->rgcxt);
+		for (int a = 0; a < st->natts; a++)
+		{
+			ChunkEntry *e;
+			char	   *raw;
+
+			if (!chunk_needed(st, u->dir, a))
+				continue;
+			check_column_type(st, u->dir, a);
+			e = &u->dir->chunks[a];
+			raw = palloc(Max(e->raw_length, 1));
+			memcpy(raw, u->dir->mem_chunks[a], e->raw_length);
+			if (e->kind == VALUE_TEXT)
+			{
+				int			guclevel = text_io_enter();
+
+				load_column(st, u->dir, 0, a, raw);
+				text_io_leave(guclevel);
+			}
+			else
+				load_column(st, u->dir, 0, a, raw);
+		}
+		MemoryContextSwitchTo(old);
+		st->rg_rows = u->dir->rg_rows[0];
+		st->row = 0;
+		st->cur_seg_index = u->seg_index;
+		st->cur_first_row = 0;
+		st->cur_deleted = NULL;
+		st->rgs_read++;
+		return true;
+	}
+	if (u->dir != st->cur_dir)
+	{
+		ObjectMeta *meta;
+
+		if (st->reader)
+			object_reader_close(st->reader);
+		st->reader = NULL;
+		st->cur_dir = NULL;
+		MemoryContextReset(st->segcxt);
+		old = MemoryContextSwitchTo(st->segcxt);
+		/* read-only and under the scan's snapshot: a cursor reads on
+		 * after a compaction retired the object, and the scan may run
+		 * in parallel mode */
+		meta = u->dir->meta ? u->dir->meta :
+			catalog_get_object_at(u->dir->object_id, false, st->snapshot);
+		st->reader = object_reader_open(meta);
+		st->cur_dir = u->dir;
+		MemoryContextSwitchTo(old);
+	}
+	old = MemoryContextSwitchTo(st->rgcxt);
+	{
+		/*
+		 * Chunks the cache holds decompressed are copied from it; every
+		 * other needed chunk of the row group is fetched in one batch of
+		 * requests, and the next row group's are on their way while this
+		 * one decodes.
+		 */
+		RangePlan	cur;
+		RangePlan	next = {0};
+		DestorScanUnit *nu = (st->next_unit == NULL && st->unit < st->nunits) ?
+			&st->units[st->unit] : NULL;
+		char	  **plain = palloc0(sizeof(char *) * Max(st->natts, 1));
+		char	  **rbufs;
+
+		for (int a = 0; a < st->natts; a++)
+		{
+			ChunkEntry *e;
+
+			if (!chunk_needed(st, u->dir, a))
+				continue;
+			check_column_type(st, u->dir, a);
+			st->chunks_read++;
+			e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+			if (!chunk_cacheable(e))
+				continue;
+			plain[a] = palloc(e->raw_length);
+			if (cache_lookup_span(u->dir->object_id, e->offset, plain[a], e->raw_length))
+				st->chunks_cached++;
+			else
+			{
+				pfree(plain[a]);
+				plain[a] = NULL;
+			}
+		}
+		unit_ranges(st, u, &cur, plain);
+		if (nu && nu->dir == u->dir)
+			unit_ranges(st, nu, &next, NULL);
+		rbufs = palloc(sizeof(char *) * Max(cur.nranges, 1));
+		for (int r = 0; r < cur.nranges; r++)
+			rbufs[r] = palloc(Max(cur.rlens[r], 1));
+		object_reader_read_multi_ahead(st->reader, cur.nranges, cur.roffs, cur.rlens, rbufs,
+									   next.nranges, next.roffs, next.rlens);
+		for (int i = 0; i < cur.n; i++)
+		{
+			int			a = cur.atts[i];
+			int			r = cur.range_of[i];
+
+			plain[a] = chunk_plain(st, u->dir, &u->dir->chunks[u->rg * u->dir->ncols + a],
+								   rbufs[r] + (cur.offs[i] - cur.roffs[r]));
+		}
+		for (int a = 0; a < st->natts; a++)
+		{
+			int			guclevel = -1;
+
+			if (plain[a] == NULL)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			if (u->dir->chunks[u->rg * u->dir->ncols + a].kind == VALUE_TEXT)
+				guclevel = text_io_enter();
+			load_column(st, u->dir, u->rg, a, plain[a]);
+			if (guclevel >= 0)
+				text_io_leave(guclevel);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	st->rg_rows = u->dir->rg_rows[u->rg];
+	st->row = 0;
+	st->cur_seg_index = u->seg_index;
+	st->cur_first_row = u->first_row;
+	st->cur_deleted = u->dir->deleted;
+	st->rgs_read++;
+	return true;
+}
+
+/*
+ * destorIterateForeignScan: the next row that is not deleted, its tid the
+ * row's identity (for UPDATE and DELETE).
+ */
+TupleTableSlot *
+destorIterateForeignScan(ForeignScanState *node)
+{
+	DestorScan  *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	for (;;)
+	{
+		int64		pos;
+
+		while (st->row >= st->rg_rows)
+		{
+			if (!next_rowgroup(st))
+				return slot;
+
+			/*
+			 * Columns without values in this row group (not needed,
+			 * dropped, or added after it was written) are NULL for all
+			 * its rows: set them once, and copy only the others per row.
+			 */
+			st->nloaded = 0;
+			for (int a = 0; a < st->natts; a++)
+			{
+				if (st->values[a] == NULL)
+				{
+					slot->tts_isnull[a] = true;
+					slot->tts_values[a] = (Datum) 0;
+				}
+				else
+					st->loaded[st->nloaded++] = a;
+			}
+		}
+		pos = st->cur_first_row + st->row;
+		if (st->cur_deleted == NULL || !((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+			break;
+		st->row++;				/* deleted */
+	}
+	table_row_to_tid(st->cur_seg_index, st->cur_first_row + st->row, &slot->tts_tid);
+	for (int i = 0; i < st->nloaded; i++)
+	{
+		int			a = st->loaded[i];
+
+		slot->tts_isnull[a] = st->nulls[a][st->row];
+		slot->tts_values[a] = st->values[a][st->row];
+	}
+	st->row++;
+	return ExecStoreVirtualTuple(slot);
+}
+
+void
+destorReScanForeignScan(ForeignScanState *node)
+{
+	DestorScan  *st = node->fdw_state;
+
+	st->unit = 0;
+	st->row = st->rg_rows = 0;
+}
+
+bool
+destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntry *rte)
+{
+	return true;
+}
+
+Size
+destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
+{
+	return sizeof(SharedScan);
+}
+
+void
+destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	DestorScan *st = node->fdw_state;
+	SharedScan *sh = (SharedScan *) coordinate;
+
+	/* leader_only: the counter starts past every worker's list */
+	pg_atomic_init_u32(&sh->next_unit, st->leader_only ? PG_INT32_MAX : 0);
+	pg_atomic_init_u64(&sh->rgs_read, 0);
+	pg_atomic_init_u64(&sh->requests, 0);
+	pg_atomic_init_u64(&sh->bytes, 0);
+	pg_atomic_init_u64(&sh->degraded, 0);
+	pg_atomic_init_u64(&sh->chunks_read, 0);
+	pg_atomic_init_u64(&sh->chunks_cached, 0);
+	st->shared = sh;
+	st->next_unit = st->leader_only ? NULL : &sh->next_unit;
+}
+
+void
+destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	DestorScan *st = node->fdw_state;
+
+	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, st->leader_only ? PG_INT32_MAX : 0);
+	st->shared = (SharedScan *) coordinate;
+	st->next_unit = st->leader_only ? NULL : &st->shared->next_unit;
+}
+
+void
+destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coordinate)
+{
+	DestorScan *st = node->fdw_state;
+
+	st->shared = (SharedScan *) coordinate;
+	st->next_unit = &st->shared->next_unit;
+}
+
+/* Before the parallel DSM goes away: keep the workers' counters. */
+void
+destorShutdownForeignScan(ForeignScanState *node)
+{
+	DestorScan *st = node->fdw_state;
+
+	if (st && st->shared && !IsParallelWorker())
+	{
+		st->worker_rgs += pg_atomic_read_u64(&st->shared->rgs_read);
+		st->worker_requests += pg_atomic_read_u64(&st->shared->requests);
+		st->worker_bytes += pg_atomic_read_u64(&st->shared->bytes);
+		st->worker_degraded += pg_atomic_read_u64(&st->shared->degraded);
+		st->worker_chunks += pg_atomic_read_u64(&st->shared->chunks_read);
+		st->worker_chunks_cached += pg_atomic_read_u64(&st->shared->chunks_cached);
+		st->shared = NULL;
+		st->next_unit = NULL;
+	}
+}
+
+void
+destorEndForeignScan(ForeignScanState *node)
+{
+	DestorScan *st = node->fdw_state;
+
+	if (st && st->reader)
+		object_reader_close(st->reader);
+	if (st)
+		st->reader = NULL;
+	if (st && st->shared && IsParallelWorker())
+	{
+		/* hand this worker's share of the work to the leader's EXPLAIN */
+		pg_atomic_fetch_add_u64(&st->shared->rgs_read, st->rgs_read);
+		pg_atomic_fetch_add_u64(&st->shared->requests,
+								object_read_stats.requests - st->stats_at_start.requests);
+		pg_atomic_fetch_add_u64(&st->shared->bytes,
+								object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched);
+		pg_atomic_fetch_add_u64(&st->shared->degraded,
+								object_read_stats.degraded_reads - st->stats_at_start.degraded_reads);
+		pg_atomic_fetch_add_u64(&st->shared->chunks_read, st->chunks_read);
+		pg_atomic_fetch_add_u64(&st->shared->chunks_cached, st->chunks_cached);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Whole-row scans
+ * ------------------------------------------------------------------------- */
+/*
+ * A scan of whole rows of the given segments, outside the executor (for
+ * ANALYZE and compaction).  Row groups come from next_rowgroup().
+ */
+DestorScan *
+whole_row_scan(Relation rel, TableOptions *opts, List *segments)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	DestorScan *st = palloc0(sizeof(DestorScan));
+	TupleDesc	desc = RelationGetDescr(rel);
+	ListCell   *lc;
+	int			nunits = 0;
+
+	st->rel = rel;
+	st->opts = opts;
+	st->natts = desc->natts;
+	st->codecs = palloc0(sizeof(ColumnCodec) * Max(st->natts, 1));
+	st->needed = palloc0(sizeof(bool) * Max(st->natts, 1));
+	for (int i = 0; i < st->natts; i++)
+	{
+		column_codec_init(&st->codecs[i], TupleDescAttr(desc, i));
+		st->needed[i] = !st->codecs[i].dropped;
+	}
+	st->segcxt = AllocSetContextCreate(caller, "destor whole-row scan segment", ALLOCSET_DEFAULT_SIZES);
+	st->rgcxt = AllocSetContextCreate(caller, "destor whole-row scan row group", ALLOCSET_DEFAULT_SIZES);
+	st->values = palloc0(sizeof(Datum *) * Max(st->natts, 1));
+	st->nulls = palloc0(sizeof(bool *) * Max(st->natts, 1));
+	foreach(lc, segments)
+		nunits += ((SegmentDirectory *) lfirst(lc))->nrowgroups;
+	st->units = palloc(sizeof(DestorScanUnit) * Max(nunits, 1));
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		int64		first_row = 0;
+
+		for (int g = 0; g < dir->nrowgroups; first_row += dir->rg_rows[g], g++)
+		{
+			DestorScanUnit *u = &st->units[st->nunits++];
+
+			u->dir = dir;
+			u->rg = g;
+			u->seg_index = foreach_current_index(lc);
+			u->first_row = first_row;
+		}
+	}
+	return st;
+}
+
+/* The current row of a whole-row scan, or false if it is deleted. */
+bool
+whole_row_current(DestorScan *st, Datum *values, bool *nulls)
+{
+	int64		pos = st->cur_first_row + st->row;
+
+	if (st->cur_deleted && ((st->cur_deleted[pos / 8] >> (pos % 8)) & 1))
+		return false;
+	for (int a = 0; a < st->natts; a++)
+	{
+		nulls[a] = st->values[a] == NULL || st->nulls[a][st->row];
+		values[a] = nulls[a] ? (Datum) 0 : st->values[a][st->row];
+	}
+	return true;
+}
+
+void
+whole_row_scan_end(DestorScan *st)
+{
+	if (st->reader)
+		object_reader_close(st->reader);
+	st->reader = NULL;
+	MemoryContextDelete(st->rgcxt);
+	MemoryContextDelete(st->segcxt);
+}
