@@ -249,10 +249,17 @@ destorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex, RangeTblEntry *t
 	Var		   *var = makeVar(rtindex, SelfItemPointerAttributeNumber, TIDOID, -1, InvalidOid, 0);
 
 	add_row_identity_var(root, var, rtindex, "ctid");
-	/* DELETE ... RETURNING returns the old row: fetch it whole */
+
+	/*
+	 * DELETE ... RETURNING returns the old row: fetch it whole.  Typed
+	 * RECORD, as the whole-row Var PostgreSQL itself adds for UPDATE and
+	 * row triggers: one row identity serves every child of a partitioned
+	 * or inherited target, whose row types differ ("conflicting uses of
+	 * row-identity name" otherwise).
+	 */
 	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false), rtindex,
-							 "wholerow");
+		add_row_identity_var(root, makeVar(rtindex, InvalidAttrNumber, RECORDOID, -1, InvalidOid, 0),
+							 rtindex, "wholerow");
 }
 
 /*
@@ -399,6 +406,23 @@ destorExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 			tup.t_data = hdr;
 			heap_deform_tuple(&tup, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
 			ExecStoreVirtualTuple(slot);
+
+			/*
+			 * RETURNING may name system columns (xmin, xmax): give it a
+			 * stored tuple with them invalid, as an INSERT's or UPDATE's
+			 * RETURNING gets, rather than "cannot retrieve a system column"
+			 * from a virtual one.
+			 */
+			if (TTS_IS_HEAPTUPLE(slot))
+			{
+				HeapTuple	copy = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+												   slot->tts_isnull);
+
+				HeapTupleHeaderSetXmin(copy->t_data, InvalidTransactionId);
+				HeapTupleHeaderSetXmax(copy->t_data, InvalidTransactionId);
+				HeapTupleHeaderSetCmin(copy->t_data, InvalidTransactionId);
+				ExecStoreHeapTuple(copy, slot, true);
+			}
 		}
 	}
 	return slot;
