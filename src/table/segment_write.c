@@ -590,6 +590,20 @@ segment_writer_pending(SegmentWriter *w)
 	return lappend(result, mem);
 }
 
+/*
+ * segment_writer_flush: every row added so far into a finished segment, as
+ * if the statement ended here.  A later statement of the transaction that
+ * modifies the table while this one is under way (a function the writing
+ * statement calls) identifies rows by segment and row, and a row still
+ * buffered has no segment yet.
+ */
+void
+segment_writer_flush(SegmentWriter *w)
+{
+	segment_writer_flush_rowgroup(w);
+	segment_writer_finish_segment(w);
+}
+
 void
 segment_writer_finish(SegmentWriter *w)
 {

@@ -219,7 +219,7 @@ extern void destorShutdownForeignScan(ForeignScanState *node);
 
 /* table_modify.c */
 extern bool modify_in_progress(Oid relid);
-extern List *add_pending_changes(Relation rel, Snapshot snapshot, List *segments);
+extern List *add_pending_changes(Relation rel, Snapshot snapshot, List *segments, bool flush);
 extern void table_modify_init(void);
 extern int	destorIsForeignRelUpdatable(Relation rel);
 extern void destorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,

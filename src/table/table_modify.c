@@ -44,6 +44,9 @@ typedef struct ModifyState
 	AttrNumber	ctid_attno;
 	AttrNumber	wholerow_attno;
 	bool		copy_progress;	/* a COPY FROM: reported in destor.progress */
+	CmdType		operation;
+	uint8	  **deleted_later;	/* per segment: rows a later command deleted */
+	uint64		later_seen;		/* deletions_recorded when deleted_later was read */
 } ModifyState;
 
 /*
@@ -65,6 +68,14 @@ typedef struct PendingModify
 } PendingModify;
 
 static List *pending_modifies = NIL;	/* of PendingModify, in TopMemoryContext */
+
+/*
+ * Counts the statements of this backend that recorded deletions while
+ * another modification was under way: a statement called by an UPDATE or
+ * DELETE (from a function or trigger) that deleted rows the outer one may
+ * still reach.  The outer statement then reads which (mark_deleted).
+ */
+static uint64 deletions_recorded = 0;
 
 static void
 pending_modify_register(Oid relid, CommandId cid, ModifyState *ms)
@@ -142,9 +153,16 @@ modify_in_progress(Oid relid)
  * earlier command id than the snapshot's): their deletions so far marked
  * in the directories, and the segments and buffered rows they wrote added.
  * Returns the list unchanged when no such change applies.
+ *
+ * flush: the list is that of a statement that will delete rows from it (an
+ * UPDATE or DELETE called by one under way): the other statements' buffered
+ * rows are first written out as segments, so that every row it may delete
+ * has a segment to record the deletion against.  The scan feeding such a
+ * statement and the statement itself (destorBeginForeignModify) both ask,
+ * in that order, and get the same list: row identities index it.
  */
 List *
-add_pending_changes(Relation rel, Snapshot snapshot, List *segments)
+add_pending_changes(Relation rel, Snapshot snapshot, List *segments, bool flush)
 {
 	ListCell   *lc;
 
@@ -186,7 +204,11 @@ add_pending_changes(Relation rel, Snapshot snapshot, List *segments)
 		/* rows written so far: segments not yet visible, buffered rows */
 		if (ms->writer)
 		{
-			List	   *pending = segment_writer_pending(ms->writer);
+			List	   *pending;
+
+			if (flush)
+				segment_writer_flush(ms->writer);
+			pending = segment_writer_pending(ms->writer);
 
 			foreach(lc2, pending)
 			{
@@ -249,10 +271,17 @@ destorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex, RangeTblEntry *t
 	Var		   *var = makeVar(rtindex, SelfItemPointerAttributeNumber, TIDOID, -1, InvalidOid, 0);
 
 	add_row_identity_var(root, var, rtindex, "ctid");
-	/* DELETE ... RETURNING returns the old row: fetch it whole */
+
+	/*
+	 * DELETE ... RETURNING returns the old row: fetch it whole.  Typed
+	 * RECORD, as the whole-row Var PostgreSQL itself adds for UPDATE and
+	 * row triggers: one row identity serves every child of a partitioned
+	 * or inherited target, whose row types differ ("conflicting uses of
+	 * row-identity name" otherwise).
+	 */
 	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false), rtindex,
-							 "wholerow");
+		add_row_identity_var(root, makeVar(rtindex, InvalidAttrNumber, RECORDOID, -1, InvalidOid, 0),
+							 rtindex, "wholerow");
 }
 
 /*
@@ -294,6 +323,7 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 		return;
 	ms = palloc0(sizeof(ModifyState));
 	ms->opts = table_get_options(RelationGetRelid(rel));
+	ms->operation = op;
 	if (op == CMD_INSERT || op == CMD_UPDATE)
 		ms->writer = begin_insert(rel, ms->opts);
 	if (op == CMD_UPDATE || op == CMD_DELETE)
@@ -321,6 +351,13 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 							RelationGetRelationName(rel)),
 					 errhint("Retry the statement.")));
 
+		/*
+		 * Called by a statement under way that modifies this table too: our
+		 * scan read its changes as well, and row identities index that list.
+		 */
+		if (modify_in_progress(RelationGetRelid(rel)))
+			ms->segments = add_pending_changes(rel, estate->es_snapshot, ms->segments, true);
+
 		ms->nsegs = list_length(ms->segments);
 		ms->segarr = palloc(sizeof(SegmentDirectory *) * Max(ms->nsegs, 1));
 		ms->deleting = palloc0(sizeof(uint8 *) * Max(ms->nsegs, 1));
@@ -330,6 +367,7 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 		if (!AttributeNumberIsValid(ms->ctid_attno))
 			elog(ERROR, "destor: could not find the row identity of \"%s\"", RelationGetRelationName(rel));
 		ms->wholerow_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "wholerow");
+		ms->later_seen = deletions_recorded;
 	}
 	rinfo->ri_FdwState = ms;
 	pending_modify_register(RelationGetRelid(rel), mtstate->ps.state->es_output_cid, ms);
@@ -347,8 +385,57 @@ destorExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 	return slot;
 }
 
-/* Mark the row identified by planSlot's ctid; false if this statement
- * already deleted it (a join can produce a row twice). */
+/*
+ * read_deleted_later: the rows of our segments that statements after ours
+ * deleted while ours is under way (functions or triggers it called), from
+ * the catalog as it is now.
+ */
+static void
+read_deleted_later(ModifyState *ms)
+{
+	MemoryContext cxt = GetMemoryChunkContext(ms);
+	List	   *now = catalog_table_segments(ms->opts->table_id, NULL);
+	ListCell   *lc = list_head(now);
+
+	if (ms->deleted_later == NULL)
+		ms->deleted_later = MemoryContextAllocZero(cxt, sizeof(uint8 *) * Max(ms->nsegs, 1));
+	for (int i = 0; i < ms->nsegs; i++)
+	{
+		SegmentDirectory *mine = ms->segarr[i];
+		SegmentDirectory *latest;
+		int64		bytes = (mine->row_count + 7) / 8;
+
+		while (lc && ((SegmentDirectory *) lfirst(lc))->segment_no < mine->segment_no)
+			lc = lnext(now, lc);
+		if (lc == NULL)
+			break;
+		latest = lfirst(lc);
+		if (latest->segment_no != mine->segment_no || latest->deleted == NULL)
+			continue;
+		for (int64 b = 0; b < bytes; b++)
+		{
+			uint8		later = latest->deleted[b];
+
+			if (mine->deleted)
+				later &= ~mine->deleted[b];
+			if (ms->deleting[i])
+				later &= ~ms->deleting[i][b];
+			if (later == 0)
+				continue;
+			if (ms->deleted_later[i] == NULL)
+				ms->deleted_later[i] = MemoryContextAllocZero(cxt, Max(bytes, 1));
+			ms->deleted_later[i][b] |= later;
+		}
+	}
+	ms->later_seen = deletions_recorded;
+}
+
+/*
+ * Mark the row identified by planSlot's ctid; false if this statement
+ * already deleted it (a join can produce a row twice).  A row that a later
+ * command deleted meanwhile (a statement our own statement called) is an
+ * error, as with heap: updating it again would keep both new versions.
+ */
 static bool
 mark_deleted(ModifyState *ms, TupleTableSlot *planSlot)
 {
@@ -364,11 +451,23 @@ mark_deleted(ModifyState *ms, TupleTableSlot *planSlot)
 	if (seg >= (uint32) ms->nsegs || row >= ms->segarr[seg]->row_count)
 		elog(ERROR, "destor: row identity (%u, " INT64_FORMAT ") is out of range", seg, row);
 	dir = ms->segarr[seg];
+	if (dir->segment_no < 0)
+		elog(ERROR, "destor: row identity (%u, " INT64_FORMAT ") names a row not yet written", seg, row);
+	if (ms->deleting[seg] && ((ms->deleting[seg][row / 8] >> (row % 8)) & 1))
+		return false;
+	if (ms->later_seen != deletions_recorded)
+		read_deleted_later(ms);
+	if (ms->deleted_later && ms->deleted_later[seg] &&
+		((ms->deleted_later[seg][row / 8] >> (row % 8)) & 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION),
+				 ms->operation == CMD_DELETE ?
+				 errmsg("tuple to be deleted was already modified by an operation triggered by the current command") :
+				 errmsg("tuple to be updated was already modified by an operation triggered by the current command"),
+				 errhint("Consider using an AFTER trigger instead of a BEFORE trigger to propagate changes to other rows.")));
 	if (ms->deleting[seg] == NULL)
 		ms->deleting[seg] = MemoryContextAllocZero(GetMemoryChunkContext(ms),
 												   Max((dir->row_count + 7) / 8, 1));
-	if ((ms->deleting[seg][row / 8] >> (row % 8)) & 1)
-		return false;
 	ms->deleting[seg][row / 8] |= (1 << (row % 8));
 	return true;
 }
@@ -399,6 +498,23 @@ destorExecForeignDelete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *sl
 			tup.t_data = hdr;
 			heap_deform_tuple(&tup, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
 			ExecStoreVirtualTuple(slot);
+
+			/*
+			 * RETURNING may name system columns (xmin, xmax): give it a
+			 * stored tuple with them invalid, as an INSERT's or UPDATE's
+			 * RETURNING gets, rather than "cannot retrieve a system column"
+			 * from a virtual one.
+			 */
+			if (TTS_IS_HEAPTUPLE(slot))
+			{
+				HeapTuple	copy = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+												   slot->tts_isnull);
+
+				HeapTupleHeaderSetXmin(copy->t_data, InvalidTransactionId);
+				HeapTupleHeaderSetXmax(copy->t_data, InvalidTransactionId);
+				HeapTupleHeaderSetCmin(copy->t_data, InvalidTransactionId);
+				ExecStoreHeapTuple(copy, slot, true);
+			}
 		}
 	}
 	return slot;
@@ -427,8 +543,12 @@ destorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	pending_modify_forget(ms);
 	for (int i = 0; i < ms->nsegs; i++)
 		if (ms->deleting[i])
+		{
 			catalog_insert_deletions(ms->opts->table_id, ms->segarr[i]->segment_no,
 									 ms->deleting[i], (ms->segarr[i]->row_count + 7) / 8);
+			if (pending_modifies != NIL)
+				deletions_recorded++;
+		}
 	if (ms->writer)
 		segment_writer_finish(ms->writer);
 	rinfo->ri_FdwState = NULL;

@@ -18,6 +18,7 @@
 #include "access/parallel.h"
 #include "access/sysattr.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
@@ -206,7 +207,9 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 	{
 		List	   *before = segments;
 
-		segments = add_pending_changes(rel, st->snapshot, segments);
+		segments = add_pending_changes(rel, st->snapshot, segments,
+									   ExecRelationIsTargetRelation(node->ss.ps.state,
+																	st->scanrelid));
 
 		/*
 		 * Only this backend knows the changes: a parallel plan (one cached

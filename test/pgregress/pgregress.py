@@ -302,6 +302,9 @@ CREATE SERVER pgr_p3 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', 
 CREATE SERVER pgr_pool FOREIGN DATA WRAPPER destor
   OPTIONS (providers 'pgr_p1,pgr_p2,pgr_p3', data_shards '2', parity_shards '1');
 GRANT USAGE ON FOREIGN SERVER pgr_pool TO PUBLIC;
+-- writing a pool needs USAGE on its providers too: a role the tests allow to
+-- INSERT into a table may write it, as with heap
+GRANT USAGE ON FOREIGN SERVER pgr_p1, pgr_p2, pgr_p3 TO PUBLIC;
 """
 
 # Turn a heap table into a destor table with the same name, columns, defaults,

@@ -106,6 +106,7 @@ extern void segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls);
 extern void segment_writer_finish(SegmentWriter *w);
 extern int64 segment_writer_rows(SegmentWriter *w);
 extern List *segment_writer_pending(SegmentWriter *w);
+extern void segment_writer_flush(SegmentWriter *w);
 
 /* table_fdw.c */
 extern void table_fdw_init(void);
