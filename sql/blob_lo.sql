@@ -1,6 +1,7 @@
 -- Large objects moved to blobs and back: bytes, sizes across block and
 -- stripe boundaries, move semantics (unlink/delete) inside transactions,
 -- converting a column of large objects, and the large objects' privileges.
+\i test/regress/setup.sql
 \set VERBOSITY default
 CREATE FUNCTION lo_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
   SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
@@ -70,7 +71,8 @@ SELECT destor.blob_from_lo('nopool', (SELECT lo FROM los WHERE name = 'small'));
 SELECT destor.blob_to_lo('00000000-0000-4000-8000-000000000000');
 
 -- privileges: reading needs SELECT on the large object, unlinking needs
--- ownership, writing a blob needs USAGE on the pool (granted in blob_errors)
+-- ownership, writing a blob needs USAGE on the pool and its providers
+GRANT USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 TO regress_destor_user;
 SELECT lo_from_bytea(987655, 'granted') AS lo_granted, lo_from_bytea(987656, 'not granted') AS lo_not_granted;
 GRANT SELECT ON LARGE OBJECT 987655 TO regress_destor_user;
 GRANT SELECT ON moved TO regress_destor_user;

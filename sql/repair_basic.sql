@@ -1,7 +1,7 @@
 -- destor.repair(): shards lost or corrupted on a provider are found and
 -- written again from the others, byte for byte what they were; readers then
 -- have full redundancy again.  Table segments are objects like blobs.
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set VERBOSITY default
 SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
 CREATE FUNCTION rp_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
