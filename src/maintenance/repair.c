@@ -95,7 +95,7 @@ destor_repair(PG_FUNCTION_ARGS)
 				continue;
 			if (c->rebuilt)
 				ereport(LOG,
-						(errmsg("destor: rebuilt shard %d of object %s on provider \"%s\" (it was %s)",
+						(errmsg("rebuilt shard %d of object %s on provider \"%s\" (it was %s)",
 								i, object_id_text(meta->id), meta->shards[i].provider,
 								found_name(c->found))));
 			u = palloc(sizeof(pg_uuid_t));

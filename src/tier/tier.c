@@ -106,7 +106,7 @@ run_sql(const char *sql, int expected)
 	int			rc = SPI_execute(sql, false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "destor: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
 /* One text value from a query returning one row (NULL for SQL NULL). */
@@ -118,7 +118,7 @@ query_text(const char *sql)
 
 	run_sql(sql, SPI_OK_SELECT);
 	if (SPI_processed != 1)
-		elog(ERROR, "destor: expected one row from: %s", sql);
+		elog(ERROR, "expected one row from: %s", sql);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? NULL : TextDatumGetCString(d);
 }
@@ -332,7 +332,7 @@ with_safe_path(Oid (*fn) (Oid, Name), Oid relid, Name pool)
 	Oid			result;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor: SPI_connect failed");
+		elog(ERROR, "SPI_connect failed");
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -660,7 +660,7 @@ read_policies(void)
 	List	   *policies = NIL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor: SPI_connect failed");
+		elog(ERROR, "SPI_connect failed");
 	run_sql("SELECT parent::oid, pool, keep_local, older_than FROM destor.tiering_policies "
 			"ORDER BY parent::regclass::text", SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
