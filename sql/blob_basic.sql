@@ -8,10 +8,6 @@
 SELECT ok, latency_ms >= 0 AS timed, detail FROM destor.check_provider('p1');
 
 -- Pseudo-random (incompressible) and repetitive (compressible) payloads.
-CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 
 CREATE TABLE src (name text PRIMARY KEY, data bytea);
 INSERT INTO src VALUES

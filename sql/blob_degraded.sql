@@ -47,18 +47,14 @@ CREATE SERVER dg_pool FOREIGN DATA WRAPPER destor
 -- payloads across block and stripe boundaries, each stored twice: in
 -- dg_stored, read after whole providers are gone, and in victims, whose
 -- shards are corrupted first
-CREATE FUNCTION dg_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 CREATE TABLE dg_src (name text PRIMARY KEY, data bytea);
 INSERT INTO dg_src VALUES
   ('empty', ''::bytea),
-  ('block-1', dg_noise(65535, 1)),
-  ('block+1', dg_noise(65537, 3)),
-  ('stripe-ish', dg_noise(4 * 65552 + 3, 4)),
+  ('block-1', noise(65535, 1)),
+  ('block+1', noise(65537, 3)),
+  ('stripe-ish', noise(4 * 65552 + 3, 4)),
   ('text', convert_to(repeat('destor keeps data safe. ', 100000), 'UTF8')),
-  ('big', dg_noise(3 * 1024 * 1024 + 17, 5)),
+  ('big', noise(3 * 1024 * 1024 + 17, 5)),
   ('marker', convert_to('PLAINTEXT-MARKER-91e4 ' || repeat('x', 5000), 'UTF8'));
 CREATE TABLE dg_stored AS SELECT name, destor.blob_put('dg_pool', data) AS b FROM dg_src;
 SELECT setseed(0.42);

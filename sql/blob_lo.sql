@@ -3,18 +3,14 @@
 -- converting a column of large objects, and the large objects' privileges.
 \i test/regress/setup.sql
 \set VERBOSITY default
-CREATE FUNCTION lo_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 
 CREATE TABLE los (name text PRIMARY KEY, lo oid, data bytea);
 INSERT INTO los
   SELECT name, lo_from_bytea(0, data), data
     FROM (VALUES ('empty', ''::bytea),
                  ('small', convert_to('a large object, briefly', 'UTF8')),
-                 ('block+1', lo_noise(65537, 7)),
-                 ('over a lo_read chunk', lo_noise(3 * 1024 * 1024 + 5, 8)),
+                 ('block+1', noise(65537, 7)),
+                 ('over a lo_read chunk', noise(3 * 1024 * 1024 + 5, 8)),
                  ('compressible', convert_to(repeat('pg_largeobject rows ', 200000), 'UTF8'))) v(name, data);
 
 -- copy: the large objects stay, the blobs hold the same bytes
@@ -93,4 +89,3 @@ SELECT lo_unlink(987655), lo_unlink(987656);
 DROP TABLE lo_docs, lo_docs_expected, moved;
 SELECT count(lo_unlink(lo)) FROM los;
 DROP TABLE los;
-DROP FUNCTION lo_noise(int, int);

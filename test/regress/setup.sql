@@ -11,7 +11,8 @@
 -- (the server writes there in any case).  The first time in a database it
 -- empties and declares six file providers p1..p6 and two pools on them,
 -- archive (4+2) and mirror (1+2); later files find them as they are.  It
--- (re)defines shard_files(dir), the number of shard files on p1..p6.  The
+-- (re)defines shard_files(dir), the number of shard files on p1..p6, and
+-- noise(n, seed), n pseudo-random bytes.  The
 -- role regress_destor_user is made once per cluster and gets no privileges
 -- here: each file grants what it needs, so no file's output depends on
 -- another having run first.
@@ -63,6 +64,11 @@ CREATE OR REPLACE FUNCTION shard_files(dir text) RETURNS bigint LANGUAGE sql AS 
   SELECT count(*) FROM (VALUES ('p1'), ('p2'), ('p3'), ('p4'), ('p5'), ('p6')) p(name),
     LATERAL pg_ls_dir(dir || '/' || name || '/ds', true, false) d,
     LATERAL pg_ls_dir(dir || '/' || name || '/ds/' || d, true, false) f $$;
+-- n pseudo-random (incompressible) bytes, the same for the same seed
+CREATE OR REPLACE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
+  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
+                   FROM 1 FOR n)
+    FROM generate_series(0, n / 16) i $$;
 \unset destor_fresh
 \unset destor_mk
 \unset destor_need_role
