@@ -46,6 +46,8 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # them against the running server (see the README for its settings);
 # `make check` and `make test` on temporary instances with destor preloaded
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
+# Each file starts with \i test/regress/setup.sql, so it runs alone as well
+# as after the others: REGRESS=tier_basic is enough to run one.
 REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify
 REGRESS_OPTS = --load-extension=destor
 
@@ -68,12 +70,7 @@ check:
 	DESTOR_SUITES="unit regress" bash scripts/test.sh
 endif
 
-# pg_regress needs a folder the server can write for its file providers
-installcheck: installcheck-env
-installcheck-env:
-	@test -n "$$DESTOR_REGRESS_DIR" || { echo 'set DESTOR_REGRESS_DIR to a folder the server can write (see README: Tests)'; exit 1; }
-
-.PHONY: demo test unitcheck tapcheck bench deb check-pgregress installcheck-env
+.PHONY: demo test unitcheck tapcheck bench deb check-pgregress
 
 unitcheck:
 	$(MAKE) -C test/unit check

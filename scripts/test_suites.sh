@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 . scripts/pgenv.sh
+# the expected outputs assume UTF-8 and C.UTF-8 collation (the clusters'
+# initdb, pg_regress's databases and psql's column widths follow this)
+export LC_ALL=C.UTF-8
 
 # A fresh master key and a temp-instance configuration for pg_regress.
 mkdir -p tmp_keys

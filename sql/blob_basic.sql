@@ -1,33 +1,13 @@
 -- Blobs on six file providers in a 4+2 pool: round trips of many sizes,
 -- random ranges, where shards go, and that providers never see plaintext.
-\getenv dir DESTOR_REGRESS_DIR
-\set p1 :dir '/p1'
-\set p2 :dir '/p2'
-\set p3 :dir '/p3'
-\set p4 :dir '/p4'
-\set p5 :dir '/p5'
-\set p6 :dir '/p6'
-\set mk 'cat > /dev/null; mkdir -p ' :dir '/p1 ' :dir '/p2 ' :dir '/p3 ' :dir '/p4 ' :dir '/p5 ' :dir '/p6'
-COPY (SELECT 1) TO PROGRAM :'mk';
-
-CREATE SERVER p1 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p1', geo 'EU');
-CREATE SERVER p2 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p2', geo 'EU');
-CREATE SERVER p3 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p3');
-CREATE SERVER p4 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p4');
-CREATE SERVER p5 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p5', cost_per_gb_month '0.004');
-CREATE SERVER p6 FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path :'p6');
-CREATE SERVER archive FOREIGN DATA WRAPPER destor
-  OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');
-CREATE SERVER mirror FOREIGN DATA WRAPPER destor
-  OPTIONS (providers 'p1, p2, p3', data_shards '1', parity_shards '2');
+-- The providers p1..p6 and the pools archive (4+2) and mirror (1+2) come
+-- from the shared setup.
+\i test/regress/setup.sql
+\set mk 'cat > /dev/null; mkdir -p ' :dir
 
 SELECT ok, latency_ms >= 0 AS timed, detail FROM destor.check_provider('p1');
 
 -- Pseudo-random (incompressible) and repetitive (compressible) payloads.
-CREATE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 
 CREATE TABLE src (name text PRIMARY KEY, data bytea);
 INSERT INTO src VALUES

@@ -1,4 +1,5 @@
 -- Bad input to the blob functions, and blob privileges.
+\i test/regress/setup.sql
 \set VERBOSITY default
 CREATE TABLE mine AS SELECT destor.blob_put('archive', 'owned by the superuser') AS b;
 SELECT destor.blob_read(b, -1, 10) FROM mine;

@@ -1,19 +1,16 @@
 -- Large objects moved to blobs and back: bytes, sizes across block and
 -- stripe boundaries, move semantics (unlink/delete) inside transactions,
 -- converting a column of large objects, and the large objects' privileges.
+\i test/regress/setup.sql
 \set VERBOSITY default
-CREATE FUNCTION lo_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 
 CREATE TABLE los (name text PRIMARY KEY, lo oid, data bytea);
 INSERT INTO los
   SELECT name, lo_from_bytea(0, data), data
     FROM (VALUES ('empty', ''::bytea),
                  ('small', convert_to('a large object, briefly', 'UTF8')),
-                 ('block+1', lo_noise(65537, 7)),
-                 ('over a lo_read chunk', lo_noise(3 * 1024 * 1024 + 5, 8)),
+                 ('block+1', noise(65537, 7)),
+                 ('over a lo_read chunk', noise(3 * 1024 * 1024 + 5, 8)),
                  ('compressible', convert_to(repeat('pg_largeobject rows ', 200000), 'UTF8'))) v(name, data);
 
 -- copy: the large objects stay, the blobs hold the same bytes
@@ -70,7 +67,8 @@ SELECT destor.blob_from_lo('nopool', (SELECT lo FROM los WHERE name = 'small'));
 SELECT destor.blob_to_lo('00000000-0000-4000-8000-000000000000');
 
 -- privileges: reading needs SELECT on the large object, unlinking needs
--- ownership, writing a blob needs USAGE on the pool (granted in blob_errors)
+-- ownership, writing a blob needs USAGE on the pool and its providers
+GRANT USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 TO regress_destor_user;
 SELECT lo_from_bytea(987655, 'granted') AS lo_granted, lo_from_bytea(987656, 'not granted') AS lo_not_granted;
 GRANT SELECT ON LARGE OBJECT 987655 TO regress_destor_user;
 GRANT SELECT ON moved TO regress_destor_user;
@@ -91,4 +89,3 @@ SELECT lo_unlink(987655), lo_unlink(987656);
 DROP TABLE lo_docs, lo_docs_expected, moved;
 SELECT count(lo_unlink(lo)) FROM los;
 DROP TABLE los;
-DROP FUNCTION lo_noise(int, int);

@@ -1,10 +1,7 @@
 -- Shards follow transactions: rolled-back writes leave nothing on the
 -- providers; deletions take effect only at commit.
-\getenv dir DESTOR_REGRESS_DIR
-CREATE FUNCTION shard_files(dir text) RETURNS bigint LANGUAGE sql AS $$
-  SELECT count(*) FROM (VALUES ('p1'), ('p2'), ('p3'), ('p4'), ('p5'), ('p6')) p(name),
-    LATERAL pg_ls_dir(dir || '/' || name || '/ds', true, false) d,
-    LATERAL pg_ls_dir(dir || '/' || name || '/ds/' || d, true, false) f $$;
+\i test/regress/setup.sql
+-- shard_files(dir): shard files on p1..p6, from the shared setup
 CREATE TEMP TABLE files AS SELECT shard_files(:'dir') AS n;
 
 BEGIN;

@@ -1,7 +1,7 @@
 -- Hostile roles: an owner, a role with USAGE on the pool only, and a role
 -- with nothing try every destor function, view, option and table operation
 -- on each other's data.  Self-contained: its own providers, pool and roles.
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set h1 :dir '/h1'
 \set h2 :dir '/h2'
 \set h3 :dir '/h3'

@@ -2,7 +2,7 @@
 -- another provider (copied, or rebuilt when it cannot serve it), the
 -- catalog places it there, the old copy goes after commit, a rollback
 -- leaves no copy behind, and the data then reads without that provider.
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set VERBOSITY default
 SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
 \set p7 :dir '/p7'

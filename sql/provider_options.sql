@@ -1,4 +1,5 @@
 -- Every bad provider or pool declaration gets a clear error.
+\i test/regress/setup.sql
 \set VERBOSITY default
 -- providers
 CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '/tmp', colour 'red');
@@ -50,7 +51,6 @@ SELECT destor.blob_put('ghostpool', 'x');
 SELECT * FROM destor.check_provider('archive');
 SELECT * FROM destor.check_provider('no_such_server');
 -- only superusers and pg_write_server_files members declare file providers
-CREATE ROLE regress_destor_user;
 GRANT USAGE ON FOREIGN DATA WRAPPER destor_provider TO regress_destor_user;
 SET ROLE regress_destor_user;
 CREATE SERVER mine FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '/tmp/mine');

@@ -1,13 +1,9 @@
 -- destor.repair(): shards lost or corrupted on a provider are found and
 -- written again from the others, byte for byte what they were; readers then
 -- have full redundancy again.  Table segments are objects like blobs.
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set VERBOSITY default
 SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
-CREATE FUNCTION rp_noise(n int, seed int) RETURNS bytea LANGUAGE sql AS $$
-  SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
-                   FROM 1 FOR n)
-    FROM generate_series(0, n / 16) i $$;
 -- run a shell command on the server (consuming COPY's input)
 CREATE FUNCTION sh(cmd text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -31,7 +27,7 @@ END $$;
 CREATE TABLE rp (name text, b destor.blob, sha bytea);
 INSERT INTO rp SELECT name, destor.blob_put('archive', data), sha256(data)
   FROM (VALUES ('small', convert_to('repair me', 'UTF8')),
-               ('several windows', rp_noise(18 * 1024 * 1024 + 7, 11))) v(name, data);
+               ('several windows', noise(18 * 1024 * 1024 + 7, 11))) v(name, data);
 CREATE FOREIGN TABLE rp_t (id int, s text) SERVER archive;
 INSERT INTO rp_t SELECT i, md5(i::text) FROM generate_series(1, 5000) i;
 CREATE TABLE rp_objects AS
@@ -110,4 +106,4 @@ DROP VIEW rp_report;
 DROP FOREIGN TABLE rp_t;
 SELECT destor.blob_delete(b) FROM rp WHERE name <> 'small';
 DROP TABLE rp, rp_objects, before, sums;
-DROP FUNCTION rp_noise(int, int), sh(text), rp_path(uuid, int), shard_sums();
+DROP FUNCTION sh(text), rp_path(uuid, int), shard_sums();

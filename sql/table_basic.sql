@@ -1,6 +1,7 @@
 -- destor foreign tables: every type round-trips exactly (compared with the
 -- same rows in a heap table), projection, pruning, inserts of all kinds,
--- TRUNCATE and DROP.  Providers and pools come from blob_basic.
+-- TRUNCATE and DROP.  Providers and pools come from the shared setup.
+\i test/regress/setup.sql
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 CREATE TYPE pair AS (a int, b text);
@@ -250,7 +251,6 @@ TRUNCATE events_renamed;
 SELECT count(*) FROM events_renamed;
 SELECT count(*) AS segments_left FROM destor.segments s JOIN destor.tables t USING (table_id)
  WHERE t.relid = 'events_renamed'::regclass;
-\getenv dir DESTOR_REGRESS_DIR
 CREATE TEMP TABLE files_before_drop AS SELECT shard_files(:'dir') AS n;
 BEGIN;
 DROP FOREIGN TABLE all_types;

@@ -3,7 +3,7 @@
 -- same queries on heap tables.  Each query is written once with %1$s for
 -- the schema, and run on schema tl_h (heap tables) and tl_d (the same rows
 -- in destor tables).
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set q1 :dir '/tl1'
 \set q2 :dir '/tl2'
 \set q3 :dir '/tl3'

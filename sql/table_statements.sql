@@ -4,7 +4,7 @@
 -- views and COPY (query) TO work over parallel plans (catalog reads inside
 -- a query are read-only, so they are safe in parallel mode); triggers on
 -- other tables and PL/pgSQL loops read destor tables mid-statement.
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set q1 :dir '/ts1'
 \set q2 :dir '/ts2'
 \set q3 :dir '/ts3'

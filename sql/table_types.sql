@@ -8,7 +8,7 @@
 -- expression on a heap table holding the same rows.  Each destor table
 -- stores the rows with another codec path: compressed chunks, NULL-heavy
 -- chunks, and chunks zstd cannot shrink (stored uncompressed).
-\getenv dir DESTOR_REGRESS_DIR
+\i test/regress/setup.sql
 \set q1 :dir '/tt1'
 \set q2 :dir '/tt2'
 \set q3 :dir '/tt3'

@@ -3,6 +3,7 @@
 -- reach tiered partitions, the partition keeps its name, bounds, owner,
 -- privileges and comment, and every bad call is refused before anything
 -- is copied.
+\i test/regress/setup.sql
 \set VERBOSITY default
 CREATE TABLE metrics (ts timestamptz NOT NULL, device int, reading float8, note text,
                       CHECK (reading >= 0))
@@ -175,6 +176,7 @@ SELECT destor.tier_partition('secured_1', 'archive');
 DROP TABLE secured;
 
 -- policies run as the table's owner, not as the superuser who applies them
+GRANT USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 TO regress_destor_user;
 CREATE SCHEMA user_space AUTHORIZATION regress_destor_user;
 CREATE FUNCTION user_space.who(int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN

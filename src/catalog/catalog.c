@@ -287,7 +287,7 @@ catalog_get_object_at(const uint8 id[CODEC_OBJID_LEN], bool missing_ok, Snapshot
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("catalog entry of object %s is malformed", object_id_text(id)),
-				 errdetail("block size %d, chunk size %d, %d+%d shards.", meta->block_size,
+				 errdetail("Its block size is %d, its chunk size %d, its shards %d+%d.", meta->block_size,
 						   meta->chunk_size, meta->data_shards, meta->parity_shards)));
 	meta->nblocks = meta->size == 0 ? 1 : (int) ((meta->size + meta->block_size - 1) / meta->block_size);
 	b = get_bytea(tup, desc, 9);

@@ -117,7 +117,7 @@ destor_repair(PG_FUNCTION_ARGS)
 				continue;
 			if (c->rebuilt)
 				ereport(LOG,
-						(errmsg("destor: rebuilt shard %d of object %s on provider \"%s\" (it was %s)",
+						(errmsg("rebuilt shard %d of object %s on provider \"%s\" (it was %s)",
 								i, object_id_text(meta->id), meta->shards[i].provider,
 								found_name(c->found))));
 			values[0] = object_id_datum(meta->id);

@@ -13,8 +13,12 @@
  *   - destor.apply_tiering_policies(): the partitions that the declared
  *     policies (destor.tiering_policies) say should be offsite go there.
  * Each round is one transaction of ordinary SQL calls; what it did goes to
- * the server log.  An error ends the round (the worker exits and the
- * postmaster starts it again after a short delay).
+ * the server log.  An error ends the round, not the worker: it is logged,
+ * the round's transaction rolls back, destor.maintenance_status counts it
+ * as failed and keeps its message, and the next round runs after the
+ * naptime as usual (maintenance_round_guarded).  Only a crash or a FATAL
+ * ends the worker; the postmaster then starts it again after
+ * bgw_restart_time.
  */
 #include "postgres.h"
 
@@ -140,7 +144,7 @@ static int64
 query_int8(const char *sql)
 {
 	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "destor maintenance: query failed: %s", sql);
+		elog(ERROR, "maintenance query failed: %s", sql);
 	return result_int8(1);
 }
 
@@ -200,12 +204,12 @@ maintenance_round(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (!installed)
 		ereport(LOG,
-				(errmsg("destor maintenance: extension destor is not installed in database \"%s\"",
+				(errmsg("maintenance round skipped: extension destor is not installed in database \"%s\"",
 						maintenance_database)));
 	else if (problems > 0 || orphans > 0 || tiered > 0)
 		ereport(LOG,
-				(errmsg("destor maintenance: %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
-						(long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
+				(errmsg("maintenance round in database \"%s\": %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
+						maintenance_database, (long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
 	if (status)
 	{
 		SpinLockAcquire(&status->mutex);

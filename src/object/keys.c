@@ -87,7 +87,7 @@ keys_check_file(int fd)
 				 errmsg("master key file \"%s\" has group or world access", destor_master_key_file),
 				 errdetail("The file has mode %04o; it must be u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
 						   (unsigned int) (st.st_mode & 07777)),
-				 errhint("chmod 600 \"%s\"", destor_master_key_file)));
+				 errhint("Run chmod 600 \"%s\".", destor_master_key_file)));
 	}
 }
 

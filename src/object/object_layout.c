@@ -274,8 +274,19 @@ object_unwrap_key(const ObjectMeta *meta, uint8 dek[CODEC_KEY_LEN])
 	if (memcmp(key_id, meta->key_id, CODEC_KEY_FINGERPRINT_LEN) != 0)
 	{
 		codec_secure_zero(master, sizeof(master));
+
+		/*
+		 * The server is configured with the wrong key file; the data is fine
+		 * (the fingerprints tell the two cases apart).  So a configuration
+		 * file error, as keys.c reports every other master key file problem
+		 * and as PostgreSQL reports an SSL key that does not match its
+		 * certificate ("check of private key failed"); not
+		 * ERRCODE_DATA_CORRUPTED, which would send a DBA after damage that
+		 * is not there, nor ERRCODE_INVALID_PASSWORD, which is about
+		 * authenticating a role.
+		 */
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PASSWORD),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("object %s was written with a different master key", object_id_text(meta->id)),
 				 errdetail("The key in destor.master_key_file does not match the key that wrapped this object's data key."),
 				 errhint("Set destor.master_key_file to the key this database was created with.")));

@@ -255,7 +255,7 @@ rebuild(Repair *rp, int *targets, int ntargets, Provider **dest, bool copy)
 				present[i] = source[i];
 			}
 			if (!copy && codec_rs_reconstruct(rs, cl, chunks, present) != 0)
-				elog(ERROR, "destor: reconstruction failed with %d sources", rp->k);
+				elog(ERROR, "reconstruction failed with %d sources", rp->k);
 			for (int t = 0; t < ntargets; t++)
 			{
 				Rebuild    *rb = &rbs[t];

@@ -102,7 +102,7 @@ run_sql(const char *sql, int expected)
 	int			rc = SPI_execute(sql, false, 0);
 
 	if (rc != expected)
-		elog(ERROR, "destor: SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
+		elog(ERROR, "SPI_execute failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
 /* One text value from a query returning one row (NULL for SQL NULL). */
@@ -114,7 +114,7 @@ query_text(const char *sql)
 
 	run_sql(sql, SPI_OK_SELECT);
 	if (SPI_processed != 1)
-		elog(ERROR, "destor: expected one row from: %s", sql);
+		elog(ERROR, "expected one row from: %s", sql);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? NULL : TextDatumGetCString(d);
 }
@@ -651,7 +651,7 @@ read_policies(void)
 	List	   *policies = NIL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor: SPI_connect failed");
+		elog(ERROR, "SPI_connect failed");
 	run_sql("SELECT parent::oid, pool, keep_local, older_than FROM destor.tiering_policies "
 			"ORDER BY parent::regclass::text", SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)

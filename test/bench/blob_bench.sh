@@ -29,7 +29,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	. "$here/common.sh"
 	bench_find_postgres blob_bench
 
-	case ${BENCH_SIZE_MB:-1024} in *[!0-9]* | 0) echo "blob_bench: BENCH_SIZE_MB must be a positive number" >&2; exit 1 ;; esac
+	bench_positive BENCH_SIZE_MB 1024
 
 	bench_hand_off blob_bench
 fi
@@ -37,27 +37,11 @@ fi
 # ---------------------------------------------------------------------------
 # Worker: everything below runs as the cluster's owner.
 # ---------------------------------------------------------------------------
-dir=$BENCH_WORKER_DIR
+. "$(dirname "$0")/common.sh"
+bench_worker blob_bench 54338
 size_mb=${BENCH_SIZE_MB:-1024}
 runs=2
 [ "${BENCH_QUICK:-0}" = 1 ] && runs=1
-port=${BENCH_PORT:-54338}
-PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
-
-cleanup() {
-	if [ -f "$dir/pgdata/postmaster.pid" ]; then
-		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-# a SQL string literal (the paths come from mktemp, but be safe anyway)
-lit() { printf "'%s'" "${1//\'/\'\'}"; }
-now() { date +%s.%N; }
-fail() { echo "blob_bench: FAILED: $*" >&2; exit 1; }
 
 in=$dir/input.bin
 out=$dir/output.bin

@@ -58,15 +58,12 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	. "$here/common.sh"
 	bench_find_postgres cache_bench
 
-	positive() { # name value
-		case $2 in *[!0-9]* | "" | 0) echo "cache_bench: $1 must be a positive number" >&2; exit 1 ;; esac
-	}
-	positive BENCH_ROWS "${BENCH_ROWS:-3000000}"
-	positive BENCH_BLOB_MB "${BENCH_BLOB_MB:-64}"
-	positive BENCH_RANGE_KB "${BENCH_RANGE_KB:-1024}"
-	[ "${BENCH_CACHE_MB:-}" = default ] || positive BENCH_CACHE_MB "${BENCH_CACHE_MB:-1024}"
-	positive BENCH_SHARED_BUFFERS_MB "${BENCH_SHARED_BUFFERS_MB:-1}"
-	positive BENCH_PORT "${BENCH_PORT:-54340}"
+	bench_positive BENCH_ROWS 3000000
+	bench_positive BENCH_BLOB_MB 64
+	bench_positive BENCH_RANGE_KB 1024
+	[ "${BENCH_CACHE_MB:-}" = default ] || bench_positive BENCH_CACHE_MB 1024
+	bench_positive BENCH_SHARED_BUFFERS_MB 1
+	bench_positive BENCH_PORT 54340
 	# reads of 64 blocks (4 MiB) or more do not fill the cache: a range must
 	# span fewer, wherever it starts
 	if [ "${BENCH_RANGE_KB:-1024}" -ge 4096 ] ||
@@ -75,7 +72,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 			"(reads of 64 blocks of 64 KiB or more do not fill the cache)" >&2
 		exit 1
 	fi
-	case ${BENCH_PERF:-auto} in 0 | 1 | auto) ;; *) echo "cache_bench: BENCH_PERF must be 0, 1 or auto" >&2; exit 1 ;; esac
+	bench_perf_mode
 
 	bench_hand_off cache_bench
 fi
@@ -83,7 +80,8 @@ fi
 # ---------------------------------------------------------------------------
 # Worker: everything below runs as the cluster's owner.
 # ---------------------------------------------------------------------------
-dir=$BENCH_WORKER_DIR
+. "$(dirname "$0")/common.sh"
+bench_worker cache_bench 54340
 rows=${BENCH_ROWS:-3000000}
 blob_mb=${BENCH_BLOB_MB:-64}
 range_kb=${BENCH_RANGE_KB:-1024}
@@ -91,7 +89,6 @@ cache_mb=${BENCH_CACHE_MB:-1024}
 warm_runs=2
 [ "${BENCH_QUICK:-0}" = 1 ] && warm_runs=1
 perf_mode=${BENCH_PERF:-auto}
-port=${BENCH_PORT:-54340}
 # room for the heap table (about 80 bytes a row), the large object (about
 # 1.4x its bytes with its index) and some more: their reads then hit
 # shared_buffers only
@@ -99,22 +96,6 @@ sb_mb=${BENCH_SHARED_BUFFERS_MB:-$((rows / 10000 + blob_mb * 2 + 256))}
 blob_bytes=$((blob_mb * 1048576))
 range_bytes=$((range_kb * 1024))
 nranges=$(((blob_bytes + range_bytes - 1) / range_bytes))
-PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
-
-cleanup() {
-	if [ -f "$dir/pgdata/postmaster.pid" ]; then
-		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-# a SQL string literal (the paths come from mktemp, but be safe anyway)
-lit() { printf "'%s'" "${1//\'/\'\'}"; }
-now() { date +%s.%N; }
-fail() { echo "cache_bench: FAILED: $*" >&2; exit 1; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
 # the library the server loads; a reinstall during the run is reported

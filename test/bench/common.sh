@@ -1,15 +1,26 @@
-# Shared by the benchmark scripts (sourced by their outer part, before the
+# Shared by the benchmark scripts, sourced by their outer part (before the
 # hand-off to an unprivileged user): find PostgreSQL, refuse a missing
-# install, warn about a stale one, and name the revision being measured.
+# install, warn about a stale one, name the revision being measured, and
+# check the settings;
 #
 #   bench_find_postgres NAME    NAME: the calling script, for messages
+#   bench_positive VAR DEFAULT  refuse a setting that is not a positive number
+#   bench_perf_mode             refuse a BENCH_PERF other than 0, 1 or auto
 #   bench_hand_off NAME         (below)
 #
-# Sets and exports PG_CONFIG, PATH (PostgreSQL's bindir first) and
-# BENCH_REV; expects $here, the calling script's folder.
+# bench_find_postgres sets and exports PG_CONFIG, PATH (PostgreSQL's bindir
+# first) and BENCH_REV; expects $here, the calling script's folder.
+#
+# And by their worker part (bench_hand_off puts a copy beside the worker):
+#
+#   bench_worker NAME PORT      dir, port (BENCH_PORT or PORT), PATH, and a
+#                               cleanup at exit (bench_cleanup)
+#   psql_q, lit, now, fail      run SQL on the cluster, quote a literal, the
+#                               time in seconds, fail with a message
 
 bench_find_postgres() {
 	local name=$1 top installed
+	bench_name=$name
 	if [ -f "$here/../../scripts/pgenv.sh" ]; then
 		. "$here/../../scripts/pgenv.sh"
 	else
@@ -31,6 +42,19 @@ bench_find_postgres() {
 	export BENCH_REV
 }
 
+# The settings the scripts take from the environment, checked before the
+# hand-off so a typo fails at once, not after a cluster was made.
+#   bench_positive BENCH_ROWS 4000000   $BENCH_ROWS, or the default when
+#                                       unset or empty: a whole number above 0
+bench_positive() {
+	local var=$1 value=${!1:-$2}
+	case $value in *[!0-9]* | "" | 0) echo "${bench_name:-bench}: $var must be a positive number" >&2; exit 1 ;; esac
+}
+
+bench_perf_mode() {
+	case ${BENCH_PERF:-auto} in 0 | 1 | auto) ;; *) echo "${bench_name:-bench}: BENCH_PERF must be 0, 1 or auto" >&2; exit 1 ;; esac
+}
+
 # Hand the run to the worker part of the calling script ($0), which runs
 # with BENCH_WORKER_DIR set to a fresh temporary folder: directly for an
 # ordinary user; for root (initdb refuses root) as BENCH_USER (default
@@ -48,6 +72,7 @@ bench_hand_off() {
 	user=${BENCH_USER:-destor_bench}
 	id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
 	cp "$0" "$dir/$name.sh"
+	cp "$here/common.sh" "$dir/common.sh"
 	chown -R "$user" "$dir"
 	bench_user=$user
 	cleanup_root() {
@@ -66,3 +91,38 @@ bench_hand_off() {
 		BENCH_WORKER_DIR="$dir" bash "$dir/$name.sh" || rc=$?
 	exit "$rc"
 }
+
+# ---------------------------------------------------------------------------
+# The worker part: runs as the cluster's owner, in $BENCH_WORKER_DIR.
+# ---------------------------------------------------------------------------
+
+# Start the worker part of script NAME: sets dir (the temporary folder, in
+# which the cluster lives as pgdata), port (BENCH_PORT, else PORT) and PATH,
+# and stops and removes everything at exit.
+#   bench_worker tier_bench 54341
+bench_worker() {
+	bench_name=$1
+	dir=$BENCH_WORKER_DIR
+	port=${BENCH_PORT:-$2}
+	PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM HUP
+}
+
+# Kill the processes in the array pids (when the script keeps one), stop the
+# cluster and remove the folder.
+bench_cleanup() {
+	local p
+	for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -f "$dir/pgdata/postmaster.pid" ]; then
+		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$dir"
+}
+
+psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+# a SQL string literal (the paths come from mktemp, but be safe anyway)
+lit() { printf "'%s'" "${1//\'/\'\'}"; }
+now() { date +%s.%N; }
+fail() { echo "$bench_name: FAILED: $*" >&2; exit 1; }

@@ -34,29 +34,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	. "$here/common.sh"
 	bench_find_postgres soak
-	case ${BENCH_SOAK_MINUTES:-30} in *[!0-9]* | "" | 0) echo "soak: BENCH_SOAK_MINUTES must be a positive number" >&2; exit 1 ;; esac
+	bench_positive BENCH_SOAK_MINUTES 30
 	bench_hand_off soak
 fi
 
-dir=$BENCH_WORKER_DIR
+. "$(dirname "$0")/common.sh"
+bench_worker soak 54351
 minutes=${BENCH_SOAK_MINUTES:-30}
-port=${BENCH_PORT:-54351}
-PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
 pids=()
-
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -f "$dir/pgdata/postmaster.pid" ]; then
-		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-fail() { echo "soak: FAILED: $*" >&2; exit 1; }
 
 echo "== destor soak: $minutes minutes of mixed work with provider faults, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1)"

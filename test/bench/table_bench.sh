@@ -36,9 +36,9 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	. "$here/common.sh"
 	bench_find_postgres table_bench
 
-	case ${BENCH_ROWS:-10000000} in *[!0-9]* | "" | 0) echo "table_bench: BENCH_ROWS must be a positive number" >&2; exit 1 ;; esac
-	case ${BENCH_SHARED_BUFFERS_MB:-1} in *[!0-9]* | "" | 0) echo "table_bench: BENCH_SHARED_BUFFERS_MB must be a positive number" >&2; exit 1 ;; esac
-	case ${BENCH_PERF:-auto} in 0 | 1 | auto) ;; *) echo "table_bench: BENCH_PERF must be 0, 1 or auto" >&2; exit 1 ;; esac
+	bench_positive BENCH_ROWS 10000000
+	bench_positive BENCH_SHARED_BUFFERS_MB 1
+	bench_perf_mode
 
 	bench_hand_off table_bench
 fi
@@ -46,31 +46,15 @@ fi
 # ---------------------------------------------------------------------------
 # Worker: everything below runs as the cluster's owner.
 # ---------------------------------------------------------------------------
-dir=$BENCH_WORKER_DIR
+. "$(dirname "$0")/common.sh"
+bench_worker table_bench 54339
 rows=${BENCH_ROWS:-10000000}
 runs=2
 [ "${BENCH_QUICK:-0}" = 1 ] && runs=1
 perf_mode=${BENCH_PERF:-auto}
-port=${BENCH_PORT:-54339}
 # room for the heap table (about 70 bytes a row) and some more: the heap's
 # queries then read shared_buffers only
 sb_mb=${BENCH_SHARED_BUFFERS_MB:-$((rows / 10000 + 256))}
-PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
-
-cleanup() {
-	if [ -f "$dir/pgdata/postmaster.pid" ]; then
-		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-# a SQL string literal (the paths come from mktemp, but be safe anyway)
-lit() { printf "'%s'" "${1//\'/\'\'}"; }
-now() { date +%s.%N; }
-fail() { echo "table_bench: FAILED: $*" >&2; exit 1; }
 
 in=$dir/input.txt
 

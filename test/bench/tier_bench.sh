@@ -29,7 +29,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	. "$here/common.sh"
 	bench_find_postgres tier_bench
 
-	case ${BENCH_ROWS:-4000000} in *[!0-9]* | "" | 0) echo "tier_bench: BENCH_ROWS must be a positive number" >&2; exit 1 ;; esac
+	bench_positive BENCH_ROWS 4000000
 
 	bench_hand_off tier_bench
 fi
@@ -37,25 +37,11 @@ fi
 # ---------------------------------------------------------------------------
 # Worker: everything below runs as the cluster's owner.
 # ---------------------------------------------------------------------------
-dir=$BENCH_WORKER_DIR
+. "$(dirname "$0")/common.sh"
+bench_worker tier_bench 54341
 rows=${BENCH_ROWS:-4000000}
-port=${BENCH_PORT:-54341}
-PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
 
-cleanup() {
-	if [ -f "$dir/pgdata/postmaster.pid" ]; then
-		pg_ctl -D "$dir/pgdata" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
-lit() { printf "'%s'" "${1//\'/\'\'}"; }
-now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
-fail() { echo "tier_bench: FAILED: $*" >&2; exit 1; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 # best of 5 runs of a query, timed in the server (no connection set-up in
 # it): prints seconds; the query's result goes to $dir/last

@@ -208,8 +208,10 @@ note("refused connection took ${elapsed}s");
 $node->stop;
 DestorTest::new_master_key($keyfile);
 $node->start;
-($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_get(b) FROM stored WHERE name = '1 B'");
+($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT destor.blob_get(b) FROM stored WHERE name = '1 B'");
 like($err, qr/written with a different master key/, 'a wrong master key is detected');
+# a configuration error (as PostgreSQL's own for a key file), not corruption nor a role's password
+like($err, qr/ERROR:  F0000:/, 'a wrong master key is a configuration file error');
 $node->append_conf('postgresql.conf', "destor.master_key_file = ''");
 $node->reload;
 ($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_put('archive', 'x')");

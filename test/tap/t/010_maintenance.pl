@@ -76,7 +76,7 @@ is($node->safe_psql('postgres', "SELECT convert_from(destor.blob_get('$blob'), '
 my $found = 0;
 for (1 .. 100)
 {
-	if (slurp_file($node->logfile) =~ /destor maintenance: 1 shard problems found, 1 shards rebuilt, 1 orphaned provider objects removed, 2 partitions tiered/)
+	if (slurp_file($node->logfile) =~ /maintenance round in database "postgres": 1 shard problems found, 1 shards rebuilt, 1 orphaned provider objects removed, 2 partitions tiered/)
 	{
 		$found = 1;
 		last;
@@ -87,7 +87,7 @@ ok($found, 'the round is reported in the server log');
 is($node->safe_psql('postgres', q{SELECT string_agg(relname || ':' || relkind::text, ',' ORDER BY relname)
 	FROM pg_class WHERE relname LIKE 'm\_0_'}), 'm_01:f,m_02:f,m_03:r', 'and it applied the tiering policy');
 is($node->safe_psql('postgres', 'SELECT count(*), sum(v) FROM m'), $m_sum, 'the partitioned table reads the same rows');
-like(slurp_file($node->logfile), qr/destor: rebuilt shard $index of object $blob on provider "$provider" \(it was missing\)/,
+like(slurp_file($node->logfile), qr/LOG:  rebuilt shard $index of object $blob on provider "$provider" \(it was missing\)/,
 	'and the shard it rebuilt');
 
 is($node->safe_psql('postgres', q{SELECT enabled, naptime_s, rounds > 0, shards_rebuilt, orphans_removed,

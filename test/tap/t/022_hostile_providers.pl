@@ -11,55 +11,22 @@ use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
 use DestorTest;
 use HostileProvider;
+use HostileFixture;
 use Digest::MD5 qw(md5_hex);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($node, $keyfile) = DestorTest::start_cluster('hostile');
-my $base = $node->basedir;
-my @dirs = map { "$base/p$_" } 1 .. 6;
-mkdir $_ for @dirs;
-$node->safe_psql('postgres', join("\n",
-	(map { "CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');" } 1 .. 6),
-	"CREATE SERVER archive FOREIGN DATA WRAPPER destor OPTIONS (providers 'f1,f2,f3,f4,f5,f6', data_shards '4', parity_shards '2');",
-	'CREATE TABLE docs (name text PRIMARY KEY, b destor.blob);'));
+my $fx = HostileFixture->new('hostile', 6);
+my ($node, $base) = ($fx->{node}, $fx->{base});
+my $src = $fx->{src};
+sub put_blob { $fx->put_blob(@_) }
+sub shard { $fx->shard(@_) }
+sub read_back { $fx->read_back(@_) }
 
 # incompressible blobs of 6 stripes and a bit, one file each
-my %src;
-sub put_blob
-{
-	my ($name, $size) = @_;
-	my $file = "$base/$name.bin";
-	DestorTest::write_random_file($file, $size);
-	$src{$name} = DestorTest::sha256_file($file);
-	$node->safe_psql('postgres', "INSERT INTO docs VALUES ('$name', destor.blob_import('archive', '$file'))");
-}
 my $size = 1_600_000;
 put_blob($_, $size) for qw(victim other replay swap scrub rebuild toomany);
-
-# the file holding shard i of a blob, and its provider
-sub shard
-{
-	my ($name, $i) = @_;
-	my ($id, $prov) = split(/\|/, $node->safe_psql('postgres',
-		"SELECT replace(b::text, '-', ''), s.provider FROM docs JOIN destor.shards s ON s.object_id = b::uuid "
-		  . "WHERE name = '$name' AND s.shard_index = $i"));
-	my ($n) = $prov =~ /(\d+)$/;
-	return ("$dirs[$n - 1]/ds/" . substr($id, 0, 2) . "/$id.$i", $prov);
-}
-
-# read a blob back through blob_export; (ok, error text)
-sub read_back
-{
-	my ($name) = @_;
-	my $out = "$base/out.bin";
-	unlink $out;
-	my ($rc, $stdout, $stderr) = $node->psql('postgres',
-		"SELECT destor.blob_export(b, '$out') FROM docs WHERE name = '$name'");
-	return (0, $stderr) if $rc != 0;
-	return (DestorTest::sha256_file($out) eq $src{$name} ? 1 : 0, 'content differs');
-}
 
 my ($path, $prov, $ok, $err);
 
@@ -155,7 +122,7 @@ $node->safe_psql('postgres', q{SET destor.object_format = 1;
 	open(my $fh, '>:raw', $f) or die;
 	print $fh join('', map { md5_hex($_) } 1 .. 40000);
 	close $fh;
-	$src{v1} = $src{v1forged} = DestorTest::sha256_file($f);
+	$src->{v1} = $src->{v1forged} = DestorTest::sha256_file($f);
 }
 ($ok, $err) = read_back('v1');
 ok($ok, 'a format 1 object reads back exactly') or diag($err);

@@ -1,5 +1,5 @@
 # Adversarial review (issue 9): lies of a file provider that
-# 014_hostile_providers.pl does not tell.  A chunk moved within its shard
+# 022_hostile_providers.pl does not tell.  A chunk moved within its shard
 # (with its own tag), a forged parity chunk (the healthy path never reads
 # parity: only a scrub or a degraded read meets it), bytes appended to a
 # shard, a forged chunk of a table segment, and a shard moved off a lying
@@ -11,58 +11,18 @@ use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
 use DestorTest;
 use HostileProvider;
+use HostileFixture;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($node, $keyfile) = DestorTest::start_cluster('breaker');
-my $base = $node->basedir;
-my @dirs = map { "$base/p$_" } 1 .. 7;
-mkdir $_ for @dirs;
-$node->safe_psql('postgres', join("\n",
-	(map { "CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');" } 1 .. 7),
-	"CREATE SERVER archive FOREIGN DATA WRAPPER destor OPTIONS (providers 'f1,f2,f3,f4,f5,f6', data_shards '4', parity_shards '2');",
-	'CREATE TABLE docs (name text PRIMARY KEY, b destor.blob);'));
-
-my %src;
-sub put_blob
-{
-	my ($name, $size) = @_;
-	my $file = "$base/$name.bin";
-	DestorTest::write_random_file($file, $size);
-	$src{$name} = DestorTest::sha256_file($file);
-	$node->safe_psql('postgres', "INSERT INTO docs VALUES ('$name', destor.blob_import('archive', '$file'))");
-}
+my $fx = HostileFixture->new('breaker', 7);
+my $node = $fx->{node};
+sub put_blob { $fx->put_blob(@_) }
+sub object_file { $fx->object_file(@_) }
+sub shard { $fx->shard(@_) }
+sub read_back { $fx->read_back(@_) }
 put_blob($_, 1_600_000) for qw(moved parity appended mover);
-
-sub object_file
-{
-	my ($id, $prov, $i) = @_;
-	$id =~ s/-//g;
-	my ($n) = $prov =~ /(\d+)$/;
-	return "$dirs[$n - 1]/ds/" . substr($id, 0, 2) . "/$id.$i";
-}
-
-# the file holding shard i of a blob, and its provider
-sub shard
-{
-	my ($name, $i) = @_;
-	my ($id, $prov) = split(/\|/, $node->safe_psql('postgres',
-		"SELECT b::text, s.provider FROM docs JOIN destor.shards s ON s.object_id = b::uuid "
-		  . "WHERE name = '$name' AND s.shard_index = $i"));
-	return (object_file($id, $prov, $i), $prov);
-}
-
-sub read_back
-{
-	my ($name) = @_;
-	my $out = "$base/out.bin";
-	unlink $out;
-	my ($rc, $stdout, $stderr) = $node->psql('postgres',
-		"SELECT destor.blob_export(b, '$out') FROM docs WHERE name = '$name'");
-	return (0, $stderr) if $rc != 0;
-	return (DestorTest::sha256_file($out) eq $src{$name} ? 1 : 0, 'content differs');
-}
 
 sub scrub
 {
