@@ -136,10 +136,15 @@ CREATE VIEW placement_report WITH (security_barrier) AS
      WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
         OR pg_catalog.pg_has_role(b.owner, 'USAGE')
   ), placed AS (
+    -- every object, also one whose shard rows are missing: the report
+    -- proves nothing it cannot see
     SELECT ow.object_id, ow.pool, ow.kind, ow.name,
-           pg_catalog.array_agg(sh.provider ORDER BY sh.shard_index) AS providers
-      FROM owned ow JOIN shards sh ON sh.object_id = ow.object_id
-     GROUP BY 1, 2, 3, 4
+           pg_catalog.array_agg(sh.provider ORDER BY sh.shard_index)
+             FILTER (WHERE sh.provider IS NOT NULL) AS providers,
+           count(sh.shard_index) AS recorded, o.data_shards + o.parity_shards AS shards
+      FROM owned ow JOIN objects o ON o.object_id = ow.object_id
+      LEFT JOIN shards sh ON sh.object_id = ow.object_id
+     GROUP BY 1, 2, 3, 4, o.data_shards, o.parity_shards
   )
   SELECT p.pool, p.kind, p.name, p.object_id, p.providers,
          v.rule IS NULL AS compliant, v.rule AS broken_rule,
@@ -149,7 +154,11 @@ CREATE VIEW placement_report WITH (security_barrier) AS
          (SELECT pg_catalog.jsonb_object_agg(g, n) FROM (
             SELECT coalesce(provider_tag(x, 'operator'), '(untagged)') AS g, count(*) AS n
               FROM pg_catalog.unnest(p.providers) x GROUP BY 1) q) AS shards_per_operator
-    FROM placed p, LATERAL (SELECT placement_violation(p.pool, p.providers) AS rule) v;
+    FROM placed p, LATERAL (
+      SELECT CASE WHEN p.recorded < p.shards
+                  THEN pg_catalog.format('%s of its %s shards have no provider recorded',
+                                         p.shards - p.recorded, p.shards)
+                  ELSE placement_violation(p.pool, p.providers) END AS rule) v;
 GRANT SELECT ON placement_report TO PUBLIC;
 
 -- Per pool: how many of the objects placement_report shows keep the rules,

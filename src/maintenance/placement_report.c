@@ -40,11 +40,7 @@ destor_placement_violation(PG_FUNCTION_ARGS)
 	providers = palloc(sizeof(char *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("provider %d of the list is NULL", i + 1)));
-		providers[i] = NameStr(*DatumGetName(elems[i]));
+		providers[i] = nulls[i] ? NULL : NameStr(*DatumGetName(elems[i]));
 	}
 	why = placement_violation(pool, providers, n);
 	if (why == NULL)

@@ -19,6 +19,7 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -28,6 +29,20 @@
 #include "destor/object.h"
 
 PG_FUNCTION_INFO_V1(destor_repair);
+
+static char *choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext keep);
+static char *move_one(ObjectMeta *meta, int shard, const char *from, const char *to);
+
+/* The object's pool, or NULL when it was dropped (its objects still repair). */
+static Pool *
+pool_of(ObjectMeta *meta)
+{
+	ForeignServer *server = GetForeignServerByName(meta->pool, true);
+
+	if (server == NULL || strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "destor") != 0)
+		return NULL;
+	return pool_lookup(meta->pool, false);
+}
 
 static const char *
 found_name(ShardFound f)
@@ -71,7 +86,9 @@ destor_repair(PG_FUNCTION_ARGS)
 	bool		verify = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
 	bool		dry_run = PG_ARGISNULL(2) ? false : PG_GETARG_BOOL(2);
 	MemoryContext percxt;
+	MemoryContext callcxt = CurrentMemoryContext;
 	List	   *ids;
+	List	   *loads = NIL;
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -90,6 +107,8 @@ destor_repair(PG_FUNCTION_ARGS)
 		ObjectMeta *meta;
 		ShardCheck *checks;
 		bool		unreadable;
+		Pool	   *opool;
+		bool	   *keep_out;
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(percxt);
@@ -101,7 +120,43 @@ destor_repair(PG_FUNCTION_ARGS)
 			MemoryContextReset(percxt);
 			continue;
 		}
-		checks = object_check_and_repair(meta, verify, !dry_run, &unreadable);
+		/*
+		 * A bad shard on a provider the pool's rules no longer allow is not
+		 * written there again: it is rebuilt on one they allow.
+		 */
+		opool = dry_run ? NULL : pool_of(meta);
+		keep_out = palloc0(sizeof(bool) * (meta->data_shards + meta->parity_shards));
+		for (int i = 0; opool && i < meta->data_shards + meta->parity_shards; i++)
+			keep_out[i] = strcmp(meta->shards[i].provider, "(unknown)") != 0 &&
+				!placement_eligible(opool, meta->shards[i].provider);
+		checks = object_check_and_repair(meta, verify, !dry_run, keep_out, &unreadable);
+		for (int i = 0; opool && i < meta->data_shards + meta->parity_shards; i++)
+		{
+			ShardCheck *c = &checks[i];
+			char	   *from = meta->shards[i].provider;
+			char	   *to;
+			char	   *why;
+
+			if (!keep_out[i] || c->found == SHARD_FOUND_OK || c->found == SHARD_FOUND_UNREACHABLE)
+				continue;
+			to = choose_target(meta, from, &loads, callcxt);
+			if (to == NULL)
+			{
+				c->detail = psprintf("provider \"%s\" is outside the placement rules of pool \"%s\", and no provider they allow is free for it",
+									 from, opool->name);
+				continue;
+			}
+			from = pstrdup(from);
+			why = move_one(meta, i, from, to);
+			if (why == NULL)
+			{
+				c->rebuilt = true;
+				c->detail = psprintf("rebuilt on provider \"%s\": \"%s\" is outside the placement rules of pool \"%s\"",
+									 to, from, opool->name);
+			}
+			else
+				c->detail = why;
+		}
 		note_provider_checks(meta, checks);
 		for (int i = 0; i < meta->data_shards + meta->parity_shards; i++)
 		{
@@ -226,6 +281,9 @@ move_breaks_policy(Pool *pool, ObjectMeta *meta, const char *from, const char *t
 	if (shard < 0 || shard_on(meta, to))
 		return NULL;
 	after = shard_providers(meta, shard, to);
+	if (!placement_eligible(pool, to))
+		return psprintf("moving it to \"%s\" would break the placement rules of pool \"%s\": %s",
+						to, pool->name, placement_violation(pool, after, n));
 	if (placement_excess(pool, after, n, count_unlisted) <=
 		placement_excess(pool, shard_providers(meta, -1, NULL), n, count_unlisted))
 		return NULL;
@@ -239,25 +297,38 @@ static char *
 choose_target(ObjectMeta *meta, const char *from, List **loads, MemoryContext keep)
 {
 	Pool	   *pool = pool_lookup(meta->pool, false);
+	int			n = meta->data_shards + meta->parity_shards;
+	int			shard = -1;
 	Load	   *best = NULL;
+	int			best_excess = 0;
 	MemoryContext old;
 
+	for (int i = 0; i < n && shard < 0; i++)
+		if (strcmp(meta->shards[i].provider, from) == 0)
+			shard = i;
 	for (int p = 0; p < pool->nproviders; p++)
 	{
 		const char *name = pool->provider_names[p];
 		bool		used = strcmp(name, from) == 0;
+		int			excess;
 		Load	   *l;
 
-		for (int i = 0; i < meta->data_shards + meta->parity_shards && !used; i++)
+		for (int i = 0; i < n && !used; i++)
 			used = strcmp(meta->shards[i].provider, name) == 0;
-		if (used || provider_lookup_by_name(name, true) == NULL ||
+		if (used || !placement_eligible(pool, name) ||
 			move_breaks_policy(pool, meta, from, name, true) != NULL)
 			continue;
+		/* the target that brings the object closest to the rules, then the least loaded */
+		excess = shard < 0 ? 0 : placement_excess(pool, shard_providers(meta, shard, name), n, true);
 		old = MemoryContextSwitchTo(keep);
 		l = load_of(loads, name);
 		MemoryContextSwitchTo(old);
-		if (best == NULL || l->shards < best->shards)
+		if (best == NULL || excess < best_excess ||
+			(excess == best_excess && l->shards < best->shards))
+		{
 			best = l;
+			best_excess = excess;
+		}
 	}
 	if (best == NULL)
 		return NULL;
@@ -500,51 +571,54 @@ destor_rebalance(PG_FUNCTION_ARGS)
 		n = meta->data_shards + meta->parity_shards;
 
 		/*
-		 * First the pool's placement rules: while the object breaks them,
-		 * make the move that brings it closest (ties: to the provider
-		 * holding fewest shards).
+		 * First the pool's placement rules: an object that breaks them
+		 * gets the placement the writer's complete search finds, keeping
+		 * as many of its shards where they are as it can, and its other
+		 * shards move there one by one.
 		 */
 		excess = placement_excess(pool, shard_providers(meta, -1, NULL), n, true);
-		while (excess > 0)
+		if (excess > 0)
 		{
-			int			best_i = -1;
-			int			best_p = -1;
-			int			best_excess = excess;
-			char	   *from;
-			char	   *why;
+			char	  **current = shard_providers(meta, -1, NULL);
+			char	  **target = palloc(sizeof(char *) * n);
+			bool		unrecorded = false;
 
-			CHECK_FOR_INTERRUPTS();
 			for (int i = 0; i < n; i++)
-				for (int p = 0; p < pl.n; p++)
-				{
-					int			e;
-
-					if (shard_on(meta, pl.names[p]) || provider_lookup_by_name(pl.names[p], true) == NULL)
-						continue;
-					e = placement_excess(pool, shard_providers(meta, i, pl.names[p]), n, true);
-					if (e < best_excess ||
-						(e == best_excess && best_p >= 0 && e < excess && pl.shards[p] < pl.shards[best_p]))
-					{
-						best_excess = e;
-						best_i = i;
-						best_p = p;
-					}
-				}
-			if (best_i < 0)
-			{
+				unrecorded |= strcmp(current[i], "(unknown)") == 0;
+			if (unrecorded)
 				rebalance_row(rsinfo, meta, -1, NULL, NULL,
-							  psprintf("no move brings it closer to the placement rules of pool \"%s\": %s",
-									   pool->name,
-									   placement_violation(pool, shard_providers(meta, -1, NULL), n)));
-				break;
+							  pstrdup("a shard of it has no provider recorded in destor.shards; the catalog is damaged"));
+			else if (!placement_target(pool, meta->id, current, n, target))
+				rebalance_row(rsinfo, meta, -1, NULL, NULL,
+							  psprintf("no placement meets the rules of pool \"%s\" (it breaks them: %s)",
+									   pool->name, placement_violation(pool, current, n)));
+			else
+			{
+				int			next = 0;
+
+				for (int i = 0; i < n; i++)
+				{
+					char	   *from = pstrdup(meta->shards[i].provider);
+					bool		kept = false;
+					char	   *why;
+
+					for (int t = 0; t < n && !kept; t++)
+						kept = strcmp(target[t], from) == 0;
+					if (kept)
+						continue;
+					/* the next target provider that holds none of its shards */
+					while (next < n && shard_on(meta, target[next]))
+						next++;
+					if (next >= n)
+						break;
+					why = move_one(meta, i, from, target[next]);
+					rebalance_row(rsinfo, meta, i, from, why ? NULL : target[next], why);
+					if (why != NULL)
+						break;
+					rebalance_count(&pl, from, target[next]);
+				}
+				excess = placement_excess(pool, shard_providers(meta, -1, NULL), n, true);
 			}
-			from = pstrdup(meta->shards[best_i].provider);
-			why = move_one(meta, best_i, from, pl.names[best_p]);
-			rebalance_row(rsinfo, meta, best_i, from, why ? NULL : pl.names[best_p], why);
-			if (why != NULL)
-				break;
-			rebalance_count(&pl, from, pl.names[best_p]);
-			excess = best_excess;
 		}
 
 		/* Then even shares, by moves that keep the rules. */

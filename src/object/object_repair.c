@@ -378,8 +378,15 @@ count_good(Repair *rp)
 	return good;
 }
 
+/*
+ * Check every shard of an object (verify: every chunk too) and, with
+ * repair, rebuild the bad ones where they are, except those keep_out marks
+ * (NULL: none): shards whose provider may not hold them any more, which
+ * the caller rebuilds elsewhere.
+ */
 ShardCheck *
-object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unreadable)
+object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, const bool *keep_out,
+						bool *unreadable)
 {
 	Repair	   *rp = repair_check(meta);
 
@@ -409,7 +416,8 @@ object_check_and_repair(ObjectMeta *meta, bool verify, bool repair, bool *unread
 		int			ntargets = 0;
 
 		for (int i = 0; i < rp->n; i++)
-			if (rp->result[i].found != SHARD_FOUND_OK && rp->result[i].found != SHARD_FOUND_UNREACHABLE)
+			if (rp->result[i].found != SHARD_FOUND_OK && rp->result[i].found != SHARD_FOUND_UNREACHABLE &&
+				!(keep_out && keep_out[i]))
 				targets[ntargets++] = i;
 		if (count_good(rp) < rp->k || ntargets == 0)
 			break;

@@ -28,6 +28,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "foreign/foreign.h"
 #include "utils/builtins.h"
 
 #include "destor/object.h"
@@ -40,9 +41,10 @@ typedef struct Site
 	const char *op;				/* NULL: not tagged */
 	double		cost;
 	double		ms;				/* recent read latency, -1 unknown */
-	bool		declared;
+	bool		declared;		/* a server of destor_provider */
+	bool		foreign;		/* a server of another wrapper */
 	bool		eligible;		/* declared and in allowed_geo */
-	int			rank;			/* position in the rotation */
+	int			rank;			/* position in the object's order */
 } Site;
 
 static bool
@@ -85,13 +87,21 @@ allowed_geo_text(Pool *pool)
 static void
 site_load(Pool *pool, const char *name, Site *s)
 {
-	Provider   *p = provider_lookup_by_name(name, true);
+	ForeignServer *server = GetForeignServerByName(name, true);
+	Provider   *p;
 
 	memset(s, 0, sizeof(Site));
 	s->name = name;
 	s->ms = -1;
-	if (p == NULL)
+	if (server == NULL)
 		return;
+	/* a server of another wrapper holds nothing of ours and may take nothing */
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "destor_provider") != 0)
+	{
+		s->foreign = true;
+		return;
+	}
+	p = provider_lookup(server->serverid);
 	s->declared = true;
 	s->geo = p->geo;
 	s->op = p->operator_name;
@@ -132,41 +142,122 @@ fits(Pool *pool, Site **chosen, int n, Site *s)
 		(pool->max_shards_per_operator == 0 || op <= pool->max_shards_per_operator);
 }
 
+/*
+ * At most how many more shards order[from..] can take next to
+ * chosen[0..depth): per geo (operator) group no more than its cap leaves
+ * room for.  An upper bound (the caps interact), so a search whose bound
+ * falls short of what it still needs is cut off: this keeps the search
+ * from trying every subset of a large pool that cannot meet its rules.
+ */
+static int
+room_bound(Pool *pool, Site **order, int nsites, int from, Site **chosen, int depth, bool by_geo)
+{
+	int			cap = by_geo ? pool->max_shards_per_geo : pool->max_shards_per_operator;
+	int			room = 0;
+
+	for (int i = from; i < nsites; i++)
+	{
+		const char *tag = by_geo ? order[i]->geo : order[i]->op;
+		int			used = 0;
+		int			avail = 0;
+		bool		first = true;
+
+		if (!order[i]->eligible)
+			continue;
+		if (cap == 0)
+		{
+			room++;
+			continue;
+		}
+		/* count each group once, at its first remaining member */
+		for (int j = from; j < i && first; j++)
+			if (order[j]->eligible && same_tag(by_geo ? order[j]->geo : order[j]->op, tag))
+				first = false;
+		if (!first)
+			continue;
+		for (int j = i; j < nsites; j++)
+			if (order[j]->eligible && same_tag(by_geo ? order[j]->geo : order[j]->op, tag))
+				avail++;
+		for (int j = 0; j < depth; j++)
+			if (same_tag(by_geo ? chosen[j]->geo : chosen[j]->op, tag))
+				used++;
+		room += Min(avail, Max(cap - used, 0));
+	}
+	return room;
+}
+
+/* Nodes a search may visit before it gives up (a pool that hard is refused). */
+#define SEARCH_BUDGET 200000
+
 static bool
-search(Pool *pool, Site **order, int nsites, int from, Site **chosen, int depth, int need)
+search(Pool *pool, Site **order, int nsites, int from, Site **chosen, int depth, int need,
+	   long *budget)
 {
 	if (depth == need)
 		return true;
+	if (--(*budget) < 0)
+		return false;
+	if (room_bound(pool, order, nsites, from, chosen, depth, true) < need - depth ||
+		room_bound(pool, order, nsites, from, chosen, depth, false) < need - depth)
+		return false;
 	for (int i = from; i <= nsites - (need - depth); i++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (!order[i]->eligible || !fits(pool, chosen, depth, order[i]))
 			continue;
 		chosen[depth] = order[i];
-		if (search(pool, order, nsites, i + 1, chosen, depth + 1, need))
+		if (search(pool, order, nsites, i + 1, chosen, depth + 1, need, budget))
 			return true;
+		if (*budget < 0)
+			return false;
 	}
 	return false;
 }
 
+/* A choice of need providers from order, or false (*budget < 0: gave up). */
+static bool
+choose(Pool *pool, Site **order, int nsites, Site **chosen, int need, long *budget)
+{
+	*budget = SEARCH_BUDGET;
+	return search(pool, order, nsites, 0, chosen, 0, need, budget);
+}
+
 /*
- * The providers in the policy's order, starting the rotation at start.
- * The caller frees nothing: everything is in the current memory context.
+ * The providers in the policy's order for object id (NULL: list order).
+ * Spread shuffles them with a generator seeded by the id: every provider is
+ * equally likely at every position, so shares stay even also when a cap
+ * skips some (a rotation would favour the provider after a capped run);
+ * cheapest and fastest sort by their key, the shuffle breaking ties.
+ * Everything is in the current memory context.
  */
 static Site **
-ordered_sites(Pool *pool, int start)
+ordered_sites(Pool *pool, const uint8 *id)
 {
 	Site	   *sites = palloc(sizeof(Site) * pool->nproviders);
 	Site	  **order = palloc(sizeof(Site *) * pool->nproviders);
+	uint64		seed = 0;
 
+	if (id)
+		memcpy(&seed, id, sizeof(seed));
 	for (int i = 0; i < pool->nproviders; i++)
 	{
-		int			j = (start + i) % pool->nproviders;
-
-		site_load(pool, pool->provider_names[j], &sites[i]);
-		sites[i].rank = i;
+		site_load(pool, pool->provider_names[i], &sites[i]);
 		order[i] = &sites[i];
 	}
+	for (int i = pool->nproviders - 1; id && i > 0; i--)
+	{
+		int			j;
+		Site	   *t;
+
+		/* splitmix64: cheap, and good enough to spread load */
+		seed += UINT64CONST(0x9E3779B97F4A7C15);
+		j = (int) ((((seed ^ (seed >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9)) >> 27) % (uint64) (i + 1));
+		t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (int i = 0; i < pool->nproviders; i++)
+		order[i]->rank = i;
 	if (pool->placement != PLACEMENT_SPREAD)
 		qsort_arg(order, pool->nproviders, sizeof(Site *), cmp_sites, pool);
 	return order;
@@ -174,7 +265,7 @@ ordered_sites(Pool *pool, int start)
 
 /* Why no choice exists: the counts that make it impossible. */
 static void
-raise_infeasible(Pool *pool, Site **order, const char *when)
+raise_infeasible(Pool *pool, Site **order, const char *when, bool gave_up)
 {
 	int			n = pool->data_shards + pool->parity_shards;
 	int			eligible = 0;
@@ -205,6 +296,23 @@ raise_infeasible(Pool *pool, Site **order, const char *when)
 		appendStringInfoString(&why, " may be used (untagged providers count as one geo or operator)");
 	}
 	appendStringInfoChar(&why, '.');
+	if (gave_up)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("placement rules of %s%s%s are too intricate to meet quickly",
+						pool->name ? "pool \"" : "the pool", pool->name ? pool->name : "",
+						pool->name ? "\"" : ""),
+				 errdetail_internal("%s No choice was found after %d steps of the search.", why.data, SEARCH_BUDGET),
+				 errhint("Loosen max_shards_per_geo or max_shards_per_operator, or list fewer providers.")));
+	for (int i = 0; i < pool->nproviders; i++)
+		if (order[i]->foreign)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("server \"%s\" in the provider list of %s%s%s is not a destor provider",
+							order[i]->name, pool->name ? "pool \"" : "the pool",
+							pool->name ? pool->name : "", pool->name ? "\"" : ""),
+					 errdetail_internal("%s", why.data),
+					 errhint("Providers are servers of the foreign-data wrapper destor_provider.")));
 	for (int i = 0; i < pool->nproviders; i++)
 		if (!order[i]->declared)
 			ereport(ERROR,
@@ -236,13 +344,57 @@ void
 placement_choose(const uint8 *id, Pool *pool, char **out)
 {
 	int			n = pool->data_shards + pool->parity_shards;
-	Site	  **order = ordered_sites(pool, ((id[0] << 8) | id[1]) % pool->nproviders);
+	Site	  **order = ordered_sites(pool, id);
 	Site	  **chosen = palloc(sizeof(Site *) * n);
+	long		budget;
 
-	if (!search(pool, order, pool->nproviders, 0, chosen, 0, n))
-		raise_infeasible(pool, order, "");
+	if (!choose(pool, order, pool->nproviders, chosen, n, &budget))
+		raise_infeasible(pool, order, "", budget < 0);
 	for (int i = 0; i < n; i++)
 		out[i] = pstrdup(chosen[i]->name);
+}
+
+/*
+ * Where an existing object of n shards on providers current[] should be
+ * under the rules: n providers that keep them, as many of current[] as the
+ * search finds first (they come first in its order, in the policy's order
+ * among themselves), the rest from the pool in the policy's order.  False
+ * when no placement meets the rules.  rebalance moves shards there.
+ */
+bool
+placement_target(Pool *pool, const uint8 *id, char **current, int n, char **out)
+{
+	Site	  **pool_order = ordered_sites(pool, id);
+	Site	  **order = palloc(sizeof(Site *) * pool->nproviders);
+	Site	  **chosen = palloc(sizeof(Site *) * n);
+	int			norder = 0;
+	long		budget;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < pool->nproviders; i++)
+		{
+			bool		held = false;
+
+			for (int j = 0; j < n && !held; j++)
+				held = current[j] != NULL && strcmp(current[j], pool_order[i]->name) == 0;
+			if (held == (pass == 0))
+				order[norder++] = pool_order[i];
+		}
+	if (!choose(pool, order, norder, chosen, n, &budget))
+		return false;
+	for (int i = 0; i < n; i++)
+		out[i] = pstrdup(chosen[i]->name);
+	return true;
+}
+
+/* May a shard go to this provider under the pool's rules (caps aside)? */
+bool
+placement_eligible(Pool *pool, const char *provider)
+{
+	Site		s;
+
+	site_load(pool, provider, &s);
+	return s.eligible;
 }
 
 /*
@@ -255,14 +407,15 @@ void
 placement_check_feasible(Pool *pool)
 {
 	int			n = pool->data_shards + pool->parity_shards;
-	Site	  **order = ordered_sites(pool, 0);
+	Site	  **order = ordered_sites(pool, NULL);
 	Site	  **chosen = palloc(sizeof(Site *) * n);
+	long		budget;
 
 	for (int i = 0; i < pool->nproviders; i++)
-		if (!order[i]->declared)
+		if (!order[i]->declared && !order[i]->foreign)
 			return;
-	if (!search(pool, order, pool->nproviders, 0, chosen, 0, n))
-		raise_infeasible(pool, order, "");
+	if (!choose(pool, order, pool->nproviders, chosen, n, &budget))
+		raise_infeasible(pool, order, "", budget < 0);
 }
 
 /*
@@ -288,7 +441,10 @@ placement_excess(Pool *pool, char **providers, int n, bool count_unlisted)
 		site_load(pool, providers[i], &s[i]);
 		for (int j = 0; j < pool->nproviders && !listed; j++)
 			listed = strcmp(pool->provider_names[j], providers[i]) == 0;
-		if ((!listed && count_unlisted) || !s[i].eligible)
+		/* a shard outside allowed_geo outweighs any cap: no move may trade one for it */
+		if (!s[i].eligible)
+			excess += n + 1;
+		else if (!listed && count_unlisted)
 			excess++;
 		for (int j = 0; j < i; j++)
 			if (strcmp(providers[j], providers[i]) == 0)
@@ -332,12 +488,17 @@ placement_violation(Pool *pool, char **providers, int n)
 	Site	   *s = palloc(sizeof(Site) * n);
 
 	for (int i = 0; i < n; i++)
+		if (providers[i] == NULL)
+			return psprintf("shard %d has no provider recorded", i);
+	for (int i = 0; i < n; i++)
 	{
 		bool		listed = false;
 
 		site_load(pool, providers[i], &s[i]);
 		for (int j = 0; j < pool->nproviders && !listed; j++)
 			listed = strcmp(pool->provider_names[j], providers[i]) == 0;
+		if (s[i].foreign)
+			return psprintf("shard %d is on server \"%s\", which is not a destor provider", i, providers[i]);
 		if (!listed)
 			return psprintf("shard %d is on provider \"%s\", which the pool does not list", i, providers[i]);
 		if (!s[i].declared)

@@ -185,12 +185,13 @@ provider_validate_options(List *options, Oid catalog)
 		else if (strcmp(def->defname, "geo") == 0 || strcmp(def->defname, "operator") == 0)
 		{
 			/* placement rules compare these tags; a comma would split them */
-			if (val[0] == '\0' || strchr(val, ',') != NULL)
+			if (val[0] == '\0' || strchr(val, ',') != NULL ||
+				isspace((unsigned char) val[0]) || isspace((unsigned char) val[strlen(val) - 1]))
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"%s\": \"%s\"", def->defname, val),
 						 errdetail("Pools' placement rules compare these tags as whole words."),
-						 errhint("Give one non-empty tag without commas, such as 'EU' or 'acme'.")));
+						 errhint("Give one non-empty tag without commas or surrounding spaces, such as 'EU' or 'acme'.")));
 		}
 		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
 		{

@@ -80,6 +80,8 @@ extern void placement_choose(const uint8 *id, Pool *pool, char **out);
 extern char *placement_violation(Pool *pool, char **providers, int n);
 extern int	placement_excess(Pool *pool, char **providers, int n, bool count_unlisted);
 extern void placement_check_feasible(Pool *pool);
+extern bool placement_target(Pool *pool, const uint8 *id, char **current, int n, char **out);
+extern bool placement_eligible(Pool *pool, const char *provider);
 extern void pool_validate_options(List *options, Oid catalog);
 extern int	option_parse_int(DefElem *def, int min, int max);
 /* Is this foreign server a destor pool (a server of the destor wrapper)? */
@@ -170,7 +172,7 @@ typedef struct ShardCheck
  * shards are left (then nothing can be rebuilt).
  */
 extern ShardCheck *object_check_and_repair(ObjectMeta *meta, bool verify, bool repair,
-										   bool *unreadable);
+										   const bool *keep_out, bool *unreadable);
 extern char *object_move_shard(ObjectMeta *meta, int shard, Provider *to);
 
 /* object_layout.c: shared arithmetic of the format */
