@@ -95,7 +95,7 @@ my $n_id = put('n', 'npool', 200_000);
 put("nfill$_", 'nfill', 1000) for 1 .. 2;
 q1("ALTER SERVER npool OPTIONS (ADD allowed_geo 'EU,CH', ADD max_shards_per_geo '2')");
 my $ntarget = q1("SELECT to_provider || ' ' || moved FROM destor.move_shards('n_e1') WHERE object_id = '$n_id'");
-like($ntarget, qr/^n_c[12] t$/, 'BUG: move_shards without a target moves to CH (compliant), not to the less-loaded US provider');
+like($ntarget, qr/^n_c[12] true$/, 'BUG: move_shards without a target moves to CH (compliant), not to the less-loaded US provider');
 is(q1("SELECT count(*) FROM destor.shards WHERE object_id = '$n_id' AND provider = 'n_u1'"), '0',
 	'BUG: no shard of the object is placed in the US');
 is(intact('n'), 't', 'the object still reads back exactly');
@@ -139,7 +139,7 @@ q1("ALTER SERVER ppool OPTIONS (ADD allowed_geo 'EU,CH')");
 (my $hex = $p_id) =~ s/-//g;
 unlink($_) for grep { m{/\Q$hex\E\.\d+$} } DestorTest::files_under("$base/p/u1");
 is(shard_files('p', 'u1', $p_id), 0, 'the US shard is gone');
-my $rep = q1("SELECT string_agg(provider || ' ' || problem || ' ' || rebuilt, '; ') FROM destor.repair('ppool')");
+my $rep = q1("SELECT string_agg(provider || ' ' || problem || ' ' || repaired, '; ') FROM destor.repair('ppool')");
 note("repair: $rep");
 is(shard_files('p', 'u1', $p_id), 0, 'BUG: repair does not write a shard outside allowed_geo (US)');
 is(intact('p'), 't', 'the repaired object reads back exactly');
@@ -208,10 +208,11 @@ is(q1("SELECT broken_rule FROM destor.placement_report WHERE object_id = '$d_id'
 # 5c. ... and the name taken by a server of another wrapper: the whole
 #     view must not fail for everyone
 q1("CREATE FOREIGN DATA WRAPPER breaker_dummy; CREATE SERVER d_e1 FOREIGN DATA WRAPPER breaker_dummy");
-($rc, $out, $err) = $node->psql('postgres', "SELECT count(*) FROM destor.placement_report");
+($rc, $out, $err) = $node->psql('postgres', "SELECT count(*) FILTER (WHERE compliant) FROM destor.placement_report");
 is($rc, 0, 'BUG: placement_report does not fail when a shard\'s provider name is now a server of another wrapper');
 note($err) if $rc;
 ($rc, $out, $err) = $node->psql('postgres', "SELECT broken_rule FROM destor.placement_report WHERE object_id = '$d_id'");
+note("report with d_e1 of another wrapper: rc $rc out [$out] err [$err]");
 like($out, qr/d_e1/, 'BUG: ... and names that provider as the broken rule');
 q1("DROP SERVER d_e1");
 
@@ -272,6 +273,8 @@ sub disk_matches_catalog
 	return scalar(@missing);
 }
 is(disk_matches_catalog(), 0, 'every shard row has its file after the cancelled rebalance');
+note('shard files on disk after the cancelled rebalance: ' . scalar(map { DestorTest::files_under("$base/k/$_->[0]") } @nine)
+	. ', shard rows: ' . q1("SELECT count(*) FROM destor.shards s JOIN destor.objects o USING (object_id) WHERE o.pool = 'kpool'"));
 q1("SELECT count(*) FROM destor.rebalance('kpool')");
 is(q1("SELECT count(*) FILTER (WHERE NOT compliant) FROM destor.placement_report WHERE pool = 'kpool'"), '0',
 	'after a full rebalance every object complies');
