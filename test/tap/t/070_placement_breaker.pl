@@ -197,6 +197,15 @@ q1("DELETE FROM destor.shards WHERE object_id = '$o_id2'");
 is(q1("SELECT count(*) FROM destor.placement_report WHERE object_id = '$o_id2'"), '1',
 	'BUG: an object with no shard row still has its row in the report');
 
+# ... and rebalance / repair on that damaged catalog do not crash, the
+#     object with 2 of 3 rows stays readable
+($rc, $out, $err) = $node->psql('postgres', "SELECT from_provider, to_provider, moved, detail FROM destor.rebalance('opool')");
+note("rebalance over missing shard rows: rc $rc [$out] $err");
+($rc, $out, $err) = $node->psql('postgres', "SELECT provider, problem, repaired FROM destor.repair('opool')");
+note("repair over missing shard rows: rc $rc [$out] $err");
+is(q1('SELECT 1'), '1', 'the server survives rebalance and repair over missing shard rows');
+is(intact('o'), 't', 'the object with a missing shard row still reads back exactly');
+
 # 5b. a provider dropped: the report says so and does not fail
 providers('d', @six);
 q1("CREATE SERVER dpool FOREIGN DATA WRAPPER destor OPTIONS (providers 'd_e1,d_e2,d_e3,d_c1,d_c2,d_u1', "
