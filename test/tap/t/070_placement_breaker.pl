@@ -11,6 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use POSIX ();
 
 my ($node, $keyfile) = DestorTest::start_cluster('placement_breaker');
 my $base = $node->basedir;
@@ -290,13 +291,52 @@ is(q1("SELECT count(*) FILTER (WHERE NOT compliant) FROM destor.placement_report
 is(q1("SELECT count(*) FILTER (WHERE NOT (md5(destor.blob_get(b)) = h)) FROM blobs WHERE name LIKE 'k%'"), '0',
 	'after a full rebalance every object reads back exactly');
 is(disk_matches_catalog(), 0, 'every shard row has its file after the rebalance');
+# 7b. a reader gets exact answers all through a rebalance after a price change
+q1("CREATE SERVER kpool2 FOREIGN DATA WRAPPER destor OPTIONS (providers '$klist', data_shards '4', parity_shards '2', "
+	  . "placement 'cheapest', max_shards_per_geo '2', max_shards_per_operator '2')");
+put("kk$_", 'kpool2', 40_000 + $_ * 991) for 1 .. 20;
+q1("ALTER SERVER k_eu1 OPTIONS (SET cost_per_gb_month '9'); ALTER SERVER k_ch1 OPTIONS (SET cost_per_gb_month '9')");
+q1("ALTER SERVER kpool2 OPTIONS (SET max_shards_per_geo '2')");    # re-validated, still feasible
+my $readerlog = "$base/reader.log";
+my $pid = fork();
+if ($pid == 0)
+{
+	my ($rounds, $bad) = (0, 0);
+	while (!-e "$base/reader.stop" && $rounds < 400)
+	{
+		my ($r, $o, $e) = $node->psql('postgres',
+			"SELECT count(*) FILTER (WHERE md5(destor.blob_get(b)) <> h) FROM blobs WHERE name LIKE 'kk%'");
+		$bad++ if $r != 0 || $o ne '0';
+		$rounds++;
+	}
+	open(my $fh, '>', $readerlog);
+	print $fh "$rounds $bad\n";
+	close $fh;
+	POSIX::_exit(0);
+}
+# rebalance moves by load, not by price: move the shards off the two dear
+# providers (the pool lists them no longer) so that there is work to do
+q1("ALTER SERVER kpool2 OPTIONS (SET providers '" . join(',', grep { $_ ne 'k_EU1' && $_ ne 'k_CH1' } map { "k_$_->[0]" } @nine) . "', SET max_shards_per_geo '3', SET max_shards_per_operator '3')");
+my $kmoves = q1("SELECT count(*) FILTER (WHERE moved) FROM destor.rebalance('kpool2')");
+open(my $stopfh, '>', "$base/reader.stop"); close $stopfh;
+waitpid($pid, 0);
+open(my $rfh, '<', $readerlog) or die "no reader log";
+my ($rrounds, $rbad) = split ' ', scalar(<$rfh>);
+note("rebalance after dropping the dear providers: $kmoves moves; reader: $rrounds rounds, $rbad bad");
+ok($kmoves > 0, 'the rebalance moved shards');
+is($rbad, 0, "a concurrent reader got exact answers in all $rrounds rounds");
+is(q1("SELECT count(*) FROM destor.shards s JOIN destor.objects o USING (object_id) WHERE o.pool = 'kpool2' AND s.provider IN ('k_eu1', 'k_ch1')"),
+	'0', 'no shard left on the providers taken out of the pool');
+is(q1("SELECT count(*) FILTER (WHERE NOT compliant) FROM destor.placement_report WHERE pool = 'kpool2'"), '0',
+	'every object of the pool complies');
+
 # losing any one geo loses nothing (max_shards_per_geo 2 = parity)
 for my $g (qw(EU CH NO))
 {
 	my @gone = map { "$base/k/${g}$_" } 1 .. 3;
 	rename($_, "$_.away") for @gone;
-	is(q1("SELECT count(*) FILTER (WHERE NOT (md5(destor.blob_get(b)) = h)) FROM blobs WHERE name LIKE 'k%'"), '0',
-		"without geo $g every object reads back exactly");
+	is(q1("SELECT count(*) FILTER (WHERE NOT (md5(destor.blob_get(b)) = h)) FROM blobs WHERE name ~ '^k[0-9]'"), '0',
+		"without geo $g every object of kpool reads back exactly");
 	rename("$_.away", $_) for @gone;
 }
 
