@@ -26,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "foreign/foreign.h"
@@ -222,6 +224,118 @@ choose(Pool *pool, Site **order, int nsites, Site **chosen, int need, long *budg
 	return search(pool, order, nsites, 0, chosen, 0, need, budget);
 }
 
+/* splitmix64: cheap, and good enough to spread load */
+static uint64
+next_random(uint64 *state)
+{
+	uint64		z = (*state += UINT64CONST(0x9E3779B97F4A7C15));
+
+	z = (z ^ (z >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64CONST(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+/*
+ * Spread under max_shards_per_geo: taking the first providers of a random
+ * order that fit would over-use the geos that fill up last (a small geo
+ * next to a capped large one).  Instead each geo's share of an object is
+ * worked out first — its providers' share of the eligible ones, capped,
+ * what a cap cuts off handed to the other geos (water-filling) — and
+ * rounded per object with one random offset (systematic rounding, so the
+ * counts add up to n and each geo gets its share on average); that many of
+ * each geo's providers, in the shuffled order, move to the front.  The
+ * search still has the final say (operator caps).
+ */
+static void
+spread_front(Pool *pool, Site **order, uint64 rnd)
+{
+	int			n = pool->data_shards + pool->parity_shards;
+	int			np = pool->nproviders;
+	int			ng = 0;
+	const char **tags = palloc(sizeof(char *) * np);
+	int		   *size = palloc0(sizeof(int) * np);
+	double	   *share = palloc0(sizeof(double) * np);
+	bool	   *fixed = palloc0(sizeof(bool) * np);
+	int		   *take = palloc0(sizeof(int) * np);
+	int			eligible = 0;
+	double		u = (double) (rnd >> 11) / (double) (UINT64CONST(1) << 53);
+	double		cum = 0;
+	Site	  **front = palloc(sizeof(Site *) * np);
+	Site	  **back = palloc(sizeof(Site *) * np);
+	int			nf = 0,
+				nb = 0;
+
+	if (pool->max_shards_per_geo == 0)
+		return;					/* a uniform shuffle already spreads evenly */
+	for (int i = 0; i < np; i++)
+	{
+		int			g;
+
+		if (!order[i]->eligible)
+			continue;
+		eligible++;
+		for (g = 0; g < ng; g++)
+			if (same_tag(tags[g], order[i]->geo))
+				break;
+		if (g == ng)
+			tags[ng++] = order[i]->geo;
+		size[g]++;
+	}
+	if (eligible < n)
+		return;
+	for (int g = 0; g < ng; g++)
+		share[g] = (double) n * size[g] / eligible;
+	for (;;)
+	{
+		double		excess = 0;
+		int			free_size = 0;
+
+		for (int g = 0; g < ng; g++)
+		{
+			double		cap = Min(pool->max_shards_per_geo, size[g]);
+
+			if (!fixed[g] && share[g] > cap)
+			{
+				excess += share[g] - cap;
+				share[g] = cap;
+				fixed[g] = true;
+			}
+		}
+		if (excess <= 0)
+			break;
+		for (int g = 0; g < ng; g++)
+			if (!fixed[g])
+				free_size += size[g];
+		if (free_size == 0)
+			break;
+		for (int g = 0; g < ng; g++)
+			if (!fixed[g])
+				share[g] += excess * size[g] / free_size;
+	}
+	for (int g = 0; g < ng; g++)
+	{
+		take[g] = (int) floor(cum + share[g] + u) - (int) floor(cum + u);
+		cum += share[g];
+	}
+	for (int i = 0; i < np; i++)
+	{
+		int			g;
+
+		for (g = 0; g < ng && order[i]->eligible; g++)
+			if (same_tag(tags[g], order[i]->geo))
+				break;
+		if (order[i]->eligible && take[g] > 0)
+		{
+			take[g]--;
+			front[nf++] = order[i];
+		}
+		else
+			back[nb++] = order[i];
+	}
+	memcpy(order, front, sizeof(Site *) * nf);
+	memcpy(order + nf, back, sizeof(Site *) * nb);
+}
+
 /*
  * The providers in the policy's order for object id (NULL: list order).
  * Spread shuffles them with a generator seeded by the id: every provider is
@@ -249,13 +363,13 @@ ordered_sites(Pool *pool, const uint8 *id)
 		int			j;
 		Site	   *t;
 
-		/* splitmix64: cheap, and good enough to spread load */
-		seed += UINT64CONST(0x9E3779B97F4A7C15);
-		j = (int) ((((seed ^ (seed >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9)) >> 27) % (uint64) (i + 1));
+		j = (int) (next_random(&seed) % (uint64) (i + 1));
 		t = order[i];
 		order[i] = order[j];
 		order[j] = t;
 	}
+	if (id && pool->placement == PLACEMENT_SPREAD)
+		spread_front(pool, order, next_random(&seed));
 	for (int i = 0; i < pool->nproviders; i++)
 		order[i]->rank = i;
 	if (pool->placement != PLACEMENT_SPREAD)

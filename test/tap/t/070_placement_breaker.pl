@@ -192,7 +192,7 @@ is(q1("SELECT compliant FROM destor.placement_report WHERE object_id = '$o_id'")
 # 5a. an object with a shard row missing (catalog damage) is not "compliant"
 q1("DELETE FROM destor.shards WHERE object_id = '$o_id' AND shard_index = 2");
 is(q1("SELECT coalesce(compliant::text, 'no row') FROM destor.placement_report RIGHT JOIN (SELECT 1) x ON object_id = '$o_id'"),
-	'f', 'BUG: an object with 2 of its 3 shard rows is not reported compliant');
+	'false', 'BUG: an object with 2 of its 3 shard rows is not reported compliant');
 # ... and one with no shard row at all does not vanish from the report
 q1("DELETE FROM destor.shards WHERE object_id = '$o_id2'");
 is(q1("SELECT count(*) FROM destor.placement_report WHERE object_id = '$o_id2'"), '1',
