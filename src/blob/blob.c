@@ -40,6 +40,7 @@
 #include "utils/uuid.h"
 
 #include "destor/blob.h"
+#include "destor/cache.h"
 #include "destor/catalog.h"
 #include "destor/object.h"
 #include "destor/progress.h"
@@ -174,7 +175,11 @@ blob_open_meta(BlobHandle *b, const char *action)
  * (unwrapping the data key, two cipher contexts, three block-sized
  * buffers): several times the read itself.  So each backend keeps, per
  * blob it read, the blob's owner and object metadata (key, geometry,
- * placement), and, for the current transaction, an open reader.
+ * placement).  A read the shared cache holds entirely is copied out of it
+ * without a reader (blob_read_cached); others open a reader per call, as
+ * before: a reader kept open across calls rechecks slow providers only
+ * every so often, which defeated the detection of a provider turning slow
+ * (TAP 007).
  *
  * Why an entry is never stale:
  *  - Every change of destor.blobs, destor.objects or destor.shards (by
@@ -202,20 +207,8 @@ blob_open_meta(BlobHandle *b, const char *action)
  *    an owner change (an UPDATE of destor.blobs) empties the cache.
  *  - Only reads use the cache: blob_delete and the conversions read the
  *    catalog afresh.
- * Open readers are kept apart from the metadata, a few per backend
- * (BLOB_READERS, about 200 KiB each, whatever the number of blobs a
- * transaction reads), each with its own copy of the metadata, for one
- * transaction at most: their memory, cipher contexts and in-flight
- * transfers belong to the (sub)transaction that opened them, in its
- * CurTransactionContext, as they would in a statement's memory.  An
- * invalidation only marks them stale (a callback must not wait for
- * transfers); the next blob_read closes them.  The transaction's end, or
- * the abort of the subtransaction that opened one, frees them with its
- * memory.
  * ------------------------------------------------------------------------- */
 #define BLOB_CACHE_MAX		1024	/* entries; when full, start over */
-
-#define BLOB_READERS		4		/* open readers kept per backend */
 
 typedef struct BlobCacheEntry
 {
@@ -223,24 +216,12 @@ typedef struct BlobCacheEntry
 	Oid			owner;
 	ObjectMeta *meta;			/* in BlobCacheContext */
 	bool		transient;		/* not in the cache: the caller's memory */
-	ObjectReader *reader;		/* of a transient entry only */
 } BlobCacheEntry;
-
-typedef struct BlobOpenReader
-{
-	uint8		id[CODEC_OBJID_LEN];
-	ObjectReader *reader;		/* NULL: a free slot */
-	uint64		gen;			/* stale unless == blob_reader_gen */
-	SubTransactionId subid;		/* opened in this subtransaction */
-} BlobOpenReader;
 
 static HTAB *blob_cache = NULL;
 static MemoryContext BlobCacheContext = NULL;
-static BlobOpenReader blob_readers[BLOB_READERS];
-static int	blob_readers_next = 0;
-/* bumped at every flush: open readers are stale, and an entry pointer
- * taken before may be freed */
-static uint64 blob_reader_gen = 1;
+/* bumped at every flush: an entry pointer taken before may be freed */
+static uint64 blob_cache_gen = 1;
 /* the catalog tables whose invalidation empties the cache (0: unknown) */
 static Oid	blob_cache_rels[3];
 static bool blob_cache_callbacks = false;
@@ -248,7 +229,7 @@ static bool blob_cache_callbacks = false;
 static void
 blob_cache_flush(void)
 {
-	blob_reader_gen++;
+	blob_cache_gen++;
 	if (blob_cache == NULL)
 		return;
 	/* the hash and every entry's metadata live in BlobCacheContext */
@@ -279,19 +260,6 @@ blob_cache_xact_cb(XactEvent event, void *arg)
 		default:
 			break;
 	}
-	switch (event)
-	{
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
-			/* the readers go with the transaction's memory */
-			memset(blob_readers, 0, sizeof(blob_readers));
-			break;
-		default:
-			break;
-	}
 }
 
 static void
@@ -299,13 +267,7 @@ blob_cache_subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransacti
 					  void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
 		blob_cache_flush();
-		/* readers it (or a subtransaction of it) opened go with its memory */
-		for (int i = 0; i < BLOB_READERS; i++)
-			if (blob_readers[i].reader != NULL && blob_readers[i].subid >= mySubid)
-				blob_readers[i].reader = NULL;
-	}
 }
 
 /* A deep copy of meta in cxt. */
@@ -359,17 +321,17 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	/* what other transactions committed so far (see above) */
 	AcceptInvalidationMessages();
 
-	gen = blob_reader_gen;
+	gen = blob_cache_gen;
 	if (blob_cache != NULL)
 	{
 		e = hash_search(blob_cache, b->id, HASH_FIND, NULL);
 		if (e != NULL)
 		{
 			blob_check_access(b, true, e->owner, action);
-			if (gen == blob_reader_gen)
+			if (gen == blob_cache_gen)
 				return e;
 			/* emptied meanwhile: ask the catalog */
-			gen = blob_reader_gen;
+			gen = blob_cache_gen;
 		}
 	}
 
@@ -378,7 +340,7 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	blob_check_access(b, found, owner, action);
 	meta = catalog_get_object(b->id, false);
 
-	if (gen != blob_reader_gen)
+	if (gen != blob_cache_gen)
 	{
 		e = palloc0(sizeof(BlobCacheEntry));
 		memcpy(e->id, b->id, CODEC_OBJID_LEN);
@@ -408,82 +370,13 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 		ctl.hcxt = BlobCacheContext;
 		blob_cache = hash_create("destor blob cache", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		memcpy(blob_cache_rels, rels, sizeof(rels));
-		gen = blob_reader_gen;
+		gen = blob_cache_gen;
 	}
 	e = hash_search(blob_cache, b->id, HASH_ENTER, &found);
 	e->owner = owner;
 	e->meta = blob_meta_copy(BlobCacheContext, meta);
 	e->transient = false;
-	e->reader = NULL;
 	return e;
-}
-
-/*
- * blob_cache_reader — an open reader of the entry's blob for this
- * transaction: one of the backend's few, or a new one in place of the
- * oldest.  It reads its own copy of the metadata: a flush of the cache
- * while it lives frees nothing it uses.  A transient entry gets a reader in
- * the caller's memory, as before the cache (blob_read closes it).
- */
-static ObjectReader *
-blob_cache_reader(BlobCacheEntry *e)
-{
-	uint64		gen = blob_reader_gen;
-	MemoryContext old;
-	BlobOpenReader *slot;
-	ObjectReader *r;
-	ObjectMeta *meta;
-	uint8		id[CODEC_OBJID_LEN];
-
-	if (e->transient)
-	{
-		if (e->reader == NULL)
-			e->reader = object_reader_open(e->meta);
-		return e->reader;
-	}
-	for (int i = 0; i < BLOB_READERS; i++)
-	{
-		slot = &blob_readers[i];
-		if (slot->reader != NULL && slot->gen == gen &&
-			memcmp(slot->id, e->id, CODEC_OBJID_LEN) == 0)
-			return slot->reader;
-	}
-
-	/* a new one; copy what it needs first: closing readers might take
-	 * invalidations, which free e */
-	memcpy(id, e->id, CODEC_OBJID_LEN);
-	meta = blob_meta_copy(CurTransactionContext, e->meta);
-	/* stale readers (of metadata since invalidated) are closed here */
-	for (int i = 0; i < BLOB_READERS; i++)
-	{
-		slot = &blob_readers[i];
-		if (slot->reader != NULL && slot->gen != gen)
-		{
-			r = slot->reader;
-			slot->reader = NULL;
-			object_reader_close(r);
-		}
-	}
-	slot = NULL;
-	for (int i = 0; i < BLOB_READERS && slot == NULL; i++)
-		if (blob_readers[i].reader == NULL)
-			slot = &blob_readers[i];
-	if (slot == NULL)
-	{
-		slot = &blob_readers[blob_readers_next];
-		blob_readers_next = (blob_readers_next + 1) % BLOB_READERS;
-		r = slot->reader;
-		slot->reader = NULL;
-		object_reader_close(r);
-	}
-	old = MemoryContextSwitchTo(CurTransactionContext);
-	r = object_reader_open(meta);
-	MemoryContextSwitchTo(old);
-	memcpy(slot->id, id, CODEC_OBJID_LEN);
-	slot->reader = r;
-	slot->gen = gen;
-	slot->subid = GetCurrentSubTransactionId();
-	return r;
 }
 
 /*
@@ -552,6 +445,39 @@ blob_get(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
+/*
+ * blob_read_cached — a small read that the shared cache holds entirely,
+ * copied out without opening a reader (which unwraps the data key, sets up
+ * two cipher contexts and looks up every provider: most of a warm small
+ * read's time).  The pages are the blocks' plaintext, keyed and laid out
+ * as the reader's cache stage reads them; the caller checked the
+ * privilege.  False (and dst partly written) if a block is not cached: the
+ * reader then reads the whole range, and counts the miss.
+ */
+#define BLOB_CACHED_MAX_BLOCKS	4
+
+static bool
+blob_read_cached(const ObjectMeta *meta, uint64 offset, uint64 n, char *dst)
+{
+	uint64		bs = meta->block_size;
+	uint64		b0 = offset / bs;
+	uint64		b1 = (offset + n - 1) / bs;
+
+	if (b1 - b0 + 1 > BLOB_CACHED_MAX_BLOCKS || !cache_enabled())
+		return false;
+	for (uint64 b = b0; b <= b1; b++)
+	{
+		uint64		plen = b == (uint64) meta->nblocks - 1 ? meta->size - b * bs : bs;
+		uint64		from = Max(offset, b * bs);
+		uint64		to = Min(offset + n, b * bs + plen);
+
+		if (!cache_probe(meta->id, b, (uint32) (from - b * bs), (uint32) (to - b * bs),
+						 dst + (from - offset)))
+			return false;
+	}
+	return true;
+}
+
 Datum
 blob_read(PG_FUNCTION_ARGS)
 {
@@ -580,18 +506,18 @@ blob_read(PG_FUNCTION_ARGS)
 				 errhint("Read at most 1 GB at a time.")));
 
 	e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
-	meta = e->meta;
+	/* the reader's own copy: an invalidation during the read (a provider
+	 * look-up may take one) frees the cache's */
+	meta = e->transient ? e->meta : blob_meta_copy(CurrentMemoryContext, e->meta);
 	/* like substring(): reading past the end returns what is there */
 	n = (uint64) offset >= meta->size ? 0 : Min((uint64) length, meta->size - offset);
 	result = palloc(VARHDRSZ + n);
 	SET_VARSIZE(result, VARHDRSZ + n);
-	if (n > 0)
+	if (n > 0 && !blob_read_cached(meta, offset, n, VARDATA(result)))
 	{
-		/* the transaction's reader of this blob: opened once, not per call */
-		r = blob_cache_reader(e);
+		r = object_reader_open(meta);
 		object_reader_read(r, offset, n, VARDATA(result));
-		if (e->transient)
-			object_reader_close(r);
+		object_reader_close(r);
 	}
 	PG_RETURN_BYTEA_P(result);
 }

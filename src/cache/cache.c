@@ -242,8 +242,28 @@ locate(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, CacheKey *key, uint32 *h
 	return partition_lock(*hash);
 }
 
+static bool cache_lookup_counted(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from,
+								 uint32 to, char *dst, bool count_miss);
+
 bool
 cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to, char *dst)
+{
+	return cache_lookup_counted(id, blockno, from, to, dst, true);
+}
+
+/*
+ * cache_probe — cache_lookup for a caller that reads the block another way
+ * on a miss (which counts the miss then): a hit counts, a miss does not.
+ */
+bool
+cache_probe(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to, char *dst)
+{
+	return cache_lookup_counted(id, blockno, from, to, dst, false);
+}
+
+static bool
+cache_lookup_counted(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to,
+					 char *dst, bool count_miss)
 {
 	CacheKey	key;
 	uint32		hash;
@@ -266,7 +286,8 @@ cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint3
 	LWLockRelease(lock);
 	if (s == NULL)
 	{
-		pg_atomic_fetch_add_u64(&ctl->misses, 1);
+		if (count_miss)
+			pg_atomic_fetch_add_u64(&ctl->misses, 1);
 		return false;
 	}
 	/* pinned: no evictor can take the slot; nothing here can fail */

@@ -28,6 +28,9 @@ extern bool cache_lookup(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32
 						 uint32 to, char *dst);
 
 extern bool cache_contains(const uint8 id[CODEC_OBJID_LEN], uint64 blockno);
+/* As cache_lookup, but a miss is not counted (the caller reads it another way). */
+extern bool cache_probe(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, uint32 from, uint32 to,
+						char *dst);
 
 /* Put a block (its whole plaintext, len bytes) into the cache. */
 extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const char *data,
