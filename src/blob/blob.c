@@ -19,9 +19,6 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_largeobject.h"
-#include "commands/dbcommands.h"
-#include "commands/extension.h"
-#include "tcop/utility.h"
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
@@ -945,105 +942,4 @@ blob_to_lo(PG_FUNCTION_ARGS)
 		object_delete_at_commit(meta);
 	}
 	PG_RETURN_OID(lo);
-}
-
-/* ---------------------------------------------------------------------------
- * Blob owners and roles.  Blobs are rows of destor.blobs, not catalog
- * objects, so pg_shdepend knows nothing of them; a utility hook gives them
- * the behaviour of large objects in the database where the command runs:
- * DROP ROLE is refused while the role owns blobs here, REASSIGN OWNED gives
- * them to the new role, DROP OWNED deletes them (their shards go after
- * commit).  Blobs in other databases are not seen (documented).
- * ------------------------------------------------------------------------- */
-static ProcessUtility_hook_type prev_process_utility = NULL;
-
-/* Is destor installed in this database (so destor.blobs exists)? */
-static bool
-blob_catalog_present(void)
-{
-	return IsTransactionState() && OidIsValid(get_extension_oid("destor", true));
-}
-
-static void
-blob_check_drop_role(DropRoleStmt *stmt)
-{
-	ListCell   *lc;
-
-	foreach(lc, stmt->roles)
-	{
-		RoleSpec   *spec = lfirst(lc);
-		Oid			role = get_rolespec_oid(spec, true);
-		int64		n;
-
-		if (!OidIsValid(role))
-			continue;			/* DROP ROLE itself says what is wrong */
-		n = catalog_count_blobs_of(role);
-		if (n > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
-							get_rolespec_name(spec)),
-					 errdetail_plural("It owns %lld destor blob in database \"%s\".",
-									  "It owns %lld destor blobs in database \"%s\".",
-									  n, (long long) n, get_database_name(MyDatabaseId)),
-					 errhint("Give them to another role with REASSIGN OWNED BY %s TO ..., or delete them with DROP OWNED BY %s or destor.blob_delete().",
-							 quote_identifier(get_rolespec_name(spec)),
-							 quote_identifier(get_rolespec_name(spec)))));
-	}
-}
-
-static void
-blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *parsetree = pstmt->utilityStmt;
-
-	if (IsA(parsetree, DropRoleStmt) && blob_catalog_present())
-		blob_check_drop_role((DropRoleStmt *) parsetree);
-
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-							 dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
-
-	/* the command has checked the caller's rights over the roles */
-	if (IsA(parsetree, ReassignOwnedStmt) && blob_catalog_present())
-	{
-		ReassignOwnedStmt *stmt = (ReassignOwnedStmt *) parsetree;
-		Oid			to = get_rolespec_oid(stmt->newrole, false);
-		ListCell   *lc;
-
-		foreach(lc, stmt->roles)
-			catalog_reassign_blobs(get_rolespec_oid(lfirst(lc), false), to);
-	}
-	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
-	{
-		DropOwnedStmt *stmt = (DropOwnedStmt *) parsetree;
-		ListCell   *lc;
-
-		foreach(lc, stmt->roles)
-		{
-			ListCell   *bc;
-
-			foreach(bc, catalog_blobs_of(get_rolespec_oid(lfirst(lc), false)))
-			{
-				uint8	   *id = lfirst(bc);
-				ObjectMeta *meta = catalog_get_object(id, true);
-
-				catalog_delete_blob(id);
-				if (meta)
-					object_delete_at_commit(meta);
-			}
-		}
-	}
-}
-
-void
-blob_init(void)
-{
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = blob_process_utility;
 }

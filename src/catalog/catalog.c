@@ -29,7 +29,7 @@ catalog_spi_connect(void)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "destor: SPI_connect failed");
+		elog(ERROR, "SPI_connect failed");
 	return guc_nest_level;
 }
 

@@ -93,7 +93,7 @@ cleanup_lost_tables(Pool *pool, TimestampTz keep_after)
 	}
 	if (ntables > 0)
 		ereport(LOG,
-				(errmsg("destor: forgot %lld table(s) of pool \"%s\" whose relation no longer exists, with %d object(s)",
+				(errmsg("forgot %lld table(s) of pool \"%s\" whose relation no longer exists, with %d object(s)",
 						(long long) ntables, pool->name, list_length(objects))));
 	return shards;
 }

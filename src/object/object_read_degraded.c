@@ -39,7 +39,8 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 									   psprintf("its chunk of stripe %llu %s",
 												(unsigned long long) stripe, what));
 	ereport(LOG,
-			(errmsg("destor: shard %d of object %s on provider \"%s\" is corrupt at stripe %llu: its chunk %s",
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("shard %d of object %s on provider \"%s\" is corrupt at stripe %llu: its chunk %s",
 					i, object_id_text(r->meta->id), r->meta->shards[i].provider,
 					(unsigned long long) stripe, what)));
 	provider_stats_note_bad_chunk(r->meta->shards[i].provider);
@@ -320,7 +321,8 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 					r->errors[i] = MemoryContextStrdup(r->cxt,
 													   "it served a chunk that matches its checksum but not the data written");
 					ereport(LOG,
-							(errmsg("destor: shard %d of object %s on provider \"%s\" served a chunk that matches its checksum but not the data written",
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("shard %d of object %s on provider \"%s\" served a chunk that matches its checksum but not the data written",
 									i, object_id_text(r->meta->id), r->meta->shards[i].provider)));
 				}
 				return true;

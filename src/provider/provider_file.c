@@ -766,7 +766,7 @@ provider_file_start(ProviderRequest **reqs, int nreqs)
 			/* parts of one upload are appended in order: never two at once */
 			for (int j = 0; j < nas; j++)
 				if (req->upload && as[j].req->upload == req->upload)
-					elog(ERROR, "destor: two parts of one upload in one batch");
+					elog(ERROR, "two parts of one upload in one batch");
 
 			a->req = req;
 			if (file_async_prepare(a, file_batches_in_flight > 0 ? -1 : nas))

@@ -365,7 +365,7 @@ destorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *
 			ms->segarr[foreach_current_index(lc)] = lfirst(lc);
 		ms->ctid_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "ctid");
 		if (!AttributeNumberIsValid(ms->ctid_attno))
-			elog(ERROR, "destor: could not find the row identity of \"%s\"", RelationGetRelationName(rel));
+			elog(ERROR, "could not find the row identity of \"%s\"", RelationGetRelationName(rel));
 		ms->wholerow_attno = ExecFindJunkAttributeInTlist(subplan->targetlist, "wholerow");
 		ms->later_seen = deletions_recorded;
 	}
@@ -446,13 +446,13 @@ mark_deleted(ModifyState *ms, TupleTableSlot *planSlot)
 	SegmentDirectory *dir;
 
 	if (isnull)
-		elog(ERROR, "destor: row identity is null");
+		elog(ERROR, "row identity is null");
 	table_tid_to_row((ItemPointer) DatumGetPointer(d), &seg, &row);
 	if (seg >= (uint32) ms->nsegs || row >= ms->segarr[seg]->row_count)
-		elog(ERROR, "destor: row identity (%u, " INT64_FORMAT ") is out of range", seg, row);
+		elog(ERROR, "row identity (%u, " INT64_FORMAT ") is out of range", seg, row);
 	dir = ms->segarr[seg];
 	if (dir->segment_no < 0)
-		elog(ERROR, "destor: row identity (%u, " INT64_FORMAT ") names a row not yet written", seg, row);
+		elog(ERROR, "row identity (%u, " INT64_FORMAT ") names a row not yet written", seg, row);
 	if (ms->deleting[seg] && ((ms->deleting[seg][row / 8] >> (row % 8)) & 1))
 		return false;
 	if (ms->later_seen != deletions_recorded)
