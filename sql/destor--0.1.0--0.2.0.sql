@@ -186,3 +186,12 @@ CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
   FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
 CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shards
   FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
+
+-- rebalance(pool, max_moves): at most that many moves a call, so a long
+-- rebalance can run as many short transactions, each keeping its moves.
+DROP FUNCTION rebalance(name);
+CREATE FUNCTION rebalance(pool name, max_moves integer DEFAULT NULL)
+  RETURNS TABLE (object_id uuid, shard_index integer, from_provider name, to_provider name,
+                 moved boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION rebalance(name, integer) FROM PUBLIC;

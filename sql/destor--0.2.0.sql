@@ -367,12 +367,14 @@ CREATE FUNCTION move_shards(from_provider name, to_provider name DEFAULT NULL)
                  detail text)
   AS 'MODULE_PATHNAME', 'destor_move_shards' LANGUAGE C VOLATILE;
 
--- Spread a pool's shards evenly over the providers it lists now (shards on
--- providers no longer listed move first); one row per shard moved.
-CREATE FUNCTION rebalance(pool name)
+-- Bring a pool's objects under its placement rules, then spread its shards
+-- evenly over the providers it lists now; one row per shard moved.  With
+-- max_moves, stop after that many: a long rebalance can run as a series of
+-- short transactions, each keeping its moves.
+CREATE FUNCTION rebalance(pool name, max_moves integer DEFAULT NULL)
   RETURNS TABLE (object_id uuid, shard_index integer, from_provider name, to_provider name,
                  moved boolean, detail text)
-  AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE STRICT;
+  AS 'MODULE_PATHNAME', 'destor_rebalance' LANGUAGE C VOLATILE;
 
 -- What the maintenance worker did last (when destor is preloaded).
 CREATE FUNCTION maintenance_status_raw(OUT enabled boolean, OUT naptime_s integer, OUT database text,
@@ -412,7 +414,7 @@ REVOKE ALL ON FUNCTION apply_tiering_policies() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cleanup_orphans(name, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION repair(name, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION move_shards(name, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION rebalance(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION rebalance(name, integer) FROM PUBLIC;
 
 -- This database's identity on the providers (issue 10): new objects' ids,
 -- and so their shard keys, end with it; deletions and cleanup_orphans

@@ -155,5 +155,25 @@ SELECT count(*) AS visible FROM destor.placement_report;
 RESET ROLE;
 DROP ROLE pl_nobody;
 
+
+-- rebalance in short transactions: max_moves caps each call, and the next
+-- call carries on from where the last one left the objects
+ALTER SERVER europe OPTIONS (SET allowed_geo 'EU,CH', SET max_shards_per_geo '2', SET max_shards_per_operator '1');
+SELECT count(*) > 0 AS broken_again FROM destor.placement_report WHERE pool = 'europe' AND NOT compliant;
+SELECT count(*) FILTER (WHERE moved) AS moved_in_first_call FROM destor.rebalance('europe', max_moves => 2);
+SELECT count(*) FILTER (WHERE moved) <= 2 AS capped FROM destor.rebalance('europe', 2);
+DO $$
+BEGIN
+  -- each call its own transaction in real use; here, until nothing is left
+  FOR i IN 1..100 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM destor.rebalance('europe', 3) WHERE moved);
+  END LOOP;
+END $$;
+SELECT bool_and(compliant) AS compliant_after_short_calls FROM destor.placement_report WHERE pool = 'europe';
+SELECT bool_and(md5(destor.blob_get(p.b)) = e.h) AS intact_after_short_calls
+  FROM pl_blobs p JOIN pl_expected e USING (i);
+SELECT * FROM destor.rebalance('europe', 0);
+SELECT * FROM destor.rebalance(NULL);
+
 DROP FOREIGN TABLE pl_rows;
 DROP TABLE pl_blobs, pl_expected;

@@ -516,12 +516,24 @@ Datum
 destor_rebalance(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Pool	   *pool = pool_lookup(NameStr(*PG_GETARG_NAME(0)), false);
+	Pool	   *pool;
+	int64		max_moves = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT32(1);
+	int64		moves = 0;
 	MemoryContext percxt;
 	PoolLoad	pl;
 	List	   *ids;
 	ListCell   *lc;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the pool to rebalance must be given")));
+	if (max_moves < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_moves must be at least 1"),
+				 errhint("Leave it NULL for no limit.")));
+	pool = pool_lookup(NameStr(*PG_GETARG_NAME(0)), false);
 	InitMaterializedSRF(fcinfo, 0);
 	pl.n = pool->nproviders;
 	pl.names = pool->provider_names;
@@ -554,8 +566,12 @@ destor_rebalance(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old;
 		ObjectMeta *meta;
+
 		int			n;
 		int			excess;
+
+		if (moves >= max_moves)
+			break;				/* the rest for the next call */
 
 		CHECK_FOR_INTERRUPTS();
 		progress_add(0, 1);
@@ -616,6 +632,8 @@ destor_rebalance(PG_FUNCTION_ARGS)
 					if (why != NULL)
 						break;
 					rebalance_count(&pl, from, target[next]);
+					if (++moves >= max_moves)
+						break;
 				}
 				excess = placement_excess(pool, shard_providers(meta, -1, NULL), n, true);
 			}
@@ -643,6 +661,8 @@ destor_rebalance(PG_FUNCTION_ARGS)
 			rebalance_row(rsinfo, meta, i, from, why ? NULL : pl.names[dst], why);
 			if (why == NULL)
 				rebalance_count(&pl, from, pl.names[dst]);
+			if (why == NULL && ++moves >= max_moves)
+				break;
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(percxt);
