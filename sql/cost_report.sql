@@ -83,7 +83,7 @@ SELECT count(*) AS rows, count(DISTINCT e.provider) AS providers,
   FULL JOIN cost_expected e ON e.kind = r.kind AND e.provider = r.provider
  WHERE r.pool = 'costpool' OR e.provider IS NOT NULL;
 -- every request and byte read of cr1..cr4 is charged to some row
-SELECT bool_and(abs(r.requests - st.requests) < 1e-3) AS all_requests_charged,
+SELECT bool_and(abs(r.requests - st.requests) <= 2e-3) AS all_requests_charged,
        bool_and(abs(r.egress - st.bytes_read) <= 2) AS all_egress_charged,
        bool_and(st.requests > 0 AND st.bytes_read > 0) AS activity_seen
   FROM (SELECT provider, sum(requests_since_reset) AS requests, sum(egress_bytes_since_reset) AS egress
