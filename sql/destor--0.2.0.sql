@@ -322,7 +322,16 @@ CREATE VIEW provider_status WITH (security_barrier) AS
 GRANT SELECT ON provider_status TO PUBLIC;
 
 -- Where the bytes are and what they cost: per pool and per table or blob
--- set, per provider (parity included).
+-- set, per provider (parity included).  monthly_cost prices the stored
+-- bytes at the provider's cost_per_gb_month (1 GB = 1e9 bytes).  The
+-- columns after it come from provider_stats(), kept in shared memory since
+-- the server started or provider_stats_reset() was last called (there is
+-- no month boundary there): the provider's requests and bytes read
+-- (egress) in that period, attributed to each row in proportion to its
+-- share of the bytes the provider stores, and priced at cost_per_request
+-- and egress_per_gb.  monthly_estimate adds the three costs: read it as
+-- "a month like the period since the last reset".  cost_report sums them
+-- per table and per pool.
 CREATE VIEW storage_report AS
   WITH owners AS (
     SELECT o.object_id, o.pool, 'table'::text AS kind,
@@ -340,15 +349,48 @@ CREATE VIEW storage_report AS
   ), logical AS (
     SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
       FROM owners GROUP BY 1, 2, 3
+  ), activity AS (
+    -- each provider's requests and egress since the last reset, and the
+    -- share of them a row of per_provider is charged: its stored bytes
+    -- over all the bytes the provider stores
+    SELECT fs.srvname AS provider, coalesce(st.requests, 0) AS requests,
+           coalesce(st.bytes_read, 0) AS bytes_read,
+           (SELECT sum(sh.size) FROM shards sh WHERE sh.provider = fs.srvname) AS provider_bytes,
+           coalesce((SELECT substr(o, 18)::float8::numeric FROM unnest(fs.srvoptions) o
+                      WHERE o LIKE 'cost_per_request=%'), 0) AS per_request,
+           coalesce((SELECT substr(o, 15)::float8::numeric FROM unnest(fs.srvoptions) o
+                      WHERE o LIKE 'egress_per_gb=%'), 0) AS per_egress_gb
+      FROM pg_foreign_server fs
+      JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw AND w.fdwname = 'destor_provider'
+      LEFT JOIN provider_stats() st ON st.serverid = fs.oid
+  ), priced AS (
+    SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
+           round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
+                 / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
+           round(p.stored_bytes / 1e9 * coalesce(
+             (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+               WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
+             AS monthly_cost,
+           coalesce(a.requests * p.stored_bytes / nullif(a.provider_bytes, 0), 0) AS requests,
+           coalesce(a.bytes_read * p.stored_bytes / nullif(a.provider_bytes, 0), 0) AS egress,
+           a.per_request, a.per_egress_gb
+      FROM per_provider p JOIN logical l USING (pool, kind, name)
+      LEFT JOIN activity a ON a.provider = p.provider
   )
-  SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
-         round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
-               / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
-         round(p.stored_bytes / 1e9 * coalesce(
-           (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
-             WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
-           AS monthly_cost
-    FROM per_provider p JOIN logical l USING (pool, kind, name);
+  SELECT pool, kind, name, objects, logical_bytes, provider, stored_bytes, overhead_ratio,
+         monthly_cost,
+         round(requests, 3) AS requests_since_reset,
+         round(egress) AS egress_bytes_since_reset,
+         round(requests * coalesce(per_request, 0), 6) AS request_cost,
+         round(egress / 1e9 * coalesce(per_egress_gb, 0), 6) AS egress_cost,
+         monthly_cost + round(requests * coalesce(per_request, 0), 6)
+           + round(egress / 1e9 * coalesce(per_egress_gb, 0), 6) AS monthly_estimate
+    FROM priced;
+
+COMMENT ON COLUMN storage_report.requests_since_reset IS
+  'requests to the provider since the server started or provider_stats_reset(), this row''s share by stored bytes';
+COMMENT ON COLUMN storage_report.egress_bytes_since_reset IS
+  'bytes read from the provider since the server started or provider_stats_reset(), this row''s share by stored bytes';
 
 -- Check every object's shards (with verify: every chunk against its CRC),
 -- rebuild missing and corrupt ones from the others, record each shard's
@@ -521,3 +563,101 @@ CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
   FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
 CREATE TRIGGER blob_meta_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shards
   FOR EACH STATEMENT EXECUTE FUNCTION blob_meta_invalidate();
+
+-- Cost (issue 13 item 6): per table and pool, and per placement mode.
+-- The monthly estimate per table or blob set (kind and name set) and per
+-- pool (kind and name NULL): storage_report's rows summed over providers.
+CREATE VIEW cost_report AS
+  SELECT pool, kind, name, sum(stored_bytes) AS stored_bytes,
+         sum(monthly_cost) AS storage_cost, sum(request_cost) AS request_cost,
+         sum(egress_cost) AS egress_cost, sum(monthly_estimate) AS monthly_estimate
+    FROM storage_report
+   GROUP BY GROUPING SETS ((pool, kind, name), (pool));
+
+-- What a pool's stored bytes would cost a month under each placement mode
+-- (option placement), next to what they cost where they are now.  Each
+-- object's shards are all the same size, one per provider, so an object
+-- costs its stored bytes times the average cost_per_gb_month of the
+-- providers holding its shards.  The providers a mode would choose are
+-- the pool's eligible ones (listed in providers, tagged with one of
+-- allowed_geo if that is set):
+--   spread    the average over all eligible providers (it evens out their
+--             stored bytes);
+--   cheapest  the average of the object's data_shards + parity_shards
+--             cheapest ones;
+--   fastest   the average of as many with the lowest measured latency
+--             (provider_stats() latency_p50_ms; unmeasured ones last).
+-- max_shards_per_geo and max_shards_per_operator are not applied: the
+-- figures are what the prices and latencies allow, a bound for a pool that
+-- sets them; ties go by provider name (writes break them at random).
+-- providers: those a mode uses, in its order (for cheapest and fastest the
+-- first data_shards + parity_shards of the pool's widest object).  One
+-- row per mode, and one 'current' row; is_pool_mode marks the pool's own
+-- mode.  A name that is not a pool gives no rows.
+CREATE FUNCTION placement_cost(pool name)
+  RETURNS TABLE (placement text, is_pool_mode boolean, objects bigint, stored_bytes numeric,
+                 providers name[], monthly_cost numeric)
+  LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, destor, pg_temp
+  AS $$
+  WITH opts AS (
+    SELECT (SELECT substr(o, 11) FROM unnest(fs.srvoptions) o WHERE o LIKE 'providers=%') AS providers,
+           (SELECT substr(o, 13) FROM unnest(fs.srvoptions) o WHERE o LIKE 'allowed_geo=%') AS allowed_geo,
+           coalesce((SELECT lower(trim(substr(o, 11))) FROM unnest(fs.srvoptions) o
+                      WHERE o LIKE 'placement=%'), 'spread') AS mode
+      FROM pg_foreign_server fs
+      JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw AND w.fdwname = 'destor'
+     WHERE fs.srvname = $1
+  ), listed AS (
+    -- the providers option is a list of identifiers, as SplitIdentifierString reads it
+    SELECT CASE WHEN x ~ '^".*"$' THEN replace(substr(x, 2, length(x) - 2), '""', '"')
+                ELSE lower(x) END::name AS provider
+      FROM opts, regexp_split_to_table(opts.providers, ',') r, btrim(r) x
+  ), eligible AS (
+    SELECT l.provider,
+           coalesce(provider_tag(l.provider, 'cost_per_gb_month')::float8::numeric, 0) AS price,
+           st.latency_p50_ms
+      FROM listed l
+      JOIN pg_foreign_server fs ON fs.srvname = l.provider
+      LEFT JOIN provider_stats() st ON st.serverid = fs.oid, opts
+     WHERE opts.allowed_geo IS NULL
+        OR provider_tag(l.provider, 'geo') = ANY (
+             SELECT btrim(g) FROM regexp_split_to_table(opts.allowed_geo, ',') g)
+  ), obj AS (
+    SELECT o.object_id, o.data_shards + o.parity_shards AS n,
+           sum(sh.size) AS bytes,
+           sum(sh.size * coalesce(provider_tag(sh.provider, 'cost_per_gb_month')::float8::numeric, 0))
+             AS cost_bytes
+      FROM objects o JOIN shards sh ON sh.object_id = o.object_id
+     WHERE o.pool = $1
+     GROUP BY 1, 2
+  ), modes AS (
+    SELECT 'current'::text AS placement, 0 AS ord,
+           NULL::name[] AS providers,
+           (SELECT sum(cost_bytes) FROM obj) AS cost_bytes
+    UNION ALL
+    SELECT 'spread', 1, (SELECT array_agg(provider ORDER BY provider) FROM eligible),
+           (SELECT sum(bytes) FROM obj) * (SELECT avg(price) FROM eligible)
+    UNION ALL
+    SELECT 'cheapest', 2,
+           (SELECT array_agg(provider ORDER BY price, provider) FROM (
+              SELECT * FROM eligible ORDER BY price, provider LIMIT (SELECT max(n) FROM obj)) e),
+           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
+              SELECT avg(price) AS avg_price FROM (
+                SELECT price FROM eligible ORDER BY price, provider LIMIT obj.n) e) c)
+    UNION ALL
+    SELECT 'fastest', 3,
+           (SELECT array_agg(provider ORDER BY latency_p50_ms NULLS LAST, provider) FROM (
+              SELECT * FROM eligible ORDER BY latency_p50_ms NULLS LAST, provider
+               LIMIT (SELECT max(n) FROM obj)) e),
+           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
+              SELECT avg(price) AS avg_price FROM (
+                SELECT price FROM eligible
+                 ORDER BY latency_p50_ms NULLS LAST, provider LIMIT obj.n) e) c)
+  )
+  SELECT m.placement, m.placement = opts.mode, (SELECT count(*) FROM obj),
+         coalesce((SELECT sum(bytes) FROM obj), 0), m.providers,
+         round(coalesce(m.cost_bytes, 0) / 1e9, 6)
+    FROM modes m, opts
+   ORDER BY m.ord
+$$;
+REVOKE ALL ON FUNCTION placement_cost(name) FROM PUBLIC;

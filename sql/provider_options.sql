@@ -13,6 +13,10 @@ CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpo
 CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'a/b');
 CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', addressing 'sideways');
 CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', cost_per_gb_month '-1');
+CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', cost_per_request '-0.1');
+CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', cost_per_request 'cheap');
+CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', egress_per_gb 'NaN');
+CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', egress_per_gb 'Infinity');
 CREATE SERVER bad FOREIGN DATA WRAPPER destor_provider OPTIONS (type 's3', endpoint 'http://127.0.0.1:1', bucket 'b', prefix '../up');
 CREATE SERVER s3ok FOREIGN DATA WRAPPER destor_provider
   OPTIONS (type 's3', endpoint 'http://127.0.0.1:1/', bucket 'b', region 'eu-west-1', addressing 'path', prefix 'db1', geo 'EU');

@@ -78,6 +78,8 @@ static const ProviderOption provider_options[] = {
 	{"geo", ForeignServerRelationId},
 	{"operator", ForeignServerRelationId},
 	{"cost_per_gb_month", ForeignServerRelationId},
+	{"cost_per_request", ForeignServerRelationId},
+	{"egress_per_gb", ForeignServerRelationId},
 	{"access_key_id", UserMappingRelationId},
 	{"secret_access_key", UserMappingRelationId},
 	{"session_token", UserMappingRelationId},
@@ -193,15 +195,21 @@ provider_validate_options(List *options, Oid catalog)
 						 errdetail("Pools' placement rules compare these tags as whole words."),
 						 errhint("Give one non-empty tag without commas or surrounding spaces, such as 'EU' or 'acme'.")));
 		}
-		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
+		else if (strcmp(def->defname, "cost_per_gb_month") == 0 ||
+				 strcmp(def->defname, "cost_per_request") == 0 ||
+				 strcmp(def->defname, "egress_per_gb") == 0)
 		{
 			double		cost;
 
+			/* prices: storage_report and placement_cost multiply by them */
 			if (!parse_real(val, &cost, 0, NULL) || cost < 0 || isnan(cost) || isinf(cost))
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("invalid value for option \"cost_per_gb_month\": \"%s\"", val),
-						 errhint("Give a non-negative number, such as 0.004.")));
+						 errmsg("invalid value for option \"%s\": \"%s\"", def->defname, val),
+						 errdetail("A price is a non-negative finite number, in your currency."),
+						 errhint("Give a non-negative number, such as %s.",
+								 strcmp(def->defname, "cost_per_request") == 0 ? "0.0000004" :
+								 strcmp(def->defname, "egress_per_gb") == 0 ? "0.01" : "0.004")));
 		}
 	}
 
@@ -293,6 +301,10 @@ provider_apply_options(Provider *p, List *options)
 			p->operator_name = pstrdup(val);
 		else if (strcmp(def->defname, "cost_per_gb_month") == 0)
 			(void) parse_real(val, &p->cost_per_gb_month, 0, NULL);
+		else if (strcmp(def->defname, "cost_per_request") == 0)
+			(void) parse_real(val, &p->cost_per_request, 0, NULL);
+		else if (strcmp(def->defname, "egress_per_gb") == 0)
+			(void) parse_real(val, &p->egress_per_gb, 0, NULL);
 		else if (strcmp(def->defname, "access_key_id") == 0)
 			p->access_key_id = pstrdup(val);
 		else if (strcmp(def->defname, "secret_access_key") == 0)

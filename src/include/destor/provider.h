@@ -38,6 +38,8 @@ typedef struct Provider
 	char	   *geo;			/* jurisdiction tag, may be NULL */
 	char	   *operator_name;	/* who runs it (option "operator"), may be NULL */
 	double		cost_per_gb_month;
+	double		cost_per_request;	/* price of one request, 0 if not given */
+	double		egress_per_gb;	/* price of reading 1e9 bytes back, 0 if not given */
 
 	/* file */
 	char	   *path;			/* absolute directory */
