@@ -640,7 +640,7 @@ destor_rebalance(PG_FUNCTION_ARGS)
 		}
 
 		/* Then even shares, by moves that keep the rules. */
-		for (int i = 0; excess == 0 && i < n; i++)
+		for (int i = 0; excess == 0 && moves < max_moves && i < n; i++)
 		{
 			char	   *from = pstrdup(meta->shards[i].provider);
 			int			src = pool_load_index(&pl, from);
