@@ -47,12 +47,14 @@
 
 #include "destor/catalog.h"
 #include "destor/maintenance.h"
+#include "destor/provider.h"
 
 static int	maintenance_naptime_s = 0;
 static char *maintenance_database = NULL;
 static char *maintenance_role = NULL;
 static bool maintenance_verify = false;
 static int	maintenance_orphan_age_s = 86400;
+static int	audit_requests_per_round = 20;
 
 PGDLLEXPORT void destor_maintenance_main(Datum arg);
 
@@ -119,6 +121,14 @@ maintenance_define_gucs(void)
 							"Age after which provider objects that no catalog row names are removed by maintenance rounds.",
 							NULL, &maintenance_orphan_age_s, 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.audit_requests_per_round",
+							"Provider requests each maintenance round spends on audits (spot checks of random chunks); 0 turns them off.",
+							NULL, &audit_requests_per_round, 20, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("destor.audit_failure_threshold",
+							 "Share of a provider's recent audits that may fail before placement avoids it (it also takes at least 3 failures).",
+							 NULL, &destor_audit_failure_threshold, 0.2, 0.0, 1.0,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 void
@@ -170,6 +180,8 @@ maintenance_round(void)
 	int64		rebuilt = 0;
 	int64		orphans = 0;
 	int64		tiered = 0;
+	int64		audits = 0;
+	int64		audits_failed = 0;
 	bool		installed;
 	int			save_nestlevel;
 
@@ -185,6 +197,14 @@ maintenance_round(void)
 	{
 		char	   *sql;
 
+		/* audits first: repair would rebuild what a provider lost before they saw it */
+		if (audit_requests_per_round > 0)
+		{
+			sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT ok)"
+						   "  FROM destor.audit(NULL, %d)", audit_requests_per_round);
+			audits = query_int8(sql);
+			audits_failed = result_int8(2);
+		}
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		problems = query_int8(sql);
@@ -210,6 +230,11 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
 						maintenance_database, (long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
+	if (audits_failed > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld of %lld audits failed",
+						maintenance_database, (long long) audits_failed, (long long) audits),
+				 errhint("destor.provider_status shows which providers failed them.")));
 	if (status)
 	{
 		SpinLockAcquire(&status->mutex);
