@@ -182,6 +182,7 @@ maintenance_round(void)
 	int64		tiered = 0;
 	int64		audits = 0;
 	int64		audits_failed = 0;
+	int64		evacuated = 0;
 	bool		installed;
 	int			save_nestlevel;
 
@@ -205,6 +206,25 @@ maintenance_round(void)
 			audits = query_int8(sql);
 			audits_failed = result_int8(2);
 		}
+
+		/*
+		 * Providers failing their audits lose their shards to others
+		 * (move_shards rebuilds what they lost from the other shards) when
+		 * every pool with shards there asks for it (evacuate_failing 'on'):
+		 * move_shards moves a provider's shards of all pools.  A shard no
+		 * other provider may take stays, and is tried again next round.
+		 */
+		evacuated = query_int8("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
+							   "  FROM destor.provider_status ps,"
+							   "       LATERAL destor.move_shards(ps.provider, NULL) m"
+							   " WHERE ps.audit_failing"
+							   "   AND EXISTS (SELECT FROM destor.shards s WHERE s.provider = ps.provider)"
+							   "   AND NOT EXISTS (SELECT FROM destor.shards s JOIN destor.objects o USING (object_id)"
+							   "        WHERE s.provider = ps.provider AND NOT COALESCE("
+							   "          (SELECT pg_catalog.substr(opt, 18)::pg_catalog.bool"
+							   "             FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) opt"
+							   "            WHERE fs.srvname = o.pool AND opt OPERATOR(pg_catalog.~~) 'evacuate_failing=%'),"
+							   "          false))");
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		problems = query_int8(sql);
@@ -235,6 +255,10 @@ maintenance_round(void)
 				(errmsg("maintenance round in database \"%s\": %lld of %lld audits failed",
 						maintenance_database, (long long) audits_failed, (long long) audits),
 				 errhint("destor.provider_status shows which providers failed them.")));
+	if (evacuated > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld shards moved off providers failing their audits",
+						maintenance_database, (long long) evacuated)));
 	if (status)
 	{
 		SpinLockAcquire(&status->mutex);

@@ -73,6 +73,16 @@ is(sq(q{SELECT string_agg(provider, ',') FROM destor.provider_status
 is(sq(q{SELECT count(*) FROM destor.provider_status WHERE provider <> 'f5' AND audits_passed >= 15}), '8',
 	'the others passed all of theirs');
 
+# --- new objects avoid a failing provider
+my $on_f5 = sq(q{SELECT count(*) FROM destor.shards WHERE provider = 'f5'});
+sq(q{CREATE TABLE newdocs AS
+       SELECT g, md5(repeat('new ' || g, 20000)) AS sum,
+              destor.blob_put('archive', convert_to(repeat('new ' || g, 20000), 'UTF8')) AS b
+         FROM generate_series(1, 20) g});
+is(sq(q{SELECT count(*) FROM destor.shards WHERE provider = 'f5'}), $on_f5,
+	'20 new blobs (120 shards on 8 of 9 providers): none on failing f5');
+is(scalar(DestorTest::files_under($dirs[4])), 0, 'and nothing was written to its folder');
+
 # --- a provider that cannot be asked is unavailable, not failing
 rename($dirs[6], "$dirs[6].away") or die "cannot move $dirs[6]: $!";
 $rows = sq(q{SELECT count(*), count(*) FILTER (WHERE ok IS NULL)
@@ -91,12 +101,18 @@ like($err, qr/permission denied for function audit/, 'a plain role may not run d
 is(sq(q{SELECT count(*) FROM docs WHERE md5(convert_from(destor.blob_get(b), 'UTF8')) = sum}), '30',
 	'every blob reads back exactly');
 
-# --- the maintenance worker audits every round (before repairing)
+# --- the pool option that evacuates failing providers
+($ret, $out, $err) = $node->psql('postgres', q{ALTER SERVER archive OPTIONS (ADD evacuate_failing 'maybe')});
+like($err, qr/invalid value for option "evacuate_failing"/, 'evacuate_failing takes a boolean');
+
+# --- the maintenance worker audits every round (before repairing), and
+# with evacuate_failing moves the shards of a failing provider away
 sq(q{SELECT count(*) FROM destor.repair('archive')});
 sq(q{SELECT destor.provider_stats_reset()});
 @lost = DestorTest::files_under($dirs[4]);
 ok(@lost > 0, 'repair put f5 shards back');
 unlink(@lost) == scalar(@lost) or die "cannot delete shards of f5";
+sq(q{ALTER SERVER archive OPTIONS (ADD evacuate_failing 'on')});
 sq(q{ALTER SYSTEM SET destor.audit_requests_per_round = 90;
     ALTER SYSTEM SET destor.maintenance_naptime = '1s'; SELECT pg_reload_conf()});
 ok($node->poll_query_until('postgres',
@@ -105,7 +121,18 @@ ok($node->poll_query_until('postgres',
 ok($node->poll_query_until('postgres',
 		q{SELECT count(*) = 8 FROM destor.provider_status WHERE provider <> 'f5' AND audits_passed > 0}),
 	'and audits the other providers too');
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 0 FROM destor.shards WHERE provider = 'f5'}),
+	'the worker moves every shard off failing f5');
 sq(q{ALTER SYSTEM SET destor.maintenance_naptime = 0; SELECT pg_reload_conf()});
+is(sq(q{SELECT count(*) FROM destor.shards WHERE provider = 'f5'}), '0', 'f5 holds no shard any more');
+is(sq(q{SELECT count(*) FROM (SELECT object_id FROM destor.shards GROUP BY 1 HAVING count(DISTINCT provider) = 6) x}),
+	sq(q{SELECT count(*) FROM destor.objects}), 'every object still has its 6 shards on 6 providers');
+is(sq(q{SELECT count(*) FROM docs WHERE md5(convert_from(destor.blob_get(b), 'UTF8')) = sum}) . '/'
+	. sq(q{SELECT count(*) FROM newdocs WHERE md5(convert_from(destor.blob_get(b), 'UTF8')) = sum}),
+	'30/20', 'every blob reads back exactly');
+is(sq(q{SELECT count(*) FROM destor.repair('archive', verify => true, dry_run => true)}), '0',
+	'and a verifying repair finds every shard good');
 
 $node->stop;
 done_testing();
