@@ -199,7 +199,14 @@ maintenance_round(void)
 		char	   *sql;
 
 		/* audits first: repair would rebuild what a provider lost before they saw it */
-		if (audit_requests_per_round > 0)
+		/*
+		 * Audits and evacuations are skipped, not failed, for a role that may
+		 * not run them: a round fails only on what it did before them.
+		 */
+		if (audit_requests_per_round > 0 &&
+			query_int8("SELECT (CASE WHEN pg_catalog.has_function_privilege("
+					   "'destor.audit(pg_catalog.name, pg_catalog.int4)', 'EXECUTE')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
 		{
 			sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT ok)"
 						   "  FROM destor.audit(NULL, %d)", audit_requests_per_round);
@@ -214,17 +221,22 @@ maintenance_round(void)
 		 * move_shards moves a provider's shards of all pools.  A shard no
 		 * other provider may take stays, and is tried again next round.
 		 */
-		evacuated = query_int8("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
-							   "  FROM destor.provider_status ps,"
-							   "       LATERAL destor.move_shards(ps.provider, NULL) m"
-							   " WHERE ps.audit_failing"
-							   "   AND EXISTS (SELECT FROM destor.shards s WHERE s.provider = ps.provider)"
-							   "   AND NOT EXISTS (SELECT FROM destor.shards s JOIN destor.objects o USING (object_id)"
-							   "        WHERE s.provider = ps.provider AND NOT COALESCE("
-							   "          (SELECT pg_catalog.substr(opt, 18)::pg_catalog.bool"
-							   "             FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) opt"
-							   "            WHERE fs.srvname = o.pool AND opt OPERATOR(pg_catalog.~~) 'evacuate_failing=%'),"
-							   "          false))");
+		if (query_int8("SELECT (CASE WHEN pg_catalog.has_function_privilege("
+					   "'destor.move_shards(pg_catalog.name, pg_catalog.name)', 'EXECUTE')"
+					   " AND pg_catalog.has_table_privilege('destor.shards', 'SELECT')"
+					   " AND pg_catalog.has_table_privilege('destor.objects', 'SELECT')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			evacuated = query_int8("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
+								   "  FROM destor.provider_status ps,"
+								   "       LATERAL destor.move_shards(ps.provider, NULL) m"
+								   " WHERE ps.audit_failing"
+								   "   AND EXISTS (SELECT FROM destor.shards s WHERE s.provider = ps.provider)"
+								   "   AND NOT EXISTS (SELECT FROM destor.shards s JOIN destor.objects o USING (object_id)"
+								   "        WHERE s.provider = ps.provider AND NOT COALESCE("
+								   "          (SELECT pg_catalog.substr(opt, 18)::pg_catalog.bool"
+								   "             FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) opt"
+								   "            WHERE fs.srvname = o.pool AND opt OPERATOR(pg_catalog.~~) 'evacuate_failing=%'),"
+								   "          false))");
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		problems = query_int8(sql);
