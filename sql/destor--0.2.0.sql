@@ -661,3 +661,35 @@ CREATE FUNCTION placement_cost(pool name)
    ORDER BY m.ord
 $$;
 REVOKE ALL ON FUNCTION placement_cost(name) FROM PUBLIC;
+-- Audits (issue 13): spot checks of random chunks on every provider, and the
+-- reputation they give it.  One row per check; ok is NULL when the provider
+-- could not be asked (unavailable, not a failed audit).  Superuser only: it
+-- reads every owner's shards.
+CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20)
+  RETURNS TABLE (provider name, object_id uuid, shard_index integer, ok boolean, detail text)
+  AS 'MODULE_PATHNAME', 'destor_audit' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION audit(name, integer) FROM PUBLIC;
+CREATE FUNCTION provider_audits(OUT serverid oid, OUT audits_passed bigint,
+    OUT audits_failed bigint, OUT audits_unavailable bigint, OUT last_audit timestamptz,
+    OUT failing boolean)
+  RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_audits' LANGUAGE C STRICT;
+CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
+  SELECT s.srvname AS provider,
+         (SELECT substr(o, 6) FROM unnest(s.srvoptions) o WHERE o LIKE 'type=%') AS type,
+         (SELECT substr(o, 5) FROM unnest(s.srvoptions) o WHERE o LIKE 'geo=%') AS geo,
+         coalesce(st.state, 'unknown') AS state, st.last_error,
+         coalesce(st.requests, 0) AS requests, coalesce(st.errors, 0) AS errors,
+         coalesce(st.bytes_read, 0) AS bytes_read, coalesce(st.bytes_written, 0) AS bytes_written,
+         st.latency_p50_ms, st.latency_p99_ms, st.last_success,
+         coalesce(h.retries, 0) AS retries, coalesce(h.short_bodies, 0) AS short_bodies,
+         h.last_check, h.last_check_ok,
+         coalesce(h.bad_chunks, 0) AS bad_chunks, h.last_bad_chunk,
+         coalesce(a.audits_passed, 0) AS audits_passed,
+         coalesce(a.audits_failed, 0) AS audits_failed, a.last_audit,
+         coalesce(a.audits_unavailable, 0) AS audits_unavailable,
+         coalesce(a.failing, false) AS audit_failing
+    FROM pg_foreign_server s
+    JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
+    LEFT JOIN provider_stats() st ON st.serverid = s.oid
+    LEFT JOIN provider_health() h ON h.serverid = s.oid
+    LEFT JOIN provider_audits() a ON a.serverid = s.oid;

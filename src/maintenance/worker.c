@@ -47,12 +47,14 @@
 
 #include "destor/catalog.h"
 #include "destor/maintenance.h"
+#include "destor/provider.h"
 
 static int	maintenance_naptime_s = 0;
 static char *maintenance_database = NULL;
 static char *maintenance_role = NULL;
 static bool maintenance_verify = false;
 static int	maintenance_orphan_age_s = 86400;
+static int	audit_requests_per_round = 20;
 
 PGDLLEXPORT void destor_maintenance_main(Datum arg);
 
@@ -119,6 +121,14 @@ maintenance_define_gucs(void)
 							"Age after which provider objects that no catalog row names are removed by maintenance rounds.",
 							NULL, &maintenance_orphan_age_s, 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.audit_requests_per_round",
+							"Provider requests each maintenance round spends on audits (spot checks of random chunks); 0 turns them off.",
+							NULL, &audit_requests_per_round, 20, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("destor.audit_failure_threshold",
+							 "Share of a provider's recent audits that may fail before placement avoids it (it also takes at least 3 failures).",
+							 NULL, &destor_audit_failure_threshold, 0.2, 0.0, 1.0,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 }
 
 void
@@ -170,6 +180,9 @@ maintenance_round(void)
 	int64		rebuilt = 0;
 	int64		orphans = 0;
 	int64		tiered = 0;
+	int64		audits = 0;
+	int64		audits_failed = 0;
+	int64		evacuated = 0;
 	bool		installed;
 	int			save_nestlevel;
 
@@ -185,6 +198,45 @@ maintenance_round(void)
 	{
 		char	   *sql;
 
+		/* audits first: repair would rebuild what a provider lost before they saw it */
+		/*
+		 * Audits and evacuations are skipped, not failed, for a role that may
+		 * not run them: a round fails only on what it did before them.
+		 */
+		if (audit_requests_per_round > 0 &&
+			query_int8("SELECT (CASE WHEN pg_catalog.has_function_privilege("
+					   "'destor.audit(pg_catalog.name, pg_catalog.int4)', 'EXECUTE')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+		{
+			sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT ok)"
+						   "  FROM destor.audit(NULL, %d)", audit_requests_per_round);
+			audits = query_int8(sql);
+			audits_failed = result_int8(2);
+		}
+
+		/*
+		 * Providers failing their audits lose their shards to others
+		 * (move_shards rebuilds what they lost from the other shards) when
+		 * every pool with shards there asks for it (evacuate_failing 'on'):
+		 * move_shards moves a provider's shards of all pools.  A shard no
+		 * other provider may take stays, and is tried again next round.
+		 */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.has_function_privilege("
+					   "'destor.move_shards(pg_catalog.name, pg_catalog.name)', 'EXECUTE')"
+					   " AND pg_catalog.has_table_privilege('destor.shards', 'SELECT')"
+					   " AND pg_catalog.has_table_privilege('destor.objects', 'SELECT')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			evacuated = query_int8("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
+								   "  FROM destor.provider_status ps,"
+								   "       LATERAL destor.move_shards(ps.provider, NULL) m"
+								   " WHERE ps.audit_failing"
+								   "   AND EXISTS (SELECT FROM destor.shards s WHERE s.provider = ps.provider)"
+								   "   AND NOT EXISTS (SELECT FROM destor.shards s JOIN destor.objects o USING (object_id)"
+								   "        WHERE s.provider = ps.provider AND NOT COALESCE("
+								   "          (SELECT pg_catalog.substr(opt, 18)::pg_catalog.bool"
+								   "             FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) opt"
+								   "            WHERE fs.srvname = o.pool AND opt OPERATOR(pg_catalog.~~) 'evacuate_failing=%'),"
+								   "          false))");
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		problems = query_int8(sql);
@@ -210,6 +262,15 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld shard problems found, %lld shards rebuilt, %lld orphaned provider objects removed, %lld partitions tiered",
 						maintenance_database, (long long) problems, (long long) rebuilt, (long long) orphans, (long long) tiered)));
+	if (audits_failed > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld of %lld audits failed",
+						maintenance_database, (long long) audits_failed, (long long) audits),
+				 errhint("destor.provider_status shows which providers failed them.")));
+	if (evacuated > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld shards moved off providers failing their audits",
+						maintenance_database, (long long) evacuated)));
 	if (status)
 	{
 		SpinLockAcquire(&status->mutex);

@@ -46,6 +46,7 @@ typedef struct Site
 	bool		declared;		/* a server of destor_provider */
 	bool		foreign;		/* a server of another wrapper */
 	bool		eligible;		/* declared and in allowed_geo */
+	bool		failing;		/* failing its audits: no new objects */
 	int			rank;			/* position in the object's order */
 } Site;
 
@@ -109,6 +110,7 @@ site_load(Pool *pool, const char *name, Site *s)
 	s->op = p->operator_name;
 	s->cost = p->cost_per_gb_month;
 	s->eligible = geo_allowed(pool, p->geo);
+	s->failing = provider_is_failing(server->serverid);
 	if (pool->placement == PLACEMENT_FASTEST)
 		s->ms = provider_is_down(p) ? 1e12 : provider_recent_read_ms(p);
 }
@@ -461,8 +463,29 @@ placement_choose(const uint8 *id, Pool *pool, char **out)
 	Site	  **order = ordered_sites(pool, id);
 	Site	  **chosen = palloc(sizeof(Site *) * n);
 	long		budget;
+	bool		avoided = false;
+	bool		found;
 
-	if (!choose(pool, order, pool->nproviders, chosen, n, &budget))
+	/*
+	 * A provider failing its audits (destor.audit) gets no new object —
+	 * unless the others cannot take it: then the write goes as if it were
+	 * well, which is what it did before it failed them.
+	 */
+	for (int i = 0; i < pool->nproviders; i++)
+		if (order[i]->eligible && order[i]->failing)
+		{
+			order[i]->eligible = false;
+			avoided = true;
+		}
+	found = choose(pool, order, pool->nproviders, chosen, n, &budget);
+	if (!found && avoided)
+	{
+		for (int i = 0; i < pool->nproviders; i++)
+			if (order[i]->failing)
+				order[i]->eligible = order[i]->declared && geo_allowed(pool, order[i]->geo);
+		found = choose(pool, order, pool->nproviders, chosen, n, &budget);
+	}
+	if (!found)
 		raise_infeasible(pool, order, "", budget < 0);
 	for (int i = 0; i < n; i++)
 		out[i] = pstrdup(chosen[i]->name);

@@ -35,6 +35,7 @@ static const PoolOption pool_options[] = {
 	{"max_shards_per_geo", ForeignServerRelationId},
 	{"max_shards_per_operator", ForeignServerRelationId},
 	{"placement", ForeignServerRelationId},
+	{"evacuate_failing", ForeignServerRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -180,6 +181,17 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"placement\": \"%s\"", val),
 						 errhint("Valid values are: spread, cheapest, fastest.")));
+		}
+		else if (strcmp(def->defname, "evacuate_failing") == 0)
+		{
+			/* read by the maintenance worker (worker.c) from the options */
+			bool		on;
+
+			if (!parse_bool(defGetString(def), &on))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"evacuate_failing\": \"%s\"", defGetString(def)),
+						 errhint("Valid values are: on, off.")));
 		}
 	}
 

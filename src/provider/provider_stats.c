@@ -63,6 +63,13 @@ typedef struct ProviderStatsEntry
 	bool		last_check_ok;
 	uint64		bad_chunks;		/* chunks it served that failed their tag or CRC */
 	TimestampTz last_bad_chunk;
+	/* audits (maintenance/audit.c) */
+	uint64		audits_passed;
+	uint64		audits_failed;
+	uint64		audits_unavailable;
+	TimestampTz last_audit;
+	uint32		audit_recent;	/* bit i: the i-th last audit failed */
+	uint32		audit_nrecent;	/* how many of AUDIT_WINDOW bits count */
 } ProviderStatsEntry;
 
 typedef struct ProviderStatsShared
@@ -744,4 +751,101 @@ destor_provider_stats_reset(PG_FUNCTION_ARGS)
 		}
 	stats_unlock(s);
 	PG_RETURN_VOID();
+}
+
+/* destor.audit_failure_threshold (defined with the maintenance GUCs) */
+double		destor_audit_failure_threshold = 0.2;
+
+/*
+ * provider_stats_note_audit — what an audit of one chunk on this provider
+ * found.  Passed and failed audits enter its recent window (the last
+ * AUDIT_WINDOW of them), which its reputation is judged on; an unavailable
+ * provider could not be asked, which is counted apart and judged by the
+ * provider's state, not here.
+ */
+void
+provider_stats_note_audit(Provider *p, ProviderAuditOutcome outcome)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+
+	stats_lock(s, LW_EXCLUSIVE);
+	e = stats_entry(s, p->serverid, true);
+	e->last_audit = GetCurrentTimestamp();
+	if (outcome == AUDIT_UNAVAILABLE)
+		e->audits_unavailable++;
+	else
+	{
+		if (outcome == AUDIT_PASSED)
+			e->audits_passed++;
+		else
+			e->audits_failed++;
+		e->audit_recent = ((e->audit_recent << 1) | (outcome == AUDIT_FAILED ? 1 : 0)) &
+			((1U << AUDIT_WINDOW) - 1);
+		if (e->audit_nrecent < AUDIT_WINDOW)
+			e->audit_nrecent++;
+	}
+	stats_unlock(s);
+}
+
+static bool
+entry_failing(const ProviderStatsEntry *e)
+{
+	int			failed = 0;
+
+	for (uint32 i = 0; i < e->audit_nrecent; i++)
+		failed += (e->audit_recent >> i) & 1;
+	return e->audit_nrecent > 0 && failed >= AUDIT_MIN_FAILURES &&
+		(double) failed / e->audit_nrecent > destor_audit_failure_threshold;
+}
+
+/*
+ * provider_is_failing — has this provider failed more than
+ * destor.audit_failure_threshold of its recent audits (and at least
+ * AUDIT_MIN_FAILURES of them)?  Placement keeps new shards off it.
+ */
+bool
+provider_is_failing(Oid serverid)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	bool		failing = false;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, serverid, false);
+	if (e)
+		failing = entry_failing(e);
+	stats_unlock(s);
+	return failing;
+}
+
+PG_FUNCTION_INFO_V1(destor_provider_audits);
+
+/*
+ * (serverid, audits_passed, audits_failed, audits_unavailable, last_audit,
+ *  failing) for this database's providers that have been used.
+ */
+Datum
+destor_provider_audits(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ProviderStatsEntry *copy;
+	int			n = stats_srf_begin(fcinfo, &copy);
+
+	for (int i = 0; i < n; i++)
+	{
+		ProviderStatsEntry *e = &copy[i];
+		Datum		values[6];
+		bool		nulls[6] = {0};
+
+		values[0] = ObjectIdGetDatum(e->serverid);
+		values[1] = Int64GetDatum((int64) e->audits_passed);
+		values[2] = Int64GetDatum((int64) e->audits_failed);
+		values[3] = Int64GetDatum((int64) e->audits_unavailable);
+		values[4] = TimestampTzGetDatum(e->last_audit);
+		nulls[4] = e->last_audit == 0;
+		values[5] = BoolGetDatum(entry_failing(e));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

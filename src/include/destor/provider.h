@@ -170,6 +170,25 @@ extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_note_check(Provider *p, bool ok);
 extern void provider_stats_note_bad_chunk(const char *provider);
+
+/* Audits (maintenance/audit.c, provider_stats.c): spot checks of random
+ * chunks.  An unavailable provider could not be asked: that is not a failed
+ * audit.  A provider whose failed share of its last audits is above
+ * destor.audit_failure_threshold (with at least AUDIT_MIN_FAILURES
+ * failures) is failing: placement avoids it for new objects. */
+typedef enum ProviderAuditOutcome
+{
+	AUDIT_PASSED,
+	AUDIT_FAILED,
+	AUDIT_UNAVAILABLE
+} ProviderAuditOutcome;
+
+#define AUDIT_WINDOW		20	/* the last audits a reputation is judged on */
+#define AUDIT_MIN_FAILURES	3
+
+extern double destor_audit_failure_threshold;
+extern void provider_stats_note_audit(Provider *p, ProviderAuditOutcome outcome);
+extern bool provider_is_failing(Oid serverid);
 extern void provider_stats_shmem_request(void);
 
 /* Transactions storing objects (provider_stats.c): provider_start() notes
