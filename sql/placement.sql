@@ -148,6 +148,21 @@ ALTER SERVER e1 OPTIONS (SET geo 'EU');
 ALTER SERVER e2 OPTIONS (SET geo 'EU');
 SELECT md5(destor.blob_get(destor.blob_put('thrifty', 'room again'::bytea))) = md5('room again'::bytea) AS writes_again;
 
+-- a price change: rebalance moves a 'cheapest' pool's objects to the
+-- providers that now cost least, byte for byte
+CREATE TABLE pl_thrifty AS
+  SELECT b.blob_id, md5(destor.blob_get(b.blob_id::text::destor.blob)) AS h
+    FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id WHERE o.pool = 'thrifty';
+ALTER SERVER e4 OPTIONS (SET cost_per_gb_month '0.001');
+ALTER SERVER e3 OPTIONS (SET cost_per_gb_month '0.002');
+SELECT count(*) FILTER (WHERE moved) > 0 AS moved_to_cheaper, count(*) FILTER (WHERE NOT moved) AS refused
+  FROM destor.rebalance('thrifty');
+SELECT array_agg(DISTINCT s.provider ORDER BY s.provider) AS used
+  FROM destor.shards s JOIN destor.objects o USING (object_id) WHERE o.pool = 'thrifty';
+SELECT bool_and(md5(destor.blob_get(blob_id::text::destor.blob)) = h) AS intact FROM pl_thrifty;
+SELECT count(*) AS moves_when_cheapest FROM destor.rebalance('thrifty');
+DROP TABLE pl_thrifty;
+
 -- a role that may see nothing sees no rows
 CREATE ROLE pl_nobody;
 SET ROLE pl_nobody;

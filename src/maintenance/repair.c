@@ -639,6 +639,47 @@ destor_rebalance(PG_FUNCTION_ARGS)
 			}
 		}
 
+		/*
+		 * A 'cheapest' pool after a price change: the object moves to the
+		 * providers a new object would get, when they cost less than where
+		 * it is.  Its loads are not evened out: price, not balance, is the
+		 * pool's choice.
+		 */
+		if (pool->placement == PLACEMENT_CHEAPEST)
+		{
+			char	  **target = palloc(sizeof(char *) * n);
+
+			if (excess == 0 && moves < max_moves &&
+				n == pool->data_shards + pool->parity_shards &&
+				placement_cheaper(pool, meta->id, shard_providers(meta, -1, NULL), n, target))
+			{
+				int			next = 0;
+
+				for (int i = 0; i < n && moves < max_moves; i++)
+				{
+					char	   *from = pstrdup(meta->shards[i].provider);
+					bool		kept = false;
+					char	   *why;
+
+					for (int t = 0; t < n && !kept; t++)
+						kept = strcmp(target[t], from) == 0;
+					if (kept)
+						continue;
+					while (next < n && shard_on(meta, target[next]))
+						next++;
+					if (next >= n)
+						break;
+					why = move_one(meta, i, from, target[next]);
+					rebalance_row(rsinfo, meta, i, from, why ? NULL : target[next], why);
+					if (why != NULL)
+						break;
+					rebalance_count(&pl, from, target[next]);
+					moves++;
+				}
+			}
+			excess = -1;		/* no evening out */
+		}
+
 		/* Then even shares, by moves that keep the rules. */
 		for (int i = 0; excess == 0 && moves < max_moves && i < n; i++)
 		{

@@ -524,6 +524,34 @@ placement_target(Pool *pool, const uint8 *id, char **current, int n, char **out)
 	return true;
 }
 
+/*
+ * For a 'cheapest' pool: the providers a new object would get now (into
+ * out), if they cost less a month per byte than current[] do; false when
+ * the object is already placed as cheaply (or no placement exists).
+ */
+bool
+placement_cheaper(Pool *pool, const uint8 *id, char **current, int n, char **out)
+{
+	Site	  **order = ordered_sites(pool, id);
+	Site	  **chosen = palloc(sizeof(Site *) * n);
+	double		now = 0,
+				then = 0;
+	long		budget;
+
+	if (!choose(pool, order, pool->nproviders, chosen, n, &budget))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		Site		s;
+
+		site_load(pool, current[i], &s);
+		now += s.cost;
+		then += chosen[i]->cost;
+		out[i] = pstrdup(chosen[i]->name);
+	}
+	return then < now;
+}
+
 /* May a shard go to this provider under the pool's rules (caps aside)? */
 bool
 placement_eligible(Pool *pool, const char *provider)

@@ -82,6 +82,7 @@ extern int	placement_excess(Pool *pool, char **providers, int n, bool count_unli
 extern void placement_check_feasible(Pool *pool);
 extern bool placement_target(Pool *pool, const uint8 *id, char **current, int n, char **out);
 extern bool placement_eligible(Pool *pool, const char *provider);
+extern bool placement_cheaper(Pool *pool, const uint8 *id, char **current, int n, char **out);
 extern void pool_validate_options(List *options, Oid catalog);
 extern int	option_parse_int(DefElem *def, int min, int max);
 /* Is this foreign server a destor pool (a server of the destor wrapper)? */
