@@ -512,6 +512,42 @@ rebalance_row(ReturnSetInfo *rsinfo, ObjectMeta *meta, int shard, const char *fr
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
+/*
+ * Move the object's shards that are not on providers of target[] (its new
+ * placement, n of them) to the target providers holding none of them, one
+ * row each, until one fails or *moves reaches max_moves.
+ */
+static void
+move_to_placement(ReturnSetInfo *rsinfo, PoolLoad *pl, ObjectMeta *meta, char **target,
+				  int64 *moves, int64 max_moves)
+{
+	int			n = meta->data_shards + meta->parity_shards;
+	int			next = 0;
+
+	for (int i = 0; i < n && *moves < max_moves; i++)
+	{
+		char	   *from = pstrdup(meta->shards[i].provider);
+		bool		kept = false;
+		char	   *why;
+
+		for (int t = 0; t < n && !kept; t++)
+			kept = strcmp(target[t], from) == 0;
+		if (kept)
+			continue;
+		/* the next target provider that holds none of its shards */
+		while (next < n && shard_on(meta, target[next]))
+			next++;
+		if (next >= n)
+			break;
+		why = move_one(meta, i, from, target[next]);
+		rebalance_row(rsinfo, meta, i, from, why ? NULL : target[next], why);
+		if (why != NULL)
+			break;
+		rebalance_count(pl, from, target[next]);
+		(*moves)++;
+	}
+}
+
 Datum
 destor_rebalance(PG_FUNCTION_ARGS)
 {
@@ -610,31 +646,7 @@ destor_rebalance(PG_FUNCTION_ARGS)
 									   pool->name, placement_violation(pool, current, n)));
 			else
 			{
-				int			next = 0;
-
-				for (int i = 0; i < n; i++)
-				{
-					char	   *from = pstrdup(meta->shards[i].provider);
-					bool		kept = false;
-					char	   *why;
-
-					for (int t = 0; t < n && !kept; t++)
-						kept = strcmp(target[t], from) == 0;
-					if (kept)
-						continue;
-					/* the next target provider that holds none of its shards */
-					while (next < n && shard_on(meta, target[next]))
-						next++;
-					if (next >= n)
-						break;
-					why = move_one(meta, i, from, target[next]);
-					rebalance_row(rsinfo, meta, i, from, why ? NULL : target[next], why);
-					if (why != NULL)
-						break;
-					rebalance_count(&pl, from, target[next]);
-					if (++moves >= max_moves)
-						break;
-				}
+				move_to_placement(rsinfo, &pl, meta, target, &moves, max_moves);
 				excess = placement_excess(pool, shard_providers(meta, -1, NULL), n, true);
 			}
 		}
@@ -652,31 +664,7 @@ destor_rebalance(PG_FUNCTION_ARGS)
 			if (excess == 0 && moves < max_moves &&
 				n == pool->data_shards + pool->parity_shards &&
 				placement_cheaper(pool, meta->id, shard_providers(meta, -1, NULL), n, target))
-			{
-				int			next = 0;
-
-				for (int i = 0; i < n && moves < max_moves; i++)
-				{
-					char	   *from = pstrdup(meta->shards[i].provider);
-					bool		kept = false;
-					char	   *why;
-
-					for (int t = 0; t < n && !kept; t++)
-						kept = strcmp(target[t], from) == 0;
-					if (kept)
-						continue;
-					while (next < n && shard_on(meta, target[next]))
-						next++;
-					if (next >= n)
-						break;
-					why = move_one(meta, i, from, target[next]);
-					rebalance_row(rsinfo, meta, i, from, why ? NULL : target[next], why);
-					if (why != NULL)
-						break;
-					rebalance_count(&pl, from, target[next]);
-					moves++;
-				}
-			}
+				move_to_placement(rsinfo, &pl, meta, target, &moves, max_moves);
 			excess = -1;		/* no evening out */
 		}
 
