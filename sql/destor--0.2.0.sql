@@ -85,7 +85,9 @@ CREATE CAST (blob AS uuid) WITH FUNCTION blob_id(blob);
 CREATE TABLE blobs (
     blob_id     uuid PRIMARY KEY REFERENCES objects,
     owner       regrole NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    acl         aclitem[],      -- NULL: the owner alone (issue 15, blob_acl.c)
+    sha256      bytea           -- of the content; NULL if written before 0.2.0
 );
 
 CREATE FUNCTION blob_put(pool name, data bytea) RETURNS blob
@@ -693,3 +695,36 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
     LEFT JOIN provider_health() h ON h.serverid = s.oid
     LEFT JOIN provider_audits() a ON a.serverid = s.oid;
+
+-- ---------------------------------------------------------------------------
+-- Blob privileges like large objects' (issue 15, src/blob/blob_acl.c):
+-- SELECT to read, UPDATE to write into a blob (no function does yet: blobs
+-- are immutable); deleting, granting and changing the owner need ownership.
+-- Not STRICT: a NULL role is an error, not a silent no-op.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION blob_grant(b blob, role regrole, privilege text) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+CREATE FUNCTION blob_revoke(b blob, role regrole, privilege text) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+CREATE FUNCTION blob_set_owner(b blob, role regrole) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+-- Each blob the caller owns (has the owner's privileges) or holds any
+-- privilege on; superusers see all.  acl NULL: the default (owner alone).
+CREATE VIEW blob_acl WITH (security_barrier) AS
+  SELECT b.blob_id, b.owner, b.acl
+    FROM blobs b
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE'));
+GRANT SELECT ON blob_acl TO PUBLIC;
+-- Shards of the blobs the caller may read: its own, and those it has SELECT on.
+CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = b.blob_id
+    JOIN shards s ON s.object_id = b.blob_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.privilege_type = 'SELECT'
+                    AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));

@@ -131,10 +131,11 @@ blob_handle_make(const uint8 id[CODEC_OBJID_LEN])
 }
 
 /*
- * The blob's object, after checking that it exists and the user may use it.
- * A role that may not use a blob learns nothing of it, not even whether it
- * exists: both cases give the same error (superusers, who may use every
- * blob, are told which).
+ * The blob's object, after checking that it exists and the user may use it
+ * for action ("read": the SELECT privilege; "write": UPDATE; anything else,
+ * "delete" for one: ownership; see blob_acl.c).  A role that may not use a
+ * blob learns nothing of it, not even whether it exists: both cases give
+ * the same error (superusers, who may use every blob, are told which).
  */
 static void
 blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
@@ -144,12 +145,12 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("blob %s does not exist", object_id_text(b->id)),
 				 errhint("It may have been deleted, or created by a transaction that did not commit.")));
-	if (!found || !has_privs_of_role(GetUserId(), owner))
+	if (!found || !blob_acl_permits(b->id, owner, action))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("blob does not exist or you may not %s it", action),
-				 errdetail("Blob %s: only its owner, members of the owning role and superusers may %s it, and others are not told whether it exists.",
-						   object_id_text(b->id), action),
+				 errdetail("Blob %s: %s Others are not told whether it exists.",
+						   object_id_text(b->id), blob_acl_requirement(action)),
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
