@@ -435,3 +435,20 @@ CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
       OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
                   WHERE a.privilege_type = 'SELECT'
                     AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+-- blob_put and blob_import take an expected SHA-256 (issue 15); one
+-- function each with a DEFAULT (an overload beside the old one would make
+-- two-argument calls ambiguous).  The C functions read the third argument
+-- only when it is passed, so the old declarations work with this library.
+DROP FUNCTION blob_put(name, bytea);
+CREATE FUNCTION blob_put(pool name, data bytea, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+DROP FUNCTION blob_import(name, text);
+CREATE FUNCTION blob_import(pool name, path text, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+-- Integrity (issue 15): the SHA-256 recorded when a blob was written (NULL
+-- for blobs written before 0.2.0; no provider read), and a check of every
+-- shard and of that hash.  Both need SELECT on the blob.
+CREATE FUNCTION blob_sha256(b blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_verify(b blob) RETURNS boolean
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;

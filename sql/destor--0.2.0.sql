@@ -90,8 +90,9 @@ CREATE TABLE blobs (
     sha256      bytea           -- of the content; NULL if written before 0.2.0
 );
 
-CREATE FUNCTION blob_put(pool name, data bytea) RETURNS blob
-  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+-- expected_sha256 (issue 15): the write is refused unless the content has it
+CREATE FUNCTION blob_put(pool name, data bytea, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
 CREATE FUNCTION blob_get(b blob) RETURNS bytea
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION blob_read(b blob, "offset" bigint, length integer) RETURNS bytea
@@ -100,8 +101,8 @@ CREATE FUNCTION blob_size(b blob) RETURNS bigint
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION blob_delete(b blob) RETURNS void
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION blob_import(pool name, path text) RETURNS blob
-  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION blob_import(pool name, path text, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
 CREATE FUNCTION blob_export(b blob, path text) RETURNS bigint
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
 -- Large objects to blobs and back, under the large objects' own privileges;
@@ -728,3 +729,10 @@ CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
       OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
                   WHERE a.privilege_type = 'SELECT'
                     AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+-- Integrity (issue 15): the SHA-256 recorded when a blob was written (NULL
+-- for blobs written before 0.2.0; no provider read), and a check of every
+-- shard and of that hash.  Both need SELECT on the blob.
+CREATE FUNCTION blob_sha256(b blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_verify(b blob) RETURNS boolean
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;

@@ -3,6 +3,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -10,6 +11,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -370,6 +372,8 @@ catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 	catalog_leave(&cu);
 }
 
+static bool catalog_blobs_have(const char *column);
+
 void
 catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner)
 {
@@ -384,13 +388,18 @@ catalog_insert_blob_sha256(const uint8 id[CODEC_OBJID_LEN], Oid owner, const uin
 	Oid			types[3] = {UUIDOID, OIDOID, BYTEAOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', sha256 ? ' ' : 'n'};
+	bool		have_sha256 = catalog_blobs_have("sha256");
 
 	catalog_enter(&cu);
 	values[0] = object_id_datum(id);
 	values[1] = ObjectIdGetDatum(owner);
 	values[2] = sha256 ? bytea_datum(sha256, 32) : (Datum) 0;
-	catalog_exec("INSERT INTO destor.blobs (blob_id, owner, sha256) VALUES ($1, $2, $3)", 3, types,
-				 values, nulls, SPI_OK_INSERT);
+	if (have_sha256)
+		catalog_exec("INSERT INTO destor.blobs (blob_id, owner, sha256) VALUES ($1, $2, $3)", 3,
+					 types, values, nulls, SPI_OK_INSERT);
+	else
+		catalog_exec("INSERT INTO destor.blobs (blob_id, owner) VALUES ($1, $2)", 2, types, values,
+					 NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 
@@ -810,6 +819,20 @@ catalog_reassign_blobs(Oid from, Oid to)
 static SPIPlanPtr plan_get_blob_acl = NULL;
 
 /*
+ * Has destor.blobs this column?  Not before ALTER EXTENSION destor UPDATE to
+ * 0.2.0: between installing this library and that update, blobs are
+ * written and read as before (no hash, no grants).
+ */
+static bool
+catalog_blobs_have(const char *column)
+{
+	Oid			nsp = get_namespace_oid("destor", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("blobs", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
+}
+
+/*
  * catalog_get_blob_acl — the blob's owner and ACL (NULL: the default),
  * copied into the caller's memory; false if there is no such blob.  A saved
  * plan: a grantee's every read asks it (see blob_acl.c).
@@ -823,6 +846,11 @@ catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl)
 	MemoryContext caller = CurrentMemoryContext;
 	bool		found;
 
+	if (!catalog_blobs_have("acl"))
+	{
+		*acl = NULL;
+		return catalog_get_blob(id, owner);
+	}
 	catalog_enter(&cu);
 	values[0] = object_id_datum(id);
 	catalog_exec_saved(&plan_get_blob_acl, "SELECT owner, acl FROM destor.blobs WHERE blob_id = $1",
@@ -876,6 +904,8 @@ catalog_blobs_granted_to(Oid role)
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *ids = NIL;
 
+	if (!catalog_blobs_have("acl"))
+		return NIL;
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(role);
 	catalog_exec("SELECT blob_id FROM destor.blobs b WHERE b.acl IS NOT NULL"
@@ -909,6 +939,8 @@ catalog_get_blob_sha256(const uint8 id[CODEC_OBJID_LEN], uint8 sha256[32])
 	Datum		values[1];
 	bool		found = false;
 
+	if (!catalog_blobs_have("sha256"))
+		return false;
 	catalog_enter(&cu);
 	values[0] = object_id_datum(id);
 	catalog_exec("SELECT sha256 FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
