@@ -452,3 +452,82 @@ CREATE FUNCTION blob_sha256(b blob) RETURNS bytea
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION blob_verify(b blob) RETURNS boolean
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+-- Lifecycle (issue 15, src/blob/blob_lifecycle.c): contrib lo's lo_manage
+-- for blobs.  CREATE TRIGGER ... BEFORE (or AFTER) UPDATE OR DELETE ON t
+-- FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('column'): the blob an
+-- old row referenced is deleted when the row goes or changes blob (its
+-- shards after commit, nothing on rollback); needs ownership of the blob.
+CREATE FUNCTION blob_manage() RETURNS trigger
+  AS 'MODULE_PATHNAME' LANGUAGE C;
+-- vacuumlo for blobs: the blobs of a pool that no column of the current
+-- database references — of type destor.blob, a domain over it, an array or
+-- a composite holding one (found in their text form) — listed (dry_run) or
+-- deleted.  Superusers only: it reads every table.  Run it when no
+-- transaction is between writing a blob and storing its handle.
+CREATE FUNCTION vacuum_blobs(pool name, dry_run boolean DEFAULT true) RETURNS SETOF uuid
+  LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  col record;
+  victim uuid;
+BEGIN
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    RAISE EXCEPTION 'permission denied to vacuum blobs'
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'destor.vacuum_blobs() reads every table of the database; only superusers may run it.';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = pool AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', pool
+      USING ERRCODE = 'undefined_object',
+            HINT = 'A pool is a foreign server of the destor wrapper.';
+  END IF;
+  CREATE TEMP TABLE IF NOT EXISTS destor_vacuum_refs (id uuid) ON COMMIT DROP;
+  TRUNCATE destor_vacuum_refs;
+  FOR col IN
+    WITH RECURSIVE direct(oid) AS (
+      SELECT 'destor.blob'::regtype::oid
+      UNION
+      SELECT ty.oid FROM direct d JOIN pg_type ty ON ty.typtype = 'd' AND ty.typbasetype = d.oid
+    ), holding(oid) AS (
+      SELECT oid FROM direct
+      UNION
+      SELECT ty.oid FROM holding h, pg_type ty
+       WHERE (ty.typtype = 'd' AND ty.typbasetype = h.oid)
+          OR (ty.typelem = h.oid AND ty.typsubscript = 'array_subscript_handler'::regproc)
+          OR (ty.typtype = 'c' AND EXISTS (
+                SELECT FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.atttypid = h.oid
+                   AND a.attnum > 0 AND NOT a.attisdropped))
+    )
+    SELECT c.oid::regclass AS rel, a.attname, a.atttypid IN (SELECT oid FROM direct) AS is_direct
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     WHERE a.atttypid IN (SELECT oid FROM holding) AND a.attnum > 0 AND NOT a.attisdropped
+       AND c.relkind IN ('r', 'm', 'f')
+       -- other sessions' temporary tables cannot be read (and end with them)
+       AND (c.relpersistence <> 't' OR c.relnamespace = pg_my_temp_schema())
+     ORDER BY 1, 2
+  LOOP
+    IF col.is_direct THEN
+      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT %I::destor.blob::uuid FROM ONLY %s WHERE %I IS NOT NULL',
+                     col.attname, col.rel, col.attname);
+    ELSE
+      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT m[1]::uuid FROM ONLY %s t, '
+                     'regexp_matches(t.%I::text, %L, ''g'') m WHERE t.%I IS NOT NULL',
+                     col.rel, col.attname,
+                     '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})', col.attname);
+    END IF;
+  END LOOP;
+  FOR victim IN
+    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id
+     WHERE o.pool = vacuum_blobs.pool
+       AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
+     ORDER BY b.created_at, b.blob_id
+  LOOP
+    IF NOT dry_run THEN
+      PERFORM destor.blob_delete(victim::text::destor.blob);
+    END IF;
+    RETURN NEXT victim;
+  END LOOP;
+  TRUNCATE destor_vacuum_refs;
+END $$;
+REVOKE ALL ON FUNCTION vacuum_blobs(name, boolean) FROM PUBLIC;
