@@ -115,6 +115,63 @@ RESET ROLE;
 SELECT bi_try($$SELECT destor.blob_sha256('00000000-0000-4000-8000-000000000000')$$) AS unknown_sha,
        bi_try($$SELECT destor.blob_verify('00000000-0000-4000-8000-000000000000')$$) AS unknown_verify;
 
+-- 5. Bad input, across the blob functions (issue 15 item 6): a deleted
+-- blob, ranges, large objects; each a clear error with its standard code
+-- (NULL roles and privileges: blob_acl)
+\set VERBOSITY terse
+CREATE TABLE gone AS SELECT destor.blob_put('mirror', 'soon deleted') AS b;
+SELECT destor.blob_delete(b) FROM gone;
+CREATE ROLE regress_bi_other;
+GRANT SELECT ON gone TO regress_bi_other;
+GRANT pg_write_server_files TO regress_bi_other;
+CREATE FUNCTION bi_deleted_attempts() RETURNS TABLE (fn text, result text) LANGUAGE sql AS $$
+  SELECT f, bi_try(format(s, (SELECT b FROM gone)))
+    FROM (VALUES (1, 'blob_get', 'SELECT destor.blob_get(%L)'),
+                 (2, 'blob_read', 'SELECT destor.blob_read(%L, 0, 1)'),
+                 (3, 'blob_size', 'SELECT destor.blob_size(%L)'),
+                 (4, 'blob_export', 'SELECT destor.blob_export(%L, ''/nonexistent/x'')'),
+                 (5, 'blob_to_lo', 'SELECT destor.blob_to_lo(%L)'),
+                 (6, 'blob_sha256', 'SELECT destor.blob_sha256(%L)'),
+                 (7, 'blob_verify', 'SELECT destor.blob_verify(%L)'),
+                 (8, 'blob_grant', 'SELECT destor.blob_grant(%L, ''regress_bi_other'', ''SELECT'')'),
+                 (9, 'blob_revoke', 'SELECT destor.blob_revoke(%L, ''regress_bi_other'', ''SELECT'')'),
+                 (10, 'blob_set_owner', 'SELECT destor.blob_set_owner(%L, current_user::regrole)'),
+                 (11, 'blob_delete', 'SELECT destor.blob_delete(%L)')) AS t(i, f, s)
+   ORDER BY i $$;
+-- a superuser is told it does not exist; another role learns nothing more
+-- than for a blob it may not use
+SELECT * FROM bi_deleted_attempts();
+SET ROLE regress_bi_other;
+SELECT * FROM bi_deleted_attempts();
+RESET ROLE;
+-- ranges: negative offsets and lengths are errors; past the end is empty,
+-- as substring() and loread() are
+SELECT bi_try(format('SELECT destor.blob_read(%L, -1, 1)', b)) AS negative_offset,
+       bi_try(format('SELECT destor.blob_read(%L, 0, -1)', b)) AS negative_length,
+       bi_try(format('SELECT destor.blob_read(%L, 0, 1073741824)', b)) AS over_1gb
+  FROM bi WHERE name = 'one';
+SELECT destor.blob_read(b, 1, 10) = ''::bytea AS at_end, destor.blob_read(b, 9223372036854775807, 10) = ''::bytea AS far_past_end,
+       destor.blob_read(b, 0, 10) = '\x2a'::bytea AS short_read
+  FROM bi WHERE name = 'one';
+-- a large object that exists, one that does not
+SELECT lo_from_bytea(4100000001, 'x') AS lo \gset
+SELECT bi_try(format('SELECT destor.blob_to_lo(%L, %s)', b, :lo)) AS lo_exists
+  FROM bi WHERE name = 'one';
+SELECT lo_unlink(:lo);
+SELECT bi_try($$SELECT destor.blob_from_lo('bi_pool', 4000000000)$$) AS no_such_lo;
+-- a blob deleted in the same transaction, and deleted twice
+BEGIN;
+CREATE TEMP TABLE twice AS SELECT destor.blob_put('mirror', 'twice') AS b;
+SELECT destor.blob_delete(b) FROM twice;
+SELECT bi_try(format('SELECT destor.blob_get(%L)', b)) AS read_after_delete,
+       bi_try(format('SELECT destor.blob_delete(%L)', b)) AS second_delete FROM twice;
+ROLLBACK;
+DROP FUNCTION bi_deleted_attempts();
+DROP TABLE gone;
+REVOKE pg_write_server_files FROM regress_bi_other;
+DROP OWNED BY regress_bi_other;
+DROP ROLE regress_bi_other;
+
 -- clean up
 SELECT count(destor.blob_delete(x.b)) AS deleted
   FROM (SELECT b FROM bi UNION ALL SELECT b FROM bv) x;

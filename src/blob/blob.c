@@ -572,7 +572,6 @@ blob_import(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	poolname = PG_GETARG_NAME(0);
 	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	expected = blob_arg_sha256(fcinfo, 2);
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -584,6 +583,7 @@ blob_import(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("relative path not allowed for blob_import"),
 				 errhint("Give the absolute path of the file on the database server.")));
+	expected = blob_arg_sha256(fcinfo, 2);
 
 	pool = pool_lookup(NameStr(*poolname), true);
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
