@@ -665,13 +665,14 @@ REVOKE ALL ON FUNCTION placement_cost(name) FROM PUBLIC;
 -- reputation they give it.  One row per check; ok is NULL when the provider
 -- could not be asked (unavailable, not a failed audit).  Superuser only: it
 -- reads every owner's shards.
-CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20)
+CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20,
+    max_bytes bigint DEFAULT NULL)
   RETURNS TABLE (provider name, object_id uuid, shard_index integer, ok boolean, detail text)
   AS 'MODULE_PATHNAME', 'destor_audit' LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION audit(name, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit(name, integer, bigint) FROM PUBLIC;
 CREATE FUNCTION provider_audits(OUT serverid oid, OUT audits_passed bigint,
     OUT audits_failed bigint, OUT audits_unavailable bigint, OUT last_audit timestamptz,
-    OUT failing boolean)
+    OUT failing boolean, OUT unavailable_time interval, OUT slow_time interval)
   RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_audits' LANGUAGE C STRICT;
 CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
@@ -687,7 +688,9 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
          coalesce(a.audits_passed, 0) AS audits_passed,
          coalesce(a.audits_failed, 0) AS audits_failed, a.last_audit,
          coalesce(a.audits_unavailable, 0) AS audits_unavailable,
-         coalesce(a.failing, false) AS audit_failing
+         coalesce(a.failing, false) AS audit_failing,
+         coalesce(a.unavailable_time, '0'::interval) AS unavailable_time,
+         coalesce(a.slow_time, '0'::interval) AS slow_time
     FROM pg_foreign_server s
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
