@@ -281,25 +281,21 @@ CREATE VIEW cost_report AS
    GROUP BY GROUPING SETS ((pool, kind, name), (pool));
 
 -- What a pool's stored bytes would cost a month under each placement mode
--- (option placement), next to what they cost where they are now.  Each
--- object's shards are all the same size, one per provider, so an object
--- costs its stored bytes times the average cost_per_gb_month of the
--- providers holding its shards.  The providers a mode would choose are
--- the pool's eligible ones (listed in providers, tagged with one of
--- allowed_geo if that is set):
---   spread    the average over all eligible providers (it evens out their
---             stored bytes);
---   cheapest  the average of the object's data_shards + parity_shards
---             cheapest ones;
---   fastest   the average of as many with the lowest measured latency
---             (provider_stats() latency_p50_ms; unmeasured ones last).
--- max_shards_per_geo and max_shards_per_operator are not applied: the
--- figures are what the prices and latencies allow, a bound for a pool that
--- sets them; ties go by provider name (writes break them at random).
--- providers: those a mode uses, in its order (for cheapest and fastest the
--- first data_shards + parity_shards of the pool's widest object).  One
--- row per mode, and one 'current' row; is_pool_mode marks the pool's own
--- mode.  A name that is not a pool gives no rows.
+-- (option placement), next to what they cost where they are now.  For each
+-- mode every object is placed afresh by the rules rebalance follows —
+-- allowed_geo, max_shards_per_geo, max_shards_per_operator, and the mode's
+-- order (spread: rotation by object id; cheapest: cost_per_gb_month;
+-- fastest: recent read latency) — and priced at its providers'
+-- cost_per_gb_month (placement_mode_cost, C); NULL when the rules leave
+-- some object no placement.  providers: the eligible providers (listed,
+-- tagged with one of allowed_geo if set) in the mode's order (for cheapest
+-- and fastest the first data_shards + parity_shards of the pool's widest
+-- object; ties by name).  One row per mode, and one 'current' row;
+-- is_pool_mode marks the pool's own mode.  A name that is not a pool gives
+-- no rows.
+CREATE FUNCTION placement_mode_cost(pool name, mode text) RETURNS numeric
+  AS 'MODULE_PATHNAME', 'destor_placement_mode_cost' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION placement_mode_cost(name, text) FROM PUBLIC;
 CREATE FUNCTION placement_cost(pool name)
   RETURNS TABLE (placement text, is_pool_mode boolean, objects bigint, stored_bytes numeric,
                  providers name[], monthly_cost numeric)
@@ -342,27 +338,22 @@ CREATE FUNCTION placement_cost(pool name)
            (SELECT sum(cost_bytes) FROM obj) AS cost_bytes
     UNION ALL
     SELECT 'spread', 1, (SELECT array_agg(provider ORDER BY provider) FROM eligible),
-           (SELECT sum(bytes) FROM obj) * (SELECT avg(price) FROM eligible)
+           placement_mode_cost($1, 'spread')
     UNION ALL
     SELECT 'cheapest', 2,
            (SELECT array_agg(provider ORDER BY price, provider) FROM (
               SELECT * FROM eligible ORDER BY price, provider LIMIT (SELECT max(n) FROM obj)) e),
-           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
-              SELECT avg(price) AS avg_price FROM (
-                SELECT price FROM eligible ORDER BY price, provider LIMIT obj.n) e) c)
+           placement_mode_cost($1, 'cheapest')
     UNION ALL
     SELECT 'fastest', 3,
            (SELECT array_agg(provider ORDER BY latency_p50_ms NULLS LAST, provider) FROM (
               SELECT * FROM eligible ORDER BY latency_p50_ms NULLS LAST, provider
                LIMIT (SELECT max(n) FROM obj)) e),
-           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
-              SELECT avg(price) AS avg_price FROM (
-                SELECT price FROM eligible
-                 ORDER BY latency_p50_ms NULLS LAST, provider LIMIT obj.n) e) c)
+           placement_mode_cost($1, 'fastest')
   )
   SELECT m.placement, m.placement = opts.mode, (SELECT count(*) FROM obj),
          coalesce((SELECT sum(bytes) FROM obj), 0), m.providers,
-         round(coalesce(m.cost_bytes, 0) / 1e9, 6)
+         round(CASE WHEN m.ord = 0 THEN coalesce(m.cost_bytes, 0) ELSE m.cost_bytes END / 1e9, 6)
     FROM modes m, opts
    ORDER BY m.ord
 $$;
@@ -371,13 +362,14 @@ REVOKE ALL ON FUNCTION placement_cost(name) FROM PUBLIC;
 -- reputation they give it.  One row per check; ok is NULL when the provider
 -- could not be asked (unavailable, not a failed audit).  Superuser only: it
 -- reads every owner's shards.
-CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20)
+CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20,
+    max_bytes bigint DEFAULT NULL)
   RETURNS TABLE (provider name, object_id uuid, shard_index integer, ok boolean, detail text)
   AS 'MODULE_PATHNAME', 'destor_audit' LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION audit(name, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit(name, integer, bigint) FROM PUBLIC;
 CREATE FUNCTION provider_audits(OUT serverid oid, OUT audits_passed bigint,
     OUT audits_failed bigint, OUT audits_unavailable bigint, OUT last_audit timestamptz,
-    OUT failing boolean)
+    OUT failing boolean, OUT unavailable_time interval, OUT slow_time interval)
   RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_audits' LANGUAGE C STRICT;
 CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
@@ -393,7 +385,9 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
          coalesce(a.audits_passed, 0) AS audits_passed,
          coalesce(a.audits_failed, 0) AS audits_failed, a.last_audit,
          coalesce(a.audits_unavailable, 0) AS audits_unavailable,
-         coalesce(a.failing, false) AS audit_failing
+         coalesce(a.failing, false) AS audit_failing,
+         coalesce(a.unavailable_time, '0'::interval) AS unavailable_time,
+         coalesce(a.slow_time, '0'::interval) AS slow_time
     FROM pg_foreign_server s
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
