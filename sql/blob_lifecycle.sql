@@ -36,127 +36,127 @@ EXCEPTION WHEN OTHERS THEN
     '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g');
 END $$;
 
-CREATE TABLE docs (id int PRIMARY KEY, b destor.blob);
-CREATE TRIGGER docs_blob BEFORE UPDATE OR DELETE ON docs
+CREATE TABLE bl_docs (id int PRIMARY KEY, b destor.blob);
+CREATE TRIGGER bl_docs_blob BEFORE UPDATE OR DELETE ON bl_docs
   FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('b');
-INSERT INTO docs SELECT i, destor.blob_put('bl_pool', convert_to('document ' || i, 'UTF8'))
+INSERT INTO bl_docs SELECT i, destor.blob_put('bl_pool', convert_to('document ' || i, 'UTF8'))
   FROM generate_series(1, 6) i;
-CREATE TABLE handles AS SELECT id, b FROM docs;   -- copies, to ask after the rows went
+CREATE TABLE bl_handles AS SELECT id, b FROM bl_docs;   -- copies, to ask after the rows went
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
 -- 1. A deleted row's blob: kept by a rollback, gone after a commit
 BEGIN;
-DELETE FROM docs WHERE id = 1;
-SELECT bl_exists(b) AS inside_transaction FROM handles WHERE id = 1;
+DELETE FROM bl_docs WHERE id = 1;
+SELECT bl_exists(b) AS inside_transaction FROM bl_handles WHERE id = 1;
 ROLLBACK;
 SELECT bl_exists(b) AS after_rollback, convert_from(destor.blob_get(b), 'UTF8') AS still_reads
-  FROM handles WHERE id = 1;
+  FROM bl_handles WHERE id = 1;
 SELECT bl_files() AS files_after_rollback;
-DELETE FROM docs WHERE id = 1;
-SELECT bl_exists(b) AS after_commit FROM handles WHERE id = 1;
+DELETE FROM bl_docs WHERE id = 1;
+SELECT bl_exists(b) AS after_commit FROM bl_handles WHERE id = 1;
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
 -- 2. Updates: the same blob stays; another blob or NULL deletes the old one
-UPDATE docs SET id = 20 WHERE id = 2;
-SELECT bl_exists(b) AS same_blob_kept FROM handles WHERE id = 2;
-UPDATE docs SET b = b WHERE id = 20;
-SELECT bl_exists(b) AS same_blob_set_kept FROM handles WHERE id = 2;
-UPDATE docs SET b = destor.blob_put('bl_pool', 'replacement') WHERE id = 3;
-SELECT bl_exists(b) AS replaced_blob FROM handles WHERE id = 3;
-SELECT convert_from(destor.blob_get(b), 'UTF8') AS new_blob FROM docs WHERE id = 3;
-UPDATE docs SET b = NULL WHERE id = 4;
-SELECT bl_exists(b) AS nulled_blob FROM handles WHERE id = 4;
+UPDATE bl_docs SET id = 20 WHERE id = 2;
+SELECT bl_exists(b) AS same_blob_kept FROM bl_handles WHERE id = 2;
+UPDATE bl_docs SET b = b WHERE id = 20;
+SELECT bl_exists(b) AS same_blob_set_kept FROM bl_handles WHERE id = 2;
+UPDATE bl_docs SET b = destor.blob_put('bl_pool', 'replacement') WHERE id = 3;
+SELECT bl_exists(b) AS replaced_blob FROM bl_handles WHERE id = 3;
+SELECT convert_from(destor.blob_get(b), 'UTF8') AS new_blob FROM bl_docs WHERE id = 3;
+UPDATE bl_docs SET b = NULL WHERE id = 4;
+SELECT bl_exists(b) AS nulled_blob FROM bl_handles WHERE id = 4;
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
 -- 3. A savepoint rolled back keeps the blob; the deletion after it counts
 BEGIN;
 SAVEPOINT s;
-DELETE FROM docs WHERE id = 5;
+DELETE FROM bl_docs WHERE id = 5;
 ROLLBACK TO SAVEPOINT s;
-SELECT bl_exists(b) AS after_rollback_to FROM handles WHERE id = 5;
-DELETE FROM docs WHERE id = 5;
+SELECT bl_exists(b) AS after_rollback_to FROM bl_handles WHERE id = 5;
+DELETE FROM bl_docs WHERE id = 5;
 COMMIT;
-SELECT bl_exists(b) AS deleted_after_savepoint FROM handles WHERE id = 5;
+SELECT bl_exists(b) AS deleted_after_savepoint FROM bl_handles WHERE id = 5;
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
 -- 4. Rows sharing a blob, deleted in one statement: deleted once
-INSERT INTO docs SELECT 100 + i, b FROM docs, generate_series(1, 2) i WHERE id = 6;
-DELETE FROM docs WHERE id IN (6, 101, 102);
-SELECT bl_exists(b) AS shared_deleted FROM handles WHERE id = 6;
+INSERT INTO bl_docs SELECT 100 + i, b FROM bl_docs, generate_series(1, 2) i WHERE id = 6;
+DELETE FROM bl_docs WHERE id IN (6, 101, 102);
+SELECT bl_exists(b) AS shared_deleted FROM bl_handles WHERE id = 6;
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
 -- 5. A role that may delete the row but does not own the blob: refused,
 -- as lo_manage's lo_unlink refuses; the row stays
 CREATE ROLE regress_life_clerk;
-GRANT SELECT, UPDATE, DELETE ON docs TO regress_life_clerk;
+GRANT SELECT, UPDATE, DELETE ON bl_docs TO regress_life_clerk;
 SET ROLE regress_life_clerk;
-SELECT bl_try('DELETE FROM docs WHERE id = 20') AS clerk_delete;
-SELECT bl_try('UPDATE docs SET b = NULL WHERE id = 20') AS clerk_update;
+SELECT bl_try('DELETE FROM bl_docs WHERE id = 20') AS clerk_delete;
+SELECT bl_try('UPDATE bl_docs SET b = NULL WHERE id = 20') AS clerk_update;
 -- keeping the blob needs nothing
-SELECT bl_try('UPDATE docs SET id = 21 WHERE id = 20') AS clerk_same_blob;
+SELECT bl_try('UPDATE bl_docs SET id = 21 WHERE id = 20') AS clerk_same_blob;
 RESET ROLE;
-SELECT id, bl_exists(b) AS kept FROM docs ORDER BY id;
+SELECT id, bl_exists(b) AS kept FROM bl_docs ORDER BY id;
 
 -- 6. AFTER triggers and domains work too; misuse is an error
-CREATE DOMAIN doc_blob AS destor.blob;
-CREATE TABLE docs2 (id int, d doc_blob, note text);
-CREATE TRIGGER docs2_blob AFTER UPDATE OR DELETE ON docs2
+CREATE DOMAIN bl_doc_blob AS destor.blob;
+CREATE TABLE bl_docs2 (id int, d bl_doc_blob, note text);
+CREATE TRIGGER bl_docs2_blob AFTER UPDATE OR DELETE ON bl_docs2
   FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('d');
-INSERT INTO docs2 VALUES (1, destor.blob_put('bl_pool', 'in a domain'), 'x');
-CREATE TEMP TABLE h2 AS SELECT d FROM docs2;
-DELETE FROM docs2;
-SELECT bl_exists(d) AS after_trigger_deleted FROM h2;
-DROP TABLE h2;
-CREATE TABLE bad (id int, b destor.blob, t text);
-INSERT INTO bad VALUES (1, NULL, 'x');
-CREATE TRIGGER t1 BEFORE DELETE ON bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage();
-SELECT bl_try('DELETE FROM bad') AS no_argument;
-DROP TRIGGER t1 ON bad;
-CREATE TRIGGER t1 BEFORE DELETE ON bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('nope');
-SELECT bl_try('DELETE FROM bad') AS unknown_column;
-DROP TRIGGER t1 ON bad;
-CREATE TRIGGER t1 BEFORE DELETE ON bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('t');
-SELECT bl_try('DELETE FROM bad') AS not_a_blob;
-DROP TRIGGER t1 ON bad;
-CREATE TRIGGER t1 BEFORE DELETE ON bad FOR EACH STATEMENT EXECUTE FUNCTION destor.blob_manage('b');
-SELECT bl_try('DELETE FROM bad') AS statement_level;
+INSERT INTO bl_docs2 VALUES (1, destor.blob_put('bl_pool', 'in a domain'), 'x');
+CREATE TEMP TABLE bl_h2 AS SELECT d FROM bl_docs2;
+DELETE FROM bl_docs2;
+SELECT bl_exists(d) AS after_trigger_deleted FROM bl_h2;
+DROP TABLE bl_h2;
+CREATE TABLE bl_bad (id int, b destor.blob, t text);
+INSERT INTO bl_bad VALUES (1, NULL, 'x');
+CREATE TRIGGER t1 BEFORE DELETE ON bl_bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage();
+SELECT bl_try('DELETE FROM bl_bad') AS no_argument;
+DROP TRIGGER t1 ON bl_bad;
+CREATE TRIGGER t1 BEFORE DELETE ON bl_bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('nope');
+SELECT bl_try('DELETE FROM bl_bad') AS unknown_column;
+DROP TRIGGER t1 ON bl_bad;
+CREATE TRIGGER t1 BEFORE DELETE ON bl_bad FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('t');
+SELECT bl_try('DELETE FROM bl_bad') AS not_a_blob;
+DROP TRIGGER t1 ON bl_bad;
+CREATE TRIGGER t1 BEFORE DELETE ON bl_bad FOR EACH STATEMENT EXECUTE FUNCTION destor.blob_manage('b');
+SELECT bl_try('DELETE FROM bl_bad') AS statement_level;
 SELECT bl_try('SELECT destor.blob_manage()') AS called_directly;
-DROP TABLE bad;
+DROP TABLE bl_bad;
 
 -- 7. vacuum_blobs: blobs referenced by a column of type destor.blob, a
 -- domain over it, an array, a composite, a materialized view or a
 -- partition are kept; the others are listed, then deleted
-CREATE TYPE doc_ref AS (title text, b destor.blob);
-CREATE TABLE refs_array (bs destor.blob[]);
-CREATE TABLE refs_domain (d doc_blob);
-CREATE TABLE refs_composite (r doc_ref);
-CREATE TABLE refs_parted (id int, b destor.blob) PARTITION BY RANGE (id);
-CREATE TABLE refs_parted_1 PARTITION OF refs_parted FOR VALUES FROM (0) TO (100);
-CREATE TABLE named (name text, b destor.blob);
-INSERT INTO named VALUES
+CREATE TYPE bl_doc_ref AS (title text, b destor.blob);
+CREATE TABLE bl_refs_array (bs destor.blob[]);
+CREATE TABLE bl_refs_domain (d bl_doc_blob);
+CREATE TABLE bl_refs_composite (r bl_doc_ref);
+CREATE TABLE bl_refs_parted (id int, b destor.blob) PARTITION BY RANGE (id);
+CREATE TABLE bl_refs_parted_1 PARTITION OF bl_refs_parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE bl_named (name text, b destor.blob);
+INSERT INTO bl_named VALUES
   ('array 1', destor.blob_put('bl_pool', 'a1')), ('array 2', destor.blob_put('bl_pool', 'a2')),
   ('domain', destor.blob_put('bl_pool', 'd')), ('composite', destor.blob_put('bl_pool', 'c')),
   ('matview', destor.blob_put('bl_pool', 'm')), ('partition', destor.blob_put('bl_pool', 'p')),
   ('orphan 1', destor.blob_put('bl_pool', 'o1')), ('orphan 2', destor.blob_put('bl_pool', 'o2')),
   ('other pool', destor.blob_put('mirror', 'elsewhere'));
-INSERT INTO refs_array SELECT array_agg(b ORDER BY name) FROM named WHERE name LIKE 'array%';
-INSERT INTO refs_domain SELECT b FROM named WHERE name = 'domain';
-INSERT INTO refs_composite SELECT ROW('title', b)::doc_ref FROM named WHERE name = 'composite';
-SELECT b AS mv FROM named WHERE name = 'matview' \gset
-CREATE MATERIALIZED VIEW refs_matview AS SELECT :'mv'::destor.blob AS b;
-INSERT INTO refs_parted SELECT 1, b FROM named WHERE name = 'partition';
--- "named" itself would keep them all: its handles go to a text column
-CREATE TABLE names AS SELECT name, b::uuid AS id FROM named;
-DROP TABLE named;
-SELECT n.name FROM destor.vacuum_blobs('bl_pool') v JOIN names n ON n.id = v ORDER BY 1;
-SELECT count(*) AS dry_run_kept FROM names WHERE bl_exists(id::text::destor.blob);
+INSERT INTO bl_refs_array SELECT array_agg(b ORDER BY name) FROM bl_named WHERE name LIKE 'array%';
+INSERT INTO bl_refs_domain SELECT b FROM bl_named WHERE name = 'domain';
+INSERT INTO bl_refs_composite SELECT ROW('title', b)::bl_doc_ref FROM bl_named WHERE name = 'composite';
+SELECT b AS mv FROM bl_named WHERE name = 'matview' \gset
+CREATE MATERIALIZED VIEW bl_refs_matview AS SELECT :'mv'::destor.blob AS b;
+INSERT INTO bl_refs_parted SELECT 1, b FROM bl_named WHERE name = 'partition';
+-- "bl_named" itself would keep them all: its handles go to a text column
+CREATE TABLE bl_names AS SELECT name, b::uuid AS id FROM bl_named;
+DROP TABLE bl_named;
+SELECT n.name FROM destor.vacuum_blobs('bl_pool') v JOIN bl_names n ON n.id = v ORDER BY 1;
+SELECT count(*) AS dry_run_kept FROM bl_names WHERE bl_exists(id::text::destor.blob);
 SELECT bl_files() AS files_before \gset
-SELECT n.name FROM destor.vacuum_blobs('bl_pool', dry_run => false) v JOIN names n ON n.id = v ORDER BY 1;
+SELECT n.name FROM destor.vacuum_blobs('bl_pool', dry_run => false) v JOIN bl_names n ON n.id = v ORDER BY 1;
 SELECT bl_files() - :files_before AS files_removed;
-SELECT name, bl_exists(id::text::destor.blob) AS exists FROM names ORDER BY 1;
+SELECT name, bl_exists(id::text::destor.blob) AS exists FROM bl_names ORDER BY 1;
 SELECT count(*) AS second_run FROM destor.vacuum_blobs('bl_pool');
--- the blobs docs references are still there
-SELECT id, convert_from(destor.blob_get(b), 'UTF8') FROM docs ORDER BY id;
+-- the blobs bl_docs references are still there
+SELECT id, convert_from(destor.blob_get(b), 'UTF8') FROM bl_docs ORDER BY id;
 -- who may run it, and bad input
 SET ROLE regress_life_clerk;
 SELECT bl_try($$SELECT destor.vacuum_blobs('bl_pool')$$) AS clerk_vacuum;
@@ -165,18 +165,18 @@ SELECT bl_try($$SELECT destor.vacuum_blobs('no_such_pool')$$) AS unknown_pool;
 SELECT count(*) AS null_pool FROM destor.vacuum_blobs(NULL);
 
 -- clean up
-DROP TRIGGER docs_blob ON docs;
-SELECT count(destor.blob_delete(b)) FROM docs WHERE b IS NOT NULL;
-SELECT count(destor.blob_delete(id::text::destor.blob)) FROM names WHERE name = 'other pool';
+DROP TRIGGER bl_docs_blob ON bl_docs;
+SELECT count(destor.blob_delete(b)) FROM bl_docs WHERE b IS NOT NULL;
+SELECT count(destor.blob_delete(id::text::destor.blob)) FROM bl_names WHERE name = 'other pool';
 SELECT count(destor.blob_delete(b)) FROM (
-  SELECT unnest(bs) FROM refs_array UNION ALL SELECT d FROM refs_domain
-  UNION ALL SELECT (r).b FROM refs_composite UNION ALL SELECT b FROM refs_parted
-  UNION ALL SELECT b FROM refs_matview) x(b);
+  SELECT unnest(bs) FROM bl_refs_array UNION ALL SELECT d FROM bl_refs_domain
+  UNION ALL SELECT (r).b FROM bl_refs_composite UNION ALL SELECT b FROM bl_refs_parted
+  UNION ALL SELECT b FROM bl_refs_matview) x(b);
 SELECT bl_blobs() AS blobs_left, bl_files() AS files_left;
-DROP MATERIALIZED VIEW refs_matview;
-DROP TABLE docs, docs2, handles, names, refs_array, refs_domain, refs_composite, refs_parted;
-DROP TYPE doc_ref;
-DROP DOMAIN doc_blob;
+DROP MATERIALIZED VIEW bl_refs_matview;
+DROP TABLE bl_docs, bl_docs2, bl_handles, bl_names, bl_refs_array, bl_refs_domain, bl_refs_composite, bl_refs_parted;
+DROP TYPE bl_doc_ref;
+DROP DOMAIN bl_doc_blob;
 DROP OWNED BY regress_life_clerk;
 DROP ROLE regress_life_clerk;
 DROP FUNCTION bl_files(), bl_blobs(), bl_exists(destor.blob), bl_try(text);
