@@ -44,11 +44,6 @@
 
 #define BLOB_IO_CHUNK	(4 * 1024 * 1024)
 
-typedef struct BlobHandle
-{
-	uint8		id[CODEC_OBJID_LEN];
-} BlobHandle;
-
 #define DatumGetBlobP(d)	((BlobHandle *) DatumGetPointer(d))
 #define PG_GETARG_BLOB(n)	DatumGetBlobP(PG_GETARG_DATUM(n))
 
@@ -153,7 +148,7 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
-static ObjectMeta *
+ObjectMeta *
 blob_open_meta(BlobHandle *b, const char *action)
 {
 	Oid			owner = InvalidOid;
@@ -394,7 +389,7 @@ blob_meta_invalidate(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(NULL);
 }
 
-static ObjectMeta *
+ObjectMeta *
 blob_store(ObjectWriter *w)
 {
 	ObjectMeta *meta = object_writer_finish(w);

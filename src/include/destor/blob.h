@@ -1,10 +1,25 @@
 /*
- * blob.h — blobs: the SQL functions live in blob.c; this is what the module
- * entry wires up.
+ * blob.h — blobs: the SQL functions live in blob.c (whole blobs) and
+ * blob_fd.c (descriptors); this is what the module entry wires up and what
+ * the two files share.
  */
 #ifndef DESTOR_BLOB_H
 #define DESTOR_BLOB_H
 
+#include "destor/object.h"
+
+/* The value of a destor.blob: the id of the blob's object. */
+typedef struct BlobHandle
+{
+	uint8		id[CODEC_OBJID_LEN];
+} BlobHandle;
+
 extern void blob_init(void);
+
+/* blob.c: the blob's object after the access check (action: "read",
+ * "delete"), and recording a finished writer's object as a new blob of
+ * the current user */
+extern ObjectMeta *blob_open_meta(BlobHandle *b, const char *action);
+extern ObjectMeta *blob_store(ObjectWriter *w);
 
 #endif							/* DESTOR_BLOB_H */
