@@ -80,6 +80,7 @@ typedef struct BlobFd
 
 	/* writing: the writer lives in the opening subtransaction's context */
 	ObjectWriter *writer;
+	char	   *pool;			/* in cxt */
 
 	/* reading */
 	uint8		id[CODEC_OBJID_LEN];
@@ -419,6 +420,7 @@ blob_fd_create(PG_FUNCTION_ARGS)
 	w = object_writer_create(pool, true);
 	d = fd_new(true, &fdno);
 	d->writer = w;
+	d->pool = MemoryContextStrdup(d->cxt, pool->name);
 	PG_RETURN_INT32(fdno);
 }
 
@@ -589,6 +591,13 @@ blob_fd_close(PG_FUNCTION_ARGS)
 	{
 		ObjectWriter *w = d->writer;
 		ObjectMeta *meta;
+
+		/*
+		 * The blob goes to the current user, who may not be the one that
+		 * opened the descriptor (SET ROLE in between): that one must be
+		 * allowed to write to the pool as well.
+		 */
+		(void) pool_lookup(d->pool, true);
 
 		/* finishing deletes the writer: an ERROR from here leaves it broken */
 		d->writer = NULL;
