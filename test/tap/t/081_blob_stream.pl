@@ -146,4 +146,6 @@ is(provider_files(), $files_before, 'a stream whose backend was terminated leave
 ($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_size('$handle')");
 like($err, qr/does not exist/, 'and its closed blob never existed for others');
 
+$node->stop;
+DestorTest::stop_s3($_) for @s3;
 done_testing();
