@@ -525,3 +525,23 @@ BEGIN
   TRUNCATE destor_vacuum_refs;
 END $$;
 REVOKE ALL ON FUNCTION vacuum_blobs(name, boolean) FROM PUBLIC;
+-- Blob descriptors (issue 15 item 2, src/blob/blob_fd.c): a blob streamed in
+-- or out in pieces, as lo_open/lowrite/loread do for large objects.
+-- Descriptors last until the end of the transaction that opened them; a
+-- descriptor still open for writing at COMMIT is an error (only blob_close
+-- stores the blob and returns its handle).  blob_read(fd, length) has two
+-- arguments and blob_read(b, offset, length) three, so calls never clash.
+CREATE FUNCTION blob_create(pool name) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_create' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_write(fd integer, data bytea) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_write' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_close(fd integer) RETURNS blob
+  AS 'MODULE_PATHNAME', 'blob_fd_close' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_open(b blob) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_open' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_read(fd integer, length integer) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'blob_fd_read' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_seek(fd integer, "offset" bigint, whence integer) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'blob_fd_seek' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_tell(fd integer) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'blob_fd_tell' LANGUAGE C STRICT VOLATILE;
