@@ -158,6 +158,14 @@ SET ROLE regress_destor_user;
 SELECT destor.apply_lo_tiering();
 RESET ROLE;
 
+-- the extension cannot go while large objects are offsite (their bytes
+-- would be lost with destor.lo_tiers)
+BEGIN;
+SET LOCAL client_min_messages = error;
+DROP EXTENSION destor CASCADE;
+ROLLBACK;
+SELECT count(*) AS still_offsite FROM destor.lo_tiers WHERE recalled_at IS NULL;
+
 -- clean up: unlinking forgets them all
 SELECT count(lo_unlink(lo)) AS unlinked FROM los;
 SELECT count(*) AS rows_left FROM destor.lo_tiers;

@@ -25,7 +25,9 @@
  * recalled (destor.lo_recall, or any SQL call above).
  *
  * object_access_hook OAT_DROP on a large object (lo_unlink, vacuumlo,
- * DROP OWNED) forgets its row and deletes its shards after commit.
+ * DROP OWNED) forgets its row and deletes its shards after commit; on
+ * destor.lo_tiers itself (DROP EXTENSION) it refuses while large objects
+ * are offsite, whose bytes would otherwise be lost.
  *
  * Both hooks chain to the previous holder (called first for
  * object_access_hook, and as the planner for planner_hook), and do nothing
@@ -36,6 +38,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_largeobject.h"
 #include "storage/large_object.h"
 #include "catalog/pg_type.h"
@@ -158,9 +161,17 @@ lo_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 {
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
-	if (access == OAT_DROP && classId == LargeObjectRelationId && IsTransactionState() &&
-		lo_tier_catalog_ready())
+	if (access != OAT_DROP || !IsTransactionState())
+		return;
+	if (classId == LargeObjectRelationId && lo_tier_catalog_ready())
 		lo_tier_forget(objectId);
+	else if (classId == RelationRelationId && subId == 0)
+	{
+		Oid			nsp = get_namespace_oid("destor", true);
+
+		if (OidIsValid(nsp) && objectId == get_relname_relid("lo_tiers", nsp))
+			lo_tier_guard_drop();
+	}
 }
 
 void

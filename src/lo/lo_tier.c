@@ -409,6 +409,32 @@ lo_tier_forget(Oid loid)
 	}
 }
 
+/*
+ * lo_tier_guard_drop — destor.lo_tiers is being dropped (DROP EXTENSION
+ * destor, or by hand): refused while it holds the only way to the bytes of
+ * a large object that is offsite.  Once it is gone, those large objects
+ * would read as empty, and their shards would be orphans.
+ */
+void
+lo_tier_guard_drop(void)
+{
+	CatalogUser cu;
+	int64		offsite;
+	bool		isnull;
+
+	catalog_enter(&cu);
+	catalog_exec("SELECT pg_catalog.count(*) FROM destor.lo_tiers WHERE recalled_at IS NULL",
+				 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	offsite = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_leave(&cu);
+	if (offsite > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop destor.lo_tiers: %lld large objects are offsite", (long long) offsite),
+				 errdetail("Their bytes are only on the providers; without the table they would read as empty."),
+				 errhint("Recall them first: SELECT destor.lo_recall(loid) FROM destor.lo_tiers WHERE recalled_at IS NULL;")));
+}
+
 /* ---------------------------------------------------------------------------
  * SQL functions
  * ------------------------------------------------------------------------- */

@@ -24,6 +24,7 @@ typedef enum LoTierState
 } LoTierState;
 extern LoTierState lo_tier_state(Oid loid);
 extern void lo_tier_forget(Oid loid);
+extern void lo_tier_guard_drop(void);
 
 /* lo_hooks.c */
 extern void lo_hooks_init(void);
