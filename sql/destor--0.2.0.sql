@@ -699,8 +699,9 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
 -- again (the object is kept until it is tiered again or unlinked).  Dumped:
 -- a dump carries the reference, and a restored copy reads (never deletes)
 -- the original's objects.
+-- loid is a bigint: vacuumlo takes any oid column for references.
 CREATE TABLE lo_tiers (
-    loid         oid PRIMARY KEY,
+    loid         bigint PRIMARY KEY CHECK (loid BETWEEN 1 AND 4294967295),
     object_id    uuid NOT NULL REFERENCES objects,
     pool         name NOT NULL,
     size         bigint NOT NULL CHECK (size >= 0),
@@ -719,9 +720,9 @@ CREATE FUNCTION lo_readable(lo oid) RETURNS boolean
   AS 'MODULE_PATHNAME', 'destor_lo_readable' LANGUAGE C STABLE STRICT;
 -- Only large objects the caller may read (superusers: all).
 CREATE VIEW tiered_large_objects WITH (security_barrier) AS
-  SELECT t.loid, t.pool, t.size, t.tiered_at, t.recalled_at
+  SELECT t.loid::oid AS loid, t.pool, t.size, t.tiered_at, t.recalled_at
     FROM lo_tiers t
-   WHERE lo_readable(t.loid);
+   WHERE lo_readable(t.loid::oid);
 GRANT SELECT ON tiered_large_objects TO PUBLIC;
 -- What SQL calls of the built-in large-object functions become (the planner
 -- hook redirects them): recall, then the built-in.  Not for direct use.

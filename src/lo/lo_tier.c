@@ -60,6 +60,13 @@ PG_FUNCTION_INFO_V1(destor_apply_lo_tiering);
 
 #define LO_TIER_IO		(1024 * 1024)	/* bytes per read of an object */
 
+/*
+ * destor.lo_tiers.loid is a bigint, not an oid: vacuumlo takes every oid
+ * column of every table for references to large objects, and would never
+ * unlink a tiered one.
+ */
+#define LO_TIERS_KEY(loid)	Int64GetDatum((int64) (loid))
+
 static const char lo_zeros[LOBLKSIZE];
 
 /* What destor.lo_tiers says about one large object. */
@@ -122,8 +129,8 @@ static LoTierRow
 lo_tier_lookup(Oid loid)
 {
 	CatalogUser cu;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(loid)};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {LO_TIERS_KEY(loid)};
 	LoTierRow	row;
 
 	memset(&row, 0, sizeof(row));
@@ -246,7 +253,7 @@ lo_tier_one(Oid loid, const char *poolname)
 	uint64		size,
 				crc;
 	CatalogUser cu;
-	Oid			types[4] = {OIDOID, UUIDOID, NAMEOID, INT8OID};
+	Oid			types[4] = {INT8OID, UUIDOID, NAMEOID, INT8OID};
 	Datum		values[4];
 
 	lo_check_exists(loid);
@@ -270,7 +277,7 @@ lo_tier_one(Oid loid, const char *poolname)
 				 errdetail("Nothing was tiered; the large object is unchanged."),
 				 errhint("Check the pool's providers with destor.check_provider().")));
 
-	values[0] = ObjectIdGetDatum(loid);
+	values[0] = LO_TIERS_KEY(loid);
 	values[1] = object_id_datum(meta->id);
 	values[2] = CStringGetDatum(poolname);
 	values[3] = Int64GetDatum((int64) size);
@@ -353,8 +360,8 @@ int64
 lo_recall_one(Oid loid)
 {
 	CatalogUser cu;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(loid)};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {LO_TIERS_KEY(loid)};
 	uint8		id[CODEC_OBJID_LEN];
 	ObjectMeta *meta;
 	bool		found;
@@ -391,8 +398,8 @@ lo_tier_forget(Oid loid)
 {
 	LoTierRow	row = lo_tier_lookup(loid);
 	CatalogUser cu;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(loid)};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {LO_TIERS_KEY(loid)};
 	ObjectMeta *meta;
 
 	if (!row.found)
@@ -497,7 +504,7 @@ lo_candidates(int64 min_size, Interval *recalled_before, int64 *total)
 	*total = 0;
 	catalog_enter(&cu);
 	catalog_exec("SELECT m.oid, s.size FROM pg_catalog.pg_largeobject_metadata m "
-				 "  LEFT JOIN destor.lo_tiers t ON t.loid = m.oid, "
+				 "  LEFT JOIN destor.lo_tiers t ON t.loid = m.oid::pg_catalog.int8, "
 				 "  LATERAL (SELECT COALESCE((SELECT p.pageno::pg_catalog.int8 * $2 + pg_catalog.length(p.data) "
 				 "     FROM pg_catalog.pg_largeobject p WHERE p.loid = m.oid "
 				 "    ORDER BY p.pageno DESC LIMIT 1), 0) AS size) s "
