@@ -209,7 +209,7 @@ lo_before_call(Oid builtin, Oid loid, AclMode mode)
 		case LO_LOCAL:
 			return false;
 		case LO_OFFSITE:
-			/* under the lock: a -1 is a recall committed meanwhile */
+			/* a -1: a recall another session committed while we waited */
 			(void) lo_recall_one(loid);
 			break;
 		case LO_RECALLED:

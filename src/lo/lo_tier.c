@@ -14,10 +14,15 @@
  * Privileges are the large object's own: tiering needs UPDATE (as lo_put
  * would), recalling SELECT (as lo_get would), under the
  * lo_compat_privileges rule.  Tiering and recall of one large object are
- * serialized by a lock on it (LockDatabaseObject on pg_largeobject's class),
- * held to the end of the transaction: a second reader waits, then finds the
- * object recalled (READ COMMITTED) or gets a serialization failure (the row
- * of destor.lo_tiers it would change was changed after its snapshot).
+ * serialized by the row lock on its destor.lo_tiers row, not by a
+ * heavyweight lock: a transaction that reads ten thousand tiered large
+ * objects (or lo_tier_all over as many) would fill the shared lock table.
+ * A recall updates the row first; a second reader waits for the row, then
+ * finds it recalled (READ COMMITTED: the update's recheck sees the new
+ * version) or gets a serialization failure (REPEATABLE READ).  A tiering
+ * locks the row (FOR UPDATE) before it reads the pages.  Two first
+ * tierings of one large object (no row yet) meet on its pages: the second
+ * fails with "tuple concurrently deleted", and nothing is lost.
  *
  * Pages are read and written directly (as inv_api does), not through
  * inv_open(), because a recall on behalf of a reader with SELECT only must
@@ -118,15 +123,8 @@ lo_check_privilege(Oid loid, AclMode mode, const char *action)
 						   mode == ACL_UPDATE ? "UPDATE" : "SELECT")));
 }
 
-/* Serializes tiering and recall of one large object (to transaction end). */
-static void
-lo_lock(Oid loid)
-{
-	LockDatabaseObject(LargeObjectRelationId, loid, 0, ExclusiveLock);
-}
-
 static LoTierRow
-lo_tier_lookup(Oid loid)
+lo_tier_lookup_sql(Oid loid, const char *sql)
 {
 	CatalogUser cu;
 	Oid			types[1] = {INT8OID};
@@ -135,8 +133,7 @@ lo_tier_lookup(Oid loid)
 
 	memset(&row, 0, sizeof(row));
 	catalog_enter(&cu);
-	catalog_exec("SELECT object_id, recalled_at IS NOT NULL FROM destor.lo_tiers WHERE loid = $1",
-				 1, types, values, NULL, SPI_OK_SELECT);
+	catalog_exec(sql, 1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
 		bool		isnull;
@@ -149,6 +146,13 @@ lo_tier_lookup(Oid loid)
 	}
 	catalog_leave(&cu);
 	return row;
+}
+
+static LoTierRow
+lo_tier_lookup(Oid loid)
+{
+	return lo_tier_lookup_sql(loid, "SELECT object_id, recalled_at IS NOT NULL FROM destor.lo_tiers "
+							  "WHERE loid = $1");
 }
 
 /* Where the large object's bytes are, as a new snapshot sees it. */
@@ -258,10 +262,9 @@ lo_tier_one(Oid loid, const char *poolname)
 
 	lo_check_exists(loid);
 	lo_check_privilege(loid, ACL_UPDATE, "tier");
-	lo_lock(loid);
-	/* after the lock: what a tiering or recall that just committed did */
-	CommandCounterIncrement();
-	old = lo_tier_lookup(loid);
+	/* locked: a recall or tiering in progress is waited for, then seen */
+	old = lo_tier_lookup_sql(loid, "SELECT object_id, recalled_at IS NOT NULL FROM destor.lo_tiers "
+							 "WHERE loid = $1 FOR UPDATE");
 	if (old.found && !old.recalled)
 		return -1;
 
@@ -352,9 +355,9 @@ lo_object_to_pages(Oid loid, ObjectMeta *meta)
  * lo_recall_one — the pages of a tiered large object back into
  * pg_largeobject (the caller checked the privilege): the bytes recalled, or
  * -1 when it was not tiered (or recalled already).  The row is changed
- * first, under the lock: in READ COMMITTED a recall another session just
- * committed is seen and nothing is done twice; under REPEATABLE READ the
- * UPDATE fails with a serialization failure instead.
+ * first: a concurrent recall waits for its lock, and in READ COMMITTED then
+ * sees the recall and does nothing twice; under REPEATABLE READ its UPDATE
+ * fails with a serialization failure instead.
  */
 int64
 lo_recall_one(Oid loid)
@@ -366,7 +369,6 @@ lo_recall_one(Oid loid)
 	ObjectMeta *meta;
 	bool		found;
 
-	lo_lock(loid);
 	catalog_enter(&cu);
 	catalog_exec("UPDATE destor.lo_tiers SET recalled_at = pg_catalog.now() "
 				 "WHERE loid = $1 AND recalled_at IS NULL RETURNING object_id",
