@@ -31,15 +31,19 @@
  *
  * Both hooks chain to the previous holder (called first for
  * object_access_hook, and as the planner for planner_hook), and do nothing
- * in a database without destor.lo_tiers.
+ * in a database without destor.lo_tiers as a member of extension destor:
+ * the library is preloaded for every database, where anyone allowed to
+ * create a schema could make a look-alike "destor" (lo_destor_extension).
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_largeobject.h"
+#include "catalog/pg_proc.h"
 #include "storage/large_object.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -103,17 +107,23 @@ lo_redirect_index(Oid funcid)
 static void
 lo_resolve_wrappers(RedirectContext *cx)
 {
+	Oid			ext;
+
 	cx->resolved = true;
 	memset(cx->wrappers, 0, sizeof(cx->wrappers));
-	if (!lo_tier_catalog_ready())
+	ext = lo_destor_extension();
+	if (!OidIsValid(ext))
 		return;
 	for (int i = 0; i < (int) LO_NREDIRECTS; i++)
 	{
 		List	   *name = list_make2(makeString("destor"),
 									  makeString(pstrdup(lo_redirects[i].wrapper)));
+		Oid			fn = LookupFuncName(name, lo_redirects[i].nargs,
+										lo_redirects[i].argtypes, true);
 
-		cx->wrappers[i] = LookupFuncName(name, lo_redirects[i].nargs,
-										 lo_redirects[i].argtypes, true);
+		/* only the extension's own wrapper (see lo_destor_extension) */
+		if (OidIsValid(fn) && getExtensionOfObject(ProcedureRelationId, fn) == ext)
+			cx->wrappers[i] = fn;
 	}
 }
 
@@ -169,7 +179,8 @@ lo_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 	{
 		Oid			nsp = get_namespace_oid("destor", true);
 
-		if (OidIsValid(nsp) && objectId == get_relname_relid("lo_tiers", nsp))
+		if (OidIsValid(nsp) && objectId == get_relname_relid("lo_tiers", nsp) &&
+			lo_tier_catalog_ready())
 			lo_tier_guard_drop();
 	}
 }

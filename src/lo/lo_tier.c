@@ -36,9 +36,12 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_largeobject.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -83,16 +86,37 @@ typedef struct LoTierRow
 } LoTierRow;
 
 /*
- * lo_tier_catalog_ready — destor.lo_tiers exists in this database (the
- * extension is installed, at a version that has it): the hooks do nothing
- * where it does not.
+ * lo_destor_extension — the OID of extension destor in this database, if
+ * schema destor and its table lo_tiers are the extension's own; else
+ * InvalidOid.  destor is preloaded for the whole cluster, so in a database
+ * without the extension a role that may create schemas could make a schema
+ * "destor" with look-alike tables and functions: the hooks must never use
+ * them (they would run its code as whoever calls lo_get, or as the
+ * catalog's superuser).
  */
+Oid
+lo_destor_extension(void)
+{
+	Oid			nsp = get_namespace_oid("destor", true);
+	Oid			rel;
+	Oid			ext;
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	rel = get_relname_relid("lo_tiers", nsp);
+	if (!OidIsValid(rel))
+		return InvalidOid;
+	ext = get_extension_oid("destor", true);
+	if (!OidIsValid(ext) || getExtensionOfObject(RelationRelationId, rel) != ext)
+		return InvalidOid;
+	return ext;
+}
+
+/* destor.lo_tiers is there, and the extension's (see lo_destor_extension). */
 bool
 lo_tier_catalog_ready(void)
 {
-	Oid			nsp = get_namespace_oid("destor", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("lo_tiers", nsp));
+	return OidIsValid(lo_destor_extension());
 }
 
 static void

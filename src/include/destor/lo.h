@@ -15,6 +15,7 @@
 /* lo_tier.c */
 extern int64 lo_tier_one(Oid loid, const char *pool);
 extern int64 lo_recall_one(Oid loid);
+extern Oid	lo_destor_extension(void);
 extern bool lo_tier_catalog_ready(void);
 typedef enum LoTierState
 {

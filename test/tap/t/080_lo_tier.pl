@@ -186,5 +186,26 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM many m JOIN destor.lo_tie
 is($node->safe_psql('postgres', "BEGIN; SELECT count(*) FILTER (WHERE convert_from(lo_get(lo), 'UTF8') LIKE 'small %') FROM many; $object_locks; COMMIT;"),
 	"100\n0", 'one statement recalls all 100, holding no lock for each');
 
+# --- a database without the extension: a look-alike schema destor redirects nothing ------
+# (destor is preloaded for the whole cluster; a role that may create schemas must not be
+# able to stand in for destor's wrappers or catalog and run code as another role)
+$node->safe_psql('postgres', q{
+CREATE DATABASE noext;
+CREATE ROLE mallory LOGIN;
+GRANT CREATE ON DATABASE noext TO mallory;
+});
+$node->safe_psql('noext', q{
+CREATE SCHEMA destor AUTHORIZATION mallory;
+SELECT lo_from_bytea(4242, 'genuine');
+}, extra_params => []);
+$node->safe_psql('noext', q{
+CREATE TABLE destor.lo_tiers (loid bigint, object_id uuid, recalled_at timestamptz);
+CREATE FUNCTION destor.lo_get_tiered(oid) RETURNS bytea LANGUAGE sql AS $$ SELECT 'forged'::bytea $$;
+GRANT USAGE ON SCHEMA destor TO PUBLIC;
+}, extra_params => [ '-U', 'mallory' ]);
+is($node->safe_psql('noext', q{SELECT convert_from(lo_get(4242), 'UTF8')}), 'genuine',
+	'lo_get is not redirected to a function of a look-alike schema destor');
+is($node->safe_psql('noext', q{SELECT lo_unlink(4242)}), '1', 'and lo_unlink works there');
+
 $node->stop;
 done_testing();
