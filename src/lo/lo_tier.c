@@ -35,8 +35,8 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/indexing.h"
 #include "catalog/dependency.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_largeobject.h"
@@ -46,12 +46,12 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/large_object.h"
-#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -604,7 +604,9 @@ destor_lo_tier_all(PG_FUNCTION_ARGS)
  * destor_apply_lo_tiering — the declared rules of destor.lo_tiering_policies:
  * for each pool, large objects of at least min_size bytes, never tiered or
  * recalled more than recalled_before ago, go there.  The maintenance worker
- * calls it every round.  How many were tiered.
+ * calls it every round.  Each rule runs in a subtransaction: one that fails
+ * (a pool that is gone, a provider down) is a WARNING, its large objects
+ * stay local, and the others still run.  How many were tiered.
  */
 Datum
 destor_apply_lo_tiering(PG_FUNCTION_ARGS)
@@ -641,10 +643,45 @@ destor_apply_lo_tiering(PG_FUNCTION_ARGS)
 	catalog_leave(&cu);
 	forthree(pc, pools, sc, sizes, ac, ages)
 	{
-		int64		total;
-		List	   *oids = lo_candidates(*(int64 *) lfirst(sc), lfirst(ac), &total);
+		ResourceOwner owner = CurrentResourceOwner;
 
-		done += lo_tier_list(oids, lfirst(pc), total);
+		CHECK_FOR_INTERRUPTS();
+		/* each rule in a subtransaction: one that fails is a WARNING */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(caller);
+		PG_TRY();
+		{
+			int64		total;
+			List	   *oids = lo_candidates(*(int64 *) lfirst(sc), lfirst(ac), &total);
+			int64		n = lo_tier_list(oids, lfirst(pc), total);
+
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(caller);
+			CurrentResourceOwner = owner;
+			done += n;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(caller);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(caller);
+			CurrentResourceOwner = owner;
+			/* a cancel or a shutdown stops everything, not just this rule */
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+				ReThrowError(edata);
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("large-object tiering rule of pool \"%s\" failed: %s",
+							(char *) lfirst(pc), edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+		}
+		PG_END_TRY();
 	}
 	PG_RETURN_INT64(done);
 }
