@@ -65,6 +65,11 @@ SELECT lo_get(lo) = data AS hole_same_bytes, length(lo_get(lo)) AS len,
 
 SELECT count(*) AS hole_pages FROM pg_largeobject p JOIN los l ON p.loid = l.lo WHERE l.name = 'hole';
 
+-- a read-only transaction cannot recall (a recall writes): it says so
+BEGIN READ ONLY;
+SELECT length(lo_get(lo)) FROM los WHERE name = 'small';
+ROLLBACK;
+
 -- lo_put on a tiered large object: recalled, then written
 SELECT recalled_at IS NULL AS offsite FROM destor.lo_tiers WHERE loid = 916002;
 SELECT lo_put(lo, 0, 'lotier-marker') FROM los WHERE name = 'small';

@@ -34,6 +34,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
@@ -393,6 +394,14 @@ lo_recall_one(Oid loid)
 	ObjectMeta *meta;
 	bool		found;
 
+	/* say why, rather than let the catalog's UPDATE fail obscurely */
+	if ((XactReadOnly || RecoveryInProgress()) && lo_tier_state(loid) == LO_OFFSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("large object %u is offsite and cannot be recalled in a read-only transaction", loid),
+				 errdetail("A recall writes the large object's pages back into pg_largeobject."),
+				 errhint("Recall it in a read-write transaction on the primary: SELECT destor.lo_recall(%u);",
+						 loid)));
 	catalog_enter(&cu);
 	catalog_exec("UPDATE destor.lo_tiers SET recalled_at = pg_catalog.now() "
 				 "WHERE loid = $1 AND recalled_at IS NULL RETURNING object_id",
