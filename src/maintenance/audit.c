@@ -20,10 +20,12 @@
  * (destor.audit_failure_threshold); placement avoids failing providers for
  * new objects.
  *
- * The budget is in provider requests (two per check), spread evenly over
- * the providers that hold shards, so a round costs the same however much
- * is stored.  The maintenance worker runs one audit per round with
- * destor.audit_requests_per_round.
+ * The budget is in provider requests (two per check) and, optionally, in
+ * bytes read (a check reads the shard's trailer and one whole chunk: its
+ * tag covers the chunk, so less cannot be verified), both spread evenly
+ * over the providers that hold shards, so a round costs the same however
+ * much is stored.  The maintenance worker runs one audit per round with
+ * destor.audit_requests_per_round and destor.audit_bytes_per_round.
  */
 #include "postgres.h"
 
@@ -147,8 +149,28 @@ request_unavailable(ProviderRequest *r, char **detail, const char *what)
  * Check one chunk of one shard.  Returns AUDIT_PASSED, AUDIT_FAILED or
  * AUDIT_UNAVAILABLE, with *detail saying why when it did not pass.
  */
+/* What checking one chunk of the object reads: its trailer and the chunk. */
+static uint64
+audit_cost(const ObjectMeta *meta, uint64 stripe)
+{
+	ObjectGeometry g;
+
+	object_geometry(meta, &g);
+	return g.trailer_len + (stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size);
+}
+
+/* A random stripe of the object (any, when it has only one). */
+static uint64
+audit_pick_stripe(const ObjectMeta *meta)
+{
+	ObjectGeometry g;
+
+	object_geometry(meta, &g);
+	return g.nstripes > 1 ? pg_prng_uint64_range(&pg_global_prng_state, 0, g.nstripes - 1) : 0;
+}
+
 static ProviderAuditOutcome
-audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
+audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail)
 {
 	ObjectGeometry g;
 	ProviderRequest reqs[2];
@@ -156,12 +178,10 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
 	uint8	   *trailer;
 	uint8	   *tags;
 	uint8	   *chunk;
-	uint64		stripe;
 	uint64		cl;
 	ObjectChunkAuth *auth;
 
 	object_geometry(meta, &g);
-	stripe = g.nstripes > 1 ? pg_prng_uint64_range(&pg_global_prng_state, 0, g.nstripes - 1) : 0;
 	cl = stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size;
 	trailer = palloc(g.trailer_len);
 	chunk = palloc(Max(cl, 1));
@@ -214,9 +234,12 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
 }
 
 /*
- * destor.audit(pool name DEFAULT NULL, max_requests int DEFAULT 20)
+ * destor.audit(pool name DEFAULT NULL, max_requests int DEFAULT 20,
+ *              max_bytes bigint DEFAULT NULL)
  *   RETURNS TABLE (provider name, object_id uuid, shard_index int, ok boolean, detail text)
- * ok is NULL when the provider could not be asked.
+ * ok is NULL when the provider could not be asked.  max_bytes NULL: no
+ * limit in bytes; a check that would take a provider past its share is
+ * skipped (a smaller object's chunk may still fit).
  */
 Datum
 destor_audit(PG_FUNCTION_ARGS)
@@ -224,6 +247,9 @@ destor_audit(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *pool = PG_ARGISNULL(0) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(0)));
 	int			max_requests = PG_ARGISNULL(1) ? 20 : PG_GETARG_INT32(1);
+	bool		bytes_limited = PG_NARGS() > 2 && !PG_ARGISNULL(2);
+	int64		max_bytes = bytes_limited ? PG_GETARG_INT64(2) : 0;
+	int			nbudgets;
 	List	   *providers;
 	int			nproviders;
 	int			nchecks;
@@ -235,6 +261,11 @@ destor_audit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_requests must not be negative")));
+	if (max_bytes < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_bytes must not be negative"),
+				 errhint("Pass NULL for no limit in bytes.")));
 	InitMaterializedSRF(fcinfo, 0);
 	if (pool)
 		(void) pool_lookup(pool, false);	/* says clearly if there is no such pool */
@@ -245,6 +276,7 @@ destor_audit(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	/* checks spread evenly; the remainder to providers from a random start */
 	start = (int) pg_prng_uint64_range(&pg_global_prng_state, 0, nproviders - 1);
+	nbudgets = Min(nchecks, nproviders);	/* providers that get a check */
 	checkcxt = AllocSetContextCreate(CurrentMemoryContext, "destor audit check",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (int pi = 0; pi < nproviders; pi++)
@@ -254,6 +286,8 @@ destor_audit(PG_FUNCTION_ARGS)
 		AuditSample *samples;
 		int			nsamples;
 		Provider   *p;
+		uint64		bytes_left = bytes_limited ?
+			(uint64) (max_bytes / nbudgets + (pi < max_bytes % nbudgets ? 1 : 0)) : PG_UINT64_MAX;
 
 		if (want == 0)
 			continue;
@@ -268,6 +302,8 @@ destor_audit(PG_FUNCTION_ARGS)
 			ObjectMeta *meta;
 			ProviderAuditOutcome outcome;
 			char	   *detail = NULL;
+			uint64		stripe;
+			uint64		cost;
 			Datum		values[5];
 			bool		nulls[5] = {0};
 
@@ -282,7 +318,16 @@ destor_audit(PG_FUNCTION_ARGS)
 				MemoryContextReset(checkcxt);
 				continue;
 			}
-			outcome = audit_one(meta, samples[i].shard, p, &detail);
+			stripe = audit_pick_stripe(meta);
+			cost = audit_cost(meta, stripe);
+			if (cost > bytes_left)
+			{
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(checkcxt);
+				continue;		/* over this provider's share of the bytes */
+			}
+			bytes_left -= cost;
+			outcome = audit_one(meta, samples[i].shard, stripe, p, &detail);
 			provider_stats_note_audit(p, outcome);
 			MemoryContextSwitchTo(callcxt);
 			values[0] = DirectFunctionCall1(namein, CStringGetDatum(provname));

@@ -56,6 +56,7 @@ static char *maintenance_role = NULL;
 static bool maintenance_verify = false;
 static int	maintenance_orphan_age_s = 86400;
 static int	audit_requests_per_round = 20;
+static int	audit_bytes_per_round_kb = 64 * 1024;
 
 PGDLLEXPORT void destor_maintenance_main(Datum arg);
 
@@ -126,6 +127,11 @@ maintenance_define_gucs(void)
 							"Provider requests each maintenance round spends on audits (spot checks of random chunks); 0 turns them off.",
 							NULL, &audit_requests_per_round, 20, 0, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("destor.audit_bytes_per_round",
+							"Bytes each maintenance round may read for audits; 0 turns them off.",
+							"A check reads a shard's trailer and one whole chunk.",
+							&audit_bytes_per_round_kb, 64 * 1024, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomRealVariable("destor.audit_failure_threshold",
 							 "Share of a provider's recent audits that may fail before placement avoids it (it also takes at least 3 failures).",
 							 NULL, &destor_audit_failure_threshold, 0.2, 0.0, 1.0,
@@ -205,13 +211,14 @@ maintenance_round(void)
 		 * Audits and evacuations are skipped, not failed, for a role that may
 		 * not run them: a round fails only on what it did before them.
 		 */
-		if (audit_requests_per_round > 0 &&
+		if (audit_requests_per_round > 0 && audit_bytes_per_round_kb > 0 &&
 			query_int8("SELECT (CASE WHEN pg_catalog.has_function_privilege("
-					   "'destor.audit(pg_catalog.name, pg_catalog.int4)', 'EXECUTE')"
+					   "'destor.audit(pg_catalog.name, pg_catalog.int4, pg_catalog.int8)', 'EXECUTE')"
 					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
 		{
 			sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT ok)"
-						   "  FROM destor.audit(NULL, %d)", audit_requests_per_round);
+						   "  FROM destor.audit(NULL, %d, %lld)", audit_requests_per_round,
+						   (long long) audit_bytes_per_round_kb * 1024);
 			audits = query_int8(sql);
 			audits_failed = result_int8(2);
 		}
