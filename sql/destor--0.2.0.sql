@@ -829,3 +829,60 @@ CREATE FUNCTION blob_seek(fd integer, "offset" bigint, whence integer) RETURNS b
   AS 'MODULE_PATHNAME', 'blob_fd_seek' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION blob_tell(fd integer) RETURNS bigint
   AS 'MODULE_PATHNAME', 'blob_fd_tell' LANGUAGE C STRICT VOLATILE;
+
+-- Large objects tiered offsite under their own OIDs (issue 16): the pages
+-- go to a pool's object, the large object (OID, owner, ACL) stays.  One row
+-- per tiered large object; recalled_at is set while its pages are local
+-- again (the object is kept until it is tiered again or unlinked).  Dumped:
+-- a dump carries the reference, and a restored copy reads (never deletes)
+-- the original's objects.
+-- loid is a bigint: vacuumlo takes any oid column for references.
+CREATE TABLE lo_tiers (
+    loid         bigint PRIMARY KEY CHECK (loid BETWEEN 1 AND 4294967295),
+    object_id    uuid NOT NULL REFERENCES objects,
+    pool         name NOT NULL,
+    size         bigint NOT NULL CHECK (size >= 0),
+    tiered_at    timestamptz NOT NULL DEFAULT now(),
+    recalled_at  timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiers', '');
+REVOKE ALL ON lo_tiers FROM PUBLIC;
+CREATE FUNCTION lo_tier(lo oid, pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_tier_all(pool name, min_size bigint DEFAULT 0) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier_all' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_recall(lo oid) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_recall' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_readable(lo oid) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'destor_lo_readable' LANGUAGE C STABLE STRICT;
+-- Only large objects the caller may read (superusers: all).
+CREATE VIEW tiered_large_objects WITH (security_barrier) AS
+  SELECT t.loid::oid AS loid, t.pool, t.size, t.tiered_at, t.recalled_at
+    FROM lo_tiers t
+   WHERE lo_readable(t.loid::oid);
+GRANT SELECT ON tiered_large_objects TO PUBLIC;
+-- What SQL calls of the built-in large-object functions become (the planner
+-- hook redirects them): recall, then the built-in.  Not for direct use.
+CREATE FUNCTION lo_open_tiered(oid, integer) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_open_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid, bigint, integer) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_fragment_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_export_tiered(oid, text) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_export_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_put_tiered(oid, bigint, bytea) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_lo_put_tiered' LANGUAGE C VOLATILE STRICT;
+-- Declared rule: large objects of at least min_size bytes, never tiered or
+-- recalled more than recalled_before ago, go to pool; applied by
+-- apply_lo_tiering() and by the maintenance worker every round.
+CREATE TABLE lo_tiering_policies (
+    pool             name PRIMARY KEY,
+    min_size         bigint NOT NULL DEFAULT 0 CHECK (min_size >= 0),
+    recalled_before  interval NOT NULL DEFAULT '1 day' CHECK (recalled_before >= interval '0')
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiering_policies', '');
+REVOKE ALL ON lo_tiering_policies FROM PUBLIC;
+CREATE FUNCTION apply_lo_tiering() RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_apply_lo_tiering' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION apply_lo_tiering() FROM PUBLIC;

@@ -11,7 +11,8 @@
  *   - destor.cleanup_orphans() on every pool for shards older than
  *     destor.maintenance_orphan_age that no catalog row names;
  *   - destor.apply_tiering_policies(): the partitions that the declared
- *     policies (destor.tiering_policies) say should be offsite go there.
+ *     policies (destor.tiering_policies) say should be offsite go there;
+ *   - destor.apply_lo_tiering(): large objects, by destor.lo_tiering_policies.
  * Each round is one transaction of ordinary SQL calls; what it did goes to
  * the server log.  An error ends the round, not the worker: it is logged,
  * the round's transaction rolls back, destor.maintenance_status counts it
@@ -186,6 +187,7 @@ maintenance_round(void)
 	int64		rebuilt = 0;
 	int64		orphans = 0;
 	int64		tiered = 0;
+	int64		lo_tiered = 0;
 	int64		audits = 0;
 	int64		audits_failed = 0;
 	int64		evacuated = 0;
@@ -255,6 +257,11 @@ maintenance_round(void)
 					   " WHERE w.fdwname = 'destor'", maintenance_orphan_age_s);
 		orphans = query_int8(sql);
 		tiered = query_int8("SELECT pg_catalog.count(*) FROM destor.apply_tiering_policies()");
+		/* large objects by their declared rule (issue 16), where installed */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.apply_lo_tiering()') IS NOT NULL"
+					   " AND pg_catalog.has_function_privilege('destor.apply_lo_tiering()', 'EXECUTE')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			lo_tiered = query_int8("SELECT destor.apply_lo_tiering()");
 	}
 
 	catalog_spi_finish(save_nestlevel);
@@ -274,6 +281,10 @@ maintenance_round(void)
 				(errmsg("maintenance round in database \"%s\": %lld of %lld audits failed",
 						maintenance_database, (long long) audits_failed, (long long) audits),
 				 errhint("destor.provider_status shows which providers failed them.")));
+	if (lo_tiered > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld large objects tiered",
+						maintenance_database, (long long) lo_tiered)));
 	if (evacuated > 0)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld shards moved off providers failing their audits",
