@@ -14,7 +14,10 @@
  * A shard missing, short or corrupt is a failed audit; a provider that
  * could not be asked (connection refused, timed out, directory gone) is
  * unavailable, which says nothing about whether it keeps its data and is
- * not counted as a failure.  Each outcome goes to the provider's shared
+ * not counted as a failure.  A check that fails is only counted if the
+ * catalog, as committed now, still places the shard there: the audit's
+ * snapshot may predate a deletion or a move whose old copy is gone.  Each
+ * outcome goes to the provider's shared
  * statistics (provider_stats.c): audits passed and failed, the last audit,
  * and the recent outcomes from which a provider is judged "failing"
  * (destor.audit_failure_threshold); placement avoids failing providers for
@@ -35,6 +38,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "destor/catalog.h"
 #include "destor/object.h"
@@ -148,7 +152,7 @@ request_unavailable(ProviderRequest *r, char **detail, const char *what)
  * AUDIT_UNAVAILABLE, with *detail saying why when it did not pass.
  */
 static ProviderAuditOutcome
-audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
+audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chunk)
 {
 	ObjectGeometry g;
 	ProviderRequest reqs[2];
@@ -181,6 +185,7 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
 	provider_execute(reqs, 2);
 
 	*detail = NULL;
+	*bad_chunk = false;
 	if (!reqs[0].ok)
 		return request_unavailable(&reqs[0], detail, "shard") ? AUDIT_UNAVAILABLE : AUDIT_FAILED;
 	if (reqs[0].result_size != g.trailer_len)
@@ -207,10 +212,25 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail)
 		*detail = psprintf("chunk of stripe %llu %s", (unsigned long long) stripe,
 						   meta->key_version == OBJECT_FORMAT_CRC ?
 						   "does not match its checksum" : "failed authentication");
-		provider_stats_note_bad_chunk(meta->shards[shard].provider);
+		*bad_chunk = true;
 		return AUDIT_FAILED;
 	}
 	return AUDIT_PASSED;
+}
+
+/*
+ * Does the catalog, as committed now, still place this shard on this
+ * provider?  The audit's snapshot may be older than a deletion or a move
+ * committed since, whose post-commit cleanup (or cleanup_orphans) took the
+ * shard away: the provider is not to blame for that.
+ */
+static bool
+audit_still_placed(const AuditSample *s, const char *provname)
+{
+	ObjectMeta *now = catalog_get_object_at(s->id, true, GetLatestSnapshot());
+
+	return now != NULL && s->shard < now->data_shards + now->parity_shards &&
+		strcmp(now->shards[s->shard].provider, provname) == 0;
 }
 
 /*
@@ -268,6 +288,7 @@ destor_audit(PG_FUNCTION_ARGS)
 			ObjectMeta *meta;
 			ProviderAuditOutcome outcome;
 			char	   *detail = NULL;
+			bool		bad_chunk = false;
 			Datum		values[5];
 			bool		nulls[5] = {0};
 
@@ -282,7 +303,16 @@ destor_audit(PG_FUNCTION_ARGS)
 				MemoryContextReset(checkcxt);
 				continue;
 			}
-			outcome = audit_one(meta, samples[i].shard, p, &detail);
+			outcome = audit_one(meta, samples[i].shard, p, &detail, &bad_chunk);
+			/* a failure only counts if the shard is still meant to be there */
+			if (outcome == AUDIT_FAILED && !audit_still_placed(&samples[i], provname))
+			{
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(checkcxt);
+				continue;
+			}
+			if (bad_chunk)
+				provider_stats_note_bad_chunk(provname);
 			provider_stats_note_audit(p, outcome);
 			MemoryContextSwitchTo(callcxt);
 			values[0] = DirectFunctionCall1(namein, CStringGetDatum(provname));
