@@ -5,11 +5,13 @@
  * ask them, now and then, for a random piece of what they hold and check
  * it.  destor does the same with its providers.  Each check picks, for a
  * provider, a random shard it should hold and a random stripe of it, and
- * makes two ranged reads: the shard's trailer (its chunk tags and footer)
- * and that one chunk.  The chunk must match its tag — keyed from the
- * object's data key (format 2), so a provider cannot forge it — and the
- * trailer must describe the shard: the check code is object_repair.c's
- * (object_parse_trailer, object_chunk_verify).  Nothing is decrypted.
+ * makes two ranged reads: the shard's trailer (its chunk tags and footer;
+ * for a large format-2 object only that chunk's tag, so a check reads at
+ * most a chunk and 4 KiB whatever the object's size) and that one chunk.
+ * The chunk must match its tag — keyed from the object's data key (format
+ * 2), so a provider cannot forge it — and the trailer must describe the
+ * shard: the check code is object_repair.c's (object_parse_trailer,
+ * object_chunk_verify).  Nothing is decrypted.
  *
  * A shard missing, short or corrupt is a failed audit; a provider that
  * could not be asked (connection refused, timed out, directory gone) is
@@ -46,6 +48,8 @@
 PG_FUNCTION_INFO_V1(destor_audit);
 
 #define AUDIT_REQUESTS_PER_CHECK	2
+/* a larger trailer is not read whole: only the audited chunk's tag */
+#define AUDIT_MAX_TRAILER			4096
 
 typedef struct AuditSample
 {
@@ -150,6 +154,15 @@ request_unavailable(ProviderRequest *r, char **detail, const char *what)
 /*
  * Check one chunk of one shard.  Returns AUDIT_PASSED, AUDIT_FAILED or
  * AUDIT_UNAVAILABLE, with *detail saying why when it did not pass.
+ *
+ * Two ranged reads: the chunk, and what verifies it.  The shard's whole
+ * trailer (every chunk's tag and the footer) is read while it is small
+ * (AUDIT_MAX_TRAILER): the footer is checked too.  A large object's
+ * trailer grows with its stripes (16 bytes each: 64 MB for a 1 TB shard),
+ * so then only the chunk's own tag is read: a format-2 tag is keyed with
+ * the object's data key over object id, shard index, stripe and chunk, so
+ * it alone proves the provider holds that chunk of that shard.  Format-1
+ * CRCs bind nothing, so those objects are always checked with the footer.
  */
 static ProviderAuditOutcome
 audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chunk)
@@ -162,19 +175,23 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chu
 	uint8	   *chunk;
 	uint64		stripe;
 	uint64		cl;
+	uint64		tlen;
+	bool		whole_trailer;
 	ObjectChunkAuth *auth;
 
 	object_geometry(meta, &g);
 	stripe = g.nstripes > 1 ? pg_prng_uint64_range(&pg_global_prng_state, 0, g.nstripes - 1) : 0;
 	cl = stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size;
-	trailer = palloc(g.trailer_len);
+	whole_trailer = g.trailer_len <= AUDIT_MAX_TRAILER || meta->key_version == OBJECT_FORMAT_CRC;
+	tlen = whole_trailer ? g.trailer_len : (uint64) g.tag_len;
+	trailer = palloc_extended(tlen, MCXT_ALLOC_HUGE);
 	chunk = palloc(Max(cl, 1));
 	memset(reqs, 0, sizeof(reqs));
 	reqs[0].provider = p;
 	reqs[0].op = POP_GET;
 	reqs[0].key = key;
-	reqs[0].offset = g.shard_data_len;
-	reqs[0].length = g.trailer_len;
+	reqs[0].offset = g.shard_data_len + (whole_trailer ? 0 : stripe * g.tag_len);
+	reqs[0].length = tlen;
 	reqs[0].buf = (char *) trailer;
 	reqs[1].provider = p;
 	reqs[1].op = POP_GET;
@@ -188,17 +205,23 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chu
 	*bad_chunk = false;
 	if (!reqs[0].ok)
 		return request_unavailable(&reqs[0], detail, "shard") ? AUDIT_UNAVAILABLE : AUDIT_FAILED;
-	if (reqs[0].result_size != g.trailer_len)
+	if (reqs[0].result_size != tlen)
 	{
 		*detail = pstrdup("shard: shorter than it should be");
 		return AUDIT_FAILED;
 	}
-	tags = palloc_extended((size_t) g.tag_len * g.nstripes, MCXT_ALLOC_HUGE);
-	if (!object_parse_trailer(meta, &g, shard, trailer, tags))
+	if (whole_trailer)
 	{
-		*detail = pstrdup("shard: its footer does not describe this shard");
-		return AUDIT_FAILED;
+		tags = palloc_extended((size_t) g.tag_len * g.nstripes, MCXT_ALLOC_HUGE);
+		if (!object_parse_trailer(meta, &g, shard, trailer, tags))
+		{
+			*detail = pstrdup("shard: its footer does not describe this shard");
+			return AUDIT_FAILED;
+		}
+		tags += stripe * g.tag_len;
 	}
+	else
+		tags = trailer;
 	if (!reqs[1].ok)
 		return request_unavailable(&reqs[1], detail, "chunk") ? AUDIT_UNAVAILABLE : AUDIT_FAILED;
 	if (reqs[1].result_size != cl)
@@ -207,7 +230,7 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chu
 		return AUDIT_FAILED;
 	}
 	auth = object_chunk_auth_create(meta);
-	if (!object_chunk_verify(auth, shard, stripe, chunk, cl, tags + stripe * g.tag_len))
+	if (!object_chunk_verify(auth, shard, stripe, chunk, cl, tags))
 	{
 		*detail = psprintf("chunk of stripe %llu %s", (unsigned long long) stripe,
 						   meta->key_version == OBJECT_FORMAT_CRC ?

@@ -546,5 +546,42 @@ is(q1(q{SELECT count(*) FROM destor.shards WHERE provider = 'h3'}), $on_h3, 'and
 rename("$h[2].away", $h[2]) or die;
 is(intact('hpool'), '8/8', 'hpool blobs read back');
 
+# ===========================================================================
+# 14. What an audit reads does not grow with the object: a 20 MiB blob
+#    with one data shard has ~320 stripes, a 5 KiB trailer; each check
+#    reads at most one chunk and 4 KiB.  And on that path too, another
+#    shard served under the name, or a truncated shard, fails.
+# ===========================================================================
+my @q = providers('q', 2);
+q1("CREATE SERVER qpool FOREIGN DATA WRAPPER destor OPTIONS (providers '" . names('q', 2)
+	  . "', data_shards '1', parity_shards '1')");
+put_blobs('qpool', 1, 20 * 1024 * 1024);
+my $qid = q1("SELECT b::uuid FROM stored WHERE pool = 'qpool'");
+q1("SELECT destor.provider_stats_reset()");
+my $qchecks = 0;
+$qchecks += q1("SELECT count(*) FROM destor.audit('qpool', 4) WHERE ok") for 1 .. 5;
+is($qchecks, 10, 'ten checks of the big blob pass');
+$read = q1("SELECT sum(bytes_read) FROM destor.provider_status WHERE provider LIKE 'q_'");
+cmp_ok($read / 10, '<=', 65536 + 4096, "a check reads at most a chunk and 4 KiB ($read bytes in 10)");
+my ($q0prov, $q0dir) = shard_dir($qid, 0);
+my ($q1prov, $q1dir) = shard_dir($qid, 1);
+my $q0file = shard_file($q0dir, $qid, 0);
+my $q0saved = slurp($q0file);
+spew($q0file, slurp(shard_file($q1dir, $qid, 1)));
+$rows = '';
+$rows .= q1(qq{SELECT string_agg(ok::text, ',') FROM destor.audit('qpool', 4) WHERE provider = '$q0prov'}) . ','
+  for 1 .. 5;
+is($rows, 'false,' x 5, "shard 1 served as shard 0: every audit of $q0prov fails");
+spew($q0file, $q0saved);
+my $q1file = shard_file($q1dir, $qid, 1);
+truncate($q1file, int((-s $q1file) * 0.9)) or die;
+$rows = '';
+$rows .= q1(qq{SELECT string_agg(ok::text, ',') FROM destor.audit('qpool', 4) WHERE provider = '$q1prov'}) . ','
+  for 1 .. 5;
+is($rows, 'false,' x 5, "shard 1 cut short: every audit of $q1prov fails");
+is(q1(qq{SELECT string_agg(ok::text, ',') FROM destor.audit('qpool', 4) WHERE provider = '$q0prov'}), 'true',
+	'the real shard 0 passes again');
+is(intact('qpool'), '1/1', 'the big blob reads back');
+
 done_testing();
 $node->stop;
