@@ -382,6 +382,22 @@ for my $opt ('cost_per_gb_month', 'cost_per_request', 'egress_per_gb')
 		q1("ALTER SERVER k2 OPTIONS (DROP $opt)") if $ret == 0;
 	}
 }
+# a price the validator reads (strtod takes hexadecimal) must be read the
+# same way by the reports, or they fail for everyone
+($ret, $out, $err) = $node->psql('postgres', "ALTER SERVER k2 OPTIONS (SET cost_per_gb_month '0x10')");
+if ($ret == 0)
+{
+	($ret, $out, $err) = $node->psql('postgres',
+		"SELECT monthly_cost FROM destor.storage_report WHERE pool = 'kpool' AND provider = 'k2'");
+	is($ret, 0, "cost_per_gb_month '0x10' accepted: storage_report still works") or diag($err);
+	is($out, sprintf('%.6f', $disk{k2} / 1e9 * 16), 'and prices it as 16, as placement does');
+	q1("ALTER SERVER k2 OPTIONS (SET cost_per_gb_month '3')");
+}
+else
+{
+	pass("cost_per_gb_month '0x10' refused");
+	pass('so the reports never see it');
+}
 is(q1(q{SELECT count(*) FROM destor.storage_report}) > 0 ? 1 : 0, 1, 'storage_report still works');
 is(q1(q{SELECT count(*) FROM destor.cost_report}) > 0 ? 1 : 0, 1, 'cost_report still works');
 
