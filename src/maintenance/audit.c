@@ -199,6 +199,15 @@ audit_one(ObjectMeta *meta, int shard, Provider *p, char **detail, bool *bad_chu
 	reqs[1].offset = stripe * meta->chunk_size;
 	reqs[1].length = cl;
 	reqs[1].buf = (char *) chunk;
+	/*
+	 * No retries: a spot check has nothing waiting on it, and retrying a
+	 * provider that stalls (request_timeout, 60 s by default, times
+	 * 1 + max_retries) would hold the maintenance round for minutes and
+	 * spend requests beyond the budget.  A check that could not be made
+	 * is unavailable, which does not count against the provider.
+	 */
+	reqs[0].no_retry = true;
+	reqs[1].no_retry = true;
 	provider_execute(reqs, 2);
 
 	*detail = NULL;

@@ -599,5 +599,34 @@ is(q1(qq{SELECT string_agg(ok::text, ',') FROM destor.audit('qpool', 4) WHERE pr
 	'the real shard 0 passes again');
 is(intact('qpool'), '1/1', 'the big blob reads back');
 
+# ===========================================================================
+# 15. A provider that stalls (an s3 provider behind a proxy that holds
+#     every request): its audits are unavailable, not failed, and the
+#     audit's time is bounded by request_timeout, retries included.
+# ===========================================================================
+my @s3 = DestorTest::start_s3_servers(3, $base);
+my $delay_file = "$base/delay_ms";
+my $proxy = DestorTest::start_delay_proxy($s3[0]->{port}, $delay_file);
+my @sprov = ({ %{ $s3[0] }, port => $proxy->{port} }, @s3[1 .. 2]);
+q1(DestorTest::providers_sql('spool', 2, 1, @sprov));
+put_blobs('spool', 4, 30_000);
+is(q1(q{SELECT count(*) FILTER (WHERE ok) FROM destor.audit('spool', 6)}), '3', 'spool: three checks pass');
+open(my $dfh, '>', $delay_file) or die;
+print $dfh "30000\n";
+close $dfh;
+my $t0 = time;
+$rows = q1(q{SET destor.request_timeout = 1000; SET destor.max_retries = 2; SET destor.provider_down_interval = 0;
+             SELECT provider || ':' || coalesce(ok::text, 'unavailable') FROM destor.audit('spool', 6) ORDER BY 1});
+my $took = time - $t0;
+unlink $delay_file;
+is($rows, "s1:unavailable\ns2:true\ns3:true", 's1 stalls: its check is unavailable, the others pass');
+cmp_ok($took, '<', 20, "and the audit ends in ${took}s (request_timeout 1s, 2 retries)");
+like(audit_counts('s1'), qr{^\d+/0/1/false$}, 'provider_status: s1 unavailable once, no failure');
+# a spot check has nothing to wait for: retrying a stalled provider only
+# makes the round longer and spends requests beyond the budget
+is(q1(q{SELECT retries FROM destor.provider_status WHERE provider = 's1'}), '0', 'the audit did not retry s1');
+DestorTest::stop_delay_proxy($proxy);
+DestorTest::stop_s3($_) for @s3;
+
 done_testing();
 $node->stop;
