@@ -628,5 +628,31 @@ is(q1(q{SELECT retries FROM destor.provider_status WHERE provider = 's1'}), '0',
 DestorTest::stop_delay_proxy($proxy);
 DestorTest::stop_s3($_) for @s3;
 
+# ===========================================================================
+# 16. After evacuation a provider holds nothing, so it is never audited
+#     again: does its reputation ever recover?
+# ===========================================================================
+my @v = providers('v', 7);
+q1("CREATE SERVER vpool FOREIGN DATA WRAPPER destor OPTIONS (providers '" . names('v', 7)
+	  . "', data_shards '4', parity_shards '2', evacuate_failing 'on')");
+put_blobs('vpool', 8, 10_000);
+unlink(DestorTest::files_under($v[1]));
+q1("SELECT count(*) FROM destor.audit('vpool', 100)") for 1 .. 4;
+like(audit_counts('v2'), qr{/true$}, 'v2 lost its shards: failing');
+q1("SELECT count(*) FROM destor.move_shards('v2')");
+is(q1("SELECT count(*) FROM destor.shards WHERE provider = 'v2'"), '0', 'evacuated: v2 holds no shard');
+# v2's folder is healthy again (empty, writable); audits go on
+q1("SELECT count(*) FROM destor.audit('vpool', 100)") for 1 .. 25;
+{
+	local $TODO = 'an evacuated provider stays failing until provider_stats_reset() or a restart';
+	like(audit_counts('v2'), qr{/false$}, 'after 25 more audit rounds v2 is not failing for ever ('
+		  . audit_counts('v2') . ')');
+	q1("INSERT INTO stored SELECT 'vpool', 'vpool-new-' || g, 10000, destor.blob_put('vpool', rnd('vpool-new-' || g, 10000))"
+		  . " FROM generate_series(1, 10) g");
+	cmp_ok(q1("SELECT count(*) FROM destor.shards WHERE provider = 'v2'"), '>', 0,
+		'and new objects use it again');
+}
+is(intact('vpool'), '18/18', 'vpool blobs read back');
+
 done_testing();
 $node->stop;
