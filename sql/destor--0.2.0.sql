@@ -371,7 +371,7 @@ CREATE VIEW storage_report AS
            round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
                  / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
            round(p.stored_bytes / 1e9 * coalesce(
-             (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+             (SELECT substr(o, 19)::float8::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
                WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
              AS monthly_cost,
            coalesce(a.requests * p.stored_bytes / nullif(a.provider_bytes, 0), 0) AS requests,
