@@ -227,10 +227,11 @@ CREATE OR REPLACE VIEW storage_report AS
     SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
       FROM owners GROUP BY 1, 2, 3
   ), activity AS (
-    -- each provider's requests and egress since the last reset, and the
-    -- share of them a row of per_provider is charged: its stored bytes
-    -- over all the bytes the provider stores
-    SELECT fs.srvname AS provider, coalesce(st.requests, 0) AS requests,
+    -- each provider's requests (each retry is one more, billed too) and
+    -- egress since the last reset, and the share of them a row of
+    -- per_provider is charged: its stored bytes over all the bytes the
+    -- provider stores
+    SELECT fs.srvname AS provider, coalesce(st.requests, 0) + coalesce(h.retries, 0) AS requests,
            coalesce(st.bytes_read, 0) AS bytes_read,
            (SELECT sum(sh.size) FROM shards sh WHERE sh.provider = fs.srvname) AS provider_bytes,
            coalesce((SELECT substr(o, 18)::float8::numeric FROM unnest(fs.srvoptions) o
@@ -240,6 +241,7 @@ CREATE OR REPLACE VIEW storage_report AS
       FROM pg_foreign_server fs
       JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw AND w.fdwname = 'destor_provider'
       LEFT JOIN provider_stats() st ON st.serverid = fs.oid
+      LEFT JOIN provider_health() h ON h.serverid = fs.oid
   ), priced AS (
     SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
            round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
