@@ -214,7 +214,7 @@ lo_before_call(Oid builtin, Oid loid, AclMode mode)
 	if (!lo_compat_privileges &&
 		pg_largeobject_aclcheck_snapshot(loid, GetUserId(), mode, NULL) != ACLCHECK_OK)
 		return false;
-	/* the common case, unlocked: never tiered */
+	/* the common case: never tiered (one index lookup in destor.lo_tiers) */
 	switch (lo_tier_state(loid))
 	{
 		case LO_LOCAL:
@@ -230,7 +230,7 @@ lo_before_call(Oid builtin, Oid loid, AclMode mode)
 	/*
 	 * The statement's snapshot may predate the recall (this call's, an
 	 * earlier call's in the same statement, or one another session
-	 * committed while we waited for the lock): the built-in reads under a
+	 * committed while we waited for its row): the built-in reads under a
 	 * new one, which sees the pages.  lo_open(INV_READ) keeps it for the
 	 * descriptor.
 	 */

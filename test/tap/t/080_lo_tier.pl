@@ -186,6 +186,20 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM many m JOIN destor.lo_tie
 is($node->safe_psql('postgres', "BEGIN; SELECT count(*) FILTER (WHERE convert_from(lo_get(lo), 'UTF8') LIKE 'small %') FROM many; $object_locks; COMMIT;"),
 	"100\n0", 'one statement recalls all 100, holding no lock for each');
 
+# --- the maintenance worker applies the rule every round ---------------------------------
+$node->safe_psql('postgres', q{CREATE TABLE keep AS SELECT lo_from_bytea(0, convert_to(repeat('policy ', 1000), 'UTF8')) AS lo});
+my $kept = $node->safe_psql('postgres', 'SELECT lo FROM keep');
+$node->safe_psql('postgres', q{INSERT INTO destor.lo_tiering_policies VALUES ('archive', 5000, '1 day')});
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.maintenance_naptime = '1s'; SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM destor.lo_tiers WHERE loid = $kept AND recalled_at IS NULL"),
+	'the maintenance worker tiers a large object by the rule');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET destor.maintenance_naptime; SELECT pg_reload_conf()");
+ok($node->log_contains(qr/maintenance round in database "postgres": \d+ large objects tiered/), 'and logs it');
+is($node->safe_psql('postgres', "SELECT count(*) FROM destor.lo_tiers WHERE recalled_at IS NULL AND loid NOT IN ($kept, $oid{text})"),
+	'0', 'only the one the rule picks (the others are small or were recalled within a day)');
+is($node->safe_psql('postgres', "SELECT lo_get($kept) = convert_to(repeat('policy ', 1000), 'UTF8')"), 't',
+	'it reads back');
+
 # --- a database without the extension: a look-alike schema destor redirects nothing ------
 # (destor is preloaded for the whole cluster; a role that may create schemas must not be
 # able to stand in for destor's wrappers or catalog and run code as another role)
