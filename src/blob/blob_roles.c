@@ -105,16 +105,18 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 			Oid			from = get_rolespec_oid(lfirst(lc), false);
 			ListCell   *bc;
 
-			/* one by one: each blob's ACL follows its owner (aclnewowner) */
+			/* a blob with grants one by one: its ACL follows its owner
+			 * (aclnewowner); then the others, in one statement */
 			foreach(bc, catalog_blobs_of(from))
 			{
 				uint8	   *id = lfirst(bc);
 				Oid			owner;
 				Acl		   *acl;
 
-				if (catalog_get_blob_acl(id, &owner, &acl))
+				if (catalog_get_blob_acl(id, &owner, &acl) && acl != NULL)
 					blob_acl_change_owner(id, owner, acl, to);
 			}
+			catalog_reassign_blobs(from, to);
 		}
 	}
 	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
