@@ -69,7 +69,7 @@ CREATE TEMP VIEW cost_expected AS
          st.bytes_read::numeric * r.bytes / t.bytes / 1e9 * p.egress AS egress_cost
     FROM rows r JOIN tot t USING (provider) JOIN cost_prices p USING (provider)
     JOIN destor.provider_stats() st ON st.serverid = p.serverid;
-SELECT count(*) AS rows, count(DISTINCT e.provider) AS providers,
+SELECT count(*) = (SELECT count(*) FROM cost_expected) AND count(*) >= 6 AS rows, count(DISTINCT e.provider) AS providers,
        bool_and(r.stored_bytes = e.bytes) AS bytes_match,
        bool_and(abs(r.monthly_cost - e.storage) < 1e-6) AS storage_cost_matches,
        bool_and(abs(r.requests_since_reset - e.requests) < 1e-3) AS requests_match,
@@ -121,13 +121,23 @@ CREATE TEMP VIEW cost_modes AS
   )
   SELECT 'current' AS placement, (SELECT sum(cost_bytes) FROM obj) / 1e9 AS cost
   UNION ALL
-  SELECT 'spread', (SELECT sum(bytes) FROM obj) * (SELECT avg(gb_month) FROM ranked) / 1e9
+  -- spread rotates by object id: each object on some 3 of the 4; fastest
+  -- goes by each provider's recent reads as placement sees them: both lie
+  -- between the cheapest and the dearest 3 (checked as a range below)
+  SELECT 'spread', NULL
   UNION ALL
   SELECT 'cheapest', (SELECT sum(bytes * (SELECT avg(gb_month) FROM ranked WHERE by_price <= n)) FROM obj) / 1e9
   UNION ALL
-  SELECT 'fastest', (SELECT sum(bytes * (SELECT avg(gb_month) FROM ranked WHERE by_speed <= n)) FROM obj) / 1e9;
+  SELECT 'fastest', NULL;
 SELECT c.placement, c.is_pool_mode, c.objects = (SELECT count(*) FROM destor.objects WHERE pool = 'costpool') AS all_objects,
-       abs(c.monthly_cost - m.cost) < 1e-6 AS cost_matches, c.monthly_cost > 0 AS priced,
+       CASE WHEN m.cost IS NOT NULL THEN abs(c.monthly_cost - m.cost) < 1e-6
+            ELSE c.monthly_cost >= (SELECT monthly_cost FROM destor.placement_cost('costpool')
+                                     WHERE placement = 'cheapest')
+             AND c.monthly_cost <= (SELECT sum(bytes * (SELECT avg(gb_month) FROM (
+                                      SELECT gb_month FROM cost_prices ORDER BY gb_month DESC LIMIT 3) d)) / 1e9
+                                      FROM (SELECT sum(s.size) AS bytes FROM destor.shards s JOIN destor.objects ob
+                                            USING (object_id) WHERE ob.pool = 'costpool' GROUP BY object_id) o)
+       END AS cost_matches, c.monthly_cost > 0 AS priced,
        CASE c.placement WHEN 'fastest' THEN cardinality(c.providers)::text ELSE c.providers::text END AS providers
   FROM destor.placement_cost('costpool') c JOIN cost_modes m USING (placement);
 -- cheapest is the cheapest mode, and storage_report prices what is there now
@@ -143,6 +153,26 @@ SELECT placement, is_pool_mode, objects, monthly_cost, providers FROM destor.pla
  WHERE placement <> 'fastest';
 -- not a pool: nothing
 SELECT count(*) FROM destor.placement_cost('cr1');
+-- the caps are applied: one shard per geo of EU, CH, US forces the dear CH
+-- provider into every placement, and cheapest takes EU's cheaper one
+CREATE SERVER costcap FOREIGN DATA WRAPPER destor
+  OPTIONS (providers 'cr1,cr2,cr3,cr4', data_shards '2', parity_shards '1', max_shards_per_geo '1');
+CREATE TABLE cost_capped AS
+  SELECT destor.blob_put('costcap', convert_to(repeat('capped ' || g, 3000), 'UTF8')) AS b
+    FROM generate_series(1, 12) g;
+-- (placement_mode_cost: the unrounded bytes x price behind placement_cost)
+WITH shard_bytes AS (
+  SELECT sum(s.size) / 3 AS per_provider FROM destor.shards s JOIN destor.objects o USING (object_id)
+   WHERE o.pool = 'costcap')
+SELECT m.mode,
+       CASE WHEN m.mode = 'cheapest' THEN
+         abs(destor.placement_mode_cost('costcap', m.mode) / (per_provider * (0.010 + 0.040 + 0.005)) - 1) < 1e-9
+       END AS cheapest_with_caps,
+       destor.placement_mode_cost('costcap', m.mode) BETWEEN per_provider * (0.010 + 0.040 + 0.005) * (1 - 1e-9)
+                                                    AND per_provider * (0.020 + 0.040 + 0.005) * (1 + 1e-9)
+         AS within_capped_range
+  FROM shard_bytes, (VALUES ('spread'), ('cheapest'), ('fastest')) m(mode) ORDER BY 1;
+SELECT destor.placement_mode_cost('costcap', 'nearest');
 
 -- like storage_report, the cost views show every role's data: superusers only
 SET ROLE regress_destor_user;
@@ -152,3 +182,6 @@ RESET ROLE;
 
 DROP FOREIGN TABLE cost_rows;
 DROP TABLE cost_blobs;
+SELECT count(destor.blob_delete(b)) FROM cost_capped;
+DROP TABLE cost_capped;
+DROP SERVER costcap;

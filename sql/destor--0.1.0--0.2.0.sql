@@ -227,10 +227,11 @@ CREATE OR REPLACE VIEW storage_report AS
     SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
       FROM owners GROUP BY 1, 2, 3
   ), activity AS (
-    -- each provider's requests and egress since the last reset, and the
-    -- share of them a row of per_provider is charged: its stored bytes
-    -- over all the bytes the provider stores
-    SELECT fs.srvname AS provider, coalesce(st.requests, 0) AS requests,
+    -- each provider's requests (each retry is one more, billed too) and
+    -- egress since the last reset, and the share of them a row of
+    -- per_provider is charged: its stored bytes over all the bytes the
+    -- provider stores
+    SELECT fs.srvname AS provider, coalesce(st.requests, 0) + coalesce(h.retries, 0) AS requests,
            coalesce(st.bytes_read, 0) AS bytes_read,
            (SELECT sum(sh.size) FROM shards sh WHERE sh.provider = fs.srvname) AS provider_bytes,
            coalesce((SELECT substr(o, 18)::float8::numeric FROM unnest(fs.srvoptions) o
@@ -240,12 +241,13 @@ CREATE OR REPLACE VIEW storage_report AS
       FROM pg_foreign_server fs
       JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw AND w.fdwname = 'destor_provider'
       LEFT JOIN provider_stats() st ON st.serverid = fs.oid
+      LEFT JOIN provider_health() h ON h.serverid = fs.oid
   ), priced AS (
     SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
            round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
                  / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
            round(p.stored_bytes / 1e9 * coalesce(
-             (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+             (SELECT substr(o, 19)::float8::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
                WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
              AS monthly_cost,
            coalesce(a.requests * p.stored_bytes / nullif(a.provider_bytes, 0), 0) AS requests,
@@ -281,25 +283,21 @@ CREATE VIEW cost_report AS
    GROUP BY GROUPING SETS ((pool, kind, name), (pool));
 
 -- What a pool's stored bytes would cost a month under each placement mode
--- (option placement), next to what they cost where they are now.  Each
--- object's shards are all the same size, one per provider, so an object
--- costs its stored bytes times the average cost_per_gb_month of the
--- providers holding its shards.  The providers a mode would choose are
--- the pool's eligible ones (listed in providers, tagged with one of
--- allowed_geo if that is set):
---   spread    the average over all eligible providers (it evens out their
---             stored bytes);
---   cheapest  the average of the object's data_shards + parity_shards
---             cheapest ones;
---   fastest   the average of as many with the lowest measured latency
---             (provider_stats() latency_p50_ms; unmeasured ones last).
--- max_shards_per_geo and max_shards_per_operator are not applied: the
--- figures are what the prices and latencies allow, a bound for a pool that
--- sets them; ties go by provider name (writes break them at random).
--- providers: those a mode uses, in its order (for cheapest and fastest the
--- first data_shards + parity_shards of the pool's widest object).  One
--- row per mode, and one 'current' row; is_pool_mode marks the pool's own
--- mode.  A name that is not a pool gives no rows.
+-- (option placement), next to what they cost where they are now.  For each
+-- mode every object is placed afresh by the rules rebalance follows —
+-- allowed_geo, max_shards_per_geo, max_shards_per_operator, and the mode's
+-- order (spread: rotation by object id; cheapest: cost_per_gb_month;
+-- fastest: recent read latency) — and priced at its providers'
+-- cost_per_gb_month (placement_mode_cost, C); NULL when the rules leave
+-- some object no placement.  providers: the eligible providers (listed,
+-- tagged with one of allowed_geo if set) in the mode's order (for cheapest
+-- and fastest the first data_shards + parity_shards of the pool's widest
+-- object; ties by name).  One row per mode, and one 'current' row;
+-- is_pool_mode marks the pool's own mode.  A name that is not a pool gives
+-- no rows.
+CREATE FUNCTION placement_mode_cost(pool name, mode text) RETURNS numeric
+  AS 'MODULE_PATHNAME', 'destor_placement_mode_cost' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION placement_mode_cost(name, text) FROM PUBLIC;
 CREATE FUNCTION placement_cost(pool name)
   RETURNS TABLE (placement text, is_pool_mode boolean, objects bigint, stored_bytes numeric,
                  providers name[], monthly_cost numeric)
@@ -342,27 +340,22 @@ CREATE FUNCTION placement_cost(pool name)
            (SELECT sum(cost_bytes) FROM obj) AS cost_bytes
     UNION ALL
     SELECT 'spread', 1, (SELECT array_agg(provider ORDER BY provider) FROM eligible),
-           (SELECT sum(bytes) FROM obj) * (SELECT avg(price) FROM eligible)
+           placement_mode_cost($1, 'spread')
     UNION ALL
     SELECT 'cheapest', 2,
            (SELECT array_agg(provider ORDER BY price, provider) FROM (
               SELECT * FROM eligible ORDER BY price, provider LIMIT (SELECT max(n) FROM obj)) e),
-           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
-              SELECT avg(price) AS avg_price FROM (
-                SELECT price FROM eligible ORDER BY price, provider LIMIT obj.n) e) c)
+           placement_mode_cost($1, 'cheapest')
     UNION ALL
     SELECT 'fastest', 3,
            (SELECT array_agg(provider ORDER BY latency_p50_ms NULLS LAST, provider) FROM (
               SELECT * FROM eligible ORDER BY latency_p50_ms NULLS LAST, provider
                LIMIT (SELECT max(n) FROM obj)) e),
-           (SELECT sum(obj.bytes * c.avg_price) FROM obj, LATERAL (
-              SELECT avg(price) AS avg_price FROM (
-                SELECT price FROM eligible
-                 ORDER BY latency_p50_ms NULLS LAST, provider LIMIT obj.n) e) c)
+           placement_mode_cost($1, 'fastest')
   )
   SELECT m.placement, m.placement = opts.mode, (SELECT count(*) FROM obj),
          coalesce((SELECT sum(bytes) FROM obj), 0), m.providers,
-         round(coalesce(m.cost_bytes, 0) / 1e9, 6)
+         round(CASE WHEN m.ord = 0 THEN coalesce(m.cost_bytes, 0) ELSE m.cost_bytes END / 1e9, 6)
     FROM modes m, opts
    ORDER BY m.ord
 $$;
@@ -371,13 +364,14 @@ REVOKE ALL ON FUNCTION placement_cost(name) FROM PUBLIC;
 -- reputation they give it.  One row per check; ok is NULL when the provider
 -- could not be asked (unavailable, not a failed audit).  Superuser only: it
 -- reads every owner's shards.
-CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20)
+CREATE FUNCTION audit(pool name DEFAULT NULL, max_requests integer DEFAULT 20,
+    max_bytes bigint DEFAULT NULL)
   RETURNS TABLE (provider name, object_id uuid, shard_index integer, ok boolean, detail text)
   AS 'MODULE_PATHNAME', 'destor_audit' LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION audit(name, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit(name, integer, bigint) FROM PUBLIC;
 CREATE FUNCTION provider_audits(OUT serverid oid, OUT audits_passed bigint,
     OUT audits_failed bigint, OUT audits_unavailable bigint, OUT last_audit timestamptz,
-    OUT failing boolean)
+    OUT failing boolean, OUT unavailable_time interval, OUT slow_time interval)
   RETURNS SETOF record AS 'MODULE_PATHNAME', 'destor_provider_audits' LANGUAGE C STRICT;
 CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
   SELECT s.srvname AS provider,
@@ -393,13 +387,146 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
          coalesce(a.audits_passed, 0) AS audits_passed,
          coalesce(a.audits_failed, 0) AS audits_failed, a.last_audit,
          coalesce(a.audits_unavailable, 0) AS audits_unavailable,
-         coalesce(a.failing, false) AS audit_failing
+         coalesce(a.failing, false) AS audit_failing,
+         coalesce(a.unavailable_time, '0'::interval) AS unavailable_time,
+         coalesce(a.slow_time, '0'::interval) AS slow_time
     FROM pg_foreign_server s
     JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor_provider'
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
     LEFT JOIN provider_health() h ON h.serverid = s.oid
     LEFT JOIN provider_audits() a ON a.serverid = s.oid;
 
+-- Blobs (issue 15): privileges and the SHA-256 of the content.
+ALTER TABLE blobs ADD COLUMN acl aclitem[], ADD COLUMN sha256 bytea;
+
+-- ---------------------------------------------------------------------------
+-- Blob privileges like large objects' (issue 15, src/blob/blob_acl.c):
+-- SELECT to read, UPDATE to write into a blob (no function does yet: blobs
+-- are immutable); deleting, granting and changing the owner need ownership.
+-- Not STRICT: a NULL role is an error, not a silent no-op.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION blob_grant(b blob, role regrole, privilege text) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+CREATE FUNCTION blob_revoke(b blob, role regrole, privilege text) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+CREATE FUNCTION blob_set_owner(b blob, role regrole) RETURNS void
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+-- Each blob the caller owns (has the owner's privileges) or holds any
+-- privilege on; superusers see all.  acl NULL: the default (owner alone).
+CREATE VIEW blob_acl WITH (security_barrier) AS
+  SELECT b.blob_id, b.owner, b.acl
+    FROM blobs b
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE'));
+GRANT SELECT ON blob_acl TO PUBLIC;
+-- Shards of the blobs the caller may read: its own, and those it has SELECT on.
+CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = b.blob_id
+    JOIN shards s ON s.object_id = b.blob_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.privilege_type = 'SELECT'
+                    AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+-- blob_put and blob_import take an expected SHA-256 (issue 15); one
+-- function each with a DEFAULT (an overload beside the old one would make
+-- two-argument calls ambiguous).  The C functions read the third argument
+-- only when it is passed, so the old declarations work with this library.
+DROP FUNCTION blob_put(name, bytea);
+CREATE FUNCTION blob_put(pool name, data bytea, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+DROP FUNCTION blob_import(name, text);
+CREATE FUNCTION blob_import(pool name, path text, expected_sha256 bytea DEFAULT NULL) RETURNS blob
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+-- Integrity (issue 15): the SHA-256 recorded when a blob was written (NULL
+-- for blobs written before 0.2.0; no provider read), and a check of every
+-- shard and of that hash.  Both need SELECT on the blob.
+CREATE FUNCTION blob_sha256(b blob) RETURNS bytea
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION blob_verify(b blob) RETURNS boolean
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT;
+-- Lifecycle (issue 15, src/blob/blob_lifecycle.c): contrib lo's lo_manage
+-- for blobs.  CREATE TRIGGER ... BEFORE (or AFTER) UPDATE OR DELETE ON t
+-- FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('column'): the blob an
+-- old row referenced is deleted when the row goes or changes blob (its
+-- shards after commit, nothing on rollback); needs ownership of the blob.
+CREATE FUNCTION blob_manage() RETURNS trigger
+  AS 'MODULE_PATHNAME' LANGUAGE C;
+-- vacuumlo for blobs: the blobs of a pool that no column of the current
+-- database references — of type destor.blob, a domain over it, an array or
+-- a composite holding one (found in their text form) — listed (dry_run) or
+-- deleted.  Superusers only: it reads every table.  Run it when no
+-- transaction is between writing a blob and storing its handle.
+CREATE FUNCTION vacuum_blobs(pool name, dry_run boolean DEFAULT true) RETURNS SETOF uuid
+  LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  col record;
+  victim uuid;
+BEGIN
+  IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    RAISE EXCEPTION 'permission denied to vacuum blobs'
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'destor.vacuum_blobs() reads every table of the database; only superusers may run it.';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = pool AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', pool
+      USING ERRCODE = 'undefined_object',
+            HINT = 'A pool is a foreign server of the destor wrapper.';
+  END IF;
+  CREATE TEMP TABLE IF NOT EXISTS destor_vacuum_refs (id uuid) ON COMMIT DROP;
+  TRUNCATE destor_vacuum_refs;
+  FOR col IN
+    WITH RECURSIVE direct(oid) AS (
+      SELECT 'destor.blob'::regtype::oid
+      UNION
+      SELECT ty.oid FROM direct d JOIN pg_type ty ON ty.typtype = 'd' AND ty.typbasetype = d.oid
+    ), holding(oid) AS (
+      SELECT oid FROM direct
+      UNION
+      SELECT ty.oid FROM holding h, pg_type ty
+       WHERE (ty.typtype = 'd' AND ty.typbasetype = h.oid)
+          OR (ty.typelem = h.oid AND ty.typsubscript = 'array_subscript_handler'::regproc)
+          OR (ty.typtype = 'c' AND EXISTS (
+                SELECT FROM pg_attribute a WHERE a.attrelid = ty.typrelid AND a.atttypid = h.oid
+                   AND a.attnum > 0 AND NOT a.attisdropped))
+    )
+    SELECT c.oid::regclass AS rel, a.attname, a.atttypid IN (SELECT oid FROM direct) AS is_direct
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     WHERE a.atttypid IN (SELECT oid FROM holding) AND a.attnum > 0 AND NOT a.attisdropped
+       AND c.relkind IN ('r', 'm', 'f')
+       -- other sessions' temporary tables cannot be read (and end with them)
+       AND (c.relpersistence <> 't' OR c.relnamespace = pg_my_temp_schema())
+     ORDER BY 1, 2
+  LOOP
+    IF col.is_direct THEN
+      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT %I::destor.blob::uuid FROM ONLY %s WHERE %I IS NOT NULL',
+                     col.attname, col.rel, col.attname);
+    ELSE
+      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT m[1]::uuid FROM ONLY %s t, '
+                     'regexp_matches(t.%I::text, %L, ''g'') m WHERE t.%I IS NOT NULL',
+                     col.rel, col.attname,
+                     '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})', col.attname);
+    END IF;
+  END LOOP;
+  FOR victim IN
+    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id
+     WHERE o.pool = vacuum_blobs.pool
+       AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
+     ORDER BY b.created_at, b.blob_id
+  LOOP
+    IF NOT dry_run THEN
+      PERFORM destor.blob_delete(victim::text::destor.blob);
+    END IF;
+    RETURN NEXT victim;
+  END LOOP;
+  TRUNCATE destor_vacuum_refs;
+END $$;
+REVOKE ALL ON FUNCTION vacuum_blobs(name, boolean) FROM PUBLIC;
 -- Blob descriptors (issue 15 item 2, src/blob/blob_fd.c): a blob streamed in
 -- or out in pieces, as lo_open/lowrite/loread do for large objects.
 -- Descriptors last until the end of the transaction that opened them; a
@@ -420,3 +547,60 @@ CREATE FUNCTION blob_seek(fd integer, "offset" bigint, whence integer) RETURNS b
   AS 'MODULE_PATHNAME', 'blob_fd_seek' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION blob_tell(fd integer) RETURNS bigint
   AS 'MODULE_PATHNAME', 'blob_fd_tell' LANGUAGE C STRICT VOLATILE;
+
+-- Large objects tiered offsite under their own OIDs (issue 16): the pages
+-- go to a pool's object, the large object (OID, owner, ACL) stays.  One row
+-- per tiered large object; recalled_at is set while its pages are local
+-- again (the object is kept until it is tiered again or unlinked).  Dumped:
+-- a dump carries the reference, and a restored copy reads (never deletes)
+-- the original's objects.
+-- loid is a bigint: vacuumlo takes any oid column for references.
+CREATE TABLE lo_tiers (
+    loid         bigint PRIMARY KEY CHECK (loid BETWEEN 1 AND 4294967295),
+    object_id    uuid NOT NULL REFERENCES objects,
+    pool         name NOT NULL,
+    size         bigint NOT NULL CHECK (size >= 0),
+    tiered_at    timestamptz NOT NULL DEFAULT now(),
+    recalled_at  timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiers', '');
+REVOKE ALL ON lo_tiers FROM PUBLIC;
+CREATE FUNCTION lo_tier(lo oid, pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_tier_all(pool name, min_size bigint DEFAULT 0) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier_all' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_recall(lo oid) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_recall' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_readable(lo oid) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'destor_lo_readable' LANGUAGE C STABLE STRICT;
+-- Only large objects the caller may read (superusers: all).
+CREATE VIEW tiered_large_objects WITH (security_barrier) AS
+  SELECT t.loid::oid AS loid, t.pool, t.size, t.tiered_at, t.recalled_at
+    FROM lo_tiers t
+   WHERE lo_readable(t.loid::oid);
+GRANT SELECT ON tiered_large_objects TO PUBLIC;
+-- What SQL calls of the built-in large-object functions become (the planner
+-- hook redirects them): recall, then the built-in.  Not for direct use.
+CREATE FUNCTION lo_open_tiered(oid, integer) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_open_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid, bigint, integer) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_fragment_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_export_tiered(oid, text) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_export_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_put_tiered(oid, bigint, bytea) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_lo_put_tiered' LANGUAGE C VOLATILE STRICT;
+-- Declared rule: large objects of at least min_size bytes, never tiered or
+-- recalled more than recalled_before ago, go to pool; applied by
+-- apply_lo_tiering() and by the maintenance worker every round.
+CREATE TABLE lo_tiering_policies (
+    pool             name PRIMARY KEY,
+    min_size         bigint NOT NULL DEFAULT 0 CHECK (min_size >= 0),
+    recalled_before  interval NOT NULL DEFAULT '1 day' CHECK (recalled_before >= interval '0')
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiering_policies', '');
+REVOKE ALL ON lo_tiering_policies FROM PUBLIC;
+CREATE FUNCTION apply_lo_tiering() RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_apply_lo_tiering' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION apply_lo_tiering() FROM PUBLIC;

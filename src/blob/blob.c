@@ -26,6 +26,7 @@
 #include "libpq/libpq-fs.h"
 #include "storage/large_object.h"
 #include "catalog/namespace.h"
+#include "common/cryptohash.h"
 #include "commands/trigger.h"
 #include "storage/sinval.h"
 #include "utils/acl.h"
@@ -62,6 +63,8 @@ PG_FUNCTION_INFO_V1(blob_export);
 PG_FUNCTION_INFO_V1(blob_from_lo);
 PG_FUNCTION_INFO_V1(blob_to_lo);
 PG_FUNCTION_INFO_V1(blob_meta_invalidate);
+PG_FUNCTION_INFO_V1(blob_sha256);
+PG_FUNCTION_INFO_V1(blob_verify);
 
 /* ---------------------------------------------------------------------------
  * The handle type: a blob id, shown as a UUID
@@ -126,10 +129,11 @@ blob_handle_make(const uint8 id[CODEC_OBJID_LEN])
 }
 
 /*
- * The blob's object, after checking that it exists and the user may use it.
- * A role that may not use a blob learns nothing of it, not even whether it
- * exists: both cases give the same error (superusers, who may use every
- * blob, are told which).
+ * The blob's object, after checking that it exists and the user may use it
+ * for action ("read": the SELECT privilege; "write": UPDATE; anything else,
+ * "delete" for one: ownership; see blob_acl.c).  A role that may not use a
+ * blob learns nothing of it, not even whether it exists: both cases give
+ * the same error (superusers, who may use every blob, are told which).
  */
 static void
 blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
@@ -139,12 +143,12 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("blob %s does not exist", object_id_text(b->id)),
 				 errhint("It may have been deleted, or created by a transaction that did not commit.")));
-	if (!found || !has_privs_of_role(GetUserId(), owner))
+	if (!found || !blob_acl_permits(b->id, owner, action))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("blob does not exist or you may not %s it", action),
-				 errdetail("Blob %s: only its owner, members of the owning role and superusers may %s it, and others are not told whether it exists.",
-						   object_id_text(b->id), action),
+				 errdetail("Blob %s: %s Others are not told whether it exists.",
+						   object_id_text(b->id), blob_acl_requirement(action)),
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
@@ -389,14 +393,17 @@ blob_meta_invalidate(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(NULL);
 }
 
+static ObjectMeta *blob_store_expect(ObjectWriter *w, const uint8 *expected_sha256);
+static const uint8 *blob_arg_sha256(FunctionCallInfo fcinfo, int n);
+
+/*
+ * blob_store — finish a blob's writer and record the blob, with the SHA-256
+ * of its content, as the current user's.
+ */
 ObjectMeta *
 blob_store(ObjectWriter *w)
 {
-	ObjectMeta *meta = object_writer_finish(w);
-
-	catalog_insert_object(meta);
-	catalog_insert_blob(meta->id, GetUserId());
-	return meta;
+	return blob_store_expect(w, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -405,14 +412,23 @@ blob_store(ObjectWriter *w)
 Datum
 blob_put(PG_FUNCTION_ARGS)
 {
-	Name		poolname = PG_GETARG_NAME(0);
-	bytea	   *data = PG_GETARG_BYTEA_PP(1);
-	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
-	ObjectWriter *w = object_writer_create(pool, true);
+	Name		poolname;
+	bytea	   *data;
+	const uint8 *expected;
+	Pool	   *pool;
+	ObjectWriter *w;
 	ObjectMeta *meta;
 
+	/* not STRICT since expected_sha256 may be NULL (none): the others may not */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	poolname = PG_GETARG_NAME(0);
+	data = PG_GETARG_BYTEA_PP(1);
+	expected = blob_arg_sha256(fcinfo, 2);
+	pool = pool_lookup(NameStr(*poolname), true);
+	w = object_writer_create(pool, true);
 	object_writer_write(w, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
-	meta = blob_store(w);
+	meta = blob_store_expect(w, expected);
 	PG_RETURN_POINTER(blob_handle_make(meta->id));
 }
 
@@ -537,14 +553,20 @@ blob_delete(PG_FUNCTION_ARGS)
 Datum
 blob_import(PG_FUNCTION_ARGS)
 {
-	Name		poolname = PG_GETARG_NAME(0);
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Name		poolname;
+	char	   *path;
+	const uint8 *expected;
 	Pool	   *pool;
 	ObjectWriter *w;
 	ObjectMeta *meta;
 	char	   *buf;
 	int			fd;
 
+	/* not STRICT since expected_sha256 may be NULL (none): the others may not */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	poolname = PG_GETARG_NAME(0);
+	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -556,6 +578,7 @@ blob_import(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("relative path not allowed for blob_import"),
 				 errhint("Give the absolute path of the file on the database server.")));
+	expected = blob_arg_sha256(fcinfo, 2);
 
 	pool = pool_lookup(NameStr(*poolname), true);
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
@@ -595,7 +618,7 @@ blob_import(PG_FUNCTION_ARGS)
 	}
 	CloseTransientFile(fd);
 	pfree(buf);
-	meta = blob_store(w);
+	meta = blob_store_expect(w, expected);
 	progress_add(0, 1);
 	progress_end();
 	PG_RETURN_POINTER(blob_handle_make(meta->id));
@@ -937,4 +960,179 @@ blob_to_lo(PG_FUNCTION_ARGS)
 		object_delete_at_commit(meta);
 	}
 	PG_RETURN_OID(lo);
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Integrity a user can check (issue 15): the SHA-256 of a blob's content,
+ * computed by the object writer as the data arrived and kept in
+ * destor.blobs.sha256; a check of every shard and of that hash; and writes
+ * that refuse content whose hash is not the one the client expected.
+ *
+ * Blobs written before destor 0.2.0 have no recorded hash: blob_sha256()
+ * returns NULL for them (it promises no provider read, and computing the
+ * hash means reading the whole blob), and blob_verify() checks their
+ * shards' tags and that the content decodes — which authenticates it
+ * under its data key — without a hash to compare.
+ * ------------------------------------------------------------------------- */
+
+/* Argument n, an expected SHA-256 (NULL or absent: none), checked for length. */
+static const uint8 *
+blob_arg_sha256(FunctionCallInfo fcinfo, int n)
+{
+	bytea	   *b;
+
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return NULL;
+	b = PG_GETARG_BYTEA_PP(n);
+	if (VARSIZE_ANY_EXHDR(b) != OBJECT_SHA256_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_sha256 must be %d bytes, not %d",
+						OBJECT_SHA256_LEN, (int) VARSIZE_ANY_EXHDR(b)),
+				 errhint("Pass the raw digest, e.g. sha256(data) or decode('<64 hex digits>', 'hex').")));
+	return (const uint8 *) VARDATA_ANY(b);
+}
+
+static char *
+blob_sha256_hex(const uint8 *sha)
+{
+	char	   *hex = palloc(OBJECT_SHA256_LEN * 2 + 1);
+
+	for (int i = 0; i < OBJECT_SHA256_LEN; i++)
+		sprintf(hex + 2 * i, "%02x", sha[i]);
+	return hex;
+}
+
+/*
+ * blob_store_expect — blob_store, refusing (before anything is recorded)
+ * content whose SHA-256 is not expected_sha256 (NULL: any).  The ERROR
+ * aborts the (sub)transaction, whose abort deletes the shards just
+ * written, so a refused write leaves nothing behind.
+ */
+static ObjectMeta *
+blob_store_expect(ObjectWriter *w, const uint8 *expected_sha256)
+{
+	ObjectMeta *meta = object_writer_finish(w);
+
+	if (expected_sha256 != NULL &&
+		(!meta->has_sha256 || memcmp(meta->sha256, expected_sha256, OBJECT_SHA256_LEN) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("blob content does not match expected_sha256"),
+				 errdetail("The %llu bytes received have SHA-256 %s; %s was expected.",
+						   (unsigned long long) meta->size, blob_sha256_hex(meta->sha256),
+						   blob_sha256_hex(expected_sha256)),
+				 errhint("Nothing was stored. Send the data again.")));
+	catalog_insert_object(meta);
+	catalog_insert_blob_sha256(meta->id, GetUserId(), meta->has_sha256 ? meta->sha256 : NULL);
+	return meta;
+}
+
+/* blob_sha256(b) — the recorded SHA-256 of the content; no provider read. */
+Datum
+blob_sha256(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	Oid			owner = InvalidOid;
+	bool		found = catalog_get_blob(b->id, &owner);
+	uint8		sha[OBJECT_SHA256_LEN];
+	bytea	   *result;
+
+	blob_check_access(b, found, owner, "read");
+	if (!catalog_get_blob_sha256(b->id, sha))
+		PG_RETURN_NULL();		/* written before 0.2.0: see above */
+	result = palloc(VARHDRSZ + OBJECT_SHA256_LEN);
+	SET_VARSIZE(result, VARHDRSZ + OBJECT_SHA256_LEN);
+	memcpy(VARDATA(result), sha, OBJECT_SHA256_LEN);
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * blob_verify(b) — read every shard and check every chunk against its tag
+ * (as repair(verify => true) does, nothing rebuilt), then read the content
+ * and compare its SHA-256 with the recorded one.  False, with a WARNING
+ * saying why, if a shard is missing, corrupt or unreachable, or the hash
+ * differs; an ERROR only if the blob cannot be used at all (access, or too
+ * few good shards to decode it — said as a WARNING and false too).
+ */
+Datum
+blob_verify(PG_FUNCTION_ARGS)
+{
+	BlobHandle *b = PG_GETARG_BLOB(0);
+	ObjectMeta *meta = blob_open_meta(b, "read");
+	int			n = meta->data_shards + meta->parity_shards;
+	bool		unreadable = false;
+	bool		ok = true;
+	ShardCheck *checks;
+	uint8		want[OBJECT_SHA256_LEN];
+	bool		have_want = catalog_get_blob_sha256(b->id, want);
+	pg_cryptohash_ctx *ctx;
+	uint8		got[OBJECT_SHA256_LEN];
+	ObjectReader *r;
+	char	   *buf;
+
+	checks = object_check_and_repair(meta, true, false, NULL, &unreadable);
+	for (int i = 0; i < n; i++)
+	{
+		if (checks[i].found == SHARD_FOUND_OK)
+			continue;
+		ok = false;
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("blob shard %d is %s", i,
+						checks[i].found == SHARD_FOUND_MISSING ? "missing" :
+						checks[i].found == SHARD_FOUND_CORRUPT ? "corrupt" : "unreachable"),
+				 errdetail("Blob %s, provider \"%s\": %s", object_id_text(b->id),
+						   meta->shards[i].provider,
+						   checks[i].detail ? checks[i].detail : "no detail"),
+				 errhint("destor.repair() rebuilds missing and corrupt shards.")));
+	}
+	if (unreadable)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("blob has fewer than %d good shards and cannot be read",
+						meta->data_shards),
+				 errdetail("Blob %s.", object_id_text(b->id))));
+		PG_RETURN_BOOL(false);
+	}
+
+	/* the content, decoded (degraded where need be) and authenticated */
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not compute a SHA-256")));
+	r = object_reader_open(meta);
+	buf = palloc(BLOB_IO_CHUNK);
+	for (uint64 off = 0; off < meta->size;)
+	{
+		uint64		len = Min((uint64) BLOB_IO_CHUNK, meta->size - off);
+
+		CHECK_FOR_INTERRUPTS();
+		object_reader_read(r, off, len, buf);
+		if (pg_cryptohash_update(ctx, (uint8 *) buf, len) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not compute a SHA-256")));
+		off += len;
+	}
+	object_reader_close(r);
+	pfree(buf);
+	if (pg_cryptohash_final(ctx, got, sizeof(got)) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute a SHA-256")));
+	pg_cryptohash_free(ctx);
+	if (have_want && memcmp(got, want, OBJECT_SHA256_LEN) != 0)
+	{
+		ok = false;
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("blob content does not have its recorded SHA-256"),
+				 errdetail("Blob %s: recorded %s, read %s.", object_id_text(b->id),
+						   blob_sha256_hex(want), blob_sha256_hex(got))));
+	}
+	PG_RETURN_BOOL(ok);
 }

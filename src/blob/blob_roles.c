@@ -3,8 +3,10 @@
  * destor.blobs, not catalog objects, so pg_shdepend knows nothing of them;
  * a utility hook gives them the behaviour of large objects in the database
  * where the command runs: DROP ROLE is refused while the role owns blobs
- * here, REASSIGN OWNED gives them to the new role, DROP OWNED deletes them
- * (their shards go after commit).  Blobs in other databases are not seen
+ * here or holds privileges on some, REASSIGN OWNED gives them to the new
+ * role (their ACLs following, as ALTER ... OWNER makes them), DROP OWNED
+ * revokes what was granted to the role and deletes what it owns (their
+ * shards go after commit).  Blobs in other databases are not seen
  * (documented).
  */
 #include "postgres.h"
@@ -44,6 +46,22 @@ blob_check_drop_role(DropRoleStmt *stmt)
 		if (!OidIsValid(role))
 			continue;			/* DROP ROLE itself says what is wrong */
 		n = catalog_count_blobs_of(role);
+		if (n == 0)
+		{
+			/* privileges granted to it depend on it too, as on a large object */
+			int64		g = list_length(catalog_blobs_granted_to(role));
+
+			if (g > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+						 errmsg("role \"%s\" cannot be dropped because some objects depend on it",
+								get_rolespec_name(spec)),
+						 errdetail_plural("It has privileges on %lld destor blob in database \"%s\".",
+										  "It has privileges on %lld destor blobs in database \"%s\".",
+										  g, (long long) g, get_database_name(MyDatabaseId)),
+						 errhint("Revoke them with DROP OWNED BY %s or destor.blob_revoke().",
+								 quote_identifier(get_rolespec_name(spec)))));
+		}
 		if (n > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -83,7 +101,23 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		ListCell   *lc;
 
 		foreach(lc, stmt->roles)
-			catalog_reassign_blobs(get_rolespec_oid(lfirst(lc), false), to);
+		{
+			Oid			from = get_rolespec_oid(lfirst(lc), false);
+			ListCell   *bc;
+
+			/* a blob with grants one by one: its ACL follows its owner
+			 * (aclnewowner); then the others, in one statement */
+			foreach(bc, catalog_blobs_of(from))
+			{
+				uint8	   *id = lfirst(bc);
+				Oid			owner;
+				Acl		   *acl;
+
+				if (catalog_get_blob_acl(id, &owner, &acl) && acl != NULL)
+					blob_acl_change_owner(id, owner, acl, to);
+			}
+			catalog_reassign_blobs(from, to);
+		}
 	}
 	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
 	{
@@ -94,6 +128,8 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		{
 			ListCell   *bc;
 
+			/* as DROP OWNED revokes what was granted to the role elsewhere */
+			blob_acl_forget_grantee(get_rolespec_oid(lfirst(lc), false));
 			foreach(bc, catalog_blobs_of(get_rolespec_oid(lfirst(lc), false)))
 			{
 				uint8	   *id = lfirst(bc);

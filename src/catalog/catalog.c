@@ -3,12 +3,15 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -369,18 +372,34 @@ catalog_delete_object(const uint8 id[CODEC_OBJID_LEN])
 	catalog_leave(&cu);
 }
 
+static bool catalog_blobs_have(const char *column);
+
 void
 catalog_insert_blob(const uint8 id[CODEC_OBJID_LEN], Oid owner)
 {
+	catalog_insert_blob_sha256(id, owner, NULL);
+}
+
+/* A new blob and the SHA-256 of its content (NULL: not known). */
+void
+catalog_insert_blob_sha256(const uint8 id[CODEC_OBJID_LEN], Oid owner, const uint8 *sha256)
+{
 	CatalogUser cu;
-	Oid			types[2] = {UUIDOID, OIDOID};
-	Datum		values[2];
+	Oid			types[3] = {UUIDOID, OIDOID, BYTEAOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', sha256 ? ' ' : 'n'};
+	bool		have_sha256 = catalog_blobs_have("sha256");
 
 	catalog_enter(&cu);
 	values[0] = object_id_datum(id);
 	values[1] = ObjectIdGetDatum(owner);
-	catalog_exec("INSERT INTO destor.blobs (blob_id, owner) VALUES ($1, $2)", 2, types, values,
-				 NULL, SPI_OK_INSERT);
+	values[2] = sha256 ? bytea_datum(sha256, 32) : (Datum) 0;
+	if (have_sha256)
+		catalog_exec("INSERT INTO destor.blobs (blob_id, owner, sha256) VALUES ($1, $2, $3)", 3,
+					 types, values, nulls, SPI_OK_INSERT);
+	else
+		catalog_exec("INSERT INTO destor.blobs (blob_id, owner) VALUES ($1, $2)", 2, types, values,
+					 NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 
@@ -788,4 +807,160 @@ catalog_reassign_blobs(Oid from, Oid to)
 	n = (int64) SPI_processed;
 	catalog_leave(&cu);
 	return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Blob privileges (issue 15): an aclitem[] per blob, NULL for the default
+ * (the owner alone), as pg_largeobject_metadata.lomacl; and the SHA-256 of
+ * the content, recorded when the blob was written (NULL for blobs written
+ * before destor 0.2.0)
+ * ------------------------------------------------------------------------- */
+
+static SPIPlanPtr plan_get_blob_acl = NULL;
+
+/*
+ * Has destor.blobs this column?  Not before ALTER EXTENSION destor UPDATE to
+ * 0.2.0: between installing this library and that update, blobs are
+ * written and read as before (no hash, no grants).
+ */
+static bool
+catalog_blobs_have(const char *column)
+{
+	Oid			nsp = get_namespace_oid("destor", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("blobs", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
+}
+
+/*
+ * catalog_get_blob_acl — the blob's owner and ACL (NULL: the default),
+ * copied into the caller's memory; false if there is no such blob.  A saved
+ * plan: a grantee's every read asks it (see blob_acl.c).
+ */
+bool
+catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl)
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+
+	if (!catalog_blobs_have("acl"))
+	{
+		*acl = NULL;
+		return catalog_get_blob(id, owner);
+	}
+	catalog_enter(&cu);
+	values[0] = object_id_datum(id);
+	catalog_exec_saved(&plan_get_blob_acl, "SELECT owner, acl FROM destor.blobs WHERE blob_id = $1",
+					   1, types, values, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	*acl = NULL;
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+		{
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			*acl = DatumGetAclPCopy(d);
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	catalog_leave(&cu);
+	return found;
+}
+
+/* catalog_set_blob_owner_acl — a blob's new owner and ACL (NULL: the default). */
+void
+catalog_set_blob_owner_acl(const uint8 id[CODEC_OBJID_LEN], Oid owner, Acl *acl)
+{
+	CatalogUser cu;
+	Oid			types[3] = {UUIDOID, OIDOID, ACLITEMARRAYOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', acl ? ' ' : 'n'};
+
+	catalog_enter(&cu);
+	values[0] = object_id_datum(id);
+	values[1] = ObjectIdGetDatum(owner);
+	values[2] = PointerGetDatum(acl);
+	catalog_exec("UPDATE destor.blobs SET owner = $2::regrole, acl = $3 WHERE blob_id = $1", 3, types,
+				 values, nulls, SPI_OK_UPDATE);
+	catalog_leave(&cu);
+}
+
+/* The ids of the blobs whose ACL names the role as grantee (this database). */
+List *
+catalog_blobs_granted_to(Oid role)
+{
+	CatalogUser cu;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *ids = NIL;
+
+	if (!catalog_blobs_have("acl"))
+		return NIL;
+	catalog_enter(&cu);
+	values[0] = ObjectIdGetDatum(role);
+	catalog_exec("SELECT blob_id FROM destor.blobs b WHERE b.acl IS NOT NULL"
+				 " AND EXISTS (SELECT FROM aclexplode(b.acl) a WHERE a.grantee = $1)"
+				 " ORDER BY blob_id", 1, types, values, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		uint8	   *id = palloc(CODEC_OBJID_LEN);
+
+		object_id_from_datum(d, id);
+		ids = lappend(ids, id);
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_leave(&cu);
+	return ids;
+}
+
+/*
+ * catalog_get_blob_sha256 — the SHA-256 recorded for a blob's content;
+ * false when none was (a blob written before destor 0.2.0) or there is no
+ * such blob.
+ */
+bool
+catalog_get_blob_sha256(const uint8 id[CODEC_OBJID_LEN], uint8 sha256[32])
+{
+	CatalogUser cu;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		found = false;
+
+	if (!catalog_blobs_have("sha256"))
+		return false;
+	catalog_enter(&cu);
+	values[0] = object_id_datum(id);
+	catalog_exec("SELECT sha256 FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL,
+				 SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPP(d);
+
+			if (VARSIZE_ANY_EXHDR(b) == 32)
+			{
+				memcpy(sha256, VARDATA_ANY(b), 32);
+				found = true;
+			}
+		}
+	}
+	catalog_leave(&cu);
+	return found;
 }

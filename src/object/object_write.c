@@ -7,8 +7,14 @@
  * Memory is bounded by n part buffers plus one stripe, whatever the object
  * size.  A shard that fails is dropped; the write fails (and cleans up) when
  * fewer than write_quorum shards survive.
+ *
+ * The writer also hashes the plaintext (SHA-256) as it arrives, so every
+ * writer of blobs — blob_put, imports, streams — knows the content's hash
+ * at the end without a second pass (ObjectMeta.sha256).
  */
 #include "postgres.h"
+
+#include <openssl/evp.h>
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -92,6 +98,9 @@ struct ObjectWriter
 	uint64	   *block_ends;
 	uint64		block_ends_cap;
 	bool		varied;
+
+	/* SHA-256 of the plaintext so far; freed with the writer's context */
+	EVP_MD_CTX *sha256;
 };
 
 static void
@@ -102,6 +111,9 @@ writer_free_cipher(void *arg)
 	if (w->cipher)
 		codec_cipher_free(w->cipher);
 	w->cipher = NULL;
+	if (w->sha256)
+		EVP_MD_CTX_free(w->sha256);
+	w->sha256 = NULL;
 }
 
 static int
@@ -398,7 +410,13 @@ object_writer_create(Pool *pool, bool compress)
 	w->cipher = codec_cipher_create(dek, meta->id);
 	w->auth = object_chunk_auth_from_key(meta, dek);
 	codec_secure_zero(dek, sizeof(dek));
-	if (w->cipher == NULL || w->auth == NULL)
+	w->sha256 = EVP_MD_CTX_new();
+	if (w->sha256 != NULL && EVP_DigestInit_ex(w->sha256, EVP_sha256(), NULL) != 1)
+	{
+		EVP_MD_CTX_free(w->sha256);
+		w->sha256 = NULL;
+	}
+	if (w->cipher == NULL || w->auth == NULL || w->sha256 == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
@@ -452,6 +470,10 @@ object_writer_write(ObjectWriter *w, const char *data, size_t len)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
+	if (len > 0 && EVP_DigestUpdate(w->sha256, data, len) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the SHA-256 of a new object")));
 	while (len > 0)
 	{
 		size_t		take;
@@ -483,6 +505,16 @@ object_writer_finish(ObjectWriter *w)
 	ObjectGeometry g = {0};
 
 	writer_seal_block(w, true);
+	{
+		unsigned int mdlen = 0;
+
+		if (EVP_DigestFinal_ex(w->sha256, meta->sha256, &mdlen) != 1 ||
+			mdlen != OBJECT_SHA256_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not compute the SHA-256 of a new object")));
+		meta->has_sha256 = true;
+	}
 	if (w->stripelen > 0)
 		writer_encode_stripe(w, (w->stripelen + w->k - 1) / w->k);
 

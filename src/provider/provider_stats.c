@@ -70,6 +70,9 @@ typedef struct ProviderStatsEntry
 	TimestampTz last_audit;
 	uint32		audit_recent;	/* bit i: the i-th last audit failed */
 	uint32		audit_nrecent;	/* how many of AUDIT_WINDOW bits count */
+	/* reputation: time spent down and slow, of periods that ended */
+	uint64		unavailable_ms;
+	uint64		slow_ms;
 } ProviderStatsEntry;
 
 typedef struct ProviderStatsShared
@@ -321,6 +324,54 @@ stats_entry(ProviderStatsShared *s, Oid serverid, bool create)
 	return &s->entries[s->n++];
 }
 
+/*
+ * How long the current outage has lasted: from the failure that marked the
+ * provider down to now, but no further than destor.provider_down_interval
+ * past its last failure — after that nobody asked it, and an idle provider
+ * is not counted as unavailable.
+ */
+static uint64
+entry_outage_ms(const ProviderStatsEntry *e, TimestampTz now)
+{
+	TimestampTz end;
+
+	if (e->down_since == 0)
+		return 0;
+	end = Min(now, Max(e->last_failure, e->down_since) +
+			  (TimestampTz) destor_provider_down_ms * 1000);
+	return end > e->down_since ? (uint64) ((end - e->down_since) / 1000) : 0;
+}
+
+/* The provider answers again: its outage ends and joins its reputation. */
+static void
+entry_up(ProviderStatsEntry *e, TimestampTz now)
+{
+	e->unavailable_ms += entry_outage_ms(e, now);
+	e->down_since = 0;
+}
+
+/*
+ * How long the current slow period has lasted: a mark lasts
+ * destor.provider_down_interval (it is not renewed while it lasts).
+ */
+static uint64
+entry_slow_period_ms(const ProviderStatsEntry *e, TimestampTz now)
+{
+	if (e->slow_since == 0)
+		return 0;
+	return (uint64) Min(Max(now - e->slow_since, 0) / 1000, (TimestampTz) destor_provider_down_ms);
+}
+
+/* Found slow: a new period starts unless one lasts; an ended one is counted. */
+static void
+entry_mark_slow(ProviderStatsEntry *e, TimestampTz now)
+{
+	if (e->slow_since != 0 && !TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
+		return;
+	e->slow_ms += entry_slow_period_ms(e, now);
+	e->slow_since = now;
+}
+
 void
 provider_stats_note(ProviderRequest *reqs, int nreqs)
 {
@@ -343,9 +394,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		if (r->abandoned)
 		{
 			/* given up by a hedge: slow, not failing */
-			if (e->slow_since == 0 ||
-				TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
-				e->slow_since = now;
+			entry_mark_slow(e, now);
 			e->latencies[e->latency_pos] = (float4) r->latency_ms;
 			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
 			if (e->nlatencies < LATENCY_WINDOW)
@@ -370,7 +419,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		if ((r->ok || r->not_found) && !r->unreachable)
 		{
 			e->last_success = now;
-			e->down_since = 0;
+			entry_up(e, now);
 			e->failures_in_row = 0;
 		}
 		else
@@ -392,7 +441,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				(r->unreachable || e->failures_in_row >= 2))
 				e->down_since = now;
 			else if (!transport_failure)
-				e->down_since = 0;
+				entry_up(e, now);
 		}
 	}
 	stats_unlock(s);
@@ -544,8 +593,7 @@ provider_mark_slow(Provider *p)
 	stats_lock(s, LW_EXCLUSIVE);
 	e = stats_entry(s, p->serverid, true);
 	/* not renewed while it lasts: when it ends, a read measures the provider again */
-	if (e->slow_since == 0 || TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
-		e->slow_since = now;
+	entry_mark_slow(e, now);
 	stats_unlock(s);
 }
 
@@ -661,11 +709,15 @@ provider_stats_note_check(Provider *p, bool ok)
 	e = stats_entry(s, p->serverid, true);
 	e->last_check = now;
 	e->last_check_ok = ok;
-	if (!ok && e->down_since == 0)
-		e->down_since = now;
-	else if (ok)
+	if (!ok)
 	{
-		e->down_since = 0;
+		e->last_failure = now;
+		if (e->down_since == 0)
+			e->down_since = now;
+	}
+	else
+	{
+		entry_up(e, now);
 		e->failures_in_row = 0;
 	}
 	stats_unlock(s);
@@ -821,9 +873,19 @@ provider_is_failing(Oid serverid)
 
 PG_FUNCTION_INFO_V1(destor_provider_audits);
 
+static Interval *
+ms_interval(uint64 ms)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (TimeOffset) ms * 1000;
+	return iv;
+}
+
 /*
  * (serverid, audits_passed, audits_failed, audits_unavailable, last_audit,
- *  failing) for this database's providers that have been used.
+ *  failing, unavailable_time, slow_time) for this database's providers that
+ *  have been used: their reputation.
  */
 Datum
 destor_provider_audits(PG_FUNCTION_ARGS)
@@ -835,8 +897,9 @@ destor_provider_audits(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		ProviderStatsEntry *e = &copy[i];
-		Datum		values[6];
-		bool		nulls[6] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
+		TimestampTz now = GetCurrentTimestamp();
 
 		values[0] = ObjectIdGetDatum(e->serverid);
 		values[1] = Int64GetDatum((int64) e->audits_passed);
@@ -845,6 +908,8 @@ destor_provider_audits(PG_FUNCTION_ARGS)
 		values[4] = TimestampTzGetDatum(e->last_audit);
 		nulls[4] = e->last_audit == 0;
 		values[5] = BoolGetDatum(entry_failing(e));
+		values[6] = IntervalPGetDatum(ms_interval(e->unavailable_ms + entry_outage_ms(e, now)));
+		values[7] = IntervalPGetDatum(ms_interval(e->slow_ms + entry_slow_period_ms(e, now)));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

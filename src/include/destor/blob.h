@@ -16,6 +16,16 @@ typedef struct BlobHandle
 
 extern void blob_init(void);
 
+/* blob_acl.c: privileges like large objects' (issue 15) */
+#include "utils/acl.h"
+#include "destor/codec.h"
+
+extern bool blob_acl_permits(const uint8 id[CODEC_OBJID_LEN], Oid owner, const char *action);
+extern const char *blob_acl_requirement(const char *action);
+extern void blob_acl_change_owner(const uint8 id[CODEC_OBJID_LEN], Oid old_owner, Acl *acl,
+								  Oid new_owner);
+extern void blob_acl_forget_grantee(Oid role);
+
 /* blob.c: the blob's object after the access check (action: "read",
  * "delete"), and recording a finished writer's object as a new blob of
  * the current user */

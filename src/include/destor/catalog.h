@@ -9,6 +9,7 @@
 #ifndef DESTOR_CATALOG_H
 #define DESTOR_CATALOG_H
 
+#include "utils/acl.h"
 #include "utils/snapshot.h"
 
 #include "destor/object.h"
@@ -54,5 +55,12 @@ extern void catalog_delete_blob(const uint8 id[CODEC_OBJID_LEN]);
 extern int64 catalog_count_blobs_of(Oid role);
 extern List *catalog_blobs_of(Oid role);
 extern int64 catalog_reassign_blobs(Oid from, Oid to);
+/* blob privileges and content hashes (issue 15) */
+extern void catalog_insert_blob_sha256(const uint8 id[CODEC_OBJID_LEN], Oid owner,
+									   const uint8 *sha256);
+extern bool catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl);
+extern void catalog_set_blob_owner_acl(const uint8 id[CODEC_OBJID_LEN], Oid owner, Acl *acl);
+extern List *catalog_blobs_granted_to(Oid role);
+extern bool catalog_get_blob_sha256(const uint8 id[CODEC_OBJID_LEN], uint8 sha256[32]);
 
 #endif							/* DESTOR_CATALOG_H */

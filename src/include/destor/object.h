@@ -31,6 +31,7 @@
 #define OBJECT_BLOCK_SIZE		(64 * 1024)
 #define OBJECT_PART_SIZE		(8 * 1024 * 1024)	/* per-shard upload unit */
 #define OBJECT_FOOTER_SIZE		64
+#define OBJECT_SHA256_LEN		32
 /*
  * Object formats.  The format is the key_version of the object's catalog
  * row, which is bound into the wrapped data key's associated data: it
@@ -113,6 +114,10 @@ typedef struct ObjectMeta
 	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
 	uint8		wrapped_key[CODEC_WRAPPED_KEY_LEN];
 	ObjectShard *shards;		/* data_shards + parity_shards entries */
+	/* SHA-256 of the plaintext, computed by the writer as data arrives (not
+	 * persisted with the object: blobs keep it in destor.blobs.sha256) */
+	bool		has_sha256;
+	uint8		sha256[OBJECT_SHA256_LEN];
 } ObjectMeta;
 
 /* Counters of what reads did, for EXPLAIN and tests. */

@@ -87,6 +87,12 @@ is($state->(), 'degraded', 'destor.provider_status shows the slow provider as de
 unlink $delay_file;
 sleep 16;
 is($state->(), 'up', 'the provider shows as up once the interval has passed');
+# its reputation keeps the time it was avoided: one whole interval
+is($node->safe_psql('postgres', q{SELECT slow_time >= current_setting('destor.provider_down_interval')::interval
+	FROM destor.provider_status WHERE provider = 's1'}), 't',
+	'provider_status counts the slow period of s1 in slow_time');
+is($node->safe_psql('postgres', q{SELECT string_agg(provider, ',') FROM destor.provider_status
+	WHERE slow_time > '0' OR unavailable_time > '0'}), 's1', 'and no slow or unavailable time for the others');
 $s1_before = $requests->('s1');
 is($reads->(0, 10), $expect->(0, 10), 'reads are right once it is fast again');
 cmp_ok($requests->('s1') - $s1_before, '>=', 10, 'and every one of them used it');

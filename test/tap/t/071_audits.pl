@@ -83,13 +83,39 @@ is(sq(q{SELECT count(*) FROM destor.shards WHERE provider = 'f5'}), $on_f5,
 	'20 new blobs (120 shards on 8 of 9 providers): none on failing f5');
 is(scalar(DestorTest::files_under($dirs[4])), 0, 'and nothing was written to its folder');
 
-# --- a provider that cannot be asked is unavailable, not failing
+# --- a provider that cannot be asked is unavailable, not failing; the
+# time it could not be asked joins its reputation once it answers again
 rename($dirs[6], "$dirs[6].away") or die "cannot move $dirs[6]: $!";
 $rows = sq(q{SELECT count(*), count(*) FILTER (WHERE ok IS NULL)
               FROM destor.audit('archive', 90) WHERE provider = 'f7'});
+is(sq(q{SELECT state FROM destor.provider_status WHERE provider = 'f7'}), 'down', 'f7 shows as down');
+sleep 2;
+sq(q{SELECT count(*) FROM destor.audit('archive', 90)});
 rename("$dirs[6].away", $dirs[6]) or die "cannot move back $dirs[6]: $!";
 is($rows, '5|5', 'f7 with its directory gone: its checks are unavailable (ok NULL)');
-like(audit_counts('f7'), qr{^17/0/5/true/false$}, 'counted as unavailable, not as failed audits');
+like(audit_counts('f7'), qr{^17/0/10/true/false$}, 'counted as unavailable, not as failed audits');
+sq(q{SELECT count(*) FROM destor.audit('archive', 90)});
+is(sq(q{SELECT state <> 'down' AND unavailable_time >= '2s' AND unavailable_time < '1 min'
+         FROM destor.provider_status WHERE provider = 'f7'}), 't',
+	'f7 answers again; provider_status keeps its outage (2 s between its first and last failure) in unavailable_time');
+is(sq(q{SELECT string_agg(provider, ',') FROM destor.provider_status WHERE unavailable_time > '0'}), 'f7',
+	'no other provider has unavailable time');
+
+# --- the budget in bytes: a round reads at most max_bytes from the providers
+sub bytes_read { return sq(q{SELECT sum(bytes_read) FROM destor.provider_status}); }
+my $b0 = bytes_read();
+my $unlimited = sq(q{SELECT count(*) FROM destor.audit('archive', 90) WHERE provider <> 'f5'});
+my $spent = bytes_read() - $b0;
+cmp_ok($unlimited, '>=', 30, 'without a byte budget, a check per provider and more are made');
+my $budget = int($spent / 4);
+$b0 = bytes_read();
+my $limited = sq(qq{SELECT count(*) FROM destor.audit('archive', 90, $budget)});
+my $spent_limited = bytes_read() - $b0;
+cmp_ok($spent_limited, '<=', $budget, "with max_bytes $budget, no more is read ($spent_limited bytes)");
+ok($limited > 0 && $limited < 45, "and fewer checks are made ($limited)");
+is(sq(q{SELECT count(*) FROM destor.audit('archive', 90, 10)}), '0', 'a byte budget below one check checks nothing');
+my ($ret_b, $out_b, $err_b) = $node->psql('postgres', q{SELECT * FROM destor.audit('archive', 90, -1)});
+like($err_b, qr/max_bytes must not be negative/, 'a negative byte budget is refused');
 
 # --- only superusers may audit
 sq(q{CREATE ROLE auditor LOGIN});
