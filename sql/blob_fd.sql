@@ -223,6 +223,15 @@ SELECT convert_from(destor.blob_read(:fd, 100), 'UTF8') AS own_blob;
 SELECT destor.blob_delete(:'theirs');
 RESET ROLE;
 COMMIT;
+-- a SELECT grant on a blob lets the grantee open it, as lo_open
+SELECT destor.blob_grant(:'kept', 'regress_blobfd_user', 'SELECT');
+BEGIN;
+SET ROLE regress_blobfd_user;
+SELECT destor.blob_open(:'kept') AS fd \gset
+SELECT destor.blob_read(:fd, 100000) = noise(100000, 10) AS granted_read;
+RESET ROLE;
+COMMIT;
+SELECT destor.blob_revoke(:'kept', 'regress_blobfd_user', 'SELECT');
 REVOKE ALL ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 FROM regress_blobfd_user;
 DROP ROLE regress_blobfd_user;
 
