@@ -39,6 +39,8 @@ OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 	src/table/table_analyze.o src/table/table_compact.o src/table/table_fetch.o
 OBJS += src/maintenance/audit.o
 OBJS += src/blob/blob_acl.o src/blob/blob_lifecycle.o
+OBJS += src/blob/blob_fd.o
+OBJS += src/lo/lo_tier.o src/lo/lo_hooks.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -50,7 +52,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
@@ -95,6 +97,7 @@ test:
 
 bench:
 	bash test/bench/blob_bench.sh
+	bash test/bench/blob_stream_bench.sh
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh

@@ -227,10 +227,11 @@ CREATE OR REPLACE VIEW storage_report AS
     SELECT pool, kind, name, count(*) AS objects, sum(size) AS logical_bytes
       FROM owners GROUP BY 1, 2, 3
   ), activity AS (
-    -- each provider's requests and egress since the last reset, and the
-    -- share of them a row of per_provider is charged: its stored bytes
-    -- over all the bytes the provider stores
-    SELECT fs.srvname AS provider, coalesce(st.requests, 0) AS requests,
+    -- each provider's requests (each retry is one more, billed too) and
+    -- egress since the last reset, and the share of them a row of
+    -- per_provider is charged: its stored bytes over all the bytes the
+    -- provider stores
+    SELECT fs.srvname AS provider, coalesce(st.requests, 0) + coalesce(h.retries, 0) AS requests,
            coalesce(st.bytes_read, 0) AS bytes_read,
            (SELECT sum(sh.size) FROM shards sh WHERE sh.provider = fs.srvname) AS provider_bytes,
            coalesce((SELECT substr(o, 18)::float8::numeric FROM unnest(fs.srvoptions) o
@@ -240,12 +241,13 @@ CREATE OR REPLACE VIEW storage_report AS
       FROM pg_foreign_server fs
       JOIN pg_foreign_data_wrapper w ON w.oid = fs.srvfdw AND w.fdwname = 'destor_provider'
       LEFT JOIN provider_stats() st ON st.serverid = fs.oid
+      LEFT JOIN provider_health() h ON h.serverid = fs.oid
   ), priced AS (
     SELECT p.pool, p.kind, p.name, l.objects, l.logical_bytes, p.provider, p.stored_bytes,
            round(sum(p.stored_bytes) OVER (PARTITION BY p.pool, p.kind, p.name)::numeric
                  / nullif(l.logical_bytes, 0), 3) AS overhead_ratio,
            round(p.stored_bytes / 1e9 * coalesce(
-             (SELECT substr(o, 19)::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
+             (SELECT substr(o, 19)::float8::numeric FROM pg_foreign_server fs, unnest(fs.srvoptions) o
                WHERE fs.srvname = p.provider AND o LIKE 'cost_per_gb_month=%'), 0), 6)
              AS monthly_cost,
            coalesce(a.requests * p.stored_bytes / nullif(a.provider_bytes, 0), 0) AS requests,
@@ -525,3 +527,80 @@ BEGIN
   TRUNCATE destor_vacuum_refs;
 END $$;
 REVOKE ALL ON FUNCTION vacuum_blobs(name, boolean) FROM PUBLIC;
+-- Blob descriptors (issue 15 item 2, src/blob/blob_fd.c): a blob streamed in
+-- or out in pieces, as lo_open/lowrite/loread do for large objects.
+-- Descriptors last until the end of the transaction that opened them; a
+-- descriptor still open for writing at COMMIT is an error (only blob_close
+-- stores the blob and returns its handle).  blob_read(fd, length) has two
+-- arguments and blob_read(b, offset, length) three, so calls never clash.
+CREATE FUNCTION blob_create(pool name) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_create' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_write(fd integer, data bytea) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_write' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_close(fd integer) RETURNS blob
+  AS 'MODULE_PATHNAME', 'blob_fd_close' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_open(b blob) RETURNS integer
+  AS 'MODULE_PATHNAME', 'blob_fd_open' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_read(fd integer, length integer) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'blob_fd_read' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_seek(fd integer, "offset" bigint, whence integer) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'blob_fd_seek' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION blob_tell(fd integer) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'blob_fd_tell' LANGUAGE C STRICT VOLATILE;
+
+-- Large objects tiered offsite under their own OIDs (issue 16): the pages
+-- go to a pool's object, the large object (OID, owner, ACL) stays.  One row
+-- per tiered large object; recalled_at is set while its pages are local
+-- again (the object is kept until it is tiered again or unlinked).  Dumped:
+-- a dump carries the reference, and a restored copy reads (never deletes)
+-- the original's objects.
+-- loid is a bigint: vacuumlo takes any oid column for references.
+CREATE TABLE lo_tiers (
+    loid         bigint PRIMARY KEY CHECK (loid BETWEEN 1 AND 4294967295),
+    object_id    uuid NOT NULL REFERENCES objects,
+    pool         name NOT NULL,
+    size         bigint NOT NULL CHECK (size >= 0),
+    tiered_at    timestamptz NOT NULL DEFAULT now(),
+    recalled_at  timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiers', '');
+REVOKE ALL ON lo_tiers FROM PUBLIC;
+CREATE FUNCTION lo_tier(lo oid, pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_tier_all(pool name, min_size bigint DEFAULT 0) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_tier_all' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_recall(lo oid) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_lo_recall' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_readable(lo oid) RETURNS boolean
+  AS 'MODULE_PATHNAME', 'destor_lo_readable' LANGUAGE C STABLE STRICT;
+-- Only large objects the caller may read (superusers: all).
+CREATE VIEW tiered_large_objects WITH (security_barrier) AS
+  SELECT t.loid::oid AS loid, t.pool, t.size, t.tiered_at, t.recalled_at
+    FROM lo_tiers t
+   WHERE lo_readable(t.loid::oid);
+GRANT SELECT ON tiered_large_objects TO PUBLIC;
+-- What SQL calls of the built-in large-object functions become (the planner
+-- hook redirects them): recall, then the built-in.  Not for direct use.
+CREATE FUNCTION lo_open_tiered(oid, integer) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_open_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_get_tiered(oid, bigint, integer) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'destor_lo_get_fragment_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_export_tiered(oid, text) RETURNS integer
+  AS 'MODULE_PATHNAME', 'destor_lo_export_tiered' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION lo_put_tiered(oid, bigint, bytea) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_lo_put_tiered' LANGUAGE C VOLATILE STRICT;
+-- Declared rule: large objects of at least min_size bytes, never tiered or
+-- recalled more than recalled_before ago, go to pool; applied by
+-- apply_lo_tiering() and by the maintenance worker every round.
+CREATE TABLE lo_tiering_policies (
+    pool             name PRIMARY KEY,
+    min_size         bigint NOT NULL DEFAULT 0 CHECK (min_size >= 0),
+    recalled_before  interval NOT NULL DEFAULT '1 day' CHECK (recalled_before >= interval '0')
+);
+SELECT pg_catalog.pg_extension_config_dump('lo_tiering_policies', '');
+REVOKE ALL ON lo_tiering_policies FROM PUBLIC;
+CREATE FUNCTION apply_lo_tiering() RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_apply_lo_tiering' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION apply_lo_tiering() FROM PUBLIC;

@@ -16,6 +16,7 @@
 
 #include "destor/blob.h"
 #include "destor/cache.h"
+#include "destor/lo.h"
 #include "destor/maintenance.h"
 #include "destor/progress.h"
 #include "destor/object.h"
@@ -67,6 +68,7 @@ _PG_init(void)
 	progress_init();
 	table_fdw_init();
 	blob_init();
+	lo_hooks_init();
 
 	/* shared state needs the library preloaded; without, per backend */
 	if (process_shared_preload_libraries_in_progress)

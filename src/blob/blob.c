@@ -45,11 +45,6 @@
 
 #define BLOB_IO_CHUNK	(4 * 1024 * 1024)
 
-typedef struct BlobHandle
-{
-	uint8		id[CODEC_OBJID_LEN];
-} BlobHandle;
-
 #define DatumGetBlobP(d)	((BlobHandle *) DatumGetPointer(d))
 #define PG_GETARG_BLOB(n)	DatumGetBlobP(PG_GETARG_DATUM(n))
 
@@ -157,7 +152,7 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
-static ObjectMeta *
+ObjectMeta *
 blob_open_meta(BlobHandle *b, const char *action)
 {
 	Oid			owner = InvalidOid;
@@ -405,7 +400,7 @@ static const uint8 *blob_arg_sha256(FunctionCallInfo fcinfo, int n);
  * blob_store — finish a blob's writer and record the blob, with the SHA-256
  * of its content, as the current user's.
  */
-static ObjectMeta *
+ObjectMeta *
 blob_store(ObjectWriter *w)
 {
 	return blob_store_expect(w, NULL);

@@ -5,16 +5,21 @@
  * ask them, now and then, for a random piece of what they hold and check
  * it.  destor does the same with its providers.  Each check picks, for a
  * provider, a random shard it should hold and a random stripe of it, and
- * makes two ranged reads: the shard's trailer (its chunk tags and footer)
- * and that one chunk.  The chunk must match its tag — keyed from the
- * object's data key (format 2), so a provider cannot forge it — and the
- * trailer must describe the shard: the check code is object_repair.c's
- * (object_parse_trailer, object_chunk_verify).  Nothing is decrypted.
+ * makes two ranged reads: the shard's trailer (its chunk tags and footer;
+ * for a large format-2 object only that chunk's tag, so a check reads at
+ * most a chunk and 4 KiB whatever the object's size) and that one chunk.
+ * The chunk must match its tag — keyed from the object's data key (format
+ * 2), so a provider cannot forge it — and the trailer must describe the
+ * shard: the check code is object_repair.c's (object_parse_trailer,
+ * object_chunk_verify).  Nothing is decrypted.
  *
  * A shard missing, short or corrupt is a failed audit; a provider that
  * could not be asked (connection refused, timed out, directory gone) is
  * unavailable, which says nothing about whether it keeps its data and is
- * not counted as a failure.  Each outcome goes to the provider's shared
+ * not counted as a failure.  A check that fails is only counted if the
+ * catalog, as committed now, still places the shard there: the audit's
+ * snapshot may predate a deletion or a move whose old copy is gone.  Each
+ * outcome goes to the provider's shared
  * statistics (provider_stats.c): audits passed and failed, the last audit,
  * and the recent outcomes from which a provider is judged "failing"
  * (destor.audit_failure_threshold); placement avoids failing providers for
@@ -37,6 +42,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "destor/catalog.h"
 #include "destor/object.h"
@@ -44,6 +50,8 @@
 PG_FUNCTION_INFO_V1(destor_audit);
 
 #define AUDIT_REQUESTS_PER_CHECK	2
+/* a larger trailer is not read whole: only the audited chunk's tag */
+#define AUDIT_MAX_TRAILER			4096
 
 typedef struct AuditSample
 {
@@ -145,18 +153,22 @@ request_unavailable(ProviderRequest *r, char **detail, const char *what)
 	return true;
 }
 
-/*
- * Check one chunk of one shard.  Returns AUDIT_PASSED, AUDIT_FAILED or
- * AUDIT_UNAVAILABLE, with *detail saying why when it did not pass.
- */
-/* What checking one chunk of the object reads: its trailer and the chunk. */
+/* Is the shard's whole trailer read (see audit_one), or only one tag? */
+static bool
+audit_whole_trailer(const ObjectMeta *meta, const ObjectGeometry *g)
+{
+	return g->trailer_len <= AUDIT_MAX_TRAILER || meta->key_version == OBJECT_FORMAT_CRC;
+}
+
+/* What checking one chunk of the object reads: the trailer (or tag) and the chunk. */
 static uint64
 audit_cost(const ObjectMeta *meta, uint64 stripe)
 {
 	ObjectGeometry g;
 
 	object_geometry(meta, &g);
-	return g.trailer_len + (stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size);
+	return (audit_whole_trailer(meta, &g) ? g.trailer_len : (uint64) g.tag_len) +
+		(stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size);
 }
 
 /* A random stripe of the object (any, when it has only one). */
@@ -169,8 +181,21 @@ audit_pick_stripe(const ObjectMeta *meta)
 	return g.nstripes > 1 ? pg_prng_uint64_range(&pg_global_prng_state, 0, g.nstripes - 1) : 0;
 }
 
+/*
+ * Check one chunk of one shard.  Returns AUDIT_PASSED, AUDIT_FAILED or
+ * AUDIT_UNAVAILABLE, with *detail saying why when it did not pass.
+ *
+ * Two ranged reads: the chunk, and what verifies it.  The shard's whole
+ * trailer (every chunk's tag and the footer) is read while it is small
+ * (AUDIT_MAX_TRAILER): the footer is checked too.  A large object's
+ * trailer grows with its stripes (16 bytes each: 64 MB for a 1 TB shard),
+ * so then only the chunk's own tag is read: a format-2 tag is keyed with
+ * the object's data key over object id, shard index, stripe and chunk, so
+ * it alone proves the provider holds that chunk of that shard.  Format-1
+ * CRCs bind nothing, so those objects are always checked with the footer.
+ */
 static ProviderAuditOutcome
-audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail)
+audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail, bool *bad_chunk)
 {
 	ObjectGeometry g;
 	ProviderRequest reqs[2];
@@ -179,18 +204,22 @@ audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail
 	uint8	   *tags;
 	uint8	   *chunk;
 	uint64		cl;
+	uint64		tlen;
+	bool		whole_trailer;
 	ObjectChunkAuth *auth;
 
 	object_geometry(meta, &g);
 	cl = stripe == g.nstripes - 1 ? g.last_chunk : (uint64) meta->chunk_size;
-	trailer = palloc(g.trailer_len);
+	whole_trailer = audit_whole_trailer(meta, &g);
+	tlen = whole_trailer ? g.trailer_len : (uint64) g.tag_len;
+	trailer = palloc_extended(tlen, MCXT_ALLOC_HUGE);
 	chunk = palloc(Max(cl, 1));
 	memset(reqs, 0, sizeof(reqs));
 	reqs[0].provider = p;
 	reqs[0].op = POP_GET;
 	reqs[0].key = key;
-	reqs[0].offset = g.shard_data_len;
-	reqs[0].length = g.trailer_len;
+	reqs[0].offset = g.shard_data_len + (whole_trailer ? 0 : stripe * g.tag_len);
+	reqs[0].length = tlen;
 	reqs[0].buf = (char *) trailer;
 	reqs[1].provider = p;
 	reqs[1].op = POP_GET;
@@ -198,22 +227,38 @@ audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail
 	reqs[1].offset = stripe * meta->chunk_size;
 	reqs[1].length = cl;
 	reqs[1].buf = (char *) chunk;
+	/*
+	 * No retries: a spot check has nothing waiting on it, and retrying a
+	 * provider that stalls (request_timeout, 60 s by default, times
+	 * 1 + max_retries) would hold the maintenance round for minutes and
+	 * spend requests beyond the budget.  A check that could not be made
+	 * is unavailable, which does not count against the provider.
+	 */
+	reqs[0].no_retry = true;
+	reqs[1].no_retry = true;
 	provider_execute(reqs, 2);
 
 	*detail = NULL;
+	*bad_chunk = false;
 	if (!reqs[0].ok)
 		return request_unavailable(&reqs[0], detail, "shard") ? AUDIT_UNAVAILABLE : AUDIT_FAILED;
-	if (reqs[0].result_size != g.trailer_len)
+	if (reqs[0].result_size != tlen)
 	{
 		*detail = pstrdup("shard: shorter than it should be");
 		return AUDIT_FAILED;
 	}
-	tags = palloc_extended((size_t) g.tag_len * g.nstripes, MCXT_ALLOC_HUGE);
-	if (!object_parse_trailer(meta, &g, shard, trailer, tags))
+	if (whole_trailer)
 	{
-		*detail = pstrdup("shard: its footer does not describe this shard");
-		return AUDIT_FAILED;
+		tags = palloc_extended((size_t) g.tag_len * g.nstripes, MCXT_ALLOC_HUGE);
+		if (!object_parse_trailer(meta, &g, shard, trailer, tags))
+		{
+			*detail = pstrdup("shard: its footer does not describe this shard");
+			return AUDIT_FAILED;
+		}
+		tags += stripe * g.tag_len;
 	}
+	else
+		tags = trailer;
 	if (!reqs[1].ok)
 		return request_unavailable(&reqs[1], detail, "chunk") ? AUDIT_UNAVAILABLE : AUDIT_FAILED;
 	if (reqs[1].result_size != cl)
@@ -222,15 +267,30 @@ audit_one(ObjectMeta *meta, int shard, uint64 stripe, Provider *p, char **detail
 		return AUDIT_FAILED;
 	}
 	auth = object_chunk_auth_create(meta);
-	if (!object_chunk_verify(auth, shard, stripe, chunk, cl, tags + stripe * g.tag_len))
+	if (!object_chunk_verify(auth, shard, stripe, chunk, cl, tags))
 	{
 		*detail = psprintf("chunk of stripe %llu %s", (unsigned long long) stripe,
 						   meta->key_version == OBJECT_FORMAT_CRC ?
 						   "does not match its checksum" : "failed authentication");
-		provider_stats_note_bad_chunk(meta->shards[shard].provider);
+		*bad_chunk = true;
 		return AUDIT_FAILED;
 	}
 	return AUDIT_PASSED;
+}
+
+/*
+ * Does the catalog, as committed now, still place this shard on this
+ * provider?  The audit's snapshot may be older than a deletion or a move
+ * committed since, whose post-commit cleanup (or cleanup_orphans) took the
+ * shard away: the provider is not to blame for that.
+ */
+static bool
+audit_still_placed(const AuditSample *s, const char *provname)
+{
+	ObjectMeta *now = catalog_get_object_at(s->id, true, GetLatestSnapshot());
+
+	return now != NULL && s->shard < now->data_shards + now->parity_shards &&
+		strcmp(now->shards[s->shard].provider, provname) == 0;
 }
 
 /*
@@ -304,6 +364,7 @@ destor_audit(PG_FUNCTION_ARGS)
 			char	   *detail = NULL;
 			uint64		stripe;
 			uint64		cost;
+			bool		bad_chunk = false;
 			Datum		values[5];
 			bool		nulls[5] = {0};
 
@@ -327,7 +388,16 @@ destor_audit(PG_FUNCTION_ARGS)
 				continue;		/* over this provider's share of the bytes */
 			}
 			bytes_left -= cost;
-			outcome = audit_one(meta, samples[i].shard, stripe, p, &detail);
+			outcome = audit_one(meta, samples[i].shard, stripe, p, &detail, &bad_chunk);
+			/* a failure only counts if the shard is still meant to be there */
+			if (outcome == AUDIT_FAILED && !audit_still_placed(&samples[i], provname))
+			{
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(checkcxt);
+				continue;
+			}
+			if (bad_chunk)
+				provider_stats_note_bad_chunk(provname);
 			provider_stats_note_audit(p, outcome);
 			MemoryContextSwitchTo(callcxt);
 			values[0] = DirectFunctionCall1(namein, CStringGetDatum(provname));

@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "utils/resowner.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -98,6 +99,67 @@ cleanup_lost_tables(Pool *pool, TimestampTz keep_after)
 	return shards;
 }
 
+/*
+ * Remove the orphans of one provider (cleanup_orphans): shards no catalog
+ * row places there and abandoned uploads, older than the cutoff.  Returns
+ * how many it removed.
+ */
+static int64
+cleanup_provider(Provider *prov, TimestampTz cutoff)
+{
+	int64		removed = 0;
+	List	   *keys = provider_list(prov, OBJECT_KEY_PREFIX);
+	TimestampTz keep_after = orphan_cutoff(cutoff);
+	ListCell   *lc;
+
+	foreach(lc, keys)
+	{
+		ProviderListEntry *e = lfirst(lc);
+		uint8		id[CODEC_OBJID_LEN];
+		int			shard;
+		bool		orphan;
+
+		CHECK_FOR_INTERRUPTS();
+		if (e->last_modified > keep_after || !object_key_is_ours(e->key))
+			continue;
+		/* a shard is kept where the catalog places it (a moved shard's old copy goes) */
+		if (object_parse_shard_key(e->key, id, &shard))
+			orphan = !catalog_shard_placed(id, shard, prov->name) &&
+				!catalog_object_retired_after(id, cutoff);
+		else
+			orphan = strstr(e->key, ".tmp.") != NULL;	/* abandoned upload */
+		if (orphan)
+		{
+			provider_delete(prov, e->key);
+			removed++;
+		}
+	}
+
+	/*
+	 * Multipart uploads that were never completed nor aborted (a
+	 * backend killed mid-upload, an abort that failed) are invisible
+	 * to listings but billed: abort those begun before the cutoff.  A
+	 * running writer's upload is newer than its registration.
+	 */
+	{
+		List	   *uploads = provider_list_uploads(prov, OBJECT_KEY_PREFIX);
+
+		keep_after = orphan_cutoff(cutoff);
+		foreach(lc, uploads)
+		{
+			ProviderUploadEntry *u = lfirst(lc);
+
+			CHECK_FOR_INTERRUPTS();
+			if (u->initiated == 0 || u->initiated > keep_after ||
+				!object_key_is_ours(u->key))
+				continue;
+			if (provider_abort_upload(prov, u))
+				removed++;
+		}
+	}
+	return removed;
+}
+
 Datum
 cleanup_orphans(PG_FUNCTION_ARGS)
 {
@@ -119,55 +181,42 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	for (int p = 0; p < pool->nproviders; p++)
 	{
 		Provider   *prov = provider_lookup_by_name(pool->provider_names[p], false);
-		List	   *keys = provider_list(prov, OBJECT_KEY_PREFIX);
-		TimestampTz keep_after = orphan_cutoff(cutoff);
-		ListCell   *lc;
-
-		foreach(lc, keys)
-		{
-			ProviderListEntry *e = lfirst(lc);
-			uint8		id[CODEC_OBJID_LEN];
-			int			shard;
-			bool		orphan;
-
-			CHECK_FOR_INTERRUPTS();
-			if (e->last_modified > keep_after || !object_key_is_ours(e->key))
-				continue;
-			/* a shard is kept where the catalog places it (a moved shard's old copy goes) */
-			if (object_parse_shard_key(e->key, id, &shard))
-				orphan = !catalog_shard_placed(id, shard, prov->name) &&
-					!catalog_object_retired_after(id, cutoff);
-			else
-				orphan = strstr(e->key, ".tmp.") != NULL;	/* abandoned upload */
-			if (orphan)
-			{
-				provider_delete(prov, e->key);
-				removed++;
-			}
-		}
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
 
 		/*
-		 * Multipart uploads that were never completed nor aborted (a
-		 * backend killed mid-upload, an abort that failed) are invisible
-		 * to listings but billed: abort those begun before the cutoff.  A
-		 * running writer's upload is newer than its registration.
+		 * A provider that cannot be listed (down, its folder gone) is
+		 * skipped with a warning: its orphans wait for a later run, and the
+		 * others' cleanup (and the maintenance round calling it) goes on.
 		 */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
 		{
-			List	   *uploads = provider_list_uploads(prov, OBJECT_KEY_PREFIX);
-
-			keep_after = orphan_cutoff(cutoff);
-			foreach(lc, uploads)
-			{
-				ProviderUploadEntry *u = lfirst(lc);
-
-				CHECK_FOR_INTERRUPTS();
-				if (u->initiated == 0 || u->initiated > keep_after ||
-					!object_key_is_ours(u->key))
-					continue;
-				if (provider_abort_upload(prov, u))
-					removed++;
-			}
+			removed += cleanup_provider(prov, cutoff);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
 		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				ReThrowError(edata);
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("orphans on provider \"%s\" not cleaned up: %s", prov->name, edata->message),
+					 errhint("They are removed by a later run once the provider can be listed.")));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
 	}
 	catalog_forget_retired(cutoff);
 	/*

@@ -11,7 +11,8 @@
  *   - destor.cleanup_orphans() on every pool for shards older than
  *     destor.maintenance_orphan_age that no catalog row names;
  *   - destor.apply_tiering_policies(): the partitions that the declared
- *     policies (destor.tiering_policies) say should be offsite go there.
+ *     policies (destor.tiering_policies) say should be offsite go there;
+ *   - destor.apply_lo_tiering(): large objects, by destor.lo_tiering_policies.
  * Each round is one transaction of ordinary SQL calls; what it did goes to
  * the server log.  An error ends the round, not the worker: it is logged,
  * the round's transaction rolls back, destor.maintenance_status counts it
@@ -21,6 +22,7 @@
  * bgw_restart_time.
  */
 #include "postgres.h"
+
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -42,6 +44,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
@@ -174,10 +177,65 @@ result_int8(int col)
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
+/* The first error of a step of this round (empty: none). */
+static char step_error[STATUS_ERROR_LEN];
+
 /*
- * One round.  An ERROR in it is reported and recorded, and the round's
- * transaction rolled back (maintenance_round_guarded); the worker goes on
- * with the next round.
+ * Run one step of a round — a query returning one row of int8s, whose first
+ * two columns go to *v1 and *v2 (either may be NULL) — in a subtransaction,
+ * so that a step that fails (one pool's repair, a provider that cannot be
+ * listed) is reported and rolled back alone: the other steps' work, and
+ * the other pools', is kept.  The round then counts as failed.
+ */
+static void
+round_step(const char *sql, int64 *v1, int64 *v2)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		int64		a = query_int8(sql);
+		int64		b = v2 ? result_int8(2) : 0;
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (v1)
+			*v1 = a;
+		if (v2)
+			*v2 = b;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		edata->elevel = WARNING;
+		ThrowErrorData(edata);	/* to the server log; the round goes on */
+		if (step_error[0] == '\0')
+			strlcpy(step_error, edata->message ? edata->message : "unknown error",
+					STATUS_ERROR_LEN);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * One round.  Each step runs in a subtransaction (round_step); an ERROR
+ * outside them is reported and recorded, and the round's transaction
+ * rolled back (maintenance_round_guarded); the worker goes on with the
+ * next round.
  */
 static void
 maintenance_round(void)
@@ -186,12 +244,14 @@ maintenance_round(void)
 	int64		rebuilt = 0;
 	int64		orphans = 0;
 	int64		tiered = 0;
+	int64		lo_tiered = 0;
 	int64		audits = 0;
 	int64		audits_failed = 0;
 	int64		evacuated = 0;
 	bool		installed;
 	int			save_nestlevel;
 
+	step_error[0] = '\0';
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	/* nothing in anybody's schema may stand in for what the round calls */
@@ -217,8 +277,7 @@ maintenance_round(void)
 			sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE NOT ok)"
 						   "  FROM destor.audit(NULL, %d, %lld)", audit_requests_per_round,
 						   (long long) audit_bytes_per_round_kb * 1024);
-			audits = query_int8(sql);
-			audits_failed = result_int8(2);
+			round_step(sql, &audits, &audits_failed);
 		}
 
 		/*
@@ -233,7 +292,7 @@ maintenance_round(void)
 					   " AND pg_catalog.has_table_privilege('destor.shards', 'SELECT')"
 					   " AND pg_catalog.has_table_privilege('destor.objects', 'SELECT')"
 					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
-			evacuated = query_int8("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
+			round_step("SELECT pg_catalog.count(*) FILTER (WHERE m.moved)"
 								   "  FROM destor.provider_status ps,"
 								   "       LATERAL destor.move_shards(ps.provider, NULL) m"
 								   " WHERE ps.audit_failing"
@@ -243,18 +302,22 @@ maintenance_round(void)
 								   "          (SELECT pg_catalog.substr(opt, 18)::pg_catalog.bool"
 								   "             FROM pg_catalog.pg_foreign_server fs, pg_catalog.unnest(fs.srvoptions) opt"
 								   "            WHERE fs.srvname = o.pool AND opt OPERATOR(pg_catalog.~~) 'evacuate_failing=%'),"
-								   "          false))");
+								   "          false))", &evacuated, NULL);
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
-		problems = query_int8(sql);
-		rebuilt = result_int8(2);
+		round_step(sql, &problems, &rebuilt);
 		sql = psprintf("SELECT COALESCE(pg_catalog.sum(destor.cleanup_orphans(s.srvname,"
 					   "         pg_catalog.make_interval(secs => %d::pg_catalog.float8))), 0)::pg_catalog.int8"
 					   "  FROM pg_catalog.pg_foreign_server s"
 					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
 					   " WHERE w.fdwname = 'destor'", maintenance_orphan_age_s);
-		orphans = query_int8(sql);
-		tiered = query_int8("SELECT pg_catalog.count(*) FROM destor.apply_tiering_policies()");
+		round_step(sql, &orphans, NULL);
+		round_step("SELECT pg_catalog.count(*) FROM destor.apply_tiering_policies()", &tiered, NULL);
+		/* large objects by their declared rule (issue 16), where installed */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.apply_lo_tiering()') IS NOT NULL"
+					   " AND pg_catalog.has_function_privilege('destor.apply_lo_tiering()', 'EXECUTE')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			round_step("SELECT destor.apply_lo_tiering()", &lo_tiered, NULL);
 	}
 
 	catalog_spi_finish(save_nestlevel);
@@ -274,6 +337,10 @@ maintenance_round(void)
 				(errmsg("maintenance round in database \"%s\": %lld of %lld audits failed",
 						maintenance_database, (long long) audits_failed, (long long) audits),
 				 errhint("destor.provider_status shows which providers failed them.")));
+	if (lo_tiered > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld large objects tiered",
+						maintenance_database, (long long) lo_tiered)));
 	if (evacuated > 0)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld shards moved off providers failing their audits",
@@ -283,6 +350,11 @@ maintenance_round(void)
 		SpinLockAcquire(&status->mutex);
 		status->round_end = GetCurrentTimestamp();
 		status->rounds++;
+		if (step_error[0] != '\0')
+		{
+			status->failed_rounds++;
+			strlcpy(status->last_error, step_error, STATUS_ERROR_LEN);
+		}
 		status->problems += problems;
 		status->rebuilt += rebuilt;
 		status->orphans += orphans;

@@ -85,6 +85,10 @@ is($node->safe_psql('postgres', q{SELECT destor.blob_get(destor.blob_put('archiv
 is(injected(), 6, 'each proxy reset one upload and answered 503 to another');
 cmp_ok(status('sum(retries)'), '>=', 6, 'provider_status shows the retries');
 is(status("string_agg(DISTINCT state, ',')"), 'up', 'retries that succeed are no outage');
+# a retry is a request the provider bills: storage_report charges it
+is($node->safe_psql('postgres', q{SELECT round(sum(r.requests_since_reset)) = (SELECT sum(requests + retries)
+	  FROM destor.provider_status WHERE provider LIKE 's_') FROM destor.storage_report r WHERE r.provider LIKE 's_'}),
+	't', 'storage_report counts the retries among the requests it charges');
 
 # --- a single 503 on a first read is no outage ------------------------------
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');

@@ -1,0 +1,151 @@
+# Blob descriptors from a client, on six real S3-protocol servers (s3rver) in
+# a 4+2 pool: a blob streamed in with 1 MB blob_write calls and out with 1 MB
+# blob_read calls, byte for byte; the backend's peak memory stays bounded
+# (well below the blob's size) both ways; the new blob is invisible to other
+# sessions until its transaction commits; a rolled-back stream leaves
+# nothing on the providers, multipart uploads included.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use Digest::SHA;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $MB = 1024 * 1024;
+my $size_mb = $ENV{DESTOR_STREAM_MB} // 96;
+
+my ($node, $keyfile) = DestorTest::start_cluster('blobstream');
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @s3));
+
+# Peak resident memory of a backend, in bytes (VmHWM: the high-water mark).
+sub backend_peak
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or die "cannot read /proc/$pid/status: $!";
+	while (<$fh>)
+	{
+		return $1 * 1024 if /^VmHWM:\s+(\d+) kB/;
+	}
+	die "no VmHWM in /proc/$pid/status";
+}
+
+# Files of finished objects on the providers.  Unfinished multipart uploads
+# are left out: s3rver cannot abort them (031 checks that destor does, through
+# FaultProxy).
+sub provider_files
+{
+	return scalar(grep { !m{/\._S3rver_uploads/} } map { DestorTest::files_under($_->{dir}) } @s3);
+}
+
+open(my $rnd, '<:raw', '/dev/urandom') or die "cannot open /dev/urandom: $!";
+sub random_mb
+{
+	my $n = read($rnd, my $buf, $MB);
+	die "short read of /dev/urandom" unless $n == $MB;
+	return $buf;
+}
+
+# --- streaming in ---------------------------------------------------------------------------
+my $w = $node->background_psql('postgres');
+my $wpid = $w->query_safe('SELECT pg_backend_pid()');
+# load destor and warm the session up before taking the baseline
+$w->query_safe("SELECT destor.blob_size(destor.blob_put('archive', 'warm-up'))");
+my $peak0 = backend_peak($wpid);
+
+my $sha = Digest::SHA->new(256);
+$w->query_safe('BEGIN');
+my $fd = $w->query_safe("SELECT destor.blob_create('archive')");
+my $t0 = time;
+my $wrote_ok = 1;
+for my $i (1 .. $size_mb)
+{
+	my $chunk = random_mb();
+	$sha->add($chunk);
+	my $n = $w->query_safe("SELECT destor.blob_write($fd, '\\x" . unpack('H*', $chunk) . "')");
+	$wrote_ok = 0 unless $n eq $MB;
+}
+my $handle = $w->query_safe("SELECT destor.blob_close($fd)");
+my $t1 = time;
+ok($wrote_ok, "$size_mb blob_write calls of 1 MB each report 1 MB written");
+like($handle, qr/^[0-9a-f-]{36}$/, 'blob_close returns the new blob\'s handle');
+diag(sprintf('%d MB streamed in %.1fs (%.1f MB/s)', $size_mb, $t1 - $t0, $size_mb / ($t1 - $t0)));
+
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_size('$handle')");
+like($err, qr/does not exist/, 'the streamed blob is invisible to other sessions before commit');
+$w->query_safe('COMMIT');
+is($node->safe_psql('postgres', "SELECT destor.blob_size('$handle')"), $size_mb * $MB,
+	'and visible, with its full size, after commit');
+my $digest = $sha->hexdigest;
+is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$handle')), 'hex')"),
+	$digest, 'the stored blob is byte-identical to what the client sent');
+
+my $grew = backend_peak($wpid) - $peak0;
+diag(sprintf('writer backend peak grew by %.1f MB', $grew / $MB));
+cmp_ok($grew, '<', 96 * $MB,
+	"streaming $size_mb MB in grows the backend's peak memory by less than 96 MB");
+
+# --- streaming out ----------------------------------------------------------------------------
+my $r = $node->background_psql('postgres');
+my $rpid = $r->query_safe('SELECT pg_backend_pid()');
+$r->query_safe("SELECT destor.blob_size(destor.blob_put('archive', 'warm-up'))");
+$peak0 = backend_peak($rpid);
+my $rsha = Digest::SHA->new(256);
+$r->query_safe('BEGIN');
+$fd = $r->query_safe("SELECT destor.blob_open('$handle')");
+$t0 = time;
+my $reads = 0;
+for (;;)
+{
+	my $hex = $r->query_safe("SELECT encode(destor.blob_read($fd, $MB), 'hex')");
+	$hex =~ s/\s+//g;		# encode() breaks lines every 76 characters
+	last if $hex eq '';
+	$rsha->add(pack('H*', $hex));
+	$reads++;
+}
+$t1 = time;
+is($r->query_safe("SELECT destor.blob_tell($fd)"), $size_mb * $MB, 'blob_tell is at the end after reading');
+$r->query_safe('COMMIT');
+is($reads, $size_mb, "$size_mb blob_read calls of 1 MB read the blob");
+is($rsha->hexdigest, $digest, 'what blob_read returned is byte-identical to what was written');
+diag(sprintf('%d MB read in %.1fs (%.1f MB/s)', $size_mb, $t1 - $t0, $size_mb / ($t1 - $t0)));
+$grew = backend_peak($rpid) - $peak0;
+diag(sprintf('reader backend peak grew by %.1f MB', $grew / $MB));
+cmp_ok($grew, '<', 96 * $MB,
+	"reading $size_mb MB in 1 MB pieces grows the backend's peak memory by less than 96 MB");
+$r->quit;
+
+# --- a rolled-back stream leaves nothing behind --------------------------------------------------
+# 40 MB: more than one 8 MB part per data shard, so the shards are multipart
+# uploads; closed, so they are finished objects by the time of the rollback
+my $files_before = provider_files();
+$w->query_safe('BEGIN');
+$fd = $w->query_safe("SELECT destor.blob_create('archive')");
+$w->query_safe("SELECT destor.blob_write($fd, '\\x" . unpack('H*', random_mb()) . "')") for 1 .. 40;
+$handle = $w->query_safe("SELECT destor.blob_close($fd)");
+is(provider_files(), $files_before + 6 * 3, 'a closed stream is six finished objects on the providers');
+$w->query_safe('ROLLBACK');
+is(provider_files(), $files_before, 'a rolled-back stream of 40 MB leaves no objects on the s3 providers');
+
+# a session that dies while streaming: its transaction aborts like any other
+$w->query_safe('BEGIN');
+$fd = $w->query_safe("SELECT destor.blob_create('archive')");
+$w->query_safe("SELECT destor.blob_write($fd, '\\x" . unpack('H*', random_mb()) . "')") for 1 .. 40;
+$handle = $w->query_safe("SELECT destor.blob_close($fd)");
+$fd = $w->query_safe("SELECT destor.blob_create('archive')");
+$w->query_safe("SELECT destor.blob_write($fd, '\\x" . unpack('H*', random_mb()) . "')") for 1 .. 10;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($wpid)");
+eval { $w->quit };
+$node->poll_query_until('postgres', "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $wpid)")
+  or die 'the terminated backend did not go away';
+is(provider_files(), $files_before, 'a stream whose backend was terminated leaves no objects either');
+($ret, $out, $err) = $node->psql('postgres', "SELECT destor.blob_size('$handle')");
+like($err, qr/does not exist/, 'and its closed blob never existed for others');
+
+$node->stop;
+DestorTest::stop_s3($_) for @s3;
+done_testing();
