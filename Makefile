@@ -38,6 +38,7 @@ OBJS += src/codec/mac.o
 OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 	src/table/table_analyze.o src/table/table_compact.o src/table/table_fetch.o
 OBJS += src/maintenance/audit.o
+OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
