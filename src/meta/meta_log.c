@@ -70,7 +70,8 @@ typedef struct MetaWritten
 {
 	Provider   *provider;
 	char	   *shard_key;		/* deleted at abort */
-	char	   *marker_key;		/* put after commit */
+	char	   *marker_key;		/* put after commit, if put_marker */
+	bool		put_marker;
 	uint8		marker[META_MARKER_LEN];
 } MetaWritten;
 
@@ -667,6 +668,8 @@ meta_write_batch(PoolBatch *b, const char *instance)
 		w->provider = provider_copy(reqs[i].provider, meta_cxt);
 		w->shard_key = pstrdup(reqs[i].key);
 		w->marker_key = meta_marker_key(instance, seq, log_id);
+		/* one marker is proof enough: m + 1 of them survive the loss of m providers */
+		w->put_marker = reqs[i].ok && ok < pool->parity_shards + 1;
 		written = lappend(written, w);
 		if (reqs[i].ok)
 			ok++;
@@ -930,7 +933,7 @@ meta_end_work(bool committed)
 	{
 		MetaWritten *w = lfirst(lc);
 
-		if (provider_is_down(w->provider))
+		if (provider_is_down(w->provider) || (committed && !w->put_marker))
 			continue;
 		reqs[n].provider = w->provider;
 		if (committed)

@@ -91,11 +91,26 @@ sub drop_last_markers
 }
 # one log object's markers lost, then a later transaction confirms it
 $a->safe_psql('postgres', q{INSERT INTO app.events VALUES (9999, '{"late": true}', '{}')});
-is(drop_last_markers(), 5, 'the commit markers of a log object are lost (five providers)');
+is(drop_last_markers(), 3, 'the commit markers of a log object are lost (m + 1 = 3 providers hold one)');
 $a->safe_psql('postgres', q{INSERT INTO handles SELECT 'after', destor.blob_put('archive', 'confirms the one before')});
 # the last log object never confirmed: as if A crashed between pre-commit and commit
 my $unconfirmed_blob = $a->safe_psql('postgres', q{SELECT destor.blob_put('archive', 'committed, marker lost, never confirmed')});
-is(drop_last_markers(), 5, 'the newest log object has no marker and no successor');
+is(drop_last_markers(), 3, 'the newest log object has no marker and no successor');
+
+# a second pool on S3-protocol servers (s3rver)
+my @s3 = DestorTest::start_s3_servers(3, $base);
+END { DestorTest::stop_s3($_) for @s3 }
+my $cloud_sql = DestorTest::providers_sql('cloud', 2, 1, @s3);
+$a->safe_psql('postgres', $cloud_sql);
+$a->safe_psql('postgres', q{
+CREATE SCHEMA web;
+CREATE FOREIGN TABLE web.pages (url text, body text, hits int) SERVER cloud OPTIONS (row_group_rows '1000');
+INSERT INTO web.pages SELECT 'https://example.org/' || i, repeat(md5(i::text), i % 50), i * 3 FROM generate_series(1, 5000) i;
+DELETE FROM web.pages WHERE hits % 7 = 0;
+INSERT INTO handles SELECT 'cloud', destor.blob_put('cloud', (SELECT string_agg(md5(i::text), ',') FROM generate_series(1, 20000) i)::bytea);
+});
+my $pages_query = q{SELECT url, md5(body), hits FROM %s.pages ORDER BY url};
+my $pages_expect = $a->safe_psql('postgres', sprintf($pages_query, 'web'));
 
 my %queries = (
 	metrics_dump => q{SELECT * FROM %s.metrics ORDER BY ts},
@@ -108,7 +123,8 @@ $expect{$_} = $a->safe_psql('postgres', sprintf($queries{$_}, 'app')) for keys %
 my %blob_ids = map { split /\|/ } split /\n/, $a->safe_psql('postgres', q{SELECT name, b::text FROM handles});
 my %blob_sha = map { split /\|/ } split /\n/,
   $a->safe_psql('postgres', q{SELECT name, encode(sha256(destor.blob_get(b)), 'hex') FROM handles WHERE name <> 'gone'});
-is(scalar(keys %blob_sha), 6, 'A reads its six live blobs');
+is(scalar(keys %blob_sha), 7, 'A reads its seven live blobs');
+my $cloud_sha = delete $blob_sha{cloud};
 cmp_ok(length($expect{metrics_dump}), '>', 100000, 'A has a table of some size');
 
 $a->stop;
@@ -195,5 +211,16 @@ is($b->safe_psql('postgres', qq{SELECT fdwoptions::text LIKE '%$instance%' FROM 
 $b->safe_psql('postgres', q{INSERT INTO restored.events VALUES (10000, '{}', NULL); DELETE FROM restored.events WHERE id <= 10});
 is($b->safe_psql('postgres', q{SELECT count(*), max(id) FROM restored.events}), '1992|10000', 'B writes to a recovered table');
 
+# the S3 pool, recovered the same way
+$b->safe_psql('postgres', $cloud_sql);
+$report = $b->safe_psql('postgres', q{SELECT kind, count(*) FROM destor.recover_catalog('cloud') GROUP BY 1 ORDER BY 1});
+is($report, "blob|1\nlog|1\ntable|1", 'the S3 pool: one blob and one table recovered');
+is($b->safe_psql('postgres', sprintf(q{SELECT encode(sha256(destor.blob_get('%s')), 'hex')}, $blob_ids{cloud})),
+	$cloud_sha, 'the blob on S3 providers is byte-identical');
+$b->safe_psql('postgres', 'CREATE SCHEMA web2; IMPORT FOREIGN SCHEMA web FROM SERVER cloud INTO web2');
+is($b->safe_psql('postgres', sprintf($pages_query, 'web2')), $pages_expect,
+	'the table on S3 providers returns what A returned');
+
 $b->stop;
+DestorTest::stop_s3($_) for @s3;
 done_testing();
