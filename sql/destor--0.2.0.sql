@@ -770,3 +770,45 @@ CREATE FUNCTION recover_catalog(pool name, adopt boolean DEFAULT true, instance 
   RETURNS TABLE (kind text, id uuid, name text, detail text)
   AS 'MODULE_PATHNAME', 'destor_recover_catalog' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
 REVOKE ALL ON FUNCTION recover_catalog(name, boolean, uuid) FROM PUBLIC;
+
+-- Log every catalog row of a pool again, in one log object: for pools
+-- written before the log existed (an upgrade from 0.1.0), or as a fresh
+-- starting point.  Each row is rewritten unchanged, which the capture
+-- triggers record; deletion bitmaps are deleted and inserted again (they
+-- have no key an UPDATE could be replayed by).  Returns the rows logged.
+CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  n bigint := 0;
+  c bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = $1 AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+  END IF;
+  UPDATE destor.objects o SET pool = o.pool WHERE o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.shards s SET state = s.state FROM destor.objects o
+   WHERE o.object_id = s.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
+   WHERE o.object_id = b.blob_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
+   WHERE o.object_id = g.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  WITH d AS (DELETE FROM destor.deletions d USING destor.segments g, destor.objects o
+              WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no
+                AND o.object_id = g.object_id AND o.pool = $1
+             RETURNING d.*)
+  INSERT INTO destor.deletions SELECT * FROM d;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  -- every table definition is logged again at commit
+  DELETE FROM destor.table_definitions d WHERE d.pool = $1;
+  UPDATE destor.tables t SET relid = t.relid
+   WHERE EXISTS (SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+                  WHERE ft.ftrelid = t.relid AND s.srvname = $1);
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;

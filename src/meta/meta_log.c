@@ -31,6 +31,7 @@
 #include "foreign/foreign.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -390,7 +391,9 @@ destor_meta_note_table(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	MetaNote   *n;
 
-	if (capture_suspended > 0 || get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+	/* only DDL by the table's owner concerns it (what the event trigger calls) */
+	if (capture_suspended > 0 || get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE ||
+		!pg_class_ownercheck(relid, GetUserId()))
 		PG_RETURN_VOID();
 	old = MemoryContextSwitchTo(meta_context());
 	n = palloc(sizeof(MetaNote));

@@ -238,10 +238,11 @@ marker_found(LogEntry *e)
 
 /* The batch header of a decoded entry: confirmations of earlier logs. */
 static bool
-read_batch_header(LogEntry *e, MetaReader *r, List **confirms)
+read_batch_header(LogEntry *e, MetaReader *r, List **confirms, char **pool)
 {
 	const uint8 *magic;
 	uint32		nconf;
+	char	   *pool_name;
 
 	r->p = (const uint8 *) e->payload;
 	r->end = r->p + e->payload_len;
@@ -251,7 +252,9 @@ read_batch_header(LogEntry *e, MetaReader *r, List **confirms)
 		meta_get_u32(r) != META_FORMAT_VERSION)
 		return false;
 	(void) meta_get_str(r);		/* instance */
-	(void) meta_get_str(r);		/* pool */
+	pool_name = meta_get_str(r);
+	if (pool)
+		*pool = pool_name;
 	if (meta_get_u64(r) != e->seq)
 		return false;
 	(void) meta_get_u64(r);		/* written at */
@@ -488,7 +491,7 @@ replay_entry(RecoverState *st, LogEntry *e)
 	MetaReader	r;
 	uint32		nrec;
 
-	if (!read_batch_header(e, &r, NULL))
+	if (!read_batch_header(e, &r, NULL, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("metadata log object %llu of pool \"%s\" is malformed",
@@ -530,8 +533,8 @@ Datum
 destor_recover_catalog(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *poolname = NameStr(*PG_GETARG_NAME(0));
-	bool		adopt = PG_GETARG_BOOL(1);
+	char	   *poolname;
+	bool		adopt = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
 	char	   *want_instance = PG_ARGISNULL(2) ? NULL :
 		DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(2)));
 	Pool	   *pool;
@@ -546,14 +549,21 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 	int			wrong_key = 0,
 				unreadable = 0,
 				uncommitted = 0,
+				other_pools = 0,
 				replayed = 0;
 	uint8		key_id_seen[CODEC_KEY_FINGERPRINT_LEN] = {0};
+
 	uint64		max_seq = 0;
 	RecoverState st;
 	ListCell   *lc;
 	HASH_SEQ_STATUS hs;
 	LogSlot    *slot;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pool must not be NULL")));
+	poolname = NameStr(*PG_GETARG_NAME(0));
 	if (!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -682,13 +692,21 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 		List	   *confirms = NIL;
 		MetaReader	r;
 		ListCell   *cc;
+		char	   *batch_pool = NULL;
 
 		if (!e->decoded)
 			continue;
-		if (!read_batch_header(e, &r, &confirms))
+		if (!read_batch_header(e, &r, &confirms, &batch_pool) || batch_pool == NULL)
 		{
 			e->decoded = false;
 			unreadable++;
+			continue;
+		}
+		if (strcmp(batch_pool, poolname) != 0)
+		{
+			/* another pool sharing these providers: its log, not ours */
+			e->decoded = false;
+			other_pools++;
 			continue;
 		}
 		foreach(cc, confirms)
@@ -705,6 +723,13 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 			}
 		}
 	}
+	if (other_pools > 0 && other_pools == list_length(entries) - wrong_key - unreadable &&
+		unreadable == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no metadata log of pool \"%s\" found on its providers", poolname),
+				 errdetail("The %d log objects found there belong to other pools.", other_pools),
+				 errhint("The pool must have the name it had on the database that wrote it.")));
 	foreach(lc, entries)
 	{
 		LogEntry   *e = lfirst(lc);
@@ -776,9 +801,9 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 
 	/* 5. the report */
 	{
-		char	   *summary = psprintf("%d log objects replayed (%lld records), %d not committed (ignored), %d unreadable, %d under another master key; instance %s",
+		char	   *summary = psprintf("%d log objects replayed (%lld records), %d not committed (ignored), %d unreadable, %d under another master key, %d of other pools; instance %s",
 									   replayed, (long long) st.records, uncommitted, unreadable,
-									   wrong_key, adopt ? "adopted" : "borrowed");
+									   wrong_key, other_pools, adopt ? "adopted" : "borrowed");
 		BlobSeen   *b;
 		CatalogUser cu;
 		Oid			types[1] = {NAMEOID};

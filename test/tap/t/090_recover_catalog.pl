@@ -23,7 +23,8 @@ my $base = PostgreSQL::Test::Utils::tempdir();
 my @dirs = map { "$base/p$_" } 1 .. 5;
 make_path($_) for @dirs;
 my $servers = join('', map { "CREATE SERVER p$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');\n" } 1 .. 5)
-  . "CREATE SERVER archive FOREIGN DATA WRAPPER destor OPTIONS (providers 'p1,p2,p3,p4,p5', data_shards '3', parity_shards '2');\n";
+  . "CREATE SERVER archive FOREIGN DATA WRAPPER destor OPTIONS (providers 'p1,p2,p3,p4,p5', data_shards '3', parity_shards '2');\n"
+  . "CREATE SERVER legacy FOREIGN DATA WRAPPER destor OPTIONS (providers 'p1,p2,p3', data_shards '2', parity_shards '1');\n";
 
 # ---------------------------------------------------------------- cluster A
 my ($a, $akey) = DestorTest::start_cluster('writer');
@@ -97,6 +98,25 @@ $a->safe_psql('postgres', q{INSERT INTO handles SELECT 'after', destor.blob_put(
 my $unconfirmed_blob = $a->safe_psql('postgres', q{SELECT destor.blob_put('archive', 'committed, marker lost, never confirmed')});
 is(drop_last_markers(), 3, 'the newest log object has no marker and no successor');
 
+# a pool written while nothing was logged (as before an upgrade from 0.1.0),
+# sharing providers with the first: destor.log_snapshot() logs its rows
+my $capture = sub {
+	my ($how) = @_;
+	return join('', map { "ALTER TABLE destor.$_ $how TRIGGER meta_capture;\n" } qw(objects shards blobs segments deletions tables))
+	  . "ALTER EVENT TRIGGER destor_meta_table_ddl $how;\n";
+};
+$a->safe_psql('postgres', $capture->('DISABLE') . q{
+CREATE SCHEMA old;
+CREATE FOREIGN TABLE old.t (a int, b text) SERVER legacy;
+INSERT INTO old.t SELECT i, 'v' || i FROM generate_series(1, 3000) i;
+DELETE FROM old.t WHERE a % 10 = 0;
+INSERT INTO handles SELECT 'legacy', destor.blob_put('legacy', 'written before the log');
+} . $capture->('ENABLE'));
+cmp_ok($a->safe_psql('postgres', q{SELECT destor.log_snapshot('legacy')}), '>', 4,
+	'log_snapshot logs the rows of a pool written before the log');
+my $old_query = q{SELECT * FROM %s.t ORDER BY a};
+my $old_expect = $a->safe_psql('postgres', sprintf($old_query, 'old'));
+
 # a second pool on S3-protocol servers (s3rver)
 my @s3 = DestorTest::start_s3_servers(3, $base);
 END { DestorTest::stop_s3($_) for @s3 }
@@ -123,8 +143,9 @@ $expect{$_} = $a->safe_psql('postgres', sprintf($queries{$_}, 'app')) for keys %
 my %blob_ids = map { split /\|/ } split /\n/, $a->safe_psql('postgres', q{SELECT name, b::text FROM handles});
 my %blob_sha = map { split /\|/ } split /\n/,
   $a->safe_psql('postgres', q{SELECT name, encode(sha256(destor.blob_get(b)), 'hex') FROM handles WHERE name <> 'gone'});
-is(scalar(keys %blob_sha), 7, 'A reads its seven live blobs');
+is(scalar(keys %blob_sha), 8, 'A reads its eight live blobs');
 my $cloud_sha = delete $blob_sha{cloud};
+my $legacy_sha = delete $blob_sha{legacy};
 cmp_ok(length($expect{metrics_dump}), '>', 100000, 'A has a table of some size');
 
 $a->stop;
@@ -137,8 +158,15 @@ my ($b, $bkey) = DestorTest::start_cluster('recovered');
 $b->safe_psql('postgres', "CREATE ROLE alice");
 $b->safe_psql('postgres', $servers);
 
+# only superusers recover
+$b->safe_psql('postgres', 'CREATE ROLE mallory');
+my ($rc, $out, $err) = $b->psql('postgres', q{SET ROLE mallory; SELECT * FROM destor.recover_catalog('archive')});
+like($err, qr/permission denied for function recover_catalog/, 'recover_catalog is not granted to PUBLIC');
+($rc, $out, $err) = $b->psql('postgres', q{SELECT * FROM destor.recover_catalog(NULL)});
+like($err, qr/pool must not be NULL/, 'a NULL pool is an error');
+
 # B still has its own key: nothing can be decoded
-my ($rc, $out, $err) = $b->psql('postgres', q{SELECT * FROM destor.recover_catalog('archive')});
+($rc, $out, $err) = $b->psql('postgres', q{SELECT * FROM destor.recover_catalog('archive')});
 isnt($rc, 0, 'recovery under the wrong master key fails');
 like($err, qr/written under another master key/, 'and says the master key is not the writer\'s');
 is($b->safe_psql('postgres', q{SELECT (SELECT count(*) FROM destor.objects) + (SELECT count(*) FROM destor.table_definitions)}),
@@ -210,6 +238,15 @@ is($b->safe_psql('postgres', qq{SELECT fdwoptions::text LIKE '%$instance%' FROM 
 	't', 'the recovered database adopted the writer\'s instance');
 $b->safe_psql('postgres', q{INSERT INTO restored.events VALUES (10000, '{}', NULL); DELETE FROM restored.events WHERE id <= 10});
 is($b->safe_psql('postgres', q{SELECT count(*), max(id) FROM restored.events}), '1992|10000', 'B writes to a recovered table');
+
+# the pool logged by log_snapshot, on providers it shares with the first
+$report = $b->safe_psql('postgres', q{SELECT kind, count(*) FROM destor.recover_catalog('legacy') GROUP BY 1 ORDER BY 1});
+is($report, "blob|1\nlog|1\ntable|1", 'the snapshot pool: its blob and its table, nothing of the other pool');
+is($b->safe_psql('postgres', sprintf(q{SELECT encode(sha256(destor.blob_get('%s')), 'hex')}, $blob_ids{legacy})),
+	$legacy_sha, 'the blob logged by the snapshot is byte-identical');
+$b->safe_psql('postgres', 'CREATE SCHEMA old2; IMPORT FOREIGN SCHEMA old FROM SERVER legacy INTO old2');
+is($b->safe_psql('postgres', sprintf($old_query, 'old2')), $old_expect,
+	'the table logged by the snapshot returns what A returned, deleted rows included');
 
 # the S3 pool, recovered the same way
 $b->safe_psql('postgres', $cloud_sql);
