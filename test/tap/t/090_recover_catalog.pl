@@ -52,6 +52,15 @@ SELECT destor.blob_put('archive', 'never committed');
 ROLLBACK;
 });
 like($rolled_back_blob, qr/^[0-9a-f-]{36}$/, 'a blob written in a rolled-back transaction');
+my $savepoint_blob = $a->safe_psql('postgres', q{
+BEGIN;
+SAVEPOINT s;
+SELECT destor.blob_put('archive', 'rolled back to a savepoint');
+ROLLBACK TO s;
+INSERT INTO handles SELECT 'kept', destor.blob_put('archive', 'kept after the savepoint');
+COMMIT;
+});
+like($savepoint_blob, qr/^[0-9a-f-]{36}$/, 'a blob written in a subtransaction that rolled back');
 
 # tables
 $a->safe_psql('postgres', q{
@@ -143,7 +152,7 @@ $expect{$_} = $a->safe_psql('postgres', sprintf($queries{$_}, 'app')) for keys %
 my %blob_ids = map { split /\|/ } split /\n/, $a->safe_psql('postgres', q{SELECT name, b::text FROM handles});
 my %blob_sha = map { split /\|/ } split /\n/,
   $a->safe_psql('postgres', q{SELECT name, encode(sha256(destor.blob_get(b)), 'hex') FROM handles WHERE name <> 'gone'});
-is(scalar(keys %blob_sha), 8, 'A reads its eight live blobs');
+is(scalar(keys %blob_sha), 9, 'A reads its nine live blobs');
 my $cloud_sha = delete $blob_sha{cloud};
 my $legacy_sha = delete $blob_sha{legacy};
 cmp_ok(length($expect{metrics_dump}), '>', 100000, 'A has a table of some size');
@@ -184,7 +193,7 @@ $b->safe_psql('lossy', $servers);
 rename($dirs[0], "$dirs[0].away") or die;
 rename($dirs[3], "$dirs[3].away") or die;
 my $report = $b->safe_psql('lossy', q{SELECT kind, count(*) FROM destor.recover_catalog('archive', adopt => false) GROUP BY 1 ORDER BY 1});
-is($report, "blob|6\nlog|1\ntable|3", 'with two of five providers gone, six blobs and three tables are recovered')
+is($report, "blob|7\nlog|1\ntable|3", 'with two of five providers gone, seven blobs and three tables are recovered')
   or diag($report);
 is($b->safe_psql('lossy', sprintf(q{SELECT encode(sha256(destor.blob_get('%s')), 'hex')}, $blob_ids{large})),
 	$blob_sha{large}, 'and the large blob reads back byte for byte from the three left');
@@ -212,6 +221,8 @@ is($b->safe_psql('postgres', sprintf(q{SELECT owner::text FROM destor.blobs WHER
 isnt($rc, 0, 'a blob deleted before the disaster stays deleted');
 ($rc, $out, $err) = $b->psql('postgres', sprintf(q{SELECT destor.blob_get('%s')}, $rolled_back_blob));
 isnt($rc, 0, 'a blob of a rolled-back transaction does not exist');
+is($b->safe_psql('postgres', sprintf(q{SELECT count(*) FROM destor.objects WHERE object_id = '%s'}, $savepoint_blob)),
+	'0', 'a blob of a subtransaction rolled back to its savepoint left no record in the log');
 ($rc, $out, $err) = $b->psql('postgres', sprintf(q{SELECT destor.blob_get('%s')}, $unconfirmed_blob));
 isnt($rc, 0, 'a blob whose log object was never confirmed committed is not recovered');
 
