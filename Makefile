@@ -41,6 +41,7 @@ OBJS += src/maintenance/audit.o
 OBJS += src/blob/blob_acl.o src/blob/blob_lifecycle.o
 OBJS += src/blob/blob_fd.o
 OBJS += src/lo/lo_tier.o src/lo/lo_hooks.o
+OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration

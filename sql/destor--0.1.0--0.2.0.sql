@@ -604,3 +604,121 @@ REVOKE ALL ON lo_tiering_policies FROM PUBLIC;
 CREATE FUNCTION apply_lo_tiering() RETURNS bigint
   AS 'MODULE_PATHNAME', 'destor_apply_lo_tiering' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION apply_lo_tiering() FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+-- Self-describing pools (issue 12, src/meta/, docs/METADATA_FORMAT.md): every
+-- transaction that changes these rows writes one log object per pool on the
+-- pool's providers at pre-commit; destor.recover_catalog() rebuilds the
+-- catalog from it in a fresh database, IMPORT FOREIGN SCHEMA the tables.
+-- ---------------------------------------------------------------------------
+CREATE SEQUENCE meta_seq;
+-- The log objects this database wrote and saw committed: a later log object
+-- confirms the last of them (in case a commit marker was lost).
+CREATE TABLE meta_log (
+    pool        name NOT NULL,
+    seq         bigint NOT NULL,
+    log_id      uuid NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, seq)
+);
+-- Each table's definition as last logged (and, after recover_catalog, as
+-- recovered): what IMPORT FOREIGN SCHEMA creates.
+CREATE TABLE table_definitions (
+    table_id    uuid PRIMARY KEY,
+    pool        name NOT NULL,
+    definition  jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON meta_log, table_definitions FROM PUBLIC;
+
+CREATE FUNCTION meta_capture() RETURNS trigger
+  AS 'MODULE_PATHNAME', 'destor_meta_capture' LANGUAGE C;
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON objects
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON shards
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON blobs
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON segments
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON deletions
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON tables
+  FOR EACH ROW EXECUTE FUNCTION meta_capture();
+
+-- DDL on a destor table (rename, columns, options) is logged at commit;
+-- tables made by IMPORT FOREIGN SCHEMA are bound to their recovered data
+-- (the CREATE trigger above does not fire for that command tag).
+CREATE FUNCTION meta_note_table(tbl regclass) RETURNS void
+  AS 'MODULE_PATHNAME', 'destor_meta_note_table' LANGUAGE C STRICT;
+CREATE FUNCTION on_meta_table_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  cmd record;
+BEGIN
+  FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+             WHERE classid = 'pg_catalog.pg_class'::regclass LOOP
+    CONTINUE WHEN NOT EXISTS (
+      SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+        JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+       WHERE ft.ftrelid = cmd.objid AND w.fdwname = 'destor');
+    IF tg_tag = 'IMPORT FOREIGN SCHEMA' THEN
+      PERFORM destor.bind_table(cmd.objid::regclass);
+    END IF;
+    PERFORM destor.meta_note_table(cmd.objid::regclass);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER destor_meta_table_ddl ON ddl_command_end
+  WHEN TAG IN ('CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE', 'ALTER TABLE',
+               'IMPORT FOREIGN SCHEMA')
+  EXECUTE FUNCTION on_meta_table_ddl();
+
+-- Rebuild the catalog rows of a pool's blobs and tables from its metadata
+-- log; one row per log read ('log'), blob and table recovered.  adopt: take
+-- over the writer's instance identity (the recovered database becomes the
+-- pool's writer; see docs/METADATA_FORMAT.md for the risks).
+CREATE FUNCTION recover_catalog(pool name, adopt boolean DEFAULT true, instance uuid DEFAULT NULL)
+  RETURNS TABLE (kind text, id uuid, name text, detail text)
+  AS 'MODULE_PATHNAME', 'destor_recover_catalog' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+REVOKE ALL ON FUNCTION recover_catalog(name, boolean, uuid) FROM PUBLIC;
+
+-- Log every catalog row of a pool again, in one log object: for pools
+-- written before the log existed (an upgrade from 0.1.0), or as a fresh
+-- starting point.  Each row is rewritten unchanged, which the capture
+-- triggers record; deletion bitmaps are deleted and inserted again (they
+-- have no key an UPDATE could be replayed by).  Returns the rows logged.
+CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  n bigint := 0;
+  c bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = $1 AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+  END IF;
+  UPDATE destor.objects o SET pool = o.pool WHERE o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.shards s SET state = s.state FROM destor.objects o
+   WHERE o.object_id = s.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
+   WHERE o.object_id = b.blob_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
+   WHERE o.object_id = g.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  WITH d AS (DELETE FROM destor.deletions d USING destor.segments g, destor.objects o
+              WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no
+                AND o.object_id = g.object_id AND o.pool = $1
+             RETURNING d.*)
+  INSERT INTO destor.deletions SELECT * FROM d;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  -- every table definition is logged again at commit
+  DELETE FROM destor.table_definitions d WHERE d.pool = $1;
+  UPDATE destor.tables t SET relid = t.relid
+   WHERE EXISTS (SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+                  WHERE ft.ftrelid = t.relid AND s.srvname = $1);
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
