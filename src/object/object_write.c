@@ -470,7 +470,7 @@ object_writer_write(ObjectWriter *w, const char *data, size_t len)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
-	if (len > 0 && EVP_DigestUpdate(w->sha256, data, len) != 1)
+	if (len > 0 && w->sha256 != NULL && EVP_DigestUpdate(w->sha256, data, len) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not compute the SHA-256 of a new object")));
@@ -494,6 +494,20 @@ object_writer_write(ObjectWriter *w, const char *data, size_t len)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * object_writer_skip_sha256 — this object's content hash is not wanted
+ * (table segments: their chunks are authenticated, and nobody asks for a
+ * segment's SHA-256): spare the CPU.  Call before the first write.
+ */
+void
+object_writer_skip_sha256(ObjectWriter *w)
+{
+	Assert(w->meta->size == 0);
+	if (w->sha256)
+		EVP_MD_CTX_free(w->sha256);
+	w->sha256 = NULL;
+}
+
 ObjectMeta *
 object_writer_finish(ObjectWriter *w)
 {
@@ -505,6 +519,7 @@ object_writer_finish(ObjectWriter *w)
 	ObjectGeometry g = {0};
 
 	writer_seal_block(w, true);
+	if (w->sha256 != NULL)
 	{
 		unsigned int mdlen = 0;
 

@@ -300,6 +300,7 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 	if (w->ow == NULL)
 	{
 		w->ow = object_writer_create(w->pool, false);
+		object_writer_skip_sha256(w->ow);	/* chunks are authenticated; no one asks */
 		w->seg_offset = 0;
 	}
 	if (w->nrowgroups == w->rgcap)

@@ -141,6 +141,7 @@ typedef struct ObjectWriter ObjectWriter;
 extern void object_define_gucs(void);
 extern ObjectWriter *object_writer_create(Pool *pool, bool compress);
 extern void object_writer_write(ObjectWriter *w, const char *data, size_t len);
+extern void object_writer_skip_sha256(ObjectWriter *w);
 extern ObjectMeta *object_writer_finish(ObjectWriter *w);
 
 /* object_read.c */
