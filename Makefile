@@ -38,6 +38,7 @@ OBJS += src/codec/mac.o
 OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 	src/table/table_analyze.o src/table/table_compact.o src/table/table_fetch.o
 OBJS += src/maintenance/audit.o
+OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -49,7 +50,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report key_rotation
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck

@@ -693,3 +693,12 @@ CREATE OR REPLACE VIEW provider_status WITH (security_barrier) AS
     LEFT JOIN provider_stats() st ON st.serverid = s.oid
     LEFT JOIN provider_health() h ON h.serverid = s.oid
     LEFT JOIN provider_audits() a ON a.serverid = s.oid;
+
+-- Master key rotation (issue 12 item 4): re-wrap every data key under the key
+-- of destor.master_key_file while destor.previous_master_key_file keeps the
+-- old one readable; nothing on the providers changes.  In the caller's
+-- transaction (interrupted = rolled back, call again); max_keys bounds one
+-- call, so a large rotation can commit in pieces.  Superuser only.
+CREATE FUNCTION rotate_master_key(new_key_file text, max_keys bigint DEFAULT NULL)
+  RETURNS bigint AS 'MODULE_PATHNAME', 'destor_rotate_master_key' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;

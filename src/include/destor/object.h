@@ -129,6 +129,23 @@ extern ObjectReadStats object_read_stats;	/* backend-wide, cumulative */
 /* keys.c */
 extern void keys_define_gucs(void);
 extern void keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+/* rotation (key_rotation.c): the previous master key only unwraps; a
+ * reader picks the key by the fingerprint its object's row records */
+extern bool keys_previous_configured(void);
+extern void keys_load_previous(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+extern bool keys_load_by_id(const uint8 key_id[CODEC_KEY_FINGERPRINT_LEN], uint8 key[CODEC_KEY_LEN]);
+extern void keys_read_file(const char *path, const char *what, uint8 key[CODEC_KEY_LEN],
+						   uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+
+/* key_rotation.c: re-wrapping data keys under the new master key */
+typedef struct KeyRotation KeyRotation;
+
+extern KeyRotation *key_rotation_begin(const char *new_key_file);
+extern const uint8 *key_rotation_new_key_id(const KeyRotation *kr);
+extern void key_rotation_rewrap(const KeyRotation *kr, const uint8 id[CODEC_OBJID_LEN],
+								int key_version, const uint8 key_id[CODEC_KEY_FINGERPRINT_LEN],
+								const uint8 wrapped[CODEC_WRAPPED_KEY_LEN],
+								uint8 out[CODEC_WRAPPED_KEY_LEN]);
 
 /* object_write.c */
 typedef struct ObjectWriter ObjectWriter;
