@@ -39,6 +39,7 @@ OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 	src/table/table_analyze.o src/table/table_compact.o src/table/table_fetch.o
 OBJS += src/maintenance/audit.o
 OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
+OBJS += src/meta/meta_lease.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration

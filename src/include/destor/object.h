@@ -55,6 +55,14 @@ typedef enum PlacementMode
 	PLACEMENT_FASTEST			/* lowest recent read latency first */
 } PlacementMode;
 
+/* Who a pool is to this database (option "mode"; docs/ARCHITECTURE.md, "Writers"). */
+typedef enum PoolMode
+{
+	POOL_MODE_READ_WRITE,		/* default: writes, no lease (several namespaces may share it) */
+	POOL_MODE_EXCLUSIVE,		/* the one writer, fenced by a lease on the providers */
+	POOL_MODE_READ_ONLY			/* a reader: never writes, never takes the lease */
+} PoolMode;
+
 typedef struct Pool
 {
 	Oid			serverid;
@@ -71,9 +79,14 @@ typedef struct Pool
 	int			max_shards_per_geo; /* 0: no limit */
 	int			max_shards_per_operator;	/* 0: no limit */
 	PlacementMode placement;
+	PoolMode	mode;
 } Pool;
 
 extern Pool *pool_lookup(const char *name, bool check_usage);
+/* ERROR naming what was refused when the pool is declared mode 'read_only' */
+extern void pool_check_writable(Pool *pool, const char *action);
+/* is the pool of that name (if it exists) declared mode 'read_only'? */
+extern bool pool_name_read_only(const char *name);
 
 /* placement.c: which providers may hold an object's shards */
 extern void placement_choose(const uint8 *id, Pool *pool, char **out);
