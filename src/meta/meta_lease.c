@@ -259,7 +259,7 @@ lease_providers(Pool *pool)
  * majority of the providers answered (with a lease or "not found").
  */
 static void
-lease_read(Pool *pool, Lease *best)
+lease_read(Pool *pool, Lease *best, int *unauthentic)
 {
 	Provider  **ps = lease_providers(pool);
 	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * pool->nproviders);
@@ -267,6 +267,8 @@ lease_read(Pool *pool, Lease *best)
 	int			answered = 0;
 
 	memset(best, 0, sizeof(Lease));
+	if (unauthentic)
+		*unauthentic = 0;
 	for (int i = 0; i < pool->nproviders; i++)
 	{
 		reqs[i].provider = ps[i];
@@ -288,9 +290,14 @@ lease_read(Pool *pool, Lease *best)
 			continue;
 		}
 		answered++;
-		if (lease_parse(pool->name, reqs[i].buf, reqs[i].result_size, &l) &&
-			(!best->found || l.epoch > best->epoch ||
-			 (l.epoch == best->epoch && l.renewed > best->renewed)))
+		if (!lease_parse(pool->name, reqs[i].buf, reqs[i].result_size, &l))
+		{
+			if (unauthentic)
+				(*unauthentic)++;
+			continue;
+		}
+		if (!best->found || l.epoch > best->epoch ||
+			(l.epoch == best->epoch && l.renewed > best->renewed))
 			*best = l;
 	}
 	if (answered <= pool->nproviders / 2)
@@ -391,20 +398,29 @@ lease_verify(Pool *pool, bool acquire, bool at_commit)
 	TimestampTz now = GetCurrentTimestamp();
 	const char *me;
 	Lease		l;
+	int			unauthentic;
 
 	if (c->ours && !TimestampDifferenceExceeds(c->checked, now, LEASE_CHECK_SECONDS * 1000) &&
 		(!acquire || (int64) time(NULL) - c->renewed < LEASE_RENEW_SECONDS))
 		return;
 	c->ours = false;
 	me = lease_instance();
-	lease_read(pool, &l);
+	lease_read(pool, &l, &unauthentic);
+	if (!l.found && acquire && unauthentic > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("the writer lease of pool \"%s\" does not verify", pool->name),
+				 errdetail("%d provider(s) hold a lease that is not authentic under this database's master key (or the previous one), and none holds one that is.",
+						   unauthentic),
+				 errhint("Another database with another master key may hold the pool, or its lease was signed by a key retired since.  If this database is to write it, run SELECT destor.take_over_pool('%s').",
+						 pool->name)));
 	if (!l.found && acquire)
 	{
 		Lease		mine;
 
 		lease_new(&mine, 1);
 		lease_write(pool, &mine);
-		lease_read(pool, &l);	/* a database acquiring at the same time may win */
+		lease_read(pool, &l, NULL);	/* a database acquiring at the same time may win */
 	}
 	if (!l.found)
 	{
@@ -509,10 +525,10 @@ destor_take_over_pool(PG_FUNCTION_ARGS)
 				 errdetail("Only a pool declared with mode 'exclusive' is fenced by a writer lease."),
 				 errhint("ALTER SERVER %s OPTIONS (ADD mode 'exclusive') first.",
 						 quote_identifier(pool->name))));
-	lease_read(pool, &l);
+	lease_read(pool, &l, NULL);
 	lease_new(&mine, l.found ? l.epoch + 1 : 1);
 	lease_write(pool, &mine);
-	lease_read(pool, &l);
+	lease_read(pool, &l, NULL);
 	if (!l.found || strcmp(l.instance, mine.instance) != 0 || l.epoch != mine.epoch)
 		lease_refused(pool, &l, false);
 

@@ -159,6 +159,22 @@ is($b->safe_psql('postgres', "SELECT destor.blob_size(destor.blob_put('shared', 
 # and the old one reads what it wrote
 is($a->safe_psql('postgres', 'SELECT count(*) FROM t'), '100', 'the old writer still reads its table');
 
+# leases that verify under no key of this database are not taken silently
+for my $d (@dirs)
+{
+	open(my $fh, '>', "$d/meta/lease/shared") or die;
+	print $fh $forged;
+	close $fh;
+}
+sleep(6);	# past the lease cache
+($rc, $out, $err) = $b->psql('postgres', "SELECT destor.blob_put('shared', 'x')");
+like($err, qr/the writer lease of pool "shared" does not verify.*3 provider\(s\) hold a lease that is not authentic/s,
+	'a pool whose leases all fail their MAC is not acquired by a write');
+is($b->safe_psql('postgres', "SELECT destor.take_over_pool('shared')"), '1',
+	'take_over_pool writes a new lease over them');
+is($b->safe_psql('postgres', "SELECT destor.blob_size(destor.blob_put('shared', 'new writer'))"), '10',
+	'and the writer writes again');
+
 $a->stop;
 $b->stop;
 done_testing();
