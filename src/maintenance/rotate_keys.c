@@ -27,6 +27,7 @@
 #include "utils/uuid.h"
 
 #include "destor/catalog.h"
+#include "destor/lease.h"
 #include "destor/object.h"
 #include "destor/progress.h"
 
@@ -218,6 +219,17 @@ destor_rotate_master_key(PG_FUNCTION_ARGS)
 		progress_add(0, seen);
 		if (seen == 0)
 			break;
+	}
+	/*
+	 * The writer leases this database holds are signed by a master key too;
+	 * signed again under the new one, they still verify once the previous
+	 * key is deleted.  Only when the whole catalog is done: a call bounded
+	 * by max_keys leaves that to the last one.
+	 */
+	if (total < max_keys)
+	{
+		progress_set_phase("signing writer leases");
+		(void) lease_resign_held();
 	}
 	progress_end();
 	MemoryContextDelete(batchcxt);	/* wipes the keys */

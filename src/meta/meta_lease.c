@@ -34,8 +34,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_foreign_server.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
@@ -551,4 +555,61 @@ destor_take_over_pool(PG_FUNCTION_ARGS)
 	c->renewed = mine.renewed;
 	c->checked = GetCurrentTimestamp();
 	PG_RETURN_INT64((int64) mine.epoch);
+}
+
+/*
+ * lease_resign_held — sign again, under the current master key, the lease
+ * of every exclusive pool this database holds (the end of a key rotation:
+ * once the previous key is deleted, a lease signed by it would no longer
+ * verify).  Pools held by another database are left alone.  Returns how
+ * many leases were signed again.
+ */
+int
+lease_resign_held(void)
+{
+	ForeignDataWrapper *fdw = GetForeignDataWrapperByName("destor", true);
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *names = NIL;
+	ListCell   *lc;
+	int			n = 0;
+
+	if (fdw == NULL)
+		return 0;
+	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_foreign_server srv = (Form_pg_foreign_server) GETSTRUCT(tup);
+
+		if (srv->srvfdw == fdw->fdwid)
+			names = lappend(names, pstrdup(NameStr(srv->srvname)));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	foreach(lc, names)
+	{
+		Pool	   *pool = pool_lookup((char *) lfirst(lc), false);
+		Lease		l;
+		Lease		again;
+		LeaseCache *c;
+
+		if (pool->mode != POOL_MODE_EXCLUSIVE)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		lease_read(pool, &l, NULL);
+		if (!l.found || strcmp(l.instance, lease_instance()) != 0)
+			continue;
+		lease_new(&again, l.epoch);
+		lease_write(pool, &again);
+		c = lease_cache_entry(pool->name);
+		c->ours = true;
+		c->epoch = again.epoch;
+		c->renewed = again.renewed;
+		c->checked = GetCurrentTimestamp();
+		n++;
+	}
+	return n;
 }

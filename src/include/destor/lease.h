@@ -21,5 +21,7 @@
 /* At the start of every object write to the pool: ERROR unless this
  * database may write to it now. */
 extern void lease_check_write(Pool *pool);
+/* After a key rotation: sign the leases this database holds under the new key. */
+extern int	lease_resign_held(void);
 
 #endif							/* DESTOR_LEASE_H */

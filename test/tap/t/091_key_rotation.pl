@@ -22,6 +22,8 @@ $node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @s3));
 # many small objects, so that the rotation has batches to be killed in
 my ($fsql) = DestorTest::file_pool_sql($base, 'tiny', 2, 1, 1);
 $node->safe_psql('postgres', $fsql);
+# an exclusive pool: its writer lease is signed with the master key too
+$node->safe_psql('postgres', "ALTER SERVER tiny OPTIONS (ADD mode 'exclusive')");
 
 my $old_hex = do { local (@ARGV, $/) = ($oldkey); my $h = <>; $h =~ s/\s+//g; $h };
 copy($oldkey, "$base/old_copy.key") or die;
@@ -149,6 +151,8 @@ unlink($oldkey) or die;
 everything_reads('with the new key alone and the old key file deleted');
 is($node->safe_psql('postgres', q{SELECT destor.blob_get(b) = data FROM src JOIN stored USING (name) WHERE name = 'during'}),
 	't', 'the blob written during the rotation reads');
+is($node->safe_psql('postgres', q{SELECT destor.blob_size(destor.blob_put('tiny', '\x0102'))}),
+	'2', 'the exclusive pool is written: the rotation signed its writer lease under the new key');
 
 # the old key reads nothing: configured alone, it is refused by fingerprint ...
 set_keys("$base/old_copy.key", '');
