@@ -18,6 +18,8 @@ use Test::More;
 my ($node, $oldkey) = DestorTest::start_cluster('rotate', conf => "restart_after_crash = on\n");
 my $base = $node->basedir;
 my @s3 = DestorTest::start_s3_servers(6, $base);
+# no server outlives the test, also when it fails
+END { local $?; DestorTest::stop_s3($_) for @s3 }
 $node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @s3));
 # many small objects, so that the rotation has batches to be killed in
 my ($fsql) = DestorTest::file_pool_sql($base, 'tiny', 2, 1, 1);
@@ -182,5 +184,4 @@ my $log = slurp_file($node->logfile);
 ok(index($log, $old_hex) < 0 && index($log, $new_hex) < 0, 'no key bytes in the server log');
 
 $node->stop;
-DestorTest::stop_s3($_) for @s3;
 done_testing();
