@@ -1005,3 +1005,20 @@ BEGIN
   RETURN n;
 END $$;
 REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
+-- Master key rotation (issue 12 item 4): re-wrap every data key under the key
+-- of destor.master_key_file while destor.previous_master_key_file keeps the
+-- old one readable; nothing on the providers changes.  In the caller's
+-- transaction (interrupted = rolled back, call again); max_keys bounds one
+-- call, so a large rotation can commit in pieces.  Superuser only.
+CREATE FUNCTION rotate_master_key(new_key_file text, max_keys bigint DEFAULT NULL)
+  RETURNS bigint AS 'MODULE_PATHNAME', 'destor_rotate_master_key' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;
+
+-- One writer per pool (issue 12 item 3): a pool declared mode 'exclusive' is
+-- fenced by a writer lease on its providers; take_over_pool() makes this
+-- database the writer (a higher epoch) and returns once every session's
+-- cached view of the old lease has expired (about 6 s), so the old writer's
+-- next write or commit fails.  Returns the new epoch.  Superuser only.
+CREATE FUNCTION take_over_pool(pool name)
+  RETURNS bigint AS 'MODULE_PATHNAME', 'destor_take_over_pool' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION take_over_pool(name) FROM PUBLIC;

@@ -175,6 +175,14 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 				 errmsg("destor.cleanup_orphans() must run in a READ COMMITTED transaction"),
 				 errdetail("Under an older snapshot, objects committed meanwhile would look like orphans."),
 				 errhint("Run it at the default isolation level, READ COMMITTED.")));
+	if (pool->mode == POOL_MODE_READ_ONLY)
+	{
+		/* its providers are another database's to clean */
+		ereport(NOTICE,
+				(errmsg("pool \"%s\" is declared read-only: nothing is removed from its providers",
+						pool->name)));
+		PG_RETURN_INT64(0);
+	}
 	cutoff = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(GetCurrentTimestamp()),
 													 IntervalPGetDatum(older_than)));

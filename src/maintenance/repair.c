@@ -109,6 +109,7 @@ destor_repair(PG_FUNCTION_ARGS)
 		bool		unreadable;
 		Pool	   *opool;
 		bool	   *keep_out;
+		bool		read_only;
 
 		CHECK_FOR_INTERRUPTS();
 		old = MemoryContextSwitchTo(percxt);
@@ -124,12 +125,15 @@ destor_repair(PG_FUNCTION_ARGS)
 		 * A bad shard on a provider the pool's rules no longer allow is not
 		 * written there again: it is rebuilt on one they allow.
 		 */
-		opool = dry_run ? NULL : pool_of(meta);
+		/* a read-only pool's objects are checked, never rebuilt */
+		read_only = pool_name_read_only(meta->pool);
+		opool = dry_run || read_only ? NULL : pool_of(meta);
 		keep_out = palloc0(sizeof(bool) * (meta->data_shards + meta->parity_shards));
 		for (int i = 0; opool && i < meta->data_shards + meta->parity_shards; i++)
 			keep_out[i] = strcmp(meta->shards[i].provider, "(unknown)") != 0 &&
 				!placement_eligible(opool, meta->shards[i].provider);
-		checks = object_check_and_repair(meta, verify, !dry_run, keep_out, &unreadable);
+		checks = object_check_and_repair(meta, verify, !dry_run && !read_only, keep_out,
+										 &unreadable);
 		for (int i = 0; opool && i < meta->data_shards + meta->parity_shards; i++)
 		{
 			ShardCheck *c = &checks[i];
@@ -413,7 +417,9 @@ destor_move_shards(PG_FUNCTION_ARGS)
 			MemoryContextReset(percxt);
 			continue;
 		}
-		if (strcmp(meta->shards[shard].provider, from) != 0)
+		if (pool_name_read_only(meta->pool))
+			why = psprintf("pool \"%s\" is declared read-only", meta->pool);
+		else if (strcmp(meta->shards[shard].provider, from) != 0)
 			why = pstrdup("the shard was moved by another session meanwhile");
 		else if (target == NULL)
 		{
@@ -570,6 +576,7 @@ destor_rebalance(PG_FUNCTION_ARGS)
 				 errmsg("max_moves must be at least 1"),
 				 errhint("Leave it NULL for no limit.")));
 	pool = pool_lookup(NameStr(*PG_GETARG_NAME(0)), false);
+	pool_check_writable(pool, "rebalance");
 	InitMaterializedSRF(fcinfo, 0);
 	pl.n = pool->nproviders;
 	pl.names = pool->provider_names;

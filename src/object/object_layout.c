@@ -266,14 +266,12 @@ void
 object_unwrap_key(const ObjectMeta *meta, uint8 dek[CODEC_KEY_LEN])
 {
 	uint8		master[CODEC_KEY_LEN];
-	uint8		key_id[CODEC_KEY_FINGERPRINT_LEN];
 	uint8		aad[CODEC_OBJID_LEN + 4];
 
 	check_format(meta);
-	keys_load_master(master, key_id);
-	if (memcmp(key_id, meta->key_id, CODEC_KEY_FINGERPRINT_LEN) != 0)
+	/* the current master key, or during a rotation the previous one */
+	if (!keys_load_by_id(meta->key_id, master))
 	{
-		codec_secure_zero(master, sizeof(master));
 
 		/*
 		 * The server is configured with the wrong key file; the data is fine
@@ -288,8 +286,8 @@ object_unwrap_key(const ObjectMeta *meta, uint8 dek[CODEC_KEY_LEN])
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("object %s was written with a different master key", object_id_text(meta->id)),
-				 errdetail("The key in destor.master_key_file does not match the key that wrapped this object's data key."),
-				 errhint("Set destor.master_key_file to the key this database was created with.")));
+				 errdetail("Neither the key in destor.master_key_file nor the one in destor.previous_master_key_file is the key that wrapped this object's data key."),
+				 errhint("Set destor.master_key_file to the key this database was created with, or during a key rotation destor.previous_master_key_file to the key being retired.")));
 	}
 	memcpy(aad, meta->id, CODEC_OBJID_LEN);
 	aad[CODEC_OBJID_LEN] = (uint8) (meta->key_version >> 24);

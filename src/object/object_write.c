@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 
 #include "destor/cache.h"
+#include "destor/lease.h"
 #include "destor/object.h"
 
 /* blocks of a new object copied into the shared cache as they are written */
@@ -356,17 +357,25 @@ object_writer_create(Pool *pool, bool compress)
 {
 	/* in the (sub)transaction's context: a failed write in a savepoint or an
 	 * exception block gives its memory back when that one aborts */
-	MemoryContext cxt = AllocSetContextCreate(CurTransactionContext, "destor object writer",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	ObjectWriter *w = palloc0(sizeof(ObjectWriter));
-	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
-	ObjectMeta *meta = palloc0(sizeof(ObjectMeta));
+	MemoryContext cxt;
+	MemoryContext old;
+	ObjectWriter *w;
+	MemoryContextCallback *cb;
+	ObjectMeta *meta;
 	uint8		master[CODEC_KEY_LEN];
 	uint8		dek[CODEC_KEY_LEN];
 	uint8		aad[CODEC_OBJID_LEN + 4];
 	char	  **names;
 
+	/* may this database write to the pool (read-only; the writer lease)? */
+	lease_check_write(pool);
+
+	cxt = AllocSetContextCreate(CurTransactionContext, "destor object writer",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	w = palloc0(sizeof(ObjectWriter));
+	cb = palloc0(sizeof(MemoryContextCallback));
+	meta = palloc0(sizeof(ObjectMeta));
 	w->cxt = cxt;
 	w->meta = meta;
 	w->k = pool->data_shards;

@@ -36,6 +36,7 @@ static const PoolOption pool_options[] = {
 	{"max_shards_per_operator", ForeignServerRelationId},
 	{"placement", ForeignServerRelationId},
 	{"evacuate_failing", ForeignServerRelationId},
+	{"mode", ForeignServerRelationId},
 	{NULL, InvalidOid}
 };
 
@@ -133,6 +134,7 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 	pool->data_shards = POOL_DEFAULT_DATA_SHARDS;
 	pool->parity_shards = POOL_DEFAULT_PARITY_SHARDS;
 	pool->placement = PLACEMENT_SPREAD;
+	pool->mode = POOL_MODE_READ_WRITE;
 
 	foreach(lc, options)
 	{
@@ -181,6 +183,22 @@ pool_apply_options(Pool *pool, List *options, Oid catalog)
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"placement\": \"%s\"", val),
 						 errhint("Valid values are: spread, cheapest, fastest.")));
+		}
+		else if (strcmp(def->defname, "mode") == 0)
+		{
+			char	   *val = defGetString(def);
+
+			if (strcmp(val, "read_write") == 0)
+				pool->mode = POOL_MODE_READ_WRITE;
+			else if (strcmp(val, "exclusive") == 0)
+				pool->mode = POOL_MODE_EXCLUSIVE;
+			else if (strcmp(val, "read_only") == 0)
+				pool->mode = POOL_MODE_READ_ONLY;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"mode\": \"%s\"", val),
+						 errhint("Valid values are: read_write, exclusive, read_only.")));
 		}
 		else if (strcmp(def->defname, "evacuate_failing") == 0)
 		{
@@ -325,4 +343,31 @@ pool_lookup(const char *name, bool check_usage)
 	if (check_usage)
 		pool_check_provider_usage(pool);
 	return pool;
+}
+
+/*
+ * pool_check_writable — refuse action (a phrase: "write to", "rebalance")
+ * on a pool declared mode 'read_only': such a database reads a pool another
+ * one writes, and must never change what is on its providers.
+ */
+void
+pool_check_writable(Pool *pool, const char *action)
+{
+	if (pool->mode == POOL_MODE_READ_ONLY)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot %s pool \"%s\": it is declared read-only", action, pool->name),
+				 errdetail("A pool with mode 'read_only' is read by this database and written by another; nothing here writes to or deletes from its providers."),
+				 errhint("To make this database the pool's writer, ALTER SERVER %s OPTIONS (SET mode 'exclusive') and run destor.take_over_pool('%s').",
+						 quote_identifier(pool->name), pool->name)));
+}
+
+bool
+pool_name_read_only(const char *name)
+{
+	ForeignServer *server = GetForeignServerByName(name, true);
+
+	if (server == NULL || !pool_is_destor_server(server->serverid))
+		return false;
+	return pool_lookup(name, false)->mode == POOL_MODE_READ_ONLY;
 }

@@ -56,6 +56,14 @@ typedef enum PlacementMode
 	PLACEMENT_FASTEST			/* lowest recent read latency first */
 } PlacementMode;
 
+/* Who a pool is to this database (option "mode"; docs/ARCHITECTURE.md, "Writers"). */
+typedef enum PoolMode
+{
+	POOL_MODE_READ_WRITE,		/* default: writes, no lease (several namespaces may share it) */
+	POOL_MODE_EXCLUSIVE,		/* the one writer, fenced by a lease on the providers */
+	POOL_MODE_READ_ONLY			/* a reader: never writes, never takes the lease */
+} PoolMode;
+
 typedef struct Pool
 {
 	Oid			serverid;
@@ -72,9 +80,14 @@ typedef struct Pool
 	int			max_shards_per_geo; /* 0: no limit */
 	int			max_shards_per_operator;	/* 0: no limit */
 	PlacementMode placement;
+	PoolMode	mode;
 } Pool;
 
 extern Pool *pool_lookup(const char *name, bool check_usage);
+/* ERROR naming what was refused when the pool is declared mode 'read_only' */
+extern void pool_check_writable(Pool *pool, const char *action);
+/* is the pool of that name (if it exists) declared mode 'read_only'? */
+extern bool pool_name_read_only(const char *name);
 
 /* placement.c: which providers may hold an object's shards */
 extern void placement_choose(const uint8 *id, Pool *pool, char **out);
@@ -134,6 +147,23 @@ extern ObjectReadStats object_read_stats;	/* backend-wide, cumulative */
 /* keys.c */
 extern void keys_define_gucs(void);
 extern void keys_load_master(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+/* rotation (key_rotation.c): the previous master key only unwraps; a
+ * reader picks the key by the fingerprint its object's row records */
+extern bool keys_previous_configured(void);
+extern void keys_load_previous(uint8 key[CODEC_KEY_LEN], uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+extern bool keys_load_by_id(const uint8 key_id[CODEC_KEY_FINGERPRINT_LEN], uint8 key[CODEC_KEY_LEN]);
+extern void keys_read_file(const char *path, const char *what, uint8 key[CODEC_KEY_LEN],
+						   uint8 key_id[CODEC_KEY_FINGERPRINT_LEN]);
+
+/* key_rotation.c: re-wrapping data keys under the new master key */
+typedef struct KeyRotation KeyRotation;
+
+extern KeyRotation *key_rotation_begin(const char *new_key_file);
+extern const uint8 *key_rotation_new_key_id(const KeyRotation *kr);
+extern void key_rotation_rewrap(const KeyRotation *kr, const uint8 id[CODEC_OBJID_LEN],
+								int key_version, const uint8 key_id[CODEC_KEY_FINGERPRINT_LEN],
+								const uint8 wrapped[CODEC_WRAPPED_KEY_LEN],
+								uint8 out[CODEC_WRAPPED_KEY_LEN]);
 
 /* object_write.c */
 typedef struct ObjectWriter ObjectWriter;
