@@ -107,6 +107,7 @@ sub provider_files
 		find({ no_chdir => 1, wanted => sub {
 			return unless -f $_;
 			(my $rel = $File::Find::name) =~ s{^\Q$dir\E/}{};
+			return if $rel =~ m{(^|/)meta/};	# the pool's metadata log, not data
 			push @files, "$name:$rel";
 		} }, $dir);
 	}

@@ -32,13 +32,13 @@ my $nobjects = $node->safe_psql('postgres', 'SELECT count(*) FROM destor.objects
 is($node->safe_psql('postgres', 'SELECT count(*) FROM destor.repair()'), '0', 'healthy: nothing to report');
 
 # s2 loses its disk: stopped, emptied, started again with an empty bucket
-my %files_before = map { $_ => -s $_ } grep { /\._S3rver_object$/ } DestorTest::files_under($s3[1]->{dir});
+my %files_before = map { $_ => -s $_ } grep { m{/ds/} && /\._S3rver_object$/ } DestorTest::files_under($s3[1]->{dir});
 DestorTest::stop_s3($s3[1]);
 remove_tree($s3[1]->{dir});
 DestorTest::start_s3($s3[1]);
 is($node->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE problem = 'missing' AND repaired), count(*)
 	FROM destor.repair()}), "$nobjects|$nobjects", 'every object had its s2 shard rebuilt');
-my %files_after = map { $_ => -s $_ } grep { /\._S3rver_object$/ } DestorTest::files_under($s3[1]->{dir});
+my %files_after = map { $_ => -s $_ } grep { m{/ds/} && /\._S3rver_object$/ } DestorTest::files_under($s3[1]->{dir});
 is_deeply(\%files_after, \%files_before, 's2 holds the same shard objects, of the same sizes, again');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM destor.repair(verify => true)'), '0',
 	'a verifying pass finds every chunk of every shard good');
