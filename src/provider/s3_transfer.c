@@ -756,11 +756,19 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * to succeed in the number needed win, and every other request is cancelled
  * (removed from the multi handle: nothing is left running).  A spare costs
  * only bandwidth, so its bar is lower.
+ *
+ * Hedged writes are hedged sets without spares: every shard's upload is a
+ * unit, the batch needs the write quorum; once that many are stored, the
+ * others are waited for while they keep sending (HEDGE_FACTOR times the
+ * slowest stored one's time without a byte sent, at least
+ * HEDGE_WRITE_MIN_MS: giving one up costs a repair), then cancelled.  The
+ * writer records their shards as missing, for repair.
  */
 #define HEDGE_MIN_MS		300
 #define HEDGE_FACTOR		3
 #define HEDGE_SPARE_MIN_MS	150
 #define HEDGE_SPARE_FACTOR	2
+#define HEDGE_WRITE_MIN_MS	1000
 
 /* What the loop keeps for hedging, per transfer and per unit. */
 typedef struct S3Hedge
@@ -774,6 +782,7 @@ typedef struct S3Hedge
 	TimestampTz *progress;		/* per transfer: when they last grew */
 	bool	   *late;			/* per unit: found late (its spare is started) */
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
+	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
 } S3Hedge;
 
@@ -995,13 +1004,35 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	}
 	if (nok >= h->need)
 	{
-		/* enough: cancel the rest, spares and late ones alike */
+		/*
+		 * Enough.  Reads: cancel the rest, spares and late ones alike.
+		 * Writes: the others are finished if they come in time — HEDGE_FACTOR
+		 * times the slowest unit that succeeded, at least HEDGE_WRITE_MIN_MS,
+		 * without a byte sent — and given up otherwise (the caller records
+		 * their shards for repair).
+		 */
+		double		write_ms = Max((double) HEDGE_WRITE_MIN_MS,
+								   HEDGE_FACTOR * h->slowest_unit_ms);
+
+		if (h->quorum_at == 0)
+			h->quorum_at = now;
 		for (int i = 0; i < n; i++)
 		{
 			S3Transfer *t = ts[i];
 
 			if (t->state == TS_DONE || h->unit_of[i] < 0)
 				continue;
+			if (t->op != S3OP_GET && !h->held[i])
+			{
+				TimestampTz since = Max(h->quorum_at, s3_last_progress(h, ts, i, now));
+				long		left = (long) (write_ms - (double) (now - since) / 1000.0);
+
+				if (t->state != TS_RUNNING || left > 0)
+				{
+					*wait_ms = Min(*wait_ms, Max(left, 1));
+					continue;
+				}
+			}
 			s3_transfer_give_up(t, true, s3_unit_late_ms(h, ts, n, h->unit_of[i]), resultcxt);
 			(*ndone)++;
 		}
