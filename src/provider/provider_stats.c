@@ -34,6 +34,7 @@
 #define LAST_ERROR_LEN		256
 #define RECENT_READS		4		/* the fastest of these is a provider's read speed */
 #define PROVIDER_KNOWN_SLOW_MS	1e9	/* the read time of a provider found slow lately */
+#define READ_LATENCY_WINDOW	64		/* GET times a provider's p95 is taken over */
 
 typedef struct ProviderStatsEntry
 {
@@ -55,6 +56,10 @@ typedef struct ProviderStatsEntry
 	uint32		nrecent;
 	uint32		recent_pos;
 	TimestampTz last_read;
+	/* successful GETs' network times (libcurl's), for hedging's p95 */
+	float4		read_latencies[READ_LATENCY_WINDOW];
+	uint32		nread_latencies;
+	uint32		read_latency_pos;
 	TimestampTz slow_since;		/* a reader avoided it as slow; 0 if not */
 	uint64		retries;		/* tries after the first, successful or not */
 	uint64		short_bodies;	/* answers that ended before their length */
@@ -388,6 +393,10 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			/* the round trip, not the size asked: the first byte's time */
 			e->recent_reads[e->recent_pos] = (float4)
 				(r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
+			e->read_latencies[e->read_latency_pos] = (float4) r->latency_ms;
+			e->read_latency_pos = (e->read_latency_pos + 1) % READ_LATENCY_WINDOW;
+			if (e->nread_latencies < READ_LATENCY_WINDOW)
+				e->nread_latencies++;
 			e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
 			if (e->nrecent < RECENT_READS)
 				e->nrecent++;
@@ -569,24 +578,25 @@ provider_recent_read_ms(Provider *p)
 static int	cmp_float4(const void *a, const void *b);
 
 /*
- * provider_latency_p95_ms — the 95th percentile of the provider's latency
- * window (every request; s3 latencies are libcurl's own transfer times, so a
- * busy backend does not inflate them), or -1 when it has none.
+ * provider_latency_p95_ms — the 95th percentile of the provider's last
+ * successful GETs' times (s3: libcurl's own transfer times, so a busy
+ * backend does not inflate them; uploads, much longer, are left out), or
+ * -1 when it has none.
  */
 double
 provider_latency_p95_ms(Provider *p)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
-	float4		sorted[LATENCY_WINDOW];
+	float4		sorted[READ_LATENCY_WINDOW];
 	uint32		n = 0;
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	if (e && e->nlatencies > 0)
+	if (e && e->nread_latencies > 0)
 	{
-		n = e->nlatencies;
-		memcpy(sorted, e->latencies, sizeof(float4) * n);
+		n = e->nread_latencies;
+		memcpy(sorted, e->read_latencies, sizeof(float4) * n);
 	}
 	stats_unlock(s);
 	if (n == 0)

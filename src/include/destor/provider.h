@@ -187,7 +187,7 @@ extern bool provider_is_down(Provider *p);
  * reader found it much slower than its pool's other providers and avoided
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
-/* A high percentile (p95) of the provider's recent request latencies, as
+/* A high percentile (p95) of the provider's recent GET times, as
  * measured by the network library (ms), or -1 when it has none: what
  * hedging calls "late" is a multiple of it. */
 extern double provider_latency_p95_ms(Provider *p);
