@@ -81,7 +81,8 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * first k shards to answer win (unit_of[i]: 1..k asked first, more: spare
  * in that order, 0: not hedged).  Providers down, found slow or avoided
  * by this reader are not left out, as they are without hedging, but come
- * last: spares of last resort.  A shard recorded bad (HINTED) is always
+ * last: spares of last resort (last[i]), started only for a unit that
+ * failed or is very late.  A shard recorded bad (HINTED) is always
  * asked, outside the set: only a read of it can find the record stale.
  * s3 providers only (a file provider is a local disk: its requests all
  * run); false when hedging does not apply, and then every candidate is
@@ -90,7 +91,7 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 #define HEDGE_LAST_MS 1e9		/* the rank of a provider known slow */
 
 static bool
-plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, int *need)
+plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, int *need)
 {
 	double		ms[CODEC_RS_MAX_SHARDS];
 	int			order[CODEC_RS_MAX_SHARDS];
@@ -100,6 +101,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, int *need)
 	for (int i = 0; i < r->n; i++)
 	{
 		unit_of[i] = 0;
+		last[i] = false;
 		if (skip[i])
 			continue;
 		if (r->providers[i]->type != PROVIDER_S3)
@@ -110,6 +112,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, int *need)
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 		/* slow or avoided ones are spares of last resort, down ones after them */
+		last[i] = r->slow[i] || r->avoid[i] || provider_is_down(r->providers[i]);
 		if (r->slow[i] || r->avoid[i])
 			ms[i] = HEDGE_LAST_MS;
 		if (provider_is_down(r->providers[i]))
@@ -168,6 +171,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	bool		skip[CODEC_RS_MAX_SHARDS];
 	bool		hedged = false;
 	int			unit_of[CODEC_RS_MAX_SHARDS] = {0};
+	bool		last[CODEC_RS_MAX_SHARDS] = {0};
 	int			need = 0;
 
 	/*
@@ -189,7 +193,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, skip, unit_of, &need);
+		hedged = plan_hedge(r, skip, unit_of, last, &need);
 		if (hedged)
 			skipped_some = true;	/* spares may go unasked */
 	}
@@ -232,6 +236,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 				reqs[q].hedge_unit = i + 1;
 				reqs[q].hedge_need = need;
 				reqs[q].hedge_spare = unit_of[i] > need;
+				reqs[q].hedge_last = last[i];
 			}
 		}
 		reqs[nreqs].provider = r->providers[i];
@@ -256,16 +261,13 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		int			i = shard_of[q];
 
 		note_fetched(reqs[q].result_size + reqs[q + 1].result_size);
-		if (reqs[q].cancelled || reqs[q + 1].cancelled)
-		{
-			/* not needed: k others answered first (a spare, or one late) */
-			skipped_some = true;
-			continue;
-		}
-		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+		if (!reqs[q].cancelled && (!reqs[q].ok || reqs[q].result_size != reqs[q].length))
 			reader_note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
-		else if (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length)
+		else if (!reqs[q + 1].cancelled &&
+				 (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length))
 			reader_note_failure(r, i, &reqs[q + 1], SHARD_UNREACHABLE);
+		else if (reqs[q].cancelled || reqs[q + 1].cancelled)
+			skipped_some = true;	/* not needed: k others answered first */
 		else
 			fetched[i] = true;
 	}

@@ -755,7 +755,9 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * HEDGE_SPARE_MIN_MS — gets a spare started in its place; the first units
  * to succeed in the number needed win, and every other request is cancelled
  * (removed from the multi handle: nothing is left running).  A spare costs
- * only bandwidth, so its bar is lower.
+ * only bandwidth, so its bar is lower.  Spares of last resort (providers
+ * found slow or down) are started only for units that failed or are very
+ * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -769,6 +771,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 #define HEDGE_SPARE_MIN_MS	150
 #define HEDGE_SPARE_FACTOR	2
 #define HEDGE_WRITE_MIN_MS	1000
+#define HEDGE_LAST_MIN_MS	1000
+#define HEDGE_LAST_FACTOR	4
 
 /* What the loop keeps for hedging, per transfer and per unit. */
 typedef struct S3Hedge
@@ -781,6 +785,8 @@ typedef struct S3Hedge
 	uint64	   *seen;			/* per transfer: bytes received at last look */
 	TimestampTz *progress;		/* per transfer: when they last grew */
 	bool	   *late;			/* per unit: found late (its spare is started) */
+	bool	   *very_late;		/* per unit: late enough for a last resort */
+	bool	   *last;			/* per unit: a spare of last resort */
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
@@ -806,6 +812,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	h->seen = palloc0(sizeof(uint64) * n);
 	h->progress = palloc0(sizeof(TimestampTz) * n);
 	h->late = palloc0(sizeof(bool) * n);
+	h->very_late = palloc0(sizeof(bool) * n);
+	h->last = palloc0(sizeof(bool) * n);
 	h->ok_at = palloc0(sizeof(TimestampTz) * n);
 	for (int i = 0; i < n; i++)
 	{
@@ -830,6 +838,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 			h->unit_of[i] = h->nunits++;
 		}
 		h->held[i] = req->hedge_spare && ts[i]->state == TS_QUEUED;
+		if (req->hedge_last)
+			h->last[h->unit_of[i]] = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -977,6 +987,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 {
 	int			nok = 0;
 	int			nlive = 0;		/* pending and not late */
+	int			nlate = 0;		/* late, not yet very late */
 	TimestampTz now = GetCurrentTimestamp();
 	UnitState  *st = palloc(sizeof(UnitState) * h->nunits);
 
@@ -1048,26 +1059,49 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		if (st[u] != UNIT_PENDING)
 			continue;
 		start = s3_unit_start(h, ts, n, u);
-		if (h->late[u] || start == 0)
+		if (start == 0)
 		{
-			if (!h->late[u])
-				nlive++;		/* queued for a slot: not late yet */
+			nlive++;			/* queued for a slot: not late yet */
 			continue;
 		}
 		late_ms = s3_unit_late_ms(h, ts, n, u);
+		if (h->late[u])
+		{
+			/* very late: HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS */
+			late_ms = Max((double) HEDGE_LAST_MIN_MS, HEDGE_LAST_FACTOR * late_ms);
+			left = (long) (late_ms - (double) (now - start) / 1000.0);
+			if (left <= 0)
+				h->very_late[u] = true;
+			else
+			{
+				nlate++;
+				*wait_ms = Min(*wait_ms, Max(left, 1));
+			}
+			continue;
+		}
 		left = (long) (late_ms - (double) (now - start) / 1000.0);
 		if (left <= 0)
+		{
 			h->late[u] = true;
+			nlate++;
+		}
 		else
 		{
 			nlive++;
 			*wait_ms = Min(*wait_ms, Max(left, 1));
 		}
 	}
-	/* start spares, in the caller's order, until enough are in the running */
-	for (int u = 0; u < h->nunits && nok + nlive < h->need; u++)
+
+	/*
+	 * Start spares, in the caller's order, until enough are in the running:
+	 * for units failed or late; spares of last resort only for units failed
+	 * or very late (a provider found slow is no help to one merely late).
+	 */
+	for (int u = 0; u < h->nunits; u++)
 	{
 		if (st[u] != UNIT_HELD)
+			continue;
+		if (nok + nlive + (h->last[u] ? nlate : 0) >= h->need)
 			continue;
 		for (int i = 0; i < n; i++)
 			if (h->unit_of[i] == u)

@@ -121,6 +121,9 @@ typedef struct ProviderRequest
 	int			hedge_unit;
 	int			hedge_need;
 	bool		hedge_spare;
+	/* a spare of last resort (a provider found slow or down): started only
+	 * for a unit that failed or is very late, not for one just late */
+	bool		hedge_last;
 
 	/* output */
 	bool		ok;
