@@ -213,6 +213,8 @@ shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo, uint64 *hi
 void
 reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 {
+	if (req && req->cancelled)
+		return;					/* not needed after all: says nothing of the shard */
 	if (req && req->abandoned)
 	{
 		/* not broken, just slow: read around it for the rest of this reader */
@@ -253,7 +255,7 @@ reader_shard_failed(ObjectReader *r, int i)
  * Worked out again every SLOW_RECHECK_MS of a reader's life.
  */
 #define SLOW_FACTOR			3.0
-#define SLOW_MARGIN_MS		50.0
+#define SLOW_MARGIN_MS		200.0
 #define SLOW_RECHECK_MS		100
 #define SLOW_UNUSABLE_MS	1e12	/* a provider that does not exist */
 

@@ -72,8 +72,81 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 }
 
 /*
+ * plan_hedge — which shards a degraded fetch asks first.  The k shards
+ * whose providers read fastest lately (a provider not measured lately
+ * counts as fast as the fastest measured one, as in
+ * reader_check_slow_providers; ties go to the lower shard, data before
+ * parity) are asked at once; the other candidates are spares, started by
+ * the transfer loop only when one of the first fails or is late, and the
+ * first k shards to answer win (unit_of[i]: 1..k asked first, more: spare
+ * in that order, 0: not hedged).  Providers down, found slow or avoided
+ * by this reader are not left out, as they are without hedging, but come
+ * last: spares of last resort (last[i]), started only for a unit that
+ * failed or is very late.  A shard recorded bad (HINTED) is always
+ * asked, outside the set: only a read of it can find the record stale.
+ * s3 providers only (a file provider is a local disk: its requests all
+ * run); false when hedging does not apply, and then every candidate is
+ * asked and waited for.
+ */
+#define HEDGE_LAST_MS 1e9		/* the rank of a provider known slow */
+
+static bool
+plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, int *need)
+{
+	double		ms[CODEC_RS_MAX_SHARDS];
+	int			order[CODEC_RS_MAX_SHARDS];
+	int			norder = 0;
+	double		fastest = -1;
+
+	for (int i = 0; i < r->n; i++)
+	{
+		unit_of[i] = 0;
+		last[i] = false;
+		if (skip[i])
+			continue;
+		if (r->providers[i]->type != PROVIDER_S3)
+			return false;
+		if (r->health[i] == SHARD_HINTED)
+			continue;
+		ms[i] = provider_recent_read_ms(r->providers[i]);
+		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
+			fastest = ms[i];
+		/* slow or avoided ones are spares of last resort, down ones after them */
+		last[i] = r->slow[i] || r->avoid[i] || provider_is_down(r->providers[i]);
+		if (r->slow[i] || r->avoid[i])
+			ms[i] = HEDGE_LAST_MS;
+		if (provider_is_down(r->providers[i]))
+			ms[i] = 2 * HEDGE_LAST_MS;
+		order[norder++] = i;
+	}
+	if (norder <= r->k)
+		return false;			/* no spare to hedge with */
+	for (int j = 0; j < norder; j++)
+		if (ms[order[j]] < 0)
+			ms[order[j]] = Max(fastest, 0);
+	/* insertion sort by read time, stable: ties keep shard order */
+	for (int j = 1; j < norder; j++)
+	{
+		int			x = order[j];
+		int			l = j - 1;
+
+		while (l >= 0 && ms[order[l]] > ms[x])
+		{
+			order[l + 1] = order[l];
+			l--;
+		}
+		order[l + 1] = x;
+	}
+	for (int j = 0; j < norder; j++)
+		unit_of[order[j]] = j + 1;
+	*need = r->k;
+	return true;
+}
+
+/*
  * Repair path: whole chunks of stripes [s0, s1] and their tags from every
- * reachable shard not excluded; chunks that do not match their tags are
+ * reachable shard not excluded (on the first try, the k fastest with the
+ * others as spares: plan_hedge); chunks that do not match their tags are
  * treated as missing and rebuilt from any k good ones.  Fills src with the
  * stream [cs, ce).
  */
@@ -96,6 +169,10 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	int			candidates = 0;
 	bool		skipped_some = false;
 	bool		skip[CODEC_RS_MAX_SHARDS];
+	bool		hedged = false;
+	int			unit_of[CODEC_RS_MAX_SHARDS] = {0};
+	bool		last[CODEC_RS_MAX_SHARDS] = {0};
+	int			need = 0;
 
 	/*
 	 * Providers known to be down, then those found slow, are left out while
@@ -116,6 +193,12 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
+		hedged = plan_hedge(r, skip, unit_of, last, &need);
+		if (hedged)
+			skipped_some = true;	/* spares may go unasked */
+	}
+	if (!include_down && !hedged)
+	{
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
 			if (!skip[i] && provider_is_down(r->providers[i]))
@@ -145,6 +228,17 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		fetched[i] = false;
 		if (skip[i])
 			continue;
+		if (hedged && unit_of[i] > 0)
+		{
+			/* this shard's chunks and tags are one unit of the hedged set */
+			for (int q = nreqs; q < nreqs + 2; q++)
+			{
+				reqs[q].hedge_unit = i + 1;
+				reqs[q].hedge_need = need;
+				reqs[q].hedge_spare = unit_of[i] > need;
+				reqs[q].hedge_last = last[i];
+			}
+		}
 		reqs[nreqs].provider = r->providers[i];
 		reqs[nreqs].op = POP_GET;
 		reqs[nreqs].key = r->keys[i];
@@ -167,10 +261,13 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		int			i = shard_of[q];
 
 		note_fetched(reqs[q].result_size + reqs[q + 1].result_size);
-		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+		if (!reqs[q].cancelled && (!reqs[q].ok || reqs[q].result_size != reqs[q].length))
 			reader_note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
-		else if (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length)
+		else if (!reqs[q + 1].cancelled &&
+				 (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length))
 			reader_note_failure(r, i, &reqs[q + 1], SHARD_UNREACHABLE);
+		else if (reqs[q].cancelled || reqs[q + 1].cancelled)
+			skipped_some = true;	/* not needed: k others answered first */
 		else
 			fetched[i] = true;
 	}

@@ -165,6 +165,23 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 		if (!reqs[r].ok && !w->failed[i])
 		{
 			w->failed[i] = true;
+			if (reqs[r].cancelled)
+			{
+				/*
+				 * Given up by a hedged write: the write quorum was durable
+				 * and this provider sent nothing for long.  The shard is
+				 * recorded missing (object_writer_finish), for repair; its
+				 * multipart upload, if any, is not aborted now — a stalled
+				 * provider would stall that too — but left to the abort of
+				 * the transaction or to cleanup_orphans, which aborts
+				 * unfinished uploads.
+				 */
+				w->errors[i] = MemoryContextStrdup(w->cxt,
+												   psprintf("provider \"%s\": given up after %.0f ms, once %d other shards were stored",
+															w->providers[i]->name, reqs[r].latency_ms,
+															w->write_quorum));
+				continue;
+			}
 			w->errors[i] = MemoryContextStrdup(w->cxt, reqs[r].error ? reqs[r].error : "unknown error");
 			if (w->uploads[i] && w->uploads[i]->active)
 			{
@@ -181,6 +198,30 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 	}
 	if (writer_alive(w) < w->write_quorum)
 		writer_fail_quorum(w);
+}
+
+/*
+ * writer_hedge — make a batch of uploads a hedged write: each shard is a
+ * unit, the batch needs the write quorum, and once that many shards are
+ * stored a shard still stalled is given up (recorded missing, for repair)
+ * instead of waited for: a write over a WAN goes at the pace of its
+ * write-quorum fastest providers, not its slowest.  s3 only (file
+ * providers are local disks), and only with fewer than every live shard
+ * needed.
+ */
+static void
+writer_hedge(ObjectWriter *w, ProviderRequest *reqs, int nreqs)
+{
+	if (nreqs <= w->write_quorum)
+		return;
+	for (int r = 0; r < nreqs; r++)
+		if (reqs[r].provider->type != PROVIDER_S3)
+			return;
+	for (int r = 0; r < nreqs; r++)
+	{
+		reqs[r].hedge_unit = r + 1;
+		reqs[r].hedge_need = w->write_quorum;
+	}
 }
 
 /* Run one request per live shard, built by the caller-provided op. */
@@ -209,6 +250,7 @@ writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
 			r->datalen = len[i];
 		}
 	}
+	writer_hedge(w, reqs, nreqs);
 	provider_execute(reqs, nreqs);
 	writer_collect(w, reqs, shard_of, nreqs);
 	pfree(reqs);

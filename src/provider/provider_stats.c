@@ -34,6 +34,7 @@
 #define LAST_ERROR_LEN		256
 #define RECENT_READS		4		/* the fastest of these is a provider's read speed */
 #define PROVIDER_KNOWN_SLOW_MS	1e9	/* the read time of a provider found slow lately */
+#define READ_LATENCY_WINDOW	64		/* GET times a provider's p95 is taken over */
 
 typedef struct ProviderStatsEntry
 {
@@ -55,6 +56,10 @@ typedef struct ProviderStatsEntry
 	uint32		nrecent;
 	uint32		recent_pos;
 	TimestampTz last_read;
+	/* successful GETs' network times (libcurl's), for hedging's p95 */
+	float4		read_latencies[READ_LATENCY_WINDOW];
+	uint32		nread_latencies;
+	uint32		read_latency_pos;
 	TimestampTz slow_since;		/* a reader avoided it as slow; 0 if not */
 	uint64		retries;		/* tries after the first, successful or not */
 	uint64		short_bodies;	/* answers that ended before their length */
@@ -388,6 +393,36 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		bool		transport_failure = r->unreachable || (!r->ok && !r->not_found &&
 															(r->http_status == 0 || r->http_status >= 500));
 
+		if (r->cancelled)
+		{
+			/*
+			 * Not needed after all (hedged sets): a spare never started
+			 * made no request; one stopped because enough others answered
+			 * first is no error and says nothing of the provider's health
+			 * (what its tries met is still counted) — unless it had run
+			 * late, when how long it had run is a lower bound of its read
+			 * time.
+			 */
+			if (r->latency_ms > 0)
+			{
+				e->requests++;
+				e->retries += r->retries;
+				e->short_bodies += r->short_bodies;
+			}
+			if (r->late && r->latency_ms > 0 && r->op == POP_GET)
+			{
+				e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
+				e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
+				if (e->nrecent < RECENT_READS)
+					e->nrecent++;
+				e->last_read = now;
+				e->latencies[e->latency_pos] = (float4) r->latency_ms;
+				e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
+				if (e->nlatencies < LATENCY_WINDOW)
+					e->nlatencies++;
+			}
+			continue;
+		}
 		e->requests++;
 		e->retries += r->retries;
 		e->short_bodies += r->short_bodies;
@@ -404,7 +439,13 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		if (r->op == POP_GET && r->ok)
 		{
 			e->bytes_read += r->result_size;
-			e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
+			/* the round trip, not the size asked: the first byte's time */
+			e->recent_reads[e->recent_pos] = (float4)
+				(r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
+			e->read_latencies[e->read_latency_pos] = (float4) r->latency_ms;
+			e->read_latency_pos = (e->read_latency_pos + 1) % READ_LATENCY_WINDOW;
+			if (e->nread_latencies < READ_LATENCY_WINDOW)
+				e->nread_latencies++;
 			e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
 			if (e->nrecent < RECENT_READS)
 				e->nrecent++;
@@ -571,7 +612,7 @@ provider_recent_read_ms(Provider *p)
 	if (e && e->slow_since != 0 &&
 		!TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
 		ms = PROVIDER_KNOWN_SLOW_MS;	/* found slow lately: avoided until the interval ends */
-	else if (e && e->nrecent > 0 &&
+	else if (e && e->nrecent >= RECENT_READS &&
 			 !TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
 	{
 		/* the fastest, so that one hiccup does not make a provider slow */
@@ -581,6 +622,36 @@ provider_recent_read_ms(Provider *p)
 	}
 	stats_unlock(s);
 	return ms;
+}
+
+static int	cmp_float4(const void *a, const void *b);
+
+/*
+ * provider_latency_p95_ms — the 95th percentile of the provider's last
+ * successful GETs' times (s3: libcurl's own transfer times, so a busy
+ * backend does not inflate them; uploads, much longer, are left out), or
+ * -1 when it has none.
+ */
+double
+provider_latency_p95_ms(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	float4		sorted[READ_LATENCY_WINDOW];
+	uint32		n = 0;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e && e->nread_latencies > 0)
+	{
+		n = e->nread_latencies;
+		memcpy(sorted, e->read_latencies, sizeof(float4) * n);
+	}
+	stats_unlock(s);
+	if (n == 0)
+		return -1;
+	qsort(sorted, n, sizeof(float4), cmp_float4);
+	return sorted[(int) ((n - 1) * 0.95)];
 }
 
 void

@@ -660,7 +660,25 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 {
 	ProviderRequest *req = t->req;
 	S3Outcome	outcome = s3_transfer_outcome(t, rc, resultcxt);
+	curl_off_t	net_us = 0;
+	curl_off_t	first_us = 0;
+	curl_off_t	pre_us = 0;
 
+	/*
+	 * How long the try took on the network, by libcurl's own clock: from
+	 * its start to the last byte — not the wall time around our loop, which
+	 * a busy backend (or the decoding between turns) stretches.
+	 */
+	if (t->easy == NULL ||
+		curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &net_us) != CURLE_OK)
+		net_us = 0;
+	if (t->easy == NULL ||
+		curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &first_us) != CURLE_OK ||
+		curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us) != CURLE_OK)
+		first_us = pre_us = 0;
+	/* from the request sent to the answer's first byte: not the connection's
+	 * set-up, which a reused connection does not pay */
+	first_us = Max(first_us - pre_us, 0);
 	s3_transfer_detach(t);
 	s3_body_reset(&t->body, 0);
 
@@ -684,7 +702,11 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	}
 
 	t->state = TS_DONE;
-	req->latency_ms = (double) (GetCurrentTimestamp() - t->first_start) / 1000.0;
+	req->first_byte_ms = (double) first_us / 1000.0;
+	if (net_us > 0 && t->attempt <= 1)
+		req->latency_ms = (double) net_us / 1000.0;
+	else						/* retried: the backoff between tries counts too */
+		req->latency_ms = (double) (GetCurrentTimestamp() - t->first_start) / 1000.0;
 	req->retries = Max(t->attempt - 1, 0);
 	req->short_bodies = t->short_bodies;
 	req->unreachable = outcome != S3_OK &&
@@ -711,48 +733,394 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * --------------------------------------------------------------------- */
 
 /*
- * Hedging: when every request still running may be abandoned (ProviderRequest
- * .hedge) and the others all succeeded, the stragglers get
- * HEDGE_FACTOR times the slowest finished one's time (at least HEDGE_MIN_MS)
- * after the last one finished; then they are given up, and the caller reads
- * around them (parity) instead of waiting for one slow provider.
+ * Two kinds of hedging, both judged by how late a request is against what
+ * its provider's requests take — libcurl's transfer times, never the wall
+ * time of a backend that may be busy with other work.
+ *
+ * Abandoning (ProviderRequest.hedge, the healthy path of a read): when every
+ * request still running may be abandoned and the others all succeeded, the
+ * stragglers get HEDGE_FACTOR times the slowest finished one's time, or of
+ * their provider's recent p95 if that is more (at least HEDGE_MIN_MS), after
+ * the last one finished; a straggler still receiving bytes is not stalled
+ * and gets more.  Then they are given up, and the caller reads around them
+ * (parity) instead of waiting for one slow provider.  Giving up marks the
+ * provider slow for every reader, so the bar is high: one late answer of a
+ * server that shares a busy machine is not a slow provider.
+ *
+ * Hedged sets (ProviderRequest.hedge_unit, the degraded path): the caller
+ * starts the units it needs from the providers it expects to be fastest and
+ * holds the others back as spares.  A unit that fails, or is late — still
+ * running HEDGE_SPARE_FACTOR times the slowest unit of the batch that
+ * succeeded (before any did, its provider's recent p95), and at least
+ * HEDGE_SPARE_MIN_MS — gets a spare started in its place; the first units
+ * to succeed in the number needed win, and every other request is cancelled
+ * (removed from the multi handle: nothing is left running).  A spare costs
+ * only bandwidth, so its bar is lower.  Spares of last resort (providers
+ * found slow or down) are started only for units that failed or are very
+ * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).
+ *
+ * Hedged writes are hedged sets without spares: every shard's upload is a
+ * unit, the batch needs the write quorum; once that many are stored, the
+ * others are waited for while they keep sending (HEDGE_FACTOR times the
+ * slowest stored one's time without a byte sent, at least
+ * HEDGE_WRITE_MIN_MS: giving one up costs a repair), then cancelled.  The
+ * writer records their shards as missing, for repair.
  */
-#define HEDGE_MIN_MS	100
-#define HEDGE_FACTOR	3
+#define HEDGE_MIN_MS		300
+#define HEDGE_FACTOR		3
+#define HEDGE_SPARE_MIN_MS	150
+#define HEDGE_SPARE_FACTOR	2
+#define HEDGE_WRITE_MIN_MS	1000
+#define HEDGE_LAST_MIN_MS	1000
+#define HEDGE_LAST_FACTOR	4
 
-/* How long the stragglers may still take (ms); -1 if hedging does not apply. */
+/* What the loop keeps for hedging, per transfer and per unit. */
+typedef struct S3Hedge
+{
+	int			need;			/* units needed; 0: no hedged set */
+	int			nunits;
+	int		   *unit_of;		/* per transfer: unit index, -1 none */
+	bool	   *held;			/* per transfer: a spare not started yet */
+	double	   *p95_ms;			/* per transfer: its provider's recent p95, -1 */
+	uint64	   *seen;			/* per transfer: bytes received at last look */
+	TimestampTz *progress;		/* per transfer: when they last grew */
+	bool	   *late;			/* per unit: found late (its spare is started) */
+	bool	   *very_late;		/* per unit: late enough for a last resort */
+	bool	   *last;			/* per unit: a spare of last resort */
+	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
+	TimestampTz quorum_at;		/* when the units needed had succeeded */
+	double		slowest_unit_ms;	/* slowest successful unit of the batch */
+} S3Hedge;
+
+typedef enum UnitState
+{
+	UNIT_HELD,					/* a spare not started */
+	UNIT_PENDING,				/* started, not finished */
+	UNIT_OK,					/* every request succeeded */
+	UNIT_FAILED					/* a request failed */
+} UnitState;
+
+static void
+s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
+{
+	int		   *ids = palloc(sizeof(int) * n);
+
+	memset(h, 0, sizeof(S3Hedge));
+	h->unit_of = palloc(sizeof(int) * n);
+	h->held = palloc0(sizeof(bool) * n);
+	h->p95_ms = palloc(sizeof(double) * n);
+	h->seen = palloc0(sizeof(uint64) * n);
+	h->progress = palloc0(sizeof(TimestampTz) * n);
+	h->late = palloc0(sizeof(bool) * n);
+	h->very_late = palloc0(sizeof(bool) * n);
+	h->last = palloc0(sizeof(bool) * n);
+	h->ok_at = palloc0(sizeof(TimestampTz) * n);
+	for (int i = 0; i < n; i++)
+	{
+		ProviderRequest *req = ts[i]->req;
+
+		req->cancelled = false;
+		req->late = false;
+		req->first_byte_ms = 0;
+		h->unit_of[i] = -1;
+		h->p95_ms[i] = -1;
+		if (ts[i]->provider != NULL && (req->hedge || req->hedge_unit > 0))
+			h->p95_ms[i] = provider_latency_p95_ms(ts[i]->provider);
+		if (req->hedge_unit <= 0)
+			continue;
+		h->need = Max(h->need, req->hedge_need);
+		for (int u = 0; u < h->nunits && h->unit_of[i] < 0; u++)
+			if (ids[u] == req->hedge_unit)
+				h->unit_of[i] = u;
+		if (h->unit_of[i] < 0)
+		{
+			ids[h->nunits] = req->hedge_unit;
+			h->unit_of[i] = h->nunits++;
+		}
+		h->held[i] = req->hedge_spare && ts[i]->state == TS_QUEUED;
+		if (req->hedge_last)
+			h->last[h->unit_of[i]] = true;
+	}
+	if (h->nunits == 0)
+		h->need = 0;
+	pfree(ids);
+}
+
+static UnitState
+s3_unit_state(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	bool		all_ok = true;
+	bool		all_held = true;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (h->unit_of[i] != u)
+			continue;
+		if (!h->held[i])
+			all_held = false;
+		if (ts[i]->state != TS_DONE)
+			all_ok = false;
+		else if (!ts[i]->req->ok)
+			return UNIT_FAILED;
+	}
+	if (all_held)
+		return UNIT_HELD;
+	return all_ok ? UNIT_OK : UNIT_PENDING;
+}
+
+/* Stop transfer t: it is not needed (cancelled) or too slow (abandoned). */
+static void
+s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext resultcxt)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		started = t->first_start != 0;
+
+	s3_transfer_release(t);		/* removes it from the multi handle */
+	t->state = TS_DONE;
+	t->req->ok = false;
+	t->req->latency_ms = started ? (double) (now - t->first_start) / 1000.0 : 0;
+	t->req->retries = Max(t->attempt - 1, 0);
+	t->req->short_bodies = t->short_bodies;
+	if (cancel)
+	{
+		t->req->cancelled = true;
+		t->req->late = started && late_ms > 0 && t->req->latency_ms > late_ms;
+		return;
+	}
+	t->req->abandoned = true;
+	t->req->error = MemoryContextStrdup(resultcxt,
+										psprintf("provider \"%s\": abandoned after %.0f ms, far slower than the others",
+												 t->provider->name, t->req->latency_ms));
+}
+
+/* When transfer i last received bytes (or started), for the stall checks. */
+static TimestampTz
+s3_last_progress(S3Hedge *h, S3Transfer **ts, int i, TimestampTz now)
+{
+	S3Transfer *t = ts[i];
+
+	if (t->state != TS_RUNNING)
+		return now;
+	/* bytes received (GET) or handed to libcurl to send (uploads) */
+	if (h->progress[i] == 0 || t->received + t->body_pos != h->seen[i])
+	{
+		h->seen[i] = t->received + t->body_pos;
+		h->progress[i] = h->progress[i] == 0 ? t->first_start : now;
+	}
+	return h->progress[i];
+}
+
+/* How long the stragglers may still take (ms); -1 if abandoning does not apply. */
 static long
-s3_hedge_remaining(S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms)
+s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms)
 {
 	int			ok = 0;
+	double		ref = slowest_ms;
 	long		grace;
+	TimestampTz now;
+	TimestampTz since = last_done;
+	bool		started_all = true;
 
-	if (last_done == 0)
-		return -1;				/* nothing has come back during this batch yet */
+	if (last_done == 0 || h->need > 0)
+		return -1;				/* nothing has come back yet, or a hedged set */
+	now = GetCurrentTimestamp();
 	for (int i = 0; i < n; i++)
 	{
 		if (ts[i]->state == TS_DONE)
+			ok++;				/* (after a failure the caller reads around the
+								 * batch anyway; the stragglers still get their
+								 * time, they are only cancelled then) */
+		else if (!ts[i]->req->hedge)
+			return -1;
+		else if (ts[i]->state != TS_RUNNING)
+			started_all = false;	/* one that has not even started is not slow */
+		else
 		{
-			if (!ts[i]->req->ok)
-				return -1;		/* a failure: the caller reads around it anyway */
-			ok++;
+			TimestampTz p = s3_last_progress(h, ts, i, now);
+
+			ref = Max(ref, h->p95_ms[i]);
+			since = Max(since, p);	/* bytes still coming: not stalled */
 		}
-		else if (!ts[i]->req->hedge || ts[i]->state != TS_RUNNING)
-			return -1;			/* one that has not even started is not slow */
 	}
 	if (ok == 0 || ok == n)
 		return -1;
-	grace = Max((long) HEDGE_MIN_MS, (long) (HEDGE_FACTOR * slowest_ms));
-	return Max(grace - TimestampDifferenceMilliseconds(last_done, GetCurrentTimestamp()), 0);
+	if (!started_all)
+		return -1;
+	grace = Max((long) HEDGE_MIN_MS, (long) (HEDGE_FACTOR * ref));
+	return Max(grace - TimestampDifferenceMilliseconds(since, now), 0);
+}
+
+/* How late unit u may run before it gets a spare (ms). */
+static double
+s3_unit_late_ms(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	double		ref = h->slowest_unit_ms;
+
+	if (ref <= 0)
+		for (int i = 0; i < n; i++)
+			if (h->unit_of[i] == u)
+				ref = Max(ref, h->p95_ms[i]);
+	return Max((double) HEDGE_SPARE_MIN_MS, HEDGE_SPARE_FACTOR * ref);
+}
+
+/* When unit u's first request started; 0 if none has. */
+static TimestampTz
+s3_unit_start(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	TimestampTz start = 0;
+
+	for (int i = 0; i < n; i++)
+		if (h->unit_of[i] == u && ts[i]->first_start != 0 &&
+			(start == 0 || ts[i]->first_start < start))
+			start = ts[i]->first_start;
+	return start;
+}
+
+/*
+ * s3_hedge_turn — one look at a hedged set: note units that succeeded;
+ * when enough have, cancel the set's other requests and return true.  Otherwise start spares for units that failed or are late, and set
+ * *wait_ms to when the next unit turns late.
+ */
+static bool
+s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
+			  MemoryContext resultcxt)
+{
+	int			nok = 0;
+	int			nlive = 0;		/* pending and not late */
+	int			nlate = 0;		/* late, not yet very late */
+	TimestampTz now = GetCurrentTimestamp();
+	UnitState  *st = palloc(sizeof(UnitState) * h->nunits);
+
+	for (int u = 0; u < h->nunits; u++)
+	{
+		st[u] = s3_unit_state(h, ts, n, u);
+		if (st[u] == UNIT_OK)
+		{
+			if (h->ok_at[u] == 0)
+			{
+				TimestampTz start = s3_unit_start(h, ts, n, u);
+				double		ms = 0;
+
+				h->ok_at[u] = now;
+				/* the unit's network time: its slowest request's */
+				for (int i = 0; i < n; i++)
+					if (h->unit_of[i] == u)
+						ms = Max(ms, ts[i]->req->latency_ms);
+				if (ms <= 0 && start != 0)
+					ms = (double) (now - start) / 1000.0;
+				h->slowest_unit_ms = Max(h->slowest_unit_ms, ms);
+			}
+			nok++;
+		}
+	}
+	if (nok >= h->need)
+	{
+		/*
+		 * Enough.  Reads: cancel the rest, spares and late ones alike.
+		 * Writes: the others are finished if they come in time — HEDGE_FACTOR
+		 * times the slowest unit that succeeded, at least HEDGE_WRITE_MIN_MS,
+		 * without a byte sent — and given up otherwise (the caller records
+		 * their shards for repair).
+		 */
+		double		write_ms = Max((double) HEDGE_WRITE_MIN_MS,
+								   HEDGE_FACTOR * h->slowest_unit_ms);
+
+		if (h->quorum_at == 0)
+			h->quorum_at = now;
+		for (int i = 0; i < n; i++)
+		{
+			S3Transfer *t = ts[i];
+
+			if (t->state == TS_DONE || h->unit_of[i] < 0)
+				continue;
+			if (t->op != S3OP_GET && !h->held[i])
+			{
+				TimestampTz since = Max(h->quorum_at, s3_last_progress(h, ts, i, now));
+				long		left = (long) (write_ms - (double) (now - since) / 1000.0);
+
+				if (t->state != TS_RUNNING || left > 0)
+				{
+					*wait_ms = Min(*wait_ms, Max(left, 1));
+					continue;
+				}
+			}
+			s3_transfer_give_up(t, true, s3_unit_late_ms(h, ts, n, h->unit_of[i]), resultcxt);
+			(*ndone)++;
+		}
+		pfree(st);
+		return true;
+	}
+	for (int u = 0; u < h->nunits; u++)
+	{
+		TimestampTz start;
+		double		late_ms;
+		long		left;
+
+		if (st[u] != UNIT_PENDING)
+			continue;
+		start = s3_unit_start(h, ts, n, u);
+		if (start == 0)
+		{
+			nlive++;			/* queued for a slot: not late yet */
+			continue;
+		}
+		late_ms = s3_unit_late_ms(h, ts, n, u);
+		if (h->late[u])
+		{
+			/* very late: HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS */
+			late_ms = Max((double) HEDGE_LAST_MIN_MS, HEDGE_LAST_FACTOR * late_ms);
+			left = (long) (late_ms - (double) (now - start) / 1000.0);
+			if (left <= 0)
+				h->very_late[u] = true;
+			else
+			{
+				nlate++;
+				*wait_ms = Min(*wait_ms, Max(left, 1));
+			}
+			continue;
+		}
+		left = (long) (late_ms - (double) (now - start) / 1000.0);
+		if (left <= 0)
+		{
+			h->late[u] = true;
+			nlate++;
+		}
+		else
+		{
+			nlive++;
+			*wait_ms = Min(*wait_ms, Max(left, 1));
+		}
+	}
+
+	/*
+	 * Start spares, in the caller's order, until enough are in the running:
+	 * for units failed or late; spares of last resort only for units failed
+	 * or very late (a provider found slow is no help to one merely late).
+	 */
+	for (int u = 0; u < h->nunits; u++)
+	{
+		if (st[u] != UNIT_HELD)
+			continue;
+		if (nok + nlive + (h->last[u] ? nlate : 0) >= h->need)
+			continue;
+		for (int i = 0; i < n; i++)
+			if (h->unit_of[i] == u)
+				h->held[i] = false;
+		nlive++;
+		*wait_ms = 0;
+	}
+	pfree(st);
+	return false;
 }
 
 /*
  * s3_run_transfers — run every transfer of ts to its end on the multi
  * handle: start queued tries while slots are free (and their backoff is
- * over), collect finished ones, give up hedged stragglers, and sleep on the
- * multi handle (or the latch, when only backoff waits remain) in between.
- * Interruptible on every turn; whatever happens, no easy handle, header
- * list or malloc'd buffer survives it.
+ * over; spares of a hedged set only once needed), collect finished ones,
+ * give up hedged stragglers, cancel what a hedged set no longer needs, and
+ * sleep on the multi handle (or the latch, when only backoff waits remain)
+ * in between.  Interruptible on every turn; whatever happens, no easy
+ * handle, header list or malloc'd buffer survives it.
  */
 void
 s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
@@ -763,7 +1131,9 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 	int			i;
 	TimestampTz last_done = 0;
 	double		slowest_ms = 0;
+	S3Hedge		hedge;
 
+	s3_hedge_init(&hedge, ts, n);
 	for (i = 0; i < n; i++)
 		if (ts[i]->state == TS_DONE)
 			ndone++;
@@ -790,7 +1160,7 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 			{
 				S3Transfer *t = ts[i];
 
-				if (t->state != TS_QUEUED)
+				if (t->state != TS_QUEUED || hedge.held[i])
 					continue;
 				if (t->not_before > now)
 					continue;
@@ -832,41 +1202,49 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 			}
 			if (ndone >= n)
 				break;
-			if (s3_hedge_remaining(ts, n, last_done, slowest_ms) == 0)
+
+			wait_ms = S3_POLL_INTERVAL_MS;
+			if (hedge.need > 0)
 			{
-				/* the stragglers are too slow: give them up */
-				now = GetCurrentTimestamp();
+				/* enough units in: the set's others are cancelled; requests
+				 * outside the set still run to their end */
+				(void) s3_hedge_turn(&hedge, ts, n, &ndone, &wait_ms, resultcxt);
+				if (ndone >= n)
+					break;
+			}
+			if (s3_hedge_remaining(&hedge, ts, n, last_done, slowest_ms) == 0)
+			{
+				/*
+				 * The stragglers are too slow: give them up.  After a failure
+				 * the caller reads around the batch anyway: they are only
+				 * cancelled then, which says nothing of their providers.
+				 */
+				bool		failed = false;
+
+				for (i = 0; i < n; i++)
+					if (ts[i]->state == TS_DONE && !ts[i]->req->ok)
+						failed = true;
 				for (i = 0; i < n; i++)
 				{
-					S3Transfer *t = ts[i];
-
-					if (t->state == TS_DONE)
+					if (ts[i]->state == TS_DONE)
 						continue;
-					s3_transfer_release(t);
-					t->state = TS_DONE;
-					t->req->ok = false;
-					t->req->abandoned = true;
-					t->req->latency_ms = t->first_start ?
-						(double) (now - t->first_start) / 1000.0 : 0;
-					t->req->error = MemoryContextStrdup(resultcxt,
-														psprintf("provider \"%s\": abandoned after %.0f ms, far slower than the others",
-																 t->provider->name, t->req->latency_ms));
+					s3_transfer_give_up(ts[i], failed, 0, resultcxt);
 					ndone++;
 				}
 				break;
 			}
 
 			/*
-			 * Sleep until there is network activity, a retry is due or the
-			 * poll interval is over; not at all when a try can start now.
+			 * Sleep until there is network activity, a retry is due, a unit
+			 * turns late or the poll interval is over; not at all when a try
+			 * can start now.
 			 */
 			now = GetCurrentTimestamp();
-			wait_ms = S3_POLL_INTERVAL_MS;
 			{
-				long		hedge = s3_hedge_remaining(ts, n, last_done, slowest_ms);
+				long		remaining = s3_hedge_remaining(&hedge, ts, n, last_done, slowest_ms);
 
-				if (hedge >= 0)
-					wait_ms = Min(wait_ms, Max(hedge, 1));
+				if (remaining >= 0)
+					wait_ms = Min(wait_ms, Max(remaining, 1));
 			}
 			nrunning = 0;
 			for (i = 0; i < n; i++)
@@ -876,7 +1254,7 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 			{
 				S3Transfer *t = ts[i];
 
-				if (t->state != TS_QUEUED)
+				if (t->state != TS_QUEUED || hedge.held[i])
 					continue;
 				if (t->not_before <= now)
 				{

@@ -109,13 +109,37 @@ typedef struct ProviderRequest
 	 * overwritten: the file backend then reads straight into buf */
 	bool		buf_aligned_io;
 
+	/*
+	 * Hedged sets (s3 only; file requests all run): requests with
+	 * hedge_unit > 0 form units (1, 2, ...: say, one shard's chunks and its
+	 * tags), of which the batch needs hedge_need (the same in each such
+	 * request) whose requests all succeed.  A spare unit starts only when a
+	 * started one fails or is late (still running past a multiple of its
+	 * provider's recent latency); once hedge_need units have succeeded, the
+	 * others are cancelled.
+	 */
+	int			hedge_unit;
+	int			hedge_need;
+	bool		hedge_spare;
+	/* a spare of last resort (a provider found slow or down): started only
+	 * for a unit that failed or is very late, not for one just late */
+	bool		hedge_last;
+
 	/* output */
 	bool		ok;
 	bool		not_found;		/* key (or bucket/directory) does not exist */
 	int			http_status;	/* s3 only; 0 otherwise */
 	uint64		result_size;	/* POP_GET: bytes read; POP_HEAD: object size */
 	double		latency_ms;
+	double		first_byte_ms;	/* s3: time to the answer's first byte, by
+								 * libcurl's clock (0: not known): the provider's
+								 * round trip, whatever the size asked */
 	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
+	bool		cancelled;		/* hedged set: not needed after all — a spare never
+								 * started, or stopped once enough units answered
+								 * (ok is false; not an error) */
+	bool		late;			/* hedged set: ran past its lateness threshold
+								 * (latency_ms: how long it had run) */
 	int			retries;		/* tries after the first (s3) */
 	int			short_bodies;	/* answers that ended before their length (s3) */
 	bool		unreachable;	/* the provider itself failed: no connection, timed
@@ -166,6 +190,10 @@ extern bool provider_is_down(Provider *p);
  * reader found it much slower than its pool's other providers and avoided
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
+/* A high percentile (p95) of the provider's recent GET times, as
+ * measured by the network library (ms), or -1 when it has none: what
+ * hedging calls "late" is a multiple of it. */
+extern double provider_latency_p95_ms(Provider *p);
 extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_note_check(Provider *p, bool ok);
