@@ -3,6 +3,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -12,6 +14,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -761,20 +764,18 @@ catalog_count_blobs_of(Oid role)
 	return n;
 }
 
-/* The ids of a role's blobs (CODEC_OBJID_LEN bytes each). */
-List *
-catalog_blobs_of(Oid role)
+/* The blob ids (CODEC_OBJID_LEN bytes each) a query of one role's OID lists. */
+static List *
+blob_ids_of_role(const char *sql, Oid role)
 {
 	CatalogUser cu;
 	Oid			types[1] = {OIDOID};
-	Datum		values[1];
+	Datum		values[1] = {ObjectIdGetDatum(role)};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *ids = NIL;
 
 	catalog_enter(&cu);
-	values[0] = ObjectIdGetDatum(role);
-	catalog_exec("SELECT blob_id FROM destor.blobs WHERE owner::oid = $1 ORDER BY blob_id", 1, types,
-				 values, NULL, SPI_OK_SELECT);
+	catalog_exec(sql, 1, types, values, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -788,6 +789,13 @@ catalog_blobs_of(Oid role)
 	}
 	catalog_leave(&cu);
 	return ids;
+}
+
+/* The ids of a role's blobs (CODEC_OBJID_LEN bytes each). */
+List *
+catalog_blobs_of(Oid role)
+{
+	return blob_ids_of_role("SELECT blob_id FROM destor.blobs WHERE owner::oid = $1 ORDER BY blob_id", role);
 }
 
 /* Give a role's blobs to another role; returns how many. */
@@ -898,32 +906,11 @@ catalog_set_blob_owner_acl(const uint8 id[CODEC_OBJID_LEN], Oid owner, Acl *acl)
 List *
 catalog_blobs_granted_to(Oid role)
 {
-	CatalogUser cu;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1];
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *ids = NIL;
-
 	if (!catalog_blobs_have("acl"))
 		return NIL;
-	catalog_enter(&cu);
-	values[0] = ObjectIdGetDatum(role);
-	catalog_exec("SELECT blob_id FROM destor.blobs b WHERE b.acl IS NOT NULL"
-				 " AND EXISTS (SELECT FROM aclexplode(b.acl) a WHERE a.grantee = $1)"
-				 " ORDER BY blob_id", 1, types, values, NULL, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		uint8	   *id = palloc(CODEC_OBJID_LEN);
-
-		object_id_from_datum(d, id);
-		ids = lappend(ids, id);
-		MemoryContextSwitchTo(spi);
-	}
-	catalog_leave(&cu);
-	return ids;
+	return blob_ids_of_role("SELECT blob_id FROM destor.blobs b WHERE b.acl IS NOT NULL"
+							" AND EXISTS (SELECT FROM aclexplode(b.acl) a WHERE a.grantee = $1)"
+							" ORDER BY blob_id", role);
 }
 
 /*
@@ -963,4 +950,42 @@ catalog_get_blob_sha256(const uint8 id[CODEC_OBJID_LEN], uint8 sha256[32])
 	}
 	catalog_leave(&cu);
 	return found;
+}
+
+bool
+catalog_try(CatalogTryFn fn, void *arg, ErrorData **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* a cancel or a shutdown stops everything, not just this step */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		*error = edata;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }

@@ -617,6 +617,24 @@ destor_lo_tier_all(PG_FUNCTION_ARGS)
  * (a pool that is gone, a provider down) is a WARNING, its large objects
  * stay local, and the others still run.  How many were tiered.
  */
+typedef struct LoRule
+{
+	const char *pool;
+	int64		min_size;
+	Interval   *recalled_before;
+	int64		done;
+} LoRule;
+
+static void
+lo_apply_rule(void *arg)
+{
+	LoRule	   *rule = (LoRule *) arg;
+	int64		total;
+	List	   *oids = lo_candidates(rule->min_size, rule->recalled_before, &total);
+
+	rule->done = lo_tier_list(oids, rule->pool, total);
+}
+
 Datum
 destor_apply_lo_tiering(PG_FUNCTION_ARGS)
 {
@@ -652,45 +670,23 @@ destor_apply_lo_tiering(PG_FUNCTION_ARGS)
 	catalog_leave(&cu);
 	forthree(pc, pools, sc, sizes, ac, ages)
 	{
-		ResourceOwner owner = CurrentResourceOwner;
+		LoRule		rule = {lfirst(pc), *(int64 *) lfirst(sc), lfirst(ac), 0};
+		ErrorData  *error;
 
 		CHECK_FOR_INTERRUPTS();
 		/* each rule in a subtransaction: one that fails is a WARNING */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(caller);
-		PG_TRY();
+		if (catalog_try(lo_apply_rule, &rule, &error))
+			done += rule.done;
+		else
 		{
-			int64		total;
-			List	   *oids = lo_candidates(*(int64 *) lfirst(sc), lfirst(ac), &total);
-			int64		n = lo_tier_list(oids, lfirst(pc), total);
-
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(caller);
-			CurrentResourceOwner = owner;
-			done += n;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(caller);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(caller);
-			CurrentResourceOwner = owner;
-			/* a cancel or a shutdown stops everything, not just this rule */
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-				ReThrowError(edata);
 			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("large-object tiering rule of pool \"%s\" failed: %s",
-							(char *) lfirst(pc), edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0,
-					 edata->hint ? errhint("%s", edata->hint) : 0));
+					(errcode(error->sqlerrcode),
+					 errmsg("large-object tiering rule of pool \"%s\" failed: %s", rule.pool,
+							error->message),
+					 error->detail ? errdetail("%s", error->detail) : 0,
+					 error->hint ? errhint("%s", error->hint) : 0));
+			FreeErrorData(error);
 		}
-		PG_END_TRY();
 	}
 	PG_RETURN_INT64(done);
 }

@@ -31,7 +31,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "utils/resowner.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -160,6 +159,21 @@ cleanup_provider(Provider *prov, TimestampTz cutoff)
 	return removed;
 }
 
+typedef struct OrphanStep
+{
+	Provider   *prov;
+	TimestampTz cutoff;
+	int64		removed;
+} OrphanStep;
+
+static void
+cleanup_provider_step(void *arg)
+{
+	OrphanStep *step = (OrphanStep *) arg;
+
+	step->removed = cleanup_provider(step->prov, step->cutoff);
+}
+
 Datum
 cleanup_orphans(PG_FUNCTION_ARGS)
 {
@@ -189,42 +203,24 @@ cleanup_orphans(PG_FUNCTION_ARGS)
 	for (int p = 0; p < pool->nproviders; p++)
 	{
 		Provider   *prov = provider_lookup_by_name(pool->provider_names[p], false);
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
+		OrphanStep step = {prov, cutoff, 0};
+		ErrorData  *error;
 
 		/*
 		 * A provider that cannot be listed (down, its folder gone) is
 		 * skipped with a warning: its orphans wait for a later run, and the
 		 * others' cleanup (and the maintenance round calling it) goes on.
 		 */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		if (catalog_try(cleanup_provider_step, &step, &error))
+			removed += step.removed;
+		else
 		{
-			removed += cleanup_provider(prov, cutoff);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-				ReThrowError(edata);
 			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("orphans on provider \"%s\" not cleaned up: %s", prov->name, edata->message),
+					(errcode(error->sqlerrcode),
+					 errmsg("orphans on provider \"%s\" not cleaned up: %s", prov->name, error->message),
 					 errhint("They are removed by a later run once the provider can be listed.")));
-			FreeErrorData(edata);
+			FreeErrorData(error);
 		}
-		PG_END_TRY();
 	}
 	catalog_forget_retired(cutoff);
 	/*

@@ -44,7 +44,6 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
@@ -187,48 +186,42 @@ static char step_error[STATUS_ERROR_LEN];
  * listed) is reported and rolled back alone: the other steps' work, and
  * the other pools', is kept.  The round then counts as failed.
  */
+typedef struct RoundStep
+{
+	const char *sql;
+	int64		v1;
+	int64		v2;
+	bool		want_v2;
+} RoundStep;
+
+static void
+round_step_run(void *arg)
+{
+	RoundStep  *step = (RoundStep *) arg;
+
+	step->v1 = query_int8(step->sql);
+	step->v2 = step->want_v2 ? result_int8(2) : 0;
+}
+
 static void
 round_step(const char *sql, int64 *v1, int64 *v2)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	RoundStep	step = {sql, 0, 0, v2 != NULL};
+	ErrorData  *error;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	if (catalog_try(round_step_run, &step, &error))
 	{
-		int64		a = query_int8(sql);
-		int64		b = v2 ? result_int8(2) : 0;
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (v1)
-			*v1 = a;
+			*v1 = step.v1;
 		if (v2)
-			*v2 = b;
+			*v2 = step.v2;
+		return;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		edata->elevel = WARNING;
-		ThrowErrorData(edata);	/* to the server log; the round goes on */
-		if (step_error[0] == '\0')
-			strlcpy(step_error, edata->message ? edata->message : "unknown error",
-					STATUS_ERROR_LEN);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	error->elevel = WARNING;
+	ThrowErrorData(error);		/* to the server log; the round goes on */
+	if (step_error[0] == '\0')
+		strlcpy(step_error, error->message ? error->message : "unknown error", STATUS_ERROR_LEN);
+	FreeErrorData(error);
 }
 
 /*

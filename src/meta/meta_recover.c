@@ -93,41 +93,38 @@ report_row(RecoverState *st, const char *kind, const uint8 *id, const char *name
  * cannot be listed (a provider lost is what recovery must live with): the
  * listing runs in a subtransaction, so its failure leaves nothing behind.
  */
+typedef struct LogListing
+{
+	Provider   *provider;
+	MemoryContext cxt;
+	List	   *keys;
+} LogListing;
+
+static void
+list_provider_log_step(void *arg)
+{
+	LogListing *l = (LogListing *) arg;
+	MemoryContext old = MemoryContextSwitchTo(l->cxt);
+
+	l->keys = provider_list(l->provider, META_KEY_PREFIX);
+	MemoryContextSwitchTo(old);
+}
+
 static List *
 list_provider_log(Provider *p, MemoryContext cxt)
 {
-	MemoryContext old = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	List	   *result = NIL;
+	LogListing	l = {p, cxt, NIL};
+	ErrorData  *ed;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		result = provider_list(p, META_KEY_PREFIX);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(cxt);
-		ed = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(old);
-		CurrentResourceOwner = owner;
-		ereport(WARNING,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not list the metadata log on provider \"%s\"", p->name),
-				 errdetail("%s", ed->message),
-				 errhint("Recovery goes on with the other providers: a log object needs only data_shards of its shards.")));
-		result = NIL;
-	}
-	PG_END_TRY();
-	return result;
+	if (catalog_try(list_provider_log_step, &l, &ed))
+		return l.keys;
+	ereport(WARNING,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not list the metadata log on provider \"%s\"", p->name),
+			 errdetail("%s", ed->message),
+			 errhint("Recovery goes on with the other providers: a log object needs only data_shards of its shards.")));
+	FreeErrorData(ed);
+	return NIL;
 }
 
 #define LOG_KEY_LEN (8 + CODEC_OBJID_LEN + 37)

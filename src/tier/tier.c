@@ -642,6 +642,7 @@ typedef struct Policy
 	NameData	pool;
 	int32		keep_local;		/* -1: older_than applies */
 	Interval   *older_than;
+	List	   *done;			/* partitions apply_policy tiered */
 } Policy;
 
 static List *
@@ -680,21 +681,43 @@ read_policies(void)
 	return policies;
 }
 
+/*
+ * One policy (run by catalog_try: a policy that fails is rolled back
+ * alone).  As the table's owner, in a restricted operation (as ANALYZE
+ * does): the copy runs the owner's code (generated columns, defaults),
+ * which must not run with our privileges.
+ */
+static void
+apply_policy(void *arg)
+{
+	Policy	   *p = (Policy *) arg;
+	ListCell   *pc;
+	Oid			save_userid;
+	int			save_sec;
+
+	p->done = NIL;
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(rel_owner(p->parent),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	foreach(pc, policy_partitions(p->parent, p->keep_local, p->older_than))
+		p->done = lappend_oid(p->done, with_safe_path(tier_one, lfirst_oid(pc), &p->pool));
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
 Datum
 destor_apply_tiering_policies(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
 	foreach(lc, read_policies())
 	{
 		Policy	   *p = lfirst(lc);
-		List	   *done = NIL;
+		List	   *done;
 		ListCell   *dc;
 		char	   *name = get_rel_name(p->parent);
+		ErrorData  *error;
 
 		CHECK_FOR_INTERRUPTS();
 		if (name == NULL)
@@ -705,51 +728,17 @@ destor_apply_tiering_policies(PG_FUNCTION_ARGS)
 					 errhint("DELETE FROM destor.tiering_policies WHERE parent = %u;", p->parent)));
 			continue;
 		}
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
+		if (!catalog_try(apply_policy, p, &error))
 		{
-			ListCell   *pc;
-			Oid			save_userid;
-			int			save_sec;
-
-			/*
-			 * As the table's owner, in a restricted operation (as ANALYZE
-			 * does): the copy runs the owner's code (generated columns,
-			 * defaults), which must not run with our privileges.
-			 */
-			GetUserIdAndSecContext(&save_userid, &save_sec);
-			SetUserIdAndSecContext(rel_owner(p->parent),
-								   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-			foreach(pc, policy_partitions(p->parent, p->keep_local, p->older_than))
-				done = lappend_oid(done, with_safe_path(tier_one, lfirst_oid(pc), &p->pool));
-			SetUserIdAndSecContext(save_userid, save_sec);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			/* a cancel or a shutdown stops everything, not just this policy */
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-				ReThrowError(edata);
 			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("tiering policy of table \"%s\" failed: %s", name, edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0,
-					 edata->hint ? errhint("%s", edata->hint) : 0));
-			done = NIL;
+					(errcode(error->sqlerrcode),
+					 errmsg("tiering policy of table \"%s\" failed: %s", name, error->message),
+					 error->detail ? errdetail("%s", error->detail) : 0,
+					 error->hint ? errhint("%s", error->hint) : 0));
+			FreeErrorData(error);
+			p->done = NIL;
 		}
-		PG_END_TRY();
+		done = p->done;
 		foreach(dc, done)
 		{
 			Datum		values[2] = {ObjectIdGetDatum(p->parent), ObjectIdGetDatum(lfirst_oid(dc))};

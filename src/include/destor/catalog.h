@@ -31,6 +31,15 @@ extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 extern int	catalog_spi_connect(void);
 extern void catalog_spi_finish(int guc_nest_level);
 
+/*
+ * catalog_try — run fn(arg) in a subtransaction, so that a step of a batch
+ * that fails (one policy, one provider, one maintenance step) is rolled
+ * back alone: true when it completed; on an ERROR false, with the error in
+ * *error (the caller's memory context).  A cancel or a shutdown goes on up.
+ */
+typedef void (*CatalogTryFn) (void *arg);
+extern bool catalog_try(CatalogTryFn fn, void *arg, ErrorData **error);
+
 extern void catalog_insert_object(ObjectMeta *meta);
 extern ObjectMeta *catalog_get_object(const uint8 id[CODEC_OBJID_LEN], bool missing_ok);
 extern ObjectMeta *catalog_get_object_at(const uint8 id[CODEC_OBJID_LEN], bool missing_ok,
