@@ -228,8 +228,27 @@ destor_rotate_master_key(PG_FUNCTION_ARGS)
 	 */
 	if (total < max_keys)
 	{
+		CatalogUser cu;
+
 		progress_set_phase("signing writer leases");
 		(void) lease_resign_held();
+
+		/*
+		 * The pools' metadata logs were written under the previous key:
+		 * once it is deleted, recovery could decode nothing logged before
+		 * the rotation.  Each pool this database writes logs its whole
+		 * catalog again, under the new key (log_snapshot), in this
+		 * transaction.
+		 */
+		progress_set_phase("logging the catalog under the new key");
+		catalog_enter(&cu);
+		catalog_exec("SELECT destor.log_snapshot(s.srvname) FROM pg_catalog.pg_foreign_server s"
+					 " JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					 " WHERE w.fdwname = 'destor' AND NOT EXISTS (SELECT FROM pg_catalog.unnest(s.srvoptions) o"
+					 "   WHERE o = 'mode=read_only')"
+					 "   AND EXISTS (SELECT FROM destor.objects ob WHERE ob.pool = s.srvname)",
+					 0, NULL, NULL, NULL, SPI_OK_SELECT);
+		catalog_leave(&cu);
 	}
 	progress_end();
 	MemoryContextDelete(batchcxt);	/* wipes the keys */
