@@ -327,7 +327,7 @@ my $kid = q1("SELECT b::uuid FROM stored WHERE pool = 'kpool'");
 my %disk;
 for my $j (1 .. 3)
 {
-	my @f = DestorTest::files_under($k[$j - 1]);
+	my @f = grep { m{/ds/} } DestorTest::files_under($k[$j - 1]);	# not the metadata log
 	is(scalar(@f), 1, "k$j holds one shard file");
 	$disk{"k$j"} = -s $f[0];
 }
@@ -502,7 +502,9 @@ is(q1(q{SELECT noncompliant_objects FROM destor.placement_summary WHERE pool = '
 	"after rebalance ($steps steps) every object complies");
 # (the reader's snapshot kept the old copies; cleanup_orphans takes them now)
 q1(q{SELECT destor.cleanup_orphans('npool', '0')});
-is(scalar(map { DestorTest::files_under($n[$_ - 1]) } 2, 5, 8), 0, 'and no shard file is left in the US');
+# (data shards: the metadata log written before the rule changed stays
+# until the log is compacted — documented, issue 12)
+is(scalar(grep { m{/ds/} } map { DestorTest::files_under($n[$_ - 1]) } 2, 5, 8), 0, 'and no shard file is left in the US');
 is(q1(q{SELECT count(*) FROM (SELECT sh.object_id FROM destor.shards sh JOIN destor.objects o USING (object_id)
          WHERE o.pool = 'npool' GROUP BY 1
         HAVING count(DISTINCT destor.provider_tag(provider, 'operator')) < 3) x}), '0',
