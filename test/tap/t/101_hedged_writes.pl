@@ -61,8 +61,6 @@ like($err, qr/a shard of a new object could not be written to provider "s1p"/,
 is($node->safe_psql('postgres',
 		"SELECT string_agg(provider || ' ' || state, ',') FROM destor.blob_shards WHERE blob_id = '$blob' AND state <> 'ok'"),
 	's1p missing', 'the stalled shard is recorded missing, for repair');
-is($node->safe_psql('postgres', "SELECT md5(destor.blob_get('$blob'))"), md5_hex($content),
-	'the blob reads back exactly from the other shards');
 
 ($rc, my $out, $err) = $node->psql('postgres', "SET statement_timeout = '20s';
 	INSERT INTO metrics SELECT * FROM metrics_heap");
@@ -70,6 +68,11 @@ is($rc, 0, 'an INSERT into a destor table finishes although one provider stalls'
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM destor.shards WHERE provider = 's1p' AND state = 'missing'}),
 	'>=', 2, 'the table\'s stalled shards are recorded missing too');
 
+# the stall ends before the reads: this test is about writes (a read that
+# meets a stalled provider is issue 11's hedged reads, TAP 100)
+unlink $stall_file;
+is($node->safe_psql('postgres', "SELECT md5(destor.blob_get('$blob'))"), md5_hex($content),
+	'the blob reads back exactly from the other shards');
 my $same = q{SELECT (SELECT count(*) FROM (SELECT * FROM metrics EXCEPT ALL SELECT * FROM metrics_heap) a)
                + (SELECT count(*) FROM (SELECT * FROM metrics_heap EXCEPT ALL SELECT * FROM metrics) b)};
 is($node->safe_psql('postgres', $same), '0', 'the table holds exactly the heap rows');
