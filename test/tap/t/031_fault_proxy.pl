@@ -74,7 +74,11 @@ is($node->safe_psql('postgres', $intact), 't',
 	'a blob reads back exactly although its shards\' bodies are cut short (no Content-Length)');
 my $cut = injected('truncate');
 cmp_ok($cut, '>=', 4, "the proxies cut $cut bodies");
-is(status('sum(short_bodies)'), $cut, 'provider_status counts every short body');
+# a hedged read may give up (cancel) a request whose body the proxy was
+# cutting once it has enough shards: that request never sees its body end
+my $short = status('sum(short_bodies)');
+cmp_ok($short, '>=', 2, "provider_status counts the short bodies read ($short of $cut cut)");
+cmp_ok($short, '<=', $cut, 'and no more than were cut');
 cmp_ok(status('sum(retries)'), '>=', 2, 'short bodies were retried');
 
 # --- connection resets and 503s while writing and reading ------------------
