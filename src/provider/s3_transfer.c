@@ -757,7 +757,11 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * (removed from the multi handle: nothing is left running).  A spare costs
  * only bandwidth, so its bar is lower.  Spares of last resort (providers
  * found slow or down) are started only for units that failed or are very
- * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).
+ * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).  Probes
+ * (hedge_probe: a shard recorded missing, asked to learn whether the record
+ * is stale) start at once but are neither counted among the units needed
+ * nor waited for: one that succeeds in time is there besides, one still
+ * running when the set is complete is cancelled with the rest.
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -787,6 +791,7 @@ typedef struct S3Hedge
 	bool	   *late;			/* per unit: found late (its spare is started) */
 	bool	   *very_late;		/* per unit: late enough for a last resort */
 	bool	   *last;			/* per unit: a spare of last resort */
+	bool	   *probe;			/* per unit: a probe, never waited for */
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
@@ -814,6 +819,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	h->late = palloc0(sizeof(bool) * n);
 	h->very_late = palloc0(sizeof(bool) * n);
 	h->last = palloc0(sizeof(bool) * n);
+	h->probe = palloc0(sizeof(bool) * n);
 	h->ok_at = palloc0(sizeof(TimestampTz) * n);
 	for (int i = 0; i < n; i++)
 	{
@@ -840,6 +846,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 		h->held[i] = req->hedge_spare && ts[i]->state == TS_QUEUED;
 		if (req->hedge_last)
 			h->last[h->unit_of[i]] = true;
+		if (req->hedge_probe)
+			h->probe[h->unit_of[i]] = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -994,6 +1002,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	for (int u = 0; u < h->nunits; u++)
 	{
 		st[u] = s3_unit_state(h, ts, n, u);
+		if (h->probe[u])
+			continue;			/* neither counted nor waited for */
 		if (st[u] == UNIT_OK)
 		{
 			if (h->ok_at[u] == 0)
@@ -1056,7 +1066,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		double		late_ms;
 		long		left;
 
-		if (st[u] != UNIT_PENDING)
+		if (st[u] != UNIT_PENDING || h->probe[u])
 			continue;
 		start = s3_unit_start(h, ts, n, u);
 		if (start == 0)
