@@ -739,3 +739,22 @@ REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;
 CREATE FUNCTION take_over_pool(pool name)
   RETURNS bigint AS 'MODULE_PATHNAME', 'destor_take_over_pool' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION take_over_pool(name) FROM PUBLIC;
+
+-- A read-only follower (issue 12 item 3): the writer's log objects this
+-- database replayed from a pool declared mode 'read_only' (recover_catalog
+-- then follow_pool), so that each follow replays only the new ones.
+CREATE TABLE followed_log (
+    pool        name NOT NULL,
+    instance    text NOT NULL,
+    seq         bigint NOT NULL,
+    log_id      uuid NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, instance, seq, log_id)
+);
+REVOKE ALL ON followed_log FROM PUBLIC;
+-- Replay the writer's log objects committed since the last follow (or the
+-- recovery) of a read-only pool; returns how many were applied.  The
+-- maintenance worker calls it every round for read-only pools.
+CREATE FUNCTION follow_pool(pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_follow_pool' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION follow_pool(name) FROM PUBLIC;
