@@ -33,6 +33,7 @@
 
 PG_FUNCTION_INFO_V1(destor_recover_catalog);
 PG_FUNCTION_INFO_V1(destor_follow_pool);
+PG_FUNCTION_INFO_V1(destor_compact_log);
 
 /* One log object found on the providers. */
 typedef struct LogEntry
@@ -547,6 +548,7 @@ typedef struct LogScan
 	int			unreadable;
 	int			uncommitted;
 	int			other_pools;
+	int			vanished;		/* followed log objects no longer on the providers */
 	uint8		key_id_seen[CODEC_KEY_FINGERPRINT_LEN];
 } LogScan;
 
@@ -557,17 +559,13 @@ typedef struct LogScan
  */
 #define FOLLOW_DEAD_AFTER_US	((uint64) 3600 * USECS_PER_SEC)
 
-static void
-log_scan(Pool *pool, const char *poolname, const char *want_instance, bool follower,
-		 MemoryContext work, LogScan *sc)
+/* 1. list the log on every provider the pool lists: a hash of LogSlot */
+static HTAB *
+log_list(Pool *pool, const char *want_instance, MemoryContext work, LogScan *sc)
 {
 	HTAB	   *logs;
 	HASHCTL		ctl;
 	ListCell   *lc;
-	HASH_SEQ_STATUS hs;
-	LogSlot    *slot;
-	uint64	   *written;
-	uint64		newest = 0;
 	int			i;
 
 	memset(sc, 0, sizeof(LogScan));
@@ -617,6 +615,39 @@ log_scan(Pool *pool, const char *poolname, const char *want_instance, bool follo
 			}
 		}
 	}
+	return logs;
+}
+
+static List *
+log_entries(HTAB *logs)
+{
+	HASH_SEQ_STATUS hs;
+	LogSlot    *slot;
+	List	   *entries = NIL;
+
+	hash_seq_init(&hs, logs);
+	while ((slot = hash_seq_search(&hs)) != NULL)
+		entries = lappend(entries, slot->entry);
+	list_sort(entries, log_entry_cmp);
+	return entries;
+}
+
+/* Only the listing, for compaction: sc->entries, nothing decoded. */
+static void
+log_scan_list(Pool *pool, const char *instance, MemoryContext work, LogScan *sc)
+{
+	sc->entries = log_entries(log_list(pool, instance, work, sc));
+}
+
+static void
+log_scan(Pool *pool, const char *poolname, const char *want_instance, bool follower,
+		 MemoryContext work, LogScan *sc)
+{
+	HTAB	   *logs = log_list(pool, want_instance, work, sc);
+	ListCell   *lc;
+	uint64	   *written;
+	uint64		newest = 0;
+	int			i;
 
 	/* a follower passes over what it replayed before */
 	if (follower)
@@ -641,17 +672,16 @@ log_scan(Pool *pool, const char *poolname, const char *want_instance, bool follo
 			memcpy(key, &seq, 8);
 			memcpy(key + 8, id, CODEC_OBJID_LEN);
 			strlcpy(key + 8 + CODEC_OBJID_LEN, SPI_getvalue(t, d, 1), 37);
-			hash_search(logs, key, HASH_REMOVE, NULL);
+			if (hash_search(logs, key, HASH_REMOVE, NULL) == NULL &&
+				(want_instance == NULL || strcmp(key + 8 + CODEC_OBJID_LEN, want_instance) == 0))
+				sc->vanished++;	/* compacted away by the writer */
 		}
 		catalog_leave(&cu);
 		MemoryContextSwitchTo(work);
 	}
 
 	/* 2. decode every log object */
-	hash_seq_init(&hs, logs);
-	while ((slot = hash_seq_search(&hs)) != NULL)
-		sc->entries = lappend(sc->entries, slot->entry);
-	list_sort(sc->entries, log_entry_cmp);
+	sc->entries = log_entries(logs);
 	foreach(lc, sc->entries)
 	{
 		LogEntry   *e = lfirst(lc);
@@ -982,6 +1012,54 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 }
 
 /*
+ * follow_forget — a follower drops the catalog rows of the pool's objects
+ * in the writer's namespace (the first bytes of its instance id end their
+ * ids; objects this database wrote itself stay), the writer's table
+ * definitions, and what it followed of that writer, before replaying the
+ * writer's compacted log from its start.  Catalog rows only: nothing of
+ * another namespace is ever deleted from the providers.
+ */
+#define FORGET_OBJECTS \
+	"SELECT o.object_id FROM destor.objects o WHERE o.pool = $1 " \
+	"AND substr(replace(o.object_id::text, '-', ''), 21, 12) = substr(replace($2, '-', ''), 1, 12) " \
+	"AND NOT EXISTS (SELECT FROM destor.lo_tiers t WHERE t.object_id = o.object_id)"
+
+static void
+follow_forget(const char *poolname, const char *instance)
+{
+	CatalogUser cu;
+	Datum		v[2];
+
+	v[0] = name_datum(poolname);
+	v[1] = CStringGetTextDatum(instance);
+	catalog_enter(&cu);
+	meta_capture_suspend(true);
+	PG_TRY();
+	{
+		catalog_exec("DELETE FROM destor.deletions d USING destor.segments g "
+					 "WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no "
+					 "AND g.object_id IN (" FORGET_OBJECTS ")", 2, (Oid[]) {NAMEOID, TEXTOID}, v, NULL,
+					 SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.segments WHERE object_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.blobs WHERE blob_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.objects WHERE object_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.table_definitions WHERE pool = $1", 1, (Oid[]) {NAMEOID}, v,
+					 NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.followed_log WHERE pool = $1 AND instance = $2", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+	}
+	PG_FINALLY();
+	{
+		meta_capture_suspend(false);
+	}
+	PG_END_TRY();
+	catalog_leave(&cu);
+}
+
+/*
  * destor.follow_pool(pool) — a read-only attach catches up with the
  * writer: the log objects committed since its recovery or last follow are
  * replayed, in sequence order (deletions included), and recorded in
@@ -1054,6 +1132,17 @@ destor_follow_pool(PG_FUNCTION_ARGS)
 		uint64		max_seq = 0;
 
 		log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
+		if (sc.vanished > 0)
+		{
+			/*
+			 * The writer compacted its log: log objects this database
+			 * followed are gone, and so may be some it never saw (with their
+			 * deletions).  The log left (a snapshot and what followed it)
+			 * describes the whole pool: forget the writer's rows and replay it.
+			 */
+			follow_forget(poolname, (char *) lfirst(lc));
+			log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
+		}
 		catalog_enter(&cu);
 		applied += log_replay(&st, &sc, true, &max_seq);
 		catalog_leave(&cu);
@@ -1062,4 +1151,249 @@ destor_follow_pool(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(applied);
+}
+
+/*
+ * destor.compact_log(pool) — delete from the providers the log objects (and
+ * their markers) that the latest durable log_snapshot of the pool
+ * supersedes: those this database had seen committed when the snapshot
+ * began (destor.meta_superseded), and those of its instance older than any
+ * it wrote itself (an adopted writer's).  The snapshot must first be on
+ * every provider it was written to, with its commit marker on m + 1 of
+ * them (missing markers are written again): recovery and followers then
+ * rebuild the same catalog from the snapshot and what followed it.
+ * Returns the number of log objects deleted.
+ */
+Datum
+destor_compact_log(PG_FUNCTION_ARGS)
+{
+	char	   *poolname = NameStr(*PG_GETARG_NAME(0));
+	Pool	   *pool = pool_lookup(poolname, false);
+	char	   *instance = meta_instance();
+	MemoryContext work;
+	MemoryContext old;
+	CatalogUser cu;
+	Datum		v[2];
+	bool		isnull;
+	uint64		snap_seq;
+	uint8		snap_id[CODEC_OBJID_LEN];
+	char	   *snap_xid;
+	int64		below = -1;
+	HTAB	   *superseded;
+	HASHCTL		ctl;
+	LogScan		sc;
+	LogEntry   *snap = NULL;
+	ListCell   *lc;
+	int			n = pool->data_shards + pool->parity_shards;
+	int			shards = 0;
+	int			markers = 0;
+	int64		deleted = 0;
+	int			failed = 0;
+	List	   *reqs = NIL;
+
+	lease_check_write(pool);	/* read-only: refused; exclusive: ours */
+	if (instance == NULL || strlen(instance) != 36)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database has no destor instance id"),
+				 errhint("Run ALTER EXTENSION destor UPDATE.")));
+	work = AllocSetContextCreate(CurrentMemoryContext, "destor compaction", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+
+	/* the latest snapshot whose log object committed (its meta_log row) */
+	v[0] = name_datum(poolname);
+	catalog_enter(&cu);
+	catalog_exec("SELECT l.seq, l.log_id, s.snapshot_xid::text, s.below_seq FROM destor.meta_snapshots s "
+				 "JOIN destor.meta_log l ON l.pool = s.pool AND l.xmin::text = "
+				 "(s.snapshot_xid::text::numeric % 4294967296)::text "
+				 "WHERE s.pool = $1 ORDER BY l.seq DESC LIMIT 1", 1, (Oid[]) {NAMEOID}, v, NULL,
+				 SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		catalog_leave(&cu);
+		ereport(NOTICE,
+				(errmsg("the metadata log of pool \"%s\" has no snapshot to compact to", poolname),
+				 errhint("Run SELECT destor.log_snapshot('%s') first, in a transaction of its own.", poolname)));
+		MemoryContextSwitchTo(old);
+		PG_RETURN_INT64(0);
+	}
+	snap_seq = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull), snap_id);
+	{
+		MemoryContext spi = MemoryContextSwitchTo(work);
+
+		snap_xid = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+		MemoryContextSwitchTo(spi);
+	}
+	{
+		Datum		b = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+
+		if (!isnull)
+			below = DatumGetInt64(b);
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = 8 + CODEC_OBJID_LEN;
+	ctl.entrysize = 8 + CODEC_OBJID_LEN;
+	ctl.hcxt = work;
+	superseded = hash_create("destor superseded logs", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	{
+		MemoryContext spi = MemoryContextSwitchTo(work);	/* v[1] outlives SPI */
+
+		v[1] = CStringGetTextDatum(snap_xid);
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_exec("SELECT seq, log_id FROM destor.meta_superseded WHERE pool = $1 AND snapshot_xid = $2::xid8",
+				 2, (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		uint8		key[8 + CODEC_OBJID_LEN];
+		uint64		seq = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		memcpy(key, &seq, 8);
+		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull), key + 8);
+		hash_search(superseded, key, HASH_ENTER, NULL);
+	}
+	catalog_leave(&cu);
+	MemoryContextSwitchTo(work);
+
+	/* list this instance's log: the snapshot must be durable before anything goes */
+	log_scan_list(pool, instance, work, &sc);
+	foreach(lc, sc.entries)
+	{
+		LogEntry   *e = lfirst(lc);
+
+		if (e->seq == snap_seq && memcmp(e->log_id, snap_id, CODEC_OBJID_LEN) == 0)
+			snap = e;
+	}
+	if (snap != NULL)
+	{
+		for (int i = 0; i < n; i++)
+			if (snap->shard_key[i] != NULL)
+				shards++;
+		if (shards == n && marker_found(snap))
+			markers = list_length(snap->marker_providers);
+	}
+	if (snap == NULL || shards < n || markers == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the snapshot of pool \"%s\" is not durable on its providers", poolname),
+				 errdetail("Log object %llu has %d of its %d shards and %d commit markers on the providers that could be listed; nothing was deleted.",
+						   (unsigned long long) snap_seq, shards, n,
+						   snap ? list_length(snap->marker_providers) : 0),
+				 errhint("Bring the providers back, or run SELECT destor.log_snapshot('%s') again, then compact.",
+						 poolname)));
+	/* markers on m + 1 providers: the snapshot's commit must outlive the loss of m */
+	if (markers < pool->parity_shards + 1)
+	{
+		uint8	   *marker = palloc(META_MARKER_LEN);
+
+		meta_build_marker(snap->log_id, snap->seq, marker);
+		for (int i = 0; i < n && markers < pool->parity_shards + 1; i++)
+		{
+			ProviderRequest r = {0};
+
+			if (list_member_ptr(snap->marker_providers, snap->shard_provider[i]))
+				continue;
+			r.provider = snap->shard_provider[i];
+			r.op = POP_PUT;
+			r.key = meta_marker_key(instance, snap->seq, snap->log_id);
+			r.data = (const char *) marker;
+			r.datalen = META_MARKER_LEN;
+			provider_execute(&r, 1);
+			if (r.ok)
+				markers++;
+		}
+		if (markers < pool->parity_shards + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not put the snapshot's commit marker of pool \"%s\" on %d providers",
+							poolname, pool->parity_shards + 1),
+					 errdetail("Nothing was deleted.")));
+	}
+
+	/* delete what the snapshot supersedes: every shard and marker of it */
+	foreach(lc, sc.entries)
+	{
+		LogEntry   *e = lfirst(lc);
+		uint8		key[8 + CODEC_OBJID_LEN];
+		ListCell   *mc;
+
+		if (e->seq >= snap_seq)
+			continue;
+		memcpy(key, &e->seq, 8);
+		memcpy(key + 8, e->log_id, CODEC_OBJID_LEN);
+		if (hash_search(superseded, key, HASH_FIND, NULL) == NULL)
+		{
+			MetaReader	r;
+			char	   *batch_pool = NULL;
+
+			if (!(below >= 0 && e->seq < (uint64) below))
+				continue;
+			/* older than this database's log: the adopted writer's, of this pool? */
+			CHECK_FOR_INTERRUPTS();
+			decode_entry(e, sc.key_id_seen);
+			if (!e->decoded || !read_batch_header(e, &r, NULL, &batch_pool, NULL) ||
+				batch_pool == NULL || strcmp(batch_pool, poolname) != 0)
+				continue;
+		}
+		for (int i = 0; i < CODEC_RS_MAX_SHARDS; i++)
+			if (e->shard_key[i] != NULL)
+			{
+				ProviderRequest *r = palloc0(sizeof(ProviderRequest));
+
+				r->provider = e->shard_provider[i];
+				r->op = POP_DELETE;
+				r->key = e->shard_key[i];
+				reqs = lappend(reqs, r);
+			}
+		foreach(mc, e->marker_providers)
+		{
+			ProviderRequest *r = palloc0(sizeof(ProviderRequest));
+
+			r->provider = lfirst(mc);
+			r->op = POP_DELETE;
+			r->key = e->marker_key;
+			reqs = lappend(reqs, r);
+		}
+		deleted++;
+	}
+	if (reqs != NIL)
+	{
+		ProviderRequest *batch = palloc0(sizeof(ProviderRequest) * list_length(reqs));
+		int			i = 0;
+
+		foreach(lc, reqs)
+			batch[i++] = *(ProviderRequest *) lfirst(lc);
+		provider_execute(batch, i);
+		for (int j = 0; j < i; j++)
+			if (!batch[j].ok)
+			{
+				if (failed++ == 0)
+					ereport(WARNING,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("could not delete \"%s\" from provider \"%s\"", batch[j].key,
+									batch[j].provider->name),
+							 errdetail("%s", batch[j].error ? batch[j].error : "unknown error"),
+							 errhint("What is left is deleted by the next compact_log.")));
+			}
+	}
+
+	/* done with this snapshot and older ones (unless something stayed) */
+	if (failed == 0)
+	{
+		Datum		w[3] = {v[0], v[1], Int64GetDatum((int64) snap_seq)};
+
+		catalog_enter(&cu);
+		catalog_exec("DELETE FROM destor.meta_log l USING destor.meta_superseded s "
+					 "WHERE s.pool = $1 AND s.snapshot_xid = $2::xid8 AND l.pool = s.pool AND l.seq = s.seq "
+					 "AND l.seq < $3", 3, (Oid[]) {NAMEOID, TEXTOID, INT8OID}, w, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.meta_superseded WHERE pool = $1 AND snapshot_xid <= $2::xid8", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.meta_snapshots WHERE pool = $1 AND snapshot_xid <= $2::xid8", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_leave(&cu);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(deleted);
 }
