@@ -13,7 +13,6 @@ use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
 use DestorTest;
 use File::Copy qw(copy);
-use File::Path qw(make_path);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -22,16 +21,11 @@ my ($a, $akey) = DestorTest::start_cluster('writer');
 my ($b, $bkey) = DestorTest::start_cluster('follower');
 copy($akey, $bkey) or die;	# one master key reads and authenticates the pool
 chmod 0600, $bkey;
-my @dirs = map { $a->basedir . "/shared$_" } 1 .. 3;
-make_path($_) for @dirs;
+my ($providers_sql, @dirs) = DestorTest::file_pool_sql($a->basedir, 'shared', 3, 2, 1);
 sub pool_sql
 {
 	my ($mode) = @_;
-	return join('', map {
-		"CREATE SERVER f$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dirs[$_ - 1]');\n"
-	} 1 .. 3)
-	  . "CREATE SERVER shared FOREIGN DATA WRAPPER destor OPTIONS (providers 'f1,f2,f3', "
-	  . "data_shards '2', parity_shards '1', mode '$mode');\n";
+	return $providers_sql . "ALTER SERVER shared OPTIONS (ADD mode '$mode');\n";
 }
 # every file on the providers, with its size and modification time
 sub provider_state
