@@ -739,3 +739,87 @@ REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;
 CREATE FUNCTION take_over_pool(pool name)
   RETURNS bigint AS 'MODULE_PATHNAME', 'destor_take_over_pool' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION take_over_pool(name) FROM PUBLIC;
+
+-- A read-only follower (issue 12 item 3): the writer's log objects this
+-- database replayed from a pool declared mode 'read_only' (recover_catalog
+-- then follow_pool), so that each follow replays only the new ones.
+CREATE TABLE followed_log (
+    pool        name NOT NULL,
+    instance    text NOT NULL,
+    seq         bigint NOT NULL,
+    log_id      uuid NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, instance, seq, log_id)
+);
+REVOKE ALL ON followed_log FROM PUBLIC;
+-- Replay the writer's log objects committed since the last follow (or the
+-- recovery) of a read-only pool; returns how many were applied.  The
+-- maintenance worker calls it every round for read-only pools.
+CREATE FUNCTION follow_pool(pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_follow_pool' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION follow_pool(name) FROM PUBLIC;
+
+-- Log compaction (issue 12 item 2): log_snapshot() records what its snapshot
+-- supersedes; compact_log() deletes those log objects and their markers from
+-- the providers once the snapshot is on every provider it was written to.
+CREATE TABLE meta_snapshots (
+    pool          name NOT NULL,
+    snapshot_xid  xid8 NOT NULL,
+    below_seq     bigint,          -- log objects of the instance older than this: superseded
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, snapshot_xid)
+);
+CREATE TABLE meta_superseded (
+    pool          name NOT NULL,
+    snapshot_xid  xid8 NOT NULL,
+    seq           bigint NOT NULL,
+    log_id        uuid NOT NULL,
+    PRIMARY KEY (pool, snapshot_xid, seq)
+);
+REVOKE ALL ON meta_snapshots, meta_superseded FROM PUBLIC;
+CREATE OR REPLACE FUNCTION log_snapshot(pool name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  n bigint := 0;
+  c bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = $1 AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+  END IF;
+  -- what this snapshot supersedes (compact_log deletes it once the snapshot
+  -- is durable): the log objects committed before it started, and those of
+  -- the instance older than any this database wrote (an adopted writer's)
+  INSERT INTO destor.meta_superseded (pool, snapshot_xid, seq, log_id)
+    SELECT $1, pg_current_xact_id(), l.seq, l.log_id FROM destor.meta_log l WHERE l.pool = $1;
+  INSERT INTO destor.meta_snapshots (pool, snapshot_xid, below_seq)
+    VALUES ($1, pg_current_xact_id(), (SELECT min(l.seq) FROM destor.meta_log l));
+  UPDATE destor.objects o SET pool = o.pool WHERE o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.shards s SET state = s.state FROM destor.objects o
+   WHERE o.object_id = s.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
+   WHERE o.object_id = b.blob_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
+   WHERE o.object_id = g.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  WITH d AS (DELETE FROM destor.deletions d USING destor.segments g, destor.objects o
+              WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no
+                AND o.object_id = g.object_id AND o.pool = $1
+             RETURNING d.*)
+  INSERT INTO destor.deletions SELECT * FROM d;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  -- every table definition is logged again at commit
+  DELETE FROM destor.table_definitions d WHERE d.pool = $1;
+  UPDATE destor.tables t SET relid = t.relid
+   WHERE EXISTS (SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+                  WHERE ft.ftrelid = t.relid AND s.srvname = $1);
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
+CREATE FUNCTION compact_log(pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_compact_log' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION compact_log(name) FROM PUBLIC;

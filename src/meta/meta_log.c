@@ -535,6 +535,9 @@ table_definition_records(IdPool *e, List **batches)
 	server = spi_text(0, 1);
 	def = spi_text(0, 2);
 
+	/* a reader's definitions are the writer's, as followed: its own DDL changes none */
+	if ((server && pool_name_read_only(server)) || (!server && logged_pool && pool_name_read_only(logged_pool)))
+		return;
 	if (server && def)
 	{
 		strlcpy(e->pool, server, NAMEDATALEN);
@@ -600,6 +603,8 @@ meta_write_batch(PoolBatch *b, const char *instance)
 	if (GetForeignServerByName(b->pool, true) == NULL)
 		return;					/* the pool is gone: nothing can be logged on it */
 	pool = pool_lookup(b->pool, false);
+	if (pool->mode == POOL_MODE_READ_ONLY)
+		return;					/* a reader never writes to the providers (the writer logs) */
 	n = pool->data_shards + pool->parity_shards;
 	if (codec_random_bytes(log_id, CODEC_OBJID_LEN) != 0)
 		ereport(ERROR,
