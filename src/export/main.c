@@ -679,6 +679,12 @@ main(int argc, char **argv)
 		creds.region = getenv("AWS_REGION");
 	if (creds.region == NULL || creds.region[0] == '\0')
 		creds.region = "us-east-1";
+	for (int i = 0; i < pool.nstores; i++)
+		if (pool.stores[i].is_s3 &&
+			(creds.access_key == NULL || creds.access_key[0] == '\0' ||
+			 creds.secret_key == NULL || creds.secret_key[0] == '\0'))
+			fatal(EXIT_USAGE, "no S3 credentials for provider \"%s\": set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --s3-access-key and --s3-secret-key)",
+				  pool.stores[i].spec);
 	store_set_credentials(&creds);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		fatal(EXIT_DATA, "could not initialize libcurl");

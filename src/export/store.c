@@ -199,12 +199,6 @@ s3_get(Store *s, const char *key, const S3SignPair *query, int nquery, Buf *body
 	in.session_token = creds.session_token;
 	in.region = creds.region;
 	in.amz_date = date;
-	if (creds.access_key == NULL || creds.secret_key == NULL)
-	{
-		*err = xprintf("no S3 credentials (--s3-access-key and --s3-secret-key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)");
-		free(path);
-		return 0;
-	}
 	if (s3_sign(&in, &out, errbuf, sizeof(errbuf)) != 0)
 	{
 		*err = xprintf("could not sign a request: %s", errbuf);

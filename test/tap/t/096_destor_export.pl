@@ -98,6 +98,20 @@ my $deleted = $node->safe_psql('postgres', q{SELECT destor.blob_put('vault', 'de
 $node->safe_psql('postgres', "SELECT destor.blob_delete('$deleted')");
 cmp_ok($blobs{large}{size}, '>', 1_000_000, 'a blob of several blocks and stripes');
 
+# a second pool on three s3rver providers (2 + 1)
+my @s3 = DestorTest::start_s3_servers(3, $base);
+END { local $?; DestorTest::stop_s3($_) for @s3 }
+$node->safe_psql('postgres', DestorTest::providers_sql('cloud', 2, 1, @s3));
+$node->safe_psql('postgres', q{
+CREATE FOREIGN TABLE app.remote (k int, v text) SERVER cloud;
+INSERT INTO app.remote SELECT g, repeat('v' || g, g % 50) FROM generate_series(1, 3000) g;
+});
+my $s3_csv_file = "$base/remote.server.csv";
+$node->safe_psql('postgres', "COPY (SELECT * FROM app.remote) TO '$s3_csv_file' (FORMAT csv, HEADER)");
+my $s3_blob = $node->safe_psql('postgres',
+	q{SELECT destor.blob_put('cloud', (SELECT string_agg(sha256(i::text::bytea), '') FROM generate_series(1, 9000) i))});
+my $s3_blob_sha = $node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$s3_blob')), 'hex')");
+
 # ------------------------------------------------------ the server is gone
 my $datadir = $node->data_dir;
 $node->stop;
@@ -158,6 +172,33 @@ is($rc, 0, 'verify with one provider missing exits 0') or diag($out, $err);
 like($out, qr/^DEGRADED  blob $blobs{large}{id}: 1 of 5 shards bad, recoverable$/m,
 	'verify reports an object missing a shard as degraded');
 like($out, qr/ 0 LOST$/m, 'nothing is lost');
+
+# the s3 pool with one of its three servers stopped; credentials from the environment
+DestorTest::stop_s3($s3[0]);
+{
+	local $ENV{AWS_ACCESS_KEY_ID} = $DestorTest::ACCESS_KEY;
+	local $ENV{AWS_SECRET_ACCESS_KEY} = $DestorTest::SECRET_KEY;
+	my @cloud = ("--master-key=$key", '--pool=cloud',
+		map { "--provider=s3:http://127.0.0.1:$_->{port}/$_->{bucket}" } @s3[1, 2]);
+	my ($stdout, $stderr);
+	IPC::Run::run(['destor-export', @cloud, 'ls'], '>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 0, 's3: ls exits 0') or diag($stderr);
+	like($stdout, qr/^table app\.remote \(k integer, v text\) rows 3000 segments 1$/m, 's3: ls lists the table');
+	IPC::Run::run(['destor-export', @cloud, 'table', 'app.remote', '-o', "$base/remote.csv"],
+		'>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 0, 's3: table exits 0') or diag($stderr);
+	ok(slurp_file("$base/remote.csv") eq slurp_file($s3_csv_file), 's3: the CSV is byte for byte the server\'s');
+	IPC::Run::run(['destor-export', @cloud, 'blob', $s3_blob], '>', \$stdout, '2>', \$stderr);
+	is(sha256_hex($stdout), $s3_blob_sha, 's3: the blob, every byte, on stdout');
+	IPC::Run::run(['destor-export', @cloud, 'verify'], '>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 0, 's3: verify exits 0');
+	like($stdout, qr/^verified 2 objects: 0 OK, 2 degraded \(recoverable\), 0 LOST$/m, 's3: verify sees the missing server');
+	local $ENV{AWS_SECRET_ACCESS_KEY};
+	local $ENV{AWS_ACCESS_KEY_ID};
+	IPC::Run::run(['destor-export', @cloud, 'ls'], '>', \$stdout, '2>', \$stderr);
+	isnt($? >> 8, 0, 's3: no credentials is an error');
+	like($stderr, qr/no S3 credentials/, '... that says how to give them');
+}
 
 # a wrong master key
 my $wrong = "$base/wrong.key";
