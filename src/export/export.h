@@ -180,7 +180,9 @@ typedef struct XPool
 
 extern void pool_load(XPool *pool, const char *instance);
 extern XObject *pool_object(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
+extern XBlob *pool_blob(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
 extern XTable *pool_table(XPool *pool, const char *qualified);
+extern XTable *pool_table_id(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
 extern void pool_segment_deleted(XPool *pool, XSegment *seg);
 
 /* object.c: reading and checking objects */

@@ -217,9 +217,7 @@ cmd_blob(XPool *pool, const char *idtext, const char *output)
 
 	if (!id_parse(idtext, id))
 		fatal(EXIT_USAGE, "\"%s\" is not a blob id (a UUID)", idtext);
-	for (size_t i = 0; i < pool->nblobs && blob == NULL; i++)
-		if (pool->blobs[i].live && memcmp(pool->blobs[i].id, id, CODEC_OBJID_LEN) == 0)
-			blob = &pool->blobs[i];
+	blob = pool_blob(pool, id);
 	if (blob == NULL)
 		fatal(EXIT_USAGE, "pool \"%s\" has no blob %s", pool->name, idtext);
 	o = pool_object(pool, id);
@@ -502,24 +500,20 @@ what_uses(XPool *pool, const XObject *o, char *buf, size_t len)
 {
 	char		text[37];
 
-	for (size_t i = 0; i < pool->nblobs; i++)
-		if (pool->blobs[i].live && memcmp(pool->blobs[i].id, o->id, CODEC_OBJID_LEN) == 0)
-		{
-			id_text(o->id, text);
-			snprintf(buf, len, "blob %s", text);
-			return buf;
-		}
+	if (pool_blob(pool, o->id))
+	{
+		id_text(o->id, text);
+		snprintf(buf, len, "blob %s", text);
+		return buf;
+	}
 	for (size_t i = 0; i < pool->nsegments; i++)
 	{
 		XSegment   *s = &pool->segments[i];
 
 		if (s->live && memcmp(s->object_id, o->id, CODEC_OBJID_LEN) == 0)
 		{
-			XTable	   *t = NULL;
+			XTable	   *t = pool_table_id(pool, s->table_id);
 
-			for (size_t j = 0; j < pool->ntables && t == NULL; j++)
-				if (pool->tables[j].live && memcmp(pool->tables[j].id, s->table_id, CODEC_OBJID_LEN) == 0)
-					t = &pool->tables[j];
 			snprintf(buf, len, "table %s.%s segment %llu", t && t->schema ? t->schema : "?",
 					 t && t->name ? t->name : "?", (unsigned long long) s->segment_no);
 			return buf;

@@ -9,6 +9,7 @@
  */
 #include "export.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,16 +146,6 @@ rd_copy(Reader *r, size_t *len)
  * keys: meta/<instance>/<seq, 16 hex>-<log id, 32 hex>.<shard|commit>
  * --------------------------------------------------------------------- */
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 static bool
 parse_log_key(const char *key, char instance[37], uint64_t *seq, uint8_t id[CODEC_OBJID_LEN],
 			  int *shard)
@@ -171,18 +162,18 @@ parse_log_key(const char *key, char instance[37], uint64_t *seq, uint8_t id[CODE
 	*seq = 0;
 	for (int i = 0; i < 16; i++)
 	{
-		if (hexdigit(p[i]) < 0)
+		if (codec_hex_value(p[i]) < 0)
 			return false;
-		*seq = *seq << 4 | (uint64_t) hexdigit(p[i]);
+		*seq = *seq << 4 | (uint64_t) codec_hex_value(p[i]);
 	}
 	p += 16;
 	if (*p++ != '-')
 		return false;
 	for (int i = 0; i < CODEC_OBJID_LEN; i++)
 	{
-		if (hexdigit(p[2 * i]) < 0 || hexdigit(p[2 * i + 1]) < 0)
+		if (codec_hex_value(p[2 * i]) < 0 || codec_hex_value(p[2 * i + 1]) < 0)
 			return false;
-		id[i] = (uint8_t) (hexdigit(p[2 * i]) << 4 | hexdigit(p[2 * i + 1]));
+		id[i] = (uint8_t) (codec_hex_value(p[2 * i]) << 4 | codec_hex_value(p[2 * i + 1]));
 	}
 	p += 2 * CODEC_OBJID_LEN;
 	if (*p++ != '.')
@@ -426,31 +417,42 @@ done:
  * replay
  * --------------------------------------------------------------------- */
 
+/* the live entry with that id of an array of XObject, XBlob or XTable */
+#define FIND_LIVE(arr, n, key) \
+	((__typeof__(&(arr)[0])) find_live((arr), (n), sizeof((arr)[0]), \
+									   offsetof(__typeof__((arr)[0]), id), \
+									   offsetof(__typeof__((arr)[0]), live), (key)))
+
+static void *
+find_live(void *arr, size_t n, size_t size, size_t id_off, size_t live_off,
+		  const uint8_t id[CODEC_OBJID_LEN])
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		char	   *e = (char *) arr + i * size;
+
+		if (*(bool *) (e + live_off) && memcmp(e + id_off, id, CODEC_OBJID_LEN) == 0)
+			return e;
+	}
+	return NULL;
+}
+
 XObject *
 pool_object(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	for (size_t i = 0; i < pool->nobjects; i++)
-		if (pool->objects[i].live && memcmp(pool->objects[i].id, id, CODEC_OBJID_LEN) == 0)
-			return &pool->objects[i];
-	return NULL;
+	return FIND_LIVE(pool->objects, pool->nobjects, id);
 }
 
-static XBlob *
-find_blob(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
+XBlob *
+pool_blob(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	for (size_t i = 0; i < pool->nblobs; i++)
-		if (pool->blobs[i].live && memcmp(pool->blobs[i].id, id, CODEC_OBJID_LEN) == 0)
-			return &pool->blobs[i];
-	return NULL;
+	return FIND_LIVE(pool->blobs, pool->nblobs, id);
 }
 
-static XTable *
-find_table(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
+XTable *
+pool_table_id(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	for (size_t i = 0; i < pool->ntables; i++)
-		if (pool->tables[i].live && memcmp(pool->tables[i].id, id, CODEC_OBJID_LEN) == 0)
-			return &pool->tables[i];
-	return NULL;
+	return FIND_LIVE(pool->tables, pool->ntables, id);
 }
 
 static XSegment *
@@ -518,7 +520,7 @@ js_string(Json *j)
 						unsigned	cp = 0;
 
 						for (int i = 1; i <= 4; i++)
-							cp = cp * 16 + (unsigned) (hexdigit(j->p[i] | 0x20) < 0 ? 0 : hexdigit(j->p[i] | 0x20));
+							cp = cp * 16 + (unsigned) (codec_hex_value(j->p[i] | 0x20) < 0 ? 0 : codec_hex_value(j->p[i] | 0x20));
 						j->p += 4;
 						/* names are UTF-8: encode the code point (no surrogate pairs in names) */
 						if (cp < 0x80)
@@ -551,6 +553,15 @@ js_string(Json *j)
 	return b.data ? b.data : xstrdup("");
 }
 
+static void js_object(Json *j, bool (*member) (Json *, const char *, void *), void *arg);
+
+/* a member js_object skips */
+static bool
+skip_member(Json *j, const char *key, void *arg)
+{
+	return false;
+}
+
 /* skip any value; a scalar's text is returned (strings unquoted) */
 static char *
 js_value(Json *j, void (*on_object) (Json *, void *), void *arg)
@@ -563,26 +574,7 @@ js_value(Json *j, void (*on_object) (Json *, void *), void *arg)
 		if (on_object)
 			on_object(j, arg);
 		else
-		{
-			j->p++;
-			js_ws(j);
-			while (!j->bad && *j->p && *j->p != '}')
-			{
-				free(js_string(j));
-				js_ws(j);
-				if (*j->p++ != ':')
-					j->bad = true;
-				free(js_value(j, NULL, NULL));
-				js_ws(j);
-				if (*j->p == ',')
-					j->p++;
-				js_ws(j);
-			}
-			if (*j->p == '}')
-				j->p++;
-			else
-				j->bad = true;
-		}
+			js_object(j, skip_member, NULL);
 		return NULL;
 	}
 	if (*j->p == '[')
@@ -773,7 +765,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 		case REC_OBJECT_DELETE:
 			{
 				XObject    *o = pool_object(pool, id);
-				bool		used = find_blob(pool, id) != NULL;
+				bool		used = pool_blob(pool, id) != NULL;
 
 				for (size_t i = 0; i < pool->nsegments && !used; i++)
 					used = pool->segments[i].live &&
@@ -784,7 +776,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_BLOB:
 			{
-				XBlob	   *b = find_blob(pool, id);
+				XBlob	   *b = pool_blob(pool, id);
 
 				if (b == NULL)
 					b = GROW(pool->blobs, pool->nblobs);
@@ -798,7 +790,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_BLOB_DELETE:
 			{
-				XBlob	   *b = find_blob(pool, id);
+				XBlob	   *b = pool_blob(pool, id);
 
 				if (b)
 					b->live = false;
@@ -858,7 +850,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_TABLE_DEF:
 			{
-				XTable	   *t = find_table(pool, id);
+				XTable	   *t = pool_table_id(pool, id);
 				char	   *def = rd_str(r);
 				Json		j;
 
@@ -895,7 +887,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_TABLE_DROP:
 			{
-				XTable	   *t = find_table(pool, id);
+				XTable	   *t = pool_table_id(pool, id);
 
 				if (t)
 					t->live = false;

@@ -9,16 +9,22 @@
 
 const char *progname = "destor-export";
 
+static void
+report(const char *level, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: %s: ", progname, level);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void
 fatal(int status, const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "%s: error: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report("error", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(status);
 }
 
@@ -27,11 +33,9 @@ warn(const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "%s: warning: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report("warning", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void *
@@ -159,18 +163,6 @@ id_text(const uint8_t id[CODEC_OBJID_LEN], char out[37])
 	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A UUID's text (hyphens anywhere, as uuid_in accepts the usual form). */
 bool
 id_parse(const char *text, uint8_t id[CODEC_OBJID_LEN])
@@ -183,7 +175,7 @@ id_parse(const char *text, uint8_t id[CODEC_OBJID_LEN])
 
 		if (*p == '-')
 			continue;
-		v = hexval(*p);
+		v = codec_hex_value(*p);
 		if (v < 0 || n >= 2 * CODEC_OBJID_LEN)
 			return false;
 		if (n % 2 == 0)

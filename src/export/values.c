@@ -312,7 +312,6 @@ date_text(Buf *out, int32_t d)
 #define NUMERIC_NEG			0x4000
 #define NUMERIC_SHORT		0x8000
 #define NUMERIC_SPECIAL		0xC000
-#define NUMERIC_NAN			0xC000
 #define NUMERIC_PINF		0xD000
 #define NUMERIC_NINF		0xF000
 #define NUMERIC_DSCALE_MASK	0x3FFF
@@ -338,22 +337,8 @@ numeric_text(Buf *out, const uint8_t *p, uint32_t len)
 	header = (uint16_t) get_le(p, 2);
 	if ((header & NUMERIC_SIGN_MASK) == NUMERIC_SPECIAL)
 	{
-		if (header == NUMERIC_NAN || (header & 0xF000) == NUMERIC_NAN)
-		{
-			if ((header & 0xF000) == NUMERIC_PINF)
-				buf_puts(out, "Infinity");
-			else if ((header & 0xF000) == NUMERIC_NINF)
-				buf_puts(out, "-Infinity");
-			else
-				buf_puts(out, "NaN");
-			return true;
-		}
-		if ((header & 0xF000) == NUMERIC_PINF)
-			buf_puts(out, "Infinity");
-		else if ((header & 0xF000) == NUMERIC_NINF)
-			buf_puts(out, "-Infinity");
-		else
-			buf_puts(out, "NaN");
+		buf_puts(out, (header & 0xF000) == NUMERIC_PINF ? "Infinity" :
+				 (header & 0xF000) == NUMERIC_NINF ? "-Infinity" : "NaN");
 		return true;
 	}
 	if (header & NUMERIC_SHORT)
