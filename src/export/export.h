@@ -65,7 +65,7 @@ typedef struct Store
 	char	   *bucket;
 	char	   *prefix;			/* "" or ends in '/' */
 	bool		listed;			/* the listing worked */
-	char	  **keys;			/* sorted */
+	char	  **keys;			/* sorted; each followed by its size (store_has) */
 	size_t		nkeys;
 } Store;
 
@@ -81,7 +81,10 @@ extern void store_init(Store *s, const char *spec);
 extern void store_set_credentials(const S3Credentials *c);
 /* list every key of the store (kept sorted in s->keys); false (warned) on failure */
 extern bool store_list(Store *s);
-extern bool store_has(const Store *s, const char *key);
+/* is key in the listing?  *size (may be NULL) gets its size (UINT64_MAX: unknown) */
+extern bool store_has(const Store *s, const char *key, uint64_t *size);
+extern bool store_read(Store *s, const char *key, uint64_t offset, size_t len, uint8_t *out,
+					   char **err);
 /* the whole object; NULL when missing or unreadable (*err says why) */
 extern uint8_t *store_get(Store *s, const char *key, size_t *len, char **err);
 
@@ -204,10 +207,18 @@ typedef struct ObjectCheck
 } ObjectCheck;
 
 /*
- * The plaintext of an object (malloc'd, *len bytes), read from any k good
- * shards of each stripe.  NULL when the object cannot be read; check (may
- * be NULL) says what each shard was found to be.
+ * Read an object, handing its plaintext to sink (may be NULL: only check)
+ * as it is opened, a window of stripes at a time (memory does not grow with
+ * the object), each stripe from any k chunks that pass their tags.  False
+ * when it cannot be read whole (check->error says why; what went to the
+ * sink before is then not the object); check says what each shard was
+ * found to be.
  */
+typedef void (*ObjectSink) (void *arg, const uint8_t *data, size_t len);
+
+extern bool object_stream(XPool *pool, const XObject *o, ObjectCheck *check, ObjectSink sink,
+						  void *arg);
+/* the same into memory (malloc'd, *len bytes); NULL when it cannot be read */
 extern uint8_t *object_read(XPool *pool, const XObject *o, size_t *len, ObjectCheck *check);
 
 /* values.c: column chunks as the text of COPY ... TO CSV */

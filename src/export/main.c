@@ -86,6 +86,12 @@ write_all(FILE *f, const void *data, size_t len)
 }
 
 static void
+sink_file(void *arg, const uint8_t *data, size_t len)
+{
+	write_all((FILE *) arg, data, len);
+}
+
+static void
 read_master_key(XPool *pool, const char *path)
 {
 	char		buf[256];
@@ -210,8 +216,6 @@ cmd_blob(XPool *pool, const char *idtext, const char *output)
 	XBlob	   *blob = NULL;
 	XObject    *o;
 	ObjectCheck check;
-	uint8_t    *data;
-	size_t		len = 0;
 	FILE	   *f;
 	char	   *tmp;
 
@@ -223,13 +227,14 @@ cmd_blob(XPool *pool, const char *idtext, const char *output)
 	o = pool_object(pool, id);
 	if (o == NULL)
 		fatal(EXIT_DATA, "the object of blob %s is not in the metadata log", idtext);
-	data = object_read(pool, o, &len, &check);
-	if (data == NULL)
-		fatal(EXIT_DATA, "blob %s cannot be read: %s", idtext, check.error);
 	f = open_output(output, &tmp);
-	write_all(f, data, len);
+	if (!object_stream(pool, o, &check, sink_file, f))
+	{
+		if (tmp)
+			unlink(tmp);
+		fatal(EXIT_DATA, "blob %s cannot be read: %s", idtext, check.error);
+	}
 	close_output(f, output, tmp);
-	free(data);
 	return 0;
 }
 
@@ -535,19 +540,17 @@ cmd_verify(XPool *pool)
 	{
 		XObject    *o = &pool->objects[i];
 		ObjectCheck check;
-		uint8_t    *data;
-		size_t		len;
 		char		name[256];
 		int			bad = 0;
+		bool		readable;
 
 		if (!o->live)
 			continue;
 		what_uses(pool, o, name, sizeof(name));
-		data = object_read(pool, o, &len, &check);
-		free(data);
+		readable = object_stream(pool, o, &check, NULL, NULL);
 		for (int s = 0; s < check.nshards; s++)
 			bad += check.state[s] != XSHARD_OK;
-		if (data == NULL)
+		if (!readable)
 		{
 			lost++;
 			printf("LOST      %s: %s\n", name, check.error ? check.error : "unreadable");

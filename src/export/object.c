@@ -41,44 +41,177 @@ unwrap_key(XPool *pool, const XObject *o, uint8_t dek[CODEC_KEY_LEN], char **err
 	return true;
 }
 
-/* one shard's file from the first provider that has it */
-static uint8_t *
-fetch_shard(XPool *pool, const XObject *o, int shard, size_t *len, char **why)
+/* Where a shard is read from, and its trailer's tags. */
+typedef struct ShardSrc
+{
+	Store	   *store;
+	char	   *key;
+	uint8_t    *trailer;
+} ShardSrc;
+
+/*
+ * Find shard i (the first provider that lists it, or one that could not be
+ * listed) and check its size and footer; the trailer's tags are kept.
+ */
+static void
+open_shard(XPool *pool, const XObject *o, int shard, uint64_t shard_data_len, uint64_t nstripes,
+		   int tag_len, ShardSrc *src, ObjectCheck *check)
 {
 	char		hex[33];
-	char	   *key;
-	uint8_t    *data = NULL;
+	uint64_t	trailer_len = nstripes * tag_len + FOOTER_SIZE;
+	uint64_t	want = shard_data_len + trailer_len;
+	int			format = o->key_version;
+	char	   *why = NULL;
 
 	id_hex(o->id, hex);
-	key = xprintf("ds/%.2s/%s.%d", hex, hex, shard);
-	*why = NULL;
-	for (int s = 0; s < pool->nstores && data == NULL; s++)
+	src->key = xprintf("ds/%.2s/%s.%d", hex, hex, shard);
+	src->trailer = xmalloc(trailer_len);
+	for (int s = 0; s < pool->nstores && src->store == NULL; s++)
 	{
 		Store	   *st = &pool->stores[s];
+		uint64_t	size = UINT64_MAX;
 		char	   *err = NULL;
 
 		/* a provider that could be listed and does not list it has it not */
-		if (st->listed && !store_has(st, key))
+		if (st->listed && !store_has(st, src->key, &size))
 			continue;
-		data = store_get(st, key, len, &err);
-		if (data == NULL)
+		if (size != UINT64_MAX && size != want)
 		{
-			free(*why);
-			*why = err;
+			check->state[shard] = XSHARD_CORRUPT;
+			check->detail[shard] = xprintf("%llu bytes instead of %llu", (unsigned long long) size,
+										   (unsigned long long) want);
+			return;
 		}
+		if (store_read(st, src->key, shard_data_len, trailer_len, src->trailer, &err))
+			src->store = st;
 		else
-			free(err);
+		{
+			free(why);
+			why = err;
+		}
 	}
-	if (data == NULL && *why == NULL)
-		*why = xprintf("not on any provider");
-	free(key);
-	return data;
+	if (src->store == NULL)
+	{
+		check->state[shard] = XSHARD_MISSING;
+		check->detail[shard] = why ? why : xprintf("not on any provider");
+		return;
+	}
+	free(why);
+	{
+		const uint8_t *f = src->trailer + nstripes * tag_len;
+
+		if (memcmp(f, format == FORMAT_CRC ? "DESTOR01" : "DESTOR02", 8) != 0 ||
+			memcmp(f + 8, o->id, CODEC_OBJID_LEN) != 0 || f[24] != shard || f[26] != o->k ||
+			f[27] != o->m || get_le(f + 28, 4) != o->chunk_size ||
+			get_le(f + 32, 8) != nstripes || get_le(f + 40, 8) != o->stream_size ||
+			get_le(f + 48, 8) != shard_data_len || get_le(f + 56, 8) != codec_crc64(0, f, 56))
+		{
+			check->state[shard] = XSHARD_CORRUPT;
+			check->detail[shard] = xprintf("its footer is not this shard's");
+			src->store = NULL;
+		}
+	}
 }
 
-uint8_t *
-object_read(XPool *pool, const XObject *o, size_t *outlen, ObjectCheck *check)
+/* The opened blocks of the stream, handed to the sink as they come. */
+typedef struct BlockState
 {
-	ObjectCheck local;
+	const XObject *o;
+	codec_cipher *cipher;
+	size_t		nblocks;
+	size_t		next;			/* next block to open */
+	uint64_t	base;			/* stream offset of pending[0] */
+	Buf			pending;		/* stream bytes not opened yet */
+	uint64_t	out;			/* plaintext bytes handed over */
+	uint8_t    *opened;			/* scratch: one block */
+	uint8_t    *inflated;
+} BlockState;
+
+static void
+block_bounds(const BlockState *bs, size_t b, uint64_t *start, uint64_t *end)
+{
+	const XObject *o = bs->o;
+
+	if (o->block_ends)
+	{
+		*start = b ? o->block_ends[b - 1] : 0;
+		*end = o->block_ends[b];
+	}
+	else
+	{
+		*start = (uint64_t) b * o->chunk_size;
+		*end = *start + o->chunk_size < o->stream_size ? *start + o->chunk_size : o->stream_size;
+	}
+}
+
+/* open every block that the pending stream bytes hold whole; NULL or why not */
+static char *
+open_blocks(BlockState *bs, ObjectSink sink, void *arg)
+{
+	const XObject *o = bs->o;
+	size_t		used = 0;
+
+	while (bs->next < bs->nblocks)
+	{
+		uint64_t	start,
+					end;
+		size_t		clen,
+					olen;
+		const uint8_t *data;
+		size_t		b = bs->next;
+
+		block_bounds(bs, b, &start, &end);
+		if (end > bs->base + bs->pending.len)
+			break;
+		if (start < bs->base + used || end < start + CODEC_TAG_LEN || end > o->stream_size ||
+			end - start > o->chunk_size + (uint64_t) CODEC_TAG_LEN)
+			return xprintf("block %zu is malformed", b);
+		used = end - bs->base;
+		clen = end - start;
+		olen = clen - CODEC_TAG_LEN;
+		if (codec_cipher_decrypt_block(bs->cipher, b, b == bs->nblocks - 1,
+									   (const uint8_t *) bs->pending.data + (start - bs->base),
+									   clen, bs->opened) != 0)
+			return xprintf("block %zu does not authenticate (AES-GCM)", b);
+		data = bs->opened;
+		if (o->compressed)
+		{
+			if (olen < 1)
+				return xprintf("block %zu is malformed", b);
+			olen--;
+			if (bs->opened[olen] == 1)
+			{
+				size_t		dlen;
+
+				if (codec_decompress(bs->opened, olen, bs->inflated, o->block_size, &dlen) != 0)
+					return xprintf("block %zu does not decompress", b);
+				data = bs->inflated;
+				olen = dlen;
+			}
+		}
+		if (bs->out + olen > o->size)
+			return xprintf("the object holds more than its %llu bytes", (unsigned long long) o->size);
+		if (sink && olen > 0)
+			sink(arg, data, olen);
+		bs->out += olen;
+		bs->next++;
+	}
+	/* drop what was opened */
+	if (used > 0)
+	{
+		memmove(bs->pending.data, bs->pending.data + used, bs->pending.len - used);
+		bs->pending.len -= used;
+		bs->base += used;
+	}
+	return NULL;
+}
+
+/* stripes read at a time from each shard: about 8 MiB a shard */
+#define WINDOW_BYTES	(8 * 1024 * 1024)
+
+bool
+object_stream(XPool *pool, const XObject *o, ObjectCheck *check, ObjectSink sink, void *arg)
+{
 	int			k = o->k,
 				m = o->m,
 				n = o->k + o->m;
@@ -89,40 +222,35 @@ object_read(XPool *pool, const XObject *o, size_t *outlen, ObjectCheck *check)
 				rem,
 				last_chunk,
 				shard_data_len,
-				trailer_len;
-	uint8_t    *files[CODEC_RS_MAX_SHARDS] = {0};
-	size_t		lens[CODEC_RS_MAX_SHARDS] = {0};
+				window;
 	uint8_t		dek[CODEC_KEY_LEN];
 	codec_chunk_mac *mac = NULL;
-	codec_cipher *cipher = NULL;
 	codec_rs   *rs = NULL;
-	uint8_t    *stream = NULL;
-	uint8_t    *plain = NULL;
+	ShardSrc	src[CODEC_RS_MAX_SHARDS] = {{0}};
+	uint8_t    *win[CODEC_RS_MAX_SHARDS] = {0};
 	uint8_t    *bufs[CODEC_RS_MAX_SHARDS] = {0};
-	size_t		nblocks;
-	size_t		got = 0;
+	BlockState	bs = {0};
 
-	if (check == NULL)
-		check = &local;
 	memset(check, 0, sizeof(ObjectCheck));
 	check->nshards = n;
 	if (k < 1 || k > CODEC_RS_MAX_DATA || m < 0 || m > CODEC_RS_MAX_PARITY || o->chunk_size == 0 ||
-		(format != FORMAT_CRC && format != FORMAT_MAC))
+		o->block_size == 0 || (format != FORMAT_CRC && format != FORMAT_MAC))
 	{
 		check->error = xprintf("its metadata is malformed (geometry %d+%d, format %d)", k, m, format);
-		return NULL;
+		return false;
 	}
 	if (!unwrap_key(pool, o, dek, &check->error))
-		return NULL;
-	cipher = codec_cipher_create(dek, o->id);
+		return false;
+	bs.o = o;
+	bs.cipher = codec_cipher_create(dek, o->id);
 	if (format == FORMAT_MAC)
 		mac = codec_chunk_mac_create(dek, o->id);
 	codec_secure_zero(dek, sizeof(dek));
 	rs = codec_rs_create(k, m);
-	if (cipher == NULL || rs == NULL || (format == FORMAT_MAC && mac == NULL))
+	if (bs.cipher == NULL || rs == NULL || (format == FORMAT_MAC && mac == NULL))
 		fatal(EXIT_DATA, "out of memory");
 
-	/* the geometry (object_geometry) */
+	/* the geometry (object_layout.c, object_geometry) */
 	stripe_size = (uint64_t) k * o->chunk_size;
 	nstripes = (o->stream_size + stripe_size - 1) / stripe_size;
 	if (nstripes == 0)
@@ -130,198 +258,140 @@ object_read(XPool *pool, const XObject *o, size_t *outlen, ObjectCheck *check)
 	rem = o->stream_size - (nstripes - 1) * stripe_size;
 	last_chunk = (rem + k - 1) / k;
 	shard_data_len = (nstripes - 1) * o->chunk_size + last_chunk;
-	trailer_len = nstripes * tag_len + FOOTER_SIZE;
+	window = WINDOW_BYTES / o->chunk_size ? WINDOW_BYTES / o->chunk_size : 1;
+	/* tests make windows small to cross their edges with small objects */
+	if (getenv("DESTOR_EXPORT_WINDOW_STRIPES") && atoi(getenv("DESTOR_EXPORT_WINDOW_STRIPES")) > 0)
+		window = (uint64_t) atoi(getenv("DESTOR_EXPORT_WINDOW_STRIPES"));
+	if (o->block_ends)
+		bs.nblocks = o->nblock_ends;
+	else
+		bs.nblocks = o->stream_size ? (o->stream_size + o->chunk_size - 1) / o->chunk_size : 1;
+	bs.opened = xmalloc((size_t) o->chunk_size + 1);
+	bs.inflated = xmalloc((size_t) o->block_size + 1);
 
-	/* every shard, its footer checked */
 	for (int i = 0; i < n; i++)
 	{
-		char	   *why = NULL;
-		const uint8_t *f;
-
-		files[i] = fetch_shard(pool, o, i, &lens[i], &why);
-		if (files[i] == NULL)
-		{
-			check->state[i] = XSHARD_MISSING;
-			check->detail[i] = why;
-			continue;
-		}
-		free(why);
-		f = files[i] + shard_data_len + nstripes * tag_len;
-		if (lens[i] != shard_data_len + trailer_len)
-		{
-			check->state[i] = XSHARD_CORRUPT;
-			check->detail[i] = xprintf("%zu bytes instead of %llu", lens[i],
-									   (unsigned long long) (shard_data_len + trailer_len));
-		}
-		else if (memcmp(f, format == FORMAT_CRC ? "DESTOR01" : "DESTOR02", 8) != 0 ||
-				 memcmp(f + 8, o->id, CODEC_OBJID_LEN) != 0 || f[24] != i || f[26] != k ||
-				 f[27] != m || get_le(f + 28, 4) != o->chunk_size ||
-				 get_le(f + 32, 8) != nstripes || get_le(f + 40, 8) != o->stream_size ||
-				 get_le(f + 48, 8) != shard_data_len || get_le(f + 56, 8) != codec_crc64(0, f, 56))
-		{
-			check->state[i] = XSHARD_CORRUPT;
-			check->detail[i] = xprintf("its footer is not this shard's");
-		}
-		if (check->state[i] != XSHARD_OK)
-		{
-			free(files[i]);
-			files[i] = NULL;
-		}
+		open_shard(pool, o, i, shard_data_len, nstripes, tag_len, &src[i], check);
+		win[i] = xmalloc(window * o->chunk_size);
+		bufs[i] = xmalloc(o->chunk_size);
 	}
 
-	/* stripe by stripe: chunks checked against their tags, missing ones rebuilt */
-	stream = xmalloc(nstripes * stripe_size);
-	for (int i = 0; i < n; i++)
-		bufs[i] = xmalloc(o->chunk_size);
+	/* a window of stripes at a time: chunks checked against their tags, missing ones rebuilt */
 	check->readable = true;
-	for (uint64_t s = 0; s < nstripes; s++)
+	for (uint64_t s0 = 0; s0 < nstripes; s0 += window)
 	{
-		size_t		cl = s == nstripes - 1 ? last_chunk : o->chunk_size;
-		bool		present[CODEC_RS_MAX_SHARDS] = {0};
-		int			good = 0;
+		uint64_t	s1 = s0 + window < nstripes ? s0 + window : nstripes;
+		size_t		wlen = (size_t) ((s1 - 1 - s0) * o->chunk_size + (s1 == nstripes ? last_chunk : o->chunk_size));
 
 		for (int i = 0; i < n; i++)
 		{
-			const uint8_t *chunk;
-			const uint8_t *tag;
-			bool		ok;
+			char	   *err = NULL;
 
-			if (files[i] == NULL)
+			if (src[i].store == NULL)
 				continue;
-			chunk = files[i] + s * o->chunk_size;
-			tag = files[i] + shard_data_len + s * tag_len;
-			if (format == FORMAT_CRC)
-				ok = codec_crc64(0, chunk, cl) == get_le(tag, 8);
-			else
-				ok = codec_chunk_mac_verify(mac, i, s, chunk, cl, tag) == 0;
-			if (!ok)
+			if (!store_read(src[i].store, src[i].key, s0 * o->chunk_size, wlen, win[i], &err))
 			{
-				check->bad_chunks++;
-				if (check->state[i] == XSHARD_OK)
-				{
-					check->state[i] = XSHARD_CORRUPT;
-					check->detail[i] = xprintf("chunk of stripe %llu fails its %s",
-											   (unsigned long long) s,
-											   format == FORMAT_CRC ? "CRC" : "tag");
-				}
-				continue;
+				check->state[i] = XSHARD_MISSING;
+				check->detail[i] = err;
+				src[i].store = NULL;
 			}
-			memcpy(bufs[i], chunk, cl);
-			present[i] = true;
-			good++;
 		}
-		if (good < k || (good < n && codec_rs_reconstruct(rs, cl, bufs, present) != 0))
+		for (uint64_t s = s0; s < s1; s++)
 		{
-			if (check->readable)
+			size_t		cl = s == nstripes - 1 ? last_chunk : o->chunk_size;
+			bool		present[CODEC_RS_MAX_SHARDS] = {0};
+			int			good = 0;
+
+			for (int i = 0; i < n; i++)
+			{
+				const uint8_t *chunk = win[i] + (s - s0) * o->chunk_size;
+				const uint8_t *tag = src[i].trailer + s * tag_len;
+				bool		ok;
+
+				if (src[i].store == NULL)
+					continue;
+				if (format == FORMAT_CRC)
+					ok = codec_crc64(0, chunk, cl) == get_le(tag, 8);
+				else
+					ok = codec_chunk_mac_verify(mac, i, s, chunk, cl, tag) == 0;
+				if (!ok)
+				{
+					check->bad_chunks++;
+					if (check->state[i] == XSHARD_OK)
+					{
+						check->state[i] = XSHARD_CORRUPT;
+						check->detail[i] = xprintf("chunk of stripe %llu fails its %s",
+												   (unsigned long long) s,
+												   format == FORMAT_CRC ? "CRC" : "tag");
+					}
+					continue;
+				}
+				memcpy(bufs[i], chunk, cl);
+				present[i] = true;
+				good++;
+			}
+			if (!check->readable)
+				continue;		/* only checking the rest */
+			if (good < k || (good < n && codec_rs_reconstruct(rs, cl, bufs, present) != 0))
+			{
 				check->error = xprintf("stripe %llu has %d good chunks of the %d needed",
 									   (unsigned long long) s, good, k);
-			check->readable = false;
-			continue;
-		}
-		for (int i = 0; i < k; i++)
-			memcpy(stream + s * stripe_size + (size_t) i * cl, bufs[i], cl);
-	}
-	if (!check->readable)
-		goto done;
-
-	/* the sealed blocks */
-	if (o->block_ends)
-		nblocks = o->nblock_ends;
-	else
-	{
-		nblocks = (o->stream_size + o->chunk_size - 1) / o->chunk_size;
-		if (nblocks == 0)
-			nblocks = 1;
-	}
-	plain = xmalloc(o->size + 1);
-	for (size_t b = 0; b < nblocks; b++)
-	{
-		uint64_t	start = o->block_ends ? (b ? o->block_ends[b - 1] : 0) : b * o->chunk_size;
-		uint64_t	end = o->block_ends ? o->block_ends[b] :
-			(start + o->chunk_size < o->stream_size ? start + o->chunk_size : o->stream_size);
-		size_t		clen = end > start ? end - start : 0;
-		uint8_t    *opened;
-		size_t		olen;
-
-		if (clen < CODEC_TAG_LEN || end > o->stream_size)
-		{
-			check->error = xprintf("block %zu is malformed", b);
-			check->readable = false;
-			goto done;
-		}
-		olen = clen - CODEC_TAG_LEN;
-		opened = xmalloc(olen + 1);
-		if (codec_cipher_decrypt_block(cipher, b, b == nblocks - 1, stream + start, clen, opened) != 0)
-		{
-			free(opened);
-			check->error = xprintf("block %zu does not authenticate (AES-GCM)", b);
-			check->readable = false;
-			goto done;
-		}
-		if (o->compressed)
-		{
-			uint8_t		flag;
-
-			if (olen < 1)
-			{
-				free(opened);
-				check->error = xprintf("block %zu is malformed", b);
 				check->readable = false;
-				goto done;
-			}
-			flag = opened[olen - 1];
-			olen--;
-			if (flag == 1)
-			{
-				size_t		dlen;
-
-				if (got > o->size ||
-					codec_decompress(opened, olen, plain + got, o->size - got, &dlen) != 0)
-				{
-					free(opened);
-					check->error = xprintf("block %zu does not decompress", b);
-					check->readable = false;
-					goto done;
-				}
-				got += dlen;
-				free(opened);
 				continue;
 			}
+			for (int i = 0; i < k; i++)
+			{
+				uint64_t	at = s * stripe_size + (uint64_t) i * cl;
+
+				if (at < o->stream_size)
+					buf_put(&bs.pending, bufs[i],
+							at + cl <= o->stream_size ? cl : (size_t) (o->stream_size - at));
+			}
+			check->error = open_blocks(&bs, sink, arg);
+			if (check->error)
+				check->readable = false;
 		}
-		if (got + olen > o->size)
-		{
-			free(opened);
-			check->error = xprintf("the object holds more than its %llu bytes",
-								   (unsigned long long) o->size);
-			check->readable = false;
-			goto done;
-		}
-		memcpy(plain + got, opened, olen);
-		got += olen;
-		free(opened);
 	}
-	if (got != o->size)
+	if (check->readable && (bs.next != bs.nblocks || bs.out != o->size))
 	{
-		check->error = xprintf("the object holds %zu bytes, not %llu", got,
-							   (unsigned long long) o->size);
+		check->error = xprintf("the object holds %llu bytes in %zu blocks, not %llu in %zu",
+							   (unsigned long long) bs.out, bs.next,
+							   (unsigned long long) o->size, bs.nblocks);
 		check->readable = false;
 	}
 
-done:
 	for (int i = 0; i < n; i++)
 	{
-		free(files[i]);
+		free(src[i].key);
+		free(src[i].trailer);
+		free(win[i]);
 		free(bufs[i]);
 	}
-	free(stream);
-	codec_cipher_free(cipher);
+	free(bs.pending.data);
+	free(bs.opened);
+	free(bs.inflated);
+	codec_cipher_free(bs.cipher);
 	codec_chunk_mac_free(mac);
 	codec_rs_free(rs);
-	if (!check->readable)
+	return check->readable;
+}
+
+static void
+collect(void *arg, const uint8_t *data, size_t len)
+{
+	buf_put((Buf *) arg, data, len);
+}
+
+uint8_t *
+object_read(XPool *pool, const XObject *o, size_t *len, ObjectCheck *check)
+{
+	Buf			out = {0};
+
+	if (!object_stream(pool, o, check, collect, &out))
 	{
-		free(plain);
+		free(out.data);
 		return NULL;
 	}
-	*outlen = got;
-	return plain;
+	*len = out.len;
+	return out.data ? (uint8_t *) out.data : xmalloc(1);
 }

@@ -84,15 +84,21 @@ store_init(Store *s, const char *spec)
 		fatal(EXIT_USAGE, "provider \"%s\" must be file:/path or s3:http[s]://host[:port]/bucket[/prefix]", spec);
 }
 
+/* a key of the listing; "key\0" followed by its size in bytes */
 static void
-add_key(Store *s, size_t *cap, const char *key)
+add_key(Store *s, size_t *cap, const char *key, uint64_t size)
 {
+	size_t		len = strlen(key);
+	char	   *e = xmalloc(len + 1 + sizeof(uint64_t));
+
 	if (s->nkeys == *cap)
 	{
 		*cap = *cap ? *cap * 2 : 256;
 		s->keys = xrealloc(s->keys, sizeof(char *) * *cap);
 	}
-	s->keys[s->nkeys++] = xstrdup(key);
+	memcpy(e, key, len + 1);
+	memcpy(e + len + 1, &size, sizeof(uint64_t));
+	s->keys[s->nkeys++] = e;
 }
 
 static int
@@ -137,7 +143,7 @@ list_dir(Store *s, size_t *cap, const char *rel)
 				}
 			}
 			else if (S_ISREG(st.st_mode))
-				add_key(s, cap, key);
+				add_key(s, cap, key, (uint64_t) st.st_size);
 		}
 		free(path);
 		free(key);
@@ -171,8 +177,10 @@ body_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
  * in *body.
  */
 static long
-s3_get(Store *s, const char *key, const S3SignPair *query, int nquery, Buf *body, char **err)
+s3_get(Store *s, const char *key, const S3SignPair *query, int nquery, const char *range,
+	   Buf *body, char **err)
 {
+	S3SignPair	hdr = {"range", range};
 	char	   *path = key ? xprintf("/%s/%s%s", s->bucket, s->prefix, key) : xprintf("/%s", s->bucket);
 	char		date[S3_AMZ_DATE_LEN + 1];
 	S3SignInput in;
@@ -193,6 +201,8 @@ s3_get(Store *s, const char *key, const S3SignPair *query, int nquery, Buf *body
 	in.path = path;
 	in.query = query;
 	in.nquery = nquery;
+	in.headers = range ? &hdr : NULL;
+	in.nheaders = range ? 1 : 0;
 	in.payload_sha256 = S3_EMPTY_SHA256;
 	in.access_key_id = creds.access_key;
 	in.secret_access_key = creds.secret_key;
@@ -305,7 +315,7 @@ list_s3(Store *s, size_t *cap)
 		q[nq++] = (S3SignPair) {"prefix", s->prefix};
 		if (token)
 			q[nq++] = (S3SignPair) {"continuation-token", token};
-		status = s3_get(s, NULL, q, nq, &body, &err);
+		status = s3_get(s, NULL, q, nq, NULL, &body, &err);
 		if (err)
 		{
 			warn("cannot list provider \"%s\": %s", s->spec, err);
@@ -313,13 +323,18 @@ list_s3(Store *s, size_t *cap)
 		}
 		(void) status;
 		keys = xml_all(body.data ? body.data : "", "Key", &nkeys);
+		more = xml_all(body.data ? body.data : "", "Size", &nmore);
 		for (int i = 0; i < nkeys; i++)
 		{
 			if (strncmp(keys[i], s->prefix, strlen(s->prefix)) == 0)
-				add_key(s, cap, keys[i] + strlen(s->prefix));
+				add_key(s, cap, keys[i] + strlen(s->prefix),
+						i < nmore ? strtoull(more[i], NULL, 10) : UINT64_MAX);
 			free(keys[i]);
 		}
+		for (int i = 0; i < nmore; i++)
+			free(more[i]);
 		free(keys);
+		free(more);
 		more = xml_all(body.data ? body.data : "", "IsTruncated", &nmore);
 		truncated = nmore > 0 && strcmp(more[0], "true") == 0;
 		for (int i = 0; i < nmore; i++)
@@ -354,10 +369,13 @@ store_list(Store *s)
 }
 
 bool
-store_has(const Store *s, const char *key)
+store_has(const Store *s, const char *key, uint64_t *size)
 {
-	return s->nkeys > 0 &&
-		bsearch(&key, s->keys, s->nkeys, sizeof(char *), cmp_str) != NULL;
+	char	  **e = s->nkeys > 0 ? bsearch(&key, s->keys, s->nkeys, sizeof(char *), cmp_str) : NULL;
+
+	if (e && size)
+		memcpy(size, *e + strlen(*e) + 1, sizeof(uint64_t));
+	return e != NULL;
 }
 
 uint8_t *
@@ -368,7 +386,7 @@ store_get(Store *s, const char *key, size_t *len, char **err)
 	if (s->is_s3)
 	{
 		Buf			body = {0};
-		long		status = s3_get(s, key, NULL, 0, &body, err);
+		long		status = s3_get(s, key, NULL, 0, NULL, &body, err);
 
 		if (status == 404)
 		{
@@ -418,5 +436,55 @@ store_get(Store *s, const char *key, size_t *len, char **err)
 		free(path);
 		*len = got;
 		return data;
+	}
+}
+
+/*
+ * len bytes at offset of a key into out; false (*err says why) when the
+ * key cannot be read or holds fewer bytes.
+ */
+bool
+store_read(Store *s, const char *key, uint64_t offset, size_t len, uint8_t *out, char **err)
+{
+	*err = NULL;
+	if (len == 0)
+		return true;
+	if (s->is_s3)
+	{
+		Buf			body = {0};
+		char	   *range = xprintf("bytes=%llu-%llu", (unsigned long long) offset,
+									(unsigned long long) (offset + len - 1));
+		long		status = s3_get(s, key, NULL, 0, range, &body, err);
+
+		free(range);
+		if (*err == NULL && (status != 206 || body.len != len))
+			*err = xprintf("%s: %s: %zu bytes at %llu asked, %zu received (HTTP %ld)", s->spec, key,
+						   len, (unsigned long long) offset, body.len, status);
+		if (*err == NULL)
+			memcpy(out, body.data, len);
+		free(body.data);
+		return *err == NULL;
+	}
+	else
+	{
+		char	   *path = xprintf("%s/%s", s->path, key);
+		int			fd = open(path, O_RDONLY);
+		size_t		got = 0;
+
+		if (fd < 0)
+			*err = xprintf("%s: %s", path, errno == ENOENT ? "not found" : strerror(errno));
+		while (fd >= 0 && got < len && *err == NULL)
+		{
+			ssize_t		n = pread(fd, out + got, len - got, (off_t) (offset + got));
+
+			if (n <= 0)
+				*err = xprintf("%s: %s", path, n < 0 ? strerror(errno) : "shorter than expected");
+			else
+				got += (size_t) n;
+		}
+		if (fd >= 0)
+			close(fd);
+		free(path);
+		return *err == NULL;
 	}
 }
