@@ -42,6 +42,8 @@
 #define TIMEOID			1083
 #define TIMESTAMPOID	1114
 #define TIMESTAMPTZOID	1184
+#define INTERVALOID		1186
+#define TIMETZOID		1266
 #define NUMERICOID		1700
 #define UUIDOID			2950
 
@@ -71,6 +73,8 @@ type_unsupported(uint32_t typid, int kind)
 		case TIMEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case TIMETZOID:
 		case NUMERICOID:
 		case UUIDOID:
 			return NULL;
@@ -233,6 +237,8 @@ date_part(Buf *out, int jd, bool *bc)
 	buf_printf(out, "%04d-%02d-%02d", *bc ? -(y - 1) : y, mo, d);
 }
 
+static void fraction(Buf *out, int frac);
+
 static void
 time_part(Buf *out, int64_t usec)
 {
@@ -242,15 +248,74 @@ time_part(Buf *out, int64_t usec)
 	int			frac = (int) (usec % 1000000);
 
 	buf_printf(out, "%02d:%02d:%02d", h, mi, s);
-	if (frac)
-	{
-		char		f[8];
-		int			n = 6;
+	fraction(out, frac);
+}
 
-		snprintf(f, sizeof(f), "%06d", frac);
-		while (n > 0 && f[n - 1] == '0')
-			n--;
-		buf_printf(out, ".%.*s", n, f);
+static void
+fraction(Buf *out, int frac)
+{
+	char		f[8];
+	int			n = 6;
+
+	if (frac == 0)
+		return;
+	snprintf(f, sizeof(f), "%06d", frac);
+	while (n > 0 && f[n - 1] == '0')
+		n--;
+	buf_printf(out, ".%.*s", n, f);
+}
+
+/* timetz: the time, then the zone (seconds west of UTC) as +HH[:MM[:SS]] */
+static void
+timetz_text(Buf *out, int64_t usec, int32_t zone)
+{
+	int			tz = -zone;
+	int			a = abs(tz);
+
+	time_part(out, usec);
+	buf_printf(out, "%c%02d", tz < 0 ? '-' : '+', a / 3600);
+	if (a % 3600)
+	{
+		buf_printf(out, ":%02d", a / 60 % 60);
+		if (a % 60)
+			buf_printf(out, ":%02d", a % 60);
+	}
+}
+
+/* one part of an interval as IntervalStyle postgres writes it (AddPostgresIntPart) */
+static void
+interval_part(Buf *out, int value, const char *units, bool *is_zero, bool *is_before)
+{
+	if (value == 0)
+		return;
+	buf_printf(out, "%s%s%d %s%s", !*is_zero ? " " : "", (*is_before && value > 0) ? "+" : "",
+			   value, units, value != 1 ? "s" : "");
+	*is_before = value < 0;
+	*is_zero = false;
+}
+
+/* interval: time (microseconds), days, months; IntervalStyle postgres */
+static void
+interval_text(Buf *out, int64_t time, int32_t day, int32_t month)
+{
+	bool		is_zero = true;
+	bool		is_before = false;
+	int64_t		hour = time / INT64_C(3600000000);
+	int			min = (int) (time / 60000000 % 60);
+	int			sec = (int) (time / 1000000 % 60);
+	int			fsec = (int) (time % 1000000);
+
+	interval_part(out, month / 12, "year", &is_zero, &is_before);
+	interval_part(out, month % 12, "mon", &is_zero, &is_before);
+	interval_part(out, day, "day", &is_zero, &is_before);
+	if (is_zero || hour != 0 || min != 0 || sec != 0 || fsec != 0)
+	{
+		bool		minus = hour < 0 || min < 0 || sec < 0 || fsec < 0;
+
+		buf_printf(out, "%s%s%02lld:%02d:%02d", is_zero ? "" : " ",
+				   minus ? "-" : (is_before ? "+" : ""),
+				   (long long) (hour < 0 ? -hour : hour), abs(min), abs(sec));
+		fraction(out, abs(fsec));
 	}
 }
 
@@ -430,7 +495,10 @@ fixed_len(uint32_t typid)
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			return 8;
+		case TIMETZOID:
+			return 12;
 		case UUIDOID:
+		case INTERVALOID:
 			return 16;
 		case NAMEOID:
 			return 64;
@@ -533,6 +601,13 @@ value_text(Buf *out, uint32_t typid, int kind, const uint8_t **pp, const uint8_t
 				break;
 			case TIMESTAMPTZOID:
 				timestamp_text(out, (int64_t) get_le(p, 8), true);
+				break;
+			case TIMETZOID:
+				timetz_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4));
+				break;
+			case INTERVALOID:
+				interval_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4),
+							  (int32_t) get_le(p + 12, 4));
 				break;
 			case UUIDOID:
 				{

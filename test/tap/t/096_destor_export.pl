@@ -68,6 +68,11 @@ UPDATE app.types SET t = 'updated' WHERE i4 = 11;
 ALTER FOREIGN TABLE app.types DROP COLUMN i2;
 CREATE FOREIGN TABLE app.solo (v text) SERVER vault;
 INSERT INTO app.solo VALUES ('\.'), (''), (NULL), ('a');
+CREATE FOREIGN TABLE app.times (iv interval, tt timetz, ti time) SERVER vault;
+INSERT INTO app.times VALUES ('1 year 2 months 3 days 04:05:06.789', '04:05:06.5+02', '24:00:00'),
+  ('-1 days +02:00:00', '23:59:59-05:30', '00:00:00.000001'), ('0', '00:00:00+00', '12:00'),
+  ('-3 years -1 mon -00:00:01.25', '12:34:56.789-00:00:15', NULL), ('1 mon -1 day', NULL, '01:02:03'),
+  ('-178000000 years', '00:00:00+15:59', '23:59:59.999999'), (NULL, NULL, NULL);
 CREATE FOREIGN TABLE app.events (id int, doc jsonb) SERVER vault;
 INSERT INTO app.events VALUES (1, '{"a": 1}');
 CREATE FOREIGN TABLE app.gone (x int) SERVER vault;
@@ -76,13 +81,14 @@ DROP FOREIGN TABLE app.gone;
 });
 
 my %csv;
-for my $t ('app.types', 'app.solo')
+for my $t ('app.types', 'app.solo', 'app.times')
 {
 	my $file = "$base/$t.server.csv";
 	$node->safe_psql('postgres', "COPY (SELECT * FROM $t) TO '$file' (FORMAT csv, HEADER)");
 	$csv{$t} = slurp_file($file);
 }
 like($csv{'app.types'}, qr/"say ""hi"", then\nleave"/, 'the server wrote quotes and newlines into the CSV');
+like($csv{'app.times'}, qr/^1 year 2 mons 3 days 04:05:06\.789,04:05:06\.5\+02,24:00:00$/m, '... and intervals');
 
 # ------------------------------------------------------------------- blobs
 my %blobs;
@@ -143,7 +149,7 @@ for my $name (sort keys %blobs)
 }
 unlike($out, qr/$deleted/, 'a deleted blob is not listed');
 
-for my $t ('app.types', 'app.solo')
+for my $t ('app.types', 'app.solo', 'app.times')
 {
 	my $file = "$base/$t.export.csv";
 	($rc, $out, $err) = export('table', $t, '-o', $file);
