@@ -125,8 +125,15 @@ typedef struct XColumn
 
 typedef struct XSegment
 {
-	uint8_t		table_id[CODEC_OBJID_LEN];
-	uint64_t	segment_no;
+	union
+	{
+		uint8_t		key[CODEC_OBJID_LEN + 8];	/* both, for the index */
+		struct
+		{
+			uint8_t		table_id[CODEC_OBJID_LEN];
+			uint64_t	segment_no;
+		};
+	};
 	uint8_t		object_id[CODEC_OBJID_LEN];
 	uint64_t	rows;
 	uint8_t    *directory;
@@ -155,6 +162,14 @@ typedef struct XTable
 	bool		live;
 } XTable;
 
+/* A hash index of an array's entries by a key inside them (pool.c). */
+typedef struct Index
+{
+	size_t	   *slot;			/* entry position + 1; 0: empty */
+	size_t		cap;			/* a power of two */
+	size_t		n;
+} Index;
+
 typedef struct XPool
 {
 	const char *name;
@@ -173,6 +188,10 @@ typedef struct XPool
 	size_t		nsegments;
 	XDeletion  *deletions;
 	size_t		ndeletions;
+	Index		objects_ix;		/* by id (live or not: a key is never entered twice) */
+	Index		blobs_ix;
+	Index		tables_ix;
+	Index		segments_ix;	/* by table id and segment number */
 
 	/* what reading the log found */
 	int			logs_replayed;
@@ -186,7 +205,6 @@ extern XObject *pool_object(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
 extern XBlob *pool_blob(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
 extern XTable *pool_table(XPool *pool, const char *qualified);
 extern XTable *pool_table_id(XPool *pool, const uint8_t id[CODEC_OBJID_LEN]);
-extern void pool_segment_deleted(XPool *pool, XSegment *seg);
 
 /* object.c: reading and checking objects */
 typedef enum ShardState

@@ -417,55 +417,118 @@ done:
  * replay
  * --------------------------------------------------------------------- */
 
-/* the live entry with that id of an array of XObject, XBlob or XTable */
-#define FIND_LIVE(arr, n, key) \
-	((__typeof__(&(arr)[0])) find_live((arr), (n), sizeof((arr)[0]), \
-									   offsetof(__typeof__((arr)[0]), id), \
-									   offsetof(__typeof__((arr)[0]), live), (key)))
-
-static void *
-find_live(void *arr, size_t n, size_t size, size_t id_off, size_t live_off,
-		  const uint8_t id[CODEC_OBJID_LEN])
+static uint64_t
+key_hash(const uint8_t *key, size_t len)
 {
-	for (size_t i = 0; i < n; i++)
-	{
-		char	   *e = (char *) arr + i * size;
+	uint64_t	h = UINT64_C(14695981039346656037);
 
-		if (*(bool *) (e + live_off) && memcmp(e + id_off, id, CODEC_OBJID_LEN) == 0)
-			return e;
-	}
-	return NULL;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ key[i]) * UINT64_C(1099511628211);
+	return h;
 }
+
+/* the position of the entry of arr (entries of size bytes) whose key is key, or -1 */
+static long
+ix_find(const Index *ix, const void *arr, size_t size, size_t key_off, size_t key_len,
+		const void *key)
+{
+	if (ix->cap == 0)
+		return -1;
+	for (size_t h = key_hash(key, key_len) & (ix->cap - 1);; h = (h + 1) & (ix->cap - 1))
+	{
+		size_t		pos = ix->slot[h];
+
+		if (pos == 0)
+			return -1;
+		if (memcmp((const char *) arr + (pos - 1) * size + key_off, key, key_len) == 0)
+			return (long) (pos - 1);
+	}
+}
+
+static void
+ix_put(Index *ix, const void *arr, size_t size, size_t key_off, size_t key_len, size_t pos)
+{
+	size_t		h = key_hash((const uint8_t *) arr + pos * size + key_off, key_len) & (ix->cap - 1);
+
+	while (ix->slot[h] != 0)
+		h = (h + 1) & (ix->cap - 1);
+	ix->slot[h] = pos + 1;
+}
+
+/* enter the entry at pos (its key not in the index yet); kept at most half full */
+static void
+ix_add(Index *ix, const void *arr, size_t size, size_t key_off, size_t key_len, size_t pos)
+{
+	if (2 * (ix->n + 1) > ix->cap)
+	{
+		size_t	   *old = ix->slot;
+		size_t		oldcap = ix->cap;
+
+		ix->cap = oldcap ? 2 * oldcap : 64;
+		ix->slot = xcalloc(ix->cap, sizeof(size_t));
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				ix_put(ix, arr, size, key_off, key_len, old[i] - 1);
+		free(old);
+	}
+	ix_put(ix, arr, size, key_off, key_len, pos);
+	ix->n++;
+}
+
+/* one more zeroed entry at the end of an array, grown by doubling */
+#define GROW(arr, n) \
+	((((n) & ((n) - 1)) == 0 ? ((arr) = xrealloc((arr), sizeof(*(arr)) * ((n) ? 2 * (n) : 1))) : (arr)), \
+	 memset(&(arr)[(n)], 0, sizeof(*(arr))), &(arr)[(n)++])
+
+/* the entry of arr with that key (live or not), or NULL */
+#define IX_FIND(ix, arr, field, key) \
+	({ long pos_ = ix_find(&(ix), (arr), sizeof((arr)[0]), offsetof(__typeof__((arr)[0]), field), \
+						   sizeof((arr)[0].field), (key)); pos_ < 0 ? NULL : &(arr)[pos_]; })
+
+/* the entry of arr with that key: found, or added (zeroed, key set) */
+#define IX_ENTER(ix, arr, n, field, key) \
+	({ __typeof__(&(arr)[0]) e_ = IX_FIND(ix, arr, field, key); \
+	   if (e_ == NULL) { e_ = GROW(arr, n); memcpy(&e_->field, (key), sizeof(e_->field)); \
+						 ix_add(&(ix), (arr), sizeof((arr)[0]), offsetof(__typeof__((arr)[0]), field), \
+								sizeof((arr)[0].field), (n) - 1); } \
+	   e_; })
+
+#define LIVE(e) ((e) && (e)->live ? (e) : NULL)
 
 XObject *
 pool_object(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	return FIND_LIVE(pool->objects, pool->nobjects, id);
+	return LIVE(IX_FIND(pool->objects_ix, pool->objects, id, id));
 }
 
 XBlob *
 pool_blob(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	return FIND_LIVE(pool->blobs, pool->nblobs, id);
+	return LIVE(IX_FIND(pool->blobs_ix, pool->blobs, id, id));
 }
 
 XTable *
 pool_table_id(XPool *pool, const uint8_t id[CODEC_OBJID_LEN])
 {
-	return FIND_LIVE(pool->tables, pool->ntables, id);
+	return LIVE(IX_FIND(pool->tables_ix, pool->tables, id, id));
+}
+
+/* a segment's key: table id and segment number, as XSegment.key holds them */
+static void
+segment_key(uint8_t key[CODEC_OBJID_LEN + 8], const uint8_t table[CODEC_OBJID_LEN], uint64_t segno)
+{
+	memcpy(key, table, CODEC_OBJID_LEN);
+	memcpy(key + CODEC_OBJID_LEN, &segno, 8);
 }
 
 static XSegment *
 find_segment(XPool *pool, const uint8_t table[CODEC_OBJID_LEN], uint64_t segno)
 {
-	for (size_t i = 0; i < pool->nsegments; i++)
-		if (pool->segments[i].live && pool->segments[i].segment_no == segno &&
-			memcmp(pool->segments[i].table_id, table, CODEC_OBJID_LEN) == 0)
-			return &pool->segments[i];
-	return NULL;
-}
+	uint8_t		key[CODEC_OBJID_LEN + 8];
 
-#define GROW(arr, n) ((arr) = xrealloc((arr), sizeof(*(arr)) * ((n) + 1)), memset(&(arr)[(n)], 0, sizeof(*(arr))), &(arr)[(n)++])
+	segment_key(key, table, segno);
+	return LIVE(IX_FIND(pool->segments_ix, pool->segments, key, key));
+}
 
 /* a minimal reader of the table definition's JSON (jsonb's text form) */
 typedef struct Json
@@ -706,17 +769,13 @@ replay_record(XPool *pool, int kind, Reader *r)
 	{
 		case REC_OBJECT:
 			{
-				XObject    *o = pool_object(pool, id);
+				XObject    *o = IX_ENTER(pool->objects_ix, pool->objects, pool->nobjects, id, id);
 				uint32_t	n;
 				const uint8_t *p;
 				char	   *poolname = rd_str(r);
 
 				free(poolname);
-				if (o == NULL)
-					o = GROW(pool->objects, pool->nobjects);
-				else
-					free(o->block_ends);
-				memcpy(o->id, id, CODEC_OBJID_LEN);
+				free(o->block_ends);
 				o->live = true;
 				o->size = rd_int(r, 8);
 				o->stream_size = rd_int(r, 8);
@@ -776,13 +835,9 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_BLOB:
 			{
-				XBlob	   *b = pool_blob(pool, id);
+				XBlob	   *b = IX_ENTER(pool->blobs_ix, pool->blobs, pool->nblobs, id, id);
 
-				if (b == NULL)
-					b = GROW(pool->blobs, pool->nblobs);
-				else
-					free(b->owner);
-				memcpy(b->id, id, CODEC_OBJID_LEN);
+				free(b->owner);
 				b->owner = rd_str(r);
 				b->created_at = rd_int(r, 8);
 				b->live = true;
@@ -798,15 +853,12 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_SEGMENT:
 			{
-				uint64_t	segno = rd_int(r, 8);
-				XSegment   *s = find_segment(pool, id, segno);
+				uint8_t		key[CODEC_OBJID_LEN + 8];
+				XSegment   *s;
 
-				if (s == NULL)
-					s = GROW(pool->segments, pool->nsegments);
-				else
-					free(s->directory);
-				memcpy(s->table_id, id, CODEC_OBJID_LEN);
-				s->segment_no = segno;
+				segment_key(key, id, rd_int(r, 8));
+				s = IX_ENTER(pool->segments_ix, pool->segments, pool->nsegments, key, key);
+				free(s->directory);
 				rd_id(r, s->object_id);
 				s->rows = rd_int(r, 8);
 				s->directory = rd_copy(r, &s->directory_len);
@@ -850,27 +902,24 @@ replay_record(XPool *pool, int kind, Reader *r)
 			}
 		case REC_TABLE_DEF:
 			{
-				XTable	   *t = pool_table_id(pool, id);
 				char	   *def = rd_str(r);
+				XTable	   *t;
 				Json		j;
 
 				if (def == NULL)
 					break;
-				if (t == NULL)
-					t = GROW(pool->tables, pool->ntables);
-				else
+				t = IX_ENTER(pool->tables_ix, pool->tables, pool->ntables, id, id);
+				for (int c = 0; c < t->ncols; c++)
 				{
-					for (int c = 0; c < t->ncols; c++)
-					{
-						free(t->cols[c].name);
-						free(t->cols[c].type);
-					}
-					free(t->cols);
-					free(t->schema);
-					free(t->name);
+					free(t->cols[c].name);
+					free(t->cols[c].type);
 				}
-				memset(t, 0, sizeof(XTable));
-				memcpy(t->id, id, CODEC_OBJID_LEN);
+				free(t->cols);
+				free(t->schema);
+				free(t->name);
+				t->cols = NULL;
+				t->ncols = 0;
+				t->schema = t->name = NULL;
 				t->live = true;
 				j.p = def;
 				j.bad = false;
@@ -911,8 +960,33 @@ cmp_log(const void *a, const void *b)
 }
 
 /* parse a decoded batch's header: confirmations noted, records located */
+/* the key of a log object in the index of log objects */
+typedef struct LogKey
+{
+	uint8_t		key[64];		/* instance (36), zero, seq at 40, id at 48 */
+} LogKey;
+
+static void
+log_key_of(LogKey *k, const char *instance, uint64_t seq, const uint8_t id[CODEC_OBJID_LEN])
+{
+	memset(k, 0, sizeof(LogKey));
+	memcpy(k->key, instance, 36);
+	memcpy(k->key + 40, &seq, 8);
+	memcpy(k->key + 48, id, CODEC_OBJID_LEN);
+}
+
+static long
+find_log(const Index *ix, const LogKey *keys, const char *instance, uint64_t seq,
+		 const uint8_t id[CODEC_OBJID_LEN])
+{
+	LogKey		k;
+
+	log_key_of(&k, instance, seq, id);
+	return ix_find(ix, keys, sizeof(LogKey), 0, sizeof(k.key), k.key);
+}
+
 static bool
-parse_batch(XPool *pool, LogObject *l, LogObject **logs, size_t nlogs)
+parse_batch(XPool *pool, LogObject *l, LogObject **logs, const Index *ix, const LogKey *keys)
 {
 	Reader		r = {l->batch, l->batch + l->batch_len, false};
 	const uint8_t *magic = rd_fixed(&r, 4);
@@ -933,11 +1007,12 @@ parse_batch(XPool *pool, LogObject *l, LogObject **logs, size_t nlogs)
 		uint64_t	seq = rd_int(&r, 8);
 		uint8_t		id[CODEC_OBJID_LEN];
 
+		long		pos;
+
 		rd_id(&r, id);
-		for (size_t i = 0; i < nlogs; i++)
-			if (logs[i]->seq == seq && memcmp(logs[i]->id, id, CODEC_OBJID_LEN) == 0 &&
-				strcmp(logs[i]->instance, l->instance) == 0)
-				logs[i]->confirmed = true;
+		pos = find_log(ix, keys, l->instance, seq, id);
+		if (pos >= 0)
+			logs[pos]->confirmed = true;
 	}
 	l->nrecords = (uint32_t) rd_int(&r, 4);
 	l->records = r.p;
@@ -949,11 +1024,16 @@ parse_batch(XPool *pool, LogObject *l, LogObject **logs, size_t nlogs)
 	return !r.bad;
 }
 
+static void apply_deletions(XPool *pool);
+
 void
 pool_load(XPool *pool, const char *instance)
 {
 	LogObject **logs = NULL;
 	size_t		nlogs = 0;
+	LogKey	   *keys = NULL;
+	size_t		nkeys = 0;
+	Index		ix = {0};
 	int			listed = 0;
 	int			wrong_key = 0;
 	uint8_t		wrong_fp[CODEC_KEY_FINGERPRINT_LEN];
@@ -978,15 +1058,15 @@ pool_load(XPool *pool, const char *instance)
 			uint8_t		id[CODEC_OBJID_LEN];
 			int			shard;
 			LogObject  *l = NULL;
+			long		pos;
 
 			if (!parse_log_key(st->keys[i], inst, &seq, id, &shard))
 				continue;
 			if (instance && strcmp(inst, instance) != 0)
 				continue;
-			for (size_t j = nlogs; j > 0 && l == NULL; j--)
-				if (logs[j - 1]->seq == seq && memcmp(logs[j - 1]->id, id, CODEC_OBJID_LEN) == 0 &&
-					strcmp(logs[j - 1]->instance, inst) == 0)
-					l = logs[j - 1];
+			pos = find_log(&ix, keys, inst, seq, id);
+			if (pos >= 0)
+				l = logs[pos];
 			if (l == NULL)
 			{
 				bool		known = false;
@@ -997,8 +1077,9 @@ pool_load(XPool *pool, const char *instance)
 				memcpy(l->id, id, CODEC_OBJID_LEN);
 				for (int k = 0; k < CODEC_RS_MAX_SHARDS; k++)
 					l->store_of[k] = -1;
-				logs = xrealloc(logs, sizeof(LogObject *) * (nlogs + 1));
-				logs[nlogs++] = l;
+				*GROW(logs, nlogs) = l;
+				log_key_of(GROW(keys, nkeys), inst, seq, id);
+				ix_add(&ix, keys, sizeof(LogKey), 0, sizeof(keys[0].key), nkeys - 1);
 				for (int k = 0; k < ninstances && !known; k++)
 					known = strcmp(instances[k], inst) == 0;
 				if (!known)
@@ -1042,6 +1123,14 @@ pool_load(XPool *pool, const char *instance)
 	}
 	if (nlogs > 1)
 		qsort(logs, nlogs, sizeof(LogObject *), cmp_log);
+	/* the index again, for the sorted order */
+	free(ix.slot);
+	memset(&ix, 0, sizeof(ix));
+	for (size_t i = 0; i < nlogs; i++)
+	{
+		log_key_of(&keys[i], logs[i]->instance, logs[i]->seq, logs[i]->id);
+		ix_add(&ix, keys, sizeof(LogKey), 0, sizeof(keys[0].key), i);
+	}
 
 	/* decode every log object; confirmations are in the batches */
 	for (size_t i = 0; i < nlogs; i++)
@@ -1051,7 +1140,7 @@ pool_load(XPool *pool, const char *instance)
 		switch (decode_log(pool, l, wrong_fp))
 		{
 			case DEC_OK:
-				l->decoded = parse_batch(pool, l, logs, nlogs);
+				l->decoded = parse_batch(pool, l, logs, &ix, keys);
 				if (!l->decoded)
 					pool->logs_unreadable++;
 				break;
@@ -1122,24 +1211,22 @@ pool_load(XPool *pool, const char *instance)
 		free(logs[i]);
 	}
 	free(logs);
-	/* deletions, per segment: the OR of the live bitmaps */
-	for (size_t i = 0; i < pool->nsegments; i++)
-		if (pool->segments[i].live)
-			pool_segment_deleted(pool, &pool->segments[i]);
+	free(keys);
+	free(ix.slot);
+	apply_deletions(pool);
 }
 
-void
-pool_segment_deleted(XPool *pool, XSegment *seg)
+/* each segment's deleted rows: the OR of its live deletion bitmaps */
+static void
+apply_deletions(XPool *pool)
 {
-	free(seg->deleted);
-	seg->deleted = NULL;
-	seg->deleted_len = 0;
 	for (size_t i = 0; i < pool->ndeletions; i++)
 	{
 		XDeletion  *d = &pool->deletions[i];
+		XSegment   *seg;
 
-		if (!d->live || d->segment_no != seg->segment_no ||
-			memcmp(d->table_id, seg->table_id, CODEC_OBJID_LEN) != 0 || d->bitmap == NULL)
+		if (!d->live || d->bitmap == NULL ||
+			(seg = find_segment(pool, d->table_id, d->segment_no)) == NULL)
 			continue;
 		if (d->len > seg->deleted_len)
 		{
