@@ -194,6 +194,8 @@ typedef struct XPool
 	Index		segments_ix;	/* by table id and segment number */
 
 	/* what reading the log found */
+	int			logs_read;		/* decoded (of any pool) */
+	int			logs_degraded;	/* of them, with shards missing or bad */
 	int			logs_replayed;
 	int			logs_uncommitted;
 	int			logs_unreadable;

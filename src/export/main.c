@@ -573,8 +573,8 @@ cmd_verify(XPool *pool)
 	}
 	printf("verified %d objects: %d OK, %d degraded (recoverable), %d LOST\n",
 		   ok + degraded + lost, ok, degraded, lost);
-	if (pool->logs_unreadable)
-		printf("%d log objects of the metadata log could not be read\n", pool->logs_unreadable);
+	printf("metadata log: %d log objects read, %d degraded (recoverable), %d unreadable\n",
+		   pool->logs_read, pool->logs_degraded, pool->logs_unreadable);
 	return lost > 0 ? EXIT_DATA : 0;
 }
 

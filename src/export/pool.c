@@ -47,6 +47,7 @@ typedef struct LogObject
 	bool		marked;			/* an authentic commit marker was found */
 	bool		confirmed;
 	bool		decoded;
+	bool		degraded;		/* decoded with shards missing or bad */
 	bool		other_pool;
 	uint8_t    *batch;
 	size_t		batch_len;
@@ -341,6 +342,7 @@ decode_log(XPool *pool, LogObject *l, uint8_t *wrong_fp)
 	}
 	if (good < k)
 		goto done;
+	l->degraded = good < k + m;
 	if (good < k + m)
 	{
 		codec_rs   *rs = codec_rs_create(k, m);
@@ -1143,6 +1145,11 @@ pool_load(XPool *pool, const char *instance)
 				l->decoded = parse_batch(pool, l, logs, &ix, keys);
 				if (!l->decoded)
 					pool->logs_unreadable++;
+				else
+				{
+					pool->logs_read++;
+					pool->logs_degraded += l->degraded;
+				}
 				break;
 			case DEC_WRONG_KEY:
 				wrong_key++;

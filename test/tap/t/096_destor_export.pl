@@ -181,6 +181,8 @@ is($rc, 0, 'verify with one provider missing exits 0') or diag($out, $err);
 like($out, qr/^DEGRADED  blob $blobs{large}{id}: 1 of 5 shards bad, recoverable$/m,
 	'verify reports an object missing a shard as degraded');
 like($out, qr/ 0 LOST$/m, 'nothing is lost');
+like($out, qr/^metadata log: (\d+) log objects read, \1 degraded \(recoverable\), 0 unreadable$/m,
+	'verify reports the log objects missing their shard on the lost provider');
 
 # the s3 pool with one of its three servers stopped; credentials from the environment
 DestorTest::stop_s3($s3[0]);
