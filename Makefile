@@ -130,3 +130,28 @@ $(OBJS): $(wildcard src/*/*.h)
 # PostgreSQL's regression SQL against heap and destor tables (test/pgregress/).
 check-pgregress:
 	DESTOR_SUITES=pgregress PGREGRESS_LIST=full.txt bash scripts/test.sh
+
+# destor-export (src/export/): reads a pool from its providers with no
+# PostgreSQL server (README, "destor-export").  Built by `make` from the
+# codec layer and the S3 signer (PostgreSQL-free) and installed next to
+# pg_config's programs by `make install`.
+EXPORT_SRCS = src/export/main.c src/export/util.c src/export/store.c src/export/pool.c \
+	src/export/object.c src/export/values.c
+EXPORT_LIBSRCS = src/codec/rs.c src/codec/crypt.c src/codec/compress.c src/codec/checksum.c \
+	src/codec/mac.c src/provider/s3_sign.c
+EXPORT_CFLAGS = -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes \
+	-Werror=implicit-function-declaration -Isrc/include
+
+all: src/export/destor-export
+
+src/export/destor-export: $(EXPORT_SRCS) $(EXPORT_LIBSRCS) src/export/export.h src/include/destor/codec.h src/include/destor/s3_sign.h
+	$(CC) $(EXPORT_CFLAGS) -o $@ $(EXPORT_SRCS) $(EXPORT_LIBSRCS) -lcurl -lcrypto -lisal -lzstd -lpthread
+
+install: install-export
+
+.PHONY: install-export
+install-export: src/export/destor-export
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) src/export/destor-export '$(DESTDIR)$(bindir)/destor-export'
+
+EXTRA_CLEAN += src/export/destor-export
