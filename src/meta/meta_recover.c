@@ -351,6 +351,7 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 		case META_REC_OBJECT_DELETE:
 			catalog_exec("DELETE FROM destor.objects o WHERE object_id = $1 "
 						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.blob_id = o.object_id) "
+						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.pack_id = o.object_id) "
 						 "AND NOT EXISTS (SELECT FROM destor.segments g WHERE g.object_id = o.object_id)",
 						 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_DELETE);
 			break;
@@ -402,6 +403,50 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 							 "SELECT $1, $2::regrole, $3 WHERE " GUARD_OBJECT " "
 							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner",
 							 3, t, v, NULL, SPI_OK_INSERT);
+				break;
+			}
+		case META_REC_BLOB_PACKED:
+			{
+				/* a blob inside a pack: (pack, offset, length) and its SHA-256 */
+				Oid			t[7] = {UUIDOID, OIDOID, TIMESTAMPTZOID, UUIDOID, INT8OID, INT8OID, BYTEAOID};
+				char	   *owner = meta_get_str(r);
+				Oid			role;
+				const uint8 *pack;
+				BlobSeen   *b;
+				bool		found;
+
+				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
+				pack = meta_get_fixed(r, CODEC_OBJID_LEN);
+				v[4] = Int64GetDatum((int64) meta_get_u64(r));
+				v[5] = Int64GetDatum((int64) meta_get_u64(r));
+				p = meta_get_bytes(r, &len);
+				if (r->bad || pack == NULL)
+					return;
+				v[3] = object_id_datum(pack);
+				if (p == NULL)
+					nulls[6] = 'n';
+				else
+					v[6] = bytes_datum(p, len);
+				role = owner ? get_role_oid(owner, true) : InvalidOid;
+				b = hash_search(st->blobs, id, HASH_ENTER, &found);
+				if (OidIsValid(role))
+					snprintf(b->detail, sizeof(b->detail), "owner %s, packed", owner);
+				else
+				{
+					role = GetSessionUserId();
+					snprintf(b->detail, sizeof(b->detail),
+							 "owner \"%s\" does not exist here: given to \"%s\", packed",
+							 owner ? owner : "(unknown)", GetUserNameFromId(role, false));
+				}
+				v[1] = ObjectIdGetDatum(role);
+				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at, pack_id, pack_offset, "
+							 "pack_length, sha256) "
+							 "SELECT $1, $2::regrole, $3, $4, $5, $6, $7 "
+							 "WHERE EXISTS (SELECT FROM destor.objects WHERE object_id = $4) "
+							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner, "
+							 "pack_id = excluded.pack_id, pack_offset = excluded.pack_offset, "
+							 "pack_length = excluded.pack_length, sha256 = excluded.sha256",
+							 7, t, v, nulls, SPI_OK_INSERT);
 				break;
 			}
 		case META_REC_BLOB_DELETE:
@@ -814,7 +859,8 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 			Datum		v[1];
 
 			v[0] = object_id_datum(b->id);
-			catalog_exec("SELECT o.size FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id "
+			catalog_exec("SELECT coalesce(b.pack_length, o.size) FROM destor.blobs b "
+						 "JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id) "
 						 "WHERE b.blob_id = $1", 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_SELECT);
 			if (SPI_processed > 0)
 			{
