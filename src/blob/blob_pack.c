@@ -426,6 +426,8 @@ blob_pack_put(Pool *pool, const char *data, uint64 len, const uint8 *expected,
 	id[8] = (id[8] & 0x3f) | 0x80;
 	object_id_claim(id);
 
+	/* the rows come at pre-commit: the metadata log must be listening by then */
+	meta_log_prepare();
 	op = pack_for(pool->name);
 	old = MemoryContextSwitchTo(pack_context());
 	pb = palloc0(sizeof(PackedBlob));

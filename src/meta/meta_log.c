@@ -105,6 +105,18 @@ meta_context(void)
 	return meta_cxt;
 }
 
+/*
+ * meta_log_prepare — be ready to log this transaction's changes made at
+ * pre-commit (open blob packs uploaded then): the end-of-transaction
+ * callbacks must be registered before pre-commit starts, or they would not
+ * run for it.
+ */
+void
+meta_log_prepare(void)
+{
+	(void) meta_context();
+}
+
 /* Recovery replays rows without logging them again. */
 void
 meta_capture_suspend(bool suspend)

@@ -53,6 +53,7 @@ typedef enum MetaRecordKind
 
 /* meta_log.c: called at pre-commit before the log is written */
 extern void (*meta_pre_precommit_hook) (void);
+extern void meta_log_prepare(void);
 
 /* meta_format.c: little-endian fields of records */
 extern void meta_put_u8(StringInfo s, uint8 v);
