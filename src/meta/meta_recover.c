@@ -293,6 +293,30 @@ bytes_datum(const uint8 *p, uint32 len)
 #define GUARD_OBJECT "EXISTS (SELECT FROM destor.objects WHERE object_id = $1)"
 
 /* Apply one record to the catalog (SPI connected, as the catalog's user). */
+/*
+ * The role a recovered blob goes to: its owner's name here, else the caller
+ * (a superuser takes what nobody here can own); noted for the report, with
+ * suffix.
+ */
+static Oid
+replay_blob_owner(RecoverState *st, const uint8 *id, const char *owner, const char *suffix)
+{
+	Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
+	bool		found;
+	BlobSeen   *b = hash_search(st->blobs, id, HASH_ENTER, &found);
+
+	if (OidIsValid(role))
+		snprintf(b->detail, sizeof(b->detail), "owner %s%s", owner, suffix);
+	else
+	{
+		role = GetSessionUserId();
+		snprintf(b->detail, sizeof(b->detail),
+				 "owner \"%s\" does not exist here: given to \"%s\"%s",
+				 owner ? owner : "(unknown)", GetUserNameFromId(role, false), suffix);
+	}
+	return role;
+}
+
 static void
 replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 {
@@ -380,25 +404,11 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 			{
 				Oid			t[3] = {UUIDOID, OIDOID, TIMESTAMPTZOID};
 				char	   *owner = meta_get_str(r);
-				Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
-				BlobSeen   *b;
-				bool		found;
 
 				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
 				if (r->bad)
 					return;
-				b = hash_search(st->blobs, id, HASH_ENTER, &found);
-				if (OidIsValid(role))
-					snprintf(b->detail, sizeof(b->detail), "owner %s", owner);
-				else
-				{
-					/* the caller, who is a superuser, takes what nobody here can own */
-					role = GetSessionUserId();
-					snprintf(b->detail, sizeof(b->detail),
-							 "owner \"%s\" does not exist here: given to \"%s\"",
-							 owner ? owner : "(unknown)", GetUserNameFromId(role, false));
-				}
-				v[1] = ObjectIdGetDatum(role);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ""));
 				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at) "
 							 "SELECT $1, $2::regrole, $3 WHERE " GUARD_OBJECT " "
 							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner",
@@ -410,10 +420,7 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 				/* a blob inside a pack: (pack, offset, length) and its SHA-256 */
 				Oid			t[7] = {UUIDOID, OIDOID, TIMESTAMPTZOID, UUIDOID, INT8OID, INT8OID, BYTEAOID};
 				char	   *owner = meta_get_str(r);
-				Oid			role;
 				const uint8 *pack;
-				BlobSeen   *b;
-				bool		found;
 
 				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
 				pack = meta_get_fixed(r, CODEC_OBJID_LEN);
@@ -427,18 +434,7 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 					nulls[6] = 'n';
 				else
 					v[6] = bytes_datum(p, len);
-				role = owner ? get_role_oid(owner, true) : InvalidOid;
-				b = hash_search(st->blobs, id, HASH_ENTER, &found);
-				if (OidIsValid(role))
-					snprintf(b->detail, sizeof(b->detail), "owner %s, packed", owner);
-				else
-				{
-					role = GetSessionUserId();
-					snprintf(b->detail, sizeof(b->detail),
-							 "owner \"%s\" does not exist here: given to \"%s\", packed",
-							 owner ? owner : "(unknown)", GetUserNameFromId(role, false));
-				}
-				v[1] = ObjectIdGetDatum(role);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ", packed"));
 				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at, pack_id, pack_offset, "
 							 "pack_length, sha256) "
 							 "SELECT $1, $2::regrole, $3, $4, $5, $6, $7 "
