@@ -52,6 +52,8 @@ SELECT count(*) FILTER (WHERE destor.blob_get(b) = data) AS get_ok,
        count(*) FILTER (WHERE destor.blob_sha256(b) = sha256(data)) AS sha_ok,
        count(*) FILTER (WHERE destor.blob_size(b) = length(data)) AS size_ok
   FROM bp;
+-- log_snapshot logs the packed blobs' rows too: 1 object, 3 shards, 200 blobs
+SELECT destor.log_snapshot('bp_pool') AS rows_logged;
 -- ranges: inside, across the end, past the end, empty; the neighbours' bytes never
 SELECT n, destor.blob_read(b, 0, 5) = substr(data, 1, 5) AS head,
        destor.blob_read(b, length(data) - 3, 100) = substr(data, length(data) - 2) AS tail_clipped,
@@ -109,6 +111,10 @@ ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT convert_from(destor.blob_get(:'kept'), 'UTF8') AS kept,
        bp_try(format('SELECT destor.blob_get(%L)', :'undone')) AS undone;
+-- vacuum_blobs finds a packed blob no column references
+SELECT bool_or(v = :'kept') AS unreferenced_listed,
+       bool_or(v = (SELECT b FROM bp WHERE n = 1)::uuid) AS referenced_listed
+  FROM destor.vacuum_blobs('bp_pool', true) v;
 -- a pack uploaded (full) inside a savepoint that rolls back is opened again
 SET destor.blob_pack_size = '64kB';
 BEGIN;

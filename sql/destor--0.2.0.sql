@@ -798,7 +798,7 @@ BEGIN
     END IF;
   END LOOP;
   FOR victim IN
-    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id
+    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
      WHERE o.pool = vacuum_blobs.pool
        AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
      ORDER BY b.created_at, b.blob_id
@@ -985,7 +985,7 @@ BEGIN
    WHERE o.object_id = s.object_id AND o.pool = $1;
   GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
   UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
-   WHERE o.object_id = b.blob_id AND o.pool = $1;
+   WHERE o.object_id = coalesce(b.pack_id, b.blob_id) AND o.pool = $1;
   GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
   UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
    WHERE o.object_id = g.object_id AND o.pool = $1;

@@ -89,8 +89,9 @@ static void pack_xact_callback(XactEvent event, void *arg);
 static void pack_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								  SubTransactionId parentSubid, void *arg);
 
+/* before MarkGUCPrefixReserved("destor"): settings in postgresql.conf apply */
 void
-blob_pack_init(void)
+blob_pack_define_gucs(void)
 {
 	DefineCustomIntVariable("destor.blob_pack_threshold",
 							"Blobs up to this size are packed into shared objects (0: never).",
@@ -103,6 +104,11 @@ blob_pack_init(void)
 							NULL,
 							&blob_pack_size, 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024,
 							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+}
+
+void
+blob_pack_init(void)
+{
 	meta_pre_precommit_hook = blob_pack_flush_all;
 }
 

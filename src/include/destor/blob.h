@@ -54,6 +54,7 @@ extern void blob_check_expected_sha256(uint64 size, const uint8 *got, const uint
 
 /* blob_pack.c: small blobs packed into shared objects */
 extern int	blob_pack_threshold;
+extern void blob_pack_define_gucs(void);
 extern void blob_pack_init(void);
 extern bool blob_pack_catalog_ready(void);
 extern bool blob_catalog_get(const uint8 id[CODEC_OBJID_LEN], Oid *owner, bool *packed,
