@@ -84,11 +84,26 @@ unitcheck:
 	$(MAKE) -C test/unit check
 
 # TAP suites: PostgreSQL::Test::Cluster from PGXS, real s3rver servers.
+# Most files run TAP_JOBS at a time (their clusters, ports and servers are
+# their own); the ones that judge providers slow or fast by timing run alone
+# afterwards, so that another test's load cannot sway them.
+TAP_JOBS ?= 2
+TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/10[0-9]_*.pl))
+TAP_PARALLEL = $(filter-out $(TAP_SERIAL),$(patsubst test/tap/%,%,$(wildcard test/tap/t/*.pl)))
+TAP_PROVE = TESTDIR='$(CURDIR)/test/tap' PATH="$(bindir):$$PATH" \
+	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' DESTOR_TAP_LIB='$(CURDIR)/test/tap' \
+	  $(PROVE) -I '$(pgxsdir)/src/test/perl' -I . $(PROVE_FLAGS)
+
 tapcheck:
 	rm -rf test/tap/tmp_check
-	cd test/tap && TESTDIR='$(CURDIR)/test/tap' PATH="$(bindir):$$PATH" \
-	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' DESTOR_TAP_LIB='$(CURDIR)/test/tap' \
-	  $(PROVE) -I '$(pgxsdir)/src/test/perl' -I . $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),t/*.pl)
+ifneq ($(PROVE_TESTS),)
+	cd test/tap && $(TAP_PROVE) $(PROVE_TESTS)
+else
+	cd test/tap && rc=0; \
+	  $(TAP_PROVE) -j$(TAP_JOBS) $(TAP_PARALLEL) || rc=1; \
+	  $(TAP_PROVE) $(TAP_SERIAL) || rc=1; \
+	  exit $$rc
+endif
 
 demo:
 	bash scripts/demo.sh

@@ -47,31 +47,13 @@ client=$dir/stream_client
 cc -O2 -I"$(pg_config --includedir)" -o "$client" "$BENCH_STREAM_SRC" -L"$(pg_config --libdir)" -lpq ||
 	fail "could not compile the client"
 
-mkdir -p "$dir/providers"
-umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
-umask 022
-initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
-cat >> "$dir/pgdata/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
+bench_start_cluster <<CONF
 shared_buffers = 256MB
 max_wal_size = 8GB
-fsync = on
-shared_preload_libraries = 'destor'
-destor.master_key_file = '$dir/key'
 CONF
-pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
-	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
 
 sql="CREATE EXTENSION destor;"
-for i in 1 2 3 4 5 6; do
-	mkdir -p "$dir/providers/p$i"
-	sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path $(lit "$dir/providers/p$i"));"
-done
-sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
-        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
+sql+=$(bench_file_pool_sql)
 psql_q -c "$sql"
 
 conninfo="host=$dir port=$port user=postgres dbname=postgres"

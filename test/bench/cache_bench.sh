@@ -109,36 +109,18 @@ echo "   destor.cache_size $([ "$cache_mb" = default ] && echo "unset (destor's 
 echo "   load average at start: $load_start"
 
 # --- cluster, providers, pool, tables -------------------------------------------
-mkdir -p "$dir/providers"
-umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
-umask 022
-initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
-cat >> "$dir/pgdata/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
+bench_start_cluster <<CONF
 shared_buffers = ${sb_mb}MB
-fsync = on
 timezone = 'UTC'
 max_wal_size = 4GB
-shared_preload_libraries = 'destor'
-destor.master_key_file = '$dir/key'
+$([ "$cache_mb" = default ] || echo "destor.cache_size = '${cache_mb}MB'")
 CONF
-[ "$cache_mb" = default ] || echo "destor.cache_size = '${cache_mb}MB'" >> "$dir/pgdata/postgresql.conf"
-pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
-	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
 
 cache_bytes=$(psql_q -c "CREATE EXTENSION destor; SELECT size_bytes FROM destor.cache_stats")
 [ "$cache_bytes" -gt 0 ] || fail "destor.cache_stats reports no cache (size_bytes $cache_bytes)"
 
 sql="CREATE EXTENSION pg_prewarm;"
-for i in 1 2 3 4 5 6; do
-	mkdir -p "$dir/providers/p$i"
-	sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path $(lit "$dir/providers/p$i"));"
-done
-sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
-        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
+sql+=$(bench_file_pool_sql)
 cols="id bigint, qty int, amount numeric(12,2), ratio float8, label text"
 # destor's defaults, spelled out so the output says what was measured
 topts="segment_rows '1000000', row_group_rows '10000', compression_level '3'"

@@ -17,6 +17,8 @@
 #                               cleanup at exit (bench_cleanup)
 #   psql_q, lit, now, fail      run SQL on the cluster, quote a literal, the
 #                               time in seconds, fail with a message
+#   bench_start_cluster         a master key, initdb and a started cluster
+#   bench_file_pool_sql         SQL for file providers p1..p6 and pool archive
 
 bench_find_postgres() {
 	local name=$1 top installed
@@ -126,3 +128,45 @@ psql_q() { psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERR
 lit() { printf "'%s'" "${1//\'/\'\'}"; }
 now() { date +%s.%N; }
 fail() { echo "$bench_name: FAILED: $*" >&2; exit 1; }
+
+# A fresh master key in $dir/key, a cluster in $dir/pgdata with the settings
+# every benchmark shares (its own port and socket, destor preloaded with that
+# key, fsync on: durability is part of what is measured) and the caller's
+# own lines read from standard input, started.
+#   bench_start_cluster <<CONF
+#   shared_buffers = 1GB
+#   CONF
+bench_start_cluster() {
+	umask 077
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
+	umask 022
+	initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
+	{
+		cat <<CONF
+port = $port
+listen_addresses = ''
+unix_socket_directories = '$dir'
+fsync = on
+shared_preload_libraries = 'destor'
+destor.master_key_file = '$dir/key'
+CONF
+		cat
+	} >> "$dir/pgdata/postgresql.conf"
+	pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
+		{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
+}
+
+# SQL declaring six file providers p1..p6 in $dir/providers (created here)
+# and, unless the first argument is "providers-only", the 4+2 pool archive
+# on them that most benchmarks measure.
+bench_file_pool_sql() {
+	local sql="" i
+	for i in 1 2 3 4 5 6; do
+		mkdir -p "$dir/providers/p$i"
+		sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path $(lit "$dir/providers/p$i"));"
+	done
+	[ "${1:-}" = providers-only ] ||
+		sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
+        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
+	printf '%s' "$sql"
+}

@@ -46,26 +46,12 @@ pids=()
 echo "== destor soak: $minutes minutes of mixed work with provider faults, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1)"
 
-umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
-umask 022
-initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
-cat >> "$dir/pgdata/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'destor'
-destor.master_key_file = '$dir/key'
+bench_start_cluster <<CONF
 destor.provider_down_interval = '2s'
 CONF
-pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
-	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
 
 sql="CREATE EXTENSION destor;"
-for i in 1 2 3 4 5 6; do
-	mkdir -p "$dir/providers/p$i"
-	sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$dir/providers/p$i');"
-done
+sql+=$(bench_file_pool_sql providers-only)
 psql_q -c "$sql" -c "
 CREATE SERVER pool FOREIGN DATA WRAPPER destor
   OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2', write_quorum '5');
