@@ -798,7 +798,7 @@ BEGIN
     END IF;
   END LOOP;
   FOR victim IN
-    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id
+    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
      WHERE o.pool = vacuum_blobs.pool
        AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
      ORDER BY b.created_at, b.blob_id
@@ -1083,7 +1083,7 @@ BEGIN
    WHERE o.object_id = s.object_id AND o.pool = $1;
   GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
   UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
-   WHERE o.object_id = b.blob_id AND o.pool = $1;
+   WHERE o.object_id = coalesce(b.pack_id, b.blob_id) AND o.pool = $1;
   GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
   UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
    WHERE o.object_id = g.object_id AND o.pool = $1;
@@ -1106,3 +1106,34 @@ REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
 CREATE FUNCTION compact_log(pool name) RETURNS bigint
   AS 'MODULE_PATHNAME', 'destor_compact_log' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION compact_log(name) FROM PUBLIC;
+-- Small blobs packed into shared objects (issue 15 item 5,
+-- src/blob/blob_pack.c): a blob up to destor.blob_pack_threshold bytes
+-- written by blob_put, blob_import or blob_from_lo is appended to its
+-- transaction's open pack for the pool, uploaded as one ordinary object when
+-- full and at commit.  Its row keeps its own id, owner, ACL and sha256 and
+-- points at (pack_id, pack_offset, pack_length); the blob id of a packed
+-- blob is no object's id.
+ALTER TABLE blobs DROP CONSTRAINT blobs_blob_id_fkey;
+ALTER TABLE blobs ADD COLUMN pack_id uuid REFERENCES objects,
+  ADD COLUMN pack_offset bigint, ADD COLUMN pack_length bigint,
+  ADD CONSTRAINT blobs_pack_check CHECK ((pack_id IS NULL) = (pack_offset IS NULL)
+    AND (pack_id IS NULL) = (pack_length IS NULL) AND pack_offset >= 0 AND pack_length >= 0);
+CREATE INDEX blobs_pack_id ON blobs (pack_id) WHERE pack_id IS NOT NULL;
+-- Shards of the blobs the caller may read (a packed blob's are its pack's).
+CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
+    JOIN shards s ON s.object_id = o.object_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.privilege_type = 'SELECT'
+                    AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+-- Rewrite the packs of a pool whose dead share (bytes of deleted blobs) is
+-- above min_dead_fraction into new packs, repointing their live blobs in the
+-- caller's transaction; old packs go after commit.  Returns how many packs
+-- were rewritten.  Superuser only (the maintenance worker calls it too).
+CREATE FUNCTION compact_packs(pool name, min_dead_fraction float8 DEFAULT 0.5)
+  RETURNS bigint AS 'MODULE_PATHNAME', 'blob_compact_packs' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION compact_packs(name, float8) FROM PUBLIC;

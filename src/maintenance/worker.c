@@ -241,6 +241,7 @@ maintenance_round(void)
 	int64		orphans = 0;
 	int64		tiered = 0;
 	int64		lo_tiered = 0;
+	int64		packs_compacted = 0;
 	int64		audits = 0;
 	int64		audits_failed = 0;
 	int64		evacuated = 0;
@@ -329,6 +330,13 @@ maintenance_round(void)
 					   " AND pg_catalog.has_function_privilege('destor.apply_lo_tiering()', 'EXECUTE')"
 					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
 			round_step("SELECT destor.apply_lo_tiering()", &lo_tiered, NULL);
+		/* packs of small blobs mostly deleted (issue 15 item 5), where installed */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.compact_packs(pg_catalog.name, pg_catalog.float8)') IS NOT NULL"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			round_step("SELECT COALESCE(pg_catalog.sum(destor.compact_packs(s.srvname)), 0)::pg_catalog.int8"
+					   "  FROM pg_catalog.pg_foreign_server s"
+					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					   " WHERE w.fdwname = 'destor'", &packs_compacted, NULL);
 	}
 
 	catalog_spi_finish(save_nestlevel);

@@ -299,6 +299,30 @@ bytes_datum(const uint8 *p, uint32 len)
 #define GUARD_OBJECT "EXISTS (SELECT FROM destor.objects WHERE object_id = $1)"
 
 /* Apply one record to the catalog (SPI connected, as the catalog's user). */
+/*
+ * The role a recovered blob goes to: its owner's name here, else the caller
+ * (a superuser takes what nobody here can own); noted for the report, with
+ * suffix.
+ */
+static Oid
+replay_blob_owner(RecoverState *st, const uint8 *id, const char *owner, const char *suffix)
+{
+	Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
+	bool		found;
+	BlobSeen   *b = hash_search(st->blobs, id, HASH_ENTER, &found);
+
+	if (OidIsValid(role))
+		snprintf(b->detail, sizeof(b->detail), "owner %s%s", owner, suffix);
+	else
+	{
+		role = GetSessionUserId();
+		snprintf(b->detail, sizeof(b->detail),
+				 "owner \"%s\" does not exist here: given to \"%s\"%s",
+				 owner ? owner : "(unknown)", GetUserNameFromId(role, false), suffix);
+	}
+	return role;
+}
+
 static void
 replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 {
@@ -357,6 +381,7 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 		case META_REC_OBJECT_DELETE:
 			catalog_exec("DELETE FROM destor.objects o WHERE object_id = $1 "
 						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.blob_id = o.object_id) "
+						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.pack_id = o.object_id) "
 						 "AND NOT EXISTS (SELECT FROM destor.segments g WHERE g.object_id = o.object_id)",
 						 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_DELETE);
 			break;
@@ -385,29 +410,45 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 			{
 				Oid			t[3] = {UUIDOID, OIDOID, TIMESTAMPTZOID};
 				char	   *owner = meta_get_str(r);
-				Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
-				BlobSeen   *b;
-				bool		found;
 
 				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
 				if (r->bad)
 					return;
-				b = hash_search(st->blobs, id, HASH_ENTER, &found);
-				if (OidIsValid(role))
-					snprintf(b->detail, sizeof(b->detail), "owner %s", owner);
-				else
-				{
-					/* the caller, who is a superuser, takes what nobody here can own */
-					role = GetSessionUserId();
-					snprintf(b->detail, sizeof(b->detail),
-							 "owner \"%s\" does not exist here: given to \"%s\"",
-							 owner ? owner : "(unknown)", GetUserNameFromId(role, false));
-				}
-				v[1] = ObjectIdGetDatum(role);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ""));
 				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at) "
 							 "SELECT $1, $2::regrole, $3 WHERE " GUARD_OBJECT " "
 							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner",
 							 3, t, v, NULL, SPI_OK_INSERT);
+				break;
+			}
+		case META_REC_BLOB_PACKED:
+			{
+				/* a blob inside a pack: (pack, offset, length) and its SHA-256 */
+				Oid			t[7] = {UUIDOID, OIDOID, TIMESTAMPTZOID, UUIDOID, INT8OID, INT8OID, BYTEAOID};
+				char	   *owner = meta_get_str(r);
+				const uint8 *pack;
+
+				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
+				pack = meta_get_fixed(r, CODEC_OBJID_LEN);
+				v[4] = Int64GetDatum((int64) meta_get_u64(r));
+				v[5] = Int64GetDatum((int64) meta_get_u64(r));
+				p = meta_get_bytes(r, &len);
+				if (r->bad || pack == NULL)
+					return;
+				v[3] = object_id_datum(pack);
+				if (p == NULL)
+					nulls[6] = 'n';
+				else
+					v[6] = bytes_datum(p, len);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ", packed"));
+				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at, pack_id, pack_offset, "
+							 "pack_length, sha256) "
+							 "SELECT $1, $2::regrole, $3, $4, $5, $6, $7 "
+							 "WHERE EXISTS (SELECT FROM destor.objects WHERE object_id = $4) "
+							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner, "
+							 "pack_id = excluded.pack_id, pack_offset = excluded.pack_offset, "
+							 "pack_length = excluded.pack_length, sha256 = excluded.sha256",
+							 7, t, v, nulls, SPI_OK_INSERT);
 				break;
 			}
 		case META_REC_BLOB_DELETE:
@@ -977,7 +1018,8 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 			Datum		v[1];
 
 			v[0] = object_id_datum(b->id);
-			catalog_exec("SELECT o.size FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id "
+			catalog_exec("SELECT coalesce(b.pack_length, o.size) FROM destor.blobs b "
+						 "JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id) "
 						 "WHERE b.blob_id = $1", 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_SELECT);
 			if (SPI_processed > 0)
 			{
