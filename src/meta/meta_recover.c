@@ -114,13 +114,14 @@ list_provider_log_step(void *arg)
 }
 
 static List *
-list_provider_log(Provider *p, MemoryContext cxt)
+list_provider_log(Provider *p, MemoryContext cxt, int *failed)
 {
 	LogListing	l = {p, cxt, NIL};
 	ErrorData  *ed;
 
 	if (catalog_try(list_provider_log_step, &l, &ed))
 		return l.keys;
+	(*failed)++;
 	ereport(WARNING,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("could not list the metadata log on provider \"%s\"", p->name),
@@ -585,6 +586,7 @@ typedef struct LogScan
 	List	   *instances;		/* String * of the instances listed */
 	List	   *done;			/* LogEntry * a follower records without replaying */
 	int			nproviders_listed;
+	int			nproviders_failed;	/* could not be listed (or are not declared) */
 	int			wrong_key;
 	int			unreadable;
 	int			uncommitted;
@@ -623,8 +625,11 @@ log_list(Pool *pool, const char *want_instance, MemoryContext work, LogScan *sc)
 		List	   *keys;
 
 		if (p == NULL)
+		{
+			sc->nproviders_failed++;
 			continue;
-		keys = list_provider_log(p, work);
+		}
+		keys = list_provider_log(p, work, &sc->nproviders_failed);
 		if (keys != NIL)
 			sc->nproviders_listed++;
 		foreach(lc, keys)
@@ -1174,13 +1179,15 @@ destor_follow_pool(PG_FUNCTION_ARGS)
 		uint64		max_seq = 0;
 
 		log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
-		if (sc.vanished > 0)
+		if (sc.vanished > 0 && sc.nproviders_failed == 0)
 		{
 			/*
 			 * The writer compacted its log: log objects this database
 			 * followed are gone, and so may be some it never saw (with their
 			 * deletions).  The log left (a snapshot and what followed it)
 			 * describes the whole pool: forget the writer's rows and replay it.
+			 * Only with every provider listed: log objects missing from a
+			 * partial listing are not gone, and the next follow looks again.
 			 */
 			follow_forget(poolname, (char *) lfirst(lc));
 			log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
