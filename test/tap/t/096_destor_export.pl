@@ -73,6 +73,15 @@ INSERT INTO app.times VALUES ('1 year 2 months 3 days 04:05:06.789', '04:05:06.5
   ('-1 days +02:00:00', '23:59:59-05:30', '00:00:00.000001'), ('0', '00:00:00+00', '12:00'),
   ('-3 years -1 mon -00:00:01.25', '12:34:56.789-00:00:15', NULL), ('1 mon -1 day', NULL, '01:02:03'),
   ('-178000000 years', '00:00:00+15:59', '23:59:59.999999'), (NULL, NULL, NULL);
+CREATE FOREIGN TABLE app.arrays (ia int[], ta text[], na numeric[], fa float8[], ba bool[], tsa timestamptz[],
+  i8a int8[][], ua uuid[], bya bytea[]) SERVER vault;
+INSERT INTO app.arrays VALUES
+  ('{1,2,NULL}', '{"a b","c,d","","NULL","q\"uote","back\\\\slash",null}', '{1.5,NaN,-0.001}',
+   '{NaN,-Infinity,0.1}', '{t,f}', '{"2024-01-01 10:00:00+00",infinity}', '{{1,2},{3,4}}',
+   '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{"\\\\x00ff",NULL}'),
+  ('{}', '{}', NULL, '[0:1]={5,6}', '{NULL}', '{}', '[2:3][-1:0]={{1,2},{3,4}}', '{}', '{}'),
+  (NULL, '{{"x y",z},{"{}",NULL}}', '{123456789012345678901234567890}', '{1e300}', NULL, NULL, '{{7},{8}}', NULL,
+   '{"\\\\x"}');
 CREATE FOREIGN TABLE app.events (id int, doc jsonb) SERVER vault;
 INSERT INTO app.events VALUES (1, '{"a": 1}');
 CREATE FOREIGN TABLE app.gone (x int) SERVER vault;
@@ -81,7 +90,7 @@ DROP FOREIGN TABLE app.gone;
 });
 
 my %csv;
-for my $t ('app.types', 'app.solo', 'app.times')
+for my $t ('app.types', 'app.solo', 'app.times', 'app.arrays')
 {
 	my $file = "$base/$t.server.csv";
 	$node->safe_psql('postgres', "COPY (SELECT * FROM $t) TO '$file' (FORMAT csv, HEADER)");
@@ -89,6 +98,7 @@ for my $t ('app.types', 'app.solo', 'app.times')
 }
 like($csv{'app.types'}, qr/"say ""hi"", then\nleave"/, 'the server wrote quotes and newlines into the CSV');
 like($csv{'app.times'}, qr/^1 year 2 mons 3 days 04:05:06\.789,04:05:06\.5\+02,24:00:00$/m, '... and intervals');
+like($csv{'app.arrays'}, qr/,"\[2:3\]\[-1:0\]=\{\{1,2\},\{3,4\}\}",/, '... and arrays with bounds');
 
 # ------------------------------------------------------------------- blobs
 my %blobs;
@@ -149,7 +159,7 @@ for my $name (sort keys %blobs)
 }
 unlike($out, qr/$deleted/, 'a deleted blob is not listed');
 
-for my $t ('app.types', 'app.solo', 'app.times')
+for my $t ('app.types', 'app.solo', 'app.times', 'app.arrays')
 {
 	my $file = "$base/$t.export.csv";
 	($rc, $out, $err) = export('table', $t, '-o', $file);
