@@ -113,6 +113,19 @@ for my $b (['small', q{'hello, exported world'::bytea}], ['empty', q{''::bytea}]
 		size => $node->safe_psql('postgres', "SELECT destor.blob_size('$id')"),
 	};
 }
+# small blobs packed into one shared object (issue 15 item 5), one of them deleted
+my %packed = map { split /\|/ } split /\n/, $node->safe_psql('postgres', q{
+SET destor.blob_pack_threshold = '64kB';
+CREATE TABLE packed AS SELECT i, destor.blob_put('vault',
+  CASE WHEN i = 1 THEN ''::bytea ELSE convert_to(repeat('packed ' || i, i * 100), 'UTF8') END) AS b
+  FROM generate_series(1, 6) i;
+SELECT destor.blob_delete(b) FROM packed WHERE i = 3;
+SELECT b, encode(sha256(destor.blob_get(b)), 'hex') FROM packed WHERE i <> 3;
+});
+my $packed_gone = $node->safe_psql('postgres', q{SELECT b FROM packed WHERE i = 3});
+is(scalar(keys %packed), 5, 'five packed blobs');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT pack_id) FROM destor.blobs WHERE pack_id IS NOT NULL}), '1',
+	'... in one pack');
 my $deleted = $node->safe_psql('postgres', q{SELECT destor.blob_put('vault', 'deleted')});
 $node->safe_psql('postgres', "SELECT destor.blob_delete('$deleted')");
 cmp_ok($blobs{large}{size}, '>', 1_000_000, 'a blob of several blocks and stripes');
@@ -158,6 +171,12 @@ for my $name (sort keys %blobs)
 	like($out, qr/^blob $blobs{$name}{id} size $blobs{$name}{size} owner \S+$/m, "ls lists blob $name");
 }
 unlike($out, qr/$deleted/, 'a deleted blob is not listed');
+my ($pack) = $out =~ /^blob \S+ size \d+ owner \S+ packed in (\S+)$/m;
+for my $id (sort keys %packed)
+{
+	like($out, qr/^blob $id size \d+ owner \S+ packed in $pack$/m, "ls lists packed blob $id in its pack");
+}
+unlike($out, qr/$packed_gone/, 'a deleted packed blob is not listed');
 
 for my $t ('app.types', 'app.solo', 'app.times', 'app.arrays')
 {
@@ -179,6 +198,13 @@ for my $name (sort keys %blobs)
 	is(sha256_hex(-e $file ? slurp_file($file) : 'missing'), $blobs{$name}{sha}, "blob $name: every byte");
 }
 
+for my $id (sort keys %packed)
+{
+	($rc, $out, $err) = export('blob', $id);
+	is($rc, 0, "packed blob $id exits 0") or diag($err);
+	is(sha256_hex($out), $packed{$id}, "packed blob $id: every byte");
+}
+
 ($rc, $out, $err) = export('table', 'app.events');
 isnt($rc, 0, 'a column of a type the tool cannot print fails');
 like($err, qr/column "doc" of table app\.events has type jsonb/, '... and names the column and type');
@@ -191,6 +217,7 @@ is($rc, 0, 'verify with one provider missing exits 0') or diag($out, $err);
 like($out, qr/^DEGRADED  blob $blobs{large}{id}: 1 of 5 shards bad, recoverable$/m,
 	'verify reports an object missing a shard as degraded');
 like($out, qr/ 0 LOST$/m, 'nothing is lost');
+like($out, qr/^DEGRADED  pack $pack \(5 blobs\): 1 of 5 shards bad, recoverable$/m, 'verify names the pack and its blobs');
 like($out, qr/^metadata log: (\d+) log objects read, \1 degraded \(recoverable\), 0 unreadable$/m,
 	'verify reports the log objects missing their shard on the lost provider');
 
