@@ -208,6 +208,8 @@ typedef struct XPool
 	int			logs_uncommitted;
 	int			logs_unreadable;
 	int			logs_other_pools;
+	char	  **other_pools;	/* their names */
+	int			nother_pools;
 } XPool;
 
 extern void pool_load(XPool *pool, const char *instance);

@@ -1076,6 +1076,18 @@ parse_batch(XPool *pool, LogObject *l, LogObject **logs, const Index *ix, const 
 	l->nrecords = (uint32_t) rd_int(&r, 4);
 	l->records = r.p;
 	l->other_pool = poolname == NULL || strcmp(poolname, pool->name) != 0;
+	if (l->other_pool && poolname != NULL)
+	{
+		bool		known = false;
+
+		for (int i = 0; i < pool->nother_pools && !known; i++)
+			known = strcmp(pool->other_pools[i], poolname) == 0;
+		if (!known)
+		{
+			pool->other_pools = xrealloc(pool->other_pools, sizeof(char *) * (pool->nother_pools + 1));
+			pool->other_pools[pool->nother_pools++] = xstrdup(poolname);
+		}
+	}
 	if (instance == NULL || strcmp(instance, l->instance) != 0)
 		r.bad = true;
 	free(instance);
@@ -1277,6 +1289,15 @@ pool_load(XPool *pool, const char *instance)
 	free(logs);
 	free(keys);
 	free(ix.slot);
+	if (pool->logs_replayed == 0 && pool->nother_pools > 0)
+	{
+		Buf			b = {0};
+
+		for (int i = 0; i < pool->nother_pools; i++)
+			buf_printf(&b, "%s\"%s\"", i ? ", " : "", pool->other_pools[i]);
+		fatal(EXIT_USAGE, "the providers hold no committed log object of pool \"%s\"; they hold the log of %s",
+			  pool->name, b.data);
+	}
 	apply_deletions(pool);
 }
 

@@ -208,6 +208,13 @@ for my $id (sort keys %packed)
 ($rc, $out, $err) = export('table', 'app.events');
 isnt($rc, 0, 'a column of a type the tool cannot print fails');
 like($err, qr/column "doc" of table app\.events has type jsonb/, '... and names the column and type');
+{
+	my ($stdout, $stderr);
+	IPC::Run::run(['destor-export', "--master-key=$key", @providers, '--pool=nosuch', 'ls'],
+		'>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 2, 'a pool the providers do not hold is exit status 2');
+	like($stderr, qr/no committed log object of pool "nosuch"; they hold the log of "vault"/, '... naming the pools they hold');
+}
 ($rc, $out, $err) = export('table', 'app.nosuch');
 is($rc, 2, 'an unknown table is exit status 2');
 like($err, qr/no table "app\.nosuch"/, '... and says so');
