@@ -151,6 +151,13 @@ remove_tree($datadir);
 remove_tree($dirs[1]);			# one provider lost for good
 my @providers = map { "--provider=file:$_" } @dirs[0, 2, 3, 4];
 
+# what the surviving providers hold: every file, its size and modification time
+sub provider_state
+{
+	return join("\n", map { my @st = stat($_); "$_ $st[7] $st[9]" } sort map { DestorTest::files_under($_) } @dirs[0, 2, 3, 4]);
+}
+my $state_before = provider_state();
+
 sub export
 {
 	my (@args) = @_;
@@ -254,6 +261,8 @@ DestorTest::stop_s3($s3[0]);
 	isnt($? >> 8, 0, 's3: no credentials is an error');
 	like($stderr, qr/no S3 credentials/, '... that says how to give them');
 }
+
+is(provider_state(), $state_before, 'destor-export wrote, changed and deleted nothing on the providers');
 
 # a wrong master key
 my $wrong = "$base/wrong.key";
