@@ -104,6 +104,7 @@ typedef struct XObject
 	int			key_version;
 	uint8_t		key_id[CODEC_KEY_FINGERPRINT_LEN];
 	uint8_t		wrapped[CODEC_WRAPPED_KEY_LEN];
+	int			pack_refs;		/* live packed blobs inside it */
 	bool		live;
 } XObject;
 
@@ -112,6 +113,13 @@ typedef struct XBlob
 	uint8_t		id[CODEC_OBJID_LEN];
 	char	   *owner;
 	uint64_t	created_at;
+	/* a packed blob (BLOB_PACKED): pack_length bytes at pack_offset of the pack object */
+	bool		packed;
+	uint8_t		pack_id[CODEC_OBJID_LEN];
+	uint64_t	pack_offset;
+	uint64_t	pack_length;
+	bool		has_sha256;
+	uint8_t		sha256[32];
 	bool		live;
 } XBlob;
 
@@ -200,6 +208,8 @@ typedef struct XPool
 	int			logs_uncommitted;
 	int			logs_unreadable;
 	int			logs_other_pools;
+	char	  **other_pools;	/* their names */
+	int			nother_pools;
 } XPool;
 
 extern void pool_load(XPool *pool, const char *instance);

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 static void
 usage(FILE *f)
 {
@@ -85,10 +87,31 @@ write_all(FILE *f, const void *data, size_t len)
 		fatal(EXIT_DATA, "cannot write the output: %s", strerror(errno));
 }
 
-static void
-sink_file(void *arg, const uint8_t *data, size_t len)
+/* the bytes [start, start + len) of an object's plaintext to a file, hashed on the way */
+typedef struct RangeSink
 {
-	write_all((FILE *) arg, data, len);
+	FILE	   *f;
+	uint64_t	pos;
+	uint64_t	start;
+	uint64_t	len;
+	EVP_MD_CTX *sha;
+} RangeSink;
+
+static void
+sink_range(void *arg, const uint8_t *data, size_t len)
+{
+	RangeSink  *r = (RangeSink *) arg;
+	uint64_t	from = r->pos < r->start ? r->start - r->pos : 0;
+	uint64_t	end = r->start + r->len;
+	uint64_t	to = r->pos + len <= end ? len : (r->pos < end ? end - r->pos : 0);
+
+	if (from < to)
+	{
+		write_all(r->f, data + from, to - from);
+		if (r->sha && EVP_DigestUpdate(r->sha, data + from, to - from) != 1)
+			fatal(EXIT_DATA, "could not compute a SHA-256");
+	}
+	r->pos += len;
 }
 
 static void
@@ -189,13 +212,19 @@ cmd_ls(XPool *pool)
 	}
 	for (size_t i = 0; i < nb; i++)
 	{
-		XObject    *o = pool_object(pool, blobs[i]->id);
+		XBlob	   *b = blobs[i];
+		XObject    *o = pool_object(pool, b->packed ? b->pack_id : b->id);
 		char		text[37];
+		char		pack[37];
 
-		id_text(blobs[i]->id, text);
-		if (o)
+		id_text(b->id, text);
+		id_text(b->pack_id, pack);
+		if (o && b->packed)
+			printf("blob %s size %llu owner %s packed in %s\n", text,
+				   (unsigned long long) b->pack_length, b->owner ? b->owner : "?", pack);
+		else if (o)
 			printf("blob %s size %llu owner %s\n", text, (unsigned long long) o->size,
-				   blobs[i]->owner ? blobs[i]->owner : "?");
+				   b->owner ? b->owner : "?");
 		else
 			printf("blob %s size ? owner %s (its object is not in the log)\n", text,
 				   blobs[i]->owner ? blobs[i]->owner : "?");
@@ -218,21 +247,47 @@ cmd_blob(XPool *pool, const char *idtext, const char *output)
 	ObjectCheck check;
 	FILE	   *f;
 	char	   *tmp;
+	RangeSink	range = {0};
 
 	if (!id_parse(idtext, id))
 		fatal(EXIT_USAGE, "\"%s\" is not a blob id (a UUID)", idtext);
 	blob = pool_blob(pool, id);
 	if (blob == NULL)
 		fatal(EXIT_USAGE, "pool \"%s\" has no blob %s", pool->name, idtext);
-	o = pool_object(pool, id);
+	o = pool_object(pool, blob->packed ? blob->pack_id : id);
 	if (o == NULL)
 		fatal(EXIT_DATA, "the object of blob %s is not in the metadata log", idtext);
+	if (blob->packed && (blob->pack_offset > o->size || blob->pack_length > o->size - blob->pack_offset))
+		fatal(EXIT_DATA, "blob %s lies outside its pack (%llu bytes at %llu of %llu)", idtext,
+			  (unsigned long long) blob->pack_length, (unsigned long long) blob->pack_offset,
+			  (unsigned long long) o->size);
 	f = open_output(output, &tmp);
-	if (!object_stream(pool, o, &check, sink_file, f))
+	range.f = f;
+	range.start = blob->packed ? blob->pack_offset : 0;
+	range.len = blob->packed ? blob->pack_length : o->size;
+	range.sha = blob->has_sha256 ? EVP_MD_CTX_new() : NULL;
+	if (blob->has_sha256 && (range.sha == NULL || EVP_DigestInit_ex(range.sha, EVP_sha256(), NULL) != 1))
+		fatal(EXIT_DATA, "could not compute a SHA-256");
+	if (!object_stream(pool, o, &check, sink_range, &range))
 	{
 		if (tmp)
 			unlink(tmp);
 		fatal(EXIT_DATA, "blob %s cannot be read: %s", idtext, check.error);
+	}
+	if (range.sha)
+	{
+		uint8_t		digest[32];
+		unsigned int dlen = 0;
+
+		/* packed blobs carry their SHA-256 in the log: the bytes must be those */
+		if (EVP_DigestFinal_ex(range.sha, digest, &dlen) != 1 || dlen != 32 ||
+			memcmp(digest, blob->sha256, 32) != 0)
+		{
+			if (tmp)
+				unlink(tmp);
+			fatal(EXIT_DATA, "blob %s does not match the SHA-256 the metadata log records for it", idtext);
+		}
+		EVP_MD_CTX_free(range.sha);
 	}
 	close_output(f, output, tmp);
 	return 0;
@@ -509,6 +564,12 @@ what_uses(XPool *pool, const XObject *o, char *buf, size_t len)
 	{
 		id_text(o->id, text);
 		snprintf(buf, len, "blob %s", text);
+		return buf;
+	}
+	if (o->pack_refs > 0)
+	{
+		id_text(o->id, text);
+		snprintf(buf, len, "pack %s (%d blobs)", text, o->pack_refs);
 		return buf;
 	}
 	for (size_t i = 0; i < pool->nsegments; i++)

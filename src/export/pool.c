@@ -34,7 +34,8 @@ enum
 	REC_DELETION_DELETE = 9,
 	REC_TABLE_DEF = 10,
 	REC_TABLE_DROP = 11,
-	REC_KEY_REWRAP = 12
+	REC_KEY_REWRAP = 12,
+	REC_BLOB_PACKED = 13
 };
 
 /* One log object: its keys on the providers, and once decoded its batch. */
@@ -761,6 +762,20 @@ table_member(Json *j, const char *key, void *arg)
 	return true;
 }
 
+/* a live packed blob stops counting towards its pack */
+static void
+unpack_blob(XPool *pool, XBlob *b)
+{
+	if (b->live && b->packed)
+	{
+		XObject    *pack = IX_FIND(pool->objects_ix, pool->objects, id, b->pack_id);
+
+		if (pack)
+			pack->pack_refs--;
+	}
+	b->packed = false;
+}
+
 static void
 replay_record(XPool *pool, int kind, Reader *r)
 {
@@ -826,7 +841,7 @@ replay_record(XPool *pool, int kind, Reader *r)
 		case REC_OBJECT_DELETE:
 			{
 				XObject    *o = pool_object(pool, id);
-				bool		used = pool_blob(pool, id) != NULL;
+				bool		used = pool_blob(pool, id) != NULL || (o && o->pack_refs > 0);
 
 				for (size_t i = 0; i < pool->nsegments && !used; i++)
 					used = pool->segments[i].live &&
@@ -839,10 +854,49 @@ replay_record(XPool *pool, int kind, Reader *r)
 			{
 				XBlob	   *b = IX_ENTER(pool->blobs_ix, pool->blobs, pool->nblobs, id, id);
 
+				unpack_blob(pool, b);
 				free(b->owner);
 				b->owner = rd_str(r);
 				b->created_at = rd_int(r, 8);
 				b->live = true;
+				break;
+			}
+		case REC_BLOB_PACKED:
+			{
+				char	   *owner = rd_str(r);
+				uint64_t	created_at = rd_int(r, 8);
+				uint8_t		pack_id[CODEC_OBJID_LEN];
+				uint64_t	offset,
+							length;
+				uint32_t	n;
+				const uint8_t *sha;
+				XObject    *pack;
+				XBlob	   *b;
+
+				rd_id(r, pack_id);
+				offset = rd_int(r, 8);
+				length = rd_int(r, 8);
+				sha = rd_bytes(r, &n);
+				/* as recovery: only when the pack's object exists */
+				if (r->bad || (pack = pool_object(pool, pack_id)) == NULL)
+				{
+					free(owner);
+					break;
+				}
+				b = IX_ENTER(pool->blobs_ix, pool->blobs, pool->nblobs, id, id);
+				unpack_blob(pool, b);
+				free(b->owner);
+				b->owner = owner;
+				b->created_at = created_at;
+				b->packed = true;
+				memcpy(b->pack_id, pack_id, CODEC_OBJID_LEN);
+				b->pack_offset = offset;
+				b->pack_length = length;
+				b->has_sha256 = sha != NULL && n == sizeof(b->sha256);
+				if (b->has_sha256)
+					memcpy(b->sha256, sha, n);
+				b->live = true;
+				pack->pack_refs++;
 				break;
 			}
 		case REC_BLOB_DELETE:
@@ -850,7 +904,10 @@ replay_record(XPool *pool, int kind, Reader *r)
 				XBlob	   *b = pool_blob(pool, id);
 
 				if (b)
+				{
+					unpack_blob(pool, b);
 					b->live = false;
+				}
 				break;
 			}
 		case REC_SEGMENT:
@@ -1019,6 +1076,18 @@ parse_batch(XPool *pool, LogObject *l, LogObject **logs, const Index *ix, const 
 	l->nrecords = (uint32_t) rd_int(&r, 4);
 	l->records = r.p;
 	l->other_pool = poolname == NULL || strcmp(poolname, pool->name) != 0;
+	if (l->other_pool && poolname != NULL)
+	{
+		bool		known = false;
+
+		for (int i = 0; i < pool->nother_pools && !known; i++)
+			known = strcmp(pool->other_pools[i], poolname) == 0;
+		if (!known)
+		{
+			pool->other_pools = xrealloc(pool->other_pools, sizeof(char *) * (pool->nother_pools + 1));
+			pool->other_pools[pool->nother_pools++] = xstrdup(poolname);
+		}
+	}
 	if (instance == NULL || strcmp(instance, l->instance) != 0)
 		r.bad = true;
 	free(instance);
@@ -1220,6 +1289,15 @@ pool_load(XPool *pool, const char *instance)
 	free(logs);
 	free(keys);
 	free(ix.slot);
+	if (pool->logs_replayed == 0 && pool->nother_pools > 0)
+	{
+		Buf			b = {0};
+
+		for (int i = 0; i < pool->nother_pools; i++)
+			buf_printf(&b, "%s\"%s\"", i ? ", " : "", pool->other_pools[i]);
+		fatal(EXIT_USAGE, "the providers hold no committed log object of pool \"%s\"; they hold the log of %s",
+			  pool->name, b.data);
+	}
 	apply_deletions(pool);
 }
 

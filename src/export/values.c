@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* the value kinds of a segment directory (table.h: ValueKind) */
 #define KIND_FIXED		1
@@ -47,10 +48,31 @@
 #define NUMERICOID		1700
 #define UUIDOID			2950
 
+/* the element type of an array type of the types below, else 0 */
+static uint32_t
+array_element(uint32_t typid)
+{
+	static const uint32_t pairs[][2] = {
+		{1000, BOOLOID}, {1001, BYTEAOID}, {1002, CHAROID}, {1003, NAMEOID}, {1005, INT2OID},
+		{1007, INT4OID}, {1009, TEXTOID}, {1014, BPCHAROID}, {1015, VARCHAROID},
+		{1016, INT8OID}, {1021, FLOAT4OID}, {1022, FLOAT8OID}, {1028, OIDOID},
+		{1115, TIMESTAMPOID}, {1182, DATEOID}, {1183, TIMEOID}, {1185, TIMESTAMPTZOID},
+		{1187, INTERVALOID}, {1231, NUMERICOID}, {1270, TIMETZOID}, {2951, UUIDOID},
+		{199, JSONOID}, {143, XMLOID}
+	};
+
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (pairs[i][0] == typid)
+			return pairs[i][1];
+	return 0;
+}
+
 const char *
 type_unsupported(uint32_t typid, int kind)
 {
 	if (kind == KIND_TEXT)
+		return NULL;
+	if (array_element(typid) != 0)
 		return NULL;
 	switch (typid)
 	{
@@ -507,6 +529,108 @@ fixed_len(uint32_t typid)
 	}
 }
 
+/* the text of a varlena value of a built-in type (its bytes after the header) */
+static bool
+varlena_text(Buf *out, uint32_t typid, const uint8_t *p, uint32_t len)
+{
+	switch (typid)
+	{
+		case BYTEAOID:
+			bytea_text(out, p, len);
+			return true;
+		case NUMERICOID:
+			return numeric_text(out, p, len);
+		default:
+			/* text, varchar, bpchar, json, xml: the bytes are the text */
+			buf_put(out, p, len);
+			return true;
+	}
+}
+
+/* the text of a fixed-length value of a built-in type (fixed_len bytes) */
+static bool
+fixed_text(Buf *out, uint32_t typid, const uint8_t *p)
+{
+	switch (typid)
+	{
+		case BOOLOID:
+			buf_putc(out, p[0] ? 't' : 'f');
+			break;
+		case CHAROID:
+			/* charout: the byte, or \ooo for a high-bit one; nothing for \0 */
+			if (p[0] & 0x80)
+				buf_printf(out, "\\%03o", p[0]);
+			else if (p[0])
+				buf_putc(out, (char) p[0]);
+			break;
+		case INT2OID:
+			buf_printf(out, "%d", (int16_t) get_le(p, 2));
+			break;
+		case INT4OID:
+			buf_printf(out, "%d", (int32_t) get_le(p, 4));
+			break;
+		case OIDOID:
+			buf_printf(out, "%u", (uint32_t) get_le(p, 4));
+			break;
+		case INT8OID:
+			buf_printf(out, "%lld", (long long) (int64_t) get_le(p, 8));
+			break;
+		case FLOAT4OID:
+			{
+				uint32_t	bits = (uint32_t) get_le(p, 4);
+				float		f;
+
+				memcpy(&f, &bits, 4);
+				float_text(out, f, true);
+				break;
+			}
+		case FLOAT8OID:
+			{
+				uint64_t	bits = get_le(p, 8);
+				double		d;
+
+				memcpy(&d, &bits, 8);
+				float_text(out, d, false);
+				break;
+			}
+		case DATEOID:
+			date_text(out, (int32_t) get_le(p, 4));
+			break;
+		case TIMEOID:
+			time_part(out, (int64_t) get_le(p, 8));
+			break;
+		case TIMESTAMPOID:
+			timestamp_text(out, (int64_t) get_le(p, 8), false);
+			break;
+		case TIMESTAMPTZOID:
+			timestamp_text(out, (int64_t) get_le(p, 8), true);
+			break;
+		case TIMETZOID:
+			timetz_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4));
+			break;
+		case INTERVALOID:
+			interval_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4),
+						  (int32_t) get_le(p + 12, 4));
+			break;
+		case UUIDOID:
+			{
+				char		t[37];
+
+				id_text(p, t);
+				buf_puts(out, t);
+				break;
+			}
+		case NAMEOID:
+			buf_put(out, p, strnlen((const char *) p, 64));
+			break;
+		default:
+			return false;
+	}
+	return true;
+}
+
+static bool array_text(Buf *out, const uint8_t *p, uint32_t len);
+
 bool
 value_text(Buf *out, uint32_t typid, int kind, const uint8_t **pp, const uint8_t *end)
 {
@@ -528,18 +652,9 @@ value_text(Buf *out, uint32_t typid, int kind, const uint8_t **pp, const uint8_t
 			buf_put(out, p, len);
 			return true;
 		}
-		switch (typid)
-		{
-			case BYTEAOID:
-				bytea_text(out, p, len);
-				return true;
-			case NUMERICOID:
-				return numeric_text(out, p, len);
-			default:
-				/* text, varchar, bpchar, json, xml: the bytes are the text */
-				buf_put(out, p, len);
-				return true;
-		}
+		if (array_element(typid) != 0)
+			return array_text(out, p, len);
+		return varlena_text(out, typid, p, len);
 	}
 	else
 	{
@@ -548,81 +663,195 @@ value_text(Buf *out, uint32_t typid, int kind, const uint8_t **pp, const uint8_t
 		if (n < 0 || end - p < n)
 			return false;
 		*pp = p + n;
-		switch (typid)
-		{
-			case BOOLOID:
-				buf_putc(out, p[0] ? 't' : 'f');
-				break;
-			case CHAROID:
-				/* charout: the byte, or \ooo for a high-bit one; nothing for \0 */
-				if (p[0] & 0x80)
-					buf_printf(out, "\\%03o", p[0]);
-				else if (p[0])
-					buf_putc(out, (char) p[0]);
-				break;
-			case INT2OID:
-				buf_printf(out, "%d", (int16_t) get_le(p, 2));
-				break;
-			case INT4OID:
-				buf_printf(out, "%d", (int32_t) get_le(p, 4));
-				break;
-			case OIDOID:
-				buf_printf(out, "%u", (uint32_t) get_le(p, 4));
-				break;
-			case INT8OID:
-				buf_printf(out, "%lld", (long long) (int64_t) get_le(p, 8));
-				break;
-			case FLOAT4OID:
-				{
-					uint32_t	bits = (uint32_t) get_le(p, 4);
-					float		f;
+		return fixed_text(out, typid, p);
+	}
+}
 
-					memcpy(&f, &bits, 4);
-					float_text(out, f, true);
-					break;
-				}
-			case FLOAT8OID:
-				{
-					uint64_t	bits = get_le(p, 8);
-					double		d;
+/*
+ * Arrays of built-in types are stored raw: the array's bytes after its
+ * varlena header (array.h) — ndim, dataoffset (0: no null bitmap), element
+ * type, dims[ndim], lbounds[ndim], the null bitmap, then the elements, each
+ * aligned to its type's alignment counted from the array's start (4 bytes
+ * before what is stored).  Printed as array_out prints them.
+ */
+static int
+type_align(uint32_t typid)
+{
+	switch (typid)
+	{
+		case BOOLOID:
+		case CHAROID:
+		case NAMEOID:
+		case UUIDOID:
+			return 1;
+		case INT2OID:
+			return 2;
+		case INT8OID:
+		case FLOAT8OID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case TIMETZOID:
+			return 8;
+		default:
+			return 4;
+	}
+}
 
-					memcpy(&d, &bits, 8);
-					float_text(out, d, false);
-					break;
-				}
-			case DATEOID:
-				date_text(out, (int32_t) get_le(p, 4));
-				break;
-			case TIMEOID:
-				time_part(out, (int64_t) get_le(p, 8));
-				break;
-			case TIMESTAMPOID:
-				timestamp_text(out, (int64_t) get_le(p, 8), false);
-				break;
-			case TIMESTAMPTZOID:
-				timestamp_text(out, (int64_t) get_le(p, 8), true);
-				break;
-			case TIMETZOID:
-				timetz_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4));
-				break;
-			case INTERVALOID:
-				interval_text(out, (int64_t) get_le(p, 8), (int32_t) get_le(p + 8, 4),
-							  (int32_t) get_le(p + 12, 4));
-				break;
-			case UUIDOID:
-				{
-					char		t[37];
+static void
+array_element_out(Buf *out, const char *s, size_t len)
+{
+	bool		quote = len == 0 || (len == 4 && strncasecmp(s, "NULL", 4) == 0);
 
-					id_text(p, t);
-					buf_puts(out, t);
-					break;
-				}
-			case NAMEOID:
-				buf_put(out, p, strnlen((const char *) p, 64));
-				break;
-			default:
-				return false;
-		}
+	for (size_t i = 0; i < len && !quote; i++)
+		quote = strchr("\"\\{},", s[i]) != NULL || s[i] == ' ' || s[i] == '\t' ||
+			s[i] == '\n' || s[i] == '\r' || s[i] == '\v' || s[i] == '\f';
+	if (!quote)
+	{
+		buf_put(out, s, len);
+		return;
+	}
+	buf_putc(out, '"');
+	for (size_t i = 0; i < len; i++)
+	{
+		if (s[i] == '"' || s[i] == '\\')
+			buf_putc(out, '\\');
+		buf_putc(out, s[i]);
+	}
+	buf_putc(out, '"');
+}
+
+static bool
+array_text(Buf *out, const uint8_t *p, uint32_t len)
+{
+	int32_t		ndim,
+				dataoffset;
+	uint32_t	elemtype;
+	int32_t		dims[6],
+				lbs[6];
+	uint64_t	nitems = 1;
+	const uint8_t *nulls = NULL;
+	size_t		off;
+	int			elen,
+				align;
+	bool		bounds = false;
+	int32_t		idx[6] = {0};
+
+	if (len < 12)
+		return false;
+	ndim = (int32_t) get_le(p, 4);
+	dataoffset = (int32_t) get_le(p + 4, 4);
+	elemtype = (uint32_t) get_le(p + 8, 4);
+	if (ndim < 0 || ndim > 6 || len < 12 + 8 * (uint32_t) ndim ||
+		type_unsupported(elemtype, KIND_VARLENA) || array_element(elemtype) != 0)
+		return false;
+	if (ndim == 0)
+	{
+		buf_puts(out, "{}");
 		return true;
 	}
+	for (int d = 0; d < ndim; d++)
+	{
+		dims[d] = (int32_t) get_le(p + 12 + 4 * d, 4);
+		lbs[d] = (int32_t) get_le(p + 12 + 4 * ndim + 4 * d, 4);
+		if (dims[d] < 0)
+			return false;
+		nitems *= (uint64_t) dims[d];
+		bounds |= lbs[d] != 1;
+	}
+	if (nitems > len * (uint64_t) 8)
+		return false;
+	off = 12 + 8 * (size_t) ndim;
+	if (dataoffset != 0)
+	{
+		nulls = p + off;
+		if (dataoffset < 4 || (size_t) dataoffset - 4 > len)
+			return false;
+		off = (size_t) dataoffset - 4;
+	}
+	else
+		off = ((16 + 8 * (size_t) ndim + 7) & ~(size_t) 7) - 4;	/* ARR_OVERHEAD_NONULLS */
+	elen = fixed_len(elemtype);
+	align = type_align(elemtype);
+	if (bounds)
+	{
+		for (int d = 0; d < ndim; d++)
+			buf_printf(out, "[%d:%d]", lbs[d], lbs[d] + dims[d] - 1);
+		buf_putc(out, '=');
+	}
+	for (int d = 0; d < ndim; d++)
+		buf_putc(out, '{');
+	for (uint64_t i = 0; i < nitems; i++)
+	{
+		if (i > 0)
+		{
+			int			closed = 0;
+
+			/* close the dimensions that ended, then open them again */
+			for (int d = ndim - 1; d > 0 && idx[d] == dims[d]; d--)
+			{
+				idx[d] = 0;
+				idx[d - 1]++;
+				closed++;
+			}
+			for (int c = 0; c < closed; c++)
+				buf_putc(out, '}');
+			buf_putc(out, ',');
+			for (int c = 0; c < closed; c++)
+				buf_putc(out, '{');
+		}
+		idx[ndim - 1]++;
+		if (nulls && !((nulls[i / 8] >> (i % 8)) & 1))
+		{
+			buf_puts(out, "NULL");
+			continue;
+		}
+		{
+			Buf			v = {0};
+			bool		ok;
+
+			off = ((off + 4 + align - 1) & ~(size_t) (align - 1)) - 4;
+			if (elen > 0)
+			{
+				ok = off + elen <= len && fixed_text(&v, elemtype, p + off);
+				off += elen;
+			}
+			else
+			{
+				uint32_t	vlen,
+							hdr;
+
+				if (off >= len)
+					return false;
+				if (p[off] & 1)
+				{
+					/* a short (1-byte) header: not aligned */
+					hdr = 1;
+					vlen = p[off] >> 1;
+				}
+				else
+				{
+					off = ((off + 4 + align - 1) & ~(size_t) (align - 1)) - 4;
+					if (off + 4 > len)
+						return false;
+					hdr = 4;
+					vlen = ((uint32_t) get_le(p + off, 4) >> 2) & 0x3FFFFFFF;
+				}
+				ok = vlen >= hdr && off + vlen <= len &&
+					varlena_text(&v, elemtype, p + off + hdr, vlen - hdr);
+				off += vlen;
+			}
+			if (!ok)
+			{
+				free(v.data);
+				return false;
+			}
+			array_element_out(out, v.data ? v.data : "", v.len);
+			free(v.data);
+		}
+	}
+	for (int d = 0; d < ndim; d++)
+		buf_putc(out, '}');
+	return true;
 }

@@ -73,6 +73,15 @@ INSERT INTO app.times VALUES ('1 year 2 months 3 days 04:05:06.789', '04:05:06.5
   ('-1 days +02:00:00', '23:59:59-05:30', '00:00:00.000001'), ('0', '00:00:00+00', '12:00'),
   ('-3 years -1 mon -00:00:01.25', '12:34:56.789-00:00:15', NULL), ('1 mon -1 day', NULL, '01:02:03'),
   ('-178000000 years', '00:00:00+15:59', '23:59:59.999999'), (NULL, NULL, NULL);
+CREATE FOREIGN TABLE app.arrays (ia int[], ta text[], na numeric[], fa float8[], ba bool[], tsa timestamptz[],
+  i8a int8[][], ua uuid[], bya bytea[]) SERVER vault;
+INSERT INTO app.arrays VALUES
+  ('{1,2,NULL}', '{"a b","c,d","","NULL","q\"uote","back\\\\slash",null}', '{1.5,NaN,-0.001}',
+   '{NaN,-Infinity,0.1}', '{t,f}', '{"2024-01-01 10:00:00+00",infinity}', '{{1,2},{3,4}}',
+   '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', '{"\\\\x00ff",NULL}'),
+  ('{}', '{}', NULL, '[0:1]={5,6}', '{NULL}', '{}', '[2:3][-1:0]={{1,2},{3,4}}', '{}', '{}'),
+  (NULL, '{{"x y",z},{"{}",NULL}}', '{123456789012345678901234567890}', '{1e300}', NULL, NULL, '{{7},{8}}', NULL,
+   '{"\\\\x"}');
 CREATE FOREIGN TABLE app.events (id int, doc jsonb) SERVER vault;
 INSERT INTO app.events VALUES (1, '{"a": 1}');
 CREATE FOREIGN TABLE app.gone (x int) SERVER vault;
@@ -81,7 +90,7 @@ DROP FOREIGN TABLE app.gone;
 });
 
 my %csv;
-for my $t ('app.types', 'app.solo', 'app.times')
+for my $t ('app.types', 'app.solo', 'app.times', 'app.arrays')
 {
 	my $file = "$base/$t.server.csv";
 	$node->safe_psql('postgres', "COPY (SELECT * FROM $t) TO '$file' (FORMAT csv, HEADER)");
@@ -89,6 +98,7 @@ for my $t ('app.types', 'app.solo', 'app.times')
 }
 like($csv{'app.types'}, qr/"say ""hi"", then\nleave"/, 'the server wrote quotes and newlines into the CSV');
 like($csv{'app.times'}, qr/^1 year 2 mons 3 days 04:05:06\.789,04:05:06\.5\+02,24:00:00$/m, '... and intervals');
+like($csv{'app.arrays'}, qr/,"\[2:3\]\[-1:0\]=\{\{1,2\},\{3,4\}\}",/, '... and arrays with bounds');
 
 # ------------------------------------------------------------------- blobs
 my %blobs;
@@ -103,6 +113,19 @@ for my $b (['small', q{'hello, exported world'::bytea}], ['empty', q{''::bytea}]
 		size => $node->safe_psql('postgres', "SELECT destor.blob_size('$id')"),
 	};
 }
+# small blobs packed into one shared object (issue 15 item 5), one of them deleted
+my %packed = map { split /\|/ } split /\n/, $node->safe_psql('postgres', q{
+SET destor.blob_pack_threshold = '64kB';
+CREATE TABLE packed AS SELECT i, destor.blob_put('vault',
+  CASE WHEN i = 1 THEN ''::bytea ELSE convert_to(repeat('packed ' || i, i * 100), 'UTF8') END) AS b
+  FROM generate_series(1, 6) i;
+SELECT destor.blob_delete(b) FROM packed WHERE i = 3;
+SELECT b, encode(sha256(destor.blob_get(b)), 'hex') FROM packed WHERE i <> 3;
+});
+my $packed_gone = $node->safe_psql('postgres', q{SELECT b FROM packed WHERE i = 3});
+is(scalar(keys %packed), 5, 'five packed blobs');
+is($node->safe_psql('postgres', q{SELECT count(DISTINCT pack_id) FROM destor.blobs WHERE pack_id IS NOT NULL}), '1',
+	'... in one pack');
 my $deleted = $node->safe_psql('postgres', q{SELECT destor.blob_put('vault', 'deleted')});
 $node->safe_psql('postgres', "SELECT destor.blob_delete('$deleted')");
 cmp_ok($blobs{large}{size}, '>', 1_000_000, 'a blob of several blocks and stripes');
@@ -128,6 +151,13 @@ remove_tree($datadir);
 remove_tree($dirs[1]);			# one provider lost for good
 my @providers = map { "--provider=file:$_" } @dirs[0, 2, 3, 4];
 
+# what the surviving providers hold: every file, its size and modification time
+sub provider_state
+{
+	return join("\n", map { my @st = stat($_); "$_ $st[7] $st[9]" } sort map { DestorTest::files_under($_) } @dirs[0, 2, 3, 4]);
+}
+my $state_before = provider_state();
+
 sub export
 {
 	my (@args) = @_;
@@ -148,8 +178,14 @@ for my $name (sort keys %blobs)
 	like($out, qr/^blob $blobs{$name}{id} size $blobs{$name}{size} owner \S+$/m, "ls lists blob $name");
 }
 unlike($out, qr/$deleted/, 'a deleted blob is not listed');
+my ($pack) = $out =~ /^blob \S+ size \d+ owner \S+ packed in (\S+)$/m;
+for my $id (sort keys %packed)
+{
+	like($out, qr/^blob $id size \d+ owner \S+ packed in $pack$/m, "ls lists packed blob $id in its pack");
+}
+unlike($out, qr/$packed_gone/, 'a deleted packed blob is not listed');
 
-for my $t ('app.types', 'app.solo', 'app.times')
+for my $t ('app.types', 'app.solo', 'app.times', 'app.arrays')
 {
 	my $file = "$base/$t.export.csv";
 	($rc, $out, $err) = export('table', $t, '-o', $file);
@@ -169,9 +205,23 @@ for my $name (sort keys %blobs)
 	is(sha256_hex(-e $file ? slurp_file($file) : 'missing'), $blobs{$name}{sha}, "blob $name: every byte");
 }
 
+for my $id (sort keys %packed)
+{
+	($rc, $out, $err) = export('blob', $id);
+	is($rc, 0, "packed blob $id exits 0") or diag($err);
+	is(sha256_hex($out), $packed{$id}, "packed blob $id: every byte");
+}
+
 ($rc, $out, $err) = export('table', 'app.events');
 isnt($rc, 0, 'a column of a type the tool cannot print fails');
 like($err, qr/column "doc" of table app\.events has type jsonb/, '... and names the column and type');
+{
+	my ($stdout, $stderr);
+	IPC::Run::run(['destor-export', "--master-key=$key", @providers, '--pool=nosuch', 'ls'],
+		'>', \$stdout, '2>', \$stderr);
+	is($? >> 8, 2, 'a pool the providers do not hold is exit status 2');
+	like($stderr, qr/no committed log object of pool "nosuch"; they hold the log of "vault"/, '... naming the pools they hold');
+}
 ($rc, $out, $err) = export('table', 'app.nosuch');
 is($rc, 2, 'an unknown table is exit status 2');
 like($err, qr/no table "app\.nosuch"/, '... and says so');
@@ -181,6 +231,7 @@ is($rc, 0, 'verify with one provider missing exits 0') or diag($out, $err);
 like($out, qr/^DEGRADED  blob $blobs{large}{id}: 1 of 5 shards bad, recoverable$/m,
 	'verify reports an object missing a shard as degraded');
 like($out, qr/ 0 LOST$/m, 'nothing is lost');
+like($out, qr/^DEGRADED  pack $pack \(5 blobs\): 1 of 5 shards bad, recoverable$/m, 'verify names the pack and its blobs');
 like($out, qr/^metadata log: (\d+) log objects read, \1 degraded \(recoverable\), 0 unreadable$/m,
 	'verify reports the log objects missing their shard on the lost provider');
 
@@ -210,6 +261,8 @@ DestorTest::stop_s3($s3[0]);
 	isnt($? >> 8, 0, 's3: no credentials is an error');
 	like($stderr, qr/no S3 credentials/, '... that says how to give them');
 }
+
+is(provider_state(), $state_before, 'destor-export wrote, changed and deleted nothing on the providers');
 
 # a wrong master key
 my $wrong = "$base/wrong.key";
