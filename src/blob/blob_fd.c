@@ -50,6 +50,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "destor/blob.h"
 #include "destor/object.h"
@@ -85,6 +87,7 @@ typedef struct BlobFd
 	/* reading */
 	uint8		id[CODEC_OBJID_LEN];
 	ObjectMeta *meta;			/* in cxt */
+	Snapshot	snapshot;		/* owned, registered on the top transaction */
 	MemoryContext reader_cxt;	/* holds the reader; reset to abandon it */
 	ObjectReader *reader;		/* NULL until the first read */
 	uint64		last_end;		/* where the last read ended (sequential?) */
@@ -124,6 +127,23 @@ fd_drop_reader(BlobFd *d)
 	d->reader = NULL;
 	d->buf_len = 0;
 	d->last_end = PG_UINT64_MAX;
+}
+
+/*
+ * fd_release_snapshot — let go of a read descriptor's snapshot (closed, or
+ * its subtransaction rolled back).  Not at abort: the transaction's resource
+ * owner releases it there.
+ */
+static void
+fd_release_snapshot(BlobFd *d)
+{
+	if (d->snapshot != NULL)
+	{
+		Snapshot	snap = d->snapshot;
+
+		d->snapshot = NULL;
+		UnregisterSnapshotFromOwner(snap, TopTransactionResourceOwner);
+	}
 }
 
 static void
@@ -167,6 +187,7 @@ blob_fd_xact_callback(XactEvent event, void *arg)
 					d->reader = NULL;
 					object_reader_close(r);
 				}
+				fd_release_snapshot(d);
 			}
 			break;
 		case XACT_EVENT_ABORT:
@@ -211,6 +232,7 @@ blob_fd_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			{
 				/* the writer's memory goes with the subtransaction's */
 				fd_drop_reader(d);
+				fd_release_snapshot(d);
 				d->writer = NULL;
 				d->state = BLOB_FD_ROLLED_BACK;
 			}
@@ -446,6 +468,17 @@ blob_fd_open(PG_FUNCTION_ARGS)
 	MemoryContextSetParent(cxt, d->cxt);
 	memcpy(d->id, b->id, CODEC_OBJID_LEN);
 	d->meta = meta;
+
+	/*
+	 * Hold the snapshot the blob was found under until the descriptor
+	 * closes, as lo_open(INV_READ) does: this backend's xmin then keeps a
+	 * delete committed by another session meanwhile from removing the
+	 * shards (object_xact.c leaves them retired for cleanup_orphans), so
+	 * the descriptor reads to the end of its transaction.
+	 */
+	d->snapshot = RegisterSnapshotOnOwner(ActiveSnapshotSet() ? GetActiveSnapshot()
+										  : GetTransactionSnapshot(),
+										  TopTransactionResourceOwner);
 	PG_RETURN_INT32(fdno);
 }
 
@@ -615,6 +648,7 @@ blob_fd_close(PG_FUNCTION_ARGS)
 			d->reader = NULL;
 			object_reader_close(r);
 		}
+		fd_release_snapshot(d);
 		memcpy(b->id, d->id, CODEC_OBJID_LEN);
 	}
 	d->state = BLOB_FD_CLOSED;
