@@ -405,8 +405,9 @@ fd_read_at(BlobFd *d, uint64 pos, uint64 n, char *dst)
 			uint64		wstart = pos - pos % BLOB_FD_WINDOW;
 			uint64		wlen = Min(BLOB_FD_WINDOW, d->meta->size - wstart);
 
+			/* no window is longer than the blob: a small blob, a small buffer */
 			if (d->buf == NULL)
-				d->buf = MemoryContextAlloc(d->cxt, BLOB_FD_WINDOW);
+				d->buf = MemoryContextAlloc(d->cxt, Min(BLOB_FD_WINDOW, d->meta->size));
 			d->buf_len = 0;		/* half-filled if the read fails */
 			object_reader_read(fd_reader(d), wstart, wlen, d->buf);
 			d->buf_start = wstart;
