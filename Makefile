@@ -40,6 +40,7 @@ OBJS += src/table/table_plan.o src/table/table_scan.o src/table/table_modify.o \
 OBJS += src/maintenance/audit.o
 OBJS += src/blob/blob_acl.o src/blob/blob_lifecycle.o
 OBJS += src/blob/blob_fd.o
+OBJS += src/blob/blob_pack.o
 OBJS += src/lo/lo_tier.o src/lo/lo_hooks.o
 OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
@@ -55,7 +56,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_breaker
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
@@ -130,3 +131,28 @@ $(OBJS): $(wildcard src/*/*.h)
 # PostgreSQL's regression SQL against heap and destor tables (test/pgregress/).
 check-pgregress:
 	DESTOR_SUITES=pgregress PGREGRESS_LIST=full.txt bash scripts/test.sh
+
+# destor-export (src/export/): reads a pool from its providers with no
+# PostgreSQL server (README, "destor-export").  Built by `make` from the
+# codec layer and the S3 signer (PostgreSQL-free) and installed next to
+# pg_config's programs by `make install`.
+EXPORT_SRCS = src/export/main.c src/export/util.c src/export/store.c src/export/pool.c \
+	src/export/object.c src/export/values.c
+EXPORT_LIBSRCS = src/codec/rs.c src/codec/crypt.c src/codec/compress.c src/codec/checksum.c \
+	src/codec/mac.c src/provider/s3_sign.c
+EXPORT_CFLAGS = -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes \
+	-Werror=implicit-function-declaration -Isrc/include
+
+all: src/export/destor-export
+
+src/export/destor-export: $(EXPORT_SRCS) $(EXPORT_LIBSRCS) src/export/export.h src/include/destor/codec.h src/include/destor/s3_sign.h
+	$(CC) $(EXPORT_CFLAGS) -o $@ $(EXPORT_SRCS) $(EXPORT_LIBSRCS) -lcurl -lcrypto -lisal -lzstd -lpthread
+
+install: install-export
+
+.PHONY: install-export
+install-export: src/export/destor-export
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) src/export/destor-export '$(DESTDIR)$(bindir)/destor-export'
+
+EXTRA_CLEAN += src/export/destor-export

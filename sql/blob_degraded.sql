@@ -3,6 +3,8 @@
 -- clear error that names the providers.  Self-contained: it destroys its
 -- own six providers dg1..dg6 and their 4+2 pool dg_pool.
 \i test/regress/setup.sql
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 CREATE FUNCTION show_error(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE msg text; det text;
 BEGIN

@@ -4,6 +4,8 @@
 -- lists or deletes blobs no column references.  Shard files are counted on
 -- the providers to show what really went.
 \i test/regress/setup.sql
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 \set VERBOSITY terse
 \set mk 'cat > /dev/null; mkdir -p ' :dir '/bl1 ' :dir '/bl2 ' :dir '/bl3'
 COPY (SELECT 1) TO PROGRAM :'mk';

@@ -1,6 +1,8 @@
 -- Shards follow transactions: rolled-back writes leave nothing on the
 -- providers; deletions take effect only at commit.
 \i test/regress/setup.sql
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 -- shard_files(dir): shard files on p1..p6, from the shared setup
 CREATE TEMP TABLE files AS SELECT shard_files(:'dir') AS n;
 

@@ -1,4 +1,6 @@
 \i test/regress/setup.sql
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 -- Cost (issue 13 item 6): provider options cost_per_request and
 -- egress_per_gb; storage_report's request and egress costs since the
 -- statistics were reset and its monthly estimate; cost_report per table

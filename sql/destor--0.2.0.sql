@@ -798,7 +798,7 @@ BEGIN
     END IF;
   END LOOP;
   FOR victim IN
-    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id
+    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
      WHERE o.pool = vacuum_blobs.pool
        AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
      ORDER BY b.created_at, b.blob_id
@@ -1022,3 +1022,118 @@ REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;
 CREATE FUNCTION take_over_pool(pool name)
   RETURNS bigint AS 'MODULE_PATHNAME', 'destor_take_over_pool' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION take_over_pool(name) FROM PUBLIC;
+
+-- A read-only follower (issue 12 item 3): the writer's log objects this
+-- database replayed from a pool declared mode 'read_only' (recover_catalog
+-- then follow_pool), so that each follow replays only the new ones.
+CREATE TABLE followed_log (
+    pool        name NOT NULL,
+    instance    text NOT NULL,
+    seq         bigint NOT NULL,
+    log_id      uuid NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, instance, seq, log_id)
+);
+REVOKE ALL ON followed_log FROM PUBLIC;
+-- Replay the writer's log objects committed since the last follow (or the
+-- recovery) of a read-only pool; returns how many were applied.  The
+-- maintenance worker calls it every round for read-only pools.
+CREATE FUNCTION follow_pool(pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_follow_pool' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION follow_pool(name) FROM PUBLIC;
+
+-- Log compaction (issue 12 item 2): log_snapshot() records what its snapshot
+-- supersedes; compact_log() deletes those log objects and their markers from
+-- the providers once the snapshot is on every provider it was written to.
+CREATE TABLE meta_snapshots (
+    pool          name NOT NULL,
+    snapshot_xid  xid8 NOT NULL,
+    below_seq     bigint,          -- log objects of the instance older than this: superseded
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pool, snapshot_xid)
+);
+CREATE TABLE meta_superseded (
+    pool          name NOT NULL,
+    snapshot_xid  xid8 NOT NULL,
+    seq           bigint NOT NULL,
+    log_id        uuid NOT NULL,
+    PRIMARY KEY (pool, snapshot_xid, seq)
+);
+REVOKE ALL ON meta_snapshots, meta_superseded FROM PUBLIC;
+CREATE OR REPLACE FUNCTION log_snapshot(pool name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+DECLARE
+  n bigint := 0;
+  c bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                  WHERE s.srvname = $1 AND w.fdwname = 'destor') THEN
+    RAISE EXCEPTION 'pool "%" does not exist', $1 USING ERRCODE = 'undefined_object';
+  END IF;
+  -- what this snapshot supersedes (compact_log deletes it once the snapshot
+  -- is durable): the log objects committed before it started, and those of
+  -- the instance older than any this database wrote (an adopted writer's)
+  INSERT INTO destor.meta_superseded (pool, snapshot_xid, seq, log_id)
+    SELECT $1, pg_current_xact_id(), l.seq, l.log_id FROM destor.meta_log l WHERE l.pool = $1;
+  INSERT INTO destor.meta_snapshots (pool, snapshot_xid, below_seq)
+    VALUES ($1, pg_current_xact_id(), (SELECT min(l.seq) FROM destor.meta_log l));
+  UPDATE destor.objects o SET pool = o.pool WHERE o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.shards s SET state = s.state FROM destor.objects o
+   WHERE o.object_id = s.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
+   WHERE o.object_id = coalesce(b.pack_id, b.blob_id) AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
+   WHERE o.object_id = g.object_id AND o.pool = $1;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  WITH d AS (DELETE FROM destor.deletions d USING destor.segments g, destor.objects o
+              WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no
+                AND o.object_id = g.object_id AND o.pool = $1
+             RETURNING d.*)
+  INSERT INTO destor.deletions SELECT * FROM d;
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  -- every table definition is logged again at commit
+  DELETE FROM destor.table_definitions d WHERE d.pool = $1;
+  UPDATE destor.tables t SET relid = t.relid
+   WHERE EXISTS (SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+                  WHERE ft.ftrelid = t.relid AND s.srvname = $1);
+  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
+  RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
+CREATE FUNCTION compact_log(pool name) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_compact_log' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION compact_log(name) FROM PUBLIC;
+-- Small blobs packed into shared objects (issue 15 item 5,
+-- src/blob/blob_pack.c): a blob up to destor.blob_pack_threshold bytes
+-- written by blob_put, blob_import or blob_from_lo is appended to its
+-- transaction's open pack for the pool, uploaded as one ordinary object when
+-- full and at commit.  Its row keeps its own id, owner, ACL and sha256 and
+-- points at (pack_id, pack_offset, pack_length); the blob id of a packed
+-- blob is no object's id.
+ALTER TABLE blobs DROP CONSTRAINT blobs_blob_id_fkey;
+ALTER TABLE blobs ADD COLUMN pack_id uuid REFERENCES objects,
+  ADD COLUMN pack_offset bigint, ADD COLUMN pack_length bigint,
+  ADD CONSTRAINT blobs_pack_check CHECK ((pack_id IS NULL) = (pack_offset IS NULL)
+    AND (pack_id IS NULL) = (pack_length IS NULL) AND pack_offset >= 0 AND pack_length >= 0);
+CREATE INDEX blobs_pack_id ON blobs (pack_id) WHERE pack_id IS NOT NULL;
+-- Shards of the blobs the caller may read (a packed blob's are its pack's).
+CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
+    JOIN shards s ON s.object_id = o.object_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.privilege_type = 'SELECT'
+                    AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+-- Rewrite the packs of a pool whose dead share (bytes of deleted blobs) is
+-- above min_dead_fraction into new packs, repointing their live blobs in the
+-- caller's transaction; old packs go after commit.  Returns how many packs
+-- were rewritten.  Superuser only (the maintenance worker calls it too).
+CREATE FUNCTION compact_packs(pool name, min_dead_fraction float8 DEFAULT 0.5)
+  RETURNS bigint AS 'MODULE_PATHNAME', 'blob_compact_packs' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION compact_packs(name, float8) FROM PUBLIC;

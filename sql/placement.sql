@@ -5,6 +5,8 @@
 -- rebalance brings objects under changed rules.
 \getenv dir DESTOR_REGRESS_DIR
 \set VERBOSITY default
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 SELECT set_config('destor_test.pldir', :'dir' || '/placement', false) IS NOT NULL AS set;
 \set mk 'cat > /dev/null; cd ' :dir ' && mkdir -p placement/e1 placement/e2 placement/e3 placement/e4 placement/c1 placement/c2 placement/u1 placement/u2'
 COPY (SELECT 1) TO PROGRAM :'mk';

@@ -2,6 +2,8 @@
 -- written again from the others, byte for byte what they were; readers then
 -- have full redundancy again.  Table segments are objects like blobs.
 \i test/regress/setup.sql
+-- the shards of blobs of their own: small blobs stay unpacked here (blob_pack.sql)
+SET destor.blob_pack_threshold = 0;
 \set VERBOSITY default
 SELECT set_config('destor_test.dir', :'dir', false) IS NOT NULL AS set;
 -- run a shell command on the server (consuming COPY's input)

@@ -63,6 +63,7 @@ _PG_init(void)
 	object_define_gucs();
 	cache_define_gucs();
 	maintenance_define_gucs();
+	blob_pack_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	progress_init();

@@ -152,14 +152,98 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
-ObjectMeta *
-blob_open_meta(BlobHandle *b, const char *action)
+/* Where a blob in the catalog lives: its object, or its range of a pack. */
+static void
+blob_data_fill(BlobData *d, bool packed, const uint8 *pack, uint64 off, uint64 len)
 {
-	Oid			owner = InvalidOid;
-	bool		found = catalog_get_blob(b->id, &owner);
+	d->packed = packed;
+	if (packed)
+	{
+		d->meta = catalog_get_object(pack, false);
+		d->base = off;
+		d->size = len;
+	}
+	else
+	{
+		d->meta = catalog_get_object(d->id, false);
+		d->base = 0;
+		d->size = d->meta->size;
+	}
+}
 
+/*
+ * blob_open_data — the blob's bytes, after checking that it exists and the
+ * user may use it for action.  A small blob still in this transaction's
+ * open pack is read from there; for anything else it is uploaded first, so
+ * that its row exists (blob_pack.c).
+ */
+BlobData *
+blob_open_data(BlobHandle *b, const char *action)
+{
+	BlobData   *d = palloc0(sizeof(BlobData));
+	Oid			owner = InvalidOid;
+	bool		packed;
+	uint8		pack[CODEC_OBJID_LEN];
+	uint64		off = 0;
+	uint64		len = 0;
+	bool		found;
+
+	memcpy(d->id, b->id, CODEC_OBJID_LEN);
+	if (strcmp(action, "read") == 0 &&
+		blob_pack_pending(b->id, &owner, &d->pending, &d->size, NULL))
+	{
+		blob_check_access(b, true, owner, action);
+		d->packed = true;
+		return d;
+	}
+	blob_pack_settle(b->id);
+	found = blob_catalog_get(b->id, &owner, &packed, pack, &off, &len);
 	blob_check_access(b, found, owner, action);
-	return catalog_get_object(b->id, false);
+	blob_data_fill(d, packed, pack, off, len);
+	return d;
+}
+
+/* A reader of the blob's object (NULL for a pending blob: nothing to read). */
+ObjectReader *
+blob_data_reader(BlobData *d)
+{
+	return d->pending ? NULL : object_reader_open(d->meta);
+}
+
+/* n bytes of the blob at off (inside it) into dst; r from blob_data_reader. */
+void
+blob_data_read(BlobData *d, ObjectReader *r, uint64 off, uint64 n, char *dst)
+{
+	Assert(off + n <= d->size);
+	if (d->pending)
+		memcpy(dst, d->pending + off, n);
+	else
+		object_reader_read(r, d->base + off, n, dst);
+}
+
+void
+blob_data_close(ObjectReader *r)
+{
+	if (r != NULL)
+		object_reader_close(r);
+}
+
+/*
+ * blob_remove — delete a blob the caller may delete: its row now, its
+ * storage after commit (never on rollback): its object, or its range of a
+ * pack (the pack goes with its last blob).
+ */
+void
+blob_remove(BlobData *d)
+{
+	if (d->packed)
+		blob_pack_retire(d->id);
+	else
+	{
+		catalog_delete_blob(d->id);
+		/* shards go only once the deletion has committed */
+		object_delete_at_commit(d->meta);
+	}
 }
 
 /* ---------------------------------------------------------------------------
@@ -210,7 +294,7 @@ typedef struct BlobCacheEntry
 {
 	uint8		id[CODEC_OBJID_LEN];	/* hash key */
 	Oid			owner;
-	ObjectMeta *meta;			/* in BlobCacheContext */
+	BlobData	data;			/* data.meta in BlobCacheContext */
 	bool		transient;		/* not in the cache: the caller's memory */
 } BlobCacheEntry;
 
@@ -304,7 +388,11 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	BlobCacheEntry *e;
 	bool		found;
 	Oid			owner = InvalidOid;
-	ObjectMeta *meta;
+	BlobData	d;
+	bool		packed;
+	uint8		pack[CODEC_OBJID_LEN];
+	uint64		off = 0;
+	uint64		len = 0;
 	uint64		gen;
 
 	if (!blob_cache_callbacks)
@@ -316,6 +404,21 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	}
 	/* what other transactions committed so far (see above) */
 	AcceptInvalidationMessages();
+
+	/* a small blob of this transaction not uploaded yet: never cached */
+	memset(&d, 0, sizeof(d));
+	if (blob_pack_pending(b->id, &owner, &d.pending, &d.size, NULL))
+	{
+		blob_check_access(b, true, owner, action);
+		e = palloc0(sizeof(BlobCacheEntry));
+		memcpy(e->id, b->id, CODEC_OBJID_LEN);
+		memcpy(d.id, b->id, CODEC_OBJID_LEN);
+		d.packed = true;
+		e->owner = owner;
+		e->data = d;
+		e->transient = true;
+		return e;
+	}
 
 	gen = blob_cache_gen;
 	if (blob_cache != NULL)
@@ -332,16 +435,17 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	}
 
 	/* not cached: the catalog, as always */
-	found = catalog_get_blob(b->id, &owner);
+	found = blob_catalog_get(b->id, &owner, &packed, pack, &off, &len);
 	blob_check_access(b, found, owner, action);
-	meta = catalog_get_object(b->id, false);
+	memcpy(d.id, b->id, CODEC_OBJID_LEN);
+	blob_data_fill(&d, packed, pack, off, len);
 
 	if (gen != blob_cache_gen)
 	{
 		e = palloc0(sizeof(BlobCacheEntry));
 		memcpy(e->id, b->id, CODEC_OBJID_LEN);
 		e->owner = owner;
-		e->meta = meta;
+		e->data = d;
 		e->transient = true;
 		return e;
 	}
@@ -370,7 +474,8 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	}
 	e = hash_search(blob_cache, b->id, HASH_ENTER, &found);
 	e->owner = owner;
-	e->meta = blob_meta_copy(BlobCacheContext, meta);
+	e->data = d;
+	e->data.meta = blob_meta_copy(BlobCacheContext, d.meta);
 	e->transient = false;
 	return e;
 }
@@ -406,6 +511,60 @@ blob_store(ObjectWriter *w)
 	return blob_store_expect(w, NULL);
 }
 
+/*
+ * A blob being written whole (blob_put, blob_import, blob_from_lo): held in
+ * memory while it is small enough to be packed (blob_pack.c), then streamed
+ * to its own object.
+ */
+typedef struct BlobSink
+{
+	Pool	   *pool;
+	StringInfoData small;
+	ObjectWriter *w;
+} BlobSink;
+
+static void
+blob_sink_start(BlobSink *s, Pool *pool)
+{
+	s->pool = pool;
+	s->w = NULL;
+	initStringInfo(&s->small);
+}
+
+static void
+blob_sink_write(BlobSink *s, const char *data, size_t len)
+{
+	if (s->w == NULL && (uint64) s->small.len + len <= (uint64) Max(blob_pack_threshold, 0) &&
+		blob_pack_catalog_ready())
+	{
+		appendBinaryStringInfo(&s->small, data, len);
+		return;
+	}
+	if (s->w == NULL)
+	{
+		s->w = object_writer_create(s->pool, true);
+		if (s->small.len > 0)
+			object_writer_write(s->w, s->small.data, s->small.len);
+	}
+	object_writer_write(s->w, data, len);
+}
+
+static BlobHandle *
+blob_sink_finish(BlobSink *s, const uint8 *expected)
+{
+	uint8		id[CODEC_OBJID_LEN];
+
+	if (s->w == NULL && !blob_pack_put(s->pool, s->small.data, s->small.len, expected, id))
+	{
+		s->w = object_writer_create(s->pool, true);
+		object_writer_write(s->w, s->small.data, s->small.len);
+	}
+	if (s->w != NULL)
+		memcpy(id, blob_store_expect(s->w, expected)->id, CODEC_OBJID_LEN);
+	pfree(s->small.data);
+	return blob_handle_make(id);
+}
+
 /* ---------------------------------------------------------------------------
  * SQL functions
  * ------------------------------------------------------------------------- */
@@ -416,8 +575,7 @@ blob_put(PG_FUNCTION_ARGS)
 	bytea	   *data;
 	const uint8 *expected;
 	Pool	   *pool;
-	ObjectWriter *w;
-	ObjectMeta *meta;
+	BlobSink	sink;
 
 	/* not STRICT since expected_sha256 may be NULL (none): the others may not */
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -426,30 +584,29 @@ blob_put(PG_FUNCTION_ARGS)
 	data = PG_GETARG_BYTEA_PP(1);
 	expected = blob_arg_sha256(fcinfo, 2);
 	pool = pool_lookup(NameStr(*poolname), true);
-	w = object_writer_create(pool, true);
-	object_writer_write(w, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
-	meta = blob_store_expect(w, expected);
-	PG_RETURN_POINTER(blob_handle_make(meta->id));
+	blob_sink_start(&sink, pool);
+	blob_sink_write(&sink, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+	PG_RETURN_POINTER(blob_sink_finish(&sink, expected));
 }
 
 Datum
 blob_get(PG_FUNCTION_ARGS)
 {
-	ObjectMeta *meta = blob_open_meta(PG_GETARG_BLOB(0), "read");
+	BlobData   *d = blob_open_data(PG_GETARG_BLOB(0), "read");
 	ObjectReader *r;
 	bytea	   *result;
 
-	if (meta->size > MaxAllocSize - VARHDRSZ)
+	if (d->size > MaxAllocSize - VARHDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("blob %s is too large to return as bytea (%llu bytes)",
-						object_id_text(meta->id), (unsigned long long) meta->size),
+						object_id_text(d->id), (unsigned long long) d->size),
 				 errhint("Use destor.blob_read() for parts of it, or destor.blob_export() to write it to a file.")));
-	result = palloc(VARHDRSZ + meta->size);
-	SET_VARSIZE(result, VARHDRSZ + meta->size);
-	r = object_reader_open(meta);
-	object_reader_read(r, 0, meta->size, VARDATA(result));
-	object_reader_close(r);
+	result = palloc(VARHDRSZ + d->size);
+	SET_VARSIZE(result, VARHDRSZ + d->size);
+	r = blob_data_reader(d);
+	blob_data_read(d, r, 0, d->size, VARDATA(result));
+	blob_data_close(r);
 	PG_RETURN_BYTEA_P(result);
 }
 
@@ -492,7 +649,7 @@ blob_read(PG_FUNCTION_ARGS)
 	int64		offset = PG_GETARG_INT64(1);
 	int32		length = PG_GETARG_INT32(2);
 	BlobCacheEntry *e;
-	ObjectMeta *meta;
+	BlobData	d;
 	ObjectReader *r;
 	bytea	   *result;
 	uint64		n;
@@ -516,16 +673,18 @@ blob_read(PG_FUNCTION_ARGS)
 	e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
 	/* the reader's own copy: an invalidation during the read (a provider
 	 * look-up may take one) frees the cache's */
-	meta = e->transient ? e->meta : blob_meta_copy(CurrentMemoryContext, e->meta);
+	d = e->data;
+	if (!e->transient)
+		d.meta = blob_meta_copy(CurrentMemoryContext, e->data.meta);
 	/* like substring(): reading past the end returns what is there */
-	n = (uint64) offset >= meta->size ? 0 : Min((uint64) length, meta->size - offset);
+	n = (uint64) offset >= d.size ? 0 : Min((uint64) length, d.size - offset);
 	result = palloc(VARHDRSZ + n);
 	SET_VARSIZE(result, VARHDRSZ + n);
-	if (n > 0 && !blob_read_cached(meta, offset, n, VARDATA(result)))
+	if (n > 0 && (d.pending || !blob_read_cached(d.meta, d.base + offset, n, VARDATA(result))))
 	{
-		r = object_reader_open(meta);
-		object_reader_read(r, offset, n, VARDATA(result));
-		object_reader_close(r);
+		r = blob_data_reader(&d);
+		blob_data_read(&d, r, offset, n, VARDATA(result));
+		blob_data_close(r);
 	}
 	PG_RETURN_BYTEA_P(result);
 }
@@ -535,18 +694,13 @@ blob_size(PG_FUNCTION_ARGS)
 {
 	BlobCacheEntry *e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
 
-	PG_RETURN_INT64((int64) e->meta->size);
+	PG_RETURN_INT64((int64) e->data.size);
 }
 
 Datum
 blob_delete(PG_FUNCTION_ARGS)
 {
-	BlobHandle *b = PG_GETARG_BLOB(0);
-	ObjectMeta *meta = blob_open_meta(b, "delete");
-
-	catalog_delete_blob(b->id);
-	/* shards go only once the deletion has committed */
-	object_delete_at_commit(meta);
+	blob_remove(blob_open_data(PG_GETARG_BLOB(0), "delete"));
 	PG_RETURN_VOID();
 }
 
@@ -557,8 +711,8 @@ blob_import(PG_FUNCTION_ARGS)
 	char	   *path;
 	const uint8 *expected;
 	Pool	   *pool;
-	ObjectWriter *w;
-	ObjectMeta *meta;
+	BlobSink	sink;
+	BlobHandle *result;
 	char	   *buf;
 	int			fd;
 
@@ -595,7 +749,7 @@ blob_import(PG_FUNCTION_ARGS)
 			progress_set_totals((int64) st.st_size, 1);
 	}
 	progress_set_phase("writing");
-	w = object_writer_create(pool, true);
+	blob_sink_start(&sink, pool);
 	buf = palloc(BLOB_IO_CHUNK);
 	for (;;)
 	{
@@ -613,15 +767,15 @@ blob_import(PG_FUNCTION_ARGS)
 		}
 		if (n == 0)
 			break;
-		object_writer_write(w, buf, n);
+		blob_sink_write(&sink, buf, n);
 		progress_add(n, 0);
 	}
 	CloseTransientFile(fd);
 	pfree(buf);
-	meta = blob_store_expect(w, expected);
+	result = blob_sink_finish(&sink, expected);
 	progress_add(0, 1);
 	progress_end();
-	PG_RETURN_POINTER(blob_handle_make(meta->id));
+	PG_RETURN_POINTER(result);
 }
 
 /* ---------------------------------------------------------------------------
@@ -703,7 +857,7 @@ blob_export(PG_FUNCTION_ARGS)
 {
 	BlobHandle *b = PG_GETARG_BLOB(0);
 	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	ObjectMeta *meta;
+	BlobData   *meta;
 	ObjectReader *r;
 	ExportWrite w[2];
 	uint64		off = 0;
@@ -724,8 +878,8 @@ blob_export(PG_FUNCTION_ARGS)
 				 errmsg("relative path not allowed for blob_export"),
 				 errhint("Give the absolute path of the file on the database server.")));
 
-	meta = blob_open_meta(b, "read");
-	r = object_reader_open(meta);
+	meta = blob_open_data(b, "read");
+	r = blob_data_reader(meta);
 	progress_start("blob_export", InvalidOid, object_id_text(meta->id));
 	progress_set_totals((int64) meta->size, 1);
 	progress_set_phase("reading");
@@ -735,7 +889,7 @@ blob_export(PG_FUNCTION_ARGS)
 	memset(w, 0, sizeof(w));
 	w[0].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
 	w[1].buf = provider_alloc_aligned(CurrentMemoryContext, EXPORT_CHUNK);
-	object_reader_read(r, 0, Min((uint64) EXPORT_CHUNK, meta->size), w[0].buf);
+	blob_data_read(meta, r, 0, Min((uint64) EXPORT_CHUNK, meta->size), w[0].buf);
 
 	oumask = umask(S_IWGRP | S_IWOTH);
 	PG_TRY();
@@ -772,7 +926,7 @@ blob_export(PG_FUNCTION_ARGS)
 
 			export_finish(cw, path);
 			if (off > 0)		/* the first part was read above */
-				object_reader_read(r, off, n, cw->buf);
+				blob_data_read(meta, r, off, n, cw->buf);
 			if (direct && n % PROVIDER_IO_ALIGN != 0)
 			{
 				/* the unaligned end of the file: write it through the page cache */
@@ -816,7 +970,7 @@ blob_export(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not close server file \"%s\": %m", path)));
-	object_reader_close(r);
+	blob_data_close(r);
 	progress_add(0, 1);
 	progress_end();
 	PG_RETURN_INT64((int64) meta->size);
@@ -891,8 +1045,8 @@ blob_from_lo(PG_FUNCTION_ARGS)
 	bool		unlink_lo = PG_GETARG_BOOL(2);
 	Pool	   *pool = pool_lookup(NameStr(*poolname), true);
 	LargeObjectDesc *desc;
-	ObjectWriter *w;
-	ObjectMeta *meta;
+	BlobSink	sink;
+	BlobHandle *result;
 	char	   *buf;
 
 	/* checks existence and SELECT privilege */
@@ -900,7 +1054,7 @@ blob_from_lo(PG_FUNCTION_ARGS)
 	desc = inv_open(lo, INV_READ, CurrentMemoryContext);
 	if (unlink_lo)
 		check_lo_owner(lo, "unlink");
-	w = object_writer_create(pool, true);
+	blob_sink_start(&sink, pool);
 	buf = palloc(LO_IO_CHUNK);
 	for (;;)
 	{
@@ -910,14 +1064,14 @@ blob_from_lo(PG_FUNCTION_ARGS)
 		n = inv_read(desc, buf, LO_IO_CHUNK);
 		if (n <= 0)
 			break;
-		object_writer_write(w, buf, n);
+		blob_sink_write(&sink, buf, n);
 	}
 	inv_close(desc);
 	pfree(buf);
-	meta = blob_store(w);
+	result = blob_sink_finish(&sink, NULL);
 	if (unlink_lo)
 		inv_drop(lo);
-	PG_RETURN_POINTER(blob_handle_make(meta->id));
+	PG_RETURN_POINTER(result);
 }
 
 Datum
@@ -926,8 +1080,8 @@ blob_to_lo(PG_FUNCTION_ARGS)
 	BlobHandle *b = PG_GETARG_BLOB(0);
 	Oid			lo = PG_GETARG_OID(1);
 	bool		delete_blob = PG_GETARG_BOOL(2);
-	ObjectMeta *meta = blob_open_meta(b, delete_blob ? "delete" : "read");
-	ObjectReader *r = object_reader_open(meta);
+	BlobData   *meta = blob_open_data(b, delete_blob ? "delete" : "read");
+	ObjectReader *r = blob_data_reader(meta);
 	LargeObjectDesc *desc;
 	char	   *buf = palloc(LO_IO_CHUNK);
 
@@ -944,7 +1098,7 @@ blob_to_lo(PG_FUNCTION_ARGS)
 		int			n = (int) Min((uint64) LO_IO_CHUNK, meta->size - off);
 
 		CHECK_FOR_INTERRUPTS();
-		object_reader_read(r, off, n, buf);
+		blob_data_read(meta, r, off, n, buf);
 		if (inv_write(desc, buf, n) != n)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
@@ -952,13 +1106,10 @@ blob_to_lo(PG_FUNCTION_ARGS)
 		off += n;
 	}
 	inv_close(desc);
-	object_reader_close(r);
+	blob_data_close(r);
 	pfree(buf);
 	if (delete_blob)
-	{
-		catalog_delete_blob(b->id);
-		object_delete_at_commit(meta);
-	}
+		blob_remove(meta);
 	PG_RETURN_OID(lo);
 }
 
@@ -1005,6 +1156,24 @@ blob_sha256_hex(const uint8 *sha)
 }
 
 /*
+ * blob_check_expected_sha256 — refuse content of size bytes whose SHA-256
+ * (got; NULL: not known) is not expected (NULL: any).
+ */
+void
+blob_check_expected_sha256(uint64 size, const uint8 *got, const uint8 *expected)
+{
+	if (expected == NULL || (got != NULL && memcmp(got, expected, OBJECT_SHA256_LEN) == 0))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("blob content does not match expected_sha256"),
+			 errdetail("The %llu bytes received have SHA-256 %s; %s was expected.",
+					   (unsigned long long) size, got ? blob_sha256_hex(got) : "(unknown)",
+					   blob_sha256_hex(expected)),
+			 errhint("Nothing was stored. Send the data again.")));
+}
+
+/*
  * blob_store_expect — blob_store, refusing (before anything is recorded)
  * content whose SHA-256 is not expected_sha256 (NULL: any).  The ERROR
  * aborts the (sub)transaction, whose abort deletes the shards just
@@ -1015,15 +1184,9 @@ blob_store_expect(ObjectWriter *w, const uint8 *expected_sha256)
 {
 	ObjectMeta *meta = object_writer_finish(w);
 
-	if (expected_sha256 != NULL &&
-		(!meta->has_sha256 || memcmp(meta->sha256, expected_sha256, OBJECT_SHA256_LEN) != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("blob content does not match expected_sha256"),
-				 errdetail("The %llu bytes received have SHA-256 %s; %s was expected.",
-						   (unsigned long long) meta->size, blob_sha256_hex(meta->sha256),
-						   blob_sha256_hex(expected_sha256)),
-				 errhint("Nothing was stored. Send the data again.")));
+	if (expected_sha256 != NULL && !meta->has_sha256)
+		blob_check_expected_sha256(meta->size, NULL, expected_sha256);
+	blob_check_expected_sha256(meta->size, meta->sha256, expected_sha256);
 	catalog_insert_object(meta);
 	catalog_insert_blob_sha256(meta->id, GetUserId(), meta->has_sha256 ? meta->sha256 : NULL);
 	return meta;
@@ -1035,13 +1198,20 @@ blob_sha256(PG_FUNCTION_ARGS)
 {
 	BlobHandle *b = PG_GETARG_BLOB(0);
 	Oid			owner = InvalidOid;
-	bool		found = catalog_get_blob(b->id, &owner);
+	uint64		len;
+	bool		found;
 	uint8		sha[OBJECT_SHA256_LEN];
 	bytea	   *result;
 
-	blob_check_access(b, found, owner, "read");
-	if (!catalog_get_blob_sha256(b->id, sha))
-		PG_RETURN_NULL();		/* written before 0.2.0: see above */
+	if (blob_pack_pending(b->id, &owner, NULL, &len, sha))
+		blob_check_access(b, true, owner, "read");	/* in this transaction's open pack */
+	else
+	{
+		found = catalog_get_blob(b->id, &owner);
+		blob_check_access(b, found, owner, "read");
+		if (!catalog_get_blob_sha256(b->id, sha))
+			PG_RETURN_NULL();	/* written before 0.2.0: see above */
+	}
 	result = palloc(VARHDRSZ + OBJECT_SHA256_LEN);
 	SET_VARSIZE(result, VARHDRSZ + OBJECT_SHA256_LEN);
 	memcpy(VARDATA(result), sha, OBJECT_SHA256_LEN);
@@ -1060,18 +1230,25 @@ Datum
 blob_verify(PG_FUNCTION_ARGS)
 {
 	BlobHandle *b = PG_GETARG_BLOB(0);
-	ObjectMeta *meta = blob_open_meta(b, "read");
-	int			n = meta->data_shards + meta->parity_shards;
+	BlobData   *d;
+	ObjectMeta *meta;
+	int			n;
 	bool		unreadable = false;
 	bool		ok = true;
 	ShardCheck *checks;
 	uint8		want[OBJECT_SHA256_LEN];
-	bool		have_want = catalog_get_blob_sha256(b->id, want);
+	bool		have_want;
 	pg_cryptohash_ctx *ctx;
 	uint8		got[OBJECT_SHA256_LEN];
 	ObjectReader *r;
 	char	   *buf;
 
+	/* a small blob of this transaction is uploaded first: its shards are checked */
+	blob_pack_settle(b->id);
+	d = blob_open_data(b, "read");
+	meta = d->meta;				/* a packed blob's pack: all of its shards */
+	n = meta->data_shards + meta->parity_shards;
+	have_want = catalog_get_blob_sha256(b->id, want);
 	checks = object_check_and_repair(meta, true, false, NULL, &unreadable);
 	for (int i = 0; i < n; i++)
 	{
@@ -1104,21 +1281,21 @@ blob_verify(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not compute a SHA-256")));
-	r = object_reader_open(meta);
+	r = blob_data_reader(d);
 	buf = palloc(BLOB_IO_CHUNK);
-	for (uint64 off = 0; off < meta->size;)
+	for (uint64 off = 0; off < d->size;)
 	{
-		uint64		len = Min((uint64) BLOB_IO_CHUNK, meta->size - off);
+		uint64		len = Min((uint64) BLOB_IO_CHUNK, d->size - off);
 
 		CHECK_FOR_INTERRUPTS();
-		object_reader_read(r, off, len, buf);
+		blob_data_read(d, r, off, len, buf);
 		if (pg_cryptohash_update(ctx, (uint8 *) buf, len) < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("could not compute a SHA-256")));
 		off += len;
 	}
-	object_reader_close(r);
+	blob_data_close(r);
 	pfree(buf);
 	if (pg_cryptohash_final(ctx, got, sizeof(got)) < 0)
 		ereport(ERROR,

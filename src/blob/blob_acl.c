@@ -136,8 +136,10 @@ static Oid
 blob_owned_for(const uint8 *id, Acl **acl, const char *what)
 {
 	Oid			owner = InvalidOid;
-	bool		found = catalog_get_blob_acl(id, &owner, acl);
+	bool		found;
 
+	blob_pack_settle(id);		/* a small blob of this transaction: its row first */
+	found = catalog_get_blob_acl(id, &owner, acl);
 	if (!found && superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -86,7 +86,7 @@ typedef struct BlobFd
 
 	/* reading */
 	uint8		id[CODEC_OBJID_LEN];
-	ObjectMeta *meta;			/* in cxt */
+	BlobData   *meta;			/* in cxt */
 	Snapshot	snapshot;		/* owned, registered on the top transaction */
 	MemoryContext reader_cxt;	/* holds the reader; reset to abandon it */
 	ObjectReader *reader;		/* NULL until the first read */
@@ -374,7 +374,7 @@ fd_reader(BlobFd *d)
 			d->reader_cxt = AllocSetContextCreate(d->cxt, "destor blob descriptor reader",
 												  ALLOCSET_SMALL_SIZES);
 		old = MemoryContextSwitchTo(d->reader_cxt);
-		d->reader = object_reader_open(d->meta);
+		d->reader = blob_data_reader(d->meta);
 		MemoryContextSwitchTo(old);
 	}
 	return d->reader;
@@ -409,7 +409,7 @@ fd_read_at(BlobFd *d, uint64 pos, uint64 n, char *dst)
 			if (d->buf == NULL)
 				d->buf = MemoryContextAlloc(d->cxt, Min(BLOB_FD_WINDOW, d->meta->size));
 			d->buf_len = 0;		/* half-filled if the read fails */
-			object_reader_read(fd_reader(d), wstart, wlen, d->buf);
+			blob_data_read(d->meta, fd_reader(d), wstart, wlen, d->buf);
 			d->buf_start = wstart;
 			d->buf_len = wlen;
 			continue;
@@ -417,7 +417,7 @@ fd_read_at(BlobFd *d, uint64 pos, uint64 n, char *dst)
 		else
 		{
 			take = n;
-			object_reader_read(fd_reader(d), pos, n, dst);
+			blob_data_read(d->meta, fd_reader(d), pos, n, dst);
 		}
 		pos += take;
 		dst += take;
@@ -454,7 +454,7 @@ blob_fd_open(PG_FUNCTION_ARGS)
 	BlobHandle *b = (BlobHandle *) PG_GETARG_POINTER(0);
 	MemoryContext cxt;
 	MemoryContext old;
-	ObjectMeta *meta;
+	BlobData   *meta;
 	BlobFd	   *d;
 	int32		fdno;
 
@@ -462,7 +462,7 @@ blob_fd_open(PG_FUNCTION_ARGS)
 	cxt = AllocSetContextCreate(CurTransactionContext, "destor blob metadata",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	meta = blob_open_meta(b, "read");
+	meta = blob_open_data(b, "read");
 	MemoryContextSwitchTo(old);
 
 	d = fd_new(false, &fdno);

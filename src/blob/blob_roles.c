@@ -130,11 +130,23 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 
 			/* as DROP OWNED revokes what was granted to the role elsewhere */
 			blob_acl_forget_grantee(get_rolespec_oid(lfirst(lc), false));
+			blob_pack_flush_all();	/* the role's small blobs of this transaction too */
 			foreach(bc, catalog_blobs_of(get_rolespec_oid(lfirst(lc), false)))
 			{
 				uint8	   *id = lfirst(bc);
-				ObjectMeta *meta = catalog_get_object(id, true);
+				Oid			owner;
+				bool		packed;
+				uint8		pack[CODEC_OBJID_LEN];
+				uint64		off;
+				uint64		len;
+				ObjectMeta *meta;
 
+				if (blob_catalog_get(id, &owner, &packed, pack, &off, &len) && packed)
+				{
+					blob_pack_retire(id);
+					continue;
+				}
+				meta = catalog_get_object(id, true);
 				catalog_delete_blob(id);
 				if (meta)
 					object_delete_at_commit(meta);
@@ -148,4 +160,5 @@ blob_init(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = blob_process_utility;
+	blob_pack_init();
 }

@@ -361,8 +361,8 @@ is_ascii_space(char ch)
 		ch == '\v' || ch == '\f';
 }
 
-static int
-hex_value(char ch)
+int
+codec_hex_value(char ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';
@@ -390,8 +390,8 @@ codec_parse_hex_key(const char *text, size_t len, uint8_t key[CODEC_KEY_LEN])
 
 	for (size_t i = 0; i < CODEC_KEY_LEN; i++)
 	{
-		int			hi = hex_value(text[start + 2 * i]);
-		int			lo = hex_value(text[start + 2 * i + 1]);
+		int			hi = codec_hex_value(text[start + 2 * i]);
+		int			lo = codec_hex_value(text[start + 2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 		{

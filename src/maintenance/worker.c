@@ -12,7 +12,10 @@
  *     destor.maintenance_orphan_age that no catalog row names;
  *   - destor.apply_tiering_policies(): the partitions that the declared
  *     policies (destor.tiering_policies) say should be offsite go there;
- *   - destor.apply_lo_tiering(): large objects, by destor.lo_tiering_policies.
+ *   - destor.apply_lo_tiering(): large objects, by destor.lo_tiering_policies;
+ *   - first of all, destor.follow_pool() on every pool declared
+ *     mode 'read_only' that recover_catalog started following, so that a
+ *     read-only attach sees the writer's commits one naptime late at most.
  * Each round is one transaction of ordinary SQL calls; what it did goes to
  * the server log.  An error ends the round, not the worker: it is logged,
  * the round's transaction rolls back, destor.maintenance_status counts it
@@ -238,9 +241,11 @@ maintenance_round(void)
 	int64		orphans = 0;
 	int64		tiered = 0;
 	int64		lo_tiered = 0;
+	int64		packs_compacted = 0;
 	int64		audits = 0;
 	int64		audits_failed = 0;
 	int64		evacuated = 0;
+	int64		followed = 0;
 	bool		installed;
 	int			save_nestlevel;
 
@@ -257,6 +262,20 @@ maintenance_round(void)
 	{
 		char	   *sql;
 
+		/*
+		 * A read-only attach catches up with its writer first (issue 12):
+		 * what it reads next is at most one naptime behind.
+		 */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.follow_pool(pg_catalog.name)') IS NOT NULL"
+					   " AND pg_catalog.has_function_privilege('destor.follow_pool(pg_catalog.name)', 'EXECUTE')"
+					   " AND pg_catalog.has_table_privilege('destor.followed_log', 'SELECT')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			round_step("SELECT COALESCE(pg_catalog.sum(destor.follow_pool(s.srvname)), 0)::pg_catalog.int8"
+					   "  FROM pg_catalog.pg_foreign_server s"
+					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					   " WHERE w.fdwname = 'destor' AND 'mode=read_only' OPERATOR(pg_catalog.=) ANY (s.srvoptions)"
+					   "   AND EXISTS (SELECT FROM destor.followed_log f WHERE f.pool = s.srvname)",
+					   &followed, NULL);
 		/* audits first: repair would rebuild what a provider lost before they saw it */
 		/*
 		 * Audits and evacuations are skipped, not failed, for a role that may
@@ -311,6 +330,13 @@ maintenance_round(void)
 					   " AND pg_catalog.has_function_privilege('destor.apply_lo_tiering()', 'EXECUTE')"
 					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
 			round_step("SELECT destor.apply_lo_tiering()", &lo_tiered, NULL);
+		/* packs of small blobs mostly deleted (issue 15 item 5), where installed */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.compact_packs(pg_catalog.name, pg_catalog.float8)') IS NOT NULL"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			round_step("SELECT COALESCE(pg_catalog.sum(destor.compact_packs(s.srvname)), 0)::pg_catalog.int8"
+					   "  FROM pg_catalog.pg_foreign_server s"
+					   "  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+					   " WHERE w.fdwname = 'destor'", &packs_compacted, NULL);
 	}
 
 	catalog_spi_finish(save_nestlevel);
@@ -334,6 +360,10 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld large objects tiered",
 						maintenance_database, (long long) lo_tiered)));
+	if (followed > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld metadata log objects of read-only pools followed",
+						maintenance_database, (long long) followed)));
 	if (evacuated > 0)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld shards moved off providers failing their audits",

@@ -343,6 +343,13 @@ lease_write(Pool *pool, const Lease *l)
 }
 
 static void
+lease_holder(char *holder, size_t len)
+{
+	snprintf(holder, len, "system " UINT64_FORMAT " database %s",
+			 GetSystemIdentifier(), get_database_name(MyDatabaseId));
+}
+
+static void
 lease_new(Lease *l, uint64 epoch)
 {
 	memset(l, 0, sizeof(Lease));
@@ -350,8 +357,21 @@ lease_new(Lease *l, uint64 epoch)
 	strlcpy(l->instance, lease_instance(), sizeof(l->instance));
 	l->epoch = epoch;
 	l->renewed = (int64) time(NULL);
-	snprintf(l->holder, sizeof(l->holder), "system " UINT64_FORMAT " database %s",
-			 GetSystemIdentifier(), get_database_name(MyDatabaseId));
+	lease_holder(l->holder, sizeof(l->holder));
+}
+
+/*
+ * Does the lease name this database?  Its instance and its holder: a
+ * database that recovered the pool adopts the writer's instance, so the
+ * instance alone cannot tell the old writer from the new one.
+ */
+static bool
+lease_is_mine(const Lease *l)
+{
+	char		holder[128];
+
+	lease_holder(holder, sizeof(holder));
+	return strcmp(l->instance, lease_instance()) == 0 && strcmp(l->holder, holder) == 0;
 }
 
 static LeaseCache *
@@ -434,7 +454,7 @@ lease_verify(Pool *pool, bool acquire, bool at_commit)
 				 errmsg("the writer lease of pool \"%s\" is missing", pool->name),
 				 errhint("Run SELECT destor.take_over_pool('%s') to write it again.", pool->name)));
 	}
-	if (strcmp(l.instance, me) != 0)
+	if (strcmp(l.instance, me) != 0 || !lease_is_mine(&l))
 		lease_refused(pool, &l, at_commit);
 	if (acquire && (int64) time(NULL) - l.renewed >= LEASE_RENEW_SECONDS)
 	{
@@ -533,7 +553,7 @@ destor_take_over_pool(PG_FUNCTION_ARGS)
 	lease_new(&mine, l.found ? l.epoch + 1 : 1);
 	lease_write(pool, &mine);
 	lease_read(pool, &l, NULL);
-	if (!l.found || strcmp(l.instance, mine.instance) != 0 || l.epoch != mine.epoch)
+	if (!l.found || !lease_is_mine(&l) || l.epoch != mine.epoch)
 		lease_refused(pool, &l, false);
 
 	/* let every other backend's cached view of the old lease expire */
@@ -600,7 +620,7 @@ lease_resign_held(void)
 			continue;
 		CHECK_FOR_INTERRUPTS();
 		lease_read(pool, &l, NULL);
-		if (!l.found || strcmp(l.instance, lease_instance()) != 0)
+		if (!l.found || !lease_is_mine(&l))
 			continue;
 		lease_new(&again, l.epoch);
 		lease_write(pool, &again);
@@ -612,4 +632,55 @@ lease_resign_held(void)
 		n++;
 	}
 	return n;
+}
+
+/*
+ * lease_check_adopt — before recover_catalog adopts the writer's instance:
+ * refuse while the pool's lease is held by another database (another
+ * cluster or database than this one, under an instance this database does
+ * not have).  A lease never expires, so a writer that is gone for good is
+ * taken over knowingly first (take_over_pool), then adopted.
+ */
+void
+lease_check_adopt(Pool *pool, const char *instance)
+{
+	Lease		l;
+	char		holder[128];
+
+	lease_read(pool, &l, NULL);
+	lease_holder(holder, sizeof(holder));
+	if (!l.found || strcmp(l.holder, holder) == 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("cannot adopt pool \"%s\": it is held by another writer", pool->name),
+			 errdetail("The writer lease on its providers names instance %s (%s), epoch " UINT64_FORMAT ", last renewed at %s; adopting instance %s would make two writers of the same objects.",
+					   l.instance, l.holder, l.epoch,
+					   timestamptz_to_str(time_t_to_timestamptz((pg_time_t) l.renewed)), instance),
+			 errhint("If that writer is gone for good, declare the pool mode 'exclusive', run SELECT destor.take_over_pool('%s'), then recover again; to read the pool next to it, declare it mode 'read_only' or recover with adopt => false.",
+					 pool->name)));
+}
+
+/*
+ * lease_adopted — recover_catalog changed this database's instance from
+ * old_instance to new_instance: a lease it held under the old one (taken
+ * over before the recovery) now names the new one, with the next epoch.
+ */
+void
+lease_adopted(Pool *pool, const char *old_instance, const char *new_instance)
+{
+	Lease		l;
+	Lease		again;
+	LeaseCache *c;
+
+	if (old_instance == NULL || pool->mode == POOL_MODE_READ_ONLY)
+		return;
+	lease_read(pool, &l, NULL);
+	if (!l.found || strcmp(l.instance, old_instance) != 0)
+		return;
+	lease_new(&again, l.epoch + 1);
+	strlcpy(again.instance, new_instance, sizeof(again.instance));
+	lease_write(pool, &again);
+	c = lease_cache_entry(pool->name);
+	c->ours = false;
 }

@@ -83,6 +83,9 @@ static List *written = NIL;
 static bool callbacks_registered = false;
 static int	capture_suspended = 0;
 
+/* run at pre-commit before the log is written (blob_pack.c) */
+void		(*meta_pre_precommit_hook) (void) = NULL;
+
 static void meta_xact_callback(XactEvent event, void *arg);
 static void meta_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								  SubTransactionId parentSubid, void *arg);
@@ -100,6 +103,18 @@ meta_context(void)
 		callbacks_registered = true;
 	}
 	return meta_cxt;
+}
+
+/*
+ * meta_log_prepare — be ready to log this transaction's changes made at
+ * pre-commit (open blob packs uploaded then): the end-of-transaction
+ * callbacks must be registered before pre-commit starts, or they would not
+ * run for it.
+ */
+void
+meta_log_prepare(void)
+{
+	(void) meta_context();
 }
 
 /* Recovery replays rows without logging them again. */
@@ -306,8 +321,22 @@ destor_meta_capture(PG_FUNCTION_ARGS)
 	}
 	else if (strcmp(table, "blobs") == 0)
 	{
+		bool		packed = false;
+
 		p->has_object = true;
 		put_uuid_attr(&body, tup, desc, "blob_id", p->object_id);
+		/* a packed blob (issue 15 item 5) is no object: its pack tells the pool */
+		if (SPI_fnumber(desc, "pack_id") > 0)
+		{
+			bool		isnull;
+			Datum		pack = row_attr(tup, desc, "pack_id", &isnull);
+
+			if (!isnull)
+			{
+				packed = true;
+				object_id_from_datum(pack, p->object_id);
+			}
+		}
 		if (del)
 			p->kind = META_REC_BLOB_DELETE;
 		else
@@ -316,9 +345,16 @@ destor_meta_capture(PG_FUNCTION_ARGS)
 			Datum		owner = row_attr(tup, desc, "owner", &isnull);
 			char	   *name = isnull ? NULL : GetUserNameFromId(DatumGetObjectId(owner), true);
 
-			p->kind = META_REC_BLOB;
+			p->kind = packed ? META_REC_BLOB_PACKED : META_REC_BLOB;
 			meta_put_str(&body, name);	/* the role's name: oids mean nothing elsewhere */
 			put_int8_attr(&body, tup, desc, "created_at");
+			if (packed)
+			{
+				put_uuid_attr(&body, tup, desc, "pack_id", NULL);
+				put_int8_attr(&body, tup, desc, "pack_offset");
+				put_int8_attr(&body, tup, desc, "pack_length");
+				put_bytea_attr(&body, tup, desc, "sha256");
+			}
 		}
 	}
 	else if (strcmp(table, "segments") == 0)
@@ -535,6 +571,9 @@ table_definition_records(IdPool *e, List **batches)
 	server = spi_text(0, 1);
 	def = spi_text(0, 2);
 
+	/* a reader's definitions are the writer's, as followed: its own DDL changes none */
+	if ((server && pool_name_read_only(server)) || (!server && logged_pool && pool_name_read_only(logged_pool)))
+		return;
 	if (server && def)
 	{
 		strlcpy(e->pool, server, NAMEDATALEN);
@@ -600,6 +639,8 @@ meta_write_batch(PoolBatch *b, const char *instance)
 	if (GetForeignServerByName(b->pool, true) == NULL)
 		return;					/* the pool is gone: nothing can be logged on it */
 	pool = pool_lookup(b->pool, false);
+	if (pool->mode == POOL_MODE_READ_ONLY)
+		return;					/* a reader never writes to the providers (the writer logs) */
 	n = pool->data_shards + pool->parity_shards;
 	if (codec_random_bytes(log_id, CODEC_OBJID_LEN) != 0)
 		ereport(ERROR,
@@ -974,6 +1015,9 @@ meta_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			/* work that adds catalog rows at commit (open blob packs) first */
+			if (meta_pre_precommit_hook)
+				meta_pre_precommit_hook();
 			meta_precommit();
 			pending = NIL;
 			notes = NIL;

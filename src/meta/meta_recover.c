@@ -28,9 +28,12 @@
 #include "utils/uuid.h"
 
 #include "destor/catalog.h"
+#include "destor/lease.h"
 #include "destor/meta.h"
 
 PG_FUNCTION_INFO_V1(destor_recover_catalog);
+PG_FUNCTION_INFO_V1(destor_follow_pool);
+PG_FUNCTION_INFO_V1(destor_compact_log);
 
 /* One log object found on the providers. */
 typedef struct LogEntry
@@ -235,7 +238,7 @@ marker_found(LogEntry *e)
 
 /* The batch header of a decoded entry: confirmations of earlier logs. */
 static bool
-read_batch_header(LogEntry *e, MetaReader *r, List **confirms, char **pool)
+read_batch_header(LogEntry *e, MetaReader *r, List **confirms, char **pool, uint64 *written)
 {
 	const uint8 *magic;
 	uint32		nconf;
@@ -254,7 +257,10 @@ read_batch_header(LogEntry *e, MetaReader *r, List **confirms, char **pool)
 		*pool = pool_name;
 	if (meta_get_u64(r) != e->seq)
 		return false;
-	(void) meta_get_u64(r);		/* written at */
+	if (written)
+		*written = meta_get_u64(r);
+	else
+		(void) meta_get_u64(r); /* written at */
 	nconf = meta_get_u32(r);
 	for (uint32 i = 0; i < nconf && !r->bad; i++)
 	{
@@ -293,6 +299,30 @@ bytes_datum(const uint8 *p, uint32 len)
 #define GUARD_OBJECT "EXISTS (SELECT FROM destor.objects WHERE object_id = $1)"
 
 /* Apply one record to the catalog (SPI connected, as the catalog's user). */
+/*
+ * The role a recovered blob goes to: its owner's name here, else the caller
+ * (a superuser takes what nobody here can own); noted for the report, with
+ * suffix.
+ */
+static Oid
+replay_blob_owner(RecoverState *st, const uint8 *id, const char *owner, const char *suffix)
+{
+	Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
+	bool		found;
+	BlobSeen   *b = hash_search(st->blobs, id, HASH_ENTER, &found);
+
+	if (OidIsValid(role))
+		snprintf(b->detail, sizeof(b->detail), "owner %s%s", owner, suffix);
+	else
+	{
+		role = GetSessionUserId();
+		snprintf(b->detail, sizeof(b->detail),
+				 "owner \"%s\" does not exist here: given to \"%s\"%s",
+				 owner ? owner : "(unknown)", GetUserNameFromId(role, false), suffix);
+	}
+	return role;
+}
+
 static void
 replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 {
@@ -351,6 +381,7 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 		case META_REC_OBJECT_DELETE:
 			catalog_exec("DELETE FROM destor.objects o WHERE object_id = $1 "
 						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.blob_id = o.object_id) "
+						 "AND NOT EXISTS (SELECT FROM destor.blobs b WHERE b.pack_id = o.object_id) "
 						 "AND NOT EXISTS (SELECT FROM destor.segments g WHERE g.object_id = o.object_id)",
 						 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_DELETE);
 			break;
@@ -379,29 +410,45 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 			{
 				Oid			t[3] = {UUIDOID, OIDOID, TIMESTAMPTZOID};
 				char	   *owner = meta_get_str(r);
-				Oid			role = owner ? get_role_oid(owner, true) : InvalidOid;
-				BlobSeen   *b;
-				bool		found;
 
 				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
 				if (r->bad)
 					return;
-				b = hash_search(st->blobs, id, HASH_ENTER, &found);
-				if (OidIsValid(role))
-					snprintf(b->detail, sizeof(b->detail), "owner %s", owner);
-				else
-				{
-					/* the caller, who is a superuser, takes what nobody here can own */
-					role = GetSessionUserId();
-					snprintf(b->detail, sizeof(b->detail),
-							 "owner \"%s\" does not exist here: given to \"%s\"",
-							 owner ? owner : "(unknown)", GetUserNameFromId(role, false));
-				}
-				v[1] = ObjectIdGetDatum(role);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ""));
 				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at) "
 							 "SELECT $1, $2::regrole, $3 WHERE " GUARD_OBJECT " "
 							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner",
 							 3, t, v, NULL, SPI_OK_INSERT);
+				break;
+			}
+		case META_REC_BLOB_PACKED:
+			{
+				/* a blob inside a pack: (pack, offset, length) and its SHA-256 */
+				Oid			t[7] = {UUIDOID, OIDOID, TIMESTAMPTZOID, UUIDOID, INT8OID, INT8OID, BYTEAOID};
+				char	   *owner = meta_get_str(r);
+				const uint8 *pack;
+
+				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
+				pack = meta_get_fixed(r, CODEC_OBJID_LEN);
+				v[4] = Int64GetDatum((int64) meta_get_u64(r));
+				v[5] = Int64GetDatum((int64) meta_get_u64(r));
+				p = meta_get_bytes(r, &len);
+				if (r->bad || pack == NULL)
+					return;
+				v[3] = object_id_datum(pack);
+				if (p == NULL)
+					nulls[6] = 'n';
+				else
+					v[6] = bytes_datum(p, len);
+				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ", packed"));
+				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at, pack_id, pack_offset, "
+							 "pack_length, sha256) "
+							 "SELECT $1, $2::regrole, $3, $4, $5, $6, $7 "
+							 "WHERE EXISTS (SELECT FROM destor.objects WHERE object_id = $4) "
+							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner, "
+							 "pack_id = excluded.pack_id, pack_offset = excluded.pack_offset, "
+							 "pack_length = excluded.pack_length, sha256 = excluded.sha256",
+							 7, t, v, nulls, SPI_OK_INSERT);
 				break;
 			}
 		case META_REC_BLOB_DELETE:
@@ -488,7 +535,7 @@ replay_entry(RecoverState *st, LogEntry *e)
 	MetaReader	r;
 	uint32		nrec;
 
-	if (!read_batch_header(e, &r, NULL, NULL))
+	if (!read_batch_header(e, &r, NULL, NULL, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("metadata log object %llu of pool \"%s\" is malformed",
@@ -526,6 +573,288 @@ hex_text(const uint8 *p, int n)
 	return s;
 }
 
+/*
+ * A scan of one pool's log: what is listed on its providers, decoded, and
+ * which committed.  Entries whose (instance, seq, log id) a follower has
+ * replayed already (destor.followed_log) are left out before any shard is
+ * fetched.
+ */
+typedef struct LogScan
+{
+	List	   *entries;		/* LogEntry *, in seq order */
+	List	   *instances;		/* String * of the instances listed */
+	List	   *done;			/* LogEntry * a follower records without replaying */
+	int			nproviders_listed;
+	int			wrong_key;
+	int			unreadable;
+	int			uncommitted;
+	int			other_pools;
+	int			vanished;		/* followed log objects no longer on the providers */
+	uint8		key_id_seen[CODEC_KEY_FINGERPRINT_LEN];
+} LogScan;
+
+/*
+ * A log object neither marked nor confirmed while the same writer committed
+ * later log objects for this long after it (the writer's clock on both
+ * sides) belongs to a transaction that failed: a follower stops fetching it.
+ */
+#define FOLLOW_DEAD_AFTER_US	((uint64) 3600 * USECS_PER_SEC)
+
+/* 1. list the log on every provider the pool lists: a hash of LogSlot */
+static HTAB *
+log_list(Pool *pool, const char *want_instance, MemoryContext work, LogScan *sc)
+{
+	HTAB	   *logs;
+	HASHCTL		ctl;
+	ListCell   *lc;
+	int			i;
+
+	memset(sc, 0, sizeof(LogScan));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = LOG_KEY_LEN;
+	ctl.entrysize = sizeof(LogSlot);
+	ctl.hcxt = work;
+	logs = hash_create("destor recovery logs", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	/* 1. list the log on every provider the pool lists */
+	for (i = 0; i < pool->nproviders; i++)
+	{
+		Provider   *p = provider_lookup_by_name(pool->provider_names[i], true);
+		List	   *keys;
+
+		if (p == NULL)
+			continue;
+		keys = list_provider_log(p, work);
+		if (keys != NIL)
+			sc->nproviders_listed++;
+		foreach(lc, keys)
+		{
+			ProviderListEntry *le = lfirst(lc);
+			char		inst[37];
+			uint64		seq;
+			uint8		log_id[CODEC_OBJID_LEN];
+			int			shard;
+			LogEntry   *e;
+
+			if (!meta_parse_key(le->key, inst, &seq, log_id, &shard))
+				continue;
+			if (want_instance && strcmp(inst, want_instance) != 0)
+				continue;
+			if (!list_member(sc->instances, makeString(pstrdup(inst))))
+				sc->instances = lappend(sc->instances, makeString(pstrdup(inst)));
+			e = log_entry(logs, inst, seq, log_id);
+			if (shard < 0)
+			{
+				e->marker_providers = lappend(e->marker_providers, p);
+				e->marker_key = pstrdup(le->key);
+			}
+			else
+			{
+				e->shard_provider[shard] = p;
+				e->shard_key[shard] = pstrdup(le->key);
+				e->shard_size[shard] = le->size;
+			}
+		}
+	}
+	return logs;
+}
+
+static List *
+log_entries(HTAB *logs)
+{
+	HASH_SEQ_STATUS hs;
+	LogSlot    *slot;
+	List	   *entries = NIL;
+
+	hash_seq_init(&hs, logs);
+	while ((slot = hash_seq_search(&hs)) != NULL)
+		entries = lappend(entries, slot->entry);
+	list_sort(entries, log_entry_cmp);
+	return entries;
+}
+
+/* Only the listing, for compaction: sc->entries, nothing decoded. */
+static void
+log_scan_list(Pool *pool, const char *instance, MemoryContext work, LogScan *sc)
+{
+	sc->entries = log_entries(log_list(pool, instance, work, sc));
+}
+
+static void
+log_scan(Pool *pool, const char *poolname, const char *want_instance, bool follower,
+		 MemoryContext work, LogScan *sc)
+{
+	HTAB	   *logs = log_list(pool, want_instance, work, sc);
+	ListCell   *lc;
+	uint64	   *written;
+	uint64		newest = 0;
+	int			i;
+
+	/* a follower passes over what it replayed before */
+	if (follower)
+	{
+		CatalogUser cu;
+		Datum		v[1] = {name_datum(poolname)};
+
+		catalog_enter(&cu);
+		catalog_exec("SELECT instance, seq, log_id FROM destor.followed_log WHERE pool = $1", 1,
+					 (Oid[]) {NAMEOID}, v, NULL, SPI_OK_SELECT);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[r];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char		key[LOG_KEY_LEN];
+			uint64		seq = (uint64) DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+			uint8		id[CODEC_OBJID_LEN];
+
+			object_id_from_datum(SPI_getbinval(t, d, 3, &isnull), id);
+			memset(key, 0, sizeof(key));
+			memcpy(key, &seq, 8);
+			memcpy(key + 8, id, CODEC_OBJID_LEN);
+			strlcpy(key + 8 + CODEC_OBJID_LEN, SPI_getvalue(t, d, 1), 37);
+			if (hash_search(logs, key, HASH_REMOVE, NULL) == NULL &&
+				(want_instance == NULL || strcmp(key + 8 + CODEC_OBJID_LEN, want_instance) == 0))
+				sc->vanished++;	/* compacted away by the writer */
+		}
+		catalog_leave(&cu);
+		MemoryContextSwitchTo(work);
+	}
+
+	/* 2. decode every log object */
+	sc->entries = log_entries(logs);
+	foreach(lc, sc->entries)
+	{
+		LogEntry   *e = lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		decode_entry(e, sc->key_id_seen);
+		if (e->result == META_WRONG_KEY)
+			sc->wrong_key++;
+		else if (!e->decoded)
+			sc->unreadable++;
+	}
+
+	/* 3. which committed: a marker, or a confirmation by an authentic log */
+	written = palloc0(sizeof(uint64) * (list_length(sc->entries) + 1));
+	i = 0;
+	foreach(lc, sc->entries)
+	{
+		LogEntry   *e = lfirst(lc);
+		List	   *confirms = NIL;
+		MetaReader	r;
+		ListCell   *cc;
+		char	   *batch_pool = NULL;
+
+		i++;
+		if (!e->decoded)
+			continue;
+		if (!read_batch_header(e, &r, &confirms, &batch_pool, &written[i - 1]) ||
+			batch_pool == NULL)
+		{
+			e->decoded = false;
+			sc->unreadable++;
+			continue;
+		}
+		if (strcmp(batch_pool, poolname) != 0)
+		{
+			/* another pool sharing these providers: its log, not ours */
+			e->decoded = false;
+			sc->other_pools++;
+			sc->done = lappend(sc->done, e);
+			continue;
+		}
+		foreach(cc, confirms)
+		{
+			LogEntry   *c = lfirst(cc);
+			ListCell   *ec;
+
+			foreach(ec, sc->entries)
+			{
+				LogEntry   *t = lfirst(ec);
+
+				if (t->seq == c->seq && memcmp(t->log_id, c->log_id, CODEC_OBJID_LEN) == 0)
+					t->committed = true;
+			}
+		}
+	}
+	i = 0;
+	foreach(lc, sc->entries)
+	{
+		LogEntry   *e = lfirst(lc);
+
+		i++;
+		if (e->decoded && !e->committed)
+			e->committed = marker_found(e);
+		if (e->decoded && e->committed)
+			newest = Max(newest, written[i - 1]);
+	}
+	i = 0;
+	foreach(lc, sc->entries)
+	{
+		LogEntry   *e = lfirst(lc);
+
+		i++;
+		if (!e->decoded || e->committed)
+			continue;
+		sc->uncommitted++;
+		if (written[i - 1] + FOLLOW_DEAD_AFTER_US < newest)
+			sc->done = lappend(sc->done, e);
+	}
+}
+
+/* A follower records a log object as replayed (or as none of its business). */
+static void
+follow_record(const char *poolname, LogEntry *e)
+{
+	Datum		v[4];
+
+	v[0] = name_datum(poolname);
+	v[1] = CStringGetTextDatum(e->instance);
+	v[2] = Int64GetDatum((int64) e->seq);
+	v[3] = object_id_datum(e->log_id);
+	catalog_exec("INSERT INTO destor.followed_log (pool, instance, seq, log_id) "
+				 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", 4,
+				 (Oid[]) {NAMEOID, TEXTOID, INT8OID, UUIDOID}, v, NULL, SPI_OK_INSERT);
+}
+
+/*
+ * 4. replay the committed entries, in sequence order, without logging the
+ * rows again; a follower records each one.  Returns how many were replayed.
+ */
+static int
+log_replay(RecoverState *st, LogScan *sc, bool follower, uint64 *max_seq)
+{
+	ListCell   *lc;
+	int			replayed = 0;
+
+	meta_capture_suspend(true);
+	PG_TRY();
+	{
+		foreach(lc, sc->entries)
+		{
+			LogEntry   *e = lfirst(lc);
+
+			if (!e->decoded || !e->committed)
+				continue;
+			replay_entry(st, e);
+			if (follower)
+				follow_record(st->pool, e);
+			replayed++;
+			*max_seq = Max(*max_seq, e->seq);
+		}
+		if (follower)
+			foreach(lc, sc->done)
+				follow_record(st->pool, lfirst(lc));
+	}
+	PG_FINALLY();
+	{
+		meta_capture_suspend(false);
+	}
+	PG_END_TRY();
+	return replayed;
+}
+
 Datum
 destor_recover_catalog(PG_FUNCTION_ARGS)
 {
@@ -535,26 +864,17 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 	char	   *want_instance = PG_ARGISNULL(2) ? NULL :
 		DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(2)));
 	Pool	   *pool;
+	bool		follower;
 	MemoryContext work;
 	MemoryContext old;
-	HTAB	   *logs;
-	HASHCTL		ctl;
-	List	   *instances = NIL;
-	List	   *entries = NIL;
+	LogScan		sc;
 	const char *instance;
-	int			nproviders_listed = 0;
-	int			wrong_key = 0,
-				unreadable = 0,
-				uncommitted = 0,
-				other_pools = 0,
-				replayed = 0;
-	uint8		key_id_seen[CODEC_KEY_FINGERPRINT_LEN] = {0};
-
+	int			replayed;
 	uint64		max_seq = 0;
 	RecoverState st;
 	ListCell   *lc;
 	HASH_SEQ_STATUS hs;
-	LogSlot    *slot;
+	HASHCTL		ctl;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -573,100 +893,45 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 	st.pool = poolname;
 	st.records = 0;
 	pool = pool_lookup(poolname, false);
+	/* a read-only attach follows the writer: it borrows, whatever adopt says */
+	follower = pool->mode == POOL_MODE_READ_ONLY;
+	if (follower)
+		adopt = false;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "destor recovery", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(work);
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = LOG_KEY_LEN;
-	ctl.entrysize = sizeof(LogSlot);
-	ctl.hcxt = work;
-	logs = hash_create("destor recovery logs", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.keysize = CODEC_OBJID_LEN;
 	ctl.entrysize = sizeof(BlobSeen);
+	ctl.hcxt = work;
 	st.blobs = hash_create("destor recovery blobs", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	/* 1. list the log on every provider the pool lists */
-	for (int i = 0; i < pool->nproviders; i++)
-	{
-		Provider   *p = provider_lookup_by_name(pool->provider_names[i], true);
-		List	   *keys;
-
-		if (p == NULL)
-			continue;
-		keys = list_provider_log(p, work);
-		if (keys != NIL)
-			nproviders_listed++;
-		foreach(lc, keys)
-		{
-			ProviderListEntry *le = lfirst(lc);
-			char		inst[37];
-			uint64		seq;
-			uint8		log_id[CODEC_OBJID_LEN];
-			int			shard;
-			LogEntry   *e;
-
-			if (!meta_parse_key(le->key, inst, &seq, log_id, &shard))
-				continue;
-			if (want_instance && strcmp(inst, want_instance) != 0)
-				continue;
-			if (!list_member(instances, makeString(pstrdup(inst))))
-				instances = lappend(instances, makeString(pstrdup(inst)));
-			e = log_entry(logs, inst, seq, log_id);
-			if (shard < 0)
-			{
-				e->marker_providers = lappend(e->marker_providers, p);
-				e->marker_key = pstrdup(le->key);
-			}
-			else
-			{
-				e->shard_provider[shard] = p;
-				e->shard_key[shard] = pstrdup(le->key);
-				e->shard_size[shard] = le->size;
-			}
-		}
-	}
-	if (instances == NIL)
+	log_scan(pool, poolname, want_instance, follower, work, &sc);
+	if (sc.instances == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("no metadata log found on the providers of pool \"%s\"", poolname),
 				 want_instance ? errdetail("No log of instance %s was found.", want_instance) :
 				 errdetail("%d of its %d providers could be listed, and none holds keys under \"%s\".",
-						   nproviders_listed, pool->nproviders, META_KEY_PREFIX),
+						   sc.nproviders_listed, pool->nproviders, META_KEY_PREFIX),
 				 errhint("Declare the same provider servers (names, paths or endpoints, buckets, prefixes) and user mappings as the database that wrote the pool.")));
-	if (list_length(instances) > 1)
+	if (list_length(sc.instances) > 1)
 	{
 		StringInfoData names;
 
 		initStringInfo(&names);
-		foreach(lc, instances)
+		foreach(lc, sc.instances)
 			appendStringInfo(&names, "%s%s", names.len ? ", " : "", strVal(lfirst(lc)));
 		ereport(ERROR,
 				(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
 				 errmsg("pool \"%s\" holds the metadata logs of %d databases", poolname,
-						list_length(instances)),
+						list_length(sc.instances)),
 				 errdetail("Instances: %s.", names.data),
 				 errhint("Name the one to recover: destor.recover_catalog('%s', instance => '...').",
 						 poolname)));
 	}
-	instance = strVal(linitial(instances));
-
-	/* 2. decode every log object */
-	hash_seq_init(&hs, logs);
-	while ((slot = hash_seq_search(&hs)) != NULL)
-		entries = lappend(entries, slot->entry);
-	list_sort(entries, log_entry_cmp);
-	foreach(lc, entries)
-	{
-		LogEntry   *e = lfirst(lc);
-
-		CHECK_FOR_INTERRUPTS();
-		decode_entry(e, key_id_seen);
-		if (e->result == META_WRONG_KEY)
-			wrong_key++;
-		else if (!e->decoded)
-			unreadable++;
-	}
-	if (wrong_key > 0 && wrong_key + unreadable == list_length(entries))
+	instance = strVal(linitial(sc.instances));
+	if (sc.wrong_key > 0 && sc.wrong_key + sc.unreadable == list_length(sc.entries))
 	{
 		uint8		master[CODEC_KEY_LEN];
 		uint8		mine[CODEC_KEY_FINGERPRINT_LEN];
@@ -677,90 +942,26 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PASSWORD),
 				 errmsg("the metadata log of pool \"%s\" was written under another master key", poolname),
 				 errdetail("Its %d log objects were encrypted under the master key with fingerprint %s; destor.master_key_file holds the key with fingerprint %s. Nothing was recovered.",
-						   wrong_key, hex_text(key_id_seen, CODEC_KEY_FINGERPRINT_LEN),
+						   sc.wrong_key, hex_text(sc.key_id_seen, CODEC_KEY_FINGERPRINT_LEN),
 						   hex_text(mine, CODEC_KEY_FINGERPRINT_LEN)),
 				 errhint("Set destor.master_key_file to the key of the database that wrote the pool and reload.")));
 	}
-
-	/* 3. which committed: a marker, or a confirmation by an authentic log */
-	foreach(lc, entries)
-	{
-		LogEntry   *e = lfirst(lc);
-		List	   *confirms = NIL;
-		MetaReader	r;
-		ListCell   *cc;
-		char	   *batch_pool = NULL;
-
-		if (!e->decoded)
-			continue;
-		if (!read_batch_header(e, &r, &confirms, &batch_pool) || batch_pool == NULL)
-		{
-			e->decoded = false;
-			unreadable++;
-			continue;
-		}
-		if (strcmp(batch_pool, poolname) != 0)
-		{
-			/* another pool sharing these providers: its log, not ours */
-			e->decoded = false;
-			other_pools++;
-			continue;
-		}
-		foreach(cc, confirms)
-		{
-			LogEntry   *c = lfirst(cc);
-			ListCell   *ec;
-
-			foreach(ec, entries)
-			{
-				LogEntry   *t = lfirst(ec);
-
-				if (t->seq == c->seq && memcmp(t->log_id, c->log_id, CODEC_OBJID_LEN) == 0)
-					t->committed = true;
-			}
-		}
-	}
-	if (other_pools > 0 && other_pools == list_length(entries) - wrong_key - unreadable &&
-		unreadable == 0)
+	if (sc.other_pools > 0 && sc.other_pools == list_length(sc.entries) - sc.wrong_key - sc.unreadable &&
+		sc.unreadable == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("no metadata log of pool \"%s\" found on its providers", poolname),
-				 errdetail("The %d log objects found there belong to other pools.", other_pools),
+				 errdetail("The %d log objects found there belong to other pools.", sc.other_pools),
 				 errhint("The pool must have the name it had on the database that wrote it.")));
-	foreach(lc, entries)
-	{
-		LogEntry   *e = lfirst(lc);
-
-		if (e->decoded && !e->committed)
-			e->committed = marker_found(e);
-		if (e->decoded && !e->committed)
-			uncommitted++;
-	}
+	if (adopt)
+		lease_check_adopt(pool, instance);
 
 	/* 4. replay, in sequence order, without logging the rows again */
 	{
 		CatalogUser cu;
 
 		catalog_enter(&cu);
-		meta_capture_suspend(true);
-		PG_TRY();
-		{
-			foreach(lc, entries)
-			{
-				LogEntry   *e = lfirst(lc);
-
-				if (!e->decoded || !e->committed)
-					continue;
-				replay_entry(&st, e);
-				replayed++;
-				max_seq = Max(max_seq, e->seq);
-			}
-		}
-		PG_FINALLY();
-		{
-			meta_capture_suspend(false);
-		}
-		PG_END_TRY();
+		replayed = log_replay(&st, &sc, follower, &max_seq);
 
 		/* new segments must not take the numbers of recovered ones */
 		catalog_exec("SELECT pg_catalog.setval('destor.segment_no_seq', "
@@ -793,14 +994,17 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 			if (rc != SPI_OK_UTILITY)
 				elog(ERROR, "could not adopt instance %s", instance);
 			SPI_finish();
+			/* a lease this database took over names the instance it had */
+			lease_adopted(pool, current, instance);
 		}
 	}
 
 	/* 5. the report */
 	{
 		char	   *summary = psprintf("%d log objects replayed (%lld records), %d not committed (ignored), %d unreadable, %d under another master key, %d of other pools; instance %s",
-									   replayed, (long long) st.records, uncommitted, unreadable,
-									   wrong_key, other_pools, adopt ? "adopted" : "borrowed");
+									   replayed, (long long) st.records, sc.uncommitted, sc.unreadable,
+									   sc.wrong_key, sc.other_pools,
+									   adopt ? "adopted" : follower ? "borrowed (read-only pool: follow_pool follows it)" : "borrowed");
 		BlobSeen   *b;
 		CatalogUser cu;
 		Oid			types[1] = {NAMEOID};
@@ -814,7 +1018,8 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 			Datum		v[1];
 
 			v[0] = object_id_datum(b->id);
-			catalog_exec("SELECT o.size FROM destor.blobs b JOIN destor.objects o ON o.object_id = b.blob_id "
+			catalog_exec("SELECT coalesce(b.pack_length, o.size) FROM destor.blobs b "
+						 "JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id) "
 						 "WHERE b.blob_id = $1", 1, (Oid[]) {UUIDOID}, v, NULL, SPI_OK_SELECT);
 			if (SPI_processed > 0)
 			{
@@ -846,4 +1051,391 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 	}
 	MemoryContextSwitchTo(old);
 	return (Datum) 0;
+}
+
+/*
+ * follow_forget — a follower drops the catalog rows of the pool's objects
+ * in the writer's namespace (the first bytes of its instance id end their
+ * ids; objects this database wrote itself stay), the writer's table
+ * definitions, and what it followed of that writer, before replaying the
+ * writer's compacted log from its start.  Catalog rows only: nothing of
+ * another namespace is ever deleted from the providers.
+ */
+#define FORGET_OBJECTS \
+	"SELECT o.object_id FROM destor.objects o WHERE o.pool = $1 " \
+	"AND substr(replace(o.object_id::text, '-', ''), 21, 12) = substr(replace($2, '-', ''), 1, 12) " \
+	"AND NOT EXISTS (SELECT FROM destor.lo_tiers t WHERE t.object_id = o.object_id)"
+
+static void
+follow_forget(const char *poolname, const char *instance)
+{
+	CatalogUser cu;
+	Datum		v[2];
+
+	v[0] = name_datum(poolname);
+	v[1] = CStringGetTextDatum(instance);
+	catalog_enter(&cu);
+	meta_capture_suspend(true);
+	PG_TRY();
+	{
+		catalog_exec("DELETE FROM destor.deletions d USING destor.segments g "
+					 "WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no "
+					 "AND g.object_id IN (" FORGET_OBJECTS ")", 2, (Oid[]) {NAMEOID, TEXTOID}, v, NULL,
+					 SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.segments WHERE object_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.blobs WHERE blob_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.objects WHERE object_id IN (" FORGET_OBJECTS ")", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.table_definitions WHERE pool = $1", 1, (Oid[]) {NAMEOID}, v,
+					 NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.followed_log WHERE pool = $1 AND instance = $2", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+	}
+	PG_FINALLY();
+	{
+		meta_capture_suspend(false);
+	}
+	PG_END_TRY();
+	catalog_leave(&cu);
+}
+
+/*
+ * destor.follow_pool(pool) — a read-only attach catches up with the
+ * writer: the log objects committed since its recovery or last follow are
+ * replayed, in sequence order (deletions included), and recorded in
+ * destor.followed_log.  New tables' definitions land in
+ * destor.table_definitions: IMPORT FOREIGN SCHEMA ... LIMIT TO creates them.
+ * Nothing is written to the providers.  Returns how many log objects were
+ * applied.
+ */
+Datum
+destor_follow_pool(PG_FUNCTION_ARGS)
+{
+	char	   *poolname = NameStr(*PG_GETARG_NAME(0));
+	Pool	   *pool = pool_lookup(poolname, false);
+	MemoryContext work;
+	MemoryContext old;
+	RecoverState st;
+	List	   *instances = NIL;
+	ListCell   *lc;
+	HASHCTL		ctl;
+	CatalogUser cu;
+	Datum		v[1];
+	int64		applied = 0;
+
+	if (pool->mode != POOL_MODE_READ_ONLY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pool \"%s\" is not declared read-only", poolname),
+				 errdetail("follow_pool replays another database's log into a pool this database only reads."),
+				 errhint("ALTER SERVER %s OPTIONS (ADD mode 'read_only'), then SELECT * FROM destor.recover_catalog('%s').",
+						 quote_identifier(poolname), poolname)));
+	work = AllocSetContextCreate(CurrentMemoryContext, "destor follow", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+	st.store = NULL;
+	st.desc = NULL;
+	st.pool = poolname;
+	st.records = 0;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CODEC_OBJID_LEN;
+	ctl.entrysize = sizeof(BlobSeen);
+	ctl.hcxt = work;
+	st.blobs = hash_create("destor follow blobs", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	/* one follower at a time (the worker and a session): each replays a log object once */
+	catalog_enter(&cu);
+	catalog_exec("LOCK TABLE destor.followed_log IN SHARE ROW EXCLUSIVE MODE", 0, NULL, NULL, NULL,
+				 SPI_OK_UTILITY);
+	v[0] = name_datum(poolname);
+	catalog_exec("SELECT DISTINCT instance FROM destor.followed_log WHERE pool = $1", 1,
+				 (Oid[]) {NAMEOID}, v, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *inst = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext spi = MemoryContextSwitchTo(work);
+
+		instances = lappend(instances, pstrdup(inst));
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_leave(&cu);
+	MemoryContextSwitchTo(work);
+	if (instances == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pool \"%s\" has not been recovered in this database", poolname),
+				 errdetail("A follower starts from the catalog recover_catalog rebuilt."),
+				 errhint("Run SELECT * FROM destor.recover_catalog('%s') once, then IMPORT FOREIGN SCHEMA.",
+						 poolname)));
+	foreach(lc, instances)
+	{
+		LogScan		sc;
+		uint64		max_seq = 0;
+
+		log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
+		if (sc.vanished > 0)
+		{
+			/*
+			 * The writer compacted its log: log objects this database
+			 * followed are gone, and so may be some it never saw (with their
+			 * deletions).  The log left (a snapshot and what followed it)
+			 * describes the whole pool: forget the writer's rows and replay it.
+			 */
+			follow_forget(poolname, (char *) lfirst(lc));
+			log_scan(pool, poolname, (char *) lfirst(lc), true, work, &sc);
+		}
+		catalog_enter(&cu);
+		applied += log_replay(&st, &sc, true, &max_seq);
+		catalog_leave(&cu);
+		MemoryContextSwitchTo(work);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(applied);
+}
+
+/*
+ * destor.compact_log(pool) — delete from the providers the log objects (and
+ * their markers) that the latest durable log_snapshot of the pool
+ * supersedes: those this database had seen committed when the snapshot
+ * began (destor.meta_superseded), and those of its instance older than any
+ * it wrote itself (an adopted writer's).  The snapshot must first be on
+ * every provider it was written to, with its commit marker on m + 1 of
+ * them (missing markers are written again): recovery and followers then
+ * rebuild the same catalog from the snapshot and what followed it.
+ * Returns the number of log objects deleted.
+ */
+Datum
+destor_compact_log(PG_FUNCTION_ARGS)
+{
+	char	   *poolname = NameStr(*PG_GETARG_NAME(0));
+	Pool	   *pool = pool_lookup(poolname, false);
+	char	   *instance = meta_instance();
+	MemoryContext work;
+	MemoryContext old;
+	CatalogUser cu;
+	Datum		v[2];
+	bool		isnull;
+	uint64		snap_seq;
+	uint8		snap_id[CODEC_OBJID_LEN];
+	char	   *snap_xid;
+	int64		below = -1;
+	HTAB	   *superseded;
+	HASHCTL		ctl;
+	LogScan		sc;
+	LogEntry   *snap = NULL;
+	ListCell   *lc;
+	int			n = pool->data_shards + pool->parity_shards;
+	int			shards = 0;
+	int			markers = 0;
+	int64		deleted = 0;
+	int			failed = 0;
+	List	   *reqs = NIL;
+
+	lease_check_write(pool);	/* read-only: refused; exclusive: ours */
+	if (instance == NULL || strlen(instance) != 36)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this database has no destor instance id"),
+				 errhint("Run ALTER EXTENSION destor UPDATE.")));
+	work = AllocSetContextCreate(CurrentMemoryContext, "destor compaction", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(work);
+
+	/* the latest snapshot whose log object committed (its meta_log row) */
+	v[0] = name_datum(poolname);
+	catalog_enter(&cu);
+	catalog_exec("SELECT l.seq, l.log_id, s.snapshot_xid::text, s.below_seq FROM destor.meta_snapshots s "
+				 "JOIN destor.meta_log l ON l.pool = s.pool AND l.xmin::text = "
+				 "(s.snapshot_xid::text::numeric % 4294967296)::text "
+				 "WHERE s.pool = $1 ORDER BY l.seq DESC LIMIT 1", 1, (Oid[]) {NAMEOID}, v, NULL,
+				 SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		catalog_leave(&cu);
+		ereport(NOTICE,
+				(errmsg("the metadata log of pool \"%s\" has no snapshot to compact to", poolname),
+				 errhint("Run SELECT destor.log_snapshot('%s') first, in a transaction of its own.", poolname)));
+		MemoryContextSwitchTo(old);
+		PG_RETURN_INT64(0);
+	}
+	snap_seq = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull), snap_id);
+	{
+		MemoryContext spi = MemoryContextSwitchTo(work);
+
+		snap_xid = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
+		MemoryContextSwitchTo(spi);
+	}
+	{
+		Datum		b = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
+
+		if (!isnull)
+			below = DatumGetInt64(b);
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = 8 + CODEC_OBJID_LEN;
+	ctl.entrysize = 8 + CODEC_OBJID_LEN;
+	ctl.hcxt = work;
+	superseded = hash_create("destor superseded logs", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	{
+		MemoryContext spi = MemoryContextSwitchTo(work);	/* v[1] outlives SPI */
+
+		v[1] = CStringGetTextDatum(snap_xid);
+		MemoryContextSwitchTo(spi);
+	}
+	catalog_exec("SELECT seq, log_id FROM destor.meta_superseded WHERE pool = $1 AND snapshot_xid = $2::xid8",
+				 2, (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		uint8		key[8 + CODEC_OBJID_LEN];
+		uint64		seq = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		memcpy(key, &seq, 8);
+		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull), key + 8);
+		hash_search(superseded, key, HASH_ENTER, NULL);
+	}
+	catalog_leave(&cu);
+	MemoryContextSwitchTo(work);
+
+	/* list this instance's log: the snapshot must be durable before anything goes */
+	log_scan_list(pool, instance, work, &sc);
+	foreach(lc, sc.entries)
+	{
+		LogEntry   *e = lfirst(lc);
+
+		if (e->seq == snap_seq && memcmp(e->log_id, snap_id, CODEC_OBJID_LEN) == 0)
+			snap = e;
+	}
+	if (snap != NULL)
+	{
+		for (int i = 0; i < n; i++)
+			if (snap->shard_key[i] != NULL)
+				shards++;
+		if (shards == n && marker_found(snap))
+			markers = list_length(snap->marker_providers);
+	}
+	if (snap == NULL || shards < n || markers == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the snapshot of pool \"%s\" is not durable on its providers", poolname),
+				 errdetail("Log object %llu has %d of its %d shards and %d commit markers on the providers that could be listed; nothing was deleted.",
+						   (unsigned long long) snap_seq, shards, n,
+						   snap ? list_length(snap->marker_providers) : 0),
+				 errhint("Bring the providers back, or run SELECT destor.log_snapshot('%s') again, then compact.",
+						 poolname)));
+	/* markers on m + 1 providers: the snapshot's commit must outlive the loss of m */
+	if (markers < pool->parity_shards + 1)
+	{
+		uint8	   *marker = palloc(META_MARKER_LEN);
+
+		meta_build_marker(snap->log_id, snap->seq, marker);
+		for (int i = 0; i < n && markers < pool->parity_shards + 1; i++)
+		{
+			ProviderRequest r = {0};
+
+			if (list_member_ptr(snap->marker_providers, snap->shard_provider[i]))
+				continue;
+			r.provider = snap->shard_provider[i];
+			r.op = POP_PUT;
+			r.key = meta_marker_key(instance, snap->seq, snap->log_id);
+			r.data = (const char *) marker;
+			r.datalen = META_MARKER_LEN;
+			provider_execute(&r, 1);
+			if (r.ok)
+				markers++;
+		}
+		if (markers < pool->parity_shards + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not put the snapshot's commit marker of pool \"%s\" on %d providers",
+							poolname, pool->parity_shards + 1),
+					 errdetail("Nothing was deleted.")));
+	}
+
+	/* delete what the snapshot supersedes: every shard and marker of it */
+	foreach(lc, sc.entries)
+	{
+		LogEntry   *e = lfirst(lc);
+		uint8		key[8 + CODEC_OBJID_LEN];
+		ListCell   *mc;
+
+		if (e->seq >= snap_seq)
+			continue;
+		memcpy(key, &e->seq, 8);
+		memcpy(key + 8, e->log_id, CODEC_OBJID_LEN);
+		if (hash_search(superseded, key, HASH_FIND, NULL) == NULL)
+		{
+			MetaReader	r;
+			char	   *batch_pool = NULL;
+
+			if (!(below >= 0 && e->seq < (uint64) below))
+				continue;
+			/* older than this database's log: the adopted writer's, of this pool? */
+			CHECK_FOR_INTERRUPTS();
+			decode_entry(e, sc.key_id_seen);
+			if (!e->decoded || !read_batch_header(e, &r, NULL, &batch_pool, NULL) ||
+				batch_pool == NULL || strcmp(batch_pool, poolname) != 0)
+				continue;
+		}
+		for (int i = 0; i < CODEC_RS_MAX_SHARDS; i++)
+			if (e->shard_key[i] != NULL)
+			{
+				ProviderRequest *r = palloc0(sizeof(ProviderRequest));
+
+				r->provider = e->shard_provider[i];
+				r->op = POP_DELETE;
+				r->key = e->shard_key[i];
+				reqs = lappend(reqs, r);
+			}
+		foreach(mc, e->marker_providers)
+		{
+			ProviderRequest *r = palloc0(sizeof(ProviderRequest));
+
+			r->provider = lfirst(mc);
+			r->op = POP_DELETE;
+			r->key = e->marker_key;
+			reqs = lappend(reqs, r);
+		}
+		deleted++;
+	}
+	if (reqs != NIL)
+	{
+		ProviderRequest *batch = palloc0(sizeof(ProviderRequest) * list_length(reqs));
+		int			i = 0;
+
+		foreach(lc, reqs)
+			batch[i++] = *(ProviderRequest *) lfirst(lc);
+		provider_execute(batch, i);
+		for (int j = 0; j < i; j++)
+			if (!batch[j].ok)
+			{
+				if (failed++ == 0)
+					ereport(WARNING,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("could not delete \"%s\" from provider \"%s\"", batch[j].key,
+									batch[j].provider->name),
+							 errdetail("%s", batch[j].error ? batch[j].error : "unknown error"),
+							 errhint("What is left is deleted by the next compact_log.")));
+			}
+	}
+
+	/* done with this snapshot and older ones (unless something stayed) */
+	if (failed == 0)
+	{
+		Datum		w[3] = {v[0], v[1], Int64GetDatum((int64) snap_seq)};
+
+		catalog_enter(&cu);
+		catalog_exec("DELETE FROM destor.meta_log l USING destor.meta_superseded s "
+					 "WHERE s.pool = $1 AND s.snapshot_xid = $2::xid8 AND l.pool = s.pool AND l.seq = s.seq "
+					 "AND l.seq < $3", 3, (Oid[]) {NAMEOID, TEXTOID, INT8OID}, w, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.meta_superseded WHERE pool = $1 AND snapshot_xid <= $2::xid8", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_exec("DELETE FROM destor.meta_snapshots WHERE pool = $1 AND snapshot_xid <= $2::xid8", 2,
+					 (Oid[]) {NAMEOID, TEXTOID}, v, NULL, SPI_OK_DELETE);
+		catalog_leave(&cu);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(deleted);
 }

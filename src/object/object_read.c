@@ -112,6 +112,7 @@ object_reader_open(ObjectMeta *meta)
 	r->health = palloc0(sizeof(ShardHealth) * r->n);
 	r->slow = palloc0(sizeof(bool) * r->n);
 	r->avoid = palloc0(sizeof(bool) * r->n);
+	r->far = palloc0(sizeof(bool) * r->n);
 	r->liar = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
@@ -259,6 +260,18 @@ reader_shard_failed(ObjectReader *r, int i)
 #define SLOW_RECHECK_MS		100
 #define SLOW_UNUSABLE_MS	1e12	/* a provider that does not exist */
 
+/*
+ * Bulk reads (a data shard's range of FAR_BULK_BYTES or more: a blob
+ * export's 16 MiB windows) also go around a provider whose round trip is
+ * more than FAR_FACTOR times, and FAR_MARGIN_MS more than, the k-th
+ * fastest: a far provider is not slow — small reads, one round trip each,
+ * still use it — but a bulk window waits for its slowest shard, and the k
+ * fastest shards rebuild the window for the cost of decoding it.
+ */
+#define FAR_FACTOR			2.0
+#define FAR_MARGIN_MS		100.0
+#define FAR_BULK_BYTES		(1024 * 1024)
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -299,6 +312,7 @@ reader_check_slow_providers(ObjectReader *r)
 	if (fastest < 0)
 	{
 		memset(r->slow, 0, sizeof(bool) * r->n);
+		memset(r->far, 0, sizeof(bool) * r->n);
 		return;					/* nothing measured: nothing to compare */
 	}
 	for (int i = 0; i < r->n; i++)
@@ -317,6 +331,8 @@ reader_check_slow_providers(ObjectReader *r)
 		if (slow && !r->slow[i])
 			provider_mark_slow(r->providers[i]);
 		r->slow[i] = slow;
+		r->far[i] = r->providers[i] != NULL &&
+			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
 	}
 }
 
@@ -335,8 +351,8 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 	memset(src, 0, sizeof(WindowSource));
 	for (int d = 0; d < r->k; d++)
 	{
-		uint64		a,
-					b;
+		uint64		a = 0,
+					b = 0;
 
 		if (!shard_range(r, d, cs, ce, &a, &b))
 			continue;
@@ -345,6 +361,9 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 		/* with parity to fall back on, do not wait for a provider known down or slow */
 		reader_check_slow_providers(r);
 		if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
+			return -1;
+		/* nor, for a bulk range, for a far one: the k fastest shards are sooner */
+		if (r->m > 0 && r->far[d] && b - a >= FAR_BULK_BYTES)
 			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
 		if (set >= 0)

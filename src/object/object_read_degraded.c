@@ -83,7 +83,11 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * by this reader are not left out, as they are without hedging, but come
  * last: spares of last resort (last[i]), started only for a unit that
  * failed or is very late.  A shard recorded bad (HINTED) is always
- * asked, outside the set: only a read of it can find the record stale.
+ * asked besides, as a probe (probe[i]): only a read of it can find the
+ * record stale, but the read does not wait for it — the set needs k
+ * others, and the probe is cancelled with the rest if it has not answered
+ * by then (a provider that stalls would otherwise hold every read for its
+ * request timeout).
  * s3 providers only (a file provider is a local disk: its requests all
  * run); false when hedging does not apply, and then every candidate is
  * asked and waited for.
@@ -91,7 +95,8 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 #define HEDGE_LAST_MS 1e9		/* the rank of a provider known slow */
 
 static bool
-plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, int *need)
+plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *probe,
+		   int *need)
 {
 	double		ms[CODEC_RS_MAX_SHARDS];
 	int			order[CODEC_RS_MAX_SHARDS];
@@ -102,12 +107,16 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, int *nee
 	{
 		unit_of[i] = 0;
 		last[i] = false;
+		probe[i] = false;
 		if (skip[i])
 			continue;
 		if (r->providers[i]->type != PROVIDER_S3)
 			return false;
 		if (r->health[i] == SHARD_HINTED)
+		{
+			probe[i] = true;
 			continue;
+		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
@@ -172,6 +181,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	bool		hedged = false;
 	int			unit_of[CODEC_RS_MAX_SHARDS] = {0};
 	bool		last[CODEC_RS_MAX_SHARDS] = {0};
+	bool		probe[CODEC_RS_MAX_SHARDS] = {0};
 	int			need = 0;
 
 	/*
@@ -181,8 +191,9 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	 * destor.shards is not left out for its record alone: only a read of
 	 * it can find the record stale (a provider back after an outage), and
 	 * then every reader uses it again (provider_note_shard_verified below).
-	 * It costs one request per reader while the record is true, and such
-	 * records last only until a repair rebuilds the shard.
+	 * It costs a request while the record is true (such records last only
+	 * until a repair rebuilds the shard), which the read does not wait for
+	 * when k others answer: it is a probe of the hedged set (plan_hedge).
 	 */
 	for (int i = 0; i < r->n; i++)
 	{
@@ -193,7 +204,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, skip, unit_of, last, &need);
+		hedged = plan_hedge(r, skip, unit_of, last, probe, &need);
 		if (hedged)
 			skipped_some = true;	/* spares may go unasked */
 	}
@@ -228,7 +239,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		fetched[i] = false;
 		if (skip[i])
 			continue;
-		if (hedged && unit_of[i] > 0)
+		if (hedged && (unit_of[i] > 0 || probe[i]))
 		{
 			/* this shard's chunks and tags are one unit of the hedged set */
 			for (int q = nreqs; q < nreqs + 2; q++)
@@ -237,6 +248,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 				reqs[q].hedge_need = need;
 				reqs[q].hedge_spare = unit_of[i] > need;
 				reqs[q].hedge_last = last[i];
+				reqs[q].hedge_probe = probe[i];
 			}
 		}
 		reqs[nreqs].provider = r->providers[i];

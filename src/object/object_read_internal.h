@@ -72,6 +72,8 @@ struct ObjectReader
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
 	bool	   *avoid;			/* a request to it was abandoned as too slow */
+	bool	   *far;			/* round trip well above the k-th fastest: bulk
+								 * reads go around it (reader_check_slow_providers) */
 	TimestampTz slow_checked;	/* when slow[] was last worked out */
 
 	uint64		stripe_size;	/* k * chunk_size */

@@ -757,7 +757,11 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * (removed from the multi handle: nothing is left running).  A spare costs
  * only bandwidth, so its bar is lower.  Spares of last resort (providers
  * found slow or down) are started only for units that failed or are very
- * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).
+ * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).  Probes
+ * (hedge_probe: a shard recorded missing, asked to learn whether the record
+ * is stale) start at once but are neither counted among the units needed
+ * nor waited for: one that succeeds in time is there besides, one still
+ * running when the set is complete is cancelled with the rest.
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -773,6 +777,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 #define HEDGE_WRITE_MIN_MS	1000
 #define HEDGE_LAST_MIN_MS	1000
 #define HEDGE_LAST_FACTOR	4
+#define HEDGE_STALL_MIN_MS	400
+#define HEDGE_STALL_FACTOR	3
 
 /* What the loop keeps for hedging, per transfer and per unit. */
 typedef struct S3Hedge
@@ -787,6 +793,10 @@ typedef struct S3Hedge
 	bool	   *late;			/* per unit: found late (its spare is started) */
 	bool	   *very_late;		/* per unit: late enough for a last resort */
 	bool	   *last;			/* per unit: a spare of last resort */
+	bool	   *probe;			/* per unit: a probe, never waited for */
+	TimestampTz *answered;		/* per transfer: when its answer began, 0 */
+	double	   *read_ms;		/* per transfer: its provider's recent round
+								 * trip (provider_recent_read_ms), -1 */
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
@@ -814,6 +824,9 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	h->late = palloc0(sizeof(bool) * n);
 	h->very_late = palloc0(sizeof(bool) * n);
 	h->last = palloc0(sizeof(bool) * n);
+	h->probe = palloc0(sizeof(bool) * n);
+	h->answered = palloc0(sizeof(TimestampTz) * n);
+	h->read_ms = palloc(sizeof(double) * n);
 	h->ok_at = palloc0(sizeof(TimestampTz) * n);
 	for (int i = 0; i < n; i++)
 	{
@@ -824,8 +837,11 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 		req->first_byte_ms = 0;
 		h->unit_of[i] = -1;
 		h->p95_ms[i] = -1;
+		h->read_ms[i] = -1;
 		if (ts[i]->provider != NULL && (req->hedge || req->hedge_unit > 0))
 			h->p95_ms[i] = provider_latency_p95_ms(ts[i]->provider);
+		if (ts[i]->provider != NULL && req->hedge && ts[i]->op == S3OP_GET)
+			h->read_ms[i] = provider_recent_read_ms(ts[i]->provider);
 		if (req->hedge_unit <= 0)
 			continue;
 		h->need = Max(h->need, req->hedge_need);
@@ -840,6 +856,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 		h->held[i] = req->hedge_spare && ts[i]->state == TS_QUEUED;
 		if (req->hedge_last)
 			h->last[h->unit_of[i]] = true;
+		if (req->hedge_probe)
+			h->probe[h->unit_of[i]] = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -950,6 +968,99 @@ s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, do
 	return Max(grace - TimestampDifferenceMilliseconds(since, now), 0);
 }
 
+/*
+ * s3_hedge_stalled — the healthy path's GETs (hedge) that are late for
+ * their answer: no status line nor byte after HEDGE_STALL_FACTOR times
+ * their provider's recent round trip, or the fastest answer of this batch
+ * if that is more (a busy machine answers everything late), and at least
+ * HEDGE_STALL_MIN_MS.  The caller then reads around it from parity without
+ * waiting for the rest of the batch to end (before, such a request was
+ * given up only once every other one had ended, and the batch's slowest
+ * time — on a WAN, its bytes at the provider's bandwidth — made that far
+ * later).  When a request to the same provider started after it has begun
+ * to answer, this one request is stuck, not its provider: it is cancelled,
+ * as late (its running time goes into the provider's read times as a lower
+ * bound; one late answer does not make a provider slow for every reader).
+ * When nothing else runs on its provider and other providers have answered
+ * since it started, the provider is not answering: it is abandoned, as by
+ * the rule below (the provider is marked slow).  The time an answer takes
+ * to begin is a round trip whatever the size asked, so this is not fooled
+ * by large ranges; a request queued behind others' bytes on its provider's
+ * link is left alone.  Returns how many were given up; *wait_ms is lowered
+ * to when the next is due.
+ */
+static int
+s3_hedge_stalled(S3Hedge *h, S3Transfer **ts, int n, long *wait_ms, MemoryContext resultcxt)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	double		fastest = -1;
+	int			gave_up = 0;
+	bool		failed = false;
+
+	if (h->need > 0)
+		return 0;				/* hedged sets have spares of their own */
+	for (int i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+
+		if (h->answered[i] == 0 && t->first_start != 0 &&
+			(t->state == TS_DONE || t->status != 0 || t->received > 0))
+			h->answered[i] = now;
+		if (h->answered[i] != 0)
+		{
+			double		ms = t->req->first_byte_ms > 0 ? t->req->first_byte_ms :
+				(double) (h->answered[i] - t->first_start) / 1000.0;
+
+			if (fastest < 0 || ms < fastest)
+				fastest = ms;
+		}
+		if (t->state == TS_DONE && !t->req->ok && !t->req->cancelled)
+			failed = true;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+		double		late_ms;
+		long		left;
+		bool		same = false;
+		bool		busy = false;
+		bool		others = false;
+
+		if (t->state != TS_RUNNING || h->read_ms[i] < 0 || h->answered[i] != 0 ||
+			t->op != S3OP_GET || !t->req->hedge)
+			continue;
+		late_ms = Max((double) HEDGE_STALL_MIN_MS,
+					  HEDGE_STALL_FACTOR * Max(h->read_ms[i], fastest));
+		left = (long) (late_ms - (double) (now - t->first_start) / 1000.0);
+		if (left > 0)
+		{
+			*wait_ms = Min(*wait_ms, left);
+			continue;
+		}
+
+		/*
+		 * Its provider answers a request started after it: this one request
+		 * is stuck, not the provider — cancel it (late).  Nothing else runs
+		 * on that provider but others have answered since it started: the
+		 * provider is not answering — abandon it (slow), as below.  Its
+		 * provider is busy with others' bytes (a shared link), or nothing
+		 * answers at all (the machine is busy): wait.
+		 */
+		for (int j = 0; j < n && !same; j++)
+			same = j != i && ts[j]->provider == t->provider &&
+				ts[j]->first_start >= t->first_start && h->answered[j] > t->first_start;
+		for (int j = 0; j < n && !same && !busy; j++)
+			busy = j != i && ts[j]->provider == t->provider && ts[j]->state == TS_RUNNING;
+		for (int j = 0; j < n && !same && !busy && !others; j++)
+			others = j != i && h->answered[j] > t->first_start;
+		if (!same && !others)
+			continue;			/* woken by the network when that changes */
+		s3_transfer_give_up(t, same || failed, 1, resultcxt);
+		gave_up++;
+	}
+	return gave_up;
+}
+
 /* How late unit u may run before it gets a spare (ms). */
 static double
 s3_unit_late_ms(S3Hedge *h, S3Transfer **ts, int n, int u)
@@ -994,6 +1105,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	for (int u = 0; u < h->nunits; u++)
 	{
 		st[u] = s3_unit_state(h, ts, n, u);
+		if (h->probe[u])
+			continue;			/* neither counted nor waited for */
 		if (st[u] == UNIT_OK)
 		{
 			if (h->ok_at[u] == 0)
@@ -1056,7 +1169,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		double		late_ms;
 		long		left;
 
-		if (st[u] != UNIT_PENDING)
+		if (st[u] != UNIT_PENDING || h->probe[u])
 			continue;
 		start = s3_unit_start(h, ts, n, u);
 		if (start == 0)
@@ -1212,6 +1325,9 @@ s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 				if (ndone >= n)
 					break;
 			}
+			ndone += s3_hedge_stalled(&hedge, ts, n, &wait_ms, resultcxt);
+			if (ndone >= n)
+				break;
 			if (s3_hedge_remaining(&hedge, ts, n, last_done, slowest_ms) == 0)
 			{
 				/*

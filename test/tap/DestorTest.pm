@@ -39,6 +39,8 @@ sub new_master_key
 }
 
 # A started cluster with destor preloaded; returns ($node, $keyfile).
+# Small blobs are not packed unless $opts{blob_pack_threshold} says so:
+# the tests written before packing count each blob's own shards (t/082).
 sub start_cluster
 {
 	my ($name, %opts) = @_;
@@ -52,6 +54,7 @@ destor.master_key_file = '$keyfile'
 log_min_messages = debug1
 log_statement = 'none'
 destor.cache_size = '} . ($opts{cache_size} // '0') . qq{'
+destor.blob_pack_threshold = '} . ($opts{blob_pack_threshold} // '0') . qq{'
 } . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION destor')

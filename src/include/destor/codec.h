@@ -107,6 +107,9 @@ extern void codec_key_fingerprint(const uint8_t master[CODEC_KEY_LEN],
 extern int	codec_parse_hex_key(const char *text, size_t len,
 								uint8_t key[CODEC_KEY_LEN]);
 
+/* The value of a hexadecimal digit (either case), -1 for any other character. */
+extern int	codec_hex_value(char ch);
+
 /* Overwrite secret material in a way the compiler cannot elide. */
 extern void codec_secure_zero(void *p, size_t len);
 

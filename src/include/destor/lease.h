@@ -24,4 +24,9 @@ extern void lease_check_write(Pool *pool);
 /* After a key rotation: sign the leases this database holds under the new key. */
 extern int	lease_resign_held(void);
 
+/* Before recover_catalog adopts instance: ERROR while another database holds the lease. */
+extern void lease_check_adopt(Pool *pool, const char *instance);
+/* After it adopted: a lease held under old_instance now names new_instance. */
+extern void lease_adopted(Pool *pool, const char *old_instance, const char *new_instance);
+
 #endif							/* DESTOR_LEASE_H */

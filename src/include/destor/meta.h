@@ -47,8 +47,13 @@ typedef enum MetaRecordKind
 	META_REC_DELETION_DELETE = 9,
 	META_REC_TABLE_DEF = 10,
 	META_REC_TABLE_DROP = 11,
-	META_REC_KEY_REWRAP = 12	/* reserved for master key rotation */
+	META_REC_KEY_REWRAP = 12,	/* reserved for master key rotation */
+	META_REC_BLOB_PACKED = 13	/* a blob inside a pack object (issue 15 item 5) */
 } MetaRecordKind;
+
+/* meta_log.c: called at pre-commit before the log is written */
+extern void (*meta_pre_precommit_hook) (void);
+extern void meta_log_prepare(void);
 
 /* meta_format.c: little-endian fields of records */
 extern void meta_put_u8(StringInfo s, uint8 v);
