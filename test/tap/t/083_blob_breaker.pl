@@ -8,6 +8,9 @@
 #   a snapshot, as lo_open(INV_READ) does), so later reads still return the
 #   blob's bytes; once the reader's transaction ends the shards go at the
 #   next cleanup and the blob is gone for everyone.
+# - The same for a small (packed) blob whose pack another session compacts
+#   away after deleting the pack's other blob: the descriptor still reads
+#   the blob's own bytes, never a neighbour's.
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -16,7 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my ($node) = DestorTest::start_cluster('blobbreaker', conf => "autovacuum = off\n");
+my ($node) = DestorTest::start_cluster('blobbreaker', conf => "autovacuum = off\n", blob_pack_threshold => '64kB');
 my ($sql, @dirs) = DestorTest::file_pool_sql($node->basedir, 'pool', 3, 2, 1);
 $node->safe_psql('postgres', $sql);
 
@@ -58,6 +61,30 @@ like(($node->psql('postgres', 'SELECT destor.blob_open(b) FROM docs'))[2], qr/do
 	'after the reader\'s commit the blob is gone');
 $node->safe_psql('postgres', q{SELECT destor.cleanup_orphans('pool', '0')});
 is(shard_files(), $files0 - 3, 'and its shards go at the next cleanup');
+
+# --- a read descriptor on a packed blob outlives a concurrent compaction ------------------
+$node->safe_psql('postgres', q{
+CREATE TABLE small (n text, b destor.blob);
+INSERT INTO small VALUES ('x', destor.blob_put('pool', 'XXXXXXXXXXXXXXXXXXXX')),
+                         ('y', destor.blob_put('pool', repeat('Y', 1000)::bytea));
+});
+is($node->safe_psql('postgres', 'SELECT count(DISTINCT pack_id) FROM destor.blobs b JOIN small s ON s.b::uuid = b.blob_id'),
+	'1', 'both small blobs share one pack');
+$r = $node->background_psql('postgres');
+$r->query_safe('BEGIN');
+$fd = $r->query_safe(q{SELECT destor.blob_open(b) FROM small WHERE n = 'x'});
+$node->safe_psql('postgres', q{SELECT destor.blob_delete(b) FROM small WHERE n = 'y'});
+is($node->safe_psql('postgres', q{SELECT destor.compact_packs('pool')}), '1',
+	'the pack is compacted while the descriptor is open');
+($got, $err) = ('', '');
+eval {
+	$got = $r->query_safe("SELECT encode(destor.blob_read($fd, 5), 'escape') || encode(destor.blob_read($fd, 100), 'escape')");
+	1;
+} or $err = $@;
+is($err, '', 'reading the packed blob after the compaction does not fail');
+is($got, 'X' x 20, 'and returns exactly its own bytes');
+$r->query_safe('COMMIT');
+$r->quit;
 
 $node->stop;
 done_testing();
