@@ -125,7 +125,9 @@ CREATE TEMP VIEW cost_modes AS
   UNION ALL
   -- spread rotates by object id: each object on some 3 of the 4; fastest
   -- goes by each provider's recent reads as placement sees them: both lie
-  -- between the cheapest and the dearest 3 (checked as a range below)
+  -- between the cheapest and the dearest 3 (checked as a range below, in
+  -- placement_cost's 6 decimals: when the fastest 3 are the dearest, the
+  -- rounded cost may round up past the unrounded bound)
   SELECT 'spread', NULL
   UNION ALL
   SELECT 'cheapest', (SELECT sum(bytes * (SELECT avg(gb_month) FROM ranked WHERE by_price <= n)) FROM obj) / 1e9
@@ -135,10 +137,10 @@ SELECT c.placement, c.is_pool_mode, c.objects = (SELECT count(*) FROM destor.obj
        CASE WHEN m.cost IS NOT NULL THEN abs(c.monthly_cost - m.cost) < 1e-6
             ELSE c.monthly_cost >= (SELECT monthly_cost FROM destor.placement_cost('costpool')
                                      WHERE placement = 'cheapest')
-             AND c.monthly_cost <= (SELECT sum(bytes * (SELECT avg(gb_month) FROM (
+             AND c.monthly_cost <= round((SELECT sum(bytes * (SELECT avg(gb_month) FROM (
                                       SELECT gb_month FROM cost_prices ORDER BY gb_month DESC LIMIT 3) d)) / 1e9
                                       FROM (SELECT sum(s.size) AS bytes FROM destor.shards s JOIN destor.objects ob
-                                            USING (object_id) WHERE ob.pool = 'costpool' GROUP BY object_id) o)
+                                            USING (object_id) WHERE ob.pool = 'costpool' GROUP BY object_id) o), 6)
        END AS cost_matches, c.monthly_cost > 0 AS priced,
        CASE c.placement WHEN 'fastest' THEN cardinality(c.providers)::text ELSE c.providers::text END AS providers
   FROM destor.placement_cost('costpool') c JOIN cost_modes m USING (placement);
