@@ -26,6 +26,10 @@
  *     unfinished COPY): only blob_close() returns the new blob's handle, so
  *     committing would store a blob nobody can reach, or lose data the
  *     client believes stored.  Read descriptors are closed silently.
+ *   - A read descriptor holds the snapshot it found the blob under until it
+ *     closes (as lo_open(INV_READ) does), so a delete or a pack compaction
+ *     committed meanwhile by another session leaves the shards it reads
+ *     (object_xact.c defers their removal while a snapshot may see them).
  *   - A descriptor opened in a subtransaction that rolls back is closed, as
  *     lo's are.  A write descriptor that was written to in a subtransaction
  *     that rolled back (an ERROR caught by a savepoint or an exception block,
