@@ -26,6 +26,10 @@
  *     unfinished COPY): only blob_close() returns the new blob's handle, so
  *     committing would store a blob nobody can reach, or lose data the
  *     client believes stored.  Read descriptors are closed silently.
+ *   - A read descriptor holds the snapshot it found the blob under until it
+ *     closes (as lo_open(INV_READ) does), so a delete or a pack compaction
+ *     committed meanwhile by another session leaves the shards it reads
+ *     (object_xact.c defers their removal while a snapshot may see them).
  *   - A descriptor opened in a subtransaction that rolls back is closed, as
  *     lo's are.  A write descriptor that was written to in a subtransaction
  *     that rolled back (an ERROR caught by a savepoint or an exception block,
@@ -50,6 +54,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "destor/blob.h"
 #include "destor/object.h"
@@ -85,6 +91,7 @@ typedef struct BlobFd
 	/* reading */
 	uint8		id[CODEC_OBJID_LEN];
 	BlobData   *meta;			/* in cxt */
+	Snapshot	snapshot;		/* owned, registered on the top transaction */
 	MemoryContext reader_cxt;	/* holds the reader; reset to abandon it */
 	ObjectReader *reader;		/* NULL until the first read */
 	uint64		last_end;		/* where the last read ended (sequential?) */
@@ -124,6 +131,23 @@ fd_drop_reader(BlobFd *d)
 	d->reader = NULL;
 	d->buf_len = 0;
 	d->last_end = PG_UINT64_MAX;
+}
+
+/*
+ * fd_release_snapshot — let go of a read descriptor's snapshot (closed, or
+ * its subtransaction rolled back).  Not at abort: the transaction's resource
+ * owner releases it there.
+ */
+static void
+fd_release_snapshot(BlobFd *d)
+{
+	if (d->snapshot != NULL)
+	{
+		Snapshot	snap = d->snapshot;
+
+		d->snapshot = NULL;
+		UnregisterSnapshotFromOwner(snap, TopTransactionResourceOwner);
+	}
 }
 
 static void
@@ -167,6 +191,7 @@ blob_fd_xact_callback(XactEvent event, void *arg)
 					d->reader = NULL;
 					object_reader_close(r);
 				}
+				fd_release_snapshot(d);
 			}
 			break;
 		case XACT_EVENT_ABORT:
@@ -211,6 +236,7 @@ blob_fd_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			{
 				/* the writer's memory goes with the subtransaction's */
 				fd_drop_reader(d);
+				fd_release_snapshot(d);
 				d->writer = NULL;
 				d->state = BLOB_FD_ROLLED_BACK;
 			}
@@ -383,8 +409,9 @@ fd_read_at(BlobFd *d, uint64 pos, uint64 n, char *dst)
 			uint64		wstart = pos - pos % BLOB_FD_WINDOW;
 			uint64		wlen = Min(BLOB_FD_WINDOW, d->meta->size - wstart);
 
+			/* no window is longer than the blob: a small blob, a small buffer */
 			if (d->buf == NULL)
-				d->buf = MemoryContextAlloc(d->cxt, BLOB_FD_WINDOW);
+				d->buf = MemoryContextAlloc(d->cxt, Min(BLOB_FD_WINDOW, d->meta->size));
 			d->buf_len = 0;		/* half-filled if the read fails */
 			blob_data_read(d->meta, fd_reader(d), wstart, wlen, d->buf);
 			d->buf_start = wstart;
@@ -446,6 +473,17 @@ blob_fd_open(PG_FUNCTION_ARGS)
 	MemoryContextSetParent(cxt, d->cxt);
 	memcpy(d->id, b->id, CODEC_OBJID_LEN);
 	d->meta = meta;
+
+	/*
+	 * Hold the snapshot the blob was found under until the descriptor
+	 * closes, as lo_open(INV_READ) does: this backend's xmin then keeps a
+	 * delete committed by another session meanwhile from removing the
+	 * shards (object_xact.c leaves them retired for cleanup_orphans), so
+	 * the descriptor reads to the end of its transaction.
+	 */
+	d->snapshot = RegisterSnapshotOnOwner(ActiveSnapshotSet() ? GetActiveSnapshot()
+										  : GetTransactionSnapshot(),
+										  TopTransactionResourceOwner);
 	PG_RETURN_INT32(fdno);
 }
 
@@ -615,6 +653,7 @@ blob_fd_close(PG_FUNCTION_ARGS)
 			d->reader = NULL;
 			object_reader_close(r);
 		}
+		fd_release_snapshot(d);
 		memcpy(b->id, d->id, CODEC_OBJID_LEN);
 	}
 	d->state = BLOB_FD_CLOSED;
