@@ -783,6 +783,8 @@ BEGIN
       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
      WHERE a.atttypid IN (SELECT oid FROM holding) AND a.attnum > 0 AND NOT a.attisdropped
        AND c.relkind IN ('r', 'm', 'f')
+       -- a materialized view WITH NO DATA holds no handles (and cannot be read)
+       AND (c.relkind <> 'm' OR c.relispopulated)
        -- other sessions' temporary tables cannot be read (and end with them)
        AND (c.relpersistence <> 't' OR c.relnamespace = pg_my_temp_schema())
      ORDER BY 1, 2
