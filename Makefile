@@ -117,6 +117,7 @@ test:
 bench:
 	bash test/bench/blob_bench.sh
 	bash test/bench/blob_stream_bench.sh
+	bash test/bench/blob_small_bench.sh
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh
