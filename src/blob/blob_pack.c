@@ -407,6 +407,8 @@ pack_for(const char *pool)
 	op = palloc0(sizeof(OpenPack));
 	strlcpy(op->pool, pool, NAMEDATALEN);
 	initStringInfo(&op->buf);
+	/* its full size up front: growing it by doubling copied it again and again */
+	enlargeStringInfo(&op->buf, blob_pack_size + Max(blob_pack_threshold, 0));
 	open_packs = lappend(open_packs, op);
 	MemoryContextSwitchTo(old);
 	return op;
