@@ -655,9 +655,8 @@ blob_entry_read(BlobCacheEntry *e, uint64 offset, uint64 n, char *dst)
 	BlobData	d = e->data;
 	ObjectReader *r;
 
-	if (n == 0)
-		return;
-	if (!d.pending && blob_read_cached(d.meta, d.base + offset, n, dst))
+	/* n = 0 too goes to the reader: even an empty blob is authenticated */
+	if (n > 0 && !d.pending && blob_read_cached(d.meta, d.base + offset, n, dst))
 		return;
 	if (!e->transient && !d.pending)
 		d.meta = blob_meta_copy(CurrentMemoryContext, e->data.meta);
@@ -698,7 +697,8 @@ blob_read(PG_FUNCTION_ARGS)
 	n = (uint64) offset >= e->data.size ? 0 : Min((uint64) length, e->data.size - offset);
 	result = palloc(VARHDRSZ + n);
 	SET_VARSIZE(result, VARHDRSZ + n);
-	blob_entry_read(e, offset, n, VARDATA(result));
+	if (n > 0)
+		blob_entry_read(e, offset, n, VARDATA(result));
 	PG_RETURN_BYTEA_P(result);
 }
 
