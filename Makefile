@@ -61,7 +61,7 @@ REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
 # after pg_regress.
-ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions
+ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers
 ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config
@@ -117,6 +117,7 @@ test:
 bench:
 	bash test/bench/blob_bench.sh
 	bash test/bench/blob_stream_bench.sh
+	bash test/bench/blob_small_bench.sh
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh

@@ -131,6 +131,15 @@ SELECT bp_objects() - :objects_before AS new_objects;
 -- 4. Content checks: expected_sha256 refuses a mismatch before anything is kept
 SELECT bp_try($$SELECT destor.blob_put('bp_pool', 'abc', sha256('abd'))$$) AS mismatch;
 SELECT destor.blob_get(destor.blob_put('bp_pool', 'abc', sha256('abc'))) AS matched;
+-- empty blobs are packed too, alone or at the end of a pack
+SELECT destor.blob_put('bp_pool', ''::bytea) AS empty \gset
+BEGIN;
+SELECT destor.blob_put('bp_pool', 'before') IS NOT NULL AS put;
+SELECT destor.blob_put('bp_pool', ''::bytea) AS empty_last \gset
+COMMIT;
+SELECT length(destor.blob_get(:'empty')) AS alone, destor.blob_verify(:'empty') AS alone_ok,
+       length(destor.blob_get(:'empty_last')) AS last, destor.blob_verify(:'empty_last') AS last_ok,
+       length(destor.blob_read(:'empty_last', 0, 10)) AS read_last;
 
 -- 5. Delete: a range retired after commit, nothing on rollback; the last blob takes the pack
 SELECT pack_id AS pack1 FROM destor.blobs b JOIN bp ON bp.b::uuid = b.blob_id WHERE n = 1 \gset

@@ -589,24 +589,24 @@ blob_put(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(blob_sink_finish(&sink, expected));
 }
 
+static void blob_entry_read(BlobCacheEntry *e, uint64 offset, uint64 n, char *dst);
+
 Datum
 blob_get(PG_FUNCTION_ARGS)
 {
-	BlobData   *d = blob_open_data(PG_GETARG_BLOB(0), "read");
-	ObjectReader *r;
+	BlobCacheEntry *e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
+	uint64		size = e->data.size;
 	bytea	   *result;
 
-	if (d->size > MaxAllocSize - VARHDRSZ)
+	if (size > MaxAllocSize - VARHDRSZ)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("blob %s is too large to return as bytea (%llu bytes)",
-						object_id_text(d->id), (unsigned long long) d->size),
+						object_id_text(e->data.id), (unsigned long long) size),
 				 errhint("Use destor.blob_read() for parts of it, or destor.blob_export() to write it to a file.")));
-	result = palloc(VARHDRSZ + d->size);
-	SET_VARSIZE(result, VARHDRSZ + d->size);
-	r = blob_data_reader(d);
-	blob_data_read(d, r, 0, d->size, VARDATA(result));
-	blob_data_close(r);
+	result = palloc(VARHDRSZ + size);
+	SET_VARSIZE(result, VARHDRSZ + size);
+	blob_entry_read(e, 0, size, VARDATA(result));
 	PG_RETURN_BYTEA_P(result);
 }
 
@@ -643,14 +643,34 @@ blob_read_cached(const ObjectMeta *meta, uint64 offset, uint64 n, char *dst)
 	return true;
 }
 
+/*
+ * n bytes at offset (inside the blob) of the blob e describes into dst:
+ * from the shared cache when it holds them all, else through a reader of
+ * its own copy of the metadata (an invalidation during the read — a
+ * provider look-up may take one — frees the cache's).
+ */
+static void
+blob_entry_read(BlobCacheEntry *e, uint64 offset, uint64 n, char *dst)
+{
+	BlobData	d = e->data;
+	ObjectReader *r;
+
+	/* n = 0 too goes to the reader: even an empty blob is authenticated */
+	if (n > 0 && !d.pending && blob_read_cached(d.meta, d.base + offset, n, dst))
+		return;
+	if (!e->transient && !d.pending)
+		d.meta = blob_meta_copy(CurrentMemoryContext, e->data.meta);
+	r = blob_data_reader(&d);
+	blob_data_read(&d, r, offset, n, dst);
+	blob_data_close(r);
+}
+
 Datum
 blob_read(PG_FUNCTION_ARGS)
 {
 	int64		offset = PG_GETARG_INT64(1);
 	int32		length = PG_GETARG_INT32(2);
 	BlobCacheEntry *e;
-	BlobData	d;
-	ObjectReader *r;
 	bytea	   *result;
 	uint64		n;
 
@@ -673,19 +693,12 @@ blob_read(PG_FUNCTION_ARGS)
 	e = blob_cache_lookup(PG_GETARG_BLOB(0), "read");
 	/* the reader's own copy: an invalidation during the read (a provider
 	 * look-up may take one) frees the cache's */
-	d = e->data;
-	if (!e->transient)
-		d.meta = blob_meta_copy(CurrentMemoryContext, e->data.meta);
 	/* like substring(): reading past the end returns what is there */
-	n = (uint64) offset >= d.size ? 0 : Min((uint64) length, d.size - offset);
+	n = (uint64) offset >= e->data.size ? 0 : Min((uint64) length, e->data.size - offset);
 	result = palloc(VARHDRSZ + n);
 	SET_VARSIZE(result, VARHDRSZ + n);
-	if (n > 0 && (d.pending || !blob_read_cached(d.meta, d.base + offset, n, VARDATA(result))))
-	{
-		r = blob_data_reader(&d);
-		blob_data_read(&d, r, offset, n, VARDATA(result));
-		blob_data_close(r);
-	}
+	if (n > 0)
+		blob_entry_read(e, offset, n, VARDATA(result));
 	PG_RETURN_BYTEA_P(result);
 }
 

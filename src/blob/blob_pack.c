@@ -45,10 +45,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/uuid.h"
 #include "utils/snapmgr.h"
 
 #include "destor/blob.h"
@@ -202,25 +204,53 @@ pack_count_blobs(const uint8 pack[CODEC_OBJID_LEN])
 	return n;
 }
 
+/*
+ * The rows of a pack's blobs, in one statement (a pack holds a thousand
+ * blobs of 4 kB: one INSERT each cost more than the upload).
+ */
 static void
-pack_insert_blob_row(const PackedBlob *pb, const uint8 pack[CODEC_OBJID_LEN], uint64 off)
+pack_insert_blob_rows(List *blobs, const uint8 pack[CODEC_OBJID_LEN], const uint64 *offs)
 {
 	CatalogUser cu;
-	Oid			types[6] = {UUIDOID, OIDOID, BYTEAOID, UUIDOID, INT8OID, INT8OID};
+	Oid			types[6] = {UUIDARRAYOID, OIDARRAYOID, BYTEAARRAYOID, UUIDOID, INT8ARRAYOID, INT8ARRAYOID};
 	Datum		values[6];
-	bytea	   *sha = palloc(VARHDRSZ + OBJECT_SHA256_LEN);
+	int			n = 0;
+	Datum	   *ids = palloc(sizeof(Datum) * list_length(blobs));
+	Datum	   *owners = palloc(sizeof(Datum) * list_length(blobs));
+	Datum	   *shas = palloc(sizeof(Datum) * list_length(blobs));
+	Datum	   *pos = palloc(sizeof(Datum) * list_length(blobs));
+	Datum	   *lens = palloc(sizeof(Datum) * list_length(blobs));
+	ListCell   *lc;
 
-	SET_VARSIZE(sha, VARHDRSZ + OBJECT_SHA256_LEN);
-	memcpy(VARDATA(sha), pb->sha256, OBJECT_SHA256_LEN);
-	catalog_enter(&cu);
-	values[0] = object_id_datum(pb->id);
-	values[1] = ObjectIdGetDatum(pb->owner);
-	values[2] = PointerGetDatum(sha);
+	foreach(lc, blobs)
+	{
+		PackedBlob *pb = lfirst(lc);
+		bytea	   *sha;
+
+		if (pb->dead)
+			continue;
+		sha = palloc(VARHDRSZ + OBJECT_SHA256_LEN);
+		SET_VARSIZE(sha, VARHDRSZ + OBJECT_SHA256_LEN);
+		memcpy(VARDATA(sha), pb->sha256, OBJECT_SHA256_LEN);
+		ids[n] = object_id_datum(pb->id);
+		owners[n] = ObjectIdGetDatum(pb->owner);
+		shas[n] = PointerGetDatum(sha);
+		pos[n] = Int64GetDatum((int64) offs[n]);
+		lens[n] = Int64GetDatum((int64) pb->len);
+		n++;
+	}
+	values[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	values[1] = PointerGetDatum(construct_array(owners, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(shas, n, BYTEAOID, -1, false, TYPALIGN_INT));
 	values[3] = object_id_datum(pack);
-	values[4] = Int64GetDatum((int64) off);
-	values[5] = Int64GetDatum((int64) pb->len);
+	values[4] = PointerGetDatum(construct_array(pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[5] = PointerGetDatum(construct_array(lens, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	catalog_enter(&cu);
 	catalog_exec("INSERT INTO destor.blobs (blob_id, owner, sha256, pack_id, pack_offset, pack_length) "
-				 "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, NULL, SPI_OK_INSERT);
+				 "SELECT r.id, r.owner, r.sha, $4, r.off, r.len "
+				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+				 "pg_catalog.unnest($5), pg_catalog.unnest($6)) AS r(id, owner, sha, off, len) "
+				 "ORDER BY r.off", 6, types, values, NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 
@@ -323,15 +353,7 @@ pack_flush(OpenPack *op)
 	}
 	meta = object_writer_finish(w);
 	catalog_insert_object(meta);
-	i = 0;
-	foreach(lc, op->blobs)
-	{
-		PackedBlob *pb = lfirst(lc);
-
-		if (pb->dead)
-			continue;
-		pack_insert_blob_row(pb, meta->id, offs[i++]);
-	}
+	pack_insert_blob_rows(op->blobs, meta->id, offs);
 	CommandCounterIncrement();
 	pfree(offs);
 
@@ -385,6 +407,8 @@ pack_for(const char *pool)
 	op = palloc0(sizeof(OpenPack));
 	strlcpy(op->pool, pool, NAMEDATALEN);
 	initStringInfo(&op->buf);
+	/* its full size up front: growing it by doubling copied it again and again */
+	enlargeStringInfo(&op->buf, blob_pack_size + Max(blob_pack_threshold, 0));
 	open_packs = lappend(open_packs, op);
 	MemoryContextSwitchTo(old);
 	return op;

@@ -100,6 +100,7 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		Oid			to = get_rolespec_oid(stmt->newrole, false);
 		ListCell   *lc;
 
+		blob_pack_flush_all();	/* the roles' small blobs of this transaction too */
 		foreach(lc, stmt->roles)
 		{
 			Oid			from = get_rolespec_oid(lfirst(lc), false);
