@@ -229,6 +229,24 @@ SELECT convert_from(lo_get(:lo2), 'UTF8') AS back_in_lo,
        bp_try(format('SELECT destor.blob_get(%L)', :'flo')) AS moved;
 SELECT lo_unlink(:lo2);
 
+-- 8b. A pack uploaded in a savepoint that rolls back (a function needed the
+-- blob's row), then more statements: the pack is open again, nothing dangles
+BEGIN;
+SELECT destor.blob_put('bp_pool', 'settled in a savepoint') AS sp \gset
+SAVEPOINT a;
+SELECT destor.blob_verify(:'sp') AS verified;
+ROLLBACK TO a;
+SAVEPOINT b;
+SELECT count(*) >= 0 AS catalog_read FROM destor.blobs;
+SELECT destor.blob_grant(:'sp', 'regress_pack_other', 'SELECT');
+ROLLBACK TO b;
+SAVEPOINT c;
+SELECT count(*) >= 0 AS catalog_read_again FROM destor.blobs;
+SELECT convert_from(destor.blob_get(:'sp'), 'UTF8') AS after_rollbacks;
+COMMIT;
+SELECT convert_from(destor.blob_get(:'sp'), 'UTF8') AS committed,
+       (SELECT pack_id IS NOT NULL FROM destor.blobs WHERE blob_id = :'sp') AS packed;
+
 -- 9. Every blob of the file goes, and with them every pack
 SELECT count(destor.blob_delete(b)) > 0 AS cleaned
   FROM (SELECT blob_id::text::destor.blob AS b FROM destor.blobs b

@@ -360,9 +360,13 @@ pack_flush(OpenPack *op)
 	if (GetCurrentTransactionNestLevel() > 1)
 	{
 		/* kept, to open again if this subtransaction aborts */
+		MemoryContext old = MemoryContextSwitchTo(pack_context());
+
 		open_packs = list_delete_ptr(open_packs, op);
 		op->flushed_in = GetCurrentSubTransactionId();
+		/* the list outlives the caller's context (a statement's, often) */
 		flushed_packs = lappend(flushed_packs, op);
+		MemoryContextSwitchTo(old);
 	}
 	else
 		pack_forget(op);
@@ -625,9 +629,13 @@ pack_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 			if (op->flushed_in == mySubid)
 			{
+				/* not the aborting subtransaction's context: it is reset next */
+				MemoryContext old = MemoryContextSwitchTo(pack_context());
+
 				flushed_packs = foreach_delete_current(flushed_packs, lc);
 				op->flushed_in = InvalidSubTransactionId;
 				open_packs = lappend(open_packs, op);
+				MemoryContextSwitchTo(old);
 			}
 		}
 		foreach(lc, open_packs)
