@@ -739,3 +739,18 @@ REVOKE ALL ON FUNCTION rotate_master_key(text, bigint) FROM PUBLIC;
 CREATE FUNCTION take_over_pool(pool name)
   RETURNS bigint AS 'MODULE_PATHNAME', 'destor_take_over_pool' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION take_over_pool(name) FROM PUBLIC;
+
+-- The table access method destor (issue 14; src/tableam/tableam.c):
+-- CREATE TABLE ... USING destor stores the rows as destor segments on the
+-- pool named by the GUC destor.default_pool at creation.  am_tables maps
+-- each such relation's relfilenode (TRUNCATE and rewrites give a new one)
+-- to the table_id of its segments and to its pool.
+CREATE TABLE am_tables (
+    relfilenode oid PRIMARY KEY,
+    table_id    uuid NOT NULL UNIQUE,
+    pool        name NOT NULL
+);
+REVOKE ALL ON am_tables FROM PUBLIC;
+CREATE FUNCTION tableam_handler(internal) RETURNS table_am_handler
+  AS 'MODULE_PATHNAME', 'destor_tableam_handler' LANGUAGE C STRICT;
+CREATE ACCESS METHOD destor TYPE TABLE HANDLER tableam_handler;
