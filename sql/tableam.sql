@@ -40,6 +40,10 @@ SELECT * FROM t WHERE id IN (1, 7, 24999) ORDER BY id;
 SELECT id, t FROM t WHERE id % 5000 = 0 ORDER BY id;
 -- no parallel plan (not supported yet), and the answer is right
 EXPLAIN (COSTS OFF) SELECT count(*) FROM t;
+-- a parallel plan over the heap table: the destor table is read by the
+-- leader only (a worker would not see rows the leader still buffers)
+EXPLAIN (COSTS OFF) SELECT count(*), sum(t.id) FROM h JOIN t USING (id) WHERE h.id % 2 = 0;
+SELECT count(*), sum(t.id) FROM h JOIN t USING (id) WHERE h.id % 2 = 0;
 
 -- COPY
 CREATE TABLE c (id int, t text) USING destor;
@@ -72,6 +76,19 @@ RELEASE s2;
 SELECT * FROM c ORDER BY id;
 COMMIT;
 SELECT * FROM c ORDER BY id;
+-- an exception block: its rows go with it
+DO $$
+BEGIN
+  BEGIN
+    INSERT INTO c SELECT i, 'in block' FROM generate_series(300, 20300) i;
+    RAISE EXCEPTION 'undo';
+  EXCEPTION WHEN others THEN NULL;
+  END;
+  INSERT INTO c VALUES (20301, 'kept');
+END $$;
+SELECT * FROM c WHERE id >= 300 ORDER BY id;
+TRUNCATE c;
+INSERT INTO c VALUES (1, 'one'), (2, NULL), (3, 'three'), (10, 'ten'), (12, 'twelve');
 
 -- a statement's own functions see the rows it wrote so far, as with heap
 CREATE FUNCTION c_count() RETURNS bigint LANGUAGE sql VOLATILE AS 'SELECT count(*) FROM c';

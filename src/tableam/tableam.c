@@ -65,6 +65,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "optimizer/paths.h"
 #include "optimizer/plancat.h"
 #include "storage/smgr.h"
 #include "utils/builtins.h"
@@ -86,7 +87,7 @@ static char *default_pool = NULL;
 
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 static object_access_hook_type prev_object_access = NULL;
-static get_relation_info_hook_type prev_get_relation_info = NULL;
+static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
 static const TableAmRoutine destor_am_methods;
 
 static void am_not_supported(const char *what) pg_attribute_noreturn();
@@ -535,7 +536,7 @@ am_not_supported(const char *what)
 }
 
 /*
- * The planner makes no parallel plans of destor tables (get_relation_info
+ * The planner makes no parallel plans of destor tables (set_rel_pathlist
  * hook below): a parallel scan is a parallel index build.
  */
 static Size
@@ -954,19 +955,29 @@ am_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 	}
 }
 
+/*
+ * No destor table is read in a parallel worker: a worker would not see the
+ * rows a statement of the leader still buffers (its functions' queries may
+ * run in parallel), and parallel scans that share the row groups are not
+ * built yet.  A relation that cannot be parallel keeps every plan above it
+ * in the leader.
+ */
 static void
-am_get_relation_info(PlannerInfo *root, Oid relationObjectId, bool inhparent, RelOptInfo *rel)
+am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
 {
-	if (prev_get_relation_info)
-		prev_get_relation_info(root, relationObjectId, inhparent, rel);
-	if (!inhparent && get_rel_relkind(relationObjectId) == RELKIND_RELATION)
+	if (prev_set_rel_pathlist)
+		prev_set_rel_pathlist(root, rel, rti, rte);
+	if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_RELATION)
 	{
-		Relation	r = RelationIdGetRelation(relationObjectId);
+		Relation	r = RelationIdGetRelation(rte->relid);
 
 		if (RelationIsValid(r))
 		{
 			if (r->rd_tableam == &destor_am_methods)
-				rel->rel_parallel_workers = 0;	/* no parallel scans yet */
+			{
+				rel->consider_parallel = false;
+				rel->partial_pathlist = NIL;
+			}
 			RelationClose(r);
 		}
 	}
@@ -982,6 +993,6 @@ tableam_init(void)
 	ExecutorEnd_hook = am_executor_end;
 	prev_object_access = object_access_hook;
 	object_access_hook = am_object_access;
-	prev_get_relation_info = get_relation_info_hook;
-	get_relation_info_hook = am_get_relation_info;
+	prev_set_rel_pathlist = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = am_set_rel_pathlist;
 }
