@@ -138,6 +138,19 @@ SELECT count(*), sum(id) FROM ctas;
 SELECT count(*) FROM destor.am_tables a
  WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.relfilenode = a.relfilenode);
 
+-- a partition USING destor next to a heap one, through the parent
+CREATE TABLE parted (id int, t text) PARTITION BY RANGE (id);
+CREATE TABLE parted_old PARTITION OF parted FOR VALUES FROM (0) TO (15000) USING destor;
+CREATE TABLE parted_new PARTITION OF parted FOR VALUES FROM (15000) TO (30000);
+INSERT INTO parted SELECT id, t FROM h WHERE id < 20000;
+COPY parted FROM stdin;
+14999	copied old
+29999	copied new
+\.
+SELECT tableoid::regclass, count(*), sum(id), count(t) FROM parted GROUP BY 1 ORDER BY 1;
+SELECT * FROM parted WHERE id IN (14998, 14999, 29999) ORDER BY id;
+DROP TABLE parted;
+
 -- ANALYZE: statistics from the rows
 ANALYZE t;
 SELECT reltuples FROM pg_class WHERE oid = 't'::regclass;

@@ -55,6 +55,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -947,7 +948,9 @@ am_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 			}
 			ReleaseSysCache(tup);
 		}
-		if (OidIsValid(relfilenode) && is_destor_am(relam))
+		/* DROP EXTENSION destor CASCADE may have taken destor.am_tables first */
+		if (OidIsValid(relfilenode) && is_destor_am(relam) &&
+			OidIsValid(get_relname_relid("am_tables", get_namespace_oid("destor", true))))
 		{
 			am_flush_writers(objectId, InvalidCommandId, true);
 			am_forget(relfilenode);
