@@ -856,3 +856,17 @@ CREATE OR REPLACE VIEW blob_shards WITH (security_barrier) AS
 CREATE FUNCTION compact_packs(pool name, min_dead_fraction float8 DEFAULT 0.5)
   RETURNS bigint AS 'MODULE_PATHNAME', 'blob_compact_packs' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION compact_packs(name, float8) FROM PUBLIC;
+-- The table access method destor (issue 14; src/tableam/tableam.c):
+-- CREATE TABLE ... USING destor stores the rows as destor segments on the
+-- pool named by the GUC destor.default_pool at creation.  am_tables maps
+-- each such relation's relfilenode (TRUNCATE and rewrites give a new one)
+-- to the table_id of its segments and to its pool.
+CREATE TABLE am_tables (
+    relfilenode oid PRIMARY KEY,
+    table_id    uuid NOT NULL UNIQUE,
+    pool        name NOT NULL
+);
+REVOKE ALL ON am_tables FROM PUBLIC;
+CREATE FUNCTION tableam_handler(internal) RETURNS table_am_handler
+  AS 'MODULE_PATHNAME', 'destor_tableam_handler' LANGUAGE C STRICT;
+CREATE ACCESS METHOD destor TYPE TABLE HANDLER tableam_handler;

@@ -22,6 +22,7 @@
 #include "destor/object.h"
 #include "destor/table.h"
 #include "destor/provider.h"
+#include "destor/tableam.h"
 
 PG_MODULE_MAGIC;
 
@@ -70,6 +71,7 @@ _PG_init(void)
 	table_fdw_init();
 	blob_init();
 	lo_hooks_init();
+	tableam_init();
 
 	/* shared state needs the library preloaded; without, per backend */
 	if (process_shared_preload_libraries_in_progress)

@@ -238,6 +238,8 @@ extern void destorEndForeignModify(EState *estate, ResultRelInfo *rinfo);
 extern void destorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo);
 extern void destorEndForeignInsert(EState *estate, ResultRelInfo *rinfo);
 extern void destorExecForeignTruncate(List *rels, DropBehavior behavior, bool restart_seqs);
+/* remove a table's segments (rows now, objects after commit) */
+extern void forget_table_data(const uint8 table_id[CODEC_OBJID_LEN]);
 
 /* table_analyze.c */
 extern bool destorAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,

@@ -595,7 +595,7 @@ table_modify_init(void)
 /* ---------------------------------------------------------------------------
  * TRUNCATE and DROP: objects go when the transaction commits
  * ------------------------------------------------------------------------- */
-static void
+void
 forget_table_data(const uint8 table_id[CODEC_OBJID_LEN])
 {
 	List	   *objects = catalog_delete_table_segments(table_id);
