@@ -134,6 +134,65 @@ is($b->safe_psql('other', "SELECT destor.blob_size(destor.blob_put('shared', 'ne
 ($rc, $out, $err) = $a->psql('postgres', "SELECT destor.blob_put('shared', 'old writer')");
 like($err, qr/held by another writer/, 'while the old writer is fenced');
 
+# --- the same on S3-protocol servers (s3rver), small blobs packed --------------------------------
+# A second pool on three s3rvers: the writer (mode exclusive) writes rows, a packed
+# small blob and a large one; the follower (read_only) recovers, imports, follows
+# the writer's next commits, and leaves the servers' files as they were.
+my @s3 = DestorTest::start_s3_servers(3, $a->basedir);
+END { DestorTest::stop_s3($_) for @s3 }
+my $cloud = DestorTest::providers_sql('cloud', 2, 1, @s3);
+$a->safe_psql('postgres', $cloud . "ALTER SERVER cloud OPTIONS (ADD mode 'exclusive');");
+$b->safe_psql('postgres', $cloud . "ALTER SERVER cloud OPTIONS (ADD mode 'read_only');");
+sub s3_state
+{
+	return join("\n", sort map { my @s = stat($_); "$_ $s[7] $s[9]" } map { DestorTest::files_under($_->{dir}) } @s3);
+}
+my $w_query = q{SELECT count(*) || ':' || coalesce(sum(id), 0) || ':' || coalesce(md5(string_agg(id || body, ',' ORDER BY id)), '') FROM web.pages};
+$a->safe_psql('postgres', q{
+SET destor.blob_pack_threshold = '64kB';
+CREATE SCHEMA web;
+CREATE FOREIGN TABLE web.pages (id int, body text) SERVER cloud OPTIONS (row_group_rows '500');
+INSERT INTO web.pages SELECT i, repeat(md5(i::text), i % 7) FROM generate_series(1, 2000) i;
+CREATE TABLE cloud_handles (name text PRIMARY KEY, b destor.blob);
+INSERT INTO cloud_handles VALUES ('small', destor.blob_put('cloud', convert_to('a small packed blob', 'UTF8'))),
+  ('large', destor.blob_put('cloud', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 8000) i)::bytea));
+});
+is($a->safe_psql('postgres', q{SELECT count(*) FILTER (WHERE b.pack_id IS NOT NULL) || '/' || count(*)
+  FROM cloud_handles h JOIN destor.blobs b ON b.blob_id = h.b::uuid}), '1/2', 'on S3: one blob packed, one its own object');
+my %c = map { split /\|/ } split /\n/,
+  $a->safe_psql('postgres', q{SELECT name, b::text || ',' || encode(sha256(destor.blob_get(b)), 'hex') FROM cloud_handles});
+my $s3_before = s3_state();
+like($b->safe_psql('postgres', q{SELECT detail FROM destor.recover_catalog('cloud') WHERE kind = 'log'}),
+	qr/instance borrowed/, 'on S3: the follower recovers the pool');
+$b->safe_psql('postgres', q{CREATE SCHEMA web; IMPORT FOREIGN SCHEMA web FROM SERVER cloud INTO web});
+is($b->safe_psql('postgres', $w_query), $a->safe_psql('postgres', $w_query), 'on S3: the imported table reads as on the writer');
+for my $name (qw(small large))
+{
+	my ($id, $sha) = split /,/, $c{$name};
+	is($b->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$id')), 'hex')"), $sha,
+		"on S3: the $name blob is byte-identical on the follower");
+}
+is(s3_state(), $s3_before, 'on S3: recovery, import and reads wrote nothing to the servers');
+$a->safe_psql('postgres', q{
+SET destor.blob_pack_threshold = '64kB';
+INSERT INTO web.pages SELECT i, 'later ' || i FROM generate_series(2001, 2300) i;
+DELETE FROM web.pages WHERE id % 5 = 0;
+INSERT INTO cloud_handles VALUES ('later', destor.blob_put('cloud', convert_to('packed after the import', 'UTF8')));
+SELECT destor.blob_delete(b) FROM cloud_handles WHERE name = 'small';
+DELETE FROM cloud_handles WHERE name = 'small';
+});
+my $later = $a->safe_psql('postgres', q{SELECT b::text FROM cloud_handles WHERE name = 'later'});
+$s3_before = s3_state();
+cmp_ok($b->safe_psql('postgres', q{SELECT destor.follow_pool('cloud')}), '>=', 2, 'on S3: follow_pool applies the new commits');
+is($b->safe_psql('postgres', $w_query), $a->safe_psql('postgres', $w_query), 'on S3: inserts and deletes followed');
+is($b->safe_psql('postgres', "SELECT convert_from(destor.blob_get('$later'), 'UTF8')"), 'packed after the import',
+	'on S3: a blob packed after the import reads on the follower');
+my ($small_id) = split /,/, $c{small};
+($rc, $out, $err) = $b->psql('postgres', "SELECT destor.blob_get('$small_id')");
+like($err, qr/does not exist/, 'on S3: the blob the writer deleted is gone on the follower');
+is(s3_state(), $s3_before, 'on S3: the follow and the reads wrote nothing to the servers');
+
 $a->stop;
 $b->stop;
+DestorTest::stop_s3($_) for @s3;
 done_testing();
