@@ -119,6 +119,7 @@ bench:
 	bash test/bench/blob_bench.sh
 	bash test/bench/blob_stream_bench.sh
 	bash test/bench/blob_small_bench.sh
+	bash test/bench/meta_log_bench.sh
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh

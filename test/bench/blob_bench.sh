@@ -51,31 +51,10 @@ echo "== destor blob benchmark: $size_mb MiB, best of $runs, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1)"
 
 # --- cluster, providers, pool -----------------------------------------------
-mkdir -p "$dir/providers"
-umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
-umask 022
-initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
-cat >> "$dir/pgdata/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
+bench_start_cluster <<CONF
 shared_buffers = 256MB
-fsync = on
-shared_preload_libraries = 'destor'
-destor.master_key_file = '$dir/key'
 CONF
-pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
-	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
-
-sql="CREATE EXTENSION destor;"
-for i in 1 2 3 4 5 6; do
-	mkdir -p "$dir/providers/p$i"
-	sql+="CREATE SERVER p$i FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path $(lit "$dir/providers/p$i"));"
-done
-sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
-        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
-psql_q -c "$sql"
+psql_q -c "CREATE EXTENSION destor; $(bench_file_pool_sql)"
 
 echo "   making a $size_mb MiB random input file"
 head -c "$bytes" /dev/urandom > "$in"

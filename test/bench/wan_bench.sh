@@ -175,23 +175,12 @@ for i in 1 2 3 4 5 6; do
 	port_open $((port + 10 + i)) || { cat "$dir/proxy.log" >&2; fail "the WAN proxy did not start"; }
 done
 
-umask 077
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/key"
-umask 022
-initdb -D "$dir/pgdata" -A trust -U postgres >/dev/null
-cat >> "$dir/pgdata/postgresql.conf" <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$dir'
+bench_start_cluster <<CONF
 shared_buffers = 512MB
 timezone = 'UTC'
 max_wal_size = 4GB
-shared_preload_libraries = 'destor'
-destor.master_key_file = '$dir/key'
 destor.cache_size = '${cache_mb}MB'
 CONF
-pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w start >/dev/null ||
-	{ cat "$dir/server.log" >&2; fail "could not start the cluster"; }
 
 sql="CREATE EXTENSION destor; CREATE EXTENSION pg_prewarm;"
 for i in 1 2 3 4 5 6; do
