@@ -108,6 +108,9 @@ fi
 # ---------------------------------------------------------------------------
 # Worker: everything below runs as the cluster's owner.
 # ---------------------------------------------------------------------------
+# bench_start_cluster and the SQL helpers (its own cleanup and helpers below)
+. "$(dirname "$0")/common.sh"
+bench_name=wan_bench
 dir=$BENCH_WORKER_DIR
 rows=${BENCH_ROWS:-1000000}
 blob_mb=${BENCH_BLOB_MB:-64}
