@@ -971,42 +971,7 @@ REVOKE ALL ON FUNCTION recover_catalog(name, boolean, uuid) FROM PUBLIC;
 -- starting point.  Each row is rewritten unchanged, which the capture
 -- triggers record; deletion bitmaps are deleted and inserted again (they
 -- have no key an UPDATE could be replayed by).  Returns the rows logged.
-CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-DECLARE
-  n bigint := 0;
-  c bigint;
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-                  WHERE s.srvname = $1 AND w.fdwname = 'destor') THEN
-    RAISE EXCEPTION 'pool "%" does not exist', $1 USING ERRCODE = 'undefined_object';
-  END IF;
-  UPDATE destor.objects o SET pool = o.pool WHERE o.pool = $1;
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  UPDATE destor.shards s SET state = s.state FROM destor.objects o
-   WHERE o.object_id = s.object_id AND o.pool = $1;
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  UPDATE destor.blobs b SET owner = b.owner FROM destor.objects o
-   WHERE o.object_id = b.blob_id AND o.pool = $1;
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  UPDATE destor.segments g SET row_count = g.row_count FROM destor.objects o
-   WHERE o.object_id = g.object_id AND o.pool = $1;
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  WITH d AS (DELETE FROM destor.deletions d USING destor.segments g, destor.objects o
-              WHERE g.table_id = d.table_id AND g.segment_no = d.segment_no
-                AND o.object_id = g.object_id AND o.pool = $1
-             RETURNING d.*)
-  INSERT INTO destor.deletions SELECT * FROM d;
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  -- every table definition is logged again at commit
-  DELETE FROM destor.table_definitions d WHERE d.pool = $1;
-  UPDATE destor.tables t SET relid = t.relid
-   WHERE EXISTS (SELECT FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
-                  WHERE ft.ftrelid = t.relid AND s.srvname = $1);
-  GET DIAGNOSTICS c = ROW_COUNT; n := n + c;
-  RETURN n;
-END $$;
-REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
+-- (defined below, with log compaction, which records what a snapshot supersedes)
 -- Master key rotation (issue 12 item 4): re-wrap every data key under the key
 -- of destor.master_key_file while destor.previous_master_key_file keeps the
 -- old one readable; nothing on the providers changes.  In the caller's
@@ -1062,7 +1027,7 @@ CREATE TABLE meta_superseded (
     PRIMARY KEY (pool, snapshot_xid, seq)
 );
 REVOKE ALL ON meta_snapshots, meta_superseded FROM PUBLIC;
-CREATE OR REPLACE FUNCTION log_snapshot(pool name) RETURNS bigint
+CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 DECLARE
   n bigint := 0;
