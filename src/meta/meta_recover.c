@@ -496,8 +496,10 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 				return;
 			v[2] = bytes_datum(p, len);
 			if (kind == META_REC_DELETION)
+				/* replay is idempotent: a second recovery adds no duplicate */
 				catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows, created_at) "
-							 "VALUES ($1, $2, $3, $4)", 4,
+							 "SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM destor.deletions "
+							 "WHERE table_id = $1 AND segment_no = $2 AND rows = $3)", 4,
 							 (Oid[]) {UUIDOID, INT8OID, BYTEAOID, TIMESTAMPTZOID}, v, NULL,
 							 SPI_OK_INSERT);
 			else
