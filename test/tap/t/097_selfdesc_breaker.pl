@@ -144,6 +144,23 @@ for my $f (@victims)
 	close $fh;
 }
 
+# ------------------- a commit marker without its log object (a lying provider)
+my @markers = grep { m{/\Q$last_seq\E-[0-9a-f]{32}\.commit$} } map { DestorTest::files_under($_) } @dirs;
+my $next_seq = sprintf('%016x', hex($last_seq) + 1);
+my @forged;
+for my $m (@markers)
+{
+	(my $f = $m) =~ s{/\Q$last_seq\E-[0-9a-f]{32}\.commit$}{/$next_seq-0123456789abcdef0123456789abcdef.commit};
+	copy($m, $f) or die;
+	push @forged, $f;
+}
+ok(@forged > 0, 'markers of a log object that does not exist are planted');
+($rc, $out, $err) = recover_fresh('marker');
+is($rc, 0, 'recovery with a marker but no log object succeeds') or diag($err);
+is(catalog($b, 'marker'), $cat1, '... and recovers exactly the writer\'s catalog');
+note($out);
+unlink @forged;
+
 # ------------------------------------- compaction, then the same catalog
 $a->safe_psql('postgres', q{SELECT destor.log_snapshot('p')});
 $a->safe_psql('postgres', q{SELECT destor.compact_log('p')});
