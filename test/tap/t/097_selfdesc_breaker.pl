@@ -50,6 +50,8 @@ CREATE FOREIGN TABLE app.dropped (x int) SERVER p;
 INSERT INTO app.dropped VALUES (1);
 INSERT INTO handles SELECT 'keep', destor.blob_put('p', 'kept');
 INSERT INTO handles SELECT 'doomed', destor.blob_put('p', 'to be deleted');
+CREATE ROLE analyst;
+SELECT destor.blob_grant(b, 'analyst', 'SELECT') FROM handles WHERE name = 'keep';
 });
 
 # a lying provider's material: p1's log as it is now, before the deletions
@@ -87,6 +89,12 @@ is($cat1, $catalog_a, 'the recovered catalog is the writer\'s');
 is($b->safe_psql('postgres', 'SELECT blob_id, sha256 FROM destor.blobs ORDER BY 1'),
 		$a->safe_psql('postgres', 'SELECT blob_id, sha256 FROM destor.blobs ORDER BY 1'),
 		'a recovered blob keeps its SHA-256 (blob_sha256, blob_verify)');
+$b->safe_psql('postgres', 'CREATE ROLE analyst');
+TODO: {
+	local $TODO = 'blob grants are not in the log (breaker12 finding 3)';
+	my $acl_query = q{SELECT string_agg(blob_id || ' ' || coalesce(acl::text, '-'), ',') FROM destor.blobs};
+	is($b->safe_psql('postgres', $acl_query), $a->safe_psql('postgres', $acl_query), 'a recovered blob keeps its grants');
+}
 is($r2, $r1, 'a second recover_catalog reports what the first did');
 is(catalog($b, 'postgres'), $cat1, '... and leaves the same catalog rows (idempotent replay)');
 $b->safe_psql('postgres', q{CREATE SCHEMA app; IMPORT FOREIGN SCHEMA app FROM SERVER p INTO app});
