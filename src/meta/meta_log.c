@@ -355,6 +355,11 @@ destor_meta_capture(PG_FUNCTION_ARGS)
 				put_int8_attr(&body, tup, desc, "pack_length");
 				put_bytea_attr(&body, tup, desc, "sha256");
 			}
+			else if (SPI_fnumber(desc, "sha256") > 0)
+			{
+				/* a trailing field: readers that stop after created_at skip it */
+				put_bytea_attr(&body, tup, desc, "sha256");
+			}
 		}
 	}
 	else if (strcmp(table, "segments") == 0)

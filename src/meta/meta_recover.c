@@ -409,17 +409,31 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 			}
 		case META_REC_BLOB:
 			{
-				Oid			t[3] = {UUIDOID, OIDOID, TIMESTAMPTZOID};
+				Oid			t[4] = {UUIDOID, OIDOID, TIMESTAMPTZOID, BYTEAOID};
 				char	   *owner = meta_get_str(r);
 
 				v[2] = TimestampTzGetDatum((TimestampTz) meta_get_u64(r));
 				if (r->bad)
 					return;
+				/* the content's SHA-256, a trailing field absent from older logs */
+				nulls[3] = 'n';
+				if (r->p < r->end)
+				{
+					p = meta_get_bytes(r, &len);
+					if (r->bad)
+						return;
+					if (p != NULL)
+					{
+						v[3] = bytes_datum(p, len);
+						nulls[3] = ' ';
+					}
+				}
 				v[1] = ObjectIdGetDatum(replay_blob_owner(st, id, owner, ""));
-				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at) "
-							 "SELECT $1, $2::regrole, $3 WHERE " GUARD_OBJECT " "
-							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner",
-							 3, t, v, NULL, SPI_OK_INSERT);
+				catalog_exec("INSERT INTO destor.blobs (blob_id, owner, created_at, sha256) "
+							 "SELECT $1, $2::regrole, $3, $4 WHERE " GUARD_OBJECT " "
+							 "ON CONFLICT (blob_id) DO UPDATE SET owner = excluded.owner, "
+							 "sha256 = coalesce(excluded.sha256, destor.blobs.sha256)",
+							 4, t, v, nulls, SPI_OK_INSERT);
 				break;
 			}
 		case META_REC_BLOB_PACKED:
@@ -496,8 +510,10 @@ replay_record(RecoverState *st, uint8 kind, MetaReader *r)
 				return;
 			v[2] = bytes_datum(p, len);
 			if (kind == META_REC_DELETION)
+				/* replay is idempotent: a second recovery adds no duplicate */
 				catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows, created_at) "
-							 "VALUES ($1, $2, $3, $4)", 4,
+							 "SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM destor.deletions "
+							 "WHERE table_id = $1 AND segment_no = $2 AND rows = $3)", 4,
 							 (Oid[]) {UUIDOID, INT8OID, BYTEAOID, TIMESTAMPTZOID}, v, NULL,
 							 SPI_OK_INSERT);
 			else
