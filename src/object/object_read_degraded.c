@@ -62,6 +62,20 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 		appendStringInfo(&detail, "%sshard %d on \"%s\": %s", detail.len ? "; " : "", i,
 						 r->meta->shards[i].provider, r->errors[i] ? r->errors[i] : "unavailable");
 	}
+	/*
+	 * On a read-only follower the likeliest cause is not a provider: the
+	 * writer deleted or moved the object after this database last followed
+	 * its log.
+	 */
+	if (r->meta->pool != NULL && pool_name_read_only(r->meta->pool))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("could not read object %s: %d of %d shards of stripe %llu are usable, %d are needed",
+						object_id_text(r->meta->id), good, r->n, (unsigned long long) stripe, r->k),
+				 errdetail("Unavailable or corrupt: %s. %s. Pool \"%s\" is read-only here: its writer may have deleted or moved this object since this database last followed its log.",
+						   object_name_list(names, nbad), detail.data, r->meta->pool),
+				 errhint("Run SELECT destor.follow_pool('%s') and retry; if the error stays, check the providers with destor.check_provider().",
+						 r->meta->pool)));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("could not read object %s: %d of %d shards of stripe %llu are usable, %d are needed",

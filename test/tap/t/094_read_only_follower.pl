@@ -81,6 +81,8 @@ $before = provider_state();
 ($rc, $out, $err) = $b->psql('postgres', "SELECT convert_from(destor.blob_get('$h{two}'), 'UTF8')");
 ok($rc != 0 || $out eq 'blob two', 'a blob the writer deleted is not read as anything else before the follow')
   or diag("rc $rc out '$out' err $err");
+like($err, qr/its writer may have deleted or moved this object.*destor\.follow_pool\('shared'\) and retry/s,
+	'its shards are gone: the error says the writer may have deleted it, naming follow_pool');
 ($rc, $out, $err) = $b->psql('postgres', $u_query);
 ok($rc != 0 || $out eq '50:1275', 'a table the writer truncated reads whole or fails, never short, before the follow')
   or diag("rc $rc out '$out' err $err");
