@@ -555,7 +555,6 @@ typedef struct FileAsync
 	uint64		skip;			/* bytes of bounce before the wanted range */
 	size_t		tail;			/* parts: unaligned bytes left for a buffered write */
 	bool		submitted;
-	bool		done;
 	instr_time	start;
 } FileAsync;
 
@@ -635,31 +634,44 @@ file_async_prepare(FileAsync *a, int slot)
 	return true;
 }
 
-/* Wait for every submitted transfer; with interrupts held, only waits. */
+/*
+ * Wait until none of the n control blocks (NULL: not submitted) is in
+ * progress; with interrupts held, only waits.
+ */
 static void
-file_async_wait(FileAsync *as, int n, bool interruptible)
+file_aio_wait(const struct aiocb **cbs, int n, bool interruptible)
 {
+	/* no allocation for the usual sizes: this also runs in error cleanup */
+	const struct aiocb *local[64];
+	const struct aiocb **pending = n <= lengthof(local) ? local : palloc(sizeof(struct aiocb *) * n);
+
 	for (;;)
 	{
-		const struct aiocb *pending[FILE_MAX_SLOTS];
 		int			npending = 0;
 		struct timespec ts = {0, 100 * 1000 * 1000};
 
 		for (int i = 0; i < n; i++)
-		{
-			if (!as[i].submitted || as[i].done)
-				continue;
-			if (aio_error(&as[i].cb) == EINPROGRESS)
-				pending[npending++] = &as[i].cb;
-			else
-				as[i].done = true;
-		}
+			if (cbs[i] != NULL && aio_error(cbs[i]) == EINPROGRESS)
+				pending[npending++] = cbs[i];
 		if (npending == 0)
-			return;
+			break;
 		(void) aio_suspend(pending, npending, &ts);
 		if (interruptible)
 			CHECK_FOR_INTERRUPTS();
 	}
+	if (pending != local)
+		pfree(pending);
+}
+
+/* Wait for every submitted transfer; with interrupts held, only waits. */
+static void
+file_async_wait(FileAsync *as, int n, bool interruptible)
+{
+	const struct aiocb *cbs[FILE_MAX_SLOTS];
+
+	for (int i = 0; i < n; i++)
+		cbs[i] = as[i].submitted ? &as[i].cb : NULL;
+	file_aio_wait(cbs, n, interruptible);
 }
 
 static void
@@ -768,7 +780,6 @@ typedef struct FileDurable
 	bool		failed;
 	struct aiocb cb;
 	bool		submitted;
-	bool		done;
 	instr_time	start;
 } FileDurable;
 
@@ -781,31 +792,11 @@ file_durable_candidate(ProviderRequest *req)
 
 /* Wait for the submitted fsyncs (see provider_file_finish for the ERROR case). */
 static void
-file_durable_wait(FileDurable *ds, int n, bool interruptible)
+file_durable_wait(FileDurable *ds, int n, const struct aiocb **cbs, bool interruptible)
 {
-	for (;;)
-	{
-		const struct aiocb **pending = palloc(sizeof(struct aiocb *) * n);
-		int			npending = 0;
-		struct timespec ts = {0, 100 * 1000 * 1000};
-
-		for (int i = 0; i < n; i++)
-		{
-			if (!ds[i].submitted || ds[i].done)
-				continue;
-			if (aio_error(&ds[i].cb) == EINPROGRESS)
-				pending[npending++] = &ds[i].cb;
-			else
-				ds[i].done = true;
-		}
-		if (npending > 0)
-			(void) aio_suspend(pending, npending, &ts);
-		pfree(pending);
-		if (npending == 0)
-			return;
-		if (interruptible)
-			CHECK_FOR_INTERRUPTS();
-	}
+	for (int i = 0; i < n; i++)
+		cbs[i] = ds[i].submitted ? &ds[i].cb : NULL;
+	file_aio_wait(cbs, n, interruptible);
 }
 
 /*
@@ -816,11 +807,13 @@ file_durable_wait(FileDurable *ds, int n, bool interruptible)
 static void
 file_durable_fsync(FileDurable *ds, int n, const char *what, bool dir)
 {
+	const struct aiocb **cbs;
+
 	for (int i = 0; i < n; i++)
 	{
 		FileDurable *d = &ds[i];
 
-		d->submitted = d->done = false;
+		d->submitted = false;
 		if (d->failed || d->fd < 0)
 			continue;
 		memset(&d->cb, 0, sizeof(d->cb));
@@ -828,16 +821,18 @@ file_durable_fsync(FileDurable *ds, int n, const char *what, bool dir)
 		d->cb.aio_sigevent.sigev_notify = SIGEV_NONE;
 		d->submitted = aio_fsync(O_SYNC, &d->cb) == 0;
 	}
+	cbs = palloc(sizeof(struct aiocb *) * n);
 	PG_TRY();
 	{
-		file_durable_wait(ds, n, true);
+		file_durable_wait(ds, n, cbs, true);
 	}
 	PG_CATCH();
 	{
-		file_durable_wait(ds, n, false);
+		file_durable_wait(ds, n, cbs, false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	pfree(cbs);
 	for (int i = 0; i < n; i++)
 	{
 		FileDurable *d = &ds[i];
