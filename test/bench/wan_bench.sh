@@ -264,6 +264,48 @@ ideal() {
 		printf "%.3f\n", hi
 	}'
 }
+# what the same peers (proxy and s3rver) deliver to a trivial client: curl,
+# on fresh connections, fetching in parallel (at most destor's 32 requests
+# at once) the whole shards an ideal reader would pick — for each object the
+# k on the providers quickest for the bytes they hold (round trip plus
+# bytes at bandwidth); prints seconds.  Beside the ideal, it tells what of a
+# ratio is the bench's own peers (a Python proxy, a Node server) and what
+# is destor's.
+peers() { # SQL returning object ids, BYTES "p1:b,..." of them
+	local urls=$dir/peer_urls t0 t1
+	psql_q -F' ' -c "SELECT replace(s.object_id::text, '-', ''), s.shard_index, s.provider
+	                   FROM destor.shards s WHERE s.object_id IN ($1) ORDER BY 1, 2" |
+		awk -v bytes="$2" -v wan="$BENCH_WAN" -v k="$k" -v port="$port" '
+			BEGIN {
+				ns = 0
+				np = split(wan, w, ","); split(bytes, b, ",")
+				for (i = 1; i <= np; i++) {
+					split(w[i], f, ":"); split(b[i], x, ":")
+					cost["p" i] = 2 * f[1] / 1000 + x[2] / (f[2] * 1e6)
+				}
+			}
+			function flush(   i, j, t, best) {
+				for (j = 0; j < k && j < ns; j++) {
+					best = -1
+					for (i = 0; i < ns; i++)
+						if (!used[i] && (best < 0 || cost[prov[i]] < cost[prov[best]])) best = i
+					used[best] = 1
+					printf "url = \"http://127.0.0.1:%d/bench/ds/%s/%s.%d\"\noutput = \"/dev/null\"\n",
+						port + 10 + substr(prov[best], 2), substr(obj, 1, 2), obj, idx[best]
+				}
+				ns = 0; delete used
+			}
+			$1 != obj { if (ns) flush(); obj = $1 }
+			{ prov[ns] = $3; idx[ns] = $2; ns++ }
+			END { if (ns) flush() }' > "$urls"
+	t0=$(now)
+	curl -sS --no-progress-meter --parallel --parallel-max 32 -w '%{http_code} %{size_download} %{url}\n' -K "$urls" > "$urls.out" ||
+		fail "curl could not fetch the shards: $(cat "$urls.out")"
+	t1=$(now)
+	awk '$1 != 200 { bad = bad $0 "; " } END { if (bad != "") { print bad; exit 1 } }' "$urls.out" >&2 ||
+		fail "curl could not fetch the shards (above)"
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 declare -a report
@@ -329,6 +371,11 @@ scan_traffic=$(stats_diff "$s0" "$s1")
 row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_heap" "$(traffic "$scan_traffic")"
 detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
+s0=$(proxy_stats)
+t_pscan=$(peers "$table_objs" "$tb")
+s1=$(proxy_stats)
+row "  its shards by curl (peers' best)" "$t_pscan" "$i_scan" "destor scan" "$t_scan" "$(traffic "$(stats_diff "$s0" "$s1")")"
+echo "${report[-1]}"
 
 # --- 3. blob import and cold export -------------------------------------------------------
 echo "-- 3. a $blob_mb MiB blob"
@@ -354,6 +401,11 @@ IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/l
 i_exp=$(ideal down "$k / $n" "$bb")
 row "cold blob_export $blob_mb MiB" "$t_exp" "$i_exp" "lo_export" "$t_loexp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 detail "cold blob_export" "$s0" "$s1"
+echo "${report[-1]}"
+s0=$(proxy_stats)
+t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
+s1=$(proxy_stats)
+row "  its shards by curl (peers' best)" "$t_pexp" "$i_exp" "destor export" "$t_exp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 echo "${report[-1]}"
 
 # --- 4. random 8 KiB reads ------------------------------------------------------------------
