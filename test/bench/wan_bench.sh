@@ -215,7 +215,29 @@ SELECT clock_timestamp() AS t0 \gset
 $run
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
 SELECT :'secs' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1] || '|' || :'result';
+SELECT s[14]::bigint + s[15]::bigint FROM string_to_array(pg_read_file('/proc/self/stat'), ' ') s \g '$dir/backend_cpu'
 SQL
+}
+# CPU seconds the bench's peers used so far: "servers proxy" (s3rver
+# processes, the WAN proxy), from /proc (clock ticks)
+hz=$(getconf CLK_TCK)
+peer_cpu() {
+	local p srv=0 t
+	for p in "${pids[@]:0:6}"; do
+		t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+		srv=$((srv + t))
+	done
+	t=$(awk '{ print $14 + $15 }' "/proc/${pids[6]}/stat" 2>/dev/null || echo 0)
+	echo "$srv $t"
+}
+declare -a cpu_lines
+cpu_line() { # label seconds "servers proxy" before, after (backend from the last timed call)
+	local b s0 p0 s1 p1
+	b=$(cat "$dir/backend_cpu" 2>/dev/null || echo 0)
+	read -r s0 p0 <<< "$3"
+	read -r s1 p1 <<< "$4"
+	cpu_lines+=("$(awk -v l="$1" -v w="$2" -v b="$b" -v s="$((s1 - s0))" -v p="$((p1 - p0))" -v hz="$hz" \
+		'BEGIN { printf "  %-40s %6.2f s wall: backend %.2f s (session included), s3rver %.2f s, proxy %.2f s", l, w, b / hz, s / hz, p / hz }')")
 }
 # the proxy's counters, as "p1 requests late down up" lines
 proxy_stats() {
@@ -363,7 +385,9 @@ psql_q -c "VACUUM ANALYZE heap_t" -c "ANALYZE destor_t" >/dev/null
 echo "-- 2. cold full scan"
 IFS='|' read -r t_heap _ r_heap <<< "$(timed "SELECT pg_prewarm('heap_t') \\g /dev/null" "$(printf "$q_scan" heap_t)")"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 IFS='|' read -r t_scan rss_scan r_scan <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
+cpu_line "cold full scan" "$t_scan" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 [ "$r_scan" = "$r_heap" ] || fail "full scan: destor returned $r_scan, heap $r_heap"
 i_scan=$(ideal down "$k / $n" "$tb")
@@ -372,7 +396,10 @@ row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_he
 detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 t_pscan=$(peers "$table_objs" "$tb")
+echo 0 > "$dir/backend_cpu"
+cpu_line "  the same by curl" "$t_pscan" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 row "  its shards by curl (peers' best)" "$t_pscan" "$i_scan" "destor scan" "$t_scan" "$(traffic "$(stats_diff "$s0" "$s1")")"
 echo "${report[-1]}"
@@ -393,8 +420,10 @@ row "blob_import $blob_mb MiB" "$t_imp" "$i_imp" "lo_import" "$t_loimp" "$(traff
 detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
 	"SELECT destor.blob_export($(lit "$blob")::destor.blob, $(lit "$dir/blob.out"))")"
+cpu_line "cold blob_export" "$t_exp" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 [ "$(md5sum < "$dir/blob.out" | cut -d' ' -f1)" = "$in_md5" ] || fail "blob_export wrote other bytes than the input"
 IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/lo.out"))")"
@@ -403,7 +432,10 @@ row "cold blob_export $blob_mb MiB" "$t_exp" "$i_exp" "lo_export" "$t_loexp" "$(
 detail "cold blob_export" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
+echo 0 > "$dir/backend_cpu"
+cpu_line "  the same by curl" "$t_pexp" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 row "  its shards by curl (peers' best)" "$t_pexp" "$i_exp" "destor export" "$t_exp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 echo "${report[-1]}"
@@ -474,6 +506,9 @@ printf '%s\n' "${report[@]}"
 echo
 echo "== MiB down/up per provider (p5: far, p6: slow; the ideal reader leans on the fast ones)"
 printf '%s\n' "${details[@]}"
+echo
+echo "== CPU while it ran (2 CPUs shared by all of these; curl's own not counted)"
+printf '%s\n' "${cpu_lines[@]}"
 echo
 echo "   peak backend RSS (shared pages touched included): COPY $((rss_copy / 1024)) MiB, cold scan $((rss_scan / 1024)) MiB,"
 echo "   blob_import $((rss_imp / 1024)) MiB, blob_export $((rss_exp / 1024)) MiB, warm reads $((rss_rwarm / 1024)) MiB"
