@@ -340,26 +340,30 @@ reader_check_slow_providers(ObjectReader *r)
 	}
 	if (fastest < 0)
 	{
+		/* no read time measured: nothing to compare but rates, if any */
 		memset(r->slow, 0, sizeof(bool) * r->n);
-		memset(r->far, 0, sizeof(bool) * r->n);
-		return;					/* nothing measured: nothing to compare */
+		for (int i = 0; i < r->n; i++)
+			ms[i] = r->providers[i] ? 0 : SLOW_UNUSABLE_MS;
 	}
-	for (int i = 0; i < r->n; i++)
+	else
 	{
-		if (ms[i] < 0)
-			ms[i] = fastest;
-		sorted[i] = ms[i];
-	}
-	qsort(sorted, r->n, sizeof(double), cmp_double);
-	kth = sorted[r->k - 1];
-	for (int i = 0; i < r->n; i++)
-	{
-		bool		slow = r->providers[i] != NULL &&
-			ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
+		for (int i = 0; i < r->n; i++)
+		{
+			if (ms[i] < 0)
+				ms[i] = fastest;
+			sorted[i] = ms[i];
+		}
+		qsort(sorted, r->n, sizeof(double), cmp_double);
+		kth = sorted[r->k - 1];
+		for (int i = 0; i < r->n; i++)
+		{
+			bool		slow = r->providers[i] != NULL &&
+				ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
 
-		if (slow && !r->slow[i])
-			provider_mark_slow(r->providers[i]);
-		r->slow[i] = slow;
+			if (slow && !r->slow[i])
+				provider_mark_slow(r->providers[i]);
+			r->slow[i] = slow;
+		}
 	}
 	reader_bulk_times(r, ms);
 	memcpy(sorted, ms, sizeof(double) * r->n);
