@@ -262,15 +262,44 @@ reader_shard_failed(ObjectReader *r, int i)
 
 /*
  * Bulk reads (a data shard's range of FAR_BULK_BYTES or more: a blob
- * export's 16 MiB windows) also go around a provider whose round trip is
- * more than FAR_FACTOR times, and FAR_MARGIN_MS more than, the k-th
- * fastest: a far provider is not slow — small reads, one round trip each,
- * still use it — but a bulk window waits for its slowest shard, and the k
- * fastest shards rebuild the window for the cost of decoding it.
+ * export's 16 MiB windows) also go around a provider whose time for
+ * FAR_BULK_BYTES (its round trip, plus the bytes at its recent rate when
+ * rates are known) is more than FAR_FACTOR times, and FAR_MARGIN_MS more
+ * than, the k-th fastest: a far or thin provider is not slow — small
+ * reads, one round trip each, still use it — but a bulk window waits for
+ * its slowest shard, and the k fastest shards rebuild the window for the
+ * cost of decoding it.
  */
 #define FAR_FACTOR			2.0
 #define FAR_MARGIN_MS		100.0
 #define FAR_BULK_BYTES		(1024 * 1024)
+
+/*
+ * reader_bulk_times — turn each provider's read time (ms, a round trip)
+ * into the time it takes for FAR_BULK_BYTES: the round trip plus the bytes
+ * at its recent large GETs' rate.  A provider near but on a thin link
+ * answers as soon as the others and then holds every bulk window for its
+ * bytes; a provider whose rate is not known is taken to be as fast as the
+ * fastest known one (it gets measured then), and when none is known the
+ * round trips alone decide, as before.
+ */
+static void
+reader_bulk_times(ObjectReader *r, double *ms)
+{
+	double		rate[CODEC_RS_MAX_SHARDS];
+	double		best = -1;
+
+	for (int i = 0; i < r->n; i++)
+	{
+		rate[i] = r->providers[i] ? provider_recent_read_rate(r->providers[i]) : -1;
+		best = Max(best, rate[i]);
+	}
+	if (best <= 0)
+		return;
+	for (int i = 0; i < r->n; i++)
+		if (r->providers[i] != NULL && ms[i] < SLOW_UNUSABLE_MS)
+			ms[i] += FAR_BULK_BYTES / (rate[i] > 0 ? rate[i] : best);
+}
 
 static int
 cmp_double(const void *a, const void *b)
@@ -311,29 +340,38 @@ reader_check_slow_providers(ObjectReader *r)
 	}
 	if (fastest < 0)
 	{
+		/* no read time measured: nothing to compare but rates, if any */
 		memset(r->slow, 0, sizeof(bool) * r->n);
-		memset(r->far, 0, sizeof(bool) * r->n);
-		return;					/* nothing measured: nothing to compare */
+		for (int i = 0; i < r->n; i++)
+			ms[i] = r->providers[i] ? 0 : SLOW_UNUSABLE_MS;
 	}
-	for (int i = 0; i < r->n; i++)
+	else
 	{
-		if (ms[i] < 0)
-			ms[i] = fastest;
-		sorted[i] = ms[i];
+		for (int i = 0; i < r->n; i++)
+		{
+			if (ms[i] < 0)
+				ms[i] = fastest;
+			sorted[i] = ms[i];
+		}
+		qsort(sorted, r->n, sizeof(double), cmp_double);
+		kth = sorted[r->k - 1];
+		for (int i = 0; i < r->n; i++)
+		{
+			bool		slow = r->providers[i] != NULL &&
+				ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
+
+			if (slow && !r->slow[i])
+				provider_mark_slow(r->providers[i]);
+			r->slow[i] = slow;
+		}
 	}
+	reader_bulk_times(r, ms);
+	memcpy(sorted, ms, sizeof(double) * r->n);
 	qsort(sorted, r->n, sizeof(double), cmp_double);
 	kth = sorted[r->k - 1];
 	for (int i = 0; i < r->n; i++)
-	{
-		bool		slow = r->providers[i] != NULL &&
-			ms[i] > kth * SLOW_FACTOR && ms[i] - kth > SLOW_MARGIN_MS;
-
-		if (slow && !r->slow[i])
-			provider_mark_slow(r->providers[i]);
-		r->slow[i] = slow;
 		r->far[i] = r->providers[i] != NULL &&
 			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
-	}
 }
 
 /*

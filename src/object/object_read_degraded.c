@@ -90,9 +90,10 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * whose providers read fastest lately (a provider not measured lately
  * counts as fast as the fastest measured one, as in
  * reader_check_slow_providers; ties go to the lower shard, data before
- * parity) are asked at once; the other candidates are spares, started by
- * the transfer loop only when one of the first fails or is late, and the
- * first k shards to answer win (unit_of[i]: 1..k asked first, more: spare
+ * parity; providers far or thin for bulk reads, reader_check_slow_providers'
+ * far[], after the others) are asked at once; the other candidates are
+ * spares, started by the transfer loop only when one of the first fails or
+ * is late, and the first k shards to answer win (unit_of[i]: 1..k asked first, more: spare
  * in that order, 0: not hedged).  Providers down, found slow or avoided
  * by this reader are not left out, as they are without hedging, but come
  * last: spares of last resort (last[i]), started only for a unit that
@@ -107,6 +108,7 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * asked and waited for.
  */
 #define HEDGE_LAST_MS 1e9		/* the rank of a provider known slow */
+#define HEDGE_FAR_MS 1e6		/* added to a far or thin provider's rank */
 
 static bool
 plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *probe,
@@ -145,8 +147,13 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 	if (norder <= r->k)
 		return false;			/* no spare to hedge with */
 	for (int j = 0; j < norder; j++)
+	{
 		if (ms[order[j]] < 0)
 			ms[order[j]] = Max(fastest, 0);
+		/* far or thin ones (a MiB takes them far longer) after the others */
+		if (r->far[order[j]] && ms[order[j]] < HEDGE_LAST_MS)
+			ms[order[j]] += HEDGE_FAR_MS;
+	}
 	/* insertion sort by read time, stable: ties keep shard order */
 	for (int j = 1; j < norder; j++)
 	{

@@ -56,6 +56,11 @@ typedef struct ProviderStatsEntry
 	uint32		nrecent;
 	uint32		recent_pos;
 	TimestampTz last_read;
+	/* successful large GETs: bytes per ms of their bodies, and when */
+	float4		recent_rates[RECENT_READS];
+	uint32		nrates;
+	uint32		rate_pos;
+	TimestampTz last_rate;
 	/* successful GETs' network times (libcurl's), for hedging's p95 */
 	float4		read_latencies[READ_LATENCY_WINDOW];
 	uint32		nread_latencies;
@@ -450,6 +455,14 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			if (e->nrecent < RECENT_READS)
 				e->nrecent++;
 			e->last_read = now;
+			if (r->result_size >= PROVIDER_RATE_MIN_BYTES && r->body_ms > 0)
+			{
+				e->recent_rates[e->rate_pos] = (float4) (r->result_size / Max(r->body_ms, 1.0));
+				e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
+				if (e->nrates < RECENT_READS)
+					e->nrates++;
+				e->last_rate = now;
+			}
 		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;
@@ -622,6 +635,31 @@ provider_recent_read_ms(Provider *p)
 	}
 	stats_unlock(s);
 	return ms;
+}
+
+/*
+ * The fastest of the provider's last few large GETs' body rates (bytes per
+ * ms), or -1 when it has none within destor.provider_down_interval.  The
+ * fastest, as for read times: a request that shared the link with others
+ * of its batch saw only its part of it.
+ */
+double
+provider_recent_read_rate(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	double		rate = -1;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e && e->nrates > 0 &&
+		!TimestampDifferenceExceeds(e->last_rate, GetCurrentTimestamp(), destor_provider_down_ms))
+	{
+		for (uint32 i = 0; i < e->nrates; i++)
+			rate = Max(rate, e->recent_rates[i]);
+	}
+	stats_unlock(s);
+	return rate;
 }
 
 static int	cmp_float4(const void *a, const void *b);

@@ -663,6 +663,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	curl_off_t	net_us = 0;
 	curl_off_t	first_us = 0;
 	curl_off_t	pre_us = 0;
+	curl_off_t	body_us = 0;
 
 	/*
 	 * How long the try took on the network, by libcurl's own clock: from
@@ -679,6 +680,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	/* from the request sent to the answer's first byte: not the connection's
 	 * set-up, which a reused connection does not pay */
 	first_us = Max(first_us - pre_us, 0);
+	/* the body's time: what the bytes took once the answer began */
+	body_us = (net_us > 0 && first_us > 0) ? Max(net_us - first_us - pre_us, 0) : 0;
 	s3_transfer_detach(t);
 	s3_body_reset(&t->body, 0);
 
@@ -703,6 +706,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 
 	t->state = TS_DONE;
 	req->first_byte_ms = (double) first_us / 1000.0;
+	req->body_ms = t->attempt <= 1 ? (double) body_us / 1000.0 : 0;
 	if (net_us > 0 && t->attempt <= 1)
 		req->latency_ms = (double) net_us / 1000.0;
 	else						/* retried: the backoff between tries counts too */
@@ -835,6 +839,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 		req->cancelled = false;
 		req->late = false;
 		req->first_byte_ms = 0;
+		req->body_ms = 0;
 		h->unit_of[i] = -1;
 		h->p95_ms[i] = -1;
 		h->read_ms[i] = -1;
@@ -902,7 +907,15 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	if (cancel)
 	{
 		t->req->cancelled = true;
-		t->req->late = started && late_ms > 0 && t->req->latency_ms > late_ms;
+
+		/*
+		 * Late, its running time a lower bound of its provider's round trip
+		 * — unless its answer had begun: then the bytes were coming, at
+		 * the link's rate, which says nothing of the round trip (a thin
+		 * provider's bulk spare would be taken for a slow one).
+		 */
+		t->req->late = started && late_ms > 0 && t->req->latency_ms > late_ms &&
+			t->status == 0 && t->received == 0;
 		return;
 	}
 	t->req->abandoned = true;

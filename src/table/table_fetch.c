@@ -91,6 +91,14 @@ typedef struct ScanBatch
 #define SCAN_BATCH_MAX_UNITS 1024
 
 /*
+ * Merging a batch's ranges: the largest gap of unneeded bytes read through,
+ * and the largest merged range (under a read window, 16 MiB, which a
+ * multi-range read fetches in one request per shard).
+ */
+#define SCAN_GAP_MAX_BYTES	(512 * 1024)
+#define SCAN_RANGE_MAX_BYTES (12 * 1024 * 1024)
+
+/*
  * The needed chunks of units [first, first + n) that the cache does not
  * hold decompressed, as merged ranges; chunk0[j] is unit first + j's first
  * chunk (NULL: not wanted).
@@ -100,6 +108,8 @@ batch_ranges(DestorScan *st, int first, int n, RangePlan *rp, int *chunk0)
 {
 	int			cap = Max(st->natts, 1) * n;
 	uint64	   *lens = palloc(sizeof(uint64) * cap);
+	uint64		needed = 0;
+	uint64		gaps = 0;
 
 	rp->n = 0;
 	rp->nranges = 0;
@@ -134,14 +144,29 @@ batch_ranges(DestorScan *st, int first, int n, RangePlan *rp, int *chunk0)
 	/*
 	 * Chunks are laid out in row group and column order; ranges closer than
 	 * a block would fetch and open the same block twice, so read them as
-	 * one.
+	 * one.  Ranges a little further apart (the chunks of a column the query
+	 * does not need between them) are read as one too, up to a quarter of
+	 * the needed bytes in such gaps: a request per range costs each
+	 * provider a round trip's worth of idle link, and only ranges of a MiB
+	 * or more per shard tell a provider's bandwidth and go around a thin one
+	 * (object_read.c); a narrow projection of a wide table still fetches
+	 * little more than its columns.
 	 */
+	for (int i = 0; i < rp->n; i++)
+		needed += lens[i];
 	for (int i = 0; i < rp->n; i++)
 	{
 		int			last = rp->nranges - 1;
+		uint64		end = last >= 0 ? rp->roffs[last] + rp->rlens[last] : 0;
+		uint64		gap = last >= 0 && rp->offs[i] > end ? rp->offs[i] - end : 0;
+		bool		merge = last >= 0 && rp->offs[i] >= rp->roffs[last] &&
+			(gap <= OBJECT_BLOCK_SIZE ||
+			 (gap <= SCAN_GAP_MAX_BYTES && (gaps + gap) * 4 <= needed &&
+			  rp->offs[i] + lens[i] - rp->roffs[last] <= SCAN_RANGE_MAX_BYTES));
 
-		if (last >= 0 && rp->offs[i] >= rp->roffs[last] &&
-			rp->offs[i] <= rp->roffs[last] + rp->rlens[last] + OBJECT_BLOCK_SIZE)
+		if (merge && gap > OBJECT_BLOCK_SIZE)
+			gaps += gap;
+		if (merge)
 			rp->rlens[last] = Max(rp->rlens[last], rp->offs[i] + lens[i] - rp->roffs[last]);
 		else
 		{

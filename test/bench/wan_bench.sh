@@ -215,7 +215,29 @@ SELECT clock_timestamp() AS t0 \gset
 $run
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
 SELECT :'secs' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1] || '|' || :'result';
+SELECT s[14]::bigint + s[15]::bigint FROM string_to_array(pg_read_file('/proc/self/stat'), ' ') s \g '$dir/backend_cpu'
 SQL
+}
+# CPU seconds the bench's peers used so far: "servers proxy" (s3rver
+# processes, the WAN proxy), from /proc (clock ticks)
+hz=$(getconf CLK_TCK)
+peer_cpu() {
+	local p srv=0 t
+	for p in "${pids[@]:0:6}"; do
+		t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+		srv=$((srv + t))
+	done
+	t=$(awk '{ print $14 + $15 }' "/proc/${pids[6]}/stat" 2>/dev/null || echo 0)
+	echo "$srv $t"
+}
+declare -a cpu_lines
+cpu_line() { # label seconds "servers proxy" before, after (backend from the last timed call)
+	local b s0 p0 s1 p1
+	b=$(cat "$dir/backend_cpu" 2>/dev/null || echo 0)
+	read -r s0 p0 <<< "$3"
+	read -r s1 p1 <<< "$4"
+	cpu_lines+=("$(awk -v l="$1" -v w="$2" -v b="$b" -v s="$((s1 - s0))" -v p="$((p1 - p0))" -v hz="$hz" \
+		'BEGIN { printf "  %-40s %6.2f s wall: backend %.2f s (session included), s3rver %.2f s, proxy %.2f s", l, w, b / hz, s / hz, p / hz }')")
 }
 # the proxy's counters, as "p1 requests late down up" lines
 proxy_stats() {
@@ -263,6 +285,48 @@ ideal() {
 		}
 		printf "%.3f\n", hi
 	}'
+}
+# what the same peers (proxy and s3rver) deliver to a trivial client: curl,
+# on fresh connections, fetching in parallel (at most destor's 32 requests
+# at once) the whole shards an ideal reader would pick — for each object the
+# k on the providers quickest for the bytes they hold (round trip plus
+# bytes at bandwidth); prints seconds.  Beside the ideal, it tells what of a
+# ratio is the bench's own peers (a Python proxy, a Node server) and what
+# is destor's.
+peers() { # SQL returning object ids, BYTES "p1:b,..." of them
+	local urls=$dir/peer_urls t0 t1
+	psql_q -F' ' -c "SELECT replace(s.object_id::text, '-', ''), s.shard_index, s.provider
+	                   FROM destor.shards s WHERE s.object_id IN ($1) ORDER BY 1, 2" |
+		awk -v bytes="$2" -v wan="$BENCH_WAN" -v k="$k" -v port="$port" '
+			BEGIN {
+				ns = 0
+				np = split(wan, w, ","); split(bytes, b, ",")
+				for (i = 1; i <= np; i++) {
+					split(w[i], f, ":"); split(b[i], x, ":")
+					cost["p" i] = 2 * f[1] / 1000 + x[2] / (f[2] * 1e6)
+				}
+			}
+			function flush(   i, j, t, best) {
+				for (j = 0; j < k && j < ns; j++) {
+					best = -1
+					for (i = 0; i < ns; i++)
+						if (!used[i] && (best < 0 || cost[prov[i]] < cost[prov[best]])) best = i
+					used[best] = 1
+					printf "url = \"http://127.0.0.1:%d/bench/ds/%s/%s.%d\"\noutput = \"/dev/null\"\n",
+						port + 10 + substr(prov[best], 2), substr(obj, 1, 2), obj, idx[best]
+				}
+				ns = 0; delete used
+			}
+			$1 != obj { if (ns) flush(); obj = $1 }
+			{ prov[ns] = $3; idx[ns] = $2; ns++ }
+			END { if (ns) flush() }' > "$urls"
+	t0=$(now)
+	curl -sS --no-progress-meter --parallel --parallel-max 32 -w '%{http_code} %{size_download} %{url}\n' -K "$urls" > "$urls.out" ||
+		fail "curl could not fetch the shards: $(cat "$urls.out")"
+	t1=$(now)
+	awk '$1 != 200 { bad = bad $0 "; " } END { if (bad != "") { print bad; exit 1 } }' "$urls.out" >&2 ||
+		fail "curl could not fetch the shards (above)"
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
@@ -321,13 +385,23 @@ psql_q -c "VACUUM ANALYZE heap_t" -c "ANALYZE destor_t" >/dev/null
 echo "-- 2. cold full scan"
 IFS='|' read -r t_heap _ r_heap <<< "$(timed "SELECT pg_prewarm('heap_t') \\g /dev/null" "$(printf "$q_scan" heap_t)")"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 IFS='|' read -r t_scan rss_scan r_scan <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
+cpu_line "cold full scan" "$t_scan" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 [ "$r_scan" = "$r_heap" ] || fail "full scan: destor returned $r_scan, heap $r_heap"
 i_scan=$(ideal down "$k / $n" "$tb")
 scan_traffic=$(stats_diff "$s0" "$s1")
 row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_heap" "$(traffic "$scan_traffic")"
 detail "cold full scan" "$s0" "$s1"
+echo "${report[-1]}"
+s0=$(proxy_stats)
+c0=$(peer_cpu)
+t_pscan=$(peers "$table_objs" "$tb")
+echo 0 > "$dir/backend_cpu"
+cpu_line "  the same by curl" "$t_pscan" "$c0" "$(peer_cpu)"
+s1=$(proxy_stats)
+row "  its shards by curl (peers' best)" "$t_pscan" "$i_scan" "destor scan" "$t_scan" "$(traffic "$(stats_diff "$s0" "$s1")")"
 echo "${report[-1]}"
 
 # --- 3. blob import and cold export -------------------------------------------------------
@@ -346,14 +420,24 @@ row "blob_import $blob_mb MiB" "$t_imp" "$i_imp" "lo_import" "$t_loimp" "$(traff
 detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
+c0=$(peer_cpu)
 IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
 	"SELECT destor.blob_export($(lit "$blob")::destor.blob, $(lit "$dir/blob.out"))")"
+cpu_line "cold blob_export" "$t_exp" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
 [ "$(md5sum < "$dir/blob.out" | cut -d' ' -f1)" = "$in_md5" ] || fail "blob_export wrote other bytes than the input"
 IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/lo.out"))")"
 i_exp=$(ideal down "$k / $n" "$bb")
 row "cold blob_export $blob_mb MiB" "$t_exp" "$i_exp" "lo_export" "$t_loexp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 detail "cold blob_export" "$s0" "$s1"
+echo "${report[-1]}"
+s0=$(proxy_stats)
+c0=$(peer_cpu)
+t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
+echo 0 > "$dir/backend_cpu"
+cpu_line "  the same by curl" "$t_pexp" "$c0" "$(peer_cpu)"
+s1=$(proxy_stats)
+row "  its shards by curl (peers' best)" "$t_pexp" "$i_exp" "destor export" "$t_exp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 echo "${report[-1]}"
 
 # --- 4. random 8 KiB reads ------------------------------------------------------------------
@@ -422,6 +506,9 @@ printf '%s\n' "${report[@]}"
 echo
 echo "== MiB down/up per provider (p5: far, p6: slow; the ideal reader leans on the fast ones)"
 printf '%s\n' "${details[@]}"
+echo
+echo "== CPU while it ran (2 CPUs shared by all of these; curl's own not counted)"
+printf '%s\n' "${cpu_lines[@]}"
 echo
 echo "   peak backend RSS (shared pages touched included): COPY $((rss_copy / 1024)) MiB, cold scan $((rss_scan / 1024)) MiB,"
 echo "   blob_import $((rss_imp / 1024)) MiB, blob_export $((rss_exp / 1024)) MiB, warm reads $((rss_rwarm / 1024)) MiB"

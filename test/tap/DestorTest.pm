@@ -113,29 +113,7 @@ sub stop_s3
 sub start_delay_proxy
 {
 	my ($target, $delay_file) = @_;
-	my $listener = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1', LocalPort => 0,
-		Proto => 'tcp', ReuseAddr => 1) or die "cannot listen: $!";
-	my $port = $listener->sockport;
-	my $pid = fork() // die "cannot fork: $!";
-	if ($pid == 0)
-	{
-		setpgrp(0, 0);
-		$SIG{CHLD} = 'IGNORE';
-		while (1)
-		{
-			my $client = $listener->accept or next;
-			my $child = fork();
-			if (defined $child && $child == 0)
-			{
-				close $listener;
-				proxy_connection($client, $target, $delay_file);
-				POSIX::_exit(0);
-			}
-			close $client;
-		}
-	}
-	close $listener;
-	return { port => $port, pid => $pid };
+	return start_relay_proxy(sub { proxy_connection($_[0], $target, $delay_file) });
 }
 
 sub proxy_connection
@@ -263,6 +241,86 @@ sub sha256_file
 	my ($path) = @_;
 	my $out = `sha256sum '$path'`;
 	return (split(/\s+/, $out))[0];
+}
+
+# A TCP proxy in front of 127.0.0.1:$target whose answers (server to client)
+# come at most $bytes_per_sec: a provider near but on a thin link.  What the
+# client sends goes through at once.  Returns { port, pid }; stop it with
+# stop_delay_proxy().
+sub start_thin_proxy
+{
+	my ($target, $bytes_per_sec) = @_;
+	return start_relay_proxy(sub { thin_connection($_[0], $target, $bytes_per_sec) });
+}
+
+# Listens on a free port and, in a process group of its own, hands every
+# connection accepted to $relay->($client) in a child process.
+sub start_relay_proxy
+{
+	my ($relay) = @_;
+	my $listener = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1', LocalPort => 0,
+		Proto => 'tcp', ReuseAddr => 1) or die "cannot listen: $!";
+	my $port = $listener->sockport;
+	my $pid = fork() // die "cannot fork: $!";
+	if ($pid == 0)
+	{
+		setpgrp(0, 0);
+		$SIG{CHLD} = 'IGNORE';
+		while (1)
+		{
+			my $client = $listener->accept or next;
+			my $child = fork();
+			if (defined $child && $child == 0)
+			{
+				close $listener;
+				$relay->($client);
+				POSIX::_exit(0);
+			}
+			close $client;
+		}
+	}
+	close $listener;
+	return { port => $port, pid => $pid };
+}
+
+# Imports $file into $pool until the blob has a data shard on $provider
+# (placement depends on the id); its handle, or undef after 30 tries.
+sub import_blob_with_data_on
+{
+	my ($node, $pool, $file, $provider) = @_;
+	for (1 .. 30)
+	{
+		my $b = $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')");
+		return $b
+		  if $node->safe_psql('postgres',
+			"SELECT kind FROM destor.blob_shards WHERE blob_id = destor.blob_id('$b') AND provider = '$provider'")
+		  eq 'data';
+	}
+	return undef;
+}
+
+sub thin_connection
+{
+	my ($client, $target, $rate) = @_;
+	my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $target, Proto => 'tcp')
+	  or return;
+	my $select = IO::Select->new($client, $server);
+	while (1)
+	{
+		for my $from ($select->can_read)
+		{
+			my $n = sysread($from, my $buf, 16384);
+			return unless $n;
+			my $to = $from == $client ? $server : $client;
+			for (my $off = 0; $off < $n;)
+			{
+				my $w = syswrite($to, $buf, $n - $off, $off);
+				return unless defined $w;
+				$off += $w;
+			}
+			select(undef, undef, undef, $n / $rate) if $from == $server;
+		}
+	}
 }
 
 1;

@@ -139,6 +139,9 @@ typedef struct ProviderRequest
 	double		first_byte_ms;	/* s3: time to the answer's first byte, by
 								 * libcurl's clock (0: not known): the provider's
 								 * round trip, whatever the size asked */
+	double		body_ms;		/* s3: from the answer's first byte to its last,
+								 * by libcurl's clock (0: not known): with the
+								 * bytes, the provider's bandwidth */
 	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
 	bool		cancelled;		/* hedged set: not needed after all — a spare never
 								 * started, or stopped once enough units answered
@@ -195,6 +198,12 @@ extern bool provider_is_down(Provider *p);
  * reader found it much slower than its pool's other providers and avoided
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
+/* How fast the provider's recent large GETs (PROVIDER_RATE_MIN_BYTES or
+ * more) delivered their bodies, in bytes per ms (the fastest of its last
+ * few), or -1 when none is recent: a provider near but on a thin link
+ * answers as soon as the others and then takes longer for the bytes. */
+#define PROVIDER_RATE_MIN_BYTES	(256 * 1024)
+extern double provider_recent_read_rate(Provider *p);
 /* A high percentile (p95) of the provider's recent GET times, as
  * measured by the network library (ms), or -1 when it has none: what
  * hedging calls "late" is a multiple of it. */

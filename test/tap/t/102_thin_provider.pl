@@ -1,0 +1,55 @@
+# Bulk reads go around a provider on a thin link (issue 11): a provider that
+# answers as soon as the others but delivers its bytes slowly holds every
+# bulk window for them.  Once one large read has measured its rate, a blob
+# export rebuilds the window from the other shards instead of reading its
+# data shard there (exact bytes either way), and the provider is not marked
+# slow for small reads.  Six real s3rver processes; s1 sits behind a proxy
+# that sends its answers at 1 MB/s.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# no cache: every read goes to the providers
+my ($node, $keyfile) = DestorTest::start_cluster('thin', cache_size => '0');
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+my $proxy = DestorTest::start_thin_proxy($s3[0]->{port}, 1_000_000);
+my @providers = ({ %{ $s3[0] }, port => $proxy->{port} }, @s3[1 .. 5]);
+$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @providers));
+
+# a 6 MiB blob (one window: 1.5 MiB per data shard) with a data shard on s1
+my $file = "$base/input.bin";
+DestorTest::write_random_file($file, 6 * 1024 * 1024);
+my $sum = DestorTest::sha256_file($file);
+my $blob = DestorTest::import_blob_with_data_on($node, 'archive', $file, 's1');
+ok(defined $blob, 'a blob with a data shard on s1');
+
+my $bytes_read = sub {
+	return $node->safe_psql('postgres', "SELECT bytes_read FROM destor.provider_status WHERE provider = 's1'");
+};
+my $export = sub {
+	my ($out) = @_;
+	$node->safe_psql('postgres', "SELECT destor.blob_export('$blob', '$out')");
+	return DestorTest::sha256_file($out);
+};
+
+# the first export reads s1's data shard: its rate is not known yet
+my $before = $bytes_read->();
+is($export->("$base/out1.bin"), $sum, 'the first export is exact');
+cmp_ok($bytes_read->() - $before, '>=', 1536 * 1024, 'and read its data shard from s1, measuring it');
+
+# now s1's rate is known: the window is rebuilt from the other five
+$before = $bytes_read->();
+is($export->("$base/out2.bin"), $sum, 'the next export is exact');
+cmp_ok($bytes_read->() - $before, '<', 256 * 1024, 'and fetched (almost) nothing from the thin provider');
+is($node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 's1'"),
+	'up', 'which is not marked slow: small reads still use it');
+
+DestorTest::stop_delay_proxy($proxy);
+DestorTest::stop_s3($_) for @s3;
+$node->stop;
+done_testing();
