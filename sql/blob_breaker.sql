@@ -18,4 +18,47 @@ SELECT count(*) AS descriptors, sum(total_bytes) < 1024 * 1024 AS under_1mb
   FROM pg_backend_memory_contexts WHERE name = 'destor blob descriptor';
 COMMIT;
 
+-- 2. A dry run of vacuum_blobs changes nothing, so it runs in a read-only
+-- transaction (and on a hot standby): no helper temporary table.
+CREATE TEMP TABLE brk_orphan AS SELECT destor.blob_put('mirror', 'orphan')::uuid AS id;
+BEGIN READ ONLY;
+SELECT (SELECT id FROM brk_orphan) IN (SELECT * FROM destor.vacuum_blobs('mirror')) AS orphan_listed,
+       (SELECT b::uuid FROM brk.tiny) IN (SELECT * FROM destor.vacuum_blobs('mirror', dry_run => true)) AS referenced_listed;
+COMMIT;
+SET default_transaction_read_only = on;
+SELECT (SELECT id FROM brk_orphan) IN (SELECT * FROM destor.vacuum_blobs('mirror')) AS orphan_listed;
+RESET default_transaction_read_only;
+SELECT destor.blob_delete(id::text::destor.blob) FROM brk_orphan;
+
+-- 3. Descriptors holding stream buffers are bounded per backend
+-- (destor.max_active_blob_descriptors): beyond the limit the least recently
+-- used reader gives its buffers back and reads on correctly, and a new
+-- writer is refused until one is closed.
+SET destor.max_active_blob_descriptors = 2;
+CREATE TABLE brk.big (b destor.blob);
+INSERT INTO brk.big SELECT destor.blob_put('mirror', decode(repeat(md5(g::text), 65536), 'hex'))
+  FROM generate_series(1, 1) g;
+BEGIN;
+CREATE TEMP TABLE brk_rfds AS SELECT destor.blob_open(b) AS fd FROM brk.big, generate_series(1, 6);
+SELECT count(DISTINCT md5(destor.blob_read(fd, 100000))) AS first_reads FROM brk_rfds;
+SELECT count(DISTINCT md5(destor.blob_read(fd, 100000))) AS second_reads FROM brk_rfds;
+CREATE TEMP TABLE brk_bytes AS SELECT destor.blob_get(b) AS v FROM brk.big;
+SELECT bool_and(destor.blob_read(fd, 1048576) = substr(v, 200001)) AS reads_after_eviction_right
+  FROM brk_rfds, brk_bytes;
+SELECT count(*) FILTER (WHERE total_bytes > 256 * 1024) AS descriptors_holding_buffers,
+       sum(total_bytes) < 3 * 1024 * 1024 AS under_3mb
+  FROM pg_backend_memory_contexts WHERE name LIKE 'destor blob descriptor%';
+COMMIT;
+BEGIN;
+SELECT destor.blob_create('mirror') AS w1 \gset
+SELECT destor.blob_create('mirror') AS w2 \gset
+SAVEPOINT s;
+SELECT destor.blob_create('mirror') AS w3;
+ROLLBACK TO s;
+SELECT destor.blob_write(:w1, 'one');
+SELECT destor.blob_close(:w1) IS NOT NULL AS closed;
+SELECT destor.blob_create('mirror') > :w2 AS third_writer_after_close;
+ROLLBACK;
+RESET destor.max_active_blob_descriptors;
+
 DROP SCHEMA brk CASCADE;

@@ -68,4 +68,8 @@ extern void blob_pack_flush_all(void);
 extern void blob_pack_retire(const uint8 id[CODEC_OBJID_LEN]);
 extern int64 blob_compact_pool_packs(const char *poolname, double min_dead);
 
+/* blob_fd.c: blob descriptors */
+extern int	blob_max_active_descriptors;
+extern void blob_fd_define_gucs(void);
+
 #endif							/* DESTOR_BLOB_H */
