@@ -61,4 +61,40 @@ SELECT destor.blob_create('mirror') > :w2 AS third_writer_after_close;
 ROLLBACK;
 RESET destor.max_active_blob_descriptors;
 
+-- 4. DROP ROLE run from another database is refused while a blob of this
+-- one names the role (owner, grantee, small packed blob or streamed one),
+-- as for a large object's owner: pg_shdepend rows.  A dropped role's OID
+-- is never left in destor.blobs, so a later role reusing it inherits
+-- nothing.  Here, DROP ROLE and DROP OWNED clear the rows.
+CREATE ROLE regress_brk_erin;
+CREATE ROLE regress_brk_dave;
+CREATE ROLE regress_brk_fay;
+GRANT USAGE ON FOREIGN SERVER mirror, p1, p2, p3 TO regress_brk_erin, regress_brk_fay;
+SET ROLE regress_brk_erin;
+SELECT destor.blob_put('mirror', 'erin') AS erin_blob \gset
+SELECT destor.blob_grant(:'erin_blob', 'regress_brk_dave', 'SELECT');
+SET ROLE regress_brk_fay;
+SELECT destor.blob_put('mirror', decode(repeat('ab', 100000), 'hex')) AS fay_blob \gset
+RESET ROLE;
+-- their only other ties: PostgreSQL's own
+REVOKE USAGE ON FOREIGN SERVER mirror, p1, p2, p3 FROM regress_brk_erin, regress_brk_fay;
+SELECT current_database() AS brk_db \gset
+\c postgres
+\set VERBOSITY terse
+DROP ROLE regress_brk_dave;
+DROP ROLE regress_brk_erin;
+DROP ROLE regress_brk_fay;
+\c :brk_db
+\set VERBOSITY terse
+DROP ROLE regress_brk_fay;
+SELECT destor.blob_delete(:'fay_blob');
+DROP ROLE regress_brk_fay;
+DROP OWNED BY regress_brk_erin, regress_brk_dave;
+SELECT count(*) AS blobs_left FROM destor.blobs WHERE owner::oid = 'regress_brk_erin'::regrole
+   OR blob_id = :'erin_blob'::destor.blob::uuid;
+\c postgres
+DROP ROLE regress_brk_erin, regress_brk_dave;
+\c :brk_db
+\set VERBOSITY default
+
 DROP SCHEMA brk CASCADE;

@@ -835,3 +835,11 @@ REVOKE ALL ON am_tables FROM PUBLIC;
 CREATE FUNCTION tableam_handler(internal) RETURNS table_am_handler
   AS 'MODULE_PATHNAME', 'destor_tableam_handler' LANGUAGE C STRICT;
 CREATE ACCESS METHOD destor TYPE TABLE HANDLER tableam_handler;
+-- Every owner and grantee of a blob has a pg_shdepend row on destor.blobs in
+-- this database (src/blob/blob_roles.c), so DROP ROLE run from any database
+-- is refused while a blob names the role.  pg_shdepend is not dumped: run
+-- this after restoring a database (superusers; returns the roles recorded).
+CREATE FUNCTION blob_record_role_dependencies() RETURNS integer
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION blob_record_role_dependencies() FROM PUBLIC;
+SELECT blob_record_role_dependencies();

@@ -25,6 +25,8 @@ extern const char *blob_acl_requirement(const char *action);
 extern void blob_acl_change_owner(const uint8 id[CODEC_OBJID_LEN], Oid old_owner, Acl *acl,
 								  Oid new_owner);
 extern void blob_acl_forget_grantee(Oid role);
+/* blob_roles.c: roles named by blobs, as DROP ROLE in any database sees them */
+extern void blob_role_depend(Oid role);
 
 /* blob.c: recording a finished writer's object as a new blob of the
  * current user */
