@@ -97,4 +97,34 @@ DROP ROLE regress_brk_erin, regress_brk_dave;
 \c :brk_db
 \set VERBOSITY default
 
+-- 5. OIDs left by roles dropped elsewhere before the rows existed (made up
+-- here) are cleared by blob_record_role_dependencies: the blob goes to the
+-- bootstrap superuser, grants to vanished roles go, live grants stay.
+CREATE ROLE regress_brk_gus;
+SELECT destor.blob_put('mirror', decode(repeat('cd', 100000), 'hex')) AS lost_blob \gset
+SELECT destor.blob_put('mirror', decode(repeat('ef', 100000), 'hex')) AS kept_blob \gset
+UPDATE destor.blobs SET owner = 4000000000::oid::regrole,
+       acl = ARRAY[makeaclitem(4000000001, 4000000000, 'SELECT', false)]
+ WHERE blob_id = :'lost_blob'::destor.blob::uuid;
+UPDATE destor.blobs SET acl = ARRAY[makeaclitem(owner, owner, 'SELECT', false),
+                                    makeaclitem(4000000001, owner, 'SELECT', false),
+                                    makeaclitem('regress_brk_gus'::regrole, owner, 'SELECT', false)]
+ WHERE blob_id = :'kept_blob'::destor.blob::uuid;
+SELECT destor.blob_record_role_dependencies() > 0 AS recorded;
+SELECT blob_id = :'lost_blob'::destor.blob::uuid AS lost, owner::oid = 10 AS bootstrap_owner,
+       acl IS NULL AS default_acl,
+       NOT EXISTS (SELECT FROM aclexplode(acl) e WHERE e.grantee NOT IN (SELECT oid FROM pg_roles))
+         AS only_live_grantees,
+       EXISTS (SELECT FROM aclexplode(acl) e WHERE e.grantee = 'regress_brk_gus'::regrole)
+         AS gus_kept
+  FROM destor.blobs WHERE blob_id IN (:'lost_blob'::destor.blob::uuid, :'kept_blob'::destor.blob::uuid)
+ ORDER BY 1;
+\c postgres
+\set VERBOSITY terse
+DROP ROLE regress_brk_gus;
+\c :brk_db
+\set VERBOSITY default
+SELECT destor.blob_delete(:'lost_blob'), destor.blob_delete(:'kept_blob');
+DROP ROLE regress_brk_gus;
+
 DROP SCHEMA brk CASCADE;

@@ -148,9 +148,45 @@ blob_role_undepend(Oid role)
 }
 
 /*
+ * blob_forget_dropped_roles — OIDs of roles dropped from another database
+ * before their blobs had pg_shdepend rows: a later role given the same OID
+ * must not inherit them.  Such a blob goes to the bootstrap superuser
+ * (only superusers could use it already) without the grants its vanished
+ * owner made; a vanished grantee's items go.  Access only shrinks.
+ */
+static void
+blob_forget_dropped_roles(void)
+{
+	uint64		owners;
+	uint64		grantees;
+
+	if (SPI_execute("UPDATE destor.blobs b SET owner = " CppAsString2(BOOTSTRAP_SUPERUSERID)
+					"::pg_catalog.oid::pg_catalog.regrole, acl = NULL"
+					" WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_authid r WHERE r.oid = b.owner::pg_catalog.oid)",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update destor.blobs");
+	owners = SPI_processed;
+	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl) i"
+					"  WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[i]) e"
+					"   WHERE e.grantee = 0 OR e.grantee IN (SELECT r.oid FROM pg_catalog.pg_authid r)))"
+					" WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) e WHERE e.grantee <> 0"
+					"  AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid r WHERE r.oid = e.grantee))",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update destor.blobs");
+	grantees = SPI_processed;
+	if (owners > 0 || grantees > 0)
+		ereport(WARNING,
+				(errmsg("destor.blobs named roles that no longer exist"),
+				 errdetail("Blobs whose owner was dropped from another database: %llu (now the bootstrap superuser's, without their grants); blobs with grants to dropped roles: %llu (those grants removed).",
+						   (unsigned long long) owners, (unsigned long long) grantees),
+				 errhint("Give the blobs to their new owner with destor.blob_set_owner().")));
+}
+
+/*
  * destor.blob_record_role_dependencies() → integer: record the rows of
  * every owner and grantee of this database's blobs (after a restore or an
- * upgrade: pg_shdepend is not dumped); the number of roles seen.
+ * upgrade: pg_shdepend is not dumped), after clearing the OIDs of roles
+ * that no longer exist; the number of roles recorded.
  */
 Datum
 blob_record_role_dependencies(PG_FUNCTION_ARGS)
@@ -166,6 +202,7 @@ blob_record_role_dependencies(PG_FUNCTION_ARGS)
 	blob_pack_flush_all();		/* this transaction's small blobs have rows too */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	blob_forget_dropped_roles();
 	/* roles that still exist: a dangling OID cannot be depended on */
 	if (SPI_execute("SELECT r.oid FROM pg_catalog.pg_authid r WHERE r.oid IN ("
 					" SELECT b.owner::pg_catalog.oid FROM destor.blobs b"
