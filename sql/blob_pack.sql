@@ -247,6 +247,19 @@ COMMIT;
 SELECT convert_from(destor.blob_get(:'sp'), 'UTF8') AS committed,
        (SELECT pack_id IS NOT NULL FROM destor.blobs WHERE blob_id = :'sp') AS packed;
 
+-- 8c. REPEATABLE READ: blobs whose rows this transaction wrote after its
+-- snapshot was taken (a large blob; a small one whose pack a grant uploaded)
+-- are found by the reads that follow, as a catalog statement finds them
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) >= 0 AS snapshot_taken FROM destor.blobs;
+SELECT destor.blob_put('bp_pool', noise(100000, 8)) AS rr_big \gset
+SELECT destor.blob_put('bp_pool', 'rr small') AS rr_small \gset
+SELECT destor.blob_grant(:'rr_small', 'regress_pack_other', 'SELECT');
+SELECT destor.blob_get(:'rr_big') = noise(100000, 8) AS big_read,
+       convert_from(destor.blob_get(:'rr_small'), 'UTF8') AS small_read,
+       destor.blob_size(:'rr_small') AS small_size;
+COMMIT;
+
 -- 9. Every blob of the file goes, and with them every pack
 SELECT count(destor.blob_delete(b)) > 0 AS cleaned
   FROM (SELECT blob_id::text::destor.blob AS b FROM destor.blobs b

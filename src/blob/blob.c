@@ -299,6 +299,19 @@ typedef struct BlobCacheEntry
 } BlobCacheEntry;
 
 static HTAB *blob_cache = NULL;
+/*
+ * The metadata of the packs those blobs live in, by pack id: a pack holds
+ * hundreds of small blobs, and reading its object's rows (two catalog
+ * statements) for each was most of a cold small read.  Emptied with
+ * blob_cache, and by the same invalidations (destor.objects, shards).
+ */
+typedef struct PackCacheEntry
+{
+	uint8		id[CODEC_OBJID_LEN];	/* hash key */
+	ObjectMeta *meta;			/* in BlobCacheContext */
+} PackCacheEntry;
+
+static HTAB *pack_cache = NULL;
 static MemoryContext BlobCacheContext = NULL;
 /* bumped at every flush: an entry pointer taken before may be freed */
 static uint64 blob_cache_gen = 1;
@@ -315,6 +328,7 @@ blob_cache_flush(void)
 	/* the hash and every entry's metadata live in BlobCacheContext */
 	MemoryContextReset(BlobCacheContext);
 	blob_cache = NULL;
+	pack_cache = NULL;
 	memset(blob_cache_rels, 0, sizeof(blob_cache_rels));
 }
 
@@ -394,6 +408,7 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	uint64		off = 0;
 	uint64		len = 0;
 	uint64		gen;
+	PackCacheEntry *pe;
 
 	if (!blob_cache_callbacks)
 	{
@@ -438,7 +453,19 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	found = blob_catalog_get(b->id, &owner, &packed, pack, &off, &len);
 	blob_check_access(b, found, owner, action);
 	memcpy(d.id, b->id, CODEC_OBJID_LEN);
-	blob_data_fill(&d, packed, pack, off, len);
+	/* a pack whose metadata is cached: nothing more to ask the catalog */
+	pe = NULL;
+	if (packed && pack_cache != NULL && gen == blob_cache_gen)
+		pe = hash_search(pack_cache, pack, HASH_FIND, NULL);
+	if (pe != NULL)
+	{
+		d.packed = true;
+		d.meta = pe->meta;
+		d.base = off;
+		d.size = len;
+	}
+	else
+		blob_data_fill(&d, packed, pack, off, len);
 
 	if (gen != blob_cache_gen)
 	{
@@ -455,6 +482,12 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 		Oid			nsp;
 		Oid			rels[3];
 
+		/* the cached pack's metadata goes with the flush below */
+		if (pe != NULL)
+		{
+			d.meta = blob_meta_copy(CurrentMemoryContext, pe->meta);
+			pe = NULL;
+		}
 		/* syscache look-ups first: they may take invalidations too */
 		nsp = get_namespace_oid("destor", false);
 		rels[0] = get_relname_relid("blobs", nsp);
@@ -469,14 +502,25 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 		ctl.entrysize = sizeof(BlobCacheEntry);
 		ctl.hcxt = BlobCacheContext;
 		blob_cache = hash_create("destor blob cache", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		ctl.entrysize = sizeof(PackCacheEntry);
+		pack_cache = hash_create("destor blob pack cache", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		memcpy(blob_cache_rels, rels, sizeof(rels));
 		gen = blob_cache_gen;
 	}
 	e = hash_search(blob_cache, b->id, HASH_ENTER, &found);
 	e->owner = owner;
 	e->data = d;
-	e->data.meta = blob_meta_copy(BlobCacheContext, d.meta);
 	e->transient = false;
+	if (pe != NULL)
+		return e;				/* d.meta is the cached pack's */
+	if (packed)
+	{
+		pe = hash_search(pack_cache, pack, HASH_ENTER, &found);
+		pe->meta = blob_meta_copy(BlobCacheContext, d.meta);
+		e->data.meta = pe->meta;
+	}
+	else
+		e->data.meta = blob_meta_copy(BlobCacheContext, d.meta);
 	return e;
 }
 

@@ -38,6 +38,10 @@
 
 #include <math.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -49,7 +53,9 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/uuid.h"
 #include "utils/snapmgr.h"
 
@@ -151,57 +157,102 @@ bool
 blob_catalog_get(const uint8 id[CODEC_OBJID_LEN], Oid *owner, bool *packed,
 				 uint8 pack[CODEC_OBJID_LEN], uint64 *off, uint64 *len)
 {
-	CatalogUser cu;
-	Oid			types[1] = {UUIDOID};
-	Datum		values[1];
+	Oid			nsp;
+	Relation	rel;
+	Oid			pkey;
+	TupleDesc	desc;
+	AttrNumber	att_owner,
+				att_pack,
+				att_off,
+				att_len;
+	ScanKeyData key;
+	SysScanDesc scan;
+	Snapshot	snapshot;
+	HeapTuple	tup;
+	pg_uuid_t	uuid;
 	bool		found;
 
 	*packed = false;
 	if (!blob_pack_catalog_ready())
 		return catalog_get_blob(id, owner);
-	catalog_enter(&cu);
-	values[0] = object_id_datum(id);
-	catalog_exec("SELECT owner, pack_id, pack_offset, pack_length FROM destor.blobs WHERE blob_id = $1",
-				 1, types, values, NULL, SPI_OK_SELECT);
-	found = SPI_processed > 0;
+
+	/*
+	 * Every blob read that misses the backend's blob cache asks this, so it
+	 * reads the row through the primary key directly instead of through
+	 * SPI (a catalog statement costs more than the read of a small blob:
+	 * search_path pinning, planning, an executor).  It sees what such a
+	 * statement would: this transaction's earlier commands and, in READ
+	 * COMMITTED, what others committed so far.  No user code runs: the
+	 * only operator is the index's own uuid equality.
+	 */
+	nsp = get_namespace_oid("destor", false);
+	rel = table_open(get_relname_relid("blobs", nsp), AccessShareLock);
+	pkey = RelationGetPrimaryKeyIndex(rel);
+	desc = RelationGetDescr(rel);
+	att_owner = get_attnum(RelationGetRelid(rel), "owner");
+	att_pack = get_attnum(RelationGetRelid(rel), "pack_id");
+	att_off = get_attnum(RelationGetRelid(rel), "pack_offset");
+	att_len = get_attnum(RelationGetRelid(rel), "pack_length");
+	if (!OidIsValid(pkey) || att_owner == InvalidAttrNumber || att_pack == InvalidAttrNumber ||
+		att_off == InvalidAttrNumber || att_len == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("destor.blobs is not as destor made it"),
+				 errdetail("Its primary key or one of the columns owner, pack_id, pack_offset, pack_length is missing."),
+				 errhint("Run ALTER EXTENSION destor UPDATE, or restore the table.")));
+
+	/* as SPI runs a statement: the transaction's snapshot (a fresh one in
+	 * READ COMMITTED) at the current command, after the earlier ones */
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	snapshot = GetActiveSnapshot();
+	memcpy(uuid.data, id, CODEC_OBJID_LEN);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(&uuid));
+	scan = systable_beginscan(rel, pkey, true, snapshot, 1, &key);
+	tup = systable_getnext(scan);
+	found = HeapTupleIsValid(tup);
 	if (found)
 	{
-		HeapTuple	t = SPI_tuptable->vals[0];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		p;
 
-		*owner = DatumGetObjectId(SPI_getbinval(t, d, 1, &isnull));
-		p = SPI_getbinval(t, d, 2, &isnull);
+		*owner = DatumGetObjectId(heap_getattr(tup, att_owner, desc, &isnull));
+		p = heap_getattr(tup, att_pack, desc, &isnull);
 		if (!isnull)
 		{
 			*packed = true;
-			object_id_from_datum(p, pack);
-			*off = (uint64) DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
-			*len = (uint64) DatumGetInt64(SPI_getbinval(t, d, 4, &isnull));
+			memcpy(pack, DatumGetUUIDP(p)->data, CODEC_OBJID_LEN);
+			*off = (uint64) DatumGetInt64(heap_getattr(tup, att_off, desc, &isnull));
+			*len = (uint64) DatumGetInt64(heap_getattr(tup, att_len, desc, &isnull));
 		}
 	}
-	catalog_leave(&cu);
+	systable_endscan(scan);
+	PopActiveSnapshot();
+	table_close(rel, AccessShareLock);
 	return found;
 }
 
-/* How many blobs a pack holds (its lock held by the caller). */
-static int64
-pack_count_blobs(const uint8 pack[CODEC_OBJID_LEN])
+/*
+ * Does a pack still hold a blob (its lock held by the caller)?  Stops at the
+ * first: deleting a pack's thousand blobs one by one must not count the
+ * rest each time.
+ */
+static bool
+pack_has_blobs(const uint8 pack[CODEC_OBJID_LEN])
 {
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
-	bool		isnull;
-	int64		n;
+	bool		any;
 
 	catalog_enter(&cu);
 	values[0] = object_id_datum(pack);
-	catalog_exec("SELECT count(*) FROM destor.blobs WHERE pack_id = $1", 1, types, values, NULL,
+	catalog_exec("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types, values, NULL,
 				 SPI_OK_SELECT);
-	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	any = SPI_processed > 0;
 	catalog_leave(&cu);
-	return n;
+	return any;
 }
 
 /*
@@ -291,7 +342,7 @@ blob_pack_retire(const uint8 id[CODEC_OBJID_LEN])
 	values[0] = object_id_datum(id);
 	catalog_exec("DELETE FROM destor.blobs WHERE blob_id = $1", 1, types, values, NULL, SPI_OK_DELETE);
 	catalog_leave(&cu);
-	if (pack_count_blobs(pack) == 0)
+	if (!pack_has_blobs(pack))
 	{
 		ObjectMeta *meta = catalog_get_object(pack, true);
 
