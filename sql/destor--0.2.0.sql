@@ -750,6 +750,7 @@ AS $$
 DECLARE
   col record;
   victim uuid;
+  refs text[] := '{}';
 BEGIN
   IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
     RAISE EXCEPTION 'permission denied to vacuum blobs'
@@ -762,8 +763,6 @@ BEGIN
       USING ERRCODE = 'undefined_object',
             HINT = 'A pool is a foreign server of the destor wrapper.';
   END IF;
-  CREATE TEMP TABLE IF NOT EXISTS destor_vacuum_refs (id uuid) ON COMMIT DROP;
-  TRUNCATE destor_vacuum_refs;
   FOR col IN
     WITH RECURSIVE direct(oid) AS (
       SELECT 'destor.blob'::regtype::oid
@@ -790,27 +789,28 @@ BEGIN
      ORDER BY 1, 2
   LOOP
     IF col.is_direct THEN
-      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT %I::destor.blob::uuid FROM ONLY %s WHERE %I IS NOT NULL',
-                     col.attname, col.rel, col.attname);
+      refs := refs || format('SELECT %I::destor.blob::uuid FROM ONLY %s WHERE %I IS NOT NULL',
+                             col.attname, col.rel, col.attname);
     ELSE
-      EXECUTE format('INSERT INTO destor_vacuum_refs SELECT m[1]::uuid FROM ONLY %s t, '
-                     'regexp_matches(t.%I::text, %L, ''g'') m WHERE t.%I IS NOT NULL',
-                     col.rel, col.attname,
-                     '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})', col.attname);
+      refs := refs || format('SELECT m[1]::uuid FROM ONLY %s t, '
+                             'regexp_matches(t.%I::text, %L, ''g'') m WHERE t.%I IS NOT NULL',
+                             col.rel, col.attname,
+                             '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})', col.attname);
     END IF;
   END LOOP;
-  FOR victim IN
-    SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
-     WHERE o.pool = vacuum_blobs.pool
-       AND NOT EXISTS (SELECT FROM destor_vacuum_refs r WHERE r.id = b.blob_id)
-     ORDER BY b.created_at, b.blob_id
+  -- one query, no temporary table: a dry run works read-only (a hot standby)
+  refs := refs || 'SELECT NULL::uuid WHERE false'::text;
+  FOR victim IN EXECUTE format(
+    'SELECT b.blob_id FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)'
+    ' WHERE o.pool = $1 AND NOT EXISTS (SELECT FROM (%s) r(id) WHERE r.id = b.blob_id)'
+    ' ORDER BY b.created_at, b.blob_id', array_to_string(refs, ' UNION ALL '))
+    USING pool
   LOOP
     IF NOT dry_run THEN
       PERFORM destor.blob_delete(victim::text::destor.blob);
     END IF;
     RETURN NEXT victim;
   END LOOP;
-  TRUNCATE destor_vacuum_refs;
 END $$;
 REVOKE ALL ON FUNCTION vacuum_blobs(name, boolean) FROM PUBLIC;
 -- Blob descriptors (issue 15 item 2, src/blob/blob_fd.c): a blob streamed in
@@ -1118,3 +1118,10 @@ REVOKE ALL ON am_tables FROM PUBLIC;
 CREATE FUNCTION tableam_handler(internal) RETURNS table_am_handler
   AS 'MODULE_PATHNAME', 'destor_tableam_handler' LANGUAGE C STRICT;
 CREATE ACCESS METHOD destor TYPE TABLE HANDLER tableam_handler;
+-- Every owner and grantee of a blob has a pg_shdepend row on destor.blobs in
+-- this database (src/blob/blob_roles.c), so DROP ROLE run from any database
+-- is refused while a blob names the role.  pg_shdepend is not dumped: run
+-- this after restoring a database (superusers; returns the roles recorded).
+CREATE FUNCTION blob_record_role_dependencies() RETURNS integer
+  AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION blob_record_role_dependencies() FROM PUBLIC;

@@ -65,6 +65,7 @@ _PG_init(void)
 	cache_define_gucs();
 	maintenance_define_gucs();
 	blob_pack_define_gucs();
+	blob_fd_define_gucs();
 	MarkGUCPrefixReserved("destor");
 	object_xact_init();
 	progress_init();

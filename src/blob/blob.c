@@ -1246,6 +1246,7 @@ blob_store_expect(ObjectWriter *w, const uint8 *expected_sha256)
 	blob_check_expected_sha256(meta->size, meta->sha256, expected_sha256);
 	catalog_insert_object(meta);
 	catalog_insert_blob_sha256(meta->id, GetUserId(), meta->has_sha256 ? meta->sha256 : NULL);
+	blob_role_depend(GetUserId());
 	return meta;
 }
 

@@ -191,6 +191,8 @@ blob_acl_grant_or_revoke(FunctionCallInfo fcinfo, bool grant)
 	ACLITEM_SET_PRIVS_GOPTIONS(item, mode, ACL_NO_RIGHTS);
 	acl = aclupdate(acl, &item, grant ? ACL_MODECHG_ADD : ACL_MODECHG_DEL, owner, DROP_CASCADE);
 	catalog_set_blob_owner_acl(id, owner, acl);
+	if (grant)
+		blob_role_depend(role);	/* DROP ROLE anywhere must see the grant */
 }
 
 Datum
@@ -218,6 +220,7 @@ blob_acl_change_owner(const uint8 id[CODEC_OBJID_LEN], Oid old_owner, Acl *acl, 
 	if (acl != NULL)
 		acl = aclnewowner(acl, old_owner, new_owner);
 	catalog_set_blob_owner_acl(id, new_owner, acl);
+	blob_role_depend(new_owner);
 }
 
 /*

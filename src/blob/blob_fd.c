@@ -39,6 +39,16 @@
  *     ERROR and nothing is stored.  A read descriptor in the same case only
  *     drops its reader (reopened at the next read).
  *
+ * Memory: a descriptor that streams holds megabytes (a writer's part
+ * buffers, a reader's windows and read-ahead, the window buffer below), so
+ * at most destor.max_active_blob_descriptors of a backend's descriptors
+ * hold them at once.  Opening a descriptor costs a few kilobytes; a read
+ * descriptor gets its buffers at its first read, and when the limit is
+ * reached the least recently used reader gives them back (its next read
+ * starts a new reader, as after a rolled-back subtransaction).  Writers
+ * cannot give back theirs: a new write descriptor beyond the limit, or a
+ * read when every active descriptor is writing, is an ERROR.
+ *
  * Reads: sequential reads (each starting where the last one ended) go
  * through a buffer of BLOB_FD_WINDOW bytes aligned on the object's read
  * windows, so the reader fetches whole windows and starts fetching the next
@@ -53,6 +63,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -98,7 +109,11 @@ typedef struct BlobFd
 	char	   *buf;			/* one window of plaintext, in cxt */
 	uint64		buf_start;
 	uint64		buf_len;		/* 0: nothing buffered */
+	uint64		last_used;		/* fd_tick at its last read (LRU) */
 } BlobFd;
+
+/* descriptors holding stream buffers at once (the GUC) */
+int			blob_max_active_descriptors = 8;
 
 /* This transaction's descriptors: fd = fd_base + index. */
 static MemoryContext fd_cxt = NULL;
@@ -109,6 +124,8 @@ static int32 fd_base = 0;
 /* the next descriptor number of this session (never reused in it) */
 static int32 fd_next = 0;
 static bool fd_callbacks = false;
+/* counts reads, to find the least recently used reader */
+static uint64 fd_tick = 0;
 
 PG_FUNCTION_INFO_V1(blob_fd_create);
 PG_FUNCTION_INFO_V1(blob_fd_open);
@@ -257,6 +274,89 @@ blob_fd_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 /* ---------------------------------------------------------------------------
  * The table of descriptors
  * ------------------------------------------------------------------------- */
+
+void
+blob_fd_define_gucs(void)
+{
+	DefineCustomIntVariable("destor.max_active_blob_descriptors",
+							"Most blob descriptors of a backend holding stream buffers at once.",
+							"Each writing descriptor, and each reading one that has read, holds "
+							"up to about 32 MB; beyond the limit the least recently used reader "
+							"gives its buffers back, and a new writer is refused.",
+							&blob_max_active_descriptors, 8, 1, 1024,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/* Does d hold stream buffers (a writer, or a reader that has read)? */
+static bool
+fd_active(BlobFd *d)
+{
+	if (d->state != BLOB_FD_OPEN && d->state != BLOB_FD_BROKEN)
+		return false;
+	return d->writing ? d->writer != NULL : (d->reader != NULL || d->buf != NULL);
+}
+
+/*
+ * fd_release_buffers — a reader gives back its reader and window buffer
+ * (the least recently used one, to make room).  Its position and its
+ * "sequential" mark stay: the next read starts a new reader.
+ */
+static void
+fd_release_buffers(BlobFd *d)
+{
+	if (d->reader != NULL)
+	{
+		ObjectReader *r = d->reader;
+
+		d->reader = NULL;
+		object_reader_close(r);
+	}
+	if (d->reader_cxt != NULL)
+		MemoryContextReset(d->reader_cxt);
+	if (d->buf != NULL)
+		pfree(d->buf);
+	d->buf = NULL;
+	d->buf_len = 0;
+}
+
+/*
+ * fd_make_room — before self (NULL: a new writer) takes stream buffers:
+ * while destor.max_active_blob_descriptors others hold theirs, the least
+ * recently used reader lets go of its; if only writers are left, ERROR.
+ */
+static void
+fd_make_room(BlobFd *self)
+{
+	for (;;)
+	{
+		int			active = 0;
+		int			writers = 0;
+		BlobFd	   *lru = NULL;
+
+		for (int i = 0; fds != NULL && i < nfds; i++)
+		{
+			BlobFd	   *d = fds[i];
+
+			if (d == self || !fd_active(d))
+				continue;
+			active++;
+			if (d->writing)
+				writers++;
+			else if (lru == NULL || d->last_used < lru->last_used)
+				lru = d;
+		}
+		if (active < blob_max_active_descriptors)
+			return;
+		if (lru == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many blob descriptors are writing at once"),
+					 errdetail("%d descriptors of this transaction are writing blobs, and each holds up to tens of megabytes of buffers; destor.max_active_blob_descriptors is %d.",
+							   writers, blob_max_active_descriptors),
+					 errhint("Finish some with destor.blob_close() first, or have a superuser raise destor.max_active_blob_descriptors.")));
+		fd_release_buffers(lru);
+	}
+}
 static BlobFd *
 fd_new(bool writing, int32 *fdno)
 {
@@ -443,6 +543,7 @@ blob_fd_create(PG_FUNCTION_ARGS)
 	BlobFd	   *d;
 	int32		fdno;
 
+	fd_make_room(NULL);
 	/* in the current (sub)transaction's context, which a rollback frees */
 	w = object_writer_create(pool, true);
 	d = fd_new(true, &fdno);
@@ -530,6 +631,9 @@ blob_fd_read(PG_FUNCTION_ARGS)
 	SET_VARSIZE(result, VARHDRSZ + n);
 	if (n > 0)
 	{
+		if (!fd_active(d))
+			fd_make_room(d);
+		d->last_used = ++fd_tick;
 		d->io_subid = GetCurrentSubTransactionId();
 		fd_read_at(d, d->pos, n, VARDATA(result));
 		d->last_end = d->pos + n;
@@ -646,13 +750,7 @@ blob_fd_close(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		if (d->reader != NULL)
-		{
-			ObjectReader *r = d->reader;
-
-			d->reader = NULL;
-			object_reader_close(r);
-		}
+		fd_release_buffers(d);
 		fd_release_snapshot(d);
 		memcpy(b->id, d->id, CODEC_OBJID_LEN);
 	}

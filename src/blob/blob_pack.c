@@ -330,6 +330,7 @@ pack_insert_blob_rows(List *blobs, const uint8 pack[CODEC_OBJID_LEN], const uint
 		memcpy(VARDATA(sha), pb->sha256, OBJECT_SHA256_LEN);
 		ids[n] = object_id_datum(pb->id);
 		owners[n] = ObjectIdGetDatum(pb->owner);
+		blob_role_depend(pb->owner);
 		shas[n] = PointerGetDatum(sha);
 		pos[n] = Int64GetDatum((int64) offs[n]);
 		lens[n] = Int64GetDatum((int64) pb->len);

@@ -6,24 +6,221 @@
  * here or holds privileges on some, REASSIGN OWNED gives them to the new
  * role (their ACLs following, as ALTER ... OWNER makes them), DROP OWNED
  * revokes what was granted to the role and deletes what it owns (their
- * shards go after commit).  Blobs in other databases are not seen
- * (documented).
+ * shards go after commit).
+ *
+ * Other databases: DROP ROLE run elsewhere cannot read this database's
+ * destor.blobs, so every role that owns a blob here or was granted a
+ * privilege on one gets a pg_shdepend row, as a grantee of a table has:
+ * (this database, pg_class, destor.blobs, SHARED_DEPENDENCY_ACL).
+ * PostgreSQL's own check then refuses DROP ROLE from any database ("1
+ * object in database ..."), as it does for a large object's owner, and a
+ * role can never be dropped while its OID is still named by a blob here —
+ * so a later role that happens to get the same OID inherits nothing.  The
+ * row is added when a role becomes an owner or grantee (blob_role_depend)
+ * and removed in this database by DROP ROLE and DROP OWNED before
+ * PostgreSQL looks at it (once the blob checks above have passed); a role
+ * whose last blob here went away keeps the row until then, which only
+ * means DROP ROLE must be run here first (or DROP OWNED).  pg_shdepend is
+ * not dumped: destor.blob_record_role_dependencies() records the rows of
+ * a restored or upgraded database.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_shdepend.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "destor/blob.h"
 #include "destor/catalog.h"
 #include "destor/object.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
+
+PG_FUNCTION_INFO_V1(blob_record_role_dependencies);
+
+/* the (sub)transaction in which blob_role_depend last found or made a row */
+static Oid	depend_role = InvalidOid;
+static LocalTransactionId depend_lxid = InvalidLocalTransactionId;
+static SubTransactionId depend_subid = InvalidSubTransactionId;
+
+static Oid
+blob_table_oid(void)
+{
+	Oid			nsp = get_namespace_oid("destor", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("blobs", nsp) : InvalidOid;
+}
+
+/* Has role a pg_shdepend row on destor.blobs (relid) in this database? */
+static bool
+blob_role_dep_exists(Oid role, Oid relid)
+{
+	Relation	rel = table_open(SharedDependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	ScanKeyInit(&key[0], Anum_pg_shdepend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(AuthIdRelationId));
+	ScanKeyInit(&key[1], Anum_pg_shdepend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(role));
+	scan = systable_beginscan(rel, SharedDependReferenceIndexId, true, NULL, 2, key);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_shdepend sd = (Form_pg_shdepend) GETSTRUCT(tup);
+
+		found = sd->dbid == MyDatabaseId && sd->classid == RelationRelationId &&
+			sd->objid == relid && sd->deptype == SHARED_DEPENDENCY_ACL;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* updateAclDependencies pfrees the member arrays it is given */
+static Oid *
+blob_role_array(Oid role)
+{
+	Oid		   *a = palloc(sizeof(Oid));
+
+	a[0] = role;
+	return a;
+}
+
+/*
+ * blob_role_depend — role owns a blob of this database or holds a privilege
+ * on one: make sure DROP ROLE run in any database sees it (see the top of
+ * the file).  PUBLIC and pinned roles need nothing.  Checked once per
+ * (sub)transaction and role, so a stream of blob_put pays one index probe.
+ */
+void
+blob_role_depend(Oid role)
+{
+	Oid			relid;
+
+	if (role == ACL_ID_PUBLIC || IsPinnedObject(AuthIdRelationId, role) ||
+		(role == depend_role && depend_lxid == MyProc->lxid &&
+		 depend_subid == GetCurrentSubTransactionId()))
+		return;
+	relid = blob_table_oid();
+	if (!OidIsValid(relid))
+		return;
+	if (!blob_role_dep_exists(role, relid))
+		updateAclDependencies(RelationRelationId, relid, 0, InvalidOid, 0, NULL, 1,
+							  blob_role_array(role));
+	depend_role = role;
+	depend_lxid = MyProc->lxid;
+	depend_subid = GetCurrentSubTransactionId();
+}
+
+/* blob_role_undepend — the role's row in this database goes (DROP ROLE/OWNED). */
+static void
+blob_role_undepend(Oid role)
+{
+	Oid			relid = blob_table_oid();
+
+	if (OidIsValid(relid) && blob_role_dep_exists(role, relid))
+	{
+		updateAclDependencies(RelationRelationId, relid, 0, InvalidOid, 1, blob_role_array(role),
+							  0, NULL);
+		CommandCounterIncrement();	/* PostgreSQL's check, next, must not see it */
+	}
+	depend_role = InvalidOid;
+}
+
+/*
+ * blob_forget_dropped_roles — OIDs of roles dropped from another database
+ * before their blobs had pg_shdepend rows: a later role given the same OID
+ * must not inherit them.  Such a blob goes to the bootstrap superuser
+ * (only superusers could use it already) without the grants its vanished
+ * owner made; a vanished grantee's items go.  Access only shrinks.
+ */
+static void
+blob_forget_dropped_roles(void)
+{
+	uint64		owners;
+	uint64		grantees;
+
+	if (SPI_execute("UPDATE destor.blobs b SET owner = " CppAsString2(BOOTSTRAP_SUPERUSERID)
+					"::pg_catalog.oid::pg_catalog.regrole, acl = NULL"
+					" WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_authid r WHERE r.oid = b.owner::pg_catalog.oid)",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update destor.blobs");
+	owners = SPI_processed;
+	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl) i"
+					"  WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[i]) e"
+					"   WHERE e.grantee = 0 OR e.grantee IN (SELECT r.oid FROM pg_catalog.pg_authid r)))"
+					" WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) e WHERE e.grantee <> 0"
+					"  AND NOT EXISTS (SELECT FROM pg_catalog.pg_authid r WHERE r.oid = e.grantee))",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update destor.blobs");
+	grantees = SPI_processed;
+	if (owners > 0 || grantees > 0)
+		ereport(WARNING,
+				(errmsg("destor.blobs named roles that no longer exist"),
+				 errdetail("Blobs whose owner was dropped from another database: %llu (now the bootstrap superuser's, without their grants); blobs with grants to dropped roles: %llu (those grants removed).",
+						   (unsigned long long) owners, (unsigned long long) grantees),
+				 errhint("Give the blobs to their new owner with destor.blob_set_owner().")));
+}
+
+/*
+ * destor.blob_record_role_dependencies() → integer: record the rows of
+ * every owner and grantee of this database's blobs (after a restore or an
+ * upgrade: pg_shdepend is not dumped), after clearing the OIDs of roles
+ * that no longer exist; the number of roles recorded.
+ */
+Datum
+blob_record_role_dependencies(PG_FUNCTION_ARGS)
+{
+	List	   *roles = NIL;
+	ListCell   *lc;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to record blob role dependencies"),
+				 errdetail("Only superusers may run destor.blob_record_role_dependencies().")));
+	blob_pack_flush_all();		/* this transaction's small blobs have rows too */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	blob_forget_dropped_roles();
+	/* roles that still exist: a dangling OID cannot be depended on */
+	if (SPI_execute("SELECT r.oid FROM pg_catalog.pg_authid r WHERE r.oid IN ("
+					" SELECT b.owner::pg_catalog.oid FROM destor.blobs b"
+					" UNION SELECT (pg_catalog.aclexplode(b.acl)).grantee FROM destor.blobs b)",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the roles of destor.blobs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		roles = lappend_oid(roles, DatumGetObjectId(d));	/* in the caller's context */
+	}
+	SPI_finish();
+	foreach(lc, roles)
+		blob_role_depend(lfirst_oid(lc));
+	PG_RETURN_INT32(list_length(roles));
+}
 
 /* Is destor installed in this database (so destor.blobs exists)? */
 static bool
@@ -73,6 +270,8 @@ blob_check_drop_role(DropRoleStmt *stmt)
 					 errhint("Give them to another role with REASSIGN OWNED BY %s TO ..., or delete them with DROP OWNED BY %s or destor.blob_delete().",
 							 quote_identifier(get_rolespec_name(spec)),
 							 quote_identifier(get_rolespec_name(spec)))));
+		/* nothing here names it: PostgreSQL's check need not see this database */
+		blob_role_undepend(role);
 	}
 }
 
@@ -85,6 +284,17 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 
 	if (IsA(parsetree, DropRoleStmt) && blob_catalog_present())
 		blob_check_drop_role((DropRoleStmt *) parsetree);
+	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
+	{
+		ListCell   *lc;
+
+		/*
+		 * Before PostgreSQL's DROP OWNED, which would treat the row as a
+		 * privilege on destor.blobs; below, the role's blobs and grants go.
+		 */
+		foreach(lc, ((DropOwnedStmt *) parsetree)->roles)
+			blob_role_undepend(get_rolespec_oid(lfirst(lc), false));
+	}
 
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
@@ -119,6 +329,8 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 			}
 			catalog_reassign_blobs(from, to);
 		}
+		if (catalog_count_blobs_of(to) > 0)
+			blob_role_depend(to);
 	}
 	else if (IsA(parsetree, DropOwnedStmt) && blob_catalog_present())
 	{

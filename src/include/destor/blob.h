@@ -25,6 +25,8 @@ extern const char *blob_acl_requirement(const char *action);
 extern void blob_acl_change_owner(const uint8 id[CODEC_OBJID_LEN], Oid old_owner, Acl *acl,
 								  Oid new_owner);
 extern void blob_acl_forget_grantee(Oid role);
+/* blob_roles.c: roles named by blobs, as DROP ROLE in any database sees them */
+extern void blob_role_depend(Oid role);
 
 /* blob.c: recording a finished writer's object as a new blob of the
  * current user */
@@ -67,5 +69,9 @@ extern void blob_pack_settle(const uint8 id[CODEC_OBJID_LEN]);
 extern void blob_pack_flush_all(void);
 extern void blob_pack_retire(const uint8 id[CODEC_OBJID_LEN]);
 extern int64 blob_compact_pool_packs(const char *poolname, double min_dead);
+
+/* blob_fd.c: blob descriptors */
+extern int	blob_max_active_descriptors;
+extern void blob_fd_define_gucs(void);
 
 #endif							/* DESTOR_BLOB_H */
