@@ -191,14 +191,21 @@ blob_forget_dropped_roles(void)
 Datum
 blob_record_role_dependencies(PG_FUNCTION_ARGS)
 {
-	List	   *roles = NIL;
-	ListCell   *lc;
-
 	if (!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to record blob role dependencies"),
 				 errdetail("Only superusers may run destor.blob_record_role_dependencies().")));
+	PG_RETURN_INT32(blob_record_all_role_dependencies());
+}
+
+/* The work of blob_record_role_dependencies(), also done by recover_catalog. */
+int
+blob_record_all_role_dependencies(void)
+{
+	List	   *roles = NIL;
+	ListCell   *lc;
+
 	blob_pack_flush_all();		/* this transaction's small blobs have rows too */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -207,7 +214,7 @@ blob_record_role_dependencies(PG_FUNCTION_ARGS)
 	if (SPI_execute("SELECT r.oid FROM pg_catalog.pg_authid r WHERE r.oid IN ("
 					" SELECT b.owner::pg_catalog.oid FROM destor.blobs b"
 					" UNION SELECT (pg_catalog.aclexplode(b.acl)).grantee FROM destor.blobs b)",
-					true, 0) != SPI_OK_SELECT)
+					false, 0) != SPI_OK_SELECT)	/* see rows the caller wrote (recovery) */
 		elog(ERROR, "could not list the roles of destor.blobs");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -219,7 +226,7 @@ blob_record_role_dependencies(PG_FUNCTION_ARGS)
 	SPI_finish();
 	foreach(lc, roles)
 		blob_role_depend(lfirst_oid(lc));
-	PG_RETURN_INT32(list_length(roles));
+	return list_length(roles);
 }
 
 /* Is destor installed in this database (so destor.blobs exists)? */

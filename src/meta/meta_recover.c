@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "destor/blob.h"
 #include "destor/catalog.h"
 #include "destor/lease.h"
 #include "destor/meta.h"
@@ -999,6 +1000,9 @@ destor_recover_catalog(PG_FUNCTION_ARGS)
 		}
 		catalog_leave(&cu);
 	}
+	/* the recovered blobs' owners and grantees cannot be dropped from
+	 * another database while the blobs name them (pg_shdepend) */
+	(void) blob_record_all_role_dependencies();
 	if (adopt)
 	{
 		char	   *current = meta_instance();

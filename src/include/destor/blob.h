@@ -27,6 +27,7 @@ extern void blob_acl_change_owner(const uint8 id[CODEC_OBJID_LEN], Oid old_owner
 extern void blob_acl_forget_grantee(Oid role);
 /* blob_roles.c: roles named by blobs, as DROP ROLE in any database sees them */
 extern void blob_role_depend(Oid role);
+extern int	blob_record_all_role_dependencies(void);
 
 /* blob.c: recording a finished writer's object as a new blob of the
  * current user */

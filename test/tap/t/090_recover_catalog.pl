@@ -217,6 +217,11 @@ foreach my $name (sort keys %blob_sha)
 }
 is($b->safe_psql('postgres', sprintf(q{SELECT owner::text FROM destor.blobs WHERE blob_id = '%s'}, $blob_ids{alice})),
 	'alice', 'a blob keeps its owner by role name');
+$b->safe_psql('postgres', 'CREATE DATABASE plain');
+($rc, $out, $err) = $b->psql('plain', 'DROP ROLE alice');
+isnt($rc, 0, 'the owner of a recovered blob cannot be dropped from another database');
+like($err, qr/cannot be dropped because some objects depend on it/,
+	'recovery recorded its dependency, as PostgreSQL does for large objects');
 ($rc, $out, $err) = $b->psql('postgres', sprintf(q{SELECT destor.blob_get('%s')}, $blob_ids{gone}));
 isnt($rc, 0, 'a blob deleted before the disaster stays deleted');
 ($rc, $out, $err) = $b->psql('postgres', sprintf(q{SELECT destor.blob_get('%s')}, $rolled_back_blob));
