@@ -133,6 +133,33 @@ SELECT destor.blob_get(b) = data AS exact_uploaded FROM bk2.w WHERE k = 'ser';
 COMMIT;
 DELETE FROM bk2.w;
 
+-- 5b. Descriptors and packs uploaded in savepoints: a descriptor opened on
+-- a pack uploaded in a savepoint that rolls back is closed with it (its
+-- pack's shards are gone); one opened after a RELEASE reads on across a
+-- later rollback.
+BEGIN;
+INSERT INTO bk2.w VALUES ('x', 'pending then uploaded in s', destor.blob_put('bk2', 'pending then uploaded in s'));
+SAVEPOINT s;
+SELECT destor.blob_verify(b) AS verified FROM bk2.w WHERE k = 'x';
+SELECT destor.blob_open(b) AS fd FROM bk2.w WHERE k = 'x' \gset
+SELECT convert_from(destor.blob_read(:fd, 7), 'UTF8') AS head;
+ROLLBACK TO s;
+SELECT destor.blob_read(:fd, 100);
+ROLLBACK;
+BEGIN;
+INSERT INTO bk2.w VALUES ('y', 'second case', destor.blob_put('bk2', 'second case'));
+SAVEPOINT s;
+SELECT destor.blob_verify(b) AS verified FROM bk2.w WHERE k = 'y';
+RELEASE s;
+SELECT destor.blob_open(b) AS fd2 FROM bk2.w WHERE k = 'y' \gset
+SAVEPOINT t;
+SELECT convert_from(destor.blob_read(:fd2, 3), 'UTF8') AS head;
+ROLLBACK TO t;
+SELECT convert_from(destor.blob_read(:fd2, 100), 'UTF8') AS rest;
+COMMIT;
+SELECT k, convert_from(destor.blob_get(b), 'UTF8') AS committed FROM bk2.w ORDER BY k;
+DELETE FROM bk2.w;
+
 -- 6. A provider directory replaced by a file in the middle of the work:
 -- with write_quorum 2 of 3 writes go on, with two broken they fail; every
 -- committed blob reads back exactly, a failed statement leaves nothing,
