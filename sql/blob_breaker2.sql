@@ -160,6 +160,35 @@ COMMIT;
 SELECT k, convert_from(destor.blob_get(b), 'UTF8') AS committed FROM bk2.w ORDER BY k;
 DELETE FROM bk2.w;
 
+-- 5c. Memory over many transactions of one session: small blobs written
+-- and read, every fifth transaction rolled back, every third blob written
+-- in a block that fails.  Nothing of the backend's grows after warm-up.
+CREATE TABLE bk2.churn (i int, b destor.blob);
+CREATE FUNCTION bk2.mem() RETURNS bigint LANGUAGE sql AS $$
+  SELECT sum(total_bytes) FROM pg_backend_memory_contexts $$;
+CREATE PROCEDURE bk2.churn(n int) LANGUAGE plpgsql AS $$
+DECLARE
+  x bytea;
+BEGIN
+  FOR k IN 1..n LOOP
+    INSERT INTO bk2.churn VALUES (k, destor.blob_put('bk2', noise(100 + k % 50, k)));
+    BEGIN
+      INSERT INTO bk2.churn VALUES (-k, destor.blob_put('bk2', noise(10, k)));
+      IF k % 3 = 0 THEN RAISE EXCEPTION 'rolled back'; END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+    SELECT destor.blob_get(b) INTO x FROM bk2.churn WHERE i = k - 1;
+    IF k % 5 = 0 THEN ROLLBACK; ELSE COMMIT; END IF;
+  END LOOP;
+END $$;
+CALL bk2.churn(100);
+SELECT bk2.mem() AS mem_before \gset
+CALL bk2.churn(300);
+SELECT bk2.mem() - :mem_before < 256 * 1024 AS no_growth;
+SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = noise(abs(i) % 50 + 100, i)) AS exact
+  FROM bk2.churn WHERE i > 0;
+SELECT count(destor.blob_delete(b)) >= 0 AS cleaned FROM bk2.churn;
+
 -- 6. A provider directory replaced by a file in the middle of the work:
 -- with write_quorum 2 of 3 writes go on, with two broken they fail; every
 -- committed blob reads back exactly, a failed statement leaves nothing,
