@@ -237,6 +237,25 @@ COPY (SELECT 1) TO PROGRAM :'heal';
 SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = data) AS exact FROM bk2.w;
 SELECT bk2.files('\.tmp\.') AS temp_files;
 
+-- 7. DROP ROLE is refused while the role owns blobs, a small blob it wrote
+-- in this transaction included (it had no row before its pack was uploaded
+-- at commit: the role was dropped and the blob committed owned by it).
+CREATE ROLE bk2_gone;
+GRANT USAGE ON FOREIGN SERVER mirror, p1, p2, p3 TO bk2_gone;
+BEGIN;
+SET LOCAL ROLE bk2_gone;
+SELECT set_config('bk2.h', destor.blob_put('mirror', 'orphaned owner')::text, true) IS NOT NULL AS put;
+RESET ROLE;
+REVOKE USAGE ON FOREIGN SERVER mirror, p1, p2, p3 FROM bk2_gone;
+SAVEPOINT d;
+DROP ROLE bk2_gone;
+ROLLBACK TO d;
+CREATE TEMP TABLE bk2_h AS SELECT current_setting('bk2.h')::destor.blob AS b;
+COMMIT;
+SELECT count(*) AS blobs_of_bk2_gone FROM destor.blobs WHERE owner = 'bk2_gone'::regrole;
+SELECT count(destor.blob_delete(b)) AS cleaned FROM bk2_h;
+DROP ROLE IF EXISTS bk2_gone;
+
 SELECT count(destor.blob_delete(b)) >= 0 AS cleaned FROM bk2.w;
 SELECT count(destor.blob_delete(b)) >= 0 AS cleaned FROM bk2.held;
 DROP SCHEMA bk2 CASCADE;

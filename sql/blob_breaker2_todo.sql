@@ -1,5 +1,5 @@
 -- Breaker 2 (issue 15) cases that fail on main: NOT in the Makefile's
--- REGRESS list until fixed (see /work/notes/breaker15b-findings.md F5, F6).
+-- REGRESS list until fixed (see /work/notes/breaker15b-findings.md F5).
 -- Run alone: REGRESS=blob_breaker2_todo make test.
 \i test/regress/setup.sql
 CREATE SCHEMA bk2t;
@@ -29,26 +29,4 @@ END $$;
 SELECT growth < 512 * 1024 AS bounded FROM bk2t.m;
 SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = noise(4000, i)) AS exact FROM bk2t.s;
 SELECT count(destor.blob_delete(b)) >= 0 AS cleaned FROM bk2t.s;
-
--- F6. DROP ROLE is refused while the role owns blobs, but a small blob the
--- role wrote in this transaction has no row yet (its pack is uploaded at
--- commit): DROP ROLE goes through and the blob is committed owned by a
--- role that no longer exists.
-RESET destor.blob_pack_threshold;
-RESET destor.blob_pack_size;
-CREATE ROLE bk2t_gone;
-GRANT USAGE ON FOREIGN SERVER mirror, p1, p2, p3 TO bk2t_gone;
-BEGIN;
-SET LOCAL ROLE bk2t_gone;
-SELECT set_config('bk2t.h', destor.blob_put('mirror', 'orphaned owner')::text, true) IS NOT NULL AS put;
-RESET ROLE;
-REVOKE USAGE ON FOREIGN SERVER mirror, p1, p2, p3 FROM bk2t_gone;
-SAVEPOINT d;
-DROP ROLE bk2t_gone;
-ROLLBACK TO d;
-CREATE TEMP TABLE bk2t_h AS SELECT current_setting('bk2t.h')::destor.blob AS b;
-COMMIT;
-SELECT count(*) AS blobs_of_bk2t_gone FROM destor.blobs WHERE owner = 'bk2t_gone'::regrole;
-SELECT count(destor.blob_delete(b)) AS cleaned FROM bk2t_h;
-DROP ROLE IF EXISTS bk2t_gone;
 DROP SCHEMA bk2t CASCADE;
