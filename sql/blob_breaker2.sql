@@ -237,6 +237,22 @@ COPY (SELECT 1) TO PROGRAM :'heal';
 SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = data) AS exact FROM bk2.w;
 SELECT bk2.files('\.tmp\.') AS temp_files;
 
+-- 6b. A provider made read-only (its shard directories exist: files cannot
+-- be created in them, nor new directories): writes go on with two shards,
+-- and read back exactly once it is writable again; no temp file is left.
+SELECT format('cat > /dev/null; chmod -R a-w %s/q3', :'bk2dir') AS ro3 \gset
+SELECT format('cat > /dev/null; chmod -R u+w %s/q3', :'bk2dir') AS rw3 \gset
+INSERT INTO bk2.w SELECT 'pre' || i, noise(64, i), destor.blob_put('bk2', noise(64, i)) FROM generate_series(1, 20) i;
+COPY (SELECT 1) TO PROGRAM :'ro3';
+SET client_min_messages = error;
+INSERT INTO bk2.w SELECT 'ro' || i, noise(70 + i, i), destor.blob_put('bk2', noise(70 + i, i)) FROM generate_series(1, 20) i;
+INSERT INTO bk2.w VALUES ('robig', noise(200000, 3), destor.blob_put('bk2', noise(200000, 3)));
+RESET client_min_messages;
+SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = data) AS exact FROM bk2.w;
+COPY (SELECT 1) TO PROGRAM :'rw3';
+SELECT bk2.files('\.tmp\.') AS temp_files;
+SELECT count(*) AS blobs, count(*) FILTER (WHERE destor.blob_get(b) = data) AS exact FROM bk2.w;
+
 -- 7. DROP ROLE is refused while the role owns blobs, a small blob it wrote
 -- in this transaction included (it had no row before its pack was uploaded
 -- at commit: the role was dropped and the blob committed owned by it).
