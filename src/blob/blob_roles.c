@@ -241,6 +241,8 @@ blob_check_drop_role(DropRoleStmt *stmt)
 {
 	ListCell   *lc;
 
+	/* the roles' small blobs of this transaction have no row before this */
+	blob_pack_flush_all();
 	foreach(lc, stmt->roles)
 	{
 		RoleSpec   *spec = lfirst(lc);
