@@ -318,11 +318,14 @@ static uint64 blob_cache_gen = 1;
 /* the catalog tables whose invalidation empties the cache (0: unknown) */
 static Oid	blob_cache_rels[3];
 static bool blob_cache_callbacks = false;
+/* an entry was filled under a transaction snapshot: it goes at commit */
+static bool blob_cache_xact_snapshot = false;
 
 static void
 blob_cache_flush(void)
 {
 	blob_cache_gen++;
+	blob_cache_xact_snapshot = false;
 	if (blob_cache == NULL)
 		return;
 	/* the hash and every entry's metadata live in BlobCacheContext */
@@ -350,6 +353,12 @@ blob_cache_xact_cb(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			blob_cache_flush();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			/* filled from an older snapshot than later transactions' */
+			if (blob_cache_xact_snapshot)
+				blob_cache_flush();
 			break;
 		default:
 			break;
@@ -511,6 +520,8 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 	e->owner = owner;
 	e->data = d;
 	e->transient = false;
+	if (IsolationUsesXactSnapshot())
+		blob_cache_xact_snapshot = true;
 	if (pe != NULL)
 		return e;				/* d.meta is the cached pack's */
 	if (packed)
