@@ -171,9 +171,68 @@ INSERT INTO d VALUES (1), (2), (1);
 CREATE UNIQUE INDEX ON d (id);
 ALTER TABLE d ADD PRIMARY KEY (id);
 \set VERBOSITY terse
--- ON CONFLICT and row locks are not built
-INSERT INTO k VALUES (1, '2024-05-01') ON CONFLICT DO NOTHING;
+-- ON CONFLICT DO NOTHING skips what conflicts, also within the statement;
+-- DO UPDATE and row locks are not built
+INSERT INTO k VALUES (1, '2024-05-01'), (20, '2024-05-20'), (20, '2024-05-21'), (21, '2024-01-02')
+  ON CONFLICT DO NOTHING;
+INSERT INTO hk VALUES (1, '2024-05-01'), (20, '2024-05-20'), (20, '2024-05-21'), (21, '2024-01-02')
+  ON CONFLICT DO NOTHING;
+SELECT * FROM k WHERE id IN (1, 20, 21) ORDER BY id;
+SELECT * FROM hk WHERE id IN (1, 20, 21) ORDER BY id;
+INSERT INTO k VALUES (1, '2024-05-01') ON CONFLICT (id) DO UPDATE SET ts = excluded.ts;
 SELECT * FROM k WHERE id = 1 FOR UPDATE;
+
+-- a rewrite (ALTER COLUMN ... TYPE with the same type) rebuilds the indexes
+ALTER TABLE k ALTER COLUMN id TYPE int USING id * 10;
+SET enable_seqscan = off;
+SELECT * FROM k WHERE id = 20;
+SELECT count(*) FROM k WHERE id = 2;
+INSERT INTO k VALUES (20, '2024-06-01');
+RESET enable_seqscan;
+
+-- a parallel btree build: one participant reads the rows
+CREATE TABLE p (id int, v text) USING destor;
+INSERT INTO p SELECT i, 'v' || i FROM generate_series(1, 30000) i;
+SET max_parallel_maintenance_workers = 2;
+SET min_parallel_table_scan_size = 0;
+SET maintenance_work_mem = '64MB';
+CREATE UNIQUE INDEX p_id ON p (id);
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size;
+RESET maintenance_work_mem;
+SET enable_seqscan = off;
+SELECT count(*), sum(id) FROM p WHERE id BETWEEN 100 AND 29000;
+SELECT * FROM p WHERE id = 29999;
+RESET enable_seqscan;
+INSERT INTO p VALUES (5, 'again');
+
+-- 4. A partition USING destor under a parent with PRIMARY KEY (id, ts) and an
+-- index on (device, ts): CREATE ... PARTITION OF and ATTACH take the indexes
+CREATE TABLE m (id bigint, device int, ts timestamptz, v float8, PRIMARY KEY (id, ts))
+  PARTITION BY RANGE (ts);
+CREATE INDEX m_device_ts ON m (device, ts);
+CREATE TABLE m_2024_01 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2024-02-01') USING destor;
+CREATE TABLE m_2024_02 (id bigint NOT NULL, device int, ts timestamptz NOT NULL, v float8) USING destor;
+INSERT INTO m_2024_02 SELECT i, i % 20, '2024-02-01'::timestamptz + i * interval '1 minute', i
+  FROM generate_series(1, 20000) i;
+ALTER TABLE m ATTACH PARTITION m_2024_02 FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE TABLE m_2024_03 PARTITION OF m FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
+INSERT INTO m SELECT i, i % 20, '2024-01-01'::timestamptz + i * interval '1 minute', i
+  FROM generate_series(1, 20000) i;
+INSERT INTO m VALUES (1, 1, '2024-03-05', 1);
+SELECT c.relname, a.amname, i.indexrelid::regclass
+  FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid LEFT JOIN pg_am a ON a.oid = c.relam
+  JOIN pg_index i ON i.indrelid = c.oid
+ WHERE h.inhparent = 'm'::regclass ORDER BY 1, 3;
+ANALYZE m;
+EXPLAIN (COSTS OFF) SELECT * FROM m WHERE id = 77 AND ts = '2024-01-01'::timestamptz + 77 * interval '1 minute';
+SELECT * FROM m WHERE id = 77 AND ts = '2024-01-01'::timestamptz + 77 * interval '1 minute';
+EXPLAIN (COSTS OFF) SELECT count(*) FROM m WHERE device = 3 AND ts >= '2024-02-05' AND ts < '2024-02-06';
+SELECT count(*), sum(v) FROM m WHERE device = 3 AND ts >= '2024-02-05' AND ts < '2024-02-06';
+\set VERBOSITY default
+INSERT INTO m VALUES (77, 0, '2024-01-01'::timestamptz + 77 * interval '1 minute', 0);
+\set VERBOSITY terse
+DROP TABLE m, p;
 
 DROP TABLE t, h, k, hk, d;
 DROP FUNCTION ai_differ(regclass, regclass, text);

@@ -1,5 +1,5 @@
 /*
- * tableam.c — the table access method destor (issue 14, stage 1).
+ * tableam.c — the table access method destor (issue 14, stages 1 and 2).
  *
  * CREATE TABLE t (...) USING destor stores t's rows as the segments the
  * destor foreign tables use (src/table): the same writer, catalog rows and
@@ -39,11 +39,15 @@
  *
  * Reads: a scan reads the segments its snapshot sees plus the pending rows
  * of this backend's writers of the relation, with the foreign tables'
- * whole-row reader.  Stage 1 has no row identity that survives the
- * snapshot (the tid is the segment's position in the scan's list), so
- * everything that fetches rows by tid (indexes, UPDATE, DELETE, row locks,
- * AFTER ROW triggers, TID scans) raises FEATURE_NOT_SUPPORTED; see
- * docs/ARCHITECTURE.md, "Table access method", for what comes next.
+ * whole-row reader.
+ *
+ * Row identity and indexes (stage 2): segments are numbered per table from
+ * a counter in the relation's metapage, a row's tid is its segment number
+ * and row, set at insert; index builds, index and bitmap fetches and the
+ * unique checks' SnapshotDirty fetches read rows by tid (am_fetch_row).
+ * What changes or locks rows (UPDATE, DELETE, row locks, ON CONFLICT DO
+ * UPDATE) raises FEATURE_NOT_SUPPORTED; see docs/ARCHITECTURE.md, "Table
+ * access method", for what comes next.
  */
 #include "postgres.h"
 
@@ -252,42 +256,40 @@ am_reserve_segment_no(void *arg)
 	return no;
 }
 
+/* A copy of the metapage's contents, read under a share lock; false if none. */
+static bool
+am_metapage_read(Relation rel, AmMetaPage *copy)
+{
+	Buffer		buf;
+
+	if (smgrnblocks(RelationGetSmgr(rel), MAIN_FORKNUM) == 0)
+		return false;
+	buf = ReadBufferExtended(rel, MAIN_FORKNUM, 0, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(copy, PageGetContents(BufferGetPage(buf)), sizeof(AmMetaPage));
+	UnlockReleaseBuffer(buf);
+	return copy->magic == AM_META_MAGIC;
+}
+
 /* The transaction that took segment number no, if the metapage still says. */
 static TransactionId
 am_segment_xid(Relation rel, int64 no)
 {
-	Buffer		buf;
-	AmMetaPage *meta;
-	TransactionId xid = InvalidTransactionId;
+	AmMetaPage	meta;
 
-	if (smgrnblocks(RelationGetSmgr(rel), MAIN_FORKNUM) == 0)
-		return InvalidTransactionId;
-	buf = ReadBufferExtended(rel, MAIN_FORKNUM, 0, RBM_NORMAL, NULL);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	meta = (AmMetaPage *) PageGetContents(BufferGetPage(buf));
-	if (meta->magic == AM_META_MAGIC && meta->writers[no % AM_META_WRITERS].segment_no == (uint32) no)
-		xid = meta->writers[no % AM_META_WRITERS].xid;
-	UnlockReleaseBuffer(buf);
-	return xid;
+	if (am_metapage_read(rel, &meta) &&
+		meta.writers[no % AM_META_WRITERS].segment_no == (uint32) no)
+		return meta.writers[no % AM_META_WRITERS].xid;
+	return InvalidTransactionId;
 }
 
 /* The highest segment number the relation has given, 0 if none (or no metapage). */
 static int64
 am_last_segment_no(Relation rel)
 {
-	Buffer		buf;
-	AmMetaPage *meta;
-	int64		last = 0;
+	AmMetaPage	meta;
 
-	if (smgrnblocks(RelationGetSmgr(rel), MAIN_FORKNUM) == 0)
-		return 0;
-	buf = ReadBufferExtended(rel, MAIN_FORKNUM, 0, RBM_NORMAL, NULL);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	meta = (AmMetaPage *) PageGetContents(BufferGetPage(buf));
-	if (meta->magic == AM_META_MAGIC)
-		last = meta->next_segment_no - 1;
-	UnlockReleaseBuffer(buf);
-	return last;
+	return am_metapage_read(rel, &meta) ? meta.next_segment_no - 1 : 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -848,28 +850,6 @@ am_fetch_free(AmFetch *f)
 	MemoryContextDelete(f->cxt);
 }
 
-/* The segments an MVCC snapshot sees, read again when the snapshot changes. */
-static List *
-am_fetch_segments(AmFetch *f, Snapshot snapshot)
-{
-	MemoryContext old;
-
-	if (f->have_list && f->list_snapshot == snapshot && f->list_cid == snapshot->curcid &&
-		f->list_xmin == snapshot->xmin && f->list_xmax == snapshot->xmax)
-		return f->segments;
-	am_fetch_forget_rowgroup(f);
-	MemoryContextReset(f->listcxt);
-	old = MemoryContextSwitchTo(f->listcxt);
-	f->segments = catalog_table_segments(f->opts->table_id, snapshot);
-	MemoryContextSwitchTo(old);
-	f->have_list = true;
-	f->list_snapshot = snapshot;
-	f->list_cid = snapshot->curcid;
-	f->list_xmin = snapshot->xmin;
-	f->list_xmax = snapshot->xmax;
-	return f->segments;
-}
-
 static SegmentDirectory *
 am_find_segment(List *segments, int64 segment_no)
 {
@@ -883,6 +863,84 @@ am_find_segment(List *segments, int64 segment_no)
 			return dir;
 	}
 	return NULL;
+}
+
+/*
+ * am_segment_lookup: segment_no's row of destor.segments as snapshot sees it
+ * (heap's visibility rules decide; SnapshotDirty sets xmin to an inserting
+ * transaction still in progress): its row count, and if dir is not NULL its
+ * directory parsed in the current memory context.  false if none.  One
+ * primary-key probe, not the table's whole list: a point lookup in a table
+ * of many segments reads one directory.
+ */
+static bool
+am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_count,
+				  SegmentDirectory **dir)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(f->opts->table_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true, snapshot, 2, keys);
+	tup = systable_getnext(scan);
+	found = HeapTupleIsValid(tup);
+	if (found)
+	{
+		TupleDesc	desc = RelationGetDescr(segrel);
+		bool		isnull;
+
+		*row_count = DatumGetInt64(heap_getattr(tup, 4, desc, &isnull));
+		if (dir)
+		{
+			*dir = segment_directory_parse(DatumGetByteaPP(heap_getattr(tup, 5, desc, &isnull)));
+			(*dir)->segment_no = segment_no;
+			object_id_from_datum(heap_getattr(tup, 3, desc, &isnull), (*dir)->object_id);
+		}
+	}
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The segment an MVCC snapshot sees, or NULL: looked up once per snapshot
+ * and kept (in listcxt) while the fetches use the same snapshot.  Rows of
+ * AM tables are never deleted yet: no deletion bitmaps to merge.
+ */
+static SegmentDirectory *
+am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
+{
+	SegmentDirectory *dir;
+	int64		rows;
+	MemoryContext old;
+
+	if (!(f->have_list && f->list_snapshot == snapshot && f->list_cid == snapshot->curcid &&
+		  f->list_xmin == snapshot->xmin && f->list_xmax == snapshot->xmax))
+	{
+		am_fetch_forget_rowgroup(f);
+		MemoryContextReset(f->listcxt);
+		f->segments = NIL;
+		f->have_list = true;
+		f->list_snapshot = snapshot;
+		f->list_cid = snapshot->curcid;
+		f->list_xmin = snapshot->xmin;
+		f->list_xmax = snapshot->xmax;
+	}
+	dir = am_find_segment(f->segments, segment_no);
+	if (dir)
+		return dir;
+	old = MemoryContextSwitchTo(f->listcxt);
+	if (am_segment_lookup(f, snapshot, segment_no, &rows, &dir))
+		f->segments = lappend(f->segments, dir);
+	else
+		dir = NULL;
+	MemoryContextSwitchTo(old);
+	return dir;
 }
 
 /*
@@ -994,14 +1052,10 @@ static bool
 am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 				 ItemPointer tid, TupleTableSlot *slot)
 {
-	Oid			nsp = get_namespace_oid("destor", false);
-	Relation	segrel;
-	Oid			pkey = get_relname_relid("segments_pkey", nsp);
-	ScanKeyData keys[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
 	int64		row_count = -1;
-	SegmentDirectory *dir;
+	SegmentDirectory *dir = NULL;
+	Snapshot	latest;
+	bool		have_values;
 	MemoryContext old;
 
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
@@ -1018,37 +1072,27 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 			return true;
 		}
 	}
-	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(f->opts->table_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
-	scan = systable_beginscan(segrel, pkey, true, snapshot, 2, keys);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-
-		row_count = DatumGetInt64(heap_getattr(tup, 4, RelationGetDescr(segrel), &isnull));
-	}
-	systable_endscan(scan);
-	table_close(segrel, AccessShareLock);
-	if (row < 0 || row >= row_count)
+	if (!am_segment_lookup(f, snapshot, segment_no, &row_count, NULL) ||
+		row < 0 || row >= row_count)
 		return false;
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY && TransactionIdIsValid(snapshot->xmin))
+		have_values = false;
+	else
 	{
-		ExecStoreAllNullTuple(slot);
-		slot->tts_tid = *tid;
-		slot->tts_tableOid = RelationGetRelid(f->rel);
-		return true;
+		/* committed, or this transaction's: its values as the latest snapshot sees them */
+		am_fetch_forget_rowgroup(f);
+		f->have_list = false;
+		MemoryContextReset(f->listcxt);
+		f->segments = NIL;
+		latest = RegisterSnapshot(GetLatestSnapshot());
+		old = MemoryContextSwitchTo(f->listcxt);
+		if (!am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+			dir = NULL;
+		MemoryContextSwitchTo(old);
+		have_values = dir != NULL && am_fetch_from(f, dir, row, latest, false, tid, slot);
+		UnregisterSnapshot(latest);
 	}
-	/* committed, or this transaction's: its values as a fresh snapshot sees them */
-	am_fetch_forget_rowgroup(f);
-	f->have_list = false;
-	MemoryContextReset(f->listcxt);
-	old = MemoryContextSwitchTo(f->listcxt);
-	f->segments = catalog_table_segments(f->opts->table_id, InvalidSnapshot);
-	MemoryContextSwitchTo(old);
-	dir = am_find_segment(f->segments, segment_no);
-	if (dir == NULL || !am_fetch_from(f, dir, row, InvalidSnapshot, false, tid, slot))
+	if (!have_values)
 	{
 		ExecStoreAllNullTuple(slot);
 		slot->tts_tid = *tid;
@@ -1085,7 +1129,7 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	if (snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot))
 		return am_fetch_nonmvcc(f, segment_no, row,
 								snapshot != InvalidSnapshot ? snapshot : SnapshotSelf, tid, slot);
-	dir = am_find_segment(am_fetch_segments(f, snapshot), segment_no);
+	dir = am_fetch_segment(f, snapshot, segment_no);
 	if (dir == NULL)
 		return false;			/* not visible to the snapshot: no row */
 	return am_fetch_from(f, dir, row, snapshot, true, tid, slot);
