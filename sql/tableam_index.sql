@@ -112,6 +112,20 @@ INSERT INTO t SELECT 40010 + i, 1, coalesce(t_by_id(40010 + i - 1) || '>', 'none
   FROM generate_series(0, 2) i;
 EXPLAIN (COSTS OFF) SELECT t FROM t WHERE id = 40010;
 SELECT id, t FROM t WHERE id >= 40010 ORDER BY id;
+-- ... but not in a subtransaction (an exception block), as a scan cannot:
+-- finishing the statement's segment there would tie it to the subtransaction
+CREATE FUNCTION t_in_block(k int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+  BEGIN
+    SELECT t INTO r FROM t WHERE id = k;
+  EXCEPTION WHEN division_by_zero THEN NULL;
+  END;
+  RETURN r;
+END $$;
+INSERT INTO t SELECT 40020 + i, 1, coalesce(t_in_block(40020 + i - 1), 'none'), '2024-04-03'
+  FROM generate_series(0, 1) i;
+DROP FUNCTION t_in_block(int);
 RESET enable_seqscan;
 DELETE FROM h WHERE id >= 40000;
 INSERT INTO h SELECT * FROM t WHERE id >= 40000;
@@ -133,7 +147,27 @@ CREATE INDEX CONCURRENTLY t_c ON t (id);
 REINDEX INDEX CONCURRENTLY t_id;
 CREATE INDEX t_brin ON t USING brin (id);
 CREATE INDEX t_gin ON t USING gin (to_tsvector('simple', t));
-SELECT * FROM t WHERE ctid = '(3603,103)';
+-- rows by tid: a TID scan, AFTER ROW triggers, a foreign key to a heap
+-- table; a foreign key referencing a destor table needs row locks
+SELECT id, t FROM t WHERE ctid = (SELECT ctid FROM t WHERE id = 777);
+CREATE TABLE trig_log (id int, t text);
+CREATE FUNCTION t_log() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO trig_log VALUES (NEW.id, NEW.t); RETURN NULL; END $$;
+CREATE TRIGGER t_after AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_log();
+INSERT INTO t SELECT 50000 + i, 1, 'trig ' || i, '2024-05-01' FROM generate_series(1, 3) i;
+SELECT * FROM trig_log ORDER BY id;
+DROP TRIGGER t_after ON t;
+DROP FUNCTION t_log() CASCADE;
+DROP TABLE trig_log;
+CREATE TABLE dev (id int PRIMARY KEY);
+INSERT INTO dev SELECT generate_series(0, 49);
+CREATE TABLE f (id int PRIMARY KEY, dev int REFERENCES dev) USING destor;
+INSERT INTO f VALUES (1, 3), (2, NULL);
+INSERT INTO f VALUES (3, 99);
+SELECT * FROM f ORDER BY id;
+CREATE TABLE r (f_id int REFERENCES f);
+INSERT INTO r VALUES (1);
+DROP TABLE r, f, dev;
 -- TRUNCATE keeps the indexes, empty
 TRUNCATE t;
 SET enable_seqscan = off;

@@ -574,6 +574,22 @@ typedef struct AmScanDesc
 } AmScanDesc;
 
 /*
+ * A writer's buffered rows cannot be read in a subtransaction it does not
+ * belong to: finishing its segment there would tie the rows to the
+ * subtransaction (its abort would take the catalog row the writer counts on).
+ */
+static void
+am_read_in_subxact_error(Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot read destor table \"%s\" in a subtransaction while its statement writes it",
+					RelationGetRelationName(rel)),
+			 errdetail("The rows the statement wrote before the subtransaction began are still buffered."),
+			 errhint("Read the table in another statement, or outside the exception block.")));
+}
+
+/*
  * The segments the snapshot sees, and the rows of this backend's writers of
  * the relation that it does not see yet (written by its own statement).
  */
@@ -594,12 +610,7 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 		if (aw->relid != RelationGetRelid(rel))
 			continue;
 		if (aw->subid != cur)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot read destor table \"%s\" in a subtransaction while its statement writes it",
-							RelationGetRelationName(rel)),
-					 errdetail("The rows the statement wrote before the subtransaction began are still buffered."),
-					 errhint("Read the table in another statement, or outside the exception block.")));
+			am_read_in_subxact_error(rel);
 		foreach(lc2, segment_writer_pending(aw->writer))
 		{
 			SegmentDirectory *p = lfirst(lc2);
@@ -751,7 +762,7 @@ am_not_supported(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s is not supported on destor tables yet", what),
-			 errdetail("Tables USING destor take inserts, scans and btree and hash indexes; their rows cannot be changed, locked or fetched by tid yet."),
+			 errdetail("Tables USING destor take inserts, scans and btree and hash indexes; their rows cannot be changed or locked yet."),
 			 errhint("Use a heap table, or a destor foreign table (CREATE FOREIGN TABLE ... SERVER pool).")));
 }
 
@@ -1025,6 +1036,8 @@ am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
 			if (segment_writer_segment_no(aw->writer) != segment_no)
 				continue;
 			/* the segment under way: recorded now, or its rows in memory */
+			if (aw->subid != GetCurrentSubTransactionId())
+				am_read_in_subxact_error(f->rel);
 			old = MemoryContextSwitchTo(f->cxt);
 			dir = am_find_segment(segment_writer_pending(aw->writer), segment_no);
 			MemoryContextSwitchTo(old);
@@ -1180,28 +1193,48 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 	return am_fetch_row(x->fetch, tid, snapshot, slot);
 }
 
+/*
+ * A row by tid outside an index: AFTER ROW triggers (their event names the
+ * row, fetched with SnapshotAny when the statement ends, its rows maybe still
+ * buffered), foreign keys from a destor table (the check asks whether the new
+ * row is alive under SnapshotSelf), TID scans.  One version a row: the
+ * latest tid is the tid.  The slot is materialized: the fetch's decoded row
+ * group goes with it.
+ */
 static bool
 am_tuple_fetch_row_version(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot)
 {
-	am_not_supported("fetching a row by its tid (AFTER ROW triggers, foreign keys, TID scans)");
+	AmFetch    *f = am_fetch_create(rel);
+	bool		found = am_fetch_row(f, tid, snapshot, slot);
+
+	if (found)
+		ExecMaterializeSlot(slot);
+	am_fetch_free(f);
+	return found;
 }
 
 static bool
 am_tuple_tid_valid(TableScanDesc scan, ItemPointer tid)
 {
-	am_not_supported("a TID scan");
+	return ItemPointerIsValid(tid);
 }
 
 static void
 am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 {
-	am_not_supported("fetching a row by its tid");
+	/* rows are never updated: the tid names the latest version */
 }
 
 static bool
 am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
 {
-	am_not_supported("checking a row's visibility");
+	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	AmFetch    *f = am_fetch_create(rel);
+	bool		found = am_fetch_row(f, &slot->tts_tid, snapshot, scratch);
+
+	am_fetch_free(f);
+	ExecDropSingleTupleTableSlot(scratch);
+	return found;
 }
 
 /*
