@@ -118,7 +118,7 @@ static void am_fetch_free(struct AmFetch *f);
  * segment), and its tid is that number laid out as heap's are: 291
  * (MaxHeapTuplesPerPage) offsets a block, offsets from 1, so that bitmaps
  * (tidbitmap.c keeps at most that many offsets a page) and every index AM
- * take them.  2^32 blocks of 291 rows: 1,191,999 segments a table.
+ * take them.  2^32 blocks of 291 rows: 1,191,934 segments a table.
  * ------------------------------------------------------------------------- */
 #define AM_ROW_BITS			20
 #define AM_ROWS_PER_BLOCK	MaxHeapTuplesPerPage
@@ -957,8 +957,9 @@ am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
 /*
  * Store row of dir in slot; false if the segment has no such row or it is
  * deleted.  keep: dir lives in listcxt, and its decoded row group is kept
- * for the next fetch; otherwise (a writer's pending rows) it is read and
- * dropped.
+ * for the next fetch (the slot's values point into it until then);
+ * otherwise (a writer's pending rows, non-MVCC fetches) it is read, the
+ * slot materialized, and the row group dropped.
  */
 static bool
 am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bool keep,
@@ -1005,7 +1006,11 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 	slot->tts_tid = *tid;
 	slot->tts_tableOid = RelationGetRelid(f->rel);
 	if (!keep)
+	{
+		/* the values point into the row group about to go: copy them */
+		ExecMaterializeSlot(slot);
 		am_fetch_forget_rowgroup(f);
+	}
 	return true;
 }
 
