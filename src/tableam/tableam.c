@@ -1725,15 +1725,20 @@ am_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 	((int64) (((uint64) RELSEG_SIZE * AM_ROWS_PER_BLOCK) >> AM_ROW_BITS) - 1)
 
 static void
-am_remove_bitmap_paths(RelOptInfo *rel)
+am_remove_bitmap_paths(PlannerInfo *root, RelOptInfo *rel)
 {
 	ListCell   *lc;
 
-	/* a sequential scan path is always left; set_rel_pathlist picks the
-	 * cheapest after the hook */
 	foreach(lc, rel->pathlist)
 		if (IsA(lfirst(lc), BitmapHeapPath))
 			rel->pathlist = foreach_delete_current(rel->pathlist, lc);
+
+	/*
+	 * add_path dropped the paths a bitmap path dominated, the sequential
+	 * scan maybe among them: offer it again (add_path keeps it unless a path
+	 * left dominates it); set_rel_pathlist picks the cheapest after the hook.
+	 */
+	add_path(rel, create_seqscan_path(root, rel, rel->lateral_relids, 0));
 }
 
 /*
@@ -1760,7 +1765,7 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 				rel->partial_pathlist = NIL;
 				if (get_tablespace_io_concurrency(r->rd_rel->reltablespace) > 0 &&
 					am_last_segment_no(r) > AM_PREFETCH_SAFE_SEGMENTS)
-					am_remove_bitmap_paths(rel);
+					am_remove_bitmap_paths(root, rel);
 			}
 			RelationClose(r);
 		}
