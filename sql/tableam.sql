@@ -159,8 +159,6 @@ SELECT attname, null_frac > 0.1 AND null_frac < 0.2 AS nulls_right FROM pg_stats
 VACUUM t;
 
 -- not supported yet: clear errors
-CREATE INDEX ON t (id);
-CREATE TABLE pk (id int PRIMARY KEY) USING destor;
 UPDATE c SET t = 'x' WHERE id = 1;
 DELETE FROM c WHERE id = 1;
 SELECT * FROM c WHERE id = 1 FOR UPDATE;

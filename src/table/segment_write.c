@@ -71,6 +71,11 @@ struct SegmentWriter
 	size_t		chunkcap;
 	List	   *written;		/* SegmentDirectory of each segment this writer
 								 * recorded, with its ObjectMeta (in cxt) */
+	SegmentNumberFn number_fn;	/* numbers segments (table AM), or NULL:
+								 * destor.segment_no_seq */
+	void	   *number_arg;
+	int64		seg_no;			/* number_fn's number of the segment under
+								 * way, or -1 */
 };
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
@@ -106,6 +111,7 @@ segment_writer_create(Relation rel, TableOptions *opts)
 	w->codecs = palloc0(sizeof(ColumnCodec) * Max(w->ncols, 1));
 	w->cols = palloc0(sizeof(ColumnBuffer) * Max(w->ncols, 1));
 	w->ssup = palloc0(sizeof(SortSupportData) * Max(w->ncols, 1));
+	w->seg_no = -1;
 	{
 		MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
 
@@ -147,6 +153,46 @@ segment_writer_rows(SegmentWriter *w)
 	return w->total_rows;
 }
 
+/*
+ * segment_writer_set_numbering: number this writer's segments with fn
+ * instead of the global sequence.  The table access method numbers each
+ * table's segments densely and gives a row its tid before the row is written
+ * (segment_writer_next_row), so the number is taken when a segment begins.
+ */
+void
+segment_writer_set_numbering(SegmentWriter *w, SegmentNumberFn fn, void *arg)
+{
+	w->number_fn = fn;
+	w->number_arg = arg;
+}
+
+/*
+ * segment_writer_next_row: where the next row added will be: its segment's
+ * number (taken now if the segment has not begun) and its row in it.
+ */
+int64
+segment_writer_next_row(SegmentWriter *w, int64 *segment_no)
+{
+	if (w->number_fn && w->seg_no < 0)
+		w->seg_no = w->number_fn(w->number_arg);
+	*segment_no = w->seg_no;
+	return w->seg_rows + w->rg_rowcount;
+}
+
+/* The segments this writer recorded (borrowed: they live until it finishes). */
+List *
+segment_writer_recorded(SegmentWriter *w)
+{
+	return w->written;
+}
+
+/* The number of the segment under way, or -1 (none, or not numbered by fn). */
+int64
+segment_writer_segment_no(SegmentWriter *w)
+{
+	return w->seg_no;
+}
+
 #define compare_datums(w, i, a, b) ApplySortComparator((a), false, (b), false, &(w)->ssup[(i)])
 
 static char *
@@ -162,9 +208,14 @@ text_form(ColumnCodec *cc, Datum d, MemoryContext cxt)
 void
 segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->rgcxt);
+	MemoryContext old;
 	bool		full = false;
-	int			guclevel = w->has_text ? text_io_enter() : -1;
+	int			guclevel;
+
+	if (w->number_fn && w->seg_no < 0)
+		w->seg_no = w->number_fn(w->number_arg);
+	old = MemoryContextSwitchTo(w->rgcxt);
+	guclevel = w->has_text ? text_io_enter() : -1;
 
 	for (int i = 0; i < w->ncols; i++)
 	{
@@ -505,7 +556,8 @@ segment_writer_finish_segment(SegmentWriter *w)
 
 	catalog_insert_object(meta);
 	{
-		int64		segno = catalog_next_segment_no();
+		int64		segno = w->number_fn == NULL ? catalog_next_segment_no() :
+			w->seg_no >= 0 ? w->seg_no : w->number_fn(w->number_arg);
 		SegmentDirectory *written;
 
 		catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
@@ -517,6 +569,7 @@ segment_writer_finish_segment(SegmentWriter *w)
 	}
 
 	/* start afresh */
+	w->seg_no = -1;
 	w->seg_rows = 0;
 	w->nrowgroups = 0;
 	w->seg_offset = 0;
@@ -556,7 +609,7 @@ segment_writer_pending(SegmentWriter *w)
 		return result;
 
 	mem = palloc0(sizeof(SegmentDirectory));
-	mem->segment_no = -1;
+	mem->segment_no = w->number_fn ? w->seg_no : -1;
 	mem->row_count = w->rg_rowcount;
 	mem->nrowgroups = 1;
 	mem->ncols = w->ncols;

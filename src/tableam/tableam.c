@@ -1,5 +1,5 @@
 /*
- * tableam.c — the table access method destor (issue 14, stage 1).
+ * tableam.c — the table access method destor (issue 14, stages 1 and 2).
  *
  * CREATE TABLE t (...) USING destor stores t's rows as the segments the
  * destor foreign tables use (src/table): the same writer, catalog rows and
@@ -39,16 +39,22 @@
  *
  * Reads: a scan reads the segments its snapshot sees plus the pending rows
  * of this backend's writers of the relation, with the foreign tables'
- * whole-row reader.  Stage 1 has no row identity that survives the
- * snapshot (the tid is the segment's position in the scan's list), so
- * everything that fetches rows by tid (indexes, UPDATE, DELETE, row locks,
- * AFTER ROW triggers, TID scans) raises FEATURE_NOT_SUPPORTED; see
- * docs/ARCHITECTURE.md, "Table access method", for what comes next.
+ * whole-row reader.
+ *
+ * Row identity and indexes (stage 2): segments are numbered per table from
+ * a counter in the relation's metapage, a row's tid is its segment number
+ * and row, set at insert; index builds, index and bitmap fetches and the
+ * unique checks' SnapshotDirty fetches read rows by tid (am_fetch_row).
+ * What changes or locks rows (UPDATE, DELETE, row locks, ON CONFLICT DO
+ * UPDATE) raises FEATURE_NOT_SUPPORTED; see docs/ARCHITECTURE.md, "Table
+ * access method", for what comes next.
  */
 #include "postgres.h"
 
 #include <math.h>
 
+#include "access/genam.h"
+#include "access/generic_xlog.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/multixact.h"
@@ -58,6 +64,7 @@
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "catalog/storage.h"
@@ -65,6 +72,14 @@
 #include "commands/vacuum.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "access/xloginsert.h"
+#include "nodes/tidbitmap.h"
+#include "optimizer/pathnode.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/fmgroids.h"
+#include "utils/spccache.h"
 #include "miscadmin.h"
 #include "optimizer/paths.h"
 #include "optimizer/plancat.h"
@@ -92,6 +107,190 @@ static set_rel_pathlist_hook_type prev_set_rel_pathlist = NULL;
 static const TableAmRoutine destor_am_methods;
 
 static void am_not_supported(const char *what) pg_attribute_noreturn();
+struct AmFetch;
+static void am_fetch_free(struct AmFetch *f);
+
+/* ---------------------------------------------------------------------------
+ * Row identity
+ *
+ * A table's segments are numbered densely from 1 (the counter is in the
+ * relation's metapage, below); a row's number is (segment_no << 20 | row in
+ * segment), and its tid is that number laid out as heap's are: 291
+ * (MaxHeapTuplesPerPage) offsets a block, offsets from 1, so that bitmaps
+ * (tidbitmap.c keeps at most that many offsets a page) and every index AM
+ * take them.  2^32 blocks of 291 rows: 1,191,934 segments a table.
+ * ------------------------------------------------------------------------- */
+#define AM_ROW_BITS			20
+#define AM_ROWS_PER_BLOCK	MaxHeapTuplesPerPage
+#define AM_MAX_SEGMENT_NO	((int64) (((uint64) MaxBlockNumber * AM_ROWS_PER_BLOCK) >> AM_ROW_BITS) - 1)
+
+StaticAssertDecl(TABLE_DEFAULT_SEGMENT_ROWS <= (1 << AM_ROW_BITS),
+				 "a segment's rows must fit in a row number's row bits");
+
+static inline void
+am_row_to_tid(int64 segment_no, int64 row, ItemPointer tid)
+{
+	uint64		rowid = ((uint64) segment_no << AM_ROW_BITS) | (uint64) row;
+
+	ItemPointerSet(tid, (BlockNumber) (rowid / AM_ROWS_PER_BLOCK),
+				   (OffsetNumber) (rowid % AM_ROWS_PER_BLOCK + 1));
+}
+
+static inline void
+am_tid_to_row(ItemPointer tid, int64 *segment_no, int64 *row)
+{
+	uint64		rowid = (uint64) ItemPointerGetBlockNumberNoCheck(tid) * AM_ROWS_PER_BLOCK +
+		(ItemPointerGetOffsetNumberNoCheck(tid) - 1);
+
+	*segment_no = (int64) (rowid >> AM_ROW_BITS);
+	*row = (int64) (rowid & ((1 << AM_ROW_BITS) - 1));
+}
+
+/* ---------------------------------------------------------------------------
+ * The metapage: block 0 of the relation's file holds the next segment number.
+ *
+ * Not transactional, as a heap's file length is not: a number taken by a
+ * transaction that aborts is never given again, so the index entries the
+ * aborted rows left (they stay in the index until VACUUM, as heap's do) never
+ * name a row of a later segment.  WAL-logged (generic WAL) when the number is
+ * taken, before any index entry naming it: after a crash the counter is at
+ * least past every number an index entry that survived can name, and
+ * physical replicas have the same counter.
+ * ------------------------------------------------------------------------- */
+#define AM_META_MAGIC	0x44535431	/* "DST1" */
+
+/*
+ * Which transaction took segment number segment_no: its rows are indexed as
+ * they are added but recorded in destor.segments only when the statement
+ * ends, and another transaction's unique check must wait for it meanwhile
+ * (am_fetch_nonmvcc).  Slot segment_no % AM_META_WRITERS: a slot is reused
+ * after that many newer segments of the table.
+ */
+#define AM_META_WRITERS 960
+
+typedef struct AmMetaWriter
+{
+	uint32		segment_no;
+	TransactionId xid;
+} AmMetaWriter;
+
+typedef struct AmMetaPage
+{
+	uint32		magic;
+	uint32		version;
+	int64		next_segment_no;
+	AmMetaWriter writers[AM_META_WRITERS];
+} AmMetaPage;
+
+StaticAssertDecl(sizeof(AmMetaPage) <= BLCKSZ - MAXALIGN(SizeOfPageHeaderData),
+				 "the metapage must fit in a block");
+
+static void
+am_metapage_write(SMgrRelation srel, const RelFileNode *rnode)
+{
+	PGAlignedBlock buf;
+	Page		page = (Page) buf.data;
+	AmMetaPage *meta;
+
+	memset(buf.data, 0, BLCKSZ);
+	PageInit(page, BLCKSZ, 0);
+	meta = (AmMetaPage *) PageGetContents(page);
+	meta->magic = AM_META_MAGIC;
+	meta->version = 1;
+	meta->next_segment_no = 1;
+	/* generic WAL logs the page up to pd_lower */
+	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(AmMetaPage)) - (char *) page;
+	if (XLogIsNeeded())
+		log_newpage((RelFileNode *) rnode, MAIN_FORKNUM, 0, page, true);
+	PageSetChecksumInplace(page, 0);
+	smgrextend(srel, MAIN_FORKNUM, 0, buf.data, false);
+}
+
+/* am_reserve_segment_no: the next segment number of the relation (arg). */
+static int64
+am_reserve_segment_no(void *arg)
+{
+	Relation	rel = (Relation) arg;
+	Buffer		buf;
+	GenericXLogState *state;
+	Page		page;
+	AmMetaPage *meta;
+	int64		no;
+	TransactionId xid = GetCurrentTransactionId();
+
+	if (smgrnblocks(RelationGetSmgr(rel), MAIN_FORKNUM) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("destor table \"%s\" has no metapage", RelationGetRelationName(rel)),
+				 errdetail("It was created by a development build of destor 0.2.0 that numbered segments globally."),
+				 errhint("Copy its rows into a new table: CREATE TABLE ... USING destor AS TABLE ...")));
+	buf = ReadBufferExtended(rel, MAIN_FORKNUM, 0, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	meta = (AmMetaPage *) PageGetContents(BufferGetPage(buf));
+	if (meta->magic != AM_META_MAGIC || meta->next_segment_no > AM_MAX_SEGMENT_NO)
+	{
+		bool		full = meta->magic == AM_META_MAGIC;
+
+		UnlockReleaseBuffer(buf);
+		if (full)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("destor table \"%s\" has used all its segment numbers",
+							RelationGetRelationName(rel)),
+					 errdetail("A table USING destor has at most %lld segments, one or more per statement that inserts.",
+							   (long long) AM_MAX_SEGMENT_NO),
+					 errhint("Copy its rows into a new table: CREATE TABLE ... USING destor AS TABLE ...")));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the metapage of destor table \"%s\" is corrupted",
+						RelationGetRelationName(rel))));
+	}
+	state = GenericXLogStart(rel);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	meta = (AmMetaPage *) PageGetContents(page);
+	no = meta->next_segment_no++;
+	meta->writers[no % AM_META_WRITERS].segment_no = (uint32) no;
+	meta->writers[no % AM_META_WRITERS].xid = xid;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+	return no;
+}
+
+/* A copy of the metapage's contents, read under a share lock; false if none. */
+static bool
+am_metapage_read(Relation rel, AmMetaPage *copy)
+{
+	Buffer		buf;
+
+	if (smgrnblocks(RelationGetSmgr(rel), MAIN_FORKNUM) == 0)
+		return false;
+	buf = ReadBufferExtended(rel, MAIN_FORKNUM, 0, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(copy, PageGetContents(BufferGetPage(buf)), sizeof(AmMetaPage));
+	UnlockReleaseBuffer(buf);
+	return copy->magic == AM_META_MAGIC;
+}
+
+/* The transaction that took segment number no, if the metapage still says. */
+static TransactionId
+am_segment_xid(Relation rel, int64 no)
+{
+	AmMetaPage	meta;
+
+	if (am_metapage_read(rel, &meta) &&
+		meta.writers[no % AM_META_WRITERS].segment_no == (uint32) no)
+		return meta.writers[no % AM_META_WRITERS].xid;
+	return InvalidTransactionId;
+}
+
+/* The highest segment number the relation has given, 0 if none (or no metapage). */
+static int64
+am_last_segment_no(Relation rel)
+{
+	AmMetaPage	meta;
+
+	return am_metapage_read(rel, &meta) ? meta.next_segment_no - 1 : 0;
+}
 
 /* ---------------------------------------------------------------------------
  * destor.am_tables
@@ -321,6 +520,7 @@ am_writer_for(Relation rel, CommandId cid)
 	CurrentResourceOwner = saved;
 	aw->rel = rel;
 	aw->writer = segment_writer_create(rel, aw->opts);
+	segment_writer_set_numbering(aw->writer, am_reserve_segment_no, rel);
 	am_writers = lappend(am_writers, aw);
 	MemoryContextSwitchTo(old);
 	return aw;
@@ -350,6 +550,13 @@ am_executor_end(QueryDesc *queryDesc)
 /* ---------------------------------------------------------------------------
  * Scans
  * ------------------------------------------------------------------------- */
+/* A parallel scan (see am_parallelscan_estimate) */
+typedef struct AmParallelScan
+{
+	ParallelTableScanDescData base;
+	pg_atomic_uint32 claimed;
+} AmParallelScan;
+
 typedef struct AmScanDesc
 {
 	TableScanDescData base;
@@ -358,7 +565,29 @@ typedef struct AmScanDesc
 	List	   *segments;
 	DestorScan *st;
 	bool		have_rg;
+	/* bitmap scans: rows fetched by tid, from the block under way */
+	struct AmFetch *fetch;
+	BlockNumber bm_block;
+	int			bm_ntuples;		/* -1: lossy, every offset */
+	int			bm_next;
+	OffsetNumber bm_offsets[MaxHeapTuplesPerPage];
 } AmScanDesc;
+
+/*
+ * A writer's buffered rows cannot be read in a subtransaction it does not
+ * belong to: finishing its segment there would tie the rows to the
+ * subtransaction (its abort would take the catalog row the writer counts on).
+ */
+static void
+am_read_in_subxact_error(Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot read destor table \"%s\" in a subtransaction while its statement writes it",
+					RelationGetRelationName(rel)),
+			 errdetail("The rows the statement wrote before the subtransaction began are still buffered."),
+			 errhint("Read the table in another statement, or outside the exception block.")));
+}
 
 /*
  * The segments the snapshot sees, and the rows of this backend's writers of
@@ -381,12 +610,7 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 		if (aw->relid != RelationGetRelid(rel))
 			continue;
 		if (aw->subid != cur)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot read destor table \"%s\" in a subtransaction while its statement writes it",
-							RelationGetRelationName(rel)),
-					 errdetail("The rows the statement wrote before the subtransaction began are still buffered."),
-					 errhint("Read the table in another statement, or outside the exception block.")));
+			am_read_in_subxact_error(rel);
 		foreach(lc2, segment_writer_pending(aw->writer))
 		{
 			SegmentDirectory *p = lfirst(lc2);
@@ -440,20 +664,24 @@ am_scan_begin(Relation rel, Snapshot snapshot, int nkeys, struct ScanKeyData *ke
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	AmScanDesc *s = palloc0(sizeof(AmScanDesc));
 
-	if (pscan != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("parallel scans of destor table \"%s\" are not supported yet",
-						RelationGetRelationName(rel)),
-				 errhint("SET max_parallel_workers_per_gather = 0.")));
 	s->base.rs_rd = rel;
 	s->base.rs_snapshot = snapshot;
 	s->base.rs_nkeys = nkeys;
 	s->base.rs_flags = flags;
 	s->base.rs_parallel = pscan;
 	s->cxt = cxt;
-	s->opts = am_options(rel);
-	s->segments = am_segments(rel, s->opts, snapshot);
+	if (pscan != NULL &&
+		pg_atomic_exchange_u32(&((AmParallelScan *) pscan)->claimed, 1) != 0)
+	{
+		/* another participant reads every row (see AmParallelScan) */
+		s->opts = NULL;
+		s->segments = NIL;
+	}
+	else
+	{
+		s->opts = am_options(rel);
+		s->segments = (flags & SO_TYPE_BITMAPSCAN) ? NIL : am_segments(rel, s->opts, snapshot);
+	}
 	MemoryContextSwitchTo(old);
 	am_scan_start(s);
 	return &s->base;
@@ -465,6 +693,8 @@ am_scan_end(TableScanDesc sscan)
 	AmScanDesc *s = (AmScanDesc *) sscan;
 
 	whole_row_scan_end(s->st);
+	if (s->fetch)
+		am_fetch_free(s->fetch);
 	if (sscan->rs_flags & SO_TEMP_SNAPSHOT)
 		UnregisterSnapshot(sscan->rs_snapshot);
 	MemoryContextDelete(s->cxt);
@@ -506,7 +736,7 @@ am_scan_getnextslot(TableScanDesc sscan, ScanDirection direction, TupleTableSlot
 				continue;
 			am_missing_columns(st, slot);
 			ExecStoreVirtualTuple(slot);
-			table_row_to_tid(st->cur_seg_index, pos, &slot->tts_tid);
+			am_row_to_tid(st->units[st->unit - 1].dir->segment_no, pos, &slot->tts_tid);
 			slot->tts_tableOid = RelationGetRelid(sscan->rs_rd);
 			return true;
 		}
@@ -532,83 +762,497 @@ am_not_supported(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s is not supported on destor tables yet", what),
-			 errdetail("Tables USING destor have no row identity that survives a statement yet."),
+			 errdetail("Tables USING destor take inserts, scans and btree and hash indexes; their rows cannot be changed or locked yet."),
 			 errhint("Use a heap table, or a destor foreign table (CREATE FOREIGN TABLE ... SERVER pool).")));
 }
 
 /*
- * The planner makes no parallel plans of destor tables (set_rel_pathlist
- * hook below): a parallel scan is a parallel index build.
+ * Parallel scans.  The planner makes no parallel plans of destor tables
+ * (set_rel_pathlist hook below), so the only parallel scan is a parallel
+ * btree build (plan_create_index_workers asks no hook).  The first
+ * participant to begin claims every row and the others read none: the build
+ * runs serially inside its parallel frame, and no worker reads the catalog
+ * or a provider.  btree's leader participates, so the rows are read.
  */
 static Size
 am_parallelscan_estimate(Relation rel)
 {
-	am_not_supported("an index (and so a primary key or unique constraint) or a parallel scan");
+	return sizeof(AmParallelScan);
 }
 
 static Size
 am_parallelscan_initialize(Relation rel, ParallelTableScanDesc pscan)
 {
-	return table_block_parallelscan_initialize(rel, pscan);
+	AmParallelScan *p = (AmParallelScan *) pscan;
+
+	p->base.phs_relid = RelationGetRelid(rel);
+	p->base.phs_syncscan = false;
+	pg_atomic_init_u32(&p->claimed, 0);
+	return sizeof(AmParallelScan);
 }
 
 static void
 am_parallelscan_reinitialize(Relation rel, ParallelTableScanDesc pscan)
 {
-	table_block_parallelscan_reinitialize(rel, pscan);
+	pg_atomic_write_u32(&((AmParallelScan *) pscan)->claimed, 0);
 }
+
+/* ---------------------------------------------------------------------------
+ * Fetching rows by tid (indexes, bitmap scans)
+ *
+ * An MVCC fetch reads the segments its snapshot sees (read once per
+ * snapshot) and the rows this backend's writers of the table hold (the
+ * statement's own, looked up only when the catalog lacks the segment).
+ * Other snapshots (SnapshotDirty of the unique checks, SnapshotSelf,
+ * SnapshotAny) look the segment's row up in destor.segments under that
+ * snapshot, so that heap's visibility rules decide, and SnapshotDirty reports
+ * the xid of a transaction still inserting it (the caller waits for it).
+ * The row group a row is in is decoded once and kept for the next fetch, so
+ * that a range of an index reads each row group once.
+ * ------------------------------------------------------------------------- */
+typedef struct AmFetch
+{
+	Relation	rel;
+	MemoryContext cxt;			/* the fetch's */
+	TableOptions *opts;
+	/* the segments of the last MVCC snapshot fetched under */
+	MemoryContext listcxt;
+	bool		have_list;
+	Snapshot	list_snapshot;
+	CommandId	list_cid;
+	TransactionId list_xmin;
+	TransactionId list_xmax;
+	List	   *segments;
+	/* the row group decoded last (its dir is in listcxt), or st == NULL */
+	DestorScan *st;
+	SegmentDirectory *st_dir;
+	int			st_rg;
+} AmFetch;
+
+static AmFetch *
+am_fetch_create(Relation rel)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "destor fetch",
+											  ALLOCSET_DEFAULT_SIZES);
+	AmFetch    *f = MemoryContextAllocZero(cxt, sizeof(AmFetch));
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	f->rel = rel;
+	f->cxt = cxt;
+	f->opts = am_options(rel);
+	f->listcxt = AllocSetContextCreate(cxt, "destor fetch segments", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(old);
+	return f;
+}
+
+static void
+am_fetch_forget_rowgroup(AmFetch *f)
+{
+	if (f->st)
+		whole_row_scan_end(f->st);
+	f->st = NULL;
+	f->st_dir = NULL;
+}
+
+static void
+am_fetch_free(AmFetch *f)
+{
+	am_fetch_forget_rowgroup(f);
+	MemoryContextDelete(f->cxt);
+}
+
+static SegmentDirectory *
+am_find_segment(List *segments, int64 segment_no)
+{
+	ListCell   *lc;
+
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		if (dir->segment_no == segment_no)
+			return dir;
+	}
+	return NULL;
+}
+
+/*
+ * am_segment_lookup: segment_no's row of destor.segments as snapshot sees it
+ * (heap's visibility rules decide; SnapshotDirty sets xmin to an inserting
+ * transaction still in progress): its row count, and if dir is not NULL its
+ * directory parsed in the current memory context.  false if none.  One
+ * primary-key probe, not the table's whole list: a point lookup in a table
+ * of many segments reads one directory.
+ */
+static bool
+am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_count,
+				  SegmentDirectory **dir)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(f->opts->table_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true, snapshot, 2, keys);
+	tup = systable_getnext(scan);
+	found = HeapTupleIsValid(tup);
+	if (found)
+	{
+		TupleDesc	desc = RelationGetDescr(segrel);
+		bool		isnull;
+
+		*row_count = DatumGetInt64(heap_getattr(tup, 4, desc, &isnull));
+		if (dir)
+		{
+			*dir = segment_directory_parse(DatumGetByteaPP(heap_getattr(tup, 5, desc, &isnull)));
+			(*dir)->segment_no = segment_no;
+			object_id_from_datum(heap_getattr(tup, 3, desc, &isnull), (*dir)->object_id);
+		}
+	}
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The segment an MVCC snapshot sees, or NULL: looked up once per snapshot
+ * and kept (in listcxt) while the fetches use the same snapshot.  Rows of
+ * AM tables are never deleted yet: no deletion bitmaps to merge.
+ */
+static SegmentDirectory *
+am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
+{
+	SegmentDirectory *dir;
+	int64		rows;
+	MemoryContext old;
+
+	if (!(f->have_list && f->list_snapshot == snapshot && f->list_cid == snapshot->curcid &&
+		  f->list_xmin == snapshot->xmin && f->list_xmax == snapshot->xmax))
+	{
+		am_fetch_forget_rowgroup(f);
+		MemoryContextReset(f->listcxt);
+		f->segments = NIL;
+		f->have_list = true;
+		f->list_snapshot = snapshot;
+		f->list_cid = snapshot->curcid;
+		f->list_xmin = snapshot->xmin;
+		f->list_xmax = snapshot->xmax;
+	}
+	dir = am_find_segment(f->segments, segment_no);
+	if (dir)
+		return dir;
+	old = MemoryContextSwitchTo(f->listcxt);
+	if (am_segment_lookup(f, snapshot, segment_no, &rows, &dir))
+		f->segments = lappend(f->segments, dir);
+	else
+		dir = NULL;
+	MemoryContextSwitchTo(old);
+	return dir;
+}
+
+/*
+ * Store row of dir in slot; false if the segment has no such row or it is
+ * deleted.  keep: dir lives in listcxt, and its decoded row group is kept
+ * for the next fetch (the slot's values point into it until then);
+ * otherwise (a writer's pending rows, non-MVCC fetches) it is read, the
+ * slot materialized, and the row group dropped.
+ */
+static bool
+am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bool keep,
+			  ItemPointer tid, TupleTableSlot *slot)
+{
+	int			rg = 0;
+	int64		first = 0;
+	DestorScan *st;
+	MemoryContext old;
+
+	if (row >= dir->row_count ||
+		(dir->deleted && ((dir->deleted[row / 8] >> (row % 8)) & 1)))
+		return false;
+	while (rg < dir->nrowgroups && row >= first + dir->rg_rows[rg])
+		first += dir->rg_rows[rg++];
+	if (rg >= dir->nrowgroups)
+		return false;
+	if (slot->tts_tupleDescriptor->natts != RelationGetDescr(f->rel)->natts)
+		am_not_supported("rewriting the table (ALTER TABLE ... ADD COLUMN with a volatile default)");
+	if (!(f->st && f->st_dir == dir && f->st_rg == rg))
+	{
+		if (f->st == NULL || f->st_dir != dir)
+		{
+			am_fetch_forget_rowgroup(f);
+			old = MemoryContextSwitchTo(f->cxt);
+			f->st = whole_row_scan(f->rel, f->opts, list_make1(dir));
+			f->st->snapshot = objsnap;
+			MemoryContextSwitchTo(old);
+		}
+		f->st_dir = dir;
+		f->st_rg = -1;
+		/* the units of a one-segment scan are its row groups, in order */
+		f->st->unit = rg;
+		if (!next_rowgroup(f->st))
+			return false;
+		f->st_rg = rg;
+	}
+	st = f->st;
+	st->row = (uint32) (row - first);
+	ExecClearTuple(slot);
+	(void) whole_row_current(st, slot->tts_values, slot->tts_isnull);
+	am_missing_columns(st, slot);
+	ExecStoreVirtualTuple(slot);
+	slot->tts_tid = *tid;
+	slot->tts_tableOid = RelationGetRelid(f->rel);
+	if (!keep)
+	{
+		/* the values point into the row group about to go: copy them */
+		ExecMaterializeSlot(slot);
+		am_fetch_forget_rowgroup(f);
+	}
+	return true;
+}
+
+/*
+ * A row this backend's writers of the relation still hold (the statement's
+ * own rows, not in the catalog under its snapshot): true and the row in
+ * slot, or false with *mine false when no writer has the segment.
+ */
+static bool
+am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
+				 TupleTableSlot *slot, bool *mine)
+{
+	ListCell   *lc;
+
+	*mine = false;
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+		SegmentDirectory *dir;
+		MemoryContext old;
+		bool		found;
+
+		if (aw->relid != RelationGetRelid(f->rel))
+			continue;
+		dir = am_find_segment(segment_writer_recorded(aw->writer), segment_no);
+		if (dir == NULL)
+		{
+			if (segment_writer_segment_no(aw->writer) != segment_no)
+				continue;
+			/* the segment under way: recorded now, or its rows in memory */
+			if (aw->subid != GetCurrentSubTransactionId())
+				am_read_in_subxact_error(f->rel);
+			old = MemoryContextSwitchTo(f->cxt);
+			dir = am_find_segment(segment_writer_pending(aw->writer), segment_no);
+			MemoryContextSwitchTo(old);
+		}
+		*mine = true;
+		if (dir == NULL)
+			return false;
+		found = am_fetch_from(f, dir, row, InvalidSnapshot, false, tid, slot);
+		return found;
+	}
+	return false;
+}
+
+/*
+ * A row under a snapshot that is not MVCC: its segment's catalog row decides,
+ * under that snapshot (SnapshotDirty sets xmin to an inserting transaction
+ * still in progress).  Such a transaction's row is reported as there with no
+ * values: its objects are not visible to this backend, and the callers (the
+ * unique checks) wait for it and look again.  A segment another transaction
+ * is still writing has no catalog row yet: the metapage names the
+ * transaction that took its number, asked first (asked after the catalog,
+ * the writer could record and commit in between, and the row be missed).
+ */
+static bool
+am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
+				 ItemPointer tid, TupleTableSlot *slot)
+{
+	int64		row_count = -1;
+	SegmentDirectory *dir = NULL;
+	Snapshot	latest;
+	bool		have_values;
+	MemoryContext old;
+
+	if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
+	{
+		TransactionId xid = am_segment_xid(f->rel, segment_no);
+
+		if (TransactionIdIsValid(xid) && !TransactionIdIsCurrentTransactionId(xid) &&
+			TransactionIdIsInProgress(xid))
+		{
+			snapshot->xmin = xid;
+			ExecStoreAllNullTuple(slot);
+			slot->tts_tid = *tid;
+			slot->tts_tableOid = RelationGetRelid(f->rel);
+			return true;
+		}
+	}
+	if (!am_segment_lookup(f, snapshot, segment_no, &row_count, NULL) ||
+		row < 0 || row >= row_count)
+		return false;
+	if (snapshot->snapshot_type == SNAPSHOT_DIRTY && TransactionIdIsValid(snapshot->xmin))
+		have_values = false;
+	else
+	{
+		/* committed, or this transaction's: its values as the latest snapshot sees them */
+		am_fetch_forget_rowgroup(f);
+		f->have_list = false;
+		MemoryContextReset(f->listcxt);
+		f->segments = NIL;
+		latest = RegisterSnapshot(GetLatestSnapshot());
+		old = MemoryContextSwitchTo(f->listcxt);
+		if (!am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+			dir = NULL;
+		MemoryContextSwitchTo(old);
+		have_values = dir != NULL && am_fetch_from(f, dir, row, latest, false, tid, slot);
+		UnregisterSnapshot(latest);
+	}
+	if (!have_values)
+	{
+		ExecStoreAllNullTuple(slot);
+		slot->tts_tid = *tid;
+		slot->tts_tableOid = RelationGetRelid(f->rel);
+	}
+	return true;
+}
+
+/* am_fetch_row: the row of tid as snapshot sees it, into slot. */
+static bool
+am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot)
+{
+	int64		segment_no;
+	int64		row;
+	SegmentDirectory *dir;
+	bool		mine;
+	bool		found;
+
+	/* as HeapTupleSatisfiesDirty: no transaction to wait for unless found */
+	if (snapshot != InvalidSnapshot && snapshot->snapshot_type == SNAPSHOT_DIRTY)
+	{
+		snapshot->xmin = snapshot->xmax = InvalidTransactionId;
+		snapshot->speculativeToken = 0;
+	}
+	if (!ItemPointerIsValid(tid))
+		return false;
+	am_tid_to_row(tid, &segment_no, &row);
+	if (segment_no < 1)
+		return false;
+	/* the statement's own rows, whatever the snapshot */
+	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine);
+	if (mine)
+		return found;
+	if (snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot))
+		return am_fetch_nonmvcc(f, segment_no, row,
+								snapshot != InvalidSnapshot ? snapshot : SnapshotSelf, tid, slot);
+	dir = am_fetch_segment(f, snapshot, segment_no);
+	if (dir == NULL)
+		return false;			/* not visible to the snapshot: no row */
+	return am_fetch_from(f, dir, row, snapshot, true, tid, slot);
+}
+
+typedef struct AmIndexFetch
+{
+	IndexFetchTableData base;
+	AmFetch    *fetch;
+} AmIndexFetch;
 
 static struct IndexFetchTableData *
 am_index_fetch_begin(Relation rel)
 {
-	am_not_supported("an index");
+	AmIndexFetch *x = palloc0(sizeof(AmIndexFetch));
+
+	x->base.rel = rel;
+	x->fetch = am_fetch_create(rel);
+	return &x->base;
 }
 
 static void
 am_index_fetch_reset(struct IndexFetchTableData *data)
 {
+	/* keep the row group: a rescan is likely to read it again */
 }
 
 static void
 am_index_fetch_end(struct IndexFetchTableData *data)
 {
+	AmIndexFetch *x = (AmIndexFetch *) data;
+
+	am_fetch_free(x->fetch);
+	pfree(x);
 }
 
 static bool
-am_index_fetch_tuple(struct IndexFetchTableData *scan, ItemPointer tid, Snapshot snapshot,
+am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot snapshot,
 					 TupleTableSlot *slot, bool *call_again, bool *all_dead)
 {
-	am_not_supported("an index");
+	AmIndexFetch *x = (AmIndexFetch *) data;
+
+	/* one version a tid; never "all dead": an aborted row's entry is only
+	 * skipped (VACUUM of indexes is not built) */
+	*call_again = false;
+	if (all_dead)
+		*all_dead = false;
+	return am_fetch_row(x->fetch, tid, snapshot, slot);
 }
 
+/*
+ * A row by tid outside an index: AFTER ROW triggers (their event names the
+ * row, fetched with SnapshotAny when the statement ends, its rows maybe still
+ * buffered), foreign keys from a destor table (the check asks whether the new
+ * row is alive under SnapshotSelf), TID scans.  One version a row: the
+ * latest tid is the tid.  The slot is materialized: the fetch's decoded row
+ * group goes with it.
+ */
 static bool
 am_tuple_fetch_row_version(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot)
 {
-	am_not_supported("fetching a row by its tid (AFTER ROW triggers, foreign keys, TID scans)");
+	AmFetch    *f = am_fetch_create(rel);
+	bool		found = am_fetch_row(f, tid, snapshot, slot);
+
+	if (found)
+		ExecMaterializeSlot(slot);
+	am_fetch_free(f);
+	return found;
 }
 
 static bool
 am_tuple_tid_valid(TableScanDesc scan, ItemPointer tid)
 {
-	am_not_supported("a TID scan");
+	return ItemPointerIsValid(tid);
 }
 
 static void
 am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 {
-	am_not_supported("fetching a row by its tid");
+	/* rows are never updated: the tid names the latest version */
 }
 
 static bool
 am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
 {
-	am_not_supported("checking a row's visibility");
+	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	AmFetch    *f = am_fetch_create(rel);
+	bool		found = am_fetch_row(f, &slot->tts_tid, snapshot, scratch);
+
+	am_fetch_free(f);
+	ExecDropSingleTupleTableSlot(scratch);
+	return found;
 }
 
+/*
+ * Index AMs ask which of their entries' rows are dead (btree before it
+ * splits a page).  None is known to be: rows are never deleted yet, and an
+ * aborted insert's entries are only skipped by fetches.
+ */
 static TransactionId
 am_index_delete_tuples(Relation rel, TM_IndexDeleteOp *delstate)
 {
-	am_not_supported("an index");
+	for (int i = 0; i < delstate->ndeltids; i++)
+		delstate->status[delstate->deltids[i].id].knowndeletable = false;
+	return InvalidTransactionId;
 }
 
 /* ---------------------------------------------------------------------------
@@ -619,7 +1263,8 @@ am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 				struct BulkInsertStateData *bistate)
 {
 	AmWriter   *aw;
-	int64		n;
+	int64		segment_no;
+	int64		row;
 
 	if (IsInParallelMode())
 		ereport(ERROR,
@@ -629,12 +1274,11 @@ am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 				 errdetail("Its rows are recorded in destor's catalog, which a parallel operation cannot write."),
 				 errhint("SET max_parallel_workers_per_gather = 0 for CREATE TABLE ... AS.")));
 	aw = am_writer_for(rel, cid);
-	n = segment_writer_rows(aw->writer);
-
+	/* the row's tid before it is added: adding may finish its segment */
+	row = segment_writer_next_row(aw->writer, &segment_no);
 	slot_getallattrs(slot);
 	segment_writer_add(aw->writer, slot->tts_values, slot->tts_isnull);
-	/* not a stable identity yet (stage 1): indexes are refused */
-	ItemPointerSet(&slot->tts_tid, (BlockNumber) (n >> 15), (OffsetNumber) ((n & 0x7FFF) | 0x8000));
+	am_row_to_tid(segment_no, row, &slot->tts_tid);
 	slot->tts_tableOid = RelationGetRelid(rel);
 }
 
@@ -655,17 +1299,31 @@ am_finish_bulk_insert(Relation rel, int options)
 	am_flush_writers(RelationGetRelid(rel), InvalidCommandId, false);
 }
 
+/*
+ * INSERT ... ON CONFLICT: the row is inserted as any other; the executor
+ * checked for a conflict before.  Another transaction's row with the same
+ * key can come in between (the index insertion finds it): heap then kills
+ * its speculative tuple and the executor tries again, but a destor row
+ * cannot be taken back yet, so the statement fails and the transaction can
+ * be retried.  DO UPDATE locks the conflicting row: refused (tuple_lock).
+ */
 static void
 am_tuple_insert_speculative(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 							struct BulkInsertStateData *bistate, uint32 specToken)
 {
-	am_not_supported("INSERT ... ON CONFLICT");
+	am_tuple_insert(rel, slot, cid, options, bistate);
 }
 
 static void
 am_tuple_complete_speculative(Relation rel, TupleTableSlot *slot, uint32 specToken, bool succeeded)
 {
-	am_not_supported("INSERT ... ON CONFLICT");
+	if (!succeeded)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not insert into destor table \"%s\": a concurrent transaction inserted the same key",
+						RelationGetRelationName(rel)),
+				 errdetail("INSERT ... ON CONFLICT found no conflict, then another transaction's row with the same key; a row of a destor table cannot be taken back."),
+				 errhint("Retry the transaction.")));
 }
 
 static TM_Result
@@ -728,8 +1386,10 @@ am_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode, char per
 	}
 	am_create(newrnode->relNode, pool);
 
-	/* an empty file, as heap's: PostgreSQL expects the relation to have one */
+	/* a file, as heap's: PostgreSQL expects the relation to have one; it
+	 * holds the metapage */
 	srel = RelationCreateStorage(*newrnode, persistence, true);
+	am_metapage_write(srel, newrnode);
 	smgrclose(srel);
 	*freezeXid = RecentXmin;
 	*minmulti = GetOldestMultiXactId();
@@ -789,20 +1449,81 @@ am_scan_analyze_next_tuple(TableScanDesc scan, TransactionId OldestXmin, double 
 	return true;
 }
 
+/*
+ * am_index_build_range_scan: every row, with its tid, to the index AM's
+ * callback (CREATE INDEX, REINDEX, ALTER TABLE's rebuilds).  The table is
+ * locked against writers (ShareLock or stronger), so a fresh snapshot sees
+ * every row that can ever be visible; expression and partial indexes are
+ * evaluated as heap's build does.  CONCURRENTLY would need a validation pass
+ * over the rows written meanwhile: refused.  BRIN summarizes block ranges,
+ * which mean nothing here: only btree and hash are taken.
+ */
 static double
 am_index_build_range_scan(Relation table_rel, Relation index_rel, struct IndexInfo *index_info,
 						  bool allow_sync, bool anyvisible, bool progress,
 						  BlockNumber start_blockno, BlockNumber numblocks,
 						  IndexBuildCallback callback, void *callback_state, TableScanDesc scan)
 {
-	am_not_supported("an index (and so a primary key or unique constraint)");
+	Oid			indam = index_rel->rd_rel->relam;
+	EState	   *estate;
+	ExprContext *econtext;
+	ExprState  *predicate;
+	TupleTableSlot *slot;
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+	Snapshot	snapshot = InvalidSnapshot;
+	double		rows = 0;
+
+	if (indam != BTREE_AM_OID && indam != HASH_AM_OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("index access method \"%s\" is not supported on destor tables",
+						get_am_name(indam)),
+				 errdetail("Tables USING destor take btree and hash indexes."),
+				 errhint("Create a btree or hash index.")));
+	if (index_info->ii_Concurrent)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY are not supported on destor tables"),
+				 errhint("Leave out CONCURRENTLY: the build locks out writers, not readers.")));
+	if (start_blockno != 0 || numblocks != InvalidBlockNumber)
+		am_not_supported("an index build over a range of blocks");
+
+	estate = CreateExecutorState();
+	econtext = GetPerTupleExprContext(estate);
+	slot = table_slot_create(table_rel, NULL);
+	econtext->ecxt_scantuple = slot;
+	predicate = ExecPrepareQual(index_info->ii_Predicate, estate);
+	if (scan == NULL)
+	{
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		scan = table_beginscan_strat(table_rel, snapshot, 0, NULL, true, false);
+	}
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(econtext->ecxt_per_tuple_memory);
+		rows += 1;
+		if (predicate != NULL && !ExecQual(predicate, econtext))
+			continue;
+		FormIndexDatum(index_info, slot, estate, values, isnull);
+		callback(index_rel, &slot->tts_tid, values, isnull, true, callback_state);
+	}
+	table_endscan(scan);
+	if (snapshot != InvalidSnapshot)
+		UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	index_info->ii_ExpressionsState = NIL;
+	index_info->ii_PredicateState = NULL;
+	return rows;
 }
 
 static void
 am_index_validate_scan(Relation table_rel, Relation index_rel, struct IndexInfo *index_info,
 					   Snapshot snapshot, struct ValidateIndexState *state)
 {
-	am_not_supported("an index");
+	am_not_supported("CREATE INDEX CONCURRENTLY");
 }
 
 static uint64
@@ -835,16 +1556,50 @@ am_relation_estimate_size(Relation rel, int32 *attr_widths, BlockNumber *pages, 
 	*allvisfrac = 0;
 }
 
+/*
+ * Bitmap scans: each tid of the block is fetched as an index scan fetches
+ * it; a lossy block tries all its offsets (a row number past a segment's
+ * rows, or of a segment the snapshot does not see, is no row).
+ */
 static bool
 am_scan_bitmap_next_block(TableScanDesc scan, struct TBMIterateResult *tbmres)
 {
-	am_not_supported("a bitmap scan");
+	AmScanDesc *s = (AmScanDesc *) scan;
+
+	if (s->fetch == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(s->cxt);
+
+		s->fetch = am_fetch_create(scan->rs_rd);
+		MemoryContextSwitchTo(old);
+	}
+	s->bm_block = tbmres->blockno;
+	s->bm_ntuples = tbmres->ntuples;
+	s->bm_next = 0;
+	if (tbmres->ntuples > 0)
+		memcpy(s->bm_offsets, tbmres->offsets, sizeof(OffsetNumber) * tbmres->ntuples);
+	return tbmres->ntuples != 0;
 }
 
 static bool
 am_scan_bitmap_next_tuple(TableScanDesc scan, struct TBMIterateResult *tbmres, TupleTableSlot *slot)
 {
-	am_not_supported("a bitmap scan");
+	AmScanDesc *s = (AmScanDesc *) scan;
+	int			n = s->bm_ntuples >= 0 ? s->bm_ntuples : AM_ROWS_PER_BLOCK;
+
+	while (s->bm_next < n)
+	{
+		ItemPointerData tid;
+		OffsetNumber off = s->bm_ntuples >= 0 ? s->bm_offsets[s->bm_next] :
+			(OffsetNumber) (s->bm_next + 1);
+
+		s->bm_next++;
+		CHECK_FOR_INTERRUPTS();
+		ItemPointerSet(&tid, s->bm_block, off);
+		if (am_fetch_row(s->fetch, &tid, scan->rs_snapshot, slot))
+			return true;
+	}
+	return false;
 }
 
 static bool
@@ -959,6 +1714,34 @@ am_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, 
 }
 
 /*
+ * A bitmap heap scan prefetches the blocks of its tids (PrefetchBuffer) when
+ * effective_io_concurrency is above 0, and a block past the first 1 GB file
+ * of a relation whose file is one block long fails to open ("previous
+ * segment is only 1 blocks").  The tids of segments up to this number stay
+ * in the first file; a table with more gets no bitmap paths while
+ * prefetching is on.
+ */
+#define AM_PREFETCH_SAFE_SEGMENTS \
+	((int64) (((uint64) RELSEG_SIZE * AM_ROWS_PER_BLOCK) >> AM_ROW_BITS) - 1)
+
+static void
+am_remove_bitmap_paths(PlannerInfo *root, RelOptInfo *rel)
+{
+	ListCell   *lc;
+
+	foreach(lc, rel->pathlist)
+		if (IsA(lfirst(lc), BitmapHeapPath))
+			rel->pathlist = foreach_delete_current(rel->pathlist, lc);
+
+	/*
+	 * add_path dropped the paths a bitmap path dominated, the sequential
+	 * scan maybe among them: offer it again (add_path keeps it unless a path
+	 * left dominates it); set_rel_pathlist picks the cheapest after the hook.
+	 */
+	add_path(rel, create_seqscan_path(root, rel, rel->lateral_relids, 0));
+}
+
+/*
  * No destor table is read in a parallel worker: a worker would not see the
  * rows a statement of the leader still buffers (its functions' queries may
  * run in parallel), and parallel scans that share the row groups are not
@@ -980,6 +1763,9 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 			{
 				rel->consider_parallel = false;
 				rel->partial_pathlist = NIL;
+				if (get_tablespace_io_concurrency(r->rd_rel->reltablespace) > 0 &&
+					am_last_segment_no(r) > AM_PREFETCH_SAFE_SEGMENTS)
+					am_remove_bitmap_paths(root, rel);
 			}
 			RelationClose(r);
 		}

@@ -105,6 +105,11 @@ extern SegmentWriter *segment_writer_create(Relation rel, TableOptions *opts);
 extern void segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls);
 extern void segment_writer_finish(SegmentWriter *w);
 extern int64 segment_writer_rows(SegmentWriter *w);
+typedef int64 (*SegmentNumberFn) (void *arg);
+extern void segment_writer_set_numbering(SegmentWriter *w, SegmentNumberFn fn, void *arg);
+extern int64 segment_writer_next_row(SegmentWriter *w, int64 *segment_no);
+extern int64 segment_writer_segment_no(SegmentWriter *w);
+extern List *segment_writer_recorded(SegmentWriter *w);
 extern List *segment_writer_pending(SegmentWriter *w);
 extern void segment_writer_flush(SegmentWriter *w);
 
