@@ -281,20 +281,36 @@ blob_catalog_get(const uint8 id[CODEC_OBJID_LEN], Oid *owner, bool *packed,
 /*
  * Does a pack still hold a blob (its lock held by the caller)?  Stops at the
  * first: deleting a pack's thousand blobs one by one must not count the
- * rest each time.
+ * rest each time.  Asked under the latest snapshot, not the transaction's:
+ * packs never gain blobs after upload, and a REPEATABLE READ deleter that
+ * waited for the pack's lock must see that the other deleter took the
+ * pack's other blobs, or the emptied pack would stay forever.
  */
 static bool
 pack_has_blobs(const uint8 pack[CODEC_OBJID_LEN])
 {
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
+	int			rc;
 	bool		any;
 
+	CommandCounterIncrement();	/* our own DELETE of the blob's row */
 	catalog_enter(&cu);
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "destor catalog statement failed to prepare: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+	}
 	values[0] = object_id_datum(pack);
-	catalog_exec("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types, values, NULL,
-				 SPI_OK_SELECT);
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
 	any = SPI_processed > 0;
 	catalog_leave(&cu);
 	return any;
