@@ -126,9 +126,12 @@ pack_buf_take(StringInfo buf)
 static void
 pack_buf_give(StringInfo buf)
 {
+	int			need = blob_pack_size + Max(blob_pack_threshold, 0) + 1;
+
 	if (buf->data == NULL)
 		return;
-	if (spare_buf == NULL && buf->maxlen <= 2 * (blob_pack_size + Max(blob_pack_threshold, 0) + 1))
+	/* not a buffer cut to a kept pack's size (pack_keep_outer): too small */
+	if (spare_buf == NULL && buf->maxlen >= need && buf->maxlen <= 2 * need)
 	{
 		spare_buf = buf->data;
 		spare_cap = buf->maxlen;
@@ -429,6 +432,56 @@ pack_forget(OpenPack *op)
 }
 
 /*
+ * A pack uploaded in subtransaction subid is kept in case that aborts;
+ * then its own blobs (subid, or its committed children's, which carry it
+ * now) are gone with it and only those of the enclosing transactions must
+ * be written again.  Keep just their bytes, in a buffer of their size: a
+ * loader writing gigabytes of small blobs in a PL/pgSQL block with an
+ * EXCEPTION clause must not keep every pack it uploaded.
+ */
+static void
+pack_keep_outer(OpenPack *op, SubTransactionId subid)
+{
+	StringInfoData keep;
+	List	   *kept = NIL;
+	ListCell   *lc;
+	uint64		size = 0;
+	MemoryContext old = MemoryContextSwitchTo(pack_context());
+
+	foreach(lc, op->blobs)
+	{
+		PackedBlob *pb = lfirst(lc);
+
+		if (!pb->dead && pb->subid != subid)
+			size += pb->len;
+	}
+	keep.maxlen = (int) size + 1;
+	keep.data = MemoryContextAllocHuge(TopMemoryContext, keep.maxlen);
+	keep.len = 0;
+	keep.cursor = 0;
+	keep.data[0] = '\0';
+	foreach(lc, op->blobs)
+	{
+		PackedBlob *pb = lfirst(lc);
+
+		if (pb->dead || pb->subid == subid)
+		{
+			pfree(pb);
+			continue;
+		}
+		appendBinaryStringInfo(&keep, op->buf.data + pb->off, pb->len);
+		pb->off = keep.len - pb->len;
+		kept = lappend(kept, pb);
+	}
+	list_free(op->blobs);
+	op->blobs = kept;
+	op->live = list_length(kept);
+	pack_buf_give(&op->buf);
+	op->buf = keep;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Upload an open pack: its live blobs, one after the other, as one object,
  * then their rows.  The pack leaves the open list only once all is done (an
  * ERROR leaves it open, with the rows and shards of the attempt gone with
@@ -473,8 +526,15 @@ pack_flush(OpenPack *op)
 	if (GetCurrentTransactionNestLevel() > 1)
 	{
 		/* kept, to open again if this subtransaction aborts */
-		MemoryContext old = MemoryContextSwitchTo(pack_context());
+		MemoryContext old;
 
+		pack_keep_outer(op, GetCurrentSubTransactionId());
+		if (op->live == 0)
+		{
+			pack_forget(op);
+			return;
+		}
+		old = MemoryContextSwitchTo(pack_context());
 		open_packs = list_delete_ptr(open_packs, op);
 		op->flushed_in = GetCurrentSubTransactionId();
 		/* the list outlives the caller's context (a statement's, often) */
