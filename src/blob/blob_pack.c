@@ -130,8 +130,13 @@ pack_buf_give(StringInfo buf)
 
 	if (buf->data == NULL)
 		return;
-	/* not a buffer cut to a kept pack's size (pack_keep_outer): too small */
-	if (spare_buf == NULL && buf->maxlen >= need && buf->maxlen <= 2 * need)
+	/*
+	 * Not a buffer cut to a kept pack's size (pack_keep_outer): too small;
+	 * nor one of a pack size set far above the default, kept for the rest
+	 * of the session.
+	 */
+	if (spare_buf == NULL && buf->maxlen >= need && buf->maxlen <= 2 * need &&
+		buf->maxlen <= 16 * 1024 * 1024)
 	{
 		spare_buf = buf->data;
 		spare_cap = buf->maxlen;
