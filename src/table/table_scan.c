@@ -37,6 +37,7 @@
 typedef struct SharedScan
 {
 	pg_atomic_uint32 next_unit;
+	uint32		claim_size;		/* units a participant claims at a time */
 	pg_atomic_uint64 rgs_read;
 	pg_atomic_uint64 requests;
 	pg_atomic_uint64 bytes;
@@ -683,6 +684,16 @@ destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, vo
 	pg_atomic_init_u64(&sh->degraded, 0);
 	pg_atomic_init_u64(&sh->chunks_read, 0);
 	pg_atomic_init_u64(&sh->chunks_cached, 0);
+
+	/*
+	 * One batch's worth of units at a time keeps a cold scan's requests as
+	 * large as a serial scan's, but a table of a few batches (or warm, when
+	 * batches fetch nothing) would go to whoever claims first: at least
+	 * four claims per participant.
+	 */
+	sh->claim_size = (uint32) Max(1, Min(scan_claim_size(st),
+										 st->nunits / (4 * (pcxt->nworkers + 1))));
+	st->claim_size = sh->claim_size;
 	st->shared = sh;
 	st->next_unit = st->leader_only ? NULL : &sh->next_unit;
 }
@@ -704,6 +715,7 @@ destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *co
 
 	st->shared = (SharedScan *) coordinate;
 	st->next_unit = &st->shared->next_unit;
+	st->claim_size = st->shared->claim_size;
 }
 
 /* Before the parallel DSM goes away: keep the workers' counters. */
