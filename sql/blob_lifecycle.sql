@@ -46,7 +46,8 @@ INSERT INTO bl_docs SELECT i, destor.blob_put('bl_pool', convert_to('document ' 
 CREATE TABLE bl_handles AS SELECT id, b FROM bl_docs;   -- copies, to ask after the rows went
 SELECT bl_blobs() AS blobs, bl_files() AS files;
 
--- 1. A deleted row's blob: kept by a rollback, gone after a commit
+-- 1. A deleted row's blob: kept by a rollback, gone after a commit (it
+-- is deleted at commit: until then another row may take it over)
 BEGIN;
 DELETE FROM bl_docs WHERE id = 1;
 SELECT bl_exists(b) AS inside_transaction FROM bl_handles WHERE id = 1;
@@ -124,6 +125,34 @@ CREATE TRIGGER t1 BEFORE DELETE ON bl_bad FOR EACH STATEMENT EXECUTE FUNCTION de
 SELECT bl_try('DELETE FROM bl_bad') AS statement_level;
 SELECT bl_try('SELECT destor.blob_manage()') AS called_directly;
 DROP TABLE bl_bad;
+
+-- 6b. The deletions wait for commit: a row that takes the blob back keeps
+-- it (with the trigger on INSERT too); a blob deleted by hand meanwhile is
+-- no error; two-phase commit is refused
+CREATE TABLE bl_re (id int, b destor.blob);
+CREATE TRIGGER bl_re_blob BEFORE INSERT OR UPDATE OR DELETE ON bl_re
+  FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('b');
+INSERT INTO bl_re VALUES (1, destor.blob_put('bl_pool', 'taken back'));
+CREATE TEMP TABLE bl_h3 AS SELECT b FROM bl_re;
+BEGIN;
+CREATE TEMP TABLE bl_moved AS SELECT * FROM bl_re;
+DELETE FROM bl_re;
+INSERT INTO bl_re SELECT 2, b FROM bl_moved;
+COMMIT;
+SELECT bl_exists(b) AS taken_back_kept, (SELECT convert_from(destor.blob_get(b), 'UTF8') FROM bl_re) AS reads
+  FROM bl_h3;
+BEGIN;
+DELETE FROM bl_re;
+SELECT destor.blob_delete(b) FROM bl_h3;
+COMMIT;
+SELECT bl_exists(b) AS deleted_by_hand FROM bl_h3;
+INSERT INTO bl_re VALUES (3, destor.blob_put('bl_pool', 'prepared'));
+BEGIN;
+DELETE FROM bl_re;
+PREPARE TRANSACTION 'bl_prepared';
+SELECT count(*) AS rows_after_refused_prepare FROM bl_re;
+DELETE FROM bl_re;
+DROP TABLE bl_re, bl_h3, bl_moved;
 
 -- 7. vacuum_blobs: blobs referenced by a column of type destor.blob, a
 -- domain over it, an array, a composite, a materialized view or a

@@ -167,10 +167,18 @@ blob_pack_define_gucs(void)
 							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 }
 
+/* At pre-commit, before the metadata log: the packs' rows, then blob_manage's deletions. */
+static void
+blob_precommit(void)
+{
+	blob_pack_flush_all();
+	blob_managed_finish();
+}
+
 void
 blob_pack_init(void)
 {
-	meta_pre_precommit_hook = blob_pack_flush_all;
+	meta_pre_precommit_hook = blob_precommit;
 }
 
 static MemoryContext

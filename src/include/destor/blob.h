@@ -68,6 +68,8 @@ extern bool blob_pack_pending(const uint8 id[CODEC_OBJID_LEN], Oid *owner, char 
 							  uint64 *len, uint8 *sha);
 extern void blob_pack_settle(const uint8 id[CODEC_OBJID_LEN]);
 extern void blob_pack_flush_all(void);
+/* blob_lifecycle.c: blob_manage's deletions, at pre-commit */
+extern void blob_managed_finish(void);
 extern void blob_pack_retire(const uint8 id[CODEC_OBJID_LEN]);
 extern int64 blob_compact_pool_packs(const char *poolname, double min_dead);
 
