@@ -154,6 +154,26 @@ SELECT count(*) AS rows_after_refused_prepare FROM bl_re;
 DELETE FROM bl_re;
 DROP TABLE bl_re, bl_h3, bl_moved;
 
+-- 6c. Partitions (BEFORE trigger): a row whose key changes but stays in its
+-- partition, then deleted, loses its blob; a row moved with a new blob
+-- loses only the old one
+CREATE TABLE bl_parts (k int, b destor.blob) PARTITION BY RANGE (k);
+CREATE TABLE bl_parts_lo PARTITION OF bl_parts FOR VALUES FROM (0) TO (10);
+CREATE TABLE bl_parts_hi PARTITION OF bl_parts FOR VALUES FROM (10) TO (20);
+CREATE TRIGGER bl_parts_blob BEFORE UPDATE OR DELETE ON bl_parts
+  FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('b');
+INSERT INTO bl_parts VALUES (1, destor.blob_put('bl_pool', 'stays')), (2, destor.blob_put('bl_pool', 'old'));
+CREATE TEMP TABLE bl_h4 AS SELECT k, b FROM bl_parts;
+BEGIN;
+UPDATE bl_parts SET k = 3 WHERE k = 1;
+DELETE FROM bl_parts WHERE k = 3;
+UPDATE bl_parts SET k = 12, b = destor.blob_put('bl_pool', 'new') WHERE k = 2;
+COMMIT;
+SELECT k, bl_exists(b) AS exists FROM bl_h4 ORDER BY k;
+SELECT tableoid::regclass AS part, k, convert_from(destor.blob_get(b), 'UTF8') AS content FROM bl_parts;
+DELETE FROM bl_parts;
+DROP TABLE bl_parts, bl_h4;
+
 -- 7. vacuum_blobs: blobs referenced by a column of type destor.blob, a
 -- domain over it, an array, a composite, a materialized view or a
 -- partition are kept; the others are listed, then deleted

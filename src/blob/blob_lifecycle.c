@@ -20,8 +20,9 @@
  * it again with its blob keeps the blob when the trigger fires on INSERT.
  * A row an UPDATE moves to another partition (PostgreSQL runs it as a
  * DELETE from the old partition and an INSERT into the new one) keeps its
- * blob: a BEFORE DELETE that follows the same command's BEFORE UPDATE of
- * the same row is that move, and an AFTER DELETE sees the moved row's mark.
+ * blob: a BEFORE DELETE of a row whose partition key a BEFORE UPDATE of
+ * this transaction changed is that move, and an AFTER DELETE sees the
+ * moved row's mark.
  * (An AFTER trigger is not told the new row of a move: a blob changed by
  * the same moving UPDATE is kept, never wrongly deleted.)  Events of a
  * subtransaction that rolls back are forgotten; nothing is deleted on
@@ -40,7 +41,10 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
+#include "utils/partcache.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -65,8 +69,12 @@ typedef struct ManagedEvent
 static List *managed_events = NIL;	/* in TopTransactionContext */
 static bool managed_callbacks = false;
 
-/* Rows of partitions a BEFORE UPDATE saw, in this command: a BEFORE DELETE
- * of one of them is the same UPDATE moving it to another partition. */
+/*
+ * Rows of partitions a BEFORE UPDATE changed the partition key of, in this
+ * transaction: a BEFORE DELETE of one of them is that UPDATE moving it to
+ * another partition (and takes it out).  Rows whose key stays cannot move,
+ * so a large UPDATE does not fill this.
+ */
 typedef struct UpdatedRow
 {
 	Oid			relid;
@@ -74,7 +82,15 @@ typedef struct UpdatedRow
 } UpdatedRow;
 
 static HTAB *updated_rows = NULL;	/* in TopTransactionContext */
-static CommandId updated_cid = InvalidCommandId;
+
+/* Per partition, the columns its partition constraint reads. */
+typedef struct PartitionColumns
+{
+	Oid			relid;
+	Bitmapset  *attnos;			/* offset by FirstLowInvalidHeapAttributeNumber */
+} PartitionColumns;
+
+static HTAB *partition_columns = NULL;	/* in TopTransactionContext */
 
 static void
 managed_xact_cb(XactEvent event, void *arg)
@@ -100,7 +116,7 @@ managed_xact_cb(XactEvent event, void *arg)
 			/* their memory goes with the transaction */
 			managed_events = NIL;
 			updated_rows = NULL;
-			updated_cid = InvalidCommandId;
+			partition_columns = NULL;
 			break;
 		default:
 			break;
@@ -158,33 +174,76 @@ managed_release(const uint8 *id)
 	managed_event(id, -1);
 }
 
-/* Remember (or ask about) a partition's row a BEFORE UPDATE of this command saw. */
+static HTAB *
+managed_hash(const char *name, Size keysize, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = TopTransactionContext;
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Does the UPDATE change a column the partition's constraint reads? */
 static bool
-managed_updated_row(Relation rel, ItemPointer tid, bool remember)
+partition_key_changed(Relation rel, HeapTuple oldtup, HeapTuple newtup)
+{
+	Oid			relid = RelationGetRelid(rel);
+	PartitionColumns *pc;
+	bool		found;
+	int			x = -1;
+
+	if (partition_columns == NULL)
+		partition_columns = managed_hash("destor blob_manage partition columns", sizeof(Oid),
+										 sizeof(PartitionColumns));
+	pc = hash_search(partition_columns, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		pc->attnos = NULL;
+		pull_varattnos((Node *) RelationGetPartitionQual(rel), 1, &pc->attnos);
+		MemoryContextSwitchTo(old);
+	}
+	while ((x = bms_next_member(pc->attnos, x)) >= 0)
+	{
+		AttrNumber	a = x + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		bool		n1,
+					n2;
+		Datum		v1,
+					v2;
+
+		if (a <= 0)
+			return true;		/* not a plain column: assume it may move */
+		att = TupleDescAttr(RelationGetDescr(rel), a - 1);
+		v1 = heap_getattr(oldtup, a, RelationGetDescr(rel), &n1);
+		v2 = heap_getattr(newtup, a, RelationGetDescr(rel), &n2);
+		if (n1 != n2 || (!n1 && !datumIsEqual(v1, v2, att->attbyval, att->attlen)))
+			return true;
+	}
+	return false;
+}
+
+/* Remember a partition's row whose key a BEFORE UPDATE changes; or ask (and forget). */
+static bool
+managed_moving_row(Relation rel, ItemPointer tid, bool remember)
 {
 	UpdatedRow	key;
-	CommandId	cid = GetCurrentCommandId(false);
 	bool		found;
 
-	if (updated_rows == NULL || updated_cid != cid)
+	if (updated_rows == NULL)
 	{
-		HASHCTL		ctl;
-
 		if (!remember)
 			return false;
-		if (updated_rows != NULL)
-			hash_destroy(updated_rows);
-		ctl.keysize = sizeof(UpdatedRow);
-		ctl.entrysize = sizeof(UpdatedRow);
-		ctl.hcxt = TopTransactionContext;
-		updated_rows = hash_create("destor blob_manage updated rows", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		updated_cid = cid;
+		updated_rows = managed_hash("destor blob_manage moving rows", sizeof(UpdatedRow),
+									sizeof(UpdatedRow));
 	}
 	memset(&key, 0, sizeof(key));
 	key.relid = RelationGetRelid(rel);
 	key.tid = *tid;
-	hash_search(updated_rows, &key, remember ? HASH_ENTER : HASH_FIND, &found);
+	hash_search(updated_rows, &key, remember ? HASH_ENTER : HASH_REMOVE, &found);
 	return found;
 }
 
@@ -333,10 +392,13 @@ blob_manage(PG_FUNCTION_ARGS)
 	{
 		/* the DELETE half of an UPDATE that moves the row: the UPDATE counted */
 		if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) && TRIGGER_FIRED_BEFORE(td->tg_event))
-			managed_updated_row(td->tg_relation, &td->tg_trigtuple->t_self, true);
+		{
+			if (partition_key_changed(td->tg_relation, td->tg_trigtuple, td->tg_newtuple))
+				managed_moving_row(td->tg_relation, &td->tg_trigtuple->t_self, true);
+		}
 		else if (TRIGGER_FIRED_BY_DELETE(td->tg_event) &&
 				 (TRIGGER_FIRED_BEFORE(td->tg_event) ?
-				  managed_updated_row(td->tg_relation, &td->tg_trigtuple->t_self, false) :
+				  managed_moving_row(td->tg_relation, &td->tg_trigtuple->t_self, false) :
 				  HeapTupleHeaderIndicatesMovedPartitions(td->tg_trigtuple->t_data)))
 			return PointerGetDatum(rettuple);
 	}
