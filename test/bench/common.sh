@@ -19,6 +19,7 @@
 #                               time in seconds, fail with a message
 #   bench_start_cluster         a master key, initdb and a started cluster
 #   bench_file_pool_sql         SQL for file providers p1..p6 and pool archive
+#   bench_best_sql, bench_best  best_seconds(q, n) in SQL; the best of 5 runs
 
 bench_find_postgres() {
 	local name=$1 top installed
@@ -169,4 +170,29 @@ bench_file_pool_sql() {
 		sql+="CREATE SERVER archive FOREIGN DATA WRAPPER destor
         OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '4', parity_shards '2');"
 	printf '%s' "$sql"
+}
+
+# SQL for best_seconds(q text, n int): the best of n runs of query q, timed
+# in the server (no connection set-up in it), in seconds.
+bench_best_sql() {
+	cat <<'SQL'
+CREATE FUNCTION best_seconds(q text, n int) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t timestamptz; b float8; d float8; r text;
+BEGIN
+  FOR i IN 1 .. n LOOP
+    t := clock_timestamp();
+    EXECUTE q INTO r;
+    d := extract(epoch FROM clock_timestamp() - t);
+    IF b IS NULL OR d < b THEN b := d; END IF;
+  END LOOP;
+  RETURN b;
+END $$;
+SQL
+}
+
+# The best of 5 runs of a query (bench_best_sql installed): seconds; the
+# query's result goes to $dir/last.
+bench_best() {
+	psql_q -c "$1" > "$dir/last"
+	printf '%.4f' "$(psql_q -c "SELECT best_seconds($(lit "$1"), 5)")"
 }

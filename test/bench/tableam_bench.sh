@@ -50,12 +50,6 @@ lookups=${BENCH_LOOKUPS:-1000}
 
 since() { echo "$(now) - $1" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
-# the best of 5 runs of a query, timed in the server: seconds; its result
-# goes to $dir/last
-best() {
-	psql_q -c "$1" > "$dir/last"
-	printf '%.4f' "$(psql_q -c "SELECT best_seconds($(lit "$1"), 5)")"
-}
 verdict() { # value target: "met" when value <= target
 	if [ "$(echo "$1 <= $2" | bc)" = 1 ]; then echo "met"; else echo "MISSED"; fi
 }
@@ -72,19 +66,9 @@ CONF
 # two parents with the same rows: readings (to be tiered) and readings_heap
 sql="CREATE EXTENSION destor;"
 sql+=$(bench_file_pool_sql)
+sql+=$(bench_best_sql)
 sql+="
-      ALTER DATABASE postgres SET destor.default_pool = 'archive';
-      CREATE FUNCTION best_seconds(q text, n int) RETURNS float8 LANGUAGE plpgsql AS \$\$
-      DECLARE t timestamptz; b float8; d float8; r text;
-      BEGIN
-        FOR i IN 1 .. n LOOP
-          t := clock_timestamp();
-          EXECUTE q INTO r;
-          d := extract(epoch FROM clock_timestamp() - t);
-          IF b IS NULL OR d < b THEN b := d; END IF;
-        END LOOP;
-        RETURN b;
-      END \$\$;"
+      ALTER DATABASE postgres SET destor.default_pool = 'archive';"
 for parent in readings readings_heap; do
 	sql+="
       CREATE TABLE $parent (id bigint NOT NULL, ts timestamptz NOT NULL, device int NOT NULL,
@@ -156,11 +140,11 @@ day_q="SELECT count(*), round(avg(temperature)::numeric, 9) FROM %s
 declare -A secs res
 for parent in readings readings_heap; do
 	psql_q -c "SELECT lookup_$parent()" >/dev/null	# warm
-	secs[lookup_$parent]=$(best "SELECT lookup_$parent()")
+	secs[lookup_$parent]=$(bench_best "SELECT lookup_$parent()")
 	res[lookup_$parent]=$(cat "$dir/last")
 	q=$(printf "$day_q" "$parent")
 	psql_q -c "$q" >/dev/null	# warm
-	secs[day_$parent]=$(best "$q")
+	secs[day_$parent]=$(bench_best "$q")
 	res[day_$parent]=$(cat "$dir/last")
 done
 for k in lookup day; do

@@ -43,12 +43,6 @@ rows=${BENCH_ROWS:-4000000}
 
 since() { echo "$(now) - $1" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
-# best of 5 runs of a query, timed in the server (no connection set-up in
-# it): prints seconds; the query's result goes to $dir/last
-best() {
-	psql_q -c "$1" > "$dir/last"
-	printf '%.4f' "$(psql_q -c "SELECT best_seconds($(lit "$1"), 5)")"
-}
 
 echo "== destor tiering benchmark: $rows rows over 4 months, destor $BENCH_REV"
 echo "   $(uname -srm), $(nproc) CPUs, $(psql --version | head -1)"
@@ -61,6 +55,7 @@ CONF
 
 sql="CREATE EXTENSION destor;"
 sql+=$(bench_file_pool_sql)
+sql+=$(bench_best_sql)
 sql+="
       CREATE TABLE readings (at timestamptz NOT NULL, sensor int, temperature float8, note text)
         PARTITION BY RANGE (at);
@@ -68,18 +63,7 @@ sql+="
       CREATE TABLE readings_02 PARTITION OF readings FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
       CREATE TABLE readings_03 PARTITION OF readings FOR VALUES FROM ('2024-03-01') TO ('2024-04-01');
       CREATE TABLE readings_04 PARTITION OF readings FOR VALUES FROM ('2024-04-01') TO ('2024-05-01');
-      CREATE INDEX ON readings (at);
-      CREATE FUNCTION best_seconds(q text, n int) RETURNS float8 LANGUAGE plpgsql AS \$\$
-      DECLARE t timestamptz; b float8; d float8; r text;
-      BEGIN
-        FOR i IN 1 .. n LOOP
-          t := clock_timestamp();
-          EXECUTE q INTO r;
-          d := extract(epoch FROM clock_timestamp() - t);
-          IF b IS NULL OR d < b THEN b := d; END IF;
-        END LOOP;
-        RETURN b;
-      END \$\$;"
+      CREATE INDEX ON readings (at);"
 psql_q -c "$sql"
 
 echo -n "   loading $rows rows ..."
@@ -105,7 +89,7 @@ declare -A before after res
 psql_q -c "SELECT count(*) FROM readings" >/dev/null	# warm
 for q in recent oldday all; do
 	var="q_$q"
-	before[$q]=$(best "${!var}")
+	before[$q]=$(bench_best "${!var}")
 	res[$q]=$(cat "$dir/last")
 done
 
@@ -124,7 +108,7 @@ stored=$(du -sb "$dir/providers" | cut -f1)
 
 for q in recent oldday all; do
 	var="q_$q"
-	after[$q]=$(best "${!var}")
+	after[$q]=$(bench_best "${!var}")
 	[ "$(cat "$dir/last")" = "${res[$q]}" ] || fail "query $q gives another result after tiering: $(cat "$dir/last") vs ${res[$q]}"
 done
 
