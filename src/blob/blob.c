@@ -198,6 +198,18 @@ blob_open_data(BlobHandle *b, const char *action)
 	}
 	blob_pack_settle(b->id);
 	found = blob_catalog_get(b->id, &owner, &packed, pack, &off, &len);
+	if (found && strcmp(action, "delete") == 0)
+	{
+		Acl		   *acl;
+
+		/*
+		 * The owner of the row we will delete, locked and the newest: not
+		 * the one our snapshot shows, which a concurrent owner change may
+		 * have replaced (the row's place in its pack is followed by
+		 * blob_pack_retire under the pack's lock).
+		 */
+		found = catalog_get_blob_acl_ext(b->id, &owner, &acl, true);
+	}
 	blob_check_access(b, found, owner, action);
 	blob_data_fill(d, packed, pack, off, len);
 	return d;

@@ -139,7 +139,7 @@ blob_owned_for(const uint8 *id, Acl **acl, const char *what)
 	bool		found;
 
 	blob_pack_settle(id);		/* a small blob of this transaction: its row first */
-	found = catalog_get_blob_acl(id, &owner, acl);
+	found = catalog_get_blob_acl_ext(id, &owner, acl, true);
 	if (!found && superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -274,7 +274,7 @@ blob_acl_forget_grantee(Oid role)
 		AclItem    *dst;
 		int			n = 0;
 
-		if (!catalog_get_blob_acl(id, &owner, &acl) || acl == NULL)
+		if (!catalog_get_blob_acl_ext(id, &owner, &acl, true) || acl == NULL)
 			continue;
 		/* every item naming role as grantee, whoever granted it */
 		kept = (Acl *) palloc(VARSIZE(acl));

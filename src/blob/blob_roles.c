@@ -333,7 +333,7 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 				Oid			owner;
 				Acl		   *acl;
 
-				if (catalog_get_blob_acl(id, &owner, &acl) && acl != NULL)
+				if (catalog_get_blob_acl_ext(id, &owner, &acl, true) && acl != NULL)
 					blob_acl_change_owner(id, owner, acl, to);
 			}
 			catalog_reassign_blobs(from, to);

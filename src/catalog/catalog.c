@@ -848,6 +848,22 @@ catalog_blobs_have(const char *column)
 bool
 catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl)
 {
+	return catalog_get_blob_acl_ext(id, owner, acl, false);
+}
+
+static SPIPlanPtr plan_lock_blob_acl = NULL;
+
+/*
+ * The same, the blob's row locked FOR UPDATE when lock is true: a change of
+ * the owner or the ACL (or a deletion) computes from the row it locked, the
+ * newest committed one, never from a snapshot another session's change
+ * committed after — it would overwrite that change (a revoke lost, an owner
+ * change undone).  Under REPEATABLE READ such a row is a serialization
+ * failure, as PostgreSQL's own GRANT fails on a concurrent update.
+ */
+bool
+catalog_get_blob_acl_ext(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl, bool lock)
+{
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
@@ -861,8 +877,13 @@ catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl)
 	}
 	catalog_enter(&cu);
 	values[0] = object_id_datum(id);
-	catalog_exec_saved(&plan_get_blob_acl, "SELECT owner, acl FROM destor.blobs WHERE blob_id = $1",
-					   1, types, values, SPI_OK_SELECT);
+	if (lock)
+		catalog_exec_saved(&plan_lock_blob_acl,
+						   "SELECT owner, acl FROM destor.blobs WHERE blob_id = $1 FOR UPDATE",
+						   1, types, values, SPI_OK_SELECT);
+	else
+		catalog_exec_saved(&plan_get_blob_acl, "SELECT owner, acl FROM destor.blobs WHERE blob_id = $1",
+						   1, types, values, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	*acl = NULL;
 	if (found)

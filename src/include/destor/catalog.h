@@ -68,6 +68,8 @@ extern int64 catalog_reassign_blobs(Oid from, Oid to);
 extern void catalog_insert_blob_sha256(const uint8 id[CODEC_OBJID_LEN], Oid owner,
 									   const uint8 *sha256);
 extern bool catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl);
+extern bool catalog_get_blob_acl_ext(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl,
+									 bool lock);
 extern void catalog_set_blob_owner_acl(const uint8 id[CODEC_OBJID_LEN], Oid owner, Acl *acl);
 extern List *catalog_blobs_granted_to(Oid role);
 extern bool catalog_get_blob_sha256(const uint8 id[CODEC_OBJID_LEN], uint8 sha256[32]);
