@@ -650,5 +650,7 @@ object_writer_finish(ObjectWriter *w)
 		memcpy(result->block_ends, meta->block_ends, sizeof(uint64) * meta->nblocks);
 	}
 	MemoryContextDelete(w->cxt);
+	/* the caller records it now: if this subtransaction aborts, it goes */
+	object_track_retag(result->id);
 	return result;
 }

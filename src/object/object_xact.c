@@ -107,6 +107,26 @@ object_track_written(ObjectMeta *meta)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * A written object's catalog rows are inserted now, in the current
+ * subtransaction, which may be a child of the one that began writing it
+ * (blob_create in one, blob_close in a savepoint): if this one rolls back,
+ * the rows go and so must the shards.
+ */
+void
+object_track_retag(const uint8 id[CODEC_OBJID_LEN])
+{
+	ListCell   *lc;
+
+	foreach(lc, written_objects)
+	{
+		TrackedObject *t = lfirst(lc);
+
+		if (memcmp(t->id, id, CODEC_OBJID_LEN) == 0)
+			t->subid = GetCurrentSubTransactionId();
+	}
+}
+
 /* A tracked "object" of one shard: the others are left alone. */
 static TrackedObject *
 tracked_shard_make(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p)

@@ -265,6 +265,7 @@ extern void object_xact_init(void);
 extern void object_track_upload(ProviderUpload *u);
 extern void object_untrack_upload(ProviderUpload *u);
 extern void object_track_written(ObjectMeta *meta);
+extern void object_track_retag(const uint8 id[CODEC_OBJID_LEN]);
 extern void object_delete_at_commit(ObjectMeta *meta);
 extern void object_track_written_shard(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p);
 extern void object_delete_shard_at_commit(const uint8 id[CODEC_OBJID_LEN], int shard, Provider *p);
