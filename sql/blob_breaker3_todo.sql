@@ -45,4 +45,31 @@ INSERT INTO brk3t.hand VALUES (1, destor.blob_put('mirror', 'handed over')), (2,
 UPDATE brk3t.hand SET b = CASE k WHEN 1 THEN NULL ELSE (SELECT b FROM brk3t.hand WHERE k = 1) END;
 SELECT k, encode(destor.blob_get(b), 'escape') AS content FROM brk3t.hand ORDER BY k;
 
+-- F6. blob_close in a subtransaction that rolls back (ROLLBACK TO, or an
+-- exception block in PL/pgSQL): the blob's row goes with it, but the object
+-- was tracked for deletion at abort under the subtransaction that called
+-- blob_create, so the outer COMMIT keeps its shards with no catalog row:
+-- orphans until cleanup_orphans' grace period.  No new shard file may stay.
+SELECT shard_files(:'dir') AS files0 \gset
+BEGIN;
+SELECT destor.blob_create('archive') AS fd \gset
+SELECT destor.blob_write(:fd, noise(300000, 61)) AS written;
+SAVEPOINT s;
+SELECT destor.blob_close(:fd) IS NOT NULL AS closed;
+ROLLBACK TO s;
+COMMIT;
+SELECT shard_files(:'dir') - :files0 AS files_left_by_rolled_back_close;
+BEGIN;
+SELECT destor.blob_create('archive') AS fd \gset
+SELECT set_config('brk3t.fd', :'fd', true) IS NOT NULL AS fd_set;
+SELECT destor.blob_write(:fd, noise(300000, 62)) AS written;
+DO $$
+BEGIN
+  PERFORM destor.blob_close(current_setting('brk3t.fd')::int);
+  RAISE EXCEPTION 'changed my mind';
+EXCEPTION WHEN raise_exception THEN NULL;
+END $$;
+COMMIT;
+SELECT shard_files(:'dir') - :files0 AS files_left_by_close_in_exception_block;
+
 DROP SCHEMA brk3t CASCADE;
