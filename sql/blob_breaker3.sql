@@ -326,6 +326,33 @@ REVOKE ALL ON SCHEMA brk3 FROM PUBLIC;
 DROP ROLE regress_brk3_own, regress_brk3_sel, regress_brk3_upd, regress_brk3_mem, regress_brk3_memni,
           regress_brk3_use, regress_brk3_none;
 
+-- 7. blob_manage with COPY, MERGE and TRUNCATE: rows loaded by COPY (handles
+-- in text form) are managed like inserted ones; MERGE's UPDATE keeps or
+-- replaces, its DELETE deletes; two rows sharing a blob deleted by one
+-- statement delete it once; TRUNCATE fires no row trigger, so its blobs stay
+-- (for vacuum_blobs), as with lo_manage.
+CREATE TABLE brk3.managed (k int PRIMARY KEY, note text, b destor.blob);
+CREATE TRIGGER manage AFTER UPDATE OR DELETE ON brk3.managed
+  FOR EACH ROW EXECUTE FUNCTION destor.blob_manage('b');
+CREATE TABLE brk3.handles AS
+  SELECT k, destor.blob_put('brk3_pool', convert_to('managed ' || k, 'UTF8')) AS b FROM generate_series(1, 6) k;
+CREATE FUNCTION brk3.alive(k int) RETURNS bool LANGUAGE sql AS $$
+  SELECT EXISTS (SELECT FROM destor.blobs WHERE blob_id = (SELECT b::uuid FROM brk3.handles h WHERE h.k = $1)) $$;
+COPY (SELECT k, 'copied', b FROM brk3.handles WHERE k <= 4) TO PROGRAM 'cat > "$DESTOR_REGRESS_DIR/brk3_copy"';
+COPY brk3.managed FROM PROGRAM 'cat "$DESTOR_REGRESS_DIR/brk3_copy"';
+INSERT INTO brk3.managed SELECT 5, 'shares 4', b FROM brk3.handles WHERE k = 4;
+MERGE INTO brk3.managed m USING (VALUES (1, 'merge keeps'), (2, 'merge replaces'), (3, 'merge deletes')) v(k, what)
+  ON m.k = v.k
+  WHEN MATCHED AND v.what = 'merge keeps' THEN UPDATE SET note = v.what
+  WHEN MATCHED AND v.what = 'merge replaces' THEN UPDATE SET note = v.what,
+    b = (SELECT b FROM brk3.handles WHERE k = 6)
+  WHEN MATCHED THEN DELETE;
+DELETE FROM brk3.managed WHERE k IN (4, 5);
+SELECT k, brk3.alive(k) AS blob_alive FROM brk3.handles ORDER BY k;
+SELECT k, note, convert_from(destor.blob_get(b), 'UTF8') AS content FROM brk3.managed ORDER BY k;
+TRUNCATE brk3.managed;
+SELECT k, brk3.alive(k) AS blob_alive_after_truncate FROM brk3.handles WHERE k IN (1, 6) ORDER BY k;
+
 DROP SCHEMA brk3 CASCADE;
 SELECT count(destor.blob_delete(b.blob_id::text::destor.blob)) > 0 AS emptied_pool
   FROM destor.blobs b JOIN destor.objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
