@@ -98,6 +98,7 @@ typedef struct BlobFd
 	/* writing: the writer lives in the opening subtransaction's context */
 	ObjectWriter *writer;
 	char	   *pool;			/* in cxt */
+	Oid			owner;			/* the role that called blob_create: the blob's owner */
 
 	/* reading */
 	uint8		id[CODEC_OBJID_LEN];
@@ -549,6 +550,7 @@ blob_fd_create(PG_FUNCTION_ARGS)
 	d = fd_new(true, &fdno);
 	d->writer = w;
 	d->pool = MemoryContextStrdup(d->cxt, pool->name);
+	d->owner = GetUserId();
 	PG_RETURN_INT32(fdno);
 }
 
@@ -733,12 +735,17 @@ blob_fd_close(PG_FUNCTION_ARGS)
 	{
 		ObjectWriter *w = d->writer;
 		ObjectMeta *meta;
+		Oid			save_user;
+		int			save_sec;
 
 		/*
-		 * The blob goes to the current user, who may not be the one that
-		 * opened the descriptor (SET ROLE in between): that one must be
-		 * allowed to write to the pool as well.
+		 * The blob goes to the role that created the descriptor, as
+		 * lo_creat's large object does, whoever closes it (SET ROLE in
+		 * between, a SECURITY DEFINER function returning the descriptor);
+		 * that role must still be allowed to write to the pool.
 		 */
+		GetUserIdAndSecContext(&save_user, &save_sec);
+		SetUserIdAndSecContext(d->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 		(void) pool_lookup(d->pool, true);
 
 		/* finishing deletes the writer: an ERROR from here leaves it broken */
@@ -746,6 +753,7 @@ blob_fd_close(PG_FUNCTION_ARGS)
 		d->io_subid = GetCurrentSubTransactionId();
 		d->state = BLOB_FD_BROKEN;
 		meta = blob_store(w);
+		SetUserIdAndSecContext(save_user, save_sec);
 		memcpy(b->id, meta->id, CODEC_OBJID_LEN);
 	}
 	else

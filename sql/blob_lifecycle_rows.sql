@@ -1,7 +1,6 @@
--- Blob findings of breaker15c that still FAIL (see /work/notes/breaker15c-findings.md).
--- NOT in the Makefile's REGRESS: expected/blob_breaker3_todo.out holds the
--- right answers; run it with REGRESS=blob_breaker3_todo once fixed, then
--- move the cases into blob_breaker3.sql.
+-- Blobs and the rows that hold them (issue 15, found by an adversarial
+-- review): blob_manage with rows moved between partitions and blobs
+-- exchanged or handed over in one UPDATE; a blob_close rolled back.
 \i test/regress/setup.sql
 \set VERBOSITY terse
 CREATE SCHEMA brk3t;
