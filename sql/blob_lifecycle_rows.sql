@@ -71,4 +71,20 @@ END $$;
 COMMIT;
 SELECT shard_files(:'dir') - :files0 AS files_left_by_close_in_exception_block;
 
+-- Handles compare as large objects' oids do: = (through destor's schema),
+-- DISTINCT, UNIQUE, btree and hash indexes, hash joins
+CREATE TABLE brk3t.refs (b destor.blob UNIQUE);
+INSERT INTO brk3t.refs VALUES (destor.blob_put('mirror', 'a')), (destor.blob_put('mirror', 'b'));
+SELECT count(*) AS equal_to_itself FROM brk3t.refs r1 JOIN brk3t.refs r2 ON r1.b OPERATOR(destor.=) r2.b;
+INSERT INTO brk3t.refs SELECT b FROM brk3t.refs LIMIT 1;
+SELECT count(DISTINCT b) AS distinct_handles, count(*) FILTER (WHERE b OPERATOR(destor.<>) b) AS unequal
+  FROM (SELECT b FROM brk3t.refs UNION ALL SELECT b FROM brk3t.refs) u;
+CREATE INDEX ON brk3t.refs USING hash (b);
+SET enable_seqscan = off;
+SET search_path = brk3t, destor, public;
+SELECT count(*) AS found_by_index FROM refs WHERE b = (SELECT b FROM refs ORDER BY b DESC LIMIT 1);
+RESET search_path;
+RESET enable_seqscan;
+SELECT count(destor.blob_delete(b)) AS deleted FROM brk3t.refs;
+
 DROP SCHEMA brk3t CASCADE;

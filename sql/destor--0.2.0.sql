@@ -1125,3 +1125,43 @@ CREATE ACCESS METHOD destor TYPE TABLE HANDLER tableam_handler;
 CREATE FUNCTION blob_record_role_dependencies() RETURNS integer
   AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION blob_record_role_dependencies() FROM PUBLIC;
+
+-- destor.blob compares and hashes as the uuid it holds: = in WHERE clauses
+-- (with destor in search_path, or OPERATOR(destor.=)), and DISTINCT, GROUP
+-- BY, UNIQUE constraints and btree or hash indexes on blob columns, as an oid
+-- column of large objects allows.
+CREATE FUNCTION blob_eq(blob, blob) RETURNS boolean
+  AS 'uuid_eq' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_ne(blob, blob) RETURNS boolean
+  AS 'uuid_ne' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_lt(blob, blob) RETURNS boolean
+  AS 'uuid_lt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_le(blob, blob) RETURNS boolean
+  AS 'uuid_le' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_gt(blob, blob) RETURNS boolean
+  AS 'uuid_gt' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_ge(blob, blob) RETURNS boolean
+  AS 'uuid_ge' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_cmp(blob, blob) RETURNS integer
+  AS 'uuid_cmp' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_hash(blob) RETURNS integer
+  AS 'uuid_hash' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION blob_hash_extended(blob, bigint) RETURNS bigint
+  AS 'uuid_hash_extended' LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE OPERATOR = (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_eq, COMMUTATOR = =,
+  NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
+CREATE OPERATOR <> (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_ne, COMMUTATOR = <>,
+  NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR < (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_lt, COMMUTATOR = >,
+  NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR <= (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_le, COMMUTATOR = >=,
+  NEGATOR = >, RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR > (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_gt, COMMUTATOR = <,
+  NEGATOR = <=, RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR >= (LEFTARG = blob, RIGHTARG = blob, FUNCTION = blob_ge, COMMUTATOR = <=,
+  NEGATOR = <, RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR CLASS blob_ops DEFAULT FOR TYPE blob USING btree AS
+  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+  FUNCTION 1 blob_cmp(blob, blob);
+CREATE OPERATOR CLASS blob_hash_ops DEFAULT FOR TYPE blob USING hash AS
+  OPERATOR 1 =, FUNCTION 1 blob_hash(blob), FUNCTION 2 blob_hash_extended(blob, bigint);
