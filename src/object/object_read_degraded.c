@@ -81,7 +81,7 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 			 errmsg("could not read object %s: %d of %d shards of stripe %llu are usable, %d are needed",
 					object_id_text(r->meta->id), good, r->n, (unsigned long long) stripe, r->k),
 			 errdetail("Unavailable or corrupt: %s. %s.", object_name_list(names, nbad), detail.data),
-			 errhint("Bring the failed providers back (check them with destor.check_provider()); data is readable again once %d shards are.",
+			 errhint("Bring unavailable providers back (check them with destor.check_provider()); a shard whose chunks failed their tags was changed on its provider and must be restored there. Data is readable again once %d shards are.",
 					 r->k)));
 }
 
