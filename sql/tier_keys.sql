@@ -149,6 +149,29 @@ SELECT destor.tier_partition('r2023_03', 'p1');
 SELECT destor.tier_partition('r2023_03', 'nopool');
 SELECT destor.recall_partition('r2023_03');
 
+-- the caller needs USAGE on the pool, as for a foreign table; policies run as the owner
+REVOKE USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 FROM regress_destor_user;
+CREATE SCHEMA k_space AUTHORIZATION regress_destor_user;
+SET ROLE regress_destor_user;
+CREATE TABLE k_space.k_owned (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE k_space.k_owned_1 PARTITION OF k_space.k_owned FOR VALUES FROM (0) TO (10);
+CREATE TABLE k_space.k_owned_2 PARTITION OF k_space.k_owned FOR VALUES FROM (10) TO (20);
+INSERT INTO k_space.k_owned VALUES (1, 'a'), (11, 'b');
+SELECT destor.tier_partition('k_space.k_owned_1', 'archive');
+RESET ROLE;
+GRANT USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 TO regress_destor_user;
+INSERT INTO destor.tiering_policies VALUES ('k_space.k_owned', 'archive', 1, NULL);
+SELECT * FROM destor.apply_tiering_policies();
+SELECT c.relname, am.amname, pg_get_userbyid(c.relowner) AS owner
+  FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+ WHERE c.relname LIKE 'k_owned_%' AND c.relkind = 'r' ORDER BY 1;
+SET ROLE regress_destor_user;
+SELECT * FROM k_space.k_owned ORDER BY id;
+RESET ROLE;
+DELETE FROM destor.tiering_policies;
+DROP SCHEMA k_space CASCADE;
+REVOKE USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 FROM regress_destor_user;
+
 -- DROP of the parent takes the tiered months' segments along
 SELECT destor.tier_partition('r2023_03', 'archive');
 CREATE TEMP TABLE r_ids AS SELECT table_id FROM destor.am_tables a JOIN pg_class c

@@ -483,6 +483,9 @@ tier_one(Oid relid, Name poolname)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a destor pool", NameStr(*poolname)),
 				 errhint("Give a server of the destor foreign-data wrapper.")));
+	/* as CREATE FOREIGN TABLE and CREATE TABLE USING destor would, before any work */
+	if (pg_foreign_server_aclcheck(pool->serverid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_SERVER, pool->servername);
 
 	/*
 	 * A foreign table cannot be a partition of a table with a unique index:
