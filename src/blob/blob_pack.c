@@ -126,9 +126,17 @@ pack_buf_take(StringInfo buf)
 static void
 pack_buf_give(StringInfo buf)
 {
+	int			need = blob_pack_size + Max(blob_pack_threshold, 0) + 1;
+
 	if (buf->data == NULL)
 		return;
-	if (spare_buf == NULL && buf->maxlen <= 2 * (blob_pack_size + Max(blob_pack_threshold, 0) + 1))
+	/*
+	 * Not a buffer cut to a kept pack's size (pack_keep_outer): too small;
+	 * nor one of a pack size set far above the default, kept for the rest
+	 * of the session.
+	 */
+	if (spare_buf == NULL && buf->maxlen >= need && buf->maxlen <= 2 * need &&
+		buf->maxlen <= 16 * 1024 * 1024)
 	{
 		spare_buf = buf->data;
 		spare_cap = buf->maxlen;
@@ -281,20 +289,36 @@ blob_catalog_get(const uint8 id[CODEC_OBJID_LEN], Oid *owner, bool *packed,
 /*
  * Does a pack still hold a blob (its lock held by the caller)?  Stops at the
  * first: deleting a pack's thousand blobs one by one must not count the
- * rest each time.
+ * rest each time.  Asked under the latest snapshot, not the transaction's:
+ * packs never gain blobs after upload, and a REPEATABLE READ deleter that
+ * waited for the pack's lock must see that the other deleter took the
+ * pack's other blobs, or the emptied pack would stay forever.
  */
 static bool
 pack_has_blobs(const uint8 pack[CODEC_OBJID_LEN])
 {
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
+	int			rc;
 	bool		any;
 
+	CommandCounterIncrement();	/* our own DELETE of the blob's row */
 	catalog_enter(&cu);
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "destor catalog statement failed to prepare: %s",
+				 SPI_result_code_string(SPI_result));
+		plan = p;
+	}
 	values[0] = object_id_datum(pack);
-	catalog_exec("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types, values, NULL,
-				 SPI_OK_SELECT);
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
 	any = SPI_processed > 0;
 	catalog_leave(&cu);
 	return any;
@@ -413,6 +437,56 @@ pack_forget(OpenPack *op)
 }
 
 /*
+ * A pack uploaded in subtransaction subid is kept in case that aborts;
+ * then its own blobs (subid, or its committed children's, which carry it
+ * now) are gone with it and only those of the enclosing transactions must
+ * be written again.  Keep just their bytes, in a buffer of their size: a
+ * loader writing gigabytes of small blobs in a PL/pgSQL block with an
+ * EXCEPTION clause must not keep every pack it uploaded.
+ */
+static void
+pack_keep_outer(OpenPack *op, SubTransactionId subid)
+{
+	StringInfoData keep;
+	List	   *kept = NIL;
+	ListCell   *lc;
+	uint64		size = 0;
+	MemoryContext old = MemoryContextSwitchTo(pack_context());
+
+	foreach(lc, op->blobs)
+	{
+		PackedBlob *pb = lfirst(lc);
+
+		if (!pb->dead && pb->subid != subid)
+			size += pb->len;
+	}
+	keep.maxlen = (int) size + 1;
+	keep.data = MemoryContextAllocHuge(TopMemoryContext, keep.maxlen);
+	keep.len = 0;
+	keep.cursor = 0;
+	keep.data[0] = '\0';
+	foreach(lc, op->blobs)
+	{
+		PackedBlob *pb = lfirst(lc);
+
+		if (pb->dead || pb->subid == subid)
+		{
+			pfree(pb);
+			continue;
+		}
+		appendBinaryStringInfo(&keep, op->buf.data + pb->off, pb->len);
+		pb->off = keep.len - pb->len;
+		kept = lappend(kept, pb);
+	}
+	list_free(op->blobs);
+	op->blobs = kept;
+	op->live = list_length(kept);
+	pack_buf_give(&op->buf);
+	op->buf = keep;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Upload an open pack: its live blobs, one after the other, as one object,
  * then their rows.  The pack leaves the open list only once all is done (an
  * ERROR leaves it open, with the rows and shards of the attempt gone with
@@ -457,8 +531,15 @@ pack_flush(OpenPack *op)
 	if (GetCurrentTransactionNestLevel() > 1)
 	{
 		/* kept, to open again if this subtransaction aborts */
-		MemoryContext old = MemoryContextSwitchTo(pack_context());
+		MemoryContext old;
 
+		pack_keep_outer(op, GetCurrentSubTransactionId());
+		if (op->live == 0)
+		{
+			pack_forget(op);
+			return;
+		}
+		old = MemoryContextSwitchTo(pack_context());
 		open_packs = list_delete_ptr(open_packs, op);
 		op->flushed_in = GetCurrentSubTransactionId();
 		/* the list outlives the caller's context (a statement's, often) */

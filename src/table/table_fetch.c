@@ -302,7 +302,7 @@ scan_unit_chunks(DestorScan *st, DestorScanUnit *u)
 		if (plain[a] != NULL)
 			continue;
 		e = &u->dir->chunks[u->rg * u->dir->ncols + a];
-		plain[a] = palloc(Max(e->raw_length, 1));
+		plain[a] = scan_chunk_buffer(st, a, e->raw_length);
 		if (cache_lookup_span(u->dir->object_id, e->offset, plain[a], e->raw_length))
 			st->chunks_cached++;
 		else

@@ -132,6 +132,8 @@ typedef struct DestorScan
 	MemoryContext rgcxt;		/* the decoded row group */
 	Datum	  **values;			/* per needed attribute: the row group's values */
 	bool	  **nulls;
+	/* per attribute, kept from row group to row group (scan_column_buffers) */
+	struct ScanColumnBuffers *bufs;
 	uint32		rg_rows;
 	uint32		row;
 	uint32		cur_seg_index;
@@ -171,6 +173,7 @@ chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
 /* table_fetch.c */
 extern int	scan_claim_size(DestorScan *st);
 extern char **scan_unit_chunks(DestorScan *st, DestorScanUnit *u);
+extern char *scan_chunk_buffer(DestorScan *st, int att, Size size);
 /*
  * The positions of a ForeignScan's fdw_private list, as postgres_fdw's
  * FdwScanPrivateIndex: built by destorGetForeignPlan, read by
