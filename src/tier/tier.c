@@ -6,8 +6,8 @@
  * privileges, comment); destor.recall_partition() does the reverse.  A
  * partition whose parent has a unique index or primary key cannot be a
  * foreign table: it becomes a table USING destor (src/tableam/) on the
- * pool instead, and ATTACH builds the parent's indexes on it; its own
- * indexes and constraints are declared again after the copy.  Queries
+ * pool instead, with the old partition's indexes and constraints declared
+ * again after the copy, which ATTACH then finds matching the parent's.  Queries
  * on the parent keep working throughout, and partition pruning keeps
  * queries on recent data away from the providers.  destor.tier_partitions()
  * is the policy form: every plain partition of a range-partitioned table
@@ -353,15 +353,17 @@ static bool
 copy_indexes(Oid relid, const char *scratch)
 {
 	char	   *bound;
-
 	char	   *ddl;
 
 	/*
 	 * pg_get_indexdef starts with CREATE [UNIQUE] INDEX name ON
-	 * schema.table USING: that prefix, built the same way, is replaced.
+	 * schema.table USING: that prefix, built the same way, is replaced.  An
+	 * index whose definition does not start so would be lost: an error.
 	 */
 	ddl = query_text(psprintf(
-		"SELECT string_agg(CASE WHEN con.oid IS NOT NULL"
+		"SELECT CASE WHEN count(*) FILTER (WHERE con.oid IS NULL"
+		"                   AND NOT starts_with(pg_get_indexdef(i.indexrelid), d.prefix)) = 0 THEN"
+		"       string_agg(CASE WHEN con.oid IS NOT NULL"
 		"                       THEN format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s;', %s,"
 		"                                   " INDEX_SCRATCH_PREFIX " || i.indexrelid, pg_get_constraintdef(con.oid))"
 		"                       WHEN starts_with(pg_get_indexdef(i.indexrelid), d.prefix)"
@@ -370,6 +372,7 @@ copy_indexes(Oid relid, const char *scratch)
 		"                                   " INDEX_SCRATCH_PREFIX " || i.indexrelid, %s,"
 		"                                   substr(pg_get_indexdef(i.indexrelid), length(d.prefix) + 1))"
 		"                  END, ' ' ORDER BY i.indexrelid)"
+		"       ELSE 'error' END"
 		"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
 		"  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
 		"       AND con.contype IN ('p', 'u', 'x'),"
@@ -379,6 +382,8 @@ copy_indexes(Oid relid, const char *scratch)
 		" WHERE i.indrelid = %u",
 		quote_literal_cstr(scratch), quote_literal_cstr(scratch),
 		quote_literal_cstr(qualified_name(relid)), relid));
+	if (ddl && strcmp(ddl, "error") == 0)
+		elog(ERROR, "unexpected index definition on relation %u", relid);
 	if (ddl)
 		run_sql(ddl, SPI_OK_UTILITY);
 	bound = query_text(psprintf("SELECT pg_get_partition_constraintdef(%u)", relid));
@@ -508,6 +513,22 @@ tier_one(Oid relid, Name poolname)
 				 use_am ? errdetail("Tiering does not copy row-level security policies.") :
 				 errdetail("Foreign tables cannot have row-level security policies."),
 				 errhint("Keep the partition local, or disable row-level security and drop its policies first.")));
+
+	if (use_am)
+	{
+		char	   *other = query_text(psprintf(
+			"SELECT (SELECT format('%%I (%%s)', c.relname, am.amname) FROM pg_index i"
+			"  JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+			" WHERE i.indrelid = %u AND am.amname NOT IN ('btree', 'hash')"
+			" ORDER BY c.relname LIMIT 1)", relid));
+
+		if (other)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot tier partition \"%s\": index %s is not btree or hash", name, other),
+					 errdetail("The parent's unique index makes the tiered partition a table USING destor, which has btree and hash indexes only."),
+					 errhint("Drop that index of the partition, or keep the partition local.")));
+	}
 
 	/* no writes to the partition from here on; reads go on */
 	LockRelationOid(relid, ShareLock);
