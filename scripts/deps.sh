@@ -11,7 +11,7 @@ if [ "${1:-}" = "--deb" ] || [ "${1:-}" = "--test" ]; then
   pkgs+=(dpkg-dev debhelper postgresql-server-dev-all fakeroot)
 fi
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(libipc-run-perl python3 python3-botocore procps bzip2)
+  pkgs+=(libipc-run-perl python3 python3-botocore procps bzip2 postgresql-15-partman)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -1165,3 +1165,26 @@ CREATE OPERATOR CLASS blob_ops DEFAULT FOR TYPE blob USING btree AS
   FUNCTION 1 blob_cmp(blob, blob);
 CREATE OPERATOR CLASS blob_hash_ops DEFAULT FOR TYPE blob USING hash AS
   OPERATOR 1 =, FUNCTION 1 blob_hash(blob), FUNCTION 2 blob_hash_extended(blob, bigint);
+-- Tiered partitions of parents with unique indexes are tables USING destor
+-- (src/tier/tier.c, issue 14): listed too, with how each is stored.
+CREATE OR REPLACE VIEW tiered_partitions WITH (security_barrier) AS
+  SELECT i.inhparent::regclass AS parent, c.oid::regclass AS partition,
+         pg_get_expr(c.relpartbound, c.oid) AS bound, p.pool,
+         (SELECT count(*) FROM destor.segments g WHERE g.table_id = p.table_id) AS segments,
+         (SELECT coalesce(sum(g.row_count), 0) FROM destor.segments g
+           WHERE g.table_id = p.table_id)::bigint AS stored_rows,
+         p.storage
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid AND c.relispartition
+    CROSS JOIN LATERAL (
+      SELECT s.srvname AS pool, t.table_id, 'foreign table'::text AS storage
+        FROM pg_foreign_table ft
+        JOIN pg_foreign_server s ON s.oid = ft.ftserver
+        JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw AND w.fdwname = 'destor'
+        LEFT JOIN destor.tables t ON t.relid = ft.ftrelid
+       WHERE ft.ftrelid = c.oid
+      UNION ALL
+      SELECT a.pool, a.table_id, 'table using destor'
+        FROM destor.am_tables a JOIN pg_am am ON am.oid = c.relam AND am.amname = 'destor'
+       WHERE c.relkind = 'r' AND a.relfilenode = c.relfilenode) p
+   WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');

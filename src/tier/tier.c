@@ -3,7 +3,11 @@
  *
  * destor.tier_partition() turns a plain-table partition into a destor
  * foreign table attached in the same place (same bounds, name, owner,
- * privileges, comment); destor.recall_partition() does the reverse.  Queries
+ * privileges, comment); destor.recall_partition() does the reverse.  A
+ * partition whose parent has a unique index or primary key cannot be a
+ * foreign table: it becomes a table USING destor (src/tableam/) on the
+ * pool instead, with the old partition's indexes and constraints declared
+ * again after the copy, which ATTACH then finds matching the parent's.  Queries
  * on the parent keep working throughout, and partition pruning keeps
  * queries on recent data away from the providers.  destor.tier_partitions()
  * is the policy form: every plain partition of a range-partitioned table
@@ -25,6 +29,7 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "commands/defrem.h"
 #include "access/xact.h"
 #include "utils/resowner.h"
 #include "storage/latch.h"
@@ -56,6 +61,11 @@
 
 #include "destor/catalog.h"
 #include "destor/progress.h"
+
+/* the CHECK that proves a new plain-table partition's bound to ATTACH */
+#define BOUND_CHECK_NAME "destor_partition_bound"
+/* copy_indexes' name of the copy of index N until the swap: this prefix, N */
+#define INDEX_SCRATCH_PREFIX "'destor_index_'"
 
 PG_FUNCTION_INFO_V1(destor_tier_partition);
 PG_FUNCTION_INFO_V1(destor_recall_partition);
@@ -94,6 +104,38 @@ is_destor_table(Oid relid)
 	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
 		return false;
 	return pool_is_destor_server(GetForeignTable(relid)->serverid);
+}
+
+/* Is this a table of the destor table access method (USING destor)? */
+static bool
+is_destor_am_table(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			am = get_table_am_oid("destor", true);
+	bool		result = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_class form = (Form_pg_class) GETSTRUCT(tup);
+
+		result = OidIsValid(am) && form->relkind == RELKIND_RELATION && form->relam == am;
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+/* Tiered: a destor foreign table or a table USING destor */
+static bool
+is_tiered(Oid relid)
+{
+	return is_destor_table(relid) || is_destor_am_table(relid);
+}
+
+/* The word DDL uses for the relation: FOREIGN TABLE or TABLE */
+static const char *
+table_kind(Oid relid)
+{
+	return get_rel_relkind(relid) == RELKIND_FOREIGN_TABLE ? "FOREIGN TABLE" : "TABLE";
 }
 
 static void
@@ -179,8 +221,10 @@ lock_parent_for_swap(Oid parent)
  * the new one takes its name.  Both are in the same schema.
  */
 static void
-swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
+swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 {
+	const char *oldkind = table_kind(oldrel);
+	const char *newkind = table_kind(newrel);
 	char	   *oldname = pstrdup(get_rel_name(oldrel));
 	char	   *old_q = qualified_name(oldrel);
 	char	   *new_q = qualified_name(newrel);
@@ -192,6 +236,7 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 	char	   *owner;
 	char	   *scratch_rel = pstrdup(get_rel_name(newrel));
 	char	   *renames;
+	char	   *index_names;
 
 	bound = query_text(psprintf("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %u",
 								oldrel));
@@ -216,9 +261,22 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 	owner = query_text(psprintf("SELECT quote_ident(r.rolname) FROM pg_class c JOIN pg_roles r"
 								"  ON r.oid = c.relowner WHERE c.oid = %u", oldrel));
 
+	/* the names copy_indexes' indexes take back, after the old ones are dropped */
+	index_names = query_text(psprintf(
+		"SELECT string_agg(format('ALTER INDEX %%I.%%I RENAME TO %%I;', n.nspname, c.relname, o.relname), ' ')"
+		"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+		"  JOIN pg_namespace n ON n.oid = c.relnamespace"
+		"  JOIN pg_index oi ON oi.indrelid = %u"
+		"  JOIN pg_class o ON o.oid = oi.indexrelid AND c.relname = " INDEX_SCRATCH_PREFIX " || o.oid"
+		" WHERE i.indrelid = %u", oldrel, newrel));
+
 	lock_parent_for_swap(parent);
 	run_sql(psprintf("ALTER TABLE %s DETACH PARTITION %s", parent_q, old_q), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent_q, new_q, bound), SPI_OK_UTILITY);
+	/* copy_indexes' proof of the bound has served */
+	if (bound_checked)
+		run_sql(psprintf("ALTER TABLE %s DROP CONSTRAINT %s", new_q, BOUND_CHECK_NAME),
+				SPI_OK_UTILITY);
 	if (acl)
 		run_sql(acl, SPI_OK_UTILITY);
 	if (colacl)
@@ -227,10 +285,11 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, const char *newkind)
 		run_sql(psprintf("COMMENT ON %s %s IS %s", newkind, new_q, quote_literal_cstr(comment)),
 				SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER %s %s OWNER TO %s", newkind, new_q, owner), SPI_OK_UTILITY);
-	run_sql(psprintf("DROP %s %s", strcmp(newkind, "TABLE") == 0 ? "FOREIGN TABLE" : "TABLE", old_q),
-			SPI_OK_UTILITY);
+	run_sql(psprintf("DROP %s %s", oldkind, old_q), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER %s %s RENAME TO %s", newkind, new_q, quote_identifier(oldname)),
 			SPI_OK_UTILITY);
+	if (index_names)
+		run_sql(index_names, SPI_OK_UTILITY);
 
 	/*
 	 * Indexes that ATTACH made for a heap partition are named after the
@@ -279,25 +338,88 @@ copy_rows(Oid relid, const char *to, const char *from)
 }
 
 /*
+ * copy_indexes: the partition's indexes and unique, primary-key and
+ * exclusion constraints, declared again on the new table (both are plain
+ * tables: heap and USING destor), with the partition constraint as a CHECK.
+ * All before the swap, so that ATTACH, under the parent's ACCESS EXCLUSIVE
+ * lock, only attaches the indexes it finds matching the parent's (a
+ * constraint's index only if it backs a constraint) and sees its bound
+ * proven instead of scanning the rows; after the copy, so that each index
+ * is built once over all rows.  The old names are taken until the swap:
+ * each index is named after its old one's oid meanwhile, and swap_partition
+ * gives it the old name (and so its constraint's, which goes along).
+ */
+static bool
+copy_indexes(Oid relid, const char *scratch)
+{
+	char	   *bound;
+	char	   *ddl;
+
+	/*
+	 * pg_get_indexdef starts with CREATE [UNIQUE] INDEX name ON
+	 * schema.table USING: that prefix, built the same way, is replaced.  An
+	 * index whose definition does not start so would be lost: an error.
+	 */
+	ddl = query_text(psprintf(
+		"SELECT CASE WHEN count(*) FILTER (WHERE con.oid IS NULL"
+		"                   AND NOT starts_with(pg_get_indexdef(i.indexrelid), d.prefix)) = 0 THEN"
+		"       string_agg(CASE WHEN con.oid IS NOT NULL"
+		"                       THEN format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s;', %s,"
+		"                                   " INDEX_SCRATCH_PREFIX " || i.indexrelid, pg_get_constraintdef(con.oid))"
+		"                       WHEN starts_with(pg_get_indexdef(i.indexrelid), d.prefix)"
+		"                       THEN format('CREATE %%sINDEX %%I ON %%s USING %%s;',"
+		"                                   CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
+		"                                   " INDEX_SCRATCH_PREFIX " || i.indexrelid, %s,"
+		"                                   substr(pg_get_indexdef(i.indexrelid), length(d.prefix) + 1))"
+		"                  END, ' ' ORDER BY i.indexrelid)"
+		"       ELSE 'error' END"
+		"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+		"  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
+		"       AND con.contype IN ('p', 'u', 'x'),"
+		"  LATERAL (SELECT format('CREATE %%sINDEX %%s ON %%s USING ',"
+		"                         CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
+		"                         quote_ident(c.relname), %s) AS prefix) d"
+		" WHERE i.indrelid = %u",
+		quote_literal_cstr(scratch), quote_literal_cstr(scratch),
+		quote_literal_cstr(qualified_name(relid)), relid));
+	if (ddl && strcmp(ddl, "error") == 0)
+		elog(ERROR, "unexpected index definition on relation %u", relid);
+	if (ddl)
+		run_sql(ddl, SPI_OK_UTILITY);
+	bound = query_text(psprintf("SELECT pg_get_partition_constraintdef(%u)", relid));
+	if (bound == NULL)
+		return false;
+	run_sql(psprintf("ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s)", scratch,
+					 BOUND_CHECK_NAME, bound), SPI_OK_UTILITY);
+	return true;
+}
+
+/*
  * The new table (just created under the scratch name) gets the rows and
  * statistics, then takes the old partition's place.  Returns its oid.
  */
 static Oid
-fill_and_swap(Oid relid, const char *scratch, Oid parent, const char *newkind)
+fill_and_swap(Oid relid, const char *scratch, Oid parent, const char *action)
 {
 	Oid			newrel;
 	float4		reltuples = rel_reltuples(relid);
+	bool		bound_checked = false;
 
-	progress_start(strcmp(newkind, "TABLE") == 0 ? "recall_partition" : "tier_partition", relid, NULL);
+	progress_start(action, relid, NULL);
 	progress_set_totals(-1, reltuples >= 0 ? (int64) reltuples : -1);
 	progress_set_phase("copying rows");
 	copy_rows(relid, scratch, qualified_name(relid));
-	progress_set_phase("analyzing");
-	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
 	newrel = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(scratch)),
 							  NoLock, false);
+	if (get_rel_relkind(relid) == RELKIND_RELATION && get_rel_relkind(newrel) == RELKIND_RELATION)
+	{
+		progress_set_phase("building indexes");
+		bound_checked = copy_indexes(relid, scratch);
+	}
+	progress_set_phase("analyzing");
+	run_sql(psprintf("ANALYZE %s", scratch), SPI_OK_UTILITY);
 	progress_set_phase("swapping partitions");
-	swap_partition(relid, newrel, parent, newkind);
+	swap_partition(relid, newrel, parent, bound_checked);
 	progress_end();
 	return newrel;
 }
@@ -345,10 +467,11 @@ tier_one(Oid relid, Name poolname)
 	char	   *columns;
 	char	   *checks;
 	char	   *scratch;
+	bool		use_am;
 
 	parent = check_partition(relid, "tiered");
 	name = get_rel_name(relid);
-	if (is_destor_table(relid))
+	if (is_tiered(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("partition \"%s\" is already tiered", name),
@@ -365,30 +488,63 @@ tier_one(Oid relid, Name poolname)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a destor pool", NameStr(*poolname)),
 				 errhint("Give a server of the destor foreign-data wrapper.")));
+	/* as CREATE FOREIGN TABLE and CREATE TABLE USING destor would, before any work */
+	if (pg_foreign_server_aclcheck(pool->serverid, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_SERVER, pool->servername);
 
-	/* foreign tables have no row-level security: the grants would expose every row */
+	/*
+	 * A foreign table cannot be a partition of a table with a unique index:
+	 * the rows go into a table USING destor then, and ATTACH attaches the
+	 * indexes copy_indexes built on it.  Decided before anything is copied.
+	 */
+	use_am = query_text(psprintf("SELECT CASE WHEN EXISTS (SELECT FROM pg_index"
+								 "  WHERE indrelid = %u AND indisunique) THEN 'yes' END", parent)) != NULL;
+
+	/*
+	 * Foreign tables have no row-level security, and tiering does not copy
+	 * policies: the grants would expose every row.
+	 */
 	if (query_text(psprintf("SELECT CASE WHEN c.relrowsecurity OR EXISTS (SELECT FROM pg_policy p"
 							"  WHERE p.polrelid = c.oid) THEN 'yes' END FROM pg_class c WHERE c.oid = %u",
 							relid)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot tier partition \"%s\": it has row-level security", name),
+				 use_am ? errdetail("Tiering does not copy row-level security policies.") :
 				 errdetail("Foreign tables cannot have row-level security policies."),
 				 errhint("Keep the partition local, or disable row-level security and drop its policies first.")));
 
-	/* before copying anything: ATTACH would refuse a foreign table here */
-	if (query_text(psprintf("SELECT string_agg(quote_ident(c.relname), ', ')"
-							"  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-							" WHERE i.indrelid = %u AND i.indisunique", parent)) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot tier partition \"%s\": table \"%s\" has unique indexes",
-						name, get_rel_name(parent)),
-				 errdetail("Foreign tables cannot be partitions of a table with a unique index or primary key."),
-				 errhint("Drop the unique index or primary key of the partitioned table, or keep the partition local.")));
+	if (use_am)
+	{
+		char	   *other = query_text(psprintf(
+			"SELECT (SELECT format('%%I (%%s)', c.relname, am.amname) FROM pg_index i"
+			"  JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+			" WHERE i.indrelid = %u AND am.amname NOT IN ('btree', 'hash')"
+			" ORDER BY c.relname LIMIT 1)", relid));
+
+		if (other)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot tier partition \"%s\": index %s is not btree or hash", name, other),
+					 errdetail("The parent's unique index makes the tiered partition a table USING destor, which has btree and hash indexes only."),
+					 errhint("Drop that index of the partition, or keep the partition local.")));
+	}
 
 	/* no writes to the partition from here on; reads go on */
 	LockRelationOid(relid, ShareLock);
+	scratch = scratch_name(relid);
+
+	if (use_am)
+	{
+		/* the pool of a table USING destor is the setting's at CREATE */
+		(void) set_config_option("destor.default_pool", NameStr(*poolname), PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		/* columns with NOT NULL, collations, defaults, generation and CHECKs */
+		run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING DEFAULTS"
+						 " INCLUDING GENERATED) USING destor", scratch, qualified_name(relid)),
+				SPI_OK_UTILITY);
+		return fill_and_swap(relid, scratch, parent, "tier_partition");
+	}
 
 	columns = query_text(psprintf(
 		"SELECT string_agg(format('%%I %%s%%s%%s', a.attname, format_type(a.atttypid, a.atttypmod),"
@@ -407,10 +563,9 @@ tier_one(Oid relid, Name poolname)
 	checks = query_text(psprintf(
 		"SELECT string_agg(format(', CONSTRAINT %%I %%s', conname, pg_get_constraintdef(oid)), '')"
 		"  FROM pg_constraint WHERE conrelid = %u AND contype = 'c'", relid));
-	scratch = scratch_name(relid);
 	run_sql(psprintf("CREATE FOREIGN TABLE %s (%s%s) SERVER %s", scratch, columns ? columns : "",
 					 checks ? checks : "", quote_identifier(NameStr(*poolname))), SPI_OK_UTILITY);
-	return fill_and_swap(relid, scratch, parent, "FOREIGN TABLE");
+	return fill_and_swap(relid, scratch, parent, "tier_partition");
 }
 
 Datum
@@ -430,21 +585,27 @@ recall_one(Oid relid, Name unused)
 	char	   *old_q;
 
 	parent = check_partition(relid, "recalled");
-	if (!is_destor_table(relid))
+	if (!is_tiered(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("partition \"%s\" is not tiered", get_rel_name(relid)),
-				 errdetail("It is not a destor foreign table."),
+				 errdetail("It is neither a destor foreign table nor a table USING destor."),
 				 errhint("destor.tier_partition() moves a partition offsite.")));
 
 	/* no writes to the partition from here on; reads go on */
 	LockRelationOid(relid, ShareLock);
 	scratch = scratch_name(relid);
 	old_q = qualified_name(relid);
-	/* columns, NOT NULL and CHECK constraints; ATTACH adds the parent's indexes */
-	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING GENERATED)", scratch, old_q),
+	/*
+	 * Columns, NOT NULL and CHECK constraints (and the defaults a table
+	 * USING destor kept); ATTACH adds the parent's indexes, or attaches those
+	 * copy_indexes built for a table USING destor.  A heap whatever
+	 * default_table_access_method says.
+	 */
+	run_sql(psprintf("CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING DEFAULTS"
+					 " INCLUDING GENERATED) USING heap", scratch, old_q),
 			SPI_OK_UTILITY);
-	return fill_and_swap(relid, scratch, parent, "TABLE");
+	return fill_and_swap(relid, scratch, parent, "recall_partition");
 }
 
 Datum
@@ -572,7 +733,7 @@ policy_partitions(Oid parent, int32 keep_local, Interval *older_than)
 		if (older_than == NULL ? pos > cut :
 			!(partition_upper_time(pd->oids[i], &upper) && upper <= cutoff))
 			continue;
-		if (get_rel_relkind(pd->oids[i]) == RELKIND_RELATION)
+		if (get_rel_relkind(pd->oids[i]) == RELKIND_RELATION && !is_destor_am_table(pd->oids[i]))
 			result = lappend_oid(result, pd->oids[i]);
 	}
 	table_close(rel, NoLock);
