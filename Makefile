@@ -125,6 +125,7 @@ bench:
 	bash test/bench/table_bench.sh
 	bash test/bench/cache_bench.sh
 	bash test/bench/tier_bench.sh
+	bash test/bench/tableam_bench.sh
 	bash test/bench/soak.sh
 	bash test/bench/wan_bench.sh
 	DESTOR_PROPERTY_SECONDS=1800 DESTOR_PROPERTY_ITERATIONS=100000 DESTOR_SUITES=tap \

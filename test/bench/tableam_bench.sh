@@ -159,7 +159,7 @@ plan_day=$(psql_q -c "EXPLAIN (COSTS OFF) $(printf "$day_q" readings)" | grep -o
 dup() { # parent -> SQLSTATE|message with the constraint's name left out
 	psql -X -q -At -h "$dir" -p "$port" -U postgres -d postgres -v VERBOSITY=verbose \
 		-c "INSERT INTO $1 SELECT * FROM $1 WHERE id = (SELECT min(id) FROM lk)" 2>&1 |
-		sed -n 's/^ERROR:  \([0-9A-Z]*\): \(.*\)/\1|\2/p' | sed 's/"[a-z_0-9]*"/"…"/'
+		sed -n 's/^ERROR:  \([0-9A-Z]*\): \(.*\)/\1|\2/p' | sed 's/"[a-z_0-9]*"/"…"/' || true
 }
 dup_tiered=$(dup readings)
 dup_heap=$(dup readings_heap)
