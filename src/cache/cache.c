@@ -524,6 +524,34 @@ cache_lookup_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, char *dst, uint32
 	return true;
 }
 
+/*
+ * Bytes [from, from + len) of a span of span_len bytes cached whole by
+ * cache_insert_span: only the pages they lie on are copied (a point look-up
+ * needs one value of a column chunk, not the chunk).
+ */
+bool
+cache_lookup_span_part(const uint8 id[CODEC_OBJID_LEN], uint64 tag, uint32 span_len, uint32 from,
+					   uint32 len, char *dst)
+{
+	uint32		end = from + len;
+
+	if (ctl == NULL || span_len < CACHE_SPAN_MIN_BYTES || span_len > cache_span_max_bytes() ||
+		tag > CACHE_SPAN_MAX_TAG || len == 0 || end > span_len || end < from)
+		return false;
+	while (from < end)
+	{
+		uint32		page = from / CACHE_PAGE_SIZE;
+		uint32		in = from % CACHE_PAGE_SIZE;
+		uint32		n = Min(end - from, CACHE_PAGE_SIZE - in);
+
+		if (!cache_lookup(id, span_block(tag, page), in, in + n, dst))
+			return false;
+		dst += n;
+		from += n;
+	}
+	return true;
+}
+
 bool
 cache_contains_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag)
 {

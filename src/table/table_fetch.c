@@ -197,6 +197,9 @@ batch_extent(DestorScan *st, int first)
 	int			n = 0;
 	int			limit = batch_limit(st);
 
+	if (st->unit_batches)
+		return 1;
+
 	while (first + n < limit && n < SCAN_BATCH_MAX_UNITS && bytes < SCAN_BATCH_BYTES)
 	{
 		DestorScanUnit *u = &st->units[first + n];
@@ -255,7 +258,7 @@ batch_fetch(DestorScan *st, int first)
 	b->chunk0 = palloc(sizeof(int) * (b->n + 1));
 	batch_ranges(st, first, b->n, &b->plan, b->chunk0);
 	after = first + b->n;
-	if (after < batch_limit(st) && st->units[after].dir == st->units[first].dir)
+	if (!st->unit_batches && after < batch_limit(st) && st->units[after].dir == st->units[first].dir)
 		batch_ranges(st, after, batch_extent(st, after), &next, NULL);
 	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
 	for (int r = 0; r < b->plan.nranges; r++)

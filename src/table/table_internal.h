@@ -160,6 +160,7 @@ typedef struct DestorScan
 	struct ScanBatch *batch;	/* the units fetched last, or NULL */
 	int			claim_end;		/* parallel: units [unit, claim_end) are ours */
 	int			claim_size;		/* parallel: units claimed at a time (0: not known yet) */
+	bool		unit_batches;	/* fetch one unit at a time, nothing ahead (row fetches by tid) */
 	MemoryContext batchcxt;		/* its plan and fetched bytes */
 } DestorScan;
 
@@ -174,6 +175,8 @@ chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
 extern int	scan_claim_size(DestorScan *st);
 extern char **scan_unit_chunks(DestorScan *st, DestorScanUnit *u);
 extern char *scan_chunk_buffer(DestorScan *st, int att, Size size);
+extern bool scan_fetch_row_cached(DestorScan *st, SegmentDirectory *dir, int rg, uint32 r,
+								  Datum *values, bool *isnull);
 /*
  * The positions of a ForeignScan's fdw_private list, as postgres_fdw's
  * FdwScanPrivateIndex: built by destorGetForeignPlan, read by

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/parallel.h"
+#include "port/pg_bitutils.h"
 #include "access/sysattr.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -446,6 +447,152 @@ load_column(DestorScan *st, SegmentDirectory *dir, int rg, int att, char *raw)
 	}
 }
 
+static void check_column_type(DestorScan *st, SegmentDirectory *dir, int a);
+
+/* The reader of a segment's object, opened once while the scan reads it. */
+static void
+scan_open_segment(DestorScan *st, SegmentDirectory *dir)
+{
+	ObjectMeta *meta;
+	MemoryContext old;
+
+	if (dir == st->cur_dir)
+		return;
+	if (st->reader)
+		object_reader_close(st->reader);
+	st->reader = NULL;
+	st->cur_dir = NULL;
+	st->batch = NULL;			/* its bytes came from the old reader */
+	MemoryContextReset(st->segcxt);
+	old = MemoryContextSwitchTo(st->segcxt);
+	/* read-only and under the scan's snapshot: a cursor reads on after a
+	 * compaction retired the object, and the scan may run in parallel mode */
+	meta = dir->meta ? dir->meta : catalog_get_object_at(dir->object_id, false, st->snapshot);
+	st->reader = object_reader_open(meta);
+	st->cur_dir = dir;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Bytes [from, from + len) of a chunk's decompressed form: from the cache's
+ * copy of a compressed chunk (false if it is not there), or, for a chunk
+ * stored as it is, from the object (through the cache's blocks).
+ */
+static bool
+chunk_part(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, uint32 from, uint32 len, char *dst)
+{
+	if (e->length == e->raw_length)
+	{
+		scan_open_segment(st, dir);
+		object_reader_read(st->reader, e->offset + from, len, dst);
+		return true;
+	}
+	return cache_lookup_span_part(dir->object_id, e->offset, e->raw_length, from, len, dst);
+}
+
+/*
+ * scan_fetch_row_cached — one row of a row group, read straight from the
+ * chunks without decoding the row group: what an index look-up needs (one
+ * value a column, not ten thousand).  Only for the kinds read in place
+ * (fixed-width by-value, raw varlena), and compressed chunks only when the
+ * cache holds them decompressed; false otherwise, and the caller decodes
+ * the row group.  By-reference values are allocated in the current context.
+ */
+bool
+scan_fetch_row_cached(DestorScan *st, SegmentDirectory *dir, int rg, uint32 r, Datum *values,
+					  bool *isnull)
+{
+	uint32		n = dir->rg_rows[rg];
+	uint32		bitmap_len = (n + 7) / 8;
+
+	if (dir->mem_chunks || r >= n)
+		return false;
+	for (int a = 0; a < st->natts; a++)
+	{
+		ChunkEntry *e;
+		ColumnCodec *cc = &st->codecs[a];
+		uint32		before = r;		/* values stored before row r */
+
+		values[a] = (Datum) 0;
+		isnull[a] = true;
+		if (cc->dropped || a >= dir->ncols)
+			continue;			/* NULL; a later column's default comes from the caller */
+		check_column_type(st, dir, a);
+		e = &dir->chunks[rg * dir->ncols + a];
+		if (e->raw_length < bitmap_len ||
+			e->kind != cc->kind || (e->kind != VALUE_FIXED && e->kind != VALUE_VARLENA) ||
+			(e->kind == VALUE_FIXED && !cc->typbyval))
+			return false;
+		if (e->null_count > 0)
+		{
+			uint8		bits[1024];
+			uint32		upto = r / 8 + 1;	/* bitmap bytes up to row r's */
+
+			for (uint32 got = 0; got < upto; got += sizeof(bits))
+			{
+				uint32		take = Min(upto - got, (uint32) sizeof(bits));
+
+				if (!chunk_part(st, dir, e, got, take, (char *) bits))
+					return false;
+				for (uint32 b = 0; b < take; b++)
+				{
+					uint32		byte = got + b;
+					uint8		v = bits[b];
+
+					if (byte == r / 8)
+					{
+						if ((v >> (r % 8)) & 1)
+							goto next_column;	/* NULL */
+						v &= (uint8) ((1u << (r % 8)) - 1);
+					}
+					before -= pg_popcount((const char *) &v, 1);
+				}
+			}
+		}
+		if (e->kind == VALUE_FIXED)
+		{
+			int16		len = cc->typlen;
+			uint64		at = (uint64) bitmap_len + (uint64) before * len;
+			Datum		aligned = 0;
+
+			if (at + len > e->raw_length ||
+				!chunk_part(st, dir, e, (uint32) at, len, (char *) &aligned))
+				return false;
+			values[a] = fetch_att(&aligned, true, len);
+		}
+		else
+		{
+			/* a varlena chunk: 4-byte lengths and bytes; walk to the value */
+			char	   *raw = palloc(Max(e->raw_length, 1));
+			const uint8 *p = (const uint8 *) raw + bitmap_len;
+			const uint8 *end = (const uint8 *) raw + e->raw_length;
+			uint32		vlen = 0;
+			char	   *v;
+
+			if (!chunk_part(st, dir, e, 0, e->raw_length, raw))
+				return false;
+			for (uint32 i = 0; i <= before; i++)
+			{
+				if (end - p < 4)
+					return false;
+				vlen = (uint32) p[0] | ((uint32) p[1] << 8) | ((uint32) p[2] << 16) | ((uint32) p[3] << 24);
+				if ((uint64) (end - p - 4) < vlen || vlen > MaxAllocSize - VARHDRSZ)
+					return false;
+				if (i < before)
+					p += 4 + vlen;
+			}
+			v = palloc(VARHDRSZ + vlen);
+			SET_VARSIZE(v, VARHDRSZ + vlen);
+			memcpy(VARDATA(v), p + 4, vlen);
+			values[a] = PointerGetDatum(v);
+		}
+		isnull[a] = false;
+next_column:
+		;
+	}
+	return true;
+}
+
 /* Does the scan load this column's chunks from this segment? */
 /* A column whose type changed since the segment was written cannot be read. */
 static void
@@ -541,26 +688,7 @@ next_rowgroup(DestorScan *st)
 		st->rgs_read++;
 		return true;
 	}
-	if (u->dir != st->cur_dir)
-	{
-		ObjectMeta *meta;
-
-		if (st->reader)
-			object_reader_close(st->reader);
-		st->reader = NULL;
-		st->cur_dir = NULL;
-		st->batch = NULL;		/* its bytes came from the old reader */
-		MemoryContextReset(st->segcxt);
-		old = MemoryContextSwitchTo(st->segcxt);
-		/* read-only and under the scan's snapshot: a cursor reads on
-		 * after a compaction retired the object, and the scan may run
-		 * in parallel mode */
-		meta = u->dir->meta ? u->dir->meta :
-			catalog_get_object_at(u->dir->object_id, false, st->snapshot);
-		st->reader = object_reader_open(meta);
-		st->cur_dir = u->dir;
-		MemoryContextSwitchTo(old);
-	}
+	scan_open_segment(st, u->dir);
 	old = MemoryContextSwitchTo(st->rgcxt);
 	{
 		char	  **plain;

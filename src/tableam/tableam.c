@@ -827,6 +827,10 @@ typedef struct AmFetch
 	DestorScan *st;
 	SegmentDirectory *st_dir;
 	int			st_rg;
+	/* the row group whose one row was read from the cache last, and its values' memory */
+	SegmentDirectory *single_dir;
+	int			single_rg;
+	MemoryContext rowcxt;
 } AmFetch;
 
 static AmFetch *
@@ -852,6 +856,7 @@ am_fetch_forget_rowgroup(AmFetch *f)
 		whole_row_scan_end(f->st);
 	f->st = NULL;
 	f->st_dir = NULL;
+	f->single_dir = NULL;
 }
 
 static void
@@ -987,7 +992,44 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 			old = MemoryContextSwitchTo(f->cxt);
 			f->st = whole_row_scan(f->rel, f->opts, list_make1(dir));
 			f->st->snapshot = objsnap;
+			/* a fetch wants one row group, not a scan's batch of them */
+			f->st->unit_batches = true;
 			MemoryContextSwitchTo(old);
+			f->st_dir = dir;
+			f->st_rg = -1;
+		}
+
+		/*
+		 * A row group's first fetch reads just the row, from the cache's
+		 * decompressed chunks (a look-up by key wants one row, not ten
+		 * thousand decoded); a second one in the same row group decodes it
+		 * whole and keeps it for the rest (a range or bitmap scan).
+		 */
+		if (!(f->single_dir == dir && f->single_rg == rg))
+		{
+			bool		ok;
+
+			if (f->rowcxt == NULL)
+				f->rowcxt = AllocSetContextCreate(f->cxt, "destor row fetch", ALLOCSET_SMALL_SIZES);
+			MemoryContextReset(f->rowcxt);
+			ExecClearTuple(slot);
+			old = MemoryContextSwitchTo(f->rowcxt);
+			ok = scan_fetch_row_cached(f->st, dir, rg, (uint32) (row - first),
+									   slot->tts_values, slot->tts_isnull);
+			MemoryContextSwitchTo(old);
+			if (ok)
+			{
+				f->single_dir = dir;
+				f->single_rg = rg;
+				f->st->unit = rg + 1;	/* am_missing_columns asks the unit's dir */
+				am_missing_columns(f->st, slot);
+				ExecStoreVirtualTuple(slot);
+				slot->tts_tid = *tid;
+				slot->tts_tableOid = RelationGetRelid(f->rel);
+				if (!keep)
+					ExecMaterializeSlot(slot);
+				return true;
+			}
 		}
 		f->st_dir = dir;
 		f->st_rg = -1;

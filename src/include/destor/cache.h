@@ -48,6 +48,8 @@ extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const 
 
 extern uint32 cache_span_max_bytes(void);
 extern bool cache_lookup_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, char *dst, uint32 len);
+extern bool cache_lookup_span_part(const uint8 id[CODEC_OBJID_LEN], uint64 tag, uint32 span_len,
+								   uint32 from, uint32 len, char *dst);
 extern bool cache_contains_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag);
 extern void cache_insert_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, const char *data,
 							  uint32 len);
