@@ -77,6 +77,8 @@
 #include "optimizer/pathnode.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/sinvaladt.h"
 #include "storage/procarray.h"
 #include "utils/fmgroids.h"
 #include "utils/spccache.h"
@@ -388,18 +390,48 @@ typedef struct AmWriter
 	Relation	rel;			/* a reference held by the top transaction */
 	TableOptions *opts;
 	SegmentWriter *writer;
+	List	   *deleting;		/* of AmDeletion: rows the statement deleted */
 } AmWriter;
 
+/*
+ * The rows of one segment a statement deleted, recorded in destor.deletions
+ * when the writer is written (the end of the statement), as the foreign
+ * tables' DELETE records them.  The bitmap covers rows up to the highest
+ * one deleted (catalog_table_segments merges shorter bitmaps).
+ */
+typedef struct AmDeletion
+{
+	int64		segment_no;
+	int64		nbytes;
+	uint8	   *rows;
+} AmDeletion;
+
+static inline bool
+am_bit_is_set(const uint8 *bits, int64 nbytes, int64 row)
+{
+	return bits != NULL && row >= 0 && row / 8 < nbytes && ((bits[row / 8] >> (row % 8)) & 1);
+}
+
 static List *am_writers = NIL;
+static List *am_lock_counts = NIL;	/* of AmLockCount, in TopTransactionContext */
 static bool am_callbacks = false;
 
 static void
 am_writer_release(AmWriter *aw, bool finish)
 {
 	ResourceOwner saved = CurrentResourceOwner;
+	ListCell   *lc;
 
 	if (finish)
+	{
+		foreach(lc, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc);
+
+			catalog_insert_deletions(aw->opts->table_id, d->segment_no, d->rows, d->nbytes);
+		}
 		segment_writer_finish(aw->writer);
+	}
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	RelationDecrementReferenceCount(aw->rel);
 	CurrentResourceOwner = saved;
@@ -458,6 +490,7 @@ am_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* memory and relcache references go with the transaction */
 			am_writers = NIL;
+			am_lock_counts = NIL;
 			break;
 		default:
 			break;
@@ -487,6 +520,17 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+static void
+am_ensure_callbacks(void)
+{
+	if (!am_callbacks)
+	{
+		RegisterXactCallback(am_xact_callback, NULL);
+		RegisterSubXactCallback(am_subxact_callback, NULL);
+		am_callbacks = true;
+	}
+}
+
 static AmWriter *
 am_writer_for(Relation rel, CommandId cid)
 {
@@ -502,12 +546,7 @@ am_writer_for(Relation rel, CommandId cid)
 		if (aw->relid == RelationGetRelid(rel) && aw->subid == cur && aw->cid == cid)
 			return aw;
 	}
-	if (!am_callbacks)
-	{
-		RegisterXactCallback(am_xact_callback, NULL);
-		RegisterSubXactCallback(am_subxact_callback, NULL);
-		am_callbacks = true;
-	}
+	am_ensure_callbacks();
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	aw = palloc0(sizeof(AmWriter));
 	aw->relid = RelationGetRelid(rel);
@@ -524,6 +563,257 @@ am_writer_for(Relation rel, CommandId cid)
 	am_writers = lappend(am_writers, aw);
 	MemoryContextSwitchTo(old);
 	return aw;
+}
+
+/* ---------------------------------------------------------------------------
+ * Deletions of this backend's statements, not yet recorded
+ * ------------------------------------------------------------------------- */
+
+/*
+ * am_pending_deleted: whether a statement of this transaction whose command
+ * id is below before_cid (InvalidCommandId: any) deleted the row and has
+ * not recorded it yet; *cid its command id.  A snapshot sees a deletion by
+ * an earlier command of its transaction, as heap's cmax rule says.
+ */
+static bool
+am_pending_deleted(Oid relid, int64 segment_no, int64 row, CommandId before_cid,
+				   CommandId *cid)
+{
+	ListCell   *lc;
+
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+		ListCell   *lc2;
+
+		if (aw->relid != relid || aw->deleting == NIL ||
+			(before_cid != InvalidCommandId && aw->cid >= before_cid))
+			continue;
+		foreach(lc2, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc2);
+
+			if (d->segment_no == segment_no && am_bit_is_set(d->rows, d->nbytes, row))
+			{
+				if (cid)
+					*cid = aw->cid;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Mark row of segment_no deleted by the statement of aw. */
+static void
+am_pending_delete(AmWriter *aw, int64 segment_no, int64 row)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(aw));
+	AmDeletion *d = NULL;
+	ListCell   *lc;
+
+	foreach(lc, aw->deleting)
+		if (((AmDeletion *) lfirst(lc))->segment_no == segment_no)
+			d = lfirst(lc);
+	if (d == NULL)
+	{
+		d = palloc0(sizeof(AmDeletion));
+		d->segment_no = segment_no;
+		aw->deleting = lappend(aw->deleting, d);
+	}
+	if (row / 8 >= d->nbytes)
+	{
+		int64		nbytes = Max(row / 8 + 1, d->nbytes * 2);
+
+		d->rows = d->rows ? repalloc(d->rows, nbytes) : palloc(nbytes);
+		memset(d->rows + d->nbytes, 0, nbytes - d->nbytes);
+		d->nbytes = nbytes;
+	}
+	d->rows[row / 8] |= 1 << (row % 8);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * am_dir_with_pending: dir, or a copy of it (in the current memory context)
+ * with the unrecorded deletions of this transaction's statements below
+ * before_cid merged into its bitmap.  dir itself is never changed: it may be
+ * a writer's own.
+ */
+static SegmentDirectory *
+am_dir_with_pending(Oid relid, SegmentDirectory *dir, CommandId before_cid)
+{
+	SegmentDirectory *copy = NULL;
+	int64		need = (dir->row_count + 7) / 8;
+	ListCell   *lc;
+
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+		ListCell   *lc2;
+
+		if (aw->relid != relid || aw->cid >= before_cid)
+			continue;
+		foreach(lc2, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc2);
+
+			if (d->segment_no != dir->segment_no)
+				continue;
+			if (copy == NULL)
+			{
+				copy = palloc(sizeof(SegmentDirectory));
+				memcpy(copy, dir, sizeof(SegmentDirectory));
+				copy->deleted = palloc0(Max(need, 1));
+				if (dir->deleted)
+					memcpy(copy->deleted, dir->deleted, need);
+			}
+			for (int64 b = 0; b < Min(need, d->nbytes); b++)
+				copy->deleted[b] |= d->rows[b];
+		}
+	}
+	if (copy == NULL)
+		return dir;
+	copy->deleted_count = 0;
+	for (int64 r = 0; r < copy->row_count; r++)
+		copy->deleted_count += (copy->deleted[r / 8] >> (r % 8)) & 1;
+	return copy;
+}
+
+/* ---------------------------------------------------------------------------
+ * Segment locks: what stands for heap's row locks
+ *
+ * A transaction that deletes or updates rows of a segment (or locks them
+ * FOR UPDATE) holds ExclusiveLock on the segment's lock tag until it ends,
+ * one that locks rows FOR SHARE or FOR KEY SHARE (foreign keys referencing
+ * the table) ShareLock.  The tag is a tuple lock of the relation with the
+ * segment number as block and offset 0, which heap never uses.  The
+ * deletions of a statement are recorded only at its end, so a second
+ * deleter of a row could not see the first one's; the segment lock makes
+ * it wait until the first transaction ends, then it reads the recorded
+ * deletions.  Locks are per segment, not per row: two transactions
+ * deleting different rows of one segment also wait for each other.
+ *
+ * A transaction holds at most AM_LOCK_ESCALATE_SEGMENTS segment locks of a
+ * relation (the shared lock table is small): beyond, it takes one lock on
+ * the relation's whole-table tag (offset 0 of block InvalidBlockNumber),
+ * ExclusiveLock or ShareLock, that segment lockers' intent locks on the same
+ * tag (RowExclusiveLock, RowShareLock) conflict with, as table locks do.
+ * ------------------------------------------------------------------------- */
+#define AM_LOCK_ESCALATE_SEGMENTS 64
+
+typedef struct AmLockCount
+{
+	Oid			relid;
+	int			segments;		/* segment locks taken */
+} AmLockCount;
+
+
+static void
+am_segment_tag(LOCKTAG *tag, Relation rel, int64 segment_no)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), (BlockNumber) segment_no,
+					  InvalidOffsetNumber);
+}
+
+static void
+am_whole_table_tag(LOCKTAG *tag, Relation rel)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
+					  InvalidOffsetNumber);
+}
+
+static bool
+am_lock_acquire(Relation rel, LOCKTAG *tag, LOCKMODE mode, LockWaitPolicy wait_policy,
+				bool *newly)
+{
+	LockAcquireResult res = LockAcquire(tag, mode, false, wait_policy != LockWaitBlock);
+
+	if (res == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (wait_policy == LockWaitError)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not obtain lock on row in relation \"%s\"",
+							RelationGetRelationName(rel)),
+					 errdetail("Rows of destor tables are locked a segment at a time.")));
+		return false;
+	}
+	if (newly)
+		*newly = res == LOCKACQUIRE_OK;
+	return true;
+}
+
+/*
+ * am_lock_segment: the segment's lock (exclusive: to delete, update or lock
+ * FOR UPDATE), or the whole table's once the transaction holds many; false
+ * if wait_policy is LockWaitSkip and another transaction holds it.
+ */
+static bool
+am_lock_segment(Relation rel, int64 segment_no, bool exclusive, LockWaitPolicy wait_policy)
+{
+	LOCKTAG		whole;
+	LOCKTAG		seg;
+	AmLockCount *count = NULL;
+	ListCell   *lc;
+	bool		newly;
+
+	am_whole_table_tag(&whole, rel);
+	if (LockHeldByMe(&whole, ExclusiveLock) || (!exclusive && LockHeldByMe(&whole, ShareLock)))
+		return true;
+	foreach(lc, am_lock_counts)
+		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
+			count = lfirst(lc);
+	if (count == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		am_ensure_callbacks();
+		count = palloc0(sizeof(AmLockCount));
+		count->relid = RelationGetRelid(rel);
+		am_lock_counts = lappend(am_lock_counts, count);
+		MemoryContextSwitchTo(old);
+	}
+	if (count->segments >= AM_LOCK_ESCALATE_SEGMENTS)
+		return am_lock_acquire(rel, &whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
+	if (!am_lock_acquire(rel, &whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
+		return false;
+	am_segment_tag(&seg, rel, segment_no);
+	if (!am_lock_acquire(rel, &seg, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+		return false;
+	if (newly)
+		count->segments++;
+	return true;
+}
+
+/*
+ * am_segment_deleter: a transaction that holds the segment's exclusive lock
+ * (or the whole table's), so may be deleting its rows without having
+ * recorded them yet; InvalidTransactionId if none.  For SnapshotDirty's
+ * callers, which wait for it and look again, as for heap's deleting xmax.
+ */
+static TransactionId
+am_segment_deleter(Relation rel, int64 segment_no)
+{
+	LOCKTAG		tags[2];
+	LOCKMODE	modes[2] = {ShareLock, RowShareLock};
+
+	am_segment_tag(&tags[0], rel, segment_no);
+	am_whole_table_tag(&tags[1], rel);
+	for (int i = 0; i < 2; i++)
+	{
+		VirtualTransactionId *v = GetLockConflicts(&tags[i], modes[i], NULL);
+
+		for (; VirtualTransactionIdIsValid(*v); v++)
+		{
+			TransactionId xid;
+			TransactionId xmin;
+
+			BackendIdGetTransactionIds(v->backendId, &xid, &xmin);
+			if (TransactionIdIsValid(xid))
+				return xid;
+		}
+	}
+	return InvalidTransactionId;
 }
 
 /*
@@ -545,6 +835,168 @@ am_executor_end(QueryDesc *queryDesc)
 		standard_ExecutorEnd(queryDesc);
 	if (am_writers != NIL && writes && cid != InvalidCommandId)
 		am_flush_writers(InvalidOid, cid, false);
+}
+
+/* ---------------------------------------------------------------------------
+ * Deletions in destor.deletions, one segment at a time
+ * ------------------------------------------------------------------------- */
+typedef bool (*AmDeletionVisitor) (HeapTupleHeader hdr, const uint8 *bits, int64 nbytes,
+								   void *arg);
+
+/*
+ * am_scan_deletions: each bitmap of destor.deletions for the segment that
+ * snapshot sees (heap's rules: SnapshotDirty also shows those of
+ * transactions in progress), handed with its tuple header to fn until fn
+ * returns false.  One index probe, as am_segment_lookup's.
+ */
+static void
+am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
+				  AmDeletionVisitor fn, void *arg)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	delrel = table_open(get_relname_relid("deletions", nsp), AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
+	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
+							  snapshot, 2, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		bytea	   *bits = DatumGetByteaPP(heap_getattr(tup, 3, RelationGetDescr(delrel), &isnull));
+
+		if (!fn(tup->t_data, (const uint8 *) VARDATA_ANY(bits), VARSIZE_ANY_EXHDR(bits), arg))
+			break;
+	}
+	systable_endscan(scan);
+	table_close(delrel, AccessShareLock);
+}
+
+static bool
+am_merge_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	SegmentDirectory *dir = arg;
+	int64		need = (dir->row_count + 7) / 8;
+
+	if (dir->deleted == NULL)
+		dir->deleted = palloc0(Max(need, 1));
+	for (int64 b = 0; b < Min(need, nbytes); b++)
+		dir->deleted[b] |= bits[b];
+	return true;
+}
+
+/*
+ * am_merge_catalog_deletions: OR the segment's deletions that the MVCC
+ * snapshot sees into dir's bitmap (allocated in the current memory context),
+ * as catalog_table_segments does for a whole table.
+ */
+static void
+am_merge_catalog_deletions(const uint8 *table_id, SegmentDirectory *dir, Snapshot snapshot)
+{
+	am_scan_deletions(table_id, dir->segment_no, snapshot, am_merge_deletion, dir);
+	if (dir->deleted)
+	{
+		dir->deleted_count = 0;
+		for (int64 r = 0; r < dir->row_count; r++)
+			dir->deleted_count += (dir->deleted[r / 8] >> (r % 8)) & 1;
+	}
+}
+
+/* Who deleted one row, as recorded in destor.deletions (am_row_deleters). */
+typedef struct AmRowDeleters
+{
+	int64		row;
+	bool		mine;			/* this transaction did */
+	CommandId	my_cid;			/* ... in this command */
+	TransactionId committed;	/* a committed transaction did */
+	TransactionId in_progress;	/* another transaction, still running, did */
+} AmRowDeleters;
+
+static bool
+am_note_deleter(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmRowDeleters *rd = arg;
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+
+	if (!am_bit_is_set(bits, nbytes, rd->row))
+		return true;
+	if (!TransactionIdIsNormal(xmin))
+		rd->committed = xmin;	/* frozen */
+	else if (TransactionIdIsCurrentTransactionId(xmin))
+	{
+		rd->mine = true;
+		rd->my_cid = HeapTupleHeaderGetRawCommandId(hdr);
+	}
+	else if (TransactionIdIsInProgress(xmin))
+		rd->in_progress = xmin;
+	else if (TransactionIdDidCommit(xmin))
+		rd->committed = xmin;
+	return true;
+}
+
+/*
+ * am_row_deleters: the recorded deletions of row of segment_no, whatever
+ * snapshot would see them: this transaction's, committed ones, and those of
+ * transactions in progress (deleters whose statement is still under way
+ * have recorded nothing yet: see am_segment_deleter).
+ */
+static void
+am_row_deleters(const uint8 *table_id, int64 segment_no, int64 row, AmRowDeleters *rd)
+{
+	SnapshotData dirty;
+
+	InitDirtySnapshot(dirty);
+	memset(rd, 0, sizeof(AmRowDeleters));
+	rd->row = row;
+	am_scan_deletions(table_id, segment_no, &dirty, am_note_deleter, rd);
+}
+
+/* Whether a recorded deletion of row that the MVCC snapshot sees exists. */
+static bool
+am_note_visible_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmRowDeleters *rd = arg;
+
+	if (am_bit_is_set(bits, nbytes, rd->row))
+	{
+		rd->mine = true;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * am_row_deleted_for: whether snapshot sees row of segment_no deleted:
+ * under an MVCC snapshot the recorded deletions it sees and this
+ * transaction's unrecorded ones of earlier commands; under SnapshotAny
+ * none (AFTER triggers read deleted rows with it); under other snapshots
+ * (SnapshotSelf, SnapshotDirty) every deletion of this transaction and of
+ * committed ones.
+ */
+static bool
+am_row_deleted_for(Relation rel, const uint8 *table_id, int64 segment_no, int64 row,
+				   Snapshot snapshot)
+{
+	AmRowDeleters rd;
+
+	if (snapshot == InvalidSnapshot || snapshot->snapshot_type == SNAPSHOT_ANY)
+		return false;
+	if (IsMVCCSnapshot(snapshot))
+	{
+		if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, snapshot->curcid, NULL))
+			return true;
+		memset(&rd, 0, sizeof(rd));
+		rd.row = row;
+		am_scan_deletions(table_id, segment_no, snapshot, am_note_visible_deletion, &rd);
+		return rd.mine;
+	}
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, NULL))
+		return true;
+	am_row_deleters(table_id, segment_no, row, &rd);
+	return rd.mine || TransactionIdIsValid(rd.committed);
 }
 
 /* ---------------------------------------------------------------------------
@@ -600,6 +1052,7 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 		snapshot : InvalidSnapshot;
 	List	   *segments = catalog_table_segments(opts->table_id, snap);
 	SubTransactionId cur = GetCurrentSubTransactionId();
+	CommandId	before = snap != InvalidSnapshot ? snap->curcid : InvalidCommandId;
 	ListCell   *lc;
 
 	foreach(lc, am_writers)
@@ -622,9 +1075,24 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 					if (((SegmentDirectory *) lfirst(lc3))->segment_no == p->segment_no)
 						seen = true;
 			if (!seen)
-				segments = lappend(segments, p);
+			{
+				/* a copy: the writer's own has no deletions and must keep none */
+				SegmentDirectory *copy = palloc(sizeof(SegmentDirectory));
+
+				memcpy(copy, p, sizeof(SegmentDirectory));
+				copy->deleted = NULL;
+				copy->deleted_count = 0;
+				if (snap != InvalidSnapshot)
+					am_merge_catalog_deletions(opts->table_id, copy, snap);
+				segments = lappend(segments, copy);
+			}
 		}
 	}
+
+	/* this transaction's deletions not recorded yet, of earlier commands */
+	if (am_writers != NIL)
+		foreach(lc, segments)
+			lfirst(lc) = am_dir_with_pending(RelationGetRelid(rel), lfirst(lc), before);
 	return segments;
 }
 
@@ -920,8 +1388,9 @@ am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_co
 
 /*
  * The segment an MVCC snapshot sees, or NULL: looked up once per snapshot
- * and kept (in listcxt) while the fetches use the same snapshot.  Rows of
- * AM tables are never deleted yet: no deletion bitmaps to merge.
+ * and kept (in listcxt) while the fetches use the same snapshot, with the
+ * recorded deletions the snapshot sees merged (this transaction's unrecorded
+ * ones change while the snapshot stays: am_fetch_row asks for them).
  */
 static SegmentDirectory *
 am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
@@ -947,7 +1416,10 @@ am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
 		return dir;
 	old = MemoryContextSwitchTo(f->listcxt);
 	if (am_segment_lookup(f, snapshot, segment_no, &rows, &dir))
+	{
+		am_merge_catalog_deletions(f->opts->table_id, dir, snapshot);
 		f->segments = lappend(f->segments, dir);
+	}
 	else
 		dir = NULL;
 	MemoryContextSwitchTo(old);
@@ -1093,6 +1565,26 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	if (!am_segment_lookup(f, snapshot, segment_no, &row_count, NULL) ||
 		row < 0 || row >= row_count)
 		return false;
+	if (snapshot->snapshot_type != SNAPSHOT_ANY)
+	{
+		AmRowDeleters rd;
+
+		/* deleted by this transaction or a committed one: no row */
+		if (am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, InvalidCommandId, NULL))
+			return false;
+		am_row_deleters(f->opts->table_id, segment_no, row, &rd);
+		if (rd.mine || TransactionIdIsValid(rd.committed))
+			return false;
+		/* being deleted by another transaction: SnapshotDirty names it */
+		if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
+		{
+			TransactionId deleter = TransactionIdIsValid(rd.in_progress) ? rd.in_progress :
+				am_segment_deleter(f->rel, segment_no);
+
+			if (TransactionIdIsValid(deleter))
+				snapshot->xmax = deleter;
+		}
+	}
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY && TransactionIdIsValid(snapshot->xmin))
 		have_values = false;
 	else
@@ -1143,13 +1635,23 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	/* the statement's own rows, whatever the snapshot */
 	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine);
 	if (mine)
+	{
+		if (found && am_row_deleted_for(f->rel, f->opts->table_id, segment_no, row,
+										snapshot != InvalidSnapshot ? snapshot : SnapshotSelf))
+		{
+			ExecClearTuple(slot);
+			return false;
+		}
 		return found;
+	}
 	if (snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot))
 		return am_fetch_nonmvcc(f, segment_no, row,
 								snapshot != InvalidSnapshot ? snapshot : SnapshotSelf, tid, slot);
 	dir = am_fetch_segment(f, snapshot, segment_no);
 	if (dir == NULL)
 		return false;			/* not visible to the snapshot: no row */
+	if (am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, snapshot->curcid, NULL))
+		return false;			/* deleted by an earlier command, not recorded yet */
 	return am_fetch_from(f, dir, row, snapshot, true, tid, slot);
 }
 
@@ -1230,16 +1732,23 @@ am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 	/* rows are never updated: the tid names the latest version */
 }
 
+/* Whether snapshot sees the row of tid. */
 static bool
-am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
+am_row_visible(Relation rel, ItemPointer tid, Snapshot snapshot)
 {
 	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	AmFetch    *f = am_fetch_create(rel);
-	bool		found = am_fetch_row(f, &slot->tts_tid, snapshot, scratch);
+	bool		found = am_fetch_row(f, tid, snapshot, scratch);
 
 	am_fetch_free(f);
 	ExecDropSingleTupleTableSlot(scratch);
 	return found;
+}
+
+static bool
+am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
+{
+	return am_row_visible(rel, &slot->tts_tid, snapshot);
 }
 
 /*
@@ -1259,13 +1768,8 @@ am_index_delete_tuples(Relation rel, TM_IndexDeleteOp *delstate)
  * Inserts
  * ------------------------------------------------------------------------- */
 static void
-am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
-				struct BulkInsertStateData *bistate)
+am_check_not_parallel(Relation rel)
 {
-	AmWriter   *aw;
-	int64		segment_no;
-	int64		row;
-
 	if (IsInParallelMode())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1273,6 +1777,17 @@ am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 						RelationGetRelationName(rel)),
 				 errdetail("Its rows are recorded in destor's catalog, which a parallel operation cannot write."),
 				 errhint("SET max_parallel_workers_per_gather = 0 for CREATE TABLE ... AS.")));
+}
+
+static void
+am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
+				struct BulkInsertStateData *bistate)
+{
+	AmWriter   *aw;
+	int64		segment_no;
+	int64		row;
+
+	am_check_not_parallel(rel);
 	aw = am_writer_for(rel, cid);
 	/* the row's tid before it is added: adding may finish its segment */
 	row = segment_writer_next_row(aw->writer, &segment_no);
@@ -1326,27 +1841,190 @@ am_tuple_complete_speculative(Relation rel, TupleTableSlot *slot, uint32 specTok
 				 errhint("Retry the transaction.")));
 }
 
+/* ---------------------------------------------------------------------------
+ * DELETE, UPDATE and row locks (stage 3)
+ *
+ * A DELETE marks the row in its statement's writer (am_pending_delete); the
+ * marks are recorded in destor.deletions, one bitmap per segment, when the
+ * statement ends, as the foreign tables' DELETE records them.  An UPDATE is
+ * a DELETE of the old row and an INSERT of the new version, which gets a new
+ * tid (every index gets an entry for it).  Before marking, the row's segment
+ * is locked (am_lock_segment) and its recorded deletions read: the row may
+ * have been deleted by this transaction, or by a transaction that committed
+ * after the snapshot (TM_Deleted, or TM_Updated when that transaction also
+ * wrote rows of the table: an UPDATE, whose new version cannot be found, so
+ * that READ COMMITTED cannot re-check it and raises a serialization failure
+ * from am_tuple_lock instead of skipping the row — a lost update).
+ * ------------------------------------------------------------------------- */
+
+/* Whether transaction xid recorded a segment of the table (an UPDATE's new rows). */
+static bool
+am_xact_wrote_rows(const uint8 *table_id, TransactionId xid)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		wrote = false;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true,
+							  SnapshotSelf, 1, &key);
+	while (!wrote && HeapTupleIsValid(tup = systable_getnext(scan)))
+		wrote = TransactionIdEquals(HeapTupleHeaderGetXmin(tup->t_data), xid);
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	return wrote;
+}
+
+/*
+ * am_claim_row: lock the row's segment (exclusive: to delete or update it,
+ * or FOR UPDATE) and say whether the row may be changed or locked: TM_Ok;
+ * TM_SelfModified (this transaction deleted it; tmfd->cmax the command);
+ * TM_Deleted or TM_Updated (a transaction the snapshot does not see deleted
+ * it); TM_WouldBlock (LockWaitSkip and the segment is locked).
+ */
+static TM_Result
+am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snapshot,
+			 bool exclusive, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
+{
+	int64		segment_no;
+	int64		row;
+	CommandId	cid;
+	AmRowDeleters rd;
+
+	am_tid_to_row(tid, &segment_no, &row);
+	if (!ItemPointerIsValid(tid) || segment_no < 1)
+		elog(ERROR, "invalid tid (%u,%u) for destor table \"%s\"",
+			 ItemPointerGetBlockNumberNoCheck(tid), ItemPointerGetOffsetNumberNoCheck(tid),
+			 RelationGetRelationName(rel));
+	tmfd->ctid = *tid;
+	tmfd->xmax = InvalidTransactionId;
+	tmfd->cmax = InvalidCommandId;
+	tmfd->traversed = false;
+
+	/* an xid, so that SnapshotDirty's callers can wait for this transaction */
+	(void) GetCurrentTransactionId();
+	if (!am_lock_segment(rel, segment_no, exclusive, wait_policy))
+		return TM_WouldBlock;
+
+	/*
+	 * Every other transaction that deleted rows of the segment has ended:
+	 * it held the segment's lock.  (A deleter still running would be one
+	 * that holds only the whole-table lock: the lock above waited for it.)
+	 */
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, &cid))
+	{
+		tmfd->xmax = GetCurrentTransactionId();
+		tmfd->cmax = cid;
+		return TM_SelfModified;
+	}
+	for (;;)
+	{
+		am_row_deleters(table_id, segment_no, row, &rd);
+		if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
+			break;
+		/* cannot happen while the lock is held; wait as heap would */
+		XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
+	}
+	if (rd.mine)
+	{
+		tmfd->xmax = GetCurrentTransactionId();
+		tmfd->cmax = rd.my_cid;
+		return TM_SelfModified;
+	}
+	if (TransactionIdIsValid(rd.committed))
+	{
+		tmfd->xmax = rd.committed;
+		if (TransactionIdIsNormal(rd.committed) &&
+			(!IsMVCCSnapshot(snapshot) || XidInMVCCSnapshot(rd.committed, snapshot)) &&
+			am_xact_wrote_rows(table_id, rd.committed))
+			return TM_Updated;
+		return TM_Deleted;
+	}
+	return TM_Ok;
+}
+
 static TM_Result
 am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
 				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
 {
-	am_not_supported("DELETE");
+	AmWriter   *aw;
+	TM_Result	result;
+	int64		segment_no;
+	int64		row;
+
+	am_check_not_parallel(rel);
+	aw = am_writer_for(rel, cid);
+	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, true,
+						  wait ? LockWaitBlock : LockWaitSkip, tmfd);
+	if (result != TM_Ok)
+		return result;
+
+	/*
+	 * A REPEATABLE READ foreign-key action (crosscheck: the transaction's
+	 * snapshot) must not change a row that snapshot does not see.
+	 */
+	if (crosscheck != InvalidSnapshot &&
+		!am_row_visible(rel, tid, crosscheck))
+		return TM_Updated;
+	am_tid_to_row(tid, &segment_no, &row);
+	am_pending_delete(aw, segment_no, row);
+	return TM_Ok;
 }
 
+/* UPDATE: the old row deleted, the new version inserted with a new tid. */
 static TM_Result
 am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId cid,
 				Snapshot snapshot, Snapshot crosscheck, bool wait, TM_FailureData *tmfd,
 				LockTupleMode *lockmode, bool *update_indexes)
 {
-	am_not_supported("UPDATE");
+	TM_Result	result;
+
+	*lockmode = LockTupleExclusive;
+	*update_indexes = false;
+	result = am_tuple_delete(rel, otid, cid, snapshot, crosscheck, wait, tmfd, false);
+	if (result != TM_Ok)
+		return result;
+	am_tuple_insert(rel, slot, cid, 0, NULL);
+	*update_indexes = true;
+	return TM_Ok;
 }
 
+/*
+ * Row locks: the row's segment lock (see am_lock_segment), ShareLock for FOR
+ * SHARE and FOR KEY SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR
+ * UPDATE, held to the end of the transaction; the row then cannot be
+ * deleted or updated by another transaction until this one ends, which is
+ * what foreign keys referencing the table and BEFORE UPDATE triggers need.
+ * A row a concurrent UPDATE replaced has no newer version to lock
+ * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check): a
+ * serialization failure, not the skipped row heap's EvalPlanQual avoids.
+ */
 static TM_Result
 am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
 			  CommandId cid, LockTupleMode mode, LockWaitPolicy wait_policy, uint8 flags,
 			  TM_FailureData *tmfd)
 {
-	am_not_supported("locking rows (SELECT ... FOR UPDATE/SHARE)");
+	TableOptions *opts = am_options(rel);
+	TM_Result	result;
+
+	result = am_claim_row(rel, opts->table_id, tid, snapshot,
+						  mode == LockTupleNoKeyExclusive || mode == LockTupleExclusive,
+						  wait_policy, tmfd);
+	if (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("A concurrent transaction updated the row of destor table \"%s\"; destor keeps no link to its new version to check it again.",
+						   RelationGetRelationName(rel)),
+				 errhint("Retry the transaction.")));
+	if (result != TM_Ok)
+		return result;
+	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
+		return TM_Deleted;
+	return TM_Ok;
 }
 
 /* ---------------------------------------------------------------------------
