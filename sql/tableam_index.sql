@@ -228,7 +228,7 @@ CREATE UNIQUE INDEX ON d (id);
 ALTER TABLE d ADD PRIMARY KEY (id);
 \set VERBOSITY terse
 -- ON CONFLICT DO NOTHING skips what conflicts, also within the statement;
--- DO UPDATE and row locks are not built
+-- DO UPDATE and row locks work since stage 3
 INSERT INTO k VALUES (1, '2024-05-01'), (20, '2024-05-20'), (20, '2024-05-21'), (21, '2024-01-02')
   ON CONFLICT DO NOTHING;
 INSERT INTO hk VALUES (1, '2024-05-01'), (20, '2024-05-20'), (20, '2024-05-21'), (21, '2024-01-02')

@@ -185,12 +185,28 @@ DELETE FROM refs;
 DELETE FROM t WHERE id = 72;
 SELECT count(*) FROM t WHERE id = 72;
 
+-- ON CONFLICT DO UPDATE locks the conflicting row and updates it
+INSERT INTO t VALUES (76, 0, 'upserted'), (30076, 0, 'new') ON CONFLICT (id) DO UPDATE SET v = excluded.v;
+INSERT INTO h VALUES (76, 0, 'upserted'), (30076, 0, 'new') ON CONFLICT (id) DO UPDATE SET v = excluded.v;
+SELECT am_differ_paths('t', 'h', 'id IN (76, 30076)');
+-- a transaction holds at most 64 segment locks of a table, then one on the
+-- whole table (here: 70 segments, one per INSERT statement)
+CREATE TABLE many (id int PRIMARY KEY) USING destor;
+DO $$ BEGIN FOR i IN 1..70 LOOP INSERT INTO many VALUES (i); END LOOP; END $$;
+BEGIN;
+DELETE FROM many WHERE id > 3;
+SELECT mode, page = -1 AS whole_table, count(*) FROM pg_locks
+  WHERE locktype = 'tuple' AND relation = 'many'::regclass AND pid = pg_backend_pid()
+  GROUP BY 1, 2 ORDER BY 1, 2;
+COMMIT;
+SELECT count(*) FROM many;
+
 -- 4. What is still refused, clearly
 BEGIN;
 DELETE FROM t WHERE id = 80;
 PREPARE TRANSACTION 'am_modify';
 SELECT count(*) FROM t WHERE id = 80;
 
-DROP TABLE refs, refs_cascade, tp, tg, hg, victims, t, h;
+DROP TABLE refs, refs_cascade, tp, tg, hg, victims, many, t, h;
 DROP FUNCTION am_differ(regclass, regclass, text), am_differ_paths(regclass, regclass, text),
   t_count(), h_count(), t_del(int), h_del(int), t_del_other(int), h_del_other(int), bump(), seen();

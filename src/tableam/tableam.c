@@ -414,6 +414,18 @@ am_bit_is_set(const uint8 *bits, int64 nbytes, int64 row)
 
 static List *am_writers = NIL;
 static List *am_lock_counts = NIL;	/* of AmLockCount, in TopTransactionContext */
+/* am_claimed_deleters' copy of one segment's recorded deletions */
+static MemoryContext am_claim_cxt = NULL;	/* under TopTransactionContext */
+static Oid	am_claim_relid = InvalidOid;
+static int64 am_claim_segment_no = 0;
+static uint64 am_claim_loaded = 0;	/* am_claim_generation when read; 0: none */
+static uint64 am_claim_generation = 1;
+static List *am_claim_recorded = NIL;	/* of AmRecordedDeletion */
+static bool am_claim_cacheable;
+/* am_version_fetch_for's fetch, in TopTransactionContext */
+static struct AmFetch *am_version_fetch = NULL;
+static Oid	am_version_relid = InvalidOid;
+static Oid	am_version_relfilenode = InvalidOid;
 static bool am_callbacks = false;
 
 static void
@@ -429,6 +441,7 @@ am_writer_release(AmWriter *aw, bool finish)
 			AmDeletion *d = lfirst(lc);
 
 			catalog_insert_deletions(aw->opts->table_id, d->segment_no, d->rows, d->nbytes);
+			am_claim_generation++;
 		}
 		segment_writer_finish(aw->writer);
 	}
@@ -491,6 +504,9 @@ am_xact_callback(XactEvent event, void *arg)
 			/* memory and relcache references go with the transaction */
 			am_writers = NIL;
 			am_lock_counts = NIL;
+			am_claim_cxt = NULL;	/* went with TopTransactionContext */
+			am_version_fetch = NULL;	/* likewise */
+			am_claim_loaded = 0;
 			break;
 		default:
 			break;
@@ -503,6 +519,14 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	ListCell   *lc;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		am_claim_generation++;	/* its recorded deletions are gone */
+		/* its reads may have begun in the subtransaction */
+		if (am_version_fetch)
+			am_fetch_free(am_version_fetch);
+		am_version_fetch = NULL;
+	}
 	foreach(lc, am_writers)
 	{
 		AmWriter   *aw = lfirst(lc);
@@ -954,6 +978,109 @@ am_row_deleters(const uint8 *table_id, int64 segment_no, int64 row, AmRowDeleter
 	am_scan_deletions(table_id, segment_no, &dirty, am_note_deleter, rd);
 }
 
+/*
+ * The recorded deletions of the segment am_claim_row looked at last, read
+ * once for the rows after it (a DELETE goes through a segment's rows in
+ * turn): the transaction holds the segment's lock, so no other transaction
+ * records more meanwhile, and this one's own recordings (a statement's end,
+ * a subtransaction's abort) change am_claim_generation, which drops them.
+ */
+typedef struct AmRecordedDeletion
+{
+	bool		mine;			/* else committed */
+	TransactionId xmin;
+	CommandId	cmin;
+	int64		nbytes;
+	uint8	   *rows;
+} AmRecordedDeletion;
+
+static bool
+am_copy_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+	AmRecordedDeletion *d;
+
+	d = palloc0(sizeof(AmRecordedDeletion));
+	d->xmin = xmin;
+	if (TransactionIdIsNormal(xmin) && TransactionIdIsCurrentTransactionId(xmin))
+	{
+		d->mine = true;
+		d->cmin = HeapTupleHeaderGetRawCommandId(hdr);
+	}
+	else if (TransactionIdIsNormal(xmin) && TransactionIdIsInProgress(xmin))
+	{
+		am_claim_cacheable = false;	/* see am_claim_row: waited for */
+		return false;
+	}
+	else if (TransactionIdIsNormal(xmin) && !TransactionIdDidCommit(xmin))
+		return true;			/* aborted */
+	d->nbytes = nbytes;
+	d->rows = palloc(Max(nbytes, 1));
+	memcpy(d->rows, bits, nbytes);
+	am_claim_recorded = lappend(am_claim_recorded, d);
+	return true;
+}
+
+/*
+ * am_claimed_deleters: who deleted row of segment_no by the recorded
+ * deletions, from the cached copy; false if they cannot be cached (a
+ * deleter still in progress).
+ */
+static bool
+am_claimed_deleters(Relation rel, const uint8 *table_id, int64 segment_no, int64 row,
+					AmRowDeleters *rd)
+{
+	ListCell   *lc;
+
+	if (am_claim_loaded != am_claim_generation || am_claim_relid != RelationGetRelid(rel) ||
+		am_claim_segment_no != segment_no)
+	{
+		MemoryContext old;
+
+		if (am_claim_cxt == NULL)
+			am_claim_cxt = AllocSetContextCreate(TopTransactionContext, "destor claimed segment",
+												 ALLOCSET_DEFAULT_SIZES);
+		MemoryContextReset(am_claim_cxt);
+		am_claim_recorded = NIL;
+		am_claim_loaded = 0;
+		am_claim_cacheable = true;
+		old = MemoryContextSwitchTo(am_claim_cxt);
+		{
+			SnapshotData dirty;
+
+			InitDirtySnapshot(dirty);
+			am_scan_deletions(table_id, segment_no, &dirty, am_copy_deletion, NULL);
+		}
+		MemoryContextSwitchTo(old);
+		if (!am_claim_cacheable)
+		{
+			MemoryContextReset(am_claim_cxt);
+			am_claim_recorded = NIL;
+			return false;
+		}
+		am_claim_relid = RelationGetRelid(rel);
+		am_claim_segment_no = segment_no;
+		am_claim_loaded = am_claim_generation;
+	}
+	memset(rd, 0, sizeof(AmRowDeleters));
+	rd->row = row;
+	foreach(lc, am_claim_recorded)
+	{
+		AmRecordedDeletion *d = lfirst(lc);
+
+		if (!am_bit_is_set(d->rows, d->nbytes, row))
+			continue;
+		if (d->mine)
+		{
+			rd->mine = true;
+			rd->my_cid = d->cmin;
+		}
+		else
+			rd->committed = d->xmin;
+	}
+	return true;
+}
+
 /* Whether a recorded deletion of row that the MVCC snapshot sees exists. */
 static bool
 am_note_visible_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
@@ -1291,7 +1418,10 @@ typedef struct AmFetch
 	TransactionId list_xmin;
 	TransactionId list_xmax;
 	List	   *segments;
-	/* the row group decoded last (its dir is in listcxt), or st == NULL */
+	/* SnapshotAny's segment (in anycxt): its directory never changes */
+	MemoryContext anycxt;
+	SegmentDirectory *any_dir;
+	/* the row group decoded last (its dir is in listcxt or anycxt), or st == NULL */
 	DestorScan *st;
 	SegmentDirectory *st_dir;
 	int			st_rg;
@@ -1309,6 +1439,7 @@ am_fetch_create(Relation rel)
 	f->cxt = cxt;
 	f->opts = am_options(rel);
 	f->listcxt = AllocSetContextCreate(cxt, "destor fetch segments", ALLOCSET_DEFAULT_SIZES);
+	f->anycxt = AllocSetContextCreate(cxt, "destor fetch any", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return f;
 }
@@ -1548,6 +1679,34 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	bool		have_values;
 	MemoryContext old;
 
+	/*
+	 * SnapshotAny (an UPDATE's old row, AFTER triggers' rows): every row of
+	 * a segment the latest snapshot sees, deleted or not; the segment's
+	 * directory and row group are kept for the next row.
+	 */
+	if (snapshot->snapshot_type == SNAPSHOT_ANY)
+	{
+		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no)
+		{
+			if (f->any_dir && f->st_dir == f->any_dir)
+				am_fetch_forget_rowgroup(f);
+			f->any_dir = NULL;
+			MemoryContextReset(f->anycxt);
+			latest = RegisterSnapshot(GetLatestSnapshot());
+			old = MemoryContextSwitchTo(f->anycxt);
+			if (am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+				f->any_dir = dir;
+			MemoryContextSwitchTo(old);
+			UnregisterSnapshot(latest);
+		}
+		if (f->any_dir)
+			return am_fetch_from(f, f->any_dir, row, InvalidSnapshot, true, tid, slot);
+	}
+
+	/* deleted by this transaction, not recorded yet (an UPDATE's old row) */
+	if (snapshot->snapshot_type != SNAPSHOT_ANY &&
+		am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, InvalidCommandId, NULL))
+		return false;
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
 	{
 		TransactionId xid = am_segment_xid(f->rel, segment_no);
@@ -1570,8 +1729,6 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 		AmRowDeleters rd;
 
 		/* deleted by this transaction or a committed one: no row */
-		if (am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, InvalidCommandId, NULL))
-			return false;
 		am_row_deleters(f->opts->table_id, segment_no, row, &rd);
 		if (rd.mine || TransactionIdIsValid(rd.committed))
 			return false;
@@ -1701,6 +1858,34 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 }
 
 /*
+ * am_version_fetch_for: the fetch of rows by tid outside an index, kept for
+ * the transaction's next one of the same relation (storage): an UPDATE
+ * fetches each old row to build its new version, AFTER triggers each
+ * event's row, one after another in the same row groups.
+ */
+static AmFetch *
+am_version_fetch_for(Relation rel)
+{
+	if (am_version_fetch == NULL || am_version_relid != RelationGetRelid(rel) ||
+		am_version_relfilenode != rel->rd_node.relNode)
+	{
+		MemoryContext old;
+
+		if (am_version_fetch)
+			am_fetch_free(am_version_fetch);
+		am_version_fetch = NULL;
+		am_ensure_callbacks();
+		old = MemoryContextSwitchTo(TopTransactionContext);
+		am_version_fetch = am_fetch_create(rel);
+		MemoryContextSwitchTo(old);
+		am_version_relid = RelationGetRelid(rel);
+		am_version_relfilenode = rel->rd_node.relNode;
+	}
+	am_version_fetch->rel = rel;
+	return am_version_fetch;
+}
+
+/*
  * A row by tid outside an index: AFTER ROW triggers (their event names the
  * row, fetched with SnapshotAny when the statement ends, its rows maybe still
  * buffered), foreign keys from a destor table (the check asks whether the new
@@ -1711,12 +1896,11 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 static bool
 am_tuple_fetch_row_version(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot)
 {
-	AmFetch    *f = am_fetch_create(rel);
+	AmFetch    *f = am_version_fetch_for(rel);
 	bool		found = am_fetch_row(f, tid, snapshot, slot);
 
 	if (found)
 		ExecMaterializeSlot(slot);
-	am_fetch_free(f);
 	return found;
 }
 
@@ -1922,6 +2106,8 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	}
 	for (;;)
 	{
+		if (am_claimed_deleters(rel, table_id, segment_no, row, &rd))
+			break;
 		am_row_deleters(table_id, segment_no, row, &rd);
 		if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
 			break;
