@@ -1220,6 +1220,18 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 	if (am_writers != NIL)
 		foreach(lc, segments)
 			lfirst(lc) = am_dir_with_pending(RelationGetRelid(rel), lfirst(lc), before);
+
+	/*
+	 * A segment with every row deleted is not read: VACUUM may delete its
+	 * object once no snapshot sees a row of it, while this scan runs.
+	 */
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		if (dir->row_count > 0 && dir->deleted_count == dir->row_count)
+			segments = foreach_delete_current(segments, lc);
+	}
 	return segments;
 }
 
@@ -2286,10 +2298,177 @@ am_relation_copy_for_cluster(Relation OldTable, Relation NewTable, Relation OldI
 	am_not_supported("CLUSTER and VACUUM FULL");
 }
 
+/*
+ * VACUUM (stage 3): segments whose rows are all deleted, by deletions every
+ * snapshot sees (committed before the oldest transaction still running),
+ * are removed with their deletions, and their objects deleted after commit;
+ * then every index loses the entries of rows deleted so (in those segments
+ * and in others) and of segments an aborted or crashed writer took.
+ * Scans never open a segment whose rows they all see deleted (am_segments),
+ * so a reader that began before this VACUUM committed does not need the
+ * object.  Nothing is compacted: live rows stay where they are.
+ */
+typedef struct AmVacSegment
+{
+	int64		segment_no;
+	bool		reclaimed;		/* every row deleted: removed */
+	int64		nbytes;
+	uint8	   *dead;			/* rows deleted for every snapshot */
+} AmVacSegment;
+
+typedef struct AmVacState
+{
+	Relation	rel;
+	TransactionId oldest_xmin;
+	AmVacSegment *segs;			/* in segment order */
+	int			nsegs;
+	int64		last_segment_no;	/* the metapage's, when VACUUM began */
+	/* the last segment number without a catalog row asked about */
+	int64		asked_no;
+	bool		asked_dead;
+	double		dead_entries;
+} AmVacState;
+
+static bool
+am_vac_note_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmVacState *vs = arg;
+	AmVacSegment *seg = &vs->segs[vs->nsegs];
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+
+	/* only deletions that no snapshot can miss */
+	if (TransactionIdIsNormal(xmin) &&
+		(!TransactionIdPrecedes(xmin, vs->oldest_xmin) || !TransactionIdDidCommit(xmin)))
+		return true;
+	if (nbytes > seg->nbytes)
+	{
+		seg->dead = seg->dead ? repalloc(seg->dead, nbytes) : palloc(nbytes);
+		memset(seg->dead + seg->nbytes, 0, nbytes - seg->nbytes);
+		seg->nbytes = nbytes;
+	}
+	for (int64 b = 0; b < nbytes; b++)
+		seg->dead[b] |= bits[b];
+	return true;
+}
+
+static int
+am_vac_compare(const void *a, const void *b)
+{
+	int64		x = ((const AmVacSegment *) a)->segment_no;
+	int64		y = ((const AmVacSegment *) b)->segment_no;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The index bulk-delete callback: whether the entry's row is dead for all. */
+static bool
+am_vac_entry_dead(ItemPointer tid, void *arg)
+{
+	AmVacState *vs = arg;
+	AmVacSegment key;
+	AmVacSegment *seg;
+	int64		row;
+	bool		dead;
+
+	am_tid_to_row(tid, &key.segment_no, &row);
+	seg = bsearch(&key, vs->segs, vs->nsegs, sizeof(AmVacSegment), am_vac_compare);
+	if (seg)
+		dead = seg->reclaimed || am_bit_is_set(seg->dead, seg->nbytes, row);
+	else if (key.segment_no == vs->asked_no)
+		dead = vs->asked_dead;
+	else
+	{
+		/*
+		 * No catalog row: a segment being written (its transaction is in
+		 * progress or committed after VACUUM read the catalog), or one whose
+		 * writer aborted or crashed, which the metapage names while its slot
+		 * is not reused.  Only the latter's entries are dead; a segment the
+		 * metapage no longer names keeps its entries.
+		 */
+		TransactionId xid = key.segment_no >= 1 && key.segment_no <= vs->last_segment_no ?
+			am_segment_xid(vs->rel, key.segment_no) : InvalidTransactionId;
+
+		dead = TransactionIdIsNormal(xid) && TransactionIdPrecedes(xid, vs->oldest_xmin) &&
+			!TransactionIdIsInProgress(xid) && !TransactionIdDidCommit(xid);
+		vs->asked_no = key.segment_no;
+		vs->asked_dead = dead;
+	}
+	if (dead)
+		vs->dead_entries++;
+	return dead;
+}
+
 static void
 am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrategy bstrategy)
 {
-	/* nothing to reclaim: no DELETE or UPDATE yet */
+	TableOptions *opts = am_options(rel);
+	AmVacState vs = {0};
+	List	   *segments;
+	ListCell   *lc;
+	int			nreclaimed = 0;
+	int			nindexes;
+	Relation   *indexes;
+
+	am_flush_writers(RelationGetRelid(rel), InvalidCommandId, false);
+	vs.rel = rel;
+	vs.oldest_xmin = GetOldestNonRemovableTransactionId(rel);
+	vs.last_segment_no = am_last_segment_no(rel);
+	vs.asked_no = -1;
+	segments = catalog_table_segments(opts->table_id, NULL);
+	vs.segs = palloc0(sizeof(AmVacSegment) * Max(list_length(segments), 1));
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		AmVacSegment *seg = &vs.segs[vs.nsegs];
+		SnapshotData dirty;
+		int64		dead = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		seg->segment_no = dir->segment_no;
+		if (dir->deleted_count > 0)
+		{
+			InitDirtySnapshot(dirty);
+			am_scan_deletions(opts->table_id, dir->segment_no, &dirty, am_vac_note_deletion, &vs);
+			for (int64 r = 0; r < dir->row_count; r++)
+				dead += am_bit_is_set(seg->dead, seg->nbytes, r);
+		}
+		if (dir->row_count > 0 && dead == dir->row_count)
+		{
+			ObjectMeta *meta = catalog_get_object(dir->object_id, true);
+
+			catalog_delete_segment(opts->table_id, dir->segment_no);
+			if (meta)
+			{
+				catalog_delete_object(dir->object_id);
+				object_delete_at_commit(meta);
+			}
+			seg->reclaimed = true;
+			nreclaimed++;
+		}
+		vs.nsegs++;
+	}
+
+	/* the indexes' entries of dead rows */
+	vac_open_indexes(rel, RowExclusiveLock, &nindexes, &indexes);
+	for (int i = 0; i < nindexes; i++)
+	{
+		IndexVacuumInfo ivinfo = {0};
+		IndexBulkDeleteResult *stats;
+
+		ivinfo.index = indexes[i];
+		ivinfo.message_level = DEBUG2;
+		ivinfo.estimated_count = true;
+		ivinfo.num_heap_tuples = rel->rd_rel->reltuples;
+		ivinfo.strategy = bstrategy;
+		stats = index_bulk_delete(&ivinfo, NULL, am_vac_entry_dead, &vs);
+		stats = index_vacuum_cleanup(&ivinfo, stats);
+		if (stats)
+			pfree(stats);
+	}
+	vac_close_indexes(nindexes, indexes, NoLock);
+	ereport(params->options & VACOPT_VERBOSE ? INFO : DEBUG2,
+			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %.0f index entries removed",
+					RelationGetRelationName(rel), nreclaimed, vs.nsegs, vs.dead_entries)));
 }
 
 /*
