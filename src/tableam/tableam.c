@@ -1,5 +1,5 @@
 /*
- * tableam.c — the table access method destor (issue 14, stages 1 and 2).
+ * tableam.c — the table access method destor (issue 14, stages 1 to 3).
  *
  * CREATE TABLE t (...) USING destor stores t's rows as the segments the
  * destor foreign tables use (src/table): the same writer, catalog rows and
@@ -45,9 +45,15 @@
  * a counter in the relation's metapage, a row's tid is its segment number
  * and row, set at insert; index builds, index and bitmap fetches and the
  * unique checks' SnapshotDirty fetches read rows by tid (am_fetch_row).
- * What changes or locks rows (UPDATE, DELETE, row locks, ON CONFLICT DO
- * UPDATE) raises FEATURE_NOT_SUPPORTED; see docs/ARCHITECTURE.md, "Table
- * access method", for what comes next.
+ *
+ * DELETE, UPDATE, row locks and VACUUM (stage 3): deletions are bitmaps in
+ * destor.deletions, as the foreign tables' (recorded when the statement
+ * ends; this backend's pending ones are merged by every read); UPDATE is a
+ * delete and an insert under a new tid; a transaction that deletes, updates
+ * or locks rows holds its segments' locks (am_lock_segment) until it ends,
+ * which stand for heap's row locks; VACUUM removes segments with every row
+ * deleted and the dead rows' index entries.  See docs/ARCHITECTURE.md,
+ * "Table access method".
  */
 #include "postgres.h"
 
@@ -1369,7 +1375,7 @@ am_not_supported(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s is not supported on destor tables yet", what),
-			 errdetail("Tables USING destor take inserts, scans and btree and hash indexes; their rows cannot be changed or locked yet."),
+			 errdetail("Tables USING destor take DML, row locks, VACUUM and btree and hash indexes, not the operations that assume heap pages."),
 			 errhint("Use a heap table, or a destor foreign table (CREATE FOREIGN TABLE ... SERVER pool).")));
 }
 
@@ -1861,8 +1867,8 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 {
 	AmIndexFetch *x = (AmIndexFetch *) data;
 
-	/* one version a tid; never "all dead": an aborted row's entry is only
-	 * skipped (VACUUM of indexes is not built) */
+	/* one version a tid; never "all dead": dead rows' entries go at VACUUM
+	 * (am_relation_vacuum), not when a scan meets them */
 	*call_again = false;
 	if (all_dead)
 		*all_dead = false;
@@ -1925,7 +1931,8 @@ am_tuple_tid_valid(TableScanDesc scan, ItemPointer tid)
 static void
 am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 {
-	/* rows are never updated: the tid names the latest version */
+	/* an UPDATE's new version is not linked from the old row: the tid
+	 * names the latest version known */
 }
 
 /* Whether snapshot sees the row of tid. */
@@ -1949,8 +1956,9 @@ am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapsho
 
 /*
  * Index AMs ask which of their entries' rows are dead (btree before it
- * splits a page).  None is known to be: rows are never deleted yet, and an
- * aborted insert's entries are only skipped by fetches.
+ * splits a page).  None is reported: VACUUM removes the entries of deleted
+ * rows and aborted inserts (am_relation_vacuum); this would need the same
+ * horizon test per tid inside btree's page split.
  */
 static TransactionId
 am_index_delete_tuples(Relation rel, TM_IndexDeleteOp *delstate)
