@@ -2144,7 +2144,8 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	{
 		tmfd->xmax = rd.committed;
 		if (TransactionIdIsNormal(rd.committed) &&
-			(!IsMVCCSnapshot(snapshot) || XidInMVCCSnapshot(rd.committed, snapshot)) &&
+			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
+			 XidInMVCCSnapshot(rd.committed, snapshot)) &&
 			am_xact_wrote_rows(table_id, rd.committed))
 			return TM_Updated;
 		return TM_Deleted;
@@ -2213,7 +2214,8 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 			  CommandId cid, LockTupleMode mode, LockWaitPolicy wait_policy, uint8 flags,
 			  TM_FailureData *tmfd)
 {
-	TableOptions *opts = am_options(rel);
+	/* the kept fetch's options: no catalog query per row */
+	TableOptions *opts = am_version_fetch_for(rel)->opts;
 	TM_Result	result;
 
 	result = am_claim_row(rel, opts->table_id, tid, snapshot,
