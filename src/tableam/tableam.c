@@ -85,6 +85,7 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/sinvaladt.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/fmgroids.h"
 #include "utils/spccache.h"
@@ -2408,6 +2409,28 @@ am_vac_entry_dead(ItemPointer tid, void *arg)
 	return dead;
 }
 
+/*
+ * am_vacuum_joins_snapshots: lazy VACUUM's transaction is left out of other
+ * backends' snapshots (PROC_IN_VACUUM: it is not supposed to write).  This
+ * one changes destor's catalog, and a reader whose snapshot does not list
+ * its xid as running would take its deletions for an aborted transaction's
+ * and mark them so (hint bits), keeping the removed segment's row alive
+ * after commit.  So the flag goes before the first catalog change (before
+ * the transaction has an xid); the transaction then counts as VACUUM FULL's
+ * does.
+ */
+static void
+am_vacuum_joins_snapshots(void)
+{
+	if (!(MyProc->statusFlags & PROC_IN_VACUUM))
+		return;
+	Assert(!TransactionIdIsValid(GetTopTransactionIdIfAny()));
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	MyProc->statusFlags &= ~PROC_IN_VACUUM;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 static void
 am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrategy bstrategy)
 {
@@ -2446,6 +2469,7 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 		{
 			ObjectMeta *meta = catalog_get_object(dir->object_id, true);
 
+			am_vacuum_joins_snapshots();
 			catalog_delete_segment(opts->table_id, dir->segment_no);
 			if (meta)
 			{
