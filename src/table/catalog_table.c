@@ -238,6 +238,24 @@ catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN])
 	return result;
 }
 
+/* Remove a segment's rows and deletions from its table (not its object). */
+void
+catalog_delete_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no)
+{
+	CatalogUser cu;
+	Oid			types[2] = {UUIDOID, INT8OID};
+	Datum		values[2];
+
+	catalog_enter(&cu);
+	values[0] = object_id_datum(table_id);
+	values[1] = Int64GetDatum(segment_no);
+	catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1 AND segment_no = $2",
+				 2, types, values, NULL, SPI_OK_DELETE);
+	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 AND segment_no = $2",
+				 2, types, values, NULL, SPI_OK_DELETE);
+	catalog_leave(&cu);
+}
+
 /* Take a segment out of its table; its object is retired, not deleted
  * (readers with older snapshots may still read it). */
 void
@@ -245,21 +263,16 @@ catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 					   const uint8 object_id[CODEC_OBJID_LEN])
 {
 	CatalogUser cu;
-	Oid			types[3] = {UUIDOID, INT8OID, UUIDOID};
-	Datum		values[3];
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
 
+	catalog_delete_segment(table_id, segment_no);
 	catalog_enter(&cu);
-	values[0] = object_id_datum(table_id);
-	values[1] = Int64GetDatum(segment_no);
-	values[2] = object_id_datum(object_id);
-	catalog_exec("DELETE FROM destor.deletions WHERE table_id = $1 AND segment_no = $2",
-				 2, types, values, NULL, SPI_OK_DELETE);
-	catalog_exec("DELETE FROM destor.segments WHERE table_id = $1 AND segment_no = $2",
-				 2, types, values, NULL, SPI_OK_DELETE);
-	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types + 2, values + 2,
+	values[0] = object_id_datum(object_id);
+	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values,
 				 NULL, SPI_OK_DELETE);
 	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
-				 1, types + 2, values + 2, NULL, SPI_OK_INSERT);
+				 1, types, values, NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 

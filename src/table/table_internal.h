@@ -53,6 +53,7 @@ extern void catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int6
 									 const uint8 *bitmap, size_t len);
 extern int64 catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
 extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]); /* object ids (uint8 *) */
+extern void catalog_delete_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no);
 extern void catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 								   const uint8 object_id[CODEC_OBJID_LEN]);
 extern int64 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN]);

@@ -1,5 +1,5 @@
 /*
- * tableam.c — the table access method destor (issue 14, stages 1 and 2).
+ * tableam.c — the table access method destor (issue 14, stages 1 to 3).
  *
  * CREATE TABLE t (...) USING destor stores t's rows as the segments the
  * destor foreign tables use (src/table): the same writer, catalog rows and
@@ -45,9 +45,15 @@
  * a counter in the relation's metapage, a row's tid is its segment number
  * and row, set at insert; index builds, index and bitmap fetches and the
  * unique checks' SnapshotDirty fetches read rows by tid (am_fetch_row).
- * What changes or locks rows (UPDATE, DELETE, row locks, ON CONFLICT DO
- * UPDATE) raises FEATURE_NOT_SUPPORTED; see docs/ARCHITECTURE.md, "Table
- * access method", for what comes next.
+ *
+ * DELETE, UPDATE, row locks and VACUUM (stage 3): deletions are bitmaps in
+ * destor.deletions, as the foreign tables' (recorded when the statement
+ * ends; this backend's pending ones are merged by every read); UPDATE is a
+ * delete and an insert under a new tid; a transaction that deletes, updates
+ * or locks rows holds its segments' locks (am_lock_segment) until it ends,
+ * which stand for heap's row locks; VACUUM removes segments with every row
+ * deleted and the dead rows' index entries.  See docs/ARCHITECTURE.md,
+ * "Table access method".
  */
 #include "postgres.h"
 
@@ -77,6 +83,9 @@
 #include "optimizer/pathnode.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/sinvaladt.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/fmgroids.h"
 #include "utils/spccache.h"
@@ -388,18 +397,61 @@ typedef struct AmWriter
 	Relation	rel;			/* a reference held by the top transaction */
 	TableOptions *opts;
 	SegmentWriter *writer;
+	List	   *deleting;		/* of AmDeletion: rows the statement deleted */
 } AmWriter;
 
+/*
+ * The rows of one segment a statement deleted, recorded in destor.deletions
+ * when the writer is written (the end of the statement), as the foreign
+ * tables' DELETE records them.  The bitmap covers rows up to the highest
+ * one deleted (catalog_table_segments merges shorter bitmaps).
+ */
+typedef struct AmDeletion
+{
+	int64		segment_no;
+	int64		nbytes;
+	uint8	   *rows;
+} AmDeletion;
+
+static inline bool
+am_bit_is_set(const uint8 *bits, int64 nbytes, int64 row)
+{
+	return bits != NULL && row >= 0 && row / 8 < nbytes && ((bits[row / 8] >> (row % 8)) & 1);
+}
+
 static List *am_writers = NIL;
+static List *am_lock_counts = NIL;	/* of AmLockCount, in TopTransactionContext */
+/* am_claimed_deleters' copy of one segment's recorded deletions */
+static MemoryContext am_claim_cxt = NULL;	/* under TopTransactionContext */
+static Oid	am_claim_relid = InvalidOid;
+static int64 am_claim_segment_no = 0;
+static uint64 am_claim_loaded = 0;	/* am_claim_generation when read; 0: none */
+static uint64 am_claim_generation = 1;
+static List *am_claim_recorded = NIL;	/* of AmRecordedDeletion */
+static bool am_claim_cacheable;
+/* am_version_fetch_for's fetch, in TopTransactionContext */
+static struct AmFetch *am_version_fetch = NULL;
+static Oid	am_version_relid = InvalidOid;
+static Oid	am_version_relfilenode = InvalidOid;
 static bool am_callbacks = false;
 
 static void
 am_writer_release(AmWriter *aw, bool finish)
 {
 	ResourceOwner saved = CurrentResourceOwner;
+	ListCell   *lc;
 
 	if (finish)
+	{
+		foreach(lc, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc);
+
+			catalog_insert_deletions(aw->opts->table_id, d->segment_no, d->rows, d->nbytes);
+			am_claim_generation++;
+		}
 		segment_writer_finish(aw->writer);
+	}
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	RelationDecrementReferenceCount(aw->rel);
 	CurrentResourceOwner = saved;
@@ -458,6 +510,10 @@ am_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* memory and relcache references go with the transaction */
 			am_writers = NIL;
+			am_lock_counts = NIL;
+			am_claim_cxt = NULL;	/* went with TopTransactionContext */
+			am_version_fetch = NULL;	/* likewise */
+			am_claim_loaded = 0;
 			break;
 		default:
 			break;
@@ -470,6 +526,14 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	ListCell   *lc;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		am_claim_generation++;	/* its recorded deletions are gone */
+		/* its reads may have begun in the subtransaction */
+		if (am_version_fetch)
+			am_fetch_free(am_version_fetch);
+		am_version_fetch = NULL;
+	}
 	foreach(lc, am_writers)
 	{
 		AmWriter   *aw = lfirst(lc);
@@ -484,6 +548,17 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			am_writers = foreach_delete_current(am_writers, lc);
 			am_writer_release(aw, false);
 		}
+	}
+}
+
+static void
+am_ensure_callbacks(void)
+{
+	if (!am_callbacks)
+	{
+		RegisterXactCallback(am_xact_callback, NULL);
+		RegisterSubXactCallback(am_subxact_callback, NULL);
+		am_callbacks = true;
 	}
 }
 
@@ -502,12 +577,7 @@ am_writer_for(Relation rel, CommandId cid)
 		if (aw->relid == RelationGetRelid(rel) && aw->subid == cur && aw->cid == cid)
 			return aw;
 	}
-	if (!am_callbacks)
-	{
-		RegisterXactCallback(am_xact_callback, NULL);
-		RegisterSubXactCallback(am_subxact_callback, NULL);
-		am_callbacks = true;
-	}
+	am_ensure_callbacks();
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	aw = palloc0(sizeof(AmWriter));
 	aw->relid = RelationGetRelid(rel);
@@ -524,6 +594,257 @@ am_writer_for(Relation rel, CommandId cid)
 	am_writers = lappend(am_writers, aw);
 	MemoryContextSwitchTo(old);
 	return aw;
+}
+
+/* ---------------------------------------------------------------------------
+ * Deletions of this backend's statements, not yet recorded
+ * ------------------------------------------------------------------------- */
+
+/*
+ * am_pending_deleted: whether a statement of this transaction whose command
+ * id is below before_cid (InvalidCommandId: any) deleted the row and has
+ * not recorded it yet; *cid its command id.  A snapshot sees a deletion by
+ * an earlier command of its transaction, as heap's cmax rule says.
+ */
+static bool
+am_pending_deleted(Oid relid, int64 segment_no, int64 row, CommandId before_cid,
+				   CommandId *cid)
+{
+	ListCell   *lc;
+
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+		ListCell   *lc2;
+
+		if (aw->relid != relid || aw->deleting == NIL ||
+			(before_cid != InvalidCommandId && aw->cid >= before_cid))
+			continue;
+		foreach(lc2, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc2);
+
+			if (d->segment_no == segment_no && am_bit_is_set(d->rows, d->nbytes, row))
+			{
+				if (cid)
+					*cid = aw->cid;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Mark row of segment_no deleted by the statement of aw. */
+static void
+am_pending_delete(AmWriter *aw, int64 segment_no, int64 row)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(aw));
+	AmDeletion *d = NULL;
+	ListCell   *lc;
+
+	foreach(lc, aw->deleting)
+		if (((AmDeletion *) lfirst(lc))->segment_no == segment_no)
+			d = lfirst(lc);
+	if (d == NULL)
+	{
+		d = palloc0(sizeof(AmDeletion));
+		d->segment_no = segment_no;
+		aw->deleting = lappend(aw->deleting, d);
+	}
+	if (row / 8 >= d->nbytes)
+	{
+		int64		nbytes = Max(row / 8 + 1, d->nbytes * 2);
+
+		d->rows = d->rows ? repalloc(d->rows, nbytes) : palloc(nbytes);
+		memset(d->rows + d->nbytes, 0, nbytes - d->nbytes);
+		d->nbytes = nbytes;
+	}
+	d->rows[row / 8] |= 1 << (row % 8);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * am_dir_with_pending: dir, or a copy of it (in the current memory context)
+ * with the unrecorded deletions of this transaction's statements below
+ * before_cid merged into its bitmap.  dir itself is never changed: it may be
+ * a writer's own.
+ */
+static SegmentDirectory *
+am_dir_with_pending(Oid relid, SegmentDirectory *dir, CommandId before_cid)
+{
+	SegmentDirectory *copy = NULL;
+	int64		need = (dir->row_count + 7) / 8;
+	ListCell   *lc;
+
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+		ListCell   *lc2;
+
+		if (aw->relid != relid || aw->cid >= before_cid)
+			continue;
+		foreach(lc2, aw->deleting)
+		{
+			AmDeletion *d = lfirst(lc2);
+
+			if (d->segment_no != dir->segment_no)
+				continue;
+			if (copy == NULL)
+			{
+				copy = palloc(sizeof(SegmentDirectory));
+				memcpy(copy, dir, sizeof(SegmentDirectory));
+				copy->deleted = palloc0(Max(need, 1));
+				if (dir->deleted)
+					memcpy(copy->deleted, dir->deleted, need);
+			}
+			for (int64 b = 0; b < Min(need, d->nbytes); b++)
+				copy->deleted[b] |= d->rows[b];
+		}
+	}
+	if (copy == NULL)
+		return dir;
+	copy->deleted_count = 0;
+	for (int64 r = 0; r < copy->row_count; r++)
+		copy->deleted_count += (copy->deleted[r / 8] >> (r % 8)) & 1;
+	return copy;
+}
+
+/* ---------------------------------------------------------------------------
+ * Segment locks: what stands for heap's row locks
+ *
+ * A transaction that deletes or updates rows of a segment (or locks them
+ * FOR UPDATE) holds ExclusiveLock on the segment's lock tag until it ends,
+ * one that locks rows FOR SHARE or FOR KEY SHARE (foreign keys referencing
+ * the table) ShareLock.  The tag is a tuple lock of the relation with the
+ * segment number as block and offset 0, which heap never uses.  The
+ * deletions of a statement are recorded only at its end, so a second
+ * deleter of a row could not see the first one's; the segment lock makes
+ * it wait until the first transaction ends, then it reads the recorded
+ * deletions.  Locks are per segment, not per row: two transactions
+ * deleting different rows of one segment also wait for each other.
+ *
+ * A transaction holds at most AM_LOCK_ESCALATE_SEGMENTS segment locks of a
+ * relation (the shared lock table is small): beyond, it takes one lock on
+ * the relation's whole-table tag (offset 0 of block InvalidBlockNumber),
+ * ExclusiveLock or ShareLock, that segment lockers' intent locks on the same
+ * tag (RowExclusiveLock, RowShareLock) conflict with, as table locks do.
+ * ------------------------------------------------------------------------- */
+#define AM_LOCK_ESCALATE_SEGMENTS 64
+
+typedef struct AmLockCount
+{
+	Oid			relid;
+	int			segments;		/* segment locks taken */
+} AmLockCount;
+
+
+static void
+am_segment_tag(LOCKTAG *tag, Relation rel, int64 segment_no)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), (BlockNumber) segment_no,
+					  InvalidOffsetNumber);
+}
+
+static void
+am_whole_table_tag(LOCKTAG *tag, Relation rel)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
+					  InvalidOffsetNumber);
+}
+
+static bool
+am_lock_acquire(Relation rel, LOCKTAG *tag, LOCKMODE mode, LockWaitPolicy wait_policy,
+				bool *newly)
+{
+	LockAcquireResult res = LockAcquire(tag, mode, false, wait_policy != LockWaitBlock);
+
+	if (res == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (wait_policy == LockWaitError)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not obtain lock on row in relation \"%s\"",
+							RelationGetRelationName(rel)),
+					 errdetail("Rows of destor tables are locked a segment at a time.")));
+		return false;
+	}
+	if (newly)
+		*newly = res == LOCKACQUIRE_OK;
+	return true;
+}
+
+/*
+ * am_lock_segment: the segment's lock (exclusive: to delete, update or lock
+ * FOR UPDATE), or the whole table's once the transaction holds many; false
+ * if wait_policy is LockWaitSkip and another transaction holds it.
+ */
+static bool
+am_lock_segment(Relation rel, int64 segment_no, bool exclusive, LockWaitPolicy wait_policy)
+{
+	LOCKTAG		whole;
+	LOCKTAG		seg;
+	AmLockCount *count = NULL;
+	ListCell   *lc;
+	bool		newly;
+
+	am_whole_table_tag(&whole, rel);
+	if (LockHeldByMe(&whole, ExclusiveLock) || (!exclusive && LockHeldByMe(&whole, ShareLock)))
+		return true;
+	foreach(lc, am_lock_counts)
+		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
+			count = lfirst(lc);
+	if (count == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		am_ensure_callbacks();
+		count = palloc0(sizeof(AmLockCount));
+		count->relid = RelationGetRelid(rel);
+		am_lock_counts = lappend(am_lock_counts, count);
+		MemoryContextSwitchTo(old);
+	}
+	if (count->segments >= AM_LOCK_ESCALATE_SEGMENTS)
+		return am_lock_acquire(rel, &whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
+	if (!am_lock_acquire(rel, &whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
+		return false;
+	am_segment_tag(&seg, rel, segment_no);
+	if (!am_lock_acquire(rel, &seg, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+		return false;
+	if (newly)
+		count->segments++;
+	return true;
+}
+
+/*
+ * am_segment_deleter: a transaction that holds the segment's exclusive lock
+ * (or the whole table's), so may be deleting its rows without having
+ * recorded them yet; InvalidTransactionId if none.  For SnapshotDirty's
+ * callers, which wait for it and look again, as for heap's deleting xmax.
+ */
+static TransactionId
+am_segment_deleter(Relation rel, int64 segment_no)
+{
+	LOCKTAG		tags[2];
+	LOCKMODE	modes[2] = {ShareLock, RowShareLock};
+
+	am_segment_tag(&tags[0], rel, segment_no);
+	am_whole_table_tag(&tags[1], rel);
+	for (int i = 0; i < 2; i++)
+	{
+		VirtualTransactionId *v = GetLockConflicts(&tags[i], modes[i], NULL);
+
+		for (; VirtualTransactionIdIsValid(*v); v++)
+		{
+			TransactionId xid;
+			TransactionId xmin;
+
+			BackendIdGetTransactionIds(v->backendId, &xid, &xmin);
+			if (TransactionIdIsValid(xid))
+				return xid;
+		}
+	}
+	return InvalidTransactionId;
 }
 
 /*
@@ -545,6 +866,271 @@ am_executor_end(QueryDesc *queryDesc)
 		standard_ExecutorEnd(queryDesc);
 	if (am_writers != NIL && writes && cid != InvalidCommandId)
 		am_flush_writers(InvalidOid, cid, false);
+}
+
+/* ---------------------------------------------------------------------------
+ * Deletions in destor.deletions, one segment at a time
+ * ------------------------------------------------------------------------- */
+typedef bool (*AmDeletionVisitor) (HeapTupleHeader hdr, const uint8 *bits, int64 nbytes,
+								   void *arg);
+
+/*
+ * am_scan_deletions: each bitmap of destor.deletions for the segment that
+ * snapshot sees (heap's rules: SnapshotDirty also shows those of
+ * transactions in progress), handed with its tuple header to fn until fn
+ * returns false.  One index probe, as am_segment_lookup's.
+ */
+static void
+am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
+				  AmDeletionVisitor fn, void *arg)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	delrel = table_open(get_relname_relid("deletions", nsp), AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
+	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
+							  snapshot, 2, keys);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		bytea	   *bits = DatumGetByteaPP(heap_getattr(tup, 3, RelationGetDescr(delrel), &isnull));
+
+		if (!fn(tup->t_data, (const uint8 *) VARDATA_ANY(bits), VARSIZE_ANY_EXHDR(bits), arg))
+			break;
+	}
+	systable_endscan(scan);
+	table_close(delrel, AccessShareLock);
+}
+
+static bool
+am_merge_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	SegmentDirectory *dir = arg;
+	int64		need = (dir->row_count + 7) / 8;
+
+	if (dir->deleted == NULL)
+		dir->deleted = palloc0(Max(need, 1));
+	for (int64 b = 0; b < Min(need, nbytes); b++)
+		dir->deleted[b] |= bits[b];
+	return true;
+}
+
+/*
+ * am_merge_catalog_deletions: OR the segment's deletions that the MVCC
+ * snapshot sees into dir's bitmap (allocated in the current memory context),
+ * as catalog_table_segments does for a whole table.
+ */
+static void
+am_merge_catalog_deletions(const uint8 *table_id, SegmentDirectory *dir, Snapshot snapshot)
+{
+	am_scan_deletions(table_id, dir->segment_no, snapshot, am_merge_deletion, dir);
+	if (dir->deleted)
+	{
+		dir->deleted_count = 0;
+		for (int64 r = 0; r < dir->row_count; r++)
+			dir->deleted_count += (dir->deleted[r / 8] >> (r % 8)) & 1;
+	}
+}
+
+/* Who deleted one row, as recorded in destor.deletions (am_row_deleters). */
+typedef struct AmRowDeleters
+{
+	int64		row;
+	bool		mine;			/* this transaction did */
+	CommandId	my_cid;			/* ... in this command */
+	TransactionId committed;	/* a committed transaction did */
+	TransactionId in_progress;	/* another transaction, still running, did */
+} AmRowDeleters;
+
+static bool
+am_note_deleter(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmRowDeleters *rd = arg;
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+
+	if (!am_bit_is_set(bits, nbytes, rd->row))
+		return true;
+	if (!TransactionIdIsNormal(xmin))
+		rd->committed = xmin;	/* frozen */
+	else if (TransactionIdIsCurrentTransactionId(xmin))
+	{
+		rd->mine = true;
+		rd->my_cid = HeapTupleHeaderGetRawCommandId(hdr);
+	}
+	else if (TransactionIdIsInProgress(xmin))
+		rd->in_progress = xmin;
+	else if (TransactionIdDidCommit(xmin))
+		rd->committed = xmin;
+	return true;
+}
+
+/*
+ * am_row_deleters: the recorded deletions of row of segment_no, whatever
+ * snapshot would see them: this transaction's, committed ones, and those of
+ * transactions in progress (deleters whose statement is still under way
+ * have recorded nothing yet: see am_segment_deleter).
+ */
+static void
+am_row_deleters(const uint8 *table_id, int64 segment_no, int64 row, AmRowDeleters *rd)
+{
+	SnapshotData dirty;
+
+	InitDirtySnapshot(dirty);
+	memset(rd, 0, sizeof(AmRowDeleters));
+	rd->row = row;
+	am_scan_deletions(table_id, segment_no, &dirty, am_note_deleter, rd);
+}
+
+/*
+ * The recorded deletions of the segment am_claim_row looked at last, read
+ * once for the rows after it (a DELETE goes through a segment's rows in
+ * turn): the transaction holds the segment's lock, so no other transaction
+ * records more meanwhile, and this one's own recordings (a statement's end,
+ * a subtransaction's abort) change am_claim_generation, which drops them.
+ */
+typedef struct AmRecordedDeletion
+{
+	bool		mine;			/* else committed */
+	TransactionId xmin;
+	CommandId	cmin;
+	int64		nbytes;
+	uint8	   *rows;
+} AmRecordedDeletion;
+
+static bool
+am_copy_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+	AmRecordedDeletion *d;
+
+	d = palloc0(sizeof(AmRecordedDeletion));
+	d->xmin = xmin;
+	if (TransactionIdIsNormal(xmin) && TransactionIdIsCurrentTransactionId(xmin))
+	{
+		d->mine = true;
+		d->cmin = HeapTupleHeaderGetRawCommandId(hdr);
+	}
+	else if (TransactionIdIsNormal(xmin) && TransactionIdIsInProgress(xmin))
+	{
+		am_claim_cacheable = false;	/* see am_claim_row: waited for */
+		return false;
+	}
+	else if (TransactionIdIsNormal(xmin) && !TransactionIdDidCommit(xmin))
+		return true;			/* aborted */
+	d->nbytes = nbytes;
+	d->rows = palloc(Max(nbytes, 1));
+	memcpy(d->rows, bits, nbytes);
+	am_claim_recorded = lappend(am_claim_recorded, d);
+	return true;
+}
+
+/*
+ * am_claimed_deleters: who deleted row of segment_no by the recorded
+ * deletions, from the cached copy; false if they cannot be cached (a
+ * deleter still in progress).
+ */
+static bool
+am_claimed_deleters(Relation rel, const uint8 *table_id, int64 segment_no, int64 row,
+					AmRowDeleters *rd)
+{
+	ListCell   *lc;
+
+	if (am_claim_loaded != am_claim_generation || am_claim_relid != RelationGetRelid(rel) ||
+		am_claim_segment_no != segment_no)
+	{
+		MemoryContext old;
+
+		if (am_claim_cxt == NULL)
+			am_claim_cxt = AllocSetContextCreate(TopTransactionContext, "destor claimed segment",
+												 ALLOCSET_DEFAULT_SIZES);
+		MemoryContextReset(am_claim_cxt);
+		am_claim_recorded = NIL;
+		am_claim_loaded = 0;
+		am_claim_cacheable = true;
+		old = MemoryContextSwitchTo(am_claim_cxt);
+		{
+			SnapshotData dirty;
+
+			InitDirtySnapshot(dirty);
+			am_scan_deletions(table_id, segment_no, &dirty, am_copy_deletion, NULL);
+		}
+		MemoryContextSwitchTo(old);
+		if (!am_claim_cacheable)
+		{
+			MemoryContextReset(am_claim_cxt);
+			am_claim_recorded = NIL;
+			return false;
+		}
+		am_claim_relid = RelationGetRelid(rel);
+		am_claim_segment_no = segment_no;
+		am_claim_loaded = am_claim_generation;
+	}
+	memset(rd, 0, sizeof(AmRowDeleters));
+	rd->row = row;
+	foreach(lc, am_claim_recorded)
+	{
+		AmRecordedDeletion *d = lfirst(lc);
+
+		if (!am_bit_is_set(d->rows, d->nbytes, row))
+			continue;
+		if (d->mine)
+		{
+			rd->mine = true;
+			rd->my_cid = d->cmin;
+		}
+		else
+			rd->committed = d->xmin;
+	}
+	return true;
+}
+
+/* Whether a recorded deletion of row that the MVCC snapshot sees exists. */
+static bool
+am_note_visible_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmRowDeleters *rd = arg;
+
+	if (am_bit_is_set(bits, nbytes, rd->row))
+	{
+		rd->mine = true;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * am_row_deleted_for: whether snapshot sees row of segment_no deleted:
+ * under an MVCC snapshot the recorded deletions it sees and this
+ * transaction's unrecorded ones of earlier commands; under SnapshotAny
+ * none (AFTER triggers read deleted rows with it); under other snapshots
+ * (SnapshotSelf, SnapshotDirty) every deletion of this transaction and of
+ * committed ones.
+ */
+static bool
+am_row_deleted_for(Relation rel, const uint8 *table_id, int64 segment_no, int64 row,
+				   Snapshot snapshot)
+{
+	AmRowDeleters rd;
+
+	if (snapshot == InvalidSnapshot || snapshot->snapshot_type == SNAPSHOT_ANY)
+		return false;
+	if (IsMVCCSnapshot(snapshot))
+	{
+		if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, snapshot->curcid, NULL))
+			return true;
+		memset(&rd, 0, sizeof(rd));
+		rd.row = row;
+		am_scan_deletions(table_id, segment_no, snapshot, am_note_visible_deletion, &rd);
+		return rd.mine;
+	}
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, NULL))
+		return true;
+	am_row_deleters(table_id, segment_no, row, &rd);
+	return rd.mine || TransactionIdIsValid(rd.committed);
 }
 
 /* ---------------------------------------------------------------------------
@@ -600,6 +1186,7 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 		snapshot : InvalidSnapshot;
 	List	   *segments = catalog_table_segments(opts->table_id, snap);
 	SubTransactionId cur = GetCurrentSubTransactionId();
+	CommandId	before = snap != InvalidSnapshot ? snap->curcid : InvalidCommandId;
 	ListCell   *lc;
 
 	foreach(lc, am_writers)
@@ -622,8 +1209,35 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 					if (((SegmentDirectory *) lfirst(lc3))->segment_no == p->segment_no)
 						seen = true;
 			if (!seen)
-				segments = lappend(segments, p);
+			{
+				/* a copy: the writer's own has no deletions and must keep none */
+				SegmentDirectory *copy = palloc(sizeof(SegmentDirectory));
+
+				memcpy(copy, p, sizeof(SegmentDirectory));
+				copy->deleted = NULL;
+				copy->deleted_count = 0;
+				if (snap != InvalidSnapshot)
+					am_merge_catalog_deletions(opts->table_id, copy, snap);
+				segments = lappend(segments, copy);
+			}
 		}
+	}
+
+	/* this transaction's deletions not recorded yet, of earlier commands */
+	if (am_writers != NIL)
+		foreach(lc, segments)
+			lfirst(lc) = am_dir_with_pending(RelationGetRelid(rel), lfirst(lc), before);
+
+	/*
+	 * A segment with every row deleted is not read: VACUUM may delete its
+	 * object once no snapshot sees a row of it, while this scan runs.
+	 */
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+
+		if (dir->row_count > 0 && dir->deleted_count == dir->row_count)
+			segments = foreach_delete_current(segments, lc);
 	}
 	return segments;
 }
@@ -762,7 +1376,7 @@ am_not_supported(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s is not supported on destor tables yet", what),
-			 errdetail("Tables USING destor take inserts, scans and btree and hash indexes; their rows cannot be changed or locked yet."),
+			 errdetail("Tables USING destor take DML, row locks, VACUUM and btree and hash indexes, not the operations that assume heap pages."),
 			 errhint("Use a heap table, or a destor foreign table (CREATE FOREIGN TABLE ... SERVER pool).")));
 }
 
@@ -823,7 +1437,10 @@ typedef struct AmFetch
 	TransactionId list_xmin;
 	TransactionId list_xmax;
 	List	   *segments;
-	/* the row group decoded last (its dir is in listcxt), or st == NULL */
+	/* SnapshotAny's segment (in anycxt): its directory never changes */
+	MemoryContext anycxt;
+	SegmentDirectory *any_dir;
+	/* the row group decoded last (its dir is in listcxt or anycxt), or st == NULL */
 	DestorScan *st;
 	SegmentDirectory *st_dir;
 	int			st_rg;
@@ -845,6 +1462,7 @@ am_fetch_create(Relation rel)
 	f->cxt = cxt;
 	f->opts = am_options(rel);
 	f->listcxt = AllocSetContextCreate(cxt, "destor fetch segments", ALLOCSET_DEFAULT_SIZES);
+	f->anycxt = AllocSetContextCreate(cxt, "destor fetch any", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return f;
 }
@@ -925,8 +1543,9 @@ am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_co
 
 /*
  * The segment an MVCC snapshot sees, or NULL: looked up once per snapshot
- * and kept (in listcxt) while the fetches use the same snapshot.  Rows of
- * AM tables are never deleted yet: no deletion bitmaps to merge.
+ * and kept (in listcxt) while the fetches use the same snapshot, with the
+ * recorded deletions the snapshot sees merged (this transaction's unrecorded
+ * ones change while the snapshot stays: am_fetch_row asks for them).
  */
 static SegmentDirectory *
 am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
@@ -952,7 +1571,10 @@ am_fetch_segment(AmFetch *f, Snapshot snapshot, int64 segment_no)
 		return dir;
 	old = MemoryContextSwitchTo(f->listcxt);
 	if (am_segment_lookup(f, snapshot, segment_no, &rows, &dir))
+	{
+		am_merge_catalog_deletions(f->opts->table_id, dir, snapshot);
 		f->segments = lappend(f->segments, dir);
+	}
 	else
 		dir = NULL;
 	MemoryContextSwitchTo(old);
@@ -1118,6 +1740,34 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	bool		have_values;
 	MemoryContext old;
 
+	/*
+	 * SnapshotAny (an UPDATE's old row, AFTER triggers' rows): every row of
+	 * a segment the latest snapshot sees, deleted or not; the segment's
+	 * directory and row group are kept for the next row.
+	 */
+	if (snapshot->snapshot_type == SNAPSHOT_ANY)
+	{
+		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no)
+		{
+			if (f->any_dir && f->st_dir == f->any_dir)
+				am_fetch_forget_rowgroup(f);
+			f->any_dir = NULL;
+			MemoryContextReset(f->anycxt);
+			latest = RegisterSnapshot(GetLatestSnapshot());
+			old = MemoryContextSwitchTo(f->anycxt);
+			if (am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+				f->any_dir = dir;
+			MemoryContextSwitchTo(old);
+			UnregisterSnapshot(latest);
+		}
+		if (f->any_dir)
+			return am_fetch_from(f, f->any_dir, row, InvalidSnapshot, true, tid, slot);
+	}
+
+	/* deleted by this transaction, not recorded yet (an UPDATE's old row) */
+	if (snapshot->snapshot_type != SNAPSHOT_ANY &&
+		am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, InvalidCommandId, NULL))
+		return false;
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
 	{
 		TransactionId xid = am_segment_xid(f->rel, segment_no);
@@ -1135,6 +1785,24 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	if (!am_segment_lookup(f, snapshot, segment_no, &row_count, NULL) ||
 		row < 0 || row >= row_count)
 		return false;
+	if (snapshot->snapshot_type != SNAPSHOT_ANY)
+	{
+		AmRowDeleters rd;
+
+		/* deleted by this transaction or a committed one: no row */
+		am_row_deleters(f->opts->table_id, segment_no, row, &rd);
+		if (rd.mine || TransactionIdIsValid(rd.committed))
+			return false;
+		/* being deleted by another transaction: SnapshotDirty names it */
+		if (snapshot->snapshot_type == SNAPSHOT_DIRTY)
+		{
+			TransactionId deleter = TransactionIdIsValid(rd.in_progress) ? rd.in_progress :
+				am_segment_deleter(f->rel, segment_no);
+
+			if (TransactionIdIsValid(deleter))
+				snapshot->xmax = deleter;
+		}
+	}
 	if (snapshot->snapshot_type == SNAPSHOT_DIRTY && TransactionIdIsValid(snapshot->xmin))
 		have_values = false;
 	else
@@ -1185,13 +1853,23 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	/* the statement's own rows, whatever the snapshot */
 	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine);
 	if (mine)
+	{
+		if (found && am_row_deleted_for(f->rel, f->opts->table_id, segment_no, row,
+										snapshot != InvalidSnapshot ? snapshot : SnapshotSelf))
+		{
+			ExecClearTuple(slot);
+			return false;
+		}
 		return found;
+	}
 	if (snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot))
 		return am_fetch_nonmvcc(f, segment_no, row,
 								snapshot != InvalidSnapshot ? snapshot : SnapshotSelf, tid, slot);
 	dir = am_fetch_segment(f, snapshot, segment_no);
 	if (dir == NULL)
 		return false;			/* not visible to the snapshot: no row */
+	if (am_pending_deleted(RelationGetRelid(f->rel), segment_no, row, snapshot->curcid, NULL))
+		return false;			/* deleted by an earlier command, not recorded yet */
 	return am_fetch_from(f, dir, row, snapshot, true, tid, slot);
 }
 
@@ -1232,12 +1910,40 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 {
 	AmIndexFetch *x = (AmIndexFetch *) data;
 
-	/* one version a tid; never "all dead": an aborted row's entry is only
-	 * skipped (VACUUM of indexes is not built) */
+	/* one version a tid; never "all dead": dead rows' entries go at VACUUM
+	 * (am_relation_vacuum), not when a scan meets them */
 	*call_again = false;
 	if (all_dead)
 		*all_dead = false;
 	return am_fetch_row(x->fetch, tid, snapshot, slot);
+}
+
+/*
+ * am_version_fetch_for: the fetch of rows by tid outside an index, kept for
+ * the transaction's next one of the same relation (storage): an UPDATE
+ * fetches each old row to build its new version, AFTER triggers each
+ * event's row, one after another in the same row groups.
+ */
+static AmFetch *
+am_version_fetch_for(Relation rel)
+{
+	if (am_version_fetch == NULL || am_version_relid != RelationGetRelid(rel) ||
+		am_version_relfilenode != rel->rd_node.relNode)
+	{
+		MemoryContext old;
+
+		if (am_version_fetch)
+			am_fetch_free(am_version_fetch);
+		am_version_fetch = NULL;
+		am_ensure_callbacks();
+		old = MemoryContextSwitchTo(TopTransactionContext);
+		am_version_fetch = am_fetch_create(rel);
+		MemoryContextSwitchTo(old);
+		am_version_relid = RelationGetRelid(rel);
+		am_version_relfilenode = rel->rd_node.relNode;
+	}
+	am_version_fetch->rel = rel;
+	return am_version_fetch;
 }
 
 /*
@@ -1251,12 +1957,11 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 static bool
 am_tuple_fetch_row_version(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot)
 {
-	AmFetch    *f = am_fetch_create(rel);
+	AmFetch    *f = am_version_fetch_for(rel);
 	bool		found = am_fetch_row(f, tid, snapshot, slot);
 
 	if (found)
 		ExecMaterializeSlot(slot);
-	am_fetch_free(f);
 	return found;
 }
 
@@ -1269,25 +1974,34 @@ am_tuple_tid_valid(TableScanDesc scan, ItemPointer tid)
 static void
 am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 {
-	/* rows are never updated: the tid names the latest version */
+	/* an UPDATE's new version is not linked from the old row: the tid
+	 * names the latest version known */
 }
 
+/* Whether snapshot sees the row of tid. */
 static bool
-am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
+am_row_visible(Relation rel, ItemPointer tid, Snapshot snapshot)
 {
 	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
 	AmFetch    *f = am_fetch_create(rel);
-	bool		found = am_fetch_row(f, &slot->tts_tid, snapshot, scratch);
+	bool		found = am_fetch_row(f, tid, snapshot, scratch);
 
 	am_fetch_free(f);
 	ExecDropSingleTupleTableSlot(scratch);
 	return found;
 }
 
+static bool
+am_tuple_satisfies_snapshot(Relation rel, TupleTableSlot *slot, Snapshot snapshot)
+{
+	return am_row_visible(rel, &slot->tts_tid, snapshot);
+}
+
 /*
  * Index AMs ask which of their entries' rows are dead (btree before it
- * splits a page).  None is known to be: rows are never deleted yet, and an
- * aborted insert's entries are only skipped by fetches.
+ * splits a page).  None is reported: VACUUM removes the entries of deleted
+ * rows and aborted inserts (am_relation_vacuum); this would need the same
+ * horizon test per tid inside btree's page split.
  */
 static TransactionId
 am_index_delete_tuples(Relation rel, TM_IndexDeleteOp *delstate)
@@ -1301,13 +2015,8 @@ am_index_delete_tuples(Relation rel, TM_IndexDeleteOp *delstate)
  * Inserts
  * ------------------------------------------------------------------------- */
 static void
-am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
-				struct BulkInsertStateData *bistate)
+am_check_not_parallel(Relation rel)
 {
-	AmWriter   *aw;
-	int64		segment_no;
-	int64		row;
-
 	if (IsInParallelMode())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1315,6 +2024,17 @@ am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 						RelationGetRelationName(rel)),
 				 errdetail("Its rows are recorded in destor's catalog, which a parallel operation cannot write."),
 				 errhint("SET max_parallel_workers_per_gather = 0 for CREATE TABLE ... AS.")));
+}
+
+static void
+am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
+				struct BulkInsertStateData *bistate)
+{
+	AmWriter   *aw;
+	int64		segment_no;
+	int64		row;
+
+	am_check_not_parallel(rel);
 	aw = am_writer_for(rel, cid);
 	/* the row's tid before it is added: adding may finish its segment */
 	row = segment_writer_next_row(aw->writer, &segment_no);
@@ -1368,27 +2088,194 @@ am_tuple_complete_speculative(Relation rel, TupleTableSlot *slot, uint32 specTok
 				 errhint("Retry the transaction.")));
 }
 
+/* ---------------------------------------------------------------------------
+ * DELETE, UPDATE and row locks (stage 3)
+ *
+ * A DELETE marks the row in its statement's writer (am_pending_delete); the
+ * marks are recorded in destor.deletions, one bitmap per segment, when the
+ * statement ends, as the foreign tables' DELETE records them.  An UPDATE is
+ * a DELETE of the old row and an INSERT of the new version, which gets a new
+ * tid (every index gets an entry for it).  Before marking, the row's segment
+ * is locked (am_lock_segment) and its recorded deletions read: the row may
+ * have been deleted by this transaction, or by a transaction that committed
+ * after the snapshot (TM_Deleted, or TM_Updated when that transaction also
+ * wrote rows of the table: an UPDATE, whose new version cannot be found, so
+ * that READ COMMITTED cannot re-check it and raises a serialization failure
+ * from am_tuple_lock instead of skipping the row — a lost update).
+ * ------------------------------------------------------------------------- */
+
+/* Whether transaction xid recorded a segment of the table (an UPDATE's new rows). */
+static bool
+am_xact_wrote_rows(const uint8 *table_id, TransactionId xid)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		wrote = false;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true,
+							  SnapshotSelf, 1, &key);
+	while (!wrote && HeapTupleIsValid(tup = systable_getnext(scan)))
+		wrote = TransactionIdEquals(HeapTupleHeaderGetXmin(tup->t_data), xid);
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	return wrote;
+}
+
+/*
+ * am_claim_row: lock the row's segment (exclusive: to delete or update it,
+ * or FOR UPDATE) and say whether the row may be changed or locked: TM_Ok;
+ * TM_SelfModified (this transaction deleted it; tmfd->cmax the command);
+ * TM_Deleted or TM_Updated (a transaction the snapshot does not see deleted
+ * it); TM_WouldBlock (LockWaitSkip and the segment is locked).
+ */
+static TM_Result
+am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snapshot,
+			 bool exclusive, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
+{
+	int64		segment_no;
+	int64		row;
+	CommandId	cid;
+	AmRowDeleters rd;
+
+	am_tid_to_row(tid, &segment_no, &row);
+	if (!ItemPointerIsValid(tid) || segment_no < 1)
+		elog(ERROR, "invalid tid (%u,%u) for destor table \"%s\"",
+			 ItemPointerGetBlockNumberNoCheck(tid), ItemPointerGetOffsetNumberNoCheck(tid),
+			 RelationGetRelationName(rel));
+	tmfd->ctid = *tid;
+	tmfd->xmax = InvalidTransactionId;
+	tmfd->cmax = InvalidCommandId;
+	tmfd->traversed = false;
+
+	/* an xid, so that SnapshotDirty's callers can wait for this transaction */
+	(void) GetCurrentTransactionId();
+	if (!am_lock_segment(rel, segment_no, exclusive, wait_policy))
+		return TM_WouldBlock;
+
+	/*
+	 * Every other transaction that deleted rows of the segment has ended:
+	 * it held the segment's lock.  (A deleter still running would be one
+	 * that holds only the whole-table lock: the lock above waited for it.)
+	 */
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, &cid))
+	{
+		tmfd->xmax = GetCurrentTransactionId();
+		tmfd->cmax = cid;
+		return TM_SelfModified;
+	}
+	for (;;)
+	{
+		if (am_claimed_deleters(rel, table_id, segment_no, row, &rd))
+			break;
+		am_row_deleters(table_id, segment_no, row, &rd);
+		if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
+			break;
+		/* cannot happen while the lock is held; wait as heap would */
+		XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
+	}
+	if (rd.mine)
+	{
+		tmfd->xmax = GetCurrentTransactionId();
+		tmfd->cmax = rd.my_cid;
+		return TM_SelfModified;
+	}
+	if (TransactionIdIsValid(rd.committed))
+	{
+		tmfd->xmax = rd.committed;
+		if (TransactionIdIsNormal(rd.committed) &&
+			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
+			 XidInMVCCSnapshot(rd.committed, snapshot)) &&
+			am_xact_wrote_rows(table_id, rd.committed))
+			return TM_Updated;
+		return TM_Deleted;
+	}
+	return TM_Ok;
+}
+
 static TM_Result
 am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
 				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
 {
-	am_not_supported("DELETE");
+	AmWriter   *aw;
+	TM_Result	result;
+	int64		segment_no;
+	int64		row;
+
+	am_check_not_parallel(rel);
+	aw = am_writer_for(rel, cid);
+	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, true,
+						  wait ? LockWaitBlock : LockWaitSkip, tmfd);
+	if (result != TM_Ok)
+		return result;
+
+	/*
+	 * A REPEATABLE READ foreign-key action (crosscheck: the transaction's
+	 * snapshot) must not change a row that snapshot does not see.
+	 */
+	if (crosscheck != InvalidSnapshot &&
+		!am_row_visible(rel, tid, crosscheck))
+		return TM_Updated;
+	am_tid_to_row(tid, &segment_no, &row);
+	am_pending_delete(aw, segment_no, row);
+	return TM_Ok;
 }
 
+/* UPDATE: the old row deleted, the new version inserted with a new tid. */
 static TM_Result
 am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId cid,
 				Snapshot snapshot, Snapshot crosscheck, bool wait, TM_FailureData *tmfd,
 				LockTupleMode *lockmode, bool *update_indexes)
 {
-	am_not_supported("UPDATE");
+	TM_Result	result;
+
+	*lockmode = LockTupleExclusive;
+	*update_indexes = false;
+	result = am_tuple_delete(rel, otid, cid, snapshot, crosscheck, wait, tmfd, false);
+	if (result != TM_Ok)
+		return result;
+	am_tuple_insert(rel, slot, cid, 0, NULL);
+	*update_indexes = true;
+	return TM_Ok;
 }
 
+/*
+ * Row locks: the row's segment lock (see am_lock_segment), ShareLock for FOR
+ * SHARE and FOR KEY SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR
+ * UPDATE, held to the end of the transaction; the row then cannot be
+ * deleted or updated by another transaction until this one ends, which is
+ * what foreign keys referencing the table and BEFORE UPDATE triggers need.
+ * A row a concurrent UPDATE replaced has no newer version to lock
+ * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check): a
+ * serialization failure, not the skipped row heap's EvalPlanQual avoids.
+ */
 static TM_Result
 am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
 			  CommandId cid, LockTupleMode mode, LockWaitPolicy wait_policy, uint8 flags,
 			  TM_FailureData *tmfd)
 {
-	am_not_supported("locking rows (SELECT ... FOR UPDATE/SHARE)");
+	/* the kept fetch's options: no catalog query per row */
+	TableOptions *opts = am_version_fetch_for(rel)->opts;
+	TM_Result	result;
+
+	result = am_claim_row(rel, opts->table_id, tid, snapshot,
+						  mode == LockTupleNoKeyExclusive || mode == LockTupleExclusive,
+						  wait_policy, tmfd);
+	if (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("A concurrent transaction updated the row of destor table \"%s\"; destor keeps no link to its new version to check it again.",
+						   RelationGetRelationName(rel)),
+				 errhint("Retry the transaction.")));
+	if (result != TM_Ok)
+		return result;
+	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
+		return TM_Deleted;
+	return TM_Ok;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1464,10 +2351,200 @@ am_relation_copy_for_cluster(Relation OldTable, Relation NewTable, Relation OldI
 	am_not_supported("CLUSTER and VACUUM FULL");
 }
 
+/*
+ * VACUUM (stage 3): segments whose rows are all deleted, by deletions every
+ * snapshot sees (committed before the oldest transaction still running),
+ * are removed with their deletions, and their objects deleted after commit;
+ * then every index loses the entries of rows deleted so (in those segments
+ * and in others) and of segments an aborted or crashed writer took.
+ * Scans never open a segment whose rows they all see deleted (am_segments),
+ * so a reader that began before this VACUUM committed does not need the
+ * object.  Nothing is compacted: live rows stay where they are.
+ */
+typedef struct AmVacSegment
+{
+	int64		segment_no;
+	bool		reclaimed;		/* every row deleted: removed */
+	int64		nbytes;
+	uint8	   *dead;			/* rows deleted for every snapshot */
+} AmVacSegment;
+
+typedef struct AmVacState
+{
+	Relation	rel;
+	TransactionId oldest_xmin;
+	AmVacSegment *segs;			/* in segment order */
+	int			nsegs;
+	int64		last_segment_no;	/* the metapage's, when VACUUM began */
+	/* the last segment number without a catalog row asked about */
+	int64		asked_no;
+	bool		asked_dead;
+	double		dead_entries;
+} AmVacState;
+
+static bool
+am_vac_note_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	AmVacState *vs = arg;
+	AmVacSegment *seg = &vs->segs[vs->nsegs];
+	TransactionId xmin = HeapTupleHeaderGetXmin(hdr);
+
+	/* only deletions that no snapshot can miss */
+	if (TransactionIdIsNormal(xmin) &&
+		(!TransactionIdPrecedes(xmin, vs->oldest_xmin) || !TransactionIdDidCommit(xmin)))
+		return true;
+	if (nbytes > seg->nbytes)
+	{
+		seg->dead = seg->dead ? repalloc(seg->dead, nbytes) : palloc(nbytes);
+		memset(seg->dead + seg->nbytes, 0, nbytes - seg->nbytes);
+		seg->nbytes = nbytes;
+	}
+	for (int64 b = 0; b < nbytes; b++)
+		seg->dead[b] |= bits[b];
+	return true;
+}
+
+static int
+am_vac_compare(const void *a, const void *b)
+{
+	int64		x = ((const AmVacSegment *) a)->segment_no;
+	int64		y = ((const AmVacSegment *) b)->segment_no;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The index bulk-delete callback: whether the entry's row is dead for all. */
+static bool
+am_vac_entry_dead(ItemPointer tid, void *arg)
+{
+	AmVacState *vs = arg;
+	AmVacSegment key;
+	AmVacSegment *seg;
+	int64		row;
+	bool		dead;
+
+	am_tid_to_row(tid, &key.segment_no, &row);
+	seg = bsearch(&key, vs->segs, vs->nsegs, sizeof(AmVacSegment), am_vac_compare);
+	if (seg)
+		dead = seg->reclaimed || am_bit_is_set(seg->dead, seg->nbytes, row);
+	else if (key.segment_no == vs->asked_no)
+		dead = vs->asked_dead;
+	else
+	{
+		/*
+		 * No catalog row: a segment being written (its transaction is in
+		 * progress or committed after VACUUM read the catalog), or one whose
+		 * writer aborted or crashed, which the metapage names while its slot
+		 * is not reused.  Only the latter's entries are dead; a segment the
+		 * metapage no longer names keeps its entries.
+		 */
+		TransactionId xid = key.segment_no >= 1 && key.segment_no <= vs->last_segment_no ?
+			am_segment_xid(vs->rel, key.segment_no) : InvalidTransactionId;
+
+		dead = TransactionIdIsNormal(xid) && TransactionIdPrecedes(xid, vs->oldest_xmin) &&
+			!TransactionIdIsInProgress(xid) && !TransactionIdDidCommit(xid);
+		vs->asked_no = key.segment_no;
+		vs->asked_dead = dead;
+	}
+	if (dead)
+		vs->dead_entries++;
+	return dead;
+}
+
+/*
+ * am_vacuum_joins_snapshots: lazy VACUUM's transaction is left out of other
+ * backends' snapshots (PROC_IN_VACUUM: it is not supposed to write).  This
+ * one changes destor's catalog, and a reader whose snapshot does not list
+ * its xid as running would take its deletions for an aborted transaction's
+ * and mark them so (hint bits), keeping the removed segment's row alive
+ * after commit.  So the flag goes before the first catalog change (before
+ * the transaction has an xid); the transaction then counts as VACUUM FULL's
+ * does.
+ */
+static void
+am_vacuum_joins_snapshots(void)
+{
+	if (!(MyProc->statusFlags & PROC_IN_VACUUM))
+		return;
+	Assert(!TransactionIdIsValid(GetTopTransactionIdIfAny()));
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	MyProc->statusFlags &= ~PROC_IN_VACUUM;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 static void
 am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrategy bstrategy)
 {
-	/* nothing to reclaim: no DELETE or UPDATE yet */
+	TableOptions *opts = am_options(rel);
+	AmVacState vs = {0};
+	List	   *segments;
+	ListCell   *lc;
+	int			nreclaimed = 0;
+	int			nindexes;
+	Relation   *indexes;
+
+	am_flush_writers(RelationGetRelid(rel), InvalidCommandId, false);
+	vs.rel = rel;
+	vs.oldest_xmin = GetOldestNonRemovableTransactionId(rel);
+	vs.last_segment_no = am_last_segment_no(rel);
+	vs.asked_no = -1;
+	segments = catalog_table_segments(opts->table_id, NULL);
+	vs.segs = palloc0(sizeof(AmVacSegment) * Max(list_length(segments), 1));
+	foreach(lc, segments)
+	{
+		SegmentDirectory *dir = lfirst(lc);
+		AmVacSegment *seg = &vs.segs[vs.nsegs];
+		SnapshotData dirty;
+		int64		dead = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		seg->segment_no = dir->segment_no;
+		if (dir->deleted_count > 0)
+		{
+			InitDirtySnapshot(dirty);
+			am_scan_deletions(opts->table_id, dir->segment_no, &dirty, am_vac_note_deletion, &vs);
+			for (int64 r = 0; r < dir->row_count; r++)
+				dead += am_bit_is_set(seg->dead, seg->nbytes, r);
+		}
+		if (dir->row_count > 0 && dead == dir->row_count)
+		{
+			ObjectMeta *meta = catalog_get_object(dir->object_id, true);
+
+			am_vacuum_joins_snapshots();
+			catalog_delete_segment(opts->table_id, dir->segment_no);
+			if (meta)
+			{
+				catalog_delete_object(dir->object_id);
+				object_delete_at_commit(meta);
+			}
+			seg->reclaimed = true;
+			nreclaimed++;
+		}
+		vs.nsegs++;
+	}
+
+	/* the indexes' entries of dead rows */
+	vac_open_indexes(rel, RowExclusiveLock, &nindexes, &indexes);
+	for (int i = 0; i < nindexes; i++)
+	{
+		IndexVacuumInfo ivinfo = {0};
+		IndexBulkDeleteResult *stats;
+
+		ivinfo.index = indexes[i];
+		ivinfo.message_level = DEBUG2;
+		ivinfo.estimated_count = true;
+		ivinfo.num_heap_tuples = rel->rd_rel->reltuples;
+		ivinfo.strategy = bstrategy;
+		stats = index_bulk_delete(&ivinfo, NULL, am_vac_entry_dead, &vs);
+		stats = index_vacuum_cleanup(&ivinfo, stats);
+		if (stats)
+			pfree(stats);
+	}
+	vac_close_indexes(nindexes, indexes, NoLock);
+	ereport(params->options & VACOPT_VERBOSE ? INFO : DEBUG2,
+			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %.0f index entries removed",
+					RelationGetRelationName(rel), nreclaimed, vs.nsegs, vs.dead_entries)));
 }
 
 /*

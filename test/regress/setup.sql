@@ -69,6 +69,17 @@ CREATE OR REPLACE FUNCTION noise(n int, seed int) RETURNS bytea LANGUAGE sql AS 
   SELECT substring(decode(string_agg(md5((i + seed * 1000003)::text), '' ORDER BY i), 'hex')
                    FROM 1 FOR n)
     FROM generate_series(0, n / 16) i $$;
+-- the rows of a that b lacks plus those of b that a lacks (with
+-- duplicates), where q holds: 0 when a destor table answers as its heap copy
+CREATE OR REPLACE FUNCTION rows_differ(a regclass, b regclass, q text DEFAULT 'true') RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM ((SELECT * FROM %s WHERE %s EXCEPT ALL SELECT * FROM %s WHERE %s)
+                  UNION ALL (SELECT * FROM %s WHERE %s EXCEPT ALL SELECT * FROM %s WHERE %s)) x',
+                 a, q, b, q, b, q, a, q) INTO n;
+  RETURN n;
+END $$;
 \unset destor_fresh
 \unset destor_mk
 \unset destor_need_role
