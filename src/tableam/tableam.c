@@ -1424,6 +1424,9 @@ am_parallelscan_reinitialize(Relation rel, ParallelTableScanDesc pscan)
  * The row group a row is in is decoded once and kept for the next fetch, so
  * that a range of an index reads each row group once.
  * ------------------------------------------------------------------------- */
+/* rows of one row group fetched one by one before it is decoded whole */
+#define AM_SINGLE_FETCHES	16
+
 typedef struct AmFetch
 {
 	Relation	rel;
@@ -1447,6 +1450,7 @@ typedef struct AmFetch
 	/* the row group whose one row was read from the cache last, and its values' memory */
 	SegmentDirectory *single_dir;
 	int			single_rg;
+	int			single_count;	/* rows of it read so, in a row */
 	MemoryContext rowcxt;
 } AmFetch;
 
@@ -1622,12 +1626,13 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 		}
 
 		/*
-		 * A row group's first fetch reads just the row, from the cache's
+		 * A row group's first fetches read just the row, from the cache's
 		 * decompressed chunks (a look-up by key wants one row, not ten
-		 * thousand decoded); a second one in the same row group decodes it
-		 * whole and keeps it for the rest (a range or bitmap scan).
+		 * thousand decoded, and one device's day a few rows of it); past
+		 * AM_SINGLE_FETCHES in the same row group it is decoded whole and
+		 * kept for the rest (a range scan).
 		 */
-		if (!(f->single_dir == dir && f->single_rg == rg))
+		if (!(f->single_dir == dir && f->single_rg == rg && f->single_count >= AM_SINGLE_FETCHES))
 		{
 			bool		ok;
 
@@ -1641,6 +1646,10 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 			MemoryContextSwitchTo(old);
 			if (ok)
 			{
+				if (f->single_dir == dir && f->single_rg == rg)
+					f->single_count++;
+				else
+					f->single_count = 1;
 				f->single_dir = dir;
 				f->single_rg = rg;
 				f->st->unit = rg + 1;	/* am_missing_columns asks the unit's dir */

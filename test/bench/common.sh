@@ -194,5 +194,5 @@ SQL
 # query's result goes to $dir/last.
 bench_best() {
 	psql_q -c "$1" > "$dir/last"
-	printf '%.4f' "$(psql_q -c "SELECT best_seconds($(lit "$1"), 5)")"
+	printf '%.6f' "$(psql_q -c "SELECT best_seconds($(lit "$1"), 5)")"
 }

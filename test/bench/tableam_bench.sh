@@ -89,7 +89,10 @@ psql_q <<SQL
 SELECT setseed(0.5) \g /dev/null
 CREATE TABLE src AS
   SELECT i AS id, timestamptz '2024-01-01' + (i::float8 / $rows) * interval '366 days' AS ts,
-         (i * 7919) % 1000 AS device, 20 + 10 * random() AS temperature, 40 + 20 * random() AS humidity
+         (i::bigint * 7919 % 1000)::int AS device,
+         -- readings as sensors give them (table_bench.sh's): a daily cycle, 0.01 and 0.1 steps
+         round((12 + 10 * sin(2 * pi() * (i * 366.0 / $rows - 0.35)) + 3 * random()) * 100) / 100 AS temperature,
+         round((45 + 35 * random()) * 10) / 10 AS humidity
     FROM generate_series(0, $rows - 1) i;
 INSERT INTO readings SELECT * FROM src;
 INSERT INTO readings_heap SELECT * FROM src;
