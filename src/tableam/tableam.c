@@ -305,6 +305,41 @@ am_last_segment_no(Relation rel)
  * destor.am_tables
  * ------------------------------------------------------------------------- */
 
+/*
+ * The last relfilenode found, for the rest of the same command of the same
+ * transaction (am_tables cannot change under it then): a loop of look-ups
+ * plans and fetches each time, and each asked the catalog twice.  Only
+ * found ones: a table created later in the same command must be seen.
+ */
+static struct
+{
+	LocalTransactionId lxid;
+	CommandId	cid;
+	Oid			relfilenode;
+	uint8		table_id[CODEC_OBJID_LEN];
+	char		pool[NAMEDATALEN];
+	bool		has_rows;
+	double		rows;
+}			am_last;
+
+static bool
+am_last_matches(Oid relfilenode)
+{
+	return am_last.lxid == MyProc->lxid && am_last.lxid != InvalidLocalTransactionId &&
+		am_last.cid == GetCurrentCommandId(false) && am_last.relfilenode == relfilenode;
+}
+
+static void
+am_options_fill(TableOptions *opts, const uint8 *table_id, const char *pool)
+{
+	memcpy(opts->table_id, table_id, CODEC_OBJID_LEN);
+	opts->has_table_id = true;
+	opts->pool = pstrdup(pool);
+	opts->segment_rows = TABLE_DEFAULT_SEGMENT_ROWS;
+	opts->row_group_rows = TABLE_DEFAULT_ROW_GROUP_ROWS;
+	opts->compression_level = TABLE_DEFAULT_COMPRESSION_LEVEL;
+}
+
 /* The table_id and pool of the relfilenode; false if it has none. */
 static bool
 am_lookup(Oid relfilenode, TableOptions *opts)
@@ -315,6 +350,12 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 	bool		found;
 	MemoryContext caller = CurrentMemoryContext;
 
+	if (am_last_matches(relfilenode))
+	{
+		if (opts)
+			am_options_fill(opts, am_last.table_id, am_last.pool);
+		return true;
+	}
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(relfilenode);
 	catalog_exec("SELECT table_id, pool FROM destor.am_tables WHERE relfilenode = $1",
@@ -325,13 +366,17 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 		bool		isnull;
 		Datum		pool = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
 		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-							 opts->table_id);
-		opts->has_table_id = true;
-		opts->pool = MemoryContextStrdup(caller, NameStr(*DatumGetName(pool)));
-		opts->segment_rows = TABLE_DEFAULT_SEGMENT_ROWS;
-		opts->row_group_rows = TABLE_DEFAULT_ROW_GROUP_ROWS;
-		opts->compression_level = TABLE_DEFAULT_COMPRESSION_LEVEL;
+							 am_last.table_id);
+		strlcpy(am_last.pool, NameStr(*DatumGetName(pool)), NAMEDATALEN);
+		am_options_fill(opts, am_last.table_id, am_last.pool);
+		MemoryContextSwitchTo(spi);
+		am_last.lxid = MyProc->lxid;
+		am_last.cid = GetCurrentCommandId(false);
+		am_last.relfilenode = relfilenode;
+		am_last.has_rows = false;
 	}
 	catalog_leave(&cu);
 	return found;
@@ -2678,7 +2723,20 @@ am_relation_estimate_size(Relation rel, int32 *attr_widths, BlockNumber *pages, 
 	double		rows = 0;
 
 	if (am_lookup(rel->rd_node.relNode, &opts))
-		rows = (double) catalog_table_row_count(opts.table_id);
+	{
+		/* the same command plans the table again (a function's loop): counted once */
+		if (am_last_matches(rel->rd_node.relNode) && am_last.has_rows)
+			rows = am_last.rows;
+		else
+		{
+			rows = (double) catalog_table_row_count(opts.table_id);
+			if (am_last_matches(rel->rd_node.relNode))
+			{
+				am_last.rows = rows;
+				am_last.has_rows = true;
+			}
+		}
+	}
 	*tuples = rows;
 	*pages = (BlockNumber) Max(1.0, ceil(rows * get_rel_data_width(rel, attr_widths) / BLCKSZ));
 	*allvisfrac = 0;
