@@ -229,3 +229,38 @@ SELECT count(*) FROM t WHERE id = 80;
 DROP TABLE am_refs, am_refs_cascade, am_tp, am_tg, am_hg, am_victims, am_many, am_vt, t, h;
 DROP FUNCTION am_differ_paths(regclass, regclass, text),
   t_count(), h_count(), t_del(int), h_del(int), t_del_other(int), h_del_other(int), bump(), seen();
+
+-- UPDATE of a row whose foreign key is set (the check asks the old row's
+-- xmin), ON UPDATE CASCADE into a destor table, a tree referencing itself;
+-- every result compared with heap
+CREATE TABLE am_fk_p (k int PRIMARY KEY);
+INSERT INTO am_fk_p VALUES (1), (2), (3);
+CREATE TABLE am_fk_c (id int PRIMARY KEY, k int REFERENCES am_fk_p ON UPDATE CASCADE, v text) USING destor;
+CREATE TABLE am_fk_h (id int PRIMARY KEY, k int REFERENCES am_fk_p ON UPDATE CASCADE, v text);
+INSERT INTO am_fk_c VALUES (1, 1, 'a'), (2, 2, 'b'), (3, NULL, 'c');
+INSERT INTO am_fk_h SELECT * FROM am_fk_c;
+UPDATE am_fk_c SET v = 'x' WHERE id = 1;
+UPDATE am_fk_h SET v = 'x' WHERE id = 1;
+UPDATE am_fk_c SET k = 3 WHERE id = 2;
+UPDATE am_fk_h SET k = 3 WHERE id = 2;
+\set VERBOSITY terse
+UPDATE am_fk_c SET k = 9 WHERE id = 1;
+UPDATE am_fk_h SET k = 9 WHERE id = 1;
+\set VERBOSITY default
+UPDATE am_fk_p SET k = 10 WHERE k = 3;
+-- in one transaction: a row inserted, then updated with the same key
+BEGIN;
+INSERT INTO am_fk_c VALUES (4, 1, 'd');
+UPDATE am_fk_c SET v = 'dd' WHERE id = 4;
+INSERT INTO am_fk_h VALUES (4, 1, 'd');
+UPDATE am_fk_h SET v = 'dd' WHERE id = 4;
+COMMIT;
+SELECT (SELECT array_agg(row(c.*)::text ORDER BY id) FROM am_fk_c c) =
+       (SELECT array_agg(row(h.*)::text ORDER BY id) FROM am_fk_h h) AS same_as_heap,
+       (SELECT array_agg(row(c.*)::text ORDER BY id) FROM am_fk_c c) AS rows;
+CREATE TABLE am_fk_tree (id int PRIMARY KEY, parent int REFERENCES am_fk_tree ON UPDATE CASCADE) USING destor;
+INSERT INTO am_fk_tree VALUES (1, NULL);
+INSERT INTO am_fk_tree VALUES (2, 1), (3, 1);
+UPDATE am_fk_tree SET id = 100 WHERE id = 1;
+SELECT id, parent FROM am_fk_tree ORDER BY id;
+DROP TABLE am_fk_c, am_fk_h, am_fk_p, am_fk_tree;

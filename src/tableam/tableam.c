@@ -1406,10 +1406,50 @@ am_scan_getnextslot(TableScanDesc sscan, ScanDirection direction, TupleTableSlot
 	}
 }
 
+/*
+ * Slots of these tables are virtual (rows are decoded from columns), but a
+ * foreign key's check on UPDATE asks the old row's xmin: "was it inserted
+ * by this transaction?" (RI_FKey_fk_upd_check_required), and a virtual slot
+ * has no system columns, so every UPDATE of a row with a non-NULL foreign
+ * key failed.  Rows keep no xmin here: it reads as this transaction's id
+ * once the transaction has one — a transaction that inserted rows has one
+ * (its segments' catalog rows), so the check fires whenever it must, and
+ * at worst when it need not — and as FrozenTransactionId before that.
+ * Other system columns stay an error.
+ */
+static Datum
+am_slot_getsysattr(TupleTableSlot *slot, int attnum, bool *isnull)
+{
+	TransactionId xid;
+
+	if (attnum != MinTransactionIdAttributeNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rows of tables USING destor have no system column other than tableoid, ctid and xmin")));
+	xid = GetTopTransactionIdIfAny();
+	*isnull = false;
+	return TransactionIdGetDatum(TransactionIdIsValid(xid) ? xid : FrozenTransactionId);
+}
+
+static const TupleTableSlotOps *
+am_slot_ops(void)
+{
+	static TupleTableSlotOps ops;
+	static bool made = false;
+
+	if (!made)
+	{
+		ops = TTSOpsVirtual;
+		ops.getsysattr = am_slot_getsysattr;
+		made = true;
+	}
+	return &ops;
+}
+
 static const TupleTableSlotOps *
 am_slot_callbacks(Relation rel)
 {
-	return &TTSOpsVirtual;
+	return am_slot_ops();
 }
 
 /* ---------------------------------------------------------------------------
@@ -2036,7 +2076,7 @@ am_tuple_get_latest_tid(TableScanDesc scan, ItemPointer tid)
 static bool
 am_row_visible(Relation rel, ItemPointer tid, Snapshot snapshot)
 {
-	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
 	AmFetch    *f = am_fetch_create(rel);
 	bool		found = am_fetch_row(f, tid, snapshot, scratch);
 
