@@ -2282,9 +2282,22 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 		tmfd->xmax = rd.committed;
 		if (TransactionIdIsNormal(rd.committed) &&
 			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
-			 XidInMVCCSnapshot(rd.committed, snapshot)) &&
-			am_xact_wrote_rows(table_id, rd.committed))
-			return TM_Updated;
+			 XidInMVCCSnapshot(rd.committed, snapshot)))
+		{
+			if (am_xact_wrote_rows(table_id, rd.committed))
+				return TM_Updated;
+
+			/*
+			 * A partition's row may have been moved to another partition
+			 * by an UPDATE (a DELETE here and an INSERT there, maybe into
+			 * a heap partition): nothing recorded tells that from a
+			 * DELETE, and skipping the row would lose this statement's
+			 * change of it silently.  Fail as for a concurrent update
+			 * (heap fails a moved row too; a plain DELETE it would skip).
+			 */
+			if (rel->rd_rel->relispartition)
+				return TM_Updated;
+		}
 		return TM_Deleted;
 	}
 	return TM_Ok;
