@@ -472,6 +472,7 @@ static Oid	am_claim_relid = InvalidOid;
 static int64 am_claim_segment_no = 0;
 static uint64 am_claim_loaded = 0;	/* am_claim_generation when read; 0: none */
 static uint64 am_claim_generation = 1;
+static uint8 am_claim_table_id[CODEC_OBJID_LEN];
 static List *am_claim_recorded = NIL;	/* of AmRecordedDeletion */
 static bool am_claim_cacheable;
 /* am_version_fetch_for's fetch, in TopTransactionContext */
@@ -1084,8 +1085,10 @@ am_claimed_deleters(Relation rel, const uint8 *table_id, int64 segment_no, int64
 {
 	ListCell   *lc;
 
+	/* keyed by table_id too: TRUNCATE numbers a new table_id's segments from 1 again */
 	if (am_claim_loaded != am_claim_generation || am_claim_relid != RelationGetRelid(rel) ||
-		am_claim_segment_no != segment_no)
+		am_claim_segment_no != segment_no ||
+		memcmp(am_claim_table_id, table_id, CODEC_OBJID_LEN) != 0)
 	{
 		MemoryContext old;
 
@@ -1112,6 +1115,7 @@ am_claimed_deleters(Relation rel, const uint8 *table_id, int64 segment_no, int64
 		}
 		am_claim_relid = RelationGetRelid(rel);
 		am_claim_segment_no = segment_no;
+		memcpy(am_claim_table_id, table_id, CODEC_OBJID_LEN);
 		am_claim_loaded = am_claim_generation;
 	}
 	memset(rd, 0, sizeof(AmRowDeleters));
@@ -1779,11 +1783,12 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
  */
 static bool
 am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
-				 TupleTableSlot *slot, bool *mine)
+				 TupleTableSlot *slot, bool *mine, CommandId *wcid)
 {
 	ListCell   *lc;
 
 	*mine = false;
+	*wcid = InvalidCommandId;
 	foreach(lc, am_writers)
 	{
 		AmWriter   *aw = lfirst(lc);
@@ -1806,10 +1811,38 @@ am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
 			MemoryContextSwitchTo(old);
 		}
 		*mine = true;
+		*wcid = aw->cid;
 		if (dir == NULL)
 			return false;
 		found = am_fetch_from(f, dir, row, InvalidSnapshot, false, tid, slot);
 		return found;
+	}
+	return false;
+}
+
+/* Is the row in a segment this backend's writers of rel wrote?  Their command then. */
+static bool
+am_pending_writer_cid(Relation rel, ItemPointer tid, CommandId *wcid)
+{
+	int64		segment_no;
+	int64		row;
+	ListCell   *lc;
+
+	if (!ItemPointerIsValid(tid))
+		return false;
+	am_tid_to_row(tid, &segment_no, &row);
+	foreach(lc, am_writers)
+	{
+		AmWriter   *aw = lfirst(lc);
+
+		if (aw->relid != RelationGetRelid(rel))
+			continue;
+		if (segment_writer_segment_no(aw->writer) == segment_no ||
+			am_find_segment(segment_writer_recorded(aw->writer), segment_no) != NULL)
+		{
+			*wcid = aw->cid;
+			return true;
+		}
 	}
 	return false;
 }
@@ -1932,6 +1965,7 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	SegmentDirectory *dir;
 	bool		mine;
 	bool		found;
+	CommandId	wcid;
 
 	/* as HeapTupleSatisfiesDirty: no transaction to wait for unless found */
 	if (snapshot != InvalidSnapshot && snapshot->snapshot_type == SNAPSHOT_DIRTY)
@@ -1944,10 +1978,23 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	am_tid_to_row(tid, &segment_no, &row);
 	if (segment_no < 1)
 		return false;
-	/* the statement's own rows, whatever the snapshot */
-	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine);
+	/* the statement's own rows */
+	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine, &wcid);
 	if (mine)
 	{
+		/*
+		 * Written by this command (or a later one, for a cursor's older
+		 * snapshot): invisible to an MVCC snapshot, as heap's rows with
+		 * cmin >= curcid are — an UPDATE fed by an index scan would
+		 * otherwise find the versions it writes and update them again,
+		 * without end.  Other snapshots (unique checks) see them.
+		 */
+		if (found && snapshot != InvalidSnapshot && IsMVCCSnapshot(snapshot) &&
+			wcid >= snapshot->curcid)
+		{
+			ExecClearTuple(slot);
+			return false;
+		}
 		if (found && am_row_deleted_for(f->rel, f->opts->table_id, segment_no, row,
 										snapshot != InvalidSnapshot ? snapshot : SnapshotSelf))
 		{
@@ -2367,6 +2414,15 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 	/* the kept fetch's options: no catalog query per row */
 	TableOptions *opts = am_version_fetch_for(rel)->opts;
 	TM_Result	result;
+	CommandId	wcid;
+
+	/*
+	 * A row this very command wrote (ON CONFLICT DO UPDATE meeting a row it
+	 * inserted or updated itself): heap's tuple is invisible to the lock,
+	 * and the executor raises "cannot affect row a second time".
+	 */
+	if (am_pending_writer_cid(rel, tid, &wcid) && wcid >= cid)
+		return TM_Invisible;
 
 	result = am_claim_row(rel, opts->table_id, tid, snapshot,
 						  mode == LockTupleNoKeyExclusive || mode == LockTupleExclusive,

@@ -237,6 +237,8 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 	char	   *scratch_rel = pstrdup(get_rel_name(newrel));
 	char	   *renames;
 	char	   *index_names;
+	char	   *triggers;
+	char	   *rules;
 
 	bound = query_text(psprintf("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %u",
 								oldrel));
@@ -270,6 +272,23 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 		"  JOIN pg_class o ON o.oid = oi.indexrelid AND c.relname = " INDEX_SCRATCH_PREFIX " || o.oid"
 		" WHERE i.indrelid = %u", oldrel, newrel));
 
+	/*
+	 * The partition's own triggers (not cloned from the parent, not
+	 * internal) and rules, with their enabled state: declared again on the
+	 * new table once it has the old name, which their definitions name.
+	 */
+	triggers = query_text(psprintf(
+		"SELECT string_agg(pg_get_triggerdef(t.oid) || ';' ||"
+		"       CASE t.tgenabled WHEN 'O' THEN ''"
+		"         ELSE format(' ALTER TABLE %%s %%s TRIGGER %%I;', %s,"
+		"                     CASE t.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA'"
+		"                     ELSE 'ENABLE ALWAYS' END, t.tgname) END, ' ' ORDER BY t.tgname)"
+		"  FROM pg_trigger t WHERE t.tgrelid = %u AND NOT t.tgisinternal AND t.tgparentid = 0",
+		quote_literal_cstr(old_q), oldrel));
+	rules = query_text(psprintf(
+		"SELECT string_agg(pg_get_ruledef(r.oid), ' ' ORDER BY r.rulename)"
+		"  FROM pg_rewrite r WHERE r.ev_class = %u AND r.rulename <> '_RETURN'", oldrel));
+
 	lock_parent_for_swap(parent);
 	run_sql(psprintf("ALTER TABLE %s DETACH PARTITION %s", parent_q, old_q), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent_q, new_q, bound), SPI_OK_UTILITY);
@@ -290,6 +309,10 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 			SPI_OK_UTILITY);
 	if (index_names)
 		run_sql(index_names, SPI_OK_UTILITY);
+	if (triggers)
+		run_sql(triggers, SPI_OK_UTILITY);
+	if (rules)
+		run_sql(rules, SPI_OK_UTILITY);
 
 	/*
 	 * Indexes that ATTACH made for a heap partition are named after the
