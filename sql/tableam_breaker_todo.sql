@@ -35,6 +35,22 @@ SELECT destor.tier_partition('bk_parted_1', 'archive');
 UPDATE bk_parted SET v = 'b' WHERE id = 1;
 SELECT * FROM bk_parted;
 
+-- F2 (cont.): ON UPDATE CASCADE into a destor child: the UPDATE of the
+-- (heap) parent fails; a self-referencing destor tree likewise
+CREATE TABLE bk_pp (k int PRIMARY KEY);
+INSERT INTO bk_pp VALUES (1), (2);
+CREATE TABLE bk_cc (id int, k int REFERENCES bk_pp ON DELETE SET NULL ON UPDATE CASCADE) USING destor;
+INSERT INTO bk_cc VALUES (1, 1), (2, 2);
+DELETE FROM bk_pp WHERE k = 1;
+UPDATE bk_pp SET k = 3 WHERE k = 2;
+SELECT * FROM bk_cc ORDER BY id;
+CREATE TABLE bk_tree (id int PRIMARY KEY, parent int REFERENCES bk_tree ON DELETE CASCADE ON UPDATE CASCADE) USING destor;
+INSERT INTO bk_tree VALUES (1, NULL), (2, 1), (3, 2), (4, 1);
+DELETE FROM bk_tree WHERE id = 2;
+UPDATE bk_tree SET id = 10 WHERE id = 1;
+SELECT * FROM bk_tree ORDER BY id;
+DROP TABLE bk_cc, bk_pp, bk_tree;
+
 -- F3: tier_partition drops the partition's own triggers and rules (those
 -- not inherited from the parent) without a word; recall_partition too
 CREATE TABLE bk_log (what text);
