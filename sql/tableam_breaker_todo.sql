@@ -51,6 +51,23 @@ UPDATE bk_tree SET id = 10 WHERE id = 1;
 SELECT * FROM bk_tree ORDER BY id;
 DROP TABLE bk_cc, bk_pp, bk_tree;
 
+-- F5: a DELETE after TRUNCATE in the same transaction is skipped when the
+-- transaction locked a row of the same segment number before the TRUNCATE
+-- (the claimed segment's deletions are cached by relation oid and segment
+-- number, and TRUNCATE's new storage numbers its segments from 1 again)
+CREATE TABLE bk_tt (id int PRIMARY KEY, v text) USING destor;
+INSERT INTO bk_tt SELECT i, 'a' FROM generate_series(1, 10) i;
+DELETE FROM bk_tt WHERE id = 6;
+BEGIN;
+SELECT * FROM bk_tt WHERE id = 1 FOR UPDATE;
+TRUNCATE bk_tt;
+INSERT INTO bk_tt SELECT i, 'b' FROM generate_series(1, 10) i;
+DELETE FROM bk_tt WHERE id = 6;
+SELECT * FROM bk_tt WHERE id = 6;
+COMMIT;
+SELECT count(*) FROM bk_tt WHERE id = 6;
+DROP TABLE bk_tt;
+
 -- F3: tier_partition drops the partition's own triggers and rules (those
 -- not inherited from the parent) without a word; recall_partition too
 CREATE TABLE bk_log (what text);
