@@ -68,6 +68,33 @@ COMMIT;
 SELECT count(*) FROM bk_tt WHERE id = 6;
 DROP TABLE bk_tt;
 
+-- F7: the Halloween problem.  An index scan feeding an INSERT or UPDATE of
+-- the same table returns the rows the statement itself is writing (its
+-- buffered rows are visible "whatever the snapshot"), so they are inserted or
+-- updated again: heap never shows a statement its own new rows
+CREATE TABLE bk_hw_t (id int PRIMARY KEY, dev int, v int) USING destor;
+CREATE TABLE bk_hw_h (id int PRIMARY KEY, dev int, v int);
+CREATE INDEX ON bk_hw_t (dev);
+CREATE INDEX ON bk_hw_h (dev);
+INSERT INTO bk_hw_t SELECT i, i % 4, 0 FROM generate_series(1, 5000) i;
+INSERT INTO bk_hw_h SELECT i, i % 4, 0 FROM generate_series(1, 5000) i;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+INSERT INTO bk_hw_t SELECT id + 5000, dev, 1 FROM bk_hw_t WHERE id > 2500 AND id <= 7600;
+INSERT INTO bk_hw_h SELECT id + 5000, dev, 1 FROM bk_hw_h WHERE id > 2500 AND id <= 7600;
+UPDATE bk_hw_t SET id = id + 10000 WHERE id > 5000 AND id <= 15100;
+UPDATE bk_hw_h SET id = id + 10000 WHERE id > 5000 AND id <= 15100;
+SELECT count(*), max(id) FROM bk_hw_t;
+-- an UPDATE by index scan of rows whose new versions still match never ends
+SET statement_timeout = '5s';
+UPDATE bk_hw_t SET v = v + 1 WHERE dev = 3;
+UPDATE bk_hw_h SET v = v + 1 WHERE dev = 3;
+RESET statement_timeout;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT rows_differ('bk_hw_t', 'bk_hw_h');
+DROP TABLE bk_hw_t, bk_hw_h;
+
 -- F3: tier_partition drops the partition's own triggers and rules (those
 -- not inherited from the parent) without a word; recall_partition too
 CREATE TABLE bk_log (what text);
