@@ -95,6 +95,15 @@ RESET enable_bitmapscan;
 SELECT rows_differ('bk_hw_t', 'bk_hw_h');
 DROP TABLE bk_hw_t, bk_hw_h;
 
+-- F8: ON CONFLICT DO UPDATE affecting one row twice in a command: heap
+-- raises cardinality_violation; destor updates the row twice silently
+CREATE TABLE bk_oc (k int PRIMARY KEY, n int) USING destor;
+INSERT INTO bk_oc VALUES (1, 0);
+INSERT INTO bk_oc VALUES (1, 1), (1, 2) ON CONFLICT (k) DO UPDATE SET n = excluded.n;
+INSERT INTO bk_oc VALUES (2, 1), (2, 2) ON CONFLICT (k) DO UPDATE SET n = excluded.n;
+SELECT * FROM bk_oc ORDER BY k;
+DROP TABLE bk_oc;
+
 -- F3: tier_partition drops the partition's own triggers and rules (those
 -- not inherited from the parent) without a word; recall_partition too
 CREATE TABLE bk_log (what text);
