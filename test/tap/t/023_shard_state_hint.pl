@@ -74,7 +74,7 @@ my $d3 = provider_dir($shards[3]);
 rename($d3, "$d3.lost") or die;
 ($ok, $err) = read_back();
 ok(!$ok && $err =~ /could not read object/, 'three providers lost: the read fails') or diag($err);
-like($err, qr/data is readable again once 4 shards are/, 'with the hint that it is readable once 4 shards are back');
+like($err, qr/Data is readable again once 4 shards are/, 'with the hint that it is readable once 4 shards are back');
 rename("$d3.lost", $d3) or die;
 ($ok, $err) = read_back();
 ok($ok, 'one provider back: the hint was true, the blob reads exactly') or diag($err);
