@@ -382,12 +382,48 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 	return found;
 }
 
+/*
+ * Does the relfilenode have a row in am_tables that committed after this
+ * transaction's snapshot (a REPEATABLE READ transaction reading a table
+ * another one created, truncated or tiered since)?
+ */
+static bool
+am_exists_since_snapshot(Oid relfilenode)
+{
+	CatalogUser cu;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	bool		found;
+
+	if (!IsolationUsesXactSnapshot())
+		return false;
+	catalog_enter(&cu);
+	plan = SPI_prepare("SELECT 1 FROM destor.am_tables WHERE relfilenode = $1", 1, types);
+	if (plan == NULL)
+		elog(ERROR, "destor catalog statement failed to prepare: %s", SPI_result_code_string(SPI_result));
+	values[0] = ObjectIdGetDatum(relfilenode);
+	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "destor catalog statement failed");
+	found = SPI_processed > 0;
+	catalog_leave(&cu);
+	return found;
+}
+
 static TableOptions *
 am_options(Relation rel)
 {
 	TableOptions *opts = palloc0(sizeof(TableOptions));
 
-	if (!am_lookup(rel->rd_node.relNode, opts))
+	if (!am_lookup(rel->rd_node.relNode, opts) && am_exists_since_snapshot(rel->rd_node.relNode))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to destor table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("The table was created, truncated or tiered by a transaction that committed after this transaction's snapshot was taken."),
+				 errhint("Retry the transaction.")));
+	if (!opts->has_table_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("destor table \"%s\" has no storage in destor.am_tables",
