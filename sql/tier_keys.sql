@@ -175,6 +175,11 @@ DELETE FROM destor.tiering_policies;
 DROP SCHEMA k_space CASCADE;
 REVOKE USAGE ON FOREIGN SERVER archive, p1, p2, p3, p4, p5, p6 FROM regress_destor_user;
 
+-- a view naming the partition itself: refused up front, with the view named
+CREATE VIEW tk_march AS SELECT count(*) FROM tk_2023_03;
+SELECT destor.tier_partition('tk_2023_03', 'archive');
+DROP VIEW tk_march;
+
 -- DROP of the parent takes the tiered months' segments along
 SELECT destor.tier_partition('tk_2023_03', 'archive');
 CREATE TEMP TABLE r_ids AS SELECT table_id FROM destor.am_tables a JOIN pg_class c

@@ -481,6 +481,30 @@ with_safe_path(Oid (*fn) (Oid, Name), Oid relid, Name pool)
 /* ---------------------------------------------------------------------------
  * Tiering out
  * ------------------------------------------------------------------------- */
+/*
+ * Tiering and recall replace the partition by a new table and drop it: a
+ * view or rule of another relation naming the partition itself (not the
+ * parent) would make the DROP fail at the end with a bare dependency error.
+ * Said up front, with the views named.
+ */
+static void
+check_no_dependent_views(Oid relid, const char *name, const char *what)
+{
+	char	   *views = query_text(psprintf(
+		"SELECT string_agg(DISTINCT v.oid::regclass::text, ', ')"
+		"  FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+		"  JOIN pg_class v ON v.oid = r.ev_class"
+		" WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass"
+		"   AND d.refobjid = %u AND v.oid <> %u", relid, relid));
+
+	if (views != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot %s partition \"%s\": views depend on it", what, name),
+				 errdetail("Views or rules naming the partition itself: %s.", views),
+				 errhint("Query the partitioned table in those views instead of the partition, or drop them and create them again afterwards.")));
+}
+
 static Oid
 tier_one(Oid relid, Name poolname)
 {
@@ -527,6 +551,7 @@ tier_one(Oid relid, Name poolname)
 	 * Foreign tables have no row-level security, and tiering does not copy
 	 * policies: the grants would expose every row.
 	 */
+	check_no_dependent_views(relid, name, "tier");
 	if (query_text(psprintf("SELECT CASE WHEN c.relrowsecurity OR EXISTS (SELECT FROM pg_policy p"
 							"  WHERE p.polrelid = c.oid) THEN 'yes' END FROM pg_class c WHERE c.oid = %u",
 							relid)) != NULL)
@@ -553,6 +578,7 @@ tier_one(Oid relid, Name poolname)
 					 errhint("Drop that index of the partition, or keep the partition local.")));
 	}
 
+	check_no_dependent_views(relid, get_rel_name(relid), "recall");
 	/* no writes to the partition from here on; reads go on */
 	LockRelationOid(relid, ShareLock);
 	scratch = scratch_name(relid);
