@@ -309,24 +309,13 @@ pack_has_blobs(const uint8 pack[CODEC_OBJID_LEN])
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
-	int			rc;
 	bool		any;
 
 	CommandCounterIncrement();	/* our own DELETE of the blob's row */
 	catalog_enter(&cu);
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "destor catalog statement failed to prepare: %s",
-				 SPI_result_code_string(SPI_result));
-		plan = p;
-	}
 	values[0] = object_id_datum(pack);
-	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "destor catalog statement failed: %s", SPI_result_code_string(rc));
+	catalog_exec_saved_at(&plan, "SELECT 1 FROM destor.blobs WHERE pack_id = $1 LIMIT 1", 1, types,
+						  values, SPI_OK_SELECT, GetLatestSnapshot());
 	any = SPI_processed > 0;
 	catalog_leave(&cu);
 	return any;

@@ -85,10 +85,6 @@ bytea_datum(const void *data, size_t len)
  * (parsing and planning them on every blob_read cost more than the read).
  */
 static void
-catalog_exec_saved_at(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
-					  int expect, Snapshot snapshot);
-
-static void
 catalog_exec_saved(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
 				   int expect)
 {
@@ -102,7 +98,7 @@ catalog_exec_saved(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Da
  * plan), and must see the catalog as its own snapshot does (a cursor
  * fetching after a concurrent compaction committed).
  */
-static void
+void
 catalog_exec_saved_at(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types, Datum *values,
 					  int expect, Snapshot snapshot)
 {

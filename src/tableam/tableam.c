@@ -390,22 +390,18 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 static bool
 am_exists_since_snapshot(Oid relfilenode)
 {
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
-	SPIPlanPtr	plan;
 	bool		found;
 
 	if (!IsolationUsesXactSnapshot())
 		return false;
 	catalog_enter(&cu);
-	plan = SPI_prepare("SELECT 1 FROM destor.am_tables WHERE relfilenode = $1", 1, types);
-	if (plan == NULL)
-		elog(ERROR, "destor catalog statement failed to prepare: %s", SPI_result_code_string(SPI_result));
 	values[0] = ObjectIdGetDatum(relfilenode);
-	if (SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1) !=
-		SPI_OK_SELECT)
-		elog(ERROR, "destor catalog statement failed");
+	catalog_exec_saved_at(&plan, "SELECT 1 FROM destor.am_tables WHERE relfilenode = $1", 1, types,
+						  values, SPI_OK_SELECT, GetLatestSnapshot());
 	found = SPI_processed > 0;
 	catalog_leave(&cu);
 	return found;

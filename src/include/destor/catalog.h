@@ -9,6 +9,7 @@
 #ifndef DESTOR_CATALOG_H
 #define DESTOR_CATALOG_H
 
+#include "executor/spi.h"
 #include "utils/acl.h"
 #include "utils/snapshot.h"
 
@@ -67,6 +68,9 @@ extern int64 catalog_reassign_blobs(Oid from, Oid to);
 /* blob privileges and content hashes (issue 15) */
 extern void catalog_insert_blob_sha256(const uint8 id[CODEC_OBJID_LEN], Oid owner,
 									   const uint8 *sha256);
+/* a statement prepared once per backend, run under snapshot (read-only) when one is given */
+extern void catalog_exec_saved_at(SPIPlanPtr *saved, const char *sql, int nargs, Oid *types,
+								  Datum *values, int expect, Snapshot snapshot);
 extern bool catalog_get_blob_acl(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl);
 extern bool catalog_get_blob_acl_ext(const uint8 id[CODEC_OBJID_LEN], Oid *owner, Acl **acl,
 									 bool lock);
