@@ -29,7 +29,7 @@ OBJS = \
 	src/object/object_repair.o \
 	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
 	src/catalog/catalog.o \
-	src/blob/blob.o src/blob/blob_roles.o \
+	src/blob/blob.o src/blob/blob_roles.o src/blob/blob_restorable.o \
 	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \

@@ -194,6 +194,27 @@ SET ROLE regress_acl_nobody;
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS grant_after_reassign FROM acl.blobs WHERE name = 'doc';
 RESET ROLE;
 
+-- 10. The owner and acl columns' text input, which a restore's COPY uses:
+-- roles that exist read as regrole and aclitem do; a missing owner becomes
+-- the current role, a grant to a missing role is left out, a grant by a
+-- missing owner becomes the current role's, each with one WARNING
+\set VERBOSITY default
+SELECT 'regress_acl_heir'::destor.restorable_role::regrole AS heir,
+       '"regress_acl_heir"'::destor.restorable_role::text AS quoted;
+SELECT 'regress_acl_gone'::destor.restorable_role::regrole = current_user::regrole AS missing_is_me,
+       'regress_acl_gone'::destor.restorable_role::regrole = current_user::regrole AS warned_once;
+SELECT '{regress_acl_heir=r/regress_acl_nobody,regress_acl_gone=rw/regress_acl_heir,=r/regress_acl_heir}'::destor.restorable_acl::text AS kept;
+SELECT replace('{regress_acl_heir=r/regress_acl_gone2}'::destor.restorable_acl::text, current_user, 'me') AS regranted;
+SELECT '{}'::destor.restorable_acl::aclitem[] AS empty;
+SELECT 'a.b'::destor.restorable_role;
+SELECT '{{regress_acl_heir=r/regress_acl_heir}}'::destor.restorable_acl;
+SELECT '{NULL}'::destor.restorable_acl;
+SELECT '{regress_acl_heir=z/regress_acl_heir}'::destor.restorable_acl;
+\set VERBOSITY terse
+-- the columns hold what the C code and the views read: oids and aclitem[]
+SELECT pg_typeof(owner), pg_typeof(acl) FROM destor.blobs LIMIT 1;
+SELECT pg_typeof(owner), pg_typeof(acl) FROM destor.blob_acl LIMIT 1;
+
 -- clean up
 DROP OWNED BY regress_acl_heir, regress_acl_nobody, regress_acl_owner, regress_acl_member;
 DROP SCHEMA acl CASCADE;

@@ -166,7 +166,7 @@ blob_forget_dropped_roles(void)
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update destor.blobs");
 	owners = SPI_processed;
-	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl) i"
+	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl::pg_catalog.aclitem[]) i"
 					"  WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[i]) e"
 					"   WHERE e.grantee = 0 OR e.grantee IN (SELECT r.oid FROM pg_catalog.pg_authid r)))"
 					" WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) e WHERE e.grantee <> 0"
