@@ -80,6 +80,7 @@
 #include "executor/spi.h"
 #include "access/xloginsert.h"
 #include "nodes/tidbitmap.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
@@ -1232,6 +1233,12 @@ typedef struct AmScanDesc
 	List	   *segments;
 	DestorScan *st;
 	bool		have_rg;
+	/* a plan's scan (tableam_path.c): the columns it reads, the quals that
+	 * prune row groups by their statistics; kept across rescans */
+	bool		restricted;
+	Bitmapset  *attrs;			/* pull_varattnos numbering */
+	List	   *quals;
+	Index		scanrelid;
 	/* bitmap scans: rows fetched by tid, from the block under way */
 	struct AmFetch *fetch;
 	BlockNumber bm_block;
@@ -1323,6 +1330,55 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 	return segments;
 }
 
+/*
+ * Read only the columns of s->attrs, and skip the row groups whose
+ * statistics refute s->quals (as the foreign tables' scans do).  Rows the
+ * statement that calls the scan still buffers have no statistics: kept.
+ */
+static void
+am_scan_apply_restriction(AmScanDesc *s)
+{
+	DestorScan *st = s->st;
+	Bitmapset  *qual_attrs = NULL;
+	SegmentDirectory *last_dir = NULL;
+	bool		last_refuted = false;
+	int			kept = 0;
+	int			guclevel;
+
+	if (!bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, s->attrs))
+		for (int a = 0; a < st->natts; a++)
+			st->needed[a] = !st->codecs[a].dropped &&
+				bms_is_member(a + 1 - FirstLowInvalidHeapAttributeNumber, s->attrs);
+	if (s->quals == NIL)
+		return;
+	st->scanrelid = s->scanrelid;
+	pull_varattnos((Node *) s->quals, s->scanrelid, &qual_attrs);
+	guclevel = text_io_enter();
+	for (int i = 0; i < st->nunits; i++)
+	{
+		DestorScanUnit *u = &st->units[i];
+
+		st->rgs_total++;
+		if (!u->dir->mem_chunks)
+		{
+			if (u->dir != last_dir)
+			{
+				last_dir = u->dir;
+				last_refuted = stats_refute(st, s->quals, qual_attrs, u->dir, -1);
+			}
+			if (last_refuted ||
+				(u->dir->nrowgroups > 1 && stats_refute(st, s->quals, qual_attrs, u->dir, u->rg)))
+			{
+				st->rgs_pruned++;
+				continue;
+			}
+		}
+		st->units[kept++] = *u;
+	}
+	text_io_leave(guclevel);
+	st->nunits = kept;
+}
+
 static void
 am_scan_start(AmScanDesc *s)
 {
@@ -1332,7 +1388,42 @@ am_scan_start(AmScanDesc *s)
 	s->st = whole_row_scan(s->base.rs_rd, s->opts, s->segments);
 	s->st->snapshot = (snap != InvalidSnapshot && IsMVCCSnapshot(snap)) ? snap : InvalidSnapshot;
 	s->have_rg = false;
+	if (s->restricted)
+		am_scan_apply_restriction(s);
 	MemoryContextSwitchTo(old);
+}
+
+/* See AmScanDesc.restricted; called once, right after table_beginscan. */
+void
+am_scan_restrict(TableScanDesc sscan, Bitmapset *attrs, List *quals, Index scanrelid)
+{
+	AmScanDesc *s = (AmScanDesc *) sscan;
+	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+
+	s->restricted = true;
+	s->attrs = bms_copy(attrs);
+	s->quals = copyObject(quals);
+	s->scanrelid = scanrelid;
+	am_scan_apply_restriction(s);
+	MemoryContextSwitchTo(old);
+}
+
+/* Row groups a restricted scan read and skipped so far, for EXPLAIN. */
+void
+am_scan_counts(TableScanDesc sscan, int64 *total, int64 *pruned, int64 *read)
+{
+	AmScanDesc *s = (AmScanDesc *) sscan;
+
+	*total = s->st->rgs_total;
+	*pruned = s->st->rgs_pruned;
+	*read = s->st->rgs_read;
+}
+
+/* Is rel a table USING destor? */
+bool
+am_is_destor(Relation rel)
+{
+	return rel->rd_tableam == &destor_am_methods;
 }
 
 /*
@@ -3093,6 +3184,7 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 				if (get_tablespace_io_concurrency(r->rd_rel->reltablespace) > 0 &&
 					am_last_segment_no(r) > AM_PREFETCH_SAFE_SEGMENTS)
 					am_remove_bitmap_paths(root, rel);
+				am_add_scan_path(root, rel, rti, r);
 			}
 			RelationClose(r);
 		}
@@ -3111,4 +3203,5 @@ tableam_init(void)
 	object_access_hook = am_object_access;
 	prev_set_rel_pathlist = set_rel_pathlist_hook;
 	set_rel_pathlist_hook = am_set_rel_pathlist;
+	tableam_path_init();
 }
