@@ -127,6 +127,46 @@ EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT sum(v), count(*) FROM sc_parts WHERE id BETWEEN 50000 AND 50010;
 SELECT sum(i % 11), count(*) FROM generate_series(50000, 50010) i;
 
+-- 9. parallel scans: the participants share the row groups; the answers are
+-- the serial ones, also with pruning, joins, a rescanned Gather, and a
+-- function's query run by a statement that writes the table (the leader
+-- reads it alone: only it sees the rows its statement buffers)
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(small) FROM sc_am WHERE id > 100;
+SELECT sc_same('SELECT sum(small), count(*), sum(id), count(f) FROM $t WHERE id > 100') AS parallel_sum,
+       sc_same('SELECT id, t FROM $t WHERE id % 997 = 0') AS parallel_rows,
+       sc_same('SELECT count(*) FROM $t WHERE id BETWEEN 12000 AND 12500') AS parallel_pruned;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM sc_am a JOIN sc_heap h USING (id) WHERE h.small = 3;
+SELECT (SELECT count(*) FROM sc_am a JOIN sc_heap h USING (id) WHERE h.small = 3) =
+       (SELECT count(*) FROM sc_heap a JOIN sc_heap h USING (id) WHERE h.small = 3) AS parallel_join;
+-- a Gather run again for each outer row
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SELECT sc_same('SELECT g, (SELECT count(*) FROM $t WHERE small = g) FROM generate_series(1, 3) g') AS rescanned;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+CREATE FUNCTION sc_total(tbl regclass) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM %s', tbl) INTO n;
+  RETURN n;
+END $$;
+SET force_parallel_mode = on;
+BEGIN;
+INSERT INTO sc_am (id, small) SELECT 80000 + g, sc_total('sc_am') FROM generate_series(1, 3) g;
+INSERT INTO sc_heap (id, small) SELECT 80000 + g, sc_total('sc_heap') FROM generate_series(1, 3) g;
+SELECT sc_same('SELECT id, small FROM $t WHERE id > 80000') AS leader_buffers;
+ROLLBACK;
+RESET force_parallel_mode;
+DROP FUNCTION sc_total(regclass);
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+
 DROP TABLE sc_parts;
 DROP FUNCTION sc_count(regclass);
 DROP FUNCTION sc_same(text);

@@ -1416,7 +1416,24 @@ am_scan_counts(TableScanDesc sscan, int64 *total, int64 *pruned, int64 *read)
 
 	*total = s->st->rgs_total;
 	*pruned = s->st->rgs_pruned;
-	*read = s->st->rgs_read;
+	*read = s->st->rgs_read + s->st->worker_rgs;
+}
+
+/* The foreign tables' scan state under a scan (for its parallel share). */
+DestorScan *
+am_scan_destor(TableScanDesc sscan)
+{
+	return ((AmScanDesc *) sscan)->st;
+}
+
+/*
+ * Does this backend buffer rows or deletions that only it knows of?  Then
+ * a parallel scan is read by the leader alone (workers would miss them).
+ */
+bool
+am_backend_buffers(void)
+{
+	return am_writers != NIL;
 }
 
 /* Is rel a table USING destor? */
@@ -3160,11 +3177,14 @@ am_remove_bitmap_paths(PlannerInfo *root, RelOptInfo *rel)
 }
 
 /*
- * No destor table is read in a parallel worker: a worker would not see the
- * rows a statement of the leader still buffers (its functions' queries may
- * run in parallel), and parallel scans that share the row groups are not
- * built yet.  A relation that cannot be parallel keeps every plan above it
- * in the leader.
+ * A destor table is read in parallel workers only by the DestorScan's
+ * partial path (tableam_path.c), which shares its row groups between the
+ * participants, or leaves them all to the leader when the leader buffers
+ * rows a worker would not see (a function's query run by a statement that
+ * writes the table).  Any other path of the relation stays out of workers:
+ * a Parallel Seq Scan through the access method's parallel scan would have
+ * one participant read every row, and a worker running a plain scan would
+ * not see the leader's buffered rows.
  */
 static void
 am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
@@ -3179,12 +3199,14 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 		{
 			if (r->rd_tableam == &destor_am_methods)
 			{
+				bool		parallel_ok = rel->consider_parallel;
+
 				rel->consider_parallel = false;
 				rel->partial_pathlist = NIL;
 				if (get_tablespace_io_concurrency(r->rd_rel->reltablespace) > 0 &&
 					am_last_segment_no(r) > AM_PREFETCH_SAFE_SEGMENTS)
 					am_remove_bitmap_paths(root, rel);
-				am_add_scan_path(root, rel, rti, r);
+				am_add_scan_path(root, rel, rti, r, parallel_ok);
 			}
 			RelationClose(r);
 		}

@@ -24,13 +24,16 @@
 #include "commands/explain.h"
 #include "executor/executor.h"
 #include "nodes/extensible.h"
+#include "access/parallel.h"
 #include "optimizer/cost.h"
+#include "optimizer/paths.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/restrictinfo.h"
 #include "utils/rel.h"
 
 #include "destor/tableam.h"
+#include "../table/table_internal.h"
 
 typedef struct AmScanState
 {
@@ -39,6 +42,8 @@ typedef struct AmScanState
 	Bitmapset  *attrs;			/* columns read (pull_varattnos numbering) */
 	int			nread;			/* of them, user columns */
 	List	   *quals;			/* for pruning: the plan's quals */
+	void	   *shared;			/* a parallel scan's SharedScan, or NULL */
+	bool		leader_only;	/* the leader buffers rows: it reads them all */
 } AmScanState;
 
 static Plan *am_plan_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
@@ -49,6 +54,11 @@ static TupleTableSlot *am_exec(CustomScanState *node);
 static void am_end(CustomScanState *node);
 static void am_rescan(CustomScanState *node);
 static void am_explain(CustomScanState *node, List *ancestors, ExplainState *es);
+static Size am_estimate_dsm(CustomScanState *node, ParallelContext *pcxt);
+static void am_init_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate);
+static void am_reinit_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate);
+static void am_init_worker(CustomScanState *node, shm_toc *toc, void *coordinate);
+static void am_shutdown(CustomScanState *node);
 
 static const CustomPathMethods am_path_methods = {
 	.CustomName = "DestorScan",
@@ -66,6 +76,11 @@ static const CustomExecMethods am_exec_methods = {
 	.ExecCustomScan = am_exec,
 	.EndCustomScan = am_end,
 	.ReScanCustomScan = am_rescan,
+	.EstimateDSMCustomScan = am_estimate_dsm,
+	.InitializeDSMCustomScan = am_init_dsm,
+	.ReInitializeDSMCustomScan = am_reinit_dsm,
+	.InitializeWorkerCustomScan = am_init_worker,
+	.ShutdownCustomScan = am_shutdown,
 	.ExplainCustomScan = am_explain,
 };
 
@@ -97,12 +112,50 @@ live_columns(Relation r)
 }
 
 /*
+ * The DestorScan as a partial path: the participants of a Gather share its
+ * row groups (next_rowgroup's claims).  The relation's other paths are made
+ * parallel-unsafe, so that no worker reads it any other way.  The table is
+ * one block to the planner (relation_size), so the workers are counted
+ * from its rows at the target's width instead.
+ */
+static void
+add_partial_scan_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *serial, double share)
+{
+	CustomPath *pp;
+	ListCell   *lc;
+	double		pages = rel->tuples * Max(rel->reltarget->width, 8) / BLCKSZ;
+	double		divisor;
+	int			workers = compute_parallel_worker(rel, pages, -1, max_parallel_workers_per_gather);
+
+	if (workers <= 0)
+		return;
+	foreach(lc, rel->pathlist)
+		((Path *) lfirst(lc))->parallel_safe = false;
+	rel->consider_parallel = true;
+
+	/* as cost_seqscan's get_parallel_divisor */
+	divisor = workers;
+	if (parallel_leader_participation && 1.0 - 0.3 * workers > 0)
+		divisor += 1.0 - 0.3 * workers;
+	pp = makeNode(CustomPath);
+	memcpy(pp, serial, sizeof(CustomPath));
+	pp->path.param_info = NULL;
+	pp->path.parallel_aware = true;
+	pp->path.parallel_safe = true;
+	pp->path.parallel_workers = workers;
+	pp->path.rows = clamp_row_est(serial->path.rows / divisor);
+	pp->path.total_cost = serial->path.startup_cost +
+		(serial->path.total_cost - serial->path.startup_cost) / divisor;
+	add_partial_path(rel, &pp->path);
+}
+
+/*
  * Called by the access method's set_rel_pathlist hook for a table USING
  * destor: add a DestorScan path costed as the sequential scan, the part
  * that reads rows scaled by the share of columns read.
  */
 void
-am_add_scan_path(PlannerInfo *root, RelOptInfo *rel, Index rti, Relation r)
+am_add_scan_path(PlannerInfo *root, RelOptInfo *rel, Index rti, Relation r, bool parallel_ok)
 {
 	CustomPath *cp;
 	Path	   *seq;
@@ -156,6 +209,8 @@ am_add_scan_path(PlannerInfo *root, RelOptInfo *rel, Index rti, Relation r)
 	cp->custom_private = NIL;
 	cp->methods = &am_path_methods;
 	add_path(rel, &cp->path);
+	if (parallel_ok && rel->lateral_relids == NULL)
+		add_partial_scan_path(root, rel, cp, share);
 }
 
 static Plan *
@@ -199,6 +254,26 @@ am_begin(CustomScanState *node, EState *estate, int eflags)
 	s->quals = cscan->custom_exprs;
 }
 
+/* Join the parallel scan, if any, with this participant's (new) unit list. */
+static void
+am_attach(AmScanState *s)
+{
+	DestorScan *st = am_scan_destor(s->scan);
+
+	if (s->shared == NULL)
+		return;
+	st->leader_only = s->leader_only;
+	scan_shared_attach(st, s->shared);
+}
+
+static void
+am_start(AmScanState *s, EState *estate)
+{
+	s->scan = table_beginscan(s->css.ss.ss_currentRelation, estate->es_snapshot, 0, NULL);
+	am_scan_restrict(s->scan, s->attrs, s->quals, ((Scan *) s->css.ss.ps.plan)->scanrelid);
+	am_attach(s);
+}
+
 static TupleTableSlot *
 am_next(ScanState *ss)
 {
@@ -209,9 +284,7 @@ am_next(ScanState *ss)
 	{
 		EState	   *estate = ss->ps.state;
 
-		s->scan = table_beginscan(ss->ss_currentRelation, estate->es_snapshot, 0, NULL);
-		am_scan_restrict(s->scan, s->attrs, s->quals,
-						 ((Scan *) ss->ps.plan)->scanrelid);
+		am_start(s, estate);
 	}
 	if (table_scan_getnextslot(s->scan, ForwardScanDirection, slot))
 		return slot;
@@ -237,7 +310,10 @@ am_end(CustomScanState *node)
 	AmScanState *s = (AmScanState *) node;
 
 	if (s->scan != NULL)
+	{
+		scan_shared_publish(am_scan_destor(s->scan));
 		table_endscan(s->scan);
+	}
 	s->scan = NULL;
 }
 
@@ -247,8 +323,57 @@ am_rescan(CustomScanState *node)
 	AmScanState *s = (AmScanState *) node;
 
 	if (s->scan != NULL)
+	{
 		table_rescan(s->scan, NULL);
+		am_attach(s);
+	}
 	ExecScanReScan(&node->ss);
+}
+
+static Size
+am_estimate_dsm(CustomScanState *node, ParallelContext *pcxt)
+{
+	return scan_shared_size();
+}
+
+/* The leader: its unit list decides the claims' size, so the scan starts now. */
+static void
+am_init_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	AmScanState *s = (AmScanState *) node;
+
+	if (s->scan == NULL)
+		am_start(s, node->ss.ps.state);
+	s->leader_only = am_backend_buffers();
+	s->shared = coordinate;
+	am_scan_destor(s->scan)->leader_only = s->leader_only;
+	scan_shared_init(am_scan_destor(s->scan), coordinate, pcxt->nworkers);
+}
+
+static void
+am_reinit_dsm(CustomScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	AmScanState *s = (AmScanState *) node;
+
+	s->shared = coordinate;
+	if (s->scan != NULL)
+		scan_shared_reinit(am_scan_destor(s->scan), coordinate);
+}
+
+static void
+am_init_worker(CustomScanState *node, shm_toc *toc, void *coordinate)
+{
+	((AmScanState *) node)->shared = coordinate;
+}
+
+static void
+am_shutdown(CustomScanState *node)
+{
+	AmScanState *s = (AmScanState *) node;
+
+	if (s->scan != NULL)
+		scan_shared_collect(am_scan_destor(s->scan));
+	s->shared = NULL;
 }
 
 static void
