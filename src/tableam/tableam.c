@@ -969,18 +969,6 @@ am_key_lock_needs_hash(Relation rel, bool exclusive)
 		am_lock_count(rel)->keys < AM_LOCK_ESCALATE_LOCKS;
 }
 
-/* am_lock_key: the key lock of a row whose key hashes to key_hash (see above). */
-static bool
-am_lock_key(Relation rel, uint32 key_hash, bool exclusive, LockWaitPolicy wait_policy)
-{
-	LOCKTAG		whole;
-	LOCKTAG		key;
-
-	am_all_keys_tag(&whole, rel);
-	am_key_tag(&key, rel, key_hash);
-	return am_lock_item(rel, &key, &whole, &am_lock_count(rel)->keys, exclusive, wait_policy);
-}
-
 /*
  * am_key_index_attrs: the columns of rel's first unique index (by oid)
  * without expressions or predicate, the columns its key locks hash; NULL
@@ -2547,6 +2535,8 @@ am_claim_key(Relation rel, ItemPointer tid, bool exclusive, TupleTableSlot *row,
 			 LockWaitPolicy wait_policy, TM_Result *result)
 {
 	uint32		hash = 0;
+	LOCKTAG		whole;
+	LOCKTAG		key;
 
 	if (am_key_lock_needs_hash(rel, exclusive))
 	{
@@ -2564,7 +2554,9 @@ am_claim_key(Relation rel, ItemPointer tid, bool exclusive, TupleTableSlot *row,
 		if (row == NULL)
 			ExecDropSingleTupleTableSlot(scratch);
 	}
-	if (!am_lock_key(rel, hash, exclusive, wait_policy))
+	am_all_keys_tag(&whole, rel);
+	am_key_tag(&key, rel, hash);
+	if (!am_lock_item(rel, &key, &whole, &am_lock_count(rel)->keys, exclusive, wait_policy))
 	{
 		*result = TM_WouldBlock;
 		return false;
