@@ -970,18 +970,18 @@ am_key_lock_needs_hash(Relation rel, bool exclusive)
 }
 
 /*
- * am_key_index_attrs: the columns of rel's first unique index (by oid)
- * without expressions or predicate, the columns its key locks hash; NULL
- * if it has none (then every row's key hashes alike).  The first one stays
+ * am_key_index: rel's first unique index (by oid) without expressions or
+ * predicate, whose columns (*attrs, if asked) key locks hash; InvalidOid if
+ * it has none (then every row's key hashes alike).  The first one stays
  * the first while a key lock is held: dropping it needs an ACCESS EXCLUSIVE
  * lock, and a new index gets a higher oid.
  */
-static int2vector *
-am_key_index_attrs(Relation rel)
+static Oid
+am_key_index(Relation rel, int2vector **attrs)
 {
 	List	   *indexes = RelationGetIndexList(rel);
 	ListCell   *lc;
-	int2vector *result = NULL;
+	Oid			result = InvalidOid;
 
 	foreach(lc, indexes)
 	{
@@ -995,7 +995,9 @@ am_key_index_attrs(Relation rel)
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
 		{
-			result = buildint2vector(index->indkey.values, index->indnkeyatts);
+			result = index->indexrelid;
+			if (attrs)
+				*attrs = buildint2vector(index->indkey.values, index->indnkeyatts);
 			ReleaseSysCache(tup);
 			break;
 		}
@@ -1035,14 +1037,14 @@ am_datum_bytes(Form_pg_attribute att, Datum value, Size *len, Datum *scratch)
 	return DatumGetPointer(value);
 }
 
-/* am_key_hash: the hash of the row's key (am_key_index_attrs) that its key lock is named by. */
+/* am_key_hash: the hash of the row's key (am_key_index) that its key lock is named by. */
 static uint32
 am_key_hash(Relation rel, TupleTableSlot *row)
 {
-	int2vector *attrs = am_key_index_attrs(rel);
+	int2vector *attrs = NULL;
 	uint32		hash = 0;
 
-	if (attrs == NULL)
+	if (!OidIsValid(am_key_index(rel, &attrs)))
 		return 0;
 	slot_getallattrs(row);
 	for (int i = 0; i < attrs->dim1; i++)
@@ -2526,6 +2528,70 @@ typedef enum AmClaim
 } AmClaim;
 
 /*
+ * am_key_outlived: whether the key of the row of tid, which a transaction
+ * the snapshot does not see deleted, lives on in a row SnapshotSelf sees
+ * (committed, or this transaction's) with the same key hash — the new
+ * version a non-key UPDATE wrote, which the key lock this transaction holds
+ * keeps.  A DELETE's deletion and a non-key UPDATE's look alike; the
+ * key's unique index tells them apart.  False when it cannot tell (no such
+ * index, a NULL in the key).
+ */
+static bool
+am_key_outlived(Relation rel, ItemPointer tid)
+{
+	int2vector *attrs = NULL;
+	Oid			indexoid = am_key_index(rel, &attrs);
+	TupleTableSlot *old;
+	TupleTableSlot *found;
+	Relation	index;
+	ScanKeyData *keys;
+	IndexScanDesc scan;
+	bool		outlived = false;
+	uint32		hash;
+
+	if (!OidIsValid(indexoid))
+		return false;
+	old = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, old))
+	{
+		ExecDropSingleTupleTableSlot(old);
+		return false;
+	}
+	slot_getallattrs(old);
+	index = index_open(indexoid, AccessShareLock);
+	keys = palloc(sizeof(ScanKeyData) * attrs->dim1);
+	for (int i = 0; i < attrs->dim1; i++)
+	{
+		AttrNumber	attno = attrs->values[i];
+		Oid			opno;
+
+		opno = get_opfamily_member(index->rd_opfamily[i], index->rd_opcintype[i],
+								   index->rd_opcintype[i], BTEqualStrategyNumber);
+		if (old->tts_isnull[attno - 1] || index->rd_rel->relam != BTREE_AM_OID ||
+			!OidIsValid(opno))
+		{
+			index_close(index, AccessShareLock);
+			ExecDropSingleTupleTableSlot(old);
+			return false;
+		}
+		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, index->rd_opcintype[i],
+							   index->rd_indcollation[i], get_opcode(opno),
+							   old->tts_values[attno - 1]);
+	}
+	hash = am_key_hash(rel, old);
+	found = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	scan = index_beginscan(rel, index, SnapshotSelf, attrs->dim1, 0);
+	index_rescan(scan, keys, attrs->dim1, NULL, 0);
+	while (!outlived && index_getnext_slot(scan, ForwardScanDirection, found))
+		outlived = am_key_hash(rel, found) == hash;
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	ExecDropSingleTupleTableSlot(found);
+	ExecDropSingleTupleTableSlot(old);
+	return outlived;
+}
+
+/*
  * am_claim_key: the key lock of the row of tid for am_claim_row; row is
  * that row if the caller has it (else it is fetched when the hash is
  * needed).  False with *result set if the lock is not taken.
@@ -2640,6 +2706,13 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	}
 	if (TransactionIdIsValid(rd.committed))
 	{
+		/*
+		 * FOR KEY SHARE of a row a non-key UPDATE replaced after the
+		 * snapshot: the key lives on in the new version, locked now; heap
+		 * locks the row too.
+		 */
+		if (mode == AM_CLAIM_KEY_SHARE && am_key_outlived(rel, tid))
+			return TM_Ok;
 		tmfd->xmax = rd.committed;
 		if (TransactionIdIsNormal(rd.committed) &&
 			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
