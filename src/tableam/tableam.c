@@ -66,12 +66,14 @@
 #include "access/multixact.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "catalog/storage.h"
 #include "commands/defrem.h"
@@ -99,6 +101,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -790,31 +793,51 @@ am_dir_with_pending(Oid relid, SegmentDirectory *dir, CommandId before_cid)
 }
 
 /* ---------------------------------------------------------------------------
- * Segment locks: what stands for heap's row locks
+ * Segment locks and key locks: what stands for heap's row locks
  *
  * A transaction that deletes or updates rows of a segment (or locks them
- * FOR UPDATE) holds ExclusiveLock on the segment's lock tag until it ends,
- * one that locks rows FOR SHARE or FOR KEY SHARE (foreign keys referencing
- * the table) ShareLock.  The tag is a tuple lock of the relation with the
- * segment number as block and offset 0, which heap never uses.  The
- * deletions of a statement are recorded only at its end, so a second
- * deleter of a row could not see the first one's; the segment lock makes
- * it wait until the first transaction ends, then it reads the recorded
- * deletions.  Locks are per segment, not per row: two transactions
- * deleting different rows of one segment also wait for each other.
+ * FOR NO KEY UPDATE or FOR UPDATE) holds ExclusiveLock on the segment's lock
+ * tag until it ends, one that locks rows FOR SHARE ShareLock.  The tag is a
+ * tuple lock of the relation with the segment number as block and offset
+ * 0, which heap never uses.  The deletions of a statement are recorded only
+ * at its end, so a second deleter of a row could not see the first one's;
+ * the segment lock makes it wait until the first transaction ends, then it
+ * reads the recorded deletions.  Locks are per segment, not per row: two
+ * transactions deleting different rows of one segment also wait for each
+ * other.
  *
- * A transaction holds at most AM_LOCK_ESCALATE_SEGMENTS segment locks of a
- * relation (the shared lock table is small): beyond, it takes one lock on
- * the relation's whole-table tag (offset 0 of block InvalidBlockNumber),
- * ExclusiveLock or ShareLock, that segment lockers' intent locks on the same
- * tag (RowExclusiveLock, RowShareLock) conflict with, as table locks do.
+ * FOR KEY SHARE (a foreign key's check of a referenced row) must not wait
+ * for an UPDATE that changes no key column, as heap's does not; but it must
+ * keep the key from going away, also from the newer versions of the row
+ * such an UPDATE writes elsewhere (heap follows the update chain to lock
+ * them; destor has no link to them).  So it locks the row's key, not its
+ * segment: a tag of the relation with a hash of the row's key (the columns
+ * of its first unique index without expression or predicate, which no
+ * non-key UPDATE changes) as block and offset AM_KEY_LOCK_OFFSET, ShareLock;
+ * and whatever removes a key — DELETE, an UPDATE of a key column (heap's
+ * HeapDetermineColumnsInfo tells the two kinds of UPDATE apart the same way)
+ * and FOR UPDATE — takes ExclusiveLock on the same tag besides its segment
+ * lock, segment first.  A non-key UPDATE, FOR NO KEY UPDATE and FOR SHARE
+ * take no key lock.  Hash collisions only make unrelated rows wait.
+ *
+ * A transaction holds at most AM_LOCK_ESCALATE_LOCKS segment locks and as
+ * many key locks of a relation (the shared lock table is small): beyond,
+ * it takes one lock on the relation's whole-table tag of that kind (offset
+ * 0, or AM_KEY_LOCK_OFFSET, of block InvalidBlockNumber), ExclusiveLock or
+ * ShareLock, that the lockers' intent locks on the same tag
+ * (RowExclusiveLock, RowShareLock) conflict with, as table locks do.  Many
+ * FOR KEY SHARE locks (a big INSERT into a referencing table) so block
+ * DELETEs and key UPDATEs of the whole referenced table, not its non-key
+ * UPDATEs.
  * ------------------------------------------------------------------------- */
-#define AM_LOCK_ESCALATE_SEGMENTS 64
+#define AM_LOCK_ESCALATE_LOCKS 64
+#define AM_KEY_LOCK_OFFSET ((OffsetNumber) PG_UINT16_MAX)
 
 typedef struct AmLockCount
 {
 	Oid			relid;
 	int			segments;		/* segment locks taken */
+	int			keys;			/* key locks taken */
 } AmLockCount;
 
 
@@ -830,6 +853,21 @@ am_whole_table_tag(LOCKTAG *tag, Relation rel)
 {
 	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
 					  InvalidOffsetNumber);
+}
+
+static void
+am_key_tag(LOCKTAG *tag, Relation rel, uint32 key_hash)
+{
+	/* InvalidBlockNumber is the whole-table tag's */
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel),
+					  key_hash == InvalidBlockNumber ? 0 : key_hash, AM_KEY_LOCK_OFFSET);
+}
+
+static void
+am_all_keys_tag(LOCKTAG *tag, Relation rel)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
+					  AM_KEY_LOCK_OFFSET);
 }
 
 static bool
@@ -853,46 +891,228 @@ am_lock_acquire(Relation rel, LOCKTAG *tag, LOCKMODE mode, LockWaitPolicy wait_p
 	return true;
 }
 
+/* This transaction's count of segment and key locks of rel */
+static AmLockCount *
+am_lock_count(Relation rel)
+{
+	AmLockCount *count;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, am_lock_counts)
+		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
+			return lfirst(lc);
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	am_ensure_callbacks();
+	count = palloc0(sizeof(AmLockCount));
+	count->relid = RelationGetRelid(rel);
+	am_lock_counts = lappend(am_lock_counts, count);
+	MemoryContextSwitchTo(old);
+	return count;
+}
+
+/* Whether the transaction holds the whole-table lock of that kind already. */
+static bool
+am_whole_lock_held(LOCKTAG *whole, bool exclusive)
+{
+	return LockHeldByMe(whole, ExclusiveLock) || (!exclusive && LockHeldByMe(whole, ShareLock));
+}
+
+/*
+ * am_lock_item: one segment's or key's lock (item), or the whole table's of
+ * that kind (whole) once the transaction holds many (*taken); false if
+ * wait_policy is LockWaitSkip and another transaction holds it.
+ */
+static bool
+am_lock_item(Relation rel, LOCKTAG *item, LOCKTAG *whole, int *taken, bool exclusive,
+			 LockWaitPolicy wait_policy)
+{
+	bool		newly;
+
+	if (am_whole_lock_held(whole, exclusive))
+		return true;
+	if (*taken >= AM_LOCK_ESCALATE_LOCKS)
+		return am_lock_acquire(rel, whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
+	if (!am_lock_acquire(rel, whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
+		return false;
+	if (!am_lock_acquire(rel, item, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+		return false;
+	if (newly)
+		(*taken)++;
+	return true;
+}
+
 /*
  * am_lock_segment: the segment's lock (exclusive: to delete, update or lock
- * FOR UPDATE), or the whole table's once the transaction holds many; false
- * if wait_policy is LockWaitSkip and another transaction holds it.
+ * FOR [NO KEY] UPDATE), or the whole table's once the transaction holds
+ * many; false if wait_policy is LockWaitSkip and another transaction holds
+ * it.
  */
 static bool
 am_lock_segment(Relation rel, int64 segment_no, bool exclusive, LockWaitPolicy wait_policy)
 {
 	LOCKTAG		whole;
 	LOCKTAG		seg;
-	AmLockCount *count = NULL;
-	ListCell   *lc;
-	bool		newly;
 
 	am_whole_table_tag(&whole, rel);
-	if (LockHeldByMe(&whole, ExclusiveLock) || (!exclusive && LockHeldByMe(&whole, ShareLock)))
-		return true;
-	foreach(lc, am_lock_counts)
-		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
-			count = lfirst(lc);
-	if (count == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-		am_ensure_callbacks();
-		count = palloc0(sizeof(AmLockCount));
-		count->relid = RelationGetRelid(rel);
-		am_lock_counts = lappend(am_lock_counts, count);
-		MemoryContextSwitchTo(old);
-	}
-	if (count->segments >= AM_LOCK_ESCALATE_SEGMENTS)
-		return am_lock_acquire(rel, &whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
-	if (!am_lock_acquire(rel, &whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
-		return false;
 	am_segment_tag(&seg, rel, segment_no);
-	if (!am_lock_acquire(rel, &seg, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+	return am_lock_item(rel, &seg, &whole, &am_lock_count(rel)->segments, exclusive, wait_policy);
+}
+
+/* Whether a key lock of rel needs the row's key hash (not covered by a whole-table one). */
+static bool
+am_key_lock_needs_hash(Relation rel, bool exclusive)
+{
+	LOCKTAG		whole;
+
+	am_all_keys_tag(&whole, rel);
+	return !am_whole_lock_held(&whole, exclusive) &&
+		am_lock_count(rel)->keys < AM_LOCK_ESCALATE_LOCKS;
+}
+
+/*
+ * am_key_index: rel's first unique index (by oid) without expressions or
+ * predicate, whose columns (*attrs, if asked) key locks hash; InvalidOid if
+ * it has none (then every row's key hashes alike).  The first one stays
+ * the first while a key lock is held: dropping it needs an ACCESS EXCLUSIVE
+ * lock, and a new index gets a higher oid.
+ */
+static Oid
+am_key_index(Relation rel, int2vector **attrs)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tup);
+		if (index->indisunique && index->indisvalid &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+		{
+			result = index->indexrelid;
+			if (attrs)
+				*attrs = buildint2vector(index->indkey.values, index->indnkeyatts);
+			ReleaseSysCache(tup);
+			break;
+		}
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return result;
+}
+
+/*
+ * A column's value as bytes for comparing and hashing: the datum itself if
+ * passed by value, else its contents (detoasted, without the varlena
+ * header, which may be short or not for one value).
+ */
+static const char *
+am_datum_bytes(Form_pg_attribute att, Datum value, Size *len, Datum *scratch)
+{
+	if (att->attbyval)
+	{
+		*scratch = value;
+		*len = sizeof(Datum);
+		return (const char *) scratch;
+	}
+	if (att->attlen == -1)
+	{
+		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value));
+
+		*len = VARSIZE_ANY_EXHDR(v);
+		return VARDATA_ANY(v);
+	}
+	if (att->attlen == -2)
+	{
+		*len = strlen(DatumGetCString(value));
+		return DatumGetCString(value);
+	}
+	*len = att->attlen;
+	return DatumGetPointer(value);
+}
+
+/* am_key_hash: the hash of the row's key (am_key_index) that its key lock is named by. */
+static uint32
+am_key_hash(Relation rel, TupleTableSlot *row)
+{
+	int2vector *attrs = NULL;
+	uint32		hash = 0;
+
+	if (!OidIsValid(am_key_index(rel, &attrs)))
+		return 0;
+	slot_getallattrs(row);
+	for (int i = 0; i < attrs->dim1; i++)
+	{
+		AttrNumber	attno = attrs->values[i];
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		uint32		h = 0x9e3779b9;
+
+		if (!row->tts_isnull[attno - 1])
+		{
+			Datum		scratch;
+			Size		len;
+			const char *bytes = am_datum_bytes(att, row->tts_values[attno - 1], &len, &scratch);
+
+			h = DatumGetUInt32(hash_any((const unsigned char *) bytes, (int) len));
+		}
+		hash = hash_combine(hash, h);
+	}
+	pfree(attrs);
+	return hash;
+}
+
+/*
+ * am_update_changes_key: whether an UPDATE from old to new changes a column
+ * of a unique index usable by a foreign key (or of the replica identity):
+ * heap's "key columns", compared by their bytes as heap_attr_equals does
+ * (a byte-different equal value counts as changed: the safe side).
+ */
+static bool
+am_update_changes_key(Relation rel, TupleTableSlot *old, TupleTableSlot *new)
+{
+	Bitmapset  *keys = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_KEY);
+	int			member = -1;
+	bool		changed = false;
+
+	if (keys == NULL)
 		return false;
-	if (newly)
-		count->segments++;
-	return true;
+	slot_getallattrs(old);
+	slot_getallattrs(new);
+	while (!changed && (member = bms_next_member(keys, member)) >= 0)
+	{
+		AttrNumber	attno = member + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		Datum		s1,
+					s2;
+		Size		l1,
+					l2;
+		const char *b1,
+				   *b2;
+
+		if (attno <= 0)
+		{
+			changed = true;		/* a system column in a key: cannot happen */
+			break;
+		}
+		if (old->tts_isnull[attno - 1] || new->tts_isnull[attno - 1])
+		{
+			changed = old->tts_isnull[attno - 1] != new->tts_isnull[attno - 1];
+			continue;
+		}
+		att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		b1 = am_datum_bytes(att, old->tts_values[attno - 1], &l1, &s1);
+		b2 = am_datum_bytes(att, new->tts_values[attno - 1], &l2, &s2);
+		changed = l1 != l2 || memcmp(b1, b2, l1) != 0;
+	}
+	bms_free(keys);
+	return changed;
 }
 
 /*
@@ -2406,23 +2626,137 @@ am_xact_wrote_rows(const uint8 *table_id, TransactionId xid)
 	return wrote;
 }
 
+/* What am_claim_row locks the row for, heap's four tuple lock modes */
+typedef enum AmClaim
+{
+	AM_CLAIM_KEY_SHARE,			/* FOR KEY SHARE: the key lock, shared */
+	AM_CLAIM_SHARE,				/* FOR SHARE: the segment lock, shared */
+	AM_CLAIM_NO_KEY,			/* non-key UPDATE, FOR NO KEY UPDATE: the segment's */
+	AM_CLAIM_KEY				/* DELETE, key UPDATE, FOR UPDATE: the segment's and the key's */
+} AmClaim;
+
 /*
- * am_claim_row: lock the row's segment (exclusive: to delete or update it,
- * or FOR UPDATE) and say whether the row may be changed or locked: TM_Ok;
+ * am_key_outlived: whether the key of the row of tid, which a transaction
+ * the snapshot does not see deleted, lives on in a row SnapshotSelf sees
+ * (committed, or this transaction's) with the same key hash — the new
+ * version a non-key UPDATE wrote, which the key lock this transaction holds
+ * keeps.  A DELETE's deletion and a non-key UPDATE's look alike; the
+ * key's unique index tells them apart.  False when it cannot tell (no such
+ * index, a NULL in the key).
+ */
+static bool
+am_key_outlived(Relation rel, ItemPointer tid)
+{
+	int2vector *attrs = NULL;
+	Oid			indexoid = am_key_index(rel, &attrs);
+	TupleTableSlot *old;
+	TupleTableSlot *found;
+	Relation	index;
+	ScanKeyData *keys;
+	IndexScanDesc scan;
+	bool		outlived = false;
+	uint32		hash;
+
+	if (!OidIsValid(indexoid))
+		return false;
+	old = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, old))
+	{
+		ExecDropSingleTupleTableSlot(old);
+		return false;
+	}
+	slot_getallattrs(old);
+	index = index_open(indexoid, AccessShareLock);
+	keys = palloc(sizeof(ScanKeyData) * attrs->dim1);
+	for (int i = 0; i < attrs->dim1; i++)
+	{
+		AttrNumber	attno = attrs->values[i];
+		Oid			opno;
+
+		opno = get_opfamily_member(index->rd_opfamily[i], index->rd_opcintype[i],
+								   index->rd_opcintype[i], BTEqualStrategyNumber);
+		if (old->tts_isnull[attno - 1] || index->rd_rel->relam != BTREE_AM_OID ||
+			!OidIsValid(opno))
+		{
+			index_close(index, AccessShareLock);
+			ExecDropSingleTupleTableSlot(old);
+			return false;
+		}
+		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, index->rd_opcintype[i],
+							   index->rd_indcollation[i], get_opcode(opno),
+							   old->tts_values[attno - 1]);
+	}
+	hash = am_key_hash(rel, old);
+	found = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	scan = index_beginscan(rel, index, SnapshotSelf, attrs->dim1, 0);
+	index_rescan(scan, keys, attrs->dim1, NULL, 0);
+	while (!outlived && index_getnext_slot(scan, ForwardScanDirection, found))
+		outlived = am_key_hash(rel, found) == hash;
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	ExecDropSingleTupleTableSlot(found);
+	ExecDropSingleTupleTableSlot(old);
+	return outlived;
+}
+
+/*
+ * am_claim_key: the key lock of the row of tid for am_claim_row; row is
+ * that row if the caller has it (else it is fetched when the hash is
+ * needed).  False with *result set if the lock is not taken.
+ */
+static bool
+am_claim_key(Relation rel, ItemPointer tid, bool exclusive, TupleTableSlot *row,
+			 LockWaitPolicy wait_policy, TM_Result *result)
+{
+	uint32		hash = 0;
+	LOCKTAG		whole;
+	LOCKTAG		key;
+
+	if (am_key_lock_needs_hash(rel, exclusive))
+	{
+		TupleTableSlot *scratch = row;
+
+		if (scratch == NULL)
+			scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+		if (row == NULL && !am_tuple_fetch_row_version(rel, tid, SnapshotAny, scratch))
+		{
+			ExecDropSingleTupleTableSlot(scratch);
+			*result = TM_Deleted;
+			return false;
+		}
+		hash = am_key_hash(rel, scratch);
+		if (row == NULL)
+			ExecDropSingleTupleTableSlot(scratch);
+	}
+	am_all_keys_tag(&whole, rel);
+	am_key_tag(&key, rel, hash);
+	if (!am_lock_item(rel, &key, &whole, &am_lock_count(rel)->keys, exclusive, wait_policy))
+	{
+		*result = TM_WouldBlock;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * am_claim_row: lock the row (see "Segment locks and key locks" for what
+ * each mode locks) and say whether the row may be changed or locked: TM_Ok;
  * TM_SelfModified (this transaction deleted it; tmfd->cmax the command);
  * TM_Deleted or TM_Updated (a transaction the snapshot does not see deleted
- * it); TM_WouldBlock (LockWaitSkip and the segment is locked).
+ * it); TM_WouldBlock (LockWaitSkip and the row is locked).  row: the row
+ * of tid if the caller has fetched it, else NULL.
  */
 static TM_Result
 am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snapshot,
-			 bool exclusive, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
+			 AmClaim mode, TupleTableSlot *row, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
 {
 	int64		segment_no;
-	int64		row;
+	int64		row_no;
 	CommandId	cid;
 	AmRowDeleters rd;
+	TM_Result	result;
 
-	am_tid_to_row(tid, &segment_no, &row);
+	am_tid_to_row(tid, &segment_no, &row_no);
 	if (!ItemPointerIsValid(tid) || segment_no < 1)
 		elog(ERROR, "invalid tid (%u,%u) for destor table \"%s\"",
 			 ItemPointerGetBlockNumberNoCheck(tid), ItemPointerGetOffsetNumberNoCheck(tid),
@@ -2434,30 +2768,44 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 
 	/* an xid, so that SnapshotDirty's callers can wait for this transaction */
 	(void) GetCurrentTransactionId();
-	if (!am_lock_segment(rel, segment_no, exclusive, wait_policy))
+	/* segment first, then key: a key lock is never held while waiting for a segment */
+	if (mode != AM_CLAIM_KEY_SHARE &&
+		!am_lock_segment(rel, segment_no, mode != AM_CLAIM_SHARE, wait_policy))
 		return TM_WouldBlock;
+	if ((mode == AM_CLAIM_KEY_SHARE || mode == AM_CLAIM_KEY) &&
+		!am_claim_key(rel, tid, mode == AM_CLAIM_KEY, row, wait_policy, &result))
+		return result;
 
 	/*
 	 * Every other transaction that deleted rows of the segment has ended:
 	 * it held the segment's lock.  (A deleter still running would be one
 	 * that holds only the whole-table lock: the lock above waited for it.)
+	 * Not so for FOR KEY SHARE, which took no segment lock: a deleter of
+	 * the row still running can only be a non-key UPDATE (anything that
+	 * removes the key holds the key lock), whose new version keeps the key
+	 * — the row is locked as heap locks it, without waiting; and the
+	 * recorded deletions are read afresh, not from the claimed segment's
+	 * copy, which only a segment lock keeps current.
 	 */
-	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, &cid))
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row_no, InvalidCommandId, &cid))
 	{
 		tmfd->xmax = GetCurrentTransactionId();
 		tmfd->cmax = cid;
 		return TM_SelfModified;
 	}
-	for (;;)
-	{
-		if (am_claimed_deleters(rel, table_id, segment_no, row, &rd))
-			break;
-		am_row_deleters(table_id, segment_no, row, &rd);
-		if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
-			break;
-		/* cannot happen while the lock is held; wait as heap would */
-		XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
-	}
+	if (mode == AM_CLAIM_KEY_SHARE)
+		am_row_deleters(table_id, segment_no, row_no, &rd);
+	else
+		for (;;)
+		{
+			if (am_claimed_deleters(rel, table_id, segment_no, row_no, &rd))
+				break;
+			am_row_deleters(table_id, segment_no, row_no, &rd);
+			if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
+				break;
+			/* cannot happen while the lock is held; wait as heap would */
+			XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
+		}
 	if (rd.mine)
 	{
 		tmfd->xmax = GetCurrentTransactionId();
@@ -2466,6 +2814,13 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	}
 	if (TransactionIdIsValid(rd.committed))
 	{
+		/*
+		 * FOR KEY SHARE of a row a non-key UPDATE replaced after the
+		 * snapshot: the key lives on in the new version, locked now; heap
+		 * locks the row too.
+		 */
+		if (mode == AM_CLAIM_KEY_SHARE && am_key_outlived(rel, tid))
+			return TM_Ok;
 		tmfd->xmax = rd.committed;
 		if (TransactionIdIsNormal(rd.committed) &&
 			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
@@ -2490,18 +2845,23 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	return TM_Ok;
 }
 
+/*
+ * am_delete_row: DELETE, or the deletion of an UPDATE's old row (mode
+ * AM_CLAIM_KEY or AM_CLAIM_NO_KEY; row the old row if fetched, else NULL).
+ */
 static TM_Result
-am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
-				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
+am_delete_row(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
+			  Snapshot crosscheck, bool wait, TM_FailureData *tmfd, AmClaim mode,
+			  TupleTableSlot *row)
 {
 	AmWriter   *aw;
 	TM_Result	result;
 	int64		segment_no;
-	int64		row;
+	int64		row_no;
 
 	am_check_not_parallel(rel);
 	aw = am_writer_for(rel, cid);
-	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, true,
+	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, mode, row,
 						  wait ? LockWaitBlock : LockWaitSkip, tmfd);
 	if (result != TM_Ok)
 		return result;
@@ -2513,22 +2873,42 @@ am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
 	if (crosscheck != InvalidSnapshot &&
 		!am_row_visible(rel, tid, crosscheck))
 		return TM_Updated;
-	am_tid_to_row(tid, &segment_no, &row);
-	am_pending_delete(aw, segment_no, row);
+	am_tid_to_row(tid, &segment_no, &row_no);
+	am_pending_delete(aw, segment_no, row_no);
 	return TM_Ok;
 }
 
-/* UPDATE: the old row deleted, the new version inserted with a new tid. */
+static TM_Result
+am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
+				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
+{
+	return am_delete_row(rel, tid, cid, snapshot, crosscheck, wait, tmfd, AM_CLAIM_KEY, NULL);
+}
+
+/*
+ * UPDATE: the old row deleted, the new version inserted with a new tid.  An
+ * UPDATE that changes no key column is heap's FOR NO KEY UPDATE: it takes
+ * no key lock, so foreign keys' FOR KEY SHARE neither waits for it nor
+ * fails after it.
+ */
 static TM_Result
 am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId cid,
 				Snapshot snapshot, Snapshot crosscheck, bool wait, TM_FailureData *tmfd,
 				LockTupleMode *lockmode, bool *update_indexes)
 {
 	TM_Result	result;
+	TupleTableSlot *old = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	bool		key_changed = true;
 
-	*lockmode = LockTupleExclusive;
 	*update_indexes = false;
-	result = am_tuple_delete(rel, otid, cid, snapshot, crosscheck, wait, tmfd, false);
+	/* a row version never changes: read before any lock, as heap reads it */
+	if (am_tuple_fetch_row_version(rel, otid, SnapshotAny, old))
+		key_changed = am_update_changes_key(rel, old, slot);
+	*lockmode = key_changed ? LockTupleExclusive : LockTupleNoKeyExclusive;
+	result = am_delete_row(rel, otid, cid, snapshot, crosscheck, wait, tmfd,
+						   key_changed ? AM_CLAIM_KEY : AM_CLAIM_NO_KEY,
+						   key_changed && !TTS_EMPTY(old) ? old : NULL);
+	ExecDropSingleTupleTableSlot(old);
 	if (result != TM_Ok)
 		return result;
 	am_tuple_insert(rel, slot, cid, 0, NULL);
@@ -2538,10 +2918,12 @@ am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId 
 
 /*
  * Row locks: the row's segment lock (see am_lock_segment), ShareLock for FOR
- * SHARE and FOR KEY SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR
- * UPDATE, held to the end of the transaction; the row then cannot be
- * deleted or updated by another transaction until this one ends, which is
- * what foreign keys referencing the table and BEFORE UPDATE triggers need.
+ * SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR UPDATE, and its key
+ * lock, ShareLock for FOR KEY SHARE, ExclusiveLock for FOR UPDATE, held to
+ * the end of the transaction; the row (FOR KEY SHARE: its key) then cannot
+ * be deleted or updated by another transaction until this one ends, which
+ * is what foreign keys referencing the table and BEFORE UPDATE triggers
+ * need.
  * A row a concurrent UPDATE replaced has no newer version to lock
  * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check): a
  * serialization failure, not the skipped row heap's EvalPlanQual avoids.
@@ -2565,8 +2947,10 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 		return TM_Invisible;
 
 	result = am_claim_row(rel, opts->table_id, tid, snapshot,
-						  mode == LockTupleNoKeyExclusive || mode == LockTupleExclusive,
-						  wait_policy, tmfd);
+						  mode == LockTupleKeyShare ? AM_CLAIM_KEY_SHARE :
+						  mode == LockTupleShare ? AM_CLAIM_SHARE :
+						  mode == LockTupleNoKeyExclusive ? AM_CLAIM_NO_KEY : AM_CLAIM_KEY,
+						  NULL, wait_policy, tmfd);
 	if (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
