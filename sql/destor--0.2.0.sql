@@ -1192,9 +1192,10 @@ CREATE OR REPLACE VIEW tiered_partitions WITH (security_barrier) AS
 -- (issue 15, src/blob/blob_restorable.c).  pg_dump writes destor.blobs as
 -- one COPY naming roles; with regrole and aclitem[] columns one missing
 -- role failed it and no blob was restored.  These types are stored as oid
--- and aclitem[] are and print the same; their input gives a missing owner
--- to the restoring role and drops grants naming missing roles, each with a
--- WARNING.
+-- and aclitem[] are and print the same; while a COPY loads destor.blobs,
+-- their input gives a missing owner to the restoring role and drops grants
+-- to missing roles, each with a WARNING (elsewhere a missing role is an
+-- error, as for regrole).
 CREATE TYPE restorable_role;
 CREATE FUNCTION restorable_role_in(cstring) RETURNS restorable_role
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -1202,15 +1203,17 @@ CREATE FUNCTION restorable_role_out(restorable_role) RETURNS cstring
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE TYPE restorable_role (INPUT = restorable_role_in, OUTPUT = restorable_role_out,
   INTERNALLENGTH = 4, PASSEDBYVALUE, ALIGNMENT = int4, STORAGE = plain);
-COMMENT ON TYPE restorable_role IS 'a blob owner: an oid, its role''s name in a dump; a name missing on input goes to the current role';
+COMMENT ON TYPE restorable_role IS 'a blob owner: an oid, its role''s name in a dump; a restore gives the blobs of a missing role to the restoring role';
 CREATE TYPE restorable_acl;
 CREATE FUNCTION restorable_acl_in(cstring) RETURNS restorable_acl
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION restorable_acl_out(restorable_acl) RETURNS cstring
   AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- not an array type (only PostgreSQL's own may be): unnest, subscripts and
+-- ANY need acl::aclitem[], which destor.blob_acl shows
 CREATE TYPE restorable_acl (INPUT = restorable_acl_in, OUTPUT = restorable_acl_out,
   INTERNALLENGTH = VARIABLE, ALIGNMENT = int4, STORAGE = extended);
-COMMENT ON TYPE restorable_acl IS 'blob privileges: an aclitem[]; items naming missing roles are dropped on input';
+COMMENT ON TYPE restorable_acl IS 'blob privileges: an aclitem[]; a restore drops grants to missing roles';
 CREATE CAST (restorable_role AS oid) WITHOUT FUNCTION AS IMPLICIT;
 CREATE CAST (oid AS restorable_role) WITHOUT FUNCTION AS ASSIGNMENT;
 CREATE CAST (restorable_role AS regrole) WITHOUT FUNCTION;
@@ -1306,3 +1309,12 @@ CREATE VIEW placement_summary AS
     FROM (SELECT pool, count(*) AS objects, count(*) FILTER (WHERE compliant) AS compliant_objects
             FROM r GROUP BY pool) c;
 GRANT SELECT ON placement_summary TO PUBLIC;
+-- A restore's COPY into the tables referencing destor.objects runs in the
+-- replica role, so that pg_restore -j can load them while objects loads in
+-- another session (src/blob/blob_roles.c); destor's own triggers still fire.
+ALTER TABLE objects ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE shards ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE blobs ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE segments ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE deletions ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE tables ENABLE ALWAYS TRIGGER meta_capture;

@@ -6,10 +6,13 @@
  * role missing in the restoring cluster failed that COPY as a whole, and no
  * blob was restored (a large object only loses its owner or its GRANT).
  *
- * restorable_role and restorable_acl are binary-identical to oid and
- * aclitem[] (casts WITHOUT FUNCTION both ways; the C code reads and writes
- * them as before) and print as regrole and aclitem[] do.  Only their input
- * differs: a role that does not exist here gives, with a WARNING, the owner
+ * restorable_role and restorable_acl have the bytes of oid and aclitem[]
+ * (restorable_acl is an array of aclitem; casts both ways, so the C code
+ * reads and writes them as before) and print as regrole and aclitem[] do.
+ * Only their input differs, and only while a COPY loads destor.blobs (a
+ * restore; elsewhere a missing role is an error, as for regrole and
+ * aclitem): an OID is not trusted (it names another role in another
+ * cluster), and a role that does not exist here gives, with a WARNING, the owner
  * to the role doing the restore (a large object's owner in the same case),
  * drops an ACL item whose grantee does not exist here (least privilege),
  * and makes that role the grantor of items whose grantor (the old owner)
@@ -36,10 +39,26 @@
 #include "utils/syscache.h"
 #include "utils/varlena.h"
 
+#include "destor/blob.h"
+
 PG_FUNCTION_INFO_V1(restorable_role_in);
 PG_FUNCTION_INFO_V1(restorable_role_out);
 PG_FUNCTION_INFO_V1(restorable_acl_in);
 PG_FUNCTION_INFO_V1(restorable_acl_out);
+
+/*
+ * Lenient only while a COPY loads destor.blobs (blob_roles.c's utility hook
+ * says when): that is how pg_dump restores the catalog.  Anywhere else (a
+ * literal in a query: WHERE owner IN ('x')) a missing role is an error, as
+ * regrole's and aclitem's input make it.
+ */
+static bool restoring = false;
+
+void
+restorable_set_restoring(bool on)
+{
+	restoring = on;
+}
 
 /* names already reported in this transaction (a dump names a role per row) */
 static List *warned_names = NIL;
@@ -69,7 +88,10 @@ first_warning(const char *name)
 	return true;
 }
 
-/* The role named by s (a name, possibly quoted, or an OID), if it exists. */
+/*
+ * The role named by s (a name, possibly quoted, or an OID), if it exists.
+ * A restore takes no OID: OIDs of another cluster name other roles here.
+ */
 static Oid
 role_named(const char *s)
 {
@@ -77,7 +99,11 @@ role_named(const char *s)
 
 	if (strspn(s, "0123456789") == strlen(s) && *s != '\0')
 	{
-		Oid			role = DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(s)));
+		Oid			role;
+
+		if (restoring)
+			return InvalidOid;
+		role = DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(s)));
 
 		return SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)) ? role : InvalidOid;
 	}
@@ -98,6 +124,10 @@ restorable_role_in(PG_FUNCTION_ARGS)
 
 	if (OidIsValid(role))
 		PG_RETURN_OID(role);
+	if (!restoring)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", s)));
 	role = GetUserId();
 	if (first_warning(s))
 		ereport(WARNING,
@@ -214,6 +244,13 @@ restorable_acl_in(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("ACL arrays must not contain null values")));
+		if (!restoring)
+		{
+			/* aclitem's own input: a missing role is its error */
+			items[kept++] = *DatumGetAclItemP(DirectFunctionCall1(aclitemin,
+																  CStringGetDatum(TextDatumGetCString(elems[i]))));
+			continue;
+		}
 		item = acl_text_restorable(TextDatumGetCString(elems[i]), &missing);
 		if (missing != NULL && first_warning(missing))
 		{
