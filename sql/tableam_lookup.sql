@@ -40,3 +40,109 @@ SELECT count(*) AS by_big, count(*) FILTER (WHERE (a.*)::text = (h.*)::text) AS 
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP TABLE lk_am, lk_heap, lk_keys CASCADE;
+
+-- The per-backend caches a look-up uses (rows of destor.am_tables, parsed
+-- segment directories) never give a stale row: one session looks the same
+-- keys up, through plans kept by plpgsql, after each change, in the destor
+-- table and in a heap twin that gets the same statements.
+CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
+CREATE TABLE lkc_h (id int PRIMARY KEY, v text);
+INSERT INTO lkc SELECT i, 'a' || i FROM generate_series(1, 40) i;
+INSERT INTO lkc SELECT i, 'b' || i FROM generate_series(41, 60) i;
+INSERT INTO lkc_h SELECT * FROM lkc;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+CREATE FUNCTION lkc_diff() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE a text; h text; n int := 0; bad int := 0;
+BEGIN
+  FOR k IN 1 .. 62 LOOP
+    SELECT v INTO a FROM lkc WHERE id = k;
+    SELECT v INTO h FROM lkc_h WHERE id = k;
+    n := n + (h IS NOT NULL)::int;
+    bad := bad + (a IS DISTINCT FROM h)::int;
+  END LOOP;
+  RETURN n || ' rows, ' || bad || ' differ';
+END $$;
+SELECT lkc_diff() AS initial;
+DELETE FROM lkc WHERE id = 5;
+DELETE FROM lkc_h WHERE id = 5;
+UPDATE lkc SET v = 'u7' WHERE id = 7;
+UPDATE lkc_h SET v = 'u7' WHERE id = 7;
+SELECT lkc_diff() AS after_delete_update;
+BEGIN;
+DELETE FROM lkc WHERE id BETWEEN 10 AND 12;
+DELETE FROM lkc_h WHERE id BETWEEN 10 AND 12;
+UPDATE lkc SET v = 'u13' WHERE id = 13;
+UPDATE lkc_h SET v = 'u13' WHERE id = 13;
+SELECT lkc_diff() AS in_transaction;
+ROLLBACK;
+SELECT lkc_diff() AS after_rollback;
+-- the second segment deleted whole and removed by VACUUM
+DELETE FROM lkc WHERE id > 40;
+DELETE FROM lkc_h WHERE id > 40;
+VACUUM lkc;
+VACUUM lkc_h;
+SELECT lkc_diff() AS after_vacuum;
+INSERT INTO lkc VALUES (61, 'c61');
+INSERT INTO lkc_h VALUES (61, 'c61');
+SELECT lkc_diff() AS after_insert;
+-- TRUNCATE: a new relfilenode and table_id, the same keys with other values
+TRUNCATE lkc;
+TRUNCATE lkc_h;
+INSERT INTO lkc SELECT i, 't' || i FROM generate_series(1, 50) i;
+INSERT INTO lkc_h SELECT i, 't' || i FROM generate_series(1, 50) i;
+SELECT lkc_diff() AS after_truncate;
+BEGIN;
+TRUNCATE lkc;
+TRUNCATE lkc_h;
+INSERT INTO lkc SELECT i, 'r' || i FROM generate_series(2, 30) i;
+INSERT INTO lkc_h SELECT i, 'r' || i FROM generate_series(2, 30) i;
+SELECT lkc_diff() AS truncated_in_transaction;
+ROLLBACK;
+SELECT lkc_diff() AS truncate_rolled_back;
+BEGIN;
+SAVEPOINT s;
+TRUNCATE lkc;
+TRUNCATE lkc_h;
+INSERT INTO lkc VALUES (3, 's3');
+INSERT INTO lkc_h VALUES (3, 's3');
+SELECT lkc_diff() AS truncated_in_savepoint;
+ROLLBACK TO SAVEPOINT s;
+SELECT lkc_diff() AS savepoint_rolled_back;
+COMMIT;
+-- a rewrite (new relfilenode, the data copied) and DROP + CREATE again
+ALTER TABLE lkc ALTER COLUMN v SET NOT NULL;
+ALTER TABLE lkc ADD COLUMN w int DEFAULT 0;
+SELECT lkc_diff() AS after_alter;
+DROP TABLE lkc CASCADE;
+CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
+INSERT INTO lkc SELECT id, v || '!' FROM lkc_h;
+UPDATE lkc_h SET v = v || '!';
+SELECT lkc_diff() AS dropped_and_created;
+-- tier and recall a partition between look-ups
+CREATE TABLE lkp (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+CREATE TABLE lkp_1 PARTITION OF lkp FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+INSERT INTO lkp SELECT i, date '2024-01-01' + i % 31, 'p' || i FROM generate_series(1, 60) i;
+CREATE FUNCTION lkp_sum() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text := ''; x text;
+BEGIN
+  FOR k IN 1 .. 60 BY 7 LOOP
+    SELECT v INTO x FROM lkp WHERE id = k AND d = date '2024-01-01' + k % 31;
+    s := s || coalesce(x, '-') || ' ';
+  END LOOP;
+  RETURN s;
+END $$;
+SELECT lkp_sum() AS heap_partition;
+SELECT destor.tier_partition('lkp_1', 'mirror');
+SELECT lkp_sum() AS tiered;
+UPDATE lkp SET v = 'q' || id WHERE id % 2 = 0;
+SELECT lkp_sum() AS tiered_updated;
+SELECT destor.recall_partition('lkp_1');
+SELECT lkp_sum() AS recalled;
+SELECT destor.tier_partition('lkp_1', 'mirror');
+DELETE FROM lkp WHERE id = 8;
+SELECT lkp_sum() AS tiered_again;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DROP TABLE lkc, lkc_h, lkp CASCADE;
+DROP FUNCTION lkc_diff(), lkp_sum();
