@@ -44,12 +44,16 @@ DROP TABLE lk_am, lk_heap, lk_keys CASCADE;
 -- The per-backend caches a look-up uses (rows of destor.am_tables, parsed
 -- segment directories) never give a stale row: one session looks the same
 -- keys up, through plans kept by plpgsql, after each change, in the destor
--- table and in a heap twin that gets the same statements.
+-- table and in a heap twin that gets the same statements (lkc_both).
 CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
 CREATE TABLE lkc_h (id int PRIMARY KEY, v text);
-INSERT INTO lkc SELECT i, 'a' || i FROM generate_series(1, 40) i;
-INSERT INTO lkc SELECT i, 'b' || i FROM generate_series(41, 60) i;
-INSERT INTO lkc_h SELECT * FROM lkc;
+CREATE PROCEDURE lkc_both(q text) LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format(q, 'lkc');
+  EXECUTE format(q, 'lkc_h');
+END $$;
+CALL lkc_both($$INSERT INTO %I SELECT i, 'a' || i FROM generate_series(1, 40) i$$);
+CALL lkc_both($$INSERT INTO %I SELECT i, 'b' || i FROM generate_series(41, 60) i$$);
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 CREATE FUNCTION lkc_diff() RETURNS text LANGUAGE plpgsql AS $$
@@ -64,56 +68,46 @@ BEGIN
   RETURN n || ' rows, ' || bad || ' differ';
 END $$;
 SELECT lkc_diff() AS initial;
-DELETE FROM lkc WHERE id = 5;
-DELETE FROM lkc_h WHERE id = 5;
-UPDATE lkc SET v = 'u7' WHERE id = 7;
-UPDATE lkc_h SET v = 'u7' WHERE id = 7;
+CALL lkc_both('DELETE FROM %I WHERE id = 5');
+CALL lkc_both($$UPDATE %I SET v = 'u7' WHERE id = 7$$);
 SELECT lkc_diff() AS after_delete_update;
 BEGIN;
-DELETE FROM lkc WHERE id BETWEEN 10 AND 12;
-DELETE FROM lkc_h WHERE id BETWEEN 10 AND 12;
-UPDATE lkc SET v = 'u13' WHERE id = 13;
-UPDATE lkc_h SET v = 'u13' WHERE id = 13;
+CALL lkc_both('DELETE FROM %I WHERE id BETWEEN 10 AND 12');
+CALL lkc_both($$UPDATE %I SET v = 'u13' WHERE id = 13$$);
 SELECT lkc_diff() AS in_transaction;
 ROLLBACK;
 SELECT lkc_diff() AS after_rollback;
 -- the second segment deleted whole and removed by VACUUM
-DELETE FROM lkc WHERE id > 40;
-DELETE FROM lkc_h WHERE id > 40;
+CALL lkc_both('DELETE FROM %I WHERE id > 40');
 VACUUM lkc;
 VACUUM lkc_h;
 SELECT lkc_diff() AS after_vacuum;
-INSERT INTO lkc VALUES (61, 'c61');
-INSERT INTO lkc_h VALUES (61, 'c61');
+CALL lkc_both($$INSERT INTO %I VALUES (61, 'c61')$$);
 SELECT lkc_diff() AS after_insert;
 -- TRUNCATE: a new relfilenode and table_id, the same keys with other values
-TRUNCATE lkc;
-TRUNCATE lkc_h;
-INSERT INTO lkc SELECT i, 't' || i FROM generate_series(1, 50) i;
-INSERT INTO lkc_h SELECT i, 't' || i FROM generate_series(1, 50) i;
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I SELECT i, 't' || i FROM generate_series(1, 50) i$$);
 SELECT lkc_diff() AS after_truncate;
 BEGIN;
-TRUNCATE lkc;
-TRUNCATE lkc_h;
-INSERT INTO lkc SELECT i, 'r' || i FROM generate_series(2, 30) i;
-INSERT INTO lkc_h SELECT i, 'r' || i FROM generate_series(2, 30) i;
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I SELECT i, 'r' || i FROM generate_series(2, 30) i$$);
 SELECT lkc_diff() AS truncated_in_transaction;
 ROLLBACK;
 SELECT lkc_diff() AS truncate_rolled_back;
 BEGIN;
 SAVEPOINT s;
-TRUNCATE lkc;
-TRUNCATE lkc_h;
-INSERT INTO lkc VALUES (3, 's3');
-INSERT INTO lkc_h VALUES (3, 's3');
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I VALUES (3, 's3')$$);
 SELECT lkc_diff() AS truncated_in_savepoint;
 ROLLBACK TO SAVEPOINT s;
 SELECT lkc_diff() AS savepoint_rolled_back;
 COMMIT;
--- a rewrite (new relfilenode, the data copied) and DROP + CREATE again
-ALTER TABLE lkc ALTER COLUMN v SET NOT NULL;
-ALTER TABLE lkc ADD COLUMN w int DEFAULT 0;
-SELECT lkc_diff() AS after_alter;
+-- a rewrite (the same type, through an expression: a new relfilenode and
+-- table_id, the rows copied), then DROP and CREATE again
+SELECT relfilenode AS lkc_old_node FROM pg_class WHERE relname = 'lkc' \gset
+ALTER TABLE lkc ALTER COLUMN v TYPE text USING v || '';
+SELECT relfilenode <> :lkc_old_node AS rewritten FROM pg_class WHERE relname = 'lkc';
+SELECT lkc_diff() AS after_rewrite;
 DROP TABLE lkc CASCADE;
 CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
 INSERT INTO lkc SELECT id, v || '!' FROM lkc_h;
@@ -146,3 +140,4 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP TABLE lkc, lkc_h, lkp CASCADE;
 DROP FUNCTION lkc_diff(), lkp_sum();
+DROP PROCEDURE lkc_both(text);

@@ -367,6 +367,15 @@ typedef struct AmTableEntry
 
 static HTAB *am_table_map = NULL;
 
+/* A backend-local hash table of entrysize-byte entries led by a keysize-byte key, in cxt. */
+static HTAB *
+am_hash_create(const char *name, Size keysize, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl = {.keysize = keysize, .entrysize = entrysize, .hcxt = cxt};
+
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 static void
 am_table_map_invalidate(Datum arg, Oid relid)
 {
@@ -404,13 +413,8 @@ am_table_map_remember(Oid relid, Oid relfilenode, const uint8 *table_id, const c
 		return;
 	if (am_table_map == NULL)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(AmTableEntry);
-		ctl.hcxt = CacheMemoryContext;
-		am_table_map = hash_create("destor am_tables", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		am_table_map = am_hash_create("destor am_tables", sizeof(Oid), sizeof(AmTableEntry),
+									  CacheMemoryContext);
 		CacheRegisterRelcacheCallback(am_table_map_invalidate, (Datum) 0);
 	}
 	am_ensure_callbacks();		/* an abort empties the map */
@@ -1841,15 +1845,8 @@ am_dir_for(Relation segrel, HeapTuple tup, const uint8 *table_id, int64 segment_
 		am_ensure_callbacks();	/* am_dir_cache_trim at transaction end */
 	}
 	if (am_dir_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(AmDirKey);
-		ctl.entrysize = sizeof(AmDirEntry);
-		ctl.hcxt = am_dir_cxt;
-		am_dir_cache = hash_create("destor segment directories", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		am_dir_cache = am_hash_create("destor segment directories", sizeof(AmDirKey),
+									  sizeof(AmDirEntry), am_dir_cxt);
 	memset(&key, 0, sizeof(key));
 	memcpy(key.table_id, table_id, CODEC_OBJID_LEN);
 	key.segment_no = segment_no;
