@@ -98,6 +98,7 @@
 #include "storage/smgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -344,15 +345,103 @@ am_options_fill(TableOptions *opts, const uint8 *table_id, const char *pool)
 	opts->compression_level = TABLE_DEFAULT_COMPRESSION_LEVEL;
 }
 
-/* The table_id and pool of the relfilenode; false if it has none. */
-static bool
-am_lookup(Oid relfilenode, TableOptions *opts)
+/*
+ * am_table_map: relfilenode -> its row of am_tables, per backend, so that
+ * planning and opening a table (a loop of look-ups by key plans each
+ * statement, on another partition each time) does not run a catalog
+ * statement each time: that was most of a look-up's time.  A row of
+ * am_tables never changes; it comes and goes with its relfilenode (CREATE,
+ * TRUNCATE, a rewrite, DROP), which updates pg_class and so invalidates the
+ * relation's relcache entry in every backend: the entries of that relation
+ * go then (am_table_map_invalidate), those of a relfilenode this backend
+ * forgets go at once, and all of them when a (sub)transaction aborts (its
+ * rows of am_tables go with it).  Only rows this backend's snapshots saw
+ * are kept, so a REPEATABLE READ transaction never finds a row committed
+ * after its snapshot here (a backend's transactions follow each other).
+ * The relation's oid is kept and must match: a rewrite's new relfilenode
+ * is first looked up under the transient table's oid.
+ */
+typedef struct AmTableEntry
 {
+	Oid			relfilenode;	/* hash key */
+	Oid			relid;
+	uint8		table_id[CODEC_OBJID_LEN];
+	char		pool[NAMEDATALEN];
+} AmTableEntry;
+
+static HTAB *am_table_map = NULL;
+
+/* A backend-local hash table of entrysize-byte entries led by a keysize-byte key, in cxt. */
+static HTAB *
+am_hash_create(const char *name, Size keysize, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl = {.keysize = keysize, .entrysize = entrysize, .hcxt = cxt};
+
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static void
+am_table_map_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	AmTableEntry *e;
+
+	if (am_table_map == NULL)
+		return;
+	hash_seq_init(&seq, am_table_map);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (!OidIsValid(relid) || e->relid == relid)
+			(void) hash_search(am_table_map, &e->relfilenode, HASH_REMOVE, NULL);
+	}
+}
+
+static void
+am_table_map_forget(Oid relfilenode)
+{
+	if (am_table_map)
+		(void) hash_search(am_table_map, &relfilenode, HASH_REMOVE, NULL);
+	if (am_last.relfilenode == relfilenode)
+		am_last.lxid = InvalidLocalTransactionId;
+}
+
+static void am_ensure_callbacks(void);
+static void am_dir_cache_trim(void);
+
+static void
+am_table_map_remember(Oid relid, Oid relfilenode, const uint8 *table_id, const char *pool)
+{
+	AmTableEntry *e;
+
+	if (!OidIsValid(relid))
+		return;
+	if (am_table_map == NULL)
+	{
+		am_table_map = am_hash_create("destor am_tables", sizeof(Oid), sizeof(AmTableEntry),
+									  CacheMemoryContext);
+		CacheRegisterRelcacheCallback(am_table_map_invalidate, (Datum) 0);
+	}
+	am_ensure_callbacks();		/* an abort empties the map */
+	e = hash_search(am_table_map, &relfilenode, HASH_ENTER, NULL);
+	e->relid = relid;
+	memcpy(e->table_id, table_id, CODEC_OBJID_LEN);
+	strlcpy(e->pool, pool, NAMEDATALEN);
+}
+
+/*
+ * The table_id and pool of the relfilenode; false if it has none.  relid:
+ * the relation that has it, or InvalidOid (then the catalog is asked).
+ */
+static bool
+am_lookup(Oid relid, Oid relfilenode, TableOptions *opts)
+{
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	bool		found;
 	MemoryContext caller = CurrentMemoryContext;
+	AmTableEntry *e;
 
 	if (am_last_matches(relfilenode))
 	{
@@ -360,12 +449,27 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 			am_options_fill(opts, am_last.table_id, am_last.pool);
 		return true;
 	}
+	e = am_table_map && OidIsValid(relid) ?
+		hash_search(am_table_map, &relfilenode, HASH_FIND, NULL) : NULL;
+	if (e && e->relid == relid)
+	{
+		memcpy(am_last.table_id, e->table_id, CODEC_OBJID_LEN);
+		strlcpy(am_last.pool, e->pool, NAMEDATALEN);
+		if (opts)
+			am_options_fill(opts, am_last.table_id, am_last.pool);
+		am_last.lxid = MyProc->lxid;
+		am_last.cid = GetCurrentCommandId(false);
+		am_last.relfilenode = relfilenode;
+		am_last.has_rows = false;
+		return true;
+	}
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(relfilenode);
-	catalog_exec("SELECT table_id, pool FROM destor.am_tables WHERE relfilenode = $1",
-				 1, types, values, NULL, SPI_OK_SELECT);
+	/* no snapshot given: a fresh one after CommandCounterIncrement, as before */
+	catalog_exec_saved_at(&plan, "SELECT table_id, pool FROM destor.am_tables WHERE relfilenode = $1",
+						  1, types, values, SPI_OK_SELECT, InvalidSnapshot);
 	found = SPI_processed > 0;
-	if (found && opts)
+	if (found)
 	{
 		bool		isnull;
 		Datum		pool = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
@@ -375,12 +479,14 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 							 am_last.table_id);
 		strlcpy(am_last.pool, NameStr(*DatumGetName(pool)), NAMEDATALEN);
-		am_options_fill(opts, am_last.table_id, am_last.pool);
+		if (opts)
+			am_options_fill(opts, am_last.table_id, am_last.pool);
 		MemoryContextSwitchTo(spi);
 		am_last.lxid = MyProc->lxid;
 		am_last.cid = GetCurrentCommandId(false);
 		am_last.relfilenode = relfilenode;
 		am_last.has_rows = false;
+		am_table_map_remember(relid, relfilenode, am_last.table_id, am_last.pool);
 	}
 	catalog_leave(&cu);
 	return found;
@@ -416,7 +522,8 @@ am_options(Relation rel)
 {
 	TableOptions *opts = palloc0(sizeof(TableOptions));
 
-	if (!am_lookup(rel->rd_node.relNode, opts) && am_exists_since_snapshot(rel->rd_node.relNode))
+	if (!am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, opts) &&
+		am_exists_since_snapshot(rel->rd_node.relNode))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access to destor table \"%s\"",
@@ -441,8 +548,9 @@ am_forget(Oid relfilenode)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 
-	if (!am_lookup(relfilenode, &opts))
+	if (!am_lookup(InvalidOid, relfilenode, &opts))
 		return;
+	am_table_map_forget(relfilenode);
 	forget_table_data(opts.table_id);
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(relfilenode);
@@ -567,6 +675,9 @@ am_flush_writers(Oid relid, CommandId cid, bool discard)
 static void
 am_xact_callback(XactEvent event, void *arg)
 {
+	/* the rows of am_tables it wrote are gone */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		am_table_map_invalidate((Datum) 0, InvalidOid);
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -590,6 +701,8 @@ am_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+			/* no fetch is left that uses the directories */
+			am_dir_cache_trim();
 			/* memory and relcache references go with the transaction */
 			am_writers = NIL;
 			am_lock_counts = NIL;
@@ -611,6 +724,7 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		am_claim_generation++;	/* its recorded deletions are gone */
+		am_table_map_invalidate((Datum) 0, InvalidOid);	/* its am_tables rows too */
 		/* its reads may have begun in the subtransaction */
 		if (am_version_fetch)
 			am_fetch_free(am_version_fetch);
@@ -1177,7 +1291,8 @@ typedef bool (*AmDeletionVisitor) (HeapTupleHeader hdr, const uint8 *bits, int64
  * am_scan_deletions: each bitmap of destor.deletions for the segment that
  * snapshot sees (heap's rules: SnapshotDirty also shows those of
  * transactions in progress), handed with its tuple header to fn until fn
- * returns false.  One index probe, as am_segment_lookup's.
+ * returns false.  One index probe, as am_segment_lookup's.  segment_no -1:
+ * every segment's.
  */
 static void
 am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
@@ -1192,7 +1307,7 @@ am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
 	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
-							  snapshot, 2, keys);
+							  snapshot, segment_no >= 0 ? 2 : 1, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool		isnull;
@@ -1223,6 +1338,52 @@ am_merge_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *ar
  * snapshot sees into dir's bitmap (allocated in the current memory context),
  * as catalog_table_segments does for a whole table.
  */
+static bool
+am_count_deleted(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	*(int64 *) arg += pg_popcount((const char *) bits, nbytes);
+	return true;
+}
+
+/*
+ * am_row_count: the table's rows less its recorded deletions, as
+ * catalog_table_row_count counts them, but read through the catalog's
+ * indexes, not a catalog statement: the planner asks it for every plan of
+ * the table, and a loop of look-ups by key plans each statement.  Under
+ * the snapshot such a statement would take (after CommandCounterIncrement,
+ * a fresh one in READ COMMITTED, the transaction's in REPEATABLE READ).
+ */
+static int64
+am_row_count(const uint8 *table_id)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snapshot;
+	int64		rows = 0;
+	int64		deleted = 0;
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true, snapshot, 1,
+							  &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+
+		rows += DatumGetInt64(heap_getattr(tup, 4, RelationGetDescr(segrel), &isnull));
+	}
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	am_scan_deletions(table_id, -1, snapshot, am_count_deleted, &deleted);
+	UnregisterSnapshot(snapshot);
+	return rows - deleted;
+}
+
 static void
 am_merge_catalog_deletions(const uint8 *table_id, SegmentDirectory *dir, Snapshot snapshot)
 {
@@ -1953,6 +2114,94 @@ am_find_segment(List *segments, int64 segment_no)
 }
 
 /*
+ * am_dir_cache: the directories am_segment_lookup parsed, per backend, keyed
+ * by (table_id, segment_no) and valid for the catalog tuple they were parsed
+ * from (its tid and xmin: a heap tuple never changes, a new version has
+ * another tid), so that a look-up by key does not detoast and parse its
+ * segment's directory each statement (a fifth of a look-up's time).  The
+ * catalog is still probed under the caller's snapshot: visibility is
+ * decided as before, only the parsing is saved.  Callers get a shallow copy
+ * (their deletions merged into it), whose arrays stay valid until the
+ * cache is emptied, at the end of a transaction once it holds
+ * AM_DIR_CACHE_BYTES: no fetch outlives its transaction.  Past that size
+ * within a transaction, directories are parsed for the caller alone.
+ */
+#define AM_DIR_CACHE_BYTES	(32 * 1024 * 1024)
+
+typedef struct AmDirKey
+{
+	uint8		table_id[CODEC_OBJID_LEN];
+	int64		segment_no;
+} AmDirKey;
+
+typedef struct AmDirEntry
+{
+	AmDirKey	key;
+	ItemPointerData tid;		/* of the catalog tuple parsed */
+	TransactionId xmin;
+	SegmentDirectory *dir;		/* in am_dir_cxt; never changed */
+} AmDirEntry;
+
+static MemoryContext am_dir_cxt = NULL;
+static HTAB *am_dir_cache = NULL;
+
+static void
+am_dir_cache_trim(void)
+{
+	if (am_dir_cxt && MemoryContextMemAllocated(am_dir_cxt, true) > AM_DIR_CACHE_BYTES)
+	{
+		MemoryContextReset(am_dir_cxt);
+		am_dir_cache = NULL;
+	}
+}
+
+/* The directory of the catalog tuple tup (of rel), parsed once. */
+static SegmentDirectory *
+am_dir_for(Relation segrel, HeapTuple tup, const uint8 *table_id, int64 segment_no)
+{
+	AmDirKey	key;
+	AmDirEntry *e;
+	SegmentDirectory *dir;
+	bool		isnull;
+	bool		found;
+	MemoryContext old;
+
+	if (am_dir_cxt == NULL)
+	{
+		am_dir_cxt = AllocSetContextCreate(TopMemoryContext, "destor segment directories",
+										   ALLOCSET_DEFAULT_SIZES);
+		am_ensure_callbacks();	/* am_dir_cache_trim at transaction end */
+	}
+	if (am_dir_cache == NULL)
+		am_dir_cache = am_hash_create("destor segment directories", sizeof(AmDirKey),
+									  sizeof(AmDirEntry), am_dir_cxt);
+	memset(&key, 0, sizeof(key));
+	memcpy(key.table_id, table_id, CODEC_OBJID_LEN);
+	key.segment_no = segment_no;
+	e = hash_search(am_dir_cache, &key, HASH_FIND, NULL);
+	if (e == NULL || !ItemPointerEquals(&e->tid, &tup->t_self) ||
+		e->xmin != HeapTupleHeaderGetRawXmin(tup->t_data))
+	{
+		bytea	   *raw = DatumGetByteaPP(heap_getattr(tup, 5, RelationGetDescr(segrel), &isnull));
+
+		if (MemoryContextMemAllocated(am_dir_cxt, true) > AM_DIR_CACHE_BYTES)
+			return segment_directory_parse(raw);	/* full: the caller's alone */
+		old = MemoryContextSwitchTo(am_dir_cxt);
+		dir = segment_directory_parse(raw);
+		MemoryContextSwitchTo(old);
+		e = hash_search(am_dir_cache, &key, HASH_ENTER, &found);
+		e->tid = tup->t_self;
+		e->xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+		e->dir = dir;
+	}
+	dir = palloc(sizeof(SegmentDirectory));
+	memcpy(dir, e->dir, sizeof(SegmentDirectory));
+	dir->deleted = NULL;		/* the caller's snapshot's, merged by it */
+	dir->deleted_count = 0;
+	return dir;
+}
+
+/*
  * am_segment_lookup: segment_no's row of destor.segments as snapshot sees it
  * (heap's visibility rules decide; SnapshotDirty sets xmin to an inserting
  * transaction still in progress): its row count, and if dir is not NULL its
@@ -1984,7 +2233,7 @@ am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_co
 		*row_count = DatumGetInt64(heap_getattr(tup, 4, desc, &isnull));
 		if (dir)
 		{
-			*dir = segment_directory_parse(DatumGetByteaPP(heap_getattr(tup, 5, desc, &isnull)));
+			*dir = am_dir_for(segrel, tup, f->opts->table_id, segment_no);
 			(*dir)->segment_no = segment_no;
 			object_id_from_datum(heap_getattr(tup, 3, desc, &isnull), (*dir)->object_id);
 		}
@@ -2982,7 +3231,8 @@ am_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode, char per
 				 errmsg("destor tables cannot be temporary or unlogged"),
 				 errdetail("Their segments are durable on the pool's providers."),
 				 errhint("Create a heap table for temporary or unlogged data.")));
-	if (rel->rd_node.relNode != newrnode->relNode && am_lookup(rel->rd_node.relNode, &old))
+	if (rel->rd_node.relNode != newrnode->relNode &&
+		am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &old))
 	{
 		/* TRUNCATE: the old data goes, the pool stays */
 		pool = old.pool;
@@ -3019,7 +3269,7 @@ am_relation_nontransactional_truncate(Relation rel)
 	/* TRUNCATE of a table created by this transaction: its catalog rows
 	 * go with it if the transaction aborts */
 	am_flush_writers(RelationGetRelid(rel), InvalidCommandId, true);
-	if (am_lookup(rel->rd_node.relNode, &opts))
+	if (am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 		forget_table_data(opts.table_id);
 }
 
@@ -3337,7 +3587,8 @@ am_relation_size(Relation rel, ForkNumber forkNumber)
 {
 	TableOptions opts = {0};
 
-	if (forkNumber != MAIN_FORKNUM || !am_lookup(rel->rd_node.relNode, &opts))
+	if (forkNumber != MAIN_FORKNUM ||
+		!am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 		return 0;
 	return catalog_table_row_count(opts.table_id) > 0 ? BLCKSZ : 0;
 }
@@ -3355,14 +3606,14 @@ am_relation_estimate_size(Relation rel, int32 *attr_widths, BlockNumber *pages, 
 	TableOptions opts = {0};
 	double		rows = 0;
 
-	if (am_lookup(rel->rd_node.relNode, &opts))
+	if (am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 	{
 		/* the same command plans the table again (a function's loop): counted once */
 		if (am_last_matches(rel->rd_node.relNode) && am_last.has_rows)
 			rows = am_last.rows;
 		else
 		{
-			rows = (double) catalog_table_row_count(opts.table_id);
+			rows = (double) am_row_count(opts.table_id);
 			if (am_last_matches(rel->rd_node.relNode))
 			{
 				am_last.rows = rows;
