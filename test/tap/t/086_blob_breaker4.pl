@@ -3,7 +3,7 @@
 #
 # Owners and grantees with names that need quoting (quotes, spaces, upper
 # case, unicode, digits, "-", "group", 63 bytes) come back as they were
-# from plain and custom dumps; pg_restore -j must restore the blobs too
+# from a custom dump (plain: t/085); pg_restore -j must restore the blobs too
 # (breaker15d F1: destor's configuration tables reference each other, and a
 # parallel pg_restore loads them concurrently).  Failing checks are in TODO
 # blocks so that the suite stays green.
@@ -43,6 +43,10 @@ SELECT count(destor.blob_grant(d.b, r.oid::regrole, 'SELECT'))
   FROM docs d, pg_roles r WHERE r.oid >= 16384 AND r.rolname <> d.name;
 SELECT destor.blob_grant(b, 0::regrole, 'SELECT') FROM docs WHERE name = 'plainrole';
 });
+# A TODO reason, or none when DESTOR_BREAKER_SHOW_FAILURES is set (to see the
+# failing checks fail).
+sub todo_reason { return $ENV{DESTOR_BREAKER_SHOW_FAILURES} ? undef : $_[0]; }
+
 # A query's answer, or its error (a failing check must not end the file).
 sub answer
 {
@@ -58,17 +62,8 @@ my $want_acls = $node->safe_psql('postgres', $acls);
 my $n = $node->safe_psql('postgres', 'SELECT count(*) FROM docs');
 is($node->safe_psql('postgres', $reads), "$n|$n", 'the source reads every blob');
 
-my $plain = $node->basedir . '/dump.sql';
 my $custom = $node->basedir . '/dump.custom';
-command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $plain ], 'pg_dump plain');
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('postgres'), '-f', $custom ], 'pg_dump custom');
-
-# plain format, psql
-$node->safe_psql('postgres', 'CREATE DATABASE r_plain');
-$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('r_plain'), '-f', $plain ],
-	'psql restores the plain dump without error');
-is($node->safe_psql('r_plain', $acls), $want_acls, 'plain: owners and grants with odd role names come back');
-is($node->safe_psql('r_plain', $reads), "$n|$n", 'plain: every blob reads');
 
 # custom format, serial pg_restore
 $node->safe_psql('postgres', 'CREATE DATABASE r_custom');
@@ -82,20 +77,12 @@ $node->safe_psql('postgres', 'CREATE DATABASE r_jobs');
 my ($stdout, $stderr);
 my $ok = IPC::Run::run([ 'pg_restore', '-j', '4', '-d', $node->connstr('r_jobs'), $custom ],
 	'>', \$stdout, '2>', \$stderr);
-$node->safe_psql('postgres', 'CREATE DATABASE r_jobs_data');
-$node->command_ok([ 'pg_restore', '--schema-only', '-d', $node->connstr('r_jobs_data'), $custom ],
-	'schema-only restore');
-my ($stdout2, $stderr2);
-my $ok2 = IPC::Run::run([ 'pg_restore', '--data-only', '-j', '4', '-d', $node->connstr('r_jobs_data'), $custom ],
-	'>', \$stdout2, '2>', \$stderr2);
 TODO:
 {
-	local $TODO = 'breaker15d F1: pg_restore -j loads destor.blobs/shards before destor.objects';
+	local $TODO = todo_reason('breaker15d F1: pg_restore -j loads destor.blobs/shards before destor.objects');
 	ok($ok, 'pg_restore -j 4 restores without error') or diag($stderr);
 	is($node->safe_psql('r_jobs', 'SELECT count(*) FROM destor.blobs'), $n, 'pg_restore -j: every blob row comes back');
 	is(answer('r_jobs', $reads), "$n|$n", 'pg_restore -j: every blob reads');
-	ok($ok2, 'pg_restore --data-only -j 4 restores without error') or diag($stderr2);
-	is(answer('r_jobs_data', $reads), "$n|$n", 'pg_restore --data-only -j: every blob reads');
 }
 
 # F2, F3: queries an administrator writes on destor.blobs since its owner and
@@ -106,7 +93,7 @@ my ($rc, $out, $err) = $node->psql('postgres',
 	q{SELECT count(*) FROM destor.blobs WHERE owner IN ('no_such_role', 'another_missing_role')});
 TODO:
 {
-	local $TODO = 'breaker15d F2: a role name that does not exist reads as the current role';
+	local $TODO = todo_reason('breaker15d F2: a role name that does not exist reads as the current role');
 	ok($rc != 0 || $out eq '0', 'owner IN (missing role names) matches no blob of the current role')
 	  or diag("got $out $err");
 }
@@ -114,7 +101,7 @@ TODO:
 	q{SELECT count(*) FROM destor.blobs b, unnest(b.acl) i WHERE i::text LIKE 'plainrole=%'});
 TODO:
 {
-	local $TODO = 'breaker15d F3: restorable_acl is no array: unnest, acl[1], = ANY(acl), @> fail';
+	local $TODO = todo_reason('breaker15d F3: restorable_acl is no array: unnest, acl[1], = ANY(acl), @> fail');
 	is($out, $node->safe_psql('postgres',
 			q{SELECT count(*) FROM destor.blobs b, unnest(b.acl::aclitem[]) i WHERE i::text LIKE 'plainrole=%'}),
 		'unnest(acl) lists the grants to a role as with aclitem[]') or diag($err);
@@ -144,7 +131,7 @@ my ($rc_owner, $o_owner, $e_owner) = $node->psql('template1', 'DROP ROLE f4_owne
 my ($rc_grantee, $o_grantee, $e_grantee) = $node->psql('template1', 'DROP ROLE f4_grantee');
 TODO:
 {
-	local $TODO = 'breaker15d F4: GRANT/REVOKE on destor.blobs erase the blob roles' pg_shdepend rows';
+	local $TODO = todo_reason('breaker15d F4: GRANT/REVOKE on destor.blobs erase the pg_shdepend rows of blob roles');
 	like($e_owner, qr/cannot be dropped because some objects depend on it/,
 		'after GRANT/REVOKE on destor.blobs: DROP ROLE of the blob owner from another database is refused');
 	like($e_grantee, qr/cannot be dropped because some objects depend on it/,
@@ -153,5 +140,58 @@ TODO:
 			q{SELECT count(*) FROM destor.blobs b WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = b.owner)}),
 		'0', 'no blob is left with a dropped owner');
 }
+
+# N1/F5: a dump names a blob owner that no longer exists by its OID (as
+# regrole does), and restorable_role_in reads a number as an OID of the
+# restoring cluster: the blob goes to whatever role has that OID there.
+# The owner dangles here because a restored database has no pg_shdepend
+# rows until blob_record_role_dependencies() runs, so DROP ROLE from
+# another database succeeds (the README asks to run it; F4 is another way).
+$node->safe_psql('postgres', q{
+CREATE ROLE n1_owner;
+INSERT INTO docs VALUES ('n1', destor.blob_put('pool', 'n1 secret'), 'n1 secret');
+SELECT destor.blob_set_owner(b, 'n1_owner') FROM docs WHERE name = 'n1';
+});
+my $n1dump = $node->basedir . '/n1.sql';
+command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $n1dump ], 'pg_dump with n1_owner');
+$node->safe_psql('postgres', 'REASSIGN OWNED BY n1_owner TO CURRENT_USER');
+$node->safe_psql('postgres', 'CREATE DATABASE r_n1');
+$node->command_ok([ 'psql', '-X', '-q', '-d', $node->connstr('r_n1'), '-f', $n1dump ], 'restore with n1_owner');
+$node->safe_psql('postgres', 'DROP ROLE n1_owner');
+my $dangling = $node->safe_psql('r_n1', q{SELECT owner::oid FROM destor.blobs b JOIN docs d ON d.b::uuid = b.blob_id WHERE d.name = 'n1'});
+is($node->safe_psql('r_n1', "SELECT count(*) FROM pg_roles WHERE oid = $dangling"), '0', 'the owner of n1 dangles');
+my $n1dump2 = $node->basedir . '/n1b.sql';
+command_ok([ 'pg_dump', '-d', $node->connstr('r_n1'), '-f', $n1dump2 ], 'pg_dump of the database with the dangling owner');
+
+# another cluster, where an unrelated role happens to have that OID
+my ($node2) = DestorTest::start_cluster('blobbreaker4b', conf => "autovacuum = off\n", create_extension => 0);
+$node2->safe_psql('postgres', 'CREATE EXTENSION destor');
+my $mallory = $node2->safe_psql('postgres', qq{
+DO \$\$
+DECLARE i int := 0;
+BEGIN
+  LOOP
+    EXECUTE format('CREATE ROLE filler_%s', i);
+    EXIT WHEN (SELECT oid FROM pg_roles WHERE rolname = format('filler_%s', i)) >= $dangling - 1;
+    i := i + 1;
+  END LOOP;
+END \$\$;
+CREATE ROLE mallory;
+SELECT oid FROM pg_roles WHERE rolname = 'mallory';
+});
+SKIP:
+{
+	skip "could not give a role OID $dangling (got $mallory)", 1 unless $mallory eq $dangling;
+	my ($rc5, $out5, $err5) = $node2->psql('postgres', undef, on_error_stop => 0, extra_params => [ '-f', $n1dump2 ]);
+	TODO:
+	{
+		local $TODO = todo_reason('breaker15d F5: a dumped OID is read as an OID of the restoring cluster');
+		is($node2->safe_psql('postgres',
+				q{SELECT b.owner::text FROM destor.blobs b JOIN docs d ON d.b::uuid = b.blob_id WHERE d.name = 'n1'}),
+			$node2->safe_psql('postgres', 'SELECT quote_ident(current_user)'),
+			'a blob whose owner no longer existed goes to the restoring role, not to the role with the same OID');
+	}
+}
+$node2->stop;
 
 done_testing();
