@@ -42,6 +42,8 @@ SELECT count(destor.blob_set_owner(d.b, r.oid::regrole)) FROM docs d JOIN pg_rol
 SELECT count(destor.blob_grant(d.b, r.oid::regrole, 'SELECT'))
   FROM docs d, pg_roles r WHERE r.oid >= 16384 AND r.rolname <> d.name;
 SELECT destor.blob_grant(b, 0::regrole, 'SELECT') FROM docs WHERE name = 'plainrole';
+CREATE FOREIGN TABLE ft (id int, t text) SERVER pool;
+INSERT INTO ft SELECT i, md5(i::text) FROM generate_series(1, 2000) i;
 });
 # A TODO reason, or none when DESTOR_BREAKER_SHOW_FAILURES is set (to see the
 # failing checks fail).
@@ -71,6 +73,7 @@ $node->command_ok([ 'pg_restore', '-d', $node->connstr('r_custom'), $custom ],
 	'pg_restore restores the custom dump without error');
 is($node->safe_psql('r_custom', $acls), $want_acls, 'custom: owners and grants with odd role names come back');
 is($node->safe_psql('r_custom', $reads), "$n|$n", 'custom: every blob reads');
+is($node->safe_psql('r_custom', 'SELECT count(*) FROM ft'), '2000', 'custom: the destor table has its rows');
 
 # custom format, parallel pg_restore (F1)
 $node->safe_psql('postgres', 'CREATE DATABASE r_jobs');
@@ -83,6 +86,7 @@ TODO:
 	ok($ok, 'pg_restore -j 4 restores without error') or diag($stderr);
 	is($node->safe_psql('r_jobs', 'SELECT count(*) FROM destor.blobs'), $n, 'pg_restore -j: every blob row comes back');
 	is(answer('r_jobs', $reads), "$n|$n", 'pg_restore -j: every blob reads');
+	is(answer('r_jobs', 'SELECT count(*) FROM ft'), '2000', 'pg_restore -j: the destor table has its rows');
 }
 
 # F2, F3: queries an administrator writes on destor.blobs since its owner and
