@@ -48,6 +48,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "destor/blob.h"
 #include "destor/catalog.h"
@@ -97,6 +98,30 @@ blob_role_dep_exists(Oid role, Oid relid)
 	return found;
 }
 
+/* Does destor.blobs' own ACL (pg_class.relacl) name role? */
+static bool
+blob_table_acl_names(Oid relid, Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		isnull;
+	Datum		d;
+	bool		found = false;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	d = SysCacheGetAttr(RELOID, tup, Anum_pg_class_relacl, &isnull);
+	if (!isnull)
+	{
+		Acl		   *acl = DatumGetAclP(d);
+		AclItem    *items = ACL_DAT(acl);
+
+		for (int i = 0; i < ACL_NUM(acl) && !found; i++)
+			found = items[i].ai_grantee == role || items[i].ai_grantor == role;
+	}
+	ReleaseSysCache(tup);
+	return found;
+}
+
 /* updateAclDependencies pfrees the member arrays it is given */
 static Oid *
 blob_role_array(Oid role)
@@ -139,7 +164,13 @@ blob_role_undepend(Oid role)
 {
 	Oid			relid = blob_table_oid();
 
-	if (OidIsValid(relid) && blob_role_dep_exists(role, relid))
+	/*
+	 * A role granted a privilege on the table destor.blobs itself shares
+	 * the row with PostgreSQL: leave it to DROP OWNED, which revokes that
+	 * privilege and drops the row, and to DROP ROLE's own refusal.
+	 */
+	if (OidIsValid(relid) && blob_role_dep_exists(role, relid) &&
+		!blob_table_acl_names(relid, role))
 	{
 		updateAclDependencies(RelationRelationId, relid, 0, InvalidOid, 1, blob_role_array(role),
 							  0, NULL);
@@ -400,8 +431,8 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	 * from the table's own ACL, which erases the rows of the blobs' owners
 	 * and grantees (blob_role_depend): record them again.
 	 */
-	if (IsA(parsetree, GrantStmt) && grant_names_blobs((GrantStmt *) parsetree) &&
-		blob_catalog_present())
+	if (IsA(parsetree, GrantStmt) && !creating_extension &&
+		grant_names_blobs((GrantStmt *) parsetree) && blob_catalog_present())
 	{
 		depend_role = InvalidOid;	/* its rows may be gone: look again */
 		blob_record_all_role_dependencies();
