@@ -93,10 +93,11 @@ first_warning(const char *name)
  * A restore takes no OID: OIDs of another cluster name other roles here.
  */
 static Oid
-role_named(const char *s)
+role_named(const char *s, const char **name)
 {
 	List	   *names;
 
+	*name = s;
 	if (strspn(s, "0123456789") == strlen(s) && *s != '\0')
 	{
 		Oid			role;
@@ -113,27 +114,29 @@ role_named(const char *s)
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid role name \"%s\"", s),
 				 errdetail("A blob's owner or grantee is one role name, not a qualified name.")));
-	return get_role_oid(strVal(linitial(names)), true);
+	*name = strVal(linitial(names));	/* unquoted, as messages name roles */
+	return get_role_oid(*name, true);
 }
 
 Datum
 restorable_role_in(PG_FUNCTION_ARGS)
 {
 	char	   *s = PG_GETARG_CSTRING(0);
-	Oid			role = role_named(s);
+	const char *name;
+	Oid			role = role_named(s, &name);
 
 	if (OidIsValid(role))
 		PG_RETURN_OID(role);
 	if (!restoring)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\" does not exist", s)));
+				 errmsg("role \"%s\" does not exist", name)));
 	role = GetUserId();
-	if (first_warning(s))
+	if (first_warning(name))
 		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("role \"%s\" does not exist: its destor blobs go to role \"%s\"",
-						s, GetUserNameFromId(role, false)),
+						name, GetUserNameFromId(role, false)),
 				 errdetail("A blob's owner that does not exist here goes to the role restoring it, as a large object's does."),
 				 errhint("Create the roles before restoring (pg_dumpall --roles-only), or give the blobs on with destor.blob_set_owner().")));
 	PG_RETURN_OID(role);
