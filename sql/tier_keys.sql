@@ -232,3 +232,63 @@ SELECT destor.recall_partition('tk_plain_1');
 SELECT c.relkind, am.amname, (SELECT count(*) FROM pg_index WHERE indrelid = c.oid) AS indexes
   FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'tk_plain_1';
 DROP TABLE tk_plain, tk_plain_heap, tk_bare, tk_brin;
+
+-- What the partition's columns and replication carry comes along, to a
+-- table USING destor and back: column comments, statistics targets and
+-- options, extended statistics, replica identity, publications
+CREATE TABLE tk_carry (id int PRIMARY KEY, device int NOT NULL, v float8) PARTITION BY RANGE (id);
+CREATE TABLE tk_carry_1 PARTITION OF tk_carry FOR VALUES FROM (0) TO (1000);
+CREATE TABLE tk_carry_2 PARTITION OF tk_carry FOR VALUES FROM (1000) TO (2000);
+INSERT INTO tk_carry SELECT i, i % 10, i / 3.0 FROM generate_series(0, 1999) i;
+COMMENT ON COLUMN tk_carry_1.device IS 'which device';
+ALTER TABLE tk_carry_1 ALTER COLUMN v SET STATISTICS 500;
+ALTER TABLE tk_carry_1 ALTER COLUMN device SET (n_distinct = 10);
+CREATE STATISTICS tk_carry_1_dv (ndistinct, dependencies) ON device, v FROM tk_carry_1;
+ALTER TABLE tk_carry_1 REPLICA IDENTITY USING INDEX tk_carry_1_pkey;
+SET client_min_messages = error;  -- wal_level may be below logical
+CREATE PUBLICATION tk_pub FOR TABLE tk_carry_1 (id, device) WHERE (device > 2);
+RESET client_min_messages;
+CREATE VIEW tk_carried AS
+  SELECT c.relkind, am.amname,
+         col_description(c.oid, 2) AS device_comment,
+         (SELECT attstattarget FROM pg_attribute WHERE attrelid = c.oid AND attname = 'v') AS v_target,
+         (SELECT array_agg(o) FROM pg_attribute, unnest(attoptions) o
+           WHERE attrelid = c.oid AND attname = 'device' AND o LIKE 'n\_distinct%') AS device_options,
+         (SELECT string_agg(pg_get_statisticsobjdef(x.oid), '; ') FROM pg_statistic_ext x
+           WHERE x.stxrelid = c.oid) AS ext_stats,
+         c.relreplident,
+         (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = c.oid AND i.indisreplident) AS identity_index,
+         (SELECT string_agg(format('%s %s %s', p.pubname, r.prattrs, pg_get_expr(r.prqual, r.prrelid)), ', ')
+            FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+           WHERE r.prrelid = c.oid) AS publications
+    FROM pg_class c LEFT JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'tk_carry_1';
+\x on
+SELECT * FROM tk_carried;
+SELECT destor.tier_partition('tk_carry_1', 'archive');
+SELECT * FROM tk_carried;
+SELECT destor.recall_partition('tk_carry_1');
+SELECT * FROM tk_carried;
+\x off
+SELECT count(*), sum(v) FROM tk_carry;
+DROP PUBLICATION tk_pub;
+DROP VIEW tk_carried;
+DROP TABLE tk_carry;
+-- a parent without an index: the partition becomes a foreign table, which
+-- keeps the column settings; it cannot be published (a WARNING says so)
+CREATE TABLE tk_bare2 (id int, v float8) PARTITION BY RANGE (id);
+CREATE TABLE tk_bare2_1 PARTITION OF tk_bare2 FOR VALUES FROM (0) TO (10);
+INSERT INTO tk_bare2 SELECT i, i FROM generate_series(0, 9) i;
+COMMENT ON COLUMN tk_bare2_1.v IS 'a value';
+ALTER TABLE tk_bare2_1 ALTER COLUMN v SET STATISTICS 50;
+SET client_min_messages = error;
+CREATE PUBLICATION tk_pub2 FOR TABLE tk_bare2_1;
+RESET client_min_messages;
+SELECT destor.tier_partition('tk_bare2_1', 'archive');
+SELECT c.relkind, col_description(c.oid, 2) AS v_comment,
+       (SELECT attstattarget FROM pg_attribute WHERE attrelid = c.oid AND attname = 'v') AS v_target,
+       (SELECT count(*) FROM pg_publication_rel WHERE prrelid = c.oid) AS publications
+  FROM pg_class c WHERE c.relname = 'tk_bare2_1';
+SELECT sum(v) FROM tk_bare2;
+DROP PUBLICATION tk_pub2;
+DROP TABLE tk_bare2;

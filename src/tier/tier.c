@@ -219,9 +219,91 @@ lock_parent_for_swap(Oid parent)
 }
 
 /*
+ * What the partition's columns carry besides their definitions, as
+ * statements for the table that takes its name (name_q): comments,
+ * statistics targets and options (n_distinct), and its extended statistics
+ * (dropped with the old table, made again by their definitions, which name
+ * the table by that name).
+ */
+static char *
+column_settings(Oid oldrel, const char *name_q, const char *newkind)
+{
+	return query_text(psprintf(
+		"SELECT string_agg(s, ' ') FROM ("
+		"  SELECT format('COMMENT ON COLUMN %%s.%%I IS %%L;', %s, a.attname, d.description) AS s"
+		"    FROM pg_attribute a JOIN pg_description d ON d.objoid = a.attrelid"
+		"     AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum"
+		"   WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped"
+		"  UNION ALL"
+		"  SELECT format('ALTER %s %%s ALTER COLUMN %%I SET STATISTICS %%s;', %s, a.attname, a.attstattarget)"
+		"    FROM pg_attribute a WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped"
+		"     AND a.attstattarget >= 0"
+		"  UNION ALL"
+		"  SELECT format('ALTER %s %%s ALTER COLUMN %%I SET (%%s);', %s, a.attname, o.opts)"
+		"    FROM pg_attribute a, LATERAL (SELECT string_agg(x, ', ') AS opts FROM unnest(a.attoptions) x"
+		"                                   WHERE x LIKE 'n\\_distinct%%') o"	/* the user's options only */
+		"   WHERE a.attrelid = %u AND a.attnum > 0 AND NOT a.attisdropped AND o.opts IS NOT NULL"
+		"  UNION ALL"
+		"  SELECT pg_get_statisticsobjdef(x.oid) || ';' ||"
+		"         CASE WHEN x.stxstattarget >= 0"
+		"              THEN format(' ALTER STATISTICS %%I.%%I SET STATISTICS %%s;', n.nspname, x.stxname,"
+		"                          x.stxstattarget) ELSE '' END"
+		"    FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace WHERE x.stxrelid = %u) q",
+		quote_literal_cstr(name_q), oldrel,
+		newkind, quote_literal_cstr(name_q), oldrel,
+		newkind, quote_literal_cstr(name_q), oldrel,
+		oldrel));
+}
+
+/*
+ * The partition's replica identity and publications, for the table that
+ * takes its name (name_q), when it is a table (a foreign table has no
+ * replica identity and cannot be published: a WARNING says what it leaves).
+ * An identity by index names the index by the name it gets back.
+ */
+static char *
+publication_settings(Oid oldrel, const char *name_q, Oid newrel)
+{
+	char	   *pubs = query_text(psprintf(
+		"SELECT string_agg(p.pubname, ', ' ORDER BY p.pubname) FROM pg_publication_rel r"
+		"  JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = %u", oldrel));
+
+	if (get_rel_relkind(newrel) == RELKIND_FOREIGN_TABLE)
+	{
+		if (pubs)
+			ereport(WARNING,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("partition %s leaves publications %s", name_q, pubs),
+					 errdetail("A foreign table cannot be published."),
+					 errhint("Publish the parent with publish_via_partition_root, or give the parent an index so that its partitions are tiered as tables USING destor.")));
+		return NULL;
+	}
+	return query_text(psprintf(
+		"SELECT string_agg(s, ' ') FROM ("
+		"  SELECT CASE c.relreplident WHEN 'f' THEN format('ALTER TABLE %%s REPLICA IDENTITY FULL;', %s)"
+		"         WHEN 'n' THEN format('ALTER TABLE %%s REPLICA IDENTITY NOTHING;', %s)"
+		"         WHEN 'i' THEN (SELECT format('ALTER TABLE %%s REPLICA IDENTITY USING INDEX %%I;', %s, ic.relname)"
+		"                          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
+		"                         WHERE i.indrelid = c.oid AND i.indisreplident) END AS s"
+		"    FROM pg_class c WHERE c.oid = %u AND c.relreplident <> 'd'"
+		"  UNION ALL"
+		"  SELECT format('ALTER PUBLICATION %%I ADD TABLE %%s%%s%%s;', p.pubname, %s,"
+		"                CASE WHEN r.prattrs IS NULL THEN '' ELSE ' (' ||"
+		"                  (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.i)"
+		"                     FROM unnest(r.prattrs::int2[]) WITH ORDINALITY k(n, i)"
+		"                     JOIN pg_attribute a ON a.attrelid = r.prrelid AND a.attnum = k.n) || ')' END,"
+		"                CASE WHEN r.prqual IS NULL THEN '' ELSE ' WHERE (' || pg_get_expr(r.prqual, r.prrelid) || ')' END)"
+		"    FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = %u) q",
+		quote_literal_cstr(name_q), quote_literal_cstr(name_q), quote_literal_cstr(name_q), oldrel,
+		quote_literal_cstr(name_q), oldrel));
+}
+
+/*
  * Swap the old partition for the new table: same bounds, privileges
  * (table and column), owner and comment, then the old one is dropped and
- * the new one takes its name.  Both are in the same schema.
+ * the new one takes its name, its triggers, rules, column settings,
+ * extended statistics, replica identity and publications.  Both are in the
+ * same schema.
  */
 static void
 swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
@@ -242,6 +324,8 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 	char	   *index_names;
 	char	   *triggers;
 	char	   *rules;
+	char	   *columns;
+	char	   *published;
 
 	bound = query_text(psprintf("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %u",
 								oldrel));
@@ -292,6 +376,9 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 		"SELECT string_agg(pg_get_ruledef(r.oid), ' ' ORDER BY r.rulename)"
 		"  FROM pg_rewrite r WHERE r.ev_class = %u AND r.rulename <> '_RETURN'", oldrel));
 
+	columns = column_settings(oldrel, old_q, newkind);
+	published = publication_settings(oldrel, old_q, newrel);
+
 	lock_parent_for_swap(parent);
 	run_sql(psprintf("ALTER TABLE %s DETACH PARTITION %s", parent_q, old_q), SPI_OK_UTILITY);
 	run_sql(psprintf("ALTER TABLE %s ATTACH PARTITION %s %s", parent_q, new_q, bound), SPI_OK_UTILITY);
@@ -316,6 +403,10 @@ swap_partition(Oid oldrel, Oid newrel, Oid parent, bool bound_checked)
 		run_sql(triggers, SPI_OK_UTILITY);
 	if (rules)
 		run_sql(rules, SPI_OK_UTILITY);
+	if (columns)
+		run_sql(columns, SPI_OK_UTILITY);
+	if (published)
+		run_sql(published, SPI_OK_UTILITY);
 
 	/*
 	 * Indexes that ATTACH made for a heap partition are named after the
