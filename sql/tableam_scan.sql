@@ -162,6 +162,14 @@ SELECT sc_same('SELECT id, small FROM $t WHERE id > 80000') AS leader_buffers;
 ROLLBACK;
 RESET force_parallel_mode;
 DROP FUNCTION sc_total(regclass);
+-- a DestorScan that add_path rejects (enable_seqscan = off, an index
+-- cheaper) was read again to make its partial path: a crash
+CREATE INDEX sc_am_id ON sc_am (id);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT small FROM sc_am WHERE id = 77;
+SELECT small FROM sc_am WHERE id = 77;
+RESET enable_seqscan;
+DROP INDEX sc_am_id;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;

@@ -208,9 +208,10 @@ am_add_scan_path(PlannerInfo *root, RelOptInfo *rel, Index rti, Relation r, bool
 	cp->custom_paths = NIL;
 	cp->custom_private = NIL;
 	cp->methods = &am_path_methods;
-	add_path(rel, &cp->path);
+	/* the partial path first: add_path frees a path it rejects */
 	if (parallel_ok && rel->lateral_relids == NULL)
 		add_partial_scan_path(root, rel, cp, share);
+	add_path(rel, &cp->path);
 }
 
 static Plan *
