@@ -83,3 +83,28 @@ RESET enable_hashjoin;
 RESET enable_mergejoin;
 RESET enable_material;
 DROP TABLE br_lk;
+
+-- F6: a scan that begins while its own statement writes the table (an
+-- InitPlan or a CTE first read after some rows went in) must not see the
+-- rows that statement inserted: heap's cmin < curcid rule
+CREATE TABLE br_hw_am (id int, n bigint) USING destor;
+CREATE TABLE br_hw_h (id int, n bigint);
+INSERT INTO br_hw_am VALUES (0, 0);
+INSERT INTO br_hw_h VALUES (0, 0);
+INSERT INTO br_hw_am SELECT g, CASE WHEN g > 5 THEN (SELECT count(*) FROM br_hw_am) END
+  FROM generate_series(1, 10) g;
+INSERT INTO br_hw_h SELECT g, CASE WHEN g > 5 THEN (SELECT count(*) FROM br_hw_h) END
+  FROM generate_series(1, 10) g;
+SELECT (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_am) AS am,
+       (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_h) AS heap;
+WITH c AS MATERIALIZED (SELECT count(*) AS k FROM br_hw_am)
+INSERT INTO br_hw_am SELECT 100 + g, CASE WHEN g > 3 THEN (SELECT k FROM c) END FROM generate_series(1, 5) g;
+WITH c AS MATERIALIZED (SELECT count(*) AS k FROM br_hw_h)
+INSERT INTO br_hw_h SELECT 100 + g, CASE WHEN g > 3 THEN (SELECT k FROM c) END FROM generate_series(1, 5) g;
+SELECT (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_am WHERE id > 100) AS am,
+       (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_h WHERE id > 100) AS heap;
+UPDATE br_hw_am SET n = CASE WHEN id > 5 THEN (SELECT count(*) FROM br_hw_am) END WHERE id <= 10;
+UPDATE br_hw_h SET n = CASE WHEN id > 5 THEN (SELECT count(*) FROM br_hw_h) END WHERE id <= 10;
+SELECT (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_am WHERE id <= 10) AS am,
+       (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_h WHERE id <= 10) AS heap;
+DROP TABLE br_hw_am, br_hw_h;
