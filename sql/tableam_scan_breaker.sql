@@ -108,3 +108,13 @@ UPDATE br_hw_h SET n = CASE WHEN id > 5 THEN (SELECT count(*) FROM br_hw_h) END 
 SELECT (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_am WHERE id <= 10) AS am,
        (SELECT string_agg(id || ':' || coalesce(n::text, '-'), ' ' ORDER BY id) FROM br_hw_h WHERE id <= 10) AS heap;
 DROP TABLE br_hw_am, br_hw_h;
+-- F6 (data-modifying CTEs): the main query reads the table as it was
+-- before the statement, whatever its CTE writes
+CREATE TABLE br_cw (id int) USING destor;
+INSERT INTO br_cw SELECT generate_series(1, 100);
+WITH i AS (INSERT INTO br_cw SELECT generate_series(101, 150) RETURNING id)
+SELECT (SELECT count(*) FROM i) AS inserted, (SELECT count(*) FROM br_cw) AS seen;
+WITH u AS (UPDATE br_cw SET id = id + 1000 WHERE id <= 20 RETURNING id)
+SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM br_cw) AS seen,
+       (SELECT count(*) FROM br_cw WHERE id > 1000) AS new_versions_seen;
+DROP TABLE br_cw;
