@@ -118,3 +118,14 @@ WITH u AS (UPDATE br_cw SET id = id + 1000 WHERE id <= 20 RETURNING id)
 SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM br_cw) AS seen,
        (SELECT count(*) FROM br_cw WHERE id > 1000) AS new_versions_seen;
 DROP TABLE br_cw;
+-- F6 (STABLE functions): a STABLE function runs under its caller's
+-- snapshot, so it does not see the rows its calling INSERT wrote
+CREATE TABLE br_sf (id int, n bigint) USING destor;
+CREATE FUNCTION br_sf_count() RETURNS bigint STABLE LANGUAGE sql AS 'SELECT count(*) FROM br_sf';
+CREATE FUNCTION br_sf_count_pl() RETURNS bigint STABLE LANGUAGE plpgsql
+  AS 'BEGIN RETURN (SELECT count(*) FROM br_sf); END';
+INSERT INTO br_sf SELECT g, br_sf_count() FROM generate_series(1, 5) g;
+INSERT INTO br_sf SELECT g, br_sf_count_pl() FROM generate_series(11, 15) g;
+SELECT string_agg(id || ':' || n, ' ' ORDER BY id) FROM br_sf;
+DROP FUNCTION br_sf_count(), br_sf_count_pl();
+DROP TABLE br_sf;
