@@ -1217,7 +1217,9 @@ test_delta(void)
 			size_t		plain = codec_compress(vals, n * w, z, bound, 1);
 			size_t		packed = codec_compress(enc, n * w, z, bound, 1);
 
-			check(packed > 0 && plain > 0 && packed * 20 < plain,
+			if (plain == 0)
+				plain = n * w;	/* zstd could not shrink it: stored as it is */
+			check(packed > 0 && packed * 20 < plain,
 				  "delta width %d: a sequence compresses to %zu bytes encoded, %zu plain", w, packed, plain);
 			free(z);
 		}
