@@ -435,7 +435,6 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		{
 			/* scratch of this flush: the row group context is reset after it */
 			MemoryContext prev = MemoryContextSwitchTo(w->rgcxt);
-
 			char	  **scratch = palloc0(sizeof(char *) * w->ncols);
 
 			raw = palloc0(sizeof(char *) * w->ncols);
