@@ -29,7 +29,7 @@ OBJS = \
 	src/object/object_repair.o \
 	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
 	src/catalog/catalog.o \
-	src/blob/blob.o src/blob/blob_roles.o \
+	src/blob/blob.o src/blob/blob_roles.o src/blob/blob_restorable.o \
 	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \
 	src/tier/tier.o \
 	src/table/table_options.o src/table/table_fdw.o src/table/segment_write.o \
@@ -45,7 +45,7 @@ OBJS += src/lo/lo_tier.o src/lo/lo_hooks.o
 OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
 OBJS += src/meta/meta_lease.o
-OBJS += src/tableam/tableam.o
+OBJS += src/tableam/tableam.o src/tableam/tableam_path.o
 OBJS += src/codec/delta.o
 
 PG_CPPFLAGS = -Isrc/include
@@ -58,12 +58,12 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
 # after pg_regress.
-ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered
+ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation
 ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config

@@ -194,6 +194,54 @@ SET ROLE regress_acl_nobody;
 SELECT convert_from(destor.blob_get(b), 'UTF8') AS grant_after_reassign FROM acl.blobs WHERE name = 'doc';
 RESET ROLE;
 
+-- 10. The owner and acl columns' text input.  Outside a restore it is
+-- regrole's and aclitem's: a missing role is an error.  While a COPY loads
+-- destor.blobs (what pg_dump's restore does) a missing owner becomes the
+-- restoring role, an OID is not trusted, a grant to a missing role is left
+-- out and one by a missing owner becomes the restorer's, each with one
+-- WARNING; the rest of the rows load.
+\set VERBOSITY default
+SELECT 'regress_acl_heir'::destor.restorable_role::regrole AS heir,
+       '"regress_acl_heir"'::destor.restorable_role::text AS quoted;
+SELECT 'regress_acl_gone'::destor.restorable_role;
+SELECT '{regress_acl_gone=r/regress_acl_heir}'::destor.restorable_acl;
+SELECT count(*) FROM destor.blobs WHERE owner IN ('regress_acl_gone', 'regress_acl_heir');
+SELECT '{regress_acl_heir=r/regress_acl_nobody,=r/regress_acl_heir}'::destor.restorable_acl::text AS kept;
+SELECT '{}'::destor.restorable_acl::aclitem[] AS empty;
+SELECT 'a.b'::destor.restorable_role;
+SELECT '{{regress_acl_heir=r/regress_acl_heir}}'::destor.restorable_acl;
+SELECT '{NULL}'::destor.restorable_acl;
+BEGIN;
+CREATE TEMP TABLE restored AS
+  SELECT blob_id FROM destor.blobs b JOIN acl.blobs x ON x.b::uuid = b.blob_id WHERE x.name = 'doc';
+DELETE FROM destor.blobs WHERE blob_id = (SELECT blob_id FROM restored);
+\set ECHO none
+SELECT format('COPY destor.blobs (blob_id, owner, acl) FROM PROGRAM %L',
+              format('printf ''%s\t%s\t%s\n''', blob_id, 'regress_acl_gone',
+                     '{regress_acl_heir=r/regress_acl_gone2,regress_acl_gone3=r/regress_acl_heir,=r/regress_acl_heir}'))
+  FROM restored \gexec
+\set ECHO all
+SELECT b.owner = current_user::regrole AS restorer_owns,
+       replace(b.acl::text, current_user, 'me') AS acl
+  FROM destor.blob_acl b JOIN restored r USING (blob_id);
+DELETE FROM destor.blobs WHERE blob_id = (SELECT blob_id FROM restored);
+SET client_min_messages = error;  -- the WARNING names the OID
+\set ECHO none
+SELECT format('COPY destor.blobs (blob_id, owner) FROM PROGRAM %L',
+              format('printf ''%s\t%s\n''', blob_id, (SELECT oid FROM pg_roles WHERE rolname = 'regress_acl_heir')))
+  FROM restored \gexec
+\set ECHO all
+RESET client_min_messages;
+SELECT owner = current_user::regrole AS an_oid_is_not_trusted FROM destor.blob_acl JOIN restored USING (blob_id);
+ROLLBACK;
+\set VERBOSITY terse
+-- the columns hold what the C code and the views read: oids and aclitem[];
+-- array functions take the acl column cast to aclitem[]
+SELECT pg_typeof(owner), pg_typeof(acl) FROM destor.blobs LIMIT 1;
+SELECT pg_typeof(owner), pg_typeof(acl) FROM destor.blob_acl LIMIT 1;
+SELECT count(*) > 0 AS unnest_works FROM destor.blobs, unnest(acl::aclitem[]) i
+ WHERE (acl::aclitem[])[1] = i OR i = ANY (acl::aclitem[]);
+
 -- clean up
 DROP OWNED BY regress_acl_heir, regress_acl_nobody, regress_acl_owner, regress_acl_member;
 DROP SCHEMA acl CASCADE;

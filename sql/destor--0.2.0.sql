@@ -1188,3 +1188,133 @@ CREATE OR REPLACE VIEW tiered_partitions WITH (security_barrier) AS
         FROM destor.am_tables a JOIN pg_am am ON am.oid = c.relam AND am.amname = 'destor'
        WHERE c.relkind = 'r' AND a.relfilenode = c.relfilenode) p
    WHERE pg_catalog.has_table_privilege(c.oid, 'SELECT');
+-- Blob owners and grantees that survive a restore without their roles
+-- (issue 15, src/blob/blob_restorable.c).  pg_dump writes destor.blobs as
+-- one COPY naming roles; with regrole and aclitem[] columns one missing
+-- role failed it and no blob was restored.  These types are stored as oid
+-- and aclitem[] are and print the same; while a COPY loads destor.blobs,
+-- their input gives a missing owner to the restoring role and drops grants
+-- to missing roles, each with a WARNING (elsewhere a missing role is an
+-- error, as for regrole).
+CREATE TYPE restorable_role;
+CREATE FUNCTION restorable_role_in(cstring) RETURNS restorable_role
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION restorable_role_out(restorable_role) RETURNS cstring
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE TYPE restorable_role (INPUT = restorable_role_in, OUTPUT = restorable_role_out,
+  INTERNALLENGTH = 4, PASSEDBYVALUE, ALIGNMENT = int4, STORAGE = plain);
+COMMENT ON TYPE restorable_role IS 'a blob owner: an oid, its role''s name in a dump; a restore gives the blobs of a missing role to the restoring role';
+CREATE TYPE restorable_acl;
+CREATE FUNCTION restorable_acl_in(cstring) RETURNS restorable_acl
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION restorable_acl_out(restorable_acl) RETURNS cstring
+  AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- not an array type (only PostgreSQL's own may be): unnest, subscripts and
+-- ANY need acl::aclitem[], which destor.blob_acl shows
+CREATE TYPE restorable_acl (INPUT = restorable_acl_in, OUTPUT = restorable_acl_out,
+  INTERNALLENGTH = VARIABLE, ALIGNMENT = int4, STORAGE = extended);
+COMMENT ON TYPE restorable_acl IS 'blob privileges: an aclitem[]; a restore drops grants to missing roles';
+CREATE CAST (restorable_role AS oid) WITHOUT FUNCTION AS IMPLICIT;
+CREATE CAST (oid AS restorable_role) WITHOUT FUNCTION AS ASSIGNMENT;
+CREATE CAST (restorable_role AS regrole) WITHOUT FUNCTION;
+CREATE CAST (regrole AS restorable_role) WITHOUT FUNCTION AS ASSIGNMENT;
+-- No binary cast may name an array type: these hand the same bytes back.
+CREATE FUNCTION aclitems(restorable_acl) RETURNS aclitem[]
+  AS 'MODULE_PATHNAME', 'restorable_acl_relabel' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION restorable_acl(aclitem[]) RETURNS restorable_acl
+  AS 'MODULE_PATHNAME', 'restorable_acl_relabel' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE CAST (restorable_acl AS aclitem[]) WITH FUNCTION aclitems(restorable_acl) AS IMPLICIT;
+CREATE CAST (aclitem[] AS restorable_acl) WITH FUNCTION restorable_acl(aclitem[]) AS ASSIGNMENT;
+-- The views naming the columns go while the columns change type (no
+-- rewrite: the stored bytes stay), and come back unchanged for their users.
+DROP VIEW placement_summary, placement_report, blob_shards, blob_acl;
+ALTER TABLE blobs ALTER COLUMN owner TYPE restorable_role,
+  ALTER COLUMN acl TYPE restorable_acl;
+-- Each blob the caller owns (has the owner's privileges) or holds any
+-- privilege on; superusers see all.  acl NULL: the default (owner alone).
+CREATE VIEW blob_acl WITH (security_barrier) AS
+  SELECT b.blob_id, b.owner::regrole AS owner, b.acl::aclitem[] AS acl
+    FROM blobs b
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE'));
+GRANT SELECT ON blob_acl TO PUBLIC;
+-- Shards of the blobs the caller may read (a packed blob's are its pack's).
+CREATE VIEW blob_shards WITH (security_barrier) AS
+  SELECT b.blob_id, s.shard_index,
+         CASE WHEN s.shard_index < o.data_shards THEN 'data' ELSE 'parity' END AS kind,
+         s.provider, s.state, s.size
+    FROM blobs b JOIN objects o ON o.object_id = coalesce(b.pack_id, b.blob_id)
+    JOIN shards s ON s.object_id = o.object_id
+   WHERE pg_catalog.pg_has_role(b.owner, 'USAGE')
+      OR EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) a
+                  WHERE a.privilege_type = 'SELECT'
+                    AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')));
+GRANT SELECT ON blob_shards TO PUBLIC;
+-- One row per object a role may see (its tables' segments, its blobs; all
+-- for pg_read_all_stats): compliant or the rule broken, shards per geo
+-- and per operator.
+CREATE VIEW placement_report WITH (security_barrier) AS
+  WITH owned AS (
+    SELECT o.object_id, o.pool, 'table'::text AS kind,
+           coalesce(t.relid::regclass::text, s.table_id::text) AS name
+      FROM objects o JOIN segments s ON s.object_id = o.object_id
+      LEFT JOIN tables t ON t.table_id = s.table_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+        OR (t.relid IS NOT NULL
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid)
+            AND pg_catalog.has_table_privilege(t.relid, 'SELECT'))
+    UNION ALL
+    SELECT o.object_id, o.pool, 'blob', b.blob_id::text
+      FROM objects o JOIN blobs b ON b.blob_id = o.object_id
+     WHERE pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+        OR pg_catalog.pg_has_role(b.owner, 'USAGE')
+  ), placed AS (
+    -- every object, also one whose shard rows are missing: the report
+    -- proves nothing it cannot see
+    SELECT ow.object_id, ow.pool, ow.kind, ow.name,
+           pg_catalog.array_agg(sh.provider ORDER BY sh.shard_index)
+             FILTER (WHERE sh.provider IS NOT NULL) AS providers,
+           count(sh.shard_index) AS recorded, o.data_shards + o.parity_shards AS shards
+      FROM owned ow JOIN objects o ON o.object_id = ow.object_id
+      LEFT JOIN shards sh ON sh.object_id = ow.object_id
+     GROUP BY 1, 2, 3, 4, o.data_shards, o.parity_shards
+  )
+  SELECT p.pool, p.kind, p.name, p.object_id, p.providers,
+         v.rule IS NULL AS compliant, v.rule AS broken_rule,
+         (SELECT pg_catalog.jsonb_object_agg(g, n) FROM (
+            SELECT coalesce(provider_tag(x, 'geo'), '(untagged)') AS g, count(*) AS n
+              FROM pg_catalog.unnest(p.providers) x GROUP BY 1) q) AS shards_per_geo,
+         (SELECT pg_catalog.jsonb_object_agg(g, n) FROM (
+            SELECT coalesce(provider_tag(x, 'operator'), '(untagged)') AS g, count(*) AS n
+              FROM pg_catalog.unnest(p.providers) x GROUP BY 1) q) AS shards_per_operator
+    FROM placed p, LATERAL (
+      SELECT CASE WHEN p.recorded < p.shards
+                  THEN pg_catalog.format('%s of its %s shards have no provider recorded',
+                                         p.shards - p.recorded, p.shards)
+                  ELSE placement_violation(p.pool, p.providers) END AS rule) v;
+GRANT SELECT ON placement_report TO PUBLIC;
+
+-- Per pool: how many of the objects placement_report shows keep the rules,
+-- and where their shards are.
+CREATE VIEW placement_summary AS
+  WITH r AS (SELECT * FROM placement_report),
+  g AS (SELECT r.pool, e.key, sum(e.value::bigint) AS n
+          FROM r, pg_catalog.jsonb_each_text(r.shards_per_geo) e GROUP BY 1, 2),
+  op AS (SELECT r.pool, e.key, sum(e.value::bigint) AS n
+           FROM r, pg_catalog.jsonb_each_text(r.shards_per_operator) e GROUP BY 1, 2)
+  SELECT c.pool, c.objects, c.compliant_objects, c.objects - c.compliant_objects AS noncompliant_objects,
+         (SELECT pg_catalog.jsonb_object_agg(g.key, g.n) FROM g WHERE g.pool = c.pool) AS shards_per_geo,
+         (SELECT pg_catalog.jsonb_object_agg(op.key, op.n) FROM op WHERE op.pool = c.pool) AS shards_per_operator
+    FROM (SELECT pool, count(*) AS objects, count(*) FILTER (WHERE compliant) AS compliant_objects
+            FROM r GROUP BY pool) c;
+GRANT SELECT ON placement_summary TO PUBLIC;
+-- A restore's COPY into the tables referencing destor.objects runs in the
+-- replica role, so that pg_restore -j can load them while objects loads in
+-- another session (src/blob/blob_roles.c); destor's own triggers still fire.
+ALTER TABLE objects ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE shards ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE blobs ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE segments ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE deletions ENABLE ALWAYS TRIGGER meta_capture;
+ALTER TABLE tables ENABLE ALWAYS TRIGGER meta_capture;

@@ -40,3 +40,104 @@ SELECT count(*) AS by_big, count(*) FILTER (WHERE (a.*)::text = (h.*)::text) AS 
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP TABLE lk_am, lk_heap, lk_keys CASCADE;
+
+-- The per-backend caches a look-up uses (rows of destor.am_tables, parsed
+-- segment directories) never give a stale row: one session looks the same
+-- keys up, through plans kept by plpgsql, after each change, in the destor
+-- table and in a heap twin that gets the same statements (lkc_both).
+CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
+CREATE TABLE lkc_h (id int PRIMARY KEY, v text);
+CREATE PROCEDURE lkc_both(q text) LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format(q, 'lkc');
+  EXECUTE format(q, 'lkc_h');
+END $$;
+CALL lkc_both($$INSERT INTO %I SELECT i, 'a' || i FROM generate_series(1, 40) i$$);
+CALL lkc_both($$INSERT INTO %I SELECT i, 'b' || i FROM generate_series(41, 60) i$$);
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+CREATE FUNCTION lkc_diff() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE a text; h text; n int := 0; bad int := 0;
+BEGIN
+  FOR k IN 1 .. 62 LOOP
+    SELECT v INTO a FROM lkc WHERE id = k;
+    SELECT v INTO h FROM lkc_h WHERE id = k;
+    n := n + (h IS NOT NULL)::int;
+    bad := bad + (a IS DISTINCT FROM h)::int;
+  END LOOP;
+  RETURN n || ' rows, ' || bad || ' differ';
+END $$;
+SELECT lkc_diff() AS initial;
+CALL lkc_both('DELETE FROM %I WHERE id = 5');
+CALL lkc_both($$UPDATE %I SET v = 'u7' WHERE id = 7$$);
+SELECT lkc_diff() AS after_delete_update;
+BEGIN;
+CALL lkc_both('DELETE FROM %I WHERE id BETWEEN 10 AND 12');
+CALL lkc_both($$UPDATE %I SET v = 'u13' WHERE id = 13$$);
+SELECT lkc_diff() AS in_transaction;
+ROLLBACK;
+SELECT lkc_diff() AS after_rollback;
+-- the second segment deleted whole and removed by VACUUM
+CALL lkc_both('DELETE FROM %I WHERE id > 40');
+VACUUM lkc;
+VACUUM lkc_h;
+SELECT lkc_diff() AS after_vacuum;
+CALL lkc_both($$INSERT INTO %I VALUES (61, 'c61')$$);
+SELECT lkc_diff() AS after_insert;
+-- TRUNCATE: a new relfilenode and table_id, the same keys with other values
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I SELECT i, 't' || i FROM generate_series(1, 50) i$$);
+SELECT lkc_diff() AS after_truncate;
+BEGIN;
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I SELECT i, 'r' || i FROM generate_series(2, 30) i$$);
+SELECT lkc_diff() AS truncated_in_transaction;
+ROLLBACK;
+SELECT lkc_diff() AS truncate_rolled_back;
+BEGIN;
+SAVEPOINT s;
+CALL lkc_both('TRUNCATE %I');
+CALL lkc_both($$INSERT INTO %I VALUES (3, 's3')$$);
+SELECT lkc_diff() AS truncated_in_savepoint;
+ROLLBACK TO SAVEPOINT s;
+SELECT lkc_diff() AS savepoint_rolled_back;
+COMMIT;
+-- a rewrite (the same type, through an expression: a new relfilenode and
+-- table_id, the rows copied), then DROP and CREATE again
+SELECT relfilenode AS lkc_old_node FROM pg_class WHERE relname = 'lkc' \gset
+ALTER TABLE lkc ALTER COLUMN v TYPE text USING v || '';
+SELECT relfilenode <> :lkc_old_node AS rewritten FROM pg_class WHERE relname = 'lkc';
+SELECT lkc_diff() AS after_rewrite;
+DROP TABLE lkc CASCADE;
+CREATE TABLE lkc (id int PRIMARY KEY, v text) USING destor;
+INSERT INTO lkc SELECT id, v || '!' FROM lkc_h;
+UPDATE lkc_h SET v = v || '!';
+SELECT lkc_diff() AS dropped_and_created;
+-- tier and recall a partition between look-ups
+CREATE TABLE lkp (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+CREATE TABLE lkp_1 PARTITION OF lkp FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+INSERT INTO lkp SELECT i, date '2024-01-01' + i % 31, 'p' || i FROM generate_series(1, 60) i;
+CREATE FUNCTION lkp_sum() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text := ''; x text;
+BEGIN
+  FOR k IN 1 .. 60 BY 7 LOOP
+    SELECT v INTO x FROM lkp WHERE id = k AND d = date '2024-01-01' + k % 31;
+    s := s || coalesce(x, '-') || ' ';
+  END LOOP;
+  RETURN s;
+END $$;
+SELECT lkp_sum() AS heap_partition;
+SELECT destor.tier_partition('lkp_1', 'mirror');
+SELECT lkp_sum() AS tiered;
+UPDATE lkp SET v = 'q' || id WHERE id % 2 = 0;
+SELECT lkp_sum() AS tiered_updated;
+SELECT destor.recall_partition('lkp_1');
+SELECT lkp_sum() AS recalled;
+SELECT destor.tier_partition('lkp_1', 'mirror');
+DELETE FROM lkp WHERE id = 8;
+SELECT lkp_sum() AS tiered_again;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+DROP TABLE lkc, lkc_h, lkp CASCADE;
+DROP FUNCTION lkc_diff(), lkp_sum();
+DROP PROCEDURE lkc_both(text);

@@ -181,14 +181,15 @@ INSERT INTO t VALUES (76, 0, 'upserted'), (30076, 0, 'new') ON CONFLICT (id) DO 
 INSERT INTO h VALUES (76, 0, 'upserted'), (30076, 0, 'new') ON CONFLICT (id) DO UPDATE SET v = excluded.v;
 SELECT am_differ_paths('t', 'h', 'id IN (76, 30076)');
 -- a transaction holds at most 64 segment locks of a table, then one on the
--- whole table (here: 70 segments, one per INSERT statement)
+-- whole table (here: 70 segments, one per INSERT statement); a DELETE locks
+-- the rows' keys too (tuple 65535, shown as -1), as many, then all keys of the table
 CREATE TABLE am_many (id int PRIMARY KEY) USING destor;
 DO $$ BEGIN FOR i IN 1..70 LOOP INSERT INTO am_many VALUES (i); END LOOP; END $$;
 BEGIN;
 DELETE FROM am_many WHERE id > 3;
-SELECT mode, page = -1 AS whole_table, count(*) FROM pg_locks
+SELECT tuple = -1 AS key_lock, mode, page = -1 AS whole_table, count(*) FROM pg_locks
   WHERE locktype = 'tuple' AND relation = 'am_many'::regclass AND pid = pg_backend_pid()
-  GROUP BY 1, 2 ORDER BY 1, 2;
+  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 COMMIT;
 SELECT count(*) FROM am_many;
 

@@ -188,3 +188,47 @@ DROP TABLE tk_readings, tk_heap CASCADE;
 SELECT count(*) AS segments_left FROM destor.segments WHERE table_id IN (SELECT table_id FROM r_ids);
 DROP FUNCTION tk_differing(text);
 DROP VIEW tk_shape, tk_keys, tk_checks;
+
+-- a parent with a plain index and no key: a table USING destor as well, so
+-- the tiered month keeps the index and the planner uses it; a parent without
+-- indexes, or one whose partition has an index kind the access method lacks
+-- (BRIN) and no key, still gets a foreign table
+CREATE TABLE tk_plain (ts timestamptz NOT NULL, device int, value float8) PARTITION BY RANGE (ts);
+CREATE INDEX tk_plain_dev ON tk_plain (device, ts);
+CREATE TABLE tk_plain_1 PARTITION OF tk_plain FOR VALUES FROM ('2023-01-01') TO ('2023-02-01');
+CREATE TABLE tk_plain_2 PARTITION OF tk_plain FOR VALUES FROM ('2023-02-01') TO ('2023-03-01');
+INSERT INTO tk_plain SELECT timestamptz '2023-01-01 00:00+00' + i * interval '5 minutes', i % 23, i % 100
+  FROM generate_series(0, 12000) i;
+CREATE TABLE tk_plain_heap AS SELECT * FROM tk_plain;
+CREATE TABLE tk_bare (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+CREATE TABLE tk_bare_1 PARTITION OF tk_bare FOR VALUES FROM ('2023-01-01') TO ('2023-02-01');
+CREATE TABLE tk_brin (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+CREATE INDEX ON tk_brin USING brin (ts);
+CREATE TABLE tk_brin_1 PARTITION OF tk_brin FOR VALUES FROM ('2023-01-01') TO ('2023-02-01');
+INSERT INTO tk_bare VALUES ('2023-01-05', 1);
+INSERT INTO tk_brin VALUES ('2023-01-05', 1);
+SELECT destor.tier_partition('tk_plain_1', 'archive');
+SELECT destor.tier_partition('tk_bare_1', 'archive');
+SELECT destor.tier_partition('tk_brin_1', 'archive');
+SELECT partition, storage FROM destor.tiered_partitions
+ WHERE partition::text IN ('tk_plain_1', 'tk_bare_1', 'tk_brin_1') ORDER BY 1;
+SELECT regexp_replace(pg_get_indexdef(i.indexrelid), ' ON \S+', ' ON ...') AS indexdef
+  FROM pg_index i WHERE i.indrelid = 'tk_plain_1'::regclass;
+EXPLAIN (COSTS OFF) SELECT * FROM tk_plain
+ WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11';
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM tk_plain WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11'
+   EXCEPT ALL SELECT * FROM tk_plain_heap WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11')
+  UNION ALL
+  (SELECT * FROM tk_plain_heap WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11'
+   EXCEPT ALL SELECT * FROM tk_plain WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11')) d;
+SELECT count(*) AS matching FROM tk_plain WHERE device = 5 AND ts >= '2023-01-10' AND ts < '2023-01-11';
+SELECT count(*) AS differing FROM (
+  (SELECT * FROM tk_plain EXCEPT ALL SELECT * FROM tk_plain_heap)
+  UNION ALL
+  (SELECT * FROM tk_plain_heap EXCEPT ALL SELECT * FROM tk_plain)) d;
+-- recall brings back a heap with the parent's index
+SELECT destor.recall_partition('tk_plain_1');
+SELECT c.relkind, am.amname, (SELECT count(*) FROM pg_index WHERE indrelid = c.oid) AS indexes
+  FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'tk_plain_1';
+DROP TABLE tk_plain, tk_plain_heap, tk_bare, tk_brin;

@@ -152,22 +152,38 @@ blob_check_access(BlobHandle *b, bool found, Oid owner, const char *action)
 				 errhint("The blob may also have been deleted, or created by a transaction that did not commit.")));
 }
 
-/* Where a blob in the catalog lives: its object, or its range of a pack. */
+/*
+ * The object d's bytes are in.  A packed blob's pack is the one its row
+ * names; but a compaction that committed after the row was read moved the
+ * blob to a new pack and deleted the old pack's row (in READ COMMITTED the
+ * two reads take fresh snapshots), so a missing pack means: read the row
+ * again, as blob_pack_retire follows a move.  *owner is the row's.
+ */
 static void
-blob_data_fill(BlobData *d, bool packed, const uint8 *pack, uint64 off, uint64 len)
+blob_data_fill(BlobData *d, BlobHandle *b, const char *action, Oid *owner, bool packed,
+			   uint8 *pack, uint64 off, uint64 len)
 {
-	d->packed = packed;
-	if (packed)
+	for (int tries = 0;; tries++)
 	{
-		d->meta = catalog_get_object(pack, false);
-		d->base = off;
-		d->size = len;
-	}
-	else
-	{
-		d->meta = catalog_get_object(d->id, false);
-		d->base = 0;
-		d->size = d->meta->size;
+		bool		found;
+
+		d->packed = packed;
+		if (!packed)
+		{
+			d->meta = catalog_get_object(d->id, false);
+			d->base = 0;
+			d->size = d->meta->size;
+			return;
+		}
+		d->meta = catalog_get_object(pack, tries < 3);
+		if (d->meta != NULL)
+		{
+			d->base = off;
+			d->size = len;
+			return;
+		}
+		found = blob_catalog_get(d->id, owner, &packed, pack, &off, &len);
+		blob_check_access(b, found, *owner, action);
 	}
 }
 
@@ -206,12 +222,16 @@ blob_open_data(BlobHandle *b, const char *action)
 		 * The owner of the row we will delete, locked and the newest: not
 		 * the one our snapshot shows, which a concurrent owner change may
 		 * have replaced (the row's place in its pack is followed by
-		 * blob_pack_retire under the pack's lock).
+		 * blob_pack_retire under the pack's lock).  A packed blob's pack
+		 * is locked first, in the order compaction takes them (pack_rewrite:
+		 * the pack, then its blobs' rows); the other order deadlocked.
 		 */
+		if (packed)
+			(void) catalog_lock_object(pack);
 		found = catalog_get_blob_acl_ext(b->id, &owner, &acl, true);
 	}
 	blob_check_access(b, found, owner, action);
-	blob_data_fill(d, packed, pack, off, len);
+	blob_data_fill(d, b, action, &owner, packed, pack, off, len);
 	return d;
 }
 
@@ -486,7 +506,7 @@ blob_cache_lookup(BlobHandle *b, const char *action)
 		d.size = len;
 	}
 	else
-		blob_data_fill(&d, packed, pack, off, len);
+		blob_data_fill(&d, b, action, &owner, packed, pack, off, len);
 
 	if (gen != blob_cache_gen)
 	{

@@ -45,8 +45,10 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "destor/blob.h"
 #include "destor/catalog.h"
@@ -96,6 +98,30 @@ blob_role_dep_exists(Oid role, Oid relid)
 	return found;
 }
 
+/* Does destor.blobs' own ACL (pg_class.relacl) name role? */
+static bool
+blob_table_acl_names(Oid relid, Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		isnull;
+	Datum		d;
+	bool		found = false;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	d = SysCacheGetAttr(RELOID, tup, Anum_pg_class_relacl, &isnull);
+	if (!isnull)
+	{
+		Acl		   *acl = DatumGetAclP(d);
+		AclItem    *items = ACL_DAT(acl);
+
+		for (int i = 0; i < ACL_NUM(acl) && !found; i++)
+			found = items[i].ai_grantee == role || items[i].ai_grantor == role;
+	}
+	ReleaseSysCache(tup);
+	return found;
+}
+
 /* updateAclDependencies pfrees the member arrays it is given */
 static Oid *
 blob_role_array(Oid role)
@@ -138,7 +164,13 @@ blob_role_undepend(Oid role)
 {
 	Oid			relid = blob_table_oid();
 
-	if (OidIsValid(relid) && blob_role_dep_exists(role, relid))
+	/*
+	 * A role granted a privilege on the table destor.blobs itself shares
+	 * the row with PostgreSQL: leave it to DROP OWNED, which revokes that
+	 * privilege and drops the row, and to DROP ROLE's own refusal.
+	 */
+	if (OidIsValid(relid) && blob_role_dep_exists(role, relid) &&
+		!blob_table_acl_names(relid, role))
 	{
 		updateAclDependencies(RelationRelationId, relid, 0, InvalidOid, 1, blob_role_array(role),
 							  0, NULL);
@@ -166,7 +198,7 @@ blob_forget_dropped_roles(void)
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update destor.blobs");
 	owners = SPI_processed;
-	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl) i"
+	if (SPI_execute("UPDATE destor.blobs b SET acl = (SELECT pg_catalog.array_agg(i) FROM pg_catalog.unnest(b.acl::pg_catalog.aclitem[]) i"
 					"  WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[i]) e"
 					"   WHERE e.grantee = 0 OR e.grantee IN (SELECT r.oid FROM pg_catalog.pg_authid r)))"
 					" WHERE EXISTS (SELECT FROM pg_catalog.aclexplode(b.acl) e WHERE e.grantee <> 0"
@@ -285,6 +317,56 @@ blob_check_drop_role(DropRoleStmt *stmt)
 }
 
 static void
+blob_next_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				  ProcessUtilityContext context, ParamListInfo params,
+				  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							 dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+/* Is relid one of destor's tables with a foreign key to destor.objects? */
+static bool
+copy_references_objects(Oid relid)
+{
+	Oid			nsp = get_namespace_oid("destor", true);
+	const char *name;
+
+	if (!OidIsValid(relid) || !OidIsValid(nsp) || get_rel_namespace(relid) != nsp)
+		return false;
+	name = get_rel_name(relid);
+	return name != NULL && (strcmp(name, "blobs") == 0 || strcmp(name, "shards") == 0 ||
+							strcmp(name, "segments") == 0 || strcmp(name, "lo_tiers") == 0);
+}
+
+/* Does a GRANT or REVOKE change destor.blobs' own privileges? */
+static bool
+grant_names_blobs(GrantStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt->objtype != OBJECT_TABLE)
+		return false;
+	if (stmt->targtype == ACL_TARGET_ALL_IN_SCHEMA)
+	{
+		foreach(lc, stmt->objects)
+			if (strcmp(strVal(lfirst(lc)), "destor") == 0)
+				return true;
+		return false;
+	}
+	if (stmt->targtype != ACL_TARGET_OBJECT)
+		return false;
+	foreach(lc, stmt->objects)
+		if (RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true) == blob_table_oid())
+			return true;
+	return false;
+}
+
+static void
 blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					 ProcessUtilityContext context, ParamListInfo params,
 					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
@@ -305,12 +387,56 @@ blob_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 			blob_role_undepend(get_rolespec_oid(lfirst(lc), false));
 	}
 
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-							 dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
+	if (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->is_from &&
+		((CopyStmt *) parsetree)->relation != NULL && blob_catalog_present())
+	{
+		CopyStmt   *copy = (CopyStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(copy->relation, NoLock, true);
+		bool		blobs = OidIsValid(relid) && relid == blob_table_oid();
+		int			nestlevel = NewGUCNestLevel();
+
+		/*
+		 * A restore loading destor's catalog.  pg_restore -j loads the
+		 * tables that reference destor.objects while objects is loading in
+		 * another session (their foreign keys exist before the data, being
+		 * the extension's), so every row failed its foreign key check: as
+		 * pg_dump's own tables get their foreign keys after the data, a
+		 * superuser's COPY FROM STDIN into them skips the checks (replica
+		 * role; destor's own triggers fire ALWAYS).  Blob owners and
+		 * grantees: see blob_restorable.c.
+		 */
+		if (copy_references_objects(relid) && copy->filename == NULL && !copy->is_program &&
+			superuser())
+			(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
+									 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		restorable_set_restoring(blobs);
+		PG_TRY();
+		{
+			blob_next_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							  dest, qc);
+		}
+		PG_FINALLY();
+		{
+			restorable_set_restoring(false);
+		}
+		PG_END_TRY();
+		AtEOXact_GUC(true, nestlevel);
+		return;
+	}
+
+	blob_next_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+
+	/*
+	 * GRANT and REVOKE on destor.blobs recompute its pg_shdepend ACL rows
+	 * from the table's own ACL, which erases the rows of the blobs' owners
+	 * and grantees (blob_role_depend): record them again.
+	 */
+	if (IsA(parsetree, GrantStmt) && !creating_extension &&
+		grant_names_blobs((GrantStmt *) parsetree) && blob_catalog_present())
+	{
+		depend_role = InvalidOid;	/* its rows may be gone: look again */
+		blob_record_all_role_dependencies();
+	}
 
 	/* the command has checked the caller's rights over the roles */
 	if (IsA(parsetree, ReassignOwnedStmt) && blob_catalog_present())

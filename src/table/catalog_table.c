@@ -186,6 +186,8 @@ catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot
 int64
 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
 {
+	/* prepared once: the planner asks it for every plan of a table USING destor */
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
@@ -195,11 +197,12 @@ catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN])
 
 	catalog_enter(&cu);
 	values[0] = object_id_datum(table_id);
-	catalog_exec("SELECT (coalesce(sum(row_count), 0) - "
-				 "(SELECT coalesce(sum(bit_count(rows)), 0) "
-				 "   FROM destor.deletions WHERE table_id = $1))::bigint "
-				 "FROM destor.segments WHERE table_id = $1",
-				 1, types, values, NULL, SPI_OK_SELECT);
+	catalog_exec_saved_at(&plan,
+						  "SELECT (coalesce(sum(row_count), 0) - "
+						  "(SELECT coalesce(sum(bit_count(rows)), 0) "
+						  "   FROM destor.deletions WHERE table_id = $1))::bigint "
+						  "FROM destor.segments WHERE table_id = $1",
+						  1, types, values, SPI_OK_SELECT, InvalidSnapshot);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = isnull ? 0 : DatumGetInt64(d);
 	catalog_leave(&cu);

@@ -21,8 +21,9 @@
 /*
  * Compressed chunks are cached decompressed as well (keyed by their offset
  * in the segment object), so that a warm scan skips zstd: it costs about a
- * quarter of a warm scan's time.  Chunks stored uncompressed gain nothing,
- * and chunks under half a cache page would waste most of the page they take.
+ * quarter of a warm scan's time, and a look-up by key reads its row's values
+ * from them (scan_fetch_row_cached).  Chunks stored uncompressed gain
+ * nothing.  Small chunks take a whole cache page each (see cache.h).
  */
 static bool
 chunk_cacheable(ChunkEntry *e)

@@ -219,6 +219,12 @@ extern void destorReScanForeignScan(ForeignScanState *node);
 extern void destorEndForeignScan(ForeignScanState *node);
 extern bool destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel,
 											RangeTblEntry *rte);
+extern Size scan_shared_size(void);
+extern void scan_shared_init(DestorScan *st, void *coordinate, int nworkers);
+extern void scan_shared_reinit(DestorScan *st, void *coordinate);
+extern void scan_shared_attach(DestorScan *st, void *coordinate);
+extern void scan_shared_collect(DestorScan *st);
+extern void scan_shared_publish(DestorScan *st);
 extern Size destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt);
 extern void destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt,
 										   void *coordinate);

@@ -793,16 +793,20 @@ destorIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntr
 	return true;
 }
 
+/*
+ * The shared state of a parallel scan (SharedScan), for the foreign tables'
+ * parallel scans and the table access method's DestorScan alike.
+ */
 Size
-destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
+scan_shared_size(void)
 {
 	return sizeof(SharedScan);
 }
 
+/* The leader, once its unit list is known (st->leader_only decided). */
 void
-destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+scan_shared_init(DestorScan *st, void *coordinate, int nworkers)
 {
-	DestorScan *st = node->fdw_state;
 	SharedScan *sh = (SharedScan *) coordinate;
 
 	/* leader_only: the counter starts past every worker's list */
@@ -821,38 +825,55 @@ destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, vo
 	 * four claims per participant.
 	 */
 	sh->claim_size = (uint32) Max(1, Min(scan_claim_size(st),
-										 st->nunits / (4 * (pcxt->nworkers + 1))));
-	st->claim_size = sh->claim_size;
-	st->shared = sh;
-	st->next_unit = st->leader_only ? NULL : &sh->next_unit;
+										 st->nunits / (4 * (nworkers + 1))));
+	scan_shared_attach(st, coordinate);
+}
+
+/* The leader, before a rescan of the parallel plan: every unit unclaimed. */
+void
+scan_shared_reinit(DestorScan *st, void *coordinate)
+{
+	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, st->leader_only ? PG_INT32_MAX : 0);
+	scan_shared_attach(st, coordinate);
+}
+
+/* Any participant: claim units from the shared counter (a leader_only leader reads all). */
+void
+scan_shared_attach(DestorScan *st, void *coordinate)
+{
+	st->shared = (SharedScan *) coordinate;
+	st->claim_size = st->shared->claim_size;
+	st->next_unit = (st->leader_only && !IsParallelWorker()) ? NULL : &st->shared->next_unit;
+}
+
+Size
+destorEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
+{
+	return scan_shared_size();
+}
+
+void
+destorInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	scan_shared_init(node->fdw_state, coordinate, pcxt->nworkers);
 }
 
 void
 destorReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
 {
-	DestorScan *st = node->fdw_state;
-
-	pg_atomic_write_u32(&((SharedScan *) coordinate)->next_unit, st->leader_only ? PG_INT32_MAX : 0);
-	st->shared = (SharedScan *) coordinate;
-	st->next_unit = st->leader_only ? NULL : &st->shared->next_unit;
+	scan_shared_reinit(node->fdw_state, coordinate);
 }
 
 void
 destorInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coordinate)
 {
-	DestorScan *st = node->fdw_state;
-
-	st->shared = (SharedScan *) coordinate;
-	st->next_unit = &st->shared->next_unit;
-	st->claim_size = st->shared->claim_size;
+	scan_shared_attach(node->fdw_state, coordinate);
 }
 
 /* Before the parallel DSM goes away: keep the workers' counters. */
 void
-destorShutdownForeignScan(ForeignScanState *node)
+scan_shared_collect(DestorScan *st)
 {
-	DestorScan *st = node->fdw_state;
-
 	if (st && st->shared && !IsParallelWorker())
 	{
 		st->worker_rgs += pg_atomic_read_u64(&st->shared->rgs_read);
@@ -867,6 +888,12 @@ destorShutdownForeignScan(ForeignScanState *node)
 }
 
 void
+destorShutdownForeignScan(ForeignScanState *node)
+{
+	scan_shared_collect(node->fdw_state);
+}
+
+void
 destorEndForeignScan(ForeignScanState *node)
 {
 	DestorScan *st = node->fdw_state;
@@ -875,9 +902,15 @@ destorEndForeignScan(ForeignScanState *node)
 		object_reader_close(st->reader);
 	if (st)
 		st->reader = NULL;
+	scan_shared_publish(st);
+}
+
+/* A worker at its scan's end: hand its share of the work to the leader's EXPLAIN. */
+void
+scan_shared_publish(DestorScan *st)
+{
 	if (st && st->shared && IsParallelWorker())
 	{
-		/* hand this worker's share of the work to the leader's EXPLAIN */
 		pg_atomic_fetch_add_u64(&st->shared->rgs_read, st->rgs_read);
 		pg_atomic_fetch_add_u64(&st->shared->requests,
 								object_read_stats.requests - st->stats_at_start.requests);
@@ -887,6 +920,7 @@ destorEndForeignScan(ForeignScanState *node)
 								object_read_stats.degraded_reads - st->stats_at_start.degraded_reads);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_read, st->chunks_read);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_cached, st->chunks_cached);
+		st->shared = NULL;
 	}
 }
 

@@ -66,12 +66,14 @@
 #include "access/multixact.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "catalog/storage.h"
 #include "commands/defrem.h"
@@ -80,6 +82,7 @@
 #include "executor/spi.h"
 #include "access/xloginsert.h"
 #include "nodes/tidbitmap.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
@@ -95,9 +98,11 @@
 #include "storage/smgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -340,15 +345,103 @@ am_options_fill(TableOptions *opts, const uint8 *table_id, const char *pool)
 	opts->compression_level = TABLE_DEFAULT_COMPRESSION_LEVEL;
 }
 
-/* The table_id and pool of the relfilenode; false if it has none. */
-static bool
-am_lookup(Oid relfilenode, TableOptions *opts)
+/*
+ * am_table_map: relfilenode -> its row of am_tables, per backend, so that
+ * planning and opening a table (a loop of look-ups by key plans each
+ * statement, on another partition each time) does not run a catalog
+ * statement each time: that was most of a look-up's time.  A row of
+ * am_tables never changes; it comes and goes with its relfilenode (CREATE,
+ * TRUNCATE, a rewrite, DROP), which updates pg_class and so invalidates the
+ * relation's relcache entry in every backend: the entries of that relation
+ * go then (am_table_map_invalidate), those of a relfilenode this backend
+ * forgets go at once, and all of them when a (sub)transaction aborts (its
+ * rows of am_tables go with it).  Only rows this backend's snapshots saw
+ * are kept, so a REPEATABLE READ transaction never finds a row committed
+ * after its snapshot here (a backend's transactions follow each other).
+ * The relation's oid is kept and must match: a rewrite's new relfilenode
+ * is first looked up under the transient table's oid.
+ */
+typedef struct AmTableEntry
 {
+	Oid			relfilenode;	/* hash key */
+	Oid			relid;
+	uint8		table_id[CODEC_OBJID_LEN];
+	char		pool[NAMEDATALEN];
+} AmTableEntry;
+
+static HTAB *am_table_map = NULL;
+
+/* A backend-local hash table of entrysize-byte entries led by a keysize-byte key, in cxt. */
+static HTAB *
+am_hash_create(const char *name, Size keysize, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl = {.keysize = keysize, .entrysize = entrysize, .hcxt = cxt};
+
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static void
+am_table_map_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	AmTableEntry *e;
+
+	if (am_table_map == NULL)
+		return;
+	hash_seq_init(&seq, am_table_map);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (!OidIsValid(relid) || e->relid == relid)
+			(void) hash_search(am_table_map, &e->relfilenode, HASH_REMOVE, NULL);
+	}
+}
+
+static void
+am_table_map_forget(Oid relfilenode)
+{
+	if (am_table_map)
+		(void) hash_search(am_table_map, &relfilenode, HASH_REMOVE, NULL);
+	if (am_last.relfilenode == relfilenode)
+		am_last.lxid = InvalidLocalTransactionId;
+}
+
+static void am_ensure_callbacks(void);
+static void am_dir_cache_trim(void);
+
+static void
+am_table_map_remember(Oid relid, Oid relfilenode, const uint8 *table_id, const char *pool)
+{
+	AmTableEntry *e;
+
+	if (!OidIsValid(relid))
+		return;
+	if (am_table_map == NULL)
+	{
+		am_table_map = am_hash_create("destor am_tables", sizeof(Oid), sizeof(AmTableEntry),
+									  CacheMemoryContext);
+		CacheRegisterRelcacheCallback(am_table_map_invalidate, (Datum) 0);
+	}
+	am_ensure_callbacks();		/* an abort empties the map */
+	e = hash_search(am_table_map, &relfilenode, HASH_ENTER, NULL);
+	e->relid = relid;
+	memcpy(e->table_id, table_id, CODEC_OBJID_LEN);
+	strlcpy(e->pool, pool, NAMEDATALEN);
+}
+
+/*
+ * The table_id and pool of the relfilenode; false if it has none.  relid:
+ * the relation that has it, or InvalidOid (then the catalog is asked).
+ */
+static bool
+am_lookup(Oid relid, Oid relfilenode, TableOptions *opts)
+{
+	static SPIPlanPtr plan = NULL;
 	CatalogUser cu;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	bool		found;
 	MemoryContext caller = CurrentMemoryContext;
+	AmTableEntry *e;
 
 	if (am_last_matches(relfilenode))
 	{
@@ -356,12 +449,27 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 			am_options_fill(opts, am_last.table_id, am_last.pool);
 		return true;
 	}
+	e = am_table_map && OidIsValid(relid) ?
+		hash_search(am_table_map, &relfilenode, HASH_FIND, NULL) : NULL;
+	if (e && e->relid == relid)
+	{
+		memcpy(am_last.table_id, e->table_id, CODEC_OBJID_LEN);
+		strlcpy(am_last.pool, e->pool, NAMEDATALEN);
+		if (opts)
+			am_options_fill(opts, am_last.table_id, am_last.pool);
+		am_last.lxid = MyProc->lxid;
+		am_last.cid = GetCurrentCommandId(false);
+		am_last.relfilenode = relfilenode;
+		am_last.has_rows = false;
+		return true;
+	}
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(relfilenode);
-	catalog_exec("SELECT table_id, pool FROM destor.am_tables WHERE relfilenode = $1",
-				 1, types, values, NULL, SPI_OK_SELECT);
+	/* no snapshot given: a fresh one after CommandCounterIncrement, as before */
+	catalog_exec_saved_at(&plan, "SELECT table_id, pool FROM destor.am_tables WHERE relfilenode = $1",
+						  1, types, values, SPI_OK_SELECT, InvalidSnapshot);
 	found = SPI_processed > 0;
-	if (found && opts)
+	if (found)
 	{
 		bool		isnull;
 		Datum		pool = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
@@ -371,12 +479,14 @@ am_lookup(Oid relfilenode, TableOptions *opts)
 		object_id_from_datum(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 							 am_last.table_id);
 		strlcpy(am_last.pool, NameStr(*DatumGetName(pool)), NAMEDATALEN);
-		am_options_fill(opts, am_last.table_id, am_last.pool);
+		if (opts)
+			am_options_fill(opts, am_last.table_id, am_last.pool);
 		MemoryContextSwitchTo(spi);
 		am_last.lxid = MyProc->lxid;
 		am_last.cid = GetCurrentCommandId(false);
 		am_last.relfilenode = relfilenode;
 		am_last.has_rows = false;
+		am_table_map_remember(relid, relfilenode, am_last.table_id, am_last.pool);
 	}
 	catalog_leave(&cu);
 	return found;
@@ -412,7 +522,8 @@ am_options(Relation rel)
 {
 	TableOptions *opts = palloc0(sizeof(TableOptions));
 
-	if (!am_lookup(rel->rd_node.relNode, opts) && am_exists_since_snapshot(rel->rd_node.relNode))
+	if (!am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, opts) &&
+		am_exists_since_snapshot(rel->rd_node.relNode))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access to destor table \"%s\"",
@@ -437,8 +548,9 @@ am_forget(Oid relfilenode)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 
-	if (!am_lookup(relfilenode, &opts))
+	if (!am_lookup(InvalidOid, relfilenode, &opts))
 		return;
+	am_table_map_forget(relfilenode);
 	forget_table_data(opts.table_id);
 	catalog_enter(&cu);
 	values[0] = ObjectIdGetDatum(relfilenode);
@@ -563,6 +675,9 @@ am_flush_writers(Oid relid, CommandId cid, bool discard)
 static void
 am_xact_callback(XactEvent event, void *arg)
 {
+	/* the rows of am_tables it wrote are gone */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		am_table_map_invalidate((Datum) 0, InvalidOid);
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -586,6 +701,8 @@ am_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
+			/* no fetch is left that uses the directories */
+			am_dir_cache_trim();
 			/* memory and relcache references go with the transaction */
 			am_writers = NIL;
 			am_lock_counts = NIL;
@@ -607,6 +724,7 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		am_claim_generation++;	/* its recorded deletions are gone */
+		am_table_map_invalidate((Datum) 0, InvalidOid);	/* its am_tables rows too */
 		/* its reads may have begun in the subtransaction */
 		if (am_version_fetch)
 			am_fetch_free(am_version_fetch);
@@ -789,31 +907,51 @@ am_dir_with_pending(Oid relid, SegmentDirectory *dir, CommandId before_cid)
 }
 
 /* ---------------------------------------------------------------------------
- * Segment locks: what stands for heap's row locks
+ * Segment locks and key locks: what stands for heap's row locks
  *
  * A transaction that deletes or updates rows of a segment (or locks them
- * FOR UPDATE) holds ExclusiveLock on the segment's lock tag until it ends,
- * one that locks rows FOR SHARE or FOR KEY SHARE (foreign keys referencing
- * the table) ShareLock.  The tag is a tuple lock of the relation with the
- * segment number as block and offset 0, which heap never uses.  The
- * deletions of a statement are recorded only at its end, so a second
- * deleter of a row could not see the first one's; the segment lock makes
- * it wait until the first transaction ends, then it reads the recorded
- * deletions.  Locks are per segment, not per row: two transactions
- * deleting different rows of one segment also wait for each other.
+ * FOR NO KEY UPDATE or FOR UPDATE) holds ExclusiveLock on the segment's lock
+ * tag until it ends, one that locks rows FOR SHARE ShareLock.  The tag is a
+ * tuple lock of the relation with the segment number as block and offset
+ * 0, which heap never uses.  The deletions of a statement are recorded only
+ * at its end, so a second deleter of a row could not see the first one's;
+ * the segment lock makes it wait until the first transaction ends, then it
+ * reads the recorded deletions.  Locks are per segment, not per row: two
+ * transactions deleting different rows of one segment also wait for each
+ * other.
  *
- * A transaction holds at most AM_LOCK_ESCALATE_SEGMENTS segment locks of a
- * relation (the shared lock table is small): beyond, it takes one lock on
- * the relation's whole-table tag (offset 0 of block InvalidBlockNumber),
- * ExclusiveLock or ShareLock, that segment lockers' intent locks on the same
- * tag (RowExclusiveLock, RowShareLock) conflict with, as table locks do.
+ * FOR KEY SHARE (a foreign key's check of a referenced row) must not wait
+ * for an UPDATE that changes no key column, as heap's does not; but it must
+ * keep the key from going away, also from the newer versions of the row
+ * such an UPDATE writes elsewhere (heap follows the update chain to lock
+ * them; destor has no link to them).  So it locks the row's key, not its
+ * segment: a tag of the relation with a hash of the row's key (the columns
+ * of its first unique index without expression or predicate, which no
+ * non-key UPDATE changes) as block and offset AM_KEY_LOCK_OFFSET, ShareLock;
+ * and whatever removes a key — DELETE, an UPDATE of a key column (heap's
+ * HeapDetermineColumnsInfo tells the two kinds of UPDATE apart the same way)
+ * and FOR UPDATE — takes ExclusiveLock on the same tag besides its segment
+ * lock, segment first.  A non-key UPDATE, FOR NO KEY UPDATE and FOR SHARE
+ * take no key lock.  Hash collisions only make unrelated rows wait.
+ *
+ * A transaction holds at most AM_LOCK_ESCALATE_LOCKS segment locks and as
+ * many key locks of a relation (the shared lock table is small): beyond,
+ * it takes one lock on the relation's whole-table tag of that kind (offset
+ * 0, or AM_KEY_LOCK_OFFSET, of block InvalidBlockNumber), ExclusiveLock or
+ * ShareLock, that the lockers' intent locks on the same tag
+ * (RowExclusiveLock, RowShareLock) conflict with, as table locks do.  Many
+ * FOR KEY SHARE locks (a big INSERT into a referencing table) so block
+ * DELETEs and key UPDATEs of the whole referenced table, not its non-key
+ * UPDATEs.
  * ------------------------------------------------------------------------- */
-#define AM_LOCK_ESCALATE_SEGMENTS 64
+#define AM_LOCK_ESCALATE_LOCKS 64
+#define AM_KEY_LOCK_OFFSET ((OffsetNumber) PG_UINT16_MAX)
 
 typedef struct AmLockCount
 {
 	Oid			relid;
 	int			segments;		/* segment locks taken */
+	int			keys;			/* key locks taken */
 } AmLockCount;
 
 
@@ -829,6 +967,21 @@ am_whole_table_tag(LOCKTAG *tag, Relation rel)
 {
 	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
 					  InvalidOffsetNumber);
+}
+
+static void
+am_key_tag(LOCKTAG *tag, Relation rel, uint32 key_hash)
+{
+	/* InvalidBlockNumber is the whole-table tag's */
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel),
+					  key_hash == InvalidBlockNumber ? 0 : key_hash, AM_KEY_LOCK_OFFSET);
+}
+
+static void
+am_all_keys_tag(LOCKTAG *tag, Relation rel)
+{
+	SET_LOCKTAG_TUPLE(*tag, MyDatabaseId, RelationGetRelid(rel), InvalidBlockNumber,
+					  AM_KEY_LOCK_OFFSET);
 }
 
 static bool
@@ -852,46 +1005,228 @@ am_lock_acquire(Relation rel, LOCKTAG *tag, LOCKMODE mode, LockWaitPolicy wait_p
 	return true;
 }
 
+/* This transaction's count of segment and key locks of rel */
+static AmLockCount *
+am_lock_count(Relation rel)
+{
+	AmLockCount *count;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, am_lock_counts)
+		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
+			return lfirst(lc);
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	am_ensure_callbacks();
+	count = palloc0(sizeof(AmLockCount));
+	count->relid = RelationGetRelid(rel);
+	am_lock_counts = lappend(am_lock_counts, count);
+	MemoryContextSwitchTo(old);
+	return count;
+}
+
+/* Whether the transaction holds the whole-table lock of that kind already. */
+static bool
+am_whole_lock_held(LOCKTAG *whole, bool exclusive)
+{
+	return LockHeldByMe(whole, ExclusiveLock) || (!exclusive && LockHeldByMe(whole, ShareLock));
+}
+
+/*
+ * am_lock_item: one segment's or key's lock (item), or the whole table's of
+ * that kind (whole) once the transaction holds many (*taken); false if
+ * wait_policy is LockWaitSkip and another transaction holds it.
+ */
+static bool
+am_lock_item(Relation rel, LOCKTAG *item, LOCKTAG *whole, int *taken, bool exclusive,
+			 LockWaitPolicy wait_policy)
+{
+	bool		newly;
+
+	if (am_whole_lock_held(whole, exclusive))
+		return true;
+	if (*taken >= AM_LOCK_ESCALATE_LOCKS)
+		return am_lock_acquire(rel, whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
+	if (!am_lock_acquire(rel, whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
+		return false;
+	if (!am_lock_acquire(rel, item, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+		return false;
+	if (newly)
+		(*taken)++;
+	return true;
+}
+
 /*
  * am_lock_segment: the segment's lock (exclusive: to delete, update or lock
- * FOR UPDATE), or the whole table's once the transaction holds many; false
- * if wait_policy is LockWaitSkip and another transaction holds it.
+ * FOR [NO KEY] UPDATE), or the whole table's once the transaction holds
+ * many; false if wait_policy is LockWaitSkip and another transaction holds
+ * it.
  */
 static bool
 am_lock_segment(Relation rel, int64 segment_no, bool exclusive, LockWaitPolicy wait_policy)
 {
 	LOCKTAG		whole;
 	LOCKTAG		seg;
-	AmLockCount *count = NULL;
-	ListCell   *lc;
-	bool		newly;
 
 	am_whole_table_tag(&whole, rel);
-	if (LockHeldByMe(&whole, ExclusiveLock) || (!exclusive && LockHeldByMe(&whole, ShareLock)))
-		return true;
-	foreach(lc, am_lock_counts)
-		if (((AmLockCount *) lfirst(lc))->relid == RelationGetRelid(rel))
-			count = lfirst(lc);
-	if (count == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-		am_ensure_callbacks();
-		count = palloc0(sizeof(AmLockCount));
-		count->relid = RelationGetRelid(rel);
-		am_lock_counts = lappend(am_lock_counts, count);
-		MemoryContextSwitchTo(old);
-	}
-	if (count->segments >= AM_LOCK_ESCALATE_SEGMENTS)
-		return am_lock_acquire(rel, &whole, exclusive ? ExclusiveLock : ShareLock, wait_policy, NULL);
-	if (!am_lock_acquire(rel, &whole, exclusive ? RowExclusiveLock : RowShareLock, wait_policy, NULL))
-		return false;
 	am_segment_tag(&seg, rel, segment_no);
-	if (!am_lock_acquire(rel, &seg, exclusive ? ExclusiveLock : ShareLock, wait_policy, &newly))
+	return am_lock_item(rel, &seg, &whole, &am_lock_count(rel)->segments, exclusive, wait_policy);
+}
+
+/* Whether a key lock of rel needs the row's key hash (not covered by a whole-table one). */
+static bool
+am_key_lock_needs_hash(Relation rel, bool exclusive)
+{
+	LOCKTAG		whole;
+
+	am_all_keys_tag(&whole, rel);
+	return !am_whole_lock_held(&whole, exclusive) &&
+		am_lock_count(rel)->keys < AM_LOCK_ESCALATE_LOCKS;
+}
+
+/*
+ * am_key_index: rel's first unique index (by oid) without expressions or
+ * predicate, whose columns (*attrs, if asked) key locks hash; InvalidOid if
+ * it has none (then every row's key hashes alike).  The first one stays
+ * the first while a key lock is held: dropping it needs an ACCESS EXCLUSIVE
+ * lock, and a new index gets a higher oid.
+ */
+static Oid
+am_key_index(Relation rel, int2vector **attrs)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			result = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tup);
+		if (index->indisunique && index->indisvalid &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+		{
+			result = index->indexrelid;
+			if (attrs)
+				*attrs = buildint2vector(index->indkey.values, index->indnkeyatts);
+			ReleaseSysCache(tup);
+			break;
+		}
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return result;
+}
+
+/*
+ * A column's value as bytes for comparing and hashing: the datum itself if
+ * passed by value, else its contents (detoasted, without the varlena
+ * header, which may be short or not for one value).
+ */
+static const char *
+am_datum_bytes(Form_pg_attribute att, Datum value, Size *len, Datum *scratch)
+{
+	if (att->attbyval)
+	{
+		*scratch = value;
+		*len = sizeof(Datum);
+		return (const char *) scratch;
+	}
+	if (att->attlen == -1)
+	{
+		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value));
+
+		*len = VARSIZE_ANY_EXHDR(v);
+		return VARDATA_ANY(v);
+	}
+	if (att->attlen == -2)
+	{
+		*len = strlen(DatumGetCString(value));
+		return DatumGetCString(value);
+	}
+	*len = att->attlen;
+	return DatumGetPointer(value);
+}
+
+/* am_key_hash: the hash of the row's key (am_key_index) that its key lock is named by. */
+static uint32
+am_key_hash(Relation rel, TupleTableSlot *row)
+{
+	int2vector *attrs = NULL;
+	uint32		hash = 0;
+
+	if (!OidIsValid(am_key_index(rel, &attrs)))
+		return 0;
+	slot_getallattrs(row);
+	for (int i = 0; i < attrs->dim1; i++)
+	{
+		AttrNumber	attno = attrs->values[i];
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		uint32		h = 0x9e3779b9;
+
+		if (!row->tts_isnull[attno - 1])
+		{
+			Datum		scratch;
+			Size		len;
+			const char *bytes = am_datum_bytes(att, row->tts_values[attno - 1], &len, &scratch);
+
+			h = DatumGetUInt32(hash_any((const unsigned char *) bytes, (int) len));
+		}
+		hash = hash_combine(hash, h);
+	}
+	pfree(attrs);
+	return hash;
+}
+
+/*
+ * am_update_changes_key: whether an UPDATE from old to new changes a column
+ * of a unique index usable by a foreign key (or of the replica identity):
+ * heap's "key columns", compared by their bytes as heap_attr_equals does
+ * (a byte-different equal value counts as changed: the safe side).
+ */
+static bool
+am_update_changes_key(Relation rel, TupleTableSlot *old, TupleTableSlot *new)
+{
+	Bitmapset  *keys = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_KEY);
+	int			member = -1;
+	bool		changed = false;
+
+	if (keys == NULL)
 		return false;
-	if (newly)
-		count->segments++;
-	return true;
+	slot_getallattrs(old);
+	slot_getallattrs(new);
+	while (!changed && (member = bms_next_member(keys, member)) >= 0)
+	{
+		AttrNumber	attno = member + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		Datum		s1,
+					s2;
+		Size		l1,
+					l2;
+		const char *b1,
+				   *b2;
+
+		if (attno <= 0)
+		{
+			changed = true;		/* a system column in a key: cannot happen */
+			break;
+		}
+		if (old->tts_isnull[attno - 1] || new->tts_isnull[attno - 1])
+		{
+			changed = old->tts_isnull[attno - 1] != new->tts_isnull[attno - 1];
+			continue;
+		}
+		att = TupleDescAttr(RelationGetDescr(rel), attno - 1);
+		b1 = am_datum_bytes(att, old->tts_values[attno - 1], &l1, &s1);
+		b2 = am_datum_bytes(att, new->tts_values[attno - 1], &l2, &s2);
+		changed = l1 != l2 || memcmp(b1, b2, l1) != 0;
+	}
+	bms_free(keys);
+	return changed;
 }
 
 /*
@@ -956,7 +1291,8 @@ typedef bool (*AmDeletionVisitor) (HeapTupleHeader hdr, const uint8 *bits, int64
  * am_scan_deletions: each bitmap of destor.deletions for the segment that
  * snapshot sees (heap's rules: SnapshotDirty also shows those of
  * transactions in progress), handed with its tuple header to fn until fn
- * returns false.  One index probe, as am_segment_lookup's.
+ * returns false.  One index probe, as am_segment_lookup's.  segment_no -1:
+ * every segment's.
  */
 static void
 am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
@@ -971,7 +1307,7 @@ am_scan_deletions(const uint8 *table_id, int64 segment_no, Snapshot snapshot,
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
 	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
-							  snapshot, 2, keys);
+							  snapshot, segment_no >= 0 ? 2 : 1, keys);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool		isnull;
@@ -1002,6 +1338,52 @@ am_merge_deletion(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *ar
  * snapshot sees into dir's bitmap (allocated in the current memory context),
  * as catalog_table_segments does for a whole table.
  */
+static bool
+am_count_deleted(HeapTupleHeader hdr, const uint8 *bits, int64 nbytes, void *arg)
+{
+	*(int64 *) arg += pg_popcount((const char *) bits, nbytes);
+	return true;
+}
+
+/*
+ * am_row_count: the table's rows less its recorded deletions, as
+ * catalog_table_row_count counts them, but read through the catalog's
+ * indexes, not a catalog statement: the planner asks it for every plan of
+ * the table, and a loop of look-ups by key plans each statement.  Under
+ * the snapshot such a statement would take (after CommandCounterIncrement,
+ * a fresh one in READ COMMITTED, the transaction's in REPEATABLE READ).
+ */
+static int64
+am_row_count(const uint8 *table_id)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	segrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snapshot;
+	int64		rows = 0;
+	int64		deleted = 0;
+
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	segrel = table_open(get_relname_relid("segments", nsp), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	scan = systable_beginscan(segrel, get_relname_relid("segments_pkey", nsp), true, snapshot, 1,
+							  &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+
+		rows += DatumGetInt64(heap_getattr(tup, 4, RelationGetDescr(segrel), &isnull));
+	}
+	systable_endscan(scan);
+	table_close(segrel, AccessShareLock);
+	am_scan_deletions(table_id, -1, snapshot, am_count_deleted, &deleted);
+	UnregisterSnapshot(snapshot);
+	return rows - deleted;
+}
+
 static void
 am_merge_catalog_deletions(const uint8 *table_id, SegmentDirectory *dir, Snapshot snapshot)
 {
@@ -1232,6 +1614,12 @@ typedef struct AmScanDesc
 	List	   *segments;
 	DestorScan *st;
 	bool		have_rg;
+	/* a plan's scan (tableam_path.c): the columns it reads, the quals that
+	 * prune row groups by their statistics; kept across rescans */
+	bool		restricted;
+	Bitmapset  *attrs;			/* pull_varattnos numbering */
+	List	   *quals;
+	Index		scanrelid;
 	/* bitmap scans: rows fetched by tid, from the block under way */
 	struct AmFetch *fetch;
 	BlockNumber bm_block;
@@ -1323,6 +1711,55 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 	return segments;
 }
 
+/*
+ * Read only the columns of s->attrs, and skip the row groups whose
+ * statistics refute s->quals (as the foreign tables' scans do).  Rows the
+ * statement that calls the scan still buffers have no statistics: kept.
+ */
+static void
+am_scan_apply_restriction(AmScanDesc *s)
+{
+	DestorScan *st = s->st;
+	Bitmapset  *qual_attrs = NULL;
+	SegmentDirectory *last_dir = NULL;
+	bool		last_refuted = false;
+	int			kept = 0;
+	int			guclevel;
+
+	if (!bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, s->attrs))
+		for (int a = 0; a < st->natts; a++)
+			st->needed[a] = !st->codecs[a].dropped &&
+				bms_is_member(a + 1 - FirstLowInvalidHeapAttributeNumber, s->attrs);
+	if (s->quals == NIL)
+		return;
+	st->scanrelid = s->scanrelid;
+	pull_varattnos((Node *) s->quals, s->scanrelid, &qual_attrs);
+	guclevel = text_io_enter();
+	for (int i = 0; i < st->nunits; i++)
+	{
+		DestorScanUnit *u = &st->units[i];
+
+		st->rgs_total++;
+		if (!u->dir->mem_chunks)
+		{
+			if (u->dir != last_dir)
+			{
+				last_dir = u->dir;
+				last_refuted = stats_refute(st, s->quals, qual_attrs, u->dir, -1);
+			}
+			if (last_refuted ||
+				(u->dir->nrowgroups > 1 && stats_refute(st, s->quals, qual_attrs, u->dir, u->rg)))
+			{
+				st->rgs_pruned++;
+				continue;
+			}
+		}
+		st->units[kept++] = *u;
+	}
+	text_io_leave(guclevel);
+	st->nunits = kept;
+}
+
 static void
 am_scan_start(AmScanDesc *s)
 {
@@ -1332,7 +1769,59 @@ am_scan_start(AmScanDesc *s)
 	s->st = whole_row_scan(s->base.rs_rd, s->opts, s->segments);
 	s->st->snapshot = (snap != InvalidSnapshot && IsMVCCSnapshot(snap)) ? snap : InvalidSnapshot;
 	s->have_rg = false;
+	if (s->restricted)
+		am_scan_apply_restriction(s);
 	MemoryContextSwitchTo(old);
+}
+
+/* See AmScanDesc.restricted; called once, right after table_beginscan. */
+void
+am_scan_restrict(TableScanDesc sscan, Bitmapset *attrs, List *quals, Index scanrelid)
+{
+	AmScanDesc *s = (AmScanDesc *) sscan;
+	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+
+	s->restricted = true;
+	s->attrs = bms_copy(attrs);
+	s->quals = copyObject(quals);
+	s->scanrelid = scanrelid;
+	am_scan_apply_restriction(s);
+	MemoryContextSwitchTo(old);
+}
+
+/* Row groups a restricted scan read and skipped so far, for EXPLAIN. */
+void
+am_scan_counts(TableScanDesc sscan, int64 *total, int64 *pruned, int64 *read)
+{
+	AmScanDesc *s = (AmScanDesc *) sscan;
+
+	*total = s->st->rgs_total;
+	*pruned = s->st->rgs_pruned;
+	*read = s->st->rgs_read + s->st->worker_rgs;
+}
+
+/* The foreign tables' scan state under a scan (for its parallel share). */
+DestorScan *
+am_scan_destor(TableScanDesc sscan)
+{
+	return ((AmScanDesc *) sscan)->st;
+}
+
+/*
+ * Does this backend buffer rows or deletions that only it knows of?  Then
+ * a parallel scan is read by the leader alone (workers would miss them).
+ */
+bool
+am_backend_buffers(void)
+{
+	return am_writers != NIL;
+}
+
+/* Is rel a table USING destor? */
+bool
+am_is_destor(Relation rel)
+{
+	return rel->rd_tableam == &destor_am_methods;
 }
 
 /*
@@ -1625,6 +2114,94 @@ am_find_segment(List *segments, int64 segment_no)
 }
 
 /*
+ * am_dir_cache: the directories am_segment_lookup parsed, per backend, keyed
+ * by (table_id, segment_no) and valid for the catalog tuple they were parsed
+ * from (its tid and xmin: a heap tuple never changes, a new version has
+ * another tid), so that a look-up by key does not detoast and parse its
+ * segment's directory each statement (a fifth of a look-up's time).  The
+ * catalog is still probed under the caller's snapshot: visibility is
+ * decided as before, only the parsing is saved.  Callers get a shallow copy
+ * (their deletions merged into it), whose arrays stay valid until the
+ * cache is emptied, at the end of a transaction once it holds
+ * AM_DIR_CACHE_BYTES: no fetch outlives its transaction.  Past that size
+ * within a transaction, directories are parsed for the caller alone.
+ */
+#define AM_DIR_CACHE_BYTES	(32 * 1024 * 1024)
+
+typedef struct AmDirKey
+{
+	uint8		table_id[CODEC_OBJID_LEN];
+	int64		segment_no;
+} AmDirKey;
+
+typedef struct AmDirEntry
+{
+	AmDirKey	key;
+	ItemPointerData tid;		/* of the catalog tuple parsed */
+	TransactionId xmin;
+	SegmentDirectory *dir;		/* in am_dir_cxt; never changed */
+} AmDirEntry;
+
+static MemoryContext am_dir_cxt = NULL;
+static HTAB *am_dir_cache = NULL;
+
+static void
+am_dir_cache_trim(void)
+{
+	if (am_dir_cxt && MemoryContextMemAllocated(am_dir_cxt, true) > AM_DIR_CACHE_BYTES)
+	{
+		MemoryContextReset(am_dir_cxt);
+		am_dir_cache = NULL;
+	}
+}
+
+/* The directory of the catalog tuple tup (of rel), parsed once. */
+static SegmentDirectory *
+am_dir_for(Relation segrel, HeapTuple tup, const uint8 *table_id, int64 segment_no)
+{
+	AmDirKey	key;
+	AmDirEntry *e;
+	SegmentDirectory *dir;
+	bool		isnull;
+	bool		found;
+	MemoryContext old;
+
+	if (am_dir_cxt == NULL)
+	{
+		am_dir_cxt = AllocSetContextCreate(TopMemoryContext, "destor segment directories",
+										   ALLOCSET_DEFAULT_SIZES);
+		am_ensure_callbacks();	/* am_dir_cache_trim at transaction end */
+	}
+	if (am_dir_cache == NULL)
+		am_dir_cache = am_hash_create("destor segment directories", sizeof(AmDirKey),
+									  sizeof(AmDirEntry), am_dir_cxt);
+	memset(&key, 0, sizeof(key));
+	memcpy(key.table_id, table_id, CODEC_OBJID_LEN);
+	key.segment_no = segment_no;
+	e = hash_search(am_dir_cache, &key, HASH_FIND, NULL);
+	if (e == NULL || !ItemPointerEquals(&e->tid, &tup->t_self) ||
+		e->xmin != HeapTupleHeaderGetRawXmin(tup->t_data))
+	{
+		bytea	   *raw = DatumGetByteaPP(heap_getattr(tup, 5, RelationGetDescr(segrel), &isnull));
+
+		if (MemoryContextMemAllocated(am_dir_cxt, true) > AM_DIR_CACHE_BYTES)
+			return segment_directory_parse(raw);	/* full: the caller's alone */
+		old = MemoryContextSwitchTo(am_dir_cxt);
+		dir = segment_directory_parse(raw);
+		MemoryContextSwitchTo(old);
+		e = hash_search(am_dir_cache, &key, HASH_ENTER, &found);
+		e->tid = tup->t_self;
+		e->xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+		e->dir = dir;
+	}
+	dir = palloc(sizeof(SegmentDirectory));
+	memcpy(dir, e->dir, sizeof(SegmentDirectory));
+	dir->deleted = NULL;		/* the caller's snapshot's, merged by it */
+	dir->deleted_count = 0;
+	return dir;
+}
+
+/*
  * am_segment_lookup: segment_no's row of destor.segments as snapshot sees it
  * (heap's visibility rules decide; SnapshotDirty sets xmin to an inserting
  * transaction still in progress): its row count, and if dir is not NULL its
@@ -1656,7 +2233,7 @@ am_segment_lookup(AmFetch *f, Snapshot snapshot, int64 segment_no, int64 *row_co
 		*row_count = DatumGetInt64(heap_getattr(tup, 4, desc, &isnull));
 		if (dir)
 		{
-			*dir = segment_directory_parse(DatumGetByteaPP(heap_getattr(tup, 5, desc, &isnull)));
+			*dir = am_dir_for(segrel, tup, f->opts->table_id, segment_no);
 			(*dir)->segment_no = segment_no;
 			object_id_from_datum(heap_getattr(tup, 3, desc, &isnull), (*dir)->object_id);
 		}
@@ -2298,23 +2875,137 @@ am_xact_wrote_rows(const uint8 *table_id, TransactionId xid)
 	return wrote;
 }
 
+/* What am_claim_row locks the row for, heap's four tuple lock modes */
+typedef enum AmClaim
+{
+	AM_CLAIM_KEY_SHARE,			/* FOR KEY SHARE: the key lock, shared */
+	AM_CLAIM_SHARE,				/* FOR SHARE: the segment lock, shared */
+	AM_CLAIM_NO_KEY,			/* non-key UPDATE, FOR NO KEY UPDATE: the segment's */
+	AM_CLAIM_KEY				/* DELETE, key UPDATE, FOR UPDATE: the segment's and the key's */
+} AmClaim;
+
 /*
- * am_claim_row: lock the row's segment (exclusive: to delete or update it,
- * or FOR UPDATE) and say whether the row may be changed or locked: TM_Ok;
+ * am_key_outlived: whether the key of the row of tid, which a transaction
+ * the snapshot does not see deleted, lives on in a row SnapshotSelf sees
+ * (committed, or this transaction's) with the same key hash — the new
+ * version a non-key UPDATE wrote, which the key lock this transaction holds
+ * keeps.  A DELETE's deletion and a non-key UPDATE's look alike; the
+ * key's unique index tells them apart.  False when it cannot tell (no such
+ * index, a NULL in the key).
+ */
+static bool
+am_key_outlived(Relation rel, ItemPointer tid)
+{
+	int2vector *attrs = NULL;
+	Oid			indexoid = am_key_index(rel, &attrs);
+	TupleTableSlot *old;
+	TupleTableSlot *found;
+	Relation	index;
+	ScanKeyData *keys;
+	IndexScanDesc scan;
+	bool		outlived = false;
+	uint32		hash;
+
+	if (!OidIsValid(indexoid))
+		return false;
+	old = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, old))
+	{
+		ExecDropSingleTupleTableSlot(old);
+		return false;
+	}
+	slot_getallattrs(old);
+	index = index_open(indexoid, AccessShareLock);
+	keys = palloc(sizeof(ScanKeyData) * attrs->dim1);
+	for (int i = 0; i < attrs->dim1; i++)
+	{
+		AttrNumber	attno = attrs->values[i];
+		Oid			opno;
+
+		opno = get_opfamily_member(index->rd_opfamily[i], index->rd_opcintype[i],
+								   index->rd_opcintype[i], BTEqualStrategyNumber);
+		if (old->tts_isnull[attno - 1] || index->rd_rel->relam != BTREE_AM_OID ||
+			!OidIsValid(opno))
+		{
+			index_close(index, AccessShareLock);
+			ExecDropSingleTupleTableSlot(old);
+			return false;
+		}
+		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, index->rd_opcintype[i],
+							   index->rd_indcollation[i], get_opcode(opno),
+							   old->tts_values[attno - 1]);
+	}
+	hash = am_key_hash(rel, old);
+	found = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	scan = index_beginscan(rel, index, SnapshotSelf, attrs->dim1, 0);
+	index_rescan(scan, keys, attrs->dim1, NULL, 0);
+	while (!outlived && index_getnext_slot(scan, ForwardScanDirection, found))
+		outlived = am_key_hash(rel, found) == hash;
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	ExecDropSingleTupleTableSlot(found);
+	ExecDropSingleTupleTableSlot(old);
+	return outlived;
+}
+
+/*
+ * am_claim_key: the key lock of the row of tid for am_claim_row; row is
+ * that row if the caller has it (else it is fetched when the hash is
+ * needed).  False with *result set if the lock is not taken.
+ */
+static bool
+am_claim_key(Relation rel, ItemPointer tid, bool exclusive, TupleTableSlot *row,
+			 LockWaitPolicy wait_policy, TM_Result *result)
+{
+	uint32		hash = 0;
+	LOCKTAG		whole;
+	LOCKTAG		key;
+
+	if (am_key_lock_needs_hash(rel, exclusive))
+	{
+		TupleTableSlot *scratch = row;
+
+		if (scratch == NULL)
+			scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+		if (row == NULL && !am_tuple_fetch_row_version(rel, tid, SnapshotAny, scratch))
+		{
+			ExecDropSingleTupleTableSlot(scratch);
+			*result = TM_Deleted;
+			return false;
+		}
+		hash = am_key_hash(rel, scratch);
+		if (row == NULL)
+			ExecDropSingleTupleTableSlot(scratch);
+	}
+	am_all_keys_tag(&whole, rel);
+	am_key_tag(&key, rel, hash);
+	if (!am_lock_item(rel, &key, &whole, &am_lock_count(rel)->keys, exclusive, wait_policy))
+	{
+		*result = TM_WouldBlock;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * am_claim_row: lock the row (see "Segment locks and key locks" for what
+ * each mode locks) and say whether the row may be changed or locked: TM_Ok;
  * TM_SelfModified (this transaction deleted it; tmfd->cmax the command);
  * TM_Deleted or TM_Updated (a transaction the snapshot does not see deleted
- * it); TM_WouldBlock (LockWaitSkip and the segment is locked).
+ * it); TM_WouldBlock (LockWaitSkip and the row is locked).  row: the row
+ * of tid if the caller has fetched it, else NULL.
  */
 static TM_Result
 am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snapshot,
-			 bool exclusive, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
+			 AmClaim mode, TupleTableSlot *row, LockWaitPolicy wait_policy, TM_FailureData *tmfd)
 {
 	int64		segment_no;
-	int64		row;
+	int64		row_no;
 	CommandId	cid;
 	AmRowDeleters rd;
+	TM_Result	result;
 
-	am_tid_to_row(tid, &segment_no, &row);
+	am_tid_to_row(tid, &segment_no, &row_no);
 	if (!ItemPointerIsValid(tid) || segment_no < 1)
 		elog(ERROR, "invalid tid (%u,%u) for destor table \"%s\"",
 			 ItemPointerGetBlockNumberNoCheck(tid), ItemPointerGetOffsetNumberNoCheck(tid),
@@ -2326,30 +3017,44 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 
 	/* an xid, so that SnapshotDirty's callers can wait for this transaction */
 	(void) GetCurrentTransactionId();
-	if (!am_lock_segment(rel, segment_no, exclusive, wait_policy))
+	/* segment first, then key: a key lock is never held while waiting for a segment */
+	if (mode != AM_CLAIM_KEY_SHARE &&
+		!am_lock_segment(rel, segment_no, mode != AM_CLAIM_SHARE, wait_policy))
 		return TM_WouldBlock;
+	if ((mode == AM_CLAIM_KEY_SHARE || mode == AM_CLAIM_KEY) &&
+		!am_claim_key(rel, tid, mode == AM_CLAIM_KEY, row, wait_policy, &result))
+		return result;
 
 	/*
 	 * Every other transaction that deleted rows of the segment has ended:
 	 * it held the segment's lock.  (A deleter still running would be one
 	 * that holds only the whole-table lock: the lock above waited for it.)
+	 * Not so for FOR KEY SHARE, which took no segment lock: a deleter of
+	 * the row still running can only be a non-key UPDATE (anything that
+	 * removes the key holds the key lock), whose new version keeps the key
+	 * — the row is locked as heap locks it, without waiting; and the
+	 * recorded deletions are read afresh, not from the claimed segment's
+	 * copy, which only a segment lock keeps current.
 	 */
-	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row, InvalidCommandId, &cid))
+	if (am_pending_deleted(RelationGetRelid(rel), segment_no, row_no, InvalidCommandId, &cid))
 	{
 		tmfd->xmax = GetCurrentTransactionId();
 		tmfd->cmax = cid;
 		return TM_SelfModified;
 	}
-	for (;;)
-	{
-		if (am_claimed_deleters(rel, table_id, segment_no, row, &rd))
-			break;
-		am_row_deleters(table_id, segment_no, row, &rd);
-		if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
-			break;
-		/* cannot happen while the lock is held; wait as heap would */
-		XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
-	}
+	if (mode == AM_CLAIM_KEY_SHARE)
+		am_row_deleters(table_id, segment_no, row_no, &rd);
+	else
+		for (;;)
+		{
+			if (am_claimed_deleters(rel, table_id, segment_no, row_no, &rd))
+				break;
+			am_row_deleters(table_id, segment_no, row_no, &rd);
+			if (!TransactionIdIsValid(rd.in_progress) || rd.mine || TransactionIdIsValid(rd.committed))
+				break;
+			/* cannot happen while the lock is held; wait as heap would */
+			XactLockTableWait(rd.in_progress, rel, tid, XLTW_Delete);
+		}
 	if (rd.mine)
 	{
 		tmfd->xmax = GetCurrentTransactionId();
@@ -2358,6 +3063,13 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	}
 	if (TransactionIdIsValid(rd.committed))
 	{
+		/*
+		 * FOR KEY SHARE of a row a non-key UPDATE replaced after the
+		 * snapshot: the key lives on in the new version, locked now; heap
+		 * locks the row too.
+		 */
+		if (mode == AM_CLAIM_KEY_SHARE && am_key_outlived(rel, tid))
+			return TM_Ok;
 		tmfd->xmax = rd.committed;
 		if (TransactionIdIsNormal(rd.committed) &&
 			(snapshot == InvalidSnapshot || !IsMVCCSnapshot(snapshot) ||
@@ -2382,18 +3094,23 @@ am_claim_row(Relation rel, const uint8 *table_id, ItemPointer tid, Snapshot snap
 	return TM_Ok;
 }
 
+/*
+ * am_delete_row: DELETE, or the deletion of an UPDATE's old row (mode
+ * AM_CLAIM_KEY or AM_CLAIM_NO_KEY; row the old row if fetched, else NULL).
+ */
 static TM_Result
-am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
-				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
+am_delete_row(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
+			  Snapshot crosscheck, bool wait, TM_FailureData *tmfd, AmClaim mode,
+			  TupleTableSlot *row)
 {
 	AmWriter   *aw;
 	TM_Result	result;
 	int64		segment_no;
-	int64		row;
+	int64		row_no;
 
 	am_check_not_parallel(rel);
 	aw = am_writer_for(rel, cid);
-	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, true,
+	result = am_claim_row(rel, aw->opts->table_id, tid, snapshot, mode, row,
 						  wait ? LockWaitBlock : LockWaitSkip, tmfd);
 	if (result != TM_Ok)
 		return result;
@@ -2405,22 +3122,42 @@ am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
 	if (crosscheck != InvalidSnapshot &&
 		!am_row_visible(rel, tid, crosscheck))
 		return TM_Updated;
-	am_tid_to_row(tid, &segment_no, &row);
-	am_pending_delete(aw, segment_no, row);
+	am_tid_to_row(tid, &segment_no, &row_no);
+	am_pending_delete(aw, segment_no, row_no);
 	return TM_Ok;
 }
 
-/* UPDATE: the old row deleted, the new version inserted with a new tid. */
+static TM_Result
+am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
+				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
+{
+	return am_delete_row(rel, tid, cid, snapshot, crosscheck, wait, tmfd, AM_CLAIM_KEY, NULL);
+}
+
+/*
+ * UPDATE: the old row deleted, the new version inserted with a new tid.  An
+ * UPDATE that changes no key column is heap's FOR NO KEY UPDATE: it takes
+ * no key lock, so foreign keys' FOR KEY SHARE neither waits for it nor
+ * fails after it.
+ */
 static TM_Result
 am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId cid,
 				Snapshot snapshot, Snapshot crosscheck, bool wait, TM_FailureData *tmfd,
 				LockTupleMode *lockmode, bool *update_indexes)
 {
 	TM_Result	result;
+	TupleTableSlot *old = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
+	bool		key_changed = true;
 
-	*lockmode = LockTupleExclusive;
 	*update_indexes = false;
-	result = am_tuple_delete(rel, otid, cid, snapshot, crosscheck, wait, tmfd, false);
+	/* a row version never changes: read before any lock, as heap reads it */
+	if (am_tuple_fetch_row_version(rel, otid, SnapshotAny, old))
+		key_changed = am_update_changes_key(rel, old, slot);
+	*lockmode = key_changed ? LockTupleExclusive : LockTupleNoKeyExclusive;
+	result = am_delete_row(rel, otid, cid, snapshot, crosscheck, wait, tmfd,
+						   key_changed ? AM_CLAIM_KEY : AM_CLAIM_NO_KEY,
+						   key_changed && !TTS_EMPTY(old) ? old : NULL);
+	ExecDropSingleTupleTableSlot(old);
 	if (result != TM_Ok)
 		return result;
 	am_tuple_insert(rel, slot, cid, 0, NULL);
@@ -2430,10 +3167,12 @@ am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId 
 
 /*
  * Row locks: the row's segment lock (see am_lock_segment), ShareLock for FOR
- * SHARE and FOR KEY SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR
- * UPDATE, held to the end of the transaction; the row then cannot be
- * deleted or updated by another transaction until this one ends, which is
- * what foreign keys referencing the table and BEFORE UPDATE triggers need.
+ * SHARE, ExclusiveLock for FOR NO KEY UPDATE and FOR UPDATE, and its key
+ * lock, ShareLock for FOR KEY SHARE, ExclusiveLock for FOR UPDATE, held to
+ * the end of the transaction; the row (FOR KEY SHARE: its key) then cannot
+ * be deleted or updated by another transaction until this one ends, which
+ * is what foreign keys referencing the table and BEFORE UPDATE triggers
+ * need.
  * A row a concurrent UPDATE replaced has no newer version to lock
  * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check): a
  * serialization failure, not the skipped row heap's EvalPlanQual avoids.
@@ -2457,8 +3196,10 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 		return TM_Invisible;
 
 	result = am_claim_row(rel, opts->table_id, tid, snapshot,
-						  mode == LockTupleNoKeyExclusive || mode == LockTupleExclusive,
-						  wait_policy, tmfd);
+						  mode == LockTupleKeyShare ? AM_CLAIM_KEY_SHARE :
+						  mode == LockTupleShare ? AM_CLAIM_SHARE :
+						  mode == LockTupleNoKeyExclusive ? AM_CLAIM_NO_KEY : AM_CLAIM_KEY,
+						  NULL, wait_policy, tmfd);
 	if (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -2490,7 +3231,8 @@ am_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode, char per
 				 errmsg("destor tables cannot be temporary or unlogged"),
 				 errdetail("Their segments are durable on the pool's providers."),
 				 errhint("Create a heap table for temporary or unlogged data.")));
-	if (rel->rd_node.relNode != newrnode->relNode && am_lookup(rel->rd_node.relNode, &old))
+	if (rel->rd_node.relNode != newrnode->relNode &&
+		am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &old))
 	{
 		/* TRUNCATE: the old data goes, the pool stays */
 		pool = old.pool;
@@ -2527,7 +3269,7 @@ am_relation_nontransactional_truncate(Relation rel)
 	/* TRUNCATE of a table created by this transaction: its catalog rows
 	 * go with it if the transaction aborts */
 	am_flush_writers(RelationGetRelid(rel), InvalidCommandId, true);
-	if (am_lookup(rel->rd_node.relNode, &opts))
+	if (am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 		forget_table_data(opts.table_id);
 }
 
@@ -2845,7 +3587,8 @@ am_relation_size(Relation rel, ForkNumber forkNumber)
 {
 	TableOptions opts = {0};
 
-	if (forkNumber != MAIN_FORKNUM || !am_lookup(rel->rd_node.relNode, &opts))
+	if (forkNumber != MAIN_FORKNUM ||
+		!am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 		return 0;
 	return catalog_table_row_count(opts.table_id) > 0 ? BLCKSZ : 0;
 }
@@ -2863,14 +3606,14 @@ am_relation_estimate_size(Relation rel, int32 *attr_widths, BlockNumber *pages, 
 	TableOptions opts = {0};
 	double		rows = 0;
 
-	if (am_lookup(rel->rd_node.relNode, &opts))
+	if (am_lookup(RelationGetRelid(rel), rel->rd_node.relNode, &opts))
 	{
 		/* the same command plans the table again (a function's loop): counted once */
 		if (am_last_matches(rel->rd_node.relNode) && am_last.has_rows)
 			rows = am_last.rows;
 		else
 		{
-			rows = (double) catalog_table_row_count(opts.table_id);
+			rows = (double) am_row_count(opts.table_id);
 			if (am_last_matches(rel->rd_node.relNode))
 			{
 				am_last.rows = rows;
@@ -3069,11 +3812,14 @@ am_remove_bitmap_paths(PlannerInfo *root, RelOptInfo *rel)
 }
 
 /*
- * No destor table is read in a parallel worker: a worker would not see the
- * rows a statement of the leader still buffers (its functions' queries may
- * run in parallel), and parallel scans that share the row groups are not
- * built yet.  A relation that cannot be parallel keeps every plan above it
- * in the leader.
+ * A destor table is read in parallel workers only by the DestorScan's
+ * partial path (tableam_path.c), which shares its row groups between the
+ * participants, or leaves them all to the leader when the leader buffers
+ * rows a worker would not see (a function's query run by a statement that
+ * writes the table).  Any other path of the relation stays out of workers:
+ * a Parallel Seq Scan through the access method's parallel scan would have
+ * one participant read every row, and a worker running a plain scan would
+ * not see the leader's buffered rows.
  */
 static void
 am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
@@ -3088,11 +3834,14 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 		{
 			if (r->rd_tableam == &destor_am_methods)
 			{
+				bool		parallel_ok = rel->consider_parallel;
+
 				rel->consider_parallel = false;
 				rel->partial_pathlist = NIL;
 				if (get_tablespace_io_concurrency(r->rd_rel->reltablespace) > 0 &&
 					am_last_segment_no(r) > AM_PREFETCH_SAFE_SEGMENTS)
 					am_remove_bitmap_paths(root, rel);
+				am_add_scan_path(root, rel, rti, r, parallel_ok);
 			}
 			RelationClose(r);
 		}
@@ -3111,4 +3860,5 @@ tableam_init(void)
 	object_access_hook = am_object_access;
 	prev_set_rel_pathlist = set_rel_pathlist_hook;
 	set_rel_pathlist_hook = am_set_rel_pathlist;
+	tableam_path_init();
 }

@@ -5,9 +5,12 @@
  * foreign table attached in the same place (same bounds, name, owner,
  * privileges, comment); destor.recall_partition() does the reverse.  A
  * partition whose parent has a unique index or primary key cannot be a
- * foreign table: it becomes a table USING destor (src/tableam/) on the
- * pool instead, with the old partition's indexes and constraints declared
- * again after the copy, which ATTACH then finds matching the parent's.  Queries
+ * foreign table, and one whose parent has any index would lose its indexes
+ * as one: it becomes a table USING destor (src/tableam/) on the pool
+ * instead, with the old partition's indexes and constraints declared again
+ * after the copy, which ATTACH then finds matching the parent's (unless an
+ * index is of a kind the access method lacks and no key needs it: then a
+ * foreign table, as for a parent without indexes).  Queries
  * on the parent keep working throughout, and partition pruning keeps
  * queries on recent data away from the providers.  destor.tier_partitions()
  * is the policy form: every plain partition of a range-partitioned table
@@ -540,12 +543,21 @@ tier_one(Oid relid, Name poolname)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FOREIGN_SERVER, pool->servername);
 
 	/*
-	 * A foreign table cannot be a partition of a table with a unique index:
-	 * the rows go into a table USING destor then, and ATTACH attaches the
-	 * indexes copy_indexes built on it.  Decided before anything is copied.
+	 * A foreign table cannot be a partition of a table with a unique index,
+	 * and has no index of its own: the rows go into a table USING destor
+	 * when the parent has any index, and ATTACH attaches the indexes
+	 * copy_indexes built on it.  A parent without a unique index whose
+	 * partition has an index the access method lacks (BRIN, GIN, GiST...)
+	 * keeps the foreign table, which has no index to lose.  Decided before
+	 * anything is copied.
 	 */
-	use_am = query_text(psprintf("SELECT CASE WHEN EXISTS (SELECT FROM pg_index"
-								 "  WHERE indrelid = %u AND indisunique) THEN 'yes' END", parent)) != NULL;
+	use_am = query_text(psprintf(
+		"SELECT CASE WHEN EXISTS (SELECT FROM pg_index WHERE indrelid = %u AND indisunique)"
+		"  OR (EXISTS (SELECT FROM pg_index WHERE indrelid = %u)"
+		"      AND NOT EXISTS (SELECT FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+		"                      JOIN pg_am am ON am.oid = c.relam"
+		"                      WHERE i.indrelid = %u AND am.amname NOT IN ('btree', 'hash')))"
+		"  THEN 'yes' END", parent, parent, relid)) != NULL;
 
 	/*
 	 * Foreign tables have no row-level security, and tiering does not copy

@@ -28,6 +28,8 @@ extern void blob_acl_forget_grantee(Oid role);
 /* blob_roles.c: roles named by blobs, as DROP ROLE in any database sees them */
 extern void blob_role_depend(Oid role);
 extern int	blob_record_all_role_dependencies(void);
+/* blob_restorable.c: the owner and acl columns' input during a restore's COPY */
+extern void restorable_set_restoring(bool on);
 
 /* blob.c: recording a finished writer's object as a new blob of the
  * current user */

@@ -43,8 +43,14 @@ extern void cache_insert(const uint8 id[CODEC_OBJID_LEN], uint64 blockno, const 
  * as many pages as it needs; it is found only if all of them still are.
  */
 #define CACHE_SPAN_MAX_TAG		((UINT64CONST(1) << 51) - 1)
-/* every page takes a whole slot: smaller entries would waste most of it */
-#define CACHE_SPAN_MIN_BYTES	(CACHE_PAGE_SIZE / 2)
+/*
+ * Every page takes a whole slot, so a small entry wastes most of its slot;
+ * small chunks are cached all the same: a point look-up reads one value of
+ * each column from the cached chunk, and a chunk not cached costs it the
+ * whole row group's decoding (a segment's last, short row group; columns
+ * of narrow types, a smallint's 10,000 values being 20 kB).
+ */
+#define CACHE_SPAN_MIN_BYTES	1
 
 extern uint32 cache_span_max_bytes(void);
 extern bool cache_lookup_span(const uint8 id[CODEC_OBJID_LEN], uint64 tag, char *dst, uint32 len);

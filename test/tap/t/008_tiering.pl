@@ -54,6 +54,8 @@ is(scalar(grep { $_ eq $expected } @answers), 40, 'every one of them complete an
 is($node->safe_psql('postgres', $agg), $expected, 'the parent reads the same rows after tiering');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM destor.tiered_partitions WHERE parent = 'events'::regclass}),
 	'3', 'destor.tiered_partitions lists them');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT storage, ',') FROM destor.tiered_partitions
+	WHERE parent = 'events'::regclass}), 'table using destor', 'as tables USING destor: the parent has an index');
 like($node->safe_psql('postgres', q{EXPLAIN (COSTS OFF) SELECT count(*) FROM events WHERE at >= '2024-11-01'}),
 	qr/^(?!.*Foreign Scan).*events_q4/s, 'a query on recent days does not touch the tiered partitions');
 
@@ -122,11 +124,16 @@ is($node->safe_psql('postgres', q{SELECT relkind FROM pg_class WHERE relname = '
 	'it is a heap table again');
 DestorTest::start_s3($s3[1]);
 
-# dump and restore into a fresh database of the same cluster (same key)
+# dump and restore into a fresh database of the same cluster (same key); the
+# parent's index made the tiered quarters tables USING destor, whose CREATE
+# TABLE takes its pool from destor.default_pool
 my $dump = "$base/events.dump";
 command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump of the database');
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
-command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore into a fresh database');
+{
+	local $ENV{PGOPTIONS} = '-c destor.default_pool=archive';
+	command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore into a fresh database');
+}
 is($node->safe_psql('restored', $agg), $expected, 'the restored parent reads the same rows');
 is($node->safe_psql('restored', q{SELECT string_agg(partition::text, ',' ORDER BY partition::text)
 	FROM destor.tiered_partitions}), 'events_q1,events_q2', 'with the same partitions tiered');

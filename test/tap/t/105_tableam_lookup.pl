@@ -57,5 +57,23 @@ is($node->safe_psql('postgres', "SET enable_seqscan = off; SET enable_bitmapscan
    JOIN (SELECT (h.*)::text AS x FROM h WHERE id BETWEEN 9000 AND 11000) t USING (x)"), '2001',
   'an index range returns the heap\'s rows');
 
+# A segment's short last row group (500 rows) has small chunks: they are
+# cached decompressed too, so a warm look-up in it copies its two values
+# from the cache instead of decoding the row group from the object's blocks.
+$node->safe_psql('postgres', q{
+SET destor.default_pool = 'pool';
+CREATE TABLE s (id int, v float8) USING destor;
+INSERT INTO s SELECT i, i / 3.0 FROM generate_series(1, 10500) i;
+CREATE UNIQUE INDEX ON s (id);
+SELECT count(*), sum(v) FROM s;
+});
+my $lookup = 'SET enable_seqscan = off; SET enable_bitmapscan = off;
+  SELECT v = (10250 / 3.0)::float8 FROM s WHERE id = 10250';
+my $from_cache = 'SELECT bytes_from_cache FROM destor.cache_stats';
+my $before = $node->safe_psql('postgres', $from_cache);
+is($node->safe_psql('postgres', $lookup), 't', 'a look-up in a short last row group finds its row');
+my $copied = $node->safe_psql('postgres', $from_cache) - $before;
+cmp_ok($copied, '<=', 64, "and copies its values alone from the cache ($copied bytes)");
+
 $node->stop;
 done_testing();
