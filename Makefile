@@ -46,6 +46,7 @@ OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
 OBJS += src/meta/meta_lease.o
 OBJS += src/tableam/tableam.o src/tableam/tableam_path.o
+OBJS += src/codec/delta.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration
@@ -146,6 +147,7 @@ EXPORT_SRCS = src/export/main.c src/export/util.c src/export/store.c src/export/
 	src/export/object.c src/export/values.c
 EXPORT_LIBSRCS = src/codec/rs.c src/codec/crypt.c src/codec/compress.c src/codec/checksum.c \
 	src/codec/mac.c src/provider/s3_sign.c
+EXPORT_LIBSRCS += src/codec/delta.c
 EXPORT_CFLAGS = -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes \
 	-Werror=implicit-function-declaration -Isrc/include
 

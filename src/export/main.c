@@ -309,17 +309,21 @@ typedef struct Dir
 	uint64_t   *offset;			/* [rg * ncols + col] */
 	uint32_t   *length;
 	uint32_t   *raw_length;
+	uint32_t   *null_count;
+	uint8_t    *encoding;		/* ChunkEncoding: 0 plain, 1 delta */
 } Dir;
 
 static bool
 dir_parse(const uint8_t *p, size_t len, Dir *d)
 {
 	const uint8_t *end = p + len;
+	bool		encoded;
 
 #define NEED(n) do { if ((size_t) (end - p) < (size_t) (n)) return false; } while (0)
 	memset(d, 0, sizeof(Dir));
 	NEED(5 + 8 + 4 + 4);
-	if (memcmp(p, "DDIR1", 5) != 0)
+	encoded = memcmp(p, "DDIR2", 5) == 0;
+	if (!encoded && memcmp(p, "DDIR1", 5) != 0)
 		return false;
 	p += 5;
 	d->rows = get_le(p, 8);
@@ -347,13 +351,18 @@ dir_parse(const uint8_t *p, size_t len, Dir *d)
 	d->offset = xcalloc((size_t) d->nrg * d->ncols, sizeof(uint64_t));
 	d->length = xcalloc((size_t) d->nrg * d->ncols, sizeof(uint32_t));
 	d->raw_length = xcalloc((size_t) d->nrg * d->ncols, sizeof(uint32_t));
+	d->null_count = xcalloc((size_t) d->nrg * d->ncols, sizeof(uint32_t));
+	d->encoding = xcalloc((size_t) d->nrg * d->ncols, 1);
 	for (size_t i = 0; i < (size_t) d->nrg * d->ncols; i++)
 	{
-		NEED(8 + 4 + 4 + 4 + 1 + 1);
+		NEED(8 + 4 + 4 + 4 + 1 + 1 + (encoded ? 1 : 0));
 		d->offset[i] = get_le(p, 8);
 		d->length[i] = (uint32_t) get_le(p + 8, 4);
 		d->raw_length[i] = (uint32_t) get_le(p + 12, 4);
+		d->null_count[i] = (uint32_t) get_le(p + 16, 4);
 		p += 8 + 4 + 4 + 4 + 1;
+		if (encoded)
+			d->encoding[i] = *p++;
 		if (*p++)
 		{
 			/* min and max: skipped */
@@ -373,6 +382,31 @@ dir_parse(const uint8_t *p, size_t len, Dir *d)
 #undef NEED
 }
 
+/*
+ * chunk_decode: an encoded chunk's plain form (segment_format.c's
+ * chunk_decode): the null bitmap as it is, the values delta-decoded.
+ * Frees raw.
+ */
+static uint8_t *
+chunk_decode(uint8_t *raw, uint32_t raw_length, uint32_t rows, uint32_t null_count,
+			 uint8_t encoding, uint64_t segment_no, const char *name)
+{
+	uint32_t	bitmap_len = (rows + 7) / 8;
+	uint32_t	bytes = raw_length - bitmap_len;
+	uint32_t	count = null_count <= rows ? rows - null_count : 0;
+	int			width = count > 0 && bytes % count == 0 ? (int) (bytes / count) : 0;
+	uint8_t    *plain;
+
+	if (encoding != 1 || null_count > rows || !codec_delta_width_ok(width))
+		fatal(EXIT_DATA, "a column chunk of segment %llu of table %s has an encoding its values do not fit",
+			  (unsigned long long) segment_no, name);
+	plain = xmalloc(raw_length + 1);
+	memcpy(plain, raw, bitmap_len);
+	codec_delta_decode(raw + bitmap_len, count, width, plain + bitmap_len);
+	free(raw);
+	return plain;
+}
+
 static void
 dir_free(Dir *d)
 {
@@ -382,6 +416,8 @@ dir_free(Dir *d)
 	free(d->offset);
 	free(d->length);
 	free(d->raw_length);
+	free(d->null_count);
+	free(d->encoding);
 }
 
 static int
@@ -499,6 +535,9 @@ cmd_table(XPool *pool, const char *name, const char *output)
 				if (d.raw_length[i] < (rows + 7) / 8)
 					fatal(EXIT_DATA, "a column chunk of segment %llu of table %s is truncated",
 						  (unsigned long long) seg->segment_no, name);
+				if (d.encoding[i] != 0)
+					raw[c] = chunk_decode(raw[c], d.raw_length[i], rows, d.null_count[i],
+										  d.encoding[i], seg->segment_no, name);
 				pos[c] = raw[c] + (rows + 7) / 8;
 				end[c] = raw[c] + d.raw_length[i];
 			}

@@ -8,13 +8,21 @@
  * type.
  *
  * Directory layout (little-endian):
- *   "DDIR1" | rows u64 | nrowgroups u32 | ncols u32
+ *   "DDIR2" | rows u64 | nrowgroups u32 | ncols u32
  *   per column: typid u32, kind u8
  *   per row group: rows u32
  *   per row group, per column: offset u64, length u32, raw_length u32,
- *       null_count u32, kind u8, has_minmax u8, [min: u32 len + bytes,
- *       max: u32 len + bytes]
+ *       null_count u32, kind u8, encoding u8, has_minmax u8, [min: u32 len +
+ *       bytes, max: u32 len + bytes]
  *   per column (segment summary): null_count u64, has_minmax u8, [min, max]
+ *
+ * A chunk's encoding (ChunkEncoding) says how its values lie between its
+ * null bitmap and zstd: as written (0) or delta-encoded (1, codec_delta_encode
+ * over the non-null fixed-width values); raw_length is the plain length
+ * either way.  "DDIR1", the format before encodings, has no encoding byte
+ * (every chunk plain); a directory whose chunks are all plain is still
+ * written that way, so segments that use no encoding stay readable by
+ * releases that do not know DDIR2.
  */
 #include "postgres.h"
 
@@ -174,9 +182,13 @@ segment_directory_serialize(SegmentDirectory *dir)
 {
 	StringInfoData buf;
 	bytea	   *result;
+	bool		encoded = false;
 
+	for (int i = 0; i < dir->nrowgroups * dir->ncols; i++)
+		if (dir->chunks[i].encoding != CHUNK_PLAIN)
+			encoded = true;
 	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, "DDIR1", 5);
+	appendBinaryStringInfo(&buf, encoded ? "DDIR2" : "DDIR1", 5);
 	put_u64(&buf, dir->row_count);
 	put_u32(&buf, dir->nrowgroups);
 	put_u32(&buf, dir->ncols);
@@ -196,6 +208,8 @@ segment_directory_serialize(SegmentDirectory *dir)
 		put_u32(&buf, e->raw_length);
 		put_u32(&buf, e->null_count);
 		appendStringInfoChar(&buf, (char) e->kind);
+		if (encoded)
+			appendStringInfoChar(&buf, (char) e->encoding);
 		put_minmax(&buf, dir->rg_min[i], dir->rg_max[i]);
 	}
 	for (int c = 0; c < dir->ncols; c++)
@@ -229,11 +243,13 @@ segment_directory_parse(bytea *raw)
 	SegmentDirectory *dir = palloc0(sizeof(SegmentDirectory));
 	Cursor		c;
 	int			n;
+	bool		encoded;
 
 	c.p = (const uint8 *) VARDATA_ANY(raw);
 	c.end = c.p + VARSIZE_ANY_EXHDR(raw);
 	need(&c, 5);
-	if (memcmp(c.p, "DDIR1", 5) != 0)
+	encoded = memcmp(c.p, "DDIR2", 5) == 0;
+	if (!encoded && memcmp(c.p, "DDIR1", 5) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("destor segment directory has an unknown format")));
@@ -268,6 +284,13 @@ segment_directory_parse(bytea *raw)
 		e->raw_length = get_u32(&c);
 		e->null_count = get_u32(&c);
 		e->kind = get_u8(&c);
+		e->encoding = encoded ? get_u8(&c) : CHUNK_PLAIN;
+		if (e->encoding > CHUNK_DELTA)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("destor segment directory names an unknown chunk encoding %d",
+							e->encoding),
+					 errhint("The segment may have been written by a newer release of destor.")));
 		get_minmax(&c, &dir->rg_min[i], &dir->rg_max[i]);
 	}
 	dir->seg_nulls = palloc0(sizeof(uint64) * Max(dir->ncols, 1));
@@ -279,4 +302,35 @@ segment_directory_parse(bytea *raw)
 		get_minmax(&c, &dir->seg_min[col], &dir->seg_max[col]);
 	}
 	return dir;
+}
+
+/*
+ * chunk_decode: a chunk's plain form (out, raw_length bytes) from its
+ * decompressed, encoded form (in): the null bitmap as it is, the values
+ * decoded.  The values' width follows from the lengths, which the
+ * directory records.
+ */
+void
+chunk_decode(const ChunkEntry *e, uint32 rows, const char *in, char *out)
+{
+	uint32		bitmap_len = (rows + 7) / 8;
+	uint32		count = rows - Min(e->null_count, rows);
+	uint32		bytes;
+	int			width;
+
+	if (e->raw_length < bitmap_len || e->null_count > rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a destor column chunk is truncated")));
+	bytes = e->raw_length - bitmap_len;
+	memcpy(out, in, bitmap_len);
+	if (count == 0 && bytes == 0)
+		return;
+	width = count > 0 && bytes % count == 0 ? (int) (bytes / count) : 0;
+	if (e->encoding != CHUNK_DELTA || e->kind != VALUE_FIXED || !codec_delta_width_ok(width))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a destor column chunk has an encoding its values do not fit"),
+				 errdetail("Encoding %d, %u values in %u bytes.", e->encoding, count, bytes)));
+	codec_delta_decode(in + bitmap_len, count, width, out + bitmap_len);
 }

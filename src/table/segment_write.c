@@ -49,6 +49,7 @@ struct SegmentWriter
 	Pool	   *pool;
 	int			ncols;
 	ColumnCodec *codecs;
+	int		   *delta_widths;	/* per column: column_delta_width */
 	ColumnBuffer *cols;
 	uint32		rg_rowcount;
 
@@ -110,6 +111,7 @@ segment_writer_create(Relation rel, TableOptions *opts)
 	w->ncols = desc->natts;
 	w->codecs = palloc0(sizeof(ColumnCodec) * Max(w->ncols, 1));
 	w->cols = palloc0(sizeof(ColumnBuffer) * Max(w->ncols, 1));
+	w->delta_widths = palloc0(sizeof(int) * Max(w->ncols, 1));
 	w->ssup = palloc0(sizeof(SortSupportData) * Max(w->ncols, 1));
 	w->seg_no = -1;
 	{
@@ -126,6 +128,7 @@ segment_writer_create(Relation rel, TableOptions *opts)
 	for (int i = 0; i < w->ncols; i++)
 	{
 		column_codec_init(&w->codecs[i], TupleDescAttr(desc, i));
+		w->delta_widths[i] = column_delta_width(&w->codecs[i]);
 		if (!w->codecs[i].dropped && w->codecs[i].has_cmp)
 		{
 			/* SortSupport: a cheap comparator for the running min/max */
@@ -305,6 +308,43 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 /* Row groups up to this many bytes are compressed on two threads. */
 #define PARALLEL_COMPRESS_MAX (64 * 1024 * 1024)
 
+/*
+ * chunk_compress: one chunk (raw: its null bitmap, then its values) zstd'ed
+ * into out (outcap: codec_compress_bound(rawlen)); for a column with a delta
+ * width, the delta-encoded values as well, keeping whichever is smaller, so
+ * that no chunk gets larger than it was plain.  scratch: rawlen + outcap
+ * bytes for the delta candidate (unused when width is 0).  Returns the
+ * compressed length, 0 to store raw as it is (then *encoding is plain: an
+ * encoded chunk is always compressed).  Pure C: runs on the compression
+ * threads.
+ */
+static size_t
+chunk_compress(codec_zctx *z, int level, const char *raw, size_t rawlen, size_t bitmap_len,
+			   int width, char *scratch, char *out, size_t outcap, uint8 *encoding)
+{
+	size_t		clen = codec_compress_ctx(z, raw, rawlen, out, outcap, level);
+
+	*encoding = CHUNK_PLAIN;
+	if (width > 0 && rawlen > bitmap_len && (rawlen - bitmap_len) % width == 0)
+	{
+		char	   *encoded = scratch;
+		char	   *packed = scratch + rawlen;
+		size_t		dlen;
+
+		memcpy(encoded, raw, bitmap_len);
+		codec_delta_encode(raw + bitmap_len, (rawlen - bitmap_len) / width, width,
+						   encoded + bitmap_len);
+		dlen = codec_compress_ctx(z, encoded, rawlen, packed, outcap, level);
+		if (dlen > 0 && (clen == 0 || dlen < clen))
+		{
+			memcpy(out, packed, dlen);
+			clen = dlen;
+			*encoding = CHUNK_DELTA;
+		}
+	}
+	return clen;
+}
+
 /* One thread's share of a row group's columns (pure C: no palloc, no ereport). */
 typedef struct CompressTask
 {
@@ -313,9 +353,14 @@ typedef struct CompressTask
 	int			n;
 	int		   *cols;
 	size_t	   *rawlens;
+	/* per column of the row group (shared by the tasks) */
 	char	  **raw;
 	char	  **out;
 	size_t	   *clens;
+	size_t		bitmap_len;
+	int		   *widths;
+	char	  **scratch;
+	uint8	   *encodings;
 } CompressTask;
 
 static void
@@ -327,8 +372,9 @@ compress_task_run(void *arg)
 	{
 		int			i = t->cols[j];
 
-		t->clens[i] = codec_compress_ctx(t->z, t->raw[i], t->rawlens[j], t->out[i],
-										 codec_compress_bound(t->rawlens[j]), t->level);
+		t->clens[i] = chunk_compress(t->z, t->level, t->raw[i], t->rawlens[j], t->bitmap_len,
+									 t->widths[i], t->scratch[i], t->out[i],
+									 codec_compress_bound(t->rawlens[j]), &t->encodings[i]);
 	}
 }
 
@@ -343,6 +389,8 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 	char	  **raw = NULL;
 	char	  **out = NULL;
 	size_t	   *clens = NULL;
+	uint8	   *encodings = NULL;
+	size_t		bitmap_len = (w->rg_rowcount + 7) / 8;
 
 	if (w->rg_rowcount == 0)
 		return;
@@ -387,10 +435,12 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		{
 			/* scratch of this flush: the row group context is reset after it */
 			MemoryContext prev = MemoryContextSwitchTo(w->rgcxt);
+			char	  **scratch = palloc0(sizeof(char *) * w->ncols);
 
 			raw = palloc0(sizeof(char *) * w->ncols);
 			out = palloc0(sizeof(char *) * w->ncols);
 			clens = palloc0(sizeof(size_t) * w->ncols);
+			encodings = palloc0(sizeof(uint8) * w->ncols);
 			for (int t = 0; t < 2; t++)
 			{
 				tasks[t].z = w->zctx[t];
@@ -400,6 +450,10 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 				tasks[t].out = out;
 				tasks[t].clens = clens;
 				tasks[t].rawlens = palloc(sizeof(size_t) * w->ncols);
+				tasks[t].bitmap_len = bitmap_len;
+				tasks[t].widths = w->delta_widths;
+				tasks[t].scratch = scratch;
+				tasks[t].encodings = encodings;
 			}
 			for (int i = 0; i < w->ncols; i++)
 			{
@@ -413,6 +467,8 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 				memcpy(raw[i], cb->nulls.data, cb->nulls.len);
 				memcpy(raw[i] + cb->nulls.len, cb->values.data, cb->values.len);
 				out[i] = palloc(codec_compress_bound(rawlen));
+				if (w->delta_widths[i] > 0)
+					scratch[i] = palloc(rawlen + codec_compress_bound(rawlen));
 				tasks[t].rawlens[tasks[t].n] = rawlen;
 				tasks[t].cols[tasks[t].n++] = i;
 				load[t] += rawlen;
@@ -433,6 +489,7 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		size_t		clen;
 		const char *data;
 		size_t		len;
+		uint8		encoding;
 
 		memset(e, 0, sizeof(ChunkEntry));
 		w->rg_min[idx] = w->rg_max[idx] = NULL;
@@ -442,23 +499,30 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		if (parallel)
 		{
 			clen = clens[i];
+			encoding = encodings[i];
 			data = clen > 0 ? out[i] : raw[i];
 			len = clen > 0 ? clen : rawlen;
 		}
 		else
 		{
-			/* one raw buffer: null bitmap, then values; compressed after it */
-			if (w->chunkcap < rawlen + bound)
+			/*
+			 * one buffer: the raw chunk (null bitmap, then values), its
+			 * compressed form, and the delta candidate's scratch
+			 */
+			size_t		need = rawlen + bound + (w->delta_widths[i] > 0 ? rawlen + bound : 0);
+
+			if (w->chunkcap < need)
 			{
 				if (w->chunkbuf)
 					pfree(w->chunkbuf);
-				w->chunkcap = rawlen + bound;
+				w->chunkcap = need;
 				w->chunkbuf = MemoryContextAllocHuge(w->cxt, w->chunkcap);
 			}
 			memcpy(w->chunkbuf, cb->nulls.data, cb->nulls.len);
 			memcpy(w->chunkbuf + cb->nulls.len, cb->values.data, cb->values.len);
-			clen = codec_compress(w->chunkbuf, rawlen, w->chunkbuf + rawlen, bound,
-								  w->opts->compression_level);
+			clen = chunk_compress(w->zctx[0], w->opts->compression_level, w->chunkbuf, rawlen,
+								  bitmap_len, w->delta_widths[i], w->chunkbuf + rawlen + bound,
+								  w->chunkbuf + rawlen, bound, &encoding);
 			data = clen > 0 ? w->chunkbuf + rawlen : w->chunkbuf;
 			len = clen > 0 ? clen : rawlen;
 		}
@@ -474,6 +538,7 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		e->raw_length = (uint32) rawlen;
 		e->null_count = cb->null_count;
 		e->kind = (uint8) cc->kind;
+		e->encoding = encoding;
 		w->seg_offset += len;
 
 		cb->seg_nulls += cb->null_count;

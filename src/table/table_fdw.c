@@ -63,6 +63,7 @@ destor_fdw_handler(PG_FUNCTION_ARGS)
 void
 table_fdw_init(void)
 {
+	value_codec_define_gucs();
 	table_modify_init();
 }
 

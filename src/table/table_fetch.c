@@ -32,22 +32,37 @@ chunk_cacheable(ChunkEntry *e)
 		e->raw_length <= cache_span_max_bytes() && e->offset <= CACHE_SPAN_MAX_TAG;
 }
 
-/* A chunk's decompressed bytes, from its stored ones (cached when worth it). */
+/*
+ * A chunk's plain bytes (null bitmap and values as value_codec.c lays them
+ * out), from its stored ones: decompressed, and decoded if encoded — what
+ * the cache keeps (when worth it), so a look-up of one row reads its value
+ * at its offset in the cached chunk whatever the chunk's encoding.
+ */
 static char *
 chunk_plain(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, char *stored)
 {
 	char	   *raw;
 	size_t		outlen;
 
-	if (e->length == e->raw_length)
+	if (e->length == e->raw_length && e->encoding == CHUNK_PLAIN)
 		return stored;
 	raw = palloc(Max(e->raw_length, 1));
-	if (codec_decompress(stored, e->length, raw, e->raw_length, &outlen) != 0 ||
-		outlen != e->raw_length)
+	if (e->length == e->raw_length)
+		memcpy(raw, stored, e->length);
+	else if (codec_decompress(stored, e->length, raw, e->raw_length, &outlen) != 0 ||
+			 outlen != e->raw_length)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("a column chunk of destor table \"%s\" does not decompress",
 						RelationGetRelationName(st->rel))));
+	if (e->encoding != CHUNK_PLAIN)
+	{
+		char	   *plain = palloc(Max(e->raw_length, 1));
+
+		chunk_decode(e, dir->rg_rows[(e - dir->chunks) / dir->ncols], raw, plain);
+		pfree(raw);
+		raw = plain;
+	}
 	if (chunk_cacheable(e))
 		cache_insert_span(dir->object_id, e->offset, raw, e->raw_length);
 	return raw;

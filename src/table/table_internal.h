@@ -41,6 +41,10 @@ extern int	text_io_enter(void);
 extern void text_io_leave(int level);
 extern void value_encode(ColumnCodec *cc, Datum d, StringInfo buf);
 extern Datum value_decode(ColumnCodec *cc, ValueKind kind, const uint8 **p, const uint8 *end);
+extern void value_codec_define_gucs(void);
+extern int	column_delta_width(ColumnCodec *cc);
+/* segment_format.c */
+extern void chunk_decode(const ChunkEntry *e, uint32 rows, const char *in, char *out);
 
 /* catalog_table.c */
 extern void catalog_insert_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,

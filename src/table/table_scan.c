@@ -474,14 +474,15 @@ scan_open_segment(DestorScan *st, SegmentDirectory *dir)
 }
 
 /*
- * Bytes [from, from + len) of a chunk's decompressed form: from the cache's
- * copy of a compressed chunk (false if it is not there), or, for a chunk
- * stored as it is, from the object (through the cache's blocks).
+ * Bytes [from, from + len) of a chunk's plain form: from the cache's copy of
+ * a compressed chunk, decompressed and decoded (false if it is not there),
+ * or, for a plain chunk stored as it is, from the object (through the
+ * cache's blocks).
  */
 static bool
 chunk_part(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, uint32 from, uint32 len, char *dst)
 {
-	if (e->length == e->raw_length)
+	if (e->length == e->raw_length && e->encoding == CHUNK_PLAIN)
 	{
 		scan_open_segment(st, dir);
 		object_reader_read(st->reader, e->offset + from, len, dst);

@@ -6,11 +6,72 @@
 
 #include "access/detoast.h"
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
 #include "table_internal.h"
+
+/*
+ * destor.chunk_encoding: "auto" (the default) lets the writer delta-encode
+ * the chunks of integer-like columns when that compresses better; "plain"
+ * writes every chunk as releases before the encodings did (segment
+ * directories in format DDIR1), for a reader of such a release.
+ */
+typedef enum ChunkEncodingSetting
+{
+	CHUNK_ENCODING_AUTO,
+	CHUNK_ENCODING_PLAIN
+} ChunkEncodingSetting;
+
+static const struct config_enum_entry chunk_encoding_options[] = {
+	{"auto", CHUNK_ENCODING_AUTO, false},
+	{"plain", CHUNK_ENCODING_PLAIN, false},
+	{NULL, 0, false}
+};
+
+static int	chunk_encoding_setting = CHUNK_ENCODING_AUTO;
+
+void
+value_codec_define_gucs(void)
+{
+	DefineCustomEnumVariable("destor.chunk_encoding",
+							 "How the column chunks of destor tables are encoded before compression.",
+							 "auto: integer-like columns are delta-encoded where that is smaller; "
+							 "plain: as releases before 0.2.0 wrote them.",
+							 &chunk_encoding_setting, CHUNK_ENCODING_AUTO, chunk_encoding_options,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+/*
+ * column_delta_width: the width of a column's values when the writer should
+ * try the delta encoding on its chunks, else 0.  Integer-like types only
+ * (integers, dates, times, timestamps): ids and times are monotone or
+ * narrow.  Floats gain nothing from it (their low bits are noise), and the
+ * try costs a second compression of the chunk.
+ */
+int
+column_delta_width(ColumnCodec *cc)
+{
+	if (cc->dropped || cc->kind != VALUE_FIXED || !cc->typbyval ||
+		chunk_encoding_setting != CHUNK_ENCODING_AUTO)
+		return 0;
+	switch (cc->basetype)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			Assert(codec_delta_width_ok(cc->typlen));
+			return cc->typlen;
+		default:
+			return 0;
+	}
+}
 
 /*
  * Text forms (statistics, and values of non-built-in types) are written and

@@ -171,4 +171,14 @@ extern int	codec_chunk_mac_verify(codec_chunk_mac *m, int shard, uint64_t stripe
 /* CRC-64 (ISA-L crc64_ecma_refl); chainable: pass the previous result as seed. */
 extern uint64_t codec_crc64(uint64_t seed, const void *data, size_t len);
 
+/* ---------- delta encoding of fixed-width values (see delta.c) ---------- */
+/* The widths (bytes) the delta encoding takes: 2, 4 and 8. */
+extern bool codec_delta_width_ok(int width);
+
+/* count values of width bytes from in to out (count * width bytes each; in
+ * and out must not overlap): differences from the previous value, zigzag,
+ * byte planes.  codec_delta_decode is its inverse. */
+extern void codec_delta_encode(const void *in, size_t count, int width, void *out);
+extern void codec_delta_decode(const void *in, size_t count, int width, void *out);
+
 #endif							/* DESTOR_CODEC_H */

@@ -58,7 +58,15 @@ typedef struct ChunkEntry
 	uint32		raw_length;
 	uint32		null_count;
 	uint8		kind;			/* ValueKind */
+	uint8		encoding;		/* ChunkEncoding of the values */
 } ChunkEntry;
+
+/* How a chunk's values are laid out before zstd (after its null bitmap). */
+typedef enum ChunkEncoding
+{
+	CHUNK_PLAIN = 0,			/* as value_codec.c writes them */
+	CHUNK_DELTA = 1				/* fixed-width values, codec_delta_encode'd */
+} ChunkEncoding;
 
 /* The directory of a segment: rows, row groups, and one entry per
  * (row group, column) for the columns stored (by attnum). */
