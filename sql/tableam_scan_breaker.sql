@@ -129,3 +129,11 @@ INSERT INTO br_sf SELECT g, br_sf_count_pl() FROM generate_series(11, 15) g;
 SELECT string_agg(id || ':' || n, ' ' ORDER BY id) FROM br_sf;
 DROP FUNCTION br_sf_count(), br_sf_count_pl();
 DROP TABLE br_sf;
+-- F2 (timestamp -> timestamptz under TimeZone UTC: no rewrite either)
+CREATE TABLE br_tzc (id int, ts timestamp) USING destor;
+INSERT INTO br_tzc VALUES (1, '2024-01-01 10:00');
+SET TimeZone = 'UTC';
+ALTER TABLE br_tzc ALTER COLUMN ts TYPE timestamptz;
+SELECT id, to_char(ts, 'YYYY-MM-DD HH24:MI TZ') AS ts FROM br_tzc;
+RESET TimeZone;
+DROP TABLE br_tzc;
