@@ -45,7 +45,7 @@ OBJS += src/lo/lo_tier.o src/lo/lo_hooks.o
 OBJS += src/meta/meta_format.o src/meta/meta_log.o src/meta/meta_recover.o
 OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
 OBJS += src/meta/meta_lease.o
-OBJS += src/tableam/tableam.o src/tableam/tableam_path.o
+OBJS += src/tableam/tableam.o src/tableam/tableam_path.o src/tableam/tableam_ddl.o
 OBJS += src/codec/delta.o
 
 PG_CPPFLAGS = -Isrc/include
@@ -58,7 +58,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types tableam_scan_breaker
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck

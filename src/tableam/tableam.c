@@ -1614,6 +1614,7 @@ typedef struct AmScanDesc
 	List	   *segments;
 	DestorScan *st;
 	bool		have_rg;
+	MemoryContext scancxt;		/* st and what the (re)scan made: see am_scan_start */
 	/* a plan's scan (tableam_path.c): the columns it reads, the quals that
 	 * prune row groups by their statistics; kept across rescans */
 	bool		restricted;
@@ -1664,6 +1665,13 @@ am_segments(Relation rel, TableOptions *opts, Snapshot snapshot)
 		ListCell   *lc2;
 
 		if (aw->relid != RelationGetRelid(rel))
+			continue;
+		/*
+		 * Rows of the snapshot's own command or a later one are not seen
+		 * (cmin >= curcid, as heap): an InitPlan, a CTE or a STABLE
+		 * function run by an INSERT or UPDATE must not count its new rows.
+		 */
+		if (before != InvalidCommandId && aw->cid >= before)
 			continue;
 		if (aw->subid != cur)
 			am_read_in_subxact_error(rel);
@@ -1763,8 +1771,14 @@ am_scan_apply_restriction(AmScanDesc *s)
 static void
 am_scan_start(AmScanDesc *s)
 {
-	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+	MemoryContext old;
 	Snapshot	snap = s->base.rs_snapshot;
+
+	/* each (re)scan's state in its own context: a nested loop's rescans grew the scan's */
+	if (s->scancxt != NULL)
+		MemoryContextDelete(s->scancxt);
+	s->scancxt = AllocSetContextCreate(s->cxt, "destor table scan state", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(s->scancxt);
 
 	s->st = whole_row_scan(s->base.rs_rd, s->opts, s->segments);
 	s->st->snapshot = (snap != InvalidSnapshot && IsMVCCSnapshot(snap)) ? snap : InvalidSnapshot;
@@ -1785,6 +1799,7 @@ am_scan_restrict(TableScanDesc sscan, Bitmapset *attrs, List *quals, Index scanr
 	s->attrs = bms_copy(attrs);
 	s->quals = copyObject(quals);
 	s->scanrelid = scanrelid;
+	MemoryContextSwitchTo(s->scancxt);
 	am_scan_apply_restriction(s);
 	MemoryContextSwitchTo(old);
 }
@@ -3826,7 +3841,8 @@ am_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 {
 	if (prev_set_rel_pathlist)
 		prev_set_rel_pathlist(root, rel, rti, rte);
-	if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_RELATION)
+	/* not the append relation of an inheritance parent: its own rows are a child */
+	if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_RELATION && !rte->inh)
 	{
 		Relation	r = RelationIdGetRelation(rte->relid);
 
@@ -3861,4 +3877,5 @@ tableam_init(void)
 	prev_set_rel_pathlist = set_rel_pathlist_hook;
 	set_rel_pathlist_hook = am_set_rel_pathlist;
 	tableam_path_init();
+	tableam_ddl_init();
 }

@@ -22,4 +22,7 @@ extern void am_add_scan_path(PlannerInfo *root, RelOptInfo *rel, Index rti, Rela
 							 bool parallel_ok);
 extern void tableam_path_init(void);
 
+/* tableam_ddl.c: ALTER COLUMN TYPE that destor tables cannot follow */
+extern void tableam_ddl_init(void);
+
 #endif							/* DESTOR_TABLEAM_H */
