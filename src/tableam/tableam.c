@@ -1919,7 +1919,7 @@ am_scan_getnextslot(TableScanDesc sscan, ScanDirection direction, TupleTableSlot
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("backward scans of destor tables are not supported"),
-				 errhint("Declare the cursor without SCROLL.")));
+				 errhint("Fetch forward only, or copy the rows into a temporary table and scroll through that.")));
 	if (slot->tts_tupleDescriptor->natts != st->natts)
 		am_not_supported("rewriting the table (ALTER TABLE ... ADD COLUMN with a volatile default)");
 	ExecClearTuple(slot);
