@@ -9,8 +9,11 @@
  * min/max statistics that prune segments and row groups were computed
  * under the old collation.  So a type change left the column unreadable or
  * failed, and a collation change gave wrong answers from pruning.  A
- * utility hook refuses both up front, for tables USING destor and destor
- * foreign tables, also through a parent; a typmod-only change stays.
+ * utility hook refuses collation changes up front for tables USING destor
+ * and destor foreign tables, and type changes for tables USING destor,
+ * also through a parent; a typmod-only change stays.  (A foreign table's
+ * type change is metadata only: its reader refuses the column until the
+ * type is changed back, as before.)
  */
 #include "postgres.h"
 
@@ -82,14 +85,14 @@ check_alter_column_type(Oid relid, char kind, AlterTableCmd *cmd)
 				 errdetail("The column's stored minimum and maximum values, which prune segments and row groups, were ordered under collation \"%s\".",
 						   get_collation_name(oldcoll)),
 				 errhint("Use COLLATE in queries, or copy the rows into a new table with the collation.")));
-	if (newtype != oldtype)
+	/* a foreign table's reader refuses a changed type itself, and the
+	 * change can be undone: PostgreSQL never rewrites foreign tables */
+	if (newtype != oldtype && kind == 'r')
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot change the type of column \"%s\" of destor table \"%s\" from %s to %s",
 						cmd->name, get_rel_name(relid), format_type_be(oldtype), format_type_be(newtype)),
-				 errdetail(kind == 'f' ?
-						   "A foreign table is never rewritten: its segments keep values of type %s." :
-						   "Its segments keep values of type %s: PostgreSQL changes some types without a rewrite, and destor's rewrite reads the stored values as the new type.",
+				 errdetail("Its segments keep values of type %s: PostgreSQL changes some types without a rewrite, and destor's rewrite reads the stored values as the new type.",
 						   format_type_be(oldtype)),
 				 errhint("Copy the rows into a new table with the new type (INSERT ... SELECT with a cast).")));
 }
