@@ -169,9 +169,10 @@ INSERT INTO t SELECT * FROM h WHERE id <= 1000;
 SELECT * FROM t WHERE id = 777;
 RESET enable_seqscan;
 
--- a bitmap heap scan prefetches the blocks of its tids; past segment 36 they
--- lie beyond the relation's first file: no bitmap paths then while
--- prefetching is on, and the answers stay right
+-- a bitmap heap scan prefetches the blocks of its tids, which hold nothing
+-- (each a wasted system call; past segment 36 they lie beyond the
+-- relation's first file): no bitmap paths while prefetching is on, the
+-- index paths instead, and the answers stay right
 CREATE TABLE many (id int, v int) USING destor;
 CREATE INDEX many_id ON many (id);
 DO $$ BEGIN FOR i IN 1..40 LOOP INSERT INTO many VALUES (i, i * 10); END LOOP; END $$;
