@@ -115,6 +115,13 @@ ALTER FOREIGN TABLE retyped ALTER COLUMN a TYPE float4;
 SELECT a FROM retyped;
 ALTER FOREIGN TABLE retyped ALTER COLUMN a TYPE int4;
 SELECT sum(a) FROM retyped;
+-- a collation change is refused up front: the stored min/max that prune
+-- were ordered under the old collation (src/tableam/tableam_ddl.c)
+CREATE FOREIGN TABLE recollated (id int, t text) SERVER archive;
+INSERT INTO recollated VALUES (1, 'B'), (2, 'a');
+ALTER FOREIGN TABLE recollated ALTER COLUMN t TYPE text COLLATE "C";
+SELECT count(*) FROM recollated WHERE t < 'b';
+DROP FOREIGN TABLE recollated;
 
 -- inserts: multi-row with RETURNING, COPY, INSERT ... SELECT; NULLs
 CREATE FOREIGN TABLE events (id bigint, kind text, at timestamptz, payload jsonb)
