@@ -194,7 +194,9 @@ COMMIT;
 SELECT count(*) FROM am_many;
 
 -- 4. VACUUM removes segments whose rows are all deleted for every snapshot
--- (their objects go after commit) and the index entries of dead rows
+-- (their objects go after commit) and the index entries of dead rows;
+-- rewrites of partly deleted segments are off here (tableam_vacuum)
+SET destor.vacuum_rewrite_fraction = 1;
 CREATE TABLE am_vt (id int PRIMARY KEY, v text) USING destor;
 CREATE INDEX am_vt_v ON am_vt USING hash (v);
 SELECT shard_files(:'dir') AS files_before \gset
@@ -220,6 +222,7 @@ VACUUM (VERBOSE) am_vt;
 SELECT shard_files(:'dir') - :files_before AS shard_files;
 INSERT INTO am_vt VALUES (1, 'again');
 SELECT * FROM am_vt;
+RESET destor.vacuum_rewrite_fraction;
 
 -- 5. What is still refused, clearly
 BEGIN;

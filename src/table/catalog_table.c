@@ -259,17 +259,14 @@ catalog_delete_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no)
 	catalog_leave(&cu);
 }
 
-/* Take a segment out of its table; its object is retired, not deleted
- * (readers with older snapshots may still read it). */
-void
-catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
-					   const uint8 object_id[CODEC_OBJID_LEN])
+/* Retire a segment's object, which it no longer names. */
+static void
+catalog_retire_object(const uint8 object_id[CODEC_OBJID_LEN])
 {
 	CatalogUser cu;
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
 
-	catalog_delete_segment(table_id, segment_no);
 	catalog_enter(&cu);
 	values[0] = object_id_datum(object_id);
 	catalog_exec("DELETE FROM destor.objects WHERE object_id = $1", 1, types, values,
@@ -277,6 +274,49 @@ catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 	catalog_exec("INSERT INTO destor.retired (object_id) VALUES ($1) ON CONFLICT DO NOTHING",
 				 1, types, values, NULL, SPI_OK_INSERT);
 	catalog_leave(&cu);
+}
+
+/*
+ * A new version of a segment (VACUUM's rewrite): same number and rows, a
+ * new object; the old object is retired, as compaction's are (readers with
+ * older snapshots may still read it).  The deletions stay: they name the
+ * same rows.
+ */
+void
+catalog_replace_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+						const uint8 old_object_id[CODEC_OBJID_LEN],
+						const uint8 new_object_id[CODEC_OBJID_LEN], bytea *directory)
+{
+	CatalogUser cu;
+	Oid			types[5] = {UUIDOID, INT8OID, UUIDOID, UUIDOID, BYTEAOID};
+	Datum		values[5];
+
+	catalog_enter(&cu);
+	values[0] = object_id_datum(table_id);
+	values[1] = Int64GetDatum(segment_no);
+	values[2] = object_id_datum(old_object_id);
+	values[3] = object_id_datum(new_object_id);
+	values[4] = PointerGetDatum(directory);
+	catalog_exec("UPDATE destor.segments SET object_id = $4, directory = $5 "
+				 "WHERE table_id = $1 AND segment_no = $2 AND object_id = $3",
+				 5, types, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not rewrite destor segment " INT64_FORMAT ": it changed meanwhile",
+						segment_no)));
+	catalog_leave(&cu);
+	catalog_retire_object(old_object_id);
+}
+
+/* Take a segment out of its table; its object is retired, not deleted
+ * (readers with older snapshots may still read it). */
+void
+catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+					   const uint8 object_id[CODEC_OBJID_LEN])
+{
+	catalog_delete_segment(table_id, segment_no);
+	catalog_retire_object(object_id);
 }
 
 /* ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@
  *       null_count u32, kind u8, encoding u8, has_minmax u8, [min: u32 len +
  *       bytes, max: u32 len + bytes]
  *   per column (segment summary): null_count u64, has_minmax u8, [min, max]
+ *   optional: "PRUNE" | pruned rows u64
  *
  * A chunk's encoding (ChunkEncoding) says how its values lie between its
  * null bitmap and zstd: as written (0) or delta-encoded (1, codec_delta_encode
@@ -23,6 +24,11 @@
  * (every chunk plain); a directory whose chunks are all plain is still
  * written that way, so segments that use no encoding stay readable by
  * releases that do not know DDIR2.
+ *
+ * The optional "PRUNE" trailer (either format) counts the rows VACUUM stored
+ * as tombstones: deleted for every snapshot, stored as NULL in every column
+ * so that row numbers (the table access method's tids) stay.  Readers that
+ * do not know it stop before it and lose nothing: the rows are deleted.
  */
 #include "postgres.h"
 
@@ -217,6 +223,11 @@ segment_directory_serialize(SegmentDirectory *dir)
 		put_u64(&buf, dir->seg_nulls[c]);
 		put_minmax(&buf, dir->seg_min[c], dir->seg_max[c]);
 	}
+	if (dir->pruned > 0)
+	{
+		appendBinaryStringInfo(&buf, "PRUNE", 5);
+		put_u64(&buf, (uint64) dir->pruned);
+	}
 
 	result = palloc(VARHDRSZ + buf.len);
 	SET_VARSIZE(result, VARHDRSZ + buf.len);
@@ -300,6 +311,15 @@ segment_directory_parse(bytea *raw)
 	{
 		dir->seg_nulls[col] = get_u64(&c);
 		get_minmax(&c, &dir->seg_min[col], &dir->seg_max[col]);
+	}
+	if (c.end - c.p >= 5 && memcmp(c.p, "PRUNE", 5) == 0)
+	{
+		c.p += 5;
+		dir->pruned = (int64) get_u64(&c);
+		if (dir->pruned < 0 || dir->pruned > dir->row_count)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("destor segment directory is malformed")));
 	}
 	return dir;
 }

@@ -77,6 +77,11 @@ struct SegmentWriter
 	void	   *number_arg;
 	int64		seg_no;			/* number_fn's number of the segment under
 								 * way, or -1 */
+	/* segment_writer_replace: the one segment written takes the place of
+	 * this one's object, with these rows pruned */
+	bool		replacing;
+	uint8		replaced_object[CODEC_OBJID_LEN];
+	int64		pruned;
 };
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
@@ -293,6 +298,9 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 		text_io_leave(guclevel);
 	MemoryContextSwitchTo(old);
 
+	/* a replacement keeps the row groups of the segment it replaces */
+	if (w->replacing)
+		return;
 	/* large values: close the row group early to keep memory bounded */
 	for (int i = 0; i < w->ncols; i++)
 		if (w->cols[i].values.len > ROW_GROUP_BYTE_BUDGET)
@@ -607,6 +615,7 @@ segment_writer_finish_segment(SegmentWriter *w)
 	dir.chunks = w->chunks;
 	dir.rg_min = w->rg_min;
 	dir.rg_max = w->rg_max;
+	dir.pruned = w->replacing ? w->pruned : 0;
 	dirb = segment_directory_serialize(&dir);
 
 	/* the object describes itself: directory, its length, a magic */
@@ -621,11 +630,15 @@ segment_writer_finish_segment(SegmentWriter *w)
 
 	catalog_insert_object(meta);
 	{
-		int64		segno = w->number_fn == NULL ? catalog_next_segment_no() :
+		int64		segno = w->replacing ? w->seg_no :
+			w->number_fn == NULL ? catalog_next_segment_no() :
 			w->seg_no >= 0 ? w->seg_no : w->number_fn(w->number_arg);
 		SegmentDirectory *written;
 
-		catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
+		if (w->replacing)
+			catalog_replace_segment(w->opts->table_id, segno, w->replaced_object, meta->id, dirb);
+		else
+			catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
 		written = segment_directory_parse(dirb);
 		written->segment_no = segno;
 		memcpy(written->object_id, meta->id, CODEC_OBJID_LEN);
@@ -721,6 +734,31 @@ segment_writer_flush(SegmentWriter *w)
 {
 	segment_writer_flush_rowgroup(w);
 	segment_writer_finish_segment(w);
+}
+
+/*
+ * segment_writer_replace: the rows added next are a new version of segment
+ * segment_no (whose object is old_object_id), with pruned of its rows stored
+ * as tombstones.  The caller closes each row group where the old segment's
+ * ends (segment_writer_end_rowgroup): a row keeps its number.  Finishing
+ * updates the segment's catalog row and retires the old object.
+ */
+void
+segment_writer_replace(SegmentWriter *w, int64 segment_no,
+					   const uint8 old_object_id[CODEC_OBJID_LEN], int64 pruned)
+{
+	Assert(w->ow == NULL && w->rg_rowcount == 0 && w->written == NIL);
+	w->replacing = true;
+	w->seg_no = segment_no;
+	memcpy(w->replaced_object, old_object_id, CODEC_OBJID_LEN);
+	w->pruned = pruned;
+}
+
+/* segment_writer_end_rowgroup: close the row group being buffered. */
+void
+segment_writer_end_rowgroup(SegmentWriter *w)
+{
+	segment_writer_flush_rowgroup(w);
 }
 
 void

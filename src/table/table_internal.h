@@ -58,6 +58,9 @@ extern void catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int6
 extern int64 catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
 extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]); /* object ids (uint8 *) */
 extern void catalog_delete_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no);
+extern void catalog_replace_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
+									const uint8 old_object_id[CODEC_OBJID_LEN],
+									const uint8 new_object_id[CODEC_OBJID_LEN], bytea *directory);
 extern void catalog_retire_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 								   const uint8 object_id[CODEC_OBJID_LEN]);
 extern int64 catalog_table_row_count(const uint8 table_id[CODEC_OBJID_LEN]);

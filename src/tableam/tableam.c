@@ -114,6 +114,7 @@
 PG_FUNCTION_INFO_V1(destor_tableam_handler);
 
 static char *default_pool = NULL;
+static double vacuum_rewrite_fraction = 0.2;
 
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 static object_access_hook_type prev_object_access = NULL;
@@ -3311,7 +3312,17 @@ am_relation_copy_for_cluster(Relation OldTable, Relation NewTable, Relation OldI
  * and in others) and of segments an aborted or crashed writer took.
  * Scans never open a segment whose rows they all see deleted (am_segments),
  * so a reader that began before this VACUUM committed does not need the
- * object.  Nothing is compacted: live rows stay where they are.
+ * object.
+ *
+ * A segment with more than destor.vacuum_rewrite_fraction of its rows dead
+ * (and not pruned by an earlier VACUUM) is rewritten (am_vac_rewrite): a
+ * new object where the dead rows are tombstones, NULL in every column, and
+ * every other row keeps its values and its number.  Heap's pruning keeps
+ * line pointers for the same reason: a row's tid is what its index entries
+ * name, so rows are not moved and no index entry of a live row changes,
+ * while the dead rows' entries go below.  The deletions stay (they hide the
+ * tombstones); the old object is retired, for readers with older snapshots,
+ * until cleanup_orphans' grace period ends.
  */
 typedef struct AmVacSegment
 {
@@ -3404,6 +3415,91 @@ am_vac_entry_dead(ItemPointer tid, void *arg)
 }
 
 /*
+ * am_vac_rewrite: segment dir again without its dead rows' values (dead:
+ * the rows deleted for every snapshot, ndead of them).  Row groups keep
+ * their sizes, so every row keeps its number; row groups with no live row
+ * are not read.  Adds the segment's stored bytes before and after.
+ */
+static void
+am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const uint8 *dead,
+			   int64 dead_bytes, int64 ndead, int64 *bytes_before, int64 *bytes_after)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			natts = desc->natts;
+	SegmentDirectory readdir = *dir;
+	SegmentWriter *w;
+	DestorScan *st;
+	Datum	   *values = palloc(sizeof(Datum) * Max(natts, 1));
+	bool	   *isnull = palloc(sizeof(bool) * Max(natts, 1));
+	bool	   *allnull = palloc(sizeof(bool) * Max(natts, 1));
+	bool	   *live_rg = palloc0(sizeof(bool) * Max(dir->nrowgroups, 1));
+	int64		first = 0;
+	int			keep = 0;
+	ListCell   *lc;
+
+	/* whole_row_current skips the rows this bitmap names: the dead ones */
+	readdir.deleted = palloc0((dir->row_count + 7) / 8 + 1);
+	memcpy(readdir.deleted, dead, Min(dead_bytes, (dir->row_count + 7) / 8));
+	for (int g = 0; g < dir->nrowgroups; first += dir->rg_rows[g], g++)
+		for (int64 r = first; r < first + dir->rg_rows[g] && !live_rg[g]; r++)
+			live_rg[g] = !am_bit_is_set(readdir.deleted, (dir->row_count + 7) / 8, r);
+	for (int a = 0; a < natts; a++)
+		allnull[a] = true;
+
+	w = segment_writer_create(rel, opts);
+	segment_writer_replace(w, dir->segment_no, dir->object_id, ndead);
+	st = whole_row_scan(rel, opts, list_make1(&readdir));
+	for (int u = 0; u < st->nunits; u++)
+		if (live_rg[st->units[u].rg])
+			st->units[keep++] = st->units[u];
+	st->nunits = keep;
+	for (int g = 0; g < dir->nrowgroups; g++)
+	{
+		uint32		rows = dir->rg_rows[g];
+
+		CHECK_FOR_INTERRUPTS();
+		if (live_rg[g] && (!next_rowgroup(st) || st->rg_rows != rows))
+			elog(ERROR, "destor segment " INT64_FORMAT " changed while VACUUM rewrote it",
+				 dir->segment_no);
+		for (uint32 r = 0; r < rows; r++)
+		{
+			st->row = r;
+			if (live_rg[g] && whole_row_current(st, values, isnull))
+			{
+				/* columns added since: their default, as scans give it */
+				for (int a = dir->ncols; a < natts; a++)
+					if (!TupleDescAttr(desc, a)->attisdropped)
+						values[a] = getmissingattr(desc, a + 1, &isnull[a]);
+				segment_writer_add(w, values, isnull);
+			}
+			else
+				segment_writer_add(w, values, allnull);
+		}
+		segment_writer_end_rowgroup(w);
+	}
+	whole_row_scan_end(st);
+	segment_writer_flush(w);
+	for (int i = 0; i < dir->nrowgroups * dir->ncols; i++)
+		*bytes_before += dir->chunks[i].length;
+	foreach(lc, segment_writer_recorded(w))
+	{
+		SegmentDirectory *nd = lfirst(lc);
+
+		if (nd->row_count != dir->row_count || nd->nrowgroups != dir->nrowgroups)
+			elog(ERROR, "destor segment " INT64_FORMAT " was rewritten with other row groups",
+				 dir->segment_no);
+		for (int i = 0; i < nd->nrowgroups * nd->ncols; i++)
+			*bytes_after += nd->chunks[i].length;
+	}
+	segment_writer_finish(w);
+	pfree(readdir.deleted);
+	pfree(live_rg);
+	pfree(values);
+	pfree(isnull);
+	pfree(allnull);
+}
+
+/*
  * am_vacuum_joins_snapshots: lazy VACUUM's transaction is left out of other
  * backends' snapshots (PROC_IN_VACUUM: it is not supposed to write).  This
  * one changes destor's catalog, and a reader whose snapshot does not list
@@ -3433,6 +3529,10 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 	List	   *segments;
 	ListCell   *lc;
 	int			nreclaimed = 0;
+	int			nrewritten = 0;
+	int64		rows_pruned = 0;
+	int64		bytes_before = 0;
+	int64		bytes_after = 0;
 	int			nindexes;
 	Relation   *indexes;
 
@@ -3473,6 +3573,16 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 			seg->reclaimed = true;
 			nreclaimed++;
 		}
+		else if (dead > dir->pruned &&
+				 (double) (dead - dir->pruned) > vacuum_rewrite_fraction * dir->row_count &&
+				 vacuum_rewrite_fraction < 1.0)
+		{
+			am_vacuum_joins_snapshots();
+			am_vac_rewrite(rel, opts, dir, seg->dead, seg->nbytes, dead, &bytes_before,
+						   &bytes_after);
+			nrewritten++;
+			rows_pruned += dead - dir->pruned;
+		}
 		vs.nsegs++;
 	}
 
@@ -3495,8 +3605,12 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 	}
 	vac_close_indexes(nindexes, indexes, NoLock);
 	ereport(params->options & VACOPT_VERBOSE ? INFO : DEBUG2,
-			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %.0f index entries removed",
-					RelationGetRelationName(rel), nreclaimed, vs.nsegs, vs.dead_entries)));
+			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %d rewritten without their " INT64_FORMAT " dead rows, %.0f index entries removed",
+					RelationGetRelationName(rel), nreclaimed, vs.nsegs, nrewritten, rows_pruned,
+					vs.dead_entries),
+			 nrewritten > 0 ?
+			 errdetail("The rewritten segments' column chunks went from " INT64_FORMAT " to " INT64_FORMAT " bytes.",
+					   bytes_before, bytes_after) : 0));
 }
 
 /*
@@ -3879,6 +3993,11 @@ tableam_init(void)
 	DefineCustomStringVariable("destor.default_pool",
 							   "The pool of the tables created USING destor.",
 							   NULL, &default_pool, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("destor.vacuum_rewrite_fraction",
+							 "VACUUM rewrites a segment of a table USING destor once this fraction of its rows is newly dead.",
+							 "The rewrite drops the dead rows' values and keeps every row's number; 1 turns rewrites off.",
+							 &vacuum_rewrite_fraction, 0.2, 0.0, 1.0, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	prev_executor_end = ExecutorEnd_hook;
 	ExecutorEnd_hook = am_executor_end;
 	prev_object_access = object_access_hook;

@@ -89,6 +89,9 @@ typedef struct SegmentDirectory
 	/* deleted rows (visible to the reading snapshot); NULL when none */
 	uint8	   *deleted;
 	int64		deleted_count;
+	/* rows VACUUM rewrote as tombstones (deleted for every snapshot, their
+	 * values dropped, their row numbers kept: see am_vac_rewrite) */
+	int64		pruned;
 	/* the statement reading it wrote it (segment_writer_pending): its
 	 * object's metadata, not read from the catalog; or NULL */
 	struct ObjectMeta *meta;
@@ -120,6 +123,9 @@ extern int64 segment_writer_segment_no(SegmentWriter *w);
 extern List *segment_writer_recorded(SegmentWriter *w);
 extern List *segment_writer_pending(SegmentWriter *w);
 extern void segment_writer_flush(SegmentWriter *w);
+extern void segment_writer_replace(SegmentWriter *w, int64 segment_no,
+								   const uint8 old_object_id[CODEC_OBJID_LEN], int64 pruned);
+extern void segment_writer_end_rowgroup(SegmentWriter *w);
 
 /* table_fdw.c */
 extern void table_fdw_init(void);
