@@ -115,6 +115,7 @@ PG_FUNCTION_INFO_V1(destor_tableam_handler);
 
 static char *default_pool = NULL;
 static double vacuum_rewrite_fraction = 0.2;
+static bool vacuum_full = false;	/* VACUUM FULL asked (tableam_ddl.c) */
 
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 static object_access_hook_type prev_object_access = NULL;
@@ -3499,6 +3500,14 @@ am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const ui
 	pfree(allnull);
 }
 
+/* VACUUM FULL of a table USING destor: every segment with newly dead rows
+ * is rewritten (tableam_ddl.c turns the statement into a plain VACUUM) */
+void
+am_set_vacuum_full(bool on)
+{
+	vacuum_full = on;
+}
+
 /*
  * am_vacuum_joins_snapshots: lazy VACUUM's transaction is left out of other
  * backends' snapshots (PROC_IN_VACUUM: it is not supposed to write).  This
@@ -3574,8 +3583,9 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 			nreclaimed++;
 		}
 		else if (dead > dir->pruned &&
-				 (double) (dead - dir->pruned) > vacuum_rewrite_fraction * dir->row_count &&
-				 vacuum_rewrite_fraction < 1.0)
+				 (vacuum_full ||
+				  ((double) (dead - dir->pruned) > vacuum_rewrite_fraction * dir->row_count &&
+				   vacuum_rewrite_fraction < 1.0)))
 		{
 			am_vacuum_joins_snapshots();
 			am_vac_rewrite(rel, opts, dir, seg->dead, seg->nbytes, dead, &bytes_before,

@@ -24,5 +24,6 @@ extern void tableam_path_init(void);
 
 /* tableam_ddl.c: ALTER COLUMN TYPE that destor tables cannot follow */
 extern void tableam_ddl_init(void);
+extern void am_set_vacuum_full(bool on);
 
 #endif							/* DESTOR_TABLEAM_H */
