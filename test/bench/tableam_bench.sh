@@ -12,7 +12,10 @@
 #   4. the providers' bytes (parity included) against the tiered months'
 #      heap bytes without indexes;
 #   5. a duplicate key inserted into a tiered month: the error must be the
-#      heap's (SQLSTATE and message, the constraint's name aside).
+#      heap's (SQLSTATE and message, the constraint's name aside);
+#   6. a third of a tiered month deleted, then VACUUM: the month's bytes on
+#      the providers before and after, against the heap month's table size
+#      and VACUUM time.
 # Every query's result must be the same on both parents.  Six `file`
 # providers and a 4+2 pool in a temporary folder.
 #
@@ -168,6 +171,26 @@ dup_tiered=$(dup readings)
 dup_heap=$(dup readings_heap)
 [ -n "$dup_heap" ] || fail "the heap took a duplicate key"
 
+# --- 6. deleting a third of a tiered month, then VACUUM ------------------------------
+month_bytes() { # a tiered month's segments on the providers (parity incl.), from the catalog
+	psql_q -c "SELECT coalesce(sum(o.size * (o.data_shards + o.parity_shards) / o.data_shards), 0)::bigint
+	             FROM destor.segments g JOIN destor.am_tables a ON a.table_id = g.table_id
+	             JOIN destor.objects o ON o.object_id = g.object_id
+	            WHERE a.relfilenode = pg_relation_filenode('$1')"
+}
+vac_before=$(month_bytes readings_03)
+heap_vac_before=$(psql_q -c "SELECT pg_table_size('readings_heap_03')")
+for parent in readings readings_heap; do
+	psql_q -c "DELETE FROM ${parent}_03 WHERE id % 3 = 0" >/dev/null
+done
+t0=$(now); psql_q -c "VACUUM readings_03" >/dev/null; vac_s=$(since "$t0")
+t0=$(now); psql_q -c "VACUUM readings_heap_03" >/dev/null; heap_vac_s=$(since "$t0")
+vac_after=$(month_bytes readings_03)
+heap_vac_after=$(psql_q -c "SELECT pg_table_size('readings_heap_03')")
+vac_check="SELECT count(*), round(sum(temperature)::numeric, 6) FROM %s WHERE ts >= '2024-03-01' AND ts < '2024-04-01'"
+[ "$(psql_q -c "$(printf "$vac_check" readings)")" = "$(psql_q -c "$(printf "$vac_check" readings_heap)")" ] ||
+	fail "after DELETE and VACUUM, March differs between the tiered and the heap parent"
+
 echo
 echo "== results: $month_rows rows a month, 11 months tiered"
 printf '  %-58s %9s\n' "tiering one month" "seconds"
@@ -189,6 +212,13 @@ r=$(ratio "$stored" "$heap_bytes")
 echo "== storage of the 11 tiered months"
 printf '  heap tables, without indexes  %12d bytes\n' "$heap_bytes"
 printf '  providers (4+2, parity incl.) %12d bytes  (%sx; target <= 0.2: %s)\n' "$stored" "$r" "$(verdict "$r" 0.2)"
+echo
+echo "== a third of a tiered month deleted, then VACUUM"
+printf '  %-44s %14s %14s %9s\n' "" "before" "after" "seconds"
+printf '  %-44s %14d %14d %9.2f  (%sx of the bytes kept)\n' "destor: bytes on the providers (parity incl.)" \
+	"$vac_before" "$vac_after" "$vac_s" "$(ratio "$vac_after" "$vac_before")"
+printf '  %-44s %14d %14d %9.2f  (heap keeps its pages for reuse)\n' "heap: table size" \
+	"$heap_vac_before" "$heap_vac_after" "$heap_vac_s"
 echo
 echo "== a duplicate key inserted into a tiered month"
 echo "  heap:   $dup_heap"
