@@ -182,7 +182,32 @@ VACUUM FULL vt;
 RESET ROLE;
 DROP TABLE vp;
 
--- 8. Emptied: the segments go altogether, as before
+-- 8. Inserts, updates and deletes count in the cumulative statistics as
+-- heap's do, and VACUUM reports what it left: autovacuum decides from them
+CREATE TABLE sh (id int PRIMARY KEY, v text);
+CREATE TABLE sv (id int PRIMARY KEY, v text) USING destor;
+INSERT INTO sh SELECT i, 'x' FROM generate_series(1, 1000) i;
+INSERT INTO sv SELECT i, 'x' FROM generate_series(1, 1000) i;
+COPY sh (id) FROM PROGRAM 'seq 1001 1100';
+COPY sv (id) FROM PROGRAM 'seq 1001 1100';
+UPDATE sh SET v = 'y' WHERE id <= 100;
+UPDATE sv SET v = 'y' WHERE id <= 100;
+DELETE FROM sh WHERE id > 900;
+DELETE FROM sv WHERE id > 900;
+BEGIN;
+DELETE FROM sh WHERE id = 1;
+DELETE FROM sv WHERE id = 1;
+ROLLBACK;
+SELECT pg_stat_force_next_flush();
+SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup, n_dead_tup
+  FROM pg_stat_user_tables WHERE relname IN ('sh', 'sv') ORDER BY 1;
+VACUUM sh;
+VACUUM sv;
+SELECT relname, n_live_tup, n_dead_tup, vacuum_count
+  FROM pg_stat_user_tables WHERE relname IN ('sh', 'sv') ORDER BY 1;
+DROP TABLE sh, sv;
+
+-- 9. Emptied: the segments go altogether, as before
 DELETE FROM vt;
 VACUUM vt;
 SELECT count(*) FROM vt_segments();

@@ -95,6 +95,7 @@
 #include "miscadmin.h"
 #include "optimizer/paths.h"
 #include "optimizer/plancat.h"
+#include "pgstat.h"
 #include "storage/smgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -2793,9 +2794,13 @@ am_check_not_parallel(Relation rel)
 				 errhint("SET max_parallel_workers_per_gather = 0 for CREATE TABLE ... AS.")));
 }
 
+/*
+ * Inserts, updates and deletes are counted in the cumulative statistics as
+ * heap counts them (pg_stat_user_tables; one UPDATE is one update, not a
+ * delete and an insert): autovacuum and autoanalyze decide from them.
+ */
 static void
-am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
-				struct BulkInsertStateData *bistate)
+am_insert_row(Relation rel, TupleTableSlot *slot, CommandId cid)
 {
 	AmWriter   *aw;
 	int64		segment_no;
@@ -2812,14 +2817,23 @@ am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
 }
 
 static void
+am_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid, int options,
+				struct BulkInsertStateData *bistate)
+{
+	am_insert_row(rel, slot, cid);
+	pgstat_count_heap_insert(rel, 1);
+}
+
+static void
 am_multi_insert(Relation rel, TupleTableSlot **slots, int nslots, CommandId cid, int options,
 				struct BulkInsertStateData *bistate)
 {
 	for (int i = 0; i < nslots; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		am_tuple_insert(rel, slots[i], cid, options, bistate);
+		am_insert_row(rel, slots[i], cid);
 	}
+	pgstat_count_heap_insert(rel, nslots);
 }
 
 static void
@@ -3148,7 +3162,12 @@ static TM_Result
 am_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
 				Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
 {
-	return am_delete_row(rel, tid, cid, snapshot, crosscheck, wait, tmfd, AM_CLAIM_KEY, NULL);
+	TM_Result	result = am_delete_row(rel, tid, cid, snapshot, crosscheck, wait, tmfd,
+										   AM_CLAIM_KEY, NULL);
+
+	if (result == TM_Ok)
+		pgstat_count_heap_delete(rel);
+	return result;
 }
 
 /*
@@ -3177,7 +3196,8 @@ am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId 
 	ExecDropSingleTupleTableSlot(old);
 	if (result != TM_Ok)
 		return result;
-	am_tuple_insert(rel, slot, cid, 0, NULL);
+	am_insert_row(rel, slot, cid);
+	pgstat_count_heap_update(rel, false);
 	*update_indexes = true;
 	return TM_Ok;
 }
@@ -3542,6 +3562,8 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 	int64		rows_pruned = 0;
 	int64		bytes_before = 0;
 	int64		bytes_after = 0;
+	int64		live_rows = 0;
+	int64		recently_dead = 0;	/* deleted, but not for every snapshot yet */
 	int			nindexes;
 	Relation   *indexes;
 
@@ -3568,6 +3590,8 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 			for (int64 r = 0; r < dir->row_count; r++)
 				dead += am_bit_is_set(seg->dead, seg->nbytes, r);
 		}
+		live_rows += dir->row_count - dir->deleted_count;
+		recently_dead += dir->deleted_count - dead;
 		if (dir->row_count > 0 && dead == dir->row_count)
 		{
 			ObjectMeta *meta = catalog_get_object(dir->object_id, true);
@@ -3614,6 +3638,9 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 			pfree(stats);
 	}
 	vac_close_indexes(nindexes, indexes, NoLock);
+	/* as heap's VACUUM: autovacuum's next decision starts from these */
+	pgstat_report_vacuum(RelationGetRelid(rel), rel->rd_rel->relisshared, live_rows,
+						 recently_dead);
 	ereport(params->options & VACOPT_VERBOSE ? INFO : DEBUG2,
 			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %d rewritten without their " INT64_FORMAT " dead rows, %.0f index entries removed",
 					RelationGetRelationName(rel), nreclaimed, vs.nsegs, nrewritten, rows_pruned,
