@@ -250,6 +250,38 @@ scan_claim_size(DestorScan *st)
 }
 
 /*
+ * Whether most of the scan's needed chunks (by bytes) are not in the
+ * shared cache, neither decompressed nor as the page they start in: the
+ * scan will wait on the providers rather than on its CPU.
+ */
+bool
+scan_mostly_uncached(DestorScan *st)
+{
+	uint64		needed = 0;
+	uint64		uncached = 0;
+
+	for (int i = 0; i < st->nunits; i++)
+	{
+		DestorScanUnit *u = &st->units[i];
+
+		if (u->dir->mem_chunks)
+			continue;
+		for (int a = 0; a < st->natts && a < u->dir->ncols; a++)
+		{
+			ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+
+			if (!chunk_needed(st, u->dir, a))
+				continue;
+			needed += e->length;
+			if (!(chunk_cacheable(e) && cache_contains_span(u->dir->object_id, e->offset)) &&
+				!cache_contains(u->dir->object_id, e->offset / CACHE_PAGE_SIZE))
+				uncached += e->length;
+		}
+	}
+	return uncached * 2 > needed;
+}
+
+/*
  * Fetch the batch that starts at unit "first" (its needed chunks the cache
  * does not hold), and start fetching the batch after it if that one reads
  * the same segment.
