@@ -163,6 +163,7 @@ UPDATE c SET t = 'x' WHERE id = 1;
 DELETE FROM c WHERE id = 1;
 SELECT * FROM c WHERE id = 1 FOR UPDATE;
 CLUSTER t USING nothing;
+-- VACUUM FULL is VACUUM here (sql/tableam_vacuum.sql)
 VACUUM FULL c;
 SELECT count(*) FROM t TABLESAMPLE SYSTEM (10);
 

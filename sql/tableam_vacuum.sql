@@ -157,10 +157,10 @@ VACUUM FULL vt;
 ROLLBACK;
 CLUSTER vt USING vt_pkey;
 ALTER TABLE vt CLUSTER ON vt_pkey;
-CREATE TABLE vp (id int, ts date, PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts);
+CREATE TABLE vp (id int, ts date, v text, PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts);
 CREATE TABLE vp1 PARTITION OF vp FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
 CREATE TABLE vp2 PARTITION OF vp FOR VALUES FROM ('2024-02-01') TO ('2024-03-01') USING destor;
-INSERT INTO vp SELECT i, '2024-01-01'::date + i % 59 FROM generate_series(1, 6000) i;
+INSERT INTO vp SELECT i, '2024-01-01'::date + i % 59, md5(i::text) FROM generate_series(1, 6000) i;
 DELETE FROM vp WHERE id % 2 = 0;
 SELECT am_objects('vp2') AS vp2_objects \gset
 VACUUM FULL vp;

@@ -280,7 +280,7 @@ catalog_retire_object(const uint8 object_id[CODEC_OBJID_LEN])
  * A new version of a segment (VACUUM's rewrite): same number and rows, a
  * new object; the old object is retired, as compaction's are (readers with
  * older snapshots may still read it).  The deletions stay: they name the
- * same rows.
+ * same rows.  With new_object_id the old one, only the directory changes.
  */
 void
 catalog_replace_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
@@ -306,7 +306,8 @@ catalog_replace_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
 				 errmsg("could not rewrite destor segment " INT64_FORMAT ": it changed meanwhile",
 						segment_no)));
 	catalog_leave(&cu);
-	catalog_retire_object(old_object_id);
+	if (memcmp(old_object_id, new_object_id, CODEC_OBJID_LEN) != 0)
+		catalog_retire_object(old_object_id);
 }
 
 /* Take a segment out of its table; its object is retired, not deleted

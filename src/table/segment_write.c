@@ -77,10 +77,9 @@ struct SegmentWriter
 	void	   *number_arg;
 	int64		seg_no;			/* number_fn's number of the segment under
 								 * way, or -1 */
-	/* segment_writer_replace: the one segment written takes the place of
-	 * this one's object, with these rows pruned */
+	/* segment_writer_replace: the one segment written is a new version of
+	 * segment seg_no, with these rows pruned; the caller records it */
 	bool		replacing;
-	uint8		replaced_object[CODEC_OBJID_LEN];
 	int64		pruned;
 };
 
@@ -635,9 +634,7 @@ segment_writer_finish_segment(SegmentWriter *w)
 			w->seg_no >= 0 ? w->seg_no : w->number_fn(w->number_arg);
 		SegmentDirectory *written;
 
-		if (w->replacing)
-			catalog_replace_segment(w->opts->table_id, segno, w->replaced_object, meta->id, dirb);
-		else
+		if (!w->replacing)
 			catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
 		written = segment_directory_parse(dirb);
 		written->segment_no = segno;
@@ -738,19 +735,21 @@ segment_writer_flush(SegmentWriter *w)
 
 /*
  * segment_writer_replace: the rows added next are a new version of segment
- * segment_no (whose object is old_object_id), with pruned of its rows stored
- * as tombstones.  The caller closes each row group where the old segment's
- * ends (segment_writer_end_rowgroup): a row keeps its number.  Finishing
- * updates the segment's catalog row and retires the old object.
+ * segment_no, with pruned of its rows stored as tombstones, and only its
+ * first ncols columns (the others were added since: readers give them their
+ * default).  The caller closes each row group where the old segment's ends
+ * (segment_writer_end_rowgroup), so that a row keeps its number, and then
+ * decides from the new object (segment_writer_recorded after
+ * segment_writer_flush: its object is written and in destor.objects) whether
+ * it replaces the old one (catalog_replace_segment).
  */
 void
-segment_writer_replace(SegmentWriter *w, int64 segment_no,
-					   const uint8 old_object_id[CODEC_OBJID_LEN], int64 pruned)
+segment_writer_replace(SegmentWriter *w, int64 segment_no, int ncols, int64 pruned)
 {
 	Assert(w->ow == NULL && w->rg_rowcount == 0 && w->written == NIL);
 	w->replacing = true;
 	w->seg_no = segment_no;
-	memcpy(w->replaced_object, old_object_id, CODEC_OBJID_LEN);
+	w->ncols = Min(w->ncols, Max(ncols, 0));
 	w->pruned = pruned;
 }
 

@@ -2068,9 +2068,16 @@ typedef struct AmFetch
 	TransactionId list_xmin;
 	TransactionId list_xmax;
 	List	   *segments;
-	/* SnapshotAny's segment (in anycxt): its directory never changes */
+	/*
+	 * SnapshotAny's segment (in anycxt), kept for the rest of the command
+	 * that looked it up: a VACUUM committing meanwhile may give the segment
+	 * a new object and retire this one (am_vac_rewrite), so a later command
+	 * looks it up again
+	 */
 	MemoryContext anycxt;
 	SegmentDirectory *any_dir;
+	LocalTransactionId any_lxid;
+	CommandId	any_cid;
 	/* the row group decoded last (its dir is in listcxt or anycxt), or st == NULL */
 	DestorScan *st;
 	SegmentDirectory *st_dir;
@@ -2501,7 +2508,8 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	 */
 	if (snapshot->snapshot_type == SNAPSHOT_ANY)
 	{
-		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no)
+		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no ||
+			f->any_lxid != MyProc->lxid || f->any_cid != GetCurrentCommandId(false))
 		{
 			if (f->any_dir && f->st_dir == f->any_dir)
 				am_fetch_forget_rowgroup(f);
@@ -2510,7 +2518,11 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 			latest = RegisterSnapshot(GetLatestSnapshot());
 			old = MemoryContextSwitchTo(f->anycxt);
 			if (am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+			{
 				f->any_dir = dir;
+				f->any_lxid = MyProc->lxid;
+				f->any_cid = GetCurrentCommandId(false);
+			}
 			MemoryContextSwitchTo(old);
 			UnregisterSnapshot(latest);
 		}
@@ -3436,12 +3448,47 @@ am_vac_entry_dead(ItemPointer tid, void *arg)
 }
 
 /*
+ * am_vac_segment_idle: no other transaction holds the segment's lock (or
+ * the whole table's), as when it deletes, updates or locks rows of it.
+ * Such a segment is left for a later VACUUM, as heap's VACUUM leaves a page
+ * it cannot get a cleanup lock on: the transaction keeps reading the
+ * segment's object as it found it.  The locks are not kept: a transaction
+ * that comes later looks the segment up again.
+ */
+static bool
+am_vac_segment_idle(Relation rel, int64 segment_no)
+{
+	LOCKTAG		whole;
+	LOCKTAG		seg;
+	bool		idle = false;
+
+	am_whole_table_tag(&whole, rel);
+	am_segment_tag(&seg, rel, segment_no);
+	if (LockAcquire(&whole, RowShareLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (LockAcquire(&seg, ShareLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		{
+			idle = true;
+			LockRelease(&seg, ShareLock, false);
+		}
+		LockRelease(&whole, RowShareLock, false);
+	}
+	return idle;
+}
+
+/*
  * am_vac_rewrite: segment dir again without its dead rows' values (dead:
  * the rows deleted for every snapshot, ndead of them).  Row groups keep
  * their sizes, so every row keeps its number; row groups with no live row
- * are not read.  Adds the segment's stored bytes before and after.
+ * are not read; only the columns the segment has are written (those added
+ * since keep coming from their default).  The new object replaces the old
+ * one only if its chunks are smaller (tombstones can make regular values
+ * compress worse); otherwise it is dropped and the old directory notes the
+ * dead rows as dealt with, so that only more dead rows make the segment due
+ * again.  Adds the segment's stored bytes before and after; true if the
+ * segment was replaced.
  */
-static void
+static bool
 am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const uint8 *dead,
 			   int64 dead_bytes, int64 ndead, int64 *bytes_before, int64 *bytes_after)
 {
@@ -3456,7 +3503,10 @@ am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const ui
 	bool	   *live_rg = palloc0(sizeof(bool) * Max(dir->nrowgroups, 1));
 	int64		first = 0;
 	int			keep = 0;
-	ListCell   *lc;
+	int64		before = 0;
+	int64		after = 0;
+	SegmentDirectory *nd = NULL;
+	bool		replaced;
 
 	/* whole_row_current skips the rows this bitmap names: the dead ones */
 	readdir.deleted = palloc0((dir->row_count + 7) / 8 + 1);
@@ -3468,7 +3518,7 @@ am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const ui
 		allnull[a] = true;
 
 	w = segment_writer_create(rel, opts);
-	segment_writer_replace(w, dir->segment_no, dir->object_id, ndead);
+	segment_writer_replace(w, dir->segment_no, dir->ncols, ndead);
 	st = whole_row_scan(rel, opts, list_make1(&readdir));
 	for (int u = 0; u < st->nunits; u++)
 		if (live_rg[st->units[u].rg])
@@ -3486,13 +3536,7 @@ am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const ui
 		{
 			st->row = r;
 			if (live_rg[g] && whole_row_current(st, values, isnull))
-			{
-				/* columns added since: their default, as scans give it */
-				for (int a = dir->ncols; a < natts; a++)
-					if (!TupleDescAttr(desc, a)->attisdropped)
-						values[a] = getmissingattr(desc, a + 1, &isnull[a]);
 				segment_writer_add(w, values, isnull);
-			}
 			else
 				segment_writer_add(w, values, allnull);
 		}
@@ -3501,23 +3545,39 @@ am_vac_rewrite(Relation rel, TableOptions *opts, SegmentDirectory *dir, const ui
 	whole_row_scan_end(st);
 	segment_writer_flush(w);
 	for (int i = 0; i < dir->nrowgroups * dir->ncols; i++)
-		*bytes_before += dir->chunks[i].length;
-	foreach(lc, segment_writer_recorded(w))
+		before += dir->chunks[i].length;
+	if (list_length(segment_writer_recorded(w)) == 1)
+		nd = linitial(segment_writer_recorded(w));
+	if (nd == NULL || nd->row_count != dir->row_count || nd->nrowgroups != dir->nrowgroups)
+		elog(ERROR, "destor segment " INT64_FORMAT " was rewritten with other row groups",
+			 dir->segment_no);
+	for (int i = 0; i < nd->nrowgroups * nd->ncols; i++)
+		after += nd->chunks[i].length;
+	replaced = after < before;
+	if (replaced)
+		catalog_replace_segment(opts->table_id, dir->segment_no, dir->object_id, nd->object_id,
+								segment_directory_serialize(nd));
+	else
 	{
-		SegmentDirectory *nd = lfirst(lc);
+		/* not smaller: the new object goes after commit, the old one stays */
+		SegmentDirectory noted = *dir;
 
-		if (nd->row_count != dir->row_count || nd->nrowgroups != dir->nrowgroups)
-			elog(ERROR, "destor segment " INT64_FORMAT " was rewritten with other row groups",
-				 dir->segment_no);
-		for (int i = 0; i < nd->nrowgroups * nd->ncols; i++)
-			*bytes_after += nd->chunks[i].length;
+		catalog_delete_object(nd->object_id);
+		object_delete_at_commit(nd->meta);
+		noted.pruned = ndead;
+		catalog_replace_segment(opts->table_id, dir->segment_no, dir->object_id, dir->object_id,
+								segment_directory_serialize(&noted));
+		after = before;
 	}
+	*bytes_before += before;
+	*bytes_after += after;
 	segment_writer_finish(w);
 	pfree(readdir.deleted);
 	pfree(live_rg);
 	pfree(values);
 	pfree(isnull);
 	pfree(allnull);
+	return replaced;
 }
 
 /* VACUUM FULL of a table USING destor: every segment with newly dead rows
@@ -3559,6 +3619,7 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 	ListCell   *lc;
 	int			nreclaimed = 0;
 	int			nrewritten = 0;
+	int			nkept = 0;		/* due, but a rewrite was not smaller */
 	int64		rows_pruned = 0;
 	int64		bytes_before = 0;
 	int64		bytes_after = 0;
@@ -3609,13 +3670,18 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 		else if (dead > dir->pruned &&
 				 (vacuum_full ||
 				  ((double) (dead - dir->pruned) > vacuum_rewrite_fraction * dir->row_count &&
-				   vacuum_rewrite_fraction < 1.0)))
+				   vacuum_rewrite_fraction < 1.0)) &&
+				 am_vac_segment_idle(rel, dir->segment_no))
 		{
 			am_vacuum_joins_snapshots();
-			am_vac_rewrite(rel, opts, dir, seg->dead, seg->nbytes, dead, &bytes_before,
-						   &bytes_after);
-			nrewritten++;
-			rows_pruned += dead - dir->pruned;
+			if (am_vac_rewrite(rel, opts, dir, seg->dead, seg->nbytes, dead, &bytes_before,
+							   &bytes_after))
+			{
+				nrewritten++;
+				rows_pruned += dead - dir->pruned;
+			}
+			else
+				nkept++;
 		}
 		vs.nsegs++;
 	}
@@ -3645,9 +3711,9 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 			(errmsg("destor table \"%s\": %d of %d segments reclaimed, %d rewritten without their " INT64_FORMAT " dead rows, %.0f index entries removed",
 					RelationGetRelationName(rel), nreclaimed, vs.nsegs, nrewritten, rows_pruned,
 					vs.dead_entries),
-			 nrewritten > 0 ?
-			 errdetail("The rewritten segments' column chunks went from " INT64_FORMAT " to " INT64_FORMAT " bytes.",
-					   bytes_before, bytes_after) : 0));
+			 nrewritten > 0 || nkept > 0 ?
+			 errdetail("The rewritten segments' column chunks went from " INT64_FORMAT " to " INT64_FORMAT " bytes; %d segments were left as they were, a rewrite not being smaller.",
+					   bytes_before, bytes_after, nkept) : 0));
 }
 
 /*

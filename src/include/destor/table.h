@@ -89,8 +89,10 @@ typedef struct SegmentDirectory
 	/* deleted rows (visible to the reading snapshot); NULL when none */
 	uint8	   *deleted;
 	int64		deleted_count;
-	/* rows VACUUM rewrote as tombstones (deleted for every snapshot, their
-	 * values dropped, their row numbers kept: see am_vac_rewrite) */
+	/* dead rows VACUUM has dealt with (deleted for every snapshot): stored
+	 * as tombstones, their values dropped and their row numbers kept, or
+	 * left as they were where a rewrite would not have been smaller (see
+	 * am_vac_rewrite) */
 	int64		pruned;
 	/* the statement reading it wrote it (segment_writer_pending): its
 	 * object's metadata, not read from the catalog; or NULL */
@@ -123,8 +125,7 @@ extern int64 segment_writer_segment_no(SegmentWriter *w);
 extern List *segment_writer_recorded(SegmentWriter *w);
 extern List *segment_writer_pending(SegmentWriter *w);
 extern void segment_writer_flush(SegmentWriter *w);
-extern void segment_writer_replace(SegmentWriter *w, int64 segment_no,
-								   const uint8 old_object_id[CODEC_OBJID_LEN], int64 pruned);
+extern void segment_writer_replace(SegmentWriter *w, int64 segment_no, int ncols, int64 pruned);
 extern void segment_writer_end_rowgroup(SegmentWriter *w);
 
 /* table_fdw.c */
