@@ -58,7 +58,7 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types tableam_scan_breaker tableam_vacuum tableam_vacuum_breaker
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types tableam_scan_breaker tableam_vacuum tableam_vacuum_breaker tableam_pending_fetch
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck

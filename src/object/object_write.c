@@ -635,11 +635,24 @@ object_writer_finish(ObjectWriter *w)
 
 	/* hand a copy to the caller's context; the writer's memory goes away */
 	MemoryContextSwitchTo(old);
-	result = palloc(sizeof(ObjectMeta));
+	result = object_meta_copy(meta);
+	MemoryContextDelete(w->cxt);
+	/* the caller records it now: if this subtransaction aborts, it goes */
+	object_track_retag(result->id);
+	return result;
+}
+
+/* object_meta_copy — a deep copy of meta in the current memory context. */
+ObjectMeta *
+object_meta_copy(const ObjectMeta *meta)
+{
+	ObjectMeta *result = palloc(sizeof(ObjectMeta));
+	int			n = meta->data_shards + meta->parity_shards;
+
 	*result = *meta;
 	result->pool = pstrdup(meta->pool);
-	result->shards = palloc(sizeof(ObjectShard) * w->n);
-	for (int i = 0; i < w->n; i++)
+	result->shards = palloc(sizeof(ObjectShard) * Max(n, 1));
+	for (int i = 0; i < n; i++)
 	{
 		result->shards[i] = meta->shards[i];
 		result->shards[i].provider = pstrdup(meta->shards[i].provider);
@@ -649,8 +662,5 @@ object_writer_finish(ObjectWriter *w)
 		result->block_ends = palloc_extended(sizeof(uint64) * meta->nblocks, MCXT_ALLOC_HUGE);
 		memcpy(result->block_ends, meta->block_ends, sizeof(uint64) * meta->nblocks);
 	}
-	MemoryContextDelete(w->cxt);
-	/* the caller records it now: if this subtransaction aborts, it goes */
-	object_track_retag(result->id);
 	return result;
 }

@@ -2060,6 +2060,18 @@ typedef struct AmFetch
 	Relation	rel;
 	MemoryContext cxt;			/* the fetch's */
 	TableOptions *opts;
+	/* whether the row is there is all the caller asks (am_row_visible):
+	 * its values are not read, the slot gets NULLs */
+	bool		no_values;
+	/* copies of segments this backend's writers recorded (theirs go when
+	 * the statement ends), so that a row group of them is decoded once for
+	 * all the fetches of its rows (AFTER triggers, foreign key checks) */
+	List	   *own_dirs;
+	/* the rows a writer still buffers (segment_writer_pending's copy, in
+	 * memcxt), while it has mem_rows rows: copied once, not per fetch */
+	MemoryContext memcxt;
+	SegmentDirectory *mem_dir;
+	int64		mem_rows;
 	/* the segments of the last MVCC snapshot fetched under */
 	MemoryContext listcxt;
 	bool		have_list;
@@ -2331,6 +2343,13 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 		first += dir->rg_rows[rg++];
 	if (rg >= dir->nrowgroups)
 		return false;
+	if (f->no_values)
+	{
+		ExecStoreAllNullTuple(slot);
+		slot->tts_tid = *tid;
+		slot->tts_tableOid = RelationGetRelid(f->rel);
+		return true;
+	}
 	if (slot->tts_tupleDescriptor->natts != RelationGetDescr(f->rel)->natts)
 		am_not_supported("rewriting the table (ALTER TABLE ... ADD COLUMN with a volatile default)");
 	if (!(f->st && f->st_dir == dir && f->st_rg == rg))
@@ -2440,15 +2459,69 @@ am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
 			/* the segment under way: recorded now, or its rows in memory */
 			if (aw->subid != GetCurrentSubTransactionId())
 				am_read_in_subxact_error(f->rel);
-			old = MemoryContextSwitchTo(f->cxt);
-			dir = am_find_segment(segment_writer_pending(aw->writer), segment_no);
-			MemoryContextSwitchTo(old);
+			if (f->no_values)
+			{
+				/* the segment under way has rows up to the next one's */
+				int64		next_segment_no;
+
+				*mine = true;
+				*wcid = aw->cid;
+				if (row >= segment_writer_next_row(aw->writer, &next_segment_no))
+					return false;
+				ExecStoreAllNullTuple(slot);
+				slot->tts_tid = *tid;
+				slot->tts_tableOid = RelationGetRelid(f->rel);
+				return true;
+			}
+			{
+				int64		next_segment_no;
+				int64		rows = segment_writer_next_row(aw->writer, &next_segment_no);
+
+				if (f->mem_dir && f->mem_dir->segment_no == segment_no && f->mem_rows == rows)
+					dir = f->mem_dir;
+				else
+				{
+					if (f->mem_dir && (f->st_dir == f->mem_dir || f->single_dir == f->mem_dir))
+						am_fetch_forget_rowgroup(f);
+					f->mem_dir = NULL;
+					if (f->memcxt == NULL)
+						f->memcxt = AllocSetContextCreate(f->cxt, "destor fetch buffered rows",
+														  ALLOCSET_DEFAULT_SIZES);
+					else
+						MemoryContextReset(f->memcxt);
+					old = MemoryContextSwitchTo(f->memcxt);
+					dir = am_find_segment(segment_writer_pending(aw->writer), segment_no);
+					MemoryContextSwitchTo(old);
+					if (dir && dir->mem_chunks)
+					{
+						f->mem_dir = dir;
+						f->mem_rows = rows;
+					}
+				}
+			}
 		}
 		*mine = true;
 		*wcid = aw->cid;
 		if (dir == NULL)
 			return false;
-		found = am_fetch_from(f, dir, row, InvalidSnapshot, false, tid, slot);
+		if (dir->mem_chunks == NULL)
+		{
+			/* recorded: decoded from a copy this fetch owns, and kept */
+			SegmentDirectory *own = am_find_segment(f->own_dirs, segment_no);
+
+			if (own == NULL)
+			{
+				old = MemoryContextSwitchTo(f->cxt);
+				own = segment_directory_parse(segment_directory_serialize(dir));
+				own->segment_no = dir->segment_no;
+				memcpy(own->object_id, dir->object_id, CODEC_OBJID_LEN);
+				own->meta = dir->meta ? object_meta_copy(dir->meta) : NULL;
+				f->own_dirs = lappend(f->own_dirs, own);
+				MemoryContextSwitchTo(old);
+			}
+			return am_fetch_from(f, own, row, InvalidSnapshot, true, tid, slot);
+		}
+		found = am_fetch_from(f, dir, row, InvalidSnapshot, dir == f->mem_dir, tid, slot);
 		return found;
 	}
 	return false;
@@ -2764,7 +2837,10 @@ am_row_visible(Relation rel, ItemPointer tid, Snapshot snapshot)
 {
 	TupleTableSlot *scratch = MakeSingleTupleTableSlot(RelationGetDescr(rel), am_slot_ops());
 	AmFetch    *f = am_fetch_create(rel);
-	bool		found = am_fetch_row(f, tid, snapshot, scratch);
+	bool		found;
+
+	f->no_values = true;
+	found = am_fetch_row(f, tid, snapshot, scratch);
 
 	am_fetch_free(f);
 	ExecDropSingleTupleTableSlot(scratch);

@@ -133,6 +133,8 @@ typedef struct ObjectMeta
 	uint8		sha256[OBJECT_SHA256_LEN];
 } ObjectMeta;
 
+extern ObjectMeta *object_meta_copy(const ObjectMeta *meta);
+
 /* Counters of what reads did, for EXPLAIN and tests. */
 typedef struct ObjectReadStats
 {
