@@ -63,7 +63,7 @@ REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
 # after pg_regress.
-ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation tableam_scan_breaker_ssi tableam_vacuum_readers tableam_vacuum_breaker_anyfetch
+ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation tableam_scan_breaker_ssi tableam_vacuum_readers tableam_vacuum_breaker_anyfetch tableam_epq
 ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config

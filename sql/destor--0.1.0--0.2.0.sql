@@ -1036,3 +1036,7 @@ ALTER TABLE blobs ENABLE ALWAYS TRIGGER blob_meta_invalidate, ENABLE ALWAYS TRIG
 ALTER TABLE segments ENABLE ALWAYS TRIGGER meta_capture;
 ALTER TABLE deletions ENABLE ALWAYS TRIGGER meta_capture;
 ALTER TABLE tables ENABLE ALWAYS TRIGGER meta_capture;
+-- Where an UPDATE of a table USING destor put each row's new version, so
+-- that READ COMMITTED re-checks it as heap does (src/tableam/tableam.c,
+-- am_find_successor).
+ALTER TABLE deletions ADD COLUMN successors bytea;

@@ -143,12 +143,16 @@ CREATE TABLE segments (
 -- Rows deleted from segments: one bitmap (bit i = row i of the segment) per
 -- DELETE/UPDATE statement and segment; a row is deleted if any visible
 -- bitmap has its bit.  Plain MVCC rows, so deletions commit and roll back
--- with their transaction.
+-- with their transaction.  successors: for rows an UPDATE of a table USING
+-- destor replaced, where the new version is (pairs of a u32 row and a u64
+-- row number, little-endian), so that READ COMMITTED re-checks it as heap
+-- does; NULL when none.
 CREATE TABLE deletions (
     table_id    uuid NOT NULL,
     segment_no  bigint NOT NULL,
     rows        bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    successors  bytea
 );
 CREATE INDEX deletions_segment_idx ON deletions (table_id, segment_no);
 

@@ -145,13 +145,20 @@ catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot)
 	return result;
 }
 
+/*
+ * One statement's deletions of a segment's rows; successors (succ_len
+ * bytes, or NULL): where an UPDATE put the new versions (see
+ * destor.deletions).
+ */
 void
 catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
-						 const uint8 *bitmap, size_t len)
+						 const uint8 *bitmap, size_t len, const uint8 *successors,
+						 size_t succ_len)
 {
 	CatalogUser cu;
-	Oid			types[3] = {UUIDOID, INT8OID, BYTEAOID};
-	Datum		values[3];
+	Oid			types[4] = {UUIDOID, INT8OID, BYTEAOID, BYTEAOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bytea	   *b = palloc(VARHDRSZ + len);
 
 	SET_VARSIZE(b, VARHDRSZ + len);
@@ -160,8 +167,19 @@ catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no
 	values[0] = object_id_datum(table_id);
 	values[1] = Int64GetDatum(segment_no);
 	values[2] = PointerGetDatum(b);
-	catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows) VALUES ($1, $2, $3)",
-				 3, types, values, NULL, SPI_OK_INSERT);
+	values[3] = (Datum) 0;
+	if (successors != NULL && succ_len > 0)
+	{
+		bytea	   *sb = palloc(VARHDRSZ + succ_len);
+
+		SET_VARSIZE(sb, VARHDRSZ + succ_len);
+		memcpy(VARDATA(sb), successors, succ_len);
+		values[3] = PointerGetDatum(sb);
+	}
+	else
+		nulls[3] = 'n';
+	catalog_exec("INSERT INTO destor.deletions (table_id, segment_no, rows, successors) "
+				 "VALUES ($1, $2, $3, $4)", 4, types, values, nulls, SPI_OK_INSERT);
 	catalog_leave(&cu);
 }
 

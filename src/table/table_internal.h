@@ -54,7 +54,8 @@ extern int64 catalog_next_segment_no(void);
 /* of SegmentDirectory*, as the snapshot sees them (NULL: a fresh one) */
 extern List *catalog_table_segments(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
 extern void catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no,
-									 const uint8 *bitmap, size_t len);
+									 const uint8 *bitmap, size_t len, const uint8 *successors,
+									 size_t succ_len);
 extern int64 catalog_count_deletions(const uint8 table_id[CODEC_OBJID_LEN], Snapshot snapshot);
 extern List *catalog_delete_table_segments(const uint8 table_id[CODEC_OBJID_LEN]); /* object ids (uint8 *) */
 extern void catalog_delete_segment(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no);

@@ -545,7 +545,7 @@ destorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 		if (ms->deleting[i])
 		{
 			catalog_insert_deletions(ms->opts->table_id, ms->segarr[i]->segment_no,
-									 ms->deleting[i], (ms->segarr[i]->row_count + 7) / 8);
+									 ms->deleting[i], (ms->segarr[i]->row_count + 7) / 8, NULL, 0);
 			if (pending_modifies != NIL)
 				deletions_recorded++;
 		}

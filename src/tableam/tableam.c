@@ -603,7 +603,12 @@ typedef struct AmDeletion
 	int64		segment_no;
 	int64		nbytes;
 	uint8	   *rows;
+	/* rows an UPDATE replaced: row (u32) and the new version's row number
+	 * (u64), little-endian, as destor.deletions.successors keeps them */
+	StringInfo	successors;
 } AmDeletion;
+
+#define AM_SUCCESSOR_BYTES 12
 
 static inline bool
 am_bit_is_set(const uint8 *bits, int64 nbytes, int64 row)
@@ -640,7 +645,9 @@ am_writer_release(AmWriter *aw, bool finish)
 		{
 			AmDeletion *d = lfirst(lc);
 
-			catalog_insert_deletions(aw->opts->table_id, d->segment_no, d->rows, d->nbytes);
+			catalog_insert_deletions(aw->opts->table_id, d->segment_no, d->rows, d->nbytes,
+									 d->successors ? (const uint8 *) d->successors->data : NULL,
+									 d->successors ? d->successors->len : 0);
 			am_claim_generation++;
 		}
 		segment_writer_finish(aw->writer);
@@ -860,6 +867,36 @@ am_pending_delete(AmWriter *aw, int64 segment_no, int64 row)
 		d->nbytes = nbytes;
 	}
 	d->rows[row / 8] |= 1 << (row % 8);
+	MemoryContextSwitchTo(old);
+}
+
+/* The row of segment_no that the statement of aw deleted has its new version at new_tid. */
+static void
+am_pending_successor(AmWriter *aw, int64 segment_no, int64 row, ItemPointer new_tid)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(aw));
+	AmDeletion *d = NULL;
+	ListCell   *lc;
+	uint64		rowid = (uint64) ItemPointerGetBlockNumberNoCheck(new_tid) * AM_ROWS_PER_BLOCK +
+		(ItemPointerGetOffsetNumberNoCheck(new_tid) - 1);
+	uint8		b[AM_SUCCESSOR_BYTES];
+
+	foreach(lc, aw->deleting)
+		if (((AmDeletion *) lfirst(lc))->segment_no == segment_no)
+			d = lfirst(lc);
+	Assert(d != NULL);			/* am_pending_delete made it */
+	if (d == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	if (d->successors == NULL)
+		d->successors = makeStringInfo();
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8) ((uint64) row >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		b[4 + i] = (uint8) (rowid >> (8 * i));
+	appendBinaryStringInfo(d->successors, (char *) b, AM_SUCCESSOR_BYTES);
 	MemoryContextSwitchTo(old);
 }
 
@@ -3285,9 +3322,77 @@ am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId 
 	if (result != TM_Ok)
 		return result;
 	am_insert_row(rel, slot, cid);
+	{
+		int64		segment_no;
+		int64		row_no;
+
+		am_tid_to_row(otid, &segment_no, &row_no);
+		am_pending_successor(am_writer_for(rel, cid), segment_no, row_no, &slot->tts_tid);
+	}
 	pgstat_count_heap_update(rel, false);
 	*update_indexes = true;
 	return TM_Ok;
+}
+
+/*
+ * am_find_successor: where the committed UPDATE that deleted tid's row put
+ * its new version (destor.deletions.successors), as the latest snapshot
+ * sees the deletions; false if no deletion of the row names one (a DELETE,
+ * or a partition's row moved elsewhere).
+ */
+static bool
+am_find_successor(Relation rel, const uint8 *table_id, ItemPointer tid, ItemPointer next)
+{
+	Oid			nsp = get_namespace_oid("destor", false);
+	Relation	delrel = table_open(get_relname_relid("deletions", nsp), AccessShareLock);
+	AttrNumber	succ_att = get_attnum(RelationGetRelid(delrel), "successors");
+	Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int64		segment_no;
+	int64		row;
+	bool		found = false;
+
+	am_tid_to_row(tid, &segment_no, &row);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
+	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
+							  latest, 2, keys);
+	while (!found && succ_att != InvalidAttrNumber &&
+		   HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, succ_att, RelationGetDescr(delrel), &isnull);
+		bytea	   *pairs;
+		const uint8 *p;
+		size_t		len;
+
+		if (isnull)
+			continue;
+		pairs = DatumGetByteaPP(d);
+		p = (const uint8 *) VARDATA_ANY(pairs);
+		len = VARSIZE_ANY_EXHDR(pairs);
+		for (size_t off = 0; off + AM_SUCCESSOR_BYTES <= len && !found; off += AM_SUCCESSOR_BYTES)
+		{
+			uint32		r = 0;
+			uint64		rowid = 0;
+
+			for (int i = 0; i < 4; i++)
+				r |= (uint32) p[off + i] << (8 * i);
+			if ((int64) r != row)
+				continue;
+			for (int i = 0; i < 8; i++)
+				rowid |= (uint64) p[off + 4 + i] << (8 * i);
+			ItemPointerSet(next, (BlockNumber) (rowid / AM_ROWS_PER_BLOCK),
+						   (OffsetNumber) (rowid % AM_ROWS_PER_BLOCK + 1));
+			found = true;
+		}
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(latest);
+	table_close(delrel, AccessShareLock);
+	return found;
 }
 
 /*
@@ -3311,6 +3416,7 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 	TableOptions *opts = am_version_fetch_for(rel)->opts;
 	TM_Result	result;
 	CommandId	wcid;
+	AmClaim		claim;
 
 	/*
 	 * A row this very command wrote (ON CONFLICT DO UPDATE meeting a row it
@@ -3320,18 +3426,40 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 	if (am_pending_writer_cid(rel, tid, &wcid) && wcid >= cid)
 		return TM_Invisible;
 
-	result = am_claim_row(rel, opts->table_id, tid, snapshot,
-						  mode == LockTupleKeyShare ? AM_CLAIM_KEY_SHARE :
-						  mode == LockTupleShare ? AM_CLAIM_SHARE :
-						  mode == LockTupleNoKeyExclusive ? AM_CLAIM_NO_KEY : AM_CLAIM_KEY,
-						  NULL, wait_policy, tmfd);
-	if (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to concurrent update"),
-				 errdetail("A concurrent transaction updated the row of destor table \"%s\"; destor keeps no link to its new version to check it again.",
-						   RelationGetRelationName(rel)),
-				 errhint("Retry the transaction.")));
+	claim = mode == LockTupleKeyShare ? AM_CLAIM_KEY_SHARE :
+		mode == LockTupleShare ? AM_CLAIM_SHARE :
+		mode == LockTupleNoKeyExclusive ? AM_CLAIM_NO_KEY : AM_CLAIM_KEY;
+	result = am_claim_row(rel, opts->table_id, tid, snapshot, claim, NULL, wait_policy, tmfd);
+
+	/*
+	 * READ COMMITTED's re-check (EvalPlanQual): the row's latest version,
+	 * along the links each UPDATE recorded (am_find_successor), locked in
+	 * turn; a version whose deleter was a plain DELETE is gone.
+	 */
+	while (result == TM_Updated && (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION))
+	{
+		ItemPointerData next;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!am_find_successor(rel, opts->table_id, tid, &next))
+		{
+			if (rel->rd_rel->relispartition)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update"),
+						 errdetail("A concurrent transaction deleted or moved the row of destor table \"%s\" to another partition.",
+								   RelationGetRelationName(rel)),
+						 errhint("Retry the transaction.")));
+			return TM_Deleted;
+		}
+		*tid = next;
+		tmfd->traversed = true;
+		/* the version's own deleter, if any, is concurrent too: no snapshot */
+		result = am_claim_row(rel, opts->table_id, tid, InvalidSnapshot, claim, NULL,
+							  wait_policy, tmfd);
+		if (result == TM_Ok)
+			tmfd->traversed = true;
+	}
 	if (result != TM_Ok)
 		return result;
 	if (!am_tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
