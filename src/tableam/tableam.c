@@ -383,12 +383,20 @@ am_hash_create(const char *name, Size keysize, Size entrysize, MemoryContext cxt
 	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
+/*
+ * Bumped by every relcache invalidation this backend takes in: a VACUUM
+ * that gives segments new objects sends one for its table at commit, and a
+ * kept SnapshotAny directory (AmFetch.any_dir) is looked up again then.
+ */
+static uint64 am_inval_generation = 0;
+
 static void
 am_table_map_invalidate(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS seq;
 	AmTableEntry *e;
 
+	am_inval_generation++;
 	if (am_table_map == NULL)
 		return;
 	hash_seq_init(&seq, am_table_map);
@@ -397,6 +405,17 @@ am_table_map_invalidate(Datum arg, Oid relid)
 		if (!OidIsValid(relid) || e->relid == relid)
 			(void) hash_search(am_table_map, &e->relfilenode, HASH_REMOVE, NULL);
 	}
+}
+
+/* am_table_map_invalidate, once a backend (PostgreSQL keeps a fixed number) */
+static void
+am_register_relcache_callback(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+		CacheRegisterRelcacheCallback(am_table_map_invalidate, (Datum) 0);
+	registered = true;
 }
 
 static void
@@ -422,7 +441,7 @@ am_table_map_remember(Oid relid, Oid relfilenode, const uint8 *table_id, const c
 	{
 		am_table_map = am_hash_create("destor am_tables", sizeof(Oid), sizeof(AmTableEntry),
 									  CacheMemoryContext);
-		CacheRegisterRelcacheCallback(am_table_map_invalidate, (Datum) 0);
+		am_register_relcache_callback();
 	}
 	am_ensure_callbacks();		/* an abort empties the map */
 	e = hash_search(am_table_map, &relfilenode, HASH_ENTER, NULL);
@@ -2118,19 +2137,23 @@ typedef struct AmFetch
 	TransactionId list_xmax;
 	List	   *segments;
 	/*
-	 * SnapshotAny's segment (in anycxt), kept for the rest of the command
-	 * that looked it up: a VACUUM committing meanwhile may give the segment
-	 * a new object and retire this one (am_vac_rewrite), so a later command
-	 * looks it up again
+	 * SnapshotAny's segment (in anycxt), kept until a relcache invalidation
+	 * comes in: a VACUUM committing meanwhile may give the segment a new
+	 * object and retire this one (am_vac_rewrite), and sends one
 	 */
 	MemoryContext anycxt;
 	SegmentDirectory *any_dir;
 	LocalTransactionId any_lxid;
-	CommandId	any_cid;
+	uint64		any_generation;
 	/* the row group decoded last (its dir is in listcxt or anycxt), or st == NULL */
 	DestorScan *st;
 	SegmentDirectory *st_dir;
 	int			st_rg;
+	/* the one decoded before it, kept while fetches alternate between two
+	 * segments (an AFTER UPDATE trigger's old row and new row) */
+	DestorScan *st2;
+	SegmentDirectory *st2_dir;
+	int			st2_rg;
 	/* the row group whose one row was read from the cache last, and its values' memory */
 	SegmentDirectory *single_dir;
 	int			single_rg;
@@ -2146,6 +2169,7 @@ am_fetch_create(Relation rel)
 	AmFetch    *f = MemoryContextAllocZero(cxt, sizeof(AmFetch));
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
+	am_register_relcache_callback();
 	f->rel = rel;
 	f->cxt = cxt;
 	f->opts = am_options(rel);
@@ -2160,8 +2184,10 @@ am_fetch_forget_rowgroup(AmFetch *f)
 {
 	if (f->st)
 		whole_row_scan_end(f->st);
-	f->st = NULL;
-	f->st_dir = NULL;
+	if (f->st2)
+		whole_row_scan_end(f->st2);
+	f->st = f->st2 = NULL;
+	f->st_dir = f->st2_dir = NULL;
 	f->single_dir = NULL;
 }
 
@@ -2389,11 +2415,33 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 	}
 	if (slot->tts_tupleDescriptor->natts != RelationGetDescr(f->rel)->natts)
 		am_not_supported("rewriting the table (ALTER TABLE ... ADD COLUMN with a volatile default)");
+	if (f->st && f->st_dir != dir && f->st2 && f->st2_dir == dir)
+	{
+		/* back to the segment decoded before: swap */
+		DestorScan *t = f->st;
+		SegmentDirectory *tdir = f->st_dir;
+		int			trg = f->st_rg;
+
+		f->st = f->st2;
+		f->st_dir = f->st2_dir;
+		f->st_rg = f->st2_rg;
+		f->st2 = t;
+		f->st2_dir = tdir;
+		f->st2_rg = trg;
+	}
 	if (!(f->st && f->st_dir == dir && f->st_rg == rg))
 	{
 		if (f->st == NULL || f->st_dir != dir)
 		{
-			am_fetch_forget_rowgroup(f);
+			/* the current one becomes the one before */
+			if (f->st2)
+				whole_row_scan_end(f->st2);
+			f->st2 = f->st;
+			f->st2_dir = f->st_dir;
+			f->st2_rg = f->st_rg;
+			f->st = NULL;
+			f->st_dir = NULL;
+			f->single_dir = NULL;
 			old = MemoryContextSwitchTo(f->cxt);
 			f->st = whole_row_scan(f->rel, f->opts, list_make1(dir));
 			f->st->snapshot = objsnap;
@@ -2461,7 +2509,13 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 	{
 		/* the values point into the row group about to go: copy them */
 		ExecMaterializeSlot(slot);
-		am_fetch_forget_rowgroup(f);
+		whole_row_scan_end(f->st);
+		f->st = f->st2;
+		f->st_dir = f->st2_dir;
+		f->st_rg = f->st2_rg;
+		f->st2 = NULL;
+		f->st2_dir = NULL;
+		f->single_dir = NULL;
 	}
 	return true;
 }
@@ -2518,7 +2572,8 @@ am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
 					dir = f->mem_dir;
 				else
 				{
-					if (f->mem_dir && (f->st_dir == f->mem_dir || f->single_dir == f->mem_dir))
+					if (f->mem_dir && (f->st_dir == f->mem_dir || f->st2_dir == f->mem_dir ||
+									   f->single_dir == f->mem_dir))
 						am_fetch_forget_rowgroup(f);
 					f->mem_dir = NULL;
 					if (f->memcxt == NULL)
@@ -2619,9 +2674,9 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	if (snapshot->snapshot_type == SNAPSHOT_ANY)
 	{
 		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no ||
-			f->any_lxid != MyProc->lxid || f->any_cid != GetCurrentCommandId(false))
+			f->any_lxid != MyProc->lxid || f->any_generation != am_inval_generation)
 		{
-			if (f->any_dir && f->st_dir == f->any_dir)
+			if (f->any_dir && (f->st_dir == f->any_dir || f->st2_dir == f->any_dir))
 				am_fetch_forget_rowgroup(f);
 			f->any_dir = NULL;
 			MemoryContextReset(f->anycxt);
@@ -2631,7 +2686,7 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 			{
 				f->any_dir = dir;
 				f->any_lxid = MyProc->lxid;
-				f->any_cid = GetCurrentCommandId(false);
+				f->any_generation = am_inval_generation;
 			}
 			MemoryContextSwitchTo(old);
 			UnregisterSnapshot(latest);
@@ -2727,6 +2782,19 @@ am_fetch_row(AmFetch *f, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slo
 	am_tid_to_row(tid, &segment_no, &row);
 	if (segment_no < 1)
 		return false;
+
+	/*
+	 * Rows of this command (or a later one) are invisible to an MVCC
+	 * snapshot (below): said before anything is read, since an UPDATE's
+	 * index scan meets every new version it writes, and reading them from
+	 * the writer while it grows cost a copy of its buffered rows each.
+	 */
+	if (snapshot != InvalidSnapshot && IsMVCCSnapshot(snapshot) &&
+		am_pending_writer_cid(f->rel, tid, &wcid) && wcid >= snapshot->curcid)
+	{
+		ExecClearTuple(slot);
+		return false;
+	}
 	/* the statement's own rows */
 	found = am_fetch_pending(f, segment_no, row, tid, slot, &mine, &wcid);
 	if (mine)
@@ -3889,6 +3957,10 @@ am_relation_vacuum(Relation rel, struct VacuumParams *params, BufferAccessStrate
 		}
 		vs.nsegs++;
 	}
+
+	/* backends keeping a rewritten segment's directory look it up again */
+	if (nrewritten > 0)
+		CacheInvalidateRelcache(rel);
 
 	/* the indexes' entries of dead rows */
 	vac_open_indexes(rel, RowExclusiveLock, &nindexes, &indexes);
