@@ -58,12 +58,12 @@ SHLIB_LINK  = -lcurl -lcrypto -lisal -lzstd -lpthread
 # and a generated master key (scripts/test_suites.sh passes --temp-instance).
 # Each file starts with \i test/regress/setup.sql, so it runs alone as well
 # as after the others: REGRESS=tier_basic is enough to run one.
-REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types tableam_scan_breaker tableam_vacuum tableam_vacuum_breaker tableam_pending_fetch
+REGRESS      ?= blob_basic provider_options blob_errors blob_xact table_basic blob_lo tier_basic repair_basic move_shards blob_degraded hostile_roles table_types table_lateral table_statements placement blob_meta_cache table_nested_modify cost_report blob_acl blob_integrity blob_lifecycle blob_fd lo_tier key_rotation blob_pack blob_breaker tableam table_fetch_ranges blob_breaker2 tableam_index blob_pack_subxact blob_breaker3 blob_lifecycle_rows tier_keys tableam_lookup tableam_modify tableam_breaker_rows tableam_scan tableam_scan_types tableam_scan_breaker tableam_vacuum tableam_vacuum_breaker tableam_pending_fetch tableam_epq_breaker
 REGRESS_OPTS = --load-extension=destor
 
 # isolation tests (specs/*.spec against expected/*.out), run by installcheck
 # after pg_regress.
-ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation tableam_scan_breaker_ssi tableam_vacuum_readers tableam_vacuum_breaker_anyfetch tableam_epq
+ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation tableam_scan_breaker_ssi tableam_vacuum_readers tableam_vacuum_breaker_anyfetch tableam_epq tableam_epq_breaker_mem
 ISOLATION_OPTS = --load-extension=destor
 
 PG_CONFIG ?= pg_config

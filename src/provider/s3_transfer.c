@@ -771,14 +771,18 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * unit, the batch needs the write quorum; once that many are stored, the
  * others are waited for while they keep sending (HEDGE_FACTOR times the
  * slowest stored one's time without a byte sent, at least
- * HEDGE_WRITE_MIN_MS: giving one up costs a repair), then cancelled.  The
- * writer records their shards as missing, for repair.
+ * HEDGE_WRITE_MIN_MS: giving one up costs a repair), and for no longer than
+ * the quorum took again (HEDGE_WRITE_TAIL_FACTOR times, at least
+ * HEDGE_WRITE_MIN_MS: a provider on a thin uplink that keeps sending would
+ * otherwise set every write's pace), then cancelled.  The writer records
+ * their shards as missing, for repair.
  */
 #define HEDGE_MIN_MS		300
 #define HEDGE_FACTOR		3
 #define HEDGE_SPARE_MIN_MS	150
 #define HEDGE_SPARE_FACTOR	2
 #define HEDGE_WRITE_MIN_MS	1000
+#define HEDGE_WRITE_TAIL_FACTOR	1
 #define HEDGE_LAST_MIN_MS	1000
 #define HEDGE_LAST_FACTOR	4
 #define HEDGE_STALL_MIN_MS	400
@@ -803,6 +807,7 @@ typedef struct S3Hedge
 								 * trip (provider_recent_read_ms), -1 */
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
+	double		quorum_ms;		/* how long that took from the set's start */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
 } S3Hedge;
 
@@ -1152,7 +1157,19 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 								   HEDGE_FACTOR * h->slowest_unit_ms);
 
 		if (h->quorum_at == 0)
+		{
+			TimestampTz first = 0;
+
 			h->quorum_at = now;
+			for (int u = 0; u < h->nunits; u++)
+			{
+				TimestampTz us = s3_unit_start(h, ts, n, u);
+
+				if (us != 0 && (first == 0 || us < first))
+					first = us;
+			}
+			h->quorum_ms = first != 0 ? (double) (now - first) / 1000.0 : 0;
+		}
 		for (int i = 0; i < n; i++)
 		{
 			S3Transfer *t = ts[i];
@@ -1163,6 +1180,11 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			{
 				TimestampTz since = Max(h->quorum_at, s3_last_progress(h, ts, i, now));
 				long		left = (long) (write_ms - (double) (now - since) / 1000.0);
+				double		tail_ms = Max((double) HEDGE_WRITE_MIN_MS,
+										  HEDGE_WRITE_TAIL_FACTOR * h->quorum_ms);
+
+				/* sending, but past the tail the quorum allows: given up */
+				left = Min(left, (long) (tail_ms - (double) (now - h->quorum_at) / 1000.0));
 
 				if (t->state != TS_RUNNING || left > 0)
 				{

@@ -646,10 +646,21 @@ static uint64 am_claim_generation = 1;
 static uint8 am_claim_table_id[CODEC_OBJID_LEN];
 static List *am_claim_recorded = NIL;	/* of AmRecordedDeletion */
 static bool am_claim_cacheable;
-/* am_version_fetch_for's fetch, in TopTransactionContext */
-static struct AmFetch *am_version_fetch = NULL;
-static Oid	am_version_relid = InvalidOid;
-static Oid	am_version_relfilenode = InvalidOid;
+/*
+ * am_version_fetch_for's fetches, one a relation (storage), the most
+ * recently used first, at most AM_VERSION_FETCHES (a statement writing
+ * partitions fetches from each in turn), in TopTransactionContext
+ */
+typedef struct AmVersionFetch
+{
+	Oid			relid;
+	Oid			relfilenode;
+	struct AmFetch *fetch;
+} AmVersionFetch;
+
+#define AM_VERSION_FETCHES 16
+static List *am_version_fetches = NIL;
+static struct AmSuccessors *am_successors;	/* am_find_successor's */
 static bool am_callbacks = false;
 
 static void
@@ -736,7 +747,8 @@ am_xact_callback(XactEvent event, void *arg)
 			am_writers = NIL;
 			am_lock_counts = NIL;
 			am_claim_cxt = NULL;	/* went with TopTransactionContext */
-			am_version_fetch = NULL;	/* likewise */
+			am_version_fetches = NIL;	/* likewise */
+			am_successors = NULL;	/* likewise */
 			am_claim_loaded = 0;
 			break;
 		default:
@@ -755,9 +767,9 @@ am_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		am_claim_generation++;	/* its recorded deletions are gone */
 		am_table_map_invalidate((Datum) 0, InvalidOid);	/* its am_tables rows too */
 		/* its reads may have begun in the subtransaction */
-		if (am_version_fetch)
-			am_fetch_free(am_version_fetch);
-		am_version_fetch = NULL;
+		foreach(lc, am_version_fetches)
+			am_fetch_free(((AmVersionFetch *) lfirst(lc))->fetch);
+		am_version_fetches = NIL;
 	}
 	foreach(lc, am_writers)
 	{
@@ -2141,8 +2153,10 @@ typedef struct AmFetch
 	 * comes in: a VACUUM committing meanwhile may give the segment a new
 	 * object and retire this one (am_vac_rewrite), and sends one
 	 */
-	MemoryContext anycxt;
-	SegmentDirectory *any_dir;
+	MemoryContext anycxt[2];	/* the most recently used first: an UPDATE
+								 * re-checking rows alternates between the old
+								 * versions' segment and the new ones' */
+	SegmentDirectory *any_dir[2];
 	LocalTransactionId any_lxid;
 	uint64		any_generation;
 	/* the row group decoded last (its dir is in listcxt or anycxt), or st == NULL */
@@ -2174,18 +2188,47 @@ am_fetch_create(Relation rel)
 	f->cxt = cxt;
 	f->opts = am_options(rel);
 	f->listcxt = AllocSetContextCreate(cxt, "destor fetch segments", ALLOCSET_DEFAULT_SIZES);
-	f->anycxt = AllocSetContextCreate(cxt, "destor fetch any", ALLOCSET_DEFAULT_SIZES);
+	f->anycxt[0] = AllocSetContextCreate(cxt, "destor fetch any", ALLOCSET_DEFAULT_SIZES);
+	f->anycxt[1] = AllocSetContextCreate(cxt, "destor fetch any", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return f;
+}
+
+/*
+ * A one-segment scan of the fetch, in a memory context of its own: its
+ * arrays and buffers go when it ends (a fetch outlives many of them).
+ */
+static DestorScan *
+am_fetch_scan_begin(AmFetch *f, SegmentDirectory *dir, Snapshot objsnap)
+{
+	MemoryContext cxt = AllocSetContextCreate(f->cxt, "destor fetch row group",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	DestorScan *st = whole_row_scan(f->rel, f->opts, list_make1(dir));
+
+	MemoryContextSwitchTo(old);
+	st->snapshot = objsnap;
+	/* a fetch wants one row group, not a scan's batch of them */
+	st->unit_batches = true;
+	return st;
+}
+
+static void
+am_fetch_scan_end(DestorScan *st)
+{
+	MemoryContext cxt = GetMemoryChunkContext(st);
+
+	whole_row_scan_end(st);
+	MemoryContextDelete(cxt);
 }
 
 static void
 am_fetch_forget_rowgroup(AmFetch *f)
 {
 	if (f->st)
-		whole_row_scan_end(f->st);
+		am_fetch_scan_end(f->st);
 	if (f->st2)
-		whole_row_scan_end(f->st2);
+		am_fetch_scan_end(f->st2);
 	f->st = f->st2 = NULL;
 	f->st_dir = f->st2_dir = NULL;
 	f->single_dir = NULL;
@@ -2435,19 +2478,14 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 		{
 			/* the current one becomes the one before */
 			if (f->st2)
-				whole_row_scan_end(f->st2);
+				am_fetch_scan_end(f->st2);
 			f->st2 = f->st;
 			f->st2_dir = f->st_dir;
 			f->st2_rg = f->st_rg;
 			f->st = NULL;
 			f->st_dir = NULL;
 			f->single_dir = NULL;
-			old = MemoryContextSwitchTo(f->cxt);
-			f->st = whole_row_scan(f->rel, f->opts, list_make1(dir));
-			f->st->snapshot = objsnap;
-			/* a fetch wants one row group, not a scan's batch of them */
-			f->st->unit_batches = true;
-			MemoryContextSwitchTo(old);
+			f->st = am_fetch_scan_begin(f, dir, objsnap);
 			f->st_dir = dir;
 			f->st_rg = -1;
 		}
@@ -2509,7 +2547,7 @@ am_fetch_from(AmFetch *f, SegmentDirectory *dir, int64 row, Snapshot objsnap, bo
 	{
 		/* the values point into the row group about to go: copy them */
 		ExecMaterializeSlot(slot);
-		whole_row_scan_end(f->st);
+		am_fetch_scan_end(f->st);
 		f->st = f->st2;
 		f->st_dir = f->st2_dir;
 		f->st_rg = f->st2_rg;
@@ -2673,26 +2711,51 @@ am_fetch_nonmvcc(AmFetch *f, int64 segment_no, int64 row, Snapshot snapshot,
 	 */
 	if (snapshot->snapshot_type == SNAPSHOT_ANY)
 	{
-		if (f->any_dir == NULL || f->any_dir->segment_no != segment_no ||
-			f->any_lxid != MyProc->lxid || f->any_generation != am_inval_generation)
+		if (f->any_lxid != MyProc->lxid || f->any_generation != am_inval_generation)
 		{
-			if (f->any_dir && (f->st_dir == f->any_dir || f->st2_dir == f->any_dir))
+			/* another transaction, or a segment may have a new object */
+			if (f->any_dir[0] || f->any_dir[1])
 				am_fetch_forget_rowgroup(f);
-			f->any_dir = NULL;
-			MemoryContextReset(f->anycxt);
-			latest = RegisterSnapshot(GetLatestSnapshot());
-			old = MemoryContextSwitchTo(f->anycxt);
-			if (am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+			for (int i = 0; i < 2; i++)
 			{
-				f->any_dir = dir;
-				f->any_lxid = MyProc->lxid;
-				f->any_generation = am_inval_generation;
+				f->any_dir[i] = NULL;
+				MemoryContextReset(f->anycxt[i]);
 			}
+			f->any_lxid = MyProc->lxid;
+			f->any_generation = am_inval_generation;
+		}
+		if (f->any_dir[1] && f->any_dir[1]->segment_no == segment_no)
+		{
+			SegmentDirectory *d = f->any_dir[1];
+			MemoryContext c = f->anycxt[1];
+
+			f->any_dir[1] = f->any_dir[0];
+			f->anycxt[1] = f->anycxt[0];
+			f->any_dir[0] = d;
+			f->anycxt[0] = c;
+		}
+		if (f->any_dir[0] == NULL || f->any_dir[0]->segment_no != segment_no)
+		{
+			/* the older one goes; this one comes first */
+			SegmentDirectory *gone = f->any_dir[1];
+			MemoryContext c = f->anycxt[1];
+
+			if (gone && (f->st_dir == gone || f->st2_dir == gone))
+				am_fetch_forget_rowgroup(f);
+			MemoryContextReset(c);
+			f->any_dir[1] = f->any_dir[0];
+			f->anycxt[1] = f->anycxt[0];
+			f->any_dir[0] = NULL;
+			f->anycxt[0] = c;
+			latest = RegisterSnapshot(GetLatestSnapshot());
+			old = MemoryContextSwitchTo(c);
+			if (am_segment_lookup(f, latest, segment_no, &row_count, &dir))
+				f->any_dir[0] = dir;
 			MemoryContextSwitchTo(old);
 			UnregisterSnapshot(latest);
 		}
-		if (f->any_dir)
-			return am_fetch_from(f, f->any_dir, row, InvalidSnapshot, true, tid, slot);
+		if (f->any_dir[0])
+			return am_fetch_from(f, f->any_dir[0], row, InvalidSnapshot, true, tid, slot);
 	}
 
 	/* deleted by this transaction, not recorded yet (an UPDATE's old row) */
@@ -2885,23 +2948,49 @@ am_index_fetch_tuple(struct IndexFetchTableData *data, ItemPointer tid, Snapshot
 static AmFetch *
 am_version_fetch_for(Relation rel)
 {
-	if (am_version_fetch == NULL || am_version_relid != RelationGetRelid(rel) ||
-		am_version_relfilenode != rel->rd_node.relNode)
-	{
-		MemoryContext old;
+	ListCell   *lc;
+	AmVersionFetch *v = NULL;
+	MemoryContext old;
 
-		if (am_version_fetch)
-			am_fetch_free(am_version_fetch);
-		am_version_fetch = NULL;
+	foreach(lc, am_version_fetches)
+	{
+		AmVersionFetch *x = lfirst(lc);
+
+		if (x->relid == RelationGetRelid(rel) && x->relfilenode == rel->rd_node.relNode)
+		{
+			v = x;
+			if (foreach_current_index(lc) > 0)
+			{
+				/* most recently used first */
+				am_version_fetches = foreach_delete_current(am_version_fetches, lc);
+				old = MemoryContextSwitchTo(TopTransactionContext);
+				am_version_fetches = lcons(v, am_version_fetches);
+				MemoryContextSwitchTo(old);
+			}
+			break;
+		}
+	}
+	if (v == NULL)
+	{
 		am_ensure_callbacks();
 		old = MemoryContextSwitchTo(TopTransactionContext);
-		am_version_fetch = am_fetch_create(rel);
+		if (list_length(am_version_fetches) >= AM_VERSION_FETCHES)
+		{
+			AmVersionFetch *last = llast(am_version_fetches);
+
+			am_fetch_free(last->fetch);
+			pfree(last);
+			am_version_fetches = list_delete_last(am_version_fetches);
+		}
+		v = palloc(sizeof(AmVersionFetch));
+		v->relid = RelationGetRelid(rel);
+		v->relfilenode = rel->rd_node.relNode;
+		v->fetch = am_fetch_create(rel);
+		am_version_fetches = lcons(v, am_version_fetches);
 		MemoryContextSwitchTo(old);
-		am_version_relid = RelationGetRelid(rel);
-		am_version_relfilenode = rel->rd_node.relNode;
 	}
-	am_version_fetch->rel = rel;
-	return am_version_fetch;
+	v->fetch->rel = rel;
+	return v->fetch;
 }
 
 /*
@@ -3403,13 +3492,34 @@ am_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId 
 }
 
 /*
- * am_find_successor: where the committed UPDATE that deleted tid's row put
- * its new version (destor.deletions.successors), as the latest snapshot
- * sees the deletions; false if no deletion of the row names one (a DELETE,
- * or a partition's row moved elsewhere).
+ * The successors of one segment's rows (destor.deletions.successors), as
+ * the latest snapshot saw them when loaded: row -> new row number, and the
+ * transactions whose deletions of the segment were read, so that a row
+ * such a transaction deleted without a successor is known to have none.
+ * Kept for the transaction (a READ COMMITTED UPDATE of many rows another
+ * transaction updated follows them in a row), loaded again when a row's
+ * deleter is not among those read.
  */
-static bool
-am_find_successor(Relation rel, const uint8 *table_id, ItemPointer tid, ItemPointer next)
+typedef struct AmSuccessorEntry
+{
+	int64		row;			/* hash key */
+	uint64		rowid;
+} AmSuccessorEntry;
+
+typedef struct AmSuccessors
+{
+	MemoryContext cxt;
+	uint8		table_id[CODEC_OBJID_LEN];
+	int64		segment_no;
+	HTAB	   *rows;
+	List	   *deleters;		/* TransactionIds read (32 bits, kept as an oid list) */
+} AmSuccessors;
+
+static AmSuccessors *am_successors = NULL;	/* in TopTransactionContext */
+StaticAssertDecl(sizeof(TransactionId) == sizeof(Oid), "xids are kept in an oid list");
+
+static void
+am_successors_load(const uint8 *table_id, int64 segment_no)
 {
 	Oid			nsp = get_namespace_oid("destor", false);
 	Relation	delrel = table_open(get_relname_relid("deletions", nsp), AccessShareLock);
@@ -3418,49 +3528,111 @@ am_find_successor(Relation rel, const uint8 *table_id, ItemPointer tid, ItemPoin
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
-	int64		segment_no;
-	int64		row;
-	bool		found = false;
+	HASHCTL		ctl = {0};
+	MemoryContext old;
 
-	am_tid_to_row(tid, &segment_no, &row);
+	if (am_successors == NULL)
+	{
+		am_ensure_callbacks();
+		am_successors = MemoryContextAllocZero(TopTransactionContext, sizeof(AmSuccessors));
+		am_successors->cxt = AllocSetContextCreate(TopTransactionContext, "destor successors",
+												   ALLOCSET_DEFAULT_SIZES);
+	}
+	MemoryContextReset(am_successors->cxt);
+	memcpy(am_successors->table_id, table_id, CODEC_OBJID_LEN);
+	am_successors->segment_no = segment_no;
+	am_successors->deleters = NIL;
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(AmSuccessorEntry);
+	ctl.hcxt = am_successors->cxt;
+	am_successors->rows = hash_create("destor successors", 1024, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, object_id_datum(table_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(segment_no));
 	scan = systable_beginscan(delrel, get_relname_relid("deletions_segment_idx", nsp), true,
 							  latest, 2, keys);
-	while (!found && succ_att != InvalidAttrNumber &&
-		   HeapTupleIsValid(tup = systable_getnext(scan)))
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		bool		isnull;
-		Datum		d = heap_getattr(tup, succ_att, RelationGetDescr(delrel), &isnull);
+		Datum		d;
 		bytea	   *pairs;
 		const uint8 *p;
 		size_t		len;
 
+		old = MemoryContextSwitchTo(am_successors->cxt);
+		am_successors->deleters = lappend_oid(am_successors->deleters,
+											  (Oid) HeapTupleHeaderGetXmin(tup->t_data));
+		MemoryContextSwitchTo(old);
+		if (succ_att == InvalidAttrNumber)
+			continue;
+		d = heap_getattr(tup, succ_att, RelationGetDescr(delrel), &isnull);
 		if (isnull)
 			continue;
 		pairs = DatumGetByteaPP(d);
 		p = (const uint8 *) VARDATA_ANY(pairs);
 		len = VARSIZE_ANY_EXHDR(pairs);
-		for (size_t off = 0; off + AM_SUCCESSOR_BYTES <= len && !found; off += AM_SUCCESSOR_BYTES)
+		for (size_t off = 0; off + AM_SUCCESSOR_BYTES <= len; off += AM_SUCCESSOR_BYTES)
 		{
-			uint32		r = 0;
+			int64		r = 0;
 			uint64		rowid = 0;
+			AmSuccessorEntry *e;
 
 			for (int i = 0; i < 4; i++)
-				r |= (uint32) p[off + i] << (8 * i);
-			if ((int64) r != row)
-				continue;
+				r |= (int64) p[off + i] << (8 * i);
 			for (int i = 0; i < 8; i++)
 				rowid |= (uint64) p[off + 4 + i] << (8 * i);
-			ItemPointerSet(next, (BlockNumber) (rowid / AM_ROWS_PER_BLOCK),
-						   (OffsetNumber) (rowid % AM_ROWS_PER_BLOCK + 1));
-			found = true;
+			e = hash_search(am_successors->rows, &r, HASH_ENTER, NULL);
+			e->rowid = rowid;
 		}
+		/* a detoasted copy goes now, not with the query */
+		if ((Pointer) pairs != DatumGetPointer(d))
+			pfree(pairs);
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(latest);
 	table_close(delrel, AccessShareLock);
-	return found;
+}
+
+/*
+ * am_find_successor: where the committed UPDATE that deleted tid's row (its
+ * transaction: deleter) put its new version; false if it recorded none (a
+ * DELETE, or a partition's row moved elsewhere).
+ */
+static bool
+am_find_successor(const uint8 *table_id, ItemPointer tid, TransactionId deleter,
+				  ItemPointer next)
+{
+	int64		segment_no;
+	int64		row;
+
+	am_tid_to_row(tid, &segment_no, &row);
+	for (int pass = 0; pass < 2; pass++)
+	{
+		bool		loaded = am_successors != NULL &&
+			am_successors->segment_no == segment_no &&
+			memcmp(am_successors->table_id, table_id, CODEC_OBJID_LEN) == 0;
+		AmSuccessorEntry *e;
+
+		if (!loaded)
+		{
+			am_successors_load(table_id, segment_no);
+			pass = 1;
+		}
+		e = hash_search(am_successors->rows, &row, HASH_FIND, NULL);
+		if (e)
+		{
+			ItemPointerSet(next, (BlockNumber) (e->rowid / AM_ROWS_PER_BLOCK),
+						   (OffsetNumber) (e->rowid % AM_ROWS_PER_BLOCK + 1));
+			return true;
+		}
+		/* the deleter's deletions were read: it recorded no successor */
+		if (TransactionIdIsValid(deleter) && list_member_oid(am_successors->deleters, (Oid) deleter))
+			return false;
+		if (pass == 0)
+			am_successors_load(table_id, segment_no);
+	}
+	return false;
 }
 
 /*
@@ -3509,7 +3681,7 @@ am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *
 		ItemPointerData next;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!am_find_successor(rel, opts->table_id, tid, &next))
+		if (!am_find_successor(opts->table_id, tid, tmfd->xmax, &next))
 		{
 			if (rel->rd_rel->relispartition)
 				ereport(ERROR,

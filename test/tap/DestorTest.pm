@@ -247,10 +247,13 @@ sub sha256_file
 # come at most $bytes_per_sec: a provider near but on a thin link.  What the
 # client sends goes through at once.  Returns { port, pid }; stop it with
 # stop_delay_proxy().
+# A proxy on a thin link: answers (or, with upstream => 1, requests) pass at
+# $bytes_per_sec.
 sub start_thin_proxy
 {
-	my ($target, $bytes_per_sec) = @_;
-	return start_relay_proxy(sub { thin_connection($_[0], $target, $bytes_per_sec) });
+	my ($target, $bytes_per_sec, %opts) = @_;
+	return start_relay_proxy(
+		sub { thin_connection($_[0], $target, $bytes_per_sec, $opts{upstream}) });
 }
 
 # Listens on a free port and, in a process group of its own, hands every
@@ -301,7 +304,7 @@ sub import_blob_with_data_on
 
 sub thin_connection
 {
-	my ($client, $target, $rate) = @_;
+	my ($client, $target, $rate, $upstream) = @_;
 	my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $target, Proto => 'tcp')
 	  or return;
 	my $select = IO::Select->new($client, $server);
@@ -318,7 +321,7 @@ sub thin_connection
 				return unless defined $w;
 				$off += $w;
 			}
-			select(undef, undef, undef, $n / $rate) if $from == $server;
+			select(undef, undef, undef, $n / $rate) if ($from == $server) != !!$upstream;
 		}
 	}
 }
