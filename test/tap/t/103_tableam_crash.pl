@@ -69,6 +69,21 @@ is($standby->safe_psql('postgres', $q), $node->safe_psql('postgres', $q),
 	'the replica reads the same rows through the index, also rows written after the backup');
 is($standby->safe_psql('postgres', $by_index . q{SELECT v FROM t WHERE id = 6025}), 'replicated 6025',
 	'a point lookup on the replica');
+
+# VACUUM on the primary rewrites partly deleted segments (new objects, same
+# tids): the replica follows and reads the same rows
+my $objects = q{SELECT string_agg(g.object_id::text, ',' ORDER BY g.segment_no) FROM destor.segments g
+  JOIN destor.am_tables a ON a.table_id = g.table_id WHERE a.relfilenode = pg_relation_filenode('t')};
+my $before = $node->safe_psql('postgres', $objects);
+$node->safe_psql('postgres', q{DELETE FROM t WHERE id % 2 = 0});
+$node->safe_psql('postgres', q{VACUUM t});
+isnt($node->safe_psql('postgres', $objects), $before, 'VACUUM gave segments new objects');
+$node->wait_for_catchup($standby);
+my $all = q{SELECT count(*) || '/' || sum(id) || '/' || sum(length(v)) FROM t};
+is($standby->safe_psql('postgres', $all), $node->safe_psql('postgres', $all),
+	'after VACUUM\'s rewrite the replica reads the same rows');
+is($standby->safe_psql('postgres', $by_index . q{SELECT v FROM t WHERE id = 6025}), 'replicated 6025',
+	'and the same row through the index');
 $standby->stop;
 $node->stop;
 done_testing();
