@@ -908,9 +908,13 @@ am_pending_successor(AmWriter *aw, int64 segment_no, int64 row, ItemPointer new_
 	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(aw));
 	AmDeletion *d = NULL;
 	ListCell   *lc;
-	uint64		rowid = (uint64) ItemPointerGetBlockNumberNoCheck(new_tid) * AM_ROWS_PER_BLOCK +
-		(ItemPointerGetOffsetNumberNoCheck(new_tid) - 1);
+	int64		new_segment_no;
+	int64		new_row;
+	uint64		rowid;
 	uint8		b[AM_SUCCESSOR_BYTES];
+
+	am_tid_to_row(new_tid, &new_segment_no, &new_row);
+	rowid = ((uint64) new_segment_no << AM_ROW_BITS) | (uint64) new_row;
 
 	foreach(lc, aw->deleting)
 		if (((AmDeletion *) lfirst(lc))->segment_no == segment_no)
@@ -3605,34 +3609,22 @@ am_find_successor(const uint8 *table_id, ItemPointer tid, TransactionId deleter,
 {
 	int64		segment_no;
 	int64		row;
+	AmSuccessorEntry *e;
 
 	am_tid_to_row(tid, &segment_no, &row);
-	for (int pass = 0; pass < 2; pass++)
-	{
-		bool		loaded = am_successors != NULL &&
-			am_successors->segment_no == segment_no &&
-			memcmp(am_successors->table_id, table_id, CODEC_OBJID_LEN) == 0;
-		AmSuccessorEntry *e;
-
-		if (!loaded)
-		{
-			am_successors_load(table_id, segment_no);
-			pass = 1;
-		}
-		e = hash_search(am_successors->rows, &row, HASH_FIND, NULL);
-		if (e)
-		{
-			ItemPointerSet(next, (BlockNumber) (e->rowid / AM_ROWS_PER_BLOCK),
-						   (OffsetNumber) (e->rowid % AM_ROWS_PER_BLOCK + 1));
-			return true;
-		}
-		/* the deleter's deletions were read: it recorded no successor */
-		if (TransactionIdIsValid(deleter) && list_member_oid(am_successors->deleters, (Oid) deleter))
-			return false;
-		if (pass == 0)
-			am_successors_load(table_id, segment_no);
-	}
-	return false;
+	if (am_successors == NULL || am_successors->segment_no != segment_no ||
+		memcmp(am_successors->table_id, table_id, CODEC_OBJID_LEN) != 0)
+		am_successors_load(table_id, segment_no);
+	else if (hash_search(am_successors->rows, &row, HASH_FIND, NULL) == NULL &&
+			 !(TransactionIdIsValid(deleter) &&
+			   list_member_oid(am_successors->deleters, (Oid) deleter)))
+		am_successors_load(table_id, segment_no);	/* its deletions came since */
+	e = hash_search(am_successors->rows, &row, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;			/* the deleter recorded no successor */
+	am_row_to_tid((int64) (e->rowid >> AM_ROW_BITS),
+				  (int64) (e->rowid & ((1 << AM_ROW_BITS) - 1)), next);
+	return true;
 }
 
 /*
@@ -3643,9 +3635,9 @@ am_find_successor(const uint8 *table_id, ItemPointer tid, TransactionId deleter,
  * be deleted or updated by another transaction until this one ends, which
  * is what foreign keys referencing the table and BEFORE UPDATE triggers
  * need.
- * A row a concurrent UPDATE replaced has no newer version to lock
- * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check): a
- * serialization failure, not the skipped row heap's EvalPlanQual avoids.
+ * A row a concurrent UPDATE replaced is followed to its latest version
+ * (TUPLE_LOCK_FLAG_FIND_LAST_VERSION, READ COMMITTED's re-check) along the
+ * links each UPDATE recorded (am_find_successor).
  */
 static TM_Result
 am_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
