@@ -261,9 +261,9 @@ reader_shard_failed(ObjectReader *r, int i)
 #define SLOW_UNUSABLE_MS	1e12	/* a provider that does not exist */
 
 /*
- * Bulk reads (a data shard's range of FAR_BULK_BYTES or more: a blob
+ * Bulk reads (a data shard's range of READ_BULK_BYTES or more: a blob
  * export's 16 MiB windows) also go around a provider whose time for
- * FAR_BULK_BYTES (its round trip, plus the bytes at its recent rate when
+ * READ_BULK_BYTES (its round trip, plus the bytes at its recent rate when
  * rates are known) is more than FAR_FACTOR times, and FAR_MARGIN_MS more
  * than, the k-th fastest: a far or thin provider is not slow — small
  * reads, one round trip each, still use it — but a bulk window waits for
@@ -272,11 +272,10 @@ reader_shard_failed(ObjectReader *r, int i)
  */
 #define FAR_FACTOR			2.0
 #define FAR_MARGIN_MS		100.0
-#define FAR_BULK_BYTES		(1024 * 1024)
 
 /*
  * reader_bulk_times — turn each provider's read time (ms, a round trip)
- * into the time it takes for FAR_BULK_BYTES: the round trip plus the bytes
+ * into the time it takes for READ_BULK_BYTES: the round trip plus the bytes
  * at its recent large GETs' rate.  A provider near but on a thin link
  * answers as soon as the others and then holds every bulk window for its
  * bytes; a provider whose rate is not known is taken to be as fast as the
@@ -298,7 +297,7 @@ reader_bulk_times(ObjectReader *r, double *ms)
 		return;
 	for (int i = 0; i < r->n; i++)
 		if (r->providers[i] != NULL && ms[i] < SLOW_UNUSABLE_MS)
-			ms[i] += FAR_BULK_BYTES / (rate[i] > 0 ? rate[i] : best);
+			ms[i] += READ_BULK_BYTES / (rate[i] > 0 ? rate[i] : best);
 }
 
 static int
@@ -374,6 +373,53 @@ reader_check_slow_providers(ObjectReader *r)
 			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
 }
 
+/* Whether the healthy path does without data shard d's bytes [a, b). */
+static bool
+healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
+{
+	if (r->health[d] != SHARD_USABLE)
+		return true;
+	/* with parity to fall back on, do not wait for a provider known down or slow */
+	reader_check_slow_providers(r);
+	if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
+		return true;
+	/* nor, for a bulk range, for a far one: the k fastest shards are sooner */
+	return r->m > 0 && r->far[d] && b - a >= READ_BULK_BYTES;
+}
+
+/*
+ * reader_healthy_plan — whether the healthy path would read stream bytes
+ * [cs, ce) from their data shards (reader_healthy_requests' test), and
+ * whether one of those shards is on a provider whose read time is not
+ * known yet, with parity on s3 providers to hedge with: then the read
+ * does better to ask every shard at once (reader_runs_*) than to wait for
+ * that provider, which may be the far one (a backend's first reads after a
+ * restart, or a provider that loses every such race: it is asked each
+ * time, and costs its bytes, never its round trip).
+ */
+bool
+reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
+{
+	bool		hedgeable = r->m > 0;
+
+	*unmeasured = false;
+	for (int i = 0; i < r->n && hedgeable; i++)
+		hedgeable = r->providers[i] != NULL && r->providers[i]->type == PROVIDER_S3;
+	for (int d = 0; d < r->k; d++)
+	{
+		uint64		a = 0,
+					b = 0;
+
+		if (!shard_range(r, d, cs, ce, &a, &b))
+			continue;
+		if (healthy_declines(r, d, a, b))
+			return false;
+		if (hedgeable && provider_recent_read_ms(r->providers[d]) < 0)
+			*unmeasured = true;
+	}
+	return true;
+}
+
 /*
  * The healthy-path requests for stream bytes [cs, ce) into buffer set
  * "set"; -1 if a needed data shard is unusable or its provider is down.
@@ -394,14 +440,7 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 
 		if (!shard_range(r, d, cs, ce, &a, &b))
 			continue;
-		if (r->health[d] != SHARD_USABLE)
-			return -1;
-		/* with parity to fall back on, do not wait for a provider known down or slow */
-		reader_check_slow_providers(r);
-		if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
-			return -1;
-		/* nor, for a bulk range, for a far one: the k fastest shards are sooner */
-		if (r->m > 0 && r->far[d] && b - a >= FAR_BULK_BYTES)
+		if (healthy_declines(r, d, a, b))
 			return -1;
 		memset(&reqs[nreqs], 0, sizeof(ProviderRequest));
 		if (set >= 0)
@@ -589,6 +628,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 					ce;
 		WindowSource src;
 		bool		healthy;
+		bool		unmeasured;
 
 		CHECK_FOR_INTERRUPTS();
 		r->cache_fill = (b1 - b0 + 1) < CACHE_BULK_BLOCKS;
@@ -609,6 +649,17 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		/* stage 2: fetch the span of missing blocks */
 		cs = block_cstart(r, wb0);
 		ce = block_cend(r, wb1);
+		if (reader_healthy_plan(r, cs, ce, &unmeasured) && unmeasured)
+		{
+			/* a data shard on a provider not measured yet: ask every shard */
+			reader_ahead_discard(r);
+			reader_open_window_hedged(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL,
+									  offset, len, dst);
+			if (r->use_cache)
+				cache_release_reservations();
+			b0 = b1 + 1;
+			continue;
+		}
 		healthy = fetch_healthy(r, cs, ce, &src);
 
 		/*

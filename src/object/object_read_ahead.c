@@ -4,7 +4,10 @@
  * is opened (into the reader's second buffer set).  Multi-range reads (a
  * row group's column chunks) fetch all their ranges in one batch of
  * provider requests, and can start the next call's batch early; ranges the
- * cache has, or too large to batch, are read the ordinary way.  A
+ * cache has, or too large to batch, are read the ordinary way.  A batch
+ * the healthy path cannot serve from data shards alone, or whose data
+ * shards are on providers not measured yet, is read as runs of whole
+ * stripes from every shard, hedged (multi_prepare_runs).  A
  * read-ahead not wanted is collected (its transfers write into our
  * buffers) before its memory goes.
  */
@@ -34,8 +37,12 @@ void
 reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
 {
 	int			n;
+	bool		unmeasured;
 
 	Assert(r->ahead == NULL);
+	/* a window to be read hedged (object_reader_read) is not read ahead */
+	if (reader_healthy_plan(r, cs, ce, &unmeasured) && unmeasured)
+		return;
 	n = reader_healthy_requests(r, cs, ce, r->cur_set ^ 1, r->ahead_reqs, r->ahead_shard_of,
 						 &r->ahead_src);
 	if (n <= 0)
@@ -65,13 +72,101 @@ typedef struct MultiFetch
 	WindowSource *srcs;
 	int			nreqs;
 	ProviderBatch *batch;		/* started, not yet finished */
+	/* ranges read as runs of whole stripes from every shard (count -3) */
+	StripeRuns *runs;
+	int		   *run_of;			/* per range: its run */
+	int			nruns;
+	WindowSource *run_srcs;
+	bool	   *run_ok;
 } MultiFetch;
+
+/*
+ * Runs of stripes closer than this are read as one: a stripe more of every
+ * shard costs less than requests more, which queue behind the transfer
+ * loop's limit of parallel connections on a WAN.
+ */
+#define RUN_GAP_STRIPES 2
+
+typedef struct RangeStripes
+{
+	uint64		s0;
+	uint64		s1;
+	int			range;
+} RangeStripes;
+
+static int
+cmp_range_stripes(const void *a, const void *b)
+{
+	const RangeStripes *x = a;
+	const RangeStripes *y = b;
+
+	if (x->s0 != y->s0)
+		return x->s0 < y->s0 ? -1 : 1;
+	return x->range - y->range;
+}
+
+/*
+ * multi_prepare_runs — read the candidate ranges (cand[i]) of a multi-range
+ * read as runs of whole stripes from every shard, in one hedged batch
+ * (reader_runs_prepare): when a range's data shards are not all usable, or
+ * one is on a provider whose read time is not known yet.  Before, such
+ * ranges were read degraded one by one after the batch, a round trip each;
+ * and a backend's first batch waited for the data shards wherever they
+ * were, on a far provider too, where asking every shard lets the first k
+ * answers win.
+ */
+static void
+multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degraded)
+{
+	RangeStripes *rs = palloc(sizeof(RangeStripes) * mf->n);
+	uint64	   *s0 = palloc(sizeof(uint64) * mf->n);
+	uint64	   *s1 = palloc(sizeof(uint64) * mf->n);
+	uint64		bs = r->meta->block_size;
+	int			nrs = 0;
+
+	for (int i = 0; i < mf->n; i++)
+	{
+		uint64		b0,
+					b1;
+
+		if (!cand[i])
+			continue;
+		b0 = mf->offsets[i] / bs;
+		b1 = (mf->offsets[i] + mf->lens[i] - 1) / bs;
+		rs[nrs].s0 = block_cstart(r, b0) / r->stripe_size;
+		rs[nrs].s1 = (block_cend(r, b1) - 1) / r->stripe_size;
+		rs[nrs].range = i;
+		nrs++;
+	}
+	if (nrs == 0)
+		return;
+	qsort(rs, nrs, sizeof(RangeStripes), cmp_range_stripes);
+	mf->run_of = palloc(sizeof(int) * mf->n);
+	for (int x = 0; x < nrs; x++)
+	{
+		if (mf->nruns > 0 && rs[x].s0 <= s1[mf->nruns - 1] + 1 + RUN_GAP_STRIPES)
+			s1[mf->nruns - 1] = Max(s1[mf->nruns - 1], rs[x].s1);
+		else
+		{
+			s0[mf->nruns] = rs[x].s0;
+			s1[mf->nruns] = rs[x].s1;
+			mf->nruns++;
+		}
+		mf->run_of[rs[x].range] = mf->nruns - 1;
+		mf->count[rs[x].range] = -3;
+	}
+	mf->run_srcs = palloc0(sizeof(WindowSource) * mf->nruns);
+	mf->run_ok = palloc0(sizeof(bool) * mf->nruns);
+	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, false, r->liar, degraded,
+								   &mf->reqs, &mf->nreqs);
+}
 
 /*
  * multi_prepare — the healthy-path requests of every range of a multi-range
  * read, in one array for one batch.  A range the cache holds entirely is
- * marked to be served from it (-2); one larger than a window, or whose
- * data shards are not all usable, is read on its own later (-1).
+ * marked to be served from it (-2); one larger than a window is read on
+ * its own later (-1).  When some range's data shards are not all usable or
+ * not all measured, every range to fetch is read in runs of stripes (-3).
  */
 static MultiFetch *
 multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
@@ -81,6 +176,10 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor multi-range read", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	MultiFetch *mf = palloc0(sizeof(MultiFetch));
+	bool	   *cand;
+	bool		unmeasured = false;
+	bool		declined = false;	/* a range the healthy path would not read */
+	bool		hedge = false;	/* a range on a provider not measured yet */
 
 	mf->cxt = cxt;
 	mf->n = n;
@@ -93,6 +192,7 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	mf->first = palloc(sizeof(int) * n);
 	mf->count = palloc0(sizeof(int) * n);
 	mf->srcs = palloc0(sizeof(WindowSource) * n);
+	cand = palloc0(sizeof(bool) * n);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -129,11 +229,29 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 			}
 			cache_count_misses(missing);
 		}
-		mf->count[i] = reader_healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
-										mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
-										&mf->srcs[i]);
-		if (mf->count[i] > 0)
-			mf->nreqs += mf->count[i];
+		cand[i] = true;
+		if (!reader_healthy_plan(r, block_cstart(r, b0), block_cend(r, b1), &unmeasured))
+			declined = true;
+		else if (unmeasured)
+			hedge = true;
+	}
+	if (declined || hedge)
+		multi_prepare_runs(r, mf, cand, declined);
+	else
+	{
+		for (int i = 0; i < n; i++)
+		{
+			uint64		b0 = offsets[i] / bs;
+			uint64		b1 = (offsets[i] + lens[i] - 1) / bs;
+
+			if (!cand[i])
+				continue;
+			mf->count[i] = reader_healthy_requests(r, block_cstart(r, b0), block_cend(r, b1), -1,
+												   mf->reqs + mf->nreqs, mf->shard_of + mf->nreqs,
+												   &mf->srcs[i]);
+			if (mf->count[i] > 0)
+				mf->nreqs += mf->count[i];
+		}
 	}
 	MemoryContextSwitchTo(old);
 	return mf;
@@ -167,6 +285,8 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 	uint64		bs = r->meta->block_size;
 	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
 
+	if (mf->runs)
+		(void) reader_runs_complete(r, mf->runs, mf->run_srcs, mf->run_ok);
 	for (int i = 0; i < mf->n; i++)
 	{
 		uint64		off = mf->offsets[i];
@@ -200,6 +320,16 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 				object_reader_read(r, off, len, dsts[i]);
 				MemoryContextSwitchTo(mf->cxt);
 			}
+			continue;
+		}
+		if (mf->count[i] == -3)
+		{
+			int			j = mf->run_of[i];
+
+			/* a run short of good chunks: read around it as a single window */
+			if (!mf->run_ok[j] ||
+				!reader_open_blocks(r, b0, b1, NULL, &mf->run_srcs[j], off, len, dsts[i], false))
+				reader_open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
 			continue;
 		}
 		if (mf->count[i] < 0 && b1 - b0 + 1 > READ_WINDOW_BLOCKS)

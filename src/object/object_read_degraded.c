@@ -91,10 +91,15 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * counts as fast as the fastest measured one, as in
  * reader_check_slow_providers; ties go to the lower shard, data before
  * parity; providers far or thin for bulk reads, reader_check_slow_providers'
- * far[], after the others) are asked at once; the other candidates are
- * spares, started by the transfer loop only when one of the first fails or
- * is late, and the first k shards to answer win (unit_of[i]: 1..k asked first, more: spare
- * in that order, 0: not hedged).  Providers down, found slow or avoided
+ * far[], after the others) are asked at once (start[i]), and so is any
+ * other whose provider has not been measured lately: where read times are
+ * not known, a ranking is a guess that a far provider would decide (a
+ * backend's first reads after a restart), and asking every such shard
+ * costs only its bytes, measures its provider, and lets the quickest k
+ * answers win.  The other candidates are spares, started by the transfer
+ * loop only when one of the first fails or is late; the first k shards to
+ * answer win (unit_of[i]: 1..k asked first, more: spare in that order, 0:
+ * not hedged).  Providers down, found slow or avoided
  * by this reader are not left out, as they are without hedging, but come
  * last: spares of last resort (last[i]), started only for a unit that
  * failed or is very late.  A shard recorded bad (HINTED) is always
@@ -112,9 +117,10 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 
 static bool
 plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *probe,
-		   int *need)
+		   bool *start, int *need)
 {
 	double		ms[CODEC_RS_MAX_SHARDS];
+	bool		unknown[CODEC_RS_MAX_SHARDS];
 	int			order[CODEC_RS_MAX_SHARDS];
 	int			norder = 0;
 	double		fastest = -1;
@@ -124,6 +130,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		unit_of[i] = 0;
 		last[i] = false;
 		probe[i] = false;
+		start[i] = false;
 		if (skip[i])
 			continue;
 		if (r->providers[i]->type != PROVIDER_S3)
@@ -134,6 +141,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			continue;
 		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
+		unknown[i] = ms[i] < 0;
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 		/* slow or avoided ones are spares of last resort, down ones after them */
@@ -168,195 +176,269 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		order[l + 1] = x;
 	}
 	for (int j = 0; j < norder; j++)
-		unit_of[order[j]] = j + 1;
+	{
+		int			i = order[j];
+
+		unit_of[i] = j + 1;
+		start[i] = j < r->k || (unknown[i] && !last[i]);
+	}
 	*need = r->k;
 	return true;
 }
 
 /*
- * Repair path: whole chunks of stripes [s0, s1] and their tags from every
- * reachable shard not excluded (on the first try, the k fastest with the
- * others as spares: plan_hedge); chunks that do not match their tags are
- * treated as missing and rebuilt from any k good ones.  Fills src with the
- * stream [cs, ce).
+ * Runs of whole stripes, read from every shard at once.  A run is stripes
+ * [s0, s1] of the object; for each shard asked, each run's chunks are one
+ * request and the tags of every run one more, and all of a shard's
+ * requests are one unit of the hedged set (plan_hedge), so one batch of
+ * provider requests serves any number of runs: the degraded path's window
+ * is one run, a multi-range read (a scan's batch of row groups) as many as
+ * it needs.  Chunks that do not match their tags are treated as missing
+ * and rebuilt from any k good ones.
  */
-static void
-fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
-			 const bool *exclude)
+struct StripeRuns
 {
-	uint64		s0 = cs / r->stripe_size;
-	uint64		s1 = (ce - 1) / r->stripe_size;
-	uint64		nstr = s1 - s0 + 1;
-	uint64		lo = s0 * r->meta->chunk_size;
-	uint64		hi = s1 * r->meta->chunk_size + chunk_len(r, s1);
-	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * 2 * r->n);
-	int		   *shard_of = palloc(sizeof(int) * 2 * r->n);
-	uint8	   *buf[CODEC_RS_MAX_SHARDS];
+	int			nruns;
+	uint64	   *s0;
+	uint64	   *s1;
+	uint64		t0;				/* the stripes whose tags are fetched */
+	uint64		t1;
+	uint8	  **buf;			/* [run * n + shard]: chunks from the run's start */
 	uint8	   *tagbuf[CODEC_RS_MAX_SHARDS];
-	bool		fetched[CODEC_RS_MAX_SHARDS];
-	uint64		lov[CODEC_RS_MAX_SHARDS];
-	int			nreqs = 0;
-	int			candidates = 0;
-	bool		skipped_some = false;
 	bool		skip[CODEC_RS_MAX_SHARDS];
+	ProviderRequest *reqs;
+	int		   *shard_of;
+	int			nreqs;
+	bool		skipped_some;	/* shards left out that might have helped */
+	uint64		bad_stripe;		/* after reader_runs_complete: a stripe short */
+	int			bad_good;		/* of good chunks, and how many it had */
+};
+
+/*
+ * reader_runs_prepare — the requests that read runs [s0[j], s1[j]] (in
+ * stripe order, not overlapping): from every reachable shard not excluded,
+ * with, unless include_down, providers known down or found slow left out
+ * while enough others remain (without hedging) or made spares of last
+ * resort (with it).  A shard recorded bad in destor.shards is not left out
+ * for its record alone: only a read of it can find the record stale (a
+ * provider back after an outage), and then every reader uses it again
+ * (provider_note_shard_verified).  It costs a request while the record is
+ * true (such records last only until a repair rebuilds the shard), which
+ * the read does not wait for when k others answer: it is a probe of the
+ * hedged set.  Counted as a degraded read, or (!degraded: a batch read
+ * this way only because its providers' read times are not known yet) as
+ * a hedged one.  The buffers are allocated in the current memory context.
+ */
+StripeRuns *
+reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
+					bool include_down, const bool *exclude, bool degraded,
+					ProviderRequest **reqs_out, int *nreqs_out)
+{
+	StripeRuns *sr = palloc0(sizeof(StripeRuns));
+	int			candidates = 0;
 	bool		hedged = false;
 	int			unit_of[CODEC_RS_MAX_SHARDS] = {0};
 	bool		last[CODEC_RS_MAX_SHARDS] = {0};
 	bool		probe[CODEC_RS_MAX_SHARDS] = {0};
+	bool		start[CODEC_RS_MAX_SHARDS] = {0};
 	int			need = 0;
+	uint64		ntags;
 
-	/*
-	 * Providers known to be down, then those found slow, are left out while
-	 * enough others remain; if the others turn out not to be enough, the
-	 * window is read again with them included.  A shard recorded bad in
-	 * destor.shards is not left out for its record alone: only a read of
-	 * it can find the record stale (a provider back after an outage), and
-	 * then every reader uses it again (provider_note_shard_verified below).
-	 * It costs a request while the record is true (such records last only
-	 * until a repair rebuilds the shard), which the read does not wait for
-	 * when k others answer: it is a probe of the hedged set (plan_hedge).
-	 */
+	Assert(nruns > 0);
+	sr->nruns = nruns;
+	sr->s0 = palloc(sizeof(uint64) * nruns);
+	sr->s1 = palloc(sizeof(uint64) * nruns);
+	memcpy(sr->s0, s0, sizeof(uint64) * nruns);
+	memcpy(sr->s1, s1, sizeof(uint64) * nruns);
+	sr->t0 = s0[0];
+	sr->t1 = s1[nruns - 1];
+	ntags = sr->t1 - sr->t0 + 1;
+	sr->buf = palloc0(sizeof(uint8 *) * nruns * r->n);
+	sr->reqs = palloc0(sizeof(ProviderRequest) * (nruns + 1) * r->n);
+	sr->shard_of = palloc(sizeof(int) * (nruns + 1) * r->n);
+
 	for (int i = 0; i < r->n; i++)
 	{
-		skip[i] = (r->health[i] == SHARD_UNREACHABLE) || (exclude && exclude[i]);
-		if (!skip[i])
+		sr->skip[i] = (r->health[i] == SHARD_UNREACHABLE) || (exclude && exclude[i]);
+		if (!sr->skip[i])
 			candidates++;
 	}
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, skip, unit_of, last, probe, &need);
+		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need);
 		if (hedged)
-			skipped_some = true;	/* spares may go unasked */
+			sr->skipped_some = true;	/* spares may go unasked */
 	}
 	if (!include_down && !hedged)
 	{
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
-			if (!skip[i] && provider_is_down(r->providers[i]))
+			if (!sr->skip[i] && provider_is_down(r->providers[i]))
 			{
-				skip[i] = true;
-				skipped_some = true;
+				sr->skip[i] = true;
+				sr->skipped_some = true;
 				candidates--;
 			}
 		}
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
-			if (!skip[i] && (r->slow[i] || r->avoid[i]))
+			if (!sr->skip[i] && (r->slow[i] || r->avoid[i]))
 			{
-				skip[i] = true;
-				skipped_some = true;
+				sr->skip[i] = true;
+				sr->skipped_some = true;
 				candidates--;
 			}
 		}
 	}
 
-	object_read_stats.degraded_reads++;
+	if (degraded)
+		object_read_stats.degraded_reads++;
+	else
+		object_read_stats.hedged_reads++;
 	for (int i = 0; i < r->n; i++)
 	{
-		buf[i] = palloc(hi - lo);
-		tagbuf[i] = palloc(nstr * r->tag_len);
-		lov[i] = lo;
-		fetched[i] = false;
-		if (skip[i])
+		int			q0 = sr->nreqs;
+
+		/* every shard gets buffers: rebuilt chunks go to the missing ones' */
+		for (int j = 0; j < nruns; j++)
+			sr->buf[j * r->n + i] = palloc((s1[j] - s0[j]) * r->meta->chunk_size +
+										   chunk_len(r, s1[j]));
+		sr->tagbuf[i] = palloc(ntags * r->tag_len);
+		if (sr->skip[i])
 			continue;
+		for (int j = 0; j < nruns; j++)
+		{
+			ProviderRequest *q = &sr->reqs[sr->nreqs];
+
+			q->provider = r->providers[i];
+			q->op = POP_GET;
+			q->key = r->keys[i];
+			q->offset = s0[j] * r->meta->chunk_size;
+			q->length = (s1[j] - s0[j]) * r->meta->chunk_size + chunk_len(r, s1[j]);
+			q->buf = (char *) sr->buf[j * r->n + i];
+			sr->shard_of[sr->nreqs++] = i;
+		}
+		sr->reqs[sr->nreqs].provider = r->providers[i];
+		sr->reqs[sr->nreqs].op = POP_GET;
+		sr->reqs[sr->nreqs].key = r->keys[i];
+		sr->reqs[sr->nreqs].offset = r->shard_data_len + sr->t0 * r->tag_len;
+		sr->reqs[sr->nreqs].length = ntags * r->tag_len;
+		sr->reqs[sr->nreqs].buf = (char *) sr->tagbuf[i];
+		sr->shard_of[sr->nreqs++] = i;
 		if (hedged && (unit_of[i] > 0 || probe[i]))
 		{
 			/* this shard's chunks and tags are one unit of the hedged set */
-			for (int q = nreqs; q < nreqs + 2; q++)
+			for (int q = q0; q < sr->nreqs; q++)
 			{
-				reqs[q].hedge_unit = i + 1;
-				reqs[q].hedge_need = need;
-				reqs[q].hedge_spare = unit_of[i] > need;
-				reqs[q].hedge_last = last[i];
-				reqs[q].hedge_probe = probe[i];
+				sr->reqs[q].hedge_unit = i + 1;
+				sr->reqs[q].hedge_need = need;
+				sr->reqs[q].hedge_spare = !start[i];
+				sr->reqs[q].hedge_last = last[i];
+				sr->reqs[q].hedge_probe = probe[i];
 			}
 		}
-		reqs[nreqs].provider = r->providers[i];
-		reqs[nreqs].op = POP_GET;
-		reqs[nreqs].key = r->keys[i];
-		reqs[nreqs].offset = lo;
-		reqs[nreqs].length = hi - lo;
-		reqs[nreqs].buf = (char *) buf[i];
-		shard_of[nreqs++] = i;
-		reqs[nreqs].provider = r->providers[i];
-		reqs[nreqs].op = POP_GET;
-		reqs[nreqs].key = r->keys[i];
-		reqs[nreqs].offset = r->shard_data_len + s0 * r->tag_len;
-		reqs[nreqs].length = nstr * r->tag_len;
-		reqs[nreqs].buf = (char *) tagbuf[i];
-		shard_of[nreqs++] = i;
 	}
-	provider_execute(reqs, nreqs);
-	object_read_stats.requests += nreqs;
-	for (int q = 0; q < nreqs; q += 2)
+	*reqs_out = sr->reqs;
+	*nreqs_out = sr->nreqs;
+	return sr;
+}
+
+/*
+ * reader_runs_complete — after the requests of reader_runs_prepare ran:
+ * check every chunk against its tag, rebuild what is missing, and point
+ * srcs[j] at run j's stream.  False when a run has a stripe with fewer
+ * than k good chunks (sr->bad_stripe, sr->bad_good: the first such); the
+ * other runs are complete all the same (run_ok, per run, may be NULL).
+ */
+bool
+reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *run_ok)
+{
+	bool		fetched[CODEC_RS_MAX_SHARDS];
+	bool		all_ok = true;
+
+	for (int i = 0; i < r->n; i++)
+		fetched[i] = !sr->skip[i];
+	for (int q = 0; q < sr->nreqs; q++)
 	{
-		int			i = shard_of[q];
+		ProviderRequest *req = &sr->reqs[q];
+		int			i = sr->shard_of[q];
 
-		note_fetched(reqs[q].result_size + reqs[q + 1].result_size);
-		if (!reqs[q].cancelled && (!reqs[q].ok || reqs[q].result_size != reqs[q].length))
-			reader_note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
-		else if (!reqs[q + 1].cancelled &&
-				 (!reqs[q + 1].ok || reqs[q + 1].result_size != reqs[q + 1].length))
-			reader_note_failure(r, i, &reqs[q + 1], SHARD_UNREACHABLE);
-		else if (reqs[q].cancelled || reqs[q + 1].cancelled)
-			skipped_some = true;	/* not needed: k others answered first */
-		else
-			fetched[i] = true;
-	}
-
-	for (uint64 s = s0; s <= s1; s++)
-	{
-		uint64		cl = chunk_len(r, s);
-		uint64		off = (s - s0) * r->meta->chunk_size;
-		uint8	   *chunks[CODEC_RS_MAX_SHARDS];
-		bool		present[CODEC_RS_MAX_SHARDS];
-		int			good = 0;
-
-		CHECK_FOR_INTERRUPTS();
-		for (int i = 0; i < r->n; i++)
+		note_fetched(req->result_size);
+		if (!fetched[i])
+			continue;			/* this shard's failure is noted already */
+		if (!req->cancelled && (!req->ok || req->result_size != req->length))
 		{
-			chunks[i] = buf[i] + off;
-			present[i] = false;
-			if (!fetched[i])
-				continue;
-			if (object_chunk_verify(r->auth, i, s, chunks[i], cl,
-									tagbuf[i] + (s - s0) * r->tag_len))
-			{
-				present[i] = true;
-				good++;
-			}
-			else
-			{
-				/* this provider served a chunk its writer did not write */
-				object_read_stats.corrupt_chunks++;
-				note_corrupt_chunk(r, i, s);
-			}
+			reader_note_failure(r, i, req, SHARD_UNREACHABLE);
+			fetched[i] = false;
 		}
-		if (good < r->k && skipped_some)
+		else if (req->cancelled)
 		{
-			/* not enough without the providers known down: try them too */
+			sr->skipped_some = true;	/* not needed: k others answered first */
+			fetched[i] = false;
+		}
+	}
+
+	for (int j = 0; j < sr->nruns; j++)
+	{
+		bool		ok = true;
+
+		for (uint64 s = sr->s0[j]; s <= sr->s1[j] && ok; s++)
+		{
+			uint64		cl = chunk_len(r, s);
+			uint64		off = (s - sr->s0[j]) * r->meta->chunk_size;
+			uint8	   *chunks[CODEC_RS_MAX_SHARDS];
+			bool		present[CODEC_RS_MAX_SHARDS];
+			int			good = 0;
+
+			CHECK_FOR_INTERRUPTS();
 			for (int i = 0; i < r->n; i++)
 			{
-				pfree(buf[i]);
-				pfree(tagbuf[i]);
+				chunks[i] = sr->buf[j * r->n + i] + off;
+				present[i] = false;
+				if (!fetched[i])
+					continue;
+				if (object_chunk_verify(r->auth, i, s, chunks[i], cl,
+										sr->tagbuf[i] + (s - sr->t0) * r->tag_len))
+				{
+					present[i] = true;
+					good++;
+				}
+				else
+				{
+					/* this provider served a chunk its writer did not write */
+					object_read_stats.corrupt_chunks++;
+					note_corrupt_chunk(r, i, s);
+				}
 			}
-			pfree(reqs);
-			pfree(shard_of);
-			fetch_repair(r, cs, ce, src, true, exclude);
-			return;
+			if (good < r->k ||
+				(good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0))
+			{
+				ok = false;
+				if (all_ok)
+				{
+					sr->bad_stripe = s;
+					sr->bad_good = good;
+				}
+			}
 		}
-		if (good < r->k)
-			raise_unreadable(r, s, good);
-		if (good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
-			raise_unreadable(r, s, good);
+		if (run_ok)
+			run_ok[j] = ok;
+		all_ok &= ok;
+		memset(&srcs[j], 0, sizeof(WindowSource));
+		for (int i = 0; i < r->n; i++)
+		{
+			srcs[j].buf[i] = sr->buf[j * r->n + i];
+			srcs[j].lo[i] = sr->s0[j] * r->meta->chunk_size;
+		}
 	}
+
 	/*
 	 * A shard recorded bad whose chunks all matched their tags is good: for
 	 * this reader, and (noted in shared memory, since a reader may not
 	 * write the catalog) for every reader from now on.
 	 */
-	for (int i = 0; i < r->n; i++)
+	for (int i = 0; i < r->n && all_ok; i++)
 	{
 		if (fetched[i] && r->health[i] == SHARD_HINTED)
 		{
@@ -367,16 +449,60 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 			r->errors[i] = NULL;
 		}
 	}
-	memset(src, 0, sizeof(WindowSource));
+	return all_ok;
+}
+
+/* Free what reader_runs_prepare allocated, but the buffers of runs kept. */
+static void
+runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
+{
 	for (int i = 0; i < r->n; i++)
 	{
-		src->buf[i] = buf[i];
-		src->lo[i] = lov[i];
-		pfree(tagbuf[i]);
+		pfree(sr->tagbuf[i]);
+		for (int j = 0; j < sr->nruns && !keep_bufs; j++)
+			pfree(sr->buf[j * r->n + i]);
 	}
-	src->owned = true;
-	pfree(reqs);
-	pfree(shard_of);
+	pfree(sr->buf);
+	pfree(sr->reqs);
+	pfree(sr->shard_of);
+	pfree(sr->s0);
+	pfree(sr->s1);
+	pfree(sr);
+}
+
+/*
+ * Repair path: the window's stream [cs, ce) as one run of stripes (on the
+ * first try, the k fastest shards with the others as spares: plan_hedge);
+ * when too few shards were good and some were left out, again with every
+ * reachable one.
+ */
+static void
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
+			 const bool *exclude)
+{
+	uint64		s0 = cs / r->stripe_size;
+	uint64		s1 = (ce - 1) / r->stripe_size;
+	ProviderRequest *reqs;
+	int			nreqs;
+	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true,
+											&reqs, &nreqs);
+
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	if (reader_runs_complete(r, sr, src, NULL))
+	{
+		src->owned = true;
+		runs_free(r, sr, true);
+		return;
+	}
+	if (sr->skipped_some)
+	{
+		/* not enough without the providers known down: try them too */
+		runs_free(r, sr, false);
+		fetch_repair(r, cs, ce, src, true, exclude);
+		return;
+	}
+	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
 }
 
 static void
@@ -493,4 +619,32 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	fetch_repair(r, cs, ce, &src, true, r->liar);
 	reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
 	window_source_release(r, &src);
+}
+
+/*
+ * A window with a data shard on a provider not measured yet
+ * (object_reader_read): read as one run of stripes from every shard at
+ * once, the first k answers winning (plan_hedge), instead of waiting for
+ * whichever data shard is on the far or thin provider.  Anything short of
+ * a clean open goes the degraded way.
+ */
+void
+reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip,
+						  uint64 offset, uint64 len, char *dst)
+{
+	uint64		s0 = block_cstart(r, b0) / r->stripe_size;
+	uint64		s1 = (block_cend(r, b1) - 1) / r->stripe_size;
+	ProviderRequest *reqs;
+	int			nreqs;
+	WindowSource src;
+	bool		ok;
+	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, &reqs, &nreqs);
+
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	ok = reader_runs_complete(r, sr, &src, NULL) &&
+		reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
+	runs_free(r, sr, false);
+	if (!ok)
+		reader_open_window_degraded(r, b0, b1, skip, offset, len, dst);
 }

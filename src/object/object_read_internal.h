@@ -19,6 +19,10 @@
  * not fill the shared cache (they would only push hot pages out). */
 #define CACHE_BULK_BLOCKS 64
 
+/* A data shard's range of this many bytes or more is a bulk read: it goes
+ * around far providers (object_read.c). */
+#define READ_BULK_BYTES (1024 * 1024)
+
 static inline void
 note_fetched(uint64 bytes)
 {
@@ -134,6 +138,7 @@ block_cend(ObjectReader *r, uint64 b)
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
 extern void reader_check_slow_providers(ObjectReader *r);
 extern void reader_shard_failed(ObjectReader *r, int i);
+extern bool reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured);
 extern int	reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set,
 									ProviderRequest *reqs, int *shard_of, WindowSource *src);
 
@@ -142,10 +147,21 @@ extern bool reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool
 							   WindowSource *src, uint64 offset, uint64 len, char *dst,
 							   bool raise);
 
-/* object_read_degraded.c: reading around bad shards */
+/* object_read_degraded.c: reading around bad shards, and runs of whole
+ * stripes from every shard at once */
+typedef struct StripeRuns StripeRuns;
+extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0,
+									   const uint64 *s1, bool include_down,
+									   const bool *exclude, bool degraded,
+									   ProviderRequest **reqs, int *nreqs);
+extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs,
+								 bool *run_ok);
 extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,
 										const bool *skip, uint64 offset, uint64 len,
 										char *dst);
+extern void reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1,
+									  const bool *skip, uint64 offset, uint64 len,
+									  char *dst);
 
 /* object_read_ahead.c: read-ahead and multi-range reads */
 extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);

@@ -161,6 +161,7 @@ typedef struct DestorScan
 	int64		worker_requests;
 	int64		worker_bytes;
 	int64		worker_degraded;
+	int64		worker_hedged;
 	int64		worker_chunks;
 	int64		worker_chunks_cached;
 	pg_atomic_uint32 *next_unit;	/* parallel scans: shared position */

@@ -274,15 +274,18 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		int64		requests = object_read_stats.requests - st->stats_at_start.requests;
 		int64		bytes = object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched;
 		int64		degraded = object_read_stats.degraded_reads - st->stats_at_start.degraded_reads;
+		int64		hedged = object_read_stats.hedged_reads - st->stats_at_start.hedged_reads;
 
 		rgs += st->worker_rgs;
 		requests += st->worker_requests;
 		bytes += st->worker_bytes;
 		degraded += st->worker_degraded;
+		hedged += st->worker_hedged;
 		ExplainPropertyInteger("Row Groups Read", NULL, rgs, es);
 		ExplainPropertyInteger("Provider Requests", NULL, requests, es);
 		ExplainPropertyInteger("Bytes Fetched", "bytes", bytes, es);
 		ExplainPropertyInteger("Degraded Reads", NULL, degraded, es);
+		ExplainPropertyInteger("Hedged Reads", NULL, hedged, es);
 		ExplainPropertyInteger("Column Chunks Read", NULL, st->chunks_read + st->worker_chunks, es);
 		ExplainPropertyInteger("Column Chunks From Cache", NULL,
 							   st->chunks_cached + st->worker_chunks_cached, es);

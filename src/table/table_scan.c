@@ -43,6 +43,7 @@ typedef struct SharedScan
 	pg_atomic_uint64 requests;
 	pg_atomic_uint64 bytes;
 	pg_atomic_uint64 degraded;
+	pg_atomic_uint64 hedged;
 	pg_atomic_uint64 chunks_read;
 	pg_atomic_uint64 chunks_cached;
 } SharedScan;
@@ -815,6 +816,7 @@ scan_shared_init(DestorScan *st, void *coordinate, int nworkers)
 	pg_atomic_init_u64(&sh->requests, 0);
 	pg_atomic_init_u64(&sh->bytes, 0);
 	pg_atomic_init_u64(&sh->degraded, 0);
+	pg_atomic_init_u64(&sh->hedged, 0);
 	pg_atomic_init_u64(&sh->chunks_read, 0);
 	pg_atomic_init_u64(&sh->chunks_cached, 0);
 
@@ -884,6 +886,7 @@ scan_shared_collect(DestorScan *st)
 		st->worker_requests += pg_atomic_read_u64(&st->shared->requests);
 		st->worker_bytes += pg_atomic_read_u64(&st->shared->bytes);
 		st->worker_degraded += pg_atomic_read_u64(&st->shared->degraded);
+		st->worker_hedged += pg_atomic_read_u64(&st->shared->hedged);
 		st->worker_chunks += pg_atomic_read_u64(&st->shared->chunks_read);
 		st->worker_chunks_cached += pg_atomic_read_u64(&st->shared->chunks_cached);
 		st->shared = NULL;
@@ -922,6 +925,8 @@ scan_shared_publish(DestorScan *st)
 								object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched);
 		pg_atomic_fetch_add_u64(&st->shared->degraded,
 								object_read_stats.degraded_reads - st->stats_at_start.degraded_reads);
+		pg_atomic_fetch_add_u64(&st->shared->hedged,
+								object_read_stats.hedged_reads - st->stats_at_start.hedged_reads);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_read, st->chunks_read);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_cached, st->chunks_cached);
 		st->shared = NULL;

@@ -141,6 +141,8 @@ typedef struct ObjectReadStats
 	uint64		requests;
 	uint64		bytes_fetched;
 	uint64		degraded_reads;	/* windows read by reconstruction */
+	uint64		hedged_reads;	/* batches asked of every shard at once because
+								 * their providers' read times were not known */
 	uint64		corrupt_chunks; /* chunks found corrupt by checksum */
 } ObjectReadStats;
 
