@@ -226,11 +226,20 @@ reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 	reader_shard_failed(r, i);
 	if (r->errors[i])
 		pfree(r->errors[i]);
-	r->errors[i] = MemoryContextStrdup(r->cxt, req && req->error ? req->error :
-									   req ? psprintf("short read (%llu of %llu bytes)",
-													  (unsigned long long) req->result_size,
-													  (unsigned long long) req->length) :
-									   "shard failed its checksum");
+	if (req && req->error)
+		r->errors[i] = MemoryContextStrdup(r->cxt, req->error);
+	else if (req)
+	{
+		/* formatted in the reader's context: it lives as long as the reader */
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+		r->errors[i] = psprintf("short read (%llu of %llu bytes)",
+								(unsigned long long) req->result_size,
+								(unsigned long long) req->length);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		r->errors[i] = MemoryContextStrdup(r->cxt, "shard failed its checksum");
 }
 
 /*
@@ -390,8 +399,8 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 /*
  * reader_healthy_plan — whether the healthy path would read stream bytes
  * [cs, ce) from their data shards (reader_healthy_requests' test), and
- * whether one of those shards is on a provider whose read time is not
- * known yet, with parity on s3 providers to hedge with: then the read
+ * whether one of those shards is on a provider whose read time was never
+ * measured (provider_read_time_known), with parity on s3 providers to hedge with: then the read
  * does better to ask every shard at once (reader_runs_*) than to wait for
  * that provider, which may be the far one (a backend's first reads after a
  * restart, or a provider that loses every such race: it is asked each
@@ -414,7 +423,7 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return false;
-		if (hedgeable && provider_recent_read_ms(r->providers[d]) < 0)
+		if (hedgeable && !provider_read_time_known(r->providers[d]))
 			*unmeasured = true;
 	}
 	return true;

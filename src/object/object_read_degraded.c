@@ -30,14 +30,15 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 {
 	const char *what = r->meta->key_version == OBJECT_FORMAT_CRC ?
 		"does not match its checksum" : "failed authentication";
+	MemoryContext old;
 
 	r->health[i] = Max(r->health[i], SHARD_SUSPECT);
 	reader_shard_failed(r, i);
 	if (r->errors[i])
 		pfree(r->errors[i]);
-	r->errors[i] = MemoryContextStrdup(r->cxt,
-									   psprintf("its chunk of stripe %llu %s",
-												(unsigned long long) stripe, what));
+	old = MemoryContextSwitchTo(r->cxt);
+	r->errors[i] = psprintf("its chunk of stripe %llu %s", (unsigned long long) stripe, what);
+	MemoryContextSwitchTo(old);
 	ereport(LOG,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("shard %d of object %s on provider \"%s\" is corrupt at stripe %llu: its chunk %s",
@@ -92,8 +93,8 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
  * reader_check_slow_providers; ties go to the lower shard, data before
  * parity; providers far or thin for bulk reads, reader_check_slow_providers'
  * far[], after the others) are asked at once (start[i]), and so is any
- * other whose provider has not been measured lately: where read times are
- * not known, a ranking is a guess that a far provider would decide (a
+ * other whose provider was never measured (provider_read_time_known):
+ * where read times are not known, a ranking is a guess that a far provider would decide (a
  * backend's first reads after a restart), and asking every such shard
  * costs only its bytes, measures its provider, and lets the quickest k
  * answers win.  The other candidates are spares, started by the transfer
@@ -141,7 +142,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			continue;
 		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
-		unknown[i] = ms[i] < 0;
+		unknown[i] = !provider_read_time_known(r->providers[i]);
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 		/* slow or avoided ones are spares of last resort, down ones after them */
@@ -210,14 +211,16 @@ struct StripeRuns
 	int		   *shard_of;
 	int			nreqs;
 	bool		skipped_some;	/* shards left out that might have helped */
+	bool		degraded;		/* counted as a degraded read, else a hedged one */
 	uint64		bad_stripe;		/* after reader_runs_complete: a stripe short */
 	int			bad_good;		/* of good chunks, and how many it had */
 };
 
 /*
  * reader_runs_prepare — the requests that read runs [s0[j], s1[j]] (in
- * stripe order, not overlapping): from every reachable shard not excluded,
- * with, unless include_down, providers known down or found slow left out
+ * stripe order, not overlapping): from every shard not excluded whose
+ * provider exists (those that failed this reader before only with
+ * include_down), with, unless include_down, providers known down or found slow left out
  * while enough others remain (without hedging) or made spares of last
  * resort (with it).  A shard recorded bad in destor.shards is not left out
  * for its record alone: only a read of it can find the record stale (a
@@ -225,9 +228,10 @@ struct StripeRuns
  * (provider_note_shard_verified).  It costs a request while the record is
  * true (such records last only until a repair rebuilds the shard), which
  * the read does not wait for when k others answer: it is a probe of the
- * hedged set.  Counted as a degraded read, or (!degraded: a batch read
- * this way only because its providers' read times are not known yet) as
- * a hedged one.  The buffers are allocated in the current memory context.
+ * hedged set.  Counted, once complete, as a degraded read, or (!degraded:
+ * a batch read this way only because its providers' read times are not
+ * known yet) as a hedged one.  The buffers are allocated in the current
+ * memory context.
  */
 StripeRuns *
 reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
@@ -259,7 +263,17 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 
 	for (int i = 0; i < r->n; i++)
 	{
-		sr->skip[i] = (r->health[i] == SHARD_UNREACHABLE) || (exclude && exclude[i]);
+		/*
+		 * A shard whose request failed earlier in this reader's life is
+		 * left out — unless include_down: its provider may be back (a blob
+		 * descriptor's reader lives long), and the others were not enough.
+		 */
+		bool		unreachable = r->health[i] == SHARD_UNREACHABLE;
+
+		sr->skip[i] = r->providers[i] == NULL || (exclude && exclude[i]) ||
+			(unreachable && !include_down);
+		if (unreachable && sr->skip[i] && r->providers[i] != NULL && !(exclude && exclude[i]))
+			sr->skipped_some = true;
 		if (!sr->skip[i])
 			candidates++;
 	}
@@ -292,10 +306,7 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		}
 	}
 
-	if (degraded)
-		object_read_stats.degraded_reads++;
-	else
-		object_read_stats.hedged_reads++;
+	sr->degraded = degraded;
 	for (int i = 0; i < r->n; i++)
 	{
 		int			q0 = sr->nreqs;
@@ -333,7 +344,7 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 			{
 				sr->reqs[q].hedge_unit = i + 1;
 				sr->reqs[q].hedge_need = need;
-				sr->reqs[q].hedge_spare = !start[i];
+				sr->reqs[q].hedge_spare = unit_of[i] > 0 && !start[i];
 				sr->reqs[q].hedge_last = last[i];
 				sr->reqs[q].hedge_probe = probe[i];
 			}
@@ -357,6 +368,11 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 	bool		fetched[CODEC_RS_MAX_SHARDS];
 	bool		all_ok = true;
 
+	/* counted when used (a read-ahead may be dropped unused) */
+	if (sr->degraded)
+		object_read_stats.degraded_reads++;
+	else
+		object_read_stats.hedged_reads++;
 	for (int i = 0; i < r->n; i++)
 		fetched[i] = !sr->skip[i];
 	for (int q = 0; q < sr->nreqs; q++)
@@ -474,7 +490,7 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
  * Repair path: the window's stream [cs, ce) as one run of stripes (on the
  * first try, the k fastest shards with the others as spares: plan_hedge);
  * when too few shards were good and some were left out, again with every
- * reachable one.
+ * one, those that failed this reader before included.
  */
 static void
 fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
@@ -495,7 +511,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		runs_free(r, sr, true);
 		return;
 	}
-	if (sr->skipped_some)
+	if (sr->skipped_some && !include_down)
 	{
 		/* not enough without the providers known down: try them too */
 		runs_free(r, sr, false);
@@ -556,7 +572,9 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 			CHECK_FOR_INTERRUPTS();
 			if (++tries > ELIMINATION_TRIES)
 				return false;
-			memcpy(exclude, r->liar, sizeof(bool) * r->n);
+			/* shards that failed this reader stay out: each try would wait for them */
+			for (j = 0; j < r->n; j++)
+				exclude[j] = r->liar[j] || r->health[j] == SHARD_UNREACHABLE;
 			for (j = 0; j < size; j++)
 				exclude[cand[pick[j]]] = true;
 			fetch_repair(r, cs, ce, &src, true, exclude);

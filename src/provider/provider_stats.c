@@ -638,6 +638,29 @@ provider_recent_read_ms(Provider *p)
 }
 
 /*
+ * Whether p's read time was ever measured (a GET that succeeded, or was cancelled
+ * late, since the server started or provider_stats_reset()), or p was found
+ * slow.  Unlike provider_recent_read_ms, not forgotten after
+ * destor.provider_down_interval: that setting is how long a failing or slow
+ * provider is avoided, and with it a backend idle for a while, or a
+ * setting of 0, would make every read a guess (object_read.c hedges reads
+ * on providers never measured by asking every shard at once).
+ */
+bool
+provider_read_time_known(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	bool		known;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	known = e != NULL && (e->nrecent > 0 || e->slow_since != 0);
+	stats_unlock(s);
+	return known;
+}
+
+/*
  * The fastest of the provider's last few large GETs' body rates (bytes per
  * ms), or -1 when it has none within destor.provider_down_interval.  The
  * fastest, as for read times: a request that shared the link with others
