@@ -17,7 +17,10 @@
 #   4. BENCH_READS (default 1000) blob_read() calls of 8 KiB at random
 #      offsets, cold and then warm (same offsets), and lo_get() of the same;
 #   5. the cold full scan again with BENCH_LATE_PCT percent (default 3) of
-#      the providers' requests held BENCH_LATE_MS ms (default 2000) longer.
+#      the providers' requests held BENCH_LATE_MS ms (default 2000) longer;
+#   6. the cold full scan on the same servers without the proxy (local S3),
+#      and the heap table's, each right after a restart of the cluster
+#      (best of three; the OS page cache is not dropped).
 # For each it prints the time, the ideal time and the ratio, and the heap
 # or large-object time where one compares.
 #
@@ -496,6 +499,37 @@ if [ "$late_pct" -gt 0 ]; then
 	detail "cold full scan, late requests" "$s0" "$s1"
 	echo "${report[-1]}"
 fi
+
+# --- 6. cold full scan on local S3, against the heap's cold scan --------------------------------
+# The same six servers without the proxy (their endpoints changed), the
+# cluster restarted before each scan: shared_buffers, destor's cache and
+# every provider's read times empty.  The OS page cache is not dropped
+# (the bench runs unprivileged): the heap's file and the servers' files
+# may both be in it.
+echo "-- 6. cold full scan on local S3 (no proxy) and the heap's, each after a restart"
+sql=""
+for i in 1 2 3 4 5 6; do
+	sql+="ALTER SERVER p$i OPTIONS (SET endpoint 'http://127.0.0.1:$((port + i))');"
+done
+psql_q -c "$sql" >/dev/null
+restart() {
+	pg_ctl -D "$dir/pgdata" -l "$dir/server.log" -w restart >/dev/null ||
+		{ cat "$dir/server.log" >&2; fail "could not restart the cluster"; }
+}
+t_hcold=""
+t_lcold=""
+for _ in 1 2 3; do
+	restart
+	IFS='|' read -r t _ r <<< "$(timed "" "$(printf "$q_scan" heap_t)")"
+	[ "$r" = "$r_heap" ] || fail "cold heap scan returned $r, before $r_heap"
+	{ [ -z "$t_hcold" ] || awk -v a="$t" -v b="$t_hcold" 'BEGIN { exit !(a < b) }'; } && t_hcold=$t
+	restart
+	IFS='|' read -r t _ r <<< "$(timed "" "$(printf "$q_scan" destor_t)")"
+	[ "$r" = "$r_heap" ] || fail "cold scan on local S3: destor returned $r, heap $r_heap"
+	{ [ -z "$t_lcold" ] || awk -v a="$t" -v b="$t_lcold" 'BEGIN { exit !(a < b) }'; } && t_lcold=$t
+done
+row "cold full scan, local S3 (best of 3)" "$t_lcold" - "heap cold (restarted)" "$t_hcold" "(no proxy)"
+echo "${report[-1]}"
 
 # --- report ------------------------------------------------------------------------------------
 echo
