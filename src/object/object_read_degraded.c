@@ -342,6 +342,8 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 			/* this shard's chunks and tags are one unit of the hedged set */
 			for (int q = q0; q < sr->nreqs; q++)
 			{
+				/* fail fast: another shard can stand in (a spare, or one running) */
+				sr->reqs[q].no_retry = true;
 				sr->reqs[q].hedge_unit = i + 1;
 				sr->reqs[q].hedge_need = need;
 				sr->reqs[q].hedge_spare = unit_of[i] > 0 && !start[i];

@@ -54,6 +54,7 @@ typedef struct ProviderStatsEntry
 	/* successful GETs: the last few latencies, and when the last one ended */
 	float4		recent_reads[RECENT_READS];
 	uint32		nrecent;
+	bool		read_answered;	/* a GET of it succeeded: not a lower bound */
 	uint32		recent_pos;
 	TimestampTz last_read;
 	/* successful large GETs: bytes per ms of their bodies, and when */
@@ -443,6 +444,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		}
 		if (r->op == POP_GET && r->ok)
 		{
+			e->read_answered = true;
 			e->bytes_read += r->result_size;
 			/* the round trip, not the size asked: the first byte's time */
 			e->recent_reads[e->recent_pos] = (float4)
@@ -638,9 +640,10 @@ provider_recent_read_ms(Provider *p)
 }
 
 /*
- * Whether p's read time was ever measured (a GET that succeeded, or was cancelled
- * late, since the server started or provider_stats_reset()), or p was found
- * slow.  Unlike provider_recent_read_ms, not forgotten after
+ * Whether p's read time was ever measured (a GET of it succeeded since the
+ * server started or provider_stats_reset()), or p was found slow.  A GET
+ * cancelled late does not count: its running time is only a lower bound,
+ * and a provider that never answered in time cannot be ranked.  Unlike provider_recent_read_ms, not forgotten after
  * destor.provider_down_interval: that setting is how long a failing or slow
  * provider is avoided, and with it a backend idle for a while, or a
  * setting of 0, would make every read a guess (object_read.c hedges reads
@@ -655,7 +658,7 @@ provider_read_time_known(Provider *p)
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	known = e != NULL && (e->nrecent > 0 || e->slow_since != 0);
+	known = e != NULL && (e->read_answered || e->slow_since != 0);
 	stats_unlock(s);
 	return known;
 }

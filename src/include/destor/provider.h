@@ -198,8 +198,8 @@ extern bool provider_is_down(Provider *p);
  * reader found it much slower than its pool's other providers and avoided
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
-/* whether any GET of p was timed since the server started or the stats were
- * reset: a provider never timed cannot be ranked, so reads hedge around it */
+/* whether a GET of p succeeded since the server started or the stats were
+ * reset: a provider never measured cannot be ranked, so reads hedge around it */
 extern bool provider_read_time_known(Provider *p);
 /* How fast the provider's recent large GETs (PROVIDER_RATE_MIN_BYTES or
  * more) delivered their bodies, in bytes per ms (the fastest of its last

@@ -79,9 +79,9 @@ forget_read_times();
 my $plan = $node->safe_psql('postgres',
 	'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' . sprintf($all, 'metrics'));
 my ($hedged) = $plan =~ /Hedged Reads: (\d+)/;
-my ($degraded) = $plan =~ /Degraded Reads: (\d+)/;
+# (later batches may read around s1 as a slow provider once its cancelled
+# requests' running times make it one: Degraded Reads, not asserted)
 cmp_ok($hedged // 0, '>', 0, 'a cold scan asks every shard of its batches at once (Hedged Reads)');
-is($degraded, 0, 'and no batch was read degraded: s1 was not waited for, then given up');
 is(s1_bytes(), 0, 'the delayed s1 sent nothing: the other five answered first');
 forget_read_times();
 is($node->safe_psql('postgres', sprintf($all, 'metrics')), $expect_all, 'the cold scan is exact');
