@@ -399,21 +399,29 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 /*
  * reader_healthy_plan — whether the healthy path would read stream bytes
  * [cs, ce) from their data shards (reader_healthy_requests' test), and
- * whether one of those shards is on a provider whose read time was never
- * measured (provider_read_time_known), with parity on s3 providers to hedge with: then the read
- * does better to ask every shard at once (reader_runs_*) than to wait for
- * that provider, which may be the far one (a backend's first reads after a
- * restart, or a provider that loses every such race: it is asked each
- * time, and costs its bytes, never its round trip).
+ * whether it had better ask every shard at once (reader_runs_*, hedged):
+ * on a pool of s3 providers with parity, when fewer than k of the
+ * object's providers were ever measured (provider_read_time_known: a
+ * backend's first reads after a restart), or when a bulk range of a data
+ * shard is on a provider never measured.  Without read times a ranking is
+ * a guess that a far provider would decide.  Once k are measured, a small
+ * read asks a provider never measured as if it were as fast as the fastest
+ * (reader_check_slow_providers): one round trip measures it, and a slow
+ * one is avoided from then on; a bulk window would wait for its bytes.
  */
 bool
 reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 {
 	bool		hedgeable = r->m > 0;
+	int			known = 0;
 
 	*unmeasured = false;
 	for (int i = 0; i < r->n && hedgeable; i++)
+	{
 		hedgeable = r->providers[i] != NULL && r->providers[i]->type == PROVIDER_S3;
+		if (hedgeable && provider_read_time_known(r->providers[i]))
+			known++;
+	}
 	for (int d = 0; d < r->k; d++)
 	{
 		uint64		a = 0,
@@ -423,7 +431,8 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return false;
-		if (hedgeable && !provider_read_time_known(r->providers[d]))
+		if (hedgeable && (known < r->k || b - a >= READ_BULK_BYTES) &&
+			!provider_read_time_known(r->providers[d]))
 			*unmeasured = true;
 	}
 	return true;

@@ -88,37 +88,41 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 
 /*
  * plan_hedge — which shards a degraded fetch asks first.  The k shards
- * whose providers read fastest lately (a provider not measured lately
- * counts as fast as the fastest measured one, as in
- * reader_check_slow_providers; ties go to the lower shard, data before
- * parity; providers far or thin for bulk reads, reader_check_slow_providers'
- * far[], after the others) are asked at once (start[i]), and so is any
- * other whose provider was never measured (provider_read_time_known):
- * where read times are not known, a ranking is a guess that a far provider would decide (a
- * backend's first reads after a restart), and asking every such shard
- * costs only its bytes, measures its provider, and lets the quickest k
- * answers win.  The other candidates are spares, started by the transfer
- * loop only when one of the first fails or is late; the first k shards to
- * answer win (unit_of[i]: 1..k asked first, more: spare in that order, 0:
- * not hedged).  Providers down, found slow or avoided
- * by this reader are not left out, as they are without hedging, but come
- * last: spares of last resort (last[i]), started only for a unit that
- * failed or is very late.  A shard recorded bad (HINTED) is always
- * asked besides, as a probe (probe[i]): only a read of it can find the
- * record stale, but the read does not wait for it — the set needs k
- * others, and the probe is cancelled with the rest if it has not answered
- * by then (a provider that stalls would otherwise hold every read for its
- * request timeout).
+ * whose providers read fastest lately are asked at once (start[i]): a
+ * provider not measured lately counts as fast as the fastest measured one,
+ * as in reader_check_slow_providers; one never measured
+ * (provider_read_time_known) after every measured one; providers far or
+ * thin for bulk reads (reader_check_slow_providers' far[]) after the
+ * others; ties go to the lower shard, data before parity.  Any shard on a
+ * provider never measured is asked at once as well: a ranking without
+ * read times is a guess that a far provider would decide (a backend's
+ * first reads after a restart), and asking costs only its bytes, measures
+ * it, and lets the quickest k answers win.  A read hedged only because
+ * some provider was never measured (all_at_once) starts every candidate
+ * but the last-resort ones, for its ranking is partly such a guess (a thin
+ * provider among the first k held a fast one back as a spare).  The other
+ * candidates are spares, started by the transfer loop only when one of
+ * the first fails or is late; the first k shards to answer win (unit_of[i]:
+ * 1..k asked first, more: spare in that order, 0: not hedged).  Providers
+ * down, found slow or avoided by this reader are not left out, as they are
+ * without hedging, but come last: spares of last resort (last[i]), started
+ * only for a unit that failed or is very late.  A shard recorded bad
+ * (HINTED) is always asked besides, as a probe (probe[i]): only a read of
+ * it can find the record stale, but the read does not wait for it — the
+ * set needs k others, and the probe is cancelled with the rest if it has
+ * not answered by then (a provider that stalls would otherwise hold every
+ * read for its request timeout).
  * s3 providers only (a file provider is a local disk: its requests all
  * run); false when hedging does not apply, and then every candidate is
  * asked and waited for.
  */
 #define HEDGE_LAST_MS 1e9		/* the rank of a provider known slow */
 #define HEDGE_FAR_MS 1e6		/* added to a far or thin provider's rank */
+#define HEDGE_UNKNOWN_MS 5e5	/* the rank of a provider never measured */
 
 static bool
 plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *probe,
-		   bool *start, int *need)
+		   bool *start, int *need, bool all_at_once)
 {
 	double		ms[CODEC_RS_MAX_SHARDS];
 	bool		unknown[CODEC_RS_MAX_SHARDS];
@@ -157,7 +161,15 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		return false;			/* no spare to hedge with */
 	for (int j = 0; j < norder; j++)
 	{
-		if (ms[order[j]] < 0)
+		/*
+		 * Never measured: asked at once anyway (start[] below), so ranked
+		 * after the measured ones, which then fill the first k — ranked as
+		 * fast as the fastest, they would hold measured providers back as
+		 * spares and the read would wait for them after all.
+		 */
+		if (unknown[order[j]] && ms[order[j]] < HEDGE_LAST_MS)
+			ms[order[j]] = HEDGE_UNKNOWN_MS;
+		else if (ms[order[j]] < 0)
 			ms[order[j]] = Max(fastest, 0);
 		/* far or thin ones (a MiB takes them far longer) after the others */
 		if (r->far[order[j]] && ms[order[j]] < HEDGE_LAST_MS)
@@ -181,7 +193,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		int			i = order[j];
 
 		unit_of[i] = j + 1;
-		start[i] = j < r->k || (unknown[i] && !last[i]);
+		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]);
 	}
 	*need = r->k;
 	return true;
@@ -280,7 +292,7 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need);
+		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, !degraded);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
 	}
