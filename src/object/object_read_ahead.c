@@ -278,51 +278,12 @@ multi_finish(ObjectReader *r, MultiFetch *mf)
 	object_read_stats.requests += mf->nreqs;
 }
 
-/*
- * The ranges of a finished healthy batch whose requests failed or were
- * given up as late (failed[i]): read together as runs of stripes in one
- * more batch, degraded, instead of a round trip each; a run short of good
- * chunks falls back to the degraded path range by range.
- */
-static void
-multi_read_failed(ObjectReader *r, MultiFetch *mf, const bool *failed, char **dsts)
-{
-	uint64		bs = r->meta->block_size;
-	MultiFetch *f = palloc0(sizeof(MultiFetch));
-
-	f->n = mf->n;
-	f->offsets = mf->offsets;
-	f->lens = mf->lens;
-	f->count = palloc0(sizeof(int) * mf->n);
-	multi_prepare_runs(r, f, failed, true);
-	provider_execute(f->reqs, f->nreqs);
-	object_read_stats.requests += f->nreqs;
-	(void) reader_runs_complete(r, f->runs, f->run_srcs, f->run_ok);
-	for (int i = 0; i < mf->n; i++)
-	{
-		uint64		b0,
-					b1;
-		int			j;
-
-		if (!failed[i])
-			continue;
-		b0 = mf->offsets[i] / bs;
-		b1 = (mf->offsets[i] + mf->lens[i] - 1) / bs;
-		j = f->run_of[i];
-		if (!f->run_ok[j] ||
-			!reader_open_blocks(r, b0, b1, NULL, &f->run_srcs[j], mf->offsets[i], mf->lens[i],
-								dsts[i], false))
-			reader_open_window_degraded(r, b0, b1, NULL, mf->offsets[i], mf->lens[i], dsts[i]);
-	}
-}
-
 /* Open every range of a finished MultiFetch into dsts (repairing as needed). */
 static void
 multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 {
 	uint64		bs = r->meta->block_size;
 	MemoryContext old = MemoryContextSwitchTo(mf->cxt);
-	bool	   *failed = NULL;
 
 	if (mf->runs)
 		(void) reader_runs_complete(r, mf->runs, mf->run_srcs, mf->run_ok);
@@ -387,19 +348,9 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 				ok = false;
 			}
 		}
-		if (!ok)
-		{
-			/* read with the others that failed, below */
-			if (failed == NULL)
-				failed = palloc0(sizeof(bool) * mf->n);
-			failed[i] = true;
-			continue;
-		}
-		if (!reader_open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
+		if (!ok || !reader_open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
 			reader_open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
 	}
-	if (failed)
-		multi_read_failed(r, mf, failed, dsts);
 	MemoryContextSwitchTo(old);
 }
 
