@@ -46,11 +46,13 @@ reader_free_cipher(void *arg)
 {
 	ObjectReader *r = (ObjectReader *) arg;
 
-	/* error cleanup: transfers may still be writing into our buffers */
-	if (r->ahead)
-		provider_abandon(r->ahead);
+	/*
+	 * Batches still in flight were abandoned already: each is tied to the
+	 * context it was started in (provider_start), and a multi-range
+	 * read-ahead's context, a child of ours, is gone by now.
+	 */
 	r->ahead = NULL;
-	reader_prefetch_abandon(r);
+	memset(r->prefetch, 0, sizeof(r->prefetch));
 
 	if (r->cipher)
 		codec_cipher_free(r->cipher);
@@ -64,8 +66,9 @@ reader_free_cipher(void *arg)
  * object_reader_open — a reader of one object, in a memory context of its
  * own (object_reader_close deletes it).  The data key is unwrapped once,
  * into two ciphers (one for the helper thread of reader_open_blocks); a
- * reset callback frees them and waits for transfers still writing into
- * the reader's buffers, so an ERROR leaves nothing behind.  Shards whose
+ * reset callback frees them (transfers still writing into the reader's
+ * buffers are stopped by their batches' own callbacks, which run first),
+ * so an ERROR leaves nothing behind.  Shards whose
  * provider no longer exists are unreachable from the start; shards
  * recorded bad in destor.shards start as hints.
  */

@@ -38,6 +38,7 @@ reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
 {
 	int			n;
 	bool		unmeasured;
+	MemoryContext old;
 
 	Assert(r->ahead == NULL);
 	/* a window to be read hedged (object_reader_read) is not read ahead */
@@ -50,7 +51,10 @@ reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
 	r->ahead_nreqs = n;
 	r->ahead_cs = cs;
 	r->ahead_ce = ce;
+	/* tied to the reader's context: abandoned before its buffers go */
+	old = MemoryContextSwitchTo(r->cxt);
 	r->ahead = provider_start(r->ahead_reqs, n);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -362,53 +366,62 @@ multi_matches(MultiFetch *mf, int n, const uint64 *offsets, const uint64 *lens)
 		memcmp(mf->lens, lens, sizeof(uint64) * n) == 0;
 }
 
-/* Error cleanup: only wait for transfers still writing into our buffers. */
-void
-reader_prefetch_abandon(ObjectReader *r)
+/* Drop read-aheads from position "from" on (collecting their transfers first). */
+static void
+prefetch_discard_from(ObjectReader *r, int from)
 {
-	if (r->prefetch && r->prefetch->batch)
-		provider_abandon(r->prefetch->batch);
-	r->prefetch = NULL;
+	for (int a = OBJECT_READ_AHEAD_MAX - 1; a >= from; a--)
+	{
+		MultiFetch *mf = r->prefetch[a];
+
+		if (mf == NULL)
+			continue;
+		r->prefetch[a] = NULL;
+		multi_finish(r, mf);
+		MemoryContextDelete(mf->cxt);
+	}
 }
 
-/* Drop a read-ahead that is not wanted (collecting its transfers first). */
+/* Drop every read-ahead that is not wanted. */
 void
 reader_prefetch_discard(ObjectReader *r)
 {
-	MultiFetch *mf = r->prefetch;
-
-	if (mf == NULL)
-		return;
-	r->prefetch = NULL;
-	multi_finish(r, mf);
-	MemoryContextDelete(mf->cxt);
+	prefetch_discard_from(r, 0);
 }
 
 void
 object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
 						 char **dsts)
 {
-	object_reader_read_multi_ahead(r, n, offsets, lens, dsts, 0, NULL, NULL);
+	object_reader_read_multi_ahead(r, n, offsets, lens, dsts, 0, NULL);
 }
 
 /*
  * As object_reader_read_multi, and then start fetching the ranges the
- * caller will ask for next, so that they come in while it works on these.
+ * caller will ask for next (up to OBJECT_READ_AHEAD_MAX calls ahead), so
+ * that they come in while it works on these.  More than one call ahead
+ * keeps a far provider's pipe full: the next batch's request is out
+ * before the one before it has been received, instead of a round trip
+ * after.  A read-ahead the caller no longer announces is dropped.
  */
 void
 object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
-							   char **dsts, int next_n, const uint64 *next_offsets,
-							   const uint64 *next_lens)
+							   char **dsts, int nahead, const ObjectReadRanges *ahead)
 {
 	MultiFetch *mf;
 
-	if (n == 0 && next_n == 0)
+	nahead = Min(nahead, OBJECT_READ_AHEAD_MAX);
+	while (nahead > 0 && ahead[nahead - 1].n == 0)
+		nahead--;
+	if (n == 0 && nahead == 0)
 		return;
 	reader_ahead_discard(r);
-	if (r->prefetch && multi_matches(r->prefetch, n, offsets, lens))
+	if (r->prefetch[0] && multi_matches(r->prefetch[0], n, offsets, lens))
 	{
-		mf = r->prefetch;
-		r->prefetch = NULL;
+		mf = r->prefetch[0];
+		for (int a = 0; a < OBJECT_READ_AHEAD_MAX - 1; a++)
+			r->prefetch[a] = r->prefetch[a + 1];
+		r->prefetch[OBJECT_READ_AHEAD_MAX - 1] = NULL;
 		multi_finish(r, mf);
 	}
 	else
@@ -435,12 +448,19 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		multi_start(r, mf);
 		multi_finish(r, mf);
 	}
-	if (next_n > 0)
+	for (int a = 0; a < OBJECT_READ_AHEAD_MAX; a++)
 	{
-		MultiFetch *next = multi_prepare(r, next_n, next_offsets, next_lens);
+		MultiFetch *next;
 
+		if (a < nahead && r->prefetch[a] &&
+			multi_matches(r->prefetch[a], ahead[a].n, ahead[a].offsets, ahead[a].lens))
+			continue;			/* in flight already */
+		prefetch_discard_from(r, a);
+		if (a >= nahead || ahead[a].n == 0)
+			break;
+		next = multi_prepare(r, ahead[a].n, ahead[a].offsets, ahead[a].lens);
 		multi_start(r, next);
-		r->prefetch = next;
+		r->prefetch[a] = next;
 	}
 	multi_open(r, mf, dsts);
 	if (r->use_cache)

@@ -210,6 +210,7 @@ reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, Wind
 
 		if ((done && done[b - b0]) || (skip && skip[b - b0]))
 			continue;
+		provider_poll();		/* what is read ahead keeps coming meanwhile */
 
 		if (e < a + CODEC_TAG_LEN + (meta->compressed ? 1 : 0) ||
 			e - a > bs + r->block_overhead)

@@ -105,7 +105,9 @@ struct ObjectReader
 	uint64		last_read_end;	/* plaintext offset after the previous read */
 	bool		use_cache;		/* the shared cache exists */
 	bool		cache_fill;		/* this read may fill it */
-	struct MultiFetch *prefetch;	/* multi-range read-ahead in flight */
+	struct MultiFetch *prefetch[OBJECT_READ_AHEAD_MAX];	/* multi-range
+													 * read-aheads in flight,
+													 * next call first */
 };
 
 static inline uint64
@@ -167,6 +169,5 @@ extern void reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1,
 extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);
 extern void reader_ahead_discard(ObjectReader *r);
 extern void reader_prefetch_discard(ObjectReader *r);
-extern void reader_prefetch_abandon(ObjectReader *r);
 
 #endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

@@ -459,16 +459,38 @@ struct ProviderBatch
 	ProviderRequest *reqs;
 	int			nreqs;
 	FileBatch  *file;
+	S3Batch    *s3;				/* reads running while the caller works */
+	bool		open;			/* started, neither finished nor abandoned */
 };
 
+/*
+ * The context a batch was started in is going (an ERROR, or a caller that
+ * dropped it): abandon the batch before the buffers its transfers write
+ * into go with it.  This runs before that context's own memory is freed.
+ */
+static void
+provider_batch_reset(void *arg)
+{
+	provider_abandon((ProviderBatch *) arg);
+}
+
+/*
+ * provider_start — start a batch.  File requests run in the background
+ * (POSIX AIO); a batch whose s3 requests are all reads runs on the multi
+ * handle while the caller works (provider_poll moves it along); other s3
+ * requests complete here.  The batch is tied to the current context: if
+ * that goes before provider_finish, the batch is abandoned first.
+ */
 ProviderBatch *
 provider_start(ProviderRequest *reqs, int nreqs)
 {
 	ProviderBatch *b = palloc0(sizeof(ProviderBatch));
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
 	ProviderRequest **s3reqs = palloc(sizeof(ProviderRequest *) * Max(nreqs, 1));
 	ProviderRequest **filereqs = palloc(sizeof(ProviderRequest *) * Max(nreqs, 1));
 	int			ns3 = 0;
 	int			nfile = 0;
+	bool		s3_reads = true;
 
 	b->reqs = reqs;
 	b->nreqs = nreqs;
@@ -484,26 +506,37 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->retries = 0;
 		r->short_bodies = 0;
 		r->unreachable = false;
+		r->timing_loose = false;
 		r->error = NULL;
 		if (r->op == POP_PUT || r->op == POP_UPLOAD_BEGIN || r->op == POP_UPLOAD_PART)
 			provider_writing_begins();
 		if (r->provider->type == PROVIDER_S3)
+		{
 			s3reqs[ns3++] = r;
+			if (r->op != POP_GET)
+				s3_reads = false;
+		}
 		else
 			filereqs[nfile++] = r;
 	}
 	if (nfile > 0)
 		b->file = provider_file_start(filereqs, nfile);
+	b->open = true;
+	cb->func = provider_batch_reset;
+	cb->arg = b;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
 	if (ns3 > 0)
 	{
 		PG_TRY();
 		{
-			provider_s3_execute_batch(s3reqs, ns3);
+			if (s3_reads)
+				b->s3 = provider_s3_start(s3reqs, ns3);
+			else
+				provider_s3_execute_batch(s3reqs, ns3);
 		}
 		PG_CATCH();
 		{
-			if (b->file)
-				provider_file_abandon(b->file);
+			provider_abandon(b);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
@@ -513,20 +546,57 @@ provider_start(ProviderRequest *reqs, int nreqs)
 	return b;
 }
 
+/*
+ * provider_finish — wait for the batch to end and note its requests in the
+ * providers' statistics.  The batch stays allocated (its context's reset
+ * callback points at it) but is closed.
+ */
 void
 provider_finish(ProviderBatch *b)
 {
+	Assert(b->open);
+	if (!b->open)
+		elog(ERROR, "provider batch finished twice");
+	if (b->s3)
+	{
+		PG_TRY();
+		{
+			provider_s3_finish(b->s3);
+		}
+		PG_CATCH();
+		{
+			provider_abandon(b);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		b->s3 = NULL;
+	}
+	b->open = false;
 	if (b->file)
 		provider_file_finish(b->file);
+	b->file = NULL;
 	provider_stats_note(b->reqs, b->nreqs);
-	pfree(b);
 }
 
+/* Error cleanup: stop what still writes into the caller's buffers. */
 void
 provider_abandon(ProviderBatch *b)
 {
+	if (!b->open)
+		return;
+	b->open = false;
 	if (b->file)
 		provider_file_abandon(b->file);
+	if (b->s3)
+		provider_s3_abandon(b->s3);
+	b->file = NULL;
+	b->s3 = NULL;
+}
+
+void
+provider_poll(void)
+{
+	provider_s3_poll();
 }
 
 void

@@ -76,29 +76,19 @@ s3_finish_now(S3Transfer *t, bool ok, const char *error)
 }
 
 /*
- * provider_s3_execute_batch — the s3 side of provider_execute(): one
- * transfer per request, all run at once by s3_run_transfers.  Requests
- * that cannot be sent (no bucket, no key, an upload not begun) or need no
- * round trip end here; parts of one upload in the batch get consecutive
- * part numbers, and afterwards only the unbroken run of stored parts is
- * recorded in the upload, so a later append reuses a failed part's number.
+ * s3_batch_prepare — one transfer per request, in batchcxt (the current
+ * context).  Requests that cannot be sent (no bucket, no key, an upload
+ * not begun) or need no round trip end here; parts of one upload in the
+ * batch get consecutive part numbers.  Errors go to resultcxt.
  */
-void
-provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
+static S3Transfer **
+s3_batch_prepare(ProviderRequest **reqs, int nreqs, MemoryContext resultcxt)
 {
-	MemoryContext resultcxt = CurrentMemoryContext;
-	MemoryContext batchcxt;
-	MemoryContext old;
+	MemoryContext batchcxt = CurrentMemoryContext;
 	S3Transfer **ts;
 	int			i,
 				j;
 
-	if (nreqs <= 0)
-		return;
-
-	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "destor s3 batch",
-									 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(batchcxt);
 	ts = palloc0(sizeof(S3Transfer *) * nreqs);
 
 	for (i = 0; i < nreqs; i++)
@@ -114,6 +104,7 @@ provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
 		req->http_status = 0;
 		req->result_size = 0;
 		req->latency_ms = 0;
+		req->timing_loose = false;
 		req->error = NULL;
 
 		if (up != NULL && (req->op == POP_UPLOAD_BEGIN || req->op == POP_UPLOAD_PART ||
@@ -206,6 +197,32 @@ provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
 		}
 	}
 
+	return ts;
+}
+
+/*
+ * provider_s3_execute_batch — the s3 side of provider_execute(): the
+ * batch's transfers all run at once by s3_run_transfers.  Afterwards only
+ * the unbroken run of stored parts of an upload is recorded in it, so a
+ * later append reuses a failed part's number.
+ */
+void
+provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
+{
+	MemoryContext resultcxt = CurrentMemoryContext;
+	MemoryContext batchcxt;
+	MemoryContext old;
+	S3Transfer **ts;
+	int			i,
+				j;
+
+	if (nreqs <= 0)
+		return;
+
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "destor s3 batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(batchcxt);
+	ts = s3_batch_prepare(reqs, nreqs, resultcxt);
 	/* temporary allocations of the loop go to batchcxt too */
 	s3_run_transfers(ts, nreqs, resultcxt);
 	MemoryContextSwitchTo(old);
@@ -266,6 +283,92 @@ provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
 	}
 
 	MemoryContextDelete(batchcxt);
+}
+
+/*
+ * Reads started ahead of need (provider_start): the transfers run on the
+ * multi handle while the backend works — every provider_s3_poll takes
+ * what has come from the sockets — and provider_s3_finish drives them to
+ * their end.  The run's own memory is not under the caller's context:
+ * when that context goes, provider.c abandons the batch first, and a
+ * context's children go before its reset callbacks run.
+ */
+struct S3Batch
+{
+	MemoryContext cxt;
+	MemoryContext resultcxt;
+	S3Transfer **ts;
+	int			n;
+	S3Run	   *run;
+};
+
+S3Batch *
+provider_s3_start(ProviderRequest **reqs, int nreqs)
+{
+	MemoryContext resultcxt = CurrentMemoryContext;
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "destor s3 read-ahead",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	S3Batch    *b = palloc0(sizeof(S3Batch));
+
+	b->cxt = cxt;
+	b->resultcxt = resultcxt;
+	b->n = nreqs;
+	PG_TRY();
+	{
+		b->ts = s3_batch_prepare(reqs, nreqs, resultcxt);
+		b->run = s3_run_begin(b->ts, nreqs, resultcxt, true);
+		(void) s3_run_step(b->run, false);	/* send them */
+	}
+	PG_CATCH();
+	{
+		if (b->run)
+			s3_run_end(b->run);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+/* Wait for the batch's transfers to end; the caller abandons it on ERROR. */
+void
+provider_s3_finish(S3Batch *b)
+{
+	while (!s3_run_step(b->run, true))
+		;
+	for (int i = 0; i < b->n; i++)
+	{
+		S3Transfer *t = b->ts[i];
+
+		/* ended with its transaction (s3_runs_abort): not read */
+		if (t->stopped)
+		{
+			t->req->ok = false;
+			t->req->error = MemoryContextStrdup(b->resultcxt,
+												psprintf("provider \"%s\": %s of \"%s\" was stopped when its transaction ended",
+														 t->provider->name, s3_op_names[t->op],
+														 s3_transfer_what(t)));
+		}
+	}
+	s3_run_end(b->run);
+	MemoryContextDelete(b->cxt);
+}
+
+void
+provider_s3_abandon(S3Batch *b)
+{
+	if (b->run)
+		s3_run_end(b->run);
+	MemoryContextDelete(b->cxt);
+}
+
+void
+provider_s3_poll(void)
+{
+	s3_poll_runs();
 }
 
 /* ---------------------------------------------------------------------

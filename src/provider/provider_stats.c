@@ -442,7 +442,13 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				e->nlatencies++;
 			continue;
 		}
-		if (r->op == POP_GET && r->ok)
+		if (r->op == POP_GET && r->ok && r->timing_loose)
+		{
+			/* it answered; how fast, its times do not say (provider_poll) */
+			e->read_answered = true;
+			e->bytes_read += r->result_size;
+		}
+		else if (r->op == POP_GET && r->ok)
 		{
 			e->read_answered = true;
 			e->bytes_read += r->result_size;
@@ -468,10 +474,13 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;
-		e->latencies[e->latency_pos] = (float4) r->latency_ms;
-		e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
-		if (e->nlatencies < LATENCY_WINDOW)
-			e->nlatencies++;
+		if (!r->timing_loose)
+		{
+			e->latencies[e->latency_pos] = (float4) r->latency_ms;
+			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
+			if (e->nlatencies < LATENCY_WINDOW)
+				e->nlatencies++;
+		}
 		if ((r->ok || r->not_found) && !r->unreachable)
 		{
 			e->last_success = now;

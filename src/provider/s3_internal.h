@@ -68,9 +68,12 @@ typedef struct S3Body
 	bool		nomem;
 } S3Body;
 
+typedef struct S3Run S3Run;
+
 typedef struct S3Transfer
 {
 	ProviderRequest *req;		/* results go here */
+	S3Run	   *run;			/* the run it belongs to (s3_transfer.c) */
 	Provider   *provider;
 	S3Op		op;
 	const char *key;			/* caller's key (without provider prefix) */
@@ -117,6 +120,10 @@ typedef struct S3Transfer
 	bool		unexpected_range;
 	S3Body		body;			/* XML answers and error documents */
 	int			short_bodies;	/* GET answers that ended before their length */
+	bool		timing_loose;	/* nobody looked at the sockets for a while
+								 * during this try: libcurl's times of it are
+								 * stretched by the backend's own work */
+	bool		stopped;		/* its run ended before it did (s3_run_end) */
 
 	/* last failure, for provider_s3_list's ereport (palloc'd in resultcxt) */
 	CURLcode	last_curl_rc;
@@ -139,6 +146,11 @@ extern void s3_transfer_detach(S3Transfer *t);
 extern const char *s3_transfer_what(S3Transfer *t);
 extern void s3_set_error(S3Transfer *t, MemoryContext resultcxt, const char *detail);
 extern void s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt);
+extern S3Run *s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool async);
+extern bool s3_run_step(S3Run *run, bool wait);
+extern void s3_run_end(S3Run *run);
+extern void s3_poll_runs(void);
+extern void s3_runs_abort(void);
 
 /* s3_request.c */
 extern bool s3_transfer_start(S3Transfer *t, MemoryContext resultcxt);

@@ -4,7 +4,12 @@
  * end means.
  *
  * The multi handle lives as long as the backend, so connections (and TLS
- * sessions, DNS entries) are reused across batches.  At most
+ * sessions, DNS entries) are reused across batches.  A batch is a run of
+ * turns of the loop: an ordinary batch is driven to its end at once; a
+ * batch of reads started ahead of need stays on the handle while the
+ * backend decodes, a turn at every provider_poll.  libcurl's transfer
+ * times of a try that ran while nobody looked at its sockets are not
+ * taken as its provider's (timing_loose).  At most
  * destor_max_concurrent_requests transfers run at once; the others wait
  * their turn.  The loop polls with a short timeout and calls
  * CHECK_FOR_INTERRUPTS() on every turn, so query cancel and
@@ -32,6 +37,7 @@
 
 #include <curl/curl.h>
 
+#include "access/xact.h"
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -66,6 +72,14 @@ static bool s3_curl_initialized = false;
  * libcurl setup
  * --------------------------------------------------------------------- */
 
+/* A failed transaction leaves no run attached (see s3_runs_abort). */
+static void
+s3_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		s3_runs_abort();
+}
+
 CURLM *
 s3_get_multi(void)
 {
@@ -78,6 +92,7 @@ s3_get_multi(void)
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("could not initialize libcurl"),
 					 errdetail("%s", curl_easy_strerror(rc))));
+		RegisterXactCallback(s3_xact_callback, NULL);
 		s3_curl_initialized = true;
 	}
 	if (s3_multi == NULL)
@@ -98,7 +113,7 @@ s3_get_multi(void)
 void
 provider_s3_reset(void)
 {
-	/* The batch loop always detaches its handles, so none is attached here. */
+	s3_runs_abort();
 	if (s3_multi != NULL)
 	{
 		curl_multi_cleanup(s3_multi);
@@ -696,6 +711,21 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		return;
 	}
 
+	/*
+	 * Timed out while nobody looked at its socket for a while (a read
+	 * started ahead of need, while the backend did other work): libcurl's
+	 * clock ran on, the provider did nothing wrong.  Try again, without
+	 * counting the try.
+	 */
+	if (outcome != S3_OK && t->timing_loose && t->last_curl_rc == CURLE_OPERATION_TIMEDOUT)
+	{
+		t->attempt--;
+		t->timing_loose = false;
+		t->state = TS_QUEUED;
+		t->not_before = 0;
+		return;
+	}
+
 	if (outcome == S3_RETRY && t->attempt <= (req->no_retry ? 0 : destor_max_retries))
 	{
 		t->state = TS_QUEUED;
@@ -705,6 +735,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	}
 
 	t->state = TS_DONE;
+	req->timing_loose = t->timing_loose;
 	req->first_byte_ms = (double) first_us / 1000.0;
 	req->body_ms = t->attempt <= 1 ? (double) body_us / 1000.0 : 0;
 	if (net_us > 0 && t->attempt <= 1)
@@ -909,6 +940,12 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	t->req->latency_ms = started ? (double) (now - t->first_start) / 1000.0 : 0;
 	t->req->retries = Max(t->attempt - 1, 0);
 	t->req->short_bodies = t->short_bodies;
+	/*
+	 * (Given up after a while nobody looked is still judged right: what
+	 * came in meanwhile waited in the socket, and the turn that judges
+	 * has read it.)
+	 */
+	t->req->timing_loose = t->timing_loose;
 	if (cancel)
 	{
 		t->req->cancelled = true;
@@ -1262,183 +1299,360 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 }
 
 /*
- * s3_run_transfers — run every transfer of ts to its end on the multi
- * handle: start queued tries while slots are free (and their backoff is
- * over; spares of a hedged set only once needed), collect finished ones,
- * give up hedged stragglers, cancel what a hedged set no longer needs, and
- * sleep on the multi handle (or the latch, when only backoff waits remain)
- * in between.  Interruptible on every turn; whatever happens, no easy
- * handle, header list or malloc'd buffer survives it.
+ * A run: the transfers of one batch on the shared multi handle, and what
+ * the loop keeps about them between turns.  A run is driven one turn at a
+ * time (s3_run_step) — to its end at once for an ordinary batch, or, for a
+ * batch of reads started ahead of need, a turn whenever the backend polls
+ * (s3_poll_runs) and then to its end when it is collected.  Every run
+ * still alive is on s3_runs: a turn of any run moves every transfer on the
+ * multi handle, and the end of a transfer is handed to the run it belongs
+ * to.
+ */
+struct S3Run
+{
+	S3Transfer **ts;
+	int			n;
+	MemoryContext resultcxt;	/* errors go here */
+	MemoryContext cxt;			/* the loop's temporary allocations */
+	bool		async;			/* driven by polls until collected */
+	bool		ended;			/* s3_run_end: nothing attached any more */
+	int			ndone;
+	TimestampTz last_done;
+	double		slowest_ms;
+	S3Hedge		hedge;
+	S3Run	   *next;
+};
+
+static S3Run *s3_runs = NULL;
+
+/*
+ * When libcurl last looked at the sockets: the end of the last
+ * curl_multi_perform or curl_multi_poll.  A transfer running while nobody
+ * looked for longer than S3_ATTENTIVE_GAP_MS (the backend was decoding)
+ * has libcurl's times stretched by that wait: they do not measure its
+ * provider (timing_loose).
+ */
+static TimestampTz s3_attentive_at = 0;
+
+#define S3_ATTENTIVE_GAP_MS		10
+/* polls closer together than this do not turn the loop */
+#define S3_POLL_MIN_US			200
+
+/* The end of transfer t's try, handed to its run. */
+static void
+s3_run_collect(S3Transfer *t, CURLcode rc)
+{
+	S3Run	   *run = t->run;
+	MemoryContext old = MemoryContextSwitchTo(run->cxt);
+
+	s3_transfer_finish(t, rc, run->resultcxt);
+	MemoryContextSwitchTo(old);
+	if (t->state == TS_DONE)
+	{
+		run->ndone++;
+		run->last_done = GetCurrentTimestamp();
+		run->slowest_ms = Max(run->slowest_ms, t->req->latency_ms);
+	}
+}
+
+/* Let libcurl move every transfer on the multi handle, and collect the ends. */
+static void
+s3_drive(CURLM *multi)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			still_running;
+	int			msgs_left;
+	CURLMsg    *msg;
+	CURLMcode	mrc;
+
+	if (s3_attentive_at != 0 && now - s3_attentive_at > S3_ATTENTIVE_GAP_MS * 1000)
+	{
+		for (S3Run *run = s3_runs; run != NULL; run = run->next)
+			for (int i = 0; i < run->n; i++)
+				if (run->ts[i]->state == TS_RUNNING)
+					run->ts[i]->timing_loose = true;
+	}
+	mrc = curl_multi_perform(multi, &still_running);
+	s3_attentive_at = GetCurrentTimestamp();
+	if (mrc != CURLM_OK)
+		elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mrc));
+	while ((msg = curl_multi_info_read(multi, &msgs_left)) != NULL)
+	{
+		S3Transfer *t = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		if (t == NULL || t->easy != msg->easy_handle || t->run == NULL || t->run->ended)
+			continue;
+		s3_run_collect(t, msg->data.result);
+	}
+}
+
+/*
+ * s3_run_begin — a run of the transfers ts (not started yet: the first
+ * turn starts them).  Temporary allocations of its turns go to the current
+ * context, errors to resultcxt.  async: the run is driven by
+ * s3_poll_runs too, until s3_run_end.
+ */
+S3Run *
+s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool async)
+{
+	S3Run	   *run = palloc0(sizeof(S3Run));
+
+	(void) s3_get_multi();
+	run->ts = ts;
+	run->n = n;
+	run->resultcxt = resultcxt;
+	run->cxt = CurrentMemoryContext;
+	run->async = async;
+	s3_hedge_init(&run->hedge, ts, n);
+	for (int i = 0; i < n; i++)
+	{
+		ts[i]->run = run;
+		if (ts[i]->state == TS_DONE)
+			run->ndone++;
+	}
+	run->next = s3_runs;
+	s3_runs = run;
+	return run;
+}
+
+/*
+ * s3_run_step — one turn of the loop: start queued tries while slots are
+ * free (and their backoff is over; spares of a hedged set only once
+ * needed), let libcurl move the transfers, collect finished ones, give up
+ * hedged stragglers, cancel what a hedged set no longer needs; then, if
+ * wait, sleep on the multi handle (or the latch, when only backoff waits
+ * remain) until something is due.  True once every transfer of the run
+ * has ended.  Interruptible.
+ */
+bool
+s3_run_step(S3Run *run, bool wait)
+{
+	CURLM	   *multi = s3_get_multi();
+	S3Transfer **ts = run->ts;
+	int			n = run->n;
+	int			maxrun = Max(destor_max_concurrent_requests, 1);
+	S3Hedge    *hedge = &run->hedge;
+	MemoryContext old;
+	TimestampTz now;
+	int			nrunning = 0;
+	long		wait_ms;
+	long		remaining;
+	int			i;
+
+	if (run->ended)
+		return true;
+	CHECK_FOR_INTERRUPTS();
+	if (run->ndone >= n)
+		return true;
+	old = MemoryContextSwitchTo(run->cxt);
+
+	/* start queued tries, in request order, while slots are free */
+	now = GetCurrentTimestamp();
+	for (i = 0; i < n; i++)
+		if (ts[i]->state == TS_RUNNING)
+			nrunning++;
+	for (i = 0; i < n && nrunning < maxrun; i++)
+	{
+		S3Transfer *t = ts[i];
+
+		if (t->state != TS_QUEUED || hedge->held[i])
+			continue;
+		if (t->not_before > now)
+			continue;
+		if (s3_transfer_start(t, run->resultcxt))
+			nrunning++;
+		else
+		{
+			t->state = TS_DONE;
+			t->req->ok = false;
+			t->req->latency_ms = 0;
+			run->ndone++;
+		}
+	}
+
+	if (nrunning > 0)
+		s3_drive(multi);
+	if (run->ndone >= n)
+		goto done;
+
+	wait_ms = S3_POLL_INTERVAL_MS;
+	if (hedge->need > 0)
+	{
+		/* enough units in: the set's others are cancelled; requests
+		 * outside the set still run to their end */
+		(void) s3_hedge_turn(hedge, ts, n, &run->ndone, &wait_ms, run->resultcxt);
+		if (run->ndone >= n)
+			goto done;
+	}
+	run->ndone += s3_hedge_stalled(hedge, ts, n, &wait_ms, run->resultcxt);
+	if (run->ndone >= n)
+		goto done;
+	remaining = s3_hedge_remaining(hedge, ts, n, run->last_done, run->slowest_ms);
+	if (remaining == 0)
+	{
+		/*
+		 * The stragglers are too slow: give them up.  After a failure the
+		 * caller reads around the batch anyway: they are only cancelled
+		 * then, which says nothing of their providers.
+		 */
+		bool		failed = false;
+
+		for (i = 0; i < n; i++)
+			if (ts[i]->state == TS_DONE && !ts[i]->req->ok)
+				failed = true;
+		for (i = 0; i < n; i++)
+		{
+			if (ts[i]->state == TS_DONE)
+				continue;
+			s3_transfer_give_up(ts[i], failed, 0, run->resultcxt);
+			run->ndone++;
+		}
+		goto done;
+	}
+	if (!wait)
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+
+	/*
+	 * Sleep until there is network activity, a retry is due, a unit turns
+	 * late or the poll interval is over; not at all when a try can start
+	 * now.
+	 */
+	now = GetCurrentTimestamp();
+	if (remaining > 0)
+		wait_ms = Min(wait_ms, remaining);
+	nrunning = 0;
+	for (i = 0; i < n; i++)
+		if (ts[i]->state == TS_RUNNING)
+			nrunning++;
+	for (i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+
+		if (t->state != TS_QUEUED || hedge->held[i])
+			continue;
+		if (t->not_before <= now)
+		{
+			if (nrunning < maxrun)
+				wait_ms = 0;
+		}
+		else
+			wait_ms = Min(wait_ms,
+						  Max(TimestampDifferenceMilliseconds(now, t->not_before), 1));
+	}
+	if (wait_ms > 0 && nrunning > 0)
+	{
+		CURLMcode	mrc = curl_multi_poll(multi, NULL, 0, (int) wait_ms, NULL);
+
+		if (mrc != CURLM_OK)
+			elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mrc));
+		s3_attentive_at = GetCurrentTimestamp();
+	}
+	else if (wait_ms > 0)
+	{
+		/* only backoff waits left: sleep on the latch */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	MemoryContextSwitchTo(old);
+	return false;
+
+done:
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/*
+ * s3_run_end — nothing of the run is left attached: every easy handle,
+ * header list and malloc'd buffer is freed, and transfers that had not
+ * ended are marked stopped (ok false; s3_run_stopped names them).  Safe
+ * to call twice and in error cleanup: it allocates nothing.
+ */
+void
+s3_run_end(S3Run *run)
+{
+	S3Run	  **prev;
+
+	if (run->ended)
+		return;
+	run->ended = true;
+	for (int i = 0; i < run->n; i++)
+	{
+		S3Transfer *t = run->ts[i];
+
+		s3_transfer_release(t);
+		if (t->state != TS_DONE)
+		{
+			t->state = TS_DONE;
+			t->stopped = true;
+		}
+	}
+	for (prev = &s3_runs; *prev != NULL; prev = &(*prev)->next)
+		if (*prev == run)
+		{
+			*prev = run->next;
+			break;
+		}
+}
+
+/*
+ * s3_poll_runs — a turn, without waiting, of every run of reads started
+ * ahead of need: what has come is taken from the sockets (so that the
+ * bytes keep coming while the backend decodes), retries and spares start,
+ * late ones are found.  Cheap when nothing runs, and when the last look
+ * was very recent.
+ */
+void
+s3_poll_runs(void)
+{
+	TimestampTz now;
+
+	if (s3_runs == NULL)
+		return;
+	now = GetCurrentTimestamp();
+	if (now - s3_attentive_at < S3_POLL_MIN_US)
+		return;
+	for (S3Run *run = s3_runs; run != NULL; run = run->next)
+		if (run->async && run->ndone < run->n)
+			(void) s3_run_step(run, false);
+}
+
+/*
+ * s3_runs_abort — at the end of a failed transaction, no run is left
+ * attached to the multi handle (a batch's owner normally ends it sooner:
+ * see provider_start).
+ */
+void
+s3_runs_abort(void)
+{
+	while (s3_runs != NULL)
+		s3_run_end(s3_runs);
+}
+
+/*
+ * s3_run_transfers — run every transfer of ts to its end: turns of one run
+ * until it is over.  Whatever happens, no easy handle, header list or
+ * malloc'd buffer survives it.
  */
 void
 s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt)
 {
-	CURLM	   *multi = s3_get_multi();
-	int			maxrun = Max(destor_max_concurrent_requests, 1);
-	int			ndone = 0;
-	int			i;
-	TimestampTz last_done = 0;
-	double		slowest_ms = 0;
-	S3Hedge		hedge;
-
-	s3_hedge_init(&hedge, ts, n);
-	for (i = 0; i < n; i++)
-		if (ts[i]->state == TS_DONE)
-			ndone++;
+	S3Run	   *run = s3_run_begin(ts, n, resultcxt, false);
 
 	PG_TRY();
 	{
-		while (ndone < n)
-		{
-			TimestampTz now;
-			int			nrunning = 0;
-			int			still_running;
-			int			msgs_left;
-			CURLMsg    *msg;
-			long		wait_ms;
-
-			CHECK_FOR_INTERRUPTS();
-
-			/* start queued tries, in request order, while slots are free */
-			now = GetCurrentTimestamp();
-			for (i = 0; i < n; i++)
-				if (ts[i]->state == TS_RUNNING)
-					nrunning++;
-			for (i = 0; i < n && nrunning < maxrun; i++)
-			{
-				S3Transfer *t = ts[i];
-
-				if (t->state != TS_QUEUED || hedge.held[i])
-					continue;
-				if (t->not_before > now)
-					continue;
-				if (s3_transfer_start(t, resultcxt))
-					nrunning++;
-				else
-				{
-					t->state = TS_DONE;
-					t->req->ok = false;
-					t->req->latency_ms = 0;
-					ndone++;
-				}
-			}
-
-			if (nrunning > 0)
-			{
-				CURLMcode	mrc = curl_multi_perform(multi, &still_running);
-
-				if (mrc != CURLM_OK)
-					elog(ERROR, "curl_multi_perform failed: %s", curl_multi_strerror(mrc));
-
-				while ((msg = curl_multi_info_read(multi, &msgs_left)) != NULL)
-				{
-					S3Transfer *t = NULL;
-
-					if (msg->msg != CURLMSG_DONE)
-						continue;
-					curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-					if (t == NULL || t->easy != msg->easy_handle)
-						continue;
-					s3_transfer_finish(t, msg->data.result, resultcxt);
-					if (t->state == TS_DONE)
-					{
-						ndone++;
-						last_done = GetCurrentTimestamp();
-						slowest_ms = Max(slowest_ms, t->req->latency_ms);
-					}
-				}
-			}
-			if (ndone >= n)
-				break;
-
-			wait_ms = S3_POLL_INTERVAL_MS;
-			if (hedge.need > 0)
-			{
-				/* enough units in: the set's others are cancelled; requests
-				 * outside the set still run to their end */
-				(void) s3_hedge_turn(&hedge, ts, n, &ndone, &wait_ms, resultcxt);
-				if (ndone >= n)
-					break;
-			}
-			ndone += s3_hedge_stalled(&hedge, ts, n, &wait_ms, resultcxt);
-			if (ndone >= n)
-				break;
-			if (s3_hedge_remaining(&hedge, ts, n, last_done, slowest_ms) == 0)
-			{
-				/*
-				 * The stragglers are too slow: give them up.  After a failure
-				 * the caller reads around the batch anyway: they are only
-				 * cancelled then, which says nothing of their providers.
-				 */
-				bool		failed = false;
-
-				for (i = 0; i < n; i++)
-					if (ts[i]->state == TS_DONE && !ts[i]->req->ok)
-						failed = true;
-				for (i = 0; i < n; i++)
-				{
-					if (ts[i]->state == TS_DONE)
-						continue;
-					s3_transfer_give_up(ts[i], failed, 0, resultcxt);
-					ndone++;
-				}
-				break;
-			}
-
-			/*
-			 * Sleep until there is network activity, a retry is due, a unit
-			 * turns late or the poll interval is over; not at all when a try
-			 * can start now.
-			 */
-			now = GetCurrentTimestamp();
-			{
-				long		remaining = s3_hedge_remaining(&hedge, ts, n, last_done, slowest_ms);
-
-				if (remaining >= 0)
-					wait_ms = Min(wait_ms, Max(remaining, 1));
-			}
-			nrunning = 0;
-			for (i = 0; i < n; i++)
-				if (ts[i]->state == TS_RUNNING)
-					nrunning++;
-			for (i = 0; i < n; i++)
-			{
-				S3Transfer *t = ts[i];
-
-				if (t->state != TS_QUEUED || hedge.held[i])
-					continue;
-				if (t->not_before <= now)
-				{
-					if (nrunning < maxrun)
-						wait_ms = 0;
-				}
-				else
-					wait_ms = Min(wait_ms,
-								  Max(TimestampDifferenceMilliseconds(now, t->not_before), 1));
-			}
-			if (wait_ms == 0)
-				continue;
-			if (nrunning > 0)
-			{
-				CURLMcode	mrc = curl_multi_poll(multi, NULL, 0, (int) wait_ms, NULL);
-
-				if (mrc != CURLM_OK)
-					elog(ERROR, "curl_multi_poll failed: %s", curl_multi_strerror(mrc));
-			}
-			else
-			{
-				/* only backoff waits left: sleep on the latch */
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 wait_ms, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
-			}
-		}
+		while (!s3_run_step(run, true))
+			;
 	}
 	PG_FINALLY();
 	{
-		/* never leave a handle, header list or buffer behind */
-		for (i = 0; i < n; i++)
-			s3_transfer_release(ts[i]);
+		s3_run_end(run);
 	}
 	PG_END_TRY();
 }

@@ -46,6 +46,7 @@ chunk_plain(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, char *stored)
 
 	if (e->length == e->raw_length && e->encoding == CHUNK_PLAIN)
 		return stored;
+	provider_poll();			/* the next batch keeps coming meanwhile */
 	raw = palloc(Max(e->raw_length, 1));
 	if (e->length == e->raw_length)
 		memcpy(raw, stored, e->length);
@@ -291,7 +292,9 @@ batch_fetch(DestorScan *st, int first)
 {
 	MemoryContext old;
 	ScanBatch  *b;
-	RangePlan	next = {0};
+	RangePlan	next[OBJECT_READ_AHEAD_MAX] = {{0}};
+	ObjectReadRanges ahead[OBJECT_READ_AHEAD_MAX];
+	int			nahead = 0;
 	int			after;
 
 	if (st->batchcxt == NULL)
@@ -305,15 +308,26 @@ batch_fetch(DestorScan *st, int first)
 	b->n = batch_extent(st, first);
 	b->chunk0 = palloc(sizeof(int) * (b->n + 1));
 	batch_ranges(st, first, b->n, &b->plan, b->chunk0);
+	/* the batches after it, as long as they read the same segment */
 	after = first + b->n;
-	if (!st->unit_batches && after < batch_limit(st) && st->units[after].dir == st->units[first].dir)
-		batch_ranges(st, after, batch_extent(st, after), &next, NULL);
+	while (!st->unit_batches && nahead < OBJECT_READ_AHEAD_MAX && after < batch_limit(st) &&
+		   st->units[after].dir == st->units[first].dir)
+	{
+		int			extent = batch_extent(st, after);
+
+		batch_ranges(st, after, extent, &next[nahead], NULL);
+		ahead[nahead].n = next[nahead].nranges;
+		ahead[nahead].offsets = next[nahead].roffs;
+		ahead[nahead].lens = next[nahead].rlens;
+		nahead++;
+		after += extent;
+	}
 	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
 	for (int r = 0; r < b->plan.nranges; r++)
 		b->rbufs[r] = palloc(Max(b->plan.rlens[r], 1));
 	MemoryContextSwitchTo(old);
 	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
-								   b->rbufs, next.nranges, next.roffs, next.rlens);
+								   b->rbufs, nahead, ahead);
 	st->batch = b;
 	return b;
 }

@@ -765,6 +765,9 @@ destorIterateForeignScan(ForeignScanState *node)
 			break;
 		st->row++;				/* deleted */
 	}
+	/* a batch read ahead keeps coming in while the rows go up the plan */
+	if ((st->row & 1023) == 0)
+		provider_poll();
 	table_row_to_tid(st->cur_seg_index, st->cur_first_row + st->row, &slot->tts_tid);
 	for (int i = 0; i < st->nloaded; i++)
 	{

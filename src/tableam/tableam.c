@@ -2005,6 +2005,9 @@ am_scan_getnextslot(TableScanDesc sscan, ScanDirection direction, TupleTableSlot
 			int64		pos = st->cur_first_row + st->row;
 			bool		live = whole_row_current(st, slot->tts_values, slot->tts_isnull);
 
+			/* a batch read ahead keeps coming in meanwhile */
+			if ((st->row & 1023) == 0)
+				provider_poll();
 			st->row++;
 			if (!live)
 				continue;

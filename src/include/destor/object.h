@@ -185,9 +185,18 @@ extern ObjectReader *object_reader_open(ObjectMeta *meta);
 extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
 extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
 									const uint64 *lens, char **dsts);
+/* ranges a caller will ask for in a later call (object_reader_read_multi_ahead) */
+typedef struct ObjectReadRanges
+{
+	int			n;
+	const uint64 *offsets;
+	const uint64 *lens;
+} ObjectReadRanges;
+
+#define OBJECT_READ_AHEAD_MAX	1	/* calls read ahead at most (2 measured no faster) */
 extern void object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets,
-										  const uint64 *lens, char **dsts, int next_n,
-										  const uint64 *next_offsets, const uint64 *next_lens);
+										  const uint64 *lens, char **dsts, int nahead,
+										  const ObjectReadRanges *ahead);
 extern void object_reader_close(ObjectReader *r);
 
 /* object_repair.c: what a check found in each shard, and what was done */

@@ -152,6 +152,9 @@ typedef struct ProviderRequest
 	int			short_bodies;	/* answers that ended before their length (s3) */
 	bool		unreachable;	/* the provider itself failed: no connection, timed
 								 * out, its bucket or directory is missing */
+	bool		timing_loose;	/* s3: the backend was busy elsewhere while it
+								 * ran, so its times do not measure the
+								 * provider (provider_poll) */
 	char	   *error;			/* palloc'd, NULL when ok; never contains secrets */
 } ProviderRequest;
 
@@ -281,16 +284,27 @@ extern void provider_execute(ProviderRequest *reqs, int nreqs);
 
 /*
  * Read-ahead: start a batch and collect it later, so that transfers run
- * while the caller works.  File transfers proceed in the background; other
- * backends complete their transfers inside provider_start.  Every started
- * batch must be finished, or abandoned in error cleanup (which only waits
- * for transfers still writing into the caller's buffers).
+ * while the caller works.  File transfers proceed in the background (AIO);
+ * s3 reads run on the backend's multi handle, moved along by
+ * provider_poll; other s3 requests complete inside provider_start.  Every
+ * started batch is finished or abandoned: a batch whose context is reset
+ * or deleted first (an ERROR) is abandoned by that context's callback,
+ * before the buffers its transfers write into are freed.
  */
 typedef struct ProviderBatch ProviderBatch;
 
 extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
 extern void provider_finish(ProviderBatch *b);
 extern void provider_abandon(ProviderBatch *b);
+
+/*
+ * Let the transfers of started batches move: a reader calls it between
+ * pieces of its own work (decoding a block, a column chunk, some rows), so
+ * that a batch read ahead keeps coming in meanwhile instead of waiting in
+ * the kernel's socket buffers.  Cheap when nothing is in flight or the last
+ * look was very recent.
+ */
+extern void provider_poll(void);
 
 /* Convenience wrappers: one request, ERROR on failure (message names the provider). */
 extern void provider_put(Provider *p, const char *key, const char *data, size_t len);
@@ -316,6 +330,11 @@ extern void provider_file_finish(FileBatch *b);
 extern void provider_file_abandon(FileBatch *b);
 extern List *provider_file_list(Provider *p, const char *prefix);
 extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
+typedef struct S3Batch S3Batch;
+extern S3Batch *provider_s3_start(ProviderRequest **reqs, int nreqs);
+extern void provider_s3_finish(S3Batch *b);
+extern void provider_s3_abandon(S3Batch *b);
+extern void provider_s3_poll(void);
 extern List *provider_s3_list(Provider *p, const char *prefix);
 extern List *provider_s3_list_uploads(Provider *p, const char *prefix);
 /* Drop cached curl state (called at backend exit and after errors). */
