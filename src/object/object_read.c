@@ -396,7 +396,7 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 	if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
 		return true;
 	/* nor, for a bulk range, for a far one: the k fastest shards are sooner */
-	return r->m > 0 && r->far[d] && b - a >= READ_BULK_BYTES;
+	return r->m > 0 && r->far[d] && (b - a >= READ_BULK_BYTES || r->bulk_batch);
 }
 
 /*
@@ -413,18 +413,26 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
  * one is avoided from then on; a bulk window would wait for its bytes.
  */
 bool
+reader_hedgeable(ObjectReader *r)
+{
+	if (r->m == 0)
+		return false;
+	for (int i = 0; i < r->n; i++)
+		if (r->providers[i] == NULL || r->providers[i]->type != PROVIDER_S3)
+			return false;
+	return true;
+}
+
+bool
 reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 {
-	bool		hedgeable = r->m > 0;
+	bool		hedgeable = reader_hedgeable(r);
 	int			known = 0;
 
 	*unmeasured = false;
 	for (int i = 0; i < r->n && hedgeable; i++)
-	{
-		hedgeable = r->providers[i] != NULL && r->providers[i]->type == PROVIDER_S3;
-		if (hedgeable && provider_read_time_known(r->providers[i]))
+		if (provider_read_time_known(r->providers[i]))
 			known++;
-	}
 	for (int d = 0; d < r->k; d++)
 	{
 		uint64		a = 0,
@@ -434,7 +442,7 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return false;
-		if (hedgeable && (known < r->k || b - a >= READ_BULK_BYTES) &&
+		if (hedgeable && (known < r->k || b - a >= READ_BULK_BYTES || r->bulk_batch) &&
 			!provider_read_time_known(r->providers[d]))
 			*unmeasured = true;
 	}
@@ -625,6 +633,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 	uint64		blast;
 	MemoryContext old;
 
+	r->bulk_batch = false;		/* (left set by an ERROR in a multi-range batch) */
 	/* an empty object is still one sealed (empty) block: authenticate it */
 	if (len == 0 && !(meta->size == 0 && offset == 0))
 		return;

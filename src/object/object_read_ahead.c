@@ -120,7 +120,8 @@ cmp_range_stripes(const void *a, const void *b)
  * answers win.
  */
 static void
-multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degraded)
+multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degraded,
+				   bool every_shard)
 {
 	RangeStripes *rs = palloc(sizeof(RangeStripes) * mf->n);
 	uint64	   *s0 = palloc(sizeof(uint64) * mf->n);
@@ -162,7 +163,7 @@ multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degra
 	mf->run_srcs = palloc0(sizeof(WindowSource) * mf->nruns);
 	mf->run_ok = palloc0(sizeof(bool) * mf->nruns);
 	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, false, r->liar, degraded,
-								   &mf->reqs, &mf->nreqs);
+								   every_shard, &mf->reqs, &mf->nreqs);
 }
 
 /*
@@ -183,6 +184,8 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	bool	   *cand;
 	bool		unmeasured = false;
 	bool		declined = false;	/* a range the healthy path would not read */
+	uint64		total;
+	int			ncand = 0;
 	bool		hedge = false;	/* a range on a provider not measured yet */
 
 	mf->cxt = cxt;
@@ -197,6 +200,16 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	mf->count = palloc0(sizeof(int) * n);
 	mf->srcs = palloc0(sizeof(WindowSource) * n);
 	cand = palloc0(sizeof(bool) * n);
+
+	/*
+	 * The batch's ranges are judged together: many ranges of a few hundred
+	 * KiB each still move their total from every data shard's provider, and
+	 * a far or thin one, or one never measured, sets the batch's pace.
+	 */
+	total = 0;
+	for (int i = 0; i < n; i++)
+		total += lens[i];
+	r->bulk_batch = total / Max(r->k, 1) >= READ_BULK_BYTES;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -234,13 +247,26 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 			cache_count_misses(missing);
 		}
 		cand[i] = true;
+		ncand++;
 		if (!reader_healthy_plan(r, block_cstart(r, b0), block_cend(r, b1), &unmeasured))
 			declined = true;
 		else if (unmeasured)
 			hedge = true;
 	}
 	if (declined || hedge)
-		multi_prepare_runs(r, mf, cand, declined);
+		multi_prepare_runs(r, mf, cand, declined, hedge && !declined);
+	else if (ncand > 1 && total / Max(r->k, 1) >= READ_RUNS_MIN_BYTES && reader_hedgeable(r))
+	{
+		/*
+		 * A batch of several ranges on the healthy path is a request per
+		 * range and data shard, and one late request held the whole batch
+		 * until the stall check gave it up and its range was read again
+		 * around it.  As runs of stripes it is a request or two per shard:
+		 * the k fastest shards are asked, the others held as spares for one
+		 * that is late.
+		 */
+		multi_prepare_runs(r, mf, cand, false, false);
+	}
 	else
 	{
 		for (int i = 0; i < n; i++)
@@ -257,6 +283,7 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 				mf->nreqs += mf->count[i];
 		}
 	}
+	r->bulk_batch = false;
 	MemoryContextSwitchTo(old);
 	return mf;
 }
@@ -430,12 +457,23 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		if (r->use_cache)
 		{
 			/*
-			 * As for single reads: wait for pages others are fetching, then
+			 * Wait for pages others are fetching only when they are fetching
+			 * every page missing: a parallel scan's neighbouring claims share
+			 * a page or two at their edges, and waiting for those made the
+			 * middle claim wait for its neighbour's whole batch.  Then
 			 * reserve what is still missing so that others wait for us.
 			 */
 			uint64		bs = r->meta->block_size;
+			bool		others_fetch_all = true;
 
-			for (int i = 0; i < n; i++)
+			for (int i = 0; i < n && others_fetch_all; i++)
+				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
+					if (!cache_contains(r->meta->id, b) && !cache_busy(r->meta->id, b))
+					{
+						others_fetch_all = false;
+						break;
+					}
+			for (int i = 0; i < n && others_fetch_all; i++)
 				for (uint64 b = offsets[i] / bs; lens[i] > 0 && b <= (offsets[i] + lens[i] - 1) / bs; b++)
 					if (cache_busy(r->meta->id, b))
 						cache_wait(r->meta->id, b);

@@ -241,14 +241,16 @@ struct StripeRuns
  * true (such records last only until a repair rebuilds the shard), which
  * the read does not wait for when k others answer: it is a probe of the
  * hedged set.  Counted, once complete, as a degraded read, or (!degraded:
- * a batch read this way only because its providers' read times are not
- * known yet) as a hedged one.  The buffers are allocated in the current
- * memory context.
+ * a batch read this way because its providers' read times are not known
+ * yet, or because it is bulk) as a hedged one.  every_shard: every
+ * candidate is started at once (read times not known: a ranking would be
+ * a guess), else the k fastest, the others held as spares.  The buffers
+ * are allocated in the current memory context.
  */
 StripeRuns *
 reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
 					bool include_down, const bool *exclude, bool degraded,
-					ProviderRequest **reqs_out, int *nreqs_out)
+					bool every_shard, ProviderRequest **reqs_out, int *nreqs_out)
 {
 	StripeRuns *sr = palloc0(sizeof(StripeRuns));
 	int			candidates = 0;
@@ -292,7 +294,7 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 	if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, !degraded);
+		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, every_shard);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
 	}
@@ -514,7 +516,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	uint64		s1 = (ce - 1) / r->stripe_size;
 	ProviderRequest *reqs;
 	int			nreqs;
-	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true,
+	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
 											&reqs, &nreqs);
 
 	provider_execute(reqs, nreqs);
@@ -670,7 +672,8 @@ reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1, const bool *ski
 	int			nreqs;
 	WindowSource src;
 	bool		ok;
-	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, &reqs, &nreqs);
+	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, true, &reqs,
+											&nreqs);
 
 	provider_execute(reqs, nreqs);
 	object_read_stats.requests += nreqs;

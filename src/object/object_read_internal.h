@@ -22,6 +22,9 @@
 /* A data shard's range of this many bytes or more is a bulk read: it goes
  * around far providers (object_read.c). */
 #define READ_BULK_BYTES (1024 * 1024)
+/* A multi-range batch of this much or more per data shard is read as runs
+ * of stripes, hedged with spares (object_read_ahead.c) */
+#define READ_RUNS_MIN_BYTES (256 * 1024)
 
 static inline void
 note_fetched(uint64 bytes)
@@ -105,6 +108,9 @@ struct ObjectReader
 	uint64		last_read_end;	/* plaintext offset after the previous read */
 	bool		use_cache;		/* the shared cache exists */
 	bool		cache_fill;		/* this read may fill it */
+	bool		bulk_batch;		/* a multi-range batch moving READ_BULK_BYTES or
+								 * more per data shard in all: judged as one bulk
+								 * read, whatever each range's size */
 	struct MultiFetch *prefetch[OBJECT_READ_AHEAD_MAX];	/* multi-range
 													 * read-aheads in flight,
 													 * next call first */
@@ -155,7 +161,10 @@ typedef struct StripeRuns StripeRuns;
 extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0,
 									   const uint64 *s1, bool include_down,
 									   const bool *exclude, bool degraded,
-									   ProviderRequest **reqs, int *nreqs);
+									   bool every_shard, ProviderRequest **reqs,
+									   int *nreqs);
+/* whether reads of r can be hedged: s3 providers only, with parity */
+extern bool reader_hedgeable(ObjectReader *r);
 extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs,
 								 bool *run_ok);
 extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,

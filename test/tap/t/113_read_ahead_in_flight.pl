@@ -17,31 +17,36 @@ use Test::More;
 my ($node) = DestorTest::start_cluster('read_ahead', cache_size => '0');
 my $base = $node->basedir;
 my @s3 = DestorTest::start_s3_servers(6, $base);
+# s1 behind a delay proxy of its own, the others behind delay proxies that
+# share another delay
 my $delay_file = "$base/s1_delay";
-my $delay = DestorTest::start_delay_proxy($s3[0]{port}, $delay_file);
-my @providers = map { $_ == 0 ? { %{ $s3[0] }, port => $delay->{port} } : $s3[$_] } 0 .. $#s3;
+my $others_file = "$base/others_delay";
+my @delays = map { DestorTest::start_delay_proxy($s3[$_]{port}, $_ == 0 ? $delay_file : $others_file) }
+  0 .. $#s3;
+my @providers = map { { %{ $s3[$_] }, port => $delays[$_]{port} } } 0 .. $#s3;
 $node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @providers));
 
 sub set_delay
 {
-	my ($ms) = @_;
-	open(my $fh, '>', $delay_file) or die;
+	my ($ms, $file) = @_;
+	open(my $fh, '>', $file // $delay_file) or die;
 	print $fh "$ms\n";
 	close $fh;
 }
 set_delay(0);
+set_delay(0, $others_file);
 
 # Hex text compresses about 2:1: 260,000 rows of 96 characters are some
 # 12 MiB stored, more than one scan batch (8 MiB), so a scan reads its
 # second batch ahead.  Two tables, for two scans in flight at once.
 $node->safe_psql('postgres', q{
-CREATE TABLE wide_heap (id int, payload text);
+CREATE TABLE wide_heap (id int, payload text, extra text);
 INSERT INTO wide_heap
-  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text)
+  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text), md5((i * 3)::text)
     FROM generate_series(1, 260000) i;
-CREATE FOREIGN TABLE wide (id int, payload text)
+CREATE FOREIGN TABLE wide (id int, payload text, extra text)
   SERVER archive OPTIONS (segment_rows '1000000', row_group_rows '10000');
-CREATE FOREIGN TABLE wide2 (id int, payload text)
+CREATE FOREIGN TABLE wide2 (id int, payload text, extra text)
   SERVER archive OPTIONS (segment_rows '1000000', row_group_rows '10000');
 INSERT INTO wide SELECT * FROM wide_heap;
 INSERT INTO wide2 SELECT * FROM wide_heap;
@@ -153,18 +158,47 @@ is($node->safe_psql('postgres', q{SELECT scan_paused('wide', 0, 0, false)}), $ex
 my $clean = provider_marks();
 unlike($clean, qr/errors [1-9]|retries [1-9]|slow|down/, "the providers are clean: $clean");
 
+# --- 0. batches of several ranges go as hedged runs ----------------------
+# Every provider is measured now, every shard healthy.  A batch of several
+# ranges (the query leaves the column "extra" out, so the row groups'
+# chunks are ranges with gaps) is still read as runs of stripes with
+# spares, not a request per range and data shard; s1, holding a data
+# shard, answers every request a second and a half late, and the rows are
+# exact.
+my $runs_plan = q{EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+  SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide};
+my $plan = $node->safe_psql('postgres', "SET max_parallel_workers_per_gather = 0; $runs_plan");
+my ($hedged) = $plan =~ /Hedged Reads: (\d+)/;
+cmp_ok($hedged // 0, '>', 0, 'a measured scan reads its batches as hedged runs') or diag($plan);
+set_delay(1500);
+is($node->safe_psql('postgres', q{SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide}),
+	$node->safe_psql('postgres', q{SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide_heap}),
+	'with s1 late on every request, the scan is exact');
+set_delay(0);
+# a single small range (one row group's column) stays on the healthy path
+$plan = $node->safe_psql('postgres', q{EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+  SELECT id FROM wide WHERE id BETWEEN 1 AND 100});
+($hedged) = $plan =~ /Hedged Reads: (\d+)/;
+is($hedged // 0, 0, 'a one-range read is not hedged') or diag($plan);
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+$node->safe_psql('postgres', q{SELECT scan_paused('wide', 0, 0, false)});
+
 # --- 1. a cursor idle for longer than the request timeout ----------------
 # The batch read ahead sits unread in the sockets while the cursor waits
-# (s1 answers a second late, so that its part cannot have come in before
-# the wait began); libcurl's clock runs on.  When the cursor moves again,
-# that is the backend's doing, not the providers': tried again, not counted.
+# (every provider answers a second late, so that nothing of it can have
+# come in before the wait began; within the timeout, even for a small
+# request); libcurl's clock runs on past the timeout.  When the cursor
+# moves again, that is the backend's doing, not the providers': tried
+# again, not counted.
 set_delay(1000);
+set_delay(1000, $others_file);
 is($node->safe_psql('postgres', q{
-SET destor.request_timeout = '200ms';
-SELECT scan_paused('wide', 1, 3.5, false)}), $expect,
+SET destor.request_timeout = '1500ms';
+SELECT scan_paused('wide', 1, 5, false)}), $expect,
 	'a cursor idle past the request timeout reads every row');
 set_delay(0);
-# (s1 may be found slow — it is, by a second — but not failing)
+set_delay(0, $others_file);
+# (a provider may be found slow — they are, by a second — but not failing)
 my $marks = provider_marks();
 unlike($marks, qr/errors [1-9]|retries [1-9]|down/, "the idle cursor blamed no provider: $marks");
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
@@ -223,6 +257,6 @@ unlike($log, qr/TRAP|server process .* was terminated|leaked|still attached/,
 	'no assertion, crash or leak reported in the server log');
 
 $node->stop;
-DestorTest::stop_delay_proxy($delay);
+DestorTest::stop_delay_proxy($_) for @delays;
 DestorTest::stop_s3($_) for @s3;
 done_testing();
