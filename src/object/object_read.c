@@ -52,6 +52,7 @@ reader_free_cipher(void *arg)
 	 * read-ahead's context, a child of ours, is gone by now.
 	 */
 	r->ahead = NULL;
+	r->ahead_hedged = NULL;
 	memset(r->prefetch, 0, sizeof(r->prefetch));
 
 	if (r->cipher)
@@ -155,6 +156,7 @@ void
 object_reader_close(ObjectReader *r)
 {
 	reader_ahead_discard(r);
+	reader_hedged_ahead_discard(r);
 	reader_prefetch_discard(r);
 	MemoryContextDelete(r->cxt);
 }
@@ -681,15 +683,40 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		ce = block_cend(r, wb1);
 		if (reader_healthy_plan(r, cs, ce, &unmeasured) && unmeasured)
 		{
-			/* a data shard on a provider not measured yet: ask every shard */
+			/*
+			 * A data shard on a provider not measured yet: ask every shard
+			 * — and, reading on, ask for the next window too, so that it
+			 * comes in while this one is waited for and opened (a far
+			 * provider may stay unmeasured for a whole export: it never
+			 * wins the race).
+			 */
+			HedgedWindow *h = r->ahead_hedged;
+
+			r->ahead_hedged = NULL;
 			reader_ahead_discard(r);
-			reader_open_window_hedged(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL,
-									  offset, len, dst);
+			if (h && !reader_hedged_matches(h, wb0, wb1))
+			{
+				reader_hedged_discard(r, h);
+				h = NULL;
+			}
+			if (h == NULL)
+				h = reader_hedged_start(r, wb0, wb1);
+			if (b1 + 1 < (uint64) meta->nblocks && (b1 < blast || offset == r->last_read_end))
+			{
+				uint64		nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
+				bool		next_unmeasured;
+
+				if (reader_healthy_plan(r, block_cstart(r, b1 + 1), block_cend(r, nb1),
+										&next_unmeasured) && next_unmeasured)
+					r->ahead_hedged = reader_hedged_start(r, b1 + 1, nb1);
+			}
+			reader_hedged_open(r, h, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
 			if (r->use_cache)
 				cache_release_reservations();
 			b0 = b1 + 1;
 			continue;
 		}
+		reader_hedged_ahead_discard(r);
 		healthy = fetch_healthy(r, cs, ce, &src);
 
 		/*

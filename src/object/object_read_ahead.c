@@ -19,6 +19,18 @@
 #include "destor/object.h"
 #include "object_read_internal.h"
 
+/* Collect a hedged window read ahead that is not wanted. */
+void
+reader_hedged_ahead_discard(ObjectReader *r)
+{
+	HedgedWindow *h = r->ahead_hedged;
+
+	if (h == NULL)
+		return;
+	r->ahead_hedged = NULL;
+	reader_hedged_discard(r, h);
+}
+
 /* Collect a read-ahead that was started but is not wanted. */
 void
 reader_ahead_discard(ObjectReader *r)
@@ -443,6 +455,7 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 	if (n == 0 && nahead == 0)
 		return;
 	reader_ahead_discard(r);
+	reader_hedged_ahead_discard(r);
 	if (r->prefetch[0] && multi_matches(r->prefetch[0], n, offsets, lens))
 	{
 		mf = r->prefetch[0];

@@ -659,27 +659,87 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
  * A window with a data shard on a provider not measured yet
  * (object_reader_read): read as one run of stripes from every shard at
  * once, the first k answers winning (plan_hedge), instead of waiting for
- * whichever data shard is on the far or thin provider.  Anything short of
- * a clean open goes the degraded way.
+ * whichever data shard is on the far or thin provider.  Started by
+ * reader_hedged_start — maybe a window ahead of need, so that a sequential
+ * read's next window comes in while this one is waited for and opened —
+ * and opened by reader_hedged_open.  Anything short of a clean open goes
+ * the degraded way.  The window's memory is a context of its own under the
+ * reader's: deleting it abandons the batch first (provider_start).
  */
+struct HedgedWindow
+{
+	MemoryContext cxt;
+	uint64		b0,
+				b1;
+	StripeRuns *sr;
+	ProviderRequest *reqs;
+	int			nreqs;
+	ProviderBatch *batch;		/* started, not collected */
+};
+
+HedgedWindow *
+reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1)
+{
+	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor hedged window",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	HedgedWindow *h = palloc0(sizeof(HedgedWindow));
+	uint64		s0 = block_cstart(r, b0) / r->stripe_size;
+	uint64		s1 = (block_cend(r, b1) - 1) / r->stripe_size;
+
+	h->cxt = cxt;
+	h->b0 = b0;
+	h->b1 = b1;
+	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, true, &h->reqs,
+								&h->nreqs);
+	h->batch = provider_start(h->reqs, h->nreqs);
+	MemoryContextSwitchTo(old);
+	return h;
+}
+
+/* Whether h reads window [b0, b1]. */
+bool
+reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1)
+{
+	return h->b0 == b0 && h->b1 == b1;
+}
+
+/* Drop a window read ahead that is not wanted (collecting it first). */
+void
+reader_hedged_discard(ObjectReader *r, HedgedWindow *h)
+{
+	ProviderBatch *b = h->batch;
+
+	h->batch = NULL;
+	provider_finish(b);
+	object_read_stats.requests += h->nreqs;
+	MemoryContextDelete(h->cxt);
+}
+
+void
+reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip, uint64 offset,
+				   uint64 len, char *dst)
+{
+	ProviderBatch *b = h->batch;
+	WindowSource src;
+	bool		ok;
+	MemoryContext old = MemoryContextSwitchTo(h->cxt);
+
+	h->batch = NULL;			/* finish cleans up itself if it fails */
+	provider_finish(b);
+	object_read_stats.requests += h->nreqs;
+	ok = reader_runs_complete(r, h->sr, &src, NULL) &&
+		reader_open_blocks(r, h->b0, h->b1, skip, &src, offset, len, dst, false);
+	runs_free(r, h->sr, false);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+		reader_open_window_degraded(r, h->b0, h->b1, skip, offset, len, dst);
+	MemoryContextDelete(h->cxt);
+}
+
 void
 reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip,
 						  uint64 offset, uint64 len, char *dst)
 {
-	uint64		s0 = block_cstart(r, b0) / r->stripe_size;
-	uint64		s1 = (block_cend(r, b1) - 1) / r->stripe_size;
-	ProviderRequest *reqs;
-	int			nreqs;
-	WindowSource src;
-	bool		ok;
-	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, true, &reqs,
-											&nreqs);
-
-	provider_execute(reqs, nreqs);
-	object_read_stats.requests += nreqs;
-	ok = reader_runs_complete(r, sr, &src, NULL) &&
-		reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
-	runs_free(r, sr, false);
-	if (!ok)
-		reader_open_window_degraded(r, b0, b1, skip, offset, len, dst);
+	reader_hedged_open(r, reader_hedged_start(r, b0, b1), skip, offset, len, dst);
 }

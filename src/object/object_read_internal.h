@@ -108,6 +108,8 @@ struct ObjectReader
 	uint64		last_read_end;	/* plaintext offset after the previous read */
 	bool		use_cache;		/* the shared cache exists */
 	bool		cache_fill;		/* this read may fill it */
+	struct HedgedWindow *ahead_hedged;	/* the next window, read ahead
+										 * hedged (reader_hedged_start) */
 	bool		bulk_batch;		/* a multi-range batch moving READ_BULK_BYTES or
 								 * more per data shard in all: judged as one bulk
 								 * read, whatever each range's size */
@@ -170,6 +172,12 @@ extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *
 extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,
 										const bool *skip, uint64 offset, uint64 len,
 										char *dst);
+typedef struct HedgedWindow HedgedWindow;
+extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1);
+extern bool reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1);
+extern void reader_hedged_discard(ObjectReader *r, HedgedWindow *h);
+extern void reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip,
+							   uint64 offset, uint64 len, char *dst);
 extern void reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1,
 									  const bool *skip, uint64 offset, uint64 len,
 									  char *dst);
@@ -177,6 +185,7 @@ extern void reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1,
 /* object_read_ahead.c: read-ahead and multi-range reads */
 extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);
 extern void reader_ahead_discard(ObjectReader *r);
+extern void reader_hedged_ahead_discard(ObjectReader *r);
 extern void reader_prefetch_discard(ObjectReader *r);
 
 #endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

@@ -252,6 +252,37 @@ SELECT scan_two('wide', 'wide2');
 }
 is($node->safe_psql('postgres', q{SELECT scan_two('wide', 'wide2')}), "$expect $expect",
 	'after scans cancelled at random points, two scans read every row');
+# --- 7. a blob's windows read ahead while read times are unknown ----------
+# Windows of a cold reader ask every shard, and the next window is asked
+# for while this one is waited for and opened: a whole export, a
+# descriptor that reads on, jumps back (the window read ahead is dropped)
+# and reads on again, each with the read times forgotten.
+my $file = "$base/blob.bin";
+DestorTest::write_random_file($file, 20 * 1024 * 1024);
+my $blob = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$file')");
+my $mib = 1024 * 1024;
+sub file_md5
+{
+	my ($off, $len) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT md5(substring(pg_read_binary_file('$file') from $off + 1 for $len))");
+}
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+is($node->safe_psql('postgres', "SELECT md5(destor.blob_get('$blob'))"),
+	$node->safe_psql('postgres', "SELECT md5(pg_read_binary_file('$file'))"),
+	'a cold read of a 20 MiB blob (two windows) is exact');
+my @pieces = ([0, 16 * $mib], [16 * $mib, 2 * $mib], [$mib, 2 * $mib], [3 * $mib, 17 * $mib]);
+my $script = "SELECT destor.provider_stats_reset() \\g /dev/null\nBEGIN;\nSELECT destor.blob_open('$blob') AS fd \\gset\n";
+for my $p (@pieces)
+{
+	$script .= "SELECT destor.blob_seek(:fd, $p->[0], 0) \\g /dev/null\n"
+	  . "SELECT md5(destor.blob_read(:fd, $p->[1]));\n";
+}
+$script .= "COMMIT;\n";
+is($node->safe_psql('postgres', $script),
+	join("\n", map { file_md5(@$_) } @pieces),
+	'a cold descriptor reading on, jumping back and reading on is exact');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/TRAP|server process .* was terminated|leaked|still attached/,
 	'no assertion, crash or leak reported in the server log');
