@@ -8,8 +8,8 @@
  * the healthy path cannot serve from data shards alone, or whose data
  * shards are on providers not measured yet, is read as runs of whole
  * stripes from every shard, hedged (multi_prepare_runs).  A
- * read-ahead not wanted is collected (its transfers write into our
- * buffers) before its memory goes.
+ * read-ahead not wanted is cancelled before its memory goes
+ * (provider_cancel: s3 transfers stopped, not waited for).
  */
 #include "postgres.h"
 
@@ -31,7 +31,11 @@ reader_hedged_ahead_discard(ObjectReader *r)
 	reader_hedged_discard(r, h);
 }
 
-/* Collect a read-ahead that was started but is not wanted. */
+/*
+ * Drop a read-ahead that was started but is not wanted: its transfers are
+ * stopped, not waited for (a scan under a LIMIT, a cursor closed early, a
+ * read elsewhere would otherwise wait for a batch it throws away).
+ */
 void
 reader_ahead_discard(ObjectReader *r)
 {
@@ -39,8 +43,8 @@ reader_ahead_discard(ObjectReader *r)
 
 	if (b == NULL)
 		return;
-	r->ahead = NULL;			/* finish cleans up itself if it fails */
-	provider_finish(b);
+	r->ahead = NULL;
+	provider_cancel(b);
 	object_read_stats.requests += r->ahead_nreqs;
 }
 
@@ -405,7 +409,7 @@ multi_matches(MultiFetch *mf, int n, const uint64 *offsets, const uint64 *lens)
 		memcmp(mf->lens, lens, sizeof(uint64) * n) == 0;
 }
 
-/* Drop read-aheads from position "from" on (collecting their transfers first). */
+/* Drop read-aheads from position "from" on (their transfers stopped). */
 static void
 prefetch_discard_from(ObjectReader *r, int from)
 {
@@ -416,7 +420,12 @@ prefetch_discard_from(ObjectReader *r, int from)
 		if (mf == NULL)
 			continue;
 		r->prefetch[a] = NULL;
-		multi_finish(r, mf);
+		if (mf->batch)
+		{
+			provider_cancel(mf->batch);
+			mf->batch = NULL;
+			object_read_stats.requests += mf->nreqs;
+		}
 		MemoryContextDelete(mf->cxt);
 	}
 }

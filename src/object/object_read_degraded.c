@@ -704,14 +704,14 @@ reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1)
 	return h->b0 == b0 && h->b1 == b1;
 }
 
-/* Drop a window read ahead that is not wanted (collecting it first). */
+/* Drop a window read ahead that is not wanted (its transfers stopped). */
 void
 reader_hedged_discard(ObjectReader *r, HedgedWindow *h)
 {
 	ProviderBatch *b = h->batch;
 
 	h->batch = NULL;
-	provider_finish(b);
+	provider_cancel(b);
 	object_read_stats.requests += h->nreqs;
 	MemoryContextDelete(h->cxt);
 }

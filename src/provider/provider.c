@@ -593,6 +593,26 @@ provider_abandon(ProviderBatch *b)
 	b->s3 = NULL;
 }
 
+/*
+ * provider_cancel — a batch not wanted after all: its s3 transfers are
+ * stopped rather than waited for; its file transfers (local, quick) are
+ * completed, so that their descriptors close now.  Nothing is noted in the
+ * providers' statistics: stopped requests say nothing of them.
+ */
+void
+provider_cancel(ProviderBatch *b)
+{
+	if (!b->open)
+		return;
+	if (b->s3)
+		provider_s3_abandon(b->s3);
+	b->s3 = NULL;
+	b->open = false;
+	if (b->file)
+		provider_file_finish(b->file);
+	b->file = NULL;
+}
+
 void
 provider_poll(void)
 {

@@ -415,7 +415,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				e->retries += r->retries;
 				e->short_bodies += r->short_bodies;
 			}
-			if (r->late && r->latency_ms > 0 && r->op == POP_GET)
+			if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
 			{
 				e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
 				e->recent_pos = (e->recent_pos + 1) % RECENT_READS;

@@ -120,9 +120,12 @@ typedef struct S3Transfer
 	bool		unexpected_range;
 	S3Body		body;			/* XML answers and error documents */
 	int			short_bodies;	/* GET answers that ended before their length */
-	bool		timing_loose;	/* nobody looked at the sockets for a while
-								 * during this try: libcurl's times of it are
-								 * stretched by the backend's own work */
+	TimestampTz try_start;		/* when this try started */
+	double		gap_ms;			/* how long of this try nobody looked at the
+								 * sockets (the backend did other work) */
+	bool		timing_loose;	/* that was a good part of the try: libcurl's
+								 * times of it are stretched by the backend's
+								 * own work (s3_try_loose) */
 	bool		stopped;		/* its run ended before it did (s3_run_end) */
 
 	/* last failure, for provider_s3_list's ereport (palloc'd in resultcxt) */

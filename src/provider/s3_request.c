@@ -440,8 +440,11 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	if (mrc != CURLM_OK)
 		elog(ERROR, "curl_multi_add_handle failed: %s", curl_multi_strerror(mrc));
 	t->state = TS_RUNNING;
+	t->try_start = GetCurrentTimestamp();
+	t->gap_ms = 0;
+	t->timing_loose = false;
 	if (t->first_start == 0)
-		t->first_start = GetCurrentTimestamp();
+		t->first_start = t->try_start;
 
 	pfree(url.data);
 	pfree(rawpath.data);

@@ -669,6 +669,22 @@ s3_transfer_outcome(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	return S3_OK;
 }
 
+/*
+ * Whether libcurl's times of t's try do not measure its provider: nobody
+ * looked at its socket for more than S3_LOOSE_SHARE of the try (the backend
+ * decoded meanwhile, or a cursor sat idle).  A shorter wait stretches them
+ * a little; the kernel keeps receiving meanwhile.
+ */
+#define S3_LOOSE_SHARE			0.25
+
+static bool
+s3_try_loose(S3Transfer *t)
+{
+	double		elapsed_ms = (double) (GetCurrentTimestamp() - t->try_start) / 1000.0;
+
+	return t->try_start != 0 && t->gap_ms > S3_LOOSE_SHARE * Max(elapsed_ms, 1.0);
+}
+
 /* A try has ended: decide, record, and maybe queue the next try. */
 static void
 s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
@@ -717,10 +733,13 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	 * clock ran on, the provider did nothing wrong.  Try again, without
 	 * counting the try.
 	 */
+	t->timing_loose = s3_try_loose(t);
 	if (outcome != S3_OK && t->timing_loose && t->last_curl_rc == CURLE_OPERATION_TIMEDOUT)
 	{
 		t->attempt--;
 		t->timing_loose = false;
+		t->first_start = 0;		/* judged from the new try's start: hedging
+								 * would find it late at once */
 		t->state = TS_QUEUED;
 		t->not_before = 0;
 		return;
@@ -945,6 +964,7 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	 * came in meanwhile waited in the socket, and the turn that judges
 	 * has read it.)
 	 */
+	t->timing_loose = started && s3_try_loose(t);
 	t->req->timing_loose = t->timing_loose;
 	if (cancel)
 	{
@@ -957,7 +977,7 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 		 * provider's bulk spare would be taken for a slow one).
 		 */
 		t->req->late = started && late_ms > 0 && t->req->latency_ms > late_ms &&
-			t->status == 0 && t->received == 0;
+			t->status == 0 && t->received == 0 && !t->timing_loose;
 		return;
 	}
 	t->req->abandoned = true;
@@ -1327,14 +1347,13 @@ static S3Run *s3_runs = NULL;
 
 /*
  * When libcurl last looked at the sockets: the end of the last
- * curl_multi_perform or curl_multi_poll.  A transfer running while nobody
- * looked for longer than S3_ATTENTIVE_GAP_MS (the backend was decoding)
- * has libcurl's times stretched by that wait: they do not measure its
- * provider (timing_loose).
+ * curl_multi_perform or curl_multi_poll.  The time nobody looked (the
+ * backend was decoding) is added to every transfer then running
+ * (gap_ms, waits under S3_GAP_MIN_US aside); see s3_try_loose.
  */
 static TimestampTz s3_attentive_at = 0;
 
-#define S3_ATTENTIVE_GAP_MS		10
+#define S3_GAP_MIN_US			1000
 /* polls closer together than this do not turn the loop */
 #define S3_POLL_MIN_US			200
 
@@ -1365,12 +1384,14 @@ s3_drive(CURLM *multi)
 	CURLMsg    *msg;
 	CURLMcode	mrc;
 
-	if (s3_attentive_at != 0 && now - s3_attentive_at > S3_ATTENTIVE_GAP_MS * 1000)
+	if (s3_attentive_at != 0 && now - s3_attentive_at > S3_GAP_MIN_US)
 	{
+		double		gap_ms = (double) (now - s3_attentive_at) / 1000.0;
+
 		for (S3Run *run = s3_runs; run != NULL; run = run->next)
 			for (int i = 0; i < run->n; i++)
 				if (run->ts[i]->state == TS_RUNNING)
-					run->ts[i]->timing_loose = true;
+					run->ts[i]->gap_ms += gap_ms;
 	}
 	mrc = curl_multi_perform(multi, &still_running);
 	s3_attentive_at = GetCurrentTimestamp();

@@ -287,15 +287,17 @@ extern void provider_execute(ProviderRequest *reqs, int nreqs);
  * while the caller works.  File transfers proceed in the background (AIO);
  * s3 reads run on the backend's multi handle, moved along by
  * provider_poll; other s3 requests complete inside provider_start.  Every
- * started batch is finished or abandoned: a batch whose context is reset
- * or deleted first (an ERROR) is abandoned by that context's callback,
- * before the buffers its transfers write into are freed.
+ * started batch is finished, cancelled (not wanted after all) or
+ * abandoned: a batch whose context is reset or deleted first (an ERROR) is
+ * abandoned by that context's callback, before the buffers its transfers
+ * write into are freed.
  */
 typedef struct ProviderBatch ProviderBatch;
 
 extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
 extern void provider_finish(ProviderBatch *b);
 extern void provider_abandon(ProviderBatch *b);
+extern void provider_cancel(ProviderBatch *b);
 
 /*
  * Let the transfers of started batches move: a reader calls it between

@@ -220,6 +220,19 @@ SELECT scan_paused('wide', 0, 0, false);
 like($err, qr/division by zero/, 'the transaction failed with a batch in flight');
 like($out, qr/\Q$expect\E\s*$/, 'the next scan of the same session reads every row');
 
+# --- 3b. read-aheads dropped unread: a LIMIT, a cursor closed early ------
+# The batch read ahead is stopped, not waited for; nothing of it may reach
+# the next read.
+is($node->safe_psql('postgres', q{
+SELECT string_agg(id::text, ',') FROM (SELECT id FROM wide LIMIT 3) s;
+BEGIN;
+DECLARE c NO SCROLL CURSOR FOR SELECT id, payload FROM wide;
+MOVE 25000 IN c;
+CLOSE c;
+COMMIT;
+SELECT scan_paused('wide', 0, 0, false);}), "1,2,3\n$expect",
+	'after a LIMIT and a cursor closed with a batch in flight, a scan reads every row');
+
 # --- 4. two scans in flight at once -----------------------------------------
 is($node->safe_psql('postgres', q{SELECT scan_two('wide', 'wide2')}), "$expect $expect",
 	'two scans read ahead at once, each reads its own rows');
