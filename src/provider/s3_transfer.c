@@ -1386,12 +1386,17 @@ s3_drive(CURLM *multi)
 
 	if (s3_attentive_at != 0 && now - s3_attentive_at > S3_GAP_MIN_US)
 	{
-		double		gap_ms = (double) (now - s3_attentive_at) / 1000.0;
-
+		/* the part of the wait each running try was running for: none
+		 * for the tries this turn has just started */
 		for (S3Run *run = s3_runs; run != NULL; run = run->next)
 			for (int i = 0; i < run->n; i++)
-				if (run->ts[i]->state == TS_RUNNING)
-					run->ts[i]->gap_ms += gap_ms;
+			{
+				S3Transfer *t = run->ts[i];
+				TimestampTz from = Max(s3_attentive_at, t->try_start);
+
+				if (t->state == TS_RUNNING && now > from)
+					t->gap_ms += (double) (now - from) / 1000.0;
+			}
 	}
 	mrc = curl_multi_perform(multi, &still_running);
 	s3_attentive_at = GetCurrentTimestamp();
