@@ -518,8 +518,10 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 	if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
 	{
 		/* read ahead: it has been coming in while the last window opened */
-		provider_finish(r->ahead);
-		r->ahead = NULL;
+		ProviderBatch *b = r->ahead;
+
+		r->ahead = NULL;		/* finish cleans up itself if it fails */
+		provider_finish(b);
 		reqs = r->ahead_reqs;
 		shard_of = r->ahead_shard_of;
 		nreqs = r->ahead_nreqs;
