@@ -296,6 +296,7 @@ batch_fetch(DestorScan *st, int first)
 	ObjectReadRanges ahead[OBJECT_READ_AHEAD_MAX];
 	int			nahead = 0;
 	int			after;
+	ObjectReadStats before;
 
 	if (st->batchcxt == NULL)
 		st->batchcxt = AllocSetContextCreate(MemoryContextGetParent(st->rgcxt),
@@ -326,8 +327,10 @@ batch_fetch(DestorScan *st, int first)
 	for (int r = 0; r < b->plan.nranges; r++)
 		b->rbufs[r] = palloc(Max(b->plan.rlens[r], 1));
 	MemoryContextSwitchTo(old);
+	before = object_read_stats;
 	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
 								   b->rbufs, nahead, ahead);
+	scan_stats_since(st, &before);
 	st->batch = b;
 	return b;
 }
@@ -373,8 +376,10 @@ scan_unit_chunks(DestorScan *st, DestorScanUnit *u)
 		else
 		{
 			char	   *stored = palloc(Max(e->length, 1));
+			ObjectReadStats before = object_read_stats;
 
 			object_reader_read(st->reader, e->offset, e->length, stored);
+			scan_stats_since(st, &before);
 			plain[a] = chunk_plain(st, u->dir, e, stored);
 		}
 	}

@@ -151,7 +151,7 @@ typedef struct DestorScan
 	int			nloaded;
 	uint8	   *cur_deleted;	/* the segment's deleted rows, or NULL */
 
-	ObjectReadStats stats_at_start;
+	ObjectReadStats stats;		/* this scan's own fetches (scan_stats_since) */
 	int64		rgs_read;
 	int64		chunks_read;	/* column chunks loaded */
 	int64		chunks_cached;	/* of them, found decompressed in the cache */
@@ -267,5 +267,20 @@ extern void forget_table_data(const uint8 table_id[CODEC_OBJID_LEN]);
 /* table_analyze.c */
 extern bool destorAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
 									  BlockNumber *totalpages);
+
+/*
+ * Tally what a call into the scan's reader fetched as the scan's own: the
+ * backend's counters move for every scan of a query (a join's two scans,
+ * each with a batch in flight).
+ */
+static inline void
+scan_stats_since(DestorScan *st, const ObjectReadStats *before)
+{
+	st->stats.requests += object_read_stats.requests - before->requests;
+	st->stats.bytes_fetched += object_read_stats.bytes_fetched - before->bytes_fetched;
+	st->stats.degraded_reads += object_read_stats.degraded_reads - before->degraded_reads;
+	st->stats.hedged_reads += object_read_stats.hedged_reads - before->hedged_reads;
+	st->stats.corrupt_chunks += object_read_stats.corrupt_chunks - before->corrupt_chunks;
+}
 
 #endif							/* DESTOR_TABLE_INTERNAL_H */

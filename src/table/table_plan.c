@@ -271,10 +271,10 @@ destorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (es->analyze)
 	{
 		int64		rgs = st->rgs_read;
-		int64		requests = object_read_stats.requests - st->stats_at_start.requests;
-		int64		bytes = object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched;
-		int64		degraded = object_read_stats.degraded_reads - st->stats_at_start.degraded_reads;
-		int64		hedged = object_read_stats.hedged_reads - st->stats_at_start.hedged_reads;
+		int64		requests = st->stats.requests;
+		int64		bytes = st->stats.bytes_fetched;
+		int64		degraded = st->stats.degraded_reads;
+		int64		hedged = st->stats.hedged_reads;
 
 		rgs += st->worker_rgs;
 		requests += st->worker_requests;

@@ -271,7 +271,6 @@ destorBeginForeignScan(ForeignScanState *node, int eflags)
 		}
 	}
 	text_io_leave(guclevel);
-	st->stats_at_start = object_read_stats;
 }
 
 /*
@@ -460,7 +459,12 @@ scan_open_segment(DestorScan *st, SegmentDirectory *dir)
 	if (dir == st->cur_dir)
 		return;
 	if (st->reader)
-		object_reader_close(st->reader);
+	{
+		ObjectReadStats before = object_read_stats;
+
+		object_reader_close(st->reader);	/* (a read-ahead dropped counts) */
+		scan_stats_since(st, &before);
+	}
 	st->reader = NULL;
 	st->cur_dir = NULL;
 	st->batch = NULL;			/* its bytes came from the old reader */
@@ -485,8 +489,11 @@ chunk_part(DestorScan *st, SegmentDirectory *dir, ChunkEntry *e, uint32 from, ui
 {
 	if (e->length == e->raw_length && e->encoding == CHUNK_PLAIN)
 	{
+		ObjectReadStats before = object_read_stats;
+
 		scan_open_segment(st, dir);
 		object_reader_read(st->reader, e->offset + from, len, dst);
+		scan_stats_since(st, &before);
 		return true;
 	}
 	return cache_lookup_span_part(dir->object_id, e->offset, e->raw_length, from, len, dst);
@@ -928,14 +935,10 @@ scan_shared_publish(DestorScan *st)
 	if (st && st->shared && IsParallelWorker())
 	{
 		pg_atomic_fetch_add_u64(&st->shared->rgs_read, st->rgs_read);
-		pg_atomic_fetch_add_u64(&st->shared->requests,
-								object_read_stats.requests - st->stats_at_start.requests);
-		pg_atomic_fetch_add_u64(&st->shared->bytes,
-								object_read_stats.bytes_fetched - st->stats_at_start.bytes_fetched);
-		pg_atomic_fetch_add_u64(&st->shared->degraded,
-								object_read_stats.degraded_reads - st->stats_at_start.degraded_reads);
-		pg_atomic_fetch_add_u64(&st->shared->hedged,
-								object_read_stats.hedged_reads - st->stats_at_start.hedged_reads);
+		pg_atomic_fetch_add_u64(&st->shared->requests, st->stats.requests);
+		pg_atomic_fetch_add_u64(&st->shared->bytes, st->stats.bytes_fetched);
+		pg_atomic_fetch_add_u64(&st->shared->degraded, st->stats.degraded_reads);
+		pg_atomic_fetch_add_u64(&st->shared->hedged, st->stats.hedged_reads);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_read, st->chunks_read);
 		pg_atomic_fetch_add_u64(&st->shared->chunks_cached, st->chunks_cached);
 		st->shared = NULL;

@@ -59,6 +59,19 @@ $reads});
 $st = read_times();
 unlike($st, qr/p50 none/, "six small reads one per statement: every provider asked has a read time: $st");
 
+# --- 3. a scan in a session that read before --------------------------------
+$node->safe_psql('postgres', q{
+CREATE FOREIGN TABLE wide (id int, payload text)
+  SERVER archive OPTIONS (segment_rows '1000000', row_group_rows '10000');
+INSERT INTO wide SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 100000) i;});
+$node->safe_psql('postgres', qq{
+SELECT length(destor.blob_read('$blob', 0, 100));
+SELECT destor.provider_stats_reset();
+SELECT pg_sleep(0.05);
+SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide;});
+$st = read_times();
+unlike($st, qr/p50 none/, "a scan in a session that read before: every provider asked has a read time: $st");
+
 set_delay(0, 0);
 
 $node->stop;
