@@ -54,6 +54,9 @@
 #   BENCH_CACHE_MB=n    destor.cache_size (default 128: the size the issue measured)
 #   BENCH_QUICK=1       a run of a few minutes: 200,000 rows, a 16 MiB blob,
 #                       200 reads (explicit BENCH_* values still win)
+#   BENCH_TRACE=file    the proxy writes every request there (see
+#                       wan_proxy.py), with a "label" line before each
+#                       workload: where a workload's time went
 #   BENCH_PORT=n        base port: the cluster on n, the servers on n+1..n+6,
 #                       the proxy on n+11..n+16 (default 54360)
 #   BENCH_USER=name     unprivileged user to run as when started by root
@@ -163,7 +166,8 @@ for i in 1 2 3 4 5 6; do
 	pids+=($!)
 done
 {
-	printf '{"control": "%s", "stats": "%s", "seed": 11, "providers": [' "$dir/late" "$dir/stats.json"
+	printf '{"control": "%s", "stats": "%s", "trace": "%s", "seed": 11, "providers": [' \
+		"$dir/late" "$dir/stats.json" "${BENCH_TRACE:-}"
 	for i in 1 2 3 4 5 6; do
 		IFS=: read -r d dn up <<< "${wan[$((i - 1))]}"
 		[ "$i" = 1 ] || printf ', '
@@ -219,7 +223,9 @@ $run
 SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) AS secs \gset
 SELECT :'secs' || '|' || (regexp_match(pg_read_file('/proc/self/status'), 'VmHWM:\s+(\d+)'))[1] || '|' || :'result';
 SELECT s[14]::bigint + s[15]::bigint FROM string_to_array(pg_read_file('/proc/self/stat'), ' ') s \g '$dir/backend_cpu'
+SELECT 'query ' || extract(epoch FROM :'t0'::timestamptz) || ' ' || :'secs' \g '$dir/query_span'
 SQL
+	[ -z "${BENCH_TRACE:-}" ] || cat "$dir/query_span" >> "$BENCH_TRACE"
 }
 # CPU seconds the bench's peers used so far: "servers proxy" (s3rver
 # processes, the WAN proxy), from /proc (clock ticks)
@@ -250,6 +256,13 @@ proxy_stats() {
 	python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for p in sorted(d): print(p, d[p]["requests"], d[p]["late"], d[p]["bytes_down"], d[p]["bytes_up"])' "$dir/stats.json"
+}
+# with BENCH_TRACE, a labelled mark in the proxy's trace (its clock)
+trace_mark() { # label
+	[ -n "${BENCH_TRACE:-}" ] || return 0
+	echo "label $1" >> "$BENCH_TRACE"
+	kill -USR2 "${pids[6]}"
+	sleep 0.1
 }
 # differences of two proxy_stats outputs: "requests late down up" summed
 stats_diff() {
@@ -370,6 +383,7 @@ echo " done"
 
 echo "-- 1. COPY of $rows rows"
 s0=$(proxy_stats)
+trace_mark copy
 IFS='|' read -r t_copy rss_copy _ <<< "$(timed "" "COPY destor_t FROM $(lit "$dir/rows.csv") (FORMAT csv)" stmt)"
 s1=$(proxy_stats)
 IFS='|' read -r t_hcopy _ _ <<< "$(timed "" "COPY heap_copy FROM $(lit "$dir/rows.csv") (FORMAT csv)" stmt)"
@@ -389,6 +403,7 @@ echo "-- 2. cold full scan"
 IFS='|' read -r t_heap _ r_heap <<< "$(timed "SELECT pg_prewarm('heap_t') \\g /dev/null" "$(printf "$q_scan" heap_t)")"
 s0=$(proxy_stats)
 c0=$(peer_cpu)
+trace_mark cold_scan
 IFS='|' read -r t_scan rss_scan r_scan <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
 cpu_line "cold full scan" "$t_scan" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
@@ -400,6 +415,7 @@ detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
 c0=$(peer_cpu)
+trace_mark curl_scan
 t_pscan=$(peers "$table_objs" "$tb")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pscan" "$c0" "$(peer_cpu)"
@@ -424,6 +440,7 @@ detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
 c0=$(peer_cpu)
+trace_mark cold_export
 IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
 	"SELECT destor.blob_export($(lit "$blob")::destor.blob, $(lit "$dir/blob.out"))")"
 cpu_line "cold blob_export" "$t_exp" "$c0" "$(peer_cpu)"
@@ -436,6 +453,7 @@ detail "cold blob_export" "$s0" "$s1"
 echo "${report[-1]}"
 s0=$(proxy_stats)
 c0=$(peer_cpu)
+trace_mark curl_export
 t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pexp" "$c0" "$(peer_cpu)"
@@ -470,6 +488,7 @@ q_rt="SELECT sum(length(destor.blob_read($(lit "$blob")::destor.blob, off, 8192)
 q_lt="SELECT sum(length(lo_get($lo, off, 8192))) FROM offs"
 psql_q -c "SELECT pg_prewarm('pg_largeobject')" >/dev/null
 s0=$(proxy_stats)
+trace_mark cold_reads
 IFS='|' read -r t_rcold _ _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$q_rt")"
 s1=$(proxy_stats)
 IFS='|' read -r t_rwarm rss_rwarm _ <<< "$(timed "" "$q_rt")"
@@ -491,6 +510,7 @@ if [ "$late_pct" -gt 0 ]; then
 	echo "-- 5. cold full scan, $late_pct% of requests $late_ms ms late"
 	awk -v p="$late_pct" -v ms="$late_ms" 'BEGIN { print p / 100, ms }' > "$dir/late"
 	s0=$(proxy_stats)
+	trace_mark late_scan
 	IFS='|' read -r t_late _ r_late <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
 	s1=$(proxy_stats)
 	echo "0 0" > "$dir/late"

@@ -7,8 +7,9 @@ and each direction behaves like a WAN link:
 
   - a one-way delay (propagation): every chunk leaves DELAY ms after it has
     gone through the bandwidth limit; the TCP handshake is charged one round
-    trip too (the first bytes a client sends leave one RTT later), since a
-    real connect() would have waited that long;
+    trip too (the first bytes a client sends set out one RTT after the
+    connection, and then take the delay), since a real connect() would have
+    waited that long;
   - a bandwidth cap per provider per direction (serialization), shared by
     all the provider's connections: a token bucket refilled at RATE bytes/s
     with a burst of one chunk (64 KiB), taken in arrival order, so N parallel
@@ -24,6 +25,14 @@ and each direction behaves like a WAN link:
 Back-pressure is kept: a direction reads its next chunk only once the last
 one has passed the bandwidth limit, so at most bandwidth x delay bytes are in
 flight, as on a real link.
+
+With "trace" in the configuration, every request is also written to that file
+as one line when it ends: provider, connection, the times (seconds, monotonic
+clock) it arrived at the proxy, its first answer byte left the proxy, its
+last answer byte left, answer bytes, and the request line and Range header;
+SIGUSR2 writes a mark line with the monotonic and the wall-clock time
+("mark <monotonic> <epoch>"), which is how wan_bench.sh puts the queries it
+times (its "query <epoch start> <seconds>" lines) on the same clock.
 
 Counters (per provider: connections, requests, requests held late, bytes
 down and up) are written as JSON to the stats file on SIGUSR1 (written to a
@@ -68,10 +77,11 @@ class Bucket:
             self.stamp = now
             self.tokens -= n
             if self.tokens < 0:
-                wait = -self.tokens / self.rate
-                await asyncio.sleep(wait)
-                self.tokens = 0.0
-                self.stamp = time.monotonic()
+                # the debt stays on the books: the next take credits the
+                # whole time since the stamp, so a sleep that overshoots
+                # (asyncio wakes a millisecond or so late, against 2.6 ms
+                # per chunk at 25 MB/s) costs no bandwidth
+                await asyncio.sleep(-self.tokens / self.rate)
 
 
 class Late:
@@ -101,7 +111,9 @@ class Late:
 
 
 class Provider:
-    def __init__(self, conf, late):
+    def __init__(self, conf, late, trace):
+        self.trace = trace
+        self.nconn = 0
         self.name = conf["name"]
         self.listen = int(conf["listen"])
         self.target = int(conf["target"])
@@ -128,6 +140,13 @@ class Provider:
                         await asyncio.sleep(pause)
                     writer.write(data)
                     await writer.drain()
+                    if not upstream and conn.get("req") is not None:
+                        req = conn["req"]
+                        t = time.monotonic()
+                        if req["first"] is None:
+                            req["first"] = t
+                        req["last"] = t
+                        req["bytes"] += len(data)
             except (ConnectionError, OSError):
                 pass
             finally:
@@ -137,7 +156,7 @@ class Provider:
                     pass
 
         task = asyncio.ensure_future(deliver())
-        last_due = not_before
+        last_due = 0.0
         try:
             while True:
                 data = await reader.read(CHUNK)
@@ -147,6 +166,12 @@ class Provider:
                 if upstream:
                     if conn["idle"] and data.startswith(METHODS):
                         self.stats["requests"] += 1
+                        self.trace_end(conn)
+                        if self.trace is not None:
+                            head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+                            rng = [h.split(":", 1)[1].strip() for h in head[1:] if h.lower().startswith("range:")]
+                            conn["req"] = {"arrived": time.monotonic(), "first": None, "last": None, "bytes": 0,
+                                           "line": head[0].rsplit(" ", 1)[0], "range": rng[0] if rng else "-"}
                         extra = self.late.extra()
                         if extra > 0:
                             self.stats["late"] += 1
@@ -155,7 +180,9 @@ class Provider:
                     conn["idle"] = True
                 await bucket.take(len(data))
                 self.stats[counter] += len(data)
-                due = max(time.monotonic() + self.delay + extra, last_due)
+                # bytes sent before the handshake's round trip is over
+                # set out once it is, and then take the delay like others
+                due = max(max(time.monotonic(), not_before) + self.delay + extra, last_due)
                 last_due = due
                 queue.put_nowait((due, data))
         except (ConnectionError, OSError):
@@ -163,6 +190,20 @@ class Provider:
         finally:
             queue.put_nowait(None)
             await task
+            if not upstream:
+                self.trace_end(conn)
+
+    def trace_end(self, conn):
+        req = conn.get("req")
+        conn["req"] = None
+        if req is None or self.trace is None:
+            return
+        self.trace.write("%s c%d %.6f %s %s %d %s %s\n" % (
+            self.name, conn["id"], req["arrived"],
+            "%.6f" % req["first"] if req["first"] is not None else "-",
+            "%.6f" % req["last"] if req["last"] is not None else "-",
+            req["bytes"], req["line"].replace(" ", "_"), req["range"]))
+        self.trace.flush()
 
     async def handle(self, creader, cwriter):
         self.stats["connections"] += 1
@@ -172,7 +213,8 @@ class Provider:
         except OSError:
             cwriter.close()
             return
-        conn = {"idle": True}
+        self.nconn += 1
+        conn = {"idle": True, "id": self.nconn, "req": None}
         # the handshake's round trip, which the loopback connect() skipped
         await asyncio.gather(
             self.pump(creader, swriter, self.up, "bytes_up", accepted + 2 * self.delay, conn, True),
@@ -185,7 +227,8 @@ def main():
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     late = Late(conf["control"], conf.get("seed", 1))
-    providers = [Provider(p, late) for p in conf["providers"]]
+    trace = open(conf["trace"], "a") if conf.get("trace") else None
+    providers = [Provider(p, late, trace) for p in conf["providers"]]
     servers = []
     for p in providers:
         servers.append(loop.run_until_complete(
@@ -199,6 +242,11 @@ def main():
         os.rename(tmp, conf["stats"])
 
     loop.add_signal_handler(signal.SIGUSR1, dump)
+    if trace is not None:
+        def mark():
+            trace.write("mark %.6f %.6f\n" % (time.monotonic(), time.time()))
+            trace.flush()
+        loop.add_signal_handler(signal.SIGUSR2, mark)
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     loop.add_signal_handler(signal.SIGINT, loop.stop)
     print("ready", flush=True)
