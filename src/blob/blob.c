@@ -242,6 +242,17 @@ blob_data_reader(BlobData *d)
 	return d->pending ? NULL : object_reader_open(d->meta);
 }
 
+/* The same, for a caller that reads the whole blob in order: it reads ahead from the start. */
+ObjectReader *
+blob_data_reader_whole(BlobData *d)
+{
+	ObjectReader *r = blob_data_reader(d);
+
+	if (r != NULL)
+		object_reader_read_on(r, d->base + d->size);
+	return r;
+}
+
 /* n bytes of the blob at off (inside it) into dst; r from blob_data_reader. */
 void
 blob_data_read(BlobData *d, ObjectReader *r, uint64 off, uint64 n, char *dst)
@@ -979,7 +990,7 @@ blob_export(PG_FUNCTION_ARGS)
 				 errhint("Give the absolute path of the file on the database server.")));
 
 	meta = blob_open_data(b, "read");
-	r = blob_data_reader(meta);
+	r = blob_data_reader_whole(meta);
 	progress_start("blob_export", InvalidOid, object_id_text(meta->id));
 	progress_set_totals((int64) meta->size, 1);
 	progress_set_phase("reading");
@@ -1181,7 +1192,7 @@ blob_to_lo(PG_FUNCTION_ARGS)
 	Oid			lo = PG_GETARG_OID(1);
 	bool		delete_blob = PG_GETARG_BOOL(2);
 	BlobData   *meta = blob_open_data(b, delete_blob ? "delete" : "read");
-	ObjectReader *r = blob_data_reader(meta);
+	ObjectReader *r = blob_data_reader_whole(meta);
 	LargeObjectDesc *desc;
 	char	   *buf = palloc(LO_IO_CHUNK);
 
@@ -1382,7 +1393,7 @@ blob_verify(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not compute a SHA-256")));
-	r = blob_data_reader(d);
+	r = blob_data_reader_whole(d);
 	buf = palloc(BLOB_IO_CHUNK);
 	for (uint64 off = 0; off < d->size;)
 	{

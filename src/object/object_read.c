@@ -499,6 +499,18 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 }
 
 /*
+ * object_reader_read_on — a caller that will read on, in order, up to
+ * plaintext offset end (an export, a recall), says so: its first read
+ * fetches its next window ahead too, which a read alone does not (it may
+ * be the only one).
+ */
+void
+object_reader_read_on(ObjectReader *r, uint64 end)
+{
+	r->read_on_until = end;
+}
+
+/*
  * fetch_healthy — stage 2 on the healthy path: the window's ciphertext
  * [cs, ce) from the data shards only, collecting the read-ahead when it was
  * for this window.  False when a data shard is not usable, its provider is
@@ -506,24 +518,20 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
  * reads the window degraded.
  */
 static bool
-fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
+fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has_next,
+			  uint64 nb0, uint64 nb1)
 {
-	ProviderRequest local_reqs[CODEC_RS_MAX_DATA];
-	int			local_shard_of[CODEC_RS_MAX_DATA];
-	ProviderRequest *reqs = local_reqs;
-	int		   *shard_of = local_shard_of;
+	ProviderRequest *reqs;
+	int		   *shard_of;
+	ProviderBatch *b;
 	int			nreqs;
 	bool		ok = true;
 
 	if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
 	{
 		/* read ahead: it has been coming in while the last window opened */
-		ProviderBatch *b = r->ahead;
-
+		b = r->ahead;
 		r->ahead = NULL;		/* finish cleans up itself if it fails */
-		provider_finish(b);
-		reqs = r->ahead_reqs;
-		shard_of = r->ahead_shard_of;
 		nreqs = r->ahead_nreqs;
 		*src = r->ahead_src;
 		r->cur_set ^= 1;
@@ -531,11 +539,27 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src)
 	else
 	{
 		reader_ahead_discard(r);
-		nreqs = reader_healthy_requests(r, cs, ce, r->cur_set, reqs, shard_of, src);
+		nreqs = reader_healthy_requests(r, cs, ce, r->cur_set, r->set_reqs[r->cur_set],
+										r->set_shard_of[r->cur_set], src);
 		if (nreqs < 0)
 			return false;
-		provider_execute(reqs, nreqs);
+		b = provider_start(r->set_reqs[r->cur_set], nreqs);
 	}
+	reqs = r->set_reqs[r->cur_set];
+	shard_of = r->set_shard_of[r->cur_set];
+
+	/*
+	 * Reading on: the next window's requests go out in this one's last
+	 * round trip (into the other buffer set, whose window is opened by
+	 * now), so that every provider's link stays busy from one window to
+	 * the next.
+	 */
+	if (has_next)
+	{
+		provider_wait_tail(b);
+		reader_next_start(r, nb0, nb1);
+	}
+	provider_finish(b);
 	object_read_stats.requests += nreqs;
 	for (int q = 0; q < nreqs; q++)
 	{
@@ -662,7 +686,9 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 					ce;
 		WindowSource src;
 		bool		healthy;
-		bool		unmeasured;
+		WindowPlan	plan;
+		bool		has_next;
+		uint64		nb1;
 
 		CHECK_FOR_INTERRUPTS();
 		r->cache_fill = (b1 - b0 + 1) < CACHE_BULK_BLOCKS;
@@ -683,14 +709,34 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		/* stage 2: fetch the span of missing blocks */
 		cs = block_cstart(r, wb0);
 		ce = block_cend(r, wb1);
-		if (reader_healthy_plan(r, cs, ce, &unmeasured) && unmeasured)
+		plan = reader_window_plan(r, cs, ce);
+
+		/*
+		 * A window read ahead is used whichever way it was planned then:
+		 * read times learnt meanwhile (a window asked of every shard while
+		 * none was known) do not make its bytes in flight worth dropping.
+		 */
+		if (r->ahead_hedged && reader_hedged_matches(r->ahead_hedged, wb0, wb1))
+			plan = reader_hedged_degraded(r->ahead_hedged) ? WINDOW_HEDGED_DEGRADED : WINDOW_HEDGED_EVERY;
+		else if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
+			plan = WINDOW_HEALTHY;
+
+		/*
+		 * Sequential reading (more windows in this read, or this read
+		 * continuing the previous one): the next window is fetched while
+		 * this one comes in and is opened.
+		 */
+		has_next = b1 + 1 < (uint64) meta->nblocks &&
+			(b1 < blast || offset == r->last_read_end || (b1 + 1) * bs < r->read_on_until);
+		nb1 = has_next ? Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS) : 0;
+		if (plan != WINDOW_HEALTHY)
 		{
 			/*
-			 * A data shard on a provider not measured yet: ask every shard
-			 * — and, reading on, ask for the next window too, so that it
-			 * comes in while this one is waited for and opened (a far
-			 * provider may stay unmeasured for a whole export: it never
-			 * wins the race).
+			 * Hedged: one run of stripes from several shards, the first k
+			 * answers winning — every shard while a data shard's provider
+			 * is not measured yet (a far provider may stay so for a whole
+			 * export: it never wins the race), the k fastest with spares
+			 * while one is unusable, down or slow.
 			 */
 			HedgedWindow *h = r->ahead_hedged;
 
@@ -702,15 +748,11 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 				h = NULL;
 			}
 			if (h == NULL)
-				h = reader_hedged_start(r, wb0, wb1);
-			if (b1 + 1 < (uint64) meta->nblocks && (b1 < blast || offset == r->last_read_end))
+				h = reader_hedged_start(r, wb0, wb1, plan == WINDOW_HEDGED_DEGRADED);
+			if (has_next)
 			{
-				uint64		nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
-				bool		next_unmeasured;
-
-				if (reader_healthy_plan(r, block_cstart(r, b1 + 1), block_cend(r, nb1),
-										&next_unmeasured) && next_unmeasured)
-					r->ahead_hedged = reader_hedged_start(r, b1 + 1, nb1);
+				reader_hedged_wait_tail(h);
+				reader_next_start(r, b1 + 1, nb1);
 			}
 			reader_hedged_open(r, h, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
 			if (r->use_cache)
@@ -719,20 +761,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			continue;
 		}
 		reader_hedged_ahead_discard(r);
-		healthy = fetch_healthy(r, cs, ce, &src);
-
-		/*
-		 * Sequential reading (more windows in this read, or this read
-		 * continuing the previous one): fetch the next window while this
-		 * one is opened.
-		 */
-		if (healthy && b1 + 1 < (uint64) meta->nblocks &&
-			(b1 < blast || offset == r->last_read_end) && r->ahead == NULL)
-		{
-			uint64		nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
-
-			reader_ahead_start(r, block_cstart(r, b1 + 1), block_cend(r, nb1));
-		}
+		healthy = fetch_healthy(r, cs, ce, &src, has_next, b1 + 1, nb1);
 
 		/* stage 3: decode the missing blocks, degraded if need be */
 		if (!healthy ||

@@ -1,7 +1,8 @@
 /*
  * object_read_ahead.c — fetching before it is asked for.  A sequential
- * read starts the healthy fetch of its next window while the current one
- * is opened (into the reader's second buffer set).  Multi-range reads (a
+ * read starts the healthy fetch of its next window in the current one's
+ * last round trip (provider_wait_tail), into the reader's second buffer
+ * set: it comes in while the current one is opened.  Multi-range reads (a
  * row group's column chunks) fetch all their ranges in one batch of
  * provider requests, and can start the next call's batch early; ranges the
  * cache has, or too large to batch, are read the ordinary way.  A batch
@@ -48,20 +49,50 @@ reader_ahead_discard(ObjectReader *r)
 	object_read_stats.requests += r->ahead_nreqs;
 }
 
+/*
+ * How the window of stream bytes [cs, ce) is best fetched: from its data
+ * shards; or hedged, as a run of stripes — from every shard when a data
+ * shard's provider has no measured read time, from the k fastest with
+ * spares when one is unusable, down or slow.  Without parity, or off s3,
+ * the healthy way is tried first and the degraded path follows if need be.
+ */
+WindowPlan
+reader_window_plan(ObjectReader *r, uint64 cs, uint64 ce)
+{
+	bool		unmeasured;
+
+	if (reader_healthy_plan(r, cs, ce, &unmeasured))
+		return unmeasured ? WINDOW_HEDGED_EVERY : WINDOW_HEALTHY;
+	return reader_hedgeable(r) ? WINDOW_HEDGED_DEGRADED : WINDOW_HEALTHY;
+}
+
+/* Start fetching window [b0, b1] ahead of need, the way its plan says. */
+void
+reader_next_start(ObjectReader *r, uint64 b0, uint64 b1)
+{
+	uint64		cs = block_cstart(r, b0);
+	uint64		ce = block_cend(r, b1);
+	WindowPlan	plan = reader_window_plan(r, cs, ce);
+
+	if (plan == WINDOW_HEALTHY)
+	{
+		if (r->ahead == NULL)
+			reader_ahead_start(r, cs, ce);
+	}
+	else if (r->ahead_hedged == NULL)
+		r->ahead_hedged = reader_hedged_start(r, b0, b1, plan == WINDOW_HEDGED_DEGRADED);
+}
+
 /* Start fetching stream bytes [cs, ce) into the buffer set not in use. */
 void
 reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
 {
 	int			n;
-	bool		unmeasured;
 	MemoryContext old;
 
 	Assert(r->ahead == NULL);
-	/* a window to be read hedged (object_reader_read) is not read ahead */
-	if (reader_healthy_plan(r, cs, ce, &unmeasured) && unmeasured)
-		return;
-	n = reader_healthy_requests(r, cs, ce, r->cur_set ^ 1, r->ahead_reqs, r->ahead_shard_of,
-						 &r->ahead_src);
+	n = reader_healthy_requests(r, cs, ce, r->cur_set ^ 1, r->set_reqs[r->cur_set ^ 1],
+								r->set_shard_of[r->cur_set ^ 1], &r->ahead_src);
 	if (n <= 0)
 		return;
 	r->ahead_nreqs = n;
@@ -69,7 +100,7 @@ reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce)
 	r->ahead_ce = ce;
 	/* tied to the reader's context: abandoned before its buffers go */
 	old = MemoryContextSwitchTo(r->cxt);
-	r->ahead = provider_start(r->ahead_reqs, n);
+	r->ahead = provider_start(r->set_reqs[r->cur_set ^ 1], n);
 	MemoryContextSwitchTo(old);
 }
 
@@ -471,7 +502,6 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		for (int a = 0; a < OBJECT_READ_AHEAD_MAX - 1; a++)
 			r->prefetch[a] = r->prefetch[a + 1];
 		r->prefetch[OBJECT_READ_AHEAD_MAX - 1] = NULL;
-		multi_finish(r, mf);
 	}
 	else
 	{
@@ -506,8 +536,14 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		}
 		mf = multi_prepare(r, n, offsets, lens);
 		multi_start(r, mf);
-		multi_finish(r, mf);
 	}
+
+	/*
+	 * The next batches go out in this one's last round trip, so that every
+	 * provider's link stays busy from one batch to the next.
+	 */
+	if (mf->batch && nahead > 0)
+		provider_wait_tail(mf->batch);
 	for (int a = 0; a < OBJECT_READ_AHEAD_MAX; a++)
 	{
 		MultiFetch *next;
@@ -522,6 +558,7 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		multi_start(r, next);
 		r->prefetch[a] = next;
 	}
+	multi_finish(r, mf);
 	multi_open(r, mf, dsts);
 	if (r->use_cache)
 		cache_release_reservations();

@@ -659,7 +659,10 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
  * A window with a data shard on a provider not measured yet
  * (object_reader_read): read as one run of stripes from every shard at
  * once, the first k answers winning (plan_hedge), instead of waiting for
- * whichever data shard is on the far or thin provider.  Started by
+ * whichever data shard is on the far or thin provider.  A window with a
+ * data shard unusable, down or slow (degraded): the same run from the k
+ * fastest shards, the others held as spares (fetch_repair's first try).
+ * Started by
  * reader_hedged_start — maybe a window ahead of need, so that a sequential
  * read's next window comes in while this one is waited for and opened —
  * and opened by reader_hedged_open.  Anything short of a clean open goes
@@ -674,11 +677,12 @@ struct HedgedWindow
 	StripeRuns *sr;
 	ProviderRequest *reqs;
 	int			nreqs;
+	bool		degraded;		/* the k fastest asked, spares held */
 	ProviderBatch *batch;		/* started, not collected */
 };
 
 HedgedWindow *
-reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1)
+reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, bool degraded)
 {
 	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor hedged window",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -690,11 +694,25 @@ reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1)
 	h->cxt = cxt;
 	h->b0 = b0;
 	h->b1 = b1;
-	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, false, true, &h->reqs,
+	h->degraded = degraded;
+	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, degraded, !degraded, &h->reqs,
 								&h->nreqs);
 	h->batch = provider_start(h->reqs, h->nreqs);
 	MemoryContextSwitchTo(old);
 	return h;
+}
+
+/* Drive h's batch until it is in its last round trip (provider_wait_tail). */
+void
+reader_hedged_wait_tail(HedgedWindow *h)
+{
+	provider_wait_tail(h->batch);
+}
+
+bool
+reader_hedged_degraded(HedgedWindow *h)
+{
+	return h->degraded;
 }
 
 /* Whether h reads window [b0, b1]. */
@@ -735,11 +753,4 @@ reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip, uint64 of
 	if (!ok)
 		reader_open_window_degraded(r, h->b0, h->b1, skip, offset, len, dst);
 	MemoryContextDelete(h->cxt);
-}
-
-void
-reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip,
-						  uint64 offset, uint64 len, char *dst)
-{
-	reader_hedged_open(r, reader_hedged_start(r, b0, b1), skip, offset, len, dst);
 }

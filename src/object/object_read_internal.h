@@ -96,16 +96,19 @@ struct ObjectReader
 	uint8	   *shardbuf[2][CODEC_RS_MAX_DATA];
 	size_t		shardbufcap[2][CODEC_RS_MAX_DATA];
 	int			cur_set;		/* buffer set holding the window being opened */
+	/* the healthy requests of the window fetched into each buffer set: a
+	 * window's stay in use while the next one's are sent */
+	ProviderRequest set_reqs[2][CODEC_RS_MAX_DATA];
+	int			set_shard_of[2][CODEC_RS_MAX_DATA];
 
 	/* read-ahead: the next window's healthy fetch, started early */
 	ProviderBatch *ahead;
-	ProviderRequest ahead_reqs[CODEC_RS_MAX_DATA];
-	int			ahead_shard_of[CODEC_RS_MAX_DATA];
 	int			ahead_nreqs;
 	uint64		ahead_cs;
 	uint64		ahead_ce;
 	WindowSource ahead_src;
 	uint64		last_read_end;	/* plaintext offset after the previous read */
+	uint64		read_on_until;	/* object_reader_read_on: sequential up to here */
 	bool		use_cache;		/* the shared cache exists */
 	bool		cache_fill;		/* this read may fill it */
 	struct HedgedWindow *ahead_hedged;	/* the next window, read ahead
@@ -173,16 +176,24 @@ extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,
 										const bool *skip, uint64 offset, uint64 len,
 										char *dst);
 typedef struct HedgedWindow HedgedWindow;
-extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1);
+extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1,
+										 bool degraded);
+extern void reader_hedged_wait_tail(HedgedWindow *h);
 extern bool reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1);
+extern bool reader_hedged_degraded(HedgedWindow *h);
 extern void reader_hedged_discard(ObjectReader *r, HedgedWindow *h);
 extern void reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip,
 							   uint64 offset, uint64 len, char *dst);
-extern void reader_open_window_hedged(ObjectReader *r, uint64 b0, uint64 b1,
-									  const bool *skip, uint64 offset, uint64 len,
-									  char *dst);
 
 /* object_read_ahead.c: read-ahead and multi-range reads */
+typedef enum WindowPlan
+{
+	WINDOW_HEALTHY,				/* from the data shards */
+	WINDOW_HEDGED_EVERY,		/* a run from every shard: read times unknown */
+	WINDOW_HEDGED_DEGRADED		/* a run from the k fastest, spares held */
+} WindowPlan;
+extern WindowPlan reader_window_plan(ObjectReader *r, uint64 cs, uint64 ce);
+extern void reader_next_start(ObjectReader *r, uint64 b0, uint64 b1);
 extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);
 extern void reader_ahead_discard(ObjectReader *r);
 extern void reader_hedged_ahead_discard(ObjectReader *r);

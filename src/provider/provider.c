@@ -578,6 +578,24 @@ provider_finish(ProviderBatch *b)
 	provider_stats_note(b->reqs, b->nreqs);
 }
 
+/* See provider.h. */
+void
+provider_wait_tail(ProviderBatch *b)
+{
+	if (!b->open || b->s3 == NULL)
+		return;
+	PG_TRY();
+	{
+		provider_s3_wait_tail(b->s3);
+	}
+	PG_CATCH();
+	{
+		provider_abandon(b);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /* Error cleanup: stop what still writes into the caller's buffers. */
 void
 provider_abandon(ProviderBatch *b)

@@ -357,6 +357,15 @@ provider_s3_finish(S3Batch *b)
 	MemoryContextDelete(b->cxt);
 }
 
+/* Drive the batch until it is in its last round trip (provider_wait_tail). */
+void
+provider_s3_wait_tail(S3Batch *b)
+{
+	while (!s3_run_tail_near(b->run))
+		if (s3_run_step(b->run, true))
+			break;
+}
+
 void
 provider_s3_abandon(S3Batch *b)
 {

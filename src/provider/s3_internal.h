@@ -116,6 +116,7 @@ typedef struct S3Transfer
 	uint64		skip;			/* GET: body bytes to drop before the range */
 	uint64		received;		/* GET: bytes copied into req->buf */
 	bool		body_started;	/* GET: first body bytes of this response seen */
+	TimestampTz body_at;		/* GET: when they were (s3_run_tail_near) */
 	bool		stopped_early;	/* GET: we aborted a 200 once we had enough */
 	bool		unexpected_range;
 	S3Body		body;			/* XML answers and error documents */
@@ -151,6 +152,7 @@ extern void s3_set_error(S3Transfer *t, MemoryContext resultcxt, const char *det
 extern void s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt);
 extern S3Run *s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool async);
 extern bool s3_run_step(S3Run *run, bool wait);
+extern bool s3_run_tail_near(S3Run *run);
 extern void s3_run_end(S3Run *run);
 extern void s3_poll_runs(void);
 extern void s3_runs_abort(void);

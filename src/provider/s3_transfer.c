@@ -191,6 +191,7 @@ s3_response_reset(S3Transfer *t)
 	t->skip = 0;
 	t->received = 0;
 	t->body_started = false;
+	t->body_at = 0;
 	t->stopped_early = false;
 	t->unexpected_range = false;
 	s3_body_reset(&t->body, t->op == S3OP_LIST ? S3_MAX_LIST_BODY : S3_MAX_SMALL_BODY);
@@ -296,6 +297,7 @@ s3_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 		if (!t->body_started)
 		{
 			t->body_started = true;
+			t->body_at = GetCurrentTimestamp();
 			if (t->status == 200)
 				t->skip = req->offset;	/* Range ignored: the whole object */
 			else if (t->have_content_range)
@@ -1340,6 +1342,8 @@ struct S3Run
 	TimestampTz last_done;
 	double		slowest_ms;
 	S3Hedge		hedge;
+	double	   *rtt_ms;			/* per transfer: its provider's recent round
+								 * trip (s3_run_tail_near), -1; NULL until asked */
 	S3Run	   *next;
 };
 
@@ -1592,6 +1596,94 @@ s3_run_step(S3Run *run, bool wait)
 done:
 	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/*
+ * Bytes left below which a GET counts as ending, and the least of its body
+ * that must have come in before its rate is believed: the first packets
+ * arrive in a burst.
+ */
+#define S3_TAIL_SMALL_BYTES		65536
+#define S3_TAIL_SAMPLE_US		5000
+
+/*
+ * Whether GET t has at most a round trip of body left, at the rate its
+ * body is coming in (shared with whatever else its provider's link
+ * carries): a request sent now would begin to answer about when t ends.
+ * The round trip is the provider's recent fastest (rtt_ms, -1 if unknown)
+ * or what t's answer took to begin, whichever is less: that one may
+ * include a new connection's handshake, and a request sent too early takes
+ * bandwidth from t, which then ends later.
+ */
+static bool
+s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
+{
+	uint64		left;
+	double		body_us;
+	double		rtt_us;
+
+	if (t->state == TS_DONE)
+		return t->req->ok;
+	if (t->state != TS_RUNNING || t->op != S3OP_GET || !t->body_started || t->try_start == 0)
+		return false;
+	left = t->req->length > t->received ? t->req->length - t->received : 0;
+	if (left <= S3_TAIL_SMALL_BYTES)
+		return true;
+	body_us = (double) (now - t->body_at);
+	rtt_us = (double) (t->body_at - t->try_start);
+	if (rtt_ms >= 0)
+		rtt_us = Min(rtt_us, rtt_ms * 1000.0);
+	if (body_us < S3_TAIL_SAMPLE_US || t->received == 0)
+		return false;
+	return (double) left * body_us / (double) t->received <= rtt_us;
+}
+
+/*
+ * s3_run_tail_near — whether the run is near enough its end that the
+ * reader's next batch should be sent now (provider_wait_tail): every
+ * transfer it waits for has ended well or is in its last round trip.  In a
+ * hedged set, enough units must be; the others (spares, stragglers) will
+ * be cancelled rather than waited for.
+ */
+bool
+s3_run_tail_near(S3Run *run)
+{
+	S3Hedge    *h = &run->hedge;
+	TimestampTz now;
+	int			near_units = 0;
+
+	if (run->ended || run->ndone >= run->n)
+		return true;
+	if (run->rtt_ms == NULL)
+	{
+		run->rtt_ms = MemoryContextAlloc(run->cxt, sizeof(double) * run->n);
+		for (int i = 0; i < run->n; i++)
+			run->rtt_ms[i] = run->ts[i]->provider != NULL && run->ts[i]->op == S3OP_GET ?
+				provider_recent_read_ms(run->ts[i]->provider) : -1;
+	}
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < run->n; i++)
+		if ((h->need == 0 || h->unit_of[i] < 0) &&
+			!s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i]))
+			return false;
+	if (h->need == 0)
+		return true;
+	for (int u = 0; u < h->nunits; u++)
+	{
+		bool		near = true;
+		bool		any = false;
+
+		for (int i = 0; i < run->n && near; i++)
+		{
+			if (h->unit_of[i] != u || h->held[i])
+				continue;
+			any = true;
+			near = s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i]);
+		}
+		if (any && near)
+			near_units++;
+	}
+	return near_units >= h->need;
 }
 
 /*

@@ -286,6 +286,82 @@ sub start_relay_proxy
 	return { port => $port, pid => $pid };
 }
 
+# The bench's WAN emulator (test/bench/wan_proxy.py) in front of servers
+# @$s3: a one-way delay of $opts{delay_ms} and $opts{mbps} MB/s per
+# provider and direction, each request logged to "$base/wan_trace" (see
+# wan_proxy.py).  Returns { ports => [...], trace => file, handle }; ends
+# with the test (or stop_wan_proxy).
+sub start_wan_proxy
+{
+	my ($base, $s3, %opts) = @_;
+	my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } @$s3;
+	my $trace = "$base/wan_trace";
+	my $bps = ($opts{mbps} // 10) * 1e6;
+	my $providers = join(', ', map {
+		sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d}',
+			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delay_ms} // 40, $bps, $bps)
+	} 0 .. $#$s3);
+	open(my $fh, '>', "$base/wan.json") or die;
+	print $fh qq({"control": "$base/wan_late", "stats": "$base/wan_stats.json", "trace": "$trace", "providers": [$providers]}\n);
+	close $fh;
+	my $out = '';
+	my $handle = IPC::Run::start([ 'python3', "$TAPDIR/../bench/wan_proxy.py", "$base/wan.json" ],
+		'<', \undef, '>', \$out, '2>', "$base/wan_proxy.log");
+	for (1 .. 200)
+	{
+		$handle->pump_nb;
+		last if $out =~ /ready/;
+		usleep(50_000);
+	}
+	die "the WAN proxy did not start" unless $out =~ /ready/;
+	return { ports => \@ports, trace => $trace, handle => $handle };
+}
+
+# A mark in the WAN proxy's trace: its clock now (compare with "arrived").
+sub wan_mark
+{
+	my ($proxy) = @_;
+	my $before = -s $proxy->{trace} // 0;
+	kill 'USR2', $proxy->{handle}{KIDS}[0]{PID};
+	for (1 .. 100)
+	{
+		if (open(my $fh, '<', $proxy->{trace}))
+		{
+			my @marks = grep { /^mark / } <$fh>;
+			close $fh;
+			return (split ' ', $marks[-1])[1] if @marks && (-s $proxy->{trace}) > $before;
+		}
+		usleep(20_000);
+	}
+	die "no mark in the WAN proxy's trace";
+}
+
+sub stop_wan_proxy
+{
+	my ($proxy) = @_;
+	$proxy->{handle}->kill_kill;
+}
+
+# The requests in a WAN proxy's trace: { provider, conn, arrived, first,
+# last, bytes, line, from, to } each (from/to: the Range's, or undef).
+sub wan_trace
+{
+	my ($proxy) = @_;
+	my @reqs;
+	open(my $fh, '<', $proxy->{trace}) or return ();
+	while (my $l = <$fh>)
+	{
+		my @f = split ' ', $l;
+		next unless @f == 8;
+		my ($from, $to) = $f[7] =~ /^bytes=(\d+)-(\d+)$/ ? ($1, $2) : (undef, undef);
+		push @reqs, { provider => $f[0], conn => $f[1], arrived => $f[2],
+			first => $f[3] eq '-' ? undef : $f[3], last => $f[4] eq '-' ? undef : $f[4],
+			bytes => $f[5], line => $f[6], from => $from, to => $to };
+	}
+	close $fh;
+	return @reqs;
+}
+
 # Imports $file into $pool until the blob has a data shard on $provider
 # (placement depends on the id); its handle, or undef after 30 tries.
 sub import_blob_with_data_on

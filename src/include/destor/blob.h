@@ -52,6 +52,7 @@ typedef struct BlobData
 
 extern BlobData *blob_open_data(BlobHandle *b, const char *action);
 extern ObjectReader *blob_data_reader(BlobData *d);
+extern ObjectReader *blob_data_reader_whole(BlobData *d);
 extern void blob_data_read(BlobData *d, ObjectReader *r, uint64 off, uint64 n, char *dst);
 extern void blob_data_close(ObjectReader *r);
 extern void blob_remove(BlobData *d);

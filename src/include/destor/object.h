@@ -183,6 +183,8 @@ typedef struct ObjectReader ObjectReader;
 
 extern ObjectReader *object_reader_open(ObjectMeta *meta);
 extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
+/* The caller will read on, in order, up to end: even the first read fetches ahead. */
+extern void object_reader_read_on(ObjectReader *r, uint64 end);
 extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
 									const uint64 *lens, char **dsts);
 /* ranges a caller will ask for in a later call (object_reader_read_multi_ahead) */

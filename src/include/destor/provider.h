@@ -296,8 +296,18 @@ typedef struct ProviderBatch ProviderBatch;
 
 extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
 extern void provider_finish(ProviderBatch *b);
+extern void provider_wait_tail(ProviderBatch *b);
 extern void provider_abandon(ProviderBatch *b);
 extern void provider_cancel(ProviderBatch *b);
+
+/*
+ * provider_wait_tail — drive a started batch until what it waits for is
+ * in its last round trip (each read has no more body left than its answer
+ * took to begin, at the rate it is coming in), or over.  A sequential
+ * reader then sends its next batch and finishes this one: the next answer
+ * begins as this one ends, where sending it after the end left every
+ * provider's link idle for a round trip.  File batches return at once.
+ */
 
 /*
  * Let the transfers of started batches move: a reader calls it between
@@ -335,6 +345,7 @@ extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
 typedef struct S3Batch S3Batch;
 extern S3Batch *provider_s3_start(ProviderRequest **reqs, int nreqs);
 extern void provider_s3_finish(S3Batch *b);
+extern void provider_s3_wait_tail(S3Batch *b);
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_poll(void);
 extern List *provider_s3_list(Provider *p, const char *prefix);

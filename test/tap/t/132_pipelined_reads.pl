@@ -1,0 +1,125 @@
+# Sequential reads keep every provider's link busy (issue 11): the next
+# window of an export, and the next batch of row groups of a scan, are asked
+# for in the current one's last round trip, not after it has come in (which
+# left each link idle for a round trip per window).  Six real s3rver
+# processes behind the bench's WAN emulator (100 ms each way, 8 MB/s per
+# provider and direction); its trace says when each request arrived and
+# when its answer's last byte left.  Every answer is compared with the file
+# imported or a heap table, also with a provider lost mid-way.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use List::Util qw(min max);
+
+my ($node) = DestorTest::start_cluster('pipelined', cache_size => '0');
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 100, mbps => 8);
+my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
+$node->safe_psql('postgres', DestorTest::providers_sql('wan', 4, 2, @providers));
+
+# The waves of data requests (ranges of 256 KiB or more) that arrived
+# after the proxy's mark $t0: requests that arrived within 30 ms of a
+# wave's first make up the wave.  A request is in the trace once it has
+# ended (its connection reused or closed: the session's backend is gone by
+# then), so the trace is read until it stops growing.
+sub waves
+{
+	my ($t0) = @_;
+	my @reqs;
+	my $seen = -1;
+	for (1 .. 50)
+	{
+		@reqs = grep { $_->{arrived} > $t0 && defined $_->{from} && $_->{to} - $_->{from} + 1 >= 262144 }
+		  DestorTest::wan_trace($wan);
+		last if scalar(@reqs) == $seen;
+		$seen = scalar(@reqs);
+		select(undef, undef, undef, 0.3);
+	}
+	my @waves;
+	for my $r (sort { $a->{arrived} <=> $b->{arrived} } @reqs)
+	{
+		push @waves, [] if !@waves || $r->{arrived} - $waves[-1][0]{arrived} > 0.030;
+		push @{ $waves[-1] }, $r;
+	}
+	return @waves;
+}
+
+# For each wave after the first: whether it arrived before the wave before
+# it had sent its answers' last bytes (answers cut short by a cancel left
+# out); returns (pipelined transitions, transitions).
+sub pipelined
+{
+	my @waves = @_;
+	my ($ok, $n) = (0, 0);
+	for my $w (1 .. $#waves)
+	{
+		my @ends = map { $_->{last} } grep { defined $_->{last} && $_->{bytes} > 0 } @{ $waves[ $w - 1 ] };
+		next unless @ends;
+		$n++;
+		my $asked = min(map { $_->{arrived} } @{ $waves[$w] });
+		$ok++ if $asked < max(@ends) - 0.010;
+		note(sprintf('wave %d asked %.3f s before wave %d ended', $w + 1, max(@ends) - $asked, $w));
+	}
+	return ($ok, $n);
+}
+
+# --- 1. an export: 48 MiB, three windows of 16 MiB --------------------------
+my $file = "$base/input.bin";
+DestorTest::write_random_file($file, 48 * 1024 * 1024);
+my $blob = $node->safe_psql('postgres', "SELECT destor.blob_import('wan', '$file')");
+my $file_sha = DestorTest::sha256_file($file);
+
+for my $round ('read times unknown', 'read times known')
+{
+	$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()') if $round eq 'read times unknown';
+	my $t0 = DestorTest::wan_mark($wan);
+	$node->safe_psql('postgres', "SELECT destor.blob_export('$blob', '$base/out.bin')");
+	is(DestorTest::sha256_file("$base/out.bin"), $file_sha, "export ($round): every byte as imported");
+	my @waves = waves($t0);
+	cmp_ok(scalar(@waves), '>=', 3, "export ($round): a wave of requests per window");
+	my ($ok, $n) = pipelined(@waves);
+	is($ok, $n, "export ($round): each window asked for before the one before it had come in");
+	unlink "$base/out.bin";
+}
+
+# --- 2. a serial scan of two batches (12 MiB stored, batches of 8 MiB) -------
+$node->safe_psql('postgres', q{
+CREATE TABLE wide_heap (id int, payload text, extra text);
+INSERT INTO wide_heap
+  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text), md5((i * 3)::text)
+    FROM generate_series(1, 260000) i;
+CREATE FOREIGN TABLE wide (id int, payload text, extra text)
+  SERVER wan OPTIONS (segment_rows '1000000', row_group_rows '10000');
+INSERT INTO wide SELECT * FROM wide_heap;
+});
+my $q = q{SELECT count(*), sum(id), md5(string_agg(payload || extra, ',' ORDER BY id)) FROM %s};
+my $expect = $node->safe_psql('postgres', sprintf($q, 'wide_heap'));
+my $t0 = DestorTest::wan_mark($wan);
+is($node->safe_psql('postgres', "SET max_parallel_workers_per_gather = 0; " . sprintf($q, 'wide')),
+	$expect, 'serial scan: the rows of the heap table');
+my @waves = waves($t0);
+cmp_ok(scalar(@waves), '>=', 2, 'serial scan: a wave of requests per batch');
+my ($ok, $n) = pipelined(@waves);
+is($ok, $n, 'serial scan: each batch asked for before the one before it had come in');
+
+# --- 3. a provider lost: windows read hedged from the others, read ahead too --
+DestorTest::stop_s3($s3[5]);
+for (1 .. 2)
+{
+	$node->safe_psql('postgres', "SELECT destor.blob_export('$blob', '$base/out.bin')");
+	is(DestorTest::sha256_file("$base/out.bin"), $file_sha, "export with s6 lost (try $_): every byte as imported");
+	unlink "$base/out.bin";
+}
+is($node->safe_psql('postgres', "SET max_parallel_workers_per_gather = 0; " . sprintf($q, 'wide')),
+	$expect, 'serial scan with s6 lost: the rows of the heap table');
+is($node->safe_psql('postgres', sprintf($q, 'wide')), $expect,
+	'parallel scan with s6 lost: the rows of the heap table');
+
+DestorTest::stop_wan_proxy($wan);
+$node->stop;
+done_testing();
