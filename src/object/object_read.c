@@ -179,7 +179,7 @@ reader_shardbuf(ObjectReader *r, int set, int d, size_t len, uint64 off)
 	{
 		if (r->shardbuf[set][d])
 			pfree(r->shardbuf[set][d]);
-		r->shardbuf[set][d] = MemoryContextAllocHuge(r->cxt, need);
+		r->shardbuf[set][d] = buffer_alloc_large(r->cxt, need);
 		r->shardbufcap[set][d] = need;
 	}
 	return (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, r->shardbuf[set][d]) + off % PROVIDER_IO_ALIGN;
@@ -489,7 +489,7 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 		else
 		{
 			/* a private buffer in the current context, laid out as above */
-			char	   *raw = palloc(b - a + 3 * PROVIDER_IO_ALIGN);
+			char	   *raw = buffer_alloc_large(CurrentMemoryContext, b - a + 3 * PROVIDER_IO_ALIGN);
 
 			buf[d] = (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, raw) + a % PROVIDER_IO_ALIGN;
 		}

@@ -327,8 +327,9 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 
 		/* every shard gets buffers: rebuilt chunks go to the missing ones' */
 		for (int j = 0; j < nruns; j++)
-			sr->buf[j * r->n + i] = palloc((s1[j] - s0[j]) * r->meta->chunk_size +
-										   chunk_len(r, s1[j]));
+			sr->buf[j * r->n + i] = buffer_alloc_large(CurrentMemoryContext,
+													   (s1[j] - s0[j]) * r->meta->chunk_size +
+													   chunk_len(r, s1[j]));
 		sr->tagbuf[i] = palloc(ntags * r->tag_len);
 		if (sr->skip[i])
 			continue;

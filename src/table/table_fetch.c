@@ -325,7 +325,7 @@ batch_fetch(DestorScan *st, int first)
 	}
 	b->rbufs = palloc(sizeof(char *) * Max(b->plan.nranges, 1));
 	for (int r = 0; r < b->plan.nranges; r++)
-		b->rbufs[r] = palloc(Max(b->plan.rlens[r], 1));
+		b->rbufs[r] = buffer_alloc_large(CurrentMemoryContext, Max(b->plan.rlens[r], 1));
 	MemoryContextSwitchTo(old);
 	before = object_read_stats;
 	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,

@@ -57,6 +57,7 @@
 #   BENCH_TRACE=file    the proxy writes every request there (see
 #                       wan_proxy.py), with a "label" line before each
 #                       workload: where a workload's time went
+#   BENCH_EXPLAIN=1     also print EXPLAIN ANALYZE of a second cold scan
 #   BENCH_PORT=n        base port: the cluster on n, the servers on n+1..n+6,
 #                       the proxy on n+11..n+16 (default 54360)
 #   BENCH_USER=name     unprivileged user to run as when started by root
@@ -413,6 +414,10 @@ scan_traffic=$(stats_diff "$s0" "$s1")
 row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_heap" "$(traffic "$scan_traffic")"
 detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
+if [ "${BENCH_EXPLAIN:-0}" = 1 ]; then
+	psql_q -c "SELECT destor.cache_reset()" >/dev/null
+	psql_q -c "EXPLAIN (ANALYZE, VERBOSE) $(printf "$q_scan" destor_t)" | sed 's/^/     /'
+fi
 s0=$(proxy_stats)
 c0=$(peer_cpu)
 trace_mark curl_scan

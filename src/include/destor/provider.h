@@ -273,6 +273,9 @@ extern ProviderUpload *provider_upload_create(Provider *p, const char *key);
  */
 #define PROVIDER_IO_ALIGN 4096
 extern void *provider_alloc_aligned(MemoryContext cxt, size_t size);
+/* Large buffers written end to end: backed by huge pages where the kernel can. */
+extern void buffer_hugepage_hint(void *p, size_t len);
+extern void *buffer_alloc_large(MemoryContext cxt, size_t size);
 extern void provider_free_aligned(void *p);
 
 /* Deep copy into cxt (used to keep providers for end-of-transaction work,
