@@ -894,7 +894,7 @@ blob_import(PG_FUNCTION_ARGS)
  * POSIX AIO, with direct I/O where the filesystem allows) while the next
  * window of the blob is read and decrypted into the other.
  * ------------------------------------------------------------------------- */
-#define EXPORT_CHUNK	(16 * 1024 * 1024)
+#define EXPORT_CHUNK	OBJECT_READ_WINDOW_BYTES
 
 typedef struct ExportWrite
 {
@@ -1194,7 +1194,7 @@ blob_to_lo(PG_FUNCTION_ARGS)
 	BlobData   *meta = blob_open_data(b, delete_blob ? "delete" : "read");
 	ObjectReader *r = blob_data_reader_whole(meta);
 	LargeObjectDesc *desc;
-	char	   *buf = palloc(LO_IO_CHUNK);
+	char	   *buf = buffer_alloc_large(CurrentMemoryContext, OBJECT_READ_WINDOW_BYTES);
 
 	if (OidIsValid(lo) && LargeObjectExists(lo))
 		ereport(ERROR,
@@ -1206,7 +1206,7 @@ blob_to_lo(PG_FUNCTION_ARGS)
 	desc = inv_open(lo, INV_WRITE, CurrentMemoryContext);
 	for (uint64 off = 0; off < meta->size;)
 	{
-		int			n = (int) Min((uint64) LO_IO_CHUNK, meta->size - off);
+		int			n = (int) Min((uint64) OBJECT_READ_WINDOW_BYTES, meta->size - off);
 
 		CHECK_FOR_INTERRUPTS();
 		blob_data_read(meta, r, off, n, buf);
@@ -1394,10 +1394,10 @@ blob_verify(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not compute a SHA-256")));
 	r = blob_data_reader_whole(d);
-	buf = palloc(BLOB_IO_CHUNK);
+	buf = buffer_alloc_large(CurrentMemoryContext, OBJECT_READ_WINDOW_BYTES);
 	for (uint64 off = 0; off < d->size;)
 	{
-		uint64		len = Min((uint64) BLOB_IO_CHUNK, d->size - off);
+		uint64		len = Min((uint64) OBJECT_READ_WINDOW_BYTES, d->size - off);
 
 		CHECK_FOR_INTERRUPTS();
 		blob_data_read(d, r, off, len, buf);

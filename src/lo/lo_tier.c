@@ -67,7 +67,8 @@ PG_FUNCTION_INFO_V1(destor_lo_recall);
 PG_FUNCTION_INFO_V1(destor_lo_readable);
 PG_FUNCTION_INFO_V1(destor_apply_lo_tiering);
 
-#define LO_TIER_IO		(1024 * 1024)	/* bytes per read of an object */
+#define LO_TIER_IO		OBJECT_READ_WINDOW_BYTES	/* bytes per read of an object:
+													 * a window, read ahead */
 
 /*
  * destor.lo_tiers.loid is a bigint, not an oid: vacuumlo takes every oid
@@ -251,9 +252,10 @@ static uint64
 lo_object_crc(ObjectMeta *meta)
 {
 	ObjectReader *r = object_reader_open(meta);
-	char	   *buf = palloc(LO_TIER_IO);
+	char	   *buf = buffer_alloc_large(CurrentMemoryContext, LO_TIER_IO);
 	uint64		crc = 0;
 
+	object_reader_read_on(r, meta->size);
 	for (uint64 off = 0; off < meta->size;)
 	{
 		uint64		n = Min((uint64) LO_TIER_IO, meta->size - off);
@@ -337,10 +339,11 @@ lo_object_to_pages(Oid loid, ObjectMeta *meta)
 	Relation	rel = table_open(LargeObjectRelationId, RowExclusiveLock);
 	CatalogIndexState indstate = CatalogOpenIndexes(rel);
 	ObjectReader *r = object_reader_open(meta);
-	char	   *buf = palloc(LO_TIER_IO);
+	char	   *buf = buffer_alloc_large(CurrentMemoryContext, LO_TIER_IO);
 	bytea	   *page = palloc(VARHDRSZ + LOBLKSIZE);
 	int32		pageno = 0;
 
+	object_reader_read_on(r, meta->size);
 	for (uint64 off = 0; off < meta->size;)
 	{
 		uint64		n = Min((uint64) LO_TIER_IO, meta->size - off);

@@ -183,7 +183,13 @@ typedef struct ObjectReader ObjectReader;
 
 extern ObjectReader *object_reader_open(ObjectMeta *meta);
 extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst);
-/* The caller will read on, in order, up to end: even the first read fetches ahead. */
+/*
+ * The caller will read on, in order, up to end: even the first read fetches
+ * ahead.  Reads of OBJECT_READ_WINDOW_BYTES at offsets that are multiples of
+ * it (objects of 64 KiB blocks: one reader window each) get every next
+ * window read ahead; smaller ones only the windows inside them.
+ */
+#define OBJECT_READ_WINDOW_BYTES	(16 * 1024 * 1024)
 extern void object_reader_read_on(ObjectReader *r, uint64 end);
 extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
 									const uint64 *lens, char **dsts);

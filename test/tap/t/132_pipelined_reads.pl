@@ -87,6 +87,30 @@ for my $round ('read times unknown', 'read times known')
 	unlink "$base/out.bin";
 }
 
+# --- 1b. whole-blob readers read window by window, ahead ----------------------
+# blob_sha256 and blob_to_lo read the whole blob in order: a window at a
+# time, the next one read ahead from the first call on.  (They used to read
+# 4 MiB and 1 MiB at a time, and each call after the first started a 16 MiB
+# read-ahead that the next call, asking for a part of it, dropped: two
+# requests per shard per call.)
+my $windows = 3;
+my $file_md5 = $node->safe_psql('postgres', "SELECT md5(pg_read_binary_file('$file'))");
+for my $reader (
+	[ 'blob_sha256', "SELECT encode(destor.blob_sha256('$blob'), 'hex')", sub { $_[0] eq $file_sha } ],
+	[ 'blob_to_lo', "SELECT destor.blob_to_lo('$blob')",
+		sub { $node->safe_psql('postgres', "SELECT md5(lo_get($_[0]))") eq $file_md5 } ])
+{
+	my ($name, $sql, $check) = @$reader;
+	my $t0 = DestorTest::wan_mark($wan);
+	ok($check->($node->safe_psql('postgres', $sql)), "$name: every byte as imported");
+	my @waves = waves($t0);
+	my $requests = 0;
+	$requests += scalar(@$_) for @waves;
+	cmp_ok($requests, '<=', $windows * 6, "$name: no more than a request per shard and window");
+	my ($ok, $n) = pipelined(@waves);
+	is($ok, $n, "$name: each window asked for before the one before it had come in");
+}
+
 # --- 2. a serial scan of two batches (12 MiB stored, batches of 8 MiB) -------
 $node->safe_psql('postgres', q{
 CREATE TABLE wide_heap (id int, payload text, extra text);
