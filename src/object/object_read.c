@@ -408,7 +408,7 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
  * on a pool of s3 providers with parity, when fewer than k of the
  * object's providers were ever measured (provider_read_time_known: a
  * backend's first reads after a restart), or when a bulk range of a data
- * shard is on a provider never measured, or whose rate is not known.  Without read times a ranking is
+ * shard is on a provider never measured.  Without read times a ranking is
  * a guess that a far provider would decide.  Once k are measured, a small
  * read asks a provider never measured as if it were as fast as the fastest
  * (reader_check_slow_providers): one round trip measures it, and a slow
@@ -430,7 +430,6 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 {
 	bool		hedgeable = reader_hedgeable(r);
 	int			known = 0;
-	bool		bulk;
 
 	*unmeasured = false;
 	for (int i = 0; i < r->n && hedgeable; i++)
@@ -445,17 +444,8 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return false;
-		bulk = b - a >= READ_BULK_BYTES || r->bulk_batch;
-		if (hedgeable && (known < r->k || bulk) && !provider_read_time_known(r->providers[d]))
-			*unmeasured = true;
-
-		/*
-		 * A thin link shows only in a large GET's rate: a bulk range on a
-		 * provider whose rate is not known (answers timed while the
-		 * backend was busy say nothing of it) is asked of every shard too,
-		 * or a 5 MB/s provider held a whole export (3.6 s instead of 1.1).
-		 */
-		if (hedgeable && bulk && provider_recent_read_rate(r->providers[d]) <= 0)
+		if (hedgeable && (known < r->k || b - a >= READ_BULK_BYTES || r->bulk_batch) &&
+			!provider_read_time_known(r->providers[d]))
 			*unmeasured = true;
 	}
 	return true;

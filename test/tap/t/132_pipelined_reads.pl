@@ -2,7 +2,7 @@
 # window of an export, and the next batch of row groups of a scan, are asked
 # for in the current one's last round trip, not after it has come in (which
 # left each link idle for a round trip per window).  Six real s3rver
-# processes behind the bench's WAN emulator (100 ms each way, 8 MB/s per
+# processes behind the bench's WAN emulator (100 ms each way, 16 MB/s per
 # provider and direction); its trace says when each request arrived and
 # when its answer's last byte left.  Every answer is compared with the file
 # imported or a heap table, also with a provider lost mid-way.
@@ -18,7 +18,7 @@ use List::Util qw(min max);
 my ($node) = DestorTest::start_cluster('pipelined', cache_size => '0');
 my $base = $node->basedir;
 my @s3 = DestorTest::start_s3_servers(6, $base);
-my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 100, mbps => 8);
+my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 100, mbps => 16);
 my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
 $node->safe_psql('postgres', DestorTest::providers_sql('wan', 4, 2, @providers));
 
