@@ -72,6 +72,19 @@ sub port_open
 }
 
 # One s3rver instance: { port, dir, bucket, handle }.
+# Servers and proxies started through IPC::Run: whatever a test did not stop
+# (it failed, or forgot) is killed when it exits, so that no s3rver outlives
+# its test.
+my @started;
+END
+{
+	local $?;					# the test's exit status stays its own
+	for my $h (@started)
+	{
+		eval { $h->kill_kill(grace => 2); };
+	}
+}
+
 sub start_s3
 {
 	my ($s3) = @_;
@@ -84,6 +97,7 @@ sub start_s3
 	# allows with the legacy provider (else listings beyond a page fail)
 	local $ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
 	$s3->{handle} = IPC::Run::start(\@cmd, '<', \undef, '>', "$s3->{dir}.log", '2>&1');
+	push @started, $s3->{handle};
 	for (1 .. 200)
 	{
 		return $s3 if port_open($s3->{port});
@@ -307,6 +321,7 @@ sub start_wan_proxy
 	my $out = '';
 	my $handle = IPC::Run::start([ 'python3', "$TAPDIR/../bench/wan_proxy.py", "$base/wan.json" ],
 		'<', \undef, '>', \$out, '2>', "$base/wan_proxy.log");
+	push @started, $handle;
 	for (1 .. 200)
 	{
 		$handle->pump_nb;
