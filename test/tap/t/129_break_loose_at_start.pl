@@ -70,7 +70,12 @@ SELECT destor.provider_stats_reset();
 SELECT pg_sleep(0.05);
 SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide;});
 $st = read_times();
-unlike($st, qr/p50 none/, "a scan in a session that read before: every provider asked has a read time: $st");
+# (read times unknown after the reset: the scan's batch is asked of every
+# shard, and the two it does not wait for are cancelled, which measures
+# nothing; under load one provider can lose every race.  The four it waits
+# for are measured — none were with the bug.)
+my $measured = () = $st =~ /p50 \d+/g;
+cmp_ok($measured, '>=', 4, "a scan in a session that read before: the providers it waited for have read times: $st");
 
 set_delay(0, 0);
 
