@@ -332,6 +332,39 @@ sub start_wan_proxy
 	return { ports => \@ports, trace => $trace, handle => $handle };
 }
 
+# The ranged GETs of at least $min_len bytes (default 1) that arrived after
+# the proxy's mark $t0.  A request is in the trace once it has ended (its
+# connection reused or closed: a session's backend is gone by then), so the
+# trace is read until it stops growing.
+sub wan_requests_since
+{
+	my ($proxy, $t0, $min_len) = @_;
+	my @reqs;
+	my $seen = -1;
+	for (1 .. 50)
+	{
+		@reqs = grep {
+			$_->{arrived} > $t0 && defined $_->{from} && $_->{to} - $_->{from} + 1 >= ($min_len // 1)
+		} wan_trace($proxy);
+		last if scalar(@reqs) == $seen;
+		$seen = scalar(@reqs);
+		usleep(300_000);
+	}
+	return @reqs;
+}
+
+# Bytes asked (Range lengths) and sent in @reqs: (asked, sent).
+sub wan_bytes
+{
+	my ($asked, $sent) = (0, 0);
+	for (@_)
+	{
+		$asked += $_->{to} - $_->{from} + 1;
+		$sent += $_->{bytes};
+	}
+	return ($asked, $sent);
+}
+
 # A mark in the WAN proxy's trace: its clock now (compare with "arrived").
 sub wan_mark
 {

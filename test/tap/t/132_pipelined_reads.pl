@@ -24,22 +24,11 @@ $node->safe_psql('postgres', DestorTest::providers_sql('wan', 4, 2, @providers))
 
 # The waves of data requests (ranges of 256 KiB or more) that arrived
 # after the proxy's mark $t0: requests that arrived within 30 ms of a
-# wave's first make up the wave.  A request is in the trace once it has
-# ended (its connection reused or closed: the session's backend is gone by
-# then), so the trace is read until it stops growing.
+# wave's first make up the wave.
 sub waves
 {
 	my ($t0) = @_;
-	my @reqs;
-	my $seen = -1;
-	for (1 .. 50)
-	{
-		@reqs = grep { $_->{arrived} > $t0 && defined $_->{from} && $_->{to} - $_->{from} + 1 >= 262144 }
-		  DestorTest::wan_trace($wan);
-		last if scalar(@reqs) == $seen;
-		$seen = scalar(@reqs);
-		select(undef, undef, undef, 0.3);
-	}
+	my @reqs = DestorTest::wan_requests_since($wan, $t0, 262144);
 	my @waves;
 	for my $r (sort { $a->{arrived} <=> $b->{arrived} } @reqs)
 	{

@@ -42,22 +42,8 @@ is(DestorTest::sha256_file("$base/warm.bin"), $file_sha, 'export with s1 lost: e
 sub data_bytes
 {
 	my ($t0) = @_;
-	my @reqs;
-	my $seen = -1;
-	for (1 .. 50)
-	{
-		@reqs = grep { $_->{arrived} > $t0 && defined $_->{from} && $_->{to} - $_->{from} + 1 >= 65536 }
-		  DestorTest::wan_trace($wan);
-		last if scalar(@reqs) == $seen;
-		$seen = scalar(@reqs);
-		select(undef, undef, undef, 0.3);
-	}
-	my ($asked, $sent) = (0, 0);
-	for (@reqs)
-	{
-		$asked += $_->{to} - $_->{from} + 1;
-		$sent += $_->{bytes};
-	}
+	my @reqs = DestorTest::wan_requests_since($wan, $t0, 65536);
+	my ($asked, $sent) = DestorTest::wan_bytes(@reqs);
 	return ($asked, $sent, scalar(@reqs));
 }
 

@@ -55,21 +55,8 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM hs WHERE md5(destor.blob_g
 
 my $t0 = DestorTest::wan_mark($wan);
 cmp_ok($node->safe_psql('postgres', "SELECT destor.compact_packs('wan', 0.1)"), '>=', 1, 'the pack is compacted');
-my @reqs;
-my $seen = -1;
-for (1 .. 50)
-{
-	@reqs = grep { $_->{arrived} > $t0 && defined $_->{from} } DestorTest::wan_trace($wan);
-	last if scalar(@reqs) == $seen;
-	$seen = scalar(@reqs);
-	select(undef, undef, undef, 0.3);
-}
-my ($asked, $sent) = (0, 0);
-for (@reqs)
-{
-	$asked += $_->{to} - $_->{from} + 1;
-	$sent += $_->{bytes};
-}
+my @reqs = DestorTest::wan_requests_since($wan, $t0);
+my ($asked, $sent) = DestorTest::wan_bytes(@reqs);
 note(sprintf('compact_packs: %d ranged GETs, %.1f MiB asked, %.1f MiB sent, pack 3.8 MB',
 	scalar(@reqs), $asked / 1048576, $sent / 1048576));
 # before the change: 11.8 MiB asked (degraded stripes of small windows); now over 45 MiB
