@@ -53,6 +53,7 @@ reader_free_cipher(void *arg)
 	 */
 	r->ahead = NULL;
 	r->ahead_hedged = NULL;
+	r->ahead_hedged2 = NULL;
 	memset(r->prefetch, 0, sizeof(r->prefetch));
 
 	if (r->cipher)
@@ -117,6 +118,7 @@ object_reader_open(ObjectMeta *meta)
 	r->slow = palloc0(sizeof(bool) * r->n);
 	r->avoid = palloc0(sizeof(bool) * r->n);
 	r->far = palloc0(sizeof(bool) * r->n);
+	r->unrated = palloc0(sizeof(bool) * r->n);
 	r->liar = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
@@ -191,8 +193,8 @@ reader_shardbuf(ObjectReader *r, int set, int d, size_t len, uint64 off)
  * and the last touched one is entirely inside [cs, ce), so the range is
  * contiguous.
  */
-static bool
-shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo, uint64 *hi)
+bool
+reader_shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo, uint64 *hi)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
@@ -292,21 +294,27 @@ reader_shard_failed(ObjectReader *r, int i)
  * into the time it takes for READ_BULK_BYTES: the round trip plus the bytes
  * at its recent large GETs' rate.  A provider near but on a thin link
  * answers as soon as the others and then holds every bulk window for its
- * bytes; a provider whose rate is not known is taken to be as fast as the
- * fastest known one (it gets measured then), and when none is known the
- * round trips alone decide, as before.
+ * bytes; a provider whose rate is not known is ranked as fast as the
+ * fastest known one, and when none is known the round trips alone decide.
+ * Which providers have no rate while k others do is noted (r->unrated):
+ * a bulk read goes around them, as around far ones.
  */
 static void
 reader_bulk_times(ObjectReader *r, double *ms)
 {
 	double		rate[CODEC_RS_MAX_SHARDS];
 	double		best = -1;
+	int			nrated = 0;
 
 	for (int i = 0; i < r->n; i++)
 	{
 		rate[i] = r->providers[i] ? provider_recent_read_rate(r->providers[i]) : -1;
 		best = Max(best, rate[i]);
+		if (rate[i] > 0)
+			nrated++;
 	}
+	for (int i = 0; i < r->n; i++)
+		r->unrated[i] = nrated >= r->k && rate[i] <= 0;
 	if (best <= 0)
 		return;
 	for (int i = 0; i < r->n; i++)
@@ -378,6 +386,24 @@ reader_check_slow_providers(ObjectReader *r)
 			r->slow[i] = slow;
 		}
 	}
+
+	/*
+	 * Far or thin, for bulk reads: from any read time the provider has,
+	 * however few — the far one loses every race it is asked in, answers
+	 * rarely, and taken for as fast as the fastest it held every bulk
+	 * window of an export for its round trip.  Going around it is cheap
+	 * (spares); being wrong the other way is not.
+	 */
+	fastest = -1;
+	for (int i = 0; i < r->n; i++)
+	{
+		ms[i] = r->providers[i] ? provider_read_ms(r->providers[i], 1) : SLOW_UNUSABLE_MS;
+		if (ms[i] >= 0 && (fastest < 0 || ms[i] < fastest))
+			fastest = ms[i];
+	}
+	for (int i = 0; i < r->n; i++)
+		if (ms[i] < 0)
+			ms[i] = Max(fastest, 0);
 	reader_bulk_times(r, ms);
 	memcpy(sorted, ms, sizeof(double) * r->n);
 	qsort(sorted, r->n, sizeof(double), cmp_double);
@@ -397,8 +423,14 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 	reader_check_slow_providers(r);
 	if (r->m > 0 && (r->slow[d] || r->avoid[d] || provider_is_down(r->providers[d])))
 		return true;
-	/* nor, for a bulk range, for a far one: the k fastest shards are sooner */
-	return r->m > 0 && r->far[d] && (b - a >= READ_BULK_BYTES || r->bulk_batch);
+	/*
+	 * nor, for a bulk range, for a far one: the k fastest shards are
+	 * sooner; nor for one whose rate is not known while k others' are:
+	 * taken for as fast as the fastest, a thin link held every bulk window
+	 * for its bytes (as a spare of the k known, it is asked only if one of
+	 * them fails or is late)
+	 */
+	return r->m > 0 && (r->far[d] || r->unrated[d]) && (b - a >= READ_BULK_BYTES || r->bulk_batch);
 }
 
 /*
@@ -440,7 +472,7 @@ reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured)
 		uint64		a = 0,
 					b = 0;
 
-		if (!shard_range(r, d, cs, ce, &a, &b))
+		if (!reader_shard_range(r, d, cs, ce, &a, &b))
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return false;
@@ -469,7 +501,7 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 		uint64		a = 0,
 					b = 0;
 
-		if (!shard_range(r, d, cs, ce, &a, &b))
+		if (!reader_shard_range(r, d, cs, ce, &a, &b))
 			continue;
 		if (healthy_declines(r, d, a, b))
 			return -1;
@@ -519,7 +551,7 @@ object_reader_read_on(ObjectReader *r, uint64 end)
  */
 static bool
 fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has_next,
-			  uint64 nb0, uint64 nb1)
+			  uint64 nb0, uint64 nb1, bool *failed)
 {
 	ProviderRequest *reqs;
 	int		   *shard_of;
@@ -558,8 +590,11 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 	{
 		provider_wait_tail(b);
 		reader_next_start(r, nb0, nb1);
+		reader_ahead_poll(r);
 	}
 	provider_finish(b);
+	r->slow_checked = 0;		/* what it measured counts from the next plan on */
+	reader_ahead_poll(r);
 	object_read_stats.requests += nreqs;
 	for (int q = 0; q < nreqs; q++)
 	{
@@ -567,7 +602,28 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
 		{
 			reader_note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
+			failed[shard_of[q]] = true;
 			ok = false;
+		}
+	}
+
+	/*
+	 * The next window, read ahead before this one failed, waits for the
+	 * same shard (a thin provider given up here is as thin there): sent
+	 * again the way its plan now says, it does not.
+	 */
+	if (!ok && has_next && r->ahead)
+	{
+		for (int q = 0; q < r->ahead_nreqs; q++)
+		{
+			int			d = r->set_shard_of[r->cur_set ^ 1][q];
+
+			if (r->avoid[d] || r->health[d] != SHARD_USABLE)
+			{
+				reader_ahead_discard(r);
+				reader_next_start(r, nb0, nb1);
+				break;
+			}
 		}
 	}
 	return ok;
@@ -687,6 +743,8 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		WindowSource src;
 		bool		healthy;
 		WindowPlan	plan;
+		bool		failed[CODEC_RS_MAX_DATA];
+		HedgedWindow *h;
 		bool		has_next;
 		uint64		nb1;
 
@@ -716,9 +774,8 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 		 * read times learnt meanwhile (a window asked of every shard while
 		 * none was known) do not make its bytes in flight worth dropping.
 		 */
-		if (r->ahead_hedged && reader_hedged_matches(r->ahead_hedged, wb0, wb1))
-			plan = reader_hedged_degraded(r->ahead_hedged) ? WINDOW_HEDGED_DEGRADED : WINDOW_HEDGED_EVERY;
-		else if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
+		h = reader_hedged_take(r, wb0, wb1);
+		if (h == NULL && r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
 			plan = WINDOW_HEALTHY;
 
 		/*
@@ -737,7 +794,18 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 				 (offset == r->last_read_end || (b1 + 1) * bs < r->read_on_until))
 			nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
 		has_next = nb1 > b1;
-		if (plan != WINDOW_HEALTHY)
+
+		/* and, for a caller reading on, the window after that one */
+		r->after_b1 = 0;
+		if (has_next && nb1 - b1 == READ_WINDOW_BLOCKS && nb1 + 1 < (uint64) meta->nblocks &&
+			(nb1 + 1) * bs < r->read_on_until)
+		{
+			r->after_b0 = nb1 + 1;
+			r->after_b1 = Min((uint64) meta->nblocks - 1, nb1 + READ_WINDOW_BLOCKS);
+		}
+		reader_hedged_keep(r, b1 + 1, has_next ? nb1 : b1);
+
+		if (h != NULL || plan != WINDOW_HEALTHY)
 		{
 			/*
 			 * Hedged: one run of stripes from several shards, the first k
@@ -746,35 +814,38 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			 * export: it never wins the race), the k fastest with spares
 			 * while one is unusable, down or slow.
 			 */
-			HedgedWindow *h = r->ahead_hedged;
-
-			r->ahead_hedged = NULL;
 			reader_ahead_discard(r);
-			if (h && !reader_hedged_matches(h, wb0, wb1))
-			{
-				reader_hedged_discard(r, h);
-				h = NULL;
-			}
 			if (h == NULL)
-				h = reader_hedged_start(r, wb0, wb1, plan == WINDOW_HEDGED_DEGRADED);
+				h = reader_hedged_start(r, wb0, wb1, plan);
 			if (has_next)
 			{
 				reader_hedged_wait_tail(h);
 				reader_next_start(r, b1 + 1, nb1);
+				reader_ahead_poll(r);
 			}
 			reader_hedged_open(r, h, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
+			reader_ahead_poll(r);
 			if (r->use_cache)
 				cache_release_reservations();
 			b0 = b1 + 1;
 			continue;
 		}
-		reader_hedged_ahead_discard(r);
-		healthy = fetch_healthy(r, cs, ce, &src, has_next, b1 + 1, nb1);
+		memset(failed, 0, sizeof(failed));
+		healthy = fetch_healthy(r, cs, ce, &src, has_next, b1 + 1, nb1, failed);
+
+		/*
+		 * A data shard failed while the others came in: rebuild its part
+		 * from parity, not the whole window from k shards.
+		 */
+		if (!healthy && src.buf[0] != NULL)
+			healthy = reader_patch_window(r, cs, ce, &src, failed);
 
 		/* stage 3: decode the missing blocks, degraded if need be */
 		if (!healthy ||
 			!reader_open_blocks(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, &src, offset, len, dst, false))
 			reader_open_window_degraded(r, wb0, wb1, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
+		window_source_release(r, &src);
+		reader_ahead_poll(r);
 
 		/* stage 4: opened pages filled their reservations; give up any other */
 		if (r->use_cache)

@@ -20,16 +20,91 @@
 #include "destor/object.h"
 #include "object_read_internal.h"
 
-/* Collect a hedged window read ahead that is not wanted. */
+/* Drop the hedged windows read ahead (not wanted). */
 void
 reader_hedged_ahead_discard(ObjectReader *r)
 {
 	HedgedWindow *h = r->ahead_hedged;
+	HedgedWindow *h2 = r->ahead_hedged2;
 
-	if (h == NULL)
-		return;
 	r->ahead_hedged = NULL;
-	reader_hedged_discard(r, h);
+	r->ahead_hedged2 = NULL;
+	if (h)
+		reader_hedged_discard(r, h);
+	if (h2)
+		reader_hedged_discard(r, h2);
+}
+
+/*
+ * The hedged window read ahead for window [b0, b1], taken over by the
+ * caller; NULL when there is none.  The window read two ahead, if any,
+ * becomes the next one.
+ */
+HedgedWindow *
+reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1)
+{
+	HedgedWindow *h = r->ahead_hedged;
+
+	if (h == NULL || !reader_hedged_matches(h, b0, b1))
+		return NULL;
+	r->ahead_hedged = r->ahead_hedged2;
+	r->ahead_hedged2 = NULL;
+	return h;
+}
+
+/*
+ * Keep of the hedged windows read ahead only what continues the read: the
+ * next window [nb0, nb1] (nb1 < nb0: none) and the one after it, which
+ * r->after_b0/after_b1 name.  A read elsewhere drops them: their transfers
+ * are stopped, not waited for.
+ */
+void
+reader_hedged_keep(ObjectReader *r, uint64 nb0, uint64 nb1)
+{
+	if (r->ahead_hedged2 &&
+		(r->after_b1 == 0 || !reader_hedged_matches(r->ahead_hedged2, r->after_b0, r->after_b1)))
+	{
+		reader_hedged_discard(r, r->ahead_hedged2);
+		r->ahead_hedged2 = NULL;
+	}
+	if (r->ahead_hedged && (nb1 < nb0 || !reader_hedged_matches(r->ahead_hedged, nb0, nb1)))
+	{
+		/* a window two ahead with no next one before it would be promoted wrongly */
+		reader_hedged_ahead_discard(r);
+	}
+}
+
+/*
+ * reader_ahead_poll — between pieces of a window's work: once the next
+ * window's fetch (healthy or hedged) is in its last round trip, start the
+ * one after it, when a caller reading on wants it (r->after_b1).  A window
+ * takes as long to open and write out as a provider takes for a large
+ * part of its bytes: started only when the caller's next turn comes, the
+ * window after next left every link idle for a round trip and more.  Two
+ * windows ahead at most, and only behind one that is ending: bandwidth
+ * shared with the next one would make that one later.
+ */
+void
+reader_ahead_poll(ObjectReader *r)
+{
+	bool		ending;
+
+	if (r->after_b1 == 0 || r->ahead_hedged2 != NULL)
+		return;
+	if (r->ahead_hedged)
+		ending = reader_hedged_ending(r->ahead_hedged);
+	else if (r->ahead)
+		ending = provider_batch_ending(r->ahead);
+	else
+		return;
+	if (ending)
+	{
+		uint64		cs = block_cstart(r, r->after_b0);
+		uint64		ce = block_cend(r, r->after_b1);
+
+		r->ahead_hedged2 = reader_hedged_start(r, r->after_b0, r->after_b1,
+											   reader_window_plan(r, cs, ce));
+	}
 }
 
 /*
@@ -72,15 +147,19 @@ reader_next_start(ObjectReader *r, uint64 b0, uint64 b1)
 {
 	uint64		cs = block_cstart(r, b0);
 	uint64		ce = block_cend(r, b1);
-	WindowPlan	plan = reader_window_plan(r, cs, ce);
+	WindowPlan	plan;
 
+	/* read two ahead already (reader_ahead_poll) */
+	if (r->ahead_hedged && reader_hedged_matches(r->ahead_hedged, b0, b1))
+		return;
+	plan = reader_window_plan(r, cs, ce);
 	if (plan == WINDOW_HEALTHY)
 	{
 		if (r->ahead == NULL)
 			reader_ahead_start(r, cs, ce);
 	}
 	else if (r->ahead_hedged == NULL)
-		r->ahead_hedged = reader_hedged_start(r, b0, b1, plan == WINDOW_HEDGED_DEGRADED);
+		r->ahead_hedged = reader_hedged_start(r, b0, b1, plan);
 }
 
 /* Start fetching stream bytes [cs, ce) into the buffer set not in use. */
@@ -496,6 +575,7 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		return;
 	reader_ahead_discard(r);
 	reader_hedged_ahead_discard(r);
+	r->after_b1 = 0;
 	if (r->prefetch[0] && multi_matches(r->prefetch[0], n, offsets, lens))
 	{
 		mf = r->prefetch[0];

@@ -128,41 +128,54 @@ open_task_run(void *arg)
 	}
 }
 
+/*
+ * Blocks per round of the helper threads: between rounds the backend lets
+ * the transfers read ahead move, and starts the window after next when the
+ * next one is ending (reader_ahead_poll).
+ */
+#define PARALLEL_OPEN_ROUND_BLOCKS 16
+
 /* Returns the per-block "done" flags, or NULL when nothing was done. */
 static bool *
 open_blocks_parallel(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, WindowSource *src,
 					 uint64 offset, uint64 len, char *dst)
 {
-	uint64		nb = b1 - b0 + 1;
-	uint64		mid = b0 + nb / 2;
 	bool	   *done;
 	OpenTask	tasks[2];
 	void	   *args[2] = {&tasks[0], &tasks[1]};
 
-	if (nb < PARALLEL_OPEN_MIN_BLOCKS)
+	if (b1 - b0 + 1 < PARALLEL_OPEN_MIN_BLOCKS)
 		return NULL;
-	done = palloc0(sizeof(bool) * nb);
-	for (int i = 0; i < 2; i++)
+	done = palloc0(sizeof(bool) * (b1 - b0 + 1));
+	for (uint64 r0 = b0; r0 <= b1; r0 += PARALLEL_OPEN_ROUND_BLOCKS)
 	{
-		tasks[i].r = r;
-		tasks[i].cipher = i == 0 ? r->cipher : r->cipher2;
-		tasks[i].src = src;
-		tasks[i].b0 = b0;
-		tasks[i].from_block = i == 0 ? b0 : mid;
-		tasks[i].to_block = i == 0 ? mid - 1 : b1;
-		tasks[i].skip = skip;
-		tasks[i].offset = offset;
-		tasks[i].len = len;
-		tasks[i].dst = dst;
-		tasks[i].done = done;
-		tasks[i].failed = false;
-	}
-	codec_run_parallel(open_task_run, args, 2);
-	if (tasks[0].failed || tasks[1].failed)
-	{
-		/* let the sequential pass find and report what is wrong */
-		pfree(done);
-		return NULL;
+		uint64		r1 = Min(b1, r0 + PARALLEL_OPEN_ROUND_BLOCKS - 1);
+		uint64		mid = r0 + (r1 - r0 + 1) / 2;
+
+		for (int i = 0; i < 2; i++)
+		{
+			tasks[i].r = r;
+			tasks[i].cipher = i == 0 ? r->cipher : r->cipher2;
+			tasks[i].src = src;
+			tasks[i].b0 = b0;
+			tasks[i].from_block = i == 0 ? r0 : mid;
+			tasks[i].to_block = i == 0 ? mid - 1 : r1;
+			tasks[i].skip = skip;
+			tasks[i].offset = offset;
+			tasks[i].len = len;
+			tasks[i].dst = dst;
+			tasks[i].done = done;
+			tasks[i].failed = false;
+		}
+		codec_run_parallel(open_task_run, args, 2);
+		if (tasks[0].failed || tasks[1].failed)
+		{
+			/* let the sequential pass find and report what is wrong */
+			pfree(done);
+			return NULL;
+		}
+		provider_poll();
+		reader_ahead_poll(r);
 	}
 	return done;
 }
@@ -211,6 +224,8 @@ reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, Wind
 		if ((done && done[b - b0]) || (skip && skip[b - b0]))
 			continue;
 		provider_poll();		/* what is read ahead keeps coming meanwhile */
+		if ((b - b0) % 16 == 15)
+			reader_ahead_poll(r);
 
 		if (e < a + CODEC_TAG_LEN + (meta->compressed ? 1 : 0) ||
 			e - a > bs + r->block_overhead)

@@ -171,8 +171,12 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			ms[order[j]] = HEDGE_UNKNOWN_MS;
 		else if (ms[order[j]] < 0)
 			ms[order[j]] = Max(fastest, 0);
-		/* far or thin ones (a MiB takes them far longer) after the others */
-		if (r->far[order[j]] && ms[order[j]] < HEDGE_LAST_MS)
+		/*
+		 * far or thin ones (a MiB takes them far longer) after the others,
+		 * and those of unknown rate while k others' are known (the link
+		 * may be thin: they are spares, and measured when used)
+		 */
+		if ((r->far[order[j]] || r->unrated[order[j]]) && ms[order[j]] < HEDGE_LAST_MS)
 			ms[order[j]] += HEDGE_FAR_MS;
 	}
 	/* insertion sort by read time, stable: ties keep shard order */
@@ -425,6 +429,12 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 			int			good = 0;
 
 			CHECK_FOR_INTERRUPTS();
+			if ((s - sr->s0[j]) % 16 == 15)
+			{
+				/* what is read ahead keeps coming meanwhile */
+				provider_poll();
+				reader_ahead_poll(r);
+			}
 			for (int i = 0; i < r->n; i++)
 			{
 				chunks[i] = sr->buf[j * r->n + i] + off;
@@ -538,7 +548,183 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
 }
 
-static void
+/*
+ * reader_patch_window — the healthy fetch of stream bytes [cs, ce) came in
+ * but for the data shards failed[] (a request that failed, or was given up
+ * for a thin link): rebuild their part from as many parity shards, fetched
+ * now, and the data shards already in src — plus whatever of their first
+ * and last stripe's chunks lies outside the window, fetched too.  Reading
+ * the whole window again from k shards, as the degraded path does, moved
+ * every byte of the window twice.  The rebuilt bytes are checked like any
+ * others: by the blocks' authentication when they are opened.  On success
+ * src holds whole chunks of every data shard, in buffers of its own
+ * (owned); false, with src as it was, when parity is short, a request
+ * fails, or the window is not worth it (a single stripe).
+ */
+bool
+reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, const bool *failed)
+{
+	uint64		s0 = cs / r->stripe_size;
+	uint64		s1 = (ce - 1) / r->stripe_size;
+	uint64		flo = s0 * r->meta->chunk_size;
+	uint64		fhi = s1 * r->meta->chunk_size + chunk_len(r, s1);
+	int			rank[CODEC_RS_MAX_SHARDS];
+	int			ncand = 0;
+	int			nfailed = 0;
+	int			nparity = 0;
+	uint8	   *full[CODEC_RS_MAX_SHARDS] = {0};
+	bool		present[CODEC_RS_MAX_SHARDS] = {0};
+	uint8	   *spare;
+	ProviderRequest reqs[2 * CODEC_RS_MAX_SHARDS];
+	int			shard_of[2 * CODEC_RS_MAX_SHARDS];
+	int			nreqs = 0;
+	bool		ok = true;
+
+	reader_check_slow_providers(r);
+	for (int d = 0; d < r->k; d++)
+		if (failed[d])
+			nfailed++;
+	if (nfailed == 0 || nfailed > r->m || s1 == s0)
+		return false;
+
+	/*
+	 * Parity to rebuild from, ranked: measured near ones, then ones never
+	 * measured, then far ones or of unknown rate, then slow ones.  The
+	 * first nfailed are asked; the others are spares of a hedged set, asked
+	 * when one of those fails or is late (a far provider never measured
+	 * held a whole export's window for its round trip).
+	 */
+	for (int i = r->k; i < r->n; i++)
+	{
+		rank[i] = -1;
+		if (r->providers[i] == NULL || r->health[i] != SHARD_USABLE || r->liar[i] ||
+			provider_is_down(r->providers[i]))
+			continue;
+		rank[i] = r->slow[i] || r->avoid[i] ? 3 :
+			(r->far[i] || r->unrated[i]) ? 2 :
+			provider_read_ms(r->providers[i], 1) < 0 ? 1 : 0;
+		ncand++;
+	}
+	if (ncand < nfailed)
+		return false;
+
+	/* every data shard and each candidate parity, as whole chunks of [s0, s1] */
+	memset(reqs, 0, sizeof(reqs));
+	for (int i = 0; i < r->n; i++)
+	{
+		if (i >= r->k && rank[i] < 0)
+			continue;
+		full[i] = buffer_alloc_large(CurrentMemoryContext, fhi - flo);
+		if (i < r->k && !failed[i])
+		{
+			uint64		a = flo,
+						b = flo;
+
+			/* what src has of it, and the edges it lacks */
+			if (src->buf[i] != NULL && reader_shard_range(r, i, cs, ce, &a, &b))
+				memcpy(full[i] + (a - flo), src->buf[i] + (a - src->lo[i]), b - a);
+			else
+				a = b = fhi;
+			for (int e = 0; e < 2; e++)
+			{
+				uint64		lo = e == 0 ? flo : b;
+				uint64		hi = e == 0 ? a : fhi;
+
+				if (lo >= hi)
+					continue;
+				reqs[nreqs].provider = r->providers[i];
+				reqs[nreqs].op = POP_GET;
+				reqs[nreqs].key = r->keys[i];
+				reqs[nreqs].offset = lo;
+				reqs[nreqs].length = hi - lo;
+				reqs[nreqs].buf = (char *) full[i] + (lo - flo);
+				shard_of[nreqs++] = i;
+			}
+		}
+		else if (i >= r->k)
+		{
+			int			better = 0;
+
+			for (int j = r->k; j < r->n; j++)
+				if (rank[j] >= 0 && (rank[j] < rank[i] || (rank[j] == rank[i] && j < i)))
+					better++;
+			reqs[nreqs].provider = r->providers[i];
+			reqs[nreqs].op = POP_GET;
+			reqs[nreqs].key = r->keys[i];
+			reqs[nreqs].offset = flo;
+			reqs[nreqs].length = fhi - flo;
+			reqs[nreqs].buf = (char *) full[i];
+			reqs[nreqs].no_retry = true;
+			reqs[nreqs].hedge_unit = i + 1;
+			reqs[nreqs].hedge_need = nfailed;
+			reqs[nreqs].hedge_spare = better >= nfailed;
+			reqs[nreqs].hedge_last = rank[i] == 3;
+			shard_of[nreqs++] = i;
+		}
+	}
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	for (int i = 0; i < r->k; i++)
+		present[i] = !failed[i];
+	for (int q = 0; q < nreqs; q++)
+	{
+		int			i = shard_of[q];
+
+		note_fetched(reqs[q].result_size);
+		if (reqs[q].ok && reqs[q].result_size == reqs[q].length)
+		{
+			if (i >= r->k)
+			{
+				present[i] = true;
+				nparity++;
+			}
+		}
+		else if (i < r->k)
+			ok = false;			/* an edge of a data shard is missing */
+		else if (!reqs[q].cancelled)
+			reader_note_failure(r, i, &reqs[q], SHARD_SUSPECT);
+	}
+	ok &= nparity >= nfailed;
+
+	/* rebuild the failed data shards' chunks, stripe by stripe (parity
+	 * not fetched is rebuilt too, into spare chunks) */
+	spare = palloc(r->meta->chunk_size * r->m);
+	for (uint64 s = s0; s <= s1 && ok; s++)
+	{
+		uint64		cl = chunk_len(r, s);
+		uint64		off = (s - s0) * r->meta->chunk_size;
+		uint8	   *chunks[CODEC_RS_MAX_SHARDS];
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = 0; i < r->n; i++)
+			chunks[i] = full[i] != NULL ? full[i] + off :
+				spare + (i - r->k) * r->meta->chunk_size;
+		if (codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
+			ok = false;
+	}
+	pfree(spare);
+	if (!ok)
+	{
+		for (int i = 0; i < r->n; i++)
+			if (full[i])
+				pfree(full[i]);
+		return false;
+	}
+	object_read_stats.degraded_reads++;
+	for (int i = r->k; i < r->n; i++)
+		if (full[i])
+			pfree(full[i]);
+	memset(src, 0, sizeof(WindowSource));
+	for (int d = 0; d < r->k; d++)
+	{
+		src->buf[d] = full[d];
+		src->lo[d] = flo;
+	}
+	src->owned = true;
+	return true;
+}
+
+void
 window_source_release(ObjectReader *r, WindowSource *src)
 {
 	if (src->owned)
@@ -678,12 +864,15 @@ struct HedgedWindow
 	StripeRuns *sr;
 	ProviderRequest *reqs;
 	int			nreqs;
-	bool		degraded;		/* the k fastest asked, spares held */
+	WindowPlan	plan;			/* every shard asked, or the k fastest with
+								 * spares held (counted degraded, or hedged
+								 * for a window read two ahead whose data
+								 * shards were all fine: WINDOW_HEALTHY) */
 	ProviderBatch *batch;		/* started, not collected */
 };
 
 HedgedWindow *
-reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, bool degraded)
+reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, WindowPlan plan)
 {
 	MemoryContext cxt = AllocSetContextCreate(r->cxt, "destor hedged window",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -695,9 +884,9 @@ reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, bool degraded)
 	h->cxt = cxt;
 	h->b0 = b0;
 	h->b1 = b1;
-	h->degraded = degraded;
-	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, degraded, !degraded, &h->reqs,
-								&h->nreqs);
+	h->plan = plan;
+	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, plan == WINDOW_HEDGED_DEGRADED,
+								plan == WINDOW_HEDGED_EVERY, &h->reqs, &h->nreqs);
 	h->batch = provider_start(h->reqs, h->nreqs);
 	MemoryContextSwitchTo(old);
 	return h;
@@ -710,10 +899,17 @@ reader_hedged_wait_tail(HedgedWindow *h)
 	provider_wait_tail(h->batch);
 }
 
+/* Whether h's batch is over or in its last round trip (provider_batch_ending). */
 bool
-reader_hedged_degraded(HedgedWindow *h)
+reader_hedged_ending(HedgedWindow *h)
 {
-	return h->degraded;
+	return provider_batch_ending(h->batch);
+}
+
+WindowPlan
+reader_hedged_plan(HedgedWindow *h)
+{
+	return h->plan;
 }
 
 /* Whether h reads window [b0, b1]. */
@@ -746,6 +942,8 @@ reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip, uint64 of
 
 	h->batch = NULL;			/* finish cleans up itself if it fails */
 	provider_finish(b);
+	r->slow_checked = 0;		/* what it measured counts from the next plan on */
+	reader_ahead_poll(r);
 	object_read_stats.requests += h->nreqs;
 	ok = reader_runs_complete(r, h->sr, &src, NULL) &&
 		reader_open_blocks(r, h->b0, h->b1, skip, &src, offset, len, dst, false);

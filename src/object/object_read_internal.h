@@ -79,6 +79,9 @@ struct ObjectReader
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
 	bool	   *avoid;			/* a request to it was abandoned as too slow */
+	bool	   *unrated;		/* no recent large-read rate known, while k
+								 * other providers' are: a bulk read goes
+								 * around it too (its link may be thin) */
 	bool	   *far;			/* round trip well above the k-th fastest: bulk
 								 * reads go around it (reader_check_slow_providers) */
 	TimestampTz slow_checked;	/* when slow[] was last worked out */
@@ -113,6 +116,16 @@ struct ObjectReader
 	bool		cache_fill;		/* this read may fill it */
 	struct HedgedWindow *ahead_hedged;	/* the next window, read ahead
 										 * hedged (reader_hedged_start) */
+	/*
+	 * A caller reading on (object_reader_read_on) has the window after the
+	 * next one fetched too, started once the next one's fetch is in its
+	 * last round trip (reader_ahead_poll, between pieces of decoding):
+	 * the links stay busy while the backend opens a window and the caller
+	 * writes it out.  after_b1 == 0: no such window wanted.
+	 */
+	struct HedgedWindow *ahead_hedged2;
+	uint64		after_b0;
+	uint64		after_b1;
 	bool		bulk_batch;		/* a multi-range batch moving READ_BULK_BYTES or
 								 * more per data shard in all: judged as one bulk
 								 * read, whatever each range's size */
@@ -147,11 +160,21 @@ block_cend(ObjectReader *r, uint64 b)
 	return (b + 1) * (r->meta->block_size + r->block_overhead);
 }
 
+/* How a window is best fetched (reader_window_plan) */
+typedef enum WindowPlan
+{
+	WINDOW_HEALTHY,				/* from the data shards */
+	WINDOW_HEDGED_EVERY,		/* a run from every shard: read times unknown */
+	WINDOW_HEDGED_DEGRADED		/* a run from the k fastest, spares held */
+} WindowPlan;
+
 /* object_read.c: the driver and the healthy path */
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
 extern void reader_check_slow_providers(ObjectReader *r);
 extern void reader_shard_failed(ObjectReader *r, int i);
 extern bool reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured);
+extern bool reader_shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo,
+							   uint64 *hi);
 extern int	reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set,
 									ProviderRequest *reqs, int *shard_of, WindowSource *src);
 
@@ -175,28 +198,29 @@ extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *
 extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,
 										const bool *skip, uint64 offset, uint64 len,
 										char *dst);
+extern bool reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src,
+								const bool *failed);
+extern void window_source_release(ObjectReader *r, WindowSource *src);
 typedef struct HedgedWindow HedgedWindow;
 extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1,
-										 bool degraded);
+										 WindowPlan plan);
 extern void reader_hedged_wait_tail(HedgedWindow *h);
+extern bool reader_hedged_ending(HedgedWindow *h);
 extern bool reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1);
-extern bool reader_hedged_degraded(HedgedWindow *h);
+extern WindowPlan reader_hedged_plan(HedgedWindow *h);
 extern void reader_hedged_discard(ObjectReader *r, HedgedWindow *h);
 extern void reader_hedged_open(ObjectReader *r, HedgedWindow *h, const bool *skip,
 							   uint64 offset, uint64 len, char *dst);
 
 /* object_read_ahead.c: read-ahead and multi-range reads */
-typedef enum WindowPlan
-{
-	WINDOW_HEALTHY,				/* from the data shards */
-	WINDOW_HEDGED_EVERY,		/* a run from every shard: read times unknown */
-	WINDOW_HEDGED_DEGRADED		/* a run from the k fastest, spares held */
-} WindowPlan;
 extern WindowPlan reader_window_plan(ObjectReader *r, uint64 cs, uint64 ce);
 extern void reader_next_start(ObjectReader *r, uint64 b0, uint64 b1);
 extern void reader_ahead_start(ObjectReader *r, uint64 cs, uint64 ce);
 extern void reader_ahead_discard(ObjectReader *r);
 extern void reader_hedged_ahead_discard(ObjectReader *r);
+extern HedgedWindow *reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1);
+extern void reader_hedged_keep(ObjectReader *r, uint64 nb0, uint64 nb1);
+extern void reader_ahead_poll(ObjectReader *r);
 extern void reader_prefetch_discard(ObjectReader *r);
 
 #endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

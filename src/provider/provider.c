@@ -538,6 +538,8 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->not_found = false;
 		r->http_status = 0;
 		r->result_size = 0;
+		r->partial_bytes = 0;
+		r->thin = false;
 		r->abandoned = false;
 		r->retries = 0;
 		r->short_bodies = 0;
@@ -630,6 +632,16 @@ provider_wait_tail(ProviderBatch *b)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+}
+
+/* See provider.h. */
+bool
+provider_batch_ending(ProviderBatch *b)
+{
+	if (!b->open || b->s3 == NULL)
+		return false;
+	provider_poll();
+	return provider_s3_ending(b->s3);
 }
 
 /* Error cleanup: stop what still writes into the caller's buffers. */

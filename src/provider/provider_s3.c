@@ -366,6 +366,13 @@ provider_s3_wait_tail(S3Batch *b)
 			break;
 }
 
+/* Whether the batch is over or in its last round trip (provider_batch_ending). */
+bool
+provider_s3_ending(S3Batch *b)
+{
+	return b->run == NULL || s3_run_tail_near(b->run);
+}
+
 void
 provider_s3_abandon(S3Batch *b)
 {

@@ -383,6 +383,31 @@ entry_mark_slow(ProviderStatsEntry *e, TimestampTz now)
 	e->slow_since = now;
 }
 
+/*
+ * A GET that answered: its round trip (to the first byte: not the size
+ * asked) among the provider's recent read times, and, over enough bytes,
+ * its body's rate among the recent rates.
+ */
+static void
+entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 bytes, TimestampTz now)
+{
+	e->read_answered = true;
+	e->recent_reads[e->recent_pos] = (float4)
+		(r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
+	e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
+	if (e->nrecent < RECENT_READS)
+		e->nrecent++;
+	e->last_read = now;
+	if (bytes >= PROVIDER_RATE_MIN_BYTES && r->body_ms > 0)
+	{
+		e->recent_rates[e->rate_pos] = (float4) (bytes / Max(r->body_ms, 1.0));
+		e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
+		if (e->nrates < RECENT_READS)
+			e->nrates++;
+		e->last_rate = now;
+	}
+}
+
 void
 provider_stats_note(ProviderRequest *reqs, int nreqs)
 {
@@ -407,7 +432,8 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			 * first is no error and says nothing of the provider's health
 			 * (what its tries met is still counted) — unless it had run
 			 * late, when how long it had run is a lower bound of its read
-			 * time.
+			 * time, or its answer had begun, when it measured its provider
+			 * as one that ended (and the bytes it moved count).
 			 */
 			if (r->latency_ms > 0)
 			{
@@ -415,7 +441,10 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				e->retries += r->retries;
 				e->short_bodies += r->short_bodies;
 			}
-			if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
+			e->bytes_read += r->partial_bytes;
+			if (r->partial_bytes > 0 && !r->timing_loose && r->op == POP_GET)
+				entry_note_read(e, r, r->partial_bytes, now);
+			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
 			{
 				e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
 				e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
@@ -434,8 +463,24 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		e->short_bodies += r->short_bodies;
 		if (r->abandoned)
 		{
-			/* given up by a hedge: slow, not failing */
-			entry_mark_slow(e, now);
+			/*
+			 * Given up by a hedge: slow, not failing — or, given up for a
+			 * thin link, not slow to answer (small reads still use it) but
+			 * measured by what had come, however little: its rate was
+			 * found a fraction of the others' (bulk reads go around it).
+			 */
+			if (!r->thin)
+				entry_mark_slow(e, now);
+			e->bytes_read += r->partial_bytes;
+			if ((r->thin || r->partial_bytes >= PROVIDER_RATE_MIN_BYTES) && r->partial_bytes > 0 &&
+				r->body_ms > 0 && !r->timing_loose)
+			{
+				e->recent_rates[e->rate_pos] = (float4) (r->partial_bytes / Max(r->body_ms, 1.0));
+				e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
+				if (e->nrates < RECENT_READS)
+					e->nrates++;
+				e->last_rate = now;
+			}
 			e->latencies[e->latency_pos] = (float4) r->latency_ms;
 			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
 			if (e->nlatencies < LATENCY_WINDOW)
@@ -450,27 +495,12 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		}
 		else if (r->op == POP_GET && r->ok)
 		{
-			e->read_answered = true;
 			e->bytes_read += r->result_size;
-			/* the round trip, not the size asked: the first byte's time */
-			e->recent_reads[e->recent_pos] = (float4)
-				(r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
 			e->read_latencies[e->read_latency_pos] = (float4) r->latency_ms;
 			e->read_latency_pos = (e->read_latency_pos + 1) % READ_LATENCY_WINDOW;
 			if (e->nread_latencies < READ_LATENCY_WINDOW)
 				e->nread_latencies++;
-			e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
-			if (e->nrecent < RECENT_READS)
-				e->nrecent++;
-			e->last_read = now;
-			if (r->result_size >= PROVIDER_RATE_MIN_BYTES && r->body_ms > 0)
-			{
-				e->recent_rates[e->rate_pos] = (float4) (r->result_size / Max(r->body_ms, 1.0));
-				e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
-				if (e->nrates < RECENT_READS)
-					e->nrates++;
-				e->last_rate = now;
-			}
+			entry_note_read(e, r, r->result_size, now);
 		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;
@@ -626,17 +656,30 @@ provider_forget_shard_verified(Provider *p, const char *key)
 double
 provider_recent_read_ms(Provider *p)
 {
+	return provider_read_ms(p, RECENT_READS);
+}
+
+/*
+ * provider_read_ms — as provider_recent_read_ms, from as few as min_reads
+ * of the provider's recent read times (at most RECENT_READS): fewer say
+ * less (one hiccup), but a far provider that loses every race answers
+ * rarely, and until then it would be taken for as fast as the fastest.
+ */
+double
+provider_read_ms(Provider *p, int min_reads)
+{
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
 	double		ms = -1;
 	TimestampTz now = GetCurrentTimestamp();
 
+	min_reads = Max(1, Min(min_reads, RECENT_READS));
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
 	if (e && e->slow_since != 0 &&
 		!TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
 		ms = PROVIDER_KNOWN_SLOW_MS;	/* found slow lately: avoided until the interval ends */
-	else if (e && e->nrecent >= RECENT_READS &&
+	else if (e && e->nrecent >= (uint32) min_reads &&
 			 !TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
 	{
 		/* the fastest, so that one hiccup does not make a provider slow */

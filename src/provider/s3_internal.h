@@ -117,11 +117,16 @@ typedef struct S3Transfer
 	uint64		received;		/* GET: bytes copied into req->buf */
 	bool		body_started;	/* GET: first body bytes of this response seen */
 	TimestampTz body_at;		/* GET: when they were (s3_run_tail_near) */
+	int64		connect_us;		/* GET: of the time until then, what setting
+								 * up a new connection took (libcurl's) */
+	TimestampTz rate_at[2];		/* GET: the body's progress sampled at two */
+	uint64		rate_received[2];	/* moments apart (s3_transfer_tail_near) */
 	bool		stopped_early;	/* GET: we aborted a 200 once we had enough */
 	bool		unexpected_range;
 	S3Body		body;			/* XML answers and error documents */
 	int			short_bodies;	/* GET answers that ended before their length */
 	TimestampTz try_start;		/* when this try started */
+	double		max_gap_ms;		/* the longest single such wait */
 	double		gap_ms;			/* how long of this try nobody looked at the
 								 * sockets (the backend did other work) */
 	bool		timing_loose;	/* that was a good part of the try: libcurl's

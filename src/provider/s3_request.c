@@ -442,6 +442,7 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	t->state = TS_RUNNING;
 	t->try_start = GetCurrentTimestamp();
 	t->gap_ms = 0;
+	t->max_gap_ms = 0;
 	t->timing_loose = false;
 	if (t->first_start == 0)
 		t->first_start = t->try_start;

@@ -192,6 +192,9 @@ s3_response_reset(S3Transfer *t)
 	t->received = 0;
 	t->body_started = false;
 	t->body_at = 0;
+	t->connect_us = 0;
+	memset(t->rate_at, 0, sizeof(t->rate_at));
+	memset(t->rate_received, 0, sizeof(t->rate_received));
 	t->stopped_early = false;
 	t->unexpected_range = false;
 	s3_body_reset(&t->body, t->op == S3OP_LIST ? S3_MAX_LIST_BODY : S3_MAX_SMALL_BODY);
@@ -296,8 +299,13 @@ s3_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 
 		if (!t->body_started)
 		{
+			curl_off_t	pre_us = 0;
+
 			t->body_started = true;
 			t->body_at = GetCurrentTimestamp();
+			if (t->easy &&
+				curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us) == CURLE_OK)
+				t->connect_us = (int64) pre_us;
 			if (t->status == 200)
 				t->skip = req->offset;	/* Range ignored: the whole object */
 			else if (t->have_content_range)
@@ -687,6 +695,21 @@ s3_try_loose(S3Transfer *t)
 	return t->try_start != 0 && t->gap_ms > S3_LOOSE_SHARE * Max(elapsed_ms, 1.0);
 }
 
+/*
+ * Whether t's times still measure its provider, loose or not: a reader
+ * that looks at the sockets between pieces of its work (provider_poll)
+ * leaves many short waits, none long enough for the kernel's socket buffer
+ * to fill and stop the sender; each stretches libcurl's times by no more
+ * than itself.  What the provider's statistics are told (req->timing_loose).
+ */
+#define S3_NEAR_GAP_MS			15.0
+
+static bool
+s3_times_measure(S3Transfer *t)
+{
+	return !t->timing_loose || t->max_gap_ms <= S3_NEAR_GAP_MS;
+}
+
 /* A try has ended: decide, record, and maybe queue the next try. */
 static void
 s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
@@ -756,7 +779,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	}
 
 	t->state = TS_DONE;
-	req->timing_loose = t->timing_loose;
+	req->timing_loose = !s3_times_measure(t);
 	req->first_byte_ms = (double) first_us / 1000.0;
 	req->body_ms = t->attempt <= 1 ? (double) body_us / 1000.0 : 0;
 	if (net_us > 0 && t->attempt <= 1)
@@ -798,7 +821,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * stragglers get HEDGE_FACTOR times the slowest finished one's time, or of
  * their provider's recent p95 if that is more (at least HEDGE_MIN_MS), after
  * the last one finished; a straggler still receiving bytes is not stalled
- * and gets more.  Then they are given up, and the caller reads around them
+ * and gets more — unless its bytes come so slowly that it would end beyond
+ * that anyway (s3_stragglers_thin).  Then they are given up, and the caller reads around them
  * (parity) instead of waiting for one slow provider.  Giving up marks the
  * provider slow for every reader, so the bar is high: one late answer of a
  * server that shares a busy machine is not a slow provider.
@@ -967,7 +991,23 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	 * has read it.)
 	 */
 	t->timing_loose = started && s3_try_loose(t);
-	t->req->timing_loose = t->timing_loose;
+	t->req->timing_loose = !s3_times_measure(t);
+
+	/*
+	 * A GET whose answer had begun measured its provider all the same: the
+	 * round trip to its first byte, and its link's rate over the bytes
+	 * that came (provider_stats_note).  Stopped ones are mostly a hedged
+	 * set's losers — a far or thin provider that never wins a race would
+	 * otherwise never be measured, and be taken for as fast as the fastest.
+	 */
+	if (t->op == S3OP_GET && t->body_started && t->received > 0 && t->try_start != 0)
+	{
+		double		first_us = (double) (t->body_at - t->try_start) - (double) t->connect_us;
+
+		t->req->partial_bytes = t->received;
+		t->req->first_byte_ms = Max(first_us, 1.0) / 1000.0;
+		t->req->body_ms = (double) (now - t->body_at) / 1000.0;
+	}
 	if (cancel)
 	{
 		t->req->cancelled = true;
@@ -984,6 +1024,9 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	}
 	t->req->abandoned = true;
 	t->req->error = MemoryContextStrdup(resultcxt,
+										t->req->thin ?
+										psprintf("provider \"%s\": abandoned after %.0f ms, its bytes coming far slower than the others'",
+												 t->provider->name, t->req->latency_ms) :
 										psprintf("provider \"%s\": abandoned after %.0f ms, far slower than the others",
 												 t->provider->name, t->req->latency_ms));
 }
@@ -1005,9 +1048,95 @@ s3_last_progress(S3Hedge *h, S3Transfer **ts, int i, TimestampTz now)
 	return h->progress[i];
 }
 
+/*
+ * Thin stragglers: a large GET still coming in at less than
+ * 1/HEDGE_THIN_FACTOR of the rate the slowest large GET of the batch that
+ * ended well had (a provider close by, so its answers begin in time, on a
+ * thin link), at least HEDGE_THIN_SAMPLE_MS into its body.  Whether every
+ * straggler is thin and at that rate the last would still take longer than
+ * ref (the slowest finished one's time; at least HEDGE_MIN_MS): reading
+ * around them from parity costs about that much, and giving them up at the
+ * grace's end — bytes still coming — never came: a window waited for its
+ * slowest link's bytes.
+ */
+#define HEDGE_THIN_FACTOR		3
+#define HEDGE_THIN_MIN_BYTES	(1024 * 1024)
+#define HEDGE_THIN_SAMPLE_MS	50
+
+/* The slowest body rate (bytes per ms) of the large GETs of ts that ended well; -1 if none. */
+static double
+s3_done_rate(S3Transfer **ts, int n)
+{
+	double		done_rate = -1;
+
+	for (int i = 0; i < n; i++)
+	{
+		ProviderRequest *req = ts[i]->req;
+
+		if (ts[i]->state == TS_DONE && req->ok && ts[i]->op == S3OP_GET &&
+			req->result_size >= PROVIDER_RATE_MIN_BYTES && req->body_ms > 0)
+		{
+			double		rate = (double) req->result_size / req->body_ms;
+
+			done_rate = done_rate < 0 ? rate : Min(done_rate, rate);
+		}
+	}
+	return done_rate;
+}
+
+static double s3_link_rate(S3Transfer *t, TimestampTz now);
+
+/*
+ * Whether running transfer t is a large GET whose provider's link brings
+ * in less than 1/HEDGE_THIN_FACTOR of done_rate — t and whatever else
+ * reads from that provider now (a window read ahead, a shard being
+ * verified) together: a shared link gives t only a part of it; *left_ms:
+ * how long t would still take at its rate.
+ */
+static bool
+s3_transfer_thin(S3Transfer *t, TimestampTz now, double done_rate, double *left_ms)
+{
+	double		body_ms;
+	double		rate;
+
+	if (done_rate <= 0 || t->state != TS_RUNNING || t->op != S3OP_GET || !t->body_started ||
+		t->req->length < HEDGE_THIN_MIN_BYTES || t->received == 0)
+		return false;
+	body_ms = (double) (now - t->body_at) / 1000.0;
+	rate = (double) t->received / Max(body_ms, 1.0);
+	if (body_ms < HEDGE_THIN_SAMPLE_MS || s3_link_rate(t, now) * HEDGE_THIN_FACTOR >= done_rate)
+		return false;
+	*left_ms = (double) (t->req->length - Min(t->received, t->req->length)) / rate;
+	return true;
+}
+
+static bool
+s3_stragglers_thin(S3Transfer **ts, int n, TimestampTz now, double ref)
+{
+	double		done_rate = s3_done_rate(ts, n);
+	double		left_ms = 0;
+	int			nthin = 0;
+
+	if (done_rate <= 0)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		double		left = 0;
+
+		if (ts[i]->state != TS_RUNNING)
+			continue;
+		if (!s3_transfer_thin(ts[i], now, done_rate, &left))
+			return false;
+		left_ms = Max(left_ms, left);
+		nthin++;
+	}
+	return nthin > 0 && left_ms > Max((double) HEDGE_MIN_MS, ref);
+}
+
 /* How long the stragglers may still take (ms); -1 if abandoning does not apply. */
 static long
-s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms)
+s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, double slowest_ms,
+				   bool *thin)
 {
 	int			ok = 0;
 	double		ref = slowest_ms;
@@ -1016,6 +1145,7 @@ s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, do
 	TimestampTz since = last_done;
 	bool		started_all = true;
 
+	*thin = false;
 	if (last_done == 0 || h->need > 0)
 		return -1;				/* nothing has come back yet, or a hedged set */
 	now = GetCurrentTimestamp();
@@ -1042,6 +1172,11 @@ s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, do
 	if (!started_all)
 		return -1;
 	grace = Max((long) HEDGE_MIN_MS, (long) (HEDGE_FACTOR * ref));
+	if (s3_stragglers_thin(ts, n, now, ref))
+	{
+		*thin = true;
+		return 0;
+	}
 	return Max(grace - TimestampDifferenceMilliseconds(since, now), 0);
 }
 
@@ -1149,6 +1284,32 @@ s3_unit_late_ms(S3Hedge *h, S3Transfer **ts, int n, int u)
 			if (h->unit_of[i] == u)
 				ref = Max(ref, h->p95_ms[i]);
 	return Max((double) HEDGE_SPARE_MIN_MS, HEDGE_SPARE_FACTOR * ref);
+}
+
+/*
+ * Whether unit u of a hedged set of reads is on a thin link: one of its
+ * large GETs comes in at less than 1/HEDGE_THIN_FACTOR of the rate of the
+ * set's slowest that ended well, and at that rate would take longer than
+ * a spare (about the slowest unit's time, at least HEDGE_SPARE_MIN_MS).
+ * Late at once then, whatever its time: waiting for the lateness bar,
+ * measured from the unit's start, left most of the window waiting for it.
+ */
+static bool
+s3_unit_thin(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now)
+{
+	double		done_rate = s3_done_rate(ts, n);
+
+	if (done_rate <= 0)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		double		left = 0;
+
+		if (h->unit_of[i] == u && s3_transfer_thin(ts[i], now, done_rate, &left) &&
+			left > Max((double) HEDGE_SPARE_MIN_MS, h->slowest_unit_ms))
+			return true;
+	}
+	return false;
 }
 
 /* When unit u's first request started; 0 if none has. */
@@ -1272,6 +1433,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			continue;
 		}
 		late_ms = s3_unit_late_ms(h, ts, n, u);
+		if (!h->late[u] && s3_unit_thin(h, ts, n, u, now))
+			late_ms = 0;		/* its spare would be sooner */
 		if (h->late[u])
 		{
 			/* very late: HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS */
@@ -1350,6 +1513,27 @@ struct S3Run
 static S3Run *s3_runs = NULL;
 
 /*
+ * What t's provider's link brings in now, bytes per ms: the body rates of
+ * every GET of any run reading from it (t among them).
+ */
+static double
+s3_link_rate(S3Transfer *t, TimestampTz now)
+{
+	double		rate = 0;
+
+	for (S3Run *run = s3_runs; run != NULL; run = run->next)
+		for (int i = 0; i < run->n; i++)
+		{
+			S3Transfer *o = run->ts[i];
+
+			if (o->provider == t->provider && o->state == TS_RUNNING && o->op == S3OP_GET &&
+				o->body_started && o->received > 0)
+				rate += (double) o->received / Max((double) (now - o->body_at) / 1000.0, 1.0);
+		}
+	return rate;
+}
+
+/*
  * When libcurl last looked at the sockets: the end of the last
  * curl_multi_perform or curl_multi_poll.  The time nobody looked (the
  * backend was decoding) is added to every transfer then running
@@ -1399,7 +1583,10 @@ s3_drive(CURLM *multi)
 				TimestampTz from = Max(s3_attentive_at, t->try_start);
 
 				if (t->state == TS_RUNNING && now > from)
+				{
 					t->gap_ms += (double) (now - from) / 1000.0;
+					t->max_gap_ms = Max(t->max_gap_ms, (double) (now - from) / 1000.0);
+				}
 			}
 	}
 	mrc = curl_multi_perform(multi, &still_running);
@@ -1470,6 +1657,7 @@ s3_run_step(S3Run *run, bool wait)
 	int			nrunning = 0;
 	long		wait_ms;
 	long		remaining;
+	bool		thin;
 	int			i;
 
 	if (run->ended)
@@ -1520,7 +1708,7 @@ s3_run_step(S3Run *run, bool wait)
 	run->ndone += s3_hedge_stalled(hedge, ts, n, &wait_ms, run->resultcxt);
 	if (run->ndone >= n)
 		goto done;
-	remaining = s3_hedge_remaining(hedge, ts, n, run->last_done, run->slowest_ms);
+	remaining = s3_hedge_remaining(hedge, ts, n, run->last_done, run->slowest_ms, &thin);
 	if (remaining == 0)
 	{
 		/*
@@ -1537,6 +1725,8 @@ s3_run_step(S3Run *run, bool wait)
 		{
 			if (ts[i]->state == TS_DONE)
 				continue;
+			/* a thin link: read around, its provider not slow for small reads */
+			ts[i]->req->thin = thin;
 			s3_transfer_give_up(ts[i], failed, 0, run->resultcxt);
 			run->ndone++;
 		}
@@ -1606,21 +1796,31 @@ done:
 #define S3_TAIL_SMALL_BYTES		65536
 #define S3_TAIL_SAMPLE_US		5000
 
+/* The body's rate is taken over the last this long, at least */
+#define S3_TAIL_RATE_US			20000
+/* A round trip may take this much longer than the provider's fastest */
+#define S3_TAIL_RTT_SLACK		1.5
+
 /*
  * Whether GET t has at most a round trip of body left, at the rate its
- * body is coming in (shared with whatever else its provider's link
+ * body is coming in now (shared with whatever else its provider's link
  * carries): a request sent now would begin to answer about when t ends.
- * The round trip is the provider's recent fastest (rtt_ms, -1 if unknown)
- * or what t's answer took to begin, whichever is less: that one may
- * include a new connection's handshake, and a request sent too early takes
- * bandwidth from t, which then ends later.
+ * The round trip is what t's own answer took to begin, less a new
+ * connection's set-up (the next request reuses it): with the provider's
+ * own time to answer, what the next request will see — but no more than
+ * S3_TAIL_RTT_SLACK times the provider's recent fastest (rtt_ms, -1 if
+ * unknown), for a handshake libcurl did not see (a proxy's).  The rate is the body's over its last S3_TAIL_RATE_US or more,
+ * not since it began: while the previous window's answer still shared the
+ * link, t came in at a fraction of the rate it has now, and its end
+ * looked a round trip further off than it was.
  */
 static bool
 s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
 {
 	uint64		left;
-	double		body_us;
 	double		rtt_us;
+	double		span_us;
+	uint64		span_bytes;
 
 	if (t->state == TS_DONE)
 		return t->req->ok;
@@ -1629,13 +1829,36 @@ s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
 	left = t->req->length > t->received ? t->req->length - t->received : 0;
 	if (left <= S3_TAIL_SMALL_BYTES)
 		return true;
-	body_us = (double) (now - t->body_at);
 	rtt_us = (double) (t->body_at - t->try_start);
+	if (t->connect_us > 0 && t->connect_us < rtt_us)
+		rtt_us -= (double) t->connect_us;
 	if (rtt_ms >= 0)
-		rtt_us = Min(rtt_us, rtt_ms * 1000.0);
-	if (body_us < S3_TAIL_SAMPLE_US || t->received == 0)
+		rtt_us = Min(rtt_us, S3_TAIL_RTT_SLACK * rtt_ms * 1000.0);
+
+	/* two samples of the body's progress, the older at least S3_TAIL_RATE_US back */
+	if (t->rate_at[1] == 0 || now - t->rate_at[1] >= S3_TAIL_RATE_US)
+	{
+		if (t->rate_at[1] != 0)
+		{
+			t->rate_at[0] = t->rate_at[1];
+			t->rate_received[0] = t->rate_received[1];
+		}
+		t->rate_at[1] = now;
+		t->rate_received[1] = t->received;
+	}
+	if (t->rate_at[0] != 0 && now - t->rate_at[0] >= S3_TAIL_RATE_US)
+	{
+		span_us = (double) (now - t->rate_at[0]);
+		span_bytes = t->received - t->rate_received[0];
+	}
+	else
+	{
+		span_us = (double) (now - t->body_at);
+		span_bytes = t->received;
+	}
+	if (span_us < S3_TAIL_SAMPLE_US || span_bytes == 0)
 		return false;
-	return (double) left * body_us / (double) t->received <= rtt_us;
+	return (double) left * span_us / (double) span_bytes <= rtt_us;
 }
 
 /*

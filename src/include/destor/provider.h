@@ -142,7 +142,14 @@ typedef struct ProviderRequest
 	double		body_ms;		/* s3: from the answer's first byte to its last,
 								 * by libcurl's clock (0: not known): with the
 								 * bytes, the provider's bandwidth */
+	uint64		partial_bytes;	/* s3 GET stopped early (cancelled, abandoned):
+								 * body bytes it had received — with
+								 * first_byte_ms and body_ms, then set too, a
+								 * measurement of its provider */
 	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
+	bool		thin;			/* abandoned for its bytes coming far slower
+								 * than the others': its link is thin, its
+								 * provider not slow to answer */
 	bool		cancelled;		/* hedged set: not needed after all — a spare never
 								 * started, or stopped once enough units answered
 								 * (ok is false; not an error) */
@@ -201,6 +208,7 @@ extern bool provider_is_down(Provider *p);
  * reader found it much slower than its pool's other providers and avoided
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
+extern double provider_read_ms(Provider *p, int min_reads);
 /* whether a GET of p succeeded since the server started or the stats were
  * reset: a provider never measured cannot be ranked, so reads hedge around it */
 extern bool provider_read_time_known(Provider *p);
@@ -300,6 +308,7 @@ typedef struct ProviderBatch ProviderBatch;
 extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
 extern void provider_finish(ProviderBatch *b);
 extern void provider_wait_tail(ProviderBatch *b);
+extern bool provider_batch_ending(ProviderBatch *b);
 extern void provider_abandon(ProviderBatch *b);
 extern void provider_cancel(ProviderBatch *b);
 
@@ -310,6 +319,11 @@ extern void provider_cancel(ProviderBatch *b);
  * reader then sends its next batch and finishes this one: the next answer
  * begins as this one ends, where sending it after the end left every
  * provider's link idle for a round trip.  File batches return at once.
+ *
+ * provider_batch_ending — the same test without waiting: moves the
+ * transfers of started batches along (provider_poll) and says whether b's
+ * s3 reads are over or in their last round trip.  False for a batch with
+ * no s3 part: a file read needs no batch sent behind it early.
  */
 
 /*
@@ -349,6 +363,7 @@ typedef struct S3Batch S3Batch;
 extern S3Batch *provider_s3_start(ProviderRequest **reqs, int nreqs);
 extern void provider_s3_finish(S3Batch *b);
 extern void provider_s3_wait_tail(S3Batch *b);
+extern bool provider_s3_ending(S3Batch *b);
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_poll(void);
 extern List *provider_s3_list(Provider *p, const char *prefix);
