@@ -119,6 +119,7 @@ object_reader_open(ObjectMeta *meta)
 	r->avoid = palloc0(sizeof(bool) * r->n);
 	r->far = palloc0(sizeof(bool) * r->n);
 	r->unrated = palloc0(sizeof(bool) * r->n);
+	r->thin = palloc0(sizeof(bool) * r->n);
 	r->liar = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
@@ -225,8 +226,12 @@ reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 		return;					/* not needed after all: says nothing of the shard */
 	if (req && req->abandoned)
 	{
-		/* not broken, just slow: read around it for the rest of this reader */
-		r->avoid[i] = true;
+		/* not broken, just slow — or on a thin link, which only bulk reads
+		 * mind: read around it for the rest of this reader */
+		if (req->thin)
+			r->thin[i] = true;
+		else
+			r->avoid[i] = true;
 		return;
 	}
 	r->health[i] = Max(r->health[i], h);
@@ -313,8 +318,9 @@ reader_bulk_times(ObjectReader *r, double *ms)
 		if (rate[i] > 0)
 			nrated++;
 	}
+	/* (a file provider has no rate: only an all-s3 pool can go around) */
 	for (int i = 0; i < r->n; i++)
-		r->unrated[i] = nrated >= r->k && rate[i] <= 0;
+		r->unrated[i] = nrated >= r->k && rate[i] <= 0 && reader_hedgeable(r);
 	if (best <= 0)
 		return;
 	for (int i = 0; i < r->n; i++)
@@ -430,7 +436,8 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 	 * for its bytes (as a spare of the k known, it is asked only if one of
 	 * them fails or is late)
 	 */
-	return r->m > 0 && (r->far[d] || r->unrated[d]) && (b - a >= READ_BULK_BYTES || r->bulk_batch);
+	return r->m > 0 && (r->far[d] || r->unrated[d] || r->thin[d]) &&
+		(b - a >= READ_BULK_BYTES || r->bulk_batch);
 }
 
 /*
@@ -516,12 +523,7 @@ reader_healthy_requests(ObjectReader *r, uint64 cs, uint64 ce, int set, Provider
 			buf[d] = (uint8 *) TYPEALIGN(PROVIDER_IO_ALIGN, raw) + a % PROVIDER_IO_ALIGN;
 		}
 		lo[d] = a;
-		reqs[nreqs].provider = r->providers[d];
-		reqs[nreqs].op = POP_GET;
-		reqs[nreqs].key = r->keys[d];
-		reqs[nreqs].offset = a;
-		reqs[nreqs].length = b - a;
-		reqs[nreqs].buf = (char *) buf[d];
+		reader_shard_get(&reqs[nreqs], r, d, a, b - a, buf[d]);
 		reqs[nreqs].no_retry = (r->m > 0);
 		reqs[nreqs].hedge = (r->m > 0);
 		reqs[nreqs].buf_aligned_io = true;
@@ -618,7 +620,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 		{
 			int			d = r->set_shard_of[r->cur_set ^ 1][q];
 
-			if (r->avoid[d] || r->health[d] != SHARD_USABLE)
+			if (r->avoid[d] || r->thin[d] || r->health[d] != SHARD_USABLE)
 			{
 				reader_ahead_discard(r);
 				reader_next_start(r, nb0, nb1);

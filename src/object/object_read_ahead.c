@@ -38,13 +38,21 @@ reader_hedged_ahead_discard(ObjectReader *r)
 /*
  * The hedged window read ahead for window [b0, b1], taken over by the
  * caller; NULL when there is none.  The window read two ahead, if any,
- * becomes the next one.
+ * becomes the next one — also when this window was read ahead the healthy
+ * way (r->ahead), and none hedged.
  */
 HedgedWindow *
 reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1)
 {
 	HedgedWindow *h = r->ahead_hedged;
 
+	if (h == NULL && r->ahead_hedged2 != NULL)
+	{
+		/* the next window came the healthy way: the one after is next now */
+		r->ahead_hedged = r->ahead_hedged2;
+		r->ahead_hedged2 = NULL;
+		return NULL;
+	}
 	if (h == NULL || !reader_hedged_matches(h, b0, b1))
 		return NULL;
 	r->ahead_hedged = r->ahead_hedged2;

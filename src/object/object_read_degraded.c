@@ -176,7 +176,8 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		 * and those of unknown rate while k others' are known (the link
 		 * may be thin: they are spares, and measured when used)
 		 */
-		if ((r->far[order[j]] || r->unrated[order[j]]) && ms[order[j]] < HEDGE_LAST_MS)
+		if ((r->far[order[j]] || r->unrated[order[j]] || r->thin[order[j]]) &&
+			ms[order[j]] < HEDGE_LAST_MS)
 			ms[order[j]] += HEDGE_FAR_MS;
 	}
 	/* insertion sort by read time, stable: ties keep shard order */
@@ -339,22 +340,13 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 			continue;
 		for (int j = 0; j < nruns; j++)
 		{
-			ProviderRequest *q = &sr->reqs[sr->nreqs];
-
-			q->provider = r->providers[i];
-			q->op = POP_GET;
-			q->key = r->keys[i];
-			q->offset = s0[j] * r->meta->chunk_size;
-			q->length = (s1[j] - s0[j]) * r->meta->chunk_size + chunk_len(r, s1[j]);
-			q->buf = (char *) sr->buf[j * r->n + i];
+			reader_shard_get(&sr->reqs[sr->nreqs], r, i, s0[j] * r->meta->chunk_size,
+							 (s1[j] - s0[j]) * r->meta->chunk_size + chunk_len(r, s1[j]),
+							 sr->buf[j * r->n + i]);
 			sr->shard_of[sr->nreqs++] = i;
 		}
-		sr->reqs[sr->nreqs].provider = r->providers[i];
-		sr->reqs[sr->nreqs].op = POP_GET;
-		sr->reqs[sr->nreqs].key = r->keys[i];
-		sr->reqs[sr->nreqs].offset = r->shard_data_len + sr->t0 * r->tag_len;
-		sr->reqs[sr->nreqs].length = ntags * r->tag_len;
-		sr->reqs[sr->nreqs].buf = (char *) sr->tagbuf[i];
+		reader_shard_get(&sr->reqs[sr->nreqs], r, i, r->shard_data_len + sr->t0 * r->tag_len,
+						 ntags * r->tag_len, sr->tagbuf[i]);
 		sr->shard_of[sr->nreqs++] = i;
 		if (hedged && (unit_of[i] > 0 || probe[i]))
 		{
@@ -601,12 +593,17 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 			provider_is_down(r->providers[i]))
 			continue;
 		rank[i] = r->slow[i] || r->avoid[i] ? 3 :
-			(r->far[i] || r->unrated[i]) ? 2 :
+			(r->far[i] || r->unrated[i] || r->thin[i]) ? 2 :
 			provider_read_ms(r->providers[i], 1) < 0 ? 1 : 0;
 		ncand++;
 	}
 	if (ncand < nfailed)
 		return false;
+	/* the data shards kept are read too (their edges): they must be there */
+	for (int d = 0; d < r->k; d++)
+		if (!failed[d] && (r->providers[d] == NULL || r->health[d] != SHARD_USABLE ||
+						   r->liar[d] || provider_is_down(r->providers[d])))
+			return false;
 
 	/* every data shard and each candidate parity, as whole chunks of [s0, s1] */
 	memset(reqs, 0, sizeof(reqs));
@@ -632,12 +629,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 
 				if (lo >= hi)
 					continue;
-				reqs[nreqs].provider = r->providers[i];
-				reqs[nreqs].op = POP_GET;
-				reqs[nreqs].key = r->keys[i];
-				reqs[nreqs].offset = lo;
-				reqs[nreqs].length = hi - lo;
-				reqs[nreqs].buf = (char *) full[i] + (lo - flo);
+				reader_shard_get(&reqs[nreqs], r, i, lo, hi - lo, full[i] + (lo - flo));
 				shard_of[nreqs++] = i;
 			}
 		}
@@ -648,12 +640,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 			for (int j = r->k; j < r->n; j++)
 				if (rank[j] >= 0 && (rank[j] < rank[i] || (rank[j] == rank[i] && j < i)))
 					better++;
-			reqs[nreqs].provider = r->providers[i];
-			reqs[nreqs].op = POP_GET;
-			reqs[nreqs].key = r->keys[i];
-			reqs[nreqs].offset = flo;
-			reqs[nreqs].length = fhi - flo;
-			reqs[nreqs].buf = (char *) full[i];
+			reader_shard_get(&reqs[nreqs], r, i, flo, fhi - flo, full[i]);
 			reqs[nreqs].no_retry = true;
 			reqs[nreqs].hedge_unit = i + 1;
 			reqs[nreqs].hedge_need = nfailed;

@@ -79,6 +79,9 @@ struct ObjectReader
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
 	bool	   *avoid;			/* a request to it was abandoned as too slow */
+	bool	   *thin;			/* a request to it was given up for a thin
+								 * link: bulk reads go around it (small ones
+								 * do not) for the rest of this reader */
 	bool	   *unrated;		/* no recent large-read rate known, while k
 								 * other providers' are: a bulk read goes
 								 * around it too (its link may be thin) */
@@ -158,6 +161,18 @@ block_cend(ObjectReader *r, uint64 b)
 	if (b == (uint64) r->meta->nblocks - 1)
 		return r->meta->stream_size;
 	return (b + 1) * (r->meta->block_size + r->block_overhead);
+}
+
+/* Request q (zeroed) reads len bytes of shard i from offset off into buf. */
+static inline void
+reader_shard_get(ProviderRequest *q, ObjectReader *r, int i, uint64 off, uint64 len, void *buf)
+{
+	q->provider = r->providers[i];
+	q->op = POP_GET;
+	q->key = r->keys[i];
+	q->offset = off;
+	q->length = len;
+	q->buf = (char *) buf;
 }
 
 /* How a window is best fetched (reader_window_plan) */

@@ -1063,12 +1063,16 @@ s3_last_progress(S3Hedge *h, S3Transfer **ts, int i, TimestampTz now)
 #define HEDGE_THIN_MIN_BYTES	(1024 * 1024)
 #define HEDGE_THIN_SAMPLE_MS	50
 
-/* The slowest body rate (bytes per ms) of the large GETs of ts that ended well; -1 if none. */
+/*
+ * The slowest body rate (bytes per ms) of the large GETs of ts that ended
+ * well, -1 if none; *body_ms: how long that one's body took.
+ */
 static double
-s3_done_rate(S3Transfer **ts, int n)
+s3_done_rate(S3Transfer **ts, int n, double *body_ms)
 {
 	double		done_rate = -1;
 
+	*body_ms = 0;
 	for (int i = 0; i < n; i++)
 	{
 		ProviderRequest *req = ts[i]->req;
@@ -1078,7 +1082,11 @@ s3_done_rate(S3Transfer **ts, int n)
 		{
 			double		rate = (double) req->result_size / req->body_ms;
 
-			done_rate = done_rate < 0 ? rate : Min(done_rate, rate);
+			if (done_rate < 0 || rate < done_rate)
+			{
+				done_rate = rate;
+				*body_ms = req->body_ms;
+			}
 		}
 	}
 	return done_rate;
@@ -1094,17 +1102,29 @@ static double s3_link_rate(S3Transfer *t, TimestampTz now);
  * how long t would still take at its rate.
  */
 static bool
-s3_transfer_thin(S3Transfer *t, TimestampTz now, double done_rate, double *left_ms)
+s3_transfer_thin(S3Transfer *t, TimestampTz now, double done_rate, double done_body_ms,
+				 double *left_ms)
 {
 	double		body_ms;
 	double		rate;
 
 	if (done_rate <= 0 || t->state != TS_RUNNING || t->op != S3OP_GET || !t->body_started ||
-		t->req->length < HEDGE_THIN_MIN_BYTES || t->received == 0)
+		t->req->length < HEDGE_THIN_MIN_BYTES || t->received == 0 ||
+		t->max_gap_ms > S3_NEAR_GAP_MS)
 		return false;
 	body_ms = (double) (now - t->body_at) / 1000.0;
 	rate = (double) t->received / Max(body_ms, 1.0);
-	if (body_ms < HEDGE_THIN_SAMPLE_MS || s3_link_rate(t, now) * HEDGE_THIN_FACTOR >= done_rate)
+
+	/*
+	 * Judged over enough of its body: HEDGE_THIN_SAMPLE_MS, and four of its
+	 * round trips (a new connection's window grows for a few of them), and
+	 * as long as the slowest finished body took — never while the backend
+	 * left its socket alone for long (its rate would be the backend's).
+	 */
+	if (body_ms < Max((double) HEDGE_THIN_SAMPLE_MS,
+					  4.0 * (double) (t->body_at - t->try_start) / 1000.0) ||
+		body_ms < done_body_ms ||
+		s3_link_rate(t, now) * HEDGE_THIN_FACTOR >= done_rate)
 		return false;
 	*left_ms = (double) (t->req->length - Min(t->received, t->req->length)) / rate;
 	return true;
@@ -1113,7 +1133,8 @@ s3_transfer_thin(S3Transfer *t, TimestampTz now, double done_rate, double *left_
 static bool
 s3_stragglers_thin(S3Transfer **ts, int n, TimestampTz now, double ref)
 {
-	double		done_rate = s3_done_rate(ts, n);
+	double		done_body_ms;
+	double		done_rate = s3_done_rate(ts, n, &done_body_ms);
 	double		left_ms = 0;
 	int			nthin = 0;
 
@@ -1125,7 +1146,7 @@ s3_stragglers_thin(S3Transfer **ts, int n, TimestampTz now, double ref)
 
 		if (ts[i]->state != TS_RUNNING)
 			continue;
-		if (!s3_transfer_thin(ts[i], now, done_rate, &left))
+		if (!s3_transfer_thin(ts[i], now, done_rate, done_body_ms, &left))
 			return false;
 		left_ms = Max(left_ms, left);
 		nthin++;
@@ -1297,7 +1318,8 @@ s3_unit_late_ms(S3Hedge *h, S3Transfer **ts, int n, int u)
 static bool
 s3_unit_thin(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now)
 {
-	double		done_rate = s3_done_rate(ts, n);
+	double		done_body_ms;
+	double		done_rate = s3_done_rate(ts, n, &done_body_ms);
 
 	if (done_rate <= 0)
 		return false;
@@ -1305,7 +1327,8 @@ s3_unit_thin(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now)
 	{
 		double		left = 0;
 
-		if (h->unit_of[i] == u && s3_transfer_thin(ts[i], now, done_rate, &left) &&
+		if (h->unit_of[i] == u &&
+			s3_transfer_thin(ts[i], now, done_rate, done_body_ms, &left) &&
 			left > Max((double) HEDGE_SPARE_MIN_MS, h->slowest_unit_ms))
 			return true;
 	}
