@@ -28,7 +28,7 @@ use Time::HiRes qw(time);
 
 my $t_start = time();
 my $seed = $ENV{DESTOR_DIFF_SEED} // 20261125;
-my $nqueries = $ENV{DESTOR_DIFF_QUERIES} // 240;
+my $nqueries = $ENV{DESTOR_DIFF_QUERIES} // 180;
 die "DESTOR_DIFF_SEED must be an integer" unless $seed =~ /^\d+$/;
 srand($seed);
 diag("differential query generator: seed $seed (override with DESTOR_DIFF_SEED), $nqueries queries");

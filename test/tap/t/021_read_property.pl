@@ -25,8 +25,8 @@ use Test::More;
 use Time::HiRes qw(time);
 
 my $seed = $ENV{DESTOR_PROPERTY_SEED} // (time() * 1000 % 1_000_000_007);
-my $iterations = $ENV{DESTOR_PROPERTY_ITERATIONS} // 40;
-my $seconds = $ENV{DESTOR_PROPERTY_SECONDS} // 100;
+my $iterations = $ENV{DESTOR_PROPERTY_ITERATIONS} // 28;
+my $seconds = $ENV{DESTOR_PROPERTY_SECONDS} // 70;
 srand($seed);
 note("seed $seed (rerun with DESTOR_PROPERTY_SEED=$seed)");
 
