@@ -443,7 +443,14 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			}
 			e->bytes_read += r->partial_bytes;
 			if (r->partial_bytes > 0 && !r->timing_loose && r->op == POP_GET)
+			{
+				/* and how long it ran, a lower bound of its time (as below) */
 				entry_note_read(e, r, r->partial_bytes, now);
+				e->latencies[e->latency_pos] = (float4) r->latency_ms;
+				e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
+				if (e->nlatencies < LATENCY_WINDOW)
+					e->nlatencies++;
+			}
 			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
 			{
 				e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
