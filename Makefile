@@ -94,9 +94,10 @@ TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/1
 TAP_PARALLEL = $(filter-out $(TAP_SERIAL),$(patsubst test/tap/%,%,$(wildcard test/tap/t/*.pl)))
 # 104 (pg_partman) judges nothing by timing: it runs with the others
 TAP_SERIAL := $(filter-out t/104_partman.pl,$(TAP_SERIAL))
+# --timer: each file's wall time goes to the log (the suite has a budget)
 TAP_PROVE = TESTDIR='$(CURDIR)/test/tap' PATH="$(bindir):$$PATH" \
 	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' DESTOR_TAP_LIB='$(CURDIR)/test/tap' \
-	  $(PROVE) -I '$(pgxsdir)/src/test/perl' -I . $(PROVE_FLAGS)
+	  $(PROVE) --timer -I '$(pgxsdir)/src/test/perl' -I . $(PROVE_FLAGS)
 
 tapcheck:
 	rm -rf test/tap/tmp_check

@@ -383,6 +383,16 @@ entry_mark_slow(ProviderStatsEntry *e, TimestampTz now)
 	e->slow_since = now;
 }
 
+/* Adds v to a ring of size values: where pos says, which moves on. */
+static inline void
+ring_push(float4 *ring, uint32 *pos, uint32 *count, uint32 size, double v)
+{
+	ring[*pos] = (float4) v;
+	*pos = (*pos + 1) % size;
+	if (*count < size)
+		(*count)++;
+}
+
 /*
  * A GET that answered: its round trip (to the first byte: not the size
  * asked) among the provider's recent read times, and, over enough bytes,
@@ -392,18 +402,13 @@ static void
 entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 bytes, TimestampTz now)
 {
 	e->read_answered = true;
-	e->recent_reads[e->recent_pos] = (float4)
-		(r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
-	e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
-	if (e->nrecent < RECENT_READS)
-		e->nrecent++;
+	ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
+			  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
 	e->last_read = now;
 	if (bytes >= PROVIDER_RATE_MIN_BYTES && r->body_ms > 0)
 	{
-		e->recent_rates[e->rate_pos] = (float4) (bytes / Max(r->body_ms, 1.0));
-		e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
-		if (e->nrates < RECENT_READS)
-			e->nrates++;
+		ring_push(e->recent_rates, &e->rate_pos, &e->nrates, RECENT_READS,
+				  bytes / Max(r->body_ms, 1.0));
 		e->last_rate = now;
 	}
 }
@@ -446,22 +451,13 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			{
 				/* and how long it ran, a lower bound of its time (as below) */
 				entry_note_read(e, r, r->partial_bytes, now);
-				e->latencies[e->latency_pos] = (float4) r->latency_ms;
-				e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
-				if (e->nlatencies < LATENCY_WINDOW)
-					e->nlatencies++;
+				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
 			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
 			{
-				e->recent_reads[e->recent_pos] = (float4) r->latency_ms;
-				e->recent_pos = (e->recent_pos + 1) % RECENT_READS;
-				if (e->nrecent < RECENT_READS)
-					e->nrecent++;
+				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
 				e->last_read = now;
-				e->latencies[e->latency_pos] = (float4) r->latency_ms;
-				e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
-				if (e->nlatencies < LATENCY_WINDOW)
-					e->nlatencies++;
+				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
 			continue;
 		}
@@ -482,16 +478,11 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			if ((r->thin || r->partial_bytes >= PROVIDER_RATE_MIN_BYTES) && r->partial_bytes > 0 &&
 				r->body_ms > 0 && !r->timing_loose)
 			{
-				e->recent_rates[e->rate_pos] = (float4) (r->partial_bytes / Max(r->body_ms, 1.0));
-				e->rate_pos = (e->rate_pos + 1) % RECENT_READS;
-				if (e->nrates < RECENT_READS)
-					e->nrates++;
+				ring_push(e->recent_rates, &e->rate_pos, &e->nrates, RECENT_READS,
+						  r->partial_bytes / Max(r->body_ms, 1.0));
 				e->last_rate = now;
 			}
-			e->latencies[e->latency_pos] = (float4) r->latency_ms;
-			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
-			if (e->nlatencies < LATENCY_WINDOW)
-				e->nlatencies++;
+			ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			continue;
 		}
 		if (r->op == POP_GET && r->ok && r->timing_loose)
@@ -503,20 +494,15 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		else if (r->op == POP_GET && r->ok)
 		{
 			e->bytes_read += r->result_size;
-			e->read_latencies[e->read_latency_pos] = (float4) r->latency_ms;
-			e->read_latency_pos = (e->read_latency_pos + 1) % READ_LATENCY_WINDOW;
-			if (e->nread_latencies < READ_LATENCY_WINDOW)
-				e->nread_latencies++;
+			ring_push(e->read_latencies, &e->read_latency_pos, &e->nread_latencies,
+					  READ_LATENCY_WINDOW, r->latency_ms);
 			entry_note_read(e, r, r->result_size, now);
 		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;
 		if (!r->timing_loose)
 		{
-			e->latencies[e->latency_pos] = (float4) r->latency_ms;
-			e->latency_pos = (e->latency_pos + 1) % LATENCY_WINDOW;
-			if (e->nlatencies < LATENCY_WINDOW)
-				e->nlatencies++;
+			ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 		}
 		if ((r->ok || r->not_found) && !r->unreachable)
 		{

@@ -1314,13 +1314,12 @@ s3_unit_late_ms(S3Hedge *h, S3Transfer **ts, int n, int u)
  * a spare (about the slowest unit's time, at least HEDGE_SPARE_MIN_MS).
  * Late at once then, whatever its time: waiting for the lateness bar,
  * measured from the unit's start, left most of the window waiting for it.
+ * done_rate, done_body_ms: s3_done_rate of the set, found once a turn.
  */
 static bool
-s3_unit_thin(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now)
+s3_unit_thin(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now,
+			 double done_rate, double done_body_ms)
 {
-	double		done_body_ms;
-	double		done_rate = s3_done_rate(ts, n, &done_body_ms);
-
 	if (done_rate <= 0)
 		return false;
 	for (int i = 0; i < n; i++)
@@ -1361,6 +1360,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	int			nlive = 0;		/* pending and not late */
 	int			nlate = 0;		/* late, not yet very late */
 	TimestampTz now = GetCurrentTimestamp();
+	double		done_rate;
+	double		done_body_ms;
 	UnitState  *st = palloc(sizeof(UnitState) * h->nunits);
 
 	for (int u = 0; u < h->nunits; u++)
@@ -1441,6 +1442,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		pfree(st);
 		return true;
 	}
+	done_rate = s3_done_rate(ts, n, &done_body_ms);
 	for (int u = 0; u < h->nunits; u++)
 	{
 		TimestampTz start;
@@ -1456,7 +1458,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			continue;
 		}
 		late_ms = s3_unit_late_ms(h, ts, n, u);
-		if (!h->late[u] && s3_unit_thin(h, ts, n, u, now))
+		if (!h->late[u] && s3_unit_thin(h, ts, n, u, now, done_rate, done_body_ms))
 			late_ms = 0;		/* its spare would be sooner */
 		if (h->late[u])
 		{
