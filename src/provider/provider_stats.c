@@ -646,10 +646,12 @@ provider_forget_shard_verified(Provider *p, const char *key)
 	notes_release(ns);
 }
 
+static double read_ms_within(Provider *p, int min_reads, int max_age_ms);
+
 double
 provider_recent_read_ms(Provider *p)
 {
-	return provider_read_ms(p, RECENT_READS);
+	return read_ms_within(p, RECENT_READS, destor_provider_down_ms);
 }
 
 /*
@@ -657,9 +659,17 @@ provider_recent_read_ms(Provider *p)
  * of the provider's recent read times (at most RECENT_READS): fewer say
  * less (one hiccup), but a far provider that loses every race answers
  * rarely, and until then it would be taken for as fast as the fastest.
+ * Remembered for PROVIDER_LINK_MEMORY_MS, not forgotten after
+ * destor.provider_down_interval: a round trip is the link's.
  */
 double
 provider_read_ms(Provider *p, int min_reads)
+{
+	return read_ms_within(p, min_reads, Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS));
+}
+
+static double
+read_ms_within(Provider *p, int min_reads, int max_age_ms)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
@@ -673,7 +683,7 @@ provider_read_ms(Provider *p, int min_reads)
 		!TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
 		ms = PROVIDER_KNOWN_SLOW_MS;	/* found slow lately: avoided until the interval ends */
 	else if (e && e->nrecent >= (uint32) min_reads &&
-			 !TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms))
+			 !TimestampDifferenceExceeds(e->last_read, now, max_age_ms))
 	{
 		/* the fastest, so that one hiccup does not make a provider slow */
 		ms = e->recent_reads[0];
@@ -710,7 +720,7 @@ provider_read_time_known(Provider *p)
 
 /*
  * The fastest of the provider's last few large GETs' body rates (bytes per
- * ms), or -1 when it has none within destor.provider_down_interval.  The
+ * ms), or -1 when it has none within PROVIDER_LINK_MEMORY_MS.  The
  * fastest, as for read times: a request that shared the link with others
  * of its batch saw only its part of it.
  */
@@ -724,7 +734,8 @@ provider_recent_read_rate(Provider *p)
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
 	if (e && e->nrates > 0 &&
-		!TimestampDifferenceExceeds(e->last_rate, GetCurrentTimestamp(), destor_provider_down_ms))
+		!TimestampDifferenceExceeds(e->last_rate, GetCurrentTimestamp(),
+									Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS)))
 	{
 		for (uint32 i = 0; i < e->nrates; i++)
 			rate = Max(rate, e->recent_rates[i]);

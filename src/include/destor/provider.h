@@ -209,13 +209,25 @@ extern bool provider_is_down(Provider *p);
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
 extern double provider_read_ms(Provider *p, int min_reads);
+
+/*
+ * How long a provider's round trip (provider_read_ms) and body rate
+ * (provider_recent_read_rate) speak for its link, at least
+ * destor.provider_down_interval: where it is and how thin its link is
+ * change slowly.  Forgotten after 10 s, they left the first windows of an
+ * export that came 11 s after a scan blind, and it read a 5 MB/s
+ * provider's 4 MiB per window.  (Being slow now, provider_recent_read_ms,
+ * is forgotten after the interval, so that a recovered provider is used.)
+ */
+#define PROVIDER_LINK_MEMORY_MS	(10 * 60 * 1000)
 /* whether a GET of p succeeded since the server started or the stats were
  * reset: a provider never measured cannot be ranked, so reads hedge around it */
 extern bool provider_read_time_known(Provider *p);
 /* How fast the provider's recent large GETs (PROVIDER_RATE_MIN_BYTES or
  * more) delivered their bodies, in bytes per ms (the fastest of its last
  * few), or -1 when none is recent: a provider near but on a thin link
- * answers as soon as the others and then takes longer for the bytes. */
+ * answers as soon as the others and then takes longer for the bytes
+ * (remembered for PROVIDER_LINK_MEMORY_MS). */
 #define PROVIDER_RATE_MIN_BYTES	(256 * 1024)
 extern double provider_recent_read_rate(Provider *p);
 /* A high percentile (p95) of the provider's recent GET times, as

@@ -4,7 +4,8 @@
 # asked of every shard at once and the first k answers win; once one large
 # read has measured its rate, a blob export rebuilds the window from the
 # other shards instead of reading its data shard there (exact bytes either
-# way), and the provider is not marked slow for small reads.  While k
+# way), and the provider is not marked slow for small reads, also after
+# destor.provider_down_interval has passed.  While k
 # providers' rates are known, one whose rate is not is gone around too.  A
 # read that finds out on its own — only round trips known — gives the thin
 # request up once the others are in and its bytes come at a fraction of
@@ -92,6 +93,15 @@ is($export->("$base/out3.bin"), $sum, 'the export after it is exact');
 cmp_ok($bytes_read->() - $before, '<', 256 * 1024, 'and fetched (almost) nothing from the thin provider');
 is($node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 's1'"),
 	'up', 'which is not marked slow: small reads still use it');
+
+# a link's round trip and rate are remembered longer than a slow provider
+# is avoided (destor.provider_down_interval): forgotten with it, an export
+# that came after an idle interval read the thin provider's data shard again
+$before = $bytes_read->();
+$node->safe_psql('postgres', "SET destor.provider_down_interval = 300; SELECT pg_sleep(1); "
+	  . "SELECT destor.blob_export('$blob', '$base/out4.bin')");
+is(DestorTest::sha256_file("$base/out4.bin"), $sum, 'an export after an idle interval is exact');
+cmp_ok($bytes_read->() - $before, '<', 256 * 1024, 'and still goes around the thin provider');
 
 DestorTest::stop_delay_proxy($proxy);
 DestorTest::stop_s3($_) for @s3;
