@@ -140,7 +140,9 @@ window_fetch_end(Repair *rp, WindowFetch *wf)
 		}
 		if (!req->ok || req->result_size != len)
 		{
-			mark_bad(rp, i, req->ok || req->not_found ? SHARD_FOUND_CORRUPT : SHARD_FOUND_UNREACHABLE,
+			/* gone since the check of its trailer: missing, as if found so then */
+			mark_bad(rp, i, req->not_found ? SHARD_FOUND_MISSING :
+					 req->ok ? SHARD_FOUND_CORRUPT : SHARD_FOUND_UNREACHABLE,
 					 req->error ? pstrdup(req->error) :
 					 psprintf("short read at offset %llu", (unsigned long long) off));
 			all_ok = false;
