@@ -1185,6 +1185,14 @@ blob_from_lo(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(result);
 }
 
+/*
+ * How much of a window blob_to_lo writes into the large object between two
+ * looks at the reader (object_reader_poll): writing a 16 MiB window took
+ * longer than fetching the next one under load, and the window after it
+ * was asked for only once the write was over.
+ */
+#define LO_WRITE_PIECE		(1024 * 1024)
+
 Datum
 blob_to_lo(PG_FUNCTION_ARGS)
 {
@@ -1210,10 +1218,18 @@ blob_to_lo(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		blob_data_read(meta, r, off, n, buf);
-		if (inv_write(desc, buf, n) != n)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not write large object %u", lo)));
+		/* written a piece at a time: the reader moves between them */
+		for (int done = 0; done < n; done += LO_WRITE_PIECE)
+		{
+			int			len = Min(LO_WRITE_PIECE, n - done);
+
+			if (inv_write(desc, buf + done, len) != len)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not write large object %u", lo)));
+			if (r != NULL)	/* NULL: a pending blob, in memory */
+				object_reader_poll(r);
+		}
 		off += n;
 	}
 	inv_close(desc);

@@ -547,6 +547,21 @@ object_reader_read_on(ObjectReader *r, uint64 end)
 }
 
 /*
+ * object_reader_poll — a caller that reads on and works between its reads
+ * (writes what it read into a large object) calls it between pieces of
+ * that work: the transfers in flight move, and the window after next is
+ * asked for once the next one is in its last round trip.  Asked for only
+ * at the next read, it left every link idle for a round trip and more
+ * whenever the caller's work took longer than a window's transfer.
+ */
+void
+object_reader_poll(ObjectReader *r)
+{
+	provider_poll();
+	reader_ahead_poll(r);
+}
+
+/*
  * fetch_healthy — stage 2 on the healthy path: the window's ciphertext
  * [cs, ce) from the data shards only, collecting the read-ahead when it was
  * for this window.  False when a data shard is not usable, its provider is

@@ -191,6 +191,7 @@ extern void object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char 
  */
 #define OBJECT_READ_WINDOW_BYTES	(16 * 1024 * 1024)
 extern void object_reader_read_on(ObjectReader *r, uint64 end);
+extern void object_reader_poll(ObjectReader *r);
 extern void object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets,
 									const uint64 *lens, char **dsts);
 /* ranges a caller will ask for in a later call (object_reader_read_multi_ahead) */
