@@ -332,6 +332,14 @@ lo_tier_one(Oid loid, const char *poolname)
 	return (int64) size;
 }
 
+/*
+ * Pages written between two looks at the reader (object_reader_poll): a
+ * MiB.  A window is 8,192 pages; in blob_to_lo, writing one into a large
+ * object outlasted the next window's transfer under load, and the window
+ * after it was asked for only at the next read.
+ */
+#define LO_RECALL_POLL_PAGES	(1024 * 1024 / LOBLKSIZE)
+
 /* An object's bytes back into pages of pg_largeobject. */
 static void
 lo_object_to_pages(Oid loid, ObjectMeta *meta)
@@ -369,6 +377,9 @@ lo_object_to_pages(Oid loid, ObjectMeta *meta)
 			tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 			CatalogTupleInsertWithInfo(rel, tup, indstate);
 			heap_freetuple(tup);
+			/* the reader moves while the pages are written (as blob_to_lo) */
+			if (pageno % LO_RECALL_POLL_PAGES == 0)
+				object_reader_poll(r);
 		}
 		off += n;
 	}

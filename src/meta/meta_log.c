@@ -707,6 +707,15 @@ meta_write_batch(PoolBatch *b, const char *instance)
 		reqs[i].data = (const char *) sh->shards[i];
 		reqs[i].datalen = sh->shard_len;
 	}
+
+	/*
+	 * Hedged, as the objects' shards are: once write_quorum shards of the
+	 * log are stored, one still stalled is given up, as one that failed
+	 * would be (any k of them decode the log).  Waited for, a provider that
+	 * held every request held every commit of the pool (30 s each in TAP
+	 * 101), after the writes themselves had gone around it.
+	 */
+	(void) provider_hedge_writes(reqs, n, pool->write_quorum);
 	provider_execute(reqs, n);
 
 	old = MemoryContextSwitchTo(meta_context());

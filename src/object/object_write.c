@@ -200,30 +200,6 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 		writer_fail_quorum(w);
 }
 
-/*
- * writer_hedge — make a batch of uploads a hedged write: each shard is a
- * unit, the batch needs the write quorum, and once that many shards are
- * stored a shard still stalled is given up (recorded missing, for repair)
- * instead of waited for: a write over a WAN goes at the pace of its
- * write-quorum fastest providers, not its slowest.  s3 only (file
- * providers are local disks), and only with fewer than every live shard
- * needed.
- */
-static void
-writer_hedge(ObjectWriter *w, ProviderRequest *reqs, int nreqs)
-{
-	if (nreqs <= w->write_quorum)
-		return;
-	for (int r = 0; r < nreqs; r++)
-		if (reqs[r].provider->type != PROVIDER_S3)
-			return;
-	for (int r = 0; r < nreqs; r++)
-	{
-		reqs[r].hedge_unit = r + 1;
-		reqs[r].hedge_need = w->write_quorum;
-	}
-}
-
 /* Run one request per live shard, built by the caller-provided op. */
 static void
 writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
@@ -250,7 +226,8 @@ writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
 			r->datalen = len[i];
 		}
 	}
-	writer_hedge(w, reqs, nreqs);
+	/* a shard still stalled once the write quorum is stored: given up, for repair */
+	(void) provider_hedge_writes(reqs, nreqs, w->write_quorum);
 	provider_execute(reqs, nreqs);
 	writer_collect(w, reqs, shard_of, nreqs);
 	pfree(reqs);

@@ -691,6 +691,30 @@ provider_execute(ProviderRequest *reqs, int nreqs)
 	provider_finish(provider_start(reqs, nreqs));
 }
 
+/*
+ * provider_hedge_writes — make a batch of writes, one per shard, a hedged
+ * set: each request a unit, "need" of them needed; once that many are
+ * stored, one still stalled is given up (the caller records it missing)
+ * instead of waited for, so a write over a WAN goes at the pace of its
+ * need-th fastest provider, not its slowest.  s3 only (file providers are
+ * local disks), and only when fewer than all are needed.
+ */
+bool
+provider_hedge_writes(ProviderRequest *reqs, int nreqs, int need)
+{
+	if (nreqs <= need)
+		return false;
+	for (int r = 0; r < nreqs; r++)
+		if (reqs[r].provider->type != PROVIDER_S3)
+			return false;
+	for (int r = 0; r < nreqs; r++)
+	{
+		reqs[r].hedge_unit = r + 1;
+		reqs[r].hedge_need = need;
+	}
+	return true;
+}
+
 
 static const char *
 provider_op_name(ProviderOp op)

@@ -304,6 +304,9 @@ extern Provider *provider_copy(Provider *p, MemoryContext cxt);
 
 /* Run a batch of requests concurrently; see the file comment. */
 extern void provider_execute(ProviderRequest *reqs, int nreqs);
+/* Make a batch of one write per shard a hedged set that needs "need" of
+ * them (provider.c); false, and nothing changed, where it cannot be. */
+extern bool provider_hedge_writes(ProviderRequest *reqs, int nreqs, int need);
 
 /*
  * Read-ahead: start a batch and collect it later, so that transfers run
