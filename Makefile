@@ -92,8 +92,8 @@ unitcheck:
 TAP_JOBS ?= 2
 TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/10[0-9]_*.pl))
 TAP_PARALLEL = $(filter-out $(TAP_SERIAL),$(patsubst test/tap/%,%,$(wildcard test/tap/t/*.pl)))
-# 104 (pg_partman) judges nothing by timing: it runs with the others
-TAP_SERIAL := $(filter-out t/104_partman.pl,$(TAP_SERIAL))
+# 103, 104 (pg_partman) and 105 judge nothing by timing: they run with the others
+TAP_SERIAL := $(filter-out t/103_tableam_crash.pl t/104_partman.pl t/105_tableam_lookup.pl,$(TAP_SERIAL))
 # --timer: each file's wall time goes to the log (the suite has a budget)
 TAP_PROVE = TESTDIR='$(CURDIR)/test/tap' PATH="$(bindir):$$PATH" \
 	  PG_REGRESS='$(pgxsdir)/src/test/regress/pg_regress' DESTOR_TAP_LIB='$(CURDIR)/test/tap' \

@@ -15,7 +15,7 @@
 #   - repair(dry_run) finds nothing wrong.
 # The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
 # replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
-# workload runs on file providers (default 8), DESTOR_CRASH_S3_POINTS on
+# workload runs on file providers (default 6), DESTOR_CRASH_S3_POINTS on
 # S3 providers (default 4).
 use strict;
 use warnings;
@@ -32,7 +32,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $seed = $ENV{DESTOR_CRASH_SEED} // (time() ^ $$) % 1_000_000;
-my $points = $ENV{DESTOR_CRASH_POINTS} // 8;
+my $points = $ENV{DESTOR_CRASH_POINTS} // 6;
 srand($seed);
 diag("crash points: seed $seed (replay with DESTOR_CRASH_SEED=$seed), $points points");
 
