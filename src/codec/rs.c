@@ -110,9 +110,14 @@ codec_rs_encode(const codec_rs *rs, size_t len,
 	rs_apply(len, rs->k, rs->m, (unsigned char *) rs->gftbls, data, parity);
 }
 
-int
-codec_rs_reconstruct(const codec_rs *rs, size_t len,
-					 uint8_t *const *shards, const bool *present)
+/*
+ * Rebuild the shards not present (data_only: the data shards only — a
+ * reader opens data, and rebuilding absent parity too cost a full encode
+ * per window read from the k fastest shards, parity left out).
+ */
+static int
+rs_rebuild(const codec_rs *rs, size_t len, uint8_t *const *shards, const bool *present,
+		   bool data_only)
 {
 	const int	k = rs->k;
 	const int	n = rs->k + rs->m;
@@ -135,7 +140,7 @@ codec_rs_reconstruct(const codec_rs *rs, size_t len,
 			if (nsrc < k)
 				src_idx[nsrc++] = i;
 		}
-		else
+		else if (i < k || !data_only)
 			miss_idx[nmiss++] = i;
 	}
 	if (nsrc < k)
@@ -185,4 +190,18 @@ codec_rs_reconstruct(const codec_rs *rs, size_t len,
 		dstp[i] = shards[miss_idx[i]];
 	rs_apply(len, k, nmiss, tbls, srcp, dstp);
 	return 0;
+}
+
+int
+codec_rs_reconstruct(const codec_rs *rs, size_t len,
+					 uint8_t *const *shards, const bool *present)
+{
+	return rs_rebuild(rs, len, shards, present, false);
+}
+
+int
+codec_rs_reconstruct_data(const codec_rs *rs, size_t len,
+						  uint8_t *const *shards, const bool *present)
+{
+	return rs_rebuild(rs, len, shards, present, true);
 }

@@ -577,6 +577,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 	ProviderBatch *b;
 	int			nreqs;
 	bool		ok = true;
+	bool		missing[CODEC_RS_MAX_SHARDS] = {0};
 
 	if (r->ahead && r->ahead_cs == cs && r->ahead_ce == ce)
 	{
@@ -622,6 +623,7 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 		{
 			reader_note_failure(r, shard_of[q], &reqs[q], SHARD_SUSPECT);
 			failed[shard_of[q]] = true;
+			missing[shard_of[q]] = reqs[q].not_found;
 			ok = false;
 		}
 	}
@@ -629,7 +631,11 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 	/*
 	 * The next window, read ahead before this one failed, waits for the
 	 * same shard (a thin provider given up here is as thin there): sent
-	 * again the way its plan now says, it does not.
+	 * again the way its plan now says, it does not.  Unless the shard is
+	 * simply not there: its request fails as fast in the read-ahead, whose
+	 * other shards' bytes are then patched like this window's
+	 * (reader_patch_window), where reading the window again degraded
+	 * moved every one of them twice.
 	 */
 	if (!ok && has_next && r->ahead)
 	{
@@ -637,7 +643,8 @@ fetch_healthy(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool has
 		{
 			int			d = r->set_shard_of[r->cur_set ^ 1][q];
 
-			if (r->avoid[d] || r->thin[d] || r->health[d] != SHARD_USABLE)
+			if (r->avoid[d] || r->thin[d] ||
+				(r->health[d] != SHARD_USABLE && !(failed[d] && missing[d])))
 			{
 				reader_ahead_discard(r);
 				reader_next_start(r, nb0, nb1);

@@ -297,7 +297,7 @@ multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degra
 	mf->run_srcs = palloc0(sizeof(WindowSource) * mf->nruns);
 	mf->run_ok = palloc0(sizeof(bool) * mf->nruns);
 	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, false, r->liar, degraded,
-								   every_shard, &mf->reqs, &mf->nreqs);
+								   every_shard, false, &mf->reqs, &mf->nreqs);
 }
 
 /*

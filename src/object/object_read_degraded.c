@@ -222,7 +222,7 @@ struct StripeRuns
 	uint64		t0;				/* the stripes whose tags are fetched */
 	uint64		t1;
 	uint8	  **buf;			/* [run * n + shard]: chunks from the run's start */
-	uint8	   *tagbuf[CODEC_RS_MAX_SHARDS];
+	uint8	   *tagbuf[CODEC_RS_MAX_SHARDS];	/* NULL: tags not fetched */
 	bool		skip[CODEC_RS_MAX_SHARDS];
 	ProviderRequest *reqs;
 	int		   *shard_of;
@@ -249,13 +249,24 @@ struct StripeRuns
  * a batch read this way because its providers' read times are not known
  * yet, or because it is bulk) as a hedged one.  every_shard: every
  * candidate is started at once (read times not known: a ranking would be
- * a guess), else the k fastest, the others held as spares.  The buffers
+ * a guess), else the k fastest, the others held as spares.
+ * check_chunks: every shard's tags are fetched and each chunk checked
+ * against its tag before the rebuild, which names a shard that served bad
+ * bytes.  Without it (objects of format 2 only) only a shard recorded bad
+ * gets its tags (its probe must prove the record stale); the others'
+ * chunks are trusted until the blocks are opened, whose authentication
+ * catches any bad byte, rebuilt or not, as on the healthy path, and the
+ * caller then reads the window again with check_chunks
+ * (reader_open_window_degraded).  That halves the requests of a hedged
+ * read: a tag request per shard was as many requests as the chunks', on
+ * every read, for a check that only a provider's fault needs.  The buffers
  * are allocated in the current memory context.
  */
 StripeRuns *
 reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
 					bool include_down, const bool *exclude, bool degraded,
-					bool every_shard, ProviderRequest **reqs_out, int *nreqs_out)
+					bool every_shard, bool check_chunks, ProviderRequest **reqs_out,
+					int *nreqs_out)
 {
 	StripeRuns *sr = palloc0(sizeof(StripeRuns));
 	int			candidates = 0;
@@ -325,17 +336,20 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		}
 	}
 
+	/* a CRC a provider can forge as easily as the chunk: always checked */
+	if (r->meta->key_version == OBJECT_FORMAT_CRC)
+		check_chunks = true;
 	sr->degraded = degraded;
 	for (int i = 0; i < r->n; i++)
 	{
 		int			q0 = sr->nreqs;
+		bool		tags = check_chunks || r->health[i] == SHARD_HINTED;
 
 		/* every shard gets buffers: rebuilt chunks go to the missing ones' */
 		for (int j = 0; j < nruns; j++)
 			sr->buf[j * r->n + i] = buffer_alloc_large(CurrentMemoryContext,
 													   (s1[j] - s0[j]) * r->meta->chunk_size +
 													   chunk_len(r, s1[j]));
-		sr->tagbuf[i] = palloc(ntags * r->tag_len);
 		if (sr->skip[i])
 			continue;
 		for (int j = 0; j < nruns; j++)
@@ -345,9 +359,13 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 							 sr->buf[j * r->n + i]);
 			sr->shard_of[sr->nreqs++] = i;
 		}
-		reader_shard_get(&sr->reqs[sr->nreqs], r, i, r->shard_data_len + sr->t0 * r->tag_len,
-						 ntags * r->tag_len, sr->tagbuf[i]);
-		sr->shard_of[sr->nreqs++] = i;
+		if (tags)
+		{
+			sr->tagbuf[i] = palloc(ntags * r->tag_len);
+			reader_shard_get(&sr->reqs[sr->nreqs], r, i, r->shard_data_len + sr->t0 * r->tag_len,
+							 ntags * r->tag_len, sr->tagbuf[i]);
+			sr->shard_of[sr->nreqs++] = i;
+		}
 		if (hedged && (unit_of[i] > 0 || probe[i]))
 		{
 			/* this shard's chunks and tags are one unit of the hedged set */
@@ -433,7 +451,8 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 				present[i] = false;
 				if (!fetched[i])
 					continue;
-				if (object_chunk_verify(r->auth, i, s, chunks[i], cl,
+				if (sr->tagbuf[i] == NULL ||
+					object_chunk_verify(r->auth, i, s, chunks[i], cl,
 										sr->tagbuf[i] + (s - sr->t0) * r->tag_len))
 				{
 					present[i] = true;
@@ -447,7 +466,7 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 				}
 			}
 			if (good < r->k ||
-				(good < r->n && codec_rs_reconstruct(r->rs, cl, chunks, present) != 0))
+				(good < r->n && codec_rs_reconstruct_data(r->rs, cl, chunks, present) != 0))
 			{
 				ok = false;
 				if (all_ok)
@@ -475,7 +494,7 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 	 */
 	for (int i = 0; i < r->n && all_ok; i++)
 	{
-		if (fetched[i] && r->health[i] == SHARD_HINTED)
+		if (fetched[i] && r->health[i] == SHARD_HINTED && sr->tagbuf[i] != NULL)
 		{
 			provider_note_shard_verified(r->providers[i], r->keys[i]);
 			r->health[i] = SHARD_USABLE;
@@ -493,7 +512,8 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
 {
 	for (int i = 0; i < r->n; i++)
 	{
-		pfree(sr->tagbuf[i]);
+		if (sr->tagbuf[i])
+			pfree(sr->tagbuf[i]);
 		for (int j = 0; j < sr->nruns && !keep_bufs; j++)
 			pfree(sr->buf[j * r->n + i]);
 	}
@@ -520,7 +540,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	ProviderRequest *reqs;
 	int			nreqs;
 	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
-											&reqs, &nreqs);
+											true, &reqs, &nreqs);
 
 	provider_execute(reqs, nreqs);
 	object_read_stats.requests += nreqs;
@@ -566,7 +586,6 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 	int			nparity = 0;
 	uint8	   *full[CODEC_RS_MAX_SHARDS] = {0};
 	bool		present[CODEC_RS_MAX_SHARDS] = {0};
-	uint8	   *spare;
 	ProviderRequest reqs[2 * CODEC_RS_MAX_SHARDS];
 	int			shard_of[2 * CODEC_RS_MAX_SHARDS];
 	int			nreqs = 0;
@@ -609,7 +628,20 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 	memset(reqs, 0, sizeof(reqs));
 	for (int i = 0; i < r->n; i++)
 	{
+		int			better = 0;
+
 		if (i >= r->k && rank[i] < 0)
+			continue;
+		for (int j = r->k; j < r->n && i >= r->k; j++)
+			if (rank[j] >= 0 && (rank[j] < rank[i] || (rank[j] == rank[i] && j < i)))
+				better++;
+		/*
+		 * Spares only where requests are hedged: a file provider's run
+		 * whatever happens (a local disk), and asking a spare there read
+		 * as much parity again as the patch needed.  Should a parity
+		 * shard asked fail, the window is read degraded.
+		 */
+		if (i >= r->k && better >= nfailed && r->providers[i]->type != PROVIDER_S3)
 			continue;
 		full[i] = buffer_alloc_large(CurrentMemoryContext, fhi - flo);
 		if (i < r->k && !failed[i])
@@ -635,11 +667,6 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 		}
 		else if (i >= r->k)
 		{
-			int			better = 0;
-
-			for (int j = r->k; j < r->n; j++)
-				if (rank[j] >= 0 && (rank[j] < rank[i] || (rank[j] == rank[i] && j < i)))
-					better++;
 			reader_shard_get(&reqs[nreqs], r, i, flo, fhi - flo, full[i]);
 			reqs[nreqs].no_retry = true;
 			reqs[nreqs].hedge_unit = i + 1;
@@ -674,8 +701,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 	ok &= nparity >= nfailed;
 
 	/* rebuild the failed data shards' chunks, stripe by stripe (parity
-	 * not fetched is rebuilt too, into spare chunks) */
-	spare = palloc(r->meta->chunk_size * r->m);
+	 * absent stays so: only data is opened) */
 	for (uint64 s = s0; s <= s1 && ok; s++)
 	{
 		uint64		cl = chunk_len(r, s);
@@ -684,12 +710,10 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 
 		CHECK_FOR_INTERRUPTS();
 		for (int i = 0; i < r->n; i++)
-			chunks[i] = full[i] != NULL ? full[i] + off :
-				spare + (i - r->k) * r->meta->chunk_size;
-		if (codec_rs_reconstruct(r->rs, cl, chunks, present) != 0)
+			chunks[i] = full[i] != NULL ? full[i] + off : NULL;
+		if (codec_rs_reconstruct_data(r->rs, cl, chunks, present) != 0)
 			ok = false;
 	}
-	pfree(spare);
 	if (!ok)
 	{
 		for (int i = 0; i < r->n; i++)
@@ -873,7 +897,7 @@ reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, WindowPlan plan)
 	h->b1 = b1;
 	h->plan = plan;
 	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, plan == WINDOW_HEDGED_DEGRADED,
-								plan == WINDOW_HEDGED_EVERY, &h->reqs, &h->nreqs);
+								plan == WINDOW_HEDGED_EVERY, false, &h->reqs, &h->nreqs);
 	h->batch = provider_start(h->reqs, h->nreqs);
 	MemoryContextSwitchTo(old);
 	return h;

@@ -204,8 +204,8 @@ typedef struct StripeRuns StripeRuns;
 extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0,
 									   const uint64 *s1, bool include_down,
 									   const bool *exclude, bool degraded,
-									   bool every_shard, ProviderRequest **reqs,
-									   int *nreqs);
+									   bool every_shard, bool check_chunks,
+									   ProviderRequest **reqs, int *nreqs);
 /* whether reads of r can be hedged: s3 providers only, with parity */
 extern bool reader_hedgeable(ObjectReader *r);
 extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs,

@@ -662,8 +662,11 @@ provider_abandon(ProviderBatch *b)
 /*
  * provider_cancel — a batch not wanted after all: its s3 transfers are
  * stopped rather than waited for; its file transfers (local, quick) are
- * completed, so that their descriptors close now.  Nothing is noted in the
- * providers' statistics: stopped requests say nothing of them.
+ * completed, so that their descriptors close now.  What its requests did
+ * is noted in the providers' statistics as for any batch: the ones that
+ * ended, and for the ones stopped the bytes they had received (sent by
+ * the provider, and billed as its egress: a read-ahead of a scan under a
+ * LIMIT was left out of provider_status.bytes_read and the cost report).
  */
 void
 provider_cancel(ProviderBatch *b)
@@ -671,12 +674,13 @@ provider_cancel(ProviderBatch *b)
 	if (!b->open)
 		return;
 	if (b->s3)
-		provider_s3_abandon(b->s3);
+		provider_s3_cancel(b->s3);
 	b->s3 = NULL;
 	b->open = false;
 	if (b->file)
 		provider_file_finish(b->file);
 	b->file = NULL;
+	provider_stats_note(b->reqs, b->nreqs);
 }
 
 void

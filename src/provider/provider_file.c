@@ -544,6 +544,9 @@ provider_file_execute(ProviderRequest *req)
  * runs them on its own I/O threads, with every signal blocked, and they
  * never call into PostgreSQL).  Everything else runs one by one.
  * ------------------------------------------------------------------------- */
+/* A read collected this long after its start, and over by then, is loose */
+#define FILE_LOOSE_MS	15
+
 typedef struct FileAsync
 {
 	ProviderRequest *req;
@@ -555,6 +558,8 @@ typedef struct FileAsync
 	uint64		skip;			/* bytes of bounce before the wanted range */
 	size_t		tail;			/* parts: unaligned bytes left for a buffered write */
 	bool		submitted;
+	bool		loose;			/* ended before anyone looked, long after its
+								 * start: its time is not the provider's */
 	instr_time	start;
 } FileAsync;
 
@@ -690,6 +695,7 @@ file_async_complete(FileAsync *a)
 	}
 	else if (req->op == POP_GET)
 	{
+		req->timing_loose = a->loose;
 		if (a->direct)
 		{
 			req->result_size = (uint64) n > a->skip ? Min(req->length, n - a->skip) : 0;
@@ -1043,6 +1049,24 @@ provider_file_start(ProviderRequest **reqs, int nreqs)
 void
 provider_file_finish(FileBatch *b)
 {
+	instr_time	now;
+
+	/*
+	 * A read that had ended before this look, long after it started (a
+	 * read-ahead collected after a cursor sat idle), took at most that
+	 * long — an upper bound, not its time: taken for its time, a local
+	 * disk showed seconds of latency (TAP 151).
+	 */
+	INSTR_TIME_SET_CURRENT(now);
+	for (int i = 0; i < b->nas; i++)
+	{
+		FileAsync  *a = &b->as[i];
+		instr_time	since = now;
+
+		INSTR_TIME_SUBTRACT(since, a->start);
+		a->loose = a->submitted && aio_error(&a->cb) != EINPROGRESS &&
+			INSTR_TIME_GET_MILLISEC(since) > FILE_LOOSE_MS;
+	}
 	PG_TRY();
 	{
 		file_async_wait(b->as, b->nas, true);

@@ -381,6 +381,15 @@ provider_s3_abandon(S3Batch *b)
 	MemoryContextDelete(b->cxt);
 }
 
+/* Stop the batch's transfers, each request saying what it had moved. */
+void
+provider_s3_cancel(S3Batch *b)
+{
+	if (b->run)
+		s3_run_cancel(b->run);
+	MemoryContextDelete(b->cxt);
+}
+
 void
 provider_s3_poll(void)
 {

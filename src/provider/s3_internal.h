@@ -159,6 +159,7 @@ extern S3Run *s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool
 extern bool s3_run_step(S3Run *run, bool wait);
 extern bool s3_run_tail_near(S3Run *run);
 extern void s3_run_end(S3Run *run);
+extern void s3_run_cancel(S3Run *run);
 extern void s3_poll_runs(void);
 extern void s3_runs_abort(void);
 

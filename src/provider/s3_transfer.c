@@ -840,8 +840,14 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).  Probes
  * (hedge_probe: a shard recorded missing, asked to learn whether the record
  * is stale) start at once but are neither counted among the units needed
- * nor waited for: one that succeeds in time is there besides, one still
- * running when the set is complete is cancelled with the rest.
+ * nor waited for long: one whose answer has begun when the set is
+ * complete gets as long again as the set took (HEDGE_PROBE_TAIL_FACTOR
+ * times, at least HEDGE_PROBE_MIN_MS, at most HEDGE_PROBE_MAX_MS), then is
+ * cancelled with the rest; one that has not answered yet is cancelled at
+ * once (a provider that stalls: the likeliest reason its shard was
+ * recorded missing).  Cancelled at once, a probe on a provider as fast as
+ * the others lost the race about as often as it won it, and the stale
+ * record it was to clear stayed.
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -863,6 +869,9 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 #define HEDGE_LAST_FACTOR	4
 #define HEDGE_STALL_MIN_MS	400
 #define HEDGE_STALL_FACTOR	3
+#define HEDGE_PROBE_MIN_MS	20
+#define HEDGE_PROBE_MAX_MS	1000
+#define HEDGE_PROBE_TAIL_FACTOR	1
 
 /* What the loop keeps for hedging, per transfer and per unit. */
 typedef struct S3Hedge
@@ -1420,6 +1429,20 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 
 			if (t->state == TS_DONE || h->unit_of[i] < 0)
 				continue;
+			if (t->op == S3OP_GET && h->probe[h->unit_of[i]] && t->state == TS_RUNNING &&
+				t->body_started)
+			{
+				double		probe_ms = Max((double) HEDGE_PROBE_MIN_MS,
+										   Min((double) HEDGE_PROBE_MAX_MS,
+											   HEDGE_PROBE_TAIL_FACTOR * h->quorum_ms));
+				long		left = (long) (probe_ms - (double) (now - h->quorum_at) / 1000.0);
+
+				if (left > 0)
+				{
+					*wait_ms = Min(*wait_ms, left);
+					continue;
+				}
+			}
 			if (t->op != S3OP_GET && !h->held[i])
 			{
 				TimestampTz since = Max(h->quorum_at, s3_last_progress(h, ts, i, now));
@@ -1965,6 +1988,58 @@ s3_run_end(S3Run *run)
 			*prev = run->next;
 			break;
 		}
+}
+
+/* turns at most that a cancel takes to read what waits in the sockets */
+#define S3_CANCEL_DRAIN_TURNS	256
+
+/*
+ * s3_run_cancel — a run nobody wants any more (provider_cancel): every
+ * transfer still going is stopped as a hedged set's loser is, so that its
+ * request says what it moved — the provider sent those bytes and bills
+ * them as egress; then the run ends.  Its times are no measurement: it is
+ * stopped when the backend chooses, maybe after a cursor sat idle with
+ * nobody taking the bytes from the sockets (no turn of the loop saw that
+ * gap), and the idle time went into the provider's latencies and rates
+ * (TAP 150).  What ended before the cancel was judged in its own turn.
+ */
+void
+s3_run_cancel(S3Run *run)
+{
+	CURLM	   *multi = s3_get_multi();
+
+	if (run->ended)
+		return;
+
+	/*
+	 * First what waits in the sockets: sent, so billed, and counted only
+	 * once read (a third of an idle cursor's read-ahead was left there,
+	 * TAP 150).  Turns without waiting, while they bring bytes in; the
+	 * turn also sees the idle gap, so what ends now is judged loose.
+	 */
+	for (int pass = 0; pass < S3_CANCEL_DRAIN_TURNS; pass++)
+	{
+		uint64		before = 0,
+					after = 0;
+
+		for (int i = 0; i < run->n; i++)
+			before += run->ts[i]->received;
+		s3_drive(multi);
+		for (int i = 0; i < run->n; i++)
+			after += run->ts[i]->received;
+		if (after == before)
+			break;
+	}
+	for (int i = 0; i < run->n; i++)
+	{
+		S3Transfer *t = run->ts[i];
+
+		if (t->state == TS_DONE)
+			continue;
+		s3_transfer_give_up(t, true, 0, run->resultcxt);
+		t->req->timing_loose = true;
+	}
+	s3_run_end(run);
 }
 
 /*

@@ -203,6 +203,72 @@ sub providers_sql
 	return $sql;
 }
 
+# A foreign table "wide" (id, payload, extra) of 260,000 rows, some 12 MiB
+# stored on pool $server: two batches of row groups for a scan, so that a
+# cursor reading part of it has a batch read ahead (TAP 124, 144, 150, 151).
+sub create_wide_table
+{
+	my ($node, $server) = @_;
+	$node->safe_psql('postgres', qq{
+CREATE FOREIGN TABLE wide (id int, payload text, extra text)
+  SERVER $server OPTIONS (segment_rows '1000000', row_group_rows '10000');
+INSERT INTO wide
+  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text), md5((i * 3)::text)
+    FROM generate_series(1, 260000) i;
+});
+}
+
+# SQL of a cursor over the wide table that reads 100,000 rows, sits idle
+# $idle seconds, then is ended by $end (CLOSE c, ROLLBACK, ...) in a
+# transaction: the read-ahead it left behind is cancelled then.
+sub idle_cursor_sql
+{
+	my ($idle, $end) = @_;
+	return qq{
+BEGIN;
+DECLARE c NO SCROLL CURSOR FOR SELECT id, payload FROM wide;
+FETCH 100000 FROM c \\g /dev/null
+SELECT pg_sleep($idle);
+$end;
+COMMIT;
+};
+}
+
+# The rig of the tests of liars under hedged reads: six s3rver, each behind
+# a FaultProxy (its faults set per provider), all behind the WAN proxy (its
+# trace), a 4+2 pool $pool over them, the wide table with a heap copy
+# (wide_heap) and a 12 MiB blob.  Returns { s3, faults, wan, blob,
+# file_sha, diff_sql } (diff_sql: rows of wide missing from wide_heap or
+# extra, both ways).
+sub start_liar_rig
+{
+	my ($node, $pool) = @_;
+	require FaultProxy;
+	my $base = $node->basedir;
+	my @s3 = start_s3_servers(6, $base);
+	my (@faults, @behind);
+	for my $i (0 .. $#s3)
+	{
+		my $proxy = FaultProxy::start($s3[$i]{port}, "$base/faults_$i", $s3[$i]{dir});
+		push @faults, $proxy;
+		push @behind, { %{ $s3[$i] }, port => $proxy->{port} };
+	}
+	my $wan = start_wan_proxy($base, \@behind, delay_ms => 2, mbps => 400);
+	my @providers = map { { %{ $behind[$_] }, port => $wan->{ports}[$_] } } 0 .. $#behind;
+	$node->safe_psql('postgres', providers_sql($pool, 4, 2, @providers));
+	create_wide_table($node, $pool);
+	$node->safe_psql('postgres', 'CREATE TABLE wide_heap AS SELECT * FROM wide');
+	my $file = "$base/input.bin";
+	write_random_file($file, 12 * 1024 * 1024);
+	return {
+		s3 => \@s3, faults => \@faults, wan => $wan,
+		blob => $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')"),
+		file_sha => sha256_file($file),
+		diff_sql => q{
+SELECT (SELECT count(*) FROM (SELECT * FROM wide EXCEPT ALL SELECT * FROM wide_heap) a)
+     + (SELECT count(*) FROM (SELECT * FROM wide_heap EXCEPT ALL SELECT * FROM wide) b)} };
+}
+
 # SQL for $n file providers f1..fn in folders made under $base, and a
 # pool over them with k data and m parity shards; returns (sql, dirs).
 sub file_pool_sql
@@ -301,8 +367,8 @@ sub start_relay_proxy
 }
 
 # The bench's WAN emulator (test/bench/wan_proxy.py) in front of servers
-# @$s3: a one-way delay of $opts{delay_ms} and $opts{mbps} MB/s per
-# provider and direction, each request logged to "$base/wan_trace" (see
+# @$s3: a one-way delay of $opts{delay_ms} (or per provider, $opts{delays}
+# [...]) and $opts{mbps} MB/s per provider and direction, each request logged to "$base/wan_trace" (see
 # wan_proxy.py).  Returns { ports => [...], trace => file, handle }; ends
 # with the test (or stop_wan_proxy).
 sub start_wan_proxy
@@ -313,7 +379,7 @@ sub start_wan_proxy
 	my $bps = ($opts{mbps} // 10) * 1e6;
 	my $providers = join(', ', map {
 		sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d}',
-			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delay_ms} // 40, $bps, $bps)
+			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delays}[$_] // $opts{delay_ms} // 40, $bps, $bps)
 	} 0 .. $#$s3);
 	open(my $fh, '>', "$base/wan.json") or die;
 	print $fh qq({"control": "$base/wan_late", "stats": "$base/wan_stats.json", "trace": "$trace", "providers": [$providers]}\n);
@@ -366,19 +432,24 @@ sub wan_bytes
 }
 
 # A mark in the WAN proxy's trace: its clock now (compare with "arrived").
+# Waits for a new mark line: the trace also grows by requests that end
+# meanwhile, and taking its growth for the mark returned the previous mark
+# (the requests of the step before then counted as this step's).
 sub wan_mark
 {
 	my ($proxy) = @_;
-	my $before = -s $proxy->{trace} // 0;
+	my $count_marks = sub {
+		open(my $fh, '<', $proxy->{trace}) or return ();
+		my @marks = grep { /^mark / } <$fh>;
+		close $fh;
+		return @marks;
+	};
+	my $before = () = $count_marks->();
 	kill 'USR2', $proxy->{handle}{KIDS}[0]{PID};
-	for (1 .. 100)
+	for (1 .. 250)
 	{
-		if (open(my $fh, '<', $proxy->{trace}))
-		{
-			my @marks = grep { /^mark / } <$fh>;
-			close $fh;
-			return (split ' ', $marks[-1])[1] if @marks && (-s $proxy->{trace}) > $before;
-		}
+		my @marks = $count_marks->();
+		return (split ' ', $marks[-1])[1] if @marks > $before;
 		usleep(20_000);
 	}
 	die "no mark in the WAN proxy's trace";

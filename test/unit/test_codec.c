@@ -153,6 +153,26 @@ rs_try_pattern(const codec_rs *rs, rs_fixture *f, const int *idx, int cnt)
 	for (int i = 0; i < f->n; i++)
 		if (memcmp(f->shards[i], f->orig[i], f->len) != 0)
 			return false;
+
+	/* data only: every data shard rebuilt, erased parity left untouched */
+	for (int i = 0; i < cnt; i++)
+		memset(f->shards[idx[i]], 0xA5 ^ idx[i], f->len);
+	if (codec_rs_reconstruct_data(rs, f->len, f->shards, present) != 0)
+		return false;
+	for (int i = 0; i < f->n; i++)
+	{
+		if (present[i] || i < f->k)
+		{
+			if (memcmp(f->shards[i], f->orig[i], f->len) != 0)
+				return false;
+		}
+		else
+		{
+			for (size_t b = 0; b < f->len; b++)
+				if (f->shards[i][b] != (uint8_t) (0xA5 ^ i))
+					return false;
+		}
+	}
 	return true;
 }
 

@@ -42,6 +42,9 @@ extern void codec_rs_encode(const codec_rs *rs, size_t len,
  */
 extern int	codec_rs_reconstruct(const codec_rs *rs, size_t len,
 								 uint8_t *const *shards, const bool *present);
+/* The same for the missing data shards only (absent parity is left as is). */
+extern int	codec_rs_reconstruct_data(const codec_rs *rs, size_t len,
+									  uint8_t *const *shards, const bool *present);
 
 /* ---------- AES-256-GCM block encryption ---------- */
 #define CODEC_KEY_LEN		32

@@ -380,6 +380,7 @@ extern void provider_s3_finish(S3Batch *b);
 extern void provider_s3_wait_tail(S3Batch *b);
 extern bool provider_s3_ending(S3Batch *b);
 extern void provider_s3_abandon(S3Batch *b);
+extern void provider_s3_cancel(S3Batch *b);
 extern void provider_s3_poll(void);
 extern List *provider_s3_list(Provider *p, const char *prefix);
 extern List *provider_s3_list_uploads(Provider *p, const char *prefix);

@@ -50,7 +50,10 @@ my $before = $bytes_read->();
 is($export->("$base/out0.bin"), $sum, 'a cold export is exact');
 my $cold = $bytes_read->() - $before;
 cmp_ok($cold, '<', 256 * 1024, 'and did not wait for the thin provider\'s data shard');
-cmp_ok($cold, '>', 0, 'what came from it before it was cancelled counts as read');
+# (Whether any of s1's bytes came before it was cancelled is a race: since
+# hedged reads ask for no tags, the others' units are one request each and
+# may all be in first.  That what came counts is checked against the WAN
+# proxy's trace, which knows what was sent, by TAP 144 and 150.)
 
 # the four that won have their rates measured, s1 not: a bulk read goes
 # around a provider of unknown rate while four known ones are enough

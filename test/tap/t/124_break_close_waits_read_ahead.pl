@@ -33,13 +33,7 @@ sub set_delay
 set_delay(0);
 
 # some 12 MiB stored: two scan batches, the second read ahead
-$node->safe_psql('postgres', q{
-CREATE FOREIGN TABLE wide (id int, payload text, extra text)
-  SERVER archive OPTIONS (segment_rows '1000000', row_group_rows '10000');
-INSERT INTO wide
-  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text), md5((i * 3)::text)
-    FROM generate_series(1, 260000) i;
-});
+DestorTest::create_wide_table($node, 'archive');
 $node->safe_psql('postgres', 'SELECT count(*) FROM wide');
 
 set_delay(4000);
