@@ -790,6 +790,24 @@ REVOKE ALL ON FUNCTION log_snapshot(name) FROM PUBLIC;
 CREATE FUNCTION compact_log(pool name) RETURNS bigint
   AS 'MODULE_PATHNAME', 'destor_compact_log' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION compact_log(name) FROM PUBLIC;
+-- Log shards a commit went on without (given up once write_quorum were
+-- stored, or failed): kept here with the transaction, and put by
+-- repair_log() (the maintenance worker runs it each round), so that every
+-- log object has all its shards again; compaction drops those it supersedes.
+CREATE TABLE meta_log_unstored (
+    pool        name NOT NULL,
+    seq         bigint NOT NULL,
+    shard_index int NOT NULL,
+    provider    name NOT NULL,
+    shard_key   text NOT NULL,
+    shard       bytea NOT NULL,
+    PRIMARY KEY (pool, seq, shard_index),
+    FOREIGN KEY (pool, seq) REFERENCES meta_log ON DELETE CASCADE
+);
+REVOKE ALL ON meta_log_unstored FROM PUBLIC;
+CREATE FUNCTION repair_log(pool name DEFAULT NULL) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'destor_repair_log' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
+REVOKE ALL ON FUNCTION repair_log(name) FROM PUBLIC;
 -- Small blobs packed into shared objects (issue 15 item 5,
 -- src/blob/blob_pack.c): a blob up to destor.blob_pack_threshold bytes
 -- written by blob_put, blob_import or blob_from_lo is appended to its

@@ -246,6 +246,7 @@ maintenance_round(void)
 	int64		audits_failed = 0;
 	int64		evacuated = 0;
 	int64		followed = 0;
+	int64		log_shards = 0;
 	bool		installed;
 	int			save_nestlevel;
 
@@ -318,6 +319,11 @@ maintenance_round(void)
 		sql = psprintf("SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE repaired)"
 					   "  FROM destor.repair(NULL, %s)", maintenance_verify ? "true" : "false");
 		round_step(sql, &problems, &rebuilt);
+		/* log shards commits went on without (given up or failed), where installed */
+		if (query_int8("SELECT (CASE WHEN pg_catalog.to_regprocedure('destor.repair_log(pg_catalog.name)') IS NOT NULL"
+					   " AND pg_catalog.has_function_privilege('destor.repair_log(pg_catalog.name)', 'EXECUTE')"
+					   " THEN 1 ELSE 0 END)::pg_catalog.int8") > 0)
+			round_step("SELECT destor.repair_log(NULL)", &log_shards, NULL);
 		sql = psprintf("SELECT COALESCE(pg_catalog.sum(destor.cleanup_orphans(s.srvname,"
 					   "         pg_catalog.make_interval(secs => %d::pg_catalog.float8))), 0)::pg_catalog.int8"
 					   "  FROM pg_catalog.pg_foreign_server s"
@@ -360,6 +366,10 @@ maintenance_round(void)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld large objects tiered",
 						maintenance_database, (long long) lo_tiered)));
+	if (log_shards > 0)
+		ereport(LOG,
+				(errmsg("maintenance round in database \"%s\": %lld metadata log shards put that their commits went on without",
+						maintenance_database, (long long) log_shards)));
 	if (followed > 0)
 		ereport(LOG,
 				(errmsg("maintenance round in database \"%s\": %lld metadata log objects of read-only pools followed",
@@ -499,6 +509,14 @@ destor_maintenance_main(Datum arg)
 		{
 			BackgroundWorkerInitializeConnection(maintenance_database,
 												 maintenance_role[0] ? maintenance_role : NULL, 0);
+			/*
+			 * Each step is to see what the one before it committed, and
+			 * repair_log refuses a transaction snapshot (older than its
+			 * lock): READ COMMITTED, whatever the server's, database's or
+			 * role's default.
+			 */
+			SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET,
+							PGC_S_OVERRIDE);
 			connected = true;
 		}
 		maintenance_round_guarded();

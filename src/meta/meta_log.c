@@ -46,6 +46,7 @@
 
 PG_FUNCTION_INFO_V1(destor_meta_capture);
 PG_FUNCTION_INFO_V1(destor_meta_note_table);
+PG_FUNCTION_INFO_V1(destor_repair_log);
 
 /* One captured change: an encoded record and what tells its pool. */
 typedef struct MetaPending
@@ -87,6 +88,8 @@ static int	capture_suspended = 0;
 void		(*meta_pre_precommit_hook) (void) = NULL;
 
 static void meta_xact_callback(XactEvent event, void *arg);
+static void meta_keep_unstored(const char *poolname, uint64 seq, ProviderRequest *reqs, int n,
+							   MetaShards *sh);
 static void meta_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								  SubTransactionId parentSubid, void *arg);
 
@@ -636,6 +639,7 @@ meta_write_batch(PoolBatch *b, const char *instance)
 	MetaShards *sh;
 	char	  **names;
 	ProviderRequest *reqs;
+	bool	   *marker_to;
 	int			n;
 	int			ok = 0;
 	MemoryContext old;
@@ -718,6 +722,25 @@ meta_write_batch(PoolBatch *b, const char *instance)
 	(void) provider_hedge_writes(reqs, n, pool->write_quorum);
 	provider_execute(reqs, n);
 
+	/*
+	 * One marker is proof enough: m + 1 of them survive the loss of m
+	 * providers.  The session waits for them after its commit, so they go
+	 * to the providers that stored their log shard soonest, not the first
+	 * in placement order (a far provider held every commit a round trip).
+	 */
+	marker_to = palloc0(sizeof(bool) * n);
+	for (int c = 0; c <= pool->parity_shards; c++)
+	{
+		int			best = -1;
+
+		for (int i = 0; i < n; i++)
+			if (reqs[i].ok && !marker_to[i] &&
+				(best < 0 || reqs[i].latency_ms < reqs[best].latency_ms))
+				best = i;
+		if (best < 0)
+			break;
+		marker_to[best] = true;
+	}
 	old = MemoryContextSwitchTo(meta_context());
 	for (int i = 0; i < n; i++)
 	{
@@ -726,8 +749,7 @@ meta_write_batch(PoolBatch *b, const char *instance)
 		w->provider = provider_copy(reqs[i].provider, meta_cxt);
 		w->shard_key = pstrdup(reqs[i].key);
 		w->marker_key = meta_marker_key(instance, seq, log_id);
-		/* one marker is proof enough: m + 1 of them survive the loss of m providers */
-		w->put_marker = reqs[i].ok && ok < pool->parity_shards + 1;
+		w->put_marker = marker_to[i];
 		written = lappend(written, w);
 		if (reqs[i].ok)
 			ok++;
@@ -756,6 +778,194 @@ meta_write_batch(PoolBatch *b, const char *instance)
 						   reqs[bad < n ? bad : 0].error ? reqs[bad < n ? bad : 0].error : "unknown error"),
 				 errhint("The transaction is rolled back: what it wrote could not be recovered without its log.")));
 	}
+	if (ok < n)
+		meta_keep_unstored(b->pool, seq, reqs, n, sh);
+}
+
+/*
+ * The log shards this commit goes on without (given up once write_quorum
+ * were stored, or failed) are kept with the transaction, in
+ * destor.meta_log_unstored, until repair_log() has put them: a log object
+ * short of a shard survives the loss of fewer providers than the pool
+ * promises, and nothing else ever writes it again.
+ */
+static void
+meta_keep_unstored(const char *poolname, uint64 seq, ProviderRequest *reqs, int n, MetaShards *sh)
+{
+	CatalogUser cu;
+	Oid			types[6] = {NAMEOID, INT8OID, INT4OID, NAMEOID, TEXTOID, BYTEAOID};
+	Datum		values[6];
+
+	catalog_enter(&cu);
+	for (int i = 0; i < n; i++)
+	{
+		bytea	   *shard;
+
+		if (reqs[i].ok)
+			continue;
+		shard = palloc(VARHDRSZ + sh->shard_len);
+		SET_VARSIZE(shard, VARHDRSZ + sh->shard_len);
+		memcpy(VARDATA(shard), sh->shards[i], sh->shard_len);
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(poolname));
+		values[1] = Int64GetDatum((int64) seq);
+		values[2] = Int32GetDatum(i);
+		values[3] = DirectFunctionCall1(namein, CStringGetDatum(reqs[i].provider->name));
+		values[4] = CStringGetTextDatum(reqs[i].key);
+		values[5] = PointerGetDatum(shard);
+		catalog_exec("INSERT INTO destor.meta_log_unstored (pool, seq, shard_index, provider, shard_key, shard) "
+					 "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, NULL, SPI_OK_INSERT);
+		pfree(shard);
+	}
+	catalog_leave(&cu);
+}
+
+#define REPAIR_LOG_BATCH 32
+
+/*
+ * destor.repair_log(pool) — put the log shards commits went on without
+ * (destor.meta_log_unstored) on their providers, REPAIR_LOG_BATCH at a
+ * time; a shard put is forgotten, one whose provider is down or fails
+ * again (a WARNING) waits for the next call, and those of read-only pools
+ * are left.  Returns the number put.  The maintenance worker calls it
+ * every round.
+ *
+ * The providers are looked up as the caller (their user mappings are the
+ * caller's, as for the commit and for repair()), not as the catalog's
+ * user.  A lock that compact_log takes too keeps the two apart: a shard
+ * put after compaction had listed and deleted its log object would stay
+ * on the provider for good.
+ */
+Datum
+destor_repair_log(PG_FUNCTION_ARGS)
+{
+	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "destor repair_log",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(work);
+	Datum		poolarg = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
+	int64		put = 0;
+	int64		after_seq = -1;
+	char		after_pool[NAMEDATALEN] = "";
+	int			after_index = -1;
+	bool		locked = false;
+
+	/* a snapshot older than the lock could see rows compaction deleted */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("destor.repair_log() must run in a READ COMMITTED transaction"),
+				 errhint("Call it outside REPEATABLE READ and SERIALIZABLE transactions.")));
+	for (;;)
+	{
+		CatalogUser cu;
+		ProviderRequest reqs[REPAIR_LOG_BATCH];
+		char	   *pools[REPAIR_LOG_BATCH];
+		int64		seqs[REPAIR_LOG_BATCH];
+		int			indexes[REPAIR_LOG_BATCH];
+		char	   *providers[REPAIR_LOG_BATCH];
+		char	   *keys[REPAIR_LOG_BATCH];
+		bytea	   *shards[REPAIR_LOG_BATCH];
+		int			nrows;
+		int			nreqs = 0;
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(work);
+		memset(reqs, 0, sizeof(reqs));
+		/* in key order, from after the last row seen: a row left stays behind us */
+		values[0] = poolarg;
+		nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
+		values[1] = DirectFunctionCall1(namein, CStringGetDatum(after_pool));
+		nulls[1] = after_pool[0] ? ' ' : 'n';
+		values[2] = Int64GetDatum(after_seq);
+		values[3] = Int32GetDatum(after_index);
+		catalog_enter(&cu);
+		if (!locked)
+		{
+			/* self-conflicting, but not with the commits that add rows */
+			catalog_exec("LOCK TABLE destor.meta_log_unstored IN SHARE UPDATE EXCLUSIVE MODE", 0, NULL,
+						 NULL, NULL, SPI_OK_UTILITY);
+			locked = true;
+		}
+		catalog_exec("SELECT pool::text, seq, shard_index, provider::text, shard_key, shard "
+					 "FROM destor.meta_log_unstored "
+					 "WHERE ($1::name IS NULL OR pool = $1) "
+					 "AND ($2::name IS NULL OR (pool::text, seq, shard_index) > ($2::text, $3, $4)) "
+					 "ORDER BY pool::text, seq, shard_index LIMIT " CppAsString2(REPAIR_LOG_BATCH),
+					 4, (Oid[]) {NAMEOID, NAMEOID, INT8OID, INT4OID}, values, nulls, SPI_OK_SELECT);
+		nrows = (int) SPI_processed;
+		for (int r = 0; r < nrows; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			MemoryContext spi = MemoryContextSwitchTo(work);
+
+			pools[r] = TextDatumGetCString(SPI_getbinval(tup, td, 1, &isnull));
+			seqs[r] = DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull));
+			indexes[r] = DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
+			providers[r] = TextDatumGetCString(SPI_getbinval(tup, td, 4, &isnull));
+			keys[r] = TextDatumGetCString(SPI_getbinval(tup, td, 5, &isnull));
+			shards[r] = DatumGetByteaPCopy(SPI_getbinval(tup, td, 6, &isnull));
+			MemoryContextSwitchTo(spi);
+		}
+		catalog_leave(&cu);
+		if (nrows == 0)
+			break;
+		strlcpy(after_pool, pools[nrows - 1], NAMEDATALEN);
+		after_seq = seqs[nrows - 1];
+		after_index = indexes[nrows - 1];
+
+		/* the requests, as the caller; rows kept in step with them */
+		for (int r = 0; r < nrows; r++)
+		{
+			ForeignServer *server = GetForeignServerByName(providers[r], true);
+			Provider   *p;
+
+			if (pool_name_read_only(pools[r]) || server == NULL ||
+				strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "destor_provider") != 0)
+				continue;		/* a reader writes nothing; a provider gone is not ours to guess */
+			p = provider_lookup(server->serverid);
+			if (provider_is_down(p))
+				continue;
+			reqs[nreqs].provider = p;
+			reqs[nreqs].op = POP_PUT;
+			reqs[nreqs].key = keys[r];
+			reqs[nreqs].data = VARDATA(shards[r]);
+			reqs[nreqs].datalen = VARSIZE(shards[r]) - VARHDRSZ;
+			pools[nreqs] = pools[r];
+			seqs[nreqs] = seqs[r];
+			indexes[nreqs] = indexes[r];
+			nreqs++;
+		}
+		provider_execute(reqs, nreqs);
+		catalog_enter(&cu);
+		for (int i = 0; i < nreqs; i++)
+		{
+			if (!reqs[i].ok)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_WARNING),
+						 errmsg("could not put metadata log shard \"%s\" on provider \"%s\"",
+								reqs[i].key, reqs[i].provider->name),
+						 errdetail("%s", reqs[i].error ? reqs[i].error : "unknown error"),
+						 errhint("It is kept; the next call of destor.repair_log() tries again.")));
+				continue;
+			}
+			values[0] = DirectFunctionCall1(namein, CStringGetDatum(pools[i]));
+			values[1] = Int64GetDatum(seqs[i]);
+			values[2] = Int32GetDatum(indexes[i]);
+			catalog_exec("DELETE FROM destor.meta_log_unstored WHERE pool = $1 AND seq = $2 AND shard_index = $3",
+						 3, (Oid[]) {NAMEOID, INT8OID, INT4OID}, values, NULL, SPI_OK_DELETE);
+			put += SPI_processed;
+		}
+		catalog_leave(&cu);
+		if (nrows < REPAIR_LOG_BATCH)
+			break;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(put);
 }
 
 static void

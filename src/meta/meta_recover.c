@@ -1272,6 +1272,12 @@ destor_compact_log(PG_FUNCTION_ARGS)
 	/* the latest snapshot whose log object committed (its meta_log row) */
 	v[0] = name_datum(poolname);
 	catalog_enter(&cu);
+	/*
+	 * Not beside repair_log(): a log shard it put after this had listed and
+	 * deleted the log object would stay on its provider for good.
+	 */
+	catalog_exec("LOCK TABLE destor.meta_log_unstored IN SHARE UPDATE EXCLUSIVE MODE", 0, NULL, NULL,
+				 NULL, SPI_OK_UTILITY);
 	catalog_exec("SELECT l.seq, l.log_id, s.snapshot_xid::text, s.below_seq FROM destor.meta_snapshots s "
 				 "JOIN destor.meta_log l ON l.pool = s.pool AND l.xmin::text = "
 				 "(s.snapshot_xid::text::numeric % 4294967296)::text "
