@@ -14,7 +14,7 @@ mkdir "$work/destor"
 tar -C "$top" --exclude=.git --exclude='tmp_*' --exclude=results --exclude=node_modules \
     --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=dist --exclude=demo \
     --exclude=test-logs -cf - . | tar -C "$work/destor" -xf -
-(cd "$work/destor" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) ||
+(cd "$work/destor" && dpkg-buildpackage -us -uc -b -Jauto >"$work/build.log" 2>&1) ||
   { tail -40 "$work/build.log"; exit 1; }
 mkdir -p dist
 cp "$work"/postgresql-15-destor_*.deb dist/

@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
+echo "== dependencies ($(date +%T))"
 bash scripts/deps.sh --test
 . scripts/pgenv.sh
 
-echo "== build"
-make -s PG_CONFIG="$PG_CONFIG" all 2>&1 | (grep -E 'warning|error' || true)
+echo "== build ($(date +%T))"
+make -s -j"$(nproc)" PG_CONFIG="$PG_CONFIG" all 2>&1 | (grep -E 'warning|error' || true)
 if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
   make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 else
@@ -19,7 +20,7 @@ fi
 
 suites=" ${DESTOR_SUITES:-unit deb regress tap pgregress} "
 if [[ $suites == *" unit "* ]]; then
-  echo "== unit tests"
+  echo "== unit tests ($(date +%T))"
   make -s unitcheck
 fi
 
@@ -27,7 +28,7 @@ if [ "$(id -u)" = 0 ]; then
   user=destor_test
   id "$user" >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash "$user"
   if [[ $suites == *" deb "* ]]; then
-    echo "== Debian package"
+    echo "== Debian package ($(date +%T))"
     DESTOR_TEST_USER=$user bash scripts/deb_test.sh
   fi
   work=$(mktemp -d /tmp/destor-test.XXXXXX)
@@ -62,6 +63,7 @@ if [ "$(id -u)" = 0 ]; then
     echo "logs of the failed run: $top/test-logs"
   fi
   rm -rf "$work"
+  echo "== done ($(date +%T)), rc $rc"
   exit $rc
 else
   exec bash scripts/test_suites.sh

@@ -58,6 +58,11 @@
 #                       wan_proxy.py), with a "label" line before each
 #                       workload: where a workload's time went
 #   BENCH_EXPLAIN=1     also print EXPLAIN ANALYZE of a second cold scan
+#   BENCH_REPEAT=n      run the cold scan and the cold export, and curl's
+#                       fetch of their shards, n times each, alternating
+#                       (default 1); each run's time is printed and the
+#                       results give the median (one run swings by 30%)
+#   BENCH_SERVER_LOG=file  keep the cluster's server log there
 #   BENCH_PORT=n        base port: the cluster on n, the servers on n+1..n+6,
 #                       the proxy on n+11..n+16 (default 54360)
 #   BENCH_USER=name     unprivileged user to run as when started by root
@@ -90,6 +95,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	positive BENCH_LATE_MS "${BENCH_LATE_MS:-2000}"
 	positive BENCH_CACHE_MB "${BENCH_CACHE_MB:-128}"
 	positive BENCH_PORT "${BENCH_PORT:-54360}"
+	positive BENCH_REPEAT "${BENCH_REPEAT:-1}"
 	case ${BENCH_LATE_PCT:-3} in *[!0-9]* | "") echo "wan_bench: BENCH_LATE_PCT must be a number from 0 to 100" >&2; exit 1 ;; esac
 	[ "${BENCH_LATE_PCT:-3}" -le 100 ] || { echo "wan_bench: BENCH_LATE_PCT must be at most 100" >&2; exit 1; }
 	wan=${BENCH_WAN:-40:25:25,40:25:25,40:25:25,40:25:25,150:25:25,40:5:5}
@@ -126,6 +132,7 @@ late_pct=${BENCH_LATE_PCT:-3}
 late_ms=${BENCH_LATE_MS:-2000}
 cache_mb=${BENCH_CACHE_MB:-128}
 port=${BENCH_PORT:-54360}
+repeat=${BENCH_REPEAT:-1}
 PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
 IFS=, read -ra wan <<< "$BENCH_WAN"
 n=6 k=4 m=2
@@ -139,6 +146,7 @@ cleanup() {
 	fi
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	[ -z "${BENCH_SERVER_LOG:-}" ] || cp "$dir/server.log" "$BENCH_SERVER_LOG" 2>/dev/null || true
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -345,6 +353,7 @@ peers() { # SQL returning object ids, BYTES "p1:b,..." of them
 		fail "curl could not fetch the shards (above)"
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 declare -a report
@@ -402,15 +411,25 @@ q_scan="SELECT count(*) AS n, sum(id) AS sum_id, sum(qty) AS sum_qty, sum(amount
 psql_q -c "VACUUM ANALYZE heap_t" -c "ANALYZE destor_t" >/dev/null
 echo "-- 2. cold full scan"
 IFS='|' read -r t_heap _ r_heap <<< "$(timed "SELECT pg_prewarm('heap_t') \\g /dev/null" "$(printf "$q_scan" heap_t)")"
-s0=$(proxy_stats)
-c0=$(peer_cpu)
-trace_mark cold_scan
-IFS='|' read -r t_scan rss_scan r_scan <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
-cpu_line "cold full scan" "$t_scan" "$c0" "$(peer_cpu)"
-s1=$(proxy_stats)
-[ "$r_scan" = "$r_heap" ] || fail "full scan: destor returned $r_scan, heap $r_heap"
 i_scan=$(ideal down "$k / $n" "$tb")
-scan_traffic=$(stats_diff "$s0" "$s1")
+runs_scan=() runs_pscan=()
+for rep in $(seq "$repeat"); do
+	s0=$(proxy_stats)
+	c0=$(peer_cpu)
+	trace_mark cold_scan
+	IFS='|' read -r t_scan rss_scan r_scan <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" "$(printf "$q_scan" destor_t)")"
+	[ "$rep" = 1 ] && cpu_line "cold full scan" "$t_scan" "$c0" "$(peer_cpu)"
+	s1=$(proxy_stats)
+	[ "$r_scan" = "$r_heap" ] || fail "full scan: destor returned $r_scan, heap $r_heap"
+	[ "$rep" = 1 ] && scan_traffic=$(stats_diff "$s0" "$s1") && scan_s=("$s0" "$s1")
+	runs_scan+=("$t_scan")
+	[ "$repeat" = 1 ] && break
+	trace_mark curl_scan
+	runs_pscan+=("$(peers "$table_objs" "$tb")")
+	echo "   run $rep: destor $t_scan s, curl ${runs_pscan[-1]} s (ideal $i_scan s)"
+done
+t_scan=$(median "${runs_scan[@]}")
+s0=${scan_s[0]} s1=${scan_s[1]}
 row "cold full scan destor_t" "$t_scan" "$i_scan" "heap (shared_buffers)" "$t_heap" "$(traffic "$scan_traffic")"
 detail "cold full scan" "$s0" "$s1"
 echo "${report[-1]}"
@@ -422,6 +441,7 @@ s0=$(proxy_stats)
 c0=$(peer_cpu)
 trace_mark curl_scan
 t_pscan=$(peers "$table_objs" "$tb")
+[ "$repeat" = 1 ] || t_pscan=$(median "${runs_pscan[@]}" "$t_pscan")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pscan" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
@@ -443,16 +463,27 @@ i_imp=$(ideal up "$wq / $n" "$bb")
 row "blob_import $blob_mb MiB" "$t_imp" "$i_imp" "lo_import" "$t_loimp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
-s0=$(proxy_stats)
-c0=$(peer_cpu)
-trace_mark cold_export
-IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
-	"SELECT destor.blob_export($(lit "$blob")::destor.blob, $(lit "$dir/blob.out"))")"
-cpu_line "cold blob_export" "$t_exp" "$c0" "$(peer_cpu)"
-s1=$(proxy_stats)
-[ "$(md5sum < "$dir/blob.out" | cut -d' ' -f1)" = "$in_md5" ] || fail "blob_export wrote other bytes than the input"
-IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/lo.out"))")"
 i_exp=$(ideal down "$k / $n" "$bb")
+runs_exp=() runs_pexp=()
+for rep in $(seq "$repeat"); do
+	s0=$(proxy_stats)
+	c0=$(peer_cpu)
+	trace_mark cold_export
+	IFS='|' read -r t_exp rss_exp _ <<< "$(timed "SELECT destor.cache_reset() \\g /dev/null" \
+		"SELECT destor.blob_export($(lit "$blob")::destor.blob, $(lit "$dir/blob.out"))")"
+	[ "$rep" = 1 ] && cpu_line "cold blob_export" "$t_exp" "$c0" "$(peer_cpu)"
+	s1=$(proxy_stats)
+	[ "$(md5sum < "$dir/blob.out" | cut -d' ' -f1)" = "$in_md5" ] || fail "blob_export wrote other bytes than the input"
+	[ "$rep" = 1 ] && exp_s=("$s0" "$s1")
+	runs_exp+=("$t_exp")
+	[ "$repeat" = 1 ] && break
+	trace_mark curl_export
+	runs_pexp+=("$(peers "SELECT $(lit "$blob")::uuid" "$bb")")
+	echo "   run $rep: destor $t_exp s, curl ${runs_pexp[-1]} s (ideal $i_exp s)"
+done
+t_exp=$(median "${runs_exp[@]}")
+s0=${exp_s[0]} s1=${exp_s[1]}
+IFS='|' read -r t_loexp _ _ <<< "$(timed "" "SELECT lo_export($lo, $(lit "$dir/lo.out"))")"
 row "cold blob_export $blob_mb MiB" "$t_exp" "$i_exp" "lo_export" "$t_loexp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 detail "cold blob_export" "$s0" "$s1"
 echo "${report[-1]}"
@@ -460,6 +491,7 @@ s0=$(proxy_stats)
 c0=$(peer_cpu)
 trace_mark curl_export
 t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
+[ "$repeat" = 1 ] || t_pexp=$(median "${runs_pexp[@]}" "$t_pexp")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pexp" "$c0" "$(peer_cpu)"
 s1=$(proxy_stats)
