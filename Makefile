@@ -28,6 +28,7 @@ OBJS = \
 	src/object/object_write.o src/object/object_read.o src/object/object_xact.o \
 	src/object/object_repair.o \
 	src/object/object_read_decode.o src/object/object_read_degraded.o src/object/object_read_ahead.o \
+	src/object/object_read_balance.o \
 	src/catalog/catalog.o \
 	src/blob/blob.o src/blob/blob_roles.o src/blob/blob_restorable.o \
 	src/maintenance/orphans.o src/maintenance/repair.o src/maintenance/worker.o src/maintenance/placement_report.o \

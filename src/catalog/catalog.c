@@ -70,14 +70,21 @@ catalog_leave(CatalogUser *cu)
 	SetUserIdAndSecContext(cu->saved_userid, cu->saved_sec_context);
 }
 
-static Datum
-bytea_datum(const void *data, size_t len)
+bytea *
+catalog_bytea(const void *data, size_t len)
 {
 	bytea	   *b = palloc(VARHDRSZ + len);
 
 	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return PointerGetDatum(b);
+	if (len > 0)
+		memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+static Datum
+bytea_datum(const void *data, size_t len)
+{
+	return PointerGetDatum(catalog_bytea(data, len));
 }
 
 /*

@@ -35,16 +35,6 @@ PG_FUNCTION_INFO_V1(destor_rotate_master_key);
 
 #define ROTATE_BATCH	1000	/* rows read and updated per statement */
 
-static bytea *
-bytea_from(const void *data, size_t len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return b;
-}
-
 /* How many objects still wait for the new key (for destor.progress). */
 static int64
 count_to_rotate(bytea *new_id)
@@ -133,9 +123,9 @@ rotate_batch(const KeyRotation *kr, bytea *new_id, uint8 last[CODEC_OBJID_LEN],
 		key_rotation_rewrap(kr, id, key_version, (const uint8 *) VARDATA_ANY(key_id),
 							(const uint8 *) VARDATA_ANY(wk), out);
 		if (old_id == NULL)
-			old_id = bytea_from(VARDATA_ANY(key_id), CODEC_KEY_FINGERPRINT_LEN);
+			old_id = catalog_bytea(VARDATA_ANY(key_id), CODEC_KEY_FINGERPRINT_LEN);
 		ids[i] = object_id_datum(id);
-		wrapped[i] = PointerGetDatum(bytea_from(out, CODEC_WRAPPED_KEY_LEN));
+		wrapped[i] = PointerGetDatum(catalog_bytea(out, CODEC_WRAPPED_KEY_LEN));
 		memcpy(last, id, CODEC_OBJID_LEN);
 	}
 	*have_last = true;
@@ -198,7 +188,7 @@ destor_rotate_master_key(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(batchcxt);
 	kr = key_rotation_begin(path);
 	MemoryContextSwitchTo(old);
-	new_id = bytea_from(key_rotation_new_key_id(kr), CODEC_KEY_FINGERPRINT_LEN);
+	new_id = catalog_bytea(key_rotation_new_key_id(kr), CODEC_KEY_FINGERPRINT_LEN);
 
 	progress_start("rotate_master_key", InvalidOid, NULL);
 	progress_set_totals(-1, count_to_rotate(new_id));

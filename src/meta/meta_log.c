@@ -803,9 +803,7 @@ meta_keep_unstored(const char *poolname, uint64 seq, ProviderRequest *reqs, int 
 
 		if (reqs[i].ok)
 			continue;
-		shard = palloc(VARHDRSZ + sh->shard_len);
-		SET_VARSIZE(shard, VARHDRSZ + sh->shard_len);
-		memcpy(VARDATA(shard), sh->shards[i], sh->shard_len);
+		shard = catalog_bytea(sh->shards[i], sh->shard_len);
 		values[0] = DirectFunctionCall1(namein, CStringGetDatum(poolname));
 		values[1] = Int64GetDatum((int64) seq);
 		values[2] = Int32GetDatum(i);

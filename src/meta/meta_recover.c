@@ -290,12 +290,7 @@ name_datum(const char *s)
 static Datum
 bytes_datum(const uint8 *p, uint32 len)
 {
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	if (len)
-		memcpy(VARDATA(b), p, len);
-	return PointerGetDatum(b);
+	return PointerGetDatum(catalog_bytea(p, len));
 }
 
 #define GUARD_OBJECT "EXISTS (SELECT FROM destor.objects WHERE object_id = $1)"

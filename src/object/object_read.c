@@ -840,14 +840,37 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			 * export: it never wins the race), the k fastest with spares
 			 * while one is unusable, down or slow.
 			 */
+			bool		fresh = h == NULL;
+
 			reader_ahead_discard(r);
-			if (h == NULL)
+			if (fresh)
 				h = reader_hedged_start(r, wb0, wb1, plan);
 			if (has_next)
 			{
-				reader_hedged_wait_tail(h);
+				/*
+				 * Spread over links that bound the read, a read's first
+				 * window has its next one sent at once: nothing else is in
+				 * flight on them, and sent in this one's last round trip,
+				 * the next one waited for new connections (this one's are
+				 * busy till its end) on top of that round trip.
+				 */
+				bool		together = fresh && reader_hedged_plan(h) == WINDOW_BALANCED;
+
+				if (!together)
+					reader_hedged_wait_tail(h);
 				reader_next_start(r, b1 + 1, nb1);
 				reader_ahead_poll(r);
+				/*
+				 * The two end together, and the one after them then finds
+				 * every connection busy: it goes out two round trips
+				 * before their end, one for its new connections' set-up.
+				 */
+				if (together && r->ahead_hedged)
+				{
+					reader_hedged_wait_lead(h, 2);
+					reader_hedged_wait_lead(r->ahead_hedged, 2);
+					reader_ahead_start_after(r);
+				}
 			}
 			reader_hedged_open(r, h, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
 			reader_ahead_poll(r);

@@ -106,13 +106,22 @@ reader_ahead_poll(ObjectReader *r)
 	else
 		return;
 	if (ending)
-	{
-		uint64		cs = block_cstart(r, r->after_b0);
-		uint64		ce = block_cend(r, r->after_b1);
+		reader_ahead_start_after(r);
+}
 
-		r->ahead_hedged2 = reader_hedged_start(r, r->after_b0, r->after_b1,
-											   reader_window_plan(r, cs, ce));
-	}
+/* Start the window after next (r->after_b0..after_b1), if wanted and not yet. */
+void
+reader_ahead_start_after(ObjectReader *r)
+{
+	uint64		cs,
+				ce;
+
+	if (r->after_b1 == 0 || r->ahead_hedged2 != NULL)
+		return;
+	cs = block_cstart(r, r->after_b0);
+	ce = block_cend(r, r->after_b1);
+	r->ahead_hedged2 = reader_hedged_start(r, r->after_b0, r->after_b1,
+										   reader_window_plan(r, cs, ce));
 }
 
 /*
@@ -144,8 +153,14 @@ reader_window_plan(ObjectReader *r, uint64 cs, uint64 ce)
 {
 	bool		unmeasured;
 
-	if (reader_healthy_plan(r, cs, ce, &unmeasured))
-		return unmeasured ? WINDOW_HEDGED_EVERY : WINDOW_HEALTHY;
+	bool		healthy = reader_healthy_plan(r, cs, ce, &unmeasured);
+
+	if (healthy && unmeasured)
+		return WINDOW_HEDGED_EVERY;
+	if (reader_balance_plan(r, stream_stripes(r, cs, ce), NULL))
+		return WINDOW_BALANCED;
+	if (healthy)
+		return WINDOW_HEALTHY;
 	return reader_hedgeable(r) ? WINDOW_HEDGED_DEGRADED : WINDOW_HEALTHY;
 }
 
@@ -251,12 +266,17 @@ cmp_range_stripes(const void *a, const void *b)
  * ranges were read degraded one by one after the batch, a round trip each;
  * and a backend's first batch waited for the data shards wherever they
  * were, on a far provider too, where asking every shard lets the first k
- * answers win.
+ * answers win.  Unless every shard is asked, the runs are spread over
+ * every usable shard when that pays (object_read_balance.c): a scan's
+ * batch of row groups is a window too.
  */
 static void
 multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degraded,
 				   bool every_shard)
 {
+	StripeSplit split;
+	uint64		total = 0;
+	bool		balanced;
 	RangeStripes *rs = palloc(sizeof(RangeStripes) * mf->n);
 	uint64	   *s0 = palloc(sizeof(uint64) * mf->n);
 	uint64	   *s1 = palloc(sizeof(uint64) * mf->n);
@@ -296,8 +316,30 @@ multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degra
 	}
 	mf->run_srcs = palloc0(sizeof(WindowSource) * mf->nruns);
 	mf->run_ok = palloc0(sizeof(bool) * mf->nruns);
+	for (int j = 0; j < mf->nruns; j++)
+		total += s1[j] - s0[j] + 1;
+	balanced = !every_shard && reader_balance_plan(r, total, &split);
 	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, false, r->liar, degraded,
-								   every_shard, false, &mf->reqs, &mf->nreqs);
+								   every_shard, false, balanced ? &split : NULL,
+								   &mf->reqs, &mf->nreqs);
+}
+
+/*
+ * Whether the candidate ranges, read as runs of stripes, would be spread
+ * over every shard (object_read_balance.c): a scan's batch of row groups
+ * coalesced into one large range is a bulk window too.
+ */
+static bool
+multi_spread_pays(ObjectReader *r, MultiFetch *mf, const bool *cand)
+{
+	uint64		bs = r->meta->block_size;
+	uint64		stripes = 0;
+
+	for (int i = 0; i < mf->n; i++)
+		if (cand[i])
+			stripes += stream_stripes(r, block_cstart(r, mf->offsets[i] / bs),
+									  block_cend(r, (mf->offsets[i] + mf->lens[i] - 1) / bs));
+	return stripes > 0 && reader_balance_plan(r, stripes, NULL);
 }
 
 /*
@@ -389,7 +431,9 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	}
 	if (declined || hedge)
 		multi_prepare_runs(r, mf, cand, declined, hedge && !declined);
-	else if (ncand > 1 && total / Max(r->k, 1) >= READ_RUNS_MIN_BYTES && reader_hedgeable(r))
+	else if (reader_hedgeable(r) &&
+			 ((ncand > 1 && total / Max(r->k, 1) >= READ_RUNS_MIN_BYTES) ||
+			  multi_spread_pays(r, mf, cand)))
 	{
 		/*
 		 * A batch of several ranges on the healthy path is a request per

@@ -229,9 +229,71 @@ struct StripeRuns
 	int			nreqs;
 	bool		skipped_some;	/* shards left out that might have helped */
 	bool		degraded;		/* counted as a degraded read, else a hedged one */
+	uint64	   *vfirst;			/* split: run j's first stripe with the runs
+								 * end to end ([nruns]: their stripes in all) */
+	StripeSplit *split;			/* one run spread over the shards, each serving
+								 * some of its stripes (NULL: every stripe) */
 	uint64		bad_stripe;		/* after reader_runs_complete: a stripe short */
 	int			bad_good;		/* of good chunks, and how many it had */
 };
+
+/*
+ * Shard i's requests of split runs: its stripes from split->first[i] on,
+ * the runs taken end to end (vfirst[j]: run j's first stripe there) and
+ * wrapping past the last one's end — a GET for each run its stripes
+ * touch.  Each lands where the whole run's would have put it, so the
+ * run's buffers hold every stripe at the same place whichever shards
+ * served it.  No retries and no spares: a request that fails or lags far
+ * behind the others (hedge) sends its ranges the degraded way, whose
+ * hedged set has spares.
+ */
+static void
+split_requests(ObjectReader *r, StripeRuns *sr, int i)
+{
+	uint64		total = sr->vfirst[sr->nruns];
+	uint64		first = sr->split->first[i];
+	uint64		count = sr->split->count[i];
+	uint64		spans[2][2];	/* [from, to) in the runs end to end */
+	int			nspans = 0;
+
+	if (first + count <= total)
+	{
+		spans[0][0] = first;
+		spans[0][1] = first + count;
+		nspans = 1;
+	}
+	else
+	{
+		spans[0][0] = first;
+		spans[0][1] = total;
+		spans[1][0] = 0;
+		spans[1][1] = first + count - total;
+		nspans = 2;
+	}
+	for (int p = 0; p < nspans; p++)
+	{
+		for (int j = 0; j < sr->nruns; j++)
+		{
+			uint64		from = Max(spans[p][0], sr->vfirst[j]);
+			uint64		to = Min(spans[p][1], sr->vfirst[j + 1]);
+			uint64		a,
+						b;
+			ProviderRequest *q;
+
+			if (from >= to)
+				continue;
+			a = sr->s0[j] + (from - sr->vfirst[j]);
+			b = sr->s0[j] + (to - 1 - sr->vfirst[j]);
+			q = &sr->reqs[sr->nreqs];
+			reader_shard_get(q, r, i, a * r->meta->chunk_size,
+							 (b - a) * r->meta->chunk_size + chunk_len(r, b),
+							 sr->buf[j * r->n + i] + (a - sr->s0[j]) * r->meta->chunk_size);
+			q->no_retry = true;
+			q->hedge = true;
+			sr->shard_of[sr->nreqs++] = i;
+		}
+	}
+}
 
 /*
  * reader_runs_prepare — the requests that read runs [s0[j], s1[j]] (in
@@ -265,8 +327,8 @@ struct StripeRuns
 StripeRuns *
 reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
 					bool include_down, const bool *exclude, bool degraded,
-					bool every_shard, bool check_chunks, ProviderRequest **reqs_out,
-					int *nreqs_out)
+					bool every_shard, bool check_chunks, const StripeSplit *split,
+					ProviderRequest **reqs_out, int *nreqs_out)
 {
 	StripeRuns *sr = palloc0(sizeof(StripeRuns));
 	int			candidates = 0;
@@ -288,8 +350,9 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 	sr->t1 = s1[nruns - 1];
 	ntags = sr->t1 - sr->t0 + 1;
 	sr->buf = palloc0(sizeof(uint8 *) * nruns * r->n);
-	sr->reqs = palloc0(sizeof(ProviderRequest) * (nruns + 1) * r->n);
-	sr->shard_of = palloc(sizeof(int) * (nruns + 1) * r->n);
+	/* per shard, a request a run (one more for a split one's wrap) and the tags' */
+	sr->reqs = palloc0(sizeof(ProviderRequest) * (nruns + 2) * r->n);
+	sr->shard_of = palloc(sizeof(int) * (nruns + 2) * r->n);
 
 	for (int i = 0; i < r->n; i++)
 	{
@@ -301,20 +364,32 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		bool		unreachable = r->health[i] == SHARD_UNREACHABLE;
 
 		sr->skip[i] = r->providers[i] == NULL || (exclude && exclude[i]) ||
-			(unreachable && !include_down);
+			(unreachable && !include_down) || (split && split->count[i] == 0);
 		if (unreachable && sr->skip[i] && r->providers[i] != NULL && !(exclude && exclude[i]))
 			sr->skipped_some = true;
 		if (!sr->skip[i])
 			candidates++;
 	}
-	if (!include_down)
+	if (split)
+	{
+		/* the planner chose the shards: each is needed for its stripes */
+		Assert(!include_down);
+		sr->split = palloc(sizeof(StripeSplit));
+		memcpy(sr->split, split, sizeof(StripeSplit));
+		sr->vfirst = palloc(sizeof(uint64) * (nruns + 1));
+		sr->vfirst[0] = 0;
+		for (int j = 0; j < nruns; j++)
+			sr->vfirst[j + 1] = sr->vfirst[j] + (s1[j] - s0[j] + 1);
+		sr->skipped_some = true;
+	}
+	else if (!include_down)
 	{
 		reader_check_slow_providers(r);
 		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, every_shard);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
 	}
-	if (!include_down && !hedged)
+	if (!include_down && !hedged && !split)
 	{
 		for (int i = 0; i < r->n && candidates > r->k; i++)
 		{
@@ -352,6 +427,11 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 													   chunk_len(r, s1[j]));
 		if (sr->skip[i])
 			continue;
+		if (split)
+		{
+			split_requests(r, sr, i);
+			continue;
+		}
 		for (int j = 0; j < nruns; j++)
 		{
 			reader_shard_get(&sr->reqs[sr->nreqs], r, i, s0[j] * r->meta->chunk_size,
@@ -449,7 +529,10 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 			{
 				chunks[i] = sr->buf[j * r->n + i] + off;
 				present[i] = false;
-				if (!fetched[i])
+				if (!fetched[i] ||
+					(sr->split && !stripe_split_covers(sr->split, i,
+													   sr->vfirst[j] + (s - sr->s0[j]),
+													   sr->vfirst[sr->nruns])))
 					continue;
 				if (sr->tagbuf[i] == NULL ||
 					object_chunk_verify(r->auth, i, s, chunks[i], cl,
@@ -522,6 +605,11 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
 	pfree(sr->shard_of);
 	pfree(sr->s0);
 	pfree(sr->s1);
+	if (sr->split)
+	{
+		pfree(sr->split);
+		pfree(sr->vfirst);
+	}
 	pfree(sr);
 }
 
@@ -540,7 +628,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	ProviderRequest *reqs;
 	int			nreqs;
 	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
-											true, &reqs, &nreqs);
+											true, NULL, &reqs, &nreqs);
 
 	provider_execute(reqs, nreqs);
 	object_read_stats.requests += nreqs;
@@ -875,10 +963,11 @@ struct HedgedWindow
 	StripeRuns *sr;
 	ProviderRequest *reqs;
 	int			nreqs;
-	WindowPlan	plan;			/* every shard asked, or the k fastest with
+	WindowPlan	plan;			/* every shard asked, the k fastest with
 								 * spares held (counted degraded, or hedged
 								 * for a window read two ahead whose data
-								 * shards were all fine: WINDOW_HEALTHY) */
+								 * shards were all fine: WINDOW_HEALTHY), or
+								 * the stripes spread over every shard */
 	ProviderBatch *batch;		/* started, not collected */
 };
 
@@ -891,13 +980,19 @@ reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, WindowPlan plan)
 	HedgedWindow *h = palloc0(sizeof(HedgedWindow));
 	uint64		s0 = block_cstart(r, b0) / r->stripe_size;
 	uint64		s1 = (block_cend(r, b1) - 1) / r->stripe_size;
+	StripeSplit split;
+	/* (the plan is made again: what the reader knows may have changed) */
+	bool		balanced = plan == WINDOW_BALANCED &&
+		reader_balance_plan(r, s1 - s0 + 1, &split);
 
 	h->cxt = cxt;
 	h->b0 = b0;
 	h->b1 = b1;
-	h->plan = plan;
+	/* (a plan spread no longer: the k fastest, spares held, as a hedged read) */
+	h->plan = plan == WINDOW_BALANCED && !balanced ? WINDOW_HEALTHY : plan;
 	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, plan == WINDOW_HEDGED_DEGRADED,
-								plan == WINDOW_HEDGED_EVERY, false, &h->reqs, &h->nreqs);
+								plan == WINDOW_HEDGED_EVERY, false, balanced ? &split : NULL,
+								&h->reqs, &h->nreqs);
 	h->batch = provider_start(h->reqs, h->nreqs);
 	MemoryContextSwitchTo(old);
 	return h;
@@ -908,6 +1003,13 @@ void
 reader_hedged_wait_tail(HedgedWindow *h)
 {
 	provider_wait_tail(h->batch);
+}
+
+/* The same, rtts round trips before its end (provider_wait_lead). */
+void
+reader_hedged_wait_lead(HedgedWindow *h, double rtts)
+{
+	provider_wait_lead(h->batch, rtts);
 }
 
 /* Whether h's batch is over or in its last round trip (provider_batch_ending). */

@@ -180,8 +180,32 @@ typedef enum WindowPlan
 {
 	WINDOW_HEALTHY,				/* from the data shards */
 	WINDOW_HEDGED_EVERY,		/* a run from every shard: read times unknown */
-	WINDOW_HEDGED_DEGRADED		/* a run from the k fastest, spares held */
+	WINDOW_HEDGED_DEGRADED,		/* a run from the k fastest, spares held */
+	WINDOW_BALANCED				/* a run spread over every shard by rate
+								 * (object_read_balance.c) */
 } WindowPlan;
+
+/*
+ * Which stripes of a run, or of several runs taken end to end, each shard
+ * serves (WINDOW_BALANCED, or a multi-range batch): count[i] stripes from
+ * first[i] on, counted from the first run's first stripe and wrapping at
+ * the last one's end; count 0: the shard is not asked.
+ */
+typedef struct StripeSplit
+{
+	uint64		first[CODEC_RS_MAX_SHARDS];
+	uint64		count[CODEC_RS_MAX_SHARDS];
+} StripeSplit;
+
+/* object_read_balance.c */
+extern bool reader_balance_plan(ObjectReader *r, uint64 nstripes, StripeSplit *split);
+/* the stripes of stream bytes [cs, ce) */
+static inline uint64
+stream_stripes(ObjectReader *r, uint64 cs, uint64 ce)
+{
+	return (ce - 1) / r->stripe_size - cs / r->stripe_size + 1;
+}
+extern bool stripe_split_covers(const StripeSplit *split, int i, uint64 rel, uint64 nstripes);
 
 /* object_read.c: the driver and the healthy path */
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
@@ -205,6 +229,7 @@ extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 
 									   const uint64 *s1, bool include_down,
 									   const bool *exclude, bool degraded,
 									   bool every_shard, bool check_chunks,
+									   const StripeSplit *split,
 									   ProviderRequest **reqs, int *nreqs);
 /* whether reads of r can be hedged: s3 providers only, with parity */
 extern bool reader_hedgeable(ObjectReader *r);
@@ -220,6 +245,7 @@ typedef struct HedgedWindow HedgedWindow;
 extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1,
 										 WindowPlan plan);
 extern void reader_hedged_wait_tail(HedgedWindow *h);
+extern void reader_hedged_wait_lead(HedgedWindow *h, double rtts);
 extern bool reader_hedged_ending(HedgedWindow *h);
 extern bool reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1);
 extern WindowPlan reader_hedged_plan(HedgedWindow *h);
@@ -236,6 +262,7 @@ extern void reader_hedged_ahead_discard(ObjectReader *r);
 extern HedgedWindow *reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1);
 extern void reader_hedged_keep(ObjectReader *r, uint64 nb0, uint64 nb1);
 extern void reader_ahead_poll(ObjectReader *r);
+extern void reader_ahead_start_after(ObjectReader *r);
 extern void reader_prefetch_discard(ObjectReader *r);
 
 #endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

@@ -620,11 +620,18 @@ provider_finish(ProviderBatch *b)
 void
 provider_wait_tail(ProviderBatch *b)
 {
+	provider_wait_lead(b, 1);
+}
+
+/* See provider.h. */
+void
+provider_wait_lead(ProviderBatch *b, double rtts)
+{
 	if (!b->open || b->s3 == NULL)
 		return;
 	PG_TRY();
 	{
-		provider_s3_wait_tail(b->s3);
+		provider_s3_wait_tail(b->s3, rtts);
 	}
 	PG_CATCH();
 	{

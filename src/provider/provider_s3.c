@@ -359,9 +359,9 @@ provider_s3_finish(S3Batch *b)
 
 /* Drive the batch until it is in its last round trip (provider_wait_tail). */
 void
-provider_s3_wait_tail(S3Batch *b)
+provider_s3_wait_tail(S3Batch *b, double rtts)
 {
-	while (!s3_run_tail_near(b->run))
+	while (!s3_run_tail_near(b->run, rtts))
 		if (s3_run_step(b->run, true))
 			break;
 }
@@ -370,7 +370,7 @@ provider_s3_wait_tail(S3Batch *b)
 bool
 provider_s3_ending(S3Batch *b)
 {
-	return b->run == NULL || s3_run_tail_near(b->run);
+	return b->run == NULL || s3_run_tail_near(b->run, 1);
 }
 
 void

@@ -399,17 +399,62 @@ ring_push(float4 *ring, uint32 *pos, uint32 *count, uint32 size, double v)
  * its body's rate among the recent rates.
  */
 static void
-entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 bytes, TimestampTz now)
+entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 rate_bytes, double rate_ms,
+				TimestampTz now)
 {
 	e->read_answered = true;
 	ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
 			  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
 	e->last_read = now;
-	if (bytes >= PROVIDER_RATE_MIN_BYTES && r->body_ms > 0)
+	if (rate_bytes >= PROVIDER_RATE_MIN_BYTES && rate_ms > 0)
 	{
 		ring_push(e->recent_rates, &e->rate_pos, &e->nrates, RECENT_READS,
-				  bytes / Max(r->body_ms, 1.0));
+				  rate_bytes / Max(rate_ms, 1.0));
 		e->last_rate = now;
+	}
+}
+
+/*
+ * A provider's GETs of one batch ran at once over its one link: its rate
+ * is their bytes over the longest of their bodies, not each one's (which
+ * took two requests to a provider for two providers half as fast, and a
+ * reader spreading a window by rate then gave it half as much).  For
+ * request i: the bytes and body time of its provider's group when i
+ * leads it, else 0 (counted with its leader); a request alone, its own.
+ */
+#define STATS_GROUP_MAX 64
+
+static bool
+rate_sample(ProviderRequest *r)
+{
+	return r->op == POP_GET && r->ok && !r->cancelled && !r->abandoned && !r->timing_loose &&
+		r->body_ms > 0;
+}
+
+static void
+batch_rates(ProviderRequest *reqs, int nreqs, uint64 *bytes, double *ms)
+{
+	int			leader[STATS_GROUP_MAX];
+
+	for (int i = 0; i < nreqs; i++)
+	{
+		bytes[i] = reqs[i].result_size;
+		ms[i] = reqs[i].body_ms;
+		leader[i] = i;
+		if (!rate_sample(&reqs[i]))
+			continue;
+		for (int j = 0; j < i; j++)
+		{
+			if (leader[j] == j && rate_sample(&reqs[j]) &&
+				reqs[j].provider->serverid == reqs[i].provider->serverid)
+			{
+				leader[i] = j;
+				bytes[j] += bytes[i];
+				ms[j] = Max(ms[j], ms[i]);
+				bytes[i] = 0;
+				break;
+			}
+		}
 	}
 }
 
@@ -419,8 +464,19 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 	ProviderStatsShared *s = stats_area();
 	TimestampTz now = GetCurrentTimestamp();
 
+	uint64		rate_bytes[STATS_GROUP_MAX];
+	double		rate_ms[STATS_GROUP_MAX];
+
 	if (nreqs == 0)
 		return;
+	if (nreqs > STATS_GROUP_MAX)
+	{
+		/* in parts (only a batch this large groups less) */
+		provider_stats_note(reqs, STATS_GROUP_MAX);
+		provider_stats_note(reqs + STATS_GROUP_MAX, nreqs - STATS_GROUP_MAX);
+		return;
+	}
+	batch_rates(reqs, nreqs, rate_bytes, rate_ms);
 	stats_lock(s, LW_EXCLUSIVE);
 	for (int i = 0; i < nreqs; i++)
 	{
@@ -450,7 +506,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			if (r->partial_bytes > 0 && !r->timing_loose && r->op == POP_GET)
 			{
 				/* and how long it ran, a lower bound of its time (as below) */
-				entry_note_read(e, r, r->partial_bytes, now);
+				entry_note_read(e, r, r->partial_bytes, r->body_ms, now);
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
 			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
@@ -496,7 +552,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			e->bytes_read += r->result_size;
 			ring_push(e->read_latencies, &e->read_latency_pos, &e->nread_latencies,
 					  READ_LATENCY_WINDOW, r->latency_ms);
-			entry_note_read(e, r, r->result_size, now);
+			entry_note_read(e, r, rate_bytes[i], rate_ms[i], now);
 		}
 		if ((r->op == POP_PUT || r->op == POP_UPLOAD_PART) && r->ok)
 			e->bytes_written += r->datalen;

@@ -157,7 +157,7 @@ extern void s3_set_error(S3Transfer *t, MemoryContext resultcxt, const char *det
 extern void s3_run_transfers(S3Transfer **ts, int n, MemoryContext resultcxt);
 extern S3Run *s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool async);
 extern bool s3_run_step(S3Run *run, bool wait);
-extern bool s3_run_tail_near(S3Run *run);
+extern bool s3_run_tail_near(S3Run *run, double rtts);
 extern void s3_run_end(S3Run *run);
 extern void s3_run_cancel(S3Run *run);
 extern void s3_poll_runs(void);

@@ -1857,13 +1857,14 @@ done:
  * connection's set-up (the next request reuses it): with the provider's
  * own time to answer, what the next request will see — but no more than
  * S3_TAIL_RTT_SLACK times the provider's recent fastest (rtt_ms, -1 if
- * unknown), for a handshake libcurl did not see (a proxy's).  The rate is the body's over its last S3_TAIL_RATE_US or more,
+ * unknown), for a handshake libcurl did not see (a proxy's); rtts such
+ * round trips (provider_wait_lead).  The rate is the body's over its last S3_TAIL_RATE_US or more,
  * not since it began: while the previous window's answer still shared the
  * link, t came in at a fraction of the rate it has now, and its end
  * looked a round trip further off than it was.
  */
 static bool
-s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
+s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms, double rtts)
 {
 	uint64		left;
 	double		rtt_us;
@@ -1906,7 +1907,7 @@ s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
 	}
 	if (span_us < S3_TAIL_SAMPLE_US || span_bytes == 0)
 		return false;
-	return (double) left * span_us / (double) span_bytes <= rtt_us;
+	return (double) left * span_us / (double) span_bytes <= rtt_us * rtts;
 }
 
 /*
@@ -1917,7 +1918,7 @@ s3_transfer_tail_near(S3Transfer *t, TimestampTz now, double rtt_ms)
  * be cancelled rather than waited for.
  */
 bool
-s3_run_tail_near(S3Run *run)
+s3_run_tail_near(S3Run *run, double rtts)
 {
 	S3Hedge    *h = &run->hedge;
 	TimestampTz now;
@@ -1935,7 +1936,7 @@ s3_run_tail_near(S3Run *run)
 	now = GetCurrentTimestamp();
 	for (int i = 0; i < run->n; i++)
 		if ((h->need == 0 || h->unit_of[i] < 0) &&
-			!s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i]))
+			!s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i], rtts))
 			return false;
 	if (h->need == 0)
 		return true;
@@ -1949,7 +1950,7 @@ s3_run_tail_near(S3Run *run)
 			if (h->unit_of[i] != u || h->held[i])
 				continue;
 			any = true;
-			near = s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i]);
+			near = s3_transfer_tail_near(run->ts[i], now, run->rtt_ms[i], rtts);
 		}
 		if (any && near)
 			near_units++;

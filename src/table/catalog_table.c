@@ -159,10 +159,8 @@ catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no
 	Oid			types[4] = {UUIDOID, INT8OID, BYTEAOID, BYTEAOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
-	bytea	   *b = palloc(VARHDRSZ + len);
+	bytea	   *b = catalog_bytea(bitmap, len);
 
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), bitmap, len);
 	catalog_enter(&cu);
 	values[0] = object_id_datum(table_id);
 	values[1] = Int64GetDatum(segment_no);
@@ -170,11 +168,7 @@ catalog_insert_deletions(const uint8 table_id[CODEC_OBJID_LEN], int64 segment_no
 	values[3] = (Datum) 0;
 	if (successors != NULL && succ_len > 0)
 	{
-		bytea	   *sb = palloc(VARHDRSZ + succ_len);
-
-		SET_VARSIZE(sb, VARHDRSZ + succ_len);
-		memcpy(VARDATA(sb), successors, succ_len);
-		values[3] = PointerGetDatum(sb);
+		values[3] = PointerGetDatum(catalog_bytea(successors, succ_len));
 	}
 	else
 		nulls[3] = 'n';

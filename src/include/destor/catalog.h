@@ -29,6 +29,8 @@ extern void catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 						 const char *nulls, int expect);
 /* SPI connected with search_path pinned to pg_catalog, pg_temp (no user
  * switch); catalog_spi_finish takes what catalog_spi_connect returned */
+/* a palloc'd bytea holding len bytes of data (a statement's parameter) */
+extern bytea *catalog_bytea(const void *data, size_t len);
 extern int	catalog_spi_connect(void);
 extern void catalog_spi_finish(int guc_nest_level);
 

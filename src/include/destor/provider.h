@@ -323,6 +323,7 @@ typedef struct ProviderBatch ProviderBatch;
 extern ProviderBatch *provider_start(ProviderRequest *reqs, int nreqs);
 extern void provider_finish(ProviderBatch *b);
 extern void provider_wait_tail(ProviderBatch *b);
+extern void provider_wait_lead(ProviderBatch *b, double rtts);
 extern bool provider_batch_ending(ProviderBatch *b);
 extern void provider_abandon(ProviderBatch *b);
 extern void provider_cancel(ProviderBatch *b);
@@ -334,6 +335,9 @@ extern void provider_cancel(ProviderBatch *b);
  * reader then sends its next batch and finishes this one: the next answer
  * begins as this one ends, where sending it after the end left every
  * provider's link idle for a round trip.  File batches return at once.
+ * provider_wait_lead — the same, rtts round trips before the end: a batch
+ * sent while every connection to its providers is busy opens new ones,
+ * whose set-up is a round trip more.
  *
  * provider_batch_ending — the same test without waiting: moves the
  * transfers of started batches along (provider_poll) and says whether b's
@@ -377,7 +381,7 @@ extern void provider_s3_execute_batch(ProviderRequest **reqs, int nreqs);
 typedef struct S3Batch S3Batch;
 extern S3Batch *provider_s3_start(ProviderRequest **reqs, int nreqs);
 extern void provider_s3_finish(S3Batch *b);
-extern void provider_s3_wait_tail(S3Batch *b);
+extern void provider_s3_wait_tail(S3Batch *b, double rtts);
 extern bool provider_s3_ending(S3Batch *b);
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_cancel(S3Batch *b);

@@ -6,6 +6,12 @@
 # provider and direction); its trace says when each request arrived and
 # when its answer's last byte left.  Every answer is compared with the file
 # imported or a heap table, also with a provider lost mid-way.
+#
+# The six links are alike, so once their rates are known a window is
+# spread over all six (object_read_balance.c): a shard's part of a window
+# is one request, or two where it wraps past the window's end (at most
+# k - 1 = 3 of them a window), and a read's first two windows go out
+# together (one wave), the one after them two round trips before their end.
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -99,7 +105,7 @@ for my $round ('read times unknown', 'read times known')
 	$node->safe_psql('postgres', "SELECT destor.blob_export('$blob', '$base/out.bin')");
 	is(DestorTest::sha256_file("$base/out.bin"), $file_sha, "export ($round): every byte as imported");
 	my @waves = waves($t0);
-	cmp_ok(scalar(@waves), '>=', 3, "export ($round): a wave of requests per window");
+	cmp_ok(scalar(@waves), '>=', 2, "export ($round): a wave of requests per window (the first two together)");
 	my ($ok, $n) = pipelined(@waves);
 	is($ok, $n, "export ($round): each window asked for before the one before it had come in");
 	unlink "$base/out.bin";
@@ -125,9 +131,9 @@ for my $reader (
 	my @waves = waves($t0);
 	my $requests = 0;
 	$requests += scalar(@$_) for @waves;
-	cmp_ok($requests, '<=', $windows * 6, "$name: no more than a request per shard and window");
+	cmp_ok($requests, '<=', $windows * (6 + 3), "$name: no more than a request per shard and window, and its wraps");
 	my ($ok, $n) = pipelined(@waves);
-	cmp_ok($n, '>=', $windows - 1, "$name: a wave of requests per window");
+	cmp_ok($n, '>=', $windows - 2, "$name: a wave of requests per window (the first two together)");
 	is($ok, $n, "$name: each window asked for before the one before it had come in");
 }
 
