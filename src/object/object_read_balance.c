@@ -171,17 +171,3 @@ reader_balance_plan(ObjectReader *r, uint64 nstripes, StripeSplit *split)
 	}
 	return true;
 }
-
-/* Whether shard i serves stripe rel (counted from the first run's first,
- * the runs end to end) of split. */
-bool
-stripe_split_covers(const StripeSplit *split, int i, uint64 rel, uint64 nstripes)
-{
-	uint64		first = split->first[i];
-
-	if (split->count[i] == 0)
-		return false;
-	if (rel >= first)
-		return rel - first < split->count[i];
-	return rel + nstripes - first < split->count[i];
-}

@@ -231,6 +231,10 @@ struct StripeRuns
 	bool		degraded;		/* counted as a degraded read, else a hedged one */
 	uint64	   *vfirst;			/* split: run j's first stripe with the runs
 								 * end to end ([nruns]: their stripes in all) */
+	uint64	   *req_v0;			/* split: request q's stripes [v0, v1) there */
+	uint64	   *req_v1;
+	bool	   *have;			/* split: [i * stripes + v]: shard i's chunk of
+								 * stripe v came in (reader_runs_complete) */
 	StripeSplit *split;			/* one run spread over the shards, each serving
 								 * some of its stripes (NULL: every stripe) */
 	uint64		bad_stripe;		/* after reader_runs_complete: a stripe short */
@@ -290,9 +294,126 @@ split_requests(ObjectReader *r, StripeRuns *sr, int i)
 							 sr->buf[j * r->n + i] + (a - sr->s0[j]) * r->meta->chunk_size);
 			q->no_retry = true;
 			q->hedge = true;
+			sr->req_v0[sr->nreqs] = from;
+			sr->req_v1[sr->nreqs] = to;
 			sr->shard_of[sr->nreqs++] = i;
 		}
 	}
+}
+
+/*
+ * A split run's stripes short of k chunks after its batch (a request that
+ * failed, a shard not found, one given up as too slow): each gets the
+ * chunks it lacks from shards that were not asked for it — by shard
+ * order, usable ones first — in one more batch, so that only the missing
+ * part moves again, not the window.  Chunks that come in are marked in
+ * sr->have.  (The window's other stripes are complete: no shard is asked
+ * for a chunk of them.)
+ */
+static void
+split_patch(ObjectReader *r, StripeRuns *sr)
+{
+	uint64		total = sr->vfirst[sr->nruns];
+	bool	   *want = palloc0(sizeof(bool) * r->n * total);
+	ProviderRequest *reqs = NULL;
+	uint64	   *v0s = NULL;
+	uint64	   *v1s = NULL;
+	int		   *shard_of = NULL;
+	int			nreqs = 0;
+	bool		any = false;
+
+	for (uint64 v = 0; v < total; v++)
+	{
+		int			got = 0;
+
+		for (int i = 0; i < r->n; i++)
+			got += sr->have[i * total + v];
+		/* usable shards not asked for v first, then any other still there */
+		for (int pass = 0; pass < 2 && got < r->k; pass++)
+			for (int i = 0; i < r->n && got < r->k; i++)
+			{
+				bool		usable;
+
+				if (sr->have[i * total + v] || r->providers[i] == NULL || r->liar[i] ||
+					r->health[i] == SHARD_UNREACHABLE)
+					continue;
+				usable = r->health[i] == SHARD_USABLE && !provider_is_down(r->providers[i]);
+				if (usable != (pass == 0))
+					continue;
+				want[i * total + v] = true;
+				got++;
+				any = true;
+			}
+	}
+	if (!any)
+	{
+		pfree(want);
+		return;
+	}
+	/* a request per shard and stretch of wanted stripes within a run */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int i = 0; i < r->n; i++)
+			for (int j = 0; j < sr->nruns; j++)
+			{
+				uint64		v = sr->vfirst[j];
+
+				while (v < sr->vfirst[j + 1])
+				{
+					uint64		e;
+
+					if (!want[i * total + v])
+					{
+						v++;
+						continue;
+					}
+					for (e = v; e < sr->vfirst[j + 1] && want[i * total + e]; e++)
+						;
+					if (pass == 1)
+					{
+						uint64		a = sr->s0[j] + (v - sr->vfirst[j]);
+						uint64		b = sr->s0[j] + (e - 1 - sr->vfirst[j]);
+
+						reader_shard_get(&reqs[nreqs], r, i, a * r->meta->chunk_size,
+										 (b - a) * r->meta->chunk_size + chunk_len(r, b),
+										 sr->buf[j * r->n + i] + (a - sr->s0[j]) * r->meta->chunk_size);
+						v0s[nreqs] = v;
+						v1s[nreqs] = e;
+						shard_of[nreqs] = i;
+					}
+					nreqs++;
+					v = e;
+				}
+			}
+		if (pass == 0)
+		{
+			reqs = palloc0(sizeof(ProviderRequest) * nreqs);
+			v0s = palloc(sizeof(uint64) * nreqs);
+			v1s = palloc(sizeof(uint64) * nreqs);
+			shard_of = palloc(sizeof(int) * nreqs);
+			nreqs = 0;
+		}
+	}
+	provider_execute(reqs, nreqs);
+	object_read_stats.requests += nreqs;
+	for (int q = 0; q < nreqs; q++)
+	{
+		int			i = shard_of[q];
+
+		note_fetched(reqs[q].result_size);
+		if (!reqs[q].ok || reqs[q].result_size != reqs[q].length)
+		{
+			reader_note_failure(r, i, &reqs[q], SHARD_UNREACHABLE);
+			continue;
+		}
+		for (uint64 v = v0s[q]; v < v1s[q]; v++)
+			sr->have[i * total + v] = true;
+	}
+	pfree(want);
+	pfree(reqs);
+	pfree(v0s);
+	pfree(v1s);
+	pfree(shard_of);
 }
 
 /*
@@ -380,6 +501,9 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		sr->vfirst[0] = 0;
 		for (int j = 0; j < nruns; j++)
 			sr->vfirst[j + 1] = sr->vfirst[j] + (s1[j] - s0[j] + 1);
+		sr->req_v0 = palloc(sizeof(uint64) * (nruns + 2) * r->n);
+		sr->req_v1 = palloc(sizeof(uint64) * (nruns + 2) * r->n);
+		sr->have = palloc0(sizeof(bool) * r->n * sr->vfirst[nruns]);
 		sr->skipped_some = true;
 	}
 	else if (!include_down)
@@ -467,6 +591,45 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 }
 
 /*
+ * A split run's batch is over: which chunks came in (sr->have), the
+ * failures noted (a shard whose request failed is not asked again by this
+ * reader; its other part, come in, is still used), and what is missing
+ * patched from the shards not asked for it (split_patch).  fetched[i]:
+ * whether shard i is a source at all.
+ */
+static void
+split_collect(ObjectReader *r, StripeRuns *sr, bool *fetched)
+{
+	uint64		total = sr->vfirst[sr->nruns];
+	bool		short_some = false;
+
+	for (int q = 0; q < sr->nreqs; q++)
+	{
+		ProviderRequest *req = &sr->reqs[q];
+		int			i = sr->shard_of[q];
+
+		note_fetched(req->result_size);
+		if (req->ok && req->result_size == req->length)
+		{
+			for (uint64 v = sr->req_v0[q]; v < sr->req_v1[q]; v++)
+				sr->have[i * total + v] = true;
+			continue;
+		}
+		short_some = true;
+		if (r->health[i] != SHARD_UNREACHABLE)
+			reader_note_failure(r, i, req, SHARD_UNREACHABLE);
+	}
+	if (short_some)
+		split_patch(r, sr);
+	for (int i = 0; i < r->n; i++)
+	{
+		fetched[i] = false;
+		for (uint64 v = 0; v < total && !fetched[i]; v++)
+			fetched[i] = sr->have[i * total + v];
+	}
+}
+
+/*
  * reader_runs_complete — after the requests of reader_runs_prepare ran:
  * check every chunk against its tag, rebuild what is missing, and point
  * srcs[j] at run j's stream.  False when a run has a stripe with fewer
@@ -486,7 +649,9 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 		object_read_stats.hedged_reads++;
 	for (int i = 0; i < r->n; i++)
 		fetched[i] = !sr->skip[i];
-	for (int q = 0; q < sr->nreqs; q++)
+	if (sr->split)
+		split_collect(r, sr, fetched);
+	for (int q = 0; q < sr->nreqs && !sr->split; q++)
 	{
 		ProviderRequest *req = &sr->reqs[q];
 		int			i = sr->shard_of[q];
@@ -530,9 +695,7 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 				chunks[i] = sr->buf[j * r->n + i] + off;
 				present[i] = false;
 				if (!fetched[i] ||
-					(sr->split && !stripe_split_covers(sr->split, i,
-													   sr->vfirst[j] + (s - sr->s0[j]),
-													   sr->vfirst[sr->nruns])))
+					(sr->split && !sr->have[i * sr->vfirst[sr->nruns] + sr->vfirst[j] + (s - sr->s0[j])]))
 					continue;
 				if (sr->tagbuf[i] == NULL ||
 					object_chunk_verify(r->auth, i, s, chunks[i], cl,
@@ -609,6 +772,9 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
 	{
 		pfree(sr->split);
 		pfree(sr->vfirst);
+		pfree(sr->req_v0);
+		pfree(sr->req_v1);
+		pfree(sr->have);
 	}
 	pfree(sr);
 }

@@ -205,7 +205,6 @@ stream_stripes(ObjectReader *r, uint64 cs, uint64 ce)
 {
 	return (ce - 1) / r->stripe_size - cs / r->stripe_size + 1;
 }
-extern bool stripe_split_covers(const StripeSplit *split, int i, uint64 rel, uint64 nstripes);
 
 /* object_read.c: the driver and the healthy path */
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);

@@ -146,6 +146,24 @@ $undo_p->();
 $undo_d->();
 export('both shards good again');
 
+# 3b. a data shard gone (404): its part of each spread window is patched
+#     from the shards not asked for those stripes, not the window read
+#     again, so the export moves about the blob once
+{
+	my $g = int(rand(4));
+	my @f = grep { /\Q$hex\E\.$g\._S3rver/ } DestorTest::files_under($s3[ $on{$g} - 1 ]{dir});
+	ok(scalar(@f) >= 1, "shard $g is an object on s$on{$g}");
+	my @saved = map { my $c = "$_.saved"; copy($_, $c) or die; [ $c, $_ ] } @f;
+	unlink @f;
+	my $read0 = $node->safe_psql('postgres', 'SELECT sum(bytes_read) FROM destor.provider_status');
+	export("data shard $g gone");
+	my $moved = $node->safe_psql('postgres', 'SELECT sum(bytes_read) FROM destor.provider_status') - $read0;
+	note(sprintf('with data shard %d gone the export read %.3f times the blob', $g, $moved / $size));
+	cmp_ok($moved, '<', 1.15 * $size * 1.01, "data shard $g gone: the blob read about once");
+	copy($_->[0], $_->[1]) or die for @saved;
+	export("data shard $g back");
+}
+
 # 4. a provider stopped: its stripes come from the others
 DestorTest::stop_s3($s3[ $on{5} - 1 ]);
 export('the provider of parity shard 5 stopped');
