@@ -330,8 +330,9 @@ reader_bulk_times(ObjectReader *r, double *ms)
 			ms[i] += ((double) OBJECT_READ_WINDOW_BYTES / Max(r->k, 1)) / (rate[i] > 0 ? rate[i] : best);
 }
 
-static int
-cmp_double(const void *a, const void *b)
+/* qsort's comparison of doubles, ascending */
+int
+reader_cmp_double(const void *a, const void *b)
 {
 	double		x = *(const double *) a;
 	double		y = *(const double *) b;
@@ -382,7 +383,7 @@ reader_check_slow_providers(ObjectReader *r)
 				ms[i] = fastest;
 			sorted[i] = ms[i];
 		}
-		qsort(sorted, r->n, sizeof(double), cmp_double);
+		qsort(sorted, r->n, sizeof(double), reader_cmp_double);
 		kth = sorted[r->k - 1];
 		for (int i = 0; i < r->n; i++)
 		{
@@ -414,7 +415,7 @@ reader_check_slow_providers(ObjectReader *r)
 			ms[i] = Max(fastest, 0);
 	reader_bulk_times(r, ms);
 	memcpy(sorted, ms, sizeof(double) * r->n);
-	qsort(sorted, r->n, sizeof(double), cmp_double);
+	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
 	kth = sorted[r->k - 1];
 	for (int i = 0; i < r->n; i++)
 		r->far[i] = r->providers[i] != NULL &&

@@ -28,6 +28,8 @@
  * bound the read and the k fastest are kept (fewer requests, no
  * rebuild).  Nothing is held in reserve: a request that fails or is given
  * up sends the window the degraded way (reader_hedged_open).
+ * destor.spread_reads turns it off (a pool whose providers bill egress
+ * unevenly may want its reads where its data shards are).
  */
 #include "postgres.h"
 
@@ -36,19 +38,12 @@
 #include "destor/object.h"
 #include "object_read_internal.h"
 
+bool		destor_spread_reads = true;
+
 /* spread a window only when it ends at least this much sooner ... */
 #define BALANCE_MIN_GAIN_MS		20.0
 /* ... and in at most this fraction of the k fastest shards' time */
 #define BALANCE_MAX_RATIO		0.9
-
-static int
-cmp_double_asc(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
 
 /*
  * reader_balance_plan — whether nstripes stripes (a window, or a batch's
@@ -73,7 +68,7 @@ reader_balance_plan(ObjectReader *r, uint64 nstripes, StripeSplit *split)
 				pos;
 	int			ncand = 0;
 
-	if (!reader_hedgeable(r) || r->meta->key_version == OBJECT_FORMAT_CRC)
+	if (!destor_spread_reads || !reader_hedgeable(r) || r->meta->key_version == OBJECT_FORMAT_CRC)
 		return false;
 	/* a bulk window only: a small read is one round trip whichever k answer */
 	if (len < READ_BULK_BYTES || nstripes < (uint64) (2 * r->n))
@@ -96,7 +91,7 @@ reader_balance_plan(ObjectReader *r, uint64 nstripes, StripeSplit *split)
 		return false;			/* nothing to spread over */
 
 	/* the window from the k fastest alone: the k-th of their times */
-	qsort(alone, ncand, sizeof(double), cmp_double_asc);
+	qsort(alone, ncand, sizeof(double), reader_cmp_double);
 	t_k = alone[r->k - 1];
 
 	/* the smallest T by which the providers can move k shards' worth */

@@ -209,6 +209,7 @@ stream_stripes(ObjectReader *r, uint64 cs, uint64 ce)
 /* object_read.c: the driver and the healthy path */
 extern void reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h);
 extern void reader_check_slow_providers(ObjectReader *r);
+extern int	reader_cmp_double(const void *a, const void *b);
 extern void reader_shard_failed(ObjectReader *r, int i);
 extern bool reader_healthy_plan(ObjectReader *r, uint64 cs, uint64 ce, bool *unmeasured);
 extern bool reader_shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo,

@@ -45,6 +45,12 @@ object_define_gucs(void)
 							OBJECT_FORMAT_CRC, OBJECT_FORMAT_MAC,
 							PGC_SUSET, GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("destor.spread_reads",
+							 "Spreads bulk reads over every provider of a pool, in proportion to each one's rate.",
+							 "When off, bulk reads take the data shards (or the k fastest shards) only: "
+							 "fewer providers serve each read, at the pace of the slowest of them.",
+							 &destor_spread_reads, true, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 }
 
 /* room after a part for the shard trailer of objects up to a few GiB */

@@ -173,6 +173,8 @@ extern void key_rotation_rewrap(const KeyRotation *kr, const uint8 id[CODEC_OBJI
 typedef struct ObjectWriter ObjectWriter;
 
 extern void object_define_gucs(void);
+/* destor.spread_reads (object_read_balance.c) */
+extern bool destor_spread_reads;
 extern ObjectWriter *object_writer_create(Pool *pool, bool compress);
 extern void object_writer_write(ObjectWriter *w, const char *data, size_t len);
 extern void object_writer_skip_sha256(ObjectWriter *w);

@@ -82,6 +82,18 @@ my $total = 0;
 $total += $_ for values %sent;
 cmp_ok($total, '<=', 1.1 * 4 * $shard_bytes, 'the export moves about the data shards\' worth, no more');
 
+# destor.spread_reads = off: the k fastest shards whole, two providers idle
+$node->safe_psql('postgres', 'ALTER SYSTEM SET destor.spread_reads = off');
+$node->reload;
+$t0 = DestorTest::wan_mark($wan);
+export('destor.spread_reads off');
+%sent = sent_by_provider($t0);
+is(scalar(grep { ($sent{$_} // 0) > 0.9 * $shard_bytes } 1 .. 6), 4,
+	'destor.spread_reads off: four providers serve their whole shard')
+  or note('sent per provider: ' . join(', ', map { "s$_ " . ($sent{$_} // 0) } 1 .. 6));
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET destor.spread_reads');
+$node->reload;
+
 # 2. random bulk reads (a window or more), every byte compared
 for my $i (1 .. 6)
 {
