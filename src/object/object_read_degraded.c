@@ -260,7 +260,14 @@ split_requests(ObjectReader *r, StripeRuns *sr, int i)
 	uint64		spans[2][2];	/* [from, to) in the runs end to end */
 	int			nspans = 0;
 
-	if (first + count <= total)
+	if (count >= total)
+	{
+		/* every stripe: one span from the start, not two meeting at first */
+		spans[0][0] = 0;
+		spans[0][1] = total;
+		nspans = 1;
+	}
+	else if (first + count <= total)
 	{
 		spans[0][0] = first;
 		spans[0][1] = first + count;
