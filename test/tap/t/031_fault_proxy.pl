@@ -8,6 +8,7 @@ use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
 use DestorTest;
+use CrashPoints;
 use FaultProxy;
 use File::Path qw(make_path remove_tree);
 use PostgreSQL::Test::Cluster;
@@ -143,9 +144,8 @@ for (1 .. 600)
 }
 cmp_ok(uploads(), '>=', 3, 'the import has begun a multipart upload on each provider');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE application_name = 'importer'");
-kill 'KILL', $pid;
+ok(CrashPoints::crash($node, $pid), 'the importer is killed with kill -9');
 eval { $importer->finish };
-$node->poll_query_until('postgres', 'SELECT true') or die 'the server did not come back';
 my $left = uploads();
 cmp_ok($left, '>=', 3, "the killed import left $left unfinished uploads behind");
 is($node->safe_psql('postgres', "SELECT destor.cleanup_orphans('archive', '1 hour')"), '0',
