@@ -312,7 +312,9 @@ split_requests(ObjectReader *r, StripeRuns *sr, int i)
  * A split run's stripes short of k chunks after its batch (a request that
  * failed, a shard not found, one given up as too slow): each gets the
  * chunks it lacks from shards that were not asked for it — by shard
- * order, usable ones first — in one more batch, so that only the missing
+ * order, those in good standing first (a shard whose request was given up
+ * as too slow is asked again only when no other is left) — in one more
+ * batch, so that only the missing
  * part moves again, not the window.  Chunks that come in are marked in
  * sr->have.  (The window's other stripes are complete: no shard is asked
  * for a chunk of them.)
@@ -344,7 +346,9 @@ split_patch(ObjectReader *r, StripeRuns *sr)
 				if (sr->have[i * total + v] || r->providers[i] == NULL || r->liar[i] ||
 					r->health[i] == SHARD_UNREACHABLE)
 					continue;
-				usable = r->health[i] == SHARD_USABLE && !provider_is_down(r->providers[i]);
+				/* first those in good standing: not given up as slow or thin here */
+				usable = r->health[i] == SHARD_USABLE && !r->avoid[i] && !r->thin[i] &&
+					!provider_is_down(r->providers[i]);
 				if (usable != (pass == 0))
 					continue;
 				want[i * total + v] = true;
