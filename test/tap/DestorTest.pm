@@ -203,6 +203,52 @@ sub providers_sql
 	return $sql;
 }
 
+# A cluster, $nservers s3rver and the WAN emulator in front of them (the
+# options of start_wan_proxy, and cache_size, default 0), with the first
+# pool ($opts{pool}: [name, k, m], default p42 of 4 + 2 over all of them)
+# and any more pools over the same servers ($opts{more}: [name, k, m,
+# [server numbers]] each).  Random sizes follow DESTOR_SPREAD_SEED (noted).
+# Returns { node, base, s3 => [...], wan, providers => [...] }.
+sub wan_rig
+{
+	my ($name, $nservers, %opts) = @_;
+	my ($node) = start_cluster($name, cache_size => $opts{cache_size} // '0');
+	my $base = $node->basedir;
+	my @s3 = start_s3_servers($nservers, $base);
+	my $wan = start_wan_proxy($base, \@s3, %opts);
+	my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
+	my ($pool, $k, $m) = @{ $opts{pool} // [ 'p42', 4, 2 ] };
+	my $sql = providers_sql($pool, $k, $m, @providers);
+	for my $p (@{ $opts{more} // [] })
+	{
+		my ($pname, $pk, $pm, $on) = @$p;
+		$sql .= "CREATE SERVER $pname FOREIGN DATA WRAPPER destor OPTIONS (providers '"
+		  . join(',', map { $s3[ $_ - 1 ]{name} } @$on) . "', data_shards '$pk', parity_shards '$pm');\n";
+	}
+	$node->safe_psql('postgres', $sql);
+	my $seed = $ENV{DESTOR_SPREAD_SEED} // int(rand(1_000_000));
+	Test::More::note("seed $seed (replay with DESTOR_SPREAD_SEED=$seed)");
+	srand($seed);
+	return { node => $node, base => $base, s3 => \@s3, wan => $wan, providers => \@providers };
+}
+
+# A blob of $size random bytes imported into $pool from "$base/in_$pool.bin":
+# { blob, size, sum (SHA-256 hex), data, id, hex (id without dashes), on
+# (shard index => server number) }.
+sub import_random_blob
+{
+	my ($node, $pool, $size) = @_;
+	my $file = $node->basedir . "/in_$pool.bin";
+	write_random_file($file, $size);
+	my $blob = $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')");
+	my $id = $node->safe_psql('postgres', "SELECT destor.blob_id('$blob')");
+	(my $hex = $id) =~ s/-//g;
+	my %on = map { my ($i, $p) = split /\|/; ($i => ($p =~ /(\d+)$/)[0]) } split /\n/, $node->safe_psql('postgres',
+		"SELECT shard_index, provider FROM destor.blob_shards WHERE blob_id = '$id'");
+	return { blob => $blob, size => $size, sum => sha256_file($file),
+		data => PostgreSQL::Test::Utils::slurp_file($file), id => $id, hex => $hex, on => \%on };
+}
+
 # A foreign table "wide" (id, payload, extra) of 260,000 rows, some 12 MiB
 # stored on pool $server: two batches of row groups for a scan, so that a
 # cursor reading part of it has a batch read ahead (TAP 124, 144, 150, 151).
@@ -368,7 +414,8 @@ sub start_relay_proxy
 
 # The bench's WAN emulator (test/bench/wan_proxy.py) in front of servers
 # @$s3: a one-way delay of $opts{delay_ms} (or per provider, $opts{delays}
-# [...]) and $opts{mbps} MB/s per provider and direction, each request logged to "$base/wan_trace" (see
+# [...]) and $opts{mbps} MB/s per provider and direction (or per provider
+# down, $opts{rates} [...], and up, $opts{up_mbps}), each request logged to "$base/wan_trace" (see
 # wan_proxy.py).  Returns { ports => [...], trace => file, handle }; ends
 # with the test (or stop_wan_proxy).
 sub start_wan_proxy
@@ -377,9 +424,11 @@ sub start_wan_proxy
 	my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } @$s3;
 	my $trace = "$base/wan_trace";
 	my $bps = ($opts{mbps} // 10) * 1e6;
+	my $up = defined $opts{up_mbps} ? $opts{up_mbps} * 1e6 : $bps;
 	my $providers = join(', ', map {
 		sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d}',
-			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delays}[$_] // $opts{delay_ms} // 40, $bps, $bps)
+			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delays}[$_] // $opts{delay_ms} // 40,
+			defined $opts{rates} ? $opts{rates}[$_] * 1e6 : $bps, $up)
 	} 0 .. $#$s3);
 	open(my $fh, '>', "$base/wan.json") or die;
 	print $fh qq({"control": "$base/wan_late", "stats": "$base/wan_stats.json", "trace": "$trace", "providers": [$providers]}\n);

@@ -12,12 +12,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Copy qw(move copy);
 
-my ($node) = DestorTest::start_cluster('spread_gone', cache_size => '0');
-my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 20, mbps => 10);
-my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
-$node->safe_psql('postgres', DestorTest::providers_sql('p33', 3, 3, @providers));
+my $rig = DestorTest::wan_rig('spread_gone', 6, delay_ms => 20, mbps => 10, pool => [ 'p33', 3, 3 ]);
+my ($node, $base, $wan) = @$rig{qw(node base wan)};
+my @s3 = @{ $rig->{s3} };
 $node->safe_psql('postgres', q{
 CREATE FOREIGN TABLE t (id int, a text, b bigint, c text)
   SERVER p33 OPTIONS (segment_rows '200000', row_group_rows '2500');

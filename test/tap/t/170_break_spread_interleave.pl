@@ -13,27 +13,12 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Digest::SHA;
 
-my ($node) = DestorTest::start_cluster('spread_interleave', cache_size => '0');
-my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 20, mbps => 10);
-my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
-my $sql = DestorTest::providers_sql('p42', 4, 2, @providers);
-$sql .= "CREATE SERVER p33 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s3,s4,s5,s6', data_shards '3', parity_shards '3');\n";
-$node->safe_psql('postgres', $sql);
-my $seed = $ENV{DESTOR_SPREAD_SEED} // int(rand(1_000_000));
-note("seed $seed");
-srand($seed);
+my $rig = DestorTest::wan_rig('spread_interleave', 6, delay_ms => 20, mbps => 10,
+	more => [ [ 'p33', 3, 3, [ 1, 2, 3, 4, 5, 6 ] ] ]);
+my ($node, $base, $wan) = @$rig{qw(node base wan)};
+my @s3 = @{ $rig->{s3} };
 my $M = 1024 * 1024;
-my %b;
-for my $pool (qw(p42 p33))
-{
-	my $size = 36 * $M + int(rand(12 * $M));
-	my $file = "$base/in_$pool.bin";
-	DestorTest::write_random_file($file, $size);
-	$b{$pool} = { size => $size, data => slurp_file($file),
-		blob => $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')") };
-}
+my %b = map { ($_ => DestorTest::import_random_blob($node, $_, 36 * $M + int(rand(12 * $M)))) } qw(p42 p33);
 # measure the links
 $node->safe_psql('postgres', "SELECT length(destor.blob_read('$b{$_}{blob}', 0, $b{$_}{size}))") for qw(p42 p33);
 

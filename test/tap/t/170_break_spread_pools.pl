@@ -13,20 +13,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Digest::SHA;
 
-my ($node) = DestorTest::start_cluster('spread_pools', cache_size => '0');
-my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(8, $base);
-my $wan = DestorTest::start_wan_proxy($base, \@s3, delay_ms => 20, mbps => 20);
-my @providers = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. $#s3;
-my $sql = DestorTest::providers_sql('p62', 6, 2, @providers);
-$sql .= "CREATE SERVER p21 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s3', data_shards '2', parity_shards '1');\n";
-$sql .= "CREATE SERVER p33 FOREIGN DATA WRAPPER destor OPTIONS (providers 's3,s4,s5,s6,s7,s8', data_shards '3', parity_shards '3');\n";
-$sql .= "CREATE SERVER p51 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s4,s5,s7,s8', data_shards '5', parity_shards '1');\n";
-$node->safe_psql('postgres', $sql);
-
-my $seed = $ENV{DESTOR_SPREAD_SEED} // int(rand(1_000_000));
-note("seed $seed");
-srand($seed);
+my $rig = DestorTest::wan_rig('spread_pools', 8, delay_ms => 20, mbps => 20, pool => [ 'p62', 6, 2 ],
+	more => [ [ 'p21', 2, 1, [ 1, 2, 3 ] ], [ 'p33', 3, 3, [ 3 .. 8 ] ], [ 'p51', 5, 1, [ 1, 2, 4, 5, 7, 8 ] ] ]);
+my ($node, $base, $wan) = @$rig{qw(node base wan)};
+my @s3 = @{ $rig->{s3} };
 
 my $M = 1024 * 1024;
 my $B = 65536;

@@ -9,52 +9,20 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Digest::SHA;
-use IPC::Run;
-use Time::HiRes qw(usleep);
 
-my ($node) = DestorTest::start_cluster('spread_uneven', cache_size => '256MB');
-my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-
-# the WAN emulator with a rate of its own per provider (MB/s)
-my @mbps = (40, 5, 10, 10, 2.5, 20);
-my @delay = (10, 30, 20, 20, 25, 15);
-my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } @s3;
-my $providers = join(', ', map {
-	sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d}',
-		$s3[$_]{name}, $ports[$_], $s3[$_]{port}, $delay[$_], $mbps[$_] * 1e6, 40e6)
-} 0 .. $#s3);
-open(my $fh, '>', "$base/wan.json") or die;
-print $fh qq({"control": "$base/wan_late", "stats": "$base/wan_stats.json", "trace": "$base/wan_trace", "providers": [$providers]}\n);
-close $fh;
-my $out = '';
-my $wan = IPC::Run::start([ 'python3', "$DestorTest::TAPDIR/../bench/wan_proxy.py", "$base/wan.json" ],
-	'<', \undef, '>', \$out, '2>', "$base/wan_proxy.log");
-for (1 .. 200) { $wan->pump_nb; last if $out =~ /ready/; usleep(50_000); }
-die 'no WAN proxy' unless $out =~ /ready/;
-my $wanh = { ports => \@ports, trace => "$base/wan_trace", handle => $wan };
-
-my @providers = map { { %{ $s3[$_] }, port => $ports[$_] } } 0 .. $#s3;
-my $sql = DestorTest::providers_sql('p42', 4, 2, @providers);
-$sql .= "CREATE SERVER p21 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s5', data_shards '2', parity_shards '1');\n";
-$sql .= "CREATE SERVER p33 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s3,s4,s5,s6', data_shards '3', parity_shards '3');\n";
-$node->safe_psql('postgres', $sql);
-my $seed = $ENV{DESTOR_SPREAD_SEED} // int(rand(1_000_000));
-note("seed $seed");
-srand($seed);
+# the WAN emulator with a rate and a delay of its own per provider
+my $rig = DestorTest::wan_rig('spread_uneven', 6, cache_size => '256MB',
+	rates => [ 40, 5, 10, 10, 2.5, 20 ], delays => [ 10, 30, 20, 20, 25, 15 ], up_mbps => 40,
+	more => [ [ 'p21', 2, 1, [ 1, 2, 5 ] ], [ 'p33', 3, 3, [ 1, 2, 3, 4, 5, 6 ] ] ]);
+my ($node, $base, $wanh) = @$rig{qw(node base wan)};
+my @s3 = @{ $rig->{s3} };
 
 my $M = 1024 * 1024;
 my %blob;
 for my $pool (qw(p21 p42 p33))
 {
-	my $size = 18 * $M + int(rand(20 * $M));
-	my $file = "$base/in_$pool.bin";
-	DestorTest::write_random_file($file, $size);
-	my $b = $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')");
-	$blob{$pool} = { blob => $b, size => $size, sum => DestorTest::sha256_file($file), data => slurp_file($file) };
-	my $id = $node->safe_psql('postgres', "SELECT destor.blob_id('$b')");
-	note("$pool: " . join(' ', split /\n/, $node->safe_psql('postgres',
-		"SELECT shard_index || ':' || provider FROM destor.blob_shards WHERE blob_id = '$id' ORDER BY 1")));
+	$blob{$pool} = DestorTest::import_random_blob($node, $pool, 18 * $M + int(rand(20 * $M)));
+	note("$pool: " . join(' ', map { "$_:s$blob{$pool}{on}{$_}" } sort keys %{ $blob{$pool}{on} }));
 }
 
 sub export
@@ -132,7 +100,7 @@ for my $pool (qw(p21 p42 p33))
 	}
 }
 $standby->stop;
-$wan->kill_kill;
+DestorTest::stop_wan_proxy($wanh);
 $node->stop;
 DestorTest::stop_s3($_) for @s3;
 done_testing();
