@@ -16,14 +16,9 @@ my $base = $node->basedir;
 my ($sql, @dirs) = DestorTest::file_pool_sql($base, 'fpool', 6, 4, 2);
 $node->safe_psql('postgres', $sql);
 my $size = 24 * 1024 * 1024;
-my $file = "$base/input.bin";
-DestorTest::write_random_file($file, $size);
-my $sum = DestorTest::sha256_file($file);
-my $blob = $node->safe_psql('postgres', "SELECT destor.blob_import('fpool', '$file')");
-my $id = $node->safe_psql('postgres', "SELECT destor.blob_id('$blob')");
-(my $hex = $id) =~ s/-//g;
-my %on = map { my ($i, $p) = split /\|/; ($i => ($p =~ /(\d+)$/)[0]) } split /\n/, $node->safe_psql('postgres',
-	"SELECT shard_index, provider FROM destor.blob_shards WHERE blob_id = '$id'");
+my $x = DestorTest::import_random_blob($node, 'fpool', $size);
+my ($blob, $sum, $hex, %on) = ($x->{blob}, $x->{sum}, $x->{hex}, %{ $x->{on} });
+my $file = "$base/in_fpool.bin";
 my $n = 0;
 sub hide
 {
