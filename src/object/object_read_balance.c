@@ -14,7 +14,10 @@
  * wraps.  Stripes without all their data chunks are rebuilt from the k
  * chunks they have (reader_runs_complete).
  *
- * Shares go by rate alone: a window read on is asked for a round trip
+ * Shares go by rate, taken with a pinch of salt (balance_rates): a link
+ * measured a little faster than the others gets no more than they do, for
+ * a share too large holds the whole window for it, and one too small
+ * costs only a little more of the others.  A window read on is asked for a round trip
  * before the one before it ends (provider_wait_tail), so round trips
  * overlap transfers, and a provider only a little further away would lose
  * a share per window for a delay it pays once per read.  A far provider
@@ -44,6 +47,48 @@ bool		destor_spread_reads = true;
 #define BALANCE_MIN_GAIN_MS		20.0
 /* ... and in at most this fraction of the k fastest shards' time */
 #define BALANCE_MAX_RATIO		0.9
+
+/*
+ * Measured rates within this band around the candidates' median count as
+ * the median: on shared links and CPUs a few samples of links alike
+ * differ by this much (in the WAN bench's six alike, one got 1.5 times its
+ * share of every window of an export, and took 1.5 times as long).
+ * Outside it a rate counts for what exceeds the band: a link measured at
+ * 3 times the median counts as 2 times, one at 0.375 times as half.
+ */
+#define BALANCE_BAND_LOW		0.75
+#define BALANCE_BAND_HIGH		1.5
+
+static void
+balance_rates(double *rate, const bool *use, int n)
+{
+	double		sorted[CODEC_RS_MAX_SHARDS];
+	int			m = 0;
+	double		med;
+
+	for (int i = 0; i < n; i++)
+		if (use[i])
+			sorted[m++] = rate[i];
+	if (m == 0)
+		return;
+	qsort(sorted, m, sizeof(double), reader_cmp_double);
+	med = m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+	for (int i = 0; i < n; i++)
+	{
+		double		q;
+
+		if (!use[i])
+			continue;
+		q = rate[i] / med;
+		if (q > BALANCE_BAND_HIGH)
+			q /= BALANCE_BAND_HIGH;
+		else if (q < BALANCE_BAND_LOW)
+			q /= BALANCE_BAND_LOW;
+		else
+			q = 1;
+		rate[i] = q * med;
+	}
+}
 
 /*
  * reader_balance_plan — whether nstripes stripes (a window, or a batch's
@@ -82,13 +127,18 @@ reader_balance_plan(ObjectReader *r, uint64 nstripes, StripeSplit *split)
 			!r->avoid[i] && !r->thin[i] && !r->far[i] && !provider_is_down(p);
 		if (!use[i])
 			continue;
-		rate[i] = provider_recent_read_rate(p);	/* bytes per ms */
+		rate[i] = provider_typical_read_rate(p);	/* bytes per ms */
 		if (rate[i] <= 0)
 			return false;		/* not measured: the hedged plans measure it */
-		alone[ncand++] = len / rate[i];
+		ncand++;
 	}
 	if (ncand <= r->k)
 		return false;			/* nothing to spread over */
+	balance_rates(rate, use, r->n);
+	ncand = 0;
+	for (int i = 0; i < r->n; i++)
+		if (use[i])
+			alone[ncand++] = len / rate[i];
 
 	/* the window from the k fastest alone: the k-th of their times */
 	qsort(alone, ncand, sizeof(double), reader_cmp_double);

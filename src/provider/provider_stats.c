@@ -774,6 +774,27 @@ provider_read_time_known(Provider *p)
 	return known;
 }
 
+/* the provider's recent rates (at most RECENT_READS) into out: how many */
+static uint32
+recent_rates_copy(Provider *p, float4 *out)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	uint32		n = 0;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e && e->nrates > 0 &&
+		!TimestampDifferenceExceeds(e->last_rate, GetCurrentTimestamp(),
+									Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS)))
+	{
+		n = e->nrates;
+		memcpy(out, e->recent_rates, sizeof(float4) * n);
+	}
+	stats_unlock(s);
+	return n;
+}
+
 /*
  * The fastest of the provider's last few large GETs' body rates (bytes per
  * ms), or -1 when it has none within PROVIDER_LINK_MEMORY_MS.  The
@@ -783,24 +804,29 @@ provider_read_time_known(Provider *p)
 double
 provider_recent_read_rate(Provider *p)
 {
-	ProviderStatsShared *s = stats_area();
-	ProviderStatsEntry *e;
+	float4		rates[RECENT_READS];
+	uint32		n = recent_rates_copy(p, rates);
 	double		rate = -1;
 
-	stats_lock(s, LW_SHARED);
-	e = stats_entry(s, p->serverid, false);
-	if (e && e->nrates > 0 &&
-		!TimestampDifferenceExceeds(e->last_rate, GetCurrentTimestamp(),
-									Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS)))
-	{
-		for (uint32 i = 0; i < e->nrates; i++)
-			rate = Max(rate, e->recent_rates[i]);
-	}
-	stats_unlock(s);
+	for (uint32 i = 0; i < n; i++)
+		rate = Max(rate, rates[i]);
 	return rate;
 }
 
 static int	cmp_float4(const void *a, const void *b);
+
+/* provider_typical_read_rate — the median of those rates, or -1 */
+double
+provider_typical_read_rate(Provider *p)
+{
+	float4		sorted[RECENT_READS];
+	uint32		n = recent_rates_copy(p, sorted);
+
+	if (n == 0)
+		return -1;
+	qsort(sorted, n, sizeof(float4), cmp_float4);
+	return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0;
+}
 
 /*
  * provider_latency_p95_ms — the 95th percentile of the provider's last

@@ -230,6 +230,11 @@ extern bool provider_read_time_known(Provider *p);
  * (remembered for PROVIDER_LINK_MEMORY_MS). */
 #define PROVIDER_RATE_MIN_BYTES	(256 * 1024)
 extern double provider_recent_read_rate(Provider *p);
+/* The median of the same samples: what a plan that shares bytes by rate
+ * uses, for the fastest of a few noisy samples favours the luckiest link
+ * (in the WAN bench, one of six alike got 1.5 times its share and held
+ * every window of an export for it). */
+extern double provider_typical_read_rate(Provider *p);
 /* A high percentile (p95) of the provider's recent GET times, as
  * measured by the network library (ms), or -1 when it has none: what
  * hedging calls "late" is a multiple of it. */
