@@ -53,7 +53,7 @@ reader_free_cipher(void *arg)
 	 */
 	r->ahead = NULL;
 	r->ahead_hedged = NULL;
-	r->ahead_hedged2 = NULL;
+	memset(r->ahead_more, 0, sizeof(r->ahead_more));
 	memset(r->prefetch, 0, sizeof(r->prefetch));
 
 	if (r->cipher)
@@ -822,13 +822,19 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 			nb1 = Min((uint64) meta->nblocks - 1, b1 + READ_WINDOW_BLOCKS);
 		has_next = nb1 > b1;
 
-		/* and, for a caller reading on, the window after that one */
-		r->after_b1 = 0;
-		if (has_next && nb1 - b1 == READ_WINDOW_BLOCKS && nb1 + 1 < (uint64) meta->nblocks &&
-			(nb1 + 1) * bs < r->read_on_until)
+		/* and, for a caller reading on, the windows after that one */
+		r->nmore = 0;
+		if (has_next && nb1 - b1 == READ_WINDOW_BLOCKS)
 		{
-			r->after_b0 = nb1 + 1;
-			r->after_b1 = Min((uint64) meta->nblocks - 1, nb1 + READ_WINDOW_BLOCKS);
+			uint64		e = nb1;
+
+			while (r->nmore < READ_AHEAD_MORE && e + 1 < (uint64) meta->nblocks &&
+				   (e + 1) * bs < r->read_on_until)
+			{
+				r->more_b0[r->nmore] = e + 1;
+				r->more_b1[r->nmore] = Min((uint64) meta->nblocks - 1, e + READ_WINDOW_BLOCKS);
+				e = r->more_b1[r->nmore++];
+			}
 		}
 		reader_hedged_keep(r, b1 + 1, has_next ? nb1 : b1);
 
@@ -870,9 +876,10 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 				{
 					reader_hedged_wait_lead(h, 2);
 					reader_hedged_wait_lead(r->ahead_hedged, 2);
-					reader_ahead_start_after(r);
+					reader_ahead_start_more(r);
 				}
 			}
+			reader_ahead_wait_for(r, h);
 			reader_hedged_open(r, h, any_hit ? hit + (wb0 - b0) : NULL, offset, len, dst);
 			reader_ahead_poll(r);
 			if (r->use_cache)

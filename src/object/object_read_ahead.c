@@ -20,25 +20,46 @@
 #include "destor/object.h"
 #include "object_read_internal.h"
 
+/* Drop the windows read ahead beyond the next one from the i-th on. */
+static void
+reader_more_discard_from(ObjectReader *r, int i)
+{
+	for (int j = READ_AHEAD_MORE - 1; j >= i; j--)
+	{
+		HedgedWindow *h = r->ahead_more[j];
+
+		r->ahead_more[j] = NULL;
+		if (h)
+			reader_hedged_discard(r, h);
+	}
+}
+
 /* Drop the hedged windows read ahead (not wanted). */
 void
 reader_hedged_ahead_discard(ObjectReader *r)
 {
 	HedgedWindow *h = r->ahead_hedged;
-	HedgedWindow *h2 = r->ahead_hedged2;
 
 	r->ahead_hedged = NULL;
-	r->ahead_hedged2 = NULL;
 	if (h)
 		reader_hedged_discard(r, h);
-	if (h2)
-		reader_hedged_discard(r, h2);
+	reader_more_discard_from(r, 0);
+}
+
+/* The first window after the next one read ahead is the next one now. */
+static void
+reader_more_shift(ObjectReader *r)
+{
+	r->ahead_hedged = r->ahead_more[0];
+	for (int i = 0; i < READ_AHEAD_MORE - 1; i++)
+		r->ahead_more[i] = r->ahead_more[i + 1];
+	r->ahead_more[READ_AHEAD_MORE - 1] = NULL;
 }
 
 /*
  * The hedged window read ahead for window [b0, b1], taken over by the
- * caller; NULL when there is none.  The window read two ahead, if any,
- * becomes the next one — also when this window was read ahead the healthy
+ * caller; NULL when there is none.  The windows read further ahead, if
+ * any, move up one — also when this window was read ahead the healthy
  * way (r->ahead), and none hedged.
  */
 HedgedWindow *
@@ -46,82 +67,118 @@ reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1)
 {
 	HedgedWindow *h = r->ahead_hedged;
 
-	if (h == NULL && r->ahead_hedged2 != NULL)
+	if (h == NULL && r->ahead_more[0] != NULL)
 	{
 		/* the next window came the healthy way: the one after is next now */
-		r->ahead_hedged = r->ahead_hedged2;
-		r->ahead_hedged2 = NULL;
+		reader_more_shift(r);
 		return NULL;
 	}
 	if (h == NULL || !reader_hedged_matches(h, b0, b1))
 		return NULL;
-	r->ahead_hedged = r->ahead_hedged2;
-	r->ahead_hedged2 = NULL;
+	reader_more_shift(r);
 	return h;
 }
 
 /*
  * Keep of the hedged windows read ahead only what continues the read: the
- * next window [nb0, nb1] (nb1 < nb0: none) and the one after it, which
- * r->after_b0/after_b1 name.  A read elsewhere drops them: their transfers
+ * next window [nb0, nb1] (nb1 < nb0: none) and those after it, which
+ * r->more_b0/more_b1 name.  A read elsewhere drops them: their transfers
  * are stopped, not waited for.
  */
 void
 reader_hedged_keep(ObjectReader *r, uint64 nb0, uint64 nb1)
 {
-	if (r->ahead_hedged2 &&
-		(r->after_b1 == 0 || !reader_hedged_matches(r->ahead_hedged2, r->after_b0, r->after_b1)))
-	{
-		reader_hedged_discard(r, r->ahead_hedged2);
-		r->ahead_hedged2 = NULL;
-	}
+	for (int i = 0; i < READ_AHEAD_MORE; i++)
+		if (r->ahead_more[i] &&
+			(i >= r->nmore || !reader_hedged_matches(r->ahead_more[i], r->more_b0[i], r->more_b1[i])))
+		{
+			/* one further on would move up into the wrong place */
+			reader_more_discard_from(r, i);
+			break;
+		}
 	if (r->ahead_hedged && (nb1 < nb0 || !reader_hedged_matches(r->ahead_hedged, nb0, nb1)))
 	{
-		/* a window two ahead with no next one before it would be promoted wrongly */
+		/* a window further ahead with no next one before it would be promoted wrongly */
 		reader_hedged_ahead_discard(r);
 	}
 }
 
+/* The first wanted window beyond the next one not yet started, or -1. */
+static int
+reader_more_missing(ObjectReader *r)
+{
+	for (int i = 0; i < r->nmore; i++)
+		if (r->ahead_more[i] == NULL)
+			return i;
+	return -1;
+}
+
 /*
- * reader_ahead_poll — between pieces of a window's work: once the next
- * window's fetch (healthy or hedged) is in its last round trip, start the
- * one after it, when a caller reading on wants it (r->after_b1).  A window
- * takes as long to open and write out as a provider takes for a large
- * part of its bytes: started only when the caller's next turn comes, the
- * window after next left every link idle for a round trip and more.  Two
- * windows ahead at most, and only behind one that is ending: bandwidth
- * shared with the next one would make that one later.
+ * reader_ahead_poll — between pieces of a window's work: once the window
+ * read ahead last (the next one, healthy or hedged, or one further on) is
+ * in its last round trip, start the one after it, when a caller reading
+ * on wants it (r->more_b0/more_b1).  A window takes as long to open and
+ * write out as a provider takes for a large part of its bytes: started
+ * only when the caller's next turn comes, the window after next left every
+ * link idle for a round trip and more.  Only behind one that is ending:
+ * bandwidth shared with the one before would make that one later.
  */
 void
 reader_ahead_poll(ObjectReader *r)
 {
+	int			i = reader_more_missing(r);
 	bool		ending;
 
-	if (r->after_b1 == 0 || r->ahead_hedged2 != NULL)
+	if (i < 0)
 		return;
-	if (r->ahead_hedged)
+	if (i > 0)
+		ending = reader_hedged_ending(r->ahead_more[i - 1]);
+	else if (r->ahead_hedged)
 		ending = reader_hedged_ending(r->ahead_hedged);
 	else if (r->ahead)
 		ending = provider_batch_ending(r->ahead);
 	else
 		return;
 	if (ending)
-		reader_ahead_start_after(r);
+		reader_ahead_start_more(r);
 }
 
-/* Start the window after next (r->after_b0..after_b1), if wanted and not yet. */
+/* Start the first wanted window after the next one not started yet, if any. */
 void
-reader_ahead_start_after(ObjectReader *r)
+reader_ahead_start_more(ObjectReader *r)
 {
+	int			i = reader_more_missing(r);
 	uint64		cs,
 				ce;
 
-	if (r->after_b1 == 0 || r->ahead_hedged2 != NULL)
+	if (i < 0)
 		return;
-	cs = block_cstart(r, r->after_b0);
-	ce = block_cend(r, r->after_b1);
-	r->ahead_hedged2 = reader_hedged_start(r, r->after_b0, r->after_b1,
+	cs = block_cstart(r, r->more_b0[i]);
+	ce = block_cend(r, r->more_b1[i]);
+	r->ahead_more[i] = reader_hedged_start(r, r->more_b0[i], r->more_b1[i],
 										   reader_window_plan(r, cs, ce));
+}
+
+/*
+ * Before window h is opened: wait for it, and whenever the window read
+ * ahead last is two round trips from its end (new connections need one
+ * for their set-up), send the one after it.  Sent only once h had been
+ * opened, such a window waited for that decoding and its round trip
+ * while every link was idle.
+ */
+void
+reader_ahead_wait_for(ObjectReader *r, struct HedgedWindow *h)
+{
+	int			i;
+
+	while ((i = reader_more_missing(r)) >= 0)
+	{
+		HedgedWindow *last = i > 0 ? r->ahead_more[i - 1] : r->ahead_hedged;
+
+		if (last == NULL || !reader_hedged_wait_end_or_lead(h, last, 2))
+			return;
+		reader_ahead_start_more(r);
+	}
 }
 
 /*
@@ -627,7 +684,7 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		return;
 	reader_ahead_discard(r);
 	reader_hedged_ahead_discard(r);
-	r->after_b1 = 0;
+	r->nmore = 0;
 	if (r->prefetch[0] && multi_matches(r->prefetch[0], n, offsets, lens))
 	{
 		mf = r->prefetch[0];

@@ -1189,6 +1189,14 @@ reader_hedged_wait_lead(HedgedWindow *h, double rtts)
 	provider_wait_lead(h->batch, rtts);
 }
 
+/* Drive h's batch until it is over or other nears its end (provider_wait_end_or_lead). */
+bool
+reader_hedged_wait_end_or_lead(HedgedWindow *h, HedgedWindow *other, double rtts)
+{
+	return h->batch != NULL && other->batch != NULL &&
+		provider_wait_end_or_lead(h->batch, other->batch, rtts);
+}
+
 /* Whether h's batch is over or in its last round trip (provider_batch_ending). */
 bool
 reader_hedged_ending(HedgedWindow *h)

@@ -22,6 +22,15 @@
 /* A data shard's range of this many bytes or more is a bulk read: it goes
  * around far providers (object_read.c). */
 #define READ_BULK_BYTES (1024 * 1024)
+
+/*
+ * Windows read ahead beyond the next one, at most.  Two: the first two
+ * windows of a spread read go out together and end together, and while
+ * the backend opened them one after the other (as long as a window takes
+ * to move) a single window more in flight ran dry, and every link sat idle
+ * for a round trip before the one after it came.
+ */
+#define READ_AHEAD_MORE 2
 /* A multi-range batch of this much or more per data shard is read as runs
  * of stripes, hedged with spares (object_read_ahead.c) */
 #define READ_RUNS_MIN_BYTES (256 * 1024)
@@ -120,15 +129,17 @@ struct ObjectReader
 	struct HedgedWindow *ahead_hedged;	/* the next window, read ahead
 										 * hedged (reader_hedged_start) */
 	/*
-	 * A caller reading on (object_reader_read_on) has the window after the
-	 * next one fetched too, started once the next one's fetch is in its
-	 * last round trip (reader_ahead_poll, between pieces of decoding):
-	 * the links stay busy while the backend opens a window and the caller
-	 * writes it out.  after_b1 == 0: no such window wanted.
+	 * A caller reading on (object_reader_read_on) has up to
+	 * READ_AHEAD_MORE windows after the next one fetched too (more_b0[i]
+	 * .. more_b1[i], i < nmore, in order), each started once the one
+	 * before it is near its end (reader_ahead_poll, between pieces of
+	 * decoding; reader_ahead_wait_for, while waiting): the links stay busy
+	 * while the backend opens a window and the caller writes it out.
 	 */
-	struct HedgedWindow *ahead_hedged2;
-	uint64		after_b0;
-	uint64		after_b1;
+	struct HedgedWindow *ahead_more[READ_AHEAD_MORE];
+	uint64		more_b0[READ_AHEAD_MORE];
+	uint64		more_b1[READ_AHEAD_MORE];
+	int			nmore;
 	bool		bulk_batch;		/* a multi-range batch moving READ_BULK_BYTES or
 								 * more per data shard in all: judged as one bulk
 								 * read, whatever each range's size */
@@ -246,6 +257,7 @@ extern HedgedWindow *reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1,
 										 WindowPlan plan);
 extern void reader_hedged_wait_tail(HedgedWindow *h);
 extern void reader_hedged_wait_lead(HedgedWindow *h, double rtts);
+extern bool reader_hedged_wait_end_or_lead(HedgedWindow *h, HedgedWindow *other, double rtts);
 extern bool reader_hedged_ending(HedgedWindow *h);
 extern bool reader_hedged_matches(HedgedWindow *h, uint64 b0, uint64 b1);
 extern WindowPlan reader_hedged_plan(HedgedWindow *h);
@@ -262,7 +274,8 @@ extern void reader_hedged_ahead_discard(ObjectReader *r);
 extern HedgedWindow *reader_hedged_take(ObjectReader *r, uint64 b0, uint64 b1);
 extern void reader_hedged_keep(ObjectReader *r, uint64 nb0, uint64 nb1);
 extern void reader_ahead_poll(ObjectReader *r);
-extern void reader_ahead_start_after(ObjectReader *r);
+extern void reader_ahead_start_more(ObjectReader *r);
+extern void reader_ahead_wait_for(ObjectReader *r, struct HedgedWindow *h);
 extern void reader_prefetch_discard(ObjectReader *r);
 
 #endif							/* DESTOR_OBJECT_READ_INTERNAL_H */

@@ -643,6 +643,27 @@ provider_wait_lead(ProviderBatch *b, double rtts)
 
 /* See provider.h. */
 bool
+provider_wait_end_or_lead(ProviderBatch *b, ProviderBatch *other, double rtts)
+{
+	bool		near = false;
+
+	if (!b->open || b->s3 == NULL || !other->open || other->s3 == NULL)
+		return false;
+	PG_TRY();
+	{
+		near = provider_s3_wait_end_or_lead(b->s3, other->s3, rtts);
+	}
+	PG_CATCH();
+	{
+		provider_abandon(b);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return near;
+}
+
+/* See provider.h. */
+bool
 provider_batch_ending(ProviderBatch *b)
 {
 	if (!b->open || b->s3 == NULL)

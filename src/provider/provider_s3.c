@@ -366,6 +366,19 @@ provider_s3_wait_tail(S3Batch *b, double rtts)
 			break;
 }
 
+/* Drive b until it is over (false) or other nears its end (provider_wait_end_or_lead). */
+bool
+provider_s3_wait_end_or_lead(S3Batch *b, S3Batch *other, double rtts)
+{
+	for (;;)
+	{
+		if (other->run == NULL || s3_run_tail_near(other->run, rtts))
+			return true;
+		if (b->run == NULL || s3_run_step(b->run, true))
+			return false;
+	}
+}
+
 /* Whether the batch is over or in its last round trip (provider_batch_ending). */
 bool
 provider_s3_ending(S3Batch *b)

@@ -330,6 +330,7 @@ extern void provider_finish(ProviderBatch *b);
 extern void provider_wait_tail(ProviderBatch *b);
 extern void provider_wait_lead(ProviderBatch *b, double rtts);
 extern bool provider_batch_ending(ProviderBatch *b);
+extern bool provider_wait_end_or_lead(ProviderBatch *b, ProviderBatch *other, double rtts);
 extern void provider_abandon(ProviderBatch *b);
 extern void provider_cancel(ProviderBatch *b);
 
@@ -343,6 +344,12 @@ extern void provider_cancel(ProviderBatch *b);
  * provider_wait_lead — the same, rtts round trips before the end: a batch
  * sent while every connection to its providers is busy opens new ones,
  * whose set-up is a round trip more.
+ *
+ * provider_wait_end_or_lead — drive b until it is over, or until other
+ * (a batch started after it) is rtts round trips from its end: true then.
+ * A reader waiting for one window sends the one after the next as the
+ * next nears its end, not once it has decoded this one: between the two
+ * the links sat idle for a round trip.  False at once unless both are s3.
  *
  * provider_batch_ending — the same test without waiting: moves the
  * transfers of started batches along (provider_poll) and says whether b's
@@ -387,6 +394,7 @@ typedef struct S3Batch S3Batch;
 extern S3Batch *provider_s3_start(ProviderRequest **reqs, int nreqs);
 extern void provider_s3_finish(S3Batch *b);
 extern void provider_s3_wait_tail(S3Batch *b, double rtts);
+extern bool provider_s3_wait_end_or_lead(S3Batch *b, S3Batch *other, double rtts);
 extern bool provider_s3_ending(S3Batch *b);
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_cancel(S3Batch *b);

@@ -92,9 +92,13 @@ sub pipelined
 	return ($ok, $n);
 }
 
-# --- 1. an export: 48 MiB, three windows of 16 MiB --------------------------
+# --- 1. an export: 64 MiB, four windows of 16 MiB ---------------------------
+# Four: the first two go out together and end together, and the fourth
+# must be asked for while the backend opens them, before the third has
+# come in (asked once the first had been opened, it left every link idle
+# for a round trip).
 my $file = "$base/input.bin";
-DestorTest::write_random_file($file, 48 * 1024 * 1024);
+DestorTest::write_random_file($file, 64 * 1024 * 1024);
 my $blob = $node->safe_psql('postgres', "SELECT destor.blob_import('wan', '$file')");
 my $file_sha = DestorTest::sha256_file($file);
 
@@ -118,7 +122,7 @@ for my $round ('read times unknown', 'read times known')
 # and each call after the first started a 16 MiB read-ahead that the next
 # call, asking for a part of it, dropped: two requests per shard per call.)
 # blob_sha256 reads nothing: the hash is recorded at import.
-my $windows = 3;
+my $windows = 4;
 my $file_md5 = $node->safe_psql('postgres', "SELECT md5(pg_read_binary_file('$file'))");
 for my $reader (
 	[ 'blob_verify', "SELECT destor.blob_verify('$blob')", sub { $_[0] eq 't' } ],
