@@ -55,6 +55,8 @@ typedef struct ProviderStatsEntry
 	float4		recent_reads[RECENT_READS];
 	uint32		nrecent;
 	bool		read_answered;	/* a GET of it succeeded: not a lower bound */
+	bool		read_bounded;	/* a GET of it, stopped unanswered, outlasted
+								 * every answer of its batch (a lower bound) */
 	uint32		recent_pos;
 	TimestampTz last_read;
 	/* successful large GETs: bytes per ms of their bodies, and when */
@@ -466,6 +468,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 
 	uint64		rate_bytes[STATS_GROUP_MAX];
 	double		rate_ms[STATS_GROUP_MAX];
+	double		first_answer_ms = 0;	/* the batch's latest answer to begin */
 
 	if (nreqs == 0)
 		return;
@@ -477,6 +480,10 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 		return;
 	}
 	batch_rates(reqs, nreqs, rate_bytes, rate_ms);
+	for (int i = 0; i < nreqs; i++)
+		if (reqs[i].op == POP_GET && reqs[i].ok && !reqs[i].timing_loose)
+			first_answer_ms = Max(first_answer_ms,
+								  reqs[i].first_byte_ms > 0 ? reqs[i].first_byte_ms : reqs[i].latency_ms);
 	stats_lock(s, LW_EXCLUSIVE);
 	for (int i = 0; i < nreqs; i++)
 	{
@@ -514,6 +521,21 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
 				e->last_read = now;
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
+			}
+			else if (!e->read_answered && !r->timing_loose && r->op == POP_GET &&
+					 r->partial_bytes == 0 && r->latency_ms > first_answer_ms && first_answer_ms > 0)
+			{
+				/*
+				 * Never measured, and still silent when every other
+				 * answer of its batch had begun: how long it ran is a
+				 * lower bound of its read time.  A far provider asked at
+				 * once because it was never measured (plan_hedge) never
+				 * won a race, stayed never measured, and was asked by
+				 * every read only to be stopped.
+				 */
+				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
+				e->last_read = now;
+				e->read_bounded = true;
 			}
 			continue;
 		}
@@ -769,7 +791,7 @@ provider_read_time_known(Provider *p)
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	known = e != NULL && (e->read_answered || e->slow_since != 0);
+	known = e != NULL && (e->read_answered || e->read_bounded || e->slow_since != 0);
 	stats_unlock(s);
 	return known;
 }
