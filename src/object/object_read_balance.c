@@ -49,14 +49,18 @@ bool		destor_spread_reads = true;
 #define BALANCE_MAX_RATIO		0.9
 
 /*
- * Measured rates within this band around the candidates' median count as
- * the median: on shared links and CPUs a few samples of links alike
- * differ by this much (in the WAN bench's six alike, one got 1.5 times its
- * share of every window of an export, and took 1.5 times as long).
- * Outside it a rate counts for what exceeds the band: a link measured at
- * 3 times the median counts as 2 times, one at 0.375 times as half.
+ * A measured rate a little above the candidates' median counts as the
+ * median: on shared links and CPUs a few samples of links alike differ by
+ * this much (in the WAN bench's six alike, one got 1.5 times its share of
+ * every window of an export, and took 1.5 times as long), and a share too
+ * large holds the whole window for its link.  Above the band a rate counts
+ * for what exceeds it (3 times the median counts as 2 times).  Below the
+ * median a rate is never raised past what was measured — a share too
+ * small costs only a little more of each other link, one too large the
+ * whole window (a link at 0.6 times the others', given 0.8, made every
+ * window wait for it) — except within a narrow band of noise.
  */
-#define BALANCE_BAND_LOW		0.75
+#define BALANCE_BAND_LOW		0.9
 #define BALANCE_BAND_HIGH		1.5
 
 static void
@@ -82,10 +86,9 @@ balance_rates(double *rate, const bool *use, int n)
 		q = rate[i] / med;
 		if (q > BALANCE_BAND_HIGH)
 			q /= BALANCE_BAND_HIGH;
-		else if (q < BALANCE_BAND_LOW)
-			q /= BALANCE_BAND_LOW;
-		else
+		else if (q >= BALANCE_BAND_LOW)
 			q = 1;
+		/* else: as measured */
 		rate[i] = q * med;
 	}
 }
