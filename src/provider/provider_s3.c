@@ -56,6 +56,7 @@ s3_transfer_new(ProviderRequest *req, Provider *p, S3Op op, const char *key)
 
 	t->req = req;
 	t->provider = p;
+	t->serverid = p ? p->serverid : InvalidOid;
 	t->op = op;
 	t->key = key;
 	t->state = TS_QUEUED;
@@ -386,11 +387,20 @@ provider_s3_ending(S3Batch *b)
 	return b->run == NULL || s3_run_tail_near(b->run, 1);
 }
 
+/*
+ * An ERROR gives the batch up: its transfers end where they are.  What
+ * they received was sent by the providers, and billed: counted in their
+ * bytes_read (the batch is never noted; the transfers, in this batch's
+ * own context, outlive the caller's requests).
+ */
 void
 provider_s3_abandon(S3Batch *b)
 {
 	if (b->run)
 		s3_run_end(b->run);
+	for (int i = 0; b->ts != NULL && i < b->n; i++)
+		if (b->ts[i] != NULL && b->ts[i]->op == S3OP_GET)
+			provider_stats_note_egress(b->ts[i]->serverid, b->ts[i]->received);
 	MemoryContextDelete(b->cxt);
 }
 

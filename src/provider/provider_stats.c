@@ -1019,6 +1019,28 @@ provider_stats_note_check(Provider *p, bool ok)
 }
 
 /*
+ * provider_stats_note_egress — bytes a provider sent to a batch given up
+ * by an ERROR (provider_abandon): the provider bills them as egress, but
+ * the batch is never noted.  Only the bytes: nothing timed in an error's
+ * cleanup measures the provider.  Runs in error cleanup, so it allocates
+ * nothing and, if the ERROR came while this backend held the statistics'
+ * lock, counts nothing rather than wait for itself.
+ */
+void
+provider_stats_note_egress(Oid serverid, uint64 bytes)
+{
+	ProviderStatsShared *s = stats_area();
+
+	if (bytes == 0 || !OidIsValid(serverid))
+		return;
+	if (s == shared && LWLockHeldByMe(s->lock))
+		return;
+	stats_lock(s, LW_EXCLUSIVE);
+	stats_entry(s, serverid, true)->bytes_read += bytes;
+	stats_unlock(s);
+}
+
+/*
  * provider_stats_note_bad_chunk — a reader or repair found a chunk this
  * provider served that does not match its tag (or, for old objects, its
  * CRC): bytes the writer did not write.  Counted per provider so a DBA sees

@@ -75,6 +75,7 @@ typedef struct S3Transfer
 	ProviderRequest *req;		/* results go here */
 	S3Run	   *run;			/* the run it belongs to (s3_transfer.c) */
 	Provider   *provider;
+	Oid			serverid;		/* the provider's, kept with the transfer */
 	S3Op		op;
 	const char *key;			/* caller's key (without provider prefix) */
 	S3TransferState state;

@@ -243,6 +243,7 @@ extern void provider_mark_slow(Provider *p);
 extern void provider_stats_note(ProviderRequest *reqs, int nreqs);
 extern void provider_stats_note_check(Provider *p, bool ok);
 extern void provider_stats_note_bad_chunk(const char *provider);
+extern void provider_stats_note_egress(Oid serverid, uint64 bytes);
 
 /* Audits (maintenance/audit.c, provider_stats.c): spot checks of random
  * chunks.  An unavailable provider could not be asked: that is not a failed
