@@ -570,4 +570,14 @@ sub thin_connection
 	}
 }
 
+# The cases a break file runs: all of them with DESTOR_TEST_LONG=1 set,
+# else the sample given (the long WAN break files repeat each attack at
+# several points; make test keeps its time budget with one or two).
+sub cases
+{
+	my ($all, $sample) = @_;
+	my $long = $ENV{DESTOR_TEST_LONG} // '';
+	return @{ ($long ne '' && $long ne '0') ? $all : $sample };
+}
+
 1;

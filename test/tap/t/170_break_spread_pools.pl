@@ -28,7 +28,9 @@ my %cases = (
 );
 for my $pool (sort keys %cases)
 {
-	for my $size (@{ $cases{$pool} })
+	# (by default one size per pool, a different one each run)
+	my @sizes = @{ $cases{$pool} };
+	for my $size (DestorTest::cases(\@sizes, [ $sizes[ int(rand(@sizes)) ] ]))
 	{
 		my $file = "$base/in_$pool.bin";
 		DestorTest::write_random_file($file, $size);
@@ -43,7 +45,7 @@ for my $pool (sort keys %cases)
 			is(DestorTest::sha256_file("$base/out.bin"), $sum, "$pool size $size export $pass exact");
 		}
 		my $t0 = DestorTest::wan_mark($wan);
-		for my $i (1 .. 4)
+		for my $i (1 .. (DestorTest::cases([4], [3]))[0])
 		{
 			my $len = 1 + int(rand($size > 20 * $M ? 20 * $M : $size));
 			$len = $size if $len > $size;

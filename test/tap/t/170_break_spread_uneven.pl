@@ -58,14 +58,14 @@ for my $pool (qw(p21 p42 p33))
 	note("$pool measured: sent " . join(', ', map { "$_ $sent{$_}" } sort keys %sent));
 	my $x = $blob{$pool};
 	# small reads fill the cache here and there
-	for (1 .. 12)
+	for (1 .. (DestorTest::cases([12], [5]))[0])
 	{
 		my $len = 1 + int(rand(600_000));
 		my $off = int(rand($x->{size} - $len));
 		read_ok($node, $pool, 'small', $off, $len);
 	}
 	# then big reads over the cached holes
-	for (1 .. 4)
+	for (1 .. (DestorTest::cases([4], [2]))[0])
 	{
 		my $len = 3 * $M + int(rand(30 * $M));
 		$len = $x->{size} if $len > $x->{size};
@@ -86,12 +86,12 @@ my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($node, 'b1', has_streaming => 1);
 $standby->start;
 $node->wait_for_catchup($standby);
-for my $pool (qw(p21 p42 p33))
+for my $pool (DestorTest::cases([qw(p21 p42 p33)], ['p33']))
 {
 	export($standby, $pool, 'standby first');
 	export($standby, $pool, 'standby measured');
 	my $x = $blob{$pool};
-	for (1 .. 3)
+	for (1 .. (DestorTest::cases([3], [1]))[0])
 	{
 		my $len = 3 * $M + int(rand(20 * $M));
 		$len = $x->{size} if $len > $x->{size};
