@@ -512,10 +512,11 @@ provider_batch_reset(void *arg)
 
 /*
  * provider_start — start a batch.  File requests run in the background
- * (POSIX AIO); a batch whose s3 requests are all reads runs on the multi
- * handle while the caller works (provider_poll moves it along); other s3
- * requests complete here.  The batch is tied to the current context: if
- * that goes before provider_finish, the batch is abandoned first.
+ * (POSIX AIO); a batch whose s3 requests are all reads or upload parts runs
+ * on the multi handle while the caller works (provider_poll moves it
+ * along); other s3 requests complete here.  The batch is tied to the
+ * current context: if that goes before provider_finish, the batch is
+ * abandoned first.
  */
 ProviderBatch *
 provider_start(ProviderRequest *reqs, int nreqs)
@@ -526,7 +527,7 @@ provider_start(ProviderRequest *reqs, int nreqs)
 	ProviderRequest **filereqs = palloc(sizeof(ProviderRequest *) * Max(nreqs, 1));
 	int			ns3 = 0;
 	int			nfile = 0;
-	bool		s3_reads = true;
+	bool		s3_async = true;
 
 	b->reqs = reqs;
 	b->nreqs = nreqs;
@@ -551,8 +552,8 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		if (r->provider->type == PROVIDER_S3)
 		{
 			s3reqs[ns3++] = r;
-			if (r->op != POP_GET)
-				s3_reads = false;
+			if (r->op != POP_GET && r->op != POP_UPLOAD_PART)
+				s3_async = false;
 		}
 		else
 			filereqs[nfile++] = r;
@@ -567,7 +568,7 @@ provider_start(ProviderRequest *reqs, int nreqs)
 	{
 		PG_TRY();
 		{
-			if (s3_reads)
+			if (s3_async)
 				b->s3 = provider_s3_start(s3reqs, ns3);
 			else
 				provider_s3_execute_batch(s3reqs, ns3);

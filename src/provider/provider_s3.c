@@ -148,20 +148,16 @@ s3_batch_prepare(ProviderRequest **reqs, int nreqs, MemoryContext resultcxt)
 
 		if (req->op == POP_UPLOAD_PART)
 		{
-			/* parts of one upload in one batch get consecutive numbers */
-			int			before = 0;
-
-			for (j = 0; j < i; j++)
-				if (ts[j]->op == S3OP_UPLOAD_PART && ts[j]->req->upload == up &&
-					ts[j]->state != TS_DONE)
-					before++;
-			t->part_number = up->nparts + 1 + before;
-			if (t->part_number > 10000)
+			/* parts get consecutive numbers after those stored and those
+			 * still in flight, in this batch or one started before */
+			if (up->nparts + 1 + up->parts_in_flight > 10000)
 			{
 				MemoryContextSwitchTo(resultcxt);
 				s3_finish_now(t, false, "S3 allows at most 10000 parts per upload");
 				MemoryContextSwitchTo(batchcxt);
 			}
+			else
+				t->part_number = up->nparts + 1 + up->parts_in_flight++;
 		}
 		else if (req->op == POP_UPLOAD_COMPLETE)
 		{
@@ -202,37 +198,26 @@ s3_batch_prepare(ProviderRequest **reqs, int nreqs, MemoryContext resultcxt)
 }
 
 /*
- * provider_s3_execute_batch — the s3 side of provider_execute(): the
- * batch's transfers all run at once by s3_run_transfers.  Afterwards only
- * the unbroken run of stored parts of an upload is recorded in it, so a
- * later append reuses a failed part's number.
+ * s3_record_parts — after a batch's transfers ended: record the parts
+ * that were stored in their uploads, in part order.  Only the unbroken run
+ * of stored parts of an upload is recorded, so a later append reuses a
+ * failed part's number; a part that follows a failed part of the same
+ * upload (in this batch or one finished before) is reported as failed too
+ * (its error in resultcxt).  Batches of one upload are finished in the
+ * order they were started.
  */
-void
-provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
+static void
+s3_record_parts(S3Transfer **ts, int nreqs, MemoryContext resultcxt)
 {
-	MemoryContext resultcxt = CurrentMemoryContext;
-	MemoryContext batchcxt;
 	MemoryContext old;
-	S3Transfer **ts;
 	int			i,
 				j;
 
-	if (nreqs <= 0)
-		return;
+	/* this batch's parts are no longer in flight, whatever became of them */
+	for (i = 0; i < nreqs; i++)
+		if (ts[i]->op == S3OP_UPLOAD_PART && ts[i]->part_number != 0)
+			ts[i]->req->upload->parts_in_flight--;
 
-	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "destor s3 batch",
-									 ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(batchcxt);
-	ts = s3_batch_prepare(reqs, nreqs, resultcxt);
-	/* temporary allocations of the loop go to batchcxt too */
-	s3_run_transfers(ts, nreqs, resultcxt);
-	MemoryContextSwitchTo(old);
-
-	/*
-	 * Record the parts that were stored, in part order.  A part that follows
-	 * a failed part of the same upload is not recorded (a later append
-	 * reuses its number), so it is reported as failed too.
-	 */
 	for (i = 0; i < nreqs; i++)
 	{
 		ProviderUpload *up;
@@ -261,33 +246,63 @@ provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
 				break;
 			if (!broken && t->req->ok)
 			{
-				MemoryContext upcxt = GetMemoryChunkContext(up);
-
-				old = MemoryContextSwitchTo(upcxt);
+				old = MemoryContextSwitchTo(GetMemoryChunkContext(up));
 				up->etags = lappend(up->etags, pstrdup(t->etag_final));
 				MemoryContextSwitchTo(old);
 				up->nparts++;
 				up->size += t->req->datalen;
 			}
 			else
-			{
-				if (t->req->ok)
-				{
-					t->req->ok = false;
-					t->req->error = psprintf("provider \"%s\": %s of \"%s\" failed: an earlier part of the same upload failed",
-											 t->provider->name, s3_op_names[t->op],
-											 s3_transfer_what(t));
-				}
 				broken = true;
+		}
+		/* parts after a gap, here or in a batch finished before: failed */
+		for (j = i; j < nreqs; j++)
+		{
+			S3Transfer *t = ts[j];
+
+			if (t->op == S3OP_UPLOAD_PART && t->req->upload == up &&
+				t->part_number > up->nparts && t->req->ok)
+			{
+				t->req->ok = false;
+				t->req->error = MemoryContextStrdup(resultcxt,
+													psprintf("provider \"%s\": %s of \"%s\" failed: an earlier part of the same upload failed",
+															 t->provider->name, s3_op_names[t->op],
+															 s3_transfer_what(t)));
 			}
 		}
 	}
+}
 
+/*
+ * provider_s3_execute_batch — the s3 side of provider_execute() for
+ * batches that do not run ahead: the batch's transfers all run at once by
+ * s3_run_transfers, then the stored parts are recorded.
+ */
+void
+provider_s3_execute_batch(ProviderRequest **reqs, int nreqs)
+{
+	MemoryContext resultcxt = CurrentMemoryContext;
+	MemoryContext batchcxt;
+	MemoryContext old;
+	S3Transfer **ts;
+
+	if (nreqs <= 0)
+		return;
+
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "destor s3 batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(batchcxt);
+	ts = s3_batch_prepare(reqs, nreqs, resultcxt);
+	/* temporary allocations of the loop go to batchcxt too */
+	s3_run_transfers(ts, nreqs, resultcxt);
+	s3_record_parts(ts, nreqs, resultcxt);
+	MemoryContextSwitchTo(old);
 	MemoryContextDelete(batchcxt);
 }
 
 /*
- * Reads started ahead of need (provider_start): the transfers run on the
+ * Reads started ahead of need, and parts of uploads sent while the writer
+ * encodes the next (provider_start): the transfers run on the
  * multi handle while the backend works — every provider_s3_poll takes
  * what has come from the sockets — and provider_s3_finish drives them to
  * their end.  The run's own memory is not under the caller's context:
@@ -307,7 +322,7 @@ S3Batch *
 provider_s3_start(ProviderRequest **reqs, int nreqs)
 {
 	MemoryContext resultcxt = CurrentMemoryContext;
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "destor s3 read-ahead",
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "destor s3 started batch",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	S3Batch    *b = palloc0(sizeof(S3Batch));
@@ -355,6 +370,7 @@ provider_s3_finish(S3Batch *b)
 		}
 	}
 	s3_run_end(b->run);
+	s3_record_parts(b->ts, b->n, b->resultcxt);
 	MemoryContextDelete(b->cxt);
 }
 

@@ -70,13 +70,19 @@ typedef enum ProviderOp
 /*
  * State of one streamed upload.  Allocate with provider_upload_create();
  * parts are appended in order.  The file backend writes to a temp file and
- * renames at completion; the s3 backend uses multipart upload.
+ * renames at completion; the s3 backend uses multipart upload, whose parts
+ * may also be sent while earlier ones still are: a part started before the
+ * one ahead of it was finished gets the next number, and batches are
+ * finished in the order they were started (a part after a failed one fails
+ * too).  File uploads take one part at a time.
  */
 typedef struct ProviderUpload
 {
 	Provider   *provider;
 	char	   *key;
 	int			nparts;			/* parts appended so far */
+	int			parts_in_flight;	/* s3: numbered, in batches not yet
+									 * finished (provider_start) */
 	uint64		size;			/* bytes appended so far */
 	bool		active;			/* begun and neither completed nor aborted */
 	/* file backend */
@@ -317,8 +323,8 @@ extern bool provider_hedge_writes(ProviderRequest *reqs, int nreqs, int need);
 /*
  * Read-ahead: start a batch and collect it later, so that transfers run
  * while the caller works.  File transfers proceed in the background (AIO);
- * s3 reads run on the backend's multi handle, moved along by
- * provider_poll; other s3 requests complete inside provider_start.  Every
+ * s3 reads and upload parts run on the backend's multi handle, moved along
+ * by provider_poll; other s3 requests complete inside provider_start.  Every
  * started batch is finished, cancelled (not wanted after all) or
  * abandoned: a batch whose context is reset or deleted first (an ERROR) is
  * abandoned by that context's callback, before the buffers its transfers
