@@ -893,8 +893,18 @@ typedef struct S3Hedge
 	TimestampTz *ok_at;			/* per unit: when it succeeded, 0 if not */
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		quorum_ms;		/* how long that took from the set's start */
+	double		unattended_at_quorum;	/* s3_unattended_ms then */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
 } S3Hedge;
+
+/*
+ * All the time nobody looked at the sockets (s3_drive's gaps), added up.
+ * A hedged write's tail counts only the time it was looked after: a part
+ * sent while the writer encodes the next one, or while a client's stream
+ * pauses between two calls, does not move while nobody drives it, and
+ * must not be given up for the backend's own absence.
+ */
+static double s3_unattended_ms = 0;
 
 typedef enum UnitState
 {
@@ -1414,6 +1424,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			TimestampTz first = 0;
 
 			h->quorum_at = now;
+			h->unattended_at_quorum = s3_unattended_ms;
 			for (int u = 0; u < h->nunits; u++)
 			{
 				TimestampTz us = s3_unit_start(h, ts, n, u);
@@ -1446,12 +1457,14 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			if (t->op != S3OP_GET && !h->held[i])
 			{
 				TimestampTz since = Max(h->quorum_at, s3_last_progress(h, ts, i, now));
-				long		left = (long) (write_ms - (double) (now - since) / 1000.0);
+				double		away_ms = s3_unattended_ms - h->unattended_at_quorum;
+				long		left = (long) (write_ms - Max((double) (now - since) / 1000.0 - away_ms, 0.0));
 				double		tail_ms = Max((double) HEDGE_WRITE_MIN_MS,
 										  HEDGE_WRITE_TAIL_FACTOR * h->quorum_ms);
 
-				/* sending, but past the tail the quorum allows: given up */
-				left = Min(left, (long) (tail_ms - (double) (now - h->quorum_at) / 1000.0));
+				/* sending, but past the tail the quorum allows: given up
+				 * (the times the backend was away from the sockets aside) */
+				left = Min(left, (long) (tail_ms - Max((double) (now - h->quorum_at) / 1000.0 - away_ms, 0.0)));
 
 				if (t->state != TS_RUNNING || left > 0)
 				{
@@ -1548,6 +1561,7 @@ struct S3Run
 	MemoryContext resultcxt;	/* errors go here */
 	MemoryContext cxt;			/* the loop's temporary allocations */
 	bool		async;			/* driven by polls until collected */
+	bool		hedged_writes;	/* a hedged set of writes */
 	bool		ended;			/* s3_run_end: nothing attached any more */
 	int			ndone;
 	TimestampTz last_done;
@@ -1622,6 +1636,7 @@ s3_drive(CURLM *multi)
 
 	if (s3_attentive_at != 0 && now - s3_attentive_at > S3_GAP_MIN_US)
 	{
+		s3_unattended_ms += (double) (now - s3_attentive_at) / 1000.0;
 		/* the part of the wait each running try was running for: none
 		 * for the tries this turn has just started */
 		for (S3Run *run = s3_runs; run != NULL; run = run->next)
@@ -1674,6 +1689,8 @@ s3_run_begin(S3Transfer **ts, int n, MemoryContext resultcxt, bool async)
 	s3_hedge_init(&run->hedge, ts, n);
 	for (int i = 0; i < n; i++)
 	{
+		if (run->hedge.need > 0 && ts[i]->op != S3OP_GET)
+			run->hedged_writes = true;
 		ts[i]->run = run;
 		if (ts[i]->state == TS_DONE)
 			run->ndone++;
@@ -1785,6 +1802,18 @@ s3_run_step(S3Run *run, bool wait)
 		MemoryContextSwitchTo(old);
 		return false;
 	}
+
+	/*
+	 * Other runs of hedged writes started ahead (a writer's next part,
+	 * while it waits for this one's) take their turn too: their quorum is
+	 * seen when it comes, and a straggler given up in time, not once the
+	 * writer gets to them.
+	 */
+	if (wait)
+		for (S3Run *other = s3_runs; other != NULL; other = other->next)
+			if (other != run && other->async && other->hedged_writes &&
+				!other->ended && other->ndone < other->n)
+				(void) s3_run_step(other, false);
 
 	/*
 	 * Sleep until there is network activity, a retry is due, a unit turns
