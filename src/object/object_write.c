@@ -4,9 +4,15 @@
  * Data flows: plaintext block (64 KiB) -> optional zstd -> AES-GCM seal ->
  * stripe buffer (k chunks) -> Reed–Solomon parity -> per-shard part
  * buffers -> provider uploads, all n shards of a part in one parallel batch.
- * Memory is bounded by n part buffers plus one stripe, whatever the object
- * size.  A shard that fails is dropped; the write fails (and cleans up) when
- * fewer than write_quorum shards survive.
+ * While one part's batch is sent, the next part is encoded into a second
+ * set of buffers, and on s3 providers sent as soon as it is full, the one
+ * ahead of it still going (over a WAN a part takes a round trip and its
+ * bytes at the link's rate; encoding the next between batches, then
+ * sending it, left every link idle for that long each part).  Memory is
+ * bounded by two sets of n part buffers plus one stripe, whatever the
+ * object size (one set for pools too wide for two).  A shard that fails is
+ * dropped; the write fails (and cleans up) when fewer than write_quorum
+ * shards survive.
  *
  * The writer also hashes the plaintext (SHA-256) as it arrives, so every
  * writer of blobs — blob_put, imports, streams — knows the content's hash
@@ -56,6 +62,22 @@ object_define_gucs(void)
 /* room after a part for the shard trailer of objects up to a few GiB */
 #define PART_SLACK (256 * 1024)
 
+/*
+ * The second set of part buffers is taken only while n of them fit in this
+ * (8 shards of 8 MiB): a wider pool sends each part before it encodes the
+ * next, rather than hold more than the backend's memory target allows.
+ */
+#define WRITER_SENDING_MAX_BYTES	((size_t) 64 * 1024 * 1024)
+
+/* one batch of requests, one per live shard */
+typedef struct WriterBatch
+{
+	ProviderBatch *batch;		/* NULL: none started */
+	ProviderRequest *reqs;
+	int		   *shard_of;
+	int			nreqs;
+} WriterBatch;
+
 struct ObjectWriter
 {
 	MemoryContext cxt;
@@ -86,6 +108,10 @@ struct ObjectWriter
 	size_t		partlen;
 	ProviderUpload **uploads;
 	bool		started;		/* uploads begun (object larger than a part) */
+	uint8	  **sending_part;	/* the other set: the part being sent, or NULL */
+	WriterBatch sending;		/* its batch, while it runs */
+	bool		pipelined;		/* every provider s3: a part is started before
+								 * the one ahead of it ended */
 	bool	   *failed;
 	char	  **errors;
 
@@ -206,10 +232,15 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 		writer_fail_quorum(w);
 }
 
-/* Run one request per live shard, built by the caller-provided op. */
+/*
+ * Start one request per live shard, for op.  The batch is tied to the
+ * writer's context: an ERROR before writer_batch_end abandons it before
+ * the buffers it sends from are freed.
+ */
 static void
-writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
+writer_batch_start(ObjectWriter *w, WriterBatch *wb, ProviderOp op, uint8 **data, size_t *len)
 {
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 	ProviderRequest *reqs = palloc0(sizeof(ProviderRequest) * w->n);
 	int		   *shard_of = palloc(sizeof(int) * w->n);
 	int			nreqs = 0;
@@ -234,12 +265,62 @@ writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
 	}
 	/* a shard still stalled once the write quorum is stored: given up, for repair */
 	(void) provider_hedge_writes(reqs, nreqs, w->write_quorum);
-	provider_execute(reqs, nreqs);
-	writer_collect(w, reqs, shard_of, nreqs);
-	pfree(reqs);
-	pfree(shard_of);
+	wb->reqs = reqs;
+	wb->shard_of = shard_of;
+	wb->nreqs = nreqs;
+	wb->batch = provider_start(reqs, nreqs);
+	MemoryContextSwitchTo(old);
 }
 
+/* Wait for a started batch to end; mark its failed shards (quorum or ERROR). */
+static void
+writer_batch_end(ObjectWriter *w, WriterBatch *wb)
+{
+	ProviderBatch *b = wb->batch;
+
+	if (b == NULL)
+		return;
+	wb->batch = NULL;
+	provider_finish(b);		/* stays allocated: its context's callback points at it */
+	writer_collect(w, wb->reqs, wb->shard_of, wb->nreqs);
+	pfree(wb->reqs);
+	pfree(wb->shard_of);
+}
+
+/* Run one request per live shard, built by the caller-provided op. */
+static void
+writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
+{
+	WriterBatch wb = {0};
+
+	writer_batch_start(w, &wb, op, data, len);
+	writer_batch_end(w, &wb);
+}
+
+/*
+ * Start the part in w->part (lens: its length in each shard) into *wb, and
+ * end the batch sending the part before it: after starting this one on s3
+ * (a link keeps a request in flight while the one ahead ends), before on
+ * file providers (an upload takes one part at a time).
+ */
+static void
+writer_send_part(ObjectWriter *w, WriterBatch *wb, size_t *lens)
+{
+	if (w->pipelined)
+		writer_batch_start(w, wb, POP_UPLOAD_PART, w->part, lens);
+	writer_batch_end(w, &w->sending);
+	if (!w->pipelined)
+		writer_batch_start(w, wb, POP_UPLOAD_PART, w->part, lens);
+}
+
+/*
+ * A full part: send it.  With two sets of buffers, the part goes out in a
+ * batch that runs while the next one is encoded; the batch before it is
+ * ended once this one is started (s3: a link keeps a request in flight
+ * while the one ahead ends) or before (file uploads take one part at a
+ * time), and its buffers take the next part.  With one set, the part is
+ * sent before encoding goes on.
+ */
 static void
 writer_flush_parts(ObjectWriter *w)
 {
@@ -254,14 +335,44 @@ writer_flush_parts(ObjectWriter *w)
 		}
 		writer_batch(w, POP_UPLOAD_BEGIN, NULL, NULL);
 		w->started = true;
+		if ((size_t) w->n * (OBJECT_PART_SIZE + w->chunk_size + PART_SLACK) <= WRITER_SENDING_MAX_BYTES)
+		{
+			w->pipelined = true;
+			for (int i = 0; i < w->n; i++)
+				if (w->providers[i]->type != PROVIDER_S3)
+					w->pipelined = false;
+			w->sending_part = palloc(sizeof(uint8 *) * w->n);
+			for (int i = 0; i < w->n; i++)
+				w->sending_part[i] = provider_alloc_aligned(w->cxt, OBJECT_PART_SIZE + w->chunk_size + PART_SLACK);
+		}
 	}
 	/* parts are exactly OBJECT_PART_SIZE (aligned for direct I/O); the
 	 * chunk bytes beyond it start the next part */
 	for (int i = 0; i < w->n; i++)
 		lens[i] = OBJECT_PART_SIZE;
-	writer_batch(w, POP_UPLOAD_PART, w->part, lens);
-	for (int i = 0; i < w->n; i++)
-		memmove(w->part[i], w->part[i] + OBJECT_PART_SIZE, w->partlen - OBJECT_PART_SIZE);
+	if (w->sending_part == NULL)
+	{
+		writer_batch(w, POP_UPLOAD_PART, w->part, lens);
+		for (int i = 0; i < w->n; i++)
+			memmove(w->part[i], w->part[i] + OBJECT_PART_SIZE, w->partlen - OBJECT_PART_SIZE);
+	}
+	else
+	{
+		WriterBatch next = {0};
+
+		/* the upload reads [0, OBJECT_PART_SIZE) of each buffer; the
+		 * chunk bytes beyond it are copied out while it runs */
+		writer_send_part(w, &next, lens);
+		for (int i = 0; i < w->n; i++)
+		{
+			uint8	   *full = w->part[i];
+
+			memcpy(w->sending_part[i], full + OBJECT_PART_SIZE, w->partlen - OBJECT_PART_SIZE);
+			w->part[i] = w->sending_part[i];
+			w->sending_part[i] = full;
+		}
+		w->sending = next;
+	}
 	w->partlen -= OBJECT_PART_SIZE;
 	pfree(lens);
 }
@@ -309,6 +420,9 @@ writer_append_stream(ObjectWriter *w, const uint8 *data, size_t len)
 {
 	size_t		stripe_size = (size_t) w->k * w->chunk_size;
 
+	/* the part being sent moves while this one is encoded */
+	if (w->sending.batch != NULL)
+		provider_poll();
 	while (len > 0)
 	{
 		size_t		take = Min(len, stripe_size - w->stripelen);
@@ -591,7 +705,10 @@ object_writer_finish(ObjectWriter *w)
 		writer_batch(w, POP_PUT, w->part, lens);	/* small object: one PUT a shard */
 	else
 	{
-		writer_batch(w, POP_UPLOAD_PART, w->part, lens);
+		WriterBatch last = {0};
+
+		writer_send_part(w, &last, lens);
+		writer_batch_end(w, &last);
 		writer_batch(w, POP_UPLOAD_COMPLETE, NULL, NULL);
 		for (int i = 0; i < w->n; i++)
 			if (w->uploads[i])
