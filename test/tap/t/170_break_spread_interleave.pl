@@ -45,7 +45,7 @@ BEGIN
   END LOOP;
 END $$;
 });
-for my $piece (DestorTest::cases([ 1 * $M, 16 * $M - 1, 16 * $M, 24 * $M + 7 ], [ 1 * $M, 16 * $M - 1 ]))
+for my $piece (DestorTest::cases([ 1 * $M, 16 * $M - 1, 16 * $M, 24 * $M + 7 ], [ 16 * $M - 1 ]))
 {
 	$node->safe_psql('postgres', 'TRUNCATE pieces');
 	my ($rc, $o, $err) = $node->psql('postgres',

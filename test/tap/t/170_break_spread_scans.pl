@@ -65,7 +65,7 @@ check('parallel', 1);
 		like($out, qr/\Q$expect[0]\E/, 'a scan beside another: the heap\'s answer');
 		$b->quit;
 	}
-	for my $n (DestorTest::cases([ 1, 5000, 60000, 170000 ], [ 5000, 170000 ]))
+	for my $n (DestorTest::cases([ 1, 5000, 60000, 170000 ], [170000]))
 	{
 		my ($rc, $out, $err) = $node->psql('postgres', qq{
 BEGIN;

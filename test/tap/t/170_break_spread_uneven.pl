@@ -58,7 +58,7 @@ for my $pool (qw(p21 p42 p33))
 	note("$pool measured: sent " . join(', ', map { "$_ $sent{$_}" } sort keys %sent));
 	my $x = $blob{$pool};
 	# small reads fill the cache here and there
-	for (1 .. (DestorTest::cases([12], [5]))[0])
+	for (1 .. (DestorTest::cases([12], [3]))[0])
 	{
 		my $len = 1 + int(rand(600_000));
 		my $off = int(rand($x->{size} - $len));
