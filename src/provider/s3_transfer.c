@@ -1367,6 +1367,29 @@ s3_unit_start(S3Hedge *h, S3Transfer **ts, int n, int u)
 }
 
 /*
+ * Whether unit u stored a part of an upload whose earlier parts are not
+ * all recorded yet: they are in a batch started before this one and not
+ * finished, and may still fail — then this part fails too
+ * (s3_record_parts).  Such a unit does not count towards the write
+ * quorum: counted, it let a writer's next part give up a slow provider
+ * for a shard whose part before it had failed, and the write lost its
+ * quorum with five providers healthy (TAP 173).
+ */
+static bool
+s3_unit_awaits_earlier_part(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	for (int i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+
+		if (h->unit_of[i] == u && t->op == S3OP_UPLOAD_PART && t->part_number > 0 &&
+			t->req->upload != NULL && t->part_number > t->req->upload->nparts + 1)
+			return true;
+	}
+	return false;
+}
+
+/*
  * s3_hedge_turn — one look at a hedged set: note units that succeeded;
  * when enough have, cancel the set's other requests and return true.  Otherwise start spares for units that failed or are late, and set
  * *wait_ms to when the next unit turns late.
@@ -1388,6 +1411,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		st[u] = s3_unit_state(h, ts, n, u);
 		if (h->probe[u])
 			continue;			/* neither counted nor waited for */
+		if (st[u] == UNIT_OK && s3_unit_awaits_earlier_part(h, ts, n, u))
+			continue;			/* stored, but not yet known to count */
 		if (st[u] == UNIT_OK)
 		{
 			if (h->ok_at[u] == 0)
@@ -1810,10 +1835,15 @@ s3_run_step(S3Run *run, bool wait)
 	 * writer gets to them.
 	 */
 	if (wait)
+	{
 		for (S3Run *other = s3_runs; other != NULL; other = other->next)
 			if (other != run && other->async && other->hedged_writes &&
 				!other->ended && other->ndone < other->n)
 				(void) s3_run_step(other, false);
+		/* their turns collect this run's ends too */
+		if (run->ndone >= n)
+			goto done;
+	}
 
 	/*
 	 * Sleep until there is network activity, a retry is due, a unit turns
