@@ -262,6 +262,10 @@ blob_fd_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			{
 				if (d->writing)
 				{
+					/* its memory stays with the transaction; its part in
+					 * flight is given up now, not sent on meanwhile */
+					if (d->writer)
+						object_writer_stop(d->writer);
 					d->writer = NULL;
 					d->state = BLOB_FD_BROKEN;
 				}
@@ -281,9 +285,10 @@ blob_fd_define_gucs(void)
 {
 	DefineCustomIntVariable("destor.max_active_blob_descriptors",
 							"Most blob descriptors of a backend holding stream buffers at once.",
-							"Each writing descriptor, and each reading one that has read, holds "
-							"up to about 32 MB; beyond the limit the least recently used reader "
-							"gives its buffers back, and a new writer is refused.",
+							"Each writing descriptor holds its writer's part buffers (two sets of "
+							"one 8 MB part per shard: about 100 MB for a 4+2 pool), each reading one "
+							"that has read up to about 32 MB; beyond the limit the least recently "
+							"used reader gives its buffers back, and a new writer is refused.",
 							&blob_max_active_descriptors, 8, 1, 1024,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 }

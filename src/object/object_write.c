@@ -298,19 +298,24 @@ writer_batch(ObjectWriter *w, ProviderOp op, uint8 **data, size_t *len)
 }
 
 /*
- * Start the part in w->part (lens: its length in each shard) into *wb, and
- * end the batch sending the part before it: after starting this one on s3
- * (a link keeps a request in flight while the one ahead ends), before on
- * file providers (an upload takes one part at a time).
+ * Start the part in w->part (lens: its length in each shard) as the batch
+ * being sent, and end the batch sending the part before it: after
+ * starting this one on s3 (a link keeps a request in flight while the one
+ * ahead ends), before on file providers (an upload takes one part at a
+ * time).  The new batch is w->sending from its start: an ERROR while the
+ * one before is ended leaves it where object_writer_stop finds it.
  */
 static void
-writer_send_part(ObjectWriter *w, WriterBatch *wb, size_t *lens)
+writer_send_part(ObjectWriter *w, size_t *lens)
 {
+	WriterBatch before = w->sending;
+
+	memset(&w->sending, 0, sizeof(WriterBatch));
 	if (w->pipelined)
-		writer_batch_start(w, wb, POP_UPLOAD_PART, w->part, lens);
-	writer_batch_end(w, &w->sending);
+		writer_batch_start(w, &w->sending, POP_UPLOAD_PART, w->part, lens);
+	writer_batch_end(w, &before);
 	if (!w->pipelined)
-		writer_batch_start(w, wb, POP_UPLOAD_PART, w->part, lens);
+		writer_batch_start(w, &w->sending, POP_UPLOAD_PART, w->part, lens);
 }
 
 /*
@@ -358,11 +363,9 @@ writer_flush_parts(ObjectWriter *w)
 	}
 	else
 	{
-		WriterBatch next = {0};
-
 		/* the upload reads [0, OBJECT_PART_SIZE) of each buffer; the
 		 * chunk bytes beyond it are copied out while it runs */
-		writer_send_part(w, &next, lens);
+		writer_send_part(w, lens);
 		for (int i = 0; i < w->n; i++)
 		{
 			uint8	   *full = w->part[i];
@@ -371,7 +374,6 @@ writer_flush_parts(ObjectWriter *w)
 			w->part[i] = w->sending_part[i];
 			w->sending_part[i] = full;
 		}
-		w->sending = next;
 	}
 	w->partlen -= OBJECT_PART_SIZE;
 	pfree(lens);
@@ -643,6 +645,34 @@ object_writer_write(ObjectWriter *w, const char *data, size_t len)
 }
 
 /*
+ * object_writer_stop — a writer that will not be finished, whose memory
+ * stays until its transaction ends (a blob descriptor broken by an ERROR
+ * in a savepoint): the part in flight is given up now, rather than sent on
+ * by every later turn of the multi handle, and the part buffers go back.
+ * What was written is deleted with the transaction, as for any writer not
+ * finished.
+ */
+void
+object_writer_stop(ObjectWriter *w)
+{
+	WriterBatch *wb = &w->sending;
+
+	if (wb->batch != NULL)
+		provider_abandon(wb->batch);
+	wb->batch = NULL;
+	for (int i = 0; i < w->n; i++)
+	{
+		if (w->part[i] != NULL)
+			provider_free_aligned(w->part[i]);
+		w->part[i] = NULL;
+		if (w->sending_part != NULL && w->sending_part[i] != NULL)
+			provider_free_aligned(w->sending_part[i]);
+		if (w->sending_part != NULL)
+			w->sending_part[i] = NULL;
+	}
+}
+
+/*
  * object_writer_skip_sha256 — this object's content hash is not wanted
  * (table segments: their chunks are authenticated, and nobody asks for a
  * segment's SHA-256): spare the CPU.  Call before the first write.
@@ -705,10 +735,8 @@ object_writer_finish(ObjectWriter *w)
 		writer_batch(w, POP_PUT, w->part, lens);	/* small object: one PUT a shard */
 	else
 	{
-		WriterBatch last = {0};
-
-		writer_send_part(w, &last, lens);
-		writer_batch_end(w, &last);
+		writer_send_part(w, lens);
+		writer_batch_end(w, &w->sending);
 		writer_batch(w, POP_UPLOAD_COMPLETE, NULL, NULL);
 		for (int i = 0; i < w->n; i++)
 			if (w->uploads[i])
