@@ -126,10 +126,16 @@ sub egress
 
 my $fds0 = nfds();
 note("descriptors of the backend after two exports: $fds0 (" . fd_kinds() . ")");
+# libcurl keeps up to max(2 x destor.max_concurrent_requests, 16) idle
+# connections (s3_get_multi), and how many two exports left varies: that
+# cache, the client's socket and the two epoll descriptors are the bound
+my ($mcr) = sq("SELECT current_setting('destor.max_concurrent_requests')");
+my $fd_bound = ($mcr * 2 > 16 ? $mcr * 2 : 16) + 4;
+$fd_bound = $fds0 + 4 if $fds0 + 4 > $fd_bound;
 
 # 1. statement_timeout at several points of an export, then a full export
 my @fds;
-for my $frac (DestorTest::cases([ 0.05, 0.2, 0.45, 0.7, 0.9, 0.97 ], [ 0.05, 0.9 ]))
+for my $frac (DestorTest::cases([ 0.05, 0.2, 0.45, 0.7, 0.9, 0.97 ], [ 0.05, 0.45, 0.9 ]))
 {
 	my $ms = int($t * 1000 * $frac) + 1;
 	my ($out, $ret, $err) = sq("SET statement_timeout = $ms;\nSELECT destor.blob_export('$x->{blob}', '$base/cut.bin');");
@@ -139,7 +145,7 @@ for my $frac (DestorTest::cases([ 0.05, 0.2, 0.45, 0.7, 0.9, 0.97 ], [ 0.05, 0.9
 	push @fds, nfds();
 }
 note("descriptors after each: @fds");
-cmp_ok($fds[-1], '<=', $fds0 + 12, 'the descriptors do not pile up after cancelled exports');
+cmp_ok($fds[-1], '<=', $fd_bound, "the descriptors do not pile up after cancelled exports (at most $fd_bound)");
 cmp_ok($fds[-1], '<=', $fds[1] + 4, 'no descriptor more per cancelled export');
 
 # 2. blob_to_lo cancelled inside a savepoint, done again in the same transaction
@@ -234,7 +240,7 @@ my ($pid2) = sq('SELECT pg_backend_pid()');
 is($pid2, $pid, 'the same backend all along');
 my $fds_end = nfds();
 note(sprintf('descriptors at the end: %d (after two exports: %d); peak RSS %.0f MB', $fds_end, $fds0, hwm()));
-cmp_ok($fds_end, '<=', $fds0 + 12, 'no descriptors leaked at the end');
+cmp_ok($fds_end, '<=', $fd_bound, "no descriptors leaked at the end (at most $fd_bound)");
 $bg->quit;
 
 my $log = slurp_file($node->logfile);
