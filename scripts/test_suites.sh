@@ -50,16 +50,13 @@ pg_list=${PGREGRESS_LIST:-subset.txt}
 
 # The whole run: pg_regress and the differential run one after the other
 # beside the parallel TAP group, whose files mostly wait on stalls and
-# timeouts (about one CPU of two busy), at the lowest CPU priority: they
-# take what the TAP files leave, and do not slow them (run at the same
-# priority, they made the WAN break files' timing judgements fail).  The
-# timing-sensitive TAP files run alone after both.
+# timeouts (about one CPU of two busy); the timing-sensitive TAP files run
+# alone after both.
 if [[ $suites == *" tap "* && $suites == *" pgregress "* && -z ${PROVE_TESTS:-} ]]; then
   side="PostgreSQL regression SQL, heap vs destor ($pg_list)"
   [[ $suites == *" regress "* ]] && side="pg_regress, then $side"
   echo "== TAP, and $side beside it ($(date +%T))"
   (
-    renice -n 19 -p $BASHPID >/dev/null
     side_rc=0
     if [[ $suites == *" regress "* ]]; then regress || side_rc=1; fi
     pgregress || side_rc=1
