@@ -33,13 +33,13 @@ export DESTOR_REGRESS_DIR="$top/tmp_providers"
 # PROVE_TESTS pick files within them, for a quicker run while developing.
 suites=" ${DESTOR_SUITES:-regress tap pgregress} "
 
-regress() {
+if [[ $suites == *" regress "* ]]; then
   echo "== pg_regress ($(date +%T))"
   # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
   make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
     EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
-    { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; return 1; }
-}
+    { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; exit 1; }
+fi
 
 pgregress() {
   # PostgreSQL's own regression SQL, heap vs destor tables (PGREGRESS_LIST:
@@ -48,35 +48,23 @@ pgregress() {
 }
 pg_list=${PGREGRESS_LIST:-subset.txt}
 
-# The whole run: pg_regress and the differential run one after the other
-# beside the parallel TAP group, whose files mostly wait on stalls and
-# timeouts (about one CPU of two busy); the timing-sensitive TAP files run
-# alone after both.
 if [[ $suites == *" tap "* && $suites == *" pgregress "* && -z ${PROVE_TESTS:-} ]]; then
-  side="PostgreSQL regression SQL, heap vs destor ($pg_list)"
-  [[ $suites == *" regress "* ]] && side="pg_regress, then $side"
-  echo "== TAP, and $side beside it ($(date +%T))"
-  (
-    side_rc=0
-    if [[ $suites == *" regress "* ]]; then regress || side_rc=1; fi
-    pgregress || side_rc=1
-    exit $side_rc
-  ) > pgregress.log 2>&1 &
+  # The differential runs beside the TAP files that run three at a time
+  # (which leave the CPUs idle for much of their time, waiting on stalls and
+  # timeouts), and is over long before the timing-sensitive files run alone.
+  echo "== TAP, and PostgreSQL regression SQL, heap vs destor ($pg_list) beside it ($(date +%T))"
+  pgregress > pgregress.log 2>&1 &
   pg_pid=$!
   rc=0
   make -s PG_CONFIG="$PG_CONFIG" TAP_GROUP=parallel tapcheck || rc=1
   pg_rc=0
   wait "$pg_pid" || pg_rc=$?
-  echo "== $side: ended ($(date +%T)), rc $pg_rc"
+  echo "== PostgreSQL regression SQL, heap vs destor ($pg_list): ended ($(date +%T)), rc $pg_rc"
   cat pgregress.log
   [ "$pg_rc" = 0 ] || rc=1
   echo "== TAP, the timing-sensitive files alone ($(date +%T))"
   make -s PG_CONFIG="$PG_CONFIG" TAP_GROUP=serial tapcheck || rc=1
   exit $rc
-fi
-
-if [[ $suites == *" regress "* ]]; then
-  regress || exit 1
 fi
 
 if [[ $suites == *" tap "* ]]; then

@@ -570,14 +570,29 @@ sub thin_connection
 	}
 }
 
+# Whether DESTOR_TEST_LONG asks for the long runs: every case of the break
+# files, and the files make test leaves out (skip_long).
+sub long
+{
+	my $long = $ENV{DESTOR_TEST_LONG} // '';
+	return $long ne '' && $long ne '0';
+}
+
+# A WAN break file that runs only with DESTOR_TEST_LONG=1 (make test keeps
+# its 20-minute budget; the other break files run there, sampled).
+sub skip_long
+{
+	Test::More::plan(skip_all => 'a long WAN break file: runs with DESTOR_TEST_LONG=1')
+	  unless long();
+}
+
 # The cases a break file runs: all of them with DESTOR_TEST_LONG=1 set,
 # else the sample given (the long WAN break files repeat each attack at
 # several points; make test keeps its time budget with one or two).
 sub cases
 {
 	my ($all, $sample) = @_;
-	my $long = $ENV{DESTOR_TEST_LONG} // '';
-	return @{ ($long ne '' && $long ne '0') ? $all : $sample };
+	return @{ long() ? $all : $sample };
 }
 
 1;

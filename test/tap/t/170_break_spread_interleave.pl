@@ -11,6 +11,7 @@ use DestorTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+DestorTest::skip_long();
 use Digest::SHA;
 
 my $rig = DestorTest::wan_rig('spread_interleave', 6, delay_ms => 20, mbps => 10,

@@ -11,6 +11,7 @@ use DestorTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+DestorTest::skip_long();
 use Digest::SHA;
 
 my $rig = DestorTest::wan_rig('spread_pools', 8, delay_ms => 20, mbps => 20, pool => [ 'p62', 6, 2 ],

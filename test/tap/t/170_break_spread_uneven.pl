@@ -8,6 +8,7 @@ use DestorTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+DestorTest::skip_long();
 use Digest::SHA;
 
 # the WAN emulator with a rate and a delay of its own per provider

@@ -13,6 +13,7 @@ use DestorTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+DestorTest::skip_long();
 use Time::HiRes qw(time usleep);
 
 my $rig = DestorTest::wan_rig('ramemory', 6, delay_ms => 20, mbps => 16,
