@@ -1,8 +1,8 @@
 # Blob descriptors from a client, on six real S3-protocol servers (s3rver) in
 # a 4+2 pool: a blob streamed in with 1 MB blob_write calls and out with 1 MB
 # blob_read calls, byte for byte; the backend's peak memory stays bounded
-# both ways (reading, well below the blob's size; writing, by the writer's
-# two sets of parts, not by the blob's size); the new blob is invisible to other
+# both ways (reading, by its windows and read-ahead; writing, by the
+# writer's two sets of parts; neither by the blob's size); the new blob is invisible to other
 # sessions until its transaction commits; a rolled-back stream leaves
 # nothing on the providers, multipart uploads included.
 use strict;
@@ -125,8 +125,12 @@ is($rsha->hexdigest, $digest, 'what blob_read returned is byte-identical to what
 diag(sprintf('%d MB read in %.1fs (%.1f MB/s)', $size_mb, $t1 - $t0, $size_mb / ($t1 - $t0)));
 $grew = backend_peak($rpid) - $peak0;
 diag(sprintf('reader backend peak grew by %.1f MB', $grew / $MB));
-cmp_ok($grew, '<', 96 * $MB,
-	"reading $size_mb MB in 1 MB pieces grows the backend's peak memory by less than 96 MB");
+# The reader's windows and the read-ahead two windows beyond the next, and
+# the shared cache's pages it fills, which count in its resident set (57
+# to 97 MB over runs): bounded, not the blob held (that and the buffers
+# would be over 150 MB).
+cmp_ok($grew, '<', 128 * $MB,
+	"reading $size_mb MB in 1 MB pieces grows the backend's peak memory by less than 128 MB");
 $r->quit;
 
 # --- a rolled-back stream leaves nothing behind --------------------------------------------------
