@@ -15,8 +15,9 @@
 #   - repair(dry_run) finds nothing wrong.
 # The points are random but seeded: the seed is printed, DESTOR_CRASH_SEED
 # replays a run, DESTOR_CRASH_POINTS sets how many kills must land while a
-# workload runs on file providers (default 6), DESTOR_CRASH_S3_POINTS on
-# S3 providers (default 4).
+# workload runs on file providers (default 4, 6 with DESTOR_TEST_LONG=1),
+# DESTOR_CRASH_S3_POINTS on S3 providers (default 2, or 4), besides the
+# kill that always lands mid-upload.
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -32,7 +33,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 my $seed = $ENV{DESTOR_CRASH_SEED} // (time() ^ $$) % 1_000_000;
-my $points = $ENV{DESTOR_CRASH_POINTS} // 6;
+my $points = $ENV{DESTOR_CRASH_POINTS} // (DestorTest::cases([6], [4]))[0];
 srand($seed);
 diag("crash points: seed $seed (replay with DESTOR_CRASH_SEED=$seed), $points points");
 
@@ -370,7 +371,7 @@ sub run_points
 run_points('file providers', $points, sub { CrashPoints::file_count(%dirs) }, @names);
 
 # --- the same on S3 providers (s3rver): multipart uploads, deletes over HTTP -------
-my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // 4;
+my $s3_points = $ENV{DESTOR_CRASH_S3_POINTS} // (DestorTest::cases([4], [2]))[0];
 if ($s3_points > 0)
 {
 	@s3 = DestorTest::start_s3_servers(3, "$base/s3");

@@ -17,18 +17,22 @@ use Test::More;
 my $rig = DestorTest::wan_rig('spread_scans', 6, delay_ms => 20, mbps => 10, pool => [ 'p33', 3, 3 ]);
 my ($node, $base, $wan) = @$rig{qw(node base wan)};
 my @s3 = @{ $rig->{s3} };
-$node->safe_psql('postgres', q{
+# two segments of 50 row groups each (half the rows unless DESTOR_TEST_LONG)
+my $rows = (DestorTest::cases([300000], [150000]))[0];
+my ($seg, $rg) = ($rows / 2, $rows / 100);
+$node->safe_psql('postgres', qq{
 CREATE FOREIGN TABLE t (id int, a text, b bigint, c text, d double precision)
-  SERVER p33 OPTIONS (segment_rows '150000', row_group_rows '3000');
+  SERVER p33 OPTIONS (segment_rows '$seg', row_group_rows '$rg');
 INSERT INTO t
   SELECT i, repeat(md5(i::text), 1 + i % 5), i * 7, md5((i * 3)::text) || md5((i*5)::text), i / 3.0
-    FROM generate_series(1, 300000) i;
+    FROM generate_series(1, $rows) i;
 CREATE TABLE h AS SELECT * FROM t;
 });
+my ($lo, $hi) = (int($rows * 0.133), int($rows * 0.767));
 my @q = (
 	q{SELECT count(*), sum(id), md5(string_agg(a || c, ',' ORDER BY id)) FROM %s},
 	q{SELECT count(*), md5(string_agg(a, ',' ORDER BY id)) FROM %s},
-	q{SELECT count(*), md5(string_agg(c || b, ',' ORDER BY id)) FROM %s WHERE id BETWEEN 40000 AND 230000},
+	qq{SELECT count(*), md5(string_agg(c || b, ',' ORDER BY id)) FROM %s WHERE id BETWEEN $lo AND $hi},
 );
 my @expect = map { $node->safe_psql('postgres', sprintf($_, 'h')) } @q;
 my $serial = 'SET max_parallel_workers_per_gather = 0; ';
@@ -65,7 +69,7 @@ check('parallel', 1);
 		like($out, qr/\Q$expect[0]\E/, 'a scan beside another: the heap\'s answer');
 		$b->quit;
 	}
-	for my $n (DestorTest::cases([ 1, 5000, 60000, 170000 ], [170000]))
+	for my $n (DestorTest::cases([ 1, 5000, 60000, 170000 ], [ int($rows * 0.57) ]))
 	{
 		my ($rc, $out, $err) = $node->psql('postgres', qq{
 BEGIN;
