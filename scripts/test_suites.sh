@@ -33,14 +33,6 @@ export DESTOR_REGRESS_DIR="$top/tmp_providers"
 # PROVE_TESTS pick files within them, for a quicker run while developing.
 suites=" ${DESTOR_SUITES:-regress tap pgregress} "
 
-if [[ $suites == *" regress "* ]]; then
-  echo "== pg_regress ($(date +%T))"
-  # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
-  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
-    EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
-    { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; exit 1; }
-fi
-
 pgregress() {
   # PostgreSQL's own regression SQL, heap vs destor tables (PGREGRESS_LIST:
   # subset.txt in make test, full.txt in make check-pgregress)
@@ -48,20 +40,38 @@ pgregress() {
 }
 pg_list=${PGREGRESS_LIST:-subset.txt}
 
-if [[ $suites == *" tap "* && $suites == *" pgregress "* && -z ${PROVE_TESTS:-} ]]; then
-  # The differential runs beside the TAP files that run three at a time
-  # (which leave the CPUs idle for much of their time, waiting on stalls and
-  # timeouts), and is over long before the timing-sensitive files run alone.
-  echo "== TAP, and PostgreSQL regression SQL, heap vs destor ($pg_list) beside it ($(date +%T))"
+# The differential runs beside pg_regress: each keeps about one CPU busy,
+# while the TAP files after them run three at a time and use both (beside
+# those, it made them slower by more than its own time).
+pg_pid=""
+if [[ $suites == *" regress "* && $suites == *" tap "* && $suites == *" pgregress "* && -z ${PROVE_TESTS:-} ]]; then
+  echo "== PostgreSQL regression SQL, heap vs destor ($pg_list), beside pg_regress ($(date +%T))"
   pgregress > pgregress.log 2>&1 &
   pg_pid=$!
-  rc=0
-  make -s PG_CONFIG="$PG_CONFIG" TAP_GROUP=parallel tapcheck || rc=1
-  pg_rc=0
+fi
+pgregress_wait() {
+  [ -n "$pg_pid" ] || return 0
+  local pg_rc=0
   wait "$pg_pid" || pg_rc=$?
+  pg_pid=""
   echo "== PostgreSQL regression SQL, heap vs destor ($pg_list): ended ($(date +%T)), rc $pg_rc"
   cat pgregress.log
-  [ "$pg_rc" = 0 ] || rc=1
+  return $pg_rc
+}
+
+if [[ $suites == *" regress "* ]]; then
+  echo "== pg_regress ($(date +%T))"
+  # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
+  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
+    EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
+    { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; pgregress_wait || true; exit 1; }
+fi
+
+if [ -n "$pg_pid" ]; then
+  rc=0
+  pgregress_wait || rc=1
+  echo "== TAP, three files at a time ($(date +%T))"
+  make -s PG_CONFIG="$PG_CONFIG" TAP_GROUP=parallel tapcheck || rc=1
   echo "== TAP, the timing-sensitive files alone ($(date +%T))"
   make -s PG_CONFIG="$PG_CONFIG" TAP_GROUP=serial tapcheck || rc=1
   exit $rc

@@ -15,12 +15,15 @@ use File::Copy qw(move copy);
 my $rig = DestorTest::wan_rig('spread_gone', 6, delay_ms => 20, mbps => 10, pool => [ 'p33', 3, 3 ]);
 my ($node, $base, $wan) = @$rig{qw(node base wan)};
 my @s3 = @{ $rig->{s3} };
-$node->safe_psql('postgres', q{
+# one segment of 80 row groups (half the rows unless DESTOR_TEST_LONG)
+my $rows = (DestorTest::cases([200000], [100000]))[0];
+my $rg = $rows / 80;
+$node->safe_psql('postgres', qq{
 CREATE FOREIGN TABLE t (id int, a text, b bigint, c text)
-  SERVER p33 OPTIONS (segment_rows '200000', row_group_rows '2500');
+  SERVER p33 OPTIONS (segment_rows '$rows', row_group_rows '$rg');
 INSERT INTO t
   SELECT i, repeat(md5(i::text), 1 + i % 4), i * 7, md5((i * 3)::text) || md5((i*5)::text)
-    FROM generate_series(1, 200000) i;
+    FROM generate_series(1, $rows) i;
 CREATE TABLE h AS SELECT * FROM t;
 });
 my $M = 1024 * 1024;
