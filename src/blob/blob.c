@@ -617,16 +617,26 @@ blob_store(ObjectWriter *w)
 typedef struct BlobSink
 {
 	Pool	   *pool;
+	uint64		expect;			/* its size if known ahead, else 0 */
 	StringInfoData small;
 	ObjectWriter *w;
 } BlobSink;
 
 static void
-blob_sink_start(BlobSink *s, Pool *pool)
+blob_sink_start(BlobSink *s, Pool *pool, uint64 expect)
 {
 	s->pool = pool;
+	s->expect = expect;
 	s->w = NULL;
 	initStringInfo(&s->small);
+}
+
+static void
+blob_sink_writer(BlobSink *s)
+{
+	s->w = object_writer_create(s->pool, true);
+	if (s->expect > 0)
+		object_writer_expect(s->w, s->expect);
 }
 
 static void
@@ -640,7 +650,7 @@ blob_sink_write(BlobSink *s, const char *data, size_t len)
 	}
 	if (s->w == NULL)
 	{
-		s->w = object_writer_create(s->pool, true);
+		blob_sink_writer(s);
 		if (s->small.len > 0)
 			object_writer_write(s->w, s->small.data, s->small.len);
 	}
@@ -654,7 +664,7 @@ blob_sink_finish(BlobSink *s, const uint8 *expected)
 
 	if (s->w == NULL && !blob_pack_put(s->pool, s->small.data, s->small.len, expected, id))
 	{
-		s->w = object_writer_create(s->pool, true);
+		blob_sink_writer(s);
 		object_writer_write(s->w, s->small.data, s->small.len);
 	}
 	if (s->w != NULL)
@@ -682,7 +692,7 @@ blob_put(PG_FUNCTION_ARGS)
 	data = PG_GETARG_BYTEA_PP(1);
 	expected = blob_arg_sha256(fcinfo, 2);
 	pool = pool_lookup(NameStr(*poolname), true);
-	blob_sink_start(&sink, pool);
+	blob_sink_start(&sink, pool, VARSIZE_ANY_EXHDR(data));
 	blob_sink_write(&sink, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 	PG_RETURN_POINTER(blob_sink_finish(&sink, expected));
 }
@@ -826,6 +836,7 @@ blob_import(PG_FUNCTION_ARGS)
 	BlobHandle *result;
 	char	   *buf;
 	int			fd;
+	uint64		expect;
 
 	/* not STRICT since expected_sha256 may be NULL (none): the others may not */
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -856,11 +867,15 @@ blob_import(PG_FUNCTION_ARGS)
 	{
 		struct stat st;
 
+		expect = 0;
 		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		{
 			progress_set_totals((int64) st.st_size, 1);
+			expect = (uint64) st.st_size;
+		}
 	}
 	progress_set_phase("writing");
-	blob_sink_start(&sink, pool);
+	blob_sink_start(&sink, pool, expect);
 	buf = palloc(BLOB_IO_CHUNK);
 	for (;;)
 	{
@@ -1165,7 +1180,7 @@ blob_from_lo(PG_FUNCTION_ARGS)
 	desc = inv_open(lo, INV_READ, CurrentMemoryContext);
 	if (unlink_lo)
 		check_lo_owner(lo, "unlink");
-	blob_sink_start(&sink, pool);
+	blob_sink_start(&sink, pool, 0);
 	buf = palloc(LO_IO_CHUNK);
 	for (;;)
 	{

@@ -108,6 +108,7 @@ struct ObjectWriter
 	size_t		partlen;
 	ProviderUpload **uploads;
 	bool		started;		/* uploads begun (object larger than a part) */
+	bool		beginning;		/* w->sending is the batch beginning them */
 	uint8	  **sending_part;	/* the other set: the part being sent, or NULL */
 	WriterBatch sending;		/* its batch, while it runs */
 	bool		pipelined;		/* every provider s3: a part is started before
@@ -209,6 +210,9 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 				 * unfinished uploads.
 				 */
 				w->errors[i] = MemoryContextStrdup(w->cxt,
+												   reqs[r].upload_broken ?
+												   psprintf("provider \"%s\": another part of its upload failed or was given up",
+															w->providers[i]->name) :
 												   psprintf("provider \"%s\": given up after %.0f ms, once %d other shards were stored",
 															w->providers[i]->name, reqs[r].latency_ms,
 															w->write_quorum));
@@ -319,6 +323,39 @@ writer_send_part(ObjectWriter *w, size_t *lens)
 }
 
 /*
+ * Begin each shard's multipart upload.  The batch runs as w->sending, so
+ * that it moves while the writer encodes (writer_append_stream polls it)
+ * and an ERROR finds it; writer_uploads_begun ends it before the first
+ * part is sent.
+ */
+static void
+writer_begin_uploads(ObjectWriter *w)
+{
+	Assert(!w->started && w->sending.batch == NULL);
+	for (int i = 0; i < w->n; i++)
+	{
+		w->uploads[i] = provider_upload_create(w->providers[i], object_shard_key(w->meta->id, i));
+		object_track_upload(w->uploads[i]);
+	}
+	writer_batch_start(w, &w->sending, POP_UPLOAD_BEGIN, NULL, NULL);
+	w->started = true;
+	w->beginning = true;
+}
+
+/* The uploads are begun, or failed (quorum or ERROR): parts may go. */
+static void
+writer_uploads_begun(ObjectWriter *w)
+{
+	if (!w->started)
+		writer_begin_uploads(w);
+	if (w->beginning)
+	{
+		w->beginning = false;
+		writer_batch_end(w, &w->sending);
+	}
+}
+
+/*
  * A full part: send it.  With two sets of buffers, the part goes out in a
  * batch that runs while the next one is encoded; the batch before it is
  * ended once this one is started (s3: a link keeps a request in flight
@@ -331,15 +368,11 @@ writer_flush_parts(ObjectWriter *w)
 {
 	size_t	   *lens = palloc(sizeof(size_t) * w->n);
 
-	if (!w->started)
+	if (!w->started || w->beginning)
 	{
-		for (int i = 0; i < w->n; i++)
-		{
-			w->uploads[i] = provider_upload_create(w->providers[i], object_shard_key(w->meta->id, i));
-			object_track_upload(w->uploads[i]);
-		}
-		writer_batch(w, POP_UPLOAD_BEGIN, NULL, NULL);
-		w->started = true;
+		/* the first part: the uploads must be begun, and a second set of
+		 * buffers is taken if the pool is narrow enough */
+		writer_uploads_begun(w);
 		if ((size_t) w->n * (OBJECT_PART_SIZE + w->chunk_size + PART_SLACK) <= WRITER_SENDING_MAX_BYTES)
 		{
 			w->pipelined = true;
@@ -673,6 +706,27 @@ object_writer_stop(ObjectWriter *w)
 }
 
 /*
+ * object_writer_expect — the caller knows the object's size ahead (a file,
+ * a bytea).  If its shards will not fit one part, their multipart uploads
+ * are begun now rather than when the first part is full: each begin's
+ * round trip (a far provider's is the longest) then passes while that
+ * part is encoded.  An object that compresses to less still ends as an
+ * upload of one part.  Call before the first write.
+ */
+void
+object_writer_expect(ObjectWriter *w, uint64 size)
+{
+	MemoryContext old;
+
+	Assert(w->meta->size == 0);
+	if (w->started || size / w->k <= OBJECT_PART_SIZE)
+		return;
+	old = MemoryContextSwitchTo(w->cxt);
+	writer_begin_uploads(w);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * object_writer_skip_sha256 — this object's content hash is not wanted
  * (table segments: their chunks are authenticated, and nobody asks for a
  * segment's SHA-256): spare the CPU.  Call before the first write.
@@ -735,6 +789,8 @@ object_writer_finish(ObjectWriter *w)
 		writer_batch(w, POP_PUT, w->part, lens);	/* small object: one PUT a shard */
 	else
 	{
+		/* begun ahead (object_writer_expect), the object may fit one part */
+		writer_uploads_begun(w);
 		writer_send_part(w, lens);
 		writer_batch_end(w, &w->sending);
 		writer_batch(w, POP_UPLOAD_COMPLETE, NULL, NULL);

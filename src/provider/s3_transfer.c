@@ -788,6 +788,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		req->latency_ms = (double) (GetCurrentTimestamp() - t->first_start) / 1000.0;
 	req->retries = Max(t->attempt - 1, 0);
 	req->short_bodies = t->short_bodies;
+	if (outcome != S3_OK && t->op == S3OP_UPLOAD_PART && req->upload != NULL)
+		req->upload->broken = true;
 	req->unreachable = outcome != S3_OK &&
 		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
 		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||
@@ -938,6 +940,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 
 		req->cancelled = false;
 		req->late = false;
+		req->upload_broken = false;
 		req->first_byte_ms = 0;
 		req->body_ms = 0;
 		h->unit_of[i] = -1;
@@ -1011,6 +1014,8 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	 */
 	t->timing_loose = started && s3_try_loose(t);
 	t->req->timing_loose = !s3_times_measure(t);
+	if (t->op == S3OP_UPLOAD_PART && t->req->upload != NULL)
+		t->req->upload->broken = true;
 
 	/*
 	 * A GET whose answer had begun measured its provider all the same: the
@@ -1390,6 +1395,24 @@ s3_unit_awaits_earlier_part(S3Hedge *h, S3Transfer **ts, int n, int u)
 }
 
 /*
+ * Whether unit u's part belongs to an upload that another part broke
+ * (failed or given up, in this batch or another still running): the shard
+ * is dropped however this part ends, so it must not count towards the
+ * write quorum.  Counted, a part that happened to be stored before its
+ * upload's next part failed let the batch give up a slow provider it
+ * needed, and the write lost its quorum with five providers healthy.
+ */
+static bool
+s3_unit_broken(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	for (int i = 0; i < n; i++)
+		if (h->unit_of[i] == u && ts[i]->op == S3OP_UPLOAD_PART && ts[i]->req->upload != NULL &&
+			ts[i]->req->upload->broken)
+			return true;
+	return false;
+}
+
+/*
  * s3_hedge_turn — one look at a hedged set: note units that succeeded;
  * when enough have, cancel the set's other requests and return true.  Otherwise start spares for units that failed or are late, and set
  * *wait_ms to when the next unit turns late.
@@ -1406,6 +1429,27 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	double		done_body_ms;
 	UnitState  *st = palloc(sizeof(UnitState) * h->nunits);
 
+	/*
+	 * A part of an upload whose earlier part failed or was given up, in a
+	 * batch started before (the writer sends a part while the one ahead of
+	 * it still goes): its shard is lost already, and the part could not
+	 * count (s3_record_parts).  Given up now, not waited for — a thin
+	 * provider given up in one part held the next part's batch a second
+	 * longer.
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+
+		if (t->state != TS_DONE && t->op == S3OP_UPLOAD_PART && t->req->upload != NULL &&
+			t->req->upload->broken)
+		{
+			s3_transfer_give_up(t, true, 0, resultcxt);
+			t->req->upload_broken = true;
+			(*ndone)++;
+		}
+	}
+
 	for (int u = 0; u < h->nunits; u++)
 	{
 		st[u] = s3_unit_state(h, ts, n, u);
@@ -1413,6 +1457,11 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			continue;			/* neither counted nor waited for */
 		if (st[u] == UNIT_OK && s3_unit_awaits_earlier_part(h, ts, n, u))
 			continue;			/* stored, but not yet known to count */
+		if (st[u] == UNIT_OK && s3_unit_broken(h, ts, n, u))
+		{
+			st[u] = UNIT_FAILED;	/* stored, but its shard is dropped */
+			continue;
+		}
 		if (st[u] == UNIT_OK)
 		{
 			if (h->ok_at[u] == 0)

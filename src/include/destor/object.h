@@ -177,6 +177,7 @@ extern void object_define_gucs(void);
 extern bool destor_spread_reads;
 extern ObjectWriter *object_writer_create(Pool *pool, bool compress);
 extern void object_writer_write(ObjectWriter *w, const char *data, size_t len);
+extern void object_writer_expect(ObjectWriter *w, uint64 size);
 extern void object_writer_skip_sha256(ObjectWriter *w);
 extern void object_writer_stop(ObjectWriter *w);
 extern ObjectMeta *object_writer_finish(ObjectWriter *w);

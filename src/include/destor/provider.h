@@ -85,6 +85,10 @@ typedef struct ProviderUpload
 									 * finished (provider_start) */
 	uint64		size;			/* bytes appended so far */
 	bool		active;			/* begun and neither completed nor aborted */
+	bool		broken;			/* s3: a part failed or was given up; the
+								 * parts after it cannot count, and the
+								 * batches holding them do not wait for
+								 * them (s3_hedge_turn) */
 	/* file backend */
 	int			fd;
 	char	   *tmppath;
@@ -161,6 +165,8 @@ typedef struct ProviderRequest
 								 * (ok is false; not an error) */
 	bool		late;			/* hedged set: ran past its lateness threshold
 								 * (latency_ms: how long it had run) */
+	bool		upload_broken;	/* cancelled because another part of its
+								 * upload failed or was given up */
 	int			retries;		/* tries after the first (s3) */
 	int			short_bodies;	/* answers that ended before their length (s3) */
 	bool		unreachable;	/* the provider itself failed: no connection, timed

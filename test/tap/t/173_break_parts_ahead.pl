@@ -215,6 +215,30 @@ note('descriptors done at ' . elapsed());
 }
 note('quorum case done at ' . elapsed());
 
+# --- 4b. the same, the failed part the last one -------------------------------------------
+# A blob of one full part and a small last one: the last part, sent while
+# the first still goes, is answered first, and the 503 is d0's answer to
+# it.  d0's first part, stored or not, must not count then: counted, the
+# first part's batch had five stored and gave up slow d1, and with d0's
+# shard dropped the write lost its quorum.
+{
+	my $blob_len = 32 * $MB + 65536;
+	FaultProxy::set_faults($faults[0]{control}, "503 1 PUT\n");
+	set_stall(1, 50);
+	my ($rc, $b, $err) = $node->psql('postgres',
+		"SET destor.max_retries = 0; " . put_sql('p42', 11, $blob_len));
+	set_stall(1, 0);
+	FaultProxy::set_faults($faults[0]{control}, '');
+	is($rc, 0, 'the last part failing on one provider, another slow: five providers store the blob')
+	  or diag($err);
+	if ($rc == 0)
+	{
+		like(shards_not_ok($b), qr/^\d+:d0:\w+$/, 'only the shard of the failed provider is missing')
+		  or diag(shards_not_ok($b));
+		is(blob_digest($b), digest_of(11, $blob_len), 'the blob reads back byte for byte');
+	}
+}
+
 # --- 5. the middle part of three fails; its shard missing, the others good -----------------
 {
 	my $blob_len = 72 * $MB;

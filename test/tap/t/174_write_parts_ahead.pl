@@ -11,6 +11,11 @@
 #    when the stream is closed, and its shard is stored.
 # 3. Objects of several parts written in one call, on every provider and
 #    then with one stopped, read back byte for byte.
+# 4. Uploads begun before the first part is full (blob_import and blob_put
+#    know the size): a blob that compresses to less than a part ends as an
+#    upload of one part; one provider stalled at the begin is given up for
+#    repair; a statement cancelled while the begins are in flight leaves
+#    the session usable; a file pool takes the same path.
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -19,6 +24,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use File::Path qw(make_path);
 
 my $MB = 1024 * 1024;
 my ($node, $keyfile) = DestorTest::start_cluster('parts_ahead', cache_size => '0');
@@ -135,8 +141,67 @@ my $big = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$f
 is(shards_not_ok($big), '0', 'a 100 MiB import (four parts a shard) stores every shard');
 is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$big')), 'hex')"),
 	$digest, 'and reads back byte for byte');
+
+# --- 4. uploads begun ahead ----------------------------------------------------------------
+sub open_uploads
+{
+	return scalar(grep { m{/\._S3rver_uploads/} } map { DestorTest::files_under($_->{dir}) } @s3);
+}
+# 48 MiB that compress to a few KiB: begun as a multipart upload (more
+# than a part a shard before compression), ended as one part
+my $open0 = open_uploads();
+my $md5 = $node->safe_psql('postgres', "SELECT md5(repeat('destor', 8 * 1024 * 1024))");
+my $packed = $node->safe_psql('postgres',
+	"SELECT destor.blob_put('archive', convert_to(repeat('destor', 8 * 1024 * 1024), 'UTF8'))");
+is(shards_not_ok($packed), '0', 'a 48 MiB blob that compresses to less than a part stores every shard');
+is($node->safe_psql('postgres',
+	"SELECT md5(convert_from(destor.blob_get('$packed'), 'UTF8')) = '$md5' AND destor.blob_size('$packed') = 50331648"),
+	't', 'and reads back whole');
+is(open_uploads(), $open0, 'and leaves no multipart upload open');
+
+# d5 holds what it is sent for a minute: its begin does not answer; the
+# others' parts are stored, and d5's shard is given up for repair
+set_stall(5, 60_000);
+my $stalled = $node->safe_psql('postgres', "SET client_min_messages = error; SELECT destor.blob_import('archive', '$file')");
+set_stall(5, 0);
+is(shards_not_ok($stalled), '1', 'a provider stalled at the begin: its shard alone is given up');
+is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$stalled')), 'hex')"),
+	$digest, 'and the blob reads back byte for byte');
+
+# every provider stalled: the statement times out while the begins are
+# in flight; the session goes on, and the next import is whole
+set_stall($_, 60_000) for 0 .. 5;
+my ($rc, $o, $err) = $node->psql('postgres', qq{
+SET statement_timeout = '1500ms';
+SELECT destor.blob_import('archive', '$file');
+RESET statement_timeout;
+SELECT 'after';}, on_error_stop => 0);
+set_stall($_, 0) for 0 .. 5;
+like($err, qr/canceling statement due to statement timeout/, 'begins stalled: the import times out');
+is($o, 'after', 'and the session goes on');
+my $again = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$file')");
+is(shards_not_ok($again), '0', 'the next import stores every shard');
+is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$again')), 'hex')"),
+	$digest, 'and reads back byte for byte');
+
+# a file pool (uploads one part at a time): begun ahead too
+my $fdir = "$base/files";
+make_path("$fdir/$_") for 0 .. 5;
+$node->safe_psql('postgres', join('', map {
+	"CREATE SERVER fp$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$fdir/$_');\n" } 0 .. 5)
+	  . "CREATE SERVER fpool FOREIGN DATA WRAPPER destor OPTIONS (providers '"
+	  . join(',', map { "fp$_" } 0 .. 5) . "', data_shards '4', parity_shards '2');");
+my $fblob = $node->safe_psql('postgres', "SELECT destor.blob_import('fpool', '$file')");
+is(shards_not_ok($fblob), '0', 'on file providers, an import begun ahead stores every shard');
+is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$fblob')), 'hex')"),
+	$digest, 'and reads back byte for byte');
+my $fpacked = $node->safe_psql('postgres',
+	"SELECT destor.blob_put('fpool', convert_to(repeat('destor', 8 * 1024 * 1024), 'UTF8'))");
+is($node->safe_psql('postgres', "SELECT md5(convert_from(destor.blob_get('$fpacked'), 'UTF8'))"),
+	$md5, 'and one that ends as a single part reads back whole');
+
 DestorTest::stop_s3($s3[2]);
 is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$big')), 'hex')"),
-	$digest, 'also with a provider stopped');
+	$digest, 'a provider stopped: the import reads back byte for byte');
 
 done_testing();
