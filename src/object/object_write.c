@@ -197,8 +197,13 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 
 		if (!reqs[r].ok && !w->failed[i])
 		{
+			/* given up because another part of its upload failed: its
+			 * provider answers, and the upload is aborted as for a failure */
+			bool		part_failed = reqs[r].upload_broken && reqs[r].upload != NULL &&
+				!reqs[r].upload->given_up;
+
 			w->failed[i] = true;
-			if (reqs[r].cancelled)
+			if (reqs[r].cancelled && !part_failed)
 			{
 				/*
 				 * Given up by a hedged write: the write quorum was durable
@@ -211,14 +216,18 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 				 */
 				w->errors[i] = MemoryContextStrdup(w->cxt,
 												   reqs[r].upload_broken ?
-												   psprintf("provider \"%s\": another part of its upload failed or was given up",
+												   psprintf("provider \"%s\": another part of its upload was given up",
 															w->providers[i]->name) :
 												   psprintf("provider \"%s\": given up after %.0f ms, once %d other shards were stored",
 															w->providers[i]->name, reqs[r].latency_ms,
 															w->write_quorum));
 				continue;
 			}
-			w->errors[i] = MemoryContextStrdup(w->cxt, reqs[r].error ? reqs[r].error : "unknown error");
+			w->errors[i] = MemoryContextStrdup(w->cxt,
+											   part_failed ?
+											   psprintf("provider \"%s\": another part of its upload failed",
+														w->providers[i]->name) :
+											   reqs[r].error ? reqs[r].error : "unknown error");
 			if (w->uploads[i] && w->uploads[i]->active)
 			{
 				/* stop using it; the abort callback or the cleanup below discards it */

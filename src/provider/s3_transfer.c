@@ -1015,7 +1015,11 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	t->timing_loose = started && s3_try_loose(t);
 	t->req->timing_loose = !s3_times_measure(t);
 	if (t->op == S3OP_UPLOAD_PART && t->req->upload != NULL)
+	{
+		if (!t->req->upload->broken)
+			t->req->upload->given_up = true;
 		t->req->upload->broken = true;
+	}
 
 	/*
 	 * A GET whose answer had begun measured its provider all the same: the

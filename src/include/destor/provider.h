@@ -89,6 +89,8 @@ typedef struct ProviderUpload
 								 * parts after it cannot count, and the
 								 * batches holding them do not wait for
 								 * them (s3_hedge_turn) */
+	bool		given_up;		/* broken by a part given up (its provider
+								 * stalled or too slow), not by a failure */
 	/* file backend */
 	int			fd;
 	char	   *tmppath;

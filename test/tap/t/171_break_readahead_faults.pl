@@ -9,7 +9,9 @@
 #    windows ahead are in flight): the export is exact or fails, never
 #    wrong;
 #  - requests held late; two sessions exporting the same blob at once.
-# Every byte compared (SHA-256).
+# Every byte compared (SHA-256).  Runs with DESTOR_TEST_LONG=1 (make test
+# keeps its time budget; provider failures during reads run always in
+# 031, 107, 140 and 170_break_spread_faults).
 use strict;
 use warnings;
 use lib $ENV{DESTOR_TAP_LIB} // '.';
@@ -19,6 +21,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Copy qw(copy);
 use Time::HiRes qw(time usleep);
+
+DestorTest::skip_long();
 
 my $rig = DestorTest::wan_rig('rafaults', 6, delay_ms => 20, mbps => 12,
 	more => [ [ 'p33', 3, 3, [ 1, 2, 3, 4, 5, 6 ] ] ]);

@@ -143,6 +143,10 @@ is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$big')), 
 	$digest, 'and reads back byte for byte');
 
 # --- 4. uploads begun ahead ----------------------------------------------------------------
+# 40 MiB: 10 MiB a shard, more than a part
+my $file40 = "$base/input40.bin";
+DestorTest::write_random_file($file40, 40 * $MB);
+my $digest40 = DestorTest::sha256_file($file40);
 sub open_uploads
 {
 	return scalar(grep { m{/\._S3rver_uploads/} } map { DestorTest::files_under($_->{dir}) } @s3);
@@ -162,27 +166,27 @@ is(open_uploads(), $open0, 'and leaves no multipart upload open');
 # d5 holds what it is sent for a minute: its begin does not answer; the
 # others' parts are stored, and d5's shard is given up for repair
 set_stall(5, 60_000);
-my $stalled = $node->safe_psql('postgres', "SET client_min_messages = error; SELECT destor.blob_import('archive', '$file')");
+my $stalled = $node->safe_psql('postgres', "SET client_min_messages = error; SELECT destor.blob_import('archive', '$file40')");
 set_stall(5, 0);
 is(shards_not_ok($stalled), '1', 'a provider stalled at the begin: its shard alone is given up');
 is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$stalled')), 'hex')"),
-	$digest, 'and the blob reads back byte for byte');
+	$digest40, 'and the blob reads back byte for byte');
 
 # every provider stalled: the statement times out while the begins are
 # in flight; the session goes on, and the next import is whole
 set_stall($_, 60_000) for 0 .. 5;
 my ($rc, $o, $err) = $node->psql('postgres', qq{
 SET statement_timeout = '1500ms';
-SELECT destor.blob_import('archive', '$file');
+SELECT destor.blob_import('archive', '$file40');
 RESET statement_timeout;
 SELECT 'after';}, on_error_stop => 0);
 set_stall($_, 0) for 0 .. 5;
 like($err, qr/canceling statement due to statement timeout/, 'begins stalled: the import times out');
 is($o, 'after', 'and the session goes on');
-my $again = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$file')");
+my $again = $node->safe_psql('postgres', "SELECT destor.blob_import('archive', '$file40')");
 is(shards_not_ok($again), '0', 'the next import stores every shard');
 is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$again')), 'hex')"),
-	$digest, 'and reads back byte for byte');
+	$digest40, 'and reads back byte for byte');
 
 # a file pool (uploads one part at a time): begun ahead too
 my $fdir = "$base/files";
@@ -191,10 +195,10 @@ $node->safe_psql('postgres', join('', map {
 	"CREATE SERVER fp$_ FOREIGN DATA WRAPPER destor_provider OPTIONS (type 'file', path '$fdir/$_');\n" } 0 .. 5)
 	  . "CREATE SERVER fpool FOREIGN DATA WRAPPER destor OPTIONS (providers '"
 	  . join(',', map { "fp$_" } 0 .. 5) . "', data_shards '4', parity_shards '2');");
-my $fblob = $node->safe_psql('postgres', "SELECT destor.blob_import('fpool', '$file')");
+my $fblob = $node->safe_psql('postgres', "SELECT destor.blob_import('fpool', '$file40')");
 is(shards_not_ok($fblob), '0', 'on file providers, an import begun ahead stores every shard');
 is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$fblob')), 'hex')"),
-	$digest, 'and reads back byte for byte');
+	$digest40, 'and reads back byte for byte');
 my $fpacked = $node->safe_psql('postgres',
 	"SELECT destor.blob_put('fpool', convert_to(repeat('destor', 8 * 1024 * 1024), 'UTF8'))");
 is($node->safe_psql('postgres', "SELECT md5(convert_from(destor.blob_get('$fpacked'), 'UTF8'))"),
