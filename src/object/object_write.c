@@ -59,6 +59,10 @@ object_define_gucs(void)
 							 NULL, NULL, NULL);
 }
 
+/* blocks an object of known size is sealed before it decides to begin its
+ * uploads ahead: enough to tell how it compresses */
+#define EXPECT_SAMPLE_BLOCKS	4
+
 /* room after a part for the shard trailer of objects up to a few GiB */
 #define PART_SLACK (256 * 1024)
 
@@ -109,6 +113,7 @@ struct ObjectWriter
 	ProviderUpload **uploads;
 	bool		started;		/* uploads begun (object larger than a part) */
 	bool		beginning;		/* w->sending is the batch beginning them */
+	uint64		expect;			/* the object's size, if known ahead (0: not) */
 	uint8	  **sending_part;	/* the other set: the part being sent, or NULL */
 	WriterBatch sending;		/* its batch, while it runs */
 	bool		pipelined;		/* every provider s3: a part is started before
@@ -225,8 +230,11 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 			}
 			w->errors[i] = MemoryContextStrdup(w->cxt,
 											   part_failed ?
-											   psprintf("provider \"%s\": another part of its upload failed",
-														w->providers[i]->name) :
+											   (reqs[r].upload->broken_error ?
+												psprintf("%s (another part of the same upload)",
+														 reqs[r].upload->broken_error) :
+												psprintf("provider \"%s\": another part of its upload failed",
+														 w->providers[i]->name)) :
 											   reqs[r].error ? reqs[r].error : "unknown error");
 			if (w->uploads[i] && w->uploads[i]->active)
 			{
@@ -533,6 +541,22 @@ writer_seal_block(ObjectWriter *w, bool last)
 	w->block_ends[w->blockno] = w->meta->stream_size;
 	w->blockno++;
 	w->blocklen = 0;
+
+	/*
+	 * The size known ahead (object_writer_expect), and the first blocks
+	 * say how well it compresses: if its shards will not fit one part, the
+	 * uploads are begun now, so that the begins' round trips pass while the
+	 * first part is encoded.  A blob that compresses into one part keeps
+	 * its single PUT a shard.
+	 */
+	if (w->expect > 0 && !w->started && !last && w->blockno == EXPECT_SAMPLE_BLOCKS)
+	{
+		double		ratio = (double) w->meta->stream_size /
+			((double) EXPECT_SAMPLE_BLOCKS * OBJECT_BLOCK_SIZE);
+
+		if ((double) w->expect * ratio / w->k > (double) OBJECT_PART_SIZE)
+			writer_begin_uploads(w);
+	}
 }
 
 ObjectWriter *
@@ -716,23 +740,18 @@ object_writer_stop(ObjectWriter *w)
 
 /*
  * object_writer_expect — the caller knows the object's size ahead (a file,
- * a bytea).  If its shards will not fit one part, their multipart uploads
- * are begun now rather than when the first part is full: each begin's
- * round trip (a far provider's is the longest) then passes while that
- * part is encoded.  An object that compresses to less still ends as an
+ * a bytea).  If, by how its first blocks compress, its shards will not fit
+ * one part, their multipart uploads are begun then rather than when the
+ * first part is full (writer_seal_block): each begin's round trip (a far
+ * provider's is the longest) passes while that part is encoded.  An object
+ * that compresses further than its first blocks did still ends as an
  * upload of one part.  Call before the first write.
  */
 void
 object_writer_expect(ObjectWriter *w, uint64 size)
 {
-	MemoryContext old;
-
 	Assert(w->meta->size == 0);
-	if (w->started || size / w->k <= OBJECT_PART_SIZE)
-		return;
-	old = MemoryContextSwitchTo(w->cxt);
-	writer_begin_uploads(w);
-	MemoryContextSwitchTo(old);
+	w->expect = size;
 }
 
 /*

@@ -552,7 +552,8 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		if (r->provider->type == PROVIDER_S3)
 		{
 			s3reqs[ns3++] = r;
-			if (r->op != POP_GET && r->op != POP_UPLOAD_PART)
+			/* reads, parts and begins run on while the caller works */
+			if (r->op != POP_GET && r->op != POP_UPLOAD_PART && r->op != POP_UPLOAD_BEGIN)
 				s3_async = false;
 		}
 		else

@@ -789,7 +789,13 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	req->retries = Max(t->attempt - 1, 0);
 	req->short_bodies = t->short_bodies;
 	if (outcome != S3_OK && t->op == S3OP_UPLOAD_PART && req->upload != NULL)
+	{
+		/* the first failure's cause, for the parts it takes along */
+		if (!req->upload->broken && req->error != NULL)
+			req->upload->broken_error =
+				MemoryContextStrdup(GetMemoryChunkContext(req->upload), req->error);
 		req->upload->broken = true;
+	}
 	req->unreachable = outcome != S3_OK &&
 		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
 		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||

@@ -91,6 +91,7 @@ typedef struct ProviderUpload
 								 * them (s3_hedge_turn) */
 	bool		given_up;		/* broken by a part given up (its provider
 								 * stalled or too slow), not by a failure */
+	char	   *broken_error;	/* broken by a failure: that part's error */
 	/* file backend */
 	int			fd;
 	char	   *tmppath;

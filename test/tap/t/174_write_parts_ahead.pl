@@ -12,8 +12,8 @@
 # 3. Objects of several parts written in one call, on every provider and
 #    then with one stopped, read back byte for byte.
 # 4. Uploads begun before the first part is full (blob_import and blob_put
-#    know the size): a blob that compresses to less than a part ends as an
-#    upload of one part; one provider stalled at the begin is given up for
+#    know the size): a blob that compresses to less than a part is stored
+#    whole and leaves no upload open; one provider stalled at the begin is given up for
 #    repair; a statement cancelled while the begins are in flight leaves
 #    the session usable; a file pool takes the same path.
 use strict;
@@ -151,8 +151,9 @@ sub open_uploads
 {
 	return scalar(grep { m{/\._S3rver_uploads/} } map { DestorTest::files_under($_->{dir}) } @s3);
 }
-# 48 MiB that compress to a few KiB: begun as a multipart upload (more
-# than a part a shard before compression), ended as one part
+# 48 MiB that compress to a few KiB: more than a part a shard before
+# compression, but its first blocks compress, so it is not begun ahead
+# and keeps its single PUT a shard
 my $open0 = open_uploads();
 my $md5 = $node->safe_psql('postgres', "SELECT md5(repeat('destor', 8 * 1024 * 1024))");
 my $packed = $node->safe_psql('postgres',
