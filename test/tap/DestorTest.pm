@@ -357,6 +357,47 @@ SELECT (SELECT count(*) FROM (SELECT * FROM wide EXCEPT ALL SELECT * FROM wide_h
      + (SELECT count(*) FROM (SELECT * FROM wide_heap EXCEPT ALL SELECT * FROM wide) b)} };
 }
 
+# The rig of the writers' break files (173, 175): $n s3rver, each behind a
+# FaultProxy (faults per provider) behind a delay proxy (chunks held per
+# provider: set_delay), declared providers d0..d<n-1>.  Returns { s3,
+# faults, delays, stall (the delay files), providers }; stop it with
+# stop_fault_delay_rig (an END block: a test that dies leaves no proxy).
+sub start_fault_delay_rig
+{
+	my ($node, $n) = @_;
+	require FaultProxy;
+	my $base = $node->basedir;
+	my $rig = { s3 => [ start_s3_servers($n, $base) ], faults => [], delays => [], stall => [] };
+	for my $i (0 .. $n - 1)
+	{
+		my $s3 = $rig->{s3}[$i];
+		$rig->{stall}[$i] = "$base/stall_$i";
+		set_delay($rig->{stall}[$i], 0);
+		push @{ $rig->{faults} }, FaultProxy::start($s3->{port}, "$base/faults_$i", $s3->{dir});
+		push @{ $rig->{delays} }, start_delay_proxy($rig->{faults}[$i]{port}, $rig->{stall}[$i]);
+	}
+	$rig->{providers} =
+	  [ map { { %{ $rig->{s3}[$_] }, port => $rig->{delays}[$_]{port}, name => "d$_" } } 0 .. $n - 1 ];
+	return $rig;
+}
+
+sub stop_fault_delay_rig
+{
+	my ($rig) = @_;
+	return unless $rig;
+	FaultProxy::stop($_) for grep { defined } @{ $rig->{faults} };
+	stop_delay_proxy($_) for grep { defined } @{ $rig->{delays} };
+}
+
+# A delay proxy's delay file: hold each chunk $ms milliseconds (0: none).
+sub set_delay
+{
+	my ($file, $ms) = @_;
+	open(my $fh, '>', $file) or die "cannot write $file: $!";
+	print $fh "$ms\n";
+	close $fh;
+}
+
 # SQL for $n file providers f1..fn in folders made under $base, and a
 # pool over them with k data and m parity shards; returns (sql, dirs).
 sub file_pool_sql

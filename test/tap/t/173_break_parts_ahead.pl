@@ -44,32 +44,19 @@ my $MB = 1024 * 1024;
 my $T0 = time;
 my ($node, $keyfile) = DestorTest::start_cluster('break_parts', conf => "restart_after_crash = on\n");
 my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-my (@faults, @delays, @stall);
+my $rig = DestorTest::start_fault_delay_rig($node, 6);
 END
 {
 	local $?;
-	FaultProxy::stop($_) for grep { defined } @faults;
-	DestorTest::stop_delay_proxy($_) for grep { defined } @delays;
+	DestorTest::stop_fault_delay_rig($rig);
 }
-for my $i (0 .. 5)
-{
-	$stall[$i] = "$base/stall_$i";
-	set_stall($i, 0);
-	push @faults, FaultProxy::start($s3[$i]{port}, "$base/faults_$i", $s3[$i]{dir});
-	push @delays, DestorTest::start_delay_proxy($faults[$i]{port}, $stall[$i]);
-}
-my @providers = map { { %{ $s3[$_] }, port => $delays[$_]{port}, name => "d$_" } } 0 .. 5;
+my @s3 = @{ $rig->{s3} };
+my @faults = @{ $rig->{faults} };
+my @providers = @{ $rig->{providers} };
 my ($fsql) = DestorTest::file_pool_sql($base, 'fp', 6, 4, 2);
 $node->safe_psql('postgres', DestorTest::providers_sql('p42', 4, 2, @providers) . $fsql);
 
-sub set_stall
-{
-	my ($i, $ms) = @_;
-	open(my $fh, '>', $stall[$i]) or die;
-	print $fh "$ms\n";
-	close $fh;
-}
+sub set_stall { my ($i, $ms) = @_; DestorTest::set_delay($rig->{stall}[$i], $ms); }
 sub stall_all { set_stall($_, $_[0]) for 0 .. 5; }
 
 my $file = "$base/input.bin";
