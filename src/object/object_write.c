@@ -223,6 +223,10 @@ writer_collect(ObjectWriter *w, ProviderRequest *reqs, int *shard_of, int nreqs)
 												   reqs[r].upload_broken ?
 												   psprintf("provider \"%s\": another part of its upload was given up",
 															w->providers[i]->name) :
+												   reqs[r].thin ?
+												   psprintf("provider \"%s\": given up after %.0f ms, once %d other shards were stored, its bytes going out too slowly to end in time",
+															w->providers[i]->name, reqs[r].latency_ms,
+															w->write_quorum) :
 												   psprintf("provider \"%s\": given up after %.0f ms, once %d other shards were stored",
 															w->providers[i]->name, reqs[r].latency_ms,
 															w->write_quorum));

@@ -902,6 +902,9 @@ typedef struct S3Hedge
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		quorum_ms;		/* how long that took from the set's start */
 	double		unattended_at_quorum;	/* s3_unattended_ms then */
+	size_t	   *tail_pos;		/* per transfer: body_pos at its pace's first
+								 * look after the quorum (uploads) */
+	double	   *tail_seen_ms;	/* ... and the attended clock then, 0 none */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
 } S3Hedge;
 
@@ -940,6 +943,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	h->answered = palloc0(sizeof(TimestampTz) * n);
 	h->read_ms = palloc(sizeof(double) * n);
 	h->ok_at = palloc0(sizeof(TimestampTz) * n);
+	h->tail_pos = palloc0(sizeof(size_t) * n);
+	h->tail_seen_ms = palloc0(sizeof(double) * n);
 	for (int i = 0; i < n; i++)
 	{
 		ProviderRequest *req = ts[i]->req;
@@ -1127,6 +1132,72 @@ s3_done_rate(S3Transfer **ts, int n, double *body_ms)
 }
 
 static double s3_link_rate(S3Transfer *t, TimestampTz now);
+
+/*
+ * A hedged write's straggler on a thin uplink, that would not end within
+ * the tail the quorum allows (tail_left ms more): given up at once rather
+ * than at the tail's end — a thin provider's part held the writer a second
+ * for a shard it dropped anyway, while the next part could not be encoded
+ * into that part's buffers.
+ *
+ * Its pace is the bytes it handed to libcurl over HEDGE_WRITE_PACE_MS of
+ * the attended clock (the time the backend looked after the sockets) after
+ * the quorum: by then the socket's buffers are full, and these go at the
+ * link's rate.  What it has left is not what libcurl still holds — the
+ * buffers hold megabytes on a fast or near link — but at least what the
+ * whole part at that pace needs beyond the time it has run.  That
+ * estimate is too long if its link was faster before (another part on it
+ * ended), so only a link that sends at less than 1/HEDGE_THIN_FACTOR of
+ * the slowest stored upload's rate is judged at all: one merely slower
+ * than the others gets the tail as before.
+ */
+#define HEDGE_WRITE_PACE_MS		200
+
+static bool
+s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, long tail_left)
+{
+	S3Transfer *t = ts[i];
+	double		attended = (double) now / 1000.0 - s3_unattended_ms;
+	double		watched,
+				rate,
+				stored_rate = -1,
+				left_ms;
+
+	if (t->body_len < HEDGE_THIN_MIN_BYTES || t->body_pos >= t->body_len ||
+		tail_left <= 0 || t->try_start == 0)
+		return false;
+	if (h->tail_seen_ms[i] == 0 || t->body_pos < h->tail_pos[i])
+	{
+		/* first look, or a new try that sends from the start again */
+		h->tail_pos[i] = t->body_pos;
+		h->tail_seen_ms[i] = attended;
+		return false;
+	}
+	watched = attended - h->tail_seen_ms[i];
+	if (watched < HEDGE_WRITE_PACE_MS || t->body_pos == h->tail_pos[i])
+		return false;			/* too soon, or not sending: the stall rule's */
+	rate = (double) (t->body_pos - h->tail_pos[i]) / watched;
+
+	/* the slowest stored upload's rate, its round trips included */
+	for (int j = 0; j < n; j++)
+	{
+		S3Transfer *o = ts[j];
+
+		if (o->state == TS_DONE && o->req->ok && o->op != S3OP_GET &&
+			o->body_len >= HEDGE_THIN_MIN_BYTES && o->req->latency_ms > 0)
+		{
+			double		r = (double) o->body_len / o->req->latency_ms;
+
+			if (stored_rate < 0 || r < stored_rate)
+				stored_rate = r;
+		}
+	}
+	if (stored_rate < 0 || rate * HEDGE_THIN_FACTOR >= stored_rate)
+		return false;
+	left_ms = Max((double) (t->body_len - t->body_pos) / rate,
+				  (double) t->body_len / rate - (double) (now - t->try_start) / 1000.0);
+	return left_ms > (double) tail_left;
+}
 
 /*
  * Whether running transfer t is a large GET whose provider's link brings
@@ -1546,9 +1617,18 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 				double		tail_ms = Max((double) HEDGE_WRITE_MIN_MS,
 										  HEDGE_WRITE_TAIL_FACTOR * h->quorum_ms);
 
+				long		tail_left = (long) (tail_ms - Max((double) (now - h->quorum_at) / 1000.0 - away_ms, 0.0));
+
 				/* sending, but past the tail the quorum allows: given up
 				 * (the times the backend was away from the sockets aside) */
-				left = Min(left, (long) (tail_ms - Max((double) (now - h->quorum_at) / 1000.0 - away_ms, 0.0)));
+				left = Min(left, tail_left);
+				/* or sending so slowly that it would not end by then */
+				if (left > 0 && t->state == TS_RUNNING &&
+					s3_upload_too_slow(h, ts, n, i, now, tail_left))
+				{
+					left = 0;
+					t->req->thin = true;
+				}
 
 				if (t->state != TS_RUNNING || left > 0)
 				{

@@ -162,7 +162,10 @@ typedef struct ProviderRequest
 	bool		abandoned;		/* hedge: given up as too slow (ok is false) */
 	bool		thin;			/* abandoned for its bytes coming far slower
 								 * than the others': its link is thin, its
-								 * provider not slow to answer */
+								 * provider not slow to answer; or (a hedged
+								 * write, cancelled) given up after the quorum
+								 * for its bytes going out too slowly to end
+								 * within the tail */
 	bool		cancelled;		/* hedged set: not needed after all — a spare never
 								 * started, or stopped once enough units answered
 								 * (ok is false; not an error) */
