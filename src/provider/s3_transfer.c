@@ -864,8 +864,9 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * HEDGE_WRITE_MIN_MS: giving one up costs a repair), and for no longer than
  * the quorum took again (HEDGE_WRITE_TAIL_FACTOR times, at least
  * HEDGE_WRITE_MIN_MS: a provider on a thin uplink that keeps sending would
- * otherwise set every write's pace), then cancelled.  The writer records
- * their shards as missing, for repair.
+ * otherwise set every write's pace), then cancelled — sooner when its pace
+ * shows that it cannot end by then (s3_upload_too_slow).  The writer
+ * records their shards as missing, for repair.
  */
 #define HEDGE_MIN_MS		300
 #define HEDGE_FACTOR		3
@@ -902,6 +903,7 @@ typedef struct S3Hedge
 	TimestampTz quorum_at;		/* when the units needed had succeeded */
 	double		quorum_ms;		/* how long that took from the set's start */
 	double		unattended_at_quorum;	/* s3_unattended_ms then */
+	bool		awaited;		/* this turn's caller waits for the set to end */
 	size_t	   *tail_pos;		/* per transfer: body_pos at its pace's first
 								 * look after the quorum (uploads) */
 	double	   *tail_seen_ms;	/* ... and the attended clock then, 0 none */
@@ -1140,10 +1142,13 @@ static double s3_link_rate(S3Transfer *t, TimestampTz now);
  * for a shard it dropped anyway, while the next part could not be encoded
  * into that part's buffers.
  *
- * Its pace is the bytes it handed to libcurl over HEDGE_WRITE_PACE_MS of
- * the attended clock (the time the backend looked after the sockets) after
- * the quorum: by then the socket's buffers are full, and these go at the
- * link's rate.  What it has left is not what libcurl still holds — the
+ * Judged only while the writer waits for the set: then it gains by not
+ * waiting.  Judged while the set ran behind other work (the writer
+ * encoding, a client between two calls, a read), a provider stalled for a
+ * while but sending again by the time the writer came back lost its shard
+ * (TAP 174).  Its pace is the bytes it handed to libcurl over
+ * HEDGE_WRITE_PACE_MS of that wait after the quorum: by then the socket's
+ * buffers are full, and these go at the link's rate.  What it has left is not what libcurl still holds — the
  * buffers hold megabytes on a fast or near link — but at least what the
  * whole part at that pace needs beyond the time it has run.  That
  * estimate is too long if its link was faster before (another part on it
@@ -1164,8 +1169,11 @@ s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, l
 				left_ms;
 
 	if (t->body_len < HEDGE_THIN_MIN_BYTES || t->body_pos >= t->body_len ||
-		tail_left <= 0 || t->try_start == 0)
+		tail_left <= 0 || t->try_start == 0 || !h->awaited)
+	{
+		h->tail_seen_ms[i] = 0; /* a pace is watched over one wait */
 		return false;
+	}
 	if (h->tail_seen_ms[i] == 0 || t->body_pos < h->tail_pos[i])
 	{
 		/* first look, or a new try that sends from the start again */
@@ -1930,6 +1938,7 @@ s3_run_step(S3Run *run, bool wait)
 	{
 		/* enough units in: the set's others are cancelled; requests
 		 * outside the set still run to their end */
+		hedge->awaited = wait;
 		(void) s3_hedge_turn(hedge, ts, n, &run->ndone, &wait_ms, run->resultcxt);
 		if (run->ndone >= n)
 			goto done;
