@@ -166,6 +166,7 @@ extern void s3_runs_abort(void);
 
 /* s3_request.c */
 extern bool s3_transfer_start(S3Transfer *t, MemoryContext resultcxt);
+extern int64 s3_transfer_unsent(S3Transfer *t);
 
 /* s3_xml.c */
 extern const char *s3_xml_element(const char *s, const char *end, const char *tag,

@@ -13,6 +13,10 @@
 
 #include <curl/curl.h>
 #include <time.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <linux/sockios.h>
 
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
@@ -24,6 +28,76 @@
 /* ---------------------------------------------------------------------
  * libcurl callbacks feeding the request body: no palloc, no ereport
  * --------------------------------------------------------------------- */
+
+/*
+ * The sockets libcurl opened lately, so that an upload's bytes still in
+ * its socket's send queue can be counted (s3_transfer_unsent): libcurl
+ * says which local port a transfer's connection has, not which socket.
+ * An entry may outlive its socket (its number reused by anything): each
+ * look checks that it is still a connected socket with those ports.
+ */
+#define S3_SOCKETS 64
+static curl_socket_t s3_sockets[S3_SOCKETS];
+static int	s3_nsockets = 0;
+
+static int
+s3_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKOPT_OK;
+	for (int i = 0; i < Min(s3_nsockets, S3_SOCKETS); i++)
+		if (s3_sockets[i] == fd)
+			return CURL_SOCKOPT_OK;	/* a number used again */
+	s3_sockets[s3_nsockets++ % S3_SOCKETS] = fd;
+	return CURL_SOCKOPT_OK;
+}
+
+static int
+s3_socket_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *) ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *) ss)->sin6_port);
+	return -1;
+}
+
+/*
+ * Bytes of running transfer t that its socket has not had acknowledged
+ * (sent or not), or -1 when that cannot be told: what libcurl has been
+ * handed is ahead of what the provider has by that much.
+ */
+int64
+s3_transfer_unsent(S3Transfer *t)
+{
+	long		lport = 0,
+				rport = 0;
+
+	if (t->easy == NULL ||
+		curl_easy_getinfo(t->easy, CURLINFO_LOCAL_PORT, &lport) != CURLE_OK ||
+		curl_easy_getinfo(t->easy, CURLINFO_PRIMARY_PORT, &rport) != CURLE_OK ||
+		lport <= 0 || rport <= 0)
+		return -1;
+	for (int i = 0; i < Min(s3_nsockets, S3_SOCKETS); i++)
+	{
+		struct sockaddr_storage local,
+					peer;
+		socklen_t	len = sizeof(local);
+		int			outq = 0;
+
+		if (getsockname(s3_sockets[i], (struct sockaddr *) &local, &len) != 0 ||
+			s3_socket_port(&local) != lport)
+			continue;
+		len = sizeof(peer);
+		if (getpeername(s3_sockets[i], (struct sockaddr *) &peer, &len) != 0 ||
+			s3_socket_port(&peer) != rport)
+			continue;
+		if (ioctl(s3_sockets[i], SIOCOUTQ, &outq) != 0 || outq < 0)
+			return -1;
+		return outq;
+	}
+	return -1;
+}
 
 static size_t
 s3_read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
@@ -394,6 +468,7 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
 	SETOPT(easy, CURLOPT_VERBOSE, 0L);
 	SETOPT(easy, CURLOPT_TCP_NODELAY, 1L);
+	SETOPT(easy, CURLOPT_SOCKOPTFUNCTION, s3_sockopt_cb);
 	SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -904,9 +904,11 @@ typedef struct S3Hedge
 	double		quorum_ms;		/* how long that took from the set's start */
 	double		unattended_at_quorum;	/* s3_unattended_ms then */
 	bool		awaited;		/* this turn's caller waits for the set to end */
-	size_t	   *tail_pos;		/* per transfer: body_pos at its pace's first
-								 * look after the quorum (uploads) */
+	size_t	   *tail_pos;		/* per transfer: bytes the provider had at its
+								 * pace's first look after the quorum (uploads) */
 	double	   *tail_seen_ms;	/* ... and the attended clock then, 0 none */
+	bool	   *tail_exact;		/* ... its socket's unacknowledged bytes told */
+	int		   *tail_slow;		/* ... windows in a row found too slow */
 	double		slowest_unit_ms;	/* slowest successful unit of the batch */
 } S3Hedge;
 
@@ -947,6 +949,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	h->ok_at = palloc0(sizeof(TimestampTz) * n);
 	h->tail_pos = palloc0(sizeof(size_t) * n);
 	h->tail_seen_ms = palloc0(sizeof(double) * n);
+	h->tail_exact = palloc0(sizeof(bool) * n);
+	h->tail_slow = palloc0(sizeof(int) * n);
 	for (int i = 0; i < n; i++)
 	{
 		ProviderRequest *req = ts[i]->req;
@@ -1146,17 +1150,22 @@ static double s3_link_rate(S3Transfer *t, TimestampTz now);
  * waiting.  Judged while the set ran behind other work (the writer
  * encoding, a client between two calls, a read), a provider stalled for a
  * while but sending again by the time the writer came back lost its shard
- * (TAP 174).  Its pace is the bytes it handed to libcurl over
- * HEDGE_WRITE_PACE_MS of that wait after the quorum: by then the socket's
- * buffers are full, and these go at the link's rate.  What it has left is not what libcurl still holds — the
- * buffers hold megabytes on a fast or near link — but at least what the
- * whole part at that pace needs beyond the time it has run.  That
- * estimate is too long if its link was faster before (another part on it
- * ended), so only a link that sends at less than 1/HEDGE_THIN_FACTOR of
- * the slowest stored upload's rate is judged at all: one merely slower
- * than the others gets the tail as before.
+ * (TAP 174).  Its pace is the bytes its provider acknowledged (what it
+ * handed to libcurl less what its socket still queues: s3_transfer_unsent,
+ * megabytes on a fast or near link) over a window of HEDGE_WRITE_PACE_MS
+ * of that wait, after the quorum; too slow in HEDGE_WRITE_PACE_WINDOWS
+ * windows in a row, it is given up — one window could end inside the last
+ * hold of a provider that had just recovered (TAP 174).  Where the queue
+ * cannot be told, the bytes handed to libcurl stand for it, and the error
+ * is to wait.  Judged on
+ * the whole part at its latest pace, a link that had sent its first
+ * megabytes fast was given up although it would have ended in time (TAP
+ * 176).  Only a link sending at less than 1/HEDGE_THIN_FACTOR of the
+ * slowest stored upload's rate is judged at all: one merely slower than
+ * the others gets the tail as before.
  */
 #define HEDGE_WRITE_PACE_MS		200
+#define HEDGE_WRITE_PACE_WINDOWS	2
 
 static bool
 s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, long tail_left)
@@ -1167,24 +1176,35 @@ s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, l
 				rate,
 				stored_rate = -1,
 				left_ms;
+	int64		unsent;
+	size_t		done;
 
-	if (t->body_len < HEDGE_THIN_MIN_BYTES || t->body_pos >= t->body_len ||
-		tail_left <= 0 || t->try_start == 0 || !h->awaited)
+	if (t->body_len < HEDGE_THIN_MIN_BYTES || tail_left <= 0 || t->try_start == 0 ||
+		!h->awaited)
 	{
 		h->tail_seen_ms[i] = 0; /* a pace is watched over one wait */
+		h->tail_slow[i] = 0;
 		return false;
 	}
-	if (h->tail_seen_ms[i] == 0 || t->body_pos < h->tail_pos[i])
+	/* what the provider has: acknowledged, or at most handed to libcurl */
+	unsent = s3_transfer_unsent(t);
+	done = t->body_pos - (size_t) Min(Max(unsent, 0), (int64) t->body_pos);
+	if (done >= t->body_len)
+		return false;
+	if (h->tail_seen_ms[i] == 0 || done < h->tail_pos[i] || h->tail_exact[i] != (unsent >= 0))
 	{
-		/* first look, or a new try that sends from the start again */
-		h->tail_pos[i] = t->body_pos;
+		/* first look, a new try that sends from the start again, or the
+		 * socket's queue no longer (or now) told */
+		h->tail_pos[i] = done;
 		h->tail_seen_ms[i] = attended;
+		h->tail_exact[i] = unsent >= 0;
+		h->tail_slow[i] = 0;
 		return false;
 	}
 	watched = attended - h->tail_seen_ms[i];
-	if (watched < HEDGE_WRITE_PACE_MS || t->body_pos == h->tail_pos[i])
+	if (watched < HEDGE_WRITE_PACE_MS || done == h->tail_pos[i])
 		return false;			/* too soon, or not sending: the stall rule's */
-	rate = (double) (t->body_pos - h->tail_pos[i]) / watched;
+	rate = (double) (done - h->tail_pos[i]) / watched;
 
 	/* the slowest stored upload's rate, its round trips included */
 	for (int j = 0; j < n; j++)
@@ -1200,11 +1220,18 @@ s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, l
 				stored_rate = r;
 		}
 	}
-	if (stored_rate < 0 || rate * HEDGE_THIN_FACTOR >= stored_rate)
+	left_ms = (double) (t->body_len - done) / rate;
+
+	/* the next window starts here */
+	h->tail_pos[i] = done;
+	h->tail_seen_ms[i] = attended;
+	if (stored_rate < 0 || rate * HEDGE_THIN_FACTOR >= stored_rate ||
+		left_ms <= (double) tail_left)
+	{
+		h->tail_slow[i] = 0;
 		return false;
-	left_ms = Max((double) (t->body_len - t->body_pos) / rate,
-				  (double) t->body_len / rate - (double) (now - t->try_start) / 1000.0);
-	return left_ms > (double) tail_left;
+	}
+	return ++h->tail_slow[i] >= HEDGE_WRITE_PACE_WINDOWS;
 }
 
 /*

@@ -1,8 +1,12 @@
 # Attacks on the early give-up of a hedged write's straggler by its pace
-# (s3_upload_too_slow): 200 ms of attended time after the quorum, an upload
-# sending at less than a third of the slowest stored upload's rate, whose
-# whole body at that pace would not end within the tail, is given up at once
-# ("... its bytes going out too slowly to end in time").
+# (s3_upload_too_slow): while the writer waits, after the quorum, an upload
+# whose provider acknowledges bytes at less than a third of the slowest
+# stored upload's rate, too slowly to end within the tail, in two windows of
+# 200 ms in a row, is given up at once ("... its bytes going out too slowly
+# to end in time").  Case B failed on the first version of the rule, which
+# took the whole body at the latest pace for what was left: a link that
+# had sent its first megabytes fast was given up although it would have
+# ended in time.
 #
 # Six real s3rver processes, a 4+2 pool (write_quorum 5).  Provider s1 sits
 # behind a FaultProxy (503s) and, in front of that, a "phase" proxy of this
