@@ -1167,6 +1167,8 @@ static double s3_link_rate(S3Transfer *t, TimestampTz now);
 #define HEDGE_WRITE_PACE_MS		200
 #define HEDGE_WRITE_PACE_WINDOWS	2
 
+static bool s3_socket_shared(S3Transfer *t);
+
 static bool
 s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, long tail_left)
 {
@@ -1186,8 +1188,11 @@ s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, l
 		h->tail_slow[i] = 0;
 		return false;
 	}
-	/* what the provider has: acknowledged, or at most handed to libcurl */
+	/* what the provider has: acknowledged, or at most handed to libcurl
+	 * (a socket that streams of other transfers share says nothing of one) */
 	unsent = s3_transfer_unsent(t);
+	if (unsent >= 0 && s3_socket_shared(t))
+		unsent = -1;
 	done = t->body_pos - (size_t) Min(Max(unsent, 0), (int64) t->body_pos);
 	if (done >= t->body_len)
 		return false;
@@ -1792,6 +1797,32 @@ s3_link_rate(S3Transfer *t, TimestampTz now)
 				rate += (double) o->received / Max((double) (now - o->body_at) / 1000.0, 1.0);
 		}
 	return rate;
+}
+
+/*
+ * Whether another running transfer of t's provider goes over t's
+ * connection (streams multiplexed on one HTTP/2 connection).
+ */
+static bool
+s3_socket_shared(S3Transfer *t)
+{
+	long		port = 0;
+
+	if (curl_easy_getinfo(t->easy, CURLINFO_LOCAL_PORT, &port) != CURLE_OK || port <= 0)
+		return true;
+	for (S3Run *run = s3_runs; run != NULL; run = run->next)
+		for (int i = 0; i < run->n; i++)
+		{
+			S3Transfer *o = run->ts[i];
+			long		oport = 0;
+
+			if (o != t && o->provider == t->provider && o->state == TS_RUNNING &&
+				o->easy != NULL &&
+				curl_easy_getinfo(o->easy, CURLINFO_LOCAL_PORT, &oport) == CURLE_OK &&
+				oport == port)
+				return true;
+		}
+	return false;
 }
 
 /*
