@@ -904,6 +904,7 @@ typedef struct S3Hedge
 	double		quorum_ms;		/* how long that took from the set's start */
 	double		unattended_at_quorum;	/* s3_unattended_ms then */
 	bool		awaited;		/* this turn's caller waits for the set to end */
+	bool		watched;		/* ... and every caller has, since the quorum */
 	size_t	   *tail_pos;		/* per transfer: bytes the provider had at its
 								 * pace's first look after the quorum (uploads) */
 	double	   *tail_seen_ms;	/* ... and the attended clock then, 0 none */
@@ -1146,11 +1147,13 @@ static double s3_link_rate(S3Transfer *t, TimestampTz now);
  * for a shard it dropped anyway, while the next part could not be encoded
  * into that part's buffers.
  *
- * Judged only while the writer waits for the set: then it gains by not
- * waiting.  Judged while the set ran behind other work (the writer
- * encoding, a client between two calls, a read), a provider stalled for a
- * while but sending again by the time the writer came back lost its shard
- * (TAP 174).  Its pace is the bytes its provider acknowledged (what it
+ * Judged only while the writer waits for the set, and only if it has
+ * waited since the quorum came: then it gains by not waiting, and it has
+ * seen the straggler's pace since.  Judged while the set ran behind other
+ * work (the writer encoding, a client between two calls, a read), or when
+ * the writer came back to a quorum reached meanwhile, a provider stalled
+ * for a while but sending again by the time the writer came back lost its
+ * shard (TAP 174, also under CI load).  Its pace is the bytes its provider acknowledged (what it
  * handed to libcurl less what its socket still queues: s3_transfer_unsent,
  * megabytes on a fast or near link) over a window of HEDGE_WRITE_PACE_MS
  * of that wait, after the quorum; too slow in HEDGE_WRITE_PACE_WINDOWS
@@ -1181,8 +1184,10 @@ s3_upload_too_slow(S3Hedge *h, S3Transfer **ts, int n, int i, TimestampTz now, l
 	int64		unsent;
 	size_t		done;
 
+	if (!h->awaited)
+		h->watched = false;
 	if (t->body_len < HEDGE_THIN_MIN_BYTES || tail_left <= 0 || t->try_start == 0 ||
-		!h->awaited)
+		!h->watched)
 	{
 		h->tail_seen_ms[i] = 0; /* a pace is watched over one wait */
 		h->tail_slow[i] = 0;
@@ -1619,6 +1624,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			TimestampTz first = 0;
 
 			h->quorum_at = now;
+			h->watched = h->awaited;
 			h->unattended_at_quorum = s3_unattended_ms;
 			for (int u = 0; u < h->nunits; u++)
 			{
