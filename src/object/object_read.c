@@ -55,6 +55,7 @@ reader_free_cipher(void *arg)
 	r->ahead_hedged = NULL;
 	memset(r->ahead_more, 0, sizeof(r->ahead_more));
 	memset(r->prefetch, 0, sizeof(r->prefetch));
+	r->stream = NULL;
 
 	if (r->cipher)
 		codec_cipher_free(r->cipher);
@@ -158,6 +159,7 @@ object_reader_open(ObjectMeta *meta)
 void
 object_reader_close(ObjectReader *r)
 {
+	object_reader_read_multi_discard(r);
 	reader_ahead_discard(r);
 	reader_hedged_ahead_discard(r);
 	reader_prefetch_discard(r);

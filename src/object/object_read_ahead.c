@@ -288,6 +288,11 @@ typedef struct MultiFetch
 	int			nruns;
 	WindowSource *run_srcs;
 	bool	   *run_ok;
+	/* opened as the caller needs its ranges (object_reader_read_multi_begin) */
+	uint64	   *opened;			/* per range: dsts hold it up to here */
+	char	  **dsts;
+	uint64	   *need;			/* per request: bytes a range's next blocks need */
+	bool		pending;		/* read ahead, started once the batch before it ends */
 } MultiFetch;
 
 /*
@@ -432,6 +437,8 @@ multi_prepare(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens)
 	mf->first = palloc(sizeof(int) * n);
 	mf->count = palloc0(sizeof(int) * n);
 	mf->srcs = palloc0(sizeof(WindowSource) * n);
+	mf->opened = palloc(sizeof(uint64) * n);
+	memcpy(mf->opened, offsets, sizeof(uint64) * n);
 	cand = palloc0(sizeof(bool) * n);
 
 	/*
@@ -544,7 +551,10 @@ multi_finish(ObjectReader *r, MultiFetch *mf)
 	object_read_stats.requests += mf->nreqs;
 }
 
-/* Open every range of a finished MultiFetch into dsts (repairing as needed). */
+/*
+ * Open every range of a finished MultiFetch into dsts (repairing as
+ * needed): what was not opened while it came in (mf->opened).
+ */
 static void
 multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 {
@@ -555,12 +565,23 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 		(void) reader_runs_complete(r, mf->runs, mf->run_srcs, mf->run_ok);
 	for (int i = 0; i < mf->n; i++)
 	{
-		uint64		off = mf->offsets[i];
-		uint64		len = mf->lens[i];
+		uint64		off = mf->opened[i];
+		uint64		end = mf->offsets[i] + mf->lens[i];
+		uint64		len = end > off ? end - off : 0;
+		char	   *dst = dsts[i] + (off - mf->offsets[i]);
 		uint64		b0,
 					b1;
 		bool		ok = mf->count[i] >= 0;
 
+		for (int q = mf->first[i]; q < mf->first[i] + Max(mf->count[i], 0); q++)
+		{
+			note_fetched(mf->reqs[q].result_size);
+			if (!mf->reqs[q].ok || mf->reqs[q].result_size != mf->reqs[q].length)
+			{
+				reader_note_failure(r, mf->shard_of[q], &mf->reqs[q], SHARD_SUSPECT);
+				ok = false;
+			}
+		}
 		if (len == 0)
 			continue;
 		b0 = off / bs;
@@ -577,13 +598,13 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 				uint64		to = Min(off + len, b * bs + plen);
 
 				all = cache_lookup(r->meta->id, b, (uint32) (from - b * bs),
-								   (uint32) (to - b * bs), dsts[i] + (from - off));
+								   (uint32) (to - b * bs), dst + (from - off));
 			}
 			if (!all)
 			{
 				/* evicted meanwhile: read it the ordinary way */
 				MemoryContextSwitchTo(r->cxt);
-				object_reader_read(r, off, len, dsts[i]);
+				object_reader_read(r, off, len, dst);
 				MemoryContextSwitchTo(mf->cxt);
 			}
 			continue;
@@ -594,28 +615,19 @@ multi_open(ObjectReader *r, MultiFetch *mf, char **dsts)
 
 			/* a run short of good chunks: read around it as a single window */
 			if (!mf->run_ok[j] ||
-				!reader_open_blocks(r, b0, b1, NULL, &mf->run_srcs[j], off, len, dsts[i], false))
-				reader_open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
+				!reader_open_blocks(r, b0, b1, NULL, &mf->run_srcs[j], off, len, dst, false))
+				reader_open_window_degraded(r, b0, b1, NULL, off, len, dst);
 			continue;
 		}
 		if (mf->count[i] < 0 && b1 - b0 + 1 > READ_WINDOW_BLOCKS)
 		{
 			MemoryContextSwitchTo(r->cxt);
-			object_reader_read(r, off, len, dsts[i]);
+			object_reader_read(r, off, len, dst);
 			MemoryContextSwitchTo(mf->cxt);
 			continue;
 		}
-		for (int q = mf->first[i]; q < mf->first[i] + Max(mf->count[i], 0); q++)
-		{
-			note_fetched(mf->reqs[q].result_size);
-			if (!mf->reqs[q].ok || mf->reqs[q].result_size != mf->reqs[q].length)
-			{
-				reader_note_failure(r, mf->shard_of[q], &mf->reqs[q], SHARD_SUSPECT);
-				ok = false;
-			}
-		}
-		if (!ok || !reader_open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dsts[i], false))
-			reader_open_window_degraded(r, b0, b1, NULL, off, len, dsts[i]);
+		if (!ok || !reader_open_blocks(r, b0, b1, NULL, &mf->srcs[i], off, len, dst, false))
+			reader_open_window_degraded(r, b0, b1, NULL, off, len, dst);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -656,27 +668,83 @@ reader_prefetch_discard(ObjectReader *r)
 	prefetch_discard_from(r, 0);
 }
 
-void
-object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
-						 char **dsts)
+/* Send the read-aheads held back until the batch before them ends. */
+static void
+prefetch_start_pending(ObjectReader *r)
 {
-	object_reader_read_multi_ahead(r, n, offsets, lens, dsts, 0, NULL);
+	for (int a = 0; a < OBJECT_READ_AHEAD_MAX; a++)
+		if (r->prefetch[a] && r->prefetch[a]->pending)
+		{
+			r->prefetch[a]->pending = false;
+			multi_start(r, r->prefetch[a]);
+		}
+}
+
+static bool
+prefetch_pending(ObjectReader *r)
+{
+	for (int a = 0; a < OBJECT_READ_AHEAD_MAX; a++)
+		if (r->prefetch[a] && r->prefetch[a]->pending)
+			return true;
+	return false;
 }
 
 /*
- * As object_reader_read_multi, and then start fetching the ranges the
- * caller will ask for next (up to OBJECT_READ_AHEAD_MAX calls ahead), so
- * that they come in while it works on these.  More than one call ahead
- * keeps a far provider's pipe full: the next batch's request is out
- * before the one before it has been received, instead of a round trip
- * after.  A read-ahead the caller no longer announces is dropped.
+ * Whether a started MultiFetch can be opened as it comes in: an s3 batch
+ * whose every range is read on the healthy path or as runs of stripes
+ * (object_reader_read_multi_need says, range by range, whether its shards
+ * serve it as they come).  Ranges from the cache or read on their own wait
+ * for the end as before.
  */
-void
-object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
-							   char **dsts, int nahead, const ObjectReadRanges *ahead)
+static bool
+multi_streamable(MultiFetch *mf)
+{
+	if (mf->batch == NULL || mf->nreqs == 0)
+		return false;
+	for (int q = 0; q < mf->nreqs; q++)
+		if (mf->reqs[q].provider->type != PROVIDER_S3 || mf->reqs[q].op != POP_GET)
+			return false;
+	for (int i = 0; i < mf->n; i++)
+		if (mf->count[i] < 0 && !(mf->count[i] == -3 && mf->runs != NULL))
+			return false;
+	return true;
+}
+
+/*
+ * The batch being opened as it comes in is wanted whole now, or was
+ * needed in a way it cannot serve as it comes: send the read-ahead behind
+ * it in its last round trip, wait for its end, and open what is left.
+ */
+static void
+multi_stream_complete(ObjectReader *r)
+{
+	MultiFetch *mf = r->stream;
+
+	if (mf == NULL)
+		return;
+	r->stream = NULL;			/* mf->cxt, the reader's child, goes with it on ERROR */
+	if (mf->batch && prefetch_pending(r))
+		provider_wait_tail(mf->batch);
+	prefetch_start_pending(r);
+	multi_finish(r, mf);
+	multi_open(r, mf, mf->dsts);
+	MemoryContextDelete(mf->cxt);
+}
+
+/*
+ * Read ranges [offsets[i], +lens[i]) into dsts[i], and start fetching what
+ * the caller announces it will read next.  stream: a batch that can be
+ * (multi_streamable) is left running in r->stream and its ranges opened
+ * as object_reader_read_multi_need asks; its read-ahead is sent in its
+ * last round trip, as it would have been here.
+ */
+static void
+multi_read(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens, char **dsts,
+		   int nahead, const ObjectReadRanges *ahead, bool stream)
 {
 	MultiFetch *mf;
 
+	multi_stream_complete(r);
 	nahead = Min(nahead, OBJECT_READ_AHEAD_MAX);
 	while (nahead > 0 && ahead[nahead - 1].n == 0)
 		nahead--;
@@ -691,6 +759,11 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		for (int a = 0; a < OBJECT_READ_AHEAD_MAX - 1; a++)
 			r->prefetch[a] = r->prefetch[a + 1];
 		r->prefetch[OBJECT_READ_AHEAD_MAX - 1] = NULL;
+		if (mf->pending)
+		{
+			mf->pending = false;
+			multi_start(r, mf);
+		}
 	}
 	else
 	{
@@ -726,12 +799,13 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		mf = multi_prepare(r, n, offsets, lens);
 		multi_start(r, mf);
 	}
+	stream = stream && multi_streamable(mf);
 
 	/*
 	 * The next batches go out in this one's last round trip, so that every
 	 * provider's link stays busy from one batch to the next.
 	 */
-	if (mf->batch && nahead > 0)
+	if (!stream && mf->batch && nahead > 0)
 		provider_wait_tail(mf->batch);
 	for (int a = 0; a < OBJECT_READ_AHEAD_MAX; a++)
 	{
@@ -744,12 +818,223 @@ object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, co
 		if (a >= nahead || ahead[a].n == 0)
 			break;
 		next = multi_prepare(r, ahead[a].n, ahead[a].offsets, ahead[a].lens);
-		multi_start(r, next);
+		if (stream)
+			next->pending = true;
+		else
+			multi_start(r, next);
 		r->prefetch[a] = next;
+	}
+	if (stream)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mf->cxt);
+
+		mf->dsts = palloc(sizeof(char *) * Max(n, 1));
+		memcpy(mf->dsts, dsts, sizeof(char *) * n);
+		mf->need = palloc0(sizeof(uint64) * mf->nreqs);
+		MemoryContextSwitchTo(old);
+		r->stream = mf;
+
+		/*
+		 * Its pages are not held reserved while the caller works: others
+		 * would wait for a cursor's idle batch.  They may fetch a page
+		 * twice instead.
+		 */
+		if (r->use_cache)
+			cache_release_reservations();
+		return;
 	}
 	multi_finish(r, mf);
 	multi_open(r, mf, dsts);
 	if (r->use_cache)
 		cache_release_reservations();
+	MemoryContextDelete(mf->cxt);
+}
+
+void
+object_reader_read_multi(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+						 char **dsts)
+{
+	multi_read(r, n, offsets, lens, dsts, 0, NULL, false);
+}
+
+/*
+ * As object_reader_read_multi, and then start fetching the ranges the
+ * caller will ask for next (up to OBJECT_READ_AHEAD_MAX calls ahead), so
+ * that they come in while it works on these.  More than one call ahead
+ * keeps a far provider's pipe full: the next batch's request is out
+ * before the one before it has been received, instead of a round trip
+ * after.  A read-ahead the caller no longer announces is dropped.
+ */
+void
+object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+							   char **dsts, int nahead, const ObjectReadRanges *ahead)
+{
+	multi_read(r, n, offsets, lens, dsts, nahead, ahead, false);
+}
+
+/*
+ * As object_reader_read_multi_ahead, but dsts are filled only as the
+ * caller asks (object_reader_read_multi_need), a range's blocks opened as
+ * soon as its data shards' bytes are in, until object_reader_read_multi_end
+ * (or the next multi-range read, or closing the reader) opens the rest;
+ * dsts must stay until then.  A cold scan decodes its batch's first row
+ * groups while the rest comes in: waiting for the whole batch, the decoding
+ * of every row group came after the last byte, with every link idle.
+ */
+void
+object_reader_read_multi_begin(ObjectReader *r, int n, const uint64 *offsets, const uint64 *lens,
+							   char **dsts, int nahead, const ObjectReadRanges *ahead)
+{
+	multi_read(r, n, offsets, lens, dsts, nahead, ahead, true);
+}
+
+/* What object_reader_read_multi_need waits for: stripes s0..s1 of a range. */
+typedef struct StreamWait
+{
+	ObjectReader *r;
+	MultiFetch *mf;
+	int			range;
+	uint64		s0;
+	uint64		s1;
+} StreamWait;
+
+/*
+ * Whether they are in: each data shard's request of a healthy range has
+ * its bytes (mf->need), or each stripe of a run has k chunks from any
+ * shards (reader_runs_stream_in).
+ */
+static bool
+stream_in(void *arg)
+{
+	StreamWait *w = arg;
+	MultiFetch *mf = w->mf;
+
+	if (mf->count[w->range] == -3)
+		return reader_runs_stream_in(w->r, mf->runs, mf->run_of[w->range], w->s0, w->s1);
+	for (int q = mf->first[w->range]; q < mf->first[w->range] + mf->count[w->range]; q++)
+		if (mf->reqs[q].received < Min(mf->need[q], mf->reqs[q].length))
+			return false;
+	return true;
+}
+
+/*
+ * Make bytes [offset, offset + len) of the multi-range read begun last
+ * ready in their range's dst (one range holds them all).  The blocks from
+ * where the range was opened so far up to them are opened once their data
+ * shards' bytes are in; a range that cannot be opened so, a request that
+ * ends short, or blocks that fail authentication complete the whole read
+ * the ordinary way (multi_open: around bad or missing shards).
+ */
+void
+object_reader_read_multi_need(ObjectReader *r, uint64 offset, uint64 len)
+{
+	MultiFetch *mf = r->stream;
+	uint64		bs;
+
+	if (mf == NULL || len == 0)
+		return;
+	bs = r->meta->block_size;
+	for (int i = 0; i < mf->n; i++)
+	{
+		uint64		end = mf->offsets[i] + mf->lens[i];
+		uint64		want = Min(offset + len, end);
+		StreamWait	w;
+		WindowSource src;
+		uint64		b0,
+					b1,
+					cs,
+					ce,
+					to;
+		MemoryContext old;
+		bool		opened;
+
+		if (offset < mf->offsets[i] || offset >= end)
+			continue;
+		if (mf->opened[i] >= want)
+			return;
+		if (mf->count[i] <= 0 && mf->count[i] != -3)
+			break;
+		b0 = mf->opened[i] / bs;
+		b1 = (want - 1) / bs;
+		to = Min(end, (b1 + 1) * bs);
+		cs = block_cstart(r, b0);
+		ce = block_cend(r, b1);
+		w.r = r;
+		w.mf = mf;
+		w.range = i;
+		w.s0 = cs / r->stripe_size;
+		w.s1 = (ce - 1) / r->stripe_size;
+		if (mf->count[i] > 0)
+		{
+			/* the healthy path: the range's data shards, as they come */
+			memset(mf->need, 0, sizeof(uint64) * mf->nreqs);
+			for (int q = mf->first[i]; q < mf->first[i] + mf->count[i]; q++)
+			{
+				uint64		a,
+							b;
+
+				if (reader_shard_range(r, mf->shard_of[q], cs, ce, &a, &b) && b > mf->reqs[q].offset)
+					mf->need[q] = b - mf->reqs[q].offset;
+			}
+		}
+		for (;;)
+		{
+			ProviderWaitResult res = provider_wait_until(mf->batch, stream_in, &w,
+														 prefetch_pending(r));
+
+			if (res == PROVIDER_WAIT_TAIL)
+			{
+				prefetch_start_pending(r);
+				continue;
+			}
+			if (res == PROVIDER_WAIT_OVER)
+			{
+				multi_stream_complete(r);
+				return;
+			}
+			break;
+		}
+		if (mf->count[i] > 0)
+			src = mf->srcs[i];
+		else if (!reader_runs_stream_ready(r, mf->runs, mf->run_of[i], w.s0, w.s1, &src))
+			break;
+		old = MemoryContextSwitchTo(mf->cxt);
+		r->cache_fill = true;
+		opened = reader_open_blocks(r, b0, b1, NULL, &src, mf->opened[i], to - mf->opened[i],
+									mf->dsts[i] + (mf->opened[i] - mf->offsets[i]), false);
+		MemoryContextSwitchTo(old);
+		if (!opened)
+			break;
+		mf->opened[i] = to;
+		return;
+	}
+	multi_stream_complete(r);
+}
+
+/* Open what is left of the multi-range read begun last (see _begin). */
+void
+object_reader_read_multi_end(ObjectReader *r)
+{
+	multi_stream_complete(r);
+}
+
+/*
+ * Drop the multi-range read begun last without opening the rest: its
+ * transfers are stopped, not waited for (a scan rescanned or closed).
+ */
+void
+object_reader_read_multi_discard(ObjectReader *r)
+{
+	MultiFetch *mf = r->stream;
+
+	if (mf == NULL)
+		return;
+	r->stream = NULL;
+	if (mf->batch)
+	{
+		provider_cancel(mf->batch);
+		mf->batch = NULL;
+		object_read_stats.requests += mf->nreqs;
+	}
 	MemoryContextDelete(mf->cxt);
 }

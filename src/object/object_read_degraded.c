@@ -641,6 +641,113 @@ split_collect(ObjectReader *r, StripeRuns *sr, bool *fetched)
 }
 
 /*
+ * The request of run j that carries shard i's chunk of stripe s (-1: none):
+ * a request lands in the run's buffer of its shard, stripe by stripe from
+ * its first (split runs have one or two a shard, tags go elsewhere).
+ */
+static int
+run_request_of(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
+{
+	uint64		cs = r->meta->chunk_size;
+	uint8	   *base = sr->buf[j * r->n + i];
+	uint8	   *limit = base + (sr->s1[j] - sr->s0[j] + 1) * cs;
+
+	for (int q = 0; q < sr->nreqs; q++)
+	{
+		ProviderRequest *req = &sr->reqs[q];
+		uint64		a = req->offset / cs;
+
+		if (sr->shard_of[q] != i || (uint8 *) req->buf < base || (uint8 *) req->buf >= limit)
+			continue;
+		if (s >= a && (s - a) * cs < req->length)
+			return q;
+	}
+	return -1;
+}
+
+/*
+ * Whether shard i's chunk of stripe s of run j is in while its requests
+ * still run: a shard asked for it (a spare not started has nothing yet)
+ * whose chunks need no check against their tags.
+ */
+static bool
+run_chunk_in(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
+{
+	int			q;
+	uint64		a;
+
+	if (sr->skip[i] || sr->tagbuf[i] != NULL)
+		return false;
+	q = run_request_of(r, sr, j, i, s);
+	if (q < 0)
+		return false;
+	a = sr->reqs[q].offset / r->meta->chunk_size;
+	return sr->reqs[q].received >= (s - a) * r->meta->chunk_size + chunk_len(r, s);
+}
+
+/*
+ * reader_runs_stream_in — whether every stripe of [sa, sb] of run j has k
+ * chunks in while its requests still run (object_reader_read_multi_need):
+ * from any k shards, whichever answer first.
+ */
+bool
+reader_runs_stream_in(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint64 sb)
+{
+	for (uint64 s = sa; s <= sb; s++)
+	{
+		int			in = 0;
+
+		for (int i = 0; i < r->n && in < r->k; i++)
+			in += run_chunk_in(r, sr, j, i, s);
+		if (in < r->k)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * reader_runs_stream_ready — once reader_runs_stream_in: rebuild the data
+ * chunks of stripes [sa, sb] not in yet from the k that are, and point src
+ * at run j's stream.  False if a stripe is short of k chunks after all.
+ * The batch's end rebuilds them again from the same bytes (or opens the
+ * blocks again around a shard found bad), and later chunks of a data
+ * shard land elsewhere in its buffer.
+ */
+bool
+reader_runs_stream_ready(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint64 sb,
+						 WindowSource *src)
+{
+	for (uint64 s = sa; s <= sb; s++)
+	{
+		uint64		cl = chunk_len(r, s);
+		uint64		off = (s - sr->s0[j]) * r->meta->chunk_size;
+		uint8	   *chunks[CODEC_RS_MAX_SHARDS];
+		bool		present[CODEC_RS_MAX_SHARDS];
+		int			good = 0;
+		bool		all_data = true;
+
+		for (int i = 0; i < r->n; i++)
+		{
+			chunks[i] = sr->buf[j * r->n + i] + off;
+			present[i] = run_chunk_in(r, sr, j, i, s);
+			good += present[i];
+		}
+		for (int d = 0; d < r->k; d++)
+			all_data &= present[d];
+		if (good < r->k ||
+			(!all_data && codec_rs_reconstruct_data(r->rs, cl, chunks, present) != 0))
+			return false;
+	}
+	memset(src, 0, sizeof(WindowSource));
+	for (int i = 0; i < r->n; i++)
+	{
+		src->buf[i] = sr->buf[j * r->n + i];
+		src->lo[i] = sr->s0[j] * r->meta->chunk_size;
+	}
+	return true;
+}
+
+/*
  * reader_runs_complete — after the requests of reader_runs_prepare ran:
  * check every chunk against its tag, rebuild what is missing, and point
  * srcs[j] at run j's stream.  False when a run has a stripe with fewer

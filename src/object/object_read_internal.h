@@ -146,6 +146,8 @@ struct ObjectReader
 	struct MultiFetch *prefetch[OBJECT_READ_AHEAD_MAX];	/* multi-range
 													 * read-aheads in flight,
 													 * next call first */
+	struct MultiFetch *stream;	/* a multi-range read opened as the caller
+								 * needs its ranges (object_reader_read_multi_begin) */
 };
 
 static inline uint64
@@ -244,6 +246,9 @@ extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 
 									   ProviderRequest **reqs, int *nreqs);
 /* whether reads of r can be hedged: s3 providers only, with parity */
 extern bool reader_hedgeable(ObjectReader *r);
+extern bool reader_runs_stream_in(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint64 sb);
+extern bool reader_runs_stream_ready(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint64 sb,
+									 WindowSource *src);
 extern bool reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs,
 								 bool *run_ok);
 extern void reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1,

@@ -539,6 +539,7 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		r->not_found = false;
 		r->http_status = 0;
 		r->result_size = 0;
+		r->received = 0;
 		r->partial_bytes = 0;
 		r->thin = false;
 		r->abandoned = false;
@@ -672,6 +673,27 @@ provider_batch_ending(ProviderBatch *b)
 		return false;
 	provider_poll();
 	return provider_s3_ending(b->s3);
+}
+
+/* See provider.h. */
+ProviderWaitResult
+provider_wait_until(ProviderBatch *b, bool (*ready) (void *arg), void *arg, bool stop_at_tail)
+{
+	ProviderWaitResult res = PROVIDER_WAIT_OVER;
+
+	if (!b->open || b->s3 == NULL || b->file != NULL)
+		return PROVIDER_WAIT_OVER;
+	PG_TRY();
+	{
+		res = provider_s3_wait_until(b->s3, ready, arg, stop_at_tail);
+	}
+	PG_CATCH();
+	{
+		provider_abandon(b);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return res;
 }
 
 /* Error cleanup: stop what still writes into the caller's buffers. */

@@ -404,6 +404,27 @@ provider_s3_ending(S3Batch *b)
 }
 
 /*
+ * Drive the batch until ready(arg), it nears its end (with stop_at_tail)
+ * or it is over (provider_wait_until).
+ */
+ProviderWaitResult
+provider_s3_wait_until(S3Batch *b, bool (*ready) (void *arg), void *arg, bool stop_at_tail)
+{
+	provider_poll();
+	for (;;)
+	{
+		if (b->run == NULL)
+			return PROVIDER_WAIT_OVER;
+		if (stop_at_tail && s3_run_tail_near(b->run, 1))
+			return PROVIDER_WAIT_TAIL;
+		if (ready(arg))
+			return PROVIDER_WAIT_MET;
+		if (s3_run_step(b->run, true))
+			return PROVIDER_WAIT_OVER;
+	}
+}
+
+/*
  * An ERROR gives the batch up: its transfers end where they are.  What
  * they received was sent by the providers, and billed: counted in their
  * bytes_read (the batch is never noted; the transfers, in this batch's

@@ -190,6 +190,8 @@ s3_response_reset(S3Transfer *t)
 	t->range_total = 0;
 	t->skip = 0;
 	t->received = 0;
+	if (t->op == S3OP_GET && t->req != NULL)
+		t->req->received = 0;	/* a new answer writes buf again from its start */
 	t->body_started = false;
 	t->body_at = 0;
 	t->connect_us = 0;
@@ -332,6 +334,7 @@ s3_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 
 			memcpy(req->buf + t->received, p, take);
 			t->received += take;
+			req->received = t->received;
 			n -= take;
 		}
 		if (n > 0 && t->status == 200)

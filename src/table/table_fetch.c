@@ -285,7 +285,8 @@ scan_mostly_uncached(DestorScan *st)
 /*
  * Fetch the batch that starts at unit "first" (its needed chunks the cache
  * does not hold), and start fetching the batch after it if that one reads
- * the same segment.
+ * the same segment.  Its chunks are opened as scan_unit_chunks needs them
+ * (object_reader_read_multi_need), the later ones still coming in.
  */
 static ScanBatch *
 batch_fetch(DestorScan *st, int first)
@@ -301,6 +302,8 @@ batch_fetch(DestorScan *st, int first)
 	if (st->batchcxt == NULL)
 		st->batchcxt = AllocSetContextCreate(MemoryContextGetParent(st->rgcxt),
 											 "destor scan batch", ALLOCSET_DEFAULT_SIZES);
+	/* the batch before, opened as it came in, writes into this context */
+	scan_batch_end(st, false);
 	MemoryContextReset(st->batchcxt);
 	st->batch = NULL;
 	old = MemoryContextSwitchTo(st->batchcxt);
@@ -328,7 +331,7 @@ batch_fetch(DestorScan *st, int first)
 		b->rbufs[r] = buffer_alloc_large(CurrentMemoryContext, Max(b->plan.rlens[r], 1));
 	MemoryContextSwitchTo(old);
 	before = object_read_stats;
-	object_reader_read_multi_ahead(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
+	object_reader_read_multi_begin(st->reader, b->plan.nranges, b->plan.roffs, b->plan.rlens,
 								   b->rbufs, nahead, ahead);
 	scan_stats_since(st, &before);
 	st->batch = b;
@@ -356,9 +359,13 @@ scan_unit_chunks(DestorScan *st, DestorScanUnit *u)
 	{
 		int			a = b->plan.atts[i];
 		int			r = b->plan.range_of[i];
+		ChunkEntry *e = &u->dir->chunks[u->rg * u->dir->ncols + a];
+		ObjectReadStats before = object_read_stats;
 
-		plain[a] = chunk_plain(st, u->dir, &u->dir->chunks[u->rg * u->dir->ncols + a],
-							   b->rbufs[r] + (b->plan.offs[i] - b->plan.roffs[r]));
+		/* its bytes opened once in, while the batch's later ones still come */
+		object_reader_read_multi_need(st->reader, b->plan.offs[i], e->length);
+		scan_stats_since(st, &before);
+		plain[a] = chunk_plain(st, u->dir, e, b->rbufs[r] + (b->plan.offs[i] - b->plan.roffs[r]));
 	}
 	for (int a = 0; a < st->natts; a++)
 	{
@@ -384,4 +391,23 @@ scan_unit_chunks(DestorScan *st, DestorScanUnit *u)
 		}
 	}
 	return plain;
+}
+
+/*
+ * The scan has no unit left (or is rescanned): the batch opened as it came
+ * in ends, its requests counted in the scan's statistics before EXPLAIN
+ * shows them.
+ */
+void
+scan_batch_end(DestorScan *st, bool discard)
+{
+	ObjectReadStats before = object_read_stats;
+
+	if (st->reader == NULL)
+		return;
+	if (discard)
+		object_reader_read_multi_discard(st->reader);
+	else
+		object_reader_read_multi_end(st->reader);
+	scan_stats_since(st, &before);
 }

@@ -185,6 +185,7 @@ chunk_needed(DestorScan *st, SegmentDirectory *dir, int a)
 extern int	scan_claim_size(DestorScan *st);
 extern bool scan_mostly_uncached(DestorScan *st);
 extern char **scan_unit_chunks(DestorScan *st, DestorScanUnit *u);
+extern void scan_batch_end(DestorScan *st, bool discard);
 extern char *scan_chunk_buffer(DestorScan *st, int att, Size size);
 extern bool scan_fetch_row_cached(DestorScan *st, SegmentDirectory *dir, int rg, uint32 r,
 								  Datum *values, bool *isnull);

@@ -648,7 +648,10 @@ next_rowgroup(DestorScan *st)
 				st->claim_size = scan_claim_size(st);
 			mine = pg_atomic_fetch_add_u32(st->next_unit, st->claim_size);
 			if (mine >= (uint32) st->nunits)
+			{
+				scan_batch_end(st, false);
 				return false;
+			}
 			st->unit = mine;
 			st->claim_end = Min(st->nunits, (int) mine + st->claim_size);
 		}
@@ -657,7 +660,10 @@ next_rowgroup(DestorScan *st)
 	else
 	{
 		if (st->unit >= st->nunits)
+		{
+			scan_batch_end(st, false);
 			return false;
+		}
 		u = &st->units[st->unit++];
 	}
 	MemoryContextReset(st->rgcxt);
@@ -792,6 +798,7 @@ destorReScanForeignScan(ForeignScanState *node)
 {
 	DestorScan  *st = node->fdw_state;
 
+	scan_batch_end(st, true);	/* its bytes go with the batch's context */
 	st->unit = 0;
 	st->claim_end = 0;
 	st->row = st->rg_rows = 0;

@@ -210,6 +210,12 @@ typedef struct ObjectReadRanges
 extern void object_reader_read_multi_ahead(ObjectReader *r, int n, const uint64 *offsets,
 										  const uint64 *lens, char **dsts, int nahead,
 										  const ObjectReadRanges *ahead);
+extern void object_reader_read_multi_begin(ObjectReader *r, int n, const uint64 *offsets,
+										   const uint64 *lens, char **dsts, int nahead,
+										   const ObjectReadRanges *ahead);
+extern void object_reader_read_multi_need(ObjectReader *r, uint64 offset, uint64 len);
+extern void object_reader_read_multi_end(ObjectReader *r);
+extern void object_reader_read_multi_discard(ObjectReader *r);
 extern void object_reader_close(ObjectReader *r);
 
 /* object_repair.c: what a check found in each shard, and what was done */

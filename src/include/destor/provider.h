@@ -148,6 +148,9 @@ typedef struct ProviderRequest
 	bool		not_found;		/* key (or bucket/directory) does not exist */
 	int			http_status;	/* s3 only; 0 otherwise */
 	uint64		result_size;	/* POP_GET: bytes read; POP_HEAD: object size */
+	uint64		received;		/* s3 POP_GET, live while its batch runs: bytes of
+								 * the current try in buf so far, from buf on
+								 * (provider_wait_until) */
 	double		latency_ms;
 	double		first_byte_ms;	/* s3: time to the answer's first byte, by
 								 * libcurl's clock (0: not known): the provider's
@@ -354,6 +357,30 @@ extern void provider_abandon(ProviderBatch *b);
 extern void provider_cancel(ProviderBatch *b);
 
 /*
+ * provider_wait_until — drive a started batch until ready(arg) says what
+ * the caller needs of its requests' answers is in (PROVIDER_WAIT_MET: it
+ * looks at ProviderRequest.received), or, with stop_at_tail, until the
+ * batch is in its last round trip (PROVIDER_WAIT_TAIL), or until it is over
+ * (PROVIDER_WAIT_OVER: the caller finishes it; also at once for a batch
+ * with a file part, whose bytes are not seen as they come).  A reader
+ * opens a batch's first blocks while the rest is still coming in: a cold
+ * scan's participants used to wait for their whole batch, all of whose
+ * requests end together on links they share, and then decode it with
+ * every link idle.  Bytes counted in may be written again by a retry: the
+ * same bytes from an honest provider, and blocks opened from them are
+ * authenticated.
+ */
+typedef enum ProviderWaitResult
+{
+	PROVIDER_WAIT_MET,
+	PROVIDER_WAIT_TAIL,
+	PROVIDER_WAIT_OVER
+} ProviderWaitResult;
+
+extern ProviderWaitResult provider_wait_until(ProviderBatch *b, bool (*ready) (void *arg), void *arg,
+											  bool stop_at_tail);
+
+/*
  * provider_wait_tail — drive a started batch until what it waits for is
  * in its last round trip (each read has no more body left than its answer
  * took to begin, at the rate it is coming in), or over.  A sequential
@@ -415,6 +442,8 @@ extern void provider_s3_finish(S3Batch *b);
 extern void provider_s3_wait_tail(S3Batch *b, double rtts);
 extern bool provider_s3_wait_end_or_lead(S3Batch *b, S3Batch *other, double rtts);
 extern bool provider_s3_ending(S3Batch *b);
+extern ProviderWaitResult provider_s3_wait_until(S3Batch *b, bool (*ready) (void *arg), void *arg,
+												 bool stop_at_tail);
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_cancel(S3Batch *b);
 extern void provider_s3_poll(void);

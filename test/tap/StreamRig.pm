@@ -1,0 +1,100 @@
+# The rig of the streamed-batch files (t/177_*): six s3rver, each behind a
+# FaultProxy (faults per provider), all behind the WAN emulator (10 ms each
+# way, 4 MB/s per provider, a trace of what moved); a 4+2 pool p42; a
+# foreign table ft of three segments (the first one two batches of row
+# groups for SELECT *) and a heap copy h of the same rows.  Also the
+# provider_status counters that name a provider at fault.
+package StreamRig;
+
+use strict;
+use warnings;
+use DestorTest;
+use FaultProxy;
+
+# Returns { node, s3, faults, wan }; stop it with StreamRig::stop.
+sub start
+{
+	my ($name) = @_;
+	my ($node) = DestorTest::start_cluster($name,
+		conf => "max_worker_processes = 8\nmax_parallel_workers = 4\nsynchronize_seqscans = off\n"
+		  . "destor.spread_reads = off\n");
+	my $base = $node->basedir;
+	my $rig = { node => $node, s3 => [ DestorTest::start_s3_servers(6, $base) ], faults => [] };
+	my @behind;
+	for my $i (0 .. $#{ $rig->{s3} })
+	{
+		my $s3 = $rig->{s3}[$i];
+		push @{ $rig->{faults} }, FaultProxy::start($s3->{port}, "$base/faults_$i", $s3->{dir});
+		push @behind, { %$s3, port => $rig->{faults}[$i]{port} };
+	}
+	$rig->{wan} = DestorTest::start_wan_proxy($base, \@behind, delay_ms => 10, mbps => 4);
+	my @providers = map { { %{ $behind[$_] }, port => $rig->{wan}{ports}[$_] } } 0 .. $#behind;
+	$node->safe_psql('postgres', DestorTest::providers_sql('p42', 4, 2, @providers));
+	# segment 1: 110,000 rows (some 10 MB stored: two batches of row groups
+	# for SELECT *); segments 2 and 3 from a second INSERT
+	$node->safe_psql('postgres', q{
+CREATE TABLE h (id int, payload text, extra text, n int);
+INSERT INTO h
+  SELECT i, md5(i::text) || md5((i * 7)::text) || md5((i * 13)::text) || md5((i * 17)::text),
+         CASE WHEN i % 11 = 0 THEN NULL ELSE md5((i * 3)::text) END,
+         CASE WHEN i % 5 = 0 THEN NULL ELSE i % 1000 END
+    FROM generate_series(1, 140000) i;
+CREATE FOREIGN TABLE ft (id int, payload text, extra text, n int)
+  SERVER p42 OPTIONS (segment_rows '110000', row_group_rows '5000');
+INSERT INTO ft SELECT * FROM h WHERE id <= 110000 ORDER BY id;
+INSERT INTO ft SELECT * FROM h WHERE id > 110000 ORDER BY id;
+});
+	return $rig;
+}
+
+# Its proxies and servers stopped (also from an END block: a test that
+# dies leaves no proxy behind).
+sub stop
+{
+	my ($rig) = @_;
+	return unless $rig;
+	FaultProxy::stop($_) for grep { defined } @{ $rig->{faults} };
+	$rig->{faults} = [];
+	DestorTest::stop_wan_proxy($rig->{wan}) if $rig->{wan};
+	$rig->{wan} = undef;
+	DestorTest::stop_s3($_) for @{ $rig->{s3} };
+	$rig->{s3} = [];
+}
+
+# provider_status counters that name a provider at fault: { name => [...] }
+sub blame
+{
+	my ($node) = @_;
+	my %b;
+	for (split /\n/, $node->safe_psql('postgres', q{
+SELECT provider || ' ' || errors || ' ' || retries || ' ' || short_bodies || ' ' || bad_chunks
+  FROM destor.provider_status ORDER BY provider}))
+	{
+		my ($p, @c) = split ' ';
+		$b{$p} = \@c;
+	}
+	return \%b;
+}
+
+# The providers whose counters grew since $b0 (blame), but for those in
+# @allowed (their numbers: s1 is 1), as "s2 retries+1, ..."; '' for none.
+sub blamed_since
+{
+	my ($node, $b0, @allowed) = @_;
+	my $b1 = blame($node);
+	my %ok = map { ("s$_" => 1) } @allowed;
+	my @names = qw(errors retries short_bodies bad_chunks);
+	my @out;
+	for my $p (sort keys %$b1)
+	{
+		next if $ok{$p};
+		for my $c (0 .. 3)
+		{
+			my $d = $b1->{$p}[$c] - ($b0->{$p}[$c] // 0);
+			push @out, "$p $names[$c]+$d" if $d > 0;
+		}
+	}
+	return join(', ', @out);
+}
+
+1;
