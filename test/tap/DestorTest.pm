@@ -653,6 +653,18 @@ sub thin_connection
 	}
 }
 
+# A query in a background psql session ($node->background_psql):
+# (stdout, psql's return, what it wrote to stderr meanwhile).
+sub bg_query
+{
+	my ($bg, $sql) = @_;
+	$bg->{stderr} = '';
+	my ($out, $ret) = $bg->query($sql);
+	my $err = $bg->{stderr};
+	$bg->{stderr} = '';
+	return ($out, $ret, $err);
+}
+
 # Whether DESTOR_TEST_LONG asks for the long runs: every case of the break
 # files, and the files make test leaves out (skip_long).
 sub long

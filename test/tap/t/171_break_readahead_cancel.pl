@@ -33,15 +33,7 @@ my $x = DestorTest::import_random_blob($node, 'p42', 5 * $W + 65537);
 delete $x->{data};
 
 my $bg = $node->background_psql('postgres', on_error_stop => 0);
-sub sq
-{
-	my ($sql) = @_;
-	$bg->{stderr} = '';
-	my ($out, $ret) = $bg->query($sql);
-	my $err = $bg->{stderr};
-	$bg->{stderr} = '';
-	return ($out, $ret, $err);
-}
+sub sq { return DestorTest::bg_query($bg, @_); }
 my ($pid) = sq('SELECT pg_backend_pid()');
 note("backend $pid");
 

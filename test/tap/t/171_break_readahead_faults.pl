@@ -34,15 +34,7 @@ my $W = 16 * $M;
 my %blob = map { my $b = DestorTest::import_random_blob($node, $_, 5 * $W + 65537); delete $b->{data}; ($_ => $b) } qw(p42 p33);
 
 my $bg = $node->background_psql('postgres', on_error_stop => 0);
-sub sq
-{
-	my ($sql) = @_;
-	$bg->{stderr} = '';
-	my ($out, $ret) = $bg->query($sql);
-	my $err = $bg->{stderr};
-	$bg->{stderr} = '';
-	return ($out, $ret, $err);
-}
+sub sq { return DestorTest::bg_query($bg, @_); }
 
 sub export_exact
 {

@@ -192,14 +192,7 @@ note('parallel done at ' . elapsed());
 # --- 6. statement_timeout and cancel during a streamed batch ----------------------------
 {
 	my $bg = $node->background_psql('postgres', on_error_stop => 0);
-	my $sq = sub {
-		my ($sql) = @_;
-		$bg->{stderr} = '';
-		my ($out, $ret) = $bg->query($sql);
-		my $err = $bg->{stderr};
-		$bg->{stderr} = '';
-		return ($out, $ret, $err);
-	};
+	my $sq = sub { return DestorTest::bg_query($bg, @_); };
 	my ($pid) = $sq->('SELECT pg_backend_pid()');
 	my $q = 'SELECT count(*), sum(length(payload)), sum(n), count(extra) FROM ';
 	my $want = $node->safe_psql('postgres', $q . 'h');
@@ -304,10 +297,7 @@ for my $c ([ "503 2 GET\nreset 2 GET", [ 1, 2 ], '503s and resets', 0 ],
 sub swap_chunks
 {
 	my ($path) = @_;
-	open(my $fh, '<:raw', $path) or die "$path: $!";
-	local $/;
-	my $c = <$fh>;
-	close $fh;
+	my $c = slurp_file($path);
 	return 0 if length($c) < 64 || substr($c, -64, 6) ne 'DESTOR';
 	my $f = substr($c, -64);
 	my $cs = unpack('V', substr($f, 28, 4));
@@ -321,7 +311,7 @@ sub swap_chunks
 	my ($ta, $tb) = (substr($c, $dlen + $tl, $tl), substr($c, $dlen + 2 * $tl, $tl));
 	substr($c, $dlen + $tl, $tl) = $tb;
 	substr($c, $dlen + 2 * $tl, $tl) = $ta;
-	open($fh, '>:raw', $path) or die "$path: $!";
+	open(my $fh, '>:raw', $path) or die "$path: $!";
 	print $fh $c;
 	close $fh;
 	return 1;
