@@ -10,6 +10,8 @@ use strict;
 use warnings;
 use DestorTest;
 use FaultProxy;
+use Time::HiRes ();
+use Test::More;
 
 # Returns { node, s3, faults, wan }; stop it with StreamRig::stop.
 sub start
@@ -95,6 +97,44 @@ sub blamed_since
 		}
 	}
 	return join(', ', @out);
+}
+
+# SQL with a time limit: (rc, stdout, stderr, timed out)
+sub run
+{
+	my ($node, $sql, $limit) = @_;
+	my $to = 0;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql, timeout => $limit // 120, timed_out => \$to,
+		on_error_stop => 0);
+	return ($rc, $out // '', $err // '', $to);
+}
+
+# A digest of every row of a query over {T}: a sum of row hashes,
+# independent of the order and cheap on two cores.
+our $ALL_ROWS = 'SELECT count(*), sum(hashtext(x)::numeric), sum(hashtext(x || \'#\')::numeric), '
+  . 'sum(length(x)) FROM (SELECT (t.*)::text x FROM {T} t) s';
+
+# The query $tmpl with {T} the destor table ($ft, default ft) must give
+# what it gives with {T} the heap copy ($ht, default h), after the SQL
+# $pre; no hang, no error.  $cache: a hash that keeps the heap's results
+# (undef when the heap changes).  Returns the destor query's seconds.
+sub same
+{
+	my ($node, $cache, $what, $tmpl, $pre, $ft, $ht) = @_;
+	$pre //= '';
+	$ft //= 'ft';
+	$ht //= 'h';
+	(my $qf = $tmpl) =~ s/\{T\}/$ft/g;
+	(my $qh = $tmpl) =~ s/\{T\}/$ht/g;
+	my $t0 = Time::HiRes::time();
+	my ($rc, $out, $err, $to) = run($node, "$pre$qf");
+	my $dt = Time::HiRes::time() - $t0;
+	my $want = $cache ? ($cache->{$qh} //= (run($node, $qh))[1]) : (run($node, $qh))[1];
+	ok(!$to, "$what: no hang");
+	is($rc, 0, "$what: no error") or diag($err);
+	is($out, $want, "$what: the heap's result")
+	  or diag("ft: " . substr($out, 0, 300) . "\nh:  " . substr($want, 0, 300));
+	return $dt;
 }
 
 1;

@@ -68,38 +68,10 @@ my ($segs) = $plan =~ /Segments: (\d+)/;
 cmp_ok($segs // 0, '>=', 2, 'the table has several segments');
 
 # --- helpers --------------------------------------------------------------------------------
-# run SQL with a time limit: (rc, out, err, timed_out)
-sub run
-{
-	my ($sql, $limit) = @_;
-	my $to = 0;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql, timeout => $limit // 120, timed_out => \$to, on_error_stop => 0);
-	return ($rc, $out // '', $err // '', $to);
-}
-
-# a digest of every row of a query over {T}, ft against h
-# (a sum of row hashes: independent of the order, cheap on two cores)
-my $all_rows = 'SELECT count(*), sum(hashtext(x)::numeric), sum(hashtext(x || \'#\')::numeric), sum(length(x)) '
-  . 'FROM (SELECT (t.*)::text x FROM {T} t) s';
+sub run { return StreamRig::run($node, @_); }
+my $all_rows = $StreamRig::ALL_ROWS;
 my %heap_result;
-sub same
-{
-	my ($what, $tmpl, $pre, $ft, $ht) = @_;
-	$pre //= '';
-	$ft //= 'ft';
-	$ht //= 'h';
-	(my $qf = $tmpl) =~ s/\{T\}/$ft/g;
-	(my $qh = $tmpl) =~ s/\{T\}/$ht/g;
-	my $t0 = time;
-	my ($rc, $out, $err, $to) = run("$pre$qf");
-	my $dt = time - $t0;
-	$heap_result{$qh} //= (run($qh))[1];
-	my $want = $heap_result{$qh};
-	ok(!$to, "$what: no hang");
-	is($rc, 0, "$what: no error") or diag($err);
-	is($out, $want, "$what: the heap's result") or diag("ft: " . substr($out, 0, 300) . "\nh:  " . substr($want, 0, 300));
-	return $dt;
-}
+sub same { return StreamRig::same($node, \%heap_result, @_); }
 
 sub blame { return StreamRig::blame($node); }
 sub blamed_since { my ($b0, @allowed) = @_; return StreamRig::blamed_since($node, $b0, @allowed); }

@@ -17,7 +17,7 @@
 #  5. ANALYZE ft (row groups in random order, stopped early with a small
 #     statistics target: the reader closed mid-batch);
 #  6. memory: a dozen full scans and 30 LIMIT 1 (each dropping a batch) in
-#     one session: its RssAnon must not keep growing;
+#     one session: its RssAnon must not keep growing (DESTOR_TEST_LONG=1);
 #  7. providers: a provider's s3rver stopped (SIGSTOP) for 3 s mid-body
 #     while a scan streams; a scan cancelled while a provider is stopped
 #     (the wait for the stream's bytes answers the cancel at once); the
@@ -27,7 +27,8 @@
 #     UPDATE of ft (their scans streamed), INSERT, destor.compact(); the
 #     cursor gives the rows of its snapshot, a new scan the new rows;
 #  9. a table USING destor: index scans probing in random order, bitmap
-#     scans, a SCROLL cursor, UPDATE / DELETE, then every row;
+#     scans, a SCROLL cursor, UPDATE / DELETE, then every row
+#     (DESTOR_TEST_LONG=1);
 # 10. the shared cache on: three sessions scanning cold ft at once, one of
 #     them cancelled mid-batch; then warm;
 # 11. kill -9 of a backend in the middle of a streamed batch: after the
@@ -58,31 +59,10 @@ sub elapsed { return sprintf('%.1f s', time - $T0); }
 note('loaded at ' . elapsed());
 
 # --- helpers --------------------------------------------------------------------------------
-sub run
-{
-	my ($sql, $limit) = @_;
-	my $to = 0;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql, timeout => $limit // 120, timed_out => \$to, on_error_stop => 0);
-	return ($rc, $out // '', $err // '', $to);
-}
-
-my $all_rows = 'SELECT count(*), sum(hashtext(x)::numeric), sum(hashtext(x || \'#\')::numeric), sum(length(x)) '
-  . 'FROM (SELECT (t.*)::text x FROM {T} t) s';
-my %heap_result;
-sub same
-{
-	my ($what, $tmpl, $pre, $ft, $ht) = @_;
-	$pre //= '';
-	$ft //= 'ft';
-	$ht //= 'h';
-	(my $qf = $tmpl) =~ s/\{T\}/$ft/g;
-	(my $qh = $tmpl) =~ s/\{T\}/$ht/g;
-	my ($rc, $out, $err, $to) = run("$pre$qf");
-	my $want = (run($qh))[1];
-	ok(!$to, "$what: no hang");
-	is($rc, 0, "$what: no error") or diag($err);
-	is($out, $want, "$what: the heap's result") or diag("ft: " . substr($out, 0, 300) . "\nh:  " . substr($want, 0, 300));
-}
+sub run { return StreamRig::run($node, @_); }
+my $all_rows = $StreamRig::ALL_ROWS;
+# (the heap copy changes in section 8: its results are not kept)
+sub same { return StreamRig::same($node, undef, @_); }
 
 sub set_faults { my ($i, $spec) = @_; FaultProxy::set_faults($faults[$i]{control}, $spec); }
 
@@ -266,39 +246,46 @@ for my $target (1, 100)
 same('a scan after ANALYZE', $all_rows);
 note('analyze done at ' . elapsed());
 
-# --- 6. memory: many scans and many LIMIT 1 in one session ------------------------------------
+if (DestorTest::long())
 {
-	my $bg = $node->background_psql('postgres', on_error_stop => 0);
-	my $sq = sub { return DestorTest::bg_query($bg, @_); };
-	my ($pid) = $sq->('SELECT pg_backend_pid()');
-	my $rss = sub {
-		open(my $fh, '<', "/proc/$pid/status") or return -1;
-		my ($kb) = map { /^RssAnon:\s+(\d+)/ ? $1 : () } <$fh>;
-		close $fh;
-		return ($kb // -1) / 1024;
-	};
-	my $q = 'SELECT count(*), sum(n), sum(length(extra)), sum(length(payload)) FROM ';
-	my $want = $node->safe_psql('postgres', $q . 'h');
-	my $first = $node->safe_psql('postgres', 'SELECT (h.*)::text FROM h WHERE id = 1');
-	my ($bad, @marks) = (0);
-	for my $i (1 .. 8)
+	# --- 6. memory: many scans and many LIMIT 1 in one session ------------------------------------
 	{
-		my ($out, $ret, $err) = $sq->($q . 'ft');
-		$bad++, diag("scan $i: $out $err") if $out ne $want;
-		for my $j (1 .. 3)
+		my $bg = $node->background_psql('postgres', on_error_stop => 0);
+		my $sq = sub { return DestorTest::bg_query($bg, @_); };
+		my ($pid) = $sq->('SELECT pg_backend_pid()');
+		my $rss = sub {
+			open(my $fh, '<', "/proc/$pid/status") or return -1;
+			my ($kb) = map { /^RssAnon:\s+(\d+)/ ? $1 : () } <$fh>;
+			close $fh;
+			return ($kb // -1) / 1024;
+		};
+		my $q = 'SELECT count(*), sum(n), sum(length(extra)), sum(length(payload)) FROM ';
+		my $want = $node->safe_psql('postgres', $q . 'h');
+		my $first = $node->safe_psql('postgres', 'SELECT (h.*)::text FROM h WHERE id = 1');
+		my ($bad, @marks) = (0);
+		for my $i (1 .. 8)
 		{
-			# (ft is read in id order: its first row is id 1)
-			($out, $ret, $err) = $sq->('SELECT (t.*)::text FROM ft t LIMIT 1');
-			$bad++, diag("LIMIT 1 ($i.$j): $out $err") if $out ne $first;
+			my ($out, $ret, $err) = $sq->($q . 'ft');
+			$bad++, diag("scan $i: $out $err") if $out ne $want;
+			for my $j (1 .. 3)
+			{
+				# (ft is read in id order: its first row is id 1)
+				($out, $ret, $err) = $sq->('SELECT (t.*)::text FROM ft t LIMIT 1');
+				$bad++, diag("LIMIT 1 ($i.$j): $out $err") if $out ne $first;
+			}
+			push @marks, $rss->() if $i == 2 || $i == 8;
 		}
-		push @marks, $rss->() if $i == 2 || $i == 8;
+		is($bad, 0, '8 full scans and 24 LIMIT 1 in one session: every result right');
+		note(sprintf('RssAnon after 2 rounds %.1f MB, after 8 %.1f MB', @marks));
+		cmp_ok($marks[1] - $marks[0], '<', 24, 'RssAnon does not grow with the scans and dropped batches');
+		$bg->quit;
 	}
-	is($bad, 0, '8 full scans and 24 LIMIT 1 in one session: every result right');
-	note(sprintf('RssAnon after 2 rounds %.1f MB, after 8 %.1f MB', @marks));
-	cmp_ok($marks[1] - $marks[0], '<', 24, 'RssAnon does not grow with the scans and dropped batches');
-	$bg->quit;
+	note('memory done at ' . elapsed());
 }
-note('memory done at ' . elapsed());
+else
+{
+	note('section 6 (memory over many scans and dropped batches) runs with DESTOR_TEST_LONG=1');
+}
 
 # --- 7. providers: a stall mid-body; half of every shard on a provider zeroed --------------------
 {
@@ -413,57 +400,64 @@ note('providers done at ' . elapsed());
 }
 note('writes done at ' . elapsed());
 
-# --- 9. a table USING destor ------------------------------------------------------------------------
+if (DestorTest::long())
 {
-	$node->safe_psql('postgres', q{
-SET destor.default_pool = 'p42';
-SET max_parallel_workers_per_gather = 0;
-CREATE TABLE ta USING destor AS SELECT * FROM h WHERE id <= 40000 ORDER BY id;
-CREATE INDEX ON ta (id);
-CREATE TABLE hta AS SELECT * FROM h WHERE id <= 40000 ORDER BY id;
-CREATE INDEX ON hta (id);
-ANALYZE ta; ANALYZE hta;
-});
-	my $nl = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_material = off;\n";
-	my $probe = 'SELECT v.i, t.n, length(t.payload), t.extra FROM (SELECT (g * 7919) % 40000 + 1 AS i FROM generate_series(1, 60) g) v '
-	  . 'JOIN {T} t ON t.id = v.i ORDER BY 1';
-	note($node->safe_psql('postgres', $nl . "EXPLAIN (COSTS OFF) " . ($probe =~ s/\{T\}/ta/gr)));
-	same('USING destor: index scans probing in random order', $probe, $nl, 'ta', 'hta');
-	my $bm = "SET enable_seqscan = off; SET enable_indexscan = off;\n";
-	same('USING destor: bitmap scan of three ranges',
-		'SELECT count(*), sum(length(payload)), sum(n) FROM {T} WHERE id < 3000 OR id BETWEEN 20000 AND 26000 OR id > 39000',
-		$bm, 'ta', 'hta');
-	my $tmpl = "BEGIN;\nDECLARE c SCROLL CURSOR FOR SELECT id, n, extra FROM {T};\nFETCH 6000 FROM c;\nFETCH BACKWARD 2500 FROM c;\nFETCH ABSOLUTE 9 FROM c;\nFETCH ALL FROM c;\nFETCH BACKWARD 5 FROM c;\nCOMMIT;";
-	my ($rc, $out, $err) = run("SET enable_indexscan = off; SET enable_bitmapscan = off;\n" . ($tmpl =~ s/\{T\}/ta/gr));
-	my (undef, $hout) = run("SET enable_indexscan = off; SET enable_bitmapscan = off;\n" . ($tmpl =~ s/\{T\}/hta/gr));
-	note($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) SELECT id, n, extra FROM ta"));
-	if ($rc != 0 && $err =~ /backward scans of destor tables are not supported/)
+	# --- 9. a table USING destor ------------------------------------------------------------------------
 	{
-		pass('USING destor: SCROLL cursor, backward fetches: a clear error');
-	}
-	else
-	{
-		is($rc, 0, 'USING destor: SCROLL cursor, backward fetches: no error') or diag($err);
-		is(md5_hex($out), md5_hex($hout), 'USING destor: SCROLL cursor: the heap\'s rows in its order')
-		  or diag('ta: ' . substr($out, 0, 200) . "\nh:  " . substr($hout, 0, 200));
-	}
-	for my $d ('UPDATE {T} SET n = coalesce(n, 0) + 1000, extra = NULL WHERE id % 9 = 4',
-		'DELETE FROM {T} WHERE id BETWEEN 10000 AND 15000 OR id % 13 = 0',
-		'UPDATE {T} SET payload = md5(payload) WHERE id IN (SELECT (g * 7919) % 40000 + 1 FROM generate_series(1, 60) g)')
-	{
-		for my $t ('ta', 'hta')
+		$node->safe_psql('postgres', q{
+	SET destor.default_pool = 'p42';
+	SET max_parallel_workers_per_gather = 0;
+	CREATE TABLE ta USING destor AS SELECT * FROM h WHERE id <= 40000 ORDER BY id;
+	CREATE INDEX ON ta (id);
+	CREATE TABLE hta AS SELECT * FROM h WHERE id <= 40000 ORDER BY id;
+	CREATE INDEX ON hta (id);
+	ANALYZE ta; ANALYZE hta;
+	});
+		my $nl = "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_material = off;\n";
+		my $probe = 'SELECT v.i, t.n, length(t.payload), t.extra FROM (SELECT (g * 7919) % 40000 + 1 AS i FROM generate_series(1, 60) g) v '
+		  . 'JOIN {T} t ON t.id = v.i ORDER BY 1';
+		note($node->safe_psql('postgres', $nl . "EXPLAIN (COSTS OFF) " . ($probe =~ s/\{T\}/ta/gr)));
+		same('USING destor: index scans probing in random order', $probe, $nl, 'ta', 'hta');
+		my $bm = "SET enable_seqscan = off; SET enable_indexscan = off;\n";
+		same('USING destor: bitmap scan of three ranges',
+			'SELECT count(*), sum(length(payload)), sum(n) FROM {T} WHERE id < 3000 OR id BETWEEN 20000 AND 26000 OR id > 39000',
+			$bm, 'ta', 'hta');
+		my $tmpl = "BEGIN;\nDECLARE c SCROLL CURSOR FOR SELECT id, n, extra FROM {T};\nFETCH 6000 FROM c;\nFETCH BACKWARD 2500 FROM c;\nFETCH ABSOLUTE 9 FROM c;\nFETCH ALL FROM c;\nFETCH BACKWARD 5 FROM c;\nCOMMIT;";
+		my ($rc, $out, $err) = run("SET enable_indexscan = off; SET enable_bitmapscan = off;\n" . ($tmpl =~ s/\{T\}/ta/gr));
+		my (undef, $hout) = run("SET enable_indexscan = off; SET enable_bitmapscan = off;\n" . ($tmpl =~ s/\{T\}/hta/gr));
+		note($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) SELECT id, n, extra FROM ta"));
+		if ($rc != 0 && $err =~ /backward scans of destor tables are not supported/)
 		{
-			my ($rc, $out, $err) = run($d =~ s/\{T\}/$t/gr);
-			is($rc, 0, ($d =~ s/\{T\}/$t/gr) . ': no error') or diag($err);
+			pass('USING destor: SCROLL cursor, backward fetches: a clear error');
 		}
+		else
+		{
+			is($rc, 0, 'USING destor: SCROLL cursor, backward fetches: no error') or diag($err);
+			is(md5_hex($out), md5_hex($hout), 'USING destor: SCROLL cursor: the heap\'s rows in its order')
+			  or diag('ta: ' . substr($out, 0, 200) . "\nh:  " . substr($hout, 0, 200));
+		}
+		for my $d ('UPDATE {T} SET n = coalesce(n, 0) + 1000, extra = NULL WHERE id % 9 = 4',
+			'DELETE FROM {T} WHERE id BETWEEN 10000 AND 15000 OR id % 13 = 0',
+			'UPDATE {T} SET payload = md5(payload) WHERE id IN (SELECT (g * 7919) % 40000 + 1 FROM generate_series(1, 60) g)')
+		{
+			for my $t ('ta', 'hta')
+			{
+				my ($rc, $out, $err) = run($d =~ s/\{T\}/$t/gr);
+				is($rc, 0, ($d =~ s/\{T\}/$t/gr) . ': no error') or diag($err);
+			}
+		}
+		same('USING destor after UPDATE / DELETE: every row', $all_rows, '', 'ta', 'hta');
+		same('USING destor after UPDATE / DELETE: index probes', $probe, $nl, 'ta', 'hta');
+		same('USING destor after UPDATE / DELETE: bitmap scan',
+			'SELECT count(*), sum(length(payload)), sum(n) FROM {T} WHERE id < 3000 OR id BETWEEN 20000 AND 26000 OR id > 39000',
+			$bm, 'ta', 'hta');
 	}
-	same('USING destor after UPDATE / DELETE: every row', $all_rows, '', 'ta', 'hta');
-	same('USING destor after UPDATE / DELETE: index probes', $probe, $nl, 'ta', 'hta');
-	same('USING destor after UPDATE / DELETE: bitmap scan',
-		'SELECT count(*), sum(length(payload)), sum(n) FROM {T} WHERE id < 3000 OR id BETWEEN 20000 AND 26000 OR id > 39000',
-		$bm, 'ta', 'hta');
+	note('USING destor done at ' . elapsed());
 }
-note('USING destor done at ' . elapsed());
+else
+{
+	note('section 9 (a table USING destor) runs with DESTOR_TEST_LONG=1');
+}
 
 # --- 10. the shared cache on: three cold scans at once, one cancelled ---------------------------
 # (restart_after_crash for section 11: the test clusters have it off)
@@ -500,7 +494,7 @@ my $log_before_kill = slurp_file($node->logfile);
 	is((run($q3))[1], $want3, 'after kill -9 mid-batch: a cold scan right');
 	is((run($q3))[1], $want3, 'after kill -9 mid-batch: warm, right (the cache not poisoned)');
 	same('after kill -9 mid-batch: every row', $all_rows);
-	same('after kill -9 mid-batch: USING destor', $all_rows, '', 'ta', 'hta');
+	same('after kill -9 mid-batch: USING destor', $all_rows, '', 'ta', 'hta') if DestorTest::long();
 }
 note('kill done at ' . elapsed());
 
