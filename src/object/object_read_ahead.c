@@ -644,6 +644,19 @@ multi_matches(MultiFetch *mf, int n, const uint64 *offsets, const uint64 *lens)
 		memcmp(mf->lens, lens, sizeof(uint64) * n) == 0;
 }
 
+/* Free a multi-range read, its transfers stopped and counted, not waited for. */
+static void
+multi_drop(MultiFetch *mf)
+{
+	if (mf->batch)
+	{
+		provider_cancel(mf->batch);
+		mf->batch = NULL;
+		object_read_stats.requests += mf->nreqs;
+	}
+	MemoryContextDelete(mf->cxt);
+}
+
 /* Drop read-aheads from position "from" on (their transfers stopped). */
 static void
 prefetch_discard_from(ObjectReader *r, int from)
@@ -655,13 +668,7 @@ prefetch_discard_from(ObjectReader *r, int from)
 		if (mf == NULL)
 			continue;
 		r->prefetch[a] = NULL;
-		if (mf->batch)
-		{
-			provider_cancel(mf->batch);
-			mf->batch = NULL;
-			object_read_stats.requests += mf->nreqs;
-		}
-		MemoryContextDelete(mf->cxt);
+		multi_drop(mf);
 	}
 }
 
@@ -1039,11 +1046,5 @@ object_reader_read_multi_discard(ObjectReader *r)
 	if (mf == NULL)
 		return;
 	r->stream = NULL;
-	if (mf->batch)
-	{
-		provider_cancel(mf->batch);
-		mf->batch = NULL;
-		object_read_stats.requests += mf->nreqs;
-	}
-	MemoryContextDelete(mf->cxt);
+	multi_drop(mf);
 }
