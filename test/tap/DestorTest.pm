@@ -130,6 +130,15 @@ END
 sub start_s3
 {
 	my ($s3) = @_;
+	spawn_s3($s3);
+	return wait_s3($s3);
+}
+
+# s3rver started, not waited for (start_s3_servers starts them all, then
+# waits: Node's start-up, half a second each, overlaps).
+sub spawn_s3
+{
+	my ($s3) = @_;
 	make_path($s3->{dir});
 	my @cmd = ($S3RVER, '-d', $s3->{dir}, '-a', '127.0.0.1', '-p', $s3->{port}, '-s',
 		'--configure-bucket', $s3->{bucket});
@@ -140,10 +149,18 @@ sub start_s3
 	local $ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
 	$s3->{handle} = IPC::Run::start(\@cmd, '<', \undef, '>', "$s3->{dir}.log", '2>&1');
 	push @started, $s3->{handle};
-	for (1 .. 200)
+	return $s3;
+}
+
+# Wait until a spawned s3rver listens.
+sub wait_s3
+{
+	my ($s3) = @_;
+	# 20 s: six Node processes starting at once on a loaded CI machine
+	for (1 .. 800)
 	{
 		return $s3 if port_open($s3->{port});
-		usleep(50_000);
+		usleep(25_000);
 	}
 	die "s3rver on port $s3->{port} did not start";
 }
@@ -221,9 +238,10 @@ sub start_s3_servers
 			bucket => 'destor',
 			name => "s$i",
 		};
-		start_s3($s3);
+		spawn_s3($s3);
 		push @servers, $s3;
 	}
+	wait_s3($_) for @servers;
 	return @servers;
 }
 
