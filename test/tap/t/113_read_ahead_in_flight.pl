@@ -169,7 +169,11 @@ my $runs_plan = q{EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
   SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide};
 my $plan = $node->safe_psql('postgres', "SET max_parallel_workers_per_gather = 0; $runs_plan");
 my ($hedged) = $plan =~ /Hedged Reads: (\d+)/;
-cmp_ok($hedged // 0, '>', 0, 'a measured scan reads its batches as hedged runs') or diag($plan);
+cmp_ok($hedged // 0, '>', 0, 'a measured scan reads its batches as hedged runs')
+  or diag($plan . "\n" . $node->safe_psql('postgres', q{
+SELECT string_agg(provider || ' p50 ' || round(latency_p50_ms::numeric, 1) || ' p99 '
+                  || round(latency_p99_ms::numeric, 1) || ' ms, read ' || bytes_read, ', ' ORDER BY provider)
+  FROM destor.provider_status}));
 set_delay(1500);
 is($node->safe_psql('postgres', q{SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide}),
 	$node->safe_psql('postgres', q{SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide_heap}),
