@@ -18,9 +18,11 @@ GRANT SELECT ON blob_shards TO PUBLIC;
 -- Table identity bound to relations (see src/table/table_options.c).
 CREATE FUNCTION bind_table(tbl regclass) RETURNS void
   AS 'MODULE_PATHNAME', 'destor_bind_table' LANGUAGE C STRICT;
+-- pg_temp last: a caller's temporary table must not stand in for a catalog
+ALTER FUNCTION on_drop_foreign_table() SET search_path = pg_catalog, pg_temp;
 DROP EVENT TRIGGER destor_create_foreign_table;
 CREATE OR REPLACE FUNCTION on_create_foreign_table() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd record;
   id text;
@@ -653,7 +655,7 @@ CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON tables
 CREATE FUNCTION meta_note_table(tbl regclass) RETURNS void
   AS 'MODULE_PATHNAME', 'destor_meta_note_table' LANGUAGE C STRICT;
 CREATE FUNCTION on_meta_table_ddl() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd record;
 BEGIN
@@ -745,7 +747,7 @@ CREATE TABLE meta_superseded (
 );
 REVOKE ALL ON meta_snapshots, meta_superseded FROM PUBLIC;
 CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint := 0;
   c bigint;

@@ -183,8 +183,11 @@ CREATE FUNCTION forget_table(table_id uuid) RETURNS void
 CREATE FUNCTION bind_table(tbl regclass) RETURNS void
   AS 'MODULE_PATHNAME', 'destor_bind_table' LANGUAGE C STRICT;
 
+-- The event triggers' search_path ends with pg_temp: listed last, a
+-- caller's temporary table named like a catalog (pg_foreign_table) is
+-- never read in the catalog's place (unlisted, pg_temp comes first).
 CREATE FUNCTION on_create_foreign_table() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd record;
   id text;
@@ -211,7 +214,7 @@ CREATE EVENT TRIGGER destor_create_foreign_table ON ddl_command_end
   EXECUTE FUNCTION on_create_foreign_table();
 
 CREATE FUNCTION on_drop_foreign_table() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t record;
 BEGIN
@@ -940,7 +943,7 @@ CREATE TRIGGER meta_capture AFTER INSERT OR UPDATE OR DELETE ON tables
 CREATE FUNCTION meta_note_table(tbl regclass) RETURNS void
   AS 'MODULE_PATHNAME', 'destor_meta_note_table' LANGUAGE C STRICT;
 CREATE FUNCTION on_meta_table_ddl() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cmd record;
 BEGIN
@@ -1032,7 +1035,7 @@ CREATE TABLE meta_superseded (
 );
 REVOKE ALL ON meta_snapshots, meta_superseded FROM PUBLIC;
 CREATE FUNCTION log_snapshot(pool name) RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint := 0;
   c bigint;
