@@ -67,12 +67,6 @@ REGRESS_OPTS = --load-extension=destor
 ISOLATION      ?= table_compact_readers table_concurrent_dml table_tier_writers table_move_shards_readers blob_meta_cache_sessions blob_acl_sessions blob_pack_compact_readers blob_breaker2_fd_maint blob_breaker2_stale_rr tableam_unique blob_breaker2_last_delete blob_breaker3_acl_race tableam_modify_sessions tableam_breaker_xpart tableam_upsert_sessions tableam_rr_tiered tableam_breaker_fk_keyshare tableam_breaker_fk_escalation tableam_scan_breaker_ssi tableam_vacuum_readers tableam_vacuum_breaker_anyfetch tableam_epq tableam_epq_breaker_mem
 ISOLATION_OPTS = --load-extension=destor
 
-# the lists, for scripts/test_suites.sh (which splits pg_regress in two)
-print-regress:
-	@echo $(REGRESS)
-print-isolation:
-	@echo $(ISOLATION)
-
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 ifneq ($(MAKECMDGOALS),check)
@@ -87,7 +81,7 @@ check:
 	DESTOR_SUITES="unit regress" bash scripts/test.sh
 endif
 
-.PHONY: demo test unitcheck tapcheck bench deb check-pgregress print-regress print-isolation
+.PHONY: demo test unitcheck tapcheck bench deb check-pgregress
 
 unitcheck:
 	$(MAKE) -C test/unit check

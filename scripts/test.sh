@@ -60,11 +60,6 @@ if [ "$(id -u)" = 0 ]; then
     cp -r "$work"/regression.* "$work"/results "$work"/tmp_check/log "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
     cp -r "$work"/pgregress.* "$work"/tmp_pgregress/postgres.log "$top/test-logs/" 2>/dev/null || true
     cp -r "$work"/output_iso "$top/test-logs/" 2>/dev/null || true
-    # pg_regress in two halves (scripts/test_suites.sh): their outputs and servers' logs
-    for h in a b; do
-      cp -r "$work/regress_$h" "$work/regress_$h.log" "$top/test-logs/" 2>/dev/null || true
-      mkdir -p "$top/test-logs/tmp_check_$h" && cp -r "$work/tmp_check_$h/log" "$top/test-logs/tmp_check_$h/" 2>/dev/null || true
-    done
     echo "logs of the failed run: $top/test-logs"
   fi
   rm -rf "$work"

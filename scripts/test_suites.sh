@@ -59,48 +59,12 @@ pgregress_wait() {
   return $pg_rc
 }
 
-# One half of pg_regress on a temporary instance of its own (its port, its
-# file providers' directory, its output directory): name, tests, specs.
-regress_half() {
-  DESTOR_REGRESS_DIR="$top/tmp_providers_$1" make -s PG_CONFIG="$PG_CONFIG" REGRESS="$2" ISOLATION="$3" \
-    EXTRA_REGRESS_OPTS="--temp-instance=tmp_check_$1 --temp-config=test/regress/destor.conf --port=$4 --outputdir=regress_$1" \
-    installcheck > "regress_$1.log" 2>&1
-}
-
 if [[ $suites == *" regress "* ]]; then
   echo "== pg_regress ($(date +%T))"
-  if [ -n "$pg_pid" ] && [ -z "${REGRESS:-}" ] && [ -z "${ISOLATION+x}" ]; then
-    # The whole suite beside the differential: in two halves at once, each
-    # on its own instance (the files are independent: each runs alone), as
-    # the tests run one at a time and wait on fsyncs as much as on a CPU.
-    read -r -a tests <<< "$(make -s PG_CONFIG="$PG_CONFIG" print-regress)"
-    half_a=() half_b=()
-    for i in "${!tests[@]}"; do
-      if (( i % 2 == 0 )); then half_a+=("${tests[$i]}"); else half_b+=("${tests[$i]}"); fi
-    done
-    read -r port_a port_b < <(python3 -c 'import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-    mkdir -p tmp_providers_a tmp_providers_b
-    regress_half a "${half_a[*]}" "" "$port_a" & pid_a=$!
-    # the isolation specs go with the shorter half
-    regress_half b "${half_b[*]}" "$(make -s PG_CONFIG="$PG_CONFIG" print-isolation)" "$port_b" & pid_b=$!
-    rc_a=0 rc_b=0
-    wait "$pid_a" || rc_a=$?
-    wait "$pid_b" || rc_b=$?
-    cat regress_a.log regress_b.log
-    if [ $rc_a != 0 ] || [ $rc_b != 0 ]; then
-      cat regress_a/regression.diffs regress_b/regression.diffs 2>/dev/null | head -300
-      pgregress_wait || true
-      exit 1
-    fi
-  else
-    # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
-    make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
-      EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
-      { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; pgregress_wait || true; exit 1; }
-  fi
+  # installcheck runs pg_regress, then the isolation specs (ISOLATION="" skips them)
+  make -s PG_CONFIG="$PG_CONFIG" ${REGRESS:+REGRESS="$REGRESS"} ${ISOLATION+ISOLATION="$ISOLATION"} \
+    EXTRA_REGRESS_OPTS="--temp-instance=tmp_check --temp-config=test/regress/destor.conf" installcheck ||
+    { cat regression.diffs output_iso/regression.diffs 2>/dev/null | head -300; pgregress_wait || true; exit 1; }
 fi
 
 if [ -n "$pg_pid" ]; then
