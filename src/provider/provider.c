@@ -34,17 +34,27 @@ int			destor_max_retries = 4;
 int			destor_max_concurrent_requests = 32;
 int			destor_provider_down_ms = 10000;
 
+/*
+ * The two timeouts are superuser settings (GRANT SET ON PARAMETER hands
+ * them to a role): a request that times out counts against its provider in
+ * shared memory, and two in a row mark it down for every session.  Set to
+ * 100 ms by any role with USAGE on a pool, they let that role send every
+ * other session's reads around a healthy provider at will (found by the
+ * hostile-roles sweep, TAP 179).
+ */
 void
 provider_define_gucs(void)
 {
 	DefineCustomIntVariable("destor.connect_timeout",
 							"Time allowed to connect to a provider.",
-							NULL, &destor_connect_timeout_ms, 5000, 100, 600000,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+							"A connection that times out counts against the provider for every session.",
+							&destor_connect_timeout_ms, 5000, 100, 600000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("destor.request_timeout",
 							"Time without progress after which a provider request is abandoned.",
-							NULL, &destor_request_timeout_ms, 60000, 100, 3600000,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+							"A request that times out counts against the provider for every session.",
+							&destor_request_timeout_ms, 60000, 100, 3600000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("destor.max_retries",
 							"Retries of a provider request after a transient failure.",
 							NULL, &destor_max_retries, 4, 0, 100,

@@ -353,6 +353,10 @@ SELECT string_agg(t, ' ') FROM seen});
 		denied($role, "SELECT $f", $NOPRIV, $f);
 	}
 	denied($role, "SET destor.max_active_blob_descriptors = 1000", $NOPRIV, 'setting max_active_blob_descriptors');
+	# a timed-out request counts against its provider for every session: a role
+	# with 100 ms timeouts would mark a healthy WAN provider down for everyone
+	denied($role, "SET destor.request_timeout = 100", $NOPRIV, 'setting request_timeout');
+	denied($role, "SET destor.connect_timeout = 100", $NOPRIV, 'setting connect_timeout');
 	denied($role, 'SHOW destor.master_key_file', qr/must be superuser|privileges of pg_read_all_settings/,
 		'SHOW destor.master_key_file');
 	denied($role, "SET destor.master_key_file = '/tmp/x'", qr/cannot be changed now/, 'SET destor.master_key_file');
@@ -569,6 +573,16 @@ is($node->safe_psql('postgres', "SET ROLE owner_r; SELECT convert_from(lo_get($l
 	'LOSECRET|LOSECRET tiered', 'owner_r: the large objects are intact');
 is($node->safe_psql('postgres', "SELECT count(*) FROM destor.tables WHERE table_id = '$table_id' AND relid = 'shared.secret'::regclass"),
 	'1', 'owner_r\'s table keeps its binding');
+
+# what a superuser hands over with GRANT SET ON PARAMETER, the role may set
+$node->safe_psql('postgres', 'GRANT SET ON PARAMETER destor.request_timeout TO usage_r');
+{
+	my ($ret, $out, $err) = as_role('usage_r', "SET destor.request_timeout = '2s'; SHOW destor.request_timeout");
+	is($out, '2s', 'usage_r: request_timeout granted with GRANT SET ON PARAMETER can be set') or diag($err);
+	($ret, $out, $err) = as_role('usage_r', "SET destor.connect_timeout = 100");
+	like($err, $NOPRIV, 'usage_r: and only that parameter');
+}
+$node->safe_psql('postgres', 'REVOKE SET ON PARAMETER destor.request_timeout FROM usage_r');
 
 $node->stop;
 done_testing();
