@@ -102,6 +102,24 @@ sub blamed_since
 	return join(', ', @out);
 }
 
+# Provider $v's shard files changed on its disk by $change (a file's path in,
+# 1 if it changed it), $body run with the number changed, then its disk put
+# back as it was and its s3rver started again.
+sub with_shards_changed
+{
+	my ($rig, $v, $change, $body) = @_;
+	my $s3 = $rig->{s3}[$v];
+	my $saved = "$s3->{dir}.saved";
+	system('cp', '-a', $s3->{dir}, $saved) == 0 or die "cp $s3->{dir}: $?";
+	my $n = 0;
+	$n += $change->($_) for grep { /_S3rver_object$/ } DestorTest::files_under($s3->{dir});
+	$body->($n);
+	DestorTest::stop_s3($s3);
+	system('rm', '-rf', $s3->{dir}) == 0 or die "rm $s3->{dir}: $?";
+	system('mv', $saved, $s3->{dir}) == 0 or die "mv $saved: $?";
+	DestorTest::start_s3($s3);
+}
+
 # The ERROR lines of a server log but those matching $allowed.  A parallel
 # worker that starts after its leader's query was cancelled or failed finds
 # the query's shared area released and says "could not attach to dynamic

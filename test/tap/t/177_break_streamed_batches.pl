@@ -288,22 +288,14 @@ sub swap_chunks
 	close $fh;
 	return 1;
 }
-{
-	my $v = 2;
-	my @files = grep { /_S3rver_object$/ } DestorTest::files_under($s3[$v]{dir});
-	system('cp', '-a', $s3[$v]{dir}, "$base/s3_saved") == 0 or die;
-	my $n = 0;
-	$n += swap_chunks($_) for @files;
-	note("s" . ($v + 1) . ": chunks 1 and 2 swapped in $n shards");
+StreamRig::with_shards_changed($rig, 2, \&swap_chunks, sub {
+	my ($n) = @_;
+	note("s3: chunks 1 and 2 swapped in $n shards");
 	my $b0 = blame();
 	same('chunks swapped on a provider', $all_rows);
 	same('chunks swapped on a provider, LIMIT', 'SELECT sum(id), count(*) FROM (SELECT id FROM (SELECT * FROM {T} LIMIT 12000) a) b');
-	is(blamed_since($b0, $v + 1), '', 'chunks swapped: no other provider blamed');
-	DestorTest::stop_s3($s3[$v]);
-	system('rm', '-rf', $s3[$v]{dir}) == 0 or die;
-	system('mv', "$base/s3_saved", $s3[$v]{dir}) == 0 or die;
-	DestorTest::start_s3($s3[$v]);
-}
+	is(blamed_since($b0, 3), '', 'chunks swapped: no other provider blamed');
+});
 note('faults done at ' . elapsed());
 
 # --- 8. faults injected after the scan began consuming a batch ----------------------------

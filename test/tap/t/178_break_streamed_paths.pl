@@ -342,23 +342,15 @@ sub zero_half
 	close $fh;
 	return 1;
 }
-{
-	my $v = 0;
-	my @files = grep { /_S3rver_object$/ } DestorTest::files_under($s3[$v]{dir});
-	system('cp', '-a', $s3[$v]{dir}, "$base/s3_saved") == 0 or die;
-	my $n = 0;
-	$n += zero_half($_) for @files;
+StreamRig::with_shards_changed($rig, 0, \&zero_half, sub {
+	my ($n) = @_;
 	note("s1: the second half of $n shards zeroed");
 	same('half of every shard of s1 zeroed', $all_rows);
 	same('half of every shard of s1 zeroed, LIMIT deep in the segment',
 		'SELECT sum(id), count(*) FROM (SELECT id FROM (SELECT * FROM {T} LIMIT 104000) a) b');
 	same('half of every shard of s1 zeroed, a cursor', 'SELECT count(*) FROM {T}',
 		"BEGIN; DECLARE c NO SCROLL CURSOR FOR SELECT * FROM ft; FETCH 3 FROM c \\g /dev/null\nFETCH 80000 FROM c \\g /dev/null\nCOMMIT;\n");
-	DestorTest::stop_s3($s3[$v]);
-	system('rm', '-rf', $s3[$v]{dir}) == 0 or die;
-	system('mv', "$base/s3_saved", $s3[$v]{dir}) == 0 or die;
-	DestorTest::start_s3($s3[$v]);
-}
+});
 note('providers done at ' . elapsed());
 
 # --- 8. writes while a REPEATABLE READ cursor sits mid-batch ---------------------------------
