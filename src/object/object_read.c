@@ -119,6 +119,7 @@ object_reader_open(ObjectMeta *meta)
 	r->slow = palloc0(sizeof(bool) * r->n);
 	r->avoid = palloc0(sizeof(bool) * r->n);
 	r->far = palloc0(sizeof(bool) * r->n);
+	r->distant = palloc0(sizeof(bool) * r->n);
 	r->unrated = palloc0(sizeof(bool) * r->n);
 	r->thin = palloc0(sizeof(bool) * r->n);
 	r->liar = palloc0(sizeof(bool) * r->n);
@@ -289,9 +290,11 @@ reader_shard_failed(ObjectReader *r, int i)
  * share of a window (its round trip, plus OBJECT_READ_WINDOW_BYTES / k at
  * its recent rate when rates are known) is more than FAR_FACTOR times, and
  * FAR_MARGIN_MS more than, the k-th fastest: a far or thin provider is not
- * slow — small reads, one round trip each, still use it — but a bulk
- * window waits for its slowest shard, and the k fastest shards rebuild the
- * window for the cost of decoding it.
+ * slow — small reads, one round trip each, still use a thin one — but a
+ * bulk window waits for its slowest shard, and the k fastest shards
+ * rebuild the window for the cost of decoding it.  A provider whose round
+ * trip alone is that far above (distant) is gone around by small reads
+ * too.
  */
 #define FAR_FACTOR			2.0
 #define FAR_MARGIN_MS		100.0
@@ -415,13 +418,29 @@ reader_check_slow_providers(ObjectReader *r)
 	for (int i = 0; i < r->n; i++)
 		if (ms[i] < 0)
 			ms[i] = Max(fastest, 0);
+
+	/*
+	 * Distant: the round trip alone, before any bytes, is far above the
+	 * k-th fastest's.  Even a small read waits a whole round trip for it,
+	 * where the other shards of its stripes answer in a short one (a 64 KiB
+	 * block on a provider 300 ms away took 0.6 s cold in the WAN bench,
+	 * the stripe from the four 80 ms away 0.09 s).  The k fastest are never
+	 * distant, so the degraded path has them to read from.
+	 */
+	memcpy(sorted, ms, sizeof(double) * r->n);
+	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
+	kth = sorted[r->k - 1];
+	for (int i = 0; i < r->n; i++)
+		r->distant[i] = r->providers[i] != NULL && reader_hedgeable(r) &&
+			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
+
 	reader_bulk_times(r, ms);
 	memcpy(sorted, ms, sizeof(double) * r->n);
 	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
 	kth = sorted[r->k - 1];
 	for (int i = 0; i < r->n; i++)
 		r->far[i] = r->providers[i] != NULL &&
-			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
+			((ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS) || r->distant[i]);
 }
 
 /* Whether the healthy path does without data shard d's bytes [a, b). */
@@ -439,10 +458,12 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 	 * sooner; nor for one whose rate is not known while k others' are:
 	 * taken for as fast as the fastest, a thin link held every bulk window
 	 * for its bytes (as a spare of the k known, it is asked only if one of
-	 * them fails or is late)
+	 * them fails or is late); nor, for any range, for a distant one: its
+	 * round trip alone outlasts the others' stripe
 	 */
-	return r->m > 0 && (r->far[d] || r->unrated[d] || r->thin[d]) &&
-		(b - a >= READ_BULK_BYTES || r->bulk_batch);
+	return r->m > 0 && (r->distant[d] ||
+						((r->far[d] || r->unrated[d] || r->thin[d]) &&
+						 (b - a >= READ_BULK_BYTES || r->bulk_batch)));
 }
 
 /*

@@ -96,6 +96,8 @@ struct ObjectReader
 								 * around it too (its link may be thin) */
 	bool	   *far;			/* round trip well above the k-th fastest: bulk
 								 * reads go around it (reader_check_slow_providers) */
+	bool	   *distant;		/* its round trip alone is: small reads go
+								 * around it too (also far) */
 	TimestampTz slow_checked;	/* when slow[] was last worked out */
 
 	uint64		stripe_size;	/* k * chunk_size */

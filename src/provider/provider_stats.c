@@ -57,6 +57,7 @@ typedef struct ProviderStatsEntry
 	bool		read_answered;	/* a GET of it succeeded: not a lower bound */
 	bool		read_bounded;	/* a GET of it, stopped unanswered, outlasted
 								 * every answer of its batch (a lower bound) */
+	bool		recent_bounds_only; /* recent_reads holds only such bounds */
 	uint32		recent_pos;
 	TimestampTz last_read;
 	/* successful large GETs: bytes per ms of their bodies, and when */
@@ -405,6 +406,19 @@ entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 rate_bytes, do
 				TimestampTz now)
 {
 	e->read_answered = true;
+
+	/*
+	 * The bounds taken while it never answered say less than an answer: a
+	 * far provider stopped when the near ones answered 30 ms in kept 30 ms
+	 * as its fastest read after answering in 170 (small reads then asked
+	 * it as if near, TAP 180).
+	 */
+	if (e->recent_bounds_only)
+	{
+		e->nrecent = 0;
+		e->recent_pos = 0;
+		e->recent_bounds_only = false;
+	}
 	ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
 			  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
 	e->last_read = now;
@@ -520,6 +534,8 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			{
 				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
 				e->last_read = now;
+				if (!e->read_answered)
+					e->recent_bounds_only = true;
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
 			else if (!e->read_answered && !r->timing_loose && r->op == POP_GET &&
@@ -536,6 +552,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
 				e->last_read = now;
 				e->read_bounded = true;
+				e->recent_bounds_only = true;
 			}
 			continue;
 		}
