@@ -398,7 +398,44 @@ reader_check_slow_providers(ObjectReader *r)
 			if (slow && !r->slow[i])
 				provider_mark_slow(r->providers[i]);
 			r->slow[i] = slow;
+
 		}
+	}
+
+	/*
+	 * Distant: not slow, but its round trip alone far above the k-th
+	 * fastest's.  Even a small read waits a whole round trip for it, where
+	 * the other shards of its stripes answer in a short one (a 64 KiB block
+	 * on a provider 300 ms away took 0.6 s cold in the WAN bench, the
+	 * stripe from the four 80 ms away 0.09 s).  The k fastest are never
+	 * distant, so the degraded path has them.  From any read time, as for
+	 * far below; but a provider gone around is not measured, and one
+	 * measured during a stall would stay distant as long as its round trip
+	 * is remembered: once destor.provider_down_interval has passed without
+	 * a measurement, one reader that needs it asks it again
+	 * (healthy_declines).
+	 */
+	memset(r->distant, 0, sizeof(bool) * r->n);
+	fastest = -1;
+	for (int i = 0; i < r->n; i++)
+	{
+		ms[i] = r->providers[i] ? provider_read_ms(r->providers[i], 1) : SLOW_UNUSABLE_MS;
+		if (ms[i] >= 0 && (fastest < 0 || ms[i] < fastest))
+			fastest = ms[i];
+	}
+	if (fastest >= 0 && reader_hedgeable(r))
+	{
+		for (int i = 0; i < r->n; i++)
+		{
+			if (ms[i] < 0)
+				ms[i] = fastest;
+			sorted[i] = ms[i];
+		}
+		qsort(sorted, r->n, sizeof(double), reader_cmp_double);
+		kth = sorted[r->k - 1];
+		for (int i = 0; i < r->n; i++)
+			r->distant[i] = r->providers[i] != NULL &&
+				ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
 	}
 
 	/*
@@ -418,21 +455,6 @@ reader_check_slow_providers(ObjectReader *r)
 	for (int i = 0; i < r->n; i++)
 		if (ms[i] < 0)
 			ms[i] = Max(fastest, 0);
-
-	/*
-	 * Distant: the round trip alone, before any bytes, is far above the
-	 * k-th fastest's.  Even a small read waits a whole round trip for it,
-	 * where the other shards of its stripes answer in a short one (a 64 KiB
-	 * block on a provider 300 ms away took 0.6 s cold in the WAN bench,
-	 * the stripe from the four 80 ms away 0.09 s).  The k fastest are never
-	 * distant, so the degraded path has them to read from.
-	 */
-	memcpy(sorted, ms, sizeof(double) * r->n);
-	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
-	kth = sorted[r->k - 1];
-	for (int i = 0; i < r->n; i++)
-		r->distant[i] = r->providers[i] != NULL && reader_hedgeable(r) &&
-			ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
 
 	reader_bulk_times(r, ms);
 	memcpy(sorted, ms, sizeof(double) * r->n);
@@ -461,9 +483,19 @@ healthy_declines(ObjectReader *r, int d, uint64 a, uint64 b)
 	 * them fails or is late); nor, for any range, for a distant one: its
 	 * round trip alone outlasts the others' stripe
 	 */
-	return r->m > 0 && (r->distant[d] ||
-						((r->far[d] || r->unrated[d] || r->thin[d]) &&
-						 (b - a >= READ_BULK_BYTES || r->bulk_batch)));
+	if (r->m == 0)
+		return false;
+	if ((r->far[d] || r->unrated[d] || r->thin[d]) &&
+		(b - a >= READ_BULK_BYTES || r->bulk_batch))
+		return true;
+	/*
+	 * A distant one not measured for an interval: this reader asks it
+	 * again (until its next check), and its answers measure it.
+	 */
+	if (r->distant[d] && !provider_claim_probe(r->providers[d]))
+		return true;
+	r->distant[d] = false;
+	return false;
 }
 
 /*

@@ -588,7 +588,8 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 			{
 				/* fail fast: another shard can stand in (a spare, or one running) */
 				sr->reqs[q].no_retry = true;
-				sr->reqs[q].hedge_unit = i + 1;
+				/* numbered by rank: spares start in that order */
+				sr->reqs[q].hedge_unit = unit_of[i] > 0 ? unit_of[i] : r->n + i + 1;
 				sr->reqs[q].hedge_need = need;
 				sr->reqs[q].hedge_spare = unit_of[i] > 0 && !start[i];
 				sr->reqs[q].hedge_last = last[i];
@@ -1041,7 +1042,8 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 		{
 			reader_shard_get(&reqs[nreqs], r, i, flo, fhi - flo, full[i]);
 			reqs[nreqs].no_retry = true;
-			reqs[nreqs].hedge_unit = i + 1;
+			/* numbered by rank, then shard: spares start in that order */
+			reqs[nreqs].hedge_unit = 1 + rank[i] * r->n + i;
 			reqs[nreqs].hedge_need = nfailed;
 			reqs[nreqs].hedge_spare = better >= nfailed;
 			reqs[nreqs].hedge_last = rank[i] == 3;

@@ -47,6 +47,9 @@ typedef struct ProviderStatsEntry
 	TimestampTz last_success;
 	TimestampTz last_failure;
 	TimestampTz down_since;		/* 0 when not failing */
+	TimestampTz down_marked;	/* the failure that last marked it down: it is
+								 * down for destor.provider_down_interval from
+								 * then (renewed by each later one) */
 	char		last_error[LAST_ERROR_LEN];
 	float4		latencies[LATENCY_WINDOW];
 	uint32		nlatencies;
@@ -60,6 +63,7 @@ typedef struct ProviderStatsEntry
 	bool		recent_bounds_only; /* recent_reads holds only such bounds */
 	uint32		recent_pos;
 	TimestampTz last_read;
+	TimestampTz probe_claimed;	/* a reader asks a distant provider again */
 	/* successful large GETs: bytes per ms of their bodies, and when */
 	float4		recent_rates[RECENT_READS];
 	uint32		nrates;
@@ -620,9 +624,18 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 			 * hiccup of a request that was not retried is no outage.
 			 */
 			e->failures_in_row += 1 + r->retries;
-			if (transport_failure && e->down_since == 0 &&
-				(r->unreachable || e->failures_in_row >= 2))
-				e->down_since = now;
+			if (transport_failure && (r->unreachable || e->failures_in_row >= 2))
+			{
+				/*
+				 * Marked again by every such failure: a provider still
+				 * failing after the interval, when reads try it again, is
+				 * down again (it stayed "degraded", and every read asked it
+				 * among its first k and waited for a spare).
+				 */
+				if (e->down_since == 0)
+					e->down_since = now;
+				e->down_marked = now;
+			}
 			else if (!transport_failure)
 				entry_up(e, now);
 		}
@@ -635,15 +648,15 @@ provider_is_down(Provider *p)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
-	TimestampTz down_since = 0;
+	TimestampTz down_marked = 0;
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	if (e)
-		down_since = e->down_since;
+	if (e && e->down_since != 0)
+		down_marked = e->down_marked;
 	stats_unlock(s);
-	return down_since != 0 &&
-		!TimestampDifferenceExceeds(down_since, GetCurrentTimestamp(), destor_provider_down_ms);
+	return down_marked != 0 &&
+		!TimestampDifferenceExceeds(down_marked, GetCurrentTimestamp(), destor_provider_down_ms);
 }
 
 /*
@@ -761,6 +774,34 @@ double
 provider_read_ms(Provider *p, int min_reads)
 {
 	return read_ms_within(p, min_reads, Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS));
+}
+
+/*
+ * provider_claim_probe — whether the caller should ask p again although it
+ * is gone around (distant: object_read.c): p was not measured for
+ * destor.provider_down_interval, and no reader claimed that since.  One
+ * reader per interval gets true; its reads measure p again, so that a
+ * provider measured during a stall is not gone around for as long as its
+ * round trip is remembered.
+ */
+bool
+provider_claim_probe(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		claimed = false;
+
+	stats_lock(s, LW_EXCLUSIVE);
+	e = stats_entry(s, p->serverid, false);
+	if (e != NULL && TimestampDifferenceExceeds(e->last_read, now, destor_provider_down_ms) &&
+		TimestampDifferenceExceeds(e->probe_claimed, now, destor_provider_down_ms))
+	{
+		e->probe_claimed = now;
+		claimed = true;
+	}
+	stats_unlock(s);
+	return claimed;
 }
 
 static double
@@ -964,7 +1005,7 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 		const char *state;
 
 		if (e->down_since != 0 &&
-			!TimestampDifferenceExceeds(e->down_since, now, destor_provider_down_ms))
+			!TimestampDifferenceExceeds(e->down_marked, now, destor_provider_down_ms))
 			state = "down";
 		else if ((e->last_failure != 0 &&
 				  !TimestampDifferenceExceeds(e->last_failure, now, 60 * 1000)) ||
@@ -1026,6 +1067,7 @@ provider_stats_note_check(Provider *p, bool ok)
 		e->last_failure = now;
 		if (e->down_since == 0)
 			e->down_since = now;
+		e->down_marked = now;
 	}
 	else
 	{

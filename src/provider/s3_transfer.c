@@ -891,6 +891,8 @@ typedef struct S3Hedge
 	int			need;			/* units needed; 0: no hedged set */
 	int			nunits;
 	int		   *unit_of;		/* per transfer: unit index, -1 none */
+	int		   *unit_id;		/* per unit: the caller's hedge_unit (its
+								 * spares start in that order) */
 	bool	   *held;			/* per transfer: a spare not started yet */
 	double	   *p95_ms;			/* per transfer: its provider's recent p95, -1 */
 	uint64	   *seen;			/* per transfer: bytes received at last look */
@@ -990,7 +992,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 	}
 	if (h->nunits == 0)
 		h->need = 0;
-	pfree(ids);
+	h->unit_id = ids;
 }
 
 static UnitState
@@ -1737,19 +1739,27 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	}
 
 	/*
-	 * Start spares, in the caller's order, until enough are in the running:
-	 * for units failed or late; spares of last resort only for units failed
-	 * or very late (a provider found slow is no help to one merely late).
+	 * Start spares, in the order of the caller's unit numbers (its ranking:
+	 * started in the order the requests came, a degraded read's spares went
+	 * by shard, and a provider far away with a low shard number was asked
+	 * before a near one), until enough are in the running: for units failed
+	 * or late; spares of last resort only for units failed or very late (a
+	 * provider found slow is no help to one merely late).
 	 */
-	for (int u = 0; u < h->nunits; u++)
+	for (;;)
 	{
-		if (st[u] != UNIT_HELD)
-			continue;
-		if (nok + nlive + (h->last[u] ? nlate : 0) >= h->need)
-			continue;
+		int			u = -1;
+
+		for (int v = 0; v < h->nunits; v++)
+			if (st[v] == UNIT_HELD && (u < 0 || h->unit_id[v] < h->unit_id[u]) &&
+				nok + nlive + (h->last[v] ? nlate : 0) < h->need)
+				u = v;
+		if (u < 0)
+			break;
 		for (int i = 0; i < n; i++)
 			if (h->unit_of[i] == u)
 				h->held[i] = false;
+		st[u] = UNIT_PENDING;
 		nlive++;
 		*wait_ms = 0;
 	}

@@ -128,8 +128,9 @@ typedef struct ProviderRequest
 	 * tags), of which the batch needs hedge_need (the same in each such
 	 * request) whose requests all succeed.  A spare unit starts only when a
 	 * started one fails or is late (still running past a multiple of its
-	 * provider's recent latency); once hedge_need units have succeeded, the
-	 * others are cancelled.
+	 * provider's recent latency), lowest hedge_unit first (the caller's
+	 * ranking); once hedge_need units have succeeded, the others are
+	 * cancelled.
 	 */
 	int			hedge_unit;
 	int			hedge_need;
@@ -211,6 +212,13 @@ extern int	destor_provider_down_ms;
 
 extern void provider_define_gucs(void);
 
+/* conn_keeper.c: connections made before they are needed */
+struct sockaddr;
+extern int	destor_warm_connections;
+extern void conn_keeper_define_gucs(void);
+extern void conn_keeper_register_worker(void);
+extern int	conn_keeper_take(const struct sockaddr *addr, int addrlen);
+
 /* This database's namespace on the providers (see provider.c); false when
  * the installation has no instance id. */
 #define PROVIDER_NS_LEN 6
@@ -230,6 +238,7 @@ extern bool provider_is_down(Provider *p);
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
 extern double provider_read_ms(Provider *p, int min_reads);
+extern bool provider_claim_probe(Provider *p);
 
 /*
  * How long a provider's round trip (provider_read_ms) and body rate

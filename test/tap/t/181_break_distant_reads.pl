@@ -1,0 +1,248 @@
+# Break file for small reads around a distant provider (07a7cec).
+#
+# Six s3rver processes behind the WAN emulator (10 ms each way, 50 MB/s);
+# s4, s5 and s6 also sit behind a delay proxy (between the emulator and
+# the server) whose delay this file changes as it goes: a provider that
+# becomes distant, a second distant one, a near one that stalls once, a
+# distant one that becomes near.  Pools 4+2, 3+3, 5+1 over all six and
+# 2+1 over s1, s2, s6.  Every byte read is compared with the file it came
+# from; what each provider was asked is counted from the emulator's trace.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my ($node) = DestorTest::start_cluster('brkdistant', cache_size => '0');
+my $base = $node->basedir;
+my @s3 = DestorTest::start_s3_servers(6, $base);
+my %dfile;
+my @behind = map { { %$_ } } @s3;
+for my $i (3, 4, 5)
+{
+	$dfile{ $s3[$i]{name} } = "$base/delay_$s3[$i]{name}";
+	DestorTest::set_delay($dfile{ $s3[$i]{name} }, 0);
+	my $p = DestorTest::start_delay_proxy($s3[$i]{port}, $dfile{ $s3[$i]{name} });
+	$behind[$i]{port} = $p->{port};
+	$behind[$i]{proxy} = $p;
+}
+my $wan = DestorTest::start_wan_proxy($base, \@behind, delay_ms => 10, mbps => 50);
+my @prov = map { { %{ $s3[$_] }, port => $wan->{ports}[$_] } } 0 .. 5;
+my $sql = DestorTest::providers_sql('p42', 4, 2, @prov);
+$sql .= "CREATE SERVER p33 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s3,s4,s5,s6', data_shards '3', parity_shards '3');\n";
+$sql .= "CREATE SERVER p51 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s3,s4,s5,s6', data_shards '5', parity_shards '1');\n";
+$sql .= "CREATE SERVER p21 FOREIGN DATA WRAPPER destor OPTIONS (providers 's1,s2,s6', data_shards '2', parity_shards '1');\n";
+$node->safe_psql('postgres', $sql);
+
+sub delay { DestorTest::set_delay($dfile{ $_[0] }, $_[1]) }
+
+END { local $?; for (@behind) { DestorTest::stop_delay_proxy($_->{proxy}) if $_->{proxy} } }
+
+# blobs: 24 blocks of 64 KiB and a short last one of 1000 bytes, with a
+# data shard on the provider named
+my $nblocks = 24;
+my $size = $nblocks * 65536 + 1000;
+my %blob;
+
+sub import_with_shard0_on
+{
+	my ($pool, $file, $on) = @_;
+	for (1 .. 40)
+	{
+		my $b = $node->safe_psql('postgres', "SELECT destor.blob_import('$pool', '$file')");
+		return $b
+		  if $node->safe_psql('postgres',
+			"SELECT shard_index FROM destor.blob_shards WHERE blob_id = destor.blob_id('$b') AND provider = '$on'")
+		  eq '0';
+	}
+	return undef;
+}
+for my $c ([ 'p42', 's6' ], [ 'p42', 's5' ], [ 'p42', 's4' ], [ 'p33', 's6' ], [ 'p51', 's6' ], [ 'p21', 's6' ])
+{
+	my ($pool, $on) = @$c;
+	my $file = "$base/in_${pool}_$on.bin";
+	DestorTest::write_random_file($file, $size);
+	# p33: s6 holds shard 0, so that a spare started in shard order is s6
+	my $b = $pool eq 'p33' ? import_with_shard0_on($pool, $file, $on)
+	  : DestorTest::import_blob_with_data_on($node, $pool, $file, $on);
+	ok(defined $b, "$pool: a blob with a data shard on $on");
+	$blob{"$pool/$on"} = { blob => $b, file => $file, pool => $pool };
+}
+
+# the ranges read: 8 KiB at the start of every block, and some odd ones
+my @ranges = map { [ $_ * 65536, 8192 ] } 0 .. $nblocks - 1;
+push @ranges, [ $nblocks * 65536, 1000 ],    # the last, short block
+  [ $nblocks * 65536 + 999, 1 ],             # its last byte
+  [ $size - 1, 1 ],
+  [ 3 * 65536 - 100, 300 ],                  # across a block boundary
+  [ 5 * 65536 + 7, 300000 ],                 # over several blocks / stripes
+  [ 65536 * 7, 0 ],                          # nothing
+  [ $size, 0 ],                              # nothing, at the end
+  [ 65536 * 11 + 12345, 65536 ],             # a block's worth, unaligned
+  [ 0, $size ];                              # everything
+
+# Reads every range of blob $key in one statement, each compared with the
+# file; returns { wrong, n, asked => {provider => GETs} }
+sub reads
+{
+	my ($name, $key, %o) = @_;
+	my $b = $blob{$key};
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()') unless $o{warm};
+	my $t0 = DestorTest::wan_mark($wan);
+	my $values = join(',', map { "($_->[0], $_->[1])" } @ranges);
+	my ($rc, $out, $err) = $node->psql(
+		'postgres', "
+		SELECT count(*), count(*) FILTER (WHERE destor.blob_read('$b->{blob}', o, l)
+		       IS NOT DISTINCT FROM pg_read_binary_file('$b->{file}', o, l))
+		  FROM (VALUES $values) v(o, l)");
+	my ($n, $same) = split /\|/, ($out // '');
+	is($rc, 0, "$name ($key): no error") or diag($err);
+	is($same, $n, "$name ($key): every range exact ($n ranges)") if $rc == 0;
+	my %n;
+	$n{ $_->{provider} }++ for grep { $_->{line} =~ /^GET/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	note("$name ($key): " . join(', ', map { "$_: $n{$_}" } sort keys %n));
+	return \%n;
+}
+
+# --- 1. s6 distant (150 ms more per request) ----------------------------------------------
+delay('s6', 150);
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+reads('measuring', 'p42/s6');
+reads('measuring again', 'p42/s6');
+my $st = $node->safe_psql('postgres', "SELECT string_agg(provider || ':' || state, ' ' ORDER BY provider) FROM destor.provider_status");
+note("status: $st");
+for my $key ('p42/s6', 'p33/s6', 'p21/s6')
+{
+	my $a = reads('s6 distant', $key);
+	is($a->{s6} // 0, 0, "s6 distant, $key: nothing asked of s6");
+}
+# 5+1: the 5th fastest is near, s6 distant; its blocks need all five others
+{
+	my $a = reads('s6 distant', 'p51/s6');
+	is($a->{s6} // 0, 0, 's6 distant, p51/s6: nothing asked of s6');
+}
+
+# --- 2. a USING destor table and a foreign table, look-ups ----------------------------------
+$node->safe_psql('postgres', q{
+SET destor.default_pool = 'p42';
+CREATE TABLE h AS SELECT i AS id, md5(i::text) || repeat(md5((i*7)::text), 3) AS t FROM generate_series(1, 40000) i;
+CREATE TABLE a USING destor AS SELECT * FROM h;
+CREATE UNIQUE INDEX ON a (id);
+ANALYZE a;
+CREATE FOREIGN TABLE f (id int, t text) SERVER p42 OPTIONS (segment_rows '100000', row_group_rows '500');
+INSERT INTO f SELECT * FROM h ORDER BY id;
+});
+my $keys = 'SELECT (i * 7919) % 40000 + 1 AS k FROM generate_series(1, 150) i';
+for my $round (1 .. 2)
+{
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+	my $t0 = DestorTest::wan_mark($wan);
+	my $r = $node->safe_psql('postgres', "SET enable_seqscan = off; SET enable_bitmapscan = off;
+	  SELECT count(*), count(*) FILTER (WHERE (SELECT t FROM a WHERE a.id = k) IS NOT DISTINCT FROM (SELECT t FROM h WHERE h.id = k)) FROM ($keys) ks");
+	my ($n, $same) = split /\|/, $r;
+	is($same, $n, "USING destor look-ups, round $round: every row the heap's ($n)");
+	my $r2 = $node->safe_psql('postgres', "
+	  SELECT count(*), count(*) FILTER (WHERE (SELECT t FROM f WHERE f.id = k) IS NOT DISTINCT FROM (SELECT t FROM h WHERE h.id = k)) FROM (SELECT * FROM ($keys) x LIMIT 10) ks");
+	($n, $same) = split /\|/, $r2;
+	is($same, $n, "foreign table small scans, round $round: every row the heap's ($n)");
+	my %n;
+	$n{ $_->{provider} }++ for grep { $_->{line} =~ /^GET/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	note("tables round $round: " . join(', ', map { "$_: $n{$_}" } sort keys %n));
+	# (one reader may ask it again once destor.provider_down_interval has
+	# passed without a measurement: provider_claim_probe)
+	cmp_ok($n{s6} // 0, '<=', 5, "tables round $round: s6 asked at most a probe's worth") if $round == 2;
+}
+
+# --- 3. two distant: s5 too -----------------------------------------------------------------
+delay('s5', 150);
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+reads('measuring two', 'p42/s5');
+reads('measuring two again', 'p42/s6');
+for my $key ('p42/s5', 'p42/s6', 'p33/s6')
+{
+	my $a = reads('s5, s6 distant', $key);
+	is(($a->{s5} // 0) + ($a->{s6} // 0), 0, "s5, s6 distant, $key: nothing asked of either");
+}
+# 5+1: the 5th fastest is s5 or s6 itself: neither is distant, s6's blocks come from s6
+{
+	my $a = reads('s5, s6 slow, 5+1', 'p51/s6');
+	cmp_ok($a->{s6} // 0, '>=', 1, '5+1 with the k-th fastest slow: s6 asked for its blocks');
+}
+
+# --- 4. a near provider that stalls once (s4: 300 ms for a while, then near again) ---------
+delay('s5', 0);
+delay('s6', 0);
+delay('s4', 300);
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+reads('s4 stalling', 'p42/s4');
+reads('s4 stalling again', 'p42/s4');
+delay('s4', 0);
+# s4 answers in 20 ms again; judged distant from the stall, it is gone
+# around by small reads until its read times are forgotten, after
+# destor.provider_down_interval (2 s here), and then asked again
+$node->safe_psql('postgres', "ALTER SYSTEM SET destor.provider_down_interval = '2s'");
+$node->reload;
+reads('s4 near again, within the interval', 'p42/s4');
+sleep(3);
+{
+	my $a = reads('s4 near again, after the interval', 'p42/s4');
+	cmp_ok($a->{s4} // 0, '>=', 1, 's4 near again: after destor.provider_down_interval its data shard is read from it again');
+}
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET destor.provider_down_interval');
+$node->reload;
+
+# --- 5. providers gone while s6 is distant --------------------------------------------------
+delay('s6', 150);
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+reads('measuring s6 before stops', 'p42/s6');
+reads('measuring s6 before stops again', 'p42/s6');
+{
+	my $a = reads('s6 distant (again)', 'p42/s6');
+	is($a->{s6} // 0, 0, 's6 distant again: nothing asked of it');
+}
+DestorTest::stop_s3($s3[0]);
+my $s1_stopped = time;
+for my $key ('p42/s6', 'p33/s6', 'p51/s6', 'p21/s6')
+{
+	my $a = reads('s1 gone, s6 distant', $key);
+	cmp_ok($a->{s6} // 0, '>=', 1, "s1 gone, $key: s6 asked") if $key =~ /p51|p21/;
+}
+DestorTest::stop_s3($s3[1]);
+{
+	my $a = reads('s1, s2 gone, s6 distant', 'p42/s6');
+	cmp_ok($a->{s6} // 0, '>=', 1, "s1, s2 gone, p42/s6: s6 asked (only four left)");
+}
+# s1 has been gone longer than destor.provider_down_interval (10 s): its
+# down mark has run out, so a read asks it among the first k and it fails
+# at once.  The spare started in its place must be a near one (s3, s4, s5
+# are enough for 3+3): spares went in shard order (hedge_unit = shard + 1),
+# not plan_hedge's ranking, and s6 holds shard 0.  And the failure must
+# mark s1 down again (the mark was not renewed by later failures).
+sleep(1) while time - $s1_stopped < 11;
+{
+	my $a = reads('s1 gone > 10 s, s2 gone, s6 distant', 'p33/s6');
+	is($a->{s6} // 0, 0, 's1, s2 gone, p33/s6: three near providers left, nothing asked of distant s6');
+	# s1 failed again during that read: it should be down again
+	my $st = $node->safe_psql('postgres', "SELECT state || ' ' || errors FROM destor.provider_status WHERE provider = 's1'");
+	note("s1 after failing again, > 10 s after its outage began: $st");
+	like($st, qr/^down /, 's1, gone 11 s and failing again: shown down (and skipped by reads)');
+}
+DestorTest::start_s3($s3[0]);
+DestorTest::start_s3($s3[1]);
+
+# --- 6. the cache on ------------------------------------------------------------------------
+$node->append_conf('postgresql.conf', "destor.cache_size = '32MB'\n");
+$node->restart;
+reads('cache on, measuring', 'p42/s6');
+reads('cache on, measuring again', 'p42/s6');
+{
+	my $a = reads('cache on, s6 distant', 'p42/s6');
+	is($a->{s6} // 0, 0, 'cache on: nothing asked of s6');
+	my $w = reads('cache on, warm', 'p42/s6', warm => 1);
+	is($w->{s6} // 0, 0, 'cache on, warm: nothing asked of s6');
+}
+
+$node->stop;
+done_testing();
