@@ -48,6 +48,7 @@ OBJS += src/object/key_rotation.o src/maintenance/rotate_keys.o
 OBJS += src/meta/meta_lease.o
 OBJS += src/tableam/tableam.o src/tableam/tableam_path.o src/tableam/tableam_ddl.o
 OBJS += src/codec/delta.o
+OBJS += src/provider/conn_keeper.o
 
 PG_CPPFLAGS = -Isrc/include
 PG_CFLAGS   = -Wall -Wmissing-prototypes -Werror=implicit-function-declaration

@@ -60,6 +60,7 @@ void
 _PG_init(void)
 {
 	provider_define_gucs();
+	conn_keeper_define_gucs();
 	keys_define_gucs();
 	object_define_gucs();
 	cache_define_gucs();
@@ -82,6 +83,7 @@ _PG_init(void)
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = destor_shmem_startup;
 		maintenance_register_worker();
+		conn_keeper_register_worker();
 	}
 }
 

@@ -40,16 +40,47 @@
 static curl_socket_t s3_sockets[S3_SOCKETS];
 static int	s3_nsockets = 0;
 
+/* the socket the connection keeper handed over last, until libcurl sets it up */
+static curl_socket_t s3_kept_socket = CURL_SOCKET_BAD;
+
 static int
 s3_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
+	int			rc = CURL_SOCKOPT_OK;
+
 	if (purpose != CURLSOCKTYPE_IPCXN)
 		return CURL_SOCKOPT_OK;
+	if (fd == s3_kept_socket)
+	{
+		/* connected already: libcurl sends at once */
+		s3_kept_socket = CURL_SOCKET_BAD;
+		rc = CURL_SOCKOPT_ALREADY_CONNECTED;
+	}
 	for (int i = 0; i < Min(s3_nsockets, S3_SOCKETS); i++)
 		if (s3_sockets[i] == fd)
-			return CURL_SOCKOPT_OK;	/* a number used again */
+			return rc;			/* a number used again */
 	s3_sockets[s3_nsockets++ % S3_SOCKETS] = fd;
-	return CURL_SOCKOPT_OK;
+	return rc;
+}
+
+/*
+ * A connection's socket: one the connection keeper made ready
+ * (conn_keeper.c), or a new one.
+ */
+static curl_socket_t
+s3_opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	int			fd = -1;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM)
+		fd = conn_keeper_take(&a->addr, (int) a->addrlen);
+	if (fd >= 0)
+	{
+		s3_kept_socket = fd;
+		return fd;
+	}
+	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	return fd >= 0 ? fd : CURL_SOCKET_BAD;
 }
 
 static int
@@ -469,6 +500,8 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	SETOPT(easy, CURLOPT_VERBOSE, 0L);
 	SETOPT(easy, CURLOPT_TCP_NODELAY, 1L);
 	SETOPT(easy, CURLOPT_SOCKOPTFUNCTION, s3_sockopt_cb);
+	if (destor_warm_connections > 0)
+		SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, s3_opensocket_cb);
 	SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -208,13 +208,15 @@ class Provider:
     async def handle(self, creader, cwriter):
         self.stats["connections"] += 1
         accepted = time.monotonic()
+        # numbered in the order accepted: a connection numbered at most
+        # the count of an earlier stats file was accepted before it
+        self.nconn += 1
+        conn = {"idle": True, "id": self.nconn, "req": None}
         try:
             sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             cwriter.close()
             return
-        self.nconn += 1
-        conn = {"idle": True, "id": self.nconn, "req": None}
         # the handshake's round trip, which the loopback connect() skipped
         await asyncio.gather(
             self.pump(creader, swriter, self.up, "bytes_up", accepted + 2 * self.delay, conn, True),

@@ -272,7 +272,7 @@ sub providers_sql
 sub wan_rig
 {
 	my ($name, $nservers, %opts) = @_;
-	my ($node) = start_cluster($name, cache_size => $opts{cache_size} // '0');
+	my ($node) = start_cluster($name, cache_size => $opts{cache_size} // '0', conf => $opts{conf});
 	my $base = $node->basedir;
 	my @s3 = start_s3_servers($nservers, $base);
 	my $wan = start_wan_proxy($base, \@s3, %opts);
@@ -603,6 +603,35 @@ sub wan_mark
 		usleep(20_000);
 	}
 	die "no mark in the WAN proxy's trace";
+}
+
+# The WAN proxy's counters per provider: { name => { connections, requests,
+# late, bytes_down, bytes_up } } (written on SIGUSR1).
+sub wan_stats
+{
+	my ($proxy, $base) = @_;
+	my $file = "$base/wan_stats.json";
+	unlink $file;
+	kill 'USR1', $proxy->{handle}{KIDS}[0]{PID};
+	for (1 .. 250)
+	{
+		if (-s $file)
+		{
+			open(my $fh, '<', $file) or die;
+			local $/;
+			my $json = <$fh>;
+			close $fh;
+			my %st;
+			while ($json =~ /"([^"]+)":\s*\{([^}]*)\}/g)
+			{
+				my ($name, $body) = ($1, $2);
+				$st{$name}{$1} = $2 while $body =~ /"(\w+)":\s*(\d+)/g;
+			}
+			return \%st;
+		}
+		usleep(20_000);
+	}
+	die "no stats from the WAN proxy";
 }
 
 sub stop_wan_proxy
