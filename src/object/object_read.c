@@ -345,6 +345,25 @@ reader_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/*
+ * The k-th fastest of the read times ms[] (-1: not measured, counted as
+ * fastest, which ms[] then holds).
+ */
+static double
+kth_fastest(ObjectReader *r, double *ms, double fastest)
+{
+	double		sorted[CODEC_RS_MAX_SHARDS];
+
+	for (int i = 0; i < r->n; i++)
+	{
+		if (ms[i] < 0)
+			ms[i] = fastest;
+		sorted[i] = ms[i];
+	}
+	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
+	return sorted[r->k - 1];
+}
+
 void
 reader_check_slow_providers(ObjectReader *r)
 {
@@ -382,14 +401,7 @@ reader_check_slow_providers(ObjectReader *r)
 	}
 	else
 	{
-		for (int i = 0; i < r->n; i++)
-		{
-			if (ms[i] < 0)
-				ms[i] = fastest;
-			sorted[i] = ms[i];
-		}
-		qsort(sorted, r->n, sizeof(double), reader_cmp_double);
-		kth = sorted[r->k - 1];
+		kth = kth_fastest(r, ms, fastest);
 		for (int i = 0; i < r->n; i++)
 		{
 			bool		slow = r->providers[i] != NULL &&
@@ -398,7 +410,6 @@ reader_check_slow_providers(ObjectReader *r)
 			if (slow && !r->slow[i])
 				provider_mark_slow(r->providers[i]);
 			r->slow[i] = slow;
-
 		}
 	}
 
@@ -425,14 +436,7 @@ reader_check_slow_providers(ObjectReader *r)
 	}
 	if (fastest >= 0 && reader_hedgeable(r))
 	{
-		for (int i = 0; i < r->n; i++)
-		{
-			if (ms[i] < 0)
-				ms[i] = fastest;
-			sorted[i] = ms[i];
-		}
-		qsort(sorted, r->n, sizeof(double), reader_cmp_double);
-		kth = sorted[r->k - 1];
+		kth = kth_fastest(r, ms, fastest);
 		for (int i = 0; i < r->n; i++)
 			r->distant[i] = r->providers[i] != NULL &&
 				ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS;
