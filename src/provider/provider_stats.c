@@ -643,20 +643,26 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 	stats_unlock(s);
 }
 
+/* Whether e is marked down now: within the interval of its last mark. */
+static bool
+entry_down(const ProviderStatsEntry *e, TimestampTz now)
+{
+	return e->down_since != 0 &&
+		!TimestampDifferenceExceeds(e->down_marked, now, destor_provider_down_ms);
+}
+
 bool
 provider_is_down(Provider *p)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
-	TimestampTz down_marked = 0;
+	bool		down;
 
 	stats_lock(s, LW_SHARED);
 	e = stats_entry(s, p->serverid, false);
-	if (e && e->down_since != 0)
-		down_marked = e->down_marked;
+	down = e != NULL && entry_down(e, GetCurrentTimestamp());
 	stats_unlock(s);
-	return down_marked != 0 &&
-		!TimestampDifferenceExceeds(down_marked, GetCurrentTimestamp(), destor_provider_down_ms);
+	return down;
 }
 
 /*
@@ -1004,8 +1010,7 @@ destor_provider_stats(PG_FUNCTION_ARGS)
 		bool		nulls[10] = {0};
 		const char *state;
 
-		if (e->down_since != 0 &&
-			!TimestampDifferenceExceeds(e->down_marked, now, destor_provider_down_ms))
+		if (entry_down(e, now))
 			state = "down";
 		else if ((e->last_failure != 0 &&
 				  !TimestampDifferenceExceeds(e->last_failure, now, 60 * 1000)) ||
