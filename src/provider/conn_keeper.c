@@ -10,7 +10,8 @@
  * With destor.warm_connections > 0 a background worker, the keeper, holds
  * that many connected sockets ready for each provider address a backend
  * used within the last KEEPER_WANT_MS, and hands one over (SCM_RIGHTS, on
- * an abstract Unix socket only processes of the server's own user may use)
+ * a Unix socket in the data directory; each end checks the other runs as
+ * the server's user)
  * when libcurl opens a connection (CURLOPT_OPENSOCKETFUNCTION in
  * s3_request.c).  libcurl is told the socket is connected and sends its
  * request, or its TLS hello, at once.  A socket is handed over only if it
@@ -75,16 +76,39 @@ typedef struct KeptAddr
 	KeptSocket	socks[KEEPER_MAX_SOCKS];
 } KeptAddr;
 
-/* the abstract socket's name: one per cluster (its postmaster) */
+/*
+ * The keeper's socket: a file in the data directory, the working directory
+ * of every server process, relative so that a long data directory path
+ * does not overflow sun_path.  Not an abstract name: any local user could
+ * bind that first (while the keeper restarts) and be handed backends'
+ * signed requests; the data directory is the server user's alone.  In
+ * pg_stat_tmp, which base backups leave out.
+ */
+#define KEEPER_SOCKET_PATH		"pg_stat_tmp/destor_keeper.sock"
+
 static socklen_t
 keeper_address(struct sockaddr_un *un)
 {
-	int			len;
-
 	memset(un, 0, sizeof(*un));
 	un->sun_family = AF_UNIX;
-	len = snprintf(un->sun_path + 1, sizeof(un->sun_path) - 1, "destor-keeper-%d", (int) PostmasterPid);
-	return offsetof(struct sockaddr_un, sun_path) + 1 + len;
+	strlcpy(un->sun_path, KEEPER_SOCKET_PATH, sizeof(un->sun_path));
+	return offsetof(struct sockaddr_un, sun_path) + strlen(un->sun_path) + 1;
+}
+
+/* Whether the process at the other end of Unix socket fd runs as we do. */
+static bool
+peer_is_us(int fd)
+{
+	struct ucred cred;
+	socklen_t	len = sizeof(cred);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == geteuid();
+}
+
+static void
+keeper_unlink_socket(int code, Datum arg)
+{
+	(void) unlink(KEEPER_SOCKET_PATH);
 }
 
 void
@@ -269,15 +293,12 @@ keeper_accept(int l)
 {
 	for (;;)
 	{
-		struct ucred cred;
-		socklen_t	len = sizeof(cred);
 		int			c = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (c < 0)
 			return;
 		/* only processes of the server's own user */
-		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != geteuid() ||
-			nclients >= KEEPER_MAX_CLIENTS)
+		if (!peer_is_us(c) || nclients >= KEEPER_MAX_CLIENTS)
 		{
 			close(c);
 			continue;
@@ -335,11 +356,14 @@ destor_conn_keeper_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
+	/* a keeper before this one (a restart) left its file */
+	(void) unlink(KEEPER_SOCKET_PATH);
 	l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l < 0 || bind(l, (struct sockaddr *) &un, unlen) != 0 || listen(l, 64) != 0)
 		ereport(ERROR,
 				(errcode_for_socket_access(),
-				 errmsg("destor connection keeper could not listen: %m")));
+				 errmsg("destor connection keeper could not listen on \"%s\": %m", KEEPER_SOCKET_PATH)));
+	on_proc_exit(keeper_unlink_socket, (Datum) 0);
 	fds = palloc(sizeof(struct pollfd) * maxfds);
 	ereport(DEBUG1, (errmsg_internal("destor connection keeper ready")));
 
@@ -485,8 +509,14 @@ conn_keeper_take(const struct sockaddr *addr, int addrlen)
 
 		if (keeper_retry_at != 0 && GetCurrentTimestamp() < keeper_retry_at)
 			return -1;
-		keeper_conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (keeper_conn < 0 || connect(keeper_conn, (struct sockaddr *) &un, unlen) != 0)
+		/*
+		 * Non-blocking: a keeper whose backlog is full (stopped, stalled)
+		 * refuses at once instead of holding us.  And it must run as we
+		 * do: it is handed our signed requests' sockets.
+		 */
+		keeper_conn = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (keeper_conn < 0 || connect(keeper_conn, (struct sockaddr *) &un, unlen) != 0 ||
+			!peer_is_us(keeper_conn))
 		{
 			keeper_conn_drop();
 			return -1;

@@ -104,6 +104,11 @@ sub keeper_pid
 }
 my $keeper = keeper_pid();
 ok($keeper =~ /^\d+$/, "the keeper runs (pid $keeper)");
+# its socket is a file in the data directory, which only the server's user
+# may enter (an abstract name, any local user could have taken first)
+my $pgdata = $node->data_dir;
+ok(-S "$pgdata/pg_stat_tmp/destor_keeper.sock", "the keeper's socket is in the data directory");
+is(sprintf('%o', (stat $pgdata)[2] & 0777), '700', 'which only the server user may enter');
 kill 'TERM', $keeper;
 usleep(100_000);
 ($warm, $cold) = session_reads('keeper stopped');
