@@ -20,6 +20,11 @@
 # s3rver implements neither ListMultipartUploads nor AbortMultipartUpload;
 # given s3rver's data directory, the proxy answers both itself from the
 # uploads s3rver keeps there (<dir>/<bucket>/._S3rver_uploads/<id>/key).
+# s3rver also takes a part of any upload id, creating its folder; S3
+# answers NoSuchUpload.  The proxy does too, and a part whose request was
+# already under way when its upload was aborted is removed when it ends
+# (S3: such a part "might succeed or fail"; here it fails), so that an
+# abort racing a part in flight leaves nothing, as on S3.
 package FaultProxy;
 
 use strict;
@@ -195,29 +200,67 @@ sub answer_uploads
 			  . 'Content-Length: ' . length($xml) . "\r\nConnection: close\r\n\r\n$xml");
 		return 1;
 	}
+	if ($method eq 'PUT' && defined $q{uploadId} && defined $seg[2] && !-e "$updir/$q{uploadId}/key")
+	{
+		write_all($client, no_such_upload());
+		return 1;
+	}
 	if ($method eq 'DELETE' && defined $q{uploadId} && defined $seg[2])
 	{
 		my $id = $q{uploadId};
 		if ($id =~ /^[\w.-]+$/ && -d "$updir/$id")
 		{
+			mkdir("$s3dir.aborted");
+			if (open(my $fh, '>', "$s3dir.aborted/$id")) { close $fh; }
 			system('rm', '-rf', "$updir/$id");
 			write_all($client, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
 		}
 		else
 		{
-			my $body = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>'
-			  . '<Message>The specified upload does not exist.</Message></Error>';
-			write_all($client, "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
-				  . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n$body");
+			write_all($client, no_such_upload());
 		}
 		return 1;
 	}
 	return 0;
 }
 
+# The upload folder of a part's request line (PUT ...?partNumber=&uploadId=)
+sub part_folder
+{
+	my ($reqline, $s3dir) = @_;
+	return undef unless defined $s3dir;
+	my ($target) = $reqline =~ /^PUT (\S+) HTTP/ or return undef;
+	my ($path, $query) = split(/\?/, $target, 2);
+	return undef unless defined $query && $query =~ /(?:^|&)uploadId=([\w.-]+)/;
+	my $id = $1;
+	my @seg = split(m{/}, $path, 3);
+	return "$s3dir/" . uri_unescape($seg[1] // '') . "/._S3rver_uploads/$id";
+}
+
+sub no_such_upload
+{
+	my $body = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>'
+	  . '<Message>The specified upload does not exist.</Message></Error>';
+	return "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
+	  . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n$body";
+}
+
+# One connection; a part of an upload aborted while it was under way is
+# removed at its end (s3rver recreated the upload's folder for it).
 sub handle
 {
 	my ($client, $target, $control, $s3dir) = @_;
+	my $part_of;
+	handle_request($client, $target, $control, $s3dir, \$part_of);
+	return unless defined $part_of && $part_of =~ m{/([\w.-]+)$};
+	return unless -e "$s3dir.aborted/$1";
+	usleep(200_000);    # s3rver may still be writing it
+	system('rm', '-rf', $part_of);
+}
+
+sub handle_request
+{
+	my ($client, $target, $control, $s3dir, $part_of) = @_;
 	my $server = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $target, Proto => 'tcp')
 	  or return;
 	my $select = IO::Select->new($client, $server);
@@ -247,6 +290,7 @@ sub handle
 					next if index($reqhead, "\r\n\r\n") < 0;
 					my ($line) = $reqhead =~ /^([^\r\n]*)/;
 					return if answer_uploads($client, $line, $s3dir);
+					$$part_of = part_folder($line, $s3dir);
 					$method = $1 if $line =~ /^([A-Z]+) /;
 					$method //= '';
 					write_all($server, $reqhead) or return;
