@@ -298,6 +298,15 @@ reader_shard_failed(ObjectReader *r, int i)
  */
 #define FAR_FACTOR			2.0
 #define FAR_MARGIN_MS		100.0
+/*
+ * Distant from two read times at least: a small read asks a distant
+ * provider's data shard directly until then, so a second comes at once,
+ * while one hiccup (a near provider's first read, with its handshake, on
+ * a busy machine) kept a near provider gone around until its probe, and
+ * with two such the distant one was among the k fastest (TAP 181 under
+ * load).
+ */
+#define DISTANT_MIN_READS	2
 
 /*
  * reader_bulk_times — turn each provider's read time (ms, a round trip)
@@ -419,8 +428,8 @@ reader_check_slow_providers(ObjectReader *r)
 	 * the other shards of its stripes answer in a short one (a 64 KiB block
 	 * on a provider 300 ms away took 0.6 s cold in the WAN bench, the
 	 * stripe from the four 80 ms away 0.09 s).  The k fastest are never
-	 * distant, so the degraded path has them.  From any read time, as for
-	 * far below; but a provider gone around is not measured, and one
+	 * distant, so the degraded path has them.  From DISTANT_MIN_READS read
+	 * times; but a provider gone around is not measured, and one
 	 * measured during a stall would stay distant as long as its round trip
 	 * is remembered: once destor.provider_down_interval has passed without
 	 * a measurement, one reader that needs it asks it again
@@ -430,7 +439,7 @@ reader_check_slow_providers(ObjectReader *r)
 	fastest = -1;
 	for (int i = 0; i < r->n; i++)
 	{
-		ms[i] = r->providers[i] ? provider_read_ms(r->providers[i], 1) : SLOW_UNUSABLE_MS;
+		ms[i] = r->providers[i] ? provider_read_ms(r->providers[i], DISTANT_MIN_READS) : SLOW_UNUSABLE_MS;
 		if (ms[i] >= 0 && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 	}
