@@ -142,7 +142,8 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			return false;
 		if (r->health[i] == SHARD_HINTED)
 		{
-			probe[i] = true;
+			/* unless a probe of it found nothing lately (ShardNote) */
+			probe[i] = provider_shard_probe_due(r->providers[i], r->keys[i]);
 			continue;
 		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
@@ -439,7 +440,8 @@ split_patch(ObjectReader *r, StripeRuns *sr)
  * (provider_note_shard_verified).  It costs a request while the record is
  * true (such records last only until a repair rebuilds the shard), which
  * the read does not wait for when k others answer: it is a probe of the
- * hedged set.  Counted, once complete, as a degraded read, or (!degraded:
+ * hedged set, made again only an interval after one that found nothing
+ * (provider_note_shard_probed).  Counted, once complete, as a degraded read, or (!degraded:
  * a batch read this way because its providers' read times are not known
  * yet, or because it is bulk) as a hedged one.  every_shard: every
  * candidate is started at once (read times not known: a ranking would be
@@ -523,6 +525,10 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, every_shard);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
+		/* a shard recorded bad and not probed now is not asked at all */
+		for (int i = 0; i < r->n && hedged; i++)
+			if (!sr->skip[i] && r->health[i] == SHARD_HINTED && !probe[i])
+				sr->skip[i] = true;
 	}
 	if (!include_down && !hedged && !split)
 	{
@@ -787,6 +793,8 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 		{
 			sr->skipped_some = true;	/* not needed: k others answered first */
 			fetched[i] = false;
+			/* (notes only a probe that found nothing) */
+			reader_note_failure(r, i, req, SHARD_UNREACHABLE);
 		}
 	}
 

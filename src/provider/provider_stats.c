@@ -138,11 +138,22 @@ static bool writing = false;	/* this backend's slot is set */
 #define MAX_SHARD_NOTES		1024
 #define SHARD_NOTE_KEY_LEN	96
 
+/*
+ * The same table notes probes that found nothing (verified = false): a
+ * shard recorded bad whose probe was answered "not found", or cancelled
+ * unanswered when the other shards had come in.  Such a record is likely
+ * true, and every read probed it again — two requests a window of every
+ * scan, on a provider that was slow when the shard was written — until a
+ * repair; probes of it now wait destor.provider_down_interval
+ * (provider_shard_probe_due).  When the table is full such notes go first.
+ */
+
 typedef struct ShardNote
 {
 	Oid			dbid;			/* InvalidOid: a free slot */
 	Oid			serverid;
 	TimestampTz noted;
+	bool		verified;		/* verified good; else a probe found nothing */
 	char		key[SHARD_NOTE_KEY_LEN];
 } ShardNote;
 
@@ -151,6 +162,7 @@ typedef struct ShardNotes
 	ShardNote	notes[MAX_SHARD_NOTES];
 } ShardNotes;
 
+static void note_shard(Provider *p, const char *key, bool verified);
 static ShardNotes *shard_notes = NULL;	/* in shared memory when preloaded */
 static ShardNotes *local_notes = NULL;
 
@@ -715,6 +727,23 @@ notes_find(ShardNotes *ns, Oid serverid, const char *key)
 void
 provider_note_shard_verified(Provider *p, const char *key)
 {
+	note_shard(p, key, true);
+}
+
+/*
+ * provider_note_shard_probed — a probe of key on p, a shard recorded bad,
+ * found nothing (see ShardNote): readers leave it unprobed for an interval.
+ * A note that it was verified good stays.
+ */
+void
+provider_note_shard_probed(Provider *p, const char *key)
+{
+	note_shard(p, key, false);
+}
+
+static void
+note_shard(Provider *p, const char *key, bool verified)
+{
 	ShardNotes *ns;
 	ShardNote  *n;
 
@@ -722,17 +751,28 @@ provider_note_shard_verified(Provider *p, const char *key)
 		return;					/* not a shard key of ours: nothing to note */
 	ns = notes_acquire(LW_EXCLUSIVE);
 	n = notes_find(ns, p->serverid, key);
+	if (n != NULL && n->verified && !verified)
+	{
+		notes_release(ns);
+		return;
+	}
 	if (n == NULL)
 	{
-		/* a free slot, else the oldest note */
+		/* a free slot, else the oldest probe's note, else the oldest note */
 		n = &ns->notes[0];
 		for (int i = 0; i < MAX_SHARD_NOTES && n->dbid != InvalidOid; i++)
-			if (ns->notes[i].dbid == InvalidOid || ns->notes[i].noted < n->noted)
-				n = &ns->notes[i];
+		{
+			ShardNote  *c = &ns->notes[i];
+
+			if (c->dbid == InvalidOid || (n->verified && !c->verified) ||
+				(n->verified == c->verified && c->noted < n->noted))
+				n = c;
+		}
 		n->dbid = MyDatabaseId;
 		n->serverid = p->serverid;
 		strlcpy(n->key, key, SHARD_NOTE_KEY_LEN);
 	}
+	n->verified = verified;
 	n->noted = GetCurrentTimestamp();
 	notes_release(ns);
 }
@@ -742,10 +782,28 @@ bool
 provider_shard_verified(Provider *p, const char *key)
 {
 	ShardNotes *ns = notes_acquire(LW_SHARED);
-	bool		found = notes_find(ns, p->serverid, key) != NULL;
+	ShardNote  *n = notes_find(ns, p->serverid, key);
+	bool		found = n != NULL && n->verified;
 
 	notes_release(ns);
 	return found;
+}
+
+/*
+ * provider_shard_probe_due — whether a reader should probe key on p (a
+ * shard recorded bad): not within destor.provider_down_interval of a
+ * probe that found nothing.
+ */
+bool
+provider_shard_probe_due(Provider *p, const char *key)
+{
+	ShardNotes *ns = notes_acquire(LW_SHARED);
+	ShardNote  *n = notes_find(ns, p->serverid, key);
+	bool		due = n == NULL || n->verified ||
+		TimestampDifferenceExceeds(n->noted, GetCurrentTimestamp(), destor_provider_down_ms);
+
+	notes_release(ns);
+	return due;
 }
 
 /* provider_forget_shard_verified — key on p failed a reader after all. */

@@ -309,6 +309,8 @@ extern void provider_stats_shmem_startup(void);
  * memory, and readers treat the record as cleared; the next repair()
  * rewrites the record itself.  Keyed by provider and shard key. */
 extern void provider_note_shard_verified(Provider *p, const char *key);
+extern void provider_note_shard_probed(Provider *p, const char *key);
+extern bool provider_shard_probe_due(Provider *p, const char *key);
 extern bool provider_shard_verified(Provider *p, const char *key);
 extern void provider_forget_shard_verified(Provider *p, const char *key);
 

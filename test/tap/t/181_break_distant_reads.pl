@@ -179,6 +179,56 @@ for my $round (1 .. 2)
 	cmp_ok($n{s6} // 0, '<=', 5, "tables round $round: s6 asked at most a probe's worth") if $round == 2;
 }
 
+# --- 2b. a shard recorded missing on the distant provider: probed once an interval -----------
+# Written while s6 holds each chunk a client sends for a second, the
+# write gives its shard up and records it missing.  Reads probe such a
+# shard (the record may be stale), without waiting for it; a probe that
+# found nothing (cancelled unanswered here) is not made again for
+# destor.provider_down_interval: every scan window probed it, two
+# requests each, until a repair.
+# (a data shard: reads that find the others ask no parity, and probe
+# none; the placement is the writer's, so g is written again until so)
+delay('s6', 1000);
+my $g_missing = 0;
+for (1 .. 8)
+{
+	$node->safe_psql('postgres', q{
+	DROP FOREIGN TABLE IF EXISTS g;
+	CREATE FOREIGN TABLE g (id int, t text) SERVER p42 OPTIONS (segment_rows '100000', row_group_rows '500');
+	INSERT INTO g SELECT * FROM h ORDER BY id;
+	});
+	$g_missing = $node->safe_psql('postgres', q{
+	  SELECT count(*) FROM destor.shards s JOIN destor.segments g ON g.object_id = s.object_id
+	    JOIN destor.tables t ON t.table_id = g.table_id
+	   WHERE t.relid = 'g'::regclass AND s.provider = 's6' AND s.state = 'missing' AND s.shard_index < 4});
+	last if $g_missing > 0;
+}
+delay('s6', $FAR_MS);
+cmp_ok($g_missing, '>=', 1, "g written with its data shard on s6 recorded missing ($g_missing)");
+my $gscans = "SELECT count(*), count(*) FILTER (WHERE (SELECT t FROM g WHERE g.id = k) IS NOT DISTINCT FROM (SELECT t FROM h WHERE h.id = k)) FROM (SELECT * FROM ($keys) x LIMIT 10) ks";
+{
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+	my $t0 = DestorTest::wan_mark($wan);
+	my ($n, $same) = split /\|/, $node->safe_psql('postgres', $gscans);
+	is($same, $n, "ten scans of g: every row the heap's ($n)");
+	my @s6 = grep { $_->{provider} eq 's6' && $_->{line} =~ /^GET/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	note('ten scans of g: ' . scalar(@s6) . ' requests of s6');
+	# (a probe is its chunks and their tags: two requests; once probed
+	# unanswered, each window of the ten scans asked two more)
+	cmp_ok(scalar(@s6), '<=', 4, 'ten scans of g: the missing shard on s6 probed once, not every window');
+	cmp_ok(scalar(@s6), '>=', 1, 'ten scans of g: the missing shard on s6 probed');
+}
+{
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+	my $t0 = DestorTest::wan_mark($wan);
+	my $out = $node->safe_psql('postgres',
+		"SET destor.provider_down_interval = '2s'; SELECT pg_sleep(2.5); $gscans");
+	my ($n, $same) = split /\|/, (split /\n/, $out)[-1];
+	is($same, $n, "ten scans of g after the interval: every row the heap's ($n)");
+	my @s6 = grep { $_->{provider} eq 's6' && $_->{line} =~ /^GET/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	cmp_ok(scalar(@s6), '>=', 1, 'after destor.provider_down_interval the missing shard on s6 is probed again');
+}
+
 # --- 3. two distant: s5 too -----------------------------------------------------------------
 delay('s5', $FAR_MS);
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
