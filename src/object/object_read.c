@@ -225,15 +225,6 @@ reader_shard_range(ObjectReader *r, int d, uint64 cs, uint64 ce, uint64 *lo, uin
 void
 reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 {
-	/*
-	 * A probe of a shard recorded bad that found nothing — not there, or
-	 * no answer begun when the others had come in: the record is likely
-	 * true, and readers leave it unprobed for an interval.
-	 */
-	if (req && req->hedge_probe && r->health[i] == SHARD_HINTED &&
-		(req->not_found ||
-		 (req->cancelled && req->http_status == 0 && req->partial_bytes == 0)))
-		provider_note_shard_probed(r->providers[i], r->keys[i]);
 	if (req && req->cancelled)
 		return;					/* not needed after all: says nothing of the shard */
 	if (req && req->abandoned)

@@ -755,6 +755,40 @@ reader_runs_stream_ready(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint
 }
 
 /*
+ * Probes that found nothing: the shard's requests answered "not found", or
+ * were all sent and cancelled before an answer began on a provider that is
+ * far, thin, slow or avoided for this reader (one as near as the others
+ * lost the race by luck, and the next read asks again).  Noted for every
+ * reader (provider_note_shard_probed): the record is likely true.
+ */
+static void
+note_empty_probes(ObjectReader *r, StripeRuns *sr)
+{
+	for (int i = 0; i < r->n; i++)
+	{
+		bool		probed = false;
+		bool		not_found = false;
+		bool		unanswered = true;
+
+		if (r->health[i] == SHARD_USABLE || r->providers[i] == NULL)
+			continue;
+		for (int q = 0; q < sr->nreqs; q++)
+		{
+			ProviderRequest *req = &sr->reqs[q];
+
+			if (sr->shard_of[q] != i || !req->hedge_probe)
+				continue;
+			probed = true;
+			not_found |= req->not_found;
+			unanswered &= req->cancelled && req->unanswered;
+		}
+		if (probed && (not_found ||
+					   (unanswered && (r->far[i] || r->thin[i] || r->slow[i] || r->avoid[i]))))
+			provider_note_shard_probed(r->providers[i], r->keys[i]);
+	}
+}
+
+/*
  * reader_runs_complete — after the requests of reader_runs_prepare ran:
  * check every chunk against its tag, rebuild what is missing, and point
  * srcs[j] at run j's stream.  False when a run has a stripe with fewer
@@ -793,10 +827,10 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 		{
 			sr->skipped_some = true;	/* not needed: k others answered first */
 			fetched[i] = false;
-			/* (notes only a probe that found nothing) */
-			reader_note_failure(r, i, req, SHARD_UNREACHABLE);
 		}
 	}
+	if (!sr->split)
+		note_empty_probes(r, sr);
 
 	for (int j = 0; j < sr->nruns; j++)
 	{

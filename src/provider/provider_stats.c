@@ -139,30 +139,31 @@ static bool writing = false;	/* this backend's slot is set */
 #define SHARD_NOTE_KEY_LEN	96
 
 /*
- * The same table notes probes that found nothing (verified = false): a
- * shard recorded bad whose probe was answered "not found", or cancelled
- * unanswered when the other shards had come in.  Such a record is likely
- * true, and every read probed it again — two requests a window of every
- * scan, on a provider that was slow when the shard was written — until a
- * repair; probes of it now wait destor.provider_down_interval
- * (provider_shard_probe_due).  When the table is full such notes go first.
+ * A table of its own notes probes that found nothing: a shard recorded bad
+ * whose probe was answered "not found", or cancelled unanswered on a
+ * provider far or slow for its reader.  Such a record is likely true, and
+ * every read probed it again — two requests a window of every scan, on a
+ * provider that was slow when the shard was written — until a repair;
+ * probes of it now wait destor.provider_down_interval
+ * (provider_shard_probe_due).  Separate, so that neither kind of note
+ * pushes the other out, nor does forgetting a verified note drop one.
  */
+#define MAX_PROBE_NOTES		512
 
 typedef struct ShardNote
 {
 	Oid			dbid;			/* InvalidOid: a free slot */
 	Oid			serverid;
 	TimestampTz noted;
-	bool		verified;		/* verified good; else a probe found nothing */
 	char		key[SHARD_NOTE_KEY_LEN];
 } ShardNote;
 
 typedef struct ShardNotes
 {
-	ShardNote	notes[MAX_SHARD_NOTES];
+	ShardNote	notes[MAX_SHARD_NOTES];	/* verified good */
+	ShardNote	probes[MAX_PROBE_NOTES];	/* probed, found nothing */
 } ShardNotes;
 
-static void note_shard(Provider *p, const char *key, bool verified);
 static ShardNotes *shard_notes = NULL;	/* in shared memory when preloaded */
 static ShardNotes *local_notes = NULL;
 
@@ -703,17 +704,36 @@ notes_release(ShardNotes *ns)
 
 /* Caller holds the lock. */
 static ShardNote *
-notes_find(ShardNotes *ns, Oid serverid, const char *key)
+notes_find(ShardNote *notes, int nnotes, Oid serverid, const char *key)
 {
-	for (int i = 0; i < MAX_SHARD_NOTES; i++)
+	for (int i = 0; i < nnotes; i++)
 	{
-		ShardNote  *n = &ns->notes[i];
+		ShardNote  *n = &notes[i];
 
 		if (n->dbid == MyDatabaseId && n->serverid == serverid &&
 			strcmp(n->key, key) == 0)
 			return n;
 	}
 	return NULL;
+}
+
+/* Caller holds the lock: notes key on p now (its note, a free slot, or the oldest). */
+static void
+notes_put(ShardNote *notes, int nnotes, Provider *p, const char *key)
+{
+	ShardNote  *n = notes_find(notes, nnotes, p->serverid, key);
+
+	if (n == NULL)
+	{
+		n = &notes[0];
+		for (int i = 0; i < nnotes && n->dbid != InvalidOid; i++)
+			if (notes[i].dbid == InvalidOid || notes[i].noted < n->noted)
+				n = &notes[i];
+		n->dbid = MyDatabaseId;
+		n->serverid = p->serverid;
+		strlcpy(n->key, key, SHARD_NOTE_KEY_LEN);
+	}
+	n->noted = GetCurrentTimestamp();
 }
 
 /*
@@ -727,53 +747,29 @@ notes_find(ShardNotes *ns, Oid serverid, const char *key)
 void
 provider_note_shard_verified(Provider *p, const char *key)
 {
-	note_shard(p, key, true);
-}
-
-/*
- * provider_note_shard_probed — a probe of key on p, a shard recorded bad,
- * found nothing (see ShardNote): readers leave it unprobed for an interval.
- * A note that it was verified good stays.
- */
-void
-provider_note_shard_probed(Provider *p, const char *key)
-{
-	note_shard(p, key, false);
-}
-
-static void
-note_shard(Provider *p, const char *key, bool verified)
-{
 	ShardNotes *ns;
-	ShardNote  *n;
 
 	if (strlen(key) >= SHARD_NOTE_KEY_LEN)
 		return;					/* not a shard key of ours: nothing to note */
 	ns = notes_acquire(LW_EXCLUSIVE);
-	n = notes_find(ns, p->serverid, key);
-	if (n != NULL && n->verified && !verified)
-	{
-		notes_release(ns);
-		return;
-	}
-	if (n == NULL)
-	{
-		/* a free slot, else the oldest probe's note, else the oldest note */
-		n = &ns->notes[0];
-		for (int i = 0; i < MAX_SHARD_NOTES && n->dbid != InvalidOid; i++)
-		{
-			ShardNote  *c = &ns->notes[i];
+	notes_put(ns->notes, MAX_SHARD_NOTES, p, key);
+	notes_release(ns);
+}
 
-			if (c->dbid == InvalidOid || (n->verified && !c->verified) ||
-				(n->verified == c->verified && c->noted < n->noted))
-				n = c;
-		}
-		n->dbid = MyDatabaseId;
-		n->serverid = p->serverid;
-		strlcpy(n->key, key, SHARD_NOTE_KEY_LEN);
-	}
-	n->verified = verified;
-	n->noted = GetCurrentTimestamp();
+/*
+ * provider_note_shard_probed — a probe of key on p, a shard recorded bad,
+ * found nothing (see MAX_PROBE_NOTES): readers leave it unprobed for an
+ * interval.
+ */
+void
+provider_note_shard_probed(Provider *p, const char *key)
+{
+	ShardNotes *ns;
+
+	if (strlen(key) >= SHARD_NOTE_KEY_LEN)
+		return;
+	ns = notes_acquire(LW_EXCLUSIVE);
+	notes_put(ns->probes, MAX_PROBE_NOTES, p, key);
 	notes_release(ns);
 }
 
@@ -782,8 +778,7 @@ bool
 provider_shard_verified(Provider *p, const char *key)
 {
 	ShardNotes *ns = notes_acquire(LW_SHARED);
-	ShardNote  *n = notes_find(ns, p->serverid, key);
-	bool		found = n != NULL && n->verified;
+	bool		found = notes_find(ns->notes, MAX_SHARD_NOTES, p->serverid, key) != NULL;
 
 	notes_release(ns);
 	return found;
@@ -798,8 +793,8 @@ bool
 provider_shard_probe_due(Provider *p, const char *key)
 {
 	ShardNotes *ns = notes_acquire(LW_SHARED);
-	ShardNote  *n = notes_find(ns, p->serverid, key);
-	bool		due = n == NULL || n->verified ||
+	ShardNote  *n = notes_find(ns->probes, MAX_PROBE_NOTES, p->serverid, key);
+	bool		due = n == NULL ||
 		TimestampDifferenceExceeds(n->noted, GetCurrentTimestamp(), destor_provider_down_ms);
 
 	notes_release(ns);
@@ -811,7 +806,7 @@ void
 provider_forget_shard_verified(Provider *p, const char *key)
 {
 	ShardNotes *ns = notes_acquire(LW_EXCLUSIVE);
-	ShardNote  *n = notes_find(ns, p->serverid, key);
+	ShardNote  *n = notes_find(ns->notes, MAX_SHARD_NOTES, p->serverid, key);
 
 	if (n != NULL)
 		memset(n, 0, sizeof(ShardNote));

@@ -963,6 +963,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 
 		req->cancelled = false;
 		req->late = false;
+		req->unanswered = false;
 		req->upload_broken = false;
 		req->first_byte_ms = 0;
 		req->body_ms = 0;
@@ -1062,6 +1063,7 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 	if (cancel)
 	{
 		t->req->cancelled = true;
+		t->req->unanswered = started && t->status == 0 && t->received == 0;
 
 		/*
 		 * Late, its running time a lower bound of its provider's round trip

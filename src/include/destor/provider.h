@@ -175,6 +175,8 @@ typedef struct ProviderRequest
 								 * (ok is false; not an error) */
 	bool		late;			/* hedged set: ran past its lateness threshold
 								 * (latency_ms: how long it had run) */
+	bool		unanswered;		/* cancelled after it was sent, before its
+								 * answer (status line or byte) began */
 	bool		upload_broken;	/* cancelled because another part of its
 								 * upload failed or was given up */
 	int			retries;		/* tries after the first (s3) */

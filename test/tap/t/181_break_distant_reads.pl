@@ -229,6 +229,42 @@ my $gscans = "SELECT count(*), count(*) FILTER (WHERE (SELECT t FROM g WHERE g.i
 	cmp_ok(scalar(@s6), '>=', 1, 'after destor.provider_down_interval the missing shard on s6 is probed again');
 }
 
+# And a shard recorded missing that is not there, on a near provider: its
+# probe is answered "not found", and that is noted as well (every read
+# probed it before).
+{
+	my ($nb, $key);
+	my $nf = "$base/in_notfound.bin";
+	DestorTest::write_random_file($nf, 6 * 65536 + 5);
+	for (1 .. 30)
+	{
+		my %before = map { $_ => 1 } grep { m{/ds/} && /\._S3rver_object$/ } DestorTest::files_under($s3[3]{dir});
+		my $b = $node->safe_psql('postgres', "SELECT destor.blob_import('p42', '$nf')");
+		my ($new) = grep { m{/ds/} && /\._S3rver_object$/ && !$before{$_} } DestorTest::files_under($s3[3]{dir});
+		next unless defined $new && $node->safe_psql('postgres',
+			"SELECT kind FROM destor.blob_shards WHERE blob_id = destor.blob_id('$b') AND provider = 's4'") eq 'data';
+		($nb, $key) = ($b, $new =~ s{^\Q$s3[3]{dir}\E/destor/}{}r =~ s{\._S3rver_object$}{}r);
+		unlink glob("$s3[3]{dir}/destor/$key._S3rver_*");
+		last;
+	}
+	ok(defined $nb, "a blob whose data shard on s4 ($key) is gone");
+	$node->safe_psql('postgres', "UPDATE destor.shards s SET state = 'missing' FROM destor.blob_shards b
+	  WHERE b.blob_id = destor.blob_id('$nb') AND b.provider = 's4' AND s.object_id = b.blob_id AND s.shard_index = b.shard_index");
+	my $read = "SELECT count(*) FILTER (WHERE destor.blob_read('$nb', o, 8192) IS NOT DISTINCT FROM pg_read_binary_file('$nf', o, 8192))
+	  FROM generate_series(0, 6) i, LATERAL (SELECT i * 65536 AS o) x";
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+	my $t0 = DestorTest::wan_mark($wan);
+	is($node->safe_psql('postgres', $read), '7', 'the blob reads exact around its missing shard');
+	my $first = grep { $_->{line} =~ /\Q$key\E/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	$node->safe_psql('postgres', 'SELECT destor.cache_reset()');
+	$t0 = DestorTest::wan_mark($wan);
+	is($node->safe_psql('postgres', $read . ' UNION ALL ' . $read), "7\n7", 'and again, twice');
+	my $later = grep { $_->{line} =~ /\Q$key\E/ } DestorTest::wan_requests_since($wan, $t0, 1);
+	note("the gone shard asked $first times by the first read, $later by the next two");
+	cmp_ok($first, '>=', 1, 'the first read probes the gone shard');
+	cmp_ok($later, '==', 0, 'answered "not found", it is not probed again within the interval');
+}
+
 # --- 3. two distant: s5 too -----------------------------------------------------------------
 delay('s5', $FAR_MS);
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
@@ -300,14 +336,15 @@ sub s1_errors { $node->safe_psql('postgres', "SELECT errors FROM destor.provider
 $node->poll_query_until('postgres', "SELECT state <> 'down' FROM destor.provider_status WHERE provider = 's1'")
   or die "s1's down mark did not run out";
 {
-	my ($errors, $a, $st) = (s1_errors());
-	# (a read whose first k are near without s1 does not ask it: one
-	# that does comes within a few)
-	for my $try (1 .. 6)
+	my ($errors, $st) = (s1_errors());
+	# (3+3 asks s1 among its first k or as the spare, by its shard's
+	# place; 4+2 needs four of s1, s3, s4, s5 and s6: s1 among them)
+	for my $key ('p33/s6', 'p42/s6', 'p42/s6')
 	{
-		$a = reads("s1's mark run out, s2 gone, s6 distant, read $try", 'p33/s6');
+		my $a = reads("s1's mark run out, s2 gone, s6 distant", $key);
 		# (spares by shard asked it 21-31 times; a late near one may start it once or so)
-		cmp_ok($a->{s6} // 0, '<=', 3, "s1's mark run out, s2 gone, p33/s6, read $try: three near providers left, distant s6 asked at most as a spare");
+		cmp_ok($a->{s6} // 0, '<=', 3, "s1's mark run out, s2 gone, p33/s6: three near providers left, distant s6 asked at most as a spare")
+		  if $key eq 'p33/s6';
 		$st = $node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 's1'");
 		last if s1_errors() > $errors;
 	}
