@@ -7,7 +7,8 @@
  * A parallel scan pays it in each participant, every time: in the WAN bench
  * it was a third of a cold scan's distance from its ideal.
  *
- * With destor.warm_connections > 0 a background worker, the keeper, holds
+ * With destor.warm_connections > 0 (the default, when destor is preloaded)
+ * a background worker, the keeper, holds
  * that many connected sockets ready for each provider address a backend
  * used within the last KEEPER_WANT_MS, and hands one over (SCM_RIGHTS, on
  * a Unix socket in the data directory; each end checks the other runs as
@@ -15,10 +16,22 @@
  * when libcurl opens a connection (CURLOPT_OPENSOCKETFUNCTION in
  * s3_request.c).  libcurl is told the socket is connected and sends its
  * request, or its TLS hello, at once.  A socket is handed over only if it
- * is younger than KEEPER_MAX_AGE_MS and the server has not closed it; a
- * backend that gets none within KEEPER_WAIT_MS connects as before.  The
+ * is younger than its address's lifetime and the server has not closed it;
+ * a backend that gets none within KEEPER_WAIT_MS connects as before.  The
  * keeper never talks to the database: it needs no catalog and no key, and
  * the sockets carry no credentials until a backend signs a request on them.
+ *
+ * A socket's lifetime is learned per address: it starts at
+ * KEEPER_FIRST_AGE_MS, grows to 1.5 times what a socket lived out open (up
+ * to KEEPER_MAX_AGE_MS), and drops to half the age at which the server
+ * closed one (not below where it started), not to grow again for
+ * KEEPER_RELEARN_MS.  A request that finds its kept socket closed after
+ * all is tried again on a connection of its own, uncounted
+ * (s3_transfer_finish).
+ * A fixed short lifetime replaced every socket every few seconds: on a
+ * provider that keeps idle connections for a minute, a dozen connects a
+ * minute for each socket kept.  The oldest socket still within its life
+ * is handed over first: it would be let go soonest.
  */
 #include "postgres.h"
 
@@ -29,6 +42,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
@@ -39,12 +53,20 @@
 
 #include "destor/provider.h"
 
-int			destor_warm_connections = 0;
+/* on by default: a round trip saved per provider and new session or worker */
+#define WARM_CONNECTIONS_DEFAULT	4
+
+int			destor_warm_connections = WARM_CONNECTIONS_DEFAULT;
+
+/* set in the postmaster when the keeper is registered; backends inherit it */
+static bool keeper_registered = false;
 
 #define KEEPER_MAX_ADDRS		64
 #define KEEPER_MAX_SOCKS		32		/* per address: the setting's maximum */
 #define KEEPER_MAX_CLIENTS		256
-#define KEEPER_MAX_AGE_MS		4000	/* servers close idle connections */
+#define KEEPER_FIRST_AGE_MS		4000	/* servers close idle connections */
+#define KEEPER_MAX_AGE_MS		30000	/* a lifetime learned grows to this */
+#define KEEPER_RELEARN_MS		600000	/* a lifetime capped may grow again after */
 #define KEEPER_WANT_MS			60000	/* kept warm this long after a use */
 #define KEEPER_RETRY_MS			1000	/* after a failed connect */
 #define KEEPER_WAIT_MS			20		/* a backend waits for an answer */
@@ -63,6 +85,7 @@ typedef struct KeptSocket
 	bool		connected;
 	short		revents;		/* what the last poll found */
 	TimestampTz opened;
+	double		life;			/* let go at this fraction of the address's lifetime */
 } KeptSocket;
 
 typedef struct KeptAddr
@@ -72,6 +95,9 @@ typedef struct KeptAddr
 	socklen_t	addrlen;
 	TimestampTz wanted;			/* last asked for */
 	TimestampTz retry_at;		/* no connect before (after a failure) */
+	int			max_age_ms;		/* a socket's lifetime here, learned */
+	TimestampTz capped_at;		/* the server closed one (0: not lately):
+								 * no longer, until KEEPER_RELEARN_MS */
 	int			nsocks;
 	KeptSocket	socks[KEEPER_MAX_SOCKS];
 } KeptAddr;
@@ -117,7 +143,7 @@ conn_keeper_define_gucs(void)
 	DefineCustomIntVariable("destor.warm_connections",
 							"Connected sockets a background worker keeps ready per provider address that backends used lately; 0 turns it off.",
 							"Each saves a new backend or parallel worker the round trip of TCP's handshake to a provider.",
-							&destor_warm_connections, 0, 0, KEEPER_MAX_SOCKS,
+							&destor_warm_connections, WARM_CONNECTIONS_DEFAULT, 0, KEEPER_MAX_SOCKS,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
@@ -137,6 +163,7 @@ conn_keeper_register_worker(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "destor connection keeper");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "destor connection keeper");
 	RegisterBackgroundWorker(&worker);
+	keeper_registered = true;
 }
 
 /* ---------------------------------------------------------------------
@@ -152,6 +179,52 @@ kept_close(KeptAddr *a, int i)
 {
 	close(a->socks[i].fd);
 	a->socks[i] = a->socks[--a->nsocks];
+}
+
+/* How long socket s of a lives: its share of what a's lifetime is now. */
+static int
+kept_life_ms(KeptAddr *a, KeptSocket *s)
+{
+	return (int) (a->max_age_ms * s->life);
+}
+
+static bool
+kept_expired(KeptAddr *a, KeptSocket *s, TimestampTz now)
+{
+	return TimestampDifferenceExceeds(s->opened, now, kept_life_ms(a, s));
+}
+
+/*
+ * The server closed connected socket s of a: it keeps idle connections
+ * about that long, so hand over none older than half that (not below where
+ * lifetimes start: a socket younger than that was closed by a restart, or
+ * a proxy's, more likely than by an idle timeout).  The cap holds for
+ * KEEPER_RELEARN_MS: a restart that closed older sockets must not keep the
+ * lifetime short for good.
+ */
+static void
+kept_learn_close(KeptAddr *a, KeptSocket *s, TimestampTz now)
+{
+	long		secs;
+	int			usecs;
+	long		age_ms;
+
+	TimestampDifference(s->opened, now, &secs, &usecs);
+	age_ms = Min(secs, (long) KEEPER_MAX_AGE_MS) * 1000 + usecs / 1000;
+	if (age_ms < KEEPER_FIRST_AGE_MS)
+		return;
+	a->max_age_ms = Max(KEEPER_FIRST_AGE_MS, Min(a->max_age_ms, (int) (age_ms / 2)));
+	a->capped_at = now;
+}
+
+/* A socket of a lived its life out: the next may live longer, unless capped. */
+static void
+kept_learn_lived(KeptAddr *a, KeptSocket *s, TimestampTz now)
+{
+	if (a->capped_at != 0 && !TimestampDifferenceExceeds(a->capped_at, now, KEEPER_RELEARN_MS))
+		return;
+	a->capped_at = 0;
+	a->max_age_ms = Max(a->max_age_ms, Min(kept_life_ms(a, s) * 3 / 2, KEEPER_MAX_AGE_MS));
 }
 
 /* Whether a connected socket is still open at the far end: nothing to read. */
@@ -197,6 +270,7 @@ kept_find(const struct sockaddr_storage *addr, socklen_t len, bool create)
 	free_slot->used = true;
 	memcpy(&free_slot->addr, addr, len);
 	free_slot->addrlen = len;
+	free_slot->max_age_ms = KEEPER_FIRST_AGE_MS;
 	return free_slot;
 }
 
@@ -219,6 +293,12 @@ kept_connect(KeptAddr *a, TimestampTz now)
 	a->socks[a->nsocks].fd = fd;
 	a->socks[a->nsocks].connected = false;
 	a->socks[a->nsocks].opened = now;
+	/*
+	 * Up to a quarter short of the address's lifetime, at random: sockets
+	 * made together are not all let go together, which would leave a new
+	 * backend none ready for the round trip their replacements take.
+	 */
+	a->socks[a->nsocks].life = 1.0 - pg_prng_double(&pg_global_prng_state) / 4;
 	a->nsocks++;
 	return true;
 }
@@ -258,6 +338,7 @@ keeper_serve(int c, TimestampTz now)
 {
 	KeeperRequest req;
 	KeptAddr   *a;
+	int			best;
 	ssize_t		n = recv(c, &req, sizeof(req), MSG_DONTWAIT);
 
 	if (n != sizeof(req) || req.magic != KEEPER_MAGIC || req.addrlen == 0 ||
@@ -266,23 +347,30 @@ keeper_serve(int c, TimestampTz now)
 		return false;			/* closed, or not one of ours: drop it */
 	a = kept_find(&req.addr, req.addrlen, true);
 	a->wanted = now;
+	/* drop the ones too old or closed, then hand over the oldest left */
 	for (int i = 0; i < a->nsocks;)
 	{
 		KeptSocket *s = &a->socks[i];
-		bool		sent;
 
-		if (!s->connected)
-		{
-			i++;
-			continue;
-		}
-		if (TimestampDifferenceExceeds(s->opened, now, KEEPER_MAX_AGE_MS) || !socket_alive(s->fd))
-		{
+		if (s->connected && kept_expired(a, s, now))
 			kept_close(a, i);
-			continue;
+		else if (s->connected && !socket_alive(s->fd))
+		{
+			kept_learn_close(a, s, now);
+			kept_close(a, i);
 		}
-		sent = keeper_answer(c, s->fd);
-		kept_close(a, i);		/* the client has its own descriptor now */
+		else
+			i++;
+	}
+	best = -1;
+	for (int i = 0; i < a->nsocks; i++)
+		if (a->socks[i].connected && (best < 0 || a->socks[i].opened < a->socks[best].opened))
+			best = i;
+	if (best >= 0)
+	{
+		bool		sent = keeper_answer(c, a->socks[best].fd);
+
+		kept_close(a, best);	/* the client has its own descriptor now */
 		return sent;
 	}
 	return keeper_answer(c, -1);
@@ -319,8 +407,15 @@ keeper_tend(TimestampTz now)
 			continue;
 		for (int j = 0; j < a->nsocks;)
 		{
-			if (TimestampDifferenceExceeds(a->socks[j].opened, now, KEEPER_MAX_AGE_MS))
+			KeptSocket *s = &a->socks[j];
+
+			if (kept_expired(a, s, now))
+			{
+				/* the server kept it this long: the next may live longer */
+				if (s->connected)
+					kept_learn_lived(a, s, now);
 				kept_close(a, j);
+			}
 			else
 				j++;
 		}
@@ -432,8 +527,12 @@ destor_conn_keeper_main(Datum arg)
 						 * Refused, or closed by the server (the last moves to
 						 * j): not again for a while — a server behind a proxy
 						 * that accepts and then closes had the keeper
-						 * reconnecting 600 times a second
+						 * reconnecting 600 times a second.  A connected one
+						 * the server closed tells how long it keeps idle
+						 * connections: hand over none older than half that.
 						 */
+						if (s->connected)
+							kept_learn_close(a, s, now);
 						a->retry_at = TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS);
 						kept_close(a, j);
 					}
@@ -497,7 +596,9 @@ conn_keeper_take(const struct sockaddr *addr, int addrlen)
 	struct pollfd p;
 	int			fd = -1;
 
-	if (destor_warm_connections <= 0 || addrlen <= 0 || addrlen > (int) sizeof(req.addr) ||
+	/* no keeper runs (destor not preloaded, or off): nothing to ask */
+	if (!keeper_registered || destor_warm_connections <= 0 ||
+		addrlen <= 0 || addrlen > (int) sizeof(req.addr) ||
 		(addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
 		return -1;
 	if (keeper_conn >= 0 && keeper_conn_pid != getpid())

@@ -134,6 +134,9 @@ typedef struct S3Transfer
 								 * times of it are stretched by the backend's
 								 * own work (s3_try_loose) */
 	bool		stopped;		/* its run ended before it did (s3_run_end) */
+	bool		on_kept_socket; /* this try went out on a socket the
+								 * connection keeper made (conn_keeper.c) */
+	bool		shun_keeper;	/* one failed unanswered: connect ourselves */
 
 	/* last failure, for provider_s3_list's ereport (palloc'd in resultcxt) */
 	CURLcode	last_curl_rc;

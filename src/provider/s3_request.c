@@ -65,18 +65,25 @@ s3_sockopt_cb(void *clientp, curl_socket_t fd, curlsocktype purpose)
 
 /*
  * A connection's socket: one the connection keeper made ready
- * (conn_keeper.c), or a new one.
+ * (conn_keeper.c), or a new one.  clientp is the transfer opening it: a
+ * try on a kept socket is marked (s3_transfer_finish retries one that the
+ * server had closed), and a transfer whose kept socket failed connects
+ * itself from then on.
  */
 static curl_socket_t
 s3_opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
+	S3Transfer *t = (S3Transfer *) clientp;
 	int			fd = -1;
 
-	if (purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM)
+	if (purpose == CURLSOCKTYPE_IPCXN && a->socktype == SOCK_STREAM &&
+		(t == NULL || !t->shun_keeper))
 		fd = conn_keeper_take(&a->addr, (int) a->addrlen);
 	if (fd >= 0)
 	{
 		s3_kept_socket = fd;
+		if (t != NULL)
+			t->on_kept_socket = true;
 		return fd;
 	}
 	fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
@@ -248,6 +255,7 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	CURLMcode	mrc;
 
 	t->attempt++;
+	t->on_kept_socket = false;
 	t->body_pos = 0;
 	t->curl_error[0] = '\0';
 	s3_response_reset(t);
@@ -501,7 +509,10 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	SETOPT(easy, CURLOPT_TCP_NODELAY, 1L);
 	SETOPT(easy, CURLOPT_SOCKOPTFUNCTION, s3_sockopt_cb);
 	if (destor_warm_connections > 0)
+	{
 		SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, s3_opensocket_cb);
+		SETOPT(easy, CURLOPT_OPENSOCKETDATA, (void *) t);
+	}
 	SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	SETOPT(easy, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -773,6 +773,27 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		return;
 	}
 
+	/*
+	 * Sent on a socket the connection keeper had kept idle, and not
+	 * answered at all: the server may have closed that idle connection
+	 * just as it was handed over (its FIN still on the way), which says
+	 * nothing of the provider.  Try again at once on a connection of our
+	 * own, without counting the try — as libcurl does for a reused
+	 * connection found dead.  Once per transfer: the next tries connect
+	 * themselves.
+	 */
+	if (outcome == S3_RETRY && t->on_kept_socket && !t->shun_keeper && t->status == 0 &&
+		t->received == 0 &&
+		(t->last_curl_rc == CURLE_SEND_ERROR || t->last_curl_rc == CURLE_RECV_ERROR ||
+		 t->last_curl_rc == CURLE_GOT_NOTHING))
+	{
+		t->attempt--;
+		t->shun_keeper = true;
+		t->state = TS_QUEUED;
+		t->not_before = 0;
+		return;
+	}
+
 	if (outcome == S3_RETRY && t->attempt <= (req->no_retry ? 0 : destor_max_retries))
 	{
 		t->state = TS_QUEUED;

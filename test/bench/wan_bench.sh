@@ -52,9 +52,10 @@
 #                       150 ms / 25 MB/s, one slow one at 40 ms / 5 MB/s:
 #                       "40:25:25,40:25:25,40:25:25,40:25:25,150:25:25,40:5:5"
 #   BENCH_CACHE_MB=n    destor.cache_size (default 128: the size the issue measured)
-#   BENCH_WARM=n        destor.warm_connections (default 0: every backend and
-#                       parallel worker opens its own connections, a round
-#                       trip each; n: the keeper holds n ready per provider)
+#   BENCH_WARM=n        destor.warm_connections (default: the setting's own,
+#                       4; 0: every backend and parallel worker opens its
+#                       own connections, a round trip each; n: the keeper
+#                       holds n ready per provider)
 #   BENCH_QUICK=1       a run of a few minutes: 200,000 rows, a 16 MiB blob,
 #                       200 reads (explicit BENCH_* values still win)
 #   BENCH_TRACE=file    the proxy writes every request there (see
@@ -101,8 +102,8 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 	positive BENCH_REPEAT "${BENCH_REPEAT:-1}"
 	case ${BENCH_LATE_PCT:-3} in *[!0-9]* | "") echo "wan_bench: BENCH_LATE_PCT must be a number from 0 to 100" >&2; exit 1 ;; esac
 	[ "${BENCH_LATE_PCT:-3}" -le 100 ] || { echo "wan_bench: BENCH_LATE_PCT must be at most 100" >&2; exit 1; }
-	case ${BENCH_WARM:-0} in *[!0-9]* | "") echo "wan_bench: BENCH_WARM must be a number from 0 to 32" >&2; exit 1 ;; esac
-	[ "${BENCH_WARM:-0}" -le 32 ] || { echo "wan_bench: BENCH_WARM must be at most 32" >&2; exit 1; }
+	case ${BENCH_WARM:-4} in *[!0-9]* | "") echo "wan_bench: BENCH_WARM must be a number from 0 to 32" >&2; exit 1 ;; esac
+	[ "${BENCH_WARM:-4}" -le 32 ] || { echo "wan_bench: BENCH_WARM must be at most 32" >&2; exit 1; }
 	wan=${BENCH_WAN:-40:25:25,40:25:25,40:25:25,40:25:25,150:25:25,40:5:5}
 	IFS=, read -ra entries <<< "$wan"
 	[ "${#entries[@]}" = 6 ] || { echo "wan_bench: BENCH_WAN needs six entries (one a provider), got ${#entries[@]}" >&2; exit 1; }
@@ -136,7 +137,7 @@ nreads=${BENCH_READS:-1000}
 late_pct=${BENCH_LATE_PCT:-3}
 late_ms=${BENCH_LATE_MS:-2000}
 cache_mb=${BENCH_CACHE_MB:-128}
-warm=${BENCH_WARM:-0}
+warm=${BENCH_WARM:-}
 port=${BENCH_PORT:-54360}
 repeat=${BENCH_REPEAT:-1}
 PATH="$("${PG_CONFIG:-pg_config}" --bindir):$PATH"
@@ -205,7 +206,7 @@ shared_buffers = 512MB
 timezone = 'UTC'
 max_wal_size = 4GB
 destor.cache_size = '${cache_mb}MB'
-destor.warm_connections = $warm
+${warm:+destor.warm_connections = $warm}
 CONF
 
 sql="CREATE EXTENSION destor; CREATE EXTENSION pg_prewarm;"

@@ -29,7 +29,8 @@ flight, as on a real link.
 With "trace" in the configuration, every request is also written to that file
 as one line when it ends: provider, connection, the times (seconds, monotonic
 clock) it arrived at the proxy, its first answer byte left the proxy, its
-last answer byte left, answer bytes, and the request line and Range header;
+last answer byte left, answer bytes, the request line and Range header, and
+the time its connection was accepted;
 SIGUSR2 writes a mark line with the monotonic and the wall-clock time
 ("mark <monotonic> <epoch>"), which is how wan_bench.sh puts the queries it
 times (its "query <epoch start> <seconds>" lines) on the same clock.
@@ -121,8 +122,15 @@ class Provider:
         self.down = Bucket(conf["down_bps"])
         self.up = Bucket(conf["up_bps"])
         self.late = late
+        # a server's idle timeout: a connection that moved no byte for this
+        # long is closed (0: never), as servers close idle connections
+        self.idle_close = float(conf.get("idle_close_ms", 0)) / 1000.0
+        # a request on a connection idle this long is not answered: the
+        # connection is closed, as a server that closed it an instant
+        # before would have it (its FIN still on the way; 0: never)
+        self.reset_idle = float(conf.get("reset_idle_ms", 0)) / 1000.0
         self.stats = {"connections": 0, "requests": 0, "late": 0,
-                      "bytes_down": 0, "bytes_up": 0}
+                      "bytes_down": 0, "bytes_up": 0, "idle_closed": 0, "idle_reset": 0}
 
     async def pump(self, reader, writer, bucket, counter, not_before, conn, upstream):
         """Relays one direction: bandwidth first, then the delay, in order."""
@@ -140,6 +148,7 @@ class Provider:
                         await asyncio.sleep(pause)
                     writer.write(data)
                     await writer.drain()
+                    conn["active"] = time.monotonic()
                     if not upstream and conn.get("req") is not None:
                         req = conn["req"]
                         t = time.monotonic()
@@ -162,7 +171,14 @@ class Provider:
                 data = await reader.read(CHUNK)
                 if not data:
                     break
+                quiet = time.monotonic() - conn["active"]
+                conn["active"] = time.monotonic()
                 extra = 0.0
+                if (upstream and self.reset_idle > 0 and conn["idle"] and data.startswith(METHODS)
+                        and quiet >= self.reset_idle):
+                    self.stats["idle_reset"] += 1
+                    conn["cwriter"].close()
+                    break
                 if upstream:
                     if conn["idle"] and data.startswith(METHODS):
                         self.stats["requests"] += 1
@@ -198,11 +214,11 @@ class Provider:
         conn["req"] = None
         if req is None or self.trace is None:
             return
-        self.trace.write("%s c%d %.6f %s %s %d %s %s\n" % (
+        self.trace.write("%s c%d %.6f %s %s %d %s %s %.6f\n" % (
             self.name, conn["id"], req["arrived"],
             "%.6f" % req["first"] if req["first"] is not None else "-",
             "%.6f" % req["last"] if req["last"] is not None else "-",
-            req["bytes"], req["line"].replace(" ", "_"), req["range"]))
+            req["bytes"], req["line"].replace(" ", "_"), req["range"], conn["accepted"]))
         self.trace.flush()
 
     async def handle(self, creader, cwriter):
@@ -211,16 +227,34 @@ class Provider:
         # numbered in the order accepted: a connection numbered at most
         # the count of an earlier stats file was accepted before it
         self.nconn += 1
-        conn = {"idle": True, "id": self.nconn, "req": None}
+        conn = {"idle": True, "id": self.nconn, "req": None, "active": accepted, "accepted": accepted,
+                "cwriter": cwriter}
         try:
             sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             cwriter.close()
             return
-        # the handshake's round trip, which the loopback connect() skipped
-        await asyncio.gather(
+        pumps = asyncio.gather(
             self.pump(creader, swriter, self.up, "bytes_up", accepted + 2 * self.delay, conn, True),
             self.pump(sreader, cwriter, self.down, "bytes_down", 0.0, conn, False))
+        if self.idle_close > 0:
+            async def idle_watch():
+                while not pumps.done():
+                    quiet = time.monotonic() - conn["active"]
+                    if quiet >= self.idle_close:
+                        self.stats["idle_closed"] += 1
+                        for w in (cwriter, swriter):
+                            try:
+                                w.close()
+                            except (ConnectionError, OSError, RuntimeError):
+                                pass
+                        return
+                    await asyncio.sleep(min(0.1, self.idle_close - quiet))
+            watch = asyncio.ensure_future(idle_watch())
+        # the handshake's round trip, which the loopback connect() skipped
+        await pumps
+        if self.idle_close > 0:
+            watch.cancel()
 
 
 def main():

@@ -516,20 +516,25 @@ sub start_relay_proxy
 # The bench's WAN emulator (test/bench/wan_proxy.py) in front of servers
 # @$s3: a one-way delay of $opts{delay_ms} (or per provider, $opts{delays}
 # [...]) and $opts{mbps} MB/s per provider and direction (or per provider
-# down, $opts{rates} [...], and up, $opts{up_mbps}), each request logged to "$base/wan_trace" (see
-# wan_proxy.py).  Returns { ports => [...], trace => file, handle }; ends
+# down, $opts{rates} [...], and up, $opts{up_mbps}), connections idle for
+# $opts{idle_close_ms} closed (a server's idle timeout; default never), a
+# request on one idle for $opts{reset_idle_ms} closed unanswered (the same
+# timeout's race: the server closed it an instant before), each
+# request logged to "$base/wan_trace" (see wan_proxy.py); on $opts{ports}
+# [...] (a proxy started again in another's place) or free ports.  Returns { ports => [...], trace => file, handle }; ends
 # with the test (or stop_wan_proxy).
 sub start_wan_proxy
 {
 	my ($base, $s3, %opts) = @_;
-	my @ports = map { PostgreSQL::Test::Cluster::get_free_port() } @$s3;
+	my @ports = $opts{ports} ? @{ $opts{ports} } : map { PostgreSQL::Test::Cluster::get_free_port() } @$s3;
 	my $trace = "$base/wan_trace";
 	my $bps = ($opts{mbps} // 10) * 1e6;
 	my $up = defined $opts{up_mbps} ? $opts{up_mbps} * 1e6 : $bps;
 	my $providers = join(', ', map {
-		sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d}',
+		sprintf('{"name": "%s", "listen": %d, "target": %d, "delay_ms": %d, "down_bps": %d, "up_bps": %d, "idle_close_ms": %d, "reset_idle_ms": %d}',
 			$s3->[$_]{name}, $ports[$_], $s3->[$_]{port}, $opts{delays}[$_] // $opts{delay_ms} // 40,
-			defined $opts{rates} ? $opts{rates}[$_] * 1e6 : $bps, $up)
+			defined $opts{rates} ? $opts{rates}[$_] * 1e6 : $bps, $up, $opts{idle_close_ms} // 0,
+			$opts{reset_idle_ms} // 0)
 	} 0 .. $#$s3);
 	open(my $fh, '>', "$base/wan.json") or die;
 	print $fh qq({"control": "$base/wan_late", "stats": "$base/wan_stats.json", "trace": "$trace", "providers": [$providers]}\n);
@@ -641,7 +646,8 @@ sub stop_wan_proxy
 }
 
 # The requests in a WAN proxy's trace: { provider, conn, arrived, first,
-# last, bytes, line, from, to } each (from/to: the Range's, or undef).
+# last, bytes, line, from, to, accepted } each (from/to: the Range's, or
+# undef; accepted: when its connection was).
 sub wan_trace
 {
 	my ($proxy) = @_;
@@ -650,11 +656,11 @@ sub wan_trace
 	while (my $l = <$fh>)
 	{
 		my @f = split ' ', $l;
-		next unless @f == 8;
+		next unless @f == 9;
 		my ($from, $to) = $f[7] =~ /^bytes=(\d+)-(\d+)$/ ? ($1, $2) : (undef, undef);
 		push @reqs, { provider => $f[0], conn => $f[1], arrived => $f[2],
 			first => $f[3] eq '-' ? undef : $f[3], last => $f[4] eq '-' ? undef : $f[4],
-			bytes => $f[5], line => $f[6], from => $from, to => $to };
+			bytes => $f[5], line => $f[6], from => $from, to => $to, accepted => $f[8] };
 	}
 	close $fh;
 	return @reqs;

@@ -90,7 +90,10 @@ faults("reset 1 PUT\n503 1 PUT\n");
 is($node->safe_psql('postgres', q{SELECT destor.blob_get(destor.blob_put('archive', data)) = data FROM src}), 't',
 	'a blob written through resets and 503s reads back exactly');
 is(injected(), 6, 'each proxy reset one upload and answered 503 to another');
-cmp_ok(status('sum(retries)'), '>=', 6, 'provider_status shows the retries');
+# a reset on a socket the connection keeper made is tried again uncounted
+# (the server may have closed that idle connection an instant before, as
+# libcurl assumes of a reused one): the 503s are counted, resets may not be
+cmp_ok(status('sum(retries)'), '>=', 3, 'provider_status shows the retries');
 is(status("string_agg(DISTINCT state, ',')"), 'up', 'retries that succeed are no outage');
 # a retry is a request the provider bills: storage_report charges it
 is($node->safe_psql('postgres', q{SELECT round(sum(r.requests_since_reset)) = (SELECT sum(requests + retries)
