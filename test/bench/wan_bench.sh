@@ -24,8 +24,8 @@
 # For each it prints the time, the ideal time and the ratio, and the heap
 # or large-object time where one compares.
 #
-# The ideal, from the catalog's shard sizes and the proxy's settings (not
-# from what destor happened to send):
+# The ideal, from the catalog's sizes of the shards stored (not one recorded
+# missing) and the proxy's settings (not from what destor happened to send):
 #   reads   an object of k data shards is read whole from any k of its
 #           shards, and each stripe may pick its own k, so the providers may
 #           share the work unevenly: the ideal is the smallest T for which
@@ -286,25 +286,31 @@ stats_diff() {
 	paste -d' ' <(echo "$1") <(echo "$2") |
 		awk '{ r += $7 - $2; l += $8 - $3; d += $9 - $4; u += $10 - $5 } END { printf "%d %d %d %d\n", r, l, d, u }'
 }
-# shard bytes per provider of some objects: "p1 bytes,p2 bytes,..." for ideal
-shard_bytes() { # SQL returning object ids
+# shard bytes per provider of some objects: "p1 bytes,p2 bytes,..." for ideal;
+# with "stored", only the shards stored (a shard whose upload a write gave
+# up, recorded missing until a repair, is no provider's to serve)
+shard_bytes() { # SQL returning object ids [stored]
+	local only=""
+	[ "${2:-}" = stored ] && only="AND state = 'ok'"
 	psql_q -c "SELECT string_agg(p || ':' || coalesce(b, 0), ',' ORDER BY p)
 	             FROM (SELECT 'p' || i AS p FROM generate_series(1, 6) i) ps
 	             LEFT JOIN (SELECT provider::text AS p, sum(size) AS b FROM destor.shards
-	                         WHERE object_id IN ($1) GROUP BY provider) s USING (p)"
+	                         WHERE object_id IN ($1) $only GROUP BY provider) s USING (p)"
 }
-# ideal DIRECTION FRACTION BYTES: the smallest T with (FRACTION may be "a / b")
-#   sum_p min(B_p, max(0, T - rtt_p) * bw_p) >= FRACTION * sum_p B_p
-# (bisection); DIRECTION down or up; BYTES "p1:b,p2:b,...".
+# ideal DIRECTION FRACTION BYTES [HELD]: the smallest T with (FRACTION may be "a / b")
+#   sum_p min(H_p, max(0, T - rtt_p) * bw_p) >= FRACTION * sum_p B_p
+# (bisection); DIRECTION down or up; BYTES "p1:b,p2:b,..." every shard's,
+# HELD the same of what each provider can serve (default BYTES).
 ideal() {
-	awk -v dirn="$1" -v frac="$2" -v bytes="$3" -v wan="$BENCH_WAN" 'BEGIN {
+	awk -v dirn="$1" -v frac="$2" -v bytes="$3" -v held="${4:-$3}" -v wan="$BENCH_WAN" 'BEGIN {
 		if (split(frac, q, "/") == 2) frac = q[1] / q[2]
-		np = split(wan, w, ","); split(bytes, b, ",")
+		np = split(wan, w, ","); split(bytes, b, ","); split(held, h, ",")
 		total = 0
 		for (i = 1; i <= np; i++) {
 			split(w[i], f, ":"); rtt[i] = 2 * f[1] / 1000
 			bw[i] = (dirn == "down" ? f[2] : f[3]) * 1e6
-			split(b[i], x, ":"); B[i] = x[2]; total += B[i]
+			split(b[i], x, ":"); total += x[2]
+			split(h[i], x, ":"); B[i] = x[2]
 		}
 		need = frac * total
 		if (need <= 0) { print 0; exit }
@@ -329,7 +335,7 @@ ideal() {
 peers() { # SQL returning object ids, BYTES "p1:b,..." of them
 	local urls=$dir/peer_urls t0 t1
 	psql_q -F' ' -c "SELECT replace(s.object_id::text, '-', ''), s.shard_index, s.provider
-	                   FROM destor.shards s WHERE s.object_id IN ($1) ORDER BY 1, 2" |
+	                   FROM destor.shards s WHERE s.object_id IN ($1) AND s.state = 'ok' ORDER BY 1, 2" |
 		awk -v bytes="$2" -v wan="$BENCH_WAN" -v k="$k" -v port="$port" '
 			BEGIN {
 				ns = 0
@@ -419,7 +425,8 @@ q_scan="SELECT count(*) AS n, sum(id) AS sum_id, sum(qty) AS sum_qty, sum(amount
 psql_q -c "VACUUM ANALYZE heap_t" -c "ANALYZE destor_t" >/dev/null
 echo "-- 2. cold full scan"
 IFS='|' read -r t_heap _ r_heap <<< "$(timed "SELECT pg_prewarm('heap_t') \\g /dev/null" "$(printf "$q_scan" heap_t)")"
-i_scan=$(ideal down "$k / $n" "$tb")
+tb_held=$(shard_bytes "$table_objs" stored)
+i_scan=$(ideal down "$k / $n" "$tb" "$tb_held")
 runs_scan=() runs_pscan=()
 for rep in $(seq "$repeat"); do
 	s0=$(proxy_stats)
@@ -433,7 +440,7 @@ for rep in $(seq "$repeat"); do
 	runs_scan+=("$t_scan")
 	[ "$repeat" = 1 ] && break
 	trace_mark curl_scan
-	runs_pscan+=("$(peers "$table_objs" "$tb")")
+	runs_pscan+=("$(peers "$table_objs" "$tb_held")")
 	echo "   run $rep: destor $t_scan s, curl ${runs_pscan[-1]} s (ideal $i_scan s)"
 done
 t_scan=$(median "${runs_scan[@]}")
@@ -448,7 +455,7 @@ fi
 s0=$(proxy_stats)
 c0=$(peer_cpu)
 trace_mark curl_scan
-t_pscan=$(peers "$table_objs" "$tb")
+t_pscan=$(peers "$table_objs" "$tb_held")
 [ "$repeat" = 1 ] || t_pscan=$(median "${runs_pscan[@]}" "$t_pscan")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pscan" "$c0" "$(peer_cpu)"
@@ -471,7 +478,8 @@ i_imp=$(ideal up "$wq / $n" "$bb")
 row "blob_import $blob_mb MiB" "$t_imp" "$i_imp" "lo_import" "$t_loimp" "$(traffic "$(stats_diff "$s0" "$s1")")"
 detail "blob_import" "$s0" "$s1"
 echo "${report[-1]}"
-i_exp=$(ideal down "$k / $n" "$bb")
+bb_held=$(shard_bytes "SELECT $(lit "$blob")::uuid" stored)
+i_exp=$(ideal down "$k / $n" "$bb" "$bb_held")
 runs_exp=() runs_pexp=()
 for rep in $(seq "$repeat"); do
 	s0=$(proxy_stats)
@@ -486,7 +494,7 @@ for rep in $(seq "$repeat"); do
 	runs_exp+=("$t_exp")
 	[ "$repeat" = 1 ] && break
 	trace_mark curl_export
-	runs_pexp+=("$(peers "SELECT $(lit "$blob")::uuid" "$bb")")
+	runs_pexp+=("$(peers "SELECT $(lit "$blob")::uuid" "$bb_held")")
 	echo "   run $rep: destor $t_exp s, curl ${runs_pexp[-1]} s (ideal $i_exp s)"
 done
 t_exp=$(median "${runs_exp[@]}")
@@ -498,7 +506,7 @@ echo "${report[-1]}"
 s0=$(proxy_stats)
 c0=$(peer_cpu)
 trace_mark curl_export
-t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb")
+t_pexp=$(peers "SELECT $(lit "$blob")::uuid" "$bb_held")
 [ "$repeat" = 1 ] || t_pexp=$(median "${runs_pexp[@]}" "$t_pexp")
 echo 0 > "$dir/backend_cpu"
 cpu_line "  the same by curl" "$t_pexp" "$c0" "$(peer_cpu)"
