@@ -24,7 +24,7 @@
  * A socket's lifetime is learned per address: it starts at
  * KEEPER_FIRST_AGE_MS, grows to 1.5 times what a socket lived out open (up
  * to KEEPER_MAX_AGE_MS), and drops to half the age at which the server
- * closed one (not below where it started), not to grow again for
+ * closed one (a second at least), not to grow again for
  * KEEPER_RELEARN_MS.  A request that finds its kept socket closed after
  * all is tried again on a connection of its own, uncounted
  * (s3_transfer_finish).
@@ -65,6 +65,8 @@ static bool keeper_registered = false;
 #define KEEPER_MAX_SOCKS		32		/* per address: the setting's maximum */
 #define KEEPER_MAX_CLIENTS		256
 #define KEEPER_FIRST_AGE_MS		4000	/* servers close idle connections */
+#define KEEPER_MIN_AGE_MS		1000	/* ... or this soon, at the soonest kept */
+#define KEEPER_LEARN_MIN_MS		2000	/* a close of a younger one: a restart */
 #define KEEPER_MAX_AGE_MS		30000	/* a lifetime learned grows to this */
 #define KEEPER_RELEARN_MS		600000	/* a lifetime capped may grow again after */
 #define KEEPER_WANT_MS			60000	/* kept warm this long after a use */
@@ -196,11 +198,12 @@ kept_expired(KeptAddr *a, KeptSocket *s, TimestampTz now)
 
 /*
  * The server closed connected socket s of a: it keeps idle connections
- * about that long, so hand over none older than half that (not below where
- * lifetimes start: a socket younger than that was closed by a restart, or
- * a proxy's, more likely than by an idle timeout).  The cap holds for
+ * about that long, so hand over none older than half that (a socket closed
+ * younger than KEEPER_LEARN_MIN_MS was more likely closed by a restart, a
+ * server's or a proxy's, than by an idle timeout).  The cap holds for
  * KEEPER_RELEARN_MS: a restart that closed older sockets must not keep the
- * lifetime short for good.
+ * lifetime short for good.  (An address not asked for within
+ * KEEPER_WANT_MS is forgotten, what was learned of it too.)
  */
 static void
 kept_learn_close(KeptAddr *a, KeptSocket *s, TimestampTz now)
@@ -210,10 +213,10 @@ kept_learn_close(KeptAddr *a, KeptSocket *s, TimestampTz now)
 	long		age_ms;
 
 	TimestampDifference(s->opened, now, &secs, &usecs);
-	age_ms = Min(secs, (long) KEEPER_MAX_AGE_MS) * 1000 + usecs / 1000;
-	if (age_ms < KEEPER_FIRST_AGE_MS)
+	age_ms = Min(secs, (long) (KEEPER_MAX_AGE_MS / 1000)) * 1000 + usecs / 1000;
+	if (age_ms < KEEPER_LEARN_MIN_MS)
 		return;
-	a->max_age_ms = Max(KEEPER_FIRST_AGE_MS, Min(a->max_age_ms, (int) (age_ms / 2)));
+	a->max_age_ms = Max(KEEPER_MIN_AGE_MS, Min(a->max_age_ms, (int) (age_ms / 2)));
 	a->capped_at = now;
 }
 
@@ -412,8 +415,10 @@ keeper_tend(TimestampTz now)
 			if (kept_expired(a, s, now))
 			{
 				/* the server kept it this long: the next may live longer */
-				if (s->connected)
+				if (s->connected && socket_alive(s->fd))
 					kept_learn_lived(a, s, now);
+				else if (s->connected)
+					kept_learn_close(a, s, now);
 				kept_close(a, j);
 			}
 			else

@@ -713,6 +713,13 @@ s3_times_measure(S3Transfer *t)
 	return !t->timing_loose || t->max_gap_ms <= S3_NEAR_GAP_MS;
 }
 
+/*
+ * A kept socket the server had closed fails its first request within a
+ * round trip or two (a reset, or the end of the stream): longer than this,
+ * and the failure is taken for the provider's (s3_transfer_finish).
+ */
+#define S3_KEPT_STALE_US		1000000
+
 /* A try has ended: decide, record, and maybe queue the next try. */
 static void
 s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
@@ -774,18 +781,21 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	}
 
 	/*
-	 * Sent on a socket the connection keeper had kept idle, and not
-	 * answered at all: the server may have closed that idle connection
-	 * just as it was handed over (its FIN still on the way), which says
-	 * nothing of the provider.  Try again at once on a connection of our
-	 * own, without counting the try — as libcurl does for a reused
-	 * connection found dead.  Once per transfer: the next tries connect
-	 * themselves.
+	 * Sent on a socket the connection keeper had kept idle, and failed
+	 * soon without any answer (on https the TLS hello is what fails): the
+	 * server may have closed that idle connection just as it was handed
+	 * over (its FIN still on the way), which says nothing of the provider.
+	 * Try again at once on a connection of our own, without counting the
+	 * try — as libcurl does for a reused connection found dead; also for
+	 * a caller of one try (commit markers), which would otherwise record a
+	 * provider failure for it.  Once per transfer: the next tries connect
+	 * themselves.  Only soon: a connection cut later, after the server may
+	 * have acted on the request, is an ordinary failure.
 	 */
 	if (outcome == S3_RETRY && t->on_kept_socket && !t->shun_keeper && t->status == 0 &&
-		t->received == 0 &&
+		t->received == 0 && net_us > 0 && net_us <= S3_KEPT_STALE_US &&
 		(t->last_curl_rc == CURLE_SEND_ERROR || t->last_curl_rc == CURLE_RECV_ERROR ||
-		 t->last_curl_rc == CURLE_GOT_NOTHING))
+		 t->last_curl_rc == CURLE_GOT_NOTHING || t->last_curl_rc == CURLE_SSL_CONNECT_ERROR))
 	{
 		t->attempt--;
 		t->shun_keeper = true;
