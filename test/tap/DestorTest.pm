@@ -83,11 +83,6 @@ sub new_master_key
 # A started cluster with destor preloaded; returns ($node, $keyfile).
 # Small blobs are not packed unless $opts{blob_pack_threshold} says so:
 # the tests written before packing count each blob's own shards (t/082).
-# The connection keeper (destor.warm_connections, on by default) runs only
-# with $opts{keeper}: kept sockets to every test's providers cost the
-# parallel TAP group about a tenth of its time on two cores (791 s against
-# 707 s), which the suite's budget has not got; TAP 182 and 183 run it, and
-# the whole suite passed with it on.
 sub start_cluster
 {
 	my ($name, %opts) = @_;
@@ -100,7 +95,7 @@ shared_preload_libraries = 'destor'
 destor.master_key_file = '$keyfile'
 log_min_messages = debug1
 log_statement = 'none'
-} . ($opts{keeper} ? '' : "destor.warm_connections = 0\n") . qq{destor.cache_size = '} . ($opts{cache_size} // '0') . qq{'
+destor.cache_size = '} . ($opts{cache_size} // '0') . qq{'
 destor.blob_pack_threshold = '} . ($opts{blob_pack_threshold} // '0') . qq{'
 } . ($opts{conf} // ''));
 	$node->start;
@@ -277,8 +272,7 @@ sub providers_sql
 sub wan_rig
 {
 	my ($name, $nservers, %opts) = @_;
-	my ($node) = start_cluster($name, cache_size => $opts{cache_size} // '0', conf => $opts{conf},
-		keeper => $opts{keeper});
+	my ($node) = start_cluster($name, cache_size => $opts{cache_size} // '0', conf => $opts{conf});
 	my $base = $node->basedir;
 	my @s3 = start_s3_servers($nservers, $base);
 	my $wan = start_wan_proxy($base, \@s3, %opts);

@@ -23,8 +23,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-# the setting left at its default: on (keeper: the harness turns it off otherwise)
-my $rig = DestorTest::wan_rig('warm', 6, delays => [ (20) x 6 ], mbps => 50, pool => [ 'p42', 4, 2 ], keeper => 1);
+# the setting left at its default: on
+my $rig = DestorTest::wan_rig('warm', 6, delays => [ (20) x 6 ], mbps => 50, pool => [ 'p42', 4, 2 ]);
 my ($node, $wan, $base) = ($rig->{node}, $rig->{wan}, $rig->{base});
 my @names = map { $_->{name} } @{ $rig->{s3} };
 is($node->safe_psql('postgres', 'SHOW destor.warm_connections'), '4', 'on by default: four sockets per address');
