@@ -121,8 +121,13 @@ is(join(',', map { FaultProxy::injected($proxies[$_ - 1]{control}) } @asked), jo
 my $in = join(',', map { "'s$_'" } @asked);
 is($node->safe_psql('postgres', "SELECT count(*) FROM destor.provider_status WHERE provider IN ($in) AND state = 'down'"),
 	'0', 'a single 503 does not mark a provider down');
-is($node->safe_psql('postgres', "SELECT string_agg(errors::text, ',') FROM destor.provider_status WHERE provider IN ($in)"),
-	join(',', map { 1 } @asked), 'but each failed try is counted');
+# a 503'd request waiting out its backoff is cancelled, not failed, when
+# the other shards complete the read first (a CI run: 1,1,0): none counts
+# more than its one failed try, and the one the read waited for counts
+my @errs = split /,/, $node->safe_psql('postgres',
+	"SELECT string_agg(errors::text, ',') FROM destor.provider_status WHERE provider IN ($in)");
+is(scalar(grep { $_ > 1 } @errs), 0, 'no provider counted more than its failed try (' . join(',', @errs) . ')');
+cmp_ok(scalar(grep { $_ == 1 } @errs), '>=', 1, 'but failed tries are counted');
 FaultProxy::set_faults($_->{control}, '') for @proxies;
 
 # --- slow bodies --------------------------------------------------------------
