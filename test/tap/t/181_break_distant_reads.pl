@@ -119,6 +119,12 @@ sub reads
 # busy machine (the k-th fastest's reads at 70 ms) made s6 near.
 my $FAR_MS = 250;
 
+# What a distant provider may be asked as a spare over one reads(): a near
+# one late under load starts it, at worst once a read (3 seen alone, more
+# with two files beside it in CI); read as if near, it is asked for every
+# block of its shard (~9 and more)
+my $SPARES = 5;
+
 # --- 1. s6 distant ($FAR_MS more per request) -----------------------------------------------
 delay('s6', $FAR_MS);
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
@@ -131,14 +137,14 @@ for my $key ('p42/s6', 'p33/s6', 'p21/s6')
 	my $a = reads('s6 distant', $key);
 	# (at most a spare's worth: a near one late under load may start it;
 	# read as if near, s6 was asked for every block of its shard, ~9)
-	cmp_ok($a->{s6} // 0, '<=', 3, "s6 distant, $key: nothing asked of s6 beyond a spare");
+	cmp_ok($a->{s6} // 0, '<=', $SPARES, "s6 distant, $key: nothing asked of s6 beyond a spare");
 }
 # 5+1: the 5th fastest is near, s6 distant; its blocks need all five others
 {
 	my $a = reads('s6 distant', 'p51/s6');
 	# (s6 is the set's only spare: a near one late under load starts it —
 	# a spare's worth, not a read of every block of its shard, ~9 here)
-	cmp_ok($a->{s6} // 0, '<=', 3, 's6 distant, p51/s6: s6 asked at most as a spare');
+	cmp_ok($a->{s6} // 0, '<=', $SPARES, 's6 distant, p51/s6: s6 asked at most as a spare');
 }
 
 # --- 2. a USING destor table and a foreign table, look-ups ----------------------------------
@@ -285,7 +291,7 @@ for my $key ('p42/s5', 'p42/s6', 'p33/s6')
 {
 	my $a = reads('s5, s6 distant', $key);
 	# (the sets' last spares: a near one late under load may start one)
-	cmp_ok(($a->{s5} // 0) + ($a->{s6} // 0), '<=', 3,
+	cmp_ok(($a->{s5} // 0) + ($a->{s6} // 0), '<=', $SPARES,
 		"s5, s6 distant, $key: nothing asked of either, beyond a spare");
 }
 # 5+1: the 5th fastest is s5 or s6 itself: neither is distant, s6's blocks come from s6
@@ -323,7 +329,7 @@ reads('measuring s6 before stops', 'p42/s6');
 reads('measuring s6 before stops again', 'p42/s6');
 {
 	my $a = reads('s6 distant (again)', 'p42/s6');
-	cmp_ok($a->{s6} // 0, '<=', 3, 's6 distant again: nothing asked of it beyond a spare');
+	cmp_ok($a->{s6} // 0, '<=', $SPARES, 's6 distant again: nothing asked of it beyond a spare');
 }
 DestorTest::stop_s3($s3[0]);
 for my $key ('p42/s6', 'p33/s6', 'p51/s6', 'p21/s6')
@@ -354,7 +360,7 @@ $node->poll_query_until('postgres', "SELECT state <> 'down' FROM destor.provider
 	{
 		my $a = reads("s1's mark run out, s2 gone, s6 distant", $key);
 		# (spares by shard asked it 21-31 times; a late near one may start it once or so)
-		cmp_ok($a->{s6} // 0, '<=', 3, "s1's mark run out, s2 gone, p33/s6: three near providers left, distant s6 asked at most as a spare")
+		cmp_ok($a->{s6} // 0, '<=', $SPARES, "s1's mark run out, s2 gone, p33/s6: three near providers left, distant s6 asked at most as a spare")
 		  if $key eq 'p33/s6';
 		$st = $node->safe_psql('postgres', "SELECT state FROM destor.provider_status WHERE provider = 's1'");
 		last if s1_errors() > $errors;
@@ -372,7 +378,7 @@ reads('cache on, measuring', 'p42/s6');
 reads('cache on, measuring again', 'p42/s6');
 {
 	my $a = reads('cache on, s6 distant', 'p42/s6');
-	cmp_ok($a->{s6} // 0, '<=', 3, 'cache on: nothing asked of s6 beyond a spare');
+	cmp_ok($a->{s6} // 0, '<=', $SPARES, 'cache on: nothing asked of s6 beyond a spare');
 	my $w = reads('cache on, warm', 'p42/s6', warm => 1);
 	is($w->{s6} // 0, 0, 'cache on, warm: nothing asked of s6');
 }
