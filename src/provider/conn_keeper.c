@@ -38,6 +38,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -174,6 +175,19 @@ conn_keeper_register_worker(void)
 
 static KeptAddr kept[KEEPER_MAX_ADDRS];
 static int	clients[KEEPER_MAX_CLIENTS];
+
+/*
+ * Descriptors: the kept sockets may use up to kept_budget (three quarters
+ * of the soft limit, less a reserve), so that clients always find some.
+ * Out of them all the same (EMFILE), the keeper stops accepting for a
+ * while: the listening socket stays readable, and polled it would spin.
+ */
+static int	nkept = 0;
+static int	kept_budget = KEEPER_MAX_ADDRS * KEEPER_MAX_SOCKS;
+static int	max_clients = KEEPER_MAX_CLIENTS;
+static TimestampTz accept_paused_until = 0;
+#define KEEPER_FD_RESERVE		16
+#define KEEPER_ACCEPT_PAUSE_MS	1000
 static int	nclients = 0;
 
 static void
@@ -181,6 +195,7 @@ kept_close(KeptAddr *a, int i)
 {
 	close(a->socks[i].fd);
 	a->socks[i] = a->socks[--a->nsocks];
+	nkept--;
 }
 
 /* How long socket s of a lives: its share of what a's lifetime is now. */
@@ -282,8 +297,11 @@ static bool
 kept_connect(KeptAddr *a, TimestampTz now)
 {
 	int			one = 1;
-	int			fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int			fd;
 
+	if (nkept >= kept_budget)
+		return false;			/* the descriptors left are for clients */
+	fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return false;
 	(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -303,6 +321,7 @@ kept_connect(KeptAddr *a, TimestampTz now)
 	 */
 	a->socks[a->nsocks].life = 1.0 - pg_prng_double(&pg_global_prng_state) / 4;
 	a->nsocks++;
+	nkept++;
 	return true;
 }
 
@@ -387,9 +406,14 @@ keeper_accept(int l)
 		int			c = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (c < 0)
+		{
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				accept_paused_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																  KEEPER_ACCEPT_PAUSE_MS);
 			return;
+		}
 		/* only processes of the server's own user */
-		if (!peer_is_us(c) || nclients >= KEEPER_MAX_CLIENTS)
+		if (!peer_is_us(c) || nclients >= max_clients)
 		{
 			close(c);
 			continue;
@@ -442,6 +466,40 @@ keeper_tend(TimestampTz now)
 	}
 }
 
+/*
+ * Share the descriptors the process may open (see kept_budget), and let go
+ * of what exceeds a limit lowered under us: poll() refuses more
+ * descriptors than the limit (EINVAL), which ended the keeper.
+ */
+static void
+keeper_fd_limits(void)
+{
+	struct rlimit rl;
+	long		n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	n = (long) rl.rlim_cur - KEEPER_FD_RESERVE;
+	kept_budget = (int) Min(Max(n * 3 / 4, 0), (long) (KEEPER_MAX_ADDRS * KEEPER_MAX_SOCKS));
+	max_clients = (int) Min(Max(n - kept_budget, 1), (long) KEEPER_MAX_CLIENTS);
+	/* the fullest address gives up a socket first */
+	while (nkept > kept_budget)
+	{
+		KeptAddr   *fullest = NULL;
+
+		for (int i = 0; i < KEEPER_MAX_ADDRS; i++)
+			if (kept[i].used && kept[i].nsocks > 0 &&
+				(fullest == NULL || kept[i].nsocks > fullest->nsocks))
+				fullest = &kept[i];
+		if (fullest == NULL)
+			break;
+		kept_close(fullest, fullest->nsocks - 1);
+	}
+	/* a client let go connects again when it next wants a socket */
+	while (nclients > max_clients)
+		close(clients[--nclients]);
+}
+
 void		destor_conn_keeper_main(Datum arg);
 
 void
@@ -476,9 +534,10 @@ destor_conn_keeper_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (!PostmasterIsAlive())
 			proc_exit(1);
+		keeper_fd_limits();		/* the limit can change under us (prlimit) */
 
 		fds[nfds].fd = l;
-		fds[nfds++].events = POLLIN;
+		fds[nfds++].events = GetCurrentTimestamp() < accept_paused_until ? 0 : POLLIN;
 		for (int i = 0; i < nclients; i++)
 		{
 			fds[nfds].fd = clients[i];
@@ -571,6 +630,32 @@ static int	keeper_conn = -1;
 static pid_t keeper_conn_pid = 0;	/* the process that opened keeper_conn */
 static TimestampTz keeper_retry_at = 0;
 
+/*
+ * Wait up to KEEPER_WAIT_MS for the keeper's answer.  A signal (a
+ * statement_timeout's alarm, a latch's SIGUSR1) does not end the wait:
+ * taken for no answer, it dropped the connection and kept the backend
+ * from the keeper for a second, and the socket sent meanwhile was lost.
+ */
+static bool
+keeper_wait_answer(struct pollfd *p)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KEEPER_WAIT_MS);
+
+	for (;;)
+	{
+		long		left = (long) ((until - GetCurrentTimestamp()) / 1000);
+		int			rc;
+
+		if (left < 0)
+			left = 0;
+		rc = poll(p, 1, (int) left);
+		if (rc == 1)
+			return true;
+		if (rc == 0 || errno != EINTR || left == 0)
+			return false;
+	}
+}
+
 static void
 keeper_conn_drop(void)
 {
@@ -641,7 +726,7 @@ conn_keeper_take(const struct sockaddr *addr, int addrlen)
 	}
 	p.fd = keeper_conn;
 	p.events = POLLIN;
-	if (poll(&p, 1, KEEPER_WAIT_MS) != 1)
+	if (!keeper_wait_answer(&p))
 	{
 		/* late: its answer would be taken for the next request's */
 		keeper_conn_drop();

@@ -785,6 +785,10 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	 * soon without any answer (on https the TLS hello is what fails): the
 	 * server may have closed that idle connection just as it was handed
 	 * over (its FIN still on the way), which says nothing of the provider.
+	 * A reset in that moment fails libcurl's connect() (before 8.0 it
+	 * connects a socket it was told is connected; Linux answers 0 for one
+	 * alive or half-closed, the reset for one reset): "could not connect",
+	 * which on a kept socket is the same stale connection.
 	 * Try again at once on a connection of our own, without counting the
 	 * try — as libcurl does for a reused connection found dead; also for
 	 * a caller of one try (commit markers), which would otherwise record a
@@ -795,7 +799,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	if (outcome == S3_RETRY && t->on_kept_socket && !t->shun_keeper && t->status == 0 &&
 		t->received == 0 && net_us > 0 && net_us <= S3_KEPT_STALE_US &&
 		(t->last_curl_rc == CURLE_SEND_ERROR || t->last_curl_rc == CURLE_RECV_ERROR ||
-		 t->last_curl_rc == CURLE_GOT_NOTHING || t->last_curl_rc == CURLE_SSL_CONNECT_ERROR))
+		 t->last_curl_rc == CURLE_GOT_NOTHING || t->last_curl_rc == CURLE_SSL_CONNECT_ERROR ||
+		 t->last_curl_rc == CURLE_COULDNT_CONNECT))
 	{
 		t->attempt--;
 		t->shun_keeper = true;

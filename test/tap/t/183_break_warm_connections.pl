@@ -399,5 +399,55 @@ $kfd = fds($kp);
 note("32: keeper $kp: $kfd descriptors");
 cmp_ok($kfd, '<=', 12 + 1 + 8 + 32 * 12, '32: keeper descriptors bounded');
 
+# ---------------------------------------------------------------------
+# Out of descriptors: the keeper holding its sockets at 32 a provider is
+# given a limit of 64 (prlimit), below what it holds.  poll() refuses more
+# descriptors than the limit, and accept() fails (EMFILE) with the backend
+# left in the backlog, the listening socket readable: polled, it spins.
+# The keeper must let go of what exceeds its share of the limit, not
+# spin, and the sessions read exact.
+# ---------------------------------------------------------------------
+sub cpu_ticks
+{
+	my ($pid) = @_;
+	open(my $f, '<', "/proc/$pid/stat") or return -1;
+	my @s = split ' ', (split /\) /, <$f>, 2)[1];
+	close $f;
+	return $s[11] + $s[12];    # utime + stime (fields 14 and 15)
+}
+SKIP:
+{
+	skip 'prlimit not available', 4 if system('prlimit --version >/dev/null 2>&1') != 0;
+	$kp = wait_keeper();
+	system('prlimit', "--pid=$kp", '--nofile=64:64') == 0 or die "prlimit failed";
+	note("32, limit 64: keeper $kp holds " . fds($kp) . ' descriptors');
+	my $t0 = cpu_ticks($kp);
+	# new sessions, each asking the keeper once per provider
+	my $wrong = 0;
+	for (1 .. 6)
+	{
+		my $n = $node->safe_psql('postgres', 'SELECT ' . reads_sql());
+		$wrong++ if $n ne '0';
+	}
+	usleep(2_000_000);
+	my $ticks = cpu_ticks($kp) - $t0;
+	my $secs = $ticks / 100;
+	note("32, limit 64: keeper used $ticks ticks; " . fds($kp) . ' descriptors');
+	is($wrong, 0, 'limit 64: sessions read exact while the keeper is out of descriptors');
+	# (poll() refuses more descriptors than the limit: holding on to its
+	# sockets, the keeper failed and was restarted)
+	is(keeper_pid(), $kp, 'limit 64: the keeper lives on, its sockets cut to its share');
+	cmp_ok($secs, '<', 1.0, 'limit 64: the keeper does not spin on a listening socket it cannot accept from');
+	# its kept sockets age out; what it keeps again stays within its share
+	# (sessions keep asking, so that the address stays wanted)
+	for (1 .. 40)
+	{
+		last if fds($kp) <= 64;
+		$node->safe_psql('postgres', 'SELECT ' . reads_sql());
+		usleep(1_000_000);
+	}
+	cmp_ok(fds($kp), '<=', 64, 'limit 64: the keeper keeps within the limit once its old sockets aged out');
+}
+
 $bg->quit;
 done_testing();
