@@ -90,10 +90,14 @@ sub uploads { return scalar(map { glob("$_->{dir}/destor/._S3rver_uploads/*") } 
 sub elapsed { return sprintf('%.0f s', time - $T0); }
 
 # --- 1. sizes around part boundaries ----------------------------------------------------------
+# (every size with DESTOR_TEST_LONG=1; make test keeps its time budget
+# with one just past a part on s3 and two on files)
 my %blobs;
-for my $case ([ 'p42', 32 * $MB ], [ 'p42', 32 * $MB + 1 ], [ 'p42', 64 * $MB + 1 ],
-	[ 'fp', 32 * $MB - 1 ], [ 'fp', 32 * $MB ], [ 'fp', 32 * $MB + 1 ], [ 'fp', 64 * $MB ],
-	[ 'fp', 64 * $MB + 1 ])
+for my $case (DestorTest::cases(
+	[ [ 'p42', 32 * $MB ], [ 'p42', 32 * $MB + 1 ], [ 'p42', 64 * $MB + 1 ],
+		[ 'fp', 32 * $MB - 1 ], [ 'fp', 32 * $MB ], [ 'fp', 32 * $MB + 1 ], [ 'fp', 64 * $MB ],
+		[ 'fp', 64 * $MB + 1 ] ],
+	[ [ 'p42', 32 * $MB + 1 ], [ 'fp', 32 * $MB ], [ 'fp', 64 * $MB + 1 ] ]))
 {
 	my ($pool, $len) = @$case;
 	my $from = 3 + $len % 7;

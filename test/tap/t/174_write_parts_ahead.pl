@@ -107,7 +107,7 @@ is($node->safe_psql('postgres', "SELECT encode(sha256(destor.blob_get('$blob')),
 # again was given up.
 my $small = $node->safe_psql('postgres',
 	"SELECT destor.blob_put('archive', pg_read_binary_file('$file', 0, " . 4 * $MB . "))");
-my $rounds = 2;
+my $rounds = (DestorTest::cases([2], [1]))[0];    # two with DESTOR_TEST_LONG=1
 my $all_ok = 1;
 for my $round (1 .. $rounds)
 {
