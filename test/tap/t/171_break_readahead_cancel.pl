@@ -138,7 +138,11 @@ for my $frac (DestorTest::cases([ 0.05, 0.2, 0.45, 0.7, 0.9, 0.97 ], [ 0.05, 0.4
 }
 note("descriptors after each: @fds");
 cmp_ok($fds[-1], '<=', $fd_bound, "the descriptors do not pile up after cancelled exports (at most $fd_bound)");
-cmp_ok($fds[-1], '<=', $fds[1] + 4, 'no descriptor more per cancelled export');
+# (against the most after an earlier one: libcurl's cache of idle
+# connections swings by five or so between exports, 31 26 31 in a CI run;
+# a batch's sockets leaked would add six an export)
+my ($fds_before) = sort { $b <=> $a } @fds[ 0 .. $#fds - 1 ];
+cmp_ok($fds[-1], '<=', $fds_before + 4, 'no descriptor more per cancelled export');
 
 # 2. blob_to_lo cancelled inside a savepoint, done again in the same transaction
 {

@@ -88,7 +88,9 @@ note(sprintf('a full scan takes %.2f s (%s)', $tfull, elapsed()));
 
 # --- 2. LIMIT and OFFSET at several depths ----------------------------------------------
 # the rows a LIMIT returns must be rows of the table, and as many
-for my $c ([ 1, 0 ], [ 4999, 0 ], [ 5001, 0 ], [ 3, 54998 ], [ 2, 109999 ], [ 50, 125000 ], [ 10, 139995 ])
+# (every depth with DESTOR_TEST_LONG=1; make test keeps its time budget)
+for my $c (DestorTest::cases([ [ 1, 0 ], [ 4999, 0 ], [ 5001, 0 ], [ 3, 54998 ], [ 2, 109999 ], [ 50, 125000 ], [ 10, 139995 ] ],
+	[ [ 1, 0 ], [ 5001, 0 ], [ 2, 109999 ], [ 10, 139995 ] ]))
 {
 	my ($lim, $off) = @$c;
 	my $want = $lim;
@@ -246,11 +248,14 @@ END $$;
 note('cancels done at ' . elapsed());
 
 # --- 7. faults per provider while batches stream --------------------------------------
-for my $c ([ "503 2 GET\nreset 2 GET", [ 1, 2 ], '503s and resets', 0 ],
+# (one liar and two truncated bodies with DESTOR_TEST_LONG=1: two liars and
+# every body truncated are the harder cases)
+my @fault_cases = ([ "503 2 GET\nreset 2 GET", [ 1, 2 ], '503s and resets', 0 ],
 	[ 'truncate 2 GET', [0], 'two truncated bodies (retried)', 1 ],
 	[ 'truncate 1000 GET', [3], 'every body truncated', 1 ],
 	[ 'flip 1000 GET', [1], 'a liar', 1 ],
-	[ 'flip 1000 GET', [ 0, 4 ], 'two liars', 1 ])
+	[ 'flip 1000 GET', [ 0, 4 ], 'two liars', 1 ]);
+for my $c (DestorTest::cases(\@fault_cases, [ @fault_cases[ 0, 2, 4 ] ]))
 {
 	my ($spec, $who, $what, $limit) = @$c;
 	my $b0 = blame();
