@@ -495,7 +495,7 @@ keeper_fd_limits(void)
 			break;
 		kept_close(fullest, fullest->nsocks - 1);
 	}
-	/* a client let go connects again when it next wants a socket */
+	/* a client let go finds out at its next request, and stays away a second */
 	while (nclients > max_clients)
 		close(clients[--nclients]);
 }
@@ -537,11 +537,15 @@ destor_conn_keeper_main(Datum arg)
 		keeper_fd_limits();		/* the limit can change under us (prlimit) */
 
 		fds[nfds].fd = l;
-		fds[nfds++].events = GetCurrentTimestamp() < accept_paused_until ? 0 : POLLIN;
+		now = GetCurrentTimestamp();
+		/* (a pause further off than its length: the clock went back) */
+		if (accept_paused_until - now > (TimestampTz) KEEPER_ACCEPT_PAUSE_MS * 1000)
+			accept_paused_until = 0;
+		fds[nfds++].events = now < accept_paused_until ? 0 : POLLIN;
 		for (int i = 0; i < nclients; i++)
 		{
 			fds[nfds].fd = clients[i];
-			fds[nfds++].events = POLLIN;
+			fds[nfds++].events = POLLIN | POLLRDHUP;
 		}
 		for (int i = 0; i < KEEPER_MAX_ADDRS; i++)
 			for (int j = 0; kept[i].used && j < kept[i].nsocks; j++)
@@ -551,7 +555,11 @@ destor_conn_keeper_main(Datum arg)
 			}
 		/* a signal (SIGTERM, SIGHUP) interrupts poll: its work is done above */
 		rc = poll(fds, nfds, 100);
-		if (rc < 0 && errno != EINTR)
+		/*
+		 * EINVAL: more descriptors than a limit lowered since this turn's
+		 * keeper_fd_limits; the next turn trims to it
+		 */
+		if (rc < 0 && errno != EINTR && errno != EINVAL)
 			ereport(ERROR,
 					(errcode_for_socket_access(),
 					 errmsg("destor connection keeper could not poll: %m")));
@@ -607,7 +615,13 @@ destor_conn_keeper_main(Datum arg)
 			{
 				short		ev = fds[1 + i].revents;
 
-				if (ev != 0 && !keeper_serve(clients[i], now))
+				/*
+				 * A client gone (it waited its 20 ms, while accepting was
+				 * paused, and left): its request is not answered, which
+				 * would spend a kept socket on a closed peer.
+				 */
+				if ((ev & (POLLHUP | POLLRDHUP | POLLERR)) ||
+					(ev != 0 && !keeper_serve(clients[i], now)))
 				{
 					close(clients[i]);
 					continue;
@@ -648,6 +662,8 @@ keeper_wait_answer(struct pollfd *p)
 
 		if (left < 0)
 			left = 0;
+		else if (left > KEEPER_WAIT_MS)
+			left = KEEPER_WAIT_MS;	/* the clock went back */
 		rc = poll(p, 1, (int) left);
 		if (rc == 1)
 			return true;

@@ -785,10 +785,9 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 	 * soon without any answer (on https the TLS hello is what fails): the
 	 * server may have closed that idle connection just as it was handed
 	 * over (its FIN still on the way), which says nothing of the provider.
-	 * A reset in that moment fails libcurl's connect() (before 8.0 it
-	 * connects a socket it was told is connected; Linux answers 0 for one
-	 * alive or half-closed, the reset for one reset): "could not connect",
-	 * which on a kept socket is the same stale connection.
+	 * A reset in that moment surfaces in libcurl's connect step, which
+	 * finds the socket's pending error: "could not connect", which on a
+	 * kept socket (no connect of ours) is the same stale connection.
 	 * Try again at once on a connection of our own, without counting the
 	 * try — as libcurl does for a reused connection found dead; also for
 	 * a caller of one try (commit markers), which would otherwise record a
