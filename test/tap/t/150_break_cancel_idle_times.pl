@@ -48,7 +48,9 @@ sub max_p99
 
 my $stat_sql = 'SELECT sum(bytes_read) FROM destor.provider_status';
 my (%p99, %grew, %sent);
-for my $end ('MOVE ALL IN c', 'CLOSE c')
+# (the cursor ended by MOVE ALL as well with DESTOR_TEST_LONG=1: both end
+# in the same cancel; make test keeps its time budget)
+for my $end (DestorTest::cases([ 'MOVE ALL IN c', 'CLOSE c' ], ['CLOSE c']))
 {
 	$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
 	# measured again (read times known): the cursor reads the usual way
@@ -78,11 +80,13 @@ for my $end ('MOVE ALL IN c', 'CLOSE c')
 	note(sprintf("'%s': max p99 before the cursors %s, after %s; %s", $end, $before, $p99{$end}, marks()));
 }
 cmp_ok($p99{'MOVE ALL IN c'}, '<', 1000 * $idle * 0.8,
-	'control: a cursor idle then read on adds no idle time to the read times');
+	'control: a cursor idle then read on adds no idle time to the read times')
+  if exists $p99{'MOVE ALL IN c'};
 cmp_ok($p99{'CLOSE c'}, '<', 1000 * $idle * 0.8,
 	'a cursor idle then closed adds no idle time to the read times (cancelled read-ahead)');
 cmp_ok($grew{'MOVE ALL IN c'}, '>=', 0.9 * $sent{'MOVE ALL IN c'},
-	'control: bytes_read counts what was sent');
+	'control: bytes_read counts what was sent')
+  if exists $grew{'MOVE ALL IN c'};
 cmp_ok($grew{'CLOSE c'}, '>=', 0.9 * $sent{'CLOSE c'},
 	'bytes_read counts what was sent, the cancelled read-ahead included (as TAP 144 asks)');
 

@@ -55,6 +55,12 @@ sub export
 }
 
 # what each provider (by its number) sent for ranged GETs since mark $t0
+sub provider_states
+{
+	return $node->safe_psql('postgres',
+		"SELECT coalesce(string_agg(provider || ' ' || state, ', ' ORDER BY provider), 'all up') FROM destor.provider_status WHERE state <> 'up'");
+}
+
 sub sent_by_provider
 {
 	my ($t0) = @_;
@@ -112,12 +118,21 @@ my $q = q{SELECT count(*), sum(id), md5(string_agg(payload || extra, ',' ORDER B
 my $expect = $node->safe_psql('postgres', sprintf($q, 'wide_heap'));
 my $serial = 'SET max_parallel_workers_per_gather = 0; ';
 is($node->safe_psql('postgres', $serial . sprintf($q, 'wide')), $expect, 'scan: the rows of the heap table');
-$t0 = DestorTest::wan_mark($wan);
-is($node->safe_psql('postgres', $serial . sprintf($q, 'wide')), $expect, 'scan again: the same rows');
-%sent = sent_by_provider($t0);
 my $table_shard = $node->safe_psql('postgres',
 	q{SELECT sum(s.size) / 6 FROM destor.shards s JOIN destor.segments g USING (object_id)});
-note('scan: sent per provider: ' . join(', ', map { "s$_ " . ($sent{$_} // 0) } 1 .. 6) . " (shards per provider: $table_shard)");
+# (a reader goes around a provider it found late for the rest of its
+# read, and a plan leaves out one measured slow: on this busy machine a
+# scan now and then left one provider out, CI 38e8594; the spread must
+# show in one of two scans)
+for my $try (1 .. 2)
+{
+	$t0 = DestorTest::wan_mark($wan);
+	is($node->safe_psql('postgres', $serial . sprintf($q, 'wide')), $expect, "scan again ($try): the same rows");
+	%sent = sent_by_provider($t0);
+	note("scan ($try): sent per provider: " . join(', ', map { "s$_ " . ($sent{$_} // 0) } 1 .. 6)
+		  . " (shards per provider: $table_shard); " . provider_states());
+	last if scalar(grep { ($sent{$_} // 0) >= 0.3 * $table_shard } 1 .. 6) == 6;
+}
 $total = 0;
 $total += $_ for values %sent;
 is(scalar(grep { ($sent{$_} // 0) >= 0.3 * $table_shard } 1 .. 6), 6, 'scan: every provider serves a part');
@@ -148,8 +163,20 @@ my $log_pos = -s $node->logfile;
 my $d = int(rand(4));
 my ($liar_p, $undo_p) = flip_shard(4);
 my ($liar_d, $undo_d) = flip_shard($d);
-export('a parity and a data shard lying in every chunk');
-my $log = slurp_file($node->logfile, $log_pos);
+# (named only if the window was spread over them: a provider found late
+# or slow is gone around, and on this busy machine an export now and then
+# left two providers out, both liars among them; a second export then)
+my $log;
+for my $try (1 .. 2)
+{
+	$t0 = DestorTest::wan_mark($wan);
+	export("a parity and a data shard lying in every chunk ($try)");
+	%sent = sent_by_provider($t0);
+	$log = slurp_file($node->logfile, $log_pos);
+	last if $log =~ /on provider "\Q$liar_p\E" is corrupt/ && $log =~ /on provider "\Q$liar_d\E" is corrupt/;
+	note("liars ($try) not both named; sent per provider: " . join(', ', map { "s$_ " . ($sent{$_} // 0) } 1 .. 6)
+		  . '; ' . provider_states());
+}
 like($log, qr/shard 4 of object \S+ on provider "\Q$liar_p\E" is corrupt at stripe \d+/,
 	"the lying parity provider $liar_p is named");
 like($log, qr/shard $d of object \S+ on provider "\Q$liar_d\E" is corrupt at stripe \d+/,
