@@ -61,6 +61,15 @@ if [ "$(id -u)" = 0 ]; then
     cp -r "$work"/pgregress.* "$work"/tmp_pgregress/postgres.log "$top/test-logs/" 2>/dev/null || true
     cp -r "$work"/output_iso "$top/test-logs/" 2>/dev/null || true
     echo "logs of the failed run: $top/test-logs"
+    # What each failed TAP check printed, last: a CI page that keeps only
+    # the end of the output still says why (at most 12 lines a check).
+    for log in "$work"/test/tap/tmp_check/log/regress_log_*; do
+      [ -f "$log" ] || continue
+      awk -v f="${log##*/regress_log_}" '
+        /\) not ok [0-9]/ { n = 12; print "== " f ": " substr($0, index($0, "not ok")); next }
+        /\) (ok|not ok) [0-9]/ { n = 0 }
+        n > 0 { n--; sub(/^\[[^]]*\]\([^)]*\) /, ""); print "   " $0 }' "$log"
+    done | head -60
   fi
   rm -rf "$work"
   echo "== done ($(date +%T)), rc $rc"
