@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "utils/datum.h"
 #include "utils/sortsupport.h"
@@ -35,7 +36,18 @@ typedef struct ColumnBuffer
 	Datum		seg_min_d;
 	Datum		seg_max_d;
 	bool		seg_has_minmax;
+	bool		seg_unbounded;	/* a row group of the segment kept no min/max */
 } ColumnBuffer;
+
+/*
+ * Statistics keep no value wider than this (as parquet-cpp's
+ * max_statistics_size): a row group's min/max are stored twice in text form
+ * (in its segment's directory and in destor.segments), so a 20 MB value
+ * would cost 40 MB of directory, compressed and logged with each segment.
+ * Such a row group keeps no min/max for the column (its null count still
+ * prunes), and neither does its segment: no range then leaves it out.
+ */
+#define STATS_MAX_VALUE_BYTES 4096
 
 /* A row group is closed early once one column holds this many bytes. */
 #define ROW_GROUP_BYTE_BUDGET (256 * 1024 * 1024)
@@ -210,6 +222,17 @@ text_form(ColumnCodec *cc, Datum d, MemoryContext cxt)
 
 	pfree(s);
 	return r;
+}
+
+/* True if d is too wide to keep as a statistic (STATS_MAX_VALUE_BYTES). */
+static bool
+stats_too_wide(ColumnCodec *cc, Datum d)
+{
+	if (cc->typlen == -1)
+		return toast_raw_datum_size(d) > STATS_MAX_VALUE_BYTES;
+	if (cc->typlen == -2)
+		return strlen(DatumGetCString(d)) > STATS_MAX_VALUE_BYTES;
+	return cc->typlen > STATS_MAX_VALUE_BYTES;
 }
 
 void
@@ -549,6 +572,11 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		w->seg_offset += len;
 
 		cb->seg_nulls += cb->null_count;
+		if (cb->has_minmax && (stats_too_wide(cc, cb->min) || stats_too_wide(cc, cb->max)))
+		{
+			cb->has_minmax = false;
+			cb->seg_unbounded = true;
+		}
 		if (cb->has_minmax)
 		{
 			w->rg_min[idx] = text_form(cc, cb->min, w->cxt);
@@ -607,8 +635,13 @@ segment_writer_finish_segment(SegmentWriter *w)
 		dir.typids[i] = w->codecs[i].dropped ? InvalidOid : w->codecs[i].typid;
 		dir.kinds[i] = w->codecs[i].dropped ? 0 : (uint8) w->codecs[i].kind;
 		dir.seg_nulls[i] = w->cols[i].seg_nulls;
-		dir.seg_min[i] = w->cols[i].seg_has_minmax ? w->cols[i].seg_min : NULL;
-		dir.seg_max[i] = w->cols[i].seg_has_minmax ? w->cols[i].seg_max : NULL;
+		if (w->cols[i].seg_has_minmax && !w->cols[i].seg_unbounded)
+		{
+			dir.seg_min[i] = w->cols[i].seg_min;
+			dir.seg_max[i] = w->cols[i].seg_max;
+		}
+		else
+			dir.seg_min[i] = dir.seg_max[i] = NULL;
 	}
 	dir.rg_rows = w->rg_rows;
 	dir.chunks = w->chunks;
@@ -652,6 +685,7 @@ segment_writer_finish_segment(SegmentWriter *w)
 	{
 		w->cols[i].seg_nulls = 0;
 		w->cols[i].seg_has_minmax = false;
+		w->cols[i].seg_unbounded = false;
 	}
 	MemoryContextSwitchTo(old);
 }
