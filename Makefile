@@ -82,7 +82,12 @@ check:
 	DESTOR_SUITES="unit regress" bash scripts/test.sh
 endif
 
-.PHONY: demo test unitcheck tapcheck bench deb check-pgregress
+.PHONY: demo test print-regress unitcheck tapcheck bench deb check-pgregress
+
+# the pg_regress files, for scripts/test_suites.sh (it splits them between
+# two instances)
+print-regress:
+	@echo $(REGRESS)
 
 unitcheck:
 	$(MAKE) -C test/unit check

@@ -57,9 +57,12 @@ if [ "$(id -u)" = 0 ]; then
   # keep logs of a failed run where the checkout is
   if [ $rc != 0 ]; then
     rm -rf "$top/test-logs"; mkdir -p "$top/test-logs"
-    cp -r "$work"/regression.* "$work"/results "$work"/tmp_check/log "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
+    cp -r "$work"/tmp_regress_* "$work"/test/tap/tmp_check "$top/test-logs/" 2>/dev/null || true
+    for d in "$work"/tmp_check_*/log; do
+      n=${d%/log}
+      cp -r "$d" "$top/test-logs/${n##*/}_log" 2>/dev/null || true
+    done
     cp -r "$work"/pgregress.* "$work"/tmp_pgregress/postgres.log "$top/test-logs/" 2>/dev/null || true
-    cp -r "$work"/output_iso "$top/test-logs/" 2>/dev/null || true
     echo "logs of the failed run: $top/test-logs"
     # What each failed TAP check printed, last: a CI page that keeps only
     # the end of the output still says why (at most 12 lines a check).
