@@ -62,6 +62,7 @@ check "CREATE EXTENSION and a blob round trip from the package" '[ "$roundtrip" 
 check "the package's extension version ($version) is the control file's ($want)" '[ "$version" = "$want" ]'
 
 dpkg -r postgresql-15-destor >/dev/null
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+# back to the build installed before (test.sh's flags, if it ran this)
+make -s PG_CONFIG="$PG_CONFIG" ${DESTOR_BUILD_FLAGS:-} install >/dev/null
 echo "deb: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -11,11 +11,14 @@ bash scripts/deps.sh --test
 . scripts/pgenv.sh
 
 echo "== build ($(date +%T))"
-make -s -j"$(nproc)" PG_CONFIG="$PG_CONFIG" all 2>&1 | (grep -E 'warning|error' || true)
+# without the LLVM bitcode for JIT inlining, which the tests do not need
+# (the package built below has it): it was a third of the build's time
+export DESTOR_BUILD_FLAGS="with_llvm=no"
+make -s -j"$(nproc)" PG_CONFIG="$PG_CONFIG" $DESTOR_BUILD_FLAGS all 2>&1 | (grep -E 'warning|error' || true)
 if [ -w "$("$PG_CONFIG" --pkglibdir)" ]; then
-  make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+  make -s PG_CONFIG="$PG_CONFIG" $DESTOR_BUILD_FLAGS install >/dev/null
 else
-  sudo make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+  sudo make -s PG_CONFIG="$PG_CONFIG" $DESTOR_BUILD_FLAGS install >/dev/null
 fi
 
 suites=" ${DESTOR_SUITES:-unit deb regress tap pgregress} "
