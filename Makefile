@@ -104,10 +104,12 @@ TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/1
 # The longest files start first, so that the group does not end with one
 # long file running alone on an idle machine (times from the CI log); not
 # 150, whose read times would share the start with 072's and 030's load,
-# nor 182, whose sessions found no kept socket ready under that load (the
-# keeper's answer late: they connect themselves).  182 ends the group.
+# nor 182 and 184, whose sessions found no kept socket ready under that
+# load (the keeper's answer late: they connect themselves).  They end the
+# group, the longer first.
 TAP_LONGEST = $(patsubst test/tap/%,%,$(foreach n,072 030 173 177 178 181 170 171 174 179 163 081 001 183 003 070 004 021 164 122 092 091,$(wildcard test/tap/t/$(n)_*.pl)))
-TAP_PARALLEL = $(filter-out $(TAP_SERIAL),$(TAP_LONGEST) $(filter-out $(TAP_LONGEST),$(patsubst test/tap/%,%,$(wildcard test/tap/t/*.pl))))
+TAP_LAST = t/184_warm_connections_idle.pl t/182_warm_connections.pl
+TAP_PARALLEL = $(filter-out $(TAP_SERIAL) $(TAP_LAST),$(TAP_LONGEST) $(filter-out $(TAP_LONGEST),$(patsubst test/tap/%,%,$(wildcard test/tap/t/*.pl)))) $(TAP_LAST)
 # 113 measures the providers with its first scan and checks the next
 # takes the measured path: under the others' load one read time judged a
 # near provider far (CI, 4021d27), and the scan went around it.
