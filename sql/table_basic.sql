@@ -100,6 +100,23 @@ SELECT id, length(body) FROM wide WHERE body > 'w';
 SELECT id FROM wide WHERE body < 'b10' ORDER BY id;
 SELECT max(octet_length(g.directory)) < 4096 AS small_directories
   FROM destor.segments g JOIN destor.tables t USING (table_id) WHERE t.relid = 'wide'::regclass;
+-- the limit is on the text form, which is what is stored: a 4,096-byte text
+-- keeps its min/max (its first row group is pruned), one byte more does not;
+-- a 3,000-byte bytea (6,002 characters as text) and a 32,000-bit string
+-- (32,001) keep none
+CREATE FOREIGN TABLE edge (id int, body text, ba bytea, vb varbit) SERVER archive
+  OPTIONS (segment_rows '2000', row_group_rows '1000');
+INSERT INTO edge SELECT i,
+    CASE i WHEN 1 THEN repeat('a', 4096) WHEN 1500 THEN repeat('a', 4097) ELSE 'a' || i END,
+    CASE i WHEN 2 THEN decode(repeat('ff', 3000), 'hex') ELSE int4send(i) END,
+    CASE i WHEN 3 THEN repeat('1', 32000)::varbit ELSE B'0' END
+  FROM generate_series(1, 2000) i ORDER BY i;
+EXPLAIN (COSTS OFF) SELECT id FROM edge WHERE body > 'b';
+SELECT id, length(body) FROM edge WHERE body > 'aa' ORDER BY id;
+SELECT id, length(ba) FROM edge WHERE ba > '\xfe'::bytea ORDER BY id;
+SELECT id, length(vb) FROM edge WHERE vb > B'1' ORDER BY id;
+SELECT octet_length(g.directory) < 2 * 4096 AS small_directory
+  FROM destor.segments g JOIN destor.tables t USING (table_id) WHERE t.relid = 'edge'::regclass;
 
 -- statistics and text-form values do not depend on the session's settings
 SET datestyle = 'SQL, DMY';

@@ -48,6 +48,8 @@ typedef struct ColumnBuffer
  * prunes), and neither does its segment: no range then leaves it out.
  */
 #define STATS_MAX_VALUE_BYTES 4096
+/* ... and no value whose own size is above this is even formatted */
+#define STATS_MAX_RAW_BYTES (64 * STATS_MAX_VALUE_BYTES)
 
 /* A row group is closed early once one column holds this many bytes. */
 #define ROW_GROUP_BYTE_BUDGET (256 * 1024 * 1024)
@@ -214,25 +216,28 @@ segment_writer_segment_no(SegmentWriter *w)
 
 #define compare_datums(w, i, a, b) ApplySortComparator((a), false, (b), false, &(w)->ssup[(i)])
 
+/*
+ * The text form of d as a statistic, in cxt, or NULL if wider than
+ * STATS_MAX_VALUE_BYTES: what is stored is the text form, which can be
+ * several times the value's own size (a bytea's is twice it, a bit
+ * string's eight times).  A value whose own size is far above the limit
+ * is not formatted at all (a 20 MB text would be copied for nothing);
+ * leaving a statistic out only prunes less.
+ */
 static char *
-text_form(ColumnCodec *cc, Datum d, MemoryContext cxt)
+stats_text_form(ColumnCodec *cc, Datum d, MemoryContext cxt)
 {
-	char	   *s = OutputFunctionCall(&cc->out, d);
-	char	   *r = MemoryContextStrdup(cxt, s);
+	char	   *s;
+	char	   *r = NULL;
 
+	if ((cc->typlen == -1 && toast_raw_datum_size(d) > STATS_MAX_RAW_BYTES) ||
+		(cc->typlen == -2 && strlen(DatumGetCString(d)) > STATS_MAX_VALUE_BYTES))
+		return NULL;
+	s = OutputFunctionCall(&cc->out, d);
+	if (strlen(s) <= STATS_MAX_VALUE_BYTES)
+		r = MemoryContextStrdup(cxt, s);
 	pfree(s);
 	return r;
-}
-
-/* True if d is too wide to keep as a statistic (STATS_MAX_VALUE_BYTES). */
-static bool
-stats_too_wide(ColumnCodec *cc, Datum d)
-{
-	if (cc->typlen == -1)
-		return toast_raw_datum_size(d) > STATS_MAX_VALUE_BYTES;
-	if (cc->typlen == -2)
-		return strlen(DatumGetCString(d)) > STATS_MAX_VALUE_BYTES;
-	return cc->typlen > STATS_MAX_VALUE_BYTES;
 }
 
 void
@@ -572,15 +577,24 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 		w->seg_offset += len;
 
 		cb->seg_nulls += cb->null_count;
-		if (cb->has_minmax && (stats_too_wide(cc, cb->min) || stats_too_wide(cc, cb->max)))
+		if (cb->has_minmax)
 		{
-			cb->has_minmax = false;
-			cb->seg_unbounded = true;
+			char	   *mn = stats_text_form(cc, cb->min, w->cxt);
+			char	   *mx = mn ? stats_text_form(cc, cb->max, w->cxt) : NULL;
+
+			if (mx == NULL)
+			{
+				if (mn)
+					pfree(mn);
+				mn = NULL;
+				cb->has_minmax = false;
+				cb->seg_unbounded = true;
+			}
+			w->rg_min[idx] = mn;
+			w->rg_max[idx] = mx;
 		}
 		if (cb->has_minmax)
 		{
-			w->rg_min[idx] = text_form(cc, cb->min, w->cxt);
-			w->rg_max[idx] = text_form(cc, cb->max, w->cxt);
 			if (!cb->seg_has_minmax || compare_datums(w, i, cb->min, cb->seg_min_d) < 0)
 			{
 				cb->seg_min_d = datumCopy(cb->min, cc->typbyval, cc->typlen);
