@@ -235,6 +235,9 @@ reader_note_failure(ObjectReader *r, int i, ProviderRequest *req, ShardHealth h)
 			r->thin[i] = true;
 		else
 			r->avoid[i] = true;
+		if (r->providers[i])
+			elog(DEBUG1, "destor: this read goes around provider \"%s\" from now on: a request given up as %s",
+				 r->providers[i]->name, req->thin ? "thin" : "late");
 		return;
 	}
 	r->health[i] = Max(r->health[i], h);
@@ -474,8 +477,16 @@ reader_check_slow_providers(ObjectReader *r)
 	qsort(sorted, r->n, sizeof(double), reader_cmp_double);
 	kth = sorted[r->k - 1];
 	for (int i = 0; i < r->n; i++)
-		r->far[i] = r->providers[i] != NULL &&
+	{
+		bool		far = r->providers[i] != NULL &&
 			((ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS) || r->distant[i]);
+
+		/* (why a bulk read leaves a provider out is otherwise invisible) */
+		if (far && !r->far[i])
+			elog(DEBUG1, "destor: bulk reads go around provider \"%s\": %.0f ms for its share of a window, the %d-th fastest %.0f ms%s",
+				 r->providers[i]->name, ms[i], r->k, kth, r->distant[i] ? " (distant)" : "");
+		r->far[i] = far;
+	}
 }
 
 /* Whether the healthy path does without data shard d's bytes [a, b). */

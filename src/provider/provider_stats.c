@@ -424,21 +424,25 @@ entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 rate_bytes, do
 {
 	e->read_answered = true;
 
-	/*
-	 * The bounds taken while it never answered say less than an answer: a
-	 * far provider stopped when the near ones answered 30 ms in kept 30 ms
-	 * as its fastest read after answering in 170 (small reads then asked
-	 * it as if near, TAP 180).
-	 */
-	if (e->recent_bounds_only)
+	/* one started behind another of its provider measured a queue too */
+	if (!r->queued)
 	{
-		e->nrecent = 0;
-		e->recent_pos = 0;
-		e->recent_bounds_only = false;
+		/*
+		 * The bounds taken while it never answered say less than an
+		 * answer: a far provider stopped when the near ones answered 30 ms
+		 * in kept 30 ms as its fastest read after answering in 170 (small
+		 * reads then asked it as if near, TAP 180).
+		 */
+		if (e->recent_bounds_only)
+		{
+			e->nrecent = 0;
+			e->recent_pos = 0;
+			e->recent_bounds_only = false;
+		}
+		ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
+				  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
+		e->last_read = now;
 	}
-	ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
-			  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
-	e->last_read = now;
 	if (rate_bytes >= PROVIDER_RATE_MIN_BYTES && rate_ms > 0)
 	{
 		ring_push(e->recent_rates, &e->rate_pos, &e->nrates, RECENT_READS,
@@ -547,7 +551,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				entry_note_read(e, r, r->partial_bytes, r->body_ms, now);
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
-			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
+			else if (r->late && !r->timing_loose && !r->queued && r->latency_ms > 0 && r->op == POP_GET)
 			{
 				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
 				e->last_read = now;
@@ -555,7 +559,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 					e->recent_bounds_only = true;
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
-			else if (!e->read_answered && !r->timing_loose && r->op == POP_GET &&
+			else if (!e->read_answered && !r->timing_loose && !r->queued && r->op == POP_GET &&
 					 r->partial_bytes == 0 && r->latency_ms > first_answer_ms && first_answer_ms > 0)
 			{
 				/*

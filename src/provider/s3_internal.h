@@ -127,6 +127,8 @@ typedef struct S3Transfer
 	S3Body		body;			/* XML answers and error documents */
 	int			short_bodies;	/* GET answers that ended before their length */
 	TimestampTz try_start;		/* when this try started */
+	bool		queued;			/* GET: it started while another GET of its
+								 * provider ran (s3_link_busy) */
 	double		max_gap_ms;		/* the longest single such wait */
 	double		gap_ms;			/* how long of this try nobody looked at the
 								 * sockets (the backend did other work) */
@@ -165,6 +167,7 @@ extern bool s3_run_tail_near(S3Run *run, double rtts);
 extern void s3_run_end(S3Run *run);
 extern void s3_run_cancel(S3Run *run);
 extern void s3_poll_runs(void);
+extern bool s3_link_busy(S3Transfer *t);
 extern void s3_runs_abort(void);
 
 /* s3_request.c */

@@ -558,6 +558,10 @@ s3_transfer_start(S3Transfer *t, MemoryContext resultcxt)
 	mrc = curl_multi_add_handle(s3_get_multi(), easy);
 	if (mrc != CURLM_OK)
 		elog(ERROR, "curl_multi_add_handle failed: %s", curl_multi_strerror(mrc));
+	/* (before it counts itself as running) */
+	t->queued = t->op == S3OP_GET && s3_link_busy(t);
+	if (t->req != NULL)
+		t->req->queued = t->queued;
 	t->state = TS_RUNNING;
 	t->try_start = GetCurrentTimestamp();
 	t->gap_ms = 0;

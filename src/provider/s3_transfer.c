@@ -1856,6 +1856,31 @@ s3_link_rate(S3Transfer *t, TimestampTz now)
 }
 
 /*
+ * s3_link_busy — whether another GET of t's provider is running in this
+ * backend (any run).  A request started then may wait behind that one's
+ * bytes on the provider's link (a read ahead asked a round trip before the
+ * window in flight ends, a shard's second range): its time to the first
+ * byte is the queue's as much as the round trip's.  In the WAN rig, near
+ * providers measured so at 175-198 ms four times in a row were taken for
+ * distant, 4 times their 40 ms round trip, and every later bulk read went
+ * around them (TAP 169).
+ */
+bool
+s3_link_busy(S3Transfer *t)
+{
+	for (S3Run *run = s3_runs; run != NULL; run = run->next)
+		for (int i = 0; i < run->n; i++)
+		{
+			S3Transfer *o = run->ts[i];
+
+			if (o != t && o->provider == t->provider && o->state == TS_RUNNING &&
+				o->op == S3OP_GET)
+				return true;
+		}
+	return false;
+}
+
+/*
  * Whether another running transfer of t's provider goes over t's
  * connection (streams multiplexed on one HTTP/2 connection).
  */

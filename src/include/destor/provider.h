@@ -186,6 +186,10 @@ typedef struct ProviderRequest
 	bool		timing_loose;	/* s3: the backend was busy elsewhere while it
 								 * ran, so its times do not measure the
 								 * provider (provider_poll) */
+	bool		queued;			/* s3 GET: it started while another GET of
+								 * the same provider ran in this backend, so
+								 * its first byte may have waited for that
+								 * one's bytes: no round trip */
 	char	   *error;			/* palloc'd, NULL when ok; never contains secrets */
 } ProviderRequest;
 

@@ -73,6 +73,15 @@ sub sent_by_provider
 	return %sent;
 }
 
+# Why a reader goes around a provider is logged at DEBUG1 (object_read.c):
+# with six links alike and healthy, none should be taken for far (a read
+# started behind another of its provider measured the queue as its round
+# trip, and four such in a row made a near provider "distant" for every
+# later bulk read)
+$node->safe_psql('postgres', 'ALTER SYSTEM SET log_min_messages = debug1');
+$node->reload;
+my $healthy_log_at = -s $node->logfile;
+
 # 1. the first export measures every link; the second spreads its windows
 export('first export, links not yet measured');
 my $t0 = DestorTest::wan_mark($wan);
@@ -127,16 +136,25 @@ my $table_shard = $node->safe_psql('postgres',
 for my $try (1 .. 2)
 {
 	$t0 = DestorTest::wan_mark($wan);
+	my $log_at = -s $node->logfile;
 	is($node->safe_psql('postgres', $serial . sprintf($q, 'wide')), $expect, "scan again ($try): the same rows");
 	%sent = sent_by_provider($t0);
 	note("scan ($try): sent per provider: " . join(', ', map { "s$_ " . ($sent{$_} // 0) } 1 .. 6)
 		  . " (shards per provider: $table_shard); " . provider_states());
+	# why a reader left a provider out (object_read.c's DEBUG1 lines)
+	note("scan ($try): $_") for grep { /go(es)? around provider/ }
+	  split /\n/, substr(slurp_file($node->logfile), $log_at);
 	last if scalar(grep { ($sent{$_} // 0) >= 0.3 * $table_shard } 1 .. 6) == 6;
 }
 $total = 0;
 $total += $_ for values %sent;
 is(scalar(grep { ($sent{$_} // 0) >= 0.3 * $table_shard } 1 .. 6), 6, 'scan: every provider serves a part');
 cmp_ok($total, '<=', 1.15 * 4 * $table_shard, 'scan: about the data shards\' worth moved, no more');
+
+my @around = grep { /bulk reads go around provider/ } split /\n/, substr(slurp_file($node->logfile), $healthy_log_at);
+is(scalar(@around), 0, 'six healthy links alike: none taken for far') or diag(join("\n", @around[0 .. ($#around < 4 ? $#around : 4)]));
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET log_min_messages');
+$node->reload;
 
 # 3. a parity shard and a data shard that lie in every chunk (a byte
 #    flipped in each 32 KiB): the spread window fails its authentication
