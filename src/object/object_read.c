@@ -824,6 +824,7 @@ object_reader_read(ObjectReader *r, uint64 offset, uint64 len, char *dst)
 	MemoryContext old;
 
 	r->bulk_batch = false;		/* (left set by an ERROR in a multi-range batch) */
+	r->bytes_lied = false;		/* (or by one between a failed open and its reread) */
 	/* an empty object is still one sealed (empty) block: authenticate it */
 	if (len == 0 && !(meta->size == 0 && offset == 0))
 		return;

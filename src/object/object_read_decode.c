@@ -244,7 +244,10 @@ reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, Wind
 		{
 	corrupt:
 			if (!raise)
+			{
+				r->bytes_lied = true;
 				return false;
+			}
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("block %llu of object %s failed authentication",

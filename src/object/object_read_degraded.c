@@ -160,6 +160,8 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 	}
 	if (norder <= r->k)
 		return false;			/* no spare to hedge with */
+	if (r->bytes_lied)
+		return false;			/* every chunk checked: the liar is named */
 	for (int j = 0; j < norder; j++)
 	{
 		/*
@@ -1259,10 +1261,20 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	WindowSource src;
 	bool		ok;
 
+	/*
+	 * After bad bytes (a window read without tags failed to open), every
+	 * shard is read and each chunk checked: the k fastest alone may not
+	 * include the liar, which would then go unnamed and unrepaired (TAP
+	 * 169: a spread window's two liars left out twice in a row).
+	 */
 	fetch_repair(r, cs, ce, &src, false, r->liar);
+	r->bytes_lied = false;
 	ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 	window_source_release(r, &src);
-	if (ok || open_by_elimination(r, b0, b1, skip, offset, len, dst))
+	if (!ok)
+		ok = open_by_elimination(r, b0, b1, skip, offset, len, dst);
+	r->bytes_lied = false;		/* (its tries set it again) */
+	if (ok)
 		return;
 	fetch_repair(r, cs, ce, &src, true, r->liar);
 	reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
