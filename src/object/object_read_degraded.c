@@ -160,8 +160,6 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 	}
 	if (norder <= r->k)
 		return false;			/* no spare to hedge with */
-	if (r->bytes_lied)
-		return false;			/* every chunk checked: the liar is named */
 	for (int j = 0; j < norder; j++)
 	{
 		/*
@@ -524,7 +522,9 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 	else if (!include_down)
 	{
 		reader_check_slow_providers(r);
-		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need, every_shard);
+		/* after bad bytes, every shard at once (hedge_finish below) */
+		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need,
+							every_shard || r->bytes_lied);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
 		/* a shard recorded bad and not probed now is not asked at all */
@@ -602,6 +602,7 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 				sr->reqs[q].hedge_spare = unit_of[i] > 0 && !start[i];
 				sr->reqs[q].hedge_last = last[i];
 				sr->reqs[q].hedge_probe = probe[i];
+				sr->reqs[q].hedge_finish = r->bytes_lied;
 			}
 		}
 	}
@@ -1263,9 +1264,11 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 
 	/*
 	 * After bad bytes (a window read without tags failed to open), every
-	 * shard is read and each chunk checked: the k fastest alone may not
-	 * include the liar, which would then go unnamed and unrepaired (TAP
-	 * 169: a spread window's two liars left out twice in a row).
+	 * shard is asked at once, and each that has begun to answer when k
+	 * are in is finished and checked (hedge_finish): the k fastest alone
+	 * may not include the liar, which would then go unnamed and unrepaired
+	 * (TAP 169: a spread window's two liars left out twice in a row), while
+	 * a provider that stalls is still not waited for.
 	 */
 	fetch_repair(r, cs, ce, &src, false, r->liar);
 	r->bytes_lied = false;

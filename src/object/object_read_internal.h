@@ -144,8 +144,9 @@ struct ObjectReader
 	int			nmore;
 	bool		bytes_lied;		/* a window's blocks failed authentication
 								 * (reader_open_blocks): the degraded read
-								 * that follows asks every shard and waits for
-								 * all, so that the liar is named */
+								 * that follows asks every shard at once and
+								 * finishes those answering, so that the liar
+								 * is named */
 	bool		bulk_batch;		/* a multi-range batch moving READ_BULK_BYTES or
 								 * more per data shard in all: judged as one bulk
 								 * read, whatever each range's size */

@@ -893,7 +893,11 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * once (a provider that stalls: the likeliest reason its shard was
  * recorded missing).  Cancelled at once, a probe on a provider as fast as
  * the others lost the race about as often as it won it, and the stale
- * record it was to clear stayed.
+ * record it was to clear stayed.  A set of reads marked hedge_finish (a
+ * window read again after bad bytes, every shard started) treats each unit
+ * whose answer has begun by then as such a probe: the shards that answer
+ * in time are all checked, and a liar among them named, while one that
+ * stalls is not waited for.
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -936,6 +940,8 @@ typedef struct S3Hedge
 	bool	   *very_late;		/* per unit: late enough for a last resort */
 	bool	   *last;			/* per unit: a spare of last resort */
 	bool	   *probe;			/* per unit: a probe, never waited for */
+	bool		finish_begun;	/* reads: every unit whose answer has begun is
+								 * finished as a probe is (hedge_finish) */
 	TimestampTz *answered;		/* per transfer: when its answer began, 0 */
 	double	   *read_ms;		/* per transfer: its provider's recent round
 								 * trip (provider_recent_read_ms), -1 */
@@ -1025,6 +1031,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 			h->last[h->unit_of[i]] = true;
 		if (req->hedge_probe)
 			h->probe[h->unit_of[i]] = true;
+		if (req->hedge_finish)
+			h->finish_begun = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -1683,8 +1691,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 
 			if (t->state == TS_DONE || h->unit_of[i] < 0)
 				continue;
-			if (t->op == S3OP_GET && h->probe[h->unit_of[i]] && t->state == TS_RUNNING &&
-				t->body_started)
+			if (t->op == S3OP_GET && (h->probe[h->unit_of[i]] || h->finish_begun) &&
+				t->state == TS_RUNNING && t->body_started)
 			{
 				double		probe_ms = Max((double) HEDGE_PROBE_MIN_MS,
 										   Min((double) HEDGE_PROBE_MAX_MS,

@@ -143,6 +143,10 @@ typedef struct ProviderRequest
 	 * succeeds before those have, its answer is there besides; otherwise it
 	 * is cancelled with the rest */
 	bool		hedge_probe;
+	/* a read of a set whose every unit is started at once and, once the
+	 * units needed are in, finished like a probe if its answer has begun
+	 * (a re-read after bad bytes: each shard checked names the liar) */
+	bool		hedge_finish;
 
 	/* output */
 	bool		ok;
