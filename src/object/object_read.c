@@ -482,7 +482,10 @@ reader_check_slow_providers(ObjectReader *r)
 			((ms[i] > kth * FAR_FACTOR && ms[i] - kth > FAR_MARGIN_MS) || r->distant[i]);
 
 		/* (why a bulk read leaves a provider out is otherwise invisible) */
-		if (far && !r->far[i])
+		if (far && !r->far[i] && r->slow[i])
+			elog(DEBUG1, "destor: bulk reads go around provider \"%s\": found slow",
+				 r->providers[i]->name);
+		else if (far && !r->far[i])
 			elog(DEBUG1, "destor: bulk reads go around provider \"%s\": %.0f ms for its share of a window, the %d-th fastest %.0f ms%s",
 				 r->providers[i]->name, ms[i], r->k, kth, r->distant[i] ? " (distant)" : "");
 		r->far[i] = far;

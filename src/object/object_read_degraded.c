@@ -150,9 +150,15 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		unknown[i] = !provider_read_time_known(r->providers[i]);
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
-		/* slow or avoided ones are spares of last resort, down ones after them */
-		last[i] = r->slow[i] || r->avoid[i] || provider_is_down(r->providers[i]);
-		if (r->slow[i] || r->avoid[i])
+		/*
+		 * slow or avoided ones are spares of last resort, down ones after
+		 * them; so is a shard this reader found lying ("use only for
+		 * repair"): ranked as any other, it was asked in every later
+		 * window, which then failed and was read again
+		 */
+		last[i] = r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT ||
+			provider_is_down(r->providers[i]);
+		if (r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT)
 			ms[i] = HEDGE_LAST_MS;
 		if (provider_is_down(r->providers[i]))
 			ms[i] = 2 * HEDGE_LAST_MS;
@@ -951,15 +957,19 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
  */
 static void
 fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
-			 const bool *exclude)
+			 const bool *exclude, bool after_bad_bytes)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
 	ProviderRequest *reqs;
 	int			nreqs;
-	StripeRuns *sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
-											true, NULL, &reqs, &nreqs);
+	StripeRuns *sr;
 
+	/* (for this plan only: not for windows read ahead while it runs) */
+	r->bytes_lied = after_bad_bytes;
+	sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
+							 true, NULL, &reqs, &nreqs);
+	r->bytes_lied = false;
 	provider_execute(reqs, nreqs);
 	object_read_stats.requests += nreqs;
 	if (reader_runs_complete(r, sr, src, NULL))
@@ -972,7 +982,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 	{
 		/* not enough without the providers known down: try them too */
 		runs_free(r, sr, false);
-		fetch_repair(r, cs, ce, src, true, exclude);
+		fetch_repair(r, cs, ce, src, true, exclude, false);
 		return;
 	}
 	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
@@ -1210,7 +1220,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 				exclude[j] = r->liar[j] || r->health[j] == SHARD_UNREACHABLE;
 			for (j = 0; j < size; j++)
 				exclude[cand[pick[j]]] = true;
-			fetch_repair(r, cs, ce, &src, true, exclude);
+			fetch_repair(r, cs, ce, &src, true, exclude, false);
 			ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 			window_source_release(r, &src);
 			if (ok)
@@ -1264,14 +1274,16 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 
 	/*
 	 * After bad bytes (a window read without tags failed to open), every
-	 * shard is asked at once, and each that has begun to answer when k
-	 * are in is finished and checked (hedge_finish): the k fastest alone
+	 * shard is asked at once, and each still running when k are in gets a
+	 * probe's grace to finish and be checked (hedge_finish): the k fastest alone
 	 * may not include the liar, which would then go unnamed and unrepaired
 	 * (TAP 169: a spread window's two liars left out twice in a row), while
-	 * a provider that stalls is still not waited for.
+	 * a provider that stalls costs at most that grace (a second).
 	 */
-	fetch_repair(r, cs, ce, &src, false, r->liar);
+	bool		lied = r->bytes_lied;
+
 	r->bytes_lied = false;
+	fetch_repair(r, cs, ce, &src, false, r->liar, lied);
 	ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 	window_source_release(r, &src);
 	if (!ok)
@@ -1279,7 +1291,7 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	r->bytes_lied = false;		/* (its tries set it again) */
 	if (ok)
 		return;
-	fetch_repair(r, cs, ce, &src, true, r->liar);
+	fetch_repair(r, cs, ce, &src, true, r->liar, false);
 	reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
 	window_source_release(r, &src);
 }

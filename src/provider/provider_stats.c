@@ -57,6 +57,10 @@ typedef struct ProviderStatsEntry
 	/* successful GETs: the last few latencies, and when the last one ended */
 	float4		recent_reads[RECENT_READS];
 	uint32		nrecent;
+	/* ... and those of GETs started on an idle link: round trips */
+	float4		idle_reads[RECENT_READS];
+	uint32		nidle;
+	uint32		idle_pos;
 	bool		read_answered;	/* a GET of it succeeded: not a lower bound */
 	bool		read_bounded;	/* a GET of it, stopped unanswered, outlasted
 								 * every answer of its batch (a lower bound) */
@@ -414,6 +418,19 @@ ring_push(float4 *ring, uint32 *pos, uint32 *count, uint32 size, double v)
 }
 
 /*
+ * A read time into the provider's recent ones; unless queued (started
+ * behind another GET of the provider: ProviderRequest.queued), into its
+ * round trips too.
+ */
+static void
+push_read(ProviderStatsEntry *e, double ms, bool queued)
+{
+	ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, ms);
+	if (!queued)
+		ring_push(e->idle_reads, &e->idle_pos, &e->nidle, RECENT_READS, ms);
+}
+
+/*
  * A GET that answered: its round trip (to the first byte: not the size
  * asked) among the provider's recent read times, and, over enough bytes,
  * its body's rate among the recent rates.
@@ -424,25 +441,22 @@ entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 rate_bytes, do
 {
 	e->read_answered = true;
 
-	/* one started behind another of its provider measured a queue too */
-	if (!r->queued)
+	/*
+	 * The bounds taken while it never answered say less than an answer: a
+	 * far provider stopped when the near ones answered 30 ms in kept 30 ms
+	 * as its fastest read after answering in 170 (small reads then asked
+	 * it as if near, TAP 180).
+	 */
+	if (e->recent_bounds_only)
 	{
-		/*
-		 * The bounds taken while it never answered say less than an
-		 * answer: a far provider stopped when the near ones answered 30 ms
-		 * in kept 30 ms as its fastest read after answering in 170 (small
-		 * reads then asked it as if near, TAP 180).
-		 */
-		if (e->recent_bounds_only)
-		{
-			e->nrecent = 0;
-			e->recent_pos = 0;
-			e->recent_bounds_only = false;
-		}
-		ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS,
-				  r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
-		e->last_read = now;
+		e->nrecent = 0;
+		e->recent_pos = 0;
+		e->nidle = 0;
+		e->idle_pos = 0;
+		e->recent_bounds_only = false;
 	}
+	push_read(e, r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms, r->queued);
+	e->last_read = now;
 	if (rate_bytes >= PROVIDER_RATE_MIN_BYTES && rate_ms > 0)
 	{
 		ring_push(e->recent_rates, &e->rate_pos, &e->nrates, RECENT_READS,
@@ -551,15 +565,15 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				entry_note_read(e, r, r->partial_bytes, r->body_ms, now);
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
-			else if (r->late && !r->timing_loose && !r->queued && r->latency_ms > 0 && r->op == POP_GET)
+			else if (r->late && !r->timing_loose && r->latency_ms > 0 && r->op == POP_GET)
 			{
-				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
+				push_read(e, r->latency_ms, r->queued);
 				e->last_read = now;
 				if (!e->read_answered)
 					e->recent_bounds_only = true;
 				ring_push(e->latencies, &e->latency_pos, &e->nlatencies, LATENCY_WINDOW, r->latency_ms);
 			}
-			else if (!e->read_answered && !r->timing_loose && !r->queued && r->op == POP_GET &&
+			else if (!e->read_answered && !r->timing_loose && r->op == POP_GET &&
 					 r->partial_bytes == 0 && r->latency_ms > first_answer_ms && first_answer_ms > 0)
 			{
 				/*
@@ -570,7 +584,7 @@ provider_stats_note(ProviderRequest *reqs, int nreqs)
 				 * won a race, stayed never measured, and was asked by
 				 * every read only to be stopped.
 				 */
-				ring_push(e->recent_reads, &e->recent_pos, &e->nrecent, RECENT_READS, r->latency_ms);
+				push_read(e, r->latency_ms, r->queued);
 				e->last_read = now;
 				e->read_bounded = true;
 				e->recent_bounds_only = true;
@@ -817,12 +831,12 @@ provider_forget_shard_verified(Provider *p, const char *key)
 	notes_release(ns);
 }
 
-static double read_ms_within(Provider *p, int min_reads, int max_age_ms);
+static double read_ms_within(Provider *p, int min_reads, int max_age_ms, bool idle_only);
 
 double
 provider_recent_read_ms(Provider *p)
 {
-	return read_ms_within(p, RECENT_READS, destor_provider_down_ms);
+	return read_ms_within(p, RECENT_READS, destor_provider_down_ms, false);
 }
 
 /*
@@ -831,12 +845,17 @@ provider_recent_read_ms(Provider *p)
  * less (one hiccup), but a far provider that loses every race answers
  * rarely, and until then it would be taken for as fast as the fastest.
  * Remembered for PROVIDER_LINK_MEMORY_MS, not forgotten after
- * destor.provider_down_interval: a round trip is the link's.
+ * destor.provider_down_interval: a round trip is the link's.  Only reads
+ * that started on an idle link count (ProviderRequest.queued): one started
+ * behind another GET of the provider measured that one's bytes too, and
+ * four such made a provider 40 ms away distant (TAP 169).  Being slow
+ * (provider_recent_read_ms) counts them all: a provider that turned slow
+ * is the one whose GETs run into each other.
  */
 double
 provider_read_ms(Provider *p, int min_reads)
 {
-	return read_ms_within(p, min_reads, Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS));
+	return read_ms_within(p, min_reads, Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS), true);
 }
 
 /*
@@ -868,7 +887,7 @@ provider_claim_probe(Provider *p)
 }
 
 static double
-read_ms_within(Provider *p, int min_reads, int max_age_ms)
+read_ms_within(Provider *p, int min_reads, int max_age_ms, bool idle_only)
 {
 	ProviderStatsShared *s = stats_area();
 	ProviderStatsEntry *e;
@@ -881,13 +900,18 @@ read_ms_within(Provider *p, int min_reads, int max_age_ms)
 	if (e && e->slow_since != 0 &&
 		!TimestampDifferenceExceeds(e->slow_since, now, destor_provider_down_ms))
 		ms = PROVIDER_KNOWN_SLOW_MS;	/* found slow lately: avoided until the interval ends */
-	else if (e && e->nrecent >= (uint32) min_reads &&
-			 !TimestampDifferenceExceeds(e->last_read, now, max_age_ms))
+	else if (e && !TimestampDifferenceExceeds(e->last_read, now, max_age_ms))
 	{
+		float4	   *reads = idle_only ? e->idle_reads : e->recent_reads;
+		uint32		n = idle_only ? e->nidle : e->nrecent;
+
 		/* the fastest, so that one hiccup does not make a provider slow */
-		ms = e->recent_reads[0];
-		for (uint32 i = 1; i < e->nrecent; i++)
-			ms = Min(ms, e->recent_reads[i]);
+		if (n >= (uint32) min_reads)
+		{
+			ms = reads[0];
+			for (uint32 i = 1; i < n; i++)
+				ms = Min(ms, reads[i]);
+		}
 	}
 	stats_unlock(s);
 	return ms;

@@ -894,10 +894,13 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * recorded missing).  Cancelled at once, a probe on a provider as fast as
  * the others lost the race about as often as it won it, and the stale
  * record it was to clear stayed.  A set of reads marked hedge_finish (a
- * window read again after bad bytes, every shard started) treats each unit
- * whose answer has begun by then as such a probe: the shards that answer
- * in time are all checked, and a liar among them named, while one that
- * stalls is not waited for.
+ * window read again after bad bytes, every shard started) gives each unit
+ * still running then HEDGE_PROBE_MAX_MS, answered or not (cut short, a
+ * shard 60 ms farther left a stripe short of good chunks under load, and
+ * the unhedged try that follows waited 8 s for a staller: TAP 185): the shards that answer
+ * in time are all checked, and a liar among them named (one a little
+ * farther than the k fastest too), while one that stalls costs at most the
+ * grace.
  *
  * Hedged writes are hedged sets without spares: every shard's upload is a
  * unit, the batch needs the write quorum; once that many are stored, the
@@ -940,8 +943,9 @@ typedef struct S3Hedge
 	bool	   *very_late;		/* per unit: late enough for a last resort */
 	bool	   *last;			/* per unit: a spare of last resort */
 	bool	   *probe;			/* per unit: a probe, never waited for */
-	bool		finish_begun;	/* reads: every unit whose answer has begun is
-								 * finished as a probe is (hedge_finish) */
+	bool		finish_running; /* reads: every unit still running when the
+								 * units needed are in gets a probe's grace,
+								 * answered or not (hedge_finish) */
 	TimestampTz *answered;		/* per transfer: when its answer began, 0 */
 	double	   *read_ms;		/* per transfer: its provider's recent round
 								 * trip (provider_recent_read_ms), -1 */
@@ -1032,7 +1036,7 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 		if (req->hedge_probe)
 			h->probe[h->unit_of[i]] = true;
 		if (req->hedge_finish)
-			h->finish_begun = true;
+			h->finish_running = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -1691,12 +1695,14 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 
 			if (t->state == TS_DONE || h->unit_of[i] < 0)
 				continue;
-			if (t->op == S3OP_GET && (h->probe[h->unit_of[i]] || h->finish_begun) &&
-				t->state == TS_RUNNING && t->body_started)
+			if (t->op == S3OP_GET && t->state == TS_RUNNING &&
+				((h->probe[h->unit_of[i]] && t->body_started) || h->finish_running))
 			{
-				double		probe_ms = Max((double) HEDGE_PROBE_MIN_MS,
-										   Min((double) HEDGE_PROBE_MAX_MS,
-											   HEDGE_PROBE_TAIL_FACTOR * h->quorum_ms));
+				/* (a re-read after bad bytes: the longest, a shard short
+				 * sends the window to an unhedged try) */
+				double		probe_ms = h->finish_running ? (double) HEDGE_PROBE_MAX_MS :
+					Max((double) HEDGE_PROBE_MIN_MS,
+						Min((double) HEDGE_PROBE_MAX_MS, HEDGE_PROBE_TAIL_FACTOR * h->quorum_ms));
 				long		left = (long) (probe_ms - (double) (now - h->quorum_at) / 1000.0);
 
 				if (left > 0)

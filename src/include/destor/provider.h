@@ -144,7 +144,7 @@ typedef struct ProviderRequest
 	 * is cancelled with the rest */
 	bool		hedge_probe;
 	/* a read of a set whose every unit is started at once and, once the
-	 * units needed are in, finished like a probe if its answer has begun
+	 * units needed are in, given a probe's grace to finish, answered or not
 	 * (a re-read after bad bytes: each shard checked names the liar) */
 	bool		hedge_finish;
 

@@ -1,0 +1,120 @@
+# The window read again after bad bytes (object_read_degraded.c,
+# reader_open_window_degraded): every shard is asked at once, and each still
+# running when k are in gets a probe's grace (hedge_finish), so the liar is
+# checked and named, and a provider that stalls costs at most that grace.
+# Written as a break review of e457854 and abaf41b, which it failed:
+#
+# 1. A liar a little farther away than the others (70 ms more: not distant,
+#    so the healthy path still reads its data shard) had not begun its
+#    answer when the k near honest shards were in, was cancelled, never
+#    checked, never named: every read failed authentication and was read
+#    again, and no repair learnt of it.
+# 2. A liar, a provider that stalls, and an honest provider 60 ms farther:
+#    the far honest one cancelled, a stripe short of k good chunks, and
+#    fetch_repair's second try (unhedged) waited 8 s for the staller
+#    although four honest shards exist.
+#
+# Six s3rver, each behind a FaultProxy (flip) and a delay proxy (held
+# requests); a 4+2 pool; a 3 MiB blob read in 512 KiB pieces, every byte
+# compared.
+use strict;
+use warnings;
+use lib $ENV{DESTOR_TAP_LIB} // '.';
+use DestorTest;
+use FaultProxy;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use Digest::SHA;
+
+my ($node) = DestorTest::start_cluster('finish_begun', cache_size => '0');
+my $rig = DestorTest::start_fault_delay_rig($node, 6);
+END
+{
+	local $?;
+	DestorTest::stop_fault_delay_rig($rig);
+}
+my @faults = @{ $rig->{faults} };
+$node->safe_psql('postgres', DestorTest::providers_sql('p42', 4, 2, @{ $rig->{providers} }));
+my $size = 3 * 1024 * 1024 + int(rand(65536));
+my $b = DestorTest::import_random_blob($node, 'p42', $size);
+my %on = %{ $b->{on} };
+note('placement: ' . join(', ', map { "shard $_ on d$on{$_}" } sort keys %on));
+
+sub read_at
+{
+	my ($off, $pre) = @_;
+	my $len = 512 * 1024;
+	$len = $size - $off if $off + $len > $size;
+	my $t = time;
+	my ($rc, $out, $err) = $node->psql('postgres',
+		($pre // '') . "SELECT encode(sha256(destor.blob_read('$b->{blob}', $off, $len)), 'hex')");
+	return ($rc == 0 && $out eq Digest::SHA::sha256_hex(substr($b->{data}, $off, $len)), time - $t, $err);
+}
+
+sub warm
+{
+	for my $i (0 .. 11)
+	{
+		my ($ok) = read_at(($i % 6) * 512 * 1024);
+		ok($ok, "warm read $i exact") if $i == 11;
+	}
+}
+
+sub states
+{
+	return join('; ', split /\n/, $node->safe_psql('postgres',
+		"SELECT provider || ' ' || state || ' p50 ' || coalesce(latency_p50_ms::int::text, '-') FROM destor.provider_status ORDER BY 1"));
+}
+
+warm();
+
+# 1. a liar 70 ms farther than the others, on data shard 1
+my $liar = $on{1};
+DestorTest::set_delay($rig->{stall}[$liar], 70);
+warm();    # its round trip measured: near enough for the healthy path
+FaultProxy::set_faults($faults[$liar]{control}, "flip 100000 GET\n");
+my $log_at = -s $node->logfile;
+my ($named, $all_ok, $reads) = (0, 1, 0);
+for my $i (0 .. 5)
+{
+	my ($ok, $dt, $err) = read_at($i * 512 * 1024);
+	$all_ok &&= $ok;
+	diag($err) unless $ok;
+	$reads++;
+	note(sprintf('1. read %d: %.2f s', $i, $dt));
+}
+my $log = slurp_file($node->logfile, $log_at);
+my $n_named = () = $log =~ /on provider "d$liar" is corrupt/g;
+ok($all_ok, '1. every read exact');
+note('1. ' . states());
+note("1. liar d$liar named $n_named time(s) in $reads reads; injected flips: " . FaultProxy::injected($faults[$liar]{control}, 'flip'));
+cmp_ok($n_named, '>', 0, "1. the liar d$liar (70 ms farther, not distant) is named by the re-reads");
+FaultProxy::set_faults($faults[$liar]{control}, '');
+DestorTest::set_delay($rig->{stall}[$liar], 0);
+
+# 2. a liar (data shard 1), a staller (parity shard 5: held 8 s) and an
+#    honest provider 60 ms farther (parity shard 4)
+my ($staller, $farther) = ($on{5}, $on{4});
+DestorTest::set_delay($rig->{stall}[$farther], 60);
+warm();
+DestorTest::set_delay($rig->{stall}[$staller], 8000);
+FaultProxy::set_faults($faults[$liar]{control}, "flip 100000 GET\n");
+note('2. ' . states());
+for my $i (0 .. 2)
+{
+	$log_at = -s $node->logfile;
+	my ($ok, $dt, $err) = read_at($i * 1024 * 1024);
+	ok($ok, "2. read $i exact") or diag($err);
+	my $nm = () = slurp_file($node->logfile, $log_at) =~ /on provider "d$liar" is corrupt/g;
+	note(sprintf('2. read %d: %.2f s, liar named %d time(s)', $i, $dt, $nm));
+	cmp_ok($dt, '<', 4,
+		"2. read $i: not held by the stalled provider d$staller (liar d$liar, honest d$farther 60 ms farther)");
+}
+DestorTest::set_delay($rig->{stall}[$staller], 0);
+DestorTest::set_delay($rig->{stall}[$farther], 0);
+FaultProxy::set_faults($faults[$liar]{control}, '');
+
+$node->stop;
+done_testing();
