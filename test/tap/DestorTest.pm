@@ -726,11 +726,11 @@ sub long
 	return $long ne '' && $long ne '0';
 }
 
-# A WAN break file that runs only with DESTOR_TEST_LONG=1 (make test keeps
+# A long break file that runs only with DESTOR_TEST_LONG=1 (make test keeps
 # its 20-minute budget; the other break files run there, sampled).
 sub skip_long
 {
-	Test::More::plan(skip_all => 'a long WAN break file: runs with DESTOR_TEST_LONG=1')
+	Test::More::plan(skip_all => 'a long break file: runs with DESTOR_TEST_LONG=1')
 	  unless long();
 }
 

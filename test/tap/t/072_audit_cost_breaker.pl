@@ -13,6 +13,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+DestorTest::skip_long();
+
 # the shared cache on: audits must ask the providers, not the cache
 my ($node, $keyfile) = DestorTest::start_cluster('audit_cost_breaker',
 	cache_size => '64MB', conf => "autovacuum = off\n");

@@ -90,7 +90,17 @@ my $n_named = () = $log =~ /on provider "d$liar" is corrupt/g;
 ok($all_ok, '1. every read exact');
 note('1. ' . states());
 note("1. liar d$liar named $n_named time(s) in $reads reads; injected flips: " . FaultProxy::injected($faults[$liar]{control}, 'flip'));
-cmp_ok($n_named, '>', 0, "1. the liar d$liar (70 ms farther, not distant) is named by the re-reads");
+# (under load its first request may be given up as late: found slow, it is
+# then read around, serves no byte that is used, and has nothing to be
+# named for — CI, a41ad7b; the failure this guards against left it up)
+my $liar_state = $node->safe_psql('postgres',
+	"SELECT state FROM destor.provider_status WHERE provider = 'd$liar'");
+SKIP:
+{
+	skip "d$liar was found slow (state $liar_state): the reads did without it", 1
+	  if $n_named == 0 && $liar_state ne 'up';
+	cmp_ok($n_named, '>', 0, "1. the liar d$liar (70 ms farther, not distant) is named by the re-reads");
+}
 FaultProxy::set_faults($faults[$liar]{control}, '');
 DestorTest::set_delay($rig->{stall}[$liar], 0);
 
