@@ -382,7 +382,7 @@ multi_prepare_runs(ObjectReader *r, MultiFetch *mf, const bool *cand, bool degra
 	for (int j = 0; j < mf->nruns; j++)
 		total += s1[j] - s0[j] + 1;
 	balanced = !every_shard && reader_balance_plan(r, total, &split);
-	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, false, r->liar, degraded,
+	mf->runs = reader_runs_prepare(r, mf->nruns, s0, s1, RUNS_USABLE, r->liar, degraded,
 								   every_shard, false, balanced ? &split : NULL,
 								   &mf->reqs, &mf->nreqs);
 }

@@ -122,10 +122,12 @@ raise_unreadable(ObjectReader *r, uint64 stripe, int good)
 
 static bool
 plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *probe,
-		   bool *start, int *need, bool all_at_once)
+		   bool *start, int *need, bool all_at_once, bool include_all)
 {
 	double		ms[CODEC_RS_MAX_SHARDS];
 	bool		unknown[CODEC_RS_MAX_SHARDS];
+	bool		check_all[CODEC_RS_MAX_SHARDS] = {0};
+	bool		down;
 	int			order[CODEC_RS_MAX_SHARDS];
 	int			norder = 0;
 	double		fastest = -1;
@@ -142,8 +144,10 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			return false;
 		if (r->health[i] == SHARD_HINTED)
 		{
-			/* unless a probe of it found nothing lately (ShardNote) */
-			probe[i] = provider_shard_probe_due(r->providers[i], r->keys[i]);
+			/* unless a probe of it found nothing lately (ShardNote), or
+			 * this is a try with every shard (RUNS_ALL_HEDGED) */
+			probe[i] = include_all ||
+				provider_shard_probe_due(r->providers[i], r->keys[i]);
 			continue;
 		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
@@ -151,17 +155,31 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 		/*
-		 * slow or avoided ones are spares of last resort, down ones after
-		 * them; so is a shard this reader found lying ("use only for
-		 * repair"): ranked as any other, it was asked in every later
-		 * window, which then failed and was read again
+		 * slow or avoided ones are spares of last resort; down ones, and
+		 * shards that failed this reader (asked only by a try with every
+		 * shard), after them; a shard this reader found lying ("use only
+		 * for repair") last of all: ranked as any other, it was asked in
+		 * every later window, which then failed and was read again, and
+		 * ranked with the slow ones, its answer — complete, but bad —
+		 * ended the hedged set of the try with every shard a stripe short
+		 * while an honest spare was left unasked
 		 */
-		last[i] = r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT ||
-			provider_is_down(r->providers[i]);
-		if (r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT)
+		down = provider_is_down(r->providers[i]) || r->health[i] == SHARD_UNREACHABLE;
+		last[i] = r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT || down;
+		if (r->slow[i] || r->avoid[i])
 			ms[i] = HEDGE_LAST_MS;
-		if (provider_is_down(r->providers[i]))
+		if (down)
 			ms[i] = 2 * HEDGE_LAST_MS;
+		if (r->health[i] == SHARD_SUSPECT)
+			ms[i] = 3 * HEDGE_LAST_MS;
+		/*
+		 * After bad bytes every shard is checked: slow and avoided ones
+		 * are started too (a provider 60 ms farther found slow under load
+		 * was left a spare, the liar's complete answer ended the set, and
+		 * a stripe came up short: TAP 185) — not one down, failed or
+		 * found lying, which would only cost the grace
+		 */
+		check_all[i] = r->bytes_lied && !down && r->health[i] != SHARD_SUSPECT;
 		order[norder++] = i;
 	}
 	if (norder <= r->k)
@@ -205,7 +223,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		int			i = order[j];
 
 		unit_of[i] = j + 1;
-		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]);
+		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i];
 	}
 	*need = r->k;
 	return true;
@@ -437,10 +455,11 @@ split_patch(ObjectReader *r, StripeRuns *sr)
 /*
  * reader_runs_prepare — the requests that read runs [s0[j], s1[j]] (in
  * stripe order, not overlapping): from every shard not excluded whose
- * provider exists (those that failed this reader before only with
- * include_down), with, unless include_down, providers known down or found slow left out
- * while enough others remain (without hedging) or made spares of last
- * resort (with it).  A shard recorded bad in destor.shards is not left out
+ * provider exists (those that failed this reader before only when reach
+ * is not RUNS_USABLE, and then as spares of last resort of a hedged set
+ * unless RUNS_ALL_WAITED), with providers known down or found slow left
+ * out while enough others remain (RUNS_USABLE without hedging) or made
+ * spares of last resort (with it).  A shard recorded bad in destor.shards is not left out
  * for its record alone: only a read of it can find the record stale (a
  * provider back after an outage), and then every reader uses it again
  * (provider_note_shard_verified).  It costs a request while the record is
@@ -466,13 +485,14 @@ split_patch(ObjectReader *r, StripeRuns *sr)
  */
 StripeRuns *
 reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *s1,
-					bool include_down, const bool *exclude, bool degraded,
+					RunsReach reach, const bool *exclude, bool degraded,
 					bool every_shard, bool check_chunks, const StripeSplit *split,
 					ProviderRequest **reqs_out, int *nreqs_out)
 {
 	StripeRuns *sr = palloc0(sizeof(StripeRuns));
 	int			candidates = 0;
 	bool		hedged = false;
+	bool		include_down = reach != RUNS_USABLE;
 	int			unit_of[CODEC_RS_MAX_SHARDS] = {0};
 	bool		last[CODEC_RS_MAX_SHARDS] = {0};
 	bool		probe[CODEC_RS_MAX_SHARDS] = {0};
@@ -525,12 +545,12 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 		sr->have = palloc0(sizeof(bool) * r->n * sr->vfirst[nruns]);
 		sr->skipped_some = true;
 	}
-	else if (!include_down)
+	else if (reach != RUNS_ALL_WAITED)
 	{
 		reader_check_slow_providers(r);
 		/* after bad bytes, every shard at once (hedge_finish below) */
 		hedged = plan_hedge(r, sr->skip, unit_of, last, probe, start, &need,
-							every_shard || r->bytes_lied);
+							every_shard || r->bytes_lied, include_down);
 		if (hedged)
 			sr->skipped_some = true;	/* spares may go unasked */
 		/* a shard recorded bad and not probed now is not asked at all */
@@ -953,10 +973,14 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
  * Repair path: the window's stream [cs, ce) as one run of stripes (on the
  * first try, the k fastest shards with the others as spares: plan_hedge);
  * when too few shards were good and some were left out, again with every
- * one, those that failed this reader before included.
+ * one, those that failed this reader before included — hedged first, as
+ * spares of last resort, for a provider that stalls held that try for its
+ * request timeout while the others sufficed (TAP 185, part 2: 8-14 s); and
+ * if that too comes up short while some went unasked or were cancelled,
+ * once more waiting for each.
  */
 static void
-fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool include_down,
+fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach reach,
 			 const bool *exclude, bool after_bad_bytes)
 {
 	uint64		s0 = cs / r->stripe_size;
@@ -967,7 +991,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 
 	/* (for this plan only: not for windows read ahead while it runs) */
 	r->bytes_lied = after_bad_bytes;
-	sr = reader_runs_prepare(r, 1, &s0, &s1, include_down, exclude, true, false,
+	sr = reader_runs_prepare(r, 1, &s0, &s1, reach, exclude, true, false,
 							 true, NULL, &reqs, &nreqs);
 	r->bytes_lied = false;
 	provider_execute(reqs, nreqs);
@@ -978,11 +1002,11 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, bool incl
 		runs_free(r, sr, true);
 		return;
 	}
-	if (sr->skipped_some && !include_down)
+	if (sr->skipped_some && reach != RUNS_ALL_WAITED)
 	{
 		/* not enough without the providers known down: try them too */
 		runs_free(r, sr, false);
-		fetch_repair(r, cs, ce, src, true, exclude, false);
+		fetch_repair(r, cs, ce, src, reach + 1, exclude, false);
 		return;
 	}
 	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
@@ -1220,7 +1244,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 				exclude[j] = r->liar[j] || r->health[j] == SHARD_UNREACHABLE;
 			for (j = 0; j < size; j++)
 				exclude[cand[pick[j]]] = true;
-			fetch_repair(r, cs, ce, &src, true, exclude, false);
+			fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, exclude, false);
 			ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 			window_source_release(r, &src);
 			if (ok)
@@ -1283,7 +1307,7 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	bool		lied = r->bytes_lied;
 
 	r->bytes_lied = false;
-	fetch_repair(r, cs, ce, &src, false, r->liar, lied);
+	fetch_repair(r, cs, ce, &src, RUNS_USABLE, r->liar, lied);
 	ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 	window_source_release(r, &src);
 	if (!ok)
@@ -1291,7 +1315,7 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	r->bytes_lied = false;		/* (its tries set it again) */
 	if (ok)
 		return;
-	fetch_repair(r, cs, ce, &src, true, r->liar, false);
+	fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, r->liar, false);
 	reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
 	window_source_release(r, &src);
 }
@@ -1345,7 +1369,7 @@ reader_hedged_start(ObjectReader *r, uint64 b0, uint64 b1, WindowPlan plan)
 	h->b1 = b1;
 	/* (a plan spread no longer: the k fastest, spares held, as a hedged read) */
 	h->plan = plan == WINDOW_BALANCED && !balanced ? WINDOW_HEALTHY : plan;
-	h->sr = reader_runs_prepare(r, 1, &s0, &s1, false, r->liar, plan == WINDOW_HEDGED_DEGRADED,
+	h->sr = reader_runs_prepare(r, 1, &s0, &s1, RUNS_USABLE, r->liar, plan == WINDOW_HEDGED_DEGRADED,
 								plan == WINDOW_HEDGED_EVERY, false, balanced ? &split : NULL,
 								&h->reqs, &h->nreqs);
 	h->batch = provider_start(h->reqs, h->nreqs);

@@ -245,8 +245,23 @@ extern bool reader_open_blocks(ObjectReader *r, uint64 b0, uint64 b1, const bool
 /* object_read_degraded.c: reading around bad shards, and runs of whole
  * stripes from every shard at once */
 typedef struct StripeRuns StripeRuns;
+
+/*
+ * Which shards a run of stripes may ask, and how: those usable (shards
+ * that failed this reader left out, the rest hedged); every shard, those
+ * that failed included as spares of last resort (hedged: one that stalls
+ * does not hold the read while others suffice); every shard, each waited
+ * for (the last try, when a hedged one came up short).
+ */
+typedef enum RunsReach
+{
+	RUNS_USABLE,
+	RUNS_ALL_HEDGED,
+	RUNS_ALL_WAITED
+} RunsReach;
+
 extern StripeRuns *reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0,
-									   const uint64 *s1, bool include_down,
+									   const uint64 *s1, RunsReach reach,
 									   const bool *exclude, bool degraded,
 									   bool every_shard, bool check_chunks,
 									   const StripeSplit *split,

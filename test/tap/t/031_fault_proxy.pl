@@ -67,12 +67,12 @@ my $intact = 'SELECT destor.blob_get(b) = data FROM stored, src';
 
 # --- bodies cut short without Content-Length -------------------------------
 # the first read of a blob, with no provider measured yet, asks every shard
-# at once without retries (another shard can stand in), and so does the
-# repair path's hedged try; all are cut, and then every shard read by its
-# last try, with retries, is cut once more: only a length check and a retry
-# save the read
+# at once without retries (another shard can stand in), and so do the
+# repair path's hedged tries (the usable shards, then every shard); all are
+# cut, and then every shard read by its last try, with retries, is cut once
+# more: only a length check and a retry save the read
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
-faults("truncate 3 GET\n");
+faults("truncate 4 GET\n");
 is($node->safe_psql('postgres', $intact), 't',
 	'a blob reads back exactly although its shards\' bodies are cut short (no Content-Length)');
 my $cut = injected('truncate');
