@@ -470,6 +470,22 @@ sub sha256_file
 	return (split(/\s+/, $out))[0];
 }
 
+# Export blob $blob to $path with the SQL $set run first (a SET, or ''),
+# and check that it succeeds and that the file's SHA-256 is $sum, naming
+# both checks after $what; returns the seconds the export took.
+sub export_exact
+{
+	my ($node, $blob, $path, $sum, $what, $set) = @_;
+	unlink $path;
+	my $t = Time::HiRes::time();
+	my ($rc, $out, $err) = $node->psql('postgres',
+		($set // '') . "SELECT destor.blob_export('$blob', '$path')");
+	my $dt = Time::HiRes::time() - $t;
+	Test::More::is($rc, 0, "$what: the export succeeds") or Test::More::diag($err);
+	Test::More::is(sha256_file($path), $sum, "$what: exact");
+	return $dt;
+}
+
 # A TCP proxy in front of 127.0.0.1:$target whose answers (server to client)
 # come at most $bytes_per_sec: a provider near but on a thin link.  What the
 # client sends goes through at once.  Returns { port, pid }; stop it with

@@ -48,10 +48,7 @@ my $shard_bytes = $node->safe_psql('postgres',
 sub export
 {
 	my ($what) = @_;
-	unlink "$base/out.bin";
-	my ($rc, $out, $err) = $node->psql('postgres', "SELECT destor.blob_export('$blob', '$base/out.bin')");
-	is($rc, 0, "$what: the export succeeds") or diag($err);
-	is(DestorTest::sha256_file("$base/out.bin"), $sum, "$what: exact");
+	DestorTest::export_exact($node, $blob, "$base/out.bin", $sum, $what);
 }
 
 # what each provider (by its number) sent for ranged GETs since mark $t0

@@ -49,15 +49,10 @@ sub requests_of
 sub export
 {
 	my ($what) = @_;
-	unlink "$base/out.bin";
 	my $r0 = requests_of($x);
 	my $log_at = -s $node->logfile;
-	my $t = time;
-	my ($rc, $out, $err) = $node->psql('postgres',
-		"SET destor.spread_reads = off; SELECT destor.blob_export('$blob', '$base/out.bin')");
-	my $dt = time - $t;
-	is($rc, 0, "$what: the export succeeds") or diag($err);
-	is(DestorTest::sha256_file("$base/out.bin"), $sum, "$what: exact");
+	my $dt = DestorTest::export_exact($node, $blob, "$base/out.bin", $sum, $what,
+		'SET destor.spread_reads = off; ');
 	my $asked = requests_of($x) - $r0;
 	my @around = grep { /go(es)? around provider "\Q$x\E"/ } split /\n/, slurp_file($node->logfile, $log_at);
 	note(sprintf('%s: %.2f s, %d requests to %s%s', $what, $dt, $asked, $x,

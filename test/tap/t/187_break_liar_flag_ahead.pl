@@ -51,14 +51,8 @@ my $chunk = $node->safe_psql('postgres', "SELECT chunk_size FROM destor.objects 
 sub export
 {
 	my ($what) = @_;
-	unlink "$base/out.bin";
-	my $t = time;
-	my ($rc, $out, $err) = $node->psql('postgres',
-		"SET destor.spread_reads = off; SELECT destor.blob_export('$blob', '$base/out.bin')");
-	my $dt = time - $t;
-	is($rc, 0, "$what: the export succeeds") or diag($err);
-	is(DestorTest::sha256_file("$base/out.bin"), $sum, "$what: exact");
-	return $dt;
+	return DestorTest::export_exact($node, $blob, "$base/out.bin", $sum, $what,
+		'SET destor.spread_reads = off; ');
 }
 
 sub sent_by_provider
@@ -67,6 +61,23 @@ sub sent_by_provider
 	my %sent;
 	$sent{ $_->{provider} } += $_->{bytes} // 0 for DestorTest::wan_requests_since($wan, $t0, 1);
 	return %sent;
+}
+
+# one byte flipped in each of chunks $s0..$s1 of the shard object $file
+sub flip_chunks
+{
+	my ($file, $s0, $s1) = @_;
+	open(my $fh, '+<', $file) or die "$file: $!";
+	binmode $fh;
+	for my $s ($s0 .. $s1)
+	{
+		my $at = $s * $chunk + 1000 + int(rand(30000));
+		seek($fh, $at, 0);
+		read($fh, my $c, 1);
+		seek($fh, $at, 0);
+		print $fh chr(ord($c) ^ 0x5a);
+	}
+	close $fh;
 }
 
 # warm: the first export measures every link, the thin one included
@@ -80,17 +91,7 @@ note(sprintf('healthy export %.2f s; sent: %s', $dt, join(', ', map { "$_ " . ($
 # data shard 0 lies in the first window (stripes 0..63) only
 my @f = grep { /\Q$hex\E\.0\._S3rver_object$/ } DestorTest::files_under($s3[ $on{0} - 1 ]{dir});
 is(scalar(@f), 1, "shard 0 is one object on s$on{0}");
-open(my $fh, '+<', $f[0]) or die "$f[0]: $!";
-binmode $fh;
-for my $s (0 .. 63)
-{
-	my $at = $s * $chunk + 1000 + int(rand(30000));
-	seek($fh, $at, 0);
-	read($fh, my $c, 1);
-	seek($fh, $at, 0);
-	print $fh chr(ord($c) ^ 0x5a);
-}
-close $fh;
+flip_chunks($f[0], 0, 63);
 
 my $log_at = -s $node->logfile;
 $t0 = DestorTest::wan_mark($wan);
@@ -126,17 +127,7 @@ is(scalar(@every), 0, 'only the lying window is asked of every shard (not the wi
 #    every shard.  A corrupt stripe logged in window 4 (stripes >= 192)
 #    says its plan used the named liar again.
 my $stripes = $node->safe_psql('postgres', "SELECT ceil(stream_size::numeric / (4 * $chunk))::int FROM destor.objects WHERE object_id = '$id'");
-open($fh, '+<', $f[0]) or die "$f[0]: $!";
-binmode $fh;
-for my $s (64 .. $stripes - 2)
-{
-	my $at = $s * $chunk + 1000 + int(rand(30000));
-	seek($fh, $at, 0);
-	read($fh, my $c, 1);
-	seek($fh, $at, 0);
-	print $fh chr(ord($c) ^ 0x5a);
-}
-close $fh;
+flip_chunks($f[0], 64, $stripes - 2);
 $log_at = -s $node->logfile;
 $t0 = DestorTest::wan_mark($wan);
 $dt = export('data shard 0 lying in every window');
