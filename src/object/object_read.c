@@ -123,6 +123,7 @@ object_reader_open(ObjectMeta *meta)
 	r->unrated = palloc0(sizeof(bool) * r->n);
 	r->thin = palloc0(sizeof(bool) * r->n);
 	r->liar = palloc0(sizeof(bool) * r->n);
+	r->bad_bytes = palloc0(sizeof(bool) * r->n);
 	r->errors = palloc0(sizeof(char *) * r->n);
 	for (int i = 0; i < r->n; i++)
 	{

@@ -33,6 +33,7 @@ note_corrupt_chunk(ObjectReader *r, int i, uint64 stripe)
 	MemoryContext old;
 
 	r->health[i] = Max(r->health[i], SHARD_SUSPECT);
+	r->bad_bytes[i] = true;
 	reader_shard_failed(r, i);
 	if (r->errors[i])
 		pfree(r->errors[i]);
@@ -155,31 +156,34 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
 			fastest = ms[i];
 		/*
-		 * slow or avoided ones are spares of last resort; down ones, and
-		 * shards that failed this reader (asked only by a try with every
-		 * shard), after them; a shard this reader found lying ("use only
-		 * for repair") last of all: ranked as any other, it was asked in
-		 * every later window, which then failed and was read again, and
-		 * ranked with the slow ones, its answer — complete, but bad —
-		 * ended the hedged set of the try with every shard a stripe short
-		 * while an honest spare was left unasked
+		 * slow or avoided ones, and shards whose request failed once
+		 * (SUSPECT), are spares of last resort; down ones, and shards that
+		 * failed this reader (asked only by a try with every shard), after
+		 * them; a shard that served bad bytes last of all: ranked as any
+		 * other, it was asked in every later window, which then failed and
+		 * was read again, and ranked with the slow ones (or a shard that
+		 * failed once, before it by shard order), its answer — complete,
+		 * but bad — ended the hedged set of the try with every shard a
+		 * stripe short while an honest spare was left unasked
 		 */
 		down = provider_is_down(r->providers[i]) || r->health[i] == SHARD_UNREACHABLE;
 		last[i] = r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT || down;
-		if (r->slow[i] || r->avoid[i])
+		if (r->slow[i] || r->avoid[i] || r->health[i] == SHARD_SUSPECT)
 			ms[i] = HEDGE_LAST_MS;
 		if (down)
 			ms[i] = 2 * HEDGE_LAST_MS;
-		if (r->health[i] == SHARD_SUSPECT)
+		if (r->bad_bytes[i])
 			ms[i] = 3 * HEDGE_LAST_MS;
 		/*
-		 * After bad bytes every shard is checked: slow and avoided ones
-		 * are started too (a provider 60 ms farther found slow under load
-		 * was left a spare, the liar's complete answer ended the set, and
-		 * a stripe came up short: TAP 185) — not one down, failed or
-		 * found lying, which would only cost the grace
+		 * After bad bytes every shard is checked: slow and avoided ones,
+		 * and those whose request failed once, are started too (a
+		 * provider 60 ms farther found slow under load, or an honest shard
+		 * whose healthy GET had failed, was left a spare, the liar's
+		 * complete answer ended the set, and a stripe came up short: TAP
+		 * 185, 188) — not one down or that served bad bytes, which would
+		 * only cost the grace
 		 */
-		check_all[i] = r->bytes_lied && !down && r->health[i] != SHARD_SUSPECT;
+		check_all[i] = r->bytes_lied && !down && !r->bad_bytes[i];
 		order[norder++] = i;
 	}
 	if (norder <= r->k)
@@ -223,7 +227,17 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		int			i = order[j];
 
 		unit_of[i] = j + 1;
-		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i];
+		/*
+		 * A try with every shard comes after one that came up short: the
+		 * k best ranked were not enough, so each shard is started at once
+		 * (the first k to answer win) but one that served bad bytes,
+		 * whose complete answer would end the set a stripe short again.
+		 * Ranked, a staller among the first k was given up only as very
+		 * late (a second) before the honest shard that had failed once
+		 * was asked (TAP 190).
+		 */
+		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i] ||
+			(include_all && !r->bad_bytes[i]);
 	}
 	*need = r->k;
 	return true;
@@ -1254,6 +1268,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 					int			i = cand[pick[j]];
 
 					r->liar[i] = true;
+					r->bad_bytes[i] = true;
 					r->health[i] = Max(r->health[i], SHARD_SUSPECT);
 					reader_shard_failed(r, i);
 					provider_stats_note_bad_chunk(r->meta->shards[i].provider);

@@ -85,6 +85,10 @@ struct ObjectReader
 	ShardHealth *health;
 	bool	   *liar;			/* served a chunk that matched its CRC but not the
 								 * ciphertext (format 1): left out from then on */
+	bool	   *bad_bytes;		/* served a chunk failing its tag or CRC, or
+								 * was found lying by elimination: unlike a
+								 * shard whose request failed once (also
+								 * SUSPECT), asked only when all else fails */
 	char	  **errors;
 	bool	   *slow;			/* provider much slower than the pool's others */
 	bool	   *avoid;			/* a request to it was abandoned as too slow */

@@ -148,9 +148,39 @@ for my $i (0 .. 1)
 	cmp_ok($dt, '<', 6.5,
 		"3. read $i: not held by the stalled provider d$staller (honest d$farther 1.5 s away)");
 }
-DestorTest::set_delay($rig->{stall}[$staller], 0);
-DestorTest::set_delay($rig->{stall}[$farther], 0);
-FaultProxy::set_faults($faults[$liar]{control}, '');
+FaultProxy::set_faults($_->{control}, '') for @faults;
+DestorTest::set_delay($_, 0) for @{ $rig->{stall} };
+warm();
+
+# 4. a liar (data shard 1), an honest data shard 2 whose first GET of each
+#    read fails (503) and the staller: shard 2, failed once, was ranked with
+#    the liar and, before it in shard order, after it: the liar's bad answer
+#    ended the try with every shard, and the last try waited 8 s (10.4-12.8
+#    s a read).  5. the staller on data shard 0, the liar on data shard 1,
+#    data shard 2 cut short once, without retries: the try with every shard
+#    started the k best ranked, the staller among them, and asked shard 2
+#    only when the staller was a second late (3 s a read).  Both from the
+#    break review of d552a0d.
+for my $case ([ 4, 1, 2, 5, "503 1 GET\n", '' ],
+	[ 5, 1, 2, 0, "truncate 1 GET\n", 'SET destor.max_retries = 0; ' ])
+{
+	my ($part, $l, $o, $st, $fault, $pre) = @$case;
+	my ($liar, $once, $staller) = ($on{$l}, $on{$o}, $on{$st});
+	DestorTest::set_delay($rig->{stall}[$staller], 8000);
+	FaultProxy::set_faults($faults[$liar]{control}, "flip 100000 GET\n");
+	for my $i (0 .. 1)
+	{
+		FaultProxy::set_faults($faults[$once]{control}, $fault);
+		my ($ok, $dt, $err) = read_at(($i * 2 + 1) * 512 * 1024, $pre);
+		ok($ok, "$part. read $i exact") or diag($err);
+		note(sprintf('%d. read %d: %.2f s', $part, $i, $dt));
+		cmp_ok($dt, '<', 5,
+			"$part. read $i: not held by the stalled provider d$staller (liar d$liar, d$once failing once)");
+	}
+	FaultProxy::set_faults($_->{control}, '') for @faults;
+	DestorTest::set_delay($_, 0) for @{ $rig->{stall} };
+	warm() if $part == 4;
+}
 
 $node->stop;
 done_testing();
