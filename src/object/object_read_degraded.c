@@ -385,9 +385,15 @@ split_patch(ObjectReader *r, StripeRuns *sr)
 				if (sr->have[i * total + v] || r->providers[i] == NULL || r->liar[i] ||
 					r->health[i] == SHARD_UNREACHABLE)
 					continue;
-				/* first those in good standing: not given up as slow or thin here */
+				/*
+				 * first those in good standing: not given up as slow or
+				 * thin here, and chosen by the planner (one it left out —
+				 * never measured, far, thin — was asked first by shard
+				 * order, and, stalling, held the patch, which waited
+				 * alone for it: TAP 100)
+				 */
 				usable = r->health[i] == SHARD_USABLE && !r->avoid[i] && !r->thin[i] &&
-					!provider_is_down(r->providers[i]);
+					sr->split->count[i] > 0 && !provider_is_down(r->providers[i]);
 				if (usable != (pass == 0))
 					continue;
 				want[i * total + v] = true;
@@ -427,6 +433,8 @@ split_patch(ObjectReader *r, StripeRuns *sr)
 						reader_shard_get(&reqs[nreqs], r, i, a * r->meta->chunk_size,
 										 (b - a) * r->meta->chunk_size + chunk_len(r, b),
 										 sr->buf[j * r->n + i] + (a - sr->s0[j]) * r->meta->chunk_size);
+						/* one that stalls while others answer is given up */
+						reqs[nreqs].hedge = true;
 						v0s[nreqs] = v;
 						v1s[nreqs] = e;
 						shard_of[nreqs] = i;
