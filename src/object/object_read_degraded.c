@@ -180,7 +180,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		 * provider 60 ms farther found slow under load, or an honest shard
 		 * whose healthy GET had failed, was left a spare, the liar's
 		 * complete answer ended the set, and a stripe came up short: TAP
-		 * 185, 188) — not one down or that served bad bytes, which would
+		 * 185) — not one down or that served bad bytes, which would
 		 * only cost the grace
 		 */
 		check_all[i] = r->bytes_lied && !down && !r->bad_bytes[i];
@@ -234,7 +234,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		 * whose complete answer would end the set a stripe short again.
 		 * Ranked, a staller among the first k was given up only as very
 		 * late (a second) before the honest shard that had failed once
-		 * was asked (TAP 190).
+		 * was asked (TAP 185, part 5).
 		 */
 		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i] ||
 			(include_all && !r->bad_bytes[i]);
