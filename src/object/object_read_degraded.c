@@ -401,6 +401,25 @@ split_patch(ObjectReader *r, StripeRuns *sr)
 				any = true;
 			}
 	}
+	/*
+	 * A patch that would ask one shard alone is left to the degraded path:
+	 * a request that stalls can be judged late only against others that
+	 * answer, and alone in its batch it held the read for its request
+	 * timeout (a 3+3 pool, one shard failing and the one patching for it
+	 * stalling: a break review of 9885fa9); the degraded path's hedged
+	 * set has spares.
+	 */
+	for (int i = 0, asked = 0; i < r->n && any; i++)
+	{
+		for (uint64 v = 0; v < total; v++)
+			if (want[i * total + v])
+			{
+				asked++;
+				break;
+			}
+		if (i == r->n - 1 && asked < 2)
+			any = false;
+	}
 	if (!any)
 	{
 		pfree(want);
@@ -642,8 +661,13 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 			/* this shard's chunks and tags are one unit of the hedged set */
 			for (int q = q0; q < sr->nreqs; q++)
 			{
-				/* fail fast: another shard can stand in (a spare, or one running) */
-				sr->reqs[q].no_retry = true;
+				/*
+				 * fail fast: another shard can stand in (a spare, or one
+				 * running) — but in the try with every shard, where none
+				 * may be left: a shard that failed twice sent the read to
+				 * the last, waited try, which sat out a staller (TAP 191)
+				 */
+				sr->reqs[q].no_retry = reach == RUNS_USABLE;
 				/* numbered by rank: spares start in that order */
 				sr->reqs[q].hedge_unit = unit_of[i] > 0 ? unit_of[i] : r->n + i + 1;
 				sr->reqs[q].hedge_need = need;
