@@ -399,6 +399,26 @@ sub start_fault_delay_rig
 	return $rig;
 }
 
+# A cluster named $name without a cache, six providers each behind a fault
+# proxy and a delay proxy (start_fault_delay_rig), and a 4+2 pool p42 over
+# them; the rig is stopped when the test exits.  Returns ($node, $rig).
+my @rigs;
+END
+{
+	local $?;
+	stop_fault_delay_rig($_) for @rigs;
+}
+
+sub start_fault_delay_pool
+{
+	my ($name) = @_;
+	my ($node) = start_cluster($name, cache_size => '0');
+	my $rig = start_fault_delay_rig($node, 6);
+	push @rigs, $rig;
+	$node->safe_psql('postgres', providers_sql('p42', 4, 2, @{ $rig->{providers} }));
+	return ($node, $rig);
+}
+
 sub stop_fault_delay_rig
 {
 	my ($rig) = @_;

@@ -35,15 +35,8 @@ use Test::More;
 use Time::HiRes qw(time);
 use Digest::SHA;
 
-my ($node) = DestorTest::start_cluster('finish_begun', cache_size => '0');
-my $rig = DestorTest::start_fault_delay_rig($node, 6);
-END
-{
-	local $?;
-	DestorTest::stop_fault_delay_rig($rig);
-}
+my ($node, $rig) = DestorTest::start_fault_delay_pool('finish_begun');
 my @faults = @{ $rig->{faults} };
-$node->safe_psql('postgres', DestorTest::providers_sql('p42', 4, 2, @{ $rig->{providers} }));
 my $size = 3 * 1024 * 1024 + int(rand(65536));
 my $b = DestorTest::import_random_blob($node, 'p42', $size);
 my %on = %{ $b->{on} };

@@ -19,15 +19,8 @@ use Digest::SHA;
 
 DestorTest::skip_long();
 
-my ($node) = DestorTest::start_cluster('patch_c', cache_size => '0');
-my $rig = DestorTest::start_fault_delay_rig($node, 6);
-END
-{
-	local $?;
-	DestorTest::stop_fault_delay_rig($rig);
-}
+my ($node, $rig) = DestorTest::start_fault_delay_pool('patch_c');
 my @faults = @{ $rig->{faults} };
-$node->safe_psql('postgres', DestorTest::providers_sql('p42', 4, 2, @{ $rig->{providers} }));
 my $size = 3 * 1024 * 1024 + int(rand(65536));
 my %b;
 $b{2} = DestorTest::import_random_blob($node, 'p42', $size);
