@@ -9,7 +9,7 @@
 # window of three exports waited for it.
 #
 # Six s3rver behind delay proxies (a provider made slow: each request held
-# 600 ms), a 4+2 pool, spreading off, a 96 MiB blob (six windows) exported
+# 1 s), a 4+2 pool, spreading off, a 96 MiB blob (six windows) exported
 # again and again, every byte compared.
 use strict;
 use warnings;
@@ -19,6 +19,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use List::Util qw(min);
 
 my ($node) = DestorTest::start_cluster('queued_slow', cache_size => '0');
 my $base = $node->basedir;
@@ -64,10 +65,11 @@ export('cold');
 export('warm');
 my ($dt0) = export('healthy');
 
-# x now answers every request 600 ms late (far above the others' times even
-# on a loaded machine): slow (3x and 200 ms over the
-# k-th fastest), distant, far for bulk reads
-DestorTest::set_delay($rig->{stall}[ $on{0} ], 600);
+# x now answers every request 1 s late (far above the others' times even on
+# a loaded machine, where their p50 for a 4 MiB ranged GET climbs to
+# 400-600 ms): slow (3x and 200 ms over the k-th fastest), distant, far for
+# bulk reads
+DestorTest::set_delay($rig->{stall}[ $on{0} ], 1000);
 my @asked;
 for my $i (1 .. 3)
 {
@@ -75,10 +77,16 @@ for my $i (1 .. 3)
 	push @asked, $asked;
 }
 note($node->safe_psql('postgres', "SELECT provider, state, requests, latency_p50_ms, slow_time FROM destor.provider_status ORDER BY 1"));
-cmp_ok($asked[2], '<=', 2,
-	"by the third export, $x (asked in every window of the first: six) is gone around");
-cmp_ok($asked[0] + $asked[1] + $asked[2], '<=', 10,
-	"$x is not waited for in every window of three exports (queued read-aheads still measure it)");
+# The slow mark lasts destor.provider_down_interval (10 s), and on a loaded
+# machine three exports outlast it: then x is asked again, as it should be,
+# in the export that runs after the mark ended.  One of the two exports
+# after the first runs with the mark.
+cmp_ok(min($asked[1], $asked[2]), '<=', 2,
+	"by the second or third export, $x (asked in every window of the first: six) is gone around");
+my @fewest = sort { $a <=> $b } @asked;
+cmp_ok($fewest[0] + $fewest[1], '<=', 6,
+	"$x is not asked in every window of three exports (queued read-aheads still measure it): "
+	  . "two of them ask it for at most six windows of twelve");
 
 DestorTest::set_delay($rig->{stall}[ $on{0} ], 0);
 $node->stop;
