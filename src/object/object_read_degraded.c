@@ -911,7 +911,12 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 	{
 		bool		ok = true;
 
-		for (uint64 s = sr->s0[j]; s <= sr->s1[j] && ok; s++)
+		/*
+		 * every stripe, also past a short one: each chunk checked, so that
+		 * a shard whose bad chunk lies past it is known bad (a later try
+		 * would otherwise take it for whole: runs_carry)
+		 */
+		for (uint64 s = sr->s0[j]; s <= sr->s1[j]; s++)
 		{
 			uint64		cl = chunk_len(r, s);
 			uint64		off = (s - sr->s0[j]) * r->meta->chunk_size;
@@ -947,6 +952,8 @@ reader_runs_complete(ObjectReader *r, StripeRuns *sr, WindowSource *srcs, bool *
 					note_corrupt_chunk(r, i, s);
 				}
 			}
+			if (!ok)
+				continue;		/* past a short stripe: only checked */
 			if (good < r->k ||
 				(good < r->n && codec_rs_reconstruct_data(r->rs, cl, chunks, present) != 0))
 			{
@@ -1016,6 +1023,78 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
 }
 
 /*
+ * Shards of a try that came up short which a later try of the same run
+ * need not ask again: every request of theirs came in whole (none failed
+ * or was cancelled), with the tags, and no chunk of theirs failed its tag.
+ */
+static void
+runs_whole_shards(ObjectReader *r, StripeRuns *sr, bool *whole)
+{
+	for (int i = 0; i < r->n; i++)
+		whole[i] = !sr->skip[i] && sr->tagbuf[i] != NULL && !r->bad_bytes[i] &&
+			r->health[i] != SHARD_UNREACHABLE;
+	for (int q = 0; q < sr->nreqs; q++)
+	{
+		ProviderRequest *req = &sr->reqs[q];
+
+		if (req->cancelled || !req->ok || req->result_size != req->length)
+			whole[sr->shard_of[q]] = false;
+	}
+}
+
+/*
+ * Give the next try (to, prepared but not run) the chunks and tags of the
+ * shards whole[] from the try before (from, to be freed): their requests
+ * are dropped from to's batch, their buffers swapped in (so that from's
+ * free takes to's unused ones), and its hedged set needs as many units
+ * fewer.  reader_runs_complete checks their chunks against their tags
+ * again with the rest.  A try that lost one shard too many to a stall or
+ * to a busy machine asked every other shard for the whole window again:
+ * under load, blob_verify with a provider lost read a 24 MiB blob's
+ * content twice over (TAP 140: 70 MiB asked, 54 alone).
+ */
+static void
+runs_carry(ObjectReader *r, StripeRuns *from, StripeRuns *to, const bool *whole)
+{
+	int			carried = 0;
+	int			kept = 0;
+
+	Assert(from->nruns == to->nruns && !from->split && !to->split);
+	for (int i = 0; i < r->n; i++)
+	{
+		if (!whole[i] || to->skip[i])
+			continue;
+		for (int j = 0; j < to->nruns; j++)
+		{
+			uint8	   *b = to->buf[j * r->n + i];
+
+			to->buf[j * r->n + i] = from->buf[j * r->n + i];
+			from->buf[j * r->n + i] = b;
+		}
+		if (to->tagbuf[i] != NULL)
+			pfree(to->tagbuf[i]);
+		to->tagbuf[i] = from->tagbuf[i];
+		from->tagbuf[i] = NULL;
+		carried++;
+	}
+	if (carried == 0)
+		return;
+	for (int q = 0; q < to->nreqs; q++)
+	{
+		int			i = to->shard_of[q];
+
+		if (whole[i] && !to->skip[i])
+			continue;
+		to->reqs[kept] = to->reqs[q];
+		to->shard_of[kept] = i;
+		if (to->reqs[kept].hedge_need > 0)
+			to->reqs[kept].hedge_need = Max(1, to->reqs[kept].hedge_need - carried);
+		kept++;
+	}
+	to->nreqs = kept;
+}
+
+/*
  * Repair path: the window's stream [cs, ce) as one run of stripes (on the
  * first try, the k fastest shards with the others as spares: plan_hedge);
  * when too few shards were good and some were left out, again with every
@@ -1023,11 +1102,12 @@ runs_free(ObjectReader *r, StripeRuns *sr, bool keep_bufs)
  * spares of last resort, for a provider that stalls held that try for its
  * request timeout while the others sufficed (TAP 185, part 2: 8-14 s); and
  * if that too comes up short while some went unasked or were cancelled,
- * once more waiting for each.
+ * once more waiting for each.  A later try asks only the shards that the
+ * one before did not bring in whole (prev, runs_carry).
  */
 static void
 fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach reach,
-			 const bool *exclude, bool after_bad_bytes)
+			 const bool *exclude, bool after_bad_bytes, StripeRuns *prev)
 {
 	uint64		s0 = cs / r->stripe_size;
 	uint64		s1 = (ce - 1) / r->stripe_size;
@@ -1040,6 +1120,16 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
 	sr = reader_runs_prepare(r, 1, &s0, &s1, reach, exclude, true, false,
 							 true, NULL, &reqs, &nreqs);
 	r->bytes_lied = false;
+	if (prev != NULL)
+	{
+		bool		whole[CODEC_RS_MAX_SHARDS];
+
+		runs_whole_shards(r, prev, whole);
+		runs_carry(r, prev, sr, whole);
+		runs_free(r, prev, false);
+		reqs = sr->reqs;
+		nreqs = sr->nreqs;
+	}
 	provider_execute(reqs, nreqs);
 	object_read_stats.requests += nreqs;
 	if (reader_runs_complete(r, sr, src, NULL))
@@ -1051,8 +1141,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
 	if (sr->skipped_some && reach != RUNS_ALL_WAITED)
 	{
 		/* not enough without the providers known down: try them too */
-		runs_free(r, sr, false);
-		fetch_repair(r, cs, ce, src, reach + 1, exclude, false);
+		fetch_repair(r, cs, ce, src, reach + 1, exclude, false, sr);
 		return;
 	}
 	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
@@ -1290,7 +1379,7 @@ open_by_elimination(ObjectReader *r, uint64 b0, uint64 b1, const bool *skip, uin
 				exclude[j] = r->liar[j] || r->health[j] == SHARD_UNREACHABLE;
 			for (j = 0; j < size; j++)
 				exclude[cand[pick[j]]] = true;
-			fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, exclude, false);
+			fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, exclude, false, NULL);
 			ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 			window_source_release(r, &src);
 			if (ok)
@@ -1354,7 +1443,7 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	bool		lied = r->bytes_lied;
 
 	r->bytes_lied = false;
-	fetch_repair(r, cs, ce, &src, RUNS_USABLE, r->liar, lied);
+	fetch_repair(r, cs, ce, &src, RUNS_USABLE, r->liar, lied, NULL);
 	ok = reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, false);
 	window_source_release(r, &src);
 	if (!ok)
@@ -1362,7 +1451,7 @@ reader_open_window_degraded(ObjectReader *r, uint64 b0, uint64 b1, const bool *s
 	r->bytes_lied = false;		/* (its tries set it again) */
 	if (ok)
 		return;
-	fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, r->liar, false);
+	fetch_repair(r, cs, ce, &src, RUNS_ALL_HEDGED, r->liar, false, NULL);
 	reader_open_blocks(r, b0, b1, skip, &src, offset, len, dst, true);
 	window_source_release(r, &src);
 }
