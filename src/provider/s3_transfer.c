@@ -1423,7 +1423,9 @@ s3_hedge_remaining(S3Hedge *h, S3Transfer **ts, int n, TimestampTz last_done, do
  * the rule below (the provider is marked slow).  The time an answer takes
  * to begin is a round trip whatever the size asked, so this is not fooled
  * by large ranges; a request queued behind others' bytes on its provider's
- * link is left alone.  Returns how many were given up; *wait_ms is lowered
+ * link is left alone.  Also the requests of a batch that are outside its
+ * hedged set (a patch's edges of the data shards kept, beside the parity
+ * units).  Returns how many were given up; *wait_ms is lowered
  * to when the next is due.
  */
 static int
@@ -1434,8 +1436,6 @@ s3_hedge_stalled(S3Hedge *h, S3Transfer **ts, int n, long *wait_ms, MemoryContex
 	int			gave_up = 0;
 	bool		failed = false;
 
-	if (h->need > 0)
-		return 0;				/* hedged sets have spares of their own */
 	for (int i = 0; i < n; i++)
 	{
 		S3Transfer *t = ts[i];
@@ -1463,8 +1463,9 @@ s3_hedge_stalled(S3Hedge *h, S3Transfer **ts, int n, long *wait_ms, MemoryContex
 		bool		busy = false;
 		bool		others = false;
 
+		/* (a hedged set's units have spares of their own) */
 		if (t->state != TS_RUNNING || h->read_ms[i] < 0 || h->answered[i] != 0 ||
-			t->op != S3OP_GET || !t->req->hedge)
+			t->op != S3OP_GET || !t->req->hedge || h->unit_of[i] >= 0)
 			continue;
 		late_ms = Max((double) HEDGE_STALL_MIN_MS,
 					  HEDGE_STALL_FACTOR * Max(h->read_ms[i], fastest));
