@@ -648,6 +648,16 @@ sub wan_mark
 
 # The WAN proxy's counters per provider: { name => { connections, requests,
 # late, bytes_down, bytes_up } } (written on SIGUSR1).
+# What each provider sent (bytes, by provider name) for GETs that arrived
+# after mark $t0 in the WAN proxy's trace.
+sub wan_sent
+{
+	my ($proxy, $t0) = @_;
+	my %sent;
+	$sent{ $_->{provider} } += $_->{bytes} // 0 for wan_requests_since($proxy, $t0, 1);
+	return %sent;
+}
+
 sub wan_stats
 {
 	my ($proxy, $base) = @_;

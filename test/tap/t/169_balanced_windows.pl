@@ -60,14 +60,8 @@ sub provider_states
 
 sub sent_by_provider
 {
-	my ($t0) = @_;
-	my %sent;
-	for my $r (DestorTest::wan_requests_since($wan, $t0, 1))
-	{
-		my ($n) = $r->{provider} =~ /(\d+)$/;
-		$sent{$n} += $r->{bytes} // 0;
-	}
-	return %sent;
+	my %by_name = DestorTest::wan_sent($wan, @_);
+	return map { ((/(\d+)$/)[0] => $by_name{$_}) } keys %by_name;
 }
 
 # Why a reader goes around a provider is logged at DEBUG1 (object_read.c):

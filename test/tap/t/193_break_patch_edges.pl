@@ -61,13 +61,8 @@ sub states
 }
 sub sent
 {
-	my ($t0) = @_;
-	my %s;
-	for my $r (DestorTest::wan_requests_since($wan, $t0, 1))
-	{
-		$s{ $r->{provider} } += $r->{bytes} // 0;
-	}
-	return join(', ', map { "$_ " . ($s{$_} // 0) } sort keys %s);
+	my %s = DestorTest::wan_sent($wan, @_);
+	return join(', ', map { "$_ $s{$_}" } sort keys %s);
 }
 sub export
 {
@@ -129,8 +124,7 @@ sub remeasure
 		$node->safe_psql('postgres', "SELECT destor.blob_export('$blob{$pool}{blob}', '$base/out.bin')") for 1 .. 2;
 		my $t0 = DestorTest::wan_mark($wan);
 		$node->safe_psql('postgres', "SELECT destor.blob_export('$blob{$pool}{blob}', '$base/out.bin')");
-		my %s;
-		$s{ $_->{provider} } += $_->{bytes} // 0 for DestorTest::wan_requests_since($wan, $t0, 1);
+		my %s = DestorTest::wan_sent($wan, $t0);
 		my $spread = grep { ($s{"d$_"} // 0) > 0 } 0 .. 5;
 		note("$what: $pool before: sent " . join(', ', map { "d$_ " . ($s{"d$_"} // 0) } 0 .. 5));
 		note("$what: $pool spread over $spread of six before the case");
