@@ -883,7 +883,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * (removed from the multi handle: nothing is left running).  A spare costs
  * only bandwidth, so its bar is lower.  Spares of last resort (providers
  * found slow or down) are started only for units that failed or are very
- * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS).  Probes
+ * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS; for a
+ * unit whose answer has not begun, HEDGE_LAST_MIN_MS past being late).  Probes
  * (hedge_probe: a shard recorded missing, asked to learn whether the record
  * is stale) start at once but are neither counted among the units needed
  * nor waited for long: one whose answer has begun when the set is
@@ -1553,6 +1554,26 @@ s3_unit_start(S3Hedge *h, S3Transfer **ts, int n, int u)
 }
 
 /*
+ * Whether no request of unit u has begun its answer (no status line, no
+ * byte) although one has started: a stall, not a slow link.
+ */
+static bool
+s3_unit_unanswered(S3Hedge *h, S3Transfer **ts, int n, int u)
+{
+	bool		started = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (h->unit_of[i] != u || ts[i]->first_start == 0)
+			continue;
+		if (ts[i]->state == TS_DONE || ts[i]->status != 0 || ts[i]->received > 0)
+			return false;
+		started = true;
+	}
+	return started;
+}
+
+/*
  * Whether unit u stored a part of an upload whose earlier parts are not
  * all recorded yet: they are in a batch started before this one and not
  * finished, and may still fail — then this part fails too
@@ -1750,6 +1771,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 	{
 		TimestampTz start;
 		double		late_ms;
+		double		very_ms;
 		long		left;
 
 		if (st[u] != UNIT_PENDING || h->probe[u])
@@ -1765,8 +1787,21 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			late_ms = 0;		/* its spare would be sooner */
 		if (h->late[u])
 		{
-			/* very late: HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS */
-			late_ms = Max((double) HEDGE_LAST_MIN_MS, HEDGE_LAST_FACTOR * late_ms);
+			/*
+			 * very late: HEDGE_LAST_FACTOR times that, at least
+			 * HEDGE_LAST_MIN_MS — or, while its answer has not even
+			 * begun, no more than HEDGE_LAST_MIN_MS past being late: a
+			 * stall, which a spare on a provider found slow does beat.
+			 * The bar grows with the slowest unit that succeeded (one
+			 * slow honest shard, or a busy machine), and four times it
+			 * made a read wait 6-8 s for a staller before its only spare
+			 * left, a provider found slow, was asked (TAP 194; TAP 191
+			 * beside another file).
+			 */
+			very_ms = Max((double) HEDGE_LAST_MIN_MS, HEDGE_LAST_FACTOR * late_ms);
+			if (s3_unit_unanswered(h, ts, n, u))
+				very_ms = Min(very_ms, late_ms + HEDGE_LAST_MIN_MS);
+			late_ms = very_ms;
 			left = (long) (late_ms - (double) (now - start) / 1000.0);
 			if (left <= 0)
 				h->very_late[u] = true;
