@@ -419,6 +419,18 @@ sub start_fault_delay_pool
 	return ($node, $rig);
 }
 
+# start_fault_delay_pool and a random blob of $size bytes on p42
+# (import_random_blob), its placement noted; returns ($node, $rig, $blob).
+sub start_fault_delay_blob
+{
+	my ($name, $size) = @_;
+	my ($node, $rig) = start_fault_delay_pool($name);
+	my $b = import_random_blob($node, 'p42', $size);
+	Test::More::note('placement: '
+		  . join(', ', map { "shard $_ on d$b->{on}{$_}" } sort keys %{ $b->{on} }));
+	return ($node, $rig, $b);
+}
+
 sub stop_fault_delay_rig
 {
 	my ($rig) = @_;

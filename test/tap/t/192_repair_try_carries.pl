@@ -22,12 +22,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Digest::SHA;
 
-my ($node, $rig) = DestorTest::start_fault_delay_pool('repair_carry');
-my @faults = @{ $rig->{faults} };
 my $size = 2 * 1024 * 1024 + int(rand(65536));
-my $b = DestorTest::import_random_blob($node, 'p42', $size);
+my ($node, $rig, $b) = DestorTest::start_fault_delay_blob('repair_carry', $size);
+my @faults = @{ $rig->{faults} };
 my %on = %{ $b->{on} };
-note('placement: ' . join(', ', map { "shard $_ on d$on{$_}" } sort keys %on));
 
 sub read_all
 {

@@ -28,12 +28,10 @@ use Test::More;
 use Time::HiRes qw(time);
 use Digest::SHA;
 
-my ($node, $rig) = DestorTest::start_fault_delay_pool('stalled_unit');
-my @faults = @{ $rig->{faults} };
 my $size = 3 * 1024 * 1024 + int(rand(65536));
-my $b = DestorTest::import_random_blob($node, 'p42', $size);
+my ($node, $rig, $b) = DestorTest::start_fault_delay_blob('stalled_unit', $size);
+my @faults = @{ $rig->{faults} };
 my %on = %{ $b->{on} };
-note('placement: ' . join(', ', map { "shard $_ on d$on{$_}" } sort keys %on));
 
 sub read_at
 {
