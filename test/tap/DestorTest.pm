@@ -431,6 +431,21 @@ sub start_fault_delay_blob
 	return ($node, $rig, $b);
 }
 
+# blob_read of up to 512 KiB of blob $b (import_random_blob) at $off, after
+# the SQL $pre: (every byte right, seconds taken, stderr).
+sub read_piece
+{
+	my ($node, $b, $off, $pre) = @_;
+	my $len = 512 * 1024;
+	$len = $b->{size} - $off if $off + $len > $b->{size};
+	my $t = Time::HiRes::time();
+	my ($rc, $out, $err) = $node->psql('postgres',
+		($pre // '') . "SELECT encode(sha256(destor.blob_read('$b->{blob}', $off, $len)), 'hex')");
+	require Digest::SHA;
+	return ($rc == 0 && $out eq Digest::SHA::sha256_hex(substr($b->{data}, $off, $len)),
+		Time::HiRes::time() - $t, $err);
+}
+
 sub stop_fault_delay_rig
 {
 	my ($rig) = @_;

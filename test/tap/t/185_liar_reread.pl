@@ -32,8 +32,6 @@ use Test::More;
 
 # Part 1 runs with DESTOR_TEST_LONG=1 only (make test keeps its budget, and
 # 169 names liars there).
-use Time::HiRes qw(time);
-use Digest::SHA;
 
 my $size = 3 * 1024 * 1024 + int(rand(65536));
 my ($node, $rig, $b) = DestorTest::start_fault_delay_blob('finish_begun', $size);
@@ -43,12 +41,7 @@ my %on = %{ $b->{on} };
 sub read_at
 {
 	my ($off, $pre) = @_;
-	my $len = 512 * 1024;
-	$len = $size - $off if $off + $len > $size;
-	my $t = time;
-	my ($rc, $out, $err) = $node->psql('postgres',
-		($pre // '') . "SELECT encode(sha256(destor.blob_read('$b->{blob}', $off, $len)), 'hex')");
-	return ($rc == 0 && $out eq Digest::SHA::sha256_hex(substr($b->{data}, $off, $len)), time - $t, $err);
+	return DestorTest::read_piece($node, $b, $off, $pre);
 }
 
 sub warm

@@ -14,8 +14,6 @@ use FaultProxy;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
-use Digest::SHA;
 
 DestorTest::skip_long();
 
@@ -33,12 +31,7 @@ $node->reload;
 sub read_at
 {
 	my ($f, $off) = @_;
-	my $len = 512 * 1024;
-	$len = $size - $off if $off + $len > $size;
-	my $t = time;
-	my ($rc, $out, $err) = $node->psql('postgres',
-		"SET statement_timeout = '60s'; SELECT encode(sha256(destor.blob_read('$b{$f}{blob}', $off, $len)), 'hex')");
-	return ($rc == 0 && $out eq Digest::SHA::sha256_hex(substr($b{$f}{data}, $off, $len)), time - $t, $err);
+	return DestorTest::read_piece($node, $b{$f}, $off, "SET statement_timeout = '60s'; ");
 }
 sub clear
 {

@@ -25,8 +25,6 @@ use FaultProxy;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
-use Digest::SHA;
 
 my $size = 3 * 1024 * 1024 + int(rand(65536));
 my ($node, $rig, $b) = DestorTest::start_fault_delay_blob('stalled_unit', $size);
@@ -36,12 +34,8 @@ my %on = %{ $b->{on} };
 sub read_at
 {
 	my ($off) = @_;
-	my $len = 512 * 1024;
-	my $t = time;
-	my ($rc, $out, $err) = $node->psql('postgres',
-		"SET destor.provider_down_interval = '60s'; SET statement_timeout = '60s'; "
-		  . "SELECT encode(sha256(destor.blob_read('$b->{blob}', $off, $len)), 'hex')");
-	return ($rc == 0 && $out eq Digest::SHA::sha256_hex(substr($b->{data}, $off, $len)), time - $t, $err);
+	return DestorTest::read_piece($node, $b, $off,
+		"SET destor.provider_down_interval = '60s'; SET statement_timeout = '60s'; ");
 }
 
 sub states
