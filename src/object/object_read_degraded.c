@@ -151,6 +151,20 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 				provider_shard_probe_due(r->providers[i], r->keys[i]);
 			continue;
 		}
+		if (r->bad_bytes[i] && include_all)
+		{
+			/*
+			 * It served this reader bad bytes, and this is the try with
+			 * every shard: a probe (started at once, its good chunks used,
+			 * never counted).  A unit ranked last of all, it was started
+			 * as the last spare once the honest units left (one farther
+			 * away, a staller) were very late, and its answer, complete
+			 * but bad, ended the try a stripe short; the waited try after
+			 * it sat out the staller (TAP 185, part 3: 11 s in CI).
+			 */
+			probe[i] = true;
+			continue;
+		}
 		ms[i] = provider_recent_read_ms(r->providers[i]);
 		unknown[i] = !provider_read_time_known(r->providers[i]);
 		if (ms[i] >= 0 && ms[i] < HEDGE_LAST_MS && (fastest < 0 || ms[i] < fastest))
@@ -230,14 +244,13 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		/*
 		 * A try with every shard comes after one that came up short: the
 		 * k best ranked were not enough, so each shard is started at once
-		 * (the first k to answer win) but one that served bad bytes,
-		 * whose complete answer would end the set a stripe short again.
-		 * Ranked, a staller among the first k was given up only as very
-		 * late (a second) before the honest shard that had failed once
-		 * was asked (TAP 185, part 5).
+		 * (the first k to answer win; one that served bad bytes is a
+		 * probe, above).  Ranked, a staller among the first k was given up
+		 * only as very late (a second) before the honest shard that had
+		 * failed once was asked (TAP 185, part 5).
 		 */
 		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i] ||
-			(include_all && !r->bad_bytes[i]);
+			include_all;
 	}
 	*need = r->k;
 	return true;
@@ -845,7 +858,8 @@ note_empty_probes(ObjectReader *r, StripeRuns *sr)
 		bool		not_found = false;
 		bool		unanswered = true;
 
-		if (r->health[i] == SHARD_USABLE || r->providers[i] == NULL)
+		/* (a shard that served bad bytes is a probe of its own kind) */
+		if (r->health[i] == SHARD_USABLE || r->providers[i] == NULL || r->bad_bytes[i])
 			continue;
 		for (int q = 0; q < sr->nreqs; q++)
 		{

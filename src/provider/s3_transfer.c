@@ -886,7 +886,8 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS; for a
  * unit whose answer has not begun, HEDGE_LAST_MIN_MS past being late).  Probes
  * (hedge_probe: a shard recorded missing, asked to learn whether the record
- * is stale) start at once but are neither counted among the units needed
+ * is stale; or one that served the reader bad bytes, whose complete answer
+ * must not count) start at once but are neither counted among the units needed
  * nor waited for long: one whose answer has begun when the set is
  * complete gets as long again as the set took (HEDGE_PROBE_TAIL_FACTOR
  * times, at least HEDGE_PROBE_MIN_MS, at most HEDGE_PROBE_MAX_MS), then is

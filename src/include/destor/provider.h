@@ -138,7 +138,8 @@ typedef struct ProviderRequest
 	/* a spare of last resort (a provider found slow or down): started only
 	 * for a unit that failed or is very late, not for one just late */
 	bool		hedge_last;
-	/* a probe (a shard recorded missing: is the record stale?): started at
+	/* a probe (a shard recorded missing: is the record stale?; or one that
+	 * served the reader bad bytes): started at
 	 * once but never waited for, nor counted among the units needed — if it
 	 * succeeds before those have, its answer is there besides; otherwise it
 	 * is cancelled with the rest */

@@ -14,9 +14,15 @@
 #    fetch_repair's second try (unhedged) waited 8 s for the staller
 #    although four honest shards exist.
 # 3. (added with the fix of 2's last cause) the same with the honest one
-#    1.5 s away, too late for the re-read's grace: the try with every shard
+#    2.5 s away, too late for the re-read's grace: the try with every shard
 #    that follows is hedged now, the staller a unit found late and the
-#    farther one its spare; unhedged, it waited 8 s for the staller.
+#    farther one its spare; unhedged, it waited 8 s for the staller.  With
+#    the farther one 1.5 s away it failed a CI run (11 s): the liar, the
+#    last spare of that try, was started once the staller and the farther
+#    one were very late (1.35 s), and its complete but bad answer ended the
+#    try a stripe short before the farther one's came; the waited try after
+#    it sat out the staller.  The liar is a probe of that try now, never
+#    counted; 2.5 s away, the farther one lost that race every time.
 #
 # Six s3rver, each behind a FaultProxy (flip) and a delay proxy (held
 # requests); a 4+2 pool; a 3 MiB blob read in 512 KiB pieces, every byte
@@ -119,18 +125,18 @@ for my $i (0 .. 2)
 		"2. read $i: not held by the stalled provider d$staller (liar d$liar, honest d$farther 60 ms farther)");
 }
 
-# 3. the same, but the farther honest one 1.5 s away: too late for the
+# 3. the same, but the farther honest one 2.5 s away: too late for the
 #    re-read's grace, a stripe comes up short, and the try with every shard
 #    must not wait for the staller while the farther one suffices (it did,
-#    unhedged: 8 s)
-DestorTest::set_delay($rig->{stall}[$farther], 1500);
+#    unhedged: 8 s), nor end with the liar's answer (11 s)
+DestorTest::set_delay($rig->{stall}[$farther], 2500);
 for my $i (0 .. 1)
 {
 	my ($ok, $dt, $err) = read_at(($i + 3) * 512 * 1024);
 	ok($ok, "3. read $i exact") or diag($err);
 	note(sprintf('3. read %d: %.2f s', $i, $dt));
 	cmp_ok($dt, '<', 6.5,
-		"3. read $i: not held by the stalled provider d$staller (honest d$farther 1.5 s away)");
+		"3. read $i: not held by the stalled provider d$staller (honest d$farther 2.5 s away)");
 }
 FaultProxy::set_faults($_->{control}, '') for @faults;
 DestorTest::set_delay($_, 0) for @{ $rig->{stall} };
