@@ -1166,7 +1166,11 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
  * but for the data shards failed[] (a request that failed, or was given up
  * for a thin link): rebuild their part from as many parity shards, fetched
  * now, and the data shards already in src — plus whatever of their first
- * and last stripe's chunks lies outside the window, fetched too.  Reading
+ * and last stripe's chunks lies outside the window, fetched too.  A failed
+ * data shard whose request was only given up (late or thin, the shard
+ * still usable) is a spare beside the parity: asked again, it serves its
+ * own chunks.  Without it, a patch that needed every parity shard had no
+ * spare, and one parity shard that stalled was waited out.  Reading
  * the whole window again from k shards, as the degraded path does, moved
  * every byte of the window twice.  The rebuilt bytes are checked like any
  * others: by the blocks' authentication when they are opened.  On success
@@ -1184,7 +1188,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 	int			rank[CODEC_RS_MAX_SHARDS];
 	int			ncand = 0;
 	int			nfailed = 0;
-	int			nparity = 0;
+	int			nsources = 0;
 	uint8	   *full[CODEC_RS_MAX_SHARDS] = {0};
 	bool		present[CODEC_RS_MAX_SHARDS] = {0};
 	ProviderRequest reqs[2 * CODEC_RS_MAX_SHARDS];
@@ -1200,19 +1204,25 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 		return false;
 
 	/*
-	 * Parity to rebuild from, ranked: measured near ones, then ones never
-	 * measured, then far ones or of unknown rate, then slow ones.  The
-	 * first nfailed are asked; the others are spares of a hedged set, asked
-	 * when one of those fails or is late (a far provider never measured
-	 * held a whole export's window for its round trip).
+	 * Shards to rebuild from, ranked: measured near parity, then parity
+	 * never measured, then far or of unknown rate, then slow; the data
+	 * shards given up just now last of all (one was a staller: ranked
+	 * with the slow parity, it was asked first by shard order, and held
+	 * the patch a second and a half).  The first nfailed are asked; the
+	 * others are spares of a hedged set, asked when one of those fails or
+	 * is late (a far provider never measured held a whole export's window
+	 * for its round trip).
 	 */
-	for (int i = r->k; i < r->n; i++)
+	for (int i = 0; i < r->n; i++)
 	{
 		rank[i] = -1;
-		if (r->providers[i] == NULL || r->health[i] != SHARD_USABLE || r->liar[i] ||
+		if ((i < r->k && (!failed[i] || r->providers[i] == NULL ||
+						  r->providers[i]->type != PROVIDER_S3)) ||
+			r->providers[i] == NULL || r->health[i] != SHARD_USABLE || r->liar[i] ||
 			provider_is_down(r->providers[i]))
 			continue;
-		rank[i] = r->slow[i] || r->avoid[i] ? 3 :
+		rank[i] = i < r->k ? 4 :
+			r->slow[i] || r->avoid[i] ? 3 :
 			(r->far[i] || r->unrated[i] || r->thin[i]) ? 2 :
 			provider_read_ms(r->providers[i], 1) < 0 ? 1 : 0;
 		ncand++;
@@ -1225,7 +1235,10 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 						   r->liar[d] || provider_is_down(r->providers[d])))
 			return false;
 
-	/* every data shard and each candidate parity, as whole chunks of [s0, s1] */
+	/*
+	 * every data shard (the failed ones rebuilt there) and each candidate,
+	 * as whole chunks of [s0, s1]
+	 */
 	memset(reqs, 0, sizeof(reqs));
 	for (int i = 0; i < r->n; i++)
 	{
@@ -1233,14 +1246,14 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 
 		if (i >= r->k && rank[i] < 0)
 			continue;
-		for (int j = r->k; j < r->n && i >= r->k; j++)
+		for (int j = 0; j < r->n && rank[i] >= 0; j++)
 			if (rank[j] >= 0 && (rank[j] < rank[i] || (rank[j] == rank[i] && j < i)))
 				better++;
 		/*
 		 * Spares only where requests are hedged: a file provider's run
 		 * whatever happens (a local disk), and asking a spare there read
-		 * as much parity again as the patch needed.  Should a parity
-		 * shard asked fail, the window is read degraded.
+		 * as much parity again as the patch needed.  Should a shard asked
+		 * fail, the window is read degraded.
 		 */
 		if (i >= r->k && better >= nfailed && r->providers[i]->type != PROVIDER_S3)
 			continue;
@@ -1273,7 +1286,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 				shard_of[nreqs++] = i;
 			}
 		}
-		else if (i >= r->k)
+		else if (rank[i] >= 0)
 		{
 			reader_shard_get(&reqs[nreqs], r, i, flo, fhi - flo, full[i]);
 			reqs[nreqs].no_retry = true;
@@ -1281,7 +1294,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 			reqs[nreqs].hedge_unit = 1 + rank[i] * r->n + i;
 			reqs[nreqs].hedge_need = nfailed;
 			reqs[nreqs].hedge_spare = better >= nfailed;
-			reqs[nreqs].hedge_last = rank[i] == 3;
+			reqs[nreqs].hedge_last = rank[i] >= 3;
 			shard_of[nreqs++] = i;
 		}
 	}
@@ -1296,18 +1309,18 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 		note_fetched(reqs[q].result_size);
 		if (reqs[q].ok && reqs[q].result_size == reqs[q].length)
 		{
-			if (i >= r->k)
+			if (i >= r->k || failed[i])
 			{
 				present[i] = true;
-				nparity++;
+				nsources++;
 			}
 		}
-		else if (i < r->k)
+		else if (i < r->k && !failed[i])
 			ok = false;			/* an edge of a data shard is missing */
 		else if (!reqs[q].cancelled)
 			reader_note_failure(r, i, &reqs[q], SHARD_SUSPECT);
 	}
-	ok &= nparity >= nfailed;
+	ok &= nsources >= nfailed;
 
 	/* rebuild the failed data shards' chunks, stripe by stripe (parity
 	 * absent stays so: only data is opened) */

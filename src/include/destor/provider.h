@@ -139,10 +139,10 @@ typedef struct ProviderRequest
 	 * for a unit that failed or is very late, not for one just late */
 	bool		hedge_last;
 	/* a probe (a shard recorded missing: is the record stale?; or one that
-	 * served the reader bad bytes): started at
-	 * once but never waited for, nor counted among the units needed — if it
-	 * succeeds before those have, its answer is there besides; otherwise it
-	 * is cancelled with the rest */
+	 * served the reader bad bytes): started at once but never waited for,
+	 * nor counted among the units needed — if it succeeds before those
+	 * have, its answer is there besides; otherwise it is cancelled with the
+	 * rest */
 	bool		hedge_probe;
 	/* a read of a set whose every unit is started at once and, once the
 	 * units needed are in, given a probe's grace to finish, answered or not
