@@ -100,7 +100,7 @@ unitcheck:
 # providers, timeouts, restarts), and with two the cores were idle then
 # (four took longer, 827 s against 771 s, and swayed TAP 150's control).
 TAP_JOBS ?= 3
-TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/10[0-9]_*.pl test/tap/t/132_*.pl test/tap/t/160_*.pl test/tap/t/169_*.pl test/tap/t/176_*.pl test/tap/t/177_streamed_limit.pl test/tap/t/171_uneven_links_share.pl test/tap/t/113_*.pl test/tap/t/180_*.pl test/tap/t/194_*.pl))
+TAP_SERIAL = $(patsubst test/tap/%,%,$(wildcard test/tap/t/007_*.pl test/tap/t/10[0-9]_*.pl test/tap/t/132_*.pl test/tap/t/160_*.pl test/tap/t/169_*.pl test/tap/t/176_*.pl test/tap/t/177_streamed_limit.pl test/tap/t/171_uneven_links_share.pl test/tap/t/113_*.pl test/tap/t/180_*.pl test/tap/t/194_*.pl test/tap/t/196_*.pl))
 # The longest files start first, so that the group does not end with one
 # long file running alone on an idle machine (times from the CI log); not
 # 150, whose read times would share the start with 072's and 030's load,

@@ -132,7 +132,11 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 	int			order[CODEC_RS_MAX_SHARDS];
 	int			norder = 0;
 	double		fastest = -1;
+	int			honest = 0;		/* candidates neither hinted nor liars */
 
+	for (int i = 0; i < r->n; i++)
+		if (!skip[i] && r->health[i] != SHARD_HINTED && !r->bad_bytes[i])
+			honest++;
 	for (int i = 0; i < r->n; i++)
 	{
 		unit_of[i] = 0;
@@ -151,7 +155,7 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 				provider_shard_probe_due(r->providers[i], r->keys[i]);
 			continue;
 		}
-		if (r->bad_bytes[i] && include_all)
+		if (r->bad_bytes[i] && include_all && honest > r->k)
 		{
 			/*
 			 * It served this reader bad bytes, and this is the try with
@@ -160,7 +164,10 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 			 * as the last spare once the honest units left (one farther
 			 * away, a staller) were very late, and its answer, complete
 			 * but bad, ended the try a stripe short; the waited try after
-			 * it sat out the staller (TAP 185, part 3: 11 s in CI).
+			 * it sat out the staller (TAP 185, part 3: 11 s in CI).  Not
+			 * when the others are too few to hedge with: the set would
+			 * not be hedged at all, and wait for every shard (a break
+			 * review, with a shard recorded missing beside: 21 s).
 			 */
 			probe[i] = true;
 			continue;
@@ -688,6 +695,12 @@ reader_runs_prepare(ObjectReader *r, int nruns, const uint64 *s0, const uint64 *
 				sr->reqs[q].hedge_last = last[i];
 				sr->reqs[q].hedge_probe = probe[i];
 				sr->reqs[q].hedge_finish = r->bytes_lied;
+				/*
+				 * a first try's stall with no spare left is given up: the
+				 * try with every shard follows, with retries (a 503 on the
+				 * last honest spare left a staller waited out, 20 s)
+				 */
+				sr->reqs[q].hedge_fallback = reach == RUNS_USABLE;
 			}
 		}
 	}
@@ -1168,9 +1181,12 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
  * now, and the data shards already in src — plus whatever of their first
  * and last stripe's chunks lies outside the window, fetched too.  A failed
  * data shard whose request was only given up (late or thin, the shard
- * still usable) is a spare beside the parity: asked again, it serves its
- * own chunks.  Without it, a patch that needed every parity shard had no
- * spare, and one parity shard that stalled was waited out.  Reading
+ * still usable) is a spare beside the parity on a pool of s3 providers
+ * (hedged): asked again, it serves its own chunks.  Without it, a patch
+ * that needed every parity shard had no spare, and one parity shard that
+ * stalled was waited out.  A request that stalls once no spare is left
+ * fails the patch (hedge_fallback): the degraded path follows, with
+ * retries and every shard.  Reading
  * the whole window again from k shards, as the degraded path does, moved
  * every byte of the window twice.  The rebuilt bytes are checked like any
  * others: by the blocks' authentication when they are opened.  On success
@@ -1216,8 +1232,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 	for (int i = 0; i < r->n; i++)
 	{
 		rank[i] = -1;
-		if ((i < r->k && (!failed[i] || r->providers[i] == NULL ||
-						  r->providers[i]->type != PROVIDER_S3)) ||
+		if ((i < r->k && (!failed[i] || !reader_hedgeable(r))) ||
 			r->providers[i] == NULL || r->health[i] != SHARD_USABLE || r->liar[i] ||
 			provider_is_down(r->providers[i]))
 			continue;
@@ -1283,6 +1298,7 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 				 * (a break review of 9885fa9: 31 s)
 				 */
 				reqs[nreqs].hedge = true;
+				reqs[nreqs].hedge_fallback = true;
 				shard_of[nreqs++] = i;
 			}
 		}
@@ -1295,6 +1311,8 @@ reader_patch_window(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, co
 			reqs[nreqs].hedge_need = nfailed;
 			reqs[nreqs].hedge_spare = better >= nfailed;
 			reqs[nreqs].hedge_last = rank[i] >= 3;
+			/* (a stall with no spare left: read degraded, not waited out) */
+			reqs[nreqs].hedge_fallback = true;
 			shard_of[nreqs++] = i;
 		}
 	}

@@ -884,7 +884,12 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
  * only bandwidth, so its bar is lower.  Spares of last resort (providers
  * found slow or down) are started only for units that failed or are very
  * late (HEDGE_LAST_FACTOR times that, at least HEDGE_LAST_MIN_MS; for a
- * unit whose answer has not begun, HEDGE_LAST_MIN_MS past being late).  Probes
+ * unit stalled — its answer not begun, or no byte for as long as its bar —
+ * HEDGE_LAST_MIN_MS past being late).  A set whose caller reads around it
+ * when it fails (hedge_fallback) gives up, once no spare is left, a unit
+ * that is very late and stalled, and any other request of its batch that
+ * has had no byte for HEDGE_LAST_MIN_MS while others came in
+ * (s3_hedge_fall_back).  Probes
  * (hedge_probe: a shard recorded missing, asked to learn whether the record
  * is stale; or one that served the reader bad bytes, whose complete answer
  * must not count) start at once but are neither counted among the units needed
@@ -948,6 +953,8 @@ typedef struct S3Hedge
 	bool		finish_running; /* reads: every unit still running when the
 								 * units needed are in gets a probe's grace,
 								 * answered or not (hedge_finish) */
+	bool		fallback;		/* reads: the caller reads around the batch
+								 * if it fails (hedge_fallback) */
 	TimestampTz *answered;		/* per transfer: when its answer began, 0 */
 	double	   *read_ms;		/* per transfer: its provider's recent round
 								 * trip (provider_recent_read_ms), -1 */
@@ -1039,6 +1046,8 @@ s3_hedge_init(S3Hedge *h, S3Transfer **ts, int n)
 			h->probe[h->unit_of[i]] = true;
 		if (req->hedge_finish)
 			h->finish_running = true;
+		if (req->hedge_fallback)
+			h->fallback = true;
 	}
 	if (h->nunits == 0)
 		h->need = 0;
@@ -1555,19 +1564,28 @@ s3_unit_start(S3Hedge *h, S3Transfer **ts, int n, int u)
 }
 
 /*
- * Whether no request of unit u has begun its answer (no status line, no
- * byte) although one has started: a stall, not a slow link.
+ * Whether unit u is stalled: every request of it that started is still
+ * running, and none has had a byte for quiet_ms (one whose answer has not
+ * begun at all counts as quiet however long it ran).  A stall, not a slow
+ * link: a thin one keeps sending (s3_unit_thin).  Answered and then
+ * stalled, a unit was judged by the slow links' bar, four times as long
+ * (a break review of 34aa1b5: 7.2-7.8 s reads against 4 s).
  */
 static bool
-s3_unit_unanswered(S3Hedge *h, S3Transfer **ts, int n, int u)
+s3_unit_stalled(S3Hedge *h, S3Transfer **ts, int n, int u, TimestampTz now, double quiet_ms)
 {
 	bool		started = false;
 
 	for (int i = 0; i < n; i++)
 	{
-		if (h->unit_of[i] != u || ts[i]->first_start == 0)
+		S3Transfer *t = ts[i];
+
+		if (h->unit_of[i] != u || t->first_start == 0)
 			continue;
-		if (ts[i]->state == TS_DONE || ts[i]->status != 0 || ts[i]->received > 0)
+		if (t->state == TS_DONE)
+			return false;
+		if ((t->status != 0 || t->received > 0) &&
+			(double) (now - s3_last_progress(h, ts, i, now)) / 1000.0 < quiet_ms)
 			return false;
 		started = true;
 	}
@@ -1613,6 +1631,66 @@ s3_unit_broken(S3Hedge *h, S3Transfer **ts, int n, int u)
 			ts[i]->req->upload->broken)
 			return true;
 	return false;
+}
+
+/*
+ * s3_hedge_fall_back — a hedged set whose caller reads around it if it
+ * fails (hedge_fallback: a window's patch, whose fallback is the degraded
+ * path): with no spare left to start, a unit that is very late and
+ * stalled is given up, and so is any other request of the batch (a kept
+ * data shard's edge) that has had no byte for HEDGE_LAST_MIN_MS while
+ * another came in or ended since.  Waited for, such a request held the
+ * patch for its whole stall: a data shard asked again as the patch's
+ * last spare after a parity request failed, or an edge whose answer had
+ * begun (20 s each in a break review of fe57424 and eae784a).  Returns how
+ * many were given up; *wait_ms is lowered to when the next is due.
+ */
+static int
+s3_hedge_fall_back(S3Hedge *h, S3Transfer **ts, int n, const UnitState *st, TimestampTz now,
+				   long *wait_ms, MemoryContext resultcxt)
+{
+	bool		held = false;
+	int			gave_up = 0;
+	TimestampTz latest = 0;		/* the batch's last byte or end */
+
+	for (int u = 0; u < h->nunits; u++)
+		held |= st[u] == UNIT_HELD;
+	for (int i = 0; i < n; i++)
+		if (ts[i]->first_start != 0)
+			latest = Max(latest, ts[i]->state == TS_DONE ? now : s3_last_progress(h, ts, i, now));
+	for (int i = 0; i < n; i++)
+	{
+		S3Transfer *t = ts[i];
+		int			u = h->unit_of[i];
+		TimestampTz since;
+		long		left;
+
+		if (t->state != TS_RUNNING || t->op != S3OP_GET || t->first_start == 0)
+			continue;
+		if (u >= 0)
+		{
+			if (held || h->probe[u] || !h->very_late[u] ||
+				!s3_unit_stalled(h, ts, n, u, now, (double) HEDGE_LAST_MIN_MS))
+				continue;
+			s3_transfer_give_up(t, true, s3_unit_late_ms(h, ts, n, u), resultcxt);
+			gave_up++;
+			continue;
+		}
+		if (!t->req->hedge)
+			continue;
+		since = s3_last_progress(h, ts, i, now);
+		left = (long) ((double) HEDGE_LAST_MIN_MS - (double) (now - since) / 1000.0);
+		if (left > 0)
+		{
+			*wait_ms = Min(*wait_ms, left);
+			continue;
+		}
+		if (latest <= since)
+			continue;			/* nothing came in since: a busy machine */
+		s3_transfer_give_up(t, true, 0, resultcxt);
+		gave_up++;
+	}
+	return gave_up;
 }
 
 /*
@@ -1764,6 +1842,9 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			s3_transfer_give_up(t, true, s3_unit_late_ms(h, ts, n, h->unit_of[i]), resultcxt);
 			(*ndone)++;
 		}
+		/* (requests outside the set, edges, still run: judged the same) */
+		if (h->fallback)
+			*ndone += s3_hedge_fall_back(h, ts, n, st, now, wait_ms, resultcxt);
 		pfree(st);
 		return true;
 	}
@@ -1800,7 +1881,7 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 			 * beside another file).
 			 */
 			very_ms = Max((double) HEDGE_LAST_MIN_MS, HEDGE_LAST_FACTOR * late_ms);
-			if (s3_unit_unanswered(h, ts, n, u))
+			if (s3_unit_stalled(h, ts, n, u, now, late_ms))
 				very_ms = Min(very_ms, late_ms + HEDGE_LAST_MIN_MS);
 			late_ms = very_ms;
 			left = (long) (late_ms - (double) (now - start) / 1000.0);
@@ -1851,6 +1932,8 @@ s3_hedge_turn(S3Hedge *h, S3Transfer **ts, int n, int *ndone, long *wait_ms,
 		nlive++;
 		*wait_ms = 0;
 	}
+	if (h->fallback)
+		*ndone += s3_hedge_fall_back(h, ts, n, st, now, wait_ms, resultcxt);
 	pfree(st);
 	return false;
 }

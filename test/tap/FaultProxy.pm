@@ -14,6 +14,11 @@
 #   flip      a GET answer (200/206) arrives whole, with its byte in the
 #             middle of the body inverted: a provider that lies (or rots),
 #             which no length or transport check can notice
+#   hdrstall  a GET answer's status line and headers are sent, then nothing
+#             for 15 s (the rest follows): a stall after the answer began
+#   midstall  the same after the first 8 KiB of the body
+#   pass      nothing: a request let through (to fault a later one)
+#   notfound  the server's answer is replaced by 404 NoSuchKey
 # Every fault injected is appended to "<control>.log" (one line each), so a
 # test can compare what was injected with what destor counted.
 #
@@ -324,12 +329,23 @@ sub handle_request
 						return !$bodyless && defined $len && $len > 0 if $kind eq 'slow';
 						return $m eq 'GET' && ($status == 200 || $status == 206)
 						  && defined $len && $len > 0 if $kind eq 'flip';
+						return $m eq 'GET' && ($status == 200 || $status == 206)
+						  && defined $len && $len > 8192
+						  if $kind eq 'hdrstall' || $kind eq 'midstall';
 						return 1;
 					});
 					if ($fault eq 'reset')
 					{
 						setsockopt($client, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
 						close $client;
+						return;
+					}
+					if ($fault eq 'notfound')
+					{
+						my $body = '<?xml version="1.0" encoding="UTF-8"?>'
+						  . '<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
+						write_all($client, "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
+							  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
 						return;
 					}
 					if ($fault eq '503')
@@ -354,6 +370,7 @@ sub handle_request
 					$flip_at = $fault eq 'flip' ? int($len / 2) : -1;
 					$head =~ s/\r\n\r\n$/\r\nConnection: close\r\n\r\n/;
 					write_all($client, $head) or return;
+					sleep(15) if $fault eq 'hdrstall';
 					$state = 'body';
 					return if $remaining == 0 && !$until_close;
 					next;
@@ -374,6 +391,13 @@ sub handle_request
 						write_all($client, substr($piece, $off, 16384)) or return;
 						usleep(50_000);
 					}
+				}
+				elsif ($fault eq 'midstall' && $sent - length($piece) < 8192 && $sent >= 8192)
+				{
+					my $cut = 8192 - ($sent - length($piece));
+					write_all($client, substr($piece, 0, $cut)) or return;
+					sleep(15);
+					write_all($client, substr($piece, $cut)) or return;
 				}
 				else
 				{

@@ -148,6 +148,10 @@ typedef struct ProviderRequest
 	 * units needed are in, given a probe's grace to finish, answered or not
 	 * (a re-read after bad bytes: each shard checked names the liar) */
 	bool		hedge_finish;
+	/* a read of a set whose caller reads around it if it fails (a
+	 * window's patch): a request that stalls with no spare left is given
+	 * up, not waited for */
+	bool		hedge_fallback;
 
 	/* output */
 	bool		ok;
