@@ -252,12 +252,15 @@ plan_hedge(ObjectReader *r, const bool *skip, int *unit_of, bool *last, bool *pr
 		 * A try with every shard comes after one that came up short: the
 		 * k best ranked were not enough, so each shard is started at once
 		 * (the first k to answer win; one that served bad bytes is a
-		 * probe, above).  Ranked, a staller among the first k was given up
-		 * only as very late (a second) before the honest shard that had
-		 * failed once was asked (TAP 185, part 5).
+		 * probe, above, or, when the others are too few, the last spare:
+		 * started at once, its answer ended the set before a probe's
+		 * honest chunks were in, under load: TAP 197).  Ranked, a staller
+		 * among the first k was given up only as very late (a second)
+		 * before the honest shard that had failed once was asked (TAP
+		 * 185, part 5).
 		 */
 		start[i] = j < r->k || ((unknown[i] || all_at_once) && !last[i]) || check_all[i] ||
-			include_all;
+			(include_all && !r->bad_bytes[i]);
 	}
 	*need = r->k;
 	return true;
@@ -774,23 +777,30 @@ run_request_of(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
 }
 
 /*
- * Whether shard i's chunk of stripe s of run j is in while its requests
- * still run: a shard asked for it (a spare not started has nothing yet)
- * whose chunks need no check against their tags.
+ * Whether shard i's chunk of stripe s of run j has come in while its
+ * requests still run: a shard asked for it (a spare not started has
+ * nothing yet).
  */
 static bool
-run_chunk_in(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
+run_chunk_received(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
 {
 	int			q;
 	uint64		a;
 
-	if (sr->skip[i] || sr->tagbuf[i] != NULL)
+	if (sr->skip[i])
 		return false;
 	q = run_request_of(r, sr, j, i, s);
 	if (q < 0)
 		return false;
 	a = sr->reqs[q].offset / r->meta->chunk_size;
 	return sr->reqs[q].received >= (s - a) * r->meta->chunk_size + chunk_len(r, s);
+}
+
+/* ... and needs no check against its tag before it counts */
+static bool
+run_chunk_in(ObjectReader *r, StripeRuns *sr, int j, int i, uint64 s)
+{
+	return sr->tagbuf[i] == NULL && run_chunk_received(r, sr, j, i, s);
 }
 
 /*
@@ -840,6 +850,17 @@ reader_runs_stream_ready(ObjectReader *r, StripeRuns *sr, int j, uint64 sa, uint
 			present[i] = run_chunk_in(r, sr, j, i, s);
 			good += present[i];
 		}
+		/*
+		 * A chunk come in that is still to be checked against its tag (a
+		 * shard recorded missing, probed) is not rebuilt over: rebuilt
+		 * from a liar's unchecked chunk, it failed its tag at the batch's
+		 * end, and the honest shard was named corrupt (a break review of
+		 * streamed scans).  Its bytes stand, unchecked, as every chunk
+		 * streamed does until the blocks' authentication.
+		 */
+		for (int i = 0; i < r->n; i++)
+			if (!present[i] && sr->tagbuf[i] != NULL && run_chunk_received(r, sr, j, i, s))
+				present[i] = true;
 		for (int d = 0; d < r->k; d++)
 			all_data &= present[d];
 		if (good < r->k ||
