@@ -431,6 +431,20 @@ sub start_fault_delay_blob
 	return ($node, $rig, $b);
 }
 
+# The faults of TAP 194 and 196 on blob $b (start_fault_delay_blob): parity
+# shard 5's provider 1.5 s late and found slow (three blob_verify calls read
+# it), data shard 0's server stopped, data shard 3's provider 600 ms late.
+sub slow_parity_down_data
+{
+	my ($node, $rig, $b) = @_;
+	set_delay($rig->{stall}[ $b->{on}{5} ], 1500);
+	Test::More::is($node->safe_psql('postgres', "SELECT destor.blob_verify('$b->{blob}')"), 't',
+		"blob_verify $_")
+	  for 1 .. 3;
+	stop_s3($rig->{s3}[ $b->{on}{0} ]);
+	set_delay($rig->{stall}[ $b->{on}{3} ], 600);
+}
+
 # blob_read of up to 512 KiB of blob $b (import_random_blob) at $off, after
 # the SQL $pre: (every byte right, seconds taken, stderr).
 sub read_piece

@@ -139,6 +139,16 @@ sub take_fault
 	return $taken;
 }
 
+# An S3 error answer in place of the server's.
+sub error_answer
+{
+	my ($client, $status, $code, $message) = @_;
+	my $body = '<?xml version="1.0" encoding="UTF-8"?>'
+	  . "<Error><Code>$code</Code><Message>$message</Message></Error>";
+	write_all($client, "HTTP/1.1 $status\r\nContent-Type: application/xml\r\n"
+		  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+}
+
 sub write_all
 {
 	my ($sock, $data) = @_;
@@ -340,20 +350,11 @@ sub handle_request
 						close $client;
 						return;
 					}
-					if ($fault eq 'notfound')
+					if ($fault eq 'notfound' || $fault eq '503')
 					{
-						my $body = '<?xml version="1.0" encoding="UTF-8"?>'
-						  . '<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
-						write_all($client, "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n"
-							  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
-						return;
-					}
-					if ($fault eq '503')
-					{
-						my $body = '<?xml version="1.0" encoding="UTF-8"?>'
-						  . '<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
-						write_all($client, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
-							  . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+						error_answer($client, $fault eq '503'
+							? ('503 Service Unavailable', 'SlowDown', 'Please reduce your request rate.')
+							: ('404 Not Found', 'NoSuchKey', 'The specified key does not exist.'));
 						return;
 					}
 					$head =~ s/\r\nconnection:[^\r]*//ig;

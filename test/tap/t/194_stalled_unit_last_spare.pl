@@ -51,12 +51,8 @@ for my $i (0 .. 5)
 }
 
 # parity shard 5's provider slow, and measured so (its last four reads) by
-# checks that read every shard
-DestorTest::set_delay($rig->{stall}[ $on{5} ], 1500);
-is($node->safe_psql('postgres', "SELECT destor.blob_verify('$b->{blob}')"), 't', "blob_verify $_")
-  for 1 .. 3;
-DestorTest::stop_s3($rig->{s3}[ $on{0} ]);
-DestorTest::set_delay($rig->{stall}[ $on{3} ], 600);
+# checks that read every shard; data shard 0 down, data shard 3 600 ms late
+DestorTest::slow_parity_down_data($node, $rig, $b);
 for my $i (0 .. 1)
 {
 	my ($ok, $dt, $err) = read_at((2 * $i + 1) * 512 * 1024);
