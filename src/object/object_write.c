@@ -120,6 +120,9 @@ struct ObjectWriter
 								 * the one ahead of it ended */
 	bool	   *failed;
 	char	  **errors;
+	/* object_writer_finish_start ran: its last batch is w->sending */
+	bool		finishing;
+	size_t		trailer_len;
 
 	/* per-shard chunk tags (see object.h: formats), one per stripe */
 	ObjectChunkAuth *auth;
@@ -476,9 +479,10 @@ writer_append_stream(ObjectWriter *w, const uint8 *data, size_t len)
 {
 	size_t		stripe_size = (size_t) w->k * w->chunk_size;
 
-	/* the part being sent moves while this one is encoded */
-	if (w->sending.batch != NULL)
-		provider_poll();
+	/* the part being sent moves while this one is encoded, and so does
+	 * the last batch of an object finished before it (a table's previous
+	 * segment: object_writer_finish_start) */
+	provider_poll();
 	while (len > 0)
 	{
 		size_t		take = Min(len, stripe_size - w->stripelen);
@@ -772,15 +776,29 @@ object_writer_skip_sha256(ObjectWriter *w)
 	w->sha256 = NULL;
 }
 
-ObjectMeta *
-object_writer_finish(ObjectWriter *w)
+/*
+ * object_writer_finish_start — the object is complete: seal its last block,
+ * append each shard's trailer and start the last batch (the PUTs of an
+ * object of one part, or its last part), which runs on while the caller
+ * works: a table's segment goes out while the next one is encoded, where
+ * waiting for it left the CPU idle for the uploads' time and the links idle
+ * for the next segment's encoding.  The caller keeps polling
+ * (provider_poll: object_writer_write does) and ends it with
+ * object_writer_finish_end.  If the transaction or subtransaction ends
+ * first, the batch is abandoned with the writer's memory and what it wrote
+ * is deleted, as for any writer not finished.  Returns the bytes that
+ * batch sends (its buffers stay until the end).
+ */
+size_t
+object_writer_finish_start(ObjectWriter *w)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 	size_t		trailer_len;
 	size_t	   *lens = palloc(sizeof(size_t) * w->n);
 	ObjectMeta *meta = w->meta;
-	ObjectMeta *result;
 	ObjectGeometry g = {0};
+
+	Assert(!w->finishing);
 
 	writer_seal_block(w, true);
 	if (w->sha256 != NULL)
@@ -818,13 +836,57 @@ object_writer_finish(ObjectWriter *w)
 	}
 
 	if (!w->started)
-		writer_batch(w, POP_PUT, w->part, lens);	/* small object: one PUT a shard */
+	{
+		/* small object: one PUT a shard */
+		Assert(w->sending.batch == NULL);
+		writer_batch_start(w, &w->sending, POP_PUT, w->part, lens);
+	}
 	else
 	{
 		/* begun ahead (object_writer_expect), the object may fit one part */
 		writer_uploads_begun(w);
 		writer_send_part(w, lens);
-		writer_batch_end(w, &w->sending);
+	}
+	/* the other set of part buffers has no part left to send */
+	if (w->sending_part != NULL)
+	{
+		for (int i = 0; i < w->n; i++)
+			if (w->sending_part[i] != NULL)
+				provider_free_aligned(w->sending_part[i]);
+		pfree(w->sending_part);
+		w->sending_part = NULL;
+	}
+	w->trailer_len = trailer_len;
+	w->finishing = true;
+	MemoryContextSwitchTo(old);
+	{
+		size_t		bytes = 0;
+
+		for (int i = 0; i < w->n; i++)
+			bytes += lens[i];
+		return bytes;
+	}
+}
+
+/*
+ * object_writer_finish_end — wait for the last batch object_writer_finish_start
+ * started, complete the uploads, and return the object's metadata (in the
+ * caller's context) for the caller to record; the writer's memory goes.
+ * ERROR, and everything written deleted, if fewer than write_quorum shards
+ * were stored.
+ */
+ObjectMeta *
+object_writer_finish_end(ObjectWriter *w)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	size_t		trailer_len = w->trailer_len;
+	ObjectMeta *meta = w->meta;
+	ObjectMeta *result;
+
+	Assert(w->finishing);
+	writer_batch_end(w, &w->sending);
+	if (w->started)
+	{
 		writer_batch(w, POP_UPLOAD_COMPLETE, NULL, NULL);
 		for (int i = 0; i < w->n; i++)
 			if (w->uploads[i])
@@ -856,6 +918,14 @@ object_writer_finish(ObjectWriter *w)
 	/* the caller records it now: if this subtransaction aborts, it goes */
 	object_track_retag(result->id);
 	return result;
+}
+
+/* object_writer_finish — object_writer_finish_start, then _end. */
+ObjectMeta *
+object_writer_finish(ObjectWriter *w)
+{
+	object_writer_finish_start(w);
+	return object_writer_finish_end(w);
 }
 
 /* object_meta_copy — a deep copy of meta in the current memory context. */

@@ -484,6 +484,7 @@ object_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			cache_release_reservations();	/* pages an ERROR kept us from fetching */
+			provider_s3_settle_writes();	/* so that the deletes come after them */
 			abort_uploads(open_uploads);
 			delete_tracked(written_objects, "at abort");
 			reset_tracking();
@@ -543,6 +544,8 @@ object_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				deleted_objects = foreach_delete_current(deleted_objects, lc);
 		MemoryContextSwitchTo(old);
 
+		if (doomed != NIL)
+			provider_s3_settle_writes();	/* the deletes come after them */
 		abort_uploads(doomed_uploads);
 		delete_tracked(doomed, "at rollback to savepoint");
 	}

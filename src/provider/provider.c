@@ -522,14 +522,28 @@ provider_batch_reset(void *arg)
 
 /*
  * provider_start — start a batch.  File requests run in the background
- * (POSIX AIO); a batch whose s3 requests are all reads or upload parts runs
- * on the multi handle while the caller works (provider_poll moves it
- * along); other s3 requests complete here.  The batch is tied to the
- * current context: if that goes before provider_finish, the batch is
+ * (POSIX AIO); a batch whose s3 requests are all reads, PUTs or upload
+ * parts runs on the multi handle while the caller works (provider_poll
+ * moves it along); other s3 requests complete here.  The batch is tied to
+ * the current context: if that goes before provider_finish, the batch is
  * abandoned first.
  */
+static ProviderBatch *provider_start_run(ProviderRequest *reqs, int nreqs, bool puts_ahead);
+
 ProviderBatch *
 provider_start(ProviderRequest *reqs, int nreqs)
+{
+	return provider_start_run(reqs, nreqs, true);
+}
+
+/*
+ * puts_ahead: s3 PUTs may run on while the caller works.  Only a caller
+ * that started the batch itself comes back to drive it (a table segment's
+ * shards go out while the next segment is encoded); provider_execute's
+ * PUTs complete in the call, as they always did.
+ */
+static ProviderBatch *
+provider_start_run(ProviderRequest *reqs, int nreqs, bool puts_ahead)
 {
 	ProviderBatch *b = palloc0(sizeof(ProviderBatch));
 	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
@@ -563,8 +577,10 @@ provider_start(ProviderRequest *reqs, int nreqs)
 		if (r->provider->type == PROVIDER_S3)
 		{
 			s3reqs[ns3++] = r;
-			/* reads, parts and begins run on while the caller works */
-			if (r->op != POP_GET && r->op != POP_UPLOAD_PART && r->op != POP_UPLOAD_BEGIN)
+			/* reads, parts and begins (and PUTs, when asked) run on while
+			 * the caller works */
+			if (r->op != POP_GET && r->op != POP_UPLOAD_PART && r->op != POP_UPLOAD_BEGIN &&
+				!(r->op == POP_PUT && puts_ahead))
 				s3_async = false;
 		}
 		else
@@ -754,7 +770,7 @@ provider_poll(void)
 void
 provider_execute(ProviderRequest *reqs, int nreqs)
 {
-	provider_finish(provider_start(reqs, nreqs));
+	provider_finish(provider_start_run(reqs, nreqs, false));
 }
 
 /*

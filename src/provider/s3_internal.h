@@ -169,6 +169,7 @@ extern void s3_run_cancel(S3Run *run);
 extern void s3_poll_runs(void);
 extern bool s3_link_busy(S3Transfer *t);
 extern void s3_runs_abort(void);
+extern void s3_runs_settle_writes(void);
 
 /* s3_request.c */
 extern bool s3_transfer_start(S3Transfer *t, MemoryContext resultcxt);

@@ -72,12 +72,16 @@ static bool s3_curl_initialized = false;
  * libcurl setup
  * --------------------------------------------------------------------- */
 
-/* A failed transaction leaves no run attached (see s3_runs_abort). */
+/* A failed transaction leaves no run attached (see s3_runs_abort), once
+ * the writes it had sent are answered (s3_runs_settle_writes). */
 static void
 s3_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		s3_runs_settle_writes();
 		s3_runs_abort();
+	}
 }
 
 CURLM *
@@ -2543,6 +2547,73 @@ s3_poll_runs(void)
 	for (S3Run *run = s3_runs; run != NULL; run = run->next)
 		if (run->async && run->ndone < run->n)
 			(void) s3_run_step(run, false);
+}
+
+/* how long a failed (sub)transaction waits for the writes it has sent */
+#define S3_SETTLE_MAX_MS	2000
+
+/* A PUT or part in flight whose whole body libcurl has taken. */
+static bool
+s3_write_sent_unanswered(void)
+{
+	for (S3Run *run = s3_runs; run != NULL; run = run->next)
+	{
+		if (run->ended)
+			continue;
+		for (int i = 0; i < run->n; i++)
+		{
+			S3Transfer *t = run->ts[i];
+
+			if (t->state == TS_RUNNING && t->easy != NULL &&
+				(t->op == S3OP_PUT || t->op == S3OP_UPLOAD_PART) &&
+				t->body_pos >= t->body_len)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * s3_runs_settle_writes — a failed (sub)transaction is about to delete what
+ * it wrote (object_xact.c).  A PUT whose whole body is already in the
+ * sockets would still be stored if we hung up now (the kernel delivers
+ * what it holds, and the provider stores a complete body), and stored
+ * after the delete it is an orphan: a table's segment goes out while the
+ * next one is encoded, so an ERROR in a later row often finds one so.
+ * Wait for their answers, at most S3_SETTLE_MAX_MS, so that the delete
+ * comes after them.  A body not yet sent in full is cut off as before: its
+ * provider sees it short and stores nothing.  Every run is driven as by a
+ * poll (their buffers are alive: a batch whose context went was abandoned
+ * first); what is not answered by then is left to cleanup_orphans.
+ */
+void
+s3_runs_settle_writes(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz deadline;
+
+	if (s3_multi == NULL || !s3_write_sent_unanswered())
+		return;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), S3_SETTLE_MAX_MS);
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		for (;;)
+		{
+			s3_drive(s3_multi);
+			if (!s3_write_sent_unanswered() || GetCurrentTimestamp() >= deadline)
+				break;
+			(void) curl_multi_poll(s3_multi, NULL, 0, 20, NULL);
+		}
+	}
+	PG_CATCH();
+	{
+		/* best effort, as the deletes that follow */
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
 }
 
 /*

@@ -95,7 +95,36 @@ struct SegmentWriter
 	 * segment seg_no, with these rows pruned; the caller records it */
 	bool		replacing;
 	int64		pruned;
+
+	/*
+	 * Segments ended whose objects' last batches are still going
+	 * (object_writer_finish_start) while the next ones are encoded, oldest
+	 * first (SentSegment): on a WAN a segment's shards took as long to send
+	 * as the segment to encode, one after the other, and each waited a
+	 * round trip of its slowest needed provider.  Recorded in order
+	 * (segment_writer_record) when too many are out, at the end, or before
+	 * anything reads what was recorded.
+	 */
+	List	   *sent;
+	size_t		sent_bytes;		/* their shard bytes being sent */
 };
+
+typedef struct SentSegment
+{
+	ObjectWriter *ow;
+	bytea	   *dir;
+	int64		rows;
+	int64		seg_no;			/* w->seg_no when it ended */
+	size_t		bytes;			/* object_writer_finish_start's */
+} SentSegment;
+
+/*
+ * Segments in flight at most: their buffers stay until they are recorded
+ * (a segment of a million narrow rows holds some 26 MB on a 4+2 pool), and
+ * two or three cover a far provider's round trip on a WAN.
+ */
+#define SENT_SEGMENTS_MAX	3
+#define SENT_BYTES_MAX		((size_t) 64 * 1024 * 1024)
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
 
@@ -110,7 +139,9 @@ writer_free_zctx(void *arg)
 		w->zctx[i] = NULL;
 	}
 }
-static void segment_writer_finish_segment(SegmentWriter *w);
+static void segment_writer_finish_segment(SegmentWriter *w, bool wait);
+static void segment_writer_record(SegmentWriter *w);
+static void segment_writer_record_oldest(SegmentWriter *w);
 
 SegmentWriter *
 segment_writer_create(Relation rel, TableOptions *opts)
@@ -204,7 +235,21 @@ segment_writer_next_row(SegmentWriter *w, int64 *segment_no)
 List *
 segment_writer_recorded(SegmentWriter *w)
 {
+	segment_writer_record(w);
 	return w->written;
+}
+
+/*
+ * segment_writer_unrecorded: whether segment_writer_pending (or, with
+ * flush, segment_writer_flush) would record segments in the catalog now:
+ * segments sent and not recorded yet, or row groups of the segment under
+ * way already in its object (flush: any row).  Recorded in a subtransaction
+ * that then rolls back, their rows would be lost to the statement.
+ */
+bool
+segment_writer_unrecorded(SegmentWriter *w, bool flush)
+{
+	return w->sent != NIL || w->nrowgroups > 0 || (flush && w->rg_rowcount > 0);
 }
 
 /* The number of the segment under way, or -1 (none, or not numbered by fn). */
@@ -336,8 +381,10 @@ segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls)
 	{
 		segment_writer_flush_rowgroup(w);
 		if (w->seg_rows >= w->opts->segment_rows)
-			segment_writer_finish_segment(w);
+			segment_writer_finish_segment(w, false);
 	}
+	else if (w->sent != NIL && w->rg_rowcount % 1024 == 0)
+		provider_poll();		/* the shards of segments sent keep going out */
 }
 
 /* Row groups up to this many bytes are compressed on two threads. */
@@ -622,13 +669,18 @@ segment_writer_flush_rowgroup(SegmentWriter *w)
 	MemoryContextReset(w->rgcxt);
 }
 
-/* Close the segment's object (directory at its end) and record it. */
+/*
+ * Close the segment's object (directory at its end) and start its last
+ * batch; record it, and every segment sent before it, now if wait, else
+ * once too many are out, at the end, or when something reads the recorded
+ * ones (segment_writer_record).  A segment that replaces another is
+ * recorded at once: its caller decides from it.
+ */
 static void
-segment_writer_finish_segment(SegmentWriter *w)
+segment_writer_finish_segment(SegmentWriter *w, bool wait)
 {
 	SegmentDirectory dir = {0};
 	bytea	   *dirb;
-	ObjectMeta *meta;
 	uint8		trailer[16];
 	uint64		dirlen;
 	MemoryContext old;
@@ -671,24 +723,24 @@ segment_writer_finish_segment(SegmentWriter *w)
 		trailer[b] = (uint8) (dirlen >> (8 * b));
 	memcpy(trailer + 8, "DSEGEND1", 8);
 	object_writer_write(w->ow, (const char *) trailer, sizeof(trailer));
-	meta = object_writer_finish(w->ow);
-	w->ow = NULL;
 
-	catalog_insert_object(meta);
 	{
-		int64		segno = w->replacing ? w->seg_no :
-			w->number_fn == NULL ? catalog_next_segment_no() :
-			w->seg_no >= 0 ? w->seg_no : w->number_fn(w->number_arg);
-		SegmentDirectory *written;
+		SentSegment *ss = palloc(sizeof(SentSegment));
 
-		if (!w->replacing)
-			catalog_insert_segment(w->opts->table_id, segno, meta->id, w->seg_rows, dirb);
-		written = segment_directory_parse(dirb);
-		written->segment_no = segno;
-		memcpy(written->object_id, meta->id, CODEC_OBJID_LEN);
-		written->meta = meta;
-		w->written = lappend(w->written, written);
+		ss->ow = w->ow;
+		ss->dir = dirb;
+		ss->rows = w->seg_rows;
+		ss->seg_no = w->seg_no;
+		ss->bytes = object_writer_finish_start(w->ow);
+		w->ow = NULL;
+		w->sent = lappend(w->sent, ss);
+		w->sent_bytes += ss->bytes;
 	}
+	/* the oldest are recorded while too many are out, all of them if asked */
+	while (w->sent != NIL &&
+		   (wait || w->replacing || list_length(w->sent) > SENT_SEGMENTS_MAX ||
+			(w->sent_bytes > SENT_BYTES_MAX && list_length(w->sent) > 1)))
+		segment_writer_record_oldest(w);
 
 	/* start afresh */
 	w->seg_no = -1;
@@ -702,6 +754,48 @@ segment_writer_finish_segment(SegmentWriter *w)
 		w->cols[i].seg_unbounded = false;
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * segment_writer_record_oldest: wait for the oldest segment whose shards
+ * are still being sent (segment_writer_finish_segment) and record it: its
+ * object in destor.objects, the segment in destor.segments (numbered now,
+ * in the order the segments were written, unless its number was taken
+ * when it began), and its directory among the written.
+ */
+static void
+segment_writer_record_oldest(SegmentWriter *w)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	SentSegment *ss = linitial(w->sent);
+	ObjectMeta *meta;
+	int64		segno;
+	SegmentDirectory *written;
+
+	w->sent = list_delete_first(w->sent);
+	w->sent_bytes -= ss->bytes;
+	meta = object_writer_finish_end(ss->ow);
+	catalog_insert_object(meta);
+	segno = w->replacing ? ss->seg_no :
+		w->number_fn == NULL ? catalog_next_segment_no() :
+		ss->seg_no >= 0 ? ss->seg_no : w->number_fn(w->number_arg);
+	if (!w->replacing)
+		catalog_insert_segment(w->opts->table_id, segno, meta->id, ss->rows, ss->dir);
+	written = segment_directory_parse(ss->dir);
+	written->segment_no = segno;
+	memcpy(written->object_id, meta->id, CODEC_OBJID_LEN);
+	written->meta = meta;
+	w->written = lappend(w->written, written);
+	pfree(ss);
+	MemoryContextSwitchTo(old);
+}
+
+/* segment_writer_record: record every segment still being sent, in order. */
+static void
+segment_writer_record(SegmentWriter *w)
+{
+	while (w->sent != NIL)
+		segment_writer_record_oldest(w);
 }
 
 /*
@@ -725,8 +819,9 @@ segment_writer_pending(SegmentWriter *w)
 	if (w->nrowgroups > 0)
 	{
 		segment_writer_flush_rowgroup(w);
-		segment_writer_finish_segment(w);
+		segment_writer_finish_segment(w, true);
 	}
+	segment_writer_record(w);
 	result = list_copy(w->written);
 	if (w->rg_rowcount == 0)
 		return result;
@@ -778,7 +873,8 @@ void
 segment_writer_flush(SegmentWriter *w)
 {
 	segment_writer_flush_rowgroup(w);
-	segment_writer_finish_segment(w);
+	segment_writer_finish_segment(w, true);
+	segment_writer_record(w);
 }
 
 /*
@@ -794,7 +890,7 @@ segment_writer_flush(SegmentWriter *w)
 void
 segment_writer_replace(SegmentWriter *w, int64 segment_no, int ncols, int64 pruned)
 {
-	Assert(w->ow == NULL && w->rg_rowcount == 0 && w->written == NIL);
+	Assert(w->ow == NULL && w->sent == NIL && w->rg_rowcount == 0 && w->written == NIL);
 	w->replacing = true;
 	w->seg_no = segment_no;
 	w->ncols = Min(w->ncols, Max(ncols, 0));
@@ -812,6 +908,7 @@ void
 segment_writer_finish(SegmentWriter *w)
 {
 	segment_writer_flush_rowgroup(w);
-	segment_writer_finish_segment(w);
+	segment_writer_finish_segment(w, true);
+	segment_writer_record(w);
 	MemoryContextDelete(w->cxt);
 }

@@ -206,6 +206,20 @@ add_pending_changes(Relation rel, Snapshot snapshot, List *segments, bool flush)
 		{
 			List	   *pending;
 
+			/*
+			 * Read from a subtransaction (a function's exception block):
+			 * the segments recorded now would be recorded in it, and lost
+			 * to the statement if it rolls back.  As for tables USING
+			 * destor, refused.
+			 */
+			if (pm->nestlevel != GetCurrentTransactionNestLevel() &&
+				segment_writer_unrecorded(ms->writer, flush))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot read destor table \"%s\" in a subtransaction while its statement writes it",
+								RelationGetRelationName(rel)),
+						 errdetail("The rows the statement wrote before the subtransaction began are not recorded yet: a rollback of the subtransaction would lose them."),
+						 errhint("Read the table in another statement, or outside the exception block.")));
 			if (flush)
 				segment_writer_flush(ms->writer);
 			pending = segment_writer_pending(ms->writer);

@@ -9,7 +9,10 @@
 # in a temporary folder, makes a 4+2 pool over the six providers, and
 # measures in one run:
 #   1. COPY of BENCH_ROWS rows (default 1,000,000) into a destor table, and
-#      into a heap table;
+#      into a heap table; then the same rows into a table of BENCH_SEG_ROWS
+#      rows a segment (default a quarter of them), whose segments go out
+#      while the next is encoded, against the same COPY on the same servers
+#      without the proxy;
 #   2. a cold full scan of that table (right after destor.cache_reset()),
 #      and the heap table's scan;
 #   3. blob_import of a BENCH_BLOB_MB MiB random file (default 64) and its
@@ -41,6 +44,8 @@
 #           issue 11 item 5): the same formula with up_p and w / n.
 #
 #   BENCH_ROWS=n        rows of the table (default 1000000)
+#   BENCH_SEG_ROWS=n    segment_rows of the segmented COPY's tables (default
+#                       BENCH_ROWS / 4, at least 1000)
 #   BENCH_BLOB_MB=n     size of the blob in MiB (default 64)
 #   BENCH_READS=n       random 8 KiB blob_read() calls (default 1000)
 #   BENCH_LATE_PCT=n    percent of requests held late in run 5 (default 3;
@@ -94,6 +99,7 @@ if [ -z "${BENCH_WORKER_DIR:-}" ]; then
 		case $2 in *[!0-9]* | "" | 0) echo "wan_bench: $1 must be a positive number" >&2; exit 1 ;; esac
 	}
 	positive BENCH_ROWS "${BENCH_ROWS:-1000000}"
+	positive BENCH_SEG_ROWS "${BENCH_SEG_ROWS:-1000}"
 	positive BENCH_BLOB_MB "${BENCH_BLOB_MB:-64}"
 	positive BENCH_READS "${BENCH_READS:-1000}"
 	positive BENCH_LATE_MS "${BENCH_LATE_MS:-2000}"
@@ -132,6 +138,7 @@ fi
 bench_name=wan_bench
 dir=$BENCH_WORKER_DIR
 rows=${BENCH_ROWS:-1000000}
+seg_rows=${BENCH_SEG_ROWS:-$(( rows / 4 > 1000 ? rows / 4 : 1000 ))}
 blob_mb=${BENCH_BLOB_MB:-64}
 nreads=${BENCH_READS:-1000}
 late_pct=${BENCH_LATE_PCT:-3}
@@ -215,12 +222,23 @@ for i in 1 2 3 4 5 6; do
 	        (type 's3', endpoint 'http://127.0.0.1:$((port + 10 + i))', bucket 'bench', region 'us-east-1');
 	      CREATE USER MAPPING FOR PUBLIC SERVER p$i OPTIONS (access_key_id 'S3RVER', secret_access_key 'S3RVER');"
 done
+# the same servers without the proxy, for the segmented COPY's comparison
+for i in 1 2 3 4 5 6; do
+	sql+="CREATE SERVER l$i FOREIGN DATA WRAPPER destor_provider OPTIONS
+	        (type 's3', endpoint 'http://127.0.0.1:$((port + i))', bucket 'bench', region 'us-east-1');
+	      CREATE USER MAPPING FOR PUBLIC SERVER l$i OPTIONS (access_key_id 'S3RVER', secret_access_key 'S3RVER');"
+done
 sql+="CREATE SERVER wan FOREIGN DATA WRAPPER destor
-        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '$k', parity_shards '$m');"
+        OPTIONS (providers 'p1,p2,p3,p4,p5,p6', data_shards '$k', parity_shards '$m');
+      CREATE SERVER direct FOREIGN DATA WRAPPER destor
+        OPTIONS (providers 'l1,l2,l3,l4,l5,l6', data_shards '$k', parity_shards '$m');"
 cols="id bigint, qty int, amount numeric(12,2), ratio float8, label text"
 topts="segment_rows '1000000', row_group_rows '10000'"
+sopts="segment_rows '$seg_rows', row_group_rows '10000'"
 sql+="CREATE TABLE heap_t ($cols); CREATE TABLE heap_copy ($cols);
-      CREATE FOREIGN TABLE destor_t ($cols) SERVER wan OPTIONS ($topts);"
+      CREATE FOREIGN TABLE destor_t ($cols) SERVER wan OPTIONS ($topts);
+      CREATE FOREIGN TABLE destor_seg ($cols) SERVER wan OPTIONS ($sopts);
+      CREATE FOREIGN TABLE destor_seg_local ($cols) SERVER direct OPTIONS ($sopts);"
 psql_q -c "$sql" >/dev/null
 wq=$(psql_q -c "SELECT coalesce((SELECT split_part(o, '=', 2) FROM pg_foreign_server s, unnest(s.srvoptions) o
                                  WHERE s.srvname = 'wan' AND o LIKE 'write_quorum=%'), '$((k + (m + 1) / 2))')")
@@ -418,6 +436,22 @@ row "COPY destor_t ($rows rows)" "$t_copy" "$i_copy" "heap COPY" "$t_hcopy" "$(t
 detail "COPY destor_t" "$s0" "$s1"
 echo "${report[-1]}"
 echo "   shard bytes per provider: $tb; destor backend peak RSS $((rss_copy / 1024)) MiB"
+
+# the same rows in segments of seg_rows: each segment's shards go out while
+# the next is encoded (issue 11, item 5), against the same COPY on the same
+# servers without the proxy (what encoding alone costs)
+s0=$(proxy_stats)
+IFS='|' read -r t_cseg rss_cseg _ <<< "$(timed "" "COPY destor_seg FROM $(lit "$dir/rows.csv") (FORMAT csv)" stmt)"
+s1=$(proxy_stats)
+IFS='|' read -r t_cseg_l _ _ <<< "$(timed "" "COPY destor_seg_local FROM $(lit "$dir/rows.csv") (FORMAT csv)" stmt)"
+seg_objs="SELECT object_id FROM destor.segments JOIN destor.tables USING (table_id) WHERE relid = 'destor_seg'::regclass"
+nseg=$(psql_q -c "SELECT count(*) FROM ($seg_objs) s")
+sb=$(shard_bytes "$seg_objs")
+i_cseg=$(ideal up "$wq / $n" "$sb")
+row "COPY destor_seg ($nseg segments)" "$t_cseg" "$i_cseg" "same COPY, local S3" "$t_cseg_l" "$(traffic "$(stats_diff "$s0" "$s1")")"
+detail "COPY destor_seg" "$s0" "$s1"
+echo "${report[-1]}"
+echo "   the WAN added $(awk -v a="$t_cseg" -v b="$t_cseg_l" 'BEGIN { printf "%.2f", a - b }') s to encoding's time; destor backend peak RSS $((rss_cseg / 1024)) MiB"
 
 # --- 2. cold full scan ---------------------------------------------------------------------
 q_scan="SELECT count(*) AS n, sum(id) AS sum_id, sum(qty) AS sum_qty, sum(amount) AS sum_amount,
@@ -617,7 +651,7 @@ echo
 echo "== CPU while it ran (2 CPUs shared by all of these; curl's own not counted)"
 printf '%s\n' "${cpu_lines[@]}"
 echo
-echo "   peak backend RSS (shared pages touched included): COPY $((rss_copy / 1024)) MiB, cold scan $((rss_scan / 1024)) MiB,"
+echo "   peak backend RSS (shared pages touched included): COPY $((rss_copy / 1024)) MiB, segmented COPY $((rss_cseg / 1024)) MiB, cold scan $((rss_scan / 1024)) MiB,"
 echo "   blob_import $((rss_imp / 1024)) MiB, blob_export $((rss_exp / 1024)) MiB, warm reads $((rss_rwarm / 1024)) MiB"
 echo "   ideal of one cold 8 KiB read: ${i1}s (one new $block_size-byte block: $n1 reads), ${i2}s (two: $n2 reads);"
 echo "   the other $((nreads - n1 - n2)) reads find their blocks in the cache (ideal 0)"

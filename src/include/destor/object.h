@@ -181,6 +181,8 @@ extern void object_writer_expect(ObjectWriter *w, uint64 size);
 extern void object_writer_skip_sha256(ObjectWriter *w);
 extern void object_writer_stop(ObjectWriter *w);
 extern ObjectMeta *object_writer_finish(ObjectWriter *w);
+extern size_t object_writer_finish_start(ObjectWriter *w);
+extern ObjectMeta *object_writer_finish_end(ObjectWriter *w);
 
 /* object_read.c */
 typedef struct ObjectReader ObjectReader;

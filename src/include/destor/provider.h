@@ -364,8 +364,9 @@ extern bool provider_hedge_writes(ProviderRequest *reqs, int nreqs, int need);
 /*
  * Read-ahead: start a batch and collect it later, so that transfers run
  * while the caller works.  File transfers proceed in the background (AIO);
- * s3 reads and upload parts run on the backend's multi handle, moved along
- * by provider_poll; other s3 requests complete inside provider_start.  Every
+ * s3 reads, PUTs and upload parts run on the backend's multi handle, moved
+ * along by provider_poll; other s3 requests complete inside provider_start
+ * (and provider_execute's PUTs inside it).  Every
  * started batch is finished, cancelled (not wanted after all) or
  * abandoned: a batch whose context is reset or deleted first (an ERROR) is
  * abandoned by that context's callback, before the buffers its transfers
@@ -473,6 +474,9 @@ extern ProviderWaitResult provider_s3_wait_until(S3Batch *b, bool (*ready) (void
 extern void provider_s3_abandon(S3Batch *b);
 extern void provider_s3_cancel(S3Batch *b);
 extern void provider_s3_poll(void);
+/* Before a failed (sub)transaction deletes what it wrote: wait briefly for
+ * the PUTs it has sent in full (provider_s3.c, s3_runs_settle_writes). */
+extern void provider_s3_settle_writes(void);
 extern List *provider_s3_list(Provider *p, const char *prefix);
 extern List *provider_s3_list_uploads(Provider *p, const char *prefix);
 /* Drop cached curl state (called at backend exit and after errors). */

@@ -118,6 +118,7 @@ extern SegmentWriter *segment_writer_create(Relation rel, TableOptions *opts);
 extern void segment_writer_add(SegmentWriter *w, Datum *values, bool *nulls);
 extern void segment_writer_finish(SegmentWriter *w);
 extern int64 segment_writer_rows(SegmentWriter *w);
+extern bool segment_writer_unrecorded(SegmentWriter *w, bool flush);
 typedef int64 (*SegmentNumberFn) (void *arg);
 extern void segment_writer_set_numbering(SegmentWriter *w, SegmentNumberFn fn, void *arg);
 extern int64 segment_writer_next_row(SegmentWriter *w, int64 *segment_no);
