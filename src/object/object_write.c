@@ -869,6 +869,20 @@ object_writer_finish_start(ObjectWriter *w)
 }
 
 /*
+ * object_writer_sends_ahead — whether the last batch object_writer_finish_start
+ * starts runs on while the caller works: some shard goes to an s3 provider.
+ * A file provider's PUTs are done, durable, when their batch starts.
+ */
+bool
+object_writer_sends_ahead(ObjectWriter *w)
+{
+	for (int i = 0; i < w->n; i++)
+		if (w->providers[i]->type == PROVIDER_S3)
+			return true;
+	return false;
+}
+
+/*
  * object_writer_finish_end — wait for the last batch object_writer_finish_start
  * started, complete the uploads, and return the object's metadata (in the
  * caller's context) for the caller to record; the writer's memory goes.

@@ -736,7 +736,11 @@ segment_writer_finish_segment(SegmentWriter *w, bool wait)
 		w->sent = lappend(w->sent, ss);
 		w->sent_bytes += ss->bytes;
 	}
-	/* the oldest are recorded while too many are out, all of them if asked */
+	/* the oldest are recorded while too many are out, all of them if asked
+	 * or if this one is stored already (file providers: nothing to wait
+	 * for, and their buffers go back now) */
+	if (!object_writer_sends_ahead(((SentSegment *) llast(w->sent))->ow))
+		wait = true;
 	while (w->sent != NIL &&
 		   (wait || w->replacing || list_length(w->sent) > SENT_SEGMENTS_MAX ||
 			(w->sent_bytes > SENT_BYTES_MAX && list_length(w->sent) > 1)))

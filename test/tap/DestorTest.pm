@@ -225,6 +225,37 @@ sub stop_delay_proxy
 	waitpid($proxy->{pid}, 0);
 }
 
+# Six s3rver, each behind its own delay proxy (start_delay_proxy), declared
+# as providers d0 .. d5 of a 4+2 pool named $pool on $node.  Returns
+# (\@s3, $hold): $hold->($i, $ms) makes provider $i's proxy hold each chunk
+# a client sends that long (0: none).  The proxies end with the test.
+my @delay_proxies;
+END
+{
+	local $?;
+	stop_delay_proxy($_) for @delay_proxies;
+}
+
+sub start_delay_pool
+{
+	my ($node, $pool) = @_;
+	my $base = $node->basedir;
+	my @s3 = start_s3_servers(6, $base);
+	my @files = map { "$base/hold_$_" } 0 .. 5;
+	my $hold = sub {
+		my ($i, $ms) = @_;
+		open(my $fh, '>', $files[$i]) or die "$files[$i]: $!";
+		print $fh "$ms\n";
+		close $fh;
+	};
+	$hold->($_, 0) for 0 .. 5;
+	my @proxies = map { start_delay_proxy($s3[$_]->{port}, $files[$_]) } 0 .. 5;
+	push @delay_proxies, @proxies;
+	my @providers = map { { %{ $s3[$_] }, port => $proxies[$_]->{port}, name => "d$_" } } 0 .. 5;
+	$node->safe_psql('postgres', providers_sql($pool, 4, 2, @providers));
+	return (\@s3, $hold);
+}
+
 # Start n servers, each its own provider with its own data directory.
 sub start_s3_servers
 {

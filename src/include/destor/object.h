@@ -183,6 +183,7 @@ extern void object_writer_stop(ObjectWriter *w);
 extern ObjectMeta *object_writer_finish(ObjectWriter *w);
 extern size_t object_writer_finish_start(ObjectWriter *w);
 extern ObjectMeta *object_writer_finish_end(ObjectWriter *w);
+extern bool object_writer_sends_ahead(ObjectWriter *w);
 
 /* object_read.c */
 typedef struct ObjectReader ObjectReader;

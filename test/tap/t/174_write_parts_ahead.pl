@@ -29,29 +29,9 @@ use File::Path qw(make_path);
 my $MB = 1024 * 1024;
 my ($node, $keyfile) = DestorTest::start_cluster('parts_ahead', cache_size => '0');
 my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-my (@proxies, @stall);
-for my $i (0 .. 5)
-{
-	$stall[$i] = "$base/stall_$i";
-	set_stall($i, 0);
-	push @proxies, DestorTest::start_delay_proxy($s3[$i]->{port}, $stall[$i]);
-}
-END
-{
-	local $?;
-	DestorTest::stop_delay_proxy($_) for grep { defined } @proxies;
-}
-my @providers = map { { %{ $s3[$_] }, port => $proxies[$_]->{port}, name => "d$_" } } 0 .. 5;
-$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @providers));
-
-sub set_stall
-{
-	my ($i, $ms) = @_;
-	open(my $fh, '>', $stall[$i]) or die;
-	print $fh "$ms\n";
-	close $fh;
-}
+my ($s3, $set_stall) = DestorTest::start_delay_pool($node, 'archive');
+my @s3 = @$s3;
+sub set_stall { $set_stall->(@_) }
 
 my $file = "$base/input.bin";
 DestorTest::write_random_file($file, 100 * $MB);

@@ -31,29 +31,9 @@ use Time::HiRes qw(time);
 
 my ($node, $keyfile) = DestorTest::start_cluster('segments_ahead', cache_size => '0');
 my $base = $node->basedir;
-my @s3 = DestorTest::start_s3_servers(6, $base);
-my (@proxies, @hold);
-for my $i (0 .. 5)
-{
-	$hold[$i] = "$base/hold_$i";
-	set_hold($i, 0);
-	push @proxies, DestorTest::start_delay_proxy($s3[$i]->{port}, $hold[$i]);
-}
-END
-{
-	local $?;
-	DestorTest::stop_delay_proxy($_) for grep { defined } @proxies;
-}
-my @providers = map { { %{ $s3[$_] }, port => $proxies[$_]->{port}, name => "d$_" } } 0 .. 5;
-$node->safe_psql('postgres', DestorTest::providers_sql('archive', 4, 2, @providers));
-
-sub set_hold
-{
-	my ($i, $ms) = @_;
-	open(my $fh, '>', $hold[$i]) or die;
-	print $fh "$ms\n";
-	close $fh;
-}
+my ($s3, $hold) = DestorTest::start_delay_pool($node, 'archive');
+my @s3 = @$s3;
+sub set_hold { $hold->(@_) }
 
 # the shard files on every s3rver (its data folders; not its upload folders)
 sub shard_files
