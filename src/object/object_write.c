@@ -786,8 +786,9 @@ object_writer_skip_sha256(ObjectWriter *w)
  * (provider_poll: object_writer_write does) and ends it with
  * object_writer_finish_end.  If the transaction or subtransaction ends
  * first, the batch is abandoned with the writer's memory and what it wrote
- * is deleted, as for any writer not finished.  Returns the bytes that
- * batch sends (its buffers stay until the end).
+ * is deleted, as for any writer not finished.  Returns the memory its
+ * buffers hold until the end: the bytes the batch sends, in whole huge
+ * pages.
  */
 size_t
 object_writer_finish_start(ObjectWriter *w)
@@ -860,10 +861,14 @@ object_writer_finish_start(ObjectWriter *w)
 	w->finishing = true;
 	MemoryContextSwitchTo(old);
 	{
+		/* part buffers are hinted huge (provider_alloc_aligned): a page
+		 * touched holds 2 MiB, and a buffer starts inside one (measured:
+		 * 2 MB shards held 6 MiB each) */
+		const size_t huge = (size_t) 2 * 1024 * 1024;
 		size_t		bytes = 0;
 
 		for (int i = 0; i < w->n; i++)
-			bytes += lens[i];
+			bytes += TYPEALIGN(huge, lens[i]) + huge;
 		return bytes;
 	}
 }

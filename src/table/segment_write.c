@@ -119,15 +119,23 @@ typedef struct SentSegment
 } SentSegment;
 
 /*
- * Segments in flight at most: their buffers stay until they are recorded
- * (a segment of a million narrow rows holds some 26 MB on a 4+2 pool), and
- * two or three cover a far provider's round trip on a WAN.
+ * Segments in flight at most, per writer: their buffers stay until they
+ * are recorded (a segment of a million narrow rows, 26 MB of shards on a
+ * 4+2 pool, counts 48 MiB of huge pages: one in flight), and two or three
+ * smaller ones cover a far provider's round trip on a WAN.
+ * Their memory is bounded per backend (sent_bytes_backend), not per
+ * writer: a statement writes as many tables as it has destor partitions,
+ * and five partitions' writers held 387 MB.
  */
 #define SENT_SEGMENTS_MAX	3
-#define SENT_BYTES_MAX		((size_t) 64 * 1024 * 1024)
+#define SENT_BYTES_MAX		((size_t) 48 * 1024 * 1024)
+
+/* what the segments in flight of every writer of this backend hold */
+static size_t sent_bytes_backend = 0;
 
 static void segment_writer_flush_rowgroup(SegmentWriter *w);
 
+/* The writer's memory goes (its end, or an ERROR): what it holds with it. */
 static void
 writer_free_zctx(void *arg)
 {
@@ -138,6 +146,9 @@ writer_free_zctx(void *arg)
 		codec_zctx_free(w->zctx[i]);
 		w->zctx[i] = NULL;
 	}
+	/* segments still in flight: their writers go with the transaction */
+	sent_bytes_backend -= Min(w->sent_bytes, sent_bytes_backend);
+	w->sent_bytes = 0;
 }
 static void segment_writer_finish_segment(SegmentWriter *w, bool wait);
 static void segment_writer_record(SegmentWriter *w);
@@ -231,12 +242,38 @@ segment_writer_next_row(SegmentWriter *w, int64 *segment_no)
 	return w->seg_rows + w->rg_rowcount;
 }
 
-/* The segments this writer recorded (borrowed: they live until it finishes). */
+/*
+ * The segments this writer recorded (borrowed: they live until it
+ * finishes), those sent recorded first.  Call it in the writer's own
+ * subtransaction: recorded in another, a rollback there takes them.
+ */
 List *
 segment_writer_recorded(SegmentWriter *w)
 {
 	segment_writer_record(w);
 	return w->written;
+}
+
+/* The segments recorded so far, none recorded now (borrowed, as above). */
+List *
+segment_writer_written(SegmentWriter *w)
+{
+	return w->written;
+}
+
+/*
+ * Whether segment segment_no (numbered when it began: the table AM's) has
+ * ended and is still being sent, not recorded yet.
+ */
+bool
+segment_writer_sending(SegmentWriter *w, int64 segment_no)
+{
+	ListCell   *lc;
+
+	foreach(lc, w->sent)
+		if (((SentSegment *) lfirst(lc))->seg_no == segment_no)
+			return true;
+	return false;
 }
 
 /*
@@ -735,15 +772,20 @@ segment_writer_finish_segment(SegmentWriter *w, bool wait)
 		w->ow = NULL;
 		w->sent = lappend(w->sent, ss);
 		w->sent_bytes += ss->bytes;
+		sent_bytes_backend += ss->bytes;
 	}
-	/* the oldest are recorded while too many are out, all of them if asked
+	/*
+	 * The oldest are recorded while too many are out or the backend's
+	 * segments in flight hold too much (this one included: with others'
+	 * holding the budget, it is waited for at once); all of them if asked,
 	 * or if this one is stored already (file providers: nothing to wait
-	 * for, and their buffers go back now) */
+	 * for, and their buffers go back now).
+	 */
 	if (!object_writer_sends_ahead(((SentSegment *) llast(w->sent))->ow))
 		wait = true;
 	while (w->sent != NIL &&
 		   (wait || w->replacing || list_length(w->sent) > SENT_SEGMENTS_MAX ||
-			(w->sent_bytes > SENT_BYTES_MAX && list_length(w->sent) > 1)))
+			sent_bytes_backend > SENT_BYTES_MAX))
 		segment_writer_record_oldest(w);
 
 	/* start afresh */
@@ -778,6 +820,7 @@ segment_writer_record_oldest(SegmentWriter *w)
 
 	w->sent = list_delete_first(w->sent);
 	w->sent_bytes -= ss->bytes;
+	sent_bytes_backend -= ss->bytes;
 	meta = object_writer_finish_end(ss->ow);
 	catalog_insert_object(meta);
 	segno = w->replacing ? ss->seg_no :

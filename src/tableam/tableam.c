@@ -2587,7 +2587,20 @@ am_fetch_pending(AmFetch *f, int64 segment_no, int64 row, ItemPointer tid,
 
 		if (aw->relid != RelationGetRelid(f->rel))
 			continue;
-		dir = am_find_segment(segment_writer_recorded(aw->writer), segment_no);
+		if (aw->subid == GetCurrentSubTransactionId())
+			dir = am_find_segment(segment_writer_recorded(aw->writer), segment_no);
+		else
+		{
+			/*
+			 * A segment sent and not recorded yet would be recorded in
+			 * this subtransaction, and a rollback of it would take the
+			 * segment from the statement that wrote it (a whole segment's
+			 * rows lost, the statement committed).
+			 */
+			if (segment_writer_sending(aw->writer, segment_no))
+				am_read_in_subxact_error(f->rel);
+			dir = am_find_segment(segment_writer_written(aw->writer), segment_no);
+		}
 		if (dir == NULL)
 		{
 			if (segment_writer_segment_no(aw->writer) != segment_no)
@@ -2682,7 +2695,8 @@ am_pending_writer_cid(Relation rel, ItemPointer tid, CommandId *wcid)
 		if (aw->relid != RelationGetRelid(rel))
 			continue;
 		if (segment_writer_segment_no(aw->writer) == segment_no ||
-			am_find_segment(segment_writer_recorded(aw->writer), segment_no) != NULL)
+			segment_writer_sending(aw->writer, segment_no) ||
+			am_find_segment(segment_writer_written(aw->writer), segment_no) != NULL)
 		{
 			*wcid = aw->cid;
 			return true;

@@ -124,6 +124,8 @@ extern void segment_writer_set_numbering(SegmentWriter *w, SegmentNumberFn fn, v
 extern int64 segment_writer_next_row(SegmentWriter *w, int64 *segment_no);
 extern int64 segment_writer_segment_no(SegmentWriter *w);
 extern List *segment_writer_recorded(SegmentWriter *w);
+extern List *segment_writer_written(SegmentWriter *w);
+extern bool segment_writer_sending(SegmentWriter *w, int64 segment_no);
 extern List *segment_writer_pending(SegmentWriter *w);
 extern void segment_writer_flush(SegmentWriter *w);
 extern void segment_writer_replace(SegmentWriter *w, int64 segment_no, int ncols, int64 pruned);
