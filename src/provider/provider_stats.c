@@ -65,6 +65,10 @@ typedef struct ProviderStatsEntry
 	bool		read_bounded;	/* a GET of it, stopped unanswered, outlasted
 								 * every answer of its batch (a lower bound) */
 	bool		recent_bounds_only; /* recent_reads holds only such bounds */
+	/* the last answer's round trip (to its first byte), and when: never a
+	 * bound, and kept while the provider is found slow */
+	float4		answer_ms;
+	TimestampTz answer_at;
 	uint32		recent_pos;
 	TimestampTz last_read;
 	TimestampTz probe_claimed;	/* a reader asks a distant provider again */
@@ -456,6 +460,8 @@ entry_note_read(ProviderStatsEntry *e, ProviderRequest *r, uint64 rate_bytes, do
 		e->recent_bounds_only = false;
 	}
 	push_read(e, r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms, r->queued);
+	e->answer_ms = (float4) (r->first_byte_ms > 0 ? r->first_byte_ms : r->latency_ms);
+	e->answer_at = now;
 	e->last_read = now;
 	if (rate_bytes >= PROVIDER_RATE_MIN_BYTES && rate_ms > 0)
 	{
@@ -913,6 +919,30 @@ read_ms_within(Provider *p, int min_reads, int max_age_ms, bool idle_only)
 				ms = Min(ms, reads[i]);
 		}
 	}
+	stats_unlock(s);
+	return ms;
+}
+
+/*
+ * provider_answer_ms — the round trip of p's last GET that answered (to its
+ * first byte; the bounds of requests stopped unanswered are not answers),
+ * found slow since or not, if within PROVIDER_LINK_MEMORY_MS; else -1.  How
+ * far p is: a provider 2 s away, never answering before the near ones,
+ * was taken for a stall by every read that needed it (s3_hedge_fall_back).
+ */
+double
+provider_answer_ms(Provider *p)
+{
+	ProviderStatsShared *s = stats_area();
+	ProviderStatsEntry *e;
+	double		ms = -1;
+
+	stats_lock(s, LW_SHARED);
+	e = stats_entry(s, p->serverid, false);
+	if (e != NULL && e->answer_at != 0 &&
+		!TimestampDifferenceExceeds(e->answer_at, GetCurrentTimestamp(),
+									Max(destor_provider_down_ms, PROVIDER_LINK_MEMORY_MS)))
+		ms = e->answer_ms;
 	stats_unlock(s);
 	return ms;
 }

@@ -934,6 +934,9 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 #define HEDGE_LAST_FACTOR	4
 #define HEDGE_STALL_MIN_MS	400
 #define HEDGE_STALL_FACTOR	3
+/* a last answer slower than this is no distance to wait for (a provider
+ * held 15 s that answered once would hold every read 45 s) */
+#define HEDGE_FAR_MAX_MS	2500
 #define HEDGE_PROBE_MIN_MS	20
 #define HEDGE_PROBE_MAX_MS	1000
 #define HEDGE_PROBE_TAIL_FACTOR	1
@@ -1146,18 +1149,26 @@ s3_transfer_give_up(S3Transfer *t, bool cancel, double late_ms, MemoryContext re
 												 t->provider->name, t->req->latency_ms));
 }
 
-/* When transfer i last received bytes (or started), for the stall checks. */
+/*
+ * When transfer i last received bytes, its answer began, or it started,
+ * for the stall checks.  (The answer's beginning counts: a provider 2 s
+ * away whose headers had just come was taken for one silent since its
+ * start, and given up as its bytes were coming.)
+ */
 static TimestampTz
 s3_last_progress(S3Hedge *h, S3Transfer **ts, int i, TimestampTz now)
 {
 	S3Transfer *t = ts[i];
+	uint64		mark;
 
 	if (t->state != TS_RUNNING)
 		return now;
-	/* bytes received (GET) or handed to libcurl to send (uploads) */
-	if (h->progress[i] == 0 || t->received + t->body_pos != h->seen[i])
+	/* bytes received (GET) or handed to libcurl to send (uploads), and
+	 * whether the answer has begun */
+	mark = t->received + t->body_pos + (t->status != 0 ? 1 : 0);
+	if (h->progress[i] == 0 || mark != h->seen[i])
 	{
-		h->seen[i] = t->received + t->body_pos;
+		h->seen[i] = mark;
 		h->progress[i] = h->progress[i] == 0 ? t->first_start : now;
 	}
 	return h->progress[i];
@@ -1673,9 +1684,35 @@ s3_hedge_fall_back(S3Hedge *h, S3Transfer **ts, int n, const UnitState *st, Time
 			continue;
 		if (u >= 0)
 		{
+			double		answer_ms;
+
 			if (held || h->probe[u] || !h->very_late[u] ||
 				!s3_unit_stalled(h, ts, n, u, now, (double) HEDGE_LAST_MIN_MS))
 				continue;
+
+			/*
+			 * Its answer not begun, on a provider whose last answer took
+			 * long: far, not stalled, before HEDGE_STALL_FACTOR times that.
+			 * The set's bar follows its fastest units: an honest shard 2 s
+			 * away was given up here at 1-2 s, asked again by the first
+			 * repair try, given up again, and waited for only by the
+			 * third (7 s reads that needed 2 s; a break review of
+			 * 7875c1c).  A provider that stalls after answering fast keeps
+			 * its fast answer, and one whose answer took longer than
+			 * HEDGE_FAR_MAX_MS is no measure: given up as before.
+			 */
+			answer_ms = t->provider != NULL && t->status == 0 && t->received == 0 ?
+				provider_answer_ms(t->provider) : -1;
+			if (answer_ms > 0 && answer_ms <= HEDGE_FAR_MAX_MS)
+			{
+				left = (long) (HEDGE_STALL_FACTOR * answer_ms -
+							   (double) (now - t->first_start) / 1000.0);
+				if (left > 0)
+				{
+					*wait_ms = Min(*wait_ms, left);
+					continue;
+				}
+			}
 			s3_transfer_give_up(t, true, s3_unit_late_ms(h, ts, n, u), resultcxt);
 			gave_up++;
 			continue;

@@ -253,6 +253,7 @@ extern bool provider_is_down(Provider *p);
  * it (destor.provider_status shows it as degraded meanwhile). */
 extern double provider_recent_read_ms(Provider *p);
 extern double provider_read_ms(Provider *p, int min_reads);
+extern double provider_answer_ms(Provider *p);
 extern bool provider_claim_probe(Provider *p);
 
 /*
