@@ -168,8 +168,13 @@ unlike($clean, qr/errors [1-9]|retries [1-9]|slow|down/, "the providers are clea
 my $runs_plan = q{EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
   SELECT count(*), sum(hashtextextended(payload, 0)) FROM wide};
 my $plan = $node->safe_psql('postgres', "SET max_parallel_workers_per_gather = 0; $runs_plan");
+# A provider that lost every race of the cold scan above has no rate yet,
+# and a bulk batch goes around it as a degraded run (spares all the same):
+# on a loaded machine that happens, so both kinds of run count here.  The
+# healthy path's request per range and data shard is neither.
 my ($hedged) = $plan =~ /Hedged Reads: (\d+)/;
-cmp_ok($hedged // 0, '>', 0, 'a measured scan reads its batches as hedged runs')
+my ($degraded) = $plan =~ /Degraded Reads: (\d+)/;
+cmp_ok(($hedged // 0) + ($degraded // 0), '>', 0, 'a measured scan reads its batches as runs of stripes')
   or diag($plan . "\n" . $node->safe_psql('postgres', q{
 SELECT string_agg(provider || ' p50 ' || round(latency_p50_ms::numeric, 1) || ' p99 '
                   || round(latency_p99_ms::numeric, 1) || ' ms, read ' || bytes_read, ', ' ORDER BY provider)
