@@ -1151,7 +1151,11 @@ runs_carry(ObjectReader *r, StripeRuns *from, StripeRuns *to, const bool *whole)
  * request timeout while the others sufficed (TAP 185, part 2: 8-14 s); and
  * if that too comes up short while some went unasked or were cancelled,
  * once more waiting for each.  A later try asks only the shards that the
- * one before did not bring in whole (prev, runs_carry).
+ * one before did not bring in whole (prev, runs_carry), and not those it
+ * asked with every retry and that failed all the same: asked again, a
+ * provider that holds every request ran each later try to its request
+ * timeout times its retries once more (three tries, 81 s with a 5 s
+ * timeout, for an object it could not read after 27).
  */
 static void
 fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach reach,
@@ -1162,10 +1166,21 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
 	ProviderRequest *reqs;
 	int			nreqs;
 	StripeRuns *sr;
+	bool		left_out[CODEC_RS_MAX_SHARDS];
+
+	for (int i = 0; i < r->n; i++)
+		left_out[i] = exclude != NULL && exclude[i];
+	for (int q = 0; prev != NULL && q < prev->nreqs; q++)
+	{
+		ProviderRequest *req = &prev->reqs[q];
+
+		if (!req->no_retry && !req->cancelled && !req->ok)
+			left_out[prev->shard_of[q]] = true;
+	}
 
 	/* (for this plan only: not for windows read ahead while it runs) */
 	r->bytes_lied = after_bad_bytes;
-	sr = reader_runs_prepare(r, 1, &s0, &s1, reach, exclude, true, false,
+	sr = reader_runs_prepare(r, 1, &s0, &s1, reach, left_out, true, false,
 							 true, NULL, &reqs, &nreqs);
 	r->bytes_lied = false;
 	if (prev != NULL)
@@ -1189,7 +1204,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
 	if (sr->skipped_some && reach != RUNS_ALL_WAITED)
 	{
 		/* not enough without the providers known down: try them too */
-		fetch_repair(r, cs, ce, src, reach + 1, exclude, false, sr);
+		fetch_repair(r, cs, ce, src, reach + 1, left_out, false, sr);
 		return;
 	}
 	raise_unreadable(r, sr->bad_stripe, sr->bad_good);
