@@ -169,8 +169,17 @@ sub stop_s3
 {
 	my ($s3) = @_;
 	return unless $s3->{handle};
-	$s3->{handle}->signal('TERM');
-	$s3->{handle}->finish;
+	if (my $ctl = delete $s3->{group})
+	{
+		# one of a group: the others go on
+		open(my $fh, '>', "$ctl/stop_$s3->{port}") or die "cannot write $ctl/stop_$s3->{port}: $!";
+		close $fh;
+	}
+	else
+	{
+		$s3->{handle}->signal('TERM');
+		$s3->{handle}->finish;
+	}
 	$s3->{handle} = undef;
 	for (1 .. 100)
 	{
@@ -256,23 +265,56 @@ sub start_delay_pool
 	return (\@s3, $hold);
 }
 
-# Start n servers, each its own provider with its own data directory.
+# Start n servers, each its own provider with its own data directory: in
+# one Node process (s3_group.js; stop_s3 stops each on its own, start_s3
+# starts it again in a process of its own), or with separate => 1 each in
+# its own process (a test that signals one: STOP, CONT).
 sub start_s3_servers
 {
-	my ($n, $base) = @_;
+	my ($n, $base, %opts) = @_;
 	my @servers;
 	for my $i (1 .. $n)
 	{
-		my $s3 = {
+		push @servers, {
 			port => PostgreSQL::Test::Cluster::get_free_port(),
 			dir => "$base/s3_$i",
 			bucket => 'destor',
 			name => "s$i",
 		};
-		spawn_s3($s3);
-		push @servers, $s3;
+	}
+	if ($opts{separate})
+	{
+		spawn_s3($_) for @servers;
+	}
+	else
+	{
+		spawn_s3_group($base, @servers);
 	}
 	wait_s3($_) for @servers;
+	return @servers;
+}
+
+# s3_group.js serving @servers, not waited for; each server's handle is the
+# group's, and its control folder says how to stop it alone.
+sub spawn_s3_group
+{
+	my ($base, @servers) = @_;
+	require JSON::PP;
+	my $ctl = "$base/s3_group_$servers[0]{port}";
+	make_path($ctl);
+	make_path($_->{dir}) for @servers;
+	my $spec = JSON::PP->new->canonical->encode(
+		[ map { { port => $_->{port}, dir => $_->{dir}, bucket => $_->{bucket}, vhost => $_->{vhost} ? 1 : 0 } }
+			  @servers ]);
+	local $ENV{NODE_OPTIONS} = '--openssl-legacy-provider';
+	my $h = IPC::Run::start([ 'node', "$TAPDIR/s3_group.js", $ctl, $spec ],
+		'<', \undef, '>', "$ctl.log", '2>&1');
+	push @started, $h;
+	for my $s3 (@servers)
+	{
+		$s3->{handle} = $h;
+		$s3->{group} = $ctl;
+	}
 	return @servers;
 }
 

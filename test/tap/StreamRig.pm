@@ -13,18 +13,19 @@ use FaultProxy;
 use Time::HiRes ();
 use Test::More;
 
-# Returns { node, s3, faults, wan }; stop it with StreamRig::stop.
+# Returns { node, s3, faults, wan }; stop it with StreamRig::stop.  With
+# separate => 1 each s3rver runs in a process of its own (to be signalled).
 # The server log names each line's backend type (log_line_prefix %b).
 sub start
 {
-	my ($name) = @_;
+	my ($name, %opts) = @_;
 	my ($node) = DestorTest::start_cluster($name,
 		conf => "max_worker_processes = 8\nmax_parallel_workers = 4\nsynchronize_seqscans = off\n"
 		  . "destor.spread_reads = off\n"
 		  # the backend type names the parallel workers in the server log
 		  . "log_line_prefix = '%m [%p] %b '\n");
 	my $base = $node->basedir;
-	my $rig = { node => $node, s3 => [ DestorTest::start_s3_servers(6, $base) ], faults => [] };
+	my $rig = { node => $node, s3 => [ DestorTest::start_s3_servers(6, $base, separate => $opts{separate}) ], faults => [] };
 	my @behind;
 	for my $i (0 .. $#{ $rig->{s3} })
 	{

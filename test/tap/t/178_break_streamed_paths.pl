@@ -53,7 +53,8 @@ use IPC::Run;
 DestorTest::skip_long();
 
 my $T0 = time;
-my $rig = StreamRig::start('brk_paths');
+# (each s3rver its own process: one is stopped with SIGSTOP below)
+my $rig = StreamRig::start('brk_paths', separate => 1);
 END { local $?; StreamRig::stop($rig); }
 my $node = $rig->{node};
 my $base = $node->basedir;
