@@ -842,6 +842,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
 		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||
 		 (t->last_code != NULL && strcmp(t->last_code, "NoSuchBucket") == 0));
+	req->timed_out = outcome != S3_OK && t->last_curl_rc == CURLE_OPERATION_TIMEDOUT;
 	if (outcome == S3_OK)
 	{
 		req->ok = true;

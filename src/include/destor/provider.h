@@ -192,6 +192,8 @@ typedef struct ProviderRequest
 	int			short_bodies;	/* answers that ended before their length (s3) */
 	bool		unreachable;	/* the provider itself failed: no connection, timed
 								 * out, its bucket or directory is missing */
+	bool		timed_out;		/* s3: its last try failed for want of progress
+								 * within destor.request_timeout */
 	bool		timing_loose;	/* s3: the backend was busy elsewhere while it
 								 * ran, so its times do not measure the
 								 * provider (provider_poll) */

@@ -1,5 +1,5 @@
 # A read that has no spare left and needs a provider that holds every
-# request must fail once that provider's request ran out of retries, not
+# request must fail once that provider's request timed out on every retry, not
 # ask it again with every retry in each later try of the same window
 # (third break review, /work/review_last 973: with request_timeout 10 s
 # the read ran on to statement_timeout; with 5 s it failed after 81 s,
@@ -26,10 +26,27 @@ my $pre = "SET statement_timeout = '120s'; SET destor.request_timeout = '3s'; "
 my ($ok, $dt, $err) = DestorTest::read_piece($node, $x, 512 * 1024, $pre);
 ok($ok, 'the piece reads right with every provider answering') or diag($err);
 
-# data shard 0 and parity shard 5 answer 503 to every GET; data shard 1's
-# provider holds every request for a minute: three usable shards of six,
-# four needed
+# Data shard 0 and parity shard 5 answer 503 to every GET from here on:
+# data shard 1 is needed.  First, shard 1's provider fails fast for a
+# while — a burst of 503s, bodies cut short, a 404 — and then answers:
+# the later tries of the window read through what outlasted one request's
+# retries (break review of 8de7d83: each of these failed when a shard that
+# had failed with its retries was left out of the later tries).
 FaultProxy::set_faults($faults[ $on{$_} ]{control}, "503 100000 GET\n") for 0, 5;
+for my $burst ("503 8 GET\n", "truncate 8 GET\n", "503 4 GET\nnotfound 1 GET\n")
+{
+	(my $what = $burst) =~ s/\n(?=.)/, /g;
+	chomp $what;
+	FaultProxy::set_faults($faults[ $on{1} ]{control}, $burst);
+	($ok, $dt, $err) = DestorTest::read_piece($node, $x, 512 * 1024, $pre);
+	ok($ok, "shard 1 failing fast ($what), then answering: the read succeeds") or diag($err);
+	FaultProxy::set_faults($faults[ $on{1} ]{control}, '');
+}
+is($node->safe_psql('postgres', "SELECT count(*) FROM destor.shards WHERE state <> 'ok'"), '0',
+	'no shard is recorded missing or corrupt after those bursts');
+
+# Then shard 1's provider holds every request for a minute: three usable
+# shards of six, four needed.
 DestorTest::set_delay($rig->{stall}[ $on{1} ], 60000);
 my $held = "d$on{1}";
 $node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
