@@ -1152,13 +1152,15 @@ runs_carry(ObjectReader *r, StripeRuns *from, StripeRuns *to, const bool *whole)
  * if that too comes up short while some went unasked or were cancelled,
  * once more waiting for each.  A later try asks only the shards that the
  * one before did not bring in whole (prev, runs_carry), and not those
- * whose request there timed out on every retry: asked again, a provider
- * that holds every request ran each later try to its request timeout
- * times its retries once more (three tries, 81 s with a 5 s timeout, for
- * an object it could not read after 27).  A request that failed fast (an
- * error answer, a connection cut, a short body, a 404) is asked again: a
- * burst of 503s a few seconds long outlasts one request's backoff, and
- * the later tries are what read through it (break review of 8de7d83).
+ * whose request there was held on every retry (ProviderRequest.held: each
+ * try timed out, or failed after half the request timeout): asked again,
+ * a provider that holds every request ran each later try to its request
+ * timeout times its retries once more (three tries, 81 s with a 5 s
+ * timeout, for an object it could not read after 27).  A request with a
+ * try that failed fast (an error answer, a connection cut, a short body,
+ * a 404) is asked again: a burst of 503s a few seconds long outlasts one
+ * request's backoff, and the later tries are what read through it (break
+ * reviews of 8de7d83 and 6ea125f).
  */
 static void
 fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach reach,
@@ -1177,7 +1179,7 @@ fetch_repair(ObjectReader *r, uint64 cs, uint64 ce, WindowSource *src, RunsReach
 	{
 		ProviderRequest *req = &prev->reqs[q];
 
-		if (!req->cancelled && !req->ok && req->timed_out && !req->no_retry &&
+		if (!req->cancelled && !req->ok && req->held && !req->no_retry &&
 			req->retries >= destor_max_retries)
 			left_out[prev->shard_of[q]] = true;
 	}

@@ -570,6 +570,7 @@ provider_start_run(ProviderRequest *reqs, int nreqs, bool puts_ahead)
 		r->retries = 0;
 		r->short_bodies = 0;
 		r->unreachable = false;
+		r->held = false;
 		r->timing_loose = false;
 		r->error = NULL;
 		if (r->op == POP_PUT || r->op == POP_UPLOAD_BEGIN || r->op == POP_UPLOAD_PART)

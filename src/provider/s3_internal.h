@@ -80,6 +80,8 @@ typedef struct S3Transfer
 	const char *key;			/* caller's key (without provider prefix) */
 	S3TransferState state;
 	int			attempt;		/* tries started so far */
+	int			held_tries;		/* counted tries that failed after holding the
+								 * request half the request timeout or more */
 	TimestampTz not_before;		/* earliest start of the next try */
 	TimestampTz first_start;
 

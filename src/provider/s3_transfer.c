@@ -812,6 +812,18 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		return;
 	}
 
+	/*
+	 * A counted try that failed only after holding the request for half the
+	 * request timeout or more: timed out, or a gateway that answered 503
+	 * just before our timeout.  A provider whose every try is such costs a
+	 * caller that asks it again that long per try (fetch_repair).
+	 */
+	if (outcome != S3_OK &&
+		(rc == CURLE_OPERATION_TIMEDOUT ||
+		 (double) Max(net_us, t->try_start != 0 ? GetCurrentTimestamp() - t->try_start : 0) / 1000.0 >=
+		 destor_request_timeout_ms / 2.0))
+		t->held_tries++;
+
 	if (outcome == S3_RETRY && t->attempt <= (req->no_retry ? 0 : destor_max_retries))
 	{
 		t->state = TS_QUEUED;
@@ -842,7 +854,7 @@ s3_transfer_finish(S3Transfer *t, CURLcode rc, MemoryContext resultcxt)
 		(t->last_curl_rc == CURLE_COULDNT_CONNECT || t->last_curl_rc == CURLE_COULDNT_RESOLVE_HOST ||
 		 t->last_curl_rc == CURLE_OPERATION_TIMEDOUT ||
 		 (t->last_code != NULL && strcmp(t->last_code, "NoSuchBucket") == 0));
-	req->timed_out = outcome != S3_OK && t->last_curl_rc == CURLE_OPERATION_TIMEDOUT;
+	req->held = outcome != S3_OK && t->attempt > 0 && t->held_tries >= t->attempt;
 	if (outcome == S3_OK)
 	{
 		req->ok = true;

@@ -192,8 +192,9 @@ typedef struct ProviderRequest
 	int			short_bodies;	/* answers that ended before their length (s3) */
 	bool		unreachable;	/* the provider itself failed: no connection, timed
 								 * out, its bucket or directory is missing */
-	bool		timed_out;		/* s3: its last try failed for want of progress
-								 * within destor.request_timeout */
+	bool		held;			/* s3: failed, and every try counted held it
+								 * half of destor.request_timeout or more
+								 * (timed out, or answered an error that late) */
 	bool		timing_loose;	/* s3: the backend was busy elsewhere while it
 								 * ran, so its times do not measure the
 								 * provider (provider_poll) */

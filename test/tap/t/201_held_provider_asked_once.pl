@@ -71,6 +71,21 @@ my ($requests, $tries) = split /\|/, $node->safe_psql('postgres',
 cmp_ok($tries, '<=', 2 * (1 + $retries) + 3,
 	"the held provider was asked with its retries once per request ($requests requests, $tries tries)");
 
+# A gateway in front of the provider: each request held 2.7 s of the 3 s
+# timeout, then answered 503.  As costly a try as a timeout, and counted
+# so (second break review of the change: it was asked in every try, 19
+# times, 27 s).
+DestorTest::set_delay($rig->{stall}[ $on{1} ], 2700);
+FaultProxy::set_faults($faults[ $on{1} ]{control}, "503 100000 GET\n");
+$node->safe_psql('postgres', 'SELECT destor.provider_stats_reset()');
+($ok, $dt, $err) = DestorTest::read_piece($node, $x, 512 * 1024, $pre);
+ok(!$ok, 'the read fails with the needed provider answering 503 after 2.7 s') or diag($err);
+($requests, $tries) = split /\|/, $node->safe_psql('postgres',
+	"SELECT requests, requests + retries FROM destor.provider_status WHERE provider = '$held'");
+cmp_ok($tries, '<=', 2 * (1 + $retries) + 3,
+	"a provider answering an error that late is asked with its retries once per request ($requests requests, $tries tries)");
+note(sprintf('the read failed after %.1f s', $dt));
+
 DestorTest::set_delay($rig->{stall}[ $on{1} ], 0);
 FaultProxy::set_faults($_->{control}, '') for @faults;
 is($node->safe_psql('postgres', "SELECT count(*) FROM destor.shards WHERE state <> 'ok'"), '0',
